@@ -1,0 +1,140 @@
+"""Tern configuration: environment variables with prefix ``TERN_``, an optional TOML file, defaults.
+
+Precedence (highest first): keyword arguments, environment (``TERN_WRITES_ENABLED=true``), the TOML file named
+by ``TERN_CONFIG`` (default ``./tern.toml`` when it exists), then the defaults below. Lists are given in the
+environment as JSON (``TERN_APPROVERS='["alice", "bob"]'``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from tern import DATA_DIR
+
+
+def _toml_file() -> Path:
+    return Path(os.environ.get("TERN_CONFIG", "tern.toml"))
+
+
+class TernSettings(BaseSettings):
+    """All runtime settings of Tern. Units are given in each field's description."""
+
+    model_config = SettingsConfigDict(env_prefix="TERN_", extra="forbid", validate_default=True)
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".tern",
+        description="Directory holding all embedded state (Temporal SQLite file, PostgreSQL data, logs, PIDs).",
+    )
+    # Temporal
+    temporal_address: str = Field("127.0.0.1:7233", description="host:port of the Temporal frontend (gRPC).")
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = Field(8233, description="Port of the embedded Temporal Web UI.")
+    temporal_ui_url: str | None = Field(None, description="Base URL of the Web UI; derived when unset.")
+    task_queue: str = "tern-agent"
+    # PostgreSQL
+    database_url: str | None = Field(
+        None, description="PostgreSQL DSN; unset means the embedded server on 127.0.0.1:pg_port."
+    )
+    pg_port: int = Field(55432, description="TCP port of the embedded PostgreSQL server (loopback only).")
+    # Channel Access
+    ca_server_port: int = Field(5064, description="EPICS_CA_SERVER_PORT used by client and simulated IOC.")
+    ca_addr_list: str = Field("127.0.0.1", description="EPICS_CA_ADDR_LIST for the Channel Access client.")
+    ca_auto_addr_list: bool = Field(False, description="EPICS_CA_AUTO_ADDR_LIST for the client.")
+    ca_timeout_s: float = Field(2.0, gt=0, description="Connection and get timeout per channel, seconds.")
+    # Writes and safety
+    writes_enabled: bool = Field(False, description="Master switch: no control write happens unless true.")
+    limits_path: Path = Field(DATA_DIR / "channel_limits.json", description="Limits database (JSON).")
+    allow_unlisted_channels: bool = Field(
+        False, description="Allow writes to channels absent from the limits database (not recommended)."
+    )
+    write_callback_timeout_s: float = Field(5.0, gt=0, description="Wait for the IOC put callback, seconds.")
+    readback_timeout_s: float = Field(
+        5.0, gt=0, description="How long a readback may take to reach the setpoint within tolerance, seconds."
+    )
+    default_tolerance_percent: float = Field(0.1, ge=0, description="Readback tolerance when none is given, %.")
+    # Approvals
+    approval_timeout_s: float = Field(3600.0, gt=0, description="Wait for a decision; expiry rejects, seconds.")
+    approvers: list[str] = Field(
+        default_factory=list, description="Who may decide; empty means only the user who starts a run."
+    )
+    # Simulated accelerator
+    sim_readback_lag_s: float = Field(0.3, ge=0, description="Delay before a readback follows its setpoint, s.")
+    sim_stuck_readbacks: list[str] = Field(
+        default_factory=list, description="Setpoints whose readbacks never follow (for testing verification)."
+    )
+    sim_update_period_s: float = Field(0.1, gt=0, description="Simulation tick, seconds.")
+
+    @model_validator(mode="after")
+    def _check(self) -> TernSettings:
+        if not self.temporal_address.rpartition(":")[2].isdigit():
+            raise ValueError(f"temporal_address must be host:port, got {self.temporal_address!r}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_file())
+        return (init_settings, env_settings, toml, file_secret_settings)
+
+    # Derived values -------------------------------------------------------------------------------
+    @property
+    def dsn(self) -> str:
+        """The PostgreSQL DSN to connect to (the embedded server unless ``database_url`` is set)."""
+        return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/tern"
+
+    @property
+    def temporal_port(self) -> int:
+        return int(self.temporal_address.rpartition(":")[2])
+
+    @property
+    def ui_url(self) -> str:
+        host = self.temporal_address.rpartition(":")[0] or "127.0.0.1"
+        return self.temporal_ui_url or f"http://{host}:{self.temporal_ui_port}"
+
+    def run_url(self, workflow_id: str) -> str:
+        """Web UI link to one workflow run."""
+        return f"{self.ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+
+    def effective_approvers(self, user: str) -> list[str]:
+        """Approvers for a run started by ``user``: the configured list, or the user alone."""
+        return list(self.approvers) or [user]
+
+    def ca_environment(self) -> dict[str, str]:
+        """Environment variables that point a Channel Access client (pyepics/libca) at the configured IOCs."""
+        return {
+            "EPICS_CA_ADDR_LIST": self.ca_addr_list,
+            "EPICS_CA_AUTO_ADDR_LIST": "YES" if self.ca_auto_addr_list else "NO",
+            "EPICS_CA_SERVER_PORT": str(self.ca_server_port),
+        }
+
+
+def current_user() -> str:
+    """The operating-system user name, used as the default requester and approver."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+@lru_cache(maxsize=1)
+def get_settings(**overrides: Any) -> TernSettings:
+    """The process-wide settings (cached). Raises ``pydantic.ValidationError`` naming bad fields."""
+    return TernSettings(**overrides)

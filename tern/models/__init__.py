@@ -1,0 +1,42 @@
+"""Shared pydantic models: the only types that cross the workflow/activity/starter boundary."""
+
+from tern.models.approval import ApprovalKind, ApprovalRecord, ApprovalRequest, Decision, IgnoredDecision
+from tern.models.control import ChannelReading, LimitsCheck, Verification, VerificationLevel, WriteRecord
+from tern.models.logbook import LogbookHit
+from tern.models.plan import (
+    STEP_KINDS,
+    ChannelReadStep,
+    ControlWriteStep,
+    LogbookSearchStep,
+    Plan,
+    RespondStep,
+    Step,
+)
+from tern.models.run import AgentRunRequest, AgentRunResult, AgentRunStatus, RunState, RunStatus, StepResult
+
+__all__ = [
+    "STEP_KINDS",
+    "AgentRunRequest",
+    "AgentRunResult",
+    "AgentRunStatus",
+    "ApprovalKind",
+    "ApprovalRecord",
+    "ApprovalRequest",
+    "ChannelReadStep",
+    "ChannelReading",
+    "ControlWriteStep",
+    "Decision",
+    "IgnoredDecision",
+    "LimitsCheck",
+    "LogbookHit",
+    "LogbookSearchStep",
+    "Plan",
+    "RespondStep",
+    "RunState",
+    "RunStatus",
+    "Step",
+    "StepResult",
+    "Verification",
+    "VerificationLevel",
+    "WriteRecord",
+]

@@ -1,0 +1,74 @@
+"""Channel readings, limits verdicts and write records (values in the channel's engineering units)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+VerificationLevel = Literal["none", "callback", "readback"]
+Violation = Literal[
+    "writes_disabled",
+    "invalid_limits_database",
+    "unlisted_channel",
+    "read_only_channel",
+    "above_max",
+    "below_min",
+    "step_too_large",
+    "step_check_failed",
+]
+
+
+class ChannelReading(BaseModel):
+    """One Channel Access read: value with its timestamp (UTC) and metadata from the IOC."""
+
+    channel: str
+    value: float | int | str | list[float] | None
+    units: str = ""
+    timestamp: datetime | None = None
+    severity: int | None = Field(None, description="EPICS alarm severity: 0 none, 1 minor, 2 major, 3 invalid")
+    status: int | None = None
+    lower_ctrl_limit: float | None = None
+    upper_ctrl_limit: float | None = None
+    precision: int | None = None
+    connected: bool = True
+    error: str | None = None
+
+
+class Verification(BaseModel):
+    """How a write is verified (limits database ``verification`` object)."""
+
+    level: VerificationLevel = "callback"
+    tolerance_percent: float | None = Field(None, ge=0)
+    tolerance_absolute: float | None = Field(None, ge=0)
+
+
+class LimitsCheck(BaseModel):
+    """The outcome of checking one proposed write against the limits database and the live value."""
+
+    channel: str
+    value: float
+    allowed: bool
+    violation: Violation | None = None
+    message: str = ""
+    current_value: float | None = None
+    units: str = ""
+    min_value: float | None = None
+    max_value: float | None = None
+    max_step: float | None = None
+    verification: Verification = Field(default_factory=Verification)
+
+
+class WriteRecord(BaseModel):
+    """A control write as executed: previous value, target, readback and whether it was verified."""
+
+    channel: str
+    previous_value: float | None
+    value: float
+    readback: float | None = None
+    verified: bool
+    verification: VerificationLevel
+    message: str = ""
+    written_at: datetime | None = None
+    idempotency_key: str = ""

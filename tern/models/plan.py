@@ -1,0 +1,79 @@
+"""Agent-run plans: an ordered list of typed steps, validated before anything starts."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ChannelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_:.\-\[\]{}$]+$")]
+
+
+class _Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field("", max_length=64, description="Unique step id; filled in as '<n>-<kind>' when empty.")
+
+
+class LogbookSearchStep(_Step):
+    """Search the electronic logbook (ARIEL); hits become citable entries."""
+
+    kind: Literal["logbook_search"] = "logbook_search"
+    query: str = Field(min_length=1, max_length=2000)
+    limit: int = Field(5, ge=1, le=100)
+
+
+class ChannelReadStep(_Step):
+    """Read the live value, units, alarm state and limits of one or more channels (PVs)."""
+
+    kind: Literal["channel_read"] = "channel_read"
+    channels: list[ChannelName] = Field(min_length=1, max_length=500)
+
+
+class ControlWriteStep(_Step):
+    """Write an absolute value to a setpoint, after a limits check and a human approval."""
+
+    kind: Literal["control_write"] = "control_write"
+    channel: ChannelName
+    value: float = Field(strict=True, description="Absolute target value in the channel's engineering units.")
+    reason: str = Field("", max_length=2000, description="Why the write is proposed, shown to the approver.")
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _finite_number(cls, v: object) -> object:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"write value must be a number, got {type(v).__name__} {v!r}")
+        if not math.isfinite(float(v)):
+            raise ValueError(f"write value must be finite, got {v!r}")
+        return float(v)
+
+
+class RespondStep(_Step):
+    """Compose the final answer from earlier steps, citing logbook entries as [#entry_id]."""
+
+    kind: Literal["respond"] = "respond"
+    instructions: str = Field("", max_length=4000)
+
+
+Step = Annotated[
+    LogbookSearchStep | ChannelReadStep | ControlWriteStep | RespondStep, Field(discriminator="kind")
+]
+STEP_KINDS = ("logbook_search", "channel_read", "control_write", "respond")
+
+
+class Plan(BaseModel):
+    """An ordered list of steps. Step ids are unique; empty ids are filled in as ``<n>-<kind>``."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: list[Step] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _ids(self) -> Plan:
+        seen: set[str] = set()
+        for n, step in enumerate(self.steps, start=1):
+            if not step.id:
+                step.id = f"{n}-{step.kind}"
+            if step.id in seen:
+                raise ValueError(f"duplicate step id {step.id!r}")
+            seen.add(step.id)
+        return self

@@ -1,0 +1,74 @@
+"""Agent-run request, live status and result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tern.models.approval import ApprovalRecord, ApprovalRequest, IgnoredDecision
+from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
+from tern.models.logbook import LogbookHit
+from tern.models.plan import Plan
+
+RunStatus = Literal["completed", "rejected", "failed", "timed_out"]
+RunState = Literal["running", "awaiting_approval", "completed", "rejected", "failed", "timed_out"]
+StepStatus = Literal["completed", "refused", "rejected", "timed_out", "failed", "skipped"]
+
+
+class AgentRunRequest(BaseModel):
+    """Input of ``AgentRunWorkflow``. ``approvers`` must be non-empty; timeouts in seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: str = Field(min_length=1, max_length=200)
+    query: str = Field(min_length=1, max_length=4000)
+    plan: Plan | None = None
+    approvers: list[str] = Field(min_length=1)
+    approval_timeout_s: float = Field(3600.0, gt=0, le=30 * 86400)
+
+
+class StepResult(BaseModel):
+    """What one step produced. Only the field matching the step kind is set."""
+
+    step_id: str
+    kind: str
+    status: StepStatus
+    message: str = ""
+    hits: list[LogbookHit] | None = None
+    readings: list[ChannelReading] | None = None
+    check: LimitsCheck | None = None
+    write: WriteRecord | None = None
+    answer: str | None = None
+
+
+class AgentRunResult(BaseModel):
+    """Output of ``AgentRunWorkflow``."""
+
+    run_id: str
+    status: RunStatus
+    query: str
+    user: str
+    steps: list[StepResult] = []
+    writes: list[WriteRecord] = []
+    approvals: list[ApprovalRecord] = []
+    ignored_decisions: list[IgnoredDecision] = []
+    answer: str = ""
+    citations: list[str] = []
+    error: str | None = None
+
+
+class AgentRunStatus(BaseModel):
+    """Answer of the ``status`` query: where the run is now."""
+
+    run_id: str
+    state: RunState
+    user: str
+    query: str
+    current_step: str | None = None
+    steps_done: int = 0
+    steps_total: int = 0
+    pending: ApprovalRequest | None = None
+    approvals: list[ApprovalRecord] = []
+    ignored_decisions: list[IgnoredDecision] = []
+    started_at: datetime | None = None
