@@ -51,6 +51,12 @@ class AgentActivities:
                 self._pool = await create_pool(self.settings.dsn)
             return self._pool
 
+    async def close(self) -> None:
+        """Close the pool if this object opened it."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
     def limits(self) -> LimitsDatabase:
         """Load the limits database afresh (so an edit takes effect without a restart)."""
         return LimitsDatabase.load(
