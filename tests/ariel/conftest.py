@@ -28,7 +28,7 @@ SAMPLES = [
 SAMPLE_ENTRIES = 15 + 12 + 7 + 6 + 5 + 28
 
 
-def test_settings(**kw: object) -> TernSettings:
+def ariel_settings(**kw: object) -> TernSettings:
     """Settings isolated from the environment's ARIEL choices (postgres, no embeddings, no LLM)."""
     base: dict[str, object] = {"ariel_backend": "postgres", "embedding_provider": "none", "llm_provider": "none"}
     base.update(kw)
