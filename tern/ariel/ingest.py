@@ -13,26 +13,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import asyncpg
-from pydantic import BaseModel
 
 from tern.ariel import store
 from tern.ariel.adapters import AdapterOptions, BadRecord, read_page, source_total
 from tern.ariel.backends.base import SearchBackend
 from tern.ariel.embeddings import EmbeddingProvider
-from tern.ariel.models import BadRecordInfo, LogbookEntry, UpsertCounts
+from tern.ariel.models import LogbookEntry
 from tern.config import TernSettings
 from tern.llm import ChatMessage, ChatProvider, LLMError
+from tern.models.ariel import BadRecordInfo, EnhanceResult, PageResult, UpsertCounts
 
 HTTP_SOURCE_SYSTEM = {"als-http": "als"}
-
-
-class PageResult(BaseModel):
-    """What one page did: counts, the bad records, where the next page starts (None: source exhausted)."""
-
-    counts: UpsertCounts
-    bad_records: list[BadRecordInfo] = []
-    next_cursor: str | None = None
-    total: int | None = None
 
 
 def adapter_options(settings: TernSettings, **overrides: object) -> AdapterOptions:
@@ -110,16 +101,6 @@ async def ingest_source(
         if page.next_cursor is None:
             return totals, bad
         cursor = page.next_cursor
-
-
-class EnhanceResult(BaseModel):
-    """One enhancement step: entries processed now, failures, and how many are still pending."""
-
-    kind: str
-    processed: int = 0
-    failed: int = 0
-    remaining: int = 0
-    notice: str = ""
 
 
 async def embed_pending(

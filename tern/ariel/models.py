@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from tern.models.ariel import BadRecordInfo, UpsertCounts
+
 
 class Attachment(BaseModel):
     """A file attached to a logbook entry (stored by reference: ``url`` points at the logbook's copy)."""
@@ -54,35 +56,10 @@ class LogbookEntry(BaseModel):
         return "\n".join(p for p in parts if p)
 
 
-class BadRecordInfo(BaseModel):
-    """A record an adapter could not turn into an entry: its 0-based ``position`` in the source and why."""
-
-    position: int
-    reason: str
-
-
-class UpsertCounts(BaseModel):
-    """What one idempotent upsert did: entries inserted, changed, found identical, and records rejected."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    failed: int = 0
-
-    def __add__(self, other: UpsertCounts) -> UpsertCounts:
-        return UpsertCounts(
-            added=self.added + other.added,
-            updated=self.updated + other.updated,
-            unchanged=self.unchanged + other.unchanged,
-            failed=self.failed + other.failed,
-        )
-
-    @property
-    def seen(self) -> int:
-        return self.added + self.updated + self.unchanged + self.failed
-
-
 RunStatusName = Literal["running", "completed", "failed"]
+
+
+__all__ = ["Attachment", "BadRecordInfo", "IngestionRun", "LogbookEntry", "UpsertCounts"]
 
 
 class IngestionRun(BaseModel):
