@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -115,3 +116,23 @@ def als_server(_als_service: tuple[str, dict]):
         return f"{base}/b/{key}", behaviours[key]["calls"]
 
     return make
+
+
+@pytest.fixture
+async def worker_env(temporal_env, pool: asyncpg.Pool) -> AsyncIterator[tuple[Any, TernSettings, asyncpg.Pool]]:
+    """A worker with the ARIEL workflow and activities (hashing test embeddings) on its own task queue."""
+    import uuid
+
+    from temporalio.worker import Worker
+
+    from activities.ariel import ariel_activities
+    from tern.ariel.embeddings import HashingTestEmbedder
+    from workflows.logbook_ingestion import ARIEL_WORKFLOWS
+
+    settings = ariel_settings(task_queue="ariel-" + uuid.uuid4().hex[:8])
+    client = temporal_env.client
+    acts = ariel_activities(settings, pool, embedder=HashingTestEmbedder(), llm=None)
+    async with Worker(client, task_queue=settings.task_queue, workflows=ARIEL_WORKFLOWS, activities=acts):
+        yield client, settings, pool
+
+

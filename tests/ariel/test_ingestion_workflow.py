@@ -5,33 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.worker import Worker
 
-from activities.ariel import ariel_activities
 from tern.ariel import store
-from tern.ariel.embeddings import HashingTestEmbedder
 from tern.config import TernSettings
 from tern.models.ariel import IngestionRequest, UpsertCounts
-from tests.ariel.conftest import DATA, ariel_settings
-from workflows.logbook_ingestion import ARIEL_WORKFLOWS, LogbookIngestionWorkflow
+from tests.ariel.conftest import DATA
+from workflows.logbook_ingestion import LogbookIngestionWorkflow
 
 pytestmark = pytest.mark.temporal
-
-
-@pytest.fixture
-async def worker_env(temporal_env, pool: asyncpg.Pool) -> AsyncIterator[tuple[Client, TernSettings, asyncpg.Pool]]:
-    settings = ariel_settings(task_queue="ariel-" + uuid.uuid4().hex[:8])
-    client = temporal_env.client
-    acts = ariel_activities(settings, pool, embedder=HashingTestEmbedder(), llm=None)
-    async with Worker(client, task_queue=settings.task_queue, workflows=ARIEL_WORKFLOWS, activities=acts):
-        yield client, settings, pool
 
 
 async def ingest(client: Client, settings: TernSettings, req: IngestionRequest, wf_id: str | None = None):
