@@ -30,7 +30,6 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
 )
-from temporalio.common import WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tern.config import TernSettings
@@ -344,8 +343,8 @@ async def create_watch_schedule(
         sid,
         Schedule(
             action=ScheduleActionStartWorkflow(
+                # the schedule appends the scheduled time to this id, so every run has its own
                 LogbookIngestionWorkflow.run, req, id=f"{sid}-run", task_queue=settings.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             ),
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
             policy=SchedulePolicy(),  # default overlap policy: skip a run while the previous one is running
