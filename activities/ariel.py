@@ -91,8 +91,14 @@ class ArielActivities:
     async def record_run(self, inp: RunRecordInput) -> None:
         """Create or update the run's row in ``ingestion_runs``."""
         run = IngestionRun(
-            run_key=inp.run_key, adapter=inp.adapter, source=inp.source, status=inp.status,  # type: ignore[arg-type]
-            counts=inp.counts, cursor=inp.cursor, bad_records=inp.bad_records, error=inp.error,
+            run_key=inp.run_key,
+            adapter=inp.adapter,
+            source=inp.source,
+            status=inp.status,
+            counts=inp.counts,
+            cursor=inp.cursor,
+            bad_records=inp.bad_records,
+            error=inp.error,
         )
         async with self.pool.acquire() as conn:
             await store.record_run(conn, run)

@@ -27,8 +27,12 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "tests" / "ariel" / "data"
 NOW = datetime(2024, 3, 20, 12, 0, tzinfo=UTC)
 SOURCES = [
-    ("als", "als_logbook_entries.jsonl"), ("als", "als_sample_entries.jsonl"), ("jlab", "jlab_sample_entries.json"),
-    ("ornl", "ornl_sample_entries.json"), ("generic", "generic_sample_entries.json"), ("demo", "demo_logbook.json"),
+    ("als", "als_logbook_entries.jsonl"),
+    ("als", "als_sample_entries.jsonl"),
+    ("jlab", "jlab_sample_entries.json"),
+    ("ornl", "ornl_sample_entries.json"),
+    ("generic", "generic_sample_entries.json"),
+    ("demo", "demo_logbook.json"),
 ]
 K = 10
 
@@ -42,13 +46,16 @@ async def run(dsn: str) -> dict[str, dict[str, float]]:
         corpus += entries
     # Baseline: plain BM25 (bm25s defaults, English stop words) over title + text of the same entries.
     retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize([f"{e.title}\n{e.raw_text}" for e in corpus], stopwords="en", show_progress=False),
-                    show_progress=False)
+    retriever.index(
+        bm25s.tokenize([f"{e.title}\n{e.raw_text}" for e in corpus], stopwords="en", show_progress=False),
+        show_progress=False,
+    )
     ids = [e.entry_id for e in corpus]
 
     emb = SentenceTransformerEmbedder()
-    results: dict[str, dict[str, list[float]]] = {m: {"ndcg": [], "recall": []} for m in
-                                                  ("bm25 (bm25s)", "keyword", "semantic", "hybrid")}
+    results: dict[str, dict[str, list[float]]] = {
+        m: {"ndcg": [], "recall": []} for m in ("bm25 (bm25s)", "keyword", "semantic", "hybrid")
+    }
     if True:
         pool = await create_pool(dsn)
         try:
@@ -60,11 +67,12 @@ async def run(dsn: str) -> dict[str, dict[str, float]]:
             service = ArielService(settings, pool, embedder=emb, llm=None)
             for q in queries:
                 rel = set(q["relevant"])
-                docs, _scores = retriever.retrieve(bm25s.tokenize([q["query"]], stopwords="en", show_progress=False),
-                                                   k=K, show_progress=False)
+                docs, _scores = retriever.retrieve(
+                    bm25s.tokenize([q["query"]], stopwords="en", show_progress=False), k=K, show_progress=False
+                )
                 rankings = {"bm25 (bm25s)": [ids[int(i)] for i in docs[0]]}
                 for mode in ("keyword", "semantic", "hybrid"):
-                    resp = await service.search(q["query"], mode, K)  # type: ignore[arg-type]
+                    resp = await service.search(q["query"], mode, K)
                     assert resp.mode_used == mode, resp.notice
                     rankings[mode] = [h.entry_id for h in resp.hits]
                 for mode, ranked in rankings.items():
@@ -72,8 +80,9 @@ async def run(dsn: str) -> dict[str, dict[str, float]]:
                     results[mode]["recall"].append(recall_at_k(ranked, rel, K))
         finally:
             await pool.close()
-    return {m: {f"{k}@{K}": sum(v) / len(v) for k, v in r.items()} | {"queries": len(r["ndcg"])}
-            for m, r in results.items()}
+    return {
+        m: {f"{k}@{K}": sum(v) / len(v) for k, v in r.items()} | {"queries": len(r["ndcg"])} for m, r in results.items()
+    }
 
 
 def main() -> None:

@@ -50,12 +50,38 @@ SYSTEMS = {
     "Controls": ["IOC sr{n}", "timing receiver", "network switch", "archiver appliance", "EPICS gateway"],
     "Insertion Devices": ["undulator U{n}", "wiggler W{n}", "gap motor", "EPU phase drive"],
 }
-SYMPTOMS = ["tripped", "faulted", "drifted", "showed high reflected power", "lost communication", "overheated",
-            "interlocked", "showed a vacuum spike", "oscillated", "read back out of tolerance", "alarmed"]
-ACTIONS = ["reset from the control room", "replaced with a spare", "recalibrated", "retuned", "reconditioned",
-           "bypassed pending repair", "cleaned and inspected", "adjusted by the on-call expert", "rebooted"]
-OUTCOMES = ["Beam restored", "Beam current back to 500 mA", "Injection efficiency recovered to 92%",
-            "Monitoring through the next shift", "Work order filed for the maintenance day", "No beam impact"]
+SYMPTOMS = [
+    "tripped",
+    "faulted",
+    "drifted",
+    "showed high reflected power",
+    "lost communication",
+    "overheated",
+    "interlocked",
+    "showed a vacuum spike",
+    "oscillated",
+    "read back out of tolerance",
+    "alarmed",
+]
+ACTIONS = [
+    "reset from the control room",
+    "replaced with a spare",
+    "recalibrated",
+    "retuned",
+    "reconditioned",
+    "bypassed pending repair",
+    "cleaned and inspected",
+    "adjusted by the on-call expert",
+    "rebooted",
+]
+OUTCOMES = [
+    "Beam restored",
+    "Beam current back to 500 mA",
+    "Injection efficiency recovered to 92%",
+    "Monitoring through the next shift",
+    "Work order filed for the maintenance day",
+    "No beam impact",
+]
 AUTHORS = [f"{a}{b}" for a in "abcdefghjkmprstw" for b in ("smith", "lee", "patel", "chen", "garcia", "kim")]
 
 
@@ -69,22 +95,40 @@ def synthetic_entries(n: int, seed: int = 7) -> list[LogbookEntry]:
         comp = rnd.choice(SYSTEMS[system]).format(n=rnd.randint(1, 12))
         sym, act = rnd.choice(SYMPTOMS), rnd.choice(ACTIONS)
         other = rnd.choice(SYSTEMS[rnd.choice(list(SYSTEMS))]).format(n=rnd.randint(1, 12))
-        text = (f"At {rnd.randint(0, 23):02d}:{rnd.randint(0, 59):02d} the {comp} in sector {rnd.randint(1, 12)} "
-                f"{sym}. Checked the {other}; readings nominal. The {comp} was {act}. {rnd.choice(OUTCOMES)}. "
-                f"Shift lead notified; see the archiver for details of the {system.lower()} event.")
-        out.append(LogbookEntry(
-            entry_id=f"SYN-{i:07d}", source_system="als",
-            timestamp=t0 + timedelta(minutes=53 * i), author=rnd.choice(AUTHORS),
-            title=f"{comp} {sym}", raw_text=text, categories=[system, rnd.choice(["Operations", "Fault"])],
-            tags=[system.lower().replace(" ", "-")],
-        ))
+        text = (
+            f"At {rnd.randint(0, 23):02d}:{rnd.randint(0, 59):02d} the {comp} in sector {rnd.randint(1, 12)} "
+            f"{sym}. Checked the {other}; readings nominal. The {comp} was {act}. {rnd.choice(OUTCOMES)}. "
+            f"Shift lead notified; see the archiver for details of the {system.lower()} event."
+        )
+        out.append(
+            LogbookEntry(
+                entry_id=f"SYN-{i:07d}",
+                source_system="als",
+                timestamp=t0 + timedelta(minutes=53 * i),
+                author=rnd.choice(AUTHORS),
+                title=f"{comp} {sym}",
+                raw_text=text,
+                categories=[system, rnd.choice(["Operations", "Fault"])],
+                tags=[system.lower().replace(" ", "-")],
+            )
+        )
     return out
 
 
 def als_line(e: LogbookEntry) -> str:
-    return json.dumps({"id": e.entry_id, "timestamp": str(int(e.timestamp.timestamp())), "author": e.author,
-                       "subject": e.title, "details": e.raw_text, "category": ",".join(e.categories),
-                       "tag": e.tags[0], "linkedto": "0", "level": "entry"})
+    return json.dumps(
+        {
+            "id": e.entry_id,
+            "timestamp": str(int(e.timestamp.timestamp())),
+            "author": e.author,
+            "subject": e.title,
+            "details": e.raw_text,
+            "category": ",".join(e.categories),
+            "tag": e.tags[0],
+            "linkedto": "0",
+            "level": "entry",
+        }
+    )
 
 
 async def _reset(conn: Any) -> None:
@@ -94,8 +138,19 @@ async def _reset(conn: Any) -> None:
 
 async def ingestion(pool: Any, entries: list[LogbookEntry]) -> dict[str, float]:
     rows = [store.entry_row(e) for e in entries]
-    cols = ["entry_id", "source_system", "ts", "author", "title", "raw_text", "tags", "categories", "logbook",
-            "attachments", "metadata"]
+    cols = [
+        "entry_id",
+        "source_system",
+        "ts",
+        "author",
+        "title",
+        "raw_text",
+        "tags",
+        "categories",
+        "logbook",
+        "attachments",
+        "metadata",
+    ]
     n = len(entries)
     async with pool.acquire() as conn:
         await _reset(conn)
@@ -115,12 +170,18 @@ async def ingestion(pool: Any, entries: list[LogbookEntry]) -> dict[str, float]:
     t = time.perf_counter()
     counts, bad = await ingest_source(pool, "als", f.name, AdapterOptions(), page_size=BATCH)
     pipeline = time.perf_counter() - t
-    Path(f.name).unlink()
+    await asyncio.to_thread(Path(f.name).unlink)
     assert counts.added == n and not bad
     return {
-        "entries": n, "bare_copy_s": bare, "upsert_s": ours, "pipeline_s": pipeline,
-        "bare_copy_per_s": n / bare, "upsert_per_s": n / ours, "pipeline_per_s": n / pipeline,
-        "upsert_fraction_of_copy": bare / ours, "pipeline_fraction_of_copy": bare / pipeline,
+        "entries": n,
+        "bare_copy_s": bare,
+        "upsert_s": ours,
+        "pipeline_s": pipeline,
+        "bare_copy_per_s": n / bare,
+        "upsert_per_s": n / ours,
+        "pipeline_per_s": n / pipeline,
+        "upsert_fraction_of_copy": bare / ours,
+        "pipeline_fraction_of_copy": bare / pipeline,
     }
 
 
@@ -174,8 +235,10 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
                 for sql, args in hyb_trace:
                     await conn.fetch(sql, *args)
                 async with conn.transaction():
-                    await conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, 2 * n_cand)}; "
-                                       "SET LOCAL hnsw.iterative_scan = relaxed_order")
+                    await conn.execute(
+                        f"SET LOCAL hnsw.ef_search = {max(40, 2 * n_cand)}; "
+                        "SET LOCAL hnsw.iterative_scan = relaxed_order"
+                    )
                     await conn.fetch(sem[0], *sem[1])
                 res["hybrid_bare"].append(time.perf_counter() - t)
     out: dict[str, float] = {"queries": nq, "repetitions": reps, "embed_hashing_s": embed_s}

@@ -120,8 +120,13 @@ async def _pool(settings: TernSettings) -> Any:
 
 def _progress_bar() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), console=err, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
     )
 
 
@@ -130,8 +135,10 @@ def _print_ingest(result: IngestionResult, as_json: bool) -> None:
         print(result.model_dump_json(indent=2))
         return
     c = result.counts
-    out.print(f"run {result.run_key}: {c.added} added, {c.updated} updated, {c.unchanged} unchanged, "
-              f"{c.failed} failed; {result.embedded} embedded, {result.summarized} summarized")
+    out.print(
+        f"run {result.run_key}: {c.added} added, {c.updated} updated, {c.unchanged} unchanged, "
+        f"{c.failed} failed; {result.embedded} embedded, {result.summarized} summarized"
+    )
     for b in result.bad_records[:10]:
         out.print(f"  bad record {b.position}: {b.reason}", markup=False, highlight=False)
     for n in result.notices:
@@ -141,9 +148,7 @@ def _print_ingest(result: IngestionResult, as_json: bool) -> None:
 async def _ingest_via_workflow(settings: TernSettings, req: IngestionRequest, show: bool) -> IngestionResult:
     client = await _connect(settings)
     wf_id = f"ariel-ingest-{req.adapter}-{uuid.uuid4().hex[:8]}"
-    handle = await client.start_workflow(
-        LogbookIngestionWorkflow.run, req, id=wf_id, task_queue=settings.task_queue
-    )
+    handle = await client.start_workflow(LogbookIngestionWorkflow.run, req, id=wf_id, task_queue=settings.task_queue)
     if show:
         err.print(f"workflow {wf_id}: {settings.run_url(wf_id)}")
     result_task = asyncio.ensure_future(handle.result())
@@ -152,10 +157,15 @@ async def _ingest_via_workflow(settings: TernSettings, req: IngestionRequest, sh
         while not result_task.done():
             try:
                 p: IngestionProgress = await handle.query(LogbookIngestionWorkflow.progress)
-                bar.update(task, total=p.total, completed=p.counts.seen, description=p.phase,
-                           info=f"+{p.counts.added} ~{p.counts.updated} ={p.counts.unchanged} !{p.counts.failed}"
-                           f" emb {p.embedded}")
-            except Exception:  # noqa: BLE001 - the run may be between continue-as-new runs
+                bar.update(
+                    task,
+                    total=p.total,
+                    completed=p.counts.seen,
+                    description=p.phase,
+                    info=f"+{p.counts.added} ~{p.counts.updated} ={p.counts.unchanged} !{p.counts.failed}"
+                    f" emb {p.embedded}",
+                )
+            except Exception:
                 pass
             await asyncio.wait([result_task], timeout=0.3)
     try:
@@ -194,8 +204,9 @@ async def _ingest_direct(settings: TernSettings, req: IngestionRequest, show: bo
                     bar.update(task, description="embedding")
                     while (r := await embed_pending(pool, emb)).processed:
                         embedded += r.processed
-        return IngestionResult(run_key="direct", counts=counts, bad_records=bad[:50], embedded=embedded,
-                               notices=notices)
+        return IngestionResult(
+            run_key="direct", counts=counts, bad_records=bad[:50], embedded=embedded, notices=notices
+        )
     finally:
         await pool.close()
 
@@ -215,8 +226,13 @@ def ingest(
     """Ingest a logbook source (through LogbookIngestionWorkflow unless --direct)."""
     settings = _settings()
     req = IngestionRequest(
-        adapter=adapter, source=_check_source(adapter, source), page_size=page_size, enhance=enhance,
-        since=_parse_time("--since", since), until=_parse_time("--until", until), id_prefix=id_prefix,
+        adapter=adapter,
+        source=_check_source(adapter, source),
+        page_size=page_size,
+        enhance=enhance,
+        since=_parse_time("--since", since),
+        until=_parse_time("--until", until),
+        id_prefix=id_prefix,
         pages_per_run=settings.ariel_pages_per_run,
     )
     show = not as_json
@@ -233,9 +249,14 @@ def ingest(
 def hits_json(resp: SearchResponse) -> list[dict[str, Any]]:
     """The ``--json`` shape: a list of hits with entry_id, score, title, timestamp, highlights."""
     return [
-        {"entry_id": h.entry_id, "score": h.score, "title": h.title,
-         "timestamp": h.timestamp.isoformat() if h.timestamp else None, "highlights": h.highlights,
-         "author": h.author}
+        {
+            "entry_id": h.entry_id,
+            "score": h.score,
+            "title": h.title,
+            "timestamp": h.timestamp.isoformat() if h.timestamp else None,
+            "highlights": h.highlights,
+            "author": h.author,
+        }
         for h in resp.hits
     ]
 
@@ -274,8 +295,9 @@ def search_cmd(
     if not query.strip():
         fail("the query is empty")
     settings = _settings()
-    filters = SearchFilters(author=author, tags=tag or [], since=_parse_time("--since", since),
-                            until=_parse_time("--until", until))
+    filters = SearchFilters(
+        author=author, tags=tag or [], since=_parse_time("--since", since), until=_parse_time("--until", until)
+    )
     resp = asyncio.run(_search(settings, query, mode, limit, filters))
     if as_json:
         print(json.dumps(hits_json(resp), indent=2))
@@ -293,8 +315,11 @@ def search_cmd(
         out.print("no matching logbook entries")
     for n, h in enumerate(resp.hits, start=1):
         when = f"{h.timestamp:%Y-%m-%d %H:%M}" if h.timestamp else "?"
-        out.print(f"{n:>2}. [#{h.entry_id}] {h.title}  ({when}, {h.author})  score {h.score:.4g}",
-                  markup=False, highlight=False)
+        out.print(
+            f"{n:>2}. [#{h.entry_id}] {h.title}  ({when}, {h.author})  score {h.score:.4g}",
+            markup=False,
+            highlight=False,
+        )
         for line in h.highlights[:3] or [h.snippet[:160]]:
             out.print(f"      {line}", markup=False, highlight=False)
 
@@ -321,15 +346,25 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
     out.print(f"{st.entries} entries ({', '.join(f'{k}: {v}' for k, v in st.by_source.items()) or 'none'})")
     if st.oldest:
         out.print(f"from {st.oldest:%Y-%m-%d %H:%M} to {st.newest:%Y-%m-%d %H:%M} UTC")
-    out.print(f"backend {settings.ariel_backend}; embedding provider {settings.embedding_provider}; "
-              f"embeddings: {', '.join(f'{m}: {n}' for m, n in st.embeddings.items()) or 'none'}; "
-              f"summaries: {st.summaries}")
+    out.print(
+        f"backend {settings.ariel_backend}; embedding provider {settings.embedding_provider}; "
+        f"embeddings: {', '.join(f'{m}: {n}' for m, n in st.embeddings.items()) or 'none'}; "
+        f"summaries: {st.summaries}"
+    )
     if st.recent_runs:
         t = Table("run", "adapter", "status", "added", "updated", "unchanged", "failed", "started")
         for r in st.recent_runs:
             c = r.counts
-            t.add_row(r.run_key, r.adapter, r.status, str(c.added), str(c.updated), str(c.unchanged), str(c.failed),
-                      f"{r.started_at:%Y-%m-%d %H:%M}" if r.started_at else "")
+            t.add_row(
+                r.run_key,
+                r.adapter,
+                r.status,
+                str(c.added),
+                str(c.updated),
+                str(c.unchanged),
+                str(c.failed),
+                f"{r.started_at:%Y-%m-%d %H:%M}" if r.started_at else "",
+            )
         out.print(t)
 
 
@@ -344,7 +379,10 @@ async def create_watch_schedule(
         Schedule(
             action=ScheduleActionStartWorkflow(
                 # the schedule appends the scheduled time to this id, so every run has its own
-                LogbookIngestionWorkflow.run, req, id=f"{sid}-run", task_queue=settings.task_queue,
+                LogbookIngestionWorkflow.run,
+                req,
+                id=f"{sid}-run",
+                task_queue=settings.task_queue,
             ),
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
             policy=SchedulePolicy(),  # default overlap policy: skip a run while the previous one is running
@@ -362,8 +400,9 @@ def watch(
 ) -> None:
     """Create a Temporal Schedule that ingests SOURCE periodically (new and changed entries)."""
     settings = _settings()
-    req = IngestionRequest(adapter=adapter, source=_check_source(adapter, source),
-                           pages_per_run=settings.ariel_pages_per_run)
+    req = IngestionRequest(
+        adapter=adapter, source=_check_source(adapter, source), pages_per_run=settings.ariel_pages_per_run
+    )
     interval = _parse_every(every)
 
     async def run() -> str:

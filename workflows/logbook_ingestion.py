@@ -35,12 +35,18 @@ ENHANCE_TIMEOUT = timedelta(minutes=30)
 ENHANCE_HEARTBEAT = timedelta(minutes=2)
 RECORD_RUN_TIMEOUT = timedelta(seconds=30)
 INGEST_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=2),
-    maximum_attempts=10, non_retryable_error_types=["AdapterError"],
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=10,
+    non_retryable_error_types=["AdapterError"],
 )
 ENHANCE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5),
-    maximum_attempts=8, non_retryable_error_types=["EnhancementUnavailable"],
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=8,
+    non_retryable_error_types=["EnhancementUnavailable"],
 )
 RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 ENHANCE_MAX_STEPS = 1000  # activity calls per enhancement kind in one run (each does up to max_batches)
@@ -59,9 +65,18 @@ class LogbookIngestionWorkflow:
         s = req.state
         await workflow.execute_activity_method(
             ArielActivities.record_run,
-            RunRecordInput(run_key=run_key, adapter=req.adapter, source=req.source, status=status,
-                           counts=s.counts, cursor=s.cursor, bad_records=s.bad_records, error=error),
-            start_to_close_timeout=RECORD_RUN_TIMEOUT, retry_policy=RECORD_RETRY,
+            RunRecordInput(
+                run_key=run_key,
+                adapter=req.adapter,
+                source=req.source,
+                status=status,
+                counts=s.counts,
+                cursor=s.cursor,
+                bad_records=s.bad_records,
+                error=error,
+            ),
+            start_to_close_timeout=RECORD_RUN_TIMEOUT,
+            retry_policy=RECORD_RETRY,
         )
 
     @workflow.run
@@ -78,11 +93,22 @@ class LogbookIngestionWorkflow:
             while True:
                 page = await workflow.execute_activity_method(
                     ArielActivities.ingest_page,
-                    IngestPageInput(run_key=run_key, adapter=req.adapter, source=req.source, cursor=s.cursor,
-                                    page_size=req.page_size, id_prefix=req.id_prefix, now=s.now,
-                                    since=req.since, until=req.until or s.now, with_total=s.pages == 0),
-                    start_to_close_timeout=INGEST_PAGE_TIMEOUT, heartbeat_timeout=INGEST_PAGE_HEARTBEAT,
-                    retry_policy=INGEST_RETRY, summary=f"page {s.pages + 1} of {req.source}",
+                    IngestPageInput(
+                        run_key=run_key,
+                        adapter=req.adapter,
+                        source=req.source,
+                        cursor=s.cursor,
+                        page_size=req.page_size,
+                        id_prefix=req.id_prefix,
+                        now=s.now,
+                        since=req.since,
+                        until=req.until or s.now,
+                        with_total=s.pages == 0,
+                    ),
+                    start_to_close_timeout=INGEST_PAGE_TIMEOUT,
+                    heartbeat_timeout=INGEST_PAGE_HEARTBEAT,
+                    retry_policy=INGEST_RETRY,
+                    summary=f"page {s.pages + 1} of {req.source}",
                 )
                 s.counts = s.counts + page.counts
                 s.bad_records = (s.bad_records + page.bad_records)[:MAX_BAD_RECORDS]
@@ -108,8 +134,10 @@ class LogbookIngestionWorkflow:
                 self._progress.phase = kind
                 for _ in range(ENHANCE_MAX_STEPS):
                     r: EnhanceResult = await workflow.execute_activity_method(
-                        method, EnhanceInput(),
-                        start_to_close_timeout=ENHANCE_TIMEOUT, heartbeat_timeout=ENHANCE_HEARTBEAT,
+                        method,
+                        EnhanceInput(),
+                        start_to_close_timeout=ENHANCE_TIMEOUT,
+                        heartbeat_timeout=ENHANCE_HEARTBEAT,
                         retry_policy=ENHANCE_RETRY,
                     )
                     if kind == "embedding":
@@ -124,8 +152,15 @@ class LogbookIngestionWorkflow:
                         break
         self._progress.phase = "done"
         await self._record(req, run_key, "completed")
-        return IngestionResult(run_key=run_key, counts=s.counts, bad_records=s.bad_records, pages=s.pages,
-                               embedded=embedded, summarized=summarized, notices=notices)
+        return IngestionResult(
+            run_key=run_key,
+            counts=s.counts,
+            bad_records=s.bad_records,
+            pages=s.pages,
+            embedded=embedded,
+            summarized=summarized,
+            notices=notices,
+        )
 
 
 ARIEL_WORKFLOWS: list[type] = [LogbookIngestionWorkflow]

@@ -149,7 +149,9 @@ def _attachments(raw: Any) -> list[Attachment]:
             mime = mimetypes.guess_type(filename)[0] or ""
         out.append(
             Attachment(
-                url=url, type=mime, filename=filename,
+                url=url,
+                type=mime,
+                filename=filename,
                 caption=str(a.get("caption") or a.get("description") or ""),
                 thumbnail=str(a.get("thumbnail") or ""),
             )

@@ -53,9 +53,7 @@ class SentenceTransformerEmbedder:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
-            raise EmbeddingError(
-                "sentence-transformers is not installed: pip install 'tern[embeddings]'"
-            ) from exc
+            raise EmbeddingError("sentence-transformers is not installed: pip install 'tern[embeddings]'") from exc
         path: Any = model
         if model in (BUNDLED_MINILM, f"sentence-transformers/{BUNDLED_MINILM}"):
             try:
@@ -89,7 +87,11 @@ class OpenAIEmbedder:
     """
 
     def __init__(
-        self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 30.0,
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.model = model

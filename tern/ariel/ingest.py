@@ -38,7 +38,7 @@ def adapter_options(settings: TernSettings, **overrides: object) -> AdapterOptio
     return opts
 
 
-async def resolve_since(conn: asyncpg.Connection, adapter: str, opts: AdapterOptions) -> None:
+async def resolve_since(conn: store.Conn, adapter: str, opts: AdapterOptions) -> None:
     """Incremental HTTP ingestion: without ``since``, start one window before the newest stored entry."""
     if adapter in HTTP_SOURCE_SYSTEM and opts.since is None:
         newest = await store.latest_timestamp(conn, HTTP_SOURCE_SYSTEM[adapter])
@@ -104,8 +104,12 @@ async def ingest_source(
 
 
 async def embed_pending(
-    pool: asyncpg.Pool, embedder: EmbeddingProvider, batch_size: int = 64, max_batches: int = 20,
-    backend: SearchBackend | None = None, on_batch: Callable[[int], None] | None = None,
+    pool: asyncpg.Pool,
+    embedder: EmbeddingProvider,
+    batch_size: int = 64,
+    max_batches: int = 20,
+    backend: SearchBackend | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> EnhanceResult:
     """Embed up to ``max_batches`` batches of entries lacking a current embedding of ``embedder.model``.
 
@@ -185,6 +189,12 @@ async def summarize_pending(
 
 
 __all__: Sequence[str] = [
-    "EnhanceResult", "LLMError", "PageResult", "adapter_options", "embed_pending", "ingest_page",
-    "ingest_source", "summarize_pending",
+    "EnhanceResult",
+    "LLMError",
+    "PageResult",
+    "adapter_options",
+    "embed_pending",
+    "ingest_page",
+    "ingest_source",
+    "summarize_pending",
 ]

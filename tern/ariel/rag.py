@@ -18,7 +18,9 @@ SYSTEM_PROMPT = (
 )
 
 
-def build_context(entries: Sequence[LogbookEntry], total_chars: int = 12_000, entry_chars: int = 2_000) -> tuple[str, list[str]]:
+def build_context(
+    entries: Sequence[LogbookEntry], total_chars: int = 12_000, entry_chars: int = 2_000
+) -> tuple[str, list[str]]:
     """Entries as ``[#id] title (time, author)`` blocks, at most ``entry_chars`` each and ``total_chars`` in
     all (characters); stops before the block that would overflow. Returns ``(context, ids included)``."""
     blocks: list[str] = []

@@ -43,7 +43,7 @@ async def configured_embedder(settings: TernSettings) -> EmbeddingProvider | Non
     return _embedder_cache[key]
 
 
-def make_backend(settings: TernSettings, db: asyncpg.Pool | asyncpg.Connection) -> SearchBackend:
+def make_backend(settings: TernSettings, db: asyncpg.Pool | store.Conn) -> SearchBackend:
     """The search backend chosen by ``settings.ariel_backend`` (PostgreSQL needs ``db``)."""
     if settings.ariel_backend == "opensearch":
         from tern.ariel.backends.opensearch import OpenSearchBackend
@@ -66,7 +66,7 @@ class ArielService:
     def __init__(
         self,
         settings: TernSettings,
-        db: asyncpg.Pool | asyncpg.Connection,
+        db: asyncpg.Pool | store.Conn,
         *,
         backend: SearchBackend | None = None,
         embedder: EmbeddingProvider | None = _AUTO,
@@ -83,9 +83,7 @@ class ArielService:
             self._embedder = await configured_embedder(self.settings)
         return self._embedder
 
-    async def _semantic(
-        self, text: str, filters: SearchFilters, limit: int
-    ) -> tuple[list[LogbookHit] | None, str]:
+    async def _semantic(self, text: str, filters: SearchFilters, limit: int) -> tuple[list[LogbookHit] | None, str]:
         """Semantic hits, or ``(None, why not)``."""
         if not text:
             return None, "semantic search needs query text"
@@ -162,12 +160,15 @@ class ArielService:
         retrieval_mode: SearchMode = "keyword" if why else "hybrid"
         if self.llm is None:
             resp.hits, resp.mode_used = hits[:limit], retrieval_mode
-            resp.notice = " ".join([*notices, "No LLM is configured (TERN_LLM_PROVIDER=none): showing the retrieved entries."])
+            resp.notice = " ".join(
+                [*notices, "No LLM is configured (TERN_LLM_PROVIDER=none): showing the retrieved entries."]
+            )
             return
         entries = await self._entries([h.entry_id for h in hits])
         context, ids = rag.build_context(
             [entries[h.entry_id] for h in hits if h.entry_id in entries],
-            self.settings.rag_context_chars, self.settings.rag_entry_chars,
+            self.settings.rag_context_chars,
+            self.settings.rag_entry_chars,
         )
         if not ids:
             resp.hits, resp.mode_used = [], retrieval_mode
@@ -186,7 +187,8 @@ class ArielService:
         if resp.invalid_citations:
             notices.append(
                 "The answer cites entries that were not in its context: "
-                + ", ".join(f"[#{c}]" for c in resp.invalid_citations) + "."
+                + ", ".join(f"[#{c}]" for c in resp.invalid_citations)
+                + "."
             )
         if not resp.citations:
             notices.append("The answer cites no logbook entry.")
@@ -200,7 +202,7 @@ class ArielService:
 
 
 async def search(
-    db: asyncpg.Pool | asyncpg.Connection,
+    db: asyncpg.Pool | store.Conn,
     settings: TernSettings,
     query: str,
     mode: SearchMode = "keyword",

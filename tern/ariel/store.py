@@ -19,14 +19,27 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel
 
 from tern.ariel.models import BadRecordInfo, IngestionRun, LogbookEntry, UpsertCounts
 from tern.models import LogbookHit
 
+Conn = asyncpg.Connection | PoolConnectionProxy
+"""A connection, or one acquired from a pool."""
+
 _COLUMNS = (
-    "entry_id", "source_system", "ts", "author", "title", "raw_text", "tags", "categories", "logbook",
-    "attachments", "metadata",
+    "entry_id",
+    "source_system",
+    "ts",
+    "author",
+    "title",
+    "raw_text",
+    "tags",
+    "categories",
+    "logbook",
+    "attachments",
+    "metadata",
 )
 _MUTABLE = _COLUMNS[1:]
 
@@ -53,12 +66,21 @@ SELECT count(*) FILTER (WHERE inserted) AS added, count(*) FILTER (WHERE NOT ins
 def entry_row(e: LogbookEntry) -> tuple[Any, ...]:
     """The row of ``ariel_entries`` (columns ``_COLUMNS``) for one entry; JSON columns as text."""
     return (
-        e.entry_id, e.source_system, e.timestamp, e.author, e.title, e.raw_text, e.tags, e.categories,
-        e.logbook, json.dumps([a.model_dump() for a in e.attachments]), json.dumps(e.metadata, default=str),
+        e.entry_id,
+        e.source_system,
+        e.timestamp,
+        e.author,
+        e.title,
+        e.raw_text,
+        e.tags,
+        e.categories,
+        e.logbook,
+        json.dumps([a.model_dump() for a in e.attachments]),
+        json.dumps(e.metadata, default=str),
     )
 
 
-async def upsert_entries(conn: asyncpg.Connection, entries: Sequence[LogbookEntry]) -> UpsertCounts:
+async def upsert_entries(conn: Conn, entries: Sequence[LogbookEntry]) -> UpsertCounts:
     """Insert or update entries by ``entry_id`` in one transaction (COPY into a temp table, then merge).
 
     When an id occurs twice in ``entries`` the later one wins and the earlier counts as updated.
@@ -83,28 +105,35 @@ async def upsert_entries(conn: asyncpg.Connection, entries: Sequence[LogbookEntr
 
 def _entry_from_row(r: asyncpg.Record) -> LogbookEntry:
     return LogbookEntry(
-        entry_id=r["entry_id"], source_system=r["source_system"], timestamp=r["ts"], author=r["author"],
-        title=r["title"], raw_text=r["raw_text"], tags=list(r["tags"]), categories=list(r["categories"]),
-        logbook=r["logbook"], attachments=json.loads(r["attachments"]), metadata=json.loads(r["metadata"]),
-        summary=r["summary"], keywords=list(r["keywords"]),
+        entry_id=r["entry_id"],
+        source_system=r["source_system"],
+        timestamp=r["ts"],
+        author=r["author"],
+        title=r["title"],
+        raw_text=r["raw_text"],
+        tags=list(r["tags"]),
+        categories=list(r["categories"]),
+        logbook=r["logbook"],
+        attachments=json.loads(r["attachments"]),
+        metadata=json.loads(r["metadata"]),
+        summary=r["summary"],
+        keywords=list(r["keywords"]),
     )
 
 
-async def get_entry(conn: asyncpg.Connection, entry_id: str) -> LogbookEntry | None:
+async def get_entry(conn: Conn, entry_id: str) -> LogbookEntry | None:
     """One entry by id, or None."""
     r = await conn.fetchrow("SELECT * FROM ariel_entries WHERE entry_id = $1", entry_id)
     return _entry_from_row(r) if r else None
 
 
-async def get_entries(conn: asyncpg.Connection, entry_ids: Sequence[str]) -> dict[str, LogbookEntry]:
+async def get_entries(conn: Conn, entry_ids: Sequence[str]) -> dict[str, LogbookEntry]:
     """Entries by id (missing ids are absent from the result)."""
     rows = await conn.fetch("SELECT * FROM ariel_entries WHERE entry_id = ANY($1::text[])", list(entry_ids))
     return {r["entry_id"]: _entry_from_row(r) for r in rows}
 
 
-async def iter_entry_batches(
-    conn: asyncpg.Connection, batch_size: int = 1000, after: str = ""
-) -> list[LogbookEntry]:
+async def iter_entry_batches(conn: Conn, batch_size: int = 1000, after: str = "") -> list[LogbookEntry]:
     """The next ``batch_size`` entries in ``entry_id`` order after ``after`` (keyset paging; for reindexing)."""
     rows = await conn.fetch(
         "SELECT * FROM ariel_entries WHERE entry_id > $1 ORDER BY entry_id LIMIT $2", after, batch_size
@@ -112,7 +141,7 @@ async def iter_entry_batches(
     return [_entry_from_row(r) for r in rows]
 
 
-async def latest_timestamp(conn: asyncpg.Connection, source_system: str) -> datetime | None:
+async def latest_timestamp(conn: Conn, source_system: str) -> datetime | None:
     """The newest entry time of one source system (for incremental ingestion), or None."""
     ts: datetime | None = await conn.fetchval(
         "SELECT max(ts) FROM ariel_entries WHERE source_system = $1", source_system
@@ -125,7 +154,7 @@ async def latest_timestamp(conn: asyncpg.Connection, source_system: str) -> date
 MAX_BAD_RECORDS_KEPT = 50
 
 
-async def record_run(conn: asyncpg.Connection, run: IngestionRun) -> None:
+async def record_run(conn: Conn, run: IngestionRun) -> None:
     """Create or update the ``ingestion_runs`` row ``run.run_key`` with the run's totals so far.
 
     ``finished_at`` is set by the database when the status leaves 'running'. Only the first
@@ -143,27 +172,42 @@ async def record_run(conn: asyncpg.Connection, run: IngestionRun) -> None:
             unchanged = EXCLUDED.unchanged, failed = EXCLUDED.failed, cursor = EXCLUDED.cursor,
             bad_records = EXCLUDED.bad_records, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at
         """,
-        run.run_key, run.adapter, run.source, run.status, c.added, c.updated, c.unchanged, c.failed,
-        run.cursor, bad, run.error,
+        run.run_key,
+        run.adapter,
+        run.source,
+        run.status,
+        c.added,
+        c.updated,
+        c.unchanged,
+        c.failed,
+        run.cursor,
+        bad,
+        run.error,
     )
 
 
 def _run_from_row(r: asyncpg.Record) -> IngestionRun:
     return IngestionRun(
-        run_key=r["run_key"], adapter=r["adapter"], source=r["source"], status=r["status"],
+        run_key=r["run_key"],
+        adapter=r["adapter"],
+        source=r["source"],
+        status=r["status"],
         counts=UpsertCounts(added=r["added"], updated=r["updated"], unchanged=r["unchanged"], failed=r["failed"]),
-        cursor=r["cursor"], started_at=r["started_at"], finished_at=r["finished_at"], error=r["error"],
+        cursor=r["cursor"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        error=r["error"],
         bad_records=[BadRecordInfo.model_validate(b) for b in json.loads(r["bad_records"])],
     )
 
 
-async def get_run(conn: asyncpg.Connection, run_key: str) -> IngestionRun | None:
+async def get_run(conn: Conn, run_key: str) -> IngestionRun | None:
     """One ingestion run by key, or None."""
     r = await conn.fetchrow("SELECT * FROM ingestion_runs WHERE run_key = $1", run_key)
     return _run_from_row(r) if r else None
 
 
-async def recent_runs(conn: asyncpg.Connection, limit: int = 10) -> list[IngestionRun]:
+async def recent_runs(conn: Conn, limit: int = 10) -> list[IngestionRun]:
     """The most recently started ingestion runs, newest first."""
     rows = await conn.fetch("SELECT * FROM ingestion_runs ORDER BY started_at DESC LIMIT $1", limit)
     return [_run_from_row(r) for r in rows]
@@ -178,7 +222,7 @@ def embedding_table_name(model: str) -> str:
     return f"ariel_emb_{slug}_{hashlib.sha1(model.encode()).hexdigest()[:8]}"
 
 
-async def embedding_table(conn: asyncpg.Connection, model: str, dim: int | None = None) -> str | None:
+async def embedding_table(conn: Conn, model: str, dim: int | None = None) -> str | None:
     """The embeddings table of ``model``; created (with its HNSW index) when ``dim`` is given and it is new.
 
     Returns None when the model has no table and ``dim`` is None. Raises ``ValueError`` when ``dim``
@@ -201,13 +245,13 @@ async def embedding_table(conn: asyncpg.Connection, model: str, dim: int | None 
                     content_hash text NOT NULL,
                     embedding vector({int(dim)}) NOT NULL)"""
         )
-        await conn.execute(
-            f"CREATE INDEX IF NOT EXISTS {name}_hnsw ON {name} USING hnsw (embedding vector_cosine_ops)"
-        )
+        await conn.execute(f"CREATE INDEX IF NOT EXISTS {name}_hnsw ON {name} USING hnsw (embedding vector_cosine_ops)")
         await conn.execute(
             "INSERT INTO ariel_embedding_models (model, dim, table_name) VALUES ($1, $2, $3) "
             "ON CONFLICT (model) DO NOTHING",
-            model, dim, name,
+            model,
+            dim,
+            name,
         )
     return name
 
@@ -217,7 +261,7 @@ def vector_literal(vec: Sequence[float]) -> str:
     return "[" + ",".join(f"{float(x):.7g}" for x in vec) + "]"
 
 
-async def pending_embeddings(conn: asyncpg.Connection, table: str, limit: int) -> list[LogbookEntry]:
+async def pending_embeddings(conn: Conn, table: str, limit: int) -> list[LogbookEntry]:
     """Entries with no embedding in ``table``, or one made from older text (content_hash differs)."""
     rows = await conn.fetch(
         f"""SELECT e.* FROM ariel_entries e LEFT JOIN {table} v USING (entry_id)
@@ -228,7 +272,7 @@ async def pending_embeddings(conn: asyncpg.Connection, table: str, limit: int) -
     return [_entry_from_row(r) for r in rows]
 
 
-async def count_pending_embeddings(conn: asyncpg.Connection, table: str) -> int:
+async def count_pending_embeddings(conn: Conn, table: str) -> int:
     n: int = await conn.fetchval(
         f"""SELECT count(*) FROM ariel_entries e LEFT JOIN {table} v USING (entry_id)
             WHERE v.entry_id IS NULL OR v.content_hash <> e.content_hash"""
@@ -237,7 +281,7 @@ async def count_pending_embeddings(conn: asyncpg.Connection, table: str) -> int:
 
 
 async def store_embeddings(
-    conn: asyncpg.Connection, table: str, entries: Sequence[LogbookEntry], vectors: Sequence[Sequence[float]]
+    conn: Conn, table: str, entries: Sequence[LogbookEntry], vectors: Sequence[Sequence[float]]
 ) -> None:
     """Upsert one vector per entry, tagged with the content hash of the text it was made from."""
     if len(entries) != len(vectors):
@@ -254,7 +298,7 @@ async def store_embeddings(
 # --- LLM enhancement (summary and keywords) --------------------------------------------------------------
 
 
-async def pending_summaries(conn: asyncpg.Connection, limit: int) -> list[LogbookEntry]:
+async def pending_summaries(conn: Conn, limit: int) -> list[LogbookEntry]:
     """Entries whose summary/keywords are missing or were made from older text."""
     rows = await conn.fetch(
         "SELECT * FROM ariel_entries WHERE summary_hash IS DISTINCT FROM content_hash "
@@ -265,13 +309,16 @@ async def pending_summaries(conn: asyncpg.Connection, limit: int) -> list[Logboo
 
 
 async def store_summary(
-    conn: asyncpg.Connection, entry_id: str, summary: str, keywords: Sequence[str], error: str = ""
+    conn: Conn, entry_id: str, summary: str, keywords: Sequence[str], error: str = ""
 ) -> None:
     """Store an entry's LLM summary and keywords (or the reason it failed, so it is not retried forever)."""
     await conn.execute(
         "UPDATE ariel_entries SET summary = $2, keywords = $3, enhancement_error = $4, "
         "summary_hash = CASE WHEN $4 = '' THEN content_hash ELSE summary_hash END WHERE entry_id = $1",
-        entry_id, summary, list(keywords), error,
+        entry_id,
+        summary,
+        list(keywords),
+        error,
     )
 
 
@@ -290,13 +337,11 @@ class StoreStatus(BaseModel):
     recent_runs: list[IngestionRun]
 
 
-async def status(conn: asyncpg.Connection, runs: int = 5) -> StoreStatus:
+async def status(conn: Conn, runs: int = 5) -> StoreStatus:
     """Entry counts by source, time span, embeddings per model, summaries, and the latest ingestion runs."""
     by_source = {
         r["source_system"]: r["n"]
-        for r in await conn.fetch(
-            "SELECT source_system, count(*) AS n FROM ariel_entries GROUP BY 1 ORDER BY 1"
-        )
+        for r in await conn.fetch("SELECT source_system, count(*) AS n FROM ariel_entries GROUP BY 1 ORDER BY 1")
     }
     span = await conn.fetchrow("SELECT min(ts) AS oldest, max(ts) AS newest FROM ariel_entries")
     assert span is not None
@@ -305,12 +350,17 @@ async def status(conn: asyncpg.Connection, runs: int = 5) -> StoreStatus:
         emb[r["model"]] = await conn.fetchval(f"SELECT count(*) FROM {r['table_name']}")
     summaries = await conn.fetchval("SELECT count(*) FROM ariel_entries WHERE summary_hash = content_hash")
     return StoreStatus(
-        entries=sum(by_source.values()), by_source=by_source, newest=span["newest"], oldest=span["oldest"],
-        embeddings=emb, summaries=summaries, recent_runs=await recent_runs(conn, runs),
+        entries=sum(by_source.values()),
+        by_source=by_source,
+        newest=span["newest"],
+        oldest=span["oldest"],
+        embeddings=emb,
+        summaries=summaries,
+        recent_runs=await recent_runs(conn, runs),
     )
 
 
-async def keyword_search(conn: asyncpg.Connection, query: str, limit: int = 5) -> list[LogbookHit]:
+async def keyword_search(conn: Conn, query: str, limit: int = 5) -> list[LogbookHit]:
     """Keyword search on PostgreSQL (the seed API, kept for callers); see ``tern.ariel.service.search``."""
     from tern.ariel.backends.postgres import PostgresBackend
 

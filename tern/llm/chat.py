@@ -27,7 +27,9 @@ class ChatMessage(BaseModel):
 class ChatProvider(Protocol):
     model: str
 
-    async def complete(self, messages: Sequence[ChatMessage], *, max_tokens: int = 800, temperature: float = 0.0) -> str:
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int = 800, temperature: float = 0.0
+    ) -> str:
         """The assistant's reply text. Raises ``LLMError``."""
         ...
 
@@ -44,7 +46,11 @@ class OpenAICompatibleChat:
     """
 
     def __init__(
-        self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 60.0,
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.model = model
@@ -53,7 +59,9 @@ class OpenAICompatibleChat:
             base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout_s, transport=transport
         )
 
-    async def complete(self, messages: Sequence[ChatMessage], *, max_tokens: int = 800, temperature: float = 0.0) -> str:
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int = 800, temperature: float = 0.0
+    ) -> str:
         body = {
             "model": self.model,
             "messages": [m.model_dump() for m in messages],

@@ -96,7 +96,7 @@ async def _als_service() -> AsyncIterator[tuple[str, dict]]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.02)
     yield f"http://127.0.0.1:{port}", behaviours
     server.should_exit = True
@@ -134,5 +134,3 @@ async def worker_env(temporal_env, pool: asyncpg.Pool) -> AsyncIterator[tuple[An
     acts = ariel_activities(settings, pool, embedder=HashingTestEmbedder(), llm=None)
     async with Worker(client, task_queue=settings.task_queue, workflows=ARIEL_WORKFLOWS, activities=acts):
         yield client, settings, pool
-
-

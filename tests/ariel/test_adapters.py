@@ -55,7 +55,10 @@ async def test_bad_records_are_reported_and_the_batch_goes_on(tmp_path) -> None:
     entries, bad = await collect("als", str(src))
     assert [e.entry_id for e in entries] == ["1", "3"]
     assert [(b.position, b.reason.split(":")[0]) for b in bad] == [
-        (1, "line is not JSON"), (2, "malformed record"), (3, "missing field 'id'"), (4, "record is a list, not an object"),
+        (1, "line is not JSON"),
+        (2, "malformed record"),
+        (3, "missing field 'id'"),
+        (4, "record is a list, not an object"),
     ]
 
 
@@ -65,11 +68,13 @@ async def test_whole_source_errors_name_the_problem(tmp_path) -> None:
     (tmp_path / "x.json").write_text("{")
     with pytest.raises(AdapterError, match="not valid JSON"):
         await collect("ornl", str(tmp_path / "x.json"))
-    with pytest.raises(AdapterError, match="unknown adapter 'elog'.*als-http"):
+    with pytest.raises(AdapterError, match=r"unknown adapter .elog.*als-http"):
         await collect("elog", str(tmp_path / "x.json"))
 
 
-@pytest.mark.parametrize(("adapter", "name", "n"), [("als", "als_logbook_entries.jsonl", 15), ("demo", "demo_logbook.json", 28)])
+@pytest.mark.parametrize(
+    ("adapter", "name", "n"), [("als", "als_logbook_entries.jsonl", 15), ("demo", "demo_logbook.json", 28)]
+)
 async def test_pages_resume_at_the_cursor(adapter: str, name: str, n: int) -> None:
     src = str(DATA / name)
     opts = AdapterOptions(now=NOW)
@@ -93,8 +98,13 @@ async def test_als_http_windows_with_retries(als_server) -> None:
     """A real HTTP server (uvicorn on loopback) that fails twice with 503 before answering."""
     url, calls = als_server(fail_first=2)
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    opts = AdapterOptions(since=start, until=start + timedelta(days=1), window=timedelta(hours=6),
-                          backoff_initial_s=0.01, backoff_max_s=0.05)
+    opts = AdapterOptions(
+        since=start,
+        until=start + timedelta(days=1),
+        window=timedelta(hours=6),
+        backoff_initial_s=0.01,
+        backoff_max_s=0.05,
+    )
     entries, bad = await collect("als-http", url, opts)
     assert not bad
     assert sorted(e.entry_id for e in entries) == sorted(
@@ -110,9 +120,10 @@ async def test_als_http_gives_up_and_4xx_is_not_retried(als_server) -> None:
 
     url, calls = als_server(fail_first=100)
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    opts = AdapterOptions(since=start, until=start + timedelta(hours=1), attempts=3,
-                          backoff_initial_s=0.01, backoff_max_s=0.02)
-    with pytest.raises(SourceUnavailable, match="503.*after 3 attempts"):
+    opts = AdapterOptions(
+        since=start, until=start + timedelta(hours=1), attempts=3, backoff_initial_s=0.01, backoff_max_s=0.02
+    )
+    with pytest.raises(SourceUnavailable, match=r"503.*after 3 attempts"):
         await collect("als-http", url, opts)
     assert len(calls) == 3
     url404, calls404 = als_server(status=404)

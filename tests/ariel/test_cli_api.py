@@ -22,10 +22,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "starters.ariel_cli", *args, cwd=ROOT,
-        env={**os.environ, "TERN_CONFIG": "/nonexistent.toml", "TERN_EMBEDDING_PROVIDER": "none",
-             "TERN_LLM_PROVIDER": "none", "TERN_ARIEL_BACKEND": "postgres", "COLUMNS": "200", **env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "starters.ariel_cli",
+        *args,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "TERN_CONFIG": "/nonexistent.toml",
+            "TERN_EMBEDDING_PROVIDER": "none",
+            "TERN_LLM_PROVIDER": "none",
+            "TERN_ARIEL_BACKEND": "postgres",
+            "COLUMNS": "200",
+            **env,
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     return proc.returncode or 0, out.decode(), err.decode()
@@ -34,10 +46,12 @@ async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
 @pytest.mark.temporal
 async def test_cli_ingests_through_the_workflow_then_searches(worker_env, temporal_env, pg_dsn: str) -> None:
     _client, settings, _pool = worker_env
-    env = {"TERN_DATABASE_URL": pg_dsn, "TERN_TASK_QUEUE": settings.task_queue,
-           "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host}
-    code, out, err = await cli("ingest", str(DATA / "jlab_sample_entries.json"), "--adapter", "jlab", "--json",
-                               env=env)
+    env = {
+        "TERN_DATABASE_URL": pg_dsn,
+        "TERN_TASK_QUEUE": settings.task_queue,
+        "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+    }
+    code, out, err = await cli("ingest", str(DATA / "jlab_sample_entries.json"), "--adapter", "jlab", "--json", env=env)
     assert code == 0, err
     result = json.loads(out)
     assert result["counts"]["added"] == 7 and result["run_key"].startswith("ariel-ingest-jlab-")
@@ -62,8 +76,9 @@ async def test_cli_ingests_through_the_workflow_then_searches(worker_env, tempor
 
 async def test_cli_direct_ingest_and_bad_input(pg_dsn: str, tmp_path: Path) -> None:
     env = {"TERN_DATABASE_URL": pg_dsn}
-    code, out, err = await cli("ingest", str(DATA / "ornl_sample_entries.json"), "-a", "ornl", "--direct", "--json",
-                               env=env)
+    code, out, err = await cli(
+        "ingest", str(DATA / "ornl_sample_entries.json"), "-a", "ornl", "--direct", "--json", env=env
+    )
     assert code == 0, err
     assert json.loads(out)["counts"]["added"] == 6
     cases = [

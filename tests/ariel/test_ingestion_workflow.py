@@ -22,16 +22,23 @@ pytestmark = pytest.mark.temporal
 
 async def ingest(client: Client, settings: TernSettings, req: IngestionRequest, wf_id: str | None = None):
     return await client.execute_workflow(
-        LogbookIngestionWorkflow.run, req, id=wf_id or f"ingest-{uuid.uuid4().hex[:10]}",
+        LogbookIngestionWorkflow.run,
+        req,
+        id=wf_id or f"ingest-{uuid.uuid4().hex[:10]}",
         task_queue=settings.task_queue,
     )
 
 
 @pytest.mark.parametrize(
     ("adapter", "name", "n"),
-    [("als", "als_logbook_entries.jsonl", 15), ("als", "als_sample_entries.jsonl", 12),
-     ("jlab", "jlab_sample_entries.json", 7), ("ornl", "ornl_sample_entries.json", 6),
-     ("generic", "generic_sample_entries.json", 5), ("demo", "demo_logbook.json", 28)],
+    [
+        ("als", "als_logbook_entries.jsonl", 15),
+        ("als", "als_sample_entries.jsonl", 12),
+        ("jlab", "jlab_sample_entries.json", 7),
+        ("ornl", "ornl_sample_entries.json", 6),
+        ("generic", "generic_sample_entries.json", 5),
+        ("demo", "demo_logbook.json", 28),
+    ],
 )
 async def test_every_format_ingests_through_the_workflow(worker_env, adapter: str, name: str, n: int) -> None:
     client, settings, pool = worker_env
@@ -79,7 +86,7 @@ async def test_a_missing_source_fails_once_and_is_recorded(worker_env, tmp_path:
 
 
 async def test_als_http_through_the_workflow(worker_env, als_server) -> None:
-    client, settings, pool = worker_env
+    client, settings, _pool = worker_env
     url, calls = als_server(fail_first=1)
     start = datetime(2024, 1, 1, tzinfo=UTC)
     req = IngestionRequest(adapter="als-http", source=url, since=start, until=start + timedelta(days=1), page_size=10)
@@ -93,8 +100,9 @@ async def test_watch_schedule_ingests_periodically(worker_env) -> None:
 
     client, settings, pool = worker_env
     req = IngestionRequest(adapter="ornl", source=str(DATA / "ornl_sample_entries.json"))
-    schedule_id = await create_watch_schedule(client, settings, req, every=timedelta(hours=1),
-                                              schedule_id=f"watch-{uuid.uuid4().hex[:6]}")
+    schedule_id = await create_watch_schedule(
+        client, settings, req, every=timedelta(hours=1), schedule_id=f"watch-{uuid.uuid4().hex[:6]}"
+    )
     handle = client.get_schedule_handle(schedule_id)
     try:
         desc = await handle.describe()

@@ -13,19 +13,41 @@ from tern.ariel.query import SearchFilters
 
 # Shaped like the "Search API" response example of the OpenSearch documentation, with highlight.
 SEARCH_RESPONSE = {
-    "took": 4, "timed_out": False,
+    "took": 4,
+    "timed_out": False,
     "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
     "hits": {
-        "total": {"value": 2, "relation": "eq"}, "max_score": 3.1,
+        "total": {"value": 2, "relation": "eq"},
+        "max_score": 3.1,
         "hits": [
-            {"_index": "tern-ariel-1", "_id": "J20002", "_score": 3.1,
-             "_source": {"entry_id": "J20002", "title": "Klystron fault in South Linac", "author": "operator2",
-                         "timestamp": "2024-01-01T10:30:00+00:00", "raw_text": "Klystron SL-5A faulted at 10:15."},
-             "highlight": {"title": ["**Klystron** fault in South Linac"],
-                           "raw_text": ["**Klystron** SL-5A faulted at 10:15."]}},
-            {"_index": "tern-ariel-1", "_id": "E001", "_score": 1.2,
-             "_source": {"entry_id": "E001", "title": "RF Cavity Trip in Sector 3", "author": "oper_smith",
-                         "timestamp": "2024-01-01T00:00:00Z", "raw_text": "At 14:23, RF cavity 3A-2 tripped"}},
+            {
+                "_index": "tern-ariel-1",
+                "_id": "J20002",
+                "_score": 3.1,
+                "_source": {
+                    "entry_id": "J20002",
+                    "title": "Klystron fault in South Linac",
+                    "author": "operator2",
+                    "timestamp": "2024-01-01T10:30:00+00:00",
+                    "raw_text": "Klystron SL-5A faulted at 10:15.",
+                },
+                "highlight": {
+                    "title": ["**Klystron** fault in South Linac"],
+                    "raw_text": ["**Klystron** SL-5A faulted at 10:15."],
+                },
+            },
+            {
+                "_index": "tern-ariel-1",
+                "_id": "E001",
+                "_score": 1.2,
+                "_source": {
+                    "entry_id": "E001",
+                    "title": "RF Cavity Trip in Sector 3",
+                    "author": "oper_smith",
+                    "timestamp": "2024-01-01T00:00:00Z",
+                    "raw_text": "At 14:23, RF cavity 3A-2 tripped",
+                },
+            },
         ],
     },
 }
@@ -39,8 +61,11 @@ def test_index_template_has_bm25_text_and_knn_vector() -> None:
     assert props["title"] == {"type": "text", "analyzer": "english"}
     assert props["timestamp"]["type"] == "date" and props["entry_id"]["type"] == "keyword"
     vec = props[osb.vector_field("all-MiniLM-L6-v2")]
-    assert vec == {"type": "knn_vector", "dimension": 384,
-                   "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": "lucene"}}
+    assert vec == {
+        "type": "knn_vector",
+        "dimension": 384,
+        "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": "lucene"},
+    }
 
 
 def test_keyword_body_boosts_title_filters_and_highlights() -> None:
@@ -72,10 +97,12 @@ def test_bulk_actions_and_alias_swap() -> None:
     assert a["doc"]["timestamp"] == "2024-01-01T00:00:00+00:00"
     [v] = osb.bulk_vector_actions("tern-ariel-2", "m", ["A1"], [[1, 0]])
     assert v["doc"] == {osb.vector_field("m"): [1.0, 0.0]}
-    assert osb.alias_swap_actions("tern-ariel", ["tern-ariel-1"], "tern-ariel-2") == {"actions": [
-        {"remove": {"index": "tern-ariel-1", "alias": "tern-ariel"}},
-        {"add": {"index": "tern-ariel-2", "alias": "tern-ariel"}},
-    ]}
+    assert osb.alias_swap_actions("tern-ariel", ["tern-ariel-1"], "tern-ariel-2") == {
+        "actions": [
+            {"remove": {"index": "tern-ariel-1", "alias": "tern-ariel"}},
+            {"add": {"index": "tern-ariel-2", "alias": "tern-ariel"}},
+        ]
+    }
 
 
 def test_parse_hits_with_and_without_highlights() -> None:

@@ -36,8 +36,9 @@ async def service(request: pytest.FixtureRequest, loaded_pool: asyncpg.Pool) -> 
         pytest.skip("OpenSearch contract run needs TERN_OPENSEARCH_URL (no OpenSearch on this machine)")
     from tern.ariel.backends.opensearch import OpenSearchBackend
 
-    settings = ariel_settings(ariel_backend="opensearch", opensearch_url=url,
-                             opensearch_index=f"tern-ariel-test-{uuid.uuid4().hex[:8]}")
+    settings = ariel_settings(
+        ariel_backend="opensearch", opensearch_url=url, opensearch_index=f"tern-ariel-test-{uuid.uuid4().hex[:8]}"
+    )
     backend = OpenSearchBackend.from_settings(settings)
     await backend.reindex_from(loaded_pool)
     yield ArielService(settings, loaded_pool, backend=backend, embedder=EMB, llm=None)
@@ -72,10 +73,18 @@ async def test_phrase_and_exclusion(service: ArielService) -> None:
 async def test_filters(service: ArielService) -> None:
     r = await service.search("shift author:oper_jones", limit=20)
     assert ids(r) == ["E007"]
-    r = await service.search("beam", limit=50, filters=SearchFilters(
-        since=datetime(2024, 1, 1, 3, 0, tzinfo=UTC), until=datetime(2024, 1, 1, 5, 0, tzinfo=UTC)))
-    assert r.hits and all(datetime(2024, 1, 1, 3, tzinfo=UTC) <= h.timestamp < datetime(2024, 1, 1, 5, tzinfo=UTC)
-                          for h in r.hits if h.timestamp)
+    r = await service.search(
+        "beam",
+        limit=50,
+        filters=SearchFilters(
+            since=datetime(2024, 1, 1, 3, 0, tzinfo=UTC), until=datetime(2024, 1, 1, 5, 0, tzinfo=UTC)
+        ),
+    )
+    assert r.hits and all(
+        datetime(2024, 1, 1, 3, tzinfo=UTC) <= h.timestamp < datetime(2024, 1, 1, 5, tzinfo=UTC)
+        for h in r.hits
+        if h.timestamp
+    )
     r = await service.search("tag:rf", limit=50)
     assert set(ids(r)) >= {"DEMO-001"} and all(i.startswith("DEMO") for i in ids(r))
     r = await service.search("source:jlab", limit=50)
@@ -113,9 +122,12 @@ class FakeLLM:
     model = "fake"
 
     def __init__(self, reply: str | None = None, fail: bool = False) -> None:
-        self.reply, self.fail, self.prompts = reply, fail, []
+        self.reply, self.fail = reply, fail
+        self.prompts: list[str] = []
 
-    async def complete(self, messages: Sequence[ChatMessage], *, max_tokens: int = 800, temperature: float = 0.0) -> str:
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int = 800, temperature: float = 0.0
+    ) -> str:
         self.prompts.append(messages[-1].content)
         if self.fail:
             raise LLMError("endpoint down")

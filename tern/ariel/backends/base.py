@@ -22,9 +22,7 @@ class SearchBackend(Protocol):
 
     name: str
 
-    async def keyword(
-        self, query: str, filters: SearchFilters | None = None, limit: int = 10
-    ) -> list[LogbookHit]: ...
+    async def keyword(self, query: str, filters: SearchFilters | None = None, limit: int = 10) -> list[LogbookHit]: ...
 
     async def semantic(
         self,

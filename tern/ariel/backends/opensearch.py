@@ -92,9 +92,17 @@ def index_template_body(alias: str, vectors: dict[str, int] | None = None) -> di
 
 def entry_document(e: LogbookEntry) -> dict[str, Any]:
     return {
-        "entry_id": e.entry_id, "source_system": e.source_system, "timestamp": e.timestamp.isoformat(),
-        "author": e.author, "title": e.title, "raw_text": e.raw_text, "summary": e.summary,
-        "keywords": e.keywords, "tags": e.tags, "categories": e.categories, "logbook": e.logbook,
+        "entry_id": e.entry_id,
+        "source_system": e.source_system,
+        "timestamp": e.timestamp.isoformat(),
+        "author": e.author,
+        "title": e.title,
+        "raw_text": e.raw_text,
+        "summary": e.summary,
+        "keywords": e.keywords,
+        "tags": e.tags,
+        "categories": e.categories,
+        "logbook": e.logbook,
     }
 
 

@@ -24,7 +24,7 @@ from tern.ariel.query import SearchFilters
 from tern.models import LogbookHit
 
 TRIGRAM_THRESHOLD = 0.4  # pg_trgm word_similarity threshold of the typo fallback (0..1)
-_HEADLINE_TEXT = "StartSel=**,StopSel=**,MaxFragments=2,MaxWords=25,MinWords=8,FragmentDelimiter=\" ... \""
+_HEADLINE_TEXT = 'StartSel=**,StopSel=**,MaxFragments=2,MaxWords=25,MinWords=8,FragmentDelimiter=" ... "'
 _HEADLINE_TITLE = "StartSel=**,StopSel=**,HighlightAll=true"
 
 
@@ -135,8 +135,13 @@ def _hits(rows: Sequence[asyncpg.Record]) -> list[LogbookHit]:
         highlights += [s for s in snippet.split(" ... ") if "**" in s]
         hits.append(
             LogbookHit(
-                entry_id=r["entry_id"], title=r["title"], author=r["author"], timestamp=r["ts"],
-                score=float(r["score"]), snippet=snippet, highlights=highlights,
+                entry_id=r["entry_id"],
+                title=r["title"],
+                author=r["author"],
+                timestamp=r["ts"],
+                score=float(r["score"]),
+                snippet=snippet,
+                highlights=highlights,
             )
         )
     return hits
@@ -152,19 +157,19 @@ class PostgresBackend:
 
     name = "postgres"
 
-    def __init__(self, db: asyncpg.Pool | asyncpg.Connection, trace: list[tuple[str, list[Any]]] | None = None):
+    def __init__(self, db: asyncpg.Pool | store.Conn, trace: list[tuple[str, list[Any]]] | None = None):
         self.db = db
         self.trace = trace
 
     @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _conn(self) -> AsyncIterator[store.Conn]:
         if isinstance(self.db, asyncpg.Pool):
             async with self.db.acquire() as conn:
                 yield conn
         else:
             yield self.db
 
-    async def _fetch(self, conn: asyncpg.Connection, stmt: tuple[str, list[Any]]) -> list[asyncpg.Record]:
+    async def _fetch(self, conn: store.Conn, stmt: tuple[str, list[Any]]) -> list[asyncpg.Record]:
         if self.trace is not None:
             self.trace.append(stmt)
         return await conn.fetch(stmt[0], *stmt[1])
