@@ -15,13 +15,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tern.agent.compose import compose
-from tern.ariel.store import keyword_search
+from tern.ariel.service import search as ariel_search
 from tern.audit.store import claim_write, finish_write, record_event, release_claim
 from tern.config import TernSettings
 from tern.control import channels as ca
 from tern.control.limits import LimitsDatabase, LimitsDatabaseError
 from tern.db import create_pool
-from tern.models import AuditEvent, ChannelReading, LimitsCheck, LogbookHit, WriteRecord
+from tern.models import AuditEvent, ChannelReading, LimitsCheck, SearchResponse, WriteRecord
 from tern.models.activity_io import (
     ChannelReadInput,
     ComposedAnswer,
@@ -72,11 +72,10 @@ class AgentActivities:
 
     # ---------------------------------------------------------------------------------------------
     @activity.defn(name="search_logbook")
-    async def search_logbook(self, inp: LogbookSearchInput) -> list[LogbookHit]:
-        """Keyword search of the logbook (ARIEL, PostgreSQL full text)."""
-        pool = await self.pool()
-        async with pool.acquire() as conn:
-            return await keyword_search(conn, inp.query, inp.limit)
+    async def search_logbook(self, inp: LogbookSearchInput) -> SearchResponse:
+        """Search the logbook through the ARIEL service (configured backend; degrades to keyword search)."""
+        return await ariel_search(await self.pool(), self.settings, inp.query, mode=inp.mode,  # type: ignore[arg-type]
+                                  limit=inp.limit)
 
     @activity.defn(name="read_channels")
     async def read_channels(self, inp: ChannelReadInput) -> list[ChannelReading]:

@@ -7,18 +7,16 @@ import asyncio
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
-from activities.agent import AgentActivities
 from tern.control.channels import read_value
 from tern.models import Decision
-from tests.agent_helpers import audit_rows, ingest_demo, start_run, wait_for_state, write_plan
+from tests.agent_helpers import audit_rows, running_worker, ingest_demo, start_run, wait_for_state, write_plan
 from tests.conftest import STUCK_SETPOINT
-from worker.main import build_worker
 from workflows.agent_run import AgentRunWorkflow
 
 
 @pytest.fixture
 async def worker(temporal_env, settings):
-    async with build_worker(temporal_env.client, settings, AgentActivities(settings)):
+    async with running_worker(temporal_env.client, settings):
         yield temporal_env.client
 
 
@@ -118,7 +116,7 @@ async def test_limits_refuse_before_any_approval(worker, settings, channel, valu
 
 async def test_writes_disabled_refuses(temporal_env, settings) -> None:
     off = settings.model_copy(update={"writes_enabled": False})
-    async with build_worker(temporal_env.client, off, AgentActivities(off)):
+    async with running_worker(temporal_env.client, off):
         handle = await start_run(temporal_env.client, off, write_plan("SR:RF:CAVITY:01:TUNER:SP", 5.0))
         result = await handle.result()
     assert result.status == "failed"

@@ -102,13 +102,14 @@ class AgentRunWorkflow:
             workflow.set_current_details(f"step {step.id} ({step.kind})")
             try:
                 if isinstance(step, LogbookSearchStep):
-                    hits = await workflow.execute_activity_method(
+                    found = await workflow.execute_activity_method(
                         AgentActivities.search_logbook, LogbookSearchInput(
-                            run_id=run_id, step_id=step.id, query=step.query, limit=step.limit),
+                            run_id=run_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode),
                         start_to_close_timeout=LOGBOOK_SEARCH_TIMEOUT, retry_policy=READ_RETRY,
-                        summary=f"logbook search: {step.query[:80]}")
-                    result = StepResult(step_id=step.id, kind=step.kind, status="completed", hits=hits,
-                                        message=f"{len(hits)} entries")
+                        summary=f"logbook search ({step.mode}): {step.query[:80]}")
+                    note = f" ({found.notice})" if found.notice else ""
+                    result = StepResult(step_id=step.id, kind=step.kind, status="completed", hits=found.hits,
+                                        message=f"{len(found.hits)} entries{note}")
                 elif isinstance(step, ChannelReadStep):
                     readings = await workflow.execute_activity_method(
                         AgentActivities.read_channels, ChannelReadInput(

@@ -12,6 +12,7 @@ class LogbookSearchInput(BaseModel):
     step_id: str
     query: str
     limit: int = 5
+    mode: str = "hybrid"
 
 
 class ChannelReadInput(BaseModel):
