@@ -112,7 +112,8 @@ class AgentActivities:
         """Perform an approved write exactly once per ``idempotency_key``, re-checking limits just before.
 
         Raises non-retryable ``ApplicationError`` when writes are disabled, the limits refuse the write now,
-        or an earlier attempt was interrupted and the machine does not hold the target value.
+        the live value moved (beyond the verification tolerance) from the one shown to the approver, or an
+        earlier attempt was interrupted and the machine does not hold the target value.
         """
         s = self.settings
         if not s.writes_enabled:
@@ -135,12 +136,17 @@ class AgentActivities:
                 await release_claim(conn, key)
             raise ApplicationError(f"cannot read {inp.channel} before writing: {exc}", type="ChannelUnreachable") from exc
         check = limits.check(inp.channel, inp.value, current=current)
-        if not check.allowed:
-            event = self._event(inp, "write_refused", current, None, None, check.message)
+        moved = (inp.approved_from is not None
+                 and abs(current - inp.approved_from) > ca.tolerance(inp.approved_from, check.verification))
+        if not check.allowed or moved:
+            reason = (f"{inp.channel} moved from {inp.approved_from:g} (shown to the approver) to {current:g} "
+                      "since the approval; not writing: start a new run" if moved and check.allowed
+                      else f"write refused at execution time: {check.message}")
+            event = self._event(inp, "write_refused", current, None, None, reason)
             async with pool.acquire() as conn:
                 await finish_write(conn, key, None, state="failed", event=event)
-            raise ApplicationError(f"write refused at execution time: {check.message}", type="WriteRefused",
-                                   non_retryable=True)
+            raise ApplicationError(reason, type="ValueChangedSinceApproval" if moved and check.allowed
+                                   else "WriteRefused", non_retryable=True)
         try:
             record = await asyncio.to_thread(
                 ca.write_channel, inp.channel, inp.value, check.verification, previous_value=current,

@@ -153,3 +153,21 @@ async def test_status_query_and_search_attributes(worker, settings) -> None:
     await handle.execute_update(AgentRunWorkflow.decide,
                                 Decision(request_id=st.pending.request_id, approver="carol", approved=False))
     assert (await handle.result()).status == "rejected"
+
+
+async def test_value_moved_since_approval_is_not_written(worker, settings) -> None:
+    import epics
+
+    channel = "SR:MAG:SHD:06:CURRENT:SP"
+    before = read_value(channel)
+    handle = await start_run(worker, settings, write_plan(channel, before + 1.0))
+    st = await wait_for_state(handle, "awaiting_approval")
+    epics.caput(channel, before - 10.0, wait=True)  # the machine changes while the request waits
+    await handle.execute_update(AgentRunWorkflow.decide,
+                                Decision(request_id=st.pending.request_id, approver="bob", approved=True))
+    result = await handle.result()
+    assert result.status == "failed" and result.writes == []
+    assert "moved from" in (result.error or "")
+    assert read_value(channel) == pytest.approx(before - 10.0)
+    rows = await audit_rows(settings.dsn, result.run_id)
+    assert [r["event_kind"] for r in rows] == ["approval_requested", "decision", "write_refused"]

@@ -56,7 +56,7 @@ READ_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval
 WRITE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=10),
                           maximum_attempts=3,
                           non_retryable_error_types=["WritesDisabled", "InvalidLimits", "WriteRefused",
-                                                     "WriteOutcomeUnknown"])
+                                                     "WriteOutcomeUnknown", "ValueChangedSinceApproval"])
 # The audit must eventually be written: no write happens before its decision is recorded.
 AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60))
 
@@ -212,7 +212,7 @@ class AgentRunWorkflow:
             AgentActivities.write_channel, WriteInput(
                 run_id=run_id, step_id=step.id, idempotency_key=f"{run_id}/{step.id}/{request_id}",
                 channel=step.channel, value=step.value, request_id=request_id,
-                approver=decision.approver or ""),
+                approver=decision.approver or "", approved_from=check.current_value),
             start_to_close_timeout=WRITE_TIMEOUT, retry_policy=WRITE_RETRY,
             summary=f"write {step.channel} = {step.value:g}")
         return StepResult(step_id=step.id, kind=step.kind, status="completed" if record.verified else "failed",

@@ -40,6 +40,9 @@ class WriteInput(BaseModel):
     value: float
     request_id: str
     approver: str
+    approved_from: float | None = Field(
+        None, description="The live value the approver was shown; the write is refused if the machine moved."
+    )
 
 
 class ComposeInput(BaseModel):
