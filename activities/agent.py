@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 from temporalio import activity
@@ -21,7 +23,7 @@ from tern.config import TernSettings
 from tern.control import channels as ca
 from tern.control.limits import LimitsDatabase, LimitsDatabaseError
 from tern.db import create_pool
-from tern.models import AuditEvent, ChannelReading, LimitsCheck, SearchResponse, WriteRecord
+from tern.models import AuditEvent, AuditKind, ChannelReading, LimitsCheck, SearchResponse, WriteRecord
 from tern.models.activity_io import (
     ChannelReadInput,
     ComposedAnswer,
@@ -63,7 +65,7 @@ class AgentActivities:
             self.settings.limits_path, allow_unlisted=self.settings.allow_unlisted_channels
         )
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         """The activity callables to register on a worker."""
         return [
             self.search_logbook, self.read_channels, self.check_write, self.write_channel,
@@ -74,7 +76,7 @@ class AgentActivities:
     @activity.defn(name="search_logbook")
     async def search_logbook(self, inp: LogbookSearchInput) -> SearchResponse:
         """Search the logbook through the ARIEL service (configured backend; degrades to keyword search)."""
-        return await ariel_search(await self.pool(), self.settings, inp.query, mode=inp.mode,  # type: ignore[arg-type]
+        return await ariel_search(await self.pool(), self.settings, inp.query, mode=inp.mode,
                                   limit=inp.limit)
 
     @activity.defn(name="read_channels")
@@ -134,7 +136,8 @@ class AgentActivities:
         except ca.ChannelAccessError as exc:
             async with pool.acquire() as conn:
                 await release_claim(conn, key)
-            raise ApplicationError(f"cannot read {inp.channel} before writing: {exc}", type="ChannelUnreachable") from exc
+            raise ApplicationError(f"cannot read {inp.channel} before writing: {exc}",
+                                   type="ChannelUnreachable") from exc
         check = limits.check(inp.channel, inp.value, current=current)
         moved = (inp.approved_from is not None
                  and abs(current - inp.approved_from) > ca.tolerance(inp.approved_from, check.verification))
@@ -197,10 +200,10 @@ class AgentActivities:
         return record
 
     @staticmethod
-    def _event(inp: WriteInput, kind: str, prev: float | None, readback: float | None,
+    def _event(inp: WriteInput, kind: AuditKind, prev: float | None, readback: float | None,
                verified: bool | None, comment: str) -> AuditEvent:
         return AuditEvent(
-            event_kind=kind,  # type: ignore[arg-type]
+            event_kind=kind,
             run_id=inp.run_id, event_key=f"{kind}:{inp.idempotency_key}", step_id=inp.step_id,
             request_id=inp.request_id, actor=inp.approver, channel=inp.channel, previous_value=prev,
             value=inp.value, readback=readback, verified=verified, comment=comment,

@@ -346,7 +346,7 @@ def demo(
     out.print(f"run [bold]{run_id}[/] is waiting for your approval.")
     out.print(f"  approve:  tern approve {run_id}" + ("" if who == current_user() else f" --as {who}"))
     out.print(f"  reject:   tern reject {run_id} --comment 'why'")
-    out.print(f"  pending:  tern pending")
+    out.print("  pending:  tern pending")
     out.print(f"  Web UI:   {s.run_url(run_id)}")
 
 

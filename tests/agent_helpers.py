@@ -63,14 +63,14 @@ async def start_run(client: Client, settings: TernSettings, plan: Plan, *, user:
         AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=settings.task_queue)
 
 
-async def wait_for_state(handle: WorkflowHandle, state: str, timeout: float = 30) -> AgentRunStatus:
+async def wait_for_state(handle: WorkflowHandle, state: str, within_s: float = 30) -> AgentRunStatus:
     async def poll() -> AgentRunStatus:
         while True:
             st = await handle.query(AgentRunWorkflow.status)
             if st.state == state:
                 return st
             await asyncio.sleep(0.1)
-    return await asyncio.wait_for(poll(), timeout)
+    return await asyncio.wait_for(poll(), within_s)
 
 
 async def audit_rows(dsn: str, run_id: str) -> list[dict[str, Any]]:

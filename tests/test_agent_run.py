@@ -9,7 +9,7 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from tern.control.channels import read_value
 from tern.models import Decision
-from tests.agent_helpers import audit_rows, running_worker, ingest_demo, start_run, wait_for_state, write_plan
+from tests.agent_helpers import audit_rows, ingest_demo, running_worker, start_run, wait_for_state, write_plan
 from tests.conftest import STUCK_SETPOINT
 from workflows.agent_run import AgentRunWorkflow
 
@@ -85,7 +85,7 @@ async def test_validator_refuses_unknown_approver_stale_request_and_second_decis
     assert result.status == "completed"
     assert [a.approver for a in result.approvals] == ["bob"] and result.approvals[0].via == "signal"
     assert len(result.ignored_decisions) == 1 and "eve is not an approver" in result.ignored_decisions[0].reason
-    with pytest.raises(Exception, match="already decided|not waiting|completed"):
+    with pytest.raises(Exception, match=r"already decided|not waiting|completed"):
         await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob",
                                                                       approved=True))
     kinds = [r["event_kind"] for r in await audit_rows(settings.dsn, result.run_id)]

@@ -11,11 +11,10 @@ import signal
 from collections.abc import Sequence
 from datetime import timedelta
 
+import asyncpg
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
-
-import asyncpg
 
 from activities.agent import AgentActivities
 from activities.ariel import ariel_activities

@@ -150,7 +150,7 @@ class AgentRunWorkflow:
         self._set_state(status)  # type: ignore[arg-type]
         await workflow.wait_condition(workflow.all_handlers_finished)
         return AgentRunResult(
-            run_id=run_id, status=status, query=req.query, user=req.user,  # type: ignore[arg-type]
+            run_id=run_id, status=status, query=req.query, user=req.user,
             steps=self._steps, writes=writes, approvals=self._approvals, ignored_decisions=self._ignored,
             answer=answer, citations=citations, error=error,
         )
@@ -206,7 +206,7 @@ class AgentRunWorkflow:
         self._set_state("running")
         if decision.decision != "approved":
             status = "timed_out" if decision.decision == "timed_out" else "rejected"
-            return StepResult(step_id=step.id, kind=step.kind, status=status, check=check,  # type: ignore[arg-type]
+            return StepResult(step_id=step.id, kind=step.kind, status=status, check=check,
                               message=f"{decision.decision} by {decision.approver or 'timeout'}: {decision.comment}")
         record = await workflow.execute_activity_method(
             AgentActivities.write_channel, WriteInput(
@@ -248,7 +248,7 @@ class AgentRunWorkflow:
         self._decision = ApprovalRecord(
             request_id=d.request_id, kind=self._pending.kind, step_id=self._pending.step_id,
             decision="approved" if d.approved else "rejected", approver=d.approver, comment=d.comment,
-            decided_at=workflow.now(), via=via)  # type: ignore[arg-type]
+            decided_at=workflow.now(), via=via)
         return self._decision
 
     @workflow.update

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import asyncpg
 

@@ -164,7 +164,7 @@ class EmbeddedStack:
                              f"stack's {name}); stop it or choose another port with {setting}")
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self._log(name), "ab")  # noqa: SIM115 - handed to the child
+        log = open(self._log(name), "ab")
         log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -260,7 +260,7 @@ class EmbeddedStack:
     def down(self, timeout: float = 20) -> StackStatus:
         """Stop every component (worker first, PostgreSQL last): SIGTERM, then SIGKILL after ``timeout`` s."""
         for name in reversed(COMPONENTS):
-            pid, stale = self._alive_pid(name)
+            pid, _stale = self._alive_pid(name)
             if name == "postgres":
                 if pid:
                     self.progress("postgres: stopping")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from tern.models.logbook import SearchMode
 from tern.models.run import StepResult
 
 
@@ -12,7 +13,7 @@ class LogbookSearchInput(BaseModel):
     step_id: str
     query: str
     limit: int = 5
-    mode: str = "hybrid"
+    mode: SearchMode = "hybrid"
 
 
 class ChannelReadInput(BaseModel):
