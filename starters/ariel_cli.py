@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -32,6 +30,7 @@ from temporalio.client import (
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from starters.common import fail, hard_exit, load_settings
 from tern.config import TernSettings
 from tern.models import SearchResponse
 from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult
@@ -43,26 +42,6 @@ out = Console()
 
 ADAPTERS = ("als", "als-http", "jlab", "ornl", "generic", "demo")
 MODES = ("keyword", "semantic", "hybrid", "rag")
-
-
-def _hard_exit(code: int) -> NoReturn:
-    """Flush and leave with ``os._exit``: a process that used the Temporal client can crash at interpreter
-    exit (sdk-python issue 300), which would turn a success into a signal exit and lose buffered output."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"error: {message}", markup=False, highlight=False)
-    raise typer.Exit(code)
-
-
-def _settings() -> TernSettings:
-    try:
-        return TernSettings()
-    except ValueError as exc:
-        fail(f"bad configuration: {exc}")
 
 
 def _parse_time(name: str, value: str | None) -> datetime | None:
@@ -224,7 +203,7 @@ def ingest(
     id_prefix: Annotated[str, typer.Option(help="Prefix for every entry id.")] = "",
 ) -> None:
     """Ingest a logbook source (through LogbookIngestionWorkflow unless --direct)."""
-    settings = _settings()
+    settings = load_settings()
     req = IngestionRequest(
         adapter=adapter,
         source=_check_source(adapter, source),
@@ -242,8 +221,8 @@ def ingest(
     try:
         _print_ingest(asyncio.run(_ingest_via_workflow(settings, req, show)), as_json)
     except typer.Exit as exc:
-        _hard_exit(exc.exit_code)
-    _hard_exit(0)
+        hard_exit(exc.exit_code)
+    hard_exit(0)
 
 
 def hits_json(resp: SearchResponse) -> list[dict[str, Any]]:
@@ -294,7 +273,7 @@ def search_cmd(
         fail(f"--limit must be between 1 and 100, got {limit}")
     if not query.strip():
         fail("the query is empty")
-    settings = _settings()
+    settings = load_settings()
     filters = SearchFilters(
         author=author, tags=tag or [], since=_parse_time("--since", since), until=_parse_time("--until", until)
     )
@@ -338,7 +317,7 @@ async def _status(settings: TernSettings) -> Any:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """Entries by source, embeddings, summaries and the latest ingestion runs."""
-    settings = _settings()
+    settings = load_settings()
     st = asyncio.run(_status(settings))
     if as_json:
         print(st.model_dump_json(indent=2))
@@ -399,7 +378,7 @@ def watch(
     as_json: Annotated[bool, typer.Option("--json", help="Print the schedule id as JSON.")] = False,
 ) -> None:
     """Create a Temporal Schedule that ingests SOURCE periodically (new and changed entries)."""
-    settings = _settings()
+    settings = load_settings()
     req = IngestionRequest(
         adapter=adapter, source=_check_source(adapter, source), pages_per_run=settings.ariel_pages_per_run
     )
@@ -417,12 +396,12 @@ def watch(
     try:
         sid = asyncio.run(run())
     except typer.Exit as exc:
-        _hard_exit(exc.exit_code)
+        hard_exit(exc.exit_code)
     if as_json:
         print(json.dumps({"schedule_id": sid, "every_s": interval.total_seconds()}))
     else:
         out.print(f"schedule {sid}: ingests {req.source} every {interval}")
-    _hard_exit(0)
+    hard_exit(0)
 
 
 @app.command()
@@ -435,7 +414,7 @@ def serve(
 
     from tern.ariel.api import create_app
 
-    uvicorn.run(create_app(_settings()), host=host, port=port)
+    uvicorn.run(create_app(load_settings()), host=host, port=port)
 
 
 if __name__ == "__main__":

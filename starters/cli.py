@@ -8,7 +8,6 @@ otherwise (rejected, failed, timed out) or a service is unreachable; 2 bad input
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Coroutine
@@ -16,39 +15,23 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from starters.ariel_cli import app as ariel_app
 from starters.client import TernClient, TernUnavailable, TernUserError, check_plan_channels, load_plan
-from tern.config import TernSettings, current_user
+from starters.common import err, fail, load_settings, print_json
+from tern.config import current_user
 from tern.models import AgentRunRequest, AgentRunResult, AgentRunStatus, ApprovalRecord
 
 app = typer.Typer(help="Tern: operator-assistant agents for particle accelerators, on Temporal.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(ariel_app, name="ariel")
 out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 DEMO_OPERATOR = "demo-operator"
 DEMO_CHANNEL = "SR:RF:CAVITY:01:VOLTAGE:SP"
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"error: {message}", markup=False, highlight=False)
-    raise typer.Exit(code)
-
-
-def settings() -> TernSettings:
-    try:
-        return TernSettings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"bad configuration: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
-    except ValueError as exc:
-        fail(f"bad configuration: {exc}")
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -61,17 +44,13 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         fail(str(exc), 1)
 
 
-def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-
-
 # --- the embedded stack -----------------------------------------------------------------------------------
 @app.command()
 def up(as_json: Annotated[bool, typer.Option("--json", help="Print the stack status as JSON.")] = False) -> None:
     """Start the embedded stack (Temporal dev server + Web UI, PostgreSQL, simulated accelerator, worker)."""
     from tern.embedded.stack import EmbeddedStack, StackError
 
-    stack = EmbeddedStack(settings(), progress=lambda m: err.print(f"[dim]{m}[/dim]"))
+    stack = EmbeddedStack(load_settings(), progress=lambda m: err.print(f"[dim]{m}[/dim]"))
     try:
         status = stack.up()
     except StackError as exc:
@@ -87,7 +66,7 @@ def down(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Stop the embedded stack (state stays in the data directory)."""
     from tern.embedded.stack import EmbeddedStack
 
-    status = EmbeddedStack(settings(), progress=lambda m: err.print(f"[dim]{m}[/dim]")).down()
+    status = EmbeddedStack(load_settings(), progress=lambda m: err.print(f"[dim]{m}[/dim]")).down()
     if as_json:
         print_json(status.model_dump())
     else:
@@ -99,7 +78,7 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show each component's state, PID, address and port."""
     from tern.embedded.stack import EmbeddedStack
 
-    st = EmbeddedStack(settings()).status()
+    st = EmbeddedStack(load_settings()).status()
     if as_json:
         print_json(st.model_dump())
     else:
@@ -125,7 +104,7 @@ def worker() -> None:
     from worker.main import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    s = settings()
+    s = load_settings()
     if not s.writes_enabled:
         err.print("[yellow]control writes are disabled (writes_enabled=false): write steps will be refused[/]")
     asyncio.run(run_worker(s))
@@ -143,7 +122,7 @@ def run(
     timeout: Annotated[float | None, typer.Option("--approval-timeout", help="Seconds to wait for a decision.")] = None,
 ) -> None:
     """Start an agent run with an explicit plan."""
-    s = settings()
+    s = load_settings()
     if not query.strip():
         fail("the query is empty")
     the_plan = _guard(lambda: load_plan(plan))
@@ -179,7 +158,7 @@ def _guard(fn: Any) -> Any:
 @app.command()
 def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List runs waiting for an approval decision."""
-    s = settings()
+    s = load_settings()
 
     async def go() -> list[AgentRunStatus]:
         return await (await TernClient.connect(s)).pending()
@@ -203,7 +182,7 @@ def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json: bool) -> None:
-    s = settings()
+    s = load_settings()
 
     async def go() -> ApprovalRecord:
         return await (await TernClient.connect(s)).decide(run_id, who or current_user(), approved, comment)
@@ -241,7 +220,7 @@ def reject(
 @app.command()
 def result(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Wait for a run's result and print it."""
-    s = settings()
+    s = load_settings()
 
     async def go() -> AgentRunResult:
         return await (await TernClient.connect(s)).result(run_id)
@@ -272,7 +251,7 @@ def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False)
     from tern.audit.store import events_for_run
     from tern.db import DatabaseError, create_pool
 
-    s = settings()
+    s = load_settings()
 
     async def go() -> list[dict[str, Any]]:
         try:
@@ -304,7 +283,7 @@ def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False)
 @app.command("export-history")
 def export_history(run_id: str, out_file: Annotated[Path, typer.Option("--out", help="JSON file to write.")]) -> None:
     """Save a run's event history as JSON (for replay tests and incident reviews)."""
-    s = settings()
+    s = load_settings()
 
     async def go() -> str:
         client = await TernClient.connect(s)
@@ -329,7 +308,7 @@ def demo(
     """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan."""
     from tern.demo import DemoError, run_demo
 
-    s = settings()
+    s = load_settings()
     try:
         outcome = asyncio.run(run_demo(s, auto_approve=auto_approve, progress=lambda m: err.print(f"[dim]{m}[/dim]")))
     except DemoError as exc:

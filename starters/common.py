@@ -1,0 +1,46 @@
+"""Helpers shared by the ``tern`` command-line apps: error exits, settings loading, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from tern.config import TernSettings
+
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code`` (2: bad input, 1: runtime failure)."""
+    err.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def load_settings() -> TernSettings:
+    """``TernSettings()``, or exit 2 naming the bad setting."""
+    try:
+        return TernSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"bad configuration: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+    except ValueError as exc:
+        fail(f"bad configuration: {exc}")
+
+
+def print_json(obj: Any) -> None:
+    """Write ``obj`` as indented JSON on stdout (datetimes and the like as strings)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def hard_exit(code: int) -> NoReturn:
+    """Flush and leave with ``os._exit``: a process that used the Temporal client can crash at interpreter
+    exit (sdk-python issue 300), which would turn a success into a signal exit and lose buffered output."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
