@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     out_fd = os.dup(1)  # the real stdout, for the result document only (not inherited by children)
     out = _Capture(1, int(limits["stdout_bytes"]))
     err = _Capture(2, int(limits["stderr_bytes"]))
+    main_pid = os.getpid()
     try:
         doc = run(args.job, args.work)
     except BaseException as exc:  # the runner itself failed (bad job directory, ...)
@@ -294,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             "code_s": None,
             "error": "sandbox runner failed: " + "".join(traceback.format_exception(exc)).strip(),
         }
+    if os.getpid() != main_pid:  # a process the code forked got here: only the runner reports
+        os._exit(0)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
