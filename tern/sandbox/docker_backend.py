@@ -72,14 +72,17 @@ class _Reader(threading.Thread):
     def run(self) -> None:
         try:
             for out, err in self.stream:
+                if self.overflow:
+                    continue  # keep draining: the engine only finishes the kill once the stream is read
                 if out:
                     self.stdout += out
                 if err:
                     self.stderr += err[: max(0, self.cap - len(self.stderr))]
                 if len(self.stdout) > self.cap:
                     self.overflow = True
-                    _kill_quietly(self.client, self.container_id)
-                    break
+                    self.stdout.clear()
+                    args = (self.client, self.container_id)
+                    threading.Thread(target=_kill_quietly, args=args, daemon=True).start()
         except Exception:  # the stream ends abruptly when the container is killed or removed
             pass
         finally:

@@ -89,6 +89,8 @@ def to_json(value: Any, path: str = "results", depth: int = 0) -> Any:
         for k, v in value.items():
             if isinstance(k, bool | int | float) or k is None:
                 k = json.dumps(k)
+            elif hasattr(k, "isoformat") and not isinstance(k, str):
+                k = k.isoformat()
             elif hasattr(k, "item") and not isinstance(k, str):
                 k = str(k.item())
             if not isinstance(k, str):
@@ -98,9 +100,11 @@ def to_json(value: Any, path: str = "results", depth: int = 0) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
         return [to_json(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(items)]
-    if hasattr(value, "to_dict") and hasattr(value, "columns"):  # pandas DataFrame
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):  # pandas DataFrame: column -> values
         return to_json(value.to_dict(orient="list"), path, depth + 1)
-    if hasattr(value, "tolist"):  # numpy arrays and scalars, pandas Series and Index
+    if hasattr(value, "to_dict") and hasattr(value, "index"):  # pandas Series: label -> value
+        return to_json(value.to_dict(), path, depth + 1)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, pandas Index
         return to_json(value.tolist(), path, depth + 1)
     if hasattr(value, "isoformat"):  # datetime, date, pandas Timestamp
         return value.isoformat()
