@@ -32,8 +32,8 @@ from tern.sandbox.policy import ApprovalMode
 app = typer.Typer(
     help="Sandboxed Python execution: build the image, run code in it, clean up.", no_args_is_help=True
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_OK, EXIT_CODE_FAILED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
