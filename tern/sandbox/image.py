@@ -95,7 +95,7 @@ def _run(cmd: list[str], progress: Callable[[str], None], what: str) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
         tail = [*tail[-30:], line.rstrip()]
-        if line.startswith(("I: Retrieving", "I: Base", "E:", "W:")):
+        if line.startswith(("I: Base", "E:", "W:")):
             progress("  " + line.rstrip())
     if proc.wait() != 0:
         raise ImageBuildError(f"{what} failed (exit {proc.returncode}):\n" + "\n".join(tail))
