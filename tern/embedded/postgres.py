@@ -113,6 +113,13 @@ class EmbeddedPostgres:
         """Start the server (``pg_ctl -w start``) and create the database; returns the postmaster PID."""
         self.init()
         if self.pid() is None:
+            from tern.embedded.net import port_in_use
+
+            if port_in_use(self.port):
+                raise EmbeddedPostgresError(
+                    f"port 127.0.0.1:{self.port} is busy (another PostgreSQL or program); "
+                    "stop it or choose another port with TERN_PG_PORT"
+                )
             opts = f"-p {self.port} -h 127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
             self._tool(
                 "pg_ctl", ["-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.log_path), "-o", opts, "start"]

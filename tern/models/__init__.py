@@ -1,8 +1,9 @@
 """Shared pydantic models: the only types that cross the workflow/activity/starter boundary."""
 
 from tern.models.approval import ApprovalKind, ApprovalRecord, ApprovalRequest, Decision, IgnoredDecision
+from tern.models.audit import AuditEvent, AuditKind
 from tern.models.control import ChannelReading, LimitsCheck, Verification, VerificationLevel, WriteRecord
-from tern.models.logbook import LogbookHit
+from tern.models.logbook import LogbookHit, SearchMode, SearchResponse
 from tern.models.plan import (
     STEP_KINDS,
     ChannelReadStep,
@@ -22,6 +23,8 @@ __all__ = [
     "ApprovalKind",
     "ApprovalRecord",
     "ApprovalRequest",
+    "AuditEvent",
+    "AuditKind",
     "ChannelReadStep",
     "ChannelReading",
     "ControlWriteStep",
@@ -34,6 +37,8 @@ __all__ = [
     "RespondStep",
     "RunState",
     "RunStatus",
+    "SearchMode",
+    "SearchResponse",
     "Step",
     "StepResult",
     "Verification",

@@ -17,6 +17,7 @@ Violation = Literal[
     "below_min",
     "step_too_large",
     "step_check_failed",
+    "channel_unreachable",
 ]
 
 

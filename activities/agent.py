@@ -1,0 +1,214 @@
+"""Activities of the agent run: thin adapters from Temporal to the Tern core.
+
+Each activity takes one pydantic model, calls ``tern.*``, and turns failures into ``ApplicationError``
+(non-retryable where retrying cannot help: bad configuration, refused writes, unknown write outcome).
+Channel Access calls are blocking and run in a thread (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from tern.agent.compose import compose
+from tern.ariel.store import keyword_search
+from tern.audit.store import claim_write, finish_write, record_event, release_claim
+from tern.config import TernSettings
+from tern.control import channels as ca
+from tern.control.limits import LimitsDatabase, LimitsDatabaseError
+from tern.db import create_pool
+from tern.models import AuditEvent, ChannelReading, LimitsCheck, LogbookHit, WriteRecord
+from tern.models.activity_io import (
+    ChannelReadInput,
+    ComposedAnswer,
+    ComposeInput,
+    LogbookSearchInput,
+    WriteCheckInput,
+    WriteInput,
+)
+
+
+class AgentActivities:
+    """The agent-run activities, bound to one worker's settings and PostgreSQL pool.
+
+    Args:
+        settings: the worker's settings (writes switch, limits path, CA and timeouts).
+        pool: an open asyncpg pool, or None to open one lazily from ``settings.dsn``.
+    """
+
+    def __init__(self, settings: TernSettings, pool: asyncpg.Pool | None = None) -> None:
+        self.settings = settings
+        self._pool = pool
+        self._pool_lock = asyncio.Lock()
+
+    async def pool(self) -> asyncpg.Pool:
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await create_pool(self.settings.dsn)
+            return self._pool
+
+    async def close(self) -> None:
+        """Close the pool if this object opened it."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def limits(self) -> LimitsDatabase:
+        """Load the limits database afresh (so an edit takes effect without a restart)."""
+        return LimitsDatabase.load(
+            self.settings.limits_path, allow_unlisted=self.settings.allow_unlisted_channels
+        )
+
+    def all(self) -> list[object]:
+        """The activity callables to register on a worker."""
+        return [
+            self.search_logbook, self.read_channels, self.check_write, self.write_channel,
+            self.record_audit, self.compose_answer,
+        ]
+
+    # ---------------------------------------------------------------------------------------------
+    @activity.defn(name="search_logbook")
+    async def search_logbook(self, inp: LogbookSearchInput) -> list[LogbookHit]:
+        """Keyword search of the logbook (ARIEL, PostgreSQL full text)."""
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            return await keyword_search(conn, inp.query, inp.limit)
+
+    @activity.defn(name="read_channels")
+    async def read_channels(self, inp: ChannelReadInput) -> list[ChannelReading]:
+        """Read channels over Channel Access; unreachable channels come back with ``error`` set."""
+        return await asyncio.to_thread(ca.read_channels, inp.channels, self.settings.ca_timeout_s)
+
+    @activity.defn(name="check_write")
+    async def check_write(self, inp: WriteCheckInput) -> LimitsCheck:
+        """Check a proposed write against the master switch, the limits database and the live value."""
+        base = {"channel": inp.channel, "value": inp.value}
+        if not self.settings.writes_enabled:
+            return LimitsCheck(**base, allowed=False, violation="writes_disabled",
+                               message="control writes are disabled (set writes_enabled=true to allow them)")
+        try:
+            limits = self.limits()
+        except LimitsDatabaseError as exc:
+            return LimitsCheck(**base, allowed=False, violation="invalid_limits_database",
+                               message=f"all writes blocked: {exc}")
+        static = limits.check(inp.channel, inp.value, current=None)
+        if not static.allowed and static.violation != "step_check_failed":
+            return static
+        try:
+            current = await asyncio.to_thread(ca.read_value, inp.channel, self.settings.ca_timeout_s)
+        except ca.ChannelAccessError as exc:
+            return static.model_copy(update={"allowed": False, "violation": "channel_unreachable",
+                                             "message": f"cannot read the current value: {exc}"})
+        check = limits.check(inp.channel, inp.value, current=current)
+        if not check.units:
+            check.units = ca.units_for(inp.channel)
+        return check
+
+    @activity.defn(name="write_channel")
+    async def write_channel(self, inp: WriteInput) -> WriteRecord:
+        """Perform an approved write exactly once per ``idempotency_key``, re-checking limits just before.
+
+        Raises non-retryable ``ApplicationError`` when writes are disabled, the limits refuse the write now,
+        or an earlier attempt was interrupted and the machine does not hold the target value.
+        """
+        s = self.settings
+        if not s.writes_enabled:
+            raise ApplicationError("control writes are disabled (writes_enabled=false)", type="WritesDisabled",
+                                   non_retryable=True)
+        try:
+            limits = self.limits()
+        except LimitsDatabaseError as exc:
+            raise ApplicationError(f"all writes blocked: {exc}", type="InvalidLimits", non_retryable=True) from exc
+        key = inp.idempotency_key
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            existing = await claim_write(conn, key, inp.run_id, inp.step_id, inp.channel, inp.value)
+        if existing is not None:
+            return await self._resume(existing, inp, limits)
+        try:
+            current = await asyncio.to_thread(ca.read_value, inp.channel, s.ca_timeout_s)
+        except ca.ChannelAccessError as exc:
+            async with pool.acquire() as conn:
+                await release_claim(conn, key)
+            raise ApplicationError(f"cannot read {inp.channel} before writing: {exc}", type="ChannelUnreachable") from exc
+        check = limits.check(inp.channel, inp.value, current=current)
+        if not check.allowed:
+            event = self._event(inp, "write_refused", current, None, None, check.message)
+            async with pool.acquire() as conn:
+                await finish_write(conn, key, None, state="failed", event=event)
+            raise ApplicationError(f"write refused at execution time: {check.message}", type="WriteRefused",
+                                   non_retryable=True)
+        try:
+            record = await asyncio.to_thread(
+                ca.write_channel, inp.channel, inp.value, check.verification, previous_value=current,
+                connect_timeout_s=s.ca_timeout_s, callback_timeout_s=s.write_callback_timeout_s,
+                readback_timeout_s=s.readback_timeout_s, default_tolerance_percent=s.default_tolerance_percent,
+            )
+        except ca.ChannelAccessError as exc:  # raised only before the put: nothing was written
+            async with pool.acquire() as conn:
+                await release_claim(conn, key)
+            raise ApplicationError(str(exc), type="ChannelUnreachable") from exc
+        record.idempotency_key = key
+        event = self._event(inp, "write", current, record.readback, record.verified, record.message)
+        async with pool.acquire() as conn:
+            await finish_write(conn, key, record, state="done", event=event)
+        return record
+
+    async def _resume(self, row: dict, inp: WriteInput, limits: LimitsDatabase) -> WriteRecord:
+        """An earlier attempt claimed this write. Return its result, or settle an interrupted attempt."""
+        if row["state"] == "done":
+            return WriteRecord.model_validate_json(row["result"])
+        if row["state"] == "failed":
+            raise ApplicationError("this write was already refused or failed; it is not retried",
+                                   type="WriteRefused", non_retryable=True)
+        # 'claimed': the previous attempt died between claiming and recording. Never put again; find out.
+        try:
+            now = await asyncio.to_thread(ca.read_value, inp.channel, self.settings.ca_timeout_s)
+        except ca.ChannelAccessError as exc:
+            raise ApplicationError(f"interrupted write, and {inp.channel} cannot be read: {exc}",
+                                   type="WriteOutcomeUnknown") from exc
+        verification = limits.channels[inp.channel].verification if inp.channel in limits else None
+        tol = ca.tolerance(inp.value, verification) if verification else 1e-9
+        record = WriteRecord(channel=inp.channel, previous_value=None, value=inp.value, readback=now,
+                             verified=math.isfinite(now) and abs(now - inp.value) <= tol,
+                             verification=verification.level if verification else "none",
+                             idempotency_key=inp.idempotency_key,
+                             message="an earlier attempt was interrupted after claiming the write; "
+                                     "not written again; value read back now")
+        state = "done" if record.verified else "failed"
+        event = self._event(inp, "write", None, now, record.verified, record.message)
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            await finish_write(conn, inp.idempotency_key, record, state=state, event=event)
+        if not record.verified:
+            raise ApplicationError(
+                f"an earlier attempt of this write was interrupted and {inp.channel} holds {now}, not "
+                f"{inp.value}; not writing again: check the machine and start a new run",
+                type="WriteOutcomeUnknown", non_retryable=True)
+        return record
+
+    @staticmethod
+    def _event(inp: WriteInput, kind: str, prev: float | None, readback: float | None,
+               verified: bool | None, comment: str) -> AuditEvent:
+        return AuditEvent(
+            event_kind=kind,  # type: ignore[arg-type]
+            run_id=inp.run_id, event_key=f"{kind}:{inp.idempotency_key}", step_id=inp.step_id,
+            request_id=inp.request_id, actor=inp.approver, channel=inp.channel, previous_value=prev,
+            value=inp.value, readback=readback, verified=verified, comment=comment,
+        )
+
+    @activity.defn(name="record_audit")
+    async def record_audit(self, event: AuditEvent) -> bool:
+        """Append an audit event (idempotent by ``event_key``)."""
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            return await record_event(conn, event)
+
+    @activity.defn(name="compose_answer")
+    async def compose_answer(self, inp: ComposeInput) -> ComposedAnswer:
+        """Compose the final answer (template composer; an LLM provider registers under the same name)."""
+        return compose(inp)

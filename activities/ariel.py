@@ -1,0 +1,167 @@
+"""ARIEL activities: thin adapters over ``tern.ariel`` that heartbeat and turn failures into ``ApplicationError``.
+
+Non-retryable (retrying cannot help): ``AdapterError`` (unknown adapter, missing or malformed source, HTTP 4xx)
+and ``EnhancementUnavailable`` (the configured embedding model cannot be loaded). Retryable: a source that
+keeps failing (``SourceUnavailable``), embedding or LLM endpoints that fail, database errors.
+
+Register with the worker: ``activities=[*other, *ariel_activities(settings, pool)]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from tern.ariel import store
+from tern.ariel.adapters import AdapterError, SourceUnavailable
+from tern.ariel.backends.base import SearchBackend
+from tern.ariel.embeddings import EmbeddingError, EmbeddingProvider
+from tern.ariel.ingest import adapter_options, embed_pending, ingest_page, summarize_pending
+from tern.ariel.models import IngestionRun
+from tern.ariel.service import ArielService, configured_embedder, make_backend
+from tern.config import TernSettings
+from tern.llm import ChatProvider, LLMError, make_chat_provider
+from tern.models import SearchResponse
+from tern.models.ariel import (
+    ArielSearchInput,
+    EnhanceInput,
+    EnhanceResult,
+    IngestPageInput,
+    PageResult,
+    RunRecordInput,
+)
+
+HEARTBEAT_EVERY_S = 5.0
+_AUTO: Any = object()
+
+
+@asynccontextmanager
+async def _heartbeating(details: Callable[[], object] = lambda: None) -> AsyncIterator[None]:
+    """Heartbeat every ``HEARTBEAT_EVERY_S`` while the body runs (a page can wait on a slow source)."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat(details())
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+class ArielActivities:
+    """Activities over one pool. ``embedder``, ``llm`` and ``backend`` default to the configured ones (tests
+    pass their own)."""
+
+    def __init__(
+        self,
+        settings: TernSettings,
+        pool: asyncpg.Pool,
+        *,
+        embedder: EmbeddingProvider | None = _AUTO,
+        llm: ChatProvider | None = _AUTO,
+        backend: SearchBackend | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self._embedder = embedder
+        self.llm = make_chat_provider(settings) if llm is _AUTO else llm
+        self.backend = backend or make_backend(settings, pool)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.record_run, self.ingest_page, self.embed, self.summarize, self.search]
+
+    async def _get_embedder(self) -> EmbeddingProvider | None:
+        if self._embedder is _AUTO:
+            try:
+                self._embedder = await configured_embedder(self.settings)
+            except EmbeddingError as exc:
+                raise ApplicationError(str(exc), type="EnhancementUnavailable", non_retryable=True) from exc
+        return self._embedder
+
+    @activity.defn(name="ariel_record_run")
+    async def record_run(self, inp: RunRecordInput) -> None:
+        """Create or update the run's row in ``ingestion_runs``."""
+        run = IngestionRun(
+            run_key=inp.run_key,
+            adapter=inp.adapter,
+            source=inp.source,
+            status=inp.status,
+            counts=inp.counts,
+            cursor=inp.cursor,
+            bad_records=inp.bad_records,
+            error=inp.error,
+        )
+        async with self.pool.acquire() as conn:
+            await store.record_run(conn, run)
+
+    @activity.defn(name="ariel_ingest_page")
+    async def ingest_page(self, inp: IngestPageInput) -> PageResult:
+        """Read one page after ``inp.cursor`` and upsert it (and index it when the backend is OpenSearch)."""
+        opts = adapter_options(self.settings, id_prefix=inp.id_prefix, now=inp.now, since=inp.since, until=inp.until)
+        backend = None if self.backend.name == "postgres" else self.backend
+        try:
+            async with _heartbeating(lambda: inp.cursor):
+                return await ingest_page(
+                    self.pool, inp.adapter, inp.source, inp.cursor, inp.page_size, opts, backend, inp.with_total
+                )
+        except AdapterError as exc:
+            raise ApplicationError(str(exc), type="AdapterError", non_retryable=True) from exc
+        except SourceUnavailable as exc:
+            raise ApplicationError(str(exc), type="SourceUnavailable") from exc
+
+    @activity.defn(name="ariel_embed")
+    async def embed(self, inp: EnhanceInput) -> EnhanceResult:
+        """Embed up to ``max_batches`` batches of entries without a current embedding (resumable)."""
+        emb = await self._get_embedder()
+        if emb is None:
+            return EnhanceResult(kind="embeddings", notice="no embedding provider is configured")
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done = n
+
+        backend = None if self.backend.name == "postgres" else self.backend
+        try:
+            async with _heartbeating(lambda: done):
+                return await embed_pending(
+                    self.pool, emb, inp.batch_size, inp.max_batches, backend=backend, on_batch=progress
+                )
+        except EmbeddingError as exc:
+            raise ApplicationError(str(exc), type="EmbeddingError") from exc
+
+    @activity.defn(name="ariel_summarize")
+    async def summarize(self, inp: EnhanceInput) -> EnhanceResult:
+        """Keywords and a summary from the LLM for up to ``batch_size`` entries (resumable)."""
+        if self.llm is None:
+            return EnhanceResult(kind="summaries", notice="no LLM is configured")
+        try:
+            async with _heartbeating():
+                return await summarize_pending(self.pool, self.llm, inp.batch_size)
+        except LLMError as exc:
+            raise ApplicationError(str(exc), type="LLMError") from exc
+
+    @activity.defn(name="ariel_search")
+    async def search(self, inp: ArielSearchInput) -> SearchResponse:
+        """An ARIEL search (any mode) with the configured backend, embedder and LLM."""
+        service = ArielService(
+            self.settings, self.pool, backend=self.backend, embedder=await self._get_embedder(), llm=self.llm
+        )
+        try:
+            return await service.search(inp.query, inp.mode, inp.limit)
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type="BadQuery", non_retryable=True) from exc
+
+
+def ariel_activities(settings: TernSettings, pool: asyncpg.Pool, **kwargs: Any) -> list[Callable[..., Any]]:
+    """The ARIEL activity callables to register on the Tern worker."""
+    return ArielActivities(settings, pool, **kwargs).all()

@@ -1,0 +1,47 @@
+"""Benchmark helpers: a throwaway embedded PostgreSQL server and rank metrics."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from tern.embedded.net import free_port
+from tern.embedded.postgres import EmbeddedPostgres
+
+
+@contextmanager
+def embedded_postgres() -> Iterator[EmbeddedPostgres]:
+    """An embedded PostgreSQL server in a temporary directory, stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="ariel-bench-") as tmp:
+        pg = EmbeddedPostgres(Path(tmp) / "data", free_port(), database="bench")
+        pg.start()
+        try:
+            yield pg
+        finally:
+            pg.stop()
+
+
+def ndcg_at_k(ranked: Sequence[str], relevant: set[str], k: int = 10) -> float:
+    """nDCG@k with binary gains and log2 discounts (Jarvelin and Kekalainen, 2002):
+    DCG = sum over ranks i <= k of rel_i / log2(i + 1); normalised by the DCG of an ideal ranking."""
+    dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(ranked[:k]) if d in relevant)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(relevant))))
+    return dcg / ideal if ideal else 0.0
+
+
+def recall_at_k(ranked: Sequence[str], relevant: set[str], k: int = 10) -> float:
+    """The share of relevant entries found in the first k."""
+    return len(set(ranked[:k]) & relevant) / len(relevant) if relevant else 0.0
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0..100) by linear interpolation between order statistics."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    pos = (len(s) - 1) * p / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)

@@ -1,0 +1,102 @@
+"""ARIEL retrieval quality: nDCG@10 and Recall@10 of each search mode against a plain BM25 baseline (bm25s).
+
+Corpus: the shared Osprey sample logbooks (73 entries) ingested into embedded PostgreSQL; queries and
+relevance labels: ``benchmarks/ariel_queries.json``. Semantic and hybrid use the real all-MiniLM-L6-v2 model
+(extra ``embeddings``). Run: ``.venv/bin/python -m benchmarks.ariel_quality [--json results.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import bm25s
+
+from benchmarks._common import embedded_postgres, ndcg_at_k, recall_at_k
+from tern.ariel.adapters import AdapterOptions, collect
+from tern.ariel.embeddings import SentenceTransformerEmbedder
+from tern.ariel.ingest import embed_pending, ingest_source
+from tern.ariel.service import ArielService
+from tern.config import TernSettings
+from tern.db import create_pool
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "tests" / "ariel" / "data"
+NOW = datetime(2024, 3, 20, 12, 0, tzinfo=UTC)
+SOURCES = [
+    ("als", "als_logbook_entries.jsonl"),
+    ("als", "als_sample_entries.jsonl"),
+    ("jlab", "jlab_sample_entries.json"),
+    ("ornl", "ornl_sample_entries.json"),
+    ("generic", "generic_sample_entries.json"),
+    ("demo", "demo_logbook.json"),
+]
+K = 10
+
+
+async def run(dsn: str) -> dict[str, dict[str, float]]:
+    queries = json.loads((HERE / "ariel_queries.json").read_text())["queries"]
+    opts = AdapterOptions(now=NOW)
+    corpus = []
+    for adapter, name in SOURCES:
+        entries, _ = await collect(adapter, str(DATA / name), opts)
+        corpus += entries
+    # Baseline: plain BM25 (bm25s defaults, English stop words) over title + text of the same entries.
+    retriever = bm25s.BM25()
+    retriever.index(
+        bm25s.tokenize([f"{e.title}\n{e.raw_text}" for e in corpus], stopwords="en", show_progress=False),
+        show_progress=False,
+    )
+    ids = [e.entry_id for e in corpus]
+
+    emb = SentenceTransformerEmbedder()
+    results: dict[str, dict[str, list[float]]] = {
+        m: {"ndcg": [], "recall": []} for m in ("bm25 (bm25s)", "keyword", "semantic", "hybrid")
+    }
+    if True:
+        pool = await create_pool(dsn)
+        try:
+            for adapter, name in SOURCES:
+                await ingest_source(pool, adapter, str(DATA / name), opts)
+            while (await embed_pending(pool, emb, batch_size=64)).processed:
+                pass
+            settings = TernSettings(ariel_backend="postgres", embedding_provider="none", llm_provider="none")
+            service = ArielService(settings, pool, embedder=emb, llm=None)
+            for q in queries:
+                rel = set(q["relevant"])
+                docs, _scores = retriever.retrieve(
+                    bm25s.tokenize([q["query"]], stopwords="en", show_progress=False), k=K, show_progress=False
+                )
+                rankings = {"bm25 (bm25s)": [ids[int(i)] for i in docs[0]]}
+                for mode in ("keyword", "semantic", "hybrid"):
+                    resp = await service.search(q["query"], mode, K)
+                    assert resp.mode_used == mode, resp.notice
+                    rankings[mode] = [h.entry_id for h in resp.hits]
+                for mode, ranked in rankings.items():
+                    results[mode]["ndcg"].append(ndcg_at_k(ranked, rel, K))
+                    results[mode]["recall"].append(recall_at_k(ranked, rel, K))
+        finally:
+            await pool.close()
+    return {
+        m: {f"{k}@{K}": sum(v) / len(v) for k, v in r.items()} | {"queries": len(r["ndcg"])} for m, r in results.items()
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = ap.parse_args()
+    with embedded_postgres() as pg:
+        figures = asyncio.run(run(pg.dsn))
+    print(f"| mode | nDCG@{K} | Recall@{K} |\n| --- | --- | --- |")
+    for mode, f in figures.items():
+        print(f"| {mode} | {f[f'ndcg@{K}']:.3f} | {f[f'recall@{K}']:.3f} |")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

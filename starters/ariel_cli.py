@@ -1,0 +1,442 @@
+"""``tern ariel``: ingest logbooks, search them, show status, watch a source on a schedule, serve the HTTP API.
+
+Mounted by the main CLI with ``app.add_typer(ariel_app, name="ariel")``; also runs alone as
+``python -m starters.ariel_cli``. The database is ``TernSettings().dsn``; ingestion runs as a
+``LogbookIngestionWorkflow`` on the Tern worker (``--direct`` ingests in this process instead).
+Bad input exits with status 2 and a message naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    SchedulePolicy,
+    ScheduleSpec,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from tern.config import TernSettings
+from tern.models import SearchResponse
+from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult
+from workflows.logbook_ingestion import LogbookIngestionWorkflow
+
+app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, serve.", no_args_is_help=True)
+err = Console(stderr=True)
+out = Console()
+
+ADAPTERS = ("als", "als-http", "jlab", "ornl", "generic", "demo")
+MODES = ("keyword", "semantic", "hybrid", "rag")
+
+
+def _hard_exit(code: int) -> NoReturn:
+    """Flush and leave with ``os._exit``: a process that used the Temporal client can crash at interpreter
+    exit (sdk-python issue 300), which would turn a success into a signal exit and lose buffered output."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _settings() -> TernSettings:
+    try:
+        return TernSettings()
+    except ValueError as exc:
+        fail(f"bad configuration: {exc}")
+
+
+def _parse_time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{name} must be an ISO 8601 date or time, got {value!r}")
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _parse_every(value: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        n, unit = float(value[:-1]), value[-1]
+        seconds = n * units[unit]
+    except (ValueError, KeyError, IndexError):
+        fail(f"--every must be a number with a unit s, m, h or d (e.g. 1h), got {value!r}")
+    if seconds < 60:
+        fail(f"--every must be at least 1 minute, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def _check_source(adapter: str, source: str) -> str:
+    if adapter not in ADAPTERS:
+        fail(f"unknown adapter {adapter!r}; choose one of: {', '.join(ADAPTERS)}")
+    if adapter == "als-http":
+        if not source.startswith(("http://", "https://")):
+            fail(f"the als-http adapter needs an http(s) URL, got {source!r}")
+        return source
+    path = Path(source).expanduser()
+    if not path.is_file():
+        fail(f"logbook source not found: {path}")
+    return str(path.resolve())
+
+
+async def _connect(settings: TernSettings) -> Client:
+    try:
+        return await Client.connect(
+            settings.temporal_address, namespace=settings.temporal_namespace, data_converter=pydantic_data_converter
+        )
+    except Exception as exc:
+        fail(f"cannot reach Temporal at {settings.temporal_address} ({exc}); is `tern up` running?", code=1)
+
+
+async def _pool(settings: TernSettings) -> Any:
+    from tern.db import DatabaseError, create_pool
+
+    try:
+        return await create_pool(settings.dsn)
+    except DatabaseError as exc:
+        fail(str(exc), code=1)
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _print_ingest(result: IngestionResult, as_json: bool) -> None:
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    c = result.counts
+    out.print(
+        f"run {result.run_key}: {c.added} added, {c.updated} updated, {c.unchanged} unchanged, "
+        f"{c.failed} failed; {result.embedded} embedded, {result.summarized} summarized"
+    )
+    for b in result.bad_records[:10]:
+        out.print(f"  bad record {b.position}: {b.reason}", markup=False, highlight=False)
+    for n in result.notices:
+        out.print(f"  note: {n}")
+
+
+async def _ingest_via_workflow(settings: TernSettings, req: IngestionRequest, show: bool) -> IngestionResult:
+    client = await _connect(settings)
+    wf_id = f"ariel-ingest-{req.adapter}-{uuid.uuid4().hex[:8]}"
+    handle = await client.start_workflow(LogbookIngestionWorkflow.run, req, id=wf_id, task_queue=settings.task_queue)
+    if show:
+        err.print(f"workflow {wf_id}: {settings.run_url(wf_id)}")
+    result_task = asyncio.ensure_future(handle.result())
+    with _progress_bar() as bar:
+        task = bar.add_task("ingesting", total=None, info="", visible=show)
+        while not result_task.done():
+            try:
+                p: IngestionProgress = await handle.query(LogbookIngestionWorkflow.progress)
+                bar.update(
+                    task,
+                    total=p.total,
+                    completed=p.counts.seen,
+                    description=p.phase,
+                    info=f"+{p.counts.added} ~{p.counts.updated} ={p.counts.unchanged} !{p.counts.failed}"
+                    f" emb {p.embedded}",
+                )
+            except Exception:
+                pass
+            await asyncio.wait([result_task], timeout=0.3)
+    try:
+        return result_task.result()
+    except Exception as exc:
+        cause = getattr(exc, "cause", None)
+        fail(f"ingestion failed: {getattr(cause, 'cause', None) or cause or exc}", code=1)
+
+
+async def _ingest_direct(settings: TernSettings, req: IngestionRequest, show: bool) -> IngestionResult:
+    from tern.ariel.adapters import AdapterError, SourceUnavailable
+    from tern.ariel.ingest import adapter_options, embed_pending, ingest_source
+    from tern.ariel.service import configured_embedder
+
+    pool = await _pool(settings)
+    try:
+        opts = adapter_options(settings, id_prefix=req.id_prefix, since=req.since, until=req.until)
+        with _progress_bar() as bar:
+            task = bar.add_task("reading", total=None, info="", visible=show)
+
+            def progress(page: Any, totals: Any) -> None:
+                if page.total is not None:
+                    bar.update(task, total=page.total)
+                bar.update(task, completed=totals.seen, info=f"+{totals.added} ={totals.unchanged} !{totals.failed}")
+
+            try:
+                counts, bad = await ingest_source(pool, req.adapter, req.source, opts, req.page_size, progress=progress)
+            except (AdapterError, SourceUnavailable) as exc:
+                fail(str(exc), code=2 if isinstance(exc, AdapterError) else 1)
+            embedded, notices = 0, []
+            if req.enhance:
+                emb = await configured_embedder(settings)
+                if emb is None:
+                    notices.append("embeddings: no embedding provider is configured")
+                else:
+                    bar.update(task, description="embedding")
+                    while (r := await embed_pending(pool, emb)).processed:
+                        embedded += r.processed
+        return IngestionResult(
+            run_key="direct", counts=counts, bad_records=bad[:50], embedded=embedded, notices=notices
+        )
+    finally:
+        await pool.close()
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="A logbook file, or for als-http the service URL.")],
+    adapter: Annotated[str, typer.Option("--adapter", "-a", help=f"One of: {', '.join(ADAPTERS)}.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    direct: Annotated[bool, typer.Option("--direct", help="Ingest in this process, without Temporal.")] = False,
+    page_size: Annotated[int, typer.Option(min=1, max=10_000, help="Records per page.")] = 500,
+    enhance: Annotated[bool, typer.Option("--enhance/--no-enhance", help="Compute embeddings/summaries.")] = True,
+    since: Annotated[str | None, typer.Option(help="als-http: start time (ISO 8601, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="als-http: end time (ISO 8601, UTC).")] = None,
+    id_prefix: Annotated[str, typer.Option(help="Prefix for every entry id.")] = "",
+) -> None:
+    """Ingest a logbook source (through LogbookIngestionWorkflow unless --direct)."""
+    settings = _settings()
+    req = IngestionRequest(
+        adapter=adapter,
+        source=_check_source(adapter, source),
+        page_size=page_size,
+        enhance=enhance,
+        since=_parse_time("--since", since),
+        until=_parse_time("--until", until),
+        id_prefix=id_prefix,
+        pages_per_run=settings.ariel_pages_per_run,
+    )
+    show = not as_json
+    if direct:
+        _print_ingest(asyncio.run(_ingest_direct(settings, req, show)), as_json)
+        return
+    try:
+        _print_ingest(asyncio.run(_ingest_via_workflow(settings, req, show)), as_json)
+    except typer.Exit as exc:
+        _hard_exit(exc.exit_code)
+    _hard_exit(0)
+
+
+def hits_json(resp: SearchResponse) -> list[dict[str, Any]]:
+    """The ``--json`` shape: a list of hits with entry_id, score, title, timestamp, highlights."""
+    return [
+        {
+            "entry_id": h.entry_id,
+            "score": h.score,
+            "title": h.title,
+            "timestamp": h.timestamp.isoformat() if h.timestamp else None,
+            "highlights": h.highlights,
+            "author": h.author,
+        }
+        for h in resp.hits
+    ]
+
+
+async def _search(settings: TernSettings, query: str, mode: str, limit: int, filters: Any) -> SearchResponse:
+    from tern.ariel.query import QueryError
+    from tern.ariel.service import search
+
+    pool = await _pool(settings)
+    try:
+        return await search(pool, settings, query, mode, limit, filters)  # type: ignore[arg-type]
+    except QueryError as exc:
+        fail(str(exc))
+    finally:
+        await pool.close()
+
+
+@app.command("search")
+def search_cmd(
+    query: Annotated[str, typer.Argument(help='Full text ("phrase", or, -term) with author:, tag:, date: ...')],
+    mode: Annotated[str, typer.Option("--mode", "-m", help="keyword, semantic, hybrid or rag.")] = "keyword",
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Most hits shown (1-100).")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the hits as a JSON list.")] = False,
+    author: Annotated[str | None, typer.Option(help="Only entries whose author contains this.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Only entries with one of these tags.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only entries at or after this time (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Only entries before this time (ISO 8601).")] = None,
+) -> None:
+    """Search the logbook."""
+    from tern.ariel.query import SearchFilters
+
+    if mode not in MODES:
+        fail(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+    if not 1 <= limit <= 100:
+        fail(f"--limit must be between 1 and 100, got {limit}")
+    if not query.strip():
+        fail("the query is empty")
+    settings = _settings()
+    filters = SearchFilters(
+        author=author, tags=tag or [], since=_parse_time("--since", since), until=_parse_time("--until", until)
+    )
+    resp = asyncio.run(_search(settings, query, mode, limit, filters))
+    if as_json:
+        print(json.dumps(hits_json(resp), indent=2))
+        if resp.notice:
+            err.print(f"note: {resp.notice}", markup=False, highlight=False)
+        if resp.answer:
+            err.print(resp.answer, markup=False, highlight=False)
+        return
+    if resp.notice:
+        out.print(f"note: {resp.notice}", markup=False, highlight=False)
+    if resp.answer:
+        out.print(resp.answer, markup=False, highlight=False)
+        out.print()
+    if not resp.hits:
+        out.print("no matching logbook entries")
+    for n, h in enumerate(resp.hits, start=1):
+        when = f"{h.timestamp:%Y-%m-%d %H:%M}" if h.timestamp else "?"
+        out.print(
+            f"{n:>2}. [#{h.entry_id}] {h.title}  ({when}, {h.author})  score {h.score:.4g}",
+            markup=False,
+            highlight=False,
+        )
+        for line in h.highlights[:3] or [h.snippet[:160]]:
+            out.print(f"      {line}", markup=False, highlight=False)
+
+
+async def _status(settings: TernSettings) -> Any:
+    from tern.ariel import store
+
+    pool = await _pool(settings)
+    try:
+        async with pool.acquire() as conn:
+            return await store.status(conn)
+    finally:
+        await pool.close()
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Entries by source, embeddings, summaries and the latest ingestion runs."""
+    settings = _settings()
+    st = asyncio.run(_status(settings))
+    if as_json:
+        print(st.model_dump_json(indent=2))
+        return
+    out.print(f"{st.entries} entries ({', '.join(f'{k}: {v}' for k, v in st.by_source.items()) or 'none'})")
+    if st.oldest:
+        out.print(f"from {st.oldest:%Y-%m-%d %H:%M} to {st.newest:%Y-%m-%d %H:%M} UTC")
+    out.print(
+        f"backend {settings.ariel_backend}; embedding provider {settings.embedding_provider}; "
+        f"embeddings: {', '.join(f'{m}: {n}' for m, n in st.embeddings.items()) or 'none'}; "
+        f"summaries: {st.summaries}"
+    )
+    if st.recent_runs:
+        t = Table("run", "adapter", "status", "added", "updated", "unchanged", "failed", "started")
+        for r in st.recent_runs:
+            c = r.counts
+            t.add_row(
+                r.run_key,
+                r.adapter,
+                r.status,
+                str(c.added),
+                str(c.updated),
+                str(c.unchanged),
+                str(c.failed),
+                f"{r.started_at:%Y-%m-%d %H:%M}" if r.started_at else "",
+            )
+        out.print(t)
+
+
+async def create_watch_schedule(
+    client: Client, settings: TernSettings, req: IngestionRequest, every: timedelta, schedule_id: str | None = None
+) -> str:
+    """Create a Temporal Schedule that starts ``LogbookIngestionWorkflow(req)`` every ``every`` (overlapping
+    runs are skipped). Returns the schedule id (default ``ariel-watch-<adapter>-<hash of source>``)."""
+    sid = schedule_id or f"ariel-watch-{req.adapter}-{hashlib.sha1(req.source.encode()).hexdigest()[:8]}"
+    await client.create_schedule(
+        sid,
+        Schedule(
+            action=ScheduleActionStartWorkflow(
+                # the schedule appends the scheduled time to this id, so every run has its own
+                LogbookIngestionWorkflow.run,
+                req,
+                id=f"{sid}-run",
+                task_queue=settings.task_queue,
+            ),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+            policy=SchedulePolicy(),  # default overlap policy: skip a run while the previous one is running
+        ),
+    )
+    return sid
+
+
+@app.command()
+def watch(
+    source: Annotated[str, typer.Argument(help="A logbook file, or for als-http the service URL.")],
+    adapter: Annotated[str, typer.Option("--adapter", "-a", help=f"One of: {', '.join(ADAPTERS)}.")],
+    every: Annotated[str, typer.Option(help="Interval: a number and s, m, h or d.")] = "1h",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the schedule id as JSON.")] = False,
+) -> None:
+    """Create a Temporal Schedule that ingests SOURCE periodically (new and changed entries)."""
+    settings = _settings()
+    req = IngestionRequest(
+        adapter=adapter, source=_check_source(adapter, source), pages_per_run=settings.ariel_pages_per_run
+    )
+    interval = _parse_every(every)
+
+    async def run() -> str:
+        from temporalio.service import RPCError
+
+        client = await _connect(settings)
+        try:
+            return await create_watch_schedule(client, settings, req, interval)
+        except RPCError as exc:
+            fail(f"cannot create the schedule: {exc}", code=1)
+
+    try:
+        sid = asyncio.run(run())
+    except typer.Exit as exc:
+        _hard_exit(exc.exit_code)
+    if as_json:
+        print(json.dumps({"schedule_id": sid, "every_s": interval.total_seconds()}))
+    else:
+        out.print(f"schedule {sid}: ingests {req.source} every {interval}")
+    _hard_exit(0)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+) -> None:
+    """Serve the ARIEL HTTP API (FastAPI, uvicorn)."""
+    import uvicorn
+
+    from tern.ariel.api import create_app
+
+    uvicorn.run(create_app(_settings()), host=host, port=port)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Agent-run logic that is not orchestration: composing answers from step results."""

@@ -1,0 +1,57 @@
+"""The template answer composer: a deterministic answer from the step results, citing entries as [#id].
+
+It is the default behind the ``compose_answer`` activity; an LLM provider replaces it by registering an activity
+under the same name. Citations are only ever ids of entries that a logbook step of this run returned.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tern.models.activity_io import ComposedAnswer, ComposeInput
+
+_CITE = re.compile(r"\[#([^\]\s]+)\]")
+
+
+def checked_citations(answer: str, retrieved: set[str]) -> list[str]:
+    """The ``[#id]`` citations in ``answer`` that name retrieved entries, in order of first appearance."""
+    seen: list[str] = []
+    for cid in _CITE.findall(answer):
+        if cid in retrieved and cid not in seen:
+            seen.append(cid)
+    return seen
+
+
+def compose(inp: ComposeInput) -> ComposedAnswer:
+    """Summarise logbook hits, channel readings and writes in plain text."""
+    lines: list[str] = [f"Question: {inp.query}"]
+    retrieved: set[str] = set()
+    for step in inp.steps:
+        if step.hits is not None:
+            if step.hits:
+                lines.append("Logbook entries found:")
+                for h in step.hits[:5]:
+                    when = h.timestamp.strftime("%Y-%m-%d %H:%M UTC") if h.timestamp else "undated"
+                    lines.append(f"- [#{h.entry_id}] {h.title} ({h.author}, {when})")
+                    retrieved.add(h.entry_id)
+            else:
+                lines.append("No logbook entries matched the search.")
+        if step.readings:
+            lines.append("Channel readings:")
+            for r in step.readings:
+                if r.error:
+                    lines.append(f"- {r.channel}: unavailable ({r.error})")
+                else:
+                    lines.append(f"- {r.channel} = {r.value} {r.units}".rstrip())
+        if step.kind == "control_write":
+            if step.write is not None:
+                w = step.write
+                state = "verified" if w.verified else "NOT verified"
+                lines.append(
+                    f"Write: {w.channel} changed from {w.previous_value} to {w.value} "
+                    f"({state}; readback {w.readback}). {w.message}"
+                )
+            elif step.status != "skipped":
+                lines.append(f"Write to {step.check.channel if step.check else '?'} {step.status}: {step.message}")
+    answer = "\n".join(lines)
+    return ComposedAnswer(answer=answer, citations=checked_citations(answer, retrieved))

@@ -1,0 +1,1 @@
+"""ARIEL: the electronic-logbook search service (entries, ingestion adapters, storage, search)."""

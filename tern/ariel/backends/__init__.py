@@ -1,0 +1,5 @@
+"""Search backends behind one interface (``SearchBackend``), chosen by ``TernSettings.ariel_backend``."""
+
+from tern.ariel.backends.base import SearchBackend
+
+__all__ = ["SearchBackend"]

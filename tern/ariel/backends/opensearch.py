@@ -1,0 +1,391 @@
+"""The OpenSearch search backend: BM25 text fields, ``knn_vector`` fields, bulk indexing, alias-based reindexing.
+
+PostgreSQL stays the storage of record; OpenSearch holds a searchable copy. Searches go to an alias
+(``settings.opensearch_index``, default ``tern-ariel``) that points at one concrete index
+``<alias>-<version>``; ``reindex_from`` builds a new concrete index from PostgreSQL and swaps the alias in one
+``_aliases`` call, so searches never see a half-built index.
+
+Request bodies are built by pure functions (``index_template_body``, ``keyword_body``, ``knn_body``,
+``alias_swap_actions``...) and responses parsed by ``parse_hits``; both are unit-tested against the shapes in
+the OpenSearch documentation (Search API, k-NN query, Bulk API, Aliases API, index templates).
+
+Scores: keyword hits carry the BM25 score; k-NN hits with ``cosinesimil`` carry ``(1 + cos) / 2``, which
+``parse_hits(..., cosine=True)`` turns back into the cosine similarity so that thresholds mean the same on
+both backends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from tern.ariel import store
+from tern.ariel.models import LogbookEntry
+from tern.ariel.query import SearchFilters
+from tern.config import TernSettings
+from tern.models import LogbookHit
+
+TEXT_FIELDS = ["title^3", "raw_text", "tags^1.5", "keywords^1.5", "summary"]
+HIGHLIGHT = {
+    "pre_tags": ["**"],
+    "post_tags": ["**"],
+    "fields": {
+        "title": {"number_of_fragments": 0},
+        "raw_text": {"fragment_size": 150, "number_of_fragments": 2},
+    },
+}
+SOURCE_FIELDS = ["entry_id", "title", "author", "timestamp", "raw_text"]
+REINDEX_BATCH = 1000
+
+
+def vector_field(model: str) -> str:
+    """The ``knn_vector`` field holding ``model``'s embeddings (``emb_<slug>_<hash>``)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:30]
+    return f"emb_{slug}_{hashlib.sha1(model.encode()).hexdigest()[:8]}"
+
+
+def vector_mapping(dim: int) -> dict[str, Any]:
+    """A ``knn_vector`` field: HNSW on the Lucene engine with cosine similarity (supports filtered k-NN)."""
+    return {
+        "type": "knn_vector",
+        "dimension": dim,
+        "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": "lucene"},
+    }
+
+
+def index_template_body(alias: str, vectors: dict[str, int] | None = None) -> dict[str, Any]:
+    """The composable index template for ``<alias>-*``: k-NN enabled, English-analysed text fields (BM25 is
+    OpenSearch's default similarity), keyword fields for filters, and one ``knn_vector`` per embedding model
+    (``vectors``: model -> dimension)."""
+    props: dict[str, Any] = {
+        "entry_id": {"type": "keyword"},
+        "source_system": {"type": "keyword"},
+        "timestamp": {"type": "date"},
+        "author": {"type": "keyword", "fields": {"text": {"type": "text"}}},
+        "title": {"type": "text", "analyzer": "english"},
+        "raw_text": {"type": "text", "analyzer": "english"},
+        "summary": {"type": "text", "analyzer": "english"},
+        "keywords": {"type": "text", "analyzer": "english", "fields": {"raw": {"type": "keyword"}}},
+        "tags": {"type": "text", "analyzer": "english", "fields": {"raw": {"type": "keyword"}}},
+        "categories": {"type": "keyword"},
+        "logbook": {"type": "keyword"},
+    }
+    for model, dim in (vectors or {}).items():
+        props[vector_field(model)] = vector_mapping(dim)
+    return {
+        "index_patterns": [f"{alias}-*"],
+        "template": {
+            "settings": {"index": {"knn": True, "number_of_shards": 1}},
+            "mappings": {"dynamic": False, "properties": props},
+        },
+        "priority": 100,
+        "_meta": {"created_by": "tern.ariel"},
+    }
+
+
+def entry_document(e: LogbookEntry) -> dict[str, Any]:
+    return {
+        "entry_id": e.entry_id,
+        "source_system": e.source_system,
+        "timestamp": e.timestamp.isoformat(),
+        "author": e.author,
+        "title": e.title,
+        "raw_text": e.raw_text,
+        "summary": e.summary,
+        "keywords": e.keywords,
+        "tags": e.tags,
+        "categories": e.categories,
+        "logbook": e.logbook,
+    }
+
+
+def bulk_entry_actions(index: str, entries: Sequence[LogbookEntry]) -> list[dict[str, Any]]:
+    """Bulk ``update`` actions with ``doc_as_upsert`` (helpers format): text fields are replaced, embedding
+    fields already in the document are kept."""
+    return [
+        {"_op_type": "update", "_index": index, "_id": e.entry_id, "doc": entry_document(e), "doc_as_upsert": True}
+        for e in entries
+    ]
+
+
+def bulk_vector_actions(
+    index: str, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
+) -> list[dict[str, Any]]:
+    """Bulk ``update`` actions setting one model's vector on existing documents."""
+    field = vector_field(model)
+    return [
+        {"_op_type": "update", "_index": index, "_id": i, "doc": {field: [float(x) for x in v]}}
+        for i, v in zip(entry_ids, vectors, strict=True)
+    ]
+
+
+def filter_clauses(f: SearchFilters | None) -> list[dict[str, Any]]:
+    """Bool ``filter`` clauses (no scoring) for the search filters."""
+    if f is None:
+        return []
+    out: list[dict[str, Any]] = []
+    if f.author:
+        out.append({"wildcard": {"author": {"value": f"*{f.author}*", "case_insensitive": True}}})
+    rng: dict[str, str] = {}
+    if f.since:
+        rng["gte"] = f.since.isoformat()
+    if f.until:
+        rng["lt"] = f.until.isoformat()
+    if rng:
+        out.append({"range": {"timestamp": rng}})
+    if f.tags:
+        out.append({"terms": {"tags.raw": list(f.tags)}})
+    if f.source_system:
+        out.append({"term": {"source_system": f.source_system}})
+    if f.logbook:
+        out.append({"term": {"logbook": f.logbook}})
+    return out
+
+
+_OR = re.compile(r"(?i)(?<!\S)or(?!\S)")
+
+
+def simple_query(text: str) -> str:
+    """Web-search syntax to ``simple_query_string`` syntax: the word ``or`` becomes ``|`` (quotes and ``-``
+    mean the same in both)."""
+    return _OR.sub("|", text)
+
+
+def keyword_body(
+    text: str, filters: SearchFilters | None, limit: int, *, operator: str = "and", exclude: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A BM25 ``simple_query_string`` search over the text fields (title boosted 3x) with highlights.
+    ``operator`` is ``and`` (every term) or ``or`` (any term); ``exclude`` drops already-found ids."""
+    bool_q: dict[str, Any] = {
+        "must": [
+            {
+                "simple_query_string": {
+                    "query": simple_query(text),
+                    "fields": TEXT_FIELDS,
+                    "default_operator": operator,
+                }
+            }
+        ],
+        "filter": filter_clauses(filters),
+    }
+    if exclude:
+        bool_q["must_not"] = [{"ids": {"values": list(exclude)}}]
+    return {"size": limit, "query": {"bool": bool_q}, "_source": SOURCE_FIELDS, "highlight": HIGHLIGHT}
+
+
+def fuzzy_body(text: str, filters: SearchFilters | None, limit: int) -> dict[str, Any]:
+    """The typo-tolerant fallback: ``multi_match`` with ``fuzziness: AUTO``."""
+    return {
+        "size": limit,
+        "query": {
+            "bool": {
+                "must": [{"multi_match": {"query": text, "fields": TEXT_FIELDS, "fuzziness": "AUTO"}}],
+                "filter": filter_clauses(filters),
+            }
+        },
+        "_source": SOURCE_FIELDS,
+        "highlight": HIGHLIGHT,
+    }
+
+
+def browse_body(filters: SearchFilters | None, limit: int) -> dict[str, Any]:
+    return {
+        "size": limit,
+        "query": {"bool": {"filter": filter_clauses(filters)}},
+        "sort": [{"timestamp": "desc"}],
+        "_source": SOURCE_FIELDS,
+    }
+
+
+def knn_body(vector: Sequence[float], model: str, filters: SearchFilters | None, limit: int) -> dict[str, Any]:
+    """A ``knn`` query on the model's vector field, with the filters applied during the search (Lucene
+    engine efficient filtering)."""
+    knn: dict[str, Any] = {"vector": [float(x) for x in vector], "k": limit}
+    clauses = filter_clauses(filters)
+    if clauses:
+        knn["filter"] = {"bool": {"filter": clauses}}
+    return {"size": limit, "query": {"knn": {vector_field(model): knn}}, "_source": SOURCE_FIELDS}
+
+
+def alias_swap_actions(alias: str, old_indices: Sequence[str], new_index: str) -> dict[str, Any]:
+    """One atomic ``_aliases`` body moving ``alias`` from ``old_indices`` to ``new_index``."""
+    actions: list[dict[str, Any]] = [{"remove": {"index": i, "alias": alias}} for i in old_indices]
+    actions.append({"add": {"index": new_index, "alias": alias}})
+    return {"actions": actions}
+
+
+def parse_hits(response: dict[str, Any], *, cosine: bool = False) -> list[LogbookHit]:
+    """Search API response (``hits.hits[]`` with ``_id``, ``_score``, ``_source``, ``highlight``) to hits."""
+    out: list[LogbookHit] = []
+    for h in response.get("hits", {}).get("hits", []):
+        src = h.get("_source", {})
+        hl = h.get("highlight", {})
+        score = float(h.get("_score") or 0.0)
+        if cosine:
+            score = 2.0 * score - 1.0
+        text_hl = hl.get("raw_text", [])
+        ts = src.get("timestamp")
+        out.append(
+            LogbookHit(
+                entry_id=src.get("entry_id") or h["_id"],
+                title=src.get("title", ""),
+                author=src.get("author", ""),
+                timestamp=datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None,
+                score=score,
+                snippet=" ... ".join(text_hl) if text_hl else (src.get("raw_text") or "")[:200],
+                highlights=[*hl.get("title", []), *text_hl],
+            )
+        )
+    return out
+
+
+class OpenSearchBackend:
+    """Search on OpenSearch through ``opensearchpy.AsyncOpenSearch``.
+
+    Args:
+        client: the async client.
+        alias: the alias searched (concrete indices are ``<alias>-<version>``).
+    """
+
+    name = "opensearch"
+
+    def __init__(self, client: Any, alias: str) -> None:
+        self.client = client
+        self.alias = alias
+
+    @classmethod
+    def from_settings(cls, settings: TernSettings) -> OpenSearchBackend:
+        from opensearchpy import AsyncOpenSearch
+
+        if not settings.opensearch_url:
+            raise ValueError("the opensearch backend needs TERN_OPENSEARCH_URL")
+        client = AsyncOpenSearch(hosts=[settings.opensearch_url], timeout=settings.opensearch_timeout_s)
+        return cls(client, settings.opensearch_index)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    @property
+    def template_name(self) -> str:
+        return f"{self.alias}-template"
+
+    async def _search(self, body: dict[str, Any]) -> dict[str, Any]:
+        resp: dict[str, Any] = await self.client.search(index=self.alias, body=body)
+        return resp
+
+    async def keyword(self, query: str, filters: SearchFilters | None = None, limit: int = 10) -> list[LogbookHit]:
+        """Every-term BM25 matches, then any-term matches, else fuzzy matches (as the PostgreSQL backend)."""
+        text = query.strip()
+        if not text:
+            return parse_hits(await self._search(browse_body(filters, limit)))
+        hits = parse_hits(await self._search(keyword_body(text, filters, limit)))
+        if len(hits) < limit and len(text.split()) > 1 and not re.search(r"(?<!\S)-", text):
+            more = await self._search(
+                keyword_body(text, filters, limit - len(hits), operator="or", exclude=[h.entry_id for h in hits])
+            )
+            hits += parse_hits(more)
+        if hits:
+            return hits
+        return parse_hits(await self._search(fuzzy_body(text, filters, limit)))
+
+    async def semantic(
+        self,
+        vector: Sequence[float],
+        model: str,
+        filters: SearchFilters | None = None,
+        limit: int = 10,
+        min_similarity: float = 0.0,
+    ) -> list[LogbookHit] | None:
+        """k-NN search; None when no document carries ``model``'s vector."""
+        field = vector_field(model)
+        mapping = await self.client.indices.get_mapping(index=self.alias)
+        if not any(field in m.get("mappings", {}).get("properties", {}) for m in mapping.values()):
+            return None
+        count = await self.client.count(index=self.alias, body={"query": {"exists": {"field": field}}})
+        if not count.get("count"):
+            return None
+        hits = parse_hits(await self._search(knn_body(vector, model, filters, limit)), cosine=True)
+        return [h for h in hits if h.score >= min_similarity]
+
+    async def _concrete_indices(self) -> list[str]:
+        if not await self.client.indices.exists_alias(name=self.alias):
+            return []
+        return sorted((await self.client.indices.get_alias(name=self.alias)).keys())
+
+    async def ensure_index(self, vectors: dict[str, int] | None = None) -> str:
+        """Install the template and make sure the alias points at an index; returns the concrete index."""
+        await self.client.indices.put_index_template(
+            name=self.template_name, body=index_template_body(self.alias, vectors)
+        )
+        current = await self._concrete_indices()
+        if current:
+            return current[0]
+        index = f"{self.alias}-{time.time_ns() // 1_000_000}"
+        await self.client.indices.create(index=index, body={"aliases": {self.alias: {}}})
+        return index
+
+    async def _bulk(self, actions: list[dict[str, Any]]) -> int:
+        from opensearchpy.helpers import async_bulk
+
+        if not actions:
+            return 0
+        ok, _errors = await async_bulk(self.client, actions, refresh="wait_for")
+        return int(ok)
+
+    async def index_entries(self, entries: Sequence[LogbookEntry]) -> int:
+        index = await self.ensure_index()
+        return await self._bulk(bulk_entry_actions(index, entries))
+
+    async def index_embeddings(
+        self, model: str, entries: Sequence[LogbookEntry], vectors: Sequence[Sequence[float]]
+    ) -> int:
+        index = await self.ensure_index()
+        if vectors:
+            await self.client.indices.put_mapping(
+                index=index, body={"properties": {vector_field(model): vector_mapping(len(vectors[0]))}}
+            )
+        return await self._bulk(bulk_vector_actions(index, model, [e.entry_id for e in entries], vectors))
+
+    async def reindex_from(self, pool: asyncpg.Pool) -> str:
+        """Build a new concrete index from PostgreSQL (entries and every model's current embeddings), swap the
+        alias to it atomically, delete the old indices; returns the new index name."""
+        async with pool.acquire() as conn:
+            models = {
+                r["model"]: (r["dim"], r["table_name"])
+                for r in await conn.fetch("SELECT model, dim, table_name FROM ariel_embedding_models")
+            }
+            await self.client.indices.put_index_template(
+                name=self.template_name,
+                body=index_template_body(self.alias, {m: d for m, (d, _) in models.items()}),
+            )
+            old = await self._concrete_indices()
+            index = f"{self.alias}-{time.time_ns() // 1_000_000}"
+            await self.client.indices.create(index=index)
+            after = ""
+            while batch := await store.iter_entry_batches(conn, REINDEX_BATCH, after):
+                after = batch[-1].entry_id
+                await self._bulk(bulk_entry_actions(index, batch))
+                ids = [e.entry_id for e in batch]
+                for model, (_dim, table) in models.items():
+                    rows = await conn.fetch(
+                        f"SELECT v.entry_id, v.embedding::text AS vec FROM {table} v JOIN ariel_entries e "
+                        "USING (entry_id) WHERE v.entry_id = ANY($1::text[]) AND v.content_hash = e.content_hash",
+                        ids,
+                    )
+                    await self._bulk(
+                        bulk_vector_actions(
+                            index, model, [r["entry_id"] for r in rows], [json.loads(r["vec"]) for r in rows]
+                        )
+                    )
+        await self.client.indices.refresh(index=index)
+        await self.client.indices.update_aliases(body=alias_swap_actions(self.alias, old, index))
+        for i in old:
+            await self.client.indices.delete(index=i)
+        return index

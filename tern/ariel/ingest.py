@@ -1,0 +1,200 @@
+"""Ingestion and enhancement steps, each bounded and idempotent so a workflow can run them as activities.
+
+``ingest_page`` reads one page of a source and upserts it; ``embed_pending`` and ``summarize_pending`` work
+through entries whose embedding or summary is missing or stale, so a crash resumes where it stopped (the
+state is in the database, not in the caller). ``ingest_source`` runs the whole loop in-process (CLI
+``--direct``, benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+
+import asyncpg
+
+from tern.ariel import store
+from tern.ariel.adapters import AdapterOptions, BadRecord, read_page, source_total
+from tern.ariel.backends.base import SearchBackend
+from tern.ariel.embeddings import EmbeddingProvider
+from tern.ariel.models import LogbookEntry
+from tern.config import TernSettings
+from tern.llm import ChatMessage, ChatProvider, LLMError
+from tern.models.ariel import BadRecordInfo, EnhanceResult, PageResult, UpsertCounts
+
+HTTP_SOURCE_SYSTEM = {"als-http": "als"}
+
+
+def adapter_options(settings: TernSettings, **overrides: object) -> AdapterOptions:
+    """Adapter options from the settings (HTTP window, attempts, timeout), with overrides."""
+    opts = AdapterOptions(
+        window=timedelta(hours=settings.ariel_http_window_h),
+        attempts=settings.ariel_http_attempts,
+        timeout_s=settings.ariel_http_timeout_s,
+    )
+    for k, v in overrides.items():
+        setattr(opts, k, v)
+    return opts
+
+
+async def resolve_since(conn: store.Conn, adapter: str, opts: AdapterOptions) -> None:
+    """Incremental HTTP ingestion: without ``since``, start one window before the newest stored entry."""
+    if adapter in HTTP_SOURCE_SYSTEM and opts.since is None:
+        newest = await store.latest_timestamp(conn, HTTP_SOURCE_SYSTEM[adapter])
+        if newest is not None:
+            opts.since = newest - opts.window
+
+
+async def ingest_page(
+    pool: asyncpg.Pool,
+    adapter: str,
+    source: str,
+    cursor: str | None,
+    page_size: int,
+    opts: AdapterOptions,
+    backend: SearchBackend | None = None,
+    with_total: bool = False,
+) -> PageResult:
+    """Read one page after ``cursor`` and upsert its valid entries (indexing them in ``backend`` too).
+
+    Raises ``AdapterError`` / ``SourceUnavailable`` from the adapter (see ``tern.ariel.adapters``).
+    """
+    if cursor is None:
+        async with pool.acquire() as conn:
+            await resolve_since(conn, adapter, opts)
+    page = await read_page(adapter, source, cursor, page_size, opts)
+    entries = [i for i in page.items if isinstance(i, LogbookEntry)]
+    bad = [BadRecordInfo(position=i.position, reason=i.reason) for i in page.items if isinstance(i, BadRecord)]
+    async with pool.acquire() as conn:
+        counts = await store.upsert_entries(conn, entries)
+    if backend is not None and entries:
+        await backend.index_entries(entries)
+    counts.failed = len(bad)
+    total = await source_total(adapter, source) if with_total else None
+    return PageResult(counts=counts, bad_records=bad, next_cursor=page.next_cursor, total=total)
+
+
+async def ingest_source(
+    pool: asyncpg.Pool,
+    adapter: str,
+    source: str,
+    opts: AdapterOptions,
+    page_size: int = 500,
+    backend: SearchBackend | None = None,
+    progress: Callable[[PageResult, UpsertCounts], Awaitable[None] | None] | None = None,
+) -> tuple[UpsertCounts, list[BadRecordInfo]]:
+    """Ingest a whole source in-process, page by page; ``progress(page, totals)`` after each page."""
+    totals = UpsertCounts()
+    bad: list[BadRecordInfo] = []
+    cursor: str | None = None
+    first = True
+    while True:
+        page = await ingest_page(pool, adapter, source, cursor, page_size, opts, backend, with_total=first)
+        first = False
+        totals = totals + page.counts
+        bad += page.bad_records
+        if progress is not None:
+            r = progress(page, totals)
+            if r is not None:
+                await r
+        if page.next_cursor is None:
+            return totals, bad
+        cursor = page.next_cursor
+
+
+async def embed_pending(
+    pool: asyncpg.Pool,
+    embedder: EmbeddingProvider,
+    batch_size: int = 64,
+    max_batches: int = 20,
+    backend: SearchBackend | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> EnhanceResult:
+    """Embed up to ``max_batches`` batches of entries lacking a current embedding of ``embedder.model``.
+
+    Raises ``EmbeddingError`` when the provider fails.
+    """
+    dim = embedder.dim
+    async with pool.acquire() as conn:
+        table = await store.embedding_table(conn, embedder.model, dim)
+        assert table is not None
+        done = 0
+        for _ in range(max_batches):
+            batch = await store.pending_embeddings(conn, table, batch_size)
+            if not batch:
+                break
+            vectors = await embedder.embed([e.embedding_text() for e in batch])
+            await store.store_embeddings(conn, table, batch, vectors)
+            if backend is not None:
+                await backend.index_embeddings(embedder.model, batch, vectors)
+            done += len(batch)
+            if on_batch:
+                on_batch(done)
+        remaining = await store.count_pending_embeddings(conn, table)
+    return EnhanceResult(kind="embeddings", processed=done, remaining=remaining)
+
+
+SUMMARY_PROMPT = (
+    "From the accelerator logbook entry below, give 5 to 15 keywords (equipment, systems, symptoms, actions) "
+    "and a one-to-two sentence summary. Answer with JSON only: "
+    '{"keywords": ["..."], "summary": "..."}'
+)
+
+
+def parse_summary(reply: str) -> tuple[str, list[str]]:
+    """``(summary, keywords)`` from the LLM's JSON reply (a fenced code block is accepted).
+
+    Raises ``ValueError`` when the reply is not the requested JSON."""
+    text = reply.strip()
+    if text.startswith("```"):
+        text = text.strip("`").removeprefix("json").strip()
+    doc = json.loads(text[text.index("{") : text.rindex("}") + 1])
+    summary, keywords = doc.get("summary"), doc.get("keywords")
+    if not isinstance(summary, str) or not isinstance(keywords, list):
+        raise ValueError("reply lacks 'summary' text or a 'keywords' list")
+    return summary.strip(), [str(k).strip() for k in keywords if str(k).strip()][:15]
+
+
+async def summarize_pending(
+    pool: asyncpg.Pool, llm: ChatProvider, batch_size: int = 10, on_entry: Callable[[int], None] | None = None
+) -> EnhanceResult:
+    """Ask the LLM for keywords and a summary of up to ``batch_size`` entries lacking current ones.
+
+    A malformed reply is recorded on the entry (``enhancement_error``) and not retried; an unreachable LLM
+    raises ``LLMError`` so that the caller retries later.
+    """
+    async with pool.acquire() as conn:
+        batch = await store.pending_summaries(conn, batch_size)
+        failed = 0
+        for n, e in enumerate(batch, start=1):
+            reply = await llm.complete(
+                [
+                    ChatMessage(role="system", content=SUMMARY_PROMPT),
+                    ChatMessage(role="user", content=f"{e.title}\n\n{e.raw_text}"),
+                ],
+                max_tokens=300,
+            )
+            try:
+                summary, keywords = parse_summary(reply)
+            except ValueError as exc:
+                failed += 1
+                await store.store_summary(conn, e.entry_id, "", [], error=f"unusable LLM reply: {exc}"[:500])
+            else:
+                await store.store_summary(conn, e.entry_id, summary, keywords)
+            if on_entry:
+                on_entry(n)
+        remaining = len(await store.pending_summaries(conn, 1_000_000))
+    return EnhanceResult(kind="summaries", processed=len(batch) - failed, failed=failed, remaining=remaining)
+
+
+__all__: Sequence[str] = [
+    "EnhanceResult",
+    "LLMError",
+    "PageResult",
+    "adapter_options",
+    "embed_pending",
+    "ingest_page",
+    "ingest_source",
+    "summarize_pending",
+]

@@ -1,0 +1,218 @@
+"""The ARIEL search service: one entry point for keyword, semantic, hybrid and RAG search on any backend.
+
+Degradation is explicit, never an error: semantic and hybrid search without an embedding provider, without
+stored embeddings, or with a failing embedding endpoint answer with keyword search and say why in
+``SearchResponse.notice``; RAG without an LLM (or with a failing one) answers with the hybrid hits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from tern.ariel import rag, store
+from tern.ariel.backends.base import SearchBackend
+from tern.ariel.backends.postgres import PostgresBackend
+from tern.ariel.embeddings import EmbeddingError, EmbeddingProvider, make_embedder
+from tern.ariel.fusion import rrf
+from tern.ariel.query import SearchFilters, parse_query
+from tern.config import TernSettings
+from tern.llm import ChatProvider, LLMError, make_chat_provider
+from tern.models import LogbookHit, SearchMode, SearchResponse
+
+MODES: tuple[SearchMode, ...] = ("keyword", "semantic", "hybrid", "rag")
+HYBRID_CANDIDATES_MIN = 30  # each ranking fused by RRF contributes at least this many candidates
+RAG_RETRIEVE_MIN = 8  # entries retrieved for a RAG context, at least
+
+_AUTO: Any = object()
+_embedder_cache: dict[tuple[str, str, str | None], EmbeddingProvider] = {}
+
+
+async def configured_embedder(settings: TernSettings) -> EmbeddingProvider | None:
+    """The configured embedding provider, built once per process (loading a local model takes seconds)."""
+    key = (settings.embedding_provider, settings.embedding_model, settings.embedding_url)
+    if settings.embedding_provider == "none":
+        return None
+    if key not in _embedder_cache:
+        emb = await make_embedder(settings)
+        assert emb is not None
+        _embedder_cache[key] = emb
+    return _embedder_cache[key]
+
+
+def make_backend(settings: TernSettings, db: asyncpg.Pool | store.Conn) -> SearchBackend:
+    """The search backend chosen by ``settings.ariel_backend`` (PostgreSQL needs ``db``)."""
+    if settings.ariel_backend == "opensearch":
+        from tern.ariel.backends.opensearch import OpenSearchBackend
+
+        return OpenSearchBackend.from_settings(settings)
+    return PostgresBackend(db)
+
+
+class ArielService:
+    """Search over the logbook.
+
+    Args:
+        settings: Tern settings (backend, embedding provider, RRF k, RAG limits).
+        db: asyncpg pool or connection to the storage of record.
+        backend: a search backend; default from ``settings.ariel_backend``.
+        embedder: an embedding provider, None for none; default from ``settings.embedding_provider``.
+        llm: a chat provider, None for none; default from ``settings.llm_provider``.
+    """
+
+    def __init__(
+        self,
+        settings: TernSettings,
+        db: asyncpg.Pool | store.Conn,
+        *,
+        backend: SearchBackend | None = None,
+        embedder: EmbeddingProvider | None = _AUTO,
+        llm: ChatProvider | None = _AUTO,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.backend = backend or make_backend(settings, db)
+        self._embedder = embedder
+        self.llm = make_chat_provider(settings) if llm is _AUTO else llm
+
+    async def embedder(self) -> EmbeddingProvider | None:
+        if self._embedder is _AUTO:
+            self._embedder = await configured_embedder(self.settings)
+        return self._embedder
+
+    async def _semantic(self, text: str, filters: SearchFilters, limit: int) -> tuple[list[LogbookHit] | None, str]:
+        """Semantic hits, or ``(None, why not)``."""
+        if not text:
+            return None, "semantic search needs query text"
+        try:
+            emb = await self.embedder()
+        except EmbeddingError as exc:
+            return None, f"embedding provider unavailable ({exc})"
+        if emb is None:
+            return None, "no embedding provider is configured (TERN_EMBEDDING_PROVIDER=none)"
+        try:
+            [vec] = await emb.embed([text])
+        except EmbeddingError as exc:
+            return None, f"the query could not be embedded ({exc})"
+        hits = await self.backend.semantic(
+            vec, emb.model, filters, limit, min_similarity=self.settings.semantic_min_similarity
+        )
+        if hits is None:
+            return None, f"no embeddings of model {emb.model!r} are stored yet (run ingestion with enhancement)"
+        return hits, ""
+
+    async def _hybrid(self, text: str, filters: SearchFilters, limit: int) -> tuple[list[LogbookHit], str]:
+        """RRF of keyword and semantic rankings; keyword alone with a notice when semantic is unavailable."""
+        n = max(HYBRID_CANDIDATES_MIN, 3 * limit)
+        keyword, (semantic, why) = await asyncio.gather(
+            self.backend.keyword(text, filters, n), self._semantic(text, filters, n)
+        )
+        if semantic is None:
+            return keyword[:limit], why
+        return rrf([keyword, semantic], k=self.settings.rrf_k, limit=limit), ""
+
+    async def search(
+        self, query: str, mode: SearchMode = "keyword", limit: int = 5, filters: SearchFilters | None = None
+    ) -> SearchResponse:
+        """Search the logbook.
+
+        Args:
+            query: text in web-search syntax, with optional operators (``author:``, ``tag:``, ``date:``...,
+                see ``tern.ariel.query``).
+            mode: keyword, semantic, hybrid (RRF, k = ``settings.rrf_k``) or rag.
+            limit: the most hits returned (1..100).
+            filters: filters added to those typed in the query (explicit ones win).
+
+        Raises:
+            ValueError: unknown mode, limit out of range, or a malformed operator (``QueryError``).
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown search mode {mode!r}; modes: {', '.join(MODES)}")
+        if not 1 <= limit <= 100:
+            raise ValueError(f"limit must be between 1 and 100, got {limit}")
+        text, parsed = parse_query(query)
+        f = parsed.merged(filters) if filters else parsed
+        resp = SearchResponse(query=query, mode=mode, mode_used=mode)
+
+        if mode == "keyword":
+            resp.hits = await self.backend.keyword(text, f, limit)
+        elif mode == "semantic":
+            hits, why = await self._semantic(text, f, limit)
+            if hits is None:
+                resp.hits, resp.mode_used = await self.backend.keyword(text, f, limit), "keyword"
+                resp.notice = f"Semantic search unavailable: {why}; showing keyword results."
+            else:
+                resp.hits = hits
+        elif mode == "hybrid":
+            resp.hits, why = await self._hybrid(text, f, limit)
+            if why:
+                resp.mode_used, resp.notice = "keyword", f"Hybrid search used keyword search only: {why}."
+        else:
+            await self._rag(text, f, limit, resp)
+        return resp
+
+    async def _rag(self, text: str, f: SearchFilters, limit: int, resp: SearchResponse) -> None:
+        hits, why = await self._hybrid(text, f, max(limit, RAG_RETRIEVE_MIN))
+        notices = [f"Retrieval used keyword search only: {why}."] if why else []
+        retrieval_mode: SearchMode = "keyword" if why else "hybrid"
+        if self.llm is None:
+            resp.hits, resp.mode_used = hits[:limit], retrieval_mode
+            resp.notice = " ".join(
+                [*notices, "No LLM is configured (TERN_LLM_PROVIDER=none): showing the retrieved entries."]
+            )
+            return
+        entries = await self._entries([h.entry_id for h in hits])
+        context, ids = rag.build_context(
+            [entries[h.entry_id] for h in hits if h.entry_id in entries],
+            self.settings.rag_context_chars,
+            self.settings.rag_entry_chars,
+        )
+        if not ids:
+            resp.hits, resp.mode_used = [], retrieval_mode
+            resp.notice = " ".join([*notices, "No logbook entries matched, so there is nothing to answer from."])
+            return
+        try:
+            answer = await self.llm.complete(rag.messages(text, context))
+        except LLMError as exc:
+            resp.hits, resp.mode_used = hits[:limit], retrieval_mode
+            resp.notice = " ".join([*notices, f"The LLM failed ({exc}): showing the retrieved entries."])
+            return
+        resp.answer = answer
+        resp.citations, resp.invalid_citations = rag.check_citations(answer, ids)
+        in_context = set(ids)
+        resp.hits = [h for h in hits if h.entry_id in in_context][:limit]
+        if resp.invalid_citations:
+            notices.append(
+                "The answer cites entries that were not in its context: "
+                + ", ".join(f"[#{c}]" for c in resp.invalid_citations)
+                + "."
+            )
+        if not resp.citations:
+            notices.append("The answer cites no logbook entry.")
+        resp.notice = " ".join(notices)
+
+    async def _entries(self, ids: Sequence[str]) -> dict[str, Any]:
+        if isinstance(self.db, asyncpg.Pool):
+            async with self.db.acquire() as conn:
+                return await store.get_entries(conn, ids)
+        return await store.get_entries(self.db, ids)
+
+
+async def search(
+    db: asyncpg.Pool | store.Conn,
+    settings: TernSettings,
+    query: str,
+    mode: SearchMode = "keyword",
+    limit: int = 5,
+    filters: SearchFilters | None = None,
+    **service_kwargs: Any,
+) -> SearchResponse:
+    """One search with the configured backend, embedder and LLM: ``ArielService(...).search(...)``.
+
+    This is the call for the agent's ``logbook_search`` activity: ``(await search(pool, settings, step.query,
+    limit=step.limit)).hits`` are ``LogbookHit`` objects ready for workflow history.
+    """
+    return await ArielService(settings, db, **service_kwargs).search(query, mode, limit, filters)

@@ -1,0 +1,367 @@
+"""PostgreSQL storage of record for logbook entries, embeddings and ingestion runs (asyncpg).
+
+Upserts are idempotent and bulk: rows are COPYed into a temporary table, then merged with one
+``INSERT ... ON CONFLICT (entry_id) DO UPDATE ... WHERE <something changed>``, so re-ingesting a source leaves
+unchanged rows untouched and counts them as ``unchanged``. Enhancement output (summary, keywords) is never
+overwritten by an upsert.
+
+Embeddings live in one table per model (``ariel_emb_<slug>``, pgvector ``vector(dim)`` with an HNSW cosine
+index), registered in ``ariel_embedding_models`` and created on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from pydantic import BaseModel
+
+from tern.ariel.models import BadRecordInfo, IngestionRun, LogbookEntry, UpsertCounts
+from tern.models import LogbookHit
+
+Conn = asyncpg.Connection | PoolConnectionProxy
+"""A connection, or one acquired from a pool."""
+
+_COLUMNS = (
+    "entry_id",
+    "source_system",
+    "ts",
+    "author",
+    "title",
+    "raw_text",
+    "tags",
+    "categories",
+    "logbook",
+    "attachments",
+    "metadata",
+)
+_MUTABLE = _COLUMNS[1:]
+
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS ariel_stage (
+    entry_id text, source_system text, ts timestamptz, author text, title text, raw_text text,
+    tags text[], categories text[], logbook text, attachments jsonb, metadata jsonb
+) ON COMMIT DELETE ROWS
+"""
+
+_MERGE = f"""
+WITH merged AS (
+    INSERT INTO ariel_entries AS t ({", ".join(_COLUMNS)})
+    SELECT {", ".join(_COLUMNS)} FROM ariel_stage
+    ON CONFLICT (entry_id) DO UPDATE SET
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in _MUTABLE)}, updated_at = now()
+    WHERE ({", ".join(f"t.{c}" for c in _MUTABLE)}) IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _MUTABLE)})
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS added, count(*) FILTER (WHERE NOT inserted) AS updated FROM merged
+"""
+
+
+def entry_row(e: LogbookEntry) -> tuple[Any, ...]:
+    """The row of ``ariel_entries`` (columns ``_COLUMNS``) for one entry; JSON columns as text."""
+    return (
+        e.entry_id,
+        e.source_system,
+        e.timestamp,
+        e.author,
+        e.title,
+        e.raw_text,
+        e.tags,
+        e.categories,
+        e.logbook,
+        json.dumps([a.model_dump() for a in e.attachments]),
+        json.dumps(e.metadata, default=str),
+    )
+
+
+async def upsert_entries(conn: Conn, entries: Sequence[LogbookEntry]) -> UpsertCounts:
+    """Insert or update entries by ``entry_id`` in one transaction (COPY into a temp table, then merge).
+
+    When an id occurs twice in ``entries`` the later one wins and the earlier counts as updated.
+    Returns the counts (``failed`` is 0: records are validated before they get here).
+    """
+    latest: dict[str, LogbookEntry] = {}
+    for e in entries:
+        latest[e.entry_id] = e
+    dupes = len(entries) - len(latest)
+    if not latest:
+        return UpsertCounts()
+    async with conn.transaction():
+        await conn.execute(_STAGE)
+        await conn.copy_records_to_table(
+            "ariel_stage", records=[entry_row(e) for e in latest.values()], columns=list(_COLUMNS)
+        )
+        row = await conn.fetchrow(_MERGE)
+    assert row is not None
+    added, updated = int(row["added"]), int(row["updated"])
+    return UpsertCounts(added=added, updated=updated + dupes, unchanged=len(latest) - added - updated)
+
+
+def _entry_from_row(r: asyncpg.Record) -> LogbookEntry:
+    return LogbookEntry(
+        entry_id=r["entry_id"],
+        source_system=r["source_system"],
+        timestamp=r["ts"],
+        author=r["author"],
+        title=r["title"],
+        raw_text=r["raw_text"],
+        tags=list(r["tags"]),
+        categories=list(r["categories"]),
+        logbook=r["logbook"],
+        attachments=json.loads(r["attachments"]),
+        metadata=json.loads(r["metadata"]),
+        summary=r["summary"],
+        keywords=list(r["keywords"]),
+    )
+
+
+async def get_entry(conn: Conn, entry_id: str) -> LogbookEntry | None:
+    """One entry by id, or None."""
+    r = await conn.fetchrow("SELECT * FROM ariel_entries WHERE entry_id = $1", entry_id)
+    return _entry_from_row(r) if r else None
+
+
+async def get_entries(conn: Conn, entry_ids: Sequence[str]) -> dict[str, LogbookEntry]:
+    """Entries by id (missing ids are absent from the result)."""
+    rows = await conn.fetch("SELECT * FROM ariel_entries WHERE entry_id = ANY($1::text[])", list(entry_ids))
+    return {r["entry_id"]: _entry_from_row(r) for r in rows}
+
+
+async def iter_entry_batches(conn: Conn, batch_size: int = 1000, after: str = "") -> list[LogbookEntry]:
+    """The next ``batch_size`` entries in ``entry_id`` order after ``after`` (keyset paging; for reindexing)."""
+    rows = await conn.fetch(
+        "SELECT * FROM ariel_entries WHERE entry_id > $1 ORDER BY entry_id LIMIT $2", after, batch_size
+    )
+    return [_entry_from_row(r) for r in rows]
+
+
+async def latest_timestamp(conn: Conn, source_system: str) -> datetime | None:
+    """The newest entry time of one source system (for incremental ingestion), or None."""
+    ts: datetime | None = await conn.fetchval(
+        "SELECT max(ts) FROM ariel_entries WHERE source_system = $1", source_system
+    )
+    return ts
+
+
+# --- ingestion runs --------------------------------------------------------------------------------------
+
+MAX_BAD_RECORDS_KEPT = 50
+
+
+async def record_run(conn: Conn, run: IngestionRun) -> None:
+    """Create or update the ``ingestion_runs`` row ``run.run_key`` with the run's totals so far.
+
+    ``finished_at`` is set by the database when the status leaves 'running'. Only the first
+    ``MAX_BAD_RECORDS_KEPT`` bad records are kept.
+    """
+    bad = json.dumps([b.model_dump() for b in run.bad_records[:MAX_BAD_RECORDS_KEPT]])
+    c = run.counts
+    await conn.execute(
+        """
+        INSERT INTO ingestion_runs (run_key, adapter, source, status, added, updated, unchanged, failed, cursor,
+                                    bad_records, error, finished_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, CASE WHEN $4 = 'running' THEN NULL ELSE now() END)
+        ON CONFLICT (run_key) DO UPDATE SET
+            status = EXCLUDED.status, added = EXCLUDED.added, updated = EXCLUDED.updated,
+            unchanged = EXCLUDED.unchanged, failed = EXCLUDED.failed, cursor = EXCLUDED.cursor,
+            bad_records = EXCLUDED.bad_records, error = EXCLUDED.error, finished_at = EXCLUDED.finished_at
+        """,
+        run.run_key,
+        run.adapter,
+        run.source,
+        run.status,
+        c.added,
+        c.updated,
+        c.unchanged,
+        c.failed,
+        run.cursor,
+        bad,
+        run.error,
+    )
+
+
+def _run_from_row(r: asyncpg.Record) -> IngestionRun:
+    return IngestionRun(
+        run_key=r["run_key"],
+        adapter=r["adapter"],
+        source=r["source"],
+        status=r["status"],
+        counts=UpsertCounts(added=r["added"], updated=r["updated"], unchanged=r["unchanged"], failed=r["failed"]),
+        cursor=r["cursor"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        error=r["error"],
+        bad_records=[BadRecordInfo.model_validate(b) for b in json.loads(r["bad_records"])],
+    )
+
+
+async def get_run(conn: Conn, run_key: str) -> IngestionRun | None:
+    """One ingestion run by key, or None."""
+    r = await conn.fetchrow("SELECT * FROM ingestion_runs WHERE run_key = $1", run_key)
+    return _run_from_row(r) if r else None
+
+
+async def recent_runs(conn: Conn, limit: int = 10) -> list[IngestionRun]:
+    """The most recently started ingestion runs, newest first."""
+    rows = await conn.fetch("SELECT * FROM ingestion_runs ORDER BY started_at DESC LIMIT $1", limit)
+    return [_run_from_row(r) for r in rows]
+
+
+# --- embeddings --------------------------------------------------------------------------------------------
+
+
+def embedding_table_name(model: str) -> str:
+    """``ariel_emb_<slug>``: a readable, length-bounded, collision-free table name for a model id."""
+    slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:30]
+    return f"ariel_emb_{slug}_{hashlib.sha1(model.encode()).hexdigest()[:8]}"
+
+
+async def embedding_table(conn: Conn, model: str, dim: int | None = None) -> str | None:
+    """The embeddings table of ``model``; created (with its HNSW index) when ``dim`` is given and it is new.
+
+    Returns None when the model has no table and ``dim`` is None. Raises ``ValueError`` when ``dim``
+    contradicts the registered dimension (a different model under the same name).
+    """
+    row = await conn.fetchrow("SELECT dim, table_name FROM ariel_embedding_models WHERE model = $1", model)
+    if row:
+        if dim is not None and dim != row["dim"]:
+            raise ValueError(f"embedding model {model!r} is registered with dim {row['dim']}, got {dim}")
+        name: str = row["table_name"]
+        return name
+    if dim is None:
+        return None
+    name = embedding_table_name(model)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
+        await conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS {name} (
+                    entry_id text PRIMARY KEY REFERENCES ariel_entries (entry_id) ON DELETE CASCADE,
+                    content_hash text NOT NULL,
+                    embedding vector({int(dim)}) NOT NULL)"""
+        )
+        await conn.execute(f"CREATE INDEX IF NOT EXISTS {name}_hnsw ON {name} USING hnsw (embedding vector_cosine_ops)")
+        await conn.execute(
+            "INSERT INTO ariel_embedding_models (model, dim, table_name) VALUES ($1, $2, $3) "
+            "ON CONFLICT (model) DO NOTHING",
+            model,
+            dim,
+            name,
+        )
+    return name
+
+
+def vector_literal(vec: Sequence[float]) -> str:
+    """A pgvector text literal ``[x1,x2,...]`` (sent as text and cast with ``::vector``)."""
+    return "[" + ",".join(f"{float(x):.7g}" for x in vec) + "]"
+
+
+async def pending_embeddings(conn: Conn, table: str, limit: int) -> list[LogbookEntry]:
+    """Entries with no embedding in ``table``, or one made from older text (content_hash differs)."""
+    rows = await conn.fetch(
+        f"""SELECT e.* FROM ariel_entries e LEFT JOIN {table} v USING (entry_id)
+            WHERE v.entry_id IS NULL OR v.content_hash <> e.content_hash
+            ORDER BY e.entry_id LIMIT $1""",
+        limit,
+    )
+    return [_entry_from_row(r) for r in rows]
+
+
+async def count_pending_embeddings(conn: Conn, table: str) -> int:
+    n: int = await conn.fetchval(
+        f"""SELECT count(*) FROM ariel_entries e LEFT JOIN {table} v USING (entry_id)
+            WHERE v.entry_id IS NULL OR v.content_hash <> e.content_hash"""
+    )
+    return n
+
+
+async def store_embeddings(
+    conn: Conn, table: str, entries: Sequence[LogbookEntry], vectors: Sequence[Sequence[float]]
+) -> None:
+    """Upsert one vector per entry, tagged with the content hash of the text it was made from."""
+    if len(entries) != len(vectors):
+        raise ValueError(f"{len(entries)} entries but {len(vectors)} vectors")
+    await conn.executemany(
+        f"""INSERT INTO {table} (entry_id, content_hash, embedding)
+            SELECT entry_id, content_hash, $2::vector FROM ariel_entries WHERE entry_id = $1
+            ON CONFLICT (entry_id) DO UPDATE SET content_hash = EXCLUDED.content_hash,
+                                                 embedding = EXCLUDED.embedding""",
+        [(e.entry_id, vector_literal(v)) for e, v in zip(entries, vectors, strict=True)],
+    )
+
+
+# --- LLM enhancement (summary and keywords) --------------------------------------------------------------
+
+
+async def pending_summaries(conn: Conn, limit: int) -> list[LogbookEntry]:
+    """Entries whose summary/keywords are missing or were made from older text."""
+    rows = await conn.fetch(
+        "SELECT * FROM ariel_entries WHERE summary_hash IS DISTINCT FROM content_hash "
+        "AND enhancement_error = '' ORDER BY entry_id LIMIT $1",
+        limit,
+    )
+    return [_entry_from_row(r) for r in rows]
+
+
+async def store_summary(
+    conn: Conn, entry_id: str, summary: str, keywords: Sequence[str], error: str = ""
+) -> None:
+    """Store an entry's LLM summary and keywords (or the reason it failed, so it is not retried forever)."""
+    await conn.execute(
+        "UPDATE ariel_entries SET summary = $2, keywords = $3, enhancement_error = $4, "
+        "summary_hash = CASE WHEN $4 = '' THEN content_hash ELSE summary_hash END WHERE entry_id = $1",
+        entry_id,
+        summary,
+        list(keywords),
+        error,
+    )
+
+
+# --- status ---------------------------------------------------------------------------------------------------
+
+
+class StoreStatus(BaseModel):
+    """Counts for ``tern ariel status`` and the HTTP status endpoint."""
+
+    entries: int
+    by_source: dict[str, int]
+    newest: datetime | None
+    oldest: datetime | None
+    embeddings: dict[str, int]
+    summaries: int
+    recent_runs: list[IngestionRun]
+
+
+async def status(conn: Conn, runs: int = 5) -> StoreStatus:
+    """Entry counts by source, time span, embeddings per model, summaries, and the latest ingestion runs."""
+    by_source = {
+        r["source_system"]: r["n"]
+        for r in await conn.fetch("SELECT source_system, count(*) AS n FROM ariel_entries GROUP BY 1 ORDER BY 1")
+    }
+    span = await conn.fetchrow("SELECT min(ts) AS oldest, max(ts) AS newest FROM ariel_entries")
+    assert span is not None
+    emb: dict[str, int] = {}
+    for r in await conn.fetch("SELECT model, table_name FROM ariel_embedding_models ORDER BY model"):
+        emb[r["model"]] = await conn.fetchval(f"SELECT count(*) FROM {r['table_name']}")
+    summaries = await conn.fetchval("SELECT count(*) FROM ariel_entries WHERE summary_hash = content_hash")
+    return StoreStatus(
+        entries=sum(by_source.values()),
+        by_source=by_source,
+        newest=span["newest"],
+        oldest=span["oldest"],
+        embeddings=emb,
+        summaries=summaries,
+        recent_runs=await recent_runs(conn, runs),
+    )
+
+
+async def keyword_search(conn: Conn, query: str, limit: int = 5) -> list[LogbookHit]:
+    """Keyword search on PostgreSQL (the seed API, kept for callers); see ``tern.ariel.service.search``."""
+    from tern.ariel.backends.postgres import PostgresBackend
+
+    return await PostgresBackend(conn).keyword(query, limit=limit)

@@ -1,0 +1,71 @@
+"""The audit table and the write ledger in PostgreSQL (see migration ``001_audit.sql``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from tern.models import AuditEvent, WriteRecord
+
+_INSERT = """
+INSERT INTO audit_events (event_kind, run_id, step_id, request_id, actor, decision, channel, previous_value,
+                          value, readback, verified, comment, details, event_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14)
+ON CONFLICT (event_key) DO NOTHING
+RETURNING id
+"""
+
+
+async def record_event(conn: asyncpg.Connection, event: AuditEvent) -> bool:
+    """Append ``event``; returns False when an event with the same ``event_key`` is already recorded."""
+    row_id = await conn.fetchval(
+        _INSERT, event.event_kind, event.run_id, event.step_id, event.request_id, event.actor, event.decision,
+        event.channel, event.previous_value, event.value, event.readback, event.verified, event.comment,
+        json.dumps(event.details, default=str), event.event_key,
+    )
+    return row_id is not None
+
+
+async def events_for_run(conn: asyncpg.Connection, run_id: str) -> list[dict[str, Any]]:
+    """All audit events of one run, oldest first, as plain dicts."""
+    rows = await conn.fetch("SELECT * FROM audit_events WHERE run_id = $1 ORDER BY id", run_id)
+    return [dict(r) for r in rows]
+
+
+class LedgerEntry(dict[str, Any]):
+    """A ``write_ledger`` row: ``state`` is ``claimed`` (put may or may not have happened), ``done`` or
+    ``failed``; ``result`` holds the :class:`WriteRecord` JSON when done."""
+
+
+async def claim_write(
+    conn: asyncpg.Connection, key: str, run_id: str, step_id: str, channel: str, value: float
+) -> LedgerEntry | None:
+    """Claim the right to put for ``key``. Returns None when this call claimed it, else the existing row."""
+    claimed = await conn.fetchval(
+        "INSERT INTO write_ledger (idempotency_key, run_id, step_id, channel, value, state)"
+        " VALUES ($1, $2, $3, $4, $5, 'claimed') ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1",
+        key, run_id, step_id, channel, value,
+    )
+    if claimed:
+        return None
+    row = await conn.fetchrow("SELECT * FROM write_ledger WHERE idempotency_key = $1", key)
+    return LedgerEntry(row) if row else None
+
+
+async def finish_write(
+    conn: asyncpg.Connection, key: str, record: WriteRecord | None, *, state: str, event: AuditEvent
+) -> None:
+    """Mark the ledger row ``done``/``failed`` and append the audit event, in one transaction."""
+    async with conn.transaction():
+        await conn.execute(
+            "UPDATE write_ledger SET state = $2, result = $3::jsonb, finished_at = now() WHERE idempotency_key = $1",
+            key, state, record.model_dump_json() if record else None,
+        )
+        await record_event(conn, event)
+
+
+async def release_claim(conn: asyncpg.Connection, key: str) -> None:
+    """Drop a ``claimed`` ledger row when the put provably did not happen (the channel never connected)."""
+    await conn.execute("DELETE FROM write_ledger WHERE idempotency_key = $1 AND state = 'claimed'", key)

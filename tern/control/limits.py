@@ -1,0 +1,146 @@
+"""The limits database: which channels may be written, within which bounds, verified how.
+
+Format (Osprey's ``channel_limits.json``): an object with optional ``defaults`` and one object per channel with
+``min_value``, ``max_value``, ``max_step`` (largest allowed change from the current value), ``writable`` and
+``verification: {level: none|callback|readback, tolerance_percent | tolerance_absolute}``. Keys starting with
+``_`` are comments. Channels inherit ``defaults`` field by field.
+
+Fail closed: a database that does not load or validate blocks every write (:class:`LimitsDatabaseError`), and
+any doubt in :meth:`LimitsDatabase.check` refuses the write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tern.models import LimitsCheck, Verification
+
+
+class LimitsDatabaseError(ValueError):
+    """The limits database is missing or invalid; every write is refused while this is so."""
+
+
+class ChannelLimits(BaseModel):
+    """Write rules for one channel (values in the channel's engineering units)."""
+
+    model_config = ConfigDict(extra="ignore")
+    writable: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
+    max_step: float | None = Field(None, gt=0)
+    verification: Verification = Field(default_factory=Verification)
+    units: str = ""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ChannelLimits:
+        for name in ("min_value", "max_value", "max_step"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"{name} must be finite")
+        if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
+            raise ValueError(f"min_value {self.min_value} > max_value {self.max_value}")
+        return self
+
+
+def _strip_comments(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip_comments(v) for k, v in obj.items() if not str(k).startswith("_")}
+    return obj
+
+
+class LimitsDatabase:
+    """A validated limits database. Build with :meth:`load` or :meth:`from_mapping`."""
+
+    def __init__(self, channels: dict[str, ChannelLimits], *, allow_unlisted: bool = False, source: str = ""):
+        self.channels = channels
+        self.allow_unlisted = allow_unlisted
+        self.source = source
+
+    @classmethod
+    def from_mapping(cls, raw: Any, *, allow_unlisted: bool = False, source: str = "<mapping>") -> LimitsDatabase:
+        """Validate a parsed JSON document. Raises :class:`LimitsDatabaseError` naming the bad channel."""
+        if not isinstance(raw, dict):
+            raise LimitsDatabaseError(f"{source}: top level must be an object")
+        raw = _strip_comments(raw)
+        defaults = raw.pop("defaults", {}) or {}
+        if not isinstance(defaults, dict):
+            raise LimitsDatabaseError(f"{source}: 'defaults' must be an object")
+        channels: dict[str, ChannelLimits] = {}
+        for name, spec in raw.items():
+            if not isinstance(spec, dict):
+                raise LimitsDatabaseError(f"{source}: channel {name!r} must map to an object")
+            merged = {**defaults, **spec}
+            if isinstance(defaults.get("verification"), dict) and isinstance(spec.get("verification"), dict):
+                merged["verification"] = {**defaults["verification"], **spec["verification"]}
+            try:
+                channels[name] = ChannelLimits.model_validate(merged)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                raise LimitsDatabaseError(f"{source}: channel {name!r}: {loc}: {err['msg']}") from exc
+        return cls(channels, allow_unlisted=allow_unlisted, source=source)
+
+    @classmethod
+    def load(cls, path: Path, *, allow_unlisted: bool = False) -> LimitsDatabase:
+        """Read and validate ``path``. Raises :class:`LimitsDatabaseError` when missing or invalid."""
+        try:
+            raw = json.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise LimitsDatabaseError(f"limits database not found: {path}") from exc
+        except (OSError, json.JSONDecodeError) as exc:
+            raise LimitsDatabaseError(f"limits database {path} is unreadable: {exc}") from exc
+        return cls.from_mapping(raw, allow_unlisted=allow_unlisted, source=str(path))
+
+    def __contains__(self, channel: str) -> bool:
+        return channel in self.channels
+
+    def writable_channels(self) -> list[str]:
+        return sorted(n for n, c in self.channels.items() if c.writable)
+
+    def check(self, channel: str, value: float, current: float | None) -> LimitsCheck:
+        """Decide whether writing ``value`` to ``channel`` is allowed, given the live ``current`` value.
+
+        Order of checks: listed, writable, finite, min, max, step. ``current`` may be None only when the channel
+        has no ``max_step``; otherwise the step cannot be checked and the write is refused
+        (``step_check_failed``).
+        """
+        limits = self.channels.get(channel)
+        base: dict[str, Any] = {"channel": channel, "value": value, "current_value": current}
+        if limits is None:
+            if not self.allow_unlisted:
+                return LimitsCheck(
+                    **base, allowed=False, violation="unlisted_channel",
+                    message=f"{channel} is not in the limits database; writes to unlisted channels are refused",
+                )
+            limits = ChannelLimits(writable=True)
+        base.update(
+            min_value=limits.min_value, max_value=limits.max_value, max_step=limits.max_step,
+            verification=limits.verification, units=limits.units,
+        )
+        if not limits.writable:
+            return LimitsCheck(**base, allowed=False, violation="read_only_channel",
+                               message=f"{channel} is read-only in the limits database")
+        if not math.isfinite(value):
+            return LimitsCheck(**base, allowed=False, violation="step_check_failed",
+                               message=f"value {value!r} is not a finite number")
+        if limits.max_value is not None and value > limits.max_value:
+            return LimitsCheck(**base, allowed=False, violation="above_max",
+                               message=f"{value} is above the maximum {limits.max_value} for {channel}")
+        if limits.min_value is not None and value < limits.min_value:
+            return LimitsCheck(**base, allowed=False, violation="below_min",
+                               message=f"{value} is below the minimum {limits.min_value} for {channel}")
+        if limits.max_step is not None:
+            if current is None or not math.isfinite(current):
+                return LimitsCheck(**base, allowed=False, violation="step_check_failed",
+                                   message=f"cannot read the current value of {channel} to check max_step")
+            if abs(value - current) > limits.max_step:
+                return LimitsCheck(
+                    **base, allowed=False, violation="step_too_large",
+                    message=f"change {abs(value - current):g} from {current:g} exceeds max_step {limits.max_step:g}",
+                )
+        return LimitsCheck(**base, allowed=True, message="within limits")

@@ -1,0 +1,56 @@
+"""Inputs and outputs of the agent-run activities (one pydantic model argument each)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from tern.models.run import StepResult
+
+
+class LogbookSearchInput(BaseModel):
+    run_id: str
+    step_id: str
+    query: str
+    limit: int = 5
+
+
+class ChannelReadInput(BaseModel):
+    run_id: str
+    step_id: str
+    channels: list[str]
+
+
+class WriteCheckInput(BaseModel):
+    """Check a proposed write: limits database, master switch, live value."""
+
+    run_id: str
+    step_id: str
+    channel: str
+    value: float
+
+
+class WriteInput(BaseModel):
+    """Perform an approved write. ``idempotency_key`` is unique per approved step: a retry never puts twice."""
+
+    run_id: str
+    step_id: str
+    idempotency_key: str
+    channel: str
+    value: float
+    request_id: str
+    approver: str
+
+
+class ComposeInput(BaseModel):
+    """Everything the answer composer (a template, or an LLM provider) gets."""
+
+    run_id: str
+    user: str
+    query: str
+    instructions: str = ""
+    steps: list[StepResult]
+
+
+class ComposedAnswer(BaseModel):
+    answer: str
+    citations: list[str] = Field(default_factory=list, description="Logbook entry ids cited as [#id].")

@@ -1,0 +1,30 @@
+"""Audit events: who decided or wrote what, when and why."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+AuditKind = Literal[
+    "approval_requested", "decision", "decision_ignored", "approval_timed_out", "write", "write_refused"
+]
+
+
+class AuditEvent(BaseModel):
+    """One row of the ``audit_events`` table. ``event_key`` makes recording idempotent (retries, replays)."""
+
+    event_kind: AuditKind
+    run_id: str
+    event_key: str = Field(min_length=1)
+    step_id: str | None = None
+    request_id: str | None = None
+    actor: str | None = None
+    decision: str | None = None
+    channel: str | None = None
+    previous_value: float | None = None
+    value: float | None = None
+    readback: float | None = None
+    verified: bool | None = None
+    comment: str = ""
+    details: dict[str, Any] = {}

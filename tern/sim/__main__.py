@@ -1,0 +1,36 @@
+"""``python -m tern.sim``: run the simulated accelerator's Channel Access server in the foreground.
+
+Reads ``TernSettings`` (limits database, CA port, readback lag, stuck readbacks); listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+
+def main() -> None:
+    from tern.config import TernSettings
+
+    settings = TernSettings()
+    os.environ["EPICS_CA_SERVER_PORT"] = str(settings.ca_server_port)
+    os.environ.setdefault("EPICS_CAS_INTF_ADDR_LIST", "127.0.0.1")
+    from tern.control.limits import LimitsDatabase
+    from tern.sim.accelerator import SimulatedAccelerator, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    sim = SimulatedAccelerator(
+        LimitsDatabase.load(settings.limits_path, allow_unlisted=True),
+        readback_lag_s=settings.sim_readback_lag_s,
+        stuck_readbacks=set(settings.sim_stuck_readbacks),
+        update_period_s=settings.sim_update_period_s,
+    )
+    logging.getLogger("tern.sim").info(
+        "serving %d channels on 127.0.0.1:%d", len(sim.pvdb), settings.ca_server_port
+    )
+    asyncio.run(serve(sim, ["127.0.0.1"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""A simulated accelerator: one caproto Channel Access server serving every channel of a limits database.
+
+- every ``...:SP`` setpoint has a readback ``...:RB`` that follows it ``readback_lag_s`` after a write (except
+  setpoints listed in ``stuck_readbacks``, whose readbacks never move: for testing verification);
+- setpoints start at the middle of their [min, max] band, with control and display limits set from it;
+- diagnostics (temperatures, BPM positions, pressures, dose rates, RF power, beam current) drift slowly as a
+  bounded random walk; status channels are integers (READY/ON/VALID/CONNECTED/OPEN = 1, FAULT/ALARM = 0).
+
+Protocol: caproto's asyncio server (https://caproto.github.io/caproto/), on the interfaces and port given (set
+``EPICS_CA_SERVER_PORT`` for the port, as caproto reads it from the environment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from caproto import ChannelData, ChannelDouble, ChannelInteger
+
+from tern.control.limits import LimitsDatabase
+from tern.control.units import units_for
+
+log = logging.getLogger(__name__)
+
+_ONE = ("READY", "ON", "VALID", "CONNECTED", "OPEN")
+_ZERO = ("FAULT", "ALARM", "INTERLOCK", "CLOSE", "CLOSED")
+_DRIFT = {  # quantity -> (start, step per tick, lower, upper)
+    "TEMPERATURE": (32.0, 0.02, 25.0, 45.0),
+    "PRESSURE": (2e-10, 2e-12, 5e-11, 1e-9),
+    "DOSE_RATE": (0.5, 0.01, 0.0, 5.0),
+    "FWD": (450.0, 0.5, 400.0, 500.0),
+    "REV": (8.0, 0.1, 2.0, 20.0),
+    "NET": (442.0, 0.5, 380.0, 498.0),
+    "POWER": (300.0, 0.5, 250.0, 350.0),
+}
+
+
+@dataclass
+class _Follow:
+    readback: str
+    value: float
+    due: float  # monotonic seconds
+
+
+@dataclass
+class SimulatedAccelerator:
+    """Builds the channel database and runs the dynamics.
+
+    Args:
+        limits: the limits database whose channels are served.
+        readback_lag_s: seconds between a setpoint write and its readback following.
+        stuck_readbacks: setpoint names whose readbacks never follow.
+        update_period_s: simulation tick in seconds.
+        seed: random seed for the drift (deterministic runs in tests).
+    """
+
+    limits: LimitsDatabase
+    readback_lag_s: float = 0.3
+    stuck_readbacks: set[str] = field(default_factory=set)
+    update_period_s: float = 0.1
+    seed: int = 1
+    pvdb: dict[str, ChannelData] = field(init=False, default_factory=dict)
+    _pending: list[_Follow] = field(init=False, default_factory=list)
+    _drifting: dict[str, tuple[float, float, float]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        for name, lim in self.limits.channels.items():
+            self.pvdb[name] = self._make(name, lim.min_value, lim.max_value)
+
+    def _make(self, name: str, lo: float | None, hi: float | None) -> ChannelData:
+        parts = name.split(":")
+        last = parts[-1]
+        units = units_for(name)
+        if last in _ONE or last in _ZERO:
+            return ChannelInteger(value=1 if last in _ONE else 0)
+        if last == "SP":
+            mid = 0.0 if lo is None or hi is None else round((lo + hi) / 2, 4)
+            kw: dict[str, Any] = {}
+            if lo is not None and hi is not None:
+                kw = dict(lower_ctrl_limit=lo, upper_ctrl_limit=hi, lower_disp_limit=lo, upper_disp_limit=hi)
+            return _Setpoint(self, name, value=mid, units=units, precision=4, **kw)
+        if last in ("RB", "GOLDEN"):
+            sp = self.limits.channels.get(":".join(parts[:-1]) + ":SP")
+            if sp is not None and sp.min_value is not None and sp.max_value is not None:
+                return ChannelDouble(value=round((sp.min_value + sp.max_value) / 2, 4), units=units, precision=4)
+        quantity = next((q for q in _DRIFT if q in parts), None)
+        if last in ("X", "Y") and "POSITION" in parts:
+            self._drifting[name] = (0.002, -0.05, 0.05)
+            return ChannelDouble(value=0.0, units=units, precision=4)
+        if "DCCT" in parts:
+            self._drifting[name] = (0.05, 495.0, 505.0)
+            return ChannelDouble(value=500.0, units=units, precision=3)
+        if quantity is not None:
+            start, step, low, high = _DRIFT[quantity]
+            self._drifting[name] = (step, low, high)
+            return ChannelDouble(value=start, units=units, precision=4)
+        return ChannelDouble(value=0.0, units=units, precision=4)
+
+    def on_setpoint(self, name: str, value: float) -> None:
+        """Schedule the readback of setpoint ``name`` to follow ``value`` (called by the IOC on write)."""
+        if name in self.stuck_readbacks:
+            return
+        rb = name[: -len(":SP")] + ":RB"
+        if rb in self.pvdb:
+            self._pending.append(_Follow(rb, float(value), time.monotonic() + self.readback_lag_s))
+
+    async def run_dynamics(self) -> None:
+        """Advance readbacks and drift forever (cancel the task to stop)."""
+        tick = 0
+        while True:
+            await asyncio.sleep(self.update_period_s)
+            now = time.monotonic()
+            due = [f for f in self._pending if f.due <= now]
+            self._pending = [f for f in self._pending if f.due > now]
+            for f in due:
+                await self.pvdb[f.readback].write(f.value)
+            tick += 1
+            if tick % max(1, round(1.0 / self.update_period_s)) == 0:  # drift once a second
+                for name, (step, low, high) in self._drifting.items():
+                    ch = self.pvdb[name]
+                    v = float(ch.value) + self._rng.uniform(-step, step)
+                    await ch.write(min(high, max(low, v)))
+
+
+class _Setpoint(ChannelDouble):
+    """A setpoint channel that tells the simulation when a client writes it."""
+
+    def __init__(self, sim: SimulatedAccelerator, name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sim = sim
+        self._name = name
+
+    async def verify_value(self, data: Any) -> Any:
+        data = await super().verify_value(data)
+        value = data[0] if isinstance(data, list | tuple) else data
+        self._sim.on_setpoint(self._name, float(value))
+        return data
+
+
+async def serve(sim: SimulatedAccelerator, interfaces: list[str]) -> None:
+    """Serve ``sim`` over Channel Access on ``interfaces`` until cancelled."""
+    from caproto.asyncio.server import Context
+
+    ctx = Context(sim.pvdb, interfaces)
+    dynamics = asyncio.create_task(sim.run_dynamics())
+    try:
+        await ctx.run(log_pv_names=False)
+    finally:
+        dynamics.cancel()

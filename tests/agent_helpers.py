@@ -1,0 +1,68 @@
+"""Helpers shared by the agent-run tests (no fixtures here)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client, WorkflowHandle
+
+from tern import DATA_DIR
+from tern.ariel.adapters import demo_entries
+from tern.ariel.models import LogbookEntry
+from tern.ariel.store import upsert_entries
+from tern.config import TernSettings
+from tern.db import create_pool
+from tern.models import AgentRunRequest, AgentRunStatus, Plan
+from workflows.agent_run import AgentRunWorkflow
+
+
+async def ingest_demo(dsn: str) -> None:
+    pool = await create_pool(dsn)
+    try:
+        async with pool.acquire() as conn:
+            await upsert_entries(conn, [e for e in demo_entries(DATA_DIR / "demo_logbook.json")
+                                        if isinstance(e, LogbookEntry)])
+    finally:
+        await pool.close()
+
+
+def write_plan(channel: str, value: float, *, search: bool = False) -> Plan:
+    steps: list[dict[str, Any]] = []
+    if search:
+        steps.append({"id": "search", "kind": "logbook_search", "query": "RF cavity trip"})
+    steps += [
+        {"id": "read", "kind": "channel_read", "channels": [channel]},
+        {"id": "write", "kind": "control_write", "channel": channel, "value": value, "reason": "test"},
+        {"id": "answer", "kind": "respond"},
+    ]
+    return Plan.model_validate({"steps": steps})
+
+
+async def start_run(client: Client, settings: TernSettings, plan: Plan, *, user: str = "alice",
+                    approvers: list[str] | None = None, timeout_s: float = 600) -> WorkflowHandle:
+    req = AgentRunRequest(user=user, query="test question", plan=plan, approvers=approvers or ["alice", "bob"],
+                          approval_timeout_s=timeout_s)
+    return await client.start_workflow(
+        AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=settings.task_queue)
+
+
+async def wait_for_state(handle: WorkflowHandle, state: str, timeout: float = 30) -> AgentRunStatus:
+    async def poll() -> AgentRunStatus:
+        while True:
+            st = await handle.query(AgentRunWorkflow.status)
+            if st.state == state:
+                return st
+            await asyncio.sleep(0.1)
+    return await asyncio.wait_for(poll(), timeout)
+
+
+async def audit_rows(dsn: str, run_id: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [dict(r) for r in await conn.fetch(
+            "SELECT * FROM audit_events WHERE run_id = $1 ORDER BY id", run_id)]
+    finally:
+        await conn.close()

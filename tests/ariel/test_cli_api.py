@@ -1,0 +1,131 @@
+"""The `tern ariel` CLI (as a real subprocess) and the HTTP API (httpx ASGI transport), on real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tern.ariel.api import create_app
+from tern.ariel.embeddings import HashingTestEmbedder
+from tern.ariel.ingest import embed_pending
+from tests.ariel.conftest import DATA, SAMPLE_ENTRIES, ariel_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "starters.ariel_cli",
+        *args,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "TERN_CONFIG": "/nonexistent.toml",
+            "TERN_EMBEDDING_PROVIDER": "none",
+            "TERN_LLM_PROVIDER": "none",
+            "TERN_ARIEL_BACKEND": "postgres",
+            "COLUMNS": "200",
+            **env,
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.mark.temporal
+async def test_cli_ingests_through_the_workflow_then_searches(worker_env, temporal_env, pg_dsn: str) -> None:
+    _client, settings, _pool = worker_env
+    env = {
+        "TERN_DATABASE_URL": pg_dsn,
+        "TERN_TASK_QUEUE": settings.task_queue,
+        "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+    }
+    code, out, err = await cli("ingest", str(DATA / "jlab_sample_entries.json"), "--adapter", "jlab", "--json", env=env)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["counts"]["added"] == 7 and result["run_key"].startswith("ariel-ingest-jlab-")
+    code, out, err = await cli("ingest", str(DATA / "demo_logbook.json"), "-a", "demo", env=env)
+    assert code == 0, err
+    assert "28 added" in out and "ingesting" not in out  # the progress bar goes to stderr
+
+    code, out, err = await cli("search", "klystron fault", "--json", "--limit", "3", env=env)
+    assert code == 0, err
+    hits = json.loads(out)
+    assert hits[0]["entry_id"] == "J20002"
+    assert set(hits[0]) >= {"entry_id", "score", "title", "timestamp", "highlights"}
+    code, out, err = await cli("search", "vacuum", "--mode", "semantic", env=env)
+    assert code == 0 and "Semantic search unavailable" in out and "[#" in out
+    code, out, err = await cli("search", "orbit", "--mode", "rag", "--json", env=env)
+    assert code == 0 and json.loads(out) and "No LLM is configured" in err
+    code, out, err = await cli("status", "--json", env=env)
+    assert code == 0 and json.loads(out)["by_source"] == {"demo": 28, "jlab": 7}
+    code, out, err = await cli("status", env=env)
+    assert code == 0 and "35 entries" in out and "completed" in out
+
+
+async def test_cli_direct_ingest_and_bad_input(pg_dsn: str, tmp_path: Path) -> None:
+    env = {"TERN_DATABASE_URL": pg_dsn}
+    code, out, err = await cli(
+        "ingest", str(DATA / "ornl_sample_entries.json"), "-a", "ornl", "--direct", "--json", env=env
+    )
+    assert code == 0, err
+    assert json.loads(out)["counts"]["added"] == 6
+    cases = [
+        (("ingest", "x.json", "--adapter", "elog"), "unknown adapter 'elog'"),
+        (("ingest", str(tmp_path / "missing.json"), "-a", "jlab"), "not found"),
+        (("ingest", "file.jsonl", "-a", "als-http"), "needs an http(s) URL"),
+        (("search", "beam", "--mode", "fuzzy"), "unknown mode 'fuzzy'"),
+        (("search", "beam", "--limit", "0"), "--limit must be between 1 and 100"),
+        (("search", "beam date:yesterday"), "date: expects a date"),
+        (("search", "beam", "--since", "last week"), "--since must be an ISO 8601"),
+        (("watch", str(DATA / "ornl_sample_entries.json"), "-a", "ornl", "--every", "5"), "--every must be"),
+    ]
+    for args, message in cases:
+        code, out, err = await cli(*args, env=env)
+        assert code == 2, (args, out, err)
+        assert message in " ".join(err.split()), (args, err)
+
+
+@pytest.fixture
+async def api(loaded_pool: asyncpg.Pool):
+    emb = HashingTestEmbedder()
+    await embed_pending(loaded_pool, emb, batch_size=200)
+    app = create_app(ariel_settings(), pool=loaded_pool, service_kwargs={"embedder": emb, "llm": None})
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ariel") as client:
+            yield client
+
+
+async def test_http_api(api: httpx.AsyncClient) -> None:
+    r = await api.get("/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    r = await api.get("/search", params={"q": "klystron", "limit": 3})
+    assert r.status_code == 200 and r.json()["hits"][0]["entry_id"] == "J20002"
+    for mode in ("semantic", "hybrid", "rag"):
+        r = await api.get("/search", params={"q": "septum timing injection", "mode": mode, "limit": 5})
+        body = r.json()
+        assert r.status_code == 200 and body["mode"] == mode and body["hits"], body
+    assert body["mode_used"] == "hybrid" and "No LLM" in body["notice"]
+    r = await api.post("/search", json={"query": "beam", "filters": {"author": "oper_smith"}, "limit": 20})
+    assert r.status_code == 200 and {h["author"] for h in r.json()["hits"]} == {"oper_smith"}
+    r = await api.get("/search", params={"q": "beam", "tag": ["rf"], "limit": 20})
+    assert r.status_code == 200 and all(h["entry_id"].startswith("DEMO") for h in r.json()["hits"])
+    r = await api.get("/entries/E001")
+    assert r.status_code == 200 and r.json()["title"] == "RF Cavity Trip in Sector 3"
+    assert (await api.get("/entries/NOPE")).status_code == 404
+    r = await api.get("/search", params={"q": "beam date:soon"})
+    assert r.status_code == 400 and "date: expects a date" in r.json()["detail"]
+    assert (await api.get("/search", params={"q": "beam", "mode": "fuzzy"})).status_code == 422
+    r = await api.get("/status")
+    assert r.status_code == 200 and r.json()["entries"] == SAMPLE_ENTRIES

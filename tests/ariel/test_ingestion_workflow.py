@@ -1,0 +1,119 @@
+"""LogbookIngestionWorkflow on a real Temporal dev server and real PostgreSQL: every format, paging with
+continue-as-new, idempotent re-runs, non-retryable bad sources, ALS over HTTP, and the watch schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+
+from tern.ariel import store
+from tern.config import TernSettings
+from tern.models.ariel import IngestionRequest, UpsertCounts
+from tests.ariel.conftest import DATA
+from workflows.logbook_ingestion import LogbookIngestionWorkflow
+
+pytestmark = pytest.mark.temporal
+
+
+async def ingest(client: Client, settings: TernSettings, req: IngestionRequest, wf_id: str | None = None):
+    return await client.execute_workflow(
+        LogbookIngestionWorkflow.run,
+        req,
+        id=wf_id or f"ingest-{uuid.uuid4().hex[:10]}",
+        task_queue=settings.task_queue,
+    )
+
+
+@pytest.mark.parametrize(
+    ("adapter", "name", "n"),
+    [
+        ("als", "als_logbook_entries.jsonl", 15),
+        ("als", "als_sample_entries.jsonl", 12),
+        ("jlab", "jlab_sample_entries.json", 7),
+        ("ornl", "ornl_sample_entries.json", 6),
+        ("generic", "generic_sample_entries.json", 5),
+        ("demo", "demo_logbook.json", 28),
+    ],
+)
+async def test_every_format_ingests_through_the_workflow(worker_env, adapter: str, name: str, n: int) -> None:
+    client, settings, pool = worker_env
+    # 4 records a page, 2 pages a run: every source but the smallest continues as new at least once
+    req = IngestionRequest(adapter=adapter, source=str(DATA / name), page_size=4, pages_per_run=2)
+    wf_id = f"ingest-{adapter}-{uuid.uuid4().hex[:6]}"
+    result = await ingest(client, settings, req, wf_id)
+    assert result.run_key == wf_id and result.counts == UpsertCounts(added=n)
+    assert result.pages == -(-n // 4) and result.embedded == n and not result.bad_records
+    async with pool.acquire() as conn:
+        run = await store.get_run(conn, wf_id)
+        assert run is not None and run.status == "completed" and run.counts.added == n and run.finished_at
+        assert await conn.fetchval("SELECT count(*) FROM ariel_entries") == n
+    if n > 8:  # more than pages_per_run pages: the workflow continued as new
+        desc = await client.get_workflow_handle(wf_id).describe()
+        assert desc.run_id != desc.raw_description.workflow_execution_info.first_run_id
+    again = await ingest(client, settings, req)
+    assert again.counts == UpsertCounts(unchanged=n) and again.embedded == 0
+
+
+async def test_bad_records_are_counted_and_the_run_completes(worker_env, tmp_path: Path) -> None:
+    client, settings, pool = worker_env
+    src = tmp_path / "mixed.jsonl"
+    lines = (DATA / "als_sample_entries.jsonl").read_text().splitlines()
+    src.write_text("\n".join([lines[0], "{broken", lines[1], '{"id": "x"}']) + "\n")
+    result = await ingest(client, settings, IngestionRequest(adapter="als", source=str(src)))
+    assert result.counts == UpsertCounts(added=2, failed=2)
+    assert [b.position for b in result.bad_records] == [1, 3]
+    async with pool.acquire() as conn:
+        run = await store.get_run(conn, result.run_key)
+    assert run is not None and [b.position for b in run.bad_records] == [1, 3]
+
+
+async def test_a_missing_source_fails_once_and_is_recorded(worker_env, tmp_path: Path) -> None:
+    client, settings, pool = worker_env
+    wf_id = f"ingest-missing-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(WorkflowFailureError):
+        await ingest(client, settings, IngestionRequest(adapter="jlab", source=str(tmp_path / "nope.json")), wf_id)
+    history = await client.get_workflow_handle(wf_id).fetch_history()
+    attempts = [e for e in history.events if e.HasField("activity_task_started_event_attributes")]
+    assert max(e.activity_task_started_event_attributes.attempt for e in attempts) == 1  # not retried
+    async with pool.acquire() as conn:
+        run = await store.get_run(conn, wf_id)
+    assert run is not None and run.status == "failed" and "not found" in run.error
+
+
+async def test_als_http_through_the_workflow(worker_env, als_server) -> None:
+    client, settings, _pool = worker_env
+    url, calls = als_server(fail_first=1)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    req = IngestionRequest(adapter="als-http", source=url, since=start, until=start + timedelta(days=1), page_size=10)
+    result = await ingest(client, settings, req)
+    assert result.counts.added == 27 and result.counts.failed == 0
+    assert calls[0]["status"] == 503  # retried by the adapter (tenacity), not by failing the activity
+
+
+async def test_watch_schedule_ingests_periodically(worker_env) -> None:
+    from starters.ariel_cli import create_watch_schedule
+
+    client, settings, pool = worker_env
+    req = IngestionRequest(adapter="ornl", source=str(DATA / "ornl_sample_entries.json"))
+    schedule_id = await create_watch_schedule(
+        client, settings, req, every=timedelta(hours=1), schedule_id=f"watch-{uuid.uuid4().hex[:6]}"
+    )
+    handle = client.get_schedule_handle(schedule_id)
+    try:
+        desc = await handle.describe()
+        assert desc.schedule.spec.intervals[0].every == timedelta(hours=1)
+        await handle.trigger()
+        for _ in range(150):
+            async with pool.acquire() as conn:
+                runs = [r for r in await store.recent_runs(conn, 5) if r.status == "completed"]
+            if runs:
+                break
+            await asyncio.sleep(0.2)
+        assert runs and runs[0].counts.added == 6 and runs[0].run_key.startswith(schedule_id)
+    finally:
+        await handle.delete()

@@ -1,0 +1,173 @@
+"""The search contract, run on every backend: PostgreSQL always, OpenSearch when TERN_OPENSEARCH_URL is set.
+
+Semantic paths use ``HashingTestEmbedder`` (word-overlap vectors, for tests only) so that they run without the
+embeddings extra; the real model is exercised in ``test_real_model.py`` and in the quality benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from tern.ariel.backends.postgres import PostgresBackend
+from tern.ariel.embeddings import HashingTestEmbedder
+from tern.ariel.ingest import embed_pending
+from tern.ariel.query import SearchFilters
+from tern.ariel.service import ArielService
+from tern.llm import ChatMessage, LLMError
+from tests.ariel.conftest import ariel_settings
+
+EMB = HashingTestEmbedder(dim=256, model="test-hashing-256")
+
+
+@pytest.fixture(params=["postgres", "opensearch"])
+async def service(request: pytest.FixtureRequest, loaded_pool: asyncpg.Pool) -> AsyncIterator[ArielService]:
+    await embed_pending(loaded_pool, EMB, batch_size=200)
+    if request.param == "postgres":
+        yield ArielService(ariel_settings(), loaded_pool, embedder=EMB, llm=None)
+        return
+    url = os.environ.get("TERN_OPENSEARCH_URL")
+    if not url:
+        pytest.skip("OpenSearch contract run needs TERN_OPENSEARCH_URL (no OpenSearch on this machine)")
+    from tern.ariel.backends.opensearch import OpenSearchBackend
+
+    settings = ariel_settings(
+        ariel_backend="opensearch", opensearch_url=url, opensearch_index=f"tern-ariel-test-{uuid.uuid4().hex[:8]}"
+    )
+    backend = OpenSearchBackend.from_settings(settings)
+    await backend.reindex_from(loaded_pool)
+    yield ArielService(settings, loaded_pool, backend=backend, embedder=EMB, llm=None)
+    await backend.client.indices.delete(index=f"{backend.alias}-*")
+    await backend.close()
+
+
+def ids(resp) -> list[str]:
+    return [h.entry_id for h in resp.hits]
+
+
+async def test_keyword_ranks_title_above_text(service: ArielService) -> None:
+    r = await service.search("klystron", limit=10)
+    assert r.mode_used == "keyword" and not r.notice
+    # J20002's title names the klystron; E001 and 10009.. mention it only in the text
+    assert ids(r)[0] == "J20002" and "E001" in ids(r)
+    assert any("**Klystron**" in h for h in r.hits[0].highlights)
+
+
+async def test_every_term_first_then_any_term(service: ArielService) -> None:
+    r = await service.search("RF cavity trip reflected power", limit=10)
+    assert ids(r)[:2] == ["DEMO-001", "E001"] or ids(r)[:2] == ["E001", "DEMO-001"]
+    assert "10012" in ids(r)  # RF cavity trip without "reflected power": found by the any-term pass
+
+
+async def test_phrase_and_exclusion(service: ArielService) -> None:
+    r = await service.search('"beam loss" -vacuum', limit=20)
+    assert r.hits and "E003" in ids(r)
+    assert "10002" not in ids(r)  # beam loss caused by a vacuum spike: excluded
+
+
+async def test_filters(service: ArielService) -> None:
+    r = await service.search("shift author:oper_jones", limit=20)
+    assert ids(r) == ["E007"]
+    r = await service.search(
+        "beam",
+        limit=50,
+        filters=SearchFilters(
+            since=datetime(2024, 1, 1, 3, 0, tzinfo=UTC), until=datetime(2024, 1, 1, 5, 0, tzinfo=UTC)
+        ),
+    )
+    assert r.hits and all(
+        datetime(2024, 1, 1, 3, tzinfo=UTC) <= h.timestamp < datetime(2024, 1, 1, 5, tzinfo=UTC)
+        for h in r.hits
+        if h.timestamp
+    )
+    r = await service.search("tag:rf", limit=50)
+    assert set(ids(r)) >= {"DEMO-001"} and all(i.startswith("DEMO") for i in ids(r))
+    r = await service.search("source:jlab", limit=50)
+    assert sorted(ids(r)) == [f"J2000{i}" for i in range(1, 8)]
+
+
+async def test_typo_falls_back_to_similarity(service: ArielService) -> None:
+    r = await service.search("klystorn", limit=5)
+    assert "J20002" in ids(r)
+
+
+async def test_semantic_and_hybrid(service: ArielService) -> None:
+    r = await service.search("septum timing injection efficiency", mode="semantic", limit=5)
+    assert r.mode_used == "semantic" and not r.notice
+    assert {"E014", "10006"} & set(ids(r)[:3])
+    assert all(-1.0 <= h.score <= 1.0 for h in r.hits)
+    h = await service.search("septum timing injection efficiency", mode="hybrid", limit=5)
+    assert h.mode_used == "hybrid" and {"E014", "10006"} <= set(ids(h))
+    assert all(0 < x.score <= 2 / 61 + 1e-9 for x in h.hits)  # an RRF sum of two lists, k = 60
+
+
+async def test_semantic_without_embeddings_degrades_with_notice(service: ArielService) -> None:
+    no_provider = ArielService(service.settings, service.db, backend=service.backend, embedder=None, llm=None)
+    r = await no_provider.search("vacuum leak", mode="semantic")
+    assert r.mode_used == "keyword" and "no embedding provider" in r.notice and r.hits
+    other_model = HashingTestEmbedder(dim=32, model="never-embedded")
+    unembedded = ArielService(service.settings, service.db, backend=service.backend, embedder=other_model, llm=None)
+    r = await unembedded.search("vacuum leak", mode="hybrid")
+    assert r.mode_used == "keyword" and "never-embedded" in r.notice and r.hits
+
+
+class FakeLLM:
+    """The one allowed test double: an LLM that answers from the context it is given."""
+
+    model = "fake"
+
+    def __init__(self, reply: str | None = None, fail: bool = False) -> None:
+        self.reply, self.fail = reply, fail
+        self.prompts: list[str] = []
+
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int = 800, temperature: float = 0.0
+    ) -> str:
+        self.prompts.append(messages[-1].content)
+        if self.fail:
+            raise LLMError("endpoint down")
+        assert self.reply is not None
+        return self.reply
+
+
+async def test_rag_checks_citations_against_context(service: ArielService) -> None:
+    llm = FakeLLM("The cavity tripped on reflected power [#E001] and was reset [#DEMO-001]; see also [#NOPE-9].")
+    rag = ArielService(service.settings, service.db, backend=service.backend, embedder=EMB, llm=llm)
+    r = await rag.search("RF cavity trip reflected power", mode="rag", limit=5)
+    assert r.mode_used == "rag" and r.answer.startswith("The cavity")
+    assert r.citations == ["E001", "DEMO-001"] and r.invalid_citations == ["NOPE-9"]
+    assert "[#NOPE-9]" in r.notice
+    assert "[#E001] RF Cavity Trip in Sector 3" in llm.prompts[0]
+    assert len(llm.prompts[0]) < service.settings.rag_context_chars + 200
+
+
+async def test_rag_without_llm_or_with_a_failing_one(service: ArielService) -> None:
+    r = await service.search("vacuum leak bellows", mode="rag", limit=3)
+    assert r.mode_used == "hybrid" and "No LLM is configured" in r.notice and len(r.hits) == 3 and not r.answer
+    failing = ArielService(service.settings, service.db, backend=service.backend, embedder=EMB, llm=FakeLLM(fail=True))
+    r = await failing.search("vacuum leak bellows", mode="rag", limit=3)
+    assert r.hits and "LLM failed" in r.notice
+
+
+async def test_bad_requests_are_refused(service: ArielService) -> None:
+    with pytest.raises(ValueError, match="unknown search mode"):
+        await service.search("x", mode="fuzzy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="limit"):
+        await service.search("x", limit=0)
+    with pytest.raises(ValueError, match="date: expects a date"):
+        await service.search("beam date:yesterday")
+
+
+async def test_seed_keyword_search_still_works(loaded_pool: asyncpg.Pool) -> None:
+    from tern.ariel.store import keyword_search
+
+    async with loaded_pool.acquire() as conn:
+        hits = await keyword_search(conn, "orbit correction", limit=3)
+        trace: list = []
+        await PostgresBackend(conn, trace=trace).keyword("orbit correction", limit=3)
+    assert hits and hits[0].entry_id in {"J20003", "E010"} and trace

@@ -1,0 +1,67 @@
+"""Durability: SIGKILL the worker process while a run waits for approval; a new worker finishes it,
+with exactly one write in the audit table."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import asyncpg
+import pytest
+
+from tern.control.channels import read_value
+from tern.models import Decision
+from tests.agent_helpers import audit_rows, start_run, wait_for_state, write_plan
+from workflows.agent_run import AgentRunWorkflow
+
+
+def _spawn_worker(settings, address: str, log_path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "TERN_TEMPORAL_ADDRESS": address,
+        "TERN_TASK_QUEUE": settings.task_queue,
+        "TERN_DATABASE_URL": settings.dsn,
+        "TERN_CA_SERVER_PORT": str(settings.ca_server_port),
+        "TERN_WRITES_ENABLED": "true",
+        "TERN_READBACK_TIMEOUT_S": "2",
+    }
+    with open(log_path, "a") as fh:
+        return subprocess.Popen([sys.executable, "-m", "worker.main"], env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+
+async def test_worker_sigkill_while_waiting_for_approval(temporal_env, settings, tmp_path) -> None:
+    client = temporal_env.client
+    address = client.service_client.config.target_host
+    channel = "SR:MAG:QD:05:CURRENT:SP"
+    before = read_value(channel)
+    log = tmp_path / "worker.log"
+    first = _spawn_worker(settings, address, log)
+    second = None
+    try:
+        handle = await start_run(client, settings, write_plan(channel, before + 2.0))
+        st = await wait_for_state(handle, "awaiting_approval", timeout=60)
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(10) == -signal.SIGKILL
+        second = _spawn_worker(settings, address, log)
+        record = await asyncio.wait_for(handle.execute_update(
+            AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="alice", approved=True)),
+            timeout=90)
+        assert record.decision == "approved"
+        result = await asyncio.wait_for(handle.result(), timeout=90)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(15)
+    assert result.status == "completed", (result.error, log.read_text()[-3000:])
+    assert read_value(channel) == pytest.approx(before + 2.0, abs=1e-6)
+    rows = await audit_rows(settings.dsn, result.run_id)
+    assert [r["event_kind"] for r in rows].count("write") == 1
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM write_ledger WHERE run_id = $1", result.run_id) == 1
+    finally:
+        await conn.close()

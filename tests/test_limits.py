@@ -1,0 +1,81 @@
+"""The limits database on its own: inheritance, comments, every violation, fail-closed loading."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tern import DATA_DIR
+from tern.control.limits import LimitsDatabase, LimitsDatabaseError
+
+SMALL = {
+    "_comment": "x",
+    "defaults": {"writable": True, "verification": {"level": "callback"}},
+    "A:SP": {"min_value": 0.0, "max_value": 10.0, "max_step": 2.0},
+    "B:SP": {"min_value": -1, "max_value": 1, "verification": {"tolerance_percent": 0.5}},
+    "A:RB": {"writable": False},
+}
+
+
+def test_shared_database_loads_with_396_writable_setpoints() -> None:
+    db = LimitsDatabase.load(DATA_DIR / "channel_limits.json")
+    assert len(db.channels) == 2908
+    assert len(db.writable_channels()) == 396
+    assert all(name.endswith(":SP") for name in db.writable_channels())
+
+
+@pytest.mark.parametrize(
+    ("channel", "value", "current", "violation"),
+    [
+        ("A:SP", 11.0, 9.5, "above_max"),
+        ("A:SP", -0.5, 0.5, "below_min"),
+        ("A:SP", 9.0, 5.0, "step_too_large"),
+        ("A:SP", 6.0, None, "step_check_failed"),
+        ("A:RB", 1.0, 1.0, "read_only_channel"),
+        ("C:SP", 1.0, 1.0, "unlisted_channel"),
+        ("A:SP", float("nan"), 5.0, "step_check_failed"),
+    ],
+)
+def test_violations(channel, value, current, violation) -> None:
+    check = LimitsDatabase.from_mapping(SMALL).check(channel, value, current)
+    assert not check.allowed and check.violation == violation and check.message
+
+
+def test_allowed_write_inherits_defaults_and_merges_verification() -> None:
+    db = LimitsDatabase.from_mapping(SMALL)
+    ok = db.check("A:SP", 6.0, 5.0)
+    assert ok.allowed and ok.verification.level == "callback"
+    assert db.channels["B:SP"].verification.level == "callback"
+    assert db.channels["B:SP"].verification.tolerance_percent == 0.5
+
+
+def test_unlisted_allowed_only_when_configured() -> None:
+    assert LimitsDatabase.from_mapping(SMALL, allow_unlisted=True).check("C:SP", 1.0, 0.0).allowed
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ([], "top level must be an object"),
+        ({"A:SP": 3}, "'A:SP' must map to an object"),
+        ({"A:SP": {"min_value": 2, "max_value": 1}}, "min_value 2.0 > max_value 1.0"),
+        ({"A:SP": {"max_step": -1}}, "max_step"),
+        ({"A:SP": {"verification": {"level": "maybe"}}}, "verification.level"),
+    ],
+)
+def test_invalid_database_names_the_problem(doc, message) -> None:
+    with pytest.raises(LimitsDatabaseError, match=message):
+        LimitsDatabase.from_mapping(doc)
+
+
+def test_unreadable_files(tmp_path) -> None:
+    with pytest.raises(LimitsDatabaseError, match="not found"):
+        LimitsDatabase.load(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(LimitsDatabaseError, match="unreadable"):
+        LimitsDatabase.load(bad)
+    bad.write_text(json.dumps({"A:SP": {"writable": "perhaps"}}))
+    with pytest.raises(LimitsDatabaseError, match="writable"):
+        LimitsDatabase.load(bad)

@@ -1,0 +1,69 @@
+"""The write activity on its own (real PostgreSQL and IOC): a retried key never puts twice, and an
+interrupted attempt is settled by reading the machine, never by writing again."""
+
+from __future__ import annotations
+
+import asyncpg
+import epics
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.agent import AgentActivities
+from tern.control.channels import read_value
+from tern.models.activity_io import WriteCheckInput, WriteInput
+
+
+def _inp(channel: str, value: float, key: str) -> WriteInput:
+    return WriteInput(run_id="r1", step_id="s1", idempotency_key=key, channel=channel, value=value,
+                      request_id="q1", approver="alice")
+
+
+async def test_same_key_writes_once(settings) -> None:
+    acts = AgentActivities(settings)
+    env = ActivityEnvironment()
+    channel = "SR:MAG:QFA:07:CURRENT:SP"
+    before = read_value(channel)
+    first = await env.run(acts.write_channel, _inp(channel, before + 1.0, "k-once"))
+    assert first.verified
+    epics.caput(channel, before, wait=True)  # someone moves it back by hand
+    again = await env.run(acts.write_channel, _inp(channel, before + 1.0, "k-once"))
+    assert again == first  # the recorded result, not a second put
+    assert read_value(channel) == pytest.approx(before)
+    await acts.close()
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM audit_events WHERE event_kind = 'write'") == 1
+    finally:
+        await conn.close()
+
+
+async def test_interrupted_attempt_is_never_written_again(settings) -> None:
+    acts = AgentActivities(settings)
+    channel = "SR:MAG:QFA:08:CURRENT:SP"
+    before = read_value(channel)
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        await acts.pool()  # migrations
+        await conn.execute(
+            "INSERT INTO write_ledger (idempotency_key, run_id, step_id, channel, value, state)"
+            " VALUES ('k-crash', 'r1', 's1', $1, $2, 'claimed')", channel, before + 20.0)
+    finally:
+        await conn.close()
+    with pytest.raises(ApplicationError, match="interrupted") as exc:
+        await ActivityEnvironment().run(acts.write_channel, _inp(channel, before + 20.0, "k-crash"))
+    assert exc.value.non_retryable
+    assert read_value(channel) == pytest.approx(before)
+    await acts.close()
+
+
+async def test_invalid_limits_database_blocks_all_writes(settings, tmp_path) -> None:
+    bad = tmp_path / "limits.json"
+    bad.write_text('{"SR:RF:CAVITY:01:VOLTAGE:SP": {"writable": true, "min_value": 5, "max_value": 1}}')
+    acts = AgentActivities(settings.model_copy(update={"limits_path": bad}))
+    check = await ActivityEnvironment().run(
+        acts.check_write, WriteCheckInput(run_id="r", step_id="s", channel="SR:RF:CAVITY:01:VOLTAGE:SP", value=1.0))
+    assert not check.allowed and check.violation == "invalid_limits_database"
+    assert "min_value 5.0 > max_value 1.0" in check.message
+    with pytest.raises(ApplicationError, match="all writes blocked"):
+        await ActivityEnvironment().run(acts.write_channel, _inp("SR:RF:CAVITY:01:VOLTAGE:SP", 1.0, "k-bad"))
