@@ -104,7 +104,7 @@ class TernSettings(BaseSettings):
     sandbox_max_figures: int = Field(10, ge=0, le=100, description="Most figures returned per execution.")
     sandbox_figure_bytes: int = Field(2 * 2**20, ge=1024, description="Largest PNG figure kept, bytes.")
     sandbox_orphan_age_s: float = Field(
-        900.0, gt=0, description="Labelled sandbox containers older than this are orphans to reap, seconds."
+        3900.0, gt=0, description="Sandbox containers older than this are orphans whatever their deadline, s."
     )
 
     # ARIEL logbook search

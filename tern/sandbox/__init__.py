@@ -97,8 +97,8 @@ def kill(run_id: str, step_id: str | None = None, settings: TernSettings | None 
 
 
 def reap_orphans(max_age_s: float | None = None, settings: TernSettings | None = None) -> int:
-    """Remove sandbox containers older than ``max_age_s`` seconds (default ``sandbox_orphan_age_s``) and
-    stale job directories; returns how many containers. Call at worker start.
+    """Remove sandbox containers past their deadline or older than ``max_age_s`` seconds (default
+    ``sandbox_orphan_age_s``) and stale job directories; returns how many containers. Call at worker start.
 
     Raises ``SandboxUnavailable`` when the engine is unreachable."""
     from tern.sandbox.docker_backend import DockerBackend

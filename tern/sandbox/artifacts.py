@@ -61,8 +61,7 @@ async def store_figures(
 async def load_artifact(db: asyncpg.Pool | asyncpg.Connection, ref: str) -> Artifact | None:
     """The artifact with id ``ref``, or None when there is none."""
     row = await db.fetchrow(
-        "SELECT id, run_id, step_id, name, media_type, sha256, size_bytes, content"
-        " FROM artifacts WHERE id = $1",
+        "SELECT id, run_id, step_id, name, media_type, sha256, size_bytes, content FROM artifacts WHERE id = $1",
         ref,
     )
     return None if row is None else Artifact(**dict(row))

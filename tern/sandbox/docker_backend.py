@@ -6,9 +6,10 @@ dropped, ``no-new-privileges``, a non-root user (uid 10001), inputs bind-mounted
 no log driver (the output is read over an attach stream with a hard size cap, so nothing piles up on
 the host's disk), a wall-clock deadline after which the container is killed.
 
-Containers carry the labels ``tern.sandbox=1``, ``tern.run_id``, ``tern.step_id`` and ``tern.created_at``
-(epoch seconds), so ``kill`` can stop the one of a cancelled step and ``reap_orphans`` can remove those a
-crashed worker left behind.
+The container also enforces its own deadline (``timeout --signal=KILL`` a few seconds after the worker's),
+so code keeps no container busy after its worker died. Containers carry the labels ``tern.sandbox=1``,
+``tern.run_id``, ``tern.step_id``, ``tern.created_at`` and ``tern.deadline`` (epoch seconds), so ``kill`` can
+stop the one of a cancelled step and ``reap_orphans`` can remove those a crashed worker left behind.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from tern.sandbox.models import ExecutionRequest, ExecutionResult, SandboxLimits
 
 SANDBOX_USER = "10001:10001"
 RUNNER_COMMAND = ["python3", "-I", "/opt/tern/runner.py", "--job", "/inputs", "--work", "/work"]
+SELF_KILL_MARGIN_S = 5.0
+"""The container kills its own code this long after the wall-clock limit (if the worker did not), s."""
 LABEL = "tern.sandbox"
 HEARTBEAT_INTERVAL_S = 1.0
 KILL_GRACE_S = 30.0
@@ -150,14 +153,13 @@ class DockerBackend:
                 f"sandbox image {self.image} is missing: build it with `tern sandbox build`"
             ) from exc
 
-    def container_kwargs(
-        self, request: ExecutionRequest, limits: SandboxLimits, job_dir: str
-    ) -> dict[str, Any]:
+    def container_kwargs(self, request: ExecutionRequest, limits: SandboxLimits, job_dir: str) -> dict[str, Any]:
         """The ``containers.create`` arguments for one execution (all isolation settings live here)."""
         threads = str(max(1, int(limits.cpus)))
+        now = time.time()
         return {
             "image": self.image,
-            "command": RUNNER_COMMAND,
+            "command": ["timeout", "--signal=KILL", f"{limits.timeout_s + SELF_KILL_MARGIN_S:g}s", *RUNNER_COMMAND],
             "user": SANDBOX_USER,
             "working_dir": "/work",
             "network_mode": "none",
@@ -187,7 +189,8 @@ class DockerBackend:
                 LABEL: "1",
                 "tern.run_id": request.run_id,
                 "tern.step_id": request.step_id,
-                "tern.created_at": f"{time.time():.0f}",
+                "tern.created_at": f"{now:.0f}",
+                "tern.deadline": f"{now + limits.timeout_s + SELF_KILL_MARGIN_S:.0f}",
             },
             "detach": True,
             "stdin_open": False,
@@ -245,9 +248,7 @@ class DockerBackend:
             if heartbeat:
                 heartbeat()
             deadline = time.monotonic() + limits.timeout_s
-            wait_future = _in_thread(
-                lambda: self.client.api.wait(cid, timeout=limits.timeout_s + KILL_GRACE_S + 30)
-            )
+            wait_future = _in_thread(lambda: self.client.api.wait(cid, timeout=limits.timeout_s + KILL_GRACE_S + 30))
             waiters: set[asyncio.Future[Any]] = {wait_future}
             if cancel_event is not None:
                 cancel_task = asyncio.ensure_future(cancel_event.wait())
@@ -309,22 +310,31 @@ class DockerBackend:
         return self._remove_matching(labels)
 
     def reap_orphans(self, max_age_s: float | None = None) -> int:
-        """Remove sandbox containers created more than ``max_age_s`` seconds ago (default
-        ``settings.sandbox_orphan_age_s``), running or not, and stale job directories; returns how many
-        containers. Call it when a worker starts: nothing legitimately outlives the longest timeout."""
+        """Remove the sandbox containers a crashed worker left behind, running or exited, and stale job
+        directories; returns how many containers.
+
+        A container is an orphan once its ``tern.deadline`` label lies more than ``KILL_GRACE_S`` seconds in
+        the past (no live worker still waits for it), or when it is older than ``max_age_s`` seconds (default
+        ``settings.sandbox_orphan_age_s``, longer than any allowed timeout). Call it when a worker starts.
+        """
         from tern.sandbox.job import reap_jobs
 
         age = self.settings.sandbox_orphan_age_s if max_age_s is None else max_age_s
         reap_jobs(age)
-        return self._remove_matching([f"{LABEL}=1"], older_than_s=age)
+        now = time.time()
+        removed = 0
+        for item in self.client.api.containers(all=True, filters={"label": [f"{LABEL}=1"]}):
+            labels = item.get("Labels") or {}
+            created = float(labels.get("tern.created_at") or item.get("Created") or 0)
+            deadline = float(labels.get("tern.deadline") or "inf")
+            if now > deadline + KILL_GRACE_S or now - created > age:
+                self._remove(item["Id"])
+                removed += 1
+        return removed
 
-    def _remove_matching(self, labels: list[str], older_than_s: float | None = None) -> int:
+    def _remove_matching(self, labels: list[str]) -> int:
         removed = 0
         for item in self.client.api.containers(all=True, filters={"label": labels}):
-            if older_than_s is not None:
-                created = float(item.get("Labels", {}).get("tern.created_at") or item.get("Created") or 0)
-                if time.time() - created < older_than_s:
-                    continue
             self._remove(item["Id"])
             removed += 1
         return removed

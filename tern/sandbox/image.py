@@ -104,13 +104,9 @@ def _run(cmd: list[str], progress: Callable[[str], None], what: str) -> None:
 def build_base(client: docker.DockerClient, settings: TernSettings, progress: Callable[[str], None]) -> None:
     """Build ``tern-sandbox-base:bookworm`` with debootstrap and import it. Needs root and debootstrap."""
     if shutil.which("debootstrap") is None:
-        raise ImageBuildError(
-            "debootstrap is not installed: apt-get install debootstrap (scripts/system-deps.sh)"
-        )
+        raise ImageBuildError("debootstrap is not installed: apt-get install debootstrap (scripts/system-deps.sh)")
     if os.geteuid() != 0:
-        raise ImageBuildError(
-            "building the base image with debootstrap needs root (run `tern sandbox build` as root)"
-        )
+        raise ImageBuildError("building the base image with debootstrap needs root (run `tern sandbox build` as root)")
     mirror, security = debian_sources(settings)
     with tempfile.TemporaryDirectory(prefix="tern-rootfs-", dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"

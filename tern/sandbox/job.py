@@ -146,18 +146,14 @@ def _proposals(results: dict[str, Any]) -> tuple[list[ProposedWrite], str | None
     if not isinstance(raw, list):
         return (
             [],
-            f'results["proposed_writes"] must be a list of {{"channel": ..., "value": ...}}, got {raw!r}'[
-                :500
-            ],
+            f'results["proposed_writes"] must be a list of {{"channel": ..., "value": ...}}, got {raw!r}'[:500],
         )
     writes = []
     for i, item in enumerate(raw):
         try:
             writes.append(ProposedWrite.model_validate(item))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in exc.errors()
-            )
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in exc.errors())
             return [], f'results["proposed_writes"][{i}] is invalid: {problems}'
     return writes, None
 
@@ -205,12 +201,8 @@ def build_result(
             "stderr_truncated": len(outcome.stderr) > limits.stderr_bytes,
         }
 
-    def fail(
-        status: ExecutionStatus, message: str, error_type: str | None = None, **extra: Any
-    ) -> ExecutionResult:
-        return ExecutionResult(
-            status=status, error=message, error_type=error_type, **base, **captured, **extra
-        )
+    def fail(status: ExecutionStatus, message: str, error_type: str | None = None, **extra: Any) -> ExecutionResult:
+        return ExecutionResult(status=status, error=message, error_type=error_type, **base, **captured, **extra)
 
     mib = limits.memory_bytes / 2**20
     if outcome.ended_by == "timeout":
@@ -218,13 +210,9 @@ def build_result(
     if outcome.ended_by == "oom":
         return fail("killed", f"killed for exceeding the memory limit of {mib:g} MiB", "MemoryLimit")
     if outcome.ended_by == "cancel":
-        return fail(
-            "killed", "cancelled: the execution was stopped on request" + _sep(outcome.detail), "Cancelled"
-        )
+        return fail("killed", "cancelled: the execution was stopped on request" + _sep(outcome.detail), "Cancelled")
     if outcome.ended_by == "output_limit":
-        return fail(
-            "output_limit", outcome.detail or "the sandbox output exceeded its size limit", "OutputLimit"
-        )
+        return fail("output_limit", outcome.detail or "the sandbox output exceeded its size limit", "OutputLimit")
     if doc is None:
         if outcome.exit_code == 137:
             return fail(

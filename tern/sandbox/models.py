@@ -86,13 +86,15 @@ class ExecutionRequest(BaseModel):
     run_id: str = Field("adhoc", max_length=200, description="Agent run id; becomes the container label.")
     step_id: str = Field("adhoc", max_length=200, description="Plan step id; becomes the container label.")
 
-    @field_validator("files")
-    @classmethod
-    def _no_clash(cls, files: dict[str, InputFile]) -> dict[str, InputFile]:
-        names = [f.filename or n for n, f in files.items()]
+    @model_validator(mode="after")
+    def _no_clash(self) -> ExecutionRequest:
+        names = [f.filename or n for n, f in self.files.items()]
         if len(set(names)) != len(names):
             raise ValueError(f"two input files share a file name: {sorted(names)}")
-        return files
+        both = sorted(set(self.inputs) & set(self.files))
+        if both:
+            raise ValueError(f"names used for both a JSON input and a file input: {both}")
+        return self
 
 
 class ProposedWrite(BaseModel):
@@ -143,9 +145,7 @@ class ExecutionResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: ExecutionStatus
-    results: dict[str, JsonValue] = Field(
-        default_factory=dict, description="`results` minus proposed_writes."
-    )
+    results: dict[str, JsonValue] = Field(default_factory=dict, description="`results` minus proposed_writes.")
     proposed_writes: list[ProposedWrite] = Field(default_factory=list)
     stdout: str = ""
     stderr: str = ""

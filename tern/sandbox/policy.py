@@ -415,9 +415,7 @@ class _Analyzer(ast.NodeVisitor):
             local = alias.asname or alias.name.split(".")[0]
             self.aliases[local] = alias.name if alias.asname else local
             self.imports.append(alias.name)
-            self.classify(
-                alias.name, node, "import " + alias.name + (f" as {alias.asname}" if alias.asname else "")
-            )
+            self.classify(alias.name, node, "import " + alias.name + (f" as {alias.asname}" if alias.asname else ""))
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = "." * node.level + (node.module or "")

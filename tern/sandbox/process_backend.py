@@ -33,9 +33,7 @@ from tern.sandbox.job import (
 from tern.sandbox.models import ExecutionRequest, ExecutionResult, SandboxLimits, Timings
 
 log = logging.getLogger(__name__)
-WARNING = (
-    "process sandbox backend: the code runs on the host WITHOUT isolation (no container, network reachable)"
-)
+WARNING = "process sandbox backend: the code runs on the host WITHOUT isolation (no container, network reachable)"
 
 
 def _rlimits(limits: SandboxLimits, nproc: int) -> Callable[[], None]:
@@ -150,9 +148,7 @@ class ProcessBackend:
             stdout=bytes(out),
             stderr=bytes(err),
             ended_by=ended_by,
-            detail=f"the output exceeded {cap} bytes; the process was killed"
-            if ended_by == "output_limit"
-            else "",
+            detail=f"the output exceeded {cap} bytes; the process was killed" if ended_by == "output_limit" else "",
             timings=Timings(setup_s=t1 - t0, run_s=t2 - t1, total_s=time.perf_counter() - t0),
         )
         result = build_result(outcome, request, limits, "process")

@@ -108,9 +108,7 @@ def to_json(value: Any, path: str = "results", depth: int = 0) -> Any:
         return to_json(value.tolist(), path, depth + 1)
     if hasattr(value, "isoformat"):  # datetime, date, pandas Timestamp
         return value.isoformat()
-    raise NotSerialisable(
-        f"{path} is a {type(value).__module__}.{type(value).__qualname__}, not JSON-serialisable"
-    )
+    raise NotSerialisable(f"{path} is a {type(value).__module__}.{type(value).__qualname__}, not JSON-serialisable")
 
 
 def load_inputs(job: str) -> dict[str, Any]:

@@ -34,9 +34,7 @@ def docker_backend() -> Iterator[DockerBackend]:
         except SandboxError as exc:
             unavailable(f"sandbox image {backend.image} missing and could not be built: {exc}")
     yield backend
-    leftovers = backend.client.api.containers(
-        all=True, filters={"label": [f"{LABEL}=1", f"tern.run_id={TEST_RUN_ID}"]}
-    )
+    leftovers = backend.client.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"tern.run_id={TEST_RUN_ID}"]})
     assert not leftovers, f"sandbox containers left behind: {[c['Id'][:12] for c in leftovers]}"
 
 

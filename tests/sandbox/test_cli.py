@@ -86,9 +86,7 @@ def test_run_json_output_is_one_document(docker_backend: DockerBackend, files: d
 
 
 @pytest.mark.docker
-def test_failing_code_exits_1_with_the_traceback(
-    docker_backend: DockerBackend, files: dict[str, Path]
-) -> None:
+def test_failing_code_exits_1_with_the_traceback(docker_backend: DockerBackend, files: dict[str, Path]) -> None:
     result = runner.invoke(app, ["run", str(files["failing"])])
     assert result.exit_code == 1
     assert "ZeroDivisionError" in result.output and "line 1" in result.output
@@ -113,9 +111,7 @@ def test_bad_input_exits_2_naming_the_problem(files: dict[str, Path], args: list
     assert message in " ".join(result.output.split())
 
 
-def test_process_backend_not_permitted_exits_3(
-    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_process_backend_not_permitted_exits_3(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TERN_SANDBOX_ALLOW_PROCESS_BACKEND", "false")
     from tern.config import get_settings
 

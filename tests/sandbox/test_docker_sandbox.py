@@ -14,22 +14,21 @@ import time
 import uuid
 from pathlib import Path
 
+import docker.errors
 import psutil
 import pytest
+from docker.models.containers import Container
 
 from tern.sandbox import ExecutionRequest, ExecutionResult, InputFile, SandboxLimits, analyze, execute
 from tern.sandbox.docker_backend import LABEL, DockerBackend
+from tern.sandbox.job import remove_job, write_job
 from tests.sandbox.conftest import TEST_RUN_ID
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leftovers")]
 
 
-async def run(
-    backend: DockerBackend, code: str, limits: SandboxLimits | None = None, **kw: object
-) -> ExecutionResult:
-    request = ExecutionRequest(
-        code=code, limits=limits, run_id=TEST_RUN_ID, step_id=uuid.uuid4().hex[:8], **kw
-    )
+async def run(backend: DockerBackend, code: str, limits: SandboxLimits | None = None, **kw: object) -> ExecutionResult:
+    request = ExecutionRequest(code=code, limits=limits, run_id=TEST_RUN_ID, step_id=uuid.uuid4().hex[:8], **kw)
     return await execute(request, backend=backend)
 
 
@@ -127,9 +126,7 @@ async def test_code_errors_come_back_with_type_line_and_traceback(docker_backend
 async def test_invalid_results_are_errors_that_say_what_is_wrong(
     docker_backend: DockerBackend, code: str, error_type: str, message: str
 ) -> None:
-    result = await run(
-        docker_backend, code, expected_keys=["a", "b"] if error_type == "MissingResultKeys" else []
-    )
+    result = await run(docker_backend, code, expected_keys=["a", "b"] if error_type == "MissingResultKeys" else [])
     assert result.status == "error"
     assert result.error_type == error_type
     assert result.error is not None and message in result.error
@@ -145,8 +142,7 @@ async def test_figure_count_limit_drops_extra_figures(docker_backend: DockerBack
 
 async def test_concurrent_executions_are_independent(docker_backend: DockerBackend) -> None:
     codes = [
-        f"import os\nopen('mine', 'w').write('{i}')\nresults = {{'i': {i}, 'files': os.listdir('.')}}"
-        for i in range(3)
+        f"import os\nopen('mine', 'w').write('{i}')\nresults = {{'i': {i}, 'files': os.listdir('.')}}" for i in range(3)
     ]
     results = await asyncio.gather(*(run(docker_backend, c) for c in codes))
     for i, result in enumerate(results):
@@ -211,9 +207,7 @@ class HostListener:
         self.udp.close()
 
 
-async def test_channel_access_to_the_host_cannot_get_out(
-    docker_backend: DockerBackend, limits: SandboxLimits
-) -> None:
+async def test_channel_access_to_the_host_cannot_get_out(docker_backend: DockerBackend, limits: SandboxLimits) -> None:
     """A raw Channel Access search (UDP) and a TCP circuit attempt towards a port the host listens on:
     the host's listener must receive nothing. 127.0.0.1 inside the container is the container's own
     loopback; the bridge gateway and the host's addresses are unreachable without a network."""
@@ -294,17 +288,13 @@ results = outcomes
     result = await run(docker_backend, code, limits)
     assert result.status == "ok", result.feedback()
     assert "written" not in result.results.values(), result.results
-    assert all(
-        "Read-only file system" in str(v) or "Permission denied" in str(v) for v in result.results.values()
-    )
+    assert all("Read-only file system" in str(v) or "Permission denied" in str(v) for v in result.results.values())
     for host_dir in ("/etc", "/usr", "/tmp", "/"):
         assert not (Path(host_dir) / canary).exists()
     assert "file_write" in analyze(code).categories()
 
 
-async def test_host_files_are_not_visible(
-    docker_backend: DockerBackend, limits: SandboxLimits, tmp_path: Path
-) -> None:
+async def test_host_files_are_not_visible(docker_backend: DockerBackend, limits: SandboxLimits, tmp_path: Path) -> None:
     secret = f"host-secret-{uuid.uuid4().hex}"
     host_file = tmp_path / "secret.txt"
     host_file.write_text(secret)
@@ -343,9 +333,7 @@ async def test_fork_bomb_hits_the_pid_limit(docker_backend: DockerBackend, limit
     assert "process" in analyze(code).categories()
 
 
-async def test_memory_bomb_is_killed_by_the_memory_limit(
-    docker_backend: DockerBackend, limits: SandboxLimits
-) -> None:
+async def test_memory_bomb_is_killed_by_the_memory_limit(docker_backend: DockerBackend, limits: SandboxLimits) -> None:
     code = "chunks = []\nwhile True:\n    chunks.append(bytearray(32 * 1024 * 1024))\n"
     result = await run(docker_backend, code, limits)
     assert result.status in ("killed", "error"), result.feedback()
@@ -369,9 +357,7 @@ async def test_infinite_loop_is_killed_at_the_timeout(docker_backend: DockerBack
     assert len(beats) >= 2, "expected heartbeats while the container ran"
 
 
-async def test_megabytes_of_stdout_are_truncated(
-    docker_backend: DockerBackend, limits: SandboxLimits
-) -> None:
+async def test_megabytes_of_stdout_are_truncated(docker_backend: DockerBackend, limits: SandboxLimits) -> None:
     code = """
 import os, sys
 for _ in range(50_000):
@@ -410,9 +396,7 @@ for fd in range(3, 20):
         pass
 results = {}
 """
-    small = SandboxLimits(
-        timeout_s=10, result_bytes=4096, max_figures=0, stdout_bytes=1024, stderr_bytes=1024
-    )
+    small = SandboxLimits(timeout_s=10, result_bytes=4096, max_figures=0, stdout_bytes=1024, stderr_bytes=1024)
     result = await run(docker_backend, code, small)
     assert result.status == "output_limit", result.feedback()
     assert f"exceeded {small.frame_bytes()} bytes" in (result.error or "")
@@ -493,38 +477,49 @@ async def test_kill_by_run_and_step_ends_a_running_execution(docker_backend: Doc
     assert result.exit_code in (137, None) or result.error_type == "NoResult"
 
 
-def test_reap_orphans_removes_old_labelled_containers_only(docker_backend: DockerBackend) -> None:
+def test_reap_orphans_removes_containers_past_their_deadline_or_too_old(docker_backend: DockerBackend) -> None:
     client = docker_backend.client
-    old = client.containers.create(
-        docker_backend.image,
-        ["sleep", "300"],
-        labels={LABEL: "1", "tern.run_id": TEST_RUN_ID, "tern.step_id": "old", "tern.created_at": "1000"},
-        network_mode="none",
-    )
-    young = client.containers.create(
-        docker_backend.image,
-        ["sleep", "300"],
-        labels={
-            LABEL: "1",
-            "tern.run_id": TEST_RUN_ID,
-            "tern.step_id": "young",
-            "tern.created_at": f"{time.time():.0f}",
-        },
-        network_mode="none",
-    )
+    now = time.time()
+
+    def labelled(step: str, created: float, deadline: float | None) -> Container:
+        labels = {LABEL: "1", "tern.run_id": TEST_RUN_ID, "tern.step_id": step, "tern.created_at": f"{created:.0f}"}
+        if deadline is not None:
+            labels["tern.deadline"] = f"{deadline:.0f}"
+        return client.containers.create(docker_backend.image, ["sleep", "300"], labels=labels, network_mode="none")
+
+    past_deadline = labelled("past-deadline", now - 120, now - 60)  # a crashed worker's, still running
+    too_old = labelled("too-old", now - 7200, None)
+    in_time = labelled("in-time", now - 120, now + 600)  # a live worker's long execution
     unrelated = client.containers.create(docker_backend.image, ["sleep", "300"], network_mode="none")
     try:
-        old.start()
-        assert docker_backend.reap_orphans(max_age_s=600) >= 1
+        past_deadline.start()
+        assert docker_backend.reap_orphans(max_age_s=3600) >= 2
         remaining = {c["Id"] for c in client.api.containers(all=True)}
-        assert old.id not in remaining
-        assert young.id in remaining and unrelated.id in remaining
+        assert past_deadline.id not in remaining and too_old.id not in remaining
+        assert in_time.id in remaining and unrelated.id in remaining
     finally:
-        for c in (old, young, unrelated):
+        for c in (past_deadline, too_old, in_time, unrelated):
             try:
                 c.remove(force=True)
-            except Exception:
+            except docker.errors.NotFound:
                 pass
+
+
+def test_a_container_whose_worker_died_kills_its_code_at_its_own_deadline(docker_backend: DockerBackend) -> None:
+    """No worker watches this container (as after a worker crash): it must still stop by itself."""
+    request = ExecutionRequest(code="while True:\n    pass\n", run_id=TEST_RUN_ID, step_id="no-worker")
+    limits = SandboxLimits(timeout_s=1)
+    job = write_job(request, limits)
+    container = docker_backend.client.containers.create(**docker_backend.container_kwargs(request, limits, str(job)))
+    try:
+        container.start()
+        status = container.wait(timeout=60)  # returns when the container stops
+        assert status["StatusCode"] == 137  # SIGKILL from its own deadline
+        labels = container.labels
+        assert float(labels["tern.deadline"]) - float(labels["tern.created_at"]) == pytest.approx(6, abs=1)
+    finally:
+        container.remove(force=True)
+        remove_job(job)
 
 
 def test_the_container_configuration_is_hardened(docker_backend: DockerBackend) -> None:
@@ -547,8 +542,6 @@ def test_the_container_configuration_is_hardened(docker_backend: DockerBackend) 
         assert host["Binds"] == ["/nonexistent-job-dir:/inputs:ro"]
         assert set(host["Tmpfs"]) == {"/work", "/tmp"}
         assert config["User"] == "10001:10001"
-        assert (
-            config["Labels"]["tern.run_id"] == TEST_RUN_ID and config["Labels"]["tern.step_id"] == "inspect"
-        )
+        assert config["Labels"]["tern.run_id"] == TEST_RUN_ID and config["Labels"]["tern.step_id"] == "inspect"
     finally:
         container.remove(force=True)

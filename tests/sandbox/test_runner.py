@@ -48,3 +48,18 @@ def test_unserialisable_values_name_their_path() -> None:
         cursor = cursor[0]  # type: ignore[assignment]
     with pytest.raises(NotSerialisable, match="nested deeper"):
         to_json({"deep": deep})
+
+
+def test_request_names_must_not_clash() -> None:
+    from pydantic import ValidationError
+
+    from tern.sandbox import ExecutionRequest, InputFile
+
+    with pytest.raises(ValidationError, match="both a JSON input and a file input"):
+        ExecutionRequest(code="x", inputs={"a": 1}, files={"a": InputFile(data=b"")})
+    with pytest.raises(ValidationError, match="share a file name"):
+        ExecutionRequest(
+            code="x", files={"a": InputFile(data=b"", filename="f"), "b": InputFile(data=b"", filename="f")}
+        )
+    with pytest.raises(ValidationError):
+        ExecutionRequest(code="x", inputs={"not-an-identifier": 1})
