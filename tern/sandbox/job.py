@@ -217,7 +217,8 @@ def build_result(
         if outcome.exit_code == 137:
             return fail(
                 "killed",
-                f"the process was killed (SIGKILL), likely for exceeding the memory limit of {mib:g} MiB",
+                "the code was killed (SIGKILL) before it reported: stopped from outside (kill, cancellation, "
+                f"the container's own deadline) or by the kernel (memory limit {mib:g} MiB)",
                 "Killed",
             )
         return fail(

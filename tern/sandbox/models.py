@@ -7,12 +7,11 @@ Both are pydantic models that travel through Temporal with the pydantic data con
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from tern.models.plan import ChannelName
+from tern.models.plan import ControlWriteStep
 
 InputName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 """Name of one input: a Python identifier, so the analysis code can use it as a variable."""
@@ -97,24 +96,11 @@ class ExecutionRequest(BaseModel):
         return self
 
 
-class ProposedWrite(BaseModel):
-    """A control write proposed by analysis code. Only a proposal: the workflow turns it into an
-    approval-gated ``control_write`` step that is checked against the limits database."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    channel: ChannelName
-    value: float = Field(description="Absolute target value in the channel's engineering units.")
-    reason: str = Field("", max_length=2000, description="Why, as the code explains it.")
-
-    @field_validator("value", mode="before")
-    @classmethod
-    def _finite_number(cls, v: object) -> object:
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ValueError(f"value must be a number, got {type(v).__name__} {v!r}")
-        if not math.isfinite(float(v)):
-            raise ValueError(f"value must be finite, got {v!r}")
-        return float(v)
+ProposedWrite = ControlWriteStep
+"""A control write proposed by analysis code (``results["proposed_writes"]`` items: channel, value, reason).
+Only a proposal, already shaped as the plan step it becomes: the workflow adds it as an approval-gated
+``control_write`` step, checked against the limits database like any other. Unknown keys, non-finite or
+non-numeric values and malformed channel names are rejected."""
 
 
 class Figure(BaseModel):
@@ -146,7 +132,7 @@ class ExecutionResult(BaseModel):
 
     status: ExecutionStatus
     results: dict[str, JsonValue] = Field(default_factory=dict, description="`results` minus proposed_writes.")
-    proposed_writes: list[ProposedWrite] = Field(default_factory=list)
+    proposed_writes: list[ControlWriteStep] = Field(default_factory=list, description="Proposed control_write steps.")
     stdout: str = ""
     stderr: str = ""
     stdout_bytes: int = Field(0, description="Bytes the code wrote to stdout, kept or not.")

@@ -80,7 +80,9 @@ def test_run_json_output_is_one_document(docker_backend: DockerBackend, files: d
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["status"] == "ok" and doc["results"]["mean"] == 2.5
-    assert doc["proposed_writes"] == [{"channel": "SR:C01:SP", "value": 1.25, "reason": ""}]
+    assert doc["proposed_writes"] == [
+        {"id": "", "kind": "control_write", "channel": "SR:C01:SP", "value": 1.25, "reason": ""}
+    ]
     assert doc["figures"][0]["size_bytes"] > 0 and "png" not in doc["figures"][0]
     assert doc["policy"]["risk"] == "low"
 
