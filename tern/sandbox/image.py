@@ -39,7 +39,15 @@ def dockerfile_dir() -> Path:
 
 
 def content_hash() -> str:
-    """12 hex digits of SHA-256 over the Dockerfile, the runner and the base recipe."""
+    """12 hex digits of SHA-256 over the Dockerfile, the runner and the base recipe.
+
+    Raises ``SandboxUnavailable`` when infra/sandbox/Dockerfile is not there (not a source checkout).
+    """
+    if not (dockerfile_dir() / "Dockerfile").is_file():
+        raise SandboxUnavailable(
+            f"{dockerfile_dir() / 'Dockerfile'} not found: run Tern from a source checkout, or set "
+            "TERN_SANDBOX_IMAGE to a prebuilt sandbox image"
+        )
     digest = hashlib.sha256()
     for blob in (
         (dockerfile_dir() / "Dockerfile").read_bytes(),

@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
     doc["stdout"], doc["stdout_bytes"], doc["stdout_truncated"] = out.finish()
     doc["stderr"], doc["stderr_bytes"], doc["stderr_truncated"] = err.finish()
-    data = json.dumps(doc, allow_nan=True, ensure_ascii=False).encode("utf-8")
+    data = json.dumps(doc, allow_nan=True).encode("ascii")  # ASCII: lone surrogates cannot break it
     view = memoryview(data)
     while view:
         view = view[os.write(out_fd, view) :]
