@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tern.agent.compose import compose
-from tern.ariel.store import keyword_search
+from tern.ariel.service import search as ariel_search
 from tern.audit.store import claim_write, finish_write, record_event, release_claim
 from tern.config import TernSettings
 from tern.control import channels as ca
 from tern.control.limits import LimitsDatabase, LimitsDatabaseError
 from tern.db import create_pool
-from tern.models import AuditEvent, ChannelReading, LimitsCheck, LogbookHit, WriteRecord
+from tern.models import AuditEvent, AuditKind, ChannelReading, LimitsCheck, SearchResponse, WriteRecord
 from tern.models.activity_io import (
     ChannelReadInput,
     ComposedAnswer,
@@ -63,7 +65,7 @@ class AgentActivities:
             self.settings.limits_path, allow_unlisted=self.settings.allow_unlisted_channels
         )
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         """The activity callables to register on a worker."""
         return [
             self.search_logbook, self.read_channels, self.check_write, self.write_channel,
@@ -72,11 +74,10 @@ class AgentActivities:
 
     # ---------------------------------------------------------------------------------------------
     @activity.defn(name="search_logbook")
-    async def search_logbook(self, inp: LogbookSearchInput) -> list[LogbookHit]:
-        """Keyword search of the logbook (ARIEL, PostgreSQL full text)."""
-        pool = await self.pool()
-        async with pool.acquire() as conn:
-            return await keyword_search(conn, inp.query, inp.limit)
+    async def search_logbook(self, inp: LogbookSearchInput) -> SearchResponse:
+        """Search the logbook through the ARIEL service (configured backend; degrades to keyword search)."""
+        return await ariel_search(await self.pool(), self.settings, inp.query, mode=inp.mode,
+                                  limit=inp.limit)
 
     @activity.defn(name="read_channels")
     async def read_channels(self, inp: ChannelReadInput) -> list[ChannelReading]:
@@ -113,7 +114,8 @@ class AgentActivities:
         """Perform an approved write exactly once per ``idempotency_key``, re-checking limits just before.
 
         Raises non-retryable ``ApplicationError`` when writes are disabled, the limits refuse the write now,
-        or an earlier attempt was interrupted and the machine does not hold the target value.
+        the live value moved (beyond the verification tolerance) from the one shown to the approver, or an
+        earlier attempt was interrupted and the machine does not hold the target value.
         """
         s = self.settings
         if not s.writes_enabled:
@@ -134,14 +136,20 @@ class AgentActivities:
         except ca.ChannelAccessError as exc:
             async with pool.acquire() as conn:
                 await release_claim(conn, key)
-            raise ApplicationError(f"cannot read {inp.channel} before writing: {exc}", type="ChannelUnreachable") from exc
+            raise ApplicationError(f"cannot read {inp.channel} before writing: {exc}",
+                                   type="ChannelUnreachable") from exc
         check = limits.check(inp.channel, inp.value, current=current)
-        if not check.allowed:
-            event = self._event(inp, "write_refused", current, None, None, check.message)
+        moved = (inp.approved_from is not None
+                 and abs(current - inp.approved_from) > ca.tolerance(inp.approved_from, check.verification))
+        if not check.allowed or moved:
+            reason = (f"{inp.channel} moved from {inp.approved_from:g} (shown to the approver) to {current:g} "
+                      "since the approval; not writing: start a new run" if moved and check.allowed
+                      else f"write refused at execution time: {check.message}")
+            event = self._event(inp, "write_refused", current, None, None, reason)
             async with pool.acquire() as conn:
                 await finish_write(conn, key, None, state="failed", event=event)
-            raise ApplicationError(f"write refused at execution time: {check.message}", type="WriteRefused",
-                                   non_retryable=True)
+            raise ApplicationError(reason, type="ValueChangedSinceApproval" if moved and check.allowed
+                                   else "WriteRefused", non_retryable=True)
         try:
             record = await asyncio.to_thread(
                 ca.write_channel, inp.channel, inp.value, check.verification, previous_value=current,
@@ -192,10 +200,10 @@ class AgentActivities:
         return record
 
     @staticmethod
-    def _event(inp: WriteInput, kind: str, prev: float | None, readback: float | None,
+    def _event(inp: WriteInput, kind: AuditKind, prev: float | None, readback: float | None,
                verified: bool | None, comment: str) -> AuditEvent:
         return AuditEvent(
-            event_kind=kind,  # type: ignore[arg-type]
+            event_kind=kind,
             run_id=inp.run_id, event_key=f"{kind}:{inp.idempotency_key}", step_id=inp.step_id,
             request_id=inp.request_id, actor=inp.approver, channel=inp.channel, previous_value=prev,
             value=inp.value, readback=readback, verified=verified, comment=comment,

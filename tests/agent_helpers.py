@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -16,7 +18,19 @@ from tern.ariel.store import upsert_entries
 from tern.config import TernSettings
 from tern.db import create_pool
 from tern.models import AgentRunRequest, AgentRunStatus, Plan
+from worker.main import build_worker
 from workflows.agent_run import AgentRunWorkflow
+
+
+@asynccontextmanager
+async def running_worker(client: Client, settings: TernSettings) -> AsyncIterator[asyncpg.Pool]:
+    """A Tern worker on ``settings.task_queue`` (in this process) with its own pool, for one test."""
+    pool = await create_pool(settings.dsn)
+    try:
+        async with build_worker(client, settings, pool):
+            yield pool
+    finally:
+        await pool.close()
 
 
 async def ingest_demo(dsn: str) -> None:
@@ -49,14 +63,14 @@ async def start_run(client: Client, settings: TernSettings, plan: Plan, *, user:
         AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=settings.task_queue)
 
 
-async def wait_for_state(handle: WorkflowHandle, state: str, timeout: float = 30) -> AgentRunStatus:
+async def wait_for_state(handle: WorkflowHandle, state: str, within_s: float = 30) -> AgentRunStatus:
     async def poll() -> AgentRunStatus:
         while True:
             st = await handle.query(AgentRunWorkflow.status)
             if st.state == state:
                 return st
             await asyncio.sleep(0.1)
-    return await asyncio.wait_for(poll(), timeout)
+    return await asyncio.wait_for(poll(), within_s)
 
 
 async def audit_rows(dsn: str, run_id: str) -> list[dict[str, Any]]:

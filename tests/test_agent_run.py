@@ -7,18 +7,16 @@ import asyncio
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
-from activities.agent import AgentActivities
 from tern.control.channels import read_value
 from tern.models import Decision
-from tests.agent_helpers import audit_rows, ingest_demo, start_run, wait_for_state, write_plan
+from tests.agent_helpers import audit_rows, ingest_demo, running_worker, start_run, wait_for_state, write_plan
 from tests.conftest import STUCK_SETPOINT
-from worker.main import build_worker
 from workflows.agent_run import AgentRunWorkflow
 
 
 @pytest.fixture
 async def worker(temporal_env, settings):
-    async with build_worker(temporal_env.client, settings, AgentActivities(settings)):
+    async with running_worker(temporal_env.client, settings):
         yield temporal_env.client
 
 
@@ -87,7 +85,7 @@ async def test_validator_refuses_unknown_approver_stale_request_and_second_decis
     assert result.status == "completed"
     assert [a.approver for a in result.approvals] == ["bob"] and result.approvals[0].via == "signal"
     assert len(result.ignored_decisions) == 1 and "eve is not an approver" in result.ignored_decisions[0].reason
-    with pytest.raises(Exception, match="already decided|not waiting|completed"):
+    with pytest.raises(Exception, match=r"already decided|not waiting|completed"):
         await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob",
                                                                       approved=True))
     kinds = [r["event_kind"] for r in await audit_rows(settings.dsn, result.run_id)]
@@ -118,7 +116,7 @@ async def test_limits_refuse_before_any_approval(worker, settings, channel, valu
 
 async def test_writes_disabled_refuses(temporal_env, settings) -> None:
     off = settings.model_copy(update={"writes_enabled": False})
-    async with build_worker(temporal_env.client, off, AgentActivities(off)):
+    async with running_worker(temporal_env.client, off):
         handle = await start_run(temporal_env.client, off, write_plan("SR:RF:CAVITY:01:TUNER:SP", 5.0))
         result = await handle.result()
     assert result.status == "failed"
@@ -155,3 +153,21 @@ async def test_status_query_and_search_attributes(worker, settings) -> None:
     await handle.execute_update(AgentRunWorkflow.decide,
                                 Decision(request_id=st.pending.request_id, approver="carol", approved=False))
     assert (await handle.result()).status == "rejected"
+
+
+async def test_value_moved_since_approval_is_not_written(worker, settings) -> None:
+    import epics
+
+    channel = "SR:MAG:SHD:06:CURRENT:SP"
+    before = read_value(channel)
+    handle = await start_run(worker, settings, write_plan(channel, before + 1.0))
+    st = await wait_for_state(handle, "awaiting_approval")
+    epics.caput(channel, before - 10.0, wait=True)  # the machine changes while the request waits
+    await handle.execute_update(AgentRunWorkflow.decide,
+                                Decision(request_id=st.pending.request_id, approver="bob", approved=True))
+    result = await handle.result()
+    assert result.status == "failed" and result.writes == []
+    assert "moved from" in (result.error or "")
+    assert read_value(channel) == pytest.approx(before - 10.0)
+    rows = await audit_rows(settings.dsn, result.run_id)
+    assert [r["event_kind"] for r in rows] == ["approval_requested", "decision", "write_refused"]

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from activities.agent import AgentActivities
 from tern.control.channels import read_value
-from tests.agent_helpers import audit_rows, start_run, write_plan
-from worker.main import build_worker
+from tests.agent_helpers import audit_rows, running_worker, start_run, write_plan
 
 
 async def test_approval_timeout_rejects_without_writing(time_skipping_env, settings) -> None:
     channel = "SR:MAG:SHF:04:CURRENT:SP"
     before = read_value(channel)
     client = time_skipping_env.client
-    async with build_worker(client, settings, AgentActivities(settings)):
+    async with running_worker(client, settings):
         handle = await start_run(client, settings, write_plan(channel, before + 1.0), timeout_s=6 * 3600)
         result = await handle.result()  # the test server skips the six hours
     assert result.status == "timed_out"

@@ -32,7 +32,7 @@ def test_redact_hides_password() -> None:
 
 def test_bad_migration_name_is_refused(tmp_path) -> None:
     (tmp_path / "1_x.sql").write_text("")
-    with pytest.raises(DatabaseError, match="NNN_name.sql"):
+    with pytest.raises(DatabaseError, match=r"NNN_name\.sql"):
         migration_files(tmp_path)
 
 

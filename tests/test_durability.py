@@ -42,7 +42,7 @@ async def test_worker_sigkill_while_waiting_for_approval(temporal_env, settings,
     second = None
     try:
         handle = await start_run(client, settings, write_plan(channel, before + 2.0))
-        st = await wait_for_state(handle, "awaiting_approval", timeout=60)
+        st = await wait_for_state(handle, "awaiting_approval", within_s=60)
         first.send_signal(signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL
         second = _spawn_worker(settings, address, log)

@@ -11,19 +11,22 @@ import signal
 from collections.abc import Sequence
 from datetime import timedelta
 
+import asyncpg
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.agent import AgentActivities
+from activities.ariel import ariel_activities
 from tern.config import TernSettings
 from tern.control.channels import configure_environment
 from tern.db import create_pool
 from workflows.agent_run import AgentRunWorkflow
+from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 
 log = logging.getLogger("tern.worker")
 
-WORKFLOWS: Sequence[type] = (AgentRunWorkflow,)
+WORKFLOWS: Sequence[type] = (AgentRunWorkflow, *ARIEL_WORKFLOWS)
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
@@ -34,13 +37,13 @@ async def connect(settings: TernSettings) -> Client:
     )
 
 
-def build_worker(client: Client, settings: TernSettings, activities: AgentActivities) -> Worker:
-    """A worker on ``settings.task_queue`` with all Tern workflows and activities."""
+def build_worker(client: Client, settings: TernSettings, pool: asyncpg.Pool) -> Worker:
+    """A worker on ``settings.task_queue`` with all Tern workflows and activities, sharing ``pool``."""
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities.all(),
+        activities=[*AgentActivities(settings, pool).all(), *ariel_activities(settings, pool)],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_concurrent_activities=50,
     )
@@ -55,9 +58,8 @@ async def run_worker(settings: TernSettings, stop: asyncio.Event | None = None) 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    acts = AgentActivities(settings, pool)
     try:
-        async with build_worker(client, settings, acts):
+        async with build_worker(client, settings, pool):
             log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
             await stop.wait()
     finally:

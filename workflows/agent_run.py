@@ -56,7 +56,7 @@ READ_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval
 WRITE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=10),
                           maximum_attempts=3,
                           non_retryable_error_types=["WritesDisabled", "InvalidLimits", "WriteRefused",
-                                                     "WriteOutcomeUnknown"])
+                                                     "WriteOutcomeUnknown", "ValueChangedSinceApproval"])
 # The audit must eventually be written: no write happens before its decision is recorded.
 AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60))
 
@@ -102,13 +102,14 @@ class AgentRunWorkflow:
             workflow.set_current_details(f"step {step.id} ({step.kind})")
             try:
                 if isinstance(step, LogbookSearchStep):
-                    hits = await workflow.execute_activity_method(
+                    found = await workflow.execute_activity_method(
                         AgentActivities.search_logbook, LogbookSearchInput(
-                            run_id=run_id, step_id=step.id, query=step.query, limit=step.limit),
+                            run_id=run_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode),
                         start_to_close_timeout=LOGBOOK_SEARCH_TIMEOUT, retry_policy=READ_RETRY,
-                        summary=f"logbook search: {step.query[:80]}")
-                    result = StepResult(step_id=step.id, kind=step.kind, status="completed", hits=hits,
-                                        message=f"{len(hits)} entries")
+                        summary=f"logbook search ({step.mode}): {step.query[:80]}")
+                    note = f" ({found.notice})" if found.notice else ""
+                    result = StepResult(step_id=step.id, kind=step.kind, status="completed", hits=found.hits,
+                                        message=f"{len(found.hits)} entries{note}")
                 elif isinstance(step, ChannelReadStep):
                     readings = await workflow.execute_activity_method(
                         AgentActivities.read_channels, ChannelReadInput(
@@ -149,7 +150,7 @@ class AgentRunWorkflow:
         self._set_state(status)  # type: ignore[arg-type]
         await workflow.wait_condition(workflow.all_handlers_finished)
         return AgentRunResult(
-            run_id=run_id, status=status, query=req.query, user=req.user,  # type: ignore[arg-type]
+            run_id=run_id, status=status, query=req.query, user=req.user,
             steps=self._steps, writes=writes, approvals=self._approvals, ignored_decisions=self._ignored,
             answer=answer, citations=citations, error=error,
         )
@@ -205,13 +206,13 @@ class AgentRunWorkflow:
         self._set_state("running")
         if decision.decision != "approved":
             status = "timed_out" if decision.decision == "timed_out" else "rejected"
-            return StepResult(step_id=step.id, kind=step.kind, status=status, check=check,  # type: ignore[arg-type]
+            return StepResult(step_id=step.id, kind=step.kind, status=status, check=check,
                               message=f"{decision.decision} by {decision.approver or 'timeout'}: {decision.comment}")
         record = await workflow.execute_activity_method(
             AgentActivities.write_channel, WriteInput(
                 run_id=run_id, step_id=step.id, idempotency_key=f"{run_id}/{step.id}/{request_id}",
                 channel=step.channel, value=step.value, request_id=request_id,
-                approver=decision.approver or ""),
+                approver=decision.approver or "", approved_from=check.current_value),
             start_to_close_timeout=WRITE_TIMEOUT, retry_policy=WRITE_RETRY,
             summary=f"write {step.channel} = {step.value:g}")
         return StepResult(step_id=step.id, kind=step.kind, status="completed" if record.verified else "failed",
@@ -247,7 +248,7 @@ class AgentRunWorkflow:
         self._decision = ApprovalRecord(
             request_id=d.request_id, kind=self._pending.kind, step_id=self._pending.step_id,
             decision="approved" if d.approved else "rejected", approver=d.approver, comment=d.comment,
-            decided_at=workflow.now(), via=via)  # type: ignore[arg-type]
+            decided_at=workflow.now(), via=via)
         return self._decision
 
     @workflow.update

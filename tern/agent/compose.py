@@ -22,6 +22,13 @@ def checked_citations(answer: str, retrieved: set[str]) -> list[str]:
     return seen
 
 
+def _fmt(value: object, precision: int | None) -> str:
+    """A float shown with the channel's EPICS display precision (PREC), else 4 significant decimals."""
+    if isinstance(value, float):
+        return f"{value:.{precision if precision is not None and 0 <= precision <= 12 else 4}f}"
+    return str(value)
+
+
 def compose(inp: ComposeInput) -> ComposedAnswer:
     """Summarise logbook hits, channel readings and writes in plain text."""
     lines: list[str] = [f"Question: {inp.query}"]
@@ -42,7 +49,7 @@ def compose(inp: ComposeInput) -> ComposedAnswer:
                 if r.error:
                     lines.append(f"- {r.channel}: unavailable ({r.error})")
                 else:
-                    lines.append(f"- {r.channel} = {r.value} {r.units}".rstrip())
+                    lines.append(f"- {r.channel} = {_fmt(r.value, r.precision)} {r.units}".rstrip())
         if step.kind == "control_write":
             if step.write is not None:
                 w = step.write

@@ -19,14 +19,11 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel
 
 from tern.ariel.models import BadRecordInfo, IngestionRun, LogbookEntry, UpsertCounts
+from tern.db import Conn  # re-exported: ARIEL modules annotate connections as store.Conn
 from tern.models import LogbookHit
-
-Conn = asyncpg.Connection | PoolConnectionProxy
-"""A connection, or one acquired from a pool."""
 
 _COLUMNS = (
     "entry_id",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import asyncpg
-
+from tern.db import Conn
 from tern.models import AuditEvent, WriteRecord
 
 _INSERT = """
@@ -18,7 +17,7 @@ RETURNING id
 """
 
 
-async def record_event(conn: asyncpg.Connection, event: AuditEvent) -> bool:
+async def record_event(conn: Conn, event: AuditEvent) -> bool:
     """Append ``event``; returns False when an event with the same ``event_key`` is already recorded."""
     row_id = await conn.fetchval(
         _INSERT, event.event_kind, event.run_id, event.step_id, event.request_id, event.actor, event.decision,
@@ -28,7 +27,7 @@ async def record_event(conn: asyncpg.Connection, event: AuditEvent) -> bool:
     return row_id is not None
 
 
-async def events_for_run(conn: asyncpg.Connection, run_id: str) -> list[dict[str, Any]]:
+async def events_for_run(conn: Conn, run_id: str) -> list[dict[str, Any]]:
     """All audit events of one run, oldest first, as plain dicts."""
     rows = await conn.fetch("SELECT * FROM audit_events WHERE run_id = $1 ORDER BY id", run_id)
     return [dict(r) for r in rows]
@@ -40,7 +39,7 @@ class LedgerEntry(dict[str, Any]):
 
 
 async def claim_write(
-    conn: asyncpg.Connection, key: str, run_id: str, step_id: str, channel: str, value: float
+    conn: Conn, key: str, run_id: str, step_id: str, channel: str, value: float
 ) -> LedgerEntry | None:
     """Claim the right to put for ``key``. Returns None when this call claimed it, else the existing row."""
     claimed = await conn.fetchval(
@@ -55,7 +54,7 @@ async def claim_write(
 
 
 async def finish_write(
-    conn: asyncpg.Connection, key: str, record: WriteRecord | None, *, state: str, event: AuditEvent
+    conn: Conn, key: str, record: WriteRecord | None, *, state: str, event: AuditEvent
 ) -> None:
     """Mark the ledger row ``done``/``failed`` and append the audit event, in one transaction."""
     async with conn.transaction():
@@ -66,6 +65,6 @@ async def finish_write(
         await record_event(conn, event)
 
 
-async def release_claim(conn: asyncpg.Connection, key: str) -> None:
+async def release_claim(conn: Conn, key: str) -> None:
     """Drop a ``claimed`` ledger row when the put provably did not happen (the channel never connected)."""
     await conn.execute("DELETE FROM write_ledger WHERE idempotency_key = $1 AND state = 'claimed'", key)

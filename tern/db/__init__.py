@@ -11,8 +11,11 @@ import re
 from pathlib import Path
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+Conn = asyncpg.Connection | PoolConnectionProxy
+"""A connection, plain or borrowed from a pool (the asyncpg stubs tell them apart)."""
 _LOCK_KEY = 0x7E2A_0001  # advisory lock id for migrations
 _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
@@ -35,7 +38,7 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
     return sorted(found.items())
 
 
-async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[int]:
+async def migrate(conn: Conn, directory: Path = MIGRATIONS_DIR) -> list[int]:
     """Apply pending migrations; returns the versions applied now (empty when up to date)."""
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:

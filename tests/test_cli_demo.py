@@ -1,0 +1,107 @@
+"""The main job from the command line, as a user runs it: ``tern demo`` on a fresh data directory
+(embedded PostgreSQL, Temporal dev server, simulated accelerator, worker), then pending/approve/result."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from tern.embedded.net import free_port
+from workflows.agent_run import AgentRunWorkflow
+
+TERN = str(Path(sys.executable).parent / "tern")
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory: pytest.TempPathFactory):
+    data = tmp_path_factory.mktemp("stack")
+    env = {
+        **os.environ,
+        "TERN_DATA_DIR": str(data),
+        "TERN_PG_PORT": str(free_port()),
+        "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TERN_TEMPORAL_UI_PORT": str(free_port()),
+        "TERN_CA_SERVER_PORT": str(free_port()),
+        "TERN_TASK_QUEUE": "cli-demo",
+    }
+    yield env
+    subprocess.run([TERN, "down"], env=env, capture_output=True, timeout=120)
+
+
+def tern(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TERN, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_auto_approve_completes_with_a_verified_write(stack_env) -> None:
+    proc = tern(stack_env, "demo", "--auto-approve", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["status"] == "completed"
+    assert len(result["writes"]) == 1 and result["writes"][0]["verified"] is True
+    assert result["writes"][0]["channel"] == "SR:RF:CAVITY:01:VOLTAGE:SP"
+    assert result["citations"] and f"[#{result['citations'][0]}]" in result["answer"]
+    status = json.loads(tern(stack_env, "status", "--json").stdout)
+    assert {c["name"]: c["state"] for c in status["components"]} == {
+        "postgres": "running", "temporal": "running", "sim": "running", "worker": "running"}
+
+
+def test_demo_waits_then_pending_approve_result(stack_env) -> None:
+    proc = tern(stack_env, "demo", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    waiting = json.loads(proc.stdout)
+    assert waiting["status"] == "awaiting_approval"
+    run_id = waiting["run_id"]
+    pending = json.loads(tern(stack_env, "pending", "--json").stdout)
+    assert run_id in [p["run_id"] for p in pending]
+    refused = tern(stack_env, "approve", run_id, "--as", "mallory")
+    assert refused.returncode == 2 and "not an approver" in refused.stderr
+    ok = tern(stack_env, "approve", run_id, "--comment", "fine", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["decision"] == "approved"
+    res = tern(stack_env, "result", run_id, "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["status"] == "completed"
+    again = tern(stack_env, "approve", run_id)
+    assert again.returncode == 2 and "not waiting" in again.stderr
+    audit = json.loads(tern(stack_env, "audit", run_id, "--json").stdout)
+    assert [a["event_kind"] for a in audit] == ["approval_requested", "decision", "write"]
+    # The fresh history replays against the workflow code too.
+    hist = Path(stack_env["TERN_DATA_DIR"]) / "h.json"
+    assert tern(stack_env, "export-history", run_id, "--out", str(hist)).returncode == 0
+    import asyncio
+
+    replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
+    asyncio.run(replayer.replay_workflow(WorkflowHistory.from_json(run_id, hist.read_text())))
+
+
+def test_bad_input_exits_2_and_starts_nothing(stack_env, tmp_path) -> None:
+    before = json.loads(tern(stack_env, "pending", "--json").stdout)
+    cases = {
+        "nan.json": '{"steps":[{"kind":"control_write","channel":"SR:RF:CAVITY:01:VOLTAGE:SP","value":NaN}]}',
+        "inf.json": '{"steps":[{"kind":"control_write","channel":"SR:RF:CAVITY:01:VOLTAGE:SP","value":1e999}]}',
+        "text.json": '{"steps":[{"kind":"control_write","channel":"SR:RF:CAVITY:01:VOLTAGE:SP","value":"1"}]}',
+        "kind.json": '{"steps":[{"kind":"launch_missiles"}]}',
+        "unknown.json": '{"steps":[{"kind":"channel_read","channels":["NO:SUCH:CHANNEL"]}]}',
+        "broken.json": '{"steps": [',
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        proc = tern(stack_env, "run", "question", "--plan", str(tmp_path / name))
+        assert proc.returncode == 2, (name, proc.stderr)
+        assert proc.stderr.startswith("error: "), (name, proc.stderr)
+    assert tern(stack_env, "result", "no-such-run").returncode == 2
+    assert json.loads(tern(stack_env, "pending", "--json").stdout) == before
+
+
+def test_busy_port_is_reported(stack_env, tmp_path) -> None:
+    env = {**stack_env, "TERN_DATA_DIR": str(tmp_path / "other")}  # same ports, another stack
+    proc = tern(env, "up")
+    assert proc.returncode == 1
+    assert "is busy" in proc.stderr and "TERN_PG_PORT" in proc.stderr
