@@ -8,6 +8,7 @@ import hashlib
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
+from tern.db import Conn
 from tern.sandbox.models import ExecutionResult, Figure
 
 
@@ -33,7 +34,7 @@ def artifact_id(run_id: str, step_id: str, sha256: str) -> str:
 
 
 async def store_figures(
-    db: asyncpg.Pool | asyncpg.Connection, result: ExecutionResult, *, run_id: str, step_id: str
+    db: asyncpg.Pool | Conn, result: ExecutionResult, *, run_id: str, step_id: str
 ) -> ExecutionResult:
     """Store each inline figure of ``result`` and return a copy whose figures carry ``artifact_id`` and no
     bytes. Idempotent. Raises ``asyncpg.PostgresError`` on database failure."""
@@ -58,7 +59,7 @@ async def store_figures(
     return result.model_copy(update={"figures": stored})
 
 
-async def load_artifact(db: asyncpg.Pool | asyncpg.Connection, ref: str) -> Artifact | None:
+async def load_artifact(db: asyncpg.Pool | Conn, ref: str) -> Artifact | None:
     """The artifact with id ``ref``, or None when there is none."""
     row = await db.fetchrow(
         "SELECT id, run_id, step_id, name, media_type, sha256, size_bytes, content FROM artifacts WHERE id = $1",
