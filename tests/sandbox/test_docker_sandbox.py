@@ -163,7 +163,7 @@ async def test_socket_connect_has_no_network(docker_backend: DockerBackend, limi
 
 
 async def test_dns_lookup_fails(docker_backend: DockerBackend, limits: SandboxLimits) -> None:
-    code = "import socket\nresults = {'ip': socket.gethostbyname('deb.debian.org')}"
+    code = "import socket\nresults = {'ip': socket.gethostbyname('example.org')}"
     result = await run(docker_backend, code, limits)
     assert result.status == "error" and result.error_type == "gaierror"
     assert "name resolution" in (result.error or "")
