@@ -1,4 +1,66 @@
 #!/usr/bin/env bash
-# System packages and services the full test suite needs; idempotent. Extended by the sandbox work (Docker).
+# System packages and services the full test suite needs; idempotent, safe to run again.
+#   - Docker engine (Debian's docker.io) and debootstrap, installed when missing;
+#   - dockerd started when it does not answer (systemd when it runs the machine, else in the background);
+#   - the sandbox image built when missing (tern.sandbox.image.build_image: skipped when the image with the
+#     current content hash exists).
+# Environment: TERN_VENV (default ./.venv), DOCKERD_LOG (default /var/log/dockerd.log),
+# DOCKERD_WAIT_S (default 60), TERN_SKIP_SANDBOX_IMAGE=1 to skip the image build.
 set -euo pipefail
-exit 0
+cd "$(dirname "$0")/.."
+VENV="${TERN_VENV:-$(pwd)/.venv}"
+DOCKERD_LOG="${DOCKERD_LOG:-/var/log/dockerd.log}"
+DOCKERD_WAIT_S="${DOCKERD_WAIT_S:-60}"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+say() { echo "system-deps: $*" >&2; }
+
+install_packages() {
+  local missing=()
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+docker_ok() { as_root docker info >/dev/null 2>&1; }
+
+start_dockerd() {
+  if docker_ok; then return 0; fi
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    say "starting docker with systemctl"
+    as_root systemctl start docker || true
+  fi
+  if ! docker_ok && ! pgrep -x dockerd >/dev/null 2>&1; then
+    say "starting dockerd in the background (log: $DOCKERD_LOG)"
+    as_root sh -c "nohup dockerd >>'$DOCKERD_LOG' 2>&1 &"
+  fi
+  local waited=0
+  until docker_ok; do
+    if [ "$waited" -ge "$DOCKERD_WAIT_S" ]; then
+      say "ERROR: the Docker engine did not answer 'docker info' within ${DOCKERD_WAIT_S}s. Last lines of $DOCKERD_LOG:"
+      as_root tail -n 30 "$DOCKERD_LOG" >&2 || true
+      exit 1
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  say "docker engine is up ($(as_root docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+}
+
+build_sandbox_image() {
+  if [ "${TERN_SKIP_SANDBOX_IMAGE:-0}" = 1 ]; then say "TERN_SKIP_SANDBOX_IMAGE=1: not building the sandbox image"; return 0; fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "ERROR: no virtual environment at $VENV (run ./dev setup first)"
+    exit 1
+  fi
+  # Needs root for debootstrap; the Python function skips the build when the current image exists.
+  as_root "$VENV/bin/python" -c 'from tern.sandbox.image import build_image; build_image()'
+}
+
+install_packages
+start_dockerd
+build_sandbox_image

@@ -75,6 +75,37 @@ class TernSettings(BaseSettings):
         default_factory=list, description="Setpoints whose readbacks never follow (for testing verification)."
     )
     sim_update_period_s: float = Field(0.1, gt=0, description="Simulation tick, seconds.")
+    # Python execution (sandbox)
+    python_approval_mode: Literal["disabled", "control_writes", "all_code"] = Field(
+        "all_code",
+        description="Which analysis code needs a human decision before it runs: none, code the policy finds "
+        "attempting control writes (or hiding what it does), or all code (the fail-secure default).",
+    )
+    sandbox_backend: Literal["docker", "process"] = Field(
+        "docker", description="Where analysis code runs: a hardened Docker container, or a bare subprocess."
+    )
+    sandbox_allow_process_backend: bool = Field(
+        False, description="Permit the 'process' backend, which runs code on the host WITHOUT isolation."
+    )
+    sandbox_image: str | None = Field(
+        None, description="Sandbox image reference; unset means the locally built tern-sandbox:<content hash>."
+    )
+    sandbox_debian_mirror: str | None = Field(
+        None, description="Debian mirror URL for building the base image; unset means the host's apt sources."
+    )
+    sandbox_timeout_s: float = Field(60.0, gt=0, le=3600, description="Wall-clock limit per execution, s.")
+    sandbox_memory_bytes: int = Field(512 * 2**20, ge=16 * 2**20, description="Memory limit (no swap), bytes.")
+    sandbox_cpus: float = Field(1.0, gt=0, description="CPU quota per execution, CPUs.")
+    sandbox_pids: int = Field(64, ge=8, description="Most processes/threads per execution.")
+    sandbox_tmpfs_bytes: int = Field(64 * 2**20, ge=2**20, description="Size of the writable work dir, bytes.")
+    sandbox_stdout_bytes: int = Field(64 * 1024, ge=1024, description="Stdout kept per execution, bytes.")
+    sandbox_stderr_bytes: int = Field(64 * 1024, ge=1024, description="Stderr kept per execution, bytes.")
+    sandbox_result_bytes: int = Field(2**20, ge=1024, description="Largest serialised results dict, bytes.")
+    sandbox_max_figures: int = Field(10, ge=0, le=100, description="Most figures returned per execution.")
+    sandbox_figure_bytes: int = Field(2 * 2**20, ge=1024, description="Largest PNG figure kept, bytes.")
+    sandbox_orphan_age_s: float = Field(
+        3900.0, gt=0, description="Sandbox containers older than this are orphans whatever their deadline, s."
+    )
 
     # ARIEL logbook search
     ariel_backend: Literal["postgres", "opensearch"] = Field(

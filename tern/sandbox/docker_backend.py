@@ -1,0 +1,340 @@
+"""Docker backend: each execution in a fresh, hardened container that is always removed afterwards.
+
+Isolation of one container: no network (``network_mode="none"``), read-only root filesystem, size-limited
+tmpfs work directory (/work) and /tmp, memory limit with no swap, CPU quota, PID limit, all capabilities
+dropped, ``no-new-privileges``, a non-root user (uid 10001), inputs bind-mounted read-only at /inputs,
+no log driver (the output is read over an attach stream with a hard size cap, so nothing piles up on
+the host's disk), a wall-clock deadline after which the container is killed.
+
+The container also enforces its own deadline (``timeout --signal=KILL`` a few seconds after the worker's),
+so code keeps no container busy after its worker died. Containers carry the labels ``tern.sandbox=1``,
+``tern.run_id``, ``tern.step_id``, ``tern.created_at`` and ``tern.deadline`` (epoch seconds), so ``kill`` can
+stop the one of a cancelled step and ``reap_orphans`` can remove those a crashed worker left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+from docker.types import LogConfig, Ulimit
+
+from tern.config import TernSettings, get_settings
+from tern.sandbox.job import (
+    EndedBy,
+    Outcome,
+    SandboxError,
+    SandboxUnavailable,
+    build_result,
+    remove_job,
+    write_job,
+)
+from tern.sandbox.models import ExecutionRequest, ExecutionResult, SandboxLimits, Timings
+
+SANDBOX_USER = "10001:10001"
+RUNNER_COMMAND = ["python3", "-I", "/opt/tern/runner.py", "--job", "/inputs", "--work", "/work"]
+SELF_KILL_MARGIN_S = 5.0
+"""The container kills its own code this long after the wall-clock limit (if the worker did not), s."""
+LABEL = "tern.sandbox"
+HEARTBEAT_INTERVAL_S = 1.0
+KILL_GRACE_S = 30.0
+"""After a kill, how long to wait for the engine to report the container stopped, seconds."""
+
+
+def docker_client(timeout_s: float = 60.0) -> docker.DockerClient:
+    """A client for the engine named by ``DOCKER_HOST`` (default: the local socket), checked with a ping.
+
+    Raises ``SandboxUnavailable`` when the engine cannot be reached.
+    """
+    try:
+        client = docker.from_env(timeout=int(timeout_s))
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise SandboxUnavailable(
+            f"docker engine not reachable: {exc}. Start dockerd (scripts/system-deps.sh) or set DOCKER_HOST."
+        ) from exc
+    return client
+
+
+class _Reader(threading.Thread):
+    """Reads a container's attach stream; keeps stdout/stderr up to ``cap`` bytes in total, else kills it."""
+
+    def __init__(self, client: docker.DockerClient, container_id: str, cap: int) -> None:
+        super().__init__(daemon=True, name=f"sandbox-reader-{container_id[:12]}")
+        self.client, self.container_id, self.cap = client, container_id, cap
+        self.stdout, self.stderr = bytearray(), bytearray()
+        self.overflow = False
+        self.stream = client.api.attach(container_id, stdout=True, stderr=True, stream=True, demux=True)
+
+    def run(self) -> None:
+        try:
+            for out, err in self.stream:
+                if self.overflow:
+                    continue  # keep draining: the engine only finishes the kill once the stream is read
+                if out:
+                    self.stdout += out
+                if err:
+                    self.stderr += err[: max(0, self.cap - len(self.stderr))]
+                if len(self.stdout) > self.cap:
+                    self.overflow = True
+                    self.stdout.clear()
+                    args = (self.client, self.container_id)
+                    threading.Thread(target=_kill_quietly, args=args, daemon=True).start()
+        except Exception:  # the stream ends abruptly when the container is killed or removed
+            pass
+        finally:
+            self.stream.close()
+
+
+def _kill_quietly(client: docker.DockerClient, container_id: str) -> None:
+    try:
+        client.api.kill(container_id)
+    except docker.errors.APIError:
+        pass  # already stopped or gone
+
+
+def _in_thread(fn: Callable[[], Any]) -> asyncio.Future[Any]:
+    """Run a blocking call in its own daemon thread (not the shared executor, which a long wait would hog)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def target() -> None:
+        def settle(value: Any = None, error: BaseException | None = None) -> None:
+            if not future.done():
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(value)
+
+        try:
+            value = fn()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, value)
+
+    threading.Thread(target=target, daemon=True, name="sandbox-wait").start()
+    return future
+
+
+class DockerBackend:
+    """Runs ``ExecutionRequest``s in hardened containers of the sandbox image.
+
+    ``settings`` default to ``get_settings()``; ``image`` defaults to ``settings.sandbox_image`` or the
+    locally built content-hash tag (``tern.sandbox.image.image_ref()``).
+    """
+
+    def __init__(self, settings: TernSettings | None = None, *, image: str | None = None) -> None:
+        from tern.sandbox.image import image_ref
+
+        self.settings = settings or get_settings()
+        self.image = image or self.settings.sandbox_image or image_ref()
+        self._client: docker.DockerClient | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The engine client (created on first use). Raises ``SandboxUnavailable``."""
+        if self._client is None:
+            self._client = docker_client()
+        return self._client
+
+    def check(self) -> None:
+        """Raise ``SandboxUnavailable`` unless the engine answers and the image exists."""
+        try:
+            self.client.images.get(self.image)
+        except docker.errors.ImageNotFound as exc:
+            raise SandboxUnavailable(
+                f"sandbox image {self.image} is missing: build it with `tern sandbox build`"
+            ) from exc
+
+    def container_kwargs(self, request: ExecutionRequest, limits: SandboxLimits, job_dir: str) -> dict[str, Any]:
+        """The ``containers.create`` arguments for one execution (all isolation settings live here)."""
+        threads = str(max(1, int(limits.cpus)))
+        now = time.time()
+        return {
+            "image": self.image,
+            "command": ["timeout", "--signal=KILL", f"{limits.timeout_s + SELF_KILL_MARGIN_S:g}s", *RUNNER_COMMAND],
+            "user": SANDBOX_USER,
+            "working_dir": "/work",
+            "network_mode": "none",
+            "network_disabled": True,
+            "read_only": True,
+            "tmpfs": {
+                "/work": f"rw,nosuid,nodev,noexec,size={limits.tmpfs_bytes},uid=10001,gid=10001,mode=0700",
+                "/tmp": f"rw,nosuid,nodev,noexec,size={limits.tmpfs_bytes},mode=1777",
+            },
+            "volumes": {job_dir: {"bind": "/inputs", "mode": "ro"}},
+            "mem_limit": limits.memory_bytes,
+            "memswap_limit": limits.memory_bytes,
+            "nano_cpus": int(limits.cpus * 1e9),
+            "pids_limit": limits.pids,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "ulimits": [Ulimit(name="core", soft=0, hard=0), Ulimit(name="nofile", soft=256, hard=256)],
+            "log_config": LogConfig(type="none"),
+            "environment": {
+                "HOME": "/work",
+                "MPLBACKEND": "Agg",
+                "MPLCONFIGDIR": "/work/.matplotlib",
+                "OMP_NUM_THREADS": threads,
+                "OPENBLAS_NUM_THREADS": threads,
+            },
+            "labels": {
+                LABEL: "1",
+                "tern.run_id": request.run_id,
+                "tern.step_id": request.step_id,
+                "tern.created_at": f"{now:.0f}",
+                "tern.deadline": f"{now + limits.timeout_s + SELF_KILL_MARGIN_S:.0f}",
+            },
+            "detach": True,
+            "stdin_open": False,
+            "tty": False,
+        }
+
+    def _create(self, request: ExecutionRequest, limits: SandboxLimits, job_dir: str) -> Container:
+        try:
+            return self.client.containers.create(**self.container_kwargs(request, limits, job_dir))
+        except docker.errors.ImageNotFound as exc:
+            raise SandboxUnavailable(
+                f"sandbox image {self.image} is missing: build it with `tern sandbox build`"
+            ) from exc
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"docker could not create the sandbox container: {exc}") from exc
+
+    def _remove(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise
+
+    async def run(
+        self,
+        request: ExecutionRequest,
+        limits: SandboxLimits,
+        *,
+        heartbeat: Callable[[], None] | None = None,
+        cancel_event: asyncio.Event | None = None,
+        heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+    ) -> ExecutionResult:
+        """Run one request in a fresh container and return its result.
+
+        ``heartbeat`` is called about every ``heartbeat_interval_s`` seconds from the calling event loop
+        while the container runs; setting ``cancel_event`` kills the container (status ``killed``). If the
+        calling task is cancelled, the container is removed before ``CancelledError`` propagates.
+        Raises ``SandboxUnavailable`` (no engine, no image) or ``SandboxError`` (the engine failed); all
+        failures of the code itself are reported in the result.
+        """
+        t0 = time.perf_counter()
+        job = await asyncio.to_thread(write_job, request, limits)
+        container_id: str | None = None
+        cancel_task: asyncio.Future[Any] | None = None
+        try:
+            container = await asyncio.to_thread(self._create, request, limits, str(job))
+            container_id = str(container.id)
+            cid = container_id
+            reader = await asyncio.to_thread(_Reader, self.client, cid, limits.frame_bytes())
+            reader.start()
+            await asyncio.to_thread(self.client.api.start, cid)
+            t1 = time.perf_counter()
+            if heartbeat:
+                heartbeat()
+            deadline = time.monotonic() + limits.timeout_s
+            wait_future = _in_thread(lambda: self.client.api.wait(cid, timeout=limits.timeout_s + KILL_GRACE_S + 30))
+            waiters: set[asyncio.Future[Any]] = {wait_future}
+            if cancel_event is not None:
+                cancel_task = asyncio.ensure_future(cancel_event.wait())
+                waiters.add(cancel_task)
+            ended_by: EndedBy = "exit"
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    ended_by = "timeout"
+                    break
+                done, _ = await asyncio.wait(
+                    waiters, timeout=min(heartbeat_interval_s, remaining), return_when=asyncio.FIRST_COMPLETED
+                )
+                if wait_future in done:
+                    break
+                if cancel_task is not None and cancel_task in done:
+                    ended_by = "cancel"
+                    break
+                if heartbeat:
+                    heartbeat()
+            if ended_by != "exit":
+                await asyncio.to_thread(_kill_quietly, self.client, cid)
+            await asyncio.wait_for(asyncio.shield(wait_future), KILL_GRACE_S)
+            t2 = time.perf_counter()
+            await asyncio.to_thread(reader.join, 10.0)
+            state = (await asyncio.to_thread(self.client.api.inspect_container, cid))["State"]
+            exit_code = state.get("ExitCode")
+            if reader.overflow:
+                ended_by = "output_limit"
+            elif ended_by == "exit" and state.get("OOMKilled"):
+                ended_by = "oom"
+            outcome = Outcome(
+                exit_code=exit_code,
+                stdout=bytes(reader.stdout),
+                stderr=bytes(reader.stderr),
+                ended_by=ended_by,
+                detail=(
+                    f"the output exceeded {limits.frame_bytes()} bytes; the container was killed"
+                    if ended_by == "output_limit"
+                    else ""
+                ),
+                timings=Timings(setup_s=t1 - t0, run_s=t2 - t1),
+            )
+        finally:
+            if cancel_task is not None:
+                cancel_task.cancel()
+            if container_id is not None:
+                await asyncio.shield(asyncio.to_thread(self._remove, container_id))
+            await asyncio.to_thread(remove_job, job)
+        t3 = time.perf_counter()
+        outcome.timings = outcome.timings.model_copy(update={"teardown_s": t3 - t2, "total_s": t3 - t0})
+        return build_result(outcome, request, limits, "docker")
+
+    def kill(self, run_id: str, step_id: str | None = None) -> int:
+        """Kill and remove the sandbox containers of ``run_id`` (and ``step_id``); returns how many."""
+        labels = [f"{LABEL}=1", f"tern.run_id={run_id}"]
+        if step_id is not None:
+            labels.append(f"tern.step_id={step_id}")
+        return self._remove_matching(labels)
+
+    def reap_orphans(self, max_age_s: float | None = None) -> int:
+        """Remove the sandbox containers a crashed worker left behind, running or exited, and stale job
+        directories; returns how many containers.
+
+        A container is an orphan once its ``tern.deadline`` label lies more than ``KILL_GRACE_S`` seconds in
+        the past (no live worker still waits for it), or when it is older than ``max_age_s`` seconds (default
+        ``settings.sandbox_orphan_age_s``, longer than any allowed timeout). Call it when a worker starts.
+        """
+        from tern.sandbox.job import reap_jobs
+
+        age = self.settings.sandbox_orphan_age_s if max_age_s is None else max_age_s
+        reap_jobs(age)
+        now = time.time()
+        removed = 0
+        for item in self.client.api.containers(all=True, filters={"label": [f"{LABEL}=1"]}):
+            labels = item.get("Labels") or {}
+            created = float(labels.get("tern.created_at") or item.get("Created") or 0)
+            deadline = float(labels.get("tern.deadline") or "inf")
+            if now > deadline + KILL_GRACE_S or now - created > age:
+                self._remove(item["Id"])
+                removed += 1
+        return removed
+
+    def _remove_matching(self, labels: list[str]) -> int:
+        removed = 0
+        for item in self.client.api.containers(all=True, filters={"label": labels}):
+            self._remove(item["Id"])
+            removed += 1
+        return removed

@@ -1,0 +1,261 @@
+"""What both backends share: laying out a job directory for the runner, and turning what came back (the
+runner's JSON document, exit code, kill reason) into an ``ExecutionResult``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from tern.config import TernSettings
+from tern.sandbox.models import (
+    Backend,
+    ExecutionRequest,
+    ExecutionResult,
+    ExecutionStatus,
+    Figure,
+    ProposedWrite,
+    SandboxLimits,
+    Timings,
+)
+
+RUNNER_PATH = Path(__file__).resolve().parent / "runner.py"
+JOB_PREFIX = "job-"
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not run the code at all (not a failure of the code); the message says why."""
+
+
+class SandboxUnavailable(SandboxError):
+    """The backend is missing or unreachable: no Docker engine, no image, process backend not permitted."""
+
+
+def limits_from_settings(settings: TernSettings) -> SandboxLimits:
+    """The configured per-execution limits (``TERN_SANDBOX_*``)."""
+    return SandboxLimits(
+        timeout_s=settings.sandbox_timeout_s,
+        memory_bytes=settings.sandbox_memory_bytes,
+        cpus=settings.sandbox_cpus,
+        pids=settings.sandbox_pids,
+        tmpfs_bytes=settings.sandbox_tmpfs_bytes,
+        stdout_bytes=settings.sandbox_stdout_bytes,
+        stderr_bytes=settings.sandbox_stderr_bytes,
+        result_bytes=settings.sandbox_result_bytes,
+        max_figures=settings.sandbox_max_figures,
+        figure_bytes=settings.sandbox_figure_bytes,
+    )
+
+
+def jobs_root() -> Path:
+    """Host directory holding job directories: traversable but not listable by other users (0711)."""
+    root = Path(tempfile.gettempdir()) / f"tern-sandbox-{os.getuid()}"
+    root.mkdir(mode=0o711, exist_ok=True)
+    root.chmod(0o711)
+    return root
+
+
+def write_job(request: ExecutionRequest, limits: SandboxLimits) -> Path:
+    """Create a job directory for the runner: ``NAME.json`` per input, ``files/``, ``.tern/code.py`` and
+    ``.tern/meta.json``. World-readable (the sandbox user is not the host user), under a 0711 parent with
+    an unguessable name. The caller removes it (``remove_job``)."""
+    job = Path(tempfile.mkdtemp(prefix=JOB_PREFIX, dir=jobs_root()))
+    try:
+        (job / ".tern").mkdir()
+        (job / "files").mkdir()
+        for name, value in request.inputs.items():
+            (job / f"{name}.json").write_text(json.dumps(value), encoding="utf-8")
+        file_names: dict[str, str] = {}
+        for name, item in request.files.items():
+            file_names[name] = item.filename or name
+            (job / "files" / file_names[name]).write_bytes(item.data)
+        (job / ".tern" / "code.py").write_text(request.code, encoding="utf-8")
+        meta = {"limits": limits.model_dump(), "files": file_names, "expected_keys": request.expected_keys}
+        (job / ".tern" / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        for path in [job, *job.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    except BaseException:
+        shutil.rmtree(job, ignore_errors=True)
+        raise
+    return job
+
+
+def remove_job(job: Path) -> None:
+    """Remove a job directory (no error if it is gone)."""
+    shutil.rmtree(job, ignore_errors=True)
+
+
+def reap_jobs(max_age_s: float) -> int:
+    """Remove job directories older than ``max_age_s`` seconds (a crashed worker's); returns how many."""
+    root = jobs_root()
+    removed = 0
+    for job in root.glob(f"{JOB_PREFIX}*"):
+        try:
+            if time.time() - job.stat().st_mtime > max_age_s:
+                shutil.rmtree(job, ignore_errors=True)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+EndedBy = Literal["exit", "timeout", "oom", "cancel", "output_limit"]
+"""How an execution ended as the backend saw it; ``exit`` means by itself."""
+
+
+@dataclass
+class Outcome:
+    """What a backend observed: ``stdout`` holds the runner's document, ``stderr`` anything else."""
+
+    exit_code: int | None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    ended_by: EndedBy = "exit"
+    detail: str = ""
+    timings: Timings = field(default_factory=Timings)
+
+
+def _figures(doc: dict[str, Any]) -> list[Figure]:
+    figures = []
+    for item in doc.get("figures") or []:
+        png = base64.b64decode(item["png_b64"])
+        figures.append(
+            Figure(
+                name=str(item["name"])[:200],
+                png=png,
+                size_bytes=len(png),
+                sha256=hashlib.sha256(png).hexdigest(),
+            )
+        )
+    return figures
+
+
+def _proposals(results: dict[str, Any]) -> tuple[list[ProposedWrite], str | None]:
+    raw = results.pop("proposed_writes", None)
+    if raw is None:
+        return [], None
+    if not isinstance(raw, list):
+        return (
+            [],
+            f'results["proposed_writes"] must be a list of {{"channel": ..., "value": ...}}, got {raw!r}'[:500],
+        )
+    writes = []
+    for i, item in enumerate(raw):
+        try:
+            writes.append(ProposedWrite.model_validate(item))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'item'}: {e['msg']}" for e in exc.errors())
+            return [], f'results["proposed_writes"][{i}] is invalid: {problems}'
+    return writes, None
+
+
+def build_result(
+    outcome: Outcome, request: ExecutionRequest, limits: SandboxLimits, backend: Backend
+) -> ExecutionResult:
+    """Turn a backend's ``Outcome`` into an ``ExecutionResult``: parse and check the runner document,
+    extract and validate proposed writes, check expected keys. Never raises for anything the code did."""
+    isolation: Literal["container", "none"] = "container" if backend == "docker" else "none"
+    base: dict[str, Any] = {
+        "backend": backend,
+        "isolation": isolation,
+        "exit_code": outcome.exit_code,
+        "timings": outcome.timings,
+    }
+    doc: dict[str, Any] | None = None
+    if outcome.stdout:
+        try:
+            parsed = json.loads(outcome.stdout)
+            if isinstance(parsed, dict) and parsed.get("tern_runner") == 1:
+                doc = parsed
+        except (ValueError, RecursionError):
+            doc = None
+    captured: dict[str, Any] = {}
+    if doc is not None:
+        captured = {
+            k: doc.get(k)
+            for k in (
+                "stdout",
+                "stderr",
+                "stdout_bytes",
+                "stderr_bytes",
+                "stdout_truncated",
+                "stderr_truncated",
+            )
+            if doc.get(k) is not None
+        }
+        base["timings"] = outcome.timings.model_copy(update={"code_s": doc.get("code_s")})
+    else:
+        tail = outcome.stderr[-limits.stderr_bytes :].decode("utf-8", "replace")
+        captured = {
+            "stderr": tail,
+            "stderr_bytes": len(outcome.stderr),
+            "stderr_truncated": len(outcome.stderr) > limits.stderr_bytes,
+        }
+
+    def fail(status: ExecutionStatus, message: str, error_type: str | None = None, **extra: Any) -> ExecutionResult:
+        return ExecutionResult(status=status, error=message, error_type=error_type, **base, **captured, **extra)
+
+    mib = limits.memory_bytes / 2**20
+    if outcome.ended_by == "timeout":
+        return fail("timeout", f"killed after the wall-clock limit of {limits.timeout_s:g} s", "Timeout")
+    if outcome.ended_by == "oom":
+        return fail("killed", f"killed for exceeding the memory limit of {mib:g} MiB", "MemoryLimit")
+    if outcome.ended_by == "cancel":
+        return fail("killed", "cancelled: the execution was stopped on request" + _sep(outcome.detail), "Cancelled")
+    if outcome.ended_by == "output_limit":
+        return fail("output_limit", outcome.detail or "the sandbox output exceeded its size limit", "OutputLimit")
+    if doc is None:
+        if outcome.exit_code == 137:
+            return fail(
+                "killed",
+                "the code was killed (SIGKILL) before it reported: stopped from outside (kill, cancellation, "
+                f"the container's own deadline) or by the kernel (memory limit {mib:g} MiB)",
+                "Killed",
+            )
+        return fail(
+            "error",
+            f"the sandbox produced no result document (exit code {outcome.exit_code}); the code "
+            "may have ended the interpreter itself (os._exit, a signal, a crash)" + _sep(outcome.detail),
+            "NoResult",
+        )
+
+    figures = _figures(doc)
+    common = {"figures": figures, "figures_dropped": int(doc.get("figures_dropped") or 0)}
+    if doc.get("status") != "ok":
+        return fail(
+            "output_limit" if doc.get("status") == "output_limit" else "error",
+            str(doc.get("error") or "unknown error"),
+            doc.get("error_type"),
+            error_line=doc.get("error_line"),
+            **common,
+        )
+    results = doc.get("results")
+    if not isinstance(results, dict):
+        return fail("error", "the result document has no results dict", "NoResult", **common)
+    writes, problem = _proposals(results)
+    if problem:
+        return fail("error", problem, "InvalidProposedWrite", results=results, **common)
+    missing = [k for k in request.expected_keys if k not in results]
+    if missing:
+        return fail(
+            "error",
+            f"results lacks the expected key(s) {missing}; it has {sorted(results)[:50]}",
+            "MissingResultKeys",
+            results=results,
+            proposed_writes=writes,
+            **common,
+        )
+    return ExecutionResult(status="ok", results=results, proposed_writes=writes, **base, **captured, **common)
+
+
+def _sep(detail: str) -> str:
+    return f": {detail}" if detail else ""

@@ -1,0 +1,69 @@
+"""The process backend (no isolation): refused unless permitted, labelled loudly, limits still apply."""
+
+from __future__ import annotations
+
+import random
+
+import psutil
+import pytest
+
+from tern.config import TernSettings
+from tern.sandbox import ExecutionRequest, SandboxLimits, SandboxUnavailable, execute, get_backend
+from tern.sandbox.process_backend import ProcessBackend
+
+
+@pytest.fixture
+def allowed() -> TernSettings:
+    return TernSettings(sandbox_allow_process_backend=True, sandbox_backend="process")
+
+
+async def test_process_backend_is_refused_unless_permitted() -> None:
+    settings = TernSettings(sandbox_allow_process_backend=False)
+    with pytest.raises(SandboxUnavailable, match="TERN_SANDBOX_ALLOW_PROCESS_BACKEND"):
+        get_backend("process", settings)
+    with pytest.raises(SandboxUnavailable, match="WITHOUT isolation"):
+        await execute(ExecutionRequest(code="results = {}"), backend="process", settings=settings)
+
+
+async def test_process_backend_runs_code_and_says_there_is_no_isolation(allowed: TernSettings) -> None:
+    code = "import numpy as np\nprint('hi')\nresults = {'mean': np.mean(values), 'n': len(values)}"
+    request = ExecutionRequest(code=code, inputs={"values": [1, 2, 3, 6]}, expected_keys=["mean"])
+    result = await execute(request, settings=allowed)
+    assert result.status == "ok", result.feedback()
+    assert result.results == {"mean": 3.0, "n": 4}
+    assert result.backend == "process" and result.isolation == "none"
+    assert "WITHOUT isolation" in result.stderr
+    assert result.stdout == "hi\n"
+
+
+async def test_process_backend_timeout_kills_the_process_group(allowed: TernSettings) -> None:
+    marker = f"{300 + random.random():.6f}"  # a unique sleep duration identifies the child
+    code = f"import subprocess, time\nsubprocess.Popen(['sleep', '{marker}'])\ntime.sleep(60)\n"
+    request = ExecutionRequest(code=code, limits=SandboxLimits(timeout_s=2))
+    result = await execute(request, backend=ProcessBackend(allowed))
+    assert result.status == "timeout" and result.isolation == "none"
+    survivors = [
+        p
+        for p in psutil.process_iter(["cmdline", "status"])
+        if p.info["cmdline"] == ["sleep", marker] and p.info["status"] != psutil.STATUS_ZOMBIE
+    ]
+    assert not survivors, "the code's child process survived the timeout"
+
+
+async def test_process_backend_leaves_no_child_behind(allowed: TernSettings) -> None:
+    code = "import subprocess\nchild = subprocess.Popen(['sleep', '300'])\nresults = {'pid': child.pid}"
+    result = await execute(ExecutionRequest(code=code), backend=ProcessBackend(allowed))
+    assert result.status == "ok", result.feedback()
+    pid = result.results["pid"]
+    assert isinstance(pid, int)
+    alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    assert not alive, f"child process {pid} survived the execution"
+
+
+async def test_process_backend_memory_limit(allowed: TernSettings) -> None:
+    code = "x = bytearray(2 * 1024**3)\nresults = {}"
+    result = await execute(
+        ExecutionRequest(code=code, limits=SandboxLimits(memory_bytes=512 * 2**20)),
+        backend=ProcessBackend(allowed),
+    )
+    assert result.status == "error" and result.error_type == "MemoryError"
