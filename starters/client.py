@@ -173,11 +173,18 @@ class TernClient:
     async def decide(self, run_id: str, approver: str, approved: bool, comment: str = "") -> ApprovalRecord:
         """Approve or reject the pending request of ``run_id`` as ``approver``; returns the audited record.
 
+        ``run_id`` may be an agent run whose python step (a child workflow) waits for a code approval.
+
         Raises :class:`TernUserError` when the run is unknown, not waiting, or the validator refuses.
         """
         st = await self.status(run_id)
+        if st.pending is None and st.child_run_id:  # a python step of this run may be the one waiting
+            child = await self.status(st.child_run_id)
+            if child.pending is not None:
+                run_id, st = st.child_run_id, child
         if st.pending is None:
             raise TernUserError(f"run {run_id} is not waiting for an approval (state: {st.state})")
+        # AgentRunWorkflow and PythonExecutionWorkflow share the `decide` update (name, argument, result).
         handle = await self._handle(run_id)
         try:
             return await handle.execute_update(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,11 +23,12 @@ from workflows.agent_run import AgentRunWorkflow
 
 
 @asynccontextmanager
-async def running_worker(client: Client, settings: TernSettings) -> AsyncIterator[asyncpg.Pool]:
+async def running_worker(client: Client, settings: TernSettings,
+                         overrides: Sequence[Callable[..., Any]] = ()) -> AsyncIterator[asyncpg.Pool]:
     """A Tern worker on ``settings.task_queue`` (in this process) with its own pool, for one test."""
     pool = await create_pool(settings.dsn)
     try:
-        async with build_worker(client, settings, pool):
+        async with build_worker(client, settings, pool, overrides):
             yield pool
     finally:
         await pool.close()

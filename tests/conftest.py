@@ -167,3 +167,34 @@ def settings(pg_dsn: str, ca_sim: int, tmp_path):
         data_dir=tmp_path, database_url=pg_dsn, ca_server_port=ca_sim, writes_enabled=True,
         task_queue="tq-" + uuid.uuid4().hex[:8], readback_timeout_s=1.5, approval_timeout_s=600,
     )
+
+
+# --- Docker: the real engine and the sandbox image ---------------------------------------------------------
+TEST_RUN_ID = "pytest-sandbox"
+
+
+@pytest.fixture(scope="session")
+def docker_backend():
+    """A DockerBackend on the real engine with the sandbox image present (built if missing)."""
+    from tern.sandbox import SandboxError
+    from tern.sandbox.docker_backend import LABEL, DockerBackend
+
+    try:
+        backend = DockerBackend()
+        backend.client  # noqa: B018 - connects and pings
+    except SandboxError as exc:
+        unavailable(f"docker engine not reachable: {exc}")
+    try:
+        backend.check()
+    except SandboxError:
+        from tern.sandbox.image import build_image
+
+        try:
+            build_image()
+        except SandboxError as exc:
+            unavailable(f"sandbox image {backend.image} missing and could not be built: {exc}")
+    yield backend
+    leftovers = backend.client.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"tern.run_id={TEST_RUN_ID}"]})
+    assert not leftovers, f"sandbox containers left behind: {[c['Id'][:12] for c in leftovers]}"
+
+

@@ -65,3 +65,45 @@ async def test_worker_sigkill_while_waiting_for_approval(temporal_env, settings,
         assert await conn.fetchval("SELECT count(*) FROM write_ledger WHERE run_id = $1", result.run_id) == 1
     finally:
         await conn.close()
+
+
+async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, docker_backend, tmp_path) -> None:
+    """The execution activity's heartbeat lapses, a new worker retries it (removing the dead attempt's
+    container first), the run completes, and no container of the run is left."""
+    import uuid
+
+    from tern.models import AgentRunRequest, Plan
+    from tern.sandbox.docker_backend import LABEL
+    from workflows.agent_run import AgentRunWorkflow
+
+    client = temporal_env.client
+    address = client.service_client.config.target_host
+    code = "import time\ntime.sleep(6)\nresults = {'done': True}"
+    plan = Plan.model_validate({"steps": [{"id": "slow", "kind": "python", "code": code}]})
+    req = AgentRunRequest(user="alice", query="slow analysis", plan=plan, approvers=["alice"],
+                          python_approval_mode="disabled")
+    run_id = f"run-{uuid.uuid4().hex[:10]}"
+    log = tmp_path / "worker.log"
+    labels = {"label": [f"{LABEL}=1", f"tern.run_id={run_id}"]}
+    first = _spawn_worker(settings, address, log)
+    second = None
+    try:
+        handle = await client.start_workflow(AgentRunWorkflow.run, req, id=run_id, task_queue=settings.task_queue)
+        for _ in range(300):
+            if docker_backend.client.api.containers(filters=labels):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the sandbox container never started: " + log.read_text()[-2000:])
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        second = _spawn_worker(settings, address, log)
+        result = await asyncio.wait_for(handle.result(), timeout=120)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(15)
+    assert result.status == "completed", (result.error, log.read_text()[-3000:])
+    assert result.steps[0].python.execution.results == {"done": True}
+    assert docker_backend.client.api.containers(all=True, filters=labels) == []

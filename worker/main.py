@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client
@@ -18,15 +19,17 @@ from temporalio.worker import Worker
 
 from activities.agent import AgentActivities
 from activities.ariel import ariel_activities
+from activities.sandbox import SandboxActivities
 from tern.config import TernSettings
 from tern.control.channels import configure_environment
 from tern.db import create_pool
 from workflows.agent_run import AgentRunWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
+from workflows.python_execution import PythonExecutionWorkflow
 
 log = logging.getLogger("tern.worker")
 
-WORKFLOWS: Sequence[type] = (AgentRunWorkflow, *ARIEL_WORKFLOWS)
+WORKFLOWS: Sequence[type] = (AgentRunWorkflow, PythonExecutionWorkflow, *ARIEL_WORKFLOWS)
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
@@ -37,21 +40,50 @@ async def connect(settings: TernSettings) -> Client:
     )
 
 
-def build_worker(client: Client, settings: TernSettings, pool: asyncpg.Pool) -> Worker:
-    """A worker on ``settings.task_queue`` with all Tern workflows and activities, sharing ``pool``."""
+def _activity_name(fn: Callable[..., Any]) -> str:
+    defn = getattr(fn, "__temporal_activity_definition", None)
+    return defn.name if defn is not None else getattr(fn, "__name__", "")
+
+
+def build_worker(client: Client, settings: TernSettings, pool: asyncpg.Pool,
+                 overrides: Sequence[Callable[..., Any]] = ()) -> Worker:
+    """A worker on ``settings.task_queue`` with all Tern workflows and activities, sharing ``pool``.
+
+    ``overrides`` replace the activities registered under the same names (an LLM provider, such as
+    ``generate_code`` or ``compose_answer``; tests register scripted ones this way).
+    """
+    activities = [*AgentActivities(settings, pool).all(), *SandboxActivities(settings, pool).all(),
+                  *ariel_activities(settings, pool)]
+    replaced = {_activity_name(a) for a in overrides}
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=[*AgentActivities(settings, pool).all(), *ariel_activities(settings, pool)],
+        activities=[*(a for a in activities if _activity_name(a) not in replaced), *overrides],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_concurrent_activities=50,
     )
 
 
+def reap_sandbox_orphans(settings: TernSettings) -> None:
+    """Remove sandbox containers a crashed worker left past their deadline; a warning when there is no engine."""
+    if settings.sandbox_backend != "docker":
+        return
+    from tern.sandbox import SandboxUnavailable, reap_orphans
+
+    try:
+        n = reap_orphans(settings=settings)
+    except SandboxUnavailable as exc:
+        log.warning("sandbox unavailable, python steps will fail until it is: %s", exc)
+        return
+    if n:
+        log.info("removed %d orphaned sandbox container(s)", n)
+
+
 async def run_worker(settings: TernSettings, stop: asyncio.Event | None = None) -> None:
-    """Connect, migrate the database, and poll until ``stop`` is set (or SIGINT/SIGTERM)."""
+    """Reap sandbox orphans, connect, migrate the database, and poll until ``stop`` is set (or SIGINT/SIGTERM)."""
     configure_environment(settings.ca_environment())
+    await asyncio.to_thread(reap_sandbox_orphans, settings)
     pool = await create_pool(settings.dsn)
     client = await connect(settings)
     stop = stop or asyncio.Event()

@@ -10,6 +10,7 @@ from tern.models.plan import (
     ControlWriteStep,
     LogbookSearchStep,
     Plan,
+    PythonStep,
     RespondStep,
     Step,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "LogbookHit",
     "LogbookSearchStep",
     "Plan",
+    "PythonStep",
     "RespondStep",
     "RunState",
     "RunStatus",

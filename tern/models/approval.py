@@ -12,6 +12,17 @@ from tern.models.control import LimitsCheck
 ApprovalKind = Literal["control_write", "python", "plan"]
 
 
+class CodeReview(BaseModel):
+    """For ``python`` approvals: the code and what the policy analysis found, shown to the approver."""
+
+    code: str
+    objective: str = ""
+    analysis: str = Field("", description="Policy analysis summary: findings and risk level.")
+    risk: str = "low"
+    expected_keys: list[str] = []
+    attempt: int = 1
+
+
 class ApprovalRequest(BaseModel):
     """What the approver is asked to decide. ``request_id`` binds the decision to this request."""
 
@@ -24,6 +35,7 @@ class ApprovalRequest(BaseModel):
     requested_at: datetime
     expires_at: datetime
     write: LimitsCheck | None = Field(None, description="For control writes: the checked proposal.")
+    code: CodeReview | None = Field(None, description="For python steps: the code and its analysis.")
     reason: str = ""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -51,6 +52,36 @@ class ControlWriteStep(_Step):
         return float(v)
 
 
+class PythonStep(_Step):
+    """Run analysis code in the sandbox (no network, no control-system access).
+
+    ``code`` is run as given; without it, code is generated from ``objective`` (needs a configured code
+    generator). ``inputs`` names earlier steps whose results (``StepResult`` as JSON) the code receives as
+    ``inputs["<step id>"]``, the id made a Python identifier (see :func:`input_name`: ``2-read`` -> ``s2_read``).
+    The code assigns a dict ``results``; ``results["proposed_writes"] = [{"channel": ..., "value": ...}]``
+    proposes control writes, which become approval-gated ``control_write`` steps.
+    """
+
+    kind: Literal["python"] = "python"
+    code: str | None = Field(None, min_length=1, max_length=200_000)
+    objective: str = Field("", max_length=4000, description="What the code must compute (for generation).")
+    inputs: list[str] = Field(default_factory=list, max_length=50)
+    expected_keys: list[str] = Field(default_factory=list, max_length=100)
+    max_attempts: int = Field(3, ge=1, le=10, description="Generate-and-run attempts when the code fails.")
+
+    @model_validator(mode="after")
+    def _code_or_objective(self) -> PythonStep:
+        if self.code is None and not self.objective.strip():
+            raise ValueError("a python step needs 'code' or an 'objective' to generate code from")
+        return self
+
+
+def input_name(step_id: str) -> str:
+    """The sandbox input name of an earlier step's result: ``step_id`` as a Python identifier."""
+    name = re.sub(r"\W", "_", step_id)[:62]
+    return f"s{name}" if not name or name[0].isdigit() else name
+
+
 class RespondStep(_Step):
     """Compose the final answer from earlier steps, citing logbook entries as [#entry_id]."""
 
@@ -59,9 +90,9 @@ class RespondStep(_Step):
 
 
 Step = Annotated[
-    LogbookSearchStep | ChannelReadStep | ControlWriteStep | RespondStep, Field(discriminator="kind")
+    LogbookSearchStep | ChannelReadStep | ControlWriteStep | PythonStep | RespondStep, Field(discriminator="kind")
 ]
-STEP_KINDS = ("logbook_search", "channel_read", "control_write", "respond")
+STEP_KINDS = ("logbook_search", "channel_read", "control_write", "python", "respond")
 
 
 class Plan(BaseModel):
@@ -78,5 +109,9 @@ class Plan(BaseModel):
                 step.id = f"{n}-{step.kind}"
             if step.id in seen:
                 raise ValueError(f"duplicate step id {step.id!r}")
+            if isinstance(step, PythonStep):
+                missing = [i for i in step.inputs if i not in seen]
+                if missing:
+                    raise ValueError(f"step {step.id!r}: inputs {missing} are not ids of earlier steps")
             seen.add(step.id)
         return self

@@ -11,6 +11,7 @@ from tern.models.approval import ApprovalRecord, ApprovalRequest, IgnoredDecisio
 from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
 from tern.models.logbook import LogbookHit
 from tern.models.plan import Plan
+from tern.models.python_step import PythonStepOutcome
 
 RunStatus = Literal["completed", "rejected", "failed", "timed_out"]
 RunState = Literal["running", "awaiting_approval", "completed", "rejected", "failed", "timed_out"]
@@ -26,6 +27,9 @@ class AgentRunRequest(BaseModel):
     plan: Plan | None = None
     approvers: list[str] = Field(min_length=1)
     approval_timeout_s: float = Field(3600.0, gt=0, le=30 * 86400)
+    python_approval_mode: Literal["disabled", "control_writes", "all_code"] = Field(
+        "all_code", description="When python steps need approval (Osprey's modes; all_code is fail-secure)."
+    )
 
 
 class StepResult(BaseModel):
@@ -39,6 +43,7 @@ class StepResult(BaseModel):
     readings: list[ChannelReading] | None = None
     check: LimitsCheck | None = None
     write: WriteRecord | None = None
+    python: PythonStepOutcome | None = None
     answer: str | None = None
 
 
@@ -66,6 +71,8 @@ class AgentRunStatus(BaseModel):
     user: str
     query: str
     current_step: str | None = None
+    current_kind: str | None = Field(None, description="Kind of the current step ('python' runs as a child).")
+    child_run_id: str | None = Field(None, description="Workflow id of the running python step, if any.")
     steps_done: int = 0
     steps_total: int = 0
     pending: ApprovalRequest | None = None

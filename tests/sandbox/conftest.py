@@ -9,33 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tern.sandbox import SandboxError, SandboxLimits
+from tern.sandbox import SandboxLimits
 from tern.sandbox.docker_backend import LABEL, DockerBackend
-from tests.conftest import unavailable
-
-TEST_RUN_ID = "pytest-sandbox"
-
-
-@pytest.fixture(scope="session")
-def docker_backend() -> Iterator[DockerBackend]:
-    """A DockerBackend on the real engine with the sandbox image present (built if missing)."""
-    try:
-        backend = DockerBackend()
-        backend.client  # noqa: B018 - connects and pings
-    except SandboxError as exc:
-        unavailable(f"docker engine not reachable: {exc}")
-    try:
-        backend.check()
-    except SandboxError:
-        from tern.sandbox.image import build_image
-
-        try:
-            build_image()
-        except SandboxError as exc:
-            unavailable(f"sandbox image {backend.image} missing and could not be built: {exc}")
-    yield backend
-    leftovers = backend.client.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"tern.run_id={TEST_RUN_ID}"]})
-    assert not leftovers, f"sandbox containers left behind: {[c['Id'][:12] for c in leftovers]}"
+from tests.conftest import TEST_RUN_ID
 
 
 @pytest.fixture

@@ -1,0 +1,91 @@
+"""Activities of ``python`` steps: policy analysis, code generation, sandboxed execution.
+
+``execute_python`` heartbeats while the container runs; when Temporal cancels it, the container is removed.
+Before running, it removes any container left by an earlier attempt of the same step (a worker that died).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from tern.config import TernSettings
+from tern.llm.chat import LLMError, make_chat_provider
+from tern.models.python_step import AnalyzeInput, ExecuteInput, GenerateCodeInput, GeneratedCode
+from tern.sandbox import ExecutionRequest, ExecutionResult, PolicyReport, SandboxError, SandboxUnavailable, analyze
+from tern.sandbox import execute as sandbox_execute
+from tern.sandbox.artifacts import store_figures
+from tern.sandbox.codegen import generate
+
+
+class SandboxActivities:
+    """Activities bound to one worker's settings, pool and sandbox backend.
+
+    Args:
+        settings: the worker's settings (sandbox backend and limits, LLM provider).
+        pool: asyncpg pool (figures are stored as artifacts).
+        backend: a sandbox backend instance to reuse (default: one ``DockerBackend`` or the process backend
+            per ``settings.sandbox_backend``, created on first use).
+    """
+
+    def __init__(self, settings: TernSettings, pool: asyncpg.Pool, backend: Any = None) -> None:
+        self.settings = settings
+        self.pool = pool
+        self._backend = backend
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.analyze_code, self.generate_code, self.execute_python]
+
+    def backend(self) -> Any:
+        if self._backend is None:
+            if self.settings.sandbox_backend == "docker":
+                from tern.sandbox.docker_backend import DockerBackend
+
+                self._backend = DockerBackend(self.settings)
+            else:
+                self._backend = self.settings.sandbox_backend
+        return self._backend
+
+    @activity.defn(name="analyze_code")
+    async def analyze_code(self, inp: AnalyzeInput) -> PolicyReport:
+        """Syntax check and AST policy analysis (never raises for bad code)."""
+        return analyze(inp.code)
+
+    @activity.defn(name="generate_code")
+    async def generate_code(self, inp: GenerateCodeInput) -> GeneratedCode:
+        """Generate code with the configured LLM. Tests register a scripted activity under this name."""
+        provider = make_chat_provider(self.settings)
+        if provider is None:
+            raise ApplicationError(
+                "no code generator is configured (llm_provider=none): give the python step its 'code'",
+                type="NoCodeGenerator", non_retryable=True)
+        try:
+            return GeneratedCode(code=await generate(provider, inp))
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type="NoCode") from exc
+        except LLMError as exc:
+            raise ApplicationError(f"code generation failed: {exc}", type="LLMError") from exc
+
+    @activity.defn(name="execute_python")
+    async def execute_python(self, inp: ExecuteInput) -> ExecutionResult:
+        """Run the code in a fresh sandbox; figures go to the artifact table. Failures of the code are in the
+        result; ``SandboxUnavailable`` (no engine or image) is non-retryable."""
+        backend = self.backend()
+        if hasattr(backend, "kill"):
+            await asyncio.to_thread(backend.kill, inp.run_id, inp.step_id)  # leftovers of a dead worker
+        request = ExecutionRequest(code=inp.code, inputs=inp.inputs, expected_keys=inp.expected_keys,
+                                   run_id=inp.run_id, step_id=inp.step_id)
+        try:
+            result = await sandbox_execute(request, backend=backend, settings=self.settings,
+                                           heartbeat=activity.heartbeat)
+        except SandboxUnavailable as exc:
+            raise ApplicationError(f"sandbox unavailable: {exc}", type="SandboxUnavailable",
+                                   non_retryable=True) from exc
+        except SandboxError as exc:
+            raise ApplicationError(f"sandbox failure: {exc}", type="SandboxError") from exc
+        return await store_figures(self.pool, result, run_id=inp.run_id, step_id=inp.step_id)

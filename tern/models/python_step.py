@@ -1,0 +1,81 @@
+"""Inputs and outcome of a ``python`` step (``PythonExecutionWorkflow``) and of its activities."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, JsonValue
+
+from tern.models.approval import ApprovalRecord, IgnoredDecision
+from tern.sandbox.models import ExecutionResult
+from tern.sandbox.policy import ApprovalMode, PolicyReport
+
+
+class PythonRunInput(BaseModel):
+    """Input of ``PythonExecutionWorkflow`` (a child of the agent run). Timeouts in seconds."""
+
+    run_id: str
+    step_id: str
+    user: str
+    approvers: list[str] = Field(min_length=1)
+    approval_timeout_s: float = Field(gt=0)
+    approval_mode: ApprovalMode = "all_code"
+    code: str | None = None
+    objective: str = ""
+    inputs: dict[str, JsonValue] = Field(default_factory=dict)
+    expected_keys: list[str] = Field(default_factory=list)
+    max_attempts: int = Field(3, ge=1, le=10)
+
+
+class PythonAttempt(BaseModel):
+    """One generate-analyze-run attempt."""
+
+    attempt: int
+    code: str
+    outcome: Literal["ok", "syntax_error", "error", "timeout", "killed", "output_limit", "missing_keys"]
+    feedback: str = ""
+
+
+class PythonStepOutcome(BaseModel):
+    """Result of ``PythonExecutionWorkflow``; figures are artifact references (PostgreSQL), not bytes."""
+
+    status: Literal["completed", "rejected", "timed_out", "failed"]
+    message: str = ""
+    code: str | None = None
+    analysis: PolicyReport | None = None
+    execution: ExecutionResult | None = None
+    attempts: list[PythonAttempt] = Field(default_factory=list)
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    ignored_decisions: list[IgnoredDecision] = Field(default_factory=list)
+
+
+class GenerateCodeInput(BaseModel):
+    """What the code generator (an LLM provider, or a scripted activity in tests) gets."""
+
+    run_id: str
+    step_id: str
+    objective: str
+    input_names: list[str] = Field(default_factory=list)
+    expected_keys: list[str] = Field(default_factory=list)
+    previous_code: str | None = None
+    feedback: str | None = Field(None, description="Why the previous attempt failed (error, traceback).")
+    attempt: int = 1
+
+
+class GeneratedCode(BaseModel):
+    code: str = Field(min_length=1, max_length=200_000)
+
+
+class AnalyzeInput(BaseModel):
+    code: str
+
+
+class ExecuteInput(BaseModel):
+    """Run ``code`` in the sandbox for one attempt of one step."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    code: str
+    inputs: dict[str, JsonValue] = Field(default_factory=dict)
+    expected_keys: list[str] = Field(default_factory=list)

@@ -1,0 +1,164 @@
+"""``PythonExecutionWorkflow``: one ``python`` step of an agent run, as a child workflow.
+
+Loop, at most ``max_attempts`` times: code (given, or generated from the objective, with the previous error
+fed back) -> policy analysis (a syntax error goes back to generation) -> approval when the policy says so
+for the configured mode (same gate as control writes: Update/Signal ``decide``, audited, timeout rejects) ->
+sandboxed execution (heartbeating activity; cancelling the run kills the container) -> done when the code
+ran and produced the expected keys. Code that fails without a generator to fix it fails the step.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from workflows.approval_gate import ApprovalGate, set_run_state
+
+with workflow.unsafe.imports_passed_through():
+    from activities.sandbox import SandboxActivities
+    from tern.models import AgentRunStatus, ApprovalRecord, Decision, RunState
+    from tern.models.approval import CodeReview
+    from tern.models.python_step import (
+        AnalyzeInput,
+        ExecuteInput,
+        GenerateCodeInput,
+        PythonAttempt,
+        PythonRunInput,
+        PythonStepOutcome,
+    )
+    from tern.sandbox.models import ExecutionResult
+    from tern.sandbox.policy import PolicyReport
+
+ANALYZE_TIMEOUT = timedelta(seconds=30)
+GENERATE_TIMEOUT = timedelta(minutes=3)
+# The sandbox's own wall-clock limit (at most 1 h) kills the code; heartbeats catch a dead worker sooner.
+EXECUTE_TIMEOUT = timedelta(hours=1, minutes=2)
+EXECUTE_HEARTBEAT = timedelta(seconds=20)
+QUICK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+GENERATE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3,
+                             non_retryable_error_types=["NoCodeGenerator"])
+EXECUTE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3,
+                            non_retryable_error_types=["SandboxUnavailable"])
+
+
+def _cause(exc: ActivityError) -> str:
+    cause = exc.cause or exc
+    return str(getattr(cause, "message", None) or cause)
+
+
+@workflow.defn
+class PythonExecutionWorkflow:
+    """Runs one python step; returns ``PythonStepOutcome``. Update/Signal ``decide``, query ``status``."""
+
+    @workflow.init
+    def __init__(self, inp: PythonRunInput) -> None:
+        self._inp = inp
+        self._state: RunState = "running"
+        self._gate = ApprovalGate(inp.user, inp.approvers, inp.approval_timeout_s, self._on_state)
+
+    def _on_state(self, state: RunState, pending: str) -> None:
+        self._state = state
+        set_run_state(state, pending)
+
+    @workflow.run
+    async def run(self, inp: PythonRunInput) -> PythonStepOutcome:
+        code = inp.code
+        feedback: str | None = None
+        attempts: list[PythonAttempt] = []
+        report: PolicyReport | None = None
+        execution: ExecutionResult | None = None
+        for attempt in range(1, inp.max_attempts + 1):
+            workflow.set_current_details(f"python step {inp.step_id}: attempt {attempt}")
+            if code is None or (feedback is not None and inp.code is None):
+                try:
+                    generated = await workflow.execute_activity_method(
+                        SandboxActivities.generate_code, GenerateCodeInput(
+                            run_id=inp.run_id, step_id=inp.step_id, objective=inp.objective,
+                            input_names=sorted(inp.inputs), expected_keys=inp.expected_keys,
+                            previous_code=code, feedback=feedback, attempt=attempt),
+                        start_to_close_timeout=GENERATE_TIMEOUT, retry_policy=GENERATE_RETRY,
+                        summary=f"generate code (attempt {attempt})")
+                except ActivityError as exc:
+                    return self._done("failed", f"code generation failed: {_cause(exc)}", code, report, execution,
+                                      attempts)
+                code = generated.code
+            report = await workflow.execute_activity_method(
+                SandboxActivities.analyze_code, AnalyzeInput(code=code), start_to_close_timeout=ANALYZE_TIMEOUT,
+                retry_policy=QUICK_RETRY, summary="policy analysis")
+            if not report.syntax_ok:
+                feedback = f"SyntaxError: {report.syntax_error}"
+                attempts.append(PythonAttempt(attempt=attempt, code=code, outcome="syntax_error", feedback=feedback))
+                if inp.code is not None:
+                    return self._done("failed", f"the code does not parse: {report.syntax_error}", code, report,
+                                      execution, attempts)
+                continue
+            if report.needs_approval(inp.approval_mode):
+                decision = await self._gate.request(
+                    kind="python", step_id=inp.step_id,
+                    summary=f"run {len(code.splitlines())} lines of Python (risk {report.risk}) for step "
+                            f"{inp.step_id}",
+                    reason=inp.objective,
+                    code=CodeReview(code=code, objective=inp.objective, analysis=report.summary(), risk=report.risk,
+                                    expected_keys=inp.expected_keys, attempt=attempt),
+                    audit_details={"risk": report.risk, "findings": len(report.findings)})
+                if decision.decision != "approved":
+                    status = "timed_out" if decision.decision == "timed_out" else "rejected"
+                    return self._done(status, f"code {decision.decision} by {decision.approver or 'timeout'}: "
+                                      f"{decision.comment}", code, report, execution, attempts)
+            try:
+                execution = await workflow.execute_activity_method(
+                    SandboxActivities.execute_python, ExecuteInput(
+                        run_id=inp.run_id, step_id=inp.step_id, attempt=attempt, code=code, inputs=inp.inputs,
+                        expected_keys=inp.expected_keys),
+                    start_to_close_timeout=EXECUTE_TIMEOUT,
+                    heartbeat_timeout=EXECUTE_HEARTBEAT, retry_policy=EXECUTE_RETRY,
+                    summary=f"run in sandbox (attempt {attempt})")
+            except ActivityError as exc:
+                return self._done("failed", _cause(exc), code, report, execution, attempts)
+            missing = [k for k in inp.expected_keys if k not in execution.results]
+            if execution.ok and not missing:
+                attempts.append(PythonAttempt(attempt=attempt, code=code, outcome="ok"))
+                return self._done("completed", f"ran in {execution.timings.total_s:.2f} s", code, report, execution,
+                                  attempts)
+            feedback = execution.feedback() if not execution.ok else f"results lacks the keys {missing}"
+            attempts.append(PythonAttempt(attempt=attempt, code=code,
+                                          outcome=execution.status if not execution.ok else "missing_keys",
+                                          feedback=feedback))
+            if inp.code is not None:  # given code: nothing can fix it
+                return self._done("failed", feedback, code, report, execution, attempts)
+        return self._done("failed", f"no working code after {inp.max_attempts} attempts: {feedback}", code, report,
+                          execution, attempts)
+
+    def _done(self, status: str, message: str, code: str | None, report: PolicyReport | None,
+              execution: ExecutionResult | None, attempts: list[PythonAttempt]) -> PythonStepOutcome:
+        self._on_state("completed" if status == "completed" else status, "none")  # type: ignore[arg-type]
+        return PythonStepOutcome(status=status, message=message, code=code, analysis=report,
+                                 execution=execution, attempts=attempts, approvals=self._gate.approvals,
+                                 ignored_decisions=self._gate.ignored)
+
+    @workflow.update
+    async def decide(self, d: Decision) -> ApprovalRecord:
+        """Decide the pending code approval; returns once the decision is in the audit table."""
+        return await self._gate.decide_update(d)
+
+    @decide.validator
+    def _validate_decide(self, d: Decision) -> None:
+        self._gate.validate(d)
+
+    @workflow.signal
+    async def decide_signal(self, d: Decision) -> None:
+        """Same as ``decide`` for senders that cannot wait; an invalid decision is recorded and ignored."""
+        await self._gate.decide_signal(d)
+
+    @workflow.query
+    def status(self) -> AgentRunStatus:
+        """Where the step is: state and the pending code approval."""
+        inp = self._inp
+        return AgentRunStatus(
+            run_id=workflow.info().workflow_id, state=self._state, user=inp.user,
+            query=inp.objective or f"python step {inp.step_id}", current_step=inp.step_id, current_kind="python",
+            pending=self._gate.pending, approvals=self._gate.approvals, ignored_decisions=self._gate.ignored,
+            started_at=workflow.info().start_time)
