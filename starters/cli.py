@@ -21,12 +21,14 @@ from rich.table import Table
 from starters.ariel_cli import app as ariel_app
 from starters.client import TernClient, TernUnavailable, TernUserError, check_plan_channels, load_plan
 from starters.common import err, fail, load_settings, print_json
+from starters.sandbox_cli import app as sandbox_app
 from tern.config import current_user
 from tern.models import AgentRunRequest, AgentRunResult, AgentRunStatus, ApprovalRecord
 
 app = typer.Typer(help="Tern: operator-assistant agents for particle accelerators, on Temporal.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(ariel_app, name="ariel")
+app.add_typer(sandbox_app, name="sandbox")
 out = Console(soft_wrap=True)
 T = TypeVar("T")
 
@@ -131,7 +133,8 @@ def run(
     if timeout is not None and timeout <= 0:
         fail(f"--approval-timeout must be positive, got {timeout:g}")
     req = AgentRunRequest(user=who, query=query, plan=the_plan, approvers=approver or s.effective_approvers(who),
-                          approval_timeout_s=timeout or s.approval_timeout_s)
+                          approval_timeout_s=timeout or s.approval_timeout_s,
+                          python_approval_mode=s.python_approval_mode)
 
     async def go() -> None:
         client = await TernClient.connect(s)
@@ -215,6 +218,75 @@ def reject(
 ) -> None:
     """Reject the pending request of a run (nothing is written)."""
     _decide(run_id, False, as_user, comment, as_json)
+
+
+@app.command()
+def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a run's state and, in full, the request waiting for a decision (the code and its analysis, or the
+    write with its current value, limits and verification): what an approver must read before deciding."""
+    s = load_settings()
+
+    async def go() -> AgentRunStatus:
+        return await (await TernClient.connect(s)).waiting(run_id)
+
+    st = run_async(go())
+    if as_json:
+        print_json(st.model_dump(mode="json"))
+        return
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+
+    out.print(f"run {st.run_id}: {st.state} (user {st.user}; step {st.current_step or '-'}, "
+              f"{st.steps_done}/{st.steps_total} steps done)")
+    out.print(f"question: {st.query}", markup=False, highlight=False)
+    p = st.pending
+    if p is None:
+        out.print("nothing is waiting for a decision")
+        return
+    out.print(f"\n[bold]waiting for a decision[/]: {p.summary}  (request {p.request_id})")
+    out.print(f"requested by {p.requested_by}; approvers: {', '.join(p.approvers)}; "
+              f"expires {p.expires_at:%Y-%m-%d %H:%M:%S} UTC")
+    if p.reason:
+        out.print(f"reason: {p.reason}", markup=False, highlight=False)
+    if p.write is not None:
+        w = p.write
+        out.print(f"channel {w.channel}: now {w.current_value} {w.units} -> {w.value} {w.units}; "
+                  f"limits [{w.min_value}, {w.max_value}], max step {w.max_step}; "
+                  f"verification {w.verification.level}", markup=False, highlight=False)
+    if p.code is not None:
+        out.print(f"policy analysis: {p.code.analysis}", markup=False, highlight=False)
+        if p.code.expected_keys:
+            out.print(f"expected results: {', '.join(p.code.expected_keys)}")
+        out.print(Panel(Syntax(p.code.code, "python", line_numbers=True, word_wrap=True),
+                        title=f"code (attempt {p.code.attempt})"))
+    out.print(f"\ndecide with: tern approve {run_id}   or   tern reject {run_id} --comment 'why'")
+
+
+@app.command()
+def artifact(
+    artifact_id: str,
+    out_file: Annotated[Path, typer.Option("--out", help="File to write (e.g. figure.png).")],
+) -> None:
+    """Save an artifact (a figure a python step produced) from PostgreSQL to a file."""
+    from tern.db import DatabaseError, create_pool
+
+    s = load_settings()
+
+    async def go() -> bytes | None:
+        try:
+            pool = await create_pool(s.dsn)
+        except DatabaseError as exc:
+            raise TernUnavailable(str(exc)) from exc
+        try:
+            return await pool.fetchval("SELECT content FROM artifacts WHERE id = $1", artifact_id)
+        finally:
+            await pool.close()
+
+    data = run_async(go())
+    if data is None:
+        fail(f"no artifact with id {artifact_id!r}")
+    out_file.write_bytes(data)
+    err.print(f"wrote {out_file} ({len(data)} bytes)")
 
 
 @app.command()
@@ -323,6 +395,8 @@ def demo(
                     "ui_url": s.run_url(run_id)})
         return
     out.print(f"run [bold]{run_id}[/] is waiting for your approval.")
+    out.print("It asks twice: first for its analysis code (a sandboxed python step), then for the write the code "
+              "proposes. Approve each with the same command; `tern pending` shows what waits.")
     out.print(f"  approve:  tern approve {run_id}" + ("" if who == current_user() else f" --as {who}"))
     out.print(f"  reject:   tern reject {run_id} --comment 'why'")
     out.print("  pending:  tern pending")

@@ -170,6 +170,19 @@ class TernClient:
                 out.append(st)
         return sorted(out, key=lambda s: s.pending.requested_at if s.pending else s.started_at)  # type: ignore[arg-type,return-value]
 
+    async def waiting(self, run_id: str) -> AgentRunStatus:
+        """The status of whichever workflow of ``run_id`` waits for a decision: the run itself, or its running
+        python step; the run's own status when nothing waits."""
+        st = await self.status(run_id)
+        if st.pending is None and st.child_run_id:
+            try:
+                child = await self.status(st.child_run_id)
+            except TernUserError:
+                return st
+            if child.pending is not None:
+                return child
+        return st
+
     async def decide(self, run_id: str, approver: str, approved: bool, comment: str = "") -> ApprovalRecord:
         """Approve or reject the pending request of ``run_id`` as ``approver``; returns the audited record.
 
@@ -177,11 +190,8 @@ class TernClient:
 
         Raises :class:`TernUserError` when the run is unknown, not waiting, or the validator refuses.
         """
-        st = await self.status(run_id)
-        if st.pending is None and st.child_run_id:  # a python step of this run may be the one waiting
-            child = await self.status(st.child_run_id)
-            if child.pending is not None:
-                run_id, st = st.child_run_id, child
+        st = await self.waiting(run_id)
+        run_id = st.run_id
         if st.pending is None:
             raise TernUserError(f"run {run_id} is not waiting for an approval (state: {st.state})")
         # AgentRunWorkflow and PythonExecutionWorkflow share the `decide` update (name, argument, result).

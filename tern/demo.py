@@ -1,13 +1,14 @@
-"""The main job, ``tern demo``: the walking skeleton end to end on the embedded stack.
+"""The main job, ``tern demo``: an agent run end to end on the embedded stack.
 
 1. ``tern up`` (starts what is not running);
 2. ingest the bundled demo logbook (idempotent upserts);
-3. read the RF cavity voltage setpoint and propose 0.05 MV lower (higher when that would leave the band),
-   always inside the limits database's [min, max];
-4. start the bundled demo plan (``tern/plans/demo.json``) with that value: logbook search -> channel reads ->
-   approval-gated write -> answer with citations;
-5. with ``auto_approve``, approve as ``demo-operator`` and return the result; otherwise return the run id
-   once the run waits for approval.
+3. start the bundled demo plan (``tern/plans/demo.json``): logbook search -> channel reads -> a ``python`` step
+   that analyses the readings in the Docker sandbox (approval of the code), draws a figure and proposes the
+   cavity voltage 0.05 MV lower -> that write, limits-checked and approval-gated -> answer with citations.
+   When the sandbox is unavailable (no Docker engine or image) the plan without the python step runs
+   instead (``demo_no_sandbox.json``, its write value set from the live setpoint), with a notice;
+4. with ``auto_approve``, approve each request as ``demo-operator`` and return the result; otherwise return
+   the run id once the run waits for its first approval.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DEMO_OPERATOR = "demo-operator"
 DEMO_QUERY = ("RF cavity 1 tripped on reflected power again overnight. Has this happened before, what is the "
               "cavity doing now, and should we lower its voltage a little?")
 DEMO_PLAN = PACKAGE_DIR / "plans" / "demo.json"
+DEMO_PLAN_NO_SANDBOX = PACKAGE_DIR / "plans" / "demo_no_sandbox.json"
 STEP_MV = 0.05
 
 
@@ -31,9 +33,23 @@ class DemoError(RuntimeError):
     """The demo could not run; the message says which stage failed."""
 
 
-def demo_plan(current_mv: float, min_mv: float, max_mv: float) -> Plan:
-    """The bundled plan with its write value set from the live setpoint (MV), kept inside [min, max]."""
-    plan = Plan.model_validate(json.loads(DEMO_PLAN.read_text()))
+def sandbox_problem(settings: TernSettings) -> str | None:
+    """Why python steps cannot run here (no engine, no image), or None when they can."""
+    if settings.sandbox_backend != "docker":
+        return None
+    from tern.sandbox import SandboxError
+    from tern.sandbox.docker_backend import DockerBackend
+
+    try:
+        DockerBackend(settings).check()
+    except SandboxError as exc:
+        return str(exc)
+    return None
+
+
+def demo_plan_without_sandbox(current_mv: float, min_mv: float, max_mv: float) -> Plan:
+    """The fallback plan with its write value set from the live setpoint (MV), kept inside [min, max]."""
+    plan = Plan.model_validate(json.loads(DEMO_PLAN_NO_SANDBOX.read_text()))
     target = current_mv - STEP_MV
     if target < min_mv + STEP_MV:
         target = current_mv + STEP_MV
@@ -46,14 +62,15 @@ def demo_plan(current_mv: float, min_mv: float, max_mv: float) -> Plan:
 
 async def run_demo(settings: TernSettings, *, auto_approve: bool,
                    progress: Callable[[str], None] = lambda _m: None) -> AgentRunResult | tuple[str, str]:
-    """Run the demo; see the module docstring. Raises :class:`DemoError` naming the failed stage."""
-    from starters.client import TernClient
+    """Run the demo; see the module docstring. Returns the result (``auto_approve``) or ``(run id, user)``.
+
+    Raises :class:`DemoError` naming the failed stage."""
+    from starters.client import TernClient, TernUserError
     from tern.ariel.ingest import adapter_options, ingest_source
     from tern.control import channels as ca
     from tern.control.limits import LimitsDatabase
     from tern.db import create_pool
     from tern.embedded.stack import EmbeddedStack, StackError
-    from workflows.agent_run import AgentRunWorkflow
 
     try:
         await asyncio.to_thread(EmbeddedStack(settings, progress=progress).up)
@@ -71,34 +88,48 @@ async def run_demo(settings: TernSettings, *, auto_approve: bool,
         raise DemoError(f"the demo logbook has bad records: {bad[:3]}")
     progress(f"logbook: {counts}")
 
-    ca.configure_environment(settings.ca_environment())
-    limits = LimitsDatabase.load(settings.limits_path)
-    lim = limits.channels["SR:RF:CAVITY:01:VOLTAGE:SP"]
-    try:
-        current = await asyncio.to_thread(ca.read_value, "SR:RF:CAVITY:01:VOLTAGE:SP", settings.ca_timeout_s)
-    except ca.ChannelAccessError as exc:
-        raise DemoError(f"cannot read the simulated accelerator: {exc}") from exc
-    plan = demo_plan(current, lim.min_value or 0.0, lim.max_value or current)
+    problem = await asyncio.to_thread(sandbox_problem, settings)
+    if problem is None:
+        plan = Plan.model_validate(json.loads(DEMO_PLAN.read_text()))
+    else:
+        progress(f"notice: the sandbox is unavailable ({problem}); running the demo without its python step "
+                 "(./dev test sets Docker up; `tern sandbox build` builds the image)")
+        ca.configure_environment(settings.ca_environment())
+        lim = LimitsDatabase.load(settings.limits_path).channels["SR:RF:CAVITY:01:VOLTAGE:SP"]
+        try:
+            current = await asyncio.to_thread(ca.read_value, "SR:RF:CAVITY:01:VOLTAGE:SP", settings.ca_timeout_s)
+        except ca.ChannelAccessError as exc:
+            raise DemoError(f"cannot read the simulated accelerator: {exc}") from exc
+        plan = demo_plan_without_sandbox(current, lim.min_value or 0.0, lim.max_value or current)
 
     user = current_user()
     approvers = sorted({*settings.effective_approvers(user), DEMO_OPERATOR})
     client = await TernClient.connect(settings)
     handle = await client.start_run(AgentRunRequest(
-        user=user, query=DEMO_QUERY, plan=plan, approvers=approvers, approval_timeout_s=settings.approval_timeout_s))
+        user=user, query=DEMO_QUERY, plan=plan, approvers=approvers, approval_timeout_s=settings.approval_timeout_s,
+        python_approval_mode=settings.python_approval_mode))
     progress(f"run {handle.id} started ({settings.run_url(handle.id)})")
 
-    async def until_waiting() -> None:
+    async def next_pending() -> bool:
+        """Wait until the run (or its python step) waits for a decision (True) or the run ends (False)."""
         while True:
-            st = await handle.query(AgentRunWorkflow.status)
-            if st.state == "awaiting_approval":
-                return
-            if st.state != "running":
-                return
+            st = await client.status(handle.id)
+            if st.pending is not None:
+                return True
+            if st.child_run_id:
+                try:
+                    if (await client.status(st.child_run_id)).pending is not None:
+                        return True
+                except TernUserError:
+                    pass  # the child is not started yet
+            if await client.is_closed(handle.id):
+                return False
             await asyncio.sleep(0.2)
 
-    await asyncio.wait_for(until_waiting(), timeout=120)
     if not auto_approve:
+        await asyncio.wait_for(next_pending(), timeout=300)
         return handle.id, user
-    progress(f"approving as {DEMO_OPERATOR}")
-    await client.decide(handle.id, DEMO_OPERATOR, True, "demo: auto-approved")
+    while await asyncio.wait_for(next_pending(), timeout=300):
+        record = await client.decide(handle.id, DEMO_OPERATOR, True, "demo: auto-approved")
+        progress(f"approved the {record.kind} request of step {record.step_id} as {DEMO_OPERATOR}")
     return await client.result(handle.id)

@@ -40,11 +40,19 @@ def tern(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.Co
     return subprocess.run([TERN, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_demo_auto_approve_completes_with_a_verified_write(stack_env) -> None:
+def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_backend, tmp_path) -> None:
     proc = tern(stack_env, "demo", "--auto-approve", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["status"] == "completed"
+    assert [a["kind"] for a in result["approvals"]] == ["python", "control_write"]
+    py = next(s for s in result["steps"] if s["kind"] == "python")["python"]
+    assert py["execution"]["isolation"] == "container"
+    assert 0 < py["execution"]["results"]["reflected_fraction"] < 1
+    figure = tmp_path / "figure.png"
+    art = py["execution"]["figures"][0]["artifact_id"]
+    assert tern(stack_env, "artifact", art, "--out", str(figure)).returncode == 0
+    assert figure.read_bytes()[:4] == b"\x89PNG"
     assert len(result["writes"]) == 1 and result["writes"][0]["verified"] is True
     assert result["writes"][0]["channel"] == "SR:RF:CAVITY:01:VOLTAGE:SP"
     assert result["citations"] and f"[#{result['citations'][0]}]" in result["answer"]
@@ -53,16 +61,35 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env) -> None:
         "postgres": "running", "temporal": "running", "sim": "running", "worker": "running"}
 
 
-def test_demo_waits_then_pending_approve_result(stack_env) -> None:
+def wait_pending(env: dict[str, str], run_id: str, kind: str) -> dict:
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for p in json.loads(tern(env, "pending", "--json").stdout):
+            if p["run_id"].split(".")[0] == run_id and p["pending"]["kind"] == kind:
+                return p
+        time.sleep(0.3)
+    raise AssertionError(f"no pending {kind} request for {run_id}")
+
+
+def test_demo_waits_then_pending_approve_result(stack_env, docker_backend) -> None:
     proc = tern(stack_env, "demo", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     waiting = json.loads(proc.stdout)
     assert waiting["status"] == "awaiting_approval"
     run_id = waiting["run_id"]
-    pending = json.loads(tern(stack_env, "pending", "--json").stdout)
-    assert run_id in [p["run_id"] for p in pending]
+    code_req = wait_pending(stack_env, run_id, "python")
+    assert code_req["run_id"] == f"{run_id}.analyse"
+    shown = tern(stack_env, "show", run_id)
+    assert shown.returncode == 0 and "proposed_writes" in shown.stdout and "policy analysis" in shown.stdout
     refused = tern(stack_env, "approve", run_id, "--as", "mallory")
     assert refused.returncode == 2 and "not an approver" in refused.stderr
+    ok = tern(stack_env, "approve", run_id, "--comment", "code reviewed", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["kind"] == "python"
+    write_req = wait_pending(stack_env, run_id, "control_write")
+    assert write_req["run_id"] == run_id and write_req["pending"]["write"]["channel"] == "SR:RF:CAVITY:01:VOLTAGE:SP"
     ok = tern(stack_env, "approve", run_id, "--comment", "fine", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["decision"] == "approved"

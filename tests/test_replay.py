@@ -2,7 +2,8 @@
 
 When a change to ``AgentRunWorkflow`` breaks this test, the change is not replay-safe for runs already in
 flight: use ``workflow.patched`` or a new workflow type, or (before any deployment) record a new history with
-``tern demo --auto-approve`` followed by ``tern export-history RUN_ID --out tests/histories/demo_run.json``.
+``tern demo --auto-approve`` followed by ``tern export-history RUN_ID --out tests/histories/demo_run.json``
+and ``tern export-history RUN_ID.analyse --out tests/histories/demo_python_step.json``.
 """
 
 from __future__ import annotations
@@ -15,16 +16,29 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.agent_run import AgentRunWorkflow
+from workflows.python_execution import PythonExecutionWorkflow
 
-HISTORY = Path(__file__).parent / "histories" / "demo_run.json"
+HISTORIES = Path(__file__).parent / "histories"
+HISTORY = HISTORIES / "demo_run.json"
 
 
 async def test_recorded_demo_run_replays() -> None:
-    history = WorkflowHistory.from_json("demo-run", HISTORY.read_text())
     events = json.loads(HISTORY.read_text())["events"]
+    child = next(e for e in events if e["eventType"] == "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED")
+    run_id = child["startChildWorkflowExecutionInitiatedEventAttributes"]["workflowId"].rsplit(".", 1)[0]
+    history = WorkflowHistory.from_json(run_id, HISTORY.read_text())  # child ids derive from the run id
     kinds = {e["eventType"] for e in events}
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" in kinds  # the approval went through the Update
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED" in kinds
+    assert "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED" in kinds  # the python step
     replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+async def test_recorded_demo_python_step_replays() -> None:
+    text = (HISTORIES / "demo_python_step.json").read_text()
+    kinds = {e["eventType"] for e in json.loads(text)["events"]}
+    assert "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" in kinds  # the code approval
+    replayer = Replayer(workflows=[PythonExecutionWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(WorkflowHistory.from_json("demo-python-step", text), raise_on_replay_failure=True)

@@ -50,6 +50,16 @@ def compose(inp: ComposeInput) -> ComposedAnswer:
                     lines.append(f"- {r.channel}: unavailable ({r.error})")
                 else:
                     lines.append(f"- {r.channel} = {_fmt(r.value, r.precision)} {r.units}".rstrip())
+        if step.python is not None:
+            py = step.python
+            if py.execution is not None and py.status == "completed":
+                shown = {k: v for k, v in py.execution.results.items() if k != "proposed_writes"}
+                lines.append(f"Analysis (step {step.step_id}, sandboxed): "
+                             + ", ".join(f"{k} = {_fmt(v, 4)}" for k, v in list(shown.items())[:12]))
+                if py.execution.figures:
+                    lines.append("Figures: " + ", ".join(f.artifact_id or f.name for f in py.execution.figures))
+            else:
+                lines.append(f"Analysis (step {step.step_id}) {py.status}: {py.message}")
         if step.kind == "control_write":
             if step.write is not None:
                 w = step.write

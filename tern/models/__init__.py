@@ -1,4 +1,10 @@
-"""Shared pydantic models: the only types that cross the workflow/activity/starter boundary."""
+"""Shared pydantic models: the only types that cross the workflow/activity/starter boundary.
+
+The run models (``tern.models.run``) load on first use: they embed the sandbox's result models, and the
+sandbox's models import ``tern.models.plan``; loading them lazily breaks that import cycle.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from tern.models.approval import ApprovalKind, ApprovalRecord, ApprovalRequest, Decision, IgnoredDecision
 from tern.models.audit import AuditEvent, AuditKind
@@ -14,7 +20,19 @@ from tern.models.plan import (
     RespondStep,
     Step,
 )
-from tern.models.run import AgentRunRequest, AgentRunResult, AgentRunStatus, RunState, RunStatus, StepResult
+
+if TYPE_CHECKING:
+    from tern.models.run import AgentRunRequest, AgentRunResult, AgentRunStatus, RunState, RunStatus, StepResult
+
+_LAZY = {"AgentRunRequest", "AgentRunResult", "AgentRunStatus", "RunState", "RunStatus", "StepResult"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from tern.models import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'tern.models' has no attribute {name!r}")
 
 __all__ = [
     "STEP_KINDS",
