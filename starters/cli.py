@@ -96,6 +96,9 @@ def _print_stack(st: Any) -> None:
         addr = f"{c.address}:{c.port}" if c.port else ""
         table.add_row(c.name, f"[{colour}]{c.state}[/{colour}]", str(c.pid or ""), addr, c.detail)
     out.print(table)
+    if st.sandbox is not None:
+        ok = "[green]available[/]" if st.sandbox.available else "[red]unavailable[/]"
+        out.print(f"sandbox ({st.sandbox.backend}): {ok} - {st.sandbox.detail}", highlight=False)
 
 
 @app.command()

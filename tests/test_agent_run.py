@@ -171,3 +171,18 @@ async def test_value_moved_since_approval_is_not_written(worker, settings) -> No
     assert read_value(channel) == pytest.approx(before - 10.0)
     rows = await audit_rows(settings.dsn, result.run_id)
     assert [r["event_kind"] for r in rows] == ["approval_requested", "decision", "write_refused"]
+
+
+async def test_cancelling_a_waiting_run_writes_nothing_and_closes_the_request(worker, settings) -> None:
+    from temporalio.client import WorkflowFailureError
+
+    channel = "SR:MAG:SHD:07:CURRENT:SP"
+    before = read_value(channel)
+    handle = await start_run(worker, settings, write_plan(channel, before + 1.0))
+    await wait_for_state(handle, "awaiting_approval")
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert read_value(channel) == pytest.approx(before)
+    rows = await audit_rows(settings.dsn, handle.id)
+    assert [r["event_kind"] for r in rows] == ["approval_requested", "approval_cancelled"]

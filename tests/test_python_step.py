@@ -165,3 +165,37 @@ results = {{"outcomes": outcomes}}
     outcomes = result.steps[0].python.execution.results["outcomes"]
     assert "wrote" not in outcomes.values() and "connected" not in outcomes.values(), outcomes
     assert read_value(channel) == pytest.approx(before)
+
+
+async def test_cancelling_the_run_removes_the_container(temporal_env, settings, docker_backend) -> None:
+    import uuid
+
+    from temporalio.client import WorkflowFailureError
+
+    from tern.models import AgentRunRequest
+    from tern.sandbox.docker_backend import LABEL
+
+    plan = Plan.model_validate({"steps": [
+        {"id": "long", "kind": "python", "code": "import time\ntime.sleep(120)\nresults = {}"}]})
+    req = AgentRunRequest(user="alice", query="long analysis", plan=plan, approvers=["alice"],
+                          python_approval_mode="disabled")
+    run_id = f"run-{uuid.uuid4().hex[:10]}"
+    labels = {"label": [f"{LABEL}=1", f"tern.run_id={run_id}"]}
+    async with running_worker(temporal_env.client, settings):
+        handle = await temporal_env.client.start_workflow(AgentRunWorkflow.run, req, id=run_id,
+                                                          task_queue=settings.task_queue)
+        for _ in range(300):
+            if docker_backend.client.api.containers(filters=labels):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the sandbox container never started")
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as exc:
+            await handle.result()
+        assert "cancel" in str(exc.value.cause).lower()
+        for _ in range(300):  # the activity learns of the cancellation on its next heartbeat
+            if not docker_backend.client.api.containers(all=True, filters=labels):
+                break
+            await asyncio.sleep(0.1)
+    assert docker_backend.client.api.containers(all=True, filters=labels) == []

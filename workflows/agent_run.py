@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
 from workflows.approval_gate import ApprovalGate, audit, set_run_state
 from workflows.python_execution import PythonExecutionWorkflow
@@ -134,6 +134,8 @@ class AgentRunWorkflow:
                     answer, citations = composed.answer, composed.citations
                     result = StepResult(step_id=step.id, kind=step.kind, status="completed", answer=answer)
             except (ActivityError, ChildWorkflowError) as exc:
+                if is_cancelled_exception(exc):
+                    raise  # a cancelled run ends here: no later step (and no write) runs
                 result = StepResult(step_id=step.id, kind=step.kind, status="failed", message=_error_message(exc))
             self._steps.append(result)
             if result.status not in ("completed", "skipped"):

@@ -6,6 +6,7 @@ goes on. Workflow code only: deterministic, all I/O through activities.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Literal
@@ -85,6 +86,13 @@ class ApprovalGate:
         self.on_state("awaiting_approval", kind)
         try:
             await workflow.wait_condition(lambda: self._decision is not None, timeout=self.timeout)
+        except asyncio.CancelledError:  # the run was cancelled while waiting: close the request in the audit
+            self.pending = None
+            await audit(AuditEvent(
+                event_kind="approval_cancelled", run_id=run_id, event_key=f"cancelled:{request_id}",
+                step_id=step_id, request_id=request_id, actor=self.requester, comment="run cancelled",
+                details={"kind": kind}))
+            raise
         except TimeoutError:
             self._decision = ApprovalRecord(
                 request_id=request_id, kind=kind, step_id=step_id, decision="timed_out", decided_at=workflow.now(),

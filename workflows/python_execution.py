@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.approval_gate import ApprovalGate, set_run_state
 
@@ -82,6 +82,8 @@ class PythonExecutionWorkflow:
                         start_to_close_timeout=GENERATE_TIMEOUT, retry_policy=GENERATE_RETRY,
                         summary=f"generate code (attempt {attempt})")
                 except ActivityError as exc:
+                    if is_cancelled_exception(exc):
+                        raise  # the run was cancelled: end, do not report a failed step
                     return self._done("failed", f"code generation failed: {_cause(exc)}", code, report, execution,
                                       attempts)
                 code = generated.code
@@ -117,6 +119,8 @@ class PythonExecutionWorkflow:
                     heartbeat_timeout=EXECUTE_HEARTBEAT, retry_policy=EXECUTE_RETRY,
                     summary=f"run in sandbox (attempt {attempt})")
             except ActivityError as exc:
+                if is_cancelled_exception(exc):
+                    raise  # the run was cancelled (the activity removed the container)
                 return self._done("failed", _cause(exc), code, report, execution, attempts)
             missing = [k for k in inp.expected_keys if k not in execution.results]
             if execution.ok and not missing:

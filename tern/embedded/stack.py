@@ -54,10 +54,19 @@ class ComponentStatus(BaseModel):
     detail: str = ""
 
 
+class SandboxStatus(BaseModel):
+    """Whether python steps can run: the Docker engine answers and the sandbox image exists."""
+
+    available: bool
+    backend: str
+    detail: str = ""
+
+
 class StackStatus(BaseModel):
     data_dir: str
     ui_url: str
     components: list[ComponentStatus]
+    sandbox: SandboxStatus | None = None
 
     @property
     def all_running(self) -> bool:
@@ -140,7 +149,16 @@ class EmbeddedStack:
                 detail = "PID file left by a process that is gone (restarted by `tern up`)"
             comps.append(ComponentStatus(name=name, state=state, pid=pid, address=addr, port=port,
                                          log=str(self._log(name)), detail=detail))
-        return StackStatus(data_dir=str(self.root), ui_url=self.s.ui_url, components=comps)
+        return StackStatus(data_dir=str(self.root), ui_url=self.s.ui_url, components=comps,
+                           sandbox=self.sandbox_status())
+
+    def sandbox_status(self) -> SandboxStatus:
+        """Check the sandbox backend (Docker engine reachable, image present); never raises."""
+        from tern.demo import sandbox_problem
+
+        problem = sandbox_problem(self.s)
+        return SandboxStatus(available=problem is None, backend=self.s.sandbox_backend,
+                             detail=problem or "engine reachable, image present")
 
     # -- up ------------------------------------------------------------------------------------------
     def up(self) -> StackStatus:

@@ -3,7 +3,7 @@ CREATE TABLE IF NOT EXISTS audit_events (
     id           bigserial PRIMARY KEY,
     occurred_at  timestamptz NOT NULL DEFAULT now(),
     event_kind   text NOT NULL,          -- approval_requested | decision | decision_ignored | approval_timed_out
-                                         -- | write | write_refused
+                                         -- | approval_cancelled | write | write_refused
     run_id       text NOT NULL,
     step_id      text,
     request_id   text,
