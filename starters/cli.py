@@ -392,14 +392,15 @@ def demo(
         fail(str(exc), 1)
     if isinstance(outcome, AgentRunResult):
         _print_result(outcome, as_json)
-    run_id, who = outcome
+    run_id, who, asks = outcome
     if as_json:
         print_json({"run_id": run_id, "status": "awaiting_approval", "approve_command": f"tern approve {run_id}",
                     "ui_url": s.run_url(run_id)})
         return
     out.print(f"run [bold]{run_id}[/] is waiting for your approval.")
-    out.print("It asks twice: first for its analysis code (a sandboxed python step), then for the write the code "
-              "proposes. Approve each with the same command; `tern pending` shows what waits.")
+    if asks > 1:
+        out.print("It asks twice: first for its analysis code (a sandboxed python step), then for the write the "
+                  "code proposes. Approve each with the same command; `tern show` prints what waits in full.")
     out.print(f"  approve:  tern approve {run_id}" + ("" if who == current_user() else f" --as {who}"))
     out.print(f"  reject:   tern reject {run_id} --comment 'why'")
     out.print("  pending:  tern pending")

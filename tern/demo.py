@@ -61,8 +61,9 @@ def demo_plan_without_sandbox(current_mv: float, min_mv: float, max_mv: float) -
 
 
 async def run_demo(settings: TernSettings, *, auto_approve: bool,
-                   progress: Callable[[str], None] = lambda _m: None) -> AgentRunResult | tuple[str, str]:
-    """Run the demo; see the module docstring. Returns the result (``auto_approve``) or ``(run id, user)``.
+                   progress: Callable[[str], None] = lambda _m: None) -> AgentRunResult | tuple[str, str, int]:
+    """Run the demo; see the module docstring. Returns the result (``auto_approve``) or
+    ``(run id, user, number of approvals the run will ask for)``.
 
     Raises :class:`DemoError` naming the failed stage."""
     from starters.client import TernClient, TernUserError
@@ -128,7 +129,7 @@ async def run_demo(settings: TernSettings, *, auto_approve: bool,
 
     if not auto_approve:
         await asyncio.wait_for(next_pending(), timeout=300)
-        return handle.id, user
+        return handle.id, user, 2 if problem is None else 1
     while await asyncio.wait_for(next_pending(), timeout=300):
         record = await client.decide(handle.id, DEMO_OPERATOR, True, "demo: auto-approved")
         progress(f"approved the {record.kind} request of step {record.step_id} as {DEMO_OPERATOR}")

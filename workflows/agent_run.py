@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
-from workflows.approval_gate import ApprovalGate, audit, set_run_state
+from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, set_run_state
 from workflows.python_execution import PythonExecutionWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
 
@@ -31,7 +31,6 @@ with workflow.unsafe.imports_passed_through():
         AuditEvent,
         ChannelReadStep,
         ControlWriteStep,
-        Decision,
         LogbookSearchStep,
         PythonStep,
         RespondStep,
@@ -71,7 +70,7 @@ def _error_message(exc: BaseException) -> str:
 
 
 @workflow.defn
-class AgentRunWorkflow:
+class AgentRunWorkflow(ApprovalHandlers):
     """Runs ``AgentRunRequest.plan``; returns ``AgentRunResult``. Update/Signal ``decide``, query ``status``."""
 
     @workflow.init
@@ -241,20 +240,6 @@ class AgentRunWorkflow:
                           message=record.message if record.verified else f"write not verified: {record.message}")
 
     # -- decisions and status -------------------------------------------------------------------------------
-    @workflow.update
-    async def decide(self, d: Decision) -> ApprovalRecord:
-        """Decide the pending approval; returns once the decision is in the audit table."""
-        return await self._gate.decide_update(d)
-
-    @decide.validator
-    def _validate_decide(self, d: Decision) -> None:
-        self._gate.validate(d)
-
-    @workflow.signal
-    async def decide_signal(self, d: Decision) -> None:
-        """Same as ``decide`` for senders that cannot wait; an invalid decision is recorded and ignored."""
-        await self._gate.decide_signal(d)
-
     @workflow.query
     def status(self) -> AgentRunStatus:
         """Where the run is now: state, current step (a python step runs as ``child_run_id``), pending request."""

@@ -163,3 +163,25 @@ class ApprovalGate:
 def set_run_state(state: RunState, pending: str) -> None:
     """Upsert the run-status and pending-approval search attributes."""
     workflow.upsert_search_attributes([RUN_STATUS.value_set(state), PENDING_APPROVAL.value_set(pending)])
+
+
+class ApprovalHandlers:
+    """Mixin giving a workflow the ``decide`` Update (validated) and the ``decide_signal`` Signal, both
+    delegating to ``self._gate``. One definition for every workflow that asks for approvals, so chat bots and
+    the CLI send the same message to any of them."""
+
+    _gate: ApprovalGate
+
+    @workflow.update
+    async def decide(self, d: Decision) -> ApprovalRecord:
+        """Decide the pending approval; returns once the decision is in the audit table."""
+        return await self._gate.decide_update(d)
+
+    @decide.validator
+    def _validate_decide(self, d: Decision) -> None:
+        self._gate.validate(d)
+
+    @workflow.signal
+    async def decide_signal(self, d: Decision) -> None:
+        """Same as ``decide`` for senders that cannot wait; an invalid decision is recorded and ignored."""
+        await self._gate.decide_signal(d)

@@ -15,11 +15,11 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
-from workflows.approval_gate import ApprovalGate, set_run_state
+from workflows.approval_gate import ApprovalGate, ApprovalHandlers, set_run_state
 
 with workflow.unsafe.imports_passed_through():
     from activities.sandbox import SandboxActivities
-    from tern.models import AgentRunStatus, ApprovalRecord, Decision, RunState
+    from tern.models import AgentRunStatus, RunState
     from tern.models.approval import CodeReview
     from tern.models.python_step import (
         AnalyzeInput,
@@ -50,7 +50,7 @@ def _cause(exc: ActivityError) -> str:
 
 
 @workflow.defn
-class PythonExecutionWorkflow:
+class PythonExecutionWorkflow(ApprovalHandlers):
     """Runs one python step; returns ``PythonStepOutcome``. Update/Signal ``decide``, query ``status``."""
 
     @workflow.init
@@ -142,20 +142,6 @@ class PythonExecutionWorkflow:
         return PythonStepOutcome(status=status, message=message, code=code, analysis=report,
                                  execution=execution, attempts=attempts, approvals=self._gate.approvals,
                                  ignored_decisions=self._gate.ignored)
-
-    @workflow.update
-    async def decide(self, d: Decision) -> ApprovalRecord:
-        """Decide the pending code approval; returns once the decision is in the audit table."""
-        return await self._gate.decide_update(d)
-
-    @decide.validator
-    def _validate_decide(self, d: Decision) -> None:
-        self._gate.validate(d)
-
-    @workflow.signal
-    async def decide_signal(self, d: Decision) -> None:
-        """Same as ``decide`` for senders that cannot wait; an invalid decision is recorded and ignored."""
-        await self._gate.decide_signal(d)
 
     @workflow.query
     def status(self) -> AgentRunStatus:
