@@ -132,3 +132,14 @@ def test_busy_port_is_reported(stack_env, tmp_path) -> None:
     proc = tern(env, "up")
     assert proc.returncode == 1
     assert "is busy" in proc.stderr and "TERN_PG_PORT" in proc.stderr
+
+
+def test_demo_without_a_sandbox_runs_the_explicit_write_plan_with_a_notice(stack_env) -> None:
+    env = {**stack_env, "TERN_SANDBOX_IMAGE": "tern-sandbox:does-not-exist"}
+    proc = tern(env, "demo", "--auto-approve", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sandbox is unavailable" in proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "completed"
+    assert [s["kind"] for s in result["steps"]] == ["logbook_search", "channel_read", "control_write", "respond"]
+    assert result["writes"][0]["verified"] is True
