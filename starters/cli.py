@@ -106,13 +106,16 @@ def worker() -> None:
     """Run a Tern worker in the foreground (uses writes_enabled and Channel Access settings as configured)."""
     import logging
 
-    from worker.main import run_worker
+    from worker.main import MissingSearchAttributes, run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     s = load_settings()
     if not s.writes_enabled:
         err.print("[yellow]control writes are disabled (writes_enabled=false): write steps will be refused[/]")
-    asyncio.run(run_worker(s))
+    try:
+        asyncio.run(run_worker(s))
+    except MissingSearchAttributes as exc:
+        fail(str(exc), 1)
 
 
 # --- runs -------------------------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ from tern.db import create_pool
 from workflows.agent_run import AgentRunWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 from workflows.python_execution import PythonExecutionWorkflow
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+
+SEARCH_ATTRIBUTE_NAMES = tuple(k.name for k in SEARCH_ATTRIBUTES)
 
 log = logging.getLogger("tern.worker")
 
@@ -65,6 +68,24 @@ def build_worker(client: Client, settings: TernSettings, pool: asyncpg.Pool,
     )
 
 
+class MissingSearchAttributes(RuntimeError):
+    """The namespace lacks Tern's search attributes; every run's first workflow task would fail."""
+
+
+async def check_search_attributes(client: Client, required: Sequence[str] = SEARCH_ATTRIBUTE_NAMES) -> None:
+    """Raise :class:`MissingSearchAttributes` naming the attributes to create when any is missing."""
+    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+
+    resp = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace))
+    missing = [name for name in required if name not in resp.custom_attributes]
+    if missing:
+        cmds = "; ".join(f"temporal operator search-attribute create --name {n} --type Keyword" for n in missing)
+        raise MissingSearchAttributes(
+            f"namespace {client.namespace!r} lacks the search attributes {', '.join(missing)}; runs would fail "
+            f"on their first workflow task. Create them: {cmds}")
+
+
 def reap_sandbox_orphans(settings: TernSettings) -> None:
     """Remove sandbox containers a crashed worker left past their deadline; a warning when there is no engine."""
     if settings.sandbox_backend != "docker":
@@ -86,6 +107,7 @@ async def run_worker(settings: TernSettings, stop: asyncio.Event | None = None) 
     await asyncio.to_thread(reap_sandbox_orphans, settings)
     pool = await create_pool(settings.dsn)
     client = await connect(settings)
+    await check_search_attributes(client)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -35,7 +35,7 @@ from tern.embedded.postgres import EmbeddedPostgres
 
 COMPONENTS = ("postgres", "temporal", "sim", "worker")
 ComponentState = Literal["running", "stopped", "dead", "starting"]
-SEARCH_ATTRIBUTES = ("TernRunStatus", "TernPendingApproval", "TernUser")  # workflows.search_attributes.ALL
+SEARCH_ATTRIBUTES = ("TernRunStatus", "TernPendingApproval", "TernUser")  # = workflows.search_attributes.ALL
 
 
 class StackError(RuntimeError):
