@@ -312,9 +312,7 @@ async def pending_summaries(conn: Conn, limit: int) -> list[LogbookEntry]:
     return [_entry_from_row(r) for r in rows]
 
 
-async def store_summary(
-    conn: Conn, entry_id: str, summary: str, keywords: Sequence[str], error: str = ""
-) -> None:
+async def store_summary(conn: Conn, entry_id: str, summary: str, keywords: Sequence[str], error: str = "") -> None:
     """Store an entry's LLM summary and keywords (or the reason it failed, so it is not retried forever)."""
     await conn.execute(
         "UPDATE ariel_entries SET summary = $2, keywords = $3, enhancement_error = $4, "

@@ -97,4 +97,7 @@ async def test_quotes_backslashes_and_operators_in_the_text(pool: asyncpg.Pool) 
         for query in ["O'Brien's septum", r"C:\temp\log", "'' \\ \"", '"septum" -klystron or \'x', "!!! & | <->"]:
             await backend.keyword(query, limit=5)  # no error
         hits = await backend.keyword("o'brien", limit=5)
-    assert [h.entry_id for h in hits] == ["K001"] and any("**" in h for h in hits[0].highlights)
+        assert [h.entry_id for h in hits] == ["K001"] and any("**" in h for h in hits[0].highlights)
+        await store.upsert_entries(conn, corpus())  # K001 now says "beam"; K031 alone does not
+        only_negated = await backend.keyword("-beam", limit=5)  # no positive term: every score is 0
+    assert [h.entry_id for h in only_negated] == ["K031"] and only_negated[0].score == 0.0

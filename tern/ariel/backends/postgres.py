@@ -92,8 +92,10 @@ def bm25_sql(alias: str = "e") -> str:
     tf is ``ts_rank_cd`` of the one-lexeme query: the sum of the weights of the lexeme's occurrences (title A
     1.0, text B 0.4, tags/keywords/summary C 0.2), a field-weighted term frequency as in BM25F (Robertson,
     Zaragoza and Taylor, "Simple BM25 extension to multiple weighted fields", 2004). k1 = ``BM25_K1``; b = 0.
+    A query with no positive term (``-vacuum``) scores 0 everywhere, leaving the order to time.
     """
-    return f"(SELECT sum(t.idf * (1 - {BM25_K1} / (ts_rank_cd({alias}.search, t.tq) + {BM25_K1}))) FROM terms t)"
+    k1 = BM25_K1
+    return f"(SELECT coalesce(sum(t.idf * (1 - {k1} / (ts_rank_cd({alias}.search, t.tq) + {k1}))), 0) FROM terms t)"
 
 
 def keyword_sql(text: str, filters: SearchFilters | None, limit: int) -> tuple[str, list[Any]]:
