@@ -66,6 +66,7 @@ async def test_every_path_is_one_statement(pool: asyncpg.Pool) -> None:
 async def test_trigram_threshold_is_local_to_the_statement(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         await store.upsert_entries(conn, [entry(1, "Klystron fault", "Klystron K3 faulted; reset.")])
+        await conn.fetchval("SELECT word_similarity('a', 'a')")  # pg_trgm loaded: its settings exist
         before = await conn.fetchval("SHOW pg_trgm.word_similarity_threshold")
         hits = await PostgresBackend(conn).keyword("klystorn", limit=5)
         after = await conn.fetchval("SHOW pg_trgm.word_similarity_threshold")
