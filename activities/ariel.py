@@ -89,7 +89,8 @@ class ArielActivities:
 
     @activity.defn(name="ariel_record_run")
     async def record_run(self, inp: RunRecordInput) -> None:
-        """Create or update the run's row in ``ingestion_runs``."""
+        """Create or update the run's row in ``ingestion_runs``; when a run completes having added or updated
+        entries, refresh the table statistics (keyword search takes its BM25 document frequencies from them)."""
         run = IngestionRun(
             run_key=inp.run_key,
             adapter=inp.adapter,
@@ -102,6 +103,8 @@ class ArielActivities:
         )
         async with self.pool.acquire() as conn:
             await store.record_run(conn, run)
+            if run.status == "completed" and (run.counts.added or run.counts.updated):
+                await store.refresh_statistics(conn)
 
     @activity.defn(name="ariel_ingest_page")
     async def ingest_page(self, inp: IngestPageInput) -> PageResult:

@@ -84,7 +84,8 @@ async def ingest_source(
     backend: SearchBackend | None = None,
     progress: Callable[[PageResult, UpsertCounts], Awaitable[None] | None] | None = None,
 ) -> tuple[UpsertCounts, list[BadRecordInfo]]:
-    """Ingest a whole source in-process, page by page; ``progress(page, totals)`` after each page."""
+    """Ingest a whole source in-process, page by page; ``progress(page, totals)`` after each page. When
+    entries were added or updated, the table's statistics are refreshed at the end (``store.refresh_statistics``)."""
     totals = UpsertCounts()
     bad: list[BadRecordInfo] = []
     cursor: str | None = None
@@ -99,6 +100,9 @@ async def ingest_source(
             if r is not None:
                 await r
         if page.next_cursor is None:
+            if totals.added or totals.updated:
+                async with pool.acquire() as conn:
+                    await store.refresh_statistics(conn)
             return totals, bad
         cursor = page.next_cursor
 

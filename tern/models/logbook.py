@@ -11,8 +11,8 @@ SearchMode = Literal["keyword", "semantic", "hybrid", "rag"]
 
 
 class LogbookHit(BaseModel):
-    """One ranked logbook entry. ``score`` is backend- and mode-specific (higher is better): ``ts_rank_cd`` or
-    BM25 for keyword, cosine similarity for semantic, the RRF sum for hybrid and RAG."""
+    """One ranked logbook entry. ``score`` is backend- and mode-specific (higher is better): BM25 for keyword
+    (word similarity for the typo fallback), cosine similarity for semantic, the RRF sum for hybrid and RAG."""
 
     entry_id: str
     title: str

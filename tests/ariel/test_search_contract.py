@@ -60,8 +60,12 @@ async def test_keyword_ranks_title_above_text(service: ArielService) -> None:
 
 async def test_every_term_first_then_any_term(service: ArielService) -> None:
     r = await service.search("RF cavity trip reflected power", limit=10)
-    assert ids(r)[:2] == ["DEMO-001", "E001"] or ids(r)[:2] == ["E001", "DEMO-001"]
-    assert "10012" in ids(r)  # RF cavity trip without "reflected power": found by the any-term pass
+    # E001 and DEMO-001 hold every term (so do DEMO-026 and DEMO-027, whose titles name the cavity's
+    # reflected-power trip or its thermal excursions): all of them before the any-term matches
+    found = ids(r)
+    assert {"DEMO-001", "E001"} <= set(found[:4])
+    assert "10012" in found  # RF cavity trip without "reflected power": found by the any-term pass
+    assert found.index("10012") > max(found.index("E001"), found.index("DEMO-001"))
 
 
 async def test_phrase_and_exclusion(service: ArielService) -> None:

@@ -1,10 +1,14 @@
 """The PostgreSQL search backend: full text (tsvector + GIN), trigram fallback, pgvector semantic search.
 
-Keyword ranking is ``ts_rank_cd`` (cover density) over a vector weighted title A (1.0), text B (0.4), tags,
-keywords and summary C (0.2), normalised to ``rank / (rank + 1)``. The query goes through
-``websearch_to_tsquery`` (quoted phrases, ``or``, ``-term``). Entries matching every term come first; when
-they are fewer than ``limit``, entries matching any term follow (a question in plain words still finds related
-entries); when no term matches at all (typos), a pg_trgm word-similarity search runs instead.
+Keyword search is one statement (``keyword_sql``). The query goes through ``websearch_to_tsquery`` (quoted
+phrases, ``or``, ``-term``). Entries matching every term come first; when they are fewer than ``limit``,
+entries matching some term follow (a question in plain words still finds related entries); when no term
+matches at all (typos), pg_trgm word similarity finds entries instead. Within the first two tiers the rank is
+BM25 (Robertson and Zaragoza, "The Probabilistic Relevance Framework: BM25 and Beyond", 2009) over the
+weighted vector (title A 1.0, text B 0.4, tags, keywords and summary C 0.2): for each query term, idf times
+the saturated weighted term frequency tf / (tf + k1), k1 = 1.2, no length normalisation (b = 0). Document
+frequencies come from the planner statistics that ANALYZE keeps for the ``search`` column, so they cost
+nothing to maintain and no extra round trip (see ``_TERMS_CTE``).
 
 Semantic ranking is cosine similarity ``1 - (a <=> b)`` on the model's HNSW index, with pgvector's iterative
 scan so that filters do not starve the result.
@@ -24,6 +28,8 @@ from tern.ariel.query import SearchFilters
 from tern.models import LogbookHit
 
 TRIGRAM_THRESHOLD = 0.4  # pg_trgm word_similarity threshold of the typo fallback (0..1)
+BM25_K1 = 1.2  # BM25 term-frequency saturation: the usual default (Robertson and Zaragoza 2009: 1.2 to 2.0)
+UNSEEN_LEXEME_FREQ = 0.005  # the most an unlisted lexeme's share of entries is assumed to be (see _TERMS_CTE)
 _HEADLINE_TEXT = 'StartSel=**,StopSel=**,MaxFragments=2,MaxWords=25,MinWords=8,FragmentDelimiter=" ... "'
 _HEADLINE_TITLE = "StartSel=**,StopSel=**,HighlightAll=true"
 
@@ -54,48 +60,105 @@ def filter_sql(f: SearchFilters | None, first_param: int, alias: str = "e") -> t
     return "".join(f" AND {c}" for c in conds), args
 
 
-_ALL_TERMS = "websearch_to_tsquery('english', $1)"
-# Any term: the AND of the web-search query turned into OR, unless it negates something (then OR would
-# match nearly everything) or it is empty.
-_ANY_TERM = (
-    "(SELECT CASE WHEN numnode(t) = 0 OR strpos(t::text, '!') > 0 THEN t "
-    "ELSE replace(t::text, ' & ', ' | ')::tsquery END FROM websearch_to_tsquery('english', $1) t)"
-)
+# The query's positive lexemes (``querytree`` drops negated ones), each as a one-lexeme tsquery ``tq`` with its
+# BM25 inverse document frequency in Lucene's form, idf = ln(1 + (N - df + 0.5) / (df + 0.5)). N is
+# ``pg_class.reltuples`` and df = N * f, f being the lexeme's share of entries in the statistics ANALYZE keeps
+# for ``search`` (``pg_stats.most_common_elems`` / ``most_common_elem_freqs``, whose last two numbers are the
+# least and greatest share listed). A lexeme missing from the list is rarer than any listed one and gets the
+# planner's own estimate for that case, f = min(0.005, least share / 2) (PostgreSQL,
+# src/backend/tsearch/ts_selfuncs.c). Never analysed: no statistics row, and every idf is 1. The lexemes are
+# read from the tsquery's text form, where each is quoted with quotes doubled and backslashes escaped, so
+# ``'<lexeme as printed>'`` is a valid one-lexeme tsquery; the statistics hold it unescaped.
+_TERMS_CTE = r"""stats AS MATERIALIZED (
+    SELECT s.most_common_elems::text::text[] AS elems, s.most_common_elem_freqs AS freqs,
+           greatest(c.reltuples, 1)::float8 AS n
+    FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
+    JOIN pg_stats s ON s.schemaname = ns.nspname AND s.tablename = c.relname
+    WHERE c.oid = 'ariel_entries'::regclass AND s.attname = 'search' AND NOT s.inherited),
+terms AS MATERIALIZED (
+    SELECT ('''' || m.lex || '''')::tsquery AS tq,
+           coalesce(ln(1 + (st.n - st.n * f.f + 0.5) / (st.n * f.f + 0.5)), 1.0) AS idf
+    FROM (SELECT DISTINCT r[1] AS lex
+          FROM q, regexp_matches(querytree(q.query), '''((?:[^'']|'''')+)''', 'g') AS r) m
+    LEFT JOIN stats st ON true
+    LEFT JOIN LATERAL (
+        SELECT coalesce(st.freqs[array_position(st.elems, replace(replace(m.lex, '\\', '\'), '''''', ''''))],
+                        least(%(unseen)s, st.freqs[array_length(st.elems, 1) + 1] / 2)) AS f) f ON true)"""
 
 
-def keyword_sql(
-    text: str, filters: SearchFilters | None, limit: int, *, any_term: bool = False, exclude: Sequence[str] = ()
-) -> tuple[str, list[Any]]:
-    """The full-text statement and its arguments (``$1`` text, ``$2`` limit, ``$3`` excluded ids, filters)."""
-    fsql, fargs = filter_sql(filters, 4)
+def bm25_sql(alias: str = "e") -> str:
+    """BM25 of ``alias.search`` against the statement's ``terms``: the sum over terms of idf * tf / (tf + k1).
+
+    tf is ``ts_rank_cd`` of the one-lexeme query: the sum of the weights of the lexeme's occurrences (title A
+    1.0, text B 0.4, tags/keywords/summary C 0.2), a field-weighted term frequency as in BM25F (Robertson,
+    Zaragoza and Taylor, "Simple BM25 extension to multiple weighted fields", 2004). k1 = ``BM25_K1``; b = 0.
+    A query with no positive term (``-vacuum``) scores 0 everywhere, leaving the order to time.
+    """
+    k1 = BM25_K1
+    return f"(SELECT coalesce(sum(t.idf * (1 - {k1} / (ts_rank_cd({alias}.search, t.tq) + {k1}))), 0) FROM terms t)"
+
+
+def keyword_sql(text: str, filters: SearchFilters | None, limit: int) -> tuple[str, list[Any]]:
+    """The keyword search statement and its arguments (``$1`` the text, filters from ``$2``).
+
+    ``limit`` (rows, 1..100) is written into the statement rather than passed, so that the prepared
+    statement settles on PostgreSQL's generic plan instead of planning every call. Rows carry ``tier``:
+
+    0. entries matching every term, by BM25 (``bm25_sql``), newest first on ties;
+    1. only when tier 0 has fewer than ``limit`` rows and the query has more than one term: entries matching
+       some term but not every one, by BM25, filling up to ``limit``;
+    2. only when tiers 0 and 1 are empty (typos): entries whose title or text has pg_trgm word similarity
+       at least ``TRIGRAM_THRESHOLD`` to the text. The threshold is set for this statement only with
+       ``set_config(..., true)`` inside a one-time filter, which PostgreSQL evaluates before the scan it
+       guards (the typo test checks that a 0.4..0.6 match is found, 0.6 being pg_trgm's default).
+
+    The guards of tiers 1 and 2 are uncorrelated subqueries, run once: a tier whose guard is false costs
+    nothing. The text reaches ``<%`` through the ``q`` row rather than as ``$1`` so that planning does not
+    run the similarity against every sample value in the column statistics (milliseconds per plan).
+    """
+    n = int(limit)
+    fsql, fargs = filter_sql(filters, 2)
+    score = bm25_sql()
     sql = f"""
-WITH q AS (SELECT {_ANY_TERM if any_term else _ALL_TERMS} AS query),
-top AS (
-    SELECT e.entry_id, e.title, e.author, e.ts, e.raw_text, ts_rank_cd(e.search, q.query, 32) AS score
+WITH q AS MATERIALIZED (
+    SELECT txt, query,
+           CASE WHEN numnode(query) = 0 OR strpos(query::text, '!') > 0 THEN query
+                ELSE replace(query::text, ' & ', ' | ')::tsquery END AS anyq
+    FROM (SELECT $1::text AS txt, websearch_to_tsquery('english', $1) AS query) AS parsed),
+{_TERMS_CTE % {"unseen": UNSEEN_LEXEME_FREQ}},
+tier0 AS MATERIALIZED (
+    SELECT e.entry_id, e.title, e.author, e.ts, e.raw_text, {score} AS score
     FROM ariel_entries e, q
-    WHERE e.search @@ q.query AND NOT (e.entry_id = ANY($3::text[])){fsql}
+    WHERE e.search @@ q.query{fsql}
     ORDER BY score DESC, e.ts DESC
-    LIMIT $2)
-SELECT top.entry_id, top.title, top.author, top.ts, top.score,
-       ts_headline('english', top.title, q.query, '{_HEADLINE_TITLE}') AS title_hl,
-       ts_headline('english', top.raw_text, q.query, '{_HEADLINE_TEXT}') AS snippet
-FROM top, q
-ORDER BY top.score DESC, top.ts DESC"""
-    return sql, [text, limit, list(exclude), *fargs]
-
-
-def trigram_sql(text: str, filters: SearchFilters | None, limit: int) -> tuple[str, list[Any]]:
-    """The typo-tolerant fallback: pg_trgm ``word_similarity`` of the query to title or text."""
-    fsql, fargs = filter_sql(filters, 3)
-    sql = f"""
-SELECT e.entry_id, e.title, e.author, e.ts,
-       greatest(word_similarity($1, e.title), word_similarity($1, e.raw_text)) AS score,
-       e.title AS title_hl, left(e.raw_text, 200) AS snippet
-FROM ariel_entries e
-WHERE ($1 <% e.title OR $1 <% e.raw_text){fsql}
-ORDER BY score DESC, e.ts DESC
-LIMIT $2"""
-    return sql, [text, limit, *fargs]
+    LIMIT {n}),
+tier1 AS MATERIALIZED (
+    SELECT e.entry_id, e.title, e.author, e.ts, e.raw_text, {score} AS score
+    FROM ariel_entries e, q
+    WHERE (SELECT count(*) FROM tier0) < {n} AND q.anyq <> q.query
+      AND e.search @@ q.anyq AND NOT e.search @@ q.query{fsql}
+    ORDER BY score DESC, e.ts DESC
+    LIMIT {n} - (SELECT count(*) FROM tier0)),
+tier2 AS MATERIALIZED (
+    SELECT e.entry_id, e.title, e.author, e.ts, e.raw_text,
+           greatest(word_similarity(q.txt, e.title), word_similarity(q.txt, e.raw_text)) AS score
+    FROM ariel_entries e, q
+    WHERE NOT EXISTS (SELECT FROM tier0) AND NOT EXISTS (SELECT FROM tier1)
+      AND (SELECT set_config('pg_trgm.word_similarity_threshold', '{TRIGRAM_THRESHOLD}', true)) IS NOT NULL
+      AND (q.txt <% e.title OR q.txt <% e.raw_text){fsql}
+    ORDER BY score DESC, e.ts DESC
+    LIMIT {n}),
+hits AS (SELECT 0 AS tier, * FROM tier0 UNION ALL SELECT 1, * FROM tier1 UNION ALL SELECT 2, * FROM tier2)
+SELECT h.tier, h.entry_id, h.title, h.author, h.ts, h.score,
+       CASE WHEN h.tier = 2 THEN h.title
+            ELSE ts_headline('english', h.title, CASE WHEN h.tier = 0 THEN q.query ELSE q.anyq END,
+                             '{_HEADLINE_TITLE}') END AS title_hl,
+       CASE WHEN h.tier = 2 THEN left(h.raw_text, 200)
+            ELSE ts_headline('english', h.raw_text, CASE WHEN h.tier = 0 THEN q.query ELSE q.anyq END,
+                             '{_HEADLINE_TEXT}') END AS snippet
+FROM hits h, q
+ORDER BY h.tier, h.score DESC, h.ts DESC"""
+    return sql, [text, *fargs]
 
 
 def browse_sql(filters: SearchFilters | None, limit: int) -> tuple[str, list[Any]]:
@@ -160,6 +223,7 @@ class PostgresBackend:
     def __init__(self, db: asyncpg.Pool | store.Conn, trace: list[tuple[str, list[Any]]] | None = None):
         self.db = db
         self.trace = trace
+        self._tables: dict[str, str] = {}  # model -> embeddings table; a registered model keeps its table
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[store.Conn]:
@@ -175,22 +239,13 @@ class PostgresBackend:
         return await conn.fetch(stmt[0], *stmt[1])
 
     async def keyword(self, query: str, filters: SearchFilters | None = None, limit: int = 10) -> list[LogbookHit]:
-        """All-terms matches, then any-term matches, else trigram matches; see the module docstring."""
+        """Every-term matches, then some-term matches, else trigram matches: one statement, one round trip
+        (``keyword_sql``). Without text, the newest entries that pass the filters."""
         text = query.strip()
         async with self._conn() as conn:
             if not text:
                 return _hits(await self._fetch(conn, browse_sql(filters, limit)))
-            rows = await self._fetch(conn, keyword_sql(text, filters, limit))
-            if len(rows) < limit and len(text.split()) > 1:
-                seen = [r["entry_id"] for r in rows]
-                rows += await self._fetch(
-                    conn, keyword_sql(text, filters, limit - len(rows), any_term=True, exclude=seen)
-                )
-            if rows:
-                return _hits(rows)
-            async with conn.transaction():
-                await conn.execute(f"SET LOCAL pg_trgm.word_similarity_threshold = {TRIGRAM_THRESHOLD}")
-                return _hits(await self._fetch(conn, trigram_sql(text, filters, limit)))
+            return _hits(await self._fetch(conn, keyword_sql(text, filters, limit)))
 
     async def semantic(
         self,
@@ -200,17 +255,28 @@ class PostgresBackend:
         limit: int = 10,
         min_similarity: float = 0.0,
     ) -> list[LogbookHit] | None:
-        """Cosine-similarity search; None when ``model`` has no embeddings stored."""
+        """Cosine-similarity search; None when ``model`` has no embeddings stored.
+
+        The model's table name is looked up once per backend (a registered model keeps its table); whether
+        the table holds any vector is asked only when the search finds nothing.
+        """
         async with self._conn() as conn:
-            table = await store.embedding_table(conn, model)
-            if table is None or not await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):
+            table = self._tables.get(model) or await store.embedding_table(conn, model)
+            if table is None:
                 return None
-            async with conn.transaction():
-                await conn.execute(
-                    f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * limit))}; "
-                    "SET LOCAL hnsw.iterative_scan = relaxed_order"
-                )
-                rows = await self._fetch(conn, semantic_sql(table, vector, filters, limit, min_similarity))
+            try:
+                async with conn.transaction():
+                    await conn.execute(
+                        f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * limit))}; "
+                        "SET LOCAL hnsw.iterative_scan = relaxed_order"
+                    )
+                    rows = await self._fetch(conn, semantic_sql(table, vector, filters, limit, min_similarity))
+            except asyncpg.UndefinedTableError:  # dropped since it was looked up
+                self._tables.pop(model, None)
+                return None
+            self._tables[model] = table
+            if not rows and not await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):
+                return None
             return _hits(rows)
 
     async def index_entries(self, entries: Sequence[LogbookEntry]) -> int:
