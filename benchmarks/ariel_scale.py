@@ -140,19 +140,7 @@ async def _reset(conn: Any) -> None:
 
 async def ingestion(pool: Any, entries: list[LogbookEntry]) -> dict[str, float]:
     rows = [store.entry_row(e) for e in entries]
-    cols = [
-        "entry_id",
-        "source_system",
-        "ts",
-        "author",
-        "title",
-        "raw_text",
-        "tags",
-        "categories",
-        "logbook",
-        "attachments",
-        "metadata",
-    ]
+    cols = list(store.ENTRY_COLUMNS)
     n = len(entries)
     async with pool.acquire() as conn:
         await _reset(conn)

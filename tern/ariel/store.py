@@ -25,7 +25,7 @@ from tern.ariel.models import BadRecordInfo, IngestionRun, LogbookEntry, UpsertC
 from tern.db import Conn  # re-exported: ARIEL modules annotate connections as store.Conn
 from tern.models import LogbookHit
 
-_COLUMNS = (
+ENTRY_COLUMNS = (  # the columns an upsert writes, in COPY order (the scale benchmark COPYs the same)
     "entry_id",
     "source_system",
     "ts",
@@ -38,7 +38,7 @@ _COLUMNS = (
     "attachments",
     "metadata",
 )
-_MUTABLE = _COLUMNS[1:]
+_MUTABLE = ENTRY_COLUMNS[1:]
 
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS ariel_stage (
@@ -49,8 +49,8 @@ CREATE TEMP TABLE IF NOT EXISTS ariel_stage (
 
 _MERGE = f"""
 WITH merged AS (
-    INSERT INTO ariel_entries AS t ({", ".join(_COLUMNS)})
-    SELECT {", ".join(_COLUMNS)} FROM ariel_stage
+    INSERT INTO ariel_entries AS t ({", ".join(ENTRY_COLUMNS)})
+    SELECT {", ".join(ENTRY_COLUMNS)} FROM ariel_stage
     ON CONFLICT (entry_id) DO UPDATE SET
         {", ".join(f"{c} = EXCLUDED.{c}" for c in _MUTABLE)}, updated_at = now()
     WHERE ({", ".join(f"t.{c}" for c in _MUTABLE)}) IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _MUTABLE)})
@@ -61,7 +61,7 @@ SELECT count(*) FILTER (WHERE inserted) AS added, count(*) FILTER (WHERE NOT ins
 
 
 def entry_row(e: LogbookEntry) -> tuple[Any, ...]:
-    """The row of ``ariel_entries`` (columns ``_COLUMNS``) for one entry; JSON columns as text."""
+    """The row of ``ariel_entries`` (columns ``ENTRY_COLUMNS``) for one entry; JSON columns as text."""
     return (
         e.entry_id,
         e.source_system,
@@ -92,7 +92,7 @@ async def upsert_entries(conn: Conn, entries: Sequence[LogbookEntry]) -> UpsertC
     async with conn.transaction():
         await conn.execute(_STAGE)
         await conn.copy_records_to_table(
-            "ariel_stage", records=[entry_row(e) for e in latest.values()], columns=list(_COLUMNS)
+            "ariel_stage", records=[entry_row(e) for e in latest.values()], columns=list(ENTRY_COLUMNS)
         )
         row = await conn.fetchrow(_MERGE)
     assert row is not None
