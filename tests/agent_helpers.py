@@ -12,8 +12,7 @@ import asyncpg
 from temporalio.client import Client, WorkflowHandle
 
 from tern import DATA_DIR
-from tern.ariel.adapters import demo_entries
-from tern.ariel.models import LogbookEntry
+from tern.ariel.adapters import collect
 from tern.ariel.store import upsert_entries
 from tern.config import TernSettings
 from tern.db import create_pool
@@ -38,8 +37,9 @@ async def ingest_demo(dsn: str) -> None:
     pool = await create_pool(dsn)
     try:
         async with pool.acquire() as conn:
-            await upsert_entries(conn, [e for e in demo_entries(DATA_DIR / "demo_logbook.json")
-                                        if isinstance(e, LogbookEntry)])
+            entries, bad = await collect("demo", str(DATA_DIR / "demo_logbook.json"))
+            assert not bad, bad
+            await upsert_entries(conn, entries)
     finally:
         await pool.close()
 

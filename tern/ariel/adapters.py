@@ -514,14 +514,3 @@ async def collect(
         (bad if isinstance(item, BadRecord) else entries).append(item)  # type: ignore[arg-type]
     return entries, bad
 
-
-def demo_entries(path: Path, *, now: datetime | None = None) -> Iterator[LogbookEntry | BadRecord]:
-    """The demo format, synchronously (kept for callers of the seed API); see ``iter_entries('demo', ...)``."""
-    for _, item in _json_items(Path(path), None, _demo_fields, AdapterOptions(now=now)):
-        yield item
-
-
-def generic_entries(path: Path) -> Iterator[LogbookEntry | BadRecord]:
-    """Generic JSON, synchronously (kept for callers of the seed API); see ``iter_entries('generic', ...)``."""
-    for _, item in _json_items(Path(path), None, _generic_fields, AdapterOptions()):
-        yield item

@@ -23,7 +23,6 @@ from pydantic import BaseModel
 
 from tern.ariel.models import BadRecordInfo, IngestionRun, LogbookEntry, UpsertCounts
 from tern.db import Conn  # re-exported: ARIEL modules annotate connections as store.Conn
-from tern.models import LogbookHit
 
 ENTRY_COLUMNS = (  # the columns an upsert writes, in COPY order (the scale benchmark COPYs the same)
     "entry_id",
@@ -361,9 +360,3 @@ async def status(conn: Conn, runs: int = 5) -> StoreStatus:
         recent_runs=await recent_runs(conn, runs),
     )
 
-
-async def keyword_search(conn: Conn, query: str, limit: int = 5) -> list[LogbookHit]:
-    """Keyword search on PostgreSQL (the seed API, kept for callers); see ``tern.ariel.service.search``."""
-    from tern.ariel.backends.postgres import PostgresBackend
-
-    return await PostgresBackend(conn).keyword(query, limit=limit)

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from tern.ariel.backends.postgres import PostgresBackend
 from tern.ariel.embeddings import HashingTestEmbedder
 from tern.ariel.ingest import embed_pending
 from tern.ariel.query import SearchFilters
@@ -166,12 +165,3 @@ async def test_bad_requests_are_refused(service: ArielService) -> None:
     with pytest.raises(ValueError, match="date: expects a date"):
         await service.search("beam date:yesterday")
 
-
-async def test_seed_keyword_search_still_works(loaded_pool: asyncpg.Pool) -> None:
-    from tern.ariel.store import keyword_search
-
-    async with loaded_pool.acquire() as conn:
-        hits = await keyword_search(conn, "orbit correction", limit=3)
-        trace: list = []
-        await PostgresBackend(conn, trace=trace).keyword("orbit correction", limit=3)
-    assert hits and hits[0].entry_id in {"J20003", "E010"} and trace
