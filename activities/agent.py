@@ -22,6 +22,7 @@ from tern.audit.store import claim_write, finish_write, record_event, release_cl
 from tern.config import TernSettings
 from tern.control import channels as ca
 from tern.control.limits import LimitsDatabase, LimitsDatabaseError
+from tern.control.units import units_for
 from tern.db import create_pool
 from tern.models import AuditEvent, AuditKind, ChannelReading, LimitsCheck, SearchResponse, WriteRecord
 from tern.models.activity_io import (
@@ -106,7 +107,7 @@ class AgentActivities:
                                              "message": f"cannot read the current value: {exc}"})
         check = limits.check(inp.channel, inp.value, current=current)
         if not check.units:
-            check.units = ca.units_for(inp.channel)
+            check.units = units_for(inp.channel)
         return check
 
     @activity.defn(name="write_channel")

@@ -23,6 +23,7 @@ from starters.client import TernClient, TernUnavailable, TernUserError, check_pl
 from starters.common import err, fail, load_settings, print_json
 from starters.sandbox_cli import app as sandbox_app
 from tern.config import current_user
+from tern.demo import DEMO_OPERATOR
 from tern.models import AgentRunRequest, AgentRunResult, AgentRunStatus, ApprovalRecord
 
 app = typer.Typer(help="Tern: operator-assistant agents for particle accelerators, on Temporal.",
@@ -32,8 +33,6 @@ app.add_typer(sandbox_app, name="sandbox")
 out = Console(soft_wrap=True)
 T = TypeVar("T")
 
-DEMO_OPERATOR = "demo-operator"
-DEMO_CHANNEL = "SR:RF:CAVITY:01:VOLTAGE:SP"
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

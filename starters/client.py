@@ -7,14 +7,12 @@ Errors a user can fix are :class:`TernUserError` (exit status 2 in the CLI); an 
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import (
     Client,
     WorkflowFailureError,
@@ -41,10 +39,9 @@ from tern.models import (
     Decision,
     Plan,
 )
+from tern.models.plan import STEP_KINDS
 from workflows.agent_run import AgentRunWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
-
-_ = WorkflowExecutionStatus  # re-exported enum module kept for callers filtering on status
 
 
 class TernUserError(ValueError):
@@ -58,12 +55,9 @@ class TernUnavailable(RuntimeError):
 def _validation_message(exc: ValidationError, source: str) -> str:
     parts = []
     for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, str) or p not in STEP_KIND_TAGS)
+        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, str) or p not in STEP_KINDS)
         parts.append(f"{loc or '(top level)'}: {err['msg']}")
     return f"{source}: " + "; ".join(parts)
-
-
-STEP_KIND_TAGS = {"logbook_search", "channel_read", "control_write", "respond"}
 
 
 def load_plan(path: Path) -> Plan:
@@ -104,8 +98,6 @@ def check_plan_channels(plan: Plan, settings: TernSettings) -> None:
         names = step.channels if isinstance(step, ChannelReadStep) else (
             [step.channel] if isinstance(step, ControlWriteStep) else [])
         unknown += [f"{n} (step {step.id})" for n in names if n not in limits]
-        if isinstance(step, ControlWriteStep) and not math.isfinite(step.value):
-            raise TernUserError(f"step {step.id}: write value must be finite")
     if unknown:
         raise TernUserError("unknown channel(s), not in the limits database "
                             f"{settings.limits_path}: {', '.join(unknown)}")

@@ -33,20 +33,6 @@ class DemoError(RuntimeError):
     """The demo could not run; the message says which stage failed."""
 
 
-def sandbox_problem(settings: TernSettings) -> str | None:
-    """Why python steps cannot run here (no engine, no image), or None when they can."""
-    if settings.sandbox_backend != "docker":
-        return None
-    from tern.sandbox import SandboxError
-    from tern.sandbox.docker_backend import DockerBackend
-
-    try:
-        DockerBackend(settings).check()
-    except SandboxError as exc:
-        return str(exc)
-    return None
-
-
 def demo_plan_without_sandbox(current_mv: float, min_mv: float, max_mv: float) -> Plan:
     """The fallback plan with its write value set from the live setpoint (MV), kept inside [min, max]."""
     plan = Plan.model_validate(json.loads(DEMO_PLAN_NO_SANDBOX.read_text()))
@@ -66,12 +52,13 @@ async def run_demo(settings: TernSettings, *, auto_approve: bool,
     ``(run id, user, number of approvals the run will ask for)``.
 
     Raises :class:`DemoError` naming the failed stage."""
-    from starters.client import TernClient, TernUserError
+    from starters.client import TernClient
     from tern.ariel.ingest import adapter_options, ingest_source
     from tern.control import channels as ca
     from tern.control.limits import LimitsDatabase
     from tern.db import create_pool
     from tern.embedded.stack import EmbeddedStack, StackError
+    from tern.sandbox import unavailable_reason
 
     try:
         await asyncio.to_thread(EmbeddedStack(settings, progress=progress).up)
@@ -89,7 +76,7 @@ async def run_demo(settings: TernSettings, *, auto_approve: bool,
         raise DemoError(f"the demo logbook has bad records: {bad[:3]}")
     progress(f"logbook: {counts}")
 
-    problem = await asyncio.to_thread(sandbox_problem, settings)
+    problem = await asyncio.to_thread(unavailable_reason, settings)
     if problem is None:
         plan = Plan.model_validate(json.loads(DEMO_PLAN.read_text()))
     else:
@@ -114,15 +101,8 @@ async def run_demo(settings: TernSettings, *, auto_approve: bool,
     async def next_pending() -> bool:
         """Wait until the run (or its python step) waits for a decision (True) or the run ends (False)."""
         while True:
-            st = await client.status(handle.id)
-            if st.pending is not None:
+            if (await client.waiting(handle.id)).pending is not None:
                 return True
-            if st.child_run_id:
-                try:
-                    if (await client.status(st.child_run_id)).pending is not None:
-                        return True
-                except TernUserError:
-                    pass  # the child is not started yet
             if await client.is_closed(handle.id):
                 return False
             await asyncio.sleep(0.2)

@@ -154,9 +154,9 @@ class EmbeddedStack:
 
     def sandbox_status(self) -> SandboxStatus:
         """Check the sandbox backend (Docker engine reachable, image present); never raises."""
-        from tern.demo import sandbox_problem
+        from tern.sandbox import unavailable_reason
 
-        problem = sandbox_problem(self.s)
+        problem = unavailable_reason(self.s)
         return SandboxStatus(available=problem is None, backend=self.s.sandbox_backend,
                              detail=problem or "engine reachable, image present")
 

@@ -88,6 +88,21 @@ async def execute(
     return await runner.run(request, limits, heartbeat=heartbeat, cancel_event=cancel_event)
 
 
+def unavailable_reason(settings: TernSettings | None = None) -> str | None:
+    """Why python steps cannot run with ``settings`` (Docker engine unreachable, image missing), or None when
+    they can. The process backend is always available to this check (its own permission is checked at use)."""
+    settings = settings or get_settings()
+    if settings.sandbox_backend != "docker":
+        return None
+    from tern.sandbox.docker_backend import DockerBackend
+
+    try:
+        DockerBackend(settings).check()
+    except SandboxError as exc:
+        return str(exc)
+    return None
+
+
 def kill(run_id: str, step_id: str | None = None, settings: TernSettings | None = None) -> int:
     """Kill and remove the sandbox containers of a run (and step); returns how many. For cancellation
     from outside the executing task. Raises ``SandboxUnavailable`` when the engine is unreachable."""
@@ -129,4 +144,5 @@ __all__ = [
     "kill",
     "limits_from_settings",
     "reap_orphans",
+    "unavailable_reason",
 ]
