@@ -125,7 +125,7 @@ def run(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result (approve from another shell).")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     user: Annotated[str | None, typer.Option("--user", help="Requesting user (default: you).")] = None,
-    approver: Annotated[list[str] | None, typer.Option("--approver", help="Who may approve (repeatable).")] = None,
+    approver: Annotated[list[str] | None, typer.Option("--approver", help="Narrow who may approve (repeatable); the worker's approval policy decides who may.")] = None,
     timeout: Annotated[float | None, typer.Option("--approval-timeout", help="Seconds to wait for a decision.")] = None,
 ) -> None:
     """Start an agent run with an explicit plan."""
@@ -137,7 +137,7 @@ def run(
     who = user or current_user()
     if timeout is not None and timeout <= 0:
         fail(f"--approval-timeout must be positive, got {timeout:g}")
-    req = AgentRunRequest(user=who, query=query, plan=the_plan, approvers=approver or s.effective_approvers(who),
+    req = AgentRunRequest(user=who, query=query, plan=the_plan, approvers=approver or [],
                           approval_timeout_s=timeout or s.approval_timeout_s,
                           python_approval_mode=s.python_approval_mode)
 
@@ -395,15 +395,19 @@ def demo(
     if isinstance(outcome, AgentRunResult):
         _print_result(outcome, as_json)
     run_id, who, asks = outcome
+    as_self = "" if who == current_user() else f" --as {who}"
+    write_cmd = f"tern approve {run_id} --as {DEMO_OPERATOR}"
     if as_json:
-        print_json({"run_id": run_id, "status": "awaiting_approval", "approve_command": f"tern approve {run_id}",
-                    "ui_url": s.run_url(run_id)})
+        print_json({"run_id": run_id, "status": "awaiting_approval", "approve_command": f"tern approve {run_id}{as_self}",
+                    "approve_write_command": write_cmd, "ui_url": s.run_url(run_id)})
         return
     out.print(f"run [bold]{run_id}[/] is waiting for your approval.")
     if asks > 1:
         out.print("It asks twice: first for its analysis code (a sandboxed python step), then for the write the "
-                  "code proposes. Approve each with the same command; `tern show` prints what waits in full.")
-    out.print(f"  approve:  tern approve {run_id}" + ("" if who == current_user() else f" --as {who}"))
+                  "code proposes. You started the run, so the two-person rule lets you approve its code but not "
+                  f"its write: approve the write as {DEMO_OPERATOR}. `tern show` prints what waits in full.")
+    out.print(f"  approve:  tern approve {run_id}{as_self}")
+    out.print(f"  write:    {write_cmd}")
     out.print(f"  reject:   tern reject {run_id} --comment 'why'")
     out.print("  pending:  tern pending")
     out.print(f"  Web UI:   {s.run_url(run_id)}")

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from tern import DATA_DIR
+from tern.models.approval import ApprovalMode
 
 
 def _toml_file() -> Path:
@@ -67,7 +68,14 @@ class TernSettings(BaseSettings):
     # Approvals
     approval_timeout_s: float = Field(3600.0, gt=0, description="Wait for a decision; expiry rejects, seconds.")
     approvers: list[str] = Field(
-        default_factory=list, description="Who may decide; empty means only the user who starts a run."
+        default_factory=list,
+        description="Who may decide any request (the policy's default_approvers) when no approval policy file is "
+        "set; empty means each run names its own approvers (open policy, single-user use only).",
+    )
+    approval_policy_path: Path | None = Field(
+        None,
+        description="Approval policy file (JSON, TOML or YAML; see tern/approval/policy.py): who may approve which "
+        "kind of request per channel pattern, how many approvals, self-approval. Re-read when it changes.",
     )
     # Simulated accelerator
     sim_readback_lag_s: float = Field(0.3, ge=0, description="Delay before a readback follows its setpoint, s.")
@@ -76,10 +84,11 @@ class TernSettings(BaseSettings):
     )
     sim_update_period_s: float = Field(0.1, gt=0, description="Simulation tick, seconds.")
     # Python execution (sandbox)
-    python_approval_mode: Literal["disabled", "control_writes", "all_code"] = Field(
+    python_approval_mode: ApprovalMode = Field(
         "all_code",
         description="Which analysis code needs a human decision before it runs: none, code the policy finds "
-        "attempting control writes (or hiding what it does), or all code (the fail-secure default).",
+        "attempting control writes (or hiding what it does), or all code (the fail-secure default). The worker's "
+        "value is a floor: a run may ask for a stricter mode, never a weaker one.",
     )
     sandbox_backend: Literal["docker", "process"] = Field(
         "docker", description="Where analysis code runs: a hardened Docker container, or a bare subprocess."
@@ -206,10 +215,6 @@ class TernSettings(BaseSettings):
     def run_url(self, workflow_id: str) -> str:
         """Web UI link to one workflow run."""
         return f"{self.ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
-
-    def effective_approvers(self, user: str) -> list[str]:
-        """Approvers for a run started by ``user``: the configured list, or the user alone."""
-        return list(self.approvers) or [user]
 
     def ca_environment(self) -> dict[str, str]:
         """Environment variables that point a Channel Access client (pyepics/libca) at the configured IOCs."""

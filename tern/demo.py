@@ -91,7 +91,7 @@ async def run_demo(settings: TernSettings, *, auto_approve: bool,
         plan = demo_plan_without_sandbox(current, lim.min_value or 0.0, lim.max_value or current)
 
     user = current_user()
-    approvers = sorted({*settings.effective_approvers(user), DEMO_OPERATOR})
+    approvers = sorted({*settings.approvers, user, DEMO_OPERATOR})
     client = await TernClient.connect(settings)
     handle = await client.start_run(AgentRunRequest(
         user=user, query=DEMO_QUERY, plan=plan, approvers=approvers, approval_timeout_s=settings.approval_timeout_s,

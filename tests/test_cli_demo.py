@@ -90,7 +90,9 @@ def test_demo_waits_then_pending_approve_result(stack_env, docker_backend) -> No
     assert json.loads(ok.stdout)["kind"] == "python"
     write_req = wait_pending(stack_env, run_id, "control_write")
     assert write_req["run_id"] == run_id and write_req["pending"]["write"]["channel"] == "SR:RF:CAVITY:01:VOLTAGE:SP"
-    ok = tern(stack_env, "approve", run_id, "--comment", "fine", "--json")
+    self_approval = tern(stack_env, "approve", run_id, "--comment", "mine", "--json")
+    assert self_approval.returncode == 2 and "two-person rule" in self_approval.stderr
+    ok = tern(stack_env, "approve", run_id, "--as", "demo-operator", "--comment", "fine", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["decision"] == "approved"
     res = tern(stack_env, "result", run_id, "--json")

@@ -27,6 +27,7 @@ def _spawn_worker(settings, address: str, log_path) -> subprocess.Popen:
         "TERN_CA_SERVER_PORT": str(settings.ca_server_port),
         "TERN_WRITES_ENABLED": "true",
         "TERN_READBACK_TIMEOUT_S": "2",
+        "TERN_PYTHON_APPROVAL_MODE": settings.python_approval_mode,
     }
     with open(log_path, "a") as fh:
         return subprocess.Popen([sys.executable, "-m", "worker.main"], env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -47,7 +48,7 @@ async def test_worker_sigkill_while_waiting_for_approval(temporal_env, settings,
         assert first.wait(10) == -signal.SIGKILL
         second = _spawn_worker(settings, address, log)
         record = await asyncio.wait_for(handle.execute_update(
-            AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="alice", approved=True)),
+            AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)),
             timeout=90)
         assert record.decision == "approved"
         result = await asyncio.wait_for(handle.result(), timeout=90)
@@ -78,6 +79,7 @@ async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, d
 
     client = temporal_env.client
     address = client.service_client.config.target_host
+    settings = settings.model_copy(update={"python_approval_mode": "disabled"})  # the worker's floor
     code = "import time\ntime.sleep(6)\nresults = {'done': True}"
     plan = Plan.model_validate({"steps": [{"id": "slow", "kind": "python", "code": code}]})
     req = AgentRunRequest(user="alice", query="slow analysis", plan=plan, approvers=["alice"],

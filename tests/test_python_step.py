@@ -181,7 +181,8 @@ async def test_cancelling_the_run_removes_the_container(temporal_env, settings, 
                           python_approval_mode="disabled")
     run_id = f"run-{uuid.uuid4().hex[:10]}"
     labels = {"label": [f"{LABEL}=1", f"tern.run_id={run_id}"]}
-    async with running_worker(temporal_env.client, settings):
+    no_code_approval = settings.model_copy(update={"python_approval_mode": "disabled"})  # the worker's floor
+    async with running_worker(temporal_env.client, no_code_approval):
         handle = await temporal_env.client.start_workflow(AgentRunWorkflow.run, req, id=run_id,
                                                           task_queue=settings.task_queue)
         for _ in range(300):

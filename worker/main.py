@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.agent import AgentActivities
+from activities.approval import ApprovalActivities, policy_source
 from activities.ariel import ariel_activities
 from activities.sandbox import SandboxActivities
 from tern.config import TernSettings
@@ -55,8 +56,9 @@ def build_worker(client: Client, settings: TernSettings, pool: asyncpg.Pool,
     ``overrides`` replace the activities registered under the same names (an LLM provider, such as
     ``generate_code`` or ``compose_answer``; tests register scripted ones this way).
     """
-    activities = [*AgentActivities(settings, pool).all(), *SandboxActivities(settings, pool).all(),
-                  *ariel_activities(settings, pool)]
+    agent = AgentActivities(settings, pool)
+    activities = [*agent.all(), *ApprovalActivities(settings, agent.pool).all(),
+                  *SandboxActivities(settings, pool).all(), *ariel_activities(settings, pool)]
     replaced = {_activity_name(a) for a in overrides}
     return Worker(
         client,
@@ -101,6 +103,19 @@ def reap_sandbox_orphans(settings: TernSettings) -> None:
         log.info("removed %d orphaned sandbox container(s)", n)
 
 
+def check_approval_policy(settings: TernSettings) -> None:
+    """Load the approval policy once at start: an invalid file stops the worker with the reason; an open policy
+    (nobody named) is logged as a warning. Raises :class:`tern.approval.ApprovalPolicyError`."""
+    policy, version = policy_source(settings).current()
+    if policy.is_open:
+        log.warning("approval policy %s is open: no approvers are configured (TERN_APPROVERS or "
+                    "TERN_APPROVAL_POLICY_PATH), so each run names its own approvers; fit for a single-user stack "
+                    "only", version)
+    else:
+        log.info("approval policy %s: %d rule(s), default approvers %s", version, len(policy.rules),
+                 ", ".join(policy.default_approvers) or "none")
+
+
 async def run_worker(settings: TernSettings, stop: asyncio.Event | None = None) -> None:
     """Reap sandbox orphans, connect, migrate the database, and poll until ``stop`` is set (or SIGINT/SIGTERM)."""
     configure_environment(settings.ca_environment())
@@ -108,6 +123,7 @@ async def run_worker(settings: TernSettings, stop: asyncio.Event | None = None) 
     pool = await create_pool(settings.dsn)
     client = await connect(settings)
     await check_search_attributes(client)
+    check_approval_policy(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

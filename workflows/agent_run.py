@@ -227,12 +227,12 @@ class AgentRunWorkflow(ApprovalHandlers):
         if decision.decision != "approved":
             status = "timed_out" if decision.decision == "timed_out" else "rejected"
             return StepResult(step_id=step.id, kind=step.kind, status=status, check=check,
-                              message=f"{decision.decision} by {decision.approver or 'timeout'}: {decision.comment}")
+                              message=f"{decision.decision} by {decision.approver or decision.via}: {decision.comment}")
         record = await workflow.execute_activity_method(
             AgentActivities.write_channel, WriteInput(
                 run_id=run_id, step_id=step.id, idempotency_key=f"{run_id}/{step.id}/{decision.request_id}",
                 channel=step.channel, value=step.value, request_id=decision.request_id,
-                approver=decision.approver or "", approved_from=check.current_value),
+                approver=", ".join(decision.approved_by) or decision.approver or "", approved_from=check.current_value),
             start_to_close_timeout=WRITE_TIMEOUT, retry_policy=WRITE_RETRY,
             summary=f"write {step.channel} = {step.value:g}")
         return StepResult(step_id=step.id, kind=step.kind, status="completed" if record.verified else "failed",

@@ -1,7 +1,14 @@
 """The approval gate shared by Tern workflows: one pending request at a time, decided by the ``decide``
-Update (validated) or Signal (checked the same way; invalid ones recorded and audited), expiring after a
-durable timeout (expiry rejects), every request and decision written to the audit table before the workflow
-goes on. Workflow code only: deterministic, all I/O through activities.
+Update or the ``decide_signal`` Signal, expiring after a durable timeout (expiry rejects), every request,
+decision and refused decision written to the audit table before the workflow goes on.
+
+Who may decide comes from the worker's approval policy (``resolve_approval`` activity, recorded in history):
+the run's own approver list only narrows it; the requester may not approve their own ``control_write``
+unless the policy allows it (two-person rule); a request may need several different approvers. A refused
+decision (stale or unknown request id, not an approver, self-approval, second approval by the same person,
+already decided) is audited as ``decision_refused`` whether it came by Update or Signal; the Update then
+fails with the reason, the Signal is recorded as ignored. Workflow code only: deterministic, I/O through
+activities.
 """
 
 from __future__ import annotations
@@ -9,15 +16,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
+    from activities.approval import ApprovalActivities
     from tern.models import (
         ApprovalKind,
         ApprovalRecord,
@@ -28,11 +37,17 @@ with workflow.unsafe.imports_passed_through():
         LimitsCheck,
         RunState,
     )
-    from tern.models.approval import CodeReview
+    from tern.models.approval import ApprovalMode, ApprovalResolveInput, CodeReview, ResolvedApproval
 
 AUDIT_TIMEOUT = timedelta(seconds=30)
 # The audit must eventually be written: nothing happens after a request or decision before it is recorded.
 AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60))
+RESOLVE_TIMEOUT = timedelta(seconds=30)
+RESOLVE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                            maximum_attempts=10)
+# Runs started before the worker-side policy existed keep their recorded behaviour on replay (the run's own
+# approver list); every new request is resolved against the policy.
+POLICY_PATCH = "approval-policy-1"
 
 
 async def audit(event: AuditEvent) -> None:
@@ -47,7 +62,7 @@ class ApprovalGate:
 
     Args:
         requester: the user who started the run.
-        approvers: who may decide (non-empty).
+        approvers: the run's requested approvers (may only narrow the policy's set; empty: no narrowing).
         timeout_s: how long a request waits before it is rejected as ``timed_out``, seconds.
         on_state: called with ``(state, pending_kind)`` when the run starts or stops waiting.
     """
@@ -60,104 +75,187 @@ class ApprovalGate:
         self.on_state = on_state
         self.pending: ApprovalRequest | None = None
         self._decision: ApprovalRecord | None = None
-        self._recorded: set[str] = set()
+        self._partial: list[ApprovalRecord] = []  # approvals short of the number needed, not yet audited
+        self._recorded: set[str] = set()  # "<request id>:<approver>" of audited decisions
+        self._decided: set[str] = set()  # request ids with a final decision
         self.approvals: list[ApprovalRecord] = []
         self.ignored: list[IgnoredDecision] = []
 
+    async def resolve(self, kind: ApprovalKind, step_id: str, *, channel: str | None = None,
+                      requested_mode: ApprovalMode = "all_code") -> ResolvedApproval:
+        """Who may decide a ``kind`` request, per the worker's policy (an activity; its result is in history)."""
+        if not workflow.patched(POLICY_PATCH):
+            return ResolvedApproval(approvers=self.approvers or [self.requester], python_approval_mode=requested_mode,
+                                    rule="run approvers (before the approval policy)")
+        return await workflow.execute_activity_method(
+            ApprovalActivities.resolve_approval, ApprovalResolveInput(
+                run_id=workflow.info().workflow_id, step_id=step_id, kind=kind, requester=self.requester,
+                requested_approvers=self.approvers, channel=channel, requested_mode=requested_mode),
+            start_to_close_timeout=RESOLVE_TIMEOUT, retry_policy=RESOLVE_RETRY, summary=f"approval policy: {kind}")
+
     async def request(self, *, kind: ApprovalKind, step_id: str, summary: str, reason: str = "",
                       write: LimitsCheck | None = None, code: CodeReview | None = None,
-                      audit_details: dict[str, object] | None = None) -> ApprovalRecord:
-        """Ask for a decision and wait for it (or for the timeout). Returns the audited decision."""
+                      audit_details: dict[str, object] | None = None,
+                      resolved: ResolvedApproval | None = None) -> ApprovalRecord:
+        """Ask for a decision and wait for it (or for the timeout). Returns the audited final decision.
+
+        ``resolved`` is the policy already applied to this step (python steps resolve once, for the mode);
+        otherwise it is resolved here. A request nobody may approve is refused at once (``via="policy"``).
+        """
         run_id = workflow.info().workflow_id
+        rule = resolved or await self.resolve(kind, step_id, channel=write.channel if write else None)
         request_id = str(workflow.uuid4())
         now = workflow.now()
+        base: dict[str, Any] = {"run_id": run_id, "step_id": step_id, "request_id": request_id,
+                "channel": write.channel if write else None, "value": write.value if write else None}
+        policy = {"policy_version": rule.policy_version, "policy_rule": rule.rule,
+                  "min_approvals": rule.min_approvals, "allow_self_approval": rule.allow_self_approval}
+        if rule.refusal:
+            return await self._refused_by_policy(kind, rule, base, reason or summary, policy)
         self.pending = ApprovalRequest(
             request_id=request_id, kind=kind, step_id=step_id, summary=summary, requested_by=self.requester,
-            approvers=self.approvers, requested_at=now, expires_at=now + self.timeout, write=write, code=code,
-            reason=reason)
+            approvers=rule.approvers, requested_at=now, expires_at=now + self.timeout, write=write, code=code,
+            reason=reason, min_approvals=rule.min_approvals, allow_self_approval=rule.allow_self_approval,
+            policy_version=rule.policy_version, policy_rule=rule.rule)
         self._decision = None
+        self._partial = []
         await audit(AuditEvent(
-            event_kind="approval_requested", run_id=run_id, event_key=f"requested:{request_id}", step_id=step_id,
-            request_id=request_id, actor=self.requester, comment=reason or summary,
-            channel=write.channel if write else None, previous_value=write.current_value if write else None,
-            value=write.value if write else None,
-            details={"kind": kind, "approvers": self.approvers, "expires_at": self.pending.expires_at.isoformat(),
-                     **(audit_details or {})}))
+            event_kind="approval_requested", event_key=f"requested:{request_id}", actor=self.requester,
+            comment=reason or summary, previous_value=write.current_value if write else None, **base,
+            details={"kind": kind, "approvers": rule.approvers, "expires_at": self.pending.expires_at.isoformat(),
+                     **policy, **(audit_details or {})}))
         self.on_state("awaiting_approval", kind)
-        try:
-            await workflow.wait_condition(lambda: self._decision is not None, timeout=self.timeout)
-        except asyncio.CancelledError:  # the run was cancelled while waiting: close the request in the audit
-            self.pending = None
-            await audit(AuditEvent(
-                event_kind="approval_cancelled", run_id=run_id, event_key=f"cancelled:{request_id}",
-                step_id=step_id, request_id=request_id, actor=self.requester, comment="run cancelled",
-                details={"kind": kind}))
-            raise
-        except TimeoutError:
-            self._decision = ApprovalRecord(
-                request_id=request_id, kind=kind, step_id=step_id, decision="timed_out", decided_at=workflow.now(),
-                via="timeout", comment=f"no decision within {self.timeout.total_seconds():g} s")
-        decision = self._decision
-        assert decision is not None
+        decision = await self._wait(kind, base)
         self.pending = None
         await audit(AuditEvent(
             event_kind="approval_timed_out" if decision.decision == "timed_out" else "decision",
-            run_id=run_id, event_key=f"decision:{request_id}", step_id=step_id, request_id=request_id,
-            actor=decision.approver, decision=decision.decision, channel=write.channel if write else None,
-            value=write.value if write else None, comment=decision.comment,
-            details={"kind": kind, "via": decision.via}))
-        self._recorded.add(request_id)
+            event_key=f"decision:{request_id}", actor=decision.approver, decision=decision.decision,
+            comment=decision.comment, **base,
+            details={"kind": kind, "via": decision.via,
+                     **({"approved_by": decision.approved_by} if len(decision.approved_by) > 1 else {})}))
+        self._recorded.add(f"{request_id}:{decision.approver}")
+        self._decided.add(request_id)
         self.approvals.append(decision)
         self.on_state("running", NO_APPROVAL)
         return decision
 
-    def invalid_reason(self, d: Decision) -> str | None:
-        """Why ``d`` cannot decide the pending request, or None when it can."""
+    async def _wait(self, kind: ApprovalKind, base: dict[str, Any]) -> ApprovalRecord:
+        """Wait for the final decision, auditing each partial approval; the timeout rejects."""
+        assert self.pending is not None
         pending = self.pending
-        if d.request_id in self._recorded or (self._decision and self._decision.request_id == d.request_id):
+        timeout = self.timeout
+        while True:
+            try:
+                await workflow.wait_condition(lambda: self._decision is not None or bool(self._partial),
+                                              timeout=timeout)
+            except asyncio.CancelledError:  # the run was cancelled while waiting: close the request in the audit
+                self.pending = None
+                await audit(AuditEvent(
+                    event_kind="approval_cancelled", event_key=f"cancelled:{pending.request_id}",
+                    actor=self.requester, comment="run cancelled", run_id=str(base["run_id"]),
+                    step_id=pending.step_id, request_id=pending.request_id, details={"kind": kind}))
+                raise
+            except TimeoutError:
+                return ApprovalRecord(
+                    request_id=pending.request_id, kind=kind, step_id=pending.step_id, decision="timed_out",
+                    decided_at=workflow.now(), via="timeout", approved_by=list(pending.approved_by),
+                    comment=f"no decision within {self.timeout.total_seconds():g} s"
+                    + (f" ({len(pending.approved_by)} of {pending.min_approvals} approvals)"
+                       if pending.approved_by else ""))
+            while self._partial:
+                part = self._partial.pop(0)
+                await audit(AuditEvent(
+                    event_kind="decision", event_key=f"decision:{pending.request_id}:{part.approver}",
+                    actor=part.approver, decision="approved", comment=part.comment, **base,
+                    details={"kind": kind, "via": part.via,
+                             "approval": f"{part.approved_by.index(part.approver or '') + 1} of "
+                                         f"{pending.min_approvals}"}))
+                self._recorded.add(f"{pending.request_id}:{part.approver}")
+                self.approvals.append(part)
+            if self._decision is not None:
+                return self._decision
+            timeout = pending.expires_at - workflow.now()
+            if timeout <= timedelta(0):
+                timeout = timedelta(milliseconds=1)
+
+    async def _refused_by_policy(self, kind: ApprovalKind, rule: ResolvedApproval, base: dict[str, Any],
+                                 comment: str, policy: dict[str, object]) -> ApprovalRecord:
+        request_id = str(base["request_id"])
+        record = ApprovalRecord(request_id=request_id, kind=kind, step_id=str(base["step_id"]), decision="rejected",
+                                decided_at=workflow.now(), via="policy", comment=rule.refusal or "")
+        await audit(AuditEvent(
+            event_kind="approval_refused", event_key=f"refused:{request_id}", actor=self.requester,
+            comment=rule.refusal or "", **base,
+            details={"kind": kind, "request": comment, **policy}))
+        self._decided.add(request_id)
+        self.approvals.append(record)
+        return record
+
+    def invalid_reason(self, d: Decision) -> str | None:
+        """Why ``d`` cannot decide the pending request, or None when it can (messages written for people)."""
+        pending = self.pending
+        if d.request_id in self._decided or (self._decision and self._decision.request_id == d.request_id):
             return f"request {d.request_id} is already decided"
         if pending is None:
             return "the run is not waiting for an approval"
         if d.request_id != pending.request_id:
             return f"stale or unknown request id {d.request_id} (pending request: {pending.request_id})"
-        if d.approver not in pending.approvers:
-            return f"{d.approver} is not an approver of this run (approvers: {', '.join(pending.approvers)})"
-        if self._decision is not None:
-            return f"request {d.request_id} is already decided"
+        withdrawing = not d.approved and d.approver == pending.requested_by
+        if d.approver not in pending.approvers and not withdrawing:
+            return (f"{d.approver} is not an approver of this {pending.kind} request (approvers: "
+                    f"{', '.join(pending.approvers)}; {pending.policy_rule or 'run approvers'})")
+        if d.approved and d.approver == pending.requested_by and not pending.allow_self_approval:
+            return (f"{d.approver} requested this run and may not approve its own {pending.kind} request "
+                    f"(two-person rule); another approver must decide: {', '.join(pending.approvers)}")
+        if d.approver in pending.approved_by:
+            return (f"{d.approver} already approved request {d.request_id}; it needs {pending.min_approvals} "
+                    "different approvers")
         return None
 
-    def validate(self, d: Decision) -> None:
-        """The Update validator: raises ``ValueError`` (the decision never enters history)."""
-        reason = self.invalid_reason(d)
-        if reason:
-            raise ValueError(reason)
-
-    def _accept(self, d: Decision, via: Literal["update", "signal"]) -> ApprovalRecord:
-        assert self.pending is not None
-        self._decision = ApprovalRecord(
-            request_id=d.request_id, kind=self.pending.kind, step_id=self.pending.step_id,
+    def _accept(self, d: Decision, via: Literal["update", "signal"]) -> str:
+        """Take a valid decision; returns the token the handler waits on until it is audited."""
+        pending = self.pending
+        assert pending is not None
+        record = ApprovalRecord(
+            request_id=d.request_id, kind=pending.kind, step_id=pending.step_id,
             decision="approved" if d.approved else "rejected", approver=d.approver, comment=d.comment,
             decided_at=workflow.now(), via=via)
-        return self._decision
+        if d.approved:
+            pending.approved_by.append(d.approver)
+            record.approved_by = list(pending.approved_by) if pending.min_approvals > 1 else []
+            if len(pending.approved_by) < pending.min_approvals:
+                self._partial.append(record)
+                return f"{d.request_id}:{d.approver}"
+        self._decision = record
+        return f"{d.request_id}:{d.approver}"
+
+    async def _refuse(self, d: Decision, reason: str, via: Literal["update", "signal"], key: str) -> None:
+        self.ignored.append(IgnoredDecision(decision=d, reason=reason, received_at=workflow.now(), via=via))
+        await audit(AuditEvent(
+            event_kind="decision_refused", run_id=workflow.info().workflow_id, event_key=key,
+            request_id=d.request_id, actor=d.approver, decision="approved" if d.approved else "rejected",
+            comment=reason, details={"comment": d.comment, "via": via}))
 
     async def decide_update(self, d: Decision) -> ApprovalRecord:
-        """The Update handler: accept, then return once the decision is in the audit table."""
-        record = self._accept(d, "update")
-        await workflow.wait_condition(lambda: d.request_id in self._recorded)
-        return record
+        """The Update handler: accept and return once the decision is audited; a refused decision is audited
+        and fails the Update with the reason (``ApplicationError`` type ``DecisionRefused``)."""
+        reason = self.invalid_reason(d)
+        if reason is not None:
+            update = workflow.current_update_info()
+            await self._refuse(d, reason, "update", f"refused:{workflow.info().workflow_id}:"
+                               f"{update.id if update else len(self.ignored)}")
+            raise ApplicationError(reason, type="DecisionRefused", non_retryable=True)
+        token = self._accept(d, "update")
+        await workflow.wait_condition(lambda: token in self._recorded)
+        return next(a for a in reversed(self.approvals) if f"{a.request_id}:{a.approver}" == token)
 
     async def decide_signal(self, d: Decision) -> None:
-        """The Signal handler: accept a valid decision; record and audit an invalid one as ignored."""
+        """The Signal handler: accept a valid decision; record and audit a refused one as ignored."""
         reason = self.invalid_reason(d)
         if reason is None:
             self._accept(d, "signal")
             return
-        self.ignored.append(IgnoredDecision(decision=d, reason=reason, received_at=workflow.now()))
-        run_id = workflow.info().workflow_id
-        await audit(AuditEvent(
-            event_kind="decision_ignored", run_id=run_id, event_key=f"ignored:{run_id}:{len(self.ignored)}",
-            request_id=d.request_id, actor=d.approver, decision="approved" if d.approved else "rejected",
-            comment=reason, details={"comment": d.comment}))
+        await self._refuse(d, reason, "signal", f"ignored:{workflow.info().workflow_id}:{len(self.ignored) + 1}")
 
 
 def set_run_state(state: RunState, pending: str) -> None:
@@ -166,22 +264,19 @@ def set_run_state(state: RunState, pending: str) -> None:
 
 
 class ApprovalHandlers:
-    """Mixin giving a workflow the ``decide`` Update (validated) and the ``decide_signal`` Signal, both
-    delegating to ``self._gate``. One definition for every workflow that asks for approvals, so chat bots and
-    the CLI send the same message to any of them."""
+    """Mixin giving a workflow the ``decide`` Update and the ``decide_signal`` Signal, both delegating to
+    ``self._gate``. One definition for every workflow that asks for approvals, so chat bots and the CLI send
+    the same message to any of them."""
 
     _gate: ApprovalGate
 
     @workflow.update
     async def decide(self, d: Decision) -> ApprovalRecord:
-        """Decide the pending approval; returns once the decision is in the audit table."""
+        """Decide the pending approval; returns once the decision is in the audit table. A refused decision is
+        audited and fails the Update with the reason."""
         return await self._gate.decide_update(d)
-
-    @decide.validator
-    def _validate_decide(self, d: Decision) -> None:
-        self._gate.validate(d)
 
     @workflow.signal
     async def decide_signal(self, d: Decision) -> None:
-        """Same as ``decide`` for senders that cannot wait; an invalid decision is recorded and ignored."""
+        """Same as ``decide`` for senders that cannot wait; a refused decision is audited and ignored."""
         await self._gate.decide_signal(d)

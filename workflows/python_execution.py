@@ -65,6 +65,9 @@ class PythonExecutionWorkflow(ApprovalHandlers):
 
     @workflow.run
     async def run(self, inp: PythonRunInput) -> PythonStepOutcome:
+        # The worker's policy: who may approve code, and the approval-mode floor (a run may only be stricter).
+        rule = await self._gate.resolve("python", inp.step_id, requested_mode=inp.approval_mode)
+        mode = rule.python_approval_mode
         code = inp.code
         feedback: str | None = None
         attempts: list[PythonAttempt] = []
@@ -97,7 +100,7 @@ class PythonExecutionWorkflow(ApprovalHandlers):
                     return self._done("failed", f"the code does not parse: {report.syntax_error}", code, report,
                                       execution, attempts)
                 continue
-            if report.needs_approval(inp.approval_mode):
+            if report.needs_approval(mode):
                 decision = await self._gate.request(
                     kind="python", step_id=inp.step_id,
                     summary=f"run {len(code.splitlines())} lines of Python (risk {report.risk}) for step "
@@ -105,10 +108,11 @@ class PythonExecutionWorkflow(ApprovalHandlers):
                     reason=inp.objective,
                     code=CodeReview(code=code, objective=inp.objective, analysis=report.summary(), risk=report.risk,
                                     expected_keys=inp.expected_keys, attempt=attempt),
-                    audit_details={"risk": report.risk, "findings": len(report.findings)})
+                    audit_details={"risk": report.risk, "findings": len(report.findings), "approval_mode": mode},
+                    resolved=rule)
                 if decision.decision != "approved":
                     status = "timed_out" if decision.decision == "timed_out" else "rejected"
-                    return self._done(status, f"code {decision.decision} by {decision.approver or 'timeout'}: "
+                    return self._done(status, f"code {decision.decision} by {decision.approver or decision.via}: "
                                       f"{decision.comment}", code, report, execution, attempts)
             try:
                 execution = await workflow.execute_activity_method(

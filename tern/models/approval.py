@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.control import LimitsCheck
 
-ApprovalKind = Literal["control_write", "python", "plan"]
+ApprovalKind = Literal["control_write", "python", "plan", "memory", "logbook"]
+APPROVAL_KINDS: tuple[str, ...] = get_args(ApprovalKind)
+ApprovalMode = Literal["disabled", "control_writes", "all_code"]
+"""When python code needs approval (Osprey's modes), from weakest to strictest."""
+_MODE_ORDER: tuple[str, ...] = get_args(ApprovalMode)
+
+
+def stricter_mode(a: ApprovalMode, b: ApprovalMode) -> ApprovalMode:
+    """The stricter of two python approval modes (``disabled`` < ``control_writes`` < ``all_code``)."""
+    return a if _MODE_ORDER.index(a) >= _MODE_ORDER.index(b) else b
 
 
 class CodeReview(BaseModel):
@@ -37,6 +46,39 @@ class ApprovalRequest(BaseModel):
     write: LimitsCheck | None = Field(None, description="For control writes: the checked proposal.")
     code: CodeReview | None = Field(None, description="For python steps: the code and its analysis.")
     reason: str = ""
+    min_approvals: int = Field(1, description="Different approvers who must approve (policy).")
+    approved_by: list[str] = Field([], description="Approvers who approved so far (when more than one is needed).")
+    allow_self_approval: bool = Field(True, description="Whether the requester may approve (policy).")
+    policy_version: str = Field("", description="Version of the approval policy that named the approvers.")
+    policy_rule: str = Field("", description="Which part of the policy matched (e.g. 'rule 2').")
+
+
+class ApprovalResolveInput(BaseModel):
+    """Input of the ``resolve_approval`` activity: what is about to be asked, and of whom the run asked it."""
+
+    run_id: str
+    step_id: str
+    kind: ApprovalKind
+    requester: str
+    requested_approvers: list[str] = []
+    channel: str | None = None
+    requested_mode: ApprovalMode = "all_code"
+
+
+class ResolvedApproval(BaseModel):
+    """The worker's approval policy applied to one request (recorded in history as an activity result).
+
+    ``refusal`` is set when no one can approve the request under the policy; the request is then refused
+    without waiting.
+    """
+
+    approvers: list[str]
+    min_approvals: int = 1
+    allow_self_approval: bool = True
+    python_approval_mode: ApprovalMode = "all_code"
+    policy_version: str = ""
+    rule: str = ""
+    refusal: str | None = None
 
 
 class Decision(BaseModel):
@@ -59,12 +101,15 @@ class ApprovalRecord(BaseModel):
     approver: str | None = None
     comment: str = ""
     decided_at: datetime
-    via: Literal["update", "signal", "timeout"] = "update"
+    via: Literal["update", "signal", "timeout", "policy"] = "update"
+    approved_by: list[str] = Field([], description="Everyone who approved, when the policy needs more than one.")
 
 
 class IgnoredDecision(BaseModel):
-    """A signal-borne decision that failed validation; kept so the audit shows the attempt."""
+    """A decision that was refused (wrong request, not an approver, self-approval, ...); kept, and audited as
+    ``decision_refused``, so the attempt is on record whichever way it came."""
 
     decision: Decision
     reason: str
     received_at: datetime
+    via: Literal["update", "signal"] = "signal"

@@ -7,8 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 AuditKind = Literal[
-    "approval_requested", "decision", "decision_ignored", "approval_timed_out", "approval_cancelled", "write",
-    "write_refused",
+    "approval_requested", "decision", "decision_ignored", "decision_refused", "approval_timed_out",
+    "approval_cancelled", "approval_refused", "approval_policy", "write", "write_refused",
 ]
 
 

@@ -17,7 +17,7 @@ class PythonRunInput(BaseModel):
     run_id: str
     step_id: str
     user: str
-    approvers: list[str] = Field(min_length=1)
+    approvers: list[str] = Field(default_factory=list, description="Narrows the policy's approvers (AgentRunRequest).")
     approval_timeout_s: float = Field(gt=0)
     approval_mode: ApprovalMode = "all_code"
     code: str | None = None

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tern.models.approval import ApprovalRecord, ApprovalRequest, IgnoredDecision
+from tern.models.approval import ApprovalMode, ApprovalRecord, ApprovalRequest, IgnoredDecision
 from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
 from tern.models.logbook import LogbookHit
 from tern.models.plan import Plan
@@ -19,15 +19,20 @@ StepStatus = Literal["completed", "refused", "rejected", "timed_out", "failed", 
 
 
 class AgentRunRequest(BaseModel):
-    """Input of ``AgentRunWorkflow``. ``approvers`` must be non-empty; timeouts in seconds."""
+    """Input of ``AgentRunWorkflow``; timeouts in seconds.
+
+    ``approvers`` narrows who may decide this run's requests; the worker's approval policy decides who may
+    (empty: whoever the policy allows; under an open policy, the requester alone). It can never widen it.
+    ``python_approval_mode`` can likewise only be stricter than the worker's.
+    """
 
     model_config = ConfigDict(extra="forbid")
     user: str = Field(min_length=1, max_length=200)
     query: str = Field(min_length=1, max_length=4000)
     plan: Plan | None = None
-    approvers: list[str] = Field(min_length=1)
+    approvers: list[str] = Field(default_factory=list, max_length=100)
     approval_timeout_s: float = Field(3600.0, gt=0, le=30 * 86400)
-    python_approval_mode: Literal["disabled", "control_writes", "all_code"] = Field(
+    python_approval_mode: ApprovalMode = Field(
         "all_code", description="When python steps need approval (Osprey's modes; all_code is fail-secure)."
     )
 

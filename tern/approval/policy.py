@@ -1,0 +1,260 @@
+"""The worker-side approval policy: who may approve which kind of request, how many approvals it needs, and
+whether the requester may approve their own request.
+
+The policy belongs to the worker (its settings or a policy file), never to the run: a run's requested
+approvers can only narrow the set the policy allows, and a run's python approval mode can only be stricter
+than the policy's. The file is re-read whenever it changes (hot reload, by modification time, size and
+content hash); every version is identified by the first 12 hex digits of the SHA-256 of its bytes.
+
+Policy file (JSON, TOML or YAML by suffix; ``TERN_APPROVAL_POLICY_PATH``)::
+
+    # tern-approval-policy.toml
+    default_approvers = ["alice", "bob", "carol"]   # kinds/channels no rule matches
+    python_approval_mode = "all_code"               # the floor: runs may ask stricter, never weaker
+    [groups]
+    rf = ["alice", "dave"]
+    [[rules]]                       # first matching rule wins
+    kinds = ["control_write"]
+    channels = ["SR:RF:*"]          # fnmatch patterns (case-sensitive) on the channel name
+    approvers = ["group:rf"]
+    min_approvals = 2               # two different people
+    [[rules]]
+    kinds = ["control_write", "python", "plan", "memory", "logbook"]
+    approvers = ["group:rf", "bob", "carol"]
+
+Self-approval: by default the requester may not approve their own ``control_write`` (two-person rule) and may
+approve other kinds; ``allow_self_approval`` on a rule or in ``self_approval`` per kind changes that. The
+requester may always *reject* their own request (withdrawing it only makes the machine safer).
+
+Without a file, the policy is built from the settings: ``default_approvers`` = ``TERN_APPROVERS``,
+``python_approval_mode`` = ``TERN_PYTHON_APPROVAL_MODE``. When neither a rule nor ``default_approvers``
+names anybody for a request, the run's own approver list is used ("open" policy: fit for a single-user
+embedded stack, not for a control room; ``tern worker`` warns about it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import tomllib
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tern.models.approval import (
+    APPROVAL_KINDS,
+    ApprovalKind,
+    ApprovalMode,
+    ResolvedApproval,
+    stricter_mode,
+)
+
+GROUP_PREFIX = "group:"
+MAX_APPROVALS = 5
+SELF_APPROVAL_DEFAULTS: dict[str, bool] = {"control_write": False}
+
+
+class ApprovalPolicyError(ValueError):
+    """The policy file cannot be read or is invalid; the message names the file and the field."""
+
+
+def _names(values: list[str], what: str) -> list[str]:
+    out = [v.strip() for v in values]
+    if any(not v for v in out):
+        raise ValueError(f"{what} must not contain empty names")
+    return out
+
+
+class ApprovalRule(BaseModel):
+    """One rule: for these kinds (and, for ``control_write``, these channel patterns), these approvers.
+
+    ``approvers`` are names or ``group:NAME``. ``min_approvals`` different approvers must approve (1 to 5).
+    ``allow_self_approval`` None means the kind's default (see the module docstring).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kinds: list[ApprovalKind] = Field(min_length=1)
+    channels: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    approvers: list[str] = Field(min_length=1)
+    min_approvals: int = Field(1, ge=1, le=MAX_APPROVALS)
+    allow_self_approval: bool | None = None
+
+    _v_approvers = field_validator("approvers")(lambda cls, v: _names(v, "approvers"))
+    _v_channels = field_validator("channels")(lambda cls, v: _names(v, "channels"))
+
+    def matches(self, kind: str, channel: str | None) -> bool:
+        """True when this rule covers ``kind`` (and ``channel``, for requests that name one)."""
+        if kind not in self.kinds:
+            return False
+        if channel is None:
+            return True
+        return any(fnmatchcase(channel, pattern) for pattern in self.channels)
+
+
+class ApprovalPolicy(BaseModel):
+    """The whole policy (see the module docstring for the file format)."""
+
+    model_config = ConfigDict(extra="forbid")
+    groups: dict[str, list[str]] = {}
+    rules: list[ApprovalRule] = []
+    default_approvers: list[str] = []
+    python_approval_mode: ApprovalMode = "all_code"
+    self_approval: dict[ApprovalKind, bool] = {}
+
+    _v_default = field_validator("default_approvers")(lambda cls, v: _names(v, "default_approvers"))
+
+    @model_validator(mode="after")
+    def _groups_known(self) -> ApprovalPolicy:
+        for n, rule in enumerate(self.rules, start=1):
+            for name in rule.approvers + self.default_approvers:
+                if name.startswith(GROUP_PREFIX) and name[len(GROUP_PREFIX):] not in self.groups:
+                    raise ValueError(f"rules[{n}]: unknown group {name!r} (groups: {', '.join(self.groups) or 'none'})")
+            if rule.min_approvals > len(self.expand(rule.approvers)):
+                raise ValueError(f"rules[{n}]: min_approvals {rule.min_approvals} exceeds the "
+                                 f"{len(self.expand(rule.approvers))} approver(s) it names")
+        return self
+
+    def expand(self, names: list[str]) -> list[str]:
+        """Names with ``group:X`` replaced by the group's members; order kept, duplicates dropped."""
+        out: list[str] = []
+        for name in names:
+            members = self.groups.get(name[len(GROUP_PREFIX):], []) if name.startswith(GROUP_PREFIX) else [name]
+            out += [m for m in members if m not in out]
+        return out
+
+    @property
+    def is_open(self) -> bool:
+        """True when nothing names approvers: every run's own list is used."""
+        return not self.rules and not self.default_approvers
+
+    def resolve(self, kind: ApprovalKind, *, requester: str, requested: list[str], channel: str | None = None,
+                requested_mode: ApprovalMode = "all_code", version: str = "") -> ResolvedApproval:
+        """Who may decide a ``kind`` request (about ``channel``) of a run started by ``requester`` that asked
+        for ``requested`` approvers.
+
+        The set is the first matching rule's approvers, else ``default_approvers``, else (open policy) the
+        run's ``requested`` list or the requester; a non-empty ``requested`` list narrows it (intersection).
+        ``refusal`` is set when nobody but the requester remains and self-approval is not allowed, or nobody
+        at all remains: such a request can never be approved and is refused at once.
+        """
+        rule_no, rule = next(((n, r) for n, r in enumerate(self.rules, start=1) if r.matches(kind, channel)),
+                             (0, None))
+        if rule is not None:
+            allowed, source, need = self.expand(rule.approvers), f"rule {rule_no}", rule.min_approvals
+            self_ok = rule.allow_self_approval
+        elif self.default_approvers:
+            allowed, source, need, self_ok = self.expand(self.default_approvers), "default_approvers", 1, None
+        else:
+            allowed, source, need = (list(requested) or [requester]), "the run's approvers (open policy)", 1
+            self_ok = None
+        if self_ok is None:
+            self_ok = self.self_approval.get(kind, SELF_APPROVAL_DEFAULTS.get(kind, True))
+        approvers = [a for a in allowed if a in requested] if requested else allowed
+        eligible = [a for a in approvers if self_ok or a != requester]
+        refusal = None
+        if len(eligible) < need:
+            why = (f"the policy ({source}) allows {', '.join(allowed) or 'nobody'}"
+                   + (f", the run asked for {', '.join(requested)}" if requested else "")
+                   + ("" if self_ok or requester not in approvers
+                      else f", and {requester} may not approve their own {kind} (two-person rule)"))
+            refusal = (f"no one can approve this {kind} request: it needs {need} approver(s) and {why}"
+                       + f"; eligible: {', '.join(eligible) or 'none'}")
+        return ResolvedApproval(
+            approvers=approvers, min_approvals=need, allow_self_approval=self_ok,
+            python_approval_mode=stricter_mode(requested_mode, self.python_approval_mode),
+            policy_version=version, rule=source, refusal=refusal)
+
+
+def policy_from_settings(default_approvers: list[str], python_approval_mode: ApprovalMode) -> ApprovalPolicy:
+    """The policy used when no file is configured (``TERN_APPROVERS``, ``TERN_PYTHON_APPROVAL_MODE``)."""
+    return ApprovalPolicy(default_approvers=default_approvers, python_approval_mode=python_approval_mode)
+
+
+def _parse(path: Path, data: bytes) -> dict[str, Any]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApprovalPolicyError(f"approval policy {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    try:
+        if path.suffix == ".toml":
+            raw: Any = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            raw = yaml.safe_load(text)
+        else:
+            raw = json.loads(text)
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+        raise ApprovalPolicyError(f"approval policy {path}: cannot parse: {str(exc)[:300]}") from exc
+    if not isinstance(raw, dict):
+        raise ApprovalPolicyError(f"approval policy {path}: the top level must be a table/object")
+    return raw
+
+
+def load_policy(path: Path) -> tuple[ApprovalPolicy, str]:
+    """Read and validate the policy file; returns the policy and its version (SHA-256, 12 hex digits).
+
+    Raises :class:`ApprovalPolicyError` naming the file and the offending field.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ApprovalPolicyError(f"approval policy {path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        policy = ApprovalPolicy.model_validate(_parse(Path(path), data))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ApprovalPolicyError(f"approval policy {path}: {loc}: {first['msg']}") from exc
+    return policy, hashlib.sha256(data).hexdigest()[:12]
+
+
+@dataclass
+class PolicySource:
+    """Where the worker's policy comes from, re-read when the file changes (thread-safe).
+
+    Args:
+        path: the policy file, or None to build the policy from the settings values below.
+        default_approvers: ``TERN_APPROVERS``, used without a file.
+        python_approval_mode: ``TERN_PYTHON_APPROVAL_MODE``, used without a file.
+    """
+
+    path: Path | None
+    default_approvers: list[str]
+    python_approval_mode: ApprovalMode
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._cached: tuple[ApprovalPolicy, str] | None = None
+
+    def current(self) -> tuple[ApprovalPolicy, str]:
+        """The policy in force and its version. Raises :class:`ApprovalPolicyError` for a bad file (fail closed:
+        no request can be approved until it is fixed)."""
+        if self.path is None:
+            policy = policy_from_settings(self.default_approvers, self.python_approval_mode)
+            digest = hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:12]
+            return policy, f"settings-{digest}"
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            raise ApprovalPolicyError(f"approval policy {self.path}: cannot read: {exc.strerror or exc}") from exc
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if self._cached is None or stamp != self._stamp:
+                self._cached, self._stamp = load_policy(self.path), stamp
+            return self._cached
+
+
+__all__ = [
+    "APPROVAL_KINDS",
+    "ApprovalPolicy",
+    "ApprovalPolicyError",
+    "ApprovalRule",
+    "PolicySource",
+    "load_policy",
+    "policy_from_settings",
+]
