@@ -125,7 +125,8 @@ def run(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result (approve from another shell).")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     user: Annotated[str | None, typer.Option("--user", help="Requesting user (default: you).")] = None,
-    approver: Annotated[list[str] | None, typer.Option("--approver", help="Narrow who may approve (repeatable); the worker's approval policy decides who may.")] = None,
+    approver: Annotated[list[str] | None, typer.Option(
+        "--approver", help="Narrow who may approve (repeatable); the worker's policy decides.")] = None,
     timeout: Annotated[float | None, typer.Option("--approval-timeout", help="Seconds to wait for a decision.")] = None,
 ) -> None:
     """Start an agent run with an explicit plan."""
@@ -251,6 +252,11 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) 
     out.print(f"\n[bold]waiting for a decision[/]: {p.summary}  (request {p.request_id})")
     out.print(f"requested by {p.requested_by}; approvers: {', '.join(p.approvers)}; "
               f"expires {p.expires_at:%Y-%m-%d %H:%M:%S} UTC")
+    if p.min_approvals > 1 or not p.allow_self_approval or p.policy_version:
+        so_far = f", {len(p.approved_by)} so far ({', '.join(p.approved_by)})" if p.approved_by else ""
+        out.print(f"needs {p.min_approvals} approval(s){so_far}"
+                  + ("" if p.allow_self_approval else f"; not by {p.requested_by}")
+                  + (f"; policy {p.policy_version} ({p.policy_rule})" if p.policy_version else ""))
     if p.reason:
         out.print(f"reason: {p.reason}", markup=False, highlight=False)
     if p.write is not None:
@@ -398,8 +404,9 @@ def demo(
     as_self = "" if who == current_user() else f" --as {who}"
     write_cmd = f"tern approve {run_id} --as {DEMO_OPERATOR}"
     if as_json:
-        print_json({"run_id": run_id, "status": "awaiting_approval", "approve_command": f"tern approve {run_id}{as_self}",
-                    "approve_write_command": write_cmd, "ui_url": s.run_url(run_id)})
+        print_json({"run_id": run_id, "status": "awaiting_approval",
+                    "approve_command": f"tern approve {run_id}{as_self}", "approve_write_command": write_cmd,
+                    "ui_url": s.run_url(run_id)})
         return
     out.print(f"run [bold]{run_id}[/] is waiting for your approval.")
     if asks > 1:

@@ -58,8 +58,8 @@ def write_plan(channel: str, value: float, *, search: bool = False) -> Plan:
 
 async def start_run(client: Client, settings: TernSettings, plan: Plan, *, user: str = "alice",
                     approvers: list[str] | None = None, timeout_s: float = 600) -> WorkflowHandle:
-    req = AgentRunRequest(user=user, query="test question", plan=plan, approvers=["alice", "bob"] if approvers is None else approvers,
-                          approval_timeout_s=timeout_s)
+    req = AgentRunRequest(user=user, query="test question", plan=plan,
+                          approvers=["alice", "bob"] if approvers is None else approvers, approval_timeout_s=timeout_s)
     return await client.start_workflow(
         AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=settings.task_queue)
 

@@ -110,7 +110,7 @@ def test_source_reloads_when_the_file_changes(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     path.write_text('{"default_approvers": ["a"]}')
     source = PolicySource(path, [], "all_code")
-    first, v1 = source.current()
+    _, v1 = source.current()
     assert source.current()[1] == v1
     path.write_text('{"default_approvers": ["a", "b"]}')
     os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
