@@ -1,8 +1,9 @@
 """``AgentRunWorkflow``: one operator question, answered by running a plan's steps as activities.
 
-Deterministic orchestration only. Every ``control_write`` step goes: limits check (activity) -> approval
-(``ApprovalGate``: audited request, Update ``decide`` with a validator or Signal ``decide_signal``, durable
-timeout that rejects, audited decision) -> write (activity, once per approved request). A ``python`` step runs
+Deterministic orchestration only. ``run`` is the procedure: each step in order through the handler of its
+kind. Every ``control_write`` step goes: limits check (activity) -> approval (``ApprovalGate``: the worker's
+approval policy, audited request, Update ``decide`` or Signal ``decide_signal``, durable timeout that rejects,
+audited decision) -> write (activity, once per approved request). A ``python`` step runs
 as the child workflow ``PythonExecutionWorkflow`` (id ``<run id>.<step id>``); the writes its code proposes are
 inserted after it as ``control_write`` steps, checked and approved like any other. Any step that does not
 complete stops later writes; the answer is still composed.
@@ -10,14 +11,16 @@ complete stops later writes; the answer is still composed.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, set_run_state
+from workflows.failures import error_message
 from workflows.python_execution import PythonExecutionWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
 
@@ -35,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         PythonStep,
         RespondStep,
         RunState,
+        RunStatus,
         Step,
         StepResult,
         WriteRecord,
@@ -64,9 +68,7 @@ WRITE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interva
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 
 
-def _error_message(exc: BaseException) -> str:
-    cause = exc.cause if isinstance(exc, ActivityError | ChildWorkflowError) and exc.cause else exc
-    return str(getattr(cause, "message", None) or cause)
+STEP_OUTCOME_TO_RUN: dict[str, RunStatus] = {"rejected": "rejected", "timed_out": "timed_out"}
 
 
 @workflow.defn
@@ -77,10 +79,21 @@ class AgentRunWorkflow(ApprovalHandlers):
     def __init__(self, req: AgentRunRequest) -> None:
         self._req = req
         self._state: RunState = "running"
+        self._status: RunStatus = "completed"
+        self._error: str | None = None
+        self._queue: list[Step] = list(req.plan.steps) if req.plan else []
         self._current: Step | None = None
         self._steps: list[StepResult] = []
-        self._total = len(req.plan.steps) if req.plan else 0
+        self._total = len(self._queue)
+        self._writes: list[WriteRecord] = []
+        self._writes_blocked = False
+        self._answer = ""
+        self._citations: list[str] = []
         self._gate = ApprovalGate(req.user, req.approvers, req.approval_timeout_s, self._on_state)
+        self._handlers: dict[str, Callable[[Any], Awaitable[StepResult]]] = {
+            "logbook_search": self._logbook, "channel_read": self._read, "python": self._python,
+            "control_write": self._control_write, "respond": self._respond,
+        }
 
     def _on_state(self, state: RunState, pending: str) -> None:
         self._state = state
@@ -89,85 +102,63 @@ class AgentRunWorkflow(ApprovalHandlers):
     # -- run -------------------------------------------------------------------------------------------
     @workflow.run
     async def run(self, req: AgentRunRequest) -> AgentRunResult:
-        run_id = workflow.info().workflow_id
+        """The procedure: each step in order through its handler; a step that does not complete blocks later
+        writes and sets the run's status; the answer is still composed."""
         workflow.upsert_search_attributes(
             [RUN_STATUS.value_set("running"), PENDING_APPROVAL.value_set(NO_APPROVAL), RUN_USER.value_set(req.user)])
         if req.plan is None:
-            from temporalio.exceptions import ApplicationError
-
             raise ApplicationError("no plan given and no planner is configured; pass an explicit plan",
                                    type="NoPlan", non_retryable=True)
-        status = "completed"
-        error: str | None = None
-        answer, citations = "", []
-        writes: list[WriteRecord] = []
-        writes_blocked = False
-        queue: list[Step] = list(req.plan.steps)
-        while queue:
-            step = queue.pop(0)
-            self._current = step
+        while self._queue:
+            step = self._current = self._queue.pop(0)
             workflow.set_current_details(f"step {step.id} ({step.kind})")
             try:
-                if isinstance(step, LogbookSearchStep):
-                    result = await self._logbook(run_id, step)
-                elif isinstance(step, ChannelReadStep):
-                    result = await self._read(run_id, step)
-                elif isinstance(step, ControlWriteStep):
-                    if writes_blocked:
-                        result = StepResult(step_id=step.id, kind=step.kind, status="skipped",
-                                            message="skipped: an earlier step did not complete")
-                    else:
-                        result = await self._control_write(run_id, step)
-                        if result.write is not None:
-                            writes.append(result.write)
-                elif isinstance(step, PythonStep):
-                    result, proposed = await self._python(run_id, step)
-                    queue[0:0] = proposed
-                    self._total += len(proposed)
-                elif isinstance(step, RespondStep):
-                    composed = await workflow.execute_activity_method(
-                        AgentActivities.compose_answer, ComposeInput(
-                            run_id=run_id, user=req.user, query=req.query, instructions=step.instructions,
-                            steps=self._steps),
-                        start_to_close_timeout=COMPOSE_TIMEOUT, retry_policy=READ_RETRY, summary="compose the answer")
-                    answer, citations = composed.answer, composed.citations
-                    result = StepResult(step_id=step.id, kind=step.kind, status="completed", answer=answer)
+                result = await self._handlers[step.kind](step)
             except (ActivityError, ChildWorkflowError) as exc:
                 if is_cancelled_exception(exc):
                     raise  # a cancelled run ends here: no later step (and no write) runs
-                result = StepResult(step_id=step.id, kind=step.kind, status="failed", message=_error_message(exc))
-            self._steps.append(result)
-            if result.status not in ("completed", "skipped"):
-                writes_blocked = True
-                if status == "completed":
-                    status = {"rejected": "rejected", "timed_out": "timed_out"}.get(result.status, "failed")
-                    error = f"step {step.id}: {result.message}"
+                result = StepResult(step_id=step.id, kind=step.kind, status="failed", message=error_message(exc))
+            self._record(step, result)
         self._current = None
-        self._on_state(status, NO_APPROVAL)  # type: ignore[arg-type]
+        self._on_state(self._status, NO_APPROVAL)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return AgentRunResult(
-            run_id=run_id, status=status, query=req.query, user=req.user,
-            steps=self._steps, writes=writes, approvals=self._all_approvals(), ignored_decisions=self._gate.ignored,
-            answer=answer, citations=citations, error=error,
+            run_id=workflow.info().workflow_id, status=self._status, query=req.query, user=req.user,
+            steps=self._steps, writes=self._writes, approvals=self._all_approvals(),
+            ignored_decisions=self._gate.ignored, answer=self._answer, citations=self._citations, error=self._error,
         )
+
+    def _record(self, step: Step, result: StepResult) -> None:
+        self._steps.append(result)
+        if result.status in ("completed", "skipped"):
+            return
+        self._writes_blocked = True
+        if self._status == "completed":
+            self._status = STEP_OUTCOME_TO_RUN.get(result.status, "failed")
+            self._error = f"step {step.id}: {result.message}"
 
     def _all_approvals(self) -> list[ApprovalRecord]:
         child = [a for s in self._steps if s.python for a in s.python.approvals]
         return sorted([*self._gate.approvals, *child], key=lambda a: a.decided_at)
 
-    async def _logbook(self, run_id: str, step: LogbookSearchStep) -> StepResult:
+    @property
+    def _run_id(self) -> str:
+        return workflow.info().workflow_id
+
+    async def _logbook(self, step: LogbookSearchStep) -> StepResult:
         found = await workflow.execute_activity_method(
             AgentActivities.search_logbook, LogbookSearchInput(
-                run_id=run_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode),
+                run_id=self._run_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode),
             start_to_close_timeout=LOGBOOK_SEARCH_TIMEOUT, retry_policy=READ_RETRY,
             summary=f"logbook search ({step.mode}): {step.query[:80]}")
         note = f" ({found.notice})" if found.notice else ""
         return StepResult(step_id=step.id, kind=step.kind, status="completed", hits=found.hits,
                           message=f"{len(found.hits)} entries{note}")
 
-    async def _read(self, run_id: str, step: ChannelReadStep) -> StepResult:
+    async def _read(self, step: ChannelReadStep) -> StepResult:
         readings = await workflow.execute_activity_method(
-            AgentActivities.read_channels, ChannelReadInput(run_id=run_id, step_id=step.id, channels=step.channels),
+            AgentActivities.read_channels,
+            ChannelReadInput(run_id=self._run_id, step_id=step.id, channels=step.channels),
             start_to_close_timeout=CHANNEL_READ_TIMEOUT, retry_policy=READ_RETRY,
             summary=f"read {', '.join(step.channels)[:100]}")
         bad = [r.channel for r in readings if r.error]
@@ -175,8 +166,9 @@ class AgentRunWorkflow(ApprovalHandlers):
                           readings=readings,
                           message=f"unavailable: {', '.join(bad)}" if bad else f"{len(readings)} channels read")
 
-    async def _python(self, run_id: str, step: PythonStep) -> tuple[StepResult, list[Step]]:
-        req = self._req
+    async def _python(self, step: PythonStep) -> StepResult:
+        """Run the step as the child workflow; the writes its code proposes become the next steps."""
+        req, run_id = self._req, self._run_id
         inputs: dict[str, Any] = {
             input_name(s.step_id): s.model_dump(mode="json", exclude_none=True)
             for s in self._steps if s.step_id in step.inputs}
@@ -190,23 +182,39 @@ class AgentRunWorkflow(ApprovalHandlers):
         result = StepResult(step_id=step.id, kind=step.kind, status=outcome.status, python=outcome,
                             message=outcome.message)
         if outcome.status != "completed" or outcome.execution is None:
-            return result, []
-        proposed = outcome.execution.proposed_writes[:MAX_PROPOSED_WRITES]
-        steps: list[Step] = [
+            return result
+        proposed = outcome.execution.proposed_writes
+        self._queue[0:0] = [
             ControlWriteStep(id=f"{step.id}-write-{n}", channel=w.channel, value=w.value,
                              reason=w.reason or f"proposed by python step {step.id}")
-            for n, w in enumerate(proposed, start=1)]
-        if len(outcome.execution.proposed_writes) > MAX_PROPOSED_WRITES:
+            for n, w in enumerate(proposed[:MAX_PROPOSED_WRITES], start=1)]
+        self._total += min(len(proposed), MAX_PROPOSED_WRITES)
+        if len(proposed) > MAX_PROPOSED_WRITES:
             result.message += f"; only the first {MAX_PROPOSED_WRITES} proposed writes are considered"
-        return result, steps
+        return result
+
+    async def _respond(self, step: RespondStep) -> StepResult:
+        req = self._req
+        composed = await workflow.execute_activity_method(
+            AgentActivities.compose_answer, ComposeInput(
+                run_id=self._run_id, user=req.user, query=req.query, instructions=step.instructions,
+                steps=self._steps),
+            start_to_close_timeout=COMPOSE_TIMEOUT, retry_policy=READ_RETRY, summary="compose the answer")
+        self._answer, self._citations = composed.answer, composed.citations
+        return StepResult(step_id=step.id, kind=step.kind, status="completed", answer=composed.answer)
 
     @staticmethod
     def child_id(run_id: str, step_id: str) -> str:
         """Workflow id of the child that runs python step ``step_id``."""
         return f"{run_id}.{step_id}"
 
-    async def _control_write(self, run_id: str, step: ControlWriteStep) -> StepResult:
-        req = self._req
+    async def _control_write(self, step: ControlWriteStep) -> StepResult:
+        """Limits check -> approval -> write (once) with verification. Skipped after a step that did not
+        complete."""
+        if self._writes_blocked:
+            return StepResult(step_id=step.id, kind=step.kind, status="skipped",
+                              message="skipped: an earlier step did not complete")
+        req, run_id = self._req, self._run_id
         check = await workflow.execute_activity_method(
             AgentActivities.check_write, WriteCheckInput(
                 run_id=run_id, step_id=step.id, channel=step.channel, value=step.value),
@@ -235,6 +243,7 @@ class AgentRunWorkflow(ApprovalHandlers):
                 approver=", ".join(decision.approved_by) or decision.approver or "", approved_from=check.current_value),
             start_to_close_timeout=WRITE_TIMEOUT, retry_policy=WRITE_RETRY,
             summary=f"write {step.channel} = {step.value:g}")
+        self._writes.append(record)
         return StepResult(step_id=step.id, kind=step.kind, status="completed" if record.verified else "failed",
                           check=check, write=record,
                           message=record.message if record.verified else f"write not verified: {record.message}")

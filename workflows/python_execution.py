@@ -10,12 +10,15 @@ ran and produced the expected keys. Code that fails without a generator to fix i
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.approval_gate import ApprovalGate, ApprovalHandlers, set_run_state
+from workflows.failures import error_message
+from workflows.search_attributes import NO_APPROVAL
 
 with workflow.unsafe.imports_passed_through():
     from activities.sandbox import SandboxActivities
@@ -44,9 +47,7 @@ EXECUTE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attem
                             non_retryable_error_types=["SandboxUnavailable"])
 
 
-def _cause(exc: ActivityError) -> str:
-    cause = exc.cause or exc
-    return str(getattr(cause, "message", None) or cause)
+OutcomeStatus = Literal["completed", "rejected", "timed_out", "failed"]
 
 
 @workflow.defn
@@ -58,6 +59,10 @@ class PythonExecutionWorkflow(ApprovalHandlers):
         self._inp = inp
         self._state: RunState = "running"
         self._gate = ApprovalGate(inp.user, inp.approvers, inp.approval_timeout_s, self._on_state)
+        self._code = inp.code
+        self._report: PolicyReport | None = None
+        self._execution: ExecutionResult | None = None
+        self._attempts: list[PythonAttempt] = []
 
     def _on_state(self, state: RunState, pending: str) -> None:
         self._state = state
@@ -65,42 +70,31 @@ class PythonExecutionWorkflow(ApprovalHandlers):
 
     @workflow.run
     async def run(self, inp: PythonRunInput) -> PythonStepOutcome:
+        """The procedure: generate -> analyze -> approve -> execute, retried with the error fed back."""
         # The worker's policy: who may approve code, and the approval-mode floor (a run may only be stricter).
         rule = await self._gate.resolve("python", inp.step_id, requested_mode=inp.approval_mode)
-        mode = rule.python_approval_mode
-        code = inp.code
         feedback: str | None = None
-        attempts: list[PythonAttempt] = []
-        report: PolicyReport | None = None
-        execution: ExecutionResult | None = None
         for attempt in range(1, inp.max_attempts + 1):
             workflow.set_current_details(f"python step {inp.step_id}: attempt {attempt}")
-            if code is None or (feedback is not None and inp.code is None):
+            if self._code is None or (feedback is not None and inp.code is None):
                 try:
-                    generated = await workflow.execute_activity_method(
-                        SandboxActivities.generate_code, GenerateCodeInput(
-                            run_id=inp.run_id, step_id=inp.step_id, objective=inp.objective,
-                            input_names=sorted(inp.inputs), expected_keys=inp.expected_keys,
-                            previous_code=code, feedback=feedback, attempt=attempt),
-                        start_to_close_timeout=GENERATE_TIMEOUT, retry_policy=GENERATE_RETRY,
-                        summary=f"generate code (attempt {attempt})")
+                    self._code = await self._generate(attempt, feedback)
                 except ActivityError as exc:
                     if is_cancelled_exception(exc):
                         raise  # the run was cancelled: end, do not report a failed step
-                    return self._done("failed", f"code generation failed: {_cause(exc)}", code, report, execution,
-                                      attempts)
-                code = generated.code
-            report = await workflow.execute_activity_method(
+                    return self._outcome("failed", f"code generation failed: {error_message(exc)}")
+            code = self._code
+            report = self._report = await workflow.execute_activity_method(
                 SandboxActivities.analyze_code, AnalyzeInput(code=code), start_to_close_timeout=ANALYZE_TIMEOUT,
                 retry_policy=QUICK_RETRY, summary="policy analysis")
             if not report.syntax_ok:
                 feedback = f"SyntaxError: {report.syntax_error}"
-                attempts.append(PythonAttempt(attempt=attempt, code=code, outcome="syntax_error", feedback=feedback))
+                self._attempts.append(PythonAttempt(attempt=attempt, code=code, outcome="syntax_error",
+                                                    feedback=feedback))
                 if inp.code is not None:
-                    return self._done("failed", f"the code does not parse: {report.syntax_error}", code, report,
-                                      execution, attempts)
+                    return self._outcome("failed", f"the code does not parse: {report.syntax_error}")
                 continue
-            if report.needs_approval(mode):
+            if report.needs_approval(rule.python_approval_mode):
                 decision = await self._gate.request(
                     kind="python", step_id=inp.step_id,
                     summary=f"run {len(code.splitlines())} lines of Python (risk {report.risk}) for step "
@@ -108,14 +102,14 @@ class PythonExecutionWorkflow(ApprovalHandlers):
                     reason=inp.objective,
                     code=CodeReview(code=code, objective=inp.objective, analysis=report.summary(), risk=report.risk,
                                     expected_keys=inp.expected_keys, attempt=attempt),
-                    audit_details={"risk": report.risk, "findings": len(report.findings), "approval_mode": mode},
+                    audit_details={"risk": report.risk, "findings": len(report.findings),
+                                   "approval_mode": rule.python_approval_mode},
                     resolved=rule)
                 if decision.decision != "approved":
-                    status = "timed_out" if decision.decision == "timed_out" else "rejected"
-                    return self._done(status, f"code {decision.decision} by {decision.approver or decision.via}: "
-                                      f"{decision.comment}", code, report, execution, attempts)
+                    return self._outcome(decision.decision, f"code {decision.decision} by "
+                                         f"{decision.approver or decision.via}: {decision.comment}")
             try:
-                execution = await workflow.execute_activity_method(
+                execution = self._execution = await workflow.execute_activity_method(
                     SandboxActivities.execute_python, ExecuteInput(
                         run_id=inp.run_id, step_id=inp.step_id, attempt=attempt, code=code, inputs=inp.inputs,
                         expected_keys=inp.expected_keys),
@@ -125,26 +119,35 @@ class PythonExecutionWorkflow(ApprovalHandlers):
             except ActivityError as exc:
                 if is_cancelled_exception(exc):
                     raise  # the run was cancelled (the activity removed the container)
-                return self._done("failed", _cause(exc), code, report, execution, attempts)
+                return self._outcome("failed", error_message(exc))
             missing = [k for k in inp.expected_keys if k not in execution.results]
             if execution.ok and not missing:
-                attempts.append(PythonAttempt(attempt=attempt, code=code, outcome="ok"))
-                return self._done("completed", f"ran in {execution.timings.total_s:.2f} s", code, report, execution,
-                                  attempts)
+                self._attempts.append(PythonAttempt(attempt=attempt, code=code, outcome="ok"))
+                return self._outcome("completed", f"ran in {execution.timings.total_s:.2f} s")
             feedback = execution.feedback() if not execution.ok else f"results lacks the keys {missing}"
-            attempts.append(PythonAttempt(attempt=attempt, code=code,
-                                          outcome=execution.status if not execution.ok else "missing_keys",
-                                          feedback=feedback))
+            self._attempts.append(PythonAttempt(
+                attempt=attempt, code=code, outcome=execution.status if not execution.ok else "missing_keys",
+                feedback=feedback))
             if inp.code is not None:  # given code: nothing can fix it
-                return self._done("failed", feedback, code, report, execution, attempts)
-        return self._done("failed", f"no working code after {inp.max_attempts} attempts: {feedback}", code, report,
-                          execution, attempts)
+                return self._outcome("failed", feedback)
+        return self._outcome("failed", f"no working code after {inp.max_attempts} attempts: {feedback}")
 
-    def _done(self, status: str, message: str, code: str | None, report: PolicyReport | None,
-              execution: ExecutionResult | None, attempts: list[PythonAttempt]) -> PythonStepOutcome:
-        self._on_state("completed" if status == "completed" else status, "none")  # type: ignore[arg-type]
-        return PythonStepOutcome(status=status, message=message, code=code, analysis=report,
-                                 execution=execution, attempts=attempts, approvals=self._gate.approvals,
+    async def _generate(self, attempt: int, feedback: str | None) -> str:
+        inp = self._inp
+        generated = await workflow.execute_activity_method(
+            SandboxActivities.generate_code, GenerateCodeInput(
+                run_id=inp.run_id, step_id=inp.step_id, objective=inp.objective,
+                input_names=sorted(inp.inputs), expected_keys=inp.expected_keys,
+                previous_code=self._code, feedback=feedback, attempt=attempt),
+            start_to_close_timeout=GENERATE_TIMEOUT, retry_policy=GENERATE_RETRY,
+            summary=f"generate code (attempt {attempt})")
+        return generated.code
+
+    def _outcome(self, status: OutcomeStatus, message: str) -> PythonStepOutcome:
+        """The step's outcome from what the attempts so far left on the workflow."""
+        self._on_state(status, NO_APPROVAL)
+        return PythonStepOutcome(status=status, message=message, code=self._code, analysis=self._report,
+                                 execution=self._execution, attempts=self._attempts, approvals=self._gate.approvals,
                                  ignored_decisions=self._gate.ignored)
 
     @workflow.query
