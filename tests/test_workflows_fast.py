@@ -1,0 +1,257 @@
+"""Fast workflow tests on the time-skipping test server, in the style of the Temporal samples: the real
+workflows with their activities replaced by name (the approval policy and the code analysis are Tern's own
+pure functions; the machine, PostgreSQL and Docker are stood in for). The end-to-end tests on real
+components (test_agent_run.py, test_approval_runs.py, test_python_step.py) stay above these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.worker import Worker
+
+from tern.approval.policy import ApprovalPolicy
+from tern.models import AgentRunRequest, AuditEvent, ChannelReading, Decision, LimitsCheck, Plan, SearchResponse
+from tern.models.activity_io import (
+    ChannelReadInput,
+    ComposedAnswer,
+    ComposeInput,
+    LogbookSearchInput,
+    WriteCheckInput,
+    WriteInput,
+)
+from tern.models.approval import ApprovalResolveInput, ResolvedApproval
+from tern.models.control import WriteRecord
+from tern.models.python_step import AnalyzeInput, ExecuteInput, GenerateCodeInput, GeneratedCode
+from tern.sandbox.models import ExecutionResult
+from tern.sandbox.policy import PolicyReport, analyze
+from workflows.agent_run import AgentRunWorkflow
+from workflows.python_execution import PythonExecutionWorkflow
+
+CHANNEL = "SR:MAG:QF:01:CURRENT:SP"
+
+
+@dataclass
+class Machine:
+    """The stand-ins' shared state: what was audited, written, called; the policy; scripted code results."""
+
+    policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    audit: list[AuditEvent] = field(default_factory=list)
+    writes: list[WriteInput] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    executions: list[ExecutionResult] = field(default_factory=list)
+    unreachable: set[str] = field(default_factory=set)
+
+    def activities(self) -> list:
+        m = self
+
+        @activity.defn(name="record_audit")
+        async def record_audit(event: AuditEvent) -> bool:
+            if all(e.event_key != event.event_key for e in m.audit):
+                m.audit.append(event)
+            return True
+
+        @activity.defn(name="resolve_approval")
+        async def resolve_approval(inp: ApprovalResolveInput) -> ResolvedApproval:
+            return m.policy.resolve(inp.kind, requester=inp.requester, requested=inp.requested_approvers,
+                                    channel=inp.channel, requested_mode=inp.requested_mode, version="test")
+
+        @activity.defn(name="search_logbook")
+        async def search_logbook(inp: LogbookSearchInput) -> SearchResponse:
+            m.calls.append("search_logbook")
+            return SearchResponse(query=inp.query, mode=inp.mode, mode_used="keyword")
+
+        @activity.defn(name="read_channels")
+        async def read_channels(inp: ChannelReadInput) -> list[ChannelReading]:
+            m.calls.append("read_channels")
+            return [ChannelReading(channel=c, value=None, connected=False, error="not connected")
+                    if c in m.unreachable else ChannelReading(channel=c, value=1.0) for c in inp.channels]
+
+        @activity.defn(name="check_write")
+        async def check_write(inp: WriteCheckInput) -> LimitsCheck:
+            m.calls.append("check_write")
+            return LimitsCheck(channel=inp.channel, value=inp.value, allowed=True, current_value=1.0, units="A")
+
+        @activity.defn(name="write_channel")
+        async def write_channel(inp: WriteInput) -> WriteRecord:
+            m.calls.append("write_channel")
+            m.writes.append(inp)
+            return WriteRecord(channel=inp.channel, previous_value=1.0, value=inp.value, readback=inp.value,
+                               verified=True, verification="readback", written_at=datetime.now(UTC))
+
+        @activity.defn(name="compose_answer")
+        async def compose_answer(inp: ComposeInput) -> ComposedAnswer:
+            m.calls.append("compose_answer")
+            return ComposedAnswer(answer=f"{len(inp.steps)} steps")
+
+        @activity.defn(name="analyze_code")
+        async def analyze_code(inp: AnalyzeInput) -> PolicyReport:
+            return analyze(inp.code)
+
+        @activity.defn(name="generate_code")
+        async def generate_code(inp: GenerateCodeInput) -> GeneratedCode:
+            m.calls.append(f"generate_code:{inp.attempt}:{inp.feedback or ''}")
+            return GeneratedCode(code=f"results = {{'attempt': {inp.attempt}}}")
+
+        @activity.defn(name="execute_python")
+        async def execute_python(inp: ExecuteInput) -> ExecutionResult:
+            m.calls.append(f"execute_python:{inp.attempt}")
+            return m.executions.pop(0)
+
+        return [record_audit, resolve_approval, search_logbook, read_channels, check_write, write_channel,
+                compose_answer, analyze_code, generate_code, execute_python]
+
+
+@pytest.fixture
+async def env(time_skipping_env) -> AsyncIterator[tuple[Client, Machine, str]]:
+    machine = Machine()
+    queue = f"fast-{uuid.uuid4().hex[:8]}"
+    async with Worker(time_skipping_env.client, task_queue=queue,
+                      workflows=[AgentRunWorkflow, PythonExecutionWorkflow], activities=machine.activities()):
+        yield time_skipping_env.client, machine, queue
+
+
+def plan(*steps: dict) -> Plan:
+    return Plan.model_validate({"steps": list(steps)})
+
+
+WRITE = {"id": "write", "kind": "control_write", "channel": CHANNEL, "value": 2.0, "reason": "test"}
+
+
+async def start(client: Client, queue: str, p: Plan, *, user: str = "alice", approvers: list[str] | None = None,
+                timeout_s: float = 3600) -> WorkflowHandle:
+    req = AgentRunRequest(user=user, query="q", plan=p, approvers=["alice", "bob"] if approvers is None else approvers,
+                          approval_timeout_s=timeout_s, python_approval_mode="disabled")
+    return await client.start_workflow(AgentRunWorkflow.run, req, id=f"fast-{uuid.uuid4().hex[:10]}",
+                                       task_queue=queue)
+
+
+async def pending(handle: WorkflowHandle) -> str:
+    for _ in range(200):
+        st = await handle.query(AgentRunWorkflow.status)
+        if st.pending is not None:
+            return st.pending.request_id
+        await asyncio.sleep(0.02)
+    raise AssertionError("nothing pending")
+
+
+async def refused(handle: WorkflowHandle, d: Decision) -> str:
+    with pytest.raises(WorkflowUpdateFailedError) as exc:
+        await handle.execute_update(AgentRunWorkflow.decide, d)
+    return str(exc.value.cause)
+
+
+async def test_gate_refuses_non_approver_stale_id_self_approval_and_second_decision(env) -> None:
+    client, machine, queue = env
+    handle = await start(client, queue, plan(WRITE))
+    rid = await pending(handle)
+    assert "not an approver" in await refused(handle, Decision(request_id=rid, approver="eve", approved=True))
+    assert "stale or unknown" in await refused(handle, Decision(request_id="x", approver="bob", approved=True))
+    assert "two-person rule" in await refused(handle, Decision(request_id=rid, approver="alice", approved=True))
+    assert machine.writes == []
+    record = await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob",
+                                                                          approved=True))
+    assert record.decision == "approved"
+    result = await handle.result()
+    assert result.status == "completed" and len(machine.writes) == 1
+    assert machine.writes[0].approver == "bob"
+    kinds = [e.event_kind for e in machine.audit]
+    assert kinds == ["approval_requested", "decision_refused", "decision_refused", "decision_refused", "decision"]
+
+
+async def test_gate_double_decision_by_signal_is_refused(env) -> None:
+    client, machine, queue = env
+    handle = await start(client, queue, plan(WRITE, {"id": "w2", **{k: v for k, v in WRITE.items() if k != "id"}}))
+    rid = await pending(handle)
+    await handle.signal(AgentRunWorkflow.decide_signal, Decision(request_id=rid, approver="bob", approved=False))
+    await handle.signal(AgentRunWorkflow.decide_signal, Decision(request_id=rid, approver="bob", approved=True))
+    result = await handle.result()
+    assert result.status == "rejected" and machine.writes == []
+    assert [i.reason for i in result.ignored_decisions] == [f"request {rid} is already decided"]
+    assert [s.status for s in result.steps] == ["rejected", "skipped"]  # the second write never asks
+
+
+async def test_gate_timeout_rejects(env) -> None:
+    client, machine, queue = env
+    handle = await start(client, queue, plan(WRITE), timeout_s=6 * 3600)
+    result = await handle.result()  # the test server skips the six hours
+    assert result.status == "timed_out" and machine.writes == []
+    assert [e.event_kind for e in machine.audit] == ["approval_requested", "approval_timed_out"]
+
+
+async def test_gate_cancel_while_waiting_closes_the_request(env) -> None:
+    client, machine, queue = env
+    handle = await start(client, queue, plan(WRITE))
+    await pending(handle)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert machine.writes == []
+    assert [e.event_kind for e in machine.audit] == ["approval_requested", "approval_cancelled"]
+
+
+async def test_policy_two_approvals_then_write(env) -> None:
+    client, machine, queue = env
+    machine.policy = ApprovalPolicy.model_validate(
+        {"rules": [{"kinds": ["control_write"], "channels": ["SR:MAG:*"], "approvers": ["bob", "carol"],
+                    "min_approvals": 2}]})
+    handle = await start(client, queue, plan(WRITE), approvers=[])
+    rid = await pending(handle)
+    await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True))
+    assert "already approved" in await refused(handle, Decision(request_id=rid, approver="bob", approved=True))
+    assert machine.writes == []
+    await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="carol", approved=True))
+    result = await handle.result()
+    assert result.status == "completed" and machine.writes[0].approver == "bob, carol"
+
+
+async def test_steps_run_in_order_and_a_failed_read_blocks_the_write(env) -> None:
+    client, machine, queue = env
+    machine.unreachable = {"SR:DIAG:X"}
+    handle = await start(client, queue, plan(
+        {"id": "search", "kind": "logbook_search", "query": "trip"},
+        {"id": "read", "kind": "channel_read", "channels": ["SR:DIAG:X"]},
+        WRITE, {"id": "answer", "kind": "respond"}))
+    result = await handle.result()
+    assert machine.calls == ["search_logbook", "read_channels", "compose_answer"]
+    assert [s.status for s in result.steps] == ["completed", "failed", "skipped", "completed"]
+    assert result.status == "failed" and result.error.startswith("step read:")
+    assert result.answer == "3 steps"  # compose saw the three steps before it
+
+
+def _execution(ok: bool, **kw) -> ExecutionResult:
+    return ExecutionResult(status="ok" if ok else "error", backend="process", isolation="none",
+                           error=None if ok else "ZeroDivisionError: division by zero", **kw)
+
+
+async def test_python_step_retries_generation_with_the_error_fed_back(env) -> None:
+    client, machine, queue = env
+    machine.policy = ApprovalPolicy(python_approval_mode="disabled")  # no code approval: the loop alone
+    machine.executions = [_execution(False), _execution(True, results={"attempt": 2})]
+    handle = await start(client, queue, plan({"id": "calc", "kind": "python", "objective": "a ratio"}))
+    result = await handle.result()
+    assert result.status == "completed", result.error
+    py = result.steps[0].python
+    assert [a.outcome for a in py.attempts] == ["error", "ok"]
+    assert machine.calls[0] == "generate_code:1:" and machine.calls[2].startswith("generate_code:2:")
+    assert "ZeroDivisionError" in machine.calls[2]
+
+
+async def test_python_step_proposed_write_is_approved_like_any_other(env) -> None:
+    client, machine, queue = env
+    machine.policy = ApprovalPolicy(python_approval_mode="disabled")
+    machine.executions = [_execution(True, proposed_writes=[
+        {"id": "p", "kind": "control_write", "channel": CHANNEL, "value": 1.5, "reason": "lower"}])]
+    handle = await start(client, queue, plan({"id": "calc", "kind": "python", "code": "results = {}"}))
+    rid = await pending(handle)
+    await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True))
+    result = await handle.result()
+    assert [s.step_id for s in result.steps] == ["calc", "calc-write-1"]
+    assert result.writes[0].value == 1.5 and machine.writes[0].approver == "bob"
