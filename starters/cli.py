@@ -23,7 +23,7 @@ from starters.client import TernClient, TernUnavailable, TernUserError, check_pl
 from starters.common import err, fail, load_settings, print_json
 from starters.sandbox_cli import app as sandbox_app
 from tern.config import current_user
-from tern.demo import DEMO_OPERATOR
+from starters.demo import DEMO_OPERATOR
 from tern.models import AgentRunRequest, AgentRunResult, AgentRunStatus, ApprovalRecord
 
 app = typer.Typer(help="Tern: operator-assistant agents for particle accelerators, on Temporal.",
@@ -389,7 +389,7 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan."""
-    from tern.demo import DemoError, run_demo
+    from starters.demo import DemoError, run_demo
 
     s = load_settings()
     try:
