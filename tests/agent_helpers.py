@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from workflows.agent_run import AgentRunWorkflow
 
 @asynccontextmanager
 async def running_worker(client: Client, settings: TernSettings,
-                         overrides: Sequence[Callable[..., Any]] = ()) -> AsyncIterator[asyncpg.Pool]:
+                         overrides: Mapping[str, Callable[..., Any]] | None = None) -> AsyncIterator[asyncpg.Pool]:
     """A Tern worker on ``settings.task_queue`` (in this process) with its own pool, for one test."""
     pool = await create_pool(settings.dsn)
     try:

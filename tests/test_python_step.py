@@ -113,7 +113,7 @@ async def test_generated_code_is_retried_with_the_error_fed_back(temporal_env, s
 
     plan = Plan.model_validate({"steps": [
         {"id": "calc", "kind": "python", "objective": "compute a ratio", "expected_keys": ["ratio"]}]})
-    async with running_worker(temporal_env.client, settings, overrides=[scripted]):
+    async with running_worker(temporal_env.client, settings, overrides={"generate_code": scripted}):
         req_handle = await start_run(temporal_env.client, settings, plan)
         await approve_next(temporal_env.client, req_handle.id)  # attempt 1 (all_code mode)
         await approve_next(temporal_env.client, req_handle.id)  # attempt 2

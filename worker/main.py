@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -44,27 +44,27 @@ async def connect(settings: TernSettings) -> Client:
     )
 
 
-def _activity_name(fn: Callable[..., Any]) -> str:
-    defn = getattr(fn, "__temporal_activity_definition", None)
-    return defn.name if defn is not None else getattr(fn, "__name__", "")
-
-
 def build_worker(client: Client, settings: TernSettings, pool: asyncpg.Pool,
-                 overrides: Sequence[Callable[..., Any]] = ()) -> Worker:
+                 overrides: Mapping[str, Callable[..., Any]] | None = None) -> Worker:
     """A worker on ``settings.task_queue`` with all Tern workflows and activities, sharing ``pool``.
 
-    ``overrides`` replace the activities registered under the same names (an LLM provider, such as
-    ``generate_code`` or ``compose_answer``; tests register scripted ones this way).
+    ``overrides`` maps activity names to callables (``@activity.defn(name=...)``) that replace Tern's activity
+    of that name: an LLM provider such as ``generate_code`` or ``compose_answer``; tests register scripted ones
+    this way. Tern's activity callables are named as their activities. Raises ``ValueError`` for a name that
+    is not one of Tern's activities.
     """
     agent = AgentActivities(settings, pool)
     activities = [*agent.all(), *ApprovalActivities(settings, agent.pool).all(),
                   *SandboxActivities(settings, pool).all(), *ariel_activities(settings, pool)]
-    replaced = {_activity_name(a) for a in overrides}
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - {a.__name__ for a in activities}
+    if unknown:
+        raise ValueError(f"no Tern activity named {', '.join(sorted(unknown))} to override")
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=[*(a for a in activities if _activity_name(a) not in replaced), *overrides],
+        activities=[*(a for a in activities if a.__name__ not in overrides), *overrides.values()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_concurrent_activities=50,
     )
