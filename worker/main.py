@@ -14,7 +14,6 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.agent import AgentActivities
@@ -24,6 +23,7 @@ from activities.sandbox import SandboxActivities
 from tern.config import TernSettings
 from tern.control.channels import configure_environment
 from tern.db import create_pool
+from worker.connection import connect
 from workflows.agent_run import AgentRunWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 from workflows.python_execution import PythonExecutionWorkflow
@@ -35,13 +35,6 @@ log = logging.getLogger("tern.worker")
 
 WORKFLOWS: Sequence[type] = (AgentRunWorkflow, PythonExecutionWorkflow, *ARIEL_WORKFLOWS)
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
-
-
-async def connect(settings: TernSettings) -> Client:
-    """A Temporal client for ``settings`` with the pydantic data converter."""
-    return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=pydantic_data_converter
-    )
 
 
 def build_worker(client: Client, settings: TernSettings, pool: asyncpg.Pool,

@@ -1,0 +1,29 @@
+"""The one Temporal client factory: every Tern process that talks to Temporal (worker, CLI, client API, ARIEL
+commands, embedded stack, chat bridges) connects through :func:`connect`, so connection options (namespace,
+data converter; later TLS and API keys) are defined once.
+"""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from tern.config import TernSettings
+
+
+class TemporalUnreachable(RuntimeError):
+    """Temporal could not be reached; the message names the address and how to start or point at it."""
+
+
+async def connect(settings: TernSettings) -> Client:
+    """A client for ``settings.temporal_address`` / ``temporal_namespace`` with the pydantic data converter.
+
+    Raises :class:`TemporalUnreachable` naming the address and the fix when the frontend does not answer.
+    """
+    try:
+        return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                    data_converter=pydantic_data_converter)
+    except Exception as exc:  # the SDK raises RuntimeError or RPCError depending on the failure
+        raise TemporalUnreachable(
+            f"cannot reach Temporal at {settings.temporal_address}: {exc}. Start the embedded stack with "
+            "`tern up`, or set TERN_TEMPORAL_ADDRESS.") from exc
