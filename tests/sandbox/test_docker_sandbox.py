@@ -116,6 +116,11 @@ async def test_code_errors_come_back_with_type_line_and_traceback(docker_backend
             "finite",
         ),
         (
+            "results = {'proposed_writes': [{'channel': 'A:B', 'value': 10**400}]}",
+            "InvalidProposedWrite",
+            'results["proposed_writes"][0].value is not a finite float: an integer of 401 digits',
+        ),
+        (
             "results = {'proposed_writes': [{'channel': 'A B', 'value': 1}]}",
             "InvalidProposedWrite",
             "channel",
