@@ -4,6 +4,9 @@ Mounted in the main CLI with ``app.add_typer(sandbox_app, name="sandbox")``.
 Exit status of ``run``: 0 the code ran and returned results; 1 the code failed (error, timeout, limit);
 2 bad input (missing file, bad ``--input`` syntax, input file not JSON); 3 the sandbox is unavailable
 (no Docker engine, no image, process backend not permitted).
+A container started by ``run`` carries the same run/step/deadline labels as a worker's (run id ``cli``, step id
+the file name): if this process is killed, the container still ends at its own deadline and any worker's
+periodic reaper removes it.
 """
 
 from __future__ import annotations
@@ -210,7 +213,7 @@ def reap(
         float | None, typer.Option("--max-age", help="Remove containers older than this, seconds.")
     ] = None,
 ) -> None:
-    """Remove sandbox containers left behind by crashed workers (older than --max-age)."""
+    """Remove sandbox containers past their deadline (their starter died) or older than --max-age seconds."""
     try:
         count = reap_orphans(max_age)
     except SandboxError as exc:

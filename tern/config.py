@@ -115,6 +115,9 @@ class TernSettings(BaseSettings):
     sandbox_orphan_age_s: float = Field(
         3900.0, gt=0, description="Sandbox containers older than this are orphans whatever their deadline, s."
     )
+    sandbox_reap_period_s: float = Field(
+        30.0, gt=0, description="How often a worker removes sandbox containers past their deadline label, s."
+    )
 
     # ARIEL logbook search
     ariel_backend: Literal["postgres", "opensearch"] = Field(

@@ -109,8 +109,29 @@ def check_approval_policy(settings: TernSettings) -> None:
                  ", ".join(policy.default_approvers) or "none")
 
 
+async def reap_sandbox_periodically(settings: TernSettings, stop: asyncio.Event) -> None:
+    """Every ``settings.sandbox_reap_period_s`` seconds until ``stop`` is set, remove sandbox containers past
+    their deadline label, whoever started them (another worker, a killed ``tern sandbox run``); the deadline
+    holds even when the container's own timeout and the process that started it both failed. A failed pass
+    is logged and the next one tried; returns at once for the process backend."""
+    if settings.sandbox_backend != "docker":
+        return
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), settings.sandbox_reap_period_s)
+        except TimeoutError:
+            pass
+        if stop.is_set():
+            return
+        try:
+            await asyncio.to_thread(reap_sandbox_orphans, settings)
+        except Exception as exc:  # an engine hiccup must not end the reaper for the worker's lifetime
+            log.warning("sandbox reaper pass failed: %s", exc)
+
+
 async def run_worker(settings: TernSettings, stop: asyncio.Event | None = None) -> None:
-    """Reap sandbox orphans, connect, migrate the database, and poll until ``stop`` is set (or SIGINT/SIGTERM)."""
+    """Reap sandbox orphans, connect, migrate the database, and poll until ``stop`` is set (or SIGINT/SIGTERM),
+    reaping sandbox containers past their deadline every ``sandbox_reap_period_s`` meanwhile."""
     configure_environment(settings.ca_environment())
     await asyncio.to_thread(reap_sandbox_orphans, settings)
     pool = await create_pool(settings.dsn)
@@ -121,11 +142,13 @@ async def run_worker(settings: TernSettings, stop: asyncio.Event | None = None) 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reaper = asyncio.create_task(reap_sandbox_periodically(settings, stop))
     try:
         async with build_worker(client, settings, pool):
             log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
             await stop.wait()
     finally:
+        reaper.cancel()
         await pool.close()
 
 

@@ -7,7 +7,8 @@ The two calls an activity needs::
 
 Backends: ``docker`` (default; a fresh hardened container per execution) and ``process`` (a subprocess
 with rlimits, no isolation, refused unless ``sandbox_allow_process_backend``). Maintenance: ``kill`` a
-step's container on cancellation, ``reap_orphans`` at worker start, ``build_image`` once per machine.
+step's container on cancellation, ``reap_orphans`` at worker start and every ``sandbox_reap_period_s``,
+``build_image`` once per machine. The container's seccomp profile is in ``tern.sandbox.seccomp``.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def kill(run_id: str, step_id: str | None = None, settings: TernSettings | None 
 
 def reap_orphans(max_age_s: float | None = None, settings: TernSettings | None = None) -> int:
     """Remove sandbox containers past their deadline or older than ``max_age_s`` seconds (default
-    ``sandbox_orphan_age_s``) and stale job directories; returns how many containers. Call at worker start.
+    ``sandbox_orphan_age_s``) and stale job directories; returns how many containers (rules in
+    ``DockerBackend.reap_orphans``). Workers call it at start and every ``sandbox_reap_period_s`` seconds.
 
     Raises ``SandboxUnavailable`` when the engine is unreachable."""
     from tern.sandbox.docker_backend import DockerBackend

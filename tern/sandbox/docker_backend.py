@@ -1,15 +1,24 @@
 """Docker backend: each execution in a fresh, hardened container that is always removed afterwards.
 
 Isolation of one container: no network (``network_mode="none"``), read-only root filesystem, size-limited
-tmpfs work directory (/work) and /tmp, memory limit with no swap, CPU quota, PID limit, all capabilities
-dropped, ``no-new-privileges``, a non-root user (uid 10001), inputs bind-mounted read-only at /inputs,
-no log driver (the output is read over an attach stream with a hard size cap, so nothing piles up on
-the host's disk), a wall-clock deadline after which the container is killed.
+tmpfs work directory (/work) and /tmp, memory limit with no swap, CPU quota, PID limit, ``no-new-privileges``,
+Tern's seccomp allow-list (``tern.sandbox.seccomp``: no ptrace, no namespaces, no keyrings, ...), inputs
+bind-mounted read-only at /inputs, no log driver (the output is read over an attach stream with a hard size
+cap, so nothing piles up on the host's disk), a wall-clock deadline after which the container is killed.
 
-The container also enforces its own deadline (``timeout --signal=KILL`` a few seconds after the worker's),
-so code keeps no container busy after its worker died. Containers carry the labels ``tern.sandbox=1``,
-``tern.run_id``, ``tern.step_id``, ``tern.created_at`` and ``tern.deadline`` (epoch seconds), so ``kill`` can
-stop the one of a cancelled step and ``reap_orphans`` can remove those a crashed worker left behind.
+Processes inside, and who owns them: PID 1 is Docker's init (``init=True``: docker-init, i.e. tini, which
+reaps zombies), as root; its child ``timeout --signal=KILL`` enforces the container's own deadline (a few
+seconds after the worker's), as root; ``setpriv`` (util-linux) then drops to the sandbox user (uid/gid
+10001, no supplementary groups, empty bounding, inheritable and ambient capability sets) and execs the
+runner. The container keeps only CAP_SETUID, CAP_SETGID and CAP_SETPCAP, which those root helpers need to
+drop privileges; the code holds no capability and runs under another uid than its deadline process, so it
+can neither signal nor trace it (and seccomp refuses ``ptrace`` anyway).
+
+Deadline enforcement outside the container, independent of the process that started it: containers carry
+the labels ``tern.sandbox=1``, ``tern.run_id``, ``tern.step_id``, ``tern.created_at`` and ``tern.deadline``
+(epoch seconds), so ``kill`` can stop the one of a cancelled step and ``reap_orphans`` (run by every worker
+at start and then every ``sandbox_reap_period_s``) removes those past their deadline, whoever started them
+(a worker or ``tern sandbox run``).
 """
 
 from __future__ import annotations
@@ -36,15 +45,36 @@ from tern.sandbox.job import (
     write_job,
 )
 from tern.sandbox.models import ExecutionRequest, ExecutionResult, SandboxLimits, Timings
+from tern.sandbox.seccomp import profile_json
 
-SANDBOX_USER = "10001:10001"
+SANDBOX_UID = 10001
+"""The code's uid and gid (the image's ``sandbox`` user, infra/sandbox/Dockerfile); PID 1 runs as root."""
+CONTAINER_USER = "0:0"
+CONTAINER_CAPS = ["SETUID", "SETGID", "SETPCAP"]
+"""What the root helpers need to drop to ``SANDBOX_UID``: setresuid/setresgid/setgroups, and PR_CAPBSET_DROP
+to empty the bounding set (capabilities(7)). The code ends with none of them."""
+DROP_PRIVILEGES = [
+    "setpriv",
+    f"--reuid={SANDBOX_UID}",
+    f"--regid={SANDBOX_UID}",
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--bounding-set=-all",
+    "--",
+]
+"""setpriv(1), util-linux: change uid/gid, clear groups, inheritable and bounding sets, then exec. Going from
+uid 0 to a non-zero uid clears the permitted, effective and ambient sets (capabilities(7))."""
 RUNNER_COMMAND = ["python3", "-I", "/opt/tern/runner.py", "--job", "/inputs", "--work", "/work"]
 SELF_KILL_MARGIN_S = 5.0
 """The container kills its own code this long after the wall-clock limit (if the worker did not), s."""
 LABEL = "tern.sandbox"
 HEARTBEAT_INTERVAL_S = 1.0
 KILL_GRACE_S = 30.0
-"""After a kill, how long to wait for the engine to report the container stopped, seconds."""
+"""After a kill, how long to wait for the engine to report the container stopped, seconds; the reaper
+leaves a stopped container this long after its deadline for the worker that may still be reading it."""
+START_SLACK_S = 5.0
+"""The deadline label is written at creation, the container's own timer starts at start: the reaper gives a
+still-running container this much longer before it counts its own deadline as failed, seconds."""
 
 
 def docker_client(timeout_s: float = 60.0) -> docker.DockerClient:
@@ -159,14 +189,22 @@ class DockerBackend:
         now = time.time()
         return {
             "image": self.image,
-            "command": ["timeout", "--signal=KILL", f"{limits.timeout_s + SELF_KILL_MARGIN_S:g}s", *RUNNER_COMMAND],
-            "user": SANDBOX_USER,
+            "command": [
+                "timeout",
+                "--signal=KILL",
+                f"{limits.timeout_s + SELF_KILL_MARGIN_S:g}s",
+                *DROP_PRIVILEGES,
+                *RUNNER_COMMAND,
+            ],
+            "init": True,
+            "user": CONTAINER_USER,
             "working_dir": "/work",
             "network_mode": "none",
             "network_disabled": True,
             "read_only": True,
             "tmpfs": {
-                "/work": f"rw,nosuid,nodev,noexec,size={limits.tmpfs_bytes},uid=10001,gid=10001,mode=0700",
+                "/work": f"rw,nosuid,nodev,noexec,size={limits.tmpfs_bytes},"
+                f"uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0700",
                 "/tmp": f"rw,nosuid,nodev,noexec,size={limits.tmpfs_bytes},mode=1777",
             },
             "volumes": {job_dir: {"bind": "/inputs", "mode": "ro"}},
@@ -175,7 +213,8 @@ class DockerBackend:
             "nano_cpus": int(limits.cpus * 1e9),
             "pids_limit": limits.pids,
             "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges"],
+            "cap_add": CONTAINER_CAPS,
+            "security_opt": ["no-new-privileges", f"seccomp={profile_json()}"],
             "ulimits": [Ulimit(name="core", soft=0, hard=0), Ulimit(name="nofile", soft=256, hard=256)],
             "log_config": LogConfig(type="none"),
             "environment": {
@@ -310,12 +349,16 @@ class DockerBackend:
         return self._remove_matching(labels)
 
     def reap_orphans(self, max_age_s: float | None = None) -> int:
-        """Remove the sandbox containers a crashed worker left behind, running or exited, and stale job
-        directories; returns how many containers.
+        """Remove the sandbox containers past their deadline, whoever started them, and stale job directories;
+        returns how many containers.
 
-        A container is an orphan once its ``tern.deadline`` label lies more than ``KILL_GRACE_S`` seconds in
-        the past (no live worker still waits for it), or when it is older than ``max_age_s`` seconds (default
-        ``settings.sandbox_orphan_age_s``, longer than any allowed timeout). Call it when a worker starts.
+        Removed (running or not): a container still running more than ``START_SLACK_S`` seconds after its
+        ``tern.deadline`` label (its own timeout failed; any worker watching it gave up at its own deadline,
+        ``SELF_KILL_MARGIN_S`` earlier); any container more than ``KILL_GRACE_S`` seconds past its deadline
+        (no live worker still reads it); any container older than ``max_age_s`` seconds (default
+        ``settings.sandbox_orphan_age_s``, longer than any allowed timeout), or without a deadline label once
+        that old. Workers call it at start and every ``sandbox_reap_period_s`` seconds. Raises
+        ``SandboxUnavailable`` when the engine is unreachable, ``docker.errors.APIError`` when it fails.
         """
         from tern.sandbox.job import reap_jobs
 
@@ -325,9 +368,14 @@ class DockerBackend:
         removed = 0
         for item in self.client.api.containers(all=True, filters={"label": [f"{LABEL}=1"]}):
             labels = item.get("Labels") or {}
-            created = float(labels.get("tern.created_at") or item.get("Created") or 0)
-            deadline = float(labels.get("tern.deadline") or "inf")
-            if now > deadline + KILL_GRACE_S or now - created > age:
+            try:
+                created = float(labels.get("tern.created_at") or item.get("Created") or 0)
+                deadline = float(labels.get("tern.deadline") or "inf")
+            except ValueError:  # a label someone else wrote: judge by age alone
+                created, deadline = float(item.get("Created") or 0), float("inf")
+            running = item.get("State") == "running"
+            overdue = now > deadline + (START_SLACK_S if running else KILL_GRACE_S)
+            if overdue or now - created > age:
                 self._remove(item["Id"])
                 removed += 1
         return removed

@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -150,6 +152,13 @@ def _proposals(results: dict[str, Any]) -> tuple[list[ProposedWrite], str | None
         )
     writes = []
     for i, item in enumerate(raw):
+        value = item.get("value") if isinstance(item, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and not _finite_float(value):
+            shown = f"an integer of {len(str(abs(value)))} digits" if isinstance(value, int) else repr(value)
+            return [], (
+                f'results["proposed_writes"][{i}].value is not a finite float: {shown} (a write value must be '
+                f"a finite number within ±{sys.float_info.max:.6g})"
+            )
         try:
             writes.append(ProposedWrite.model_validate(item))
         except ValidationError as exc:
@@ -158,11 +167,40 @@ def _proposals(results: dict[str, Any]) -> tuple[list[ProposedWrite], str | None
     return writes, None
 
 
+def _finite_float(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond the float range, e.g. 10**400
+        return False
+
+
 def build_result(
     outcome: Outcome, request: ExecutionRequest, limits: SandboxLimits, backend: Backend
 ) -> ExecutionResult:
     """Turn a backend's ``Outcome`` into an ``ExecutionResult``: parse and check the runner document,
-    extract and validate proposed writes, check expected keys. Never raises for anything the code did."""
+    extract and validate proposed writes, check expected keys.
+
+    Never raises for anything the code did: the code can write its own document to the runner's stdout, so
+    a document that cannot be read (wrong types, bad base64) becomes a ``status="error"`` result with
+    ``error_type="InvalidResultDocument"``, fed back like any code error; a raise here would make the
+    activity retry the whole container run."""
+    try:
+        return _interpret(outcome, request, limits, backend)
+    except Exception as exc:
+        return ExecutionResult(
+            status="error",
+            error=f"the sandbox's result document could not be read: {type(exc).__name__}: {exc}"[:2000],
+            error_type="InvalidResultDocument",
+            backend=backend,
+            isolation="container" if backend == "docker" else "none",
+            exit_code=outcome.exit_code,
+            timings=outcome.timings,
+        )
+
+
+def _interpret(
+    outcome: Outcome, request: ExecutionRequest, limits: SandboxLimits, backend: Backend
+) -> ExecutionResult:
     isolation: Literal["container", "none"] = "container" if backend == "docker" else "none"
     base: dict[str, Any] = {
         "backend": backend,

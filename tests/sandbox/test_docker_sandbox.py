@@ -22,6 +22,7 @@ from docker.models.containers import Container
 from tern.sandbox import ExecutionRequest, ExecutionResult, InputFile, SandboxLimits, analyze, execute
 from tern.sandbox.docker_backend import LABEL, DockerBackend
 from tern.sandbox.job import remove_job, write_job
+from tern.sandbox.seccomp import profile_json
 from tests.sandbox.conftest import TEST_RUN_ID
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leftovers")]
@@ -113,6 +114,11 @@ async def test_code_errors_come_back_with_type_line_and_traceback(docker_backend
             "results = {'proposed_writes': [{'channel': 'A:B', 'value': float('nan')}]}",
             "InvalidProposedWrite",
             "finite",
+        ),
+        (
+            "results = {'proposed_writes': [{'channel': 'A:B', 'value': 10**400}]}",
+            "InvalidProposedWrite",
+            'results["proposed_writes"][0].value is not a finite float: an integer of 401 digits',
         ),
         (
             "results = {'proposed_writes': [{'channel': 'A B', 'value': 1}]}",
@@ -520,15 +526,17 @@ def test_the_container_configuration_is_hardened(docker_backend: DockerBackend) 
         config = container.attrs["Config"]
         assert host["NetworkMode"] == "none" and config.get("NetworkDisabled") is True
         assert host["ReadonlyRootfs"] is True
-        assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd")
-        assert host["SecurityOpt"] == ["no-new-privileges"]
+        assert host["CapDrop"] == ["ALL"] and host["CapAdd"] == ["SETUID", "SETGID", "SETPCAP"]
+        assert host["SecurityOpt"] == ["no-new-privileges", f"seccomp={profile_json()}"]
+        assert host["Init"] is True
         assert host["Memory"] == host["MemorySwap"] == 256 * 2**20
         assert host["NanoCpus"] == 500_000_000 and host["PidsLimit"] == 40
         assert host["Privileged"] is False
         assert host["LogConfig"]["Type"] == "none"
         assert host["Binds"] == ["/nonexistent-job-dir:/inputs:ro"]
         assert set(host["Tmpfs"]) == {"/work", "/tmp"}
-        assert config["User"] == "10001:10001"
+        assert config["User"] == "0:0"  # PID 1 and the deadline process; the code runs as 10001 (setpriv)
+        assert config["Cmd"][3:7] == ["setpriv", "--reuid=10001", "--regid=10001", "--clear-groups"]
         assert config["Labels"]["tern.run_id"] == TEST_RUN_ID and config["Labels"]["tern.step_id"] == "inspect"
     finally:
         container.remove(force=True)
