@@ -23,22 +23,13 @@ from tern.ariel.adapters import AdapterError, SourceUnavailable
 from tern.ariel.backends.base import SearchBackend
 from tern.ariel.embeddings import EmbeddingError, EmbeddingProvider
 from tern.ariel.ingest import adapter_options, embed_pending, ingest_page, summarize_pending
-from tern.ariel.models import IngestionRun
-from tern.ariel.service import ArielService, configured_embedder, make_backend
+from tern.ariel.providers import CONFIGURED, Providers
+from tern.ariel.service import make_backend
 from tern.config import TernSettings
-from tern.llm import ChatProvider, LLMError, make_chat_provider
-from tern.models import SearchResponse
-from tern.models.ariel import (
-    ArielSearchInput,
-    EnhanceInput,
-    EnhanceResult,
-    IngestPageInput,
-    PageResult,
-    RunRecordInput,
-)
+from tern.llm import ChatProvider, LLMError
+from tern.models.ariel import EnhanceInput, EnhanceResult, IngestionRun, IngestPageInput, PageResult
 
 HEARTBEAT_EVERY_S = 5.0
-_AUTO: Any = object()
 
 
 @asynccontextmanager
@@ -58,49 +49,49 @@ async def _heartbeating(details: Callable[[], object] = lambda: None) -> AsyncIt
 
 
 class ArielActivities:
-    """Activities over one pool. ``embedder``, ``llm`` and ``backend`` default to the configured ones (tests
-    pass their own)."""
+    """Activities over one pool.
+
+    Args:
+        settings: Tern settings (backend, embedding provider, LLM, HTTP adapter options).
+        pool: asyncpg pool on the storage of record.
+        embedder, llm: as in ``tern.ariel.providers.Providers``: ``CONFIGURED`` (default), None for none, or
+            a provider (tests pass their own).
+        backend: a search backend; default from ``settings.ariel_backend``.
+    """
 
     def __init__(
         self,
         settings: TernSettings,
         pool: asyncpg.Pool,
         *,
-        embedder: EmbeddingProvider | None = _AUTO,
-        llm: ChatProvider | None = _AUTO,
+        embedder: EmbeddingProvider | None = CONFIGURED,
+        llm: ChatProvider | None = CONFIGURED,
         backend: SearchBackend | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
-        self._embedder = embedder
-        self.llm = make_chat_provider(settings) if llm is _AUTO else llm
+        self.providers = Providers(settings, embedder=embedder, llm=llm)
         self.backend = backend or make_backend(settings, pool)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.record_run, self.ingest_page, self.embed, self.summarize, self.search]
+        """The activity callables to register on a worker."""
+        return [self.record_run, self.ingest_page, self.embed, self.summarize]
 
-    async def _get_embedder(self) -> EmbeddingProvider | None:
-        if self._embedder is _AUTO:
-            try:
-                self._embedder = await configured_embedder(self.settings)
-            except EmbeddingError as exc:
-                raise ApplicationError(str(exc), type="EnhancementUnavailable", non_retryable=True) from exc
-        return self._embedder
+    @property
+    def _separate_index(self) -> SearchBackend | None:
+        """The backend when ingestion must feed it (its own index beside PostgreSQL), else None."""
+        return self.backend if self.backend.separate_index else None
+
+    async def _embedder(self) -> EmbeddingProvider | None:
+        try:
+            return await self.providers.embedder()
+        except EmbeddingError as exc:
+            raise ApplicationError(str(exc), type="EnhancementUnavailable", non_retryable=True) from exc
 
     @activity.defn(name="ariel_record_run")
-    async def record_run(self, inp: RunRecordInput) -> None:
+    async def record_run(self, run: IngestionRun) -> None:
         """Create or update the run's row in ``ingestion_runs``; when a run completes having added or updated
         entries, refresh the table statistics (keyword search takes its BM25 document frequencies from them)."""
-        run = IngestionRun(
-            run_key=inp.run_key,
-            adapter=inp.adapter,
-            source=inp.source,
-            status=inp.status,
-            counts=inp.counts,
-            cursor=inp.cursor,
-            bad_records=inp.bad_records,
-            error=inp.error,
-        )
         async with self.pool.acquire() as conn:
             await store.record_run(conn, run)
             if run.status == "completed" and (run.counts.added or run.counts.updated):
@@ -108,9 +99,9 @@ class ArielActivities:
 
     @activity.defn(name="ariel_ingest_page")
     async def ingest_page(self, inp: IngestPageInput) -> PageResult:
-        """Read one page after ``inp.cursor`` and upsert it (and index it when the backend is OpenSearch)."""
+        """Read one page after ``inp.cursor`` and upsert it (and index it in a separate index, e.g. OpenSearch)."""
         opts = adapter_options(self.settings, id_prefix=inp.id_prefix, now=inp.now, since=inp.since, until=inp.until)
-        backend = None if self.backend.name == "postgres" else self.backend
+        backend = self._separate_index
         try:
             async with _heartbeating(lambda: inp.cursor):
                 return await ingest_page(
@@ -124,7 +115,7 @@ class ArielActivities:
     @activity.defn(name="ariel_embed")
     async def embed(self, inp: EnhanceInput) -> EnhanceResult:
         """Embed up to ``max_batches`` batches of entries without a current embedding (resumable)."""
-        emb = await self._get_embedder()
+        emb = await self._embedder()
         if emb is None:
             return EnhanceResult(kind="embeddings", notice="no embedding provider is configured")
         done = 0
@@ -133,7 +124,7 @@ class ArielActivities:
             nonlocal done
             done = n
 
-        backend = None if self.backend.name == "postgres" else self.backend
+        backend = self._separate_index
         try:
             async with _heartbeating(lambda: done):
                 return await embed_pending(
@@ -145,26 +136,16 @@ class ArielActivities:
     @activity.defn(name="ariel_summarize")
     async def summarize(self, inp: EnhanceInput) -> EnhanceResult:
         """Keywords and a summary from the LLM for up to ``batch_size`` entries (resumable)."""
-        if self.llm is None:
+        llm = self.providers.llm
+        if llm is None:
             return EnhanceResult(kind="summaries", notice="no LLM is configured")
         try:
             async with _heartbeating():
-                return await summarize_pending(self.pool, self.llm, inp.batch_size)
+                return await summarize_pending(self.pool, llm, inp.batch_size)
         except LLMError as exc:
             raise ApplicationError(str(exc), type="LLMError") from exc
 
-    @activity.defn(name="ariel_search")
-    async def search(self, inp: ArielSearchInput) -> SearchResponse:
-        """An ARIEL search (any mode) with the configured backend, embedder and LLM."""
-        service = ArielService(
-            self.settings, self.pool, backend=self.backend, embedder=await self._get_embedder(), llm=self.llm
-        )
-        try:
-            return await service.search(inp.query, inp.mode, inp.limit)
-        except ValueError as exc:
-            raise ApplicationError(str(exc), type="BadQuery", non_retryable=True) from exc
-
 
 def ariel_activities(settings: TernSettings, pool: asyncpg.Pool, **kwargs: Any) -> list[Callable[..., Any]]:
-    """The ARIEL activity callables to register on the Tern worker."""
+    """The ARIEL activity callables to register on the Tern worker (``kwargs``: see ``ArielActivities``)."""
     return ArielActivities(settings, pool, **kwargs).all()

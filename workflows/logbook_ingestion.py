@@ -24,8 +24,9 @@ with workflow.unsafe.imports_passed_through():
         IngestionProgress,
         IngestionRequest,
         IngestionResult,
+        IngestionRun,
         IngestPageInput,
-        RunRecordInput,
+        RunStatusName,
     )
 
 # Timeouts and retry policies (named, next to the workflow that uses them).
@@ -61,11 +62,11 @@ class LogbookIngestionWorkflow:
     def progress(self) -> IngestionProgress:
         return self._progress
 
-    async def _record(self, req: IngestionRequest, run_key: str, status: str, error: str = "") -> None:
+    async def _record(self, req: IngestionRequest, run_key: str, status: RunStatusName, error: str = "") -> None:
         s = req.state
         await workflow.execute_activity_method(
             ArielActivities.record_run,
-            RunRecordInput(
+            IngestionRun(
                 run_key=run_key,
                 adapter=req.adapter,
                 source=req.source,

@@ -15,15 +15,13 @@ from datetime import timedelta
 import asyncpg
 
 from tern.ariel import store
-from tern.ariel.adapters import AdapterOptions, BadRecord, read_page, source_total
+from tern.ariel.adapters import AdapterOptions, BadRecord, get_adapter, read_page, source_total
 from tern.ariel.backends.base import SearchBackend
 from tern.ariel.embeddings import EmbeddingProvider
 from tern.ariel.models import LogbookEntry
 from tern.config import TernSettings
 from tern.llm import ChatMessage, ChatProvider, LLMError
 from tern.models.ariel import BadRecordInfo, EnhanceResult, PageResult, UpsertCounts
-
-HTTP_SOURCE_SYSTEM = {"als-http": "als"}
 
 
 def adapter_options(settings: TernSettings, **overrides: object) -> AdapterOptions:
@@ -39,9 +37,14 @@ def adapter_options(settings: TernSettings, **overrides: object) -> AdapterOptio
 
 
 async def resolve_since(conn: store.Conn, adapter: str, opts: AdapterOptions) -> None:
-    """Incremental HTTP ingestion: without ``since``, start one window before the newest stored entry."""
-    if adapter in HTTP_SOURCE_SYSTEM and opts.since is None:
-        newest = await store.latest_timestamp(conn, HTTP_SOURCE_SYSTEM[adapter])
+    """Incremental service ingestion: without ``since``, a time-windowed service adapter (one with an
+    ``incremental_source_system``) starts one window before the newest stored entry of that source system.
+
+    Raises ``AdapterError`` for an unknown adapter.
+    """
+    system = get_adapter(adapter).incremental_source_system
+    if system is not None and opts.since is None:
+        newest = await store.latest_timestamp(conn, system)
         if newest is not None:
             opts.since = newest - opts.window
 

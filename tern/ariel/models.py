@@ -1,13 +1,17 @@
-"""Logbook entries as stored by ARIEL, and the small records of ingestion (timestamps are timezone-aware UTC)."""
+"""Logbook entries as stored by ARIEL (timestamps are timezone-aware UTC).
+
+The small records of ingestion (``IngestionRun``, ``UpsertCounts``, ``BadRecordInfo``) cross the workflow boundary,
+so they are defined in ``tern.models.ariel`` and re-exported here.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from tern.models.ariel import BadRecordInfo, UpsertCounts
+from tern.models.ariel import BadRecordInfo, IngestionRun, RunStatusName, UpsertCounts
 
 
 class Attachment(BaseModel):
@@ -56,22 +60,4 @@ class LogbookEntry(BaseModel):
         return "\n".join(p for p in parts if p)
 
 
-RunStatusName = Literal["running", "completed", "failed"]
-
-
-__all__ = ["Attachment", "BadRecordInfo", "IngestionRun", "LogbookEntry", "UpsertCounts"]
-
-
-class IngestionRun(BaseModel):
-    """One row of ``ingestion_runs``: a source ingested by one (possibly continued-as-new) workflow."""
-
-    run_key: str
-    adapter: str
-    source: str
-    status: RunStatusName = "running"
-    counts: UpsertCounts = UpsertCounts()
-    cursor: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    error: str = ""
-    bad_records: list[BadRecordInfo] = []
+__all__ = ["Attachment", "BadRecordInfo", "IngestionRun", "LogbookEntry", "RunStatusName", "UpsertCounts"]

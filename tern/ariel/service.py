@@ -16,31 +16,18 @@ import asyncpg
 from tern.ariel import rag, store
 from tern.ariel.backends.base import SearchBackend
 from tern.ariel.backends.postgres import PostgresBackend
-from tern.ariel.embeddings import EmbeddingError, EmbeddingProvider, make_embedder
+from tern.ariel.embeddings import EmbeddingError, EmbeddingProvider
 from tern.ariel.fusion import rrf
+from tern.ariel.providers import CONFIGURED, Providers
+from tern.ariel.providers import configured_embedder as configured_embedder  # re-export: tern ariel CLI
 from tern.ariel.query import SearchFilters, parse_query
 from tern.config import TernSettings
-from tern.llm import ChatProvider, LLMError, make_chat_provider
+from tern.llm import ChatProvider, LLMError
 from tern.models import LogbookHit, SearchMode, SearchResponse
 
 MODES: tuple[SearchMode, ...] = ("keyword", "semantic", "hybrid", "rag")
 HYBRID_CANDIDATES_MIN = 30  # each ranking fused by RRF contributes at least this many candidates
 RAG_RETRIEVE_MIN = 8  # entries retrieved for a RAG context, at least
-
-_AUTO: Any = object()
-_embedder_cache: dict[tuple[str, str, str | None], EmbeddingProvider] = {}
-
-
-async def configured_embedder(settings: TernSettings) -> EmbeddingProvider | None:
-    """The configured embedding provider, built once per process (loading a local model takes seconds)."""
-    key = (settings.embedding_provider, settings.embedding_model, settings.embedding_url)
-    if settings.embedding_provider == "none":
-        return None
-    if key not in _embedder_cache:
-        emb = await make_embedder(settings)
-        assert emb is not None
-        _embedder_cache[key] = emb
-    return _embedder_cache[key]
 
 
 def make_backend(settings: TernSettings, db: asyncpg.Pool | store.Conn) -> SearchBackend:
@@ -59,8 +46,9 @@ class ArielService:
         settings: Tern settings (backend, embedding provider, RRF k, RAG limits).
         db: asyncpg pool or connection to the storage of record.
         backend: a search backend; default from ``settings.ariel_backend``.
-        embedder: an embedding provider, None for none; default from ``settings.embedding_provider``.
-        llm: a chat provider, None for none; default from ``settings.llm_provider``.
+        embedder: an embedding provider, None for none; default (``CONFIGURED``) from
+            ``settings.embedding_provider``, built on first use (``tern.ariel.providers``).
+        llm: a chat provider, None for none; default (``CONFIGURED``) from ``settings.llm_provider``.
     """
 
     def __init__(
@@ -69,26 +57,20 @@ class ArielService:
         db: asyncpg.Pool | store.Conn,
         *,
         backend: SearchBackend | None = None,
-        embedder: EmbeddingProvider | None = _AUTO,
-        llm: ChatProvider | None = _AUTO,
+        embedder: EmbeddingProvider | None = CONFIGURED,
+        llm: ChatProvider | None = CONFIGURED,
     ) -> None:
         self.settings = settings
         self.db = db
         self.backend = backend or make_backend(settings, db)
-        self._embedder = embedder
-        self.llm = make_chat_provider(settings) if llm is _AUTO else llm
-
-    async def embedder(self) -> EmbeddingProvider | None:
-        if self._embedder is _AUTO:
-            self._embedder = await configured_embedder(self.settings)
-        return self._embedder
+        self.providers = Providers(settings, embedder=embedder, llm=llm)
 
     async def _semantic(self, text: str, filters: SearchFilters, limit: int) -> tuple[list[LogbookHit] | None, str]:
         """Semantic hits, or ``(None, why not)``."""
         if not text:
             return None, "semantic search needs query text"
         try:
-            emb = await self.embedder()
+            emb = await self.providers.embedder()
         except EmbeddingError as exc:
             return None, f"embedding provider unavailable ({exc})"
         if emb is None:
@@ -158,7 +140,8 @@ class ArielService:
         hits, why = await self._hybrid(text, f, max(limit, RAG_RETRIEVE_MIN))
         notices = [f"Retrieval used keyword search only: {why}."] if why else []
         retrieval_mode: SearchMode = "keyword" if why else "hybrid"
-        if self.llm is None:
+        llm = self.providers.llm
+        if llm is None:
             resp.hits, resp.mode_used = hits[:limit], retrieval_mode
             resp.notice = " ".join(
                 [*notices, "No LLM is configured (TERN_LLM_PROVIDER=none): showing the retrieved entries."]
@@ -175,7 +158,7 @@ class ArielService:
             resp.notice = " ".join([*notices, "No logbook entries matched, so there is nothing to answer from."])
             return
         try:
-            answer = await self.llm.complete(rag.messages(text, context))
+            answer = await llm.complete(rag.messages(text, context))
         except LLMError as exc:
             resp.hits, resp.mode_used = hits[:limit], retrieval_mode
             resp.notice = " ".join([*notices, f"The LLM failed ({exc}): showing the retrieved entries."])

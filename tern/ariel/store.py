@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from tern.ariel.models import BadRecordInfo, IngestionRun, LogbookEntry, UpsertCounts
 from tern.db import Conn  # re-exported: ARIEL modules annotate connections as store.Conn
+from tern.models.ariel import MAX_BAD_RECORDS
 
 ENTRY_COLUMNS = (  # the columns an upsert writes, in COPY order (the scale benchmark COPYs the same)
     "entry_id",
@@ -154,16 +155,14 @@ async def refresh_statistics(conn: Conn) -> None:
 
 # --- ingestion runs --------------------------------------------------------------------------------------
 
-MAX_BAD_RECORDS_KEPT = 50
-
 
 async def record_run(conn: Conn, run: IngestionRun) -> None:
     """Create or update the ``ingestion_runs`` row ``run.run_key`` with the run's totals so far.
 
     ``finished_at`` is set by the database when the status leaves 'running'. Only the first
-    ``MAX_BAD_RECORDS_KEPT`` bad records are kept.
+    ``MAX_BAD_RECORDS`` bad records are kept.
     """
-    bad = json.dumps([b.model_dump() for b in run.bad_records[:MAX_BAD_RECORDS_KEPT]])
+    bad = json.dumps([b.model_dump() for b in run.bad_records[:MAX_BAD_RECORDS]])
     c = run.counts
     await conn.execute(
         """

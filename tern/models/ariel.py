@@ -7,10 +7,9 @@ themselves never do (activities read and write them in PostgreSQL).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
-
-from tern.models.logbook import SearchMode
 
 MAX_BAD_RECORDS = 50  # bad-record notes kept in workflow state and in ingestion_runs
 
@@ -116,15 +115,27 @@ class EnhanceInput(BaseModel):
     max_batches: int = Field(50, ge=1)
 
 
-class RunRecordInput(BaseModel):
+RunStatusName = Literal["running", "completed", "failed"]
+
+
+class IngestionRun(BaseModel):
+    """One row of ``ingestion_runs``: a source ingested by one (possibly continued-as-new) workflow; also the
+    ``ariel_record_run`` activity's argument, which creates or updates the row.
+
+    ``counts`` are the totals so far, ``cursor`` where reading stopped, ``bad_records`` at most
+    ``MAX_BAD_RECORDS`` notes. ``started_at``/``finished_at`` (UTC) are set by the database, never by the caller.
+    """
+
     run_key: str
     adapter: str
     source: str
-    status: str = "running"
+    status: RunStatusName = "running"
     counts: UpsertCounts = UpsertCounts()
     cursor: str | None = None
-    bad_records: list[BadRecordInfo] = []
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
     error: str = ""
+    bad_records: list[BadRecordInfo] = []
 
 
 class IngestionProgress(BaseModel):
@@ -146,11 +157,3 @@ class IngestionResult(BaseModel):
     embedded: int = 0
     summarized: int = 0
     notices: list[str] = []
-
-
-class ArielSearchInput(BaseModel):
-    """The ``ariel_search`` activity's argument."""
-
-    query: str = Field(min_length=1, max_length=2000)
-    mode: SearchMode = "keyword"
-    limit: int = Field(5, ge=1, le=100)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,14 +64,29 @@ def _als_records() -> list[dict]:
     return out
 
 
-@pytest.fixture(scope="session")
-async def _als_service() -> AsyncIterator[tuple[str, dict]]:
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port; yields its base URL (``http://127.0.0.1:PORT``)."""
     import asyncio
 
     import uvicorn
 
     from tern.embedded.net import free_port
 
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="session")
+async def _als_service() -> AsyncIterator[tuple[str, dict]]:
     behaviours: dict[str, dict] = {}
     records = _als_records()
     app = FastAPI()
@@ -93,14 +109,8 @@ async def _als_service() -> AsyncIterator[tuple[str, dict]]:
         chosen = [r for r in records if start <= int(r["timestamp"]) < end]
         return Response(json.dumps(chosen), media_type="application/json")
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", behaviours
-    server.should_exit = True
-    await task
+    async with serve(app) as base:
+        yield base, behaviours
 
 
 @pytest.fixture
@@ -118,9 +128,10 @@ def als_server(_als_service: tuple[str, dict]):
     return make
 
 
-@pytest.fixture
-async def worker_env(temporal_env, pool: asyncpg.Pool) -> AsyncIterator[tuple[Any, TernSettings, asyncpg.Pool]]:
-    """A worker with the ARIEL workflow and activities (hashing test embeddings) on its own task queue."""
+@asynccontextmanager
+async def ariel_worker(client: Any, pool: asyncpg.Pool, **activity_kwargs: Any) -> AsyncIterator[TernSettings]:
+    """Run a worker with the ARIEL workflow and activities (hashing test embeddings, no LLM unless
+    ``activity_kwargs`` say otherwise) on a task queue of its own; yields settings naming that queue."""
     import uuid
 
     from temporalio.worker import Worker
@@ -130,7 +141,13 @@ async def worker_env(temporal_env, pool: asyncpg.Pool) -> AsyncIterator[tuple[An
     from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 
     settings = ariel_settings(task_queue="ariel-" + uuid.uuid4().hex[:8])
-    client = temporal_env.client
-    acts = ariel_activities(settings, pool, embedder=HashingTestEmbedder(), llm=None)
+    acts = ariel_activities(settings, pool, **{"embedder": HashingTestEmbedder(), "llm": None, **activity_kwargs})
     async with Worker(client, task_queue=settings.task_queue, workflows=ARIEL_WORKFLOWS, activities=acts):
-        yield client, settings, pool
+        yield settings
+
+
+@pytest.fixture
+async def worker_env(temporal_env, pool: asyncpg.Pool) -> AsyncIterator[tuple[Any, TernSettings, asyncpg.Pool]]:
+    """A worker with the ARIEL workflow and activities (hashing test embeddings) on its own task queue."""
+    async with ariel_worker(temporal_env.client, pool) as settings:
+        yield temporal_env.client, settings, pool

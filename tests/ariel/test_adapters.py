@@ -130,3 +130,37 @@ async def test_als_http_gives_up_and_4xx_is_not_retried(als_server) -> None:
     with pytest.raises(AdapterError, match="HTTP 404"):
         await collect("als-http", url404, opts)
     assert len(calls404) == 1
+
+
+async def test_a_registered_format_is_read_by_name(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding a format is one mapper and one ``register``: every entry point then reads it by its name."""
+    from tern.ariel.adapters import adapter_names, check_adapter, register
+    from tern.ariel.adapters import registry as registry_module
+    from tern.ariel.adapters.files import json_list_adapter
+    from tern.ariel.adapters.records import iso_ts
+
+    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))  # undone after the test
+    assert adapter_names() == ("als", "als-http", "jlab", "ornl", "generic", "demo")
+
+    def fields(rec: dict, opts: AdapterOptions) -> dict:
+        return {"entry_id": opts.id_prefix + rec["n"], "source_system": "tiny", "timestamp": iso_ts(rec["t"])}
+
+    src = tmp_path / "tiny.json"
+    records = [{"n": "1", "t": "2024-01-01T00:00:00Z"}, {"t": "x"}, {"n": "3", "t": "2024-01-01T00:00:00"}]
+    src.write_text(json.dumps(records))
+    adapter = register(json_list_adapter("tiny", fields))
+    check_adapter("tiny")
+    assert adapter_names()[-1] == "tiny" and register(adapter) is adapter  # registering it again is harmless
+    with pytest.raises(ValueError, match="already registered"):
+        register(json_list_adapter("tiny", fields))
+    entries, bad = await collect("tiny", str(src), AdapterOptions(id_prefix="T"))
+    assert [e.entry_id for e in entries] == ["T1"] and entries[0].source_system == "tiny"
+    assert [(b.position, b.reason) for b in bad] == [
+        (1, "missing field 'n'"),
+        (2, "malformed record: timestamp '2024-01-01T00:00:00' has no timezone"),
+    ]
+    page = await read_page("tiny", str(src), None, 2)
+    assert len(page.items) == 2 and page.next_cursor == "2"
+    assert await source_total("tiny", str(src)) == 3
+    with pytest.raises(AdapterError, match=r"unknown adapter 'elog'.*demo, tiny"):
+        check_adapter("elog")

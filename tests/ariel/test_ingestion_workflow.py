@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
 from tern.ariel import store
+from tern.ariel.backends.postgres import PostgresBackend
+from tern.ariel.models import LogbookEntry
 from tern.config import TernSettings
 from tern.models.ariel import IngestionRequest, UpsertCounts
-from tests.ariel.conftest import DATA
+from tests.ariel.conftest import DATA, ariel_worker
 from workflows.logbook_ingestion import LogbookIngestionWorkflow
 
 pytestmark = pytest.mark.temporal
@@ -117,3 +121,40 @@ async def test_watch_schedule_ingests_periodically(worker_env) -> None:
         assert runs and runs[0].counts.added == 6 and runs[0].run_key.startswith(schedule_id)
     finally:
         await handle.delete()
+
+
+class RecordingBackend(PostgresBackend):
+    """PostgreSQL search under another name, recording what ingestion pushes to its index."""
+
+    name = "recording"
+
+    def __init__(self, db: asyncpg.Pool, separate_index: bool) -> None:
+        super().__init__(db)
+        self.separate_index = separate_index
+        self.indexed: list[str] = []
+        self.vectors: list[str] = []
+
+    async def index_entries(self, entries: Sequence[LogbookEntry]) -> int:
+        self.indexed += [e.entry_id for e in entries]
+        return len(entries)
+
+    async def index_embeddings(
+        self, model: str, entries: Sequence[LogbookEntry], vectors: Sequence[Sequence[float]]
+    ) -> int:
+        self.vectors += [e.entry_id for e in entries]
+        return len(entries)
+
+
+@pytest.mark.parametrize("separate_index", [True, False])
+async def test_ingestion_feeds_a_backend_only_when_it_has_a_separate_index(
+    temporal_env, pool: asyncpg.Pool, separate_index: bool
+) -> None:
+    """The activities ask the backend's ``separate_index`` capability, not its name."""
+    backend = RecordingBackend(pool, separate_index)
+    async with ariel_worker(temporal_env.client, pool, backend=backend) as settings:
+        req = IngestionRequest(adapter="ornl", source=str(DATA / "ornl_sample_entries.json"), page_size=4)
+        result = await ingest(temporal_env.client, settings, req)
+    assert result.counts.added == 6 and result.embedded == 6
+    async with pool.acquire() as conn:
+        ids = sorted(await conn.fetchval("SELECT array_agg(entry_id) FROM ariel_entries"))
+    assert (sorted(backend.indexed), sorted(backend.vectors)) == ((ids, ids) if separate_index else ([], []))

@@ -18,9 +18,16 @@ class SearchBackend(Protocol):
     above body text; it returns highlights with matches wrapped in ``**``. ``semantic`` ranks by cosine
     similarity to ``vector`` and returns None (not an empty list) when no embeddings of ``model`` exist, so
     that callers can degrade to keyword search with a notice.
+
+    Attributes:
+        name: a label for messages and logs (``"postgres"``, ``"opensearch"``); never branch on it.
+        separate_index: True when the backend searches an index of its own beside the PostgreSQL storage of
+            record (OpenSearch), so ingestion must push entries and vectors to it (``index_entries``,
+            ``index_embeddings``); False when the storage of record is the index (PostgreSQL).
     """
 
     name: str
+    separate_index: bool
 
     async def keyword(self, query: str, filters: SearchFilters | None = None, limit: int = 10) -> list[LogbookHit]: ...
 

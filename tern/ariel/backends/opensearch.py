@@ -255,6 +255,7 @@ class OpenSearchBackend:
     """
 
     name = "opensearch"
+    separate_index = True  # fed from PostgreSQL, the storage of record
 
     def __init__(self, client: Any, alias: str) -> None:
         self.client = client

@@ -219,6 +219,7 @@ class PostgresBackend:
     """
 
     name = "postgres"
+    separate_index = False  # the storage of record is the index
 
     def __init__(self, db: asyncpg.Pool | store.Conn, trace: list[tuple[str, list[Any]]] | None = None):
         self.db = db

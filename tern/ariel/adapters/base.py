@@ -1,0 +1,107 @@
+"""The types every ARIEL adapter shares: errors, items, options, pages and the ``Adapter`` description."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tern.ariel.models import LogbookEntry
+
+
+class AdapterError(ValueError):
+    """The source as a whole cannot be read (missing file, not JSON, wrong shape, unknown adapter, HTTP 4xx).
+
+    Retrying cannot help: the message names the source and what is wrong.
+    """
+
+
+class SourceUnavailable(RuntimeError):
+    """A remote source kept failing (network errors, HTTP 5xx/429) after every retry; a later try may work."""
+
+
+class BadRecord(ValueError):
+    """One record could not be turned into an entry; ``position`` is its 0-based index in the source."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"record {position}: {reason}")
+        self.position = position
+        self.reason = reason
+
+
+Item = LogbookEntry | BadRecord
+
+
+@dataclass
+class AdapterOptions:
+    """Options shared by the adapters.
+
+    Attributes:
+        id_prefix: prepended to every entry_id (use it when two logbooks share id ranges).
+        now: reference time for the demo format's relative times and the HTTP adapter's default end (UTC).
+        since, until: the HTTP adapter's time range (UTC); ``since`` defaults to 7 days before ``until``,
+            ``until`` to ``now``.
+        window: the HTTP adapter's retrieval window.
+        attempts, timeout_s: HTTP attempts per window and the timeout of one request (seconds).
+        backoff_initial_s, backoff_max_s: the first and the longest wait between HTTP attempts (seconds,
+            exponential with jitter).
+        transport: an httpx transport (tests route requests to an in-process ASGI app with it).
+    """
+
+    id_prefix: str = ""
+    now: datetime | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    window: timedelta = timedelta(hours=24)
+    attempts: int = 5
+    timeout_s: float = 30.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False)
+
+    def reference_now(self) -> datetime:
+        """``now`` in UTC, or the current time when ``now`` is not set."""
+        return (self.now or datetime.now(UTC)).astimezone(UTC)
+
+
+@dataclass
+class Page:
+    """One page of a source: its items, the cursor after the last one (None when the source is exhausted),
+    and the number of records in the source when it is known (files) for progress reporting."""
+
+    items: list[Item]
+    next_cursor: str | None
+    total: int | None = None
+
+
+Mapper = Callable[[dict[str, Any], AdapterOptions], dict[str, Any]]
+"""A format's record mapper: one raw record (a JSON object) -> ``LogbookEntry`` fields. It may raise
+``KeyError`` (a missing field) or ``TypeError``/``ValueError``/``AttributeError``/``OverflowError`` (a
+malformed one); ``tern.ariel.adapters.records.to_item`` turns those into a ``BadRecord``."""
+
+ItemStream = AsyncGenerator[tuple[str, Item], None]
+"""What an adapter yields: ``(cursor_after_item, item)`` pairs (an async generator, closed by the reader)."""
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One logbook format, as the registry (``tern.ariel.adapters.registry``) knows it.
+
+    Attributes:
+        name: what users pass as ``--adapter`` (e.g. ``"jlab"``); unique in the registry.
+        items: ``(source, cursor, opts) -> ItemStream``: every item after ``cursor`` (None: from the start) as
+            ``(cursor_after_item, item)``; ``source`` is a file path or a service URL. Raises
+            ``AdapterError`` or ``SourceUnavailable`` while iterating.
+        total: ``(source) -> awaitable record count``, None when the source cannot tell (a service).
+        incremental_source_system: set for a time-windowed service: the ``source_system`` of its entries, so
+            that ingestion without ``since`` starts one window before the newest stored entry of that system
+            (``tern.ariel.ingest.resolve_since``). None for file formats.
+    """
+
+    name: str
+    items: Callable[[str, str | None, AdapterOptions], ItemStream]
+    total: Callable[[str], Awaitable[int | None]]
+    incremental_source_system: str | None = None
