@@ -34,6 +34,7 @@ from starters.common import fail, hard_exit, load_settings
 from tern.config import TernSettings
 from tern.models import SearchResponse
 from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult
+from tern.models.limits import MAX_SEARCH_QUERY_CHARS
 from workflows.logbook_ingestion import LogbookIngestionWorkflow
 
 app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, serve.", no_args_is_help=True)
@@ -273,6 +274,8 @@ def search_cmd(
         fail(f"--limit must be between 1 and 100, got {limit}")
     if not query.strip():
         fail("the query is empty")
+    if len(query) > MAX_SEARCH_QUERY_CHARS:
+        fail(f"the query has {len(query)} characters; the limit is {MAX_SEARCH_QUERY_CHARS}")
     settings = load_settings()
     filters = SearchFilters(
         author=author, tags=tag or [], since=_parse_time("--since", since), until=_parse_time("--until", until)

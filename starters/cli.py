@@ -19,12 +19,19 @@ from rich.console import Console
 from rich.table import Table
 
 from starters.ariel_cli import app as ariel_app
-from starters.client import TernClient, TernUnavailable, TernUserError, check_plan_channels, load_plan
+from starters.client import (
+    TernClient,
+    TernUnavailable,
+    TernUserError,
+    check_plan_channels,
+    load_plan,
+    run_request,
+)
 from starters.common import err, fail, load_settings, print_json
 from starters.sandbox_cli import app as sandbox_app
 from tern.config import current_user
 from tern.demo import DEMO_OPERATOR
-from tern.models import AgentRunRequest, AgentRunResult, AgentRunStatus, ApprovalRecord
+from tern.models import AgentRunResult, AgentRunStatus, ApprovalRecord
 
 app = typer.Typer(help="Tern: operator-assistant agents for particle accelerators, on Temporal.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -128,18 +135,26 @@ def run(
     approver: Annotated[list[str] | None, typer.Option("--approver", help="Who may approve (repeatable).")] = None,
     timeout: Annotated[float | None, typer.Option("--approval-timeout", help="Seconds to wait for a decision.")] = None,
 ) -> None:
-    """Start an agent run with an explicit plan."""
+    """Start an agent run with an explicit plan.
+
+    Everything is checked before Temporal is contacted (limits in ``tern.models.limits``); bad input exits 2
+    with one line naming the option or plan field and the limit, and starts nothing.
+    """
     s = load_settings()
     if not query.strip():
         fail("the query is empty")
     the_plan = _guard(lambda: load_plan(plan))
     _guard(lambda: check_plan_channels(the_plan, s))
-    who = user or current_user()
-    if timeout is not None and timeout <= 0:
-        fail(f"--approval-timeout must be positive, got {timeout:g}")
-    req = AgentRunRequest(user=who, query=query, plan=the_plan, approvers=approver or s.effective_approvers(who),
-                          approval_timeout_s=timeout or s.approval_timeout_s,
-                          python_approval_mode=s.python_approval_mode)
+    labels = {"query": "the query", "user": "--user" if user is not None else "user (your login name)",
+              "approvers": "--approver" if approver else "approvers (setting TERN_APPROVERS)" if s.approvers
+              else "--user" if user is not None else "user (your login name)",  # the user approves alone
+              "approval_timeout_s": "--approval-timeout" if timeout is not None
+              else "approval timeout (setting TERN_APPROVAL_TIMEOUT_S)"}
+    who = user if user is not None else current_user()
+    req = _guard(lambda: run_request(
+        labels, user=who, query=query, plan=the_plan, approvers=approver or s.effective_approvers(who),
+        approval_timeout_s=timeout if timeout is not None else s.approval_timeout_s,
+        python_approval_mode=s.python_approval_mode))
 
     async def go() -> None:
         client = await TernClient.connect(s)
@@ -410,28 +425,29 @@ def demo(
 
 
 def main() -> None:
-    """Console entry point: run the app and leave with ``os._exit`` after flushing (sdk-python issue 300)."""
-    code = 0
+    """Console entry point: run the app and leave with ``os._exit`` after flushing (sdk-python issue 300).
+
+    The app runs in click's standalone mode, so typer itself prints usage errors (unknown command or option,
+    missing argument: usage line, error, exit 2) and turns ``typer.Exit``/``Abort`` into ``SystemExit``. This
+    does not depend on where click lives (typer 0.29 vendors it as ``typer._click``; earlier versions import
+    ``click``): ``tests/test_cli_bad_input.py`` checks it against the installed typer.
+    """
+    code: int
     try:
-        rv = app(standalone_mode=False)
-        if isinstance(rv, int):
-            code = rv
-    except typer.Exit as exc:
-        code = exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
+        app()
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            err.print(str(exc.code), markup=False, highlight=False)
+            code = 1
+    except KeyboardInterrupt:
         err.print("aborted")
         code = 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            code = 2
-        else:
-            raise
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code or 0)
+    os._exit(code)
 
 
 if __name__ == "__main__":

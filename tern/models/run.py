@@ -9,6 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.approval import ApprovalRecord, ApprovalRequest, IgnoredDecision
 from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
+from tern.models.limits import (
+    MAX_APPROVAL_TIMEOUT_S,
+    MAX_APPROVERS,
+    MAX_QUERY_CHARS,
+    MIN_APPROVAL_TIMEOUT_S,
+    UserName,
+)
 from tern.models.logbook import LogbookHit
 from tern.models.plan import Plan
 from tern.models.python_step import PythonStepOutcome
@@ -19,14 +26,19 @@ StepStatus = Literal["completed", "refused", "rejected", "timed_out", "failed", 
 
 
 class AgentRunRequest(BaseModel):
-    """Input of ``AgentRunWorkflow``. ``approvers`` must be non-empty; timeouts in seconds."""
+    """Input of ``AgentRunWorkflow``. ``approvers`` must be non-empty; timeouts in seconds.
+
+    Limits (``tern.models.limits``): names are 1 to ``MAX_USER_CHARS`` characters and not blank, at most
+    ``MAX_APPROVERS`` approvers; the query is at most ``MAX_QUERY_CHARS`` characters; the approval timeout is a
+    finite number of seconds in ``(0, MAX_APPROVAL_TIMEOUT_S]``. Violations raise ``pydantic.ValidationError``.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    user: str = Field(min_length=1, max_length=200)
-    query: str = Field(min_length=1, max_length=4000)
+    user: UserName
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     plan: Plan | None = None
-    approvers: list[str] = Field(min_length=1)
-    approval_timeout_s: float = Field(3600.0, gt=0, le=30 * 86400)
+    approvers: list[UserName] = Field(min_length=1, max_length=MAX_APPROVERS)
+    approval_timeout_s: float = Field(3600.0, gt=MIN_APPROVAL_TIMEOUT_S, le=MAX_APPROVAL_TIMEOUT_S, allow_inf_nan=False)
     python_approval_mode: Literal["disabled", "control_writes", "all_code"] = Field(
         "all_code", description="When python steps need approval (Osprey's modes; all_code is fail-secure)."
     )
