@@ -174,6 +174,7 @@ async def _ingest_direct(settings: TernSettings, req: IngestionRequest, show: bo
             try:
                 counts, bad = await ingest_source(pool, req.adapter, req.source, opts, req.page_size, progress=progress)
             except (AdapterError, SourceUnavailable) as exc:
+                bar.live.transient = True  # the error is the one line printed, not a bar stopped at 0
                 fail(str(exc), code=2 if isinstance(exc, AdapterError) else 1)
             embedded, notices = 0, []
             if req.enhance:
