@@ -64,8 +64,8 @@ def _plan_files(d: Path) -> dict[str, bytes]:
         "deep.json": deep.encode(),
         "deep.yaml": f"steps: {deep}\n".encode(),
         "digits400.json": (WRITE % ("9" * 400)).encode(),
-        "digits400.yaml": f"steps:\n  - kind: control_write\n    channel: SR:RF:CAVITY:01:VOLTAGE:SP\n    value: {'9' * 400}\n"
-        .encode(),
+        "digits400.yaml": ("steps:\n  - kind: control_write\n    channel: SR:RF:CAVITY:01:VOLTAGE:SP\n"
+                           f"    value: {'9' * 400}\n").encode(),
         "digits5000.json": (WRITE % ("9" * 5000)).encode(),
         "big.json": b'{"steps":[{"kind":"respond","instructions":"' + b"x" * MAX_PLAN_BYTES + b'"}]}',
         "bomb.yaml": ("\n".join(bomb) + "\nsteps: [*a7]\n").encode(),
@@ -101,7 +101,8 @@ RUN_CASES = [
     ("timeout-inf", ["q", "--plan", "{d}/ok.json", "--approval-timeout", "inf"], ["--approval-timeout", "finite"]),
     ("timeout-1e12", ["q", "--plan", "{d}/ok.json", "--approval-timeout", "1e12"],
      ["--approval-timeout", f"less than or equal to {MAX_APPROVAL_TIMEOUT_S:.0f}"]),
-    ("timeout-zero", ["q", "--plan", "{d}/ok.json", "--approval-timeout", "0"], ["--approval-timeout", "greater than 0"]),
+    ("timeout-zero", ["q", "--plan", "{d}/ok.json", "--approval-timeout", "0"],
+     ["--approval-timeout", "greater than 0"]),
     ("user-201", ["q", "--plan", "{d}/ok.json", "--user", "u" * (MAX_USER_CHARS + 1)],
      ["--user", f"at most {MAX_USER_CHARS} characters"]),
     ("user-empty", ["q", "--plan", "{d}/ok.json", "--user", ""], ["--user", "at least 1 character"]),
