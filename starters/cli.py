@@ -339,7 +339,8 @@ def _print_result(res: AgentRunResult, as_json: bool) -> NoReturn:
 
 @app.command()
 def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Print the audit trail (decisions and writes) of a run from PostgreSQL."""
+    """Print the audit trail (requests, decisions and writes) of a run and of its python steps (child runs
+    RUN_ID.STEP, shown in the "run" column), oldest first, from PostgreSQL."""
     from tern.audit.store import events_for_run
     from tern.db import DatabaseError, create_pool
 
@@ -363,10 +364,11 @@ def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False)
         print_json(rows)
         return
     table = Table(title=f"Audit trail of {run_id}")
-    for col in ("time (UTC)", "event", "actor", "decision", "channel", "value", "verified", "comment"):
+    for col in ("time (UTC)", "run", "event", "actor", "decision", "channel", "value", "verified", "comment"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["occurred_at"].strftime("%Y-%m-%d %H:%M:%S"), r["event_kind"], r["actor"] or "",
+        child = r["run_id"][len(run_id):] or "-"  # ".<step>" for a child run, "-" for the run itself
+        table.add_row(r["occurred_at"].strftime("%Y-%m-%d %H:%M:%S"), child, r["event_kind"], r["actor"] or "",
                       r["decision"] or "", r["channel"] or "", "" if r["value"] is None else f"{r['value']:g}",
                       "" if r["verified"] is None else str(r["verified"]), r["comment"][:60])
     out.print(table)
