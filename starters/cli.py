@@ -24,6 +24,7 @@ from starters.client import (
     TernUnavailable,
     TernUserError,
     check_plan_channels,
+    check_user_name,
     load_plan,
     run_request,
 )
@@ -204,11 +205,13 @@ def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     out.print(table)
 
 
-def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json: bool) -> None:
+def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json: bool, wait: bool = False) -> None:
     s = load_settings()
+    approver = _guard(lambda: check_user_name(who if who is not None else current_user(), "--as"))
 
     async def go() -> ApprovalRecord:
-        return await (await TernClient.connect(s)).decide(run_id, who or current_user(), approved, comment)
+        return await (await TernClient.connect(s)).decide(run_id, approver, approved, comment,
+                                                          wait=wait, notify=lambda m: err.print(m, markup=False))
 
     record = run_async(go())
     if as_json:
@@ -224,9 +227,11 @@ def approve(
     as_user: Annotated[str | None, typer.Option("--as", help="Approver identity (default: you).")] = None,
     comment: Annotated[str, typer.Option("--comment")] = "",
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="If no worker is polling, wait for one (default: exit 1 "
+                                       "after a few seconds, nothing sent).")] = False,
 ) -> None:
     """Approve the pending request of a run."""
-    _decide(run_id, True, as_user, comment, as_json)
+    _decide(run_id, True, as_user, comment, as_json, wait)
 
 
 @app.command()
@@ -235,9 +240,11 @@ def reject(
     as_user: Annotated[str | None, typer.Option("--as", help="Approver identity (default: you).")] = None,
     comment: Annotated[str, typer.Option("--comment")] = "",
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="If no worker is polling, wait for one (default: exit 1 "
+                                       "after a few seconds, nothing sent).")] = False,
 ) -> None:
     """Reject the pending request of a run (nothing is written)."""
-    _decide(run_id, False, as_user, comment, as_json)
+    _decide(run_id, False, as_user, comment, as_json, wait)
 
 
 @app.command()

@@ -6,20 +6,27 @@ Errors a user can fix are :class:`TernUserError` (exit status 2 in the CLI); an 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.client import (
     WorkflowExecutionStatus as ExecStatus,
@@ -40,10 +47,12 @@ from tern.models import (
     Decision,
     Plan,
 )
-from tern.models.limits import MAX_PLAN_BYTES, MAX_PLAN_DEPTH, MAX_PLAN_NODES
+from tern.models.limits import MAX_PLAN_BYTES, MAX_PLAN_DEPTH, MAX_PLAN_NODES, UserName
 from tern.models.plan import STEP_KINDS
 from workflows.agent_run import AgentRunWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
+
+_USER_NAME: TypeAdapter[str] = TypeAdapter(UserName)
 
 
 class TernUserError(ValueError):
@@ -147,6 +156,15 @@ def load_plan(path: Path) -> Plan:
         raise TernUserError(_validation_message(exc, str(path))) from exc
 
 
+def check_user_name(name: str, label: str) -> str:
+    """``name`` if it is a valid user or approver name (``tern.models.limits.UserName``: 1 to ``MAX_USER_CHARS``
+    characters, not blank), else :class:`TernUserError` ``"<label>: <what is wrong>"``."""
+    try:
+        return _USER_NAME.validate_python(name)
+    except ValidationError as exc:
+        raise TernUserError(f"{label}: {exc.errors()[0]['msg']}") from exc
+
+
 def run_request(labels: Mapping[str, str] | None = None, **fields: Any) -> AgentRunRequest:
     """``AgentRunRequest(**fields)``, or :class:`TernUserError` with one line naming each bad field (by
     ``labels[field]`` when given, e.g. ``{"user": "--user"}``) and its limit (``tern.models.limits``)."""
@@ -175,6 +193,39 @@ def check_plan_channels(plan: Plan, settings: TernSettings) -> None:
     if unknown:
         raise TernUserError("unknown channel(s), not in the limits database "
                             f"{settings.limits_path}: {', '.join(unknown)}")
+
+
+POLLER_SEEN_S = 70.0
+"""A worker counts as polling a task queue when its last poll began at most this long ago, in seconds. An idle
+worker's long poll is answered empty after one minute (Temporal matching service, dynamic config
+``matching.longPollExpirationInterval``, default 1 m) and it polls again at once; a dead worker stays in
+DescribeTaskQueue's pollers list for minutes with an old ``last_access_time``."""
+
+WORKER_WAIT_S = 5.0
+"""How long a decision waits for a worker to appear before giving up (without ``wait``), in seconds."""
+
+WORKER_POLL_INTERVAL_S = 1.0
+"""Interval between DescribeTaskQueue calls while waiting for a worker, in seconds."""
+
+QUERY_RPC_TIMEOUT = timedelta(seconds=10)
+"""Deadline of a ``status`` query: a worker that died less than ``POLLER_SEEN_S`` ago still looks alive, and
+the server holds a query for a queue without a live poller until the deadline ("no poller seen for task
+queue recently")."""
+
+UPDATE_RPC_TIMEOUT = timedelta(seconds=30)
+"""Deadline of a ``decide`` update (validator, handler and the audit write of a live worker)."""
+
+_NO_ANSWER = (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED, RPCStatusCode.FAILED_PRECONDITION)
+"""How a query that no worker answered ends: the client's deadline (the SDK reports ``CANCELLED``, "Timeout
+expired", or ``DEADLINE_EXCEEDED``), or the server's "no poller seen for task queue recently"."""
+
+Notify = Callable[[str], None]
+"""Receives progress messages for the user (e.g. "waiting for a worker ..."), one line each."""
+
+
+def _no_worker(task_queue: str) -> str:
+    return (f"no worker is polling task queue {task_queue!r}, so the run cannot take a decision; start one "
+            "(`tern up` for the embedded stack, or `tern worker`), or pass --wait to wait for it")
 
 
 class TernClient:
@@ -206,23 +257,73 @@ class TernClient:
                 SearchAttributePair(RUN_USER, request.user)]),
         )
 
-    async def _handle(self, run_id: str) -> WorkflowHandle[Any, Any]:
+    async def _describe(self, run_id: str) -> tuple[WorkflowHandle[Any, Any], str]:
+        """The run's handle and task queue. Raises :class:`TernUserError` for unknown ids."""
         handle = self.client.get_workflow_handle_for(AgentRunWorkflow.run, run_id)
         try:
-            await handle.describe()
+            desc = await handle.describe()
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise TernUserError(f"no run with id {run_id!r}") from exc
             raise TernUnavailable(f"cannot describe run {run_id}: {exc}") from exc
-        return handle
+        return handle, desc.task_queue
 
-    async def status(self, run_id: str) -> AgentRunStatus:
-        """The live status of a run (its ``status`` query). Raises :class:`TernUserError` for unknown ids."""
-        handle = await self._handle(run_id)
+    async def _handle(self, run_id: str) -> WorkflowHandle[Any, Any]:
+        return (await self._describe(run_id))[0]
+
+    async def worker_polling(self, task_queue: str) -> bool:
+        """Whether a worker polls ``task_queue`` for workflow tasks: DescribeTaskQueue's ``pollers`` list
+        (Temporal API ``workflowservice.DescribeTaskQueue``) has one whose last poll began within
+        ``POLLER_SEEN_S``. Raises :class:`TernUnavailable` when Temporal does not answer."""
+        req = DescribeTaskQueueRequest(
+            namespace=self.client.namespace,
+            task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
         try:
-            return await handle.query(AgentRunWorkflow.status)
-        except WorkflowQueryFailedError as exc:
-            raise TernUnavailable(f"run {run_id} did not answer its status query: {exc}") from exc
+            resp = await self.client.workflow_service.describe_task_queue(req, timeout=timedelta(seconds=10))
+        except RPCError as exc:
+            raise TernUnavailable(f"cannot describe task queue {task_queue!r}: {exc}") from exc
+        now = time.time()
+        return any(now - p.last_access_time.ToSeconds() <= POLLER_SEEN_S for p in resp.pollers)
+
+    async def wait_for_worker(self, task_queue: str, *, wait: bool = False, notify: Notify | None = None) -> None:
+        """Return once a worker polls ``task_queue``. Without ``wait`` give up after ``WORKER_WAIT_S`` seconds
+        with :class:`TernUnavailable` naming the queue; with it wait as long as it takes, telling ``notify``
+        once that it waits."""
+        deadline = time.monotonic() + WORKER_WAIT_S
+        told = False
+        while not await self.worker_polling(task_queue):
+            if not wait and time.monotonic() >= deadline:
+                raise TernUnavailable(_no_worker(task_queue))
+            if wait and not told and notify is not None:
+                notify(f"waiting for a worker to poll task queue {task_queue!r} (start one with `tern up` or "
+                       "`tern worker`)")
+                told = True
+            await asyncio.sleep(WORKER_POLL_INTERVAL_S)
+
+    async def status(self, run_id: str, *, wait: bool = False, notify: Notify | None = None) -> AgentRunStatus:
+        """The live status of a run (its ``status`` query, which a worker answers).
+
+        Raises :class:`TernUserError` for unknown ids, :class:`TernUnavailable` when no worker polls the run's
+        task queue (after ``WORKER_WAIT_S``, or the query's ``QUERY_RPC_TIMEOUT``); with ``wait``, waits for a
+        worker instead (see :meth:`wait_for_worker`).
+        """
+        handle, task_queue = await self._describe(run_id)
+        while True:
+            await self.wait_for_worker(task_queue, wait=wait, notify=notify)
+            try:
+                return await handle.query(AgentRunWorkflow.status, rpc_timeout=QUERY_RPC_TIMEOUT)
+            except WorkflowQueryFailedError as exc:
+                raise TernUnavailable(f"run {run_id} did not answer its status query: {exc}") from exc
+            except RPCError as exc:
+                if exc.status not in _NO_ANSWER:
+                    raise TernUnavailable(f"run {run_id} did not answer its status query: {exc}") from exc
+                if not wait:  # the worker died moments ago: its last poll still looks recent
+                    raise TernUnavailable(f"{_no_worker(task_queue)} (run {run_id} did not answer within "
+                                          f"{QUERY_RPC_TIMEOUT.total_seconds():g} s: {exc})") from exc
+                if notify is not None:
+                    notify(f"run {run_id} did not answer; waiting for a worker on task queue {task_queue!r}")
+                await asyncio.sleep(WORKER_POLL_INTERVAL_S)
 
     async def pending(self) -> list[AgentRunStatus]:
         """Runs waiting for an approval decision, oldest first."""
@@ -236,40 +337,59 @@ class TernClient:
                 out.append(st)
         return sorted(out, key=lambda s: s.pending.requested_at if s.pending else s.started_at)  # type: ignore[arg-type,return-value]
 
-    async def waiting(self, run_id: str) -> AgentRunStatus:
+    async def waiting(self, run_id: str, *, wait: bool = False, notify: Notify | None = None) -> AgentRunStatus:
         """The status of whichever workflow of ``run_id`` waits for a decision: the run itself, or its running
-        python step; the run's own status when nothing waits."""
-        st = await self.status(run_id)
+        python step; the run's own status when nothing waits. ``wait``/``notify`` as for :meth:`status`."""
+        st = await self.status(run_id, wait=wait, notify=notify)
         if st.pending is None and st.child_run_id:
             try:
-                child = await self.status(st.child_run_id)
+                child = await self.status(st.child_run_id, wait=wait, notify=notify)
             except TernUserError:
                 return st
             if child.pending is not None:
                 return child
         return st
 
-    async def decide(self, run_id: str, approver: str, approved: bool, comment: str = "") -> ApprovalRecord:
+    async def decide(self, run_id: str, approver: str, approved: bool, comment: str = "", *, wait: bool = False,
+                     notify: Notify | None = None) -> ApprovalRecord:
         """Approve or reject the pending request of ``run_id`` as ``approver``; returns the audited record.
 
-        ``run_id`` may be an agent run whose python step (a child workflow) waits for a code approval.
+        ``run_id`` may be an agent run whose python step (a child workflow) waits for a code approval. A worker
+        must answer: when none polls the run's task queue this raises :class:`TernUnavailable` after a bounded
+        wait (``WORKER_WAIT_S``, ``QUERY_RPC_TIMEOUT``) before anything is sent; with ``wait`` it waits for a
+        worker, telling ``notify``. The update carries one id for all its attempts, so a retry after a lost
+        answer cannot decide twice (Temporal deduplicates updates by id).
 
         Raises :class:`TernUserError` when the run is unknown, not waiting, or the validator refuses.
         """
-        st = await self.waiting(run_id)
+        st = await self.waiting(run_id, wait=wait, notify=notify)
         run_id = st.run_id
         if st.pending is None:
             raise TernUserError(f"run {run_id} is not waiting for an approval (state: {st.state})")
         # AgentRunWorkflow and PythonExecutionWorkflow share the `decide` update (name, argument, result).
-        handle = await self._handle(run_id)
+        handle, task_queue = await self._describe(run_id)
         try:
-            return await handle.execute_update(
-                AgentRunWorkflow.decide,
-                Decision(request_id=st.pending.request_id, approver=approver, approved=approved, comment=comment))
-        except WorkflowUpdateFailedError as exc:
-            raise TernUserError(f"decision refused: {exc.cause or exc}") from exc
+            decision = Decision(request_id=st.pending.request_id, approver=approver, approved=approved,
+                                comment=comment)
         except ValidationError as exc:
             raise TernUserError(_validation_message(exc, "decision")) from exc
+        update_id = f"decide-{st.pending.request_id}-{uuid.uuid4().hex[:12]}"
+        while True:
+            try:
+                return await handle.execute_update(AgentRunWorkflow.decide, decision, id=update_id,
+                                                   rpc_timeout=UPDATE_RPC_TIMEOUT)
+            except WorkflowUpdateFailedError as exc:
+                raise TernUserError(f"decision refused: {exc.cause or exc}") from exc
+            except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+                if not wait:
+                    raise TernUnavailable(
+                        f"the decision was sent to run {run_id} but no worker confirmed it within "
+                        f"{UPDATE_RPC_TIMEOUT.total_seconds():g} s; it may still take effect when a worker polls task "
+                        f"queue {task_queue!r}: check with `tern show {run_id}` before deciding again") from exc
+                if notify is not None:
+                    notify(f"run {run_id} did not confirm the decision yet; waiting for a worker on task queue "
+                           f"{task_queue!r}")
+                await self.wait_for_worker(task_queue, wait=True, notify=notify)
 
     async def result(self, run_id: str) -> AgentRunResult:
         """Wait for and return the run's result. Raises :class:`TernUserError` for unknown ids."""
