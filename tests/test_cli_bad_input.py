@@ -186,3 +186,13 @@ async def test_ariel_ingest_of_invalid_utf8_exits_2(pg_dsn, tmp_path, no_stack) 
     proc = await asyncio.to_thread(tern, env, "ariel", "ingest", str(bad), "--adapter", "generic", "--direct",
                                    "--no-enhance")
     assert_one_line_refusal(proc, [str(bad), "not UTF-8"])
+
+
+def test_readme_lists_every_limit() -> None:
+    """tern/models/limits.py and the README's "Input limits" table are kept in step."""
+    import tern.models.limits as limits
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### Input limits"):readme.index("### Plans")]
+    names = [n for n in vars(limits) if n.startswith(("MAX_", "MIN_"))]
+    assert names and all(f"`{n}`" in table for n in names), [n for n in names if f"`{n}`" not in table]
