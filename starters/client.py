@@ -224,8 +224,8 @@ Notify = Callable[[str], None]
 
 
 def _no_worker(task_queue: str) -> str:
-    return (f"no worker is polling task queue {task_queue!r}, so the run cannot take a decision; start one "
-            "(`tern up` for the embedded stack, or `tern worker`), or pass --wait to wait for it")
+    return (f"no worker is polling task queue {task_queue!r}, so the run cannot answer; start one (`tern up` for "
+            "the embedded stack, or `tern worker`), or let `tern approve`/`reject` wait for it with --wait")
 
 
 class TernClient:
@@ -326,13 +326,21 @@ class TernClient:
                 await asyncio.sleep(WORKER_POLL_INTERVAL_S)
 
     async def pending(self) -> list[AgentRunStatus]:
-        """Runs waiting for an approval decision, oldest first."""
+        """Runs waiting for an approval decision, oldest first. Each answers a ``status`` query, so this raises
+        :class:`TernUnavailable` when a run's worker does not answer within ``QUERY_RPC_TIMEOUT``."""
         query = f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}"'
         out: list[AgentRunStatus] = []
         async for wf in self.client.list_workflows(query):
             if wf.status != ExecStatus.RUNNING:
                 continue
-            st = await self.client.get_workflow_handle(wf.id).query(AgentRunWorkflow.status)
+            try:
+                st = await self.client.get_workflow_handle(wf.id).query(AgentRunWorkflow.status,
+                                                                        rpc_timeout=QUERY_RPC_TIMEOUT)
+            except RPCError as exc:
+                if exc.status in _NO_ANSWER:
+                    raise TernUnavailable(f"{_no_worker(wf.task_queue)} (run {wf.id} did not answer within "
+                                          f"{QUERY_RPC_TIMEOUT.total_seconds():g} s: {exc})") from exc
+                raise TernUnavailable(f"run {wf.id} did not answer its status query: {exc}") from exc
             if st.pending is not None:
                 out.append(st)
         return sorted(out, key=lambda s: s.pending.requested_at if s.pending else s.started_at)  # type: ignore[arg-type,return-value]

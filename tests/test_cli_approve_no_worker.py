@@ -48,6 +48,10 @@ async def test_approve_without_a_worker_says_so_and_exits_1(temporal_env, settin
     assert f"no worker is polling task queue '{settings.task_queue}'" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert took < BOUND_S, took
+    listed = await asyncio.to_thread(subprocess.run, tern_cmd("pending"), env=env, capture_output=True, text=True,
+                                     timeout=BOUND_S + 60)
+    assert listed.returncode == 1 and "no worker is polling task queue" in listed.stderr, listed.stderr
+    assert "Traceback" not in listed.stderr
     # nothing was decided: a worker coming back finds the request still pending
     async with running_worker(client, settings):
         st = await handle.query(AgentRunWorkflow.status)
