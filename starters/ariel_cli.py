@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +35,7 @@ from starters.common import fail, hard_exit, load_settings
 from tern.config import TernSettings
 from tern.models import SearchResponse
 from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult
-from tern.models.limits import MAX_SEARCH_QUERY_CHARS
+from tern.models.limits import MAX_SEARCH_QUERY_CHARS, MAX_WATCH_INTERVAL_S, MIN_WATCH_INTERVAL_S
 from workflows.logbook_ingestion import LogbookIngestionWorkflow
 
 app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, serve.", no_args_is_help=True)
@@ -62,8 +63,9 @@ def _parse_every(value: str) -> timedelta:
         seconds = n * units[unit]
     except (ValueError, KeyError, IndexError):
         fail(f"--every must be a number with a unit s, m, h or d (e.g. 1h), got {value!r}")
-    if seconds < 60:
-        fail(f"--every must be at least 1 minute, got {value!r}")
+    if not math.isfinite(seconds) or not MIN_WATCH_INTERVAL_S <= seconds <= MAX_WATCH_INTERVAL_S:
+        fail(f"--every must be between {MIN_WATCH_INTERVAL_S:g} s and {MAX_WATCH_INTERVAL_S / 86400:g} days, "
+             f"got {value!r}")
     return timedelta(seconds=seconds)
 
 

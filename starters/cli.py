@@ -33,6 +33,7 @@ from starters.sandbox_cli import app as sandbox_app
 from tern.config import current_user
 from tern.demo import DEMO_OPERATOR
 from tern.models import AgentRunResult, AgentRunStatus, ApprovalRecord
+from tern.models.limits import MAX_COMMENT_CHARS, MAX_RUN_ID_CHARS
 
 app = typer.Typer(help="Tern: operator-assistant agents for particle accelerators, on Temporal.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -172,6 +173,15 @@ def run(
     run_async(go())
 
 
+def _check_run_id(run_id: str) -> str:
+    """``run_id``, or exit 2 when it is empty or longer than ``MAX_RUN_ID_CHARS`` (before anything is contacted)."""
+    if not run_id.strip():
+        fail("RUN_ID is empty")
+    if len(run_id) > MAX_RUN_ID_CHARS:
+        fail(f"RUN_ID has {len(run_id)} characters; the limit is {MAX_RUN_ID_CHARS}")
+    return run_id
+
+
 def _guard(fn: Any) -> Any:
     try:
         return fn()
@@ -207,7 +217,10 @@ def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json: bool, wait: bool = False) -> None:
     s = load_settings()
+    _check_run_id(run_id)
     approver = _guard(lambda: check_user_name(who if who is not None else current_user(), "--as"))
+    if len(comment) > MAX_COMMENT_CHARS:
+        fail(f"--comment has {len(comment)} characters; the limit is {MAX_COMMENT_CHARS}")
 
     async def go() -> ApprovalRecord:
         return await (await TernClient.connect(s)).decide(run_id, approver, approved, comment,
@@ -251,6 +264,7 @@ def reject(
 def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show a run's state and, in full, the request waiting for a decision (the code and its analysis, or the
     write with its current value, limits and verification): what an approver must read before deciding."""
+    _check_run_id(run_id)
     s = load_settings()
 
     async def go() -> AgentRunStatus:
@@ -319,6 +333,7 @@ def artifact(
 @app.command()
 def result(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Wait for a run's result and print it."""
+    _check_run_id(run_id)
     s = load_settings()
 
     async def go() -> AgentRunResult:
@@ -351,6 +366,7 @@ def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False)
     from tern.audit.store import events_for_run
     from tern.db import DatabaseError, create_pool
 
+    _check_run_id(run_id)
     s = load_settings()
 
     async def go() -> list[dict[str, Any]]:
@@ -384,6 +400,7 @@ def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False)
 @app.command("export-history")
 def export_history(run_id: str, out_file: Annotated[Path, typer.Option("--out", help="JSON file to write.")]) -> None:
     """Save a run's event history as JSON (for replay tests and incident reviews)."""
+    _check_run_id(run_id)
     s = load_settings()
 
     async def go() -> str:

@@ -20,10 +20,12 @@ from packaging.requirements import Requirement
 from tern.embedded.net import free_port
 from tern.models.limits import (
     MAX_APPROVAL_TIMEOUT_S,
+    MAX_COMMENT_CHARS,
     MAX_PLAN_BYTES,
     MAX_PLAN_DEPTH,
     MAX_PLAN_NODES,
     MAX_QUERY_CHARS,
+    MAX_RUN_ID_CHARS,
     MAX_SEARCH_QUERY_CHARS,
     MAX_USER_CHARS,
 )
@@ -148,9 +150,29 @@ def test_a_good_run_gets_as_far_as_connecting(no_stack, plan_dir) -> None:
     assert "cannot reach Temporal" in proc.stderr
 
 
-def test_ariel_search_refuses_a_100k_query_before_connecting(no_stack) -> None:
-    proc = tern(no_stack, "ariel", "search", "x" * 100_000)
-    assert_one_line_refusal(proc, ["query", f"limit is {MAX_SEARCH_QUERY_CHARS}"])
+# other commands: (case id, CLI arguments, words the one line must contain)
+OTHER_CASES = [
+    ("approve-empty-run-id", ["approve", ""], ["RUN_ID is empty"]),
+    ("show-empty-run-id", ["show", " "], ["RUN_ID is empty"]),
+    ("audit-empty-run-id", ["audit", ""], ["RUN_ID is empty"]),
+    ("export-history-empty-run-id", ["export-history", "", "--out", "h.json"], ["RUN_ID is empty"]),
+    ("result-long-run-id", ["result", "r" * (MAX_RUN_ID_CHARS + 1)], ["RUN_ID", f"limit is {MAX_RUN_ID_CHARS}"]),
+    ("approve-as-blank", ["approve", "run-1", "--as", " "], ["--as", "blank"]),
+    ("approve-as-201", ["approve", "run-1", "--as", "a" * (MAX_USER_CHARS + 1)], ["--as", f"at most {MAX_USER_CHARS}"]),
+    ("reject-comment-100k", ["reject", "run-1", "--comment", "x" * 100_000],
+     ["--comment", f"limit is {MAX_COMMENT_CHARS}"]),
+    ("ariel-search-100k", ["ariel", "search", "x" * 100_000], ["query", f"limit is {MAX_SEARCH_QUERY_CHARS}"]),
+    ("ariel-watch-every-nan", ["ariel", "watch", "{d}/ok.json", "-a", "generic", "--every", "nanh"], ["--every"]),
+    ("ariel-watch-every-inf", ["ariel", "watch", "{d}/ok.json", "-a", "generic", "--every", "1e400h"], ["--every"]),
+    ("ariel-watch-every-30s", ["ariel", "watch", "{d}/ok.json", "-a", "generic", "--every", "30s"],
+     ["--every", "between 60 s"]),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), [c[1:] for c in OTHER_CASES], ids=[c[0] for c in OTHER_CASES])
+def test_other_commands_refuse_bad_input_in_one_line_before_connecting(no_stack, plan_dir, args, words) -> None:
+    proc = tern(no_stack, *[a.replace("{d}", str(plan_dir)) for a in args])
+    assert_one_line_refusal(proc, words)
 
 
 USAGE_CASES = [["bogus"], ["run"], ["up", "--with", "x"], ["approve"], ["ariel", "bogus"], ["ariel", "search"],

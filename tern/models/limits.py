@@ -20,6 +20,13 @@ MAX_SEARCH_QUERY_CHARS = 2000
 MAX_USER_CHARS = 200
 """A user or approver name, in characters."""
 
+MAX_COMMENT_CHARS = 4000
+"""A decision's comment (``tern approve/reject --comment``), in characters; ``Decision.comment`` allows the same."""
+
+MAX_RUN_ID_CHARS = 1000
+"""A run id given to ``tern show/approve/reject/result/audit/export-history``, in characters: Temporal's longest
+workflow id (dynamic config ``limit.maxIDLength``, default 1000)."""
+
 MAX_APPROVERS = 100
 """Approver names on one run."""
 
@@ -39,6 +46,13 @@ MIN_APPROVAL_TIMEOUT_S = 0.0
 
 MAX_APPROVAL_TIMEOUT_S = 30 * 86400.0
 """The longest approval wait, in seconds (30 days)."""
+
+
+MIN_WATCH_INTERVAL_S = 60.0
+"""The shortest ``tern ariel watch --every`` interval, in seconds."""
+
+MAX_WATCH_INTERVAL_S = 366 * 86400.0
+"""The longest ``tern ariel watch --every`` interval, in seconds (a year)."""
 
 
 def _not_blank(name: str) -> str:
