@@ -19,16 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from starters.ariel_cli import app as ariel_app
-from starters.client import (
-    TernClient,
-    TernUnavailable,
-    TernUserError,
-    check_plan_channels,
-    check_user_name,
-    load_plan,
-    run_request,
-)
+from starters.client import TernClient, TernUnavailable, TernUserError, check_user_name, run_request
 from starters.common import err, fail, load_settings, print_json
+from starters.plan_file import check_plan_channels, load_plan
 from starters.sandbox_cli import app as sandbox_app
 from tern.config import current_user
 from tern.demo import DEMO_OPERATOR

@@ -7,15 +7,12 @@ Errors a user can fix are :class:`TernUserError` (exit status 2 in the CLI); an 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import TypeAdapter, ValidationError
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -36,18 +33,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from tern.config import TernSettings
-from tern.control.limits import LimitsDatabase, LimitsDatabaseError
 from tern.models import (
     AgentRunRequest,
     AgentRunResult,
     AgentRunStatus,
     ApprovalRecord,
-    ChannelReadStep,
-    ControlWriteStep,
     Decision,
-    Plan,
 )
-from tern.models.limits import MAX_PLAN_BYTES, MAX_PLAN_DEPTH, MAX_PLAN_NODES, UserName
+from tern.models.limits import UserName
 from tern.models.plan import STEP_KINDS
 from workflows.agent_run import AgentRunWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
@@ -63,11 +56,12 @@ class TernUnavailable(RuntimeError):
     """A service (Temporal, PostgreSQL) cannot be reached; the message says which and how to start it."""
 
 
-def _clip(text: str, limit: int = 60) -> str:
+def clip(text: str, limit: int = 60) -> str:
+    """``text``, or its first ``limit`` characters and its length when it is longer (for one-line messages)."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def _validation_message(exc: ValidationError, source: str, labels: Mapping[str, str] | None = None) -> str:
+def validation_message(exc: ValidationError, source: str, labels: Mapping[str, str] | None = None) -> str:
     """One line naming each bad field (the first five) and pydantic's message, which states the limit.
 
     ``labels`` maps a top-level field name to what the user typed (e.g. ``approvers`` -> ``--approver``).
@@ -77,83 +71,12 @@ def _validation_message(exc: ValidationError, source: str, labels: Mapping[str, 
         loc = [p for p in err["loc"] if not isinstance(p, str) or p not in STEP_KINDS]
         if labels and loc and str(loc[0]) in labels:
             loc = [labels[str(loc[0])]]
-        where = ".".join(_clip(str(p)) for p in loc)
-        part = f"{where or '(top level)'}: {err['msg']}"
+        where = ".".join(clip(str(p)) for p in loc)
+        part = f"{where or '(top level)'}: {clip(err['msg'], 300)}"
         if part not in parts:
             parts.append(part)
     text = "; ".join(parts)
     return f"{source}: {text}" if source else text
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _plan_shape_error(raw: Any) -> str | None:
-    """Why ``raw`` (a parsed plan file) is nested too deeply or too big, or None. Iterative: YAML aliases can
-    make a structure that refers to itself, and recursion is what this check guards against."""
-    stack: list[tuple[Any, int]] = [(raw, 1)]
-    nodes = 0
-    while stack:
-        value, depth = stack.pop()
-        nodes += 1
-        if nodes > MAX_PLAN_NODES:
-            return f"more than {MAX_PLAN_NODES} values (limit MAX_PLAN_NODES; YAML aliases count each use)"
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
-        for child in children:
-            if isinstance(child, dict | list | tuple):
-                if depth + 1 > MAX_PLAN_DEPTH:
-                    return f"nested deeper than {MAX_PLAN_DEPTH} levels (limit MAX_PLAN_DEPTH)"
-                stack.append((child, depth + 1))
-            else:
-                nodes += 1
-    return None
-
-
-def load_plan(path: Path) -> Plan:
-    """Read a plan from a JSON or YAML (``.yaml``/``.yml``) file, UTF-8.
-
-    Refuses, with :class:`TernUserError` naming the file, the field and the limit: a file over
-    ``MAX_PLAN_BYTES``, text that is not UTF-8, JSON or YAML that does not parse, nesting deeper than
-    ``MAX_PLAN_DEPTH`` or more than ``MAX_PLAN_NODES`` values, integers with more digits than Python converts
-    (4300, ``sys.int_info.default_max_str_digits``), and anything :class:`Plan` refuses. Never raises another
-    exception for the file's content.
-    """
-    path = Path(path)
-    kind = "YAML" if path.suffix in (".yaml", ".yml") else "JSON"
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_PLAN_BYTES + 1)
-    except FileNotFoundError as exc:
-        raise TernUserError(f"plan file not found: {path}") from exc
-    except OSError as exc:
-        raise TernUserError(f"cannot read plan file {path}: {_one_line(str(exc))}") from exc
-    if len(data) > MAX_PLAN_BYTES:
-        raise TernUserError(f"plan file {path}: larger than {MAX_PLAN_BYTES} bytes (limit MAX_PLAN_BYTES)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TernUserError(f"plan file {path} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset "
-                            f"{exc.start} ({exc.reason})") from exc
-    try:
-        raw: Any = yaml.safe_load(text) if kind == "YAML" else json.loads(text)
-    except RecursionError as exc:
-        raise TernUserError(f"plan file {path}: nested deeper than {MAX_PLAN_DEPTH} levels "
-                            "(limit MAX_PLAN_DEPTH)") from exc
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise TernUserError(f"plan file {path} is not valid {kind}: {_clip(_one_line(str(exc)), 300)}") from exc
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise TernUserError(f"plan file {path} has a value Python cannot read: {str(exc).split(';')[0]}"
-                            ) from exc
-    if not isinstance(raw, dict):
-        raise TernUserError(f"{path}: a plan is an object with a 'steps' list")
-    shape = _plan_shape_error(raw)
-    if shape:
-        raise TernUserError(f"plan file {path}: {shape}")
-    try:
-        return Plan.model_validate(raw)
-    except ValidationError as exc:
-        raise TernUserError(_validation_message(exc, str(path))) from exc
 
 
 def check_user_name(name: str, label: str) -> str:
@@ -171,28 +94,7 @@ def run_request(labels: Mapping[str, str] | None = None, **fields: Any) -> Agent
     try:
         return AgentRunRequest(**fields)
     except ValidationError as exc:
-        raise TernUserError(_validation_message(exc, "", labels)) from exc
-
-
-def check_plan_channels(plan: Plan, settings: TernSettings) -> None:
-    """Refuse plans naming channels the limits database does not know (unless unlisted channels are allowed).
-
-    Limit violations of known channels are left to the run, which refuses and audits them before any approval.
-    """
-    if settings.allow_unlisted_channels:
-        return
-    try:
-        limits = LimitsDatabase.load(settings.limits_path)
-    except LimitsDatabaseError as exc:
-        raise TernUserError(f"cannot check channels: {exc}") from exc
-    unknown: list[str] = []
-    for step in plan.steps:
-        names = step.channels if isinstance(step, ChannelReadStep) else (
-            [step.channel] if isinstance(step, ControlWriteStep) else [])
-        unknown += [f"{n} (step {step.id})" for n in names if n not in limits]
-    if unknown:
-        raise TernUserError("unknown channel(s), not in the limits database "
-                            f"{settings.limits_path}: {', '.join(unknown)}")
+        raise TernUserError(validation_message(exc, "", labels)) from exc
 
 
 POLLER_SEEN_S = 70.0
@@ -380,7 +282,7 @@ class TernClient:
             decision = Decision(request_id=st.pending.request_id, approver=approver, approved=approved,
                                 comment=comment)
         except ValidationError as exc:
-            raise TernUserError(_validation_message(exc, "decision")) from exc
+            raise TernUserError(validation_message(exc, "decision")) from exc
         update_id = f"decide-{st.pending.request_id}-{uuid.uuid4().hex[:12]}"
         while True:
             try:
