@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from starters.common import fail, hard_exit, load_settings
 from tern.config import TernSettings
 from tern.models import SearchResponse
 from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult
+from tern.models.limits import MAX_SEARCH_QUERY_CHARS, MAX_WATCH_INTERVAL_S, MIN_WATCH_INTERVAL_S
 from workflows.logbook_ingestion import LogbookIngestionWorkflow
 
 app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, serve.", no_args_is_help=True)
@@ -61,8 +63,9 @@ def _parse_every(value: str) -> timedelta:
         seconds = n * units[unit]
     except (ValueError, KeyError, IndexError):
         fail(f"--every must be a number with a unit s, m, h or d (e.g. 1h), got {value!r}")
-    if seconds < 60:
-        fail(f"--every must be at least 1 minute, got {value!r}")
+    if not math.isfinite(seconds) or not MIN_WATCH_INTERVAL_S <= seconds <= MAX_WATCH_INTERVAL_S:
+        fail(f"--every must be between {MIN_WATCH_INTERVAL_S:g} s and {MAX_WATCH_INTERVAL_S / 86400:g} days, "
+             f"got {value!r}")
     return timedelta(seconds=seconds)
 
 
@@ -173,6 +176,7 @@ async def _ingest_direct(settings: TernSettings, req: IngestionRequest, show: bo
             try:
                 counts, bad = await ingest_source(pool, req.adapter, req.source, opts, req.page_size, progress=progress)
             except (AdapterError, SourceUnavailable) as exc:
+                bar.live.transient = True  # the error is the one line printed, not a bar stopped at 0
                 fail(str(exc), code=2 if isinstance(exc, AdapterError) else 1)
             embedded, notices = 0, []
             if req.enhance:
@@ -273,6 +277,8 @@ def search_cmd(
         fail(f"--limit must be between 1 and 100, got {limit}")
     if not query.strip():
         fail("the query is empty")
+    if len(query) > MAX_SEARCH_QUERY_CHARS:
+        fail(f"the query has {len(query)} characters; the limit is {MAX_SEARCH_QUERY_CHARS}")
     settings = load_settings()
     filters = SearchFilters(
         author=author, tags=tag or [], since=_parse_time("--since", since), until=_parse_time("--until", until)

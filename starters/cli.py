@@ -19,12 +19,14 @@ from rich.console import Console
 from rich.table import Table
 
 from starters.ariel_cli import app as ariel_app
-from starters.client import TernClient, TernUnavailable, TernUserError, check_plan_channels, load_plan
+from starters.client import TernClient, TernUnavailable, TernUserError, check_user_name, run_request
 from starters.common import err, fail, load_settings, print_json
+from starters.demo import DEMO_OPERATOR
+from starters.plan_file import check_plan_channels, load_plan
 from starters.sandbox_cli import app as sandbox_app
 from tern.config import current_user
-from starters.demo import DEMO_OPERATOR
-from tern.models import AgentRunRequest, AgentRunResult, AgentRunStatus, ApprovalRecord
+from tern.models import AgentRunResult, AgentRunStatus, ApprovalRecord
+from tern.models.limits import MAX_COMMENT_CHARS, MAX_RUN_ID_CHARS
 
 app = typer.Typer(help="Tern: operator-assistant agents for particle accelerators, on Temporal.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -129,18 +131,25 @@ def run(
         "--approver", help="Narrow who may approve (repeatable); the worker's policy decides.")] = None,
     timeout: Annotated[float | None, typer.Option("--approval-timeout", help="Seconds to wait for a decision.")] = None,
 ) -> None:
-    """Start an agent run with an explicit plan."""
+    """Start an agent run with an explicit plan.
+
+    Everything is checked before Temporal is contacted (limits in ``tern.models.limits``); bad input exits 2
+    with one line naming the option or plan field and the limit, and starts nothing.
+    """
     s = load_settings()
     if not query.strip():
         fail("the query is empty")
     the_plan = _guard(lambda: load_plan(plan))
     _guard(lambda: check_plan_channels(the_plan, s))
-    who = user or current_user()
-    if timeout is not None and timeout <= 0:
-        fail(f"--approval-timeout must be positive, got {timeout:g}")
-    req = AgentRunRequest(user=who, query=query, plan=the_plan, approvers=approver or [],
-                          approval_timeout_s=timeout or s.approval_timeout_s,
-                          python_approval_mode=s.python_approval_mode)
+    labels = {"query": "the query", "user": "--user" if user is not None else "user (your login name)",
+              "approvers": "--approver",
+              "approval_timeout_s": "--approval-timeout" if timeout is not None
+              else "approval timeout (setting TERN_APPROVAL_TIMEOUT_S)"}
+    who = user if user is not None else current_user()
+    req = _guard(lambda: run_request(
+        labels, user=who, query=query, plan=the_plan, approvers=approver or [],
+        approval_timeout_s=timeout if timeout is not None else s.approval_timeout_s,
+        python_approval_mode=s.python_approval_mode))
 
     async def go() -> None:
         client = await TernClient.connect(s)
@@ -155,6 +164,15 @@ def run(
         _print_result(await client.result(handle.id), as_json)
 
     run_async(go())
+
+
+def _check_run_id(run_id: str) -> str:
+    """``run_id``, or exit 2 when it is empty or longer than ``MAX_RUN_ID_CHARS`` (before anything is contacted)."""
+    if not run_id.strip():
+        fail("RUN_ID is empty")
+    if len(run_id) > MAX_RUN_ID_CHARS:
+        fail(f"RUN_ID has {len(run_id)} characters; the limit is {MAX_RUN_ID_CHARS}")
+    return run_id
 
 
 def _guard(fn: Any) -> Any:
@@ -190,11 +208,16 @@ def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     out.print(table)
 
 
-def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json: bool) -> None:
+def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json: bool, wait: bool = False) -> None:
     s = load_settings()
+    _check_run_id(run_id)
+    approver = _guard(lambda: check_user_name(who if who is not None else current_user(), "--as"))
+    if len(comment) > MAX_COMMENT_CHARS:
+        fail(f"--comment has {len(comment)} characters; the limit is {MAX_COMMENT_CHARS}")
 
     async def go() -> ApprovalRecord:
-        return await (await TernClient.connect(s)).decide(run_id, who or current_user(), approved, comment)
+        return await (await TernClient.connect(s)).decide(run_id, approver, approved, comment,
+                                                          wait=wait, notify=lambda m: err.print(m, markup=False))
 
     record = run_async(go())
     if as_json:
@@ -210,9 +233,11 @@ def approve(
     as_user: Annotated[str | None, typer.Option("--as", help="Approver identity (default: you).")] = None,
     comment: Annotated[str, typer.Option("--comment")] = "",
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="If no worker is polling, wait for one (default: exit 1 "
+                                       "after a few seconds, nothing sent).")] = False,
 ) -> None:
     """Approve the pending request of a run."""
-    _decide(run_id, True, as_user, comment, as_json)
+    _decide(run_id, True, as_user, comment, as_json, wait)
 
 
 @app.command()
@@ -221,15 +246,18 @@ def reject(
     as_user: Annotated[str | None, typer.Option("--as", help="Approver identity (default: you).")] = None,
     comment: Annotated[str, typer.Option("--comment")] = "",
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="If no worker is polling, wait for one (default: exit 1 "
+                                       "after a few seconds, nothing sent).")] = False,
 ) -> None:
     """Reject the pending request of a run (nothing is written)."""
-    _decide(run_id, False, as_user, comment, as_json)
+    _decide(run_id, False, as_user, comment, as_json, wait)
 
 
 @app.command()
 def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show a run's state and, in full, the request waiting for a decision (the code and its analysis, or the
     write with its current value, limits and verification): what an approver must read before deciding."""
+    _check_run_id(run_id)
     s = load_settings()
 
     async def go() -> AgentRunStatus:
@@ -303,6 +331,7 @@ def artifact(
 @app.command()
 def result(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Wait for a run's result and print it."""
+    _check_run_id(run_id)
     s = load_settings()
 
     async def go() -> AgentRunResult:
@@ -330,10 +359,12 @@ def _print_result(res: AgentRunResult, as_json: bool) -> NoReturn:
 
 @app.command()
 def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Print the audit trail (decisions and writes) of a run from PostgreSQL."""
+    """Print the audit trail (requests, decisions and writes) of a run and of its python steps (child runs
+    RUN_ID.STEP, shown in the "run" column), oldest first, from PostgreSQL."""
     from tern.audit.store import events_for_run
     from tern.db import DatabaseError, create_pool
 
+    _check_run_id(run_id)
     s = load_settings()
 
     async def go() -> list[dict[str, Any]]:
@@ -354,10 +385,11 @@ def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False)
         print_json(rows)
         return
     table = Table(title=f"Audit trail of {run_id}")
-    for col in ("time (UTC)", "event", "actor", "decision", "channel", "value", "verified", "comment"):
+    for col in ("time (UTC)", "run", "event", "actor", "decision", "channel", "value", "verified", "comment"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["occurred_at"].strftime("%Y-%m-%d %H:%M:%S"), r["event_kind"], r["actor"] or "",
+        child = r["run_id"][len(run_id):] or "-"  # ".<step>" for a child run, "-" for the run itself
+        table.add_row(r["occurred_at"].strftime("%Y-%m-%d %H:%M:%S"), child, r["event_kind"], r["actor"] or "",
                       r["decision"] or "", r["channel"] or "", "" if r["value"] is None else f"{r['value']:g}",
                       "" if r["verified"] is None else str(r["verified"]), r["comment"][:60])
     out.print(table)
@@ -366,6 +398,7 @@ def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False)
 @app.command("export-history")
 def export_history(run_id: str, out_file: Annotated[Path, typer.Option("--out", help="JSON file to write.")]) -> None:
     """Save a run's event history as JSON (for replay tests and incident reviews)."""
+    _check_run_id(run_id)
     s = load_settings()
 
     async def go() -> str:
@@ -421,28 +454,29 @@ def demo(
 
 
 def main() -> None:
-    """Console entry point: run the app and leave with ``os._exit`` after flushing (sdk-python issue 300)."""
-    code = 0
+    """Console entry point: run the app and leave with ``os._exit`` after flushing (sdk-python issue 300).
+
+    The app runs in click's standalone mode, so typer itself prints usage errors (unknown command or option,
+    missing argument: usage line, error, exit 2) and turns ``typer.Exit``/``Abort`` into ``SystemExit``. This
+    does not depend on where click lives (typer 0.29 vendors it as ``typer._click``; earlier versions import
+    ``click``): ``tests/test_cli_bad_input.py`` checks it against the installed typer.
+    """
+    code: int
     try:
-        rv = app(standalone_mode=False)
-        if isinstance(rv, int):
-            code = rv
-    except typer.Exit as exc:
-        code = exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
+        app()
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            err.print(str(exc.code), markup=False, highlight=False)
+            code = 1
+    except KeyboardInterrupt:
         err.print("aborted")
         code = 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            code = 2
-        else:
-            raise
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code or 0)
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -6,19 +6,24 @@ Errors a user can fix are :class:`TernUserError` (exit status 2 in the CLI); an 
 
 from __future__ import annotations
 
-import json
+import asyncio
+import time
 import uuid
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.client import (
     WorkflowExecutionStatus as ExecStatus,
@@ -28,20 +33,19 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from tern.config import TernSettings
-from tern.control.limits import LimitsDatabase, LimitsDatabaseError
 from tern.models import (
     AgentRunRequest,
     AgentRunResult,
     AgentRunStatus,
     ApprovalRecord,
-    ChannelReadStep,
-    ControlWriteStep,
     Decision,
-    Plan,
 )
+from tern.models.limits import UserName
 from tern.models.plan import STEP_KINDS
 from workflows.agent_run import AgentRunWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
+
+_USER_NAME: TypeAdapter[str] = TypeAdapter(UserName)
 
 
 class TernUserError(ValueError):
@@ -52,55 +56,78 @@ class TernUnavailable(RuntimeError):
     """A service (Temporal, PostgreSQL) cannot be reached; the message says which and how to start it."""
 
 
-def _validation_message(exc: ValidationError, source: str) -> str:
+def clip(text: str, limit: int = 60) -> str:
+    """``text``, or its first ``limit`` characters and its length when it is longer (for one-line messages)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def validation_message(exc: ValidationError, source: str, labels: Mapping[str, str] | None = None) -> str:
+    """One line naming each bad field (the first five) and pydantic's message, which states the limit.
+
+    ``labels`` maps a top-level field name to what the user typed (e.g. ``approvers`` -> ``--approver``).
+    """
     parts = []
     for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, str) or p not in STEP_KINDS)
-        parts.append(f"{loc or '(top level)'}: {err['msg']}")
-    return f"{source}: " + "; ".join(parts)
+        loc = [p for p in err["loc"] if not isinstance(p, str) or p not in STEP_KINDS]
+        if labels and loc and str(loc[0]) in labels:
+            loc = [labels[str(loc[0])]]
+        where = ".".join(clip(str(p)) for p in loc)
+        part = f"{where or '(top level)'}: {clip(err['msg'], 300)}"
+        if part not in parts:
+            parts.append(part)
+    text = "; ".join(parts)
+    return f"{source}: {text}" if source else text
 
 
-def load_plan(path: Path) -> Plan:
-    """Read a plan from a JSON or YAML file. Raises :class:`TernUserError` naming what is wrong."""
-    path = Path(path)
+def check_user_name(name: str, label: str) -> str:
+    """``name`` if it is a valid user or approver name (``tern.models.limits.UserName``: 1 to ``MAX_USER_CHARS``
+    characters, not blank), else :class:`TernUserError` ``"<label>: <what is wrong>"``."""
     try:
-        text = path.read_text()
-    except FileNotFoundError as exc:
-        raise TernUserError(f"plan file not found: {path}") from exc
-    except OSError as exc:
-        raise TernUserError(f"cannot read plan file {path}: {exc}") from exc
-    try:
-        raw: Any = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise TernUserError(f"plan file {path} is not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: "
-                            f"{exc}") from exc
-    if not isinstance(raw, dict):
-        raise TernUserError(f"{path}: a plan is an object with a 'steps' list")
-    try:
-        return Plan.model_validate(raw)
+        return _USER_NAME.validate_python(name)
     except ValidationError as exc:
-        raise TernUserError(_validation_message(exc, str(path))) from exc
+        raise TernUserError(f"{label}: {exc.errors()[0]['msg']}") from exc
 
 
-def check_plan_channels(plan: Plan, settings: TernSettings) -> None:
-    """Refuse plans naming channels the limits database does not know (unless unlisted channels are allowed).
-
-    Limit violations of known channels are left to the run, which refuses and audits them before any approval.
-    """
-    if settings.allow_unlisted_channels:
-        return
+def run_request(labels: Mapping[str, str] | None = None, **fields: Any) -> AgentRunRequest:
+    """``AgentRunRequest(**fields)``, or :class:`TernUserError` with one line naming each bad field (by
+    ``labels[field]`` when given, e.g. ``{"user": "--user"}``) and its limit (``tern.models.limits``)."""
     try:
-        limits = LimitsDatabase.load(settings.limits_path)
-    except LimitsDatabaseError as exc:
-        raise TernUserError(f"cannot check channels: {exc}") from exc
-    unknown: list[str] = []
-    for step in plan.steps:
-        names = step.channels if isinstance(step, ChannelReadStep) else (
-            [step.channel] if isinstance(step, ControlWriteStep) else [])
-        unknown += [f"{n} (step {step.id})" for n in names if n not in limits]
-    if unknown:
-        raise TernUserError("unknown channel(s), not in the limits database "
-                            f"{settings.limits_path}: {', '.join(unknown)}")
+        return AgentRunRequest(**fields)
+    except ValidationError as exc:
+        raise TernUserError(validation_message(exc, "", labels)) from exc
+
+
+POLLER_SEEN_S = 70.0
+"""A worker counts as polling a task queue when its last poll began at most this long ago, in seconds. An idle
+worker's long poll is answered empty after one minute (Temporal matching service, dynamic config
+``matching.longPollExpirationInterval``, default 1 m) and it polls again at once; a dead worker stays in
+DescribeTaskQueue's pollers list for minutes with an old ``last_access_time``."""
+
+WORKER_WAIT_S = 5.0
+"""How long a decision waits for a worker to appear before giving up (without ``wait``), in seconds."""
+
+WORKER_POLL_INTERVAL_S = 1.0
+"""Interval between DescribeTaskQueue calls while waiting for a worker, in seconds."""
+
+QUERY_RPC_TIMEOUT = timedelta(seconds=10)
+"""Deadline of a ``status`` query: a worker that died less than ``POLLER_SEEN_S`` ago still looks alive, and
+the server holds a query for a queue without a live poller until the deadline ("no poller seen for task
+queue recently")."""
+
+UPDATE_RPC_TIMEOUT = timedelta(seconds=30)
+"""Deadline of a ``decide`` update (validator, handler and the audit write of a live worker)."""
+
+_NO_ANSWER = (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED, RPCStatusCode.FAILED_PRECONDITION)
+"""How a query that no worker answered ends: the client's deadline (the SDK reports ``CANCELLED``, "Timeout
+expired", or ``DEADLINE_EXCEEDED``), or the server's "no poller seen for task queue recently"."""
+
+Notify = Callable[[str], None]
+"""Receives progress messages for the user (e.g. "waiting for a worker ..."), one line each."""
+
+
+def _no_worker(task_queue: str) -> str:
+    return (f"no worker is polling task queue {task_queue!r}, so the run cannot answer; start one (`tern up` for "
+            "the embedded stack, or `tern worker`), or let `tern approve`/`reject` wait for it with --wait")
 
 
 class TernClient:
@@ -132,70 +159,147 @@ class TernClient:
                 SearchAttributePair(RUN_USER, request.user)]),
         )
 
-    async def _handle(self, run_id: str) -> WorkflowHandle[Any, Any]:
+    async def _describe(self, run_id: str) -> tuple[WorkflowHandle[Any, Any], str]:
+        """The run's handle and task queue. Raises :class:`TernUserError` for unknown ids."""
         handle = self.client.get_workflow_handle_for(AgentRunWorkflow.run, run_id)
         try:
-            await handle.describe()
+            desc = await handle.describe()
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise TernUserError(f"no run with id {run_id!r}") from exc
             raise TernUnavailable(f"cannot describe run {run_id}: {exc}") from exc
-        return handle
+        return handle, desc.task_queue
 
-    async def status(self, run_id: str) -> AgentRunStatus:
-        """The live status of a run (its ``status`` query). Raises :class:`TernUserError` for unknown ids."""
-        handle = await self._handle(run_id)
+    async def _handle(self, run_id: str) -> WorkflowHandle[Any, Any]:
+        return (await self._describe(run_id))[0]
+
+    async def worker_polling(self, task_queue: str) -> bool:
+        """Whether a worker polls ``task_queue`` for workflow tasks: DescribeTaskQueue's ``pollers`` list
+        (Temporal API ``workflowservice.DescribeTaskQueue``) has one whose last poll began within
+        ``POLLER_SEEN_S``. Raises :class:`TernUnavailable` when Temporal does not answer."""
+        req = DescribeTaskQueueRequest(
+            namespace=self.client.namespace,
+            task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
         try:
-            return await handle.query(AgentRunWorkflow.status)
-        except WorkflowQueryFailedError as exc:
-            raise TernUnavailable(f"run {run_id} did not answer its status query: {exc}") from exc
+            resp = await self.client.workflow_service.describe_task_queue(req, timeout=timedelta(seconds=10))
+        except RPCError as exc:
+            raise TernUnavailable(f"cannot describe task queue {task_queue!r}: {exc}") from exc
+        now = time.time()
+        return any(now - p.last_access_time.ToSeconds() <= POLLER_SEEN_S for p in resp.pollers)
+
+    async def wait_for_worker(self, task_queue: str, *, wait: bool = False, notify: Notify | None = None) -> None:
+        """Return once a worker polls ``task_queue``. Without ``wait`` give up after ``WORKER_WAIT_S`` seconds
+        with :class:`TernUnavailable` naming the queue; with it wait as long as it takes, telling ``notify``
+        once that it waits."""
+        deadline = time.monotonic() + WORKER_WAIT_S
+        told = False
+        while not await self.worker_polling(task_queue):
+            if not wait and time.monotonic() >= deadline:
+                raise TernUnavailable(_no_worker(task_queue))
+            if wait and not told and notify is not None:
+                notify(f"waiting for a worker to poll task queue {task_queue!r} (start one with `tern up` or "
+                       "`tern worker`)")
+                told = True
+            await asyncio.sleep(WORKER_POLL_INTERVAL_S)
+
+    async def status(self, run_id: str, *, wait: bool = False, notify: Notify | None = None) -> AgentRunStatus:
+        """The live status of a run (its ``status`` query, which a worker answers).
+
+        Raises :class:`TernUserError` for unknown ids, :class:`TernUnavailable` when no worker polls the run's
+        task queue (after ``WORKER_WAIT_S``, or the query's ``QUERY_RPC_TIMEOUT``); with ``wait``, waits for a
+        worker instead (see :meth:`wait_for_worker`).
+        """
+        handle, task_queue = await self._describe(run_id)
+        while True:
+            await self.wait_for_worker(task_queue, wait=wait, notify=notify)
+            try:
+                return await handle.query(AgentRunWorkflow.status, rpc_timeout=QUERY_RPC_TIMEOUT)
+            except WorkflowQueryFailedError as exc:
+                raise TernUnavailable(f"run {run_id} did not answer its status query: {exc}") from exc
+            except RPCError as exc:
+                if exc.status not in _NO_ANSWER:
+                    raise TernUnavailable(f"run {run_id} did not answer its status query: {exc}") from exc
+                if not wait:  # the worker died moments ago: its last poll still looks recent
+                    raise TernUnavailable(f"{_no_worker(task_queue)} (run {run_id} did not answer within "
+                                          f"{QUERY_RPC_TIMEOUT.total_seconds():g} s: {exc})") from exc
+                if notify is not None:
+                    notify(f"run {run_id} did not answer; waiting for a worker on task queue {task_queue!r}")
+                await asyncio.sleep(WORKER_POLL_INTERVAL_S)
 
     async def pending(self) -> list[AgentRunStatus]:
-        """Runs waiting for an approval decision, oldest first."""
+        """Runs waiting for an approval decision, oldest first. Each answers a ``status`` query, so this raises
+        :class:`TernUnavailable` when a run's worker does not answer within ``QUERY_RPC_TIMEOUT``."""
         query = f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}"'
         out: list[AgentRunStatus] = []
         async for wf in self.client.list_workflows(query):
             if wf.status != ExecStatus.RUNNING:
                 continue
-            st = await self.client.get_workflow_handle(wf.id).query(AgentRunWorkflow.status)
+            try:
+                st = await self.client.get_workflow_handle(wf.id).query(AgentRunWorkflow.status,
+                                                                        rpc_timeout=QUERY_RPC_TIMEOUT)
+            except RPCError as exc:
+                if exc.status in _NO_ANSWER:
+                    raise TernUnavailable(f"{_no_worker(wf.task_queue)} (run {wf.id} did not answer within "
+                                          f"{QUERY_RPC_TIMEOUT.total_seconds():g} s: {exc})") from exc
+                raise TernUnavailable(f"run {wf.id} did not answer its status query: {exc}") from exc
             if st.pending is not None:
                 out.append(st)
         return sorted(out, key=lambda s: s.pending.requested_at if s.pending else s.started_at)  # type: ignore[arg-type,return-value]
 
-    async def waiting(self, run_id: str) -> AgentRunStatus:
+    async def waiting(self, run_id: str, *, wait: bool = False, notify: Notify | None = None) -> AgentRunStatus:
         """The status of whichever workflow of ``run_id`` waits for a decision: the run itself, or its running
-        python step; the run's own status when nothing waits."""
-        st = await self.status(run_id)
+        python step; the run's own status when nothing waits. ``wait``/``notify`` as for :meth:`status`."""
+        st = await self.status(run_id, wait=wait, notify=notify)
         if st.pending is None and st.child_run_id:
             try:
-                child = await self.status(st.child_run_id)
+                child = await self.status(st.child_run_id, wait=wait, notify=notify)
             except TernUserError:
                 return st
             if child.pending is not None:
                 return child
         return st
 
-    async def decide(self, run_id: str, approver: str, approved: bool, comment: str = "") -> ApprovalRecord:
+    async def decide(self, run_id: str, approver: str, approved: bool, comment: str = "", *, wait: bool = False,
+                     notify: Notify | None = None) -> ApprovalRecord:
         """Approve or reject the pending request of ``run_id`` as ``approver``; returns the audited record.
 
-        ``run_id`` may be an agent run whose python step (a child workflow) waits for a code approval.
+        ``run_id`` may be an agent run whose python step (a child workflow) waits for a code approval. A worker
+        must answer: when none polls the run's task queue this raises :class:`TernUnavailable` after a bounded
+        wait (``WORKER_WAIT_S``, ``QUERY_RPC_TIMEOUT``) before anything is sent; with ``wait`` it waits for a
+        worker, telling ``notify``. The update carries one id for all its attempts, so a retry after a lost
+        answer cannot decide twice (Temporal deduplicates updates by id).
 
         Raises :class:`TernUserError` when the run is unknown, not waiting, or the validator refuses.
         """
-        st = await self.waiting(run_id)
+        st = await self.waiting(run_id, wait=wait, notify=notify)
         run_id = st.run_id
         if st.pending is None:
             raise TernUserError(f"run {run_id} is not waiting for an approval (state: {st.state})")
         # AgentRunWorkflow and PythonExecutionWorkflow share the `decide` update (name, argument, result).
-        handle = await self._handle(run_id)
+        handle, task_queue = await self._describe(run_id)
         try:
-            return await handle.execute_update(
-                AgentRunWorkflow.decide,
-                Decision(request_id=st.pending.request_id, approver=approver, approved=approved, comment=comment))
-        except WorkflowUpdateFailedError as exc:
-            raise TernUserError(f"decision refused: {exc.cause or exc}") from exc
+            decision = Decision(request_id=st.pending.request_id, approver=approver, approved=approved,
+                                comment=comment)
         except ValidationError as exc:
-            raise TernUserError(_validation_message(exc, "decision")) from exc
+            raise TernUserError(validation_message(exc, "decision")) from exc
+        update_id = f"decide-{st.pending.request_id}-{uuid.uuid4().hex[:12]}"
+        while True:
+            try:
+                return await handle.execute_update(AgentRunWorkflow.decide, decision, id=update_id,
+                                                   rpc_timeout=UPDATE_RPC_TIMEOUT)
+            except WorkflowUpdateFailedError as exc:
+                raise TernUserError(f"decision refused: {exc.cause or exc}") from exc
+            except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+                if not wait:
+                    raise TernUnavailable(
+                        f"the decision was sent to run {run_id} but no worker confirmed it within "
+                        f"{UPDATE_RPC_TIMEOUT.total_seconds():g} s; it may still take effect when a worker polls task "
+                        f"queue {task_queue!r}: check with `tern show {run_id}` before deciding again") from exc
+                if notify is not None:
+                    notify(f"run {run_id} did not confirm the decision yet; waiting for a worker on task queue "
+                           f"{task_queue!r}")
+                await self.wait_for_worker(task_queue, wait=True, notify=notify)
 
     async def result(self, run_id: str) -> AgentRunResult:
         """Wait for and return the run's result. Raises :class:`TernUserError` for unknown ids."""

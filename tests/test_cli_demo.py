@@ -100,7 +100,12 @@ def test_demo_waits_then_pending_approve_result(stack_env, docker_backend) -> No
     again = tern(stack_env, "approve", run_id)
     assert again.returncode == 2 and "not waiting" in again.stderr
     audit = json.loads(tern(stack_env, "audit", run_id, "--json").stdout)
-    assert [a["event_kind"] for a in audit] == ["approval_requested", "decision_refused", "decision", "write"]
+    # the python step's code approval (child run RUN_ID.analyse) comes first, mallory's refused attempt
+    # included; then the write's, with the requester's refused self-approval
+    assert [(a["run_id"], a["event_kind"]) for a in audit] == [
+        (f"{run_id}.analyse", "approval_requested"), (f"{run_id}.analyse", "decision_refused"),
+        (f"{run_id}.analyse", "decision"), (run_id, "approval_requested"), (run_id, "decision_refused"),
+        (run_id, "decision"), (run_id, "write")]
     # The fresh history replays against the workflow code too.
     hist = Path(stack_env["TERN_DATA_DIR"]) / "h.json"
     assert tern(stack_env, "export-history", run_id, "--out", str(hist)).returncode == 0

@@ -28,8 +28,17 @@ async def record_event(conn: Conn, event: AuditEvent) -> bool:
 
 
 async def events_for_run(conn: Conn, run_id: str) -> list[dict[str, Any]]:
-    """All audit events of one run, oldest first, as plain dicts."""
-    rows = await conn.fetch("SELECT * FROM audit_events WHERE run_id = $1 ORDER BY id", run_id)
+    """All audit events of one run and of its child workflows, oldest first, as plain dicts (table columns).
+
+    A child's workflow id is ``<run_id>.<step id>`` (a python step runs as ``PythonExecutionWorkflow`` with that
+    id), so its requests and decisions are rows whose ``run_id`` starts with ``run_id + "."``; each row keeps
+    its own ``run_id``. ``starts_with`` rather than ``LIKE`` so ``_`` and ``%`` in ids match only themselves.
+    Ordered by ``occurred_at``, then ``id`` for rows of the same instant.
+    """
+    rows = await conn.fetch(
+        "SELECT * FROM audit_events WHERE run_id = $1 OR starts_with(run_id, $1 || '.') ORDER BY occurred_at, id",
+        run_id,
+    )
     return [dict(r) for r in rows]
 
 

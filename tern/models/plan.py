@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tern.models.limits import MAX_SEARCH_QUERY_CHARS
+
 ChannelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_:.\-\[\]{}$]+$")]
 
 
@@ -20,7 +22,7 @@ class LogbookSearchStep(_Step):
     """Search the electronic logbook (ARIEL); hits become citable entries."""
 
     kind: Literal["logbook_search"] = "logbook_search"
-    query: str = Field(min_length=1, max_length=2000)
+    query: str = Field(min_length=1, max_length=MAX_SEARCH_QUERY_CHARS)
     limit: int = Field(5, ge=1, le=100)
     mode: Literal["keyword", "semantic", "hybrid", "rag"] = Field(
         "hybrid", description="ARIEL search mode; without embeddings, semantic parts degrade to keyword search."
@@ -46,10 +48,19 @@ class ControlWriteStep(_Step):
     @classmethod
     def _finite_number(cls, v: object) -> object:
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ValueError(f"write value must be a number, got {type(v).__name__} {v!r}")
-        if not math.isfinite(float(v)):
+            raise ValueError(f"write value must be a number, got {type(v).__name__} {_short(v)}")
+        try:
+            value = float(v)
+        except OverflowError:  # an integer beyond the float range (~1.8e308), e.g. 400 digits in a plan file
+            raise ValueError("write value must be finite, got an integer beyond the float range (1.8e308)") from None
+        if not math.isfinite(value):
             raise ValueError(f"write value must be finite, got {v!r}")
-        return float(v)
+        return value
+
+
+def _short(v: object, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class PythonStep(_Step):

@@ -9,6 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.approval import ApprovalMode, ApprovalRecord, ApprovalRequest, IgnoredDecision
 from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
+from tern.models.limits import (
+    MAX_APPROVAL_TIMEOUT_S,
+    MAX_APPROVERS,
+    MAX_QUERY_CHARS,
+    MIN_APPROVAL_TIMEOUT_S,
+    UserName,
+)
 from tern.models.logbook import LogbookHit
 from tern.models.plan import Plan
 from tern.models.python_step import PythonStepOutcome
@@ -24,14 +31,18 @@ class AgentRunRequest(BaseModel):
     ``approvers`` narrows who may decide this run's requests; the worker's approval policy decides who may
     (empty: whoever the policy allows; under an open policy, the requester alone). It can never widen it.
     ``python_approval_mode`` can likewise only be stricter than the worker's.
+
+    Limits (``tern.models.limits``): names are 1 to ``MAX_USER_CHARS`` characters and not blank, at most
+    ``MAX_APPROVERS`` approvers; the query is at most ``MAX_QUERY_CHARS`` characters; the approval timeout is a
+    finite number of seconds in ``(0, MAX_APPROVAL_TIMEOUT_S]``. Violations raise ``pydantic.ValidationError``.
     """
 
     model_config = ConfigDict(extra="forbid")
-    user: str = Field(min_length=1, max_length=200)
-    query: str = Field(min_length=1, max_length=4000)
+    user: UserName
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     plan: Plan | None = None
-    approvers: list[str] = Field(default_factory=list, max_length=100)
-    approval_timeout_s: float = Field(3600.0, gt=0, le=30 * 86400)
+    approvers: list[UserName] = Field(default_factory=list, max_length=MAX_APPROVERS)
+    approval_timeout_s: float = Field(3600.0, gt=MIN_APPROVAL_TIMEOUT_S, le=MAX_APPROVAL_TIMEOUT_S, allow_inf_nan=False)
     python_approval_mode: ApprovalMode = Field(
         "all_code", description="When python steps need approval (Osprey's modes; all_code is fail-secure)."
     )
