@@ -41,7 +41,7 @@ async def test_approve_without_a_worker_says_so_and_exits_1(temporal_env, settin
     # the worker is gone, but it polled a moment ago: the query's deadline bounds the wait
     env = cli_env(temporal_env, settings, tmp_path)
     started = time.monotonic()
-    proc = await asyncio.to_thread(subprocess.run, tern_cmd("approve", handle.id, "--as", "alice"), env=env,
+    proc = await asyncio.to_thread(subprocess.run, tern_cmd("approve", handle.id, "--as", "bob"), env=env,
                                    capture_output=True, text=True, timeout=BOUND_S + 60)
     took = time.monotonic() - started
     assert proc.returncode == 1, proc.stderr
@@ -83,7 +83,7 @@ async def test_approve_wait_says_it_waits_and_decides_when_a_worker_returns(temp
         handle = await start_run(client, settings, write_plan(CHANNEL, 1.45), user="alice")
         await wait_for_state(handle, "awaiting_approval")
     env = cli_env(temporal_env, settings, tmp_path)
-    proc = await asyncio.create_subprocess_exec(*tern_cmd("approve", handle.id, "--as", "alice", "--wait", "--json"),
+    proc = await asyncio.create_subprocess_exec(*tern_cmd("approve", handle.id, "--as", "bob", "--wait", "--json"),
                                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stderr is not None
