@@ -29,20 +29,21 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from starters.common import fail, hard_exit, load_settings
+from tern.ariel.adapters import adapter_names
 from tern.config import TernSettings
 from tern.models import SearchResponse
 from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult
 from tern.models.limits import MAX_SEARCH_QUERY_CHARS, MAX_WATCH_INTERVAL_S, MIN_WATCH_INTERVAL_S
+from worker.connection import TemporalUnreachable, connect
 from workflows.logbook_ingestion import LogbookIngestionWorkflow
 
 app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, serve.", no_args_is_help=True)
 err = Console(stderr=True)
 out = Console()
 
-ADAPTERS = ("als", "als-http", "jlab", "ornl", "generic", "demo")
+ADAPTERS = tuple(adapter_names())  # the adapter registry of tern.ariel.adapters
 MODES = ("keyword", "semantic", "hybrid", "rag")
 
 
@@ -84,11 +85,9 @@ def _check_source(adapter: str, source: str) -> str:
 
 async def _connect(settings: TernSettings) -> Client:
     try:
-        return await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace, data_converter=pydantic_data_converter
-        )
-    except Exception as exc:
-        fail(f"cannot reach Temporal at {settings.temporal_address} ({exc}); is `tern up` running?", code=1)
+        return await connect(settings)
+    except TemporalUnreachable as exc:
+        fail(str(exc), code=1)
 
 
 async def _pool(settings: TernSettings) -> Any:

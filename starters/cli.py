@@ -227,28 +227,23 @@ def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json:
                   "(recorded in the audit table)")
 
 
+AsUser = Annotated[str | None, typer.Option("--as", help="Approver identity (default: you).")]
+Comment = Annotated[str, typer.Option("--comment")]
+AsJson = Annotated[bool, typer.Option("--json")]
+WaitForWorker = Annotated[bool, typer.Option("--wait", help="If no worker is polling, wait for one (default: exit 1 "
+                                             "after a few seconds, nothing sent).")]
+
+
 @app.command()
-def approve(
-    run_id: str,
-    as_user: Annotated[str | None, typer.Option("--as", help="Approver identity (default: you).")] = None,
-    comment: Annotated[str, typer.Option("--comment")] = "",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="If no worker is polling, wait for one (default: exit 1 "
-                                       "after a few seconds, nothing sent).")] = False,
-) -> None:
+def approve(run_id: str, as_user: AsUser = None, comment: Comment = "", as_json: AsJson = False,
+            wait: WaitForWorker = False) -> None:
     """Approve the pending request of a run."""
     _decide(run_id, True, as_user, comment, as_json, wait)
 
 
 @app.command()
-def reject(
-    run_id: str,
-    as_user: Annotated[str | None, typer.Option("--as", help="Approver identity (default: you).")] = None,
-    comment: Annotated[str, typer.Option("--comment")] = "",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="If no worker is polling, wait for one (default: exit 1 "
-                                       "after a few seconds, nothing sent).")] = False,
-) -> None:
+def reject(run_id: str, as_user: AsUser = None, comment: Comment = "", as_json: AsJson = False,
+           wait: WaitForWorker = False) -> None:
     """Reject the pending request of a run (nothing is written)."""
     _decide(run_id, False, as_user, comment, as_json, wait)
 

@@ -29,7 +29,6 @@ from temporalio.client import (
     WorkflowExecutionStatus as ExecStatus,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from tern.config import TernSettings
@@ -42,6 +41,7 @@ from tern.models import (
 )
 from tern.models.limits import UserName
 from tern.models.plan import STEP_KINDS
+from worker.connection import TemporalUnreachable, connect
 from workflows.agent_run import AgentRunWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
 
@@ -141,11 +141,9 @@ class TernClient:
     async def connect(cls, settings: TernSettings) -> TernClient:
         """Connect to Temporal. Raises :class:`TernUnavailable` with a hint when it cannot be reached."""
         try:
-            client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                          data_converter=pydantic_data_converter)
-        except Exception as exc:
-            raise TernUnavailable(f"cannot reach Temporal at {settings.temporal_address}: {exc}. "
-                                  "Start the embedded stack with `tern up`, or set TERN_TEMPORAL_ADDRESS.") from exc
+            client = await connect(settings)
+        except TemporalUnreachable as exc:
+            raise TernUnavailable(str(exc)) from exc
         return cls(client, settings)
 
     async def start_run(self, request: AgentRunRequest, run_id: str | None = None) -> WorkflowHandle[Any, Any]:
