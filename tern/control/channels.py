@@ -41,7 +41,7 @@ __all__ = ["ChannelAccessError", "configure_environment", "read_channels", "read
 
 
 def _pv(epics: Any, name: str, timeout: float) -> Any:
-    pv = epics.get_pv(name, connect=True, timeout=timeout, form="ctrl", auto_monitor=False)
+    pv = epics.get_pv(name, connect=True, timeout=timeout, form="time", auto_monitor=False)
     if not pv.connected and not pv.wait_for_connection(timeout=timeout):
         raise ChannelAccessError(f"channel {name} did not connect within {timeout:g} s")
     return pv
