@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,7 @@ from tern.control.ca_context import ChannelAccessError, attach_thread, configure
 from tern.control.units import units_for
 from tern.control.verification import (
     SmallChangeMode,
+    Tolerance,
     as_datetime,
     effective_tolerance,
     fmt_stamp,
@@ -96,10 +98,13 @@ def read_channels(names: list[str], timeout_s: float = 2.0) -> list[ChannelReadi
 
 
 def read_value(name: str, timeout_s: float = 2.0) -> float:
-    """The current numeric value of ``name``, read from the IOC (not a cached monitor)."""
+    """The current numeric value of ``name``, read from the IOC (not a cached monitor).
+
+    Raises :class:`ChannelAccessError` when it does not connect, the get fails twice, or the value is not a
+    finite number.
+    """
     epics = attach_thread()
-    pv = _pv(epics, name, timeout_s)
-    v = _finite(pv.get(use_monitor=False, timeout=timeout_s))
+    v = _read_stamped(_pv(epics, name, timeout_s), timeout_s).value
     if v is None:
         raise ChannelAccessError(f"channel {name} returned no numeric value")
     return v
@@ -116,9 +121,27 @@ class _Stamped:
     ts: float | None  # POSIX seconds, IOC clock; None when absent or undefined
 
 
+GET_ATTEMPTS = 2  # a get that fails is tried once more before ChannelAccessError
+
+
 def _read_stamped(pv: Any, timeout: float) -> _Stamped:
-    """Value and Channel Access timestamp (``DBR_TIME_*``) read from the IOC, never from a monitor cache."""
-    md = pv.get_with_metadata(form="time", use_monitor=False, timeout=timeout, as_numpy=False)
+    """Value and Channel Access timestamp (``DBR_TIME_*``) read from the IOC, never from a monitor cache.
+
+    ``form="time"`` makes pyepics derive the request type from the channel's field type at this call, not from
+    the type the ``PV`` object cached when it connected. A get that fails (pyepics raises, e.g.
+    ``ChannelAccessGetFailure``) is tried again, up to ``GET_ATTEMPTS``; then :class:`ChannelAccessError`.
+    A get that times out gives ``_Stamped(None, None)``.
+    """
+    from epics.ca import CASeverityException, ChannelAccessException, ChannelAccessGetFailure
+
+    for attempt in range(1, GET_ATTEMPTS + 1):
+        try:
+            md = pv.get_with_metadata(form="time", use_monitor=False, timeout=timeout, as_numpy=False)
+            break
+        except (ChannelAccessGetFailure, ChannelAccessException, CASeverityException) as exc:
+            if attempt == GET_ATTEMPTS:
+                raise ChannelAccessError(f"get of {pv.pvname} failed {attempt} times: {exc}") from exc
+            time.sleep(0.05)
     if not md:
         return _Stamped(None, None)
     return _Stamped(_finite(md.get("value")), stamp(md.get("timestamp")))
@@ -150,9 +173,11 @@ def write_channel(
         small_change: ``tighten`` or ``refuse`` (``TernSettings.small_change_verification``).
         readback_clock_skew_s: how far the readback's IOC clock may lag the setpoint's, seconds.
 
-    Raises :class:`ChannelAccessError` when the channel does not connect, and
+    Raises :class:`ChannelAccessError` when the channel does not connect, cannot be read with a timestamp
+    before the put, or libca does not send the put, and
     :class:`~tern.control.verification.UnverifiableChange` for a small change in ``refuse`` mode; nothing was
-    written in either case. Every other outcome is a :class:`WriteRecord` (``verified`` False when in doubt).
+    written in any of these cases. Every other outcome is a :class:`WriteRecord` (``verified`` False when in
+    doubt, including a get that fails after the put).
     """
     epics = attach_thread()
     tol = effective_tolerance(value, previous_value, verification, default_tolerance_percent, small_change)
@@ -167,19 +192,39 @@ def write_channel(
                            tolerance=tol.value, setpoint_timestamp=as_datetime(sp_ts),
                            readback_timestamp=as_datetime(rb_ts))
 
-    if level == "none":
-        pv.put(value, wait=False)
-        epics.ca.flush_io()
-        return record(False, "put sent; verification level 'none'")
-    before = _read_stamped(pv, connect_timeout_s)
-    status = pv.put(value, wait=True, timeout=callback_timeout_s)
+    before = _Stamped(None, None)
+    if level != "none":
+        before = _read_stamped(pv, connect_timeout_s)  # ChannelAccessError here: nothing was written
+        if before.ts is None:
+            raise ChannelAccessError(f"{name} gave no timestamped reading before the put, so the put could not "
+                                     "be verified; not writing")
+    try:
+        if level == "none":
+            pv.put(value, wait=False)
+            epics.ca.flush_io()
+            return record(False, "put sent; verification level 'none'")
+        status = pv.put(value, wait=True, timeout=callback_timeout_s)
+    except epics.ca.CASeverityException as exc:  # libca refused to queue the request: nothing was sent
+        raise ChannelAccessError(f"put to {name} was not sent: {exc}") from exc
     if status != 1:
         return record(False, f"no put completion callback within {callback_timeout_s:g} s")
+    try:
+        return _verify(epics, name, value, level, tol, before, record, connect_timeout_s, readback_timeout_s,
+                       readback_channel, readback_clock_skew_s)
+    except ChannelAccessError as exc:  # after the put: recorded, not verified
+        return record(False, f"put completed, but verification could not read the IOC: {exc}")
+
+
+def _verify(epics: Any, name: str, value: float, level: str, tol: Tolerance, before: _Stamped,
+            record: Callable[..., WriteRecord], connect_timeout_s: float, readback_timeout_s: float,
+            readback_channel: str | None, readback_clock_skew_s: float) -> WriteRecord:
+    """The checks after a completed put (module docstring); raises :class:`ChannelAccessError` on a failed get."""
+    pv = _pv(epics, name, connect_timeout_s)
     after = _read_stamped(pv, connect_timeout_s)
     if after.ts is None:
         return record(False, f"{name} = {after.value} after the put carries no timestamp: cannot show that the "
                              "put was processed", after.value)
-    if before.ts is not None and after.ts <= before.ts:
+    if after.ts <= (before.ts or 0.0):
         return record(False, f"{name} timestamp {fmt_stamp(after.ts)} did not advance past {fmt_stamp(before.ts)}"
                              " (before the put): the IOC did not process the put", after.value, after.ts)
     if not tol.holds(after.value, value):
