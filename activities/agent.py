@@ -2,15 +2,16 @@
 
 Each activity takes one pydantic model, calls ``tern.*``, and turns failures into ``ApplicationError``
 (non-retryable where retrying cannot help: bad configuration, refused writes, unknown write outcome).
-Channel Access calls are blocking and run in a thread (``asyncio.to_thread``).
+Channel Access goes through one :class:`~tern.control.ca_client.ChannelAccessClient` per ``AgentActivities``
+(a bounded pool of threads attached to the CA context; never ``asyncio.to_thread``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 from temporalio import activity
@@ -18,11 +19,13 @@ from temporalio.exceptions import ApplicationError
 
 from tern.agent.compose import compose
 from tern.ariel.service import search as ariel_search
-from tern.audit.store import claim_write, finish_write, record_event, release_claim
+from tern.audit.store import claim_age_s, claim_write, finish_write, record_event, release_claim
 from tern.config import TernSettings
 from tern.control import channels as ca
+from tern.control.ca_client import ChannelAccessClient
 from tern.control.limits import LimitsDatabase, LimitsDatabaseError
 from tern.control.units import units_for
+from tern.control.verification import UnverifiableChange, effective_tolerance
 from tern.db import create_pool
 from tern.models import AuditEvent, AuditKind, ChannelReading, LimitsCheck, SearchResponse, WriteRecord
 from tern.models.activity_io import (
@@ -34,6 +37,25 @@ from tern.models.activity_io import (
     WriteInput,
 )
 
+T = TypeVar("T")
+HEARTBEAT_EVERY_S = 1.0  # the write activity's heartbeat period (its heartbeat timeout: workflows.agent_run)
+
+
+async def _heartbeating(work: Awaitable[T]) -> T:
+    """Await ``work``, heartbeating every ``HEARTBEAT_EVERY_S`` when running as an activity, so that a worker
+    that dies mid-write is noticed within the activity's heartbeat timeout. Cancelling cancels ``work``."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_S)
+            if done:
+                return task.result()
+            if activity.in_activity():
+                activity.heartbeat()
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+
 
 class AgentActivities:
     """The agent-run activities, bound to one worker's settings and PostgreSQL pool.
@@ -41,12 +63,25 @@ class AgentActivities:
     Args:
         settings: the worker's settings (writes switch, limits path, CA and timeouts).
         pool: an open asyncpg pool, or None to open one lazily from ``settings.dsn``.
+        ca_client: the Channel Access client, or None to create one on first use from ``settings``
+            (``ca_max_concurrency``, ``ca_environment()``).
     """
 
-    def __init__(self, settings: TernSettings, pool: asyncpg.Pool | None = None) -> None:
+    def __init__(self, settings: TernSettings, pool: asyncpg.Pool | None = None,
+                 ca_client: ChannelAccessClient | None = None) -> None:
         self.settings = settings
         self._pool = pool
         self._pool_lock = asyncio.Lock()
+        self._ca = ca_client
+        self._owns_ca = ca_client is None
+
+    @property
+    def ca(self) -> ChannelAccessClient:
+        """The Channel Access client (created on first use; raises ``ChannelAccessError`` when libca already
+        runs in this process with other ``EPICS_CA_*`` settings)."""
+        if self._ca is None:
+            self._ca = ChannelAccessClient(self.settings.ca_max_concurrency, self.settings.ca_environment())
+        return self._ca
 
     async def pool(self) -> asyncpg.Pool:
         async with self._pool_lock:
@@ -55,10 +90,13 @@ class AgentActivities:
             return self._pool
 
     async def close(self) -> None:
-        """Close the pool if this object opened it."""
+        """Close the pool, and the Channel Access client if this object created it."""
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+        if self._owns_ca and self._ca is not None:
+            await asyncio.to_thread(self._ca.close)
+            self._ca = None
 
     def limits(self) -> LimitsDatabase:
         """Load the limits database afresh (so an edit takes effect without a restart)."""
@@ -83,7 +121,7 @@ class AgentActivities:
     @activity.defn(name="read_channels")
     async def read_channels(self, inp: ChannelReadInput) -> list[ChannelReading]:
         """Read channels over Channel Access; unreachable channels come back with ``error`` set."""
-        return await asyncio.to_thread(ca.read_channels, inp.channels, self.settings.ca_timeout_s)
+        return await self.ca.read_channels(inp.channels, self.settings.ca_timeout_s)
 
     @activity.defn(name="check_write")
     async def check_write(self, inp: WriteCheckInput) -> LimitsCheck:
@@ -101,13 +139,26 @@ class AgentActivities:
         if not static.allowed and static.violation != "step_check_failed":
             return static
         try:
-            current = await asyncio.to_thread(ca.read_value, inp.channel, self.settings.ca_timeout_s)
+            current = await self.ca.read_value(inp.channel, self.settings.ca_timeout_s)
         except ca.ChannelAccessError as exc:
             return static.model_copy(update={"allowed": False, "violation": "channel_unreachable",
                                              "message": f"cannot read the current value: {exc}"})
-        check = limits.check(inp.channel, inp.value, current=current)
+        check = self._verifiable(limits.check(inp.channel, inp.value, current=current))
         if not check.units:
             check.units = units_for(inp.channel)
+        return check
+
+    def _verifiable(self, check: LimitsCheck) -> LimitsCheck:
+        """``check``, refused (``unverifiable_change``) when the change is within the verification tolerance
+        and ``small_change_verification`` is ``refuse`` (see :mod:`tern.control.verification`)."""
+        if not check.allowed or check.verification.level == "none":
+            return check
+        try:
+            effective_tolerance(check.value, check.current_value, check.verification,
+                                self.settings.default_tolerance_percent, self.settings.small_change_verification)
+        except UnverifiableChange as exc:
+            return check.model_copy(update={"allowed": False, "violation": "unverifiable_change",
+                                            "message": str(exc)})
         return check
 
     @activity.defn(name="write_channel")
@@ -133,13 +184,13 @@ class AgentActivities:
         if existing is not None:
             return await self._resume(existing, inp, limits)
         try:
-            current = await asyncio.to_thread(ca.read_value, inp.channel, s.ca_timeout_s)
+            current = await self.ca.read_value(inp.channel, s.ca_timeout_s)
         except ca.ChannelAccessError as exc:
             async with pool.acquire() as conn:
                 await release_claim(conn, key)
             raise ApplicationError(f"cannot read {inp.channel} before writing: {exc}",
                                    type="ChannelUnreachable") from exc
-        check = limits.check(inp.channel, inp.value, current=current)
+        check = self._verifiable(limits.check(inp.channel, inp.value, current=current))
         moved = (inp.approved_from is not None
                  and abs(current - inp.approved_from) > ca.tolerance(inp.approved_from, check.verification))
         if not check.allowed or moved:
@@ -152,15 +203,22 @@ class AgentActivities:
             raise ApplicationError(reason, type="ValueChangedSinceApproval" if moved and check.allowed
                                    else "WriteRefused", non_retryable=True)
         try:
-            record = await asyncio.to_thread(
-                ca.write_channel, inp.channel, inp.value, check.verification, previous_value=current,
+            record = await _heartbeating(self.ca.write_channel(
+                inp.channel, inp.value, check.verification, previous_value=current,
                 connect_timeout_s=s.ca_timeout_s, callback_timeout_s=s.write_callback_timeout_s,
                 readback_timeout_s=s.readback_timeout_s, default_tolerance_percent=s.default_tolerance_percent,
-            )
+                small_change=s.small_change_verification, readback_clock_skew_s=s.readback_clock_skew_s,
+            ))
         except ca.ChannelAccessError as exc:  # raised only before the put: nothing was written
             async with pool.acquire() as conn:
                 await release_claim(conn, key)
             raise ApplicationError(str(exc), type="ChannelUnreachable") from exc
+        except UnverifiableChange as exc:  # checked above already; raised before the put
+            event = self._event(inp, "write_refused", current, None, None, str(exc))
+            async with pool.acquire() as conn:
+                await finish_write(conn, key, None, state="failed", event=event)
+            raise ApplicationError(f"write refused at execution time: {exc}", type="WriteRefused",
+                                   non_retryable=True) from exc
         record.idempotency_key = key
         event = self._event(inp, "write", current, record.readback, record.verified, record.message)
         async with pool.acquire() as conn:
@@ -174,23 +232,34 @@ class AgentActivities:
         if row["state"] == "failed":
             raise ApplicationError("this write was already refused or failed; it is not retried",
                                    type="WriteRefused", non_retryable=True)
-        # 'claimed': the previous attempt died between claiming and recording. Never put again; find out.
+        # 'claimed': the previous attempt died between claiming and recording. Never put again; find out,
+        # once a put sent just before the interruption has had time to land (write_settle_delay_s).
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            age = await claim_age_s(conn, inp.idempotency_key)
+        wait_s = self.settings.write_settle_delay_s - (age or 0.0)
+        if wait_s > 0:
+            await _heartbeating(asyncio.sleep(wait_s))
         try:
-            now = await asyncio.to_thread(ca.read_value, inp.channel, self.settings.ca_timeout_s)
+            now = await self.ca.read_value(inp.channel, self.settings.ca_timeout_s)
         except ca.ChannelAccessError as exc:
             raise ApplicationError(f"interrupted write, and {inp.channel} cannot be read: {exc}",
                                    type="WriteOutcomeUnknown") from exc
         verification = limits.channels[inp.channel].verification if inp.channel in limits else None
-        tol = ca.tolerance(inp.value, verification) if verification else 1e-9
-        record = WriteRecord(channel=inp.channel, previous_value=None, value=inp.value, readback=now,
-                             verified=math.isfinite(now) and abs(now - inp.value) <= tol,
-                             verification=verification.level if verification else "none",
-                             idempotency_key=inp.idempotency_key,
-                             message="an earlier attempt was interrupted after claiming the write; "
-                                     "not written again; value read back now")
+        tol = (effective_tolerance(inp.value, inp.approved_from, verification,
+                                   self.settings.default_tolerance_percent).value if verification else 1e-9)
+        held = math.isfinite(now) and abs(now - inp.value) <= tol
+        record = WriteRecord(channel=inp.channel, previous_value=inp.approved_from, value=inp.value, readback=now,
+                             verified=held, verification=verification.level if verification else "none",
+                             idempotency_key=inp.idempotency_key, tolerance=tol,
+                             message=f"an earlier attempt was interrupted after claiming the write; not written "
+                                     f"again; settled by reading {inp.channel} = {now:g} "
+                                     f"{self.settings.write_settle_delay_s:g} s or more after the claim: "
+                                     f"{'holds' if held else 'does not hold'} {inp.value:g} ±{tol:g}")
         state = "done" if record.verified else "failed"
-        event = self._event(inp, "write", None, now, record.verified, record.message)
-        pool = await self.pool()
+        details = {"settled_by": "read_after_interrupt", "held": now, "holds_target": held, "tolerance": tol,
+                   "claimed_at": row["claimed_at"].isoformat(), "settle_delay_s": self.settings.write_settle_delay_s}
+        event = self._event(inp, "write", None, now, record.verified, record.message, details)
         async with pool.acquire() as conn:
             await finish_write(conn, inp.idempotency_key, record, state=state, event=event)
         if not record.verified:
@@ -202,12 +271,12 @@ class AgentActivities:
 
     @staticmethod
     def _event(inp: WriteInput, kind: AuditKind, prev: float | None, readback: float | None,
-               verified: bool | None, comment: str) -> AuditEvent:
+               verified: bool | None, comment: str, details: dict[str, Any] | None = None) -> AuditEvent:
         return AuditEvent(
             event_kind=kind,
             run_id=inp.run_id, event_key=f"{kind}:{inp.idempotency_key}", step_id=inp.step_id,
             request_id=inp.request_id, actor=inp.approver, channel=inp.channel, previous_value=prev,
-            value=inp.value, readback=readback, verified=verified, comment=comment,
+            value=inp.value, readback=readback, verified=verified, comment=comment, details=details or {},
         )
 
     @activity.defn(name="record_audit")

@@ -55,6 +55,7 @@ async def run_demo(settings: TernSettings, *, auto_approve: bool,
     from starters.client import TernClient
     from tern.ariel.ingest import adapter_options, ingest_source
     from tern.control import channels as ca
+    from tern.control.ca_client import ChannelAccessClient
     from tern.control.limits import LimitsDatabase
     from tern.db import create_pool
     from tern.embedded.stack import EmbeddedStack, StackError
@@ -82,12 +83,14 @@ async def run_demo(settings: TernSettings, *, auto_approve: bool,
     else:
         progress(f"notice: the sandbox is unavailable ({problem}); running the demo without its python step "
                  "(./dev test sets Docker up; `tern sandbox build` builds the image)")
-        ca.configure_environment(settings.ca_environment())
         lim = LimitsDatabase.load(settings.limits_path).channels["SR:RF:CAVITY:01:VOLTAGE:SP"]
+        channel_access = ChannelAccessClient(1, settings.ca_environment())
         try:
-            current = await asyncio.to_thread(ca.read_value, "SR:RF:CAVITY:01:VOLTAGE:SP", settings.ca_timeout_s)
+            current = await channel_access.read_value("SR:RF:CAVITY:01:VOLTAGE:SP", settings.ca_timeout_s)
         except ca.ChannelAccessError as exc:
             raise DemoError(f"cannot read the simulated accelerator: {exc}") from exc
+        finally:
+            channel_access.close()
         plan = demo_plan_without_sandbox(current, lim.min_value or 0.0, lim.max_value or current)
 
     user = current_user()

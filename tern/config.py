@@ -54,6 +54,10 @@ class TernSettings(BaseSettings):
     ca_addr_list: str = Field("127.0.0.1", description="EPICS_CA_ADDR_LIST for the Channel Access client.")
     ca_auto_addr_list: bool = Field(False, description="EPICS_CA_AUTO_ADDR_LIST for the client.")
     ca_timeout_s: float = Field(2.0, gt=0, description="Connection and get timeout per channel, seconds.")
+    ca_max_concurrency: int = Field(
+        8, ge=1, le=256,
+        description="Most Channel Access operations a worker runs at once (threads of its CA client); more wait.",
+    )
     # Writes and safety
     writes_enabled: bool = Field(False, description="Master switch: no control write happens unless true.")
     limits_path: Path = Field(DATA_DIR / "channel_limits.json", description="Limits database (JSON).")
@@ -65,6 +69,19 @@ class TernSettings(BaseSettings):
         5.0, gt=0, description="How long a readback may take to reach the setpoint within tolerance, seconds."
     )
     default_tolerance_percent: float = Field(0.1, ge=0, description="Readback tolerance when none is given, %.")
+    small_change_verification: Literal["tighten", "refuse"] = Field(
+        "tighten",
+        description="A change not larger than the verification tolerance: verify it with the tolerance tightened "
+        "to 40 % of the change ('tighten'), or refuse it as unverifiable ('refuse'); see tern.control.verification.",
+    )
+    readback_clock_skew_s: float = Field(
+        0.0, ge=0, description="How far a readback's IOC clock may lag its setpoint's IOC clock, seconds."
+    )
+    write_settle_delay_s: float = Field(
+        5.0, ge=0, le=3600,
+        description="An interrupted write (claimed, outcome unknown) is settled by reading the channel no earlier "
+        "than this long after its claim, so an in-flight put and its readback have landed, seconds.",
+    )
     # Approvals
     approval_timeout_s: float = Field(3600.0, gt=0, description="Wait for a decision; expiry rejects, seconds.")
     approvers: list[str] = Field(
@@ -82,7 +99,25 @@ class TernSettings(BaseSettings):
     sim_stuck_readbacks: list[str] = Field(
         default_factory=list, description="Setpoints whose readbacks never follow (for testing verification)."
     )
+    sim_slow_readbacks: dict[str, float] = Field(
+        default_factory=dict, description="Setpoint -> its own readback lag, seconds (slow readbacks, for tests)."
+    )
+    sim_ignored_setpoints: list[str] = Field(
+        default_factory=list,
+        description="Setpoints that complete a put without processing it, as an IOC that drops puts (tests).",
+    )
+    sim_clock_offset_s: float = Field(
+        0.0, description="Offset of the simulated IOC's clock from this host's, seconds (an IOC on another host)."
+    )
     sim_update_period_s: float = Field(0.1, gt=0, description="Simulation tick, seconds.")
+    # Embedded stack (tern up): the worker's supervisor
+    worker_restart_initial_s: float = Field(
+        1.0, gt=0, description="Delay before restarting a worker that exited abnormally, seconds (then doubled)."
+    )
+    worker_restart_max_s: float = Field(60.0, gt=0, description="Longest delay between worker restarts, seconds.")
+    worker_stable_s: float = Field(
+        60.0, gt=0, description="A worker that ran this long resets the restart delay to its initial value, s."
+    )
     # Python execution (sandbox)
     python_approval_mode: ApprovalMode = Field(
         "all_code",

@@ -57,6 +57,12 @@ async def pg_dsn(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
 
 # --- Channel Access: the simulated accelerator as a real caproto IOC in a subprocess ----------------------
 STUCK_SETPOINT = "SR:MAG:HCM:01:CURRENT:SP"  # its readback never follows (verification tests)
+# Verification tests (tests/test_write_verification.py); 280..360 A, tolerance 1 % (about 3.2 A):
+STUCK_WIDE_SETPOINT = "BR:MAG:DIPOLE:08:CURRENT:SP"  # readback never follows
+SLOW_SETPOINT = "BR:MAG:DIPOLE:07:CURRENT:SP"  # readback follows after SLOW_READBACK_LAG_S
+SLOW_READBACK_LAG_S = 4.0  # beyond the settings fixture's readback_timeout_s
+IGNORED_SETPOINT = "BR:MAG:DIPOLE:06:CURRENT:SP"  # completes puts without processing them
+SIM_CLOCK_OFFSET_S = 300.0  # the simulated IOC's clock runs this far ahead of this host's
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +77,10 @@ def ca_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     env = {
         **os.environ,
         "TERN_CA_SERVER_PORT": str(port),
-        "TERN_SIM_STUCK_READBACKS": json.dumps([STUCK_SETPOINT]),
+        "TERN_SIM_STUCK_READBACKS": json.dumps([STUCK_SETPOINT, STUCK_WIDE_SETPOINT]),
+        "TERN_SIM_SLOW_READBACKS": json.dumps({SLOW_SETPOINT: SLOW_READBACK_LAG_S}),
+        "TERN_SIM_IGNORED_SETPOINTS": json.dumps([IGNORED_SETPOINT]),
+        "TERN_SIM_CLOCK_OFFSET_S": str(SIM_CLOCK_OFFSET_S),
         "TERN_SIM_READBACK_LAG_S": "0.2",
     }
     log = tmp_path_factory.mktemp("sim") / "sim.log"

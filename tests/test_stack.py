@@ -23,3 +23,62 @@ def test_stale_pid_files_are_reported_dead(tmp_path) -> None:
     assert states["worker"][0] == "dead"
     assert states["temporal"][0] == "dead"
     assert states["postgres"][0] == "stopped"
+
+
+async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_nothing(tmp_path) -> None:
+    """``tern up`` on free ports; SIGKILL the worker: its supervisor restarts it (restart count 1, the exit
+    reason recorded), a run completes on the new worker, and ``tern down`` leaves no process behind."""
+    import asyncio
+    import signal
+    import time
+
+    import psutil
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from tern.models import Plan
+    from tests.agent_helpers import start_run
+
+    settings = TernSettings(data_dir=tmp_path / "tern", pg_port=free_port(), ca_server_port=free_port(),
+                            temporal_address=f"127.0.0.1:{free_port()}", temporal_ui_port=free_port(),
+                            task_queue="tq-supervised", worker_restart_initial_s=0.5)
+    stack = EmbeddedStack(settings)
+    seen: set[int] = set()
+    try:
+        st = await asyncio.to_thread(stack.up)
+        worker = next(c for c in st.components if c.name == "worker")
+        assert worker.state == "running" and worker.restarts == 0 and worker.child_pid, worker
+        first = worker.child_pid
+        seen |= {worker.pid, first}
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            worker = next(c for c in stack.status().components if c.name == "worker")
+            if worker.restarts == 1 and worker.child_pid and worker.child_pid != first:
+                break
+            assert time.monotonic() < deadline, (worker, stack._tail("worker"))
+            await asyncio.sleep(0.2)
+        assert worker.last_exit == "killed by SIGKILL" and "restarts: 1" in worker.detail
+        seen.add(worker.child_pid)
+        client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
+        plan = Plan.model_validate({"steps": [
+            {"id": "read", "kind": "channel_read", "channels": ["SR:RF:CAVITY:01:VOLTAGE:SP"]},
+            {"id": "answer", "kind": "respond"}]})
+        handle = await start_run(client, settings, plan)
+        result = await asyncio.wait_for(handle.result(), timeout=90)
+        assert result.status == "completed", (result.error, stack._tail("worker", 40))
+    finally:
+        await asyncio.to_thread(stack.down)
+    assert all(c.state == "stopped" for c in stack.status().components)
+    left = [p for p in seen if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not left, left
+    marker = str(tmp_path)
+    strays = []
+    for p in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            if marker in " ".join(p.info["cmdline"] or []) or marker in str((p.info["environ"] or {}).get(
+                    "TERN_DATA_DIR", "")):
+                strays.append((p.pid, p.info["cmdline"]))
+        except psutil.Error:
+            pass
+    assert not strays, strays

@@ -3,6 +3,8 @@ interrupted attempt is settled by reading the machine, never by writing again.""
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import epics
 import pytest
@@ -55,6 +57,57 @@ async def test_interrupted_attempt_is_never_written_again(settings) -> None:
     assert exc.value.non_retryable
     assert read_value(channel) == pytest.approx(before)
     await acts.close()
+    row = await _audit_row(settings.dsn, "write:k-crash")
+    assert row["verified"] is False
+    assert row["details"]["settled_by"] == "read_after_interrupt"
+    assert row["details"]["held"] == pytest.approx(before) and row["details"]["holds_target"] is False
+
+
+async def test_interrupted_attempt_is_settled_after_the_settle_delay(settings) -> None:
+    """The put of the interrupted attempt did land: the retry waits TERN_WRITE_SETTLE_DELAY_S from the claim,
+    reads the channel, and records the write as done, saying how it was settled."""
+    settle = settings.model_copy(update={"write_settle_delay_s": 2.0})
+    acts = AgentActivities(settle)
+    channel = "SR:MAG:QFA:09:CURRENT:SP"
+    target = read_value(channel) + 3.0
+    await acts.pool()  # migrations
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO write_ledger (idempotency_key, run_id, step_id, channel, value, state)"
+            " VALUES ('k-landed', 'r1', 's1', $1, $2, 'claimed')", channel, target)
+    finally:
+        await conn.close()
+    started = time.monotonic()
+    epics.caput(channel, target, wait=True)  # the interrupted attempt's put
+    env = ActivityEnvironment()
+    heartbeats: list[object] = []
+    env.on_heartbeat = lambda *details: heartbeats.append(details)
+    record = await env.run(acts.write_channel, _inp(channel, target, "k-landed"))
+    waited = time.monotonic() - started
+    await acts.close()
+    assert record.verified and record.readback == pytest.approx(target)
+    assert "settled by reading" in record.message
+    assert 1.5 <= waited < 10, waited
+    assert heartbeats  # the wait heartbeats, so the retry is not itself taken for dead
+    assert read_value(channel) == pytest.approx(target)
+    row = await _audit_row(settings.dsn, "write:k-landed")
+    assert row["verified"] is True
+    assert row["details"]["settled_by"] == "read_after_interrupt"
+    assert row["details"]["held"] == pytest.approx(target) and row["details"]["settle_delay_s"] == 2.0
+
+
+async def _audit_row(dsn: str, event_key: str) -> dict:
+    import json
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = dict(await conn.fetchrow("SELECT * FROM audit_events WHERE event_key = $1", event_key))
+    finally:
+        await conn.close()
+    if isinstance(row["details"], str):
+        row["details"] = json.loads(row["details"])
+    return row
 
 
 async def test_invalid_limits_database_blocks_all_writes(settings, tmp_path) -> None:

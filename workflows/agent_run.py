@@ -58,6 +58,9 @@ LOGBOOK_SEARCH_TIMEOUT = timedelta(seconds=60)
 CHANNEL_READ_TIMEOUT = timedelta(seconds=30)
 WRITE_CHECK_TIMEOUT = timedelta(seconds=30)
 WRITE_TIMEOUT = timedelta(seconds=60)
+# A write attempt whose worker died is retried once its heartbeat lapses; the retry settles it by reading,
+# no earlier than TERN_WRITE_SETTLE_DELAY_S after the claim (activities.agent.AgentActivities._resume).
+WRITE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 COMPOSE_TIMEOUT = timedelta(seconds=120)
 READ_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
                          maximum_attempts=5)
@@ -241,7 +244,7 @@ class AgentRunWorkflow(ApprovalHandlers):
                 run_id=run_id, step_id=step.id, idempotency_key=f"{run_id}/{step.id}/{decision.request_id}",
                 channel=step.channel, value=step.value, request_id=decision.request_id,
                 approver=", ".join(decision.approved_by) or decision.approver or "", approved_from=check.current_value),
-            start_to_close_timeout=WRITE_TIMEOUT, retry_policy=WRITE_RETRY,
+            start_to_close_timeout=WRITE_TIMEOUT, heartbeat_timeout=WRITE_HEARTBEAT_TIMEOUT, retry_policy=WRITE_RETRY,
             summary=f"write {step.channel} = {step.value:g}")
         self._writes.append(record)
         return StepResult(step_id=step.id, kind=step.kind, status="completed" if record.verified else "failed",

@@ -77,3 +77,10 @@ async def finish_write(
 async def release_claim(conn: Conn, key: str) -> None:
     """Drop a ``claimed`` ledger row when the put provably did not happen (the channel never connected)."""
     await conn.execute("DELETE FROM write_ledger WHERE idempotency_key = $1 AND state = 'claimed'", key)
+
+
+async def claim_age_s(conn: Conn, key: str) -> float | None:
+    """Seconds since ``key`` was claimed, by the database's clock (the clock that stamped ``claimed_at``)."""
+    age = await conn.fetchval(
+        "SELECT extract(epoch FROM now() - claimed_at) FROM write_ledger WHERE idempotency_key = $1", key)
+    return None if age is None else float(age)

@@ -1,49 +1,49 @@
-"""Channel Access client (pyepics): read channels with metadata, write setpoints with verification.
+"""Channel Access operations (pyepics): read channels with metadata, write setpoints with verification.
 
-Blocking calls, meant to run in a worker thread (Temporal runs synchronous activities in a thread pool);
-each public function attaches the thread to pyepics' initial CA context first. Point the client at IOCs with
-:func:`configure_environment` before the first call in a process (libca reads ``EPICS_CA_*`` once).
+Blocking calls. Activities run them through :class:`tern.control.ca_client.ChannelAccessClient` (one thread
+pool per worker, bounded, threads attached to the CA context once); called directly (tests, scripts) they run
+in the calling thread, which :func:`tern.control.ca_context.attach_thread` first joins to the process's one
+CA context (safely, from any thread). Point the client at IOCs with :func:`configure_environment` before the
+first call in a process (libca reads ``EPICS_CA_*`` once).
 
-Verification levels (Osprey's connector semantics):
+Verification levels (Osprey's connector semantics; what counts as proof: :mod:`tern.control.verification`):
 - ``none``: put without waiting; the write is reported as not verified.
-- ``callback``: put and wait for the IOC's completion callback, then read the setpoint back (an IOC that
-  refuses a value, e.g. outside DRVL/DRVH, still completes the callback), and compare within tolerance.
+- ``callback``: put and wait for the IOC's completion callback, then read the setpoint back with its timestamp
+  (an IOC that refuses a value, e.g. outside DRVL/DRVH, still completes the callback): its timestamp must have
+  advanced past the one read just before the put, and its value must be within tolerance of the target.
 - ``readback``: as ``callback``, then poll the readback channel (``X:SP`` -> ``X:RB``; the setpoint itself when
-  there is no readback) until it is within tolerance of the target or ``readback_timeout_s`` passes.
-Tolerance: ``tolerance_absolute`` if given, else ``tolerance_percent`` % of |target| (default 0.1 %).
+  there is no readback) until a reading stamped no earlier than the setpoint's post-put timestamp is within
+  tolerance of the target, or ``readback_timeout_s`` passes.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tern.control.ca_context import ChannelAccessError, attach_thread, configure_environment
 from tern.control.units import units_for
+from tern.control.verification import (
+    SmallChangeMode,
+    Tolerance,
+    as_datetime,
+    effective_tolerance,
+    fmt_stamp,
+    stamp,
+    tolerance,
+)
 from tern.models import ChannelReading, Verification, WriteRecord
 
-
-class ChannelAccessError(RuntimeError):
-    """A channel could not be connected, read or written; the message names the channel."""
-
-
-def configure_environment(env: Mapping[str, str]) -> None:
-    """Set ``EPICS_CA_*`` variables for this process (call before the first Channel Access use)."""
-    os.environ.update(env)
-
-
-def _epics() -> Any:
-    import epics
-
-    epics.ca.use_initial_context()
-    return epics
+__all__ = ["ChannelAccessError", "configure_environment", "read_channels", "read_value", "readback_name",
+           "tolerance", "write_channel"]
 
 
 def _pv(epics: Any, name: str, timeout: float) -> Any:
-    pv = epics.get_pv(name, connect=True, timeout=timeout, form="ctrl", auto_monitor=False)
+    pv = epics.get_pv(name, connect=True, timeout=timeout, form="time", auto_monitor=False)
     if not pv.connected and not pv.wait_for_connection(timeout=timeout):
         raise ChannelAccessError(f"channel {name} did not connect within {timeout:g} s")
     return pv
@@ -63,7 +63,7 @@ def read_channels(names: list[str], timeout_s: float = 2.0) -> list[ChannelReadi
     A channel that does not connect yields a reading with ``connected=False`` and ``error`` set (the batch
     goes on); callers decide whether that is fatal.
     """
-    epics = _epics()
+    epics = attach_thread()
     pvs = {n: epics.get_pv(n, form="ctrl", auto_monitor=False) for n in names}  # connect in parallel
     out: list[ChannelReading] = []
     for name, pv in pvs.items():
@@ -98,26 +98,53 @@ def read_channels(names: list[str], timeout_s: float = 2.0) -> list[ChannelReadi
 
 
 def read_value(name: str, timeout_s: float = 2.0) -> float:
-    """The current numeric value of ``name``, read from the IOC (not a cached monitor)."""
-    epics = _epics()
-    pv = _pv(epics, name, timeout_s)
-    v = _finite(pv.get(use_monitor=False, timeout=timeout_s))
+    """The current numeric value of ``name``, read from the IOC (not a cached monitor).
+
+    Raises :class:`ChannelAccessError` when it does not connect, the get fails twice, or the value is not a
+    finite number.
+    """
+    epics = attach_thread()
+    v = _read_stamped(_pv(epics, name, timeout_s), timeout_s).value
     if v is None:
         raise ChannelAccessError(f"channel {name} returned no numeric value")
     return v
 
 
-def tolerance(target: float, verification: Verification, default_percent: float = 0.1) -> float:
-    """Allowed |readback - target| in engineering units (see module docstring)."""
-    if verification.tolerance_absolute is not None:
-        return verification.tolerance_absolute
-    pct = verification.tolerance_percent if verification.tolerance_percent is not None else default_percent
-    return max(abs(target) * pct / 100.0, 1e-12)
-
-
 def readback_name(setpoint: str) -> str:
     """``X:SP`` -> ``X:RB``; other names are their own readback."""
     return setpoint[:-3] + ":RB" if setpoint.endswith(":SP") else setpoint
+
+
+@dataclass(frozen=True)
+class _Stamped:
+    value: float | None
+    ts: float | None  # POSIX seconds, IOC clock; None when absent or undefined
+
+
+GET_ATTEMPTS = 2  # a get that fails is tried once more before ChannelAccessError
+
+
+def _read_stamped(pv: Any, timeout: float) -> _Stamped:
+    """Value and Channel Access timestamp (``DBR_TIME_*``) read from the IOC, never from a monitor cache.
+
+    ``form="time"`` makes pyepics derive the request type from the channel's field type at this call, not from
+    the type the ``PV`` object cached when it connected. A get that fails (pyepics raises, e.g.
+    ``ChannelAccessGetFailure``) is tried again, up to ``GET_ATTEMPTS``; then :class:`ChannelAccessError`.
+    A get that times out gives ``_Stamped(None, None)``.
+    """
+    from epics.ca import CASeverityException, ChannelAccessException, ChannelAccessGetFailure
+
+    for attempt in range(1, GET_ATTEMPTS + 1):
+        try:
+            md = pv.get_with_metadata(form="time", use_monitor=False, timeout=timeout, as_numpy=False)
+            break
+        except (ChannelAccessGetFailure, ChannelAccessException, CASeverityException) as exc:
+            if attempt == GET_ATTEMPTS:
+                raise ChannelAccessError(f"get of {pv.pvname} failed {attempt} times: {exc}") from exc
+            time.sleep(0.05)
+    if not md:
+        return _Stamped(None, None)
+    return _Stamped(_finite(md.get("value")), stamp(md.get("timestamp")))
 
 
 def write_channel(
@@ -131,49 +158,97 @@ def write_channel(
     readback_timeout_s: float = 5.0,
     default_tolerance_percent: float = 0.1,
     readback_channel: str | None = None,
+    small_change: SmallChangeMode = "tighten",
+    readback_clock_skew_s: float = 0.0,
 ) -> WriteRecord:
     """Put ``value`` to ``name`` and verify it at the requested level. Never retries the put.
 
-    Raises :class:`ChannelAccessError` when the channel does not connect (nothing was written then).
+    Args:
+        name: the setpoint channel; ``value`` in its engineering units.
+        verification: level and tolerance from the limits database (see :mod:`tern.control.verification`).
+        previous_value: the value read just before (for the small-change rule), or None when unknown.
+        connect_timeout_s, callback_timeout_s, readback_timeout_s: seconds.
+        default_tolerance_percent: tolerance when the limits database gives none, %.
+        readback_channel: the readback to poll at level ``readback``; default :func:`readback_name`.
+        small_change: ``tighten`` or ``refuse`` (``TernSettings.small_change_verification``).
+        readback_clock_skew_s: how far the readback's IOC clock may lag the setpoint's, seconds.
+
+    Raises :class:`ChannelAccessError` when the channel does not connect, cannot be read with a timestamp
+    before the put, or libca does not send the put, and
+    :class:`~tern.control.verification.UnverifiableChange` for a small change in ``refuse`` mode; nothing was
+    written in any of these cases. Every other outcome is a :class:`WriteRecord` (``verified`` False when in
+    doubt, including a get that fails after the put).
     """
-    epics = _epics()
+    epics = attach_thread()
+    tol = effective_tolerance(value, previous_value, verification, default_tolerance_percent, small_change)
     pv = _pv(epics, name, connect_timeout_s)
     level = verification.level
-    tol = tolerance(value, verification, default_tolerance_percent)
     written_at = datetime.now(UTC)
-    if level == "none":
-        pv.put(value, wait=False)
-        epics.ca.flush_io()
-        return WriteRecord(channel=name, previous_value=previous_value, value=value, verified=False,
-                           verification=level, message="put sent; verification level 'none'",
-                           written_at=written_at)
-    status = pv.put(value, wait=True, timeout=callback_timeout_s)
+
+    def record(verified: bool, message: str, readback: float | None = None, sp_ts: float | None = None,
+               rb_ts: float | None = None) -> WriteRecord:
+        return WriteRecord(channel=name, previous_value=previous_value, value=value, readback=readback,
+                           verified=verified, verification=level, message=message, written_at=written_at,
+                           tolerance=tol.value, setpoint_timestamp=as_datetime(sp_ts),
+                           readback_timestamp=as_datetime(rb_ts))
+
+    before = _Stamped(None, None)
+    if level != "none":
+        before = _read_stamped(pv, connect_timeout_s)  # ChannelAccessError here: nothing was written
+        if before.ts is None:
+            raise ChannelAccessError(f"{name} gave no timestamped reading before the put, so the put could not "
+                                     "be verified; not writing")
+    try:
+        if level == "none":
+            pv.put(value, wait=False)
+            epics.ca.flush_io()
+            return record(False, "put sent; verification level 'none'")
+        status = pv.put(value, wait=True, timeout=callback_timeout_s)
+    except epics.ca.CASeverityException as exc:  # libca refused to queue the request: nothing was sent
+        raise ChannelAccessError(f"put to {name} was not sent: {exc}") from exc
     if status != 1:
-        return WriteRecord(channel=name, previous_value=previous_value, value=value, verified=False,
-                           verification=level, written_at=written_at,
-                           message=f"no put completion callback within {callback_timeout_s:g} s")
-    accepted = _finite(pv.get(use_monitor=False, timeout=connect_timeout_s))
-    if accepted is None or abs(accepted - value) > tol:
-        return WriteRecord(channel=name, previous_value=previous_value, value=value, readback=accepted,
-                           verified=False, verification=level, written_at=written_at,
-                           message=f"IOC holds {accepted} after the put, not {value} (refused or clamped)")
+        return record(False, f"no put completion callback within {callback_timeout_s:g} s")
+    try:
+        return _verify(epics, name, value, level, tol, before, record, connect_timeout_s, readback_timeout_s,
+                       readback_channel, readback_clock_skew_s)
+    except ChannelAccessError as exc:  # after the put: recorded, not verified
+        return record(False, f"put completed, but verification could not read the IOC: {exc}")
+
+
+def _verify(epics: Any, name: str, value: float, level: str, tol: Tolerance, before: _Stamped,
+            record: Callable[..., WriteRecord], connect_timeout_s: float, readback_timeout_s: float,
+            readback_channel: str | None, readback_clock_skew_s: float) -> WriteRecord:
+    """The checks after a completed put (module docstring); raises :class:`ChannelAccessError` on a failed get."""
+    pv = _pv(epics, name, connect_timeout_s)
+    after = _read_stamped(pv, connect_timeout_s)
+    if after.ts is None:
+        return record(False, f"{name} = {after.value} after the put carries no timestamp: cannot show that the "
+                             "put was processed", after.value)
+    if after.ts <= (before.ts or 0.0):
+        return record(False, f"{name} timestamp {fmt_stamp(after.ts)} did not advance past {fmt_stamp(before.ts)}"
+                             " (before the put): the IOC did not process the put", after.value, after.ts)
+    if not tol.holds(after.value, value):
+        return record(False, f"IOC holds {after.value} after the put at {fmt_stamp(after.ts)}, not {value:g} "
+                             f"{tol.describe()} (refused or clamped)", after.value, after.ts)
     if level == "callback":
-        return WriteRecord(channel=name, previous_value=previous_value, value=value, readback=accepted,
-                           verified=True, verification=level, written_at=written_at,
-                           message="put completed and setpoint holds the value")
+        return record(True, f"{name} = {after.value:g} at {fmt_stamp(after.ts)}, processed by the put (last "
+                            f"processed before at {fmt_stamp(before.ts)}), within {tol.describe()} of {value:g}",
+                      after.value, after.ts, after.ts)
     rb_name = readback_channel or readback_name(name)
     rb_pv = _pv(epics, rb_name, connect_timeout_s)
+    put_at = after.ts
     deadline = time.monotonic() + readback_timeout_s
-    rb: float | None = None
     while True:
-        rb = _finite(rb_pv.get(use_monitor=False, timeout=connect_timeout_s))
-        if rb is not None and abs(rb - value) <= tol:
-            return WriteRecord(channel=name, previous_value=previous_value, value=value, readback=rb,
-                               verified=True, verification=level, written_at=written_at,
-                               message=f"{rb_name} = {rb:g} within ±{tol:g} of {value:g}")
+        rb = _read_stamped(rb_pv, connect_timeout_s)
+        fresh = rb.ts is not None and rb.ts >= put_at - readback_clock_skew_s
+        if fresh and tol.holds(rb.value, value):
+            return record(True, f"RB {rb_name} = {rb.value:g} at {fmt_stamp(rb.ts)}, after the put at "
+                                f"{fmt_stamp(put_at)}, within {tol.describe()} of {value:g}",
+                          rb.value, put_at, rb.ts)
         if time.monotonic() >= deadline:
-            return WriteRecord(channel=name, previous_value=previous_value, value=value, readback=rb,
-                               verified=False, verification=level, written_at=written_at,
-                               message=f"{rb_name} = {rb} did not reach {value:g} ±{tol:g} "
-                                       f"within {readback_timeout_s:g} s")
+            why = ("it was not updated after the put" if not fresh
+                   else f"it is outside {tol.describe()}")
+            return record(False, f"{rb_name} did not reach {value:g} {tol.describe()} after the put at "
+                                 f"{fmt_stamp(put_at)} within {readback_timeout_s:g} s: last {rb.value} at "
+                                 f"{fmt_stamp(rb.ts)}, {why}", rb.value, put_at, rb.ts)
         time.sleep(0.05)

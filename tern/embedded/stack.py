@@ -2,14 +2,17 @@
 
 Layout under ``TernSettings.data_dir``::
 
-    run/<component>.pid     PID files (PostgreSQL keeps its own postmaster.pid)
+    run/<component>.pid     PID files (PostgreSQL keeps its own postmaster.pid; the worker's is its supervisor's)
+    run/worker.state.json   the worker supervisor's state: worker PID, restart count, last exit
     logs/<component>.log    stdout and stderr of each component
     temporal/temporal.db    the Temporal dev server's SQLite file (runs survive down/up)
     postgres/data           the PostgreSQL cluster
 
 Components, in start order: ``postgres``, ``temporal`` (dev server with Web UI and Tern's search attributes),
 ``sim`` (the simulated accelerator's Channel Access server), ``worker`` (a Tern worker bound to the simulated
-accelerator, with control writes enabled for it). ``up`` starts what is not running and restarts what died;
+accelerator, with control writes enabled for it, run under :mod:`tern.embedded.supervise`, which restarts it
+with exponential backoff when it dies; ``down`` stops the supervisor, which stops the worker gracefully).
+``up`` starts what is not running and restarts what died;
 a PID file whose process is gone or is not the expected program is stale and is replaced; a port held by
 another program is reported, naming the setting that moves it.
 """
@@ -32,10 +35,12 @@ from pydantic import BaseModel
 from tern.config import TernSettings
 from tern.embedded.net import port_in_use
 from tern.embedded.postgres import EmbeddedPostgres
+from tern.embedded.supervise import SupervisorState
 
 COMPONENTS = ("postgres", "temporal", "sim", "worker")
 ComponentState = Literal["running", "stopped", "dead", "starting"]
 SEARCH_ATTRIBUTES = ("TernRunStatus", "TernPendingApproval", "TernUser")  # = workflows.search_attributes.ALL
+WORKER_GRACE_S = 15.0  # the supervisor waits this long for a stopping worker to drain (worker.main: 10 s)
 
 
 class StackError(RuntimeError):
@@ -52,6 +57,9 @@ class ComponentStatus(BaseModel):
     port: int | None = None
     log: str | None = None
     detail: str = ""
+    child_pid: int | None = None  # supervised component (worker): the process the supervisor runs
+    restarts: int | None = None  # supervised component: restarts since ``tern up`` started its supervisor
+    last_exit: str | None = None  # supervised component: why the child last exited
 
 
 class SandboxStatus(BaseModel):
@@ -103,7 +111,10 @@ class EmbeddedStack:
     def _log(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
-    _MARKERS = {"temporal": "start-dev", "sim": "tern.sim", "worker": "worker.main"}
+    _MARKERS = {"temporal": "start-dev", "sim": "tern.sim", "worker": "tern.embedded.supervise"}
+
+    def _state_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.state.json"
 
     def _alive_pid(self, name: str) -> tuple[int | None, bool]:
         """``(pid, stale)``: the live PID of ``name`` (None if not running) and whether a stale PID file exists."""
@@ -147,8 +158,17 @@ class EmbeddedStack:
                 detail = f"Web UI {self.s.ui_url}"
             if stale:
                 detail = "PID file left by a process that is gone (restarted by `tern up`)"
+            sup = SupervisorState.read(self._state_file(name)) if name == "worker" and pid else None
+            extra: dict[str, object] = {}
+            if sup is not None:
+                extra = {"child_pid": sup.child_pid, "restarts": sup.restarts, "last_exit": sup.last_exit}
+                detail = f"supervised; worker pid {sup.child_pid or '-'} ({sup.phase}); restarts: {sup.restarts}"
+                if sup.last_exit:
+                    detail += f"; last exit: {sup.last_exit}"
+                    if sup.last_exit_at:
+                        detail += f" at {sup.last_exit_at:%H:%M:%S} UTC"
             comps.append(ComponentStatus(name=name, state=state, pid=pid, address=addr, port=port,
-                                         log=str(self._log(name)), detail=detail))
+                                         log=str(self._log(name)), detail=detail, **extra))
         return StackStatus(data_dir=str(self.root), ui_url=self.s.ui_url, components=comps,
                            sandbox=self.sandbox_status())
 
@@ -265,7 +285,14 @@ class EmbeddedStack:
                "TERN_TASK_QUEUE": self.s.task_queue, "TERN_LIMITS_PATH": str(self.s.limits_path)}
         log = self._log("worker")
         offset = log.stat().st_size if log.exists() else 0
-        proc = self._spawn("worker", [sys.executable, "-m", "worker.main"], env)
+        state = self._state_file("worker")
+        state.unlink(missing_ok=True)
+        s = self.s
+        proc = self._spawn("worker", [
+            sys.executable, "-m", "tern.embedded.supervise", "--state", str(state),
+            "--initial", str(s.worker_restart_initial_s), "--max", str(s.worker_restart_max_s),
+            "--stable", str(s.worker_stable_s), "--grace", str(WORKER_GRACE_S),
+            "--", sys.executable, "-m", "worker.main"], env)
 
         def polling() -> bool:
             with open(log, "rb") as fh:
@@ -276,7 +303,9 @@ class EmbeddedStack:
 
     # -- down ----------------------------------------------------------------------------------------
     def down(self, timeout: float = 20) -> StackStatus:
-        """Stop every component (worker first, PostgreSQL last): SIGTERM, then SIGKILL after ``timeout`` s."""
+        """Stop every component (worker first, PostgreSQL last): SIGTERM to its process group (the worker's
+        supervisor and the worker), then SIGKILL to the group after ``timeout`` s, and to anything of the group
+        still there once its leader has exited."""
         for name in reversed(COMPONENTS):
             pid, _stale = self._alive_pid(name)
             if name == "postgres":
@@ -293,11 +322,31 @@ class EmbeddedStack:
                 try:
                     psutil.Process(pid).wait(timeout)
                 except psutil.TimeoutExpired:
-                    os.killpg(pid, signal.SIGKILL)
+                    pass
                 except psutil.Error:
                     pass
+                _kill_group(pid)
             self._pidfile(name).unlink(missing_ok=True)
         return self.status()
+
+
+def _kill_group(pgid: int, wait_s: float = 5.0) -> None:
+    """SIGKILL whatever is left in process group ``pgid`` and wait (up to ``wait_s``) for it to go."""
+    left = [p for p in psutil.process_iter() if _pgid(p) == pgid]
+    if not left:
+        return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    psutil.wait_procs(left, timeout=wait_s)
+
+
+def _pgid(proc: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(proc.pid)
+    except OSError:
+        return None
 
 
 def status_json(status: StackStatus) -> str:

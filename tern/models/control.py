@@ -18,6 +18,7 @@ Violation = Literal[
     "step_too_large",
     "step_check_failed",
     "channel_unreachable",
+    "unverifiable_change",
 ]
 
 
@@ -73,3 +74,8 @@ class WriteRecord(BaseModel):
     message: str = ""
     written_at: datetime | None = None
     idempotency_key: str = ""
+    tolerance: float | None = Field(None, description="Allowed |reading - target| the write was verified with.")
+    setpoint_timestamp: datetime | None = Field(
+        None, description="The setpoint's Channel Access timestamp after the put (IOC clock, UTC).")
+    readback_timestamp: datetime | None = Field(
+        None, description="The Channel Access timestamp of the reading that verified it (IOC clock, UTC).")

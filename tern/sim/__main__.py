@@ -1,6 +1,7 @@
 """``python -m tern.sim``: run the simulated accelerator's Channel Access server in the foreground.
 
-Reads ``TernSettings`` (limits database, CA port, readback lag, stuck readbacks); listens on 127.0.0.1 only.
+Reads ``TernSettings`` (limits database, CA port, readback lag, stuck and slow readbacks, ignored setpoints,
+IOC clock offset); listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ def main() -> None:
         LimitsDatabase.load(settings.limits_path, allow_unlisted=True),
         readback_lag_s=settings.sim_readback_lag_s,
         stuck_readbacks=set(settings.sim_stuck_readbacks),
+        slow_readbacks=dict(settings.sim_slow_readbacks),
+        ignored_setpoints=set(settings.sim_ignored_setpoints),
+        clock_offset_s=settings.sim_clock_offset_s,
         update_period_s=settings.sim_update_period_s,
     )
     logging.getLogger("tern.sim").info(

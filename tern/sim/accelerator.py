@@ -1,7 +1,11 @@
 """A simulated accelerator: one caproto Channel Access server serving every channel of a limits database.
 
-- every ``...:SP`` setpoint has a readback ``...:RB`` that follows it ``readback_lag_s`` after a write (except
-  setpoints listed in ``stuck_readbacks``, whose readbacks never move: for testing verification);
+- every ``...:SP`` setpoint has a readback ``...:RB`` that follows it ``readback_lag_s`` after a write (for
+  testing verification: setpoints in ``slow_readbacks`` use their own lag; readbacks of setpoints listed in
+  ``stuck_readbacks`` never move; setpoints in ``ignored_setpoints`` complete every put without processing it,
+  value and timestamp unchanged, as an IOC that silently drops puts);
+- every value is stamped by the simulated IOC's clock, ``clock_offset_s`` away from this host's (an IOC on
+  another host whose clock differs);
 - setpoints start at the middle of their [min, max] band, with control and display limits set from it;
 - diagnostics (temperatures, BPM positions, pressures, dose rates, RF power, beam current) drift slowly as a
   bounded random walk; status channels are integers (READY/ON/VALID/CONNECTED/OPEN = 1, FAULT/ALARM = 0).
@@ -19,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from caproto import ChannelData, ChannelDouble, ChannelInteger
+from caproto import ChannelData, ChannelDouble, ChannelInteger, SkipWrite
 
 from tern.control.limits import LimitsDatabase
 from tern.control.units import units_for
@@ -54,6 +58,9 @@ class SimulatedAccelerator:
         limits: the limits database whose channels are served.
         readback_lag_s: seconds between a setpoint write and its readback following.
         stuck_readbacks: setpoint names whose readbacks never follow.
+        slow_readbacks: setpoint name -> its own readback lag, seconds.
+        ignored_setpoints: setpoint names that complete a put without processing it.
+        clock_offset_s: the IOC clock's offset from this host's (time.time()), seconds.
         update_period_s: simulation tick in seconds.
         seed: random seed for the drift (deterministic runs in tests).
     """
@@ -61,6 +68,9 @@ class SimulatedAccelerator:
     limits: LimitsDatabase
     readback_lag_s: float = 0.3
     stuck_readbacks: set[str] = field(default_factory=set)
+    slow_readbacks: dict[str, float] = field(default_factory=dict)
+    ignored_setpoints: set[str] = field(default_factory=set)
+    clock_offset_s: float = 0.0
     update_period_s: float = 0.1
     seed: int = 1
     pvdb: dict[str, ChannelData] = field(init=False, default_factory=dict)
@@ -72,42 +82,49 @@ class SimulatedAccelerator:
         for name, lim in self.limits.channels.items():
             self.pvdb[name] = self._make(name, lim.min_value, lim.max_value)
 
+    def now(self) -> float:
+        """The IOC clock: POSIX seconds, ``clock_offset_s`` from this host's clock."""
+        return time.time() + self.clock_offset_s
+
     def _make(self, name: str, lo: float | None, hi: float | None) -> ChannelData:
         parts = name.split(":")
         last = parts[-1]
         units = units_for(name)
+        ts = self.now()  # stamped by the IOC clock (caproto would use this host's time.time())
         if last in _ONE or last in _ZERO:
-            return ChannelInteger(value=1 if last in _ONE else 0)
+            return ChannelInteger(timestamp=ts, value=1 if last in _ONE else 0)
         if last == "SP":
             mid = 0.0 if lo is None or hi is None else round((lo + hi) / 2, 4)
             kw: dict[str, Any] = {}
             if lo is not None and hi is not None:
                 kw = dict(lower_ctrl_limit=lo, upper_ctrl_limit=hi, lower_disp_limit=lo, upper_disp_limit=hi)
-            return _Setpoint(self, name, value=mid, units=units, precision=4, **kw)
+            return _Setpoint(self, name, timestamp=ts, value=mid, units=units, precision=4, **kw)
         if last in ("RB", "GOLDEN"):
             sp = self.limits.channels.get(":".join(parts[:-1]) + ":SP")
             if sp is not None and sp.min_value is not None and sp.max_value is not None:
-                return ChannelDouble(value=round((sp.min_value + sp.max_value) / 2, 4), units=units, precision=4)
+                mid = round((sp.min_value + sp.max_value) / 2, 4)
+                return ChannelDouble(timestamp=ts, value=mid, units=units, precision=4)
         quantity = next((q for q in _DRIFT if q in parts), None)
         if last in ("X", "Y") and "POSITION" in parts:
             self._drifting[name] = (0.002, -0.05, 0.05)
-            return ChannelDouble(value=0.0, units=units, precision=4)
+            return ChannelDouble(timestamp=ts, value=0.0, units=units, precision=4)
         if "DCCT" in parts:
             self._drifting[name] = (0.05, 495.0, 505.0)
-            return ChannelDouble(value=500.0, units=units, precision=3)
+            return ChannelDouble(timestamp=ts, value=500.0, units=units, precision=3)
         if quantity is not None:
             start, step, low, high = _DRIFT[quantity]
             self._drifting[name] = (step, low, high)
-            return ChannelDouble(value=start, units=units, precision=4)
-        return ChannelDouble(value=0.0, units=units, precision=4)
+            return ChannelDouble(timestamp=ts, value=start, units=units, precision=4)
+        return ChannelDouble(timestamp=ts, value=0.0, units=units, precision=4)
 
     def on_setpoint(self, name: str, value: float) -> None:
         """Schedule the readback of setpoint ``name`` to follow ``value`` (called by the IOC on write)."""
-        if name in self.stuck_readbacks:
+        if name in self.stuck_readbacks or name in self.ignored_setpoints:
             return
         rb = name[: -len(":SP")] + ":RB"
         if rb in self.pvdb:
-            self._pending.append(_Follow(rb, float(value), time.monotonic() + self.readback_lag_s))
+            lag = self.slow_readbacks.get(name, self.readback_lag_s)
+            self._pending.append(_Follow(rb, float(value), time.monotonic() + lag))
 
     async def run_dynamics(self) -> None:
         """Advance readbacks and drift forever (cancel the task to stop)."""
@@ -118,25 +135,31 @@ class SimulatedAccelerator:
             due = [f for f in self._pending if f.due <= now]
             self._pending = [f for f in self._pending if f.due > now]
             for f in due:
-                await self.pvdb[f.readback].write(f.value)
+                await self.pvdb[f.readback].write(f.value, timestamp=self.now())
             tick += 1
             if tick % max(1, round(1.0 / self.update_period_s)) == 0:  # drift once a second
                 for name, (step, low, high) in self._drifting.items():
                     ch = self.pvdb[name]
                     v = float(ch.value) + self._rng.uniform(-step, step)
-                    await ch.write(min(high, max(low, v)))
+                    await ch.write(min(high, max(low, v)), timestamp=self.now())
 
 
 class _Setpoint(ChannelDouble):
-    """A setpoint channel that tells the simulation when a client writes it."""
+    """A setpoint channel that tells the simulation when a client writes it, stamped by the IOC clock."""
 
     def __init__(self, sim: SimulatedAccelerator, name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._sim = sim
         self._name = name
 
+    async def write(self, value: Any, **metadata: Any) -> None:
+        metadata.setdefault("timestamp", self._sim.now())
+        await super().write(value, **metadata)
+
     async def verify_value(self, data: Any) -> Any:
         data = await super().verify_value(data)
+        if self._name in self._sim.ignored_setpoints:
+            raise SkipWrite  # the put completes (success to the client); value and timestamp stay
         value = data[0] if isinstance(data, list | tuple) else data
         self._sim.on_setpoint(self._name, float(value))
         return data

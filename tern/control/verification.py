@@ -1,0 +1,121 @@
+"""What proves that a control write arrived: tolerances, the small-change rule, and the time reference.
+
+A write is verified only when a reading shows the *new* value, not merely a value close to the target:
+
+- **Value**: the reading is within the tolerance of the target. Tolerance: ``tolerance_absolute`` if given,
+  else ``tolerance_percent`` % of |target| (the limits database; default ``default_tolerance_percent``).
+- **Small changes**: when the change is not larger than that tolerance (|target - previous| <= tol), the old
+  value itself would pass, so a reading within tolerance proves nothing. Per
+  ``TernSettings.small_change_verification``: ``"tighten"`` (default) verifies with the tolerance tightened to
+  :data:`SMALL_CHANGE_FRACTION` (40 %) of the change, i.e. below half of it, so that only a reading closer to the
+  target than to the previous value passes; ``"refuse"`` refuses such a write before approval and again before
+  the put (:class:`UnverifiableChange`, violation ``unverifiable_change``). A write of the value already held
+  (change 0) can then only be verified by an exact reading (``tighten``) or is refused (``refuse``).
+- **Time**: the reading carries a Channel Access timestamp (``DBR_TIME_*``, stamped by the IOC) not older than
+  the put. The reference is the IOC's own clock, never this host's: the setpoint is read with its timestamp
+  just before the put and again after the put completes; its record must have processed since (its timestamp
+  advanced), and that new setpoint timestamp is "the put" that a readback's timestamp must not precede. An IOC
+  on another host may run seconds away from this host's clock; comparing its stamps with the local clock would
+  either reject every write (IOC behind) or accept a readback that never moved (IOC ahead). Setpoint and
+  readback are normally served by the same IOC (one clock). For a readback stamped by another IOC,
+  ``TernSettings.readback_clock_skew_s`` (default 0) is the allowed amount by which its clock may lag the
+  setpoint's; the value rule above holds regardless.
+
+EPICS timestamps count from the EPICS epoch 1990-01-01 UTC; pyepics converts them to POSIX seconds, so an
+undefined stamp (0 s, 0 ns) reads as :data:`EPICS_EPOCH_POSIX` and is treated as "no timestamp".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from tern.models import Verification
+
+SmallChangeMode = Literal["tighten", "refuse"]
+SMALL_CHANGE_FRACTION = 0.4  # tightened tolerance as a fraction of |target - previous| (must stay below 0.5)
+EPICS_EPOCH_POSIX = 631152000.0  # 1990-01-01T00:00:00Z, the EPICS epoch (epicsTime), in POSIX seconds
+
+
+class UnverifiableChange(ValueError):
+    """The change is within the verification tolerance and ``small_change_verification`` is ``"refuse"``."""
+
+
+def tolerance(target: float, verification: Verification, default_percent: float = 0.1) -> float:
+    """Allowed |reading - target| in engineering units, from the limits database (see module docstring)."""
+    if verification.tolerance_absolute is not None:
+        return verification.tolerance_absolute
+    pct = verification.tolerance_percent if verification.tolerance_percent is not None else default_percent
+    return max(abs(target) * pct / 100.0, 1e-12)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The tolerance a write is verified with.
+
+    Attributes:
+        value: allowed |reading - target|, engineering units.
+        base: the limits database's tolerance for the target, engineering units.
+        change: |target - previous|, or None when the previous value is unknown.
+        tightened: True when ``value`` was tightened below ``base`` by the small-change rule.
+    """
+
+    value: float
+    base: float
+    change: float | None
+    tightened: bool
+
+    def describe(self) -> str:
+        """E.g. ``±0.004 (tightened from ±0.0149: the change 0.01 is within it)``."""
+        if not self.tightened:
+            return f"±{self.value:g}"
+        return (f"±{self.value:g} (tightened from ±{self.base:g}: the change {self.change:g} is within it, "
+                "so the old value would pass)")
+
+    def holds(self, reading: float | None, target: float) -> bool:
+        """Whether ``reading`` is within this tolerance of ``target``."""
+        return reading is not None and abs(reading - target) <= self.value
+
+
+def small_change(target: float, previous: float | None, verification: Verification,
+                 default_percent: float = 0.1) -> bool:
+    """True when |target - previous| <= the base tolerance (False when ``previous`` is unknown)."""
+    return previous is not None and abs(target - previous) <= tolerance(target, verification, default_percent)
+
+
+def effective_tolerance(target: float, previous: float | None, verification: Verification,
+                        default_percent: float = 0.1, mode: SmallChangeMode = "tighten") -> Tolerance:
+    """The tolerance to verify a write of ``target`` over ``previous`` with (see module docstring).
+
+    Raises :class:`UnverifiableChange` for a small change when ``mode`` is ``"refuse"``.
+    """
+    base = tolerance(target, verification, default_percent)
+    change = None if previous is None else abs(target - previous)
+    if change is None or change > base:
+        return Tolerance(base, base, change, False)
+    if mode == "refuse":
+        raise UnverifiableChange(
+            f"the change {change:g} (from {previous:g} to {target:g}) is within the verification tolerance "
+            f"±{base:g}, so no reading could show that the write arrived; refused "
+            "(TERN_SMALL_CHANGE_VERIFICATION=refuse)")
+    return Tolerance(change * SMALL_CHANGE_FRACTION, base, change, True)
+
+
+def stamp(ts: float | None) -> float | None:
+    """A Channel Access timestamp in POSIX seconds, or None when absent or undefined (the EPICS epoch)."""
+    if ts is None or ts <= EPICS_EPOCH_POSIX:
+        return None
+    return float(ts)
+
+
+def fmt_stamp(ts: float | None) -> str:
+    """``12:00:01.234 UTC`` for a POSIX timestamp (IOC clock), ``no timestamp`` for None."""
+    if ts is None:
+        return "no timestamp"
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3] + " UTC"
+
+
+def as_datetime(ts: float | None) -> datetime | None:
+    """A POSIX timestamp as an aware UTC datetime (None stays None)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)

@@ -1,0 +1,70 @@
+"""A worker killed in the middle of a write: the attempt's heartbeat lapses, a new worker's retry settles the
+write by reading the machine (never a second put), and the audit row says so."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tern.control.channels import read_value
+from tern.models import Decision
+from tests.agent_helpers import audit_rows, start_run, wait_for_state, write_plan
+from tests.conftest import SLOW_SETPOINT
+from workflows.agent_run import WRITE_HEARTBEAT_TIMEOUT, AgentRunWorkflow
+
+
+def _spawn_worker(settings, address: str, log_path) -> subprocess.Popen:
+    env = {**os.environ, "TERN_TEMPORAL_ADDRESS": address, "TERN_TASK_QUEUE": settings.task_queue,
+           "TERN_DATABASE_URL": settings.dsn, "TERN_CA_SERVER_PORT": str(settings.ca_server_port),
+           "TERN_WRITES_ENABLED": "true", "TERN_READBACK_TIMEOUT_S": "10", "TERN_WRITE_SETTLE_DELAY_S": "1"}
+    with open(log_path, "a") as fh:
+        return subprocess.Popen([sys.executable, "-m", "worker.main"], env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+
+async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, settings, tmp_path) -> None:
+    client = temporal_env.client
+    address = client.service_client.config.target_host
+    channel = SLOW_SETPOINT  # its readback lags 4 s: the write activity is still polling when killed
+    target = read_value(channel) + 10.0
+    log = tmp_path / "worker.log"
+    first = _spawn_worker(settings, address, log)
+    second = None
+    try:
+        handle = await start_run(client, settings, write_plan(channel, target))
+        st = await wait_for_state(handle, "awaiting_approval", within_s=60)
+        await handle.execute_update(AgentRunWorkflow.decide,
+                                    Decision(request_id=st.pending.request_id, approver="bob", approved=True))
+        deadline = time.monotonic() + 30
+        while abs(read_value(channel) - target) > 1e-6:  # the put has happened ...
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            await asyncio.sleep(0.02)
+        first.send_signal(signal.SIGKILL)  # ... and the attempt is still waiting for the readback
+        assert first.wait(10) == -signal.SIGKILL
+        killed_at = time.monotonic()
+        second = _spawn_worker(settings, address, log)
+        result = await asyncio.wait_for(handle.result(), timeout=120)
+        settled_after = time.monotonic() - killed_at
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(15)
+    assert result.status == "completed", (result.error, log.read_text()[-3000:])
+    assert len(result.writes) == 1 and result.writes[0].verified
+    assert "settled by reading" in result.writes[0].message
+    assert settled_after < WRITE_HEARTBEAT_TIMEOUT.total_seconds() + 30, settled_after
+    assert read_value(channel) == pytest.approx(target)
+    writes = [r for r in await audit_rows(settings.dsn, result.run_id) if r["event_kind"] == "write"]
+    assert len(writes) == 1
+    details = writes[0]["details"]
+    if isinstance(details, str):
+        import json
+
+        details = json.loads(details)
+    assert details["settled_by"] == "read_after_interrupt" and details["held"] == pytest.approx(target)
