@@ -36,14 +36,15 @@ class TernSettings(BaseSettings):
 
     data_dir: Path = Field(
         default_factory=lambda: Path.home() / ".tern",
-        description="Directory holding all embedded state (Temporal SQLite file, PostgreSQL data, logs, PIDs).",
+        description="Directory holding all embedded state, default ~/.tern (Temporal SQLite file, PostgreSQL "
+        "data, logs, PIDs).",
     )
     # Temporal
     temporal_address: str = Field("127.0.0.1:7233", description="host:port of the Temporal frontend (gRPC).")
-    temporal_namespace: str = "default"
+    temporal_namespace: str = Field("default", description="Temporal namespace of Tern's runs.")
     temporal_ui_port: int = Field(8233, description="Port of the embedded Temporal Web UI.")
     temporal_ui_url: str | None = Field(None, description="Base URL of the Web UI; derived when unset.")
-    task_queue: str = "tern-agent"
+    task_queue: str = Field("tern-agent", description="Task queue the worker polls and runs are started on.")
     # PostgreSQL
     database_url: str | None = Field(
         None, description="PostgreSQL DSN; unset means the embedded server on 127.0.0.1:pg_port."
@@ -240,10 +241,6 @@ class TernSettings(BaseSettings):
     def dsn(self) -> str:
         """The PostgreSQL DSN to connect to (the embedded server unless ``database_url`` is set)."""
         return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/tern"
-
-    @property
-    def temporal_port(self) -> int:
-        return int(self.temporal_address.rpartition(":")[2])
 
     @property
     def ui_url(self) -> str:

