@@ -20,15 +20,15 @@ def allowed() -> TernSettings:
 async def test_process_backend_is_refused_unless_permitted() -> None:
     settings = TernSettings(sandbox_allow_process_backend=False)
     with pytest.raises(SandboxUnavailable, match="TERN_SANDBOX_ALLOW_PROCESS_BACKEND"):
-        get_backend("process", settings)
+        get_backend(settings, "process")
     with pytest.raises(SandboxUnavailable, match="WITHOUT isolation"):
-        await execute(ExecutionRequest(code="results = {}"), backend="process", settings=settings)
+        ProcessBackend(settings)
 
 
 async def test_process_backend_runs_code_and_says_there_is_no_isolation(allowed: TernSettings) -> None:
     code = "import numpy as np\nprint('hi')\nresults = {'mean': np.mean(values), 'n': len(values)}"
     request = ExecutionRequest(code=code, inputs={"values": [1, 2, 3, 6]}, expected_keys=["mean"])
-    result = await execute(request, settings=allowed)
+    result = await execute(request, get_backend(allowed))
     assert result.status == "ok", result.feedback()
     assert result.results == {"mean": 3.0, "n": 4}
     assert result.backend == "process" and result.isolation == "none"

@@ -39,7 +39,7 @@ async def test_a_proposed_value_of_10_to_the_400_is_fed_back_not_retried(
         {"steps": [{"id": "calc", "kind": "python", "objective": "propose a setpoint", "expected_keys": ["ok"]}]}
     )
     since = int(time.time()) - 1
-    async with running_worker(temporal_env.client, settings, overrides=[scripted]):
+    async with running_worker(temporal_env.client, settings, overrides={"generate_code": scripted}):
         handle = await start_run(temporal_env.client, settings, plan)
         approver = asyncio.create_task(approve_every_attempt(temporal_env.client, handle.id))
         try:
