@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import psutil
@@ -67,3 +68,11 @@ async def test_process_backend_memory_limit(allowed: TernSettings) -> None:
         backend=ProcessBackend(allowed),
     )
     assert result.status == "error" and result.error_type == "MemoryError"
+
+
+async def test_process_backend_cancel_event_kills_the_code(allowed: TernSettings) -> None:
+    cancel = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.5, cancel.set)
+    request = ExecutionRequest(code="import time\ntime.sleep(60)\nresults = {}", limits=SandboxLimits(timeout_s=30))
+    result = await asyncio.wait_for(execute(request, ProcessBackend(allowed), cancel_event=cancel), 20)
+    assert result.status == "killed" and result.error_type == "Cancelled", result.feedback()
