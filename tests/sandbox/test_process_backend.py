@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections.abc import Callable
 
 import psutil
 import pytest
@@ -11,6 +13,21 @@ import pytest
 from tern.config import TernSettings
 from tern.sandbox import ExecutionRequest, SandboxLimits, SandboxUnavailable, execute, get_backend
 from tern.sandbox.process_backend import ProcessBackend
+
+
+def _running(select: Callable[[psutil.Process], bool], within_s: float = 5.0) -> list[psutil.Process]:
+    """The processes matching ``select`` that are still running (not zombies) after up to ``within_s`` seconds:
+    a SIGKILLed process closes its pipes a moment before the kernel marks it dead, so poll, don't glance."""
+    deadline = time.monotonic() + within_s
+    while True:
+        running = [
+            p
+            for p in psutil.process_iter(["pid", "cmdline", "status"])
+            if select(p) and p.info["status"] != psutil.STATUS_ZOMBIE
+        ]
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -43,11 +60,7 @@ async def test_process_backend_timeout_kills_the_process_group(allowed: TernSett
     request = ExecutionRequest(code=code, limits=SandboxLimits(timeout_s=2))
     result = await execute(request, backend=ProcessBackend(allowed))
     assert result.status == "timeout" and result.isolation == "none"
-    survivors = [
-        p
-        for p in psutil.process_iter(["cmdline", "status"])
-        if p.info["cmdline"] == ["sleep", marker] and p.info["status"] != psutil.STATUS_ZOMBIE
-    ]
+    survivors = _running(lambda p: p.info["cmdline"] == ["sleep", marker])
     assert not survivors, "the code's child process survived the timeout"
 
 
@@ -57,8 +70,7 @@ async def test_process_backend_leaves_no_child_behind(allowed: TernSettings) -> 
     assert result.status == "ok", result.feedback()
     pid = result.results["pid"]
     assert isinstance(pid, int)
-    alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    assert not alive, f"child process {pid} survived the execution"
+    assert not _running(lambda p: p.info["pid"] == pid), f"child process {pid} survived the execution"
 
 
 async def test_process_backend_memory_limit(allowed: TernSettings) -> None:
