@@ -16,11 +16,14 @@ from temporalio.exceptions import ApplicationError
 
 from tern.config import TernSettings
 from tern.llm.chat import LLMError, make_chat_provider
+from tern.models.code_policy import PolicyReport
+from tern.models.execution import ExecutionResult
 from tern.models.python_step import AnalyzeInput, ExecuteInput, GenerateCodeInput, GeneratedCode
-from tern.sandbox import ExecutionRequest, ExecutionResult, PolicyReport, SandboxError, SandboxUnavailable, analyze
+from tern.sandbox import ExecutionRequest, SandboxBackend, SandboxError, SandboxUnavailable, analyze, get_backend
 from tern.sandbox import execute as sandbox_execute
 from tern.sandbox.artifacts import store_figures
 from tern.sandbox.codegen import generate
+from tern.sandbox.docker_backend import DockerBackend
 
 
 class SandboxActivities:
@@ -29,26 +32,24 @@ class SandboxActivities:
     Args:
         settings: the worker's settings (sandbox backend and limits, LLM provider).
         pool: asyncpg pool (figures are stored as artifacts).
-        backend: a sandbox backend instance to reuse (default: one ``DockerBackend`` or the process backend
-            per ``settings.sandbox_backend``, created on first use).
+        backend: the sandbox backend to use (default: ``get_backend(settings)``, made on first use and kept
+            for the worker's lifetime, with its engine connection).
     """
 
-    def __init__(self, settings: TernSettings, pool: asyncpg.Pool, backend: Any = None) -> None:
+    def __init__(self, settings: TernSettings, pool: asyncpg.Pool, backend: SandboxBackend | None = None) -> None:
         self.settings = settings
         self.pool = pool
         self._backend = backend
 
     def all(self) -> list[Callable[..., Any]]:
+        """The activity callables to register on a worker."""
         return [self.analyze_code, self.generate_code, self.execute_python]
 
-    def backend(self) -> Any:
+    def backend(self) -> SandboxBackend:
+        """The sandbox backend, made from ``settings`` on first use and kept. Raises ``SandboxUnavailable``
+        when the configured backend cannot be made (process backend not permitted)."""
         if self._backend is None:
-            if self.settings.sandbox_backend == "docker":
-                from tern.sandbox.docker_backend import DockerBackend
-
-                self._backend = DockerBackend(self.settings)
-            else:
-                self._backend = self.settings.sandbox_backend
+            self._backend = get_backend(self.settings)
         return self._backend
 
     @activity.defn(name="analyze_code")
@@ -75,14 +76,14 @@ class SandboxActivities:
     async def execute_python(self, inp: ExecuteInput) -> ExecutionResult:
         """Run the code in a fresh sandbox; figures go to the artifact table. Failures of the code are in the
         result; ``SandboxUnavailable`` (no engine or image) is non-retryable."""
-        backend = self.backend()
-        if hasattr(backend, "kill"):
-            await asyncio.to_thread(backend.kill, inp.run_id, inp.step_id)  # leftovers of a dead worker
+        if self._backend is not None or self.settings.sandbox_backend == "docker":
+            backend = self.backend()
+            if isinstance(backend, DockerBackend):
+                await asyncio.to_thread(backend.kill, inp.run_id, inp.step_id)  # leftovers of a dead worker
         request = ExecutionRequest(code=inp.code, inputs=inp.inputs, expected_keys=inp.expected_keys,
                                    run_id=inp.run_id, step_id=inp.step_id)
         try:
-            result = await sandbox_execute(request, backend=backend, settings=self.settings,
-                                           heartbeat=activity.heartbeat)
+            result = await sandbox_execute(request, self.backend(), heartbeat=activity.heartbeat)
         except SandboxUnavailable as exc:
             raise ApplicationError(f"sandbox unavailable: {exc}", type="SandboxUnavailable",
                                    non_retryable=True) from exc

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from benchmarks._common import percentile
+from tern.config import get_settings
 from tern.sandbox import ExecutionRequest, execute
 from tern.sandbox.docker_backend import DockerBackend
 
@@ -53,7 +54,7 @@ async def sandbox_run(backend: DockerBackend) -> float:
 
 
 async def measure(runs: int, warmup: int) -> dict[str, object]:
-    backend = DockerBackend()
+    backend = DockerBackend(get_settings())
     backend.check()
     for _ in range(warmup):
         bare_docker_run(backend.image)

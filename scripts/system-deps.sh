@@ -58,7 +58,7 @@ build_sandbox_image() {
     exit 1
   fi
   # Needs root for debootstrap; the Python function skips the build when the current image exists.
-  as_root "$VENV/bin/python" -c 'from tern.sandbox.image import build_image; build_image()'
+  as_root "$VENV/bin/python" -c 'from tern.config import get_settings; from tern.sandbox.image import build_image; build_image(get_settings())'
 }
 
 install_packages

@@ -20,17 +20,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tern.sandbox import (
-    ExecutionRequest,
-    ExecutionResult,
-    InputFile,
-    PolicyReport,
-    SandboxError,
-    analyze,
-    execute,
-    reap_orphans,
-)
-from tern.sandbox.policy import ApprovalMode
+from tern.config import get_settings
+from tern.models.approval import ApprovalMode
+from tern.models.code_policy import PolicyReport
+from tern.models.execution import ExecutionResult
+from tern.sandbox import ExecutionRequest, InputFile, SandboxError, analyze, execute, get_backend, reap_orphans
 
 app = typer.Typer(
     help="Sandboxed Python execution: build the image, run code in it, clean up.", no_args_is_help=True
@@ -148,7 +142,9 @@ def build(
     from tern.sandbox.image import build_image
 
     try:
-        ref = build_image(force=force, progress=lambda line: out.print(escape(line), highlight=False))
+        ref = build_image(
+            get_settings(), force=force, progress=lambda line: out.print(escape(line), highlight=False)
+        )
     except SandboxError as exc:
         err.print(f"[bold red]sandbox build failed:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_UNAVAILABLE) from exc
@@ -178,7 +174,7 @@ def run(
     request = _request(file, inputs, file_input)
     report = analyze(request.code)
     try:
-        result = asyncio.run(execute(request, backend=backend))
+        result = asyncio.run(execute(request, get_backend(get_settings(), backend)))
     except SandboxError as exc:
         err.print(f"[bold red]sandbox unavailable:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_UNAVAILABLE) from exc
@@ -215,7 +211,7 @@ def reap(
 ) -> None:
     """Remove sandbox containers past their deadline (their starter died) or older than --max-age seconds."""
     try:
-        count = reap_orphans(max_age)
+        count = reap_orphans(get_settings(), max_age)
     except SandboxError as exc:
         err.print(f"[bold red]sandbox unavailable:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_UNAVAILABLE) from exc

@@ -185,11 +185,12 @@ TEST_RUN_ID = "pytest-sandbox"
 @pytest.fixture(scope="session")
 def docker_backend():
     """A DockerBackend on the real engine with the sandbox image present (built if missing)."""
+    from tern.config import get_settings
     from tern.sandbox import SandboxError
     from tern.sandbox.docker_backend import LABEL, DockerBackend
 
     try:
-        backend = DockerBackend()
+        backend = DockerBackend(get_settings())
         backend.client  # noqa: B018 - connects and pings
     except SandboxError as exc:
         unavailable(f"docker engine not reachable: {exc}")
@@ -199,7 +200,7 @@ def docker_backend():
         from tern.sandbox.image import build_image
 
         try:
-            build_image()
+            build_image(get_settings())
         except SandboxError as exc:
             unavailable(f"sandbox image {backend.image} missing and could not be built: {exc}")
     yield backend

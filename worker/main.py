@@ -88,7 +88,7 @@ def reap_sandbox_orphans(settings: TernSettings) -> None:
     from tern.sandbox import SandboxUnavailable, reap_orphans
 
     try:
-        n = reap_orphans(settings=settings)
+        n = reap_orphans(settings)
     except SandboxUnavailable as exc:
         log.warning("sandbox unavailable, python steps will fail until it is: %s", exc)
         return

@@ -24,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.sandbox import SandboxActivities
     from tern.models import AgentRunStatus, RunState
     from tern.models.approval import CodeReview
+    from tern.models.code_policy import PolicyReport
+    from tern.models.execution import ExecutionResult
     from tern.models.python_step import (
         AnalyzeInput,
         ExecuteInput,
@@ -32,8 +34,6 @@ with workflow.unsafe.imports_passed_through():
         PythonRunInput,
         PythonStepOutcome,
     )
-    from tern.sandbox.models import ExecutionResult
-    from tern.sandbox.policy import PolicyReport
 
 ANALYZE_TIMEOUT = timedelta(seconds=30)
 GENERATE_TIMEOUT = timedelta(minutes=3)

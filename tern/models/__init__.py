@@ -1,10 +1,8 @@
 """Shared pydantic models: the only types that cross the workflow/activity/starter boundary.
 
-The run models (``tern.models.run``) load on first use: they embed the sandbox's result models, and the
-sandbox's models import ``tern.models.plan``; loading them lazily breaks that import cycle.
+Nothing here imports another ``tern`` sub-package: the sandbox's result and policy-report types that runs
+embed live here too (``tern.models.execution``, ``tern.models.code_policy``).
 """
-
-from typing import TYPE_CHECKING, Any
 
 from tern.models.approval import ApprovalKind, ApprovalRecord, ApprovalRequest, Decision, IgnoredDecision
 from tern.models.audit import AuditEvent, AuditKind
@@ -20,19 +18,7 @@ from tern.models.plan import (
     RespondStep,
     Step,
 )
-
-if TYPE_CHECKING:
-    from tern.models.run import AgentRunRequest, AgentRunResult, AgentRunStatus, RunState, RunStatus, StepResult
-
-_LAZY = {"AgentRunRequest", "AgentRunResult", "AgentRunStatus", "RunState", "RunStatus", "StepResult"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from tern.models import run
-
-        return getattr(run, name)
-    raise AttributeError(f"module 'tern.models' has no attribute {name!r}")
+from tern.models.run import AgentRunRequest, AgentRunResult, AgentRunStatus, RunState, RunStatus, StepResult
 
 __all__ = [
     "STEP_KINDS",

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
-from tern.models.approval import ApprovalRecord, IgnoredDecision
-from tern.sandbox.models import ExecutionResult
-from tern.sandbox.policy import ApprovalMode, PolicyReport
+from tern.models.approval import ApprovalMode, ApprovalRecord, IgnoredDecision
+from tern.models.code_policy import PolicyReport
+from tern.models.execution import ExecutionResult
 
 
 class PythonRunInput(BaseModel):

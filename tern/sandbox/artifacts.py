@@ -9,7 +9,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict
 
 from tern.db import Conn
-from tern.sandbox.models import ExecutionResult, Figure
+from tern.models.execution import ExecutionResult, Figure
 
 
 class Artifact(BaseModel):

@@ -34,18 +34,14 @@ import docker.errors
 from docker.models.containers import Container
 from docker.types import LogConfig, Ulimit
 
-from tern.config import TernSettings, get_settings
-from tern.sandbox.job import (
-    EndedBy,
-    Outcome,
-    SandboxError,
-    SandboxUnavailable,
-    build_result,
-    remove_job,
-    write_job,
-)
-from tern.sandbox.models import ExecutionRequest, ExecutionResult, SandboxLimits, Timings
+from tern.config import TernSettings
+from tern.models.execution import ExecutionResult, Timings
+from tern.sandbox.engine import docker_client, image_exists, image_missing, kill_quietly
+from tern.sandbox.image import image_ref
+from tern.sandbox.job import EndedBy, Outcome, SandboxError, build_result, reap_jobs, remove_job, write_job
+from tern.sandbox.models import ExecutionRequest, SandboxLimits
 from tern.sandbox.seccomp import profile_json
+from tern.sandbox.supervision import Supervisor
 
 SANDBOX_UID = 10001
 """The code's uid and gid (the image's ``sandbox`` user, infra/sandbox/Dockerfile); PID 1 runs as root."""
@@ -68,28 +64,12 @@ RUNNER_COMMAND = ["python3", "-I", "/opt/tern/runner.py", "--job", "/inputs", "-
 SELF_KILL_MARGIN_S = 5.0
 """The container kills its own code this long after the wall-clock limit (if the worker did not), s."""
 LABEL = "tern.sandbox"
-HEARTBEAT_INTERVAL_S = 1.0
 KILL_GRACE_S = 30.0
 """After a kill, how long to wait for the engine to report the container stopped, seconds; the reaper
 leaves a stopped container this long after its deadline for the worker that may still be reading it."""
 START_SLACK_S = 5.0
 """The deadline label is written at creation, the container's own timer starts at start: the reaper gives a
 still-running container this much longer before it counts its own deadline as failed, seconds."""
-
-
-def docker_client(timeout_s: float = 60.0) -> docker.DockerClient:
-    """A client for the engine named by ``DOCKER_HOST`` (default: the local socket), checked with a ping.
-
-    Raises ``SandboxUnavailable`` when the engine cannot be reached.
-    """
-    try:
-        client = docker.from_env(timeout=int(timeout_s))
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise SandboxUnavailable(
-            f"docker engine not reachable: {exc}. Start dockerd (scripts/system-deps.sh) or set DOCKER_HOST."
-        ) from exc
-    return client
 
 
 class _Reader(threading.Thread):
@@ -115,18 +95,11 @@ class _Reader(threading.Thread):
                     self.overflow = True
                     self.stdout.clear()
                     args = (self.client, self.container_id)
-                    threading.Thread(target=_kill_quietly, args=args, daemon=True).start()
+                    threading.Thread(target=kill_quietly, args=args, daemon=True).start()
         except Exception:  # the stream ends abruptly when the container is killed or removed
             pass
         finally:
             self.stream.close()
-
-
-def _kill_quietly(client: docker.DockerClient, container_id: str) -> None:
-    try:
-        client.api.kill(container_id)
-    except docker.errors.APIError:
-        pass  # already stopped or gone
 
 
 def _in_thread(fn: Callable[[], Any]) -> asyncio.Future[Any]:
@@ -156,14 +129,14 @@ def _in_thread(fn: Callable[[], Any]) -> asyncio.Future[Any]:
 class DockerBackend:
     """Runs ``ExecutionRequest``s in hardened containers of the sandbox image.
 
-    ``settings`` default to ``get_settings()``; ``image`` defaults to ``settings.sandbox_image`` or the
-    locally built content-hash tag (``tern.sandbox.image.image_ref()``).
+    ``settings``: the sandbox settings (``sandbox_image``, ``sandbox_orphan_age_s``; the limits of
+    ``execute`` when a request has none). ``image`` defaults to ``settings.sandbox_image`` or the locally
+    built content-hash tag (``tern.sandbox.image.image_ref()``, which raises ``SandboxUnavailable`` outside a
+    source checkout).
     """
 
-    def __init__(self, settings: TernSettings | None = None, *, image: str | None = None) -> None:
-        from tern.sandbox.image import image_ref
-
-        self.settings = settings or get_settings()
+    def __init__(self, settings: TernSettings, *, image: str | None = None) -> None:
+        self.settings = settings
         self.image = image or self.settings.sandbox_image or image_ref()
         self._client: docker.DockerClient | None = None
 
@@ -176,12 +149,8 @@ class DockerBackend:
 
     def check(self) -> None:
         """Raise ``SandboxUnavailable`` unless the engine answers and the image exists."""
-        try:
-            self.client.images.get(self.image)
-        except docker.errors.ImageNotFound as exc:
-            raise SandboxUnavailable(
-                f"sandbox image {self.image} is missing: build it with `tern sandbox build`"
-            ) from exc
+        if not image_exists(self.client, self.image):
+            raise image_missing(self.image)
 
     def container_kwargs(self, request: ExecutionRequest, limits: SandboxLimits, job_dir: str) -> dict[str, Any]:
         """The ``containers.create`` arguments for one execution (all isolation settings live here)."""
@@ -240,9 +209,7 @@ class DockerBackend:
         try:
             return self.client.containers.create(**self.container_kwargs(request, limits, job_dir))
         except docker.errors.ImageNotFound as exc:
-            raise SandboxUnavailable(
-                f"sandbox image {self.image} is missing: build it with `tern sandbox build`"
-            ) from exc
+            raise image_missing(self.image) from exc
         except docker.errors.APIError as exc:
             raise SandboxError(f"docker could not create the sandbox container: {exc}") from exc
 
@@ -255,27 +222,18 @@ class DockerBackend:
             if "already in progress" not in str(exc):
                 raise
 
-    async def run(
-        self,
-        request: ExecutionRequest,
-        limits: SandboxLimits,
-        *,
-        heartbeat: Callable[[], None] | None = None,
-        cancel_event: asyncio.Event | None = None,
-        heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
-    ) -> ExecutionResult:
+    async def run(self, request: ExecutionRequest, limits: SandboxLimits, supervisor: Supervisor) -> ExecutionResult:
         """Run one request in a fresh container and return its result.
 
-        ``heartbeat`` is called about every ``heartbeat_interval_s`` seconds from the calling event loop
-        while the container runs; setting ``cancel_event`` kills the container (status ``killed``). If the
-        calling task is cancelled, the container is removed before ``CancelledError`` propagates.
+        ``supervisor`` heartbeats while the container runs and, when its ``cancel_event`` is set, has the
+        container killed (status ``killed``); the wall-clock limit is ``limits.timeout_s``. If the calling
+        task is cancelled, the container is removed before ``CancelledError`` propagates.
         Raises ``SandboxUnavailable`` (no engine, no image) or ``SandboxError`` (the engine failed); all
         failures of the code itself are reported in the result.
         """
         t0 = time.perf_counter()
         job = await asyncio.to_thread(write_job, request, limits)
         container_id: str | None = None
-        cancel_task: asyncio.Future[Any] | None = None
         try:
             container = await asyncio.to_thread(self._create, request, limits, str(job))
             container_id = str(container.id)
@@ -284,32 +242,11 @@ class DockerBackend:
             reader.start()
             await asyncio.to_thread(self.client.api.start, cid)
             t1 = time.perf_counter()
-            if heartbeat:
-                heartbeat()
-            deadline = time.monotonic() + limits.timeout_s
+            supervisor.beat()
             wait_future = _in_thread(lambda: self.client.api.wait(cid, timeout=limits.timeout_s + KILL_GRACE_S + 30))
-            waiters: set[asyncio.Future[Any]] = {wait_future}
-            if cancel_event is not None:
-                cancel_task = asyncio.ensure_future(cancel_event.wait())
-                waiters.add(cancel_task)
-            ended_by: EndedBy = "exit"
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    ended_by = "timeout"
-                    break
-                done, _ = await asyncio.wait(
-                    waiters, timeout=min(heartbeat_interval_s, remaining), return_when=asyncio.FIRST_COMPLETED
-                )
-                if wait_future in done:
-                    break
-                if cancel_task is not None and cancel_task in done:
-                    ended_by = "cancel"
-                    break
-                if heartbeat:
-                    heartbeat()
+            ended_by: EndedBy = await supervisor.watch(wait_future, limits.timeout_s)
             if ended_by != "exit":
-                await asyncio.to_thread(_kill_quietly, self.client, cid)
+                await asyncio.to_thread(kill_quietly, self.client, cid)
             await asyncio.wait_for(asyncio.shield(wait_future), KILL_GRACE_S)
             t2 = time.perf_counter()
             await asyncio.to_thread(reader.join, 10.0)
@@ -332,8 +269,6 @@ class DockerBackend:
                 timings=Timings(setup_s=t1 - t0, run_s=t2 - t1),
             )
         finally:
-            if cancel_task is not None:
-                cancel_task.cancel()
             if container_id is not None:
                 await asyncio.shield(asyncio.to_thread(self._remove, container_id))
             await asyncio.to_thread(remove_job, job)
@@ -360,8 +295,6 @@ class DockerBackend:
         that old. Workers call it at start and every ``sandbox_reap_period_s`` seconds. Raises
         ``SandboxUnavailable`` when the engine is unreachable, ``docker.errors.APIError`` when it fails.
         """
-        from tern.sandbox.job import reap_jobs
-
         age = self.settings.sandbox_orphan_age_s if max_age_s is None else max_age_s
         reap_jobs(age)
         now = time.time()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import docker.errors
 
-from tern.config import TernSettings, get_settings
+from tern.config import TernSettings
+from tern.sandbox.engine import docker_client, image_exists
 from tern.sandbox.job import RUNNER_PATH, SandboxError, SandboxUnavailable
 
 REPOSITORY = "tern-sandbox"
@@ -142,27 +143,20 @@ def build_base(client: docker.DockerClient, settings: TernSettings, progress: Ca
             raise ImageBuildError(f"docker import of the base image failed: {exc}") from exc
 
 
-def build_image(
-    force: bool = False,
-    *,
-    settings: TernSettings | None = None,
-    progress: Callable[[str], None] = print,
-) -> str:
+def build_image(settings: TernSettings, *, force: bool = False, progress: Callable[[str], None] = print) -> str:
     """Build the sandbox image unless ``image_ref()`` already exists; returns the image reference.
 
+    ``settings`` name the Debian mirror (``sandbox_debian_mirror``, else the host's apt sources).
     ``force`` rebuilds the base and the image. Progress lines go to ``progress``. Raises
     ``SandboxUnavailable`` when the Docker engine is not reachable and ``ImageBuildError`` when debootstrap
     is missing, the mirror is unknown or a build stage fails.
     """
-    from tern.sandbox.docker_backend import docker_client
-
-    settings = settings or get_settings()
     client = docker_client(timeout_s=600)
     ref = image_ref()
-    if not force and _exists(client, ref):
+    if not force and image_exists(client, ref):
         progress(f"sandbox image {ref} is up to date")
         return ref
-    if force or not _exists(client, BASE_IMAGE):
+    if force or not image_exists(client, BASE_IMAGE):
         build_base(client, settings, progress)
     else:
         progress(f"base image {BASE_IMAGE} exists")
@@ -194,18 +188,10 @@ def build_image(
                         progress("  " + line)
         except docker.errors.APIError as exc:
             raise ImageBuildError(f"docker build failed: {exc}") from exc
-    if not _exists(client, ref):
+    if not image_exists(client, ref):
         raise ImageBuildError(f"docker build finished but {ref} does not exist")
     progress(f"built {ref}")
     return ref
-
-
-def _exists(client: docker.DockerClient, ref: str) -> bool:
-    try:
-        client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
 
 
 __all__ = ["BASE_IMAGE", "ImageBuildError", "SandboxUnavailable", "build_image", "content_hash", "image_ref"]

@@ -19,16 +19,8 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from tern.config import TernSettings
-from tern.sandbox.models import (
-    Backend,
-    ExecutionRequest,
-    ExecutionResult,
-    ExecutionStatus,
-    Figure,
-    ProposedWrite,
-    SandboxLimits,
-    Timings,
-)
+from tern.models.execution import Backend, ExecutionResult, ExecutionStatus, Figure, Timings
+from tern.sandbox.models import ExecutionRequest, ProposedWrite, SandboxLimits
 
 RUNNER_PATH = Path(__file__).resolve().parent / "runner.py"
 JOB_PREFIX = "job-"

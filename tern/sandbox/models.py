@@ -1,30 +1,23 @@
-"""Sandbox data shapes: what to run (``ExecutionRequest``) and what came back (``ExecutionResult``).
+"""Sandbox data shapes: what to run (``ExecutionRequest``) within which limits (``SandboxLimits``).
 
-Both are pydantic models that travel through Temporal with the pydantic data converter; bytes fields
-(input files, figure PNGs) serialise to JSON as base64. Large figures should be stored as artifacts
-(``tern.sandbox.artifacts``) and replaced by their references before a result enters workflow history.
+Pydantic models; bytes fields (input files) serialise to JSON as base64. What came back (``ExecutionResult``
+with its ``Figure``s and ``Timings``) is shared with the ``python`` step models and lives in
+``tern.models.execution``; it is re-exported here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from tern.models.execution import Backend, ExecutionResult, ExecutionStatus, Figure, Timings
 from tern.models.plan import ControlWriteStep
 
 InputName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 """Name of one input: a Python identifier, so the analysis code can use it as a variable."""
 
 FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")]
-
-ExecutionStatus = Literal["ok", "error", "timeout", "killed", "output_limit"]
-"""``ok``: the code ran and assigned a valid ``results`` dict. ``error``: it raised, did not assign
-``results``, lacked an expected key, returned something not JSON-serialisable or proposed an invalid write.
-``timeout``: the wall-clock limit killed it. ``killed``: the memory limit (OOM), a cancellation or the
-engine ended it. ``output_limit``: results, figures or the raw output exceeded their size limits."""
-
-Backend = Literal["docker", "process"]
 
 _MIB = 1024 * 1024
 
@@ -103,72 +96,16 @@ Only a proposal, already shaped as the plan step it becomes: the workflow adds i
 non-numeric values and malformed channel names are rejected."""
 
 
-class Figure(BaseModel):
-    """One PNG figure: inline bytes (``png``) or, once stored, an artifact reference (``artifact_id``)."""
-
-    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
-
-    name: str = Field(max_length=200, description="Figure label or file name.")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size_bytes: int = Field(ge=0)
-    png: bytes | None = Field(None, description="PNG content, bytes; None once stored as an artifact.")
-    artifact_id: str | None = Field(None, description="Reference of the stored artifact (see artifacts.py).")
-
-
-class Timings(BaseModel):
-    """Where the time went, seconds."""
-
-    total_s: float = Field(0.0, description="From the call to the result, seconds.")
-    setup_s: float = Field(0.0, description="Preparing inputs and creating the container, seconds.")
-    run_s: float = Field(0.0, description="Container or process running, seconds.")
-    code_s: float | None = Field(None, description="The analysis code alone, measured inside, seconds.")
-    teardown_s: float = Field(0.0, description="Collecting output and removing the container, seconds.")
-
-
-class ExecutionResult(BaseModel):
-    """What one execution produced. ``status`` says how it ended; ``error`` explains anything but ``ok``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    status: ExecutionStatus
-    results: dict[str, JsonValue] = Field(default_factory=dict, description="`results` minus proposed_writes.")
-    proposed_writes: list[ControlWriteStep] = Field(default_factory=list, description="Proposed control_write steps.")
-    stdout: str = ""
-    stderr: str = ""
-    stdout_bytes: int = Field(0, description="Bytes the code wrote to stdout, kept or not.")
-    stderr_bytes: int = Field(0, description="Bytes the code wrote to stderr, kept or not.")
-    stdout_truncated: bool = False
-    stderr_truncated: bool = False
-    truncated: bool = Field(False, description="True when stdout or stderr was cut (set automatically).")
-    figures: list[Figure] = Field(default_factory=list)
-    figures_dropped: int = Field(0, description="Figures over the count or size limit, not returned.")
-    error: str | None = Field(None, description="What went wrong, with the traceback when the code raised.")
-    error_type: str | None = Field(None, description="Exception class name, e.g. 'ZeroDivisionError'.")
-    error_line: int | None = Field(None, description="Line of the analysis code where it failed, 1-based.")
-    exit_code: int | None = Field(None, description="Exit code of the container or process; None if unknown.")
-    backend: Backend
-    isolation: Literal["container", "none"] = Field(
-        description="'none' for the process backend: the code ran on the host WITHOUT isolation."
-    )
-    timings: Timings = Field(default_factory=Timings)
-
-    @model_validator(mode="after")
-    def _truncated(self) -> ExecutionResult:
-        self.truncated = self.stdout_truncated or self.stderr_truncated
-        return self
-
-    @property
-    def ok(self) -> bool:
-        """True when ``status == "ok"``."""
-        return self.status == "ok"
-
-    def feedback(self) -> str:
-        """A short account of a failure, for feeding back to code generation ('' when ok)."""
-        if self.ok:
-            return ""
-        parts = [f"status: {self.status}"]
-        if self.error:
-            parts.append(self.error)
-        if self.stderr:
-            parts.append("stderr (end):\n" + self.stderr[-4000:])
-        return "\n".join(parts)
+__all__ = [
+    "Backend",
+    "ExecutionRequest",
+    "ExecutionResult",
+    "ExecutionStatus",
+    "Figure",
+    "FileName",
+    "InputFile",
+    "InputName",
+    "ProposedWrite",
+    "SandboxLimits",
+    "Timings",
+]

@@ -9,332 +9,32 @@ host file reads, dynamic code, privilege); each has a severity, and the report's
 The policy explains and decides approval; it does not enforce anything. The sandbox isolates every
 execution regardless (no network, no host files, no privileges), so a finding the policy misses still
 cannot reach the machine.
+
+The deny-list tables are in ``tern.sandbox.policy_rules``; the report types (``PolicyReport``, ``Finding``,
+``RiskLevel``) live in ``tern.models.code_policy`` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import ast
-from typing import Literal
 
-from pydantic import BaseModel, Field
-
-RiskLevel = Literal["low", "medium", "high", "critical"]
-ApprovalMode = Literal["disabled", "control_writes", "all_code"]
-Category = Literal[
-    "control_system",
-    "control_write",
-    "network",
-    "process",
-    "file_write",
-    "file_read",
-    "dynamic_code",
-    "privilege",
-]
-
-RISK_ORDER: dict[RiskLevel, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
-SEVERITY: dict[Category, RiskLevel] = {
-    "control_system": "medium",  # reading channels: cannot work without network, but shows intent
-    "control_write": "critical",
-    "network": "high",
-    "process": "high",
-    "dynamic_code": "high",
-    "privilege": "critical",
-    "file_write": "medium",
-    "file_read": "medium",
-}
-
-CONTROL_MODULES = frozenset(
-    {
-        "epics",
-        "pyepics",
-        "caproto",
-        "p4p",
-        "pvaccess",
-        "pvapy",
-        "tango",
-        "PyTango",
-        "pydoocs",
-        "pytine",
-        "k2eg",
-        "tern",
-    }
+from tern.models.approval import ApprovalMode
+from tern.models.code_policy import RISK_ORDER, Category, Finding, PolicyReport, RiskLevel
+from tern.sandbox.policy_rules import (
+    CONTROL_MODULES,
+    CONTROL_WRITE_NAMES,
+    DYNAMIC_ATTRS,
+    DYNAMIC_BUILTINS,
+    DYNAMIC_MODULES,
+    FILE_WRITE_MODULES,
+    NAMED,
+    NETWORK_MODULES,
+    PATH_WRITE_METHODS,
+    PROCESS_MODULES,
+    SAFE_READ_PREFIXES,
+    SEVERITY,
+    WRITE_METHODS,
 )
-"""Control-system client libraries (EPICS Channel Access / PV Access, Tango, DOOCS, TINE) and Tern itself."""
-CONTROL_WRITE_NAMES = frozenset(
-    {
-        "caput",
-        "caput_many",
-        "put",
-        "put_many",
-        "write",
-        "write_attribute",
-        "write_attributes",
-        "write_attribute_asynch",
-        "write_read_attribute",
-        "write_channel",
-        "write_pv",
-        "command_inout",
-    }
-)
-"""Names that write when they come from a control-system library (``epics.caput``, ``...write_attribute``)."""
-WRITE_METHODS = frozenset({"put", "caput", "put_many", "caput_many", "write_attribute", "write_channel"})
-"""Method names flagged on any object (``pv.put(3)``), as Osprey does: the object's type is unknown."""
-NETWORK_MODULES = frozenset(
-    {
-        "socket",
-        "ssl",
-        "urllib",
-        "urllib2",
-        "urllib3",
-        "http",
-        "requests",
-        "httpx",
-        "aiohttp",
-        "ftplib",
-        "smtplib",
-        "telnetlib",
-        "xmlrpc",
-        "socketserver",
-        "poplib",
-        "imaplib",
-        "nntplib",
-        "websocket",
-        "websockets",
-        "paramiko",
-        "grpc",
-        "zmq",
-        "pycurl",
-        "dns",
-        "asyncssh",
-        "fabric",
-        "webbrowser",
-    }
-)
-PROCESS_MODULES = frozenset({"subprocess", "multiprocessing", "pty", "pexpect", "sh", "plumbum"})
-DYNAMIC_MODULES = frozenset(
-    {
-        "importlib",
-        "ctypes",
-        "cffi",
-        "marshal",
-        "pickle",
-        "dill",
-        "cloudpickle",
-        "code",
-        "codeop",
-        "runpy",
-        "imp",
-        "builtins",
-    }
-)
-"""Modules whose import alone means code the analysis cannot see (loaded, unpickled or native)."""
-FILE_WRITE_MODULES = frozenset({"shutil"})
-NAMED: dict[str, Category] = {
-    **dict.fromkeys(
-        [
-            "asyncio.open_connection",
-            "asyncio.start_server",
-            "asyncio.open_unix_connection",
-            "pandas.read_html",
-            "os.getaddrinfo",
-        ],
-        "network",
-    ),
-    **dict.fromkeys(
-        [
-            "os.system",
-            "os.popen",
-            "os.fork",
-            "os.forkpty",
-            "os.kill",
-            "os.killpg",
-            "os.spawnl",
-            "os.spawnle",
-            "os.spawnlp",
-            "os.spawnlpe",
-            "os.spawnv",
-            "os.spawnve",
-            "os.spawnvp",
-            "os.spawnvpe",
-            "os.posix_spawn",
-            "os.posix_spawnp",
-            "os.execl",
-            "os.execle",
-            "os.execlp",
-            "os.execlpe",
-            "os.execv",
-            "os.execve",
-            "os.execvp",
-            "os.execvpe",
-            "os.startfile",
-            "concurrent.futures.ProcessPoolExecutor",
-            "asyncio.create_subprocess_exec",
-            "asyncio.create_subprocess_shell",
-        ],
-        "process",
-    ),
-    **dict.fromkeys(
-        [
-            "os.setuid",
-            "os.setgid",
-            "os.seteuid",
-            "os.setegid",
-            "os.setreuid",
-            "os.setregid",
-            "os.setresuid",
-            "os.setresgid",
-            "os.setgroups",
-            "os.initgroups",
-            "os.chroot",
-            "os.setns",
-            "os.unshare",
-            "resource.setrlimit",
-            "resource.prlimit",
-        ],
-        "privilege",
-    ),
-    **dict.fromkeys(
-        [
-            "os.remove",
-            "os.unlink",
-            "os.rmdir",
-            "os.removedirs",
-            "os.rename",
-            "os.renames",
-            "os.replace",
-            "os.mkdir",
-            "os.makedirs",
-            "os.chmod",
-            "os.lchmod",
-            "os.chown",
-            "os.lchown",
-            "os.link",
-            "os.symlink",
-            "os.truncate",
-            "os.mkfifo",
-            "os.mknod",
-            "os.utime",
-        ],
-        "file_write",
-    ),
-    **dict.fromkeys(
-        [
-            "sys.modules",
-            "sys._getframe",
-            "sys.settrace",
-            "sys.setprofile",
-            "sys.addaudithook",
-            "gc.get_objects",
-            "gc.get_referrers",
-            "gc.get_referents",
-            "types.FunctionType",
-            "types.CodeType",
-            "inspect.currentframe",
-            "inspect.stack",
-            "os.environ",
-        ],
-        "dynamic_code",
-    ),
-}
-"""Fully qualified names (functions, classes, attributes) and what using them means."""
-PATH_WRITE_METHODS = frozenset(
-    {
-        "write_text",
-        "write_bytes",
-        "unlink",
-        "rmdir",
-        "touch",
-        "symlink_to",
-        "hardlink_to",
-        "lchmod",
-        "rename",
-        "replace",
-        "mkdir",
-    }
-)
-"""pathlib.Path methods that change the file system (flagged on any object)."""
-DYNAMIC_BUILTINS = frozenset(
-    {"exec", "eval", "compile", "__import__", "globals", "vars", "breakpoint", "setattr", "delattr"}
-)
-DYNAMIC_ATTRS = frozenset(
-    {
-        "__dict__",
-        "__globals__",
-        "__builtins__",
-        "__subclasses__",
-        "__code__",
-        "__getattribute__",
-        "__loader__",
-        "__spec__",
-        "__bases__",
-        "__mro__",
-        "__class__",
-    }
-)
-SAFE_READ_PREFIXES = ("/inputs", "/work", "/tmp")
-
-
-class Finding(BaseModel):
-    """One attempted access the code makes."""
-
-    category: Category
-    line: int = Field(description="1-based line of the code.")
-    detail: str = Field(description="What was found, e.g. 'call to epics.caput (imported as _w)'.")
-    severity: RiskLevel
-
-
-class PolicyReport(BaseModel):
-    """What ``analyze`` found. ``syntax_error`` set means the code cannot run (send it back to generation)."""
-
-    syntax_ok: bool
-    syntax_error: str | None = Field(None, description="'line N: message' when the code does not parse.")
-    findings: list[Finding] = Field(default_factory=list)
-    risk: RiskLevel = "low"
-    imports: list[str] = Field(default_factory=list, description="Modules imported, fully qualified.")
-
-    def categories(self) -> set[Category]:
-        """The categories present among the findings."""
-        return {f.category for f in self.findings}
-
-    @property
-    def attempts_control_write(self) -> bool:
-        """True when the code tries to write to the control system (caput, .put(), ...)."""
-        return "control_write" in self.categories()
-
-    def needs_approval(self, mode: ApprovalMode) -> bool:
-        """Whether a human must approve before the code runs, under Osprey's Python approval modes.
-
-        ``disabled``: never. ``all_code``: always (code that does not parse never runs, so it needs none).
-        ``control_writes``: when the code attempts a control-system write, or uses dynamic code
-        (exec, eval, getattr with a computed name, ...) that could hide one: fail closed.
-        """
-        if not self.syntax_ok or mode == "disabled":
-            return False
-        if mode == "all_code":
-            return True
-        return bool(self.categories() & {"control_write", "dynamic_code", "privilege"})
-
-    def summary(self) -> str:
-        """Human-readable account for an approval request: risk, then one line per finding."""
-        if not self.syntax_ok:
-            return f"syntax error: {self.syntax_error}"
-        if not self.findings:
-            return "risk low: no control-system, network, process, file-write or dynamic-code access found"
-        lines = [f"risk {self.risk}: {len(self.findings)} finding(s)"]
-        lines += [f"  line {f.line}: [{f.category}, {f.severity}] {f.detail}" for f in self.findings]
-        return "\n".join(lines)
-
-
-def _dotted(node: ast.AST) -> str | None:
-    """'a.b.c' for Name/Attribute chains, else None."""
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
 
 
 def _const_str(node: ast.AST | None) -> str | None:
@@ -549,3 +249,6 @@ def analyze(code: str) -> PolicyReport:
         if RISK_ORDER[f.severity] > RISK_ORDER[risk]:
             risk = f.severity
     return PolicyReport(syntax_ok=True, findings=findings, risk=risk, imports=sorted(set(analyzer.imports)))
+
+
+__all__ = ["ApprovalMode", "Category", "Finding", "PolicyReport", "RiskLevel", "analyze"]

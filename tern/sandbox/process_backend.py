@@ -20,17 +20,11 @@ from collections.abc import Callable
 
 import psutil
 
-from tern.config import TernSettings, get_settings
-from tern.sandbox.job import (
-    RUNNER_PATH,
-    EndedBy,
-    Outcome,
-    SandboxUnavailable,
-    build_result,
-    remove_job,
-    write_job,
-)
-from tern.sandbox.models import ExecutionRequest, ExecutionResult, SandboxLimits, Timings
+from tern.config import TernSettings
+from tern.models.execution import ExecutionResult, Timings
+from tern.sandbox.job import RUNNER_PATH, EndedBy, Outcome, SandboxUnavailable, build_result, remove_job, write_job
+from tern.sandbox.models import ExecutionRequest, SandboxLimits
+from tern.sandbox.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 WARNING = "process sandbox backend: the code runs on the host WITHOUT isolation (no container, network reachable)"
@@ -50,25 +44,21 @@ def _rlimits(limits: SandboxLimits, nproc: int) -> Callable[[], None]:
 
 
 class ProcessBackend:
-    """Runs requests as subprocesses of this Python. Raises ``SandboxUnavailable`` when not permitted."""
+    """Runs requests as subprocesses of this Python.
 
-    def __init__(self, settings: TernSettings | None = None) -> None:
-        self.settings = settings or get_settings()
+    ``settings``: the sandbox settings (``sandbox_allow_process_backend``; the limits of ``execute`` when a
+    request has none). Raises ``SandboxUnavailable`` unless ``settings.sandbox_allow_process_backend``.
+    """
+
+    def __init__(self, settings: TernSettings) -> None:
+        self.settings = settings
         if not self.settings.sandbox_allow_process_backend:
             raise SandboxUnavailable(
                 "the process sandbox backend runs code WITHOUT isolation and is disabled; "
                 "set TERN_SANDBOX_ALLOW_PROCESS_BACKEND=true to permit it"
             )
 
-    async def run(
-        self,
-        request: ExecutionRequest,
-        limits: SandboxLimits,
-        *,
-        heartbeat: Callable[[], None] | None = None,
-        cancel_event: asyncio.Event | None = None,
-        heartbeat_interval_s: float = 1.0,
-    ) -> ExecutionResult:
+    async def run(self, request: ExecutionRequest, limits: SandboxLimits, supervisor: Supervisor) -> ExecutionResult:
         """Run one request in a subprocess: as ``DockerBackend.run``, but ``isolation="none"``."""
         log.warning(WARNING)
         t0 = time.perf_counter()
@@ -118,22 +108,10 @@ class ProcessBackend:
                     _killpg(proc.pid)
 
         pumps = asyncio.gather(pump(proc.stdout, out), pump(proc.stderr, err))
-        deadline = time.monotonic() + limits.timeout_s
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    ended_by = "timeout"
-                    break
-                if cancel_event is not None and cancel_event.is_set():
-                    ended_by = "cancel"
-                    break
-                try:
-                    await asyncio.wait_for(asyncio.shield(proc.wait()), min(heartbeat_interval_s, remaining))
-                    break
-                except TimeoutError:
-                    if heartbeat:
-                        heartbeat()
+            ended = await supervisor.watch(asyncio.ensure_future(proc.wait()), limits.timeout_s)
+            if ended != "exit":
+                ended_by = ended
             _killpg(proc.pid)  # also ends children the code left behind
             await proc.wait()
             await asyncio.wait_for(pumps, 10)

@@ -7,8 +7,8 @@ import hashlib
 import pytest
 
 from tern.db import create_pool
+from tern.models.execution import ExecutionResult, Figure
 from tern.sandbox.artifacts import load_artifact, store_figures
-from tern.sandbox.models import ExecutionResult, Figure
 
 pytestmark = pytest.mark.postgres
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tern.models.code_policy import PolicyReport
 from tern.sandbox import analyze
-from tern.sandbox.policy import PolicyReport
 
 CLEAN = """
 import numpy as np
