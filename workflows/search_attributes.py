@@ -4,10 +4,12 @@ The Web UI and ``tern pending`` filter on them, e.g.
 ``TernPendingApproval = "control_write" AND ExecutionStatus = "Running"``.
 """
 
+from temporalio import workflow
 from temporalio.common import SearchAttributeKey
 
-from tern.models import search_attributes as names
-from tern.models.search_attributes import NO_APPROVAL
+with workflow.unsafe.imports_passed_through():
+    from tern.models import search_attributes as names
+    from tern.models.search_attributes import NO_APPROVAL
 
 RUN_STATUS = SearchAttributeKey.for_keyword(names.RUN_STATUS)
 PENDING_APPROVAL = SearchAttributeKey.for_keyword(names.PENDING_APPROVAL)
