@@ -8,8 +8,6 @@ otherwise (rejected, failed, timed out) or a service is unreachable; 2 bad input
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -20,7 +18,7 @@ from rich.table import Table
 
 from starters.ariel_cli import app as ariel_app
 from starters.client import TernClient, TernUnavailable, TernUserError, check_user_name, run_request
-from starters.common import err, fail, load_settings, print_json
+from starters.common import err, fail, hard_exit, load_settings, print_json
 from starters.demo import DEMO_OPERATOR
 from starters.plan_file import check_plan_channels, load_plan
 from starters.sandbox_cli import app as sandbox_app
@@ -303,6 +301,7 @@ def artifact(
 ) -> None:
     """Save an artifact (a figure a python step produced) from PostgreSQL to a file."""
     from tern.db import DatabaseError, create_pool
+    from tern.sandbox.artifacts import load_artifact
 
     s = load_settings()
 
@@ -312,7 +311,8 @@ def artifact(
         except DatabaseError as exc:
             raise TernUnavailable(str(exc)) from exc
         try:
-            return await pool.fetchval("SELECT content FROM artifacts WHERE id = $1", artifact_id)
+            found = await load_artifact(pool, artifact_id)
+            return found.content if found else None
         finally:
             await pool.close()
 
@@ -469,9 +469,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("aborted")
         code = 130
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    hard_exit(code)
 
 
 if __name__ == "__main__":

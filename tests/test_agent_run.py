@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from tern.control.channels import read_value
 from tern.models import Decision
@@ -87,7 +88,7 @@ async def test_validator_refuses_unknown_approver_stale_request_and_second_decis
     assert [(i.decision.approver, i.via) for i in result.ignored_decisions] == [
         ("mallory", "update"), ("bob", "update"), ("eve", "signal")]
     assert "eve is not an approver" in result.ignored_decisions[-1].reason
-    with pytest.raises(Exception, match=r"already decided|not waiting|completed"):
+    with pytest.raises(RPCError, match="workflow execution already completed"):
         await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob",
                                                                       approved=True))
     kinds = [r["event_kind"] for r in await audit_rows(settings.dsn, result.run_id)]
