@@ -40,6 +40,8 @@ HAVE_CHROMIUM = CHROMIUM.exists()
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 UI_WAIT_MS = 30_000
+# The "User Metadata" tab renders Summary, Details and Current Details each in a /render iframe, in that order.
+CURRENT_DETAILS = "iframe[src*='/render'] >> nth=-1"
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +109,9 @@ class WebUI:
         while True:
             await self.goto_run(workflow_id)
             await self.page.get_by_text("User Metadata", exact=True).click()
-            frame_el = self.page.locator("iframe[src*='/render']")
             try:
-                await frame_el.first.wait_for(timeout=5000)
-                body = self.page.frame_locator("iframe[src*='/render']").first.locator("body")
-                text = await body.inner_text()
+                await self.page.locator(CURRENT_DETAILS).wait_for(timeout=5000)
+                text = await self.current_details().locator("body").inner_text()
             except Exception:
                 text = ""
             if expect in text:
@@ -120,10 +120,13 @@ class WebUI:
                 raise AssertionError(f"details of {workflow_id} never said {expect!r}; last: {text[:2000]}")
             await asyncio.sleep(0.5)
 
+    def current_details(self) -> Any:
+        """The frame in which the UI renders the run's Current Details (after the Summary and Details frames)."""
+        return self.page.frame_locator(CURRENT_DETAILS)
+
     async def shown_body(self) -> dict[str, Any]:
         """The ``decide`` body shown in the details (the JSON code block)."""
-        frame = self.page.frame_locator("iframe[src*='/render']").first
-        block = frame.locator("code", has_text='"request_id"')
+        block = self.current_details().locator("code", has_text='"request_id"')
         return json.loads(await block.inner_text())
 
     async def _dialog(self, action: str, name: str, body: str) -> Any:
@@ -300,9 +303,14 @@ async def test_python_step_request_waits_on_the_child_page_linked_from_the_run(u
         child_id = AgentRunWorkflow.child_id(handle.id, "analyse")
         text = await ui.details(handle.id, "child workflow")
         assert child_id in text and "step 2 of 3" in text, text
-        frame = ui.page.frame_locator("iframe[src*='/render']").first
-        link = frame.get_by_role("link", name=child_id)
+        link = ui.current_details().get_by_role("link", name=child_id)
         assert await link.get_attribute("href") == f"/namespaces/default/workflows/{child_id}"
+        async with ui.page.expect_popup() as popup:  # the UI opens links in details in a new tab
+            await link.click()
+        child_page = await popup.value
+        await child_page.get_by_role("heading", name=child_id).wait_for()
+        assert f"/namespaces/default/workflows/{child_id}/" in child_page.url
+        await child_page.close()
 
         text = await ui.details(child_id, "Waiting for approval: run Python code")
         for expected in ("report the setpoint", "Risk", "Analysis", 'results = {"sp"', "Approvers: alice, bob",
@@ -313,8 +321,11 @@ async def test_python_step_request_waits_on_the_child_page_linked_from_the_run(u
         await ui.goto_run(child_id)
         assert await ui.send_update(body(shown, approver="bob", approved=False, comment="use the archiver")) == "ok"
         result = await handle.result()
+        st = await env.client.get_workflow_handle(child_id).query(PythonExecutionWorkflow.status)
+        assert st.state == "rejected"
+        text = await ui.details(child_id, "Finished: rejected")
+        assert "rejected by bob (via update)" in text and "use the archiver" in text, text
     assert result.status == "rejected", result.error
     py = next(s for s in result.steps if s.kind == "python").python
     assert py is not None and py.execution is None
-    st = await env.client.get_workflow_handle(child_id).query(PythonExecutionWorkflow.status)
-    assert st.state == "rejected"
+    assert [(a.kind, a.approver, a.decision) for a in result.approvals] == [("python", "bob", "rejected")]

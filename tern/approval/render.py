@@ -165,7 +165,7 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
         f"{md_code(request.step_id)} ({request.kind}). Request id {md_code(request.request_id)}.",
         "",
     ]
-    if request.reason:
+    if request.reason and not (request.code and request.code.objective == request.reason):
         lines += [f"Reason: {md_text(request.reason)}", ""]
     if request.write is not None:
         lines += [*_write_lines(request.write), ""]
