@@ -175,8 +175,10 @@ class TernClient:
                 return child
         return st
 
-    async def decide(self, run_id: str, approver: str, approved: bool, comment: str = "") -> ApprovalRecord:
+    async def decide(self, run_id: str, approver: str, approved: bool, comment: str = "",
+                     surface: str = "cli") -> ApprovalRecord:
         """Approve or reject the pending request of ``run_id`` as ``approver``; returns the audited record.
+        ``surface`` names the front end in the audit (``Decision.surface``; the ``tern`` CLI's by default).
 
         ``run_id`` may be an agent run whose python step (a child workflow) waits for a code approval.
 
@@ -191,7 +193,8 @@ class TernClient:
         try:
             return await handle.execute_update(
                 AgentRunWorkflow.decide,
-                Decision(request_id=st.pending.request_id, approver=approver, approved=approved, comment=comment))
+                Decision(request_id=st.pending.request_id, approver=approver, approved=approved, comment=comment,
+                         surface=surface))
         except WorkflowUpdateFailedError as exc:
             raise TernUserError(f"decision refused: {exc.cause or exc}") from exc
         except ValidationError as exc:

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
+from starters.client import TernClient, TernUserError
 from tern.approval.render import APPROVER_PLACEHOLDER
 from tern.control.channels import read_value
 from tern.embedded.net import free_port
@@ -32,7 +35,7 @@ from tests.conftest import _tool, unavailable
 from workflows.agent_run import AgentRunWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
 
-pytestmark = [pytest.mark.browser, pytest.mark.temporal, pytest.mark.postgres, pytest.mark.ca]
+pytestmark = [pytest.mark.temporal, pytest.mark.postgres, pytest.mark.ca]
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
@@ -148,8 +151,9 @@ class WebUI:
         await dialog.get_by_test_id("confirm-modal-button").click()
         return dialog
 
-    async def send_update(self, body: str, name: str = "decide") -> str:
-        """Send an Update from the run's page; returns "ok" on the UI's success toast, else the error it shows."""
+    async def send_update(self, body: str, name: str = "decide", screenshot: Path | None = None) -> str:
+        """Send an Update from the run's page; returns "ok" on the UI's success toast, else the error it shows
+        (the dialog is then photographed to ``screenshot``, if given, and cancelled)."""
         dialog = await self._dialog("Send an Update", name, body)
         ok = self.page.get_by_text("Update successful")
         error = dialog.locator(".text-danger, [role=alert]").filter(has_text=re.compile(r"\S"))
@@ -157,6 +161,8 @@ class WebUI:
         if await ok.count():
             return "ok"
         message = (await error.first.inner_text()).strip()
+        if screenshot is not None:
+            await self.screenshot(screenshot)
         await dialog.get_by_test_id("cancel-modal-button").click()
         return message
 
@@ -167,6 +173,14 @@ class WebUI:
         error = dialog.locator("[role=alert]").filter(has_text=re.compile(r"\S"))
         await ok.or_(error).first.wait_for()
         return "ok" if await ok.count() else (await error.first.inner_text()).strip()
+
+    async def lists(self, url: str, workflow_id: str) -> bool:
+        """Whether the workflow list at ``url`` (a ``?query=`` filter) shows ``workflow_id``."""
+        await self.page.goto(url)
+        table = self.page.get_by_role("table")
+        await table.or_(self.page.get_by_text("No Workflows")).first.wait_for()
+        await self.page.wait_for_load_state("networkidle")
+        return await self.page.get_by_role("link", name=workflow_id, exact=True).count() > 0
 
     async def screenshot(self, path: Path) -> None:
         await self.page.screenshot(path=str(path), full_page=True)
@@ -184,6 +198,7 @@ def body(shown: dict[str, Any], **changes: Any) -> str:
     return json.dumps({**shown, **changes})
 
 
+@pytest.mark.browser
 async def test_write_approved_from_the_web_ui(ui_env, ui: WebUI, settings, tmp_path) -> None:
     """The waiting run's page says what is asked and the exact Update; a stale request id is refused with its
     reason and changes nothing; the shown body with the approver's name approves, and the run writes."""
@@ -206,8 +221,15 @@ async def test_write_approved_from_the_web_ui(ui_env, ui: WebUI, settings, tmp_p
         assert shown == {"request_id": request_id, "approver": APPROVER_PLACEHOLDER, "approved": True, "comment": ""}
         await ui.screenshot(tmp_path / "waiting.png")
 
+        # The saved-view links `tern pending` and `tern demo` print list this run, and only for its kind.
+        ui_settings = settings.model_copy(update={"temporal_ui_url": ui.base})
+        assert await ui.lists(ui_settings.pending_url(), handle.id)
+        assert await ui.lists(ui_settings.pending_url(kind="control_write", user="alice"), handle.id)
+        assert not await ui.lists(ui_settings.pending_url(kind="python"), handle.id)
+
         await ui.goto_run(handle.id)
-        refused = await ui.send_update(body(shown, request_id="0000-stale", approver="bob"))
+        refused = await ui.send_update(body(shown, request_id="0000-stale", approver="bob"),
+                                       screenshot=tmp_path / "stale-refused.png")
         assert refused.startswith(f"stale or unknown request id 0000-stale (pending request: {request_id})"), refused
         st = await handle.query(AgentRunWorkflow.status)
         assert st.state == "awaiting_approval" and st.pending is not None and st.pending.request_id == request_id
@@ -233,6 +255,7 @@ async def test_write_approved_from_the_web_ui(ui_env, ui: WebUI, settings, tmp_p
     assert json.loads(decision["details"])["surface"] == UNSPECIFIED_SURFACE
 
 
+@pytest.mark.browser
 async def test_bad_bodies_from_the_web_ui_show_the_reason_and_decide_nothing(ui_env, ui: WebUI, settings,
                                                                              tmp_path) -> None:
     """Malformed JSON never leaves the browser; unknown fields and wrong types do not decode (the handler never
@@ -250,12 +273,11 @@ async def test_bad_bodies_from_the_web_ui_show_the_reason_and_decide_nothing(ui_
 
         await ui.goto_run(handle.id)
         posts = len(ui.update_posts)
-        malformed = await ui.send_update(body(shown, approver="bob")[:-12])
+        malformed = await ui.send_update(body(shown, approver="bob")[:-12], screenshot=tmp_path / "malformed.png")
         assert "Input must be valid JSON" in malformed, malformed
         assert len(ui.update_posts) == posts  # nothing was sent
-        await ui.screenshot(tmp_path / "malformed.png")
 
-        unknown = await ui.send_update(body(shown, approver="bob", aprover="bob"))
+        unknown = await ui.send_update(body(shown, approver="bob", aprover="bob"), screenshot=tmp_path / "unknown.png")
         wrong_type = await ui.send_update(body(shown, approver="bob", approved="yes please"))
         stranger = await ui.send_update(body(shown, approver="eve"))
         placeholder = await ui.send_update(body(shown))
@@ -267,6 +289,12 @@ async def test_bad_bodies_from_the_web_ui_show_the_reason_and_decide_nothing(ui_
         assert placeholder.startswith(f"{APPROVER_PLACEHOLDER} is not an approver"), placeholder
         assert own.startswith("alice requested this run and may not approve its own control_write request "
                               "(two-person rule)"), own
+        # Where the reason of a decode failure lives: the failure's cause, which UI 2.54 does not show.
+        with pytest.raises(WorkflowUpdateFailedError) as failed:
+            await handle.execute_update("decide", {**shown, "approver": "bob", "aprover": "bob"})
+        top = failed.value.cause
+        assert isinstance(top, ApplicationError) and top.message == "Failed decoding arguments"
+        assert "aprover" in str(top.cause) and "Extra inputs are not permitted" in str(top.cause)
         st = await handle.query(AgentRunWorkflow.status)
         assert st.state == "awaiting_approval" and st.pending is not None
         assert st.pending.request_id == shown["request_id"] and st.pending.approved_by == []
@@ -286,6 +314,7 @@ async def test_bad_bodies_from_the_web_ui_show_the_reason_and_decide_nothing(ui_
                                                 "surface": UNSPECIFIED_SURFACE}
 
 
+@pytest.mark.browser
 async def test_python_step_request_waits_on_the_child_page_linked_from_the_run(ui_env, ui: WebUI, settings,
                                                                               tmp_path) -> None:
     """The run's page links to its python step's child workflow; the child's page shows the code, its risk and
@@ -329,3 +358,24 @@ async def test_python_step_request_waits_on_the_child_page_linked_from_the_run(u
     py = next(s for s in result.steps if s.kind == "python").python
     assert py is not None and py.execution is None
     assert [(a.kind, a.approver, a.decision) for a in result.approvals] == [("python", "bob", "rejected")]
+
+
+async def test_cli_decisions_name_their_surface_in_the_audit(ui_env, settings) -> None:
+    """The CLI's client sends ``surface="cli"``: its refused and accepted decisions say so in the audit (a Web UI
+    body has no surface: see the browser tests)."""
+    env, _ = ui_env
+    channel = "SR:MAG:QF:08:CURRENT:SP"
+    async with running_worker(env.client, settings):
+        handle = await start_run(env.client, settings, write_plan(channel, read_value(channel) + 1.0),
+                                 user="alice", approvers=["alice", "bob"])
+        await wait_for_state(handle, "awaiting_approval")
+        tern = TernClient(env.client, settings)
+        with pytest.raises(TernUserError, match="eve is not an approver"):
+            await tern.decide(handle.id, "eve", True)
+        record = await tern.decide(handle.id, "bob", True, "from the shell")
+        result = await handle.result()
+    assert record.approver == "bob" and result.status == "completed", result.error
+    rows = await audit_rows(settings.dsn, handle.id)
+    surfaces = [(r["event_kind"], json.loads(r["details"]).get("surface")) for r in rows
+                if r["event_kind"] in ("decision", "decision_refused")]
+    assert surfaces == [("decision_refused", "cli"), ("decision", "cli")]
