@@ -177,10 +177,9 @@ class WebUI:
     async def lists(self, url: str, workflow_id: str) -> bool:
         """Whether the workflow list at ``url`` (a ``?query=`` filter) shows ``workflow_id``."""
         await self.page.goto(url)
-        table = self.page.get_by_role("table")
-        await table.or_(self.page.get_by_text("No Workflows")).first.wait_for()
-        await self.page.wait_for_load_state("networkidle")
-        return await self.page.get_by_role("link", name=workflow_id, exact=True).count() > 0
+        row = self.page.get_by_role("link", name=workflow_id, exact=True)
+        await row.or_(self.page.get_by_text("No Workflows Found")).first.wait_for()
+        return await row.count() > 0
 
     async def screenshot(self, path: Path) -> None:
         await self.page.screenshot(path=str(path), full_page=True)
