@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # System packages and services the full test suite needs; idempotent, safe to run again.
 #   - Docker engine (Debian's docker.io) and debootstrap, installed when missing;
+#   - Debian's chromium, installed when missing: the Web UI browser tests (tests/test_webui.py) drive it through
+#     Playwright; never `playwright install` (no browser download);
 #   - dockerd started when it does not answer (systemd when it runs the machine, else in the background);
 #   - the sandbox image built when missing (tern.sandbox.image.build_image: skipped when the image with the
 #     current content hash exists).
 # Environment: TERN_VENV (default ./.venv), DOCKERD_LOG (default /var/log/dockerd.log),
-# DOCKERD_WAIT_S (default 60), TERN_SKIP_SANDBOX_IMAGE=1 to skip the image build.
+# DOCKERD_WAIT_S (default 60), TERN_SKIP_SANDBOX_IMAGE=1 to skip the image build, TERN_SKIP_CHROMIUM=1 to skip
+# chromium (only the browser tests need it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${TERN_VENV:-$(pwd)/.venv}"
@@ -15,14 +18,19 @@ DOCKERD_WAIT_S="${DOCKERD_WAIT_S:-60}"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 say() { echo "system-deps: $*" >&2; }
 
+apt_get() { as_root env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+
 install_packages() {
   local missing=()
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+  [ "${TERN_SKIP_CHROMIUM:-0}" = 1 ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # apt-get update only when needed: the package lists do not know a package yet, or are too old to install it.
+    apt-cache show "${missing[@]}" >/dev/null 2>&1 || apt_get update -qq
+    apt_get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
   fi
 }
 

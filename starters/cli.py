@@ -204,6 +204,7 @@ def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         assert p is not None
         table.add_row(r.run_id, r.user, p.summary, ", ".join(p.approvers), p.expires_at.strftime("%Y-%m-%d %H:%M:%S"))
     out.print(table)
+    out.print(f"In the Web UI (each run's User Metadata tab says how to decide): {s.pending_url()}")
 
 
 def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json: bool, wait: bool = False) -> None:
@@ -446,6 +447,7 @@ def demo(
     out.print(f"  reject:   tern reject {run_id} --comment 'why'")
     out.print("  pending:  tern pending")
     out.print(f"  Web UI:   {s.run_url(run_id)}")
+    out.print(f"  waiting:  {s.pending_url()}  (a run's User Metadata tab says how to decide)")
 
 
 def main() -> None:

@@ -259,8 +259,9 @@ class TernClient:
         return st
 
     async def decide(self, run_id: str, approver: str, approved: bool, comment: str = "", *, wait: bool = False,
-                     notify: Notify | None = None) -> ApprovalRecord:
+                     notify: Notify | None = None, surface: str = "cli") -> ApprovalRecord:
         """Approve or reject the pending request of ``run_id`` as ``approver``; returns the audited record.
+        ``surface`` names the front end in the audit (``Decision.surface``; the ``tern`` CLI's by default).
 
         ``run_id`` may be an agent run whose python step (a child workflow) waits for a code approval. A worker
         must answer: when none polls the run's task queue this raises :class:`TernUnavailable` after a bounded
@@ -278,7 +279,7 @@ class TernClient:
         handle, task_queue = await self._describe(run_id)
         try:
             decision = Decision(request_id=st.pending.request_id, approver=approver, approved=approved,
-                                comment=comment)
+                                comment=comment, surface=surface)
         except ValidationError as exc:
             raise TernUserError(validation_message(exc, "decision")) from exc
         update_id = f"decide-{st.pending.request_id}-{uuid.uuid4().hex[:12]}"

@@ -12,6 +12,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -23,6 +24,11 @@ from pydantic_settings import (
 
 from tern import DATA_DIR
 from tern.models.approval import ApprovalMode
+
+# Names of Tern's search attributes (defined as typed keys in workflows/search_attributes.py; tern/ does not
+# import workflows/, tests/test_approval_render.py checks they agree).
+PENDING_APPROVAL_ATTRIBUTE = "TernPendingApproval"
+USER_ATTRIBUTE = "TernUser"
 
 
 def _toml_file() -> Path:
@@ -250,6 +256,28 @@ class TernSettings(BaseSettings):
     def run_url(self, workflow_id: str) -> str:
         """Web UI link to one workflow run."""
         return f"{self.ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+
+    def pending_query(self, *, kind: str | None = None, user: str | None = None) -> str:
+        """The visibility query for runs waiting for a decision: ``ExecutionStatus = "Running" AND
+        TernPendingApproval != "none"``, narrowed to one request ``kind`` (e.g. ``control_write``, ``python``) and/or
+        to the runs of one requesting ``user`` (``TernUser``). Python steps wait in their own child workflow, which
+        carries no ``TernUser``: narrow by user and they drop out. Raises ``ValueError`` for a value holding a quote
+        or a backslash (it could not be quoted safely)."""
+        for value in (kind, user):
+            if value is not None and ('"' in value or "\\" in value):
+                raise ValueError(f"cannot put {value!r} in a visibility query")
+        clauses = ['ExecutionStatus = "Running"', f'{PENDING_APPROVAL_ATTRIBUTE} != "none"']
+        if kind:
+            clauses.append(f'{PENDING_APPROVAL_ATTRIBUTE} = "{kind}"')
+        if user:
+            clauses.append(f'{USER_ATTRIBUTE} = "{user}"')
+        return " AND ".join(clauses)
+
+    def pending_url(self, *, kind: str | None = None, user: str | None = None) -> str:
+        """Web UI link to the list of runs waiting for a decision (:meth:`pending_query` in the workflow list's
+        ``?query=`` URL parameter, which the UI reads as its filter: temporalio/ui ``searchParams.get('query')``)."""
+        query = quote(self.pending_query(kind=kind, user=user), safe="")
+        return f"{self.ui_url}/namespaces/{self.temporal_namespace}/workflows?query={query}"
 
     def ca_environment(self) -> dict[str, str]:
         """Environment variables that point a Channel Access client (pyepics/libca) at the configured IOCs."""

@@ -26,6 +26,7 @@ from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATU
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
+    from tern.approval.render import finished_markdown, step_markdown
     from tern.models import (
         AgentRunRequest,
         AgentRunResult,
@@ -114,7 +115,10 @@ class AgentRunWorkflow(ApprovalHandlers):
                                    type="NoPlan", non_retryable=True)
         while self._queue:
             step = self._current = self._queue.pop(0)
-            workflow.set_current_details(f"step {step.id} ({step.kind})")
+            child = self.child_id(self._run_id, step.id) if step.kind == "python" else None
+            workflow.set_current_details(step_markdown(
+                step.id, step.kind, number=len(self._steps) + 1, total=self._total,
+                child=(workflow.info().namespace, child) if child else None))
             try:
                 result = await self._handlers[step.kind](step)
             except (ActivityError, ChildWorkflowError) as exc:
@@ -124,6 +128,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             self._record(step, result)
         self._current = None
         self._on_state(self._status, NO_APPROVAL)
+        workflow.set_current_details(finished_markdown(self._status, self._error or "", self._all_approvals()))
         await workflow.wait_condition(workflow.all_handlers_finished)
         return AgentRunResult(
             run_id=workflow.info().workflow_id, status=self._status, query=req.query, user=req.user,

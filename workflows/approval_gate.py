@@ -1,6 +1,8 @@
 """The approval gate shared by Tern workflows: one pending request at a time, decided by the ``decide``
 Update or the ``decide_signal`` Signal, expiring after a durable timeout (expiry rejects), every request,
-decision and refused decision written to the audit table before the workflow goes on.
+decision and refused decision written to the audit table before the workflow goes on. While a request waits,
+the workflow's current details (the Web UI's workflow page) say what is asked, who may decide, until when, and
+the exact ``decide`` Update to send (:func:`tern.approval.render.pending_markdown`); when it ends, how it ended.
 
 Who may decide comes from the worker's approval policy (``resolve_approval`` activity, recorded in history):
 the run's own approver list only narrows it; the requester may not approve their own ``control_write``
@@ -27,6 +29,7 @@ from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATU
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
     from activities.approval import ApprovalActivities
+    from tern.approval.render import decided_markdown, pending_markdown
     from tern.models import (
         ApprovalKind,
         ApprovalRecord,
@@ -37,7 +40,13 @@ with workflow.unsafe.imports_passed_through():
         LimitsCheck,
         RunState,
     )
-    from tern.models.approval import ApprovalMode, ApprovalResolveInput, CodeReview, ResolvedApproval
+    from tern.models.approval import (
+        UNSPECIFIED_SURFACE,
+        ApprovalMode,
+        ApprovalResolveInput,
+        CodeReview,
+        ResolvedApproval,
+    )
 
 AUDIT_TIMEOUT = timedelta(seconds=30)
 # The audit must eventually be written: nothing happens after a request or decision before it is recorded.
@@ -78,6 +87,7 @@ class ApprovalGate:
         self._partial: list[ApprovalRecord] = []  # approvals short of the number needed, not yet audited
         self._recorded: set[str] = set()  # "<request id>:<approver>" of audited decisions
         self._decided: set[str] = set()  # request ids with a final decision
+        self._surfaces: dict[str, str] = {}  # "<request id>:<approver>" -> the front end the decision came from
         self.approvals: list[ApprovalRecord] = []
         self.ignored: list[IgnoredDecision] = []
 
@@ -111,7 +121,10 @@ class ApprovalGate:
         policy = {"policy_version": rule.policy_version, "policy_rule": rule.rule,
                   "min_approvals": rule.min_approvals, "allow_self_approval": rule.allow_self_approval}
         if rule.refusal:
-            return await self._refused_by_policy(kind, rule, base, reason or summary, policy)
+            refused = await self._refused_by_policy(kind, rule, base, reason or summary, policy)
+            workflow.set_current_details(f"{workflow.get_current_details()}\n\n{decided_markdown(refused)}")
+            return refused
+        before = workflow.get_current_details()
         self.pending = ApprovalRequest(
             request_id=request_id, kind=kind, step_id=step_id, summary=summary, requested_by=self.requester,
             approvers=rule.approvers, requested_at=now, expires_at=now + self.timeout, write=write, code=code,
@@ -125,13 +138,15 @@ class ApprovalGate:
             details={"kind": kind, "approvers": rule.approvers, "expires_at": self.pending.expires_at.isoformat(),
                      **policy, **(audit_details or {})}))
         self.on_state("awaiting_approval", kind)
+        workflow.set_current_details(pending_markdown(self.pending, run_id=run_id, now=now))
         decision = await self._wait(kind, base)
         self.pending = None
+        workflow.set_current_details(f"{before}\n\n{decided_markdown(decision)}")
         await audit(AuditEvent(
             event_kind="approval_timed_out" if decision.decision == "timed_out" else "decision",
             event_key=f"decision:{request_id}", actor=decision.approver, decision=decision.decision,
             comment=decision.comment, **base,
-            details={"kind": kind, "via": decision.via,
+            details={"kind": kind, "via": decision.via, **self._surface(f"{request_id}:{decision.approver}"),
                      **({"approved_by": decision.approved_by} if len(decision.approved_by) > 1 else {})}))
         self._recorded.add(f"{request_id}:{decision.approver}")
         self._decided.add(request_id)
@@ -150,6 +165,7 @@ class ApprovalGate:
                                               timeout=timeout)
             except asyncio.CancelledError:  # the run was cancelled while waiting: close the request in the audit
                 self.pending = None
+                workflow.set_current_details(f"**Cancelled** while approval request `{pending.request_id}` waited")
                 await audit(AuditEvent(
                     event_kind="approval_cancelled", event_key=f"cancelled:{pending.request_id}",
                     actor=self.requester, comment="run cancelled", run_id=str(base["run_id"]),
@@ -167,11 +183,12 @@ class ApprovalGate:
                 await audit(AuditEvent(
                     event_kind="decision", event_key=f"decision:{pending.request_id}:{part.approver}",
                     actor=part.approver, decision="approved", comment=part.comment, **base,
-                    details={"kind": kind, "via": part.via,
+                    details={"kind": kind, "via": part.via, **self._surface(f"{pending.request_id}:{part.approver}"),
                              "approval": f"{part.approved_by.index(part.approver or '') + 1} of "
                                          f"{pending.min_approvals}"}))
                 self._recorded.add(f"{pending.request_id}:{part.approver}")
                 self.approvals.append(part)
+                workflow.set_current_details(pending_markdown(pending, run_id=str(base["run_id"]), now=workflow.now()))
             if self._decision is not None:
                 return self._decision
             timeout = pending.expires_at - workflow.now()
@@ -190,6 +207,10 @@ class ApprovalGate:
         self._decided.add(request_id)
         self.approvals.append(record)
         return record
+
+    def _surface(self, token: str) -> dict[str, str]:
+        """``{"surface": ...}`` for the audit details of the decision ``token``, empty for a timeout."""
+        return {"surface": self._surfaces[token]} if token in self._surfaces else {}
 
     def invalid_reason(self, d: Decision) -> str | None:
         """Why ``d`` cannot decide the pending request, or None when it can (messages written for people)."""
@@ -216,6 +237,7 @@ class ApprovalGate:
         """Take a valid decision; returns the token the handler waits on until it is audited."""
         pending = self.pending
         assert pending is not None
+        self._surfaces[f"{d.request_id}:{d.approver}"] = d.surface or UNSPECIFIED_SURFACE
         record = ApprovalRecord(
             request_id=d.request_id, kind=pending.kind, step_id=pending.step_id,
             decision="approved" if d.approved else "rejected", approver=d.approver, comment=d.comment,
@@ -234,7 +256,7 @@ class ApprovalGate:
         await audit(AuditEvent(
             event_kind="decision_refused", run_id=workflow.info().workflow_id, event_key=key,
             request_id=d.request_id, actor=d.approver, decision="approved" if d.approved else "rejected",
-            comment=reason, details={"comment": d.comment, "via": via}))
+            comment=reason, details={"comment": d.comment, "via": via, "surface": d.surface or UNSPECIFIED_SURFACE}))
 
     async def decide_update(self, d: Decision) -> ApprovalRecord:
         """The Update handler: accept and return once the decision is audited; a refused decision is audited

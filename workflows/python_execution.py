@@ -22,6 +22,7 @@ from workflows.search_attributes import NO_APPROVAL
 
 with workflow.unsafe.imports_passed_through():
     from activities.sandbox import SandboxActivities
+    from tern.approval.render import finished_markdown, step_markdown
     from tern.models import AgentRunStatus, RunState
     from tern.models.approval import CodeReview
     from tern.models.code_policy import PolicyReport
@@ -75,7 +76,8 @@ class PythonExecutionWorkflow(ApprovalHandlers):
         rule = await self._gate.resolve("python", inp.step_id, requested_mode=inp.approval_mode)
         feedback: str | None = None
         for attempt in range(1, inp.max_attempts + 1):
-            workflow.set_current_details(f"python step {inp.step_id}: attempt {attempt}")
+            workflow.set_current_details(step_markdown(
+                inp.step_id, f"python, attempt {attempt} of {inp.max_attempts}", number=1, total=1))
             if self._code is None or (feedback is not None and inp.code is None):
                 try:
                     self._code = await self._generate(attempt, feedback)
@@ -146,6 +148,7 @@ class PythonExecutionWorkflow(ApprovalHandlers):
     def _outcome(self, status: OutcomeStatus, message: str) -> PythonStepOutcome:
         """The step's outcome from what the attempts so far left on the workflow."""
         self._on_state(status, NO_APPROVAL)
+        workflow.set_current_details(finished_markdown(status, message, self._gate.approvals))
         return PythonStepOutcome(status=status, message=message, code=self._code, analysis=self._report,
                                  execution=self._execution, attempts=self._attempts, approvals=self._gate.approvals,
                                  ignored_decisions=self._gate.ignored)

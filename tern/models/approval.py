@@ -82,13 +82,27 @@ class ResolvedApproval(BaseModel):
 
 
 class Decision(BaseModel):
-    """An approver's decision, sent as the ``decide`` update or signal."""
+    """An approver's decision, sent as the ``decide`` update or signal.
+
+    JSON body (e.g. the Web UI's "Send an Update" dialog): ``{"request_id": "...", "approver": "name",
+    "approved": true, "comment": "why"}``; unknown fields are refused (``extra="forbid"``), so a body with a typo
+    cannot decode and never reaches the workflow's handler.
+    """
 
     model_config = ConfigDict(extra="forbid")
     request_id: str = Field(min_length=1)
     approver: str = Field(min_length=1, max_length=200)
     approved: bool
     comment: str = Field("", max_length=4000)
+    surface: str | None = Field(
+        None, max_length=40, pattern=r"^[a-z][a-z0-9_.-]*$",
+        description="Which front end sent the decision ('cli', 'chat', ...); self-declared, like ``approver``. "
+        "Optional so a Web UI or raw-client body may omit it; the audit then says "
+        "'unspecified (Web UI or raw client)'.")
+
+
+UNSPECIFIED_SURFACE = "unspecified (Web UI or raw client)"
+"""What the audit records as the surface of a decision that did not name one."""
 
 
 class ApprovalRecord(BaseModel):

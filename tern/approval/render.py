@@ -1,0 +1,226 @@
+"""Markdown for a run's "current details" in the Temporal Web UI: what waits for a decision and how to decide it.
+
+Pure functions (no Temporal import): the approval gate and the workflows call them and pass the text to
+``workflow.set_current_details``. The Web UI (2.x) shows that text on the workflow's page, rendered as Markdown
+in a sandboxed frame with HTML stripped (temporalio/ui ``markdown.svelte``, ``/render?content=``), so only plain
+Markdown is used here: headings, lists, bold, inline code, fenced code blocks and links, no tables or HTML.
+Text that comes from a plan or a user (reasons, objectives, summaries) is escaped so it cannot fake structure
+or a link.
+
+The decision body shown is the JSON form of :class:`tern.models.Decision`; the UI's "Send an Update" dialog
+sends it as a ``json/plain`` payload that the worker's pydantic data converter decodes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from urllib.parse import quote
+
+from tern.models.approval import ApprovalRecord, ApprovalRequest
+from tern.models.control import LimitsCheck
+
+UPDATE_NAME = "decide"
+SIGNAL_NAME = "decide_signal"
+APPROVER_PLACEHOLDER = "YOUR-NAME"
+"""Stands in the shown body for the approver's name; sent unchanged it is refused (not an approver)."""
+MAX_CODE_LINES = 80
+MAX_CODE_CHARS = 6000
+
+_SPECIAL = re.compile(r"([\\`*_\[\]{}<>#|~!])")
+
+
+def md_text(text: str) -> str:
+    """``text`` as inline Markdown: special characters backslash-escaped, line breaks turned into spaces."""
+    return _SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def md_code(text: str) -> str:
+    """``text`` as an inline code span (the fence is longer than any backtick run inside)."""
+    text = " ".join(str(text).split())
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _block(text: str, lang: str = "") -> str:
+    longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=2)
+    fence = "`" * (longest + 1)
+    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
+
+
+def workflow_link(namespace: str, workflow_id: str) -> str:
+    """Path of a workflow's page in the Web UI (relative to its base URL): ``/namespaces/NS/workflows/ID``."""
+    return f"/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
+
+
+def decision_body(request_id: str, *, approver: str = APPROVER_PLACEHOLDER, approved: bool = True,
+                  comment: str = "", indent: int | None = None) -> str:
+    """The ``decide`` Update / ``decide_signal`` Signal body for ``request_id`` as JSON (one line unless
+    ``indent`` is given). The fields are those of :class:`tern.models.Decision`, ``surface`` left out."""
+    return json.dumps({"request_id": request_id, "approver": approver, "approved": approved, "comment": comment},
+                      indent=indent)
+
+
+def _utc(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(delta: timedelta) -> str:
+    s = max(int(delta.total_seconds()), 0)
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def _num(value: float | None, units: str) -> str:
+    return "unknown" if value is None else f"{value:g}{' ' + units if units else ''}"
+
+
+def _write_lines(w: LimitsCheck) -> list[str]:
+    units = w.units
+    change = "" if w.current_value is None else f" (change {w.value - w.current_value:+g}{' ' * bool(units)}{units})"
+    limits = [f"min {_num(w.min_value, units)}" if w.min_value is not None else "",
+              f"max {_num(w.max_value, units)}" if w.max_value is not None else "",
+              f"max step {_num(w.max_step, units)}" if w.max_step is not None else ""]
+    v = w.verification
+    tol = (f" within {v.tolerance_percent:g} %" if v.tolerance_percent is not None else
+           f" within {_num(v.tolerance_absolute, units)}" if v.tolerance_absolute is not None else "")
+    verification = {"none": "none (the write is not checked)", "callback": "put callback from the IOC",
+                    "readback": f"readback{tol}"}.get(v.level, md_text(v.level))
+    return [
+        f"- **Channel**: {md_code(w.channel)}",
+        f"- **Current value**: {_num(w.current_value, units)}",
+        f"- **Target**: **{_num(w.value, units)}**{change}",
+        f"- **Limits**: {', '.join(x for x in limits if x) or 'none listed'} (checked: "
+        f"{'within limits' if w.allowed else md_text(w.message or 'refused')})",
+        f"- **Verification**: {verification}",
+    ]
+
+
+def _code_lines(request: ApprovalRequest, run_id: str) -> list[str]:
+    c = request.code
+    assert c is not None
+    lines = [
+        f"- **Risk**: **{md_text(c.risk)}**",
+        f"- **Analysis**: {md_text(c.analysis) or 'no findings'}",
+        f"- **Objective**: {md_text(c.objective) or 'none given'}",
+        f"- **Expected results**: {', '.join(md_code(k) for k in c.expected_keys) or 'none'}",
+        f"- **Attempt**: {c.attempt}",
+        "",
+    ]
+    code = c.code
+    code_lines = code.splitlines()
+    cut = len(code_lines) > MAX_CODE_LINES or len(code) > MAX_CODE_CHARS
+    if cut:
+        code = "\n".join(code_lines[:MAX_CODE_LINES])[:MAX_CODE_CHARS]
+    lines.append(_block(code, "python"))
+    if cut:
+        lines.append(f"Code shortened here ({len(code_lines)} lines in all): `tern show {run_id}` prints all of it.")
+    return lines
+
+
+def _who_lines(request: ApprovalRequest, now: datetime | None) -> list[str]:
+    approvers = ", ".join(f"**{md_text(a)}**" for a in request.approvers) or "nobody"
+    need = request.min_approvals
+    rule = md_text(request.policy_rule or "the run's approvers")
+    version = f", policy version {md_code(request.policy_version)}" if request.policy_version else ""
+    lines = [f"- **Approvers**: {approvers} ({rule}{version})",
+             f"- **Approvals needed**: {need} different approver{'s' if need > 1 else ''}"
+             + (f"; approved so far: {', '.join(md_text(a) for a in request.approved_by)}"
+                if request.approved_by else "")]
+    if not request.allow_self_approval:
+        lines.append(f"- **Not {md_text(request.requested_by)}**: the requester may not approve their own "
+                     f"{request.kind} request (two-person rule); they may still reject it")
+    left = f" (in {_duration(request.expires_at - now)})" if now is not None else ""
+    lines.append(f"- **Expires**: {_utc(request.expires_at)}{left}; a request that expires is rejected")
+    return lines
+
+
+def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | None = None) -> str:
+    """The current details of a run waiting for ``request``: what is asked, who may decide, until when, and
+    the exact ``decide`` Update (name and JSON body with the request id filled in) to send from the Web UI.
+
+    Args:
+        request: the pending request (``write`` set for ``control_write``, ``code`` for ``python``).
+        run_id: the workflow id the request belongs to (the page it is shown on; for the CLI hint).
+        now: the current time (``workflow.now()``), to say how long is left; omitted, only the deadline is shown.
+
+    Returns Markdown (no HTML), a few hundred to a few thousand characters; python code beyond
+    ``MAX_CODE_LINES`` lines or ``MAX_CODE_CHARS`` characters is shortened with a pointer to ``tern show``.
+    """
+    title = {"control_write": f"write {md_code(request.write.channel)}" if request.write else "a control write",
+             "python": "run Python code"}.get(request.kind, md_text(request.kind))
+    lines = [
+        f"## Waiting for approval: {title}",
+        "",
+        f"**{md_text(request.summary)}**",
+        "",
+        f"Requested by **{md_text(request.requested_by)}** at {_utc(request.requested_at)} for step "
+        f"{md_code(request.step_id)} ({request.kind}). Request id {md_code(request.request_id)}.",
+        "",
+    ]
+    if request.reason and not (request.code and request.code.objective == request.reason):
+        lines += [f"Reason: {md_text(request.reason)}", ""]
+    if request.write is not None:
+        lines += [*_write_lines(request.write), ""]
+    if request.code is not None:
+        lines += [*_code_lines(request, run_id), ""]
+    lines += ["### Who may decide", "", *_who_lines(request, now), ""]
+    lines += [
+        "### How to decide here",
+        "",
+        f"**More Actions → Send an Update**, Update name {md_code(UPDATE_NAME)}, with this body. Put your own "
+        f"name in place of {md_code(APPROVER_PLACEHOLDER)}; `\"approved\": false` rejects; say why in "
+        "`comment`:",
+        "",
+        _block(decision_body(request.request_id, indent=2), "json"),
+        "",
+        "The reply is the audited decision, or the reason it was refused (nothing is decided then). "
+        f"Without Updates: **Send a Signal** {md_code(SIGNAL_NAME)} with the same body (no reply: watch this page; "
+        "a refused decision is audited and ignored). "
+        f"From a shell: {md_code(f'tern approve {run_id} --as NAME')} or {md_code(f'tern reject {run_id}')}.",
+    ]
+    return "\n".join(lines)
+
+
+def decided_markdown(record: ApprovalRecord) -> str:
+    """One line saying how an approval request ended: approved or rejected (by whom, how), expired, or refused
+    by the approval policy."""
+    head = f"Approval request {md_code(record.request_id)} ({record.kind}, step {md_code(record.step_id)}): "
+    comment = f": {md_text(record.comment)}" if record.comment else ""
+    if record.via == "timeout":
+        return f"{head}**expired** at {_utc(record.decided_at)}{comment}"
+    if record.via == "policy":
+        return f"{head}**refused by the approval policy**{comment}"
+    who = md_text(", ".join(record.approved_by) or record.approver or "unknown")
+    return f"{head}**{record.decision}** by {who} (via {record.via}) at {_utc(record.decided_at)}{comment}"
+
+
+def step_markdown(step_id: str, kind: str, *, number: int, total: int, child: tuple[str, str] | None = None) -> str:
+    """The current details of a run that is not waiting: which step runs now.
+
+    Args:
+        step_id, kind: the step.
+        number, total: its position (1-based) and the number of steps known so far.
+        child: ``(namespace, workflow id)`` of the child workflow that runs the step (python steps), linked so
+            an approver can open the page where its code request waits.
+    """
+    text = f"**Running** step {number} of {total}: {md_code(step_id)} ({md_text(kind)})"
+    if child is not None:
+        ns, wid = child
+        text += (f"\n\nIt runs as the child workflow [{md_text(wid)}]({workflow_link(ns, wid)}): its code "
+                 "approval waits on that page.")
+    return text
+
+
+def finished_markdown(status: str, message: str = "", approvals: Sequence[ApprovalRecord] = ()) -> str:
+    """The current details of a run (or python step) that has finished with ``status``: the message, then one
+    line per approval request and how it ended (:func:`decided_markdown`)."""
+    head = f"**Finished: {md_text(status)}**" + (f". {md_text(message)}" if message else "")
+    return "\n\n".join([head, *(f"- {decided_markdown(a)}" for a in approvals)])
