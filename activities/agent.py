@@ -67,8 +67,9 @@ class AgentActivities:
             (``ca_max_concurrency``, ``ca_environment()``).
     """
 
-    def __init__(self, settings: TernSettings, pool: asyncpg.Pool | None = None,
-                 ca_client: ChannelAccessClient | None = None) -> None:
+    def __init__(
+        self, settings: TernSettings, pool: asyncpg.Pool | None = None, ca_client: ChannelAccessClient | None = None
+    ) -> None:
         self.settings = settings
         self._pool = pool
         self._pool_lock = asyncio.Lock()
@@ -100,23 +101,24 @@ class AgentActivities:
 
     def limits(self) -> LimitsDatabase:
         """Load the limits database afresh (so an edit takes effect without a restart)."""
-        return LimitsDatabase.load(
-            self.settings.limits_path, allow_unlisted=self.settings.allow_unlisted_channels
-        )
+        return LimitsDatabase.load(self.settings.limits_path, allow_unlisted=self.settings.allow_unlisted_channels)
 
     def all(self) -> list[Callable[..., Any]]:
         """The activity callables to register on a worker."""
         return [
-            self.search_logbook, self.read_channels, self.check_write, self.write_channel,
-            self.record_audit, self.compose_answer,
+            self.search_logbook,
+            self.read_channels,
+            self.check_write,
+            self.write_channel,
+            self.record_audit,
+            self.compose_answer,
         ]
 
     # ---------------------------------------------------------------------------------------------
     @activity.defn(name="search_logbook")
     async def search_logbook(self, inp: LogbookSearchInput) -> SearchResponse:
         """Search the logbook through the ARIEL service (configured backend; degrades to keyword search)."""
-        return await ariel_search(await self.pool(), self.settings, inp.query, mode=inp.mode,
-                                  limit=inp.limit)
+        return await ariel_search(await self.pool(), self.settings, inp.query, mode=inp.mode, limit=inp.limit)
 
     @activity.defn(name="read_channels")
     async def read_channels(self, inp: ChannelReadInput) -> list[ChannelReading]:
@@ -128,21 +130,31 @@ class AgentActivities:
         """Check a proposed write against the master switch, the limits database and the live value."""
         base = {"channel": inp.channel, "value": inp.value}
         if not self.settings.writes_enabled:
-            return LimitsCheck(**base, allowed=False, violation="writes_disabled",
-                               message="control writes are disabled (set writes_enabled=true to allow them)")
+            return LimitsCheck(
+                **base,
+                allowed=False,
+                violation="writes_disabled",
+                message="control writes are disabled (set writes_enabled=true to allow them)",
+            )
         try:
             limits = self.limits()
         except LimitsDatabaseError as exc:
-            return LimitsCheck(**base, allowed=False, violation="invalid_limits_database",
-                               message=f"all writes blocked: {exc}")
+            return LimitsCheck(
+                **base, allowed=False, violation="invalid_limits_database", message=f"all writes blocked: {exc}"
+            )
         static = limits.check(inp.channel, inp.value, current=None)
         if not static.allowed and static.violation != "step_check_failed":
             return static
         try:
             current = await self.ca.read_value(inp.channel, self.settings.ca_timeout_s)
         except ca.ChannelAccessError as exc:
-            return static.model_copy(update={"allowed": False, "violation": "channel_unreachable",
-                                             "message": f"cannot read the current value: {exc}"})
+            return static.model_copy(
+                update={
+                    "allowed": False,
+                    "violation": "channel_unreachable",
+                    "message": f"cannot read the current value: {exc}",
+                }
+            )
         check = self._verifiable(limits.check(inp.channel, inp.value, current=current))
         if not check.units:
             check.units = units_for(inp.channel)
@@ -154,11 +166,15 @@ class AgentActivities:
         if not check.allowed or check.verification.level == "none":
             return check
         try:
-            effective_tolerance(check.value, check.current_value, check.verification,
-                                self.settings.default_tolerance_percent, self.settings.small_change_verification)
+            effective_tolerance(
+                check.value,
+                check.current_value,
+                check.verification,
+                self.settings.default_tolerance_percent,
+                self.settings.small_change_verification,
+            )
         except UnverifiableChange as exc:
-            return check.model_copy(update={"allowed": False, "violation": "unverifiable_change",
-                                            "message": str(exc)})
+            return check.model_copy(update={"allowed": False, "violation": "unverifiable_change", "message": str(exc)})
         return check
 
     @activity.defn(name="write_channel")
@@ -171,8 +187,9 @@ class AgentActivities:
         """
         s = self.settings
         if not s.writes_enabled:
-            raise ApplicationError("control writes are disabled (writes_enabled=false)", type="WritesDisabled",
-                                   non_retryable=True)
+            raise ApplicationError(
+                "control writes are disabled (writes_enabled=false)", type="WritesDisabled", non_retryable=True
+            )
         try:
             limits = self.limits()
         except LimitsDatabaseError as exc:
@@ -188,27 +205,43 @@ class AgentActivities:
         except ca.ChannelAccessError as exc:
             async with pool.acquire() as conn:
                 await release_claim(conn, key)
-            raise ApplicationError(f"cannot read {inp.channel} before writing: {exc}",
-                                   type="ChannelUnreachable") from exc
+            raise ApplicationError(
+                f"cannot read {inp.channel} before writing: {exc}", type="ChannelUnreachable"
+            ) from exc
         check = self._verifiable(limits.check(inp.channel, inp.value, current=current))
-        moved = (inp.approved_from is not None
-                 and abs(current - inp.approved_from) > ca.tolerance(inp.approved_from, check.verification))
+        moved = inp.approved_from is not None and abs(current - inp.approved_from) > ca.tolerance(
+            inp.approved_from, check.verification
+        )
         if not check.allowed or moved:
-            reason = (f"{inp.channel} moved from {inp.approved_from:g} (shown to the approver) to {current:g} "
-                      "since the approval; not writing: start a new run" if moved and check.allowed
-                      else f"write refused at execution time: {check.message}")
+            reason = (
+                f"{inp.channel} moved from {inp.approved_from:g} (shown to the approver) to {current:g} "
+                "since the approval; not writing: start a new run"
+                if moved and check.allowed
+                else f"write refused at execution time: {check.message}"
+            )
             event = self._event(inp, "write_refused", current, None, None, reason)
             async with pool.acquire() as conn:
                 await finish_write(conn, key, None, state="failed", event=event)
-            raise ApplicationError(reason, type="ValueChangedSinceApproval" if moved and check.allowed
-                                   else "WriteRefused", non_retryable=True)
+            raise ApplicationError(
+                reason,
+                type="ValueChangedSinceApproval" if moved and check.allowed else "WriteRefused",
+                non_retryable=True,
+            )
         try:
-            record = await _heartbeating(self.ca.write_channel(
-                inp.channel, inp.value, check.verification, previous_value=current,
-                connect_timeout_s=s.ca_timeout_s, callback_timeout_s=s.write_callback_timeout_s,
-                readback_timeout_s=s.readback_timeout_s, default_tolerance_percent=s.default_tolerance_percent,
-                small_change=s.small_change_verification, readback_clock_skew_s=s.readback_clock_skew_s,
-            ))
+            record = await _heartbeating(
+                self.ca.write_channel(
+                    inp.channel,
+                    inp.value,
+                    check.verification,
+                    previous_value=current,
+                    connect_timeout_s=s.ca_timeout_s,
+                    callback_timeout_s=s.write_callback_timeout_s,
+                    readback_timeout_s=s.readback_timeout_s,
+                    default_tolerance_percent=s.default_tolerance_percent,
+                    small_change=s.small_change_verification,
+                    readback_clock_skew_s=s.readback_clock_skew_s,
+                )
+            )
         except ca.ChannelAccessError as exc:  # raised only before the put: nothing was written
             async with pool.acquire() as conn:
                 await release_claim(conn, key)
@@ -217,8 +250,9 @@ class AgentActivities:
             event = self._event(inp, "write_refused", current, None, None, str(exc))
             async with pool.acquire() as conn:
                 await finish_write(conn, key, None, state="failed", event=event)
-            raise ApplicationError(f"write refused at execution time: {exc}", type="WriteRefused",
-                                   non_retryable=True) from exc
+            raise ApplicationError(
+                f"write refused at execution time: {exc}", type="WriteRefused", non_retryable=True
+            ) from exc
         record.idempotency_key = key
         event = self._event(inp, "write", current, record.readback, record.verified, record.message)
         async with pool.acquire() as conn:
@@ -230,8 +264,9 @@ class AgentActivities:
         if row["state"] == "done":
             return WriteRecord.model_validate_json(row["result"])
         if row["state"] == "failed":
-            raise ApplicationError("this write was already refused or failed; it is not retried",
-                                   type="WriteRefused", non_retryable=True)
+            raise ApplicationError(
+                "this write was already refused or failed; it is not retried", type="WriteRefused", non_retryable=True
+            )
         # 'claimed': the previous attempt died between claiming and recording. Never put again; find out,
         # once a put sent just before the interruption has had time to land (write_settle_delay_s).
         pool = await self.pool()
@@ -243,22 +278,41 @@ class AgentActivities:
         try:
             now = await self.ca.read_value(inp.channel, self.settings.ca_timeout_s)
         except ca.ChannelAccessError as exc:
-            raise ApplicationError(f"interrupted write, and {inp.channel} cannot be read: {exc}",
-                                   type="WriteOutcomeUnknown") from exc
+            raise ApplicationError(
+                f"interrupted write, and {inp.channel} cannot be read: {exc}", type="WriteOutcomeUnknown"
+            ) from exc
         verification = limits.channels[inp.channel].verification if inp.channel in limits else None
-        tol = (effective_tolerance(inp.value, inp.approved_from, verification,
-                                   self.settings.default_tolerance_percent).value if verification else 1e-9)
+        tol = (
+            effective_tolerance(
+                inp.value, inp.approved_from, verification, self.settings.default_tolerance_percent
+            ).value
+            if verification
+            else 1e-9
+        )
         held = math.isfinite(now) and abs(now - inp.value) <= tol
-        record = WriteRecord(channel=inp.channel, previous_value=inp.approved_from, value=inp.value, readback=now,
-                             verified=held, verification=verification.level if verification else "none",
-                             idempotency_key=inp.idempotency_key, tolerance=tol,
-                             message=f"an earlier attempt was interrupted after claiming the write; not written "
-                                     f"again; settled by reading {inp.channel} = {now:g} "
-                                     f"{self.settings.write_settle_delay_s:g} s or more after the claim: "
-                                     f"{'holds' if held else 'does not hold'} {inp.value:g} ±{tol:g}")
+        record = WriteRecord(
+            channel=inp.channel,
+            previous_value=inp.approved_from,
+            value=inp.value,
+            readback=now,
+            verified=held,
+            verification=verification.level if verification else "none",
+            idempotency_key=inp.idempotency_key,
+            tolerance=tol,
+            message=f"an earlier attempt was interrupted after claiming the write; not written "
+            f"again; settled by reading {inp.channel} = {now:g} "
+            f"{self.settings.write_settle_delay_s:g} s or more after the claim: "
+            f"{'holds' if held else 'does not hold'} {inp.value:g} ±{tol:g}",
+        )
         state = "done" if record.verified else "failed"
-        details = {"settled_by": "read_after_interrupt", "held": now, "holds_target": held, "tolerance": tol,
-                   "claimed_at": row["claimed_at"].isoformat(), "settle_delay_s": self.settings.write_settle_delay_s}
+        details = {
+            "settled_by": "read_after_interrupt",
+            "held": now,
+            "holds_target": held,
+            "tolerance": tol,
+            "claimed_at": row["claimed_at"].isoformat(),
+            "settle_delay_s": self.settings.write_settle_delay_s,
+        }
         event = self._event(inp, "write", None, now, record.verified, record.message, details)
         async with pool.acquire() as conn:
             await finish_write(conn, inp.idempotency_key, record, state=state, event=event)
@@ -266,17 +320,35 @@ class AgentActivities:
             raise ApplicationError(
                 f"an earlier attempt of this write was interrupted and {inp.channel} holds {now}, not "
                 f"{inp.value}; not writing again: check the machine and start a new run",
-                type="WriteOutcomeUnknown", non_retryable=True)
+                type="WriteOutcomeUnknown",
+                non_retryable=True,
+            )
         return record
 
     @staticmethod
-    def _event(inp: WriteInput, kind: AuditKind, prev: float | None, readback: float | None,
-               verified: bool | None, comment: str, details: dict[str, Any] | None = None) -> AuditEvent:
+    def _event(
+        inp: WriteInput,
+        kind: AuditKind,
+        prev: float | None,
+        readback: float | None,
+        verified: bool | None,
+        comment: str,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEvent:
         return AuditEvent(
             event_kind=kind,
-            run_id=inp.run_id, event_key=f"{kind}:{inp.idempotency_key}", step_id=inp.step_id,
-            request_id=inp.request_id, actor=inp.approver, channel=inp.channel, previous_value=prev,
-            value=inp.value, readback=readback, verified=verified, comment=comment, details=details or {},
+            run_id=inp.run_id,
+            event_key=f"{kind}:{inp.idempotency_key}",
+            step_id=inp.step_id,
+            request_id=inp.request_id,
+            actor=inp.approver,
+            channel=inp.channel,
+            previous_value=prev,
+            value=inp.value,
+            readback=readback,
+            verified=verified,
+            comment=comment,
+            details=details or {},
         )
 
     @activity.defn(name="record_audit")

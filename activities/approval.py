@@ -51,14 +51,25 @@ class ApprovalActivities:
         Raises :class:`ApprovalPolicyError` when the policy file is unreadable or invalid."""
         policy, version = self.source.current()
         if version not in self._audited:
-            details = {"version": version, "path": str(self.source.path) if self.source.path else None,
-                       **policy.model_dump(mode="json")}
+            details = {
+                "version": version,
+                "path": str(self.source.path) if self.source.path else None,
+                **policy.model_dump(mode="json"),
+            }
             pool = await self._pool()
             async with pool.acquire() as conn:
-                await record_event(conn, AuditEvent(
-                    event_kind="approval_policy", run_id=POLICY_AUDIT_RUN_ID, event_key=f"policy:{version}",
-                    actor="worker", comment=f"approval policy {version} in force"
-                    + (" (open: runs name their own approvers)" if policy.is_open else ""), details=details))
+                await record_event(
+                    conn,
+                    AuditEvent(
+                        event_kind="approval_policy",
+                        run_id=POLICY_AUDIT_RUN_ID,
+                        event_key=f"policy:{version}",
+                        actor="worker",
+                        comment=f"approval policy {version} in force"
+                        + (" (open: runs name their own approvers)" if policy.is_open else ""),
+                        details=details,
+                    ),
+                )
             self._audited.add(version)
         return policy, version
 
@@ -68,8 +79,20 @@ class ApprovalActivities:
         try:
             policy, version = await self.current()
         except ApprovalPolicyError as exc:
-            return ResolvedApproval(approvers=[], min_approvals=1, allow_self_approval=False,
-                                    python_approval_mode="all_code", policy_version="invalid",
-                                    rule="invalid policy", refusal=f"all approvals blocked: {exc}")
-        return policy.resolve(inp.kind, requester=inp.requester, requested=inp.requested_approvers,
-                              channel=inp.channel, requested_mode=inp.requested_mode, version=version)
+            return ResolvedApproval(
+                approvers=[],
+                min_approvals=1,
+                allow_self_approval=False,
+                python_approval_mode="all_code",
+                policy_version="invalid",
+                rule="invalid policy",
+                refusal=f"all approvals blocked: {exc}",
+            )
+        return policy.resolve(
+            inp.kind,
+            requester=inp.requester,
+            requested=inp.requested_approvers,
+            channel=inp.channel,
+            requested_mode=inp.requested_mode,
+            version=version,
+        )

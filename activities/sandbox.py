@@ -64,7 +64,9 @@ class SandboxActivities:
         if provider is None:
             raise ApplicationError(
                 "no code generator is configured (llm_provider=none): give the python step its 'code'",
-                type="NoCodeGenerator", non_retryable=True)
+                type="NoCodeGenerator",
+                non_retryable=True,
+            )
         try:
             return GeneratedCode(code=await generate(provider, inp))
         except ValueError as exc:
@@ -80,13 +82,15 @@ class SandboxActivities:
             backend = self.backend()
             if isinstance(backend, DockerBackend):
                 await asyncio.to_thread(backend.kill, inp.run_id, inp.step_id)  # leftovers of a dead worker
-        request = ExecutionRequest(code=inp.code, inputs=inp.inputs, expected_keys=inp.expected_keys,
-                                   run_id=inp.run_id, step_id=inp.step_id)
+        request = ExecutionRequest(
+            code=inp.code, inputs=inp.inputs, expected_keys=inp.expected_keys, run_id=inp.run_id, step_id=inp.step_id
+        )
         try:
             result = await sandbox_execute(request, self.backend(), heartbeat=activity.heartbeat)
         except SandboxUnavailable as exc:
-            raise ApplicationError(f"sandbox unavailable: {exc}", type="SandboxUnavailable",
-                                   non_retryable=True) from exc
+            raise ApplicationError(
+                f"sandbox unavailable: {exc}", type="SandboxUnavailable", non_retryable=True
+            ) from exc
         except SandboxError as exc:
             raise ApplicationError(f"sandbox failure: {exc}", type="SandboxError") from exc
         return await store_figures(self.pool, result, run_id=inp.run_id, step_id=inp.step_id)

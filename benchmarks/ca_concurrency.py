@@ -35,7 +35,8 @@ from typing import Any
 from tern.embedded.net import free_port
 
 CHANNELS = [f"SR:MAG:VCM:{n:02d}:CURRENT:SP" for n in range(1, 73)] + [
-    f"SR:MAG:HCM:{n:02d}:CURRENT:SP" for n in range(2, 30)]  # 100 writable setpoints, -12..12 A
+    f"SR:MAG:HCM:{n:02d}:CURRENT:SP" for n in range(2, 30)
+]  # 100 writable setpoints, -12..12 A
 LEVELS = (1, 10, 50)
 
 
@@ -132,8 +133,11 @@ async def measure(reads: int, writes: int, repeat: int, max_concurrency: int, si
         read_value(name)
     pvs = bare_pvs()
     rows: dict[str, Any] = {}
-    kinds = (("read", reads, bare_reads), ("write", writes, bare_writes),
-             ("write_readback", max(max_concurrency * 3, writes // 8), None))
+    kinds = (
+        ("read", reads, bare_reads),
+        ("write", writes, bare_writes),
+        ("write_readback", max(max_concurrency * 3, writes // 8), None),
+    )
     for kind, n, bare in kinds:
         runs: dict[str, list[float]] = {"bare": [], "sequential": [], **{str(c): [] for c in LEVELS}}
         if bare is None:
@@ -155,14 +159,22 @@ async def measure(reads: int, writes: int, repeat: int, max_concurrency: int, si
         base = statistics.median(runs["bare"]) if "bare" in runs else None
         seq = statistics.median(runs["sequential"])
         row: dict[str, Any] = {
-            "n": n, "bare_ops_s": base, "bare_runs": runs.get("bare"),
-            "sequential_ops_s": seq, "sequential_runs": runs["sequential"],
+            "n": n,
+            "bare_ops_s": base,
+            "bare_runs": runs.get("bare"),
+            "sequential_ops_s": seq,
+            "sequential_runs": runs["sequential"],
             "ioc_cpu_share": {k: statistics.median(v) for k, v in sim_cpu.items()},
-            "client_cpu_share": {k: statistics.median(v) for k, v in own_cpu.items()}}
+            "client_cpu_share": {k: statistics.median(v) for k, v in own_cpu.items()},
+        }
         for c in LEVELS:
             med = statistics.median(runs[str(c)])
-            row[str(c)] = {"ops_s": med, "runs": runs[str(c)], "ratio_to_bare": med / base if base else None,
-                           "ratio_to_sequential": med / seq}
+            row[str(c)] = {
+                "ops_s": med,
+                "runs": runs[str(c)],
+                "ratio_to_bare": med / base if base else None,
+                "ratio_to_sequential": med / seq,
+            }
         rows[kind] = row
     client.close()
     return rows
@@ -177,8 +189,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     args = parser.parse_args()
     port = free_port()
-    os.environ.update({"EPICS_CA_SERVER_PORT": str(port), "EPICS_CA_ADDR_LIST": "127.0.0.1",
-                       "EPICS_CA_AUTO_ADDR_LIST": "NO"})
+    os.environ.update(
+        {"EPICS_CA_SERVER_PORT": str(port), "EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
+    )
     with tempfile.TemporaryDirectory(prefix="ca-bench-") as tmp:
         sim = start_sim(port, Path(tmp) / "sim.log")
         try:
@@ -191,24 +204,31 @@ def main() -> None:
                     break
                 except ChannelAccessError:
                     if sim.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit("the simulated IOC did not start: "
-                                         + (Path(tmp) / "sim.log").read_text()[-2000:]) from None
+                        raise SystemExit(
+                            "the simulated IOC did not start: " + (Path(tmp) / "sim.log").read_text()[-2000:]
+                        ) from None
             rows = asyncio.run(measure(args.reads, args.writes, args.repeat, args.max_concurrency, sim.pid))
         finally:
             sim.terminate()
             sim.wait(10)
-    report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-              "max_concurrency": args.max_concurrency, "reads": args.reads, "writes": args.writes,
-              "repeat": args.repeat, "results": rows}
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "max_concurrency": args.max_concurrency,
+        "reads": args.reads,
+        "writes": args.writes,
+        "repeat": args.repeat,
+        "results": rows,
+    }
     for kind, row in rows.items():
         cells = "  ".join(
             f"{c}: {row[str(c)]['ops_s']:.1f}/s ("
             + (f"{row[str(c)]['ratio_to_bare']:.2f}x bare, " if row[str(c)]["ratio_to_bare"] else "")
-            + f"{row[str(c)]['ratio_to_sequential']:.2f}x seq)" for c in LEVELS)
+            + f"{row[str(c)]['ratio_to_sequential']:.2f}x seq)"
+            for c in LEVELS
+        )
         cpu = " ".join(f"{k}={v:.2f}/{row['client_cpu_share'][k]:.2f}" for k, v in row["ioc_cpu_share"].items())
         bare = f"bare: {row['bare_ops_s']:.0f}/s  " if row["bare_ops_s"] else ""
-        print(f"{kind}  {bare}sequential: {row['sequential_ops_s']:.1f}/s  {cells}"
-              f"  CPU share IOC/client: {cpu}")
+        print(f"{kind}  {bare}sequential: {row['sequential_ops_s']:.1f}/s  {cells}  CPU share IOC/client: {cpu}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

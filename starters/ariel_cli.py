@@ -65,8 +65,10 @@ def _parse_every(value: str) -> timedelta:
     except (ValueError, KeyError, IndexError):
         fail(f"--every must be a number with a unit s, m, h or d (e.g. 1h), got {value!r}")
     if not math.isfinite(seconds) or not MIN_WATCH_INTERVAL_S <= seconds <= MAX_WATCH_INTERVAL_S:
-        fail(f"--every must be between {MIN_WATCH_INTERVAL_S:g} s and {MAX_WATCH_INTERVAL_S / 86400:g} days, "
-             f"got {value!r}")
+        fail(
+            f"--every must be between {MIN_WATCH_INTERVAL_S:g} s and {MAX_WATCH_INTERVAL_S / 86400:g} days, "
+            f"got {value!r}"
+        )
     return timedelta(seconds=seconds)
 
 

@@ -26,13 +26,15 @@ from tern.config import current_user
 from tern.models import AgentRunResult, AgentRunStatus, ApprovalRecord
 from tern.models.limits import MAX_COMMENT_CHARS, MAX_RUN_ID_CHARS
 
-app = typer.Typer(help="Tern: operator-assistant agents for particle accelerators, on Temporal.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Tern: operator-assistant agents for particle accelerators, on Temporal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 app.add_typer(ariel_app, name="ariel")
 app.add_typer(sandbox_app, name="sandbox")
 out = Console(soft_wrap=True)
 T = TypeVar("T")
-
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
@@ -125,8 +127,10 @@ def run(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result (approve from another shell).")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     user: Annotated[str | None, typer.Option("--user", help="Requesting user (default: you).")] = None,
-    approver: Annotated[list[str] | None, typer.Option(
-        "--approver", help="Narrow who may approve (repeatable); the worker's policy decides.")] = None,
+    approver: Annotated[
+        list[str] | None,
+        typer.Option("--approver", help="Narrow who may approve (repeatable); the worker's policy decides."),
+    ] = None,
     timeout: Annotated[float | None, typer.Option("--approval-timeout", help="Seconds to wait for a decision.")] = None,
 ) -> None:
     """Start an agent run with an explicit plan.
@@ -139,15 +143,26 @@ def run(
         fail("the query is empty")
     the_plan = _guard(lambda: load_plan(plan))
     _guard(lambda: check_plan_channels(the_plan, s))
-    labels = {"query": "the query", "user": "--user" if user is not None else "user (your login name)",
-              "approvers": "--approver",
-              "approval_timeout_s": "--approval-timeout" if timeout is not None
-              else "approval timeout (setting TERN_APPROVAL_TIMEOUT_S)"}
+    labels = {
+        "query": "the query",
+        "user": "--user" if user is not None else "user (your login name)",
+        "approvers": "--approver",
+        "approval_timeout_s": "--approval-timeout"
+        if timeout is not None
+        else "approval timeout (setting TERN_APPROVAL_TIMEOUT_S)",
+    }
     who = user if user is not None else current_user()
-    req = _guard(lambda: run_request(
-        labels, user=who, query=query, plan=the_plan, approvers=approver or [],
-        approval_timeout_s=timeout if timeout is not None else s.approval_timeout_s,
-        python_approval_mode=s.python_approval_mode))
+    req = _guard(
+        lambda: run_request(
+            labels,
+            user=who,
+            query=query,
+            plan=the_plan,
+            approvers=approver or [],
+            approval_timeout_s=timeout if timeout is not None else s.approval_timeout_s,
+            python_approval_mode=s.python_approval_mode,
+        )
+    )
 
     async def go() -> None:
         client = await TernClient.connect(s)
@@ -215,34 +230,43 @@ def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json:
         fail(f"--comment has {len(comment)} characters; the limit is {MAX_COMMENT_CHARS}")
 
     async def go() -> ApprovalRecord:
-        return await (await TernClient.connect(s)).decide(run_id, approver, approved, comment,
-                                                          wait=wait, notify=lambda m: err.print(m, markup=False))
+        return await (await TernClient.connect(s)).decide(
+            run_id, approver, approved, comment, wait=wait, notify=lambda m: err.print(m, markup=False)
+        )
 
     record = run_async(go())
     if as_json:
         print_json(record.model_dump(mode="json"))
     else:
-        out.print(f"{record.decision} request {record.request_id} of run {run_id} as {record.approver} "
-                  "(recorded in the audit table)")
+        out.print(
+            f"{record.decision} request {record.request_id} of run {run_id} as {record.approver} "
+            "(recorded in the audit table)"
+        )
 
 
 AsUser = Annotated[str | None, typer.Option("--as", help="Approver identity (default: you).")]
 Comment = Annotated[str, typer.Option("--comment")]
 AsJson = Annotated[bool, typer.Option("--json")]
-WaitForWorker = Annotated[bool, typer.Option("--wait", help="If no worker is polling, wait for one (default: exit 1 "
-                                             "after a few seconds, nothing sent).")]
+WaitForWorker = Annotated[
+    bool,
+    typer.Option(
+        "--wait", help="If no worker is polling, wait for one (default: exit 1 after a few seconds, nothing sent)."
+    ),
+]
 
 
 @app.command()
-def approve(run_id: str, as_user: AsUser = None, comment: Comment = "", as_json: AsJson = False,
-            wait: WaitForWorker = False) -> None:
+def approve(
+    run_id: str, as_user: AsUser = None, comment: Comment = "", as_json: AsJson = False, wait: WaitForWorker = False
+) -> None:
     """Approve the pending request of a run."""
     _decide(run_id, True, as_user, comment, as_json, wait)
 
 
 @app.command()
-def reject(run_id: str, as_user: AsUser = None, comment: Comment = "", as_json: AsJson = False,
-           wait: WaitForWorker = False) -> None:
+def reject(
+    run_id: str, as_user: AsUser = None, comment: Comment = "", as_json: AsJson = False, wait: WaitForWorker = False
+) -> None:
     """Reject the pending request of a run (nothing is written)."""
     _decide(run_id, False, as_user, comment, as_json, wait)
 
@@ -264,34 +288,48 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) 
     from rich.panel import Panel
     from rich.syntax import Syntax
 
-    out.print(f"run {st.run_id}: {st.state} (user {st.user}; step {st.current_step or '-'}, "
-              f"{st.steps_done}/{st.steps_total} steps done)")
+    out.print(
+        f"run {st.run_id}: {st.state} (user {st.user}; step {st.current_step or '-'}, "
+        f"{st.steps_done}/{st.steps_total} steps done)"
+    )
     out.print(f"question: {st.query}", markup=False, highlight=False)
     p = st.pending
     if p is None:
         out.print("nothing is waiting for a decision")
         return
     out.print(f"\n[bold]waiting for a decision[/]: {p.summary}  (request {p.request_id})")
-    out.print(f"requested by {p.requested_by}; approvers: {', '.join(p.approvers)}; "
-              f"expires {p.expires_at:%Y-%m-%d %H:%M:%S} UTC")
+    out.print(
+        f"requested by {p.requested_by}; approvers: {', '.join(p.approvers)}; "
+        f"expires {p.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
     if p.min_approvals > 1 or not p.allow_self_approval or p.policy_version:
         so_far = f", {len(p.approved_by)} so far ({', '.join(p.approved_by)})" if p.approved_by else ""
-        out.print(f"needs {p.min_approvals} approval(s){so_far}"
-                  + ("" if p.allow_self_approval else f"; not by {p.requested_by}")
-                  + (f"; policy {p.policy_version} ({p.policy_rule})" if p.policy_version else ""))
+        out.print(
+            f"needs {p.min_approvals} approval(s){so_far}"
+            + ("" if p.allow_self_approval else f"; not by {p.requested_by}")
+            + (f"; policy {p.policy_version} ({p.policy_rule})" if p.policy_version else "")
+        )
     if p.reason:
         out.print(f"reason: {p.reason}", markup=False, highlight=False)
     if p.write is not None:
         w = p.write
-        out.print(f"channel {w.channel}: now {w.current_value} {w.units} -> {w.value} {w.units}; "
-                  f"limits [{w.min_value}, {w.max_value}], max step {w.max_step}; "
-                  f"verification {w.verification.level}", markup=False, highlight=False)
+        out.print(
+            f"channel {w.channel}: now {w.current_value} {w.units} -> {w.value} {w.units}; "
+            f"limits [{w.min_value}, {w.max_value}], max step {w.max_step}; "
+            f"verification {w.verification.level}",
+            markup=False,
+            highlight=False,
+        )
     if p.code is not None:
         out.print(f"policy analysis: {p.code.analysis}", markup=False, highlight=False)
         if p.code.expected_keys:
             out.print(f"expected results: {', '.join(p.code.expected_keys)}")
-        out.print(Panel(Syntax(p.code.code, "python", line_numbers=True, word_wrap=True),
-                        title=f"code (attempt {p.code.attempt})"))
+        out.print(
+            Panel(
+                Syntax(p.code.code, "python", line_numbers=True, word_wrap=True),
+                title=f"code (attempt {p.code.attempt})",
+            )
+        )
     out.print(f"\ndecide with: tern approve {run_id}   or   tern reject {run_id} --comment 'why'")
 
 
@@ -343,8 +381,10 @@ def _print_result(res: AgentRunResult, as_json: bool) -> NoReturn:
         colour = "green" if res.status == "completed" else "red"
         out.print(f"run {res.run_id}: [{colour}]{res.status}[/{colour}]" + (f" ({res.error})" if res.error else ""))
         for w in res.writes:
-            out.print(f"write {w.channel}: {w.previous_value} -> {w.value} readback {w.readback} "
-                      f"{'verified' if w.verified else 'NOT VERIFIED'}")
+            out.print(
+                f"write {w.channel}: {w.previous_value} -> {w.value} readback {w.readback} "
+                f"{'verified' if w.verified else 'NOT VERIFIED'}"
+            )
         for a in res.approvals:
             out.print(f"approval {a.request_id}: {a.decision} by {a.approver or '-'} via {a.via}")
         if res.answer:
@@ -384,10 +424,18 @@ def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False)
     for col in ("time (UTC)", "run", "event", "actor", "decision", "channel", "value", "verified", "comment"):
         table.add_column(col)
     for r in rows:
-        child = r["run_id"][len(run_id):] or "-"  # ".<step>" for a child run, "-" for the run itself
-        table.add_row(r["occurred_at"].strftime("%Y-%m-%d %H:%M:%S"), child, r["event_kind"], r["actor"] or "",
-                      r["decision"] or "", r["channel"] or "", "" if r["value"] is None else f"{r['value']:g}",
-                      "" if r["verified"] is None else str(r["verified"]), r["comment"][:60])
+        child = r["run_id"][len(run_id) :] or "-"  # ".<step>" for a child run, "-" for the run itself
+        table.add_row(
+            r["occurred_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            child,
+            r["event_kind"],
+            r["actor"] or "",
+            r["decision"] or "",
+            r["channel"] or "",
+            "" if r["value"] is None else f"{r['value']:g}",
+            "" if r["verified"] is None else str(r["verified"]),
+            r["comment"][:60],
+        )
     out.print(table)
 
 
@@ -433,15 +481,23 @@ def demo(
     as_self = "" if who == current_user() else f" --as {who}"
     write_cmd = f"tern approve {run_id} --as {DEMO_OPERATOR}"
     if as_json:
-        print_json({"run_id": run_id, "status": "awaiting_approval",
-                    "approve_command": f"tern approve {run_id}{as_self}", "approve_write_command": write_cmd,
-                    "ui_url": s.run_url(run_id)})
+        print_json(
+            {
+                "run_id": run_id,
+                "status": "awaiting_approval",
+                "approve_command": f"tern approve {run_id}{as_self}",
+                "approve_write_command": write_cmd,
+                "ui_url": s.run_url(run_id),
+            }
+        )
         return
     out.print(f"run [bold]{run_id}[/] is waiting for your approval.")
     if asks > 1:
-        out.print("It asks twice: first for its analysis code (a sandboxed python step), then for the write the "
-                  "code proposes. You started the run, so the two-person rule lets you approve its code but not "
-                  f"its write: approve the write as {DEMO_OPERATOR}. `tern show` prints what waits in full.")
+        out.print(
+            "It asks twice: first for its analysis code (a sandboxed python step), then for the write the "
+            "code proposes. You started the run, so the two-person rule lets you approve its code but not "
+            f"its write: approve the write as {DEMO_OPERATOR}. `tern show` prints what waits in full."
+        )
     out.print(f"  approve:  tern approve {run_id}{as_self}")
     out.print(f"  write:    {write_cmd}")
     out.print(f"  reject:   tern reject {run_id} --comment 'why'")

@@ -126,8 +126,10 @@ Notify = Callable[[str], None]
 
 
 def _no_worker(task_queue: str) -> str:
-    return (f"no worker is polling task queue {task_queue!r}, so the run cannot answer; start one (`tern up` for "
-            "the embedded stack, or `tern worker`), or let `tern approve`/`reject` wait for it with --wait")
+    return (
+        f"no worker is polling task queue {task_queue!r}, so the run cannot answer; start one (`tern up` for "
+        "the embedded stack, or `tern worker`), or let `tern approve`/`reject` wait for it with --wait"
+    )
 
 
 class TernClient:
@@ -150,11 +152,18 @@ class TernClient:
         """Start ``AgentRunWorkflow``; returns its handle (``handle.id`` is the run id)."""
         run_id = run_id or f"tern-run-{uuid.uuid4().hex[:12]}"
         return await self.client.start_workflow(
-            AgentRunWorkflow.run, request, id=run_id, task_queue=self.settings.task_queue,
+            AgentRunWorkflow.run,
+            request,
+            id=run_id,
+            task_queue=self.settings.task_queue,
             static_summary=f"{request.user}: {request.query[:180]}",
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(RUN_STATUS, "running"), SearchAttributePair(PENDING_APPROVAL, NO_APPROVAL),
-                SearchAttributePair(RUN_USER, request.user)]),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(RUN_STATUS, "running"),
+                    SearchAttributePair(PENDING_APPROVAL, NO_APPROVAL),
+                    SearchAttributePair(RUN_USER, request.user),
+                ]
+            ),
         )
 
     async def _describe(self, run_id: str) -> tuple[WorkflowHandle[Any, Any], str]:
@@ -178,7 +187,8 @@ class TernClient:
         req = DescribeTaskQueueRequest(
             namespace=self.client.namespace,
             task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
         try:
             resp = await self.client.workflow_service.describe_task_queue(req, timeout=timedelta(seconds=10))
         except RPCError as exc:
@@ -196,8 +206,10 @@ class TernClient:
             if not wait and time.monotonic() >= deadline:
                 raise TernUnavailable(_no_worker(task_queue))
             if wait and not told and notify is not None:
-                notify(f"waiting for a worker to poll task queue {task_queue!r} (start one with `tern up` or "
-                       "`tern worker`)")
+                notify(
+                    f"waiting for a worker to poll task queue {task_queue!r} (start one with `tern up` or "
+                    "`tern worker`)"
+                )
                 told = True
             await asyncio.sleep(WORKER_POLL_INTERVAL_S)
 
@@ -219,8 +231,10 @@ class TernClient:
                 if exc.status not in _NO_ANSWER:
                     raise TernUnavailable(f"run {run_id} did not answer its status query: {exc}") from exc
                 if not wait:  # the worker died moments ago: its last poll still looks recent
-                    raise TernUnavailable(f"{_no_worker(task_queue)} (run {run_id} did not answer within "
-                                          f"{QUERY_RPC_TIMEOUT.total_seconds():g} s: {exc})") from exc
+                    raise TernUnavailable(
+                        f"{_no_worker(task_queue)} (run {run_id} did not answer within "
+                        f"{QUERY_RPC_TIMEOUT.total_seconds():g} s: {exc})"
+                    ) from exc
                 if notify is not None:
                     notify(f"run {run_id} did not answer; waiting for a worker on task queue {task_queue!r}")
                 await asyncio.sleep(WORKER_POLL_INTERVAL_S)
@@ -234,12 +248,15 @@ class TernClient:
             if wf.status != ExecStatus.RUNNING:
                 continue
             try:
-                st = await self.client.get_workflow_handle(wf.id).query(AgentRunWorkflow.status,
-                                                                        rpc_timeout=QUERY_RPC_TIMEOUT)
+                st = await self.client.get_workflow_handle(wf.id).query(
+                    AgentRunWorkflow.status, rpc_timeout=QUERY_RPC_TIMEOUT
+                )
             except RPCError as exc:
                 if exc.status in _NO_ANSWER:
-                    raise TernUnavailable(f"{_no_worker(wf.task_queue)} (run {wf.id} did not answer within "
-                                          f"{QUERY_RPC_TIMEOUT.total_seconds():g} s: {exc})") from exc
+                    raise TernUnavailable(
+                        f"{_no_worker(wf.task_queue)} (run {wf.id} did not answer within "
+                        f"{QUERY_RPC_TIMEOUT.total_seconds():g} s: {exc})"
+                    ) from exc
                 raise TernUnavailable(f"run {wf.id} did not answer its status query: {exc}") from exc
             if st.pending is not None:
                 out.append(st)
@@ -258,8 +275,17 @@ class TernClient:
                 return child
         return st
 
-    async def decide(self, run_id: str, approver: str, approved: bool, comment: str = "", *, wait: bool = False,
-                     notify: Notify | None = None, surface: str = "cli") -> ApprovalRecord:
+    async def decide(
+        self,
+        run_id: str,
+        approver: str,
+        approved: bool,
+        comment: str = "",
+        *,
+        wait: bool = False,
+        notify: Notify | None = None,
+        surface: str = "cli",
+    ) -> ApprovalRecord:
         """Approve or reject the pending request of ``run_id`` as ``approver``; returns the audited record.
         ``surface`` names the front end in the audit (``Decision.surface``; the ``tern`` CLI's by default).
 
@@ -278,15 +304,17 @@ class TernClient:
         # AgentRunWorkflow and PythonExecutionWorkflow share the `decide` update (name, argument, result).
         handle, task_queue = await self._describe(run_id)
         try:
-            decision = Decision(request_id=st.pending.request_id, approver=approver, approved=approved,
-                                comment=comment, surface=surface)
+            decision = Decision(
+                request_id=st.pending.request_id, approver=approver, approved=approved, comment=comment, surface=surface
+            )
         except ValidationError as exc:
             raise TernUserError(validation_message(exc, "decision")) from exc
         update_id = f"decide-{st.pending.request_id}-{uuid.uuid4().hex[:12]}"
         while True:
             try:
-                return await handle.execute_update(AgentRunWorkflow.decide, decision, id=update_id,
-                                                   rpc_timeout=UPDATE_RPC_TIMEOUT)
+                return await handle.execute_update(
+                    AgentRunWorkflow.decide, decision, id=update_id, rpc_timeout=UPDATE_RPC_TIMEOUT
+                )
             except WorkflowUpdateFailedError as exc:
                 raise TernUserError(f"decision refused: {exc.cause or exc}") from exc
             except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
@@ -294,10 +322,13 @@ class TernClient:
                     raise TernUnavailable(
                         f"the decision was sent to run {run_id} but no worker confirmed it within "
                         f"{UPDATE_RPC_TIMEOUT.total_seconds():g} s; it may still take effect when a worker polls task "
-                        f"queue {task_queue!r}: check with `tern show {run_id}` before deciding again") from exc
+                        f"queue {task_queue!r}: check with `tern show {run_id}` before deciding again"
+                    ) from exc
                 if notify is not None:
-                    notify(f"run {run_id} did not confirm the decision yet; waiting for a worker on task queue "
-                           f"{task_queue!r}")
+                    notify(
+                        f"run {run_id} did not confirm the decision yet; waiting for a worker on task queue "
+                        f"{task_queue!r}"
+                    )
                 await self.wait_for_worker(task_queue, wait=True, notify=notify)
 
     async def result(self, run_id: str) -> AgentRunResult:

@@ -22,8 +22,10 @@ from tern.config import TernSettings, current_user
 from tern.models import AgentRunRequest, AgentRunResult, ControlWriteStep, Plan
 
 DEMO_OPERATOR = "demo-operator"
-DEMO_QUERY = ("RF cavity 1 tripped on reflected power again overnight. Has this happened before, what is the "
-              "cavity doing now, and should we lower its voltage a little?")
+DEMO_QUERY = (
+    "RF cavity 1 tripped on reflected power again overnight. Has this happened before, what is the "
+    "cavity doing now, and should we lower its voltage a little?"
+)
 DEMO_PLAN = PACKAGE_DIR / "plans" / "demo.json"
 DEMO_PLAN_NO_SANDBOX = PACKAGE_DIR / "plans" / "demo_no_sandbox.json"
 STEP_MV = 0.05
@@ -46,8 +48,9 @@ def demo_plan_without_sandbox(current_mv: float, min_mv: float, max_mv: float) -
     return plan
 
 
-async def run_demo(settings: TernSettings, *, auto_approve: bool,
-                   progress: Callable[[str], None] = lambda _m: None) -> AgentRunResult | tuple[str, str, int]:
+async def run_demo(
+    settings: TernSettings, *, auto_approve: bool, progress: Callable[[str], None] = lambda _m: None
+) -> AgentRunResult | tuple[str, str, int]:
     """Run the demo; see the module docstring. Returns the result (``auto_approve``) or
     ``(run id, user, number of approvals the run will ask for)``.
 
@@ -69,8 +72,9 @@ async def run_demo(settings: TernSettings, *, auto_approve: bool,
     progress("ingesting the demo logbook")
     pool = await create_pool(settings.dsn)
     try:
-        counts, bad = await ingest_source(pool, "demo", str(DATA_DIR / "demo_logbook.json"),
-                                          adapter_options(settings), 100)
+        counts, bad = await ingest_source(
+            pool, "demo", str(DATA_DIR / "demo_logbook.json"), adapter_options(settings), 100
+        )
     finally:
         await pool.close()
     if bad:
@@ -81,8 +85,10 @@ async def run_demo(settings: TernSettings, *, auto_approve: bool,
     if problem is None:
         plan = Plan.model_validate(json.loads(DEMO_PLAN.read_text()))
     else:
-        progress(f"notice: the sandbox is unavailable ({problem}); running the demo without its python step "
-                 "(./dev test sets Docker up; `tern sandbox build` builds the image)")
+        progress(
+            f"notice: the sandbox is unavailable ({problem}); running the demo without its python step "
+            "(./dev test sets Docker up; `tern sandbox build` builds the image)"
+        )
         lim = LimitsDatabase.load(settings.limits_path).channels["SR:RF:CAVITY:01:VOLTAGE:SP"]
         channel_access = ChannelAccessClient(1, settings.ca_environment())
         try:
@@ -96,9 +102,16 @@ async def run_demo(settings: TernSettings, *, auto_approve: bool,
     user = current_user()
     approvers = sorted({*settings.approvers, user, DEMO_OPERATOR})
     client = await TernClient.connect(settings)
-    handle = await client.start_run(AgentRunRequest(
-        user=user, query=DEMO_QUERY, plan=plan, approvers=approvers, approval_timeout_s=settings.approval_timeout_s,
-        python_approval_mode=settings.python_approval_mode))
+    handle = await client.start_run(
+        AgentRunRequest(
+            user=user,
+            query=DEMO_QUERY,
+            plan=plan,
+            approvers=approvers,
+            approval_timeout_s=settings.approval_timeout_s,
+            python_approval_mode=settings.python_approval_mode,
+        )
+    )
     progress(f"run {handle.id} started ({settings.run_url(handle.id)})")
 
     async def next_pending() -> bool:

@@ -67,18 +67,19 @@ def load_plan(path: Path) -> Plan:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise TernUserError(f"plan file {path} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset "
-                            f"{exc.start} ({exc.reason})") from exc
+        raise TernUserError(
+            f"plan file {path} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} ({exc.reason})"
+        ) from exc
     try:
         raw: Any = yaml.safe_load(text) if kind == "YAML" else json.loads(text)
     except RecursionError as exc:
-        raise TernUserError(f"plan file {path}: nested deeper than {MAX_PLAN_DEPTH} levels "
-                            "(limit MAX_PLAN_DEPTH)") from exc
+        raise TernUserError(
+            f"plan file {path}: nested deeper than {MAX_PLAN_DEPTH} levels (limit MAX_PLAN_DEPTH)"
+        ) from exc
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise TernUserError(f"plan file {path} is not valid {kind}: {clip(_one_line(str(exc)), 300)}") from exc
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise TernUserError(f"plan file {path} has a value Python cannot read: {str(exc).split(';')[0]}"
-                            ) from exc
+        raise TernUserError(f"plan file {path} has a value Python cannot read: {str(exc).split(';')[0]}") from exc
     if not isinstance(raw, dict):
         raise TernUserError(f"{path}: a plan is an object with a 'steps' list")
     shape = _plan_shape_error(raw)
@@ -103,9 +104,13 @@ def check_plan_channels(plan: Plan, settings: TernSettings) -> None:
         raise TernUserError(f"cannot check channels: {exc}") from exc
     unknown: list[str] = []
     for step in plan.steps:
-        names = step.channels if isinstance(step, ChannelReadStep) else (
-            [step.channel] if isinstance(step, ControlWriteStep) else [])
+        names = (
+            step.channels
+            if isinstance(step, ChannelReadStep)
+            else ([step.channel] if isinstance(step, ControlWriteStep) else [])
+        )
         unknown += [f"{n} (step {step.id})" for n in names if n not in limits]
     if unknown:
-        raise TernUserError("unknown channel(s), not in the limits database "
-                            f"{settings.limits_path}: {', '.join(unknown)}")
+        raise TernUserError(
+            f"unknown channel(s), not in the limits database {settings.limits_path}: {', '.join(unknown)}"
+        )

@@ -26,9 +26,7 @@ from tern.models.code_policy import PolicyReport
 from tern.models.execution import ExecutionResult
 from tern.sandbox import ExecutionRequest, InputFile, SandboxError, analyze, execute, get_backend, reap_orphans
 
-app = typer.Typer(
-    help="Sandboxed Python execution: build the image, run code in it, clean up.", no_args_is_help=True
-)
+app = typer.Typer(help="Sandboxed Python execution: build the image, run code in it, clean up.", no_args_is_help=True)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -75,9 +73,7 @@ def _request(code_file: Path, inputs: list[str], files: list[str]) -> ExecutionR
         for name, path in _pairs(files, "--file")
     }
     try:
-        return ExecutionRequest(
-            code=code, inputs=values, files=raw, run_id="cli", step_id=code_file.name[:200]
-        )
+        return ExecutionRequest(code=code, inputs=values, files=raw, run_id="cli", step_id=code_file.name[:200])
     except ValueError as exc:
         raise _bad_input(str(exc)) from exc
 
@@ -110,9 +106,7 @@ def _print_human(result: ExecutionResult, report: PolicyReport, paths: list[str]
         out.print("[bold yellow]WARNING: process backend - the code ran on this host WITHOUT isolation[/]")
     out.print(f"[bold]policy[/]: {escape(report.summary())}")
     if result.error:
-        out.print(
-            f"[bold red]error[/] ({result.error_type}, line {result.error_line}):\n{escape(result.error)}"
-        )
+        out.print(f"[bold red]error[/] ({result.error_type}, line {result.error_line}):\n{escape(result.error)}")
     if result.results:
         out.print("[bold]results[/]:")
         out.print_json(data=result.results)
@@ -142,9 +136,7 @@ def build(
     from tern.sandbox.image import build_image
 
     try:
-        ref = build_image(
-            get_settings(), force=force, progress=lambda line: out.print(escape(line), highlight=False)
-        )
+        ref = build_image(get_settings(), force=force, progress=lambda line: out.print(escape(line), highlight=False))
     except SandboxError as exc:
         err.print(f"[bold red]sandbox build failed:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_UNAVAILABLE) from exc
@@ -163,12 +155,8 @@ def run(
     backend: Annotated[
         Literal["docker", "process"] | None, typer.Option(help="Sandbox backend (default: configured).")
     ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the result as one JSON document.")
-    ] = False,
-    out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Directory to write figures (PNG) into.")
-    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Directory to write figures (PNG) into.")] = None,
 ) -> None:
     """Run FILE.py in the sandbox and print its results, stdout, stderr and figures."""
     request = _request(file, inputs, file_input)

@@ -62,7 +62,9 @@ class TernSettings(BaseSettings):
     ca_auto_addr_list: bool = Field(False, description="EPICS_CA_AUTO_ADDR_LIST for the client.")
     ca_timeout_s: float = Field(2.0, gt=0, description="Connection and get timeout per channel, seconds.")
     ca_max_concurrency: int = Field(
-        8, ge=1, le=256,
+        8,
+        ge=1,
+        le=256,
         description="Most Channel Access operations a worker runs at once (threads of its CA client); more wait.",
     )
     # Writes and safety
@@ -85,7 +87,9 @@ class TernSettings(BaseSettings):
         0.0, ge=0, description="How far a readback's IOC clock may lag its setpoint's IOC clock, seconds."
     )
     write_settle_delay_s: float = Field(
-        5.0, ge=0, le=3600,
+        5.0,
+        ge=0,
+        le=3600,
         description="An interrupted write (claimed, outcome unknown) is settled by reading the channel no earlier "
         "than this long after its claim, so an in-flight put and its readback have landed, seconds.",
     )
@@ -193,9 +197,7 @@ class TernSettings(BaseSettings):
     semantic_min_similarity: float = Field(
         0.2, ge=-1, le=1, description="Cosine similarity below which a semantic hit is dropped (unitless)."
     )
-    rrf_k: int = Field(
-        60, ge=1, description="Reciprocal rank fusion constant k in 1/(k+rank) (Cormack et al. 2009)."
-    )
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant k in 1/(k+rank) (Cormack et al. 2009).")
     rag_context_chars: int = Field(12_000, ge=500, description="RAG: total context given to the LLM, characters.")
     rag_entry_chars: int = Field(2_000, ge=100, description="RAG: context taken from one entry, characters.")
     ariel_page_size: int = Field(500, ge=1, le=10_000, description="Ingestion: records read per activity (page).")

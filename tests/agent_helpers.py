@@ -22,8 +22,9 @@ from workflows.agent_run import AgentRunWorkflow
 
 
 @asynccontextmanager
-async def running_worker(client: Client, settings: TernSettings,
-                         overrides: Mapping[str, Callable[..., Any]] | None = None) -> AsyncIterator[asyncpg.Pool]:
+async def running_worker(
+    client: Client, settings: TernSettings, overrides: Mapping[str, Callable[..., Any]] | None = None
+) -> AsyncIterator[asyncpg.Pool]:
     """A Tern worker on ``settings.task_queue`` (in this process) with its own pool, for one test."""
     pool = await create_pool(settings.dsn)
     try:
@@ -56,12 +57,25 @@ def write_plan(channel: str, value: float, *, search: bool = False) -> Plan:
     return Plan.model_validate({"steps": steps})
 
 
-async def start_run(client: Client, settings: TernSettings, plan: Plan, *, user: str = "alice",
-                    approvers: list[str] | None = None, timeout_s: float = 600) -> WorkflowHandle:
-    req = AgentRunRequest(user=user, query="test question", plan=plan,
-                          approvers=["alice", "bob"] if approvers is None else approvers, approval_timeout_s=timeout_s)
+async def start_run(
+    client: Client,
+    settings: TernSettings,
+    plan: Plan,
+    *,
+    user: str = "alice",
+    approvers: list[str] | None = None,
+    timeout_s: float = 600,
+) -> WorkflowHandle:
+    req = AgentRunRequest(
+        user=user,
+        query="test question",
+        plan=plan,
+        approvers=["alice", "bob"] if approvers is None else approvers,
+        approval_timeout_s=timeout_s,
+    )
     return await client.start_workflow(
-        AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=settings.task_queue)
+        AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=settings.task_queue
+    )
 
 
 async def wait_for_state(handle: WorkflowHandle, state: str, within_s: float = 30) -> AgentRunStatus:
@@ -71,13 +85,13 @@ async def wait_for_state(handle: WorkflowHandle, state: str, within_s: float = 3
             if st.state == state:
                 return st
             await asyncio.sleep(0.1)
+
     return await asyncio.wait_for(poll(), within_s)
 
 
 async def audit_rows(dsn: str, run_id: str) -> list[dict[str, Any]]:
     conn = await asyncpg.connect(dsn)
     try:
-        return [dict(r) for r in await conn.fetch(
-            "SELECT * FROM audit_events WHERE run_id = $1 ORDER BY id", run_id)]
+        return [dict(r) for r in await conn.fetch("SELECT * FROM audit_events WHERE run_id = $1 ORDER BY id", run_id)]
     finally:
         await conn.close()

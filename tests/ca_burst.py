@@ -33,16 +33,32 @@ async def burst(channels: list[str]) -> dict[str, list[dict[str, Any]]]:
         except Exception as exc:  # the outcome is the data here
             return {"error": f"{type(exc).__name__}: {exc}"}
 
-    checks = await asyncio.gather(*(
-        one(acts.check_write(WriteCheckInput(run_id="burst", step_id=f"c{i}", channel=ch, value=0.0)))
-        for i, ch in enumerate(channels)))
+    checks = await asyncio.gather(
+        *(
+            one(acts.check_write(WriteCheckInput(run_id="burst", step_id=f"c{i}", channel=ch, value=0.0)))
+            for i, ch in enumerate(channels)
+        )
+    )
     currents = [c.get("current_value") for c in checks]
-    writes = await asyncio.gather(*(
-        one(acts.write_channel(WriteInput(
-            run_id="burst", step_id=f"w{i}", idempotency_key=f"burst/{ch}", channel=ch,
-            value=(cur if cur is not None else 0.0) + 1.0, request_id="q", approver="burst",
-            approved_from=cur)))
-        for i, (ch, cur) in enumerate(zip(channels, currents, strict=True))))
+    writes = await asyncio.gather(
+        *(
+            one(
+                acts.write_channel(
+                    WriteInput(
+                        run_id="burst",
+                        step_id=f"w{i}",
+                        idempotency_key=f"burst/{ch}",
+                        channel=ch,
+                        value=(cur if cur is not None else 0.0) + 1.0,
+                        request_id="q",
+                        approver="burst",
+                        approved_from=cur,
+                    )
+                )
+            )
+            for i, (ch, cur) in enumerate(zip(channels, currents, strict=True))
+        )
+    )
     await acts.close()
     return {"checks": checks, "writes": writes}
 

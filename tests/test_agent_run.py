@@ -31,8 +31,8 @@ async def test_happy_path_writes_once_after_approval(worker, settings) -> None:
     assert st.pending.write.current_value == pytest.approx(before)
     assert st.pending.write.units == "MV"
     record = await handle.execute_update(
-        AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True,
-                                          comment="ok"))
+        AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True, comment="ok")
+    )
     assert record.decision == "approved" and record.approver == "bob"
     result = await handle.result()
     assert result.status == "completed", result.error
@@ -52,9 +52,10 @@ async def test_rejection_writes_nothing(worker, settings) -> None:
     before = read_value(channel)
     handle = await start_run(worker, settings, write_plan(channel, before + 0.5))
     st = await wait_for_state(handle, "awaiting_approval")
-    await handle.execute_update(AgentRunWorkflow.decide,
-                                Decision(request_id=st.pending.request_id, approver="alice", approved=False,
-                                         comment="not now"))
+    await handle.execute_update(
+        AgentRunWorkflow.decide,
+        Decision(request_id=st.pending.request_id, approver="alice", approved=False, comment="not now"),
+    )
     result = await handle.result()
     assert result.status == "rejected"
     assert result.writes == []
@@ -72,12 +73,14 @@ async def test_validator_refuses_unknown_approver_stale_request_and_second_decis
     st = await wait_for_state(handle, "awaiting_approval")
     rid = st.pending.request_id
     with pytest.raises(WorkflowUpdateFailedError) as exc:
-        await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="mallory",
-                                                                      approved=True))
+        await handle.execute_update(
+            AgentRunWorkflow.decide, Decision(request_id=rid, approver="mallory", approved=True)
+        )
     assert "not an approver" in str(exc.value.cause)
     with pytest.raises(WorkflowUpdateFailedError) as exc:
-        await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id="stale-id", approver="bob",
-                                                                      approved=True))
+        await handle.execute_update(
+            AgentRunWorkflow.decide, Decision(request_id="stale-id", approver="bob", approved=True)
+        )
     assert "stale or unknown request id" in str(exc.value.cause)
     # An invalid signal is recorded and ignored; a valid one decides.
     await handle.signal(AgentRunWorkflow.decide_signal, Decision(request_id=rid, approver="eve", approved=True))
@@ -86,11 +89,13 @@ async def test_validator_refuses_unknown_approver_stale_request_and_second_decis
     assert result.status == "completed"
     assert [a.approver for a in result.approvals] == ["bob"] and result.approvals[0].via == "signal"
     assert [(i.decision.approver, i.via) for i in result.ignored_decisions] == [
-        ("mallory", "update"), ("bob", "update"), ("eve", "signal")]
+        ("mallory", "update"),
+        ("bob", "update"),
+        ("eve", "signal"),
+    ]
     assert "eve is not an approver" in result.ignored_decisions[-1].reason
     with pytest.raises(RPCError, match="workflow execution already completed"):
-        await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob",
-                                                                      approved=True))
+        await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True))
     kinds = [r["event_kind"] for r in await audit_rows(settings.dsn, result.run_id)]
     assert kinds.count("write") == 1 and kinds.count("decision_refused") == 3  # mallory, stale id, eve
 
@@ -130,8 +135,9 @@ async def test_readback_that_does_not_follow_is_not_verified(worker, settings) -
     before = read_value(STUCK_SETPOINT)
     handle = await start_run(worker, settings, write_plan(STUCK_SETPOINT, before + 1.0))
     st = await wait_for_state(handle, "awaiting_approval")
-    await handle.execute_update(AgentRunWorkflow.decide,
-                                Decision(request_id=st.pending.request_id, approver="bob", approved=True))
+    await handle.execute_update(
+        AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
+    )
     result = await handle.result()
     assert result.status == "failed"
     assert len(result.writes) == 1 and result.writes[0].verified is False
@@ -142,19 +148,25 @@ async def test_readback_that_does_not_follow_is_not_verified(worker, settings) -
 
 async def test_status_query_and_search_attributes(worker, settings) -> None:
     channel = "SR:MAG:SD:03:CURRENT:SP"
-    handle = await start_run(worker, settings, write_plan(channel, read_value(channel) + 0.5), user="carol",
-                             approvers=["carol", "dave"])  # carol may not approve her own write: dave may
+    handle = await start_run(
+        worker, settings, write_plan(channel, read_value(channel) + 0.5), user="carol", approvers=["carol", "dave"]
+    )  # carol may not approve her own write: dave may
     await wait_for_state(handle, "awaiting_approval")
     for _ in range(50):  # visibility is eventually consistent
-        found = [w.id async for w in worker.list_workflows(
-            f'TernPendingApproval = "control_write" AND TernUser = "carol" AND WorkflowId = "{handle.id}"')]
+        found = [
+            w.id
+            async for w in worker.list_workflows(
+                f'TernPendingApproval = "control_write" AND TernUser = "carol" AND WorkflowId = "{handle.id}"'
+            )
+        ]
         if found:
             break
         await asyncio.sleep(0.2)
     assert found == [handle.id]
     st = await handle.query(AgentRunWorkflow.status)
-    await handle.execute_update(AgentRunWorkflow.decide,
-                                Decision(request_id=st.pending.request_id, approver="carol", approved=False))
+    await handle.execute_update(
+        AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="carol", approved=False)
+    )
     assert (await handle.result()).status == "rejected"
 
 
@@ -166,8 +178,9 @@ async def test_value_moved_since_approval_is_not_written(worker, settings) -> No
     handle = await start_run(worker, settings, write_plan(channel, before + 1.0))
     st = await wait_for_state(handle, "awaiting_approval")
     epics.caput(channel, before - 10.0, wait=True)  # the machine changes while the request waits
-    await handle.execute_update(AgentRunWorkflow.decide,
-                                Decision(request_id=st.pending.request_id, approver="bob", approved=True))
+    await handle.execute_update(
+        AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
+    )
     result = await handle.result()
     assert result.status == "failed" and result.writes == []
     assert "moved from" in (result.error or "")

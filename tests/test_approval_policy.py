@@ -72,20 +72,27 @@ def test_open_policy_uses_the_run_list_but_keeps_the_two_person_rule() -> None:
 
 
 def test_python_mode_can_only_be_made_stricter(policy: ApprovalPolicy) -> None:
-    assert policy.resolve("python", requester="a", requested=[], requested_mode="disabled").python_approval_mode \
+    assert (
+        policy.resolve("python", requester="a", requested=[], requested_mode="disabled").python_approval_mode
         == "control_writes"
-    assert policy.resolve("python", requester="a", requested=[], requested_mode="all_code").python_approval_mode \
+    )
+    assert (
+        policy.resolve("python", requester="a", requested=[], requested_mode="all_code").python_approval_mode
         == "all_code"
+    )
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('rules = [{kinds = ["control_write"], approvers = ["group:nope"]}]', "unknown group 'group:nope'"),
-    ('rules = [{kinds = ["control_write"], approvers = ["a"], min_approvals = 2}]', "min_approvals 2 exceeds"),
-    ('rules = [{kinds = ["launch"], approvers = ["a"]}]', "rules.0.kinds.0"),
-    ('rules = [{kinds = ["python"], approvers = [""]}]', "empty names"),
-    ('default_approvers = ["a"]\nsurprise = 1', "surprise"),
-    ("default_approvers = [", "cannot parse"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('rules = [{kinds = ["control_write"], approvers = ["group:nope"]}]', "unknown group 'group:nope'"),
+        ('rules = [{kinds = ["control_write"], approvers = ["a"], min_approvals = 2}]', "min_approvals 2 exceeds"),
+        ('rules = [{kinds = ["launch"], approvers = ["a"]}]', "rules.0.kinds.0"),
+        ('rules = [{kinds = ["python"], approvers = [""]}]', "empty names"),
+        ('default_approvers = ["a"]\nsurprise = 1', "surprise"),
+        ("default_approvers = [", "cannot parse"),
+    ],
+)
 def test_invalid_policy_files_are_refused_naming_the_field(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "p.toml"
     path.write_text(text)

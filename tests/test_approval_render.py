@@ -31,13 +31,33 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def write_request(**changes) -> ApprovalRequest:
-    check = LimitsCheck(channel="SR:RF:CAVITY:01:VOLTAGE:SP", value=2.5, allowed=True, current_value=2.0, units="MV",
-                        min_value=0.0, max_value=3.0, max_step=0.5,
-                        verification=Verification(level="readback", tolerance_percent=0.5))
-    fields = dict(request_id="req-1", kind="control_write", step_id="write", summary="write cavity: 2 -> 2.5 MV",
-                  requested_by="alice", approvers=["alice", "bob", "carol"], requested_at=NOW,
-                  expires_at=NOW + timedelta(minutes=30), write=check, reason="restore the gradient",
-                  min_approvals=2, allow_self_approval=False, policy_version="abc123", policy_rule="rule 2")
+    check = LimitsCheck(
+        channel="SR:RF:CAVITY:01:VOLTAGE:SP",
+        value=2.5,
+        allowed=True,
+        current_value=2.0,
+        units="MV",
+        min_value=0.0,
+        max_value=3.0,
+        max_step=0.5,
+        verification=Verification(level="readback", tolerance_percent=0.5),
+    )
+    fields = dict(
+        request_id="req-1",
+        kind="control_write",
+        step_id="write",
+        summary="write cavity: 2 -> 2.5 MV",
+        requested_by="alice",
+        approvers=["alice", "bob", "carol"],
+        requested_at=NOW,
+        expires_at=NOW + timedelta(minutes=30),
+        write=check,
+        reason="restore the gradient",
+        min_approvals=2,
+        allow_self_approval=False,
+        policy_version="abc123",
+        policy_rule="rule 2",
+    )
     return ApprovalRequest.model_validate({**fields, **changes})
 
 
@@ -47,16 +67,24 @@ def fenced_json(markdown: str) -> dict:
 
 def test_write_request_says_what_who_until_when_and_the_exact_update() -> None:
     md = pending_markdown(write_request(approved_by=["bob"]), run_id="run-1", now=NOW + timedelta(minutes=5))
-    for expected in ("## Waiting for approval: write `SR:RF:CAVITY:01:VOLTAGE:SP`", "**Current value**: 2 MV",
-                     "**Target**: **2.5 MV** (change +0.5 MV)", "min 0 MV, max 3 MV, max step 0.5 MV",
-                     "readback within 0.5 %", "Reason: restore the gradient",
-                     "**Approvers**: **alice**, **bob**, **carol** (rule 2, policy version `abc123`)",
-                     "2 different approvers; approved so far: bob", "**Not alice**", "two-person rule",
-                     "2026-03-01 12:30:00 UTC (in 25 min)", "Update name `decide`", "`decide_signal`",
-                     "`tern approve run-1 --as NAME`"):
+    for expected in (
+        "## Waiting for approval: write `SR:RF:CAVITY:01:VOLTAGE:SP`",
+        "**Current value**: 2 MV",
+        "**Target**: **2.5 MV** (change +0.5 MV)",
+        "min 0 MV, max 3 MV, max step 0.5 MV",
+        "readback within 0.5 %",
+        "Reason: restore the gradient",
+        "**Approvers**: **alice**, **bob**, **carol** (rule 2, policy version `abc123`)",
+        "2 different approvers; approved so far: bob",
+        "**Not alice**",
+        "two-person rule",
+        "2026-03-01 12:30:00 UTC (in 25 min)",
+        "Update name `decide`",
+        "`decide_signal`",
+        "`tern approve run-1 --as NAME`",
+    ):
         assert expected in md, expected
-    assert fenced_json(md) == {"request_id": "req-1", "approver": APPROVER_PLACEHOLDER, "approved": True,
-                               "comment": ""}
+    assert fenced_json(md) == {"request_id": "req-1", "approver": APPROVER_PLACEHOLDER, "approved": True, "comment": ""}
     assert "<" not in md.replace("\\<", "")  # no HTML: the UI strips it
 
 
@@ -68,14 +96,29 @@ def test_the_shown_body_is_a_valid_decision_once_named() -> None:
 
 def test_python_request_shows_code_risk_and_analysis_and_shortens_long_code() -> None:
     code = "\n".join(f"x{i} = {i}" for i in range(MAX_CODE_LINES + 20))
-    req = write_request(kind="python", step_id="analyse", write=None, summary="run 100 lines", reason="fit",
-                        allow_self_approval=True, min_approvals=1,
-                        code=CodeReview(code=code, objective="fit", analysis="risk low: no findings", risk="low",
-                                        expected_keys=["fit"], attempt=2))
+    req = write_request(
+        kind="python",
+        step_id="analyse",
+        write=None,
+        summary="run 100 lines",
+        reason="fit",
+        allow_self_approval=True,
+        min_approvals=1,
+        code=CodeReview(
+            code=code, objective="fit", analysis="risk low: no findings", risk="low", expected_keys=["fit"], attempt=2
+        ),
+    )
     md = pending_markdown(req, run_id="run-1.analyse")
     assert "## Waiting for approval: run Python code" in md
-    for expected in ("**Risk**: **low**", "**Analysis**: risk low: no findings", "**Expected results**: `fit`",
-                     "**Attempt**: 2", "```python\nx0 = 0", f"x{MAX_CODE_LINES - 1} = ", "`tern show run-1.analyse`"):
+    for expected in (
+        "**Risk**: **low**",
+        "**Analysis**: risk low: no findings",
+        "**Expected results**: `fit`",
+        "**Attempt**: 2",
+        "```python\nx0 = 0",
+        f"x{MAX_CODE_LINES - 1} = ",
+        "`tern show run-1.analyse`",
+    ):
         assert expected in md, expected
     assert f"x{MAX_CODE_LINES} = " not in md and "Not alice" not in md and "Reason: fit" not in md
 
@@ -98,14 +141,30 @@ def test_text_from_plans_cannot_fake_structure_or_links() -> None:
 
 
 def test_run_state_and_endings() -> None:
-    assert step_markdown("read", "channel_read", number=1, total=3) == \
-        "**Running** step 1 of 3: `read` (channel\\_read)"
+    assert (
+        step_markdown("read", "channel_read", number=1, total=3) == "**Running** step 1 of 3: `read` (channel\\_read)"
+    )
     linked = step_markdown("analyse", "python", number=2, total=3, child=("default", "run-1.analyse"))
     assert "[run-1.analyse](/namespaces/default/workflows/run-1.analyse)" in linked
-    approved = ApprovalRecord(request_id="req-1", kind="control_write", step_id="write", decision="approved",
-                              approver="carol", approved_by=["bob", "carol"], decided_at=NOW, via="update")
-    expired = ApprovalRecord(request_id="req-2", kind="python", step_id="p", decision="timed_out", decided_at=NOW,
-                             via="timeout", comment="no decision within 60 s")
+    approved = ApprovalRecord(
+        request_id="req-1",
+        kind="control_write",
+        step_id="write",
+        decision="approved",
+        approver="carol",
+        approved_by=["bob", "carol"],
+        decided_at=NOW,
+        via="update",
+    )
+    expired = ApprovalRecord(
+        request_id="req-2",
+        kind="python",
+        step_id="p",
+        decision="timed_out",
+        decided_at=NOW,
+        via="timeout",
+        comment="no decision within 60 s",
+    )
     assert "**approved** by bob, carol (via update)" in decided_markdown(approved)
     assert "**expired** at 2026-03-01 12:00:00 UTC: no decision within 60 s" in decided_markdown(expired)
     done = finished_markdown("completed", "", [approved, expired])
@@ -129,6 +188,7 @@ def test_pending_url_filters_the_ui_workflow_list() -> None:
     assert (url.netloc, url.path) == ("ui.example:8233", "/namespaces/ops/workflows")
     assert parse_qs(url.query)["query"] == [
         'ExecutionStatus = "Running" AND TernPendingApproval != "none" AND TernPendingApproval = "control_write" '
-        'AND TernUser = "alice"']
+        'AND TernUser = "alice"'
+    ]
     with pytest.raises(ValueError, match="visibility query"):
         s.pending_url(user='x" OR TernUser != "')

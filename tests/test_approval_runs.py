@@ -24,19 +24,22 @@ async def decide(handle, approver: str, approved: bool = True):
     st = await handle.query(AgentRunWorkflow.status)
     assert st.pending is not None, st.state
     return await handle.execute_update(
-        AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver=approver, approved=approved))
+        AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver=approver, approved=approved)
+    )
 
 
 async def test_requester_cannot_name_themselves_approver_when_the_worker_names_approvers(
-        temporal_env, settings) -> None:
+    temporal_env, settings
+) -> None:
     """TERN_APPROVERS=["alice"] on the worker; mallory starts a run naming only herself: nobody may approve it,
     the write request is refused at once and audited, nothing is written."""
     worker_settings = settings.model_copy(update={"approvers": ["alice"]})
     channel = "SR:MAG:QF:03:CURRENT:SP"
     before = read_value(channel)
     async with running_worker(temporal_env.client, worker_settings):
-        handle = await start_run(temporal_env.client, settings, write_plan(channel, before + 1.0), user="mallory",
-                                 approvers=["mallory"])
+        handle = await start_run(
+            temporal_env.client, settings, write_plan(channel, before + 1.0), user="mallory", approvers=["mallory"]
+        )
         result = await handle.result()
     assert result.status == "rejected" and result.writes == []
     assert result.approvals[0].via == "policy" and "no one can approve" in result.approvals[0].comment
@@ -53,15 +56,22 @@ async def test_requester_may_not_approve_own_write_and_the_refusal_is_audited(te
     channel = "SR:MAG:QF:04:CURRENT:SP"
     before = read_value(channel)
     async with running_worker(temporal_env.client, worker_settings):
-        handle = await start_run(temporal_env.client, settings, write_plan(channel, before + 1.0), user="mallory",
-                                 approvers=["mallory", "alice"])
+        handle = await start_run(
+            temporal_env.client,
+            settings,
+            write_plan(channel, before + 1.0),
+            user="mallory",
+            approvers=["mallory", "alice"],
+        )
         st = await wait_for_state(handle, "awaiting_approval")
         assert st.pending is not None and not st.pending.allow_self_approval
         with pytest.raises(WorkflowUpdateFailedError) as exc:
             await decide(handle, "mallory")
         assert "two-person rule" in str(exc.value.cause)
-        await handle.signal(AgentRunWorkflow.decide_signal,
-                            Decision(request_id=st.pending.request_id, approver="mallory", approved=True))
+        await handle.signal(
+            AgentRunWorkflow.decide_signal,
+            Decision(request_id=st.pending.request_id, approver="mallory", approved=True),
+        )
         with pytest.raises(WorkflowUpdateFailedError) as exc:  # a stranger, by Update
             await decide(handle, "eve")
         assert "not an approver" in str(exc.value.cause)
@@ -71,11 +81,20 @@ async def test_requester_may_not_approve_own_write_and_the_refusal_is_audited(te
     assert result.status == "completed", result.error
     assert read_value(channel) == pytest.approx(before + 1.0, abs=1e-6)
     assert [(i.decision.approver, i.via) for i in result.ignored_decisions] == [
-        ("mallory", "update"), ("mallory", "signal"), ("eve", "update")]
+        ("mallory", "update"),
+        ("mallory", "signal"),
+        ("eve", "update"),
+    ]
     rows = await audit_rows(settings.dsn, result.run_id)
     kinds = [r["event_kind"] for r in rows]
-    assert kinds == ["approval_requested", "decision_refused", "decision_refused", "decision_refused", "decision",
-                     "write"]
+    assert kinds == [
+        "approval_requested",
+        "decision_refused",
+        "decision_refused",
+        "decision_refused",
+        "decision",
+        "write",
+    ]
     refused = [r for r in rows if r["event_kind"] == "decision_refused"]
     assert [r["actor"] for r in refused] == ["mallory", "mallory", "eve"]
     assert all(r["comment"] for r in refused)
@@ -86,8 +105,9 @@ async def test_the_requester_may_withdraw_by_rejecting(temporal_env, settings) -
     channel = "SR:MAG:QF:05:CURRENT:SP"
     before = read_value(channel)
     async with running_worker(temporal_env.client, settings.model_copy(update={"approvers": ["alice"]})):
-        handle = await start_run(temporal_env.client, settings, write_plan(channel, before + 1.0), user="mallory",
-                                 approvers=[])
+        handle = await start_run(
+            temporal_env.client, settings, write_plan(channel, before + 1.0), user="mallory", approvers=[]
+        )
         await wait_for_state(handle, "awaiting_approval")
         await decide(handle, "mallory", approved=False)
         result = await handle.result()
@@ -98,17 +118,24 @@ async def test_policy_file_two_approvals_per_channel_pattern_and_hot_reload(temp
     """SR:RF:* needs two different people of the RF group; the same person twice is refused. Then the file
     changes (the worker keeps running) and the next run follows the new version; both versions are audited."""
     path = tmp_path / "policy.json"
-    path.write_text(json.dumps({
-        "groups": {"rf": ["alice", "dave"]},
-        "rules": [{"kinds": ["control_write"], "channels": ["SR:RF:*"], "approvers": ["group:rf"],
-                   "min_approvals": 2}],
-        "default_approvers": ["bob"]}))
+    path.write_text(
+        json.dumps(
+            {
+                "groups": {"rf": ["alice", "dave"]},
+                "rules": [
+                    {"kinds": ["control_write"], "channels": ["SR:RF:*"], "approvers": ["group:rf"], "min_approvals": 2}
+                ],
+                "default_approvers": ["bob"],
+            }
+        )
+    )
     worker_settings = settings.model_copy(update={"approval_policy_path": path})
     channel = "SR:RF:KLYSTRON:02:VOLTAGE:SP"
     before = read_value(channel)
     async with running_worker(temporal_env.client, worker_settings):
-        handle = await start_run(temporal_env.client, settings, write_plan(channel, before + 2.0), user="erin",
-                                 approvers=[])
+        handle = await start_run(
+            temporal_env.client, settings, write_plan(channel, before + 2.0), user="erin", approvers=[]
+        )
         st = await wait_for_state(handle, "awaiting_approval")
         assert st.pending.approvers == ["alice", "dave"] and st.pending.min_approvals == 2
         with pytest.raises(WorkflowUpdateFailedError) as exc:
@@ -129,14 +156,19 @@ async def test_policy_file_two_approvals_per_channel_pattern_and_hot_reload(temp
         assert read_value(channel) == pytest.approx(before + 2.0, abs=1e-6)
         rows = await audit_rows(settings.dsn, result.run_id)
         assert [r["event_kind"] for r in rows] == [
-            "approval_requested", "decision_refused", "decision", "decision_refused", "decision", "write"]
+            "approval_requested",
+            "decision_refused",
+            "decision",
+            "decision_refused",
+            "decision",
+            "write",
+        ]
         assert rows[-1]["actor"] == "alice, dave"
 
         # hot reload: bob alone for everything now
         path.write_text(json.dumps({"default_approvers": ["bob"]}))
         os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
-        handle = await start_run(temporal_env.client, settings, write_plan(channel, before), user="erin",
-                                 approvers=[])
+        handle = await start_run(temporal_env.client, settings, write_plan(channel, before), user="erin", approvers=[])
         st = await wait_for_state(handle, "awaiting_approval")
         assert st.pending.approvers == ["bob"] and st.pending.min_approvals == 1
         await decide(handle, "bob")
@@ -165,7 +197,8 @@ async def test_python_approval_mode_cannot_be_weakened_by_the_run(temporal_env, 
     req = AgentRunRequest(user="alice", query="q", plan=plan, approvers=["bob"], python_approval_mode="disabled")
     async with running_worker(temporal_env.client, settings):
         handle = await temporal_env.client.start_workflow(
-            AgentRunWorkflow.run, req, id=f"run-floor-{os.getpid()}-{id(req)}", task_queue=settings.task_queue)
+            AgentRunWorkflow.run, req, id=f"run-floor-{os.getpid()}-{id(req)}", task_queue=settings.task_queue
+        )
         child = temporal_env.client.get_workflow_handle(AgentRunWorkflow.child_id(handle.id, "calc"))
         for _ in range(200):
             try:

@@ -21,23 +21,25 @@ T0 = datetime(2024, 3, 20, 12, 0, tzinfo=UTC)
 
 # (run_id, event_kind, minutes after T0); inserted in this order, so ids do not follow time.
 ROWS = [
-    ("run_1", "approval_requested", 5),   # the write request, after the child's code approval
+    ("run_1", "approval_requested", 5),  # the write request, after the child's code approval
     ("run_1", "decision", 6),
     ("run_1", "write", 7),
     ("run_1.analyse", "approval_requested", 1),
     ("run_1.analyse", "decision", 2),
-    ("run_10", "decision", 3),            # another run whose id merely starts with "run_1"
-    ("runX1.analyse", "decision", 3),     # "_" is not a wildcard
-    ("run_1x.analyse", "decision", 3),    # a child of run_1x, not of run_1
+    ("run_10", "decision", 3),  # another run whose id merely starts with "run_1"
+    ("runX1.analyse", "decision", 3),  # "_" is not a wildcard
+    ("run_1x.analyse", "decision", 3),  # a child of run_1x, not of run_1
 ]
 
 
 async def _seed(conn: Conn) -> None:
     for n, (run_id, kind, minutes) in enumerate(ROWS):
-        await record_event(conn, AuditEvent(event_kind=kind, run_id=run_id, event_key=f"k{n}",
-                                            actor="operator", comment=f"row {n}"))
-        await conn.execute("UPDATE audit_events SET occurred_at = $1 WHERE event_key = $2",
-                           T0 + timedelta(minutes=minutes), f"k{n}")
+        await record_event(
+            conn, AuditEvent(event_kind=kind, run_id=run_id, event_key=f"k{n}", actor="operator", comment=f"row {n}")
+        )
+        await conn.execute(
+            "UPDATE audit_events SET occurred_at = $1 WHERE event_key = $2", T0 + timedelta(minutes=minutes), f"k{n}"
+        )
 
 
 async def test_events_for_run_include_children_in_time_order(pg_dsn: str) -> None:
@@ -47,8 +49,12 @@ async def test_events_for_run_include_children_in_time_order(pg_dsn: str) -> Non
             await _seed(conn)
             rows = await events_for_run(conn, "run_1")
             assert [(r["run_id"], r["event_kind"]) for r in rows] == [
-                ("run_1.analyse", "approval_requested"), ("run_1.analyse", "decision"),
-                ("run_1", "approval_requested"), ("run_1", "decision"), ("run_1", "write")]
+                ("run_1.analyse", "approval_requested"),
+                ("run_1.analyse", "decision"),
+                ("run_1", "approval_requested"),
+                ("run_1", "decision"),
+                ("run_1", "write"),
+            ]
             child = await events_for_run(conn, "run_1.analyse")
             assert [r["event_kind"] for r in child] == ["approval_requested", "decision"]
     finally:
@@ -62,13 +68,24 @@ async def test_cli_audit_shows_child_rows_with_their_id(pg_dsn: str, tmp_path) -
             await _seed(conn)
     finally:
         await pool.close()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "TERN_DATA_DIR": str(tmp_path), "TERN_DATABASE_URL": pg_dsn,
-           "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "TERN_DATA_DIR": str(tmp_path),
+        "TERN_DATABASE_URL": pg_dsn,
+        "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "COLUMNS": "200",
+    }
 
     def tern(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "starters.cli", *args], env=env, capture_output=True, text=True,
-                              timeout=120, cwd=ROOT)
+        return subprocess.run(
+            [sys.executable, "-m", "starters.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
 
     as_json = await asyncio.to_thread(tern, "audit", "run_1", "--json")
     assert as_json.returncode == 0, as_json.stderr

@@ -23,10 +23,14 @@ BOUND_S = WORKER_WAIT_S + QUERY_RPC_TIMEOUT.total_seconds() + 20  # the waits, p
 
 
 def cli_env(temporal_env, settings, tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-            "TERN_DATA_DIR": str(tmp_path), "TERN_DATABASE_URL": settings.dsn,
-            "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-            "TERN_TASK_QUEUE": settings.task_queue}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "TERN_DATA_DIR": str(tmp_path),
+        "TERN_DATABASE_URL": settings.dsn,
+        "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "TERN_TASK_QUEUE": settings.task_queue,
+    }
 
 
 def tern_cmd(*args: str) -> list[str]:
@@ -41,15 +45,22 @@ async def test_approve_without_a_worker_says_so_and_exits_1(temporal_env, settin
     # the worker is gone, but it polled a moment ago: the query's deadline bounds the wait
     env = cli_env(temporal_env, settings, tmp_path)
     started = time.monotonic()
-    proc = await asyncio.to_thread(subprocess.run, tern_cmd("approve", handle.id, "--as", "bob"), env=env,
-                                   capture_output=True, text=True, timeout=BOUND_S + 60)
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        tern_cmd("approve", handle.id, "--as", "bob"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BOUND_S + 60,
+    )
     took = time.monotonic() - started
     assert proc.returncode == 1, proc.stderr
     assert f"no worker is polling task queue '{settings.task_queue}'" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert took < BOUND_S, took
-    listed = await asyncio.to_thread(subprocess.run, tern_cmd("pending"), env=env, capture_output=True, text=True,
-                                     timeout=BOUND_S + 60)
+    listed = await asyncio.to_thread(
+        subprocess.run, tern_cmd("pending"), env=env, capture_output=True, text=True, timeout=BOUND_S + 60
+    )
     assert listed.returncode == 1 and "no worker is polling task queue" in listed.stderr, listed.stderr
     assert "Traceback" not in listed.stderr
     # nothing was decided: a worker coming back finds the request still pending
@@ -59,15 +70,22 @@ async def test_approve_without_a_worker_says_so_and_exits_1(temporal_env, settin
         await handle.cancel()
 
 
-async def test_approve_on_a_queue_no_worker_ever_polled_answers_within_the_bound(temporal_env, settings,
-                                                                                 tmp_path) -> None:
+async def test_approve_on_a_queue_no_worker_ever_polled_answers_within_the_bound(
+    temporal_env, settings, tmp_path
+) -> None:
     """DescribeTaskQueue lists no poller at all: refused after WORKER_WAIT_S, without waiting on a query."""
     lonely = settings.model_copy(update={"task_queue": "tq-nobody-" + uuid.uuid4().hex[:8]})
     handle = await start_run(temporal_env.client, lonely, write_plan(CHANNEL, 1.45), user="alice")
     env = cli_env(temporal_env, lonely, tmp_path)
     started = time.monotonic()
-    proc = await asyncio.to_thread(subprocess.run, tern_cmd("reject", handle.id, "--as", "alice"), env=env,
-                                   capture_output=True, text=True, timeout=120)
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        tern_cmd("reject", handle.id, "--as", "alice"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     took = time.monotonic() - started
     assert proc.returncode == 1, proc.stderr
     assert f"no worker is polling task queue '{lonely.task_queue}'" in proc.stderr, proc.stderr
@@ -76,15 +94,18 @@ async def test_approve_on_a_queue_no_worker_ever_polled_answers_within_the_bound
     await handle.terminate("test over")
 
 
-async def test_approve_wait_says_it_waits_and_decides_when_a_worker_returns(temporal_env, settings,
-                                                                           tmp_path) -> None:
+async def test_approve_wait_says_it_waits_and_decides_when_a_worker_returns(temporal_env, settings, tmp_path) -> None:
     client = temporal_env.client
     async with running_worker(client, settings):
         handle = await start_run(client, settings, write_plan(CHANNEL, 1.45), user="alice")
         await wait_for_state(handle, "awaiting_approval")
     env = cli_env(temporal_env, settings, tmp_path)
-    proc = await asyncio.create_subprocess_exec(*tern_cmd("approve", handle.id, "--as", "bob", "--wait", "--json"),
-                                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        *tern_cmd("approve", handle.id, "--as", "bob", "--wait", "--json"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stderr is not None
         line = (await asyncio.wait_for(proc.stderr.readline(), BOUND_S)).decode()

@@ -52,8 +52,14 @@ def no_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def tern(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "starters.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "starters.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def _plan_files(d: Path) -> dict[str, bytes]:
@@ -66,8 +72,9 @@ def _plan_files(d: Path) -> dict[str, bytes]:
         "deep.json": deep.encode(),
         "deep.yaml": f"steps: {deep}\n".encode(),
         "digits400.json": (WRITE % ("9" * 400)).encode(),
-        "digits400.yaml": ("steps:\n  - kind: control_write\n    channel: SR:RF:CAVITY:01:VOLTAGE:SP\n"
-                           f"    value: {'9' * 400}\n").encode(),
+        "digits400.yaml": (
+            f"steps:\n  - kind: control_write\n    channel: SR:RF:CAVITY:01:VOLTAGE:SP\n    value: {'9' * 400}\n"
+        ).encode(),
         "digits5000.json": (WRITE % ("9" * 5000)).encode(),
         "big.json": b'{"steps":[{"kind":"respond","instructions":"' + b"x" * MAX_PLAN_BYTES + b'"}]}',
         "bomb.yaml": ("\n".join(bomb) + "\nsteps: [*a7]\n").encode(),
@@ -101,19 +108,30 @@ RUN_CASES = [
     ("query-blank", ["   ", "--plan", "{d}/ok.json"], ["the query is empty"]),
     ("timeout-nan", ["q", "--plan", "{d}/ok.json", "--approval-timeout", "nan"], ["--approval-timeout", "finite"]),
     ("timeout-inf", ["q", "--plan", "{d}/ok.json", "--approval-timeout", "inf"], ["--approval-timeout", "finite"]),
-    ("timeout-1e12", ["q", "--plan", "{d}/ok.json", "--approval-timeout", "1e12"],
-     ["--approval-timeout", f"less than or equal to {MAX_APPROVAL_TIMEOUT_S:.0f}"]),
-    ("timeout-zero", ["q", "--plan", "{d}/ok.json", "--approval-timeout", "0"],
-     ["--approval-timeout", "greater than 0"]),
-    ("user-201", ["q", "--plan", "{d}/ok.json", "--user", "u" * (MAX_USER_CHARS + 1)],
-     ["--user", f"at most {MAX_USER_CHARS} characters"]),
+    (
+        "timeout-1e12",
+        ["q", "--plan", "{d}/ok.json", "--approval-timeout", "1e12"],
+        ["--approval-timeout", f"less than or equal to {MAX_APPROVAL_TIMEOUT_S:.0f}"],
+    ),
+    (
+        "timeout-zero",
+        ["q", "--plan", "{d}/ok.json", "--approval-timeout", "0"],
+        ["--approval-timeout", "greater than 0"],
+    ),
+    (
+        "user-201",
+        ["q", "--plan", "{d}/ok.json", "--user", "u" * (MAX_USER_CHARS + 1)],
+        ["--user", f"at most {MAX_USER_CHARS} characters"],
+    ),
     ("user-empty", ["q", "--plan", "{d}/ok.json", "--user", ""], ["--user", "at least 1 character"]),
     ("user-blank", ["q", "--plan", "{d}/ok.json", "--user", "  "], ["--user", "blank"]),
     ("approver-empty", ["q", "--plan", "{d}/ok.json", "--approver", ""], ["--approver", "at least 1 character"]),
-    ("approver-blank", ["q", "--plan", "{d}/ok.json", "--approver", "ops", "--approver", " "],
-     ["--approver", "blank"]),
-    ("approver-201", ["q", "--plan", "{d}/ok.json", "--approver", "a" * (MAX_USER_CHARS + 1)],
-     ["--approver", f"at most {MAX_USER_CHARS}"]),
+    ("approver-blank", ["q", "--plan", "{d}/ok.json", "--approver", "ops", "--approver", " "], ["--approver", "blank"]),
+    (
+        "approver-201",
+        ["q", "--plan", "{d}/ok.json", "--approver", "a" * (MAX_USER_CHARS + 1)],
+        ["--approver", f"at most {MAX_USER_CHARS}"],
+    ),
 ]
 
 
@@ -144,8 +162,17 @@ def test_run_refuses_bad_input_in_one_line_before_connecting(no_stack, plan_dir,
 
 def test_a_good_run_gets_as_far_as_connecting(no_stack, plan_dir) -> None:
     """The control for the cases above: valid input passes every check and fails only at Temporal (exit 1)."""
-    proc = tern(no_stack, "run", "q", "--plan", str(plan_dir / "ok.json"), "--approver", "ops",
-                "--approval-timeout", str(MAX_APPROVAL_TIMEOUT_S))
+    proc = tern(
+        no_stack,
+        "run",
+        "q",
+        "--plan",
+        str(plan_dir / "ok.json"),
+        "--approver",
+        "ops",
+        "--approval-timeout",
+        str(MAX_APPROVAL_TIMEOUT_S),
+    )
     assert proc.returncode == 1, proc.stderr
     assert "cannot reach Temporal" in proc.stderr
 
@@ -159,13 +186,19 @@ OTHER_CASES = [
     ("result-long-run-id", ["result", "r" * (MAX_RUN_ID_CHARS + 1)], ["RUN_ID", f"limit is {MAX_RUN_ID_CHARS}"]),
     ("approve-as-blank", ["approve", "run-1", "--as", " "], ["--as", "blank"]),
     ("approve-as-201", ["approve", "run-1", "--as", "a" * (MAX_USER_CHARS + 1)], ["--as", f"at most {MAX_USER_CHARS}"]),
-    ("reject-comment-100k", ["reject", "run-1", "--comment", "x" * 100_000],
-     ["--comment", f"limit is {MAX_COMMENT_CHARS}"]),
+    (
+        "reject-comment-100k",
+        ["reject", "run-1", "--comment", "x" * 100_000],
+        ["--comment", f"limit is {MAX_COMMENT_CHARS}"],
+    ),
     ("ariel-search-100k", ["ariel", "search", "x" * 100_000], ["query", f"limit is {MAX_SEARCH_QUERY_CHARS}"]),
     ("ariel-watch-every-nan", ["ariel", "watch", "{d}/ok.json", "-a", "generic", "--every", "nanh"], ["--every"]),
     ("ariel-watch-every-inf", ["ariel", "watch", "{d}/ok.json", "-a", "generic", "--every", "1e400h"], ["--every"]),
-    ("ariel-watch-every-30s", ["ariel", "watch", "{d}/ok.json", "-a", "generic", "--every", "30s"],
-     ["--every", "between 60 s"]),
+    (
+        "ariel-watch-every-30s",
+        ["ariel", "watch", "{d}/ok.json", "-a", "generic", "--every", "30s"],
+        ["--every", "between 60 s"],
+    ),
 ]
 
 
@@ -175,8 +208,16 @@ def test_other_commands_refuse_bad_input_in_one_line_before_connecting(no_stack,
     assert_one_line_refusal(proc, words)
 
 
-USAGE_CASES = [["bogus"], ["run"], ["up", "--with", "x"], ["approve"], ["ariel", "bogus"], ["ariel", "search"],
-               ["pending", "--nope"], ["run", "q", "--plan"]]
+USAGE_CASES = [
+    ["bogus"],
+    ["run"],
+    ["up", "--with", "x"],
+    ["approve"],
+    ["ariel", "bogus"],
+    ["ariel", "search"],
+    ["pending", "--nope"],
+    ["run", "q", "--plan"],
+]
 
 
 @pytest.mark.parametrize("args", USAGE_CASES, ids=[" ".join(a) for a in USAGE_CASES])
@@ -205,8 +246,9 @@ async def test_ariel_ingest_of_invalid_utf8_exits_2(pg_dsn, tmp_path, no_stack) 
     bad = tmp_path / "latin1.json"
     bad.write_bytes(b'[{"id": "1", "title": "caf\xe9", "text": "x", "timestamp": "2024-01-01T00:00:00Z"}]')
     env = {**no_stack, "TERN_DATABASE_URL": pg_dsn}
-    proc = await asyncio.to_thread(tern, env, "ariel", "ingest", str(bad), "--adapter", "generic", "--direct",
-                                   "--no-enhance")
+    proc = await asyncio.to_thread(
+        tern, env, "ariel", "ingest", str(bad), "--adapter", "generic", "--direct", "--no-enhance"
+    )
     assert_one_line_refusal(proc, [str(bad), "not UTF-8"])
 
 
@@ -215,6 +257,6 @@ def test_readme_lists_every_limit() -> None:
     import tern.models.limits as limits
 
     readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("### Input limits"):readme.index("### Plans")]
+    table = readme[readme.index("### Input limits") : readme.index("### Plans")]
     names = [n for n in vars(limits) if n.startswith(("MAX_", "MIN_"))]
     assert names and all(f"`{n}`" in table for n in names), [n for n in names if f"`{n}`" not in table]

@@ -58,7 +58,11 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_bac
     assert result["citations"] and f"[#{result['citations'][0]}]" in result["answer"]
     status = json.loads(tern(stack_env, "status", "--json").stdout)
     assert {c["name"]: c["state"] for c in status["components"]} == {
-        "postgres": "running", "temporal": "running", "sim": "running", "worker": "running"}
+        "postgres": "running",
+        "temporal": "running",
+        "sim": "running",
+        "worker": "running",
+    }
 
 
 def wait_pending(env: dict[str, str], run_id: str, kind: str) -> dict:
@@ -103,9 +107,14 @@ def test_demo_waits_then_pending_approve_result(stack_env, docker_backend) -> No
     # the python step's code approval (child run RUN_ID.analyse) comes first, mallory's refused attempt
     # included; then the write's, with the requester's refused self-approval
     assert [(a["run_id"], a["event_kind"]) for a in audit] == [
-        (f"{run_id}.analyse", "approval_requested"), (f"{run_id}.analyse", "decision_refused"),
-        (f"{run_id}.analyse", "decision"), (run_id, "approval_requested"), (run_id, "decision_refused"),
-        (run_id, "decision"), (run_id, "write")]
+        (f"{run_id}.analyse", "approval_requested"),
+        (f"{run_id}.analyse", "decision_refused"),
+        (f"{run_id}.analyse", "decision"),
+        (run_id, "approval_requested"),
+        (run_id, "decision_refused"),
+        (run_id, "decision"),
+        (run_id, "write"),
+    ]
     # The fresh history replays against the workflow code too.
     hist = Path(stack_env["TERN_DATA_DIR"]) / "h.json"
     assert tern(stack_env, "export-history", run_id, "--out", str(hist)).returncode == 0

@@ -13,11 +13,21 @@ def test_citations_are_only_retrieved_entries_in_order() -> None:
 
 def test_answer_cites_hits_and_formats_readings_with_precision() -> None:
     steps = [
-        StepResult(step_id="s", kind="logbook_search", status="completed",
-                   hits=[LogbookHit(entry_id="DEMO-1", title="RF trip")]),
-        StepResult(step_id="r", kind="channel_read", status="completed", readings=[
-            ChannelReading(channel="P", value=7.965069130975199, units="kW", precision=3),
-            ChannelReading(channel="Q", value=None, error="not connected")]),
+        StepResult(
+            step_id="s",
+            kind="logbook_search",
+            status="completed",
+            hits=[LogbookHit(entry_id="DEMO-1", title="RF trip")],
+        ),
+        StepResult(
+            step_id="r",
+            kind="channel_read",
+            status="completed",
+            readings=[
+                ChannelReading(channel="P", value=7.965069130975199, units="kW", precision=3),
+                ChannelReading(channel="Q", value=None, error="not connected"),
+            ],
+        ),
     ]
     ans = compose(ComposeInput(run_id="x", user="u", query="q?", steps=steps))
     assert ans.citations == ["DEMO-1"]

@@ -47,9 +47,12 @@ async def test_worker_sigkill_while_waiting_for_approval(temporal_env, settings,
         first.send_signal(signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL
         second = _spawn_worker(settings, address, log)
-        record = await asyncio.wait_for(handle.execute_update(
-            AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)),
-            timeout=90)
+        record = await asyncio.wait_for(
+            handle.execute_update(
+                AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
+            ),
+            timeout=90,
+        )
         assert record.decision == "approved"
         result = await asyncio.wait_for(handle.result(), timeout=90)
     finally:
@@ -82,8 +85,9 @@ async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, d
     settings = settings.model_copy(update={"python_approval_mode": "disabled"})  # the worker's floor
     code = "import time\ntime.sleep(6)\nresults = {'done': True}"
     plan = Plan.model_validate({"steps": [{"id": "slow", "kind": "python", "code": code}]})
-    req = AgentRunRequest(user="alice", query="slow analysis", plan=plan, approvers=["alice"],
-                          python_approval_mode="disabled")
+    req = AgentRunRequest(
+        user="alice", query="slow analysis", plan=plan, approvers=["alice"], python_approval_mode="disabled"
+    )
     run_id = f"run-{uuid.uuid4().hex[:10]}"
     log = tmp_path / "worker.log"
     labels = {"label": [f"{LABEL}=1", f"tern.run_id={run_id}"]}

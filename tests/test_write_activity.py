@@ -17,8 +17,9 @@ from tern.models.activity_io import WriteCheckInput, WriteInput
 
 
 def _inp(channel: str, value: float, key: str) -> WriteInput:
-    return WriteInput(run_id="r1", step_id="s1", idempotency_key=key, channel=channel, value=value,
-                      request_id="q1", approver="alice")
+    return WriteInput(
+        run_id="r1", step_id="s1", idempotency_key=key, channel=channel, value=value, request_id="q1", approver="alice"
+    )
 
 
 async def test_same_key_writes_once(settings) -> None:
@@ -49,7 +50,10 @@ async def test_interrupted_attempt_is_never_written_again(settings) -> None:
         await acts.pool()  # migrations
         await conn.execute(
             "INSERT INTO write_ledger (idempotency_key, run_id, step_id, channel, value, state)"
-            " VALUES ('k-crash', 'r1', 's1', $1, $2, 'claimed')", channel, before + 20.0)
+            " VALUES ('k-crash', 'r1', 's1', $1, $2, 'claimed')",
+            channel,
+            before + 20.0,
+        )
     finally:
         await conn.close()
     with pytest.raises(ApplicationError, match="interrupted") as exc:
@@ -75,7 +79,10 @@ async def test_interrupted_attempt_is_settled_after_the_settle_delay(settings) -
     try:
         await conn.execute(
             "INSERT INTO write_ledger (idempotency_key, run_id, step_id, channel, value, state)"
-            " VALUES ('k-landed', 'r1', 's1', $1, $2, 'claimed')", channel, target)
+            " VALUES ('k-landed', 'r1', 's1', $1, $2, 'claimed')",
+            channel,
+            target,
+        )
     finally:
         await conn.close()
     started = time.monotonic()
@@ -115,7 +122,8 @@ async def test_invalid_limits_database_blocks_all_writes(settings, tmp_path) -> 
     bad.write_text('{"SR:RF:CAVITY:01:VOLTAGE:SP": {"writable": true, "min_value": 5, "max_value": 1}}')
     acts = AgentActivities(settings.model_copy(update={"limits_path": bad}))
     check = await ActivityEnvironment().run(
-        acts.check_write, WriteCheckInput(run_id="r", step_id="s", channel="SR:RF:CAVITY:01:VOLTAGE:SP", value=1.0))
+        acts.check_write, WriteCheckInput(run_id="r", step_id="s", channel="SR:RF:CAVITY:01:VOLTAGE:SP", value=1.0)
+    )
     assert not check.allowed and check.violation == "invalid_limits_database"
     assert "min_value 5.0 > max_value 1.0" in check.message
     with pytest.raises(ApplicationError, match="all writes blocked"):

@@ -20,9 +20,16 @@ from workflows.agent_run import WRITE_HEARTBEAT_TIMEOUT, AgentRunWorkflow
 
 
 def _spawn_worker(settings, address: str, log_path) -> subprocess.Popen:
-    env = {**os.environ, "TERN_TEMPORAL_ADDRESS": address, "TERN_TASK_QUEUE": settings.task_queue,
-           "TERN_DATABASE_URL": settings.dsn, "TERN_CA_SERVER_PORT": str(settings.ca_server_port),
-           "TERN_WRITES_ENABLED": "true", "TERN_READBACK_TIMEOUT_S": "10", "TERN_WRITE_SETTLE_DELAY_S": "1"}
+    env = {
+        **os.environ,
+        "TERN_TEMPORAL_ADDRESS": address,
+        "TERN_TASK_QUEUE": settings.task_queue,
+        "TERN_DATABASE_URL": settings.dsn,
+        "TERN_CA_SERVER_PORT": str(settings.ca_server_port),
+        "TERN_WRITES_ENABLED": "true",
+        "TERN_READBACK_TIMEOUT_S": "10",
+        "TERN_WRITE_SETTLE_DELAY_S": "1",
+    }
     with open(log_path, "a") as fh:
         return subprocess.Popen([sys.executable, "-m", "worker.main"], env=env, stdout=fh, stderr=subprocess.STDOUT)
 
@@ -38,8 +45,9 @@ async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, setti
     try:
         handle = await start_run(client, settings, write_plan(channel, target))
         st = await wait_for_state(handle, "awaiting_approval", within_s=60)
-        await handle.execute_update(AgentRunWorkflow.decide,
-                                    Decision(request_id=st.pending.request_id, approver="bob", approved=True))
+        await handle.execute_update(
+            AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
+        )
         deadline = time.monotonic() + 30
         while abs(read_value(channel) - target) > 1e-6:  # the put has happened ...
             assert time.monotonic() < deadline, log.read_text()[-3000:]

@@ -35,8 +35,16 @@ STAMP = r"\d\d:\d\d:\d\d\.\d{3} UTC"
 
 
 def _inp(channel: str, value: float, key: str, approved_from: float | None = None) -> WriteInput:
-    return WriteInput(run_id="rv", step_id="s1", idempotency_key=key, channel=channel, value=value,
-                      request_id="q1", approver="alice", approved_from=approved_from)
+    return WriteInput(
+        run_id="rv",
+        step_id="s1",
+        idempotency_key=key,
+        channel=channel,
+        value=value,
+        request_id="q1",
+        approver="alice",
+        approved_from=approved_from,
+    )
 
 
 async def _write(settings, channel: str, value: float, key: str):
@@ -90,16 +98,18 @@ async def test_small_change_is_refused_when_the_setting_says_refuse(settings) ->
     env = ActivityEnvironment()
     before = ca.read_value(channel)
     try:
-        check = await env.run(acts.check_write, WriteCheckInput(run_id="rv", step_id="s", channel=channel,
-                                                                value=before + 1.0))
+        check = await env.run(
+            acts.check_write, WriteCheckInput(run_id="rv", step_id="s", channel=channel, value=before + 1.0)
+        )
         assert not check.allowed and check.violation == "unverifiable_change"
         assert "within the verification tolerance" in check.message
         with pytest.raises(ApplicationError, match="within the verification tolerance") as exc:
             await env.run(acts.write_channel, _inp(channel, before + 1.0, "k-refuse"))
         assert exc.value.non_retryable and exc.value.type == "WriteRefused"
         assert ca.read_value(channel) == pytest.approx(before)  # nothing was put
-        big = await env.run(acts.check_write, WriteCheckInput(run_id="rv", step_id="s", channel=channel,
-                                                              value=before + 10.0))
+        big = await env.run(
+            acts.check_write, WriteCheckInput(run_id="rv", step_id="s", channel=channel, value=before + 10.0)
+        )
         assert big.allowed
     finally:
         await acts.close()
@@ -111,8 +121,11 @@ async def test_normal_write_is_verified_by_a_readback_stamped_after_the_put(sett
     record = await _write(settings, channel, before + 10.0, "k-normal")
     assert record.verified is True, record.message
     rb = ca.readback_name(channel)
-    assert re.fullmatch(rf"RB {rb} = {before + 10.0:g} at {STAMP}, after the put at {STAMP}, within ±3\.\d+ "
-                        rf"of {before + 10.0:g}", record.message), record.message
+    assert re.fullmatch(
+        rf"RB {rb} = {before + 10.0:g} at {STAMP}, after the put at {STAMP}, within ±3\.\d+ "
+        rf"of {before + 10.0:g}",
+        record.message,
+    ), record.message
     assert record.setpoint_timestamp is not None and record.readback_timestamp is not None
     assert record.readback_timestamp >= record.setpoint_timestamp
     # the stamps are the IOC's (its clock runs ahead of ours), not this host's
@@ -135,8 +148,11 @@ def test_callback_level_needs_the_setpoint_timestamp_to_advance(ca_sim) -> None:
     before = ca.read_value(IGNORED_SETPOINT)
     record = ca.write_channel(IGNORED_SETPOINT, before, level, previous_value=before)
     assert record.verified is False, record.message
-    assert re.fullmatch(rf"{IGNORED_SETPOINT} timestamp {STAMP} did not advance past {STAMP} \(before the put\): "
-                        "the IOC did not process the put", record.message), record.message
+    assert re.fullmatch(
+        rf"{IGNORED_SETPOINT} timestamp {STAMP} did not advance past {STAMP} \(before the put\): "
+        "the IOC did not process the put",
+        record.message,
+    ), record.message
 
 
 def test_callback_level_verified_by_the_setpoint_stamped_by_the_put(ca_sim) -> None:
@@ -145,9 +161,11 @@ def test_callback_level_verified_by_the_setpoint_stamped_by_the_put(ca_sim) -> N
     before = ca.read_value(channel)
     record = ca.write_channel(channel, before + 1.0, level, previous_value=before)
     assert record.verified is True, record.message
-    assert re.fullmatch(rf"{channel} = {before + 1.0:g} at {STAMP}, processed by the put \(last processed "
-                        rf"before at {STAMP}\), within ±0\.4 \(tightened .*\) of {before + 1.0:g}",
-                        record.message), record.message
+    assert re.fullmatch(
+        rf"{channel} = {before + 1.0:g} at {STAMP}, processed by the put \(last processed "
+        rf"before at {STAMP}\), within ±0\.4 \(tightened .*\) of {before + 1.0:g}",
+        record.message,
+    ), record.message
     epics.caput(channel, before, wait=True)
 
 

@@ -21,9 +21,11 @@ async def connect(settings: TernSettings) -> Client:
     Raises :class:`TemporalUnreachable` naming the address and the fix when the frontend does not answer.
     """
     try:
-        return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                    data_converter=pydantic_data_converter)
+        return await Client.connect(
+            settings.temporal_address, namespace=settings.temporal_namespace, data_converter=pydantic_data_converter
+        )
     except Exception as exc:  # the SDK raises RuntimeError or RPCError depending on the failure
         raise TemporalUnreachable(
             f"cannot reach Temporal at {settings.temporal_address}: {exc}. Start the embedded stack with "
-            "`tern up`, or set TERN_TEMPORAL_ADDRESS.") from exc
+            "`tern up`, or set TERN_TEMPORAL_ADDRESS."
+        ) from exc

@@ -37,8 +37,12 @@ WORKFLOWS: Sequence[type] = (AgentRunWorkflow, PythonExecutionWorkflow, *ARIEL_W
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
-def build_worker(client: Client, settings: TernSettings, pool: asyncpg.Pool,
-                 overrides: Mapping[str, Callable[..., Any]] | None = None) -> Worker:
+def build_worker(
+    client: Client,
+    settings: TernSettings,
+    pool: asyncpg.Pool,
+    overrides: Mapping[str, Callable[..., Any]] | None = None,
+) -> Worker:
     """A worker on ``settings.task_queue`` with all Tern workflows and activities, sharing ``pool``.
 
     ``overrides`` maps activity names to callables (``@activity.defn(name=...)``) that replace Tern's activity
@@ -47,8 +51,12 @@ def build_worker(client: Client, settings: TernSettings, pool: asyncpg.Pool,
     is not one of Tern's activities.
     """
     agent = AgentActivities(settings, pool)
-    activities = [*agent.all(), *ApprovalActivities(settings, agent.pool).all(),
-                  *SandboxActivities(settings, pool).all(), *ariel_activities(settings, pool)]
+    activities = [
+        *agent.all(),
+        *ApprovalActivities(settings, agent.pool).all(),
+        *SandboxActivities(settings, pool).all(),
+        *ariel_activities(settings, pool),
+    ]
     overrides = dict(overrides or {})
     unknown = set(overrides) - {a.__name__ for a in activities}
     if unknown:
@@ -71,14 +79,14 @@ async def check_search_attributes(client: Client, required: Sequence[str] = SEAR
     """Raise :class:`MissingSearchAttributes` naming the attributes to create when any is missing."""
     from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 
-    resp = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace))
+    resp = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=client.namespace))
     missing = [name for name in required if name not in resp.custom_attributes]
     if missing:
         cmds = "; ".join(f"temporal operator search-attribute create --name {n} --type Keyword" for n in missing)
         raise MissingSearchAttributes(
             f"namespace {client.namespace!r} lacks the search attributes {', '.join(missing)}; runs would fail "
-            f"on their first workflow task. Create them: {cmds}")
+            f"on their first workflow task. Create them: {cmds}"
+        )
 
 
 def reap_sandbox_orphans(settings: TernSettings) -> None:
@@ -101,12 +109,19 @@ def check_approval_policy(settings: TernSettings) -> None:
     (nobody named) is logged as a warning. Raises :class:`tern.approval.ApprovalPolicyError`."""
     policy, version = policy_source(settings).current()
     if policy.is_open:
-        log.warning("approval policy %s is open: no approvers are configured (TERN_APPROVERS or "
-                    "TERN_APPROVAL_POLICY_PATH), so each run names its own approvers; fit for a single-user stack "
-                    "only", version)
+        log.warning(
+            "approval policy %s is open: no approvers are configured (TERN_APPROVERS or "
+            "TERN_APPROVAL_POLICY_PATH), so each run names its own approvers; fit for a single-user stack "
+            "only",
+            version,
+        )
     else:
-        log.info("approval policy %s: %d rule(s), default approvers %s", version, len(policy.rules),
-                 ", ".join(policy.default_approvers) or "none")
+        log.info(
+            "approval policy %s: %d rule(s), default approvers %s",
+            version,
+            len(policy.rules),
+            ", ".join(policy.default_approvers) or "none",
+        )
 
 
 async def reap_sandbox_periodically(settings: TernSettings, stop: asyncio.Event) -> None:

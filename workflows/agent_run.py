@@ -63,12 +63,21 @@ WRITE_TIMEOUT = timedelta(seconds=60)
 # no earlier than TERN_WRITE_SETTLE_DELAY_S after the claim (activities.agent.AgentActivities._resume).
 WRITE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 COMPOSE_TIMEOUT = timedelta(seconds=120)
-READ_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
-                         maximum_attempts=5)
-WRITE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=10),
-                          maximum_attempts=3,
-                          non_retryable_error_types=["WritesDisabled", "InvalidLimits", "WriteRefused",
-                                                     "WriteOutcomeUnknown", "ValueChangedSinceApproval"])
+READ_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
+)
+WRITE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+    non_retryable_error_types=[
+        "WritesDisabled",
+        "InvalidLimits",
+        "WriteRefused",
+        "WriteOutcomeUnknown",
+        "ValueChangedSinceApproval",
+    ],
+)
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 
 
@@ -95,8 +104,11 @@ class AgentRunWorkflow(ApprovalHandlers):
         self._citations: list[str] = []
         self._gate = ApprovalGate(req.user, req.approvers, req.approval_timeout_s, self._on_state)
         self._handlers: dict[str, Callable[[Any], Awaitable[StepResult]]] = {
-            "logbook_search": self._logbook, "channel_read": self._read, "python": self._python,
-            "control_write": self._control_write, "respond": self._respond,
+            "logbook_search": self._logbook,
+            "channel_read": self._read,
+            "python": self._python,
+            "control_write": self._control_write,
+            "respond": self._respond,
         }
 
     def _on_state(self, state: RunState, pending: str) -> None:
@@ -109,16 +121,24 @@ class AgentRunWorkflow(ApprovalHandlers):
         """The procedure: each step in order through its handler; a step that does not complete blocks later
         writes and sets the run's status; the answer is still composed."""
         workflow.upsert_search_attributes(
-            [RUN_STATUS.value_set("running"), PENDING_APPROVAL.value_set(NO_APPROVAL), RUN_USER.value_set(req.user)])
+            [RUN_STATUS.value_set("running"), PENDING_APPROVAL.value_set(NO_APPROVAL), RUN_USER.value_set(req.user)]
+        )
         if req.plan is None:
-            raise ApplicationError("no plan given and no planner is configured; pass an explicit plan",
-                                   type="NoPlan", non_retryable=True)
+            raise ApplicationError(
+                "no plan given and no planner is configured; pass an explicit plan", type="NoPlan", non_retryable=True
+            )
         while self._queue:
             step = self._current = self._queue.pop(0)
             child = self.child_id(self._run_id, step.id) if step.kind == "python" else None
-            workflow.set_current_details(step_markdown(
-                step.id, step.kind, number=len(self._steps) + 1, total=self._total,
-                child=(workflow.info().namespace, child) if child else None))
+            workflow.set_current_details(
+                step_markdown(
+                    step.id,
+                    step.kind,
+                    number=len(self._steps) + 1,
+                    total=self._total,
+                    child=(workflow.info().namespace, child) if child else None,
+                )
+            )
             try:
                 result = await self._handlers[step.kind](step)
             except (ActivityError, ChildWorkflowError) as exc:
@@ -131,9 +151,17 @@ class AgentRunWorkflow(ApprovalHandlers):
         workflow.set_current_details(finished_markdown(self._status, self._error or "", self._all_approvals()))
         await workflow.wait_condition(workflow.all_handlers_finished)
         return AgentRunResult(
-            run_id=workflow.info().workflow_id, status=self._status, query=req.query, user=req.user,
-            steps=self._steps, writes=self._writes, approvals=self._all_approvals(),
-            ignored_decisions=self._gate.ignored, answer=self._answer, citations=self._citations, error=self._error,
+            run_id=workflow.info().workflow_id,
+            status=self._status,
+            query=req.query,
+            user=req.user,
+            steps=self._steps,
+            writes=self._writes,
+            approvals=self._all_approvals(),
+            ignored_decisions=self._gate.ignored,
+            answer=self._answer,
+            citations=self._citations,
+            error=self._error,
         )
 
     def _record(self, step: Step, result: StepResult) -> None:
@@ -155,47 +183,81 @@ class AgentRunWorkflow(ApprovalHandlers):
 
     async def _logbook(self, step: LogbookSearchStep) -> StepResult:
         found = await workflow.execute_activity_method(
-            AgentActivities.search_logbook, LogbookSearchInput(
-                run_id=self._run_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode),
-            start_to_close_timeout=LOGBOOK_SEARCH_TIMEOUT, retry_policy=READ_RETRY,
-            summary=f"logbook search ({step.mode}): {step.query[:80]}")
+            AgentActivities.search_logbook,
+            LogbookSearchInput(
+                run_id=self._run_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode
+            ),
+            start_to_close_timeout=LOGBOOK_SEARCH_TIMEOUT,
+            retry_policy=READ_RETRY,
+            summary=f"logbook search ({step.mode}): {step.query[:80]}",
+        )
         note = f" ({found.notice})" if found.notice else ""
-        return StepResult(step_id=step.id, kind=step.kind, status="completed", hits=found.hits,
-                          message=f"{len(found.hits)} entries{note}")
+        return StepResult(
+            step_id=step.id,
+            kind=step.kind,
+            status="completed",
+            hits=found.hits,
+            message=f"{len(found.hits)} entries{note}",
+        )
 
     async def _read(self, step: ChannelReadStep) -> StepResult:
         readings = await workflow.execute_activity_method(
             AgentActivities.read_channels,
             ChannelReadInput(run_id=self._run_id, step_id=step.id, channels=step.channels),
-            start_to_close_timeout=CHANNEL_READ_TIMEOUT, retry_policy=READ_RETRY,
-            summary=f"read {', '.join(step.channels)[:100]}")
+            start_to_close_timeout=CHANNEL_READ_TIMEOUT,
+            retry_policy=READ_RETRY,
+            summary=f"read {', '.join(step.channels)[:100]}",
+        )
         bad = [r.channel for r in readings if r.error]
-        return StepResult(step_id=step.id, kind=step.kind, status="failed" if bad else "completed",
-                          readings=readings,
-                          message=f"unavailable: {', '.join(bad)}" if bad else f"{len(readings)} channels read")
+        return StepResult(
+            step_id=step.id,
+            kind=step.kind,
+            status="failed" if bad else "completed",
+            readings=readings,
+            message=f"unavailable: {', '.join(bad)}" if bad else f"{len(readings)} channels read",
+        )
 
     async def _python(self, step: PythonStep) -> StepResult:
         """Run the step as the child workflow; the writes its code proposes become the next steps."""
         req, run_id = self._req, self._run_id
         inputs: dict[str, Any] = {
             input_name(s.step_id): s.model_dump(mode="json", exclude_none=True)
-            for s in self._steps if s.step_id in step.inputs}
+            for s in self._steps
+            if s.step_id in step.inputs
+        }
         outcome = await workflow.execute_child_workflow(
-            PythonExecutionWorkflow.run, PythonRunInput(
-                run_id=run_id, step_id=step.id, user=req.user, approvers=req.approvers,
-                approval_timeout_s=req.approval_timeout_s, approval_mode=req.python_approval_mode, code=step.code,
-                objective=step.objective, inputs=inputs, expected_keys=step.expected_keys,
-                max_attempts=step.max_attempts),
-            id=self.child_id(run_id, step.id), static_summary=f"python step {step.id} of {run_id}")
-        result = StepResult(step_id=step.id, kind=step.kind, status=outcome.status, python=outcome,
-                            message=outcome.message)
+            PythonExecutionWorkflow.run,
+            PythonRunInput(
+                run_id=run_id,
+                step_id=step.id,
+                user=req.user,
+                approvers=req.approvers,
+                approval_timeout_s=req.approval_timeout_s,
+                approval_mode=req.python_approval_mode,
+                code=step.code,
+                objective=step.objective,
+                inputs=inputs,
+                expected_keys=step.expected_keys,
+                max_attempts=step.max_attempts,
+            ),
+            id=self.child_id(run_id, step.id),
+            static_summary=f"python step {step.id} of {run_id}",
+        )
+        result = StepResult(
+            step_id=step.id, kind=step.kind, status=outcome.status, python=outcome, message=outcome.message
+        )
         if outcome.status != "completed" or outcome.execution is None:
             return result
         proposed = outcome.execution.proposed_writes
         self._queue[0:0] = [
-            ControlWriteStep(id=f"{step.id}-write-{n}", channel=w.channel, value=w.value,
-                             reason=w.reason or f"proposed by python step {step.id}")
-            for n, w in enumerate(proposed[:MAX_PROPOSED_WRITES], start=1)]
+            ControlWriteStep(
+                id=f"{step.id}-write-{n}",
+                channel=w.channel,
+                value=w.value,
+                reason=w.reason or f"proposed by python step {step.id}",
+            )
+            for n, w in enumerate(proposed[:MAX_PROPOSED_WRITES], start=1)
+        ]
         self._total += min(len(proposed), MAX_PROPOSED_WRITES)
         if len(proposed) > MAX_PROPOSED_WRITES:
             result.message += f"; only the first {MAX_PROPOSED_WRITES} proposed writes are considered"
@@ -204,10 +266,14 @@ class AgentRunWorkflow(ApprovalHandlers):
     async def _respond(self, step: RespondStep) -> StepResult:
         req = self._req
         composed = await workflow.execute_activity_method(
-            AgentActivities.compose_answer, ComposeInput(
-                run_id=self._run_id, user=req.user, query=req.query, instructions=step.instructions,
-                steps=self._steps),
-            start_to_close_timeout=COMPOSE_TIMEOUT, retry_policy=READ_RETRY, summary="compose the answer")
+            AgentActivities.compose_answer,
+            ComposeInput(
+                run_id=self._run_id, user=req.user, query=req.query, instructions=step.instructions, steps=self._steps
+            ),
+            start_to_close_timeout=COMPOSE_TIMEOUT,
+            retry_policy=READ_RETRY,
+            summary="compose the answer",
+        )
         self._answer, self._citations = composed.answer, composed.citations
         return StepResult(step_id=step.id, kind=step.kind, status="completed", answer=composed.answer)
 
@@ -220,41 +286,83 @@ class AgentRunWorkflow(ApprovalHandlers):
         """Limits check -> approval -> write (once) with verification. Skipped after a step that did not
         complete."""
         if self._writes_blocked:
-            return StepResult(step_id=step.id, kind=step.kind, status="skipped",
-                              message="skipped: an earlier step did not complete")
+            return StepResult(
+                step_id=step.id, kind=step.kind, status="skipped", message="skipped: an earlier step did not complete"
+            )
         req, run_id = self._req, self._run_id
         check = await workflow.execute_activity_method(
-            AgentActivities.check_write, WriteCheckInput(
-                run_id=run_id, step_id=step.id, channel=step.channel, value=step.value),
-            start_to_close_timeout=WRITE_CHECK_TIMEOUT, retry_policy=READ_RETRY,
-            summary=f"limits check {step.channel} -> {step.value:g}")
+            AgentActivities.check_write,
+            WriteCheckInput(run_id=run_id, step_id=step.id, channel=step.channel, value=step.value),
+            start_to_close_timeout=WRITE_CHECK_TIMEOUT,
+            retry_policy=READ_RETRY,
+            summary=f"limits check {step.channel} -> {step.value:g}",
+        )
         if not check.allowed:
-            await audit(AuditEvent(
-                event_kind="write_refused", run_id=run_id, event_key=f"refused:{run_id}:{step.id}",
-                step_id=step.id, actor=req.user, channel=step.channel, previous_value=check.current_value,
-                value=step.value, comment=check.message, details={"violation": check.violation}))
-            return StepResult(step_id=step.id, kind=step.kind, status="refused", check=check,
-                              message=f"refused ({check.violation}): {check.message}")
+            await audit(
+                AuditEvent(
+                    event_kind="write_refused",
+                    run_id=run_id,
+                    event_key=f"refused:{run_id}:{step.id}",
+                    step_id=step.id,
+                    actor=req.user,
+                    channel=step.channel,
+                    previous_value=check.current_value,
+                    value=step.value,
+                    comment=check.message,
+                    details={"violation": check.violation},
+                )
+            )
+            return StepResult(
+                step_id=step.id,
+                kind=step.kind,
+                status="refused",
+                check=check,
+                message=f"refused ({check.violation}): {check.message}",
+            )
         units = f" {check.units}" if check.units else ""
-        summary = (f"write {step.channel}: {check.current_value:g} -> {step.value:g}{units}"
-                   if check.current_value is not None else f"write {step.channel} = {step.value:g}{units}")
-        decision = await self._gate.request(kind="control_write", step_id=step.id, summary=summary,
-                                            reason=step.reason, write=check)
+        summary = (
+            f"write {step.channel}: {check.current_value:g} -> {step.value:g}{units}"
+            if check.current_value is not None
+            else f"write {step.channel} = {step.value:g}{units}"
+        )
+        decision = await self._gate.request(
+            kind="control_write", step_id=step.id, summary=summary, reason=step.reason, write=check
+        )
         if decision.decision != "approved":
             status = "timed_out" if decision.decision == "timed_out" else "rejected"
-            return StepResult(step_id=step.id, kind=step.kind, status=status, check=check,
-                              message=f"{decision.decision} by {decision.approver or decision.via}: {decision.comment}")
+            return StepResult(
+                step_id=step.id,
+                kind=step.kind,
+                status=status,
+                check=check,
+                message=f"{decision.decision} by {decision.approver or decision.via}: {decision.comment}",
+            )
         record = await workflow.execute_activity_method(
-            AgentActivities.write_channel, WriteInput(
-                run_id=run_id, step_id=step.id, idempotency_key=f"{run_id}/{step.id}/{decision.request_id}",
-                channel=step.channel, value=step.value, request_id=decision.request_id,
-                approver=", ".join(decision.approved_by) or decision.approver or "", approved_from=check.current_value),
-            start_to_close_timeout=WRITE_TIMEOUT, heartbeat_timeout=WRITE_HEARTBEAT_TIMEOUT, retry_policy=WRITE_RETRY,
-            summary=f"write {step.channel} = {step.value:g}")
+            AgentActivities.write_channel,
+            WriteInput(
+                run_id=run_id,
+                step_id=step.id,
+                idempotency_key=f"{run_id}/{step.id}/{decision.request_id}",
+                channel=step.channel,
+                value=step.value,
+                request_id=decision.request_id,
+                approver=", ".join(decision.approved_by) or decision.approver or "",
+                approved_from=check.current_value,
+            ),
+            start_to_close_timeout=WRITE_TIMEOUT,
+            heartbeat_timeout=WRITE_HEARTBEAT_TIMEOUT,
+            retry_policy=WRITE_RETRY,
+            summary=f"write {step.channel} = {step.value:g}",
+        )
         self._writes.append(record)
-        return StepResult(step_id=step.id, kind=step.kind, status="completed" if record.verified else "failed",
-                          check=check, write=record,
-                          message=record.message if record.verified else f"write not verified: {record.message}")
+        return StepResult(
+            step_id=step.id,
+            kind=step.kind,
+            status="completed" if record.verified else "failed",
+            check=check,
+            write=record,
+            message=record.message if record.verified else f"write not verified: {record.message}",
+        )
 
     # -- decisions and status -------------------------------------------------------------------------------
     @workflow.query
@@ -264,9 +372,17 @@ class AgentRunWorkflow(ApprovalHandlers):
         run_id = workflow.info().workflow_id
         cur = self._current
         return AgentRunStatus(
-            run_id=run_id, state=self._state, user=req.user, query=req.query,
-            current_step=cur.id if cur else None, current_kind=cur.kind if cur else None,
+            run_id=run_id,
+            state=self._state,
+            user=req.user,
+            query=req.query,
+            current_step=cur.id if cur else None,
+            current_kind=cur.kind if cur else None,
             child_run_id=self.child_id(run_id, cur.id) if isinstance(cur, PythonStep) else None,
-            steps_done=len(self._steps), steps_total=self._total, pending=self._gate.pending,
-            approvals=self._all_approvals(), ignored_decisions=self._gate.ignored,
-            started_at=workflow.info().start_time)
+            steps_done=len(self._steps),
+            steps_total=self._total,
+            pending=self._gate.pending,
+            approvals=self._all_approvals(),
+            ignored_decisions=self._gate.ignored,
+            started_at=workflow.info().start_time,
+        )

@@ -52,8 +52,9 @@ AUDIT_TIMEOUT = timedelta(seconds=30)
 # The audit must eventually be written: nothing happens after a request or decision before it is recorded.
 AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60))
 RESOLVE_TIMEOUT = timedelta(seconds=30)
-RESOLVE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                            maximum_attempts=10)
+RESOLVE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=10
+)
 # Runs started before the worker-side policy existed keep their recorded behaviour on replay (the run's own
 # approver list); every new request is resolved against the policy.
 POLICY_PATCH = "approval-policy-1"
@@ -62,8 +63,12 @@ POLICY_PATCH = "approval-policy-1"
 async def audit(event: AuditEvent) -> None:
     """Record ``event`` through the ``record_audit`` activity (idempotent by ``event_key``)."""
     await workflow.execute_activity_method(
-        AgentActivities.record_audit, event, start_to_close_timeout=AUDIT_TIMEOUT, retry_policy=AUDIT_RETRY,
-        summary=f"audit {event.event_kind}")
+        AgentActivities.record_audit,
+        event,
+        start_to_close_timeout=AUDIT_TIMEOUT,
+        retry_policy=AUDIT_RETRY,
+        summary=f"audit {event.event_kind}",
+    )
 
 
 class ApprovalGate:
@@ -76,8 +81,9 @@ class ApprovalGate:
         on_state: called with ``(state, pending_kind)`` when the run starts or stops waiting.
     """
 
-    def __init__(self, requester: str, approvers: list[str], timeout_s: float,
-                 on_state: Callable[[RunState, str], None]) -> None:
+    def __init__(
+        self, requester: str, approvers: list[str], timeout_s: float, on_state: Callable[[RunState, str], None]
+    ) -> None:
         self.requester = requester
         self.approvers = approvers
         self.timeout = timedelta(seconds=timeout_s)
@@ -91,22 +97,44 @@ class ApprovalGate:
         self.approvals: list[ApprovalRecord] = []
         self.ignored: list[IgnoredDecision] = []
 
-    async def resolve(self, kind: ApprovalKind, step_id: str, *, channel: str | None = None,
-                      requested_mode: ApprovalMode = "all_code") -> ResolvedApproval:
+    async def resolve(
+        self, kind: ApprovalKind, step_id: str, *, channel: str | None = None, requested_mode: ApprovalMode = "all_code"
+    ) -> ResolvedApproval:
         """Who may decide a ``kind`` request, per the worker's policy (an activity; its result is in history)."""
         if not workflow.patched(POLICY_PATCH):
-            return ResolvedApproval(approvers=self.approvers or [self.requester], python_approval_mode=requested_mode,
-                                    rule="run approvers (before the approval policy)")
+            return ResolvedApproval(
+                approvers=self.approvers or [self.requester],
+                python_approval_mode=requested_mode,
+                rule="run approvers (before the approval policy)",
+            )
         return await workflow.execute_activity_method(
-            ApprovalActivities.resolve_approval, ApprovalResolveInput(
-                run_id=workflow.info().workflow_id, step_id=step_id, kind=kind, requester=self.requester,
-                requested_approvers=self.approvers, channel=channel, requested_mode=requested_mode),
-            start_to_close_timeout=RESOLVE_TIMEOUT, retry_policy=RESOLVE_RETRY, summary=f"approval policy: {kind}")
+            ApprovalActivities.resolve_approval,
+            ApprovalResolveInput(
+                run_id=workflow.info().workflow_id,
+                step_id=step_id,
+                kind=kind,
+                requester=self.requester,
+                requested_approvers=self.approvers,
+                channel=channel,
+                requested_mode=requested_mode,
+            ),
+            start_to_close_timeout=RESOLVE_TIMEOUT,
+            retry_policy=RESOLVE_RETRY,
+            summary=f"approval policy: {kind}",
+        )
 
-    async def request(self, *, kind: ApprovalKind, step_id: str, summary: str, reason: str = "",
-                      write: LimitsCheck | None = None, code: CodeReview | None = None,
-                      audit_details: dict[str, object] | None = None,
-                      resolved: ResolvedApproval | None = None) -> ApprovalRecord:
+    async def request(
+        self,
+        *,
+        kind: ApprovalKind,
+        step_id: str,
+        summary: str,
+        reason: str = "",
+        write: LimitsCheck | None = None,
+        code: CodeReview | None = None,
+        audit_details: dict[str, object] | None = None,
+        resolved: ResolvedApproval | None = None,
+    ) -> ApprovalRecord:
         """Ask for a decision and wait for it (or for the timeout). Returns the audited final decision.
 
         ``resolved`` is the policy already applied to this step (python steps resolve once, for the mode);
@@ -116,38 +144,81 @@ class ApprovalGate:
         rule = resolved or await self.resolve(kind, step_id, channel=write.channel if write else None)
         request_id = str(workflow.uuid4())
         now = workflow.now()
-        base: dict[str, Any] = {"run_id": run_id, "step_id": step_id, "request_id": request_id,
-                "channel": write.channel if write else None, "value": write.value if write else None}
-        policy = {"policy_version": rule.policy_version, "policy_rule": rule.rule,
-                  "min_approvals": rule.min_approvals, "allow_self_approval": rule.allow_self_approval}
+        base: dict[str, Any] = {
+            "run_id": run_id,
+            "step_id": step_id,
+            "request_id": request_id,
+            "channel": write.channel if write else None,
+            "value": write.value if write else None,
+        }
+        policy = {
+            "policy_version": rule.policy_version,
+            "policy_rule": rule.rule,
+            "min_approvals": rule.min_approvals,
+            "allow_self_approval": rule.allow_self_approval,
+        }
         if rule.refusal:
             refused = await self._refused_by_policy(kind, rule, base, reason or summary, policy)
             workflow.set_current_details(f"{workflow.get_current_details()}\n\n{decided_markdown(refused)}")
             return refused
         before = workflow.get_current_details()
         self.pending = ApprovalRequest(
-            request_id=request_id, kind=kind, step_id=step_id, summary=summary, requested_by=self.requester,
-            approvers=rule.approvers, requested_at=now, expires_at=now + self.timeout, write=write, code=code,
-            reason=reason, min_approvals=rule.min_approvals, allow_self_approval=rule.allow_self_approval,
-            policy_version=rule.policy_version, policy_rule=rule.rule)
+            request_id=request_id,
+            kind=kind,
+            step_id=step_id,
+            summary=summary,
+            requested_by=self.requester,
+            approvers=rule.approvers,
+            requested_at=now,
+            expires_at=now + self.timeout,
+            write=write,
+            code=code,
+            reason=reason,
+            min_approvals=rule.min_approvals,
+            allow_self_approval=rule.allow_self_approval,
+            policy_version=rule.policy_version,
+            policy_rule=rule.rule,
+        )
         self._decision = None
         self._partial = []
-        await audit(AuditEvent(
-            event_kind="approval_requested", event_key=f"requested:{request_id}", actor=self.requester,
-            comment=reason or summary, previous_value=write.current_value if write else None, **base,
-            details={"kind": kind, "approvers": rule.approvers, "expires_at": self.pending.expires_at.isoformat(),
-                     **policy, **(audit_details or {})}))
+        await audit(
+            AuditEvent(
+                event_kind="approval_requested",
+                event_key=f"requested:{request_id}",
+                actor=self.requester,
+                comment=reason or summary,
+                previous_value=write.current_value if write else None,
+                **base,
+                details={
+                    "kind": kind,
+                    "approvers": rule.approvers,
+                    "expires_at": self.pending.expires_at.isoformat(),
+                    **policy,
+                    **(audit_details or {}),
+                },
+            )
+        )
         self.on_state("awaiting_approval", kind)
         workflow.set_current_details(pending_markdown(self.pending, run_id=run_id, now=now))
         decision = await self._wait(kind, base)
         self.pending = None
         workflow.set_current_details(f"{before}\n\n{decided_markdown(decision)}")
-        await audit(AuditEvent(
-            event_kind="approval_timed_out" if decision.decision == "timed_out" else "decision",
-            event_key=f"decision:{request_id}", actor=decision.approver, decision=decision.decision,
-            comment=decision.comment, **base,
-            details={"kind": kind, "via": decision.via, **self._surface(f"{request_id}:{decision.approver}"),
-                     **({"approved_by": decision.approved_by} if len(decision.approved_by) > 1 else {})}))
+        await audit(
+            AuditEvent(
+                event_kind="approval_timed_out" if decision.decision == "timed_out" else "decision",
+                event_key=f"decision:{request_id}",
+                actor=decision.approver,
+                decision=decision.decision,
+                comment=decision.comment,
+                **base,
+                details={
+                    "kind": kind,
+                    "via": decision.via,
+                    **self._surface(f"{request_id}:{decision.approver}"),
+                    **({"approved_by": decision.approved_by} if len(decision.approved_by) > 1 else {}),
+                },
+            )
+        )
         self._recorded.add(f"{request_id}:{decision.approver}")
         self._decided.add(request_id)
         self.approvals.append(decision)
@@ -161,31 +232,59 @@ class ApprovalGate:
         timeout = self.timeout
         while True:
             try:
-                await workflow.wait_condition(lambda: self._decision is not None or bool(self._partial),
-                                              timeout=timeout)
+                await workflow.wait_condition(
+                    lambda: self._decision is not None or bool(self._partial), timeout=timeout
+                )
             except asyncio.CancelledError:  # the run was cancelled while waiting: close the request in the audit
                 self.pending = None
                 workflow.set_current_details(f"**Cancelled** while approval request `{pending.request_id}` waited")
-                await audit(AuditEvent(
-                    event_kind="approval_cancelled", event_key=f"cancelled:{pending.request_id}",
-                    actor=self.requester, comment="run cancelled", run_id=str(base["run_id"]),
-                    step_id=pending.step_id, request_id=pending.request_id, details={"kind": kind}))
+                await audit(
+                    AuditEvent(
+                        event_kind="approval_cancelled",
+                        event_key=f"cancelled:{pending.request_id}",
+                        actor=self.requester,
+                        comment="run cancelled",
+                        run_id=str(base["run_id"]),
+                        step_id=pending.step_id,
+                        request_id=pending.request_id,
+                        details={"kind": kind},
+                    )
+                )
                 raise
             except TimeoutError:
                 return ApprovalRecord(
-                    request_id=pending.request_id, kind=kind, step_id=pending.step_id, decision="timed_out",
-                    decided_at=workflow.now(), via="timeout", approved_by=list(pending.approved_by),
+                    request_id=pending.request_id,
+                    kind=kind,
+                    step_id=pending.step_id,
+                    decision="timed_out",
+                    decided_at=workflow.now(),
+                    via="timeout",
+                    approved_by=list(pending.approved_by),
                     comment=f"no decision within {self.timeout.total_seconds():g} s"
-                    + (f" ({len(pending.approved_by)} of {pending.min_approvals} approvals)"
-                       if pending.approved_by else ""))
+                    + (
+                        f" ({len(pending.approved_by)} of {pending.min_approvals} approvals)"
+                        if pending.approved_by
+                        else ""
+                    ),
+                )
             while self._partial:
                 part = self._partial.pop(0)
-                await audit(AuditEvent(
-                    event_kind="decision", event_key=f"decision:{pending.request_id}:{part.approver}",
-                    actor=part.approver, decision="approved", comment=part.comment, **base,
-                    details={"kind": kind, "via": part.via, **self._surface(f"{pending.request_id}:{part.approver}"),
-                             "approval": f"{part.approved_by.index(part.approver or '') + 1} of "
-                                         f"{pending.min_approvals}"}))
+                await audit(
+                    AuditEvent(
+                        event_kind="decision",
+                        event_key=f"decision:{pending.request_id}:{part.approver}",
+                        actor=part.approver,
+                        decision="approved",
+                        comment=part.comment,
+                        **base,
+                        details={
+                            "kind": kind,
+                            "via": part.via,
+                            **self._surface(f"{pending.request_id}:{part.approver}"),
+                            "approval": f"{part.approved_by.index(part.approver or '') + 1} of {pending.min_approvals}",
+                        },
+                    )
+                )
                 self._recorded.add(f"{pending.request_id}:{part.approver}")
                 self.approvals.append(part)
                 workflow.set_current_details(pending_markdown(pending, run_id=str(base["run_id"]), now=workflow.now()))
@@ -195,15 +294,29 @@ class ApprovalGate:
             if timeout <= timedelta(0):
                 timeout = timedelta(milliseconds=1)
 
-    async def _refused_by_policy(self, kind: ApprovalKind, rule: ResolvedApproval, base: dict[str, Any],
-                                 comment: str, policy: dict[str, object]) -> ApprovalRecord:
+    async def _refused_by_policy(
+        self, kind: ApprovalKind, rule: ResolvedApproval, base: dict[str, Any], comment: str, policy: dict[str, object]
+    ) -> ApprovalRecord:
         request_id = str(base["request_id"])
-        record = ApprovalRecord(request_id=request_id, kind=kind, step_id=str(base["step_id"]), decision="rejected",
-                                decided_at=workflow.now(), via="policy", comment=rule.refusal or "")
-        await audit(AuditEvent(
-            event_kind="approval_refused", event_key=f"refused:{request_id}", actor=self.requester,
-            comment=rule.refusal or "", **base,
-            details={"kind": kind, "request": comment, **policy}))
+        record = ApprovalRecord(
+            request_id=request_id,
+            kind=kind,
+            step_id=str(base["step_id"]),
+            decision="rejected",
+            decided_at=workflow.now(),
+            via="policy",
+            comment=rule.refusal or "",
+        )
+        await audit(
+            AuditEvent(
+                event_kind="approval_refused",
+                event_key=f"refused:{request_id}",
+                actor=self.requester,
+                comment=rule.refusal or "",
+                **base,
+                details={"kind": kind, "request": comment, **policy},
+            )
+        )
         self._decided.add(request_id)
         self.approvals.append(record)
         return record
@@ -223,14 +336,20 @@ class ApprovalGate:
             return f"stale or unknown request id {d.request_id} (pending request: {pending.request_id})"
         withdrawing = not d.approved and d.approver == pending.requested_by
         if d.approver not in pending.approvers and not withdrawing:
-            return (f"{d.approver} is not an approver of this {pending.kind} request (approvers: "
-                    f"{', '.join(pending.approvers)}; {pending.policy_rule or 'run approvers'})")
+            return (
+                f"{d.approver} is not an approver of this {pending.kind} request (approvers: "
+                f"{', '.join(pending.approvers)}; {pending.policy_rule or 'run approvers'})"
+            )
         if d.approved and d.approver == pending.requested_by and not pending.allow_self_approval:
-            return (f"{d.approver} requested this run and may not approve its own {pending.kind} request "
-                    f"(two-person rule); another approver must decide: {', '.join(pending.approvers)}")
+            return (
+                f"{d.approver} requested this run and may not approve its own {pending.kind} request "
+                f"(two-person rule); another approver must decide: {', '.join(pending.approvers)}"
+            )
         if d.approver in pending.approved_by:
-            return (f"{d.approver} already approved request {d.request_id}; it needs {pending.min_approvals} "
-                    "different approvers")
+            return (
+                f"{d.approver} already approved request {d.request_id}; it needs {pending.min_approvals} "
+                "different approvers"
+            )
         return None
 
     def _accept(self, d: Decision, via: Literal["update", "signal"]) -> str:
@@ -239,9 +358,15 @@ class ApprovalGate:
         assert pending is not None
         self._surfaces[f"{d.request_id}:{d.approver}"] = d.surface or UNSPECIFIED_SURFACE
         record = ApprovalRecord(
-            request_id=d.request_id, kind=pending.kind, step_id=pending.step_id,
-            decision="approved" if d.approved else "rejected", approver=d.approver, comment=d.comment,
-            decided_at=workflow.now(), via=via)
+            request_id=d.request_id,
+            kind=pending.kind,
+            step_id=pending.step_id,
+            decision="approved" if d.approved else "rejected",
+            approver=d.approver,
+            comment=d.comment,
+            decided_at=workflow.now(),
+            via=via,
+        )
         if d.approved:
             pending.approved_by.append(d.approver)
             record.approved_by = list(pending.approved_by) if pending.min_approvals > 1 else []
@@ -253,10 +378,18 @@ class ApprovalGate:
 
     async def _refuse(self, d: Decision, reason: str, via: Literal["update", "signal"], key: str) -> None:
         self.ignored.append(IgnoredDecision(decision=d, reason=reason, received_at=workflow.now(), via=via))
-        await audit(AuditEvent(
-            event_kind="decision_refused", run_id=workflow.info().workflow_id, event_key=key,
-            request_id=d.request_id, actor=d.approver, decision="approved" if d.approved else "rejected",
-            comment=reason, details={"comment": d.comment, "via": via, "surface": d.surface or UNSPECIFIED_SURFACE}))
+        await audit(
+            AuditEvent(
+                event_kind="decision_refused",
+                run_id=workflow.info().workflow_id,
+                event_key=key,
+                request_id=d.request_id,
+                actor=d.approver,
+                decision="approved" if d.approved else "rejected",
+                comment=reason,
+                details={"comment": d.comment, "via": via, "surface": d.surface or UNSPECIFIED_SURFACE},
+            )
+        )
 
     async def decide_update(self, d: Decision) -> ApprovalRecord:
         """The Update handler: accept and return once the decision is audited; a refused decision is audited
@@ -264,8 +397,12 @@ class ApprovalGate:
         reason = self.invalid_reason(d)
         if reason is not None:
             update = workflow.current_update_info()
-            await self._refuse(d, reason, "update", f"refused:{workflow.info().workflow_id}:"
-                               f"{update.id if update else len(self.ignored)}")
+            await self._refuse(
+                d,
+                reason,
+                "update",
+                f"refused:{workflow.info().workflow_id}:{update.id if update else len(self.ignored)}",
+            )
             raise ApplicationError(reason, type="DecisionRefused", non_retryable=True)
         token = self._accept(d, "update")
         await workflow.wait_condition(lambda: token in self._recorded)

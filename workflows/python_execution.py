@@ -42,10 +42,12 @@ GENERATE_TIMEOUT = timedelta(minutes=3)
 EXECUTE_TIMEOUT = timedelta(hours=1, minutes=2)
 EXECUTE_HEARTBEAT = timedelta(seconds=20)
 QUICK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
-GENERATE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3,
-                             non_retryable_error_types=["NoCodeGenerator"])
-EXECUTE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3,
-                            non_retryable_error_types=["SandboxUnavailable"])
+GENERATE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_attempts=3, non_retryable_error_types=["NoCodeGenerator"]
+)
+EXECUTE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_attempts=3, non_retryable_error_types=["SandboxUnavailable"]
+)
 
 
 OutcomeStatus = Literal["completed", "rejected", "timed_out", "failed"]
@@ -76,8 +78,9 @@ class PythonExecutionWorkflow(ApprovalHandlers):
         rule = await self._gate.resolve("python", inp.step_id, requested_mode=inp.approval_mode)
         feedback: str | None = None
         for attempt in range(1, inp.max_attempts + 1):
-            workflow.set_current_details(step_markdown(
-                inp.step_id, f"python, attempt {attempt} of {inp.max_attempts}", number=1, total=1))
+            workflow.set_current_details(
+                step_markdown(inp.step_id, f"python, attempt {attempt} of {inp.max_attempts}", number=1, total=1)
+            )
             if self._code is None or (feedback is not None and inp.code is None):
                 try:
                     self._code = await self._generate(attempt, feedback)
@@ -87,37 +90,62 @@ class PythonExecutionWorkflow(ApprovalHandlers):
                     return self._outcome("failed", f"code generation failed: {error_message(exc)}")
             code = self._code
             report = self._report = await workflow.execute_activity_method(
-                SandboxActivities.analyze_code, AnalyzeInput(code=code), start_to_close_timeout=ANALYZE_TIMEOUT,
-                retry_policy=QUICK_RETRY, summary="policy analysis")
+                SandboxActivities.analyze_code,
+                AnalyzeInput(code=code),
+                start_to_close_timeout=ANALYZE_TIMEOUT,
+                retry_policy=QUICK_RETRY,
+                summary="policy analysis",
+            )
             if not report.syntax_ok:
                 feedback = f"SyntaxError: {report.syntax_error}"
-                self._attempts.append(PythonAttempt(attempt=attempt, code=code, outcome="syntax_error",
-                                                    feedback=feedback))
+                self._attempts.append(
+                    PythonAttempt(attempt=attempt, code=code, outcome="syntax_error", feedback=feedback)
+                )
                 if inp.code is not None:
                     return self._outcome("failed", f"the code does not parse: {report.syntax_error}")
                 continue
             if report.needs_approval(rule.python_approval_mode):
                 decision = await self._gate.request(
-                    kind="python", step_id=inp.step_id,
-                    summary=f"run {len(code.splitlines())} lines of Python (risk {report.risk}) for step "
-                            f"{inp.step_id}",
+                    kind="python",
+                    step_id=inp.step_id,
+                    summary=f"run {len(code.splitlines())} lines of Python (risk {report.risk}) for step {inp.step_id}",
                     reason=inp.objective,
-                    code=CodeReview(code=code, objective=inp.objective, analysis=report.summary(), risk=report.risk,
-                                    expected_keys=inp.expected_keys, attempt=attempt),
-                    audit_details={"risk": report.risk, "findings": len(report.findings),
-                                   "approval_mode": rule.python_approval_mode},
-                    resolved=rule)
+                    code=CodeReview(
+                        code=code,
+                        objective=inp.objective,
+                        analysis=report.summary(),
+                        risk=report.risk,
+                        expected_keys=inp.expected_keys,
+                        attempt=attempt,
+                    ),
+                    audit_details={
+                        "risk": report.risk,
+                        "findings": len(report.findings),
+                        "approval_mode": rule.python_approval_mode,
+                    },
+                    resolved=rule,
+                )
                 if decision.decision != "approved":
-                    return self._outcome(decision.decision, f"code {decision.decision} by "
-                                         f"{decision.approver or decision.via}: {decision.comment}")
+                    return self._outcome(
+                        decision.decision,
+                        f"code {decision.decision} by {decision.approver or decision.via}: {decision.comment}",
+                    )
             try:
                 execution = self._execution = await workflow.execute_activity_method(
-                    SandboxActivities.execute_python, ExecuteInput(
-                        run_id=inp.run_id, step_id=inp.step_id, attempt=attempt, code=code, inputs=inp.inputs,
-                        expected_keys=inp.expected_keys),
+                    SandboxActivities.execute_python,
+                    ExecuteInput(
+                        run_id=inp.run_id,
+                        step_id=inp.step_id,
+                        attempt=attempt,
+                        code=code,
+                        inputs=inp.inputs,
+                        expected_keys=inp.expected_keys,
+                    ),
                     start_to_close_timeout=EXECUTE_TIMEOUT,
-                    heartbeat_timeout=EXECUTE_HEARTBEAT, retry_policy=EXECUTE_RETRY,
-                    summary=f"run in sandbox (attempt {attempt})")
+                    heartbeat_timeout=EXECUTE_HEARTBEAT,
+                    retry_policy=EXECUTE_RETRY,
+                    summary=f"run in sandbox (attempt {attempt})",
+                )
             except ActivityError as exc:
                 if is_cancelled_exception(exc):
                     raise  # the run was cancelled (the activity removed the container)
@@ -127,9 +155,14 @@ class PythonExecutionWorkflow(ApprovalHandlers):
                 self._attempts.append(PythonAttempt(attempt=attempt, code=code, outcome="ok"))
                 return self._outcome("completed", f"ran in {execution.timings.total_s:.2f} s")
             feedback = execution.feedback() if not execution.ok else f"results lacks the keys {missing}"
-            self._attempts.append(PythonAttempt(
-                attempt=attempt, code=code, outcome=execution.status if not execution.ok else "missing_keys",
-                feedback=feedback))
+            self._attempts.append(
+                PythonAttempt(
+                    attempt=attempt,
+                    code=code,
+                    outcome=execution.status if not execution.ok else "missing_keys",
+                    feedback=feedback,
+                )
+            )
             if inp.code is not None:  # given code: nothing can fix it
                 return self._outcome("failed", feedback)
         return self._outcome("failed", f"no working code after {inp.max_attempts} attempts: {feedback}")
@@ -137,28 +170,51 @@ class PythonExecutionWorkflow(ApprovalHandlers):
     async def _generate(self, attempt: int, feedback: str | None) -> str:
         inp = self._inp
         generated = await workflow.execute_activity_method(
-            SandboxActivities.generate_code, GenerateCodeInput(
-                run_id=inp.run_id, step_id=inp.step_id, objective=inp.objective,
-                input_names=sorted(inp.inputs), expected_keys=inp.expected_keys,
-                previous_code=self._code, feedback=feedback, attempt=attempt),
-            start_to_close_timeout=GENERATE_TIMEOUT, retry_policy=GENERATE_RETRY,
-            summary=f"generate code (attempt {attempt})")
+            SandboxActivities.generate_code,
+            GenerateCodeInput(
+                run_id=inp.run_id,
+                step_id=inp.step_id,
+                objective=inp.objective,
+                input_names=sorted(inp.inputs),
+                expected_keys=inp.expected_keys,
+                previous_code=self._code,
+                feedback=feedback,
+                attempt=attempt,
+            ),
+            start_to_close_timeout=GENERATE_TIMEOUT,
+            retry_policy=GENERATE_RETRY,
+            summary=f"generate code (attempt {attempt})",
+        )
         return generated.code
 
     def _outcome(self, status: OutcomeStatus, message: str) -> PythonStepOutcome:
         """The step's outcome from what the attempts so far left on the workflow."""
         self._on_state(status, NO_APPROVAL)
         workflow.set_current_details(finished_markdown(status, message, self._gate.approvals))
-        return PythonStepOutcome(status=status, message=message, code=self._code, analysis=self._report,
-                                 execution=self._execution, attempts=self._attempts, approvals=self._gate.approvals,
-                                 ignored_decisions=self._gate.ignored)
+        return PythonStepOutcome(
+            status=status,
+            message=message,
+            code=self._code,
+            analysis=self._report,
+            execution=self._execution,
+            attempts=self._attempts,
+            approvals=self._gate.approvals,
+            ignored_decisions=self._gate.ignored,
+        )
 
     @workflow.query
     def status(self) -> AgentRunStatus:
         """Where the step is: state and the pending code approval."""
         inp = self._inp
         return AgentRunStatus(
-            run_id=workflow.info().workflow_id, state=self._state, user=inp.user,
-            query=inp.objective or f"python step {inp.step_id}", current_step=inp.step_id, current_kind="python",
-            pending=self._gate.pending, approvals=self._gate.approvals, ignored_decisions=self._gate.ignored,
-            started_at=workflow.info().start_time)
+            run_id=workflow.info().workflow_id,
+            state=self._state,
+            user=inp.user,
+            query=inp.objective or f"python step {inp.step_id}",
+            current_step=inp.step_id,
+            current_kind="python",
+            pending=self._gate.pending,
+            approvals=self._gate.approvals,
+            ignored_decisions=self._gate.ignored,
+            started_at=workflow.info().start_time,
+        )

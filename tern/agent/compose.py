@@ -54,8 +54,10 @@ def compose(inp: ComposeInput) -> ComposedAnswer:
             py = step.python
             if py.execution is not None and py.status == "completed":
                 shown = {k: v for k, v in py.execution.results.items() if k != "proposed_writes"}
-                lines.append(f"Analysis (step {step.step_id}, sandboxed): "
-                             + ", ".join(f"{k} = {_fmt(v, 4)}" for k, v in list(shown.items())[:12]))
+                lines.append(
+                    f"Analysis (step {step.step_id}, sandboxed): "
+                    + ", ".join(f"{k} = {_fmt(v, 4)}" for k, v in list(shown.items())[:12])
+                )
                 if py.execution.figures:
                     lines.append("Figures: " + ", ".join(f.artifact_id or f.name for f in py.execution.figures))
             else:

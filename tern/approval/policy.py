@@ -112,18 +112,20 @@ class ApprovalPolicy(BaseModel):
     def _groups_known(self) -> ApprovalPolicy:
         for n, rule in enumerate(self.rules, start=1):
             for name in rule.approvers + self.default_approvers:
-                if name.startswith(GROUP_PREFIX) and name[len(GROUP_PREFIX):] not in self.groups:
+                if name.startswith(GROUP_PREFIX) and name[len(GROUP_PREFIX) :] not in self.groups:
                     raise ValueError(f"rules[{n}]: unknown group {name!r} (groups: {', '.join(self.groups) or 'none'})")
             if rule.min_approvals > len(self.expand(rule.approvers)):
-                raise ValueError(f"rules[{n}]: min_approvals {rule.min_approvals} exceeds the "
-                                 f"{len(self.expand(rule.approvers))} approver(s) it names")
+                raise ValueError(
+                    f"rules[{n}]: min_approvals {rule.min_approvals} exceeds the "
+                    f"{len(self.expand(rule.approvers))} approver(s) it names"
+                )
         return self
 
     def expand(self, names: list[str]) -> list[str]:
         """Names with ``group:X`` replaced by the group's members; order kept, duplicates dropped."""
         out: list[str] = []
         for name in names:
-            members = self.groups.get(name[len(GROUP_PREFIX):], []) if name.startswith(GROUP_PREFIX) else [name]
+            members = self.groups.get(name[len(GROUP_PREFIX) :], []) if name.startswith(GROUP_PREFIX) else [name]
             out += [m for m in members if m not in out]
         return out
 
@@ -132,8 +134,16 @@ class ApprovalPolicy(BaseModel):
         """True when nothing names approvers: every run's own list is used."""
         return not self.rules and not self.default_approvers
 
-    def resolve(self, kind: ApprovalKind, *, requester: str, requested: list[str], channel: str | None = None,
-                requested_mode: ApprovalMode = "all_code", version: str = "") -> ResolvedApproval:
+    def resolve(
+        self,
+        kind: ApprovalKind,
+        *,
+        requester: str,
+        requested: list[str],
+        channel: str | None = None,
+        requested_mode: ApprovalMode = "all_code",
+        version: str = "",
+    ) -> ResolvedApproval:
         """Who may decide a ``kind`` request (about ``channel``) of a run started by ``requester`` that asked
         for ``requested`` approvers.
 
@@ -142,8 +152,7 @@ class ApprovalPolicy(BaseModel):
         ``refusal`` is set when nobody but the requester remains and self-approval is not allowed, or nobody
         at all remains: such a request can never be approved and is refused at once.
         """
-        rule_no, rule = next(((n, r) for n, r in enumerate(self.rules, start=1) if r.matches(kind, channel)),
-                             (0, None))
+        rule_no, rule = next(((n, r) for n, r in enumerate(self.rules, start=1) if r.matches(kind, channel)), (0, None))
         if rule is not None:
             allowed, source, need = self.expand(rule.approvers), f"rule {rule_no}", rule.min_approvals
             self_ok = rule.allow_self_approval
@@ -158,16 +167,28 @@ class ApprovalPolicy(BaseModel):
         eligible = [a for a in approvers if self_ok or a != requester]
         refusal = None
         if len(eligible) < need:
-            why = (f"the policy ({source}) allows {', '.join(allowed) or 'nobody'}"
-                   + (f", the run asked for {', '.join(requested)}" if requested else "")
-                   + ("" if self_ok or requester not in approvers
-                      else f", and {requester} may not approve their own {kind} (two-person rule)"))
-            refusal = (f"no one can approve this {kind} request: it needs {need} approver(s) and {why}"
-                       + f"; eligible: {', '.join(eligible) or 'none'}")
+            why = (
+                f"the policy ({source}) allows {', '.join(allowed) or 'nobody'}"
+                + (f", the run asked for {', '.join(requested)}" if requested else "")
+                + (
+                    ""
+                    if self_ok or requester not in approvers
+                    else f", and {requester} may not approve their own {kind} (two-person rule)"
+                )
+            )
+            refusal = (
+                f"no one can approve this {kind} request: it needs {need} approver(s) and {why}"
+                + f"; eligible: {', '.join(eligible) or 'none'}"
+            )
         return ResolvedApproval(
-            approvers=approvers, min_approvals=need, allow_self_approval=self_ok,
+            approvers=approvers,
+            min_approvals=need,
+            allow_self_approval=self_ok,
             python_approval_mode=stricter_mode(requested_mode, self.python_approval_mode),
-            policy_version=version, rule=source, refusal=refusal)
+            policy_version=version,
+            rule=source,
+            refusal=refusal,
+        )
 
 
 def policy_from_settings(default_approvers: list[str], python_approval_mode: ApprovalMode) -> ApprovalPolicy:

@@ -57,12 +57,19 @@ def workflow_link(namespace: str, workflow_id: str) -> str:
     return f"/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
 
 
-def decision_body(request_id: str, *, approver: str = APPROVER_PLACEHOLDER, approved: bool = True,
-                  comment: str = "", indent: int | None = None) -> str:
+def decision_body(
+    request_id: str,
+    *,
+    approver: str = APPROVER_PLACEHOLDER,
+    approved: bool = True,
+    comment: str = "",
+    indent: int | None = None,
+) -> str:
     """The ``decide`` Update / ``decide_signal`` Signal body for ``request_id`` as JSON (one line unless
     ``indent`` is given). The fields are those of :class:`tern.models.Decision`, ``surface`` left out."""
-    return json.dumps({"request_id": request_id, "approver": approver, "approved": approved, "comment": comment},
-                      indent=indent)
+    return json.dumps(
+        {"request_id": request_id, "approver": approver, "approved": approved, "comment": comment}, indent=indent
+    )
 
 
 def _utc(when: datetime) -> str:
@@ -85,14 +92,24 @@ def _num(value: float | None, units: str) -> str:
 def _write_lines(w: LimitsCheck) -> list[str]:
     units = w.units
     change = "" if w.current_value is None else f" (change {w.value - w.current_value:+g}{' ' * bool(units)}{units})"
-    limits = [f"min {_num(w.min_value, units)}" if w.min_value is not None else "",
-              f"max {_num(w.max_value, units)}" if w.max_value is not None else "",
-              f"max step {_num(w.max_step, units)}" if w.max_step is not None else ""]
+    limits = [
+        f"min {_num(w.min_value, units)}" if w.min_value is not None else "",
+        f"max {_num(w.max_value, units)}" if w.max_value is not None else "",
+        f"max step {_num(w.max_step, units)}" if w.max_step is not None else "",
+    ]
     v = w.verification
-    tol = (f" within {v.tolerance_percent:g} %" if v.tolerance_percent is not None else
-           f" within {_num(v.tolerance_absolute, units)}" if v.tolerance_absolute is not None else "")
-    verification = {"none": "none (the write is not checked)", "callback": "put callback from the IOC",
-                    "readback": f"readback{tol}"}.get(v.level, md_text(v.level))
+    tol = (
+        f" within {v.tolerance_percent:g} %"
+        if v.tolerance_percent is not None
+        else f" within {_num(v.tolerance_absolute, units)}"
+        if v.tolerance_absolute is not None
+        else ""
+    )
+    verification = {
+        "none": "none (the write is not checked)",
+        "callback": "put callback from the IOC",
+        "readback": f"readback{tol}",
+    }.get(v.level, md_text(v.level))
     return [
         f"- **Channel**: {md_code(w.channel)}",
         f"- **Current value**: {_num(w.current_value, units)}",
@@ -130,13 +147,16 @@ def _who_lines(request: ApprovalRequest, now: datetime | None) -> list[str]:
     need = request.min_approvals
     rule = md_text(request.policy_rule or "the run's approvers")
     version = f", policy version {md_code(request.policy_version)}" if request.policy_version else ""
-    lines = [f"- **Approvers**: {approvers} ({rule}{version})",
-             f"- **Approvals needed**: {need} different approver{'s' if need > 1 else ''}"
-             + (f"; approved so far: {', '.join(md_text(a) for a in request.approved_by)}"
-                if request.approved_by else "")]
+    lines = [
+        f"- **Approvers**: {approvers} ({rule}{version})",
+        f"- **Approvals needed**: {need} different approver{'s' if need > 1 else ''}"
+        + (f"; approved so far: {', '.join(md_text(a) for a in request.approved_by)}" if request.approved_by else ""),
+    ]
     if not request.allow_self_approval:
-        lines.append(f"- **Not {md_text(request.requested_by)}**: the requester may not approve their own "
-                     f"{request.kind} request (two-person rule); they may still reject it")
+        lines.append(
+            f"- **Not {md_text(request.requested_by)}**: the requester may not approve their own "
+            f"{request.kind} request (two-person rule); they may still reject it"
+        )
     left = f" (in {_duration(request.expires_at - now)})" if now is not None else ""
     lines.append(f"- **Expires**: {_utc(request.expires_at)}{left}; a request that expires is rejected")
     return lines
@@ -154,8 +174,10 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
     Returns Markdown (no HTML), a few hundred to a few thousand characters; python code beyond
     ``MAX_CODE_LINES`` lines or ``MAX_CODE_CHARS`` characters is shortened with a pointer to ``tern show``.
     """
-    title = {"control_write": f"write {md_code(request.write.channel)}" if request.write else "a control write",
-             "python": "run Python code"}.get(request.kind, md_text(request.kind))
+    title = {
+        "control_write": f"write {md_code(request.write.channel)}" if request.write else "a control write",
+        "python": "run Python code",
+    }.get(request.kind, md_text(request.kind))
     lines = [
         f"## Waiting for approval: {title}",
         "",
@@ -176,7 +198,7 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
         "### How to decide here",
         "",
         f"**More Actions → Send an Update**, Update name {md_code(UPDATE_NAME)}, with this body. Put your own "
-        f"name in place of {md_code(APPROVER_PLACEHOLDER)}; `\"approved\": false` rejects; say why in "
+        f'name in place of {md_code(APPROVER_PLACEHOLDER)}; `"approved": false` rejects; say why in '
         "`comment`:",
         "",
         _block(decision_body(request.request_id, indent=2), "json"),
@@ -214,8 +236,10 @@ def step_markdown(step_id: str, kind: str, *, number: int, total: int, child: tu
     text = f"**Running** step {number} of {total}: {md_code(step_id)} ({md_text(kind)})"
     if child is not None:
         ns, wid = child
-        text += (f"\n\nIt runs as the child workflow [{md_text(wid)}]({workflow_link(ns, wid)}): its code "
-                 "approval waits on that page.")
+        text += (
+            f"\n\nIt runs as the child workflow [{md_text(wid)}]({workflow_link(ns, wid)}): its code "
+            "approval waits on that page."
+        )
     return text
 
 

@@ -358,4 +358,3 @@ async def status(conn: Conn, runs: int = 5) -> StoreStatus:
         summaries=summaries,
         recent_runs=await recent_runs(conn, runs),
     )
-

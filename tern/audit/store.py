@@ -20,9 +20,21 @@ RETURNING id
 async def record_event(conn: Conn, event: AuditEvent) -> bool:
     """Append ``event``; returns False when an event with the same ``event_key`` is already recorded."""
     row_id = await conn.fetchval(
-        _INSERT, event.event_kind, event.run_id, event.step_id, event.request_id, event.actor, event.decision,
-        event.channel, event.previous_value, event.value, event.readback, event.verified, event.comment,
-        json.dumps(event.details, default=str), event.event_key,
+        _INSERT,
+        event.event_kind,
+        event.run_id,
+        event.step_id,
+        event.request_id,
+        event.actor,
+        event.decision,
+        event.channel,
+        event.previous_value,
+        event.value,
+        event.readback,
+        event.verified,
+        event.comment,
+        json.dumps(event.details, default=str),
+        event.event_key,
     )
     return row_id is not None
 
@@ -54,7 +66,11 @@ async def claim_write(
     claimed = await conn.fetchval(
         "INSERT INTO write_ledger (idempotency_key, run_id, step_id, channel, value, state)"
         " VALUES ($1, $2, $3, $4, $5, 'claimed') ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1",
-        key, run_id, step_id, channel, value,
+        key,
+        run_id,
+        step_id,
+        channel,
+        value,
     )
     if claimed:
         return None
@@ -62,14 +78,14 @@ async def claim_write(
     return LedgerEntry(row) if row else None
 
 
-async def finish_write(
-    conn: Conn, key: str, record: WriteRecord | None, *, state: str, event: AuditEvent
-) -> None:
+async def finish_write(conn: Conn, key: str, record: WriteRecord | None, *, state: str, event: AuditEvent) -> None:
     """Mark the ledger row ``done``/``failed`` and append the audit event, in one transaction."""
     async with conn.transaction():
         await conn.execute(
             "UPDATE write_ledger SET state = $2, result = $3::jsonb, finished_at = now() WHERE idempotency_key = $1",
-            key, state, record.model_dump_json() if record else None,
+            key,
+            state,
+            record.model_dump_json() if record else None,
         )
         await record_event(conn, event)
 
@@ -82,5 +98,6 @@ async def release_claim(conn: Conn, key: str) -> None:
 async def claim_age_s(conn: Conn, key: str) -> float | None:
     """Seconds since ``key`` was claimed, by the database's clock (the clock that stamped ``claimed_at``)."""
     age = await conn.fetchval(
-        "SELECT extract(epoch FROM now() - claimed_at) FROM write_ledger WHERE idempotency_key = $1", key)
+        "SELECT extract(epoch FROM now() - claimed_at) FROM write_ledger WHERE idempotency_key = $1", key
+    )
     return None if age is None else float(age)

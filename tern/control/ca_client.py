@@ -58,8 +58,9 @@ class ChannelAccessClient:
         if environment is not None:
             configure_environment(environment)
         self.max_concurrency = max_concurrency
-        self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="tern-ca",
-                                        initializer=_attach_on_start)
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_concurrency, thread_name_prefix="tern-ca", initializer=_attach_on_start
+        )
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run the blocking ``fn(*args, **kwargs)`` on a CA thread and return its result (or raise its error)."""

@@ -50,7 +50,8 @@ def configure_environment(env: Mapping[str, str]) -> None:
         if epics.ca.libca is not None and any(os.environ.get(k) != v for k, v in env.items()):
             raise CAContextError(
                 "Channel Access is already initialised in this process; its EPICS_CA_* settings can no longer "
-                f"change (wanted {dict(env)})")
+                f"change (wanted {dict(env)})"
+            )
         os.environ.update(env)
 
 
@@ -77,7 +78,8 @@ def attach_thread() -> Any:
     if current and current != initial:
         raise CAContextError(
             f"thread {threading.current_thread().name} is attached to another Channel Access context; "
-            "run Channel Access through tern.control.ca_client.ChannelAccessClient")
+            "run Channel Access through tern.control.ca_client.ChannelAccessClient"
+        )
     if not current:
         status = epics.ca.attach_context(initial)
         if status != epics.dbr.ECA_NORMAL:

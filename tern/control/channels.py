@@ -38,8 +38,15 @@ from tern.control.verification import (
 )
 from tern.models import ChannelReading, Verification, WriteRecord
 
-__all__ = ["ChannelAccessError", "configure_environment", "read_channels", "read_value", "readback_name",
-           "tolerance", "write_channel"]
+__all__ = [
+    "ChannelAccessError",
+    "configure_environment",
+    "read_channels",
+    "read_value",
+    "readback_name",
+    "tolerance",
+    "write_channel",
+]
 
 
 def _pv(epics: Any, name: str, timeout: float) -> Any:
@@ -68,8 +75,9 @@ def read_channels(names: list[str], timeout_s: float = 2.0) -> list[ChannelReadi
     out: list[ChannelReading] = []
     for name, pv in pvs.items():
         if not pv.wait_for_connection(timeout=timeout_s):
-            out.append(ChannelReading(channel=name, value=None, connected=False,
-                                      error=f"not connected within {timeout_s:g} s"))
+            out.append(
+                ChannelReading(channel=name, value=None, connected=False, error=f"not connected within {timeout_s:g} s")
+            )
             continue
         md = pv.get_with_metadata(form="ctrl", use_monitor=False, timeout=timeout_s, as_numpy=False)
         if md is None or md.get("value") is None:
@@ -185,19 +193,34 @@ def write_channel(
     level = verification.level
     written_at = datetime.now(UTC)
 
-    def record(verified: bool, message: str, readback: float | None = None, sp_ts: float | None = None,
-               rb_ts: float | None = None) -> WriteRecord:
-        return WriteRecord(channel=name, previous_value=previous_value, value=value, readback=readback,
-                           verified=verified, verification=level, message=message, written_at=written_at,
-                           tolerance=tol.value, setpoint_timestamp=as_datetime(sp_ts),
-                           readback_timestamp=as_datetime(rb_ts))
+    def record(
+        verified: bool,
+        message: str,
+        readback: float | None = None,
+        sp_ts: float | None = None,
+        rb_ts: float | None = None,
+    ) -> WriteRecord:
+        return WriteRecord(
+            channel=name,
+            previous_value=previous_value,
+            value=value,
+            readback=readback,
+            verified=verified,
+            verification=level,
+            message=message,
+            written_at=written_at,
+            tolerance=tol.value,
+            setpoint_timestamp=as_datetime(sp_ts),
+            readback_timestamp=as_datetime(rb_ts),
+        )
 
     before = _Stamped(None, None)
     if level != "none":
         before = _read_stamped(pv, connect_timeout_s)  # ChannelAccessError here: nothing was written
         if before.ts is None:
-            raise ChannelAccessError(f"{name} gave no timestamped reading before the put, so the put could not "
-                                     "be verified; not writing")
+            raise ChannelAccessError(
+                f"{name} gave no timestamped reading before the put, so the put could not be verified; not writing"
+            )
     try:
         if level == "none":
             pv.put(value, wait=False)
@@ -209,31 +232,70 @@ def write_channel(
     if status != 1:
         return record(False, f"no put completion callback within {callback_timeout_s:g} s")
     try:
-        return _verify(epics, name, value, level, tol, before, record, connect_timeout_s, readback_timeout_s,
-                       readback_channel, readback_clock_skew_s)
+        return _verify(
+            epics,
+            name,
+            value,
+            level,
+            tol,
+            before,
+            record,
+            connect_timeout_s,
+            readback_timeout_s,
+            readback_channel,
+            readback_clock_skew_s,
+        )
     except ChannelAccessError as exc:  # after the put: recorded, not verified
         return record(False, f"put completed, but verification could not read the IOC: {exc}")
 
 
-def _verify(epics: Any, name: str, value: float, level: str, tol: Tolerance, before: _Stamped,
-            record: Callable[..., WriteRecord], connect_timeout_s: float, readback_timeout_s: float,
-            readback_channel: str | None, readback_clock_skew_s: float) -> WriteRecord:
+def _verify(
+    epics: Any,
+    name: str,
+    value: float,
+    level: str,
+    tol: Tolerance,
+    before: _Stamped,
+    record: Callable[..., WriteRecord],
+    connect_timeout_s: float,
+    readback_timeout_s: float,
+    readback_channel: str | None,
+    readback_clock_skew_s: float,
+) -> WriteRecord:
     """The checks after a completed put (module docstring); raises :class:`ChannelAccessError` on a failed get."""
     pv = _pv(epics, name, connect_timeout_s)
     after = _read_stamped(pv, connect_timeout_s)
     if after.ts is None:
-        return record(False, f"{name} = {after.value} after the put carries no timestamp: cannot show that the "
-                             "put was processed", after.value)
+        return record(
+            False,
+            f"{name} = {after.value} after the put carries no timestamp: cannot show that the put was processed",
+            after.value,
+        )
     if after.ts <= (before.ts or 0.0):
-        return record(False, f"{name} timestamp {fmt_stamp(after.ts)} did not advance past {fmt_stamp(before.ts)}"
-                             " (before the put): the IOC did not process the put", after.value, after.ts)
+        return record(
+            False,
+            f"{name} timestamp {fmt_stamp(after.ts)} did not advance past {fmt_stamp(before.ts)}"
+            " (before the put): the IOC did not process the put",
+            after.value,
+            after.ts,
+        )
     if not tol.holds(after.value, value):
-        return record(False, f"IOC holds {after.value} after the put at {fmt_stamp(after.ts)}, not {value:g} "
-                             f"{tol.describe()} (refused or clamped)", after.value, after.ts)
+        return record(
+            False,
+            f"IOC holds {after.value} after the put at {fmt_stamp(after.ts)}, not {value:g} "
+            f"{tol.describe()} (refused or clamped)",
+            after.value,
+            after.ts,
+        )
     if level == "callback":
-        return record(True, f"{name} = {after.value:g} at {fmt_stamp(after.ts)}, processed by the put (last "
-                            f"processed before at {fmt_stamp(before.ts)}), within {tol.describe()} of {value:g}",
-                      after.value, after.ts, after.ts)
+        return record(
+            True,
+            f"{name} = {after.value:g} at {fmt_stamp(after.ts)}, processed by the put (last "
+            f"processed before at {fmt_stamp(before.ts)}), within {tol.describe()} of {value:g}",
+            after.value,
+            after.ts,
+            after.ts,
+        )
     rb_name = readback_channel or readback_name(name)
     rb_pv = _pv(epics, rb_name, connect_timeout_s)
     put_at = after.ts
@@ -242,13 +304,23 @@ def _verify(epics: Any, name: str, value: float, level: str, tol: Tolerance, bef
         rb = _read_stamped(rb_pv, connect_timeout_s)
         fresh = rb.ts is not None and rb.ts >= put_at - readback_clock_skew_s
         if fresh and tol.holds(rb.value, value):
-            return record(True, f"RB {rb_name} = {rb.value:g} at {fmt_stamp(rb.ts)}, after the put at "
-                                f"{fmt_stamp(put_at)}, within {tol.describe()} of {value:g}",
-                          rb.value, put_at, rb.ts)
+            return record(
+                True,
+                f"RB {rb_name} = {rb.value:g} at {fmt_stamp(rb.ts)}, after the put at "
+                f"{fmt_stamp(put_at)}, within {tol.describe()} of {value:g}",
+                rb.value,
+                put_at,
+                rb.ts,
+            )
         if time.monotonic() >= deadline:
-            why = ("it was not updated after the put" if not fresh
-                   else f"it is outside {tol.describe()}")
-            return record(False, f"{rb_name} did not reach {value:g} {tol.describe()} after the put at "
-                                 f"{fmt_stamp(put_at)} within {readback_timeout_s:g} s: last {rb.value} at "
-                                 f"{fmt_stamp(rb.ts)}, {why}", rb.value, put_at, rb.ts)
+            why = "it was not updated after the put" if not fresh else f"it is outside {tol.describe()}"
+            return record(
+                False,
+                f"{rb_name} did not reach {value:g} {tol.describe()} after the put at "
+                f"{fmt_stamp(put_at)} within {readback_timeout_s:g} s: last {rb.value} at "
+                f"{fmt_stamp(rb.ts)}, {why}",
+                rb.value,
+                put_at,
+                rb.ts,
+            )
         time.sleep(0.05)

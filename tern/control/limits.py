@@ -114,33 +114,57 @@ class LimitsDatabase:
         if limits is None:
             if not self.allow_unlisted:
                 return LimitsCheck(
-                    **base, allowed=False, violation="unlisted_channel",
+                    **base,
+                    allowed=False,
+                    violation="unlisted_channel",
                     message=f"{channel} is not in the limits database; writes to unlisted channels are refused",
                 )
             limits = ChannelLimits(writable=True)
         base.update(
-            min_value=limits.min_value, max_value=limits.max_value, max_step=limits.max_step,
-            verification=limits.verification, units=limits.units,
+            min_value=limits.min_value,
+            max_value=limits.max_value,
+            max_step=limits.max_step,
+            verification=limits.verification,
+            units=limits.units,
         )
         if not limits.writable:
-            return LimitsCheck(**base, allowed=False, violation="read_only_channel",
-                               message=f"{channel} is read-only in the limits database")
+            return LimitsCheck(
+                **base,
+                allowed=False,
+                violation="read_only_channel",
+                message=f"{channel} is read-only in the limits database",
+            )
         if not math.isfinite(value):
-            return LimitsCheck(**base, allowed=False, violation="step_check_failed",
-                               message=f"value {value!r} is not a finite number")
+            return LimitsCheck(
+                **base, allowed=False, violation="step_check_failed", message=f"value {value!r} is not a finite number"
+            )
         if limits.max_value is not None and value > limits.max_value:
-            return LimitsCheck(**base, allowed=False, violation="above_max",
-                               message=f"{value} is above the maximum {limits.max_value} for {channel}")
+            return LimitsCheck(
+                **base,
+                allowed=False,
+                violation="above_max",
+                message=f"{value} is above the maximum {limits.max_value} for {channel}",
+            )
         if limits.min_value is not None and value < limits.min_value:
-            return LimitsCheck(**base, allowed=False, violation="below_min",
-                               message=f"{value} is below the minimum {limits.min_value} for {channel}")
+            return LimitsCheck(
+                **base,
+                allowed=False,
+                violation="below_min",
+                message=f"{value} is below the minimum {limits.min_value} for {channel}",
+            )
         if limits.max_step is not None:
             if current is None or not math.isfinite(current):
-                return LimitsCheck(**base, allowed=False, violation="step_check_failed",
-                                   message=f"cannot read the current value of {channel} to check max_step")
+                return LimitsCheck(
+                    **base,
+                    allowed=False,
+                    violation="step_check_failed",
+                    message=f"cannot read the current value of {channel} to check max_step",
+                )
             if abs(value - current) > limits.max_step:
                 return LimitsCheck(
-                    **base, allowed=False, violation="step_too_large",
+                    **base,
+                    allowed=False,
+                    violation="step_too_large",
                     message=f"change {abs(value - current):g} from {current:g} exceeds max_step {limits.max_step:g}",
                 )
         return LimitsCheck(**base, allowed=True, message="within limits")

@@ -70,22 +70,30 @@ class Tolerance:
         """E.g. ``±0.004 (tightened from ±0.0149: the change 0.01 is within it)``."""
         if not self.tightened:
             return f"±{self.value:g}"
-        return (f"±{self.value:g} (tightened from ±{self.base:g}: the change {self.change:g} is within it, "
-                "so the old value would pass)")
+        return (
+            f"±{self.value:g} (tightened from ±{self.base:g}: the change {self.change:g} is within it, "
+            "so the old value would pass)"
+        )
 
     def holds(self, reading: float | None, target: float) -> bool:
         """Whether ``reading`` is within this tolerance of ``target``."""
         return reading is not None and abs(reading - target) <= self.value
 
 
-def small_change(target: float, previous: float | None, verification: Verification,
-                 default_percent: float = 0.1) -> bool:
+def small_change(
+    target: float, previous: float | None, verification: Verification, default_percent: float = 0.1
+) -> bool:
     """True when |target - previous| <= the base tolerance (False when ``previous`` is unknown)."""
     return previous is not None and abs(target - previous) <= tolerance(target, verification, default_percent)
 
 
-def effective_tolerance(target: float, previous: float | None, verification: Verification,
-                        default_percent: float = 0.1, mode: SmallChangeMode = "tighten") -> Tolerance:
+def effective_tolerance(
+    target: float,
+    previous: float | None,
+    verification: Verification,
+    default_percent: float = 0.1,
+    mode: SmallChangeMode = "tighten",
+) -> Tolerance:
     """The tolerance to verify a write of ``target`` over ``previous`` with (see module docstring).
 
     Raises :class:`UnverifiableChange` for a small change when ``mode`` is ``"refuse"``.
@@ -98,7 +106,8 @@ def effective_tolerance(target: float, previous: float | None, verification: Ver
         raise UnverifiableChange(
             f"the change {change:g} (from {previous:g} to {target:g}) is within the verification tolerance "
             f"±{base:g}, so no reading could show that the write arrived; refused "
-            "(TERN_SMALL_CHANGE_VERIFICATION=refuse)")
+            "(TERN_SMALL_CHANGE_VERIFICATION=refuse)"
+        )
     return Tolerance(change * SMALL_CHANGE_FRACTION, base, change, True)
 
 

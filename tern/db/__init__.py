@@ -53,9 +53,7 @@ async def migrate(conn: Conn, directory: Path = MIGRATIONS_DIR) -> list[int]:
                 continue
             async with conn.transaction():
                 await conn.execute(path.read_text())
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name
-                )
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name)
             applied.append(version)
         return applied
     finally:

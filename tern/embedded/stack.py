@@ -96,8 +96,11 @@ class EmbeddedStack:
         self.progress = progress or (lambda _msg: None)
         self.pg = EmbeddedPostgres(self.root / "postgres" / "data", settings.pg_port)
         self._starters: dict[str, Callable[[], None]] = {
-            "postgres": self._start_postgres, "temporal": self._start_temporal, "sim": self._start_sim,
-            "worker": self._start_worker}
+            "postgres": self._start_postgres,
+            "temporal": self._start_temporal,
+            "sim": self._start_sim,
+            "worker": self._start_worker,
+        }
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def _pidfile(self, name: str) -> Path:
@@ -162,18 +165,32 @@ class EmbeddedStack:
                     detail += f"; last exit: {sup.last_exit}"
                     if sup.last_exit_at:
                         detail += f" at {sup.last_exit_at:%H:%M:%S} UTC"
-            comps.append(ComponentStatus(name=name, state=state, pid=pid, address=addr, port=port,
-                                         log=str(self._log(name)), detail=detail, **extra))
-        return StackStatus(data_dir=str(self.root), ui_url=self.s.ui_url, components=comps,
-                           sandbox=self.sandbox_status())
+            comps.append(
+                ComponentStatus(
+                    name=name,
+                    state=state,
+                    pid=pid,
+                    address=addr,
+                    port=port,
+                    log=str(self._log(name)),
+                    detail=detail,
+                    **extra,
+                )
+            )
+        return StackStatus(
+            data_dir=str(self.root), ui_url=self.s.ui_url, components=comps, sandbox=self.sandbox_status()
+        )
 
     def sandbox_status(self) -> SandboxStatus:
         """Check the sandbox backend (Docker engine reachable, image present); never raises."""
         from tern.sandbox import unavailable_reason
 
         problem = unavailable_reason(self.s)
-        return SandboxStatus(available=problem is None, backend=self.s.sandbox_backend,
-                             detail=problem or "engine reachable, image present")
+        return SandboxStatus(
+            available=problem is None,
+            backend=self.s.sandbox_backend,
+            detail=problem or "engine reachable, image present",
+        )
 
     # -- up ------------------------------------------------------------------------------------------
     def up(self) -> StackStatus:
@@ -193,15 +210,24 @@ class EmbeddedStack:
     def _check_port(self, name: str, setting: str) -> None:
         addr, port = self._endpoint(name)
         if port is not None and port_in_use(port, addr or "127.0.0.1"):
-            raise StackError(f"cannot start {name}: {addr}:{port} is busy (held by a program that is not this "
-                             f"stack's {name}); stop it or choose another port with {setting}")
+            raise StackError(
+                f"cannot start {name}: {addr}:{port} is busy (held by a program that is not this "
+                f"stack's {name}); stop it or choose another port with {setting}"
+            )
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self._log(name), "ab")
         log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True, cwd=self.root)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+            cwd=self.root,
+        )
         self._pidfile(name).write_text(str(proc.pid))
         return proc
 
@@ -210,13 +236,15 @@ class EmbeddedStack:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 self._pidfile(name).unlink(missing_ok=True)
-                raise StackError(f"{name} exited with status {proc.returncode} while starting; last log lines:\n"
-                                 + self._tail(name))
+                raise StackError(
+                    f"{name} exited with status {proc.returncode} while starting; last log lines:\n" + self._tail(name)
+                )
             if ready():
                 return
             time.sleep(0.2)
-        raise StackError(f"{name} did not become ready within {timeout:g} s; see {self._log(name)}\n"
-                         + self._tail(name))
+        raise StackError(
+            f"{name} did not become ready within {timeout:g} s; see {self._log(name)}\n" + self._tail(name)
+        )
 
     def _tail(self, name: str, n: int = 15) -> str:
         try:
@@ -234,13 +262,29 @@ class EmbeddedStack:
     def _start_temporal(self) -> None:
         self._check_port("temporal", "TERN_TEMPORAL_ADDRESS")
         if port_in_use(self.s.temporal_ui_port):
-            raise StackError(f"cannot start the Temporal Web UI: 127.0.0.1:{self.s.temporal_ui_port} is busy; "
-                             "choose another port with TERN_TEMPORAL_UI_PORT")
+            raise StackError(
+                f"cannot start the Temporal Web UI: 127.0.0.1:{self.s.temporal_ui_port} is busy; "
+                "choose another port with TERN_TEMPORAL_UI_PORT"
+            )
         host, port = self._endpoint("temporal")
-        cmd = [_temporal_bin(), "server", "start-dev", "--ip", host or "127.0.0.1", "--port", str(port),
-               "--ui-port", str(self.s.temporal_ui_port), "--db-filename",
-               str(self.root / "temporal" / "temporal.db"), "--namespace", self.s.temporal_namespace,
-               "--log-level", "warn", "--ui-disable-news-fetch"]
+        cmd = [
+            _temporal_bin(),
+            "server",
+            "start-dev",
+            "--ip",
+            host or "127.0.0.1",
+            "--port",
+            str(port),
+            "--ui-port",
+            str(self.s.temporal_ui_port),
+            "--db-filename",
+            str(self.root / "temporal" / "temporal.db"),
+            "--namespace",
+            self.s.temporal_namespace,
+            "--log-level",
+            "warn",
+            "--ui-disable-news-fetch",
+        ]
         for sa in SEARCH_ATTRIBUTES:
             cmd += ["--search-attribute", f"{sa}=Keyword"]
         proc = self._spawn("temporal", cmd)
@@ -255,26 +299,54 @@ class EmbeddedStack:
 
     def _start_sim(self) -> None:
         self._check_port("sim", "TERN_CA_SERVER_PORT")
-        env = {**self._child_env(), "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
-               "TERN_LIMITS_PATH": str(self.s.limits_path)}
+        env = {
+            **self._child_env(),
+            "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
+            "TERN_LIMITS_PATH": str(self.s.limits_path),
+        }
         proc = self._spawn("sim", [sys.executable, "-m", "tern.sim"], env)
         self._wait("sim", proc, lambda: port_in_use(self.s.ca_server_port), 60)
 
     def _start_worker(self) -> None:
         # The embedded worker talks only to the simulated accelerator on loopback, and may write to it.
-        env = {**self._child_env(), "TERN_WRITES_ENABLED": "true", "TERN_CA_ADDR_LIST": "127.0.0.1",
-               "TERN_CA_AUTO_ADDR_LIST": "false", "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
-               "TERN_DATABASE_URL": self.s.dsn, "TERN_TEMPORAL_ADDRESS": self.s.temporal_address,
-               "TERN_TASK_QUEUE": self.s.task_queue, "TERN_LIMITS_PATH": str(self.s.limits_path)}
+        env = {
+            **self._child_env(),
+            "TERN_WRITES_ENABLED": "true",
+            "TERN_CA_ADDR_LIST": "127.0.0.1",
+            "TERN_CA_AUTO_ADDR_LIST": "false",
+            "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
+            "TERN_DATABASE_URL": self.s.dsn,
+            "TERN_TEMPORAL_ADDRESS": self.s.temporal_address,
+            "TERN_TASK_QUEUE": self.s.task_queue,
+            "TERN_LIMITS_PATH": str(self.s.limits_path),
+        }
         started = datetime.now(UTC)
         state = self._state_file("worker")
         state.unlink(missing_ok=True)
         s = self.s
-        proc = self._spawn("worker", [
-            sys.executable, "-m", "tern.embedded.supervise", "--state", str(state),
-            "--initial", str(s.worker_restart_initial_s), "--max", str(s.worker_restart_max_s),
-            "--stable", str(s.worker_stable_s), "--grace", str(WORKER_GRACE_S),
-            "--", sys.executable, "-m", "worker.main"], env)
+        proc = self._spawn(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "tern.embedded.supervise",
+                "--state",
+                str(state),
+                "--initial",
+                str(s.worker_restart_initial_s),
+                "--max",
+                str(s.worker_restart_max_s),
+                "--stable",
+                str(s.worker_stable_s),
+                "--grace",
+                str(WORKER_GRACE_S),
+                "--",
+                sys.executable,
+                "-m",
+                "worker.main",
+            ],
+            env,
+        )
 
         def polling() -> bool:  # a worker of this start polls the task queue (Temporal's own view)
             return bool(workflow_pollers_since(s.temporal_address, s.temporal_namespace, s.task_queue, started))

@@ -80,8 +80,16 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 class Supervisor:
     """Runs ``command`` and restarts it (see module docstring). Times in seconds."""
 
-    def __init__(self, command: list[str], state_path: Path, *, initial_s: float = 1.0, max_s: float = 60.0,
-                 stable_s: float = 60.0, grace_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        state_path: Path,
+        *,
+        initial_s: float = 1.0,
+        max_s: float = 60.0,
+        stable_s: float = 60.0,
+        grace_s: float = 15.0,
+    ) -> None:
         if not command:
             raise ValueError("no command to supervise")
         self.command = command
@@ -109,9 +117,14 @@ class Supervisor:
             self._child = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
             if self._stop.is_set():  # a stop request that came while starting it
                 break
-            self.state = self.state.model_copy(update={
-                "child_pid": self._child.pid, "phase": "running", "started_at": datetime.now(UTC),
-                "next_restart_in_s": None})
+            self.state = self.state.model_copy(
+                update={
+                    "child_pid": self._child.pid,
+                    "phase": "running",
+                    "started_at": datetime.now(UTC),
+                    "next_restart_in_s": None,
+                }
+            )
             self.state.write(self.state_path)
             self._log(f"started {' '.join(self.command)} (pid {self._child.pid})")
             code = self._child.wait()
@@ -121,14 +134,22 @@ class Supervisor:
             ran = time.monotonic() - started
             if code == 0:
                 self._log(f"child {reason} after {ran:.1f} s; not restarting")
-                self.state = self.state.model_copy(update={"child_pid": None, "last_exit": reason,
-                                                           "last_exit_at": datetime.now(UTC)})
+                self.state = self.state.model_copy(
+                    update={"child_pid": None, "last_exit": reason, "last_exit_at": datetime.now(UTC)}
+                )
                 break
             if ran >= self.stable_s:
                 delay = self.initial_s
-            self.state = self.state.model_copy(update={
-                "child_pid": None, "phase": "backoff", "restarts": self.state.restarts + 1, "last_exit": reason,
-                "last_exit_at": datetime.now(UTC), "next_restart_in_s": delay})
+            self.state = self.state.model_copy(
+                update={
+                    "child_pid": None,
+                    "phase": "backoff",
+                    "restarts": self.state.restarts + 1,
+                    "last_exit": reason,
+                    "last_exit_at": datetime.now(UTC),
+                    "next_restart_in_s": delay,
+                }
+            )
             self.state.write(self.state_path)
             self._log(f"child {reason} after {ran:.1f} s; restart {self.state.restarts} in {delay:g} s")
             if self._stop.wait(delay):
@@ -165,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    sup = Supervisor(command, args.state, initial_s=args.initial, max_s=args.max, stable_s=args.stable,
-                     grace_s=args.grace)
+    sup = Supervisor(
+        command, args.state, initial_s=args.initial, max_s=args.max, stable_s=args.stable, grace_s=args.grace
+    )
     signal.signal(signal.SIGTERM, sup.request_stop)
     signal.signal(signal.SIGINT, sup.request_stop)
     return sup.run()

@@ -35,8 +35,14 @@ def temporal_bin() -> str:
 
 def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str] | None:
     try:
-        return subprocess.run([temporal_bin(), *args], capture_output=True, text=True, timeout=timeout_s,
-                              stdin=subprocess.DEVNULL, check=False)
+        return subprocess.run(
+            [temporal_bin(), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except (subprocess.TimeoutExpired, OSError):
         return None
 
@@ -51,12 +57,28 @@ def serving(address: str, namespace: str, timeout_s: float = 10.0) -> bool:
     return ns is not None and ns.returncode == 0
 
 
-def workflow_pollers_since(address: str, namespace: str, task_queue: str, since: datetime,
-                           timeout_s: float = 10.0) -> list[str]:
+def workflow_pollers_since(
+    address: str, namespace: str, task_queue: str, since: datetime, timeout_s: float = 10.0
+) -> list[str]:
     """Identities of workers that polled ``task_queue`` for workflow tasks at or after ``since`` (aware UTC
     datetime); empty when none did or the service cannot be asked."""
-    out = _run(["task-queue", "describe", "--address", address, "--namespace", namespace, "--task-queue",
-                task_queue, "--task-queue-type", "workflow", "--output", "json"], timeout_s)
+    out = _run(
+        [
+            "task-queue",
+            "describe",
+            "--address",
+            address,
+            "--namespace",
+            namespace,
+            "--task-queue",
+            task_queue,
+            "--task-queue-type",
+            "workflow",
+            "--output",
+            "json",
+        ],
+        timeout_s,
+    )
     if out is None or out.returncode != 0:
         return []
     try:

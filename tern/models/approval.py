@@ -95,10 +95,13 @@ class Decision(BaseModel):
     approved: bool
     comment: str = Field("", max_length=4000)
     surface: str | None = Field(
-        None, max_length=40, pattern=r"^[a-z][a-z0-9_.-]*$",
+        None,
+        max_length=40,
+        pattern=r"^[a-z][a-z0-9_.-]*$",
         description="Which front end sent the decision ('cli', 'chat', ...); self-declared, like ``approver``. "
         "Optional so a Web UI or raw-client body may omit it; the audit then says "
-        "'unspecified (Web UI or raw client)'.")
+        "'unspecified (Web UI or raw client)'.",
+    )
 
 
 UNSPECIFIED_SURFACE = "unspecified (Web UI or raw client)"

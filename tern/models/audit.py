@@ -7,8 +7,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 AuditKind = Literal[
-    "approval_requested", "decision", "decision_ignored", "decision_refused", "approval_timed_out",
-    "approval_cancelled", "approval_refused", "approval_policy", "write", "write_refused",
+    "approval_requested",
+    "decision",
+    "decision_ignored",
+    "decision_refused",
+    "approval_timed_out",
+    "approval_cancelled",
+    "approval_refused",
+    "approval_policy",
+    "write",
+    "write_refused",
 ]
 
 

@@ -76,6 +76,8 @@ class WriteRecord(BaseModel):
     idempotency_key: str = ""
     tolerance: float | None = Field(None, description="Allowed |reading - target| the write was verified with.")
     setpoint_timestamp: datetime | None = Field(
-        None, description="The setpoint's Channel Access timestamp after the put (IOC clock, UTC).")
+        None, description="The setpoint's Channel Access timestamp after the put (IOC clock, UTC)."
+    )
     readback_timestamp: datetime | None = Field(
-        None, description="The Channel Access timestamp of the reading that verified it (IOC clock, UTC).")
+        None, description="The Channel Access timestamp of the reading that verified it (IOC clock, UTC)."
+    )

@@ -190,9 +190,7 @@ def build_result(
         )
 
 
-def _interpret(
-    outcome: Outcome, request: ExecutionRequest, limits: SandboxLimits, backend: Backend
-) -> ExecutionResult:
+def _interpret(outcome: Outcome, request: ExecutionRequest, limits: SandboxLimits, backend: Backend) -> ExecutionResult:
     isolation: Literal["container", "none"] = "container" if backend == "docker" else "none"
     base: dict[str, Any] = {
         "backend": backend,

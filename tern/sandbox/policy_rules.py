@@ -29,8 +29,18 @@ CONTROL_MODULES = frozenset(
 """Control-system client libraries (EPICS Channel Access / PV Access, Tango, DOOCS, TINE) and Tern itself."""
 CONTROL_WRITE_NAMES = frozenset(
     {
-        "caput", "caput_many", "put", "put_many", "write", "write_attribute", "write_attributes",
-        "write_attribute_asynch", "write_read_attribute", "write_channel", "write_pv", "command_inout",
+        "caput",
+        "caput_many",
+        "put",
+        "put_many",
+        "write",
+        "write_attribute",
+        "write_attributes",
+        "write_attribute_asynch",
+        "write_read_attribute",
+        "write_channel",
+        "write_pv",
+        "command_inout",
     }
 )
 """Names that write when they come from a control-system library (``epics.caput``, ``...write_attribute``)."""
@@ -38,9 +48,33 @@ WRITE_METHODS = frozenset({"put", "caput", "put_many", "caput_many", "write_attr
 """Method names flagged on any object (``pv.put(3)``), as Osprey does: the object's type is unknown."""
 NETWORK_MODULES = frozenset(
     {
-        "socket", "ssl", "urllib", "urllib2", "urllib3", "http", "requests", "httpx", "aiohttp", "ftplib",
-        "smtplib", "telnetlib", "xmlrpc", "socketserver", "poplib", "imaplib", "nntplib", "websocket",
-        "websockets", "paramiko", "grpc", "zmq", "pycurl", "dns", "asyncssh", "fabric", "webbrowser",
+        "socket",
+        "ssl",
+        "urllib",
+        "urllib2",
+        "urllib3",
+        "http",
+        "requests",
+        "httpx",
+        "aiohttp",
+        "ftplib",
+        "smtplib",
+        "telnetlib",
+        "xmlrpc",
+        "socketserver",
+        "poplib",
+        "imaplib",
+        "nntplib",
+        "websocket",
+        "websockets",
+        "paramiko",
+        "grpc",
+        "zmq",
+        "pycurl",
+        "dns",
+        "asyncssh",
+        "fabric",
+        "webbrowser",
     }
 )
 """Modules that reach the network (standard library and common clients)."""
@@ -48,8 +82,18 @@ PROCESS_MODULES = frozenset({"subprocess", "multiprocessing", "pty", "pexpect", 
 """Modules that start processes."""
 DYNAMIC_MODULES = frozenset(
     {
-        "importlib", "ctypes", "cffi", "marshal", "pickle", "dill", "cloudpickle", "code", "codeop", "runpy",
-        "imp", "builtins",
+        "importlib",
+        "ctypes",
+        "cffi",
+        "marshal",
+        "pickle",
+        "dill",
+        "cloudpickle",
+        "code",
+        "codeop",
+        "runpy",
+        "imp",
+        "builtins",
     }
 )
 """Modules whose import alone means code the analysis cannot see (loaded, unpickled or native)."""
@@ -66,7 +110,10 @@ _OS_FILE_WRITE += ["chmod", "lchmod", "chown", "lchown", "link", "symlink", "tru
 NAMED: dict[str, Category] = {
     **dict.fromkeys(
         [
-            "asyncio.open_connection", "asyncio.start_server", "asyncio.open_unix_connection", "pandas.read_html",
+            "asyncio.open_connection",
+            "asyncio.start_server",
+            "asyncio.open_unix_connection",
+            "pandas.read_html",
             "os.getaddrinfo",
         ],
         "network",
@@ -80,15 +127,23 @@ NAMED: dict[str, Category] = {
         ],
         "process",
     ),
-    **dict.fromkeys(
-        [*(f"os.{name}" for name in _OS_PRIVILEGE), "resource.setrlimit", "resource.prlimit"], "privilege"
-    ),
+    **dict.fromkeys([*(f"os.{name}" for name in _OS_PRIVILEGE), "resource.setrlimit", "resource.prlimit"], "privilege"),
     **dict.fromkeys([f"os.{name}" for name in _OS_FILE_WRITE], "file_write"),
     **dict.fromkeys(
         [
-            "sys.modules", "sys._getframe", "sys.settrace", "sys.setprofile", "sys.addaudithook", "gc.get_objects",
-            "gc.get_referrers", "gc.get_referents", "types.FunctionType", "types.CodeType", "inspect.currentframe",
-            "inspect.stack", "os.environ",
+            "sys.modules",
+            "sys._getframe",
+            "sys.settrace",
+            "sys.setprofile",
+            "sys.addaudithook",
+            "gc.get_objects",
+            "gc.get_referrers",
+            "gc.get_referents",
+            "types.FunctionType",
+            "types.CodeType",
+            "inspect.currentframe",
+            "inspect.stack",
+            "os.environ",
         ],
         "dynamic_code",
     ),
@@ -96,8 +151,17 @@ NAMED: dict[str, Category] = {
 """Fully qualified names (functions, classes, attributes) and what using them means."""
 PATH_WRITE_METHODS = frozenset(
     {
-        "write_text", "write_bytes", "unlink", "rmdir", "touch", "symlink_to", "hardlink_to", "lchmod", "rename",
-        "replace", "mkdir",
+        "write_text",
+        "write_bytes",
+        "unlink",
+        "rmdir",
+        "touch",
+        "symlink_to",
+        "hardlink_to",
+        "lchmod",
+        "rename",
+        "replace",
+        "mkdir",
     }
 )
 """pathlib.Path methods that change the file system (flagged on any object)."""
@@ -107,8 +171,17 @@ DYNAMIC_BUILTINS = frozenset(
 """Builtins that run code the analysis cannot see, or reach objects by computed names."""
 DYNAMIC_ATTRS = frozenset(
     {
-        "__dict__", "__globals__", "__builtins__", "__subclasses__", "__code__", "__getattribute__", "__loader__",
-        "__spec__", "__bases__", "__mro__", "__class__",
+        "__dict__",
+        "__globals__",
+        "__builtins__",
+        "__subclasses__",
+        "__code__",
+        "__getattribute__",
+        "__loader__",
+        "__spec__",
+        "__bases__",
+        "__mro__",
+        "__class__",
     }
 )
 """Attributes that reach interpreter internals (a way around any name-based rule)."""

@@ -30,9 +30,7 @@ def main() -> None:
         clock_offset_s=settings.sim_clock_offset_s,
         update_period_s=settings.sim_update_period_s,
     )
-    logging.getLogger("tern.sim").info(
-        "serving %d channels on 127.0.0.1:%d", len(sim.pvdb), settings.ca_server_port
-    )
+    logging.getLogger("tern.sim").info("serving %d channels on 127.0.0.1:%d", len(sim.pvdb), settings.ca_server_port)
     asyncio.run(serve(sim, ["127.0.0.1"]))
 
 

@@ -164,4 +164,3 @@ async def test_bad_requests_are_refused(service: ArielService) -> None:
         await service.search("x", limit=0)
     with pytest.raises(ValueError, match="date: expects a date"):
         await service.search("beam date:yesterday")
-
