@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -32,6 +36,24 @@ async def running_worker(
             yield pool
     finally:
         await pool.close()
+
+
+def spawn_worker(settings: TernSettings, address: str, log_path: Path, **env: str) -> subprocess.Popen[bytes]:
+    """``python -m worker.main`` as a separate process (so a test can SIGKILL it) for ``settings``' task queue,
+    database and simulated IOC at Temporal ``address``, writes enabled; ``env`` adds ``TERN_*`` variables.
+    Output goes to ``log_path``."""
+    full = {
+        **os.environ,
+        "TERN_TEMPORAL_ADDRESS": address,
+        "TERN_TASK_QUEUE": settings.task_queue,
+        "TERN_DATABASE_URL": settings.dsn,
+        "TERN_CA_SERVER_PORT": str(settings.ca_server_port),
+        "TERN_WRITES_ENABLED": "true",
+        "TERN_PYTHON_APPROVAL_MODE": settings.python_approval_mode,
+        **env,
+    }
+    with open(log_path, "a") as fh:
+        return subprocess.Popen([sys.executable, "-m", "worker.main"], env=full, stdout=fh, stderr=subprocess.STDOUT)
 
 
 async def ingest_demo(dsn: str) -> None:

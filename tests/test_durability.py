@@ -4,33 +4,15 @@ with exactly one write in the audit table."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 
 import asyncpg
 import pytest
 
 from tern.control.channels import read_value
 from tern.models import Decision
-from tests.agent_helpers import audit_rows, start_run, wait_for_state, write_plan
+from tests.agent_helpers import audit_rows, spawn_worker, start_run, wait_for_state, write_plan
 from workflows.agent_run import AgentRunWorkflow
-
-
-def _spawn_worker(settings, address: str, log_path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "TERN_TEMPORAL_ADDRESS": address,
-        "TERN_TASK_QUEUE": settings.task_queue,
-        "TERN_DATABASE_URL": settings.dsn,
-        "TERN_CA_SERVER_PORT": str(settings.ca_server_port),
-        "TERN_WRITES_ENABLED": "true",
-        "TERN_READBACK_TIMEOUT_S": "2",
-        "TERN_PYTHON_APPROVAL_MODE": settings.python_approval_mode,
-    }
-    with open(log_path, "a") as fh:
-        return subprocess.Popen([sys.executable, "-m", "worker.main"], env=env, stdout=fh, stderr=subprocess.STDOUT)
 
 
 async def test_worker_sigkill_while_waiting_for_approval(temporal_env, settings, tmp_path) -> None:
@@ -39,14 +21,14 @@ async def test_worker_sigkill_while_waiting_for_approval(temporal_env, settings,
     channel = "SR:MAG:QD:05:CURRENT:SP"
     before = read_value(channel)
     log = tmp_path / "worker.log"
-    first = _spawn_worker(settings, address, log)
+    first = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="2")
     second = None
     try:
         handle = await start_run(client, settings, write_plan(channel, before + 2.0))
         st = await wait_for_state(handle, "awaiting_approval", within_s=60)
         first.send_signal(signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL
-        second = _spawn_worker(settings, address, log)
+        second = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="2")
         record = await asyncio.wait_for(
             handle.execute_update(
                 AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
@@ -91,7 +73,7 @@ async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, d
     run_id = f"run-{uuid.uuid4().hex[:10]}"
     log = tmp_path / "worker.log"
     labels = {"label": [f"{LABEL}=1", f"tern.run_id={run_id}"]}
-    first = _spawn_worker(settings, address, log)
+    first = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="2")
     second = None
     try:
         handle = await client.start_workflow(AgentRunWorkflow.run, req, id=run_id, task_queue=settings.task_queue)
@@ -103,7 +85,7 @@ async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, d
             pytest.fail("the sandbox container never started: " + log.read_text()[-2000:])
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        second = _spawn_worker(settings, address, log)
+        second = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="2")
         result = await asyncio.wait_for(handle.result(), timeout=120)
     finally:
         for proc in (first, second):

@@ -4,34 +4,16 @@ write by reading the machine (never a second put), and the audit row says so."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from tern.control.channels import read_value
 from tern.models import Decision
-from tests.agent_helpers import audit_rows, start_run, wait_for_state, write_plan
+from tests.agent_helpers import audit_rows, spawn_worker, start_run, wait_for_state, write_plan
 from tests.conftest import SLOW_SETPOINT
 from workflows.agent_run import WRITE_HEARTBEAT_TIMEOUT, AgentRunWorkflow
-
-
-def _spawn_worker(settings, address: str, log_path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "TERN_TEMPORAL_ADDRESS": address,
-        "TERN_TASK_QUEUE": settings.task_queue,
-        "TERN_DATABASE_URL": settings.dsn,
-        "TERN_CA_SERVER_PORT": str(settings.ca_server_port),
-        "TERN_WRITES_ENABLED": "true",
-        "TERN_READBACK_TIMEOUT_S": "10",
-        "TERN_WRITE_SETTLE_DELAY_S": "1",
-    }
-    with open(log_path, "a") as fh:
-        return subprocess.Popen([sys.executable, "-m", "worker.main"], env=env, stdout=fh, stderr=subprocess.STDOUT)
 
 
 async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, settings, tmp_path) -> None:
@@ -40,7 +22,7 @@ async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, setti
     channel = SLOW_SETPOINT  # its readback lags 4 s: the write activity is still polling when killed
     target = read_value(channel) + 10.0
     log = tmp_path / "worker.log"
-    first = _spawn_worker(settings, address, log)
+    first = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="10", TERN_WRITE_SETTLE_DELAY_S="1")
     second = None
     try:
         handle = await start_run(client, settings, write_plan(channel, target))
@@ -55,7 +37,7 @@ async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, setti
         first.send_signal(signal.SIGKILL)  # ... and the attempt is still waiting for the readback
         assert first.wait(10) == -signal.SIGKILL
         killed_at = time.monotonic()
-        second = _spawn_worker(settings, address, log)
+        second = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="10", TERN_WRITE_SETTLE_DELAY_S="1")
         result = await asyncio.wait_for(handle.result(), timeout=120)
         settled_after = time.monotonic() - killed_at
     finally:
