@@ -247,10 +247,13 @@ class DockerBackend:
             ended_by: EndedBy = await supervisor.watch(wait_future, limits.timeout_s)
             if ended_by != "exit":
                 await asyncio.to_thread(kill_quietly, self.client, cid)
-            await asyncio.wait_for(asyncio.shield(wait_future), KILL_GRACE_S)
+            waited = await asyncio.wait_for(asyncio.shield(wait_future), KILL_GRACE_S)
             t2 = time.perf_counter()
             await asyncio.to_thread(reader.join, 10.0)
-            state = (await asyncio.to_thread(self.client.api.inspect_container, cid))["State"]
+            try:
+                state = (await asyncio.to_thread(self.client.api.inspect_container, cid))["State"]
+            except docker.errors.NotFound:  # removed by a kill (tern sandbox kill, a cancelled run) meanwhile:
+                state = {"ExitCode": (waited or {}).get("StatusCode")}  # the engine's wait result says how it ended
             exit_code = state.get("ExitCode")
             if reader.overflow:
                 ended_by = "output_limit"
