@@ -5,11 +5,13 @@ from the code: ``python -m tern.config_doc > docs/settings.md`` (a test checks t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from tern import PACKAGE_DIR
 from tern.config import TernSettings
 
 HEADER = """# Tern settings
@@ -42,6 +44,8 @@ def _default(info: FieldInfo) -> str:
         return "unset"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if isinstance(value, Path) and value.is_relative_to(PACKAGE_DIR):  # the same text on every machine
+        return f"bundled `tern/{value.relative_to(PACKAGE_DIR)}`"
     return f"`{value}`"
 
 
