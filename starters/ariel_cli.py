@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from temporalio.client import (
@@ -30,7 +29,7 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
-from starters.common import fail, hard_exit, load_settings
+from starters.common import console, fail, hard_exit, load_settings
 from tern.ariel.adapters import adapter_names
 from tern.config import TernSettings
 from tern.models import SearchResponse
@@ -40,8 +39,8 @@ from worker.connection import TemporalUnreachable, connect
 from workflows.logbook_ingestion import LogbookIngestionWorkflow
 
 app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, serve.", no_args_is_help=True)
-err = Console(stderr=True)
-out = Console()
+err = console(stderr=True)
+out = console()
 
 ADAPTERS = tuple(adapter_names())  # the adapter registry of tern.ariel.adapters
 MODES = ("keyword", "semantic", "hybrid", "rag")
@@ -245,6 +244,22 @@ def hits_json(resp: SearchResponse) -> list[dict[str, Any]]:
     ]
 
 
+def search_json(resp: SearchResponse) -> dict[str, Any]:
+    """``tern ariel search --json``: ``query``, ``mode`` (asked), ``mode_used`` (what ran), ``notice`` (why they
+    differ, or ""), ``answer``, ``citations`` and ``invalid_citations`` (RAG only; citations are entry ids), and
+    ``hits`` (see :func:`hits_json`)."""
+    return {
+        "query": resp.query,
+        "mode": resp.mode,
+        "mode_used": resp.mode_used,
+        "notice": resp.notice,
+        "answer": resp.answer,
+        "citations": resp.citations,
+        "invalid_citations": resp.invalid_citations,
+        "hits": hits_json(resp),
+    }
+
+
 async def _search(settings: TernSettings, query: str, mode: str, limit: int, filters: Any) -> SearchResponse:
     from tern.ariel.query import QueryError
     from tern.ariel.service import search
@@ -263,7 +278,9 @@ def search_cmd(
     query: Annotated[str, typer.Argument(help='Full text ("phrase", or, -term) with author:, tag:, date: ...')],
     mode: Annotated[str, typer.Option("--mode", "-m", help="keyword, semantic, hybrid or rag.")] = "keyword",
     limit: Annotated[int, typer.Option("--limit", "-n", help="Most hits shown (1-100).")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the hits as a JSON list.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: mode used, notice, RAG answer and citations, hits.")
+    ] = False,
     author: Annotated[str | None, typer.Option(help="Only entries whose author contains this.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Only entries with one of these tags.")] = None,
     since: Annotated[str | None, typer.Option(help="Only entries at or after this time (ISO 8601).")] = None,
@@ -285,12 +302,10 @@ def search_cmd(
         author=author, tags=tag or [], since=_parse_time("--since", since), until=_parse_time("--until", until)
     )
     resp = asyncio.run(_search(settings, query, mode, limit, filters))
-    if as_json:
-        print(json.dumps(hits_json(resp), indent=2))
+    if as_json:  # complete for scripts and chat bots: the answer, its citations and the notice are in it too
+        print(json.dumps(search_json(resp), indent=2))
         if resp.notice:
             err.print(f"note: {resp.notice}", markup=False, highlight=False)
-        if resp.answer:
-            err.print(resp.answer, markup=False, highlight=False)
         return
     if resp.notice:
         out.print(f"note: {resp.notice}", markup=False, highlight=False)

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from starters.ariel_cli import app as ariel_app
 from starters.client import TernClient, TernUnavailable, TernUserError, check_user_name, run_request
-from starters.common import err, fail, hard_exit, load_settings, print_json
+from starters.common import console, err, fail, hard_exit, load_settings, print_json
 from starters.demo import DEMO_OPERATOR
 from starters.plan_file import check_plan_channels, load_plan
 from starters.sandbox_cli import app as sandbox_app
@@ -33,7 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(ariel_app, name="ariel")
 app.add_typer(sandbox_app, name="sandbox")
-out = Console(soft_wrap=True)
+out = console()
 T = TypeVar("T")
 
 

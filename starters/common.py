@@ -13,7 +13,19 @@ from rich.console import Console
 
 from tern.config import TernSettings
 
-err = Console(stderr=True, soft_wrap=True)
+PIPE_WIDTH = 400  # columns for output that is not a terminal: tables are not cut to 80 columns in a pipe or file
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console for CLI output: the terminal's width on a terminal, ``PIPE_WIDTH`` columns otherwise (rich
+    assumes 80 for a pipe, and would cut table cells: ``tern ariel status | cat`` showed "complet…")."""
+    c = Console(stderr=stderr, soft_wrap=True)
+    if not c.is_terminal:
+        c.width = PIPE_WIDTH
+    return c
+
+
+err = console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from starters.common import console
 from tern.config import get_settings
 from tern.models.approval import ApprovalMode
 from tern.models.code_policy import PolicyReport
@@ -27,8 +27,8 @@ from tern.models.execution import ExecutionResult
 from tern.sandbox import ExecutionRequest, InputFile, SandboxError, analyze, execute, get_backend, reap_orphans
 
 app = typer.Typer(help="Sandboxed Python execution: build the image, run code in it, clean up.", no_args_is_help=True)
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = console()
+err = console(stderr=True)
 
 EXIT_OK, EXIT_CODE_FAILED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 

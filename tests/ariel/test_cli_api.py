@@ -61,17 +61,21 @@ async def test_cli_ingests_through_the_workflow_then_searches(worker_env, tempor
 
     code, out, err = await cli("search", "klystron fault", "--json", "--limit", "3", env=env)
     assert code == 0, err
-    hits = json.loads(out)
+    found = json.loads(out)
+    assert (found["mode"], found["mode_used"], found["answer"]) == ("keyword", "keyword", "")
+    hits = found["hits"]
     assert hits[0]["entry_id"] == "J20002"
     assert set(hits[0]) >= {"entry_id", "score", "title", "timestamp", "highlights"}
     code, out, err = await cli("search", "vacuum", "--mode", "semantic", env=env)
     assert code == 0 and "Semantic search unavailable" in out and "[#" in out
     code, out, err = await cli("search", "orbit", "--mode", "rag", "--json", env=env)
-    assert code == 0 and json.loads(out) and "No LLM is configured" in err
+    rag = json.loads(out)
+    assert code == 0 and rag["hits"] and rag["mode_used"] != "rag" and "No LLM is configured" in rag["notice"]
     code, out, err = await cli("status", "--json", env=env)
     assert code == 0 and json.loads(out)["by_source"] == {"demo": 28, "jlab": 7}
     code, out, err = await cli("status", env=env)
     assert code == 0 and "35 entries" in out and "completed" in out
+    assert "…" not in out  # a pipe is not a terminal: no cell is cut to fit 80 columns
 
 
 async def test_cli_direct_ingest_and_bad_input(pg_dsn: str, tmp_path: Path) -> None:
