@@ -323,3 +323,18 @@ async def test_python_step_proposed_write_is_approved_like_any_other(env) -> Non
     result = await handle.result()
     assert [s.step_id for s in result.steps] == ["calc", "calc-write-1"]
     assert result.writes[0].value == 1.5 and machine.writes[0].approver == "bob"
+
+
+async def test_one_of_two_approvals_then_timeout_writes_nothing(env) -> None:
+    client, machine, queue = env
+    machine.policy = ApprovalPolicy.model_validate(
+        {"rules": [{"kinds": ["control_write"], "approvers": ["bob", "carol"], "min_approvals": 2}]}
+    )
+    handle = await start(client, queue, plan(WRITE), approvers=[], timeout_s=3600)
+    rid = await pending(handle)
+    await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True))
+    result = await handle.result()  # the test server skips the hour
+    assert result.status == "timed_out" and machine.writes == []
+    final = result.approvals[-1]
+    assert final.decision == "timed_out" and final.approved_by == ["bob"] and "1 of 2 approvals" in final.comment
+    assert [e.event_kind for e in machine.audit] == ["approval_requested", "decision", "approval_timed_out"]

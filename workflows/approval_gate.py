@@ -252,21 +252,10 @@ class ApprovalGate:
                 )
                 raise
             except TimeoutError:
-                return ApprovalRecord(
-                    request_id=pending.request_id,
-                    kind=kind,
-                    step_id=pending.step_id,
-                    decision="timed_out",
-                    decided_at=workflow.now(),
-                    via="timeout",
-                    approved_by=list(pending.approved_by),
-                    comment=f"no decision within {self.timeout.total_seconds():g} s"
-                    + (
-                        f" ({len(pending.approved_by)} of {pending.min_approvals} approvals)"
-                        if pending.approved_by
-                        else ""
-                    ),
-                )
+                # A decision accepted in the same activation as the timer fired was valid when it came: it is
+                # recorded below (and its Update answered) rather than left waiting for ever.
+                if self._decision is None and not self._partial:
+                    return self._timed_out(kind, pending)
             while self._partial:
                 part = self._partial.pop(0)
                 await audit(
@@ -293,6 +282,19 @@ class ApprovalGate:
             timeout = pending.expires_at - workflow.now()
             if timeout <= timedelta(0):
                 timeout = timedelta(milliseconds=1)
+
+    def _timed_out(self, kind: ApprovalKind, pending: ApprovalRequest) -> ApprovalRecord:
+        return ApprovalRecord(
+            request_id=pending.request_id,
+            kind=kind,
+            step_id=pending.step_id,
+            decision="timed_out",
+            decided_at=workflow.now(),
+            via="timeout",
+            approved_by=list(pending.approved_by),
+            comment=f"no decision within {self.timeout.total_seconds():g} s"
+            + (f" ({len(pending.approved_by)} of {pending.min_approvals} approvals)" if pending.approved_by else ""),
+        )
 
     async def _refused_by_policy(
         self, kind: ApprovalKind, rule: ResolvedApproval, base: dict[str, Any], comment: str, policy: dict[str, object]
