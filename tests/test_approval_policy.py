@@ -133,3 +133,23 @@ def test_source_from_settings_without_a_file() -> None:
     policy, version = PolicySource(None, ["alice"], "control_writes").current()
     assert policy.default_approvers == ["alice"] and policy.python_approval_mode == "control_writes"
     assert version.startswith("settings-")
+
+
+def test_rules_without_defaults_never_fall_back_to_the_run() -> None:
+    """With rules but no default_approvers, a request no rule covers has nobody: the run cannot name its own."""
+    policy = ApprovalPolicy.model_validate(
+        {"rules": [{"kinds": ["control_write"], "channels": ["SR:RF:*"], "approvers": ["alice"]}]}
+    )
+    r = policy.resolve("control_write", requester="eve", requested=["mallory"], channel="BR:MAG:X:SP")
+    assert r.approvers == [] and r.refusal is not None and "no rule matches" in r.refusal
+
+
+def test_source_reloads_a_same_size_copy_with_its_mtime_kept(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text('{"default_approvers": ["alice"]}')
+    source = PolicySource(path, [], "all_code")
+    stamp = path.stat().st_mtime_ns
+    assert source.current()[0].default_approvers == ["alice"]
+    path.write_text('{"default_approvers": ["carol"]}')  # same size
+    os.utime(path, ns=(stamp, stamp))  # as `cp -p` or `rsync -a` would leave it
+    assert source.current()[0].default_approvers == ["carol"]

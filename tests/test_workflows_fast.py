@@ -338,3 +338,17 @@ async def test_one_of_two_approvals_then_timeout_writes_nothing(env) -> None:
     final = result.approvals[-1]
     assert final.decision == "timed_out" and final.approved_by == ["bob"] and "1 of 2 approvals" in final.comment
     assert [e.event_kind for e in machine.audit] == ["approval_requested", "decision", "approval_timed_out"]
+
+
+async def test_an_approver_may_retract_by_rejecting(env) -> None:
+    client, machine, queue = env
+    machine.policy = ApprovalPolicy.model_validate(
+        {"rules": [{"kinds": ["control_write"], "approvers": ["bob", "carol"], "min_approvals": 2}]}
+    )
+    handle = await start(client, queue, plan(WRITE), approvers=[])
+    rid = await pending(handle)
+    await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True))
+    await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=False))
+    assert "already decided" in await refused(handle, Decision(request_id=rid, approver="carol", approved=True))
+    result = await handle.result()
+    assert result.status == "rejected" and machine.writes == []

@@ -101,7 +101,9 @@ class ApprovalGate:
         self, kind: ApprovalKind, step_id: str, *, channel: str | None = None, requested_mode: ApprovalMode = "all_code"
     ) -> ResolvedApproval:
         """Who may decide a ``kind`` request, per the worker's policy (an activity; its result is in history)."""
-        if not workflow.patched(POLICY_PATCH):
+        # Per request as well: patched() is memoized for the execution, so a run that replayed an unpatched request
+        # would otherwise skip the policy for every request made after the upgrade.
+        if not (workflow.patched(POLICY_PATCH) or workflow.patched(f"{POLICY_PATCH}:{step_id}")):
             return ResolvedApproval(
                 approvers=self.approvers or [self.requester],
                 python_approval_mode=requested_mode,
@@ -347,7 +349,7 @@ class ApprovalGate:
                 f"{d.approver} requested this run and may not approve its own {pending.kind} request "
                 f"(two-person rule); another approver must decide: {', '.join(pending.approvers)}"
             )
-        if d.approver in pending.approved_by:
+        if d.approved and d.approver in pending.approved_by:  # a rejection (retracting an approval) always counts
             return (
                 f"{d.approver} already approved request {d.request_id}; it needs {pending.min_approvals} "
                 "different approvers"

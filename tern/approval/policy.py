@@ -3,8 +3,8 @@ whether the requester may approve their own request.
 
 The policy belongs to the worker (its settings or a policy file), never to the run: a run's requested
 approvers can only narrow the set the policy allows, and a run's python approval mode can only be stricter
-than the policy's. The file is re-read whenever it changes (hot reload, by modification time, size and
-content hash); every version is identified by the first 12 hex digits of the SHA-256 of its bytes.
+than the policy's. The file is re-read whenever its content changes (hot reload,
+checked at every request); every version is identified by the first 12 hex digits of the SHA-256 of its bytes.
 
 Policy file (JSON, TOML or YAML by suffix; ``TERN_APPROVAL_POLICY_PATH``)::
 
@@ -147,8 +147,9 @@ class ApprovalPolicy(BaseModel):
         """Who may decide a ``kind`` request (about ``channel``) of a run started by ``requester`` that asked
         for ``requested`` approvers.
 
-        The set is the first matching rule's approvers, else ``default_approvers``, else (open policy) the
-        run's ``requested`` list or the requester; a non-empty ``requested`` list narrows it (intersection).
+        The set is the first matching rule's approvers, else ``default_approvers``, else, only for an open policy
+        (no rules, no defaults), the run's ``requested`` list or the requester; with rules and no defaults a
+        request no rule covers has nobody. A non-empty ``requested`` list narrows the set (intersection).
         ``refusal`` is set when nobody but the requester remains and self-approval is not allowed, or nobody
         at all remains: such a request can never be approved and is refused at once.
         """
@@ -158,9 +159,11 @@ class ApprovalPolicy(BaseModel):
             self_ok = rule.allow_self_approval
         elif self.default_approvers:
             allowed, source, need, self_ok = self.expand(self.default_approvers), "default_approvers", 1, None
-        else:
+        elif self.is_open:
             allowed, source, need = (list(requested) or [requester]), "the run's approvers (open policy)", 1
             self_ok = None
+        else:  # rules exist but none covers this request: nobody (a run must not name its own approvers)
+            allowed, source, need, self_ok = [], "no rule matches and no default_approvers", 1, None
         if self_ok is None:
             self_ok = self.self_approval.get(kind, SELF_APPROVAL_DEFAULTS.get(kind, True))
         approvers = [a for a in allowed if a in requested] if requested else allowed
@@ -249,7 +252,7 @@ class PolicySource:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._digest: str | None = None
         self._cached: tuple[ApprovalPolicy, str] | None = None
 
     def current(self) -> tuple[ApprovalPolicy, str]:
@@ -259,14 +262,13 @@ class PolicySource:
             policy = policy_from_settings(self.default_approvers, self.python_approval_mode)
             digest = hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:12]
             return policy, f"settings-{digest}"
-        try:
-            st = self.path.stat()
+        try:  # the content decides, not the modification time (a copy with its mtime kept is still re-read)
+            digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
         except OSError as exc:
             raise ApprovalPolicyError(f"approval policy {self.path}: cannot read: {exc.strerror or exc}") from exc
-        stamp = (st.st_mtime_ns, st.st_size)
         with self._lock:
-            if self._cached is None or stamp != self._stamp:
-                self._cached, self._stamp = load_policy(self.path), stamp
+            if self._cached is None or digest != self._digest:
+                self._cached, self._digest = load_policy(self.path), digest
             return self._cached
 
 
