@@ -227,21 +227,27 @@ class AgentActivities:
                 type="ValueChangedSinceApproval" if moved and check.allowed else "WriteRefused",
                 non_retryable=True,
             )
-        try:
-            record = await _heartbeating(
-                self.ca.write_channel(
-                    inp.channel,
-                    inp.value,
-                    check.verification,
-                    previous_value=current,
-                    connect_timeout_s=s.ca_timeout_s,
-                    callback_timeout_s=s.write_callback_timeout_s,
-                    readback_timeout_s=s.readback_timeout_s,
-                    default_tolerance_percent=s.default_tolerance_percent,
-                    small_change=s.small_change_verification,
-                    readback_clock_skew_s=s.readback_clock_skew_s,
-                )
+        put = asyncio.ensure_future(
+            self.ca.write_channel(
+                inp.channel,
+                inp.value,
+                check.verification,
+                previous_value=current,
+                connect_timeout_s=s.ca_timeout_s,
+                callback_timeout_s=s.write_callback_timeout_s,
+                readback_timeout_s=s.readback_timeout_s,
+                default_tolerance_percent=s.default_tolerance_percent,
+                small_change=s.small_change_verification,
+                readback_clock_skew_s=s.readback_clock_skew_s,
             )
+        )
+        cancelled: asyncio.CancelledError | None = None
+        try:
+            await _heartbeating(asyncio.wait({put}))  # never raises the put's error, never cancels the put
+        except asyncio.CancelledError as exc:  # the run was cancelled while the put is under way in its CA thread:
+            cancelled = exc  # let it finish and record it (ledger and audit), then let the cancellation through
+        try:
+            record = await put
         except ca.ChannelAccessError as exc:  # raised only before the put: nothing was written
             async with pool.acquire() as conn:
                 await release_claim(conn, key)
@@ -254,9 +260,13 @@ class AgentActivities:
                 f"write refused at execution time: {exc}", type="WriteRefused", non_retryable=True
             ) from exc
         record.idempotency_key = key
+        if cancelled is not None:
+            record.message += " (the run was cancelled while this write was under way)"
         event = self._event(inp, "write", current, record.readback, record.verified, record.message)
         async with pool.acquire() as conn:
             await finish_write(conn, key, record, state="done", event=event)
+        if cancelled is not None:
+            raise cancelled
         return record
 
     async def _resume(self, row: dict, inp: WriteInput, limits: LimitsDatabase) -> WriteRecord:
@@ -290,17 +300,26 @@ class AgentActivities:
             else 1e-9
         )
         held = math.isfinite(now) and abs(now - inp.value) <= tol
+        readback: float | None = now
+        if held and verification is not None and verification.level == "readback":  # the readback must agree too
+            rb_name = ca.readback_name(inp.channel)
+            try:
+                readback = await self.ca.read_value(rb_name, self.settings.ca_timeout_s)
+            except ca.ChannelAccessError:
+                readback = None
+            held = readback is not None and math.isfinite(readback) and abs(readback - inp.value) <= tol
         record = WriteRecord(
             channel=inp.channel,
             previous_value=inp.approved_from,
             value=inp.value,
-            readback=now,
+            readback=readback,
             verified=held,
             verification=verification.level if verification else "none",
             idempotency_key=inp.idempotency_key,
             tolerance=tol,
             message=f"an earlier attempt was interrupted after claiming the write; not written "
-            f"again; settled by reading {inp.channel} = {now:g} "
+            f"again; settled by reading {inp.channel} = {now:g}"
+            f"{f' and its readback = {readback}' if readback is not now else ''} "
             f"{self.settings.write_settle_delay_s:g} s or more after the claim: "
             f"{'holds' if held else 'does not hold'} {inp.value:g} ±{tol:g}",
         )

@@ -48,12 +48,17 @@ class Machine:
     calls: list[str] = field(default_factory=list)
     executions: list[ExecutionResult] = field(default_factory=list)
     unreachable: set[str] = field(default_factory=set)
+    slow_audit: dict[str, float] = field(default_factory=dict)  # event kind -> seconds its recording takes
+    audit_started: asyncio.Event = field(default_factory=asyncio.Event)
 
     def activities(self) -> list:
         m = self
 
         @activity.defn(name="record_audit")
         async def record_audit(event: AuditEvent) -> bool:
+            if event.event_kind in m.slow_audit:
+                m.audit_started.set()
+                await asyncio.sleep(m.slow_audit[event.event_kind])
             if all(e.event_key != event.event_key for e in m.audit):
                 m.audit.append(event)
             return True
@@ -352,3 +357,16 @@ async def test_an_approver_may_retract_by_rejecting(env) -> None:
     assert "already decided" in await refused(handle, Decision(request_id=rid, approver="carol", approved=True))
     result = await handle.result()
     assert result.status == "rejected" and machine.writes == []
+
+
+async def test_a_cancel_during_the_decision_audit_still_records_it(env) -> None:
+    client, machine, queue = env
+    machine.slow_audit = {"decision": 1.0}
+    handle = await start(client, queue, plan(WRITE))
+    rid = await pending(handle)
+    await handle.signal(AgentRunWorkflow.decide_signal, Decision(request_id=rid, approver="bob", approved=True))
+    await asyncio.wait_for(machine.audit_started.wait(), 10)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert [e.event_kind for e in machine.audit] == ["approval_requested", "decision"] and machine.writes == []

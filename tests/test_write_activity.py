@@ -128,3 +128,59 @@ async def test_invalid_limits_database_blocks_all_writes(settings, tmp_path) -> 
     assert "min_value 5.0 > max_value 1.0" in check.message
     with pytest.raises(ApplicationError, match="all writes blocked"):
         await ActivityEnvironment().run(acts.write_channel, _inp("SR:RF:CAVITY:01:VOLTAGE:SP", 1.0, "k-bad"))
+
+
+async def test_interrupted_write_whose_readback_never_moved_is_not_verified(settings) -> None:
+    """The setpoint holds the target after an interrupted attempt, but its readback never followed: settling
+    by reading must not call that verified (readback level)."""
+    from tests.conftest import STUCK_SETPOINT
+
+    acts = AgentActivities(settings.model_copy(update={"write_settle_delay_s": 0.0}))
+    before = read_value(STUCK_SETPOINT)
+    target = before + 2.0
+    await acts.pool()  # migrations
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO write_ledger (idempotency_key, run_id, step_id, channel, value, state)"
+            " VALUES ('k-stuck', 'r1', 's1', $1, $2, 'claimed')",
+            STUCK_SETPOINT,
+            target,
+        )
+    finally:
+        await conn.close()
+    epics.caput(STUCK_SETPOINT, target, wait=True)  # the interrupted attempt's put landed on the setpoint
+    try:
+        with pytest.raises(ApplicationError, match="interrupted") as exc:
+            await ActivityEnvironment().run(acts.write_channel, _inp(STUCK_SETPOINT, target, "k-stuck"))
+        assert exc.value.type == "WriteOutcomeUnknown"
+    finally:
+        epics.caput(STUCK_SETPOINT, before, wait=True)
+        await acts.close()
+
+
+async def test_cancelled_mid_put_still_records_the_write(settings) -> None:
+    """The run is cancelled while the put is under way (its readback lags): the put finishes in its Channel
+    Access thread, the ledger and the audit record it, and only then does the cancellation go through."""
+    import asyncio
+
+    from tests.conftest import SLOW_SETPOINT
+
+    acts = AgentActivities(settings.model_copy(update={"readback_timeout_s": 10.0}))
+    env = ActivityEnvironment()
+    before = read_value(SLOW_SETPOINT)
+    task = asyncio.ensure_future(env.run(acts.write_channel, _inp(SLOW_SETPOINT, before + 1.0, "k-cancel")))
+    await asyncio.sleep(1.5)  # the put is sent; the readback is still lagging
+    env.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        state = await conn.fetchval("SELECT state FROM write_ledger WHERE idempotency_key = 'k-cancel'")
+        rows = await conn.fetch("SELECT comment FROM audit_events WHERE event_key = 'write:k-cancel'")
+    finally:
+        await conn.close()
+        await acts.close()
+    assert state == "done" and len(rows) == 1 and "cancelled" in rows[0]["comment"]
+    assert read_value(SLOW_SETPOINT) == pytest.approx(before + 1.0, abs=1e-6)
+    epics.caput(SLOW_SETPOINT, before, wait=True)

@@ -302,7 +302,7 @@ class AgentRunWorkflow(ApprovalHandlers):
                 AuditEvent(
                     event_kind="write_refused",
                     run_id=run_id,
-                    event_key=f"refused:{run_id}:{step.id}",
+                    event_key=f"write-refused:{run_id}/{workflow.info().run_id}:{step.id}",
                     step_id=step.id,
                     actor=req.user,
                     channel=step.channel,

@@ -61,14 +61,26 @@ POLICY_PATCH = "approval-policy-1"
 
 
 async def audit(event: AuditEvent) -> None:
-    """Record ``event`` through the ``record_audit`` activity (idempotent by ``event_key``)."""
-    await workflow.execute_activity_method(
+    """Record ``event`` through the ``record_audit`` activity (idempotent by ``event_key``). A cancellation of
+    the run while it is being recorded waits for the record, then goes through: no row is lost to a cancel."""
+    record = workflow.start_activity_method(
         AgentActivities.record_audit,
         event,
         start_to_close_timeout=AUDIT_TIMEOUT,
         retry_policy=AUDIT_RETRY,
         summary=f"audit {event.event_kind}",
     )
+    try:
+        await asyncio.shield(record)
+    except asyncio.CancelledError:
+        await record
+        raise
+
+
+def _run_key() -> str:
+    """``<workflow id>/<Temporal run id>``: audit keys of one execution never meet another's (a reused id)."""
+    info = workflow.info()
+    return f"{info.workflow_id}/{info.run_id}"
 
 
 class ApprovalGate:
@@ -314,7 +326,7 @@ class ApprovalGate:
         await audit(
             AuditEvent(
                 event_kind="approval_refused",
-                event_key=f"refused:{request_id}",
+                event_key=f"approval-refused:{request_id}",
                 actor=self.requester,
                 comment=rule.refusal or "",
                 **base,
@@ -405,7 +417,7 @@ class ApprovalGate:
                 d,
                 reason,
                 "update",
-                f"refused:{workflow.info().workflow_id}:{update.id if update else len(self.ignored)}",
+                f"decision-refused:{_run_key()}:update-{update.id if update else len(self.ignored) + 1}",
             )
             raise ApplicationError(reason, type="DecisionRefused", non_retryable=True)
         token = self._accept(d, "update")
@@ -418,7 +430,7 @@ class ApprovalGate:
         if reason is None:
             self._accept(d, "signal")
             return
-        await self._refuse(d, reason, "signal", f"ignored:{workflow.info().workflow_id}:{len(self.ignored) + 1}")
+        await self._refuse(d, reason, "signal", f"decision-refused:{_run_key()}:signal-{len(self.ignored) + 1}")
 
 
 def set_run_state(state: RunState, pending: str) -> None:
