@@ -73,6 +73,13 @@ class PythonExecutionWorkflow(ApprovalHandlers):
 
     @workflow.run
     async def run(self, inp: PythonRunInput) -> PythonStepOutcome:
+        """Run the step, then let every decide handler finish (a refused decision is being audited) before
+        the outcome is returned."""
+        outcome = await self._step(inp)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return outcome
+
+    async def _step(self, inp: PythonRunInput) -> PythonStepOutcome:
         """The procedure: generate -> analyze -> approve -> execute, retried with the error fed back."""
         # The worker's policy: who may approve code, and the approval-mode floor (a run may only be stricter).
         rule = await self._gate.resolve("python", inp.step_id, requested_mode=inp.approval_mode)
