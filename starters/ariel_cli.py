@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from starters.common import console, fail, hard_exit, load_settings
-from tern.ariel.adapters import adapter_names
 from tern.models.limits import MAX_SEARCH_QUERY_CHARS, MAX_WATCH_INTERVAL_S, MIN_WATCH_INTERVAL_S
 
 if TYPE_CHECKING:
@@ -37,7 +36,10 @@ app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, ser
 err = console(stderr=True)
 out = console()
 
-ADAPTERS = tuple(adapter_names())  # the adapter registry of tern.ariel.adapters
+# The names registered by tern.ariel.adapters, in its order. Spelled out because importing the registry (every
+# adapter, the ARIEL models, httpx) took ~0.2 s of every `tern` start-up for the --adapter help text (issue 17);
+# tests/test_cli_startup.py checks that this equals tern.ariel.adapters.adapter_names().
+ADAPTERS = ("als", "als-http", "jlab", "ornl", "generic", "demo")
 MODES = ("keyword", "semantic", "hybrid", "rag")
 
 

@@ -88,3 +88,17 @@ def test_status_without_a_stack_loads_no_temporal_module(no_stack: dict[str, str
         "worker": "stopped",
     }
     assert names & {"temporalio", "workflows", "activities", "torch", "sentence_transformers"} == set()
+
+
+def test_adapter_names_in_the_cli_match_the_registry(no_stack: dict[str, str]) -> None:
+    """``starters.ariel_cli.ADAPTERS`` (the ``--adapter`` help and check) spells out the registry's names so that
+    ``tern`` need not import every adapter at start-up: a format added to the registry must be added there too.
+    The registry is read in a fresh process (a test in this session may have registered an adapter of its own)."""
+    from starters.ariel_cli import ADAPTERS
+
+    code = "from tern.ariel.adapters import adapter_names; print(','.join(adapter_names()))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=no_stack, capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert ADAPTERS == tuple(proc.stdout.strip().split(","))
