@@ -4,6 +4,8 @@ Mounted by the main CLI with ``app.add_typer(ariel_app, name="ariel")``; also ru
 ``python -m starters.ariel_cli``. The database is ``TernSettings().dsn``; ingestion runs as a
 ``LogbookIngestionWorkflow`` on the Tern worker (``--direct`` ingests in this process instead).
 Bad input exits with status 2 and a message naming what is wrong.
+The Temporal client, the ingestion workflow, rich progress bars and tables are imported inside the commands
+that use them, so ``tern --help`` does not load them (issue 17).
 """
 
 from __future__ import annotations
@@ -15,34 +17,29 @@ import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleIntervalSpec,
-    SchedulePolicy,
-    ScheduleSpec,
-)
 
 from starters.common import console, fail, hard_exit, load_settings
-from tern.ariel.adapters import adapter_names
-from tern.config import TernSettings
-from tern.models import SearchResponse
-from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult
 from tern.models.limits import MAX_SEARCH_QUERY_CHARS, MAX_WATCH_INTERVAL_S, MIN_WATCH_INTERVAL_S
-from worker.connection import TemporalUnreachable, connect
-from workflows.logbook_ingestion import LogbookIngestionWorkflow
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from temporalio.client import Client
+
+    from tern.config import TernSettings
+    from tern.models import SearchResponse
+    from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult
 
 app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, serve.", no_args_is_help=True)
 err = console(stderr=True)
 out = console()
 
-ADAPTERS = tuple(adapter_names())  # the adapter registry of tern.ariel.adapters
+# The names registered by tern.ariel.adapters, in its order. Spelled out because importing the registry (every
+# adapter, the ARIEL models, httpx) took ~0.2 s of every `tern` start-up for the --adapter help text (issue 17);
+# tests/test_cli_startup.py checks that this equals tern.ariel.adapters.adapter_names().
+ADAPTERS = ("als", "als-http", "jlab", "ornl", "generic", "demo")
 MODES = ("keyword", "semantic", "hybrid", "rag")
 
 
@@ -85,6 +82,8 @@ def _check_source(adapter: str, source: str) -> str:
 
 
 async def _connect(settings: TernSettings) -> Client:
+    from worker.connection import TemporalUnreachable, connect
+
     try:
         return await connect(settings)
     except TemporalUnreachable as exc:
@@ -101,6 +100,8 @@ async def _pool(settings: TernSettings) -> Any:
 
 
 def _progress_bar() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -128,6 +129,8 @@ def _print_ingest(result: IngestionResult, as_json: bool) -> None:
 
 
 async def _ingest_via_workflow(settings: TernSettings, req: IngestionRequest, show: bool) -> IngestionResult:
+    from workflows.logbook_ingestion import LogbookIngestionWorkflow
+
     client = await _connect(settings)
     wf_id = f"ariel-ingest-{req.adapter}-{uuid.uuid4().hex[:8]}"
     handle = await client.start_workflow(LogbookIngestionWorkflow.run, req, id=wf_id, task_queue=settings.task_queue)
@@ -161,6 +164,7 @@ async def _ingest_direct(settings: TernSettings, req: IngestionRequest, show: bo
     from tern.ariel.adapters import AdapterError, SourceUnavailable
     from tern.ariel.ingest import adapter_options, embed_pending, ingest_source
     from tern.ariel.service import configured_embedder
+    from tern.models.ariel import IngestionResult
 
     pool = await _pool(settings)
     try:
@@ -207,6 +211,8 @@ def ingest(
     id_prefix: Annotated[str, typer.Option(help="Prefix for every entry id.")] = "",
 ) -> None:
     """Ingest a logbook source (through LogbookIngestionWorkflow unless --direct)."""
+    from tern.models.ariel import IngestionRequest
+
     settings = load_settings()
     req = IngestionRequest(
         adapter=adapter,
@@ -339,6 +345,8 @@ async def _status(settings: TernSettings) -> Any:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """Entries by source, embeddings, summaries and the latest ingestion runs."""
+    from rich.table import Table
+
     settings = load_settings()
     st = asyncio.run(_status(settings))
     if as_json:
@@ -374,6 +382,16 @@ async def create_watch_schedule(
 ) -> str:
     """Create a Temporal Schedule that starts ``LogbookIngestionWorkflow(req)`` every ``every`` (overlapping
     runs are skipped). Returns the schedule id (default ``ariel-watch-<adapter>-<hash of source>``)."""
+    from temporalio.client import (
+        Schedule,
+        ScheduleActionStartWorkflow,
+        ScheduleIntervalSpec,
+        SchedulePolicy,
+        ScheduleSpec,
+    )
+
+    from workflows.logbook_ingestion import LogbookIngestionWorkflow
+
     sid = schedule_id or f"ariel-watch-{req.adapter}-{hashlib.sha1(req.source.encode()).hexdigest()[:8]}"
     await client.create_schedule(
         sid,
@@ -400,6 +418,8 @@ def watch(
     as_json: Annotated[bool, typer.Option("--json", help="Print the schedule id as JSON.")] = False,
 ) -> None:
     """Create a Temporal Schedule that ingests SOURCE periodically (new and changed entries)."""
+    from tern.models.ariel import IngestionRequest
+
     settings = load_settings()
     req = IngestionRequest(
         adapter=adapter, source=_check_source(adapter, source), pages_per_run=settings.ariel_pages_per_run

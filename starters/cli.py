@@ -3,6 +3,9 @@
 Exit status: 0 success (for ``run --wait``, ``result`` and ``demo``: the run completed); 1 the run ended
 otherwise (rejected, failed, timed out) or a service is unreachable; 2 bad input (nothing started or written).
 ``--json`` prints machine-readable output on stdout; messages go to stderr.
+
+Heavy modules (the Temporal client, ``workflows``, docker, asyncpg, rich tables) are imported inside the
+commands that use them, so ``tern --help`` and ``tern status`` start fast (issue 17; see ``starters.common``).
 """
 
 from __future__ import annotations
@@ -10,20 +13,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.table import Table
 
 from starters.ariel_cli import app as ariel_app
-from starters.client import TernClient, TernUnavailable, TernUserError, check_user_name, run_request
 from starters.common import console, err, fail, hard_exit, load_settings, print_json
 from starters.demo import DEMO_OPERATOR
-from starters.plan_file import check_plan_channels, load_plan
 from starters.sandbox_cli import app as sandbox_app
-from tern.config import current_user
-from tern.models import AgentRunResult, AgentRunStatus, ApprovalRecord
 from tern.models.limits import MAX_COMMENT_CHARS, MAX_RUN_ID_CHARS
+
+if TYPE_CHECKING:
+    from tern.models import AgentRunResult, AgentRunStatus, ApprovalRecord
 
 app = typer.Typer(
     help="Tern: operator-assistant agents for particle accelerators, on Temporal.",
@@ -38,6 +39,8 @@ T = TypeVar("T")
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro``; turn Tern errors into CLI messages and exit statuses."""
+    from starters.client import TernUnavailable, TernUserError
+
     try:
         return asyncio.run(coro)
     except TernUserError as exc:
@@ -88,6 +91,8 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 def _print_stack(st: Any) -> None:
+    from rich.table import Table
+
     table = Table(title=f"Tern embedded stack ({st.data_dir})")
     for col in ("component", "state", "pid", "address", "detail"):
         table.add_column(col)
@@ -137,6 +142,10 @@ def run(
     Everything is checked before Temporal is contacted (limits in ``tern.models.limits``); bad input exits 2
     with one line naming the option or plan field and the limit, and starts nothing.
     """
+    from starters.client import TernClient, run_request
+    from starters.plan_file import check_plan_channels, load_plan
+    from tern.config import current_user
+
     s = load_settings()
     if not query.strip():
         fail("the query is empty")
@@ -188,6 +197,8 @@ def _check_run_id(run_id: str) -> str:
 
 
 def _guard(fn: Any) -> Any:
+    from starters.client import TernUserError
+
     try:
         return fn()
     except TernUserError as exc:
@@ -197,6 +208,10 @@ def _guard(fn: Any) -> Any:
 @app.command()
 def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List runs waiting for an approval decision."""
+    from rich.table import Table
+
+    from starters.client import TernClient
+
     s = load_settings()
 
     async def go() -> list[AgentRunStatus]:
@@ -222,6 +237,9 @@ def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json: bool, wait: bool = False) -> None:
+    from starters.client import TernClient, check_user_name
+    from tern.config import current_user
+
     s = load_settings()
     _check_run_id(run_id)
     approver = _guard(lambda: check_user_name(who if who is not None else current_user(), "--as"))
@@ -274,6 +292,8 @@ def reject(
 def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show a run's state and, in full, the request waiting for a decision (the code and its analysis, or the
     write with its current value, limits and verification): what an approver must read before deciding."""
+    from starters.client import TernClient
+
     _check_run_id(run_id)
     s = load_settings()
 
@@ -338,6 +358,7 @@ def artifact(
     out_file: Annotated[Path, typer.Option("--out", help="File to write (e.g. figure.png).")],
 ) -> None:
     """Save an artifact (a figure a python step produced) from PostgreSQL to a file."""
+    from starters.client import TernUnavailable
     from tern.db import DatabaseError, create_pool
     from tern.sandbox.artifacts import load_artifact
 
@@ -364,6 +385,8 @@ def artifact(
 @app.command()
 def result(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Wait for a run's result and print it."""
+    from starters.client import TernClient
+
     _check_run_id(run_id)
     s = load_settings()
 
@@ -396,6 +419,9 @@ def _print_result(res: AgentRunResult, as_json: bool) -> NoReturn:
 def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Print the audit trail (requests, decisions and writes) of a run and of its python steps (child runs
     RUN_ID.STEP, shown in the "run" column), oldest first, from PostgreSQL."""
+    from rich.table import Table
+
+    from starters.client import TernUnavailable
     from tern.audit.store import events_for_run
     from tern.db import DatabaseError, create_pool
 
@@ -441,6 +467,8 @@ def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False)
 @app.command("export-history")
 def export_history(run_id: str, out_file: Annotated[Path, typer.Option("--out", help="JSON file to write.")]) -> None:
     """Save a run's event history as JSON (for replay tests and incident reviews)."""
+    from starters.client import TernClient, TernUserError
+
     _check_run_id(run_id)
     s = load_settings()
 
@@ -465,7 +493,10 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan."""
+    from starters.client import TernUnavailable, TernUserError
     from starters.demo import DemoError, run_demo
+    from tern.config import current_user
+    from tern.models import AgentRunResult
 
     s = load_settings()
     try:

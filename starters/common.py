@@ -1,17 +1,23 @@
-"""Helpers shared by the ``tern`` command-line apps: error exits, settings loading, JSON output."""
+"""Helpers shared by the ``tern`` command-line apps: error exits, settings loading, JSON output.
+
+Start-up time (issue 17): this module and the command-line apps import only typer, rich's console and light
+``tern`` modules at load; anything heavy (pydantic-settings, temporalio, docker, asyncpg, ``workflows``) is
+imported inside the command that needs it, so ``tern --help`` and ``tern status`` answer at once.
+``tests/test_cli_startup.py`` checks it.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from tern.config import TernSettings
+if TYPE_CHECKING:
+    from tern.config import TernSettings
 
 PIPE_WIDTH = 400  # columns for output that is not a terminal: tables are not cut to 80 columns in a pipe or file
 
@@ -36,6 +42,10 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def load_settings() -> TernSettings:
     """``TernSettings()``, or exit 2 naming the bad setting."""
+    from pydantic import ValidationError
+
+    from tern.config import TernSettings
+
     try:
         return TernSettings()
     except ValidationError as exc:

@@ -7,6 +7,8 @@ Exit status of ``run``: 0 the code ran and returned results; 1 the code failed (
 A container started by ``run`` carries the same run/step/deadline labels as a worker's (run id ``cli``, step id
 the file name): if this process is killed, the container still ends at its own deadline and any worker's
 periodic reaper removes it.
+``tern.sandbox`` (and through it the settings and the backends) is imported inside the commands, so
+``tern --help`` does not load it (issue 17).
 """
 
 from __future__ import annotations
@@ -14,17 +16,18 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
 
 from starters.common import console
-from tern.config import get_settings
 from tern.models.approval import ApprovalMode
-from tern.models.code_policy import PolicyReport
-from tern.models.execution import ExecutionResult
-from tern.sandbox import ExecutionRequest, InputFile, SandboxError, analyze, execute, get_backend, reap_orphans
+
+if TYPE_CHECKING:
+    from tern.models.code_policy import PolicyReport
+    from tern.models.execution import ExecutionResult
+    from tern.sandbox import ExecutionRequest
 
 app = typer.Typer(help="Sandboxed Python execution: build the image, run code in it, clean up.", no_args_is_help=True)
 out = console()
@@ -54,6 +57,8 @@ def _pairs(values: list[str], option: str) -> list[tuple[str, Path]]:
 
 
 def _request(code_file: Path, inputs: list[str], files: list[str]) -> ExecutionRequest:
+    from tern.sandbox import ExecutionRequest, InputFile
+
     if not code_file.is_file():
         raise _bad_input(f"no such file {str(code_file)!r}")
     try:
@@ -133,6 +138,8 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild the base and the image.")] = False,
 ) -> None:
     """Build the sandbox image (debootstrap base, then infra/sandbox/Dockerfile); skipped when up to date."""
+    from tern.config import get_settings
+    from tern.sandbox import SandboxError
     from tern.sandbox.image import build_image
 
     try:
@@ -159,6 +166,9 @@ def run(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Directory to write figures (PNG) into.")] = None,
 ) -> None:
     """Run FILE.py in the sandbox and print its results, stdout, stderr and figures."""
+    from tern.config import get_settings
+    from tern.sandbox import SandboxError, analyze, execute, get_backend
+
     request = _request(file, inputs, file_input)
     report = analyze(request.code)
     try:
@@ -183,6 +193,8 @@ def analyze_cmd(
     mode: Annotated[ApprovalMode, typer.Option(help="Approval mode to decide for.")] = "all_code",
 ) -> None:
     """Show what the policy finds in FILE.py and whether it needs approval under MODE."""
+    from tern.sandbox import analyze
+
     if not file.is_file():
         raise _bad_input(f"no such file {str(file)!r}")
     report = analyze(file.read_text(encoding="utf-8"))
@@ -198,6 +210,9 @@ def reap(
     ] = None,
 ) -> None:
     """Remove sandbox containers past their deadline (their starter died) or older than --max-age seconds."""
+    from tern.config import get_settings
+    from tern.sandbox import SandboxError, reap_orphans
+
     try:
         count = reap_orphans(get_settings(), max_age)
     except SandboxError as exc:
