@@ -236,7 +236,15 @@ def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     out.print(f"In the Web UI (each run's User Metadata tab says how to decide): {s.pending_url()}")
 
 
-def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json: bool, wait: bool = False) -> None:
+def _decide(
+    run_id: str,
+    approved: bool,
+    who: str | None,
+    comment: str,
+    as_json: bool,
+    wait: bool = False,
+    request_id: str | None = None,
+) -> None:
     from starters.client import TernClient, check_user_name
     from tern.config import current_user
 
@@ -248,7 +256,13 @@ def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json:
 
     async def go() -> ApprovalRecord:
         return await (await TernClient.connect(s)).decide(
-            run_id, approver, approved, comment, wait=wait, notify=lambda m: err.print(m, markup=False)
+            run_id,
+            approver,
+            approved,
+            comment,
+            wait=wait,
+            notify=lambda m: err.print(m, markup=False),
+            expected_request=request_id,
         )
 
     record = run_async(go())
@@ -264,6 +278,13 @@ def _decide(run_id: str, approved: bool, who: str | None, comment: str, as_json:
 AsUser = Annotated[str | None, typer.Option("--as", help="Approver identity (default: you).")]
 Comment = Annotated[str, typer.Option("--comment")]
 AsJson = Annotated[bool, typer.Option("--json")]
+RequestId = Annotated[
+    str | None,
+    typer.Option(
+        "--request",
+        help="The request id you read (tern show): refused if another request is pending by the time you decide.",
+    ),
+]
 WaitForWorker = Annotated[
     bool,
     typer.Option(
@@ -274,18 +295,28 @@ WaitForWorker = Annotated[
 
 @app.command()
 def approve(
-    run_id: str, as_user: AsUser = None, comment: Comment = "", as_json: AsJson = False, wait: WaitForWorker = False
+    run_id: str,
+    as_user: AsUser = None,
+    comment: Comment = "",
+    as_json: AsJson = False,
+    wait: WaitForWorker = False,
+    request: RequestId = None,
 ) -> None:
-    """Approve the pending request of a run."""
-    _decide(run_id, True, as_user, comment, as_json, wait)
+    """Approve the pending request of a run (with --request, only the request you read)."""
+    _decide(run_id, True, as_user, comment, as_json, wait, request)
 
 
 @app.command()
 def reject(
-    run_id: str, as_user: AsUser = None, comment: Comment = "", as_json: AsJson = False, wait: WaitForWorker = False
+    run_id: str,
+    as_user: AsUser = None,
+    comment: Comment = "",
+    as_json: AsJson = False,
+    wait: WaitForWorker = False,
+    request: RequestId = None,
 ) -> None:
     """Reject the pending request of a run (nothing is written)."""
-    _decide(run_id, False, as_user, comment, as_json, wait)
+    _decide(run_id, False, as_user, comment, as_json, wait, request)
 
 
 @app.command()

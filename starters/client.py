@@ -285,6 +285,7 @@ class TernClient:
         wait: bool = False,
         notify: Notify | None = None,
         surface: str = "cli",
+        expected_request: str | None = None,
     ) -> ApprovalRecord:
         """Approve or reject the pending request of ``run_id`` as ``approver``; returns the audited record.
         ``surface`` names the front end in the audit (``Decision.surface``; the ``tern`` CLI's by default).
@@ -295,12 +296,21 @@ class TernClient:
         worker, telling ``notify``. The update carries one id for all its attempts, so a retry after a lost
         answer cannot decide twice (Temporal deduplicates updates by id).
 
-        Raises :class:`TernUserError` when the run is unknown, not waiting, or the validator refuses.
+        ``expected_request``: the request id the approver read; the decision is refused (nothing sent) when another
+        request is pending, so an approval never lands on a request nobody read.
+
+        Raises :class:`TernUserError` when the run is unknown, not waiting, the pending request is not
+        ``expected_request``, or the gate refuses.
         """
         st = await self.waiting(run_id, wait=wait, notify=notify)
         run_id = st.run_id
         if st.pending is None:
             raise TernUserError(f"run {run_id} is not waiting for an approval (state: {st.state})")
+        if expected_request is not None and st.pending.request_id != expected_request:
+            raise TernUserError(
+                f"run {run_id} now waits for request {st.pending.request_id} ({st.pending.summary}), not "
+                f"{expected_request}: read it with `tern show {run_id}` before deciding"
+            )
         # AgentRunWorkflow and PythonExecutionWorkflow share the `decide` update (name, argument, result).
         handle, task_queue = await self._describe(run_id)
         try:

@@ -89,7 +89,10 @@ def test_demo_waits_then_pending_approve_result(stack_env, docker_backend) -> No
     assert shown.returncode == 0 and "proposed_writes" in shown.stdout and "policy analysis" in shown.stdout
     refused = tern(stack_env, "approve", run_id, "--as", "mallory")
     assert refused.returncode == 2 and "not an approver" in refused.stderr
-    ok = tern(stack_env, "approve", run_id, "--comment", "code reviewed", "--json")
+    stale = tern(stack_env, "approve", run_id, "--request", "not-the-one-i-read")
+    assert stale.returncode == 2 and "read it with `tern show" in stale.stderr
+    request_id = code_req["pending"]["request_id"]
+    ok = tern(stack_env, "approve", run_id, "--request", request_id, "--comment", "code reviewed", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["kind"] == "python"
     write_req = wait_pending(stack_env, run_id, "control_write")

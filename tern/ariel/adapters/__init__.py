@@ -45,6 +45,8 @@ How to add a format:
    service builds ``Adapter(name, items, total, incremental_source_system)`` itself, as ``als_http`` does.
 2. Add the module to the ``register`` loop below. Tests: a sample in ``tests/ariel/data`` and a case in
    ``tests/ariel/test_adapters.py``.
+3. Add the name to ``ADAPTERS`` in ``starters/ariel_cli.py`` (kept as a literal so ``tern --help`` does not
+   import every adapter; ``tests/test_cli_startup.py`` checks it equals the registry).
 """
 
 from __future__ import annotations
