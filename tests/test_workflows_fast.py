@@ -370,3 +370,23 @@ async def test_a_cancel_during_the_decision_audit_still_records_it(env) -> None:
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     assert [e.event_kind for e in machine.audit] == ["approval_requested", "decision"] and machine.writes == []
+
+
+async def test_a_flood_of_refused_decisions_is_audited_but_kept_bounded(env) -> None:
+    from workflows.approval_gate import MAX_KEPT_REFUSALS
+
+    client, machine, queue = env
+    handle = await start(client, queue, plan(WRITE))
+    rid = await pending(handle)
+    flood = MAX_KEPT_REFUSALS + 5
+    for n in range(flood):
+        await handle.signal(
+            AgentRunWorkflow.decide_signal, Decision(request_id=rid, approver=f"stranger-{n}", approved=True)
+        )
+    # a name with surrounding blanks is the same approver: "bob " approves as bob
+    await handle.signal(AgentRunWorkflow.decide_signal, Decision(request_id=rid, approver="bob ", approved=True))
+    result = await handle.result()
+    assert result.status == "completed" and machine.writes[0].approver == "bob"
+    assert result.ignored_decisions_total == flood and len(result.ignored_decisions) == MAX_KEPT_REFUSALS
+    assert result.ignored_decisions[-1].decision.approver == f"stranger-{flood - 1}"
+    assert sum(e.event_kind == "decision_refused" for e in machine.audit) == flood

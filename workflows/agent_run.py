@@ -159,6 +159,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             writes=self._writes,
             approvals=self._all_approvals(),
             ignored_decisions=self._gate.ignored,
+            ignored_decisions_total=self._gate.refused_total,
             answer=self._answer,
             citations=self._citations,
             error=self._error,
@@ -384,5 +385,6 @@ class AgentRunWorkflow(ApprovalHandlers):
             pending=self._gate.pending,
             approvals=self._all_approvals(),
             ignored_decisions=self._gate.ignored,
+            ignored_decisions_total=self._gate.refused_total,
             started_at=workflow.info().start_time,
         )

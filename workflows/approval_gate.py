@@ -58,6 +58,9 @@ RESOLVE_RETRY = RetryPolicy(
 # Runs started before the worker-side policy existed keep their recorded behaviour on replay (the run's own
 # approver list); every new request is resolved against the policy.
 POLICY_PATCH = "approval-policy-1"
+# Refused decisions kept in the run's status and result (all are audited): bounded, so that a flood of them
+# cannot push the result past Temporal's payload limit (2 MB).
+MAX_KEPT_REFUSALS = 50
 
 
 async def audit(event: AuditEvent) -> None:
@@ -107,7 +110,8 @@ class ApprovalGate:
         self._decided: set[str] = set()  # request ids with a final decision
         self._surfaces: dict[str, str] = {}  # "<request id>:<approver>" -> the front end the decision came from
         self.approvals: list[ApprovalRecord] = []
-        self.ignored: list[IgnoredDecision] = []
+        self.ignored: list[IgnoredDecision] = []  # the last MAX_KEPT_REFUSALS refused decisions
+        self.refused_total = 0  # all of them (each is in the audit table)
 
     async def resolve(
         self, kind: ApprovalKind, step_id: str, *, channel: str | None = None, requested_mode: ApprovalMode = "all_code"
@@ -393,7 +397,9 @@ class ApprovalGate:
         return f"{d.request_id}:{d.approver}"
 
     async def _refuse(self, d: Decision, reason: str, via: Literal["update", "signal"], key: str) -> None:
+        self.refused_total += 1
         self.ignored.append(IgnoredDecision(decision=d, reason=reason, received_at=workflow.now(), via=via))
+        del self.ignored[:-MAX_KEPT_REFUSALS]  # a flood of refused decisions must not outgrow the result
         await audit(
             AuditEvent(
                 event_kind="decision_refused",
@@ -417,7 +423,7 @@ class ApprovalGate:
                 d,
                 reason,
                 "update",
-                f"decision-refused:{_run_key()}:update-{update.id if update else len(self.ignored) + 1}",
+                f"decision-refused:{_run_key()}:update-{update.id if update else self.refused_total + 1}",
             )
             raise ApplicationError(reason, type="DecisionRefused", non_retryable=True)
         token = self._accept(d, "update")
@@ -430,7 +436,7 @@ class ApprovalGate:
         if reason is None:
             self._accept(d, "signal")
             return
-        await self._refuse(d, reason, "signal", f"decision-refused:{_run_key()}:signal-{len(self.ignored) + 1}")
+        await self._refuse(d, reason, "signal", f"decision-refused:{_run_key()}:signal-{self.refused_total + 1}")
 
 
 def set_run_state(state: RunState, pending: str) -> None:

@@ -8,6 +8,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.control import LimitsCheck
+from tern.models.limits import MAX_COMMENT_CHARS, UserName
 
 ApprovalKind = Literal["control_write", "python", "plan", "memory", "logbook"]
 APPROVAL_KINDS: tuple[str, ...] = get_args(ApprovalKind)
@@ -91,9 +92,9 @@ class Decision(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     request_id: str = Field(min_length=1)
-    approver: str = Field(min_length=1, max_length=200)
+    approver: UserName
     approved: bool
-    comment: str = Field("", max_length=4000)
+    comment: str = Field("", max_length=MAX_COMMENT_CHARS)
     surface: str | None = Field(
         None,
         max_length=40,

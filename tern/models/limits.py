@@ -61,5 +61,8 @@ def _not_blank(name: str) -> str:
     return name
 
 
-UserName = Annotated[str, Field(min_length=1, max_length=MAX_USER_CHARS), AfterValidator(_not_blank)]
-"""A user or approver name: 1 to ``MAX_USER_CHARS`` characters, not only whitespace."""
+UserName = Annotated[
+    str, Field(min_length=1, max_length=MAX_USER_CHARS), AfterValidator(_not_blank), AfterValidator(str.strip)
+]
+"""A user or approver name: 1 to ``MAX_USER_CHARS`` characters, not only whitespace; surrounding whitespace is
+dropped, so "alice " is alice (the two-person rule compares names)."""

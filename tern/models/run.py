@@ -73,7 +73,10 @@ class AgentRunResult(BaseModel):
     steps: list[StepResult] = []
     writes: list[WriteRecord] = []
     approvals: list[ApprovalRecord] = []
-    ignored_decisions: list[IgnoredDecision] = []
+    ignored_decisions: list[IgnoredDecision] = Field(
+        default_factory=list, description="The last 50 refused decisions (every one is in the audit table)."
+    )
+    ignored_decisions_total: int = Field(0, description="How many decisions were refused in all.")
     answer: str = ""
     citations: list[str] = []
     error: str | None = None
@@ -93,5 +96,8 @@ class AgentRunStatus(BaseModel):
     steps_total: int = 0
     pending: ApprovalRequest | None = None
     approvals: list[ApprovalRecord] = []
-    ignored_decisions: list[IgnoredDecision] = []
+    ignored_decisions: list[IgnoredDecision] = Field(
+        default_factory=list, description="The last 50 refused decisions (every one is in the audit table)."
+    )
+    ignored_decisions_total: int = Field(0, description="How many decisions were refused in all.")
     started_at: datetime | None = None
