@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -16,6 +17,23 @@ from tern.embedded.net import free_port
 from tern.embedded.postgres import EmbeddedPostgres
 
 REQUIRE_ALL = os.environ.get("TERN_REQUIRE_ALL", "") not in ("", "0", "false")
+
+
+def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for running the CLI as a subprocess with an empty data directory and nothing listening on the
+    configured Temporal, Web UI, PostgreSQL and Channel Access ports (free loopback ports); ``extra`` adds
+    variables. A command that tried to connect would fail with exit 1 there, which bad-input tests rely on."""
+    root = Path(__file__).resolve().parent.parent
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+        "TERN_DATA_DIR": str(data_dir),
+        "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TERN_TEMPORAL_UI_PORT": str(free_port()),
+        "TERN_PG_PORT": str(free_port()),
+        "TERN_CA_SERVER_PORT": str(free_port()),
+        **extra,
+    }
 
 
 def unavailable(what: str) -> None:

@@ -8,7 +8,6 @@ with exit 1, so exit 2 also proves the input was refused before anything was con
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from importlib.metadata import version
@@ -17,7 +16,6 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tern.embedded.net import free_port
 from tern.models.limits import (
     MAX_APPROVAL_TIMEOUT_S,
     MAX_COMMENT_CHARS,
@@ -29,6 +27,7 @@ from tern.models.limits import (
     MAX_SEARCH_QUERY_CHARS,
     MAX_USER_CHARS,
 )
+from tests.conftest import env_without_services
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITE = '{"steps":[{"kind":"control_write","channel":"SR:RF:CAVITY:01:VOLTAGE:SP","value":%s}]}'
@@ -38,17 +37,7 @@ OK_PLAN = '{"steps":[{"kind":"respond"}]}'
 @pytest.fixture(scope="module")
 def no_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for the CLI with no Temporal, PostgreSQL or IOC listening on the configured ports."""
-    data = tmp_path_factory.mktemp("nostack")
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "TERN_DATA_DIR": str(data),
-        "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "TERN_PG_PORT": str(free_port()),
-        "TERN_CA_SERVER_PORT": str(free_port()),
-        "TERN_APPROVERS": "[]",
-        "COLUMNS": "100",
-    }
+    return env_without_services(tmp_path_factory.mktemp("nostack"), TERN_APPROVERS="[]", COLUMNS="100")
 
 
 def tern(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

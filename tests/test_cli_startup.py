@@ -11,14 +11,13 @@ The figures are in ``benchmarks/README.md`` ("CLI start-up").
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tern.embedded.net import free_port
+from tests.conftest import env_without_services
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = {"temporalio", "docker", "asyncpg", "workflows", "activities", "torch", "sentence_transformers"}
@@ -27,16 +26,7 @@ HEAVY = {"temporalio", "docker", "asyncpg", "workflows", "activities", "torch", 
 @pytest.fixture(scope="module")
 def no_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for the CLI with an empty data directory and nothing listening on the configured ports."""
-    data = tmp_path_factory.mktemp("startup")
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "TERN_DATA_DIR": str(data),
-        "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "TERN_TEMPORAL_UI_PORT": str(free_port()),
-        "TERN_PG_PORT": str(free_port()),
-        "TERN_CA_SERVER_PORT": str(free_port()),
-    }
+    return env_without_services(tmp_path_factory.mktemp("startup"))
 
 
 def imported(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:

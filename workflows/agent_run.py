@@ -19,7 +19,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
-from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, set_run_state
+from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, run_key, set_run_state
 from workflows.failures import error_message
 from workflows.python_execution import PythonExecutionWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
@@ -303,7 +303,7 @@ class AgentRunWorkflow(ApprovalHandlers):
                 AuditEvent(
                     event_kind="write_refused",
                     run_id=run_id,
-                    event_key=f"write-refused:{run_id}/{workflow.info().run_id}:{step.id}",
+                    event_key=f"write-refused:{run_key()}:{step.id}",
                     step_id=step.id,
                     actor=req.user,
                     channel=step.channel,

@@ -80,7 +80,7 @@ async def audit(event: AuditEvent) -> None:
         raise
 
 
-def _run_key() -> str:
+def run_key() -> str:
     """``<workflow id>/<Temporal run id>``: audit keys of one execution never meet another's (a reused id)."""
     info = workflow.info()
     return f"{info.workflow_id}/{info.run_id}"
@@ -423,7 +423,7 @@ class ApprovalGate:
                 d,
                 reason,
                 "update",
-                f"decision-refused:{_run_key()}:update-{update.id if update else self.refused_total + 1}",
+                f"decision-refused:{run_key()}:update-{update.id if update else self.refused_total + 1}",
             )
             raise ApplicationError(reason, type="DecisionRefused", non_retryable=True)
         token = self._accept(d, "update")
@@ -436,7 +436,7 @@ class ApprovalGate:
         if reason is None:
             self._accept(d, "signal")
             return
-        await self._refuse(d, reason, "signal", f"decision-refused:{_run_key()}:signal-{self.refused_total + 1}")
+        await self._refuse(d, reason, "signal", f"decision-refused:{run_key()}:signal-{self.refused_total + 1}")
 
 
 def set_run_state(state: RunState, pending: str) -> None:
