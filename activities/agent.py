@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -19,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from tern.agent.compose import compose
 from tern.ariel.service import search as ariel_search
-from tern.audit.store import claim_age_s, claim_write, finish_write, record_event, release_claim
+from tern.audit.store import claim_age_s, claim_write, finish_write, mark_reput, record_event, release_claim
 from tern.config import TernSettings
 from tern.control import channels as ca
 from tern.control.ca_client import ChannelAccessClient
@@ -39,6 +40,14 @@ from tern.models.activity_io import (
 
 T = TypeVar("T")
 HEARTBEAT_EVERY_S = 1.0  # the write activity's heartbeat period (its heartbeat timeout: workflows.agent_run)
+
+
+def put_window_s(settle_delay_s: float) -> float:
+    """How long after claiming a write its put may still be sent, seconds: half the settle delay
+    (``TernSettings.write_settle_delay_s``). A put that waited longer (Channel Access queue, slow connect) is not
+    sent, so a retry that reads the channel ``settle_delay_s`` after the claim sees every put that will ever land
+    from that attempt, with at least ``settle_delay_s / 2`` for it to be processed and read back."""
+    return settle_delay_s / 2
 
 
 async def _heartbeating(work: Awaitable[T]) -> T:
@@ -198,6 +207,7 @@ class AgentActivities:
         pool = await self.pool()
         async with pool.acquire() as conn:
             existing = await claim_write(conn, key, inp.run_id, inp.step_id, inp.channel, inp.value)
+        put_not_after = time.monotonic() + put_window_s(s.write_settle_delay_s)
         if existing is not None:
             return await self._resume(existing, inp, limits)
         try:
@@ -210,7 +220,7 @@ class AgentActivities:
             ) from exc
         check = self._verifiable(limits.check(inp.channel, inp.value, current=current))
         moved = inp.approved_from is not None and abs(current - inp.approved_from) > ca.tolerance(
-            inp.approved_from, check.verification
+            inp.approved_from, check.verification, s.default_tolerance_percent
         )
         if not check.allowed or moved:
             reason = (
@@ -227,6 +237,25 @@ class AgentActivities:
                 type="ValueChangedSinceApproval" if moved and check.allowed else "WriteRefused",
                 non_retryable=True,
             )
+        return await self._put(inp, current, check, put_not_after=put_not_after)
+
+    async def _put(
+        self,
+        inp: WriteInput,
+        current: float,
+        check: LimitsCheck,
+        *,
+        put_not_after: float,
+        settled: tuple[str, dict[str, Any]] | None = None,
+    ) -> WriteRecord:
+        """Put ``inp.value`` (the ledger row for ``inp.idempotency_key`` is this attempt's), verify it, and record
+        the outcome in the ledger and the audit table. ``put_not_after`` is the ``time.monotonic()`` instant after
+        which the put must not be sent (see :func:`tern.control.channels.write_channel`); ``settled``, for a re-put
+        of an interrupted write, is the sentence that opens the record's message and the audit row's details.
+        Raises ``ApplicationError`` when nothing was written (claim released or marked failed)."""
+        s = self.settings
+        key = inp.idempotency_key
+        pool = await self.pool()
         put = asyncio.ensure_future(
             self.ca.write_channel(
                 inp.channel,
@@ -239,6 +268,7 @@ class AgentActivities:
                 default_tolerance_percent=s.default_tolerance_percent,
                 small_change=s.small_change_verification,
                 readback_clock_skew_s=s.readback_clock_skew_s,
+                put_not_after=put_not_after,
             )
         )
         cancelled: asyncio.CancelledError | None = None
@@ -260,9 +290,13 @@ class AgentActivities:
                 f"write refused at execution time: {exc}", type="WriteRefused", non_retryable=True
             ) from exc
         record.idempotency_key = key
+        details: dict[str, Any] | None = None
+        if settled is not None:
+            record.message = f"{settled[0]}; {record.message}"
+            details = settled[1]
         if cancelled is not None:
             record.message += " (the run was cancelled while this write was under way)"
-        event = self._event(inp, "write", current, record.readback, record.verified, record.message)
+        event = self._event(inp, "write", current, record.readback, record.verified, record.message, details)
         async with pool.acquire() as conn:
             await finish_write(conn, key, record, state="done", event=event)
         if cancelled is not None:
@@ -270,41 +304,69 @@ class AgentActivities:
         return record
 
     async def _resume(self, row: dict, inp: WriteInput, limits: LimitsDatabase) -> WriteRecord:
-        """An earlier attempt claimed this write. Return its result, or settle an interrupted attempt."""
+        """An earlier attempt claimed this write. Return its result, or settle an interrupted attempt.
+
+        A ``claimed`` (or ``reput``) row means an attempt died between claiming and recording, so its put may or
+        may not have landed. Once a put sent just before the interruption has had time to land
+        (``write_settle_delay_s`` after the claim; a put is never sent later than :func:`put_window_s` after its
+        claim), the channel is read:
+
+        - it holds the target (and, at level ``readback``, so does its readback): the write is recorded as done,
+          settled by reading;
+        - it still holds exactly the value the approver was shown (``approved_from``, within the verification
+          tolerance), so the put never landed, and no re-put was made yet: the write is put again under the same
+          approval and idempotency key (the row moves to ``reput`` first, so this happens at most once);
+        - anything else: fail closed (``WriteOutcomeUnknown``), never a put.
+        """
         if row["state"] == "done":
             return WriteRecord.model_validate_json(row["result"])
         if row["state"] == "failed":
             raise ApplicationError(
                 "this write was already refused or failed; it is not retried", type="WriteRefused", non_retryable=True
             )
-        # 'claimed': the previous attempt died between claiming and recording. Never put again; find out,
-        # once a put sent just before the interruption has had time to land (write_settle_delay_s).
+        s = self.settings
         pool = await self.pool()
         async with pool.acquire() as conn:
             age = await claim_age_s(conn, inp.idempotency_key)
-        wait_s = self.settings.write_settle_delay_s - (age or 0.0)
+        wait_s = s.write_settle_delay_s - (age or 0.0)
         if wait_s > 0:
             await _heartbeating(asyncio.sleep(wait_s))
         try:
-            now = await self.ca.read_value(inp.channel, self.settings.ca_timeout_s)
+            now = await self.ca.read_value(inp.channel, s.ca_timeout_s)
         except ca.ChannelAccessError as exc:
             raise ApplicationError(
                 f"interrupted write, and {inp.channel} cannot be read: {exc}", type="WriteOutcomeUnknown"
             ) from exc
         verification = limits.channels[inp.channel].verification if inp.channel in limits else None
         tol = (
-            effective_tolerance(
-                inp.value, inp.approved_from, verification, self.settings.default_tolerance_percent
-            ).value
+            effective_tolerance(inp.value, inp.approved_from, verification, s.default_tolerance_percent).value
             if verification
             else 1e-9
         )
         held = math.isfinite(now) and abs(now - inp.value) <= tol
+        details: dict[str, Any] = {
+            "held": now,
+            "holds_target": held,
+            "tolerance": tol,
+            "claimed_at": row["claimed_at"].isoformat(),
+            "settle_delay_s": s.write_settle_delay_s,
+        }
+        untouched = (
+            not held
+            and row["state"] == "claimed"
+            and inp.approved_from is not None
+            and verification is not None
+            and math.isfinite(now)
+            and abs(now - inp.approved_from)
+            <= ca.tolerance(inp.approved_from, verification, s.default_tolerance_percent)
+        )
+        if untouched:
+            return await self._reput(inp, limits, now, details)
         readback: float | None = now
         if held and verification is not None and verification.level == "readback":  # the readback must agree too
             rb_name = ca.readback_name(inp.channel)
             try:
-                readback = await self.ca.read_value(rb_name, self.settings.ca_timeout_s)
+                readback = await self.ca.read_value(rb_name, s.ca_timeout_s)
             except ca.ChannelAccessError:
                 readback = None
             held = readback is not None and math.isfinite(readback) and abs(readback - inp.value) <= tol
@@ -320,18 +382,11 @@ class AgentActivities:
             message=f"an earlier attempt was interrupted after claiming the write; not written "
             f"again; settled by reading {inp.channel} = {now:g}"
             f"{f' and its readback = {readback}' if readback is not now else ''} "
-            f"{self.settings.write_settle_delay_s:g} s or more after the claim: "
+            f"{s.write_settle_delay_s:g} s or more after the claim: "
             f"{'holds' if held else 'does not hold'} {inp.value:g} ±{tol:g}",
         )
         state = "done" if record.verified else "failed"
-        details = {
-            "settled_by": "read_after_interrupt",
-            "held": now,
-            "holds_target": held,
-            "tolerance": tol,
-            "claimed_at": row["claimed_at"].isoformat(),
-            "settle_delay_s": self.settings.write_settle_delay_s,
-        }
+        details["settled_by"] = "read_after_interrupt"
         event = self._event(inp, "write", None, now, record.verified, record.message, details)
         async with pool.acquire() as conn:
             await finish_write(conn, inp.idempotency_key, record, state=state, event=event)
@@ -343,6 +398,37 @@ class AgentActivities:
                 non_retryable=True,
             )
         return record
+
+    async def _reput(self, inp: WriteInput, limits: LimitsDatabase, now: float, details: dict[str, Any]) -> WriteRecord:
+        """Put an interrupted write again: its channel still holds the value the approver was shown, after the
+        settle delay, so the first put never landed. The ledger row moves ``claimed`` -> ``reput`` first (one
+        re-put per key, ever); the limits are checked again against the value now."""
+        s = self.settings
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            mine = await mark_reput(conn, inp.idempotency_key)
+        if not mine:  # another attempt settled, re-put or released it meanwhile: start over from the ledger
+            raise ApplicationError("the write's ledger row changed under this attempt; retrying", type="LedgerRace")
+        put_not_after = time.monotonic() + put_window_s(s.write_settle_delay_s)
+        check = self._verifiable(limits.check(inp.channel, inp.value, current=now))
+        if not check.allowed:
+            reason = f"write refused at execution time: {check.message}"
+            async with pool.acquire() as conn:
+                await finish_write(
+                    conn,
+                    inp.idempotency_key,
+                    None,
+                    state="failed",
+                    event=self._event(inp, "write_refused", now, None, None, reason),
+                )
+            raise ApplicationError(reason, type="WriteRefused", non_retryable=True)
+        details["settled_by"] = "reput_after_interrupt"
+        sentence = (
+            f"an earlier attempt was interrupted after claiming the write and {inp.channel} still held {now:g} "
+            f"(the value shown to the approver) {s.write_settle_delay_s:g} s or more after the claim, so its put "
+            "never landed: put again under the same approval"
+        )
+        return await self._put(inp, now, check, put_not_after=put_not_after, settled=(sentence, details))
 
     @staticmethod
     def _event(

@@ -87,11 +87,13 @@ class TernSettings(BaseSettings):
         0.0, ge=0, description="How far a readback's IOC clock may lag its setpoint's IOC clock, seconds."
     )
     write_settle_delay_s: float = Field(
-        5.0,
-        ge=0,
+        10.0,
+        ge=1,
         le=3600,
         description="An interrupted write (claimed, outcome unknown) is settled by reading the channel no earlier "
-        "than this long after its claim, so an in-flight put and its readback have landed, seconds.",
+        "than this long after its claim, seconds. A put is never sent later than half this after its claim, so "
+        "every put of the interrupted attempt has landed and been read back by then; a channel still holding the "
+        "value shown to the approver is then put once more under the same approval.",
     )
     # Approvals
     approval_timeout_s: float = Field(3600.0, gt=0, description="Wait for a decision; expiry rejects, seconds.")

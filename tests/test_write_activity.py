@@ -16,10 +16,117 @@ from tern.control.channels import read_value
 from tern.models.activity_io import WriteCheckInput, WriteInput
 
 
-def _inp(channel: str, value: float, key: str) -> WriteInput:
+def _inp(channel: str, value: float, key: str, approved_from: float | None = None) -> WriteInput:
     return WriteInput(
-        run_id="r1", step_id="s1", idempotency_key=key, channel=channel, value=value, request_id="q1", approver="alice"
+        run_id="r1",
+        step_id="s1",
+        idempotency_key=key,
+        channel=channel,
+        value=value,
+        request_id="q1",
+        approver="alice",
+        approved_from=approved_from,
     )
+
+
+async def _interrupted_claim(acts: AgentActivities, dsn: str, key: str, channel: str, value: float, state: str) -> None:
+    """A ledger row as an attempt killed between its claim and its record leaves it."""
+    await acts.pool()  # migrations
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO write_ledger (idempotency_key, run_id, step_id, channel, value, state)"
+            " VALUES ($1, 'r1', 's1', $2, $3, $4)",
+            key,
+            channel,
+            value,
+            state,
+        )
+    finally:
+        await conn.close()
+
+
+async def test_interrupted_write_whose_put_never_landed_is_put_again(settings) -> None:
+    """Killed between claim and put: after the settle delay the channel still holds the value the approver was
+    shown, so the retry puts once more under the same approval, and the audit says how it was settled."""
+    acts = AgentActivities(settings.model_copy(update={"write_settle_delay_s": 1.0}))
+    channel = "SR:MAG:QFA:10:CURRENT:SP"
+    before = read_value(channel)
+    await _interrupted_claim(acts, settings.dsn, "k-reput", channel, before + 10.0, "claimed")
+    try:
+        record = await ActivityEnvironment().run(
+            acts.write_channel, _inp(channel, before + 10.0, "k-reput", approved_from=before)
+        )
+    finally:
+        await acts.close()
+    assert record.verified and record.readback == pytest.approx(before + 10.0)
+    assert "put again under the same approval" in record.message
+    assert read_value(channel) == pytest.approx(before + 10.0)
+    row = await _audit_row(settings.dsn, "write:k-reput")
+    assert row["verified"] is True and row["details"]["settled_by"] == "reput_after_interrupt"
+    assert row["details"]["held"] == pytest.approx(before) and row["details"]["holds_target"] is False
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        assert await conn.fetchval("SELECT state FROM write_ledger WHERE idempotency_key = 'k-reput'") == "done"
+    finally:
+        await conn.close()
+    epics.caput(channel, before, wait=True)
+
+
+async def test_an_interrupted_reput_is_never_put_a_third_time(settings) -> None:
+    """The re-put itself was interrupted (ledger row ``reput``): however the channel looks, the retry only reads."""
+    acts = AgentActivities(settings.model_copy(update={"write_settle_delay_s": 1.0}))
+    channel = "SR:MAG:QFA:11:CURRENT:SP"
+    before = read_value(channel)
+    await _interrupted_claim(acts, settings.dsn, "k-reput2", channel, before + 10.0, "reput")
+    try:
+        with pytest.raises(ApplicationError, match="interrupted") as exc:
+            await ActivityEnvironment().run(
+                acts.write_channel, _inp(channel, before + 10.0, "k-reput2", approved_from=before)
+            )
+    finally:
+        await acts.close()
+    assert exc.value.type == "WriteOutcomeUnknown" and exc.value.non_retryable
+    assert read_value(channel) == pytest.approx(before)
+
+
+async def test_interrupted_write_on_a_channel_that_moved_is_not_put_again(settings) -> None:
+    """The channel holds neither the target nor the value shown to the approver: fail closed, no put."""
+    acts = AgentActivities(settings.model_copy(update={"write_settle_delay_s": 1.0}))
+    channel = "SR:MAG:QFA:12:CURRENT:SP"
+    before = read_value(channel)
+    await _interrupted_claim(acts, settings.dsn, "k-moved", channel, before + 10.0, "claimed")
+    try:
+        with pytest.raises(ApplicationError, match="interrupted") as exc:
+            await ActivityEnvironment().run(
+                acts.write_channel, _inp(channel, before + 10.0, "k-moved", approved_from=before - 10.0)
+            )
+    finally:
+        await acts.close()
+    assert exc.value.type == "WriteOutcomeUnknown"
+    assert read_value(channel) == pytest.approx(before)
+
+
+async def test_a_put_whose_window_closed_is_not_sent(settings) -> None:
+    """A put that waited past its window (Channel Access queue, slow connect) is dropped before libca sends it."""
+    from tern.control.channels import ChannelAccessError
+    from tern.models import Verification
+
+    acts = AgentActivities(settings)
+    channel = "SR:MAG:QFA:13:CURRENT:SP"
+    before = read_value(channel)
+    try:
+        with pytest.raises(ChannelAccessError, match="window closed"):
+            await acts.ca.write_channel(
+                channel,
+                before + 1.0,
+                Verification(level="callback"),
+                previous_value=before,
+                put_not_after=time.monotonic() - 0.1,
+            )
+    finally:
+        await acts.close()
+    assert read_value(channel) == pytest.approx(before)
 
 
 async def test_same_key_writes_once(settings) -> None:

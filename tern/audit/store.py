@@ -55,8 +55,9 @@ async def events_for_run(conn: Conn, run_id: str) -> list[dict[str, Any]]:
 
 
 class LedgerEntry(dict[str, Any]):
-    """A ``write_ledger`` row: ``state`` is ``claimed`` (put may or may not have happened), ``done`` or
-    ``failed``; ``result`` holds the :class:`WriteRecord` JSON when done."""
+    """A ``write_ledger`` row: ``state`` is ``claimed`` (put may or may not have happened), ``reput`` (an interrupted
+    claim being put once more; may or may not have happened), ``done`` or ``failed``; ``result`` holds the
+    :class:`WriteRecord` JSON when done."""
 
 
 async def claim_write(
@@ -91,8 +92,21 @@ async def finish_write(conn: Conn, key: str, record: WriteRecord | None, *, stat
 
 
 async def release_claim(conn: Conn, key: str) -> None:
-    """Drop a ``claimed`` ledger row when the put provably did not happen (the channel never connected)."""
+    """Drop a ``claimed`` ledger row when the put provably did not happen (the channel never connected, or the put
+    was not sent before its window closed). A ``reput`` row stays: its key never puts a third time."""
     await conn.execute("DELETE FROM write_ledger WHERE idempotency_key = $1 AND state = 'claimed'", key)
+
+
+async def mark_reput(conn: Conn, key: str) -> bool:
+    """Move a ``claimed`` row to ``reput`` and restart its clock (``claimed_at``), before an interrupted write is put
+    again. Returns False when the row is not ``claimed`` any more (another attempt got there first): at most one
+    re-put per key."""
+    done = await conn.fetchval(
+        "UPDATE write_ledger SET state = 'reput', claimed_at = now() WHERE idempotency_key = $1 AND state = 'claimed'"
+        " RETURNING 1",
+        key,
+    )
+    return bool(done)
 
 
 async def claim_age_s(conn: Conn, key: str) -> float | None:

@@ -168,6 +168,7 @@ def write_channel(
     readback_channel: str | None = None,
     small_change: SmallChangeMode = "tighten",
     readback_clock_skew_s: float = 0.0,
+    put_not_after: float | None = None,
 ) -> WriteRecord:
     """Put ``value`` to ``name`` and verify it at the requested level. Never retries the put.
 
@@ -180,9 +181,12 @@ def write_channel(
         readback_channel: the readback to poll at level ``readback``; default :func:`readback_name`.
         small_change: ``tighten`` or ``refuse`` (``TernSettings.small_change_verification``).
         readback_clock_skew_s: how far the readback's IOC clock may lag the setpoint's, seconds.
+        put_not_after: a ``time.monotonic()`` instant after which the put is not sent (a caller whose interrupted
+            attempts are settled by reading after a delay bounds when a put may land; see
+            ``activities.agent.put_window_s``), or None for no bound.
 
     Raises :class:`ChannelAccessError` when the channel does not connect, cannot be read with a timestamp
-    before the put, or libca does not send the put, and
+    before the put, the put's window (``put_not_after``) has closed, or libca does not send the put, and
     :class:`~tern.control.verification.UnverifiableChange` for a small change in ``refuse`` mode; nothing was
     written in any of these cases. Every other outcome is a :class:`WriteRecord` (``verified`` False when in
     doubt, including a get that fails after the put).
@@ -221,6 +225,11 @@ def write_channel(
             raise ChannelAccessError(
                 f"{name} gave no timestamped reading before the put, so the put could not be verified; not writing"
             )
+    if put_not_after is not None and time.monotonic() > put_not_after:
+        raise ChannelAccessError(
+            f"put to {name} not sent: its window closed {time.monotonic() - put_not_after:.1f} s ago "
+            "(waited too long for Channel Access); nothing written"
+        )
     try:
         if level == "none":
             pv.put(value, wait=False)

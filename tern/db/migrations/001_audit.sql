@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS write_ledger (
     step_id       text NOT NULL,
     channel       text NOT NULL,
     value         double precision NOT NULL,
-    state         text NOT NULL,           -- claimed | done | failed
+    state         text NOT NULL,           -- claimed | reput | done | failed
     result        jsonb,
     claimed_at    timestamptz NOT NULL DEFAULT now(),
     finished_at   timestamptz
