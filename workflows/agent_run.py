@@ -59,7 +59,8 @@ LOGBOOK_SEARCH_TIMEOUT = timedelta(seconds=60)
 CHANNEL_READ_TIMEOUT = timedelta(seconds=30)
 WRITE_CHECK_TIMEOUT = timedelta(seconds=30)
 WRITE_TIMEOUT = timedelta(seconds=60)
-# A write attempt whose worker died is retried once its heartbeat lapses; the retry settles it by reading,
+# A write attempt whose worker died is retried once its heartbeat lapses; the retry settles it by reading (or puts
+# once more when the channel still holds the value shown to the approver),
 # no earlier than TERN_WRITE_SETTLE_DELAY_S after the claim (activities.agent.AgentActivities._resume).
 WRITE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 COMPOSE_TIMEOUT = timedelta(seconds=120)
