@@ -11,16 +11,16 @@ commands that use them, so ``tern --help`` and ``tern status`` start fast (issue
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from starters.ariel_cli import app as ariel_app
-from starters.common import console, err, fail, hard_exit, load_settings, print_json
+from starters.common import console, err, fail, hard_exit, load_settings, print_json, run_async
 from starters.demo import DEMO_OPERATOR
 from starters.sandbox_cli import app as sandbox_app
+from starters.verify_cli import verify
 from tern.models.limits import MAX_COMMENT_CHARS, MAX_RUN_ID_CHARS
 
 if TYPE_CHECKING:
@@ -33,20 +33,8 @@ app = typer.Typer(
 )
 app.add_typer(ariel_app, name="ariel")
 app.add_typer(sandbox_app, name="sandbox")
+app.command()(verify)
 out = console()
-T = TypeVar("T")
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro``; turn Tern errors into CLI messages and exit statuses."""
-    from starters.client import TernUnavailable, TernUserError
-
-    try:
-        return asyncio.run(coro)
-    except TernUserError as exc:
-        fail(str(exc), 2)
-    except TernUnavailable as exc:
-        fail(str(exc), 1)
 
 
 # --- the embedded stack -----------------------------------------------------------------------------------

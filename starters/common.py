@@ -8,10 +8,12 @@ imported inside the command that needs it, so ``tern --help`` and ``tern status`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +21,7 @@ from rich.console import Console
 if TYPE_CHECKING:
     from tern.config import TernSettings
 
+T = TypeVar("T")
 PIPE_WIDTH = 400  # columns for output that is not a terminal: tables are not cut to 80 columns in a pipe or file
 
 
@@ -53,6 +56,18 @@ def load_settings() -> TernSettings:
         fail(f"bad configuration: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
     except ValueError as exc:
         fail(f"bad configuration: {exc}")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; turn Tern errors into CLI messages and exit statuses (user error 2, unavailable 1)."""
+    from starters.client import TernUnavailable, TernUserError
+
+    try:
+        return asyncio.run(coro)
+    except TernUserError as exc:
+        fail(str(exc), 2)
+    except TernUnavailable as exc:
+        fail(str(exc), 1)
 
 
 def print_json(obj: Any) -> None:

@@ -123,6 +123,11 @@ class TernSettings(BaseSettings):
         0.0, description="Offset of the simulated IOC's clock from this host's, seconds (an IOC on another host)."
     )
     sim_update_period_s: float = Field(0.1, gt=0, description="Simulation tick, seconds.")
+    sim_put_log_path: Path | None = Field(
+        None,
+        description="File where the simulated IOC appends one JSON line per put it receives (its own record, for "
+        "`tern verify`); `tern up` sets it to <data_dir>/logs/ioc-puts.jsonl.",
+    )
     # Embedded stack (tern up): the worker's supervisor
     worker_restart_initial_s: float = Field(
         1.0, gt=0, description="Delay before restarting a worker that exited abnormally, seconds (then doubled)."

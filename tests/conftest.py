@@ -81,6 +81,7 @@ SLOW_SETPOINT = "BR:MAG:DIPOLE:07:CURRENT:SP"  # readback follows after SLOW_REA
 SLOW_READBACK_LAG_S = 4.0  # beyond the settings fixture's readback_timeout_s
 IGNORED_SETPOINT = "BR:MAG:DIPOLE:06:CURRENT:SP"  # completes puts without processing them
 SIM_CLOCK_OFFSET_S = 300.0  # the simulated IOC's clock runs this far ahead of this host's
+IOC_PUT_LOG: dict[str, Path] = {}  # "path": the session simulator's put log (tern.sim put_log), once started
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +102,9 @@ def ca_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         "TERN_SIM_CLOCK_OFFSET_S": str(SIM_CLOCK_OFFSET_S),
         "TERN_SIM_READBACK_LAG_S": "0.2",
     }
-    log = tmp_path_factory.mktemp("sim") / "sim.log"
+    sim_dir = tmp_path_factory.mktemp("sim")
+    log = sim_dir / "sim.log"
+    env["TERN_SIM_PUT_LOG_PATH"] = str(IOC_PUT_LOG.setdefault("path", sim_dir / "ioc-puts.jsonl"))
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "tern.sim"], env=env, stdout=fh, stderr=subprocess.STDOUT)
     os.environ.update(

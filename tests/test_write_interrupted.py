@@ -7,12 +7,14 @@ import asyncio
 import signal
 import time
 
+import asyncpg
 import pytest
 
+from tern.audit.invariants import check_writes, read_put_log
 from tern.control.channels import read_value
 from tern.models import Decision
 from tests.agent_helpers import audit_rows, spawn_worker, start_run, wait_for_state, write_plan
-from tests.conftest import SLOW_SETPOINT
+from tests.conftest import IOC_PUT_LOG, SLOW_SETPOINT
 from workflows.agent_run import WRITE_HEARTBEAT_TIMEOUT, AgentRunWorkflow
 
 
@@ -22,6 +24,7 @@ async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, setti
     channel = SLOW_SETPOINT  # its readback lags 4 s: the write activity is still polling when killed
     target = read_value(channel) + 10.0
     log = tmp_path / "worker.log"
+    since = time.time()
     first = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="10", TERN_WRITE_SETTLE_DELAY_S="1")
     second = None
     try:
@@ -58,3 +61,11 @@ async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, setti
 
         details = json.loads(details)
     assert details["settled_by"] == "read_after_interrupt" and details["held"] == pytest.approx(target)
+    # the IOC's own record agrees: one put, recorded, approved, settled by reading
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        report = await check_writes(conn, read_put_log(IOC_PUT_LOG["path"], since=since))
+    finally:
+        await conn.close()
+    assert report.ok, report.violations
+    assert report.ioc_puts == 1 and report.settled_by == {"read_after_interrupt": 1}

@@ -5,6 +5,7 @@ Layout under ``TernSettings.data_dir``::
     run/<component>.pid     PID files (PostgreSQL keeps its own postmaster.pid; the worker's is its supervisor's)
     run/worker.state.json   the worker supervisor's state: worker PID, restart count, last exit
     logs/<component>.log    stdout and stderr of each component
+    logs/ioc-puts.jsonl     every put the simulated IOC received, one JSON line each (``tern verify``)
     temporal/temporal.db    the Temporal dev server's SQLite file (runs survive down/up)
     postgres/data           the PostgreSQL cluster
 
@@ -93,6 +94,7 @@ class EmbeddedStack:
         self.root = Path(settings.data_dir).expanduser().resolve()
         self.run_dir = self.root / "run"
         self.log_dir = self.root / "logs"
+        self.put_log = self.log_dir / "ioc-puts.jsonl"  # the simulated IOC's own record of every put (tern verify)
         self.progress = progress or (lambda _msg: None)
         self.pg = EmbeddedPostgres(self.root / "postgres" / "data", settings.pg_port)
         self._starters: dict[str, Callable[[], None]] = {
@@ -303,6 +305,7 @@ class EmbeddedStack:
             **self._child_env(),
             "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
             "TERN_LIMITS_PATH": str(self.s.limits_path),
+            "TERN_SIM_PUT_LOG_PATH": str(self.s.sim_put_log_path or self.put_log),
         }
         proc = self._spawn("sim", [sys.executable, "-m", "tern.sim"], env)
         self._wait("sim", proc, lambda: port_in_use(self.s.ca_server_port), 60)

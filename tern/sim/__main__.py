@@ -1,7 +1,7 @@
 """``python -m tern.sim``: run the simulated accelerator's Channel Access server in the foreground.
 
 Reads ``TernSettings`` (limits database, CA port, readback lag, stuck and slow readbacks, ignored setpoints,
-IOC clock offset); listens on 127.0.0.1 only.
+IOC clock offset, put log); listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main() -> None:
         ignored_setpoints=set(settings.sim_ignored_setpoints),
         clock_offset_s=settings.sim_clock_offset_s,
         update_period_s=settings.sim_update_period_s,
+        put_log=settings.sim_put_log_path,
     )
     logging.getLogger("tern.sim").info("serving %d channels on 127.0.0.1:%d", len(sim.pvdb), settings.ca_server_port)
     asyncio.run(serve(sim, ["127.0.0.1"]))

@@ -8,7 +8,10 @@
   another host whose clock differs);
 - setpoints start at the middle of their [min, max] band, with control and display limits set from it;
 - diagnostics (temperatures, BPM positions, pressures, dose rates, RF power, beam current) drift slowly as a
-  bounded random walk; status channels are integers (READY/ON/VALID/CONNECTED/OPEN = 1, FAULT/ALARM = 0).
+  bounded random walk; status channels are integers (READY/ON/VALID/CONNECTED/OPEN = 1, FAULT/ALARM = 0);
+- with ``put_log`` set, every put a setpoint receives is appended to that file as one JSON line
+  (``{"channel", "value", "ioc_time", "host_time", "processed"}``), flushed at once: the IOC's own record of
+  what it was told to do, which :mod:`tern.audit.invariants` compares with the audit table.
 
 Protocol: caproto's asyncio server (https://caproto.github.io/caproto/), on the interfaces and port given (set
 ``EPICS_CA_SERVER_PORT`` for the port, as caproto reads it from the environment).
@@ -17,11 +20,13 @@ Protocol: caproto's asyncio server (https://caproto.github.io/caproto/), on the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from caproto import ChannelData, ChannelDouble, ChannelInteger, SkipWrite
 
@@ -63,6 +68,7 @@ class SimulatedAccelerator:
         clock_offset_s: the IOC clock's offset from this host's (time.time()), seconds.
         update_period_s: simulation tick in seconds.
         seed: random seed for the drift (deterministic runs in tests).
+        put_log: file receiving one JSON line per put to a setpoint, or None.
     """
 
     limits: LimitsDatabase
@@ -73,12 +79,17 @@ class SimulatedAccelerator:
     clock_offset_s: float = 0.0
     update_period_s: float = 0.1
     seed: int = 1
+    put_log: Path | None = None
     pvdb: dict[str, ChannelData] = field(init=False, default_factory=dict)
     _pending: list[_Follow] = field(init=False, default_factory=list)
     _drifting: dict[str, tuple[float, float, float]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        self._put_log: IO[str] | None = None
+        if self.put_log is not None:
+            self.put_log.parent.mkdir(parents=True, exist_ok=True)
+            self._put_log = open(self.put_log, "a", encoding="utf-8")  # kept open for the server's life
         for name, lim in self.limits.channels.items():
             self.pvdb[name] = self._make(name, lim.min_value, lim.max_value)
 
@@ -116,6 +127,20 @@ class SimulatedAccelerator:
             self._drifting[name] = (step, low, high)
             return ChannelDouble(timestamp=ts, value=start, units=units, precision=4)
         return ChannelDouble(timestamp=ts, value=0.0, units=units, precision=4)
+
+    def log_put(self, name: str, value: float, processed: bool) -> None:
+        """Append one put to the put log (when configured), flushed so a killed IOC loses none."""
+        if self._put_log is None:
+            return
+        line = {
+            "channel": name,
+            "value": value,
+            "ioc_time": self.now(),
+            "host_time": time.time(),
+            "processed": processed,
+        }
+        self._put_log.write(json.dumps(line) + "\n")
+        self._put_log.flush()
 
     def on_setpoint(self, name: str, value: float) -> None:
         """Schedule the readback of setpoint ``name`` to follow ``value`` (called by the IOC on write)."""
@@ -158,9 +183,11 @@ class _Setpoint(ChannelDouble):
 
     async def verify_value(self, data: Any) -> Any:
         data = await super().verify_value(data)
-        if self._name in self._sim.ignored_setpoints:
-            raise SkipWrite  # the put completes (success to the client); value and timestamp stay
         value = data[0] if isinstance(data, list | tuple) else data
+        ignored = self._name in self._sim.ignored_setpoints
+        self._sim.log_put(self._name, float(value), processed=not ignored)
+        if ignored:
+            raise SkipWrite  # the put completes (success to the client); value and timestamp stay
         self._sim.on_setpoint(self._name, float(value))
         return data
 
