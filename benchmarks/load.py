@@ -1,0 +1,352 @@
+"""Many agent runs at once on a throwaway embedded stack, with a scripted approver and optional worker kills,
+then the invariant check (issue 13). A program, not a test::
+
+    .venv/bin/python -m benchmarks.load --runs 200 --json benchmarks/results/load.json
+    .venv/bin/python -m benchmarks.load --runs 60 --kill-worker 3 --json benchmarks/results/load_kill.json
+
+What it does: starts PostgreSQL, the Temporal dev server, the simulated IOC (with its put log) and a supervised
+worker in a temporary data directory on free loopback ports (``tern.embedded.stack``), then starts ``--runs``
+agent runs at once, a mix of read-only plans (``channel_read`` + ``respond``), write plans (``control_write`` of a
+distinct value to a distinct corrector setpoint, approval by ``alice``; the requester cannot approve a write) and
+python plans (``--python-share``, sandbox code approved before it runs). A scripted approver decides every pending
+request, half through the ``decide`` Update and half through the ``decide_signal`` Signal; ``--reject-share`` of
+them are rejected and ``--timeout-share`` are left to time out (those runs ask for a 20 s approval timeout).
+With ``--kill-worker K`` the worker process is SIGKILLed K times at random moments while runs are in flight (its
+supervisor restarts it). Afterwards every run must have ended (``completed`` for approved ones, ``rejected``
+otherwise), and ``tern verify``'s checks must pass (IOC put log vs write ledger vs audit, no request left open,
+no orphan container).
+
+Output (JSON): runs/s, p50/p95/p99 of start-to-first-activity, decision-to-write-completed and end-to-end (from the
+workflow histories' event times, seconds), final states, worker CPU seconds and peak RSS (all worker processes,
+sampled each second), history length and size per run, the invariant report. Exit 0 when every run ended as
+expected and no invariant is broken, 1 otherwise, 2 for bad arguments. Only loopback is ever targeted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks._common import percentile
+from tern.embedded.net import free_port
+
+CHANNELS = [f"SR:MAG:VCM:{n:02d}:CURRENT:SP" for n in range(1, 73)] + [
+    f"SR:MAG:HCM:{n:02d}:CURRENT:SP" for n in range(2, 30)
+]  # 100 writable correctors, -12..12 A, readback verification
+READS = ["SR:DIAG:DCCT:01:CURRENT:RB", "SR:RF:CAVITY:01:POWER:REV", "SR:VAC:ION-PUMP:01:VOLTAGE:SP"]
+CODE = "results = {'total': sum(range(1000))}"
+APPROVER = "alice"
+REQUESTER = "loadgen"
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="benchmarks.load", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=200, help="agent runs started at once (1-1000)")
+    p.add_argument("--write-share", type=float, default=0.4, help="share of write plans (0-1)")
+    p.add_argument("--python-share", type=float, default=0.1, help="share of python plans (0-1; needs Docker)")
+    p.add_argument("--reject-share", type=float, default=0.1, help="share of decisions that reject (0-1)")
+    p.add_argument("--timeout-share", type=float, default=0.05, help="share of requests left to time out (0-1)")
+    p.add_argument("--kill-worker", type=int, default=0, help="SIGKILL the worker this many times (0-50)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", type=Path, help="write the report here too")
+    p.add_argument("--keep", action="store_true", help="leave the stack running and its data directory in place")
+    a = p.parse_args(argv)
+    problems = []
+    if not 1 <= a.runs <= 1000:
+        problems.append(f"--runs must be 1..1000, got {a.runs}")
+    for name in ("write_share", "python_share", "reject_share", "timeout_share"):
+        if not 0 <= getattr(a, name) <= 1:
+            problems.append(f"--{name.replace('_', '-')} must be within 0..1, got {getattr(a, name)}")
+    if a.write_share + a.python_share > 1:
+        problems.append("--write-share plus --python-share must not exceed 1")
+    if a.reject_share + a.timeout_share > 1:
+        problems.append("--reject-share plus --timeout-share must not exceed 1")
+    if a.write_share * a.runs > len(CHANNELS):
+        problems.append(f"at most {len(CHANNELS)} write runs (one channel each): lower --runs or --write-share")
+    if not 0 <= a.kill_worker <= 50:
+        problems.append(f"--kill-worker must be 0..50, got {a.kill_worker}")
+    if problems:
+        p.error("; ".join(problems))  # exit 2
+    return a
+
+
+def _environment(root: Path) -> dict[str, str]:
+    """TERN_* variables of the throwaway stack: free loopback ports, a policy naming the approver."""
+    return {
+        "TERN_DATA_DIR": str(root),
+        "TERN_PG_PORT": str(free_port()),
+        "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TERN_TEMPORAL_UI_PORT": str(free_port()),
+        "TERN_CA_SERVER_PORT": str(free_port()),
+        "TERN_TASK_QUEUE": "tern-load",
+        "TERN_APPROVERS": json.dumps([APPROVER, "bob"]),
+        "TERN_WRITE_SETTLE_DELAY_S": "4",
+    }
+
+
+class WorkerWatch:
+    """CPU seconds and peak RSS of every worker process the supervisor ran (sampled each second)."""
+
+    def __init__(self, state_file: Path) -> None:
+        self.state_file = state_file
+        self.cpu: dict[int, float] = {}
+        self.peak_rss = 0
+
+    def pid(self) -> int | None:
+        try:
+            return json.loads(self.state_file.read_text()).get("child_pid")
+        except (OSError, ValueError):
+            return None
+
+    async def sample(self) -> None:
+        while True:
+            pid = self.pid()
+            if pid:
+                try:
+                    proc = psutil.Process(pid)
+                    times = proc.cpu_times()
+                    self.cpu[pid] = times.user + times.system
+                    self.peak_rss = max(self.peak_rss, proc.memory_info().rss)
+                except psutil.Error:
+                    pass
+            await asyncio.sleep(1.0)
+
+
+def _plans(a: argparse.Namespace, rng: random.Random) -> list[dict[str, Any]]:
+    """One spec per run: its kind, plan, and what the approver will do with its request."""
+    from tern.models import Plan
+
+    n_write = round(a.runs * a.write_share)
+    n_python = round(a.runs * a.python_share)
+    kinds = ["write"] * n_write + ["python"] * n_python + ["read"] * (a.runs - n_write - n_python)
+    rng.shuffle(kinds)
+    channels = iter(CHANNELS)
+    specs = []
+    for i, kind in enumerate(kinds):
+        steps: list[dict[str, Any]] = [{"kind": "channel_read", "channels": READS}]
+        if kind == "write":
+            value = round(rng.uniform(-10, 10), 3) + i * 1e-6  # distinct: the checker matches puts by value
+            steps.append({"kind": "control_write", "channel": next(channels), "value": value, "reason": "load"})
+        elif kind == "python":
+            steps.append({"kind": "python", "code": CODE})
+        steps.append({"kind": "respond"})
+        draw = rng.random()
+        action = (
+            "none"
+            if kind == "read"
+            else "timeout"
+            if draw < a.timeout_share
+            else "reject"
+            if draw < a.timeout_share + a.reject_share
+            else "approve"
+        )
+        specs.append(
+            {
+                "id": f"load-{i:04d}",
+                "kind": kind,
+                "plan": Plan.model_validate({"steps": steps}),
+                "action": action,
+                "via": "update" if i % 2 else "signal",
+            }
+        )
+    return specs
+
+
+async def _drive(client: Any, spec: dict[str, Any], decided: dict[str, float]) -> None:
+    """Start one run and act as its approver until it ends."""
+    from starters.client import TernUnavailable, TernUserError, run_request
+    from tern.models import Decision
+    from workflows.agent_run import AgentRunWorkflow
+
+    request = run_request(
+        user=REQUESTER,
+        query=f"load run {spec['id']}",
+        plan=spec["plan"],
+        approval_timeout_s=20.0 if spec["action"] == "timeout" else 600.0,
+        python_approval_mode="all_code",
+    )
+    await client.start_run(request, run_id=spec["id"])
+    if spec["action"] in ("none", "timeout"):
+        return
+    sent: dict[str, float] = {}  # request id -> when our decision was sent
+    while True:
+        try:
+            st = await client.waiting(spec["id"])
+        except (TernUnavailable, TernUserError):
+            await asyncio.sleep(1.0)  # the worker is being restarted, or the query timed out: ask again
+            continue
+        if st.state not in ("running", "awaiting_approval"):
+            return
+        if st.pending is None:
+            if sent:
+                return  # our decision was taken (one request per run)
+            await asyncio.sleep(0.5)
+            continue
+        rid = st.pending.request_id
+        if rid in sent and time.time() - sent[rid] < 10.0:
+            await asyncio.sleep(1.0)  # a Signal is not acknowledged: wait for the gate, send again after 10 s
+            continue
+        decision = Decision(
+            request_id=rid,
+            approver=APPROVER,
+            approved=spec["action"] == "approve",
+            comment="" if spec["action"] == "approve" else "load: rejected",
+            surface="load",
+        )
+        target = client.client.get_workflow_handle(st.run_id)
+        try:
+            if spec["via"] == "update":
+                await target.execute_update(AgentRunWorkflow.decide, decision, id=f"load-{rid}")
+            else:
+                await target.signal(AgentRunWorkflow.decide_signal, decision)
+        except Exception:  # a refused or lost decision: look at the run again (the gate is the judge)
+            await asyncio.sleep(1.0)
+            continue
+        sent[rid] = time.time()
+        decided.setdefault(spec["id"], sent[rid])
+
+
+def _timings(history: Any, decided_at: float | None) -> dict[str, float | None]:
+    """Seconds from the history: start -> first activity scheduled... started, decision -> write completed, total."""
+    events = list(history.events)
+    start = events[0].event_time.ToDatetime().timestamp()
+    first_activity = next(
+        (e.event_time.ToDatetime().timestamp() for e in events if e.HasField("activity_task_started_event_attributes")),
+        None,
+    )
+    write_done = None
+    scheduled: dict[int, str] = {}
+    for e in events:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            scheduled[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
+        if e.HasField("activity_task_completed_event_attributes"):
+            sid = e.activity_task_completed_event_attributes.scheduled_event_id
+            if scheduled.get(sid) == "write_channel":
+                write_done = e.event_time.ToDatetime().timestamp()
+    end = events[-1].event_time.ToDatetime().timestamp()
+    return {
+        "start_to_first_activity": None if first_activity is None else first_activity - start,
+        "decision_to_write": None if write_done is None or decided_at is None else write_done - decided_at,
+        "end_to_end": end - start,
+    }
+
+
+async def _killer(watch: WorkerWatch, times: int, window_s: float, rng: random.Random, log: list[float]) -> None:
+    for _ in range(times):
+        await asyncio.sleep(rng.uniform(1.0, window_s / max(times, 1)))
+        pid = watch.pid()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                log.append(time.time())
+            except ProcessLookupError:
+                pass
+            await asyncio.sleep(3.0)  # let the supervisor restart it before the next kill
+
+
+async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
+    from starters.client import TernClient
+    from starters.verify_cli import collect
+    from tern.config import TernSettings
+    from tern.embedded.stack import EmbeddedStack
+    from tern.models import AgentRunResult
+
+    os.environ.update(_environment(root))
+    settings = TernSettings()
+    assert settings.temporal_address.startswith("127.0.0.1:"), "the load tool targets loopback only"
+    rng = random.Random(a.seed)
+    stack = EmbeddedStack(settings, progress=lambda m: print(m, file=sys.stderr))
+    await asyncio.to_thread(stack.up)  # up() runs its own event loop
+    try:
+        client = await TernClient.connect(settings)
+        watch = WorkerWatch(root / "run" / "worker.state.json")
+        sampler = asyncio.create_task(watch.sample())
+        specs = _plans(a, rng)
+        decided: dict[str, float] = {}
+        kills: list[float] = []
+        started = time.time()
+        killer = asyncio.create_task(_killer(watch, a.kill_worker, 30.0, rng, kills)) if a.kill_worker else None
+        await asyncio.gather(*(_drive(client, s, decided) for s in specs))
+        results = await asyncio.gather(
+            *(client.client.get_workflow_handle(s["id"], result_type=AgentRunResult).result() for s in specs),
+            return_exceptions=True,
+        )
+        elapsed = time.time() - started
+        if killer:
+            killer.cancel()
+        sampler.cancel()
+        states: dict[str, int] = {}
+        unexpected = []
+        timings: dict[str, list[float]] = {"start_to_first_activity": [], "decision_to_write": [], "end_to_end": []}
+        history_bytes = []
+        history_len = []
+        for spec, res in zip(specs, results, strict=True):
+            state = "error" if isinstance(res, BaseException) else res.status
+            states[state] = states.get(state, 0) + 1
+            expected = ("completed",) if spec["action"] in ("none", "approve") else ("rejected", "timed_out")
+            if state not in expected:
+                unexpected.append({"run": spec["id"], "kind": spec["kind"], "action": spec["action"], "state": state})
+            handle = client.client.get_workflow_handle(spec["id"])
+            history = await handle.fetch_history()
+            for k, v in _timings(history, decided.get(spec["id"])).items():
+                if v is not None:
+                    timings[k].append(v)
+            desc = await handle.describe()
+            history_len.append(desc.raw_description.workflow_execution_info.history_length)
+            history_bytes.append(desc.raw_description.workflow_execution_info.history_size_bytes)
+        invariants = await collect(None, root / "logs" / "ioc-puts.jsonl")
+        return {
+            "runs": a.runs,
+            "mix": {k: sum(1 for s in specs if s["kind"] == k) for k in ("read", "write", "python")},
+            "actions": {k: sum(1 for s in specs if s["action"] == k) for k in ("none", "approve", "reject", "timeout")},
+            "worker_kills": len(kills),
+            "seconds": round(elapsed, 2),
+            "runs_per_s": round(a.runs / elapsed, 3),
+            "latency_s": {
+                k: {f"p{p}": round(percentile(v, p), 3) for p in (50, 95, 99)} | {"n": len(v)}
+                for k, v in timings.items()
+            },
+            "states": states,
+            "unexpected": unexpected,
+            "worker_cpu_s": round(sum(watch.cpu.values()), 2),
+            "worker_peak_rss_mb": round(watch.peak_rss / 2**20, 1),
+            "history_events": {"p50": percentile(history_len, 50), "max": max(history_len)},
+            "history_bytes": {"p50": percentile(history_bytes, 50), "max": max(history_bytes)},
+            "invariants": invariants,
+            "ok": not unexpected and invariants["ok"],
+        }
+    finally:
+        if not a.keep:
+            await asyncio.to_thread(stack.down)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _args(argv)
+    tmp = tempfile.mkdtemp(prefix="tern-load-")
+    try:
+        report = asyncio.run(_main(a, Path(tmp)))
+    finally:
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    text = json.dumps(report, indent=2, default=str)
+    print(text)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(text + "\n")
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
