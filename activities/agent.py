@@ -42,6 +42,14 @@ T = TypeVar("T")
 HEARTBEAT_EVERY_S = 1.0  # the write activity's heartbeat period (its heartbeat timeout: workflows.agent_run)
 
 
+PARTIAL_READ_ATTEMPTS = 8  # from this attempt on, a read where some channels answered returns what it has
+
+
+def _attempt() -> int:
+    """This activity's attempt number (1 for the first), or 1 outside an activity (direct calls in tests)."""
+    return activity.info().attempt if activity.in_activity() else 1
+
+
 def put_window_s(settle_delay_s: float) -> float:
     """How long after claiming a write its put may still be sent, seconds: half the settle delay
     (``TernSettings.write_settle_delay_s``). A put that waited longer (Channel Access queue, slow connect) is not
@@ -131,12 +139,27 @@ class AgentActivities:
 
     @activity.defn(name="read_channels")
     async def read_channels(self, inp: ChannelReadInput) -> list[ChannelReading]:
-        """Read channels over Channel Access; unreachable channels come back with ``error`` set."""
-        return await self.ca.read_channels(inp.channels, self.settings.ca_timeout_s)
+        """Read channels over Channel Access; unreachable channels come back with ``error`` set.
+
+        An IOC or gateway that stops answering for a while (a reboot) should not fail the run: when no channel
+        answers, this raises a retryable ``ChannelsUnreachable`` on every attempt (the workflow's retry policy waits
+        for the IOC, then fails the step); when only some fail, it raises the same on the first
+        ``PARTIAL_READ_ATTEMPTS - 1`` attempts (about a minute with the workflow's ``CA_RETRY``) and then returns
+        the readings with their errors (the caller decides)."""
+        readings = await self.ca.read_channels(inp.channels, self.settings.ca_timeout_s)
+        failed = [r for r in readings if r.error]
+        if failed and (len(failed) == len(readings) or _attempt() < PARTIAL_READ_ATTEMPTS):
+            raise ApplicationError(
+                f"{len(failed)} of {len(readings)} channels did not answer: "
+                + "; ".join(f"{r.channel}: {r.error}" for r in failed[:10]),
+                type="ChannelsUnreachable",
+            )
+        return readings
 
     @activity.defn(name="check_write")
     async def check_write(self, inp: WriteCheckInput) -> LimitsCheck:
-        """Check a proposed write against the master switch, the limits database and the live value."""
+        """Check a proposed write against the master switch, the limits database and the live value. A channel
+        that does not answer raises a retryable ``ChannelUnreachable`` (the check needs its current value)."""
         base = {"channel": inp.channel, "value": inp.value}
         if not self.settings.writes_enabled:
             return LimitsCheck(
@@ -156,14 +179,10 @@ class AgentActivities:
             return static
         try:
             current = await self.ca.read_value(inp.channel, self.settings.ca_timeout_s)
-        except ca.ChannelAccessError as exc:
-            return static.model_copy(
-                update={
-                    "allowed": False,
-                    "violation": "channel_unreachable",
-                    "message": f"cannot read the current value: {exc}",
-                }
-            )
+        except ca.ChannelAccessError as exc:  # retried by the workflow's policy (an IOC rebooting), then fails
+            raise ApplicationError(
+                f"cannot read the current value of {inp.channel}: {exc}", type="ChannelUnreachable"
+            ) from exc
         check = self._verifiable(limits.check(inp.channel, inp.value, current=current))
         if not check.units:
             check.units = units_for(inp.channel)

@@ -1,4 +1,4 @@
-"""Many agent runs at once on a throwaway embedded stack, with a scripted approver and optional worker kills,
+"""Many agent runs at once on a throwaway embedded stack, with a scripted approver and injected faults,
 then the invariant check (issue 13). A program, not a test::
 
     .venv/bin/python -m benchmarks.load --runs 200 --json benchmarks/results/load.json
@@ -11,10 +11,12 @@ distinct value to a distinct corrector setpoint, approval by ``alice``; the requ
 python plans (``--python-share``, sandbox code approved before it runs). A scripted approver decides every pending
 request, half through the ``decide`` Update and half through the ``decide_signal`` Signal; ``--reject-share`` of
 them are rejected and ``--timeout-share`` are left to time out (those runs ask for a 20 s approval timeout).
-With ``--kill-worker K`` the worker process is SIGKILLed K times at random moments while runs are in flight (its
-supervisor restarts it). Afterwards every run must have ended (``completed`` for approved ones, ``rejected``
-otherwise), and ``tern verify``'s checks must pass (IOC put log vs write ledger vs audit, no request left open,
-no orphan container).
+Faults, at random moments within ``--fault-window`` seconds while runs are in flight: ``--kill-worker K`` SIGKILLs
+the worker K times (its supervisor restarts it), ``--kill-temporal``/``--kill-postgres`` SIGKILL those servers
+and restart them, ``--stall-ioc S`` freezes the simulated IOC for S seconds (writes in flight then have an
+unknown outcome and must be settled by reading). Afterwards every run must have ended (``completed`` for approved
+ones, ``rejected`` otherwise), and ``tern verify``'s checks must pass (IOC put log vs write ledger vs audit, no
+request left open, no orphan container).
 
 Output (JSON): runs/s, p50/p95/p99 of start-to-first-activity, decision-to-write-completed and end-to-end (from the
 workflow histories' event times, seconds), final states, worker CPU seconds and peak RSS (all worker processes,
@@ -59,6 +61,16 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reject-share", type=float, default=0.1, help="share of decisions that reject (0-1)")
     p.add_argument("--timeout-share", type=float, default=0.05, help="share of requests left to time out (0-1)")
     p.add_argument("--kill-worker", type=int, default=0, help="SIGKILL the worker this many times (0-50)")
+    p.add_argument(
+        "--kill-temporal", type=int, default=0, help="SIGKILL the Temporal dev server this many times, restart (0-20)"
+    )
+    p.add_argument(
+        "--kill-postgres", type=int, default=0, help="SIGKILL PostgreSQL this many times, then restart it (0-20)"
+    )
+    p.add_argument(
+        "--stall-ioc", type=float, default=0.0, help="freeze the simulated IOC (SIGSTOP) this many seconds (0-120)"
+    )
+    p.add_argument("--fault-window", type=float, default=40.0, help="faults happen within this many seconds")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", type=Path, help="write the report here too")
     p.add_argument("--keep", action="store_true", help="leave the stack running and its data directory in place")
@@ -77,6 +89,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         problems.append(f"at most {len(CHANNELS)} write runs (one channel each): lower --runs or --write-share")
     if not 0 <= a.kill_worker <= 50:
         problems.append(f"--kill-worker must be 0..50, got {a.kill_worker}")
+    for name in ("kill_temporal", "kill_postgres"):
+        if not 0 <= getattr(a, name) <= 20:
+            problems.append(f"--{name.replace('_', '-')} must be 0..20, got {getattr(a, name)}")
+    if not 0 <= a.stall_ioc <= 120:
+        problems.append(f"--stall-ioc must be 0..120 seconds, got {a.stall_ioc}")
+    if not 5 <= a.fault_window <= 3600:
+        problems.append(f"--fault-window must be 5..3600 seconds, got {a.fault_window}")
     if problems:
         p.error("; ".join(problems))  # exit 2
     return a
@@ -166,6 +185,9 @@ def _plans(a: argparse.Namespace, rng: random.Random) -> list[dict[str, Any]]:
 
 async def _drive(client: Any, spec: dict[str, Any], decided: dict[str, float]) -> None:
     """Start one run and act as its approver until it ends."""
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+    from temporalio.service import RPCError
+
     from starters.client import TernUnavailable, TernUserError, run_request
     from tern.models import Decision
     from workflows.agent_run import AgentRunWorkflow
@@ -177,15 +199,24 @@ async def _drive(client: Any, spec: dict[str, Any], decided: dict[str, float]) -
         approval_timeout_s=20.0 if spec["action"] == "timeout" else 600.0,
         python_approval_mode="all_code",
     )
-    await client.start_run(request, run_id=spec["id"])
+    for attempt in range(60):  # Temporal may be down (a fault): start again; the workflow id makes it one run
+        try:
+            await client.start_run(request, run_id=spec["id"])
+            break
+        except WorkflowAlreadyStartedError:
+            break
+        except RPCError:
+            if attempt == 59:
+                raise
+            await asyncio.sleep(1.0)
     if spec["action"] in ("none", "timeout"):
         return
     sent: dict[str, float] = {}  # request id -> when our decision was sent
     while True:
         try:
             st = await client.waiting(spec["id"])
-        except (TernUnavailable, TernUserError):
-            await asyncio.sleep(1.0)  # the worker is being restarted, or the query timed out: ask again
+        except (TernUnavailable, TernUserError, RPCError):
+            await asyncio.sleep(1.0)  # a server or the worker is being restarted, or the query timed out: ask again
             continue
         if st.state not in ("running", "awaiting_approval"):
             return
@@ -243,17 +274,39 @@ def _timings(history: Any, decided_at: float | None) -> dict[str, float | None]:
     }
 
 
-async def _killer(watch: WorkerWatch, times: int, window_s: float, rng: random.Random, log: list[float]) -> None:
-    for _ in range(times):
-        await asyncio.sleep(rng.uniform(1.0, window_s / max(times, 1)))
-        pid = watch.pid()
-        if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                log.append(time.time())
-            except ProcessLookupError:
-                pass
-            await asyncio.sleep(3.0)  # let the supervisor restart it before the next kill
+async def _faults(a: argparse.Namespace, stack: Any, watch: WorkerWatch, rng: random.Random) -> list[dict[str, Any]]:
+    """Inject the requested faults at random moments within ``--fault-window`` seconds; returns what was done.
+
+    worker: SIGKILL of the worker process (its supervisor restarts it); temporal / postgres: SIGKILL of the
+    server, then ``tern up`` restarts it (the dev server keeps its SQLite file, PostgreSQL recovers its WAL);
+    ioc: SIGSTOP of the simulated IOC for ``--stall-ioc`` seconds, then SIGCONT (an IOC that stops answering)."""
+    plan = ["worker"] * a.kill_worker + ["temporal"] * a.kill_temporal + ["postgres"] * a.kill_postgres
+    plan += ["ioc"] if a.stall_ioc else []
+    moments = sorted(rng.uniform(2.0, a.fault_window) for _ in plan)
+    rng.shuffle(plan)
+    done: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    for at, kind in zip(moments, plan, strict=True):
+        await asyncio.sleep(max(0.0, at - (time.monotonic() - t0)))
+        pids = {c.name: c.pid for c in (await asyncio.to_thread(stack.status)).components}
+        pid = watch.pid() if kind == "worker" else pids.get("sim" if kind == "ioc" else kind)
+        if not pid:
+            done.append({"fault": kind, "at_s": round(at, 1), "skipped": "not running"})
+            continue
+        try:
+            os.kill(pid, signal.SIGSTOP if kind == "ioc" else signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        done.append({"fault": kind, "at_s": round(time.monotonic() - t0, 1), "pid": pid})
+        if kind == "ioc":
+            await asyncio.sleep(a.stall_ioc)
+            os.kill(pid, signal.SIGCONT)
+        elif kind in ("temporal", "postgres"):
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(stack.up)  # restarts what died
+        else:
+            await asyncio.sleep(3.0)  # let the supervisor restart the worker before another fault
+    return done
 
 
 async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -275,20 +328,19 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
         sampler = asyncio.create_task(watch.sample())
         specs = _plans(a, rng)
         decided: dict[str, float] = {}
-        kills: list[float] = []
         started = time.time()
-        killer = asyncio.create_task(_killer(watch, a.kill_worker, 30.0, rng, kills)) if a.kill_worker else None
+        faults = asyncio.create_task(_faults(a, stack, watch, random.Random(a.seed + 1)))
         await asyncio.gather(*(_drive(client, s, decided) for s in specs))
         results = await asyncio.gather(
             *(client.client.get_workflow_handle(s["id"], result_type=AgentRunResult).result() for s in specs),
             return_exceptions=True,
         )
         elapsed = time.time() - started
-        if killer:
-            killer.cancel()
+        injected = await faults
         sampler.cancel()
         states: dict[str, int] = {}
-        unexpected = []
+        unexpected: list[dict[str, Any]] = []
+        unverified_in_stall: list[dict[str, Any]] = []
         timings: dict[str, list[float]] = {"start_to_first_activity": [], "decision_to_write": [], "end_to_end": []}
         history_bytes = []
         history_len = []
@@ -297,7 +349,17 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
             states[state] = states.get(state, 0) + 1
             expected = ("completed",) if spec["action"] in ("none", "approve") else ("rejected", "timed_out")
             if state not in expected:
-                unexpected.append({"run": spec["id"], "kind": spec["kind"], "action": spec["action"], "state": state})
+                why = repr(res) if isinstance(res, BaseException) else res.error
+                entry = {
+                    "run": spec["id"],
+                    "kind": spec["kind"],
+                    "action": spec["action"],
+                    "state": state,
+                    "error": why,
+                }
+                # a put that landed while the IOC froze cannot be verified: the run must fail (safety model)
+                stalled = any(f["fault"] == "ioc" for f in injected) and "write not verified" in (why or "")
+                (unverified_in_stall if stalled else unexpected).append(entry)
             handle = client.client.get_workflow_handle(spec["id"])
             history = await handle.fetch_history()
             for k, v in _timings(history, decided.get(spec["id"])).items():
@@ -311,7 +373,7 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
             "runs": a.runs,
             "mix": {k: sum(1 for s in specs if s["kind"] == k) for k in ("read", "write", "python")},
             "actions": {k: sum(1 for s in specs if s["action"] == k) for k in ("none", "approve", "reject", "timeout")},
-            "worker_kills": len(kills),
+            "faults": injected,
             "seconds": round(elapsed, 2),
             "runs_per_s": round(a.runs / elapsed, 3),
             "latency_s": {
@@ -320,6 +382,7 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
             },
             "states": states,
             "unexpected": unexpected,
+            "failed_unverified_during_ioc_stall": unverified_in_stall,
             "worker_cpu_s": round(sum(watch.cpu.values()), 2),
             "worker_peak_rss_mb": round(watch.peak_rss / 2**20, 1),
             "history_events": {"p50": percentile(history_len, 50), "max": max(history_len)},

@@ -291,3 +291,36 @@ async def test_cancelled_mid_put_still_records_the_write(settings) -> None:
     assert state == "done" and len(rows) == 1 and "cancelled" in rows[0]["comment"]
     assert read_value(SLOW_SETPOINT) == pytest.approx(before + 1.0, abs=1e-6)
     epics.caput(SLOW_SETPOINT, before, wait=True)
+
+
+async def test_channel_access_activities_raise_retryable_errors_when_nothing_answers(settings) -> None:
+    """An IOC that does not answer: the read and the limits check raise retryable errors (the workflow's retry
+    policy waits for the IOC) instead of returning a failed reading or a refusal at once."""
+    import dataclasses
+
+    from activities.agent import PARTIAL_READ_ATTEMPTS
+    from activities.agent import AgentActivities as Acts
+    from tern.models.activity_io import ChannelReadInput
+
+    acts = Acts(settings.model_copy(update={"ca_timeout_s": 0.3, "allow_unlisted_channels": True}))
+    env = ActivityEnvironment()
+    try:
+        with pytest.raises(ApplicationError, match="1 of 1 channels did not answer") as read_exc:
+            await env.run(
+                acts.read_channels, ChannelReadInput(run_id="r", step_id="s", channels=["TEST:NOBODY:HOME:RB"])
+            )
+        assert read_exc.value.type == "ChannelsUnreachable" and not read_exc.value.non_retryable
+        both = ChannelReadInput(run_id="r", step_id="s", channels=["TEST:NOBODY:HOME:RB", "SR:MAG:QFA:07:CURRENT:SP"])
+        with pytest.raises(ApplicationError, match="1 of 2 channels did not answer"):  # early attempts: retried
+            await env.run(acts.read_channels, both)
+        late = ActivityEnvironment()
+        late.info = dataclasses.replace(late.info, attempt=PARTIAL_READ_ATTEMPTS)
+        partial = await late.run(acts.read_channels, both)
+        assert [r.error is None for r in partial] == [False, True]  # later: the readings, with the error
+        with pytest.raises(ApplicationError, match="cannot read the current value") as check_exc:
+            await env.run(
+                acts.check_write, WriteCheckInput(run_id="r", step_id="s", channel="TEST:NOBODY:HOME:SP", value=1.0)
+            )
+        assert check_exc.value.type == "ChannelUnreachable" and not check_exc.value.non_retryable
+    finally:
+        await acts.close()

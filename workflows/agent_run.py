@@ -67,10 +67,15 @@ COMPOSE_TIMEOUT = timedelta(seconds=120)
 READ_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
 )
+# Channel Access activities ride out an IOC that stops answering for a minute or two (a reboot, a gateway restart):
+# ~2 minutes of attempts (waits 1, 2, 4, 8, then 10 s) before the step fails naming the unreachable channels.
+CA_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=12
+)
 WRITE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
+    initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=10),
-    maximum_attempts=3,
+    maximum_attempts=12,  # as CA_RETRY: each attempt re-reads and re-checks before any put
     non_retryable_error_types=[
         "WritesDisabled",
         "InvalidLimits",
@@ -207,7 +212,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             AgentActivities.read_channels,
             ChannelReadInput(run_id=self._run_id, step_id=step.id, channels=step.channels),
             start_to_close_timeout=CHANNEL_READ_TIMEOUT,
-            retry_policy=READ_RETRY,
+            retry_policy=CA_RETRY,
             summary=f"read {', '.join(step.channels)[:100]}",
         )
         bad = [r.channel for r in readings if r.error]
@@ -296,7 +301,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             AgentActivities.check_write,
             WriteCheckInput(run_id=run_id, step_id=step.id, channel=step.channel, value=step.value),
             start_to_close_timeout=WRITE_CHECK_TIMEOUT,
-            retry_policy=READ_RETRY,
+            retry_policy=CA_RETRY,
             summary=f"limits check {step.channel} -> {step.value:g}",
         )
         if not check.allowed:

@@ -114,7 +114,10 @@ def read_value(name: str, timeout_s: float = 2.0) -> float:
     epics = attach_thread()
     v = _read_stamped(_pv(epics, name, timeout_s), timeout_s).value
     if v is None:
-        raise ChannelAccessError(f"channel {name} returned no numeric value")
+        raise ChannelAccessError(
+            f"channel {name} gave no numeric value within {timeout_s:g} s (the get timed out or the value is not a "
+            "finite number)"
+        )
     return v
 
 
