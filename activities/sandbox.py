@@ -60,7 +60,7 @@ class SandboxActivities:
     @activity.defn(name="generate_code")
     async def generate_code(self, inp: GenerateCodeInput) -> GeneratedCode:
         """Generate code with the configured LLM. Tests register a scripted activity under this name."""
-        provider = make_chat_provider(self.settings)
+        provider = make_chat_provider(self.settings, "code")
         if provider is None:
             raise ApplicationError(
                 "no code generator is configured (llm_provider=none): give the python step its 'code'",
