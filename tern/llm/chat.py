@@ -155,7 +155,7 @@ class OpenAIChat(_SDKChat):
                 "type": "json_schema",
                 "json_schema": {"name": "plan", "schema": json_schema, "strict": False},
             }
-        body = [m.model_dump() for m in messages]
+        body: Any = [m.model_dump() for m in messages]
         try:
             try:
                 resp = await self._client.chat.completions.create(
@@ -232,18 +232,18 @@ class AnthropicChat(_SDKChat):
         temperature: float = 0.0,
         json_schema: dict[str, Any] | None = None,
     ) -> ChatReply:
-        """One Messages API call (``json_schema`` is ignored: the prompt carries it). Raises ``LLMError``."""
+        """One Messages API call. ``json_schema`` is ignored (the prompt carries it) and so is ``temperature`` (the
+        current Messages API has no such parameter). Raises ``LLMError``."""
         import anthropic
 
         system = "\n\n".join(m.content for m in messages if m.role == "system")
-        turns = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
+        turns: Any = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
         try:
             resp = await self._client.messages.create(
                 model=self.model,
                 max_tokens=max_tokens,
-                temperature=temperature,
-                messages=turns,  # type: ignore[arg-type]
-                **({"system": system} if system else {}),
+                messages=turns,
+                system=system or anthropic.omit,
             )
         except anthropic.APIError as exc:
             raise self._error(exc) from exc
