@@ -64,8 +64,11 @@ class PlanningActivities:
         except LimitsDatabaseError as exc:
             raise ApplicationError(f"cannot validate plans: {exc}", type="InvalidLimits", non_retryable=True) from exc
         try:
-            return await make_plan(self.llm(), self.registry, inp, limits, max_attempts=self.settings.plan_max_attempts)
+            attempts = self.settings.plan_max_attempts
+            draft = await make_plan(self.llm(), self.registry, inp, limits, max_attempts=attempts)
         except PlanningFailed as exc:
             raise ApplicationError(str(exc), type="PlanInvalid", non_retryable=True) from exc
         except LLMError as exc:
             raise ApplicationError(f"planner: {exc}", type="LLMError", non_retryable=not exc.retryable) from exc
+        draft.approval_required = self.settings.plan_approval
+        return draft

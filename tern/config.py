@@ -245,7 +245,6 @@ class TernSettings(BaseSettings):
     plan_max_attempts: int = Field(
         3, ge=1, le=10, description="LLM attempts for one plan; validation errors are fed back each time."
     )
-    max_replans: int = Field(3, ge=0, le=10, description="Most plan revisions after failed steps in one run.")
 
     @model_validator(mode="after")
     def _check(self) -> TernSettings:

@@ -6,7 +6,7 @@ import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tern.models.limits import MAX_SEARCH_QUERY_CHARS
 
@@ -107,14 +107,18 @@ STEP_KINDS = ("logbook_search", "channel_read", "control_write", "python", "resp
 
 
 class Plan(BaseModel):
-    """An ordered list of steps. Step ids are unique; empty ids are filled in as ``<n>-<kind>``."""
+    """An ordered list of steps. Step ids are unique; empty ids are filled in as ``<n>-<kind>``.
+
+    A revision of a running plan is validated with ``context={"earlier_ids": [...]}``: the ids of the steps that
+    already ran, which its steps may use as inputs and must not reuse.
+    """
 
     model_config = ConfigDict(extra="forbid")
     steps: list[Step] = Field(min_length=1, max_length=100)
 
     @model_validator(mode="after")
-    def _ids(self) -> Plan:
-        seen: set[str] = set()
+    def _ids(self, info: ValidationInfo) -> Plan:
+        seen: set[str] = set((info.context or {}).get("earlier_ids", ()))
         for n, step in enumerate(self.steps, start=1):
             if not step.id:
                 step.id = f"{n}-{step.kind}"

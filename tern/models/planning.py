@@ -46,6 +46,7 @@ class PlanFeedback(BaseModel):
     comment: str = Field("", max_length=4000, description="The rejection comment or the failed step's message.")
     previous: Plan
     done: list[str] = Field(default_factory=list, description="Summaries of the steps that have run.")
+    done_ids: list[str] = Field(default_factory=list, description="Ids of the steps that have run.")
 
 
 class PlanInput(BaseModel):
@@ -66,6 +67,7 @@ class PlanDraft(BaseModel):
 
     plan: Plan
     attempts: int
+    approval_required: bool = Field(False, description="The worker's setting plan_approval asks for approval.")
     errors: list[str] = Field(default_factory=list, description="Validation errors of earlier attempts.")
     model: str = ""
     usage: LLMUsage = Field(default_factory=LLMUsage)

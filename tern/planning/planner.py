@@ -60,6 +60,7 @@ async def make_plan(
     the last error, or ``tern.llm.LLMError`` when the endpoint fails (the activity's retry policy retries).
     """
     messages = planner_messages(registry, inp)
+    done_ids = inp.feedback.done_ids if inp.feedback else []
     schema = registry.plan_schema()
     usage = LLMUsage()
     errors: list[str] = []
@@ -69,7 +70,7 @@ async def make_plan(
             LLMUsage(calls=1, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)
         )
         try:
-            plan = registry.validate(parse_plan_json(reply.text), limits)
+            plan = registry.validate(parse_plan_json(reply.text), limits, earlier_ids=done_ids)
         except PlanInvalid as exc:
             problems = exc.errors
         except ValueError as exc:

@@ -116,7 +116,14 @@ class CapabilityRegistry:
         body = cap.summarise(result) if cap else f"{result.status}: {result.message}"
         return f"step {result.step_id} ({result.kind}, {result.status}): {body}"
 
-    def validate(self, raw: Any, limits: LimitsDatabase | None = None, *, require_respond: bool = True) -> Plan:
+    def validate(
+        self,
+        raw: Any,
+        limits: LimitsDatabase | None = None,
+        *,
+        require_respond: bool = True,
+        earlier_ids: Iterable[str] = (),
+    ) -> Plan:
         """``raw`` (parsed JSON) as a :class:`Plan` that uses registered kinds and known channels only.
 
         Checks, in order: the shape (``{"steps": [...]}``), each step's kind is registered, the step models
@@ -124,6 +131,7 @@ class CapabilityRegistry:
         in ``limits`` (unless it allows unlisted channels), every written channel is writable there, and the
         last step is ``respond`` (when ``require_respond``). Write values are not checked here: min, max and
         step limits are the run's limits check, which refuses and audits them in front of the approver.
+        ``earlier_ids`` are the ids of steps that already ran (for a revision): usable as inputs, not reusable.
 
         Raises :class:`PlanInvalid` listing every problem found.
         """
@@ -137,7 +145,7 @@ class CapabilityRegistry:
         if errors:
             raise PlanInvalid(errors)
         try:
-            plan = Plan.model_validate(raw)
+            plan = Plan.model_validate(raw, context={"earlier_ids": list(earlier_ids)})
         except ValidationError as exc:
             raise PlanInvalid([_pydantic_error(e, raw) for e in exc.errors()[:10]]) from exc
         errors += self._channel_errors(plan, limits)
