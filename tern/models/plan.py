@@ -6,7 +6,7 @@ import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tern.models.limits import MAX_SEARCH_QUERY_CHARS
 
@@ -109,16 +109,19 @@ STEP_KINDS = ("logbook_search", "channel_read", "control_write", "python", "resp
 class Plan(BaseModel):
     """An ordered list of steps. Step ids are unique; empty ids are filled in as ``<n>-<kind>``.
 
-    A revision of a running plan is validated with ``context={"earlier_ids": [...]}``: the ids of the steps that
-    already ran, which its steps may use as inputs and must not reuse.
+    A revision of a running plan carries ``earlier_ids``: the ids of the steps that already ran, which its steps
+    may use as inputs and must not reuse.
     """
 
     model_config = ConfigDict(extra="forbid")
     steps: list[Step] = Field(min_length=1, max_length=100)
+    earlier_ids: list[str] = Field(
+        default_factory=list, max_length=1000, description="Revisions: ids of the steps that ran before this plan."
+    )
 
     @model_validator(mode="after")
-    def _ids(self, info: ValidationInfo) -> Plan:
-        seen: set[str] = set((info.context or {}).get("earlier_ids", ()))
+    def _ids(self) -> Plan:
+        seen: set[str] = set(self.earlier_ids)
         for n, step in enumerate(self.steps, start=1):
             if not step.id:
                 step.id = f"{n}-{step.kind}"

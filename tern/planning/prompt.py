@@ -47,7 +47,7 @@ def planner_messages(registry: CapabilityRegistry, inp: PlanInput) -> list[ChatM
         parts.append("Channel candidates from the channel finder:\n" + _data("\n".join(lines)))
     fb = inp.feedback
     if fb is not None:
-        parts.append("Previous plan:\n" + fb.previous.model_dump_json(exclude_none=True))
+        parts.append("Previous plan:\n" + fb.previous.model_dump_json(exclude_none=True, exclude={"earlier_ids"}))
         if fb.done:
             parts.append("Steps already run (their results):\n" + _data("\n".join(fb.done)))
         if fb.cause == "plan_rejected":

@@ -145,7 +145,7 @@ class CapabilityRegistry:
         if errors:
             raise PlanInvalid(errors)
         try:
-            plan = Plan.model_validate(raw, context={"earlier_ids": list(earlier_ids)})
+            plan = Plan.model_validate({**raw, "earlier_ids": list(earlier_ids)})
         except ValidationError as exc:
             raise PlanInvalid([_pydantic_error(e, raw) for e in exc.errors()[:10]]) from exc
         errors += self._channel_errors(plan, limits)
