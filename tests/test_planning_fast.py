@@ -1,0 +1,156 @@
+"""The planning loop of ``AgentRunWorkflow`` on the time-skipping test server: the real workflow and the real
+``plan`` and ``compose_answer`` code (the SDK client over HTTP to a scripted server, tests/llm_script.py), the
+machine, PostgreSQL and the approval policy stood in for as in test_workflows_fast.py."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from activities.planning import PlanningActivities
+from tern.agent.compose import compose_with_llm
+from tern.config import TernSettings
+from tern.llm import OpenAIChat
+from tern.models import AgentRunRequest, Decision
+from tern.models.activity_io import ComposedAnswer, ComposeInput
+from tern.planning import REGISTRY
+from tests.llm_script import ScriptedLLM, last_user_text, plan_json, scripted_llm
+from tests.test_workflows_fast import Machine, pending
+from workflows.agent_run import AgentRunWorkflow
+from workflows.python_execution import PythonExecutionWorkflow
+
+CAV = "SR:RF:CAVITY:01:VOLTAGE:RB"
+READ = {"id": "read", "kind": "channel_read", "channels": [CAV]}
+ANSWER = {"id": "answer", "kind": "respond"}
+
+
+@pytest.fixture
+async def env(time_skipping_env) -> AsyncIterator[tuple[Client, Machine, ScriptedLLM, str]]:
+    machine = Machine()
+    queue = f"plan-{uuid.uuid4().hex[:8]}"
+    async with scripted_llm() as llm:
+        llm.default["answer"] = "Cavity 1 reads 1.0 MV."
+        client = OpenAIChat(f"{llm.base}/v1", "scripted", "k")
+        planning = PlanningActivities(TernSettings(llm_provider="openai", llm_url=f"{llm.base}/v1"), llm=client)
+
+        @activity.defn(name="compose_answer")
+        async def compose_answer(inp: ComposeInput) -> ComposedAnswer:
+            machine.calls.append("compose_answer")
+            return await compose_with_llm(client, inp, REGISTRY.summarise)
+
+        acts = [a for a in machine.activities() if a.__name__ != "compose_answer"]
+        async with Worker(
+            time_skipping_env.client,
+            task_queue=queue,
+            workflows=[AgentRunWorkflow, PythonExecutionWorkflow],
+            activities=[*acts, compose_answer, *planning.all()],
+        ):
+            yield time_skipping_env.client, machine, llm, queue
+
+
+async def ask(client: Client, queue: str, *, plan_approval: bool = False) -> WorkflowHandle:
+    req = AgentRunRequest(
+        user="alice",
+        query="What is RF cavity 1 doing?",
+        approvers=["bob"],
+        plan_approval=plan_approval,
+        python_approval_mode="disabled",
+    )
+    return await client.start_workflow(AgentRunWorkflow.run, req, id=f"ask-{uuid.uuid4().hex[:10]}", task_queue=queue)
+
+
+async def test_question_is_planned_run_and_answered(env) -> None:
+    client, machine, llm, queue = env
+    llm.script["planner"] = ["not json", plan_json(READ, ANSWER)]
+    result = await (await ask(client, queue)).result()
+    assert result.status == "completed", result.error
+    assert [s.step_id for s in result.steps] == ["read", "answer"]
+    assert machine.calls == ["read_channels", "compose_answer"]
+    assert result.answer == "Cavity 1 reads 1.0 MV."
+    [v1] = result.plan
+    assert (v1.version, v1.cause, v1.by, v1.attempts) == (1, "question", "alice", 2)
+    assert result.llm_usage["planner"].calls == 2 and result.llm_usage["answer"].calls == 1
+
+
+async def test_plan_that_never_validates_fails_the_run_naming_the_error_and_runs_nothing(env) -> None:
+    client, machine, llm, queue = env
+    llm.default["planner"] = plan_json({"id": "x", "kind": "channel_read", "channels": ["NO:SUCH:PV"]}, ANSWER)
+    result = await (await ask(client, queue)).result()
+    assert result.status == "failed" and not result.steps and not machine.calls
+    assert result.error is not None and "planning failed" in result.error
+    assert "unknown channel 'NO:SUCH:PV'" in result.error
+    assert len(llm.by_role("planner")) == 3
+
+
+async def test_plan_approval_rejected_then_revised_plan_approved(env) -> None:
+    client, machine, llm, queue = env
+    write = {"id": "set", "kind": "control_write", "channel": "SR:RF:CAVITY:01:VOLTAGE:SP", "value": 2.0}
+    llm.script["planner"] = [plan_json(READ, write, ANSWER), plan_json(READ, ANSWER)]
+    handle = await ask(client, queue, plan_approval=True)
+    rid = await pending(handle)
+    st = await handle.query(AgentRunWorkflow.status)
+    assert st.pending is not None and st.pending.kind == "plan" and st.pending.plan is not None
+    assert [s.id for s in st.pending.plan.steps] == ["read", "set", "answer"]
+    await handle.execute_update(
+        AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=False, comment="no writes today")
+    )
+    rid2 = await pending(handle)
+    assert "no writes today" in last_user_text(llm.by_role("planner")[1])
+    assert not machine.calls  # nothing ran before the plan was approved
+    await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid2, approver="bob", approved=True))
+    result = await handle.result()
+    assert result.status == "completed" and [s.step_id for s in result.steps] == ["read", "answer"]
+    assert [(v.cause, v.by, v.comment) for v in result.plan] == [
+        ("question", "alice", ""),
+        ("plan_rejected", "bob", "no writes today"),
+    ]
+    assert [a.kind for a in result.approvals] == ["plan", "plan"] and "write_channel" not in machine.calls
+
+
+async def test_plan_rejected_twice_ends_the_run_rejected(env) -> None:
+    client, machine, llm, queue = env
+    llm.default["planner"] = plan_json(READ, ANSWER)
+    handle = await ask(client, queue, plan_approval=True)
+    for _ in range(2):
+        rid = await pending(handle)
+        await handle.execute_update(
+            AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=False, comment="no")
+        )
+    result = await handle.result()
+    assert result.status == "rejected" and not result.steps and not machine.calls
+    assert len(result.plan) == 2
+
+
+async def test_failed_step_is_answered_by_one_revision(env) -> None:
+    client, machine, llm, queue = env
+    machine.unreachable.add(CAV)
+    fwd = {"id": "read-fwd", "kind": "channel_read", "channels": ["SR:RF:CAVITY:01:POWER:FWD"]}
+    llm.script["planner"] = [plan_json(READ, ANSWER), plan_json(fwd, {"id": "answer2", "kind": "respond"})]
+    result = await (await ask(client, queue)).result()
+    assert result.status == "completed", result.error
+    assert [(s.step_id, s.status) for s in result.steps] == [
+        ("read", "failed"),
+        ("read-fwd", "completed"),
+        ("answer2", "completed"),
+    ]
+    assert [(v.cause, v.by) for v in result.plan] == [("question", "alice"), ("step_failed", "step read")]
+    revision_request = last_user_text(llm.by_role("planner")[1])
+    assert f"{CAV} unavailable" in revision_request and "step read failed" in revision_request
+
+
+async def test_revisions_stop_after_three(env) -> None:
+    client, machine, llm, queue = env
+    machine.unreachable.add(CAV)
+    n = iter(range(100))
+    llm.default["planner"] = lambda body: plan_json(
+        {"id": f"read{next(n)}", "kind": "channel_read", "channels": [CAV]}, {"id": f"a{next(n)}", "kind": "respond"}
+    )
+    result = await (await ask(client, queue)).result()
+    assert result.status == "failed"
+    assert [v.cause for v in result.plan] == ["question", "step_failed", "step_failed", "step_failed"]
+    assert [s.status for s in result.steps].count("failed") == 4
