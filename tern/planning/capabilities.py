@@ -19,7 +19,7 @@ def _hits(r: StepResult) -> str:
     lines = []
     for h in r.hits:
         when = h.timestamp.strftime("%Y-%m-%d") if h.timestamp else "undated"
-        text = " ".join((h.snippet or "").split())[:SNIPPET_CHARS]
+        text = " ".join((h.snippet or "").replace("**", "").split())[:SNIPPET_CHARS]  # without search highlights
         lines.append(f"[#{h.entry_id}] {h.title} ({when}): {text}")
     return "\n  ".join(lines)
 
