@@ -600,17 +600,27 @@ def export_history(run_id: str, out_file: Annotated[Path, typer.Option("--out", 
 @app.command()
 def demo(
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help=f"Approve as {DEMO_OPERATOR}.")] = False,
+    ask: Annotated[
+        bool, typer.Option("--ask", help="Plan the demo question with the configured LLM instead of the bundled plan.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan."""
+    """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan (with --ask: the plan the
+    configured LLM makes for the demo question; exits 2 when no LLM is configured)."""
     from starters.client import TernUnavailable, TernUserError
     from starters.demo import DemoError, run_demo
     from tern.config import current_user
     from tern.models import AgentRunResult
 
     s = load_settings()
+    if ask and s.llm_provider == "none":
+        from starters.client import NO_LLM
+
+        fail(NO_LLM)
     try:
-        outcome = asyncio.run(run_demo(s, auto_approve=auto_approve, progress=lambda m: err.print(f"[dim]{m}[/dim]")))
+        outcome = asyncio.run(
+            run_demo(s, auto_approve=auto_approve, ask=ask, progress=lambda m: err.print(f"[dim]{m}[/dim]"))
+        )
     except DemoError as exc:
         fail(str(exc), 1)
     except (TernUnavailable, TernUserError) as exc:

@@ -48,3 +48,9 @@ def test_good_input_goes_on_to_temporal(no_stack) -> None:
     res = tern(env, "ask", "What is RF cavity 1 doing?", "--plan-approval", "--approver", "bob")
     assert res.returncode == 1 and "cannot reach" in res.stderr.lower(), res.stderr
     assert "sk-ant-never-printed" not in res.stdout + res.stderr
+
+
+def test_demo_ask_without_a_provider_exits_2_before_starting_the_stack(no_stack) -> None:
+    res = tern(no_stack, "demo", "--ask")
+    assert res.returncode == 2 and "TERN_LLM_PROVIDER" in res.stderr, res.stderr
+    assert not list(Path(no_stack["TERN_DATA_DIR"]).iterdir())  # no stack was started in the data directory
