@@ -60,6 +60,8 @@ class ScriptedLLM:
     refuse_response_format: bool = False
     delay_s: float = 0.0
     base: str = ""
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def by_role(self, role: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if role_of(r) == role]
@@ -81,11 +83,19 @@ class ScriptedLLM:
                 {"error": {"message": message, "type": "invalid_request_error", "code": None}}, status_code=status
             )
 
+        async def wait() -> None:
+            llm.in_flight += 1
+            llm.max_in_flight = max(llm.max_in_flight, llm.in_flight)
+            try:
+                await asyncio.sleep(llm.delay_s)
+            finally:
+                llm.in_flight -= 1
+
         @app.post("/v1/chat/completions")
         async def chat(body: dict[str, Any]) -> Any:
             llm.requests.append(body)
             if llm.delay_s:
-                await asyncio.sleep(llm.delay_s)
+                await wait()
             if llm.refuse_response_format and "response_format" in body:
                 return error(400, "response_format is not supported by this server")
             out = llm._next(body)
@@ -104,7 +114,7 @@ class ScriptedLLM:
         async def messages(body: dict[str, Any]) -> Any:
             llm.requests.append(body)
             if llm.delay_s:
-                await asyncio.sleep(llm.delay_s)
+                await wait()
             out = llm._next(body)
             if isinstance(out, int):
                 return JSONResponse(

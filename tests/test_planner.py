@@ -3,6 +3,7 @@ scripted servers (tests/llm_script.py), the bundled limits database as the chann
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -162,3 +163,14 @@ def test_settings_choose_provider_and_model_per_role() -> None:
 def test_schema_is_json_serialisable_and_lists_every_kind() -> None:
     schema = REGISTRY.plan_schema()
     assert json.loads(json.dumps(schema))["required"] == ["steps"]
+
+
+async def test_one_client_holds_fifty_plans_in_flight() -> None:
+    """50 runs planning at once share one client (one per worker): none waits for another's reply."""
+    async with scripted_llm() as llm:
+        llm.default["planner"] = plan_json(READ, ANSWER)
+        llm.delay_s = 1.0
+        client = openai_client(llm.base)  # the default pool: llm_max_concurrency = 50 connections
+        drafts = await asyncio.gather(*(make_plan(client, REGISTRY, QUESTION, LIMITS) for _ in range(50)))
+    assert len(drafts) == 50 and all(d.attempts == 1 for d in drafts)
+    assert llm.max_in_flight == 50

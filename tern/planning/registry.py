@@ -61,6 +61,7 @@ class CapabilityRegistry:
 
     def __init__(self, capabilities: Iterable[Capability] = ()) -> None:
         self._caps: dict[str, Capability] = {}
+        self._schema: dict[str, Any] | None = None
         for cap in capabilities:
             self.register(cap)
 
@@ -69,6 +70,7 @@ class CapabilityRegistry:
         if cap.kind in self._caps:
             raise ValueError(f"capability {cap.kind!r} is already registered")
         self._caps[cap.kind] = cap
+        self._schema = None
         return cap
 
     @property
@@ -82,7 +84,13 @@ class CapabilityRegistry:
         return iter(self._caps.values())
 
     def plan_schema(self) -> dict[str, Any]:
-        """JSON Schema (draft 2020-12, as pydantic emits it) of a plan using only the registered kinds."""
+        """JSON Schema (draft 2020-12, as pydantic emits it) of a plan using only the registered kinds (built once
+        per set of capabilities; callers must not modify it)."""
+        if self._schema is None:
+            self._schema = self._build_schema()
+        return self._schema
+
+    def _build_schema(self) -> dict[str, Any]:
         defs: dict[str, Any] = {}
         items = []
         for cap in self:
