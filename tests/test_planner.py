@@ -174,3 +174,23 @@ async def test_one_client_holds_fifty_plans_in_flight() -> None:
         drafts = await asyncio.gather(*(make_plan(client, REGISTRY, QUESTION, LIMITS) for _ in range(50)))
     assert len(drafts) == 50 and all(d.attempts == 1 for d in drafts)
     assert llm.max_in_flight == 50
+
+
+def test_prompt_schema_and_validation_all_come_from_the_registry() -> None:
+    from tern.planning.capabilities import CHANNEL_READ, RESPOND
+    from tern.planning.prompt import planner_messages
+    from tern.planning.registry import CapabilityRegistry, PlanInvalid
+
+    reads_only = CapabilityRegistry([CHANNEL_READ, RESPOND])
+    schema_kinds = [
+        i["properties"]["kind"]["const"] for i in reads_only.plan_schema()["properties"]["steps"]["items"]["anyOf"]
+    ]
+    assert schema_kinds == ["channel_read", "respond"]
+    system = planner_messages(reads_only, QUESTION)[0].content
+    assert "- channel_read:" in system and "- control_write:" not in system
+    write = {"id": "w", "kind": "control_write", "channel": "SR:RF:CAVITY:01:VOLTAGE:SP", "value": 1.0}
+    with pytest.raises(PlanInvalid, match="unknown kind 'control_write'; the kinds are channel_read, respond"):
+        reads_only.validate({"steps": [write, ANSWER]}, LIMITS)
+    assert REGISTRY.validate({"steps": [write, ANSWER]}, LIMITS).steps[0].kind == "control_write"
+    with pytest.raises(ValueError, match="already registered"):
+        reads_only.register(RESPOND)
