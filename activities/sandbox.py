@@ -68,7 +68,7 @@ class SandboxActivities:
                 non_retryable=True,
             )
         try:
-            return GeneratedCode(code=await generate(provider, inp))
+            return await generate(provider, inp)
         except ValueError as exc:
             raise ApplicationError(str(exc), type="NoCode") from exc
         except LLMError as exc:

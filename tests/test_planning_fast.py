@@ -14,11 +14,15 @@ from temporalio.worker import Worker
 
 from activities.planning import PlanningActivities
 from tern.agent.compose import compose_with_llm
+from tern.approval.policy import ApprovalPolicy
 from tern.config import TernSettings
 from tern.llm import OpenAIChat
 from tern.models import AgentRunRequest, Decision
 from tern.models.activity_io import ComposedAnswer, ComposeInput
+from tern.models.execution import ExecutionResult
+from tern.models.python_step import GenerateCodeInput, GeneratedCode
 from tern.planning import REGISTRY
+from tern.sandbox.codegen import generate
 from tests.llm_script import ScriptedLLM, last_user_text, plan_json, scripted_llm
 from tests.test_workflows_fast import Machine, pending
 from workflows.agent_run import AgentRunWorkflow
@@ -43,12 +47,16 @@ async def env(time_skipping_env) -> AsyncIterator[tuple[Client, Machine, Scripte
             machine.calls.append("compose_answer")
             return await compose_with_llm(client, inp, REGISTRY.summarise)
 
-        acts = [a for a in machine.activities() if a.__name__ != "compose_answer"]
+        @activity.defn(name="generate_code")
+        async def generate_code(inp: GenerateCodeInput) -> GeneratedCode:
+            return await generate(client, inp)  # the real code generator over HTTP (role 'code')
+
+        acts = [a for a in machine.activities() if a.__name__ not in ("compose_answer", "generate_code")]
         async with Worker(
             time_skipping_env.client,
             task_queue=queue,
             workflows=[AgentRunWorkflow, PythonExecutionWorkflow],
-            activities=[*acts, compose_answer, *planning.all()],
+            activities=[*acts, compose_answer, generate_code, *planning.all()],
         ):
             yield time_skipping_env.client, machine, llm, queue
 
@@ -154,3 +162,17 @@ async def test_revisions_stop_after_three(env) -> None:
     assert result.status == "failed"
     assert [v.cause for v in result.plan] == ["question", "step_failed", "step_failed", "step_failed"]
     assert [s.status for s in result.steps].count("failed") == 4
+
+
+async def test_usage_is_counted_per_role_planner_code_answer(env) -> None:
+    client, machine, llm, queue = env
+    analyse = {"id": "analyse", "kind": "python", "inputs": ["read"], "objective": "mean of the readings"}
+    llm.script["planner"] = [plan_json(READ, analyse, ANSWER)]
+    llm.script["other"] = ["```python\nresults = {'mean': 1.0}\n```"]
+    machine.policy = ApprovalPolicy(python_approval_mode="disabled")  # the worker's floor: no code approval
+    machine.executions.append(ExecutionResult(status="ok", backend="process", isolation="none", results={"mean": 1.0}))
+    result = await (await ask(client, queue)).result()
+    assert result.status == "completed", result.error
+    assert result.steps[1].python is not None and result.steps[1].python.code == "results = {'mean': 1.0}"
+    usage = {role: (u.calls, u.prompt_tokens, u.completion_tokens) for role, u in result.llm_usage.items()}
+    assert usage == {"planner": (1, 100, 20), "code": (1, 100, 20), "answer": (1, 100, 20)}

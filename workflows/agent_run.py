@@ -198,6 +198,9 @@ class AgentRunWorkflow(ApprovalHandlers):
         workflow.set_current_details(finished_markdown(self._status, self._error or "", self._all_approvals()))
         await workflow.wait_condition(workflow.all_handlers_finished)
         usage = {"planner": self._planner.usage} if self._planner else {}
+        code = [s.python.llm_usage for s in self._steps if s.python and s.python.llm_usage]
+        if code:
+            usage["code"] = sum(code[1:], start=code[0])
         if self._answer_usage.calls:
             usage["answer"] = self._answer_usage
         return AgentRunResult(

@@ -18,6 +18,9 @@ class LLMUsage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
+    def __add__(self, other: LLMUsage) -> LLMUsage:
+        return self.add(other)
+
     def add(self, other: LLMUsage) -> LLMUsage:
         """A new total of ``self`` and ``other``."""
         return LLMUsage(
