@@ -194,3 +194,17 @@ def test_prompt_schema_and_validation_all_come_from_the_registry() -> None:
     assert REGISTRY.validate({"steps": [write, ANSWER]}, LIMITS).steps[0].kind == "control_write"
     with pytest.raises(ValueError, match="already registered"):
         reads_only.register(RESPOND)
+
+
+def test_channels_from_must_name_earlier_steps() -> None:
+    from tern.planning.registry import PlanInvalid
+
+    later = {"id": "read", "kind": "channel_read", "channels_from": ["find"]}
+    with pytest.raises(PlanInvalid, match=r"channels_from \['find'\] are not ids of earlier steps"):
+        REGISTRY.validate({"steps": [later, ANSWER]}, LIMITS)
+    with pytest.raises(PlanInvalid, match="needs 'channels' or 'channels_from'"):
+        REGISTRY.validate({"steps": [{"kind": "channel_read"}, ANSWER]}, LIMITS)
+    ok = REGISTRY.validate(
+        {"steps": [SEARCH, {"id": "r", "kind": "channel_read", "channels_from": ["search"]}, ANSWER]}
+    )
+    assert ok.steps[1].channels_from == ["search"]

@@ -176,3 +176,21 @@ async def test_usage_is_counted_per_role_planner_code_answer(env) -> None:
     assert result.steps[1].python is not None and result.steps[1].python.code == "results = {'mean': 1.0}"
     usage = {role: (u.calls, u.prompt_tokens, u.completion_tokens) for role, u in result.llm_usage.items()}
     assert usage == {"planner": (1, 100, 20), "code": (1, 100, 20), "answer": (1, 100, 20)}
+
+
+async def test_channel_read_of_channels_found_by_an_earlier_step_that_found_none_fails_and_is_revised(env) -> None:
+    client, machine, llm, queue = env
+    search = {"id": "search", "kind": "logbook_search", "query": "cavity"}
+    found = {"id": "read", "kind": "channel_read", "channels_from": ["search"]}
+    llm.script["planner"] = [
+        plan_json(search, found, ANSWER),
+        plan_json(READ | {"id": "read2"}, {"id": "a2", "kind": "respond"}),
+    ]
+    result = await (await ask(client, queue)).result()
+    assert [(s.step_id, s.status) for s in result.steps][:3] == [
+        ("search", "completed"),
+        ("read", "failed"),
+        ("read2", "completed"),
+    ]
+    assert result.steps[1].message == "no channels: steps search found none"
+    assert machine.calls.count("read_channels") == 1  # nothing was read for the empty reference

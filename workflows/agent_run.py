@@ -83,6 +83,7 @@ WRITE_RETRY = RetryPolicy(
     ],
 )
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
+MAX_READ_CHANNELS = 500  # channels one channel_read step reads, named and found by earlier steps together
 
 
 STEP_OUTCOME_TO_RUN: dict[str, RunStatus] = {"rejected": "rejected", "timed_out": "timed_out"}
@@ -258,12 +259,21 @@ class AgentRunWorkflow(ApprovalHandlers):
         )
 
     async def _read(self, step: ChannelReadStep) -> StepResult:
+        found = [c for s in self._steps if s.step_id in step.channels_from for c in s.channels or []]
+        channels = list(dict.fromkeys([*step.channels, *found]))[:MAX_READ_CHANNELS]
+        if not channels:
+            return StepResult(
+                step_id=step.id,
+                kind=step.kind,
+                status="failed",
+                message=f"no channels: steps {', '.join(step.channels_from)} found none",
+            )
         readings = await workflow.execute_activity_method(
             AgentActivities.read_channels,
-            ChannelReadInput(run_id=self._run_id, step_id=step.id, channels=step.channels),
+            ChannelReadInput(run_id=self._run_id, step_id=step.id, channels=channels),
             start_to_close_timeout=CHANNEL_READ_TIMEOUT,
             retry_policy=READ_RETRY,
-            summary=f"read {', '.join(step.channels)[:100]}",
+            summary=f"read {', '.join(channels)[:100]}",
         )
         bad = [r.channel for r in readings if r.error]
         return StepResult(

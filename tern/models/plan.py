@@ -30,10 +30,23 @@ class LogbookSearchStep(_Step):
 
 
 class ChannelReadStep(_Step):
-    """Read the live value, units, alarm state and limits of one or more channels (PVs)."""
+    """Read the live value, units, alarm state and limits of one or more channels (PVs).
+
+    ``channels_from`` names earlier steps whose found channels (``StepResult.channels``, e.g. a channel finder's)
+    are read too, after ``channels``; at least one of the two must be given.
+    """
 
     kind: Literal["channel_read"] = "channel_read"
-    channels: list[ChannelName] = Field(min_length=1, max_length=500)
+    channels: list[ChannelName] = Field(default_factory=list, max_length=500)
+    channels_from: list[str] = Field(
+        default_factory=list, max_length=20, description="Ids of earlier steps whose found channels are read too."
+    )
+
+    @model_validator(mode="after")
+    def _some_channels(self) -> ChannelReadStep:
+        if not self.channels and not self.channels_from:
+            raise ValueError("a channel_read step needs 'channels' or 'channels_from' (earlier step ids)")
+        return self
 
 
 class ControlWriteStep(_Step):
@@ -127,9 +140,11 @@ class Plan(BaseModel):
                 step.id = f"{n}-{step.kind}"
             if step.id in seen:
                 raise ValueError(f"duplicate step id {step.id!r}")
-            if isinstance(step, PythonStep):
-                missing = [i for i in step.inputs if i not in seen]
-                if missing:
-                    raise ValueError(f"step {step.id!r}: inputs {missing} are not ids of earlier steps")
+            refs = step.inputs if isinstance(step, PythonStep) else []
+            refs = step.channels_from if isinstance(step, ChannelReadStep) else refs
+            missing = [i for i in refs if i not in seen]
+            if missing:
+                field = "inputs" if isinstance(step, PythonStep) else "channels_from"
+                raise ValueError(f"step {step.id!r}: {field} {missing} are not ids of earlier steps")
             seen.add(step.id)
         return self

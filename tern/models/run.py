@@ -65,6 +65,9 @@ class StepResult(BaseModel):
     message: str = ""
     hits: list[LogbookHit] | None = None
     readings: list[ChannelReading] | None = None
+    channels: list[str] | None = Field(
+        None, description="Channel names the step found (a channel finder), read by later steps' channels_from."
+    )
     check: LimitsCheck | None = None
     write: WriteRecord | None = None
     python: PythonStepOutcome | None = None

@@ -59,8 +59,9 @@ LOGBOOK_SEARCH = Capability(
 )
 CHANNEL_READ = Capability(
     kind="channel_read",
-    description="Read the live value, units and alarm state of control-system channels (exact names from the "
-    "channel database or the channel candidates).",
+    description="Read the live value, units and alarm state of control-system channels: 'channels' (exact names "
+    "from the channel database or the channel candidates) and/or 'channels_from' (ids of earlier steps that found "
+    "channels, e.g. a channel finder).",
     step_model=ChannelReadStep,
     summarise=_readings,
     channels=lambda s: (list(s.channels), []),
