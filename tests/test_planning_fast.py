@@ -194,3 +194,13 @@ async def test_channel_read_of_channels_found_by_an_earlier_step_that_found_none
     ]
     assert result.steps[1].message == "no channels: steps search found none"
     assert machine.calls.count("read_channels") == 1  # nothing was read for the empty reference
+
+
+@pytest.mark.parametrize(("status", "requests"), [(503, 4), (401, 1)])
+async def test_unreachable_or_refusing_provider_fails_the_run_after_the_retry_policy(env, status, requests) -> None:
+    client, machine, llm, queue = env
+    llm.default["planner"] = status
+    result = await (await ask(client, queue)).result()  # the test server skips the backoff
+    assert result.status == "failed" and not result.steps and not machine.calls
+    assert result.error is not None and f"HTTP {status}" in result.error and "planning failed" in result.error
+    assert len(llm.by_role("planner")) == requests  # PLAN_RETRY: 4 attempts; a refused request (401) once
