@@ -61,6 +61,7 @@ class ScriptedLLM:
     delay_s: float = 0.0
     base: str = ""
     in_flight: int = 0
+    provider: str = "openai"  # which API the test's client speaks (for the test's own use)
     max_in_flight: int = 0
 
     def by_role(self, role: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from activities.planning import PlanningActivities
 from tern.agent.compose import compose_with_llm
 from tern.approval.policy import ApprovalPolicy
 from tern.config import TernSettings
-from tern.llm import OpenAIChat
+from tern.llm import AnthropicChat, LLMClient, OpenAIChat
 from tern.models import AgentRunRequest, Decision
 from tern.models.activity_io import ComposedAnswer, ComposeInput
 from tern.models.execution import ExecutionResult
@@ -33,13 +33,19 @@ READ = {"id": "read", "kind": "channel_read", "channels": [CAV]}
 ANSWER = {"id": "answer", "kind": "respond"}
 
 
-@pytest.fixture
-async def env(time_skipping_env) -> AsyncIterator[tuple[Client, Machine, ScriptedLLM, str]]:
+@pytest.fixture(params=["openai", "anthropic"])
+async def env(request, time_skipping_env) -> AsyncIterator[tuple[Client, Machine, ScriptedLLM, str]]:
+    """The worker, its stand-ins and the scripted server; once with each SDK client (``llm.provider``)."""
     machine = Machine()
     queue = f"plan-{uuid.uuid4().hex[:8]}"
     async with scripted_llm() as llm:
+        llm.provider = request.param
         llm.default["answer"] = "Cavity 1 reads 1.0 MV."
-        client = OpenAIChat(f"{llm.base}/v1", "scripted", "k")
+        client: LLMClient = (
+            OpenAIChat(f"{llm.base}/v1", "scripted", "k")
+            if request.param == "openai"
+            else AnthropicChat(llm.base, "scripted", "k")
+        )
         planning = PlanningActivities(TernSettings(llm_provider="openai", llm_url=f"{llm.base}/v1"), llm=client)
 
         @activity.defn(name="compose_answer")
@@ -83,6 +89,7 @@ async def test_question_is_planned_run_and_answered(env) -> None:
     [v1] = result.plan
     assert (v1.version, v1.cause, v1.by, v1.attempts) == (1, "question", "alice", 2)
     assert result.llm_usage["planner"].calls == 2 and result.llm_usage["answer"].calls == 1
+    assert all(r["model"] == "scripted" for r in llm.requests)
 
 
 async def test_plan_that_never_validates_fails_the_run_naming_the_error_and_runs_nothing(env) -> None:
@@ -175,7 +182,8 @@ async def test_usage_is_counted_per_role_planner_code_answer(env) -> None:
     assert result.status == "completed", result.error
     assert result.steps[1].python is not None and result.steps[1].python.code == "results = {'mean': 1.0}"
     usage = {role: (u.calls, u.prompt_tokens, u.completion_tokens) for role, u in result.llm_usage.items()}
-    assert usage == {"planner": (1, 100, 20), "code": (1, 100, 20), "answer": (1, 100, 20)}
+    one = (1, 100, 20) if llm.provider == "openai" else (1, 90, 15)  # what each scripted API reports
+    assert usage == {"planner": one, "code": one, "answer": one}
 
 
 async def test_channel_read_of_channels_found_by_an_earlier_step_that_found_none_fails_and_is_revised(env) -> None:
