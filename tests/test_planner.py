@@ -13,7 +13,7 @@ from tern.agent.compose import compose_with_llm
 from tern.config import TernSettings
 from tern.control.limits import LimitsDatabase
 from tern.llm import AnthropicChat, LLMError, OpenAIChat, make_chat_provider
-from tern.models import LogbookHit, Plan, StepResult
+from tern.models import ChannelReadStep, LogbookHit, Plan, StepResult
 from tern.models.activity_io import ComposeInput
 from tern.models.planning import PlanFeedback, PlanInput
 from tern.planning import REGISTRY, PlanningFailed, make_plan, parse_plan_json
@@ -207,4 +207,5 @@ def test_channels_from_must_name_earlier_steps() -> None:
     ok = REGISTRY.validate(
         {"steps": [SEARCH, {"id": "r", "kind": "channel_read", "channels_from": ["search"]}, ANSWER]}
     )
-    assert ok.steps[1].channels_from == ["search"]
+    step = ok.steps[1]
+    assert isinstance(step, ChannelReadStep) and step.channels_from == ["search"]
