@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime
 
 import pytest
@@ -209,3 +210,15 @@ def test_channels_from_must_name_earlier_steps() -> None:
     )
     step = ok.steps[1]
     assert isinstance(step, ChannelReadStep) and step.channels_from == ["search"]
+
+
+async def test_debug_logging_writes_neither_prompt_nor_key(caplog) -> None:
+    secret_question = QUESTION.model_copy(update={"question": "the-secret-question-text"})
+    with caplog.at_level(logging.DEBUG):
+        async with scripted_llm() as llm:
+            llm.script["planner"] = [plan_json(READ, ANSWER)]
+            await make_plan(openai_client(llm.base), REGISTRY, secret_question, LIMITS)
+            llm.script["planner"] = [plan_json(READ, ANSWER)]
+            await make_plan(AnthropicChat(llm.base, "c", "sk-test-key"), REGISTRY, secret_question, LIMITS)
+    logged = "\n".join(r.getMessage() + repr(r.args) for r in caplog.records)
+    assert "the-secret-question-text" not in logged and "sk-test-key" not in logged

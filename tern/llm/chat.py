@@ -20,6 +20,18 @@ from tern.config import TernSettings
 
 log = logging.getLogger(__name__)
 
+SDK_LOGGERS = ("openai", "anthropic", "httpx2")
+"""The SDKs log request options, prompts included, at DEBUG; their loggers are kept at INFO or above so that a
+worker run with DEBUG logging does not write prompts (or anything read from the logbook) to its log."""
+
+
+def _quiet_sdk_loggers() -> None:
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
 LLMRole = Literal["planner", "code", "answer"]
 
 
@@ -126,6 +138,7 @@ class OpenAIChat(_SDKChat):
     ) -> None:
         import openai
 
+        _quiet_sdk_loggers()
         self.model = model
         self.endpoint = base_url.rstrip("/")
         self._schema_ok = json_schema
@@ -214,6 +227,7 @@ class AnthropicChat(_SDKChat):
     ) -> None:
         import anthropic
 
+        _quiet_sdk_loggers()
         self.model = model
         self.endpoint = (base_url or "anthropic").rstrip("/")
         self._client = anthropic.AsyncAnthropic(
