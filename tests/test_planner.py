@@ -222,3 +222,26 @@ async def test_debug_logging_writes_neither_prompt_nor_key(caplog) -> None:
             await make_plan(AnthropicChat(llm.base, "c", "sk-test-key"), REGISTRY, secret_question, LIMITS)
     logged = "\n".join(r.getMessage() + repr(r.args) for r in caplog.records)
     assert "the-secret-question-text" not in logged and "sk-test-key" not in logged
+
+
+def test_plan_request_shows_its_steps_to_the_approver() -> None:
+    from tern.approval.render import pending_markdown
+    from tern.models import ApprovalRequest
+
+    plan = Plan.model_validate({"steps": [SEARCH, READ, ANSWER]})
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    req = ApprovalRequest(
+        request_id="r1",
+        kind="plan",
+        step_id="plan-v1",
+        summary="plan v1: 3 steps",
+        requested_by="alice",
+        approvers=["bob"],
+        requested_at=now,
+        expires_at=now,
+        plan=plan,
+    )
+    text = pending_markdown(req, run_id="run-1", now=now)
+    assert "Waiting for approval: the run's plan" in text
+    assert '1. `search` (logbook\\_search): `{"query": "RF cavity 1 trip"}`' in text
+    assert '2. `read` (channel\\_read): `{"channels": ["SR:RF:CAVITY:01:VOLTAGE:RB"]}`' in text

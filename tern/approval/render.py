@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from tern.models.approval import ApprovalRecord, ApprovalRequest
@@ -163,13 +164,15 @@ def _who_lines(request: ApprovalRequest, now: datetime | None) -> list[str]:
     return lines
 
 
+def _step_params(step: Any) -> str:
+    params = step.model_dump(mode="json", exclude={"id", "kind"}, exclude_none=True, exclude_defaults=True)
+    return json.dumps(params)[:1000]
+
+
 def plan_lines(plan: Plan) -> list[str]:
-    """One line per step of ``plan``: id, kind and its parameters (as JSON), for an approver to read."""
-    out = []
-    for step in plan.steps:
-        params = step.model_dump(mode="json", exclude={"id", "kind"}, exclude_none=True, exclude_defaults=True)
-        out.append(f"{step.id} ({step.kind}): {json.dumps(params)[:1000]}")
-    return out
+    """One line per step of ``plan``: id, kind and its parameters (JSON, at most 1,000 characters), for an
+    approver to read."""
+    return [f"{step.id} ({step.kind}): {_step_params(step)}" for step in plan.steps]
 
 
 def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | None = None) -> str:
@@ -205,7 +208,10 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
     if request.code is not None:
         lines += [*_code_lines(request, run_id), ""]
     if request.plan is not None:
-        lines += ["### Plan", "", *(f"{n}. {md_text(line)}" for n, line in enumerate(plan_lines(request.plan), 1)), ""]
+        lines += ["### Plan", ""]
+        for n, step in enumerate(request.plan.steps, start=1):
+            lines.append(f"{n}. {md_code(step.id)} ({md_text(step.kind)}): {md_code(_step_params(step))}")
+        lines.append("")
     lines += ["### Who may decide", "", *_who_lines(request, now), ""]
     lines += [
         "### How to decide here",
