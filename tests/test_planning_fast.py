@@ -212,3 +212,27 @@ async def test_unreachable_or_refusing_provider_fails_the_run_after_the_retry_po
     assert result.status == "failed" and not result.steps and not machine.calls
     assert result.error is not None and f"HTTP {status}" in result.error and "planning failed" in result.error
     assert len(llm.by_role("planner")) == requests  # PLAN_RETRY: 4 attempts; a refused request (401) once
+
+
+async def test_worker_setting_plan_approval_asks_even_when_the_run_did_not(time_skipping_env) -> None:
+    machine = Machine()
+    queue = f"plan-{uuid.uuid4().hex[:8]}"
+    async with scripted_llm() as llm:
+        llm.default["planner"] = plan_json(READ, ANSWER)
+        client = OpenAIChat(f"{llm.base}/v1", "scripted", "k")
+        settings = TernSettings(llm_provider="openai", llm_url=f"{llm.base}/v1", plan_approval=True)
+        async with Worker(
+            time_skipping_env.client,
+            task_queue=queue,
+            workflows=[AgentRunWorkflow],
+            activities=[*machine.activities(), *PlanningActivities(settings, llm=client).all()],
+        ):
+            handle = await ask(time_skipping_env.client, queue, plan_approval=False)
+            rid = await pending(handle)
+            assert not machine.calls  # nothing runs before the plan is approved
+            await handle.execute_update(
+                AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True)
+            )
+            result = await handle.result()
+    assert result.status == "completed" and [a.kind for a in result.approvals] == ["plan"]
+    assert machine.calls == ["read_channels", "compose_answer"]
