@@ -99,9 +99,8 @@ async def run_demo(
     if ask:
         client = await TernClient.connect(settings)
         handle = await client.ask(DEMO_QUERY, user=user, approvers=approvers)
-        progress(
-            f"run {handle.id} started, planned by {settings.llm_model_for('planner')} ({settings.run_url(handle.id)})"
-        )
+        model = settings.llm_model_for("planner")
+        progress(f"run {handle.id} started, planned by model {model} ({settings.run_url(handle.id)})")
         return await _approvals(client, handle.id, user, 1, auto_approve, progress)
     if problem is None:
         plan = Plan.model_validate(json.loads(DEMO_PLAN.read_text()))
