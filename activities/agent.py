@@ -18,7 +18,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from tern.agent.compose import compose
+from tern.agent.compose import compose, compose_with_llm
 from tern.ariel.service import search as ariel_search
 from tern.audit.store import claim_age_s, claim_write, finish_write, mark_reput, record_event, release_claim
 from tern.config import TernSettings
@@ -28,6 +28,7 @@ from tern.control.limits import LimitsDatabase, LimitsDatabaseError
 from tern.control.units import units_for
 from tern.control.verification import UnverifiableChange, effective_tolerance
 from tern.db import create_pool
+from tern.llm.chat import LLMClient, LLMError, make_chat_provider
 from tern.models import AuditEvent, AuditKind, ChannelReading, LimitsCheck, SearchResponse, WriteRecord
 from tern.models.activity_io import (
     ChannelReadInput,
@@ -37,6 +38,7 @@ from tern.models.activity_io import (
     WriteCheckInput,
     WriteInput,
 )
+from tern.planning import REGISTRY
 
 T = TypeVar("T")
 HEARTBEAT_EVERY_S = 1.0  # the write activity's heartbeat period (its heartbeat timeout: workflows.agent_run)
@@ -92,6 +94,7 @@ class AgentActivities:
         self._pool_lock = asyncio.Lock()
         self._ca = ca_client
         self._owns_ca = ca_client is None
+        self._answer_llm: LLMClient | None = None
 
     @property
     def ca(self) -> ChannelAccessClient:
@@ -484,5 +487,14 @@ class AgentActivities:
 
     @activity.defn(name="compose_answer")
     async def compose_answer(self, inp: ComposeInput) -> ComposedAnswer:
-        """Compose the final answer (template composer; an LLM provider registers under the same name)."""
-        return compose(inp)
+        """Compose the final answer: by the configured LLM (role 'answer'), grounded in the step results and
+        with invented citations removed, or by the template composer when no LLM is configured. An endpoint
+        failure is retried by the workflow's retry policy; a refused request (bad key or model) is not."""
+        if self._answer_llm is None:
+            self._answer_llm = make_chat_provider(self.settings, "answer")
+        if self._answer_llm is None:
+            return compose(inp)
+        try:
+            return await compose_with_llm(self._answer_llm, inp, REGISTRY.summarise)
+        except LLMError as exc:
+            raise ApplicationError(f"answer: {exc}", type="LLMError", non_retryable=not exc.retryable) from exc

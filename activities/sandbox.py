@@ -60,7 +60,7 @@ class SandboxActivities:
     @activity.defn(name="generate_code")
     async def generate_code(self, inp: GenerateCodeInput) -> GeneratedCode:
         """Generate code with the configured LLM. Tests register a scripted activity under this name."""
-        provider = make_chat_provider(self.settings)
+        provider = make_chat_provider(self.settings, "code")
         if provider is None:
             raise ApplicationError(
                 "no code generator is configured (llm_provider=none): give the python step its 'code'",
@@ -68,7 +68,7 @@ class SandboxActivities:
                 non_retryable=True,
             )
         try:
-            return GeneratedCode(code=await generate(provider, inp))
+            return await generate(provider, inp)
         except ValueError as exc:
             raise ApplicationError(str(exc), type="NoCode") from exc
         except LLMError as exc:

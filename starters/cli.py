@@ -175,6 +175,73 @@ def run(
     run_async(go())
 
 
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The operator's question (at most 4,000 characters).")],
+    approver: Annotated[
+        list[str] | None,
+        typer.Option("--approver", help="Narrow who may approve (repeatable); the worker's policy decides."),
+    ] = None,
+    plan_approval: Annotated[
+        bool | None,
+        typer.Option(
+            "--plan-approval/--no-plan-approval",
+            help="Ask an approver for the plan before any step runs (default: setting TERN_PLAN_APPROVAL).",
+        ),
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result (approve from another shell).")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    user: Annotated[str | None, typer.Option("--user", help="Requesting user (default: you).")] = None,
+    context: Annotated[str, typer.Option("--context", help="Your context for the planner (role, what you know).")] = "",
+    timeout: Annotated[float | None, typer.Option("--approval-timeout", help="Seconds to wait for a decision.")] = None,
+) -> None:
+    """Ask a question in plain words: the worker's LLM plans the steps, the run carries them out (writes still
+    go through the limits check and an approver) and answers citing its sources.
+
+    Exits 2 without starting anything when the question is empty or too long, or no LLM is configured.
+    """
+    from starters.client import TernClient
+    from tern.config import current_user
+
+    s = load_settings()
+    who = user if user is not None else current_user()
+
+    async def go() -> None:
+        client = await TernClient.connect(s)
+        handle = await client.ask(
+            question,
+            user=who,
+            approvers=approver or [],
+            plan_approval=plan_approval,
+            approval_timeout_s=timeout,
+            context=context,
+        )
+        if not wait:
+            if as_json:
+                print_json({"run_id": handle.id, "status": "started", "ui_url": s.run_url(handle.id)})
+            else:
+                out.print(f"started run [bold]{handle.id}[/]  {s.run_url(handle.id)}")
+            return
+        err.print(f"run {handle.id} started; planning, then waiting (approve with `tern approve {handle.id}`)")
+        _print_result(await client.result(handle.id), as_json)
+
+    _precheck_question(question, s)
+    run_async(go())
+
+
+def _precheck_question(question: str, s: Any) -> None:
+    """Exit 2 before contacting Temporal: empty or over-long question, no LLM configured."""
+    from starters.client import NO_LLM
+    from tern.models.limits import MAX_QUERY_CHARS
+
+    if not question.strip():
+        fail("the question is empty")
+    if len(question) > MAX_QUERY_CHARS:
+        fail(f"the question is {len(question)} characters long; the limit is {MAX_QUERY_CHARS} (MAX_QUERY_CHARS)")
+    if s.llm_provider == "none":
+        fail(NO_LLM)
+
+
 def _check_run_id(run_id: str) -> str:
     """``run_id``, or exit 2 when it is empty or longer than ``MAX_RUN_ID_CHARS`` (before anything is contacted)."""
     if not run_id.strip():
@@ -358,6 +425,12 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) 
             markup=False,
             highlight=False,
         )
+    if p.plan is not None:
+        from tern.approval.render import plan_lines
+
+        out.print("plan:")
+        for n, line in enumerate(plan_lines(p.plan), start=1):
+            out.print(f"  {n}. {line}", markup=False, highlight=False)
     if p.code is not None:
         out.print(f"policy analysis: {p.code.analysis}", markup=False, highlight=False)
         if p.code.expected_keys:
@@ -428,6 +501,12 @@ def _print_result(res: AgentRunResult, as_json: bool) -> NoReturn:
             )
         for a in res.approvals:
             out.print(f"approval {a.request_id}: {a.decision} by {a.approver or '-'} via {a.via}")
+        for v in res.plan:
+            cause = {"question": "for the question", "plan_rejected": "after rejection by", "step_failed": "after"}
+            steps = ", ".join(f"{st.id} ({st.kind})" for st in v.plan.steps)
+            out.print(f"plan v{v.version} {cause[v.cause]} {v.by}: {steps}", markup=False, highlight=False)
+        if res.unsupported_citations:
+            out.print(f"removed unsupported citations: {', '.join(res.unsupported_citations)}", markup=False)
         if res.answer:
             out.print()
             out.print(res.answer, markup=False, highlight=False)
@@ -509,17 +588,27 @@ def export_history(run_id: str, out_file: Annotated[Path, typer.Option("--out", 
 @app.command()
 def demo(
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help=f"Approve as {DEMO_OPERATOR}.")] = False,
+    ask: Annotated[
+        bool, typer.Option("--ask", help="Plan the demo question with the configured LLM instead of the bundled plan.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan."""
+    """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan (with --ask: the plan the
+    configured LLM makes for the demo question; exits 2 when no LLM is configured)."""
     from starters.client import TernUnavailable, TernUserError
     from starters.demo import DemoError, run_demo
     from tern.config import current_user
     from tern.models import AgentRunResult
 
     s = load_settings()
+    if ask and s.llm_provider == "none":
+        from starters.client import NO_LLM
+
+        fail(NO_LLM)
     try:
-        outcome = asyncio.run(run_demo(s, auto_approve=auto_approve, progress=lambda m: err.print(f"[dim]{m}[/dim]")))
+        outcome = asyncio.run(
+            run_demo(s, auto_approve=auto_approve, ask=ask, progress=lambda m: err.print(f"[dim]{m}[/dim]"))
+        )
     except DemoError as exc:
         fail(str(exc), 1)
     except (TernUnavailable, TernUserError) as exc:

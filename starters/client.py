@@ -41,11 +41,19 @@ from tern.models import (
 )
 from tern.models.limits import UserName
 from tern.models.plan import STEP_KINDS
+from tern.models.planning import ChannelCandidate
 from worker.connection import TemporalUnreachable, connect
 from workflows.agent_run import AgentRunWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
 
 _USER_NAME: TypeAdapter[str] = TypeAdapter(UserName)
+
+
+NO_LLM = (
+    "no LLM is configured to plan the question: set TERN_LLM_PROVIDER (openai or anthropic), TERN_LLM_URL, "
+    "TERN_LLM_MODEL and, if the endpoint needs one, TERN_LLM_API_KEY (README 'Asking questions'); or run an "
+    "explicit plan with `tern run --plan`"
+)
 
 
 class TernUserError(ValueError):
@@ -165,6 +173,52 @@ class TernClient:
                 ]
             ),
         )
+
+    async def ask(
+        self,
+        question: str,
+        *,
+        user: str,
+        approvers: list[str] | None = None,
+        plan_approval: bool | None = None,
+        approval_timeout_s: float | None = None,
+        context: str = "",
+        channel_candidates: list[ChannelCandidate] | None = None,
+        run_id: str | None = None,
+    ) -> WorkflowHandle[Any, Any]:
+        """Start a run that plans ``question`` with the worker's LLM (``AgentRunWorkflow`` without a plan).
+
+        Args:
+            question: the operator's question, 1 to ``MAX_QUERY_CHARS`` (4,000) characters, not blank.
+            user: the requesting user.
+            approvers: narrow who may approve (the worker's policy decides).
+            plan_approval: ask an approver for the plan before any step runs (None: ``settings.plan_approval``;
+                the worker's own ``plan_approval`` setting applies as well).
+            approval_timeout_s: seconds a request waits (None: ``settings.approval_timeout_s``).
+            context: the user's context for the planner (at most 4,000 characters).
+            channel_candidates: channels proposed for the question (the channel finder's), if any.
+            run_id: the workflow id (default ``tern-run-<12 hex>``).
+
+        Raises :class:`TernUserError` for bad input or when no LLM is configured (``TERN_LLM_PROVIDER``) and
+        :class:`TernUnavailable` when Temporal cannot be reached. Returns the run's handle.
+        """
+        if not question.strip():
+            raise TernUserError("the question is empty")
+        if self.settings.llm_provider == "none":
+            raise TernUserError(NO_LLM)
+        s = self.settings
+        req = run_request(
+            {"query": "the question", "user": "user", "approvers": "approvers", "context": "context"},
+            user=user,
+            query=question,
+            approvers=approvers or [],
+            approval_timeout_s=s.approval_timeout_s if approval_timeout_s is None else approval_timeout_s,
+            python_approval_mode=s.python_approval_mode,
+            plan_approval=s.plan_approval if plan_approval is None else plan_approval,
+            context=context,
+            channel_candidates=channel_candidates or [],
+        )
+        return await self.start_run(req, run_id)
 
     async def _describe(self, run_id: str) -> tuple[WorkflowHandle[Any, Any], str]:
         """The run's handle and task queue. Raises :class:`TernUserError` for unknown ids."""

@@ -7,6 +7,8 @@
    cavity voltage 0.05 MV lower -> that write, limits-checked and approval-gated -> answer with citations.
    When the sandbox is unavailable (no Docker engine or image) the plan without the python step runs
    instead (``demo_no_sandbox.json``, its write value set from the live setpoint), with a notice;
+   With ``ask`` (``tern demo --ask``) the configured LLM plans the demo question instead (``TernClient.ask``);
+   its writes are limits-checked and approval-gated the same way;
 4. with ``auto_approve``, approve each request as ``demo-operator`` and return the result; otherwise return
    the run id once the run waits for its first approval.
 """
@@ -16,10 +18,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tern import DATA_DIR, PACKAGE_DIR
 from tern.config import TernSettings, current_user
 from tern.models import AgentRunRequest, AgentRunResult, ControlWriteStep, Plan
+
+if TYPE_CHECKING:
+    from starters.client import TernClient
 
 DEMO_OPERATOR = "demo-operator"
 DEMO_QUERY = (
@@ -49,12 +55,18 @@ def demo_plan_without_sandbox(current_mv: float, min_mv: float, max_mv: float) -
 
 
 async def run_demo(
-    settings: TernSettings, *, auto_approve: bool, progress: Callable[[str], None] = lambda _m: None
+    settings: TernSettings,
+    *,
+    auto_approve: bool,
+    ask: bool = False,
+    progress: Callable[[str], None] = lambda _m: None,
 ) -> AgentRunResult | tuple[str, str, int]:
     """Run the demo; see the module docstring. Returns the result (``auto_approve``) or
-    ``(run id, user, number of approvals the run will ask for)``.
+    ``(run id, user, number of approvals the run will ask for)`` (for ``ask``: 1, the first one; the plan decides
+    how many follow).
 
-    Raises :class:`DemoError` naming the failed stage."""
+    Raises :class:`DemoError` naming the failed stage, ``starters.client.TernUserError`` when ``ask`` is set and
+    no LLM is configured."""
     from starters.client import TernClient
     from tern.ariel.ingest import adapter_options, ingest_source
     from tern.control import channels as ca
@@ -81,7 +93,15 @@ async def run_demo(
         raise DemoError(f"the demo logbook has bad records: {bad[:3]}")
     progress(f"logbook: {counts}")
 
+    user = current_user()
+    approvers = sorted({*settings.approvers, user, DEMO_OPERATOR})
     problem = await asyncio.to_thread(unavailable_reason, settings)
+    if ask:
+        client = await TernClient.connect(settings)
+        handle = await client.ask(DEMO_QUERY, user=user, approvers=approvers)
+        model = settings.llm_model_for("planner")
+        progress(f"run {handle.id} started, planned by model {model} ({settings.run_url(handle.id)})")
+        return await _approvals(client, handle.id, user, 1, auto_approve, progress)
     if problem is None:
         plan = Plan.model_validate(json.loads(DEMO_PLAN.read_text()))
     else:
@@ -99,8 +119,6 @@ async def run_demo(
             channel_access.close()
         plan = demo_plan_without_sandbox(current, lim.min_value or 0.0, lim.max_value or current)
 
-    user = current_user()
-    approvers = sorted({*settings.approvers, user, DEMO_OPERATOR})
     client = await TernClient.connect(settings)
     handle = await client.start_run(
         AgentRunRequest(
@@ -113,20 +131,33 @@ async def run_demo(
         )
     )
     progress(f"run {handle.id} started ({settings.run_url(handle.id)})")
+    return await _approvals(client, handle.id, user, 2 if problem is None else 1, auto_approve, progress)
+
+
+async def _approvals(
+    client: TernClient,
+    run_id: str,
+    user: str,
+    asks: int,
+    auto_approve: bool,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> AgentRunResult | tuple[str, str, int]:
+    """Without ``auto_approve``: ``(run_id, user, asks)`` once the run waits for its first decision. With it:
+    approve each request as ``DEMO_OPERATOR`` and return the result."""
 
     async def next_pending() -> bool:
         """Wait until the run (or its python step) waits for a decision (True) or the run ends (False)."""
         while True:
-            if (await client.waiting(handle.id)).pending is not None:
+            if (await client.waiting(run_id)).pending is not None:
                 return True
-            if await client.is_closed(handle.id):
+            if await client.is_closed(run_id):
                 return False
             await asyncio.sleep(0.2)
 
     if not auto_approve:
         await asyncio.wait_for(next_pending(), timeout=300)
-        return handle.id, user, 2 if problem is None else 1
+        return run_id, user, asks
     while await asyncio.wait_for(next_pending(), timeout=300):
-        record = await client.decide(handle.id, DEMO_OPERATOR, True, "demo: auto-approved")
+        record = await client.decide(run_id, DEMO_OPERATOR, True, "demo: auto-approved")
         progress(f"approved the {record.kind} request of step {record.step_id} as {DEMO_OPERATOR}")
-    return await client.result(handle.id)
+    return await client.result(run_id)

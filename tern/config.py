@@ -216,14 +216,42 @@ class TernSettings(BaseSettings):
     )
     ariel_http_attempts: int = Field(5, ge=1, description="ALS HTTP ingestion: attempts per window request.")
     ariel_http_timeout_s: float = Field(30.0, gt=0, description="ALS HTTP ingestion: request timeout, seconds.")
-    # LLM (OpenAI-compatible chat completions); none by default
-    llm_provider: Literal["none", "openai"] = Field(
-        "none", description="LLM for RAG answers and enhancement: 'none' or an OpenAI-compatible chat endpoint."
+    # LLM (official openai / anthropic SDKs); none by default
+    llm_provider: Literal["none", "openai", "anthropic"] = Field(
+        "none",
+        description="LLM for planning, answers, code and RAG: 'none', 'openai' (any OpenAI-compatible chat "
+        "endpoint: OpenAI, vLLM, Ollama, llama.cpp server, gateways) or 'anthropic' (Messages API).",
     )
-    llm_url: str | None = Field(None, description="Base URL of the chat API, e.g. http://127.0.0.1:8000/v1.")
-    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the chat endpoint.")
-    llm_api_key: SecretStr | None = Field(None, description="Bearer token for llm_url, if any.")
+    llm_url: str | None = Field(
+        None,
+        description="Base URL of the API, e.g. http://127.0.0.1:8000/v1 (needed for 'openai'; for 'anthropic' "
+        "the SDK's default when unset).",
+    )
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the chat endpoint (every role's default).")
+    llm_planner_model: str | None = Field(None, description="Model for planning (role 'planner'); llm_model if unset.")
+    llm_code_model: str | None = Field(None, description="Model for code generation (role 'code'); llm_model if unset.")
+    llm_answer_model: str | None = Field(
+        None, description="Model for answers and RAG (role 'answer'); llm_model if unset."
+    )
+    llm_api_key: SecretStr | None = Field(None, description="API key (bearer token / x-api-key), if any.")
     llm_timeout_s: float = Field(60.0, gt=0, description="One chat request's timeout, seconds.")
+    llm_max_retries: int = Field(
+        0, ge=0, le=5, description="SDK-level retries per request; retries belong to the activity retry policies."
+    )
+    llm_json_schema: bool = Field(
+        True,
+        description="Ask an OpenAI-compatible server for the plan with response_format json_schema (falls back to "
+        "instructions alone when the server refuses it).",
+    )
+    llm_max_concurrency: int = Field(
+        50, ge=1, le=1000, description="Most LLM requests one worker sends at once (shared connection pool)."
+    )
+    plan_approval: bool = Field(
+        False, description="Every planned run asks an approver for its plan before any step runs."
+    )
+    plan_max_attempts: int = Field(
+        3, ge=1, le=10, description="LLM attempts for one plan; validation errors are fed back each time."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TernSettings:
@@ -235,9 +263,16 @@ class TernSettings(BaseSettings):
             raise ValueError("embedding_provider 'openai' needs embedding_url (TERN_EMBEDDING_URL)")
         if self.llm_provider == "openai" and not self.llm_url:
             raise ValueError("llm_provider 'openai' needs llm_url (TERN_LLM_URL)")
+        if self.llm_provider == "anthropic" and self.llm_api_key is None:
+            raise ValueError("llm_provider 'anthropic' needs llm_api_key (TERN_LLM_API_KEY)")
         if self.rag_entry_chars > self.rag_context_chars:
             raise ValueError("rag_entry_chars must not exceed rag_context_chars")
         return self
+
+    def llm_model_for(self, role: str) -> str:
+        """The model name for ``role`` ('planner', 'code' or 'answer'): its own setting, else ``llm_model``."""
+        own = {"planner": self.llm_planner_model, "code": self.llm_code_model, "answer": self.llm_answer_model}
+        return own.get(role) or self.llm_model
 
     @classmethod
     def settings_customise_sources(

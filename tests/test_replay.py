@@ -42,3 +42,13 @@ async def test_recorded_demo_python_step_replays() -> None:
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" in kinds  # the code approval
     replayer = Replayer(workflows=[PythonExecutionWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(WorkflowHistory.from_json("demo-python-step", text), raise_on_replay_failure=True)
+
+
+async def test_run_started_without_a_plan_before_the_planner_replays() -> None:
+    """Recorded on the code before the planner (it failed with NoPlan); the planner is behind
+    ``workflow.patched("llm-planner")`` so this history still replays."""
+    text = (HISTORIES / "no_plan_run.json").read_text()
+    kinds = [e["eventType"] for e in json.loads(text)["events"]]
+    assert kinds[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED" and "EVENT_TYPE_MARKER_RECORDED" not in kinds
+    replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(WorkflowHistory.from_json("no-plan-run", text), raise_on_replay_failure=True)

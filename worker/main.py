@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities.agent import AgentActivities
 from activities.approval import ApprovalActivities, policy_source
 from activities.ariel import ariel_activities
+from activities.planning import PlanningActivities
 from activities.sandbox import SandboxActivities
 from tern.config import TernSettings
 from tern.control.channels import configure_environment
@@ -56,6 +57,7 @@ def build_worker(
         *ApprovalActivities(settings, agent.pool).all(),
         *SandboxActivities(settings, pool).all(),
         *ariel_activities(settings, pool),
+        *PlanningActivities(settings).all(),
     ]
     overrides = dict(overrides or {})
     unknown = set(overrides) - {a.__name__ for a in activities}

@@ -1,12 +1,14 @@
 """``AgentRunWorkflow``: one operator question, answered by running a plan's steps as activities.
 
-Deterministic orchestration only. ``run`` is the procedure: each step in order through the handler of its
-kind. Every ``control_write`` step goes: limits check (activity) -> approval (``ApprovalGate``: the worker's
-approval policy, audited request, Update ``decide`` or Signal ``decide_signal``, durable timeout that rejects,
-audited decision) -> write (activity, once per approved request). A ``python`` step runs
-as the child workflow ``PythonExecutionWorkflow`` (id ``<run id>.<step id>``); the writes its code proposes are
-inserted after it as ``control_write`` steps, checked and approved like any other. Any step that does not
-complete stops later writes; the answer is still composed.
+Deterministic orchestration only. ``run`` is the procedure: without a given plan, plan (the ``plan`` activity,
+an LLM) and maybe ask an approver for the plan (``workflows.planning``); then each step in order through the
+handler of its kind, a failed step of a planned run answered by one revision of the remaining steps.
+Every ``control_write`` step goes: limits check (activity) -> approval (``ApprovalGate``: the worker's approval
+policy, audited request, Update ``decide`` or Signal ``decide_signal``, durable timeout that rejects, audited
+decision) -> write (activity, once per approved request). A ``python`` step runs as the child workflow
+``PythonExecutionWorkflow`` (id ``<run id>.<step id>``); the writes its code proposes are inserted after it as
+``control_write`` steps, checked and approved like any other. Any step that does not complete (and is not
+answered by a revision) stops later writes; the answer is still composed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, run_key, set_run_state
 from workflows.failures import error_message
+from workflows.planning import PLANNER_PATCH, RunPlanner
 from workflows.python_execution import PythonExecutionWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
 
@@ -52,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         WriteInput,
     )
     from tern.models.plan import input_name
+    from tern.models.planning import LLMUsage
     from tern.models.python_step import PythonRunInput
 
 # Timeouts and retry policies (named, next to the workflow that uses them).
@@ -85,6 +89,7 @@ WRITE_RETRY = RetryPolicy(
     ],
 )
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
+MAX_READ_CHANNELS = 500  # channels one channel_read step reads, named and found by earlier steps together
 
 
 STEP_OUTCOME_TO_RUN: dict[str, RunStatus] = {"rejected": "rejected", "timed_out": "timed_out"}
@@ -108,7 +113,10 @@ class AgentRunWorkflow(ApprovalHandlers):
         self._writes_blocked = False
         self._answer = ""
         self._citations: list[str] = []
+        self._unsupported: list[str] = []
+        self._answer_usage = LLMUsage()
         self._gate = ApprovalGate(req.user, req.approvers, req.approval_timeout_s, self._on_state)
+        self._planner: RunPlanner | None = None  # set for runs started without a plan
         self._handlers: dict[str, Callable[[Any], Awaitable[StepResult]]] = {
             "logbook_search": self._logbook,
             "channel_read": self._read,
@@ -130,9 +138,14 @@ class AgentRunWorkflow(ApprovalHandlers):
             [RUN_STATUS.value_set("running"), PENDING_APPROVAL.value_set(NO_APPROVAL), RUN_USER.value_set(req.user)]
         )
         if req.plan is None:
-            raise ApplicationError(
-                "no plan given and no planner is configured; pass an explicit plan", type="NoPlan", non_retryable=True
-            )
+            if not workflow.patched(PLANNER_PATCH):
+                raise ApplicationError(
+                    "no plan given and no planner is configured; pass an explicit plan",
+                    type="NoPlan",
+                    non_retryable=True,
+                )
+            if not await self._plan():
+                return await self._finish(req)
         while self._queue:
             step = self._current = self._queue.pop(0)
             child = self.child_id(self._run_id, step.id) if step.kind == "python" else None
@@ -151,11 +164,52 @@ class AgentRunWorkflow(ApprovalHandlers):
                 if is_cancelled_exception(exc):
                     raise  # a cancelled run ends here: no later step (and no write) runs
                 result = StepResult(step_id=step.id, kind=step.kind, status="failed", message=error_message(exc))
+            if result.status == "failed" and await self._revise(result):
+                self._steps.append(result)  # answered by a revised plan: the run goes on with its steps
+                continue
             self._record(step, result)
+        return await self._finish(req)
+
+    async def _plan(self) -> bool:
+        """Plan the question (and have the plan approved when asked); False when the run ends here."""
+        self._planner = planner = RunPlanner(self._req, self._gate)
+        try:
+            plan, decision = await planner.first()
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise
+            self._status, self._error = "failed", f"planning failed: {error_message(exc)}"
+            return False
+        if plan is None:
+            assert decision is not None
+            self._status = STEP_OUTCOME_TO_RUN.get(decision.decision, "rejected")
+            self._error = f"plan {decision.decision} by {decision.approver or decision.via}: {decision.comment}"
+            return False
+        self._queue, self._total = list(plan.steps), len(plan.steps)
+        return True
+
+    async def _revise(self, failed: StepResult) -> bool:
+        """Ask the planner to revise the remaining steps after ``failed`` (planned runs only)."""
+        if self._planner is None:
+            return False
+        steps = await self._planner.revise(failed, [*self._steps, failed])
+        if steps is None:
+            return False
+        self._queue = steps
+        self._total = len(self._steps) + 1 + len(steps)
+        return True
+
+    async def _finish(self, req: AgentRunRequest) -> AgentRunResult:
         self._current = None
         self._on_state(self._status, NO_APPROVAL)
         workflow.set_current_details(finished_markdown(self._status, self._error or "", self._all_approvals()))
         await workflow.wait_condition(workflow.all_handlers_finished)
+        usage = {"planner": self._planner.usage} if self._planner else {}
+        code = [s.python.llm_usage for s in self._steps if s.python and s.python.llm_usage]
+        if code:
+            usage["code"] = sum(code[1:], start=code[0])
+        if self._answer_usage.calls:
+            usage["answer"] = self._answer_usage
         return AgentRunResult(
             run_id=workflow.info().workflow_id,
             status=self._status,
@@ -168,6 +222,9 @@ class AgentRunWorkflow(ApprovalHandlers):
             ignored_decisions_total=self._gate.refused_total,
             answer=self._answer,
             citations=self._citations,
+            unsupported_citations=self._unsupported,
+            plan=self._planner.versions if self._planner else [],
+            llm_usage=usage,
             error=self._error,
         )
 
@@ -208,12 +265,21 @@ class AgentRunWorkflow(ApprovalHandlers):
         )
 
     async def _read(self, step: ChannelReadStep) -> StepResult:
+        found = [c for s in self._steps if s.step_id in step.channels_from for c in s.channels or []]
+        channels = list(dict.fromkeys([*step.channels, *found]))[:MAX_READ_CHANNELS]
+        if not channels:
+            return StepResult(
+                step_id=step.id,
+                kind=step.kind,
+                status="failed",
+                message=f"no channels: steps {', '.join(step.channels_from)} found none",
+            )
         readings = await workflow.execute_activity_method(
             AgentActivities.read_channels,
-            ChannelReadInput(run_id=self._run_id, step_id=step.id, channels=step.channels),
+            ChannelReadInput(run_id=self._run_id, step_id=step.id, channels=channels),
             start_to_close_timeout=CHANNEL_READ_TIMEOUT,
             retry_policy=CA_RETRY,
-            summary=f"read {', '.join(step.channels)[:100]}",
+            summary=f"read {', '.join(channels)[:100]}",
         )
         bad = [r.channel for r in readings if r.error]
         return StepResult(
@@ -282,6 +348,9 @@ class AgentRunWorkflow(ApprovalHandlers):
             summary="compose the answer",
         )
         self._answer, self._citations = composed.answer, composed.citations
+        self._unsupported = composed.unsupported_citations
+        if composed.usage is not None:
+            self._answer_usage = self._answer_usage.add(composed.usage)
         return StepResult(step_id=step.id, kind=step.kind, status="completed", answer=composed.answer)
 
     @staticmethod

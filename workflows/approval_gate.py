@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         CodeReview,
         ResolvedApproval,
     )
+    from tern.models.plan import Plan
 
 AUDIT_TIMEOUT = timedelta(seconds=30)
 # The audit must eventually be written: nothing happens after a request or decision before it is recorded.
@@ -150,6 +151,7 @@ class ApprovalGate:
         reason: str = "",
         write: LimitsCheck | None = None,
         code: CodeReview | None = None,
+        plan: Plan | None = None,
         audit_details: dict[str, object] | None = None,
         resolved: ResolvedApproval | None = None,
     ) -> ApprovalRecord:
@@ -191,6 +193,7 @@ class ApprovalGate:
             expires_at=now + self.timeout,
             write=write,
             code=code,
+            plan=plan,
             reason=reason,
             min_approvals=rule.min_approvals,
             allow_self_approval=rule.allow_self_approval,

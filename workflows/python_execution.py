@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from tern.models.approval import CodeReview
     from tern.models.code_policy import PolicyReport
     from tern.models.execution import ExecutionResult
+    from tern.models.planning import LLMUsage
     from tern.models.python_step import (
         AnalyzeInput,
         ExecuteInput,
@@ -66,6 +67,7 @@ class PythonExecutionWorkflow(ApprovalHandlers):
         self._report: PolicyReport | None = None
         self._execution: ExecutionResult | None = None
         self._attempts: list[PythonAttempt] = []
+        self._usage: LLMUsage | None = None  # code generation (role 'code')
 
     def _on_state(self, state: RunState, pending: str) -> None:
         self._state = state
@@ -192,6 +194,8 @@ class PythonExecutionWorkflow(ApprovalHandlers):
             retry_policy=GENERATE_RETRY,
             summary=f"generate code (attempt {attempt})",
         )
+        if generated.usage is not None:
+            self._usage = generated.usage if self._usage is None else self._usage.add(generated.usage)
         return generated.code
 
     def _outcome(self, status: OutcomeStatus, message: str) -> PythonStepOutcome:
@@ -207,6 +211,7 @@ class PythonExecutionWorkflow(ApprovalHandlers):
             attempts=self._attempts,
             approvals=self._gate.approvals,
             ignored_decisions=self._gate.ignored,
+            llm_usage=self._usage,
         )
 
     @workflow.query

@@ -17,10 +17,12 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from tern.models.approval import ApprovalRecord, ApprovalRequest
 from tern.models.control import LimitsCheck
+from tern.models.plan import Plan
 
 UPDATE_NAME = "decide"
 SIGNAL_NAME = "decide_signal"
@@ -162,6 +164,17 @@ def _who_lines(request: ApprovalRequest, now: datetime | None) -> list[str]:
     return lines
 
 
+def _step_params(step: Any) -> str:
+    params = step.model_dump(mode="json", exclude={"id", "kind"}, exclude_none=True, exclude_defaults=True)
+    return json.dumps(params)[:1000]
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """One line per step of ``plan``: id, kind and its parameters (JSON, at most 1,000 characters), for an
+    approver to read."""
+    return [f"{step.id} ({step.kind}): {_step_params(step)}" for step in plan.steps]
+
+
 def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | None = None) -> str:
     """The current details of a run waiting for ``request``: what is asked, who may decide, until when, and
     the exact ``decide`` Update (name and JSON body with the request id filled in) to send from the Web UI.
@@ -177,6 +190,7 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
     title = {
         "control_write": f"write {md_code(request.write.channel)}" if request.write else "a control write",
         "python": "run Python code",
+        "plan": "the run's plan",
     }.get(request.kind, md_text(request.kind))
     lines = [
         f"## Waiting for approval: {title}",
@@ -193,6 +207,11 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
         lines += [*_write_lines(request.write), ""]
     if request.code is not None:
         lines += [*_code_lines(request, run_id), ""]
+    if request.plan is not None:
+        lines += ["### Plan", ""]
+        for n, step in enumerate(request.plan.steps, start=1):
+            lines.append(f"{n}. {md_code(step.id)} ({md_text(step.kind)}): {md_code(_step_params(step))}")
+        lines.append("")
     lines += ["### Who may decide", "", *_who_lines(request, now), ""]
     lines += [
         "### How to decide here",

@@ -1,5 +1,28 @@
-"""LLM clients behind a small provider interface (``ChatProvider``); none is configured by default."""
+"""LLM clients behind a small provider interface (``ChatProvider``) over the official openai and anthropic SDKs;
+none is configured by default."""
 
-from tern.llm.chat import ChatMessage, ChatProvider, LLMError, OpenAICompatibleChat, make_chat_provider
+from tern.llm.chat import (
+    AnthropicChat,
+    ChatMessage,
+    ChatProvider,
+    ChatReply,
+    LLMClient,
+    LLMError,
+    LLMRole,
+    OpenAIChat,
+    OpenAICompatibleChat,
+    make_chat_provider,
+)
 
-__all__ = ["ChatMessage", "ChatProvider", "LLMError", "OpenAICompatibleChat", "make_chat_provider"]
+__all__ = [
+    "AnthropicChat",
+    "ChatMessage",
+    "ChatProvider",
+    "ChatReply",
+    "LLMClient",
+    "LLMError",
+    "LLMRole",
+    "OpenAIChat",
+    "OpenAICompatibleChat",
+    "make_chat_provider",
+]

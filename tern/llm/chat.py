@@ -1,26 +1,64 @@
-"""Chat completions: the ``ChatProvider`` interface and an OpenAI-compatible implementation over httpx.
+"""Chat completions through the official SDKs: the ``ChatProvider`` interface, ``OpenAIChat`` (any
+OpenAI-compatible server) and ``AnthropicChat`` (the Messages API).
 
-Tests replace the provider with their own object implementing ``complete``; nothing else talks to an LLM.
+One client object per worker and role holds one connection pool (the SDK's ``httpx2`` client; up to
+``llm_max_concurrency`` connections). SDK retries are off by default (``llm_max_retries``): retries with backoff
+are the calling activity's retry policy, so they are visible in history. Neither the prompt nor the key is
+logged here; errors carry the endpoint, the HTTP status and the server's message only.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-import httpx
+import httpx2
 from pydantic import BaseModel
 
 from tern.config import TernSettings
 
+log = logging.getLogger(__name__)
+
+SDK_LOGGERS = ("openai", "anthropic", "httpx2")
+"""The SDKs log request options, prompts included, at DEBUG; their loggers are kept at INFO or above so that a
+worker run with DEBUG logging does not write prompts (or anything read from the logbook) to its log."""
+
+
+def _quiet_sdk_loggers() -> None:
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
+LLMRole = Literal["planner", "code", "answer"]
+
 
 class LLMError(RuntimeError):
-    """The LLM could not answer (endpoint unreachable, HTTP error, malformed answer)."""
+    """The LLM could not answer (endpoint unreachable, HTTP error, malformed answer).
+
+    ``retryable`` is False when repeating the same request cannot help (HTTP 400/401/403/404/422: a bad request,
+    key or model); the calling activity raises a non-retryable failure then.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str
+
+
+class ChatReply(BaseModel):
+    """One reply: its text, the model that answered and the tokens counted by the server (0 when not reported)."""
+
+    text: str
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @runtime_checkable
@@ -34,15 +72,56 @@ class ChatProvider(Protocol):
         ...
 
 
-class OpenAICompatibleChat:
-    """``POST {base_url}/chat/completions`` (OpenAI, vLLM, Ollama, llama.cpp server...).
+_NOT_RETRYABLE = {400, 401, 403, 404, 422}
+
+
+def _http_client(max_connections: int, transport: Any = None) -> httpx2.AsyncClient:
+    limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return httpx2.AsyncClient(limits=limits, transport=transport)
+
+
+class _SDKChat:
+    """Shared part of the SDK clients: ``complete`` is ``reply(...).text``."""
+
+    model: str
+    endpoint: str
+
+    async def reply(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 800,
+        temperature: float = 0.0,
+        json_schema: dict[str, Any] | None = None,
+    ) -> ChatReply:
+        raise NotImplementedError
+
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int = 800, temperature: float = 0.0
+    ) -> str:
+        """The assistant's reply text. Raises ``LLMError``."""
+        return (await self.reply(messages, max_tokens=max_tokens, temperature=temperature)).text
+
+    def _error(self, exc: Exception) -> LLMError:
+        status = getattr(exc, "status_code", None)
+        kind = f"HTTP {status}" if status else type(exc).__name__
+        return LLMError(f"chat endpoint {self.endpoint}: {kind}: {exc}", retryable=status not in _NOT_RETRYABLE)
+
+
+class OpenAIChat(_SDKChat):
+    """``POST {base_url}/chat/completions`` through the ``openai`` SDK (OpenAI, vLLM, Ollama, llama.cpp server,
+    LiteLLM/CBORG-style gateways).
 
     Args:
         base_url: API root including the version, e.g. ``http://127.0.0.1:8000/v1``.
         model: model name sent in the request.
-        api_key: bearer token, if the endpoint needs one.
+        api_key: bearer token, if the endpoint needs one (local servers accept any; "none" is sent then).
         timeout_s: request timeout in seconds.
-        transport: an httpx transport (tests).
+        max_retries: SDK retries (0: retries are the activity's).
+        max_connections: connection pool size.
+        transport: an ``httpx2`` transport (tests).
+        json_schema: send ``response_format={"type": "json_schema", ...}`` when a schema is asked for; a server
+            that answers 400 to it is asked again without it, and not asked with it again by this client.
     """
 
     def __init__(
@@ -51,41 +130,167 @@ class OpenAICompatibleChat:
         model: str,
         api_key: str | None = None,
         timeout_s: float = 60.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        max_retries: int = 0,
+        max_connections: int = 50,
+        transport: Any = None,
+        json_schema: bool = True,
     ) -> None:
+        import openai
+
+        _quiet_sdk_loggers()
         self.model = model
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout_s, transport=transport
+        self.endpoint = base_url.rstrip("/")
+        self._schema_ok = json_schema
+        self._client = openai.AsyncOpenAI(
+            base_url=self.endpoint,
+            api_key=api_key or "none",
+            timeout=timeout_s,
+            max_retries=max_retries,
+            http_client=_http_client(max_connections, transport),
         )
 
-    async def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int = 800, temperature: float = 0.0
-    ) -> str:
-        body = {
-            "model": self.model,
-            "messages": [m.model_dump() for m in messages],
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-        }
+    async def reply(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 800,
+        temperature: float = 0.0,
+        json_schema: dict[str, Any] | None = None,
+    ) -> ChatReply:
+        """One chat completion. ``json_schema`` (a JSON Schema object) asks for structured output where the server
+        supports it (OpenAI structured outputs, vLLM/Ollama guided decoding). Raises ``LLMError``."""
+        import openai
+
+        extra: dict[str, Any] = {}
+        if json_schema is not None and self._schema_ok:
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "plan", "schema": json_schema, "strict": False},
+            }
+        body: Any = [m.model_dump() for m in messages]
         try:
-            resp = await self._client.post("chat/completions", json=body)
-            resp.raise_for_status()
-            content = resp.json()["choices"][0]["message"]["content"]
-        except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
-            raise LLMError(f"chat endpoint {self._client.base_url}: {exc!r}") from exc
+            try:
+                resp = await self._client.chat.completions.create(
+                    model=self.model, messages=body, max_tokens=max_tokens, temperature=temperature, **extra
+                )
+            except openai.BadRequestError:
+                if not extra:
+                    raise
+                log.info("chat endpoint %s refused response_format json_schema; using instructions", self.endpoint)
+                self._schema_ok = False
+                resp = await self._client.chat.completions.create(
+                    model=self.model, messages=body, max_tokens=max_tokens, temperature=temperature
+                )
+        except openai.APIError as exc:
+            raise self._error(exc) from exc
+        try:
+            content = resp.choices[0].message.content
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise LLMError(f"chat endpoint {self.endpoint}: reply has no choices") from exc
         if not isinstance(content, str):
-            raise LLMError(f"chat endpoint {self._client.base_url}: reply has no text content")
-        return content
+            raise LLMError(f"chat endpoint {self.endpoint}: reply has no text content")
+        usage = resp.usage
+        return ChatReply(
+            text=content,
+            model=resp.model or self.model,
+            prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+        )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
-def make_chat_provider(settings: TernSettings) -> ChatProvider | None:
-    """The provider configured by ``settings.llm_provider`` (None for 'none')."""
+OpenAICompatibleChat = OpenAIChat
+"""The former name of :class:`OpenAIChat` (it was an httpx client before the SDK)."""
+
+
+class AnthropicChat(_SDKChat):
+    """``POST {base_url}/v1/messages`` through the ``anthropic`` SDK (Anthropic's Messages API).
+
+    System messages become the request's ``system`` text; structured output is asked for by instructions in the
+    prompt (the schema is part of the planner's system message). Args as :class:`OpenAIChat`; ``base_url`` is
+    the API root without ``/v1`` (None: the SDK's default).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None,
+        model: str,
+        api_key: str | None,
+        timeout_s: float = 60.0,
+        *,
+        max_retries: int = 0,
+        max_connections: int = 50,
+        transport: Any = None,
+    ) -> None:
+        import anthropic
+
+        _quiet_sdk_loggers()
+        self.model = model
+        self.endpoint = (base_url or "anthropic").rstrip("/")
+        self._client = anthropic.AsyncAnthropic(
+            base_url=base_url.rstrip("/") if base_url else None,
+            api_key=api_key,
+            timeout=timeout_s,
+            max_retries=max_retries,
+            http_client=_http_client(max_connections, transport),
+        )
+
+    async def reply(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 800,
+        temperature: float = 0.0,
+        json_schema: dict[str, Any] | None = None,
+    ) -> ChatReply:
+        """One Messages API call. ``json_schema`` is ignored (the prompt carries it) and so is ``temperature`` (the
+        current Messages API has no such parameter). Raises ``LLMError``."""
+        import anthropic
+
+        system = "\n\n".join(m.content for m in messages if m.role == "system")
+        turns: Any = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
+        try:
+            resp = await self._client.messages.create(
+                model=self.model,
+                max_tokens=max_tokens,
+                messages=turns,
+                system=system or anthropic.omit,
+            )
+        except anthropic.APIError as exc:
+            raise self._error(exc) from exc
+        text = "".join(getattr(block, "text", "") for block in resp.content or [])
+        if not text:
+            raise LLMError(f"chat endpoint {self.endpoint}: reply has no text content")
+        return ChatReply(
+            text=text,
+            model=resp.model or self.model,
+            prompt_tokens=resp.usage.input_tokens or 0,
+            completion_tokens=resp.usage.output_tokens or 0,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+LLMClient = OpenAIChat | AnthropicChat
+
+
+def make_chat_provider(settings: TernSettings, role: LLMRole = "answer") -> LLMClient | None:
+    """The client configured by ``settings.llm_provider`` for ``role`` (its model from
+    ``settings.llm_model_for(role)``), or None for 'none'."""
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    model = settings.llm_model_for(role)
+    common: dict[str, Any] = {
+        "timeout_s": settings.llm_timeout_s,
+        "max_retries": settings.llm_max_retries,
+        "max_connections": settings.llm_max_concurrency,
+    }
     if settings.llm_provider == "openai":
         assert settings.llm_url
-        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-        return OpenAICompatibleChat(settings.llm_url, settings.llm_model, key, settings.llm_timeout_s)
+        return OpenAIChat(settings.llm_url, model, key, json_schema=settings.llm_json_schema, **common)
+    if settings.llm_provider == "anthropic":
+        return AnthropicChat(settings.llm_url, model, key, **common)
     return None

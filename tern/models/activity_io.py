@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from tern.models.logbook import SearchMode
+from tern.models.planning import LLMUsage
 from tern.models.run import StepResult
 
 
@@ -57,5 +58,11 @@ class ComposeInput(BaseModel):
 
 
 class ComposedAnswer(BaseModel):
+    """The answer, its checked citations, and (LLM composer) the invented citations removed and token usage."""
+
     answer: str
     citations: list[str] = Field(default_factory=list, description="Logbook entry ids cited as [#id].")
+    unsupported_citations: list[str] = Field(
+        default_factory=list, description="[#id] citations naming no entry retrieved in this run (removed)."
+    )
+    usage: LLMUsage | None = None

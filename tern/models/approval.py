@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.control import LimitsCheck
 from tern.models.limits import MAX_COMMENT_CHARS, UserName
+from tern.models.plan import Plan
 
 ApprovalKind = Literal["control_write", "python", "plan", "memory", "logbook"]
 APPROVAL_KINDS: tuple[str, ...] = get_args(ApprovalKind)
@@ -46,6 +47,7 @@ class ApprovalRequest(BaseModel):
     expires_at: datetime
     write: LimitsCheck | None = Field(None, description="For control writes: the checked proposal.")
     code: CodeReview | None = Field(None, description="For python steps: the code and its analysis.")
+    plan: Plan | None = Field(None, description="For plan approval: the steps the run will take.")
     reason: str = ""
     min_approvals: int = Field(1, description="Different approvers who must approve (policy).")
     approved_by: list[str] = Field([], description="Approvers who approved so far (when more than one is needed).")

@@ -30,10 +30,23 @@ class LogbookSearchStep(_Step):
 
 
 class ChannelReadStep(_Step):
-    """Read the live value, units, alarm state and limits of one or more channels (PVs)."""
+    """Read the live value, units, alarm state and limits of one or more channels (PVs).
+
+    ``channels_from`` names earlier steps whose found channels (``StepResult.channels``, e.g. a channel finder's)
+    are read too, after ``channels``; at least one of the two must be given.
+    """
 
     kind: Literal["channel_read"] = "channel_read"
-    channels: list[ChannelName] = Field(min_length=1, max_length=500)
+    channels: list[ChannelName] = Field(default_factory=list, max_length=500)
+    channels_from: list[str] = Field(
+        default_factory=list, max_length=20, description="Ids of earlier steps whose found channels are read too."
+    )
+
+    @model_validator(mode="after")
+    def _some_channels(self) -> ChannelReadStep:
+        if not self.channels and not self.channels_from:
+            raise ValueError("a channel_read step needs 'channels' or 'channels_from' (earlier step ids)")
+        return self
 
 
 class ControlWriteStep(_Step):
@@ -107,22 +120,31 @@ STEP_KINDS = ("logbook_search", "channel_read", "control_write", "python", "resp
 
 
 class Plan(BaseModel):
-    """An ordered list of steps. Step ids are unique; empty ids are filled in as ``<n>-<kind>``."""
+    """An ordered list of steps. Step ids are unique; empty ids are filled in as ``<n>-<kind>``.
+
+    A revision of a running plan carries ``earlier_ids``: the ids of the steps that already ran, which its steps
+    may use as inputs and must not reuse.
+    """
 
     model_config = ConfigDict(extra="forbid")
     steps: list[Step] = Field(min_length=1, max_length=100)
+    earlier_ids: list[str] = Field(
+        default_factory=list, max_length=1000, description="Revisions: ids of the steps that ran before this plan."
+    )
 
     @model_validator(mode="after")
     def _ids(self) -> Plan:
-        seen: set[str] = set()
+        seen: set[str] = set(self.earlier_ids)
         for n, step in enumerate(self.steps, start=1):
             if not step.id:
                 step.id = f"{n}-{step.kind}"
             if step.id in seen:
                 raise ValueError(f"duplicate step id {step.id!r}")
-            if isinstance(step, PythonStep):
-                missing = [i for i in step.inputs if i not in seen]
-                if missing:
-                    raise ValueError(f"step {step.id!r}: inputs {missing} are not ids of earlier steps")
+            refs = step.inputs if isinstance(step, PythonStep) else []
+            refs = step.channels_from if isinstance(step, ChannelReadStep) else refs
+            missing = [i for i in refs if i not in seen]
+            if missing:
+                field = "inputs" if isinstance(step, PythonStep) else "channels_from"
+                raise ValueError(f"step {step.id!r}: {field} {missing} are not ids of earlier steps")
             seen.add(step.id)
         return self

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, JsonValue
 from tern.models.approval import ApprovalMode, ApprovalRecord, IgnoredDecision
 from tern.models.code_policy import PolicyReport
 from tern.models.execution import ExecutionResult
+from tern.models.planning import LLMUsage
 
 
 class PythonRunInput(BaseModel):
@@ -47,6 +48,7 @@ class PythonStepOutcome(BaseModel):
     attempts: list[PythonAttempt] = Field(default_factory=list)
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     ignored_decisions: list[IgnoredDecision] = Field(default_factory=list)
+    llm_usage: LLMUsage | None = Field(None, description="Code generation's LLM calls and tokens (role 'code').")
 
 
 class GenerateCodeInput(BaseModel):
@@ -64,6 +66,7 @@ class GenerateCodeInput(BaseModel):
 
 class GeneratedCode(BaseModel):
     code: str = Field(min_length=1, max_length=200_000)
+    usage: LLMUsage | None = None
 
 
 class AnalyzeInput(BaseModel):

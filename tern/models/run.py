@@ -18,6 +18,7 @@ from tern.models.limits import (
 )
 from tern.models.logbook import LogbookHit
 from tern.models.plan import Plan
+from tern.models.planning import ChannelCandidate, LLMUsage, PlanVersion
 from tern.models.python_step import PythonStepOutcome
 
 RunStatus = Literal["completed", "rejected", "failed", "timed_out"]
@@ -46,6 +47,13 @@ class AgentRunRequest(BaseModel):
     python_approval_mode: ApprovalMode = Field(
         "all_code", description="When python steps need approval (Osprey's modes; all_code is fail-secure)."
     )
+    plan_approval: bool = Field(
+        False, description="Without a plan: ask an approver for the planned steps before any runs (kind 'plan')."
+    )
+    context: str = Field("", max_length=4000, description="The user's context, given to the planner.")
+    channel_candidates: list[ChannelCandidate] = Field(
+        default_factory=list, max_length=100, description="Channels proposed for the question (channel finder)."
+    )
 
 
 class StepResult(BaseModel):
@@ -57,6 +65,9 @@ class StepResult(BaseModel):
     message: str = ""
     hits: list[LogbookHit] | None = None
     readings: list[ChannelReading] | None = None
+    channels: list[str] | None = Field(
+        None, description="Channel names the step found (a channel finder), read by later steps' channels_from."
+    )
     check: LimitsCheck | None = None
     write: WriteRecord | None = None
     python: PythonStepOutcome | None = None
@@ -79,6 +90,11 @@ class AgentRunResult(BaseModel):
     ignored_decisions_total: int = Field(0, description="How many decisions were refused in all.")
     answer: str = ""
     citations: list[str] = []
+    unsupported_citations: list[str] = Field(
+        default_factory=list, description="[#id] citations the LLM wrote that no step of this run retrieved (removed)."
+    )
+    plan: list[PlanVersion] = Field(default_factory=list, description="Every planned version (planned runs only).")
+    llm_usage: dict[str, LLMUsage] = Field(default_factory=dict, description="LLM calls and tokens per role.")
     error: str | None = None
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 
-from tern.llm.chat import ChatMessage, ChatProvider
-from tern.models.python_step import GenerateCodeInput
+from tern.llm.chat import AnthropicChat, ChatMessage, ChatProvider, OpenAIChat
+from tern.models.planning import LLMUsage
+from tern.models.python_step import GenerateCodeInput, GeneratedCode
 
 SYSTEM = (
     "You write Python 3 analysis code for particle-accelerator operators. The code runs in a sandbox with "
@@ -44,6 +45,11 @@ def extract_code(reply: str) -> str:
     return code
 
 
-async def generate(provider: ChatProvider, inp: GenerateCodeInput) -> str:
-    """Ask ``provider`` for code. Raises ``tern.llm.chat.LLMError`` or ``ValueError``."""
-    return extract_code(await provider.complete(build_messages(inp), max_tokens=2000))
+async def generate(provider: ChatProvider, inp: GenerateCodeInput) -> GeneratedCode:
+    """Ask ``provider`` for code; the token usage is counted when the provider reports it (the SDK clients of
+    ``tern.llm``). Raises ``tern.llm.chat.LLMError`` or ``ValueError``."""
+    if isinstance(provider, OpenAIChat | AnthropicChat):
+        reply = await provider.reply(build_messages(inp), max_tokens=2000)
+        usage = LLMUsage(calls=1, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)
+        return GeneratedCode(code=extract_code(reply.text), usage=usage)
+    return GeneratedCode(code=extract_code(await provider.complete(build_messages(inp), max_tokens=2000)))

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import httpx2
 import pytest
 from fastapi import FastAPI
 
@@ -49,14 +50,15 @@ def openai_like_app(seen: list[dict[str, Any]]) -> FastAPI:
 async def test_chat_and_embeddings_clients() -> None:
     seen: list[dict[str, Any]] = []
     transport = httpx.ASGITransport(app=openai_like_app(seen))
-    chat = OpenAICompatibleChat("http://llm/v1", "m1", api_key="k", transport=transport)
+    chat_transport = httpx2.ASGITransport(app=openai_like_app(seen))  # the SDK's HTTP client is httpx2
+    chat = OpenAICompatibleChat("http://llm/v1", "m1", api_key="k", transport=chat_transport)
     reply = await chat.complete([ChatMessage(role="user", content="Klystron?")], max_tokens=50)
     assert parse_summary(reply) == ("A klystron faulted.", ["klystron", "fault"])
     assert seen[0]["model"] == "m1" and seen[0]["max_tokens"] == 50
     emb = OpenAIEmbedder("http://llm/v1", "e1", transport=transport)
     assert await emb.probe() == 2
     assert await emb.embed(["a", "b"]) == [[0.6, 0.8], [0.6, 0.8]]  # unit length, put back in input order
-    down = OpenAICompatibleChat("http://llm/v2", "m1", transport=transport)
+    down = OpenAICompatibleChat("http://llm/v2", "m1", transport=chat_transport)
     with pytest.raises(LLMError, match="404"):
         await down.complete([ChatMessage(role="user", content="x")])
     with pytest.raises(EmbeddingError):
@@ -70,8 +72,7 @@ def test_parse_summary_accepts_fenced_json_and_refuses_prose() -> None:
 
 
 async def test_summaries_are_stored_and_bad_replies_recorded(loaded_pool: asyncpg.Pool) -> None:
-    transport = httpx.ASGITransport(app=openai_like_app([]))
-    llm = OpenAICompatibleChat("http://llm/v1", "m1", transport=transport)
+    llm = OpenAICompatibleChat("http://llm/v1", "m1", transport=httpx2.ASGITransport(app=openai_like_app([])))
     total = 0
     while (r := await summarize_pending(loaded_pool, llm, batch_size=40)).processed + r.failed:
         total += r.processed
