@@ -12,12 +12,14 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from tern.agent.compose import compose, compose_with_llm
 from tern.ariel.service import search as ariel_search
 from tern.audit.store import claim_age_s, claim_write, finish_write, mark_reput, record_event, release_claim
@@ -44,12 +46,11 @@ T = TypeVar("T")
 HEARTBEAT_EVERY_S = 1.0  # the write activity's heartbeat period (its heartbeat timeout: workflows.agent_run)
 
 
-PARTIAL_READ_ATTEMPTS = 8  # from this attempt on, a read where some channels answered returns what it has
-
-
-def _attempt() -> int:
-    """This activity's attempt number (1 for the first), or 1 outside an activity (direct calls in tests)."""
-    return activity.info().attempt if activity.in_activity() else 1
+def _waiting_s() -> float:
+    """Seconds since this activity's first attempt was scheduled (0 outside an activity: direct calls in tests)."""
+    if not activity.in_activity():
+        return 0.0
+    return (datetime.now(UTC) - activity.info().scheduled_time).total_seconds()
 
 
 def put_window_s(settle_delay_s: float) -> float:
@@ -63,17 +64,8 @@ def put_window_s(settle_delay_s: float) -> float:
 async def _heartbeating(work: Awaitable[T]) -> T:
     """Await ``work``, heartbeating every ``HEARTBEAT_EVERY_S`` when running as an activity, so that a worker
     that dies mid-write is noticed within the activity's heartbeat timeout. Cancelling cancels ``work``."""
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_S)
-            if done:
-                return task.result()
-            if activity.in_activity():
-                activity.heartbeat()
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
+    async with heartbeating(HEARTBEAT_EVERY_S):
+        return await work
 
 
 class AgentActivities:
@@ -144,14 +136,13 @@ class AgentActivities:
     async def read_channels(self, inp: ChannelReadInput) -> list[ChannelReading]:
         """Read channels over Channel Access; unreachable channels come back with ``error`` set.
 
-        An IOC or gateway that stops answering for a while (a reboot) should not fail the run: when no channel
-        answers, this raises a retryable ``ChannelsUnreachable`` on every attempt (the workflow's retry policy waits
-        for the IOC, then fails the step); when only some fail, it raises the same on the first
-        ``PARTIAL_READ_ATTEMPTS - 1`` attempts (about a minute with the workflow's ``CA_RETRY``) and then returns
+        An IOC or gateway that stops answering for a while (a reboot) should not fail the run: while the first
+        attempt was scheduled less than ``ca_unreachable_grace_s`` ago, a read where any channel did not answer
+        raises a retryable ``ChannelsUnreachable`` (the workflow's ``CA_RETRY`` tries again); after that, it returns
         the readings with their errors (the caller decides)."""
         readings = await self.ca.read_channels(inp.channels, self.settings.ca_timeout_s)
         failed = [r for r in readings if r.error]
-        if failed and (len(failed) == len(readings) or _attempt() < PARTIAL_READ_ATTEMPTS):
+        if failed and _waiting_s() < self.settings.ca_unreachable_grace_s:
             raise ApplicationError(
                 f"{len(failed)} of {len(readings)} channels did not answer: "
                 + "; ".join(f"{r.channel}: {r.error}" for r in failed[:10]),
@@ -162,7 +153,8 @@ class AgentActivities:
     @activity.defn(name="check_write")
     async def check_write(self, inp: WriteCheckInput) -> LimitsCheck:
         """Check a proposed write against the master switch, the limits database and the live value. A channel
-        that does not answer raises a retryable ``ChannelUnreachable`` (the check needs its current value)."""
+        that does not answer raises a retryable ``ChannelUnreachable`` for ``ca_unreachable_grace_s`` after the
+        first attempt (an IOC rebooting), then is refused (``channel_unreachable``)."""
         base = {"channel": inp.channel, "value": inp.value}
         if not self.settings.writes_enabled:
             return LimitsCheck(
@@ -182,10 +174,18 @@ class AgentActivities:
             return static
         try:
             current = await self.ca.read_value(inp.channel, self.settings.ca_timeout_s)
-        except ca.ChannelAccessError as exc:  # retried by the workflow's policy (an IOC rebooting), then fails
-            raise ApplicationError(
-                f"cannot read the current value of {inp.channel}: {exc}", type="ChannelUnreachable"
-            ) from exc
+        except ca.ChannelAccessError as exc:
+            if _waiting_s() < self.settings.ca_unreachable_grace_s:  # an IOC rebooting: the retry policy waits
+                raise ApplicationError(
+                    f"cannot read the current value of {inp.channel}: {exc}", type="ChannelUnreachable"
+                ) from exc
+            return static.model_copy(
+                update={
+                    "allowed": False,
+                    "violation": "channel_unreachable",
+                    "message": f"cannot read the current value: {exc}",
+                }
+            )
         check = self._verifiable(limits.check(inp.channel, inp.value, current=current))
         if not check.units:
             check.units = units_for(inp.channel)

@@ -9,15 +9,14 @@ Register with the worker: ``activities=[*other, *ariel_activities(settings, pool
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from tern.ariel import store
 from tern.ariel.adapters import AdapterError, SourceUnavailable
 from tern.ariel.backends.base import SearchBackend
@@ -29,23 +28,7 @@ from tern.config import TernSettings
 from tern.llm import ChatProvider, LLMError
 from tern.models.ariel import EnhanceInput, EnhanceResult, IngestionRun, IngestPageInput, PageResult
 
-HEARTBEAT_EVERY_S = 5.0
-
-
-@asynccontextmanager
-async def _heartbeating(details: Callable[[], object] = lambda: None) -> AsyncIterator[None]:
-    """Heartbeat every ``HEARTBEAT_EVERY_S`` while the body runs (a page can wait on a slow source)."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat(details())
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
+HEARTBEAT_EVERY_S = 5.0  # a page can wait on a slow source
 
 
 class ArielActivities:
@@ -103,7 +86,7 @@ class ArielActivities:
         opts = adapter_options(self.settings, id_prefix=inp.id_prefix, now=inp.now, since=inp.since, until=inp.until)
         backend = self._separate_index
         try:
-            async with _heartbeating(lambda: inp.cursor):
+            async with heartbeating(HEARTBEAT_EVERY_S, lambda: inp.cursor):
                 return await ingest_page(
                     self.pool, inp.adapter, inp.source, inp.cursor, inp.page_size, opts, backend, inp.with_total
                 )
@@ -126,7 +109,7 @@ class ArielActivities:
 
         backend = self._separate_index
         try:
-            async with _heartbeating(lambda: done):
+            async with heartbeating(HEARTBEAT_EVERY_S, lambda: done):
                 return await embed_pending(
                     self.pool, emb, inp.batch_size, inp.max_batches, backend=backend, on_batch=progress
                 )
@@ -140,7 +123,7 @@ class ArielActivities:
         if llm is None:
             return EnhanceResult(kind="summaries", notice="no LLM is configured")
         try:
-            async with _heartbeating():
+            async with heartbeating(HEARTBEAT_EVERY_S):
                 return await summarize_pending(self.pool, llm, inp.batch_size)
         except LLMError as exc:
             raise ApplicationError(str(exc), type="LLMError") from exc

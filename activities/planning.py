@@ -14,11 +14,14 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from tern.config import TernSettings
 from tern.control.limits import LimitsDatabase, LimitsDatabaseError
 from tern.llm.chat import LLMClient, LLMError, make_chat_provider
 from tern.models.planning import PlanDraft, PlanInput
 from tern.planning import REGISTRY, CapabilityRegistry, PlanningFailed, make_plan
+
+PLAN_HEARTBEAT_EVERY_S = 5.0  # the plan activity's heartbeat period (its timeout: workflows.planning)
 
 
 class PlanningActivities:
@@ -77,7 +80,8 @@ class PlanningActivities:
             raise ApplicationError(f"cannot validate plans: {exc}", type="InvalidLimits", non_retryable=True) from exc
         try:
             attempts = self.settings.plan_max_attempts
-            draft = await make_plan(self.llm(), self.registry, inp, limits, max_attempts=attempts)
+            async with heartbeating(PLAN_HEARTBEAT_EVERY_S):  # a worker that dies mid-plan is noticed in seconds
+                draft = await make_plan(self.llm(), self.registry, inp, limits, max_attempts=attempts)
         except PlanningFailed as exc:
             raise ApplicationError(str(exc), type="PlanInvalid", non_retryable=True) from exc
         except LLMError as exc:

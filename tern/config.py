@@ -61,6 +61,13 @@ class TernSettings(BaseSettings):
     ca_addr_list: str = Field("127.0.0.1", description="EPICS_CA_ADDR_LIST for the Channel Access client.")
     ca_auto_addr_list: bool = Field(False, description="EPICS_CA_AUTO_ADDR_LIST for the client.")
     ca_timeout_s: float = Field(2.0, gt=0, description="Connection and get timeout per channel, seconds.")
+    ca_unreachable_grace_s: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="How long a channel read or limits check keeps retrying channels that do not answer (an IOC or "
+        "gateway rebooting) before it reports them unreachable, seconds from its first attempt.",
+    )
     ca_max_concurrency: int = Field(
         8,
         ge=1,

@@ -33,7 +33,9 @@ def ask_settings(settings, tmp_path):
     limits[GHOST] = {"writable": False}
     path = tmp_path / "limits.json"
     path.write_text(json.dumps(limits))
-    return settings.model_copy(update={"limits_path": path, "llm_provider": "openai", "llm_model": "scripted"})
+    return settings.model_copy(  # no grace for silent channels: the ghost's read fails at once
+        update={"limits_path": path, "llm_provider": "openai", "llm_model": "scripted", "ca_unreachable_grace_s": 0.0}
+    )
 
 
 async def test_ask_plans_reads_and_answers_with_checked_citations(temporal_env, ask_settings) -> None:

@@ -293,34 +293,38 @@ async def test_cancelled_mid_put_still_records_the_write(settings) -> None:
     epics.caput(SLOW_SETPOINT, before, wait=True)
 
 
-async def test_channel_access_activities_raise_retryable_errors_when_nothing_answers(settings) -> None:
-    """An IOC that does not answer: the read and the limits check raise retryable errors (the workflow's retry
-    policy waits for the IOC) instead of returning a failed reading or a refusal at once."""
+async def test_channel_access_activities_wait_for_an_ioc_that_does_not_answer(settings) -> None:
+    """Within ``ca_unreachable_grace_s`` of the first attempt, a read with a silent channel and a limits check of a
+    silent channel raise retryable errors (the workflow's retry policy waits for the IOC); afterwards the read
+    returns the readings with their errors and the check refuses (channel_unreachable)."""
     import dataclasses
+    from datetime import UTC, datetime, timedelta
 
-    from activities.agent import PARTIAL_READ_ATTEMPTS
-    from activities.agent import AgentActivities as Acts
     from tern.models.activity_io import ChannelReadInput
 
-    acts = Acts(settings.model_copy(update={"ca_timeout_s": 0.3, "allow_unlisted_channels": True}))
-    env = ActivityEnvironment()
+    both = ChannelReadInput(run_id="r", step_id="s", channels=["TEST:NOBODY:HOME:RB", "SR:MAG:QFA:07:CURRENT:SP"])
+    check = WriteCheckInput(run_id="r", step_id="s", channel="SR:MAG:QFA:07:CURRENT:SP", value=350.0)
+    silent = check.model_copy(update={"channel": "TEST:NOBODY:HOME:SP"})
+    early = ActivityEnvironment()
+    early.info = dataclasses.replace(early.info, scheduled_time=datetime.now(UTC))
+    late = ActivityEnvironment()
+    late.info = dataclasses.replace(late.info, scheduled_time=datetime.now(UTC) - timedelta(seconds=61))
+    acts = AgentActivities(
+        settings.model_copy(
+            update={"ca_timeout_s": 0.3, "ca_unreachable_grace_s": 60.0, "allow_unlisted_channels": True}
+        )
+    )
     try:
-        with pytest.raises(ApplicationError, match="1 of 1 channels did not answer") as read_exc:
-            await env.run(
-                acts.read_channels, ChannelReadInput(run_id="r", step_id="s", channels=["TEST:NOBODY:HOME:RB"])
-            )
+        with pytest.raises(ApplicationError, match="1 of 2 channels did not answer") as read_exc:
+            await early.run(acts.read_channels, both)
         assert read_exc.value.type == "ChannelsUnreachable" and not read_exc.value.non_retryable
-        both = ChannelReadInput(run_id="r", step_id="s", channels=["TEST:NOBODY:HOME:RB", "SR:MAG:QFA:07:CURRENT:SP"])
-        with pytest.raises(ApplicationError, match="1 of 2 channels did not answer"):  # early attempts: retried
-            await env.run(acts.read_channels, both)
-        late = ActivityEnvironment()
-        late.info = dataclasses.replace(late.info, attempt=PARTIAL_READ_ATTEMPTS)
-        partial = await late.run(acts.read_channels, both)
-        assert [r.error is None for r in partial] == [False, True]  # later: the readings, with the error
         with pytest.raises(ApplicationError, match="cannot read the current value") as check_exc:
-            await env.run(
-                acts.check_write, WriteCheckInput(run_id="r", step_id="s", channel="TEST:NOBODY:HOME:SP", value=1.0)
-            )
+            await early.run(acts.check_write, silent)
         assert check_exc.value.type == "ChannelUnreachable" and not check_exc.value.non_retryable
+        partial = await late.run(acts.read_channels, both)
+        assert [r.error is None for r in partial] == [False, True]  # past the grace: the readings, with the error
+        refused = await late.run(acts.check_write, silent)
+        assert not refused.allowed and refused.violation == "channel_unreachable"
+        assert (await early.run(acts.check_write, check)).allowed  # a channel that answers is checked as usual
     finally:
         await acts.close()

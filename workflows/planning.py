@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
 
 PLANNER_PATCH = "llm-planner"  # runs started without a plan before the planner failed with NoPlan
 PLAN_TIMEOUT = timedelta(seconds=300)  # all attempts of one plan (each one LLM round trip)
+PLAN_HEARTBEAT_TIMEOUT = timedelta(seconds=30)  # the activity beats every 5 s: a dead worker is retried within 30 s
 PLAN_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(seconds=30),
@@ -64,6 +65,7 @@ class RunPlanner:
                 feedback=feedback,
             ),
             start_to_close_timeout=PLAN_TIMEOUT,
+            heartbeat_timeout=PLAN_HEARTBEAT_TIMEOUT,
             retry_policy=PLAN_RETRY,
             summary=f"plan ({cause})",
         )
