@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.approval import ApprovalMode, ApprovalRecord, ApprovalRequest, IgnoredDecision
+from tern.models.channels import ChannelHit
 from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
 from tern.models.limits import (
     MAX_APPROVAL_TIMEOUT_S,
@@ -56,6 +57,9 @@ class StepResult(BaseModel):
     status: StepStatus
     message: str = ""
     hits: list[LogbookHit] | None = None
+    channels: list[ChannelHit] | None = Field(
+        None, description="channel_find: the channels found, best first (name, score, description, units, writable)."
+    )
     readings: list[ChannelReading] | None = None
     check: LimitsCheck | None = None
     write: WriteRecord | None = None
