@@ -114,7 +114,6 @@ async def _import(settings: TernSettings, path: Path, records: list[Any], digest
         async with pool.acquire() as conn:
             counts = await store.upsert_channels(conn, records, source_name(path))
             await store.record_source(conn, source_name(path), digest, len(records))
-            await conn.execute("ANALYZE channels")
             return counts
     finally:
         await pool.close()

@@ -25,6 +25,7 @@ The bundled channel database (the limits database's channels) is loaded at first
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -52,24 +53,45 @@ HYBRID_CANDIDATES_MIN = 30  # each ranking fused by RRF contributes at least thi
 DESCRIPTION_WEIGHT = 0.4  # a term found only in the description counts this much of one in the name words
 TRIGRAM_THRESHOLD = 0.3  # pg_trgm similarity a typo-fallback hit must reach (0..1)
 
-_KEYWORD_SQL = """
-WITH t AS MATERIALIZED (
-    SELECT w, to_tsquery('simple', w) AS tq, to_tsquery('simple', w || ':A') AS tqa FROM unnest($1::text[]) AS w),
-n AS MATERIALIZED (SELECT greatest((SELECT reltuples FROM pg_class WHERE oid = 'channels'::regclass), 1)::float8 AS n),
-terms AS MATERIALIZED (
-    SELECT t.tq, t.tqa, ln(1 + greatest(n.n - d.df + 0.5, 0.5) / (d.df + 0.5)) AS idf
-    FROM t, n, LATERAL (SELECT count(*)::float8 AS df FROM channels c WHERE c.search @@ t.tq) d),
-anyq AS MATERIALIZED (SELECT coalesce(to_tsquery('simple', $2), ''::tsquery) AS q)
-SELECT c.name, c.description, c.units, c.writable,
-       (SELECT coalesce(sum(terms.idf * CASE WHEN c.search @@ terms.tqa THEN 1.0 ELSE %(dw)s END), 0)
-        FROM terms WHERE c.search @@ terms.tq)
-       + c.prior + CASE WHEN lower(c.name) = lower($3) OR lower($3) = ANY (SELECT lower(a) FROM unnest(c.aliases) a)
-                        THEN 1000 ELSE 0 END AS score
-FROM channels c, anyq
-WHERE c.search @@ anyq.q OR lower(c.name) = lower($3) OR c.aliases && ARRAY[$3]
-ORDER BY score DESC, c.name
-LIMIT $4
+_IDF_SQL = """
+SELECT w.word, coalesce(s.ndoc, 0) AS ndoc, (SELECT ndoc FROM channel_term_stats WHERE word = '') AS n
+FROM unnest($1::text[]) AS w(word) LEFT JOIN channel_term_stats s USING (word)
 """
+_EXACT_SQL = """
+SELECT c.name, c.description, c.units, c.writable, 1000 + c.prior AS score
+FROM channels c
+WHERE c.name = $1 OR c.name = upper($1) OR c.aliases @> ARRAY[$1]
+ORDER BY c.name
+LIMIT $2
+"""
+_RANK_SQL = """
+SELECT c.name, c.description, c.units, c.writable, {score} + c.prior AS score
+FROM channels c
+WHERE c.search @@ $1::tsquery
+ORDER BY score DESC, c.name
+LIMIT $2
+"""
+
+
+def idf(n: float, df: float) -> float:
+    """BM25's inverse document frequency, ln(1 + (n - df + 0.5) / (df + 0.5)) (Robertson and Zaragoza 2009)."""
+    return math.log(1 + max(n - df + 0.5, 0.5) / (df + 0.5))
+
+
+def score_sql(weights: Sequence[tuple[str, float]]) -> str:
+    """The keyword score of a channel ``c`` as one SQL expression: for each ``(word, idf)``, idf when the word
+    is among its name words (weight A), ``DESCRIPTION_WEIGHT`` * idf when only elsewhere, else 0. Words are
+    ``[a-z0-9]+`` (``tern.channels.naming.words``) and idfs floats, so writing them into the SQL is safe."""
+    parts = []
+    for word, w in weights:
+        if not word.isalnum() or not word.isascii():
+            raise ValueError(f"search word {word!r} is not alphanumeric")
+        parts.append(
+            f"CASE WHEN c.search @@ '{word}:A'::tsquery THEN {w!r} "
+            f"WHEN c.search @@ '{word}'::tsquery THEN {w * DESCRIPTION_WEIGHT!r} ELSE 0 END"
+        )
+    return "(" + " + ".join(parts) + ")"
+
 
 _TRIGRAM_SQL = """
 SELECT c.name, c.description, c.units, c.writable,
@@ -205,18 +227,26 @@ class ChannelFinder:
         return resp
 
     async def keyword(self, query: str, limit: int) -> list[ChannelHit]:
-        """Term-match ranking (module docstring), or the trigram fallback when no term matches."""
+        """An exact name or alias first, then the term-match ranking (module docstring); the trigram fallback
+        when neither finds anything. Three short statements: exact (indexed), word frequencies, ranking."""
         terms = query_terms(query)
+        text = query.strip()
         async with self._conn() as conn:
-            rows: Sequence[asyncpg.Record] = []
+            rows = list(await conn.fetch(_EXACT_SQL, text, limit))
             if terms:
-                sql = _KEYWORD_SQL % {"dw": DESCRIPTION_WEIGHT}
-                rows = await conn.fetch(sql, terms, " | ".join(terms), query.strip(), limit)
+                stats = await conn.fetch(_IDF_SQL, terms)
+                n = float(stats[0]["n"] or 1) if stats else 1.0
+                weights = [(r["word"], idf(n, float(r["ndoc"]))) for r in stats]
+                exact = {r["name"] for r in rows}
+                ranked = await conn.fetch(
+                    _RANK_SQL.format(score=score_sql(weights)), " | ".join(terms), limit + len(exact)
+                )
+                rows += [r for r in ranked if r["name"] not in exact]
             if not rows:
                 sql = _TRIGRAM_SQL % {"th": f"'{TRIGRAM_THRESHOLD}'"}
                 async with conn.transaction():
-                    rows = await conn.fetch(sql, query.strip(), limit)
-        return _hits(rows)
+                    rows = list(await conn.fetch(sql, text, limit))
+        return _hits(rows[:limit])
 
     async def semantic(self, query: str, limit: int) -> tuple[list[ChannelHit] | None, str]:
         """Nearest channels by embedding, or ``(None, why not)`` when semantic search is unavailable."""

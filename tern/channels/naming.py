@@ -164,6 +164,9 @@ ABBREVIATIONS = {
     "tripped": "fault",
     "interlocked": "interlock",
 }
+# Multi-word phrases replaced before the words are looked at: a magnet's "power supply" is the magnet's channels
+# (its current and status), not RF power.
+PHRASES = {"power supply": "magnet", "power supplies": "magnet"}
 NUMBER_WORDS = {
     "one": "1", "first": "1", "two": "2", "second": "2", "three": "3", "third": "3", "four": "4", "fourth": "4",
     "five": "5", "fifth": "5", "six": "6", "sixth": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
@@ -198,9 +201,12 @@ def words(text: str) -> list[str]:
 
 
 def query_terms(text: str) -> list[str]:
-    """The search terms of an operator's query: abbreviations expanded (``ABBREVIATIONS``), number words made
-    digits, stop words dropped, ``cav1`` split into ``cavity 1``, duplicates removed (order kept)."""
+    """The search terms of an operator's query: phrases replaced (``PHRASES``), abbreviations expanded
+    (``ABBREVIATIONS``), number words made digits, stop words dropped, ``cav1`` split into ``cavity 1``,
+    duplicates removed (order kept)."""
     raw = re.sub(r"([a-z])(\d)", r"\1 \2", text.lower())
+    for phrase, replacement in PHRASES.items():
+        raw = re.sub(rf"\b{phrase}\b", replacement, raw)
     expanded: list[str] = []
     for w in _TOKEN.findall(raw.replace("'", "")):
         w = NUMBER_WORDS.get(w, w)

@@ -159,7 +159,8 @@ def _row(rec: ChannelRecord, source: str) -> list[Any]:
 
 
 async def upsert_channels(conn: Conn, records: Sequence[ChannelRecord], source: str, batch: int = 5000) -> UpsertCounts:
-    """Insert or update ``records`` (by name) in one transaction; unchanged rows are left alone.
+    """Insert or update ``records`` (by name) in one transaction; unchanged rows are left alone. When anything
+    changed, the word statistics are refreshed (:func:`refresh_term_stats`).
 
     Raises ``ValueError`` when a name appears twice in ``records``.
     """
@@ -176,6 +177,8 @@ async def upsert_channels(conn: Conn, records: Sequence[ChannelRecord], source: 
             counts.added += res["added"]
             counts.updated += res["updated"]
     counts.unchanged = len(records) - counts.added - counts.updated
+    if counts.added or counts.updated:
+        await refresh_term_stats(conn)
     return counts
 
 
@@ -198,7 +201,6 @@ async def ensure_bundled(conn: Conn, limits_path: Path) -> UpsertCounts | None:
         records = bundled_records(limits_path)
         counts = await upsert_channels(conn, records, BUNDLED_SOURCE)
         await record_source(conn, BUNDLED_SOURCE, digest, len(records))
-        await conn.execute("ANALYZE channels")
         return counts
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOAD_LOCK)
@@ -213,6 +215,18 @@ async def record_source(conn: Conn, source: str, digest: str, n: int) -> None:
         digest,
         n,
     )
+
+
+async def refresh_term_stats(conn: Conn) -> None:
+    """Recompute ``channel_term_stats`` (each search word's document frequency, from ``ts_stat``) and the
+    planner statistics; call after changing ``channels`` (0.1 s at 100,000 channels)."""
+    async with conn.transaction():
+        await conn.execute("DELETE FROM channel_term_stats")
+        await conn.execute(
+            "INSERT INTO channel_term_stats (word, ndoc) SELECT word, ndoc FROM ts_stat('SELECT search FROM channels') "
+            "UNION ALL SELECT '', count(*) FROM channels"
+        )
+    await conn.execute("ANALYZE channels")
 
 
 async def count_channels(conn: Conn) -> int:

@@ -30,6 +30,14 @@ CREATE TABLE IF NOT EXISTS channels (
 CREATE INDEX IF NOT EXISTS channels_search ON channels USING gin (search);
 CREATE INDEX IF NOT EXISTS channels_name_trgm ON channels USING gin (name gin_trgm_ops);
 CREATE INDEX IF NOT EXISTS channels_path ON channels (path text_pattern_ops);
+CREATE INDEX IF NOT EXISTS channels_aliases ON channels USING gin (aliases);
+
+-- Document frequency of each search word (ts_stat of the search vectors), refreshed after every load or
+-- import (tern.channels.store.refresh_term_stats); the row with word '' holds the number of channels.
+CREATE TABLE IF NOT EXISTS channel_term_stats (
+    word  text PRIMARY KEY,
+    ndoc  int NOT NULL
+);
 
 -- What has been loaded: the bundled database's content hash (reloaded when it changes) and each import.
 CREATE TABLE IF NOT EXISTS channel_sources (
