@@ -226,3 +226,27 @@ async def test_fifty_concurrent_finds_on_one_pool(settings, pool) -> None:
     async with pool.acquire() as conn:
         assert await store.count_channels(conn) == 2908
         assert json.loads(json.dumps(await conn.fetchval("SELECT channels FROM channel_sources"))) == 2908
+
+
+async def test_worker_start_loads_the_bundled_database_and_a_changed_limits_file_reloads(
+    pool, pg_dsn, tmp_path
+) -> None:
+    from worker.main import load_channels
+
+    off = TernSettings(data_dir=tmp_path, database_url=pg_dsn, channels_load_bundled=False)
+    await load_channels(off, pool)
+    async with pool.acquire() as conn:
+        assert await store.count_channels(conn) == 0  # production: nothing bundled
+    limits = json.loads((DATA_DIR / "channel_limits.json").read_text())
+    path = tmp_path / "limits.json"
+    path.write_text(json.dumps(limits))
+    on = TernSettings(data_dir=tmp_path, database_url=pg_dsn, limits_path=path)
+    await load_channels(on, pool)  # what the worker does at start, so `tern up` leaves the database loaded
+    del limits["SR:RF:CAVITY:02:TUNER:SP"]
+    limits["SR:RF:CAVITY:01:TUNER:SP"]["writable"] = False
+    path.write_text(json.dumps(limits))
+    counts = await ChannelFinder(on, pool, embedder=None).ensure_loaded()
+    assert counts is not None and (counts.added, counts.updated) == (0, 1)
+    async with pool.acquire() as conn:
+        assert await store.count_channels(conn) == 2907
+        assert not await conn.fetchval("SELECT writable FROM channels WHERE name = 'SR:RF:CAVITY:01:TUNER:SP'")

@@ -189,7 +189,8 @@ def content_hash(path: Path) -> str:
 
 async def ensure_bundled(conn: Conn, limits_path: Path) -> UpsertCounts | None:
     """Load the bundled channel database (the limits database's channels) unless the same content is loaded
-    already; returns the counts, or None when nothing had to be done. Serialised by an advisory lock, so
+    already, removing bundled channels the limits database no longer lists; returns the counts, or None when
+    nothing had to be done. Serialised by an advisory lock, so
     concurrent first uses load once. Raises ``LimitsDatabaseError`` when the limits database does not load."""
     digest = content_hash(limits_path)
     if await conn.fetchval("SELECT content_hash FROM channel_sources WHERE source = $1", BUNDLED_SOURCE) == digest:
@@ -199,7 +200,15 @@ async def ensure_bundled(conn: Conn, limits_path: Path) -> UpsertCounts | None:
         if await conn.fetchval("SELECT content_hash FROM channel_sources WHERE source = $1", BUNDLED_SOURCE) == digest:
             return None
         records = bundled_records(limits_path)
+        gone = await conn.fetchval(
+            "WITH d AS (DELETE FROM channels WHERE source = $1 AND NOT name = ANY($2::text[]) RETURNING 1) "
+            "SELECT count(*) FROM d",
+            BUNDLED_SOURCE,
+            [r.name for r in records],
+        )
         counts = await upsert_channels(conn, records, BUNDLED_SOURCE)
+        if gone and not (counts.added or counts.updated):
+            await refresh_term_stats(conn)
         await record_source(conn, BUNDLED_SOURCE, digest, len(records))
         return counts
     finally:
