@@ -36,7 +36,7 @@ from tern.ariel.embeddings import EmbeddingError, EmbeddingProvider
 from tern.ariel.fusion import rrf_scores
 from tern.ariel.providers import CONFIGURED, configured_embedder
 from tern.channels import store
-from tern.channels.naming import query_terms, segment_description
+from tern.channels.naming import MAX_PRIOR, query_terms, segment_description
 from tern.config import TernSettings
 from tern.db import Conn
 from tern.models.channels import (
@@ -228,7 +228,15 @@ class ChannelFinder:
 
     async def keyword(self, query: str, limit: int) -> list[ChannelHit]:
         """An exact name or alias first, then the term-match ranking (module docstring); the trigram fallback
-        when neither finds anything. Three short statements: exact (indexed), word frequencies, ranking."""
+        when neither finds anything.
+
+        Statements: exact name or alias (indexed), word frequencies (``channel_term_stats``), then the ranking.
+        With two or more known words the ranking first scores only the channels matching at least two of them
+        (a tsquery of word pairs on the GIN index); when the k-th of those already beats anything a channel
+        matching one word could score (the largest idf plus ``MAX_PRIOR``), that is the answer, exactly as the
+        full ranking would give it (the MaxScore argument of Turtle and Flood, "Query evaluation: strategies
+        and optimizations", 1995). Otherwise every channel matching any word is scored.
+        """
         terms = query_terms(query)
         text = query.strip()
         async with self._conn() as conn:
@@ -236,11 +244,21 @@ class ChannelFinder:
             if terms:
                 stats = await conn.fetch(_IDF_SQL, terms)
                 n = float(stats[0]["n"] or 1) if stats else 1.0
-                weights = [(r["word"], idf(n, float(r["ndoc"]))) for r in stats]
+                weights = [(r["word"], idf(n, float(r["ndoc"]))) for r in stats if r["ndoc"]]
                 exact = {r["name"] for r in rows}
-                ranked = await conn.fetch(
-                    _RANK_SQL.format(score=score_sql(weights)), " | ".join(terms), limit + len(exact)
-                )
+                want = limit + len(exact)
+                ranked: Sequence[asyncpg.Record] = []
+                if weights:
+                    rank_sql = _RANK_SQL.format(score=score_sql(weights))
+                    known = [w for w, _ in weights]
+                    if len(known) >= 2:
+                        pairs = " | ".join(f"({a} & {b})" for i, a in enumerate(known) for b in known[i + 1 :])
+                        ranked = await conn.fetch(rank_sql, pairs, want)
+                        single_best = max(w for _, w in weights) + MAX_PRIOR
+                        if len(ranked) < want or float(ranked[-1]["score"]) <= single_best:
+                            ranked = []
+                    if not ranked:
+                        ranked = await conn.fetch(rank_sql, " | ".join(known), want)
                 rows += [r for r in ranked if r["name"] not in exact]
             if not rows:
                 sql = _TRIGRAM_SQL % {"th": f"'{TRIGRAM_THRESHOLD}'"}

@@ -179,6 +179,7 @@ STOPWORDS = frozenset(
 # (a measurement before its setpoint, those before flags and references; the storage ring before the injector).
 _SIGNAL_PRIOR = {"RB": 0.03, "FWD": 0.03, "REV": 0.03, "NET": 0.03, "X": 0.03, "Y": 0.03, "INST": 0.03, "SP": 0.02}
 _AREA_PRIOR = {"SR": 0.01}
+MAX_PRIOR = max(_SIGNAL_PRIOR.values()) + max(_AREA_PRIOR.values())  # the largest prior any channel has
 _REFERENCE_FIELDS = ("GOLDEN", "OFFSET")  # references and calibrations, not measurements
 _QUALIFIERS = ("FWD", "REV", "NET", "X", "Y")  # read before the quantity: "forward power", not "power forward"
 
