@@ -250,3 +250,17 @@ async def test_worker_start_loads_the_bundled_database_and_a_changed_limits_file
     async with pool.acquire() as conn:
         assert await store.count_channels(conn) == 2907
         assert not await conn.fetchval("SELECT writable FROM channels WHERE name = 'SR:RF:CAVITY:01:TUNER:SP'")
+
+
+async def test_maxscore_cut_ranks_exactly_as_the_full_ranking(finder: ChannelFinder, pool) -> None:
+    """The two-or-more-words pass must give the same top k as scoring every channel that matches any word."""
+    from tern.channels.finder import _IDF_SQL, _RANK_SQL, idf, score_sql
+
+    queries = ["beam current", "hcm 5 readback", "defocusing quadrupole 9 power supply fault", "cav 1 fwd pwr", "bpm"]
+    for query in queries:
+        terms = query_terms(query)
+        async with pool.acquire() as conn:
+            stats = await conn.fetch(_IDF_SQL, terms)
+            weights = [(r["word"], idf(float(r["n"]), float(r["ndoc"]))) for r in stats if r["ndoc"]]
+            full = await conn.fetch(_RANK_SQL.format(score=score_sql(weights)), " | ".join(w for w, _ in weights), 5)
+        assert [h.name for h in await finder.keyword(query, 5)] == [r["name"] for r in full], query
