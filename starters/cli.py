@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from starters.ariel_cli import app as ariel_app
+from starters.channels_cli import app as channels_app
 from starters.common import console, err, fail, hard_exit, load_settings, print_json, run_async
 from starters.demo import DEMO_OPERATOR
 from starters.sandbox_cli import app as sandbox_app
@@ -32,6 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(ariel_app, name="ariel")
+app.add_typer(channels_app, name="channels")
 app.add_typer(sandbox_app, name="sandbox")
 app.command()(verify)
 out = console()

@@ -223,6 +223,12 @@ class TernSettings(BaseSettings):
     )
     ariel_http_attempts: int = Field(5, ge=1, description="ALS HTTP ingestion: attempts per window request.")
     ariel_http_timeout_s: float = Field(30.0, gt=0, description="ALS HTTP ingestion: request timeout, seconds.")
+    # Channel finder
+    channels_load_bundled: bool = Field(
+        True,
+        description="Load the bundled channel database (the channels of limits_path, described from their names) "
+        "into PostgreSQL at first use; set false in production, where `tern channels import` loads yours.",
+    )
     # LLM (official openai / anthropic SDKs); none by default
     llm_provider: Literal["none", "openai", "anthropic"] = Field(
         "none",

@@ -55,7 +55,14 @@ def test_import_starters_cli_loads_no_heavy_module(no_stack: dict[str, str]) -> 
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["status", "--help"], ["ariel", "--help"], ["sandbox", "--help"], ["run", "--help"]],
+    [
+        ["--help"],
+        ["status", "--help"],
+        ["ariel", "--help"],
+        ["sandbox", "--help"],
+        ["run", "--help"],
+        ["channels", "--help"],
+    ],
     ids=" ".join,
 )
 def test_help_loads_no_heavy_module(no_stack: dict[str, str], args: list[str]) -> None:

@@ -212,6 +212,25 @@ def test_channels_from_must_name_earlier_steps() -> None:
     assert isinstance(step, ChannelReadStep) and step.channels_from == ["search"]
 
 
+def test_the_channel_finder_is_a_capability_the_planner_sees() -> None:
+    """channel_find is registered: in the prompt's capability list and JSON Schema, and a plan that finds channels
+    and then reads what it found validates; its result is summarised for the next LLM call with names and units."""
+    from tern.models import ChannelHit
+
+    assert "channel_find" in REGISTRY.kinds and "channel_find" in json.dumps(REGISTRY.plan_schema())
+    find = {"id": "find", "kind": "channel_find", "query": "cavity 1 reflected power", "limit": 3}
+    read = {"id": "read", "kind": "channel_read", "channels_from": ["find"]}
+    plan = REGISTRY.validate({"steps": [find, read, ANSWER]}, LIMITS)
+    assert [s.kind for s in plan.steps] == ["channel_find", "channel_read", "respond"]
+    found = StepResult(
+        step_id="find",
+        kind="channel_find",
+        status="completed",
+        channels=[ChannelHit(name="SR:RF:CAVITY:01:POWER:REV", score=2.0, description="reflected power", units="kW")],
+    )
+    assert REGISTRY.summarise(found).endswith(": SR:RF:CAVITY:01:POWER:REV (reflected power, kW)")
+
+
 async def test_debug_logging_writes_neither_prompt_nor_key(caplog) -> None:
     secret_question = QUESTION.model_copy(update={"question": "the-secret-question-text"})
     with caplog.at_level(logging.DEBUG):

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities.agent import AgentActivities
 from activities.approval import ApprovalActivities, policy_source
 from activities.ariel import ariel_activities
+from activities.channels import ChannelActivities
 from activities.planning import PlanningActivities
 from activities.sandbox import SandboxActivities
 from tern.config import TernSettings
@@ -57,6 +58,7 @@ def build_worker(
         *ApprovalActivities(settings, agent.pool).all(),
         *SandboxActivities(settings, pool).all(),
         *ariel_activities(settings, pool),
+        *ChannelActivities(settings, pool).all(),
         *PlanningActivities(settings).all(),
     ]
     overrides = dict(overrides or {})
@@ -146,12 +148,29 @@ async def reap_sandbox_periodically(settings: TernSettings, stop: asyncio.Event)
             log.warning("sandbox reaper pass failed: %s", exc)
 
 
+async def load_channels(settings: TernSettings, pool: asyncpg.Pool) -> None:
+    """Load the bundled channel database now (``channels_load_bundled``), so that ``tern up`` leaves it ready; a
+    failure is logged and left to the first ``channel_find`` step to report."""
+    from tern.channels.finder import ChannelFinder
+    from tern.control.limits import LimitsDatabaseError
+
+    try:
+        counts = await ChannelFinder(settings, pool, embedder=None).ensure_loaded()
+    except LimitsDatabaseError as exc:
+        log.warning("bundled channel database not loaded: %s", exc)
+        return
+    if counts is not None:
+        log.info("bundled channel database loaded: %d added, %d updated", counts.added, counts.updated)
+
+
 async def run_worker(settings: TernSettings, stop: asyncio.Event | None = None) -> None:
-    """Reap sandbox orphans, connect, migrate the database, and poll until ``stop`` is set (or SIGINT/SIGTERM),
-    reaping sandbox containers past their deadline every ``sandbox_reap_period_s`` meanwhile."""
+    """Reap sandbox orphans, connect, migrate the database, load the bundled channel database, and poll until
+    ``stop`` is set (or SIGINT/SIGTERM), reaping sandbox containers past their deadline every
+    ``sandbox_reap_period_s`` meanwhile."""
     configure_environment(settings.ca_environment())
     await asyncio.to_thread(reap_sandbox_orphans, settings)
     pool = await create_pool(settings.dsn)
+    await load_channels(settings, pool)
     client = await connect(settings)
     await check_search_attributes(client)
     check_approval_policy(settings)

@@ -29,6 +29,7 @@ from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATU
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
+    from activities.channels import ChannelActivities
     from tern.approval.render import finished_markdown, step_markdown
     from tern.models import (
         AgentRunRequest,
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         AgentRunStatus,
         ApprovalRecord,
         AuditEvent,
+        ChannelFindStep,
         ChannelReadStep,
         ControlWriteStep,
         LogbookSearchStep,
@@ -48,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         WriteRecord,
     )
     from tern.models.activity_io import (
+        ChannelFindInput,
         ChannelReadInput,
         ComposeInput,
         LogbookSearchInput,
@@ -60,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
 
 # Timeouts and retry policies (named, next to the workflow that uses them).
 LOGBOOK_SEARCH_TIMEOUT = timedelta(seconds=60)
+CHANNEL_FIND_TIMEOUT = timedelta(minutes=5)  # the first semantic find embeds every channel description
 CHANNEL_READ_TIMEOUT = timedelta(seconds=30)
 WRITE_CHECK_TIMEOUT = timedelta(seconds=30)
 WRITE_TIMEOUT = timedelta(seconds=60)
@@ -119,6 +123,7 @@ class AgentRunWorkflow(ApprovalHandlers):
         self._planner: RunPlanner | None = None  # set for runs started without a plan
         self._handlers: dict[str, Callable[[Any], Awaitable[StepResult]]] = {
             "logbook_search": self._logbook,
+            "channel_find": self._find_channels,
             "channel_read": self._read,
             "python": self._python,
             "control_write": self._control_write,
@@ -264,8 +269,25 @@ class AgentRunWorkflow(ApprovalHandlers):
             message=f"{len(found.hits)} entries{note}",
         )
 
+    async def _find_channels(self, step: ChannelFindStep) -> StepResult:
+        found = await workflow.execute_activity_method(
+            ChannelActivities.find_channels,
+            ChannelFindInput(run_id=self._run_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode),
+            start_to_close_timeout=CHANNEL_FIND_TIMEOUT,
+            retry_policy=READ_RETRY,
+            summary=f"find channels ({step.mode}): {step.query[:80]}",
+        )
+        note = f" ({found.notice})" if found.notice else ""
+        return StepResult(
+            step_id=step.id,
+            kind=step.kind,
+            status="completed",
+            channels=found.hits,
+            message=f"{len(found.hits)} channels{note}",
+        )
+
     async def _read(self, step: ChannelReadStep) -> StepResult:
-        found = [c for s in self._steps if s.step_id in step.channels_from for c in s.channels or []]
+        found = [c.name for s in self._steps if s.step_id in step.channels_from for c in s.channels or []]
         channels = list(dict.fromkeys([*step.channels, *found]))[:MAX_READ_CHANNELS]
         if not channels:
             return StepResult(

@@ -49,6 +49,12 @@ def compose(inp: ComposeInput) -> ComposedAnswer:
                     retrieved.add(h.entry_id)
             else:
                 lines.append("No logbook entries matched the search.")
+        if step.channels is not None:
+            if step.channels:
+                lines.append(f"Channels found (step {step.step_id}):")
+                lines += [f"- {c.name}: {c.description}" for c in step.channels[:10]]
+            else:
+                lines.append(f"No channel matched (step {step.step_id}).")
         if step.readings:
             lines.append("Channel readings:")
             for r in step.readings:

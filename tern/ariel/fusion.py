@@ -4,9 +4,25 @@ counted from 1, k = 60 by default."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 from tern.models import LogbookHit
+
+K = TypeVar("K", bound=Hashable)
+
+
+def rrf_scores(rankings: Sequence[Sequence[K]], k: int = 60) -> list[tuple[K, float]]:
+    """Fuse ranked lists of ids by RRF: ``(id, score)`` best first; ties keep first-seen order. ``k`` must be
+    positive (``ValueError``). The channel finder fuses channel names with it; :func:`rrf` fuses logbook hits."""
+    if k <= 0:
+        raise ValueError(f"RRF k must be positive, got {k}")
+    scores: dict[K, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking, start=1):
+            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+    order = {key: i for i, key in enumerate(scores)}
+    return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
 
 
 def rrf(rankings: Sequence[Sequence[LogbookHit]], k: int = 60, limit: int | None = None) -> list[LogbookHit]:

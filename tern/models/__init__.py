@@ -6,10 +6,12 @@ embed live here too (``tern.models.execution``, ``tern.models.code_policy``).
 
 from tern.models.approval import ApprovalKind, ApprovalRecord, ApprovalRequest, Decision, IgnoredDecision
 from tern.models.audit import AuditEvent, AuditKind
+from tern.models.channels import ChannelFindResponse, ChannelHit, HierarchyNode
 from tern.models.control import ChannelReading, LimitsCheck, Verification, VerificationLevel, WriteRecord
 from tern.models.logbook import LogbookHit, SearchMode, SearchResponse
 from tern.models.plan import (
     STEP_KINDS,
+    ChannelFindStep,
     ChannelReadStep,
     ControlWriteStep,
     LogbookSearchStep,
@@ -30,10 +32,14 @@ __all__ = [
     "ApprovalRequest",
     "AuditEvent",
     "AuditKind",
+    "ChannelFindResponse",
+    "ChannelFindStep",
+    "ChannelHit",
     "ChannelReadStep",
     "ChannelReading",
     "ControlWriteStep",
     "Decision",
+    "HierarchyNode",
     "IgnoredDecision",
     "LimitsCheck",
     "LogbookHit",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from tern.models.channels import ChannelFindMode
 from tern.models.logbook import SearchMode
 from tern.models.planning import LLMUsage
 from tern.models.run import StepResult
@@ -15,6 +16,16 @@ class LogbookSearchInput(BaseModel):
     query: str
     limit: int = 5
     mode: SearchMode = "hybrid"
+
+
+class ChannelFindInput(BaseModel):
+    """Find channels by description (``channel_find`` step)."""
+
+    run_id: str
+    step_id: str
+    query: str
+    limit: int = 5
+    mode: ChannelFindMode = "keyword"
 
 
 class ChannelReadInput(BaseModel):

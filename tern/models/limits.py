@@ -17,6 +17,12 @@ MAX_QUERY_CHARS = 4000
 MAX_SEARCH_QUERY_CHARS = 2000
 """A logbook search query (``tern ariel search``, a ``logbook_search`` step, the ARIEL API), in characters."""
 
+MAX_CHANNEL_QUERY_CHARS = 500
+"""A channel-finder query (``tern channels find``, a ``channel_find`` step), in characters."""
+
+MAX_CHANNEL_FILE_BYTES = 200_000_000
+"""A file given to ``tern channels import``, in bytes (a ChannelFinder export of a few hundred thousand channels)."""
+
 MAX_USER_CHARS = 200
 """A user or approver name, in characters."""
 

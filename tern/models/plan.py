@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tern.models.limits import MAX_SEARCH_QUERY_CHARS
+from tern.models.channels import ChannelFindMode
+from tern.models.limits import MAX_CHANNEL_QUERY_CHARS, MAX_SEARCH_QUERY_CHARS
 
 ChannelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_:.\-\[\]{}$]+$")]
 
@@ -26,6 +27,19 @@ class LogbookSearchStep(_Step):
     limit: int = Field(5, ge=1, le=100)
     mode: Literal["keyword", "semantic", "hybrid", "rag"] = Field(
         "hybrid", description="ARIEL search mode; without embeddings, semantic parts degrade to keyword search."
+    )
+
+
+class ChannelFindStep(_Step):
+    """Find channels by description ("cavity 1 forward power") in the channel database; the result
+    (``StepResult.channels``) is a ranked list of names with scores and descriptions, which a later step can take
+    as "the channels step X found"."""
+
+    kind: Literal["channel_find"] = "channel_find"
+    query: str = Field(min_length=1, max_length=MAX_CHANNEL_QUERY_CHARS)
+    limit: int = Field(5, ge=1, le=100, description="The most channels returned.")
+    mode: ChannelFindMode = Field(
+        "keyword", description="Channel-finder mode; without embeddings, semantic parts degrade to keyword search."
     )
 
 
@@ -114,9 +128,10 @@ class RespondStep(_Step):
 
 
 Step = Annotated[
-    LogbookSearchStep | ChannelReadStep | ControlWriteStep | PythonStep | RespondStep, Field(discriminator="kind")
+    LogbookSearchStep | ChannelFindStep | ChannelReadStep | ControlWriteStep | PythonStep | RespondStep,
+    Field(discriminator="kind"),
 ]
-STEP_KINDS = ("logbook_search", "channel_read", "control_write", "python", "respond")
+STEP_KINDS = ("logbook_search", "channel_find", "channel_read", "control_write", "python", "respond")
 
 
 class Plan(BaseModel):

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.approval import ApprovalMode, ApprovalRecord, ApprovalRequest, IgnoredDecision
+from tern.models.channels import ChannelHit
 from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
 from tern.models.limits import (
     MAX_APPROVAL_TIMEOUT_S,
@@ -64,10 +65,12 @@ class StepResult(BaseModel):
     status: StepStatus
     message: str = ""
     hits: list[LogbookHit] | None = None
-    readings: list[ChannelReading] | None = None
-    channels: list[str] | None = Field(
-        None, description="Channel names the step found (a channel finder), read by later steps' channels_from."
+    channels: list[ChannelHit] | None = Field(
+        None,
+        description="channel_find: the channels found, best first (name, score, description, units, writable); "
+        "a later channel_read step reads them through its channels_from.",
     )
+    readings: list[ChannelReading] | None = None
     check: LimitsCheck | None = None
     write: WriteRecord | None = None
     python: PythonStepOutcome | None = None

@@ -6,7 +6,14 @@ A new capability is one module with a :class:`~tern.planning.registry.Capability
 
 from __future__ import annotations
 
-from tern.models.plan import ChannelReadStep, ControlWriteStep, LogbookSearchStep, PythonStep, RespondStep
+from tern.models.plan import (
+    ChannelFindStep,
+    ChannelReadStep,
+    ControlWriteStep,
+    LogbookSearchStep,
+    PythonStep,
+    RespondStep,
+)
 from tern.models.run import StepResult
 from tern.planning.registry import Capability, CapabilityRegistry
 
@@ -33,6 +40,15 @@ def _readings(r: StepResult) -> str:
     )
 
 
+def _found(r: StepResult) -> str:
+    if not r.channels:
+        return r.message or "no channels found"
+    return "; ".join(
+        f"{c.name} ({c.description}{', ' + c.units if c.units else ''}{', writable' if c.writable else ''})"
+        for c in r.channels
+    )
+
+
 def _python(r: StepResult) -> str:
     py = r.python
     if py is None or py.execution is None or py.status != "completed":
@@ -56,6 +72,15 @@ LOGBOOK_SEARCH = Capability(
     step_model=LogbookSearchStep,
     summarise=_hits,
     example={"id": "search", "kind": "logbook_search", "query": "RF cavity 1 trip", "limit": 5},
+)
+CHANNEL_FIND = Capability(
+    kind="channel_find",
+    description="Find control-system channels by a description in plain words ('cavity 1 forward power', 'beam "
+    "current'); returns channel names ranked with their descriptions and units. A later channel_read takes them "
+    "with 'channels_from': [this step's id]. Parameters: query, limit (1-100), mode (keyword|semantic|hybrid).",
+    step_model=ChannelFindStep,
+    summarise=_found,
+    example={"id": "find", "kind": "channel_find", "query": "cavity 1 reflected power", "limit": 5},
 )
 CHANNEL_READ = Capability(
     kind="channel_read",
@@ -105,7 +130,7 @@ RESPOND = Capability(
 
 def default_registry() -> CapabilityRegistry:
     """A registry holding the built-in capabilities (a fresh object: callers may register more)."""
-    return CapabilityRegistry([LOGBOOK_SEARCH, CHANNEL_READ, PYTHON, CONTROL_WRITE, RESPOND])
+    return CapabilityRegistry([LOGBOOK_SEARCH, CHANNEL_FIND, CHANNEL_READ, PYTHON, CONTROL_WRITE, RESPOND])
 
 
 REGISTRY = default_registry()
