@@ -253,11 +253,13 @@ def hits_json(resp: SearchResponse) -> list[dict[str, Any]]:
 def search_json(resp: SearchResponse) -> dict[str, Any]:
     """``tern ariel search --json``: ``query``, ``mode`` (asked), ``mode_used`` (what ran), ``notice`` (why they
     differ, or ""), ``answer``, ``citations`` and ``invalid_citations`` (RAG only; citations are entry ids), and
-    ``hits`` (see :func:`hits_json`)."""
+    ``hits`` (see :func:`hits_json`); ``embedding_model``: the model whose vectors ranked the semantic part ("" when
+    none did)."""
     return {
         "query": resp.query,
         "mode": resp.mode,
         "mode_used": resp.mode_used,
+        "embedding_model": resp.embedding_model,
         "notice": resp.notice,
         "answer": resp.answer,
         "citations": resp.citations,

