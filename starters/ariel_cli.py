@@ -268,7 +268,34 @@ def search_json(resp: SearchResponse) -> dict[str, Any]:
     }
 
 
+async def _search_api(url: str, query: str, mode: str, limit: int, filters: Any) -> SearchResponse | None:
+    """The search through the ARIEL API at ``url`` (``POST /search``); None, with a note, when it does not
+    answer. A 400 (bad query) exits 2 with the API's message; another error status exits 1."""
+    import httpx
+
+    from tern.models import SearchResponse
+
+    body = {"query": query, "mode": mode, "limit": limit, "filters": filters.model_dump(mode="json")}
+    try:
+        async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=60) as http:
+            r = await http.post("/search", json=body)
+    except httpx.TransportError as exc:
+        err.print(f"note: the ARIEL API at {url} (TERN_ARIEL_API_URL) does not answer ({exc!r}); searching here")
+        return None
+    if r.status_code == 400:
+        fail(str(r.json().get("detail", r.text)))
+    if r.status_code != 200:
+        fail(f"the ARIEL API at {url} answered {r.status_code}: {r.text[:500]}", 1)
+    return SearchResponse.model_validate(r.json())
+
+
 async def _search(settings: TernSettings, query: str, mode: str, limit: int, filters: Any) -> SearchResponse:
+    """Through the ARIEL API when ``settings.ariel_api_url`` is set (no model in this process), otherwise here:
+    the embedding runtime loads only for modes that need it (keyword search loads none)."""
+    if settings.ariel_api_url:
+        resp = await _search_api(settings.ariel_api_url, query, mode, limit, filters)
+        if resp is not None:
+            return resp
     from tern.ariel.query import QueryError
     from tern.ariel.service import search
 

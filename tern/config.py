@@ -177,6 +177,12 @@ class TernSettings(BaseSettings):
     opensearch_index: str = Field(
         "tern-ariel", description="Alias searched by ARIEL; concrete indices are named '<alias>-<version>'."
     )
+    ariel_api_url: str | None = Field(
+        None,
+        description="Base URL of a running ARIEL API (`tern ariel serve`), e.g. http://127.0.0.1:8765: `tern ariel "
+        "search` then goes through it and loads no model (falling back to searching itself, with a note, when it "
+        "does not answer). Unset: the CLI searches itself, loading the embedding runtime on first use.",
+    )
     opensearch_timeout_s: float = Field(30.0, gt=0, description="OpenSearch request timeout, seconds.")
     embedding_provider: Literal["none", "onnx", "sentence-transformers", "openai"] = Field(
         "onnx",
