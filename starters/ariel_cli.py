@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 
     from tern.config import TernSettings
     from tern.models import SearchResponse
-    from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult
+    from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult, ReembedProgress, ReembedResult
 
-app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, serve.", no_args_is_help=True)
+app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, serve, reembed.", no_args_is_help=True)
 err = console(stderr=True)
 out = console()
 
@@ -233,6 +233,95 @@ def ingest(
     except typer.Exit as exc:
         hard_exit(exc.exit_code)
     hard_exit(0)
+
+
+PROVIDERS = ("onnx", "sentence-transformers", "openai")  # tern.models.ariel.EmbeddingProviderName
+
+
+def reembed_workflow_id(provider: str, model: str) -> str:
+    """One workflow id per (provider, model): re-running the command while a re-embed runs attaches to it."""
+    import re
+
+    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")[:40]
+    return f"ariel-reembed-{provider}-{slug}-{hashlib.sha1(model.encode()).hexdigest()[:8]}"
+
+
+async def _reembed(settings: TernSettings, provider: str, model: str, batch_size: int, show: bool) -> ReembedResult:
+    from temporalio.client import WorkflowFailureError
+    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+    from tern.models.ariel import ReembedRequest
+    from workflows.logbook_reembed import LogbookReembedWorkflow
+
+    client = await _connect(settings)
+    wf_id = reembed_workflow_id(provider, model)
+    req = ReembedRequest(provider=provider, model=model, batch_size=batch_size)
+    handle = await client.start_workflow(
+        LogbookReembedWorkflow.run,
+        req,
+        id=wf_id,
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    if show:
+        err.print(f"workflow {wf_id}: {settings.run_url(wf_id)}")
+    result_task = asyncio.ensure_future(handle.result())
+    with _progress_bar() as bar:
+        task = bar.add_task("re-embedding", total=None, info="", visible=show)
+        while not result_task.done():
+            try:
+                p: ReembedProgress = await handle.query(LogbookReembedWorkflow.progress)
+                done = None if p.total is None or p.remaining is None else p.total - p.remaining
+                bar.update(task, total=p.total, completed=done or 0, description=p.phase, info=p.stored_as)
+            except Exception:
+                pass
+            await asyncio.wait([result_task], timeout=0.3)
+    try:
+        return result_task.result()
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        fail(f"re-embedding failed: {getattr(cause, 'cause', None) or cause or exc}", code=1)
+
+
+@app.command()
+def reembed(
+    model: Annotated[str, typer.Option("--model", help="Model name, as TERN_EMBEDDING_MODEL.")],
+    provider: Annotated[
+        str, typer.Option("--provider", help=f"One of: {', '.join(PROVIDERS)} (as TERN_EMBEDDING_PROVIDER).")
+    ] = "onnx",
+    batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Entries per embedding call.")] = 64,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Embed every stored entry with another model (LogbookReembedWorkflow on the worker; resumable: entries
+    that already have a vector of the model are skipped). Search uses the configured model's vectors only:
+    set TERN_EMBEDDING_PROVIDER and TERN_EMBEDDING_MODEL to the new ones when it is done."""
+    if provider not in PROVIDERS:
+        fail(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
+    if not model.strip():
+        fail("--model is empty")
+    settings = load_settings()
+    try:
+        result = asyncio.run(_reembed(settings, provider, model.strip(), batch_size, not as_json))
+    except typer.Exit as exc:
+        hard_exit(exc.exit_code)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        out.print(
+            f"{result.embedded} entries embedded with {result.provider}/{result.model} (stored as "
+            f"{result.stored_as}); {result.total - result.remaining} of {result.total} entries have its vectors",
+            markup=False,
+            highlight=False,
+        )
+        if (settings.embedding_provider, settings.embedding_model) != (result.provider, result.model):
+            out.print(
+                f"search uses {settings.embedding_provider}/{settings.embedding_model} until you set "
+                f"TERN_EMBEDDING_PROVIDER={result.provider} TERN_EMBEDDING_MODEL={result.model}",
+                markup=False,
+                highlight=False,
+            )
+    hard_exit(0 if result.remaining == 0 else 1)
 
 
 def hits_json(resp: SearchResponse) -> list[dict[str, Any]]:

@@ -1,8 +1,14 @@
 """The ARIEL search service: one entry point for keyword, semantic, hybrid and RAG search on any backend.
 
-Degradation is explicit, never an error: semantic and hybrid search without an embedding provider, without
-stored embeddings, or with a failing embedding endpoint answer with keyword search and say why in
-``SearchResponse.notice``; RAG without an LLM (or with a failing one) answers with the hybrid hits.
+Degradation is explicit, never an error: semantic and hybrid search without an embedding provider, with a
+provider that cannot load (model package missing, unknown model name), without stored vectors of the
+provider's model, with stored vectors of another dimension under its name, or with a failing embedding
+endpoint answer with keyword search and say why in ``SearchResponse.notice``, naming the setting and the fix;
+RAG without an LLM (or with a failing one) answers with the hybrid hits.
+
+Vectors of different models are never mixed: a query embedded with model X is compared with the vectors
+stored under X only (one table per model, ``tern.ariel.store``); when X has none but other models do, the
+notice says so and names the fix, ``tern ariel reembed``.
 """
 
 from __future__ import annotations
@@ -77,6 +83,11 @@ class ArielService:
             return None, f"embedding provider unavailable ({exc})", ""
         if emb is None:
             return None, "no embedding provider is configured (TERN_EMBEDDING_PROVIDER=none)", ""
+        stored = await self._stored_models()
+        if emb.model not in stored:
+            return None, self._not_stored(emb.model, stored), ""
+        if emb.dim and stored[emb.model] != emb.dim:
+            return None, str(store.DimensionMismatch(emb.model, stored[emb.model], emb.dim)), ""
         try:
             [vec] = await emb.embed([text])
         except EmbeddingError as exc:
@@ -87,6 +98,23 @@ class ArielService:
         if hits is None:
             return None, f"no embeddings of model {emb.model!r} are stored yet (run ingestion with enhancement)", ""
         return hits, "", emb.model
+
+    async def _stored_models(self) -> dict[str, int]:
+        if isinstance(self.db, asyncpg.Pool):
+            async with self.db.acquire() as conn:
+                return await store.embedding_models(conn)
+        return await store.embedding_models(self.db)
+
+    def _not_stored(self, model: str, stored: dict[str, int]) -> str:
+        """Why there is nothing to compare a query vector of ``model`` with, and the fix."""
+        fix = (
+            f"run `tern ariel reembed --model {self.settings.embedding_model} --provider "
+            f"{self.settings.embedding_provider}` to embed the stored entries with it"
+        )
+        if not stored:
+            return f"no embeddings of model {model!r} are stored yet (run ingestion with enhancement, or {fix})"
+        others = ", ".join(f"{m!r} ({d} dims)" for m, d in stored.items())
+        return f"no embeddings of model {model!r} are stored, only of {others}, and models are never mixed: {fix}"
 
     async def _hybrid(self, text: str, filters: SearchFilters, limit: int) -> tuple[list[LogbookHit], str, str]:
         """``(RRF of keyword and semantic rankings, "", model)``; keyword alone with why when semantic is

@@ -150,7 +150,7 @@ async def test_cli_search_goes_through_the_api_when_one_is_configured(loaded_poo
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 (uvicorn sets a flag, it has no event)
             await asyncio.sleep(0.05)
         env = {
             "TERN_DATABASE_URL": pg_dsn,
