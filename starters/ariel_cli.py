@@ -369,7 +369,7 @@ async def _search_api(url: str, query: str, mode: str, limit: int, filters: Any)
         async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=60) as http:
             r = await http.post("/search", json=body)
     except httpx.TransportError as exc:
-        err.print(f"note: the ARIEL API at {url} (TERN_ARIEL_API_URL) does not answer ({exc!r}); searching here")
+        err.print(f"note: the ARIEL API at {url} does not answer ({exc!r}); searching here", markup=False)
         return None
     if r.status_code == 400:
         fail(str(r.json().get("detail", r.text)))
@@ -378,11 +378,23 @@ async def _search_api(url: str, query: str, mode: str, limit: int, filters: Any)
     return SearchResponse.model_validate(r.json())
 
 
+def stack_api_url(settings: TernSettings) -> str | None:
+    """The embedded stack's ARIEL API (``tern up``'s ``ariel`` component) when its PID file exists and its port
+    answers, else None (a cheap check: a file and one loopback connect)."""
+    from tern.embedded.net import port_in_use
+
+    pidfile = Path(settings.data_dir).expanduser() / "run" / "ariel.pid"
+    if pidfile.exists() and port_in_use(settings.ariel_api_port):
+        return f"http://127.0.0.1:{settings.ariel_api_port}"
+    return None
+
+
 async def _search(settings: TernSettings, query: str, mode: str, limit: int, filters: Any) -> SearchResponse:
-    """Through the ARIEL API when ``settings.ariel_api_url`` is set (no model in this process), otherwise here:
-    the embedding runtime loads only for modes that need it (keyword search loads none)."""
-    if settings.ariel_api_url:
-        resp = await _search_api(settings.ariel_api_url, query, mode, limit, filters)
+    """Through the ARIEL API (``settings.ariel_api_url``, else the embedded stack's when it runs): no model in
+    this process. Otherwise here: the embedding runtime loads only for modes that need it (keyword: none)."""
+    url = settings.ariel_api_url or stack_api_url(settings)
+    if url:
+        resp = await _search_api(url, query, mode, limit, filters)
         if resp is not None:
             return resp
     from tern.ariel.query import QueryError

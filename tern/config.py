@@ -179,9 +179,15 @@ class TernSettings(BaseSettings):
     )
     ariel_api_url: str | None = Field(
         None,
-        description="Base URL of a running ARIEL API (`tern ariel serve`), e.g. http://127.0.0.1:8765: `tern ariel "
+        description="Base URL of a running ARIEL API (`tern ariel serve`), e.g. http://host:8765: `tern ariel "
         "search` then goes through it and loads no model (falling back to searching itself, with a note, when it "
-        "does not answer). Unset: the CLI searches itself, loading the embedding runtime on first use.",
+        "does not answer). Unset: the embedded stack's API when `tern up` runs it (ariel_api_port), else the CLI "
+        "searches itself, loading the embedding runtime on first use.",
+    )
+    ariel_api_port: int = Field(
+        8765,
+        description="TCP port of the ARIEL API that `tern up` starts on 127.0.0.1; `tern ariel search` sends "
+        "searches there while it runs (no model loaded in the CLI).",
     )
     opensearch_timeout_s: float = Field(30.0, gt=0, description="OpenSearch request timeout, seconds.")
     embedding_provider: Literal["none", "onnx", "sentence-transformers", "openai"] = Field(

@@ -30,6 +30,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory):
         "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "TERN_TEMPORAL_UI_PORT": str(free_port()),
         "TERN_CA_SERVER_PORT": str(free_port()),
+        "TERN_ARIEL_API_PORT": str(free_port()),
         "TERN_TASK_QUEUE": "cli-demo",
     }
     yield env
@@ -68,7 +69,19 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_bac
         "temporal": "running",
         "sim": "running",
         "worker": "running",
+        "ariel": "running",
     }
+    # tern ariel search goes through the stack's ARIEL API: hybrid, without loading the runtime in the CLI.
+    found = tern(
+        {**stack_env, "PYTHONPROFILEIMPORTTIME": "1"}, "ariel", "search", "cavity trip", "-m", "hybrid", "--json"
+    )
+    assert found.returncode == 0, found.stderr[-3000:]
+    assert (json.loads(found.stdout)["mode_used"], json.loads(found.stdout)["embedding_model"]) == (
+        "hybrid",
+        "all-MiniLM-L6-v2-int8",
+    )
+    imported = {ln.split("|")[-1].strip() for ln in found.stderr.splitlines() if ln.startswith("import time:")}
+    assert "tern.config" in imported and imported & {"onnxruntime", "tokenizers", "tern.ariel.service"} == set()
 
 
 def assert_family_url_lists_the_run(env: dict[str, str], url: str, run_id: str) -> None:

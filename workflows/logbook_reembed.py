@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
 
 # Timeouts and retry policies (named, next to the workflow that uses them).
 REEMBED_STEP_TIMEOUT = timedelta(minutes=30)
-REEMBED_HEARTBEAT = timedelta(minutes=1)
+REEMBED_HEARTBEAT = timedelta(seconds=20)  # the activity beats every 5 s; a killed worker is noticed in 20
 REEMBED_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,

@@ -40,7 +40,7 @@ from tern.embedded.supervise import SupervisorState
 from tern.embedded.temporal_cli import TemporalCliMissing, serving, temporal_bin, workflow_pollers_since
 from tern.models.search_attributes import NAMES as SEARCH_ATTRIBUTES
 
-COMPONENTS = ("postgres", "temporal", "sim", "worker")
+COMPONENTS = ("postgres", "temporal", "sim", "worker", "ariel")
 ComponentState = Literal["running", "stopped", "dead", "starting"]
 WORKER_GRACE_S = 15.0  # the supervisor waits this long for a stopping worker to drain (worker.main: 10 s)
 
@@ -102,6 +102,7 @@ class EmbeddedStack:
             "temporal": self._start_temporal,
             "sim": self._start_sim,
             "worker": self._start_worker,
+            "ariel": self._start_ariel,
         }
 
     # -- bookkeeping ---------------------------------------------------------------------------------
@@ -111,7 +112,12 @@ class EmbeddedStack:
     def _log(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
-    _MARKERS = {"temporal": "start-dev", "sim": "tern.sim", "worker": "tern.embedded.supervise"}
+    _MARKERS = {
+        "temporal": "start-dev",
+        "sim": "tern.sim",
+        "worker": "tern.embedded.supervise",
+        "ariel": "tern.ariel.api",
+    }
 
     def _state_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.state.json"
@@ -144,6 +150,8 @@ class EmbeddedStack:
             return host or "127.0.0.1", int(port)
         if name == "sim":
             return "127.0.0.1", s.ca_server_port
+        if name == "ariel":
+            return "127.0.0.1", s.ariel_api_port
         return None, None
 
     def status(self) -> StackStatus:
@@ -156,6 +164,8 @@ class EmbeddedStack:
             detail = ""
             if name == "temporal" and pid:
                 detail = f"Web UI {self.s.ui_url}"
+            if name == "ariel" and pid:
+                detail = "ARIEL HTTP API: tern ariel search goes through it"
             if stale:
                 detail = "PID file left by a process that is gone (restarted by `tern up`)"
             sup = SupervisorState.read(self._state_file(name)) if name == "worker" and pid else None
@@ -358,6 +368,18 @@ class EmbeddedStack:
             return bool(workflow_pollers_since(s.temporal_address, s.temporal_namespace, s.task_queue, started))
 
         self._wait("worker", proc, polling, 60)
+
+    def _start_ariel(self) -> None:
+        """The ARIEL HTTP API (``python -m tern.ariel.api``) on loopback: ``tern ariel search`` sends searches
+        there, so the CLI loads no embedding model; the API loads it once, at start."""
+        self._check_port("ariel", "TERN_ARIEL_API_PORT")
+        env = {
+            **self._child_env(),
+            "TERN_DATABASE_URL": self.s.dsn,
+            "TERN_ARIEL_API_PORT": str(self.s.ariel_api_port),
+        }
+        proc = self._spawn("ariel", [sys.executable, "-m", "tern.ariel.api"], env)
+        self._wait("ariel", proc, lambda: port_in_use(self.s.ariel_api_port), 60)
 
     # -- down ----------------------------------------------------------------------------------------
     def down(self, timeout: float = 20) -> StackStatus:

