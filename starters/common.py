@@ -79,7 +79,7 @@ def search_lines(res: Any) -> list[str]:
     for s in res.steps:
         if s.kind == "logbook_search" and s.search_mode_used:
             model = f" with {s.embedding_model}" if s.embedding_model else ""
-            lines.append(f"search {s.step_id}: {s.search_mode_used}{model}, {s.message}")
+            lines.append(f"logbook search ({s.step_id}): {s.search_mode_used}{model}, {s.message}")
     return lines
 
 
