@@ -107,6 +107,8 @@ def _print_stack(st: Any) -> None:
     if st.embedding is not None:
         e = st.embedding
         ok = "[green]installed[/]" if e.installed else "[red]not installed[/]"
+        if e.loaded is not None:
+            ok += ", [green]loaded[/]" if e.loaded else ", [red]not loaded[/]"
         if e.provider == "none":
             ok = "[yellow]off[/]"
         pkgs = ", ".join(f"{k} {v}" for k, v in e.packages.items())

@@ -4,7 +4,8 @@
 Run it with ``tern ariel serve`` (uvicorn), or ``python -m tern.ariel.api`` (the embedded stack's
 component: 127.0.0.1:``ariel_api_port``, embedding model loaded at start so the first search does not wait).
 Errors: 400 for a bad query (message names what is wrong), 404 for an unknown entry, 503 from ``/health`` when
-PostgreSQL does not answer.
+PostgreSQL does not answer. ``/health`` also says whether the embedding model is loaded (``embedding``:
+provider, loaded, model, error).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def create_app(
                 await conn.fetchval("SELECT 1")
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok", "backend": settings.ariel_backend})
+        embedding = {"provider": settings.embedding_provider, **request.app.state.service.providers.embedder_state()}
+        return JSONResponse({"status": "ok", "backend": settings.ariel_backend, "embedding": embedding})
 
     return app
 

@@ -40,8 +40,9 @@ class EmbeddingStatus(BaseModel):
 
     ``stored_as`` is the model name vectors are stored and searched under; ``installed`` whether every package
     the provider and model need is importable (``packages`` maps each to its version, or "missing");
-    ``loaded`` is never known here (models load in the worker, on its first search or ingestion), so it says
-    where: ``detail`` holds the fix when something is missing.
+    ``loaded`` whether the stack's ARIEL API has the model loaded (None when that API is not running: models
+    load in each process on first use, never in ``tern status``); ``detail`` holds the fix when something is
+    missing, or the API's error when the model failed to load there.
     """
 
     provider: str
@@ -49,8 +50,26 @@ class EmbeddingStatus(BaseModel):
     stored_as: str
     installed: bool
     packages: dict[str, str]
+    loaded: bool | None = None
     loads_in: str = "the worker and the ARIEL API, on first use (never in tern status)"
     detail: str = ""
+
+
+def api_embedding_state(port: int, timeout_s: float = 1.0) -> dict[str, object] | None:
+    """The ``embedding`` part of ``GET http://127.0.0.1:{port}/health`` (the ARIEL API): ``loaded``, ``model``,
+    ``error``; None when the API does not answer in ``timeout_s`` seconds. Standard library only (urllib), so
+    ``tern status`` stays light."""
+    import json
+    from urllib.error import URLError
+    from urllib.request import urlopen
+
+    try:
+        with urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout_s) as resp:
+            body = json.loads(resp.read())
+    except (URLError, OSError, ValueError):
+        return None
+    state = body.get("embedding") if isinstance(body, dict) else None
+    return state if isinstance(state, dict) else None
 
 
 def stored_model_name(provider: str, model: str) -> str:

@@ -32,7 +32,7 @@ from typing import Literal
 import psutil
 from pydantic import BaseModel
 
-from tern.ariel.embedding_status import EmbeddingStatus, embedding_status
+from tern.ariel.embedding_status import EmbeddingStatus, api_embedding_state, embedding_status
 from tern.config import TernSettings
 from tern.embedded.net import port_in_use
 from tern.embedded.postgres import EmbeddedPostgres
@@ -194,8 +194,21 @@ class EmbeddedStack:
             ui_url=self.s.ui_url,
             components=comps,
             sandbox=self.sandbox_status(),
-            embedding=embedding_status(self.s),
+            embedding=self.embedding_status(ariel_running=any(c.name == "ariel" and c.pid for c in comps)),
         )
+
+    def embedding_status(self, *, ariel_running: bool) -> EmbeddingStatus:
+        """The configured embedding provider; whether the model is loaded is asked of the stack's ARIEL API
+        (``/health``) when it runs."""
+        st = embedding_status(self.s)
+        if ariel_running and st.provider != "none":
+            state = api_embedding_state(self.s.ariel_api_port)
+            if state is not None:
+                st.loaded = bool(state.get("loaded"))
+                st.loads_in = "the stack's ARIEL API (loaded at its start), the worker on first use"
+                if state.get("error"):
+                    st.detail = f"the ARIEL API could not load it: {state['error']}"
+        return st
 
     def sandbox_status(self) -> SandboxStatus:
         """Check the sandbox backend (Docker engine reachable, image present); never raises."""

@@ -114,6 +114,12 @@ async def api(loaded_pool: asyncpg.Pool):
 async def test_http_api(api: httpx.AsyncClient) -> None:
     r = await api.get("/health")
     assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert r.json()["embedding"] | {"provider": None} == {
+        "provider": None,
+        "loaded": True,
+        "model": "test-hashing-64",
+        "error": "",
+    }
     r = await api.get("/search", params={"q": "klystron", "limit": 3})
     assert r.status_code == 200 and r.json()["hits"][0]["entry_id"] == "J20002"
     for mode in ("semantic", "hybrid", "rag"):
@@ -175,3 +181,16 @@ async def test_cli_search_goes_through_the_api_when_one_is_configured(loaded_poo
     assert code == 0, err
     assert "does not answer" in err and f"127.0.0.1:{port}" in err
     assert json.loads(out)["mode_used"] == "keyword"  # searched here, without an embedding provider
+
+
+async def test_health_says_why_the_model_did_not_load(loaded_pool: asyncpg.Pool) -> None:
+    """A model that cannot load leaves the API up (searches fall back to keyword), and /health says why."""
+    settings = ariel_settings(embedding_provider="onnx", embedding_model="no-such-model-v9")
+    app = create_app(settings, pool=loaded_pool, warm=True)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ariel") as client:
+            health = (await client.get("/health")).json()
+            found = (await client.get("/search", params={"q": "klystron", "mode": "hybrid"})).json()
+    assert health["status"] == "ok" and health["embedding"]["loaded"] is False
+    assert health["embedding"]["provider"] == "onnx" and "TERN_EMBEDDING_MODEL" in health["embedding"]["error"]
+    assert found["mode_used"] == "keyword" and found["hits"] and "TERN_EMBEDDING_MODEL" in found["notice"]
