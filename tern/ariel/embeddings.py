@@ -29,6 +29,7 @@ MINILM_TOKENIZER = Path(__file__).resolve().parent.parent / "data" / "all-MiniLM
 #: sentence-transformers' max_seq_length of all-MiniLM-L6-v2 (its sentence_bert_config.json): longer texts are
 #: cut to this many word pieces, as sentence-transformers does.
 MINILM_MAX_TOKENS = 256
+ONNX_BATCH = 32  # texts per ONNX Runtime call
 
 
 class EmbeddingError(RuntimeError):
@@ -174,12 +175,16 @@ class OnnxEmbedder:
         return [list(map(float, row)) for row in unit]
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Vectors in the order of ``texts``; computed 32 at a time in order of length (as sentence-transformers
+        does), so a batch pads its texts to similar lengths."""
         if not texts:
             return []
-        batch = 32
-        out: list[list[float]] = []
-        for i in range(0, len(texts), batch):
-            out += await asyncio.to_thread(self._encode, list(texts[i : i + batch]))
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), ONNX_BATCH):
+            part = order[start : start + ONNX_BATCH]
+            for i, vec in zip(part, await asyncio.to_thread(self._encode, [texts[i] for i in part]), strict=True):
+                out[i] = vec
         return out
 
 

