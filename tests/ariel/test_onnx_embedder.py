@@ -98,3 +98,15 @@ async def test_batches_keep_the_order_of_the_texts(onnx_embedder: OnnxEmbedder) 
     together = np.array(await onnx_embedder.embed(texts))
     alone = np.array([(await onnx_embedder.embed([t]))[0] for t in texts])
     assert (together * alone).sum(axis=1).min() > 0.9999
+
+
+async def test_missing_torch_extra_names_the_setting_and_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TERN_EMBEDDING_PROVIDER=sentence-transformers without the ``embeddings`` extra (sentence_transformers
+    absent: ``import`` of a module set to None in ``sys.modules`` raises ImportError)."""
+    from tern.ariel.embeddings import SentenceTransformerEmbedder
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    with pytest.raises(EmbeddingError) as exc:
+        SentenceTransformerEmbedder()
+    assert "TERN_EMBEDDING_PROVIDER=sentence-transformers" in str(exc.value)
+    assert "pip install 'tern[embeddings]'" in str(exc.value) and "TERN_EMBEDDING_PROVIDER=onnx" in str(exc.value)
