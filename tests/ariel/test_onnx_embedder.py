@@ -110,3 +110,15 @@ async def test_missing_torch_extra_names_the_setting_and_the_default(monkeypatch
         SentenceTransformerEmbedder()
     assert "TERN_EMBEDDING_PROVIDER=sentence-transformers" in str(exc.value)
     assert "pip install 'tern[embeddings]'" in str(exc.value) and "TERN_EMBEDDING_PROVIDER=onnx" in str(exc.value)
+
+
+def test_status_names_what_is_wrong_without_loading_anything() -> None:
+    """``tern status``'s embedding line: configured, installed (versions), or what to fix."""
+    from tern.ariel.embedding_status import embedding_status
+
+    ok = embedding_status(ariel_settings(embedding_provider="onnx"))
+    assert ok.installed and ok.stored_as == BUNDLED_MINILM_INT8 and ok.packages["onnxruntime"] != "missing"
+    bad = embedding_status(ariel_settings(embedding_provider="onnx", embedding_model="no-such-model-v9"))
+    assert not bad.installed and "TERN_EMBEDDING_MODEL='no-such-model-v9'" in bad.detail
+    off = embedding_status(ariel_settings(embedding_provider="none"))
+    assert off.stored_as == "" and "keyword" in off.detail
