@@ -1,8 +1,9 @@
 """ARIEL activities: thin adapters over ``tern.ariel`` that heartbeat and turn failures into ``ApplicationError``.
 
-Non-retryable (retrying cannot help): ``AdapterError`` (unknown adapter, missing or malformed source, HTTP 4xx)
-and ``EnhancementUnavailable`` (the configured embedding model cannot be loaded). Retryable: a source that
-keeps failing (``SourceUnavailable``), embedding or LLM endpoints that fail, database errors.
+Non-retryable (retrying cannot help): ``AdapterError`` (unknown adapter, missing or malformed source, HTTP 4xx),
+``EnhancementUnavailable`` (the configured or requested embedding model cannot be loaded) and
+``EmbeddingDimensionMismatch`` (the model's vectors have another dimension than those stored under its name).
+Retryable: a source that keeps failing (``SourceUnavailable``), embedding or LLM endpoints that fail, database errors.
 
 Register with the worker: ``activities=[*other, *ariel_activities(settings, pool)]``.
 """
@@ -22,11 +23,20 @@ from tern.ariel.adapters import AdapterError, SourceUnavailable
 from tern.ariel.backends.base import SearchBackend
 from tern.ariel.embeddings import EmbeddingError, EmbeddingProvider
 from tern.ariel.ingest import adapter_options, embed_pending, ingest_page, summarize_pending
-from tern.ariel.providers import CONFIGURED, Providers
+from tern.ariel.providers import CONFIGURED, Providers, configured_embedder
 from tern.ariel.service import make_backend
+from tern.ariel.store import DimensionMismatch
 from tern.config import TernSettings
 from tern.llm import ChatProvider, LLMError
-from tern.models.ariel import EnhanceInput, EnhanceResult, IngestionRun, IngestPageInput, PageResult
+from tern.models.ariel import (
+    EnhanceInput,
+    EnhanceResult,
+    IngestionRun,
+    IngestPageInput,
+    PageResult,
+    ReembedInput,
+    ReembedStep,
+)
 
 HEARTBEAT_EVERY_S = 5.0  # a page can wait on a slow source
 
@@ -58,7 +68,7 @@ class ArielActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         """The activity callables to register on a worker."""
-        return [self.record_run, self.ingest_page, self.embed, self.summarize]
+        return [self.record_run, self.ingest_page, self.embed, self.summarize, self.reembed]
 
     @property
     def _separate_index(self) -> SearchBackend | None:
@@ -115,6 +125,37 @@ class ArielActivities:
                 )
         except EmbeddingError as exc:
             raise ApplicationError(str(exc), type="EmbeddingError") from exc
+        except DimensionMismatch as exc:
+            raise ApplicationError(str(exc), type="EmbeddingDimensionMismatch", non_retryable=True) from exc
+
+    @activity.defn(name="ariel_reembed")
+    async def reembed(self, inp: ReembedInput) -> ReembedStep:
+        """Embed up to ``max_batches`` batches of entries lacking a current vector of ``inp.provider``/``model``
+        (built once per worker process; ``openai`` uses the worker's ``embedding_url`` and key)."""
+        settings = self.settings.model_copy(update={"embedding_provider": inp.provider, "embedding_model": inp.model})
+        try:
+            emb = await configured_embedder(settings)
+        except EmbeddingError as exc:
+            raise ApplicationError(str(exc), type="EnhancementUnavailable", non_retryable=True) from exc
+        assert emb is not None  # provider is never "none" here (ReembedInput)
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done = n
+
+        try:
+            async with heartbeating(HEARTBEAT_EVERY_S, lambda: done):
+                r = await embed_pending(
+                    self.pool, emb, inp.batch_size, inp.max_batches, backend=self._separate_index, on_batch=progress
+                )
+        except EmbeddingError as exc:
+            raise ApplicationError(str(exc), type="EmbeddingError") from exc
+        except DimensionMismatch as exc:
+            raise ApplicationError(str(exc), type="EmbeddingDimensionMismatch", non_retryable=True) from exc
+        async with self.pool.acquire() as conn:
+            total = await store.count_entries(conn)
+        return ReembedStep(stored_as=emb.model, processed=r.processed, remaining=r.remaining, total=total)
 
     @activity.defn(name="ariel_summarize")
     async def summarize(self, inp: EnhanceInput) -> EnhanceResult:

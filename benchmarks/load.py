@@ -109,6 +109,7 @@ def _environment(root: Path) -> dict[str, str]:
         "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "TERN_TEMPORAL_UI_PORT": str(free_port()),
         "TERN_CA_SERVER_PORT": str(free_port()),
+        "TERN_ARIEL_API_PORT": str(free_port()),
         "TERN_TASK_QUEUE": "tern-load",
         "TERN_APPROVERS": json.dumps([APPROVER, "bob"]),
         "TERN_WRITE_SETTLE_DELAY_S": "4",

@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 
     from tern.config import TernSettings
     from tern.models import SearchResponse
-    from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult
+    from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult, ReembedProgress, ReembedResult
 
-app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, serve.", no_args_is_help=True)
+app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, serve, reembed.", no_args_is_help=True)
 err = console(stderr=True)
 out = console()
 
@@ -235,6 +235,95 @@ def ingest(
     hard_exit(0)
 
 
+PROVIDERS = ("onnx", "sentence-transformers", "openai")  # tern.models.ariel.EmbeddingProviderName
+
+
+def reembed_workflow_id(provider: str, model: str) -> str:
+    """One workflow id per (provider, model): re-running the command while a re-embed runs attaches to it."""
+    import re
+
+    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")[:40]
+    return f"ariel-reembed-{provider}-{slug}-{hashlib.sha1(model.encode()).hexdigest()[:8]}"
+
+
+async def _reembed(settings: TernSettings, provider: str, model: str, batch_size: int, show: bool) -> ReembedResult:
+    from temporalio.client import WorkflowFailureError
+    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+    from tern.models.ariel import ReembedRequest
+    from workflows.logbook_reembed import LogbookReembedWorkflow
+
+    client = await _connect(settings)
+    wf_id = reembed_workflow_id(provider, model)
+    req = ReembedRequest(provider=provider, model=model, batch_size=batch_size)
+    handle = await client.start_workflow(
+        LogbookReembedWorkflow.run,
+        req,
+        id=wf_id,
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    if show:
+        err.print(f"workflow {wf_id}: {settings.run_url(wf_id)}")
+    result_task = asyncio.ensure_future(handle.result())
+    with _progress_bar() as bar:
+        task = bar.add_task("re-embedding", total=None, info="", visible=show)
+        while not result_task.done():
+            try:
+                p: ReembedProgress = await handle.query(LogbookReembedWorkflow.progress)
+                done = None if p.total is None or p.remaining is None else p.total - p.remaining
+                bar.update(task, total=p.total, completed=done or 0, description=p.phase, info=p.stored_as)
+            except Exception:
+                pass
+            await asyncio.wait([result_task], timeout=0.3)
+    try:
+        return result_task.result()
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        fail(f"re-embedding failed: {getattr(cause, 'cause', None) or cause or exc}", code=1)
+
+
+@app.command()
+def reembed(
+    model: Annotated[str, typer.Option("--model", help="Model name, as TERN_EMBEDDING_MODEL.")],
+    provider: Annotated[
+        str, typer.Option("--provider", help=f"One of: {', '.join(PROVIDERS)} (as TERN_EMBEDDING_PROVIDER).")
+    ] = "onnx",
+    batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Entries per embedding call.")] = 64,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Embed every stored entry with another model (LogbookReembedWorkflow on the worker; resumable: entries
+    that already have a vector of the model are skipped). Search uses the configured model's vectors only:
+    set TERN_EMBEDDING_PROVIDER and TERN_EMBEDDING_MODEL to the new ones when it is done."""
+    if provider not in PROVIDERS:
+        fail(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
+    if not model.strip():
+        fail("--model is empty")
+    settings = load_settings()
+    try:
+        result = asyncio.run(_reembed(settings, provider, model.strip(), batch_size, not as_json))
+    except typer.Exit as exc:
+        hard_exit(exc.exit_code)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    else:
+        out.print(
+            f"{result.embedded} entries embedded with {result.provider}/{result.model} (stored as "
+            f"{result.stored_as}); {result.total - result.remaining} of {result.total} entries have its vectors",
+            markup=False,
+            highlight=False,
+        )
+        if (settings.embedding_provider, settings.embedding_model) != (result.provider, result.model):
+            out.print(
+                f"search uses {settings.embedding_provider}/{settings.embedding_model} until you set "
+                f"TERN_EMBEDDING_PROVIDER={result.provider} TERN_EMBEDDING_MODEL={result.model}",
+                markup=False,
+                highlight=False,
+            )
+    hard_exit(0 if result.remaining == 0 else 1)
+
+
 def hits_json(resp: SearchResponse) -> list[dict[str, Any]]:
     """The ``--json`` shape: a list of hits with entry_id, score, title, timestamp, highlights."""
     return [
@@ -253,11 +342,13 @@ def hits_json(resp: SearchResponse) -> list[dict[str, Any]]:
 def search_json(resp: SearchResponse) -> dict[str, Any]:
     """``tern ariel search --json``: ``query``, ``mode`` (asked), ``mode_used`` (what ran), ``notice`` (why they
     differ, or ""), ``answer``, ``citations`` and ``invalid_citations`` (RAG only; citations are entry ids), and
-    ``hits`` (see :func:`hits_json`)."""
+    ``hits`` (see :func:`hits_json`); ``embedding_model``: the model whose vectors ranked the semantic part ("" when
+    none did)."""
     return {
         "query": resp.query,
         "mode": resp.mode,
         "mode_used": resp.mode_used,
+        "embedding_model": resp.embedding_model,
         "notice": resp.notice,
         "answer": resp.answer,
         "citations": resp.citations,
@@ -266,7 +357,46 @@ def search_json(resp: SearchResponse) -> dict[str, Any]:
     }
 
 
+async def _search_api(url: str, query: str, mode: str, limit: int, filters: Any) -> SearchResponse | None:
+    """The search through the ARIEL API at ``url`` (``POST /search``); None, with a note, when it does not
+    answer. A 400 (bad query) exits 2 with the API's message; another error status exits 1."""
+    import httpx
+
+    from tern.models import SearchResponse
+
+    body = {"query": query, "mode": mode, "limit": limit, "filters": filters.model_dump(mode="json")}
+    try:
+        async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=60) as http:
+            r = await http.post("/search", json=body)
+    except httpx.TransportError as exc:
+        err.print(f"note: the ARIEL API at {url} does not answer ({exc!r}); searching here", markup=False)
+        return None
+    if r.status_code == 400:
+        fail(str(r.json().get("detail", r.text)))
+    if r.status_code != 200:
+        fail(f"the ARIEL API at {url} answered {r.status_code}: {r.text[:500]}", 1)
+    return SearchResponse.model_validate(r.json())
+
+
+def stack_api_url(settings: TernSettings) -> str | None:
+    """The embedded stack's ARIEL API (``tern up``'s ``ariel`` component) when its PID file exists and its port
+    answers, else None (a cheap check: a file and one loopback connect)."""
+    from tern.embedded.net import port_in_use
+
+    pidfile = Path(settings.data_dir).expanduser() / "run" / "ariel.pid"
+    if pidfile.exists() and port_in_use(settings.ariel_api_port):
+        return f"http://127.0.0.1:{settings.ariel_api_port}"
+    return None
+
+
 async def _search(settings: TernSettings, query: str, mode: str, limit: int, filters: Any) -> SearchResponse:
+    """Through the ARIEL API (``settings.ariel_api_url``, else the embedded stack's when it runs): no model in
+    this process. Otherwise here: the embedding runtime loads only for modes that need it (keyword: none)."""
+    url = settings.ariel_api_url or stack_api_url(settings)
+    if url:
+        resp = await _search_api(url, query, mode, limit, filters)
+        if resp is not None:
+            return resp
     from tern.ariel.query import QueryError
     from tern.ariel.service import search
 

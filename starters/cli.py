@@ -94,6 +94,22 @@ def _print_stack(st: Any) -> None:
     if st.sandbox is not None:
         ok = "[green]available[/]" if st.sandbox.available else "[red]unavailable[/]"
         out.print(f"sandbox ({st.sandbox.backend}): {ok} - {st.sandbox.detail}", highlight=False)
+    if st.embedding is not None:
+        e = st.embedding
+        ok = "[green]installed[/]" if e.installed else "[red]not installed[/]"
+        if e.loaded is not None:
+            ok += ", [green]loaded[/]" if e.loaded else ", [red]not loaded[/]"
+        if e.provider == "none":
+            ok = "[yellow]off[/]"
+        pkgs = ", ".join(f"{k} {v}" for k, v in e.packages.items())
+        stored = f" (stored as {e.stored_as})" if e.stored_as and e.stored_as != e.model else ""
+        out.print(
+            f"embeddings ({e.provider}, {e.model}{stored}): {ok}"
+            + (f" - {pkgs}" if pkgs else "")
+            + (f"; {e.detail}" if e.detail else "")
+            + (f"; loads in {e.loads_in}" if e.provider != "none" else ""),
+            highlight=False,
+        )
 
 
 @app.command()
@@ -490,12 +506,17 @@ def result(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False
     _print_result(run_async(go()), as_json)
 
 
-def _print_result(res: AgentRunResult, as_json: bool) -> NoReturn:
+def _print_result(res: AgentRunResult, as_json: bool, ui_url: str | None = None) -> NoReturn:
+    """Print a run's result (JSON: the ``AgentRunResult``, plus ``ui_url`` when given) and exit 0 if it completed."""
+    from starters.common import search_lines
+
     if as_json:
-        print_json(res.model_dump(mode="json"))
+        print_json(res.model_dump(mode="json") | ({"ui_url": ui_url} if ui_url else {}))
     else:
         colour = "green" if res.status == "completed" else "red"
         out.print(f"run {res.run_id}: [{colour}]{res.status}[/{colour}]" + (f" ({res.error})" if res.error else ""))
+        for line in search_lines(res):
+            out.print(line, markup=False, highlight=False)
         for w in res.writes:
             out.print(
                 f"write {w.channel}: {w.previous_value} -> {w.value} readback {w.readback} "
@@ -509,6 +530,8 @@ def _print_result(res: AgentRunResult, as_json: bool) -> NoReturn:
             out.print(f"plan v{v.version} {cause[v.cause]} {v.by}: {steps}", markup=False, highlight=False)
         if res.unsupported_citations:
             out.print(f"removed unsupported citations: {', '.join(res.unsupported_citations)}", markup=False)
+        if ui_url:
+            out.print(f"Web UI (this run and its steps): {ui_url}", markup=False, highlight=False)
         if res.answer:
             out.print()
             out.print(res.answer, markup=False, highlight=False)
@@ -598,6 +621,7 @@ def demo(
     """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan (with --ask: the plan the
     configured LLM makes for the demo question; exits 2 when no LLM is configured)."""
     from starters.client import TernUnavailable, TernUserError
+    from starters.common import run_family_url
     from starters.demo import DemoError, run_demo
     from tern.config import current_user
     from tern.models import AgentRunResult
@@ -616,7 +640,7 @@ def demo(
     except (TernUnavailable, TernUserError) as exc:
         fail(str(exc), 1)
     if isinstance(outcome, AgentRunResult):
-        _print_result(outcome, as_json)
+        _print_result(outcome, as_json, run_family_url(s, outcome.run_id))
     run_id, who, asks = outcome
     as_self = "" if who == current_user() else f" --as {who}"
     write_cmd = f"tern approve {run_id} --as {DEMO_OPERATOR}"
@@ -628,6 +652,7 @@ def demo(
                 "approve_command": f"tern approve {run_id}{as_self}",
                 "approve_write_command": write_cmd,
                 "ui_url": s.run_url(run_id),
+                "ui_runs_url": run_family_url(s, run_id),
             }
         )
         return
@@ -643,6 +668,7 @@ def demo(
     out.print(f"  reject:   tern reject {run_id} --comment 'why'")
     out.print("  pending:  tern pending")
     out.print(f"  Web UI:   {s.run_url(run_id)}")
+    out.print(f"  steps:    {run_family_url(s, run_id)}  (the run and its python steps)")
     out.print(f"  waiting:  {s.pending_url()}  (a run's User Metadata tab says how to decide)")
 
 

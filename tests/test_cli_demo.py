@@ -30,6 +30,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory):
         "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "TERN_TEMPORAL_UI_PORT": str(free_port()),
         "TERN_CA_SERVER_PORT": str(free_port()),
+        "TERN_ARIEL_API_PORT": str(free_port()),
         "TERN_TASK_QUEUE": "cli-demo",
     }
     yield env
@@ -45,6 +46,12 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_bac
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["status"] == "completed"
+    # Hybrid search out of the box (default onnx provider): no fallback notice, the mode and model are reported.
+    assert "keyword search only" not in proc.stderr and "embedded with all-MiniLM-L6-v2-int8" in proc.stderr
+    search = next(s for s in result["steps"] if s["kind"] == "logbook_search")
+    assert (search["search_mode_used"], search["embedding_model"]) == ("hybrid", "all-MiniLM-L6-v2-int8")
+    assert "keyword" not in search["message"]
+    assert_family_url_lists_the_run(stack_env, result["ui_url"], result["run_id"])
     assert [a["kind"] for a in result["approvals"]] == ["python", "control_write"]
     py = next(s for s in result["steps"] if s["kind"] == "python")["python"]
     assert py["execution"]["isolation"] == "container"
@@ -62,7 +69,36 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_bac
         "temporal": "running",
         "sim": "running",
         "worker": "running",
+        "ariel": "running",
     }
+    assert status["embedding"]["loaded"] is True and status["embedding"]["stored_as"] == "all-MiniLM-L6-v2-int8"
+    # tern ariel search goes through the stack's ARIEL API: hybrid, without loading the runtime in the CLI.
+    found = tern(
+        {**stack_env, "PYTHONPROFILEIMPORTTIME": "1"}, "ariel", "search", "cavity trip", "-m", "hybrid", "--json"
+    )
+    assert found.returncode == 0, found.stderr[-3000:]
+    assert (json.loads(found.stdout)["mode_used"], json.loads(found.stdout)["embedding_model"]) == (
+        "hybrid",
+        "all-MiniLM-L6-v2-int8",
+    )
+    imported = {ln.split("|")[-1].strip() for ln in found.stderr.splitlines() if ln.startswith("import time:")}
+    assert "tern.config" in imported and imported & {"onnxruntime", "tokenizers", "tern.ariel.service"} == set()
+
+
+def assert_family_url_lists_the_run(env: dict[str, str], url: str, run_id: str) -> None:
+    """The Web UI link's filter, run against the dev server's visibility, lists the run and its python step."""
+    import asyncio
+    from urllib.parse import parse_qs, urlparse
+
+    from temporalio.client import Client
+
+    query = parse_qs(urlparse(url).query)["query"][0]
+
+    async def ids() -> set[str]:
+        client = await Client.connect(env["TERN_TEMPORAL_ADDRESS"])
+        return {wf.id async for wf in client.list_workflows(query)}
+
+    assert asyncio.run(ids()) == {run_id, f"{run_id}.analyse"}
 
 
 def wait_pending(env: dict[str, str], run_id: str, kind: str) -> dict:

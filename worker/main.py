@@ -28,6 +28,7 @@ from tern.db import create_pool
 from worker.connection import connect
 from workflows.agent_run import AgentRunWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
+from workflows.logbook_reembed import LogbookReembedWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
@@ -35,7 +36,7 @@ SEARCH_ATTRIBUTE_NAMES = tuple(k.name for k in SEARCH_ATTRIBUTES)
 
 log = logging.getLogger("tern.worker")
 
-WORKFLOWS: Sequence[type] = (AgentRunWorkflow, PythonExecutionWorkflow, *ARIEL_WORKFLOWS)
+WORKFLOWS: Sequence[type] = (AgentRunWorkflow, PythonExecutionWorkflow, *ARIEL_WORKFLOWS, LogbookReembedWorkflow)
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 

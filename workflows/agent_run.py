@@ -267,6 +267,8 @@ class AgentRunWorkflow(ApprovalHandlers):
             status="completed",
             hits=found.hits,
             message=f"{len(found.hits)} entries{note}",
+            search_mode_used=found.mode_used,
+            embedding_model=found.embedding_model or None,
         )
 
     async def _find_channels(self, step: ChannelFindStep) -> StepResult:

@@ -1,8 +1,11 @@
 """The ARIEL HTTP API (FastAPI): search, get entry, status, health.
 
 ``create_app(settings)`` opens a pool to ``settings.dsn`` for the app's lifetime (or uses the pool given).
-Run it with ``tern ariel serve`` (uvicorn). Errors: 400 for a bad query (message names what is wrong), 404 for
-an unknown entry, 503 from ``/health`` when PostgreSQL does not answer.
+Run it with ``tern ariel serve`` (uvicorn), or ``python -m tern.ariel.api`` (the embedded stack's
+component: 127.0.0.1:``ariel_api_port``, embedding model loaded at start so the first search does not wait).
+Errors: 400 for a bad query (message names what is wrong), 404 for an unknown entry, 503 from ``/health`` when
+PostgreSQL does not answer. ``/health`` also says whether the embedding model is loaded (``embedding``:
+provider, loaded, model, error).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tern.ariel import store
+from tern.ariel.embeddings import EmbeddingError
 from tern.ariel.models import LogbookEntry
 from tern.ariel.query import SearchFilters
 from tern.ariel.service import ArielService
@@ -36,16 +40,25 @@ class SearchBody(BaseModel):
 
 
 def create_app(
-    settings: TernSettings, pool: asyncpg.Pool | None = None, service_kwargs: dict[str, Any] | None = None
+    settings: TernSettings,
+    pool: asyncpg.Pool | None = None,
+    service_kwargs: dict[str, Any] | None = None,
+    warm: bool = False,
 ) -> FastAPI:
     """The FastAPI app. ``pool``: use this pool instead of opening one; ``service_kwargs``: passed to
-    ``ArielService`` (tests give their own embedder or LLM)."""
+    ``ArielService`` (tests give their own embedder or LLM); ``warm``: build the embedder at start-up (a
+    provider that cannot load only leaves semantic search degraded, each search saying why)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = pool is None
         app.state.pool = pool if pool is not None else await create_pool(settings.dsn)
         app.state.service = ArielService(settings, app.state.pool, **(service_kwargs or {}))
+        if warm:
+            try:
+                await app.state.service.providers.embedder()
+            except EmbeddingError:
+                pass
         try:
             yield
         finally:
@@ -99,6 +112,19 @@ def create_app(
                 await conn.fetchval("SELECT 1")
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok", "backend": settings.ariel_backend})
+        embedding = {"provider": settings.embedding_provider, **request.app.state.service.providers.embedder_state()}
+        return JSONResponse({"status": "ok", "backend": settings.ariel_backend, "embedding": embedding})
 
     return app
+
+
+def serve_embedded(settings: TernSettings) -> None:
+    """Serve on 127.0.0.1:``settings.ariel_api_port``, loading the configured embedder at start."""
+    import uvicorn
+
+    app = create_app(settings, warm=True)
+    uvicorn.run(app, host="127.0.0.1", port=settings.ariel_api_port, log_level="warning")
+
+
+if __name__ == "__main__":
+    serve_embedded(TernSettings())

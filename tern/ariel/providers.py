@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tern.ariel.embeddings import EmbeddingProvider, make_embedder
+from tern.ariel.embeddings import EmbeddingError, EmbeddingProvider, make_embedder
 from tern.config import TernSettings
 from tern.llm import ChatProvider, make_chat_provider
 
@@ -53,6 +53,7 @@ class Providers:
     ) -> None:
         self.settings = settings
         self._embedder = embedder
+        self.embedder_error = ""  # why the configured embedder could not be built, the last time it was tried
         self.llm: ChatProvider | None = make_chat_provider(settings) if llm is CONFIGURED else llm
 
     async def embedder(self) -> EmbeddingProvider | None:
@@ -61,5 +62,18 @@ class Providers:
         Raises ``EmbeddingError`` when the configured provider cannot be set up (the next call tries again).
         """
         if self._embedder is CONFIGURED:
-            self._embedder = await configured_embedder(self.settings)
+            try:
+                self._embedder = await configured_embedder(self.settings)
+            except EmbeddingError as exc:
+                self.embedder_error = str(exc)
+                raise
+            self.embedder_error = ""
         return self._embedder
+
+    def embedder_state(self) -> dict[str, Any]:
+        """``{"loaded": bool, "model": name vectors are stored under or None, "error": str}`` without building
+        anything (``/health`` of the ARIEL API, ``tern status``)."""
+        emb = self._embedder
+        if emb is CONFIGURED or emb is None:
+            return {"loaded": False, "model": None, "error": self.embedder_error}
+        return {"loaded": True, "model": emb.model, "error": ""}

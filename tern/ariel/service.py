@@ -1,8 +1,14 @@
 """The ARIEL search service: one entry point for keyword, semantic, hybrid and RAG search on any backend.
 
-Degradation is explicit, never an error: semantic and hybrid search without an embedding provider, without
-stored embeddings, or with a failing embedding endpoint answer with keyword search and say why in
-``SearchResponse.notice``; RAG without an LLM (or with a failing one) answers with the hybrid hits.
+Degradation is explicit, never an error: semantic and hybrid search without an embedding provider, with a
+provider that cannot load (model package missing, unknown model name), without stored vectors of the
+provider's model, with stored vectors of another dimension under its name, or with a failing embedding
+endpoint answer with keyword search and say why in ``SearchResponse.notice``, naming the setting and the fix;
+RAG without an LLM (or with a failing one) answers with the hybrid hits.
+
+Vectors of different models are never mixed: a query embedded with model X is compared with the vectors
+stored under X only (one table per model, ``tern.ariel.store``); when X has none but other models do, the
+notice says so and names the fix, ``tern ariel reembed``.
 """
 
 from __future__ import annotations
@@ -65,36 +71,61 @@ class ArielService:
         self.backend = backend or make_backend(settings, db)
         self.providers = Providers(settings, embedder=embedder, llm=llm)
 
-    async def _semantic(self, text: str, filters: SearchFilters, limit: int) -> tuple[list[LogbookHit] | None, str]:
-        """Semantic hits, or ``(None, why not)``."""
+    async def _semantic(
+        self, text: str, filters: SearchFilters, limit: int
+    ) -> tuple[list[LogbookHit] | None, str, str]:
+        """``(semantic hits, "", model)``, or ``(None, why not, "")``."""
         if not text:
-            return None, "semantic search needs query text"
+            return None, "semantic search needs query text", ""
         try:
             emb = await self.providers.embedder()
         except EmbeddingError as exc:
-            return None, f"embedding provider unavailable ({exc})"
+            return None, f"embedding provider unavailable ({exc})", ""
         if emb is None:
-            return None, "no embedding provider is configured (TERN_EMBEDDING_PROVIDER=none)"
+            return None, "no embedding provider is configured (TERN_EMBEDDING_PROVIDER=none)", ""
+        stored = await self._stored_models()
+        if emb.model not in stored:
+            return None, self._not_stored(emb.model, stored), ""
+        if emb.dim and stored[emb.model] != emb.dim:
+            return None, str(store.DimensionMismatch(emb.model, stored[emb.model], emb.dim)), ""
         try:
             [vec] = await emb.embed([text])
         except EmbeddingError as exc:
-            return None, f"the query could not be embedded ({exc})"
+            return None, f"the query could not be embedded ({exc})", ""
         hits = await self.backend.semantic(
             vec, emb.model, filters, limit, min_similarity=self.settings.semantic_min_similarity
         )
         if hits is None:
-            return None, f"no embeddings of model {emb.model!r} are stored yet (run ingestion with enhancement)"
-        return hits, ""
+            return None, f"no embeddings of model {emb.model!r} are stored yet (run ingestion with enhancement)", ""
+        return hits, "", emb.model
 
-    async def _hybrid(self, text: str, filters: SearchFilters, limit: int) -> tuple[list[LogbookHit], str]:
-        """RRF of keyword and semantic rankings; keyword alone with a notice when semantic is unavailable."""
+    async def _stored_models(self) -> dict[str, int]:
+        if isinstance(self.db, asyncpg.Pool):
+            async with self.db.acquire() as conn:
+                return await store.embedding_models(conn)
+        return await store.embedding_models(self.db)
+
+    def _not_stored(self, model: str, stored: dict[str, int]) -> str:
+        """Why there is nothing to compare a query vector of ``model`` with, and the fix."""
+        fix = (
+            f"run `tern ariel reembed --model {self.settings.embedding_model} --provider "
+            f"{self.settings.embedding_provider}` to embed the stored entries with it"
+        )
+        if not stored:
+            return f"no embeddings of model {model!r} are stored yet (run ingestion with enhancement, or {fix})"
+        others = ", ".join(f"{m!r} ({d} dims)" for m, d in stored.items())
+        return f"no embeddings of model {model!r} are stored, only of {others}, and models are never mixed: {fix}"
+
+    async def _hybrid(self, text: str, filters: SearchFilters, limit: int) -> tuple[list[LogbookHit], str, str]:
+        """``(RRF of keyword and semantic rankings, "", model)``; keyword alone with why when semantic is
+        unavailable."""
         n = max(HYBRID_CANDIDATES_MIN, 3 * limit)
-        keyword, (semantic, why) = await asyncio.gather(
+        keyword, (semantic, why, model) = await asyncio.gather(
             self.backend.keyword(text, filters, n), self._semantic(text, filters, n)
         )
         if semantic is None:
-            return keyword[:limit], why
-        return rrf([keyword, semantic], k=self.settings.rrf_k, limit=limit), ""
+            return keyword[:limit], why, ""
+        return rrf([keyword, semantic], k=self.settings.rrf_k, limit=limit), "", model
 
     async def search(
         self, query: str, mode: SearchMode = "keyword", limit: int = 5, filters: SearchFilters | None = None
@@ -122,14 +153,14 @@ class ArielService:
         if mode == "keyword":
             resp.hits = await self.backend.keyword(text, f, limit)
         elif mode == "semantic":
-            hits, why = await self._semantic(text, f, limit)
+            hits, why, resp.embedding_model = await self._semantic(text, f, limit)
             if hits is None:
                 resp.hits, resp.mode_used = await self.backend.keyword(text, f, limit), "keyword"
                 resp.notice = f"Semantic search unavailable: {why}; showing keyword results."
             else:
                 resp.hits = hits
         elif mode == "hybrid":
-            resp.hits, why = await self._hybrid(text, f, limit)
+            resp.hits, why, resp.embedding_model = await self._hybrid(text, f, limit)
             if why:
                 resp.mode_used, resp.notice = "keyword", f"Hybrid search used keyword search only: {why}."
         else:
@@ -137,7 +168,7 @@ class ArielService:
         return resp
 
     async def _rag(self, text: str, f: SearchFilters, limit: int, resp: SearchResponse) -> None:
-        hits, why = await self._hybrid(text, f, max(limit, RAG_RETRIEVE_MIN))
+        hits, why, resp.embedding_model = await self._hybrid(text, f, max(limit, RAG_RETRIEVE_MIN))
         notices = [f"Retrieval used keyword search only: {why}."] if why else []
         retrieval_mode: SearchMode = "keyword" if why else "hybrid"
         llm = self.providers.llm

@@ -218,6 +218,32 @@ async def recent_runs(conn: Conn, limit: int = 10) -> list[IngestionRun]:
 # --- embeddings --------------------------------------------------------------------------------------------
 
 
+class DimensionMismatch(ValueError):
+    """Vectors of ``dim`` dimensions for a model whose stored vectors have ``stored_dim``: another model under
+    the same name (``TERN_EMBEDDING_MODEL``), never mixed. The message names the fix."""
+
+    def __init__(self, model: str, stored_dim: int, dim: int) -> None:
+        self.model, self.stored_dim, self.dim = model, stored_dim, dim
+        super().__init__(
+            f"embedding model {model!r} is stored with {stored_dim}-dimensional vectors, but the configured "
+            f"provider gives {dim}: TERN_EMBEDDING_MODEL names another model than the stored one. Fix: configure "
+            f"the model the vectors were made with, or re-embed under a new name "
+            f"(tern ariel reembed --model NAME --provider P)"
+        )
+
+
+async def count_entries(conn: Conn) -> int:
+    """How many logbook entries are stored."""
+    n: int = await conn.fetchval("SELECT count(*) FROM ariel_entries")
+    return n
+
+
+async def embedding_models(conn: Conn) -> dict[str, int]:
+    """Every model with stored vectors: name -> dimension."""
+    rows = await conn.fetch("SELECT model, dim FROM ariel_embedding_models ORDER BY model")
+    return {r["model"]: r["dim"] for r in rows}
+
+
 def embedding_table_name(model: str) -> str:
     """``ariel_emb_<slug>``: a readable, length-bounded, collision-free table name for a model id."""
     slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:30]
@@ -227,13 +253,13 @@ def embedding_table_name(model: str) -> str:
 async def embedding_table(conn: Conn, model: str, dim: int | None = None) -> str | None:
     """The embeddings table of ``model``; created (with its HNSW index) when ``dim`` is given and it is new.
 
-    Returns None when the model has no table and ``dim`` is None. Raises ``ValueError`` when ``dim``
-    contradicts the registered dimension (a different model under the same name).
+    Returns None when the model has no table and ``dim`` is None. Raises ``DimensionMismatch`` (a
+    ``ValueError``) when ``dim`` contradicts the registered dimension (a different model under the same name).
     """
     row = await conn.fetchrow("SELECT dim, table_name FROM ariel_embedding_models WHERE model = $1", model)
     if row:
         if dim is not None and dim != row["dim"]:
-            raise ValueError(f"embedding model {model!r} is registered with dim {row['dim']}, got {dim}")
+            raise DimensionMismatch(model, row["dim"], dim)
         name: str = row["table_name"]
         return name
     if dim is None:

@@ -33,6 +33,7 @@ from typing import Literal
 import psutil
 from pydantic import BaseModel
 
+from tern.ariel.embedding_status import EmbeddingStatus, api_embedding_state, embedding_status
 from tern.config import TernSettings
 from tern.embedded.net import port_in_use
 from tern.embedded.postgres import EmbeddedPostgres
@@ -40,7 +41,7 @@ from tern.embedded.supervise import SupervisorState
 from tern.embedded.temporal_cli import TemporalCliMissing, serving, temporal_bin, workflow_pollers_since
 from tern.models.search_attributes import NAMES as SEARCH_ATTRIBUTES
 
-COMPONENTS = ("postgres", "temporal", "sim", "worker")
+COMPONENTS = ("postgres", "temporal", "sim", "worker", "ariel")
 ComponentState = Literal["running", "stopped", "dead", "starting"]
 WORKER_GRACE_S = 15.0  # the supervisor waits this long for a stopping worker to drain (worker.main: 10 s)
 
@@ -77,6 +78,7 @@ class StackStatus(BaseModel):
     ui_url: str
     components: list[ComponentStatus]
     sandbox: SandboxStatus | None = None
+    embedding: EmbeddingStatus | None = None
 
 
 def _temporal_bin() -> str:
@@ -102,6 +104,7 @@ class EmbeddedStack:
             "temporal": self._start_temporal,
             "sim": self._start_sim,
             "worker": self._start_worker,
+            "ariel": self._start_ariel,
         }
 
     # -- bookkeeping ---------------------------------------------------------------------------------
@@ -111,7 +114,12 @@ class EmbeddedStack:
     def _log(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
-    _MARKERS = {"temporal": "start-dev", "sim": "tern.sim", "worker": "tern.embedded.supervise"}
+    _MARKERS = {
+        "temporal": "start-dev",
+        "sim": "tern.sim",
+        "worker": "tern.embedded.supervise",
+        "ariel": "tern.ariel.api",
+    }
 
     def _state_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.state.json"
@@ -144,6 +152,8 @@ class EmbeddedStack:
             return host or "127.0.0.1", int(port)
         if name == "sim":
             return "127.0.0.1", s.ca_server_port
+        if name == "ariel":
+            return "127.0.0.1", s.ariel_api_port
         return None, None
 
     def status(self) -> StackStatus:
@@ -156,6 +166,8 @@ class EmbeddedStack:
             detail = ""
             if name == "temporal" and pid:
                 detail = f"Web UI {self.s.ui_url}"
+            if name == "ariel" and pid:
+                detail = "ARIEL HTTP API: tern ariel search goes through it"
             if stale:
                 detail = "PID file left by a process that is gone (restarted by `tern up`)"
             sup = SupervisorState.read(self._state_file(name)) if name == "worker" and pid else None
@@ -180,8 +192,25 @@ class EmbeddedStack:
                 )
             )
         return StackStatus(
-            data_dir=str(self.root), ui_url=self.s.ui_url, components=comps, sandbox=self.sandbox_status()
+            data_dir=str(self.root),
+            ui_url=self.s.ui_url,
+            components=comps,
+            sandbox=self.sandbox_status(),
+            embedding=self.embedding_status(ariel_running=any(c.name == "ariel" and c.pid for c in comps)),
         )
+
+    def embedding_status(self, *, ariel_running: bool) -> EmbeddingStatus:
+        """The configured embedding provider; whether the model is loaded is asked of the stack's ARIEL API
+        (``/health``) when it runs."""
+        st = embedding_status(self.s)
+        if ariel_running and st.provider != "none":
+            state = api_embedding_state(self.s.ariel_api_port)
+            if state is not None:
+                st.loaded = bool(state.get("loaded"))
+                st.loads_in = "the stack's ARIEL API (loaded at its start), the worker on first use"
+                if state.get("error"):
+                    st.detail = f"the ARIEL API could not load it: {state['error']}"
+        return st
 
     def sandbox_status(self) -> SandboxStatus:
         """Check the sandbox backend (Docker engine reachable, image present); never raises."""
@@ -355,6 +384,18 @@ class EmbeddedStack:
             return bool(workflow_pollers_since(s.temporal_address, s.temporal_namespace, s.task_queue, started))
 
         self._wait("worker", proc, polling, 60)
+
+    def _start_ariel(self) -> None:
+        """The ARIEL HTTP API (``python -m tern.ariel.api``) on loopback: ``tern ariel search`` sends searches
+        there, so the CLI loads no embedding model; the API loads it once, at start."""
+        self._check_port("ariel", "TERN_ARIEL_API_PORT")
+        env = {
+            **self._child_env(),
+            "TERN_DATABASE_URL": self.s.dsn,
+            "TERN_ARIEL_API_PORT": str(self.s.ariel_api_port),
+        }
+        proc = self._spawn("ariel", [sys.executable, "-m", "tern.ariel.api"], env)
+        self._wait("ariel", proc, lambda: port_in_use(self.s.ariel_api_port), 60)
 
     # -- down ----------------------------------------------------------------------------------------
     def down(self, timeout: float = 20) -> StackStatus:

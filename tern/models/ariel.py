@@ -157,3 +157,62 @@ class IngestionResult(BaseModel):
     embedded: int = 0
     summarized: int = 0
     notices: list[str] = []
+
+
+EmbeddingProviderName = Literal["onnx", "sentence-transformers", "openai"]
+
+
+class ReembedRequest(BaseModel):
+    """Start ``LogbookReembedWorkflow``: embed every stored entry with ``provider``/``model`` (the names of
+    ``TERN_EMBEDDING_PROVIDER``/``TERN_EMBEDDING_MODEL``; the endpoint URL and key of ``openai`` come from the
+    worker's settings). Entries that already have a current vector of that model are skipped, so a run resumes
+    where an interrupted one stopped. ``steps_per_run`` activity calls per workflow run before it continues as
+    new; ``done`` and ``steps`` carry the totals across continue-as-new."""
+
+    provider: EmbeddingProviderName = "onnx"
+    model: str = Field("all-MiniLM-L6-v2", min_length=1, max_length=500)
+    batch_size: int = Field(64, ge=1, le=4096)
+    max_batches: int = Field(10, ge=1, le=1000)
+    steps_per_run: int = Field(50, ge=1)
+    done: int = 0
+    steps: int = 0
+
+
+class ReembedInput(BaseModel):
+    """The ``ariel_reembed`` activity: up to ``max_batches`` batches of ``batch_size`` entries with this model."""
+
+    provider: EmbeddingProviderName
+    model: str
+    batch_size: int = Field(64, ge=1)
+    max_batches: int = Field(10, ge=1)
+
+
+class ReembedStep(BaseModel):
+    """One ``ariel_reembed`` call: the name vectors are stored under, entries embedded now, entries still
+    without a vector of that model, and all entries."""
+
+    stored_as: str
+    processed: int = 0
+    remaining: int = 0
+    total: int = 0
+
+
+class ReembedProgress(BaseModel):
+    """Answer of the re-embed workflow's ``progress`` query (the CLI's progress bar)."""
+
+    phase: str = "starting"  # starting | embedding | done
+    stored_as: str = ""
+    done: int = 0
+    remaining: int | None = None
+    total: int | None = None
+
+
+class ReembedResult(BaseModel):
+    """Where the re-embedding ended: every entry has a vector of ``stored_as`` when ``remaining`` is 0."""
+
+    provider: str
+    model: str
+    stored_as: str
+    embedded: int
+    remaining: int
+    total: int

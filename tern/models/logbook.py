@@ -30,6 +30,7 @@ class SearchResponse(BaseModel):
     no embeddings exist; rag falls back to hybrid when no LLM is configured); ``notice`` then says why.
     ``answer`` and ``citations`` are set by RAG only: citations are the ``[#entry_id]`` references of the answer
     that were found in the retrieved context; ``invalid_citations`` are those that were not.
+    ``embedding_model`` names the model whose vectors ranked the semantic part ("" when none did).
     """
 
     query: str
@@ -40,3 +41,4 @@ class SearchResponse(BaseModel):
     answer: str = ""
     citations: list[str] = Field(default_factory=list)
     invalid_citations: list[str] = Field(default_factory=list)
+    embedding_model: str = ""

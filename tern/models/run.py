@@ -17,7 +17,7 @@ from tern.models.limits import (
     MIN_APPROVAL_TIMEOUT_S,
     UserName,
 )
-from tern.models.logbook import LogbookHit
+from tern.models.logbook import LogbookHit, SearchMode
 from tern.models.plan import Plan
 from tern.models.planning import ChannelCandidate, LLMUsage, PlanVersion
 from tern.models.python_step import PythonStepOutcome
@@ -75,6 +75,10 @@ class StepResult(BaseModel):
     write: WriteRecord | None = None
     python: PythonStepOutcome | None = None
     answer: str | None = None
+    search_mode_used: SearchMode | None = Field(
+        None, description="logbook_search: the mode that ran (hybrid falls back to keyword without embeddings)."
+    )
+    embedding_model: str | None = Field(None, description="logbook_search: the model of the semantic part, if any.")
 
 
 class AgentRunResult(BaseModel):

@@ -139,10 +139,12 @@ async def ariel_worker(client: Any, pool: asyncpg.Pool, **activity_kwargs: Any) 
     from activities.ariel import ariel_activities
     from tern.ariel.embeddings import HashingTestEmbedder
     from workflows.logbook_ingestion import ARIEL_WORKFLOWS
+    from workflows.logbook_reembed import LogbookReembedWorkflow
 
     settings = ariel_settings(task_queue="ariel-" + uuid.uuid4().hex[:8])
     acts = ariel_activities(settings, pool, **{"embedder": HashingTestEmbedder(), "llm": None, **activity_kwargs})
-    async with Worker(client, task_queue=settings.task_queue, workflows=ARIEL_WORKFLOWS, activities=acts):
+    workflows = [*ARIEL_WORKFLOWS, LogbookReembedWorkflow]
+    async with Worker(client, task_queue=settings.task_queue, workflows=workflows, activities=acts):
         yield settings
 
 

@@ -114,6 +114,12 @@ async def api(loaded_pool: asyncpg.Pool):
 async def test_http_api(api: httpx.AsyncClient) -> None:
     r = await api.get("/health")
     assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert r.json()["embedding"] | {"provider": None} == {
+        "provider": None,
+        "loaded": True,
+        "model": "test-hashing-64",
+        "error": "",
+    }
     r = await api.get("/search", params={"q": "klystron", "limit": 3})
     assert r.status_code == 200 and r.json()["hits"][0]["entry_id"] == "J20002"
     for mode in ("semantic", "hybrid", "rag"):
@@ -133,3 +139,58 @@ async def test_http_api(api: httpx.AsyncClient) -> None:
     assert (await api.get("/search", params={"q": "beam", "mode": "fuzzy"})).status_code == 422
     r = await api.get("/status")
     assert r.status_code == 200 and r.json()["entries"] == SAMPLE_ENTRIES
+
+
+async def test_cli_search_goes_through_the_api_when_one_is_configured(loaded_pool: asyncpg.Pool, pg_dsn: str) -> None:
+    """With TERN_ARIEL_API_URL the CLI loads no model: the hits come ranked by the API's embedder (a hashing
+    embedder the CLI could not have), and the CLI process never imports the embedding runtime. An API that does
+    not answer gives a note and the CLI's own search."""
+    import uvicorn
+
+    from tern.embedded.net import free_port
+
+    emb = HashingTestEmbedder()
+    await embed_pending(loaded_pool, emb, batch_size=200)
+    app = create_app(ariel_settings(), pool=loaded_pool, service_kwargs={"embedder": emb, "llm": None})
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 (uvicorn sets a flag, it has no event)
+            await asyncio.sleep(0.05)
+        env = {
+            "TERN_DATABASE_URL": pg_dsn,
+            "TERN_EMBEDDING_PROVIDER": "onnx",
+            "TERN_ARIEL_API_URL": f"http://127.0.0.1:{port}",
+            "PYTHONPROFILEIMPORTTIME": "1",
+        }
+        code, out, err = await cli("search", "septum timing injection", "--mode", "hybrid", "--json", env=env)
+        assert code == 0, err
+        found = json.loads(out)
+        assert (found["mode_used"], found["embedding_model"]) == ("hybrid", emb.model) and found["hits"]
+        imported = {line.split("|")[-1].strip() for line in err.splitlines() if line.startswith("import time:")}
+        assert "starters.ariel_cli" in imported or "tern.config" in imported  # the profile is there
+        assert imported & {"onnxruntime", "tokenizers", "tern.ariel.service", "asyncpg"} == set()
+        code, out, err = await cli("search", "beam date:soon", "--json", env=env)
+        assert code == 2 and "date: expects a date" in err
+    finally:
+        server.should_exit = True
+        await task
+    env = {"TERN_DATABASE_URL": pg_dsn, "TERN_ARIEL_API_URL": f"http://127.0.0.1:{port}"}
+    code, out, err = await cli("search", "septum timing injection", "--mode", "hybrid", "--json", env=env)
+    assert code == 0, err
+    assert "does not answer" in err and f"127.0.0.1:{port}" in err
+    assert json.loads(out)["mode_used"] == "keyword"  # searched here, without an embedding provider
+
+
+async def test_health_says_why_the_model_did_not_load(loaded_pool: asyncpg.Pool) -> None:
+    """A model that cannot load leaves the API up (searches fall back to keyword), and /health says why."""
+    settings = ariel_settings(embedding_provider="onnx", embedding_model="no-such-model-v9")
+    app = create_app(settings, pool=loaded_pool, warm=True)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ariel") as client:
+            health = (await client.get("/health")).json()
+            found = (await client.get("/search", params={"q": "klystron", "mode": "hybrid"})).json()
+    assert health["status"] == "ok" and health["embedding"]["loaded"] is False
+    assert health["embedding"]["provider"] == "onnx" and "TERN_EMBEDDING_MODEL" in health["embedding"]["error"]
+    assert found["mode_used"] == "keyword" and found["hits"] and "TERN_EMBEDDING_MODEL" in found["notice"]
