@@ -2,7 +2,8 @@
 
 Degradation is explicit, never an error: semantic and hybrid search without an embedding provider, without
 stored embeddings, or with a failing embedding endpoint answer with keyword search and say why in
-``SearchResponse.notice``; RAG without an LLM (or with a failing one) answers with the hybrid hits.
+``SearchResponse.notice``; RAG without an LLM (or with a failing one) answers with the hybrid hits; a backend
+whose index does not exist yet (OpenSearch before the first ingestion) answers no hits with a notice.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from tern.ariel import rag, store
-from tern.ariel.backends.base import SearchBackend
+from tern.ariel.backends.base import SearchBackend, SearchIndexMissing
 from tern.ariel.backends.postgres import PostgresBackend
 from tern.ariel.embeddings import EmbeddingError, EmbeddingProvider
 from tern.ariel.fusion import rrf
@@ -118,7 +119,16 @@ class ArielService:
         text, parsed = parse_query(query)
         f = parsed.merged(filters) if filters else parsed
         resp = SearchResponse(query=query, mode=mode, mode_used=mode)
+        try:
+            await self._dispatch(text, f, limit, resp)
+        except SearchIndexMissing as exc:
+            resp.hits, resp.answer, resp.citations, resp.invalid_citations = [], "", [], []
+            resp.notice = f"The {self.backend.name} search index does not exist yet ({exc}): nothing has been "
+            resp.notice += "ingested into it, so there are no hits."
+        return resp
 
+    async def _dispatch(self, text: str, f: SearchFilters, limit: int, resp: SearchResponse) -> None:
+        mode = resp.mode
         if mode == "keyword":
             resp.hits = await self.backend.keyword(text, f, limit)
         elif mode == "semantic":
@@ -134,7 +144,6 @@ class ArielService:
                 resp.mode_used, resp.notice = "keyword", f"Hybrid search used keyword search only: {why}."
         else:
             await self._rag(text, f, limit, resp)
-        return resp
 
     async def _rag(self, text: str, f: SearchFilters, limit: int, resp: SearchResponse) -> None:
         hits, why = await self._hybrid(text, f, max(limit, RAG_RETRIEVE_MIN))

@@ -10,6 +10,12 @@ from tern.ariel.query import SearchFilters
 from tern.models import LogbookHit
 
 
+class SearchIndexMissing(LookupError):
+    """The backend's search index does not exist yet: nothing has been ingested into it (OpenSearch answers
+    ``index_not_found_exception`` for its alias). Search answers no hits and says so in its notice, as the
+    PostgreSQL backend does on an empty table."""
+
+
 @runtime_checkable
 class SearchBackend(Protocol):
     """Keyword and vector retrieval over logbook entries. Scores: higher is better, comparable within a call.
@@ -17,7 +23,8 @@ class SearchBackend(Protocol):
     ``keyword`` takes full text in web-search syntax (quoted phrases, ``or``, ``-term``) and ranks titles
     above body text; it returns highlights with matches wrapped in ``**``. ``semantic`` ranks by cosine
     similarity to ``vector`` and returns None (not an empty list) when no embeddings of ``model`` exist, so
-    that callers can degrade to keyword search with a notice.
+    that callers can degrade to keyword search with a notice. Both raise ``SearchIndexMissing`` when the
+    backend's index does not exist yet.
 
     Attributes:
         name: a label for messages and logs (``"postgres"``, ``"opensearch"``); never branch on it.

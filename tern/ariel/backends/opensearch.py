@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 
 from tern.ariel import store
+from tern.ariel.backends.base import SearchIndexMissing
 from tern.ariel.models import LogbookEntry
 from tern.ariel.query import SearchFilters
 from tern.config import TernSettings
@@ -277,12 +278,25 @@ class OpenSearchBackend:
     def template_name(self) -> str:
         return f"{self.alias}-template"
 
+    async def _read(self, call: Any, **kwargs: Any) -> Any:
+        """``await call(index=self.alias, **kwargs)``; ``index_not_found_exception`` (404: the alias does not
+        exist before the first ingestion) raises ``SearchIndexMissing``."""
+        from opensearchpy import NotFoundError
+
+        try:
+            return await call(index=self.alias, **kwargs)
+        except NotFoundError as exc:
+            if exc.error == "index_not_found_exception":
+                raise SearchIndexMissing(f"no index or alias {self.alias!r}") from exc
+            raise
+
     async def _search(self, body: dict[str, Any]) -> dict[str, Any]:
-        resp: dict[str, Any] = await self.client.search(index=self.alias, body=body)
+        resp: dict[str, Any] = await self._read(self.client.search, body=body)
         return resp
 
     async def keyword(self, query: str, filters: SearchFilters | None = None, limit: int = 10) -> list[LogbookHit]:
-        """Every-term BM25 matches, then any-term matches, else fuzzy matches (as the PostgreSQL backend)."""
+        """Every-term BM25 matches, then any-term matches, else fuzzy matches (as the PostgreSQL backend).
+        Raises ``SearchIndexMissing`` before the first ingestion (no alias yet)."""
         text = query.strip()
         if not text:
             return parse_hits(await self._search(browse_body(filters, limit)))
@@ -304,12 +318,13 @@ class OpenSearchBackend:
         limit: int = 10,
         min_similarity: float = 0.0,
     ) -> list[LogbookHit] | None:
-        """k-NN search; None when no document carries ``model``'s vector."""
+        """k-NN search; None when no document carries ``model``'s vector. Raises ``SearchIndexMissing`` before
+        the first ingestion."""
         field = vector_field(model)
-        mapping = await self.client.indices.get_mapping(index=self.alias)
+        mapping = await self._read(self.client.indices.get_mapping)
         if not any(field in m.get("mappings", {}).get("properties", {}) for m in mapping.values()):
             return None
-        count = await self.client.count(index=self.alias, body={"query": {"exists": {"field": field}}})
+        count = await self._read(self.client.count, body={"query": {"exists": {"field": field}}})
         if not count.get("count"):
             return None
         hits = parse_hits(await self._search(knn_body(vector, model, filters, limit)), cosine=True)
