@@ -59,6 +59,7 @@ class FakeOpenSearch:
     url: str
     calls: list[Call] = field(default_factory=list)
     handler: Handler = lambda call: None
+    cluster: Cluster = field(default_factory=lambda: Cluster())
 
     def client(self, **kw: Any) -> Any:
         from opensearchpy import AsyncOpenSearch
@@ -132,16 +133,103 @@ def bulk_response(items: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     return 200, {"took": 3, "errors": errors, "items": items}
 
 
-def _default(call: Call) -> tuple[int, Any]:
-    if call.path.endswith("/_bulk") or call.path == "/_bulk":
-        items = []
-        for action, _src in call.bulk_pairs():
-            op, meta = next(iter(action.items()))
-            items.append(bulk_item(op, meta.get("_index", ""), meta.get("_id", "")))
-        return bulk_response(items)
-    if call.path.endswith("/_search"):
-        return 200, {"took": 1, "timed_out": False, "hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}}
-    return 200, {"acknowledged": True}
+@dataclass
+class Cluster:
+    """The little state the default answers keep: indices (aliases, settings, documents) and index templates.
+    Enough for the calls the backend makes; anything else is acknowledged."""
+
+    indices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def resolve(self, names: str) -> list[str]:
+        """Concrete indices named by a comma-separated list of index names, aliases and ``*`` patterns."""
+        import fnmatch
+
+        out: list[str] = []
+        for n in names.split(","):
+            for i, meta in self.indices.items():
+                if (fnmatch.fnmatchcase(i, n) or n in meta["aliases"]) and i not in out:
+                    out.append(i)
+        return out
+
+    def answer(self, call: Call) -> tuple[int, Any]:
+        parts = [p for p in call.path.split("/") if p]
+        m = call.method
+        if parts and parts[0] == "_index_template" and m == "PUT":
+            self.templates[parts[1]] = call.body
+            return 200, {"acknowledged": True}
+        if parts and parts[0] == "_index_template" and m == "DELETE":
+            self.templates.pop(parts[1], None)
+            return 200, {"acknowledged": True}
+        if parts and parts[0] == "_alias":
+            wanted = set(parts[1].split(","))
+            found: dict[str, Any] = {
+                i: {"aliases": {a: {} for a in self.indices[i]["aliases"]}}
+                for i in self.resolve(parts[1])
+                if self.indices[i]["aliases"] & wanted
+            }
+            if not found:
+                return 404, {"error": f"alias [{parts[1]}] missing", "status": 404}
+            return 200, found
+        if parts == ["_aliases"] and m == "POST":
+            for action in call.body["actions"]:
+                ((op, spec),) = action.items()
+                if spec["index"] not in self.indices:
+                    return index_not_found(spec["index"])
+                aliases = self.indices[spec["index"]]["aliases"]
+                aliases.add(spec["alias"]) if op == "add" else aliases.discard(spec["alias"])
+            return 200, {"acknowledged": True}
+        if parts and parts[-1] == "_bulk":
+            return bulk_response([self.bulk_item(action, src) for action, src in call.bulk_pairs()])
+        if len(parts) == 1 and m == "PUT":
+            if parts[0] in self.indices:
+                return error(
+                    400,
+                    "resource_already_exists_exception",
+                    f"index [{parts[0]}/aAsFqTI0Tc2W0LCWgPNrOA] already exists",
+                    index=parts[0],
+                )
+            body = call.body or {}
+            self.indices[parts[0]] = {
+                "aliases": set((body.get("aliases") or {}).keys()),
+                "settings": body.get("settings", {}),
+                "mappings": body.get("mappings", {}),
+                "docs": {},
+            }
+            return 200, {"acknowledged": True, "shards_acknowledged": True, "index": parts[0]}
+        if len(parts) == 1 and m == "DELETE":
+            gone = self.resolve(parts[0])
+            if not gone and "*" not in parts[0]:
+                return index_not_found(parts[0])
+            for i in gone:
+                del self.indices[i]
+            return 200, {"acknowledged": True}
+        if parts and parts[-1] in ("_search", "_count", "_mapping") and m in ("GET", "POST") and parts[0][0] != "_":
+            if not self.resolve(parts[0]):
+                return index_not_found(parts[0])
+        if parts and parts[-1] == "_search":
+            return 200, {"took": 1, "timed_out": False, "hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}}
+        if parts and parts[-1] == "_settings" and m == "PUT":
+            for i in self.resolve(parts[0]):
+                self.indices[i]["settings"].setdefault("index", {}).update((call.body or {}).get("index", call.body))
+        return 200, {"acknowledged": True}
+
+    def bulk_item(self, action: dict[str, Any], src: dict[str, Any] | None) -> dict[str, Any]:
+        ((op, meta),) = action.items()
+        index, id_ = meta.get("_index", ""), meta.get("_id", "")
+        if index not in self.indices:
+            return bulk_item(op, index, id_, 404, index_not_found(index)[1]["error"])
+        docs = self.indices[index]["docs"]
+        if op == "update":
+            assert src is not None
+            if id_ not in docs and not src.get("doc_as_upsert"):
+                return bulk_item(op, index, id_, 404, document_missing(index, id_))
+            docs.setdefault(id_, {}).update(src["doc"])
+        elif op in ("index", "create") and src is not None:
+            docs[id_] = dict(src)
+        elif op == "delete":
+            docs.pop(id_, None)
+        return bulk_item(op, index, id_)
 
 
 @asynccontextmanager
@@ -162,7 +250,7 @@ async def fake_opensearch() -> AsyncIterator[FakeOpenSearch]:
                 body = [json.loads(line) for line in text.splitlines() if line.strip()]
         call = Call(request.method, "/" + path, dict(request.query_params), body)
         fake.calls.append(call)
-        status, doc = fake.handler(call) or _default(call)
+        status, doc = fake.handler(call) or fake.cluster.answer(call)
         if request.method == "HEAD":
             return Response(status_code=status)
         return Response(json.dumps(doc), status_code=status, media_type="application/json")

@@ -14,6 +14,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 
 from tern.ariel import store
+from tern.ariel.backends.base import IndexReport
 from tern.ariel.backends.postgres import PostgresBackend
 from tern.ariel.models import LogbookEntry
 from tern.config import TernSettings
@@ -134,15 +135,15 @@ class RecordingBackend(PostgresBackend):
         self.indexed: list[str] = []
         self.vectors: list[str] = []
 
-    async def index_entries(self, entries: Sequence[LogbookEntry]) -> int:
+    async def index_entries(self, entries: Sequence[LogbookEntry]) -> IndexReport:
         self.indexed += [e.entry_id for e in entries]
-        return len(entries)
+        return IndexReport(indexed=[e.entry_id for e in entries])
 
     async def index_embeddings(
-        self, model: str, entries: Sequence[LogbookEntry], vectors: Sequence[Sequence[float]]
-    ) -> int:
-        self.vectors += [e.entry_id for e in entries]
-        return len(entries)
+        self, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
+    ) -> IndexReport:
+        self.vectors += list(entry_ids)
+        return IndexReport(indexed=list(entry_ids))
 
 
 @pytest.mark.parametrize("separate_index", [True, False])

@@ -10,13 +10,25 @@ import asyncpg
 import httpx
 import pytest
 
+from tern.ariel import store
+from tern.ariel.adapters import AdapterOptions
 from tern.ariel.api import create_app
-from tern.ariel.backends.opensearch import OpenSearchBackend
+from tern.ariel.backends.opensearch import OpenSearchBackend, vector_field
 from tern.ariel.embeddings import HashingTestEmbedder
-from tests.ariel.conftest import ariel_settings
-from tests.ariel.fake_opensearch import Call, FakeOpenSearch, fake_opensearch, index_not_found
+from tern.ariel.ingest import embed_pending, ingest_source
+from tests.ariel.conftest import DATA, NOW, ariel_settings
+from tests.ariel.fake_opensearch import (
+    Call,
+    FakeOpenSearch,
+    bulk_item,
+    bulk_response,
+    fake_opensearch,
+    index_not_found,
+    rejected,
+)
 
 ALIAS = "tern-ariel"
+EMB = HashingTestEmbedder(dim=32, model="test-hashing-32")
 
 
 @pytest.fixture
@@ -55,3 +67,55 @@ async def test_search_before_first_ingestion_answers_no_hits_with_a_notice(
                 body = r.json()
                 assert body["hits"] == [] and "does not exist yet" in body["notice"], (mode, body)
     assert f"/{ALIAS}/_search" in fake.paths("POST")
+
+
+# --- defect 3: vectors lost for good -----------------------------------------------------------------------
+
+
+async def test_vectors_stay_pending_until_the_index_acknowledges_them(fake: FakeOpenSearch, pool: asyncpg.Pool) -> None:
+    """429 items are retried with backoff; a refused vector is reported and stays pending in PostgreSQL (pushed
+    by the next step); vectors of entries whose text is not indexed yet are upserts, not
+    ``document_missing_exception``."""
+    backend = OpenSearchBackend(fake.client(), ALIAS, bulk_retries=3, bulk_backoff_s=0.01)
+    # the entries reach PostgreSQL but not the index (as after a failed push): the vectors come first
+    await ingest_source(pool, "jlab", str(DATA / "jlab_sample_entries.json"), AdapterOptions(now=NOW))
+    field = vector_field(EMB.model)
+    state = {"rejected": 0, "refuse": True}
+
+    def flaky(call: Call):
+        if not call.path.endswith("/_bulk"):
+            return None
+        items = []
+        for action, src in call.bulk_pairs():
+            ((op, meta),) = action.items()
+            is_vector = src is not None and field in src.get("doc", {})
+            if is_vector and meta["_id"] == "J20003" and state["refuse"]:
+                err = {"type": "mapper_parsing_exception", "reason": f"failed to parse field [{field}]"}
+                items.append(bulk_item(op, meta["_index"], meta["_id"], 400, err))
+            elif is_vector and state["rejected"] < 3:
+                state["rejected"] += 1
+                items.append(bulk_item(op, meta["_index"], meta["_id"], 429, rejected(meta["_index"])))
+            else:
+                items.append(fake.cluster.bulk_item(action, src))
+        return bulk_response(items)
+
+    fake.handler = flaky
+    try:
+        r = await embed_pending(pool, EMB, batch_size=50, backend=backend)
+        assert r.processed == 7 and r.index_failed >= 1 and r.remaining == 1  # J20003, refused (each try counts)
+        assert r.indexed == 6 + 7  # six vectors, then the seven documents still pending
+        [index] = fake.cluster.indices
+        docs = fake.cluster.indices[index]["docs"]
+        assert sorted(i for i, d in docs.items() if field in d) == [f"J2000{i}" for i in range(1, 8) if i != 3]
+        assert all(d.get("title") for d in docs.values()) and len(docs) == 7
+        assert state["rejected"] == 3  # and the three were sent again
+        async with pool.acquire() as conn:
+            table = await store.embedding_table(conn, EMB.model)
+            assert table and [i for i, _, _ in await store.pending_index_vectors(conn, table, 10)] == ["J20003"]
+
+        state["refuse"] = False  # the next step (e.g. the activity's retry) pushes what is still pending
+        r = await embed_pending(pool, EMB, batch_size=50, backend=backend)
+        assert (r.processed, r.indexed, r.index_failed, r.remaining) == (0, 1, 0, 0)
+        assert field in docs["J20003"]
+    finally:
+        await backend.close()

@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from tern.ariel import store
-from tern.ariel.backends.base import SearchIndexMissing
+from tern.ariel.backends.base import IndexReport, SearchIndexMissing
 from tern.ariel.models import LogbookEntry
 from tern.ariel.query import SearchFilters
 from tern.config import TernSettings
@@ -44,6 +44,8 @@ HIGHLIGHT = {
 }
 SOURCE_FIELDS = ["entry_id", "title", "author", "timestamp", "raw_text"]
 REINDEX_BATCH = 1000
+RETRY_ON_CONFLICT = 3  # an entry's text and its vectors are partial updates of one document
+MAX_BACKOFF_S = 60.0
 
 
 def vector_field(model: str) -> str:
@@ -109,9 +111,16 @@ def entry_document(e: LogbookEntry) -> dict[str, Any]:
 
 def bulk_entry_actions(index: str, entries: Sequence[LogbookEntry]) -> list[dict[str, Any]]:
     """Bulk ``update`` actions with ``doc_as_upsert`` (helpers format): text fields are replaced, embedding
-    fields already in the document are kept."""
+    fields already in the document are kept; ``retry_on_conflict`` because a vector update may race."""
     return [
-        {"_op_type": "update", "_index": index, "_id": e.entry_id, "doc": entry_document(e), "doc_as_upsert": True}
+        {
+            "_op_type": "update",
+            "_index": index,
+            "_id": e.entry_id,
+            "doc": entry_document(e),
+            "doc_as_upsert": True,
+            "retry_on_conflict": RETRY_ON_CONFLICT,
+        }
         for e in entries
     ]
 
@@ -119,10 +128,18 @@ def bulk_entry_actions(index: str, entries: Sequence[LogbookEntry]) -> list[dict
 def bulk_vector_actions(
     index: str, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
 ) -> list[dict[str, Any]]:
-    """Bulk ``update`` actions setting one model's vector on existing documents."""
+    """Bulk ``update`` actions setting one model's vector, as upserts: a document whose text is not indexed yet
+    gets the vector now and its text later (a plain update would fail with ``document_missing_exception``)."""
     field = vector_field(model)
     return [
-        {"_op_type": "update", "_index": index, "_id": i, "doc": {field: [float(x) for x in v]}}
+        {
+            "_op_type": "update",
+            "_index": index,
+            "_id": i,
+            "doc": {field: [float(x) for x in v]},
+            "doc_as_upsert": True,
+            "retry_on_conflict": RETRY_ON_CONFLICT,
+        }
         for i, v in zip(entry_ids, vectors, strict=True)
     ]
 
@@ -253,14 +270,18 @@ class OpenSearchBackend:
     Args:
         client: the async client.
         alias: the alias searched (concrete indices are ``<alias>-<version>``).
+        bulk_retries: times a bulk item refused with 429 is retried.
+        bulk_backoff_s: first wait before such a retry, seconds (doubling, at most ``MAX_BACKOFF_S``).
     """
 
     name = "opensearch"
     separate_index = True  # fed from PostgreSQL, the storage of record
 
-    def __init__(self, client: Any, alias: str) -> None:
+    def __init__(self, client: Any, alias: str, *, bulk_retries: int = 5, bulk_backoff_s: float = 2.0) -> None:
         self.client = client
         self.alias = alias
+        self.bulk_retries = bulk_retries
+        self.bulk_backoff_s = bulk_backoff_s
 
     @classmethod
     def from_settings(cls, settings: TernSettings) -> OpenSearchBackend:
@@ -269,7 +290,12 @@ class OpenSearchBackend:
         if not settings.opensearch_url:
             raise ValueError("the opensearch backend needs TERN_OPENSEARCH_URL")
         client = AsyncOpenSearch(hosts=[settings.opensearch_url], timeout=settings.opensearch_timeout_s)
-        return cls(client, settings.opensearch_index)
+        return cls(
+            client,
+            settings.opensearch_index,
+            bulk_retries=settings.opensearch_bulk_retries,
+            bulk_backoff_s=settings.opensearch_bulk_backoff_s,
+        )
 
     async def close(self) -> None:
         await self.client.close()
@@ -347,27 +373,54 @@ class OpenSearchBackend:
         await self.client.indices.create(index=index, body={"aliases": {self.alias: {}}})
         return index
 
-    async def _bulk(self, actions: list[dict[str, Any]]) -> int:
-        from opensearchpy.helpers import async_bulk
+    async def _bulk(self, actions: list[dict[str, Any]], *, refresh: str | bool = "wait_for") -> IndexReport:
+        """Send bulk actions with ``async_streaming_bulk``: items refused with 429 are retried
+        ``bulk_retries`` times with exponential backoff from ``bulk_backoff_s`` (the helper's documented
+        behaviour), every other item failure is reported per document instead of raised, so the caller knows
+        which documents the index acknowledged. An id is indexed only when all its actions succeeded."""
+        from opensearchpy.helpers import async_streaming_bulk
 
+        report = IndexReport()
         if not actions:
-            return 0
-        ok, _errors = await async_bulk(self.client, actions, refresh="wait_for")
-        return int(ok)
+            return report
+        ok_ids: dict[str, None] = {}
+        async for ok, item in async_streaming_bulk(
+            self.client,
+            actions,
+            max_retries=self.bulk_retries,
+            initial_backoff=self.bulk_backoff_s,
+            max_backoff=MAX_BACKOFF_S,
+            raise_on_error=False,
+            yield_ok=True,
+            refresh=refresh,
+        ):
+            info = next(iter(item.values()))
+            entry_id = str(info.get("_id"))
+            if ok:
+                ok_ids[entry_id] = None
+            else:
+                err = info.get("error") or {}
+                reason = f"{err.get('type', '?')}: {err.get('reason', '')}" if isinstance(err, dict) else str(err)
+                report.failed[entry_id] = f"{info.get('status', '?')} {reason}"
+        report.indexed = [i for i in ok_ids if i not in report.failed]
+        return report
 
-    async def index_entries(self, entries: Sequence[LogbookEntry]) -> int:
+    async def index_entries(self, entries: Sequence[LogbookEntry]) -> IndexReport:
+        """Upsert the entries' documents (see ``SearchBackend.index_entries``)."""
         index = await self.ensure_index()
         return await self._bulk(bulk_entry_actions(index, entries))
 
     async def index_embeddings(
-        self, model: str, entries: Sequence[LogbookEntry], vectors: Sequence[Sequence[float]]
-    ) -> int:
+        self, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
+    ) -> IndexReport:
+        """Upsert one model's vectors (see ``SearchBackend.index_embeddings``); adds the model's ``knn_vector``
+        field to the index mapping first."""
         index = await self.ensure_index()
         if vectors:
             await self.client.indices.put_mapping(
                 index=index, body={"properties": {vector_field(model): vector_mapping(len(vectors[0]))}}
             )
-        return await self._bulk(bulk_vector_actions(index, model, [e.entry_id for e in entries], vectors))
+        return await self._bulk(bulk_vector_actions(index, model, entry_ids, vectors))
 
     async def reindex_from(self, pool: asyncpg.Pool) -> str:
         """Build a new concrete index from PostgreSQL (entries and every model's current embeddings), swap the
