@@ -25,6 +25,7 @@ from tests.ariel.fake_opensearch import (
     fake_opensearch,
     index_not_found,
     rejected,
+    template_overlap,
 )
 
 ALIAS = "tern-ariel"
@@ -117,5 +118,48 @@ async def test_vectors_stay_pending_until_the_index_acknowledges_them(fake: Fake
         r = await embed_pending(pool, EMB, batch_size=50, backend=backend)
         assert (r.processed, r.indexed, r.index_failed, r.remaining) == (0, 1, 0, 0)
         assert field in docs["J20003"]
+    finally:
+        await backend.close()
+
+
+# --- defect 1: template clash ------------------------------------------------------------------------------
+
+
+async def test_indexing_needs_no_index_template_so_overlapping_ones_cannot_refuse_it(
+    fake: FakeOpenSearch, pool: asyncpg.Pool
+) -> None:
+    """A cluster where a test alias left its template: every ``PUT _index_template`` is refused with the 400
+    OpenSearch gives overlapping patterns at one priority. Ingestion and a rebuild still work: each index is
+    created with its settings and mappings in the create request, and nothing is put per batch."""
+
+    def refuse_templates(call: Call):
+        if call.path.startswith("/_index_template/"):
+            name = call.path.rsplit("/", 1)[1]
+            return template_overlap(
+                name, f"{ALIAS}-*", "tern-ariel-test-1a2b3c4d-template", "tern-ariel-test-1a2b3c4d-*"
+            )
+        return None
+
+    fake.handler = refuse_templates
+    backend = OpenSearchBackend(fake.client(), ALIAS, replicas=0)
+    try:
+        await ingest_source(
+            pool, "jlab", str(DATA / "jlab_sample_entries.json"), AdapterOptions(now=NOW), page_size=3, backend=backend
+        )
+        await embed_pending(pool, EMB, batch_size=3, backend=backend)
+        [index] = fake.cluster.indices
+        assert index == f"{ALIAS}-1" and fake.cluster.indices[index]["aliases"] == {ALIAS}
+        settings = fake.cluster.indices[index]["settings"]["index"]
+        assert settings["knn"] is True and settings["number_of_replicas"] == 0
+        assert fake.cluster.indices[index]["mappings"]["properties"]["title"]["analyzer"] == "english"
+        assert len(fake.cluster.indices[index]["docs"]) == 7
+        assert not [c for c in fake.calls if c.path.startswith("/_index_template")]
+        # one create for all of it (three pages, three vector batches), not one per batch
+        assert [c.path for c in fake.calls if c.method == "PUT" and c.path == f"/{index}"] == [f"/{index}"]
+        mapping_puts = [c for c in fake.calls if c.path.endswith("/_mapping")]
+        assert len(mapping_puts) == 1  # the vector field's mapping, once per backend and index
+        new = await backend.reindex_from(pool)
+        assert list(fake.cluster.indices) == [new] and len(fake.cluster.indices[new]["docs"]) == 7
+        assert vector_field(EMB.model) in fake.cluster.indices[new]["mappings"]["properties"]
     finally:
         await backend.close()

@@ -1,6 +1,6 @@
 """OpenSearch request bodies and response parsing, checked against the shapes the OpenSearch documentation
 gives (Search API with highlight, k-NN query with filter, Bulk helpers' action format, Aliases API,
-composable index templates). No server is needed; the contract suite runs them against one when
+Create index API). No server is needed; the contract suite runs them against one when
 TERN_OPENSEARCH_URL is set."""
 
 from __future__ import annotations
@@ -53,11 +53,10 @@ SEARCH_RESPONSE = {
 }
 
 
-def test_index_template_has_bm25_text_and_knn_vector() -> None:
-    body = osb.index_template_body("tern-ariel", {"all-MiniLM-L6-v2": 384})
-    assert body["index_patterns"] == ["tern-ariel-*"]
-    assert body["template"]["settings"]["index"]["knn"] is True
-    props = body["template"]["mappings"]["properties"]
+def test_index_body_has_bm25_text_and_knn_vector() -> None:
+    body = osb.index_body({"all-MiniLM-L6-v2": 384}, replicas=2)
+    assert body["settings"]["index"] == {"knn": True, "number_of_shards": 1, "number_of_replicas": 2}
+    props = body["mappings"]["properties"]
     assert props["title"] == {"type": "text", "analyzer": "english"}
     assert props["timestamp"]["type"] == "date" and props["entry_id"]["type"] == "keyword"
     vec = props[osb.vector_field("all-MiniLM-L6-v2")]

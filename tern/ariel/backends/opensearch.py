@@ -5,9 +5,9 @@ PostgreSQL stays the storage of record; OpenSearch holds a searchable copy. Sear
 ``<alias>-<version>``; ``reindex_from`` builds a new concrete index from PostgreSQL and swaps the alias in one
 ``_aliases`` call, so searches never see a half-built index.
 
-Request bodies are built by pure functions (``index_template_body``, ``keyword_body``, ``knn_body``,
+Request bodies are built by pure functions (``index_body``, ``keyword_body``, ``knn_body``,
 ``alias_swap_actions``...) and responses parsed by ``parse_hits``; both are unit-tested against the shapes in
-the OpenSearch documentation (Search API, k-NN query, Bulk API, Aliases API, index templates).
+the OpenSearch documentation (Search API, k-NN query, Bulk API, Aliases API, Create index API).
 
 Scores: keyword hits carry the BM25 score; k-NN hits with ``cosinesimil`` carry ``(1 + cos) / 2``, which
 ``parse_hits(..., cosine=True)`` turns back into the cosine similarity so that thresholds mean the same on
@@ -63,10 +63,16 @@ def vector_mapping(dim: int) -> dict[str, Any]:
     }
 
 
-def index_template_body(alias: str, vectors: dict[str, int] | None = None) -> dict[str, Any]:
-    """The composable index template for ``<alias>-*``: k-NN enabled, English-analysed text fields (BM25 is
-    OpenSearch's default similarity), keyword fields for filters, and one ``knn_vector`` per embedding model
-    (``vectors``: model -> dimension)."""
+def index_body(vectors: dict[str, int] | None = None, replicas: int = 0) -> dict[str, Any]:
+    """Settings and mappings of a concrete index, sent in its create request: k-NN enabled, one shard,
+    ``replicas`` replica shards, English-analysed text fields (BM25 is OpenSearch's default similarity), keyword
+    fields for filters, and one ``knn_vector`` per embedding model (``vectors``: model -> dimension).
+
+    No index template: Tern creates every index itself, so a template would only add a cluster-wide object
+    whose ``<alias>-*`` pattern overlaps another alias's (``tern-ariel-*`` and ``tern-ariel-test-*``), which
+    OpenSearch refuses at equal priority (``MetadataIndexTemplateService``: "multiple index templates may not
+    match during index creation"). Settings in a create request win over any template that matches.
+    """
     props: dict[str, Any] = {
         "entry_id": {"type": "keyword"},
         "source_system": {"type": "keyword"},
@@ -83,13 +89,8 @@ def index_template_body(alias: str, vectors: dict[str, int] | None = None) -> di
     for model, dim in (vectors or {}).items():
         props[vector_field(model)] = vector_mapping(dim)
     return {
-        "index_patterns": [f"{alias}-*"],
-        "template": {
-            "settings": {"index": {"knn": True, "number_of_shards": 1}},
-            "mappings": {"dynamic": False, "properties": props},
-        },
-        "priority": 100,
-        "_meta": {"created_by": "tern.ariel"},
+        "settings": {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": replicas}},
+        "mappings": {"dynamic": False, "properties": props, "_meta": {"created_by": "tern.ariel"}},
     }
 
 
@@ -272,14 +273,19 @@ class OpenSearchBackend:
         alias: the alias searched (concrete indices are ``<alias>-<version>``).
         bulk_retries: times a bulk item refused with 429 is retried.
         bulk_backoff_s: first wait before such a retry, seconds (doubling, at most ``MAX_BACKOFF_S``).
+        replicas: replica shards of the indices it creates.
     """
 
     name = "opensearch"
     separate_index = True  # fed from PostgreSQL, the storage of record
 
-    def __init__(self, client: Any, alias: str, *, bulk_retries: int = 5, bulk_backoff_s: float = 2.0) -> None:
+    def __init__(
+        self, client: Any, alias: str, *, bulk_retries: int = 5, bulk_backoff_s: float = 2.0, replicas: int = 0
+    ) -> None:
         self.client = client
         self.alias = alias
+        self.replicas = replicas
+        self._mapped: set[tuple[str, str]] = set()  # (index, model) whose vector field is in the mapping
         self.bulk_retries = bulk_retries
         self.bulk_backoff_s = bulk_backoff_s
 
@@ -295,14 +301,11 @@ class OpenSearchBackend:
             settings.opensearch_index,
             bulk_retries=settings.opensearch_bulk_retries,
             bulk_backoff_s=settings.opensearch_bulk_backoff_s,
+            replicas=settings.opensearch_replicas,
         )
 
     async def close(self) -> None:
         await self.client.close()
-
-    @property
-    def template_name(self) -> str:
-        return f"{self.alias}-template"
 
     async def _read(self, call: Any, **kwargs: Any) -> Any:
         """``await call(index=self.alias, **kwargs)``; ``index_not_found_exception`` (404: the alias does not
@@ -356,21 +359,40 @@ class OpenSearchBackend:
         hits = parse_hits(await self._search(knn_body(vector, model, filters, limit)), cosine=True)
         return [h for h in hits if h.score >= min_similarity]
 
-    async def _concrete_indices(self) -> list[str]:
-        if not await self.client.indices.exists_alias(name=self.alias):
+    async def _concrete_indices(self, alias: str | None = None) -> list[str]:
+        """The indices ``alias`` (default: the searched alias) points at, sorted; [] when it does not exist."""
+        from opensearchpy import NotFoundError
+
+        try:
+            found = await self.client.indices.get_alias(name=alias or self.alias)
+        except NotFoundError:
             return []
-        return sorted((await self.client.indices.get_alias(name=self.alias)).keys())
+        return sorted(found.keys())
 
     async def ensure_index(self, vectors: dict[str, int] | None = None) -> str:
-        """Install the template and make sure the alias points at an index; returns the concrete index."""
-        await self.client.indices.put_index_template(
-            name=self.template_name, body=index_template_body(self.alias, vectors)
-        )
+        """Make sure the alias points at an index; returns the concrete index.
+
+        The first index has a fixed name, ``<alias>-1``, created together with its alias in one request, so two
+        first ingestions racing cannot create two indices under one alias: the loser gets
+        ``resource_already_exists_exception`` and uses the winner's. Raises ``RuntimeError`` when ``<alias>-1``
+        exists without the alias (left by hand; ``tern ariel reindex`` repairs it)."""
+        from opensearchpy import RequestError
+
         current = await self._concrete_indices()
         if current:
-            return current[0]
-        index = f"{self.alias}-{time.time_ns() // 1_000_000}"
-        await self.client.indices.create(index=index, body={"aliases": {self.alias: {}}})
+            return current[-1]
+        index = f"{self.alias}-1"
+        body = {**index_body(vectors, self.replicas), "aliases": {self.alias: {}}}
+        try:
+            await self.client.indices.create(index=index, body=body)
+        except RequestError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise
+            if index not in await self._concrete_indices():
+                raise RuntimeError(
+                    f"OpenSearch index {index!r} exists but alias {self.alias!r} does not point at it; "
+                    "rebuild with `tern ariel reindex`"
+                ) from exc
         return index
 
     async def _bulk(self, actions: list[dict[str, Any]], *, refresh: str | bool = "wait_for") -> IndexReport:
@@ -414,12 +436,13 @@ class OpenSearchBackend:
         self, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
     ) -> IndexReport:
         """Upsert one model's vectors (see ``SearchBackend.index_embeddings``); adds the model's ``knn_vector``
-        field to the index mapping first."""
+        field to the index mapping first (once per index and model in this process)."""
         index = await self.ensure_index()
-        if vectors:
+        if vectors and (index, model) not in self._mapped:
             await self.client.indices.put_mapping(
                 index=index, body={"properties": {vector_field(model): vector_mapping(len(vectors[0]))}}
             )
+            self._mapped.add((index, model))
         return await self._bulk(bulk_vector_actions(index, model, entry_ids, vectors))
 
     async def reindex_from(self, pool: asyncpg.Pool) -> str:
@@ -430,13 +453,11 @@ class OpenSearchBackend:
                 r["model"]: (r["dim"], r["table_name"])
                 for r in await conn.fetch("SELECT model, dim, table_name FROM ariel_embedding_models")
             }
-            await self.client.indices.put_index_template(
-                name=self.template_name,
-                body=index_template_body(self.alias, {m: d for m, (d, _) in models.items()}),
-            )
             old = await self._concrete_indices()
             index = f"{self.alias}-{time.time_ns() // 1_000_000}"
-            await self.client.indices.create(index=index)
+            await self.client.indices.create(
+                index=index, body=index_body({m: d for m, (d, _) in models.items()}, self.replicas)
+            )
             after = ""
             while batch := await store.iter_entry_batches(conn, REINDEX_BATCH, after):
                 after = batch[-1].entry_id
