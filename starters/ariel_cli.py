@@ -268,14 +268,16 @@ def search_json(resp: SearchResponse) -> dict[str, Any]:
 
 async def _search(settings: TernSettings, query: str, mode: str, limit: int, filters: Any) -> SearchResponse:
     from tern.ariel.query import QueryError
-    from tern.ariel.service import search
+    from tern.ariel.service import ArielService
 
     pool = await _pool(settings)
+    service = ArielService(settings, pool)
     try:
-        return await search(pool, settings, query, mode, limit, filters)  # type: ignore[arg-type]
+        return await service.search(query, mode, limit, filters)  # type: ignore[arg-type]
     except QueryError as exc:
         fail(str(exc))
     finally:
+        await service.aclose()
         await pool.close()
 
 

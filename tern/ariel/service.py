@@ -32,7 +32,8 @@ RAG_RETRIEVE_MIN = 8  # entries retrieved for a RAG context, at least
 
 
 def make_backend(settings: TernSettings, db: asyncpg.Pool | store.Conn) -> SearchBackend:
-    """The search backend chosen by ``settings.ariel_backend`` (PostgreSQL needs ``db``)."""
+    """The search backend chosen by ``settings.ariel_backend`` (PostgreSQL needs ``db``; OpenSearch uses the
+    process's shared client, see ``tern.ariel.backends.opensearch_client``)."""
     if settings.ariel_backend == "opensearch":
         from tern.ariel.backends.opensearch import OpenSearchBackend
 
@@ -65,6 +66,14 @@ class ArielService:
         self.db = db
         self.backend = backend or make_backend(settings, db)
         self.providers = Providers(settings, embedder=embedder, llm=llm)
+
+    async def aclose(self) -> None:
+        """Release what the service opened: with the OpenSearch backend made from the settings, the process's
+        shared OpenSearch clients (``close_shared_clients``); a backend given by the caller is the caller's."""
+        if self.settings.ariel_backend == "opensearch":
+            from tern.ariel.backends.opensearch_client import close_shared_clients
+
+            await close_shared_clients()
 
     async def _semantic(self, text: str, filters: SearchFilters, limit: int) -> tuple[list[LogbookHit] | None, str]:
         """Semantic hits, or ``(None, why not)``."""

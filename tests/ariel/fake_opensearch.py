@@ -32,6 +32,8 @@ class Call:
     path: str
     params: dict[str, str]
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    peer: int = 0  # the client's TCP port: one per connection
 
     def bulk_pairs(self) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
         """``_bulk`` body as (action line, source line or None for delete) pairs."""
@@ -248,7 +250,14 @@ async def fake_opensearch() -> AsyncIterator[FakeOpenSearch]:
                 body = json.loads(text)
             except json.JSONDecodeError:
                 body = [json.loads(line) for line in text.splitlines() if line.strip()]
-        call = Call(request.method, "/" + path, dict(request.query_params), body)
+        call = Call(
+            request.method,
+            "/" + path,
+            dict(request.query_params),
+            body,
+            dict(request.headers),
+            request.client.port if request.client else 0,
+        )
         fake.calls.append(call)
         status, doc = fake.handler(call) or fake.cluster.answer(call)
         if request.method == "HEAD":

@@ -4,6 +4,10 @@ test here failed on the backend as first landed (issue 15)."""
 
 from __future__ import annotations
 
+import base64
+import importlib.util
+import logging
+import os
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -13,9 +17,12 @@ import pytest
 from tern.ariel import store
 from tern.ariel.adapters import AdapterOptions
 from tern.ariel.api import create_app
+from tern.ariel.backends import SearchIndexMissing
 from tern.ariel.backends.opensearch import OpenSearchBackend, vector_field
+from tern.ariel.backends.opensearch_client import client_options, close_shared_clients, shared_client_count
 from tern.ariel.embeddings import HashingTestEmbedder
 from tern.ariel.ingest import embed_pending, ingest_source
+from tern.ariel.service import search
 from tests.ariel.conftest import DATA, NOW, ariel_settings
 from tests.ariel.fake_opensearch import (
     Call,
@@ -163,3 +170,76 @@ async def test_indexing_needs_no_index_template_so_overlapping_ones_cannot_refus
         assert vector_field(EMB.model) in fake.cluster.indices[new]["mappings"]["properties"]
     finally:
         await backend.close()
+
+
+# --- defect 5: client lifecycle and security --------------------------------------------------------------
+
+
+async def test_searches_share_one_client_and_the_api_closes_it(fake: FakeOpenSearch, pool: asyncpg.Pool) -> None:
+    """The agent's activity calls ``service.search`` once per question: every call reuses the process's client
+    (one kept-alive connection), and the API's shutdown closes it."""
+    settings = ariel_settings(ariel_backend="opensearch", opensearch_url=fake.url)
+    for _ in range(5):
+        r = await search(pool, settings, "rf trip", embedder=None, llm=None)
+        assert "does not exist yet" in r.notice  # the fake's cluster is empty
+    peers = {c.peer for c in fake.calls}
+    assert len(fake.calls) >= 5 and len(peers) == 1, peers
+    assert shared_client_count() == 1
+    app = create_app(settings, pool=pool, service_kwargs={"embedder": None, "llm": None})
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ariel") as api:
+            assert (await api.get("/search", params={"q": "rf"})).status_code == 200
+    assert shared_client_count() == 0
+    assert {c.peer for c in fake.calls} == peers  # the API took the same client
+    await search(pool, settings, "rf trip", embedder=None, llm=None)
+    assert fake.calls[-1].peer not in peers  # it had been closed: a new client, a new connection
+    await close_shared_clients()
+
+
+async def test_basic_auth_and_tls_options_reach_the_client(
+    fake: FakeOpenSearch, caplog: pytest.LogCaptureFixture, tmp_path
+) -> None:
+    settings = ariel_settings(
+        ariel_backend="opensearch", opensearch_url=fake.url, opensearch_username="tern", opensearch_password="s3cret"
+    )
+    backend = OpenSearchBackend.from_settings(settings)
+    try:
+        await backend.keyword("rf")
+    except SearchIndexMissing:
+        pass
+    [call] = [c for c in fake.calls if c.path.endswith("/_search")]
+    assert call.headers["authorization"] == "Basic " + base64.b64encode(b"tern:s3cret").decode()
+    await close_shared_clients()
+
+    ca, cert, key = (tmp_path / n for n in ("ca.pem", "cert.pem", "key.pem"))
+    for f in (ca, cert, key):
+        f.write_text("-")
+    insecure = ariel_settings(
+        ariel_backend="opensearch",
+        opensearch_url="https://search.example:9200",
+        opensearch_ca_certs=ca,
+        opensearch_client_cert=cert,
+        opensearch_client_key=key,
+        opensearch_verify_certs=False,
+    )
+    with caplog.at_level(logging.WARNING, logger="tern.ariel.backends.opensearch_client"):
+        opts = client_options(insecure)
+    assert (opts["ca_certs"], opts["client_cert"], opts["client_key"]) == (str(ca), str(cert), str(key))
+    assert opts["verify_certs"] is False and "verification is OFF" in caplog.text
+    with pytest.raises(ValueError, match="exclude each other"):
+        ariel_settings(opensearch_username="u", opensearch_password="p", opensearch_aws_region="eu-west-1")
+
+
+async def test_aws_sigv4_names_what_it_needs() -> None:
+    """SigV4 uses opensearch-py's ``AWSV4SignerAsyncAuth``, which signs with botocore: without boto3 the setting
+    is refused with the install command instead of failing on the first request."""
+    settings = ariel_settings(
+        opensearch_url="https://search-x.eu-west-1.es.amazonaws.com", opensearch_aws_region="eu-west-1"
+    )
+    if importlib.util.find_spec("boto3") is None:
+        with pytest.raises(ValueError, match="needs boto3"):
+            client_options(settings)
+    else:  # pragma: no cover - boto3 is not installed on these machines
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+        assert type(client_options(settings)["http_auth"]).__name__ == "AWSV4SignerAsyncAuth"

@@ -269,21 +269,32 @@ class OpenSearchBackend:
     """Search on OpenSearch through ``opensearchpy.AsyncOpenSearch``.
 
     Args:
-        client: the async client.
+        client: an ``AsyncOpenSearch`` this backend owns (``close`` closes it); ``from_settings`` uses the shared
+            one instead.
         alias: the alias searched (concrete indices are ``<alias>-<version>``).
         bulk_retries: times a bulk item refused with 429 is retried.
         bulk_backoff_s: first wait before such a retry, seconds (doubling, at most ``MAX_BACKOFF_S``).
         replicas: replica shards of the indices it creates.
+        ef_search: HNSW candidate queue of k-NN searches; None for ``max(100, 2 * k)`` (``knn_body``).
     """
 
     name = "opensearch"
     separate_index = True  # fed from PostgreSQL, the storage of record
 
     def __init__(
-        self, client: Any, alias: str, *, bulk_retries: int = 5, bulk_backoff_s: float = 2.0, replicas: int = 0
+        self,
+        client: Any,
+        alias: str,
+        *,
+        bulk_retries: int = 5,
+        bulk_backoff_s: float = 2.0,
+        replicas: int = 0,
+        ef_search: int | None = None,
     ) -> None:
-        self.client = client
+        self._client = client
+        self._settings: TernSettings | None = None
         self.alias = alias
+        self.ef_search = ef_search
         self.replicas = replicas
         self._mapped: set[tuple[str, str]] = set()  # (index, model) whose vector field is in the mapping
         self.bulk_retries = bulk_retries
@@ -291,21 +302,36 @@ class OpenSearchBackend:
 
     @classmethod
     def from_settings(cls, settings: TernSettings) -> OpenSearchBackend:
-        from opensearchpy import AsyncOpenSearch
-
+        """A backend on the process's shared client for these settings (``opensearch_client.shared_client``,
+        taken on first use, so this may be called outside the event loop); ``close`` leaves that client open
+        (``close_shared_clients`` closes it). Raises ``ValueError`` without ``opensearch_url``."""
         if not settings.opensearch_url:
             raise ValueError("the opensearch backend needs TERN_OPENSEARCH_URL")
-        client = AsyncOpenSearch(hosts=[settings.opensearch_url], timeout=settings.opensearch_timeout_s)
-        return cls(
-            client,
+        backend = cls(
+            None,
             settings.opensearch_index,
             bulk_retries=settings.opensearch_bulk_retries,
             bulk_backoff_s=settings.opensearch_bulk_backoff_s,
             replicas=settings.opensearch_replicas,
+            ef_search=settings.opensearch_ef_search,
         )
+        backend._settings = settings
+        return backend
+
+    @property
+    def client(self) -> Any:
+        """The ``AsyncOpenSearch`` client: the one given, or the shared one for the settings."""
+        if self._client is None:
+            from tern.ariel.backends.opensearch_client import shared_client
+
+            assert self._settings is not None
+            self._client = shared_client(self._settings)
+        return self._client
 
     async def close(self) -> None:
-        await self.client.close()
+        """Close the client when it was given to this backend; a shared client stays open for the others."""
+        if self._client is not None and self._settings is None:
+            await self._client.close()
 
     async def _read(self, call: Any, **kwargs: Any) -> Any:
         """``await call(index=self.alias, **kwargs)``; ``index_not_found_exception`` (404: the alias does not
