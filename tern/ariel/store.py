@@ -329,6 +329,26 @@ async def pending_index_entries(
     return [(_entry_from_row(r), r["doc_hash"]) for r in rows]
 
 
+async def index_documents_after(conn: Conn, after: str, limit: int) -> list[tuple[LogbookEntry, str]]:
+    """The next ``limit`` entries after id ``after`` with their ``DOC_HASH`` (keyset paging; index rebuilds)."""
+    rows = await conn.fetch(
+        f"SELECT e.*, {DOC_HASH} AS doc_hash FROM ariel_entries e WHERE e.entry_id > $1 ORDER BY e.entry_id LIMIT $2",
+        after,
+        limit,
+    )
+    return [(_entry_from_row(r), r["doc_hash"]) for r in rows]
+
+
+async def current_vectors(conn: Conn, table: str, entry_ids: Sequence[str]) -> list[tuple[str, str, list[float]]]:
+    """``(entry_id, content_hash, vector)`` of the current embeddings of these entries in ``table``."""
+    rows = await conn.fetch(
+        f"""SELECT v.entry_id, v.content_hash, v.embedding::text AS vec FROM {table} v JOIN ariel_entries e
+            USING (entry_id) WHERE v.entry_id = ANY($1::text[]) AND v.content_hash = e.content_hash""",
+        list(entry_ids),
+    )
+    return [(r["entry_id"], r["content_hash"], json.loads(r["vec"])) for r in rows]
+
+
 async def count_pending_index_entries(conn: Conn) -> int:
     """How many entries' documents the search index has not acknowledged."""
     n: int = await conn.fetchval(

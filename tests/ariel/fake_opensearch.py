@@ -164,14 +164,24 @@ class Cluster:
             self.templates.pop(parts[1], None)
             return 200, {"acknowledged": True}
         if parts and parts[0] == "_alias":
-            wanted = set(parts[1].split(","))
+            # RestGetAliasesAction: the aliases found, and 404 naming the missing ones when any is missing
+            import fnmatch
+
+            wanted = parts[1].split(",")
+
+            def hit(a: str) -> bool:
+                return any(fnmatch.fnmatchcase(a, w) for w in wanted)
+
             found: dict[str, Any] = {
-                i: {"aliases": {a: {} for a in self.indices[i]["aliases"]}}
-                for i in self.resolve(parts[1])
-                if self.indices[i]["aliases"] & wanted
+                i: {"aliases": {a: {} for a in sorted(meta["aliases"]) if hit(a)}}
+                for i, meta in self.indices.items()
+                if any(hit(a) for a in meta["aliases"])
             }
-            if not found:
-                return 404, {"error": f"alias [{parts[1]}] missing", "status": 404}
+            have = {a for v in found.values() for a in v["aliases"]}
+            missing = [a for a in wanted if "*" not in a and a not in have]  # wildcards are never "missing"
+            if missing:
+                what = f"alias [{missing[0]}]" if len(missing) == 1 else f"aliases [{','.join(missing)}]"
+                return 404, {"error": f"{what} missing", "status": 404, **found}
             return 200, found
         if parts == ["_aliases"] and m == "POST":
             for action in call.body["actions"]:
@@ -201,7 +211,7 @@ class Cluster:
             return 200, {"acknowledged": True, "shards_acknowledged": True, "index": parts[0]}
         if len(parts) == 1 and m == "DELETE":
             gone = self.resolve(parts[0])
-            if not gone and "*" not in parts[0]:
+            if not gone and "*" not in parts[0] and call.params.get("ignore_unavailable") != "true":
                 return index_not_found(parts[0])
             for i in gone:
                 del self.indices[i]

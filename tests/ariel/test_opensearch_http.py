@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -18,10 +19,10 @@ from tern.ariel import store
 from tern.ariel.adapters import AdapterOptions
 from tern.ariel.api import create_app
 from tern.ariel.backends import SearchIndexMissing
-from tern.ariel.backends.opensearch import OpenSearchBackend, vector_field
+from tern.ariel.backends.opensearch import OpenSearchBackend, entry_document, vector_field
 from tern.ariel.backends.opensearch_client import client_options, close_shared_clients, shared_client_count
 from tern.ariel.embeddings import HashingTestEmbedder
-from tern.ariel.ingest import embed_pending, ingest_source
+from tern.ariel.ingest import embed_pending, ingest_source, summarize_pending
 from tern.ariel.service import search
 from tests.ariel.conftest import DATA, NOW, ariel_settings
 from tests.ariel.fake_opensearch import (
@@ -34,6 +35,8 @@ from tests.ariel.fake_opensearch import (
     rejected,
     template_overlap,
 )
+from tests.ariel.test_cli_api import cli
+from tests.ariel.test_search_contract import FakeLLM
 
 ALIAS = "tern-ariel"
 EMB = HashingTestEmbedder(dim=32, model="test-hashing-32")
@@ -165,7 +168,7 @@ async def test_indexing_needs_no_index_template_so_overlapping_ones_cannot_refus
         assert [c.path for c in fake.calls if c.method == "PUT" and c.path == f"/{index}"] == [f"/{index}"]
         mapping_puts = [c for c in fake.calls if c.path.endswith("/_mapping")]
         assert len(mapping_puts) == 1  # the vector field's mapping, once per backend and index
-        new = await backend.reindex_from(pool)
+        new = (await backend.reindex_from(pool)).index
         assert list(fake.cluster.indices) == [new] and len(fake.cluster.indices[new]["docs"]) == 7
         assert vector_field(EMB.model) in fake.cluster.indices[new]["mappings"]["properties"]
     finally:
@@ -243,3 +246,71 @@ async def test_aws_sigv4_names_what_it_needs() -> None:
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
         assert type(client_options(settings)["http_auth"]).__name__ == "AWSV4SignerAsyncAuth"
+
+
+# --- defect 4: summaries and keywords reach OpenSearch; re-ingestion keeps them; tern ariel reindex ----------
+
+
+async def _documents_of_record(pool: asyncpg.Pool) -> dict[str, dict]:
+    async with pool.acquire() as conn:
+        return {e.entry_id: entry_document(e) for e in await store.iter_entry_batches(conn, 1000)}
+
+
+async def test_documents_carry_enhancement_and_survive_reingestion(
+    fake: FakeOpenSearch, pool: asyncpg.Pool, tmp_path
+) -> None:
+    backend = OpenSearchBackend(fake.client(), ALIAS)
+    src = DATA / "jlab_sample_entries.json"
+    try:
+        await ingest_source(pool, "jlab", str(src), AdapterOptions(now=NOW), backend=backend)
+        llm = FakeLLM('{"keywords": ["klystron", "linac"], "summary": "A klystron faulted."}')
+        r = await summarize_pending(pool, llm, batch_size=50, backend=backend)
+        assert (r.processed, r.indexed, r.remaining) == (7, 7, 0)
+        [index] = fake.cluster.indices
+        docs = fake.cluster.indices[index]["docs"]
+        assert all(
+            d["summary"] == "A klystron faulted." and d["keywords"] == ["klystron", "linac"] for d in docs.values()
+        )
+        # the source changes one title: PostgreSQL keeps the (now stale) summary and keywords, so must the index
+        records = json.loads(src.read_text())
+        records[1]["title"] = "Klystron SL-5A fault in South Linac"
+        changed = tmp_path / "jlab.json"
+        changed.write_text(json.dumps(records))
+        before = len([c for c in fake.calls if c.path == "/_bulk"])
+        await ingest_source(pool, "jlab", str(changed), AdapterOptions(now=NOW), backend=backend)
+        bulks = [c for c in fake.calls if c.path == "/_bulk"][before:]
+        assert [a["update"]["_id"] for c in bulks for a, _ in c.bulk_pairs()] == ["J20002"]  # only what changed
+        assert docs["J20002"]["title"] == "Klystron SL-5A fault in South Linac"
+        assert docs["J20002"]["summary"] == "A klystron faulted."
+        assert docs == await _documents_of_record(pool)  # the same documents PostgreSQL searches
+    finally:
+        await backend.close()
+
+
+async def test_reindex_command_rebuilds_from_the_store_of_record(
+    fake: FakeOpenSearch, pool: asyncpg.Pool, pg_dsn: str
+) -> None:
+    await ingest_source(pool, "jlab", str(DATA / "jlab_sample_entries.json"), AdapterOptions(now=NOW))
+    await embed_pending(pool, EMB, batch_size=50)
+    fake.cluster.indices[f"{ALIAS}-1"] = {"aliases": {ALIAS}, "settings": {}, "mappings": {}, "docs": {"stale": {}}}
+    env = {
+        "TERN_DATABASE_URL": pg_dsn,
+        "TERN_ARIEL_BACKEND": "opensearch",
+        "TERN_OPENSEARCH_URL": fake.url,
+        "TERN_OPENSEARCH_INDEX": ALIAS,
+    }
+    code, out, err = await cli("reindex", "--json", env=env)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["entries"] == 7 and result["vectors"] == {EMB.model: 7} and result["replaced"] == [f"{ALIAS}-1"]
+    assert list(fake.cluster.indices) == [result["index"]] and fake.cluster.indices[result["index"]]["aliases"] == {
+        ALIAS
+    }
+    docs = fake.cluster.indices[result["index"]]["docs"]
+    assert {i: {k: v for k, v in d.items() if k != vector_field(EMB.model)} for i, d in docs.items()} == (
+        await _documents_of_record(pool)
+    )
+    async with pool.acquire() as conn:
+        assert await store.count_pending_index_entries(conn) == 0
+    code, out, err = await cli("reindex", env={**env, "TERN_ARIEL_BACKEND": "postgres"})
+    assert code == 2 and "needs none" in err

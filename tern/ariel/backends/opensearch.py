@@ -17,14 +17,14 @@ both backends.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
 
 from tern.ariel import store
 from tern.ariel.backends.base import IndexReport, SearchIndexMissing
@@ -44,6 +44,7 @@ HIGHLIGHT = {
 }
 SOURCE_FIELDS = ["entry_id", "title", "author", "timestamp", "raw_text"]
 REINDEX_BATCH = 1000
+FAILURES_KEPT = 50  # per-document failures a rebuild reports (all are counted)
 RETRY_ON_CONFLICT = 3  # an entry's text and its vectors are partial updates of one document
 MAX_BACKOFF_S = 60.0
 
@@ -265,6 +266,26 @@ def parse_hits(response: dict[str, Any], *, cosine: bool = False) -> list[Logboo
     return out
 
 
+class ReindexResult(BaseModel):
+    """What ``reindex_from`` did (``tern ariel reindex --json``): the new index, the indices it replaced,
+    documents and vectors (per model) acknowledged, the first ``FAILURES_KEPT`` refusals (entry id ->
+    reason; those stay pending in PostgreSQL), their count, and the time taken in seconds."""
+
+    index: str
+    replaced: list[str] = []
+    entries: int = 0
+    vectors: dict[str, int] = {}
+    failed: dict[str, str] = {}
+    failed_count: int = 0
+    seconds: float = 0.0
+
+    def add_failures(self, report: IndexReport) -> None:
+        self.failed_count += len(report.failed)
+        for k, v in report.failed.items():
+            if len(self.failed) < FAILURES_KEPT:
+                self.failed[k] = v
+
+
 class OpenSearchBackend:
     """Search on OpenSearch through ``opensearchpy.AsyncOpenSearch``.
 
@@ -385,6 +406,21 @@ class OpenSearchBackend:
         hits = parse_hits(await self._search(knn_body(vector, model, filters, limit)), cosine=True)
         return [h for h in hits if h.score >= min_similarity]
 
+    @property
+    def building_alias(self) -> str:
+        """The alias a rebuild's new index carries until the swap; writes go to its indices too."""
+        return f"{self.alias}-building"
+
+    async def _write_indices(self) -> list[str]:
+        """Where writes go: the alias's index and, during a rebuild, the new index (``building_alias``);
+        creates the first index when there is none. One ``GET _alias/<alias>*``, filtered here to the two
+        names: a wildcard never answers 404 (``RestGetAliasesAction`` reports only missing exact names), so
+        the common case, no rebuild under way, costs no error response and no client warning."""
+        found: dict[str, Any] = await self.client.indices.get_alias(name=f"{self.alias}*")
+        wanted = {self.alias, self.building_alias}
+        targets = sorted(i for i, v in found.items() if wanted & set((v or {}).get("aliases", {})))
+        return targets or [await self.ensure_index()]
+
     async def _concrete_indices(self, alias: str | None = None) -> list[str]:
         """The indices ``alias`` (default: the searched alias) points at, sorted; [] when it does not exist."""
         from opensearchpy import NotFoundError
@@ -421,11 +457,13 @@ class OpenSearchBackend:
                 ) from exc
         return index
 
-    async def _bulk(self, actions: list[dict[str, Any]], *, refresh: str | bool = "wait_for") -> IndexReport:
+    async def _bulk(self, actions: list[dict[str, Any]], *, refresh: bool = False) -> IndexReport:
         """Send bulk actions with ``async_streaming_bulk``: items refused with 429 are retried
         ``bulk_retries`` times with exponential backoff from ``bulk_backoff_s`` (the helper's documented
         behaviour), every other item failure is reported per document instead of raised, so the caller knows
-        which documents the index acknowledged. An id is indexed only when all its actions succeeded."""
+        which documents the index acknowledged. An id is indexed only when all its actions succeeded.
+        No ``refresh=wait_for``: it would wait forever on a rebuild's index (``refresh_interval: -1``);
+        documents become searchable within the index's refresh interval (1 s by default)."""
         from opensearchpy.helpers import async_streaming_bulk
 
         report = IndexReport()
@@ -454,54 +492,82 @@ class OpenSearchBackend:
         return report
 
     async def index_entries(self, entries: Sequence[LogbookEntry]) -> IndexReport:
-        """Upsert the entries' documents (see ``SearchBackend.index_entries``)."""
-        index = await self.ensure_index()
-        return await self._bulk(bulk_entry_actions(index, entries))
+        """Upsert the entries' documents (see ``SearchBackend.index_entries``) in every index writes go to
+        (``_write_indices``); an entry is acknowledged when all of them took it."""
+        actions = [a for index in await self._write_indices() for a in bulk_entry_actions(index, entries)]
+        return await self._bulk(actions)
 
     async def index_embeddings(
         self, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
     ) -> IndexReport:
         """Upsert one model's vectors (see ``SearchBackend.index_embeddings``); adds the model's ``knn_vector``
         field to the index mapping first (once per index and model in this process)."""
-        index = await self.ensure_index()
-        if vectors and (index, model) not in self._mapped:
-            await self.client.indices.put_mapping(
-                index=index, body={"properties": {vector_field(model): vector_mapping(len(vectors[0]))}}
-            )
-            self._mapped.add((index, model))
-        return await self._bulk(bulk_vector_actions(index, model, entry_ids, vectors))
+        actions: list[dict[str, Any]] = []
+        for index in await self._write_indices():
+            if vectors and (index, model) not in self._mapped:
+                await self.client.indices.put_mapping(
+                    index=index, body={"properties": {vector_field(model): vector_mapping(len(vectors[0]))}}
+                )
+                self._mapped.add((index, model))
+            actions += bulk_vector_actions(index, model, entry_ids, vectors)
+        return await self._bulk(actions)
 
-    async def reindex_from(self, pool: asyncpg.Pool) -> str:
-        """Build a new concrete index from PostgreSQL (entries and every model's current embeddings), swap the
-        alias to it atomically, delete the old indices; returns the new index name."""
+    async def reindex_from(
+        self, pool: asyncpg.Pool, progress: Callable[[int, int], None] | None = None
+    ) -> ReindexResult:
+        """Build a new concrete index from PostgreSQL (documents with summaries and keywords, and every model's
+        current vectors), swap the alias to it atomically, delete the old indices.
+
+        While it builds, the new index carries the alias ``<alias>-building``, so ingestion writes go to the old
+        and the new index alike (``_write_indices``) and nothing written during the rebuild is lost with the old
+        index; the new index is built with ``refresh_interval: -1`` and refreshed once at the end. Documents it
+        copied are marked acknowledged in PostgreSQL. ``progress(done, total)`` is called after each batch.
+        On an error the half-built index is deleted and the error raised (the old index keeps serving).
+        """
+        started = time.monotonic()
         async with pool.acquire() as conn:
             models = {
                 r["model"]: (r["dim"], r["table_name"])
                 for r in await conn.fetch("SELECT model, dim, table_name FROM ariel_embedding_models")
             }
+            total = int(await conn.fetchval("SELECT count(*) FROM ariel_entries"))
             old = await self._concrete_indices()
             index = f"{self.alias}-{time.time_ns() // 1_000_000}"
-            await self.client.indices.create(
-                index=index, body=index_body({m: d for m, (d, _) in models.items()}, self.replicas)
-            )
-            after = ""
-            while batch := await store.iter_entry_batches(conn, REINDEX_BATCH, after):
-                after = batch[-1].entry_id
-                await self._bulk(bulk_entry_actions(index, batch))
-                ids = [e.entry_id for e in batch]
-                for model, (_dim, table) in models.items():
-                    rows = await conn.fetch(
-                        f"SELECT v.entry_id, v.embedding::text AS vec FROM {table} v JOIN ariel_entries e "
-                        "USING (entry_id) WHERE v.entry_id = ANY($1::text[]) AND v.content_hash = e.content_hash",
-                        ids,
-                    )
-                    await self._bulk(
-                        bulk_vector_actions(
-                            index, model, [r["entry_id"] for r in rows], [json.loads(r["vec"]) for r in rows]
+            body = index_body({m: d for m, (d, _) in models.items()}, self.replicas)
+            body["settings"]["index"]["refresh_interval"] = "-1"
+            body["aliases"] = {self.building_alias: {}}
+            await self.client.indices.create(index=index, body=body)
+            result = ReindexResult(index=index, replaced=old, vectors={m: 0 for m in models})
+            try:
+                after = ""
+                while batch := await store.index_documents_after(conn, after, REINDEX_BATCH):
+                    after = batch[-1][0].entry_id
+                    rep = await self._bulk(bulk_entry_actions(index, [e for e, _ in batch]), refresh=False)
+                    result.add_failures(rep)
+                    done = set(rep.indexed)
+                    await store.mark_entries_indexed(conn, [(e.entry_id, h) for e, h in batch if e.entry_id in done])
+                    result.entries += len(done)
+                    for model, (_dim, table) in models.items():
+                        rows = await store.current_vectors(conn, table, [e.entry_id for e, _ in batch])
+                        rep = await self._bulk(
+                            bulk_vector_actions(index, model, [i for i, _, _ in rows], [v for _, _, v in rows]),
+                            refresh=False,
                         )
-                    )
-        await self.client.indices.refresh(index=index)
-        await self.client.indices.update_aliases(body=alias_swap_actions(self.alias, old, index))
+                        result.add_failures(rep)
+                        done = set(rep.indexed)
+                        await store.mark_vectors_indexed(conn, table, [(i, h) for i, h, _ in rows if i in done])
+                        result.vectors[model] += len(done)
+                    if progress:
+                        progress(min(total, result.entries + len(result.failed)), total)
+                await self.client.indices.put_settings(index=index, body={"index": {"refresh_interval": None}})
+                await self.client.indices.refresh(index=index)
+                swap = alias_swap_actions(self.alias, old, index)
+                swap["actions"].append({"remove": {"index": index, "alias": self.building_alias}})
+                await self.client.indices.update_aliases(body=swap)
+            except BaseException:
+                await self.client.indices.delete(index=index, ignore_unavailable=True)
+                raise
         for i in old:
-            await self.client.indices.delete(index=i)
-        return index
+            await self.client.indices.delete(index=i, ignore_unavailable=True)
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
