@@ -314,3 +314,32 @@ async def test_reindex_command_rebuilds_from_the_store_of_record(
         assert await store.count_pending_index_entries(conn) == 0
     code, out, err = await cli("reindex", env={**env, "TERN_ARIEL_BACKEND": "postgres"})
     assert code == 2 and "needs none" in err
+
+
+# --- defect 6: vector recall (the HNSW candidate queue) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ef_setting", "limit", "sent"), [(None, 5, 100), (None, 90, 180), (500, 5, 500)])
+async def test_semantic_search_sends_ef_search(fake: FakeOpenSearch, ef_setting, limit: int, sent: int) -> None:
+    field = vector_field(EMB.model)
+    mapping = {f"{ALIAS}-1": {"mappings": {"properties": {field: {"type": "knn_vector", "dimension": 32}}}}}
+
+    def cluster_with_vectors(call: Call):
+        if call.path == f"/{ALIAS}/_mapping":
+            return 200, mapping
+        if call.path == f"/{ALIAS}/_count":
+            return 200, {"count": 7, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}}
+        if call.path == f"/{ALIAS}/_search":
+            return 200, {"took": 1, "timed_out": False, "hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}}
+        return None
+
+    fake.handler = cluster_with_vectors
+    settings = ariel_settings(ariel_backend="opensearch", opensearch_url=fake.url, opensearch_ef_search=ef_setting)
+    backend = OpenSearchBackend.from_settings(settings)
+    try:
+        assert await backend.semantic([0.1] * 32, EMB.model, limit=limit) == []
+    finally:
+        await close_shared_clients()
+    [call] = [c for c in fake.calls if c.path.endswith("/_search")]
+    knn = call.body["query"]["knn"][field]
+    assert knn["k"] == limit and knn["method_parameters"] == {"ef_search": sent}

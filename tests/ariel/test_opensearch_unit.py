@@ -85,6 +85,13 @@ def test_knn_body_puts_filters_inside_the_knn_clause() -> None:
     body = osb.knn_body([0.1, 0.2], "m", SearchFilters(logbook="CEBAF Operations"), 5)
     knn = body["query"]["knn"][osb.vector_field("m")]
     assert knn["vector"] == [0.1, 0.2] and knn["k"] == 5
+    assert knn["method_parameters"] == {"ef_search": 100}  # not k: a queue of 5 candidates loses recall
+    assert osb.knn_body([0.1], "m", None, 80)["query"]["knn"][osb.vector_field("m")]["method_parameters"] == {
+        "ef_search": 160
+    }
+    assert osb.knn_body([0.1], "m", None, 5, ef_search=400)["query"]["knn"][osb.vector_field("m")][
+        "method_parameters"
+    ] == {"ef_search": 400}
     assert knn["filter"] == {"bool": {"filter": [{"term": {"logbook": "CEBAF Operations"}}]}}
     assert "filter" not in osb.knn_body([0.1], "m", None, 5)["query"]["knn"][osb.vector_field("m")]
 

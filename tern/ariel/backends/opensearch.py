@@ -224,10 +224,24 @@ def browse_body(filters: SearchFilters | None, limit: int) -> dict[str, Any]:
     }
 
 
-def knn_body(vector: Sequence[float], model: str, filters: SearchFilters | None, limit: int) -> dict[str, Any]:
+def default_ef_search(limit: int) -> int:
+    """The HNSW candidate queue for a search of ``limit`` hits: ``max(100, 2 * limit)`` (the PostgreSQL
+    backend's ``hnsw.ef_search`` is at least 40; a queue of only ``k`` candidates loses recall)."""
+    return max(100, 2 * limit)
+
+
+def knn_body(
+    vector: Sequence[float], model: str, filters: SearchFilters | None, limit: int, ef_search: int | None = None
+) -> dict[str, Any]:
     """A ``knn`` query on the model's vector field, with the filters applied during the search (Lucene
-    engine efficient filtering)."""
-    knn: dict[str, Any] = {"vector": [float(x) for x in vector], "k": limit}
+    engine efficient filtering) and ``method_parameters.ef_search`` (default ``default_ef_search(limit)``):
+    without it the HNSW queue is ``k`` candidates. ``method_parameters`` needs OpenSearch 2.16 or later
+    (k-NN query documentation, "method_parameters")."""
+    knn: dict[str, Any] = {
+        "vector": [float(x) for x in vector],
+        "k": limit,
+        "method_parameters": {"ef_search": max(limit, ef_search or default_ef_search(limit))},
+    }
     clauses = filter_clauses(filters)
     if clauses:
         knn["filter"] = {"bool": {"filter": clauses}}
@@ -403,7 +417,7 @@ class OpenSearchBackend:
         count = await self._read(self.client.count, body={"query": {"exists": {"field": field}}})
         if not count.get("count"):
             return None
-        hits = parse_hits(await self._search(knn_body(vector, model, filters, limit)), cosine=True)
+        hits = parse_hits(await self._search(knn_body(vector, model, filters, limit, self.ef_search)), cosine=True)
         return [h for h in hits if h.score >= min_similarity]
 
     @property
