@@ -13,8 +13,9 @@ with overlapping patterns at the same priority gets (``MetadataIndexTemplateServ
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +54,7 @@ class Call:
 
 
 Answer = tuple[int, Any] | None
-Handler = Callable[[Call], Answer]
+Handler = Callable[[Call], Answer | Awaitable[Answer]]
 
 
 @dataclass
@@ -269,7 +270,10 @@ async def fake_opensearch() -> AsyncIterator[FakeOpenSearch]:
             request.client.port if request.client else 0,
         )
         fake.calls.append(call)
-        status, doc = fake.handler(call) or fake.cluster.answer(call)
+        answer = fake.handler(call)
+        if inspect.isawaitable(answer):  # a handler may hold a request (to interleave with the test)
+            answer = await answer
+        status, doc = answer or fake.cluster.answer(call)
         if request.method == "HEAD":
             return Response(status_code=status)
         return Response(json.dumps(doc), status_code=status, media_type="application/json")

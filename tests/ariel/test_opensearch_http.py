@@ -4,6 +4,7 @@ test here failed on the backend as first landed (issue 15)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib.util
 import json
@@ -343,3 +344,58 @@ async def test_semantic_search_sends_ef_search(fake: FakeOpenSearch, ef_setting,
     [call] = [c for c in fake.calls if c.path.endswith("/_search")]
     knn = call.body["query"]["knn"][field]
     assert knn["k"] == limit and knn["method_parameters"] == {"ef_search": sent}
+
+
+# --- defect 7: races ------------------------------------------------------------------------------------------
+
+
+async def test_two_first_ingestions_create_one_index(fake: FakeOpenSearch) -> None:
+    a, b = OpenSearchBackend(fake.client(), ALIAS), OpenSearchBackend(fake.client(), ALIAS)
+    try:
+        got = await asyncio.gather(a.ensure_index(), b.ensure_index(), a.ensure_index(), b.ensure_index())
+    finally:
+        await a.close()
+        await b.close()
+    assert set(got) == {f"{ALIAS}-1"} and list(fake.cluster.indices) == [f"{ALIAS}-1"]
+
+
+async def test_writes_during_a_rebuild_reach_the_new_index(fake: FakeOpenSearch, pool: asyncpg.Pool) -> None:
+    """An ingestion that runs while ``reindex_from`` builds writes to the old and the new index, so the swap
+    loses nothing; the new index is built without refreshes (``refresh_interval: -1``) and refreshed once."""
+    rebuilder = OpenSearchBackend(fake.client(), ALIAS)
+    writer = OpenSearchBackend(fake.client(), ALIAS)
+    at_gate, gate = asyncio.Event(), asyncio.Event()
+
+    async def hold_before_the_swap(call: Call):
+        if call.method == "PUT" and call.path.endswith("/_settings"):  # copy done, refresh_interval reset next
+            at_gate.set()
+            await gate.wait()
+        return None
+
+    try:
+        await ingest_source(
+            pool, "jlab", str(DATA / "jlab_sample_entries.json"), AdapterOptions(now=NOW), backend=writer
+        )
+        [old] = fake.cluster.indices
+        fake.handler = hold_before_the_swap
+        rebuild = asyncio.create_task(rebuilder.reindex_from(pool))
+        await asyncio.wait_for(at_gate.wait(), 30)
+        [new] = [i for i in fake.cluster.indices if i != old]
+        assert fake.cluster.indices[new]["settings"]["index"]["refresh_interval"] == "-1"
+        assert fake.cluster.indices[new]["aliases"] == {f"{ALIAS}-building"}
+        await ingest_source(
+            pool, "ornl", str(DATA / "ornl_sample_entries.json"), AdapterOptions(now=NOW), backend=writer
+        )
+        gate.set()
+        result = await asyncio.wait_for(rebuild, 30)
+    finally:
+        gate.set()
+        await rebuilder.close()
+        await writer.close()
+    assert result.index == new and result.replaced == [old] and list(fake.cluster.indices) == [new]
+    assert fake.cluster.indices[new]["aliases"] == {ALIAS}
+    assert fake.cluster.indices[new]["settings"]["index"]["refresh_interval"] is None
+    assert len([c for c in fake.calls if c.path == f"/{new}/_refresh"]) == 1
+    assert len(fake.cluster.indices[new]["docs"]) == 7 + 6 and await _documents_of_record(pool) == {
+        i: d for i, d in fake.cluster.indices[new]["docs"].items()
+    }
