@@ -399,3 +399,16 @@ async def test_writes_during_a_rebuild_reach_the_new_index(fake: FakeOpenSearch,
     assert len(fake.cluster.indices[new]["docs"]) == 7 + 6 and await _documents_of_record(pool) == {
         i: d for i, d in fake.cluster.indices[new]["docs"].items()
     }
+
+
+# --- defect 8: replicas from the settings --------------------------------------------------------------------
+
+
+async def test_replicas_come_from_the_settings(fake: FakeOpenSearch) -> None:
+    settings = ariel_settings(ariel_backend="opensearch", opensearch_url=fake.url, opensearch_replicas=2)
+    try:
+        index = await OpenSearchBackend.from_settings(settings).ensure_index()
+    finally:
+        await close_shared_clients()
+    assert fake.cluster.indices[index]["settings"]["index"]["number_of_replicas"] == 2
+    assert ariel_settings().opensearch_replicas == 0  # a single node stays green by default

@@ -72,13 +72,24 @@ def test_keyword_body_boosts_title_filters_and_highlights() -> None:
     body = osb.keyword_body('"beam loss" or vacuum -bellows', f, 7, exclude=["E1"])
     q = body["query"]["bool"]
     sqs = q["must"][0]["simple_query_string"]
-    assert sqs["query"] == '"beam loss" | vacuum -bellows' and sqs["default_operator"] == "and"
+    assert sqs["query"] == '("beam loss") | (vacuum -bellows)' and sqs["default_operator"] == "and"
+    assert sqs["flags"] == "OR|NOT|PHRASE|PRECEDENCE|WHITESPACE"  # no PREFIX (*), FUZZY (~), AND (+)
     assert sqs["fields"][0] == "title^3" and "raw_text" in sqs["fields"]
     assert {"wildcard": {"author": {"value": "*smith*", "case_insensitive": True}}} in q["filter"]
     assert {"range": {"timestamp": {"gte": "2024-01-01T00:00:00+00:00"}}} in q["filter"]
     assert {"terms": {"tags.raw": ["rf"]}} in q["filter"] and {"term": {"source_system": "als"}} in q["filter"]
     assert q["must_not"] == [{"ids": {"values": ["E1"]}}]
     assert body["size"] == 7 and body["highlight"]["pre_tags"] == ["**"]
+
+
+def test_simple_query_keeps_postgres_precedence_and_plain_characters() -> None:
+    # websearch_to_tsquery: 'a or b -c' is a | (b & !c); Lucene's parser would read (a | b) & !c
+    assert osb.simple_query("a or b -c") == "(a) | (b -c)"
+    assert osb.simple_query("a OR b or") == "(a) | (b)"
+    assert osb.simple_query("rf trip") == "rf trip"
+    assert osb.simple_query('"beam (loss)" x|y \\z') == '"beam  loss" x y z'
+    assert osb.simple_query("klystron* +rf fault~2") == "klystron* +rf fault~2"  # plain text without the flags
+    assert osb.simple_query(" or ") == ""
 
 
 def test_knn_body_puts_filters_inside_the_knn_clause() -> None:
@@ -120,4 +131,6 @@ def test_parse_hits_with_and_without_highlights() -> None:
     # cosinesimil scores are (1 + cos) / 2: 0.9 means cosine 0.8
     knn = {"hits": {"hits": [{"_id": "x", "_score": 0.9, "_source": {"entry_id": "x", "title": "t"}}]}}
     assert abs(osb.parse_hits(knn, cosine=True)[0].score - 0.8) < 1e-9
+    over = {"hits": {"hits": [{"_id": "x", "_score": 1.0000001, "_source": {"entry_id": "x"}}]}}
+    assert osb.parse_hits(over, cosine=True)[0].score == 1.0  # clamped to [-1, 1]
     assert osb.parse_hits({"hits": {"total": {"value": 0}, "hits": []}}) == []

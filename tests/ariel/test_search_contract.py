@@ -73,6 +73,16 @@ async def test_phrase_and_exclusion(service: ArielService) -> None:
     assert "10002" not in ids(r)  # beam loss caused by a vacuum spike: excluded
 
 
+async def test_or_binds_loosest_and_operator_characters_are_text(service: ArielService) -> None:
+    """Both backends read ``a or b -c`` as PostgreSQL's websearch_to_tsquery does, ``a | (b & !c)``, and take
+    ``*``, ``+`` and ``~`` as plain characters, not prefix, must or fuzzy operators."""
+    found = ids(await service.search("klystron or vacuum -reset", limit=50))
+    assert "J20002" in found  # names the klystron (and its reset): matched by the first alternative
+    base = ids(await service.search("klystron", limit=50))
+    for q in ("klystron*", "+klystron", "klystron~"):
+        assert ids(await service.search(q, limit=50)) == base, q
+
+
 async def test_filters(service: ArielService) -> None:
     r = await service.search("shift author:oper_jones", limit=20)
     assert ids(r) == ["E007"]

@@ -169,13 +169,35 @@ def filter_clauses(f: SearchFilters | None) -> list[dict[str, Any]]:
     return out
 
 
-_OR = re.compile(r"(?i)(?<!\S)or(?!\S)")
+_TOKEN = re.compile(r'"[^"]*"|[^\s"]+')
+_NOT_OPERATORS = re.compile(r'[()|\\"]')  # punctuation websearch_to_tsquery ignores but simple_query_string reads
+SQS_FLAGS = "OR|NOT|PHRASE|PRECEDENCE|WHITESPACE"
+"""``simple_query_string`` operators Tern's web-search syntax uses. Without AND, PREFIX, FUZZY, NEAR, SLOP and
+ESCAPE a ``+``, ``*`` or ``~`` in operator text is an ordinary character (dropped by the analyzer), as in
+PostgreSQL's ``websearch_to_tsquery``, instead of a must, prefix or fuzzy operator."""
 
 
 def simple_query(text: str) -> str:
-    """Web-search syntax to ``simple_query_string`` syntax: the word ``or`` becomes ``|`` (quotes and ``-``
-    mean the same in both)."""
-    return _OR.sub("|", text)
+    """Web-search syntax to ``simple_query_string`` syntax with PostgreSQL's precedence.
+
+    ``websearch_to_tsquery`` reads ``a or b -c`` as ``a | (b & !c)``: ``or`` binds loosest. Lucene's
+    ``SimpleQueryParser`` applies operators left to right (``(a | b) & !c``), so each ``or``-separated group is
+    put in parentheses: ``(a) | (b -c)``. Quoted phrases are kept; parentheses, ``|``, backslashes and stray
+    quotes (which ``websearch_to_tsquery`` ignores) become spaces."""
+    groups: list[list[str]] = [[]]
+    for tok in _TOKEN.findall(text):
+        if tok.lower() == "or":
+            groups.append([])
+        elif tok.startswith('"') and tok.endswith('"') and len(tok) > 1:
+            inner = _NOT_OPERATORS.sub(" ", tok[1:-1]).strip()
+            if inner:
+                groups[-1].append(f'"{inner}"')
+        else:
+            groups[-1] += _NOT_OPERATORS.sub(" ", tok).split()
+    parts = [" ".join(g) for g in groups if g]
+    if len(parts) <= 1:
+        return parts[0] if parts else ""
+    return " | ".join(f"({p})" for p in parts)
 
 
 def keyword_body(
@@ -190,6 +212,7 @@ def keyword_body(
                     "query": simple_query(text),
                     "fields": TEXT_FIELDS,
                     "default_operator": operator,
+                    "flags": SQS_FLAGS,
                 }
             }
         ],
@@ -262,8 +285,8 @@ def parse_hits(response: dict[str, Any], *, cosine: bool = False) -> list[Logboo
         src = h.get("_source", {})
         hl = h.get("highlight", {})
         score = float(h.get("_score") or 0.0)
-        if cosine:
-            score = 2.0 * score - 1.0
+        if cosine:  # clamped: rounding can put (1 + cos) / 2 a hair outside [0, 1]
+            score = min(1.0, max(-1.0, 2.0 * score - 1.0))
         text_hl = hl.get("raw_text", [])
         ts = src.get("timestamp")
         out.append(
