@@ -58,6 +58,11 @@ class SearchBackend(Protocol):
         min_similarity: float = 0.0,
     ) -> list[LogbookHit] | None: ...
 
+    async def ensure_index(self, vectors: dict[str, int] | None = None) -> str:
+        """Make sure the index exists (idempotent, safe to race); returns its name. ``vectors``: model ->
+        dimension of vector fields to create with it. The PostgreSQL backend's index is its table."""
+        ...
+
     async def index_entries(self, entries: Sequence[LogbookEntry]) -> IndexReport:
         """Make entries searchable as given (the full documents, summary and keywords included, read from the
         storage of record); no-op where the storage of record is the index. Per-document failures are in the

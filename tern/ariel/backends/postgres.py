@@ -281,6 +281,9 @@ class PostgresBackend:
                 return None
             return _hits(rows)
 
+    async def ensure_index(self, vectors: dict[str, int] | None = None) -> str:
+        return "ariel_entries"  # made by the migrations; embedding tables on first use by enhancement
+
     async def index_entries(self, entries: Sequence[LogbookEntry]) -> IndexReport:
         return IndexReport(indexed=[e.entry_id for e in entries])  # the storage of record is the index
 
