@@ -246,8 +246,9 @@ class Cluster:
 
 
 @asynccontextmanager
-async def fake_opensearch() -> AsyncIterator[FakeOpenSearch]:
-    """Start the fake on a free loopback port; yields it (set ``.handler`` to script answers)."""
+async def fake_opensearch(**tls: Any) -> AsyncIterator[FakeOpenSearch]:
+    """Start the fake on a free loopback port; yields it (set ``.handler`` to script answers). ``tls``: uvicorn's
+    ``ssl_*`` options, for an HTTPS endpoint."""
     app = FastAPI()
     fake = FakeOpenSearch(url="")
 
@@ -278,6 +279,6 @@ async def fake_opensearch() -> AsyncIterator[FakeOpenSearch]:
             return Response(status_code=status)
         return Response(json.dumps(doc), status_code=status, media_type="application/json")
 
-    async with serve(app) as url:
+    async with serve(app, **tls) as url:
         fake.url = url
         yield fake

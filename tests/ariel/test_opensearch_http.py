@@ -38,6 +38,7 @@ from tests.ariel.fake_opensearch import (
 )
 from tests.ariel.test_cli_api import cli
 from tests.ariel.test_search_contract import FakeLLM
+from tests.ariel.tls_files import make_tls_files
 
 ALIAS = "tern-ariel"
 EMB = HashingTestEmbedder(dim=32, model="test-hashing-32")
@@ -412,3 +413,41 @@ async def test_replicas_come_from_the_settings(fake: FakeOpenSearch) -> None:
         await close_shared_clients()
     assert fake.cluster.indices[index]["settings"]["index"]["number_of_replicas"] == 2
     assert ariel_settings().opensearch_replicas == 0  # a single node stays green by default
+
+
+async def test_tls_with_the_ca_bundle_and_a_client_certificate(tmp_path) -> None:
+    """An HTTPS endpoint that requires a client certificate: the settings' CA bundle and client certificate
+    get through; without them the connection is refused (verification on by default)."""
+    import ssl
+
+    from opensearchpy import ConnectionError as OSConnectionError
+
+    files = make_tls_files(tmp_path)
+    tls = {
+        "ssl_certfile": str(files.server_cert),
+        "ssl_keyfile": str(files.server_key),
+        "ssl_ca_certs": str(files.ca),
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+    }
+    async with fake_opensearch(**tls) as fake:
+        assert fake.url.startswith("https://")
+        base = {"ariel_backend": "opensearch", "opensearch_url": fake.url, "opensearch_timeout_s": 5}
+        good = ariel_settings(
+            **base,
+            opensearch_ca_certs=files.ca,
+            opensearch_client_cert=files.client_cert,
+            opensearch_client_key=files.client_key,
+        )
+        try:
+            assert await OpenSearchBackend.from_settings(good).ensure_index() == f"{ALIAS}-1"
+        finally:
+            await close_shared_clients()
+        for bad in (ariel_settings(**base), ariel_settings(**base, opensearch_ca_certs=files.ca)):
+            # no CA: the server is not trusted; CA but no client certificate: the server refuses the handshake
+            client = OpenSearchBackend.from_settings(bad)
+            try:
+                with pytest.raises(OSConnectionError):
+                    await client.client.info()
+            finally:
+                await close_shared_clients()
+    assert [c.path for c in fake.calls if c.method == "PUT"] == [f"/{ALIAS}-1"]
