@@ -2,16 +2,18 @@
 
 PostgreSQL stays the storage of record; OpenSearch holds a searchable copy. Searches go to an alias
 (``settings.opensearch_index``, default ``tern-ariel``) that points at one concrete index
-``<alias>-<version>``; ``reindex_from`` builds a new concrete index from PostgreSQL and swaps the alias in one
-``_aliases`` call, so searches never see a half-built index.
+``<alias>-<version>`` (the first is ``<alias>-1``); ``reindex_from`` builds a new concrete index from PostgreSQL
+and swaps the alias in one ``_aliases`` call, so searches never see a half-built index, while writes go to both.
+Writes report per document what the index acknowledged (``IndexReport``); ``tern.ariel.indexing`` keeps the rest
+pending in PostgreSQL. The client is shared per process (``opensearch_client``).
 
 Request bodies are built by pure functions (``index_body``, ``keyword_body``, ``knn_body``,
 ``alias_swap_actions``...) and responses parsed by ``parse_hits``; both are unit-tested against the shapes in
 the OpenSearch documentation (Search API, k-NN query, Bulk API, Aliases API, Create index API).
 
 Scores: keyword hits carry the BM25 score; k-NN hits with ``cosinesimil`` carry ``(1 + cos) / 2``, which
-``parse_hits(..., cosine=True)`` turns back into the cosine similarity so that thresholds mean the same on
-both backends.
+``parse_hits(..., cosine=True)`` turns back into the cosine similarity (clamped to [-1, 1]) so that thresholds
+mean the same on both backends.
 """
 
 from __future__ import annotations
