@@ -380,17 +380,18 @@ class OpenSearchBackend:
 
     @property
     def client(self) -> Any:
-        """The ``AsyncOpenSearch`` client: the one given, or the shared one for the settings."""
-        if self._client is None:
-            from tern.ariel.backends.opensearch_client import shared_client
+        """The ``AsyncOpenSearch`` client: the one given, or the shared one for the settings on the running
+        loop (looked up on each use, so a backend outlives ``close_shared_clients`` and event loops)."""
+        if self._client is not None:
+            return self._client
+        from tern.ariel.backends.opensearch_client import shared_client
 
-            assert self._settings is not None
-            self._client = shared_client(self._settings)
-        return self._client
+        assert self._settings is not None
+        return shared_client(self._settings)
 
     async def close(self) -> None:
         """Close the client when it was given to this backend; a shared client stays open for the others."""
-        if self._client is not None and self._settings is None:
+        if self._client is not None:
             await self._client.close()
 
     async def _read(self, call: Any, **kwargs: Any) -> Any:
