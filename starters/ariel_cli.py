@@ -370,6 +370,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
         f"embeddings: {', '.join(f'{m}: {n}' for m, n in st.embeddings.items()) or 'none'}; "
         f"summaries: {st.summaries}"
     )
+    if settings.ariel_backend == "opensearch":
+        out.print(f"OpenSearch: {st.index_pending} documents or vectors not yet acknowledged (pushed by ingestion)")
     if st.recent_runs:
         t = Table("run", "adapter", "status", "added", "updated", "unchanged", "failed", "started")
         for r in st.recent_runs:

@@ -429,10 +429,14 @@ class StoreStatus(BaseModel):
     embeddings: dict[str, int]
     summaries: int
     recent_runs: list[IngestionRun]
+    index_pending: int = 0
+    """Documents and vectors a separate search index (OpenSearch) has not acknowledged; only meaningful with
+    that backend (with PostgreSQL the table is the index and nothing is pushed)."""
 
 
 async def status(conn: Conn, runs: int = 5) -> StoreStatus:
-    """Entry counts by source, time span, embeddings per model, summaries, and the latest ingestion runs."""
+    """Entry counts by source, time span, embeddings per model, summaries, the latest ingestion runs, and what
+    a separate search index has not acknowledged."""
     by_source = {
         r["source_system"]: r["n"]
         for r in await conn.fetch("SELECT source_system, count(*) AS n FROM ariel_entries GROUP BY 1 ORDER BY 1")
@@ -440,8 +444,10 @@ async def status(conn: Conn, runs: int = 5) -> StoreStatus:
     span = await conn.fetchrow("SELECT min(ts) AS oldest, max(ts) AS newest FROM ariel_entries")
     assert span is not None
     emb: dict[str, int] = {}
+    pending = await count_pending_index_entries(conn)
     for r in await conn.fetch("SELECT model, table_name FROM ariel_embedding_models ORDER BY model"):
         emb[r["model"]] = await conn.fetchval(f"SELECT count(*) FROM {r['table_name']}")
+        pending += await count_pending_index_vectors(conn, r["table_name"])
     summaries = await conn.fetchval("SELECT count(*) FROM ariel_entries WHERE summary_hash = content_hash")
     return StoreStatus(
         entries=sum(by_source.values()),
@@ -451,4 +457,5 @@ async def status(conn: Conn, runs: int = 5) -> StoreStatus:
         embeddings=emb,
         summaries=summaries,
         recent_runs=await recent_runs(conn, runs),
+        index_pending=pending,
     )

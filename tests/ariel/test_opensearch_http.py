@@ -125,6 +125,7 @@ async def test_vectors_stay_pending_until_the_index_acknowledges_them(fake: Fake
         async with pool.acquire() as conn:
             table = await store.embedding_table(conn, EMB.model)
             assert table and [i for i, _, _ in await store.pending_index_vectors(conn, table, 10)] == ["J20003"]
+            assert (await store.status(conn)).index_pending == 1  # tern ariel status and GET /status say so
 
         state["refuse"] = False  # the next step (e.g. the activity's retry) pushes what is still pending
         r = await embed_pending(pool, EMB, batch_size=50, backend=backend)
@@ -314,6 +315,8 @@ async def test_reindex_command_rebuilds_from_the_store_of_record(
     )
     async with pool.acquire() as conn:
         assert await store.count_pending_index_entries(conn) == 0
+    code, out, err = await cli("status", env=env)
+    assert code == 0 and "OpenSearch: 0 documents or vectors not yet acknowledged" in out, out + err
     code, out, err = await cli("reindex", env={**env, "TERN_ARIEL_BACKEND": "postgres"})
     assert code == 2 and "needs none" in err
 
