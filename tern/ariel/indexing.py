@@ -26,6 +26,11 @@ class IndexCounts:
     indexed: int = 0
     failed: int = 0
 
+    def __iadd__(self, other: IndexCounts) -> IndexCounts:
+        self.indexed += other.indexed
+        self.failed += other.failed
+        return self
+
     def add(self, report: IndexReport, what: str) -> IndexCounts:
         """Count ``report`` in; each refused document is logged with the index's reason."""
         for entry_id, reason in report.failed.items():
@@ -59,6 +64,27 @@ async def push_vectors(conn: store.Conn, backend: SearchBackend, model: str, tab
     done = set(report.indexed)
     await store.mark_vectors_indexed(conn, table, [(i, h) for i, h, _ in pending if i in done])
     return IndexCounts().add(report, f"the {model} vector")
+
+
+async def drain(
+    conn: store.Conn, backend: SearchBackend, batch_size: int, max_batches: int, vectors: tuple[str, str] | None
+) -> IndexCounts:
+    """Push pending vectors of ``vectors`` = (model, embeddings table) when given, then pending documents, up
+    to ``max_batches`` batches of ``batch_size`` each, stopping a kind when a batch gets nothing acknowledged
+    (what the index keeps refusing waits for the next step instead of looping here)."""
+    total = IndexCounts()
+    if vectors is not None:
+        for _ in range(max_batches):
+            c = await push_vectors(conn, backend, vectors[0], vectors[1], batch_size)
+            total += c
+            if not c.indexed:
+                break
+    for _ in range(max_batches):
+        c = await push_entries(conn, backend, batch_size)
+        total += c
+        if not c.indexed:
+            break
+    return total
 
 
 async def pending_count(conn: store.Conn, table: str | None = None) -> int:

@@ -19,7 +19,7 @@ from tern.ariel import store
 from tern.ariel.adapters import AdapterOptions, BadRecord, get_adapter, read_page, source_total
 from tern.ariel.backends.base import SearchBackend
 from tern.ariel.embeddings import EmbeddingProvider
-from tern.ariel.indexing import IndexCounts, pending_count, push_entries, push_vectors
+from tern.ariel.indexing import IndexCounts, drain, pending_count, push_entries, push_vectors
 from tern.ariel.models import LogbookEntry
 from tern.config import TernSettings
 from tern.llm import ChatMessage, ChatProvider, LLMError
@@ -117,24 +117,6 @@ async def ingest_source(
         cursor = page.next_cursor
 
 
-async def _drain(
-    conn: store.Conn, backend: SearchBackend, batch_size: int, max_batches: int, vectors: tuple[str, str] | None
-) -> IndexCounts:
-    """Push pending vectors of ``vectors`` = (model, table) when given, then pending documents, up to
-    ``max_batches`` batches each, stopping when a batch gets nothing acknowledged."""
-    total = IndexCounts()
-    for push in ("vectors", "entries") if vectors else ("entries",):
-        for _ in range(max_batches):
-            if push == "vectors" and vectors:
-                c = await push_vectors(conn, backend, vectors[0], vectors[1], batch_size)
-            else:
-                c = await push_entries(conn, backend, batch_size)
-            total.indexed, total.failed = total.indexed + c.indexed, total.failed + c.failed
-            if not c.indexed:
-                break
-    return total
-
-
 async def embed_pending(
     pool: asyncpg.Pool,
     embedder: EmbeddingProvider,
@@ -165,15 +147,13 @@ async def embed_pending(
             vectors = await embedder.embed([e.embedding_text() for e in batch])
             await store.store_embeddings(conn, table, batch, vectors)
             if backend is not None:
-                c = await push_vectors(conn, backend, embedder.model, table, len(batch))
-                pushed.indexed, pushed.failed = pushed.indexed + c.indexed, pushed.failed + c.failed
+                pushed += await push_vectors(conn, backend, embedder.model, table, len(batch))
             done += len(batch)
             if on_batch:
                 on_batch(done)
         remaining = await store.count_pending_embeddings(conn, table)
         if backend is not None:
-            c = await _drain(conn, backend, batch_size, max_batches, (embedder.model, table))
-            pushed.indexed, pushed.failed = pushed.indexed + c.indexed, pushed.failed + c.failed
+            pushed += await drain(conn, backend, batch_size, max_batches, (embedder.model, table))
             remaining += await pending_count(conn, table)
     return EnhanceResult(
         kind="embeddings", processed=done, remaining=remaining, indexed=pushed.indexed, index_failed=pushed.failed
@@ -237,7 +217,7 @@ async def summarize_pending(
         remaining = len(await store.pending_summaries(conn, 1_000_000))
         pushed = IndexCounts()
         if backend is not None:
-            pushed = await _drain(conn, backend, max(batch_size, 100), 10, None)
+            pushed = await drain(conn, backend, max(batch_size, 100), 10, None)
             remaining += await pending_count(conn)
     return EnhanceResult(
         kind="summaries",
