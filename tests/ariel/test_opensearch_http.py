@@ -296,6 +296,8 @@ async def test_reindex_command_rebuilds_from_the_store_of_record(
     await ingest_source(pool, "jlab", str(DATA / "jlab_sample_entries.json"), AdapterOptions(now=NOW))
     await embed_pending(pool, EMB, batch_size=50)
     fake.cluster.indices[f"{ALIAS}-1"] = {"aliases": {ALIAS}, "settings": {}, "mappings": {}, "docs": {"stale": {}}}
+    killed = {"aliases": {f"{ALIAS}-building"}, "settings": {}, "mappings": {}, "docs": {}}
+    fake.cluster.indices[f"{ALIAS}-1700000000000"] = killed  # left by a rebuild that was killed
     env = {
         "TERN_DATABASE_URL": pg_dsn,
         "TERN_ARIEL_BACKEND": "opensearch",

@@ -562,7 +562,8 @@ class OpenSearchBackend:
         and the new index alike (``_write_indices``) and nothing written during the rebuild is lost with the old
         index; the new index is built with ``refresh_interval: -1`` and refreshed once at the end. Documents it
         copied are marked acknowledged in PostgreSQL. ``progress(done, total)`` is called after each batch.
-        On an error the half-built index is deleted and the error raised (the old index keeps serving).
+        On an error the half-built index is deleted and the error raised (the old index keeps serving); one
+        left by a killed rebuild is deleted by the next. Run one rebuild at a time.
         """
         started = time.monotonic()
         async with pool.acquire() as conn:
@@ -572,6 +573,8 @@ class OpenSearchBackend:
             }
             total = int(await conn.fetchval("SELECT count(*) FROM ariel_entries"))
             old = await self._concrete_indices()
+            for stale in set(await self._concrete_indices(self.building_alias)) - set(old):
+                await self.client.indices.delete(index=stale, ignore_unavailable=True)  # a killed rebuild's
             index = f"{self.alias}-{time.time_ns() // 1_000_000}"
             body = index_body({m: d for m, (d, _) in models.items()}, self.replicas)
             body["settings"]["index"]["refresh_interval"] = "-1"
