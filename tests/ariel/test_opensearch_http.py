@@ -232,6 +232,7 @@ async def test_basic_auth_and_tls_options_reach_the_client(
         opts = client_options(insecure)
     assert (opts["ca_certs"], opts["client_cert"], opts["client_key"]) == (str(ca), str(cert), str(key))
     assert opts["verify_certs"] is False and "verification is OFF" in caplog.text
+    assert opts["connection_class"].__name__ == "AsyncHttpConnection"  # the one that calls a SigV4 signer
     with pytest.raises(ValueError, match="exclude each other"):
         ariel_settings(opensearch_username="u", opensearch_password="p", opensearch_aws_region="eu-west-1")
 

@@ -19,6 +19,7 @@ mean the same on both backends.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -280,6 +281,20 @@ def alias_swap_actions(alias: str, old_indices: Sequence[str], new_index: str) -
     return {"actions": actions}
 
 
+def error_type(exc: Any) -> str:
+    """The ``error.type`` of an opensearch-py ``TransportError`` (``index_not_found_exception``...). The client
+    puts the parsed body in ``exc.info``, or with ``AsyncHttpConnection`` (which does not pass the content type
+    on) leaves the raw JSON text in ``exc.error``; both are read."""
+    info = exc.info
+    if not isinstance(info, dict):
+        try:
+            info = json.loads(exc.error)
+        except (TypeError, ValueError):
+            return str(exc.error)
+    err = info.get("error") if isinstance(info, dict) else None
+    return str(err.get("type", "")) if isinstance(err, dict) else str(exc.error)
+
+
 def parse_hits(response: dict[str, Any], *, cosine: bool = False) -> list[LogbookHit]:
     """Search API response (``hits.hits[]`` with ``_id``, ``_score``, ``_source``, ``highlight``) to hits."""
     out: list[LogbookHit] = []
@@ -402,7 +417,7 @@ class OpenSearchBackend:
         try:
             return await call(index=self.alias, **kwargs)
         except NotFoundError as exc:
-            if exc.error == "index_not_found_exception":
+            if error_type(exc) == "index_not_found_exception":
                 raise SearchIndexMissing(f"no index or alias {self.alias!r}") from exc
             raise
 
@@ -488,7 +503,7 @@ class OpenSearchBackend:
         try:
             await self.client.indices.create(index=index, body=body)
         except RequestError as exc:
-            if exc.error != "resource_already_exists_exception":
+            if error_type(exc) != "resource_already_exists_exception":
                 raise
             if index not in await self._concrete_indices():
                 raise RuntimeError(

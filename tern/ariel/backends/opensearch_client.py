@@ -5,7 +5,7 @@ Every ``OpenSearchBackend.from_settings`` (one per search in the agent's activit
 CLI command) takes the shared client, so sockets are pooled and kept alive instead of leaked; whoever ends the
 process or the loop calls ``close_shared_clients`` (the ARIEL API's lifespan, the CLI commands).
 
-Options are opensearch-py's (``AsyncOpenSearch`` / ``AsyncHttpConnection``): ``ca_certs``, ``client_cert``,
+Options are opensearch-py's (``AsyncOpenSearch`` with ``AsyncHttpConnection``): ``ca_certs``, ``client_cert``,
 ``client_key``, ``verify_certs``, ``http_auth`` as ``(user, password)`` or an ``AWSV4SignerAsyncAuth``
 (opensearch-py's SigV4 signer for the async client, which signs each request with botocore).
 """
@@ -54,7 +54,12 @@ def client_options(settings: TernSettings) -> dict[str, Any]:
     Raises ``ValueError`` without ``opensearch_url``, and as ``aws_auth``."""
     if not settings.opensearch_url:
         raise ValueError("the opensearch backend needs TERN_OPENSEARCH_URL")
+    from opensearchpy import AsyncHttpConnection
+
     kw: dict[str, Any] = {
+        # AsyncHttpConnection, not AsyncOpenSearch's default AIOHttpConnection: only it calls a callable
+        # http_auth (the SigV4 signer) per request (opensearch-py connection/http_async.py)
+        "connection_class": AsyncHttpConnection,
         "hosts": [settings.opensearch_url],
         "timeout": settings.opensearch_timeout_s,
         "verify_certs": settings.opensearch_verify_certs,
