@@ -28,5 +28,5 @@ def test_opensearch_workflow_runs_the_contract_suite_on_two_versions() -> None:
         "tests/ariel/test_opensearch_http.py",
     ):
         assert test_file in runs and (ROOT / test_file).is_file()
-    assert "pip install -e '.[dev]'" in runs
+    assert "pip install -e '.[dev,aws]'" in runs
     assert any(step.get("uses", "").startswith("actions/checkout@") for step in job["steps"])

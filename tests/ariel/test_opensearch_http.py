@@ -9,7 +9,6 @@ import base64
 import importlib.util
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -237,19 +236,36 @@ async def test_basic_auth_and_tls_options_reach_the_client(
         ariel_settings(opensearch_username="u", opensearch_password="p", opensearch_aws_region="eu-west-1")
 
 
-async def test_aws_sigv4_names_what_it_needs() -> None:
+async def test_aws_sigv4_without_boto3_names_what_it_needs() -> None:
     """SigV4 uses opensearch-py's ``AWSV4SignerAsyncAuth``, which signs with botocore: without boto3 the setting
     is refused with the install command instead of failing on the first request."""
-    settings = ariel_settings(
-        opensearch_url="https://search-x.eu-west-1.es.amazonaws.com", opensearch_aws_region="eu-west-1"
-    )
+    if importlib.util.find_spec("boto3") is not None:
+        pytest.skip("boto3 is installed: test_aws_sigv4_signs_each_request covers SigV4")
+    settings = ariel_settings(opensearch_url="https://search.example:443", opensearch_aws_region="eu-west-1")
+    with pytest.raises(ValueError, match="needs boto3"):
+        client_options(settings)
+
+
+async def test_aws_sigv4_signs_each_request(fake: FakeOpenSearch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With boto3 (extra ``aws``) every request carries an AWS Signature Version 4 for the region and service,
+    credentials from boto3's default chain (here the environment)."""
     if importlib.util.find_spec("boto3") is None:
-        with pytest.raises(ValueError, match="needs boto3"):
-            client_options(settings)
-    else:  # pragma: no cover - boto3 is not installed on these machines
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
-        assert type(client_options(settings)["http_auth"]).__name__ == "AWSV4SignerAsyncAuth"
+        pytest.skip("AWS SigV4 needs boto3 (pip install -e '.[aws]'); not installed here")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    settings = ariel_settings(ariel_backend="opensearch", opensearch_url=fake.url, opensearch_aws_region="eu-west-1")
+    try:
+        await OpenSearchBackend.from_settings(settings).ensure_index()
+    finally:
+        await close_shared_clients()
+    assert fake.calls
+    for call in fake.calls:
+        auth = call.headers["authorization"]
+        assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") and "/eu-west-1/es/aws4_request" in auth
+        assert "Signature=" in auth and "x-amz-date" in call.headers
 
 
 # --- defect 4: summaries and keywords reach OpenSearch; re-ingestion keeps them; tern ariel reindex ----------
