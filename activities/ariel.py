@@ -165,7 +165,7 @@ class ArielActivities:
             return EnhanceResult(kind="summaries", notice="no LLM is configured")
         try:
             async with heartbeating(HEARTBEAT_EVERY_S):
-                return await summarize_pending(self.pool, llm, inp.batch_size)
+                return await summarize_pending(self.pool, llm, inp.batch_size, backend=self._separate_index)
         except LLMError as exc:
             raise ApplicationError(str(exc), type="LLMError") from exc
 

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from tern.models import SearchResponse
     from tern.models.ariel import IngestionProgress, IngestionRequest, IngestionResult, ReembedProgress, ReembedResult
 
-app = typer.Typer(help="ARIEL logbook search: ingest, search, status, watch, serve, reembed.", no_args_is_help=True)
+app = typer.Typer(
+    help="ARIEL logbook search: ingest, search, status, watch, serve, reembed, reindex.", no_args_is_help=True
+)
 err = console(stderr=True)
 out = console()
 
@@ -163,10 +165,12 @@ async def _ingest_via_workflow(settings: TernSettings, req: IngestionRequest, sh
 async def _ingest_direct(settings: TernSettings, req: IngestionRequest, show: bool) -> IngestionResult:
     from tern.ariel.adapters import AdapterError, SourceUnavailable
     from tern.ariel.ingest import adapter_options, embed_pending, ingest_source
-    from tern.ariel.service import configured_embedder
+    from tern.ariel.service import configured_embedder, make_backend
     from tern.models.ariel import IngestionResult
 
     pool = await _pool(settings)
+    made = make_backend(settings, pool)
+    backend = made if made.separate_index else None  # OpenSearch is fed from PostgreSQL as it goes
     try:
         opts = adapter_options(settings, id_prefix=req.id_prefix, since=req.since, until=req.until)
         with _progress_bar() as bar:
@@ -178,7 +182,9 @@ async def _ingest_direct(settings: TernSettings, req: IngestionRequest, show: bo
                 bar.update(task, completed=totals.seen, info=f"+{totals.added} ={totals.unchanged} !{totals.failed}")
 
             try:
-                counts, bad = await ingest_source(pool, req.adapter, req.source, opts, req.page_size, progress=progress)
+                counts, bad = await ingest_source(
+                    pool, req.adapter, req.source, opts, req.page_size, backend=backend, progress=progress
+                )
             except (AdapterError, SourceUnavailable) as exc:
                 bar.live.transient = True  # the error is the one line printed, not a bar stopped at 0
                 fail(str(exc), code=2 if isinstance(exc, AdapterError) else 1)
@@ -189,12 +195,16 @@ async def _ingest_direct(settings: TernSettings, req: IngestionRequest, show: bo
                     notices.append("embeddings: no embedding provider is configured")
                 else:
                     bar.update(task, description="embedding")
-                    while (r := await embed_pending(pool, emb)).processed:
+                    while (r := await embed_pending(pool, emb, backend=backend)).processed or r.indexed:
                         embedded += r.processed
         return IngestionResult(
             run_key="direct", counts=counts, bad_records=bad[:50], embedded=embedded, notices=notices
         )
     finally:
+        if backend is not None:
+            from tern.ariel.backends.opensearch_client import close_shared_clients
+
+            await close_shared_clients()
         await pool.close()
 
 
@@ -398,14 +408,16 @@ async def _search(settings: TernSettings, query: str, mode: str, limit: int, fil
         if resp is not None:
             return resp
     from tern.ariel.query import QueryError
-    from tern.ariel.service import search
+    from tern.ariel.service import ArielService
 
     pool = await _pool(settings)
+    service = ArielService(settings, pool)
     try:
-        return await search(pool, settings, query, mode, limit, filters)  # type: ignore[arg-type]
+        return await service.search(query, mode, limit, filters)  # type: ignore[arg-type]
     except QueryError as exc:
         fail(str(exc))
     finally:
+        await service.aclose()
         await pool.close()
 
 
@@ -490,6 +502,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
         f"embeddings: {', '.join(f'{m}: {n}' for m, n in st.embeddings.items()) or 'none'}; "
         f"summaries: {st.summaries}"
     )
+    if settings.ariel_backend == "opensearch":
+        out.print(f"OpenSearch: {st.index_pending} documents or vectors not yet acknowledged (pushed by ingestion)")
     if st.recent_runs:
         t = Table("run", "adapter", "status", "added", "updated", "unchanged", "failed", "started")
         for r in st.recent_runs:
@@ -505,6 +519,48 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
                 f"{r.started_at:%Y-%m-%d %H:%M}" if r.started_at else "",
             )
         out.print(t)
+
+
+async def _reindex(settings: TernSettings, show: bool) -> Any:
+    from tern.ariel.backends.opensearch import OpenSearchBackend
+    from tern.ariel.backends.opensearch_client import close_shared_clients
+
+    pool = await _pool(settings)
+    backend = OpenSearchBackend.from_settings(settings)
+    try:
+        with _progress_bar() as bar:
+            task = bar.add_task("reindexing", total=None, info="", visible=show)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            try:
+                return await backend.reindex_from(pool, progress=progress)
+            except Exception as exc:  # the cluster's refusal or absence, said in one line
+                bar.live.transient = True
+                fail(f"reindex failed ({type(exc).__name__}): {exc}", code=1)
+    finally:
+        await close_shared_clients()
+        await pool.close()
+
+
+@app.command()
+def reindex(as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False) -> None:
+    """Rebuild the OpenSearch index from PostgreSQL (documents with summaries and keywords, every model's
+    vectors) and swap the alias to it; ingestion may go on meanwhile (it writes to both indices)."""
+    settings = load_settings()
+    if settings.ariel_backend != "opensearch":
+        fail("tern ariel reindex rebuilds the OpenSearch index; the backend is PostgreSQL, which needs none")
+    r = asyncio.run(_reindex(settings, show=not as_json))
+    if as_json:
+        print(r.model_dump_json(indent=2))
+        return
+    vec = ", ".join(f"{m}: {n}" for m, n in r.vectors.items()) or "none"
+    out.print(f"index {r.index}: {r.entries} documents, vectors {vec}, {r.failed_count} refused, {r.seconds:.1f} s")
+    if r.replaced:
+        out.print(f"replaced and deleted: {', '.join(r.replaced)}")
+    for entry_id, reason in list(r.failed.items())[:10]:
+        out.print(f"  refused {entry_id}: {reason}", markup=False, highlight=False)
 
 
 async def create_watch_schedule(

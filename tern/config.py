@@ -204,6 +204,47 @@ class TernSettings(BaseSettings):
         "searches there while it runs (no model loaded in the CLI).",
     )
     opensearch_timeout_s: float = Field(30.0, gt=0, description="OpenSearch request timeout, seconds.")
+    opensearch_ca_certs: Path | None = Field(
+        None,
+        description="PEM CA bundle that signed the OpenSearch server certificate (https URLs); default: "
+        "the system's (or certifi's) bundle.",
+    )
+    opensearch_client_cert: Path | None = Field(
+        None, description="PEM client certificate for TLS client authentication to OpenSearch."
+    )
+    opensearch_client_key: Path | None = Field(None, description="PEM private key of opensearch_client_cert.")
+    opensearch_verify_certs: bool = Field(
+        True,
+        description="Verify the OpenSearch server certificate and host name. False is for tests only: the "
+        "connection can then be intercepted, and Tern logs a warning each time it connects.",
+    )
+    opensearch_username: str | None = Field(None, description="HTTP basic auth user for OpenSearch.")
+    opensearch_password: SecretStr | None = Field(None, description="HTTP basic auth password for OpenSearch.")
+    opensearch_aws_region: str | None = Field(
+        None,
+        description="Sign requests with AWS SigV4 for this region (Amazon OpenSearch Service); credentials come "
+        "from boto3's default chain (environment, profile, instance role). Excludes basic auth.",
+    )
+    opensearch_aws_service: Literal["es", "aoss"] = Field(
+        "es", description="AWS SigV4 service name: 'es' (managed domains) or 'aoss' (Serverless)."
+    )
+    opensearch_replicas: int = Field(
+        0,
+        ge=0,
+        description="Replica shards of each ARIEL index. 0 suits a single node (more leaves the index yellow "
+        "there); set 1 or more on a multi-node cluster. The index is a copy of PostgreSQL and can be rebuilt.",
+    )
+    opensearch_ef_search: int | None = Field(
+        None,
+        ge=1,
+        description="HNSW candidate queue of a k-NN search (method_parameters.ef_search); unset: max(100, 2 * k).",
+    )
+    opensearch_bulk_retries: int = Field(
+        5, ge=0, description="Times a bulk item refused with 429 (queue full) is retried, with exponential backoff."
+    )
+    opensearch_bulk_backoff_s: float = Field(
+        2.0, gt=0, description="First wait before retrying 429 bulk items, seconds (doubles each retry, max 60 s)."
+    )
     embedding_provider: Literal["none", "onnx", "sentence-transformers", "openai"] = Field(
         "onnx",
         description="Where embeddings come from: 'onnx' (the default: all-MiniLM-L6-v2 with int8 weights on ONNX "
@@ -287,6 +328,12 @@ class TernSettings(BaseSettings):
             raise ValueError(f"temporal_address must be host:port, got {self.temporal_address!r}")
         if self.ariel_backend == "opensearch" and not self.opensearch_url:
             raise ValueError("ariel_backend 'opensearch' needs opensearch_url (TERN_OPENSEARCH_URL)")
+        if self.opensearch_aws_region and self.opensearch_username:
+            raise ValueError("opensearch_aws_region (SigV4) and opensearch_username (basic auth) exclude each other")
+        if bool(self.opensearch_username) != bool(self.opensearch_password):
+            raise ValueError("opensearch_username and opensearch_password go together")
+        if self.opensearch_client_key and not self.opensearch_client_cert:
+            raise ValueError("opensearch_client_key needs opensearch_client_cert")
         if self.embedding_provider == "openai" and not self.embedding_url:
             raise ValueError("embedding_provider 'openai' needs embedding_url (TERN_EMBEDDING_URL)")
         if self.llm_provider == "openai" and not self.llm_url:

@@ -186,6 +186,10 @@ async def run_worker(settings: TernSettings, stop: asyncio.Event | None = None) 
             await stop.wait()
     finally:
         reaper.cancel()
+        if settings.ariel_backend == "opensearch":  # the process's shared OpenSearch client (ARIEL activities)
+            from tern.ariel.backends.opensearch_client import close_shared_clients
+
+            await close_shared_clients()
         await pool.close()
 
 

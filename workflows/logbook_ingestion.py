@@ -149,7 +149,14 @@ class LogbookIngestionWorkflow:
                         self._progress.summarized = summarized
                     if r.notice:
                         notices.append(f"{r.kind}: {r.notice}")
-                    if r.remaining == 0 or r.processed + r.failed == 0:
+                    if r.index_failed:
+                        notices.append(
+                            f"{r.kind}: the search index refused {r.index_failed} writes; they stay pending "
+                            "(the worker's log names each document and why)"
+                        )
+                    # indexed: a step that only pushed pending documents to OpenSearch made progress too (an
+                    # older history's results lack it, read as 0: the same decision on replay)
+                    if r.remaining == 0 or r.processed + r.failed + r.indexed == 0:
                         break
         self._progress.phase = "done"
         await self._record(req, run_key, "completed")

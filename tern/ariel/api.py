@@ -1,6 +1,7 @@
 """The ARIEL HTTP API (FastAPI): search, get entry, status, health.
 
-``create_app(settings)`` opens a pool to ``settings.dsn`` for the app's lifetime (or uses the pool given).
+``create_app(settings)`` opens a pool to ``settings.dsn`` for the app's lifetime (or uses the pool given), and
+closes the shared OpenSearch client at shutdown when that is the backend.
 Run it with ``tern ariel serve`` (uvicorn), or ``python -m tern.ariel.api`` (the embedded stack's
 component: 127.0.0.1:``ariel_api_port``, embedding model loaded at start so the first search does not wait).
 Errors: 400 for a bad query (message names what is wrong), 404 for an unknown entry, 503 from ``/health`` when
@@ -62,6 +63,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.service.aclose()  # the shared OpenSearch client, when that is the backend
             if own:
                 await app.state.pool.close()
 

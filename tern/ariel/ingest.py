@@ -2,8 +2,9 @@
 
 ``ingest_page`` reads one page of a source and upserts it; ``embed_pending`` and ``summarize_pending`` work
 through entries whose embedding or summary is missing or stale, so a crash resumes where it stopped (the
-state is in the database, not in the caller). ``ingest_source`` runs the whole loop in-process (CLI
-``--direct``, benchmarks).
+state is in the database, not in the caller). With a separate search index (OpenSearch) each step also pushes
+what it changed, read back from PostgreSQL, and what the index has not acknowledged yet
+(``tern.ariel.indexing``). ``ingest_source`` runs the whole loop in-process (CLI ``--direct``, benchmarks).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tern.ariel import store
 from tern.ariel.adapters import AdapterOptions, BadRecord, get_adapter, read_page, source_total
 from tern.ariel.backends.base import SearchBackend
 from tern.ariel.embeddings import EmbeddingProvider
+from tern.ariel.indexing import IndexCounts, drain, pending_count, push_entries, push_vectors
 from tern.ariel.models import LogbookEntry
 from tern.config import TernSettings
 from tern.llm import ChatMessage, ChatProvider, LLMError
@@ -59,9 +61,11 @@ async def ingest_page(
     backend: SearchBackend | None = None,
     with_total: bool = False,
 ) -> PageResult:
-    """Read one page after ``cursor`` and upsert its valid entries (indexing them in ``backend`` too).
+    """Read one page after ``cursor`` and upsert its valid entries; with a separate index ``backend``, push the
+    page's new or changed documents to it (refused ones stay pending: ``PageResult.index_failed``).
 
-    Raises ``AdapterError`` / ``SourceUnavailable`` from the adapter (see ``tern.ariel.adapters``).
+    Raises ``AdapterError`` / ``SourceUnavailable`` from the adapter (see ``tern.ariel.adapters``), and what
+    the backend raises when the index cannot be reached (the page is then read again; upserts are idempotent).
     """
     if cursor is None:
         async with pool.acquire() as conn:
@@ -69,13 +73,16 @@ async def ingest_page(
     page = await read_page(adapter, source, cursor, page_size, opts)
     entries = [i for i in page.items if isinstance(i, LogbookEntry)]
     bad = [BadRecordInfo(position=i.position, reason=i.reason) for i in page.items if isinstance(i, BadRecord)]
+    pushed = IndexCounts()
     async with pool.acquire() as conn:
         counts = await store.upsert_entries(conn, entries)
-    if backend is not None and entries:
-        await backend.index_entries(entries)
+        if backend is not None and entries:
+            pushed = await push_entries(conn, backend, len(entries), [e.entry_id for e in entries])
     counts.failed = len(bad)
     total = await source_total(adapter, source) if with_total else None
-    return PageResult(counts=counts, bad_records=bad, next_cursor=page.next_cursor, total=total)
+    return PageResult(
+        counts=counts, bad_records=bad, next_cursor=page.next_cursor, total=total, index_failed=pushed.failed
+    )
 
 
 async def ingest_source(
@@ -120,9 +127,15 @@ async def embed_pending(
 ) -> EnhanceResult:
     """Embed up to ``max_batches`` batches of entries lacking a current embedding of ``embedder.model``.
 
-    Raises ``EmbeddingError`` when the provider fails.
+    With a separate index ``backend``, each batch's vectors are stored in PostgreSQL and then pushed; a vector
+    stays pending until the index acknowledged it, so one lost to a crash or a refusal is pushed by the next
+    call (which also pushes pending documents). ``remaining`` counts what is left to embed or to index.
+
+    Raises ``EmbeddingError`` when the provider fails, and what the backend raises when the index cannot be
+    reached (the vectors are stored and stay pending).
     """
     dim = embedder.dim
+    pushed = IndexCounts()
     async with pool.acquire() as conn:
         table = await store.embedding_table(conn, embedder.model, dim)
         assert table is not None
@@ -134,12 +147,17 @@ async def embed_pending(
             vectors = await embedder.embed([e.embedding_text() for e in batch])
             await store.store_embeddings(conn, table, batch, vectors)
             if backend is not None:
-                await backend.index_embeddings(embedder.model, batch, vectors)
+                pushed += await push_vectors(conn, backend, embedder.model, table, len(batch))
             done += len(batch)
             if on_batch:
                 on_batch(done)
         remaining = await store.count_pending_embeddings(conn, table)
-    return EnhanceResult(kind="embeddings", processed=done, remaining=remaining)
+        if backend is not None:
+            pushed += await drain(conn, backend, batch_size, max_batches, (embedder.model, table))
+            remaining += await pending_count(conn, table)
+    return EnhanceResult(
+        kind="embeddings", processed=done, remaining=remaining, indexed=pushed.indexed, index_failed=pushed.failed
+    )
 
 
 SUMMARY_PROMPT = (
@@ -164,12 +182,17 @@ def parse_summary(reply: str) -> tuple[str, list[str]]:
 
 
 async def summarize_pending(
-    pool: asyncpg.Pool, llm: ChatProvider, batch_size: int = 10, on_entry: Callable[[int], None] | None = None
+    pool: asyncpg.Pool,
+    llm: ChatProvider,
+    batch_size: int = 10,
+    on_entry: Callable[[int], None] | None = None,
+    backend: SearchBackend | None = None,
 ) -> EnhanceResult:
     """Ask the LLM for keywords and a summary of up to ``batch_size`` entries lacking current ones.
 
     A malformed reply is recorded on the entry (``enhancement_error``) and not retried; an unreachable LLM
-    raises ``LLMError`` so that the caller retries later.
+    raises ``LLMError`` so that the caller retries later. With a separate index ``backend`` the summarized
+    documents (and any other pending ones) are pushed to it afterwards, read back from PostgreSQL.
     """
     async with pool.acquire() as conn:
         batch = await store.pending_summaries(conn, batch_size)
@@ -192,7 +215,18 @@ async def summarize_pending(
             if on_entry:
                 on_entry(n)
         remaining = len(await store.pending_summaries(conn, 1_000_000))
-    return EnhanceResult(kind="summaries", processed=len(batch) - failed, failed=failed, remaining=remaining)
+        pushed = IndexCounts()
+        if backend is not None:
+            pushed = await drain(conn, backend, max(batch_size, 100), 10, None)
+            remaining += await pending_count(conn)
+    return EnhanceResult(
+        kind="summaries",
+        processed=len(batch) - failed,
+        failed=failed,
+        remaining=remaining,
+        indexed=pushed.indexed,
+        index_failed=pushed.failed,
+    )
 
 
 __all__: Sequence[str] = [

@@ -4,7 +4,8 @@ Degradation is explicit, never an error: semantic and hybrid search without an e
 provider that cannot load (model package missing, unknown model name), without stored vectors of the
 provider's model, with stored vectors of another dimension under its name, or with a failing embedding
 endpoint answer with keyword search and say why in ``SearchResponse.notice``, naming the setting and the fix;
-RAG without an LLM (or with a failing one) answers with the hybrid hits.
+RAG without an LLM (or with a failing one) answers with the hybrid hits; a backend whose index does not exist yet
+(OpenSearch before the first ingestion) answers no hits with a notice.
 
 Vectors of different models are never mixed: a query embedded with model X is compared with the vectors
 stored under X only (one table per model, ``tern.ariel.store``); when X has none but other models do, the
@@ -20,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from tern.ariel import rag, store
-from tern.ariel.backends.base import SearchBackend
+from tern.ariel.backends.base import SearchBackend, SearchIndexMissing
 from tern.ariel.backends.postgres import PostgresBackend
 from tern.ariel.embeddings import EmbeddingError, EmbeddingProvider
 from tern.ariel.fusion import rrf
@@ -37,7 +38,8 @@ RAG_RETRIEVE_MIN = 8  # entries retrieved for a RAG context, at least
 
 
 def make_backend(settings: TernSettings, db: asyncpg.Pool | store.Conn) -> SearchBackend:
-    """The search backend chosen by ``settings.ariel_backend`` (PostgreSQL needs ``db``)."""
+    """The search backend chosen by ``settings.ariel_backend`` (PostgreSQL needs ``db``; OpenSearch uses the
+    process's shared client, see ``tern.ariel.backends.opensearch_client``)."""
     if settings.ariel_backend == "opensearch":
         from tern.ariel.backends.opensearch import OpenSearchBackend
 
@@ -70,6 +72,14 @@ class ArielService:
         self.db = db
         self.backend = backend or make_backend(settings, db)
         self.providers = Providers(settings, embedder=embedder, llm=llm)
+
+    async def aclose(self) -> None:
+        """Release what the service opened: with the OpenSearch backend made from the settings, the process's
+        shared OpenSearch clients (``close_shared_clients``); a backend given by the caller is the caller's."""
+        if self.settings.ariel_backend == "opensearch":
+            from tern.ariel.backends.opensearch_client import close_shared_clients
+
+            await close_shared_clients()
 
     async def _semantic(
         self, text: str, filters: SearchFilters, limit: int
@@ -149,7 +159,16 @@ class ArielService:
         text, parsed = parse_query(query)
         f = parsed.merged(filters) if filters else parsed
         resp = SearchResponse(query=query, mode=mode, mode_used=mode)
+        try:
+            await self._dispatch(text, f, limit, resp)
+        except SearchIndexMissing as exc:
+            resp.hits, resp.answer, resp.citations, resp.invalid_citations = [], "", [], []
+            resp.notice = f"The {self.backend.name} search index does not exist yet ({exc}): nothing has been "
+            resp.notice += "ingested into it, so there are no hits."
+        return resp
 
+    async def _dispatch(self, text: str, f: SearchFilters, limit: int, resp: SearchResponse) -> None:
+        mode = resp.mode
         if mode == "keyword":
             resp.hits = await self.backend.keyword(text, f, limit)
         elif mode == "semantic":
@@ -165,7 +184,6 @@ class ArielService:
                 resp.mode_used, resp.notice = "keyword", f"Hybrid search used keyword search only: {why}."
         else:
             await self._rag(text, f, limit, resp)
-        return resp
 
     async def _rag(self, text: str, f: SearchFilters, limit: int, resp: SearchResponse) -> None:
         hits, why, resp.embedding_model = await self._hybrid(text, f, max(limit, RAG_RETRIEVE_MIN))

@@ -7,6 +7,11 @@ overwritten by an upsert.
 
 Embeddings live in one table per model (``ariel_emb_<slug>``, pgvector ``vector(dim)`` with an HNSW cosine
 index), registered in ``ariel_embedding_models`` and created on first use.
+
+A separate search index (OpenSearch) is fed from here and tracked here: an entry's document is pending until
+the index acknowledged its current ``DOC_HASH`` (``ariel_entries.indexed_doc``), a vector until the index
+acknowledged it for the entry's current text (``indexed_hash`` of the embeddings table); see
+``pending_index_entries``, ``mark_entries_indexed``, ``pending_index_vectors``, ``mark_vectors_indexed``.
 """
 
 from __future__ import annotations
@@ -271,7 +276,8 @@ async def embedding_table(conn: Conn, model: str, dim: int | None = None) -> str
             f"""CREATE TABLE IF NOT EXISTS {name} (
                     entry_id text PRIMARY KEY REFERENCES ariel_entries (entry_id) ON DELETE CASCADE,
                     content_hash text NOT NULL,
-                    embedding vector({int(dim)}) NOT NULL)"""
+                    embedding vector({int(dim)}) NOT NULL,
+                    indexed_hash text)"""
         )
         await conn.execute(f"CREATE INDEX IF NOT EXISTS {name}_hnsw ON {name} USING hnsw (embedding vector_cosine_ops)")
         await conn.execute(
@@ -311,15 +317,103 @@ async def count_pending_embeddings(conn: Conn, table: str) -> int:
 async def store_embeddings(
     conn: Conn, table: str, entries: Sequence[LogbookEntry], vectors: Sequence[Sequence[float]]
 ) -> None:
-    """Upsert one vector per entry, tagged with the content hash of the text it was made from."""
+    """Upsert one vector per entry, tagged with the content hash of the text it was made from; a separate
+    search index has not acknowledged it yet (``pending_index_vectors``)."""
     if len(entries) != len(vectors):
         raise ValueError(f"{len(entries)} entries but {len(vectors)} vectors")
     await conn.executemany(
         f"""INSERT INTO {table} (entry_id, content_hash, embedding)
             SELECT entry_id, content_hash, $2::vector FROM ariel_entries WHERE entry_id = $1
             ON CONFLICT (entry_id) DO UPDATE SET content_hash = EXCLUDED.content_hash,
-                                                 embedding = EXCLUDED.embedding""",
+                                                 embedding = EXCLUDED.embedding, indexed_hash = NULL""",
         [(e.entry_id, vector_literal(v)) for e, v in zip(entries, vectors, strict=True)],
+    )
+
+
+# --- feeding a separate search index (OpenSearch) ------------------------------------------------------------
+
+DOC_HASH = (
+    "md5(row(e.source_system, extract(epoch FROM e.ts), e.author, e.title, e.raw_text, e.summary, e.keywords, "
+    "e.tags, e.categories, e.logbook)::text)"
+)
+"""SQL (over ``ariel_entries e``): the hash of every field the search index holds (``entry_document``), so that
+an upsert, a new summary or new keywords make the document pending again."""
+
+
+async def pending_index_entries(
+    conn: Conn, limit: int, entry_ids: Sequence[str] | None = None
+) -> list[tuple[LogbookEntry, str]]:
+    """Entries whose current document the search index has not acknowledged, with their ``DOC_HASH``, in id
+    order; only among ``entry_ids`` when given."""
+    rows = await conn.fetch(
+        f"""SELECT e.*, {DOC_HASH} AS doc_hash FROM ariel_entries e
+            WHERE e.indexed_doc IS DISTINCT FROM {DOC_HASH} AND ($2::text[] IS NULL OR e.entry_id = ANY($2::text[]))
+            ORDER BY e.entry_id LIMIT $1""",
+        limit,
+        None if entry_ids is None else list(entry_ids),
+    )
+    return [(_entry_from_row(r), r["doc_hash"]) for r in rows]
+
+
+async def index_documents_after(conn: Conn, after: str, limit: int) -> list[tuple[LogbookEntry, str]]:
+    """The next ``limit`` entries after id ``after`` with their ``DOC_HASH`` (keyset paging; index rebuilds)."""
+    rows = await conn.fetch(
+        f"SELECT e.*, {DOC_HASH} AS doc_hash FROM ariel_entries e WHERE e.entry_id > $1 ORDER BY e.entry_id LIMIT $2",
+        after,
+        limit,
+    )
+    return [(_entry_from_row(r), r["doc_hash"]) for r in rows]
+
+
+async def current_vectors(conn: Conn, table: str, entry_ids: Sequence[str]) -> list[tuple[str, str, list[float]]]:
+    """``(entry_id, content_hash, vector)`` of the current embeddings of these entries in ``table``."""
+    rows = await conn.fetch(
+        f"""SELECT v.entry_id, v.content_hash, v.embedding::text AS vec FROM {table} v JOIN ariel_entries e
+            USING (entry_id) WHERE v.entry_id = ANY($1::text[]) AND v.content_hash = e.content_hash""",
+        list(entry_ids),
+    )
+    return [(r["entry_id"], r["content_hash"], json.loads(r["vec"])) for r in rows]
+
+
+async def count_pending_index_entries(conn: Conn) -> int:
+    """How many entries' documents the search index has not acknowledged."""
+    n: int = await conn.fetchval(
+        f"SELECT count(*) FROM ariel_entries e WHERE e.indexed_doc IS DISTINCT FROM {DOC_HASH}"
+    )
+    return n
+
+
+async def mark_entries_indexed(conn: Conn, acked: Sequence[tuple[str, str]]) -> None:
+    """Record ``(entry_id, doc_hash)`` pairs the index acknowledged. An entry changed since it was read keeps a
+    different ``DOC_HASH`` and so stays pending."""
+    await conn.executemany("UPDATE ariel_entries SET indexed_doc = $2 WHERE entry_id = $1", list(acked))
+
+
+async def pending_index_vectors(conn: Conn, table: str, limit: int) -> list[tuple[str, str, list[float]]]:
+    """``(entry_id, content_hash, vector)`` of current embeddings in ``table`` the index has not acknowledged."""
+    rows = await conn.fetch(
+        f"""SELECT v.entry_id, v.content_hash, v.embedding::text AS vec FROM {table} v
+            JOIN ariel_entries e USING (entry_id)
+            WHERE v.content_hash = e.content_hash AND v.indexed_hash IS DISTINCT FROM v.content_hash
+            ORDER BY v.entry_id LIMIT $1""",
+        limit,
+    )
+    return [(r["entry_id"], r["content_hash"], json.loads(r["vec"])) for r in rows]
+
+
+async def count_pending_index_vectors(conn: Conn, table: str) -> int:
+    n: int = await conn.fetchval(
+        f"""SELECT count(*) FROM {table} v JOIN ariel_entries e USING (entry_id)
+            WHERE v.content_hash = e.content_hash AND v.indexed_hash IS DISTINCT FROM v.content_hash"""
+    )
+    return n
+
+
+async def mark_vectors_indexed(conn: Conn, table: str, acked: Sequence[tuple[str, str]]) -> None:
+    """Record ``(entry_id, content_hash)`` pairs of vectors the index acknowledged (a vector replaced since
+    carries another hash and stays pending)."""
+    await conn.executemany(
+        f"UPDATE {table} SET indexed_hash = $2 WHERE entry_id = $1 AND content_hash = $2", list(acked)
     )
 
 
@@ -361,10 +455,14 @@ class StoreStatus(BaseModel):
     embeddings: dict[str, int]
     summaries: int
     recent_runs: list[IngestionRun]
+    index_pending: int = 0
+    """Documents and vectors a separate search index (OpenSearch) has not acknowledged; only meaningful with
+    that backend (with PostgreSQL the table is the index and nothing is pushed)."""
 
 
 async def status(conn: Conn, runs: int = 5) -> StoreStatus:
-    """Entry counts by source, time span, embeddings per model, summaries, and the latest ingestion runs."""
+    """Entry counts by source, time span, embeddings per model, summaries, the latest ingestion runs, and what
+    a separate search index has not acknowledged."""
     by_source = {
         r["source_system"]: r["n"]
         for r in await conn.fetch("SELECT source_system, count(*) AS n FROM ariel_entries GROUP BY 1 ORDER BY 1")
@@ -372,8 +470,10 @@ async def status(conn: Conn, runs: int = 5) -> StoreStatus:
     span = await conn.fetchrow("SELECT min(ts) AS oldest, max(ts) AS newest FROM ariel_entries")
     assert span is not None
     emb: dict[str, int] = {}
+    pending = await count_pending_index_entries(conn)
     for r in await conn.fetch("SELECT model, table_name FROM ariel_embedding_models ORDER BY model"):
         emb[r["model"]] = await conn.fetchval(f"SELECT count(*) FROM {r['table_name']}")
+        pending += await count_pending_index_vectors(conn, r["table_name"])
     summaries = await conn.fetchval("SELECT count(*) FROM ariel_entries WHERE summary_hash = content_hash")
     return StoreStatus(
         entries=sum(by_source.values()),
@@ -383,4 +483,5 @@ async def status(conn: Conn, runs: int = 5) -> StoreStatus:
         embeddings=emb,
         summaries=summaries,
         recent_runs=await recent_runs(conn, runs),
+        index_pending=pending,
     )

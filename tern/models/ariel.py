@@ -50,17 +50,24 @@ class PageResult(BaseModel):
     bad_records: list[BadRecordInfo] = []
     next_cursor: str | None = None
     total: int | None = None
+    index_failed: int = 0
+    """Entries a separate search index (OpenSearch) refused; they stay pending and are pushed again later."""
 
 
 class EnhanceResult(BaseModel):
-    """One enhancement step: entries processed now, failures, how many are still pending, and why nothing
-    was done when enhancement is not configured."""
+    """One enhancement step: entries processed now, failures, how many are still pending (enhancement, and with
+    a separate search index also what it has not acknowledged), and why nothing was done when enhancement is
+    not configured."""
 
     kind: str
     processed: int = 0
     failed: int = 0
     remaining: int = 0
     notice: str = ""
+    indexed: int = 0
+    """Documents and vectors a separate search index (OpenSearch) acknowledged in this step."""
+    index_failed: int = 0
+    """Documents and vectors it refused; they stay pending (``remaining`` counts them) for the next step."""
 
 
 class IngestionState(BaseModel):

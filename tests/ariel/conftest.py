@@ -65,8 +65,9 @@ def _als_records() -> list[dict]:
 
 
 @asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port; yields its base URL (``http://127.0.0.1:PORT``)."""
+async def serve(app: FastAPI, **tls: Any) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port; yields its base URL (``http://127.0.0.1:PORT``, or
+    ``https://`` when ``tls`` gives uvicorn's ``ssl_certfile``, ``ssl_keyfile``, ``ssl_ca_certs``...)."""
     import asyncio
 
     import uvicorn
@@ -74,12 +75,13 @@ async def serve(app: FastAPI) -> AsyncIterator[str]:
     from tern.embedded.net import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **tls)
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task

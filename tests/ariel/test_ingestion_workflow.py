@@ -14,6 +14,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 
 from tern.ariel import store
+from tern.ariel.backends.base import IndexReport
 from tern.ariel.backends.postgres import PostgresBackend
 from tern.ariel.models import LogbookEntry
 from tern.config import TernSettings
@@ -134,15 +135,15 @@ class RecordingBackend(PostgresBackend):
         self.indexed: list[str] = []
         self.vectors: list[str] = []
 
-    async def index_entries(self, entries: Sequence[LogbookEntry]) -> int:
+    async def index_entries(self, entries: Sequence[LogbookEntry]) -> IndexReport:
         self.indexed += [e.entry_id for e in entries]
-        return len(entries)
+        return IndexReport(indexed=[e.entry_id for e in entries])
 
     async def index_embeddings(
-        self, model: str, entries: Sequence[LogbookEntry], vectors: Sequence[Sequence[float]]
-    ) -> int:
-        self.vectors += [e.entry_id for e in entries]
-        return len(entries)
+        self, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
+    ) -> IndexReport:
+        self.vectors += list(entry_ids)
+        return IndexReport(indexed=list(entry_ids))
 
 
 @pytest.mark.parametrize("separate_index", [True, False])
@@ -158,3 +159,32 @@ async def test_ingestion_feeds_a_backend_only_when_it_has_a_separate_index(
     async with pool.acquire() as conn:
         ids = sorted(await conn.fetchval("SELECT array_agg(entry_id) FROM ariel_entries"))
     assert (sorted(backend.indexed), sorted(backend.vectors)) == ((ids, ids) if separate_index else ([], []))
+
+
+class RefusingBackend(RecordingBackend):
+    """Refuses one entry's vector, as OpenSearch answers a bulk item it cannot take."""
+
+    def __init__(self, db: asyncpg.Pool, refused: str) -> None:
+        super().__init__(db, separate_index=True)
+        self.refused = refused
+
+    async def index_embeddings(
+        self, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
+    ) -> IndexReport:
+        ok = [i for i in entry_ids if i != self.refused]
+        self.vectors += ok
+        failed = {self.refused: "400 mapper_parsing_exception: failed to parse"} if self.refused in entry_ids else {}
+        return IndexReport(indexed=ok, failed=failed)
+
+
+async def test_refused_index_writes_are_reported_and_stay_pending(temporal_env, pool: asyncpg.Pool) -> None:
+    """A vector the search index refuses is named in the run's notices and stays pending in PostgreSQL."""
+    backend = RefusingBackend(pool, refused="SNS-2024-0002")
+    async with ariel_worker(temporal_env.client, pool, backend=backend) as settings:
+        req = IngestionRequest(adapter="ornl", source=str(DATA / "ornl_sample_entries.json"))
+        result = await ingest(temporal_env.client, settings, req)
+    assert result.embedded == 6 and "SNS-2024-0002" not in backend.vectors and len(backend.vectors) == 5
+    assert any("refused" in n and "stay pending" in n for n in result.notices), result.notices
+    async with pool.acquire() as conn:
+        [table] = [r["table_name"] for r in await conn.fetch("SELECT table_name FROM ariel_embedding_models")]
+        assert [i for i, _, _ in await store.pending_index_vectors(conn, table, 100)] == ["SNS-2024-0002"]

@@ -1,6 +1,6 @@
 """OpenSearch request bodies and response parsing, checked against the shapes the OpenSearch documentation
 gives (Search API with highlight, k-NN query with filter, Bulk helpers' action format, Aliases API,
-composable index templates). No server is needed; the contract suite runs them against one when
+Create index API). No server is needed; the contract suite runs them against one when
 TERN_OPENSEARCH_URL is set."""
 
 from __future__ import annotations
@@ -53,11 +53,10 @@ SEARCH_RESPONSE = {
 }
 
 
-def test_index_template_has_bm25_text_and_knn_vector() -> None:
-    body = osb.index_template_body("tern-ariel", {"all-MiniLM-L6-v2": 384})
-    assert body["index_patterns"] == ["tern-ariel-*"]
-    assert body["template"]["settings"]["index"]["knn"] is True
-    props = body["template"]["mappings"]["properties"]
+def test_index_body_has_bm25_text_and_knn_vector() -> None:
+    body = osb.index_body({"all-MiniLM-L6-v2": 384}, replicas=2)
+    assert body["settings"]["index"] == {"knn": True, "number_of_shards": 1, "number_of_replicas": 2}
+    props = body["mappings"]["properties"]
     assert props["title"] == {"type": "text", "analyzer": "english"}
     assert props["timestamp"]["type"] == "date" and props["entry_id"]["type"] == "keyword"
     vec = props[osb.vector_field("all-MiniLM-L6-v2")]
@@ -73,7 +72,8 @@ def test_keyword_body_boosts_title_filters_and_highlights() -> None:
     body = osb.keyword_body('"beam loss" or vacuum -bellows', f, 7, exclude=["E1"])
     q = body["query"]["bool"]
     sqs = q["must"][0]["simple_query_string"]
-    assert sqs["query"] == '"beam loss" | vacuum -bellows' and sqs["default_operator"] == "and"
+    assert sqs["query"] == '("beam loss") | (vacuum -bellows)' and sqs["default_operator"] == "and"
+    assert sqs["flags"] == "OR|NOT|PHRASE|PRECEDENCE|WHITESPACE"  # no PREFIX (*), FUZZY (~), AND (+)
     assert sqs["fields"][0] == "title^3" and "raw_text" in sqs["fields"]
     assert {"wildcard": {"author": {"value": "*smith*", "case_insensitive": True}}} in q["filter"]
     assert {"range": {"timestamp": {"gte": "2024-01-01T00:00:00+00:00"}}} in q["filter"]
@@ -82,10 +82,27 @@ def test_keyword_body_boosts_title_filters_and_highlights() -> None:
     assert body["size"] == 7 and body["highlight"]["pre_tags"] == ["**"]
 
 
+def test_simple_query_keeps_postgres_precedence_and_plain_characters() -> None:
+    # websearch_to_tsquery: 'a or b -c' is a | (b & !c); Lucene's parser would read (a | b) & !c
+    assert osb.simple_query("a or b -c") == "(a) | (b -c)"
+    assert osb.simple_query("a OR b or") == "(a) | (b)"
+    assert osb.simple_query("rf trip") == "rf trip"
+    assert osb.simple_query('"beam (loss)" x|y \\z') == '"beam  loss" x y z'
+    assert osb.simple_query("klystron* +rf fault~2") == "klystron* +rf fault~2"  # plain text without the flags
+    assert osb.simple_query(" or ") == ""
+
+
 def test_knn_body_puts_filters_inside_the_knn_clause() -> None:
     body = osb.knn_body([0.1, 0.2], "m", SearchFilters(logbook="CEBAF Operations"), 5)
     knn = body["query"]["knn"][osb.vector_field("m")]
     assert knn["vector"] == [0.1, 0.2] and knn["k"] == 5
+    assert knn["method_parameters"] == {"ef_search": 100}  # not k: a queue of 5 candidates loses recall
+    assert osb.knn_body([0.1], "m", None, 80)["query"]["knn"][osb.vector_field("m")]["method_parameters"] == {
+        "ef_search": 160
+    }
+    assert osb.knn_body([0.1], "m", None, 5, ef_search=400)["query"]["knn"][osb.vector_field("m")][
+        "method_parameters"
+    ] == {"ef_search": 400}
     assert knn["filter"] == {"bool": {"filter": [{"term": {"logbook": "CEBAF Operations"}}]}}
     assert "filter" not in osb.knn_body([0.1], "m", None, 5)["query"]["knn"][osb.vector_field("m")]
 
@@ -114,4 +131,6 @@ def test_parse_hits_with_and_without_highlights() -> None:
     # cosinesimil scores are (1 + cos) / 2: 0.9 means cosine 0.8
     knn = {"hits": {"hits": [{"_id": "x", "_score": 0.9, "_source": {"entry_id": "x", "title": "t"}}]}}
     assert abs(osb.parse_hits(knn, cosine=True)[0].score - 0.8) < 1e-9
+    over = {"hits": {"hits": [{"_id": "x", "_score": 1.0000001, "_source": {"entry_id": "x"}}]}}
+    assert osb.parse_hits(over, cosine=True)[0].score == 1.0  # clamped to [-1, 1]
     assert osb.parse_hits({"hits": {"total": {"value": 0}, "hits": []}}) == []

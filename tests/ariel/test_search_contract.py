@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from tern.ariel import indexing, store
+from tern.ariel.backends import SearchBackend
 from tern.ariel.embeddings import HashingTestEmbedder
 from tern.ariel.ingest import embed_pending
 from tern.ariel.query import SearchFilters
@@ -24,8 +26,11 @@ from tests.ariel.conftest import ariel_settings
 EMB = HashingTestEmbedder(dim=256, model="test-hashing-256")
 
 
-@pytest.fixture(params=["postgres", "opensearch"])
+@pytest.fixture(params=["postgres", "opensearch-rebuild", "opensearch-ingest"])
 async def service(request: pytest.FixtureRequest, loaded_pool: asyncpg.Pool) -> AsyncIterator[ArielService]:
+    """The same logbook on each backend. OpenSearch is filled two ways: ``reindex_from`` (a rebuild), and the
+    path ingestion takes (``ensure_index``, then ``index_entries`` and ``index_embeddings`` through
+    ``tern.ariel.indexing``, which marks what the index acknowledged)."""
     await embed_pending(loaded_pool, EMB, batch_size=200)
     if request.param == "postgres":
         yield ArielService(ariel_settings(), loaded_pool, embedder=EMB, llm=None)
@@ -34,15 +39,42 @@ async def service(request: pytest.FixtureRequest, loaded_pool: asyncpg.Pool) -> 
     if not url:
         pytest.skip("OpenSearch contract run needs TERN_OPENSEARCH_URL (no OpenSearch on this machine)")
     from tern.ariel.backends.opensearch import OpenSearchBackend
+    from tern.ariel.backends.opensearch_client import close_shared_clients
 
     settings = ariel_settings(
         ariel_backend="opensearch", opensearch_url=url, opensearch_index=f"tern-ariel-test-{uuid.uuid4().hex[:8]}"
     )
     backend = OpenSearchBackend.from_settings(settings)
-    await backend.reindex_from(loaded_pool)
-    yield ArielService(settings, loaded_pool, backend=backend, embedder=EMB, llm=None)
-    await backend.client.indices.delete(index=f"{backend.alias}-*")
-    await backend.close()
+    try:
+        if request.param == "opensearch-rebuild":
+            await backend.reindex_from(loaded_pool)
+        else:
+            await fill_by_ingestion_path(backend, loaded_pool)
+        yield ArielService(settings, loaded_pool, backend=backend, embedder=EMB, llm=None)
+    finally:
+        await backend.client.indices.delete(index=f"{backend.alias}-*")
+        await close_shared_clients()
+
+
+async def fill_by_ingestion_path(backend: SearchBackend, pool: asyncpg.Pool) -> None:
+    """Push every pending document and vector the way ingestion does, then refresh so searches see them."""
+    name = await backend.ensure_index({EMB.model: EMB.dim})
+    assert await backend.ensure_index() == name  # idempotent
+    async with pool.acquire() as conn:
+        table = await store.embedding_table(conn, EMB.model)
+        assert table is not None
+        while (await indexing.push_entries(conn, backend, 500)).indexed:
+            pass
+        while (await indexing.push_vectors(conn, backend, EMB.model, table, 500)).indexed:
+            pass
+        assert await indexing.pending_count(conn, table) == 0
+    await refresh(backend)
+
+
+async def refresh(backend: SearchBackend) -> None:
+    """Make writes searchable now (OpenSearch refreshes every second; PostgreSQL needs nothing)."""
+    if backend.separate_index:
+        await backend.client.indices.refresh(index=backend.alias)  # type: ignore[attr-defined]
 
 
 def ids(resp) -> list[str]:
@@ -71,6 +103,16 @@ async def test_phrase_and_exclusion(service: ArielService) -> None:
     r = await service.search('"beam loss" -vacuum', limit=20)
     assert r.hits and "E003" in ids(r)
     assert "10002" not in ids(r)  # beam loss caused by a vacuum spike: excluded
+
+
+async def test_or_binds_loosest_and_operator_characters_are_text(service: ArielService) -> None:
+    """Both backends read ``a or b -c`` as PostgreSQL's websearch_to_tsquery does, ``a | (b & !c)``, and take
+    ``*``, ``+`` and ``~`` as plain characters, not prefix, must or fuzzy operators."""
+    found = ids(await service.search("klystron or vacuum -reset", limit=50))
+    assert "J20002" in found  # names the klystron (and its reset): matched by the first alternative
+    base = ids(await service.search("klystron", limit=50))
+    for q in ("klystron*", "+klystron", "klystron~"):
+        assert ids(await service.search(q, limit=50)) == base, q
 
 
 async def test_filters(service: ArielService) -> None:
@@ -164,3 +206,22 @@ async def test_bad_requests_are_refused(service: ArielService) -> None:
         await service.search("x", limit=0)
     with pytest.raises(ValueError, match="date: expects a date"):
         await service.search("beam date:yesterday")
+
+
+async def test_index_writes_are_acknowledged_and_idempotent(service: ArielService) -> None:
+    """``ensure_index``, ``index_entries`` and ``index_embeddings`` on every backend: writing documents and
+    vectors again acknowledges each one and changes no search result."""
+    backend = service.backend
+    assert await backend.ensure_index() == await backend.ensure_index()
+    before = ids(await service.search("klystron", limit=10))
+    async with service.db.acquire() as conn:  # type: ignore[union-attr]
+        entries = await store.get_entries(conn, ["E001", "J20002"])
+    report = await backend.index_entries(list(entries.values()))
+    assert sorted(report.indexed) == ["E001", "J20002"] and not report.failed
+    vectors = await EMB.embed([e.embedding_text() for e in entries.values()])
+    report = await backend.index_embeddings(EMB.model, list(entries), vectors)
+    assert sorted(report.indexed) == ["E001", "J20002"] and not report.failed
+    await refresh(backend)
+    assert ids(await service.search("klystron", limit=10)) == before
+    r = await service.search("septum timing injection efficiency", mode="semantic", limit=5)
+    assert r.mode_used == "semantic" and {"E014", "10006"} & set(ids(r)[:3])

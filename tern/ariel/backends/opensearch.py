@@ -2,287 +2,202 @@
 
 PostgreSQL stays the storage of record; OpenSearch holds a searchable copy. Searches go to an alias
 (``settings.opensearch_index``, default ``tern-ariel``) that points at one concrete index
-``<alias>-<version>``; ``reindex_from`` builds a new concrete index from PostgreSQL and swaps the alias in one
-``_aliases`` call, so searches never see a half-built index.
+``<alias>-<version>`` (the first is ``<alias>-1``); ``reindex_from`` builds a new concrete index from PostgreSQL
+and swaps the alias in one ``_aliases`` call, so searches never see a half-built index, while writes go to both.
+Writes report per document what the index acknowledged (``IndexReport``); ``tern.ariel.indexing`` keeps the rest
+pending in PostgreSQL. The client is shared per process (``opensearch_client``).
 
-Request bodies are built by pure functions (``index_template_body``, ``keyword_body``, ``knn_body``,
-``alias_swap_actions``...) and responses parsed by ``parse_hits``; both are unit-tested against the shapes in
-the OpenSearch documentation (Search API, k-NN query, Bulk API, Aliases API, index templates).
+Request bodies are built by pure functions in ``opensearch_bodies`` (``index_body``, ``keyword_body``,
+``knn_body``, ``alias_swap_actions``...) and responses parsed by ``parse_hits``; both are unit-tested against
+the shapes in the OpenSearch documentation (Search API, k-NN query, Bulk API, Aliases API, Create index API).
 
 Scores: keyword hits carry the BM25 score; k-NN hits with ``cosinesimil`` carry ``(1 + cos) / 2``, which
-``parse_hits(..., cosine=True)`` turns back into the cosine similarity so that thresholds mean the same on
-both backends.
+``parse_hits(..., cosine=True)`` turns back into the cosine similarity (clamped to [-1, 1]) so that thresholds
+mean the same on both backends.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
+from pydantic import BaseModel
 
 from tern.ariel import store
+from tern.ariel.backends.base import IndexReport, SearchIndexMissing
+from tern.ariel.backends.opensearch_bodies import (
+    HIGHLIGHT,
+    RETRY_ON_CONFLICT,
+    SOURCE_FIELDS,
+    SQS_FLAGS,
+    TEXT_FIELDS,
+    alias_swap_actions,
+    browse_body,
+    bulk_entry_actions,
+    bulk_vector_actions,
+    default_ef_search,
+    entry_document,
+    error_type,
+    filter_clauses,
+    fuzzy_body,
+    index_body,
+    keyword_body,
+    knn_body,
+    parse_hits,
+    simple_query,
+    vector_field,
+    vector_mapping,
+)
 from tern.ariel.models import LogbookEntry
 from tern.ariel.query import SearchFilters
 from tern.config import TernSettings
 from tern.models import LogbookHit
 
-TEXT_FIELDS = ["title^3", "raw_text", "tags^1.5", "keywords^1.5", "summary"]
-HIGHLIGHT = {
-    "pre_tags": ["**"],
-    "post_tags": ["**"],
-    "fields": {
-        "title": {"number_of_fragments": 0},
-        "raw_text": {"fragment_size": 150, "number_of_fragments": 2},
-    },
-}
-SOURCE_FIELDS = ["entry_id", "title", "author", "timestamp", "raw_text"]
 REINDEX_BATCH = 1000
+FAILURES_KEPT = 50  # per-document failures a rebuild reports (all are counted)
+MAX_BACKOFF_S = 60.0
+
+__all__ = [  # the request bodies and parsers live in opensearch_bodies; callers and tests take them from here
+    "FAILURES_KEPT",
+    "HIGHLIGHT",
+    "MAX_BACKOFF_S",
+    "REINDEX_BATCH",
+    "RETRY_ON_CONFLICT",
+    "SOURCE_FIELDS",
+    "SQS_FLAGS",
+    "TEXT_FIELDS",
+    "OpenSearchBackend",
+    "ReindexResult",
+    "alias_swap_actions",
+    "browse_body",
+    "bulk_entry_actions",
+    "bulk_vector_actions",
+    "default_ef_search",
+    "entry_document",
+    "error_type",
+    "filter_clauses",
+    "fuzzy_body",
+    "index_body",
+    "keyword_body",
+    "knn_body",
+    "parse_hits",
+    "simple_query",
+    "vector_field",
+    "vector_mapping",
+]
 
 
-def vector_field(model: str) -> str:
-    """The ``knn_vector`` field holding ``model``'s embeddings (``emb_<slug>_<hash>``)."""
-    slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")[:30]
-    return f"emb_{slug}_{hashlib.sha1(model.encode()).hexdigest()[:8]}"
+class ReindexResult(BaseModel):
+    """What ``reindex_from`` did (``tern ariel reindex --json``): the new index, the indices it replaced,
+    documents and vectors (per model) acknowledged, the first ``FAILURES_KEPT`` refusals (entry id ->
+    reason; those stay pending in PostgreSQL), their count, and the time taken in seconds."""
 
+    index: str
+    replaced: list[str] = []
+    entries: int = 0
+    vectors: dict[str, int] = {}
+    failed: dict[str, str] = {}
+    failed_count: int = 0
+    seconds: float = 0.0
 
-def vector_mapping(dim: int) -> dict[str, Any]:
-    """A ``knn_vector`` field: HNSW on the Lucene engine with cosine similarity (supports filtered k-NN)."""
-    return {
-        "type": "knn_vector",
-        "dimension": dim,
-        "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": "lucene"},
-    }
-
-
-def index_template_body(alias: str, vectors: dict[str, int] | None = None) -> dict[str, Any]:
-    """The composable index template for ``<alias>-*``: k-NN enabled, English-analysed text fields (BM25 is
-    OpenSearch's default similarity), keyword fields for filters, and one ``knn_vector`` per embedding model
-    (``vectors``: model -> dimension)."""
-    props: dict[str, Any] = {
-        "entry_id": {"type": "keyword"},
-        "source_system": {"type": "keyword"},
-        "timestamp": {"type": "date"},
-        "author": {"type": "keyword", "fields": {"text": {"type": "text"}}},
-        "title": {"type": "text", "analyzer": "english"},
-        "raw_text": {"type": "text", "analyzer": "english"},
-        "summary": {"type": "text", "analyzer": "english"},
-        "keywords": {"type": "text", "analyzer": "english", "fields": {"raw": {"type": "keyword"}}},
-        "tags": {"type": "text", "analyzer": "english", "fields": {"raw": {"type": "keyword"}}},
-        "categories": {"type": "keyword"},
-        "logbook": {"type": "keyword"},
-    }
-    for model, dim in (vectors or {}).items():
-        props[vector_field(model)] = vector_mapping(dim)
-    return {
-        "index_patterns": [f"{alias}-*"],
-        "template": {
-            "settings": {"index": {"knn": True, "number_of_shards": 1}},
-            "mappings": {"dynamic": False, "properties": props},
-        },
-        "priority": 100,
-        "_meta": {"created_by": "tern.ariel"},
-    }
-
-
-def entry_document(e: LogbookEntry) -> dict[str, Any]:
-    return {
-        "entry_id": e.entry_id,
-        "source_system": e.source_system,
-        "timestamp": e.timestamp.isoformat(),
-        "author": e.author,
-        "title": e.title,
-        "raw_text": e.raw_text,
-        "summary": e.summary,
-        "keywords": e.keywords,
-        "tags": e.tags,
-        "categories": e.categories,
-        "logbook": e.logbook,
-    }
-
-
-def bulk_entry_actions(index: str, entries: Sequence[LogbookEntry]) -> list[dict[str, Any]]:
-    """Bulk ``update`` actions with ``doc_as_upsert`` (helpers format): text fields are replaced, embedding
-    fields already in the document are kept."""
-    return [
-        {"_op_type": "update", "_index": index, "_id": e.entry_id, "doc": entry_document(e), "doc_as_upsert": True}
-        for e in entries
-    ]
-
-
-def bulk_vector_actions(
-    index: str, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
-) -> list[dict[str, Any]]:
-    """Bulk ``update`` actions setting one model's vector on existing documents."""
-    field = vector_field(model)
-    return [
-        {"_op_type": "update", "_index": index, "_id": i, "doc": {field: [float(x) for x in v]}}
-        for i, v in zip(entry_ids, vectors, strict=True)
-    ]
-
-
-def filter_clauses(f: SearchFilters | None) -> list[dict[str, Any]]:
-    """Bool ``filter`` clauses (no scoring) for the search filters."""
-    if f is None:
-        return []
-    out: list[dict[str, Any]] = []
-    if f.author:
-        out.append({"wildcard": {"author": {"value": f"*{f.author}*", "case_insensitive": True}}})
-    rng: dict[str, str] = {}
-    if f.since:
-        rng["gte"] = f.since.isoformat()
-    if f.until:
-        rng["lt"] = f.until.isoformat()
-    if rng:
-        out.append({"range": {"timestamp": rng}})
-    if f.tags:
-        out.append({"terms": {"tags.raw": list(f.tags)}})
-    if f.source_system:
-        out.append({"term": {"source_system": f.source_system}})
-    if f.logbook:
-        out.append({"term": {"logbook": f.logbook}})
-    return out
-
-
-_OR = re.compile(r"(?i)(?<!\S)or(?!\S)")
-
-
-def simple_query(text: str) -> str:
-    """Web-search syntax to ``simple_query_string`` syntax: the word ``or`` becomes ``|`` (quotes and ``-``
-    mean the same in both)."""
-    return _OR.sub("|", text)
-
-
-def keyword_body(
-    text: str, filters: SearchFilters | None, limit: int, *, operator: str = "and", exclude: Sequence[str] = ()
-) -> dict[str, Any]:
-    """A BM25 ``simple_query_string`` search over the text fields (title boosted 3x) with highlights.
-    ``operator`` is ``and`` (every term) or ``or`` (any term); ``exclude`` drops already-found ids."""
-    bool_q: dict[str, Any] = {
-        "must": [
-            {
-                "simple_query_string": {
-                    "query": simple_query(text),
-                    "fields": TEXT_FIELDS,
-                    "default_operator": operator,
-                }
-            }
-        ],
-        "filter": filter_clauses(filters),
-    }
-    if exclude:
-        bool_q["must_not"] = [{"ids": {"values": list(exclude)}}]
-    return {"size": limit, "query": {"bool": bool_q}, "_source": SOURCE_FIELDS, "highlight": HIGHLIGHT}
-
-
-def fuzzy_body(text: str, filters: SearchFilters | None, limit: int) -> dict[str, Any]:
-    """The typo-tolerant fallback: ``multi_match`` with ``fuzziness: AUTO``."""
-    return {
-        "size": limit,
-        "query": {
-            "bool": {
-                "must": [{"multi_match": {"query": text, "fields": TEXT_FIELDS, "fuzziness": "AUTO"}}],
-                "filter": filter_clauses(filters),
-            }
-        },
-        "_source": SOURCE_FIELDS,
-        "highlight": HIGHLIGHT,
-    }
-
-
-def browse_body(filters: SearchFilters | None, limit: int) -> dict[str, Any]:
-    return {
-        "size": limit,
-        "query": {"bool": {"filter": filter_clauses(filters)}},
-        "sort": [{"timestamp": "desc"}],
-        "_source": SOURCE_FIELDS,
-    }
-
-
-def knn_body(vector: Sequence[float], model: str, filters: SearchFilters | None, limit: int) -> dict[str, Any]:
-    """A ``knn`` query on the model's vector field, with the filters applied during the search (Lucene
-    engine efficient filtering)."""
-    knn: dict[str, Any] = {"vector": [float(x) for x in vector], "k": limit}
-    clauses = filter_clauses(filters)
-    if clauses:
-        knn["filter"] = {"bool": {"filter": clauses}}
-    return {"size": limit, "query": {"knn": {vector_field(model): knn}}, "_source": SOURCE_FIELDS}
-
-
-def alias_swap_actions(alias: str, old_indices: Sequence[str], new_index: str) -> dict[str, Any]:
-    """One atomic ``_aliases`` body moving ``alias`` from ``old_indices`` to ``new_index``."""
-    actions: list[dict[str, Any]] = [{"remove": {"index": i, "alias": alias}} for i in old_indices]
-    actions.append({"add": {"index": new_index, "alias": alias}})
-    return {"actions": actions}
-
-
-def parse_hits(response: dict[str, Any], *, cosine: bool = False) -> list[LogbookHit]:
-    """Search API response (``hits.hits[]`` with ``_id``, ``_score``, ``_source``, ``highlight``) to hits."""
-    out: list[LogbookHit] = []
-    for h in response.get("hits", {}).get("hits", []):
-        src = h.get("_source", {})
-        hl = h.get("highlight", {})
-        score = float(h.get("_score") or 0.0)
-        if cosine:
-            score = 2.0 * score - 1.0
-        text_hl = hl.get("raw_text", [])
-        ts = src.get("timestamp")
-        out.append(
-            LogbookHit(
-                entry_id=src.get("entry_id") or h["_id"],
-                title=src.get("title", ""),
-                author=src.get("author", ""),
-                timestamp=datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None,
-                score=score,
-                snippet=" ... ".join(text_hl) if text_hl else (src.get("raw_text") or "")[:200],
-                highlights=[*hl.get("title", []), *text_hl],
-            )
-        )
-    return out
+    def add_failures(self, report: IndexReport) -> None:
+        self.failed_count += len(report.failed)
+        for k, v in report.failed.items():
+            if len(self.failed) < FAILURES_KEPT:
+                self.failed[k] = v
 
 
 class OpenSearchBackend:
     """Search on OpenSearch through ``opensearchpy.AsyncOpenSearch``.
 
     Args:
-        client: the async client.
+        client: an ``AsyncOpenSearch`` this backend owns (``close`` closes it); ``from_settings`` uses the shared
+            one instead.
         alias: the alias searched (concrete indices are ``<alias>-<version>``).
+        bulk_retries: times a bulk item refused with 429 is retried.
+        bulk_backoff_s: first wait before such a retry, seconds (doubling, at most ``MAX_BACKOFF_S``).
+        replicas: replica shards of the indices it creates.
+        ef_search: HNSW candidate queue of k-NN searches; None for ``max(100, 2 * k)`` (``knn_body``).
     """
 
     name = "opensearch"
     separate_index = True  # fed from PostgreSQL, the storage of record
 
-    def __init__(self, client: Any, alias: str) -> None:
-        self.client = client
+    def __init__(
+        self,
+        client: Any,
+        alias: str,
+        *,
+        bulk_retries: int = 5,
+        bulk_backoff_s: float = 2.0,
+        replicas: int = 0,
+        ef_search: int | None = None,
+    ) -> None:
+        self._client = client
+        self._settings: TernSettings | None = None
         self.alias = alias
+        self.ef_search = ef_search
+        self.replicas = replicas
+        self._mapped: set[tuple[str, str]] = set()  # (index, model) whose vector field is in the mapping
+        self.bulk_retries = bulk_retries
+        self.bulk_backoff_s = bulk_backoff_s
 
     @classmethod
     def from_settings(cls, settings: TernSettings) -> OpenSearchBackend:
-        from opensearchpy import AsyncOpenSearch
-
+        """A backend on the process's shared client for these settings (``opensearch_client.shared_client``,
+        taken on first use, so this may be called outside the event loop); ``close`` leaves that client open
+        (``close_shared_clients`` closes it). Raises ``ValueError`` without ``opensearch_url``."""
         if not settings.opensearch_url:
             raise ValueError("the opensearch backend needs TERN_OPENSEARCH_URL")
-        client = AsyncOpenSearch(hosts=[settings.opensearch_url], timeout=settings.opensearch_timeout_s)
-        return cls(client, settings.opensearch_index)
-
-    async def close(self) -> None:
-        await self.client.close()
+        backend = cls(
+            None,
+            settings.opensearch_index,
+            bulk_retries=settings.opensearch_bulk_retries,
+            bulk_backoff_s=settings.opensearch_bulk_backoff_s,
+            replicas=settings.opensearch_replicas,
+            ef_search=settings.opensearch_ef_search,
+        )
+        backend._settings = settings
+        return backend
 
     @property
-    def template_name(self) -> str:
-        return f"{self.alias}-template"
+    def client(self) -> Any:
+        """The ``AsyncOpenSearch`` client: the one given, or the shared one for the settings on the running
+        loop (looked up on each use, so a backend outlives ``close_shared_clients`` and event loops)."""
+        if self._client is not None:
+            return self._client
+        from tern.ariel.backends.opensearch_client import shared_client
+
+        assert self._settings is not None
+        return shared_client(self._settings)
+
+    async def close(self) -> None:
+        """Close the client when it was given to this backend; a shared client stays open for the others."""
+        if self._client is not None:
+            await self._client.close()
+
+    async def _read(self, call: Any, **kwargs: Any) -> Any:
+        """``await call(index=self.alias, **kwargs)``; ``index_not_found_exception`` (404: the alias does not
+        exist before the first ingestion) raises ``SearchIndexMissing``."""
+        from opensearchpy import NotFoundError
+
+        try:
+            return await call(index=self.alias, **kwargs)
+        except NotFoundError as exc:
+            if error_type(exc) == "index_not_found_exception":
+                raise SearchIndexMissing(f"no index or alias {self.alias!r}") from exc
+            raise
 
     async def _search(self, body: dict[str, Any]) -> dict[str, Any]:
-        resp: dict[str, Any] = await self.client.search(index=self.alias, body=body)
+        resp: dict[str, Any] = await self._read(self.client.search, body=body)
         return resp
 
     async def keyword(self, query: str, filters: SearchFilters | None = None, limit: int = 10) -> list[LogbookHit]:
-        """Every-term BM25 matches, then any-term matches, else fuzzy matches (as the PostgreSQL backend)."""
+        """Every-term BM25 matches, then any-term matches, else fuzzy matches (as the PostgreSQL backend).
+        Raises ``SearchIndexMissing`` before the first ingestion (no alias yet)."""
         text = query.strip()
         if not text:
             return parse_hits(await self._search(browse_body(filters, limit)))
@@ -304,89 +219,183 @@ class OpenSearchBackend:
         limit: int = 10,
         min_similarity: float = 0.0,
     ) -> list[LogbookHit] | None:
-        """k-NN search; None when no document carries ``model``'s vector."""
+        """k-NN search; None when no document carries ``model``'s vector. Raises ``SearchIndexMissing`` before
+        the first ingestion."""
         field = vector_field(model)
-        mapping = await self.client.indices.get_mapping(index=self.alias)
+        mapping = await self._read(self.client.indices.get_mapping)
         if not any(field in m.get("mappings", {}).get("properties", {}) for m in mapping.values()):
             return None
-        count = await self.client.count(index=self.alias, body={"query": {"exists": {"field": field}}})
+        count = await self._read(self.client.count, body={"query": {"exists": {"field": field}}})
         if not count.get("count"):
             return None
-        hits = parse_hits(await self._search(knn_body(vector, model, filters, limit)), cosine=True)
+        hits = parse_hits(await self._search(knn_body(vector, model, filters, limit, self.ef_search)), cosine=True)
         return [h for h in hits if h.score >= min_similarity]
 
-    async def _concrete_indices(self) -> list[str]:
-        if not await self.client.indices.exists_alias(name=self.alias):
+    @property
+    def building_alias(self) -> str:
+        """The alias a rebuild's new index carries until the swap; writes go to its indices too."""
+        return f"{self.alias}-building"
+
+    async def _write_indices(self) -> list[str]:
+        """Where writes go: the alias's index and, during a rebuild, the new index (``building_alias``);
+        creates the first index when there is none. One ``GET _alias/<alias>*``, filtered here to the two
+        names: a wildcard never answers 404 (``RestGetAliasesAction`` reports only missing exact names), so
+        the common case, no rebuild under way, costs no error response and no client warning."""
+        found: dict[str, Any] = await self.client.indices.get_alias(name=f"{self.alias}*")
+        wanted = {self.alias, self.building_alias}
+        targets = sorted(i for i, v in found.items() if wanted & set((v or {}).get("aliases", {})))
+        return targets or [await self.ensure_index()]
+
+    async def _concrete_indices(self, alias: str | None = None) -> list[str]:
+        """The indices ``alias`` (default: the searched alias) points at, sorted; [] when it does not exist."""
+        from opensearchpy import NotFoundError
+
+        try:
+            found = await self.client.indices.get_alias(name=alias or self.alias)
+        except NotFoundError:
             return []
-        return sorted((await self.client.indices.get_alias(name=self.alias)).keys())
+        return sorted(found.keys())
 
     async def ensure_index(self, vectors: dict[str, int] | None = None) -> str:
-        """Install the template and make sure the alias points at an index; returns the concrete index."""
-        await self.client.indices.put_index_template(
-            name=self.template_name, body=index_template_body(self.alias, vectors)
-        )
+        """Make sure the alias points at an index; returns the concrete index.
+
+        The first index has a fixed name, ``<alias>-1``, created together with its alias in one request, so two
+        first ingestions racing cannot create two indices under one alias: the loser gets
+        ``resource_already_exists_exception`` and uses the winner's. Raises ``RuntimeError`` when ``<alias>-1``
+        exists without the alias (left by hand; ``tern ariel reindex`` repairs it)."""
+        from opensearchpy import RequestError
+
         current = await self._concrete_indices()
         if current:
-            return current[0]
-        index = f"{self.alias}-{time.time_ns() // 1_000_000}"
-        await self.client.indices.create(index=index, body={"aliases": {self.alias: {}}})
+            return current[-1]
+        index = f"{self.alias}-1"
+        body = {**index_body(vectors, self.replicas), "aliases": {self.alias: {}}}
+        try:
+            await self.client.indices.create(index=index, body=body)
+        except RequestError as exc:
+            if error_type(exc) != "resource_already_exists_exception":
+                raise
+            if index not in await self._concrete_indices():
+                raise RuntimeError(
+                    f"OpenSearch index {index!r} exists but alias {self.alias!r} does not point at it; "
+                    "rebuild with `tern ariel reindex`"
+                ) from exc
         return index
 
-    async def _bulk(self, actions: list[dict[str, Any]]) -> int:
-        from opensearchpy.helpers import async_bulk
+    async def _bulk(self, actions: list[dict[str, Any]], *, refresh: bool = False) -> IndexReport:
+        """Send bulk actions with ``async_streaming_bulk``: items refused with 429 are retried
+        ``bulk_retries`` times with exponential backoff from ``bulk_backoff_s`` (the helper's documented
+        behaviour), every other item failure is reported per document instead of raised, so the caller knows
+        which documents the index acknowledged. An id is indexed only when all its actions succeeded.
+        No ``refresh=wait_for``: it would wait forever on a rebuild's index (``refresh_interval: -1``);
+        documents become searchable within the index's refresh interval (1 s by default)."""
+        from opensearchpy.helpers import async_streaming_bulk
 
+        report = IndexReport()
         if not actions:
-            return 0
-        ok, _errors = await async_bulk(self.client, actions, refresh="wait_for")
-        return int(ok)
+            return report
+        ok_ids: dict[str, None] = {}
+        async for ok, item in async_streaming_bulk(
+            self.client,
+            actions,
+            max_retries=self.bulk_retries,
+            initial_backoff=self.bulk_backoff_s,
+            max_backoff=MAX_BACKOFF_S,
+            raise_on_error=False,
+            yield_ok=True,
+            refresh=refresh,
+        ):
+            info = next(iter(item.values()))
+            entry_id = str(info.get("_id"))
+            if ok:
+                ok_ids[entry_id] = None
+            else:
+                err = info.get("error") or {}
+                reason = f"{err.get('type', '?')}: {err.get('reason', '')}" if isinstance(err, dict) else str(err)
+                report.failed[entry_id] = f"{info.get('status', '?')} {reason}"
+        report.indexed = [i for i in ok_ids if i not in report.failed]
+        return report
 
-    async def index_entries(self, entries: Sequence[LogbookEntry]) -> int:
-        index = await self.ensure_index()
-        return await self._bulk(bulk_entry_actions(index, entries))
+    async def index_entries(self, entries: Sequence[LogbookEntry]) -> IndexReport:
+        """Upsert the entries' documents (see ``SearchBackend.index_entries``) in every index writes go to
+        (``_write_indices``); an entry is acknowledged when all of them took it."""
+        actions = [a for index in await self._write_indices() for a in bulk_entry_actions(index, entries)]
+        return await self._bulk(actions)
 
     async def index_embeddings(
-        self, model: str, entries: Sequence[LogbookEntry], vectors: Sequence[Sequence[float]]
-    ) -> int:
-        index = await self.ensure_index()
-        if vectors:
-            await self.client.indices.put_mapping(
-                index=index, body={"properties": {vector_field(model): vector_mapping(len(vectors[0]))}}
-            )
-        return await self._bulk(bulk_vector_actions(index, model, [e.entry_id for e in entries], vectors))
+        self, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
+    ) -> IndexReport:
+        """Upsert one model's vectors (see ``SearchBackend.index_embeddings``); adds the model's ``knn_vector``
+        field to the index mapping first (once per index and model in this process)."""
+        actions: list[dict[str, Any]] = []
+        for index in await self._write_indices():
+            if vectors and (index, model) not in self._mapped:
+                await self.client.indices.put_mapping(
+                    index=index, body={"properties": {vector_field(model): vector_mapping(len(vectors[0]))}}
+                )
+                self._mapped.add((index, model))
+            actions += bulk_vector_actions(index, model, entry_ids, vectors)
+        return await self._bulk(actions)
 
-    async def reindex_from(self, pool: asyncpg.Pool) -> str:
-        """Build a new concrete index from PostgreSQL (entries and every model's current embeddings), swap the
-        alias to it atomically, delete the old indices; returns the new index name."""
+    async def reindex_from(
+        self, pool: asyncpg.Pool, progress: Callable[[int, int], None] | None = None
+    ) -> ReindexResult:
+        """Build a new concrete index from PostgreSQL (documents with summaries and keywords, and every model's
+        current vectors), swap the alias to it atomically, delete the old indices.
+
+        While it builds, the new index carries the alias ``<alias>-building``, so ingestion writes go to the old
+        and the new index alike (``_write_indices``) and nothing written during the rebuild is lost with the old
+        index; the new index is built with ``refresh_interval: -1`` and refreshed once at the end. Documents it
+        copied are marked acknowledged in PostgreSQL. ``progress(done, total)`` is called after each batch.
+        On an error the half-built index is deleted and the error raised (the old index keeps serving); one
+        left by a killed rebuild is deleted by the next. Run one rebuild at a time.
+        """
+        started = time.monotonic()
         async with pool.acquire() as conn:
             models = {
                 r["model"]: (r["dim"], r["table_name"])
                 for r in await conn.fetch("SELECT model, dim, table_name FROM ariel_embedding_models")
             }
-            await self.client.indices.put_index_template(
-                name=self.template_name,
-                body=index_template_body(self.alias, {m: d for m, (d, _) in models.items()}),
-            )
+            total = int(await conn.fetchval("SELECT count(*) FROM ariel_entries"))
             old = await self._concrete_indices()
+            for stale in set(await self._concrete_indices(self.building_alias)) - set(old):
+                await self.client.indices.delete(index=stale, ignore_unavailable=True)  # a killed rebuild's
             index = f"{self.alias}-{time.time_ns() // 1_000_000}"
-            await self.client.indices.create(index=index)
-            after = ""
-            while batch := await store.iter_entry_batches(conn, REINDEX_BATCH, after):
-                after = batch[-1].entry_id
-                await self._bulk(bulk_entry_actions(index, batch))
-                ids = [e.entry_id for e in batch]
-                for model, (_dim, table) in models.items():
-                    rows = await conn.fetch(
-                        f"SELECT v.entry_id, v.embedding::text AS vec FROM {table} v JOIN ariel_entries e "
-                        "USING (entry_id) WHERE v.entry_id = ANY($1::text[]) AND v.content_hash = e.content_hash",
-                        ids,
-                    )
-                    await self._bulk(
-                        bulk_vector_actions(
-                            index, model, [r["entry_id"] for r in rows], [json.loads(r["vec"]) for r in rows]
+            body = index_body({m: d for m, (d, _) in models.items()}, self.replicas)
+            body["settings"]["index"]["refresh_interval"] = "-1"
+            body["aliases"] = {self.building_alias: {}}
+            await self.client.indices.create(index=index, body=body)
+            result = ReindexResult(index=index, replaced=old, vectors={m: 0 for m in models})
+            try:
+                after = ""
+                while batch := await store.index_documents_after(conn, after, REINDEX_BATCH):
+                    after = batch[-1][0].entry_id
+                    rep = await self._bulk(bulk_entry_actions(index, [e for e, _ in batch]), refresh=False)
+                    result.add_failures(rep)
+                    done = set(rep.indexed)
+                    await store.mark_entries_indexed(conn, [(e.entry_id, h) for e, h in batch if e.entry_id in done])
+                    result.entries += len(done)
+                    for model, (_dim, table) in models.items():
+                        rows = await store.current_vectors(conn, table, [e.entry_id for e, _ in batch])
+                        rep = await self._bulk(
+                            bulk_vector_actions(index, model, [i for i, _, _ in rows], [v for _, _, v in rows]),
+                            refresh=False,
                         )
-                    )
-        await self.client.indices.refresh(index=index)
-        await self.client.indices.update_aliases(body=alias_swap_actions(self.alias, old, index))
+                        result.add_failures(rep)
+                        done = set(rep.indexed)
+                        await store.mark_vectors_indexed(conn, table, [(i, h) for i, h, _ in rows if i in done])
+                        result.vectors[model] += len(done)
+                    if progress:
+                        progress(min(total, result.entries + len(result.failed)), total)
+                await self.client.indices.put_settings(index=index, body={"index": {"refresh_interval": None}})
+                await self.client.indices.refresh(index=index)
+                swap = alias_swap_actions(self.alias, old, index)
+                swap["actions"].append({"remove": {"index": index, "alias": self.building_alias}})
+                await self.client.indices.update_aliases(body=swap)
+            except BaseException:
+                await self.client.indices.delete(index=index, ignore_unavailable=True)
+                raise
         for i in old:
-            await self.client.indices.delete(index=i)
-        return index
+            await self.client.indices.delete(index=i, ignore_unavailable=True)
+        result.seconds = round(time.monotonic() - started, 3)
+        return result

@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from tern.ariel import store
+from tern.ariel.backends.base import IndexReport
 from tern.ariel.models import LogbookEntry
 from tern.ariel.query import SearchFilters
 from tern.models import LogbookHit
@@ -280,10 +281,13 @@ class PostgresBackend:
                 return None
             return _hits(rows)
 
-    async def index_entries(self, entries: Sequence[LogbookEntry]) -> int:
-        return len(entries)  # the storage of record is the index
+    async def ensure_index(self, vectors: dict[str, int] | None = None) -> str:
+        return "ariel_entries"  # made by the migrations; embedding tables on first use by enhancement
+
+    async def index_entries(self, entries: Sequence[LogbookEntry]) -> IndexReport:
+        return IndexReport(indexed=[e.entry_id for e in entries])  # the storage of record is the index
 
     async def index_embeddings(
-        self, model: str, entries: Sequence[LogbookEntry], vectors: Sequence[Sequence[float]]
-    ) -> int:
-        return len(entries)  # stored by enhancement in the model's table, which is the index
+        self, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
+    ) -> IndexReport:
+        return IndexReport(indexed=list(entry_ids))  # stored by enhancement in the model's table, the index

@@ -1,0 +1,122 @@
+"""The OpenSearch client: connection options from the settings (TLS, basic auth, AWS SigV4) and one shared
+``opensearchpy.AsyncOpenSearch`` per process and event loop.
+
+Every ``OpenSearchBackend.from_settings`` (one per search in the agent's activity, one per API app, one per
+CLI command) takes the shared client, so sockets are pooled and kept alive instead of leaked; whoever ends the
+process or the loop calls ``close_shared_clients`` (the ARIEL API's lifespan, the CLI commands).
+
+Options are opensearch-py's (``AsyncOpenSearch`` with ``AsyncHttpConnection``): ``ca_certs``, ``client_cert``,
+``client_key``, ``verify_certs``, ``http_auth`` as ``(user, password)`` or an ``AWSV4SignerAsyncAuth``
+(opensearch-py's SigV4 signer for the async client, which signs each request with botocore).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any
+
+from tern.config import TernSettings
+
+log = logging.getLogger(__name__)
+
+INSECURE_WARNING = (
+    "OpenSearch TLS certificate verification is OFF (TERN_OPENSEARCH_VERIFY_CERTS=false): anyone on the path "
+    "to {url} can read and change logbook searches and what is indexed. Use it for tests only; give the "
+    "cluster's CA with TERN_OPENSEARCH_CA_CERTS instead."
+)
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def aws_auth(region: str, service: str) -> Any:
+    """An ``AWSV4SignerAsyncAuth`` for ``region`` and ``service`` (``es`` or ``aoss``) with boto3's default
+    credential chain (environment, shared profile, instance or task role).
+
+    Raises ``ValueError`` when boto3 is not installed (``pip install 'tern[aws]'``) or finds no credentials."""
+    try:
+        import boto3
+    except ImportError as exc:
+        raise ValueError("AWS SigV4 signing (TERN_OPENSEARCH_AWS_REGION) needs boto3: pip install 'tern[aws]'") from exc
+    from opensearchpy import AWSV4SignerAsyncAuth
+
+    credentials = boto3.Session().get_credentials()
+    if credentials is None:
+        raise ValueError("AWS SigV4 signing: boto3 found no AWS credentials (environment, profile or role)")
+    return AWSV4SignerAsyncAuth(credentials, region, service)
+
+
+def client_options(settings: TernSettings) -> dict[str, Any]:
+    """Keyword arguments of ``AsyncOpenSearch`` for the settings' URL, timeout (s), TLS files, verification,
+    basic auth or SigV4. Logs ``INSECURE_WARNING`` at WARNING when verification is off.
+
+    Raises ``ValueError`` without ``opensearch_url``, and as ``aws_auth``."""
+    if not settings.opensearch_url:
+        raise ValueError("the opensearch backend needs TERN_OPENSEARCH_URL")
+    from opensearchpy import AsyncHttpConnection
+
+    kw: dict[str, Any] = {
+        # AsyncHttpConnection, not AsyncOpenSearch's default AIOHttpConnection: only it calls a callable
+        # http_auth (the SigV4 signer) per request (opensearch-py connection/http_async.py)
+        "connection_class": AsyncHttpConnection,
+        "hosts": [settings.opensearch_url],
+        "timeout": settings.opensearch_timeout_s,
+        "verify_certs": settings.opensearch_verify_certs,
+    }
+    if settings.opensearch_ca_certs:
+        kw["ca_certs"] = str(settings.opensearch_ca_certs)
+    if settings.opensearch_client_cert:
+        kw["client_cert"] = str(settings.opensearch_client_cert)
+        if settings.opensearch_client_key:
+            kw["client_key"] = str(settings.opensearch_client_key)
+    if not settings.opensearch_verify_certs:
+        kw["ssl_show_warn"] = False  # replaced by the warning below, which says what to do
+        log.warning(INSECURE_WARNING.format(url=settings.opensearch_url))
+    if settings.opensearch_username and settings.opensearch_password:
+        kw["http_auth"] = (settings.opensearch_username, settings.opensearch_password.get_secret_value())
+    elif settings.opensearch_aws_region:
+        kw["http_auth"] = aws_auth(settings.opensearch_aws_region, settings.opensearch_aws_service)
+    return kw
+
+
+def _key(settings: TernSettings) -> tuple[Any, ...]:
+    pw = settings.opensearch_password.get_secret_value() if settings.opensearch_password else None
+    return (
+        settings.opensearch_url,
+        settings.opensearch_timeout_s,
+        settings.opensearch_verify_certs,
+        settings.opensearch_ca_certs,
+        settings.opensearch_client_cert,
+        settings.opensearch_client_key,
+        settings.opensearch_username,
+        pw,
+        settings.opensearch_aws_region,
+        settings.opensearch_aws_service,
+    )
+
+
+def shared_client(settings: TernSettings) -> Any:
+    """The process's ``AsyncOpenSearch`` for these connection settings on the running event loop (made on
+    first use). Must be called with a running loop (the aiohttp session belongs to it). Raises as
+    ``client_options``."""
+    from opensearchpy import AsyncOpenSearch
+
+    loop = asyncio.get_running_loop()
+    per_loop = _clients.setdefault(loop, {})
+    key = _key(settings)
+    if key not in per_loop:
+        per_loop[key] = AsyncOpenSearch(**client_options(settings))
+    return per_loop[key]
+
+
+def shared_client_count() -> int:
+    """Open shared clients on the running loop (for tests and health output)."""
+    return len(_clients.get(asyncio.get_running_loop(), {}))
+
+
+async def close_shared_clients() -> None:
+    """Close every shared client of the running loop (their connection pools); the next use makes new ones."""
+    per_loop = _clients.pop(asyncio.get_running_loop(), {})
+    for client in per_loop.values():
+        await client.close()

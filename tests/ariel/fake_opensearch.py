@@ -1,0 +1,284 @@
+"""A scripted OpenSearch HTTP endpoint for tests at the HTTP boundary: a real FastAPI app under uvicorn on a
+loopback port, driven through the real ``opensearchpy.AsyncOpenSearch`` client.
+
+Every request is recorded (method, path, query, JSON or NDJSON body); a test's ``handler`` answers it with
+OpenSearch's documented response bodies (the builders below), or returns None for the default answer.
+The bodies follow the OpenSearch documentation and sources: the error envelope
+``{"error": {"root_cause": [...], "type", "reason", ...}, "status"}`` (``OpenSearchException.generateFailureXContent``,
+``BytesRestResponse``), ``index_not_found_exception`` (``IndexNotFoundException``, 404),
+``document_missing_exception`` (``DocumentMissingException``, 404 per bulk item), 429 bulk items
+(``es_rejected_execution_exception``, ``EsRejectedExecutionException``), and the 400 a composable template
+with overlapping patterns at the same priority gets (``MetadataIndexTemplateService.addIndexTemplateV2``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from tests.ariel.conftest import serve
+
+
+@dataclass
+class Call:
+    """One request the fake received. ``body`` is the parsed JSON, or for NDJSON (``_bulk``) a list of lines."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    peer: int = 0  # the client's TCP port: one per connection
+
+    def bulk_pairs(self) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """``_bulk`` body as (action line, source line or None for delete) pairs."""
+        lines: list[dict[str, Any]] = list(self.body or [])
+        out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        i = 0
+        while i < len(lines):
+            action = lines[i]
+            op = next(iter(action))
+            if op == "delete":
+                out.append((action, None))
+                i += 1
+            else:
+                out.append((action, lines[i + 1]))
+                i += 2
+        return out
+
+
+Answer = tuple[int, Any] | None
+Handler = Callable[[Call], Answer | Awaitable[Answer]]
+
+
+@dataclass
+class FakeOpenSearch:
+    url: str
+    calls: list[Call] = field(default_factory=list)
+    handler: Handler = lambda call: None
+    cluster: Cluster = field(default_factory=lambda: Cluster())
+
+    def client(self, **kw: Any) -> Any:
+        from opensearchpy import AsyncOpenSearch
+
+        return AsyncOpenSearch(hosts=[self.url], **kw)
+
+    def paths(self, method: str | None = None) -> list[str]:
+        return [c.path for c in self.calls if method is None or c.method == method]
+
+
+def error(status: int, type_: str, reason: str, **extra: Any) -> tuple[int, dict[str, Any]]:
+    """OpenSearch's REST error envelope."""
+    cause = {"type": type_, "reason": reason, **extra}
+    return status, {"error": {"root_cause": [cause], **cause}, "status": status}
+
+
+def index_not_found(index: str) -> tuple[int, dict[str, Any]]:
+    """404 for a search, mapping or count on an index or alias that does not exist."""
+    return error(
+        404,
+        "index_not_found_exception",
+        f"no such index [{index}]",
+        index=index,
+        **{"resource.type": "index_or_alias", "resource.id": index, "index_uuid": "_na_"},
+    )
+
+
+def template_overlap(name: str, pattern: str, other: str, other_pattern: str, priority: int = 100) -> tuple[int, Any]:
+    """400 for ``PUT _index_template/<name>`` whose patterns overlap another template's at the same priority."""
+    return error(
+        400,
+        "illegal_argument_exception",
+        f"index template [{name}] has index patterns [{pattern}] matching patterns from existing templates "
+        f"[{other}] with patterns ({other} => [{other_pattern}]) that have the same priority [{priority}], "
+        "multiple index templates may not match during index creation, please use a different priority",
+    )
+
+
+def bulk_item(op: str, index: str, id_: str, status: int = 200, err: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One ``items[]`` entry of a ``_bulk`` response."""
+    item: dict[str, Any] = {"_index": index, "_id": id_, "status": status}
+    if err is None:
+        item.update({"_version": 1, "result": "updated", "_shards": {"total": 1, "successful": 1, "failed": 0}})
+    else:
+        item["error"] = err
+    return {op: item}
+
+
+def rejected(index: str) -> dict[str, Any]:
+    """The ``error`` of a bulk item refused with 429 (write thread pool queue full)."""
+    return {
+        "type": "es_rejected_execution_exception",
+        "reason": f"rejected execution of coordinating operation [shard_detail=[{index}][0][P]]",
+    }
+
+
+def document_missing(index: str, id_: str) -> dict[str, Any]:
+    """The ``error`` of a bulk ``update`` (without upsert) on a document that does not exist (status 404)."""
+    return {
+        "type": "document_missing_exception",
+        "reason": f"[{id_}]: document missing",
+        "index": index,
+        "shard": "0",
+        "index_uuid": "aAsFqTI0Tc2W0LCWgPNrOA",
+    }
+
+
+def bulk_response(items: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """A ``_bulk`` answer: HTTP 200 with per-item statuses (``errors`` true when any item failed)."""
+    errors = any("error" in next(iter(i.values())) for i in items)
+    return 200, {"took": 3, "errors": errors, "items": items}
+
+
+@dataclass
+class Cluster:
+    """The little state the default answers keep: indices (aliases, settings, documents) and index templates.
+    Enough for the calls the backend makes; anything else is acknowledged."""
+
+    indices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def resolve(self, names: str) -> list[str]:
+        """Concrete indices named by a comma-separated list of index names, aliases and ``*`` patterns."""
+        import fnmatch
+
+        out: list[str] = []
+        for n in names.split(","):
+            for i, meta in self.indices.items():
+                if (fnmatch.fnmatchcase(i, n) or n in meta["aliases"]) and i not in out:
+                    out.append(i)
+        return out
+
+    def answer(self, call: Call) -> tuple[int, Any]:
+        parts = [p for p in call.path.split("/") if p]
+        m = call.method
+        if parts and parts[0] == "_index_template" and m == "PUT":
+            self.templates[parts[1]] = call.body
+            return 200, {"acknowledged": True}
+        if parts and parts[0] == "_index_template" and m == "DELETE":
+            self.templates.pop(parts[1], None)
+            return 200, {"acknowledged": True}
+        if parts and parts[0] == "_alias":
+            # RestGetAliasesAction: the aliases found, and 404 naming the missing ones when any is missing
+            import fnmatch
+
+            wanted = parts[1].split(",")
+
+            def hit(a: str) -> bool:
+                return any(fnmatch.fnmatchcase(a, w) for w in wanted)
+
+            found: dict[str, Any] = {
+                i: {"aliases": {a: {} for a in sorted(meta["aliases"]) if hit(a)}}
+                for i, meta in self.indices.items()
+                if any(hit(a) for a in meta["aliases"])
+            }
+            have = {a for v in found.values() for a in v["aliases"]}
+            missing = [a for a in wanted if "*" not in a and a not in have]  # wildcards are never "missing"
+            if missing:
+                what = f"alias [{missing[0]}]" if len(missing) == 1 else f"aliases [{','.join(missing)}]"
+                return 404, {"error": f"{what} missing", "status": 404, **found}
+            return 200, found
+        if parts == ["_aliases"] and m == "POST":
+            for action in call.body["actions"]:
+                ((op, spec),) = action.items()
+                if spec["index"] not in self.indices:
+                    return index_not_found(spec["index"])
+                aliases = self.indices[spec["index"]]["aliases"]
+                aliases.add(spec["alias"]) if op == "add" else aliases.discard(spec["alias"])
+            return 200, {"acknowledged": True}
+        if parts and parts[-1] == "_bulk":
+            return bulk_response([self.bulk_item(action, src) for action, src in call.bulk_pairs()])
+        if len(parts) == 1 and m == "PUT":
+            if parts[0] in self.indices:
+                return error(
+                    400,
+                    "resource_already_exists_exception",
+                    f"index [{parts[0]}/aAsFqTI0Tc2W0LCWgPNrOA] already exists",
+                    index=parts[0],
+                )
+            body = call.body or {}
+            self.indices[parts[0]] = {
+                "aliases": set((body.get("aliases") or {}).keys()),
+                "settings": body.get("settings", {}),
+                "mappings": body.get("mappings", {}),
+                "docs": {},
+            }
+            return 200, {"acknowledged": True, "shards_acknowledged": True, "index": parts[0]}
+        if len(parts) == 1 and m == "DELETE":
+            gone = self.resolve(parts[0])
+            if not gone and "*" not in parts[0] and call.params.get("ignore_unavailable") != "true":
+                return index_not_found(parts[0])
+            for i in gone:
+                del self.indices[i]
+            return 200, {"acknowledged": True}
+        if parts and parts[-1] in ("_search", "_count", "_mapping") and m in ("GET", "POST") and parts[0][0] != "_":
+            if not self.resolve(parts[0]):
+                return index_not_found(parts[0])
+        if parts and parts[-1] == "_search":
+            return 200, {"took": 1, "timed_out": False, "hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}}
+        if parts and parts[-1] == "_settings" and m == "PUT":
+            for i in self.resolve(parts[0]):
+                self.indices[i]["settings"].setdefault("index", {}).update((call.body or {}).get("index", call.body))
+        return 200, {"acknowledged": True}
+
+    def bulk_item(self, action: dict[str, Any], src: dict[str, Any] | None) -> dict[str, Any]:
+        ((op, meta),) = action.items()
+        index, id_ = meta.get("_index", ""), meta.get("_id", "")
+        if index not in self.indices:
+            return bulk_item(op, index, id_, 404, index_not_found(index)[1]["error"])
+        docs = self.indices[index]["docs"]
+        if op == "update":
+            assert src is not None
+            if id_ not in docs and not src.get("doc_as_upsert"):
+                return bulk_item(op, index, id_, 404, document_missing(index, id_))
+            docs.setdefault(id_, {}).update(src["doc"])
+        elif op in ("index", "create") and src is not None:
+            docs[id_] = dict(src)
+        elif op == "delete":
+            docs.pop(id_, None)
+        return bulk_item(op, index, id_)
+
+
+@asynccontextmanager
+async def fake_opensearch(**tls: Any) -> AsyncIterator[FakeOpenSearch]:
+    """Start the fake on a free loopback port; yields it (set ``.handler`` to script answers). ``tls``: uvicorn's
+    ``ssl_*`` options, for an HTTPS endpoint."""
+    app = FastAPI()
+    fake = FakeOpenSearch(url="")
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "HEAD"])
+    async def any_request(path: str, request: Request) -> Response:
+        raw = await request.body()
+        body: Any = None
+        if raw:
+            text = raw.decode()
+            try:
+                body = json.loads(text)
+            except json.JSONDecodeError:
+                body = [json.loads(line) for line in text.splitlines() if line.strip()]
+        call = Call(
+            request.method,
+            "/" + path,
+            dict(request.query_params),
+            body,
+            dict(request.headers),
+            request.client.port if request.client else 0,
+        )
+        fake.calls.append(call)
+        answer = fake.handler(call)
+        if inspect.isawaitable(answer):  # a handler may hold a request (to interleave with the test)
+            answer = await answer
+        status, doc = answer or fake.cluster.answer(call)
+        if request.method == "HEAD":
+            return Response(status_code=status)
+        return Response(json.dumps(doc), status_code=status, media_type="application/json")
+
+    async with serve(app, **tls) as url:
+        fake.url = url
+        yield fake

@@ -1,0 +1,120 @@
+"""Ingestion plus search on a real OpenSearch cluster (CI: ``.github/workflows/opensearch.yml`` runs it on
+OpenSearch 2.19 and 3.x). Skipped, saying why, unless ``TERN_OPENSEARCH_URL`` names a cluster; the README's
+ARIEL section shows how to start one with Docker.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import numpy as np
+import pytest
+
+from tern.ariel import indexing, store
+from tern.ariel.adapters import AdapterOptions
+from tern.ariel.backends.opensearch import OpenSearchBackend
+from tern.ariel.backends.opensearch_client import close_shared_clients
+from tern.ariel.ingest import embed_pending, ingest_source, summarize_pending
+from tern.ariel.service import ArielService
+from tests.ariel.conftest import NOW, SAMPLE_ENTRIES, SAMPLES, ariel_settings
+from tests.ariel.test_search_contract import EMB, FakeLLM
+
+URL = os.environ.get("TERN_OPENSEARCH_URL")
+pytestmark = pytest.mark.skipif(not URL, reason="needs an OpenSearch cluster at TERN_OPENSEARCH_URL")
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[OpenSearchBackend]:
+    settings = ariel_settings(
+        ariel_backend="opensearch", opensearch_url=URL, opensearch_index=f"tern-ariel-it-{uuid.uuid4().hex[:8]}"
+    )
+    b = OpenSearchBackend.from_settings(settings)
+    try:
+        yield b
+    finally:
+        await b.client.indices.delete(index=f"{b.alias}-*")
+        await close_shared_clients()
+
+
+def ids(resp) -> list[str]:
+    return [h.entry_id for h in resp.hits]
+
+
+async def test_ingestion_then_search(backend: OpenSearchBackend, pool: asyncpg.Pool) -> None:
+    settings = backend._settings
+    assert settings is not None
+    service = ArielService(settings, pool, backend=backend, embedder=EMB, llm=None)
+    r = await service.search("klystron")
+    assert r.hits == [] and "does not exist yet" in r.notice  # before the first ingestion: no 500
+
+    for adapter, path in SAMPLES:
+        await ingest_source(pool, adapter, str(path), AdapterOptions(now=NOW), page_size=20, backend=backend)
+    while (await embed_pending(pool, EMB, batch_size=32, backend=backend)).remaining:
+        pass
+    llm = FakeLLM('{"keywords": ["zebracorn"], "summary": "An entry about the zebracorn."}')
+    while (await summarize_pending(pool, llm, batch_size=50, backend=backend)).remaining:
+        pass
+    async with pool.acquire() as conn:
+        table = await store.embedding_table(conn, EMB.model)
+        assert table and await indexing.pending_count(conn, table) == 0
+    await backend.client.indices.refresh(index=backend.alias)
+
+    r = await service.search("klystron", limit=10)
+    assert ids(r)[0] == "J20002" and not r.notice
+    r = await service.search("zebracorn", limit=100)  # a word only the summaries and keywords hold
+    assert len(r.hits) == SAMPLE_ENTRIES
+    r = await service.search("septum timing injection efficiency", mode="hybrid", limit=5)
+    assert r.mode_used == "hybrid" and {"E014", "10006"} <= set(ids(r))
+
+    pg = ArielService(ariel_settings(), pool, embedder=EMB, llm=None)  # the same documents on PostgreSQL
+    for q in ("tag:rf", "source:jlab", "zebracorn author:oper_jones"):
+        assert sorted(ids(await service.search(q, limit=100))) == sorted(ids(await pg.search(q, limit=100))), q
+
+    result = await backend.reindex_from(pool)
+    assert result.entries == SAMPLE_ENTRIES and result.vectors == {EMB.model: SAMPLE_ENTRIES} and not result.failed
+    assert ids(await service.search("klystron", limit=10))[0] == "J20002"
+
+
+async def test_knn_recall_against_exact_search(backend: OpenSearchBackend, pool: asyncpg.Pool) -> None:
+    """Recall@10 of the k-NN search (ef_search = max(100, 2k)) against exact cosine ranking of the same
+    vectors; prints the figure. Only a cluster can measure it."""
+    for adapter, path in SAMPLES:
+        await ingest_source(pool, adapter, str(path), AdapterOptions(now=NOW))
+    while (await embed_pending(pool, EMB, batch_size=64)).remaining:
+        pass
+    await backend.reindex_from(pool)
+    async with pool.acquire() as conn:
+        table = await store.embedding_table(conn, EMB.model)
+        assert table
+        all_ids = [r["entry_id"] for r in await conn.fetch("SELECT entry_id FROM ariel_entries")]
+        rows = await store.current_vectors(conn, table, all_ids)
+    names = [i for i, _, _ in rows]
+    matrix = np.array([v for _, _, v in rows], dtype=float)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    queries = [
+        "rf cavity trip",
+        "vacuum leak",
+        "beam loss",
+        "klystron fault",
+        "injection efficiency",
+        "magnet power supply",
+        "shift summary",
+        "cryogenic",
+        "orbit feedback",
+        "timing",
+    ]
+    found = total = 0
+    for q in queries:
+        [vec] = await EMB.embed([q])
+        v = np.array(vec, dtype=float) / (np.linalg.norm(vec) or 1.0)
+        exact = {names[i] for i in np.argsort(-(matrix @ v))[:10]}
+        hits = await backend.semantic(vec, EMB.model, limit=10, min_similarity=-1.0)
+        assert hits is not None
+        found += len(exact & {h.entry_id for h in hits})
+        total += len(exact)
+    recall = found / total
+    print(f"k-NN recall@10 against exact cosine, {len(queries)} queries, {len(names)} vectors: {recall:.3f}")
+    assert recall >= 0.9
