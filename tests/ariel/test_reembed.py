@@ -47,7 +47,13 @@ async def test_reembed_cancelled_midway_then_resumed_by_the_cli(
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()
-        first = await vectors_of(loaded_pool, BUNDLED_MINILM_INT8)
+        # an activity in flight at the cancellation may still store its batch: wait until the count holds still
+        first, stable_since = await vectors_of(loaded_pool, BUNDLED_MINILM_INT8), asyncio.get_running_loop().time()
+        while asyncio.get_running_loop().time() - stable_since < 2.0:
+            await asyncio.sleep(0.2)
+            now = await vectors_of(loaded_pool, BUNDLED_MINILM_INT8)
+            if now != first:
+                first, stable_since = now, asyncio.get_running_loop().time()
         assert 10 <= first < SAMPLE_ENTRIES, first
         desc = await handle.describe()  # 2 entries a step, 3 steps a run: it had continued as new
         assert desc.run_id != desc.raw_description.workflow_execution_info.first_run_id
