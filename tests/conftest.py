@@ -32,6 +32,7 @@ def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:
         "TERN_TEMPORAL_UI_PORT": str(free_port()),
         "TERN_PG_PORT": str(free_port()),
         "TERN_CA_SERVER_PORT": str(free_port()),
+        "TERN_ARCHIVER_PORT": str(free_port()),
         **extra,
     }
 

@@ -30,6 +30,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory):
         "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "TERN_TEMPORAL_UI_PORT": str(free_port()),
         "TERN_CA_SERVER_PORT": str(free_port()),
+        "TERN_ARCHIVER_PORT": str(free_port()),
         "TERN_TASK_QUEUE": "cli-demo",
     }
     yield env
@@ -61,6 +62,7 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_bac
         "postgres": "running",
         "temporal": "running",
         "sim": "running",
+        "archiver": "running",
         "worker": "running",
     }
 

@@ -44,6 +44,8 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
         data_dir=tmp_path / "tern",
         pg_port=free_port(),
         ca_server_port=free_port(),
+        archiver_port=free_port(),
+        archiver_backfill_days=0.05,
         temporal_address=f"127.0.0.1:{free_port()}",
         temporal_ui_port=free_port(),
         task_queue="tq-supervised",

@@ -13,8 +13,8 @@ BERLIN = zone("Europe/Berlin")
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # 17:00 in Berlin (CET, UTC+1)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
