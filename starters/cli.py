@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from starters.archiver_cli import app as archiver_app
 from starters.ariel_cli import app as ariel_app
 from starters.common import console, err, fail, hard_exit, load_settings, print_json
 from starters.demo import DEMO_OPERATOR
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 app.add_typer(ariel_app, name="ariel")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(archiver_app, name="archiver")
 out = console()
 T = TypeVar("T")
 

@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from activities.agent import AgentActivities
 from activities.approval import ApprovalActivities, policy_source
+from activities.archiver import ArchiverActivities
 from activities.ariel import ariel_activities
 from activities.sandbox import SandboxActivities
 from tern.config import TernSettings
@@ -55,6 +56,7 @@ def build_worker(
         *agent.all(),
         *ApprovalActivities(settings, agent.pool).all(),
         *SandboxActivities(settings, pool).all(),
+        *ArchiverActivities(settings, pool).all(),
         *ariel_activities(settings, pool),
     ]
     overrides = dict(overrides or {})

@@ -26,12 +26,14 @@ from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATU
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
+    from activities.archiver import ArchiverActivities
     from tern.approval.render import finished_markdown, step_markdown
     from tern.models import (
         AgentRunRequest,
         AgentRunResult,
         AgentRunStatus,
         ApprovalRecord,
+        ArchiverReadStep,
         AuditEvent,
         ChannelReadStep,
         ControlWriteStep,
@@ -51,12 +53,16 @@ with workflow.unsafe.imports_passed_through():
         WriteCheckInput,
         WriteInput,
     )
+    from tern.models.archiver import ArchiverReadInput
     from tern.models.plan import input_name
     from tern.models.python_step import PythonRunInput
 
 # Timeouts and retry policies (named, next to the workflow that uses them).
 LOGBOOK_SEARCH_TIMEOUT = timedelta(seconds=60)
 CHANNEL_READ_TIMEOUT = timedelta(seconds=30)
+# One archiver_read step: every channel fetched concurrently, each request retried by the client
+# (archiver_attempts, archiver_timeout_s); the samples go to the artifact store, only summaries come back.
+ARCHIVER_READ_TIMEOUT = timedelta(minutes=5)
 WRITE_CHECK_TIMEOUT = timedelta(seconds=30)
 WRITE_TIMEOUT = timedelta(seconds=60)
 # A write attempt whose worker died is retried once its heartbeat lapses; the retry settles it by reading (or puts
@@ -79,6 +85,13 @@ WRITE_RETRY = RetryPolicy(
         "ValueChangedSinceApproval",
     ],
 )
+ARCHIVER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=20),
+    maximum_attempts=3,
+    non_retryable_error_types=["BadArchiverRequest"],
+)
+SERIES_INPUT_SUFFIX = "_series"  # a python step gets an archiver_read step's samples as input '<name>_series'
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 
 
@@ -107,6 +120,7 @@ class AgentRunWorkflow(ApprovalHandlers):
         self._handlers: dict[str, Callable[[Any], Awaitable[StepResult]]] = {
             "logbook_search": self._logbook,
             "channel_read": self._read,
+            "archiver_read": self._archiver,
             "python": self._python,
             "control_write": self._control_write,
             "respond": self._respond,
@@ -219,6 +233,42 @@ class AgentRunWorkflow(ApprovalHandlers):
             message=f"unavailable: {', '.join(bad)}" if bad else f"{len(readings)} channels read",
         )
 
+    async def _archiver(self, step: ArchiverReadStep) -> StepResult:
+        """Archived history: the activity stores the samples as an artifact and returns summaries only. The step
+        fails when no channel has data; channels without data are named in the message."""
+        out = await workflow.execute_activity_method(
+            ArchiverActivities.read_archiver,
+            ArchiverReadInput(
+                run_id=self._run_id,
+                step_id=step.id,
+                channels=step.channels,
+                range=step.range,
+                start=step.start,
+                end=step.end,
+                binning=step.binning,
+                now=workflow.now(),
+            ),
+            start_to_close_timeout=ARCHIVER_READ_TIMEOUT,
+            retry_policy=ARCHIVER_RETRY,
+            summary=f"archiver {', '.join(step.channels)[:80]} ({step.range or step.start})",
+        )
+        missing = "; ".join(f"{s.channel}: {s.error}" for s in out.failed)
+        if len(out.failed) == len(out.series):
+            return StepResult(
+                step_id=step.id, kind=step.kind, status="failed", archived=out, message=f"no archived data: {missing}"
+            )
+        message = (
+            f"{len(out.series) - len(out.failed)} channels, {out.samples} samples ({out.binning or 'raw'}) from "
+            f"{out.start:%Y-%m-%d %H:%M} to {out.end:%Y-%m-%d %H:%M} UTC"
+        )
+        return StepResult(
+            step_id=step.id,
+            kind=step.kind,
+            status="completed",
+            archived=out,
+            message=f"{message}; no data: {missing}" if missing else message,
+        )
+
     async def _python(self, step: PythonStep) -> StepResult:
         """Run the step as the child workflow; the writes its code proposes become the next steps."""
         req, run_id = self._req, self._run_id
@@ -226,6 +276,11 @@ class AgentRunWorkflow(ApprovalHandlers):
             input_name(s.step_id): s.model_dump(mode="json", exclude_none=True)
             for s in self._steps
             if s.step_id in step.inputs
+        }
+        files = {  # archived series travel by reference; the sandbox activity mounts them as read-only files
+            input_name(s.step_id) + SERIES_INPUT_SUFFIX: s.archived.artifact_id
+            for s in self._steps
+            if s.step_id in step.inputs and s.archived and s.archived.artifact_id
         }
         outcome = await workflow.execute_child_workflow(
             PythonExecutionWorkflow.run,
@@ -239,6 +294,7 @@ class AgentRunWorkflow(ApprovalHandlers):
                 code=step.code,
                 objective=step.objective,
                 inputs=inputs,
+                files=files,
                 expected_keys=step.expected_keys,
                 max_attempts=step.max_attempts,
             ),

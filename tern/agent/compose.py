@@ -50,6 +50,20 @@ def compose(inp: ComposeInput) -> ComposedAnswer:
                     lines.append(f"- {r.channel}: unavailable ({r.error})")
                 else:
                     lines.append(f"- {r.channel} = {_fmt(r.value, r.precision)} {r.units}".rstrip())
+        if step.archived is not None:
+            a = step.archived
+            lines.append(
+                f"Archived history {a.start:%Y-%m-%d %H:%M} to {a.end:%Y-%m-%d %H:%M} UTC ({a.binning or 'raw'}; "
+                f"samples in artifact {a.artifact_id or '-'}):"
+            )
+            for sm in a.series:
+                if sm.error:
+                    lines.append(f"- {sm.channel}: no data ({sm.error})")
+                else:
+                    lines.append(
+                        f"- {sm.channel}: {sm.count} points, min {_fmt(sm.min, 4)}, max {_fmt(sm.max, 4)}, "
+                        f"mean {_fmt(sm.mean, 4)}, last {_fmt(sm.last_value, 4)} {sm.units}".rstrip()
+                    )
         if step.python is not None:
             py = step.python
             if py.execution is not None and py.status == "completed":

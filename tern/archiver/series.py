@@ -60,6 +60,8 @@ class Series:
                 val = d["val"]
                 if isinstance(val, list):  # waveforms: keep the first element (Tern archives scalars)
                     val = val[0] if val else math.nan
+                if val is None:  # NaN is written as null (JSON has no NaN)
+                    val = math.nan
                 s.secs.append(int(d["secs"]))
                 s.nanos.append(int(d.get("nanos", 0)))
                 s.vals.append(float(val))

@@ -10,6 +10,7 @@ from tern.models.control import ChannelReading, LimitsCheck, Verification, Verif
 from tern.models.logbook import LogbookHit, SearchMode, SearchResponse
 from tern.models.plan import (
     STEP_KINDS,
+    ArchiverReadStep,
     ChannelReadStep,
     ControlWriteStep,
     LogbookSearchStep,
@@ -28,6 +29,7 @@ __all__ = [
     "ApprovalKind",
     "ApprovalRecord",
     "ApprovalRequest",
+    "ArchiverReadStep",
     "AuditEvent",
     "AuditKind",
     "ChannelReadStep",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tern.models.limits import MAX_SEARCH_QUERY_CHARS
+from tern.models.timerange import TimeRangeError, resolve
 
 ChannelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_:.\-\[\]{}$]+$")]
 
@@ -34,6 +36,52 @@ class ChannelReadStep(_Step):
 
     kind: Literal["channel_read"] = "channel_read"
     channels: list[ChannelName] = Field(min_length=1, max_length=500)
+
+
+ARCHIVER_BINNING = re.compile(r"^(auto|raw|(mean|min|max|count|firstSample|lastSample|median|std)_[1-9]\d{0,7})$")
+_RANGE_CHECK_NOW = datetime(2000, 1, 1, tzinfo=UTC)  # ranges are checked for syntax and order, not against now
+
+
+class ArchiverReadStep(_Step):
+    """Read archived history (EPICS Archiver Appliance retrieval API) of channels over a time range.
+
+    The samples are stored as an artifact (gzip Appliance JSON); the step result carries, per channel, count,
+    first/last time, min/max/mean/last value and worst alarm severity, plus the artifact reference. A ``python``
+    step naming this step in ``inputs`` also gets the samples as a read-only file: ``load_series("<input name>")``
+    in the sandbox returns ``{channel: pandas DataFrame}`` indexed by UTC time with columns value, severity,
+    status. Channels without data are named in the result; the step fails only when none has data."""
+
+    kind: Literal["archiver_read"] = "archiver_read"
+    channels: list[ChannelName] = Field(min_length=1, max_length=50, description="Channel (PV) names to read.")
+    range: str | None = Field(
+        None,
+        max_length=200,
+        description="Time range phrase in the facility time zone: 'last 6 h', 'since 03:20', 'since the trip at "
+        "03:20', 'yesterday 18:00 to 22:00', 'today', '<ISO 8601> to <ISO 8601>'. Give this or 'start'.",
+    )
+    start: str | None = Field(
+        None, max_length=64, description="Start time: ISO 8601, 'now', '6 h ago' or 'yesterday 18:00'."
+    )
+    end: str | None = Field(None, max_length=64, description="End time (same forms as start); default now.")
+    binning: str = Field(
+        "auto",
+        description="'auto' (server-side mean over bins chosen so each channel returns at most "
+        "archiver_target_points points), 'raw', or an Appliance operator with its bin width in seconds, e.g. "
+        "'mean_600', 'max_60', 'firstSample_3600' (operators: mean min max count firstSample lastSample median std).",
+    )
+
+    @model_validator(mode="after")
+    def _range_and_binning(self) -> ArchiverReadStep:
+        if not ARCHIVER_BINNING.match(self.binning):
+            raise ValueError(
+                f"binning {self.binning!r} is not 'auto', 'raw' or operator_seconds with a known operator "
+                "(mean min max count firstSample lastSample median std), e.g. 'mean_600'"
+            )
+        try:
+            resolve(range_text=self.range, start=self.start, end=self.end, now=_RANGE_CHECK_NOW, tz=UTC)
+        except TimeRangeError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class ControlWriteStep(_Step):
@@ -101,9 +149,10 @@ class RespondStep(_Step):
 
 
 Step = Annotated[
-    LogbookSearchStep | ChannelReadStep | ControlWriteStep | PythonStep | RespondStep, Field(discriminator="kind")
+    LogbookSearchStep | ChannelReadStep | ArchiverReadStep | ControlWriteStep | PythonStep | RespondStep,
+    Field(discriminator="kind"),
 ]
-STEP_KINDS = ("logbook_search", "channel_read", "control_write", "python", "respond")
+STEP_KINDS = ("logbook_search", "channel_read", "archiver_read", "control_write", "python", "respond")
 
 
 class Plan(BaseModel):

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.approval import ApprovalMode, ApprovalRecord, ApprovalRequest, IgnoredDecision
+from tern.models.archiver import ArchiverReadOutput
 from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
 from tern.models.limits import (
     MAX_APPROVAL_TIMEOUT_S,
@@ -60,6 +61,7 @@ class StepResult(BaseModel):
     check: LimitsCheck | None = None
     write: WriteRecord | None = None
     python: PythonStepOutcome | None = None
+    archived: ArchiverReadOutput | None = None
     answer: str | None = None
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tern.archiver.binning import Binning, BinningError, auto_binning, parse_pv
-from tern.archiver.timerange import TimeRangeError, parse_point, parse_range, resolve, zone
+from tern.models.timerange import TimeRangeError, parse_point, parse_range, resolve, zone
 
 BERLIN = zone("Europe/Berlin")
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # 17:00 in Berlin (CET, UTC+1)
