@@ -11,6 +11,7 @@ complete stops later writes; the answer is still composed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, run_key, set_run_state
-from workflows.failures import error_message
+from workflows.failures import error_message, failure_chain
 from workflows.python_execution import PythonExecutionWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
 
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         AuditEvent,
         ChannelReadStep,
         ControlWriteStep,
+        GatherStep,
         LogbookSearchStep,
         PythonStep,
         RespondStep,
@@ -121,6 +123,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             "logbook_search": self._logbook,
             "channel_read": self._read,
             "archiver_read": self._archiver,
+            "gather": self._gather,
             "python": self._python,
             "control_write": self._control_write,
             "respond": self._respond,
@@ -197,13 +200,14 @@ class AgentRunWorkflow(ApprovalHandlers):
     def _run_id(self) -> str:
         return workflow.info().workflow_id
 
-    async def _logbook(self, step: LogbookSearchStep) -> StepResult:
+    async def _logbook(self, step: LogbookSearchStep, limit: timedelta | None = None) -> StepResult:
         found = await workflow.execute_activity_method(
             AgentActivities.search_logbook,
             LogbookSearchInput(
                 run_id=self._run_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode
             ),
-            start_to_close_timeout=LOGBOOK_SEARCH_TIMEOUT,
+            start_to_close_timeout=min(LOGBOOK_SEARCH_TIMEOUT, limit or LOGBOOK_SEARCH_TIMEOUT),
+            schedule_to_close_timeout=limit,
             retry_policy=READ_RETRY,
             summary=f"logbook search ({step.mode}): {step.query[:80]}",
         )
@@ -216,11 +220,12 @@ class AgentRunWorkflow(ApprovalHandlers):
             message=f"{len(found.hits)} entries{note}",
         )
 
-    async def _read(self, step: ChannelReadStep) -> StepResult:
+    async def _read(self, step: ChannelReadStep, limit: timedelta | None = None) -> StepResult:
         readings = await workflow.execute_activity_method(
             AgentActivities.read_channels,
             ChannelReadInput(run_id=self._run_id, step_id=step.id, channels=step.channels),
-            start_to_close_timeout=CHANNEL_READ_TIMEOUT,
+            start_to_close_timeout=min(CHANNEL_READ_TIMEOUT, limit or CHANNEL_READ_TIMEOUT),
+            schedule_to_close_timeout=limit,
             retry_policy=READ_RETRY,
             summary=f"read {', '.join(step.channels)[:100]}",
         )
@@ -233,7 +238,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             message=f"unavailable: {', '.join(bad)}" if bad else f"{len(readings)} channels read",
         )
 
-    async def _archiver(self, step: ArchiverReadStep) -> StepResult:
+    async def _archiver(self, step: ArchiverReadStep, limit: timedelta | None = None) -> StepResult:
         """Archived history: the activity stores the samples as an artifact and returns summaries only. The step
         fails when no channel has data; channels without data are named in the message."""
         out = await workflow.execute_activity_method(
@@ -248,7 +253,8 @@ class AgentRunWorkflow(ApprovalHandlers):
                 binning=step.binning,
                 now=workflow.now(),
             ),
-            start_to_close_timeout=ARCHIVER_READ_TIMEOUT,
+            start_to_close_timeout=min(ARCHIVER_READ_TIMEOUT, limit or ARCHIVER_READ_TIMEOUT),
+            schedule_to_close_timeout=limit,
             retry_policy=ARCHIVER_RETRY,
             summary=f"archiver {', '.join(step.channels)[:80]} ({step.range or step.start})",
         )
@@ -269,6 +275,48 @@ class AgentRunWorkflow(ApprovalHandlers):
             message=f"{message}; no data: {missing}" if missing else message,
         )
 
+    async def _gather(self, step: GatherStep) -> StepResult:
+        """Every source as its own activity, all at once, each within ``step.timeout_s`` (retries included); a
+        source that fails is named and the others are kept (Osprey's data-source manager). Fails only when every
+        source fails. A cancelled run cancels every source."""
+        limit = timedelta(seconds=step.timeout_s) if step.timeout_s else None
+
+        async def fetch(src: LogbookSearchStep | ChannelReadStep | ArchiverReadStep) -> StepResult:
+            if isinstance(src, LogbookSearchStep):
+                return await self._logbook(src, limit)
+            if isinstance(src, ChannelReadStep):
+                return await self._read(src, limit)
+            return await self._archiver(src, limit)
+
+        async def one(src: LogbookSearchStep | ChannelReadStep | ArchiverReadStep) -> StepResult:
+            try:
+                return await fetch(src)
+            except (ActivityError, ChildWorkflowError) as exc:
+                if is_cancelled_exception(exc):
+                    raise
+                within = f" (time limit {step.timeout_s:g} s)" if step.timeout_s else ""
+                return StepResult(step_id=src.id, kind=src.kind, status="failed", message=failure_chain(exc) + within)
+
+        results = list(await asyncio.gather(*(one(src) for src in step.sources)))
+        failed = [r for r in results if r.status != "completed"]
+        message = f"{len(results) - len(failed)} of {len(results)} sources"
+        if failed:
+            message += "; failed: " + "; ".join(f"{r.step_id} ({r.kind}): {r.message}" for r in failed)
+        status = "failed" if len(failed) == len(results) else "completed"
+        return StepResult(step_id=step.id, kind=step.kind, status=status, sources=results, message=message)
+
+    def _series_files(self, step_ids: list[str]) -> dict[str, str]:
+        """Input name ``<id>_series`` -> artifact id for the archived series of the steps ``step_ids`` (and of
+        the sources of gather steps among them)."""
+        files: dict[str, str] = {}
+        for s in self._steps:
+            if s.step_id not in step_ids:
+                continue
+            for r in [s, *(s.sources or [])]:
+                if r.archived and r.archived.artifact_id:
+                    files[input_name(r.step_id) + SERIES_INPUT_SUFFIX] = r.archived.artifact_id
+        return files
+
     async def _python(self, step: PythonStep) -> StepResult:
         """Run the step as the child workflow; the writes its code proposes become the next steps."""
         req, run_id = self._req, self._run_id
@@ -277,11 +325,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             for s in self._steps
             if s.step_id in step.inputs
         }
-        files = {  # archived series travel by reference; the sandbox activity mounts them as read-only files
-            input_name(s.step_id) + SERIES_INPUT_SUFFIX: s.archived.artifact_id
-            for s in self._steps
-            if s.step_id in step.inputs and s.archived and s.archived.artifact_id
-        }
+        files = self._series_files(step.inputs)  # by reference; the sandbox activity mounts them read-only
         outcome = await workflow.execute_child_workflow(
             PythonExecutionWorkflow.run,
             PythonRunInput(

@@ -33,7 +33,10 @@ def compose(inp: ComposeInput) -> ComposedAnswer:
     """Summarise logbook hits, channel readings and writes in plain text."""
     lines: list[str] = [f"Question: {inp.query}"]
     retrieved: set[str] = set()
-    for step in inp.steps:
+    flat = [r for step in inp.steps for r in [step, *(step.sources or [])]]  # a gather step's sources too
+    for step in flat:
+        if step.sources is not None and any(r.status != "completed" for r in step.sources):
+            lines.append(f"Data sources (step {step.step_id}): {step.message}")
         if step.hits is not None:
             if step.hits:
                 lines.append("Logbook entries found:")

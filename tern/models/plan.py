@@ -148,11 +148,32 @@ class RespondStep(_Step):
     instructions: str = Field("", max_length=4000)
 
 
+Source = Annotated[LogbookSearchStep | ChannelReadStep | ArchiverReadStep, Field(discriminator="kind")]
+MAX_GATHER_TIMEOUT_S = 3600.0
+
+
+class GatherStep(_Step):
+    """Several data sources (logbook searches, channel reads, archiver reads) fetched at the same time, each as
+    its own activity with its own time limit. A source that fails or runs out of time is named in the result;
+    the others' data is kept. The step fails only when every source fails. A ``python`` step naming this step in
+    ``inputs`` gets every source's result (``inputs[name]["sources"]``) and each archived series as
+    ``load_series("<source id as identifier>")``."""
+
+    kind: Literal["gather"] = "gather"
+    sources: list[Source] = Field(min_length=1, max_length=20, description="The retrievals, run concurrently.")
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_GATHER_TIMEOUT_S,
+        description="Time limit of each source, seconds, retries included; unset: each kind's own limit.",
+    )
+
+
 Step = Annotated[
-    LogbookSearchStep | ChannelReadStep | ArchiverReadStep | ControlWriteStep | PythonStep | RespondStep,
+    LogbookSearchStep | ChannelReadStep | ArchiverReadStep | GatherStep | ControlWriteStep | PythonStep | RespondStep,
     Field(discriminator="kind"),
 ]
-STEP_KINDS = ("logbook_search", "channel_read", "archiver_read", "control_write", "python", "respond")
+STEP_KINDS = ("logbook_search", "channel_read", "archiver_read", "gather", "control_write", "python", "respond")
 
 
 class Plan(BaseModel):
@@ -169,6 +190,12 @@ class Plan(BaseModel):
                 step.id = f"{n}-{step.kind}"
             if step.id in seen:
                 raise ValueError(f"duplicate step id {step.id!r}")
+            if isinstance(step, GatherStep):
+                for k, src in enumerate(step.sources, start=1):
+                    src.id = src.id or f"{step.id}.{k}-{src.kind}"
+                    if src.id in seen or src.id == step.id:
+                        raise ValueError(f"duplicate step id {src.id!r}")
+                    seen.add(src.id)
             if isinstance(step, PythonStep):
                 missing = [i for i in step.inputs if i not in seen]
                 if missing:

@@ -62,6 +62,7 @@ class StepResult(BaseModel):
     write: WriteRecord | None = None
     python: PythonStepOutcome | None = None
     archived: ArchiverReadOutput | None = None
+    sources: list[StepResult] | None = Field(None, description="A gather step: one result per source, in order.")
     answer: str | None = None
 
 
