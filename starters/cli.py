@@ -21,6 +21,7 @@ from starters.archiver_cli import app as archiver_app
 from starters.ariel_cli import app as ariel_app
 from starters.common import console, err, fail, hard_exit, load_settings, print_json
 from starters.demo import DEMO_OPERATOR
+from starters.memory_cli import app as memory_app
 from starters.sandbox_cli import app as sandbox_app
 from tern.models.limits import MAX_COMMENT_CHARS, MAX_RUN_ID_CHARS
 
@@ -35,6 +36,7 @@ app = typer.Typer(
 app.add_typer(ariel_app, name="ariel")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(archiver_app, name="archiver")
+app.add_typer(memory_app, name="memory")
 out = console()
 T = TypeVar("T")
 

@@ -255,6 +255,15 @@ class TernSettings(BaseSettings):
     archiver_backfill_period_s: float = Field(
         10.0, ge=0.1, description="Sample period of the generated history, seconds."
     )
+    # Operator memory
+    memory_approval_mode: Literal["none", "always"] = Field(
+        "none",
+        description="Whether a note an agent run stores in a user's memory waits for a human decision through the "
+        "approval gate (kind 'memory' of the approval policy): 'none' or 'always'.",
+    )
+    memory_context_limit: int = Field(
+        3, ge=0, le=20, description="Notes of the user most relevant to the question given to the answer composer."
+    )
     # LLM (OpenAI-compatible chat completions); none by default
     llm_provider: Literal["none", "openai"] = Field(
         "none", description="LLM for RAG answers and enhancement: 'none' or an OpenAI-compatible chat endpoint."

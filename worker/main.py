@@ -20,6 +20,7 @@ from activities.agent import AgentActivities
 from activities.approval import ApprovalActivities, policy_source
 from activities.archiver import ArchiverActivities
 from activities.ariel import ariel_activities
+from activities.memory import MemoryActivities
 from activities.sandbox import SandboxActivities
 from tern.config import TernSettings
 from tern.control.channels import configure_environment
@@ -57,6 +58,7 @@ def build_worker(
         *ApprovalActivities(settings, agent.pool).all(),
         *SandboxActivities(settings, pool).all(),
         *ArchiverActivities(settings, pool).all(),
+        *MemoryActivities(settings, pool).all(),
         *ariel_activities(settings, pool),
     ]
     overrides = dict(overrides or {})

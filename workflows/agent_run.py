@@ -28,6 +28,7 @@ from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATU
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
     from activities.archiver import ArchiverActivities
+    from activities.memory import MemoryActivities
     from tern.approval.render import finished_markdown, step_markdown
     from tern.models import (
         AgentRunRequest,
@@ -40,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         ControlWriteStep,
         GatherStep,
         LogbookSearchStep,
+        MemoryStep,
         PythonStep,
         RespondStep,
         RunState,
@@ -56,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         WriteInput,
     )
     from tern.models.archiver import ArchiverReadInput
+    from tern.models.memory import Memory, MemoryAddInput, MemorySearchInput
     from tern.models.plan import input_name
     from tern.models.python_step import PythonRunInput
 
@@ -93,6 +96,9 @@ ARCHIVER_RETRY = RetryPolicy(
     maximum_attempts=3,
     non_retryable_error_types=["BadArchiverRequest"],
 )
+MEMORY_TIMEOUT = timedelta(seconds=60)
+# Runs started before the composer got the user's notes replay without the memory lookup (workflow.patched).
+MEMORY_CONTEXT_PATCH = "memory-context-1"
 SERIES_INPUT_SUFFIX = "_series"  # a python step gets an archiver_read step's samples as input '<name>_series'
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 
@@ -124,6 +130,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             "channel_read": self._read,
             "archiver_read": self._archiver,
             "gather": self._gather,
+            "memory": self._memory,
             "python": self._python,
             "control_write": self._control_write,
             "respond": self._respond,
@@ -365,12 +372,84 @@ class AgentRunWorkflow(ApprovalHandlers):
             result.message += f"; only the first {MAX_PROPOSED_WRITES} proposed writes are considered"
         return result
 
+    async def _memory(self, step: MemoryStep) -> StepResult:
+        """recall: the user's relevant notes. remember: the worker's memory approval mode, then (when it says
+        'always') the approval gate, then the note is stored once (idempotent under run/step)."""
+        req, run_id = self._req, self._run_id
+        if step.action == "recall":
+            found = await workflow.execute_activity_method(
+                MemoryActivities.recall,
+                MemorySearchInput(user=req.user, query=step.query or "", limit=step.limit),
+                start_to_close_timeout=MEMORY_TIMEOUT,
+                retry_policy=READ_RETRY,
+                summary=f"recall notes of {req.user}",
+            )
+            return StepResult(
+                step_id=step.id, kind=step.kind, status="completed", memories=found, message=f"{len(found)} notes"
+            )
+        text = step.text or ""
+        policy = await workflow.execute_activity_method(
+            MemoryActivities.memory_policy, start_to_close_timeout=MEMORY_TIMEOUT, retry_policy=READ_RETRY
+        )
+        if policy.approval_mode == "always":
+            decision = await self._gate.request(
+                kind="memory", step_id=step.id, summary=f"remember for {req.user}: {text[:300]}", reason=text
+            )
+            if decision.decision != "approved":
+                status = "timed_out" if decision.decision == "timed_out" else "rejected"
+                return StepResult(
+                    step_id=step.id,
+                    kind=step.kind,
+                    status=status,
+                    message=f"note not stored: {decision.decision} by {decision.approver or decision.via}",
+                )
+        note = await workflow.execute_activity_method(
+            MemoryActivities.remember,
+            MemoryAddInput(
+                user=req.user,
+                text=text,
+                source=f"run {run_id} step {step.id}",
+                idem_key=f"{run_id}/{step.id}",
+                run_id=run_id,
+                step_id=step.id,
+            ),
+            start_to_close_timeout=MEMORY_TIMEOUT,
+            retry_policy=READ_RETRY,
+            summary=f"remember a note of {req.user}",
+        )
+        return StepResult(
+            step_id=step.id, kind=step.kind, status="completed", memories=[note], message=f"note {note.id} stored"
+        )
+
+    async def _notes_for_answer(self) -> list[Memory]:
+        """The user's notes most relevant to the question, for the composer (none when the lookup fails)."""
+        if not workflow.patched(MEMORY_CONTEXT_PATCH):
+            return []
+        try:
+            return await workflow.execute_activity_method(
+                MemoryActivities.recall,
+                MemorySearchInput(user=self._req.user, query=self._req.query[:2000], limit=None),
+                start_to_close_timeout=MEMORY_TIMEOUT,
+                retry_policy=READ_RETRY,
+                summary="notes relevant to the question",
+            )
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise
+            return []
+
     async def _respond(self, step: RespondStep) -> StepResult:
         req = self._req
+        notes = await self._notes_for_answer()
         composed = await workflow.execute_activity_method(
             AgentActivities.compose_answer,
             ComposeInput(
-                run_id=self._run_id, user=req.user, query=req.query, instructions=step.instructions, steps=self._steps
+                run_id=self._run_id,
+                user=req.user,
+                query=req.query,
+                instructions=step.instructions,
+                steps=self._steps,
+                memories=notes,
             ),
             start_to_close_timeout=COMPOSE_TIMEOUT,
             retry_policy=READ_RETRY,

@@ -89,5 +89,8 @@ def compose(inp: ComposeInput) -> ComposedAnswer:
                 )
             elif step.status != "skipped":
                 lines.append(f"Write to {step.check.channel if step.check else '?'} {step.status}: {step.message}")
+    if inp.memories:
+        lines.append(f"Your notes ({inp.user}):")
+        lines.extend(f"- {m.text[:300]}" for m in inp.memories)
     answer = "\n".join(lines)
     return ComposedAnswer(answer=answer, citations=checked_citations(answer, retrieved))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from tern.models.logbook import SearchMode
+from tern.models.memory import Memory
 from tern.models.run import StepResult
 
 
@@ -54,6 +55,7 @@ class ComposeInput(BaseModel):
     query: str
     instructions: str = ""
     steps: list[StepResult]
+    memories: list[Memory] = Field(default_factory=list, description="The user's notes relevant to the question.")
 
 
 class ComposedAnswer(BaseModel):

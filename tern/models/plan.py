@@ -84,6 +84,28 @@ class ArchiverReadStep(_Step):
         return self
 
 
+class MemoryStep(_Step):
+    """The run's user's memory: ``remember`` stores ``text`` as a note of that user (through the approval gate
+    when the worker's memory_approval_mode is 'always'); ``recall`` returns the user's notes most relevant to
+    ``query`` (keyword and embedding search). A user never sees another user's notes."""
+
+    kind: Literal["memory"] = "memory"
+    action: Literal["remember", "recall"] = Field("remember", description="Store a note, or search the notes.")
+    text: str | None = Field(None, min_length=1, max_length=4000, description="remember: the note to store.")
+    query: str | None = Field(
+        None, min_length=1, max_length=MAX_SEARCH_QUERY_CHARS, description="recall: what to look for."
+    )
+    limit: int = Field(5, ge=1, le=50, description="recall: most notes returned.")
+
+    @model_validator(mode="after")
+    def _needs(self) -> MemoryStep:
+        if self.action == "remember" and not (self.text or "").strip():
+            raise ValueError("a memory step with action 'remember' needs 'text'")
+        if self.action == "recall" and not (self.query or "").strip():
+            raise ValueError("a memory step with action 'recall' needs 'query'")
+        return self
+
+
 class ControlWriteStep(_Step):
     """Write an absolute value to a setpoint, after a limits check and a human approval."""
 
@@ -170,10 +192,26 @@ class GatherStep(_Step):
 
 
 Step = Annotated[
-    LogbookSearchStep | ChannelReadStep | ArchiverReadStep | GatherStep | ControlWriteStep | PythonStep | RespondStep,
+    LogbookSearchStep
+    | ChannelReadStep
+    | ArchiverReadStep
+    | GatherStep
+    | MemoryStep
+    | ControlWriteStep
+    | PythonStep
+    | RespondStep,
     Field(discriminator="kind"),
 ]
-STEP_KINDS = ("logbook_search", "channel_read", "archiver_read", "gather", "control_write", "python", "respond")
+STEP_KINDS = (
+    "logbook_search",
+    "channel_read",
+    "archiver_read",
+    "gather",
+    "memory",
+    "control_write",
+    "python",
+    "respond",
+)
 
 
 class Plan(BaseModel):

@@ -18,6 +18,7 @@ from tern.models.limits import (
     UserName,
 )
 from tern.models.logbook import LogbookHit
+from tern.models.memory import Memory
 from tern.models.plan import Plan
 from tern.models.python_step import PythonStepOutcome
 
@@ -63,6 +64,7 @@ class StepResult(BaseModel):
     python: PythonStepOutcome | None = None
     archived: ArchiverReadOutput | None = None
     sources: list[StepResult] | None = Field(None, description="A gather step: one result per source, in order.")
+    memories: list[Memory] | None = Field(None, description="A memory step: the note stored, or the notes found.")
     answer: str | None = None
 
 
