@@ -2,9 +2,11 @@
 
 1. ``tern up`` (starts what is not running);
 2. ingest the bundled demo logbook (idempotent upserts);
-3. start the bundled demo plan (``tern/plans/demo.json``): logbook search -> channel reads -> a ``python`` step
-   that analyses the readings in the Docker sandbox (approval of the code), draws a figure and proposes the
-   cavity voltage 0.05 MV lower -> that write, limits-checked and approval-gated -> answer with citations.
+3. start the bundled demo plan (``tern/plans/demo.json``): logbook search -> channel reads -> the archived night
+   of cavity 1's reflected-power trip (four days ago, 00:00 to 04:00 in the facility time zone; 1-minute means
+   from the embedded archiver) -> a ``python`` step that analyses readings and history in the Docker sandbox
+   (approval of the code), draws a figure and proposes the cavity voltage 0.05 MV lower -> that write,
+   limits-checked and approval-gated -> answer with citations.
    When the sandbox is unavailable (no Docker engine or image) the plan without the python step runs
    instead (``demo_no_sandbox.json``, its write value set from the live setpoint), with a notice;
 4. with ``auto_approve``, approve each request as ``demo-operator`` and return the result; otherwise return

@@ -50,6 +50,12 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_bac
     py = next(s for s in result["steps"] if s["kind"] == "python")["python"]
     assert py["execution"]["isolation"] == "container"
     assert 0 < py["execution"]["results"]["reflected_fraction"] < 1
+    # the archived night of the trip (demo logbook DEMO-026: reflected power over 80 kW, interlock at 03:15 UTC)
+    history = next(s for s in result["steps"] if s["kind"] == "archiver_read")["archived"]
+    assert history["binning"] == "mean_60" and [s["count"] for s in history["series"]] == [240, 240]
+    got = py["execution"]["results"]
+    assert got["peak_reflected_kW"] > 80 and got["trip_time"].endswith("T03:15:00+00:00"), got
+    assert 33.5 < got["peak_temperature_degC"] < 35 and 1.0 < got["warming_hours_before_trip"] < 2.5, got
     figure = tmp_path / "figure.png"
     art = py["execution"]["figures"][0]["artifact_id"]
     assert tern(stack_env, "artifact", art, "--out", str(figure)).returncode == 0
@@ -162,5 +168,6 @@ def test_demo_without_a_sandbox_runs_the_explicit_write_plan_with_a_notice(stack
     assert "sandbox is unavailable" in proc.stderr
     result = json.loads(proc.stdout)
     assert result["status"] == "completed"
-    assert [s["kind"] for s in result["steps"]] == ["logbook_search", "channel_read", "control_write", "respond"]
+    kinds = [s["kind"] for s in result["steps"]]
+    assert kinds == ["logbook_search", "channel_read", "archiver_read", "control_write", "respond"]
     assert result["writes"][0]["verified"] is True

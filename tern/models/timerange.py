@@ -12,7 +12,7 @@ range  := "last" N UNIT | "past" N UNIT          -> (now - N UNIT, now)
         | POINT ("to" | "until") POINT
         | "today" | "yesterday"                    -> that whole local day (yesterday: its midnight to midnight)
 POINT  := ISO 8601 date-time (a naive one is facility time) | "now" | N UNIT "ago" | [DAY] CLOCK
-DAY    := "today" | "yesterday" | an ISO date (2026-11-19)
+DAY    := "today" | "yesterday" | N "days ago" | an ISO date (2026-11-19)
 CLOCK  := HH:MM[:SS]; without DAY the most recent past occurrence (today, or yesterday when later than now)
 UNIT   := s | sec | second(s) | m | min | minute(s) | h | hr | hour(s) | d | day(s) | w | week(s)
 
@@ -40,7 +40,7 @@ _UNITS = {
 }  # fmt: skip
 _N_UNIT = r"(\d+(?:\.\d+)?)\s*([a-z]+)"
 _CLOCK = r"(\d{1,2}):(\d{2})(?::(\d{2}))?"
-_DAY = r"(today|yesterday|\d{4}-\d{2}-\d{2})"
+_DAY = r"(today|yesterday|\d{1,4}\s*d(?:ays?)?\s+ago|\d{4}-\d{2}-\d{2})"
 
 
 def zone(name: str) -> tzinfo:
@@ -67,6 +67,8 @@ def _day(word: str | None, now_local: datetime) -> date | None:
         return now_local.date()
     if word == "yesterday":
         return now_local.date() - timedelta(days=1)
+    if m := re.fullmatch(r"(\d+)\s*d(?:ays?)?\s+ago", word):
+        return now_local.date() - timedelta(days=int(m.group(1)))
     return date.fromisoformat(word)
 
 

@@ -32,6 +32,8 @@ def utc(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
         ("2026-11-19T01:00 to 2026-11-19T04:00", utc(2026, 11, 19, 0), utc(2026, 11, 19, 3)),
         ("2026-11-19T01:00Z until 2026-11-19T04:00+00:00", utc(2026, 11, 19, 1), utc(2026, 11, 19, 4)),
         ("6 h ago to now", utc(2026, 11, 23, 10), NOW),
+        ("4 days ago 01:00 to 03:30", utc(2026, 11, 19, 0), utc(2026, 11, 19, 2, 30)),
+        ("4 days ago 23:00 to 3 days ago 01:00", utc(2026, 11, 19, 22), utc(2026, 11, 20, 0)),
     ],
 )
 def test_phrases(text: str, start: datetime, end: datetime) -> None:
@@ -47,6 +49,8 @@ def test_points() -> None:
     assert parse_point("now", NOW, BERLIN) == NOW
     assert parse_point("2026-11-19", NOW, BERLIN) == utc(2026, 11, 18, 23)
     assert parse_point("2026-11-19 03:20", NOW, BERLIN) == utc(2026, 11, 19, 2, 20)
+    assert parse_point("4 days ago 03:15", NOW, UTC) == utc(2026, 11, 19, 3, 15)
+    assert parse_point("4 d ago", NOW, UTC) == NOW - timedelta(days=4)
 
 
 @pytest.mark.parametrize("text", ["next tuesday", "last 6 parsecs", "25:00 to 26:00", "", "since"])
