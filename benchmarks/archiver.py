@@ -78,7 +78,9 @@ async def bench(dsn: str, days: int, n_channels: int, repeats: int) -> dict[str,
         uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
     task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():
+    while not server.started:
+        if task.done():
+            task.result()  # the server failed to start: raise its error
         await asyncio.sleep(0.05)
     url = f"http://127.0.0.1:{port}"
     out: dict[str, Any] = {
