@@ -1,7 +1,8 @@
 """Activity of ``archiver_read`` steps: archived history through :func:`tern.archiver.read.read_archived`.
 
-A bad range or binning is non-retryable (``BadArchiverRequest``); an archiver that did not answer after the
-client's own retries is retried by Temporal (``ArchiverUnavailable``) within the step's timeout.
+A bad range or binning is non-retryable (``BadArchiverRequest``), and so is an archiver that refused the request
+or answered in another format; an archiver that did not answer after the client's own retries is retried by
+Temporal (``ArchiverUnavailable``) within the step's timeout.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tern.archiver.binning import BinningError
-from tern.archiver.client import ArchiverError
+from tern.archiver.client import ArchiverError, ArchiverUnavailable
 from tern.archiver.read import read_archived
 from tern.config import TernSettings
 from tern.models.archiver import ArchiverReadInput, ArchiverReadOutput
@@ -39,5 +40,7 @@ class ArchiverActivities:
             return await read_archived(self.settings, self.pool, inp)
         except (TimeRangeError, BinningError) as exc:
             raise ApplicationError(str(exc), type="BadArchiverRequest", non_retryable=True) from exc
-        except ArchiverError as exc:
-            raise ApplicationError(str(exc), type=type(exc).__name__) from exc
+        except ArchiverUnavailable as exc:
+            raise ApplicationError(str(exc), type="ArchiverUnavailable") from exc
+        except ArchiverError as exc:  # refused (HTTP 4xx) or not the Appliance format: retrying cannot help
+            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from exc
