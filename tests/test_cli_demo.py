@@ -144,6 +144,10 @@ def test_bad_input_exits_2_and_starts_nothing(stack_env, tmp_path) -> None:
         "kind.json": '{"steps":[{"kind":"launch_missiles"}]}',
         "unknown.json": '{"steps":[{"kind":"channel_read","channels":["NO:SUCH:CHANNEL"]}]}',
         "broken.json": '{"steps": [',
+        "gather.json": '{"steps":[{"kind":"gather","sources":[{"kind":"channel_read","channels":["NO:SUCH"]}]}]}',
+        "reversed.json": '{"steps":[{"kind":"archiver_read","channels":["A"],"range":"2026-11-20 to 2026-11-19"}]}',
+        "operator.json": '{"steps":[{"kind":"archiver_read","channels":["A"],"range":"last 1 h","binning":"avg_6"}]}',
+        "memory.json": '{"steps":[{"kind":"memory","action":"remember"}]}',
     }
     for name, text in cases.items():
         (tmp_path / name).write_text(text)
