@@ -153,3 +153,26 @@ async def test_memory_steps_approval_mode_and_composer_context(temporal_env, set
         assert len(await list_memories(pool, "alice")) == 1 and len(await list_memories(pool, "bob")) == 1
     finally:
         await pool.close()
+
+
+def test_a_memory_request_reads_as_a_note_for_the_requester() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tern.approval.render import pending_markdown
+    from tern.models import ApprovalRequest
+
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    req = ApprovalRequest(
+        request_id="req-1",
+        kind="memory",
+        step_id="note",
+        summary="remember for alice: cavity 1 runs warm",
+        requested_by="alice",
+        approvers=["bob"],
+        requested_at=now,
+        expires_at=now + timedelta(hours=1),
+        reason="cavity 1 runs warm since the manifold repair",
+    )
+    text = pending_markdown(req, run_id="run-1", now=now)
+    assert text.startswith("## Waiting for approval: store a note in alice's memory")
+    assert "Reason: cavity 1 runs warm since the manifold repair" in text
