@@ -57,6 +57,18 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
         st = await asyncio.to_thread(stack.up)
         worker = next(c for c in st.components if c.name == "worker")
         assert worker.state == "running" and worker.restarts == 0 and worker.child_pid, worker
+        archiver = next(c for c in st.components if c.name == "archiver")
+        assert archiver.state == "running" and archiver.detail.endswith(
+            f":{settings.archiver_port}/retrieval/data/getData.json"
+        )
+        import httpx
+
+        async with httpx.AsyncClient() as http:  # the first-start history is served (archiver_backfill_days=0.05)
+            r = await http.get(
+                f"http://127.0.0.1:{settings.archiver_port}/retrieval/data/getData.json",
+                params={"pv": "SR:RF:CAVITY:01:POWER:REV", "from": "2000-01-01T00:00:00Z"},
+            )
+        assert r.status_code == 200 and len(r.json()[0]["data"]) >= 0.05 * 86400 / 10 - 1
         first = worker.child_pid
         seen |= {worker.pid, first}
         os.kill(first, signal.SIGKILL)

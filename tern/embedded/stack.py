@@ -165,6 +165,8 @@ class EmbeddedStack:
             detail = ""
             if name == "temporal" and pid:
                 detail = f"Web UI {self.s.ui_url}"
+            if name == "archiver" and pid:
+                detail = f"retrieval API {self.s.archiver_base_url}/retrieval/data/getData.json"
             if stale:
                 detail = "PID file left by a process that is gone (restarted by `tern up`)"
             sup = SupervisorState.read(self._state_file(name)) if name == "worker" and pid else None
