@@ -21,9 +21,10 @@ from tern.models.execution import ExecutionResult
 from tern.models.python_step import AnalyzeInput, ExecuteInput, GenerateCodeInput, GeneratedCode
 from tern.sandbox import ExecutionRequest, SandboxBackend, SandboxError, SandboxUnavailable, analyze, get_backend
 from tern.sandbox import execute as sandbox_execute
-from tern.sandbox.artifacts import store_figures
+from tern.sandbox.artifacts import load_artifact, store_figures
 from tern.sandbox.codegen import generate
 from tern.sandbox.docker_backend import DockerBackend
+from tern.sandbox.models import InputFile
 
 
 class SandboxActivities:
@@ -74,6 +75,21 @@ class SandboxActivities:
         except LLMError as exc:
             raise ApplicationError(f"code generation failed: {exc}", type="LLMError") from exc
 
+    async def _files(self, inp: ExecuteInput) -> dict[str, InputFile]:
+        """The artifacts named in ``inp.files`` (archived series of this run) as read-only file inputs. An artifact
+        that is missing or belongs to another run is refused (non-retryable)."""
+        files: dict[str, InputFile] = {}
+        for name, ref in inp.files.items():
+            art = await load_artifact(self.pool, ref)
+            if art is None or art.run_id != inp.run_id:
+                raise ApplicationError(
+                    f"input {name}: artifact {ref} is not an artifact of run {inp.run_id}",
+                    type="BadInputArtifact",
+                    non_retryable=True,
+                )
+            files[name] = InputFile(data=art.content, filename=f"{name}.json.gz")
+        return files
+
     @activity.defn(name="execute_python")
     async def execute_python(self, inp: ExecuteInput) -> ExecutionResult:
         """Run the code in a fresh sandbox; figures go to the artifact table. Failures of the code are in the
@@ -83,7 +99,12 @@ class SandboxActivities:
             if isinstance(backend, DockerBackend):
                 await asyncio.to_thread(backend.kill, inp.run_id, inp.step_id)  # leftovers of a dead worker
         request = ExecutionRequest(
-            code=inp.code, inputs=inp.inputs, expected_keys=inp.expected_keys, run_id=inp.run_id, step_id=inp.step_id
+            code=inp.code,
+            inputs=inp.inputs,
+            files=await self._files(inp),
+            expected_keys=inp.expected_keys,
+            run_id=inp.run_id,
+            step_id=inp.step_id,
         )
         try:
             result = await sandbox_execute(request, self.backend(), heartbeat=activity.heartbeat)

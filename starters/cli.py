@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from starters.archiver_cli import app as archiver_app
 from starters.ariel_cli import app as ariel_app
 from starters.channels_cli import app as channels_app
 from starters.common import console, err, fail, hard_exit, load_settings, print_json, run_async
 from starters.demo import DEMO_OPERATOR
+from starters.memory_cli import app as memory_app
 from starters.sandbox_cli import app as sandbox_app
 from starters.verify_cli import verify
 from tern.models.limits import MAX_COMMENT_CHARS, MAX_RUN_ID_CHARS
@@ -36,6 +38,8 @@ app.add_typer(ariel_app, name="ariel")
 app.add_typer(channels_app, name="channels")
 app.add_typer(sandbox_app, name="sandbox")
 app.command()(verify)
+app.add_typer(archiver_app, name="archiver")
+app.add_typer(memory_app, name="memory")
 out = console()
 
 

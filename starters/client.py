@@ -222,7 +222,9 @@ class TernClient:
 
     async def _describe(self, run_id: str) -> tuple[WorkflowHandle[Any, Any], str]:
         """The run's handle and task queue. Raises :class:`TernUserError` for unknown ids."""
-        handle = self.client.get_workflow_handle_for(AgentRunWorkflow.run, run_id)
+        handle: WorkflowHandle[Any, AgentRunResult] = self.client.get_workflow_handle(
+            run_id, result_type=AgentRunResult
+        )
         try:
             desc = await handle.describe()
         except RPCError as exc:

@@ -4,9 +4,11 @@
 2. ingest the bundled demo logbook (idempotent upserts) and embed its entries with the configured provider
    (the default ``onnx`` loads in about a second), so the plan's hybrid search is hybrid; without a provider,
    or when it fails, the demo goes on with a notice and the search falls back to keyword;
-3. start the bundled demo plan (``tern/plans/demo.json``): logbook search -> channel reads -> a ``python`` step
-   that analyses the readings in the Docker sandbox (approval of the code), draws a figure and proposes the
-   cavity voltage 0.05 MV lower -> that write, limits-checked and approval-gated -> answer with citations.
+3. start the bundled demo plan (``tern/plans/demo.json``): logbook search -> channel reads -> the archived night
+   of cavity 1's reflected-power trip (four days ago, 00:00 to 04:00 in the facility time zone; 1-minute means
+   from the embedded archiver) -> a ``python`` step that analyses readings and history in the Docker sandbox
+   (approval of the code), draws a figure and proposes the cavity voltage 0.05 MV lower -> that write,
+   limits-checked and approval-gated -> answer with citations.
    When the sandbox is unavailable (no Docker engine or image) the plan without the python step runs
    instead (``demo_no_sandbox.json``, its write value set from the live setpoint), with a notice;
    With ``ask`` (``tern demo --ask``) the configured LLM plans the demo question instead (``TernClient.ask``);

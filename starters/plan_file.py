@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from starters.client import TernUserError, clip, validation_message
 from tern.config import TernSettings
 from tern.control.limits import LimitsDatabase, LimitsDatabaseError
-from tern.models import ChannelReadStep, ControlWriteStep, Plan
+from tern.models import ChannelReadStep, ControlWriteStep, GatherStep, Plan
 from tern.models.limits import MAX_PLAN_BYTES, MAX_PLAN_DEPTH, MAX_PLAN_NODES
 
 
@@ -103,7 +103,8 @@ def check_plan_channels(plan: Plan, settings: TernSettings) -> None:
     except LimitsDatabaseError as exc:
         raise TernUserError(f"cannot check channels: {exc}") from exc
     unknown: list[str] = []
-    for step in plan.steps:
+    # A gather step's channel reads are checked like any other; archiver channels are the archiver's to know.
+    for step in [s for top in plan.steps for s in [top, *(top.sources if isinstance(top, GatherStep) else [])]]:
         names = (
             step.channels
             if isinstance(step, ChannelReadStep)

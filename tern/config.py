@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -285,6 +286,58 @@ class TernSettings(BaseSettings):
         description="Load the bundled channel database (the channels of limits_path, described from their names) "
         "into PostgreSQL at first use; set false in production, where `tern channels import` loads yours.",
     )
+    # Archived history (EPICS Archiver Appliance retrieval API; the embedded archiver by default)
+    facility_timezone: str = Field(
+        "UTC",
+        description="IANA time zone of the facility (e.g. 'Europe/Berlin'): relative and naive times in "
+        "archiver ranges ('since 03:20', 'yesterday 18:00 to 22:00') are read in it.",
+    )
+    archiver_url: str | None = Field(
+        None,
+        description="Retrieval base URL of an Archiver Appliance (e.g. http://archiver:17668); unset means "
+        "the embedded archiver on 127.0.0.1:archiver_port.",
+    )
+    archiver_port: int = Field(17668, description="TCP port of the embedded archiver's retrieval API (loopback).")
+    archiver_timeout_s: float = Field(30.0, gt=0, description="One retrieval request's timeout, seconds.")
+    archiver_attempts: int = Field(4, ge=1, le=20, description="Tries per retrieval request (transport errors, 5xx).")
+    archiver_target_points: int = Field(
+        2000,
+        ge=10,
+        le=1_000_000,
+        description="Automatic binning: most points per channel before the server bins "
+        "(mean over bins of a whole number of seconds), points.",
+    )
+    archiver_max_span_h: float = Field(
+        24.0 * 31, gt=0, description="Longest time range one retrieval may ask for, hours."
+    )
+    archiver_channels: list[str] = Field(
+        default_factory=lambda: [
+            "SR:RF:CAVITY:01:TEMPERATURE:RB",
+            "SR:RF:CAVITY:01:POWER:FWD",
+            "SR:RF:CAVITY:01:POWER:REV",
+            "SR:RF:CAVITY:01:VOLTAGE:RB",
+            "SR:RF:CAVITY:02:TEMPERATURE:RB",
+            "SR:RF:CAVITY:02:POWER:FWD",
+            "SR:RF:CAVITY:02:POWER:REV",
+            "SR:DIAG:DCCT:01:CURRENT:RB",
+        ],
+        description="Channels the embedded archiver monitors over Channel Access and backfills.",
+    )
+    archiver_backfill_days: float = Field(
+        7.0, ge=0, le=366, description="History the embedded archiver generates at first start, days (0: none)."
+    )
+    archiver_backfill_period_s: float = Field(
+        10.0, ge=0.1, description="Sample period of the generated history, seconds."
+    )
+    # Operator memory
+    memory_approval_mode: Literal["none", "always"] = Field(
+        "none",
+        description="Whether a note an agent run stores in a user's memory waits for a human decision through the "
+        "approval gate (kind 'memory' of the approval policy): 'none' or 'always'.",
+    )
+    memory_context_limit: int = Field(
+        3, ge=0, le=20, description="Notes of the user most relevant to the question given to the answer composer."
+    )
     # LLM (official openai / anthropic SDKs); none by default
     llm_provider: Literal["none", "openai", "anthropic"] = Field(
         "none",
@@ -340,6 +393,10 @@ class TernSettings(BaseSettings):
             raise ValueError("llm_provider 'openai' needs llm_url (TERN_LLM_URL)")
         if self.llm_provider == "anthropic" and self.llm_api_key is None:
             raise ValueError("llm_provider 'anthropic' needs llm_api_key (TERN_LLM_API_KEY)")
+        try:
+            ZoneInfo(self.facility_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"facility_timezone {self.facility_timezone!r} is not an IANA time zone name") from None
         if self.rag_entry_chars > self.rag_context_chars:
             raise ValueError("rag_entry_chars must not exceed rag_context_chars")
         return self
@@ -366,6 +423,11 @@ class TernSettings(BaseSettings):
     def dsn(self) -> str:
         """The PostgreSQL DSN to connect to (the embedded server unless ``database_url`` is set)."""
         return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/tern"
+
+    @property
+    def archiver_base_url(self) -> str:
+        """The archiver retrieval base URL (the embedded archiver unless ``archiver_url`` is set)."""
+        return (self.archiver_url or f"http://127.0.0.1:{self.archiver_port}").rstrip("/")
 
     @property
     def ui_url(self) -> str:

@@ -33,6 +33,7 @@ def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:
         "TERN_PG_PORT": str(free_port()),
         "TERN_CA_SERVER_PORT": str(free_port()),
         "TERN_ARIEL_API_PORT": str(free_port()),
+        "TERN_ARCHIVER_PORT": str(free_port()),
         **extra,
     }
 

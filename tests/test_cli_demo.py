@@ -31,6 +31,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory):
         "TERN_TEMPORAL_UI_PORT": str(free_port()),
         "TERN_CA_SERVER_PORT": str(free_port()),
         "TERN_ARIEL_API_PORT": str(free_port()),
+        "TERN_ARCHIVER_PORT": str(free_port()),
         "TERN_TASK_QUEUE": "cli-demo",
     }
     yield env
@@ -56,6 +57,12 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_bac
     py = next(s for s in result["steps"] if s["kind"] == "python")["python"]
     assert py["execution"]["isolation"] == "container"
     assert 0 < py["execution"]["results"]["reflected_fraction"] < 1
+    # the archived night of the trip (demo logbook DEMO-026: reflected power over 80 kW, interlock at 03:15 UTC)
+    history = next(s for s in result["steps"] if s["kind"] == "archiver_read")["archived"]
+    assert history["binning"] == "mean_60" and [s["count"] for s in history["series"]] == [240, 240]
+    got = py["execution"]["results"]
+    assert got["peak_reflected_kW"] > 80 and got["trip_time"].endswith("T03:15:00+00:00"), got
+    assert 33.5 < got["peak_temperature_degC"] < 35 and 1.0 < got["warming_hours_before_trip"] < 2.5, got
     figure = tmp_path / "figure.png"
     art = py["execution"]["figures"][0]["artifact_id"]
     assert tern(stack_env, "artifact", art, "--out", str(figure)).returncode == 0
@@ -68,6 +75,7 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_bac
         "postgres": "running",
         "temporal": "running",
         "sim": "running",
+        "archiver": "running",
         "worker": "running",
         "ariel": "running",
     }
@@ -172,6 +180,10 @@ def test_bad_input_exits_2_and_starts_nothing(stack_env, tmp_path) -> None:
         "kind.json": '{"steps":[{"kind":"launch_missiles"}]}',
         "unknown.json": '{"steps":[{"kind":"channel_read","channels":["NO:SUCH:CHANNEL"]}]}',
         "broken.json": '{"steps": [',
+        "gather.json": '{"steps":[{"kind":"gather","sources":[{"kind":"channel_read","channels":["NO:SUCH"]}]}]}',
+        "reversed.json": '{"steps":[{"kind":"archiver_read","channels":["A"],"range":"2026-11-20 to 2026-11-19"}]}',
+        "operator.json": '{"steps":[{"kind":"archiver_read","channels":["A"],"range":"last 1 h","binning":"avg_6"}]}',
+        "memory.json": '{"steps":[{"kind":"memory","action":"remember"}]}',
     }
     for name, text in cases.items():
         (tmp_path / name).write_text(text)
@@ -196,5 +208,6 @@ def test_demo_without_a_sandbox_runs_the_explicit_write_plan_with_a_notice(stack
     assert "sandbox is unavailable" in proc.stderr
     result = json.loads(proc.stdout)
     assert result["status"] == "completed"
-    assert [s["kind"] for s in result["steps"]] == ["logbook_search", "channel_read", "control_write", "respond"]
+    kinds = [s["kind"] for s in result["steps"]]
+    assert kinds == ["logbook_search", "channel_read", "archiver_read", "control_write", "respond"]
     assert result["writes"][0]["verified"] is True

@@ -82,6 +82,7 @@ def test_status_without_a_stack_loads_no_temporal_module(no_stack: dict[str, str
         "postgres": "stopped",
         "temporal": "stopped",
         "sim": "stopped",
+        "archiver": "stopped",
         "worker": "stopped",
         "ariel": "stopped",
     }

@@ -52,3 +52,21 @@ async def test_run_started_without_a_plan_before_the_planner_replays() -> None:
     assert kinds[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED" and "EVENT_TYPE_MARKER_RECORDED" not in kinds
     replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(WorkflowHistory.from_json("no-plan-run", text), raise_on_replay_failure=True)
+
+
+async def test_recorded_archiver_and_memory_run_replays() -> None:
+    """A run with a gather step (logbook, channel and archiver sources), a memory note through the approval gate,
+    a recall, an archiver_read whose series a python step loads, and the answer with the user's notes (issue 11;
+    recorded on the dev server by a one-off test like tests/archiver/test_gather.py)."""
+    text = (HISTORIES / "archiver_memory_run.json").read_text()
+    events = json.loads(text)["events"]
+    child = next(e for e in events if e["eventType"] == "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED")
+    run_id = child["startChildWorkflowExecutionInitiatedEventAttributes"]["workflowId"].rsplit(".", 1)[0]
+    activities = {
+        e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+        for e in events
+        if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+    }
+    assert {"read_archiver", "memory_policy", "remember", "recall", "search_logbook", "read_channels"} <= activities
+    replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(WorkflowHistory.from_json(run_id, text), raise_on_replay_failure=True)

@@ -44,6 +44,8 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
         data_dir=tmp_path / "tern",
         pg_port=free_port(),
         ca_server_port=free_port(),
+        archiver_port=free_port(),
+        archiver_backfill_days=0.05,
         temporal_address=f"127.0.0.1:{free_port()}",
         temporal_ui_port=free_port(),
         ariel_api_port=free_port(),
@@ -56,8 +58,20 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
         st = await asyncio.to_thread(stack.up)
         worker = next(c for c in st.components if c.name == "worker")
         assert worker.state == "running" and worker.restarts == 0 and worker.child_pid, worker
+        archiver = next(c for c in st.components if c.name == "archiver")
+        assert archiver.state == "running" and archiver.detail.endswith(
+            f":{settings.archiver_port}/retrieval/data/getData.json"
+        )
+        import httpx
+
+        async with httpx.AsyncClient() as http:  # the first-start history is served (archiver_backfill_days=0.05)
+            r = await http.get(
+                f"http://127.0.0.1:{settings.archiver_port}/retrieval/data/getData.json",
+                params={"pv": "SR:RF:CAVITY:01:POWER:REV", "from": "2000-01-01T00:00:00Z"},
+            )
+        assert r.status_code == 200 and len(r.json()[0]["data"]) >= 0.05 * 86400 / 10 - 1
         first = worker.child_pid
-        seen |= {worker.pid, first}
+        seen |= {p for p in (worker.pid, first) if p}
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 60
         while True:

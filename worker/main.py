@@ -18,8 +18,10 @@ from temporalio.worker import Worker
 
 from activities.agent import AgentActivities
 from activities.approval import ApprovalActivities, policy_source
+from activities.archiver import ArchiverActivities
 from activities.ariel import ariel_activities
 from activities.channels import ChannelActivities
+from activities.memory import MemoryActivities
 from activities.planning import PlanningActivities
 from activities.sandbox import SandboxActivities
 from tern.config import TernSettings
@@ -58,6 +60,8 @@ def build_worker(
         *agent.all(),
         *ApprovalActivities(settings, agent.pool).all(),
         *SandboxActivities(settings, pool).all(),
+        *ArchiverActivities(settings, pool).all(),
+        *MemoryActivities(settings, pool).all(),
         *ariel_activities(settings, pool),
         *ChannelActivities(settings, pool).all(),
         *PlanningActivities(settings).all(),

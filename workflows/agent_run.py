@@ -13,6 +13,7 @@ answered by a revision) stops later writes; the answer is still composed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -22,25 +23,30 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, run_key, set_run_state
-from workflows.failures import error_message
+from workflows.failures import error_message, failure_chain
 from workflows.planning import PLANNER_PATCH, RunPlanner
 from workflows.python_execution import PythonExecutionWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
+    from activities.archiver import ArchiverActivities
     from activities.channels import ChannelActivities
+    from activities.memory import MemoryActivities
     from tern.approval.render import finished_markdown, step_markdown
     from tern.models import (
         AgentRunRequest,
         AgentRunResult,
         AgentRunStatus,
         ApprovalRecord,
+        ArchiverReadStep,
         AuditEvent,
         ChannelFindStep,
         ChannelReadStep,
         ControlWriteStep,
+        GatherStep,
         LogbookSearchStep,
+        MemoryStep,
         PythonStep,
         RespondStep,
         RunState,
@@ -57,6 +63,8 @@ with workflow.unsafe.imports_passed_through():
         WriteCheckInput,
         WriteInput,
     )
+    from tern.models.archiver import ArchiverReadInput
+    from tern.models.memory import Memory, MemoryAddInput, MemorySearchInput
     from tern.models.plan import input_name
     from tern.models.planning import LLMUsage
     from tern.models.python_step import PythonRunInput
@@ -65,6 +73,9 @@ with workflow.unsafe.imports_passed_through():
 LOGBOOK_SEARCH_TIMEOUT = timedelta(seconds=60)
 CHANNEL_FIND_TIMEOUT = timedelta(minutes=5)  # the first semantic find embeds every channel description
 CHANNEL_READ_TIMEOUT = timedelta(seconds=30)
+# One archiver_read step: every channel fetched concurrently, each request retried by the client
+# (archiver_attempts, archiver_timeout_s); the samples go to the artifact store, only summaries come back.
+ARCHIVER_READ_TIMEOUT = timedelta(minutes=5)
 WRITE_CHECK_TIMEOUT = timedelta(seconds=30)
 WRITE_TIMEOUT = timedelta(seconds=60)
 # A write attempt whose worker died is retried once its heartbeat lapses; the retry settles it by reading (or puts
@@ -92,6 +103,16 @@ WRITE_RETRY = RetryPolicy(
         "ValueChangedSinceApproval",
     ],
 )
+ARCHIVER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=20),
+    maximum_attempts=3,
+    non_retryable_error_types=["BadArchiverRequest"],
+)
+MEMORY_TIMEOUT = timedelta(seconds=60)
+# Runs started before the composer got the user's notes replay without the memory lookup (workflow.patched).
+MEMORY_CONTEXT_PATCH = "memory-context-1"
+SERIES_INPUT_SUFFIX = "_series"  # a python step gets an archiver_read step's samples as input '<name>_series'
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 MAX_READ_CHANNELS = 500  # channels one channel_read step reads, named and found by earlier steps together
 
@@ -125,6 +146,9 @@ class AgentRunWorkflow(ApprovalHandlers):
             "logbook_search": self._logbook,
             "channel_find": self._find_channels,
             "channel_read": self._read,
+            "archiver_read": self._archiver,
+            "gather": self._gather,
+            "memory": self._memory,
             "python": self._python,
             "control_write": self._control_write,
             "respond": self._respond,
@@ -250,13 +274,14 @@ class AgentRunWorkflow(ApprovalHandlers):
     def _run_id(self) -> str:
         return workflow.info().workflow_id
 
-    async def _logbook(self, step: LogbookSearchStep) -> StepResult:
+    async def _logbook(self, step: LogbookSearchStep, limit: timedelta | None = None) -> StepResult:
         found = await workflow.execute_activity_method(
             AgentActivities.search_logbook,
             LogbookSearchInput(
                 run_id=self._run_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode
             ),
-            start_to_close_timeout=LOGBOOK_SEARCH_TIMEOUT,
+            start_to_close_timeout=min(LOGBOOK_SEARCH_TIMEOUT, limit or LOGBOOK_SEARCH_TIMEOUT),
+            schedule_to_close_timeout=limit,
             retry_policy=READ_RETRY,
             summary=f"logbook search ({step.mode}): {step.query[:80]}",
         )
@@ -288,7 +313,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             message=f"{len(found.hits)} channels{note}",
         )
 
-    async def _read(self, step: ChannelReadStep) -> StepResult:
+    async def _read(self, step: ChannelReadStep, limit: timedelta | None = None) -> StepResult:
         found = [c.name for s in self._steps if s.step_id in step.channels_from for c in s.channels or []]
         channels = list(dict.fromkeys([*step.channels, *found]))[:MAX_READ_CHANNELS]
         if not channels:
@@ -301,7 +326,8 @@ class AgentRunWorkflow(ApprovalHandlers):
         readings = await workflow.execute_activity_method(
             AgentActivities.read_channels,
             ChannelReadInput(run_id=self._run_id, step_id=step.id, channels=channels),
-            start_to_close_timeout=CHANNEL_READ_TIMEOUT,
+            start_to_close_timeout=min(CHANNEL_READ_TIMEOUT, limit or CHANNEL_READ_TIMEOUT),
+            schedule_to_close_timeout=limit,
             retry_policy=CA_RETRY,
             summary=f"read {', '.join(channels)[:100]}",
         )
@@ -314,6 +340,85 @@ class AgentRunWorkflow(ApprovalHandlers):
             message=f"unavailable: {', '.join(bad)}" if bad else f"{len(readings)} channels read",
         )
 
+    async def _archiver(self, step: ArchiverReadStep, limit: timedelta | None = None) -> StepResult:
+        """Archived history: the activity stores the samples as an artifact and returns summaries only. The step
+        fails when no channel has data; channels without data are named in the message."""
+        out = await workflow.execute_activity_method(
+            ArchiverActivities.read_archiver,
+            ArchiverReadInput(
+                run_id=self._run_id,
+                step_id=step.id,
+                channels=step.channels,
+                range=step.range,
+                start=step.start,
+                end=step.end,
+                binning=step.binning,
+                now=workflow.now(),
+            ),
+            start_to_close_timeout=min(ARCHIVER_READ_TIMEOUT, limit or ARCHIVER_READ_TIMEOUT),
+            schedule_to_close_timeout=limit,
+            retry_policy=ARCHIVER_RETRY,
+            summary=f"archiver {', '.join(step.channels)[:80]} ({step.range or step.start})",
+        )
+        missing = "; ".join(f"{s.channel}: {s.error}" for s in out.failed)
+        if len(out.failed) == len(out.series):
+            return StepResult(
+                step_id=step.id, kind=step.kind, status="failed", archived=out, message=f"no archived data: {missing}"
+            )
+        message = (
+            f"{len(out.series) - len(out.failed)} channels, {out.samples} samples ({out.binning or 'raw'}) from "
+            f"{out.start:%Y-%m-%d %H:%M} to {out.end:%Y-%m-%d %H:%M} UTC"
+        )
+        return StepResult(
+            step_id=step.id,
+            kind=step.kind,
+            status="completed",
+            archived=out,
+            message=f"{message}; no data: {missing}" if missing else message,
+        )
+
+    async def _gather(self, step: GatherStep) -> StepResult:
+        """Every source as its own activity, all at once, each within ``step.timeout_s`` (retries included); a
+        source that fails is named and the others are kept (Osprey's data-source manager). Fails only when every
+        source fails. A cancelled run cancels every source."""
+        limit = timedelta(seconds=step.timeout_s) if step.timeout_s else None
+
+        async def fetch(src: LogbookSearchStep | ChannelReadStep | ArchiverReadStep) -> StepResult:
+            if isinstance(src, LogbookSearchStep):
+                return await self._logbook(src, limit)
+            if isinstance(src, ChannelReadStep):
+                return await self._read(src, limit)
+            return await self._archiver(src, limit)
+
+        async def one(src: LogbookSearchStep | ChannelReadStep | ArchiverReadStep) -> StepResult:
+            try:
+                return await fetch(src)
+            except (ActivityError, ChildWorkflowError) as exc:
+                if is_cancelled_exception(exc):
+                    raise
+                within = f" (time limit {step.timeout_s:g} s)" if step.timeout_s else ""
+                return StepResult(step_id=src.id, kind=src.kind, status="failed", message=failure_chain(exc) + within)
+
+        results = list(await asyncio.gather(*(one(src) for src in step.sources)))
+        failed = [r for r in results if r.status != "completed"]
+        message = f"{len(results) - len(failed)} of {len(results)} sources"
+        if failed:
+            message += "; failed: " + "; ".join(f"{r.step_id} ({r.kind}): {r.message}" for r in failed)
+        status = "failed" if len(failed) == len(results) else "completed"
+        return StepResult(step_id=step.id, kind=step.kind, status=status, sources=results, message=message)
+
+    def _series_files(self, step_ids: list[str]) -> dict[str, str]:
+        """Input name ``<id>_series`` -> artifact id for the archived series of the steps ``step_ids`` (and of
+        the sources of gather steps among them)."""
+        files: dict[str, str] = {}
+        for s in self._steps:
+            if s.step_id not in step_ids:
+                continue
+            for r in [s, *(s.sources or [])]:
+                if r.archived and r.archived.artifact_id:
+                    files[input_name(r.step_id) + SERIES_INPUT_SUFFIX] = r.archived.artifact_id
+        return files
+
     async def _python(self, step: PythonStep) -> StepResult:
         """Run the step as the child workflow; the writes its code proposes become the next steps."""
         req, run_id = self._req, self._run_id
@@ -322,6 +427,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             for s in self._steps
             if s.step_id in step.inputs
         }
+        files = self._series_files(step.inputs)  # by reference; the sandbox activity mounts them read-only
         outcome = await workflow.execute_child_workflow(
             PythonExecutionWorkflow.run,
             PythonRunInput(
@@ -334,6 +440,7 @@ class AgentRunWorkflow(ApprovalHandlers):
                 code=step.code,
                 objective=step.objective,
                 inputs=inputs,
+                files=files,
                 expected_keys=step.expected_keys,
                 max_attempts=step.max_attempts,
             ),
@@ -360,12 +467,84 @@ class AgentRunWorkflow(ApprovalHandlers):
             result.message += f"; only the first {MAX_PROPOSED_WRITES} proposed writes are considered"
         return result
 
+    async def _memory(self, step: MemoryStep) -> StepResult:
+        """recall: the user's relevant notes. remember: the worker's memory approval mode, then (when it says
+        'always') the approval gate, then the note is stored once (idempotent under run/step)."""
+        req, run_id = self._req, self._run_id
+        if step.action == "recall":
+            found = await workflow.execute_activity_method(
+                MemoryActivities.recall,
+                MemorySearchInput(user=req.user, query=step.query or "", limit=step.limit),
+                start_to_close_timeout=MEMORY_TIMEOUT,
+                retry_policy=READ_RETRY,
+                summary=f"recall notes of {req.user}",
+            )
+            return StepResult(
+                step_id=step.id, kind=step.kind, status="completed", memories=found, message=f"{len(found)} notes"
+            )
+        text = step.text or ""
+        policy = await workflow.execute_activity_method(
+            MemoryActivities.memory_policy, start_to_close_timeout=MEMORY_TIMEOUT, retry_policy=READ_RETRY
+        )
+        if policy.approval_mode == "always":
+            decision = await self._gate.request(
+                kind="memory", step_id=step.id, summary=f"remember for {req.user}: {text[:300]}", reason=text
+            )
+            if decision.decision != "approved":
+                status = "timed_out" if decision.decision == "timed_out" else "rejected"
+                return StepResult(
+                    step_id=step.id,
+                    kind=step.kind,
+                    status=status,
+                    message=f"note not stored: {decision.decision} by {decision.approver or decision.via}",
+                )
+        note = await workflow.execute_activity_method(
+            MemoryActivities.remember,
+            MemoryAddInput(
+                user=req.user,
+                text=text,
+                source=f"run {run_id} step {step.id}",
+                idem_key=f"{run_id}/{step.id}",
+                run_id=run_id,
+                step_id=step.id,
+            ),
+            start_to_close_timeout=MEMORY_TIMEOUT,
+            retry_policy=READ_RETRY,
+            summary=f"remember a note of {req.user}",
+        )
+        return StepResult(
+            step_id=step.id, kind=step.kind, status="completed", memories=[note], message=f"note {note.id} stored"
+        )
+
+    async def _notes_for_answer(self) -> list[Memory]:
+        """The user's notes most relevant to the question, for the composer (none when the lookup fails)."""
+        if not workflow.patched(MEMORY_CONTEXT_PATCH):
+            return []
+        try:
+            return await workflow.execute_activity_method(
+                MemoryActivities.recall,
+                MemorySearchInput(user=self._req.user, query=self._req.query[:2000], limit=None),
+                start_to_close_timeout=MEMORY_TIMEOUT,
+                retry_policy=READ_RETRY,
+                summary="notes relevant to the question",
+            )
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise
+            return []
+
     async def _respond(self, step: RespondStep) -> StepResult:
         req = self._req
+        notes = await self._notes_for_answer()
         composed = await workflow.execute_activity_method(
             AgentActivities.compose_answer,
             ComposeInput(
-                run_id=self._run_id, user=req.user, query=req.query, instructions=step.instructions, steps=self._steps
+                run_id=self._run_id,
+                user=req.user,
+                query=req.query,
+                instructions=step.instructions,
+                steps=self._steps,
+                memories=notes,
             ),
             start_to_close_timeout=COMPOSE_TIMEOUT,
             retry_policy=READ_RETRY,

@@ -39,7 +39,10 @@ def compose(inp: ComposeInput) -> ComposedAnswer:
     """Summarise logbook hits, channel readings and writes in plain text."""
     lines: list[str] = [f"Question: {inp.query}"]
     retrieved: set[str] = set()
-    for step in inp.steps:
+    flat = [r for step in inp.steps for r in [step, *(step.sources or [])]]  # a gather step's sources too
+    for step in flat:
+        if step.sources is not None and any(r.status != "completed" for r in step.sources):
+            lines.append(f"Data sources (step {step.step_id}): {step.message}")
         if step.hits is not None:
             if step.hits:
                 lines.append("Logbook entries found:")
@@ -62,6 +65,20 @@ def compose(inp: ComposeInput) -> ComposedAnswer:
                     lines.append(f"- {r.channel}: unavailable ({r.error})")
                 else:
                     lines.append(f"- {r.channel} = {_fmt(r.value, r.precision)} {r.units}".rstrip())
+        if step.archived is not None:
+            a = step.archived
+            lines.append(
+                f"Archived history {a.start:%Y-%m-%d %H:%M} to {a.end:%Y-%m-%d %H:%M} UTC ({a.binning or 'raw'}; "
+                f"samples in artifact {a.artifact_id or '-'}):"
+            )
+            for sm in a.series:
+                if sm.error:
+                    lines.append(f"- {sm.channel}: no data ({sm.error})")
+                else:
+                    lines.append(
+                        f"- {sm.channel}: {sm.count} points, min {_fmt(sm.min, 4)}, max {_fmt(sm.max, 4)}, "
+                        f"mean {_fmt(sm.mean, 4)}, last {_fmt(sm.last_value, 4)} {sm.units}".rstrip()
+                    )
         if step.python is not None:
             py = step.python
             if py.execution is not None and py.status == "completed":
@@ -84,6 +101,9 @@ def compose(inp: ComposeInput) -> ComposedAnswer:
                 )
             elif step.status != "skipped":
                 lines.append(f"Write to {step.check.channel if step.check else '?'} {step.status}: {step.message}")
+    if inp.memories:
+        lines.append(f"Your notes ({inp.user}):")
+        lines.extend(f"- {m.text[:300]}" for m in inp.memories)
     answer = "\n".join(lines)
     return ComposedAnswer(answer=answer, citations=checked_citations(answer, retrieved))
 

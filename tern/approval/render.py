@@ -191,6 +191,7 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
         "control_write": f"write {md_code(request.write.channel)}" if request.write else "a control write",
         "python": "run Python code",
         "plan": "the run's plan",
+        "memory": f"store a note in {md_text(request.requested_by)}'s memory",
     }.get(request.kind, md_text(request.kind))
     lines = [
         f"## Waiting for approval: {title}",

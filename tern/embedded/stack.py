@@ -10,9 +10,11 @@ Layout under ``TernSettings.data_dir``::
     postgres/data           the PostgreSQL cluster
 
 Components, in start order: ``postgres``, ``temporal`` (dev server with Web UI and Tern's search attributes),
-``sim`` (the simulated accelerator's Channel Access server), ``worker`` (a Tern worker bound to the simulated
-accelerator, with control writes enabled for it, run under :mod:`tern.embedded.supervise`, which restarts it
-with exponential backoff when it dies; ``down`` stops the supervisor, which stops the worker gracefully).
+``sim`` (the simulated accelerator's Channel Access server), ``archiver`` (the embedded archiver,
+:mod:`tern.archiver`: Appliance retrieval API on ``archiver_port`` over history in PostgreSQL), ``worker`` (a Tern
+worker bound to the simulated accelerator, with control writes enabled for it, run under
+:mod:`tern.embedded.supervise`, which restarts it with exponential backoff when it dies; ``down`` stops the
+supervisor, which stops the worker gracefully).
 ``up`` starts what is not running and restarts what died;
 a PID file whose process is gone or is not the expected program is stale and is replaced; a port held by
 another program is reported, naming the setting that moves it.
@@ -20,6 +22,7 @@ another program is reported, naming the setting that moves it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -41,7 +44,7 @@ from tern.embedded.supervise import SupervisorState
 from tern.embedded.temporal_cli import TemporalCliMissing, serving, temporal_bin, workflow_pollers_since
 from tern.models.search_attributes import NAMES as SEARCH_ATTRIBUTES
 
-COMPONENTS = ("postgres", "temporal", "sim", "worker", "ariel")
+COMPONENTS = ("postgres", "temporal", "sim", "archiver", "worker", "ariel")
 ComponentState = Literal["running", "stopped", "dead", "starting"]
 WORKER_GRACE_S = 15.0  # the supervisor waits this long for a stopping worker to drain (worker.main: 10 s)
 
@@ -103,6 +106,7 @@ class EmbeddedStack:
             "postgres": self._start_postgres,
             "temporal": self._start_temporal,
             "sim": self._start_sim,
+            "archiver": self._start_archiver,
             "worker": self._start_worker,
             "ariel": self._start_ariel,
         }
@@ -117,6 +121,7 @@ class EmbeddedStack:
     _MARKERS = {
         "temporal": "start-dev",
         "sim": "tern.sim",
+        "archiver": "tern.archiver",
         "worker": "tern.embedded.supervise",
         "ariel": "tern.ariel.api",
     }
@@ -154,6 +159,8 @@ class EmbeddedStack:
             return "127.0.0.1", s.ca_server_port
         if name == "ariel":
             return "127.0.0.1", s.ariel_api_port
+        if name == "archiver":
+            return "127.0.0.1", s.archiver_port
         return None, None
 
     def status(self) -> StackStatus:
@@ -168,6 +175,8 @@ class EmbeddedStack:
                 detail = f"Web UI {self.s.ui_url}"
             if name == "ariel" and pid:
                 detail = "ARIEL HTTP API: tern ariel search goes through it"
+            if name == "archiver" and pid:
+                detail = f"retrieval API {self.s.archiver_base_url}/retrieval/data/getData.json"
             if stale:
                 detail = "PID file left by a process that is gone (restarted by `tern up`)"
             sup = SupervisorState.read(self._state_file(name)) if name == "worker" and pid else None
@@ -339,6 +348,25 @@ class EmbeddedStack:
         proc = self._spawn("sim", [sys.executable, "-m", "tern.sim"], env)
         self._wait("sim", proc, lambda: port_in_use(self.s.ca_server_port), 60)
 
+    def _start_archiver(self) -> None:
+        """The embedded archiver (``python -m tern.archiver``): generates its first-start history, monitors the
+        archived channels of the simulated accelerator and serves the Appliance retrieval API."""
+        self._check_port("archiver", "TERN_ARCHIVER_PORT")
+        env = {
+            **self._child_env(),
+            "TERN_DATABASE_URL": self.s.dsn,
+            "TERN_CA_ADDR_LIST": "127.0.0.1",
+            "TERN_CA_AUTO_ADDR_LIST": "false",
+            "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
+            "TERN_ARCHIVER_PORT": str(self.s.archiver_port),
+            "TERN_ARCHIVER_CHANNELS": json.dumps(self.s.archiver_channels),
+            "TERN_ARCHIVER_BACKFILL_DAYS": str(self.s.archiver_backfill_days),
+            "TERN_ARCHIVER_BACKFILL_PERIOD_S": str(self.s.archiver_backfill_period_s),
+            "TERN_LIMITS_PATH": str(self.s.limits_path),
+        }
+        proc = self._spawn("archiver", [sys.executable, "-m", "tern.archiver"], env)
+        self._wait("archiver", proc, lambda: port_in_use(self.s.archiver_port), 180)
+
     def _start_worker(self) -> None:
         # The embedded worker talks only to the simulated accelerator on loopback, and may write to it.
         env = {
@@ -351,6 +379,8 @@ class EmbeddedStack:
             "TERN_TEMPORAL_ADDRESS": self.s.temporal_address,
             "TERN_TASK_QUEUE": self.s.task_queue,
             "TERN_LIMITS_PATH": str(self.s.limits_path),
+            "TERN_ARCHIVER_URL": self.s.archiver_base_url,
+            "TERN_FACILITY_TIMEZONE": self.s.facility_timezone,
         }
         started = datetime.now(UTC)
         state = self._state_file("worker")

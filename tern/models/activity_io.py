@@ -6,6 +6,7 @@ from pydantic import BaseModel, Field
 
 from tern.models.channels import ChannelFindMode
 from tern.models.logbook import SearchMode
+from tern.models.memory import Memory
 from tern.models.planning import LLMUsage
 from tern.models.run import StepResult
 
@@ -66,6 +67,7 @@ class ComposeInput(BaseModel):
     query: str
     instructions: str = ""
     steps: list[StepResult]
+    memories: list[Memory] = Field(default_factory=list, description="The user's notes relevant to the question.")
 
 
 class ComposedAnswer(BaseModel):

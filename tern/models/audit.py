@@ -17,6 +17,8 @@ AuditKind = Literal[
     "approval_policy",
     "write",
     "write_refused",
+    "memory_added",
+    "memory_deleted",
 ]
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tern.models.channels import ChannelFindMode
 from tern.models.limits import MAX_CHANNEL_QUERY_CHARS, MAX_SEARCH_QUERY_CHARS
+from tern.models.timerange import TimeRangeError, resolve
 
 ChannelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_:.\-\[\]{}$]+$")]
 
@@ -60,6 +62,74 @@ class ChannelReadStep(_Step):
     def _some_channels(self) -> ChannelReadStep:
         if not self.channels and not self.channels_from:
             raise ValueError("a channel_read step needs 'channels' or 'channels_from' (earlier step ids)")
+        return self
+
+
+ARCHIVER_BINNING = re.compile(r"^(auto|raw|(mean|min|max|count|firstSample|lastSample|median|std)_[1-9]\d{0,7})$")
+_RANGE_CHECK_NOW = datetime(2000, 1, 1, tzinfo=UTC)  # ranges are checked for syntax and order, not against now
+
+
+class ArchiverReadStep(_Step):
+    """Read archived history (EPICS Archiver Appliance retrieval API) of channels over a time range.
+
+    The samples are stored as an artifact (gzip Appliance JSON); the step result carries, per channel, count,
+    first/last time, min/max/mean/last value and worst alarm severity, plus the artifact reference. A ``python``
+    step naming this step in ``inputs`` also gets the samples as a read-only file: ``load_series("<input name>")``
+    in the sandbox returns ``{channel: pandas DataFrame}`` indexed by UTC time with columns value, severity,
+    status. Channels without data are named in the result; the step fails only when none has data."""
+
+    kind: Literal["archiver_read"] = "archiver_read"
+    channels: list[ChannelName] = Field(min_length=1, max_length=50, description="Channel (PV) names to read.")
+    range: str | None = Field(
+        None,
+        max_length=200,
+        description="Time range phrase in the facility time zone: 'last 6 h', 'since 03:20', 'since the trip at "
+        "03:20', 'yesterday 18:00 to 22:00', 'today', '<ISO 8601> to <ISO 8601>'. Give this or 'start'.",
+    )
+    start: str | None = Field(
+        None, max_length=64, description="Start time: ISO 8601, 'now', '6 h ago' or 'yesterday 18:00'."
+    )
+    end: str | None = Field(None, max_length=64, description="End time (same forms as start); default now.")
+    binning: str = Field(
+        "auto",
+        description="'auto' (server-side mean over bins chosen so each channel returns at most "
+        "archiver_target_points points), 'raw', or an Appliance operator with its bin width in seconds, e.g. "
+        "'mean_600', 'max_60', 'firstSample_3600' (operators: mean min max count firstSample lastSample median std).",
+    )
+
+    @model_validator(mode="after")
+    def _range_and_binning(self) -> ArchiverReadStep:
+        if not ARCHIVER_BINNING.match(self.binning):
+            raise ValueError(
+                f"binning {self.binning!r} is not 'auto', 'raw' or operator_seconds with a known operator "
+                "(mean min max count firstSample lastSample median std), e.g. 'mean_600'"
+            )
+        try:
+            resolve(range_text=self.range, start=self.start, end=self.end, now=_RANGE_CHECK_NOW, tz=UTC)
+        except TimeRangeError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class MemoryStep(_Step):
+    """The run's user's memory: ``remember`` stores ``text`` as a note of that user (through the approval gate
+    when the worker's memory_approval_mode is 'always'); ``recall`` returns the user's notes most relevant to
+    ``query`` (keyword and embedding search). A user never sees another user's notes."""
+
+    kind: Literal["memory"] = "memory"
+    action: Literal["remember", "recall"] = Field("remember", description="Store a note, or search the notes.")
+    text: str | None = Field(None, min_length=1, max_length=4000, description="remember: the note to store.")
+    query: str | None = Field(
+        None, min_length=1, max_length=MAX_SEARCH_QUERY_CHARS, description="recall: what to look for."
+    )
+    limit: int = Field(5, ge=1, le=50, description="recall: most notes returned.")
+
+    @model_validator(mode="after")
+    def _needs(self) -> MemoryStep:
+        if self.action == "remember" and not (self.text or "").strip():
+            raise ValueError("a memory step with action 'remember' needs 'text'")
+        if self.action == "recall" and not (self.query or "").strip():
+            raise ValueError("a memory step with action 'recall' needs 'query'")
         return self
 
 
@@ -127,11 +197,50 @@ class RespondStep(_Step):
     instructions: str = Field("", max_length=4000)
 
 
+Source = Annotated[LogbookSearchStep | ChannelReadStep | ArchiverReadStep, Field(discriminator="kind")]
+MAX_GATHER_TIMEOUT_S = 3600.0
+
+
+class GatherStep(_Step):
+    """Several data sources (logbook searches, channel reads, archiver reads) fetched at the same time, each as
+    its own activity with its own time limit. A source that fails or runs out of time is named in the result;
+    the others' data is kept. The step fails only when every source fails. A ``python`` step naming this step in
+    ``inputs`` gets every source's result (``inputs[name]["sources"]``) and each archived series as
+    ``load_series("<source id as identifier>")``."""
+
+    kind: Literal["gather"] = "gather"
+    sources: list[Source] = Field(min_length=1, max_length=20, description="The retrievals, run concurrently.")
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_GATHER_TIMEOUT_S,
+        description="Time limit of each source, seconds, retries included; unset: each kind's own limit.",
+    )
+
+
 Step = Annotated[
-    LogbookSearchStep | ChannelFindStep | ChannelReadStep | ControlWriteStep | PythonStep | RespondStep,
+    LogbookSearchStep
+    | ChannelFindStep
+    | ChannelReadStep
+    | ArchiverReadStep
+    | GatherStep
+    | MemoryStep
+    | ControlWriteStep
+    | PythonStep
+    | RespondStep,
     Field(discriminator="kind"),
 ]
-STEP_KINDS = ("logbook_search", "channel_find", "channel_read", "control_write", "python", "respond")
+STEP_KINDS = (
+    "logbook_search",
+    "channel_find",
+    "channel_read",
+    "archiver_read",
+    "gather",
+    "memory",
+    "control_write",
+    "python",
+    "respond",
+)
 
 
 class Plan(BaseModel):
@@ -155,6 +264,12 @@ class Plan(BaseModel):
                 step.id = f"{n}-{step.kind}"
             if step.id in seen:
                 raise ValueError(f"duplicate step id {step.id!r}")
+            if isinstance(step, GatherStep):
+                for k, src in enumerate(step.sources, start=1):
+                    src.id = src.id or f"{step.id}.{k}-{src.kind}"
+                    if src.id in seen or src.id == step.id:
+                        raise ValueError(f"duplicate step id {src.id!r}")
+                    seen.add(src.id)
             refs = step.inputs if isinstance(step, PythonStep) else []
             refs = step.channels_from if isinstance(step, ChannelReadStep) else refs
             missing = [i for i in refs if i not in seen]

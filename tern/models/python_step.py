@@ -24,6 +24,9 @@ class PythonRunInput(BaseModel):
     code: str | None = None
     objective: str = ""
     inputs: dict[str, JsonValue] = Field(default_factory=dict)
+    files: dict[str, str] = Field(
+        default_factory=dict, description="Input name -> artifact id of this run, given to the code as a file."
+    )
     expected_keys: list[str] = Field(default_factory=list)
     max_attempts: int = Field(3, ge=1, le=10)
 
@@ -81,4 +84,7 @@ class ExecuteInput(BaseModel):
     attempt: int
     code: str
     inputs: dict[str, JsonValue] = Field(default_factory=dict)
+    files: dict[str, str] = Field(
+        default_factory=dict, description="Input name -> artifact id of this run, mounted read-only as a file."
+    )
     expected_keys: list[str] = Field(default_factory=list)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.approval import ApprovalMode, ApprovalRecord, ApprovalRequest, IgnoredDecision
+from tern.models.archiver import ArchiverReadOutput
 from tern.models.channels import ChannelHit
 from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
 from tern.models.limits import (
@@ -18,6 +19,7 @@ from tern.models.limits import (
     UserName,
 )
 from tern.models.logbook import LogbookHit, SearchMode
+from tern.models.memory import Memory
 from tern.models.plan import Plan
 from tern.models.planning import ChannelCandidate, LLMUsage, PlanVersion
 from tern.models.python_step import PythonStepOutcome
@@ -74,6 +76,9 @@ class StepResult(BaseModel):
     check: LimitsCheck | None = None
     write: WriteRecord | None = None
     python: PythonStepOutcome | None = None
+    archived: ArchiverReadOutput | None = None
+    sources: list[StepResult] | None = Field(None, description="A gather step: one result per source, in order.")
+    memories: list[Memory] | None = Field(None, description="A memory step: the note stored, or the notes found.")
     answer: str | None = None
     search_mode_used: SearchMode | None = Field(
         None, description="logbook_search: the mode that ran (hybrid falls back to keyword without embeddings)."

@@ -7,10 +7,13 @@ A new capability is one module with a :class:`~tern.planning.registry.Capability
 from __future__ import annotations
 
 from tern.models.plan import (
+    ArchiverReadStep,
     ChannelFindStep,
     ChannelReadStep,
     ControlWriteStep,
+    GatherStep,
     LogbookSearchStep,
+    MemoryStep,
     PythonStep,
     RespondStep,
 )
@@ -47,6 +50,38 @@ def _found(r: StepResult) -> str:
         f"{c.name} ({c.description}{', ' + c.units if c.units else ''}{', writable' if c.writable else ''})"
         for c in r.channels
     )
+
+
+def _archived(r: StepResult) -> str:
+    a = r.archived
+    if a is None:
+        return r.message
+    lines = [f"{a.start:%Y-%m-%d %H:%M} to {a.end:%Y-%m-%d %H:%M} UTC, binning {a.binning or 'raw'}"]
+    for x in a.series:
+        lines.append(
+            f"{x.channel}: {x.error or 'no data'}"
+            if x.error or x.min is None or x.max is None or x.mean is None or x.last_value is None
+            else f"{x.channel}: {x.count} samples, min {x.min:.4g}, max {x.max:.4g}, mean {x.mean:.4g}, last "
+            f"{x.last_value:.4g} {x.units} (worst severity {x.max_severity})".rstrip()
+        )
+    return "\n  ".join(lines)
+
+
+def _gathered(r: StepResult) -> str:
+    if not r.sources:
+        return r.message
+    return r.message + "".join(f"\n  - {REGISTRY.summarise(x)}" for x in r.sources)
+
+
+def _memories(r: StepResult) -> str:
+    if not r.memories:
+        return r.message or "no notes"
+    return "; ".join(f"note {m.id} ({m.created_at:%Y-%m-%d}): {m.text[:300]}" for m in r.memories)
+
+
+def _gather_channels(step: GatherStep) -> tuple[list[str], list[str]]:
+    read = [c for src in step.sources if isinstance(src, ChannelReadStep | ArchiverReadStep) for c in src.channels]
+    return read, []
 
 
 def _python(r: StepResult) -> str:
@@ -92,6 +127,48 @@ CHANNEL_READ = Capability(
     channels=lambda s: (list(s.channels), []),
     example={"id": "read", "kind": "channel_read", "channels": ["SR:RF:CAVITY:01:VOLTAGE:RB"]},
 )
+ARCHIVER_READ = Capability(
+    kind="archiver_read",
+    description="Archived history of channels (EPICS Archiver Appliance) over a time range: 'channels', and "
+    "'range' as a phrase in the facility time zone ('last 6 h', 'since the trip at 03:20', 'yesterday 18:00 to "
+    "22:00') or 'start'/'end' (ISO 8601); 'binning' auto (default), raw, or an operator such as mean_600. Returns "
+    "per channel count, min, max, mean, last value and worst alarm severity; a python step listing this step in "
+    "'inputs' gets the samples (load_series).",
+    step_model=ArchiverReadStep,
+    summarise=_archived,
+    channels=lambda s: (list(s.channels), []),
+    example={
+        "id": "history",
+        "kind": "archiver_read",
+        "channels": ["SR:RF:CAVITY:01:POWER:REV"],
+        "range": "last 6 h",
+    },
+)
+GATHER = Capability(
+    kind="gather",
+    description="Several retrievals at the same time ('sources': logbook_search, channel_read and archiver_read "
+    "steps), each with its own time limit ('timeout_s'); a failing source is named and the others are kept. Use "
+    "it instead of consecutive retrieval steps when they do not depend on each other.",
+    step_model=GatherStep,
+    summarise=_gathered,
+    channels=_gather_channels,
+    example={
+        "id": "data",
+        "kind": "gather",
+        "sources": [
+            {"kind": "logbook_search", "query": "cavity 1 trip"},
+            {"kind": "channel_read", "channels": ["SR:RF:CAVITY:01:POWER:REV"]},
+        ],
+    },
+)
+MEMORY = Capability(
+    kind="memory",
+    description="The asking user's own notes: action 'remember' stores 'text' (only when the user asks the agent "
+    "to remember something; may wait for an approval), action 'recall' searches the notes for 'query'.",
+    step_model=MemoryStep,
+    summarise=_memories,
+    example={"id": "notes", "kind": "memory", "action": "recall", "query": "cavity 1"},
+)
 PYTHON = Capability(
     kind="python",
     description="Run analysis code in a sandbox (no network, no control-system access) on earlier steps' "
@@ -130,7 +207,9 @@ RESPOND = Capability(
 
 def default_registry() -> CapabilityRegistry:
     """A registry holding the built-in capabilities (a fresh object: callers may register more)."""
-    return CapabilityRegistry([LOGBOOK_SEARCH, CHANNEL_FIND, CHANNEL_READ, PYTHON, CONTROL_WRITE, RESPOND])
+    return CapabilityRegistry(
+        [LOGBOOK_SEARCH, CHANNEL_FIND, CHANNEL_READ, ARCHIVER_READ, GATHER, MEMORY, PYTHON, CONTROL_WRITE, RESPOND]
+    )
 
 
 REGISTRY = default_registry()

@@ -1,5 +1,5 @@
-"""Figures as artifacts in PostgreSQL (table ``artifacts``, migration 200): store the PNG bytes once and
-hand a reference to the workflow, so that history stays small."""
+"""Artifacts in PostgreSQL (table ``artifacts``, migration 200): figures (PNG) and archived series (gzip JSON),
+stored once, handed to the workflow as a reference, so that history stays small."""
 
 from __future__ import annotations
 
@@ -57,6 +57,28 @@ async def store_figures(
         )
         stored.append(figure.model_copy(update={"png": None, "artifact_id": ref}))
     return result.model_copy(update={"figures": stored})
+
+
+async def store_artifact(
+    db: asyncpg.Pool | Conn, content: bytes, *, run_id: str, step_id: str, name: str, media_type: str
+) -> str:
+    """Store ``content`` (any artifact: a series, a file) once for ``run_id``/``step_id`` and return its reference.
+    Idempotent (same run, step and content: same id, one row). Raises ``asyncpg.PostgresError``."""
+    sha = hashlib.sha256(content).hexdigest()
+    ref = artifact_id(run_id, step_id, sha)
+    await db.execute(
+        "INSERT INTO artifacts (id, run_id, step_id, name, media_type, sha256, size_bytes, content)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        ref,
+        run_id,
+        step_id,
+        name,
+        media_type,
+        sha,
+        len(content),
+        content,
+    )
+    return ref
 
 
 async def load_artifact(db: asyncpg.Pool | Conn, ref: str) -> Artifact | None:

@@ -18,7 +18,9 @@ SYSTEM = (
     "numpy, scipy, pandas and matplotlib, no network and no control-system access. Its inputs are in the dict "
     "`inputs` (already defined). It must assign a dict named `results` with the requested keys. To propose "
     "setpoint changes, set results['proposed_writes'] = [{'channel': NAME, 'value': NUMBER}]; never write to "
-    "the control system yourself. Save figures with matplotlib. Reply with one ```python code block only."
+    "the control system yourself. Save figures with matplotlib. Archived history (inputs whose name ends in "
+    "'_series') loads with load_series(NAME) as {channel: pandas DataFrame indexed by UTC time, columns value, "
+    "severity, status}. Reply with one ```python code block only."
 )
 _BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 

@@ -121,6 +121,43 @@ def load_inputs(job: str) -> dict[str, Any]:
     return inputs
 
 
+def make_load_series(inputs: dict[str, Any]) -> Any:
+    """The ``load_series`` helper given to the code: archived series (an ``archiver_read`` step's samples, a
+    gzip file in the Archiver Appliance JSON shape) as ``{channel: pandas.DataFrame}``, each indexed by UTC time
+    with columns ``value``, ``severity``, ``status``. Its argument is the input name of the step (``s2_history``;
+    its file is the input ``s2_history_series``), that file input's name, or a path. ``pandas=False`` gives
+    ``{channel: {"time": [POSIX s], "value": [...], "severity": [...], "status": [...]}}`` without pandas."""
+
+    def load_series(source: str, pandas: bool = True) -> dict[str, Any]:
+        import gzip
+
+        path = inputs.get(source + "_series", inputs.get(source, source))
+        if not isinstance(path, str) or not os.path.isfile(path):
+            raise FileNotFoundError(f"no archived series named {source!r} (give the archiver_read step's input name)")
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            doc = json.load(f)
+        out: dict[str, Any] = {}
+        for el in doc:
+            data = el.get("data", [])
+            cols = {
+                "time": [d["secs"] + d.get("nanos", 0) * 1e-9 for d in data],
+                "value": [d["val"] for d in data],
+                "severity": [d.get("severity", 0) for d in data],
+                "status": [d.get("status", 0) for d in data],
+            }
+            if pandas:
+                import pandas as pd
+
+                frame = pd.DataFrame(cols)
+                frame.index = pd.to_datetime(frame.pop("time"), unit="s", utc=True)
+                frame.index.name = "time"
+                cols = frame
+            out[el["meta"]["name"]] = cols
+        return out
+
+    return load_series
+
+
 def collect_figures(work: str, limits: dict[str, int]) -> tuple[list[dict[str, Any]], int]:
     """Open matplotlib figures (as PNG) and PNG files in the work directory, within the count/size limits."""
     pngs: list[tuple[str, bytes]] = []
@@ -184,6 +221,7 @@ def run(job: str, work: str) -> dict[str, Any]:
         "__name__": "__main__",
         "__builtins__": builtins,
         "inputs": inputs,
+        "load_series": make_load_series(inputs),
         "INPUT_DIR": job,
         "WORK_DIR": work,
     }

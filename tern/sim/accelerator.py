@@ -142,6 +142,16 @@ class SimulatedAccelerator:
         self._put_log.write(json.dumps(line) + "\n")
         self._put_log.flush()
 
+    def model(self, name: str) -> tuple[float, float, float, float] | None:
+        """How channel ``name`` behaves: ``(start value, drift step per second, lower bound, upper bound)``; a
+        channel that does not drift has step 0 and bounds equal to its value. None for a channel not served."""
+        ch = self.pvdb.get(name)
+        if ch is None:
+            return None
+        value = float(ch.value)
+        step, low, high = self._drifting.get(name, (0.0, value, value))
+        return value, step, low, high
+
     def on_setpoint(self, name: str, value: float) -> None:
         """Schedule the readback of setpoint ``name`` to follow ``value`` (called by the IOC on write)."""
         if name in self.stuck_readbacks or name in self.ignored_setpoints:

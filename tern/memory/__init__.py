@@ -1,0 +1,1 @@
+"""Operator memory: per-user notes in PostgreSQL (:mod:`.store`), searched by keyword and embedding."""
