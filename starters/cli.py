@@ -104,6 +104,8 @@ def _print_stack(st: Any) -> None:
     if st.sandbox is not None:
         ok = "[green]available[/]" if st.sandbox.available else "[red]unavailable[/]"
         out.print(f"sandbox ({st.sandbox.backend}): {ok} - {st.sandbox.detail}", highlight=False)
+    if st.worker_urls:
+        out.print(f"worker: {st.worker_urls['readyz']}, {st.worker_urls['metrics']}", highlight=False)
 
 
 @app.command()

@@ -30,6 +30,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory):
         "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "TERN_TEMPORAL_UI_PORT": str(free_port()),
         "TERN_CA_SERVER_PORT": str(free_port()),
+        "TERN_WORKER_HTTP_PORT": str(free_port()),
         "TERN_TASK_QUEUE": "cli-demo",
     }
     yield env

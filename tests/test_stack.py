@@ -46,6 +46,7 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
         ca_server_port=free_port(),
         temporal_address=f"127.0.0.1:{free_port()}",
         temporal_ui_port=free_port(),
+        worker_http_port=free_port(),
         task_queue="tq-supervised",
         worker_restart_initial_s=0.5,
     )

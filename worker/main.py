@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Mapping, Sequence
@@ -21,9 +22,11 @@ from activities.approval import ApprovalActivities, policy_source
 from activities.ariel import ariel_activities
 from activities.sandbox import SandboxActivities
 from tern.config import TernSettings
+from tern.control.ca_client import ChannelAccessClient
 from tern.control.channels import configure_environment
 from tern.db import create_pool
 from worker.connection import connect
+from worker.health import HealthChecks, HttpEndpoint, bind, build_app
 from workflows.agent_run import AgentRunWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 from workflows.python_execution import PythonExecutionWorkflow
@@ -144,26 +147,47 @@ async def reap_sandbox_periodically(settings: TernSettings, stop: asyncio.Event)
             log.warning("sandbox reaper pass failed: %s", exc)
 
 
-async def run_worker(settings: TernSettings, stop: asyncio.Event | None = None) -> None:
+async def run_worker(
+    settings: TernSettings, stop: asyncio.Event | None = None, on_ready: Callable[[str | None], None] | None = None
+) -> None:
     """Reap sandbox orphans, connect, migrate the database, and poll until ``stop`` is set (or SIGINT/SIGTERM),
-    reaping sandbox containers past their deadline every ``sandbox_reap_period_s`` meanwhile."""
-    configure_environment(settings.ca_environment())
-    await asyncio.to_thread(reap_sandbox_orphans, settings)
-    pool = await create_pool(settings.dsn)
-    client = await connect(settings)
-    await check_search_attributes(client)
-    check_approval_policy(settings)
+    reaping sandbox containers past their deadline every ``sandbox_reap_period_s`` meanwhile. The HTTP endpoint
+    (:mod:`worker.health`: ``/healthz``, ``/readyz``, ``/metrics``) is bound first, so a busy port stops the
+    worker at once naming TERN_WORKER_HTTP_PORT, and serves while the worker polls; ``on_ready`` is called with
+    its base URL (None when ``worker_http_port`` is 0) once the worker polls."""
+    sock = bind(settings.worker_http_host, settings.worker_http_port) if settings.worker_http_port else None
+    try:
+        configure_environment(settings.ca_environment())
+        await asyncio.to_thread(reap_sandbox_orphans, settings)
+        pool = await create_pool(settings.dsn)
+        client = await connect(settings)
+        await check_search_attributes(client)
+        check_approval_policy(settings)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     reaper = asyncio.create_task(reap_sandbox_periodically(settings, stop))
+    probe_ca = ChannelAccessClient(1, settings.ca_environment()) if settings.ca_probe_channel else None
+    checks = HealthChecks(settings, client, pool, probe_ca)
     try:
-        async with build_worker(client, settings, pool):
-            log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
-            await stop.wait()
+        async with contextlib.AsyncExitStack() as stack:
+            endpoint = await stack.enter_async_context(HttpEndpoint(build_app(checks), sock)) if sock else None
+            worker = build_worker(client, settings, pool)
+            async with worker:
+                checks.worker = worker
+                log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+                if on_ready is not None:
+                    on_ready(endpoint.url if endpoint else None)
+                await stop.wait()
     finally:
         reaper.cancel()
+        if probe_ca is not None:
+            probe_ca.close(wait=False)
         await pool.close()
 
 

@@ -74,6 +74,7 @@ class SandboxStatus(BaseModel):
 class StackStatus(BaseModel):
     data_dir: str
     ui_url: str
+    worker_urls: dict[str, str] = {}  # the worker's /healthz, /readyz, /metrics (none when its port is 0)
     components: list[ComponentStatus]
     sandbox: SandboxStatus | None = None
 
@@ -178,7 +179,11 @@ class EmbeddedStack:
                 )
             )
         return StackStatus(
-            data_dir=str(self.root), ui_url=self.s.ui_url, components=comps, sandbox=self.sandbox_status()
+            data_dir=str(self.root),
+            ui_url=self.s.ui_url,
+            worker_urls=self.worker_urls(),
+            components=comps,
+            sandbox=self.sandbox_status(),
         )
 
     def sandbox_status(self) -> SandboxStatus:
@@ -319,7 +324,15 @@ class EmbeddedStack:
             "TERN_TEMPORAL_ADDRESS": self.s.temporal_address,
             "TERN_TASK_QUEUE": self.s.task_queue,
             "TERN_LIMITS_PATH": str(self.s.limits_path),
+            "TERN_WORKER_HTTP_HOST": self.s.worker_http_host,
+            "TERN_WORKER_HTTP_PORT": str(self.s.worker_http_port),
+            **({"TERN_CA_PROBE_CHANNEL": self.s.ca_probe_channel} if self.s.ca_probe_channel else {}),
         }
+        if self.s.worker_http_port and port_in_use(self.s.worker_http_port, self.s.worker_http_host):
+            raise StackError(
+                f"cannot start the worker: {self.s.worker_http_host}:{self.s.worker_http_port} (its HTTP endpoint) "
+                "is busy; choose another port with TERN_WORKER_HTTP_PORT"
+            )
         started = datetime.now(UTC)
         state = self._state_file("worker")
         state.unlink(missing_ok=True)
@@ -348,10 +361,33 @@ class EmbeddedStack:
             env,
         )
 
-        def polling() -> bool:  # a worker of this start polls the task queue (Temporal's own view)
-            return bool(workflow_pollers_since(s.temporal_address, s.temporal_namespace, s.task_queue, started))
+        if not s.worker_http_port:  # no endpoint: Temporal's own view of the task queue's pollers
 
-        self._wait("worker", proc, polling, 60)
+            def polling() -> bool:
+                return bool(workflow_pollers_since(s.temporal_address, s.temporal_namespace, s.task_queue, started))
+
+            self._wait("worker", proc, polling, 60)
+            return
+        self._wait("worker", proc, self._worker_ready, 60)
+
+    def worker_urls(self) -> dict[str, str]:
+        """The worker's HTTP endpoints (``healthz``, ``readyz``, ``metrics``); empty when its port is 0."""
+        if not self.s.worker_http_port:
+            return {}
+        base = f"http://{self.s.worker_http_host}:{self.s.worker_http_port}"
+        return {name: f"{base}/{name}" for name in ("healthz", "readyz", "metrics")}
+
+    def _worker_ready(self) -> bool:
+        """The worker's ``/readyz`` answers and every dependency but the sandbox is ok: the stack runs without
+        a sandbox (python steps fail until it is there; ``tern status`` reports it)."""
+        import httpx
+
+        try:
+            resp = httpx.get(self.worker_urls()["readyz"], timeout=5)
+            deps = resp.json()["dependencies"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return False
+        return all(state["ok"] for name, state in deps.items() if name != "sandbox")
 
     # -- down ----------------------------------------------------------------------------------------
     def down(self, timeout: float = 20) -> StackStatus:
