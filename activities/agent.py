@@ -18,9 +18,18 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from tern import metrics
 from tern.agent.compose import compose
 from tern.ariel.service import search as ariel_search
-from tern.audit.store import claim_age_s, claim_write, finish_write, mark_reput, record_event, release_claim
+from tern.audit.store import (
+    claim_age_s,
+    claim_write,
+    finish_write,
+    mark_reput,
+    record_event,
+    release_claim,
+    seconds_since_request,
+)
 from tern.config import TernSettings
 from tern.control import channels as ca
 from tern.control.ca_client import ChannelAccessClient
@@ -137,6 +146,12 @@ class AgentActivities:
     @activity.defn(name="check_write")
     async def check_write(self, inp: WriteCheckInput) -> LimitsCheck:
         """Check a proposed write against the master switch, the limits database and the live value."""
+        check = await self._check_write(inp)
+        if not check.allowed:
+            metrics.write_refusals.labels(reason=check.violation or "refused").inc()
+        return check
+
+    async def _check_write(self, inp: WriteCheckInput) -> LimitsCheck:
         base = {"channel": inp.channel, "value": inp.value}
         if not self.settings.writes_enabled:
             return LimitsCheck(
@@ -196,12 +211,14 @@ class AgentActivities:
         """
         s = self.settings
         if not s.writes_enabled:
+            metrics.count_write("refused", "writes_disabled")
             raise ApplicationError(
                 "control writes are disabled (writes_enabled=false)", type="WritesDisabled", non_retryable=True
             )
         try:
             limits = self.limits()
         except LimitsDatabaseError as exc:
+            metrics.count_write("refused", "invalid_limits_database")
             raise ApplicationError(f"all writes blocked: {exc}", type="InvalidLimits", non_retryable=True) from exc
         key = inp.idempotency_key
         pool = await self.pool()
@@ -232,6 +249,7 @@ class AgentActivities:
             event = self._event(inp, "write_refused", current, None, None, reason)
             async with pool.acquire() as conn:
                 await finish_write(conn, key, None, state="failed", event=event)
+            metrics.count_write("refused", "value_changed_since_approval" if check.allowed else check.violation)
             raise ApplicationError(
                 reason,
                 type="ValueChangedSinceApproval" if moved and check.allowed else "WriteRefused",
@@ -286,6 +304,7 @@ class AgentActivities:
             event = self._event(inp, "write_refused", current, None, None, str(exc))
             async with pool.acquire() as conn:
                 await finish_write(conn, key, None, state="failed", event=event)
+            metrics.count_write("refused", "unverifiable_change")
             raise ApplicationError(
                 f"write refused at execution time: {exc}", type="WriteRefused", non_retryable=True
             ) from exc
@@ -299,6 +318,7 @@ class AgentActivities:
         event = self._event(inp, "write", current, record.readback, record.verified, record.message, details)
         async with pool.acquire() as conn:
             await finish_write(conn, key, record, state="done", event=event)
+        metrics.count_write("verified" if record.verified else "unverified")
         if cancelled is not None:
             raise cancelled
         return record
@@ -390,6 +410,7 @@ class AgentActivities:
         event = self._event(inp, "write", None, now, record.verified, record.message, details)
         async with pool.acquire() as conn:
             await finish_write(conn, inp.idempotency_key, record, state=state, event=event)
+        metrics.count_write("verified" if record.verified else "unknown")
         if not record.verified:
             raise ApplicationError(
                 f"an earlier attempt of this write was interrupted and {inp.channel} holds {now}, not "
@@ -421,6 +442,7 @@ class AgentActivities:
                     state="failed",
                     event=self._event(inp, "write_refused", now, None, None, reason),
                 )
+            metrics.count_write("refused", check.violation or "refused")
             raise ApplicationError(reason, type="WriteRefused", non_retryable=True)
         details["settled_by"] = "reput_after_interrupt"
         sentence = (
@@ -458,10 +480,18 @@ class AgentActivities:
 
     @activity.defn(name="record_audit")
     async def record_audit(self, event: AuditEvent) -> bool:
-        """Append an audit event (idempotent by ``event_key``)."""
+        """Append an audit event (idempotent by ``event_key``); an event recorded for the first time is counted
+        in the approval metrics (:func:`tern.metrics.count_audit_event`), so retries and replays count nothing."""
         pool = await self.pool()
         async with pool.acquire() as conn:
-            return await record_event(conn, event)
+            recorded = await record_event(conn, event)
+            if recorded and event.event_kind in ("decision", "approval_timed_out"):
+                waited = await seconds_since_request(conn, event.run_id, event.request_id)
+            else:
+                waited = None
+        if recorded:
+            metrics.count_audit_event(event, waited)
+        return recorded
 
     @activity.defn(name="compose_answer")
     async def compose_answer(self, inp: ComposeInput) -> ComposedAnswer:

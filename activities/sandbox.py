@@ -7,6 +7,7 @@ Before running, it removes any container left by an earlier attempt of the same 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from tern import metrics
 from tern.config import TernSettings
 from tern.llm.chat import LLMError, make_chat_provider
 from tern.models.code_policy import PolicyReport
@@ -60,7 +62,7 @@ class SandboxActivities:
     @activity.defn(name="generate_code")
     async def generate_code(self, inp: GenerateCodeInput) -> GeneratedCode:
         """Generate code with the configured LLM. Tests register a scripted activity under this name."""
-        provider = make_chat_provider(self.settings)
+        provider = make_chat_provider(self.settings, role="codegen")
         if provider is None:
             raise ApplicationError(
                 "no code generator is configured (llm_provider=none): give the python step its 'code'",
@@ -85,12 +87,19 @@ class SandboxActivities:
         request = ExecutionRequest(
             code=inp.code, inputs=inp.inputs, expected_keys=inp.expected_keys, run_id=inp.run_id, step_id=inp.step_id
         )
+        started = time.monotonic()
+        outcome = "sandbox_error"
         try:
             result = await sandbox_execute(request, self.backend(), heartbeat=activity.heartbeat)
+            outcome = result.status
         except SandboxUnavailable as exc:
+            outcome = "sandbox_unavailable"
             raise ApplicationError(
                 f"sandbox unavailable: {exc}", type="SandboxUnavailable", non_retryable=True
             ) from exc
         except SandboxError as exc:
             raise ApplicationError(f"sandbox failure: {exc}", type="SandboxError") from exc
+        finally:  # a cancelled execution counts as sandbox_error: it has no result
+            metrics.sandbox_executions.labels(outcome=outcome).inc()
+            metrics.sandbox_duration.labels(outcome=outcome).observe(time.monotonic() - started)
         return await store_figures(self.pool, result, run_id=inp.run_id, step_id=inp.step_id)

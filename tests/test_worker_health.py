@@ -119,3 +119,58 @@ async def test_busy_port_stops_the_worker_naming_the_setting(tmp_path) -> None:
         settings = TernSettings(data_dir=tmp_path, worker_http_port=port, sandbox_backend="process")
         with pytest.raises(HttpEndpointError, match="TERN_WORKER_HTTP_PORT"):
             await run_worker(settings, asyncio.Event())
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A Prometheus text exposition as ``{(sample name, sorted labels): value}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+def delta(after: dict, before: dict, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+async def test_metrics_count_an_approved_write_run_where_it_happens(temporal_env, settings) -> None:
+    """One run (logbook search, read, approved write): /metrics counts the search, the request, the decision and
+    its wait, the verified write; the SDK's metrics (poller gauge of the alert rules) are on the same page."""
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from tern.control.channels import read_value
+    from tern.models import Decision
+    from tests.agent_helpers import ingest_demo, start_run, wait_for_state, write_plan
+    from worker.sdk_metrics import ALERTED_SDK_METRICS
+    from workflows.agent_run import AgentRunWorkflow
+
+    await ingest_demo(settings.dsn)
+    settings = settings.model_copy(update={"worker_http_port": free_port(), "sandbox_backend": "process"})
+    address = temporal_env.client.service_client.config.target_host
+    settings = settings.model_copy(update={"temporal_address": address})
+    async with running_worker(settings) as url:
+        before = samples((await get(f"{url}/metrics")).text)
+        client = await Client.connect(address, data_converter=pydantic_data_converter)
+        channel = "SR:RF:CAVITY:02:VOLTAGE:SP"
+        handle = await start_run(client, settings, write_plan(channel, read_value(channel) - 0.05, search=True))
+        st = await wait_for_state(handle, "awaiting_approval")
+        assert st.pending is not None
+        await handle.execute_update(
+            AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
+        )
+        result = await handle.result()
+        assert result.status == "completed", result.error
+        after = samples((await get(f"{url}/metrics")).text)
+    assert delta(after, before, "tern_ariel_search_seconds_count", mode="hybrid") == 1
+    assert delta(after, before, "tern_approval_requests_total", kind="control_write") == 1
+    decided = {"kind": "control_write", "decision": "approved", "via": "update"}
+    assert delta(after, before, "tern_approval_decisions_total", **decided) == 1
+    assert delta(after, before, "tern_approval_wait_seconds_count") == 1
+    assert delta(after, before, "tern_writes_total", outcome="verified") == 1
+    names = {name for name, _ in after}
+    assert set(ALERTED_SDK_METRICS) <= names, sorted(n for n in names if n.startswith("temporal_"))

@@ -27,6 +27,7 @@ from tern.control.channels import configure_environment
 from tern.db import create_pool
 from worker.connection import connect
 from worker.health import HealthChecks, HttpEndpoint, bind, build_app
+from worker.sdk_metrics import metrics_runtime
 from workflows.agent_run import AgentRunWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 from workflows.python_execution import PythonExecutionWorkflow
@@ -160,7 +161,8 @@ async def run_worker(
         configure_environment(settings.ca_environment())
         await asyncio.to_thread(reap_sandbox_orphans, settings)
         pool = await create_pool(settings.dsn)
-        client = await connect(settings)
+        runtime, sdk_metrics = metrics_runtime()
+        client = await connect(settings, runtime=runtime)
         await check_search_attributes(client)
         check_approval_policy(settings)
     except BaseException:
@@ -172,6 +174,7 @@ async def run_worker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     reaper = asyncio.create_task(reap_sandbox_periodically(settings, stop))
+    drainer = asyncio.create_task(sdk_metrics.drain_periodically(stop))
     probe_ca = ChannelAccessClient(1, settings.ca_environment()) if settings.ca_probe_channel else None
     checks = HealthChecks(settings, client, pool, probe_ca)
     try:
@@ -186,6 +189,7 @@ async def run_worker(
                 await stop.wait()
     finally:
         reaper.cancel()
+        drainer.cancel()
         if probe_ca is not None:
             probe_ca.close(wait=False)
         await pool.close()

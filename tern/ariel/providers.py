@@ -53,7 +53,7 @@ class Providers:
     ) -> None:
         self.settings = settings
         self._embedder = embedder
-        self.llm: ChatProvider | None = make_chat_provider(settings) if llm is CONFIGURED else llm
+        self.llm: ChatProvider | None = make_chat_provider(settings, role="rag") if llm is CONFIGURED else llm
 
     async def embedder(self) -> EmbeddingProvider | None:
         """The embedder, built from the settings on the first call when it is ``CONFIGURED``.

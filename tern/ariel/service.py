@@ -8,11 +8,13 @@ stored embeddings, or with a failing embedding endpoint answer with keyword sear
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
+from tern import metrics
 from tern.ariel import rag, store
 from tern.ariel.backends.base import SearchBackend
 from tern.ariel.backends.postgres import PostgresBackend
@@ -115,6 +117,13 @@ class ArielService:
             raise ValueError(f"unknown search mode {mode!r}; modes: {', '.join(MODES)}")
         if not 1 <= limit <= 100:
             raise ValueError(f"limit must be between 1 and 100, got {limit}")
+        started = time.perf_counter()
+        try:
+            return await self._search(query, mode, limit, filters)
+        finally:
+            metrics.ariel_search.labels(mode=mode).observe(time.perf_counter() - started)
+
+    async def _search(self, query: str, mode: SearchMode, limit: int, filters: SearchFilters | None) -> SearchResponse:
         text, parsed = parse_query(query)
         f = parsed.merged(filters) if filters else parsed
         resp = SearchResponse(query=query, mode=mode, mode_used=mode)

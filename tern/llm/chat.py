@@ -6,11 +6,12 @@ Tests replace the provider with their own object implementing ``complete``; noth
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 from pydantic import BaseModel
 
+from tern import metrics, tracing
 from tern.config import TernSettings
 
 
@@ -43,6 +44,8 @@ class OpenAICompatibleChat:
         api_key: bearer token, if the endpoint needs one.
         timeout_s: request timeout in seconds.
         transport: an httpx transport (tests).
+        role: what the calls are for (``codegen``, ``rag``, ``chat``): the ``role`` label of
+            ``tern_llm_tokens_total`` and an attribute of each call's span.
     """
 
     def __init__(
@@ -52,8 +55,10 @@ class OpenAICompatibleChat:
         api_key: str | None = None,
         timeout_s: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        role: str = "chat",
     ) -> None:
         self.model = model
+        self.role = role
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout_s, transport=transport
@@ -68,24 +73,39 @@ class OpenAICompatibleChat:
             "max_tokens": max_tokens,
             "temperature": temperature,
         }
-        try:
-            resp = await self._client.post("chat/completions", json=body)
-            resp.raise_for_status()
-            content = resp.json()["choices"][0]["message"]["content"]
-        except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
-            raise LLMError(f"chat endpoint {self._client.base_url}: {exc!r}") from exc
+        with tracing.span("llm.chat", {"llm.model": self.model, "llm.role": self.role}) as span:
+            try:
+                resp = await self._client.post("chat/completions", json=body)
+                resp.raise_for_status()
+                reply = resp.json()
+                content = reply["choices"][0]["message"]["content"]
+            except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
+                raise LLMError(f"chat endpoint {self._client.base_url}: {exc!r}") from exc
+            self._count_usage(reply.get("usage"), span)
         if not isinstance(content, str):
             raise LLMError(f"chat endpoint {self._client.base_url}: reply has no text content")
         return content
+
+    def _count_usage(self, usage: Any, span: tracing.Span) -> None:
+        """Count the reply's ``usage`` (OpenAI chat completions: ``prompt_tokens``, ``completion_tokens``) in
+        ``tern_llm_tokens_total`` and on the span; a reply without usage counts nothing."""
+        if not isinstance(usage, dict):
+            return
+        for kind in ("prompt", "completion"):
+            n = usage.get(f"{kind}_tokens")
+            if isinstance(n, int) and n >= 0:
+                metrics.llm_tokens.labels(role=self.role, kind=kind).inc(n)
+                span.set_attribute(f"llm.tokens.{kind}", n)
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
 
-def make_chat_provider(settings: TernSettings) -> ChatProvider | None:
-    """The provider configured by ``settings.llm_provider`` (None for 'none')."""
+def make_chat_provider(settings: TernSettings, role: str = "chat") -> ChatProvider | None:
+    """The provider configured by ``settings.llm_provider`` (None for 'none'); ``role`` labels its token counts
+    and spans (see :class:`OpenAICompatibleChat`)."""
     if settings.llm_provider == "openai":
         assert settings.llm_url
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-        return OpenAICompatibleChat(settings.llm_url, settings.llm_model, key, settings.llm_timeout_s)
+        return OpenAICompatibleChat(settings.llm_url, settings.llm_model, key, settings.llm_timeout_s, role=role)
     return None
