@@ -9,6 +9,7 @@ Channel Access goes through one :class:`~tern.control.ca_client.ChannelAccessCli
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,7 @@ from tern.models.activity_io import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("tern.activities.agent")
 HEARTBEAT_EVERY_S = 1.0  # the write activity's heartbeat period (its heartbeat timeout: workflows.agent_run)
 
 
@@ -319,6 +321,13 @@ class AgentActivities:
         async with pool.acquire() as conn:
             await finish_write(conn, key, record, state="done", event=event)
         metrics.count_write("verified" if record.verified else "unverified")
+        log.info(
+            "wrote %s = %g (%s): %s",
+            inp.channel,
+            inp.value,
+            "verified" if record.verified else "NOT verified",
+            record.message,
+        )
         if cancelled is not None:
             raise cancelled
         return record

@@ -15,7 +15,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from tern import metrics
+from tern import metrics, tracing
 from tern.config import TernSettings
 from tern.llm.chat import LLMError, make_chat_provider
 from tern.models.code_policy import PolicyReport
@@ -89,9 +89,12 @@ class SandboxActivities:
         )
         started = time.monotonic()
         outcome = "sandbox_error"
+        span_attrs = {"sandbox.backend": self.settings.sandbox_backend, "sandbox.image": self.settings.sandbox_image}
         try:
-            result = await sandbox_execute(request, self.backend(), heartbeat=activity.heartbeat)
-            outcome = result.status
+            with tracing.span("sandbox.execute", span_attrs) as span:
+                result = await sandbox_execute(request, self.backend(), heartbeat=activity.heartbeat)
+                outcome = result.status
+                span.set_attributes({"sandbox.outcome": outcome, "sandbox.duration_s": time.monotonic() - started})
         except SandboxUnavailable as exc:
             outcome = "sandbox_unavailable"
             raise ApplicationError(

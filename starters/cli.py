@@ -111,18 +111,17 @@ def _print_stack(st: Any) -> None:
 @app.command()
 def worker() -> None:
     """Run a Tern worker in the foreground (uses writes_enabled and Channel Access settings as configured)."""
-    import logging
+    from worker.logs import configure_logging
+    from worker.main import run_worker, startup_errors
 
-    from worker.main import MissingSearchAttributes, run_worker
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     s = load_settings()
+    configure_logging(s)
     if not s.writes_enabled:
         err.print("[yellow]control writes are disabled (writes_enabled=false): write steps will be refused[/]")
     try:
         asyncio.run(run_worker(s))
-    except MissingSearchAttributes as exc:
-        fail(str(exc), 1)
+    except startup_errors() as exc:
+        fail(f"the worker cannot start: {exc}", 1)
 
 
 # --- runs -------------------------------------------------------------------------------------------------

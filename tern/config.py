@@ -153,10 +153,10 @@ class TernSettings(BaseSettings):
         description="OTLP/HTTP base URL traces are exported to, e.g. http://collector:4318; unset falls back to "
         "OTEL_EXPORTER_OTLP_ENDPOINT, and with neither no spans leave the process.",
     )
-    log_format: Literal["auto", "human", "json"] = Field(
-        "auto",
-        description="Log lines: 'json' (one JSON object a line with workflow, step, request and trace ids), "
-        "'human', or 'auto' (human at a terminal, JSON otherwise).",
+    log_format: Literal["human", "json"] = Field(
+        "human",
+        description="Worker log lines: 'human' (time, logger, level, message) or 'json' (one JSON object a line "
+        "with workflow id, Tern run id, step id, request id and trace id; the worker image's default).",
     )
     # Python execution (sandbox)
     python_approval_mode: ApprovalMode = Field(

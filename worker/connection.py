@@ -12,6 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
 from tern.config import TernSettings
+from worker.telemetry import tracing_interceptor
 
 
 class TemporalUnreachable(RuntimeError):
@@ -21,7 +22,8 @@ class TemporalUnreachable(RuntimeError):
 async def connect(
     settings: TernSettings, *, runtime: Runtime | None = None, interceptors: Sequence[Interceptor] = ()
 ) -> Client:
-    """A client for ``settings.temporal_address`` / ``temporal_namespace`` with the pydantic data converter.
+    """A client for ``settings.temporal_address`` / ``temporal_namespace`` with the pydantic data converter and
+    the tracing interceptor (tracing configured first, :func:`worker.telemetry.configure_tracing`).
 
     ``runtime``: the Temporal runtime (the worker's records the SDK's metrics, :mod:`worker.sdk_metrics`);
     default the SDK's. ``interceptors``: client interceptors (the worker's tracing interceptor,
@@ -34,7 +36,7 @@ async def connect(
             namespace=settings.temporal_namespace,
             data_converter=pydantic_data_converter,
             runtime=runtime,
-            interceptors=interceptors,
+            interceptors=[tracing_interceptor(), *interceptors],
         )
     except Exception as exc:  # the SDK raises RuntimeError or RPCError depending on the failure
         raise TemporalUnreachable(

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -25,9 +26,11 @@ from tern.config import TernSettings
 from tern.control.ca_client import ChannelAccessClient
 from tern.control.channels import configure_environment
 from tern.db import create_pool
-from worker.connection import connect
-from worker.health import HealthChecks, HttpEndpoint, bind, build_app
+from worker.connection import TemporalUnreachable, connect
+from worker.health import HealthChecks, HttpEndpoint, HttpEndpointError, bind, build_app
+from worker.logs import LogContextInterceptor, configure_logging
 from worker.sdk_metrics import metrics_runtime
+from worker.telemetry import TelemetryConfigError, configure_tracing
 from workflows.agent_run import AgentRunWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 from workflows.python_execution import PythonExecutionWorkflow
@@ -71,6 +74,7 @@ def build_worker(
         workflows=list(WORKFLOWS),
         activities=[*(a for a in activities if a.__name__ not in overrides), *overrides.values()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        interceptors=[LogContextInterceptor()],
         max_concurrent_activities=50,
     )
 
@@ -195,9 +199,36 @@ async def run_worker(
         await pool.close()
 
 
+def startup_errors() -> tuple[type[Exception], ...]:
+    """Errors that stop a worker at start with a message naming the setting or the fix (no traceback)."""
+    from asyncpg import PostgresError
+
+    from tern.approval import ApprovalPolicyError
+
+    return (
+        MissingSearchAttributes,
+        HttpEndpointError,
+        TelemetryConfigError,
+        TemporalUnreachable,
+        ApprovalPolicyError,
+        PostgresError,
+        OSError,
+    )
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(run_worker(TernSettings()))
+    """``python -m worker.main``: run a worker with the environment's settings; exit 1 with the reason on one
+    line (stderr) when it cannot start (:func:`startup_errors`, invalid settings)."""
+    from pydantic import ValidationError
+
+    try:
+        settings = TernSettings()
+        configure_logging(settings)
+        configure_tracing(settings)
+        asyncio.run(run_worker(settings))
+    except (ValidationError, *startup_errors()) as exc:  # type: ignore[misc]  # a tuple built at run time
+        print(f"tern worker: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from tern import metrics
+from tern import metrics, tracing
 from tern.ariel import rag, store
 from tern.ariel.backends.base import SearchBackend
 from tern.ariel.backends.postgres import PostgresBackend
@@ -119,7 +119,10 @@ class ArielService:
             raise ValueError(f"limit must be between 1 and 100, got {limit}")
         started = time.perf_counter()
         try:
-            return await self._search(query, mode, limit, filters)
+            with tracing.span("ariel.search", {"ariel.mode": mode, "ariel.limit": limit}) as span:
+                resp = await self._search(query, mode, limit, filters)
+                span.set_attributes({"ariel.mode_used": resp.mode_used, "ariel.hits": len(resp.hits)})
+                return resp
         finally:
             metrics.ariel_search.labels(mode=mode).observe(time.perf_counter() - started)
 
