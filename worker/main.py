@@ -26,7 +26,7 @@ from tern.config import TernSettings
 from tern.control.ca_client import ChannelAccessClient
 from tern.control.channels import configure_environment
 from tern.db import create_pool
-from worker.connection import TemporalUnreachable, connect
+from worker.connection import TemporalUnreachable, connect, connect_options
 from worker.health import HealthChecks, HttpEndpoint, HttpEndpointError, bind, build_app
 from worker.logs import LogContextInterceptor, configure_logging
 from worker.sdk_metrics import metrics_runtime
@@ -162,6 +162,7 @@ async def run_worker(
     its base URL (None when ``worker_http_port`` is 0) once the worker polls."""
     sock = bind(settings.worker_http_host, settings.worker_http_port) if settings.worker_http_port else None
     try:
+        connect_options(settings)  # an unusable TLS file or profile stops the worker before anything starts
         configure_environment(settings.ca_environment())
         await asyncio.to_thread(reap_sandbox_orphans, settings)
         pool = await create_pool(settings.dsn)
@@ -204,8 +205,10 @@ def startup_errors() -> tuple[type[Exception], ...]:
     from asyncpg import PostgresError
 
     from tern.approval import ApprovalPolicyError
+    from tern.db import DatabaseError
 
     return (
+        DatabaseError,
         MissingSearchAttributes,
         HttpEndpointError,
         TelemetryConfigError,
