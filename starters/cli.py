@@ -124,6 +124,39 @@ def worker() -> None:
         fail(f"the worker cannot start: {exc}", 1)
 
 
+image_app = typer.Typer(help="Container images built locally, without a registry: the worker and the sandbox.")
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build(
+    target: Annotated[str, typer.Argument(help="worker (infra/worker/Dockerfile) or sandbox (infra/sandbox).")],
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when the image is up to date.")] = False,
+) -> None:
+    """Build an image on the local Docker engine (skipped when the image of the current source exists)."""
+    from rich.markup import escape
+
+    from tern.sandbox import SandboxError
+
+    if target not in ("worker", "sandbox"):
+        fail(f"unknown image {target!r}: worker or sandbox", 2)
+    settings = load_settings()
+    try:
+        if target == "worker":
+            from tern.worker_image import build_worker_image
+
+            ref = build_worker_image(
+                settings, force=force, progress=lambda line: out.print(escape(line), highlight=False)
+            )
+        else:
+            from tern.sandbox.image import build_image
+
+            ref = build_image(settings, force=force, progress=lambda line: out.print(escape(line), highlight=False))
+    except SandboxError as exc:
+        fail(str(exc), 1)
+    out.print(f"{target} image: [bold]{ref}[/]")
+
+
 # --- runs -------------------------------------------------------------------------------------------------
 @app.command()
 def run(

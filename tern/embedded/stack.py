@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -198,11 +198,16 @@ class EmbeddedStack:
         )
 
     # -- up ------------------------------------------------------------------------------------------
-    def up(self) -> StackStatus:
-        """Start every component that is not running; returns the resulting status."""
+    def up(self, only: Sequence[str] = COMPONENTS) -> StackStatus:
+        """Start every component of ``only`` (default all, in start order) that is not running; returns the
+        resulting status. ``only`` without ``worker`` leaves the polling to workers started elsewhere (the
+        worker image, another host). Raises ``ValueError`` for a name that is not a component."""
+        unknown = set(only) - set(COMPONENTS)
+        if unknown:
+            raise ValueError(f"no stack component named {', '.join(sorted(unknown))}; components: {COMPONENTS}")
         for d in (self.run_dir, self.log_dir, self.root / "temporal"):
             d.mkdir(parents=True, exist_ok=True)
-        for name in COMPONENTS:
+        for name in (c for c in COMPONENTS if c in only):
             pid, _stale = self._alive_pid(name)
             if pid:
                 self.progress(f"{name}: running (pid {pid})")
