@@ -26,13 +26,16 @@ def test_stale_pid_files_are_reported_dead(tmp_path) -> None:
     assert states["postgres"][0] == "stopped"
 
 
-async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_nothing(tmp_path) -> None:
-    """``tern up`` on free ports; SIGKILL the worker: its supervisor restarts it (restart count 1, the exit
-    reason recorded), a run completes on the new worker, and ``tern down`` leaves no process behind."""
+async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_nothing(tmp_path, monkeypatch) -> None:
+    """``tern up`` on free ports (the shell's TEMPORAL_* variables do not lead the stack's worker away); its
+    /readyz answers at the URL ``tern status`` lists; SIGKILL the worker: its supervisor restarts it (restart
+    count 1, the exit reason recorded), a run completes on the new worker, and ``tern down`` leaves no process
+    behind."""
     import asyncio
     import signal
     import time
 
+    import httpx
     import psutil
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
@@ -40,6 +43,8 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
     from tern.models import Plan
     from tests.agent_helpers import start_run
 
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")  # as if the shell were set up for another cluster
+    monkeypatch.setenv("TEMPORAL_TLS_CLIENT_CERT_PATH", str(tmp_path / "no-such-cert.pem"))
     settings = TernSettings(
         data_dir=tmp_path / "tern",
         pg_port=free_port(),
@@ -56,6 +61,10 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
         st = await asyncio.to_thread(stack.up)
         worker = next(c for c in st.components if c.name == "worker")
         assert worker.state == "running" and worker.restarts == 0 and worker.child_pid, worker
+        assert st.worker_urls["readyz"] == f"http://127.0.0.1:{settings.worker_http_port}/readyz"
+        async with httpx.AsyncClient(timeout=30) as http:
+            ready = (await http.get(st.worker_urls["readyz"])).json()["dependencies"]
+        assert ready["temporal"]["ok"] and ready["postgres"]["ok"], ready
         first = worker.child_pid
         seen |= {worker.pid, first}
         os.kill(first, signal.SIGKILL)

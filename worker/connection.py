@@ -55,7 +55,7 @@ def connect_options(settings: TernSettings, environ: dict[str, str] | None = Non
         where = f"TEMPORAL_PROFILE={profile_name!r}" if profile_name else "the Temporal client configuration"
         file = env.get("TEMPORAL_CONFIG_FILE", "~/.config/temporalio/temporal.toml")
         raise TemporalConfigError(f"cannot load {where} (file {file}; TEMPORAL_CONFIG_FILE): {exc}") from exc
-    if profile.tls is not None:
+    if profile.tls is not None and profile.tls.disabled is not True:
         for field, var, key in _TLS_FILES:
             source = getattr(profile.tls, field)
             if isinstance(source, Path) and not os.access(source, os.R_OK):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from urllib.parse import urlparse
 
 from opentelemetry import trace
@@ -55,15 +56,15 @@ def configure_tracing(settings: TernSettings) -> bool:
     """Install the SDK tracer provider with a batching OTLP/HTTP exporter when an endpoint is configured and no
     SDK provider is installed yet (once per process); returns whether an SDK provider is in place. Raises
     :class:`TelemetryConfigError` for a bad endpoint URL."""
-    from opentelemetry.sdk.trace import TracerProvider
-
     endpoint = otlp_endpoint(settings)
-    if isinstance(trace.get_tracer_provider(), TracerProvider):
+    sdk = sys.modules.get("opentelemetry.sdk.trace")  # an SDK provider implies the SDK is imported already
+    if sdk is not None and isinstance(trace.get_tracer_provider(), sdk.TracerProvider):
         return True
     if endpoint is None:
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))

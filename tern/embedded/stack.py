@@ -327,6 +327,11 @@ class EmbeddedStack:
             "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
             "TERN_DATABASE_URL": self.s.dsn,
             "TERN_TEMPORAL_ADDRESS": self.s.temporal_address,
+            # The standard TEMPORAL_* variables take precedence over TERN_TEMPORAL_* (worker/connection.py): pin
+            # them, so a shell set up for another cluster (address, TLS) does not lead the stack's worker away.
+            "TEMPORAL_ADDRESS": self.s.temporal_address,
+            "TEMPORAL_NAMESPACE": self.s.temporal_namespace,
+            "TEMPORAL_TLS": "false",
             "TERN_TASK_QUEUE": self.s.task_queue,
             "TERN_LIMITS_PATH": str(self.s.limits_path),
             "TERN_WORKER_HTTP_HOST": self.s.worker_http_host,
