@@ -6,13 +6,14 @@ reads, an approved control write verified by readback, the answer), run one afte
   prometheus_client counters still count (they are not switchable; an increment is ~1 µs).
 - ``on``: ``worker.main.run_worker`` as deployed: the tracing interceptor on client and worker, the SDK's
   tracer provider exporting every span over OTLP/HTTP (batching) to a receiver in the driver process, the SDK
-  metrics through the MetricBuffer collector, the /healthz /readyz /metrics endpoint (scraped every second
-  during the runs, as a busy Prometheus would not).
+  metrics through the MetricBuffer collector, the /healthz /readyz /metrics endpoint, scraped every
+  ``SCRAPE_EVERY_S`` (Prometheus' default interval) during the runs.
 
 Each variant runs in its own process (a tracer provider cannot be removed once installed), against one shared
 Temporal dev server, embedded PostgreSQL and simulated IOC started by the driver. Rounds alternate off/on so
-drift on the shared machine hits both; the figure is the ratio of the median run latencies (start to result,
-the approval sent as soon as the run waits for it).
+drift on the shared machine hits both; the figures are the ratio of the median run latencies (start to result,
+the approval sent as soon as the run waits for it) and the ratio of the CPU time the variant's process (worker
+and starting client together) spent per run.
 
     .venv/bin/python -m benchmarks.observability_overhead --runs 50 \\
         --json benchmarks/results/observability_overhead.json
@@ -43,6 +44,7 @@ from benchmarks._common import embedded_postgres, percentile
 from tern.embedded.net import free_port
 
 CHANNEL = "SR:RF:CAVITY:01:VOLTAGE:SP"
+SCRAPE_EVERY_S = 15.0  # Prometheus' default scrape interval
 
 
 def plan(value: float) -> Any:
@@ -86,8 +88,9 @@ async def one_run(client: Any, task_queue: str, value: float) -> float:
     return time.perf_counter() - started
 
 
-async def child(variant: str, runs: int) -> list[float]:
-    """One variant's runs in this process (settings from the environment the driver sets)."""
+async def child(variant: str, runs: int) -> tuple[list[float], float]:
+    """One variant's runs in this process (settings from the environment the driver sets): their latencies and
+    the process's CPU seconds over the runs (start-up and imports excluded)."""
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -105,7 +108,8 @@ async def child(variant: str, runs: int) -> list[float]:
         pool = await create_pool(settings.dsn)
         try:
             async with build_worker(client, settings, pool):
-                return [await one_run(client, settings.task_queue, v) for v in values]
+                cpu0 = time.process_time()
+                return [await one_run(client, settings.task_queue, v) for v in values], time.process_time() - cpu0
         finally:
             await pool.close()
     stop = asyncio.Event()
@@ -120,11 +124,12 @@ async def child(variant: str, runs: int) -> list[float]:
         async with httpx.AsyncClient(timeout=10) as http:
             while not stop.is_set():
                 await http.get(f"{url}/metrics")
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(SCRAPE_EVERY_S)
 
     scraper = asyncio.create_task(scrape())
     try:
-        return [await one_run(client, settings.task_queue, v) for v in values]
+        cpu0 = time.process_time()
+        return [await one_run(client, settings.task_queue, v) for v in values], time.process_time() - cpu0
     finally:
         stop.set()
         await scraper
@@ -163,7 +168,8 @@ def main() -> None:
     parser.add_argument("--child", choices=["off", "on"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(child(args.child, args.runs))))
+        latencies, cpu_s = asyncio.run(child(args.child, args.runs))
+        print(json.dumps({"latencies": latencies, "cpu_s_per_run": cpu_s / args.runs}))
         return
     drive(args)
 
@@ -192,7 +198,7 @@ def drive(args: argparse.Namespace) -> None:
             "TERN_APPROVERS": '["bob"]',
         }
         try:
-            latencies = asyncio.run(rounds(args, base, otlp_port))
+            latencies, cpu = asyncio.run(rounds(args, base, otlp_port))
         finally:
             sim.terminate()
             sim.wait(10)
@@ -205,6 +211,8 @@ def drive(args: argparse.Namespace) -> None:
         "mean_s": {v: statistics.fmean(x) for v, x in latencies.items()},
         "ratio_median_on_off": med["on"] / med["off"],
         "ratio_mean_on_off": statistics.fmean(latencies["on"]) / statistics.fmean(latencies["off"]),
+        "worker_process_cpu_s_per_run": {v: statistics.fmean(x) for v, x in cpu.items()},
+        "ratio_cpu_on_off": statistics.fmean(cpu["on"]) / statistics.fmean(cpu["off"]),
         "spans_exported": spans[0],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
@@ -213,7 +221,9 @@ def drive(args: argparse.Namespace) -> None:
         args.json.write_text(json.dumps({**figures, "latencies_s": latencies}, indent=2) + "\n")
 
 
-async def rounds(args: argparse.Namespace, base: dict[str, str], otlp_port: int) -> dict[str, list[float]]:
+async def rounds(
+    args: argparse.Namespace, base: dict[str, str], otlp_port: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """The dev server, then ``args.rounds`` rounds of off and on children; latencies per variant."""
     from temporalio.testing import WorkflowEnvironment
 
@@ -222,6 +232,7 @@ async def rounds(args: argparse.Namespace, base: dict[str, str], otlp_port: int)
     temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal, search_attributes=ALL)
     latencies: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
     try:
         for rnd in range(args.rounds):
             for variant in ("off", "on"):
@@ -239,11 +250,13 @@ async def rounds(args: argparse.Namespace, base: dict[str, str], otlp_port: int)
                 out, err = await proc.communicate()
                 if proc.returncode != 0:
                     raise RuntimeError(f"{variant} round {rnd} failed:\n{err.decode()[-3000:]}")
-                latencies[variant] += json.loads(out.decode().strip().splitlines()[-1])
+                child_out = json.loads(out.decode().strip().splitlines()[-1])
+                latencies[variant] += child_out["latencies"]
+                cpu[variant].append(child_out["cpu_s_per_run"])
                 print(f"round {rnd} {variant}: median {statistics.median(latencies[variant]):.3f} s", flush=True)
     finally:
         await env.shutdown()
-    return latencies
+    return latencies, cpu
 
 
 if __name__ == "__main__":
