@@ -26,6 +26,13 @@ def test_stale_pid_files_are_reported_dead(tmp_path) -> None:
     assert states["postgres"][0] == "stopped"
 
 
+def test_status_lists_the_worker_endpoint_urls(tmp_path) -> None:
+    port = free_port()
+    urls = EmbeddedStack(TernSettings(data_dir=tmp_path, worker_http_port=port)).status().worker_urls
+    assert urls == {name: f"http://127.0.0.1:{port}/{name}" for name in ("healthz", "readyz", "metrics")}
+    assert EmbeddedStack(TernSettings(data_dir=tmp_path, worker_http_port=0)).status().worker_urls == {}
+
+
 async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_nothing(tmp_path, monkeypatch) -> None:
     """``tern up`` on free ports (the shell's TEMPORAL_* variables do not lead the stack's worker away); its
     /readyz answers at the URL ``tern status`` lists; SIGKILL the worker: its supervisor restarts it (restart
