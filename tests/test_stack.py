@@ -73,6 +73,7 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
             ready = (await http.get(st.worker_urls["readyz"])).json()["dependencies"]
         assert ready["temporal"]["ok"] and ready["postgres"]["ok"], ready
         first = worker.child_pid
+        assert first is not None and worker.pid is not None
         seen |= {worker.pid, first}
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 60
