@@ -9,6 +9,7 @@ Channel Access goes through one :class:`~tern.control.ca_client.ChannelAccessCli
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -20,9 +21,18 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
+from tern import metrics
 from tern.agent.compose import compose, compose_with_llm
 from tern.ariel.service import search as ariel_search
-from tern.audit.store import claim_age_s, claim_write, finish_write, mark_reput, record_event, release_claim
+from tern.audit.store import (
+    claim_age_s,
+    claim_write,
+    finish_write,
+    mark_reput,
+    record_event,
+    release_claim,
+    seconds_since_request,
+)
 from tern.config import TernSettings
 from tern.control import channels as ca
 from tern.control.ca_client import ChannelAccessClient
@@ -43,6 +53,7 @@ from tern.models.activity_io import (
 from tern.planning import REGISTRY
 
 T = TypeVar("T")
+log = logging.getLogger("tern.activities.agent")
 HEARTBEAT_EVERY_S = 1.0  # the write activity's heartbeat period (its heartbeat timeout: workflows.agent_run)
 
 
@@ -155,6 +166,12 @@ class AgentActivities:
         """Check a proposed write against the master switch, the limits database and the live value. A channel
         that does not answer raises a retryable ``ChannelUnreachable`` for ``ca_unreachable_grace_s`` after the
         first attempt (an IOC rebooting), then is refused (``channel_unreachable``)."""
+        check = await self._check_write(inp)
+        if not check.allowed:
+            metrics.write_refusals.labels(reason=check.violation or "refused").inc()
+        return check
+
+    async def _check_write(self, inp: WriteCheckInput) -> LimitsCheck:
         base = {"channel": inp.channel, "value": inp.value}
         if not self.settings.writes_enabled:
             return LimitsCheck(
@@ -218,12 +235,14 @@ class AgentActivities:
         """
         s = self.settings
         if not s.writes_enabled:
+            metrics.count_write("refused", "writes_disabled")
             raise ApplicationError(
                 "control writes are disabled (writes_enabled=false)", type="WritesDisabled", non_retryable=True
             )
         try:
             limits = self.limits()
         except LimitsDatabaseError as exc:
+            metrics.count_write("refused", "invalid_limits_database")
             raise ApplicationError(f"all writes blocked: {exc}", type="InvalidLimits", non_retryable=True) from exc
         key = inp.idempotency_key
         pool = await self.pool()
@@ -254,6 +273,7 @@ class AgentActivities:
             event = self._event(inp, "write_refused", current, None, None, reason)
             async with pool.acquire() as conn:
                 await finish_write(conn, key, None, state="failed", event=event)
+            metrics.count_write("refused", "value_changed_since_approval" if check.allowed else check.violation)
             raise ApplicationError(
                 reason,
                 type="ValueChangedSinceApproval" if moved and check.allowed else "WriteRefused",
@@ -308,6 +328,7 @@ class AgentActivities:
             event = self._event(inp, "write_refused", current, None, None, str(exc))
             async with pool.acquire() as conn:
                 await finish_write(conn, key, None, state="failed", event=event)
+            metrics.count_write("refused", "unverifiable_change")
             raise ApplicationError(
                 f"write refused at execution time: {exc}", type="WriteRefused", non_retryable=True
             ) from exc
@@ -321,6 +342,14 @@ class AgentActivities:
         event = self._event(inp, "write", current, record.readback, record.verified, record.message, details)
         async with pool.acquire() as conn:
             await finish_write(conn, key, record, state="done", event=event)
+        metrics.count_write("verified" if record.verified else "unverified")
+        log.info(
+            "wrote %s = %g (%s): %s",
+            inp.channel,
+            inp.value,
+            "verified" if record.verified else "NOT verified",
+            record.message,
+        )
         if cancelled is not None:
             raise cancelled
         return record
@@ -412,6 +441,7 @@ class AgentActivities:
         event = self._event(inp, "write", None, now, record.verified, record.message, details)
         async with pool.acquire() as conn:
             await finish_write(conn, inp.idempotency_key, record, state=state, event=event)
+        metrics.count_write("verified" if record.verified else "unknown")
         if not record.verified:
             raise ApplicationError(
                 f"an earlier attempt of this write was interrupted and {inp.channel} holds {now}, not "
@@ -443,6 +473,7 @@ class AgentActivities:
                     state="failed",
                     event=self._event(inp, "write_refused", now, None, None, reason),
                 )
+            metrics.count_write("refused", check.violation or "refused")
             raise ApplicationError(reason, type="WriteRefused", non_retryable=True)
         details["settled_by"] = "reput_after_interrupt"
         sentence = (
@@ -480,10 +511,18 @@ class AgentActivities:
 
     @activity.defn(name="record_audit")
     async def record_audit(self, event: AuditEvent) -> bool:
-        """Append an audit event (idempotent by ``event_key``)."""
+        """Append an audit event (idempotent by ``event_key``); an event recorded for the first time is counted
+        in the approval metrics (:func:`tern.metrics.count_audit_event`), so retries and replays count nothing."""
         pool = await self.pool()
         async with pool.acquire() as conn:
-            return await record_event(conn, event)
+            recorded = await record_event(conn, event)
+            if recorded and event.event_kind in ("decision", "approval_timed_out"):
+                waited = await seconds_since_request(conn, event.run_id, event.request_id)
+            else:
+                waited = None
+        if recorded:
+            metrics.count_audit_event(event, waited)
+        return recorded
 
     @activity.defn(name="compose_answer")
     async def compose_answer(self, inp: ComposeInput) -> ComposedAnswer:

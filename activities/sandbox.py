@@ -7,6 +7,7 @@ Before running, it removes any container left by an earlier attempt of the same 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from tern import metrics, tracing
 from tern.config import TernSettings
 from tern.llm.chat import LLMError, make_chat_provider
 from tern.models.code_policy import PolicyReport
@@ -106,12 +108,22 @@ class SandboxActivities:
             run_id=inp.run_id,
             step_id=inp.step_id,
         )
+        started = time.monotonic()
+        outcome = "sandbox_error"
+        span_attrs = {"sandbox.backend": self.settings.sandbox_backend, "sandbox.image": self.settings.sandbox_image}
         try:
-            result = await sandbox_execute(request, self.backend(), heartbeat=activity.heartbeat)
+            with tracing.span("sandbox.execute", span_attrs) as span:
+                result = await sandbox_execute(request, self.backend(), heartbeat=activity.heartbeat)
+                outcome = result.status
+                span.set_attributes({"sandbox.outcome": outcome, "sandbox.duration_s": time.monotonic() - started})
         except SandboxUnavailable as exc:
+            outcome = "sandbox_unavailable"
             raise ApplicationError(
                 f"sandbox unavailable: {exc}", type="SandboxUnavailable", non_retryable=True
             ) from exc
         except SandboxError as exc:
             raise ApplicationError(f"sandbox failure: {exc}", type="SandboxError") from exc
+        finally:  # a cancelled execution counts as sandbox_error: it has no result
+            metrics.sandbox_executions.labels(outcome=outcome).inc()
+            metrics.sandbox_duration.labels(outcome=outcome).observe(time.monotonic() - started)
         return await store_figures(self.pool, result, run_id=inp.run_id, step_id=inp.step_id)

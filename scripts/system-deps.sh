@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages and services the full test suite needs; idempotent, safe to run again.
 #   - Docker engine (Debian's docker.io) and debootstrap, installed when missing;
+#   - promtool, extracted from Debian's prometheus package into the venv when missing (alert rules test);
 #   - Debian's chromium, installed when missing: the Web UI browser tests (tests/test_webui.py) drive it through
 #     Playwright; never `playwright install` (no browser download);
 #   - dockerd started when it does not answer (systemd when it runs the machine, else in the background);
@@ -59,6 +60,19 @@ start_dockerd() {
   say "docker engine is up ($(as_root docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
 }
 
+# promtool (tests/test_alerts.py checks infra/prometheus/alerts.yml with it) from Debian's prometheus package,
+# extracted into the venv with dpkg-deb: installing the package would also install and start a Prometheus server.
+install_promtool() {
+  if [ -x "$VENV/bin/promtool" ] || command -v promtool >/dev/null 2>&1; then return 0; fi
+  local tmp
+  tmp=$(mktemp -d)
+  say "extracting promtool from Debian's prometheus package into $VENV/bin"
+  (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 || { apt_get update -qq && apt-get download prometheus >/dev/null; }; })
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+  install -m 0755 "$tmp/root/usr/bin/promtool" "$VENV/bin/promtool"
+  rm -rf "$tmp"
+}
+
 build_sandbox_image() {
   if [ "${TERN_SKIP_SANDBOX_IMAGE:-0}" = 1 ]; then say "TERN_SKIP_SANDBOX_IMAGE=1: not building the sandbox image"; return 0; fi
   if [ ! -x "$VENV/bin/python" ]; then
@@ -70,5 +84,6 @@ build_sandbox_image() {
 }
 
 install_packages
+[ ! -d "$VENV/bin" ] || install_promtool
 start_dockerd
 build_sandbox_image

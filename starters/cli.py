@@ -114,23 +114,57 @@ def _print_stack(st: Any) -> None:
             + (f"; loads in {e.loads_in}" if e.provider != "none" else ""),
             highlight=False,
         )
+    if st.worker_urls:
+        out.print(f"worker: {st.worker_urls['readyz']}, {st.worker_urls['metrics']}", highlight=False)
 
 
 @app.command()
 def worker() -> None:
     """Run a Tern worker in the foreground (uses writes_enabled and Channel Access settings as configured)."""
-    import logging
+    from worker.logs import configure_logging
+    from worker.main import run_worker, startup_errors
 
-    from worker.main import MissingSearchAttributes, run_worker
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     s = load_settings()
+    configure_logging(s)
     if not s.writes_enabled:
         err.print("[yellow]control writes are disabled (writes_enabled=false): write steps will be refused[/]")
     try:
         asyncio.run(run_worker(s))
-    except MissingSearchAttributes as exc:
+    except startup_errors() as exc:
+        fail(f"the worker cannot start: {exc}", 1)
+
+
+image_app = typer.Typer(help="Container images built locally, without a registry: the worker and the sandbox.")
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build(
+    target: Annotated[str, typer.Argument(help="worker (infra/worker/Dockerfile) or sandbox (infra/sandbox).")],
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when the image is up to date.")] = False,
+) -> None:
+    """Build an image on the local Docker engine (skipped when the image of the current source exists)."""
+    from rich.markup import escape
+
+    from tern.sandbox import SandboxError
+
+    if target not in ("worker", "sandbox"):
+        fail(f"unknown image {target!r}: worker or sandbox", 2)
+    settings = load_settings()
+    try:
+        if target == "worker":
+            from tern.worker_image import build_worker_image
+
+            ref = build_worker_image(
+                settings, force=force, progress=lambda line: out.print(escape(line), highlight=False)
+            )
+        else:
+            from tern.sandbox.image import build_image
+
+            ref = build_image(settings, force=force, progress=lambda line: out.print(escape(line), highlight=False))
+    except SandboxError as exc:
         fail(str(exc), 1)
+    out.print(f"{target} image: [bold]{ref}[/]")
 
 
 # --- runs -------------------------------------------------------------------------------------------------

@@ -149,10 +149,13 @@ class TernClient:
 
     @classmethod
     async def connect(cls, settings: TernSettings) -> TernClient:
-        """Connect to Temporal. Raises :class:`TernUnavailable` with a hint when it cannot be reached."""
+        """Connect to Temporal. Raises :class:`TernUnavailable` with a hint when it cannot be reached or its
+        connection settings (TLS files, profile, OTLP endpoint) are unusable, naming the setting."""
+        from worker.telemetry import TelemetryConfigError
+
         try:
             client = await connect(settings)
-        except TemporalUnreachable as exc:
+        except (TemporalUnreachable, TelemetryConfigError) as exc:
             raise TernUnavailable(str(exc)) from exc
         return cls(client, settings)
 

@@ -105,7 +105,11 @@ def print_json(obj: Any) -> None:
 
 def hard_exit(code: int) -> NoReturn:
     """Flush and leave with ``os._exit``: a process that used the Temporal client can crash at interpreter
-    exit (sdk-python issue 300), which would turn a success into a signal exit and lose buffered output."""
+    exit (sdk-python issue 300), which would turn a success into a signal exit and lose buffered output. Spans
+    still buffered for the OTLP exporter are exported first (when tracing was set up at all)."""
+    telemetry = sys.modules.get("worker.telemetry")
+    if telemetry is not None:
+        telemetry.flush_tracing()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -144,6 +144,33 @@ class TernSettings(BaseSettings):
     worker_stable_s: float = Field(
         60.0, gt=0, description="A worker that ran this long resets the restart delay to its initial value, s."
     )
+    # Worker operations: health, metrics, tracing, logs
+    worker_http_host: str = Field(
+        "127.0.0.1",
+        description="Interface the worker's HTTP endpoint (/healthz, /readyz, /metrics) binds; 0.0.0.0 in a "
+        "container whose probes and scrapes come from outside.",
+    )
+    worker_http_port: int = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="TCP port of the worker's HTTP endpoint (/healthz, /readyz, /metrics); 0 turns it off.",
+    )
+    ca_probe_channel: str | None = Field(
+        None,
+        description="Channel the worker's /readyz reads to check Channel Access (the gateway or IOC answers); "
+        "unset means Channel Access is not checked.",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP base URL traces are exported to, e.g. http://collector:4318; unset falls back to "
+        "OTEL_EXPORTER_OTLP_ENDPOINT, and with neither no spans leave the process.",
+    )
+    log_format: Literal["human", "json"] = Field(
+        "human",
+        description="Worker log lines: 'human' (time, logger, level, message) or 'json' (one JSON object a line "
+        "with workflow id, Tern run id, step id, request id and trace id; the worker image's default).",
+    )
     # Python execution (sandbox)
     python_approval_mode: ApprovalMode = Field(
         "all_code",

@@ -50,6 +50,7 @@ def spawn_worker(settings: TernSettings, address: str, log_path: Path, **env: st
         "TERN_CA_SERVER_PORT": str(settings.ca_server_port),
         "TERN_WRITES_ENABLED": "true",
         "TERN_PYTHON_APPROVAL_MODE": settings.python_approval_mode,
+        "TERN_WORKER_HTTP_PORT": "0",  # workers of parallel tests must not share the default port
         **env,
     }
     with open(log_path, "a") as fh:

@@ -21,7 +21,7 @@ REQUIRE_ALL = os.environ.get("TERN_REQUIRE_ALL", "") not in ("", "0", "false")
 
 def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for running the CLI as a subprocess with an empty data directory and nothing listening on the
-    configured Temporal, Web UI, PostgreSQL and Channel Access ports (free loopback ports); ``extra`` adds
+    configured Temporal, Web UI, PostgreSQL, Channel Access and worker HTTP ports (free loopback ports); ``extra`` adds
     variables. A command that tried to connect would fail with exit 1 there, which bad-input tests rely on."""
     root = Path(__file__).resolve().parent.parent
     return {
@@ -34,6 +34,7 @@ def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:
         "TERN_CA_SERVER_PORT": str(free_port()),
         "TERN_ARIEL_API_PORT": str(free_port()),
         "TERN_ARCHIVER_PORT": str(free_port()),
+        "TERN_WORKER_HTTP_PORT": str(free_port()),
         **extra,
     }
 

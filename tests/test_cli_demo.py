@@ -32,6 +32,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory):
         "TERN_CA_SERVER_PORT": str(free_port()),
         "TERN_ARIEL_API_PORT": str(free_port()),
         "TERN_ARCHIVER_PORT": str(free_port()),
+        "TERN_WORKER_HTTP_PORT": str(free_port()),
         "TERN_TASK_QUEUE": "cli-demo",
     }
     yield env

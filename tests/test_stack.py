@@ -26,13 +26,23 @@ def test_stale_pid_files_are_reported_dead(tmp_path) -> None:
     assert states["postgres"][0] == "stopped"
 
 
-async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_nothing(tmp_path) -> None:
-    """``tern up`` on free ports; SIGKILL the worker: its supervisor restarts it (restart count 1, the exit
-    reason recorded), a run completes on the new worker, and ``tern down`` leaves no process behind."""
+def test_status_lists_the_worker_endpoint_urls(tmp_path) -> None:
+    port = free_port()
+    urls = EmbeddedStack(TernSettings(data_dir=tmp_path, worker_http_port=port)).status().worker_urls
+    assert urls == {name: f"http://127.0.0.1:{port}/{name}" for name in ("healthz", "readyz", "metrics")}
+    assert EmbeddedStack(TernSettings(data_dir=tmp_path, worker_http_port=0)).status().worker_urls == {}
+
+
+async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_nothing(tmp_path, monkeypatch) -> None:
+    """``tern up`` on free ports (the shell's TEMPORAL_* variables do not lead the stack's worker away); its
+    /readyz answers at the URL ``tern status`` lists; SIGKILL the worker: its supervisor restarts it (restart
+    count 1, the exit reason recorded), a run completes on the new worker, and ``tern down`` leaves no process
+    behind."""
     import asyncio
     import signal
     import time
 
+    import httpx
     import psutil
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
@@ -40,6 +50,8 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
     from tern.models import Plan
     from tests.agent_helpers import start_run
 
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")  # as if the shell were set up for another cluster
+    monkeypatch.setenv("TEMPORAL_TLS_CLIENT_CERT_PATH", str(tmp_path / "no-such-cert.pem"))
     settings = TernSettings(
         data_dir=tmp_path / "tern",
         pg_port=free_port(),
@@ -49,6 +61,7 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
         temporal_address=f"127.0.0.1:{free_port()}",
         temporal_ui_port=free_port(),
         ariel_api_port=free_port(),
+        worker_http_port=free_port(),
         task_queue="tq-supervised",
         worker_restart_initial_s=0.5,
     )
@@ -70,8 +83,13 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
                 params={"pv": "SR:RF:CAVITY:01:POWER:REV", "from": "2000-01-01T00:00:00Z"},
             )
         assert r.status_code == 200 and len(r.json()[0]["data"]) >= 0.05 * 86400 / 10 - 1
+        assert st.worker_urls["readyz"] == f"http://127.0.0.1:{settings.worker_http_port}/readyz"
+        async with httpx.AsyncClient(timeout=30) as http:
+            ready = (await http.get(st.worker_urls["readyz"])).json()["dependencies"]
+        assert ready["temporal"]["ok"] and ready["postgres"]["ok"], ready
         first = worker.child_pid
-        seen |= {p for p in (worker.pid, first) if p}
+        assert first is not None and worker.pid is not None
+        seen |= {worker.pid, first}
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 60
         while True:

@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -25,9 +27,14 @@ from activities.memory import MemoryActivities
 from activities.planning import PlanningActivities
 from activities.sandbox import SandboxActivities
 from tern.config import TernSettings
+from tern.control.ca_client import ChannelAccessClient
 from tern.control.channels import configure_environment
 from tern.db import create_pool
-from worker.connection import connect
+from worker.connection import TemporalUnreachable, connect, connect_options
+from worker.health import HealthChecks, HttpEndpoint, HttpEndpointError, bind, build_app
+from worker.logs import LogContextInterceptor, configure_logging
+from worker.sdk_metrics import metrics_runtime
+from worker.telemetry import TelemetryConfigError, configure_tracing
 from workflows.agent_run import AgentRunWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 from workflows.logbook_reembed import LogbookReembedWorkflow
@@ -76,6 +83,7 @@ def build_worker(
         workflows=list(WORKFLOWS),
         activities=[*(a for a in activities if a.__name__ not in overrides), *overrides.values()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        interceptors=[LogContextInterceptor()],
         max_concurrent_activities=50,
     )
 
@@ -168,28 +176,52 @@ async def load_channels(settings: TernSettings, pool: asyncpg.Pool) -> None:
         log.info("bundled channel database loaded: %d added, %d updated", counts.added, counts.updated)
 
 
-async def run_worker(settings: TernSettings, stop: asyncio.Event | None = None) -> None:
+async def run_worker(
+    settings: TernSettings, stop: asyncio.Event | None = None, on_ready: Callable[[str | None], None] | None = None
+) -> None:
     """Reap sandbox orphans, connect, migrate the database, load the bundled channel database, and poll until
-    ``stop`` is set (or SIGINT/SIGTERM), reaping sandbox containers past their deadline every
-    ``sandbox_reap_period_s`` meanwhile."""
-    configure_environment(settings.ca_environment())
-    await asyncio.to_thread(reap_sandbox_orphans, settings)
-    pool = await create_pool(settings.dsn)
-    await load_channels(settings, pool)
-    client = await connect(settings)
-    await check_search_attributes(client)
-    check_approval_policy(settings)
+    ``stop`` is set (or SIGINT/SIGTERM), reaping sandbox containers past their deadline every ``sandbox_reap_period_s`` meanwhile. The HTTP endpoint
+    (:mod:`worker.health`: ``/healthz``, ``/readyz``, ``/metrics``) is bound first, so a busy port stops the
+    worker at once naming TERN_WORKER_HTTP_PORT, and serves while the worker polls; ``on_ready`` is called with
+    its base URL (None when ``worker_http_port`` is 0) once the worker polls."""
+    sock = bind(settings.worker_http_host, settings.worker_http_port) if settings.worker_http_port else None
+    try:
+        connect_options(settings)  # an unusable TLS file or profile stops the worker before anything starts
+        configure_environment(settings.ca_environment())
+        await asyncio.to_thread(reap_sandbox_orphans, settings)
+        pool = await create_pool(settings.dsn)
+        await load_channels(settings, pool)
+        runtime, sdk_metrics = metrics_runtime()
+        client = await connect(settings, runtime=runtime)
+        await check_search_attributes(client)
+        check_approval_policy(settings)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     reaper = asyncio.create_task(reap_sandbox_periodically(settings, stop))
+    drainer = asyncio.create_task(sdk_metrics.drain_periodically(stop))
+    probe_ca = ChannelAccessClient(1, settings.ca_environment()) if settings.ca_probe_channel else None
+    checks = HealthChecks(settings, client, pool, probe_ca)
     try:
-        async with build_worker(client, settings, pool):
-            log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
-            await stop.wait()
+        async with contextlib.AsyncExitStack() as stack:
+            endpoint = await stack.enter_async_context(HttpEndpoint(build_app(checks), sock)) if sock else None
+            worker = build_worker(client, settings, pool)
+            async with worker:
+                checks.worker = worker
+                log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+                if on_ready is not None:
+                    on_ready(endpoint.url if endpoint else None)
+                await stop.wait()
     finally:
         reaper.cancel()
+        drainer.cancel()
+        if probe_ca is not None:
+            probe_ca.close(wait=False)
         if settings.ariel_backend == "opensearch":  # the process's shared OpenSearch client (ARIEL activities)
             from tern.ariel.backends.opensearch_client import close_shared_clients
 
@@ -197,9 +229,38 @@ async def run_worker(settings: TernSettings, stop: asyncio.Event | None = None) 
         await pool.close()
 
 
+def startup_errors() -> tuple[type[Exception], ...]:
+    """Errors that stop a worker at start with a message naming the setting or the fix (no traceback)."""
+    from asyncpg import PostgresError
+
+    from tern.approval import ApprovalPolicyError
+    from tern.db import DatabaseError
+
+    return (
+        DatabaseError,
+        MissingSearchAttributes,
+        HttpEndpointError,
+        TelemetryConfigError,
+        TemporalUnreachable,
+        ApprovalPolicyError,
+        PostgresError,
+        OSError,
+    )
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(run_worker(TernSettings()))
+    """``python -m worker.main``: run a worker with the environment's settings; exit 1 with the reason on one
+    line (stderr) when it cannot start (:func:`startup_errors`, invalid settings)."""
+    from pydantic import ValidationError
+
+    try:
+        settings = TernSettings()
+        configure_logging(settings)
+        configure_tracing(settings)
+        asyncio.run(run_worker(settings))
+    except (ValidationError, *startup_errors()) as exc:  # type: ignore[misc]  # a tuple built at run time
+        print(f"tern worker: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

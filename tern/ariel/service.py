@@ -15,11 +15,13 @@ notice says so and names the fix, ``tern ariel reembed``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
+from tern import metrics, tracing
 from tern.ariel import rag, store
 from tern.ariel.backends.base import SearchBackend, SearchIndexMissing
 from tern.ariel.backends.postgres import PostgresBackend
@@ -156,6 +158,16 @@ class ArielService:
             raise ValueError(f"unknown search mode {mode!r}; modes: {', '.join(MODES)}")
         if not 1 <= limit <= 100:
             raise ValueError(f"limit must be between 1 and 100, got {limit}")
+        started = time.perf_counter()
+        try:
+            with tracing.span("ariel.search", {"ariel.mode": mode, "ariel.limit": limit}) as span:
+                resp = await self._search(query, mode, limit, filters)
+                span.set_attributes({"ariel.mode_used": resp.mode_used, "ariel.hits": len(resp.hits)})
+                return resp
+        finally:
+            metrics.ariel_search.labels(mode=mode).observe(time.perf_counter() - started)
+
+    async def _search(self, query: str, mode: SearchMode, limit: int, filters: SearchFilters | None) -> SearchResponse:
         text, parsed = parse_query(query)
         f = parsed.merged(filters) if filters else parsed
         resp = SearchResponse(query=query, mode=mode, mode_used=mode)

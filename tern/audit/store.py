@@ -39,6 +39,19 @@ async def record_event(conn: Conn, event: AuditEvent) -> bool:
     return row_id is not None
 
 
+async def seconds_since_request(conn: Conn, run_id: str, request_id: str | None) -> float | None:
+    """Seconds from the ``approval_requested`` row of ``request_id`` in run ``run_id`` to now (the database's
+    clock for both), or None when there is no such row."""
+    if request_id is None:
+        return None
+    return await conn.fetchval(
+        "SELECT extract(epoch FROM now() - occurred_at)::float8 FROM audit_events "
+        "WHERE run_id = $1 AND request_id = $2 AND event_kind = 'approval_requested' ORDER BY id LIMIT 1",
+        run_id,
+        request_id,
+    )
+
+
 async def events_for_run(conn: Conn, run_id: str) -> list[dict[str, Any]]:
     """All audit events of one run and of its child workflows, oldest first, as plain dicts (table columns).
 

@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -79,6 +79,7 @@ class SandboxStatus(BaseModel):
 class StackStatus(BaseModel):
     data_dir: str
     ui_url: str
+    worker_urls: dict[str, str] = {}  # the worker's /healthz, /readyz, /metrics (none when its port is 0)
     components: list[ComponentStatus]
     sandbox: SandboxStatus | None = None
     embedding: EmbeddingStatus | None = None
@@ -203,6 +204,7 @@ class EmbeddedStack:
         return StackStatus(
             data_dir=str(self.root),
             ui_url=self.s.ui_url,
+            worker_urls=self.worker_urls(),
             components=comps,
             sandbox=self.sandbox_status(),
             embedding=self.embedding_status(ariel_running=any(c.name == "ariel" and c.pid for c in comps)),
@@ -233,11 +235,16 @@ class EmbeddedStack:
         )
 
     # -- up ------------------------------------------------------------------------------------------
-    def up(self) -> StackStatus:
-        """Start every component that is not running; returns the resulting status."""
+    def up(self, only: Sequence[str] = COMPONENTS) -> StackStatus:
+        """Start every component of ``only`` (default all, in start order) that is not running; returns the
+        resulting status. ``only`` without ``worker`` leaves the polling to workers started elsewhere (the
+        worker image, another host). Raises ``ValueError`` for a name that is not a component."""
+        unknown = set(only) - set(COMPONENTS)
+        if unknown:
+            raise ValueError(f"no stack component named {', '.join(sorted(unknown))}; components: {COMPONENTS}")
         for d in (self.run_dir, self.log_dir, self.root / "temporal"):
             d.mkdir(parents=True, exist_ok=True)
-        for name in COMPONENTS:
+        for name in (c for c in COMPONENTS if c in only):
             pid, _stale = self._alive_pid(name)
             if pid:
                 self.progress(f"{name}: running (pid {pid})")
@@ -377,11 +384,24 @@ class EmbeddedStack:
             "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
             "TERN_DATABASE_URL": self.s.dsn,
             "TERN_TEMPORAL_ADDRESS": self.s.temporal_address,
+            # The standard TEMPORAL_* variables take precedence over TERN_TEMPORAL_* (worker/connection.py): pin
+            # them, so a shell set up for another cluster (address, TLS) does not lead the stack's worker away.
+            "TEMPORAL_ADDRESS": self.s.temporal_address,
+            "TEMPORAL_NAMESPACE": self.s.temporal_namespace,
+            "TEMPORAL_TLS": "false",
             "TERN_TASK_QUEUE": self.s.task_queue,
             "TERN_LIMITS_PATH": str(self.s.limits_path),
             "TERN_ARCHIVER_URL": self.s.archiver_base_url,
             "TERN_FACILITY_TIMEZONE": self.s.facility_timezone,
+            "TERN_WORKER_HTTP_HOST": self.s.worker_http_host,
+            "TERN_WORKER_HTTP_PORT": str(self.s.worker_http_port),
+            **({"TERN_CA_PROBE_CHANNEL": self.s.ca_probe_channel} if self.s.ca_probe_channel else {}),
         }
+        if self.s.worker_http_port and port_in_use(self.s.worker_http_port, self.s.worker_http_host):
+            raise StackError(
+                f"cannot start the worker: {self.s.worker_http_host}:{self.s.worker_http_port} (its HTTP endpoint) "
+                "is busy; choose another port with TERN_WORKER_HTTP_PORT"
+            )
         started = datetime.now(UTC)
         state = self._state_file("worker")
         state.unlink(missing_ok=True)
@@ -410,10 +430,33 @@ class EmbeddedStack:
             env,
         )
 
-        def polling() -> bool:  # a worker of this start polls the task queue (Temporal's own view)
-            return bool(workflow_pollers_since(s.temporal_address, s.temporal_namespace, s.task_queue, started))
+        if not s.worker_http_port:  # no endpoint: Temporal's own view of the task queue's pollers
 
-        self._wait("worker", proc, polling, 60)
+            def polling() -> bool:
+                return bool(workflow_pollers_since(s.temporal_address, s.temporal_namespace, s.task_queue, started))
+
+            self._wait("worker", proc, polling, 60)
+            return
+        self._wait("worker", proc, self._worker_ready, 60)
+
+    def worker_urls(self) -> dict[str, str]:
+        """The worker's HTTP endpoints (``healthz``, ``readyz``, ``metrics``); empty when its port is 0."""
+        if not self.s.worker_http_port:
+            return {}
+        base = f"http://{self.s.worker_http_host}:{self.s.worker_http_port}"
+        return {name: f"{base}/{name}" for name in ("healthz", "readyz", "metrics")}
+
+    def _worker_ready(self) -> bool:
+        """The worker's ``/readyz`` answers and every dependency but the sandbox is ok: the stack runs without
+        a sandbox (python steps fail until it is there; ``tern status`` reports it)."""
+        import httpx
+
+        try:
+            resp = httpx.get(self.worker_urls()["readyz"], timeout=5)
+            deps = resp.json()["dependencies"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return False
+        return all(state["ok"] for name, state in deps.items() if name != "sandbox")
 
     def _start_ariel(self) -> None:
         """The ARIEL HTTP API (``python -m tern.ariel.api``) on loopback: ``tern ariel search`` sends searches

@@ -9,6 +9,7 @@ describe --output json`` (``pollers``: ``identity``, ``taskQueueType``, ``lastAc
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,9 @@ def temporal_bin() -> str:
 
 
 def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str] | None:
+    """Run the CLI against the embedded dev server: the shell's ``TEMPORAL_*`` variables (another cluster's
+    address, TLS files, profile) are left out, as the CLI would apply them over the ``--address`` given here."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
     try:
         return subprocess.run(
             [temporal_bin(), *args],
@@ -42,6 +46,7 @@ def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str] 
             timeout=timeout_s,
             stdin=subprocess.DEVNULL,
             check=False,
+            env=env,
         )
     except (subprocess.TimeoutExpired, OSError):
         return None

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import httpx2
 from pydantic import BaseModel
 
+from tern import metrics, tracing
 from tern.config import TernSettings
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class _SDKChat:
 
     model: str
     endpoint: str
+    role: str = "chat"  # what the calls are for (planner, code, answer): a label of tern_llm_tokens_total
 
     async def reply(
         self,
@@ -93,6 +95,23 @@ class _SDKChat:
         max_tokens: int = 800,
         temperature: float = 0.0,
         json_schema: dict[str, Any] | None = None,
+    ) -> ChatReply:
+        """One call (see the subclass's ``_reply``), in an ``llm.chat`` span (model, role, tokens), its tokens
+        counted in ``tern_llm_tokens_total{role,kind}``. Raises ``LLMError``."""
+        with tracing.span("llm.chat", {"llm.model": self.model, "llm.role": self.role}) as span:
+            r = await self._reply(messages, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema)
+            for kind, n in (("prompt", r.prompt_tokens), ("completion", r.completion_tokens)):
+                metrics.llm_tokens.labels(role=self.role, kind=kind).inc(n)
+                span.set_attribute(f"llm.tokens.{kind}", n)
+        return r
+
+    async def _reply(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        json_schema: dict[str, Any] | None,
     ) -> ChatReply:
         raise NotImplementedError
 
@@ -150,7 +169,7 @@ class OpenAIChat(_SDKChat):
             http_client=_http_client(max_connections, transport),
         )
 
-    async def reply(
+    async def _reply(
         self,
         messages: Sequence[ChatMessage],
         *,
@@ -198,6 +217,17 @@ class OpenAIChat(_SDKChat):
             completion_tokens=(usage.completion_tokens or 0) if usage else 0,
         )
 
+    def _count_usage(self, usage: Any, span: tracing.Span) -> None:
+        """Count the reply's ``usage`` (OpenAI chat completions: ``prompt_tokens``, ``completion_tokens``) in
+        ``tern_llm_tokens_total`` and on the span; a reply without usage counts nothing."""
+        if not isinstance(usage, dict):
+            return
+        for kind in ("prompt", "completion"):
+            n = usage.get(f"{kind}_tokens")
+            if isinstance(n, int) and n >= 0:
+                metrics.llm_tokens.labels(role=self.role, kind=kind).inc(n)
+                span.set_attribute(f"llm.tokens.{kind}", n)
+
     async def aclose(self) -> None:
         await self._client.close()
 
@@ -238,7 +268,7 @@ class AnthropicChat(_SDKChat):
             http_client=_http_client(max_connections, transport),
         )
 
-    async def reply(
+    async def _reply(
         self,
         messages: Sequence[ChatMessage],
         *,
@@ -280,7 +310,7 @@ LLMClient = OpenAIChat | AnthropicChat
 
 def make_chat_provider(settings: TernSettings, role: LLMRole = "answer") -> LLMClient | None:
     """The client configured by ``settings.llm_provider`` for ``role`` (its model from
-    ``settings.llm_model_for(role)``), or None for 'none'."""
+    ``settings.llm_model_for(role)``; ``role`` also labels its token counts and spans), or None for 'none'."""
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
     model = settings.llm_model_for(role)
     common: dict[str, Any] = {
@@ -288,9 +318,13 @@ def make_chat_provider(settings: TernSettings, role: LLMRole = "answer") -> LLMC
         "max_retries": settings.llm_max_retries,
         "max_connections": settings.llm_max_concurrency,
     }
+    client: LLMClient
     if settings.llm_provider == "openai":
         assert settings.llm_url
-        return OpenAIChat(settings.llm_url, model, key, json_schema=settings.llm_json_schema, **common)
-    if settings.llm_provider == "anthropic":
-        return AnthropicChat(settings.llm_url, model, key, **common)
-    return None
+        client = OpenAIChat(settings.llm_url, model, key, json_schema=settings.llm_json_schema, **common)
+    elif settings.llm_provider == "anthropic":
+        client = AnthropicChat(settings.llm_url, model, key, **common)
+    else:
+        return None
+    client.role = role
+    return client

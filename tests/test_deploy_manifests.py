@@ -1,0 +1,116 @@
+"""Deployment files are checked by machines, not by eye: infra/compose/compose.yaml against the compose
+specification's JSON schema (as vendored by check-jsonschema), infra/k8s/*.yaml against the Kubernetes OpenAPI
+schemas (kubernetes-validate, strict: unknown fields are errors), plus the project's own rules: pinned image
+tags, mounted files that exist, probes on the worker's /healthz and /readyz, dashboard queries that name real
+metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib.resources import files
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+
+import tern.metrics  # noqa: F401 - registers Tern's metrics
+from worker.sdk_metrics import ALERTED_SDK_METRICS
+
+INFRA = Path(__file__).resolve().parent.parent / "infra"
+COMPOSE = INFRA / "compose" / "compose.yaml"
+K8S_VERSION = "1.30.0"
+METRIC = re.compile(r"\b((?:tern|temporal)_[a-z0-9_]+)\b")
+
+
+def compose_doc() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    schema = json.loads(files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text())
+    jsonschema.validate(compose_doc(), schema)
+
+
+def test_compose_rejects_what_the_schema_forbids() -> None:
+    """The schema check can fail: a misspelt service key is refused."""
+    schema = json.loads(files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text())
+    doc = compose_doc()
+    doc["services"]["tern-worker"]["enviroment"] = {}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
+
+
+def test_compose_images_are_pinned_and_mounted_files_exist() -> None:
+    doc = compose_doc()
+    for name, svc in doc["services"].items():
+        image = svc["image"]
+        if image.startswith("${TERN_WORKER_IMAGE"):
+            continue  # the locally built worker image (tern image build worker)
+        repo, _, tag = image.rpartition(":")
+        assert repo and tag and tag != "latest" and "/" not in tag, f"{name}: image {image} is not pinned"
+        for vol in svc.get("volumes", []):
+            source = vol.split(":", 1)[0]
+            if source.startswith("."):
+                assert (COMPOSE.parent / source).exists(), f"{name}: mounts missing {source}"
+    expected = {"temporal", "temporal-ui", "opensearch", "tern-postgresql", "tern-worker", "ariel-api"}
+    assert expected | {"otel-collector", "prometheus", "grafana"} <= set(doc["services"])
+    temporal = doc["services"]["temporal"]["environment"]
+    assert temporal["DB"] == "postgres12" and temporal["ENABLE_ES"] == "true"
+
+
+def test_prometheus_config_loads_the_alert_rules_and_scrapes_the_workers() -> None:
+    prom = yaml.safe_load((INFRA / "compose" / "prometheus.yml").read_text())
+    mounts = dict(v.split(":")[:2][::-1] for v in compose_doc()["services"]["prometheus"]["volumes"])
+    for rule_file in prom["rule_files"]:
+        assert (COMPOSE.parent / mounts[rule_file]).resolve() == INFRA / "prometheus" / "alerts.yml"
+    assert [j["job_name"] for j in prom["scrape_configs"]] == ["tern-worker"]
+
+
+def test_grafana_dashboard_queries_name_real_metrics() -> None:
+    dash = json.loads((INFRA / "grafana" / "dashboards" / "tern.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    known = {s.name for fam in REGISTRY.collect() for s in fam.samples} | {
+        fam.name + suffix for fam in REGISTRY.collect() for suffix in ("", "_total", "_count", "_sum", "_bucket")
+    }
+    used = {m for e in exprs for m in METRIC.findall(e)}
+    assert used and used <= known | set(ALERTED_SDK_METRICS), used - known
+
+
+def k8s_resources() -> list[tuple[str, dict]]:
+    return [
+        (path.name, doc)
+        for path in sorted((INFRA / "k8s").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+
+
+@pytest.mark.parametrize("name,resource", k8s_resources(), ids=lambda v: v if isinstance(v, str) else v["kind"])
+def test_k8s_manifest_is_valid(name: str, resource: dict) -> None:
+    kubernetes_validate.validate(resource, K8S_VERSION, strict=True)
+
+
+def test_k8s_validation_can_fail() -> None:
+    deployment = next(r for _, r in k8s_resources() if r["kind"] == "Deployment")
+    bad = json.loads(json.dumps(deployment))
+    bad["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["pathh"] = "/x"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+def test_worker_deployment_probes_drains_and_keeps_one_up() -> None:
+    resources = {(r["kind"], r["metadata"]["name"]): r for _, r in k8s_resources()}
+    pod = resources[("Deployment", "tern-worker")]["spec"]["template"]["spec"]
+    worker = pod["containers"][0]
+    assert worker["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert worker["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    from worker.main import GRACEFUL_SHUTDOWN
+
+    assert pod["terminationGracePeriodSeconds"] > GRACEFUL_SHUTDOWN.total_seconds()
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert resources[("PodDisruptionBudget", "tern-worker")]["spec"]["minAvailable"] >= 1
+    assert ("Secret", "tern-credentials") in resources
