@@ -180,10 +180,11 @@ async def run_worker(
     settings: TernSettings, stop: asyncio.Event | None = None, on_ready: Callable[[str | None], None] | None = None
 ) -> None:
     """Reap sandbox orphans, connect, migrate the database, load the bundled channel database, and poll until
-    ``stop`` is set (or SIGINT/SIGTERM), reaping sandbox containers past their deadline every ``sandbox_reap_period_s`` meanwhile. The HTTP endpoint
-    (:mod:`worker.health`: ``/healthz``, ``/readyz``, ``/metrics``) is bound first, so a busy port stops the
-    worker at once naming TERN_WORKER_HTTP_PORT, and serves while the worker polls; ``on_ready`` is called with
-    its base URL (None when ``worker_http_port`` is 0) once the worker polls."""
+    ``stop`` is set (or SIGINT/SIGTERM), reaping sandbox containers past their deadline every
+    ``sandbox_reap_period_s`` meanwhile. The HTTP endpoint (:mod:`worker.health`: ``/healthz``, ``/readyz``,
+    ``/metrics``) is bound first, so a busy port stops the worker at once naming TERN_WORKER_HTTP_PORT, and serves
+    while the worker polls; ``on_ready`` is called with its base URL (None when ``worker_http_port`` is 0) once the
+    worker polls."""
     sock = bind(settings.worker_http_host, settings.worker_http_port) if settings.worker_http_port else None
     try:
         connect_options(settings)  # an unusable TLS file or profile stops the worker before anything starts
