@@ -4,6 +4,7 @@ machine, PostgreSQL and the approval policy stood in for as in test_workflows_fa
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -90,6 +91,24 @@ async def test_question_is_planned_run_and_answered(env) -> None:
     assert (v1.version, v1.cause, v1.by, v1.attempts) == (1, "question", "alice", 2)
     assert result.llm_usage["planner"].calls == 2 and result.llm_usage["answer"].calls == 1
     assert all(r["model"] == "scripted" for r in llm.requests)
+
+
+async def test_the_planner_and_the_composer_get_the_users_notes(env) -> None:
+    """The user's notes relevant to the question (the ``recall`` activity, looked up once) reach the planner's
+    prompt as data (issue 11: memory as context), and the same notes go to the composer."""
+    from datetime import UTC, datetime
+
+    from tern.models.memory import Memory
+
+    client, machine, llm, queue = env
+    note = "cavity 1 runs warm since the manifold repair"
+    machine.notes = [Memory(id=7, user="alice", text=note, created_at=datetime(2026, 11, 2, tzinfo=UTC))]
+    llm.script["planner"] = [plan_json(READ, ANSWER)]
+    result = await (await ask(client, queue)).result()
+    assert result.status == "completed", result.error
+    assert f"2026-11-02: {note}" in last_user_text(llm.by_role("planner")[0])
+    assert note in json.dumps(llm.by_role("answer")[0])
+    assert [(a.user, a.query) for a in machine.recalls] == [("alice", "What is RF cavity 1 doing?")]  # once
 
 
 async def test_plan_that_never_validates_fails_the_run_naming_the_error_and_runs_nothing(env) -> None:

@@ -29,6 +29,7 @@ from tern.models.activity_io import (
 )
 from tern.models.approval import ApprovalResolveInput, ResolvedApproval
 from tern.models.control import WriteRecord
+from tern.models.memory import Memory, MemorySearchInput
 from tern.models.python_step import AnalyzeInput, ExecuteInput, GenerateCodeInput, GeneratedCode
 from tern.sandbox.models import ExecutionResult
 from tern.sandbox.policy import PolicyReport, analyze
@@ -48,6 +49,8 @@ class Machine:
     calls: list[str] = field(default_factory=list)
     executions: list[ExecutionResult] = field(default_factory=list)
     unreachable: set[str] = field(default_factory=set)
+    notes: list[Memory] = field(default_factory=list)  # what the recall stand-in returns
+    recalls: list[MemorySearchInput] = field(default_factory=list)
     slow_audit: dict[str, float] = field(default_factory=dict)  # event kind -> seconds its recording takes
     audit_started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -108,6 +111,11 @@ class Machine:
                 written_at=datetime.now(UTC),
             )
 
+        @activity.defn(name="recall")
+        async def recall(inp: MemorySearchInput) -> list[Memory]:
+            m.recalls.append(inp)
+            return m.notes
+
         @activity.defn(name="compose_answer")
         async def compose_answer(inp: ComposeInput) -> ComposedAnswer:
             m.calls.append("compose_answer")
@@ -138,6 +146,7 @@ class Machine:
             analyze_code,
             generate_code,
             execute_python,
+            recall,
         ]
 
 

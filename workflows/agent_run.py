@@ -112,6 +112,8 @@ ARCHIVER_RETRY = RetryPolicy(
 MEMORY_TIMEOUT = timedelta(seconds=60)
 # Runs started before the composer got the user's notes replay without the memory lookup (workflow.patched).
 MEMORY_CONTEXT_PATCH = "memory-context-1"
+# Planned runs started before the planner got the user's notes replay without that lookup (workflow.patched).
+PLANNER_MEMORY_PATCH = "planner-memory-1"
 SERIES_INPUT_SUFFIX = "_series"  # a python step gets an archiver_read step's samples as input '<name>_series'
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 MAX_READ_CHANNELS = 500  # channels one channel_read step reads, named and found by earlier steps together
@@ -142,6 +144,7 @@ class AgentRunWorkflow(ApprovalHandlers):
         self._answer_usage = LLMUsage()
         self._gate = ApprovalGate(req.user, req.approvers, req.approval_timeout_s, self._on_state)
         self._planner: RunPlanner | None = None  # set for runs started without a plan
+        self._notes: list[Memory] | None = None  # the user's notes for the question, once looked up
         self._handlers: dict[str, Callable[[Any], Awaitable[StepResult]]] = {
             "logbook_search": self._logbook,
             "channel_find": self._find_channels,
@@ -201,7 +204,11 @@ class AgentRunWorkflow(ApprovalHandlers):
 
     async def _plan(self) -> bool:
         """Plan the question (and have the plan approved when asked); False when the run ends here."""
-        self._planner = planner = RunPlanner(self._req, self._gate)
+        notes: list[Memory] = []
+        if workflow.patched(PLANNER_MEMORY_PATCH):
+            notes = self._notes = await self._user_notes()
+        memories = [f"{n.created_at:%Y-%m-%d}: {n.text}" for n in notes]
+        self._planner = planner = RunPlanner(self._req, self._gate, memories)
         try:
             plan, decision = await planner.first()
         except ActivityError as exc:
@@ -517,9 +524,16 @@ class AgentRunWorkflow(ApprovalHandlers):
         )
 
     async def _notes_for_answer(self) -> list[Memory]:
-        """The user's notes most relevant to the question, for the composer (none when the lookup fails)."""
+        """The user's notes most relevant to the question, for the composer: those the planner got, or looked up
+        now (none when the lookup fails)."""
         if not workflow.patched(MEMORY_CONTEXT_PATCH):
             return []
+        if self._notes is None:
+            self._notes = await self._user_notes()
+        return self._notes
+
+    async def _user_notes(self) -> list[Memory]:
+        """The user's notes most relevant to the question (``recall`` activity); none when the lookup fails."""
         try:
             return await workflow.execute_activity_method(
                 MemoryActivities.recall,

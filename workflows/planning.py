@@ -41,11 +41,13 @@ class RunPlanner:
     Args:
         req: the run's request (question, user, context, channel candidates, ``plan_approval``).
         gate: the run's approval gate (plan approval is a request of kind ``plan``).
+        memories: the user's notes relevant to the question, given to every planning call.
     """
 
-    def __init__(self, req: AgentRunRequest, gate: ApprovalGate) -> None:
+    def __init__(self, req: AgentRunRequest, gate: ApprovalGate, memories: list[str] | None = None) -> None:
         self.req = req
         self.gate = gate
+        self.memories = memories or []
         self.versions: list[PlanVersion] = []
         self.usage = LLMUsage()
         self.replans = 0
@@ -63,6 +65,7 @@ class RunPlanner:
                 context=req.context,
                 channel_candidates=req.channel_candidates,
                 feedback=feedback,
+                memories=self.memories,
             ),
             start_to_close_timeout=PLAN_TIMEOUT,
             heartbeat_timeout=PLAN_HEARTBEAT_TIMEOUT,

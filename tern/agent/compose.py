@@ -134,9 +134,13 @@ def ground_citations(answer: str, retrieved: set[str]) -> tuple[str, list[str], 
 
 
 def answer_messages(inp: ComposeInput, summarise: Callable[[StepResult], str]) -> list[ChatMessage]:
-    """The LLM composer's messages: rules, the question and each step's result (``summarise``d) as data."""
+    """The LLM composer's messages: rules, the question, each step's result (``summarise``d) and the user's
+    relevant notes (``inp.memories``), the last two as data."""
     results = "\n".join(summarise(s) for s in inp.steps) or "no steps ran"
     user = f"Question from {inp.user}: {inp.query}\n\nResults of the run's steps:\n<data>\n{results}\n</data>"
+    if inp.memories:
+        notes = "\n".join(f"{m.created_at:%Y-%m-%d}: {m.text[:300]}" for m in inp.memories)
+        user += f"\n\nThe user's notes (remembered from earlier runs):\n<data>\n{notes}\n</data>"
     if inp.instructions:
         user += f"\n\nInstructions for the answer: {inp.instructions}"
     return [ChatMessage(role="system", content=ANSWER_SYSTEM), ChatMessage(role="user", content=user)]

@@ -63,6 +63,9 @@ class PlanInput(BaseModel):
         default_factory=list, description="The channel finder's proposals for the question, when it runs."
     )
     feedback: PlanFeedback | None = None
+    memories: list[str] = Field(
+        default_factory=list, description="The user's notes most relevant to the question ('YYYY-MM-DD: text')."
+    )
 
 
 class PlanDraft(BaseModel):

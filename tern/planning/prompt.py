@@ -37,11 +37,14 @@ def _data(text: str) -> str:
 
 def planner_messages(registry: CapabilityRegistry, inp: PlanInput) -> list[ChatMessage]:
     """The first request's messages for ``inp``: a system message (rules, capabilities, schema) and a user
-    message (question, context, channel candidates, and for a revision the previous plan and the feedback)."""
+    message (question, context, the user's notes, channel candidates, and for a revision the previous plan and
+    the feedback)."""
     system = SYSTEM.format(capabilities=registry.describe(), schema=json.dumps(registry.plan_schema()))
     parts = [f"Question from {inp.user}: {inp.question}"]
     if inp.context:
         parts.append("User context:\n" + _data(inp.context))
+    if inp.memories:
+        parts.append("The user's notes (remembered from earlier runs):\n" + _data("\n".join(inp.memories)))
     if inp.channel_candidates:
         lines = [f"{c.channel} (score {c.score:.2f}) {c.description}".rstrip() for c in inp.channel_candidates]
         parts.append("Channel candidates from the channel finder:\n" + _data("\n".join(lines)))
