@@ -52,13 +52,14 @@ async def test_image_is_the_worker_of_an_embedded_stack(worker_image: str, tmp_p
         temporal_address=f"127.0.0.1:{free_port()}",
         temporal_ui_port=free_port(),
         worker_http_port=free_port(),
+        archiver_port=free_port(),
         task_queue="tq-image-" + uuid.uuid4().hex[:6],
     )
     stack = EmbeddedStack(settings)
     engine = docker.from_env()
     container = None
     try:
-        await asyncio.to_thread(stack.up, ("postgres", "temporal", "sim"))
+        await asyncio.to_thread(stack.up, ("postgres", "temporal", "sim", "archiver"))  # the plan reads history
         container = engine.containers.run(
             worker_image,
             detach=True,
@@ -74,6 +75,7 @@ async def test_image_is_the_worker_of_an_embedded_stack(worker_image: str, tmp_p
                 "TERN_WORKER_HTTP_HOST": "127.0.0.1",
                 "TERN_WORKER_HTTP_PORT": str(settings.worker_http_port),
                 "TERN_CA_PROBE_CHANNEL": "SR:RF:CAVITY:01:VOLTAGE:SP",
+                "TERN_ARCHIVER_URL": settings.archiver_base_url,
             },
         )
         readyz = f"http://127.0.0.1:{settings.worker_http_port}/readyz"
@@ -102,7 +104,10 @@ async def test_image_is_the_worker_of_an_embedded_stack(worker_image: str, tmp_p
             id=f"run-{uuid.uuid4().hex[:10]}",
             task_queue=settings.task_queue,
         )
-        st = await wait_for_state(handle, "awaiting_approval", within_s=60)
+        try:
+            st = await wait_for_state(handle, "awaiting_approval", within_s=120)
+        except TimeoutError:
+            pytest.fail(f"the run never asked for approval; worker log:\n{container.logs().decode()[-4000:]}")
         assert st.pending is not None
         await handle.execute_update(
             AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)

@@ -190,8 +190,10 @@ async def start(
     return await client.start_workflow(AgentRunWorkflow.run, req, id=f"fast-{uuid.uuid4().hex[:10]}", task_queue=queue)
 
 
-async def pending(handle: WorkflowHandle) -> str:
-    for _ in range(200):
+async def pending(handle: WorkflowHandle, within_s: float = 30.0) -> str:
+    """The pending request's id, once the run waits for one (wall-clock bound: a loaded machine is slow)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while asyncio.get_running_loop().time() < deadline:
         st = await handle.query(AgentRunWorkflow.status)
         if st.pending is not None:
             return st.pending.request_id
