@@ -16,9 +16,10 @@ from temporalio import activity
 
 from tern.approval.policy import ApprovalPolicy, ApprovalPolicyError, PolicySource
 from tern.audit.store import record_event
+from tern.chat.store import add_request
 from tern.config import TernSettings
 from tern.models import AuditEvent
-from tern.models.approval import ApprovalResolveInput, ResolvedApproval
+from tern.models.approval import ApprovalResolveInput, NotifyApproversInput, ResolvedApproval
 
 POLICY_AUDIT_RUN_ID = "approval-policy"
 
@@ -43,7 +44,7 @@ class ApprovalActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         """The activity callables to register on a worker."""
-        return [self.resolve_approval]
+        return [self.resolve_approval, self.notify_approvers]
 
     async def current(self) -> tuple[ApprovalPolicy, str]:
         """The policy in force and its version, audited once per version.
@@ -96,3 +97,11 @@ class ApprovalActivities:
             requested_mode=inp.requested_mode,
             version=version,
         )
+
+    @activity.defn(name="notify_approvers")
+    async def notify_approvers(self, inp: NotifyApproversInput) -> bool:
+        """Put the waiting request in the chat outbox (``chat_requests``, ``NOTIFY tern_chat_requests``), from
+        which every chat bridge posts its card. Idempotent per request id; returns False when already there."""
+        pool = await self._pool()
+        async with pool.acquire() as conn:
+            return await add_request(conn, inp.run_id, inp.request)

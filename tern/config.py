@@ -209,6 +209,21 @@ class TernSettings(BaseSettings):
     )
     ariel_http_attempts: int = Field(5, ge=1, description="ALS HTTP ingestion: attempts per window request.")
     ariel_http_timeout_s: float = Field(30.0, gt=0, description="ALS HTTP ingestion: request timeout, seconds.")
+    # Chat approval bridges (tern/chat/, `tern bridge matrix`)
+    chat_identity_map_path: Path | None = Field(
+        None,
+        description="Identity map (TOML or JSON) from chat identities ('@alice:facility.org', Slack user id, "
+        "webhook key id) to Tern approver names; re-read when it changes. Unset: nobody is mapped.",
+    )
+    chat_poll_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often a bridge looks for new requests and closed cards, seconds."
+    )
+    matrix_port: int = Field(8008, description="Port of the embedded Synapse homeserver (`tern up --with matrix`).")
+    matrix_credentials_path: Path | None = Field(
+        None,
+        description="Matrix credentials file the bridge logs in with (homeserver, room_id, bot user_id/password); "
+        "unset means data_dir/matrix/credentials.json written by `tern up --with matrix`.",
+    )
     # LLM (OpenAI-compatible chat completions); none by default
     llm_provider: Literal["none", "openai"] = Field(
         "none", description="LLM for RAG answers and enhancement: 'none' or an OpenAI-compatible chat endpoint."

@@ -174,27 +174,10 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
     Returns Markdown (no HTML), a few hundred to a few thousand characters; python code beyond
     ``MAX_CODE_LINES`` lines or ``MAX_CODE_CHARS`` characters is shortened with a pointer to ``tern show``.
     """
-    title = {
-        "control_write": f"write {md_code(request.write.channel)}" if request.write else "a control write",
-        "python": "run Python code",
-    }.get(request.kind, md_text(request.kind))
     lines = [
-        f"## Waiting for approval: {title}",
+        f"## Waiting for approval: {request_title(request)}",
         "",
-        f"**{md_text(request.summary)}**",
-        "",
-        f"Requested by **{md_text(request.requested_by)}** at {_utc(request.requested_at)} for step "
-        f"{md_code(request.step_id)} ({request.kind}). Request id {md_code(request.request_id)}.",
-        "",
-    ]
-    if request.reason and not (request.code and request.code.objective == request.reason):
-        lines += [f"Reason: {md_text(request.reason)}", ""]
-    if request.write is not None:
-        lines += [*_write_lines(request.write), ""]
-    if request.code is not None:
-        lines += [*_code_lines(request, run_id), ""]
-    lines += ["### Who may decide", "", *_who_lines(request, now), ""]
-    lines += [
+        *request_lines(request, run_id=run_id, now=now),
         "### How to decide here",
         "",
         f"**More Actions → Send an Update**, Update name {md_code(UPDATE_NAME)}, with this body. Put your own "
@@ -209,6 +192,36 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
         f"From a shell: {md_code(f'tern approve {run_id} --as NAME')} or {md_code(f'tern reject {run_id}')}.",
     ]
     return "\n".join(lines)
+
+
+def request_title(request: ApprovalRequest) -> str:
+    """What is asked, in a few words of Markdown: ``write `CHANNEL` ``, ``run Python code``, or the kind."""
+    return {
+        "control_write": f"write {md_code(request.write.channel)}" if request.write else "a control write",
+        "python": "run Python code",
+    }.get(request.kind, md_text(request.kind))
+
+
+def request_lines(request: ApprovalRequest, *, run_id: str, now: datetime | None = None) -> list[str]:
+    """The request in full as Markdown lines, shared by the Web UI's details and the chat cards
+    (:mod:`tern.chat.cards`): summary, requester, step and request id, reason, the write (current value,
+    target, limits, verification) or the code (risk, analysis, the code shortened past ``MAX_CODE_LINES``),
+    and who may decide until when. Ends with an empty line."""
+    lines = [
+        f"**{md_text(request.summary)}**",
+        "",
+        f"Requested by **{md_text(request.requested_by)}** at {_utc(request.requested_at)} for step "
+        f"{md_code(request.step_id)} ({request.kind}). Request id {md_code(request.request_id)}.",
+        "",
+    ]
+    if request.reason and not (request.code and request.code.objective == request.reason):
+        lines += [f"Reason: {md_text(request.reason)}", ""]
+    if request.write is not None:
+        lines += [*_write_lines(request.write), ""]
+    if request.code is not None:
+        lines += [*_code_lines(request, run_id), ""]
+    lines += ["### Who may decide", "", *_who_lines(request, now), ""]
+    return lines
 
 
 def decided_markdown(record: ApprovalRecord) -> str:

@@ -17,6 +17,7 @@ AuditKind = Literal[
     "approval_policy",
     "write",
     "write_refused",
+    "chat_decision",  # a decision attempt from a chat bridge, with the platform identity (tern/chat/bridge.py)
 ]
 
 

@@ -1,0 +1,252 @@
+"""The platform-neutral bridge loop: post a card for every waiting request, turn replies and reactions into
+decisions sent under the mapped approver name, and edit the card when the request ends, whoever ended it.
+
+The bridge authenticates (the platform tells who wrote; :class:`tern.chat.identity.IdentityMap` maps them) and
+never authorises: the decision goes to the workflow's ``decide`` Update, whose validator and the worker's
+approval policy accept or refuse it as for any other front end. Every attempt from chat is audited as
+``chat_decision`` with the platform identity (keyed by the platform's message id, so a redelivered message is
+recorded once); a refusal is also audited by the workflow as ``decision_refused`` when it reached it.
+
+Temporal stays outside ``tern/``: the caller passes a :data:`Decider` (``starters/bridge.py`` wraps
+``TernClient.decide``) and optionally a reconciliation source of pending requests (Temporal visibility).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import asyncpg
+
+from tern.audit.store import record_event
+from tern.chat import store
+from tern.chat.cards import card_markdown, outcome_markdown
+from tern.chat.commands import Command, CommandError, parse_command, parse_reaction, reaction_allowed
+from tern.chat.identity import IdentityMap
+from tern.models import ApprovalRequest, AuditEvent
+
+log = logging.getLogger(__name__)
+
+
+class DecisionRefused(Exception):
+    """The decision was not taken (stale card, not an approver, run not waiting...); the message says why."""
+
+
+Decider = Callable[[str, str, str, bool, str], Awaitable[str]]
+"""``decide(run_id, request_id, approver, approved, comment)`` -> a line describing the audited decision.
+Raises :class:`DecisionRefused` with the reason when nothing was decided."""
+
+PendingSource = Callable[[], Awaitable[list[tuple[str, ApprovalRequest]]]]
+"""Returns ``(workflow id, pending request)`` of every run waiting now (reconciliation at start)."""
+
+
+class ChatPlatform(Protocol):
+    """What a bridge needs from a chat platform (Matrix: ``starters/matrix_bridge.py``)."""
+
+    name: str
+
+    async def post_card(self, markdown: str) -> tuple[str, str]:
+        """Post a card; returns ``(room id, message id)``."""
+        ...
+
+    async def edit_card(self, room_id: str, message_id: str, markdown: str) -> None:
+        """Replace the text of a posted card."""
+        ...
+
+    async def reply(self, room_id: str, message_id: str, markdown: str) -> None:
+        """Answer the message ``message_id`` (a person's reply or reaction) in ``room_id``."""
+        ...
+
+
+class ApprovalBridge:
+    """One bridge instance on one platform.
+
+    Args:
+        platform: the chat adapter.
+        pool: asyncpg pool on Tern's database (outbox, cards, audit).
+        identities: the identity map.
+        decide: sends a decision (see :data:`Decider`).
+        pending: optional reconciliation source, read once at :meth:`start`.
+        poll_interval_s: how often to look for new requests and ended ones, seconds.
+        owner: this instance's name in card claims (random by default).
+    """
+
+    def __init__(
+        self,
+        platform: ChatPlatform,
+        pool: asyncpg.Pool,
+        identities: IdentityMap,
+        decide: Decider,
+        *,
+        pending: PendingSource | None = None,
+        poll_interval_s: float = 1.0,
+        owner: str | None = None,
+    ) -> None:
+        self.platform = platform
+        self.pool = pool
+        self.identities = identities
+        self.decide = decide
+        self.pending = pending
+        self.poll_interval_s = poll_interval_s
+        self.owner = owner or f"bridge-{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+
+    async def reconcile(self) -> int:
+        """Put every request the reconciliation source reports into the outbox (a bridge that was down, or runs
+        started before ``notify_approvers`` existed); returns how many were new."""
+        if self.pending is None:
+            return 0
+        new = 0
+        async with self.pool.acquire() as conn:
+            for run_id, request in await self.pending():
+                new += await store.add_request(conn, run_id, request)
+        return new
+
+    async def step(self) -> None:
+        """One pass: post cards for waiting requests this instance wins the claim of, update ended cards."""
+        name = self.platform.name
+        async with self.pool.acquire() as conn:
+            for card in await store.cards_to_post(conn, name):
+                rid = card.request.request_id
+                if not await store.claim(conn, name, rid, self.owner):
+                    continue
+                room_id, message_id = await self.platform.post_card(card_markdown(card.request, run_id=card.run_id))
+                await store.card_posted(conn, name, rid, room_id, message_id)
+                log.info("card for request %s of %s posted as %s", rid, card.run_id, message_id)
+            for card in await store.open_cards(conn, name):
+                end = await store.ending(conn, card)
+                if end is None:
+                    continue
+                is_write = end.decision == "approved" and card.request.kind == "control_write"
+                final = not is_write or end.write_done
+                readback = _write_text(end) if is_write else ""
+                outcome = outcome_markdown(end.decision, by=end.by, comment=end.comment, readback=readback)
+                if await store.set_outcome(conn, name, card.request.request_id, outcome, final=final):
+                    assert card.room_id is not None and card.message_id is not None
+                    text = card_markdown(card.request, run_id=card.run_id, outcome=outcome)
+                    await self.platform.edit_card(card.room_id, card.message_id, text)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reconcile, then :meth:`step` at every outbox notification or ``poll_interval_s`` until ``stop``."""
+        await self.reconcile()
+        listener = await self.pool.acquire()
+        await listener.add_listener(store.NOTIFY_CHANNEL, self._notified)
+        try:
+            while not stop.is_set():
+                try:
+                    await self.step()
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("bridge pass failed, retrying: %s", exc)
+                self._wake.clear()
+                wait = asyncio.ensure_future(self._wake.wait())
+                stopped = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({wait, stopped}, timeout=self.poll_interval_s, return_when=asyncio.FIRST_COMPLETED)
+                wait.cancel()
+                stopped.cancel()
+        finally:
+            await listener.remove_listener(store.NOTIFY_CHANNEL, self._notified)
+            await self.pool.release(listener)
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def on_reply(self, sender: str, room_id: str, event_id: str, reply_to: str, text: str) -> None:
+        """A message ``event_id`` from ``sender`` answering message ``reply_to``; ignored unless that is a card."""
+        async with self.pool.acquire() as conn:
+            card = await store.card_by_message(conn, self.platform.name, reply_to)
+        if card is None:
+            return
+        try:
+            command = parse_command(text)
+        except CommandError as exc:
+            await self._answer(card, sender, room_id, event_id, None, f"not taken: {exc}")
+            return
+        if command.verb == "run":
+            await self.platform.reply(room_id, event_id, "`run` is addressed to the bot, not to an approval card")
+            return
+        await self._decide(card, sender, room_id, event_id, command)
+
+    async def on_reaction(self, sender: str, room_id: str, event_id: str, reacted_to: str, key: str) -> None:
+        """A reaction ``key`` from ``sender`` on message ``reacted_to``; decides only low-risk requests."""
+        command = parse_reaction(key)
+        if command is None:
+            return
+        async with self.pool.acquire() as conn:
+            card = await store.card_by_message(conn, self.platform.name, reacted_to)
+        if card is None:
+            return
+        if not reaction_allowed(card.request):
+            await self._answer(
+                card, sender, room_id, event_id, command,
+                f"not taken: a {card.request.kind} request needs a reply to the card (`approve [comment]` or "
+                "`reject <reason>`); reactions decide only low-risk code",
+            )
+            return
+        await self._decide(card, sender, room_id, event_id, command)
+
+    async def _decide(self, card: store.Card, sender: str, room_id: str, event_id: str, command: Command) -> None:
+        approver = self.identities.lookup(self.platform.name, sender)
+        if approver is None:
+            why = f" ({self.identities.error})" if self.identities.error else ""
+            await self._answer(
+                card, sender, room_id, event_id, command,
+                f"not taken: {sender} is not mapped to a Tern approver{why}; ask the facility to add you to the "
+                "approvers map",
+            )
+            return
+        try:
+            result = await self.decide(
+                card.run_id, card.request.request_id, approver, command.approved, command.text
+            )
+        except DecisionRefused as exc:
+            await self._answer(card, sender, room_id, event_id, command, f"not taken: {exc}", approver=approver)
+            return
+        await self._answer(card, sender, room_id, event_id, command, result, approver=approver, accepted=True)
+        self._wake.set()
+
+    async def _answer(
+        self,
+        card: store.Card,
+        sender: str,
+        room_id: str,
+        event_id: str,
+        command: Command | None,
+        text: str,
+        *,
+        approver: str | None = None,
+        accepted: bool = False,
+    ) -> None:
+        """Audit the attempt (``chat_decision``, keyed by the platform message id) and answer the person."""
+        async with self.pool.acquire() as conn:
+            await record_event(
+                conn,
+                AuditEvent(
+                    event_kind="chat_decision",
+                    run_id=card.run_id,
+                    event_key=f"chat:{self.platform.name}:{event_id}",
+                    step_id=card.request.step_id,
+                    request_id=card.request.request_id,
+                    actor=approver,
+                    decision=None if command is None else ("approved" if command.approved else "rejected"),
+                    comment=text,
+                    details={
+                        "platform": self.platform.name,
+                        "platform_identity": sender,
+                        "message_id": event_id,
+                        "accepted": accepted,
+                        "command": None if command is None else command.text,
+                    },
+                ),
+            )
+        await self.platform.reply(room_id, event_id, text)
+
+
+def _write_text(end: store.Ending) -> str:
+    if not end.write_done:
+        return "Writing…"
+    if end.verified:
+        return f"**Written and verified**: readback {end.readback:g} (target {end.write_value:g})"
+    return f"**Write not verified**: readback {end.readback}; {end.write_comment}"
