@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from starters.ariel_cli import app as ariel_app
+from starters.bridge_cli import app as bridge_app
 from starters.common import console, err, fail, hard_exit, load_settings, print_json
 from starters.demo import DEMO_OPERATOR
 from starters.sandbox_cli import app as sandbox_app
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 app.add_typer(ariel_app, name="ariel")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(bridge_app, name="bridge")
 out = console()
 T = TypeVar("T")
 

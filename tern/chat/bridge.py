@@ -180,7 +180,11 @@ class ApprovalBridge:
             return
         if not reaction_allowed(card.request):
             await self._answer(
-                card, sender, room_id, event_id, command,
+                card,
+                sender,
+                room_id,
+                event_id,
+                command,
                 f"not taken: a {card.request.kind} request needs a reply to the card (`approve [comment]` or "
                 "`reject <reason>`); reactions decide only low-risk code",
             )
@@ -192,15 +196,17 @@ class ApprovalBridge:
         if approver is None:
             why = f" ({self.identities.error})" if self.identities.error else ""
             await self._answer(
-                card, sender, room_id, event_id, command,
+                card,
+                sender,
+                room_id,
+                event_id,
+                command,
                 f"not taken: {sender} is not mapped to a Tern approver{why}; ask the facility to add you to the "
                 "approvers map",
             )
             return
         try:
-            result = await self.decide(
-                card.run_id, card.request.request_id, approver, command.approved, command.text
-            )
+            result = await self.decide(card.run_id, card.request.request_id, approver, command.approved, command.text)
         except DecisionRefused as exc:
             await self._answer(card, sender, room_id, event_id, command, f"not taken: {exc}", approver=approver)
             return

@@ -70,8 +70,17 @@ def write_config(root: Path, port: int) -> Path:
     if not path.exists():
         gen = subprocess.run(
             [
-                sys.executable, "-m", "synapse.app.homeserver", "--server-name", SERVER_NAME, "--config-path",
-                str(path), "--data-directory", str(root), "--generate-config", "--report-stats=no",
+                sys.executable,
+                "-m",
+                "synapse.app.homeserver",
+                "--server-name",
+                SERVER_NAME,
+                "--config-path",
+                str(path),
+                "--data-directory",
+                str(root),
+                "--generate-config",
+                "--report-stats=no",
             ],
             capture_output=True,
             text=True,
@@ -157,8 +166,11 @@ def login(base: str, account: MatrixAccount) -> str:
     """An access token for ``account`` (``m.login.password``). Raises :class:`MatrixError`."""
     r = httpx.post(
         f"{base}/_matrix/client/v3/login",
-        json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": account.user_id},
-              "password": account.password},
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": account.user_id},
+            "password": account.password,
+        },
         timeout=30,
     )
     if r.status_code != 200:
@@ -248,8 +260,12 @@ def start(root: Path, port: int, log: Path, timeout_s: float = 90.0) -> subproce
     config = write_config(root, port)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            command(config), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=root,
+            command(config),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=root,
         )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

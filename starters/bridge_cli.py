@@ -1,0 +1,97 @@
+"""`tern bridge matrix`: the chat approval bridge process (one per platform; several instances may run).
+
+It logs in as the bot of the Matrix credentials file (``TERN_MATRIX_CREDENTIALS_PATH``, default
+``TERN_DATA_DIR/matrix/credentials.json`` written by ``tern up --with matrix``), maps people through the
+identity map (``TERN_CHAT_IDENTITY_MAP_PATH``; the embedded operator account ``@operator:localhost`` is mapped
+to approver ``operator``), and sends decisions through :meth:`starters.client.TernClient.decide` with the
+card's request id, so a stale card is refused and the workflow's validator decides as for the CLI.
+Mounted in the main CLI with ``app.add_typer(bridge_app, name="bridge")``; heavy imports inside the command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from starters.common import fail, hard_exit, load_settings
+
+if TYPE_CHECKING:
+    from tern.config import TernSettings
+
+app = typer.Typer(help="Chat approval bridges: post approval cards and take decisions from chat.", no_args_is_help=True)
+
+
+def credentials_path(settings: TernSettings) -> Path:
+    """Where the Matrix credentials file is for ``settings``."""
+    from tern.embedded.matrix import matrix_dir
+
+    return settings.matrix_credentials_path or matrix_dir(settings.data_dir) / "credentials.json"
+
+
+async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owner: str | None = None) -> None:
+    """Run the Matrix bridge for ``settings`` until ``stop`` is set. Raises ``MatrixError`` (credentials,
+    login), ``TernUnavailable`` (Temporal) or ``DatabaseError`` (PostgreSQL) when it cannot start."""
+    from starters.client import TernClient, TernUnavailable, TernUserError
+    from starters.matrix_bridge import MatrixPlatform
+    from tern.chat.bridge import ApprovalBridge, DecisionRefused
+    from tern.chat.identity import IdentityMap
+    from tern.db import create_pool
+    from tern.embedded.matrix import read_credentials
+    from tern.models import ApprovalRequest
+
+    creds = read_credentials(credentials_path(settings))
+    client = await TernClient.connect(settings)
+    pool = await create_pool(settings.dsn, max_size=5)
+    identities = IdentityMap(settings.chat_identity_map_path, {"matrix": {creds.operator.user_id: "operator"}})
+
+    async def decide(run_id: str, request_id: str, approver: str, approved: bool, comment: str) -> str:
+        try:
+            rec = await client.decide(
+                run_id, approver, approved, comment, surface="matrix", expected_request=request_id
+            )
+        except (TernUserError, TernUnavailable) as exc:
+            raise DecisionRefused(str(exc)) from exc
+        who = ", ".join(rec.approved_by) or rec.approver
+        return f"**{rec.decision}** by {who} (request `{rec.request_id}`); recorded in the audit"
+
+    async def pending() -> list[tuple[str, ApprovalRequest]]:
+        return [(st.run_id, st.pending) for st in await client.pending() if st.pending is not None]
+
+    platform = MatrixPlatform(creds.homeserver, creds.bot.user_id, creds.bot.password, creds.room_id)
+    await platform.login()
+    bridge = ApprovalBridge(
+        platform, pool, identities, decide, pending=pending, poll_interval_s=settings.chat_poll_interval_s, owner=owner
+    )
+    platform.bridge = bridge
+    try:
+        await asyncio.gather(bridge.run(stop), platform.listen(stop))
+    finally:
+        await platform.close()
+        await pool.close()
+
+
+@app.command()
+def matrix(
+    owner: Annotated[str | None, typer.Option("--owner", help="This instance's name in card claims.")] = None,
+) -> None:
+    """Post approval cards in the Matrix control room and take decisions from replies (runs until stopped)."""
+    settings = load_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_matrix_bridge(settings, stop, owner=owner)
+
+    try:
+        asyncio.run(main())
+    except Exception as exc:
+        fail(f"matrix bridge: {exc}", 1)
+    hard_exit(0)
