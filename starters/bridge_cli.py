@@ -82,6 +82,7 @@ def matrix(
     """Post approval cards in the Matrix control room and take decisions from replies (runs until stopped)."""
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("nio").setLevel(logging.WARNING)  # nio logs every room event at INFO
 
     async def main() -> None:
         stop = asyncio.Event()

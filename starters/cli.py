@@ -53,12 +53,24 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 # --- the embedded stack -----------------------------------------------------------------------------------
 @app.command()
-def up(as_json: Annotated[bool, typer.Option("--json", help="Print the stack status as JSON.")] = False) -> None:
+def up(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stack status as JSON.")] = False,
+    with_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--with",
+            help="Optional part to start too: 'matrix' (Synapse on TERN_MATRIX_PORT with #control-room:localhost, "
+            "and the Matrix approval bridge).",
+        ),
+    ] = None,
+) -> None:
     """Start the embedded stack (Temporal dev server + Web UI, PostgreSQL, simulated accelerator, worker)."""
     from tern.embedded.stack import EmbeddedStack, StackError
 
-    stack = EmbeddedStack(load_settings(), progress=lambda m: err.print(f"[dim]{m}[/dim]"))
     try:
+        stack = EmbeddedStack(
+            load_settings(), progress=lambda m: err.print(f"[dim]{m}[/dim]"), extras=tuple(with_ or ())
+        )
         status = stack.up()
     except StackError as exc:
         fail(str(exc), 1)

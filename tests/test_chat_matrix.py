@@ -216,7 +216,7 @@ async def test_operator_approves_a_write_from_matrix(temporal_env, settings, syn
             await operator.until(_answer_to(e, bot, "needs a reply"))
             e = await operator.reply(card.event_id, "reject")  # no reason: malformed, nothing sent
             await operator.until(_answer_to(e, bot, "needs a reason"))
-            assert (await wait_for_state(handle, "awaiting_approval")).pending.request_id == rid
+            assert (await wait_for_state(handle, "awaiting_approval")).pending.request_id == rid  # type: ignore[union-attr]
 
             e = await operator.reply(card.event_id, "approve go ahead")
             await operator.until(_answer_to(e, bot, "approved", "operator"))
@@ -267,7 +267,7 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
             handle = await start_run(
                 temporal_env.client, settings, write_plan(channel, target), user="physicist", approvers=["operator"]
             )
-            rid = (await wait_for_state(handle, "awaiting_approval")).pending.request_id
+            rid = (await wait_for_state(handle, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
             card = await operator.until(_card(bot, rid), 60)
             await asyncio.sleep(3)  # both bridges have made several passes
             for b in (b1, b2):
@@ -280,7 +280,7 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
                 user="physicist",
                 approvers=["operator"],
             )
-            rid2 = (await wait_for_state(h2, "awaiting_approval")).pending.request_id
+            rid2 = (await wait_for_state(h2, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
             conn = await asyncpg.connect(settings.dsn)
             try:
                 for _ in range(50):
