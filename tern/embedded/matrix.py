@@ -65,6 +65,10 @@ def write_config(root: Path, port: int) -> Path:
     """Create (once) and update ``root/homeserver.yaml`` for ``127.0.0.1:port``; returns its path.
 
     Raises :class:`MatrixError` when Synapse cannot generate its configuration."""
+    import importlib.util
+
+    if importlib.util.find_spec("synapse") is None:
+        raise MatrixError("matrix-synapse is not installed: pip install 'tern[matrix]'")
     root.mkdir(parents=True, exist_ok=True)
     path = root / "homeserver.yaml"
     if not path.exists():
