@@ -21,6 +21,8 @@ import typer
 from starters.common import fail, hard_exit, load_settings
 
 if TYPE_CHECKING:
+    from starters.client import TernClient
+    from tern.chat.bridge import Decider
     from tern.config import TernSettings
 
 app = typer.Typer(help="Chat approval bridges: post approval cards and take decisions from chat.", no_args_is_help=True)
@@ -33,12 +35,30 @@ def credentials_path(settings: TernSettings) -> Path:
     return settings.matrix_credentials_path or matrix_dir(settings.data_dir) / "credentials.json"
 
 
+def client_decider(client: TernClient, *, surface: str) -> Decider:
+    """A :data:`tern.chat.bridge.Decider` sending through ``client.decide`` with ``expected_request`` (a stale
+    card or URL is refused before anything is sent) and ``surface`` in the audit; refusals and an unreachable
+    worker become :class:`tern.chat.bridge.DecisionRefused` with the reason."""
+    from starters.client import TernUnavailable, TernUserError
+    from tern.chat.bridge import DecisionRefused
+
+    async def decide(run_id: str, request_id: str, approver: str, approved: bool, comment: str) -> str:
+        try:
+            rec = await client.decide(run_id, approver, approved, comment, surface=surface, expected_request=request_id)
+        except (TernUserError, TernUnavailable) as exc:
+            raise DecisionRefused(str(exc)) from exc
+        who = ", ".join(rec.approved_by) or rec.approver
+        return f"**{rec.decision}** by {who} (request `{rec.request_id}`); recorded in the audit"
+
+    return decide
+
+
 async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owner: str | None = None) -> None:
     """Run the Matrix bridge for ``settings`` until ``stop`` is set. Raises ``MatrixError`` (credentials,
     login), ``TernUnavailable`` (Temporal) or ``DatabaseError`` (PostgreSQL) when it cannot start."""
-    from starters.client import TernClient, TernUnavailable, TernUserError
+    from starters.client import TernClient
     from starters.matrix_bridge import MatrixPlatform
-    from tern.chat.bridge import ApprovalBridge, DecisionRefused
+    from tern.chat.bridge import ApprovalBridge
     from tern.chat.identity import IdentityMap
     from tern.db import create_pool
     from tern.embedded.matrix import read_credentials
@@ -49,15 +69,7 @@ async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owne
     pool = await create_pool(settings.dsn, max_size=5)
     identities = IdentityMap(settings.chat_identity_map_path, {"matrix": {creds.operator.user_id: "operator"}})
 
-    async def decide(run_id: str, request_id: str, approver: str, approved: bool, comment: str) -> str:
-        try:
-            rec = await client.decide(
-                run_id, approver, approved, comment, surface="matrix", expected_request=request_id
-            )
-        except (TernUserError, TernUnavailable) as exc:
-            raise DecisionRefused(str(exc)) from exc
-        who = ", ".join(rec.approved_by) or rec.approver
-        return f"**{rec.decision}** by {who} (request `{rec.request_id}`); recorded in the audit"
+    decide = client_decider(client, surface="matrix")
 
     async def pending() -> list[tuple[str, ApprovalRequest]]:
         return [(st.run_id, st.pending) for st in await client.pending() if st.pending is not None]
@@ -96,3 +108,16 @@ def matrix(
     except Exception as exc:
         fail(f"matrix bridge: {exc}", 1)
     hard_exit(0)
+
+
+@app.command()
+def webhook(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+) -> None:
+    """Serve Tern's HTTP API with signed webhook decisions (POST /approvals/{request_id}/decision) and ARIEL."""
+    import uvicorn
+
+    from starters.approvals_api import create_app
+
+    uvicorn.run(create_app(load_settings()), host=host, port=port)

@@ -224,6 +224,24 @@ class TernSettings(BaseSettings):
         description="Matrix credentials file the bridge logs in with (homeserver, room_id, bot user_id/password); "
         "unset means data_dir/matrix/credentials.json written by `tern up --with matrix`.",
     )
+    webhook_secrets: dict[str, SecretStr] = Field(
+        {},
+        description="Signed webhooks: key id -> shared secret (JSON object). Decisions posted to /approvals/{id}/"
+        "decision must be signed with one (HMAC-SHA256, tern/chat/signing.py); the identity map's [webhook] table "
+        "names each key's approver.",
+    )
+    webhook_window_s: float = Field(
+        300.0, gt=0, le=3600, description="Signed webhooks: accepted age of a signature timestamp, seconds."
+    )
+    webhook_max_body_bytes: int = Field(
+        16_384, ge=256, le=1_048_576, description="Signed webhooks: largest decision body accepted, bytes."
+    )
+    webhook_notify_urls: list[str] = Field(
+        [], description="URLs the notify_approvers activity POSTs each new approval request to (signed, retried)."
+    )
+    webhook_notify_key_id: str | None = Field(
+        None, description="Key id (of webhook_secrets) that signs outbound notifications; required with URLs."
+    )
     # LLM (OpenAI-compatible chat completions); none by default
     llm_provider: Literal["none", "openai"] = Field(
         "none", description="LLM for RAG answers and enhancement: 'none' or an OpenAI-compatible chat endpoint."
@@ -243,6 +261,8 @@ class TernSettings(BaseSettings):
             raise ValueError("embedding_provider 'openai' needs embedding_url (TERN_EMBEDDING_URL)")
         if self.llm_provider == "openai" and not self.llm_url:
             raise ValueError("llm_provider 'openai' needs llm_url (TERN_LLM_URL)")
+        if self.webhook_notify_urls and self.webhook_notify_key_id not in self.webhook_secrets:
+            raise ValueError("webhook_notify_urls need webhook_notify_key_id naming a key of webhook_secrets")
         if self.rag_entry_chars > self.rag_context_chars:
             raise ValueError("rag_entry_chars must not exceed rag_context_chars")
         return self

@@ -152,3 +152,27 @@ async def test_outbox_notifies_listeners(pg_dsn: str) -> None:
     finally:
         await pool.close()
         await conn.close()
+
+
+def test_webhook_signatures() -> None:
+    """HMAC-SHA256 over timestamp and body: the right secret passes; a changed body, another key's secret, an
+    old timestamp, a missing header or an unknown key is refused with the reason."""
+    from tern.chat.signing import SignatureError, signed_headers, verify
+
+    secrets = {"ops": "a", "other": "b"}
+    body = b'{"approved": true}'
+    now = 1_800_000_000.0
+    h = signed_headers("ops", "a", body, now=now)
+    assert verify(secrets, h, body, now=now + 299) == "ops"
+    bad = [
+        (h, body + b" ", now, "does not match"),
+        (signed_headers("ops", "b", body, now=now), body, now, "does not match"),
+        (h, body, now + 301, "outside the 300 s window"),
+        (h, body, now - 301, "outside the 300 s window"),
+        ({k: v for k, v in h.items() if k != "X-Tern-Signature"}, body, now, "unsigned"),
+        ({**h, "X-Tern-Key-Id": "eve"}, body, now, "unknown key id"),
+        ({**h, "X-Tern-Timestamp": "soon"}, body, now, "Unix seconds"),
+    ]
+    for headers, b, at, reason in bad:
+        with pytest.raises(SignatureError, match=reason):
+            verify(secrets, headers, b, now=at)

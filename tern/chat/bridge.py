@@ -21,12 +21,11 @@ from typing import Protocol
 
 import asyncpg
 
-from tern.audit.store import record_event
 from tern.chat import store
 from tern.chat.cards import card_markdown, outcome_markdown
 from tern.chat.commands import Command, CommandError, parse_command, parse_reaction, reaction_allowed
 from tern.chat.identity import IdentityMap
-from tern.models import ApprovalRequest, AuditEvent
+from tern.models import ApprovalRequest
 
 log = logging.getLogger(__name__)
 
@@ -227,25 +226,18 @@ class ApprovalBridge:
     ) -> None:
         """Audit the attempt (``chat_decision``, keyed by the platform message id) and answer the person."""
         async with self.pool.acquire() as conn:
-            await record_event(
+            await store.audit_attempt(
                 conn,
-                AuditEvent(
-                    event_kind="chat_decision",
-                    run_id=card.run_id,
-                    event_key=f"chat:{self.platform.name}:{event_id}",
-                    step_id=card.request.step_id,
-                    request_id=card.request.request_id,
-                    actor=approver,
-                    decision=None if command is None else ("approved" if command.approved else "rejected"),
-                    comment=text,
-                    details={
-                        "platform": self.platform.name,
-                        "platform_identity": sender,
-                        "message_id": event_id,
-                        "accepted": accepted,
-                        "command": None if command is None else command.text,
-                    },
-                ),
+                platform=self.platform.name,
+                message_id=event_id,
+                identity=sender,
+                text=text,
+                run_id=card.run_id,
+                request=card.request,
+                approver=approver,
+                approved=None if command is None else command.approved,
+                comment=None if command is None else command.text,
+                accepted=accepted,
             )
         await self.platform.reply(room_id, event_id, text)
 

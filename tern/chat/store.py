@@ -186,3 +186,67 @@ async def ending(conn: Conn, card: Card) -> Ending | None:
             end.readback, end.verified, end.write_value = w["readback"], w["verified"], w["value"]
             end.write_comment = w["comment"] if w["event_kind"] == "write_refused" or not w["verified"] else ""
     return end
+
+
+async def request_by_id(conn: Conn, request_id: str) -> tuple[str, ApprovalRequest] | None:
+    """``(workflow id, request)`` of an outbox request, or None for an unknown id."""
+    row = await conn.fetchrow(
+        "SELECT run_id, request::text AS request FROM chat_requests WHERE request_id = $1", request_id
+    )
+    return None if row is None else (row["run_id"], ApprovalRequest.model_validate_json(row["request"]))
+
+
+async def use_webhook(conn: Conn, request_id: str, key_id: str) -> bool:
+    """Spend the single use of key ``key_id`` on ``request_id``; False when it was spent before."""
+    got = await conn.fetchval(
+        "INSERT INTO webhook_uses (request_id, key_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING key_id",
+        request_id,
+        key_id,
+    )
+    return got is not None
+
+
+UNKNOWN_RUN = "chat-bridge"
+"""Audit run id of a chat or webhook attempt that names no known request."""
+
+
+async def audit_attempt(
+    conn: Conn,
+    *,
+    platform: str,
+    message_id: str,
+    identity: str,
+    text: str,
+    run_id: str | None = None,
+    request: ApprovalRequest | None = None,
+    request_id: str | None = None,
+    approver: str | None = None,
+    approved: bool | None = None,
+    comment: str | None = None,
+    accepted: bool = False,
+) -> None:
+    """Audit one decision attempt from a chat platform or webhook as ``chat_decision`` (keyed by the platform's
+    ``message_id``, so a redelivered message is recorded once), with the platform identity and the answer."""
+    from tern.audit.store import record_event
+    from tern.models import AuditEvent
+
+    await record_event(
+        conn,
+        AuditEvent(
+            event_kind="chat_decision",
+            run_id=run_id or UNKNOWN_RUN,
+            event_key=f"chat:{platform}:{message_id}",
+            step_id=request.step_id if request else None,
+            request_id=request.request_id if request else request_id,
+            actor=approver,
+            decision=None if approved is None else ("approved" if approved else "rejected"),
+            comment=text,
+            details={
+                "platform": platform,
+                "platform_identity": identity,
+                "message_id": message_id,
+                "accepted": accepted,
+                "command": comment,
+            },
+        ),
+    )

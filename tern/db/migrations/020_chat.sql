@@ -23,3 +23,11 @@ CREATE TABLE IF NOT EXISTS chat_cards (
     PRIMARY KEY (platform, request_id)
 );
 CREATE INDEX IF NOT EXISTS chat_cards_message ON chat_cards (platform, message_id);
+-- webhook_uses: a signed webhook decision is single use per request and key (a replayed or repeated post for
+-- the same request is refused before anything is sent).
+CREATE TABLE IF NOT EXISTS webhook_uses (
+    request_id   text NOT NULL,
+    key_id       text NOT NULL,
+    used_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (request_id, key_id)
+);
