@@ -110,6 +110,82 @@ def matrix(
     hard_exit(0)
 
 
+async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner: str | None = None) -> None:
+    """Run the Slack bridge (HTTP mode on ``slack_port``) until ``stop``. Raises ``ValueError`` when the Slack
+    settings are incomplete, ``TernUnavailable``/``DatabaseError`` when Temporal or PostgreSQL cannot be reached."""
+    import uvicorn
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from starters.client import TernClient
+    from starters.slack_bridge import SlackPlatform, slack_app
+    from tern.chat.bridge import ApprovalBridge
+    from tern.chat.identity import IdentityMap
+    from tern.db import create_pool
+    from tern.models import ApprovalRequest
+
+    if not (settings.slack_bot_token and settings.slack_signing_secret and settings.slack_channel):
+        raise ValueError(
+            "the Slack bridge needs TERN_SLACK_BOT_TOKEN, TERN_SLACK_SIGNING_SECRET and TERN_SLACK_CHANNEL"
+        )
+    client = await TernClient.connect(settings)
+    pool = await create_pool(settings.dsn, max_size=5)
+    web = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url or AsyncWebClient.BASE_URL,
+    )
+
+    async def pending() -> list[tuple[str, ApprovalRequest]]:
+        return [(st.run_id, st.pending) for st in await client.pending() if st.pending is not None]
+
+    bridge = ApprovalBridge(
+        SlackPlatform(web, settings.slack_channel),
+        pool,
+        IdentityMap(settings.chat_identity_map_path),
+        client_decider(client, surface="slack"),
+        pending=pending,
+        poll_interval_s=settings.chat_poll_interval_s,
+        owner=owner,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            slack_app(settings, bridge, web), host="127.0.0.1", port=settings.slack_port, log_level="warning"
+        )
+    )
+
+    async def serve() -> None:
+        task = asyncio.ensure_future(server.serve())
+        await stop.wait()
+        server.should_exit = True
+        await task
+
+    try:
+        await asyncio.gather(bridge.run(stop), serve())
+    finally:
+        await pool.close()
+
+
+@app.command()
+def slack(
+    owner: Annotated[str | None, typer.Option("--owner", help="This instance's name in card claims.")] = None,
+) -> None:
+    """Post approval cards in a Slack channel; Approve/Reject buttons (HTTP mode, POST /slack/events)."""
+    settings = load_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_slack_bridge(settings, stop, owner=owner)
+
+    try:
+        asyncio.run(main())
+    except Exception as exc:
+        fail(f"slack bridge: {exc}", 1)
+    hard_exit(0)
+
+
 @app.command()
 def webhook(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

@@ -224,6 +224,15 @@ class TernSettings(BaseSettings):
         description="Matrix credentials file the bridge logs in with (homeserver, room_id, bot user_id/password); "
         "unset means data_dir/matrix/credentials.json written by `tern up --with matrix`.",
     )
+    slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...) of `tern bridge slack`.")
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="Slack app signing secret; bolt verifies every request with it (5-minute window)."
+    )
+    slack_channel: str | None = Field(None, description="Slack channel id where approval cards are posted.")
+    slack_api_url: str | None = Field(
+        None, description="Slack Web API base URL (slack_sdk base_url), e.g. a local stand-in; unset: Slack's."
+    )
+    slack_port: int = Field(3000, description="Port of the bridge's HTTP endpoint for Slack (POST /slack/events).")
     webhook_secrets: dict[str, SecretStr] = Field(
         {},
         description="Signed webhooks: key id -> shared secret (JSON object). Decisions posted to /approvals/{id}/"

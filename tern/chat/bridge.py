@@ -168,6 +168,17 @@ class ApprovalBridge:
             return
         await self._decide(card, sender, room_id, event_id, command)
 
+    async def on_command(
+        self, sender: str, room_id: str, event_id: str, card_message_id: str, command: Command
+    ) -> None:
+        """A decision already parsed by the platform (a Slack button or modal) on the card ``card_message_id``;
+        ``event_id`` is unique per attempt (the audit key). Ignored unless that message is a card."""
+        async with self.pool.acquire() as conn:
+            card = await store.card_by_message(conn, self.platform.name, card_message_id)
+        if card is None:
+            return
+        await self._decide(card, sender, room_id, event_id, command)
+
     async def on_reaction(self, sender: str, room_id: str, event_id: str, reacted_to: str, key: str) -> None:
         """A reaction ``key`` from ``sender`` on message ``reacted_to``; decides only low-risk requests."""
         command = parse_reaction(key)
