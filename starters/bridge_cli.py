@@ -21,8 +21,6 @@ import typer
 from starters.common import fail, hard_exit, load_settings
 
 if TYPE_CHECKING:
-    from starters.client import TernClient
-    from tern.chat.bridge import Decider
     from tern.config import TernSettings
 
 app = typer.Typer(help="Chat approval bridges: post approval cards and take decisions from chat.", no_args_is_help=True)
@@ -35,27 +33,10 @@ def credentials_path(settings: TernSettings) -> Path:
     return settings.matrix_credentials_path or matrix_dir(settings.data_dir) / "credentials.json"
 
 
-def client_decider(client: TernClient, *, surface: str) -> Decider:
-    """A :data:`tern.chat.bridge.Decider` sending through ``client.decide`` with ``expected_request`` (a stale
-    card or URL is refused before anything is sent) and ``surface`` in the audit; refusals and an unreachable
-    worker become :class:`tern.chat.bridge.DecisionRefused` with the reason."""
-    from starters.client import TernUnavailable, TernUserError
-    from tern.chat.bridge import DecisionRefused
-
-    async def decide(run_id: str, request_id: str, approver: str, approved: bool, comment: str) -> str:
-        try:
-            rec = await client.decide(run_id, approver, approved, comment, surface=surface, expected_request=request_id)
-        except (TernUserError, TernUnavailable) as exc:
-            raise DecisionRefused(str(exc)) from exc
-        who = ", ".join(rec.approved_by) or rec.approver
-        return f"**{rec.decision}** by {who} (request `{rec.request_id}`); recorded in the audit"
-
-    return decide
-
-
 async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owner: str | None = None) -> None:
     """Run the Matrix bridge for ``settings`` until ``stop`` is set. Raises ``MatrixError`` (credentials,
     login), ``TernUnavailable`` (Temporal) or ``DatabaseError`` (PostgreSQL) when it cannot start."""
+    from starters.chat_decide import client_decider
     from starters.client import TernClient
     from starters.matrix_bridge import MatrixPlatform
     from tern.chat.bridge import ApprovalBridge
@@ -116,6 +97,7 @@ async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner
     import uvicorn
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from starters.chat_decide import client_decider
     from starters.client import TernClient
     from starters.slack_bridge import SlackPlatform, slack_app
     from tern.chat.bridge import ApprovalBridge
