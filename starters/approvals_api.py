@@ -131,7 +131,7 @@ def approvals_router(
 def create_app(settings: TernSettings) -> FastAPI:
     """Tern's HTTP API: ARIEL's routes plus the approvals router. The Temporal client is connected at the first
     decision (so the API starts without Temporal); unexpected errors answer 500 ``{"error": "internal error"}``."""
-    from starters.chat_decide import client_decider
+    from starters.chat_client import client_decider
     from starters.client import TernClient
     from tern.ariel.api import create_app as ariel_app
 

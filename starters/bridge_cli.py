@@ -36,14 +36,13 @@ def credentials_path(settings: TernSettings) -> Path:
 async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owner: str | None = None) -> None:
     """Run the Matrix bridge for ``settings`` until ``stop`` is set. Raises ``MatrixError`` (credentials,
     login), ``TernUnavailable`` (Temporal) or ``DatabaseError`` (PostgreSQL) when it cannot start."""
-    from starters.chat_decide import client_decider
+    from starters.chat_client import client_decider, pending_requests, plan_starter, run_progress
     from starters.client import TernClient
     from starters.matrix_bridge import MatrixPlatform
     from tern.chat.bridge import ApprovalBridge
     from tern.chat.identity import IdentityMap
     from tern.db import create_pool
     from tern.embedded.matrix import read_credentials
-    from tern.models import ApprovalRequest
 
     creds = read_credentials(credentials_path(settings))
     client = await TernClient.connect(settings)
@@ -52,13 +51,18 @@ async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owne
 
     decide = client_decider(client, surface="matrix")
 
-    async def pending() -> list[tuple[str, ApprovalRequest]]:
-        return [(st.run_id, st.pending) for st in await client.pending() if st.pending is not None]
-
     platform = MatrixPlatform(creds.homeserver, creds.bot.user_id, creds.bot.password, creds.room_id)
     await platform.login()
     bridge = ApprovalBridge(
-        platform, pool, identities, decide, pending=pending, poll_interval_s=settings.chat_poll_interval_s, owner=owner
+        platform,
+        pool,
+        identities,
+        decide,
+        pending=pending_requests(client),
+        poll_interval_s=settings.chat_poll_interval_s,
+        owner=owner,
+        start_run=plan_starter(client),
+        progress=run_progress(client),
     )
     platform.bridge = bridge
     try:
@@ -97,13 +101,12 @@ async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner
     import uvicorn
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from starters.chat_decide import client_decider
+    from starters.chat_client import client_decider, pending_requests
     from starters.client import TernClient
     from starters.slack_bridge import SlackPlatform, slack_app
     from tern.chat.bridge import ApprovalBridge
     from tern.chat.identity import IdentityMap
     from tern.db import create_pool
-    from tern.models import ApprovalRequest
 
     if not (settings.slack_bot_token and settings.slack_signing_secret and settings.slack_channel):
         raise ValueError(
@@ -116,15 +119,12 @@ async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner
         base_url=settings.slack_api_url or AsyncWebClient.BASE_URL,
     )
 
-    async def pending() -> list[tuple[str, ApprovalRequest]]:
-        return [(st.run_id, st.pending) for st in await client.pending() if st.pending is not None]
-
     bridge = ApprovalBridge(
         SlackPlatform(web, settings.slack_channel),
         pool,
         IdentityMap(settings.chat_identity_map_path),
         client_decider(client, surface="slack"),
-        pending=pending,
+        pending=pending_requests(client),
         poll_interval_s=settings.chat_poll_interval_s,
         owner=owner,
     )

@@ -95,6 +95,33 @@ class MatrixPlatform:
             room_id, {**self._content(markdown), "m.relates_to": {"m.in_reply_to": {"event_id": message_id}}}
         )
 
+    async def thread(self, room_id: str, root_id: str, markdown: str) -> None:
+        """Post in the thread rooted at ``root_id`` (``m.thread``, with the reply fallback for older clients)."""
+        await self._send(
+            room_id,
+            {
+                **self._content(markdown),
+                "m.relates_to": {
+                    "rel_type": "m.thread",
+                    "event_id": root_id,
+                    "is_falling_back": True,
+                    "m.in_reply_to": {"event_id": root_id},
+                },
+            },
+        )
+
+    def _mention(self, event: RoomMessageText) -> str | None:
+        """The text after the bot's mention, or None when the message is not addressed to the bot: it starts
+        with the bot's user id, ``@<localpart>`` or ``<localpart>:``, or lists the bot in ``m.mentions``."""
+        user_id = str(self.client.user_id)
+        local = user_id[1:].split(":", 1)[0]
+        body = event.body.strip()
+        mentions = (event.source.get("content", {}).get("m.mentions") or {}).get("user_ids") or []
+        for prefix in (user_id, f"@{local}", f"{local}:"):
+            if body.lower().startswith(prefix.lower()):
+                return body[len(prefix) :].lstrip(" :,")
+        return body if user_id in mentions else None
+
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -110,8 +137,14 @@ class MatrixPlatform:
             return
         relates = event.source.get("content", {}).get("m.relates_to") or {}
         reply_to = (relates.get("m.in_reply_to") or {}).get("event_id")
-        if reply_to and relates.get("rel_type") != "m.replace":
+        if relates.get("rel_type") in ("m.replace", "m.thread"):
+            return
+        if reply_to:
             self._spawn(self.bridge.on_reply(event.sender, room.room_id, event.event_id, reply_to, event.body))
+            return
+        text = self._mention(event)
+        if text is not None:
+            self._spawn(self.bridge.on_mention(event.sender, room.room_id, event.event_id, text))
 
     async def _on_reaction(self, room: Any, event: ReactionEvent) -> None:
         if event.sender == self.client.user_id or room.room_id != self.room_id or self.bridge is None:
@@ -126,6 +159,7 @@ class MatrixPlatform:
             raise MatrixError(f"first sync failed: {first}")
         self.client.add_event_callback(self._on_message, RoomMessageText)
         self.client.add_event_callback(self._on_reaction, ReactionEvent)
+        log.info("%s listening in %s", self.client.user_id, self.room_id)
         while not stop.is_set():
             resp = await self.client.sync(timeout=SYNC_TIMEOUT_MS)
             if not isinstance(resp, SyncResponse):

@@ -107,6 +107,10 @@ class SlackPlatform:
         """Answer in the card's thread (``message_id`` is ``<card ts>/<attempt>``)."""
         await self.client.chat_postMessage(channel=room_id, thread_ts=message_id.split("/")[0], text=markdown)
 
+    async def thread(self, room_id: str, root_id: str, markdown: str) -> None:
+        """Post in the thread of ``root_id``."""
+        await self.client.chat_postMessage(channel=room_id, thread_ts=root_id.split("/")[0], text=mrkdwn(markdown))
+
 
 def slack_app(settings: TernSettings, bridge: ApprovalBridge, client: AsyncWebClient) -> FastAPI:
     """The bolt app (handlers for the buttons and the reject modal) behind FastAPI's ``POST /slack/events``.

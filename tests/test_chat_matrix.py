@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 from nio import AsyncClient, ReactionEvent, RoomMessageText, RoomSendResponse
+from temporalio.client import WorkflowFailureError
 
 from tern.control.channels import read_value
 from tern.embedded import matrix
@@ -149,6 +150,7 @@ def _bridge_env(settings: Any, temporal_env: Any, creds_path: Path, idmap: Path)
         "TERN_MATRIX_CREDENTIALS_PATH": str(creds_path),
         "TERN_CHAT_IDENTITY_MAP_PATH": str(idmap),
         "TERN_CHAT_POLL_INTERVAL_S": "0.3",
+        "TERN_TASK_QUEUE": settings.task_queue,
     }
 
 
@@ -161,6 +163,15 @@ def _spawn_bridge(env: dict[str, str], owner: str, log: Path) -> subprocess.Pope
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
+
+
+def _ready(proc: subprocess.Popen[bytes], log: Path, within_s: float = 60) -> None:
+    """Wait until the bridge listens (its first sync is done: messages sent before it are not replayed)."""
+    deadline = time.monotonic() + within_s
+    while "listening in" not in (log.read_text() if log.exists() else ""):
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "bridge did not start listening"
+        time.sleep(0.1)
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -197,6 +208,7 @@ async def test_operator_approves_a_write_from_matrix(temporal_env, settings, syn
         await p.start()
     bot = synapse.bot.user_id
     bridge = _spawn_bridge(_bridge_env(settings, temporal_env, creds_path, idmap), "b1", tmp_path / "bridge.log")
+    _ready(bridge, tmp_path / "bridge.log")
     try:
         async with running_worker(temporal_env.client, worker_settings):
             handle = await start_run(
@@ -290,6 +302,7 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
             finally:
                 await conn.close()
             b3 = _spawn_bridge(env, "b3", tmp_path / "b3.log")
+            _ready(b3, tmp_path / "b3.log")
             try:
                 await operator.until(_card(bot, rid2), 60)
                 e = await operator.reply(card.event_id, "approve")
@@ -297,6 +310,8 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
                 result = await handle.result()
                 await operator.until(_edit(bot, card.event_id, "Written and verified"), 30)
                 await h2.cancel()
+                with pytest.raises(WorkflowFailureError):  # closed before its worker goes: no run left waiting
+                    await h2.result()
             finally:
                 _stop(b3)
     finally:
@@ -307,3 +322,61 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
     cards = [e for e in operator.events if _card(bot, rid)(e)]
     assert len(cards) == 1, [c.event_id for c in cards]
     assert len([e for e in operator.events if _card(bot, rid2)(e)]) == 1
+
+
+def _in_thread(bot: str, root: str, *words: str) -> Callable[[Any], bool]:
+    def pred(e: Any) -> bool:
+        rel = e.source.get("content", {}).get("m.relates_to") or {}
+        return (
+            isinstance(e, RoomMessageText)
+            and e.sender == bot
+            and rel.get("rel_type") == "m.thread"
+            and rel.get("event_id") == root
+            and all(w in e.body for w in words)
+        )
+
+    return pred
+
+
+async def test_a_run_started_from_the_room_reports_progress_in_a_thread(
+    temporal_env, settings, synapse, chat_files, tmp_path
+) -> None:
+    """`@tern run demo_no_sandbox` from the operator starts the bundled plan for approver `operator`; the steps
+    and the final outcome appear in a thread under the message; its write's card arrives; the operator (the
+    requester: two-person rule, so alice could approve; the requester may reject) rejects it from the room. Unknown
+    plans and unmapped people are answered."""
+    creds_path, idmap = chat_files
+    worker_settings = settings.model_copy(update={"approvers": ["operator", "alice"]})
+    operator, stranger = Person(synapse, synapse.operator), Person(synapse, synapse.others["stranger"])
+    for p in (operator, stranger):
+        await p.start()
+    bot = synapse.bot.user_id
+    bridge = _spawn_bridge(_bridge_env(settings, temporal_env, creds_path, idmap), "b1", tmp_path / "bridge.log")
+    _ready(bridge, tmp_path / "bridge.log")
+
+    async def say(person: Person, text: str) -> str:
+        resp = await person.client.room_send(person.room_id, "m.room.message", {"msgtype": "m.text", "body": text})
+        assert isinstance(resp, RoomSendResponse), resp
+        return str(resp.event_id)
+
+    try:
+        async with running_worker(temporal_env.client, worker_settings):
+            e = await say(stranger, "@tern run demo_no_sandbox")
+            await stranger.until(_answer_to(e, bot, "not mapped"), 60)
+            e = await say(operator, "@tern run no-such-plan")
+            await operator.until(_answer_to(e, bot, "no bundled plan", "demo_no_sandbox"), 60)
+            root = await say(operator, "@tern run demo_no_sandbox")
+            started = await operator.until(_in_thread(bot, root, "Started run"), 60)
+            run_id = started.body.split("`")[1]
+            await operator.until(_in_thread(bot, root, "waits for approval"), 60)
+            card = await operator.until(lambda ev: _card(bot, "")(ev) and run_id in ev.body, 60)
+            e = await operator.reply(card.event_id, "reject not during this shift")
+            await operator.until(_answer_to(e, bot, "rejected", "operator"), 60)
+            await operator.until(_in_thread(bot, root, "Finished: rejected"), 60)
+    finally:
+        _stop(bridge)
+        for p in (operator, stranger):
+            await p.close()
+    rows = await audit_rows(settings.dsn, run_id)
+    decision = next(r for r in rows if r["event_kind"] == "decision")
+    assert decision["actor"] == "operator" and decision["decision"] == "rejected"

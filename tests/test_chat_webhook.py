@@ -87,6 +87,10 @@ async def test_signed_webhook_decides_and_bad_posts_are_refused_with_a_reason(te
             )
             rid = (await wait_for_state(handle, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
             url = f"{api}/approvals/{rid}/decision"
+            for _ in range(300):  # the notification: refused once, retried by the activity after 1 s
+                if notified:
+                    break
+                await asyncio.sleep(0.1)
 
             async def post(body: bytes, key: str | None = "ops-bot", *, at: float | None = None, secret=None, u=url):
                 headers = {"Content-Type": "application/json"}

@@ -70,7 +70,7 @@ async def test_tern_up_with_matrix_approves_a_write_from_the_control_room(tmp_pa
         await bot_view.login(c.bot.password)
         members = await bot_view.joined_members(c.room_id)
         await bot_view.close()
-        assert {m.user_id for m in members.members} == {"@tern:localhost", "@operator:localhost"}  # type: ignore[union-attr]
+        assert {m.user_id for m in members.members} == {"@tern:localhost", "@operator:localhost"}
 
         plan = tmp_path / "plan.json"
         channel = "SR:MAG:QF:08:CURRENT:SP"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import asyncpg
@@ -42,6 +42,18 @@ PendingSource = Callable[[], Awaitable[list[tuple[str, ApprovalRequest]]]]
 """Returns ``(workflow id, pending request)`` of every run waiting now (reconciliation at start)."""
 
 
+class RunRefused(Exception):
+    """A run asked for from chat was not started (unknown plan, bad input, Temporal unreachable)."""
+
+
+RunStarter = Callable[[str, str], Awaitable[str]]
+"""``start(user, plan name)`` -> the run id; raises :class:`RunRefused` with the reason."""
+
+RunProgress = Callable[[str], AsyncIterator[str]]
+"""``progress(run id)`` yields Markdown lines (step started, waiting for approval, the final answer) until the run
+ends."""
+
+
 class ChatPlatform(Protocol):
     """What a bridge needs from a chat platform (Matrix: ``starters/matrix_bridge.py``)."""
 
@@ -59,6 +71,10 @@ class ChatPlatform(Protocol):
         """Answer the message ``message_id`` (a person's reply or reaction) in ``room_id``."""
         ...
 
+    async def thread(self, room_id: str, root_id: str, markdown: str) -> None:
+        """Post in the thread under message ``root_id`` (a run's progress)."""
+        ...
+
 
 class ApprovalBridge:
     """One bridge instance on one platform.
@@ -71,6 +87,8 @@ class ApprovalBridge:
         pending: optional reconciliation source, read once at :meth:`start`.
         poll_interval_s: how often to look for new requests and ended ones, seconds.
         owner: this instance's name in card claims (random by default).
+        start_run, progress: how ``run <plan name>`` addressed to the bot starts a run and follows it (both
+            needed for that command; without them it is answered as not available).
     """
 
     def __init__(
@@ -83,7 +101,12 @@ class ApprovalBridge:
         pending: PendingSource | None = None,
         poll_interval_s: float = 1.0,
         owner: str | None = None,
+        start_run: RunStarter | None = None,
+        progress: RunProgress | None = None,
     ) -> None:
+        self.start_run = start_run
+        self.progress = progress
+        self._followers: set[asyncio.Task[None]] = set()
         self.platform = platform
         self.pool = pool
         self.identities = identities
@@ -129,8 +152,18 @@ class ApprovalBridge:
                     await self.platform.edit_card(card.room_id, card.message_id, text)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Reconcile, then :meth:`step` at every outbox notification or ``poll_interval_s`` until ``stop``."""
-        await self.reconcile()
+        """Reconcile (in the background: runs whose worker does not answer may take a while), and :meth:`step`
+        at every outbox notification or ``poll_interval_s`` until ``stop``. A failed reconciliation is logged and
+        the bridge goes on (the outbox still brings every new request)."""
+
+        async def reconcile() -> None:
+            try:
+                if await self.reconcile():
+                    self._wake.set()
+            except Exception as exc:
+                log.warning("reconciliation at start failed: %s", exc)
+
+        reconciling = asyncio.ensure_future(reconcile())
         listener = await self.pool.acquire()
         await listener.add_listener(store.NOTIFY_CHANNEL, self._notified)
         try:
@@ -146,6 +179,7 @@ class ApprovalBridge:
                 wait.cancel()
                 stopped.cancel()
         finally:
+            reconciling.cancel()
             await listener.remove_listener(store.NOTIFY_CHANNEL, self._notified)
             await self.pool.release(listener)
 
@@ -178,6 +212,42 @@ class ApprovalBridge:
         if card is None:
             return
         await self._decide(card, sender, room_id, event_id, command)
+
+    async def on_mention(self, sender: str, room_id: str, event_id: str, text: str) -> None:
+        """A message addressed to the bot (mention stripped): ``run <plan name>`` starts a run of a bundled plan
+        for the mapped user and follows it in a thread under ``event_id``; anything else gets the usage."""
+        try:
+            command = parse_command(text)
+            if command.verb != "run":
+                raise CommandError("to the bot: `run <plan name>`; decide a request by replying to its card")
+        except CommandError as exc:
+            await self.platform.reply(room_id, event_id, f"not taken: {exc}")
+            return
+        user = self.identities.lookup(self.platform.name, sender)
+        if user is None:
+            await self.platform.reply(room_id, event_id, f"not taken: {sender} is not mapped to a Tern user")
+            return
+        if self.start_run is None or self.progress is None:
+            await self.platform.reply(room_id, event_id, "not taken: this bridge does not start runs")
+            return
+        try:
+            run_id = await self.start_run(user, command.text)
+        except RunRefused as exc:
+            await self.platform.reply(room_id, event_id, f"not started: {exc}")
+            return
+        await self.platform.thread(room_id, event_id, f"Started run `{run_id}` of plan `{command.text}` for {user}.")
+        task = asyncio.ensure_future(self._follow(room_id, event_id, run_id))
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
+
+    async def _follow(self, room_id: str, root_id: str, run_id: str) -> None:
+        assert self.progress is not None
+        try:
+            async for line in self.progress(run_id):
+                await self.platform.thread(room_id, root_id, line)
+        except Exception as exc:  # the run goes on; only its chat progress stops
+            log.warning("following run %s failed: %s", run_id, exc)
+            await self.platform.thread(room_id, root_id, f"Stopped following run `{run_id}`: {exc}")
 
     async def on_reaction(self, sender: str, room_id: str, event_id: str, reacted_to: str, key: str) -> None:
         """A reaction ``key`` from ``sender`` on message ``reacted_to``; decides only low-risk requests."""
