@@ -27,6 +27,9 @@ from tern.chat.cards import card_html
 
 log = logging.getLogger(__name__)
 SYNC_TIMEOUT_MS = 10_000
+# Synapse returns at most this many timeline events per room and sync (default 10, then ``limited: true`` and the
+# rest only by back-pagination): a burst of cards and replies between two syncs must not hide a reply.
+SYNC_FILTER = {"room": {"timeline": {"limit": 1000}}}
 
 
 class MatrixError(RuntimeError):
@@ -161,7 +164,7 @@ class MatrixPlatform:
         self.client.add_event_callback(self._on_reaction, ReactionEvent)
         log.info("%s listening in %s", self.client.user_id, self.room_id)
         while not stop.is_set():
-            resp = await self.client.sync(timeout=SYNC_TIMEOUT_MS)
+            resp = await self.client.sync(timeout=SYNC_TIMEOUT_MS, sync_filter=SYNC_FILTER)
             if not isinstance(resp, SyncResponse):
                 log.warning("sync failed, retrying: %s", resp)
                 await asyncio.sleep(1)

@@ -20,6 +20,7 @@ import pytest
 from nio import AsyncClient, ReactionEvent, RoomMessageText, RoomSendResponse
 from temporalio.client import WorkflowFailureError
 
+from starters.matrix_bridge import SYNC_FILTER
 from tern.control.channels import read_value
 from tern.embedded import matrix
 from tern.embedded.net import free_port
@@ -74,7 +75,7 @@ class Person:
             for e in self.events:
                 if pred(e):
                     return e
-            await self.client.sync(timeout=500)
+            await self.client.sync(timeout=500, sync_filter=SYNC_FILTER)
         raise AssertionError(f"not seen within {within_s} s; saw: {[getattr(e, 'body', e) for e in self.events]}")
 
     async def close(self) -> None:
@@ -304,7 +305,7 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
             b3 = _spawn_bridge(env, "b3", tmp_path / "b3.log")
             _ready(b3, tmp_path / "b3.log")
             try:
-                await operator.until(_card(bot, rid2), 60)
+                card2 = await operator.until(_card(bot, rid2), 60)
                 e = await operator.reply(card.event_id, "approve")
                 await operator.until(_answer_to(e, bot, "approved"), 60)
                 result = await handle.result()
@@ -312,6 +313,7 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
                 await h2.cancel()
                 with pytest.raises(WorkflowFailureError):  # closed before its worker goes: no run left waiting
                     await h2.result()
+                await operator.until(_edit(bot, card2.event_id, "Cancelled"), 30)  # whoever ended it, the card says
             finally:
                 _stop(b3)
     finally:
