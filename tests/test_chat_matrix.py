@@ -382,3 +382,46 @@ async def test_a_run_started_from_the_room_reports_progress_in_a_thread(
     rows = await audit_rows(settings.dsn, run_id)
     decision = next(r for r in rows if r["event_kind"] == "decision")
     assert decision["actor"] == "operator" and decision["decision"] == "rejected"
+
+
+async def test_code_approved_by_reaction_then_its_write_by_reply(
+    temporal_env, settings, synapse, chat_files, tmp_path, docker_backend
+) -> None:
+    """An analysis step (real Docker sandbox) proposes a write: its low-risk code card is approved with a ✅
+    reaction, the proposed write's card (a reaction would not do) with a reply; the card shows the readback."""
+    from tests.test_python_step import analysis_plan
+
+    creds_path, idmap = chat_files
+    worker_settings = settings.model_copy(update={"approvers": ["operator"]})
+    channel = "SR:MAG:SF:11:CURRENT:SP"
+    before = read_value(channel)
+    operator = Person(synapse, synapse.operator)
+    await operator.start()
+    bot = synapse.bot.user_id
+    bridge = _spawn_bridge(_bridge_env(settings, temporal_env, creds_path, idmap), "b1", tmp_path / "bridge.log")
+    _ready(bridge, tmp_path / "bridge.log")
+    try:
+        async with running_worker(temporal_env.client, worker_settings):
+            handle = await start_run(
+                temporal_env.client, settings, analysis_plan(channel, 1.5), user="physicist", approvers=["operator"]
+            )
+            code_card = await operator.until(lambda e: _card(bot, "")(e) and "run Python code" in e.body, 90)
+            assert "**Risk**: **low**" in code_card.body and "reaction also decides" in code_card.body
+            e = await operator.react(code_card.event_id, "\u2705")
+            await operator.until(_answer_to(e, bot, "approved", "operator"), 60)
+            write_card = await operator.until(
+                lambda e: _card(bot, "")(e) and "Approval needed: write" in e.body and channel in e.body, 120
+            )
+            e = await operator.react(write_card.event_id, "\u2705")
+            await operator.until(_answer_to(e, bot, "needs a reply"), 60)
+            e = await operator.reply(write_card.event_id, "approve as analysed")
+            await operator.until(_answer_to(e, bot, "approved", "operator"), 60)
+            result = await handle.result()
+            await operator.until(_edit(bot, write_card.event_id, "Written and verified"), 30)
+            await operator.until(_edit(bot, code_card.event_id, "Approved"), 30)
+    finally:
+        _stop(bridge)
+        await operator.close()
+    assert result.status == "completed", result.error
+    assert [a.kind for a in result.approvals] == ["python", "control_write"]
+    assert read_value(channel) == pytest.approx(before + 1.5, abs=1e-3)
