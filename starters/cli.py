@@ -536,6 +536,14 @@ def export_history(run_id: str, out_file: Annotated[Path, typer.Option("--out", 
 def demo(
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help=f"Approve as {DEMO_OPERATOR}.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    approver: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--approver",
+            help="Also let this approver decide (repeatable); `--approver operator` with `tern up --with matrix` "
+            "makes the demo approvable from #control-room.",
+        ),
+    ] = None,
 ) -> None:
     """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan."""
     from starters.client import TernUnavailable, TernUserError
@@ -545,7 +553,14 @@ def demo(
 
     s = load_settings()
     try:
-        outcome = asyncio.run(run_demo(s, auto_approve=auto_approve, progress=lambda m: err.print(f"[dim]{m}[/dim]")))
+        outcome = asyncio.run(
+            run_demo(
+                s,
+                auto_approve=auto_approve,
+                progress=lambda m: err.print(f"[dim]{m}[/dim]"),
+                extra_approvers=approver or (),
+            )
+        )
     except DemoError as exc:
         fail(str(exc), 1)
     except (TernUnavailable, TernUserError) as exc:

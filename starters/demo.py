@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from tern import DATA_DIR, PACKAGE_DIR
 from tern.config import TernSettings, current_user
@@ -49,10 +49,15 @@ def demo_plan_without_sandbox(current_mv: float, min_mv: float, max_mv: float) -
 
 
 async def run_demo(
-    settings: TernSettings, *, auto_approve: bool, progress: Callable[[str], None] = lambda _m: None
+    settings: TernSettings,
+    *,
+    auto_approve: bool,
+    progress: Callable[[str], None] = lambda _m: None,
+    extra_approvers: Sequence[str] = (),
 ) -> AgentRunResult | tuple[str, str, int]:
     """Run the demo; see the module docstring. Returns the result (``auto_approve``) or
-    ``(run id, user, number of approvals the run will ask for)``.
+    ``(run id, user, number of approvals the run will ask for)``. ``extra_approvers`` are added to the run's
+    approvers (``tern demo --approver operator``: the embedded Matrix operator may decide from the room).
 
     Raises :class:`DemoError` naming the failed stage."""
     from starters.client import TernClient
@@ -100,7 +105,7 @@ async def run_demo(
         plan = demo_plan_without_sandbox(current, lim.min_value or 0.0, lim.max_value or current)
 
     user = current_user()
-    approvers = sorted({*settings.approvers, user, DEMO_OPERATOR})
+    approvers = sorted({*settings.approvers, user, DEMO_OPERATOR, *extra_approvers})
     client = await TernClient.connect(settings)
     handle = await client.start_run(
         AgentRunRequest(

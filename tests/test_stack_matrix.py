@@ -1,6 +1,6 @@
 """``tern up --with matrix`` on free ports: Synapse, the control room, credentials.json and the Matrix bridge
-start with the stack; a write run started with the CLI is approved by the operator's reply in the room; ``tern
-down`` stops everything (issue 9)."""
+start with the stack; a write run started with the CLI, and ``tern demo --approver operator`` (its code, then its
+write), are approved by the operator's replies in the room; ``tern down`` stops everything (issue 9)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.Co
     )
 
 
-async def test_tern_up_with_matrix_approves_a_write_from_the_control_room(tmp_path: Path) -> None:
+async def test_tern_up_with_matrix_approves_a_write_and_the_demo_from_the_control_room(
+    tmp_path: Path, docker_backend
+) -> None:
     pytest.importorskip("synapse")
     data = tmp_path / "tern"
     env = {
@@ -95,6 +97,23 @@ async def test_tern_up_with_matrix_approves_a_write_from_the_control_room(tmp_pa
         e = await operator.reply(card.event_id, "approve from the control room")
         await operator.until(_answer_to(e, c.bot.user_id, "approved", "operator"), 60)
         await operator.until(_edit(c.bot.user_id, card.event_id, "Written and verified", f"readback {target:g}"), 60)
+
+        # `tern demo --approver operator`: its code and then its write are approved from the room.
+        demo = _cli(env, "demo", "--approver", "operator", "--json")
+        assert demo.returncode == 0, demo.stderr[-3000:]
+        run_id = json.loads(demo.stdout)["run_id"]
+        for title in ("run Python code", "write"):
+            card = await operator.until(
+                lambda e, t=title: (
+                    _card(c.bot.user_id, "")(e) and f"Approval needed: {t}" in e.body and run_id in e.body
+                ),
+                120,
+            )
+            e = await operator.reply(card.event_id, "approve")
+            await operator.until(_answer_to(e, c.bot.user_id, "approved", "operator"), 120)
+        await operator.until(_edit(c.bot.user_id, card.event_id, "Written and verified"), 120)
+        result = _cli(env, "result", run_id, "--json", timeout=120)
+        assert json.loads(result.stdout)["status"] == "completed", result.stdout[-2000:]
         await operator.close()
     finally:
         down = _cli(env, "down", "--json")
