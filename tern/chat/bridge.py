@@ -170,7 +170,7 @@ class ApprovalBridge:
             while not stop.is_set():
                 try:
                     await self.step()
-                except (OSError, asyncpg.PostgresError) as exc:
+                except Exception as exc:  # database or platform down: the next pass retries (claims stay valid)
                     log.warning("bridge pass failed, retrying: %s", exc)
                 self._wake.clear()
                 wait = asyncio.ensure_future(self._wake.wait())
