@@ -412,6 +412,8 @@ async def test_code_approved_by_reaction_then_its_write_by_reply(
             write_card = await operator.until(
                 lambda e: _card(bot, "")(e) and "Approval needed: write" in e.body and channel in e.body, 120
             )
+            e = await operator.reply(code_card.event_id, "approve")  # the code card is stale now: nothing is sent
+            await operator.until(_answer_to(e, bot, "not taken", "not waiting"), 60)
             e = await operator.react(write_card.event_id, "\u2705")
             await operator.until(_answer_to(e, bot, "needs a reply"), 60)
             e = await operator.reply(write_card.event_id, "approve as analysed")
