@@ -8,17 +8,21 @@ named the approvers of any request (each ``approval_requested`` row carries the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import httpx
 from temporalio import activity
 
 from tern.approval.policy import ApprovalPolicy, ApprovalPolicyError, PolicySource
 from tern.audit.store import record_event
+from tern.chat.signing import signed_headers
+from tern.chat.store import add_request
 from tern.config import TernSettings
 from tern.models import AuditEvent
-from tern.models.approval import ApprovalResolveInput, ResolvedApproval
+from tern.models.approval import ApprovalResolveInput, NotifyApproversInput, ResolvedApproval
 
 POLICY_AUDIT_RUN_ID = "approval-policy"
 
@@ -38,12 +42,13 @@ class ApprovalActivities:
 
     def __init__(self, settings: TernSettings, pool: Callable[[], Awaitable[asyncpg.Pool]]) -> None:
         self.source = policy_source(settings)
+        self.settings = settings
         self._pool = pool
         self._audited: set[str] = set()
 
     def all(self) -> list[Callable[..., Any]]:
         """The activity callables to register on a worker."""
-        return [self.resolve_approval]
+        return [self.resolve_approval, self.notify_approvers]
 
     async def current(self) -> tuple[ApprovalPolicy, str]:
         """The policy in force and its version, audited once per version.
@@ -96,3 +101,40 @@ class ApprovalActivities:
             requested_mode=inp.requested_mode,
             version=version,
         )
+
+    @activity.defn(name="notify_approvers")
+    async def notify_approvers(self, inp: NotifyApproversInput) -> bool:
+        """Put the waiting request in the chat outbox (``chat_requests``, ``NOTIFY tern_chat_requests``), from
+        which every chat bridge posts its card, then POST it to each ``webhook_notify_urls`` signed with
+        ``webhook_notify_key_id`` (:mod:`tern.chat.signing`). Idempotent per request id (receivers may get a
+        request more than once and dedupe by ``request.request_id``); returns False when the outbox had it.
+
+        Raises ``RuntimeError`` naming the URL when a receiver does not answer 2xx: the activity is retried
+        with backoff (the gate's ``NOTIFY_RETRY``), the outbox row is not written twice."""
+        pool = await self._pool()
+        async with pool.acquire() as conn:
+            new = await add_request(conn, inp.run_id, inp.request)
+        s = self.settings
+        if s.webhook_notify_urls and s.webhook_notify_key_id:
+            body = json.dumps(
+                {
+                    "event": "approval_requested",
+                    "run_id": inp.run_id,
+                    "decision_path": f"/approvals/{inp.request.request_id}/decision",
+                    "request": inp.request.model_dump(mode="json"),
+                }
+            ).encode()
+            secret = s.webhook_secrets[s.webhook_notify_key_id].get_secret_value()
+            async with httpx.AsyncClient(timeout=10) as http:
+                for url in s.webhook_notify_urls:
+                    headers = {
+                        "Content-Type": "application/json",
+                        **signed_headers(s.webhook_notify_key_id, secret, body),
+                    }
+                    try:
+                        resp = await http.post(url, content=body, headers=headers)
+                    except httpx.HTTPError as exc:
+                        raise RuntimeError(f"notifying {url} failed: {exc}") from exc
+                    if not resp.is_success:
+                        raise RuntimeError(f"notifying {url} failed: HTTP {resp.status_code}")
+        return new

@@ -18,6 +18,7 @@ import typer
 
 from starters.archiver_cli import app as archiver_app
 from starters.ariel_cli import app as ariel_app
+from starters.bridge_cli import app as bridge_app
 from starters.channels_cli import app as channels_app
 from starters.common import console, err, fail, hard_exit, load_settings, print_json, run_async
 from starters.demo import DEMO_OPERATOR
@@ -40,17 +41,30 @@ app.add_typer(sandbox_app, name="sandbox")
 app.command()(verify)
 app.add_typer(archiver_app, name="archiver")
 app.add_typer(memory_app, name="memory")
+app.add_typer(bridge_app, name="bridge")
 out = console()
 
 
 # --- the embedded stack -----------------------------------------------------------------------------------
 @app.command()
-def up(as_json: Annotated[bool, typer.Option("--json", help="Print the stack status as JSON.")] = False) -> None:
+def up(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stack status as JSON.")] = False,
+    with_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--with",
+            help="Optional part to start too: 'matrix' (Synapse on TERN_MATRIX_PORT with #control-room:localhost, "
+            "and the Matrix approval bridge).",
+        ),
+    ] = None,
+) -> None:
     """Start the embedded stack (Temporal dev server + Web UI, PostgreSQL, simulated accelerator, worker)."""
     from tern.embedded.stack import EmbeddedStack, StackError
 
-    stack = EmbeddedStack(load_settings(), progress=lambda m: err.print(f"[dim]{m}[/dim]"))
     try:
+        stack = EmbeddedStack(
+            load_settings(), progress=lambda m: err.print(f"[dim]{m}[/dim]"), extras=tuple(with_ or ())
+        )
         status = stack.up()
     except StackError as exc:
         fail(str(exc), 1)
@@ -655,6 +669,14 @@ def demo(
         bool, typer.Option("--ask", help="Plan the demo question with the configured LLM instead of the bundled plan.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    approver: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--approver",
+            help="Also let this approver decide (repeatable); `--approver operator` with `tern up --with matrix` "
+            "makes the demo approvable from #control-room.",
+        ),
+    ] = None,
 ) -> None:
     """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan (with --ask: the plan the
     configured LLM makes for the demo question; exits 2 when no LLM is configured)."""
@@ -671,7 +693,13 @@ def demo(
         fail(NO_LLM)
     try:
         outcome = asyncio.run(
-            run_demo(s, auto_approve=auto_approve, ask=ask, progress=lambda m: err.print(f"[dim]{m}[/dim]"))
+            run_demo(
+                s,
+                auto_approve=auto_approve,
+                ask=ask,
+                progress=lambda m: err.print(f"[dim]{m}[/dim]"),
+                extra_approvers=approver or (),
+            )
         )
     except DemoError as exc:
         fail(str(exc), 1)

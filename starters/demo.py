@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tern import DATA_DIR, PACKAGE_DIR
@@ -90,10 +90,12 @@ async def run_demo(
     auto_approve: bool,
     ask: bool = False,
     progress: Callable[[str], None] = lambda _m: None,
+    extra_approvers: Sequence[str] = (),
 ) -> AgentRunResult | tuple[str, str, int]:
     """Run the demo; see the module docstring. Returns the result (``auto_approve``) or
     ``(run id, user, number of approvals the run will ask for)`` (for ``ask``: 1, the first one; the plan decides
-    how many follow).
+    how many follow). ``extra_approvers`` are added to the run's approvers (``tern demo --approver operator``:
+    the embedded Matrix operator may decide from the room).
 
     Raises :class:`DemoError` naming the failed stage, ``starters.client.TernUserError`` when ``ask`` is set and
     no LLM is configured."""
@@ -125,7 +127,7 @@ async def run_demo(
         await pool.close()
 
     user = current_user()
-    approvers = sorted({*settings.approvers, user, DEMO_OPERATOR})
+    approvers = sorted({*settings.approvers, user, DEMO_OPERATOR, *extra_approvers})
     problem = await asyncio.to_thread(unavailable_reason, settings)
     if ask:
         client = await TernClient.connect(settings)

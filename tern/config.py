@@ -313,6 +313,48 @@ class TernSettings(BaseSettings):
         description="Load the bundled channel database (the channels of limits_path, described from their names) "
         "into PostgreSQL at first use; set false in production, where `tern channels import` loads yours.",
     )
+    # Chat approval bridges (tern/chat/, `tern bridge matrix`)
+    chat_identity_map_path: Path | None = Field(
+        None,
+        description="Identity map (TOML or JSON) from chat identities ('@alice:facility.org', Slack user id, "
+        "webhook key id) to Tern approver names; re-read when it changes. Unset: nobody is mapped.",
+    )
+    chat_poll_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often a bridge looks for new requests and closed cards, seconds."
+    )
+    matrix_port: int = Field(8008, description="Port of the embedded Synapse homeserver (`tern up --with matrix`).")
+    matrix_credentials_path: Path | None = Field(
+        None,
+        description="Matrix credentials file the bridge logs in with (homeserver, room_id, bot user_id/password); "
+        "unset means data_dir/matrix/credentials.json written by `tern up --with matrix`.",
+    )
+    slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...) of `tern bridge slack`.")
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="Slack app signing secret; bolt verifies every request with it (5-minute window)."
+    )
+    slack_channel: str | None = Field(None, description="Slack channel id where approval cards are posted.")
+    slack_api_url: str | None = Field(
+        None, description="Slack Web API base URL (slack_sdk base_url), e.g. a local stand-in; unset: Slack's."
+    )
+    slack_port: int = Field(3000, description="Port of the bridge's HTTP endpoint for Slack (POST /slack/events).")
+    webhook_secrets: dict[str, SecretStr] = Field(
+        {},
+        description="Signed webhooks: key id -> shared secret (JSON object). Decisions posted to /approvals/{id}/"
+        "decision must be signed with one (HMAC-SHA256, tern/chat/signing.py); the identity map's [webhook] table "
+        "names each key's approver.",
+    )
+    webhook_window_s: float = Field(
+        300.0, gt=0, le=3600, description="Signed webhooks: accepted age of a signature timestamp, seconds."
+    )
+    webhook_max_body_bytes: int = Field(
+        16_384, ge=256, le=1_048_576, description="Signed webhooks: largest decision body accepted, bytes."
+    )
+    webhook_notify_urls: list[str] = Field(
+        [], description="URLs the notify_approvers activity POSTs each new approval request to (signed, retried)."
+    )
+    webhook_notify_key_id: str | None = Field(
+        None, description="Key id (of webhook_secrets) that signs outbound notifications; required with URLs."
+    )
     # Archived history (EPICS Archiver Appliance retrieval API; the embedded archiver by default)
     facility_timezone: str = Field(
         "UTC",
@@ -424,6 +466,8 @@ class TernSettings(BaseSettings):
             ZoneInfo(self.facility_timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"facility_timezone {self.facility_timezone!r} is not an IANA time zone name") from None
+        if self.webhook_notify_urls and self.webhook_notify_key_id not in self.webhook_secrets:
+            raise ValueError("webhook_notify_urls need webhook_notify_key_id naming a key of webhook_secrets")
         if self.rag_entry_chars > self.rag_context_chars:
             raise ValueError("rag_entry_chars must not exceed rag_context_chars")
         return self

@@ -3,7 +3,8 @@
 When a change to ``AgentRunWorkflow`` breaks this test, the change is not replay-safe for runs already in
 flight: use ``workflow.patched`` or a new workflow type, or (before any deployment) record a new history with
 ``tern demo --auto-approve`` followed by ``tern export-history RUN_ID --out tests/histories/demo_run.json``
-and ``tern export-history RUN_ID.analyse --out tests/histories/demo_python_step.json``.
+and ``tern export-history RUN_ID.analyse --out tests/histories/demo_python_step.json``. The ``*_notify.json``
+histories were recorded the same way after the ``notify-approvers-1`` patch (issue 9).
 """
 
 from __future__ import annotations
@@ -70,3 +71,25 @@ async def test_recorded_archiver_and_memory_run_replays() -> None:
     assert {"read_archiver", "memory_policy", "remember", "recall", "search_logbook", "read_channels"} <= activities
     replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(WorkflowHistory.from_json(run_id, text), raise_on_replay_failure=True)
+
+
+async def test_recorded_runs_with_chat_notification_replay() -> None:
+    """Histories recorded after the ApprovalGate began running ``notify_approvers`` (patch ``notify-approvers-1``,
+    issue 9): a demo run and its python step, each with the activity scheduled after its approval request."""
+    for name, workflow_cls, wid in (
+        ("demo_run_notify.json", AgentRunWorkflow, None),
+        ("demo_python_step_notify.json", PythonExecutionWorkflow, "demo-python-step"),
+    ):
+        text = (HISTORIES / name).read_text()
+        events = json.loads(text)["events"]
+        scheduled = [
+            e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+            for e in events
+            if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+        ]
+        assert "notify_approvers" in scheduled, name
+        if wid is None:
+            child = next(e for e in events if e["eventType"] == "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED")
+            wid = child["startChildWorkflowExecutionInitiatedEventAttributes"]["workflowId"].rsplit(".", 1)[0]
+        replayer = Replayer(workflows=[workflow_cls], data_converter=pydantic_data_converter)
+        await replayer.replay_workflow(WorkflowHistory.from_json(wid, text), raise_on_replay_failure=True)

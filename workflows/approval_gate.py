@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalMode,
         ApprovalResolveInput,
         CodeReview,
+        NotifyApproversInput,
         ResolvedApproval,
     )
     from tern.models.plan import Plan
@@ -59,6 +60,14 @@ RESOLVE_RETRY = RetryPolicy(
 # Runs started before the worker-side policy existed keep their recorded behaviour on replay (the run's own
 # approver list); every new request is resolved against the policy.
 POLICY_PATCH = "approval-policy-1"
+# Runs started before chat bridges existed replay without the notify_approvers activity.
+NOTIFY_PATCH = "notify-approvers-1"
+NOTIFY_TIMEOUT = timedelta(seconds=30)
+# Bounded: a chat outbox that cannot be reached must not hold the request; the CLI and Web UI still decide it,
+# and a bridge's reconciliation from visibility at its start catches up.
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
+)
 # Refused decisions kept in the run's status and result (all are audited): bounded, so that a flood of them
 # cannot push the result past Temporal's payload limit (2 MB).
 MAX_KEPT_REFUSALS = 50
@@ -221,6 +230,8 @@ class ApprovalGate:
         )
         self.on_state("awaiting_approval", kind)
         workflow.set_current_details(pending_markdown(self.pending, run_id=run_id, now=now))
+        if workflow.patched(NOTIFY_PATCH):
+            self._notify(run_id, self.pending)
         decision = await self._wait(kind, base)
         self.pending = None
         workflow.set_current_details(f"{before}\n\n{decided_markdown(decision)}")
@@ -303,6 +314,24 @@ class ApprovalGate:
             timeout = pending.expires_at - workflow.now()
             if timeout <= timedelta(0):
                 timeout = timedelta(milliseconds=1)
+
+    def _notify(self, run_id: str, request: ApprovalRequest) -> None:
+        """Tell the chat bridges (``notify_approvers``: the PostgreSQL outbox), without waiting for it: the
+        request waits for its decision meanwhile. A failure after the retries is logged and changes nothing else:
+        the CLI and Web UI still decide, and a bridge's reconciliation from visibility at its start catches up."""
+        handle = workflow.start_activity_method(
+            ApprovalActivities.notify_approvers,
+            NotifyApproversInput(run_id=run_id, request=request),
+            start_to_close_timeout=NOTIFY_TIMEOUT,
+            retry_policy=NOTIFY_RETRY,
+            summary=f"notify approvers: {request.kind}",
+        )
+
+        def done(task: asyncio.Task[bool]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                workflow.logger.warning("notify_approvers failed for %s: %s", request.request_id, task.exception())
+
+        handle.add_done_callback(done)
 
     def _timed_out(self, kind: ApprovalKind, pending: ApprovalRequest) -> ApprovalRecord:
         return ApprovalRecord(

@@ -187,15 +187,42 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
     Returns Markdown (no HTML), a few hundred to a few thousand characters; python code beyond
     ``MAX_CODE_LINES`` lines or ``MAX_CODE_CHARS`` characters is shortened with a pointer to ``tern show``.
     """
-    title = {
+    lines = [
+        f"## Waiting for approval: {request_title(request)}",
+        "",
+        *request_lines(request, run_id=run_id, now=now),
+        "### How to decide here",
+        "",
+        f"**More Actions → Send an Update**, Update name {md_code(UPDATE_NAME)}, with this body. Put your own "
+        f'name in place of {md_code(APPROVER_PLACEHOLDER)}; `"approved": false` rejects; say why in '
+        "`comment`:",
+        "",
+        _block(decision_body(request.request_id, indent=2), "json"),
+        "",
+        "The reply is the audited decision, or the reason it was refused (nothing is decided then). "
+        f"Without Updates: **Send a Signal** {md_code(SIGNAL_NAME)} with the same body (no reply: watch this page; "
+        "a refused decision is audited and ignored). "
+        f"From a shell: {md_code(f'tern approve {run_id} --as NAME')} or {md_code(f'tern reject {run_id}')}.",
+    ]
+    return "\n".join(lines)
+
+
+def request_title(request: ApprovalRequest) -> str:
+    """What is asked, in a few words of Markdown: ``write `CHANNEL` ``, ``run Python code``, or the kind."""
+    return {
         "control_write": f"write {md_code(request.write.channel)}" if request.write else "a control write",
         "python": "run Python code",
         "plan": "the run's plan",
         "memory": f"store a note in {md_text(request.requested_by)}'s memory",
     }.get(request.kind, md_text(request.kind))
+
+
+def request_lines(request: ApprovalRequest, *, run_id: str, now: datetime | None = None) -> list[str]:
+    """The request in full as Markdown lines, shared by the Web UI's details and the chat cards
+    (:mod:`tern.chat.cards`): summary, requester, step and request id, reason, the write (current value,
+    target, limits, verification), the code (risk, analysis, the code shortened past ``MAX_CODE_LINES``) or the
+    plan's steps, and who may decide until when. Ends with an empty line."""
     lines = [
-        f"## Waiting for approval: {title}",
-        "",
         f"**{md_text(request.summary)}**",
         "",
         f"Requested by **{md_text(request.requested_by)}** at {_utc(request.requested_at)} for step "
@@ -214,21 +241,7 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
             lines.append(f"{n}. {md_code(step.id)} ({md_text(step.kind)}): {md_code(_step_params(step))}")
         lines.append("")
     lines += ["### Who may decide", "", *_who_lines(request, now), ""]
-    lines += [
-        "### How to decide here",
-        "",
-        f"**More Actions → Send an Update**, Update name {md_code(UPDATE_NAME)}, with this body. Put your own "
-        f'name in place of {md_code(APPROVER_PLACEHOLDER)}; `"approved": false` rejects; say why in '
-        "`comment`:",
-        "",
-        _block(decision_body(request.request_id, indent=2), "json"),
-        "",
-        "The reply is the audited decision, or the reason it was refused (nothing is decided then). "
-        f"Without Updates: **Send a Signal** {md_code(SIGNAL_NAME)} with the same body (no reply: watch this page; "
-        "a refused decision is audited and ignored). "
-        f"From a shell: {md_code(f'tern approve {run_id} --as NAME')} or {md_code(f'tern reject {run_id}')}.",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def decided_markdown(record: ApprovalRecord) -> str:

@@ -45,6 +45,10 @@ from tern.embedded.temporal_cli import TemporalCliMissing, serving, temporal_bin
 from tern.models.search_attributes import NAMES as SEARCH_ATTRIBUTES
 
 COMPONENTS = ("postgres", "temporal", "sim", "archiver", "worker", "ariel")
+OPTIONAL = ("matrix", "bridge")
+"""Started only when asked (``tern up --with matrix``: Synapse, then the Matrix approval bridge); once running,
+``status`` and ``down`` include them like the others."""
+WITH = {"matrix": ("matrix", "bridge")}
 ComponentState = Literal["running", "stopped", "dead", "starting"]
 WORKER_GRACE_S = 15.0  # the supervisor waits this long for a stopping worker to drain (worker.main: 10 s)
 
@@ -95,8 +99,16 @@ def _temporal_bin() -> str:
 class EmbeddedStack:
     """Start, stop and inspect the embedded stack for ``settings`` (see module docstring)."""
 
-    def __init__(self, settings: TernSettings, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, settings: TernSettings, progress: Callable[[str], None] | None = None, extras: tuple[str, ...] = ()
+    ) -> None:
+        """``extras``: optional groups to start with the core (keys of ``WITH``, e.g. ``("matrix",)``).
+        Raises :class:`StackError` for an unknown group."""
         self.s = settings
+        unknown = [e for e in extras if e not in WITH]
+        if unknown:
+            raise StackError(f"unknown --with {', '.join(unknown)} (choose from {', '.join(WITH)})")
+        self.extras = tuple(c for e in extras for c in WITH[e])
         self.root = Path(settings.data_dir).expanduser().resolve()
         self.run_dir = self.root / "run"
         self.log_dir = self.root / "logs"
@@ -110,6 +122,8 @@ class EmbeddedStack:
             "archiver": self._start_archiver,
             "worker": self._start_worker,
             "ariel": self._start_ariel,
+            "matrix": self._start_matrix,
+            "bridge": self._start_bridge,
         }
 
     # -- bookkeeping ---------------------------------------------------------------------------------
@@ -125,7 +139,13 @@ class EmbeddedStack:
         "archiver": "tern.archiver",
         "worker": "tern.embedded.supervise",
         "ariel": "tern.ariel.api",
+        "matrix": "synapse.app.homeserver",
+        "bridge": "bridge matrix",
     }
+
+    def _components(self) -> tuple[str, ...]:
+        """The core components, then the optional ones asked for or running (a PID file exists)."""
+        return COMPONENTS + tuple(c for c in OPTIONAL if c in self.extras or self._pidfile(c).exists())
 
     def _state_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.state.json"
@@ -162,12 +182,14 @@ class EmbeddedStack:
             return "127.0.0.1", s.ariel_api_port
         if name == "archiver":
             return "127.0.0.1", s.archiver_port
+        if name == "matrix":
+            return "127.0.0.1", s.matrix_port
         return None, None
 
     def status(self) -> StackStatus:
         """The state of every component (no side effects)."""
         comps = []
-        for name in COMPONENTS:
+        for name in self._components():
             pid, stale = self._alive_pid(name)
             addr, port = self._endpoint(name)
             state: ComponentState = "running" if pid else ("dead" if stale else "stopped")
@@ -178,6 +200,10 @@ class EmbeddedStack:
                 detail = "ARIEL HTTP API: tern ariel search goes through it"
             if name == "archiver" and pid:
                 detail = f"retrieval API {self.s.archiver_base_url}/retrieval/data/getData.json"
+            if name == "matrix" and pid:
+                detail = (
+                    f"Synapse, room #control-room:localhost; credentials in {self.root / 'matrix' / 'credentials.json'}"
+                )
             if stale:
                 detail = "PID file left by a process that is gone (restarted by `tern up`)"
             sup = SupervisorState.read(self._state_file(name)) if name == "worker" and pid else None
@@ -244,7 +270,7 @@ class EmbeddedStack:
             raise ValueError(f"no stack component named {', '.join(sorted(unknown))}; components: {COMPONENTS}")
         for d in (self.run_dir, self.log_dir, self.root / "temporal"):
             d.mkdir(parents=True, exist_ok=True)
-        for name in (c for c in COMPONENTS if c in only):
+        for name in (c for c in self._components() if c in only or c in OPTIONAL):
             pid, _stale = self._alive_pid(name)
             if pid:
                 self.progress(f"{name}: running (pid {pid})")
@@ -470,12 +496,40 @@ class EmbeddedStack:
         proc = self._spawn("ariel", [sys.executable, "-m", "tern.ariel.api"], env)
         self._wait("ariel", proc, lambda: port_in_use(self.s.ariel_api_port), 60)
 
+    def _start_matrix(self) -> None:
+        from tern.embedded import matrix
+
+        self._check_port("matrix", "TERN_MATRIX_PORT")
+        root = matrix.matrix_dir(self.root)
+        try:
+            config = matrix.write_config(root, self.s.matrix_port)
+        except matrix.MatrixError as exc:
+            raise StackError(str(exc)) from exc
+        proc = self._spawn("matrix", matrix.command(config))
+        self._wait("matrix", proc, lambda: matrix.healthy(self.s.matrix_port), 120)
+        try:
+            matrix.provision(root, self.s.matrix_port)
+        except (matrix.MatrixError, OSError) as exc:
+            raise StackError(f"matrix: provisioning the accounts and room failed: {exc}") from exc
+
+    def _start_bridge(self) -> None:
+        # `tern bridge matrix` (starters/): spawned by module name, so tern/ imports nothing above it.
+        env = {
+            **self._child_env(),
+            "TERN_DATABASE_URL": self.s.dsn,
+            "TERN_TEMPORAL_ADDRESS": self.s.temporal_address,
+            "TERN_MATRIX_PORT": str(self.s.matrix_port),
+        }
+        proc = self._spawn("bridge", [sys.executable, "-m", "starters.cli", "bridge", "matrix"], env)
+        settle = time.monotonic() + 3.0  # it logs in and reconciles; a bad credential or database exits at once
+        self._wait("bridge", proc, lambda: time.monotonic() > settle, 30)
+
     # -- down ----------------------------------------------------------------------------------------
     def down(self, timeout: float = 20) -> StackStatus:
         """Stop every component (worker first, PostgreSQL last): SIGTERM to its process group (the worker's
         supervisor and the worker), then SIGKILL to the group after ``timeout`` s, and to anything of the group
         still there once its leader has exited."""
-        for name in reversed(COMPONENTS):
+        for name in reversed(self._components()):
             pid, _stale = self._alive_pid(name)
             if name == "postgres":
                 if pid:

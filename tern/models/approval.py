@@ -56,6 +56,13 @@ class ApprovalRequest(BaseModel):
     policy_rule: str = Field("", description="Which part of the policy matched (e.g. 'rule 2').")
 
 
+class NotifyApproversInput(BaseModel):
+    """Input of the ``notify_approvers`` activity: the request that now waits, and the workflow that waits."""
+
+    run_id: str = Field(description="Workflow id of the waiting run (an agent run or its python step).")
+    request: ApprovalRequest
+
+
 class ApprovalResolveInput(BaseModel):
     """Input of the ``resolve_approval`` activity: what is about to be asked, and of whom the run asked it."""
 

@@ -19,6 +19,7 @@ AuditKind = Literal[
     "write_refused",
     "memory_added",
     "memory_deleted",
+    "chat_decision",  # a decision attempt from a chat bridge, with the platform identity (tern/chat/bridge.py)
 ]
 
 

@@ -1,0 +1,181 @@
+"""`tern bridge matrix`: the chat approval bridge process (one per platform; several instances may run).
+
+It logs in as the bot of the Matrix credentials file (``TERN_MATRIX_CREDENTIALS_PATH``, default
+``TERN_DATA_DIR/matrix/credentials.json`` written by ``tern up --with matrix``), maps people through the
+identity map (``TERN_CHAT_IDENTITY_MAP_PATH``; the embedded operator account ``@operator:localhost`` is mapped
+to approver ``operator``), and sends decisions through :meth:`starters.client.TernClient.decide` with the
+card's request id, so a stale card is refused and the workflow's validator decides as for the CLI.
+Mounted in the main CLI with ``app.add_typer(bridge_app, name="bridge")``; heavy imports inside the command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from starters.common import fail, hard_exit, load_settings
+
+if TYPE_CHECKING:
+    from tern.config import TernSettings
+
+app = typer.Typer(help="Chat approval bridges: post approval cards and take decisions from chat.", no_args_is_help=True)
+
+
+def credentials_path(settings: TernSettings) -> Path:
+    """Where the Matrix credentials file is for ``settings``."""
+    from tern.embedded.matrix import matrix_dir
+
+    return settings.matrix_credentials_path or matrix_dir(settings.data_dir) / "credentials.json"
+
+
+async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owner: str | None = None) -> None:
+    """Run the Matrix bridge for ``settings`` until ``stop`` is set. Raises ``MatrixError`` (credentials,
+    login), ``TernUnavailable`` (Temporal) or ``DatabaseError`` (PostgreSQL) when it cannot start."""
+    from starters.chat_client import client_decider, pending_requests, plan_starter, run_progress
+    from starters.client import TernClient
+    from starters.matrix_bridge import MatrixPlatform
+    from tern.chat.bridge import ApprovalBridge
+    from tern.chat.identity import IdentityMap
+    from tern.db import create_pool
+    from tern.embedded.matrix import read_credentials
+
+    creds = read_credentials(credentials_path(settings))
+    client = await TernClient.connect(settings)
+    pool = await create_pool(settings.dsn, max_size=5)
+    identities = IdentityMap(settings.chat_identity_map_path, {"matrix": {creds.operator.user_id: "operator"}})
+
+    decide = client_decider(client, surface="matrix")
+
+    platform = MatrixPlatform(creds.homeserver, creds.bot.user_id, creds.bot.password, creds.room_id)
+    await platform.login()
+    bridge = ApprovalBridge(
+        platform,
+        pool,
+        identities,
+        decide,
+        pending=pending_requests(client),
+        poll_interval_s=settings.chat_poll_interval_s,
+        owner=owner,
+        start_run=plan_starter(client),
+        progress=run_progress(client),
+    )
+    platform.bridge = bridge
+    try:
+        await asyncio.gather(bridge.run(stop), platform.listen(stop))
+    finally:
+        await platform.close()
+        await pool.close()
+
+
+@app.command()
+def matrix(
+    owner: Annotated[str | None, typer.Option("--owner", help="This instance's name in card claims.")] = None,
+) -> None:
+    """Post approval cards in the Matrix control room and take decisions from replies (runs until stopped)."""
+    settings = load_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("nio").setLevel(logging.WARNING)  # nio logs every room event at INFO
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_matrix_bridge(settings, stop, owner=owner)
+
+    try:
+        asyncio.run(main())
+    except Exception as exc:
+        fail(f"matrix bridge: {exc}", 1)
+    hard_exit(0)
+
+
+async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner: str | None = None) -> None:
+    """Run the Slack bridge (HTTP mode on ``slack_port``) until ``stop``. Raises ``ValueError`` when the Slack
+    settings are incomplete, ``TernUnavailable``/``DatabaseError`` when Temporal or PostgreSQL cannot be reached."""
+    import uvicorn
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from starters.chat_client import client_decider, pending_requests
+    from starters.client import TernClient
+    from starters.slack_bridge import SlackPlatform, slack_app
+    from tern.chat.bridge import ApprovalBridge
+    from tern.chat.identity import IdentityMap
+    from tern.db import create_pool
+
+    if not (settings.slack_bot_token and settings.slack_signing_secret and settings.slack_channel):
+        raise ValueError(
+            "the Slack bridge needs TERN_SLACK_BOT_TOKEN, TERN_SLACK_SIGNING_SECRET and TERN_SLACK_CHANNEL"
+        )
+    client = await TernClient.connect(settings)
+    pool = await create_pool(settings.dsn, max_size=5)
+    web = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url or AsyncWebClient.BASE_URL,
+    )
+
+    bridge = ApprovalBridge(
+        SlackPlatform(web, settings.slack_channel),
+        pool,
+        IdentityMap(settings.chat_identity_map_path),
+        client_decider(client, surface="slack"),
+        pending=pending_requests(client),
+        poll_interval_s=settings.chat_poll_interval_s,
+        owner=owner,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            slack_app(settings, bridge, web), host="127.0.0.1", port=settings.slack_port, log_level="warning"
+        )
+    )
+
+    async def serve() -> None:
+        task = asyncio.ensure_future(server.serve())
+        await stop.wait()
+        server.should_exit = True
+        await task
+
+    try:
+        await asyncio.gather(bridge.run(stop), serve())
+    finally:
+        await pool.close()
+
+
+@app.command()
+def slack(
+    owner: Annotated[str | None, typer.Option("--owner", help="This instance's name in card claims.")] = None,
+) -> None:
+    """Post approval cards in a Slack channel; Approve/Reject buttons (HTTP mode, POST /slack/events)."""
+    settings = load_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_slack_bridge(settings, stop, owner=owner)
+
+    try:
+        asyncio.run(main())
+    except Exception as exc:
+        fail(f"slack bridge: {exc}", 1)
+    hard_exit(0)
+
+
+@app.command()
+def webhook(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+) -> None:
+    """Serve Tern's HTTP API with signed webhook decisions (POST /approvals/{request_id}/decision) and ARIEL."""
+    import uvicorn
+
+    from starters.approvals_api import create_app
+
+    uvicorn.run(create_app(load_settings()), host=host, port=port)

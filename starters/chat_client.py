@@ -1,0 +1,117 @@
+"""What the chat bridges and the webhook API do through Temporal, behind the signatures of
+:mod:`tern.chat.bridge`: send a decision (:func:`client_decider`), start a run of a bundled plan
+(:func:`plan_starter`) and follow it (:func:`run_progress`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+
+from starters.client import TernClient, TernUnavailable, TernUserError
+from starters.plan_file import load_plan
+from tern import PACKAGE_DIR
+from tern.chat.bridge import Decider, DecisionRefused, PendingSource, RunProgress, RunRefused, RunStarter
+from tern.models import AgentRunRequest, ApprovalRequest
+
+log = logging.getLogger(__name__)
+
+PLANS_DIR = PACKAGE_DIR / "plans"
+PROGRESS_POLL_S = 0.5
+_PLAN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def client_decider(client: TernClient, *, surface: str) -> Decider:
+    """A :data:`tern.chat.bridge.Decider` sending through ``client.decide`` with ``expected_request`` (a stale
+    card or URL is refused before anything is sent) and ``surface`` in the audit; refusals and an unreachable
+    worker become :class:`tern.chat.bridge.DecisionRefused` with the reason."""
+
+    async def decide(run_id: str, request_id: str, approver: str, approved: bool, comment: str) -> str:
+        try:
+            rec = await client.decide(run_id, approver, approved, comment, surface=surface, expected_request=request_id)
+        except (TernUserError, TernUnavailable) as exc:
+            raise DecisionRefused(str(exc)) from exc
+        who = ", ".join(rec.approved_by) or rec.approver
+        return f"**{rec.decision}** by {who} (request `{rec.request_id}`); recorded in the audit"
+
+    return decide
+
+
+def plan_starter(client: TernClient) -> RunStarter:
+    """A :data:`tern.chat.bridge.RunStarter`: ``run NAME`` starts ``tern/plans/NAME.json`` for the mapped user
+    (approvers as the worker's policy says). Unknown plans are refused naming the bundled ones."""
+
+    async def start(user: str, name: str) -> str:
+        path = PLANS_DIR / f"{name}.json"
+        if not _PLAN.match(name) or not path.is_file():
+            known = ", ".join(sorted(p.stem for p in PLANS_DIR.glob("*.json")))
+            raise RunRefused(f"no bundled plan {name[:64]!r} (plans: {known})")
+        try:
+            plan = load_plan(path)
+            handle = await client.start_run(AgentRunRequest(user=user, query=f"chat: run {name}", plan=plan))
+        except (TernUserError, TernUnavailable, ValueError) as exc:
+            raise RunRefused(str(exc)) from exc
+        return str(handle.id)
+
+    return start
+
+
+def run_progress(client: TernClient) -> RunProgress:
+    """A :data:`tern.chat.bridge.RunProgress`: polls the run's ``status`` query every ``PROGRESS_POLL_S`` seconds
+    and yields a line when a step starts or an approval waits, then the outcome with the answer and citations.
+    Steps shorter than the poll interval may pass unreported; the waits for approval and the end never do."""
+
+    async def progress(run_id: str) -> AsyncIterator[str]:
+        seen: tuple[object, ...] = ()
+        while not await client.is_closed(run_id):
+            try:
+                st = await client.status(run_id)
+            except (TernUserError, TernUnavailable):
+                await asyncio.sleep(PROGRESS_POLL_S)
+                continue
+            key = (st.current_step, st.state, st.pending.request_id if st.pending else None)
+            if key != seen and st.current_step:
+                seen = key
+                if st.pending is not None:
+                    yield f"Step `{st.current_step}` waits for approval: {st.pending.summary} (see its card)"
+                else:
+                    n = f"{st.steps_done + 1} of {st.steps_total}"
+                    yield f"Step {n}: `{st.current_step}` ({st.current_kind}) started"
+            await asyncio.sleep(PROGRESS_POLL_S)
+        result = await client.result(run_id)
+        cites = f"\n\nCitations: {', '.join(result.citations)}" if result.citations else ""
+        yield f"**Finished: {result.status}**\n\n{result.answer or result.error or ''}{cites}".rstrip()
+
+    return progress
+
+
+def pending_requests(client: TernClient) -> PendingSource:
+    """A :data:`tern.chat.bridge.PendingSource` from visibility: every running workflow whose
+    ``TernPendingApproval`` is set, asked for its pending request by its ``status`` query. A run whose worker does
+    not answer (``QUERY_RPC_TIMEOUT``) is skipped with a warning: the bridge starts all the same, and the run's
+    outbox row (if any) still gives it a card."""
+    from temporalio.client import WorkflowExecutionStatus
+
+    from starters.client import QUERY_RPC_TIMEOUT
+    from workflows.agent_run import AgentRunWorkflow
+    from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL
+
+    async def pending() -> list[tuple[str, ApprovalRequest]]:
+        out: list[tuple[str, ApprovalRequest]] = []
+        query = f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}"'
+        async for wf in client.client.list_workflows(query):
+            if wf.status != WorkflowExecutionStatus.RUNNING:
+                continue
+            try:
+                st = await client.client.get_workflow_handle(wf.id).query(
+                    AgentRunWorkflow.status, rpc_timeout=QUERY_RPC_TIMEOUT
+                )
+            except Exception as exc:  # RPCError, query failure: this run only
+                log.warning("reconciliation skips run %s: %s", wf.id, exc)
+                continue
+            if st.pending is not None:
+                out.append((st.run_id, st.pending))
+        return out
+
+    return pending

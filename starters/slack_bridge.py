@@ -1,0 +1,179 @@
+"""The Slack side of the chat approval bridge (slack-bolt in HTTP mode, slack_sdk's async Web API client).
+
+A card is a ``chat.postMessage`` with Block Kit blocks: the request as ``mrkdwn`` sections and an ``actions``
+block with Approve (``tern_approve``) and Reject (``tern_reject``) buttons whose ``value`` is the request id.
+Approve decides at once; Reject opens a modal (``views.open``, callback ``tern_reject_reason``) asking for the
+reason, whose submission decides. The card is edited with ``chat.update`` (the buttons removed) when the request
+ends; answers to a person go in the card's thread. Every request from Slack is verified by bolt with the
+signing secret (``X-Slack-Signature``, ``v0:timestamp:body``, 5-minute window: Slack's "Verifying requests from
+Slack"); a request that fails is answered 401 and never reaches a handler. ``slack_api_url`` points the Web API
+client at a stand-in (slack_sdk ``base_url``), e.g. in tests. Platform message ids are the card's ``ts``; an
+attempt's id (the audit key) is ``<card ts>/<action ts or view id>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from tern.chat.bridge import ApprovalBridge
+from tern.chat.commands import Command
+from tern.config import TernSettings
+
+MAX_SECTION_CHARS = 2900  # Block Kit: a section's text is at most 3000 characters
+
+
+def mrkdwn(markdown: str) -> str:
+    """The card's Markdown in Slack's ``mrkdwn``: ``**bold**`` -> ``*bold*``, ``## Heading`` -> ``*Heading*``."""
+    lines = [f"*{ln.lstrip('#').strip()}*" if ln.startswith("#") else ln for ln in markdown.splitlines()]
+    return "\n".join(lines).replace("**", "*")
+
+
+def _blocks(markdown: str, *, buttons: bool, request_id: str = "") -> list[dict[str, Any]]:
+    markdown = mrkdwn(markdown)
+    chunks = [markdown[i : i + MAX_SECTION_CHARS] for i in range(0, len(markdown), MAX_SECTION_CHARS)][:40]
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": c}} for c in chunks]
+    if buttons:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "tern_decision",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "tern_approve",
+                        "style": "primary",
+                        "text": {"type": "plain_text", "text": "Approve"},
+                        "value": request_id,
+                    },
+                    {
+                        "type": "button",
+                        "action_id": "tern_reject",
+                        "style": "danger",
+                        "text": {"type": "plain_text", "text": "Reject"},
+                        "value": request_id,
+                    },
+                ],
+            }
+        )
+    return blocks
+
+
+def _request_id(markdown: str) -> str:
+    marker = "Request id `"
+    start = markdown.find(marker)
+    return markdown[start + len(marker) : markdown.find("`", start + len(marker))] if start >= 0 else ""
+
+
+class SlackPlatform:
+    """:class:`tern.chat.bridge.ChatPlatform` on one Slack channel.
+
+    Args:
+        client: the Web API client (bot token; ``base_url`` for a stand-in).
+        channel: the channel id cards are posted in.
+    """
+
+    name = "slack"
+
+    def __init__(self, client: AsyncWebClient, channel: str) -> None:
+        self.client = client
+        self.channel = channel
+
+    async def post_card(self, markdown: str) -> tuple[str, str]:
+        """``chat.postMessage`` with the card's blocks and buttons; returns ``(channel, ts)``."""
+        resp = await self.client.chat_postMessage(
+            channel=self.channel,
+            text=markdown[:3000],
+            blocks=_blocks(markdown, buttons=True, request_id=_request_id(markdown)),
+        )
+        return str(resp["channel"]), str(resp["ts"])
+
+    async def edit_card(self, room_id: str, message_id: str, markdown: str) -> None:
+        """``chat.update``: the new text, buttons removed once the card shows an outcome."""
+        ended = "How to decide" not in markdown
+        await self.client.chat_update(
+            channel=room_id,
+            ts=message_id,
+            text=markdown[:3000],
+            blocks=_blocks(markdown, buttons=not ended, request_id=_request_id(markdown)),
+        )
+
+    async def reply(self, room_id: str, message_id: str, markdown: str) -> None:
+        """Answer in the card's thread (``message_id`` is ``<card ts>/<attempt>``)."""
+        await self.client.chat_postMessage(channel=room_id, thread_ts=message_id.split("/")[0], text=markdown)
+
+    async def thread(self, room_id: str, root_id: str, markdown: str) -> None:
+        """Post in the thread of ``root_id``."""
+        await self.client.chat_postMessage(channel=room_id, thread_ts=root_id.split("/")[0], text=mrkdwn(markdown))
+
+
+def slack_app(settings: TernSettings, bridge: ApprovalBridge, client: AsyncWebClient) -> FastAPI:
+    """The bolt app (handlers for the buttons and the reject modal) behind FastAPI's ``POST /slack/events``.
+
+    Raises ``ValueError`` when ``slack_signing_secret`` or ``slack_bot_token`` is missing."""
+    if settings.slack_signing_secret is None or settings.slack_bot_token is None:
+        raise ValueError("the Slack bridge needs TERN_SLACK_BOT_TOKEN and TERN_SLACK_SIGNING_SECRET")
+    bolt = AsyncApp(
+        token=settings.slack_bot_token.get_secret_value(),
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        client=client,
+    )
+
+    @bolt.action("tern_approve")
+    async def approve(ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        msg = body["message"]["ts"]
+        await bridge.on_command(
+            body["user"]["id"],
+            body["channel"]["id"],
+            f"{msg}/{body['actions'][0]['action_ts']}",
+            msg,
+            Command("approve", ""),
+        )
+
+    @bolt.action("tern_reject")
+    async def reject(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        meta = f"{body['channel']['id']}|{body['message']['ts']}"
+        await client.views_open(
+            trigger_id=body["trigger_id"],
+            view={
+                "type": "modal",
+                "callback_id": "tern_reject_reason",
+                "private_metadata": meta,
+                "title": {"type": "plain_text", "text": "Reject request"},
+                "submit": {"type": "plain_text", "text": "Reject"},
+                "blocks": [
+                    {
+                        "type": "input",
+                        "block_id": "reason",
+                        "label": {"type": "plain_text", "text": "Why? (recorded in the audit)"},
+                        "element": {"type": "plain_text_input", "action_id": "text", "multiline": True},
+                    }
+                ],
+            },
+        )
+
+    @bolt.view("tern_reject_reason")
+    async def reject_reason(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        reason = (view["state"]["values"]["reason"]["text"].get("value") or "").strip()
+        if not reason:
+            await ack(response_action="errors", errors={"reason": "a rejection needs a reason"})
+            return
+        await ack()
+        channel, msg = view["private_metadata"].split("|", 1)
+        await bridge.on_command(body["user"]["id"], channel, f"{msg}/{view['id']}", msg, Command("reject", reason))
+
+    handler = AsyncSlackRequestHandler(bolt)
+    api = FastAPI(title="Tern Slack bridge")
+
+    @api.post("/slack/events")
+    async def events(req: Request) -> Response:
+        return await handler.handle(req)
+
+    return api

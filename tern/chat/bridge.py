@@ -1,0 +1,331 @@
+"""The platform-neutral bridge loop: post a card for every waiting request, turn replies and reactions into
+decisions sent under the mapped approver name, and edit the card when the request ends, whoever ended it.
+
+The bridge authenticates (the platform tells who wrote; :class:`tern.chat.identity.IdentityMap` maps them) and
+never authorises: the decision goes to the workflow's ``decide`` Update, whose validator and the worker's
+approval policy accept or refuse it as for any other front end. Every attempt from chat is audited as
+``chat_decision`` with the platform identity (keyed by the platform's message id, so a redelivered message is
+recorded once); a refusal is also audited by the workflow as ``decision_refused`` when it reached it.
+
+Temporal stays outside ``tern/``: the caller passes a :data:`Decider` (``starters/bridge.py`` wraps
+``TernClient.decide``) and optionally a reconciliation source of pending requests (Temporal visibility).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
+
+import asyncpg
+
+from tern.chat import store
+from tern.chat.cards import card_markdown, outcome_markdown
+from tern.chat.commands import Command, CommandError, parse_command, parse_reaction, reaction_allowed
+from tern.chat.identity import IdentityMap
+from tern.models import ApprovalRequest
+
+log = logging.getLogger(__name__)
+
+
+class DecisionRefused(Exception):
+    """The decision was not taken (stale card, not an approver, run not waiting...); the message says why."""
+
+
+Decider = Callable[[str, str, str, bool, str], Awaitable[str]]
+"""``decide(run_id, request_id, approver, approved, comment)`` -> a line describing the audited decision.
+Raises :class:`DecisionRefused` with the reason when nothing was decided."""
+
+PendingSource = Callable[[], Awaitable[list[tuple[str, ApprovalRequest]]]]
+"""Returns ``(workflow id, pending request)`` of every run waiting now (reconciliation at start)."""
+
+
+class RunRefused(Exception):
+    """A run asked for from chat was not started (unknown plan, bad input, Temporal unreachable)."""
+
+
+RunStarter = Callable[[str, str], Awaitable[str]]
+"""``start(user, plan name)`` -> the run id; raises :class:`RunRefused` with the reason."""
+
+RunProgress = Callable[[str], AsyncIterator[str]]
+"""``progress(run id)`` yields Markdown lines (step started, waiting for approval, the final answer) until the run
+ends."""
+
+
+class ChatPlatform(Protocol):
+    """What a bridge needs from a chat platform (Matrix: ``starters/matrix_bridge.py``)."""
+
+    name: str
+
+    async def post_card(self, markdown: str) -> tuple[str, str]:
+        """Post a card; returns ``(room id, message id)``."""
+        ...
+
+    async def edit_card(self, room_id: str, message_id: str, markdown: str) -> None:
+        """Replace the text of a posted card."""
+        ...
+
+    async def reply(self, room_id: str, message_id: str, markdown: str) -> None:
+        """Answer the message ``message_id`` (a person's reply or reaction) in ``room_id``."""
+        ...
+
+    async def thread(self, room_id: str, root_id: str, markdown: str) -> None:
+        """Post in the thread under message ``root_id`` (a run's progress)."""
+        ...
+
+
+class ApprovalBridge:
+    """One bridge instance on one platform.
+
+    Args:
+        platform: the chat adapter.
+        pool: asyncpg pool on Tern's database (outbox, cards, audit).
+        identities: the identity map.
+        decide: sends a decision (see :data:`Decider`).
+        pending: optional reconciliation source, read once at :meth:`start`.
+        poll_interval_s: how often to look for new requests and ended ones, seconds.
+        owner: this instance's name in card claims (random by default).
+        start_run, progress: how ``run <plan name>`` addressed to the bot starts a run and follows it (both
+            needed for that command; without them it is answered as not available).
+    """
+
+    def __init__(
+        self,
+        platform: ChatPlatform,
+        pool: asyncpg.Pool,
+        identities: IdentityMap,
+        decide: Decider,
+        *,
+        pending: PendingSource | None = None,
+        poll_interval_s: float = 1.0,
+        owner: str | None = None,
+        start_run: RunStarter | None = None,
+        progress: RunProgress | None = None,
+    ) -> None:
+        self.start_run = start_run
+        self.progress = progress
+        self._followers: set[asyncio.Task[None]] = set()
+        self.platform = platform
+        self.pool = pool
+        self.identities = identities
+        self.decide = decide
+        self.pending = pending
+        self.poll_interval_s = poll_interval_s
+        self.owner = owner or f"bridge-{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+
+    async def reconcile(self) -> int:
+        """Put every request the reconciliation source reports into the outbox (a bridge that was down, or runs
+        started before ``notify_approvers`` existed); returns how many were new."""
+        if self.pending is None:
+            return 0
+        new = 0
+        async with self.pool.acquire() as conn:
+            for run_id, request in await self.pending():
+                new += await store.add_request(conn, run_id, request)
+        return new
+
+    async def step(self) -> None:
+        """One pass: post cards for waiting requests this instance wins the claim of, update ended cards."""
+        name = self.platform.name
+        async with self.pool.acquire() as conn:
+            for card in await store.cards_to_post(conn, name):
+                rid = card.request.request_id
+                if not await store.claim(conn, name, rid, self.owner):
+                    continue
+                room_id, message_id = await self.platform.post_card(card_markdown(card.request, run_id=card.run_id))
+                await store.card_posted(conn, name, rid, room_id, message_id)
+                log.info("card for request %s of %s posted as %s", rid, card.run_id, message_id)
+            for card in await store.open_cards(conn, name):
+                end = await store.ending(conn, card)
+                if end is None:
+                    continue
+                is_write = end.decision == "approved" and card.request.kind == "control_write"
+                final = not is_write or end.write_done
+                readback = _write_text(end) if is_write else ""
+                outcome = outcome_markdown(end.decision, by=end.by, comment=end.comment, readback=readback)
+                if await store.set_outcome(conn, name, card.request.request_id, outcome, final=final):
+                    assert card.room_id is not None and card.message_id is not None
+                    text = card_markdown(card.request, run_id=card.run_id, outcome=outcome)
+                    await self.platform.edit_card(card.room_id, card.message_id, text)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reconcile (in the background: runs whose worker does not answer may take a while), and :meth:`step`
+        at every outbox notification or ``poll_interval_s`` until ``stop``. A failed reconciliation is logged and
+        the bridge goes on (the outbox still brings every new request)."""
+
+        async def reconcile() -> None:
+            try:
+                if await self.reconcile():
+                    self._wake.set()
+            except Exception as exc:
+                log.warning("reconciliation at start failed: %s", exc)
+
+        reconciling = asyncio.ensure_future(reconcile())
+        listener = await self.pool.acquire()
+        await listener.add_listener(store.NOTIFY_CHANNEL, self._notified)
+        try:
+            while not stop.is_set():
+                try:
+                    await self.step()
+                except Exception as exc:  # database or platform down: the next pass retries (claims stay valid)
+                    log.warning("bridge pass failed, retrying: %s", exc)
+                self._wake.clear()
+                wait = asyncio.ensure_future(self._wake.wait())
+                stopped = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({wait, stopped}, timeout=self.poll_interval_s, return_when=asyncio.FIRST_COMPLETED)
+                wait.cancel()
+                stopped.cancel()
+        finally:
+            reconciling.cancel()
+            await listener.remove_listener(store.NOTIFY_CHANNEL, self._notified)
+            await self.pool.release(listener)
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def on_reply(self, sender: str, room_id: str, event_id: str, reply_to: str, text: str) -> None:
+        """A message ``event_id`` from ``sender`` answering message ``reply_to``; ignored unless that is a card."""
+        async with self.pool.acquire() as conn:
+            card = await store.card_by_message(conn, self.platform.name, reply_to)
+        if card is None:
+            return
+        try:
+            command = parse_command(text)
+        except CommandError as exc:
+            await self._answer(card, sender, room_id, event_id, None, f"not taken: {exc}")
+            return
+        if command.verb == "run":
+            await self.platform.reply(room_id, event_id, "`run` is addressed to the bot, not to an approval card")
+            return
+        await self._decide(card, sender, room_id, event_id, command)
+
+    async def on_command(
+        self, sender: str, room_id: str, event_id: str, card_message_id: str, command: Command
+    ) -> None:
+        """A decision already parsed by the platform (a Slack button or modal) on the card ``card_message_id``;
+        ``event_id`` is unique per attempt (the audit key). Ignored unless that message is a card."""
+        async with self.pool.acquire() as conn:
+            card = await store.card_by_message(conn, self.platform.name, card_message_id)
+        if card is None:
+            return
+        await self._decide(card, sender, room_id, event_id, command)
+
+    async def on_mention(self, sender: str, room_id: str, event_id: str, text: str) -> None:
+        """A message addressed to the bot (mention stripped): ``run <plan name>`` starts a run of a bundled plan
+        for the mapped user and follows it in a thread under ``event_id``; anything else gets the usage."""
+        try:
+            command = parse_command(text)
+            if command.verb != "run":
+                raise CommandError("to the bot: `run <plan name>`; decide a request by replying to its card")
+        except CommandError as exc:
+            await self.platform.reply(room_id, event_id, f"not taken: {exc}")
+            return
+        user = self.identities.lookup(self.platform.name, sender)
+        if user is None:
+            await self.platform.reply(room_id, event_id, f"not taken: {sender} is not mapped to a Tern user")
+            return
+        if self.start_run is None or self.progress is None:
+            await self.platform.reply(room_id, event_id, "not taken: this bridge does not start runs")
+            return
+        try:
+            run_id = await self.start_run(user, command.text)
+        except RunRefused as exc:
+            await self.platform.reply(room_id, event_id, f"not started: {exc}")
+            return
+        await self.platform.thread(room_id, event_id, f"Started run `{run_id}` of plan `{command.text}` for {user}.")
+        task = asyncio.ensure_future(self._follow(room_id, event_id, run_id))
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
+
+    async def _follow(self, room_id: str, root_id: str, run_id: str) -> None:
+        assert self.progress is not None
+        try:
+            async for line in self.progress(run_id):
+                await self.platform.thread(room_id, root_id, line)
+        except Exception as exc:  # the run goes on; only its chat progress stops
+            log.warning("following run %s failed: %s", run_id, exc)
+            await self.platform.thread(room_id, root_id, f"Stopped following run `{run_id}`: {exc}")
+
+    async def on_reaction(self, sender: str, room_id: str, event_id: str, reacted_to: str, key: str) -> None:
+        """A reaction ``key`` from ``sender`` on message ``reacted_to``; decides only low-risk requests."""
+        command = parse_reaction(key)
+        if command is None:
+            return
+        async with self.pool.acquire() as conn:
+            card = await store.card_by_message(conn, self.platform.name, reacted_to)
+        if card is None:
+            return
+        if not reaction_allowed(card.request):
+            await self._answer(
+                card,
+                sender,
+                room_id,
+                event_id,
+                command,
+                f"not taken: a {card.request.kind} request needs a reply to the card (`approve [comment]` or "
+                "`reject <reason>`); reactions decide only low-risk code",
+            )
+            return
+        await self._decide(card, sender, room_id, event_id, command)
+
+    async def _decide(self, card: store.Card, sender: str, room_id: str, event_id: str, command: Command) -> None:
+        approver = self.identities.lookup(self.platform.name, sender)
+        if approver is None:
+            why = f" ({self.identities.error})" if self.identities.error else ""
+            await self._answer(
+                card,
+                sender,
+                room_id,
+                event_id,
+                command,
+                f"not taken: {sender} is not mapped to a Tern approver{why}; ask the facility to add you to the "
+                "approvers map",
+            )
+            return
+        try:
+            result = await self.decide(card.run_id, card.request.request_id, approver, command.approved, command.text)
+        except DecisionRefused as exc:
+            await self._answer(card, sender, room_id, event_id, command, f"not taken: {exc}", approver=approver)
+            return
+        await self._answer(card, sender, room_id, event_id, command, result, approver=approver, accepted=True)
+        self._wake.set()
+
+    async def _answer(
+        self,
+        card: store.Card,
+        sender: str,
+        room_id: str,
+        event_id: str,
+        command: Command | None,
+        text: str,
+        *,
+        approver: str | None = None,
+        accepted: bool = False,
+    ) -> None:
+        """Audit the attempt (``chat_decision``, keyed by the platform message id) and answer the person."""
+        async with self.pool.acquire() as conn:
+            await store.audit_attempt(
+                conn,
+                platform=self.platform.name,
+                message_id=event_id,
+                identity=sender,
+                text=text,
+                run_id=card.run_id,
+                request=card.request,
+                approver=approver,
+                approved=None if command is None else command.approved,
+                comment=None if command is None else command.text,
+                accepted=accepted,
+            )
+        await self.platform.reply(room_id, event_id, text)
+
+
+def _write_text(end: store.Ending) -> str:
+    if not end.write_done:
+        return "Writing…"
+    if end.verified:
+        return f"**Written and verified**: readback {end.readback:g} (target {end.write_value:g})"
+    return f"**Write not verified**: readback {end.readback}; {end.write_comment}"

@@ -1,0 +1,86 @@
+"""Parsing what a person types (or reacts) in reply to an approval card.
+
+Grammar (case-insensitive verb, the rest is free text)::
+
+    approve [comment]        approve the request on the card
+    reject <reason>          reject it; the reason is required (the audit says why)
+    run <plan name>          start a run of a bundled plan (``tern/plans/<name>.json``), addressed to the bot
+
+Reactions: ✅ (U+2705) approves, ❌ (U+274C) rejects; bridges accept them only for low-risk requests
+(:func:`reaction_allowed`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from tern.models import ApprovalRequest
+from tern.models.limits import MAX_COMMENT_CHARS
+
+APPROVE_REACTIONS = frozenset({"\u2705", "\u2714\ufe0f", "\u2714"})
+REJECT_REACTIONS = frozenset({"\u274c", "\u2716\ufe0f", "\u2716"})
+_PLAN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class CommandError(ValueError):
+    """The text is not a command the bridge understands; the message tells the person what to type."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A parsed command: ``verb`` and its free text (comment, reason or plan name)."""
+
+    verb: Literal["approve", "reject", "run"]
+    text: str = ""
+
+    @property
+    def approved(self) -> bool:
+        """True for ``approve``."""
+        return self.verb == "approve"
+
+
+USAGE = "reply to the card with `approve [comment]` or `reject <reason>`"
+
+
+def parse_command(text: str) -> Command:
+    """Parse one message body (the quoted fallback of a rich reply, lines starting with ``>``, is dropped).
+
+    Raises :class:`CommandError` for anything else, for ``reject`` without a reason, for a comment longer than
+    ``MAX_COMMENT_CHARS`` and for a plan name that is not ``[a-z0-9_-]``.
+    """
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith(">")]
+    body = " ".join(" ".join(lines).split())
+    verb, _, rest = body.partition(" ")
+    verb = verb.lower().rstrip(":,.!")
+    rest = rest.strip()
+    if len(rest) > MAX_COMMENT_CHARS:
+        raise CommandError(f"comment too long ({len(rest)} characters, at most {MAX_COMMENT_CHARS})")
+    if verb in ("approve", "approved", "yes"):
+        return Command("approve", rest)
+    if verb in ("reject", "rejected", "no"):
+        if not rest:
+            raise CommandError("a rejection needs a reason: `reject <reason>`")
+        return Command("reject", rest)
+    if verb == "run":
+        if not _PLAN_NAME.match(rest):
+            raise CommandError("`run <plan name>` needs the name of a bundled plan, e.g. `run demo`")
+        return Command("run", rest)
+    raise CommandError(f"not a command: {body[:60]!r}; {USAGE}")
+
+
+def parse_reaction(key: str) -> Command | None:
+    """The command a reaction stands for (✅ approve, ❌ reject with reason "rejected by reaction"), else None."""
+    key = key.strip()
+    if key in APPROVE_REACTIONS:
+        return Command("approve", "approved by reaction")
+    if key in REJECT_REACTIONS:
+        return Command("reject", "rejected by reaction")
+    return None
+
+
+def reaction_allowed(request: ApprovalRequest) -> bool:
+    """Whether a reaction may decide ``request``: only python code the policy analysis rates low risk. A
+    control write (or anything else) needs a reply, so that the decision is a deliberate sentence."""
+    return request.kind == "python" and request.code is not None and request.code.risk == "low"

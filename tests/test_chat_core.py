@@ -1,0 +1,178 @@
+"""The chat bridge core without a chat platform: commands, identity map, cards, and the PostgreSQL outbox and
+card claims on a real database (issue 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tern.audit.store import record_event
+from tern.chat import store
+from tern.chat.cards import card_markdown, outcome_markdown
+from tern.chat.commands import CommandError, parse_command, parse_reaction, reaction_allowed
+from tern.chat.identity import IdentityMap
+from tern.db import create_pool
+from tern.models import ApprovalRequest, AuditEvent, LimitsCheck
+from tern.models.approval import CodeReview
+
+
+def _request(rid: str = "r-1", *, kind: str = "control_write", risk: str = "low") -> ApprovalRequest:
+    now = datetime.now(UTC)
+    return ApprovalRequest(
+        request_id=rid,
+        kind=kind,
+        step_id="write",
+        summary="set the quad current",
+        requested_by="physicist",
+        approvers=["operator"],
+        requested_at=now,
+        expires_at=now + timedelta(hours=1),
+        write=LimitsCheck(channel="SR:MAG:QF:01:CURRENT:SP", value=12.5, allowed=True, current_value=12.0, units="A")
+        if kind == "control_write"
+        else None,
+        code=CodeReview(code="print(1)", risk=risk) if kind == "python" else None,
+        allow_self_approval=kind != "control_write",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "verb", "rest"),
+    [
+        ("approve", "approve", ""),
+        ("Approve: looks right", "approve", "looks right"),
+        (
+            "> <@tern:localhost> Approval needed\n> quoted card\n\nreject  beam is unstable",
+            "reject",
+            "beam is unstable",
+        ),
+        ("run demo", "run", "demo"),
+    ],
+)
+def test_commands_parse(text: str, verb: str, rest: str) -> None:
+    cmd = parse_command(text)
+    assert (cmd.verb, cmd.text) == (verb, rest)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("reject", "needs a reason"), ("lgtm", "not a command"), ("run ../etc", "bundled plan"), ("", "not a command")],
+)
+def test_malformed_commands_are_refused_with_what_to_type(text: str, why: str) -> None:
+    with pytest.raises(CommandError, match=why):
+        parse_command(text)
+    with pytest.raises(CommandError, match="comment too long"):
+        parse_command("approve " + "x" * 5000)
+
+
+def test_reactions_decide_only_low_risk_code() -> None:
+    assert parse_reaction("\u2705").approved and not parse_reaction("\u274c").approved  # type: ignore[union-attr]
+    assert parse_reaction("\U0001f44d") is None
+    assert reaction_allowed(_request(kind="python", risk="low"))
+    assert not reaction_allowed(_request(kind="python", risk="high"))
+    assert not reaction_allowed(_request())
+
+
+def test_identity_map_is_reloaded_when_the_file_changes_and_fails_closed(tmp_path: Path) -> None:
+    path = tmp_path / "ids.toml"
+    path.write_text('[matrix]\n"@alice:facility.org" = "alice"\n')
+    ids = IdentityMap(path, {"matrix": {"@operator:localhost": "operator"}})
+    assert ids.lookup("matrix", "@alice:facility.org") == "alice"
+    assert ids.lookup("matrix", "@operator:localhost") == "operator"
+    assert ids.lookup("slack", "@alice:facility.org") is None
+    path.write_text('[matrix]\n"@bob:facility.org" = "bob"\n[slack]\nU024BE7LH = "alice"\n')
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    assert ids.lookup("matrix", "@alice:facility.org") is None
+    assert ids.lookup("slack", "U024BE7LH") == "alice"
+    path.write_text("[matrix\n")  # broken: nobody is mapped, and the error says why
+    assert ids.lookup("slack", "U024BE7LH") is None and ids.lookup("matrix", "@operator:localhost") is None
+    assert ids.error is not None and "ids.toml" in ids.error
+
+
+def test_card_shows_the_write_in_full_and_how_to_decide() -> None:
+    text = card_markdown(_request(), run_id="run-1")
+    for part in ("SR:MAG:QF:01:CURRENT:SP", "12 A", "12.5 A", "operator", "r-1", "reject <reason>", "two-person rule"):
+        assert part in text, part
+    assert "reaction" not in text
+    assert "reaction" in card_markdown(_request(kind="python"), run_id="run-1")
+    ended = card_markdown(_request(), run_id="run-1", outcome=outcome_markdown("approved", by="operator"))
+    assert ended.startswith("**✅ Approved** by **operator**") and "How to decide" not in ended
+
+
+async def test_one_claim_per_request_among_concurrent_bridges(pg_dsn: str) -> None:
+    """Ten bridge instances claim the same card at once: exactly one wins. A claim never posted is taken over
+    after its lease; a posted card is never claimed again; an ended request is no longer offered."""
+    pool = await create_pool(pg_dsn, max_size=12)
+    try:
+        async with pool.acquire() as conn:
+            assert await store.add_request(conn, "run-1", _request("r-claim"))
+            assert not await store.add_request(conn, "run-1", _request("r-claim"))  # idempotent
+            assert [c.request.request_id for c in await store.cards_to_post(conn, "matrix")] == ["r-claim"]
+
+        async def claim(i: int) -> bool:
+            async with pool.acquire() as c:
+                return await store.claim(c, "matrix", "r-claim", f"b{i}")
+
+        wins = await asyncio.gather(*(claim(i) for i in range(10)))
+        assert sum(wins) == 1
+        async with pool.acquire() as conn:
+            assert await store.cards_to_post(conn, "matrix") == []
+            assert not await store.claim(conn, "matrix", "r-claim", "late")
+            assert await store.claim(conn, "matrix", "r-claim", "taker", lease_s=0)  # lease over, never posted
+            await store.card_posted(conn, "matrix", "r-claim", "!room", "$ev")
+            assert not await store.claim(conn, "matrix", "r-claim", "again", lease_s=0)
+            assert (await store.card_by_message(conn, "matrix", "$ev")).run_id == "run-1"  # type: ignore[union-attr]
+            assert await store.add_request(conn, "run-2", _request("r-ended"))
+            await record_event(
+                conn,
+                AuditEvent(
+                    event_kind="approval_timed_out", run_id="run-2", request_id="r-ended", event_key="decision:r-ended"
+                ),
+            )
+            assert await store.cards_to_post(conn, "matrix") == []
+            assert await store.ending(conn, (await store.open_cards(conn, "matrix"))[0]) is None
+    finally:
+        await pool.close()
+
+
+async def test_outbox_notifies_listeners(pg_dsn: str) -> None:
+    conn = await asyncpg.connect(pg_dsn)
+    got: asyncio.Queue[str] = asyncio.Queue()
+    await conn.add_listener(store.NOTIFY_CHANNEL, lambda *args: got.put_nowait(args[-1]))
+    pool = await create_pool(pg_dsn)
+    try:
+        async with pool.acquire() as c:
+            await store.add_request(c, "run-3", _request("r-notify"))
+        assert await asyncio.wait_for(got.get(), 5) == "r-notify"
+    finally:
+        await pool.close()
+        await conn.close()
+
+
+def test_webhook_signatures() -> None:
+    """HMAC-SHA256 over timestamp and body: the right secret passes; a changed body, another key's secret, an
+    old timestamp, a missing header or an unknown key is refused with the reason."""
+    from tern.chat.signing import SignatureError, signed_headers, verify
+
+    secrets = {"ops": "a", "other": "b"}
+    body = b'{"approved": true}'
+    now = 1_800_000_000.0
+    h = signed_headers("ops", "a", body, now=now)
+    assert verify(secrets, h, body, now=now + 299) == "ops"
+    bad = [
+        (h, body + b" ", now, "does not match"),
+        (signed_headers("ops", "b", body, now=now), body, now, "does not match"),
+        (h, body, now + 301, "outside the 300 s window"),
+        (h, body, now - 301, "outside the 300 s window"),
+        ({k: v for k, v in h.items() if k != "X-Tern-Signature"}, body, now, "unsigned"),
+        ({**h, "X-Tern-Key-Id": "eve"}, body, now, "unknown key id"),
+        ({**h, "X-Tern-Timestamp": "soon"}, body, now, "Unix seconds"),
+    ]
+    for headers, b, at, reason in bad:
+        with pytest.raises(SignatureError, match=reason):
+            verify(secrets, headers, b, now=at)

@@ -1,0 +1,217 @@
+"""Slack approvals through the real slack-bolt app in HTTP mode: interaction payloads signed (or not) with the
+signing secret are posted to its endpoint; its Web API calls (``auth.test``, ``chat.postMessage``,
+``chat.update``, ``views.open``) are answered by a local HTTP server standing in for Slack (slack_sdk
+``base_url``); the runs are real (Temporal dev server, worker, PostgreSQL, simulated IOC) (issue 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from slack_sdk.signature import SignatureVerifier
+
+from starters.bridge_cli import run_slack_bridge
+from tern.control.channels import read_value
+from tern.embedded.net import free_port
+from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
+from tests.test_chat_webhook import serving
+
+pytestmark = [pytest.mark.temporal, pytest.mark.postgres, pytest.mark.ca]
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+def fake_slack() -> tuple[FastAPI, list[tuple[str, dict[str, Any]]]]:
+    """Slack's Web API as far as the bridge uses it; records every call as ``(method, arguments)``."""
+    app = FastAPI()
+    calls: list[tuple[str, dict[str, Any]]] = []
+    seq = itertools.count(1)
+
+    @app.post("/api/{method}")
+    async def api(method: str, request: Request) -> JSONResponse:
+        raw = await request.body()
+        try:
+            args = json.loads(raw) if raw else {}
+        except ValueError:
+            args = dict(httpx.QueryParams(raw.decode()))
+        calls.append((method, args))
+        if method == "auth.test":
+            return JSONResponse({"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1", "user": "tern"})
+        if method == "chat.postMessage":
+            args["_ts"] = f"1700000000.{next(seq):06d}"
+            return JSONResponse({"ok": True, "channel": args["channel"], "ts": args["_ts"]})
+        if method == "views.open":
+            return JSONResponse({"ok": True, "view": {"id": "V1"}})
+        return JSONResponse({"ok": True})
+
+    return app, calls
+
+
+def signed(payload: dict[str, Any], *, at: float | None = None, secret: str = SIGNING_SECRET) -> tuple[str, dict]:
+    body = urlencode({"payload": json.dumps(payload)})
+    ts = str(int(time.time() if at is None else at))
+    sig = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    return body, {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": sig or "",
+    }
+
+
+def button(action: str, user: str, card_ts: str, rid: str) -> dict[str, Any]:
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "team_id": "T1"},
+        "api_app_id": "A1",
+        "team": {"id": "T1"},
+        "channel": {"id": "C1"},
+        "container": {"type": "message", "message_ts": card_ts, "channel_id": "C1"},
+        "message": {"ts": card_ts, "text": "card"},
+        "trigger_id": f"trigger-{time.monotonic_ns()}",
+        "actions": [
+            {
+                "action_id": action,
+                "block_id": "tern_decision",
+                "value": rid,
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
+def reason_view(user: str, card_ts: str, reason: str) -> dict[str, Any]:
+    return {
+        "type": "view_submission",
+        "team": {"id": "T1"},
+        "user": {"id": user, "team_id": "T1"},
+        "api_app_id": "A1",
+        "view": {
+            "id": f"V{time.monotonic_ns()}",
+            "type": "modal",
+            "callback_id": "tern_reject_reason",
+            "private_metadata": f"C1|{card_ts}",
+            "state": {"values": {"reason": {"text": {"type": "plain_text_input", "value": reason}}}},
+        },
+    }
+
+
+async def until(pred, within_s: float = 30) -> Any:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+async def test_slack_buttons_and_modal_decide_and_unsigned_or_replayed_payloads_are_refused(
+    temporal_env, settings, tmp_path
+) -> None:
+    idmap = tmp_path / "ids.toml"
+    idmap.write_text('[slack]\nU_OP = "operator"\nU_VIS = "visitor"\n')
+    slack_api, calls = fake_slack()
+    port = free_port()
+    async with serving(slack_api) as slack_url:
+        s = type(settings).model_validate(
+            {
+                **settings.model_dump(),
+                "approvers": ["operator"],
+                "chat_identity_map_path": idmap,
+                "temporal_address": temporal_env.client.service_client.config.target_host,
+                "slack_bot_token": "xoxb-test",
+                "slack_signing_secret": SIGNING_SECRET,
+                "slack_channel": "C1",
+                "slack_api_url": f"{slack_url}/api/",
+                "slack_port": port,
+                "chat_poll_interval_s": 0.3,
+            }
+        )
+        stop = asyncio.Event()
+        bridge = asyncio.create_task(run_slack_bridge(s, stop))
+        events = f"http://127.0.0.1:{port}/slack/events"
+
+        async def post(payload: dict[str, Any], **kw: Any) -> httpx.Response:
+            body, headers = signed(payload, **kw)
+            async with httpx.AsyncClient(timeout=60) as http:
+                return await http.post(events, content=body, headers=headers)
+
+        def posted_ts(rid: str) -> str | None:  # the ts of the card of request ``rid`` (not thread answers)
+            return next(
+                (a["_ts"] for m, a in calls if m == "chat.postMessage" and "thread_ts" not in a and rid in a["text"]),
+                None,
+            )
+
+        try:
+            channel = "SR:MAG:QF:10:CURRENT:SP"
+            start = read_value(channel)
+            async with running_worker(temporal_env.client, s):
+                h1 = await start_run(
+                    temporal_env.client, s, write_plan(channel, start + 0.5), user="physicist", approvers=["operator"]
+                )
+                rid1 = (await wait_for_state(h1, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
+                ts1 = await until(lambda: posted_ts(rid1), 60)
+                card = next(a for m, a in calls if m == "chat.postMessage" and rid1 in a.get("text", ""))
+                actions = next(b for b in card["blocks"] if b["type"] == "actions")["elements"]
+                assert [(e["action_id"], e["value"]) for e in actions] == [
+                    ("tern_approve", rid1),
+                    ("tern_reject", rid1),
+                ]
+
+                # Mis-signed, and a correctly signed payload replayed after the 5-minute window: 401, nothing done.
+                bad = await post(button("tern_approve", "U_OP", ts1, rid1), secret="not-the-secret")
+                old = await post(button("tern_approve", "U_OP", ts1, rid1), at=time.time() - 301)
+                assert (bad.status_code, old.status_code) == (401, 401)
+                # A mapped person who is not an approver: answered in the thread, refused by the workflow.
+                assert (await post(button("tern_approve", "U_VIS", ts1, rid1))).status_code == 200
+                await until(
+                    lambda: any(
+                        m == "chat.postMessage" and a.get("thread_ts") == ts1 and "not an approver" in a.get("text", "")
+                        for m, a in calls
+                    )
+                )
+                assert (await wait_for_state(h1, "awaiting_approval")).pending.request_id == rid1  # type: ignore[union-attr]
+                # Reject: the button opens the reason modal; an empty reason is refused in the modal; a reason decides.
+                assert (await post(button("tern_reject", "U_OP", ts1, rid1))).status_code == 200
+                opened = await until(lambda: [a for m, a in calls if m == "views.open"])
+                assert opened[0]["view"]["private_metadata"] == f"C1|{ts1}"
+                empty = await post(reason_view("U_OP", ts1, "  "))
+                assert empty.json()["response_action"] == "errors"
+                assert (await post(reason_view("U_OP", ts1, "beam unstable"))).status_code == 200
+                r1 = await h1.result()
+                assert r1.status == "rejected" and r1.approvals[-1].comment == "beam unstable"
+                upd = await until(lambda: [a for m, a in calls if m == "chat.update" and a["ts"] == ts1])
+                assert "Rejected" in upd[-1]["text"] and "operator" in upd[-1]["text"]
+                assert not [b for b in upd[-1]["blocks"] if b["type"] == "actions"]  # buttons gone
+
+                h2 = await start_run(
+                    temporal_env.client, s, write_plan(channel, start + 0.5), user="physicist", approvers=["operator"]
+                )
+                rid2 = (await wait_for_state(h2, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
+                ts2 = await until(lambda: posted_ts(rid2), 60)
+                assert (await post(button("tern_approve", "U_OP", ts2, rid2))).status_code == 200
+                r2 = await h2.result()
+                await until(
+                    lambda: [
+                        a
+                        for m, a in calls
+                        if m == "chat.update" and a["ts"] == ts2 and "Written and verified" in a["text"]
+                    ]
+                )
+        finally:
+            stop.set()
+            await bridge
+    assert r2.status == "completed" and read_value(channel) == pytest.approx(start + 0.5)
+    rows = await audit_rows(s.dsn, h1.id)
+    assert json.loads(next(r for r in rows if r["event_kind"] == "decision")["details"])["surface"] == "slack"
+    attempts = [json.loads(r["details"]) for r in rows if r["event_kind"] == "chat_decision"]
+    assert [(a["platform_identity"], a["accepted"]) for a in attempts] == [("U_VIS", False), ("U_OP", True)]
+    assert len([a for m, a in calls if m == "chat.postMessage" and "thread_ts" not in a]) == 2  # one card per request
