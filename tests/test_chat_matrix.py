@@ -25,6 +25,7 @@ from tern.control.channels import read_value
 from tern.embedded import matrix
 from tern.embedded.net import free_port
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
+from tests.archiver.helpers import demo_archive
 from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -362,7 +363,10 @@ async def test_a_run_started_from_the_room_reports_progress_in_a_thread(
         return str(resp.event_id)
 
     try:
-        async with running_worker(temporal_env.client, worker_settings):
+        async with (
+            demo_archive(settings) as archive,  # the bundled plan reads the trip night from the archiver
+            running_worker(temporal_env.client, worker_settings.model_copy(update={"archiver_url": archive.url})),
+        ):
             e = await say(stranger, "@tern run demo_no_sandbox")
             await stranger.until(_answer_to(e, bot, "not mapped"), 60)
             e = await say(operator, "@tern run no-such-plan")

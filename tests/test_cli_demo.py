@@ -62,7 +62,8 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_bac
     history = next(s for s in result["steps"] if s["kind"] == "archiver_read")["archived"]
     assert history["binning"] == "mean_60" and [s["count"] for s in history["series"]] == [240, 240]
     got = py["execution"]["results"]
-    assert got["peak_reflected_kW"] > 80 and got["trip_time"].endswith("T03:15:00+00:00"), got
+    # 1-minute means of the trip night (the raw peak is above 80 kW; a minute's mean smooths it)
+    assert got["peak_reflected_kW"] > 70 and got["trip_time"].endswith("T03:15:00+00:00"), got
     assert 33.5 < got["peak_temperature_degC"] < 35 and 1.0 < got["warming_hours_before_trip"] < 2.5, got
     figure = tmp_path / "figure.png"
     art = py["execution"]["figures"][0]["artifact_id"]

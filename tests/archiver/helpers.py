@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 
@@ -49,3 +50,30 @@ async def serving(store: ArchiveStore) -> AsyncIterator[RunningServer]:
         yield server
     finally:
         await server.stop()
+
+
+@asynccontextmanager
+async def demo_archive(settings: Any, days: float = 5.0, period_s: float = 60.0) -> AsyncIterator[RunningServer]:
+    """The embedded archiver's retrieval API over ``days`` of generated history (the demo's trip night included)
+    of the default archived channels, in ``settings``' database: what the bundled demo plans' ``archiver_read``
+    needs when a test runs them without the stack. Point the worker at ``server.url`` (``archiver_url``)."""
+    from datetime import UTC, datetime
+
+    from tern.archiver.backfill import backfill
+    from tern.db import create_pool
+
+    pool = await create_pool(settings.dsn)
+    try:
+        store = ArchiveStore(pool)
+        await backfill(
+            store,
+            settings.archiver_channels,
+            end=datetime.now(UTC),
+            days=days,
+            period_s=period_s,
+            limits_path=settings.limits_path,
+        )
+        async with serving(store) as server:
+            yield server
+    finally:
+        await pool.close()
