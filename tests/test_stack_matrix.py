@@ -49,6 +49,9 @@ async def test_tern_up_with_matrix_approves_a_write_and_the_demo_from_the_contro
         "TERN_PG_PORT": str(free_port()),
         "TERN_CA_SERVER_PORT": str(free_port()),
         "TERN_MATRIX_PORT": str(free_port()),
+        "TERN_ARIEL_API_PORT": str(free_port()),
+        "TERN_ARCHIVER_PORT": str(free_port()),
+        "TERN_WORKER_HTTP_PORT": str(free_port()),
         "TERN_APPROVERS": '["operator"]',
         "TERN_CHAT_POLL_INTERVAL_S": "0.3",
     }
@@ -56,7 +59,9 @@ async def test_tern_up_with_matrix_approves_a_write_and_the_demo_from_the_contro
         up = _cli(env, "up", "--with", "matrix", "--json")
         assert up.returncode == 0, up.stderr[-3000:]
         states = {c["name"]: c["state"] for c in json.loads(up.stdout)["components"]}
-        assert states == dict.fromkeys(("postgres", "temporal", "sim", "worker", "matrix", "bridge"), "running")
+        assert states == dict.fromkeys(
+            ("postgres", "temporal", "sim", "archiver", "worker", "ariel", "matrix", "bridge"), "running"
+        )
         creds = json.loads((data / "matrix" / "credentials.json").read_text())
         assert creds["homeserver"] == f"http://127.0.0.1:{env['TERN_MATRIX_PORT']}"
         assert creds["bot"]["user_id"] == "@tern:localhost" and creds["operator"]["user_id"] == "@operator:localhost"
