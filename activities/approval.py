@@ -25,7 +25,7 @@ POLICY_AUDIT_RUN_ID = "approval-policy"
 
 def policy_source(settings: TernSettings) -> PolicySource:
     """The worker's policy source for ``settings``."""
-    return PolicySource(settings.approval_policy_path, list(settings.approvers), settings.python_approval_mode)
+    return PolicySource(settings.approval.policy_path, list(settings.approval.approvers), settings.approval.python_mode)
 
 
 class ApprovalActivities:

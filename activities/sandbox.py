@@ -96,7 +96,7 @@ class SandboxActivities:
     async def execute_python(self, inp: ExecuteInput) -> ExecutionResult:
         """Run the code in a fresh sandbox; figures go to the artifact table. Failures of the code are in the
         result; ``SandboxUnavailable`` (no engine or image) is non-retryable."""
-        if self._backend is not None or self.settings.sandbox_backend == "docker":
+        if self._backend is not None or self.settings.sandbox.backend == "docker":
             backend = self.backend()
             if isinstance(backend, DockerBackend):
                 await asyncio.to_thread(backend.kill, inp.run_id, inp.step_id)  # leftovers of a dead worker
@@ -110,7 +110,7 @@ class SandboxActivities:
         )
         started = time.monotonic()
         outcome = "sandbox_error"
-        span_attrs = {"sandbox.backend": self.settings.sandbox_backend, "sandbox.image": self.settings.sandbox_image}
+        span_attrs = {"sandbox.backend": self.settings.sandbox.backend, "sandbox.image": self.settings.sandbox.image}
         try:
             with tracing.span("sandbox.execute", span_attrs) as span:
                 result = await sandbox_execute(request, self.backend(), heartbeat=activity.heartbeat)

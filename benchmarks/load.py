@@ -319,7 +319,7 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
 
     os.environ.update(_environment(root))
     settings = TernSettings()
-    assert settings.temporal_address.startswith("127.0.0.1:"), "the load tool targets loopback only"
+    assert settings.temporal.address.startswith("127.0.0.1:"), "the load tool targets loopback only"
     rng = random.Random(a.seed)
     stack = EmbeddedStack(settings, progress=lambda m: print(m, file=sys.stderr))
     await asyncio.to_thread(stack.up)  # up() runs its own event loop

@@ -58,7 +58,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         async with scripted_llm() as llm:
             llm.default["planner"] = plan_json({"id": "answer", "kind": "respond"})
-            settings = TernSettings(llm_provider="openai", llm_url=f"{llm.base}/v1", llm_model="scripted")
+            settings = TernSettings(llm={"provider": "openai", "url": f"{llm.base}/v1", "model": "scripted"})
             client = OpenAIChat(f"{llm.base}/v1", "scripted", "k", max_connections=100)
             planning = PlanningActivities(settings, llm=client)
             agent = AgentActivities(TernSettings())  # template answers: no LLM, no database for [respond]

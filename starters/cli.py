@@ -126,7 +126,7 @@ def worker() -> None:
 
     s = load_settings()
     configure_logging(s)
-    if not s.writes_enabled:
+    if not s.control.writes_enabled:
         err.print("[yellow]control writes are disabled (writes_enabled=false): write steps will be refused[/]")
     try:
         asyncio.run(run_worker(s))
@@ -211,8 +211,8 @@ def run(
             query=query,
             plan=the_plan,
             approvers=approver or [],
-            approval_timeout_s=timeout if timeout is not None else s.approval_timeout_s,
-            python_approval_mode=s.python_approval_mode,
+            approval_timeout_s=timeout if timeout is not None else s.approval.timeout_s,
+            python_approval_mode=s.approval.python_mode,
         )
     )
 
@@ -294,7 +294,7 @@ def _precheck_question(question: str, s: Any) -> None:
         fail("the question is empty")
     if len(question) > MAX_QUERY_CHARS:
         fail(f"the question is {len(question)} characters long; the limit is {MAX_QUERY_CHARS} (MAX_QUERY_CHARS)")
-    if s.llm_provider == "none":
+    if s.llm.provider == "none":
         fail(NO_LLM)
 
 
@@ -665,7 +665,7 @@ def demo(
     from tern.models import AgentRunResult
 
     s = load_settings()
-    if ask and s.llm_provider == "none":
+    if ask and s.llm.provider == "none":
         from starters.client import NO_LLM
 
         fail(NO_LLM)

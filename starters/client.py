@@ -166,7 +166,7 @@ class TernClient:
             AgentRunWorkflow.run,
             request,
             id=run_id,
-            task_queue=self.settings.task_queue,
+            task_queue=self.settings.temporal.task_queue,
             static_summary=f"{request.user}: {request.query[:180]}",
             search_attributes=TypedSearchAttributes(
                 [
@@ -195,9 +195,9 @@ class TernClient:
             question: the operator's question, 1 to ``MAX_QUERY_CHARS`` (4,000) characters, not blank.
             user: the requesting user.
             approvers: narrow who may approve (the worker's policy decides).
-            plan_approval: ask an approver for the plan before any step runs (None: ``settings.plan_approval``;
+            plan_approval: ask an approver for the plan before any step runs (None: ``settings.llm.plan_approval``;
                 the worker's own ``plan_approval`` setting applies as well).
-            approval_timeout_s: seconds a request waits (None: ``settings.approval_timeout_s``).
+            approval_timeout_s: seconds a request waits (None: ``settings.approval.timeout_s``).
             context: the user's context for the planner (at most 4,000 characters).
             channel_candidates: channels proposed for the question (the channel finder's), if any.
             run_id: the workflow id (default ``tern-run-<12 hex>``).
@@ -207,7 +207,7 @@ class TernClient:
         """
         if not question.strip():
             raise TernUserError("the question is empty")
-        if self.settings.llm_provider == "none":
+        if self.settings.llm.provider == "none":
             raise TernUserError(NO_LLM)
         s = self.settings
         req = run_request(
@@ -215,9 +215,9 @@ class TernClient:
             user=user,
             query=question,
             approvers=approvers or [],
-            approval_timeout_s=s.approval_timeout_s if approval_timeout_s is None else approval_timeout_s,
-            python_approval_mode=s.python_approval_mode,
-            plan_approval=s.plan_approval if plan_approval is None else plan_approval,
+            approval_timeout_s=s.approval.timeout_s if approval_timeout_s is None else approval_timeout_s,
+            python_approval_mode=s.approval.python_mode,
+            plan_approval=s.llm.plan_approval if plan_approval is None else plan_approval,
             context=context,
             channel_candidates=channel_candidates or [],
         )

@@ -123,7 +123,7 @@ async def test_limits_refuse_before_any_approval(worker, settings, channel, valu
 
 
 async def test_writes_disabled_refuses(temporal_env, settings) -> None:
-    off = settings.model_copy(update={"writes_enabled": False})
+    off = settings.model_copy(update={"control": settings.control.model_copy(update={"writes_enabled": False})})
     async with running_worker(temporal_env.client, off):
         handle = await start_run(temporal_env.client, off, write_plan("SR:RF:CAVITY:01:TUNER:SP", 5.0))
         result = await handle.result()

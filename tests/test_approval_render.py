@@ -183,7 +183,7 @@ def test_decision_surface_is_optional_and_unknown_fields_still_fail() -> None:
 
 def test_pending_url_filters_the_ui_workflow_list() -> None:
     assert (PENDING_APPROVAL_ATTRIBUTE, USER_ATTRIBUTE) == (PENDING_APPROVAL.name, RUN_USER.name)
-    s = TernSettings(temporal_ui_url="http://ui.example:8233", temporal_namespace="ops")
+    s = TernSettings(temporal={"ui_url": "http://ui.example:8233", "namespace": "ops"})
     url = urlsplit(s.pending_url(kind="control_write", user="alice"))
     assert (url.netloc, url.path) == ("ui.example:8233", "/namespaces/ops/workflows")
     assert parse_qs(url.query)["query"] == [

@@ -64,7 +64,9 @@ async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, d
 
     client = temporal_env.client
     address = client.service_client.config.target_host
-    settings = settings.model_copy(update={"python_approval_mode": "disabled"})  # the worker's floor
+    settings = settings.model_copy(
+        update={"approval": settings.approval.model_copy(update={"python_mode": "disabled"})}
+    )  # the worker's floor
     code = "import time\ntime.sleep(6)\nresults = {'done': True}"
     plan = Plan.model_validate({"steps": [{"id": "slow", "kind": "python", "code": code}]})
     req = AgentRunRequest(
@@ -76,7 +78,9 @@ async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, d
     first = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="2")
     second = None
     try:
-        handle = await client.start_workflow(AgentRunWorkflow.run, req, id=run_id, task_queue=settings.task_queue)
+        handle = await client.start_workflow(
+            AgentRunWorkflow.run, req, id=run_id, task_queue=settings.temporal.task_queue
+        )
         for _ in range(300):
             if docker_backend.client.api.containers(filters=labels):
                 break

@@ -20,7 +20,7 @@ from tern.models.planning import PlanFeedback, PlanInput
 from tern.planning import REGISTRY, PlanningFailed, make_plan, parse_plan_json
 from tests.llm_script import last_user_text, plan_json, scripted_llm
 
-LIMITS = LimitsDatabase.load(TernSettings().limits_path)
+LIMITS = LimitsDatabase.load(TernSettings().control.limits_path)
 READ = {"id": "read", "kind": "channel_read", "channels": ["SR:RF:CAVITY:01:VOLTAGE:RB"]}
 SEARCH = {"id": "search", "kind": "logbook_search", "query": "RF cavity 1 trip"}
 ANSWER = {"id": "answer", "kind": "respond"}
@@ -149,16 +149,16 @@ async def test_grounded_answer_removes_an_invented_citation() -> None:
 
 
 def test_settings_choose_provider_and_model_per_role() -> None:
-    s = TernSettings(llm_provider="openai", llm_url="http://127.0.0.1:9/v1", llm_model="m", llm_planner_model="big")
+    s = TernSettings(llm={"provider": "openai", "url": "http://127.0.0.1:9/v1", "model": "m", "planner_model": "big"})
     planner, answer = make_chat_provider(s, "planner"), make_chat_provider(s, "answer")
     assert isinstance(planner, OpenAIChat) and planner.model == "big"
     assert answer is not None and answer.model == "m"
-    a = make_chat_provider(TernSettings(llm_provider="anthropic", llm_api_key="k", llm_model="c"), "code")
+    a = make_chat_provider(TernSettings(llm={"provider": "anthropic", "api_key": "k", "model": "c"}), "code")
     assert isinstance(a, AnthropicChat) and a.model == "c"
     assert make_chat_provider(TernSettings()) is None
-    with pytest.raises(ValueError, match="llm_api_key"):
-        TernSettings(llm_provider="anthropic")
-    assert "sk-" not in repr(TernSettings(llm_provider="anthropic", llm_api_key="sk-secret"))
+    with pytest.raises(ValueError, match="TERN_LLM_API_KEY"):
+        TernSettings(llm={"provider": "anthropic"})
+    assert "sk-" not in repr(TernSettings(llm={"provider": "anthropic", "api_key": "sk-secret"}))
 
 
 def test_schema_is_json_serialisable_and_lists_every_kind() -> None:

@@ -161,7 +161,7 @@ except Exception as exc:
 import socket
 for host in ("127.0.0.1", "172.17.0.1", "10.0.2.2"):
     try:
-        s = socket.create_connection((host, {settings.ca_server_port}), timeout=2)
+        s = socket.create_connection((host, {settings.control.ca_server_port}), timeout=2)
         outcomes[host] = "connected"
     except OSError as exc:
         outcomes[host] = type(exc).__name__
@@ -195,10 +195,12 @@ async def test_cancelling_the_run_removes_the_container(temporal_env, settings, 
     )
     run_id = f"run-{uuid.uuid4().hex[:10]}"
     labels = {"label": [f"{LABEL}=1", f"tern.run_id={run_id}"]}
-    no_code_approval = settings.model_copy(update={"python_approval_mode": "disabled"})  # the worker's floor
+    no_code_approval = settings.model_copy(
+        update={"approval": settings.approval.model_copy(update={"python_mode": "disabled"})}
+    )  # the worker's floor
     async with running_worker(temporal_env.client, no_code_approval):
         handle = await temporal_env.client.start_workflow(
-            AgentRunWorkflow.run, req, id=run_id, task_queue=settings.task_queue
+            AgentRunWorkflow.run, req, id=run_id, task_queue=settings.temporal.task_queue
         )
         for _ in range(300):
             if docker_backend.client.api.containers(filters=labels):

@@ -70,11 +70,11 @@ def make_handler(log_format: str, stream: IO[str] | None = None) -> logging.Hand
 
 
 def configure_logging(settings: TernSettings, level: int = logging.INFO) -> None:
-    """Replace the root logger's handlers with one :func:`make_handler` for ``settings.log_format``."""
+    """Replace the root logger's handlers with one :func:`make_handler` for ``settings.worker.log_format``."""
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(make_handler(settings.log_format))
+    root.addHandler(make_handler(settings.worker.log_format))
     root.setLevel(level)
 
 

@@ -40,13 +40,13 @@ async def read_archived(
         start=inp.start,
         end=inp.end,
         now=inp.now,
-        tz=zone(settings.facility_timezone),
-        max_span=timedelta(hours=settings.archiver_max_span_h),
+        tz=zone(settings.archiver.facility_timezone),
+        max_span=timedelta(hours=settings.archiver.max_span_h),
     )
-    binning = choose_binning(inp.binning, (end - start).total_seconds(), settings.archiver_target_points)
+    binning = choose_binning(inp.binning, (end - start).total_seconds(), settings.archiver.target_points)
     own = client is None
     c = client or ArchiverClient(
-        settings.archiver_base_url, timeout_s=settings.archiver_timeout_s, attempts=settings.archiver_attempts
+        settings.archiver.base_url, timeout_s=settings.archiver.timeout_s, attempts=settings.archiver.attempts
     )
     try:
         found = await c.get_each(inp.channels, start, end, binning)

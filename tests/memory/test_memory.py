@@ -103,10 +103,10 @@ async def test_memory_steps_approval_mode_and_composer_context(temporal_env, set
     async def start(s, user: str, plan: Plan, query: str = "why is cavity 1 warm?"):
         req = AgentRunRequest(user=user, query=query, plan=plan, approvers=["alice", "bob"])
         return await client.start_workflow(
-            AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=s.task_queue
+            AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=s.temporal.task_queue
         )
 
-    s_always = settings.model_copy(update={"memory_approval_mode": "always"})
+    s_always = settings.model_copy(update={"memory": settings.memory.model_copy(update={"approval_mode": "always"})})
     async with running_worker(client, s_always):
         handle = await start(s_always, "alice", remember)
         st = None

@@ -117,7 +117,8 @@ async def test_a_container_whose_starter_was_sigkilled_ends_by_its_deadline(
         stderr=asyncio.subprocess.DEVNULL,
     )
     period = 0.5
-    settings = get_settings().model_copy(update={"sandbox_reap_period_s": period})
+    base = get_settings()
+    settings = base.model_copy(update={"sandbox": base.sandbox.model_copy(update={"reap_period_s": period})})
     stop = asyncio.Event()
     reaper = asyncio.create_task(reap_sandbox_periodically(settings, stop))
     item = None
@@ -179,7 +180,8 @@ async def test_the_periodic_reaper_removes_running_containers_past_their_deadlin
     overdue = labelled("overdue", now - START_SLACK_S - 2)
     in_time = labelled("in-time", now + 600)
     just_stopped = labelled("just-stopped", now - 5)  # created, never started: not running
-    settings = get_settings().model_copy(update={"sandbox_reap_period_s": 0.3})
+    base = get_settings()
+    settings = base.model_copy(update={"sandbox": base.sandbox.model_copy(update={"reap_period_s": 0.3})})
     stop = asyncio.Event()
     reaper = None
     try:
