@@ -1,4 +1,4 @@
-"""The channel database in PostgreSQL (table ``channels``, migration ``300_channels.sql``): records, the bundled
+"""The channel database in PostgreSQL (table ``channels``, migration ``320_channels.sql``): records, the bundled
 database, idempotent upserts, and the embeddings of descriptions.
 
 Upserts are bulk and idempotent: one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT (name) DO UPDATE ...
