@@ -249,7 +249,7 @@ class AgentActivities:
         key = inp.idempotency_key
         pool = await self.pool()
         async with pool.acquire() as conn:
-            existing = await claim_write(conn, key, inp.run_id, inp.step_id, inp.channel, inp.value)
+            existing = await claim_write(conn, key, inp.workflow_id, inp.step_id, inp.channel, inp.value)
         put_not_after = time.monotonic() + put_window_s(s.control.write_settle_delay_s)
         if existing is not None:
             return await self._resume(existing, inp, limits)
@@ -497,7 +497,7 @@ class AgentActivities:
     ) -> AuditEvent:
         return AuditEvent(
             event_kind=kind,
-            run_id=inp.run_id,
+            workflow_id=inp.workflow_id,
             event_key=f"{kind}:{inp.idempotency_key}",
             step_id=inp.step_id,
             request_id=inp.request_id,
@@ -519,7 +519,7 @@ class AgentActivities:
         async with pool.acquire() as conn:
             recorded = await record_event(conn, event)
             if recorded and event.event_kind in ("decision", "approval_timed_out"):
-                waited = await seconds_since_request(conn, event.run_id, event.request_id)
+                waited = await seconds_since_request(conn, event.workflow_id, event.request_id)
             else:
                 waited = None
         if recorded:

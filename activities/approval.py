@@ -62,7 +62,7 @@ class ApprovalActivities:
                     conn,
                     AuditEvent(
                         event_kind="approval_policy",
-                        run_id=POLICY_AUDIT_RUN_ID,
+                        workflow_id=POLICY_AUDIT_RUN_ID,
                         event_key=f"policy:{version}",
                         actor="worker",
                         comment=f"approval policy {version} in force"

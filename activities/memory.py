@@ -59,11 +59,17 @@ class MemoryActivities:
         emb = await self._embedder()
         try:
             return await add_memory(
-                self.pool, inp.user, inp.text, source=inp.source, idem_key=inp.idem_key, embedder=emb, run_id=inp.run_id
+                self.pool,
+                inp.user,
+                inp.text,
+                source=inp.source,
+                idem_key=inp.idem_key,
+                embedder=emb,
+                workflow_id=inp.workflow_id,
             )
         except EmbeddingError:
             return await add_memory(
-                self.pool, inp.user, inp.text, source=inp.source, idem_key=inp.idem_key, run_id=inp.run_id
+                self.pool, inp.user, inp.text, source=inp.source, idem_key=inp.idem_key, workflow_id=inp.workflow_id
             )
 
     @activity.defn(name="recall")

@@ -127,7 +127,7 @@ async def bench(dsn: str, days: int, n_channels: int, repeats: int) -> dict[str,
         week = []
         for mode in ("auto", "raw"):
             inp = ArchiverReadInput(
-                run_id=f"bench-{mode}",
+                workflow_id=f"bench-{mode}",
                 step_id="history",
                 channels=names,
                 start=datetime.fromtimestamp(end - min(days, 7) * DAY, UTC).isoformat(),

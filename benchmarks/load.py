@@ -202,7 +202,7 @@ async def _drive(client: Any, spec: dict[str, Any], decided: dict[str, float]) -
     )
     for attempt in range(60):  # Temporal may be down (a fault): start again; the workflow id makes it one run
         try:
-            await client.start_run(request, run_id=spec["id"])
+            await client.start_run(request, workflow_id=spec["id"])
             break
         except WorkflowAlreadyStartedError:
             break
@@ -237,7 +237,7 @@ async def _drive(client: Any, spec: dict[str, Any], decided: dict[str, float]) -
             comment="" if spec["action"] == "approve" else "load: rejected",
             surface="load",
         )
-        target = client.client.get_workflow_handle(st.run_id)
+        target = client.client.get_workflow_handle(st.workflow_id)
         try:
             if spec["via"] == "update":
                 await target.execute_update(AgentRunWorkflow.decide, decision, id=f"load-{rid}")

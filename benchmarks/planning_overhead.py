@@ -71,7 +71,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                 max_concurrent_activities=100,
             ):
                 # 1. bare round trips
-                messages = planner_messages(REGISTRY, PlanInput(run_id="b", user="bench", question=args.question))
+                messages = planner_messages(REGISTRY, PlanInput(workflow_id="b", user="bench", question=args.question))
                 schema = REGISTRY.plan_schema()
                 rtt = []
                 for _ in range(args.runs):

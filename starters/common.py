@@ -98,6 +98,17 @@ def search_lines(res: Any) -> list[str]:
     return lines
 
 
+def with_run_id(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a run's status or result as JSON) with ``run_id`` beside ``workflow_id`` and ``child_run_id``
+    beside ``child_workflow_id``: the keys the ``--json`` outputs had before Tern's id was named for what it is
+    (a Temporal Workflow ID, see ``tern.models.ids``); scripts may read either."""
+    out = dict(data)
+    for new, old in (("workflow_id", "run_id"), ("child_workflow_id", "child_run_id")):
+        if new in out:
+            out[old] = out[new]
+    return out
+
+
 def print_json(obj: Any) -> None:
     """Write ``obj`` as indented JSON on stdout (datetimes and the like as strings)."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")

@@ -126,7 +126,7 @@ def _add_through_run(s: TernSettings, who: str, text: str, as_json: bool) -> Non
     except TernUnavailable as exc:
         fail(str(exc), 1)
     if as_json:
-        print_json({"run_id": run_id, "status": "awaiting_approval"})
+        print_json({"workflow_id": run_id, "run_id": run_id, "status": "awaiting_approval"})
     else:
         out.print(f"the note waits for approval (memory approval mode 'always'): run {run_id}; tern approve {run_id}")
 

@@ -49,11 +49,7 @@ from tern.config_sections import (
     WorkerSettings,
     _Section,
 )
-
-# Names of Tern's search attributes (defined as typed keys in workflows/search_attributes.py; tern/ does not
-# import workflows/, tests/test_approval_render.py checks they agree).
-PENDING_APPROVAL_ATTRIBUTE = "TernPendingApproval"
-USER_ATTRIBUTE = "TernUser"
+from tern.models.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_USER
 
 ENV_PREFIX = "TERN_"
 NESTED_DELIMITER = "__"
@@ -257,11 +253,11 @@ class TernSettings(BaseSettings):
         for value in (kind, user):
             if value is not None and ('"' in value or "\\" in value):
                 raise ValueError(f"cannot put {value!r} in a visibility query")
-        clauses = ['ExecutionStatus = "Running"', f'{PENDING_APPROVAL_ATTRIBUTE} != "none"']
+        clauses = ['ExecutionStatus = "Running"', f'{PENDING_APPROVAL} != "{NO_APPROVAL}"']
         if kind:
-            clauses.append(f'{PENDING_APPROVAL_ATTRIBUTE} = "{kind}"')
+            clauses.append(f'{PENDING_APPROVAL} = "{kind}"')
         if user:
-            clauses.append(f'{USER_ATTRIBUTE} = "{user}"')
+            clauses.append(f'{RUN_USER} = "{user}"')
         return " AND ".join(clauses)
 
     def pending_url(self, *, kind: str | None = None, user: str | None = None) -> str:

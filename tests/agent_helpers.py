@@ -112,9 +112,11 @@ async def wait_for_state(handle: WorkflowHandle, state: str, within_s: float = 3
     return await asyncio.wait_for(poll(), within_s)
 
 
-async def audit_rows(dsn: str, run_id: str) -> list[dict[str, Any]]:
+async def audit_rows(dsn: str, workflow_id: str) -> list[dict[str, Any]]:
     conn = await asyncpg.connect(dsn)
     try:
-        return [dict(r) for r in await conn.fetch("SELECT * FROM audit_events WHERE run_id = $1 ORDER BY id", run_id)]
+        return [
+            dict(r) for r in await conn.fetch("SELECT * FROM audit_events WHERE run_id = $1 ORDER BY id", workflow_id)
+        ]
     finally:
         await conn.close()

@@ -46,7 +46,7 @@ async def test_requester_cannot_name_themselves_approver_when_the_worker_names_a
     assert result.status == "rejected" and result.writes == []
     assert result.approvals[0].via == "policy" and "no one can approve" in result.approvals[0].comment
     assert read_value(channel) == pytest.approx(before)
-    rows = await audit_rows(settings.dsn, result.run_id)
+    rows = await audit_rows(settings.dsn, result.workflow_id)
     assert [r["event_kind"] for r in rows] == ["approval_refused"]
     assert json.loads(rows[0]["details"])["policy_rule"] == "default_approvers"
 
@@ -89,7 +89,7 @@ async def test_requester_may_not_approve_own_write_and_the_refusal_is_audited(te
         ("mallory", "signal"),
         ("eve", "update"),
     ]
-    rows = await audit_rows(settings.dsn, result.run_id)
+    rows = await audit_rows(settings.dsn, result.workflow_id)
     kinds = [r["event_kind"] for r in rows]
     assert kinds == [
         "approval_requested",
@@ -163,7 +163,7 @@ async def test_policy_file_two_approvals_per_channel_pattern_and_hot_reload(temp
         result = await handle.result()
         assert result.status == "completed", result.error
         assert read_value(channel) == pytest.approx(before + 2.0, abs=1e-6)
-        rows = await audit_rows(settings.dsn, result.run_id)
+        rows = await audit_rows(settings.dsn, result.workflow_id)
         assert [r["event_kind"] for r in rows] == [
             "approval_requested",
             "decision_refused",

@@ -125,5 +125,5 @@ async def test_injected_logbook_entry_can_only_propose_a_write_that_limits_and_a
     assert result.status == "rejected" and not result.writes
     assert [(v.cause, v.by) for v in result.plan] == [("question", "alice"), ("step_failed", "step read")]
     assert read_value(SETPOINT) == pytest.approx(before)
-    kinds = [(r["event_kind"], r["decision"]) for r in await audit_rows(s.dsn, result.run_id)]
+    kinds = [(r["event_kind"], r["decision"]) for r in await audit_rows(s.dsn, result.workflow_id)]
     assert kinds == [("approval_requested", None), ("decision", "rejected")]

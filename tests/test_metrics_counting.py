@@ -54,7 +54,7 @@ async def test_each_audit_row_counts_once(pg_dsn: str, tmp_path) -> None:
         assert value("tern_approval_decisions_total", kind=kind, decision="approved", via="cli") == 1
         assert value("tern_approval_wait_seconds_count") == waits + 1
         cancelled = AuditEvent(
-            event_kind="approval_cancelled", event_key="cancelled:req-2", details={"kind": kind}, run_id=run
+            event_kind="approval_cancelled", event_key="cancelled:req-2", details={"kind": kind}, workflow_id=run
         )
         assert await acts.record_audit(cancelled)
         assert value("tern_approval_decisions_total", kind=kind, decision="cancelled", via="cancel") == 1

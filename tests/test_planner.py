@@ -24,7 +24,7 @@ LIMITS = LimitsDatabase.load(TernSettings().control.limits_path)
 READ = {"id": "read", "kind": "channel_read", "channels": ["SR:RF:CAVITY:01:VOLTAGE:RB"]}
 SEARCH = {"id": "search", "kind": "logbook_search", "query": "RF cavity 1 trip"}
 ANSWER = {"id": "answer", "kind": "respond"}
-QUESTION = PlanInput(run_id="r1", user="alice", question="RF cavity 1 tripped again: has this happened before?")
+QUESTION = PlanInput(workflow_id="r1", user="alice", question="RF cavity 1 tripped again: has this happened before?")
 
 
 def openai_client(base: str, **kw) -> OpenAIChat:
@@ -138,7 +138,7 @@ def test_parse_plan_json_finds_fenced_or_embedded_objects() -> None:
 async def test_grounded_answer_removes_an_invented_citation() -> None:
     hits = [LogbookHit(entry_id="DEMO-007", title="RF cavity 1 trip", timestamp=datetime(2026, 1, 2, tzinfo=UTC))]
     steps = [StepResult(step_id="search", kind="logbook_search", status="completed", hits=hits)]
-    inp = ComposeInput(run_id="r", user="alice", query="cavity trips?", steps=steps)
+    inp = ComposeInput(workflow_id="r", user="alice", query="cavity trips?", steps=steps)
     async with scripted_llm() as llm:
         llm.script["answer"] = ["Yes: it tripped before [#DEMO-007], and also [#DEMO-999]."]
         composed = await compose_with_llm(openai_client(llm.base), inp, REGISTRY.summarise)
@@ -260,7 +260,7 @@ def test_plan_request_shows_its_steps_to_the_approver() -> None:
         expires_at=now,
         plan=plan,
     )
-    text = pending_markdown(req, run_id="run-1", now=now)
+    text = pending_markdown(req, workflow_id="run-1", now=now)
     assert "Waiting for approval: the run's plan" in text
     assert '1. `search` (logbook\\_search): `{"query": "RF cavity 1 trip"}`' in text
     assert '2. `read` (channel\\_read): `{"channels": ["SR:RF:CAVITY:01:VOLTAGE:RB"]}`' in text

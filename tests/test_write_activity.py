@@ -18,7 +18,7 @@ from tern.models.activity_io import WriteCheckInput, WriteInput
 
 def _inp(channel: str, value: float, key: str, approved_from: float | None = None) -> WriteInput:
     return WriteInput(
-        run_id="r1",
+        workflow_id="r1",
         step_id="s1",
         idempotency_key=key,
         channel=channel,
@@ -237,7 +237,7 @@ async def test_invalid_limits_database_blocks_all_writes(settings, tmp_path) -> 
         settings.model_copy(update={"control": settings.control.model_copy(update={"limits_path": bad})})
     )
     check = await ActivityEnvironment().run(
-        acts.check_write, WriteCheckInput(run_id="r", step_id="s", channel="SR:RF:CAVITY:01:VOLTAGE:SP", value=1.0)
+        acts.check_write, WriteCheckInput(workflow_id="r", step_id="s", channel="SR:RF:CAVITY:01:VOLTAGE:SP", value=1.0)
     )
     assert not check.allowed and check.violation == "invalid_limits_database"
     assert "min_value 5.0 > max_value 1.0" in check.message
@@ -314,8 +314,8 @@ async def test_channel_access_activities_wait_for_an_ioc_that_does_not_answer(se
 
     from tern.models.activity_io import ChannelReadInput
 
-    both = ChannelReadInput(run_id="r", step_id="s", channels=["TEST:NOBODY:HOME:RB", "SR:MAG:QFA:07:CURRENT:SP"])
-    check = WriteCheckInput(run_id="r", step_id="s", channel="SR:MAG:QFA:07:CURRENT:SP", value=350.0)
+    both = ChannelReadInput(workflow_id="r", step_id="s", channels=["TEST:NOBODY:HOME:RB", "SR:MAG:QFA:07:CURRENT:SP"])
+    check = WriteCheckInput(workflow_id="r", step_id="s", channel="SR:MAG:QFA:07:CURRENT:SP", value=350.0)
     silent = check.model_copy(update={"channel": "TEST:NOBODY:HOME:SP"})
     early = ActivityEnvironment()
     early.info = dataclasses.replace(early.info, scheduled_time=datetime.now(UTC))

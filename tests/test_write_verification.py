@@ -36,7 +36,7 @@ STAMP = r"\d\d:\d\d:\d\d\.\d{3} UTC"
 
 def _inp(channel: str, value: float, key: str, approved_from: float | None = None) -> WriteInput:
     return WriteInput(
-        run_id="rv",
+        workflow_id="rv",
         step_id="s1",
         idempotency_key=key,
         channel=channel,
@@ -101,7 +101,7 @@ async def test_small_change_is_refused_when_the_setting_says_refuse(settings) ->
     before = ca.read_value(channel)
     try:
         check = await env.run(
-            acts.check_write, WriteCheckInput(run_id="rv", step_id="s", channel=channel, value=before + 1.0)
+            acts.check_write, WriteCheckInput(workflow_id="rv", step_id="s", channel=channel, value=before + 1.0)
         )
         assert not check.allowed and check.violation == "unverifiable_change"
         assert "within the verification tolerance" in check.message
@@ -110,7 +110,7 @@ async def test_small_change_is_refused_when_the_setting_says_refuse(settings) ->
         assert exc.value.non_retryable and exc.value.type == "WriteRefused"
         assert ca.read_value(channel) == pytest.approx(before)  # nothing was put
         big = await env.run(
-            acts.check_write, WriteCheckInput(run_id="rv", step_id="s", channel=channel, value=before + 10.0)
+            acts.check_write, WriteCheckInput(workflow_id="rv", step_id="s", channel=channel, value=before + 10.0)
         )
         assert big.allowed
     finally:

@@ -30,7 +30,7 @@ def choose_binning(text: str, span_s: float, target_points: int) -> Binning | No
 async def read_archived(
     settings: TernSettings, db: asyncpg.Pool | Conn, inp: ArchiverReadInput, client: ArchiverClient | None = None
 ) -> ArchiverReadOutput:
-    """Fetch ``inp.channels`` over the step's range and store them as one artifact of ``inp.run_id``/``step_id``.
+    """Fetch ``inp.channels`` over the step's range and store them as one artifact of ``inp.workflow_id``/``step_id``.
 
     Channels without data (not archived, nothing in the range) are summarised with ``error`` set; no artifact is
     stored when no channel has data. Raises ``TimeRangeError`` / ``BinningError`` (bad step), or
@@ -67,7 +67,7 @@ async def read_archived(
     if ok:
         content = pack(ok)
         out.artifact_id = await store_artifact(
-            db, content, run_id=inp.run_id, step_id=inp.step_id, name=f"{inp.step_id}.json.gz",
+            db, content, workflow_id=inp.workflow_id, step_id=inp.step_id, name=f"{inp.step_id}.json.gz",
             media_type=SERIES_MEDIA_TYPE,
         )  # fmt: skip
         out.artifact_bytes = len(content)

@@ -8,6 +8,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.control import LimitsCheck
+from tern.models.ids import WorkflowId
 from tern.models.limits import MAX_COMMENT_CHARS, UserName
 from tern.models.plan import Plan
 
@@ -59,7 +60,7 @@ class ApprovalRequest(BaseModel):
 class ApprovalResolveInput(BaseModel):
     """Input of the ``resolve_approval`` activity: what is about to be asked, and of whom the run asked it."""
 
-    run_id: str
+    workflow_id: WorkflowId
     step_id: str
     kind: ApprovalKind
     requester: str

@@ -95,13 +95,13 @@ def unavailable_reason(settings: TernSettings) -> str | None:
     return None
 
 
-def kill(settings: TernSettings, run_id: str, step_id: str | None = None) -> int:
+def kill(settings: TernSettings, workflow_id: str, step_id: str | None = None) -> int:
     """Kill and remove the sandbox containers of a run (and step) on the engine of ``settings``; returns how
     many. For cancellation from outside the executing task. Raises ``SandboxUnavailable`` when the engine is
     unreachable."""
     from tern.sandbox.docker_backend import DockerBackend
 
-    return DockerBackend(settings).kill(run_id, step_id)
+    return DockerBackend(settings).kill(workflow_id, step_id)
 
 
 def reap_orphans(settings: TernSettings, max_age_s: float | None = None) -> int:

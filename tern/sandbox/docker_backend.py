@@ -195,7 +195,7 @@ class DockerBackend:
             },
             "labels": {
                 LABEL: "1",
-                "tern.run_id": request.run_id,
+                "tern.run_id": request.workflow_id,
                 "tern.step_id": request.step_id,
                 "tern.created_at": f"{now:.0f}",
                 "tern.deadline": f"{now + limits.timeout_s + SELF_KILL_MARGIN_S:.0f}",
@@ -279,9 +279,10 @@ class DockerBackend:
         outcome.timings = outcome.timings.model_copy(update={"teardown_s": t3 - t2, "total_s": t3 - t0})
         return build_result(outcome, request, limits, "docker")
 
-    def kill(self, run_id: str, step_id: str | None = None) -> int:
-        """Kill and remove the sandbox containers of ``run_id`` (and ``step_id``); returns how many."""
-        labels = [f"{LABEL}=1", f"tern.run_id={run_id}"]
+    def kill(self, workflow_id: str, step_id: str | None = None) -> int:
+        """Kill and remove the sandbox containers of ``workflow_id`` (label ``tern.run_id``; and ``step_id``); returns
+        how many."""
+        labels = [f"{LABEL}=1", f"tern.run_id={workflow_id}"]
         if step_id is not None:
             labels.append(f"tern.step_id={step_id}")
         return self._remove_matching(labels)

@@ -173,6 +173,6 @@ def test_a_memory_request_reads_as_a_note_for_the_requester() -> None:
         expires_at=now + timedelta(hours=1),
         reason="cavity 1 runs warm since the manifold repair",
     )
-    text = pending_markdown(req, run_id="run-1", now=now)
+    text = pending_markdown(req, workflow_id="run-1", now=now)
     assert text.startswith("## Waiting for approval: store a note in alice's memory")
     assert "Reason: cavity 1 runs warm since the manifold repair" in text
