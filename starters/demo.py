@@ -61,7 +61,7 @@ def demo_plan_without_sandbox(current_mv: float, min_mv: float, max_mv: float) -
 
 
 async def embed_demo_logbook(pool: Any, settings: TernSettings) -> str:
-    """Embed the stored entries that lack a vector of the configured model (``settings.embedding_*``); returns
+    """Embed the stored entries that lack a vector of the configured model (``settings.ariel.embedding_*``); returns
     the line the demo prints: what was embedded, or the notice saying why semantic search will fall back."""
     from tern.ariel.embeddings import EmbeddingError
     from tern.ariel.ingest import embed_pending
