@@ -104,7 +104,7 @@ class AgentActivities:
         """The Channel Access client (created on first use; raises ``ChannelAccessError`` when libca already
         runs in this process with other ``EPICS_CA_*`` settings)."""
         if self._ca is None:
-            self._ca = ChannelAccessClient(self.settings.ca_max_concurrency, self.settings.ca_environment())
+            self._ca = ChannelAccessClient(self.settings.control.ca_max_concurrency, self.settings.ca_environment())
         return self._ca
 
     async def pool(self) -> asyncpg.Pool:
@@ -124,7 +124,9 @@ class AgentActivities:
 
     def limits(self) -> LimitsDatabase:
         """Load the limits database afresh (so an edit takes effect without a restart)."""
-        return LimitsDatabase.load(self.settings.limits_path, allow_unlisted=self.settings.allow_unlisted_channels)
+        return LimitsDatabase.load(
+            self.settings.control.limits_path, allow_unlisted=self.settings.control.allow_unlisted_channels
+        )
 
     def all(self) -> list[Callable[..., Any]]:
         """The activity callables to register on a worker."""
@@ -151,9 +153,9 @@ class AgentActivities:
         attempt was scheduled less than ``ca_unreachable_grace_s`` ago, a read where any channel did not answer
         raises a retryable ``ChannelsUnreachable`` (the workflow's ``CA_RETRY`` tries again); after that, it returns
         the readings with their errors (the caller decides)."""
-        readings = await self.ca.read_channels(inp.channels, self.settings.ca_timeout_s)
+        readings = await self.ca.read_channels(inp.channels, self.settings.control.ca_timeout_s)
         failed = [r for r in readings if r.error]
-        if failed and _waiting_s() < self.settings.ca_unreachable_grace_s:
+        if failed and _waiting_s() < self.settings.control.ca_unreachable_grace_s:
             raise ApplicationError(
                 f"{len(failed)} of {len(readings)} channels did not answer: "
                 + "; ".join(f"{r.channel}: {r.error}" for r in failed[:10]),
@@ -173,7 +175,7 @@ class AgentActivities:
 
     async def _check_write(self, inp: WriteCheckInput) -> LimitsCheck:
         base = {"channel": inp.channel, "value": inp.value}
-        if not self.settings.writes_enabled:
+        if not self.settings.control.writes_enabled:
             return LimitsCheck(
                 **base,
                 allowed=False,
@@ -190,9 +192,9 @@ class AgentActivities:
         if not static.allowed and static.violation != "step_check_failed":
             return static
         try:
-            current = await self.ca.read_value(inp.channel, self.settings.ca_timeout_s)
+            current = await self.ca.read_value(inp.channel, self.settings.control.ca_timeout_s)
         except ca.ChannelAccessError as exc:
-            if _waiting_s() < self.settings.ca_unreachable_grace_s:  # an IOC rebooting: the retry policy waits
+            if _waiting_s() < self.settings.control.ca_unreachable_grace_s:  # an IOC rebooting: the retry policy waits
                 raise ApplicationError(
                     f"cannot read the current value of {inp.channel}: {exc}", type="ChannelUnreachable"
                 ) from exc
@@ -218,8 +220,8 @@ class AgentActivities:
                 check.value,
                 check.current_value,
                 check.verification,
-                self.settings.default_tolerance_percent,
-                self.settings.small_change_verification,
+                self.settings.control.default_tolerance_percent,
+                self.settings.control.small_change_verification,
             )
         except UnverifiableChange as exc:
             return check.model_copy(update={"allowed": False, "violation": "unverifiable_change", "message": str(exc)})
@@ -234,7 +236,7 @@ class AgentActivities:
         earlier attempt was interrupted and the machine does not hold the target value.
         """
         s = self.settings
-        if not s.writes_enabled:
+        if not s.control.writes_enabled:
             metrics.count_write("refused", "writes_disabled")
             raise ApplicationError(
                 "control writes are disabled (writes_enabled=false)", type="WritesDisabled", non_retryable=True
@@ -247,12 +249,12 @@ class AgentActivities:
         key = inp.idempotency_key
         pool = await self.pool()
         async with pool.acquire() as conn:
-            existing = await claim_write(conn, key, inp.run_id, inp.step_id, inp.channel, inp.value)
-        put_not_after = time.monotonic() + put_window_s(s.write_settle_delay_s)
+            existing = await claim_write(conn, key, inp.workflow_id, inp.step_id, inp.channel, inp.value)
+        put_not_after = time.monotonic() + put_window_s(s.control.write_settle_delay_s)
         if existing is not None:
             return await self._resume(existing, inp, limits)
         try:
-            current = await self.ca.read_value(inp.channel, s.ca_timeout_s)
+            current = await self.ca.read_value(inp.channel, s.control.ca_timeout_s)
         except ca.ChannelAccessError as exc:
             async with pool.acquire() as conn:
                 await release_claim(conn, key)
@@ -261,7 +263,7 @@ class AgentActivities:
             ) from exc
         check = self._verifiable(limits.check(inp.channel, inp.value, current=current))
         moved = inp.approved_from is not None and abs(current - inp.approved_from) > ca.tolerance(
-            inp.approved_from, check.verification, s.default_tolerance_percent
+            inp.approved_from, check.verification, s.control.default_tolerance_percent
         )
         if not check.allowed or moved:
             reason = (
@@ -304,12 +306,12 @@ class AgentActivities:
                 inp.value,
                 check.verification,
                 previous_value=current,
-                connect_timeout_s=s.ca_timeout_s,
-                callback_timeout_s=s.write_callback_timeout_s,
-                readback_timeout_s=s.readback_timeout_s,
-                default_tolerance_percent=s.default_tolerance_percent,
-                small_change=s.small_change_verification,
-                readback_clock_skew_s=s.readback_clock_skew_s,
+                connect_timeout_s=s.control.ca_timeout_s,
+                callback_timeout_s=s.control.write_callback_timeout_s,
+                readback_timeout_s=s.control.readback_timeout_s,
+                default_tolerance_percent=s.control.default_tolerance_percent,
+                small_change=s.control.small_change_verification,
+                readback_clock_skew_s=s.control.readback_clock_skew_s,
                 put_not_after=put_not_after,
             )
         )
@@ -379,18 +381,18 @@ class AgentActivities:
         pool = await self.pool()
         async with pool.acquire() as conn:
             age = await claim_age_s(conn, inp.idempotency_key)
-        wait_s = s.write_settle_delay_s - (age or 0.0)
+        wait_s = s.control.write_settle_delay_s - (age or 0.0)
         if wait_s > 0:
             await _heartbeating(asyncio.sleep(wait_s))
         try:
-            now = await self.ca.read_value(inp.channel, s.ca_timeout_s)
+            now = await self.ca.read_value(inp.channel, s.control.ca_timeout_s)
         except ca.ChannelAccessError as exc:
             raise ApplicationError(
                 f"interrupted write, and {inp.channel} cannot be read: {exc}", type="WriteOutcomeUnknown"
             ) from exc
         verification = limits.channels[inp.channel].verification if inp.channel in limits else None
         tol = (
-            effective_tolerance(inp.value, inp.approved_from, verification, s.default_tolerance_percent).value
+            effective_tolerance(inp.value, inp.approved_from, verification, s.control.default_tolerance_percent).value
             if verification
             else 1e-9
         )
@@ -400,7 +402,7 @@ class AgentActivities:
             "holds_target": held,
             "tolerance": tol,
             "claimed_at": row["claimed_at"].isoformat(),
-            "settle_delay_s": s.write_settle_delay_s,
+            "settle_delay_s": s.control.write_settle_delay_s,
         }
         untouched = (
             not held
@@ -409,7 +411,7 @@ class AgentActivities:
             and verification is not None
             and math.isfinite(now)
             and abs(now - inp.approved_from)
-            <= ca.tolerance(inp.approved_from, verification, s.default_tolerance_percent)
+            <= ca.tolerance(inp.approved_from, verification, s.control.default_tolerance_percent)
         )
         if untouched:
             return await self._reput(inp, limits, now, details)
@@ -417,7 +419,7 @@ class AgentActivities:
         if held and verification is not None and verification.level == "readback":  # the readback must agree too
             rb_name = ca.readback_name(inp.channel)
             try:
-                readback = await self.ca.read_value(rb_name, s.ca_timeout_s)
+                readback = await self.ca.read_value(rb_name, s.control.ca_timeout_s)
             except ca.ChannelAccessError:
                 readback = None
             held = readback is not None and math.isfinite(readback) and abs(readback - inp.value) <= tol
@@ -433,7 +435,7 @@ class AgentActivities:
             message=f"an earlier attempt was interrupted after claiming the write; not written "
             f"again; settled by reading {inp.channel} = {now:g}"
             f"{f' and its readback = {readback}' if readback is not now else ''} "
-            f"{s.write_settle_delay_s:g} s or more after the claim: "
+            f"{s.control.write_settle_delay_s:g} s or more after the claim: "
             f"{'holds' if held else 'does not hold'} {inp.value:g} ±{tol:g}",
         )
         state = "done" if record.verified else "failed"
@@ -461,7 +463,7 @@ class AgentActivities:
             mine = await mark_reput(conn, inp.idempotency_key)
         if not mine:  # another attempt settled, re-put or released it meanwhile: start over from the ledger
             raise ApplicationError("the write's ledger row changed under this attempt; retrying", type="LedgerRace")
-        put_not_after = time.monotonic() + put_window_s(s.write_settle_delay_s)
+        put_not_after = time.monotonic() + put_window_s(s.control.write_settle_delay_s)
         check = self._verifiable(limits.check(inp.channel, inp.value, current=now))
         if not check.allowed:
             reason = f"write refused at execution time: {check.message}"
@@ -478,8 +480,8 @@ class AgentActivities:
         details["settled_by"] = "reput_after_interrupt"
         sentence = (
             f"an earlier attempt was interrupted after claiming the write and {inp.channel} still held {now:g} "
-            f"(the value shown to the approver) {s.write_settle_delay_s:g} s or more after the claim, so its put "
-            "never landed: put again under the same approval"
+            f"(the value shown to the approver) {s.control.write_settle_delay_s:g} s or more after the claim, so its "
+            "put never landed: put again under the same approval"
         )
         return await self._put(inp, now, check, put_not_after=put_not_after, settled=(sentence, details))
 
@@ -495,7 +497,7 @@ class AgentActivities:
     ) -> AuditEvent:
         return AuditEvent(
             event_kind=kind,
-            run_id=inp.run_id,
+            workflow_id=inp.workflow_id,
             event_key=f"{kind}:{inp.idempotency_key}",
             step_id=inp.step_id,
             request_id=inp.request_id,
@@ -517,7 +519,7 @@ class AgentActivities:
         async with pool.acquire() as conn:
             recorded = await record_event(conn, event)
             if recorded and event.event_kind in ("decision", "approval_timed_out"):
-                waited = await seconds_since_request(conn, event.run_id, event.request_id)
+                waited = await seconds_since_request(conn, event.workflow_id, event.request_id)
             else:
                 waited = None
         if recorded:

@@ -29,7 +29,7 @@ POLICY_AUDIT_RUN_ID = "approval-policy"
 
 def policy_source(settings: TernSettings) -> PolicySource:
     """The worker's policy source for ``settings``."""
-    return PolicySource(settings.approval_policy_path, list(settings.approvers), settings.python_approval_mode)
+    return PolicySource(settings.approval.policy_path, list(settings.approval.approvers), settings.approval.python_mode)
 
 
 class ApprovalActivities:
@@ -67,7 +67,7 @@ class ApprovalActivities:
                     conn,
                     AuditEvent(
                         event_kind="approval_policy",
-                        run_id=POLICY_AUDIT_RUN_ID,
+                        workflow_id=POLICY_AUDIT_RUN_ID,
                         event_key=f"policy:{version}",
                         actor="worker",
                         comment=f"approval policy {version} in force"
@@ -113,23 +113,23 @@ class ApprovalActivities:
         with backoff (the gate's ``NOTIFY_RETRY``), the outbox row is not written twice."""
         pool = await self._pool()
         async with pool.acquire() as conn:
-            new = await add_request(conn, inp.run_id, inp.request)
+            new = await add_request(conn, inp.workflow_id, inp.request)
         s = self.settings
-        if s.webhook_notify_urls and s.webhook_notify_key_id:
+        if s.chat.webhook_notify_urls and s.chat.webhook_notify_key_id:
             body = json.dumps(
                 {
                     "event": "approval_requested",
-                    "run_id": inp.run_id,
+                    "run_id": inp.workflow_id,
                     "decision_path": f"/approvals/{inp.request.request_id}/decision",
                     "request": inp.request.model_dump(mode="json"),
                 }
             ).encode()
-            secret = s.webhook_secrets[s.webhook_notify_key_id].get_secret_value()
+            secret = s.chat.webhook_secrets[s.chat.webhook_notify_key_id].get_secret_value()
             async with httpx.AsyncClient(timeout=10) as http:
-                for url in s.webhook_notify_urls:
+                for url in s.chat.webhook_notify_urls:
                     headers = {
                         "Content-Type": "application/json",
-                        **signed_headers(s.webhook_notify_key_id, secret, body),
+                        **signed_headers(s.chat.webhook_notify_key_id, secret, body),
                     }
                     try:
                         resp = await http.post(url, content=body, headers=headers)

@@ -49,7 +49,7 @@ class ArielActivities:
         pool: asyncpg pool on the storage of record.
         embedder, llm: as in ``tern.ariel.providers.Providers``: ``CONFIGURED`` (default), None for none, or
             a provider (tests pass their own).
-        backend: a search backend; default from ``settings.ariel_backend``.
+        backend: a search backend; default from ``settings.ariel.backend``.
     """
 
     def __init__(
@@ -132,7 +132,13 @@ class ArielActivities:
     async def reembed(self, inp: ReembedInput) -> ReembedStep:
         """Embed up to ``max_batches`` batches of entries lacking a current vector of ``inp.provider``/``model``
         (built once per worker process; ``openai`` uses the worker's ``embedding_url`` and key)."""
-        settings = self.settings.model_copy(update={"embedding_provider": inp.provider, "embedding_model": inp.model})
+        settings = self.settings.model_copy(
+            update={
+                "ariel": self.settings.ariel.model_copy(
+                    update={"embedding_provider": inp.provider, "embedding_model": inp.model}
+                )
+            }
+        )
         try:
             emb = await configured_embedder(settings)
         except EmbeddingError as exc:

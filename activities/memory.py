@@ -51,7 +51,7 @@ class MemoryActivities:
     @activity.defn(name="memory_policy")
     async def memory_policy(self) -> MemoryPolicy:
         """The worker's ``memory_approval_mode``."""
-        return MemoryPolicy(approval_mode=self.settings.memory_approval_mode)
+        return MemoryPolicy(approval_mode=self.settings.memory.approval_mode)
 
     @activity.defn(name="remember")
     async def remember(self, inp: MemoryAddInput) -> Memory:
@@ -59,18 +59,24 @@ class MemoryActivities:
         emb = await self._embedder()
         try:
             return await add_memory(
-                self.pool, inp.user, inp.text, source=inp.source, idem_key=inp.idem_key, embedder=emb, run_id=inp.run_id
+                self.pool,
+                inp.user,
+                inp.text,
+                source=inp.source,
+                idem_key=inp.idem_key,
+                embedder=emb,
+                workflow_id=inp.workflow_id,
             )
         except EmbeddingError:
             return await add_memory(
-                self.pool, inp.user, inp.text, source=inp.source, idem_key=inp.idem_key, run_id=inp.run_id
+                self.pool, inp.user, inp.text, source=inp.source, idem_key=inp.idem_key, workflow_id=inp.workflow_id
             )
 
     @activity.defn(name="recall")
     async def recall(self, inp: MemorySearchInput) -> list[Memory]:
         """The user's notes most relevant to the query (only that user's); ``limit`` None: the worker's
         ``memory_context_limit`` (0: none)."""
-        limit = inp.limit if inp.limit is not None else self.settings.memory_context_limit
+        limit = inp.limit if inp.limit is not None else self.settings.memory.context_limit
         if limit < 1:
             return []
         emb = await self._embedder()

@@ -44,14 +44,17 @@ class PlanningActivities:
     def limits(self) -> LimitsDatabase:
         """The channel/limits database, re-read only when its file changed (inode, size or mtime): loading the
         bundled 2,908 channels takes 40-100 ms, more than the rest of planning. Raises ``LimitsDatabaseError``."""
-        path = self.settings.limits_path
+        path = self.settings.control.limits_path
         try:
             st = path.stat()
         except OSError as exc:
             raise LimitsDatabaseError(f"limits database not found: {path}") from exc
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if self._limits is None or self._limits[0] != key:
-            self._limits = (key, LimitsDatabase.load(path, allow_unlisted=self.settings.allow_unlisted_channels))
+            self._limits = (
+                key,
+                LimitsDatabase.load(path, allow_unlisted=self.settings.control.allow_unlisted_channels),
+            )
         return self._limits[1]
 
     def llm(self) -> LLMClient:
@@ -79,12 +82,12 @@ class PlanningActivities:
         except LimitsDatabaseError as exc:
             raise ApplicationError(f"cannot validate plans: {exc}", type="InvalidLimits", non_retryable=True) from exc
         try:
-            attempts = self.settings.plan_max_attempts
+            attempts = self.settings.llm.plan_max_attempts
             async with heartbeating(PLAN_HEARTBEAT_EVERY_S):  # a worker that dies mid-plan is noticed in seconds
                 draft = await make_plan(self.llm(), self.registry, inp, limits, max_attempts=attempts)
         except PlanningFailed as exc:
             raise ApplicationError(str(exc), type="PlanInvalid", non_retryable=True) from exc
         except LLMError as exc:
             raise ApplicationError(f"planner: {exc}", type="LLMError", non_retryable=not exc.retryable) from exc
-        draft.approval_required = self.settings.plan_approval
+        draft.approval_required = self.settings.llm.plan_approval
         return draft

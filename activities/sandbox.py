@@ -83,9 +83,9 @@ class SandboxActivities:
         files: dict[str, InputFile] = {}
         for name, ref in inp.files.items():
             art = await load_artifact(self.pool, ref)
-            if art is None or art.run_id != inp.run_id:
+            if art is None or art.workflow_id != inp.workflow_id:
                 raise ApplicationError(
-                    f"input {name}: artifact {ref} is not an artifact of run {inp.run_id}",
+                    f"input {name}: artifact {ref} is not an artifact of run {inp.workflow_id}",
                     type="BadInputArtifact",
                     non_retryable=True,
                 )
@@ -96,21 +96,21 @@ class SandboxActivities:
     async def execute_python(self, inp: ExecuteInput) -> ExecutionResult:
         """Run the code in a fresh sandbox; figures go to the artifact table. Failures of the code are in the
         result; ``SandboxUnavailable`` (no engine or image) is non-retryable."""
-        if self._backend is not None or self.settings.sandbox_backend == "docker":
+        if self._backend is not None or self.settings.sandbox.backend == "docker":
             backend = self.backend()
             if isinstance(backend, DockerBackend):
-                await asyncio.to_thread(backend.kill, inp.run_id, inp.step_id)  # leftovers of a dead worker
+                await asyncio.to_thread(backend.kill, inp.workflow_id, inp.step_id)  # leftovers of a dead worker
         request = ExecutionRequest(
             code=inp.code,
             inputs=inp.inputs,
             files=await self._files(inp),
             expected_keys=inp.expected_keys,
-            run_id=inp.run_id,
+            workflow_id=inp.workflow_id,
             step_id=inp.step_id,
         )
         started = time.monotonic()
         outcome = "sandbox_error"
-        span_attrs = {"sandbox.backend": self.settings.sandbox_backend, "sandbox.image": self.settings.sandbox_image}
+        span_attrs = {"sandbox.backend": self.settings.sandbox.backend, "sandbox.image": self.settings.sandbox.image}
         try:
             with tracing.span("sandbox.execute", span_attrs) as span:
                 result = await sandbox_execute(request, self.backend(), heartbeat=activity.heartbeat)
@@ -126,4 +126,4 @@ class SandboxActivities:
         finally:  # a cancelled execution counts as sandbox_error: it has no result
             metrics.sandbox_executions.labels(outcome=outcome).inc()
             metrics.sandbox_duration.labels(outcome=outcome).observe(time.monotonic() - started)
-        return await store_figures(self.pool, result, run_id=inp.run_id, step_id=inp.step_id)
+        return await store_figures(self.pool, result, workflow_id=inp.workflow_id, step_id=inp.step_id)

@@ -123,11 +123,11 @@ async def bench(dsn: str, days: int, n_channels: int, repeats: int) -> dict[str,
                     }
                 )
                 print(out["retrieval"][-1], flush=True)
-        settings = TernSettings(archiver_url=url, database_url=dsn, archiver_timeout_s=900, archiver_max_span_h=24 * 31)
+        settings = TernSettings(archiver={"url": url, "timeout_s": 900, "max_span_h": 24 * 31}, database={"url": dsn})
         week = []
         for mode in ("auto", "raw"):
             inp = ArchiverReadInput(
-                run_id=f"bench-{mode}",
+                workflow_id=f"bench-{mode}",
                 step_id="history",
                 channels=names,
                 start=datetime.fromtimestamp(end - min(days, 7) * DAY, UTC).isoformat(),

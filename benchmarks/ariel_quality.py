@@ -84,7 +84,9 @@ async def run(dsn: str, provider: str) -> dict[str, dict[str, float]]:
                 await ingest_source(pool, adapter, str(DATA / name), opts)
             while (await embed_pending(pool, emb, batch_size=64)).processed:
                 pass
-            settings = TernSettings(ariel_backend="postgres", embedding_provider="none", llm_provider="none")
+            settings = TernSettings(
+                ariel={"backend": "postgres", "embedding_provider": "none"}, llm={"provider": "none"}
+            )
             service = ArielService(settings, pool, embedder=emb, llm=None)
             for q in queries:
                 rel = set(q["relevant"])

@@ -201,7 +201,7 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
         await conn.execute("VACUUM ANALYZE")
         table = await store.embedding_table(conn, emb.model)
     assert table is not None
-    settings = TernSettings(ariel_backend="postgres", embedding_provider="none", llm_provider="none")
+    settings = TernSettings(ariel={"backend": "postgres", "embedding_provider": "none"}, llm={"provider": "none"})
     service = ArielService(settings, pool, embedder=emb, llm=None)
     queries = _queries(nq)
     sides = ("keyword", "keyword_bare", "hybrid", "hybrid_bare")
@@ -227,7 +227,7 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
             hyb_trace: list[tuple[str, list[Any]]] = []
             await PostgresBackend(conn, trace=hyb_trace).keyword(query, limit=n_cand)
             [vec] = await emb.embed([query])
-            sem = semantic_sql(table, vec, None, n_cand, settings.semantic_min_similarity)
+            sem = semantic_sql(table, vec, None, n_cand, settings.ariel.semantic_min_similarity)
 
             async def keyword_backend(query: str = query, backend: PostgresBackend = backend) -> None:
                 await backend.keyword(query, limit=limit)

@@ -118,7 +118,9 @@ async def bench(dsn: str, scale: str, args: argparse.Namespace, queries: list[di
         async with pool.acquire() as conn:
             out["channels"] = await store.count_channels(conn)
         print(f"{out['channels']} channels loaded in {out['load s']:.1f} s", flush=True)
-        settings = TernSettings(database_url=dsn, channels_load_bundled=False, embedding_batch_size=256)
+        settings = TernSettings(
+            database={"url": dsn}, channels={"load_bundled": False}, ariel={"embedding_batch_size": 256}
+        )
         finder = ChannelFinder(settings, pool, embedder=None)
         out["keyword"] = await run_mode(finder, queries, "keyword")
         emb: EmbeddingProvider | None = None

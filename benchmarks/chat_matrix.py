@@ -201,11 +201,10 @@ def main() -> None:
         os.environ.update({"TERN_APPROVERS": '["operator"]', "TERN_CHAT_POLL_INTERVAL_S": "0.2"})
         settings = TernSettings(
             data_dir=Path(tmp),
-            pg_port=free_port(),
-            ca_server_port=free_port(),
-            temporal_address=f"127.0.0.1:{free_port()}",
-            temporal_ui_port=free_port(),
-            matrix_port=free_port(),
+            database={"pg_port": free_port()},
+            control={"ca_server_port": free_port()},
+            temporal={"address": f"127.0.0.1:{free_port()}", "ui_port": free_port()},
+            chat={"matrix_port": free_port()},
         )
         stack = EmbeddedStack(settings, progress=print, extras=("matrix",))
         try:

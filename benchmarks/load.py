@@ -202,7 +202,7 @@ async def _drive(client: Any, spec: dict[str, Any], decided: dict[str, float]) -
     )
     for attempt in range(60):  # Temporal may be down (a fault): start again; the workflow id makes it one run
         try:
-            await client.start_run(request, run_id=spec["id"])
+            await client.start_run(request, workflow_id=spec["id"])
             break
         except WorkflowAlreadyStartedError:
             break
@@ -237,7 +237,7 @@ async def _drive(client: Any, spec: dict[str, Any], decided: dict[str, float]) -
             comment="" if spec["action"] == "approve" else "load: rejected",
             surface="load",
         )
-        target = client.client.get_workflow_handle(st.run_id)
+        target = client.client.get_workflow_handle(st.workflow_id)
         try:
             if spec["via"] == "update":
                 await target.execute_update(AgentRunWorkflow.decide, decision, id=f"load-{rid}")
@@ -319,7 +319,7 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
 
     os.environ.update(_environment(root))
     settings = TernSettings()
-    assert settings.temporal_address.startswith("127.0.0.1:"), "the load tool targets loopback only"
+    assert settings.temporal.address.startswith("127.0.0.1:"), "the load tool targets loopback only"
     rng = random.Random(a.seed)
     stack = EmbeddedStack(settings, progress=lambda m: print(m, file=sys.stderr))
     await asyncio.to_thread(stack.up)  # up() runs its own event loop

@@ -104,12 +104,14 @@ async def child(variant: str, runs: int) -> tuple[list[float], float]:
     values = [1.45 if i % 2 == 0 else 1.50 for i in range(runs)]
     if variant == "off":
         configure_environment(settings.ca_environment())
-        client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
+        client = await Client.connect(settings.temporal.address, data_converter=pydantic_data_converter)
         pool = await create_pool(settings.dsn)
         try:
             async with build_worker(client, settings, pool):
                 cpu0 = time.process_time()
-                return [await one_run(client, settings.task_queue, v) for v in values], time.process_time() - cpu0
+                return [
+                    await one_run(client, settings.temporal.task_queue, v) for v in values
+                ], time.process_time() - cpu0
         finally:
             await pool.close()
     stop = asyncio.Event()
@@ -129,7 +131,7 @@ async def child(variant: str, runs: int) -> tuple[list[float], float]:
     scraper = asyncio.create_task(scrape())
     try:
         cpu0 = time.process_time()
-        return [await one_run(client, settings.task_queue, v) for v in values], time.process_time() - cpu0
+        return [await one_run(client, settings.temporal.task_queue, v) for v in values], time.process_time() - cpu0
     finally:
         stop.set()
         await scraper

@@ -58,7 +58,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         async with scripted_llm() as llm:
             llm.default["planner"] = plan_json({"id": "answer", "kind": "respond"})
-            settings = TernSettings(llm_provider="openai", llm_url=f"{llm.base}/v1", llm_model="scripted")
+            settings = TernSettings(llm={"provider": "openai", "url": f"{llm.base}/v1", "model": "scripted"})
             client = OpenAIChat(f"{llm.base}/v1", "scripted", "k", max_connections=100)
             planning = PlanningActivities(settings, llm=client)
             agent = AgentActivities(TernSettings())  # template answers: no LLM, no database for [respond]
@@ -71,7 +71,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                 max_concurrent_activities=100,
             ):
                 # 1. bare round trips
-                messages = planner_messages(REGISTRY, PlanInput(run_id="b", user="bench", question=args.question))
+                messages = planner_messages(REGISTRY, PlanInput(workflow_id="b", user="bench", question=args.question))
                 schema = REGISTRY.plan_schema()
                 rtt = []
                 for _ in range(args.runs):

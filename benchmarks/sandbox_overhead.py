@@ -46,7 +46,9 @@ def sdk_lifecycle(backend: DockerBackend) -> float:
 async def sandbox_run(backend: DockerBackend) -> float:
     """Seconds for one trivial execution through the sandbox (what the activity calls)."""
     started = time.perf_counter()
-    result = await execute(ExecutionRequest(code="results = {}", run_id="bench", step_id="overhead"), backend=backend)
+    result = await execute(
+        ExecutionRequest(code="results = {}", workflow_id="bench", step_id="overhead"), backend=backend
+    )
     elapsed = time.perf_counter() - started
     if not result.ok:
         raise RuntimeError(f"sandbox run failed: {result.feedback()}")

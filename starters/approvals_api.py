@@ -57,7 +57,7 @@ def approvals_router(
 ) -> APIRouter:
     """The router. ``decide``/``pool`` give the app's decision sender and asyncpg pool for a request."""
     router = APIRouter()
-    secrets = {k: v.get_secret_value() for k, v in settings.webhook_secrets.items()}
+    secrets = {k: v.get_secret_value() for k, v in settings.chat.webhook_secrets.items()}
 
     @router.post("/approvals/{request_id}/decision")
     async def decision(request: Request, request_id: str) -> JSONResponse:
@@ -78,13 +78,17 @@ def approvals_router(
             return _error(status, reason)
 
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.webhook_max_body_bytes:
-            return await refuse(413, f"body larger than {settings.webhook_max_body_bytes} bytes", request_id=request_id)
+        if declared.isdigit() and int(declared) > settings.chat.webhook_max_body_bytes:
+            return await refuse(
+                413, f"body larger than {settings.chat.webhook_max_body_bytes} bytes", request_id=request_id
+            )
         body = await request.body()
-        if len(body) > settings.webhook_max_body_bytes:
-            return await refuse(413, f"body larger than {settings.webhook_max_body_bytes} bytes", request_id=request_id)
+        if len(body) > settings.chat.webhook_max_body_bytes:
+            return await refuse(
+                413, f"body larger than {settings.chat.webhook_max_body_bytes} bytes", request_id=request_id
+            )
         try:
-            key_id = verify(secrets, request.headers, body, window_s=settings.webhook_window_s)
+            key_id = verify(secrets, request.headers, body, window_s=settings.chat.webhook_window_s)
         except SignatureError as exc:
             return await refuse(401, str(exc), request_id=request_id)
         try:
@@ -136,7 +140,7 @@ def create_app(settings: TernSettings) -> FastAPI:
     from tern.ariel.api import create_app as ariel_app
 
     app = ariel_app(settings)
-    identities = IdentityMap(settings.chat_identity_map_path)
+    identities = IdentityMap(settings.chat.identity_map_path)
     state: dict[str, Decider] = {}
 
     def decide(request: Request) -> Decider:

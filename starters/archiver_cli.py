@@ -63,16 +63,16 @@ def get(
             start=frm,
             end=to,
             now=datetime.now(UTC),
-            tz=zone(s.facility_timezone),
-            max_span=timedelta(hours=s.archiver_max_span_h),
+            tz=zone(s.archiver.facility_timezone),
+            max_span=timedelta(hours=s.archiver.max_span_h),
         )
-        chosen = choose_binning(binning, (end - start).total_seconds(), s.archiver_target_points)
+        chosen = choose_binning(binning, (end - start).total_seconds(), s.archiver.target_points)
     except (TimeRangeError, BinningError) as exc:
         fail(str(exc))
 
     async def fetch() -> dict[str, Series | ArchiverError]:
         async with ArchiverClient(
-            s.archiver_base_url, timeout_s=s.archiver_timeout_s, attempts=s.archiver_attempts
+            s.archiver.base_url, timeout_s=s.archiver.timeout_s, attempts=s.archiver.attempts
         ) as client:
             return await client.get_each(channels, start, end, chosen)
 

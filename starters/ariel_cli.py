@@ -135,7 +135,9 @@ async def _ingest_via_workflow(settings: TernSettings, req: IngestionRequest, sh
 
     client = await _connect(settings)
     wf_id = f"ariel-ingest-{req.adapter}-{uuid.uuid4().hex[:8]}"
-    handle = await client.start_workflow(LogbookIngestionWorkflow.run, req, id=wf_id, task_queue=settings.task_queue)
+    handle = await client.start_workflow(
+        LogbookIngestionWorkflow.run, req, id=wf_id, task_queue=settings.temporal.task_queue
+    )
     if show:
         err.print(f"workflow {wf_id}: {settings.run_url(wf_id)}")
     result_task = asyncio.ensure_future(handle.result())
@@ -232,7 +234,7 @@ def ingest(
         since=_parse_time("--since", since),
         until=_parse_time("--until", until),
         id_prefix=id_prefix,
-        pages_per_run=settings.ariel_pages_per_run,
+        pages_per_run=settings.ariel.pages_per_run,
     )
     show = not as_json
     if direct:
@@ -270,7 +272,7 @@ async def _reembed(settings: TernSettings, provider: str, model: str, batch_size
         LogbookReembedWorkflow.run,
         req,
         id=wf_id,
-        task_queue=settings.task_queue,
+        task_queue=settings.temporal.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     )
@@ -324,9 +326,9 @@ def reembed(
             markup=False,
             highlight=False,
         )
-        if (settings.embedding_provider, settings.embedding_model) != (result.provider, result.model):
+        if (settings.ariel.embedding_provider, settings.ariel.embedding_model) != (result.provider, result.model):
             out.print(
-                f"search uses {settings.embedding_provider}/{settings.embedding_model} until you set "
+                f"search uses {settings.ariel.embedding_provider}/{settings.ariel.embedding_model} until you set "
                 f"TERN_EMBEDDING_PROVIDER={result.provider} TERN_EMBEDDING_MODEL={result.model}",
                 markup=False,
                 highlight=False,
@@ -394,15 +396,15 @@ def stack_api_url(settings: TernSettings) -> str | None:
     from tern.embedded.net import port_in_use
 
     pidfile = Path(settings.data_dir).expanduser() / "run" / "ariel.pid"
-    if pidfile.exists() and port_in_use(settings.ariel_api_port):
-        return f"http://127.0.0.1:{settings.ariel_api_port}"
+    if pidfile.exists() and port_in_use(settings.ariel.api_port):
+        return f"http://127.0.0.1:{settings.ariel.api_port}"
     return None
 
 
 async def _search(settings: TernSettings, query: str, mode: str, limit: int, filters: Any) -> SearchResponse:
-    """Through the ARIEL API (``settings.ariel_api_url``, else the embedded stack's when it runs): no model in
+    """Through the ARIEL API (``settings.ariel.api_url``, else the embedded stack's when it runs): no model in
     this process. Otherwise here: the embedding runtime loads only for modes that need it (keyword: none)."""
-    url = settings.ariel_api_url or stack_api_url(settings)
+    url = settings.ariel.api_url or stack_api_url(settings)
     if url:
         resp = await _search_api(url, query, mode, limit, filters)
         if resp is not None:
@@ -498,11 +500,11 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
     if st.oldest:
         out.print(f"from {st.oldest:%Y-%m-%d %H:%M} to {st.newest:%Y-%m-%d %H:%M} UTC")
     out.print(
-        f"backend {settings.ariel_backend}; embedding provider {settings.embedding_provider}; "
+        f"backend {settings.ariel.backend}; embedding provider {settings.ariel.embedding_provider}; "
         f"embeddings: {', '.join(f'{m}: {n}' for m, n in st.embeddings.items()) or 'none'}; "
         f"summaries: {st.summaries}"
     )
-    if settings.ariel_backend == "opensearch":
+    if settings.ariel.backend == "opensearch":
         out.print(f"OpenSearch: {st.index_pending} documents or vectors not yet acknowledged (pushed by ingestion)")
     if st.recent_runs:
         t = Table("run", "adapter", "status", "added", "updated", "unchanged", "failed", "started")
@@ -549,7 +551,7 @@ def reindex(as_json: Annotated[bool, typer.Option("--json", help="Print the resu
     """Rebuild the OpenSearch index from PostgreSQL (documents with summaries and keywords, every model's
     vectors) and swap the alias to it; ingestion may go on meanwhile (it writes to both indices)."""
     settings = load_settings()
-    if settings.ariel_backend != "opensearch":
+    if settings.ariel.backend != "opensearch":
         fail("tern ariel reindex rebuilds the OpenSearch index; the backend is PostgreSQL, which needs none")
     r = asyncio.run(_reindex(settings, show=not as_json))
     if as_json:
@@ -587,7 +589,7 @@ async def create_watch_schedule(
                 LogbookIngestionWorkflow.run,
                 req,
                 id=f"{sid}-run",
-                task_queue=settings.task_queue,
+                task_queue=settings.temporal.task_queue,
             ),
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
             policy=SchedulePolicy(),  # default overlap policy: skip a run while the previous one is running
@@ -608,7 +610,7 @@ def watch(
 
     settings = load_settings()
     req = IngestionRequest(
-        adapter=adapter, source=_check_source(adapter, source), pages_per_run=settings.ariel_pages_per_run
+        adapter=adapter, source=_check_source(adapter, source), pages_per_run=settings.ariel.pages_per_run
     )
     interval = _parse_every(every)
 

@@ -30,7 +30,7 @@ def credentials_path(settings: TernSettings) -> Path:
     """Where the Matrix credentials file is for ``settings``."""
     from tern.embedded.matrix import matrix_dir
 
-    return settings.matrix_credentials_path or matrix_dir(settings.data_dir) / "credentials.json"
+    return settings.chat.matrix_credentials_path or matrix_dir(settings.data_dir) / "credentials.json"
 
 
 async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owner: str | None = None) -> None:
@@ -47,7 +47,7 @@ async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owne
     creds = read_credentials(credentials_path(settings))
     client = await TernClient.connect(settings)
     pool = await create_pool(settings.dsn, max_size=5)
-    identities = IdentityMap(settings.chat_identity_map_path, {"matrix": {creds.operator.user_id: "operator"}})
+    identities = IdentityMap(settings.chat.identity_map_path, {"matrix": {creds.operator.user_id: "operator"}})
 
     decide = client_decider(client, surface="matrix")
 
@@ -59,7 +59,7 @@ async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owne
         identities,
         decide,
         pending=pending_requests(client),
-        poll_interval_s=settings.chat_poll_interval_s,
+        poll_interval_s=settings.chat.poll_interval_s,
         owner=owner,
         start_run=plan_starter(client),
         progress=run_progress(client),
@@ -108,29 +108,29 @@ async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner
     from tern.chat.identity import IdentityMap
     from tern.db import create_pool
 
-    if not (settings.slack_bot_token and settings.slack_signing_secret and settings.slack_channel):
+    if not (settings.chat.slack_bot_token and settings.chat.slack_signing_secret and settings.chat.slack_channel):
         raise ValueError(
             "the Slack bridge needs TERN_SLACK_BOT_TOKEN, TERN_SLACK_SIGNING_SECRET and TERN_SLACK_CHANNEL"
         )
     client = await TernClient.connect(settings)
     pool = await create_pool(settings.dsn, max_size=5)
     web = AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(),
-        base_url=settings.slack_api_url or AsyncWebClient.BASE_URL,
+        token=settings.chat.slack_bot_token.get_secret_value(),
+        base_url=settings.chat.slack_api_url or AsyncWebClient.BASE_URL,
     )
 
     bridge = ApprovalBridge(
-        SlackPlatform(web, settings.slack_channel),
+        SlackPlatform(web, settings.chat.slack_channel),
         pool,
-        IdentityMap(settings.chat_identity_map_path),
+        IdentityMap(settings.chat.identity_map_path),
         client_decider(client, surface="slack"),
         pending=pending_requests(client),
-        poll_interval_s=settings.chat_poll_interval_s,
+        poll_interval_s=settings.chat.poll_interval_s,
         owner=owner,
     )
     server = uvicorn.Server(
         uvicorn.Config(
-            slack_app(settings, bridge, web), host="127.0.0.1", port=settings.slack_port, log_level="warning"
+            slack_app(settings, bridge, web), host="127.0.0.1", port=settings.chat.slack_port, log_level="warning"
         )
     )
 

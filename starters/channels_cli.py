@@ -1,7 +1,8 @@
 """``tern channels``: find channels by description, navigate the channel hierarchy, import a channel list.
 
 Mounted by the main CLI with ``app.add_typer(channels_app, name="channels")``. The database is
-``TernSettings().dsn``; the bundled channel database is loaded at first use (``channels_load_bundled``).
+``TernSettings().dsn``; the bundled channel database is loaded at first use (setting ``channels.load_bundled``,
+``TERN_CHANNELS_LOAD_BUNDLED``).
 Bad input exits with status 2 before anything is contacted; an unreachable database exits 1. asyncpg and the
 finder are imported inside the commands (issue 17: ``tern --help`` stays fast).
 """
@@ -136,7 +137,7 @@ def import_cmd(
         fail(f"{file} has {file.stat().st_size} bytes; the limit is {MAX_CHANNEL_FILE_BYTES}")
     settings = load_settings()
     try:
-        limits = LimitsDatabase.load(settings.limits_path)
+        limits = LimitsDatabase.load(settings.control.limits_path)
     except LimitsDatabaseError as exc:
         err.print(f"note: the limits database does not load, so no imported channel is writable: {exc}", markup=False)
         limits = None

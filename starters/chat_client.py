@@ -27,9 +27,11 @@ def client_decider(client: TernClient, *, surface: str) -> Decider:
     card or URL is refused before anything is sent) and ``surface`` in the audit; refusals and an unreachable
     worker become :class:`tern.chat.bridge.DecisionRefused` with the reason."""
 
-    async def decide(run_id: str, request_id: str, approver: str, approved: bool, comment: str) -> str:
+    async def decide(workflow_id: str, request_id: str, approver: str, approved: bool, comment: str) -> str:
         try:
-            rec = await client.decide(run_id, approver, approved, comment, surface=surface, expected_request=request_id)
+            rec = await client.decide(
+                workflow_id, approver, approved, comment, surface=surface, expected_request=request_id
+            )
         except (TernUserError, TernUnavailable) as exc:
             raise DecisionRefused(str(exc)) from exc
         who = ", ".join(rec.approved_by) or rec.approver
@@ -62,11 +64,11 @@ def run_progress(client: TernClient) -> RunProgress:
     and yields a line when a step starts or an approval waits, then the outcome with the answer and citations.
     Steps shorter than the poll interval may pass unreported; the waits for approval and the end never do."""
 
-    async def progress(run_id: str) -> AsyncIterator[str]:
+    async def progress(workflow_id: str) -> AsyncIterator[str]:
         seen: tuple[object, ...] = ()
-        while not await client.is_closed(run_id):
+        while not await client.is_closed(workflow_id):
             try:
-                st = await client.status(run_id)
+                st = await client.status(workflow_id)
             except (TernUserError, TernUnavailable):
                 await asyncio.sleep(PROGRESS_POLL_S)
                 continue
@@ -79,7 +81,7 @@ def run_progress(client: TernClient) -> RunProgress:
                     n = f"{st.steps_done + 1} of {st.steps_total}"
                     yield f"Step {n}: `{st.current_step}` ({st.current_kind}) started"
             await asyncio.sleep(PROGRESS_POLL_S)
-        result = await client.result(run_id)
+        result = await client.result(workflow_id)
         cites = f"\n\nCitations: {', '.join(result.citations)}" if result.citations else ""
         yield f"**Finished: {result.status}**\n\n{result.answer or result.error or ''}{cites}".rstrip()
 
@@ -111,7 +113,7 @@ def pending_requests(client: TernClient) -> PendingSource:
                 log.warning("reconciliation skips run %s: %s", wf.id, exc)
                 continue
             if st.pending is not None:
-                out.append((st.run_id, st.pending))
+                out.append((st.workflow_id, st.pending))
         return out
 
     return pending

@@ -20,7 +20,7 @@ from starters.archiver_cli import app as archiver_app
 from starters.ariel_cli import app as ariel_app
 from starters.bridge_cli import app as bridge_app
 from starters.channels_cli import app as channels_app
-from starters.common import console, err, fail, hard_exit, load_settings, print_json, run_async
+from starters.common import console, err, fail, hard_exit, load_settings, print_json, run_async, with_run_id
 from starters.demo import DEMO_OPERATOR
 from starters.memory_cli import app as memory_app
 from starters.sandbox_cli import app as sandbox_app
@@ -140,7 +140,7 @@ def worker() -> None:
 
     s = load_settings()
     configure_logging(s)
-    if not s.writes_enabled:
+    if not s.control.writes_enabled:
         err.print("[yellow]control writes are disabled (writes_enabled=false): write steps will be refused[/]")
     try:
         asyncio.run(run_worker(s))
@@ -225,8 +225,8 @@ def run(
             query=query,
             plan=the_plan,
             approvers=approver or [],
-            approval_timeout_s=timeout if timeout is not None else s.approval_timeout_s,
-            python_approval_mode=s.python_approval_mode,
+            approval_timeout_s=timeout if timeout is not None else s.approval.timeout_s,
+            python_approval_mode=s.approval.python_mode,
         )
     )
 
@@ -235,7 +235,9 @@ def run(
         handle = await client.start_run(req)
         if not wait:
             if as_json:
-                print_json({"run_id": handle.id, "status": "started", "ui_url": s.run_url(handle.id)})
+                print_json(
+                    {"workflow_id": handle.id, "run_id": handle.id, "status": "started", "ui_url": s.run_url(handle.id)}
+                )
             else:
                 out.print(f"started run [bold]{handle.id}[/]  {s.run_url(handle.id)}")
             return
@@ -288,7 +290,9 @@ def ask(
         )
         if not wait:
             if as_json:
-                print_json({"run_id": handle.id, "status": "started", "ui_url": s.run_url(handle.id)})
+                print_json(
+                    {"workflow_id": handle.id, "run_id": handle.id, "status": "started", "ui_url": s.run_url(handle.id)}
+                )
             else:
                 out.print(f"started run [bold]{handle.id}[/]  {s.run_url(handle.id)}")
             return
@@ -308,7 +312,7 @@ def _precheck_question(question: str, s: Any) -> None:
         fail("the question is empty")
     if len(question) > MAX_QUERY_CHARS:
         fail(f"the question is {len(question)} characters long; the limit is {MAX_QUERY_CHARS} (MAX_QUERY_CHARS)")
-    if s.llm_provider == "none":
+    if s.llm.provider == "none":
         fail(NO_LLM)
 
 
@@ -344,7 +348,7 @@ def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
     runs = run_async(go())
     if as_json:
-        print_json([r.model_dump(mode="json") for r in runs])
+        print_json([with_run_id(r.model_dump(mode="json")) for r in runs])
         return
     if not runs:
         out.print("no runs are waiting for approval")
@@ -356,7 +360,9 @@ def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     for r in runs:
         p = r.pending
         assert p is not None
-        table.add_row(r.run_id, r.user, p.summary, ", ".join(p.approvers), p.expires_at.strftime("%Y-%m-%d %H:%M:%S"))
+        table.add_row(
+            r.workflow_id, r.user, p.summary, ", ".join(p.approvers), p.expires_at.strftime("%Y-%m-%d %H:%M:%S")
+        )
     out.print(table)
     out.print(f"In the Web UI (each run's User Metadata tab says how to decide): {s.pending_url()}")
 
@@ -458,13 +464,13 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) 
 
     st = run_async(go())
     if as_json:
-        print_json(st.model_dump(mode="json"))
+        print_json(with_run_id(st.model_dump(mode="json")))
         return
     from rich.panel import Panel
     from rich.syntax import Syntax
 
     out.print(
-        f"run {st.run_id}: {st.state} (user {st.user}; step {st.current_step or '-'}, "
+        f"run {st.workflow_id}: {st.state} (user {st.user}; step {st.current_step or '-'}, "
         f"{st.steps_done}/{st.steps_total} steps done)"
     )
     out.print(f"question: {st.query}", markup=False, highlight=False)
@@ -563,10 +569,12 @@ def _print_result(res: AgentRunResult, as_json: bool, ui_url: str | None = None)
     from starters.common import search_lines
 
     if as_json:
-        print_json(res.model_dump(mode="json") | ({"ui_url": ui_url} if ui_url else {}))
+        print_json(with_run_id(res.model_dump(mode="json")) | ({"ui_url": ui_url} if ui_url else {}))
     else:
         colour = "green" if res.status == "completed" else "red"
-        out.print(f"run {res.run_id}: [{colour}]{res.status}[/{colour}]" + (f" ({res.error})" if res.error else ""))
+        out.print(
+            f"run {res.workflow_id}: [{colour}]{res.status}[/{colour}]" + (f" ({res.error})" if res.error else "")
+        )
         for line in search_lines(res):
             out.print(line, markup=False, highlight=False)
         for w in res.writes:
@@ -687,7 +695,7 @@ def demo(
     from tern.models import AgentRunResult
 
     s = load_settings()
-    if ask and s.llm_provider == "none":
+    if ask and s.llm.provider == "none":
         from starters.client import NO_LLM
 
         fail(NO_LLM)
@@ -706,13 +714,14 @@ def demo(
     except (TernUnavailable, TernUserError) as exc:
         fail(str(exc), 1)
     if isinstance(outcome, AgentRunResult):
-        _print_result(outcome, as_json, run_family_url(s, outcome.run_id))
+        _print_result(outcome, as_json, run_family_url(s, outcome.workflow_id))
     run_id, who, asks = outcome
     as_self = "" if who == current_user() else f" --as {who}"
     write_cmd = f"tern approve {run_id} --as {DEMO_OPERATOR}"
     if as_json:
         print_json(
             {
+                "workflow_id": run_id,
                 "run_id": run_id,
                 "status": "awaiting_approval",
                 "approve_command": f"tern approve {run_id}{as_self}",

@@ -44,7 +44,7 @@ from tern.models.plan import STEP_KINDS
 from tern.models.planning import ChannelCandidate
 from worker.connection import TemporalUnreachable, connect
 from workflows.agent_run import AgentRunWorkflow
-from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
+from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATE, RUN_USER
 
 _USER_NAME: TypeAdapter[str] = TypeAdapter(UserName)
 
@@ -159,18 +159,18 @@ class TernClient:
             raise TernUnavailable(str(exc)) from exc
         return cls(client, settings)
 
-    async def start_run(self, request: AgentRunRequest, run_id: str | None = None) -> WorkflowHandle[Any, Any]:
+    async def start_run(self, request: AgentRunRequest, workflow_id: str | None = None) -> WorkflowHandle[Any, Any]:
         """Start ``AgentRunWorkflow``; returns its handle (``handle.id`` is the run id)."""
-        run_id = run_id or f"tern-run-{uuid.uuid4().hex[:12]}"
+        workflow_id = workflow_id or f"tern-run-{uuid.uuid4().hex[:12]}"
         return await self.client.start_workflow(
             AgentRunWorkflow.run,
             request,
-            id=run_id,
-            task_queue=self.settings.task_queue,
+            id=workflow_id,
+            task_queue=self.settings.temporal.task_queue,
             static_summary=f"{request.user}: {request.query[:180]}",
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(RUN_STATUS, "running"),
+                    SearchAttributePair(RUN_STATE, "running"),
                     SearchAttributePair(PENDING_APPROVAL, NO_APPROVAL),
                     SearchAttributePair(RUN_USER, request.user),
                 ]
@@ -187,7 +187,7 @@ class TernClient:
         approval_timeout_s: float | None = None,
         context: str = "",
         channel_candidates: list[ChannelCandidate] | None = None,
-        run_id: str | None = None,
+        workflow_id: str | None = None,
     ) -> WorkflowHandle[Any, Any]:
         """Start a run that plans ``question`` with the worker's LLM (``AgentRunWorkflow`` without a plan).
 
@@ -195,19 +195,19 @@ class TernClient:
             question: the operator's question, 1 to ``MAX_QUERY_CHARS`` (4,000) characters, not blank.
             user: the requesting user.
             approvers: narrow who may approve (the worker's policy decides).
-            plan_approval: ask an approver for the plan before any step runs (None: ``settings.plan_approval``;
+            plan_approval: ask an approver for the plan before any step runs (None: ``settings.llm.plan_approval``;
                 the worker's own ``plan_approval`` setting applies as well).
-            approval_timeout_s: seconds a request waits (None: ``settings.approval_timeout_s``).
+            approval_timeout_s: seconds a request waits (None: ``settings.approval.timeout_s``).
             context: the user's context for the planner (at most 4,000 characters).
             channel_candidates: channels proposed for the question (the channel finder's), if any.
-            run_id: the workflow id (default ``tern-run-<12 hex>``).
+            workflow_id: the workflow id (default ``tern-run-<12 hex>``).
 
         Raises :class:`TernUserError` for bad input or when no LLM is configured (``TERN_LLM_PROVIDER``) and
         :class:`TernUnavailable` when Temporal cannot be reached. Returns the run's handle.
         """
         if not question.strip():
             raise TernUserError("the question is empty")
-        if self.settings.llm_provider == "none":
+        if self.settings.llm.provider == "none":
             raise TernUserError(NO_LLM)
         s = self.settings
         req = run_request(
@@ -215,29 +215,29 @@ class TernClient:
             user=user,
             query=question,
             approvers=approvers or [],
-            approval_timeout_s=s.approval_timeout_s if approval_timeout_s is None else approval_timeout_s,
-            python_approval_mode=s.python_approval_mode,
-            plan_approval=s.plan_approval if plan_approval is None else plan_approval,
+            approval_timeout_s=s.approval.timeout_s if approval_timeout_s is None else approval_timeout_s,
+            python_approval_mode=s.approval.python_mode,
+            plan_approval=s.llm.plan_approval if plan_approval is None else plan_approval,
             context=context,
             channel_candidates=channel_candidates or [],
         )
-        return await self.start_run(req, run_id)
+        return await self.start_run(req, workflow_id)
 
-    async def _describe(self, run_id: str) -> tuple[WorkflowHandle[Any, Any], str]:
+    async def _describe(self, workflow_id: str) -> tuple[WorkflowHandle[Any, Any], str]:
         """The run's handle and task queue. Raises :class:`TernUserError` for unknown ids."""
         handle: WorkflowHandle[Any, AgentRunResult] = self.client.get_workflow_handle(
-            run_id, result_type=AgentRunResult
+            workflow_id, result_type=AgentRunResult
         )
         try:
             desc = await handle.describe()
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                raise TernUserError(f"no run with id {run_id!r}") from exc
-            raise TernUnavailable(f"cannot describe run {run_id}: {exc}") from exc
+                raise TernUserError(f"no run with id {workflow_id!r}") from exc
+            raise TernUnavailable(f"cannot describe run {workflow_id}: {exc}") from exc
         return handle, desc.task_queue
 
-    async def _handle(self, run_id: str) -> WorkflowHandle[Any, Any]:
-        return (await self._describe(run_id))[0]
+    async def _handle(self, workflow_id: str) -> WorkflowHandle[Any, Any]:
+        return (await self._describe(workflow_id))[0]
 
     async def worker_polling(self, task_queue: str) -> bool:
         """Whether a worker polls ``task_queue`` for workflow tasks: DescribeTaskQueue's ``pollers`` list
@@ -272,30 +272,30 @@ class TernClient:
                 told = True
             await asyncio.sleep(WORKER_POLL_INTERVAL_S)
 
-    async def status(self, run_id: str, *, wait: bool = False, notify: Notify | None = None) -> AgentRunStatus:
+    async def status(self, workflow_id: str, *, wait: bool = False, notify: Notify | None = None) -> AgentRunStatus:
         """The live status of a run (its ``status`` query, which a worker answers).
 
         Raises :class:`TernUserError` for unknown ids, :class:`TernUnavailable` when no worker polls the run's
         task queue (after ``WORKER_WAIT_S``, or the query's ``QUERY_RPC_TIMEOUT``); with ``wait``, waits for a
         worker instead (see :meth:`wait_for_worker`).
         """
-        handle, task_queue = await self._describe(run_id)
+        handle, task_queue = await self._describe(workflow_id)
         while True:
             await self.wait_for_worker(task_queue, wait=wait, notify=notify)
             try:
                 return await handle.query(AgentRunWorkflow.status, rpc_timeout=QUERY_RPC_TIMEOUT)
             except WorkflowQueryFailedError as exc:
-                raise TernUnavailable(f"run {run_id} did not answer its status query: {exc}") from exc
+                raise TernUnavailable(f"run {workflow_id} did not answer its status query: {exc}") from exc
             except RPCError as exc:
                 if exc.status not in _NO_ANSWER:
-                    raise TernUnavailable(f"run {run_id} did not answer its status query: {exc}") from exc
+                    raise TernUnavailable(f"run {workflow_id} did not answer its status query: {exc}") from exc
                 if not wait:  # the worker died moments ago: its last poll still looks recent
                     raise TernUnavailable(
-                        f"{_no_worker(task_queue)} (run {run_id} did not answer within "
+                        f"{_no_worker(task_queue)} (run {workflow_id} did not answer within "
                         f"{QUERY_RPC_TIMEOUT.total_seconds():g} s: {exc})"
                     ) from exc
                 if notify is not None:
-                    notify(f"run {run_id} did not answer; waiting for a worker on task queue {task_queue!r}")
+                    notify(f"run {workflow_id} did not answer; waiting for a worker on task queue {task_queue!r}")
                 await asyncio.sleep(WORKER_POLL_INTERVAL_S)
 
     async def pending(self) -> list[AgentRunStatus]:
@@ -321,13 +321,13 @@ class TernClient:
                 out.append(st)
         return sorted(out, key=lambda s: s.pending.requested_at if s.pending else s.started_at)  # type: ignore[arg-type,return-value]
 
-    async def waiting(self, run_id: str, *, wait: bool = False, notify: Notify | None = None) -> AgentRunStatus:
+    async def waiting(self, workflow_id: str, *, wait: bool = False, notify: Notify | None = None) -> AgentRunStatus:
         """The status of whichever workflow of ``run_id`` waits for a decision: the run itself, or its running
         python step; the run's own status when nothing waits. ``wait``/``notify`` as for :meth:`status`."""
-        st = await self.status(run_id, wait=wait, notify=notify)
-        if st.pending is None and st.child_run_id:
+        st = await self.status(workflow_id, wait=wait, notify=notify)
+        if st.pending is None and st.child_workflow_id:
             try:
-                child = await self.status(st.child_run_id, wait=wait, notify=notify)
+                child = await self.status(st.child_workflow_id, wait=wait, notify=notify)
             except TernUserError:
                 return st
             if child.pending is not None:
@@ -336,7 +336,7 @@ class TernClient:
 
     async def decide(
         self,
-        run_id: str,
+        workflow_id: str,
         approver: str,
         approved: bool,
         comment: str = "",
@@ -349,7 +349,7 @@ class TernClient:
         """Approve or reject the pending request of ``run_id`` as ``approver``; returns the audited record.
         ``surface`` names the front end in the audit (``Decision.surface``; the ``tern`` CLI's by default).
 
-        ``run_id`` may be an agent run whose python step (a child workflow) waits for a code approval. A worker
+        ``workflow_id`` may be an agent run whose python step (a child workflow) waits for a code approval. A worker
         must answer: when none polls the run's task queue this raises :class:`TernUnavailable` after a bounded
         wait (``WORKER_WAIT_S``, ``QUERY_RPC_TIMEOUT``) before anything is sent; with ``wait`` it waits for a
         worker, telling ``notify``. The update carries one id for all its attempts, so a retry after a lost
@@ -361,17 +361,17 @@ class TernClient:
         Raises :class:`TernUserError` when the run is unknown, not waiting, the pending request is not
         ``expected_request``, or the gate refuses.
         """
-        st = await self.waiting(run_id, wait=wait, notify=notify)
-        run_id = st.run_id
+        st = await self.waiting(workflow_id, wait=wait, notify=notify)
+        workflow_id = st.workflow_id
         if st.pending is None:
-            raise TernUserError(f"run {run_id} is not waiting for an approval (state: {st.state})")
+            raise TernUserError(f"run {workflow_id} is not waiting for an approval (state: {st.state})")
         if expected_request is not None and st.pending.request_id != expected_request:
             raise TernUserError(
-                f"run {run_id} now waits for request {st.pending.request_id} ({st.pending.summary}), not "
-                f"{expected_request}: read it with `tern show {run_id}` before deciding"
+                f"run {workflow_id} now waits for request {st.pending.request_id} ({st.pending.summary}), not "
+                f"{expected_request}: read it with `tern show {workflow_id}` before deciding"
             )
         # AgentRunWorkflow and PythonExecutionWorkflow share the `decide` update (name, argument, result).
-        handle, task_queue = await self._describe(run_id)
+        handle, task_queue = await self._describe(workflow_id)
         try:
             decision = Decision(
                 request_id=st.pending.request_id, approver=approver, approved=approved, comment=comment, surface=surface
@@ -389,25 +389,25 @@ class TernClient:
             except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
                 if not wait:
                     raise TernUnavailable(
-                        f"the decision was sent to run {run_id} but no worker confirmed it within "
+                        f"the decision was sent to run {workflow_id} but no worker confirmed it within "
                         f"{UPDATE_RPC_TIMEOUT.total_seconds():g} s; it may still take effect when a worker polls task "
-                        f"queue {task_queue!r}: check with `tern show {run_id}` before deciding again"
+                        f"queue {task_queue!r}: check with `tern show {workflow_id}` before deciding again"
                     ) from exc
                 if notify is not None:
                     notify(
-                        f"run {run_id} did not confirm the decision yet; waiting for a worker on task queue "
+                        f"run {workflow_id} did not confirm the decision yet; waiting for a worker on task queue "
                         f"{task_queue!r}"
                     )
                 await self.wait_for_worker(task_queue, wait=True, notify=notify)
 
-    async def result(self, run_id: str) -> AgentRunResult:
+    async def result(self, workflow_id: str) -> AgentRunResult:
         """Wait for and return the run's result. Raises :class:`TernUserError` for unknown ids."""
-        handle = await self._handle(run_id)
+        handle = await self._handle(workflow_id)
         try:
             return await handle.result()
         except WorkflowFailureError as exc:
-            raise TernUnavailable(f"run {run_id} failed: {exc.cause or exc}") from exc
+            raise TernUnavailable(f"run {workflow_id} failed: {exc.cause or exc}") from exc
 
-    async def is_closed(self, run_id: str) -> bool:
-        desc = await (await self._handle(run_id)).describe()
+    async def is_closed(self, workflow_id: str) -> bool:
+        desc = await (await self._handle(workflow_id)).describe()
         return desc.status != ExecStatus.RUNNING

@@ -44,16 +44,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def load_settings() -> TernSettings:
-    """``TernSettings()``, or exit 2 naming the bad setting."""
+    """``TernSettings()``, or exit 2 naming the bad setting by its path and environment names
+    (``bad configuration: sandbox.timeout_s (TERN_SANDBOX_TIMEOUT_S or TERN_SANDBOX__TIMEOUT_S): ...``)."""
     from pydantic import ValidationError
 
-    from tern.config import TernSettings
+    from tern.config import TernSettings, setting_error
 
     try:
         return TernSettings()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"bad configuration: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        fail(f"bad configuration: {setting_error(exc)}")
     except ValueError as exc:
         fail(f"bad configuration: {exc}")
 
@@ -85,7 +85,7 @@ def run_family_url(settings: TernSettings, run_id: str) -> str:
     from urllib.parse import quote
 
     query = quote(run_family_query(run_id), safe="")
-    return f"{settings.ui_url}/namespaces/{settings.temporal_namespace}/workflows?query={query}"
+    return f"{settings.ui_url}/namespaces/{settings.temporal.namespace}/workflows?query={query}"
 
 
 def search_lines(res: Any) -> list[str]:
@@ -93,9 +93,20 @@ def search_lines(res: Any) -> list[str]:
     lines = []
     for s in res.steps:
         if s.kind == "logbook_search" and s.search_mode_used:
-            model = f" with {s.embedding_model}" if s.embedding_model else ""
+            model = f" with {s.ariel.embedding_model}" if s.ariel.embedding_model else ""
             lines.append(f"logbook search ({s.step_id}): {s.search_mode_used}{model}, {s.message}")
     return lines
+
+
+def with_run_id(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a run's status or result as JSON) with ``run_id`` beside ``workflow_id`` and ``child_run_id``
+    beside ``child_workflow_id``: the keys the ``--json`` outputs had before Tern's id was named for what it is
+    (a Temporal Workflow ID, see ``tern.models.ids``); scripts may read either."""
+    out = dict(data)
+    for new, old in (("workflow_id", "run_id"), ("child_workflow_id", "child_run_id")):
+        if new in out:
+            out[old] = out[new]
+    return out
 
 
 def print_json(obj: Any) -> None:

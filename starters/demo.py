@@ -61,7 +61,7 @@ def demo_plan_without_sandbox(current_mv: float, min_mv: float, max_mv: float) -
 
 
 async def embed_demo_logbook(pool: Any, settings: TernSettings) -> str:
-    """Embed the stored entries that lack a vector of the configured model (``settings.embedding_*``); returns
+    """Embed the stored entries that lack a vector of the configured model (``settings.ariel.embedding_*``); returns
     the line the demo prints: what was embedded, or the notice saying why semantic search will fall back."""
     from tern.ariel.embeddings import EmbeddingError
     from tern.ariel.ingest import embed_pending
@@ -75,13 +75,13 @@ async def embed_demo_logbook(pool: Any, settings: TernSettings) -> str:
         r = await embed_pending(
             pool,
             emb,
-            settings.embedding_batch_size,
-            max_batches=math.ceil(DEMO_EMBED_MAX / settings.embedding_batch_size),
+            settings.ariel.embedding_batch_size,
+            max_batches=math.ceil(DEMO_EMBED_MAX / settings.ariel.embedding_batch_size),
         )
     except EmbeddingError as exc:
         return f"notice: embeddings unavailable ({exc}): the search will be keyword only"
     left = f", {r.remaining} other entries left to ingestion's enhancement" if r.remaining else ""
-    return f"embeddings: {r.processed} entries embedded with {emb.model} ({settings.embedding_provider}){left}"
+    return f"embeddings: {r.processed} entries embedded with {emb.model} ({settings.ariel.embedding_provider}){left}"
 
 
 async def run_demo(
@@ -127,12 +127,12 @@ async def run_demo(
         await pool.close()
 
     user = current_user()
-    approvers = sorted({*settings.approvers, user, DEMO_OPERATOR, *extra_approvers})
+    approvers = sorted({*settings.approval.approvers, user, DEMO_OPERATOR, *extra_approvers})
     problem = await asyncio.to_thread(unavailable_reason, settings)
     if ask:
         client = await TernClient.connect(settings)
         handle = await client.ask(DEMO_QUERY, user=user, approvers=approvers)
-        model = settings.llm_model_for("planner")
+        model = settings.llm.model_for("planner")
         progress(f"run {handle.id} started, planned by model {model} ({settings.run_url(handle.id)})")
         return await _approvals(client, handle.id, user, 1, auto_approve, progress)
     if problem is None:
@@ -142,10 +142,10 @@ async def run_demo(
             f"notice: the sandbox is unavailable ({problem}); running the demo without its python step "
             "(./dev test sets Docker up; `tern sandbox build` builds the image)"
         )
-        lim = LimitsDatabase.load(settings.limits_path).channels["SR:RF:CAVITY:01:VOLTAGE:SP"]
+        lim = LimitsDatabase.load(settings.control.limits_path).channels["SR:RF:CAVITY:01:VOLTAGE:SP"]
         channel_access = ChannelAccessClient(1, settings.ca_environment())
         try:
-            current = await channel_access.read_value("SR:RF:CAVITY:01:VOLTAGE:SP", settings.ca_timeout_s)
+            current = await channel_access.read_value("SR:RF:CAVITY:01:VOLTAGE:SP", settings.control.ca_timeout_s)
         except ca.ChannelAccessError as exc:
             raise DemoError(f"cannot read the simulated accelerator: {exc}") from exc
         finally:
@@ -159,8 +159,8 @@ async def run_demo(
             query=DEMO_QUERY,
             plan=plan,
             approvers=approvers,
-            approval_timeout_s=settings.approval_timeout_s,
-            python_approval_mode=settings.python_approval_mode,
+            approval_timeout_s=settings.approval.timeout_s,
+            python_approval_mode=settings.approval.python_mode,
         )
     )
     progress(f"run {handle.id} started ({settings.run_url(handle.id)})")

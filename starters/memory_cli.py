@@ -85,7 +85,7 @@ def add(text: Annotated[str, typer.Argument(help="The note.")], user: User = Non
     s, who = load_settings(), _user(user)
     if not text.strip() or len(text) > MAX_MEMORY_CHARS:
         fail(f"the note must be 1 to {MAX_MEMORY_CHARS} characters")
-    if s.memory_approval_mode == "always":
+    if s.memory.approval_mode == "always":
         _add_through_run(s, who, text, as_json)
         return
     from tern.memory.store import add_memory
@@ -112,7 +112,7 @@ def _add_through_run(s: TernSettings, who: str, text: str, as_json: bool) -> Non
             query=f"remember: {text[:200]}",
             plan=plan,
             approvers=[],
-            approval_timeout_s=s.approval_timeout_s,
+            approval_timeout_s=s.approval.timeout_s,
         )
     except TernUserError as exc:
         fail(str(exc))
@@ -126,7 +126,7 @@ def _add_through_run(s: TernSettings, who: str, text: str, as_json: bool) -> Non
     except TernUnavailable as exc:
         fail(str(exc), 1)
     if as_json:
-        print_json({"run_id": run_id, "status": "awaiting_approval"})
+        print_json({"workflow_id": run_id, "run_id": run_id, "status": "awaiting_approval"})
     else:
         out.print(f"the note waits for approval (memory approval mode 'always'): run {run_id}; tern approve {run_id}")
 

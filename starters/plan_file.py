@@ -96,10 +96,10 @@ def check_plan_channels(plan: Plan, settings: TernSettings) -> None:
 
     Limit violations of known channels are left to the run, which refuses and audits them before any approval.
     """
-    if settings.allow_unlisted_channels:
+    if settings.control.allow_unlisted_channels:
         return
     try:
-        limits = LimitsDatabase.load(settings.limits_path)
+        limits = LimitsDatabase.load(settings.control.limits_path)
     except LimitsDatabaseError as exc:
         raise TernUserError(f"cannot check channels: {exc}") from exc
     unknown: list[str] = []
@@ -113,5 +113,5 @@ def check_plan_channels(plan: Plan, settings: TernSettings) -> None:
         unknown += [f"{n} (step {step.id})" for n in names if n not in limits]
     if unknown:
         raise TernUserError(
-            f"unknown channel(s), not in the limits database {settings.limits_path}: {', '.join(unknown)}"
+            f"unknown channel(s), not in the limits database {settings.control.limits_path}: {', '.join(unknown)}"
         )

@@ -78,7 +78,7 @@ def _request(code_file: Path, inputs: list[str], files: list[str]) -> ExecutionR
         for name, path in _pairs(files, "--file")
     }
     try:
-        return ExecutionRequest(code=code, inputs=values, files=raw, run_id="cli", step_id=code_file.name[:200])
+        return ExecutionRequest(code=code, inputs=values, files=raw, workflow_id="cli", step_id=code_file.name[:200])
     except ValueError as exc:
         raise _bad_input(str(exc)) from exc
 

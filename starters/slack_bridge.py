@@ -116,11 +116,11 @@ def slack_app(settings: TernSettings, bridge: ApprovalBridge, client: AsyncWebCl
     """The bolt app (handlers for the buttons and the reject modal) behind FastAPI's ``POST /slack/events``.
 
     Raises ``ValueError`` when ``slack_signing_secret`` or ``slack_bot_token`` is missing."""
-    if settings.slack_signing_secret is None or settings.slack_bot_token is None:
+    if settings.chat.slack_signing_secret is None or settings.chat.slack_bot_token is None:
         raise ValueError("the Slack bridge needs TERN_SLACK_BOT_TOKEN and TERN_SLACK_SIGNING_SECRET")
     bolt = AsyncApp(
-        token=settings.slack_bot_token.get_secret_value(),
-        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        token=settings.chat.slack_bot_token.get_secret_value(),
+        signing_secret=settings.chat.slack_signing_secret.get_secret_value(),
         client=client,
     )
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from starters.common import console, fail, load_settings, print_json, run_async
+from starters.common import console, fail, load_settings, print_json, run_async, with_run_id
 
 _TERMINAL = ("decision", "approval_timed_out", "approval_cancelled", "approval_refused")
 
@@ -75,7 +75,7 @@ async def collect(since: datetime | None, put_log: Path) -> dict[str, Any]:
             report.violations.append(
                 Violation(
                     kind="pending_without_workflow",
-                    run_id=run_id,
+                    workflow_id=run_id,
                     detail=f"request {request_id!r} was never decided, timed out or cancelled, and its run is closed",
                 )
             )
@@ -92,7 +92,7 @@ async def collect(since: datetime | None, put_log: Path) -> dict[str, Any]:
                 report.violations.append(
                     Violation(
                         kind="orphan_container",
-                        run_id=run_id,
+                        workflow_id=run_id,
                         detail=f"sandbox container {c.short_id} ({c.status}) outlived its run",
                     )
                 )
@@ -105,7 +105,7 @@ async def collect(since: datetime | None, put_log: Path) -> dict[str, Any]:
         **report.model_dump(exclude={"violations"}),
         "open_requests": len(open_requests),
         "orphan_containers": orphans,
-        "violations": [v.model_dump() for v in report.violations],
+        "violations": [with_run_id(v.model_dump()) for v in report.violations],
         "notes": notes,
     }
 
@@ -142,6 +142,6 @@ def verify(
         for note in result["notes"]:
             out.print(f"note: {note}")
         for v in result["violations"]:
-            out.print(f"[red]{v['kind']}[/red] run {v['run_id'] or '-'} {v['channel'] or ''}: {v['detail']}")
+            out.print(f"[red]{v['kind']}[/red] run {v['workflow_id'] or '-'} {v['channel'] or ''}: {v['detail']}")
         out.print("[green]all invariants hold[/green]" if result["ok"] else "[red]invariants broken[/red]")
     raise typer.Exit(0 if result["ok"] else 1)

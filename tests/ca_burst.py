@@ -35,7 +35,7 @@ async def burst(channels: list[str]) -> dict[str, list[dict[str, Any]]]:
 
     checks = await asyncio.gather(
         *(
-            one(acts.check_write(WriteCheckInput(run_id="burst", step_id=f"c{i}", channel=ch, value=0.0)))
+            one(acts.check_write(WriteCheckInput(workflow_id="burst", step_id=f"c{i}", channel=ch, value=0.0)))
             for i, ch in enumerate(channels)
         )
     )
@@ -45,7 +45,7 @@ async def burst(channels: list[str]) -> dict[str, list[dict[str, Any]]]:
             one(
                 acts.write_channel(
                     WriteInput(
-                        run_id="burst",
+                        workflow_id="burst",
                         step_id=f"w{i}",
                         idempotency_key=f"burst/{ch}",
                         channel=ch,

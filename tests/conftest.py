@@ -200,12 +200,10 @@ def settings(pg_dsn: str, ca_sim: int, tmp_path):
 
     return TernSettings(
         data_dir=tmp_path,
-        database_url=pg_dsn,
-        ca_server_port=ca_sim,
-        writes_enabled=True,
-        task_queue="tq-" + uuid.uuid4().hex[:8],
-        readback_timeout_s=1.5,
-        approval_timeout_s=600,
+        database={"url": pg_dsn},
+        control={"ca_server_port": ca_sim, "writes_enabled": True, "readback_timeout_s": 1.5},
+        temporal={"task_queue": "tq-" + uuid.uuid4().hex[:8]},
+        approval={"timeout_s": 600},
     )
 
 

@@ -43,7 +43,7 @@ async def test_happy_path_writes_once_after_approval(worker, settings) -> None:
     assert read_value(channel) == pytest.approx(before - 0.05, abs=1e-6)
     assert result.citations and all(c.startswith("DEMO-") for c in result.citations)
     assert f"[#{result.citations[0]}]" in result.answer
-    kinds = [r["event_kind"] for r in await audit_rows(settings.dsn, result.run_id)]
+    kinds = [r["event_kind"] for r in await audit_rows(settings.dsn, result.workflow_id)]
     assert kinds == ["approval_requested", "decision", "write"]
 
 
@@ -61,7 +61,7 @@ async def test_rejection_writes_nothing(worker, settings) -> None:
     assert result.writes == []
     assert result.approvals[0].decision == "rejected" and result.approvals[0].comment == "not now"
     assert read_value(channel) == pytest.approx(before)
-    rows = await audit_rows(settings.dsn, result.run_id)
+    rows = await audit_rows(settings.dsn, result.workflow_id)
     assert [r["event_kind"] for r in rows] == ["approval_requested", "decision"]
     assert rows[1]["decision"] == "rejected" and rows[1]["actor"] == "alice"
 
@@ -96,7 +96,7 @@ async def test_validator_refuses_unknown_approver_stale_request_and_second_decis
     assert "eve is not an approver" in result.ignored_decisions[-1].reason
     with pytest.raises(RPCError, match="workflow execution already completed"):
         await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True))
-    kinds = [r["event_kind"] for r in await audit_rows(settings.dsn, result.run_id)]
+    kinds = [r["event_kind"] for r in await audit_rows(settings.dsn, result.workflow_id)]
     assert kinds.count("write") == 1 and kinds.count("decision_refused") == 3  # mallory, stale id, eve
 
 
@@ -118,12 +118,12 @@ async def test_limits_refuse_before_any_approval(worker, settings, channel, valu
     step = next(s for s in result.steps if s.kind == "control_write")
     assert step.status == "refused" and step.check is not None and step.check.violation == violation
     assert result.approvals == [] and result.writes == []
-    rows = await audit_rows(settings.dsn, result.run_id)
+    rows = await audit_rows(settings.dsn, result.workflow_id)
     assert [r["event_kind"] for r in rows] == ["write_refused"]
 
 
 async def test_writes_disabled_refuses(temporal_env, settings) -> None:
-    off = settings.model_copy(update={"writes_enabled": False})
+    off = settings.model_copy(update={"control": settings.control.model_copy(update={"writes_enabled": False})})
     async with running_worker(temporal_env.client, off):
         handle = await start_run(temporal_env.client, off, write_plan("SR:RF:CAVITY:01:TUNER:SP", 5.0))
         result = await handle.result()
@@ -142,7 +142,7 @@ async def test_readback_that_does_not_follow_is_not_verified(worker, settings) -
     assert result.status == "failed"
     assert len(result.writes) == 1 and result.writes[0].verified is False
     assert "did not reach" in result.writes[0].message
-    rows = await audit_rows(settings.dsn, result.run_id)
+    rows = await audit_rows(settings.dsn, result.workflow_id)
     assert rows[-1]["event_kind"] == "write" and rows[-1]["verified"] is False
 
 
@@ -185,7 +185,7 @@ async def test_value_moved_since_approval_is_not_written(worker, settings) -> No
     assert result.status == "failed" and result.writes == []
     assert "moved from" in (result.error or "")
     assert read_value(channel) == pytest.approx(before - 10.0)
-    rows = await audit_rows(settings.dsn, result.run_id)
+    rows = await audit_rows(settings.dsn, result.workflow_id)
     assert [r["event_kind"] for r in rows] == ["approval_requested", "decision", "write_refused"]
 
 

@@ -19,5 +19,5 @@ async def test_approval_timeout_rejects_without_writing(time_skipping_env, setti
     assert result.writes == []
     assert result.approvals[0].decision == "timed_out" and result.approvals[0].via == "timeout"
     assert read_value(channel) == pytest.approx(before)
-    rows = await audit_rows(settings.dsn, result.run_id)
+    rows = await audit_rows(settings.dsn, result.workflow_id)
     assert [r["event_kind"] for r in rows] == ["approval_requested", "approval_timed_out"]

@@ -22,10 +22,9 @@ from tern.approval.render import (
     pending_markdown,
     step_markdown,
 )
-from tern.config import PENDING_APPROVAL_ATTRIBUTE, USER_ATTRIBUTE, TernSettings
+from tern.config import TernSettings
 from tern.models import ApprovalRecord, ApprovalRequest, Decision, LimitsCheck, Verification
 from tern.models.approval import CodeReview
-from workflows.search_attributes import PENDING_APPROVAL, RUN_USER
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -66,7 +65,7 @@ def fenced_json(markdown: str) -> dict:
 
 
 def test_write_request_says_what_who_until_when_and_the_exact_update() -> None:
-    md = pending_markdown(write_request(approved_by=["bob"]), run_id="run-1", now=NOW + timedelta(minutes=5))
+    md = pending_markdown(write_request(approved_by=["bob"]), workflow_id="run-1", now=NOW + timedelta(minutes=5))
     for expected in (
         "## Waiting for approval: write `SR:RF:CAVITY:01:VOLTAGE:SP`",
         "**Current value**: 2 MV",
@@ -89,7 +88,7 @@ def test_write_request_says_what_who_until_when_and_the_exact_update() -> None:
 
 
 def test_the_shown_body_is_a_valid_decision_once_named() -> None:
-    body = fenced_json(pending_markdown(write_request(), run_id="run-1"))
+    body = fenced_json(pending_markdown(write_request(), workflow_id="run-1"))
     decision = Decision.model_validate({**body, "approver": "bob"})
     assert decision.request_id == "req-1" and decision.approved and decision.surface is None
 
@@ -108,7 +107,7 @@ def test_python_request_shows_code_risk_and_analysis_and_shortens_long_code() ->
             code=code, objective="fit", analysis="risk low: no findings", risk="low", expected_keys=["fit"], attempt=2
         ),
     )
-    md = pending_markdown(req, run_id="run-1.analyse")
+    md = pending_markdown(req, workflow_id="run-1.analyse")
     assert "## Waiting for approval: run Python code" in md
     for expected in (
         "**Risk**: **low**",
@@ -126,14 +125,14 @@ def test_python_request_shows_code_risk_and_analysis_and_shortens_long_code() ->
 def test_code_with_backtick_fences_cannot_close_the_block() -> None:
     code = 'print("```")\n````\nresults = {}'
     req = write_request(kind="python", write=None, code=CodeReview(code=code))
-    md = pending_markdown(req, run_id="r")
+    md = pending_markdown(req, workflow_id="r")
     block = re.search(r"(`{5,})python\n(.*?)\n\1", md, re.S)
     assert block is not None and block.group(2) == code
 
 
 def test_text_from_plans_cannot_fake_structure_or_links() -> None:
     req = write_request(reason="see [approve here](http://evil.example) ## now\n- **x**", summary="<b>hi</b>")
-    md = pending_markdown(req, run_id="r")
+    md = pending_markdown(req, workflow_id="r")
     assert "[approve here](http" not in md and "\\[approve here\\]" in md
     assert "\\<b\\>hi\\</b\\>" in md and "\n- **x**" not in md
     assert md_text("a_b*c`d") == "a\\_b\\*c\\`d"
@@ -182,8 +181,7 @@ def test_decision_surface_is_optional_and_unknown_fields_still_fail() -> None:
 
 
 def test_pending_url_filters_the_ui_workflow_list() -> None:
-    assert (PENDING_APPROVAL_ATTRIBUTE, USER_ATTRIBUTE) == (PENDING_APPROVAL.name, RUN_USER.name)
-    s = TernSettings(temporal_ui_url="http://ui.example:8233", temporal_namespace="ops")
+    s = TernSettings(temporal={"ui_url": "http://ui.example:8233", "namespace": "ops"})
     url = urlsplit(s.pending_url(kind="control_write", user="alice"))
     assert (url.netloc, url.path) == ("ui.example:8233", "/namespaces/ops/workflows")
     assert parse_qs(url.query)["query"] == [

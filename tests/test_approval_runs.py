@@ -33,7 +33,9 @@ async def test_requester_cannot_name_themselves_approver_when_the_worker_names_a
 ) -> None:
     """TERN_APPROVERS=["alice"] on the worker; mallory starts a run naming only herself: nobody may approve it,
     the write request is refused at once and audited, nothing is written."""
-    worker_settings = settings.model_copy(update={"approvers": ["alice"]})
+    worker_settings = settings.model_copy(
+        update={"approval": settings.approval.model_copy(update={"approvers": ["alice"]})}
+    )
     channel = "SR:MAG:QF:03:CURRENT:SP"
     before = read_value(channel)
     async with running_worker(temporal_env.client, worker_settings):
@@ -44,7 +46,7 @@ async def test_requester_cannot_name_themselves_approver_when_the_worker_names_a
     assert result.status == "rejected" and result.writes == []
     assert result.approvals[0].via == "policy" and "no one can approve" in result.approvals[0].comment
     assert read_value(channel) == pytest.approx(before)
-    rows = await audit_rows(settings.dsn, result.run_id)
+    rows = await audit_rows(settings.dsn, result.workflow_id)
     assert [r["event_kind"] for r in rows] == ["approval_refused"]
     assert json.loads(rows[0]["details"])["policy_rule"] == "default_approvers"
 
@@ -52,7 +54,9 @@ async def test_requester_cannot_name_themselves_approver_when_the_worker_names_a
 async def test_requester_may_not_approve_own_write_and_the_refusal_is_audited(temporal_env, settings) -> None:
     """Worker approvers alice and mallory; mallory's run names both. Her own approval is refused (two-person
     rule), by Update and by Signal, and both attempts are in the audit; alice's approval writes."""
-    worker_settings = settings.model_copy(update={"approvers": ["alice", "mallory"]})
+    worker_settings = settings.model_copy(
+        update={"approval": settings.approval.model_copy(update={"approvers": ["alice", "mallory"]})}
+    )
     channel = "SR:MAG:QF:04:CURRENT:SP"
     before = read_value(channel)
     async with running_worker(temporal_env.client, worker_settings):
@@ -85,7 +89,7 @@ async def test_requester_may_not_approve_own_write_and_the_refusal_is_audited(te
         ("mallory", "signal"),
         ("eve", "update"),
     ]
-    rows = await audit_rows(settings.dsn, result.run_id)
+    rows = await audit_rows(settings.dsn, result.workflow_id)
     kinds = [r["event_kind"] for r in rows]
     assert kinds == [
         "approval_requested",
@@ -104,7 +108,10 @@ async def test_requester_may_not_approve_own_write_and_the_refusal_is_audited(te
 async def test_the_requester_may_withdraw_by_rejecting(temporal_env, settings) -> None:
     channel = "SR:MAG:QF:05:CURRENT:SP"
     before = read_value(channel)
-    async with running_worker(temporal_env.client, settings.model_copy(update={"approvers": ["alice"]})):
+    async with running_worker(
+        temporal_env.client,
+        settings.model_copy(update={"approval": settings.approval.model_copy(update={"approvers": ["alice"]})}),
+    ):
         handle = await start_run(
             temporal_env.client, settings, write_plan(channel, before + 1.0), user="mallory", approvers=[]
         )
@@ -129,7 +136,9 @@ async def test_policy_file_two_approvals_per_channel_pattern_and_hot_reload(temp
             }
         )
     )
-    worker_settings = settings.model_copy(update={"approval_policy_path": path})
+    worker_settings = settings.model_copy(
+        update={"approval": settings.approval.model_copy(update={"policy_path": path})}
+    )
     channel = "SR:RF:KLYSTRON:02:VOLTAGE:SP"
     before = read_value(channel)
     async with running_worker(temporal_env.client, worker_settings):
@@ -154,7 +163,7 @@ async def test_policy_file_two_approvals_per_channel_pattern_and_hot_reload(temp
         result = await handle.result()
         assert result.status == "completed", result.error
         assert read_value(channel) == pytest.approx(before + 2.0, abs=1e-6)
-        rows = await audit_rows(settings.dsn, result.run_id)
+        rows = await audit_rows(settings.dsn, result.workflow_id)
         assert [r["event_kind"] for r in rows] == [
             "approval_requested",
             "decision_refused",
@@ -183,7 +192,10 @@ async def test_invalid_policy_file_blocks_every_approval(temporal_env, settings,
     path.write_text('{"rules": [{"kinds": ["control_write"], "approvers": ["group:missing"]}]}')
     channel = "SR:MAG:QF:06:CURRENT:SP"
     before = read_value(channel)
-    async with running_worker(temporal_env.client, settings.model_copy(update={"approval_policy_path": path})):
+    async with running_worker(
+        temporal_env.client,
+        settings.model_copy(update={"approval": settings.approval.model_copy(update={"policy_path": path})}),
+    ):
         result = await (await start_run(temporal_env.client, settings, write_plan(channel, before + 1.0))).result()
     assert result.status == "rejected" and "unknown group" in result.approvals[0].comment
     assert read_value(channel) == pytest.approx(before)
@@ -197,7 +209,7 @@ async def test_python_approval_mode_cannot_be_weakened_by_the_run(temporal_env, 
     req = AgentRunRequest(user="alice", query="q", plan=plan, approvers=["bob"], python_approval_mode="disabled")
     async with running_worker(temporal_env.client, settings):
         handle = await temporal_env.client.start_workflow(
-            AgentRunWorkflow.run, req, id=f"run-floor-{os.getpid()}-{id(req)}", task_queue=settings.task_queue
+            AgentRunWorkflow.run, req, id=f"run-floor-{os.getpid()}-{id(req)}", task_queue=settings.temporal.task_queue
         )
         child = temporal_env.client.get_workflow_handle(AgentRunWorkflow.child_id(handle.id, "calc"))
         for _ in range(200):

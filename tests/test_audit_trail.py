@@ -33,9 +33,12 @@ ROWS = [
 
 
 async def _seed(conn: Conn) -> None:
-    for n, (run_id, kind, minutes) in enumerate(ROWS):
+    for n, (workflow_id, kind, minutes) in enumerate(ROWS):
         await record_event(
-            conn, AuditEvent(event_kind=kind, run_id=run_id, event_key=f"k{n}", actor="operator", comment=f"row {n}")
+            conn,
+            AuditEvent(
+                event_kind=kind, workflow_id=workflow_id, event_key=f"k{n}", actor="operator", comment=f"row {n}"
+            ),
         )
         await conn.execute(
             "UPDATE audit_events SET occurred_at = $1 WHERE event_key = $2", T0 + timedelta(minutes=minutes), f"k{n}"

@@ -17,7 +17,7 @@ def test_fifty_concurrent_checks_and_writes_in_a_fresh_process(settings) -> None
     env = {
         **os.environ,
         "TERN_DATABASE_URL": settings.dsn,
-        "TERN_CA_SERVER_PORT": str(settings.ca_server_port),
+        "TERN_CA_SERVER_PORT": str(settings.control.ca_server_port),
         "TERN_WRITES_ENABLED": "true",
         "TERN_READBACK_TIMEOUT_S": "5",
         "TERN_DATA_DIR": str(settings.data_dir),

@@ -30,7 +30,7 @@ async def pool(pg_dsn: str):
 
 @pytest.fixture
 def settings(pg_dsn: str, tmp_path: Path) -> TernSettings:
-    return TernSettings(data_dir=tmp_path, database_url=pg_dsn)
+    return TernSettings(data_dir=tmp_path, database={"url": pg_dsn})
 
 
 @pytest.fixture
@@ -233,14 +233,14 @@ async def test_worker_start_loads_the_bundled_database_and_a_changed_limits_file
 ) -> None:
     from worker.main import load_channels
 
-    off = TernSettings(data_dir=tmp_path, database_url=pg_dsn, channels_load_bundled=False)
+    off = TernSettings(data_dir=tmp_path, database={"url": pg_dsn}, channels={"load_bundled": False})
     await load_channels(off, pool)
     async with pool.acquire() as conn:
         assert await store.count_channels(conn) == 0  # production: nothing bundled
     limits = json.loads((DATA_DIR / "channel_limits.json").read_text())
     path = tmp_path / "limits.json"
     path.write_text(json.dumps(limits))
-    on = TernSettings(data_dir=tmp_path, database_url=pg_dsn, limits_path=path)
+    on = TernSettings(data_dir=tmp_path, database={"url": pg_dsn}, control={"limits_path": path})
     await load_channels(on, pool)  # what the worker does at start, so `tern up` leaves the database loaded
     del limits["SR:RF:CAVITY:02:TUNER:SP"]
     limits["SR:RF:CAVITY:01:TUNER:SP"]["writable"] = False

@@ -95,12 +95,12 @@ def test_identity_map_is_reloaded_when_the_file_changes_and_fails_closed(tmp_pat
 
 
 def test_card_shows_the_write_in_full_and_how_to_decide() -> None:
-    text = card_markdown(_request(), run_id="run-1")
+    text = card_markdown(_request(), workflow_id="run-1")
     for part in ("SR:MAG:QF:01:CURRENT:SP", "12 A", "12.5 A", "operator", "r-1", "reject <reason>", "two-person rule"):
         assert part in text, part
     assert "reaction" not in text
-    assert "reaction" in card_markdown(_request(kind="python"), run_id="run-1")
-    ended = card_markdown(_request(), run_id="run-1", outcome=outcome_markdown("approved", by="operator"))
+    assert "reaction" in card_markdown(_request(kind="python"), workflow_id="run-1")
+    ended = card_markdown(_request(), workflow_id="run-1", outcome=outcome_markdown("approved", by="operator"))
     assert ended.startswith("**✅ Approved** by **operator**") and "How to decide" not in ended
 
 
@@ -126,12 +126,15 @@ async def test_one_claim_per_request_among_concurrent_bridges(pg_dsn: str) -> No
             assert await store.claim(conn, "matrix", "r-claim", "taker", lease_s=0)  # lease over, never posted
             await store.card_posted(conn, "matrix", "r-claim", "!room", "$ev")
             assert not await store.claim(conn, "matrix", "r-claim", "again", lease_s=0)
-            assert (await store.card_by_message(conn, "matrix", "$ev")).run_id == "run-1"  # type: ignore[union-attr]
+            assert (await store.card_by_message(conn, "matrix", "$ev")).workflow_id == "run-1"  # type: ignore[union-attr]
             assert await store.add_request(conn, "run-2", _request("r-ended"))
             await record_event(
                 conn,
                 AuditEvent(
-                    event_kind="approval_timed_out", run_id="run-2", request_id="r-ended", event_key="decision:r-ended"
+                    event_kind="approval_timed_out",
+                    workflow_id="run-2",
+                    request_id="r-ended",
+                    event_key="decision:r-ended",
                 ),
             )
             assert await store.cards_to_post(conn, "matrix") == []

@@ -152,7 +152,7 @@ def _bridge_env(settings: Any, temporal_env: Any, creds_path: Path, idmap: Path)
         "TERN_MATRIX_CREDENTIALS_PATH": str(creds_path),
         "TERN_CHAT_IDENTITY_MAP_PATH": str(idmap),
         "TERN_CHAT_POLL_INTERVAL_S": "0.3",
-        "TERN_TASK_QUEUE": settings.task_queue,
+        "TERN_TASK_QUEUE": settings.temporal.task_queue,
     }
 
 
@@ -200,7 +200,9 @@ async def test_operator_approves_a_write_from_matrix(temporal_env, settings, syn
     the operator's reaction to a write are refused with a reply and audited with the platform identity; the
     operator's reply approves; the card is edited with the verified readback; the run completes."""
     creds_path, idmap = chat_files
-    worker_settings = settings.model_copy(update={"approvers": ["operator"]})
+    worker_settings = settings.model_copy(
+        update={"approval": settings.approval.model_copy(update={"approvers": ["operator"]})}
+    )
     channel = "SR:MAG:QF:05:CURRENT:SP"
     target = read_value(channel) + 0.5
     operator, visitor, stranger = (
@@ -267,7 +269,9 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
     outbox row is missing (as for a run started before notify_approvers) gets its card from the new bridge's
     reconciliation; the new bridge takes the operator's reply to the old card; no card is posted twice."""
     creds_path, idmap = chat_files
-    worker_settings = settings.model_copy(update={"approvers": ["operator"]})
+    worker_settings = settings.model_copy(
+        update={"approval": settings.approval.model_copy(update={"approvers": ["operator"]})}
+    )
     env = _bridge_env(settings, temporal_env, creds_path, idmap)
     operator = Person(synapse, synapse.operator)
     await operator.start()
@@ -349,7 +353,9 @@ async def test_a_run_started_from_the_room_reports_progress_in_a_thread(
     requester: two-person rule, so alice could approve; the requester may reject) rejects it from the room. Unknown
     plans and unmapped people are answered."""
     creds_path, idmap = chat_files
-    worker_settings = settings.model_copy(update={"approvers": ["operator", "alice"]})
+    worker_settings = settings.model_copy(
+        update={"approval": settings.approval.model_copy(update={"approvers": ["operator", "alice"]})}
+    )
     operator, stranger = Person(synapse, synapse.operator), Person(synapse, synapse.others["stranger"])
     for p in (operator, stranger):
         await p.start()
@@ -365,7 +371,12 @@ async def test_a_run_started_from_the_room_reports_progress_in_a_thread(
     try:
         async with (
             demo_archive(settings) as archive,  # the bundled plan reads the trip night from the archiver
-            running_worker(temporal_env.client, worker_settings.model_copy(update={"archiver_url": archive.url})),
+            running_worker(
+                temporal_env.client,
+                worker_settings.model_copy(
+                    update={"archiver": worker_settings.archiver.model_copy(update={"url": archive.url})}
+                ),
+            ),
         ):
             e = await say(stranger, "@tern run demo_no_sandbox")
             await stranger.until(_answer_to(e, bot, "not mapped"), 60)
@@ -396,7 +407,9 @@ async def test_code_approved_by_reaction_then_its_write_by_reply(
     from tests.test_python_step import analysis_plan
 
     creds_path, idmap = chat_files
-    worker_settings = settings.model_copy(update={"approvers": ["operator"]})
+    worker_settings = settings.model_copy(
+        update={"approval": settings.approval.model_copy(update={"approvers": ["operator"]})}
+    )
     channel = "SR:MAG:SF:11:CURRENT:SP"
     before = read_value(channel)
     operator = Person(synapse, synapse.operator)

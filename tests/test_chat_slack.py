@@ -121,18 +121,22 @@ async def test_slack_buttons_and_modal_decide_and_unsigned_or_replayed_payloads_
     slack_api, calls = fake_slack()
     port = free_port()
     async with serving(slack_api) as slack_url:
+        dump = settings.model_dump()
         s = type(settings).model_validate(
             {
-                **settings.model_dump(),
-                "approvers": ["operator"],
-                "chat_identity_map_path": idmap,
-                "temporal_address": temporal_env.client.service_client.config.target_host,
-                "slack_bot_token": "xoxb-test",
-                "slack_signing_secret": SIGNING_SECRET,
-                "slack_channel": "C1",
-                "slack_api_url": f"{slack_url}/api/",
-                "slack_port": port,
-                "chat_poll_interval_s": 0.3,
+                **dump,
+                "approval": {**dump["approval"], "approvers": ["operator"]},
+                "temporal": {**dump["temporal"], "address": temporal_env.client.service_client.config.target_host},
+                "chat": {
+                    **dump["chat"],
+                    "identity_map_path": idmap,
+                    "slack_bot_token": "xoxb-test",
+                    "slack_signing_secret": SIGNING_SECRET,
+                    "slack_channel": "C1",
+                    "slack_api_url": f"{slack_url}/api/",
+                    "slack_port": port,
+                    "poll_interval_s": 0.3,
+                },
             }
         )
         stop = asyncio.Event()

@@ -69,13 +69,19 @@ async def test_signed_webhook_decides_and_bad_posts_are_refused_with_a_reason(te
     async with serving(hook_app) as hook_url:
         s = settings.model_copy(
             update={
-                "approvers": ["operator"],
-                "webhook_secrets": SECRETS,
-                "webhook_notify_urls": [f"{hook_url}/hook"],
-                "webhook_notify_key_id": "tern-out",
-                "chat_identity_map_path": idmap,
-                "temporal_address": temporal_env.client.service_client.config.target_host,
-                "webhook_max_body_bytes": 1024,
+                "approval": settings.approval.model_copy(update={"approvers": ["operator"]}),
+                "chat": settings.chat.model_copy(
+                    update={
+                        "webhook_secrets": SECRETS,
+                        "webhook_notify_urls": [f"{hook_url}/hook"],
+                        "webhook_notify_key_id": "tern-out",
+                        "identity_map_path": idmap,
+                        "webhook_max_body_bytes": 1024,
+                    }
+                ),
+                "temporal": settings.temporal.model_copy(
+                    update={"address": temporal_env.client.service_client.config.target_host}
+                ),
             }
         )
         s = type(s).model_validate(s.model_dump())  # SecretStr conversion of the secrets, as from the environment

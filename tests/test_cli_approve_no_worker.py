@@ -29,7 +29,7 @@ def cli_env(temporal_env, settings, tmp_path: Path) -> dict[str, str]:
         "TERN_DATA_DIR": str(tmp_path),
         "TERN_DATABASE_URL": settings.dsn,
         "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "TERN_TASK_QUEUE": settings.task_queue,
+        "TERN_TASK_QUEUE": settings.temporal.task_queue,
     }
 
 
@@ -55,7 +55,7 @@ async def test_approve_without_a_worker_says_so_and_exits_1(temporal_env, settin
     )
     took = time.monotonic() - started
     assert proc.returncode == 1, proc.stderr
-    assert f"no worker is polling task queue '{settings.task_queue}'" in proc.stderr, proc.stderr
+    assert f"no worker is polling task queue '{settings.temporal.task_queue}'" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert took < BOUND_S, took
     listed = await asyncio.to_thread(
@@ -74,7 +74,9 @@ async def test_approve_on_a_queue_no_worker_ever_polled_answers_within_the_bound
     temporal_env, settings, tmp_path
 ) -> None:
     """DescribeTaskQueue lists no poller at all: refused after WORKER_WAIT_S, without waiting on a query."""
-    lonely = settings.model_copy(update={"task_queue": "tq-nobody-" + uuid.uuid4().hex[:8]})
+    lonely = settings.model_copy(
+        update={"temporal": settings.temporal.model_copy(update={"task_queue": "tq-nobody-" + uuid.uuid4().hex[:8]})}
+    )
     handle = await start_run(temporal_env.client, lonely, write_plan(CHANNEL, 1.45), user="alice")
     env = cli_env(temporal_env, lonely, tmp_path)
     started = time.monotonic()

@@ -111,16 +111,16 @@ def assert_family_url_lists_the_run(env: dict[str, str], url: str, run_id: str) 
     assert asyncio.run(ids()) == {run_id, f"{run_id}.analyse"}
 
 
-def wait_pending(env: dict[str, str], run_id: str, kind: str) -> dict:
+def wait_pending(env: dict[str, str], workflow_id: str, kind: str) -> dict:
     import time
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for p in json.loads(tern(env, "pending", "--json").stdout):
-            if p["run_id"].split(".")[0] == run_id and p["pending"]["kind"] == kind:
+            if p["run_id"].split(".")[0] == workflow_id and p["pending"]["kind"] == kind:
                 return p
         time.sleep(0.3)
-    raise AssertionError(f"no pending {kind} request for {run_id}")
+    raise AssertionError(f"no pending {kind} request for {workflow_id}")
 
 
 def test_demo_waits_then_pending_approve_result(stack_env, docker_backend) -> None:
@@ -128,49 +128,53 @@ def test_demo_waits_then_pending_approve_result(stack_env, docker_backend) -> No
     assert proc.returncode == 0, proc.stderr[-3000:]
     waiting = json.loads(proc.stdout)
     assert waiting["status"] == "awaiting_approval"
-    run_id = waiting["run_id"]
-    code_req = wait_pending(stack_env, run_id, "python")
-    assert code_req["run_id"] == f"{run_id}.analyse"
-    shown = tern(stack_env, "show", run_id)
+    workflow_id = waiting["run_id"]  # the --json key scripts read; workflow_id beside it (tern.models.ids)
+    assert waiting["workflow_id"] == workflow_id
+    code_req = wait_pending(stack_env, workflow_id, "python")
+    assert code_req["run_id"] == code_req["workflow_id"] == f"{workflow_id}.analyse"
+    shown = tern(stack_env, "show", workflow_id)
     assert shown.returncode == 0 and "proposed_writes" in shown.stdout and "policy analysis" in shown.stdout
-    refused = tern(stack_env, "approve", run_id, "--as", "mallory")
+    refused = tern(stack_env, "approve", workflow_id, "--as", "mallory")
     assert refused.returncode == 2 and "not an approver" in refused.stderr
-    stale = tern(stack_env, "approve", run_id, "--request", "not-the-one-i-read")
+    stale = tern(stack_env, "approve", workflow_id, "--request", "not-the-one-i-read")
     assert stale.returncode == 2 and "read it with `tern show" in stale.stderr
     request_id = code_req["pending"]["request_id"]
-    ok = tern(stack_env, "approve", run_id, "--request", request_id, "--comment", "code reviewed", "--json")
+    ok = tern(stack_env, "approve", workflow_id, "--request", request_id, "--comment", "code reviewed", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["kind"] == "python"
-    write_req = wait_pending(stack_env, run_id, "control_write")
-    assert write_req["run_id"] == run_id and write_req["pending"]["write"]["channel"] == "SR:RF:CAVITY:01:VOLTAGE:SP"
-    self_approval = tern(stack_env, "approve", run_id, "--comment", "mine", "--json")
+    write_req = wait_pending(stack_env, workflow_id, "control_write")
+    assert (
+        write_req["run_id"] == workflow_id and write_req["pending"]["write"]["channel"] == "SR:RF:CAVITY:01:VOLTAGE:SP"
+    )
+    self_approval = tern(stack_env, "approve", workflow_id, "--comment", "mine", "--json")
     assert self_approval.returncode == 2 and "two-person rule" in self_approval.stderr
-    ok = tern(stack_env, "approve", run_id, "--as", "demo-operator", "--comment", "fine", "--json")
+    ok = tern(stack_env, "approve", workflow_id, "--as", "demo-operator", "--comment", "fine", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["decision"] == "approved"
-    res = tern(stack_env, "result", run_id, "--json")
+    res = tern(stack_env, "result", workflow_id, "--json")
     assert res.returncode == 0 and json.loads(res.stdout)["status"] == "completed"
-    again = tern(stack_env, "approve", run_id)
+    assert json.loads(res.stdout)["run_id"] == json.loads(res.stdout)["workflow_id"] == workflow_id
+    again = tern(stack_env, "approve", workflow_id)
     assert again.returncode == 2 and "not waiting" in again.stderr
-    audit = json.loads(tern(stack_env, "audit", run_id, "--json").stdout)
+    audit = json.loads(tern(stack_env, "audit", workflow_id, "--json").stdout)
     # the python step's code approval (child run RUN_ID.analyse) comes first, mallory's refused attempt
     # included; then the write's, with the requester's refused self-approval
     assert [(a["run_id"], a["event_kind"]) for a in audit] == [
-        (f"{run_id}.analyse", "approval_requested"),
-        (f"{run_id}.analyse", "decision_refused"),
-        (f"{run_id}.analyse", "decision"),
-        (run_id, "approval_requested"),
-        (run_id, "decision_refused"),
-        (run_id, "decision"),
-        (run_id, "write"),
+        (f"{workflow_id}.analyse", "approval_requested"),
+        (f"{workflow_id}.analyse", "decision_refused"),
+        (f"{workflow_id}.analyse", "decision"),
+        (workflow_id, "approval_requested"),
+        (workflow_id, "decision_refused"),
+        (workflow_id, "decision"),
+        (workflow_id, "write"),
     ]
     # The fresh history replays against the workflow code too.
     hist = Path(stack_env["TERN_DATA_DIR"]) / "h.json"
-    assert tern(stack_env, "export-history", run_id, "--out", str(hist)).returncode == 0
+    assert tern(stack_env, "export-history", workflow_id, "--out", str(hist)).returncode == 0
     import asyncio
 
     replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
-    asyncio.run(replayer.replay_workflow(WorkflowHistory.from_json(run_id, hist.read_text())))
+    asyncio.run(replayer.replay_workflow(WorkflowHistory.from_json(workflow_id, hist.read_text())))
 
 
 def test_bad_input_exits_2_and_starts_nothing(stack_env, tmp_path) -> None:

@@ -29,7 +29,7 @@ def test_answer_cites_hits_and_formats_readings_with_precision() -> None:
             ],
         ),
     ]
-    ans = compose(ComposeInput(run_id="x", user="u", query="q?", steps=steps))
+    ans = compose(ComposeInput(workflow_id="x", user="u", query="q?", steps=steps))
     assert ans.citations == ["DEMO-1"]
     assert "- P = 7.965 kW" in ans.answer
     assert "- Q: unavailable (not connected)" in ans.answer
@@ -37,5 +37,5 @@ def test_answer_cites_hits_and_formats_readings_with_precision() -> None:
 
 def test_no_hits_no_citations() -> None:
     steps = [StepResult(step_id="s", kind="logbook_search", status="completed", hits=[])]
-    ans = compose(ComposeInput(run_id="x", user="u", query="q?", steps=steps))
+    ans = compose(ComposeInput(workflow_id="x", user="u", query="q?", steps=steps))
     assert ans.citations == [] and "No logbook entries matched" in ans.answer

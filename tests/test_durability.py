@@ -44,11 +44,11 @@ async def test_worker_sigkill_while_waiting_for_approval(temporal_env, settings,
                 proc.wait(15)
     assert result.status == "completed", (result.error, log.read_text()[-3000:])
     assert read_value(channel) == pytest.approx(before + 2.0, abs=1e-6)
-    rows = await audit_rows(settings.dsn, result.run_id)
+    rows = await audit_rows(settings.dsn, result.workflow_id)
     assert [r["event_kind"] for r in rows].count("write") == 1
     conn = await asyncpg.connect(settings.dsn)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM write_ledger WHERE run_id = $1", result.run_id) == 1
+        assert await conn.fetchval("SELECT count(*) FROM write_ledger WHERE run_id = $1", result.workflow_id) == 1
     finally:
         await conn.close()
 
@@ -64,19 +64,23 @@ async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, d
 
     client = temporal_env.client
     address = client.service_client.config.target_host
-    settings = settings.model_copy(update={"python_approval_mode": "disabled"})  # the worker's floor
+    settings = settings.model_copy(
+        update={"approval": settings.approval.model_copy(update={"python_mode": "disabled"})}
+    )  # the worker's floor
     code = "import time\ntime.sleep(6)\nresults = {'done': True}"
     plan = Plan.model_validate({"steps": [{"id": "slow", "kind": "python", "code": code}]})
     req = AgentRunRequest(
         user="alice", query="slow analysis", plan=plan, approvers=["alice"], python_approval_mode="disabled"
     )
-    run_id = f"run-{uuid.uuid4().hex[:10]}"
+    workflow_id = f"run-{uuid.uuid4().hex[:10]}"
     log = tmp_path / "worker.log"
-    labels = {"label": [f"{LABEL}=1", f"tern.run_id={run_id}"]}
+    labels = {"label": [f"{LABEL}=1", f"tern.run_id={workflow_id}"]}
     first = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="2")
     second = None
     try:
-        handle = await client.start_workflow(AgentRunWorkflow.run, req, id=run_id, task_queue=settings.task_queue)
+        handle = await client.start_workflow(
+            AgentRunWorkflow.run, req, id=workflow_id, task_queue=settings.temporal.task_queue
+        )
         for _ in range(300):
             if docker_backend.client.api.containers(filters=labels):
                 break

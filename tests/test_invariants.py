@@ -33,7 +33,7 @@ async def _approved_write(conn: asyncpg.Connection, key: str, value: float, *, a
             conn,
             AuditEvent(
                 event_kind="decision",
-                run_id="r",
+                workflow_id="r",
                 event_key=f"d:{key}",
                 request_id=f"q-{key}",
                 actor="alice",
@@ -46,7 +46,7 @@ async def _approved_write(conn: asyncpg.Connection, key: str, value: float, *, a
     )
     event = AuditEvent(
         event_kind="write",
-        run_id="r",
+        workflow_id="r",
         event_key=f"write:{key}",
         request_id=f"q-{key}",
         channel=CH,
@@ -68,7 +68,7 @@ async def test_each_broken_invariant_is_reported(settings) -> None:
                 conn,
                 AuditEvent(
                     event_kind="decision",
-                    run_id="r",
+                    workflow_id="r",
                     event_key="d:again",
                     request_id="q-k-good",
                     actor="alice",

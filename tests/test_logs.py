@@ -34,7 +34,13 @@ async def test_json_lines_carry_workflow_step_request_and_trace_ids(temporal_env
     root.addHandler(handler)
     old_level = root.level
     root.setLevel(logging.INFO)
-    settings = settings.model_copy(update={"temporal_address": temporal_env.client.service_client.config.target_host})
+    settings = settings.model_copy(
+        update={
+            "temporal": settings.temporal.model_copy(
+                update={"address": temporal_env.client.service_client.config.target_host}
+            )
+        }
+    )
     try:
         client = await connect(settings)
         channel = "SR:RF:CAVITY:01:VOLTAGE:SP"
@@ -62,7 +68,7 @@ async def test_json_lines_carry_workflow_step_request_and_trace_ids(temporal_env
 
 
 def test_human_format_is_the_default() -> None:
-    assert TernSettings().log_format == "human"
+    assert TernSettings().worker.log_format == "human"
     stream = io.StringIO()
     logger = logging.getLogger("tern.test.human")
     logger.propagate = False

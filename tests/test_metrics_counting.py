@@ -21,7 +21,7 @@ def value(name: str, **labels: str) -> float:
 
 
 async def test_each_audit_row_counts_once(pg_dsn: str, tmp_path) -> None:
-    acts = AgentActivities(TernSettings(data_dir=tmp_path, database_url=pg_dsn))
+    acts = AgentActivities(TernSettings(data_dir=tmp_path, database={"url": pg_dsn}))
     kind = "kind-" + uuid.uuid4().hex[:6]  # a label value no other test uses
     run, req = "run-" + uuid.uuid4().hex[:6], "req-1"
     base = {"run_id": run, "request_id": req, "step_id": "write"}
@@ -54,7 +54,7 @@ async def test_each_audit_row_counts_once(pg_dsn: str, tmp_path) -> None:
         assert value("tern_approval_decisions_total", kind=kind, decision="approved", via="cli") == 1
         assert value("tern_approval_wait_seconds_count") == waits + 1
         cancelled = AuditEvent(
-            event_kind="approval_cancelled", event_key="cancelled:req-2", details={"kind": kind}, run_id=run
+            event_kind="approval_cancelled", event_key="cancelled:req-2", details={"kind": kind}, workflow_id=run
         )
         assert await acts.record_audit(cancelled)
         assert value("tern_approval_decisions_total", kind=kind, decision="cancelled", via="cancel") == 1

@@ -20,11 +20,11 @@ from tern.models.planning import PlanFeedback, PlanInput
 from tern.planning import REGISTRY, PlanningFailed, make_plan, parse_plan_json
 from tests.llm_script import last_user_text, plan_json, scripted_llm
 
-LIMITS = LimitsDatabase.load(TernSettings().limits_path)
+LIMITS = LimitsDatabase.load(TernSettings().control.limits_path)
 READ = {"id": "read", "kind": "channel_read", "channels": ["SR:RF:CAVITY:01:VOLTAGE:RB"]}
 SEARCH = {"id": "search", "kind": "logbook_search", "query": "RF cavity 1 trip"}
 ANSWER = {"id": "answer", "kind": "respond"}
-QUESTION = PlanInput(run_id="r1", user="alice", question="RF cavity 1 tripped again: has this happened before?")
+QUESTION = PlanInput(workflow_id="r1", user="alice", question="RF cavity 1 tripped again: has this happened before?")
 
 
 def openai_client(base: str, **kw) -> OpenAIChat:
@@ -138,7 +138,7 @@ def test_parse_plan_json_finds_fenced_or_embedded_objects() -> None:
 async def test_grounded_answer_removes_an_invented_citation() -> None:
     hits = [LogbookHit(entry_id="DEMO-007", title="RF cavity 1 trip", timestamp=datetime(2026, 1, 2, tzinfo=UTC))]
     steps = [StepResult(step_id="search", kind="logbook_search", status="completed", hits=hits)]
-    inp = ComposeInput(run_id="r", user="alice", query="cavity trips?", steps=steps)
+    inp = ComposeInput(workflow_id="r", user="alice", query="cavity trips?", steps=steps)
     async with scripted_llm() as llm:
         llm.script["answer"] = ["Yes: it tripped before [#DEMO-007], and also [#DEMO-999]."]
         composed = await compose_with_llm(openai_client(llm.base), inp, REGISTRY.summarise)
@@ -149,16 +149,16 @@ async def test_grounded_answer_removes_an_invented_citation() -> None:
 
 
 def test_settings_choose_provider_and_model_per_role() -> None:
-    s = TernSettings(llm_provider="openai", llm_url="http://127.0.0.1:9/v1", llm_model="m", llm_planner_model="big")
+    s = TernSettings(llm={"provider": "openai", "url": "http://127.0.0.1:9/v1", "model": "m", "planner_model": "big"})
     planner, answer = make_chat_provider(s, "planner"), make_chat_provider(s, "answer")
     assert isinstance(planner, OpenAIChat) and planner.model == "big"
     assert answer is not None and answer.model == "m"
-    a = make_chat_provider(TernSettings(llm_provider="anthropic", llm_api_key="k", llm_model="c"), "code")
+    a = make_chat_provider(TernSettings(llm={"provider": "anthropic", "api_key": "k", "model": "c"}), "code")
     assert isinstance(a, AnthropicChat) and a.model == "c"
     assert make_chat_provider(TernSettings()) is None
-    with pytest.raises(ValueError, match="llm_api_key"):
-        TernSettings(llm_provider="anthropic")
-    assert "sk-" not in repr(TernSettings(llm_provider="anthropic", llm_api_key="sk-secret"))
+    with pytest.raises(ValueError, match="TERN_LLM_API_KEY"):
+        TernSettings(llm={"provider": "anthropic"})
+    assert "sk-" not in repr(TernSettings(llm={"provider": "anthropic", "api_key": "sk-secret"}))
 
 
 def test_schema_is_json_serialisable_and_lists_every_kind() -> None:
@@ -260,7 +260,7 @@ def test_plan_request_shows_its_steps_to_the_approver() -> None:
         expires_at=now,
         plan=plan,
     )
-    text = pending_markdown(req, run_id="run-1", now=now)
+    text = pending_markdown(req, workflow_id="run-1", now=now)
     assert "Waiting for approval: the run's plan" in text
     assert '1. `search` (logbook\\_search): `{"query": "RF cavity 1 trip"}`' in text
     assert '2. `read` (channel\\_read): `{"channels": ["SR:RF:CAVITY:01:VOLTAGE:RB"]}`' in text

@@ -47,7 +47,7 @@ async def env(request, time_skipping_env) -> AsyncIterator[tuple[Client, Machine
             if request.param == "openai"
             else AnthropicChat(llm.base, "scripted", "k")
         )
-        planning = PlanningActivities(TernSettings(llm_provider="openai", llm_url=f"{llm.base}/v1"), llm=client)
+        planning = PlanningActivities(TernSettings(llm={"provider": "openai", "url": f"{llm.base}/v1"}), llm=client)
 
         @activity.defn(name="compose_answer")
         async def compose_answer(inp: ComposeInput) -> ComposedAnswer:
@@ -239,7 +239,7 @@ async def test_worker_setting_plan_approval_asks_even_when_the_run_did_not(time_
     async with scripted_llm() as llm:
         llm.default["planner"] = plan_json(READ, ANSWER)
         client = OpenAIChat(f"{llm.base}/v1", "scripted", "k")
-        settings = TernSettings(llm_provider="openai", llm_url=f"{llm.base}/v1", plan_approval=True)
+        settings = TernSettings(llm={"provider": "openai", "url": f"{llm.base}/v1", "plan_approval": True})
         async with Worker(
             time_skipping_env.client,
             task_queue=queue,

@@ -45,19 +45,19 @@ def analysis_plan(channel: str, delta: float) -> Plan:
     )
 
 
-async def approve_next(client, run_id: str, approver: str = "bob", approved: bool = True, within_s: float = 60):
+async def approve_next(client, workflow_id: str, approver: str = "bob", approved: bool = True, within_s: float = 60):
     """Approve whatever the run (or its python step) waits for next; returns the pending request."""
 
     async def find():
         while True:
-            st = await client.get_workflow_handle(run_id).query(AgentRunWorkflow.status)
+            st = await client.get_workflow_handle(workflow_id).query(AgentRunWorkflow.status)
             if st.pending is not None:
-                return run_id, st.pending
-            if st.child_run_id:
+                return workflow_id, st.pending
+            if st.child_workflow_id:
                 try:
-                    cst = await client.get_workflow_handle(st.child_run_id).query(PythonExecutionWorkflow.status)
+                    cst = await client.get_workflow_handle(st.child_workflow_id).query(PythonExecutionWorkflow.status)
                     if cst.pending is not None:
-                        return st.child_run_id, cst.pending
+                        return st.child_workflow_id, cst.pending
                 except Exception:
                     pass
             await asyncio.sleep(0.2)
@@ -95,7 +95,7 @@ async def test_analysis_code_approved_then_its_proposed_write_approved(temporal_
     finally:
         await conn.close()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    child_rows = await audit_rows(settings.dsn, AgentRunWorkflow.child_id(result.run_id, "analyse"))
+    child_rows = await audit_rows(settings.dsn, AgentRunWorkflow.child_id(result.workflow_id, "analyse"))
     assert [r["event_kind"] for r in child_rows] == ["approval_requested", "decision"]
 
 
@@ -161,7 +161,7 @@ except Exception as exc:
 import socket
 for host in ("127.0.0.1", "172.17.0.1", "10.0.2.2"):
     try:
-        s = socket.create_connection((host, {settings.ca_server_port}), timeout=2)
+        s = socket.create_connection((host, {settings.control.ca_server_port}), timeout=2)
         outcomes[host] = "connected"
     except OSError as exc:
         outcomes[host] = type(exc).__name__
@@ -193,12 +193,14 @@ async def test_cancelling_the_run_removes_the_container(temporal_env, settings, 
     req = AgentRunRequest(
         user="alice", query="long analysis", plan=plan, approvers=["alice"], python_approval_mode="disabled"
     )
-    run_id = f"run-{uuid.uuid4().hex[:10]}"
-    labels = {"label": [f"{LABEL}=1", f"tern.run_id={run_id}"]}
-    no_code_approval = settings.model_copy(update={"python_approval_mode": "disabled"})  # the worker's floor
+    workflow_id = f"run-{uuid.uuid4().hex[:10]}"
+    labels = {"label": [f"{LABEL}=1", f"tern.run_id={workflow_id}"]}
+    no_code_approval = settings.model_copy(
+        update={"approval": settings.approval.model_copy(update={"python_mode": "disabled"})}
+    )  # the worker's floor
     async with running_worker(temporal_env.client, no_code_approval):
         handle = await temporal_env.client.start_workflow(
-            AgentRunWorkflow.run, req, id=run_id, task_queue=settings.task_queue
+            AgentRunWorkflow.run, req, id=workflow_id, task_queue=settings.temporal.task_queue
         )
         for _ in range(300):
             if docker_backend.client.api.containers(filters=labels):

@@ -11,7 +11,10 @@ from tern.embedded.stack import COMPONENTS, EmbeddedStack
 
 def test_stale_pid_files_are_reported_dead(tmp_path) -> None:
     settings = TernSettings(
-        data_dir=tmp_path, pg_port=free_port(), ca_server_port=free_port(), temporal_address=f"127.0.0.1:{free_port()}"
+        data_dir=tmp_path,
+        database={"pg_port": free_port()},
+        control={"ca_server_port": free_port()},
+        temporal={"address": f"127.0.0.1:{free_port()}"},
     )
     stack = EmbeddedStack(settings)
     (tmp_path / "run").mkdir()
@@ -28,9 +31,9 @@ def test_stale_pid_files_are_reported_dead(tmp_path) -> None:
 
 def test_status_lists_the_worker_endpoint_urls(tmp_path) -> None:
     port = free_port()
-    urls = EmbeddedStack(TernSettings(data_dir=tmp_path, worker_http_port=port)).status().worker_urls
+    urls = EmbeddedStack(TernSettings(data_dir=tmp_path, worker={"http_port": port})).status().worker_urls
     assert urls == {name: f"http://127.0.0.1:{port}/{name}" for name in ("healthz", "readyz", "metrics")}
-    assert EmbeddedStack(TernSettings(data_dir=tmp_path, worker_http_port=0)).status().worker_urls == {}
+    assert EmbeddedStack(TernSettings(data_dir=tmp_path, worker={"http_port": 0})).status().worker_urls == {}
 
 
 async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_nothing(tmp_path, monkeypatch) -> None:
@@ -54,16 +57,13 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
     monkeypatch.setenv("TEMPORAL_TLS_CLIENT_CERT_PATH", str(tmp_path / "no-such-cert.pem"))
     settings = TernSettings(
         data_dir=tmp_path / "tern",
-        pg_port=free_port(),
-        ca_server_port=free_port(),
-        archiver_port=free_port(),
-        archiver_backfill_days=0.05,
-        temporal_address=f"127.0.0.1:{free_port()}",
-        temporal_ui_port=free_port(),
-        ariel_api_port=free_port(),
-        worker_http_port=free_port(),
-        task_queue="tq-supervised",
-        worker_restart_initial_s=0.5,
+        database={"pg_port": free_port()},
+        control={"ca_server_port": free_port()},
+        archiver={"port": free_port(), "backfill_days": 0.05},
+        temporal={"address": f"127.0.0.1:{free_port()}", "ui_port": free_port(), "task_queue": "tq-supervised"},
+        ariel={"api_port": free_port()},
+        worker={"http_port": free_port()},
+        stack={"worker_restart_initial_s": 0.5},
     )
     stack = EmbeddedStack(settings)
     seen: set[int] = set()
@@ -73,17 +73,17 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
         assert worker.state == "running" and worker.restarts == 0 and worker.child_pid, worker
         archiver = next(c for c in st.components if c.name == "archiver")
         assert archiver.state == "running" and archiver.detail.endswith(
-            f":{settings.archiver_port}/retrieval/data/getData.json"
+            f":{settings.archiver.port}/retrieval/data/getData.json"
         )
         import httpx
 
         async with httpx.AsyncClient() as http:  # the first-start history is served (archiver_backfill_days=0.05)
             r = await http.get(
-                f"http://127.0.0.1:{settings.archiver_port}/retrieval/data/getData.json",
+                f"http://127.0.0.1:{settings.archiver.port}/retrieval/data/getData.json",
                 params={"pv": "SR:RF:CAVITY:01:POWER:REV", "from": "2000-01-01T00:00:00Z"},
             )
         assert r.status_code == 200 and len(r.json()[0]["data"]) >= 0.05 * 86400 / 10 - 1
-        assert st.worker_urls["readyz"] == f"http://127.0.0.1:{settings.worker_http_port}/readyz"
+        assert st.worker_urls["readyz"] == f"http://127.0.0.1:{settings.worker.http_port}/readyz"
         async with httpx.AsyncClient(timeout=30) as http:
             ready = (await http.get(st.worker_urls["readyz"])).json()["dependencies"]
         assert ready["temporal"]["ok"] and ready["postgres"]["ok"], ready
@@ -100,7 +100,7 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
             await asyncio.sleep(0.2)
         assert worker.last_exit == "killed by SIGKILL" and "restarts: 1" in worker.detail
         seen.add(worker.child_pid)
-        client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
+        client = await Client.connect(settings.temporal.address, data_converter=pydantic_data_converter)
         plan = Plan.model_validate(
             {
                 "steps": [

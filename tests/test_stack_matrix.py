@@ -81,7 +81,7 @@ async def test_tern_up_with_matrix_approves_a_write_and_the_demo_from_the_contro
 
         plan = tmp_path / "plan.json"
         channel = "SR:MAG:QF:08:CURRENT:SP"
-        lim = LimitsDatabase.load(TernSettings(data_dir=data).limits_path).channels[channel]
+        lim = LimitsDatabase.load(TernSettings(data_dir=data).control.limits_path).channels[channel]
         assert lim.min_value is not None and lim.max_value is not None
         step = min(lim.max_step or 1.0, 1.0) / 2
         target = round((lim.min_value + lim.max_value) / 2, 4) + step  # the sim starts mid-range

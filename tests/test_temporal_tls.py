@@ -171,7 +171,12 @@ async def test_cli_and_worker_connect_with_a_client_certificate(
 
     for key, value in tls_env(tls_address, pki).items():
         monkeypatch.setenv(key, value)
-    settings = settings.model_copy(update={"task_queue": "tq-" + uuid.uuid4().hex[:8], "worker_http_port": 0})
+    settings = settings.model_copy(
+        update={
+            "temporal": settings.temporal.model_copy(update={"task_queue": "tq-" + uuid.uuid4().hex[:8]}),
+            "worker": settings.worker.model_copy(update={"http_port": 0}),
+        }
+    )
     client = await connect(settings)
     assert client.service_client.config.target_host == tls_address and client.service_client.config.tls
     plan = Plan.model_validate(

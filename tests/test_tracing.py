@@ -54,9 +54,10 @@ async def test_one_run_is_one_trace_from_the_client_to_the_write(temporal_env, s
 
     settings = settings.model_copy(
         update={
-            "temporal_address": temporal_env.client.service_client.config.target_host,
-            "sandbox_backend": "process",
-            "sandbox_allow_process_backend": True,
+            "temporal": settings.temporal.model_copy(
+                update={"address": temporal_env.client.service_client.config.target_host}
+            ),
+            "sandbox": settings.sandbox.model_copy(update={"backend": "process", "allow_process_backend": True}),
         }
     )
     client = await connect(settings)

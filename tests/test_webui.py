@@ -247,7 +247,7 @@ async def test_write_approved_from_the_web_ui(ui_env, ui: WebUI, settings, tmp_p
         await ui.screenshot(tmp_path / "waiting.png")
 
         # The saved-view links `tern pending` and `tern demo` print list this run, and only for its kind.
-        ui_settings = settings.model_copy(update={"temporal_ui_url": ui.base})
+        ui_settings = settings.model_copy(update={"temporal": settings.temporal.model_copy(update={"ui_url": ui.base})})
         assert await ui.lists(ui_settings.pending_url(), handle.id)
         assert await ui.lists(ui_settings.pending_url(kind="control_write", user="alice"), handle.id)
         assert not await ui.lists(ui_settings.pending_url(kind="python"), handle.id)

@@ -57,16 +57,17 @@ async def test_readyz_names_each_dependency_and_turns_503_when_postgres_stops(te
     try:
         settings = TernSettings(
             data_dir=tmp_path,
-            database_url=f"postgresql://postgres@127.0.0.1:{pg.port}/postgres",
-            temporal_address=temporal_env.client.service_client.config.target_host,
-            ca_server_port=ca_sim,
-            ca_probe_channel=PROBE,
-            task_queue="tq-" + uuid.uuid4().hex[:8],
-            worker_http_port=free_port(),
-            sandbox_backend="process",
+            database={"url": f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"},
+            temporal={
+                "address": temporal_env.client.service_client.config.target_host,
+                "task_queue": "tq-" + uuid.uuid4().hex[:8],
+            },
+            control={"ca_server_port": ca_sim},
+            worker={"ca_probe_channel": PROBE, "http_port": free_port()},
+            sandbox={"backend": "process"},
         )
         async with running_worker(settings) as url:
-            assert url == f"http://127.0.0.1:{settings.worker_http_port}"
+            assert url == f"http://127.0.0.1:{settings.worker.http_port}"
             assert (await get(f"{url}/healthz")).json() == {"alive": True}
             resp = await get(f"{url}/readyz")
             body = resp.json()
@@ -74,7 +75,9 @@ async def test_readyz_names_each_dependency_and_turns_503_when_postgres_stops(te
             deps = body["dependencies"]
             assert set(deps) == {"temporal", "postgres", "channel_access", "sandbox"}
             assert all(d["ok"] and d["checked"] for d in deps.values()), deps
-            assert settings.task_queue in deps["temporal"]["detail"] and PROBE in deps["channel_access"]["detail"]
+            assert (
+                settings.temporal.task_queue in deps["temporal"]["detail"] and PROBE in deps["channel_access"]["detail"]
+            )
             metrics = await get(f"{url}/metrics")
             assert metrics.status_code == 200 and "python_info" in metrics.text
 
@@ -93,14 +96,14 @@ async def test_readyz_names_each_dependency_and_turns_503_when_postgres_stops(te
 async def test_readyz_reports_a_dead_probe_channel(temporal_env, pg_dsn, ca_sim, tmp_path) -> None:
     settings = TernSettings(
         data_dir=tmp_path,
-        database_url=pg_dsn,
-        temporal_address=temporal_env.client.service_client.config.target_host,
-        ca_server_port=ca_sim,
-        ca_probe_channel="NO:SUCH:CHANNEL",
-        ca_timeout_s=0.5,
-        task_queue="tq-" + uuid.uuid4().hex[:8],
-        worker_http_port=free_port(),
-        sandbox_backend="process",
+        database={"url": pg_dsn},
+        temporal={
+            "address": temporal_env.client.service_client.config.target_host,
+            "task_queue": "tq-" + uuid.uuid4().hex[:8],
+        },
+        control={"ca_server_port": ca_sim, "ca_timeout_s": 0.5},
+        worker={"ca_probe_channel": "NO:SUCH:CHANNEL", "http_port": free_port()},
+        sandbox={"backend": "process"},
     )
     async with running_worker(settings) as url:
         resp = await get(f"{url}/readyz")
@@ -116,7 +119,7 @@ async def test_busy_port_stops_the_worker_naming_the_setting(tmp_path) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        settings = TernSettings(data_dir=tmp_path, worker_http_port=port, sandbox_backend="process")
+        settings = TernSettings(data_dir=tmp_path, worker={"http_port": port}, sandbox={"backend": "process"})
         with pytest.raises(HttpEndpointError, match="TERN_WORKER_HTTP_PORT"):
             await run_worker(settings, asyncio.Event())
 
@@ -150,9 +153,14 @@ async def test_metrics_count_an_approved_write_run_where_it_happens(temporal_env
     from workflows.agent_run import AgentRunWorkflow
 
     await ingest_demo(settings.dsn)
-    settings = settings.model_copy(update={"worker_http_port": free_port(), "sandbox_backend": "process"})
+    settings = settings.model_copy(
+        update={
+            "worker": settings.worker.model_copy(update={"http_port": free_port()}),
+            "sandbox": settings.sandbox.model_copy(update={"backend": "process"}),
+        }
+    )
     address = temporal_env.client.service_client.config.target_host
-    settings = settings.model_copy(update={"temporal_address": address})
+    settings = settings.model_copy(update={"temporal": settings.temporal.model_copy(update={"address": address})})
     async with running_worker(settings) as url:
         before = samples((await get(f"{url}/metrics")).text)
         client = await Client.connect(address, data_converter=pydantic_data_converter)

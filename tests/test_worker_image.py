@@ -47,13 +47,15 @@ async def test_image_is_the_worker_of_an_embedded_stack(worker_image: str, tmp_p
 
     settings = TernSettings(
         data_dir=tmp_path / "tern",
-        pg_port=free_port(),
-        ca_server_port=free_port(),
-        temporal_address=f"127.0.0.1:{free_port()}",
-        temporal_ui_port=free_port(),
-        worker_http_port=free_port(),
-        archiver_port=free_port(),
-        task_queue="tq-image-" + uuid.uuid4().hex[:6],
+        database={"pg_port": free_port()},
+        control={"ca_server_port": free_port()},
+        temporal={
+            "address": f"127.0.0.1:{free_port()}",
+            "ui_port": free_port(),
+            "task_queue": "tq-image-" + uuid.uuid4().hex[:6],
+        },
+        worker={"http_port": free_port()},
+        archiver={"port": free_port()},
     )
     stack = EmbeddedStack(settings)
     engine = docker.from_env()
@@ -66,19 +68,19 @@ async def test_image_is_the_worker_of_an_embedded_stack(worker_image: str, tmp_p
             network_mode="host",
             name=f"tern-worker-test-{uuid.uuid4().hex[:8]}",
             environment={
-                "TERN_TEMPORAL_ADDRESS": settings.temporal_address,
+                "TERN_TEMPORAL_ADDRESS": settings.temporal.address,
                 "TERN_DATABASE_URL": settings.dsn,
-                "TERN_TASK_QUEUE": settings.task_queue,
-                "TERN_CA_SERVER_PORT": str(settings.ca_server_port),
+                "TERN_TASK_QUEUE": settings.temporal.task_queue,
+                "TERN_CA_SERVER_PORT": str(settings.control.ca_server_port),
                 "TERN_CA_ADDR_LIST": "127.0.0.1",
                 "TERN_WRITES_ENABLED": "true",
                 "TERN_WORKER_HTTP_HOST": "127.0.0.1",
-                "TERN_WORKER_HTTP_PORT": str(settings.worker_http_port),
+                "TERN_WORKER_HTTP_PORT": str(settings.worker.http_port),
                 "TERN_CA_PROBE_CHANNEL": "SR:RF:CAVITY:01:VOLTAGE:SP",
                 "TERN_ARCHIVER_URL": settings.archiver_base_url,
             },
         )
-        readyz = f"http://127.0.0.1:{settings.worker_http_port}/readyz"
+        readyz = f"http://127.0.0.1:{settings.worker.http_port}/readyz"
         deadline = time.monotonic() + 90
         deps: dict = {}
         while time.monotonic() < deadline:
@@ -96,13 +98,13 @@ async def test_image_is_the_worker_of_an_embedded_stack(worker_image: str, tmp_p
             pytest.fail(f"worker container not ready: {deps}\n{container.logs().decode()[-3000:]}")
         assert not deps["sandbox"]["ok"]  # no Docker socket in this container: python steps would fail, said so
 
-        client = await Client.connect(settings.temporal_address, data_converter=pydantic_data_converter)
+        client = await Client.connect(settings.temporal.address, data_converter=pydantic_data_converter)
         plan = load_plan(DATA_DIR.parent / "plans" / "demo_no_sandbox.json")
         handle = await client.start_workflow(
             AgentRunWorkflow.run,
             AgentRunRequest(user="alice", query="cavity 1?", plan=plan, approvers=["bob"]),
             id=f"run-{uuid.uuid4().hex[:10]}",
-            task_queue=settings.task_queue,
+            task_queue=settings.temporal.task_queue,
         )
         try:
             st = await wait_for_state(handle, "awaiting_approval", within_s=120)

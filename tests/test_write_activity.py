@@ -18,7 +18,7 @@ from tern.models.activity_io import WriteCheckInput, WriteInput
 
 def _inp(channel: str, value: float, key: str, approved_from: float | None = None) -> WriteInput:
     return WriteInput(
-        run_id="r1",
+        workflow_id="r1",
         step_id="s1",
         idempotency_key=key,
         channel=channel,
@@ -49,7 +49,9 @@ async def _interrupted_claim(acts: AgentActivities, dsn: str, key: str, channel:
 async def test_interrupted_write_whose_put_never_landed_is_put_again(settings) -> None:
     """Killed between claim and put: after the settle delay the channel still holds the value the approver was
     shown, so the retry puts once more under the same approval, and the audit says how it was settled."""
-    acts = AgentActivities(settings.model_copy(update={"write_settle_delay_s": 1.0}))
+    acts = AgentActivities(
+        settings.model_copy(update={"control": settings.control.model_copy(update={"write_settle_delay_s": 1.0})})
+    )
     channel = "SR:MAG:QFA:10:CURRENT:SP"
     before = read_value(channel)
     await _interrupted_claim(acts, settings.dsn, "k-reput", channel, before + 10.0, "claimed")
@@ -75,7 +77,9 @@ async def test_interrupted_write_whose_put_never_landed_is_put_again(settings) -
 
 async def test_an_interrupted_reput_is_never_put_a_third_time(settings) -> None:
     """The re-put itself was interrupted (ledger row ``reput``): however the channel looks, the retry only reads."""
-    acts = AgentActivities(settings.model_copy(update={"write_settle_delay_s": 1.0}))
+    acts = AgentActivities(
+        settings.model_copy(update={"control": settings.control.model_copy(update={"write_settle_delay_s": 1.0})})
+    )
     channel = "SR:MAG:QFA:11:CURRENT:SP"
     before = read_value(channel)
     await _interrupted_claim(acts, settings.dsn, "k-reput2", channel, before + 10.0, "reput")
@@ -92,7 +96,9 @@ async def test_an_interrupted_reput_is_never_put_a_third_time(settings) -> None:
 
 async def test_interrupted_write_on_a_channel_that_moved_is_not_put_again(settings) -> None:
     """The channel holds neither the target nor the value shown to the approver: fail closed, no put."""
-    acts = AgentActivities(settings.model_copy(update={"write_settle_delay_s": 1.0}))
+    acts = AgentActivities(
+        settings.model_copy(update={"control": settings.control.model_copy(update={"write_settle_delay_s": 1.0})})
+    )
     channel = "SR:MAG:QFA:12:CURRENT:SP"
     before = read_value(channel)
     await _interrupted_claim(acts, settings.dsn, "k-moved", channel, before + 10.0, "claimed")
@@ -177,7 +183,7 @@ async def test_interrupted_attempt_is_never_written_again(settings) -> None:
 async def test_interrupted_attempt_is_settled_after_the_settle_delay(settings) -> None:
     """The put of the interrupted attempt did land: the retry waits TERN_WRITE_SETTLE_DELAY_S from the claim,
     reads the channel, and records the write as done, saying how it was settled."""
-    settle = settings.model_copy(update={"write_settle_delay_s": 2.0})
+    settle = settings.model_copy(update={"control": settings.control.model_copy(update={"write_settle_delay_s": 2.0})})
     acts = AgentActivities(settle)
     channel = "SR:MAG:QFA:09:CURRENT:SP"
     target = read_value(channel) + 3.0
@@ -227,9 +233,11 @@ async def _audit_row(dsn: str, event_key: str) -> dict:
 async def test_invalid_limits_database_blocks_all_writes(settings, tmp_path) -> None:
     bad = tmp_path / "limits.json"
     bad.write_text('{"SR:RF:CAVITY:01:VOLTAGE:SP": {"writable": true, "min_value": 5, "max_value": 1}}')
-    acts = AgentActivities(settings.model_copy(update={"limits_path": bad}))
+    acts = AgentActivities(
+        settings.model_copy(update={"control": settings.control.model_copy(update={"limits_path": bad})})
+    )
     check = await ActivityEnvironment().run(
-        acts.check_write, WriteCheckInput(run_id="r", step_id="s", channel="SR:RF:CAVITY:01:VOLTAGE:SP", value=1.0)
+        acts.check_write, WriteCheckInput(workflow_id="r", step_id="s", channel="SR:RF:CAVITY:01:VOLTAGE:SP", value=1.0)
     )
     assert not check.allowed and check.violation == "invalid_limits_database"
     assert "min_value 5.0 > max_value 1.0" in check.message
@@ -242,7 +250,9 @@ async def test_interrupted_write_whose_readback_never_moved_is_not_verified(sett
     by reading must not call that verified (readback level)."""
     from tests.conftest import STUCK_SETPOINT
 
-    acts = AgentActivities(settings.model_copy(update={"write_settle_delay_s": 0.0}))
+    acts = AgentActivities(
+        settings.model_copy(update={"control": settings.control.model_copy(update={"write_settle_delay_s": 0.0})})
+    )
     before = read_value(STUCK_SETPOINT)
     target = before + 2.0
     await acts.pool()  # migrations
@@ -273,7 +283,9 @@ async def test_cancelled_mid_put_still_records_the_write(settings) -> None:
 
     from tests.conftest import SLOW_SETPOINT
 
-    acts = AgentActivities(settings.model_copy(update={"readback_timeout_s": 10.0}))
+    acts = AgentActivities(
+        settings.model_copy(update={"control": settings.control.model_copy(update={"readback_timeout_s": 10.0})})
+    )
     env = ActivityEnvironment()
     before = read_value(SLOW_SETPOINT)
     task = asyncio.ensure_future(env.run(acts.write_channel, _inp(SLOW_SETPOINT, before + 1.0, "k-cancel")))
@@ -302,8 +314,8 @@ async def test_channel_access_activities_wait_for_an_ioc_that_does_not_answer(se
 
     from tern.models.activity_io import ChannelReadInput
 
-    both = ChannelReadInput(run_id="r", step_id="s", channels=["TEST:NOBODY:HOME:RB", "SR:MAG:QFA:07:CURRENT:SP"])
-    check = WriteCheckInput(run_id="r", step_id="s", channel="SR:MAG:QFA:07:CURRENT:SP", value=350.0)
+    both = ChannelReadInput(workflow_id="r", step_id="s", channels=["TEST:NOBODY:HOME:RB", "SR:MAG:QFA:07:CURRENT:SP"])
+    check = WriteCheckInput(workflow_id="r", step_id="s", channel="SR:MAG:QFA:07:CURRENT:SP", value=350.0)
     silent = check.model_copy(update={"channel": "TEST:NOBODY:HOME:SP"})
     early = ActivityEnvironment()
     early.info = dataclasses.replace(early.info, scheduled_time=datetime.now(UTC))
@@ -311,7 +323,11 @@ async def test_channel_access_activities_wait_for_an_ioc_that_does_not_answer(se
     late.info = dataclasses.replace(late.info, scheduled_time=datetime.now(UTC) - timedelta(seconds=61))
     acts = AgentActivities(
         settings.model_copy(
-            update={"ca_timeout_s": 0.3, "ca_unreachable_grace_s": 60.0, "allow_unlisted_channels": True}
+            update={
+                "control": settings.control.model_copy(
+                    update={"ca_timeout_s": 0.3, "ca_unreachable_grace_s": 60.0, "allow_unlisted_channels": True}
+                )
+            }
         )
     )
     try:

@@ -53,7 +53,7 @@ async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, setti
     assert "settled by reading" in result.writes[0].message
     assert settled_after < WRITE_HEARTBEAT_TIMEOUT.total_seconds() + 30, settled_after
     assert read_value(channel) == pytest.approx(target)
-    writes = [r for r in await audit_rows(settings.dsn, result.run_id) if r["event_kind"] == "write"]
+    writes = [r for r in await audit_rows(settings.dsn, result.workflow_id) if r["event_kind"] == "write"]
     assert len(writes) == 1
     details = writes[0]["details"]
     if isinstance(details, str):

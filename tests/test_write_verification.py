@@ -36,7 +36,7 @@ STAMP = r"\d\d:\d\d:\d\d\.\d{3} UTC"
 
 def _inp(channel: str, value: float, key: str, approved_from: float | None = None) -> WriteInput:
     return WriteInput(
-        run_id="rv",
+        workflow_id="rv",
         step_id="s1",
         idempotency_key=key,
         channel=channel,
@@ -73,11 +73,11 @@ async def test_stuck_readback_with_a_small_change_is_not_verified(settings) -> N
 
 
 async def test_readback_lagging_past_the_timeout_is_not_verified(settings) -> None:
-    assert settings.readback_timeout_s < SLOW_READBACK_LAG_S
+    assert settings.control.readback_timeout_s < SLOW_READBACK_LAG_S
     before = ca.read_value(SLOW_SETPOINT)
     record = await _write(settings, SLOW_SETPOINT, before + 1.0, "k-slow")
     assert record.verified is False, record.message
-    assert f"within {settings.readback_timeout_s:g} s" in record.message
+    assert f"within {settings.control.readback_timeout_s:g} s" in record.message
     await asyncio.sleep(SLOW_READBACK_LAG_S)  # it does follow, later: the simulator's lag is what was tested
     assert ca.read_value(ca.readback_name(SLOW_SETPOINT)) == pytest.approx(before + 1.0)
 
@@ -93,13 +93,15 @@ async def test_small_change_on_a_healthy_channel_is_verified_with_a_tightened_to
 
 async def test_small_change_is_refused_when_the_setting_says_refuse(settings) -> None:
     channel = "BR:MAG:DIPOLE:04:CURRENT:SP"
-    strict = settings.model_copy(update={"small_change_verification": "refuse"})
+    strict = settings.model_copy(
+        update={"control": settings.control.model_copy(update={"small_change_verification": "refuse"})}
+    )
     acts = AgentActivities(strict)
     env = ActivityEnvironment()
     before = ca.read_value(channel)
     try:
         check = await env.run(
-            acts.check_write, WriteCheckInput(run_id="rv", step_id="s", channel=channel, value=before + 1.0)
+            acts.check_write, WriteCheckInput(workflow_id="rv", step_id="s", channel=channel, value=before + 1.0)
         )
         assert not check.allowed and check.violation == "unverifiable_change"
         assert "within the verification tolerance" in check.message
@@ -108,7 +110,7 @@ async def test_small_change_is_refused_when_the_setting_says_refuse(settings) ->
         assert exc.value.non_retryable and exc.value.type == "WriteRefused"
         assert ca.read_value(channel) == pytest.approx(before)  # nothing was put
         big = await env.run(
-            acts.check_write, WriteCheckInput(run_id="rv", step_id="s", channel=channel, value=before + 10.0)
+            acts.check_write, WriteCheckInput(workflow_id="rv", step_id="s", channel=channel, value=before + 10.0)
         )
         assert big.allowed
     finally:

@@ -67,8 +67,8 @@ def connect_options(settings: TernSettings, environ: dict[str, str] | None = Non
         options: dict[str, Any] = dict(profile.to_client_connect_config())
     except OSError as exc:
         raise TemporalConfigError(f"cannot read a TLS file of the Temporal connection (TEMPORAL_TLS_*): {exc}") from exc
-    options.setdefault("target_host", settings.temporal_address)
-    options.setdefault("namespace", settings.temporal_namespace)
+    options.setdefault("target_host", settings.temporal.address)
+    options.setdefault("namespace", settings.temporal.namespace)
     return options
 
 

@@ -95,7 +95,7 @@ class HealthChecks:
         resp = await self.client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=self.client.namespace,
-                task_queue=TaskQueue(name=self.settings.task_queue),
+                task_queue=TaskQueue(name=self.settings.temporal.task_queue),
                 task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
             ),
             timeout=timedelta(seconds=CHECK_TIMEOUT_S),
@@ -103,9 +103,10 @@ class HealthChecks:
         mine = [p for p in resp.pollers if p.identity == self.client.identity]
         if not mine:
             return DependencyState(
-                ok=False, detail=f"frontend answers; {self.client.identity} not polling {self.settings.task_queue}"
+                ok=False,
+                detail=f"frontend answers; {self.client.identity} not polling {self.settings.temporal.task_queue}",
             )
-        return DependencyState(ok=True, detail=f"{self.client.identity} polling {self.settings.task_queue}")
+        return DependencyState(ok=True, detail=f"{self.client.identity} polling {self.settings.temporal.task_queue}")
 
     async def postgres(self) -> DependencyState:
         """``SELECT 1`` on a pooled connection."""
@@ -115,10 +116,10 @@ class HealthChecks:
 
     async def channel_access(self) -> DependencyState:
         """Read ``ca_probe_channel`` (a passing, unchecked state when none is configured)."""
-        channel = self.settings.ca_probe_channel
+        channel = self.settings.worker.ca_probe_channel
         if not channel or self.ca is None:
             return DependencyState(ok=True, checked=False, detail="no probe channel (TERN_CA_PROBE_CHANNEL)")
-        value = await self.ca.read_value(channel, self.settings.ca_timeout_s)
+        value = await self.ca.read_value(channel, self.settings.control.ca_timeout_s)
         return DependencyState(ok=True, detail=f"{channel} = {value:g}")
 
     async def sandbox(self) -> DependencyState:
@@ -128,7 +129,7 @@ class HealthChecks:
         problem = await asyncio.to_thread(unavailable_reason, self.settings)
         if problem:
             return DependencyState(ok=False, detail=problem)
-        return DependencyState(ok=True, detail=f"{self.settings.sandbox_backend} backend ready")
+        return DependencyState(ok=True, detail=f"{self.settings.sandbox.backend} backend ready")
 
     async def readiness(self) -> Readiness:
         """Run every check concurrently; a check that raises or exceeds the timeout is not ok, with the reason."""

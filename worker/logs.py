@@ -4,8 +4,8 @@ approval request id, and the OpenTelemetry trace and span ids.
 
 The ids come from three places: the activity's own info (``temporalio.activity.info()``), the
 ``temporal_workflow`` record extra that ``workflow.logger`` adds, and :class:`LogContextInterceptor`, which
-reads ``run_id`` / ``step_id`` / ``request_id`` from each activity's input model into a context variable for
-the activity's duration. JSON encoding: python-json-logger's ``JsonFormatter``.
+reads ``workflow_id`` (logged as ``run_id``) / ``step_id`` / ``request_id`` from each activity's input model
+into a context variable for the activity's duration. JSON encoding: python-json-logger's ``JsonFormatter``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from tern.config import TernSettings
 
 HUMAN_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
-INPUT_FIELDS = ("run_id", "step_id", "request_id")  # read from an activity's input model, when it has them
+# log field -> attribute of an activity's input model it is read from, when the model has it. Tern's run id keeps
+# the log field name ``run_id`` (log queries written before the rename); the models call it ``workflow_id``.
+INPUT_FIELDS = {"run_id": "workflow_id", "step_id": "step_id", "request_id": "request_id"}
 
 _activity_fields: ContextVar[dict[str, str]] = ContextVar("tern_log_fields", default={})  # noqa: B039 - never mutated
 
@@ -70,17 +72,17 @@ def make_handler(log_format: str, stream: IO[str] | None = None) -> logging.Hand
 
 
 def configure_logging(settings: TernSettings, level: int = logging.INFO) -> None:
-    """Replace the root logger's handlers with one :func:`make_handler` for ``settings.log_format``."""
+    """Replace the root logger's handlers with one :func:`make_handler` for ``settings.worker.log_format``."""
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(make_handler(settings.log_format))
+    root.addHandler(make_handler(settings.worker.log_format))
     root.setLevel(level)
 
 
 class LogContextInterceptor(Interceptor):
-    """Worker interceptor: while an activity runs, its input's ``run_id``, ``step_id`` and ``request_id`` are in
-    the log context (:class:`ContextFilter` adds them to every record)."""
+    """Worker interceptor: while an activity runs, its input's ``workflow_id`` (as ``run_id``), ``step_id`` and
+    ``request_id`` are in the log context (:class:`ContextFilter` adds them to every record)."""
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _ActivityLogContext(next)
@@ -91,8 +93,8 @@ class _ActivityLogContext(ActivityInboundInterceptor):
         fields = {
             name: str(value)
             for arg in input.args
-            for name in INPUT_FIELDS
-            if (value := getattr(arg, name, None)) is not None
+            for name, attr in INPUT_FIELDS.items()
+            if (value := getattr(arg, attr, None)) is not None
         }
         token = _activity_fields.set(fields)
         try:

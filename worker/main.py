@@ -55,7 +55,7 @@ def build_worker(
     pool: asyncpg.Pool,
     overrides: Mapping[str, Callable[..., Any]] | None = None,
 ) -> Worker:
-    """A worker on ``settings.task_queue`` with all Tern workflows and activities, sharing ``pool``.
+    """A worker on ``settings.temporal.task_queue`` with all Tern workflows and activities, sharing ``pool``.
 
     ``overrides`` maps activity names to callables (``@activity.defn(name=...)``) that replace Tern's activity
     of that name: an LLM provider such as ``generate_code`` or ``compose_answer``; tests register scripted ones
@@ -79,7 +79,7 @@ def build_worker(
         raise ValueError(f"no Tern activity named {', '.join(sorted(unknown))} to override")
     return Worker(
         client,
-        task_queue=settings.task_queue,
+        task_queue=settings.temporal.task_queue,
         workflows=list(WORKFLOWS),
         activities=[*(a for a in activities if a.__name__ not in overrides), *overrides.values()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -108,7 +108,7 @@ async def check_search_attributes(client: Client, required: Sequence[str] = SEAR
 
 def reap_sandbox_orphans(settings: TernSettings) -> None:
     """Remove sandbox containers a crashed worker left past their deadline; a warning when there is no engine."""
-    if settings.sandbox_backend != "docker":
+    if settings.sandbox.backend != "docker":
         return
     from tern.sandbox import SandboxUnavailable, reap_orphans
 
@@ -142,15 +142,15 @@ def check_approval_policy(settings: TernSettings) -> None:
 
 
 async def reap_sandbox_periodically(settings: TernSettings, stop: asyncio.Event) -> None:
-    """Every ``settings.sandbox_reap_period_s`` seconds until ``stop`` is set, remove sandbox containers past
+    """Every ``settings.sandbox.reap_period_s`` seconds until ``stop`` is set, remove sandbox containers past
     their deadline label, whoever started them (another worker, a killed ``tern sandbox run``); the deadline
     holds even when the container's own timeout and the process that started it both failed. A failed pass
     is logged and the next one tried; returns at once for the process backend."""
-    if settings.sandbox_backend != "docker":
+    if settings.sandbox.backend != "docker":
         return
     while not stop.is_set():
         try:
-            await asyncio.wait_for(stop.wait(), settings.sandbox_reap_period_s)
+            await asyncio.wait_for(stop.wait(), settings.sandbox.reap_period_s)
         except TimeoutError:
             pass
         if stop.is_set():
@@ -185,7 +185,7 @@ async def run_worker(
     ``/metrics``) is bound first, so a busy port stops the worker at once naming TERN_WORKER_HTTP_PORT, and serves
     while the worker polls; ``on_ready`` is called with its base URL (None when ``worker_http_port`` is 0) once the
     worker polls."""
-    sock = bind(settings.worker_http_host, settings.worker_http_port) if settings.worker_http_port else None
+    sock = bind(settings.worker.http_host, settings.worker.http_port) if settings.worker.http_port else None
     try:
         connect_options(settings)  # an unusable TLS file or profile stops the worker before anything starts
         configure_environment(settings.ca_environment())
@@ -206,7 +206,7 @@ async def run_worker(
         loop.add_signal_handler(sig, stop.set)
     reaper = asyncio.create_task(reap_sandbox_periodically(settings, stop))
     drainer = asyncio.create_task(sdk_metrics.drain_periodically(stop))
-    probe_ca = ChannelAccessClient(1, settings.ca_environment()) if settings.ca_probe_channel else None
+    probe_ca = ChannelAccessClient(1, settings.ca_environment()) if settings.worker.ca_probe_channel else None
     checks = HealthChecks(settings, client, pool, probe_ca)
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -214,7 +214,7 @@ async def run_worker(
             worker = build_worker(client, settings, pool)
             async with worker:
                 checks.worker = worker
-                log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+                log.info("worker polling %s on %s", settings.temporal.task_queue, settings.temporal.address)
                 if on_ready is not None:
                     on_ready(endpoint.url if endpoint else None)
                 await stop.wait()
@@ -223,7 +223,7 @@ async def run_worker(
         drainer.cancel()
         if probe_ca is not None:
             probe_ca.close(wait=False)
-        if settings.ariel_backend == "opensearch":  # the process's shared OpenSearch client (ARIEL activities)
+        if settings.ariel.backend == "opensearch":  # the process's shared OpenSearch client (ARIEL activities)
             from tern.ariel.backends.opensearch_client import close_shared_clients
 
             await close_shared_clients()

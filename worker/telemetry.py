@@ -34,7 +34,7 @@ def otlp_endpoint(settings: TernSettings) -> tuple[str, str] | None:
     """``(base URL, setting name)`` of the configured OTLP endpoint, or None. Raises :class:`TelemetryConfigError`
     naming the setting for a URL that is not ``http(s)://host[:port][/path]``."""
     for name, value in (
-        ("TERN_OTLP_ENDPOINT", settings.otlp_endpoint),
+        ("TERN_OTLP_ENDPOINT", settings.worker.otlp_endpoint),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")),
     ):
         if value:

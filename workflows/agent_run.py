@@ -26,7 +26,7 @@ from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, run_k
 from workflows.failures import error_message, failure_chain
 from workflows.planning import PLANNER_PATCH, RunPlanner
 from workflows.python_execution import PythonExecutionWorkflow
-from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS, RUN_USER
+from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATE, RUN_USER
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
@@ -44,13 +44,13 @@ with workflow.unsafe.imports_passed_through():
         ChannelFindStep,
         ChannelReadStep,
         ControlWriteStep,
+        FinalRunState,
         GatherStep,
         LogbookSearchStep,
         MemoryStep,
         PythonStep,
         RespondStep,
         RunState,
-        RunStatus,
         Step,
         StepResult,
         WriteRecord,
@@ -119,7 +119,7 @@ MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 MAX_READ_CHANNELS = 500  # channels one channel_read step reads, named and found by earlier steps together
 
 
-STEP_OUTCOME_TO_RUN: dict[str, RunStatus] = {"rejected": "rejected", "timed_out": "timed_out"}
+STEP_OUTCOME_TO_RUN: dict[str, FinalRunState] = {"rejected": "rejected", "timed_out": "timed_out"}
 
 
 @workflow.defn
@@ -130,7 +130,7 @@ class AgentRunWorkflow(ApprovalHandlers):
     def __init__(self, req: AgentRunRequest) -> None:
         self._req = req
         self._state: RunState = "running"
-        self._status: RunStatus = "completed"
+        self._status: FinalRunState = "completed"
         self._error: str | None = None
         self._queue: list[Step] = list(req.plan.steps) if req.plan else []
         self._current: Step | None = None
@@ -167,7 +167,7 @@ class AgentRunWorkflow(ApprovalHandlers):
         """The procedure: each step in order through its handler; a step that does not complete blocks later
         writes and sets the run's status; the answer is still composed."""
         workflow.upsert_search_attributes(
-            [RUN_STATUS.value_set("running"), PENDING_APPROVAL.value_set(NO_APPROVAL), RUN_USER.value_set(req.user)]
+            [RUN_STATE.value_set("running"), PENDING_APPROVAL.value_set(NO_APPROVAL), RUN_USER.value_set(req.user)]
         )
         if req.plan is None:
             if not workflow.patched(PLANNER_PATCH):
@@ -180,7 +180,7 @@ class AgentRunWorkflow(ApprovalHandlers):
                 return await self._finish(req)
         while self._queue:
             step = self._current = self._queue.pop(0)
-            child = self.child_id(self._run_id, step.id) if step.kind == "python" else None
+            child = self.child_id(self._workflow_id, step.id) if step.kind == "python" else None
             workflow.set_current_details(
                 step_markdown(
                     step.id,
@@ -247,7 +247,7 @@ class AgentRunWorkflow(ApprovalHandlers):
         if self._answer_usage.calls:
             usage["answer"] = self._answer_usage
         return AgentRunResult(
-            run_id=workflow.info().workflow_id,
+            workflow_id=workflow.info().workflow_id,
             status=self._status,
             query=req.query,
             user=req.user,
@@ -278,14 +278,14 @@ class AgentRunWorkflow(ApprovalHandlers):
         return sorted([*self._gate.approvals, *child], key=lambda a: a.decided_at)
 
     @property
-    def _run_id(self) -> str:
+    def _workflow_id(self) -> str:
         return workflow.info().workflow_id
 
     async def _logbook(self, step: LogbookSearchStep, limit: timedelta | None = None) -> StepResult:
         found = await workflow.execute_activity_method(
             AgentActivities.search_logbook,
             LogbookSearchInput(
-                run_id=self._run_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode
+                workflow_id=self._workflow_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode
             ),
             start_to_close_timeout=min(LOGBOOK_SEARCH_TIMEOUT, limit or LOGBOOK_SEARCH_TIMEOUT),
             schedule_to_close_timeout=limit,
@@ -306,7 +306,9 @@ class AgentRunWorkflow(ApprovalHandlers):
     async def _find_channels(self, step: ChannelFindStep) -> StepResult:
         found = await workflow.execute_activity_method(
             ChannelActivities.find_channels,
-            ChannelFindInput(run_id=self._run_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode),
+            ChannelFindInput(
+                workflow_id=self._workflow_id, step_id=step.id, query=step.query, limit=step.limit, mode=step.mode
+            ),
             start_to_close_timeout=CHANNEL_FIND_TIMEOUT,
             retry_policy=READ_RETRY,
             summary=f"find channels ({step.mode}): {step.query[:80]}",
@@ -332,7 +334,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             )
         readings = await workflow.execute_activity_method(
             AgentActivities.read_channels,
-            ChannelReadInput(run_id=self._run_id, step_id=step.id, channels=channels),
+            ChannelReadInput(workflow_id=self._workflow_id, step_id=step.id, channels=channels),
             start_to_close_timeout=min(CHANNEL_READ_TIMEOUT, limit or CHANNEL_READ_TIMEOUT),
             schedule_to_close_timeout=limit,
             retry_policy=CA_RETRY,
@@ -353,7 +355,7 @@ class AgentRunWorkflow(ApprovalHandlers):
         out = await workflow.execute_activity_method(
             ArchiverActivities.read_archiver,
             ArchiverReadInput(
-                run_id=self._run_id,
+                workflow_id=self._workflow_id,
                 step_id=step.id,
                 channels=step.channels,
                 range=step.range,
@@ -428,7 +430,7 @@ class AgentRunWorkflow(ApprovalHandlers):
 
     async def _python(self, step: PythonStep) -> StepResult:
         """Run the step as the child workflow; the writes its code proposes become the next steps."""
-        req, run_id = self._req, self._run_id
+        req, workflow_id = self._req, self._workflow_id
         inputs: dict[str, Any] = {
             input_name(s.step_id): s.model_dump(mode="json", exclude_none=True)
             for s in self._steps
@@ -438,7 +440,7 @@ class AgentRunWorkflow(ApprovalHandlers):
         outcome = await workflow.execute_child_workflow(
             PythonExecutionWorkflow.run,
             PythonRunInput(
-                run_id=run_id,
+                workflow_id=workflow_id,
                 step_id=step.id,
                 user=req.user,
                 approvers=req.approvers,
@@ -451,8 +453,8 @@ class AgentRunWorkflow(ApprovalHandlers):
                 expected_keys=step.expected_keys,
                 max_attempts=step.max_attempts,
             ),
-            id=self.child_id(run_id, step.id),
-            static_summary=f"python step {step.id} of {run_id}",
+            id=self.child_id(workflow_id, step.id),
+            static_summary=f"python step {step.id} of {workflow_id}",
         )
         result = StepResult(
             step_id=step.id, kind=step.kind, status=outcome.status, python=outcome, message=outcome.message
@@ -477,7 +479,7 @@ class AgentRunWorkflow(ApprovalHandlers):
     async def _memory(self, step: MemoryStep) -> StepResult:
         """recall: the user's relevant notes. remember: the worker's memory approval mode, then (when it says
         'always') the approval gate, then the note is stored once (idempotent under run/step)."""
-        req, run_id = self._req, self._run_id
+        req, workflow_id = self._req, self._workflow_id
         if step.action == "recall":
             found = await workflow.execute_activity_method(
                 MemoryActivities.recall,
@@ -510,9 +512,9 @@ class AgentRunWorkflow(ApprovalHandlers):
             MemoryAddInput(
                 user=req.user,
                 text=text,
-                source=f"run {run_id} step {step.id}",
-                idem_key=f"{run_id}/{step.id}",
-                run_id=run_id,
+                source=f"run {workflow_id} step {step.id}",
+                idem_key=f"{workflow_id}/{step.id}",
+                workflow_id=workflow_id,
                 step_id=step.id,
             ),
             start_to_close_timeout=MEMORY_TIMEOUT,
@@ -553,7 +555,7 @@ class AgentRunWorkflow(ApprovalHandlers):
         composed = await workflow.execute_activity_method(
             AgentActivities.compose_answer,
             ComposeInput(
-                run_id=self._run_id,
+                workflow_id=self._workflow_id,
                 user=req.user,
                 query=req.query,
                 instructions=step.instructions,
@@ -571,9 +573,9 @@ class AgentRunWorkflow(ApprovalHandlers):
         return StepResult(step_id=step.id, kind=step.kind, status="completed", answer=composed.answer)
 
     @staticmethod
-    def child_id(run_id: str, step_id: str) -> str:
+    def child_id(workflow_id: str, step_id: str) -> str:
         """Workflow id of the child that runs python step ``step_id``."""
-        return f"{run_id}.{step_id}"
+        return f"{workflow_id}.{step_id}"
 
     async def _control_write(self, step: ControlWriteStep) -> StepResult:
         """Limits check -> approval -> write (once) with verification. Skipped after a step that did not
@@ -582,10 +584,10 @@ class AgentRunWorkflow(ApprovalHandlers):
             return StepResult(
                 step_id=step.id, kind=step.kind, status="skipped", message="skipped: an earlier step did not complete"
             )
-        req, run_id = self._req, self._run_id
+        req, workflow_id = self._req, self._workflow_id
         check = await workflow.execute_activity_method(
             AgentActivities.check_write,
-            WriteCheckInput(run_id=run_id, step_id=step.id, channel=step.channel, value=step.value),
+            WriteCheckInput(workflow_id=workflow_id, step_id=step.id, channel=step.channel, value=step.value),
             start_to_close_timeout=WRITE_CHECK_TIMEOUT,
             retry_policy=CA_RETRY,
             summary=f"limits check {step.channel} -> {step.value:g}",
@@ -594,7 +596,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             await audit(
                 AuditEvent(
                     event_kind="write_refused",
-                    run_id=run_id,
+                    workflow_id=workflow_id,
                     event_key=f"write-refused:{run_key()}:{step.id}",
                     step_id=step.id,
                     actor=req.user,
@@ -633,9 +635,9 @@ class AgentRunWorkflow(ApprovalHandlers):
         record = await workflow.execute_activity_method(
             AgentActivities.write_channel,
             WriteInput(
-                run_id=run_id,
+                workflow_id=workflow_id,
                 step_id=step.id,
-                idempotency_key=f"{run_id}/{step.id}/{decision.request_id}",
+                idempotency_key=f"{workflow_id}/{step.id}/{decision.request_id}",
                 channel=step.channel,
                 value=step.value,
                 request_id=decision.request_id,
@@ -660,18 +662,18 @@ class AgentRunWorkflow(ApprovalHandlers):
     # -- decisions and status -------------------------------------------------------------------------------
     @workflow.query
     def status(self) -> AgentRunStatus:
-        """Where the run is now: state, current step (a python step runs as ``child_run_id``), pending request."""
+        """Where the run is now: state, current step (a python step runs as ``child_workflow_id``), pending request."""
         req = self._req
-        run_id = workflow.info().workflow_id
+        workflow_id = workflow.info().workflow_id
         cur = self._current
         return AgentRunStatus(
-            run_id=run_id,
+            workflow_id=workflow_id,
             state=self._state,
             user=req.user,
             query=req.query,
             current_step=cur.id if cur else None,
             current_kind=cur.kind if cur else None,
-            child_run_id=self.child_id(run_id, cur.id) if isinstance(cur, PythonStep) else None,
+            child_workflow_id=self.child_id(workflow_id, cur.id) if isinstance(cur, PythonStep) else None,
             steps_done=len(self._steps),
             steps_total=self._total,
             pending=self._gate.pending,

@@ -24,7 +24,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATUS
+from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATE
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
@@ -138,7 +138,7 @@ class ApprovalGate:
         return await workflow.execute_activity_method(
             ApprovalActivities.resolve_approval,
             ApprovalResolveInput(
-                run_id=workflow.info().workflow_id,
+                workflow_id=workflow.info().workflow_id,
                 step_id=step_id,
                 kind=kind,
                 requester=self.requester,
@@ -169,12 +169,12 @@ class ApprovalGate:
         ``resolved`` is the policy already applied to this step (python steps resolve once, for the mode);
         otherwise it is resolved here. A request nobody may approve is refused at once (``via="policy"``).
         """
-        run_id = workflow.info().workflow_id
+        workflow_id = workflow.info().workflow_id
         rule = resolved or await self.resolve(kind, step_id, channel=write.channel if write else None)
         request_id = str(workflow.uuid4())
         now = workflow.now()
         base: dict[str, Any] = {
-            "run_id": run_id,
+            "workflow_id": workflow_id,
             "step_id": step_id,
             "request_id": request_id,
             "channel": write.channel if write else None,
@@ -229,9 +229,9 @@ class ApprovalGate:
             )
         )
         self.on_state("awaiting_approval", kind)
-        workflow.set_current_details(pending_markdown(self.pending, run_id=run_id, now=now))
+        workflow.set_current_details(pending_markdown(self.pending, workflow_id=workflow_id, now=now))
         if workflow.patched(NOTIFY_PATCH):
-            self._notify(run_id, self.pending)
+            self._notify(workflow_id, self.pending)
         decision = await self._wait(kind, base)
         self.pending = None
         workflow.set_current_details(f"{before}\n\n{decided_markdown(decision)}")
@@ -276,7 +276,7 @@ class ApprovalGate:
                         event_key=f"cancelled:{pending.request_id}",
                         actor=self.requester,
                         comment="run cancelled",
-                        run_id=str(base["run_id"]),
+                        workflow_id=str(base["workflow_id"]),
                         step_id=pending.step_id,
                         request_id=pending.request_id,
                         details={"kind": kind},
@@ -308,20 +308,22 @@ class ApprovalGate:
                 )
                 self._recorded.add(f"{pending.request_id}:{part.approver}")
                 self.approvals.append(part)
-                workflow.set_current_details(pending_markdown(pending, run_id=str(base["run_id"]), now=workflow.now()))
+                workflow.set_current_details(
+                    pending_markdown(pending, workflow_id=str(base["workflow_id"]), now=workflow.now())
+                )
             if self._decision is not None:
                 return self._decision
             timeout = pending.expires_at - workflow.now()
             if timeout <= timedelta(0):
                 timeout = timedelta(milliseconds=1)
 
-    def _notify(self, run_id: str, request: ApprovalRequest) -> None:
+    def _notify(self, workflow_id: str, request: ApprovalRequest) -> None:
         """Tell the chat bridges (``notify_approvers``: the PostgreSQL outbox), without waiting for it: the
         request waits for its decision meanwhile. A failure after the retries is logged and changes nothing else:
         the CLI and Web UI still decide, and a bridge's reconciliation from visibility at its start catches up."""
         handle = workflow.start_activity_method(
             ApprovalActivities.notify_approvers,
-            NotifyApproversInput(run_id=run_id, request=request),
+            NotifyApproversInput(workflow_id=workflow_id, request=request),
             start_to_close_timeout=NOTIFY_TIMEOUT,
             retry_policy=NOTIFY_RETRY,
             summary=f"notify approvers: {request.kind}",
@@ -435,7 +437,7 @@ class ApprovalGate:
         await audit(
             AuditEvent(
                 event_kind="decision_refused",
-                run_id=workflow.info().workflow_id,
+                workflow_id=workflow.info().workflow_id,
                 event_key=key,
                 request_id=d.request_id,
                 actor=d.approver,
@@ -473,7 +475,7 @@ class ApprovalGate:
 
 def set_run_state(state: RunState, pending: str) -> None:
     """Upsert the run-status and pending-approval search attributes."""
-    workflow.upsert_search_attributes([RUN_STATUS.value_set(state), PENDING_APPROVAL.value_set(pending)])
+    workflow.upsert_search_attributes([RUN_STATE.value_set(state), PENDING_APPROVAL.value_set(pending)])
 
 
 class ApprovalHandlers:

@@ -59,7 +59,7 @@ class RunPlanner:
         d = await workflow.execute_activity_method(
             PlanningActivities.plan,
             PlanInput(
-                run_id=workflow.info().workflow_id,
+                workflow_id=workflow.info().workflow_id,
                 user=req.user,
                 question=req.query,
                 context=req.context,

@@ -143,7 +143,7 @@ class PythonExecutionWorkflow(ApprovalHandlers):
                 execution = self._execution = await workflow.execute_activity_method(
                     SandboxActivities.execute_python,
                     ExecuteInput(
-                        run_id=inp.run_id,
+                        workflow_id=inp.workflow_id,
                         step_id=inp.step_id,
                         attempt=attempt,
                         code=code,
@@ -182,7 +182,7 @@ class PythonExecutionWorkflow(ApprovalHandlers):
         generated = await workflow.execute_activity_method(
             SandboxActivities.generate_code,
             GenerateCodeInput(
-                run_id=inp.run_id,
+                workflow_id=inp.workflow_id,
                 step_id=inp.step_id,
                 objective=inp.objective,
                 input_names=sorted([*inp.inputs, *inp.files]),
@@ -220,7 +220,7 @@ class PythonExecutionWorkflow(ApprovalHandlers):
         """Where the step is: state and the pending code approval."""
         inp = self._inp
         return AgentRunStatus(
-            run_id=workflow.info().workflow_id,
+            workflow_id=workflow.info().workflow_id,
             state=self._state,
             user=inp.user,
             query=inp.objective or f"python step {inp.step_id}",

@@ -11,9 +11,9 @@ with workflow.unsafe.imports_passed_through():
     from tern.models import search_attributes as names
     from tern.models.search_attributes import NO_APPROVAL
 
-RUN_STATUS = SearchAttributeKey.for_keyword(names.RUN_STATUS)
+RUN_STATE = SearchAttributeKey.for_keyword(names.RUN_STATE)
 PENDING_APPROVAL = SearchAttributeKey.for_keyword(names.PENDING_APPROVAL)
 RUN_USER = SearchAttributeKey.for_keyword(names.RUN_USER)
 
-ALL = (RUN_STATUS, PENDING_APPROVAL, RUN_USER)
-__all__ = ["ALL", "NO_APPROVAL", "PENDING_APPROVAL", "RUN_STATUS", "RUN_USER"]
+ALL = (RUN_STATE, PENDING_APPROVAL, RUN_USER)
+__all__ = ["ALL", "NO_APPROVAL", "PENDING_APPROVAL", "RUN_STATE", "RUN_USER"]

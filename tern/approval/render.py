@@ -122,7 +122,7 @@ def _write_lines(w: LimitsCheck) -> list[str]:
     ]
 
 
-def _code_lines(request: ApprovalRequest, run_id: str) -> list[str]:
+def _code_lines(request: ApprovalRequest, workflow_id: str) -> list[str]:
     c = request.code
     assert c is not None
     lines = [
@@ -140,7 +140,9 @@ def _code_lines(request: ApprovalRequest, run_id: str) -> list[str]:
         code = "\n".join(code_lines[:MAX_CODE_LINES])[:MAX_CODE_CHARS]
     lines.append(_block(code, "python"))
     if cut:
-        lines.append(f"Code shortened here ({len(code_lines)} lines in all): `tern show {run_id}` prints all of it.")
+        lines.append(
+            f"Code shortened here ({len(code_lines)} lines in all): `tern show {workflow_id}` prints all of it."
+        )
     return lines
 
 
@@ -175,13 +177,13 @@ def plan_lines(plan: Plan) -> list[str]:
     return [f"{step.id} ({step.kind}): {_step_params(step)}" for step in plan.steps]
 
 
-def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | None = None) -> str:
+def pending_markdown(request: ApprovalRequest, *, workflow_id: str, now: datetime | None = None) -> str:
     """The current details of a run waiting for ``request``: what is asked, who may decide, until when, and
     the exact ``decide`` Update (name and JSON body with the request id filled in) to send from the Web UI.
 
     Args:
         request: the pending request (``write`` set for ``control_write``, ``code`` for ``python``).
-        run_id: the workflow id the request belongs to (the page it is shown on; for the CLI hint).
+        workflow_id: the workflow id the request belongs to (the page it is shown on; for the CLI hint).
         now: the current time (``workflow.now()``), to say how long is left; omitted, only the deadline is shown.
 
     Returns Markdown (no HTML), a few hundred to a few thousand characters; python code beyond
@@ -190,7 +192,7 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
     lines = [
         f"## Waiting for approval: {request_title(request)}",
         "",
-        *request_lines(request, run_id=run_id, now=now),
+        *request_lines(request, workflow_id=workflow_id, now=now),
         "### How to decide here",
         "",
         f"**More Actions → Send an Update**, Update name {md_code(UPDATE_NAME)}, with this body. Put your own "
@@ -202,7 +204,7 @@ def pending_markdown(request: ApprovalRequest, *, run_id: str, now: datetime | N
         "The reply is the audited decision, or the reason it was refused (nothing is decided then). "
         f"Without Updates: **Send a Signal** {md_code(SIGNAL_NAME)} with the same body (no reply: watch this page; "
         "a refused decision is audited and ignored). "
-        f"From a shell: {md_code(f'tern approve {run_id} --as NAME')} or {md_code(f'tern reject {run_id}')}.",
+        f"From a shell: {md_code(f'tern approve {workflow_id} --as NAME')} or {md_code(f'tern reject {workflow_id}')}.",
     ]
     return "\n".join(lines)
 
@@ -217,7 +219,7 @@ def request_title(request: ApprovalRequest) -> str:
     }.get(request.kind, md_text(request.kind))
 
 
-def request_lines(request: ApprovalRequest, *, run_id: str, now: datetime | None = None) -> list[str]:
+def request_lines(request: ApprovalRequest, *, workflow_id: str, now: datetime | None = None) -> list[str]:
     """The request in full as Markdown lines, shared by the Web UI's details and the chat cards
     (:mod:`tern.chat.cards`): summary, requester, step and request id, reason, the write (current value,
     target, limits, verification), the code (risk, analysis, the code shortened past ``MAX_CODE_LINES``) or the
@@ -234,7 +236,7 @@ def request_lines(request: ApprovalRequest, *, run_id: str, now: datetime | None
     if request.write is not None:
         lines += [*_write_lines(request.write), ""]
     if request.code is not None:
-        lines += [*_code_lines(request, run_id), ""]
+        lines += [*_code_lines(request, workflow_id), ""]
     if request.plan is not None:
         lines += ["### Plan", ""]
         for n, step in enumerate(request.plan.steps, start=1):

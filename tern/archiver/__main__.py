@@ -28,24 +28,24 @@ async def serve() -> None:
     configure_environment(s.ca_environment())
     pool = await create_pool(s.dsn)
     store = ArchiveStore(pool)
-    monitor = ChannelMonitor(store, s.archiver_channels)
+    monitor = ChannelMonitor(store, s.archiver.channels)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(store), host="127.0.0.1", port=s.archiver_port, log_level="warning", lifespan="off")
+        uvicorn.Config(create_app(store), host="127.0.0.1", port=s.archiver.port, log_level="warning", lifespan="off")
     )
     log = logging.getLogger("tern.archiver")
     try:
         written = await backfill(
             store,
-            s.archiver_channels,
+            s.archiver.channels,
             end=datetime.now(UTC),
-            days=s.archiver_backfill_days,
-            period_s=s.archiver_backfill_period_s,
-            limits_path=s.limits_path,
+            days=s.archiver.backfill_days,
+            period_s=s.archiver.backfill_period_s,
+            limits_path=s.control.limits_path,
         )
         log.info("history generated for %d channels", len(written))
         await monitor.start()
         sampling = asyncio.create_task(monitor.run())
-        log.info("archiving %d channels; retrieval API on 127.0.0.1:%d", len(s.archiver_channels), s.archiver_port)
+        log.info("archiving %d channels; retrieval API on 127.0.0.1:%d", len(s.archiver.channels), s.archiver.port)
         try:
             await server.serve()
         finally:

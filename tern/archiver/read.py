@@ -30,7 +30,7 @@ def choose_binning(text: str, span_s: float, target_points: int) -> Binning | No
 async def read_archived(
     settings: TernSettings, db: asyncpg.Pool | Conn, inp: ArchiverReadInput, client: ArchiverClient | None = None
 ) -> ArchiverReadOutput:
-    """Fetch ``inp.channels`` over the step's range and store them as one artifact of ``inp.run_id``/``step_id``.
+    """Fetch ``inp.channels`` over the step's range and store them as one artifact of ``inp.workflow_id``/``step_id``.
 
     Channels without data (not archived, nothing in the range) are summarised with ``error`` set; no artifact is
     stored when no channel has data. Raises ``TimeRangeError`` / ``BinningError`` (bad step), or
@@ -40,13 +40,13 @@ async def read_archived(
         start=inp.start,
         end=inp.end,
         now=inp.now,
-        tz=zone(settings.facility_timezone),
-        max_span=timedelta(hours=settings.archiver_max_span_h),
+        tz=zone(settings.archiver.facility_timezone),
+        max_span=timedelta(hours=settings.archiver.max_span_h),
     )
-    binning = choose_binning(inp.binning, (end - start).total_seconds(), settings.archiver_target_points)
+    binning = choose_binning(inp.binning, (end - start).total_seconds(), settings.archiver.target_points)
     own = client is None
     c = client or ArchiverClient(
-        settings.archiver_base_url, timeout_s=settings.archiver_timeout_s, attempts=settings.archiver_attempts
+        settings.archiver.base_url, timeout_s=settings.archiver.timeout_s, attempts=settings.archiver.attempts
     )
     try:
         found = await c.get_each(inp.channels, start, end, binning)
@@ -67,7 +67,7 @@ async def read_archived(
     if ok:
         content = pack(ok)
         out.artifact_id = await store_artifact(
-            db, content, run_id=inp.run_id, step_id=inp.step_id, name=f"{inp.step_id}.json.gz",
+            db, content, workflow_id=inp.workflow_id, step_id=inp.step_id, name=f"{inp.step_id}.json.gz",
             media_type=SERIES_MEDIA_TYPE,
         )  # fmt: skip
         out.artifact_bytes = len(content)

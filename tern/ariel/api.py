@@ -114,18 +114,21 @@ def create_app(
                 await conn.fetchval("SELECT 1")
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
-        embedding = {"provider": settings.embedding_provider, **request.app.state.service.providers.embedder_state()}
-        return JSONResponse({"status": "ok", "backend": settings.ariel_backend, "embedding": embedding})
+        embedding = {
+            "provider": settings.ariel.embedding_provider,
+            **request.app.state.service.providers.embedder_state(),
+        }
+        return JSONResponse({"status": "ok", "backend": settings.ariel.backend, "embedding": embedding})
 
     return app
 
 
 def serve_embedded(settings: TernSettings) -> None:
-    """Serve on 127.0.0.1:``settings.ariel_api_port``, loading the configured embedder at start."""
+    """Serve on 127.0.0.1:``settings.ariel.api_port``, loading the configured embedder at start."""
     import uvicorn
 
     app = create_app(settings, warm=True)
-    uvicorn.run(app, host="127.0.0.1", port=settings.ariel_api_port, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=settings.ariel.api_port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -90,8 +90,8 @@ def _version(dist: str, module: str) -> str:
 
 
 def embedding_status(settings: TernSettings) -> EmbeddingStatus:
-    """The configured provider's status (``settings.embedding_provider``, ``embedding_model``); never raises."""
-    provider, model = settings.embedding_provider, settings.embedding_model
+    """The configured provider's status (``settings.ariel.embedding_provider``, ``embedding_model``); never raises."""
+    provider, model = settings.ariel.embedding_provider, settings.ariel.embedding_model
     packages = {dist: _version(dist, mod) for dist, mod in PROVIDER_PACKAGES.get(provider, {}).items()}
     detail = ""
     if provider in BUNDLED_MODEL_PACKAGE and model in BUNDLED_NAMES:

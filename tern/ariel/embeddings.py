@@ -269,18 +269,18 @@ class HashingTestEmbedder:
 
 
 async def make_embedder(settings: TernSettings) -> EmbeddingProvider | None:
-    """The provider configured by ``settings.embedding_provider`` (None for 'none').
+    """The provider configured by ``settings.ariel.embedding_provider`` (None for 'none').
 
     Raises ``EmbeddingError`` when the configured provider cannot be set up.
     """
-    if settings.embedding_provider == "onnx":
-        return await asyncio.to_thread(OnnxEmbedder, settings.embedding_model)
-    if settings.embedding_provider == "sentence-transformers":
-        return await asyncio.to_thread(SentenceTransformerEmbedder, settings.embedding_model)
-    if settings.embedding_provider == "openai":
-        assert settings.embedding_url
-        key = settings.embedding_api_key.get_secret_value() if settings.embedding_api_key else None
-        emb = OpenAIEmbedder(settings.embedding_url, settings.embedding_model, key)
+    if settings.ariel.embedding_provider == "onnx":
+        return await asyncio.to_thread(OnnxEmbedder, settings.ariel.embedding_model)
+    if settings.ariel.embedding_provider == "sentence-transformers":
+        return await asyncio.to_thread(SentenceTransformerEmbedder, settings.ariel.embedding_model)
+    if settings.ariel.embedding_provider == "openai":
+        assert settings.ariel.embedding_url
+        key = settings.ariel.embedding_api_key.get_secret_value() if settings.ariel.embedding_api_key else None
+        emb = OpenAIEmbedder(settings.ariel.embedding_url, settings.ariel.embedding_model, key)
         await emb.probe()
         return emb
     return None

@@ -29,9 +29,9 @@ from tern.models.ariel import BadRecordInfo, EnhanceResult, PageResult, UpsertCo
 def adapter_options(settings: TernSettings, **overrides: object) -> AdapterOptions:
     """Adapter options from the settings (HTTP window, attempts, timeout), with overrides."""
     opts = AdapterOptions(
-        window=timedelta(hours=settings.ariel_http_window_h),
-        attempts=settings.ariel_http_attempts,
-        timeout_s=settings.ariel_http_timeout_s,
+        window=timedelta(hours=settings.ariel.http_window_h),
+        attempts=settings.ariel.http_attempts,
+        timeout_s=settings.ariel.http_timeout_s,
     )
     for k, v in overrides.items():
         setattr(opts, k, v)

@@ -26,8 +26,8 @@ async def configured_embedder(settings: TernSettings) -> EmbeddingProvider | Non
 
     Raises ``EmbeddingError`` when it cannot be set up (a later call tries again).
     """
-    key = (settings.embedding_provider, settings.embedding_model, settings.embedding_url)
-    if settings.embedding_provider == "none":
+    key = (settings.ariel.embedding_provider, settings.ariel.embedding_model, settings.ariel.embedding_url)
+    if settings.ariel.embedding_provider == "none":
         return None
     if key not in _embedder_cache:
         emb = await make_embedder(settings)

@@ -40,9 +40,9 @@ RAG_RETRIEVE_MIN = 8  # entries retrieved for a RAG context, at least
 
 
 def make_backend(settings: TernSettings, db: asyncpg.Pool | store.Conn) -> SearchBackend:
-    """The search backend chosen by ``settings.ariel_backend`` (PostgreSQL needs ``db``; OpenSearch uses the
+    """The search backend chosen by ``settings.ariel.backend`` (PostgreSQL needs ``db``; OpenSearch uses the
     process's shared client, see ``tern.ariel.backends.opensearch_client``)."""
-    if settings.ariel_backend == "opensearch":
+    if settings.ariel.backend == "opensearch":
         from tern.ariel.backends.opensearch import OpenSearchBackend
 
         return OpenSearchBackend.from_settings(settings)
@@ -55,10 +55,10 @@ class ArielService:
     Args:
         settings: Tern settings (backend, embedding provider, RRF k, RAG limits).
         db: asyncpg pool or connection to the storage of record.
-        backend: a search backend; default from ``settings.ariel_backend``.
+        backend: a search backend; default from ``settings.ariel.backend``.
         embedder: an embedding provider, None for none; default (``CONFIGURED``) from
-            ``settings.embedding_provider``, built on first use (``tern.ariel.providers``).
-        llm: a chat provider, None for none; default (``CONFIGURED``) from ``settings.llm_provider``.
+            ``settings.ariel.embedding_provider``, built on first use (``tern.ariel.providers``).
+        llm: a chat provider, None for none; default (``CONFIGURED``) from ``settings.llm.provider``.
     """
 
     def __init__(
@@ -78,7 +78,7 @@ class ArielService:
     async def aclose(self) -> None:
         """Release what the service opened: with the OpenSearch backend made from the settings, the process's
         shared OpenSearch clients (``close_shared_clients``); a backend given by the caller is the caller's."""
-        if self.settings.ariel_backend == "opensearch":
+        if self.settings.ariel.backend == "opensearch":
             from tern.ariel.backends.opensearch_client import close_shared_clients
 
             await close_shared_clients()
@@ -105,7 +105,7 @@ class ArielService:
         except EmbeddingError as exc:
             return None, f"the query could not be embedded ({exc})", ""
         hits = await self.backend.semantic(
-            vec, emb.model, filters, limit, min_similarity=self.settings.semantic_min_similarity
+            vec, emb.model, filters, limit, min_similarity=self.settings.ariel.semantic_min_similarity
         )
         if hits is None:
             return None, f"no embeddings of model {emb.model!r} are stored yet (run ingestion with enhancement)", ""
@@ -120,8 +120,8 @@ class ArielService:
     def _not_stored(self, model: str, stored: dict[str, int]) -> str:
         """Why there is nothing to compare a query vector of ``model`` with, and the fix."""
         fix = (
-            f"run `tern ariel reembed --model {self.settings.embedding_model} --provider "
-            f"{self.settings.embedding_provider}` to embed the stored entries with it"
+            f"run `tern ariel reembed --model {self.settings.ariel.embedding_model} --provider "
+            f"{self.settings.ariel.embedding_provider}` to embed the stored entries with it"
         )
         if not stored:
             return f"no embeddings of model {model!r} are stored yet (run ingestion with enhancement, or {fix})"
@@ -137,7 +137,7 @@ class ArielService:
         )
         if semantic is None:
             return keyword[:limit], why, ""
-        return rrf([keyword, semantic], k=self.settings.rrf_k, limit=limit), "", model
+        return rrf([keyword, semantic], k=self.settings.ariel.rrf_k, limit=limit), "", model
 
     async def search(
         self, query: str, mode: SearchMode = "keyword", limit: int = 5, filters: SearchFilters | None = None
@@ -147,7 +147,7 @@ class ArielService:
         Args:
             query: text in web-search syntax, with optional operators (``author:``, ``tag:``, ``date:``...,
                 see ``tern.ariel.query``).
-            mode: keyword, semantic, hybrid (RRF, k = ``settings.rrf_k``) or rag.
+            mode: keyword, semantic, hybrid (RRF, k = ``settings.ariel.rrf_k``) or rag.
             limit: the most hits returned (1..100).
             filters: filters added to those typed in the query (explicit ones win).
 
@@ -211,8 +211,8 @@ class ArielService:
         entries = await self._entries([h.entry_id for h in hits])
         context, ids = rag.build_context(
             [entries[h.entry_id] for h in hits if h.entry_id in entries],
-            self.settings.rag_context_chars,
-            self.settings.rag_entry_chars,
+            self.settings.ariel.rag_context_chars,
+            self.settings.ariel.rag_entry_chars,
         )
         if not ids:
             resp.hits, resp.mode_used = [], retrieval_mode

@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from tern.db import Conn
 
@@ -58,7 +58,11 @@ class Violation(BaseModel):
     """One broken invariant: its ``kind``, the run it concerns (when known), the channel and what was seen."""
 
     kind: ViolationKind
-    run_id: str | None = None
+    workflow_id: str | None = Field(
+        None,
+        validation_alias=AliasChoices("workflow_id", "run_id"),
+        description="Workflow ID of the run concerned, when known ('run_id' accepted; see tern.models.ids).",
+    )
     channel: str | None = None
     detail: str
 
@@ -145,7 +149,7 @@ async def check_writes(conn: Conn, puts: Iterable[IocPut], *, since: datetime | 
             violations.append(
                 Violation(
                     kind="duplicate_put",
-                    run_id=run_ids,
+                    workflow_id=run_ids,
                     channel=channel,
                     detail=f"the IOC processed {processed[key]} puts of {value:g} for {len(rows)} write(s)",
                 )
@@ -154,7 +158,7 @@ async def check_writes(conn: Conn, puts: Iterable[IocPut], *, since: datetime | 
             violations.append(
                 Violation(
                     kind="duplicate_put",
-                    run_id=run_ids,
+                    workflow_id=run_ids,
                     channel=channel,
                     detail=f"the IOC received {received[key]} puts of {value:g} for {len(rows)} write(s) "
                     "(at most one re-put each)",
@@ -166,7 +170,7 @@ async def check_writes(conn: Conn, puts: Iterable[IocPut], *, since: datetime | 
                 violations.append(
                     Violation(
                         kind="unrecorded_write",
-                        run_id=r["run_id"],
+                        workflow_id=r["run_id"],
                         channel=channel,
                         detail=f"ledger row {r['idempotency_key']} is done and the audit has no write event",
                     )
@@ -177,7 +181,7 @@ async def check_writes(conn: Conn, puts: Iterable[IocPut], *, since: datetime | 
                 violations.append(
                     Violation(
                         kind="write_without_approval",
-                        run_id=r["run_id"],
+                        workflow_id=r["run_id"],
                         channel=channel,
                         detail=f"write {r['idempotency_key']} for request {event['request_id']!r}, which has no "
                         "approved decision in the audit",
@@ -196,7 +200,7 @@ async def check_writes(conn: Conn, puts: Iterable[IocPut], *, since: datetime | 
                     violations.append(
                         Violation(
                             kind="verified_without_put",
-                            run_id=r["run_id"],
+                            workflow_id=r["run_id"],
                             channel=channel,
                             detail=f"write {r['idempotency_key']} of {value:g} is verified in the audit; the IOC "
                             "never processed such a put",

@@ -22,7 +22,7 @@ async def record_event(conn: Conn, event: AuditEvent) -> bool:
     row_id = await conn.fetchval(
         _INSERT,
         event.event_kind,
-        event.run_id,
+        event.workflow_id,
         event.step_id,
         event.request_id,
         event.actor,
@@ -52,17 +52,18 @@ async def seconds_since_request(conn: Conn, run_id: str, request_id: str | None)
     )
 
 
-async def events_for_run(conn: Conn, run_id: str) -> list[dict[str, Any]]:
+async def events_for_run(conn: Conn, workflow_id: str) -> list[dict[str, Any]]:
     """All audit events of one run and of its child workflows, oldest first, as plain dicts (table columns).
 
-    A child's workflow id is ``<run_id>.<step id>`` (a python step runs as ``PythonExecutionWorkflow`` with that
-    id), so its requests and decisions are rows whose ``run_id`` starts with ``run_id + "."``; each row keeps
-    its own ``run_id``. ``starts_with`` rather than ``LIKE`` so ``_`` and ``%`` in ids match only themselves.
+    A child's workflow id is ``<workflow_id>.<step id>`` (a python step runs as ``PythonExecutionWorkflow`` with
+    that id), so its requests and decisions are rows whose ``run_id`` column (a Workflow ID, named before Tern's
+    ids were named for what they are) starts with ``workflow_id + "."``; each row keeps its own.
+    ``starts_with`` rather than ``LIKE`` so ``_`` and ``%`` in ids match only themselves.
     Ordered by ``occurred_at``, then ``id`` for rows of the same instant.
     """
     rows = await conn.fetch(
         "SELECT * FROM audit_events WHERE run_id = $1 OR starts_with(run_id, $1 || '.') ORDER BY occurred_at, id",
-        run_id,
+        workflow_id,
     )
     return [dict(r) for r in rows]
 
@@ -74,14 +75,14 @@ class LedgerEntry(dict[str, Any]):
 
 
 async def claim_write(
-    conn: Conn, key: str, run_id: str, step_id: str, channel: str, value: float
+    conn: Conn, key: str, workflow_id: str, step_id: str, channel: str, value: float
 ) -> LedgerEntry | None:
     """Claim the right to put for ``key``. Returns None when this call claimed it, else the existing row."""
     claimed = await conn.fetchval(
         "INSERT INTO write_ledger (idempotency_key, run_id, step_id, channel, value, state)"
         " VALUES ($1, $2, $3, $4, $5, 'claimed') ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1",
         key,
-        run_id,
+        workflow_id,
         step_id,
         channel,
         value,

@@ -12,14 +12,14 @@ Modes (``ChannelFinder.find``):
 - ``semantic``: cosine similarity of the expanded query's embedding to each channel's (description, aliases,
   name) on pgvector's HNSW index, with the ARIEL embedding provider (``tern.ariel.providers``). Without a
   provider, or without stored embeddings, it answers with keyword search and says why in ``notice``.
-- ``hybrid``: reciprocal rank fusion of the two (``tern.ariel.fusion.rrf_scores``, k = ``settings.rrf_k``);
+- ``hybrid``: reciprocal rank fusion of the two (``tern.ariel.fusion.rrf_scores``, k = ``settings.ariel.rrf_k``);
   keyword alone, with a notice, when semantic is unavailable.
 
 Hierarchical navigation (``ChannelFinder.children``) lists the children of a path (system -> family -> device ->
 field -> signal, Osprey's hierarchical mode), with how many channels lie under each.
 
 The bundled channel database (the limits database's channels) is loaded at first use when
-``settings.channels_load_bundled`` is true (``tern.channels.store.ensure_bundled``).
+``settings.channels.load_bundled`` is true (``tern.channels.store.ensure_bundled``).
 """
 
 from __future__ import annotations
@@ -167,15 +167,15 @@ class ChannelFinder:
             yield self.db
 
     async def ensure_loaded(self) -> store.UpsertCounts | None:
-        """Load the bundled database once (when ``settings.channels_load_bundled``); the counts when this call
+        """Load the bundled database once (when ``settings.channels.load_bundled``); the counts when this call
         loaded it, else None. Raises ``LimitsDatabaseError`` when the limits database does not load."""
-        if self._loaded or not self.settings.channels_load_bundled:
+        if self._loaded or not self.settings.channels.load_bundled:
             return None
         async with self._load_lock:
             if self._loaded:
                 return None
             async with self._conn() as conn:
-                counts = await store.ensure_bundled(conn, self.settings.limits_path)
+                counts = await store.ensure_bundled(conn, self.settings.control.limits_path)
             self._loaded = True
             return counts
 
@@ -222,7 +222,7 @@ class ChannelFinder:
                 resp.notice = f"Hybrid search used keyword search only: {why}."
             else:
                 by_name = {h.name: h for h in [*semantic, *keyword]}
-                fused = rrf_scores([[h.name for h in keyword], [h.name for h in semantic]], k=self.settings.rrf_k)
+                fused = rrf_scores([[h.name for h in keyword], [h.name for h in semantic]], k=self.settings.ariel.rrf_k)
                 resp.hits = [by_name[n].model_copy(update={"score": round(s, 6)}) for n, s in fused[:limit]]
         return resp
 
@@ -298,7 +298,7 @@ class ChannelFinder:
     async def embed_pending(self, emb: EmbeddingProvider, progress: Any = None) -> int:
         """Embed every channel without a current vector of ``emb.model``; returns how many were embedded.
         ``progress(done)`` is called after each batch when given. Raises ``EmbeddingError``."""
-        batch = self.settings.embedding_batch_size
+        batch = self.settings.ariel.embedding_batch_size
         done = 0
         async with self._conn() as conn:
             probe = await emb.embed(["dimension probe"])

@@ -123,8 +123,8 @@ class ApprovalBridge:
             return 0
         new = 0
         async with self.pool.acquire() as conn:
-            for run_id, request in await self.pending():
-                new += await store.add_request(conn, run_id, request)
+            for workflow_id, request in await self.pending():
+                new += await store.add_request(conn, workflow_id, request)
         return new
 
     async def step(self) -> None:
@@ -135,9 +135,11 @@ class ApprovalBridge:
                 rid = card.request.request_id
                 if not await store.claim(conn, name, rid, self.owner):
                     continue
-                room_id, message_id = await self.platform.post_card(card_markdown(card.request, run_id=card.run_id))
+                room_id, message_id = await self.platform.post_card(
+                    card_markdown(card.request, workflow_id=card.workflow_id)
+                )
                 await store.card_posted(conn, name, rid, room_id, message_id)
-                log.info("card for request %s of %s posted as %s", rid, card.run_id, message_id)
+                log.info("card for request %s of %s posted as %s", rid, card.workflow_id, message_id)
             for card in await store.open_cards(conn, name):
                 end = await store.ending(conn, card)
                 if end is None:
@@ -148,7 +150,7 @@ class ApprovalBridge:
                 outcome = outcome_markdown(end.decision, by=end.by, comment=end.comment, readback=readback)
                 if await store.set_outcome(conn, name, card.request.request_id, outcome, final=final):
                     assert card.room_id is not None and card.message_id is not None
-                    text = card_markdown(card.request, run_id=card.run_id, outcome=outcome)
+                    text = card_markdown(card.request, workflow_id=card.workflow_id, outcome=outcome)
                     await self.platform.edit_card(card.room_id, card.message_id, text)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -231,23 +233,25 @@ class ApprovalBridge:
             await self.platform.reply(room_id, event_id, "not taken: this bridge does not start runs")
             return
         try:
-            run_id = await self.start_run(user, command.text)
+            workflow_id = await self.start_run(user, command.text)
         except RunRefused as exc:
             await self.platform.reply(room_id, event_id, f"not started: {exc}")
             return
-        await self.platform.thread(room_id, event_id, f"Started run `{run_id}` of plan `{command.text}` for {user}.")
-        task = asyncio.ensure_future(self._follow(room_id, event_id, run_id))
+        await self.platform.thread(
+            room_id, event_id, f"Started run `{workflow_id}` of plan `{command.text}` for {user}."
+        )
+        task = asyncio.ensure_future(self._follow(room_id, event_id, workflow_id))
         self._followers.add(task)
         task.add_done_callback(self._followers.discard)
 
-    async def _follow(self, room_id: str, root_id: str, run_id: str) -> None:
+    async def _follow(self, room_id: str, root_id: str, workflow_id: str) -> None:
         assert self.progress is not None
         try:
-            async for line in self.progress(run_id):
+            async for line in self.progress(workflow_id):
                 await self.platform.thread(room_id, root_id, line)
         except Exception as exc:  # the run goes on; only its chat progress stops
-            log.warning("following run %s failed: %s", run_id, exc)
-            await self.platform.thread(room_id, root_id, f"Stopped following run `{run_id}`: {exc}")
+            log.warning("following run %s failed: %s", workflow_id, exc)
+            await self.platform.thread(room_id, root_id, f"Stopped following run `{workflow_id}`: {exc}")
 
     async def on_reaction(self, sender: str, room_id: str, event_id: str, reacted_to: str, key: str) -> None:
         """A reaction ``key`` from ``sender`` on message ``reacted_to``; decides only low-risk requests."""
@@ -286,7 +290,9 @@ class ApprovalBridge:
             )
             return
         try:
-            result = await self.decide(card.run_id, card.request.request_id, approver, command.approved, command.text)
+            result = await self.decide(
+                card.workflow_id, card.request.request_id, approver, command.approved, command.text
+            )
         except DecisionRefused as exc:
             await self._answer(card, sender, room_id, event_id, command, f"not taken: {exc}", approver=approver)
             return
@@ -313,7 +319,7 @@ class ApprovalBridge:
                 message_id=event_id,
                 identity=sender,
                 text=text,
-                run_id=card.run_id,
+                workflow_id=card.workflow_id,
                 request=card.request,
                 approver=approver,
                 approved=None if command is None else command.approved,

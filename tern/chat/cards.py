@@ -18,7 +18,7 @@ from tern.models import ApprovalRequest
 _MD = MarkdownIt("commonmark", {"html": False})
 
 
-def card_markdown(request: ApprovalRequest, *, run_id: str, outcome: str = "", now: datetime | None = None) -> str:
+def card_markdown(request: ApprovalRequest, *, workflow_id: str, outcome: str = "", now: datetime | None = None) -> str:
     """The card for ``request`` of workflow ``run_id``: the request in full, how to decide from chat, and
     ``outcome`` (Markdown, from :func:`outcome_markdown`) at the top once the request has ended.
 
@@ -30,9 +30,9 @@ def card_markdown(request: ApprovalRequest, *, run_id: str, outcome: str = "", n
         *([outcome, ""] if outcome else []),
         f"## Approval needed: {request_title(request)}",
         "",
-        f"Run {md_code(run_id)}.",
+        f"Run {md_code(workflow_id)}.",
         "",
-        *request_lines(request, run_id=run_id, now=now),
+        *request_lines(request, workflow_id=workflow_id, now=now),
     ]
     if not outcome:
         lines += [f"**How to decide**: {how}"]

@@ -18,7 +18,7 @@ CLAIM_LEASE_S = 60.0
 """A claim whose card was never posted (its bridge died) may be taken over after this many seconds."""
 
 
-async def add_request(conn: Conn, run_id: str, request: ApprovalRequest) -> bool:
+async def add_request(conn: Conn, workflow_id: str, request: ApprovalRequest) -> bool:
     """Put ``request`` of workflow ``run_id`` in the outbox; returns False when it is already there (idempotent
     by request id). Notifies ``NOTIFY_CHANNEL`` on a new row."""
     async with conn.transaction():
@@ -26,7 +26,7 @@ async def add_request(conn: Conn, run_id: str, request: ApprovalRequest) -> bool
             "INSERT INTO chat_requests (request_id, run_id, kind, request) VALUES ($1, $2, $3, $4::jsonb) "
             "ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
             request.request_id,
-            run_id,
+            workflow_id,
             request.kind,
             request.model_dump_json(),
         )
@@ -39,7 +39,7 @@ async def add_request(conn: Conn, run_id: str, request: ApprovalRequest) -> bool
 class Card:
     """A request with its card on one platform (``message_id`` None until posted)."""
 
-    run_id: str
+    workflow_id: str
     request: ApprovalRequest
     state: str = "new"
     room_id: str | None = None
@@ -50,7 +50,7 @@ class Card:
 def _card(row: object) -> Card:
     r = dict(row)  # type: ignore[call-overload]
     return Card(
-        run_id=r["run_id"],
+        workflow_id=r["run_id"],
         request=ApprovalRequest.model_validate_json(r["request"]),
         state=r.get("state") or "new",
         room_id=r.get("room_id"),
@@ -217,7 +217,7 @@ async def audit_attempt(
     message_id: str,
     identity: str,
     text: str,
-    run_id: str | None = None,
+    workflow_id: str | None = None,
     request: ApprovalRequest | None = None,
     request_id: str | None = None,
     approver: str | None = None,
@@ -234,7 +234,7 @@ async def audit_attempt(
         conn,
         AuditEvent(
             event_kind="chat_decision",
-            run_id=run_id or UNKNOWN_RUN,
+            workflow_id=workflow_id or UNKNOWN_RUN,
             event_key=f"chat:{platform}:{message_id}",
             step_id=request.step_id if request else None,
             request_id=request.request_id if request else request_id,

@@ -114,7 +114,7 @@ class EmbeddedStack:
         self.log_dir = self.root / "logs"
         self.put_log = self.log_dir / "ioc-puts.jsonl"  # the simulated IOC's own record of every put (tern verify)
         self.progress = progress or (lambda _msg: None)
-        self.pg = EmbeddedPostgres(self.root / "postgres" / "data", settings.pg_port)
+        self.pg = EmbeddedPostgres(self.root / "postgres" / "data", settings.database.pg_port)
         self._starters: dict[str, Callable[[], None]] = {
             "postgres": self._start_postgres,
             "temporal": self._start_temporal,
@@ -172,18 +172,18 @@ class EmbeddedStack:
     def _endpoint(self, name: str) -> tuple[str | None, int | None]:
         s = self.s
         if name == "postgres":
-            return "127.0.0.1", s.pg_port
+            return "127.0.0.1", s.database.pg_port
         if name == "temporal":
-            host, _, port = s.temporal_address.rpartition(":")
+            host, _, port = s.temporal.address.rpartition(":")
             return host or "127.0.0.1", int(port)
         if name == "sim":
-            return "127.0.0.1", s.ca_server_port
+            return "127.0.0.1", s.control.ca_server_port
         if name == "ariel":
-            return "127.0.0.1", s.ariel_api_port
+            return "127.0.0.1", s.ariel.api_port
         if name == "archiver":
-            return "127.0.0.1", s.archiver_port
+            return "127.0.0.1", s.archiver.port
         if name == "matrix":
-            return "127.0.0.1", s.matrix_port
+            return "127.0.0.1", s.chat.matrix_port
         return None, None
 
     def status(self) -> StackStatus:
@@ -199,7 +199,7 @@ class EmbeddedStack:
             if name == "ariel" and pid:
                 detail = "ARIEL HTTP API: tern ariel search goes through it"
             if name == "archiver" and pid:
-                detail = f"retrieval API {self.s.archiver_base_url}/retrieval/data/getData.json"
+                detail = f"retrieval API {self.s.archiver.base_url}/retrieval/data/getData.json"
             if name == "matrix" and pid:
                 detail = (
                     f"Synapse, room #control-room:localhost; credentials in {self.root / 'matrix' / 'credentials.json'}"
@@ -241,7 +241,7 @@ class EmbeddedStack:
         (``/health``) when it runs."""
         st = embedding_status(self.s)
         if ariel_running and st.provider != "none":
-            state = api_embedding_state(self.s.ariel_api_port)
+            state = api_embedding_state(self.s.ariel.api_port)
             if state is not None:
                 st.loaded = bool(state.get("loaded"))
                 st.loads_in = "the stack's ARIEL API (loaded at its start), the worker on first use"
@@ -256,7 +256,7 @@ class EmbeddedStack:
         problem = unavailable_reason(self.s)
         return SandboxStatus(
             available=problem is None,
-            backend=self.s.sandbox_backend,
+            backend=self.s.sandbox.backend,
             detail=problem or "engine reachable, image present",
         )
 
@@ -334,9 +334,9 @@ class EmbeddedStack:
 
     def _start_temporal(self) -> None:
         self._check_port("temporal", "TERN_TEMPORAL_ADDRESS")
-        if port_in_use(self.s.temporal_ui_port):
+        if port_in_use(self.s.temporal.ui_port):
             raise StackError(
-                f"cannot start the Temporal Web UI: 127.0.0.1:{self.s.temporal_ui_port} is busy; "
+                f"cannot start the Temporal Web UI: 127.0.0.1:{self.s.temporal.ui_port} is busy; "
                 "choose another port with TERN_TEMPORAL_UI_PORT"
             )
         host, port = self._endpoint("temporal")
@@ -349,11 +349,11 @@ class EmbeddedStack:
             "--port",
             str(port),
             "--ui-port",
-            str(self.s.temporal_ui_port),
+            str(self.s.temporal.ui_port),
             "--db-filename",
             str(self.root / "temporal" / "temporal.db"),
             "--namespace",
-            self.s.temporal_namespace,
+            self.s.temporal.namespace,
             "--log-level",
             "warn",
             "--ui-disable-news-fetch",
@@ -365,7 +365,7 @@ class EmbeddedStack:
         self._wait("temporal", proc, self._temporal_ready, 60)
 
     def _temporal_ready(self) -> bool:
-        return serving(self.s.temporal_address, self.s.temporal_namespace)
+        return serving(self.s.temporal.address, self.s.temporal.namespace)
 
     def _child_env(self) -> dict[str, str]:
         return {"TERN_DATA_DIR": str(self.root), "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", "/tmp")}
@@ -374,12 +374,12 @@ class EmbeddedStack:
         self._check_port("sim", "TERN_CA_SERVER_PORT")
         env = {
             **self._child_env(),
-            "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
-            "TERN_LIMITS_PATH": str(self.s.limits_path),
-            "TERN_SIM_PUT_LOG_PATH": str(self.s.sim_put_log_path or self.put_log),
+            "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
+            "TERN_LIMITS_PATH": str(self.s.control.limits_path),
+            "TERN_SIM_PUT_LOG_PATH": str(self.s.sim.put_log_path or self.put_log),
         }
         proc = self._spawn("sim", [sys.executable, "-m", "tern.sim"], env)
-        self._wait("sim", proc, lambda: port_in_use(self.s.ca_server_port), 60)
+        self._wait("sim", proc, lambda: port_in_use(self.s.control.ca_server_port), 60)
 
     def _start_archiver(self) -> None:
         """The embedded archiver (``python -m tern.archiver``): generates its first-start history, monitors the
@@ -390,15 +390,15 @@ class EmbeddedStack:
             "TERN_DATABASE_URL": self.s.dsn,
             "TERN_CA_ADDR_LIST": "127.0.0.1",
             "TERN_CA_AUTO_ADDR_LIST": "false",
-            "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
-            "TERN_ARCHIVER_PORT": str(self.s.archiver_port),
-            "TERN_ARCHIVER_CHANNELS": json.dumps(self.s.archiver_channels),
-            "TERN_ARCHIVER_BACKFILL_DAYS": str(self.s.archiver_backfill_days),
-            "TERN_ARCHIVER_BACKFILL_PERIOD_S": str(self.s.archiver_backfill_period_s),
-            "TERN_LIMITS_PATH": str(self.s.limits_path),
+            "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
+            "TERN_ARCHIVER_PORT": str(self.s.archiver.port),
+            "TERN_ARCHIVER_CHANNELS": json.dumps(self.s.archiver.channels),
+            "TERN_ARCHIVER_BACKFILL_DAYS": str(self.s.archiver.backfill_days),
+            "TERN_ARCHIVER_BACKFILL_PERIOD_S": str(self.s.archiver.backfill_period_s),
+            "TERN_LIMITS_PATH": str(self.s.control.limits_path),
         }
         proc = self._spawn("archiver", [sys.executable, "-m", "tern.archiver"], env)
-        self._wait("archiver", proc, lambda: port_in_use(self.s.archiver_port), 180)
+        self._wait("archiver", proc, lambda: port_in_use(self.s.archiver.port), 180)
 
     def _start_worker(self) -> None:
         # The embedded worker talks only to the simulated accelerator on loopback, and may write to it.
@@ -407,25 +407,25 @@ class EmbeddedStack:
             "TERN_WRITES_ENABLED": "true",
             "TERN_CA_ADDR_LIST": "127.0.0.1",
             "TERN_CA_AUTO_ADDR_LIST": "false",
-            "TERN_CA_SERVER_PORT": str(self.s.ca_server_port),
+            "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
             "TERN_DATABASE_URL": self.s.dsn,
-            "TERN_TEMPORAL_ADDRESS": self.s.temporal_address,
+            "TERN_TEMPORAL_ADDRESS": self.s.temporal.address,
             # The standard TEMPORAL_* variables take precedence over TERN_TEMPORAL_* (worker/connection.py): pin
             # them, so a shell set up for another cluster (address, TLS) does not lead the stack's worker away.
-            "TEMPORAL_ADDRESS": self.s.temporal_address,
-            "TEMPORAL_NAMESPACE": self.s.temporal_namespace,
+            "TEMPORAL_ADDRESS": self.s.temporal.address,
+            "TEMPORAL_NAMESPACE": self.s.temporal.namespace,
             "TEMPORAL_TLS": "false",
-            "TERN_TASK_QUEUE": self.s.task_queue,
-            "TERN_LIMITS_PATH": str(self.s.limits_path),
-            "TERN_ARCHIVER_URL": self.s.archiver_base_url,
-            "TERN_FACILITY_TIMEZONE": self.s.facility_timezone,
-            "TERN_WORKER_HTTP_HOST": self.s.worker_http_host,
-            "TERN_WORKER_HTTP_PORT": str(self.s.worker_http_port),
-            **({"TERN_CA_PROBE_CHANNEL": self.s.ca_probe_channel} if self.s.ca_probe_channel else {}),
+            "TERN_TASK_QUEUE": self.s.temporal.task_queue,
+            "TERN_LIMITS_PATH": str(self.s.control.limits_path),
+            "TERN_ARCHIVER_URL": self.s.archiver.base_url,
+            "TERN_FACILITY_TIMEZONE": self.s.archiver.facility_timezone,
+            "TERN_WORKER_HTTP_HOST": self.s.worker.http_host,
+            "TERN_WORKER_HTTP_PORT": str(self.s.worker.http_port),
+            **({"TERN_CA_PROBE_CHANNEL": self.s.worker.ca_probe_channel} if self.s.worker.ca_probe_channel else {}),
         }
-        if self.s.worker_http_port and port_in_use(self.s.worker_http_port, self.s.worker_http_host):
+        if self.s.worker.http_port and port_in_use(self.s.worker.http_port, self.s.worker.http_host):
             raise StackError(
-                f"cannot start the worker: {self.s.worker_http_host}:{self.s.worker_http_port} (its HTTP endpoint) "
+                f"cannot start the worker: {self.s.worker.http_host}:{self.s.worker.http_port} (its HTTP endpoint) "
                 "is busy; choose another port with TERN_WORKER_HTTP_PORT"
             )
         started = datetime.now(UTC)
@@ -441,11 +441,11 @@ class EmbeddedStack:
                 "--state",
                 str(state),
                 "--initial",
-                str(s.worker_restart_initial_s),
+                str(s.stack.worker_restart_initial_s),
                 "--max",
-                str(s.worker_restart_max_s),
+                str(s.stack.worker_restart_max_s),
                 "--stable",
-                str(s.worker_stable_s),
+                str(s.stack.worker_stable_s),
                 "--grace",
                 str(WORKER_GRACE_S),
                 "--",
@@ -456,10 +456,12 @@ class EmbeddedStack:
             env,
         )
 
-        if not s.worker_http_port:  # no endpoint: Temporal's own view of the task queue's pollers
+        if not s.worker.http_port:  # no endpoint: Temporal's own view of the task queue's pollers
 
             def polling() -> bool:
-                return bool(workflow_pollers_since(s.temporal_address, s.temporal_namespace, s.task_queue, started))
+                return bool(
+                    workflow_pollers_since(s.temporal.address, s.temporal.namespace, s.temporal.task_queue, started)
+                )
 
             self._wait("worker", proc, polling, 60)
             return
@@ -467,9 +469,9 @@ class EmbeddedStack:
 
     def worker_urls(self) -> dict[str, str]:
         """The worker's HTTP endpoints (``healthz``, ``readyz``, ``metrics``); empty when its port is 0."""
-        if not self.s.worker_http_port:
+        if not self.s.worker.http_port:
             return {}
-        base = f"http://{self.s.worker_http_host}:{self.s.worker_http_port}"
+        base = f"http://{self.s.worker.http_host}:{self.s.worker.http_port}"
         return {name: f"{base}/{name}" for name in ("healthz", "readyz", "metrics")}
 
     def _worker_ready(self) -> bool:
@@ -491,10 +493,10 @@ class EmbeddedStack:
         env = {
             **self._child_env(),
             "TERN_DATABASE_URL": self.s.dsn,
-            "TERN_ARIEL_API_PORT": str(self.s.ariel_api_port),
+            "TERN_ARIEL_API_PORT": str(self.s.ariel.api_port),
         }
         proc = self._spawn("ariel", [sys.executable, "-m", "tern.ariel.api"], env)
-        self._wait("ariel", proc, lambda: port_in_use(self.s.ariel_api_port), 60)
+        self._wait("ariel", proc, lambda: port_in_use(self.s.ariel.api_port), 60)
 
     def _start_matrix(self) -> None:
         from tern.embedded import matrix
@@ -502,13 +504,13 @@ class EmbeddedStack:
         self._check_port("matrix", "TERN_MATRIX_PORT")
         root = matrix.matrix_dir(self.root)
         try:
-            config = matrix.write_config(root, self.s.matrix_port)
+            config = matrix.write_config(root, self.s.chat.matrix_port)
         except matrix.MatrixError as exc:
             raise StackError(str(exc)) from exc
         proc = self._spawn("matrix", matrix.command(config))
-        self._wait("matrix", proc, lambda: matrix.healthy(self.s.matrix_port), 120)
+        self._wait("matrix", proc, lambda: matrix.healthy(self.s.chat.matrix_port), 120)
         try:
-            matrix.provision(root, self.s.matrix_port)
+            matrix.provision(root, self.s.chat.matrix_port)
         except (matrix.MatrixError, OSError) as exc:
             raise StackError(f"matrix: provisioning the accounts and room failed: {exc}") from exc
 
@@ -517,8 +519,8 @@ class EmbeddedStack:
         env = {
             **self._child_env(),
             "TERN_DATABASE_URL": self.s.dsn,
-            "TERN_TEMPORAL_ADDRESS": self.s.temporal_address,
-            "TERN_MATRIX_PORT": str(self.s.matrix_port),
+            "TERN_TEMPORAL_ADDRESS": self.s.temporal.address,
+            "TERN_MATRIX_PORT": str(self.s.chat.matrix_port),
         }
         proc = self._spawn("bridge", [sys.executable, "-m", "starters.cli", "bridge", "matrix"], env)
         settle = time.monotonic() + 3.0  # it logs in and reconciles; a bad credential or database exits at once

@@ -309,21 +309,21 @@ LLMClient = OpenAIChat | AnthropicChat
 
 
 def make_chat_provider(settings: TernSettings, role: LLMRole = "answer") -> LLMClient | None:
-    """The client configured by ``settings.llm_provider`` for ``role`` (its model from
-    ``settings.llm_model_for(role)``; ``role`` also labels its token counts and spans), or None for 'none'."""
-    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    model = settings.llm_model_for(role)
+    """The client configured by ``settings.llm.provider`` for ``role`` (its model from
+    ``settings.llm.model_for(role)``; ``role`` also labels its token counts and spans), or None for 'none'."""
+    key = settings.llm.api_key.get_secret_value() if settings.llm.api_key else None
+    model = settings.llm.model_for(role)
     common: dict[str, Any] = {
-        "timeout_s": settings.llm_timeout_s,
-        "max_retries": settings.llm_max_retries,
-        "max_connections": settings.llm_max_concurrency,
+        "timeout_s": settings.llm.timeout_s,
+        "max_retries": settings.llm.max_retries,
+        "max_connections": settings.llm.max_concurrency,
     }
     client: LLMClient
-    if settings.llm_provider == "openai":
-        assert settings.llm_url
-        client = OpenAIChat(settings.llm_url, model, key, json_schema=settings.llm_json_schema, **common)
-    elif settings.llm_provider == "anthropic":
-        client = AnthropicChat(settings.llm_url, model, key, **common)
+    if settings.llm.provider == "openai":
+        assert settings.llm.url
+        client = OpenAIChat(settings.llm.url, model, key, json_schema=settings.llm.json_schema, **common)
+    elif settings.llm.provider == "anthropic":
+        client = AnthropicChat(settings.llm.url, model, key, **common)
     else:
         return None
     client.role = role

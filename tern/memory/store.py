@@ -53,7 +53,7 @@ async def add_memory(
     source: str = "",
     idem_key: str | None = None,
     embedder: EmbeddingProvider | None = None,
-    run_id: str = "",
+    workflow_id: str = "",
 ) -> Memory:
     """Store ``text`` for ``user`` (with its embedding when ``embedder`` is given) and audit it; with
     ``idem_key`` a second call returns the first note. Raises ``EmbeddingError`` / ``asyncpg.PostgresError``."""
@@ -77,7 +77,7 @@ async def add_memory(
             conn,
             AuditEvent(
                 event_kind="memory_added",
-                run_id=run_id or f"memory:{user}",
+                workflow_id=workflow_id or f"memory:{user}",
                 event_key=f"memory-added:{row['id']}",
                 actor=user,
                 details={"memory_id": row["id"], "source": source, **_fingerprint(text)},
@@ -150,7 +150,7 @@ async def delete_memory(db: asyncpg.Pool, user: str, memory_id: int, *, actor: s
             conn,
             AuditEvent(
                 event_kind="memory_deleted",
-                run_id=f"memory:{user}",
+                workflow_id=f"memory:{user}",
                 event_key=f"memory-deleted:{memory_id}",
                 actor=actor or user,
                 details={"memory_id": memory_id, **_fingerprint(row["text"])},

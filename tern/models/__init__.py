@@ -23,7 +23,8 @@ from tern.models.plan import (
     RespondStep,
     Step,
 )
-from tern.models.run import AgentRunRequest, AgentRunResult, AgentRunStatus, RunState, RunStatus, StepResult
+from tern.models.run import AgentRunRequest, AgentRunResult, AgentRunStatus, StepResult
+from tern.models.search_attributes import FinalRunState, RunState
 
 __all__ = [
     "STEP_KINDS",
@@ -43,6 +44,7 @@ __all__ = [
     "ChannelReading",
     "ControlWriteStep",
     "Decision",
+    "FinalRunState",
     "GatherStep",
     "HierarchyNode",
     "IgnoredDecision",
@@ -54,7 +56,6 @@ __all__ = [
     "PythonStep",
     "RespondStep",
     "RunState",
-    "RunStatus",
     "SearchMode",
     "SearchResponse",
     "Step",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from tern.models.channels import ChannelFindMode
+from tern.models.ids import WorkflowId
 from tern.models.logbook import SearchMode
 from tern.models.memory import Memory
 from tern.models.planning import LLMUsage
@@ -12,7 +13,7 @@ from tern.models.run import StepResult
 
 
 class LogbookSearchInput(BaseModel):
-    run_id: str
+    workflow_id: WorkflowId
     step_id: str
     query: str
     limit: int = 5
@@ -22,7 +23,7 @@ class LogbookSearchInput(BaseModel):
 class ChannelFindInput(BaseModel):
     """Find channels by description (``channel_find`` step)."""
 
-    run_id: str
+    workflow_id: WorkflowId
     step_id: str
     query: str
     limit: int = 5
@@ -30,7 +31,7 @@ class ChannelFindInput(BaseModel):
 
 
 class ChannelReadInput(BaseModel):
-    run_id: str
+    workflow_id: WorkflowId
     step_id: str
     channels: list[str]
 
@@ -38,7 +39,7 @@ class ChannelReadInput(BaseModel):
 class WriteCheckInput(BaseModel):
     """Check a proposed write: limits database, master switch, live value."""
 
-    run_id: str
+    workflow_id: WorkflowId
     step_id: str
     channel: str
     value: float
@@ -47,7 +48,7 @@ class WriteCheckInput(BaseModel):
 class WriteInput(BaseModel):
     """Perform an approved write. ``idempotency_key`` is unique per approved step: a retry never puts twice."""
 
-    run_id: str
+    workflow_id: WorkflowId
     step_id: str
     idempotency_key: str
     channel: str
@@ -62,7 +63,7 @@ class WriteInput(BaseModel):
 class ComposeInput(BaseModel):
     """Everything the answer composer (a template, or an LLM provider) gets."""
 
-    run_id: str
+    workflow_id: WorkflowId
     user: str
     query: str
     instructions: str = ""

@@ -8,6 +8,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.control import LimitsCheck
+from tern.models.ids import WorkflowId
 from tern.models.limits import MAX_COMMENT_CHARS, UserName
 from tern.models.plan import Plan
 
@@ -59,14 +60,14 @@ class ApprovalRequest(BaseModel):
 class NotifyApproversInput(BaseModel):
     """Input of the ``notify_approvers`` activity: the request that now waits, and the workflow that waits."""
 
-    run_id: str = Field(description="Workflow id of the waiting run (an agent run or its python step).")
+    workflow_id: WorkflowId  # of the waiting run (an agent run or its python step)
     request: ApprovalRequest
 
 
 class ApprovalResolveInput(BaseModel):
     """Input of the ``resolve_approval`` activity: what is about to be asked, and of whom the run asked it."""
 
-    run_id: str
+    workflow_id: WorkflowId
     step_id: str
     kind: ApprovalKind
     requester: str

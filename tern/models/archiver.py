@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from tern.models.ids import WorkflowId
+
 
 class SeriesSummary(BaseModel):
     """Summary of one channel's archived series over the requested range."""
@@ -29,7 +31,7 @@ class ArchiverReadInput(BaseModel):
     """Input of the ``read_archiver`` activity: one ``archiver_read`` step, with the workflow's ``now`` as the
     reference for relative ranges (so a retried activity reads the same range)."""
 
-    run_id: str
+    workflow_id: WorkflowId
     step_id: str
     channels: list[str] = Field(min_length=1)
     range: str | None = None

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tern.models.ids import WorkflowId
+
 AuditKind = Literal[
     "approval_requested",
     "decision",
@@ -27,7 +29,7 @@ class AuditEvent(BaseModel):
     """One row of the ``audit_events`` table. ``event_key`` makes recording idempotent (retries, replays)."""
 
     event_kind: AuditKind
-    run_id: str
+    workflow_id: WorkflowId
     event_key: str = Field(min_length=1)
     step_id: str | None = None
     request_id: str | None = None

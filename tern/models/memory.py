@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tern.models.ids import WorkflowId
 from tern.models.limits import UserName
 
 MAX_MEMORY_CHARS = 4000
@@ -31,7 +32,7 @@ class MemoryAddInput(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_MEMORY_CHARS)
     source: str = ""
     idem_key: str | None = None
-    run_id: str = ""
+    workflow_id: WorkflowId = ""
     step_id: str = ""
 
 

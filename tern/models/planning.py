@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tern.models.ids import WorkflowId
 from tern.models.plan import Plan
 
 PlanCause = Literal["question", "plan_rejected", "step_failed"]
@@ -55,7 +56,7 @@ class PlanFeedback(BaseModel):
 class PlanInput(BaseModel):
     """Input of the ``plan`` activity."""
 
-    run_id: str
+    workflow_id: WorkflowId
     user: str
     question: str
     context: str = Field("", max_length=4000, description="The user's context (role, machine state they know).")

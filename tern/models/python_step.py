@@ -9,13 +9,14 @@ from pydantic import BaseModel, Field, JsonValue
 from tern.models.approval import ApprovalMode, ApprovalRecord, IgnoredDecision
 from tern.models.code_policy import PolicyReport
 from tern.models.execution import ExecutionResult
+from tern.models.ids import WorkflowId
 from tern.models.planning import LLMUsage
 
 
 class PythonRunInput(BaseModel):
     """Input of ``PythonExecutionWorkflow`` (a child of the agent run). Timeouts in seconds."""
 
-    run_id: str
+    workflow_id: WorkflowId
     step_id: str
     user: str
     approvers: list[str] = Field(default_factory=list, description="Narrows the policy's approvers (AgentRunRequest).")
@@ -57,7 +58,7 @@ class PythonStepOutcome(BaseModel):
 class GenerateCodeInput(BaseModel):
     """What the code generator (an LLM provider, or a scripted activity in tests) gets."""
 
-    run_id: str
+    workflow_id: WorkflowId
     step_id: str
     objective: str
     input_names: list[str] = Field(default_factory=list)
@@ -79,7 +80,7 @@ class AnalyzeInput(BaseModel):
 class ExecuteInput(BaseModel):
     """Run ``code`` in the sandbox for one attempt of one step."""
 
-    run_id: str
+    workflow_id: WorkflowId
     step_id: str
     attempt: int
     code: str

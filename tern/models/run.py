@@ -11,6 +11,7 @@ from tern.models.approval import ApprovalMode, ApprovalRecord, ApprovalRequest, 
 from tern.models.archiver import ArchiverReadOutput
 from tern.models.channels import ChannelHit
 from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
+from tern.models.ids import CHILD_WORKFLOW_ID_ALIASES, WorkflowId
 from tern.models.limits import (
     MAX_APPROVAL_TIMEOUT_S,
     MAX_APPROVERS,
@@ -23,9 +24,8 @@ from tern.models.memory import Memory
 from tern.models.plan import Plan
 from tern.models.planning import ChannelCandidate, LLMUsage, PlanVersion
 from tern.models.python_step import PythonStepOutcome
+from tern.models.search_attributes import FinalRunState, RunState
 
-RunStatus = Literal["completed", "rejected", "failed", "timed_out"]
-RunState = Literal["running", "awaiting_approval", "completed", "rejected", "failed", "timed_out"]
 StepStatus = Literal["completed", "refused", "rejected", "timed_out", "failed", "skipped"]
 
 
@@ -89,8 +89,8 @@ class StepResult(BaseModel):
 class AgentRunResult(BaseModel):
     """Output of ``AgentRunWorkflow``."""
 
-    run_id: str
-    status: RunStatus
+    workflow_id: WorkflowId
+    status: FinalRunState
     query: str
     user: str
     steps: list[StepResult] = []
@@ -113,13 +113,17 @@ class AgentRunResult(BaseModel):
 class AgentRunStatus(BaseModel):
     """Answer of the ``status`` query: where the run is now."""
 
-    run_id: str
+    workflow_id: WorkflowId
     state: RunState
     user: str
     query: str
     current_step: str | None = None
     current_kind: str | None = Field(None, description="Kind of the current step ('python' runs as a child).")
-    child_run_id: str | None = Field(None, description="Workflow id of the running python step, if any.")
+    child_workflow_id: str | None = Field(
+        None,
+        validation_alias=CHILD_WORKFLOW_ID_ALIASES,
+        description="Workflow ID of the running python step (a child workflow), if any.",
+    )
     steps_done: int = 0
     steps_total: int = 0
     pending: ApprovalRequest | None = None

@@ -1,10 +1,26 @@
-"""Names of Tern's Temporal search attributes (all of type Keyword) and their values: one definition for the
-workflows (typed keys in ``workflows/search_attributes.py``), the worker's start-up check and the embedded
-stack, which registers them on the dev server.
+"""Tern's Temporal search attributes (all of type Keyword) and their values: the one definition for the
+workflows (typed keys in ``workflows/search_attributes.py``), the settings' visibility queries
+(``TernSettings.pending_query``), the worker's start-up check and the embedded stack, which registers them on the
+dev server.
+
+``TernRunStatus`` carries the run's *state* (:data:`RunState`); its Python key is :data:`RUN_STATE`. The name on
+the server stays ``TernRunStatus``: renaming it would mean registering a new attribute on every namespace and
+losing the filter on runs started before.
 """
 
-RUN_STATUS = "TernRunStatus"  # the run's state: running, awaiting_approval, completed, rejected, failed, timed_out
-PENDING_APPROVAL = "TernPendingApproval"  # the kind of request waiting for a decision, or NO_APPROVAL
-RUN_USER = "TernUser"  # who started the run
-NAMES = (RUN_STATUS, PENDING_APPROVAL, RUN_USER)
+from typing import Literal
+
+RUN_STATE = "TernRunStatus"
+"""Search attribute holding the run's state, one of :data:`RunState`."""
+PENDING_APPROVAL = "TernPendingApproval"
+"""Search attribute holding the kind of request waiting for a decision (``control_write``, ``python``), or
+:data:`NO_APPROVAL`."""
+RUN_USER = "TernUser"
+"""Search attribute holding who started the run."""
+NAMES = (RUN_STATE, PENDING_APPROVAL, RUN_USER)
 NO_APPROVAL = "none"
+
+RunState = Literal["running", "awaiting_approval", "completed", "rejected", "failed", "timed_out"]
+"""Values of ``TernRunStatus`` and of the status query's ``state``: where a run (or its python step) is."""
+FinalRunState = Literal["completed", "rejected", "failed", "timed_out"]
+"""The states a run ends in: its result's ``status`` and the last value of ``TernRunStatus``."""

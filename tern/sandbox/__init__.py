@@ -43,12 +43,12 @@ class SandboxBackend(Protocol):
 
 
 def get_backend(settings: TernSettings, kind: Backend | None = None) -> SandboxBackend:
-    """A backend of ``kind`` (default ``settings.sandbox_backend``) made with ``settings``.
+    """A backend of ``kind`` (default ``settings.sandbox.backend``) made with ``settings``.
 
     Raises ``SandboxUnavailable`` for the process backend unless ``sandbox_allow_process_backend``, and for
     the Docker backend when no image is named and this is not a source checkout (``image.content_hash``).
     """
-    kind = kind or settings.sandbox_backend
+    kind = kind or settings.sandbox.backend
     if kind == "process":
         from tern.sandbox.process_backend import ProcessBackend
 
@@ -84,7 +84,7 @@ async def execute(
 def unavailable_reason(settings: TernSettings) -> str | None:
     """Why python steps cannot run with ``settings`` (Docker engine unreachable, image missing), or None when
     they can. The process backend is always available to this check (its own permission is checked at use)."""
-    if settings.sandbox_backend != "docker":
+    if settings.sandbox.backend != "docker":
         return None
     from tern.sandbox.docker_backend import DockerBackend
 
@@ -95,18 +95,18 @@ def unavailable_reason(settings: TernSettings) -> str | None:
     return None
 
 
-def kill(settings: TernSettings, run_id: str, step_id: str | None = None) -> int:
+def kill(settings: TernSettings, workflow_id: str, step_id: str | None = None) -> int:
     """Kill and remove the sandbox containers of a run (and step) on the engine of ``settings``; returns how
     many. For cancellation from outside the executing task. Raises ``SandboxUnavailable`` when the engine is
     unreachable."""
     from tern.sandbox.docker_backend import DockerBackend
 
-    return DockerBackend(settings).kill(run_id, step_id)
+    return DockerBackend(settings).kill(workflow_id, step_id)
 
 
 def reap_orphans(settings: TernSettings, max_age_s: float | None = None) -> int:
     """Remove sandbox containers past their deadline or older than ``max_age_s`` seconds (default
-    ``settings.sandbox_orphan_age_s``) and stale job directories; returns how many containers (rules in
+    ``settings.sandbox.orphan_age_s``) and stale job directories; returns how many containers (rules in
     ``DockerBackend.reap_orphans``). Workers call it at start and every ``sandbox_reap_period_s`` seconds.
 
     Raises ``SandboxUnavailable`` when the engine is unreachable."""

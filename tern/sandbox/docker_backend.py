@@ -130,14 +130,14 @@ class DockerBackend:
     """Runs ``ExecutionRequest``s in hardened containers of the sandbox image.
 
     ``settings``: the sandbox settings (``sandbox_image``, ``sandbox_orphan_age_s``; the limits of
-    ``execute`` when a request has none). ``image`` defaults to ``settings.sandbox_image`` or the locally
+    ``execute`` when a request has none). ``image`` defaults to ``settings.sandbox.image`` or the locally
     built content-hash tag (``tern.sandbox.image.image_ref()``, which raises ``SandboxUnavailable`` outside a
     source checkout).
     """
 
     def __init__(self, settings: TernSettings, *, image: str | None = None) -> None:
         self.settings = settings
-        self.image = image or self.settings.sandbox_image or image_ref()
+        self.image = image or self.settings.sandbox.image or image_ref()
         self._client: docker.DockerClient | None = None
 
     @property
@@ -195,7 +195,7 @@ class DockerBackend:
             },
             "labels": {
                 LABEL: "1",
-                "tern.run_id": request.run_id,
+                "tern.run_id": request.workflow_id,
                 "tern.step_id": request.step_id,
                 "tern.created_at": f"{now:.0f}",
                 "tern.deadline": f"{now + limits.timeout_s + SELF_KILL_MARGIN_S:.0f}",
@@ -279,9 +279,10 @@ class DockerBackend:
         outcome.timings = outcome.timings.model_copy(update={"teardown_s": t3 - t2, "total_s": t3 - t0})
         return build_result(outcome, request, limits, "docker")
 
-    def kill(self, run_id: str, step_id: str | None = None) -> int:
-        """Kill and remove the sandbox containers of ``run_id`` (and ``step_id``); returns how many."""
-        labels = [f"{LABEL}=1", f"tern.run_id={run_id}"]
+    def kill(self, workflow_id: str, step_id: str | None = None) -> int:
+        """Kill and remove the sandbox containers of ``workflow_id`` (label ``tern.run_id``; and ``step_id``); returns
+        how many."""
+        labels = [f"{LABEL}=1", f"tern.run_id={workflow_id}"]
         if step_id is not None:
             labels.append(f"tern.step_id={step_id}")
         return self._remove_matching(labels)
@@ -294,11 +295,11 @@ class DockerBackend:
         ``tern.deadline`` label (its own timeout failed; any worker watching it gave up at its own deadline,
         ``SELF_KILL_MARGIN_S`` earlier); any container more than ``KILL_GRACE_S`` seconds past its deadline
         (no live worker still reads it); any container older than ``max_age_s`` seconds (default
-        ``settings.sandbox_orphan_age_s``, longer than any allowed timeout), or without a deadline label once
+        ``settings.sandbox.orphan_age_s``, longer than any allowed timeout), or without a deadline label once
         that old. Workers call it at start and every ``sandbox_reap_period_s`` seconds. Raises
         ``SandboxUnavailable`` when the engine is unreachable, ``docker.errors.APIError`` when it fails.
         """
-        age = self.settings.sandbox_orphan_age_s if max_age_s is None else max_age_s
+        age = self.settings.sandbox.orphan_age_s if max_age_s is None else max_age_s
         reap_jobs(age)
         now = time.time()
         removed = 0

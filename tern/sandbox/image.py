@@ -67,11 +67,11 @@ def image_ref() -> str:
 def debian_sources(settings: TernSettings) -> tuple[str, str | None]:
     """(main mirror URL, security mirror URL or None) for the base image.
 
-    From ``settings.sandbox_debian_mirror`` when set, else from the host's apt configuration as apt itself
+    From ``settings.sandbox.debian_mirror`` when set, else from the host's apt configuration as apt itself
     reads it (``apt-get indextargets``). Raises ``ImageBuildError`` when neither gives a Debian mirror.
     """
-    if settings.sandbox_debian_mirror:
-        return settings.sandbox_debian_mirror, None
+    if settings.sandbox.debian_mirror:
+        return settings.sandbox.debian_mirror, None
     if shutil.which("apt-get") is None:
         raise ImageBuildError("no Debian mirror known: set TERN_SANDBOX_DEBIAN_MIRROR (this host has no apt)")
     out = subprocess.run(

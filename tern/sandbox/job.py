@@ -37,16 +37,16 @@ class SandboxUnavailable(SandboxError):
 def limits_from_settings(settings: TernSettings) -> SandboxLimits:
     """The configured per-execution limits (``TERN_SANDBOX_*``)."""
     return SandboxLimits(
-        timeout_s=settings.sandbox_timeout_s,
-        memory_bytes=settings.sandbox_memory_bytes,
-        cpus=settings.sandbox_cpus,
-        pids=settings.sandbox_pids,
-        tmpfs_bytes=settings.sandbox_tmpfs_bytes,
-        stdout_bytes=settings.sandbox_stdout_bytes,
-        stderr_bytes=settings.sandbox_stderr_bytes,
-        result_bytes=settings.sandbox_result_bytes,
-        max_figures=settings.sandbox_max_figures,
-        figure_bytes=settings.sandbox_figure_bytes,
+        timeout_s=settings.sandbox.timeout_s,
+        memory_bytes=settings.sandbox.memory_bytes,
+        cpus=settings.sandbox.cpus,
+        pids=settings.sandbox.pids,
+        tmpfs_bytes=settings.sandbox.tmpfs_bytes,
+        stdout_bytes=settings.sandbox.stdout_bytes,
+        stderr_bytes=settings.sandbox.stderr_bytes,
+        result_bytes=settings.sandbox.result_bytes,
+        max_figures=settings.sandbox.max_figures,
+        figure_bytes=settings.sandbox.figure_bytes,
     )
 
 

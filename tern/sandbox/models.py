@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from tern.models.execution import Backend, ExecutionResult, ExecutionStatus, Figure, Timings
 from tern.models.plan import ControlWriteStep
@@ -75,7 +75,13 @@ class ExecutionRequest(BaseModel):
         default_factory=list, description="Keys `results` must contain; a missing key is an error."
     )
     limits: SandboxLimits | None = Field(None, description="Limits; the configured defaults when unset.")
-    run_id: str = Field("adhoc", max_length=200, description="Agent run id; becomes the container label.")
+    workflow_id: str = Field(
+        "adhoc",
+        max_length=200,
+        validation_alias=AliasChoices("workflow_id", "run_id"),
+        description="Workflow ID of the agent run the code belongs to ('cli', 'adhoc' outside a run); becomes the "
+        "container label tern.run_id. The key 'run_id' is accepted too.",
+    )
     step_id: str = Field("adhoc", max_length=200, description="Plan step id; becomes the container label.")
 
     @model_validator(mode="after")

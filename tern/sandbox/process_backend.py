@@ -47,12 +47,12 @@ class ProcessBackend:
     """Runs requests as subprocesses of this Python.
 
     ``settings``: the sandbox settings (``sandbox_allow_process_backend``; the limits of ``execute`` when a
-    request has none). Raises ``SandboxUnavailable`` unless ``settings.sandbox_allow_process_backend``.
+    request has none). Raises ``SandboxUnavailable`` unless ``settings.sandbox.allow_process_backend``.
     """
 
     def __init__(self, settings: TernSettings) -> None:
         self.settings = settings
-        if not self.settings.sandbox_allow_process_backend:
+        if not self.settings.sandbox.allow_process_backend:
             raise SandboxUnavailable(
                 "the process sandbox backend runs code WITHOUT isolation and is disabled; "
                 "set TERN_SANDBOX_ALLOW_PROCESS_BACKEND=true to permit it"

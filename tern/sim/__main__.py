@@ -15,23 +15,25 @@ def main() -> None:
     from tern.config import TernSettings
 
     settings = TernSettings()
-    os.environ["EPICS_CA_SERVER_PORT"] = str(settings.ca_server_port)
+    os.environ["EPICS_CA_SERVER_PORT"] = str(settings.control.ca_server_port)
     os.environ.setdefault("EPICS_CAS_INTF_ADDR_LIST", "127.0.0.1")
     from tern.control.limits import LimitsDatabase
     from tern.sim.accelerator import SimulatedAccelerator, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sim = SimulatedAccelerator(
-        LimitsDatabase.load(settings.limits_path, allow_unlisted=True),
-        readback_lag_s=settings.sim_readback_lag_s,
-        stuck_readbacks=set(settings.sim_stuck_readbacks),
-        slow_readbacks=dict(settings.sim_slow_readbacks),
-        ignored_setpoints=set(settings.sim_ignored_setpoints),
-        clock_offset_s=settings.sim_clock_offset_s,
-        update_period_s=settings.sim_update_period_s,
-        put_log=settings.sim_put_log_path,
+        LimitsDatabase.load(settings.control.limits_path, allow_unlisted=True),
+        readback_lag_s=settings.sim.readback_lag_s,
+        stuck_readbacks=set(settings.sim.stuck_readbacks),
+        slow_readbacks=dict(settings.sim.slow_readbacks),
+        ignored_setpoints=set(settings.sim.ignored_setpoints),
+        clock_offset_s=settings.sim.clock_offset_s,
+        update_period_s=settings.sim.update_period_s,
+        put_log=settings.sim.put_log_path,
     )
-    logging.getLogger("tern.sim").info("serving %d channels on 127.0.0.1:%d", len(sim.pvdb), settings.ca_server_port)
+    logging.getLogger("tern.sim").info(
+        "serving %d channels on 127.0.0.1:%d", len(sim.pvdb), settings.control.ca_server_port
+    )
     asyncio.run(serve(sim, ["127.0.0.1"]))
 
 

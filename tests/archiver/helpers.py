@@ -67,11 +67,11 @@ async def demo_archive(settings: Any, days: float = 5.0, period_s: float = 60.0)
         store = ArchiveStore(pool)
         await backfill(
             store,
-            settings.archiver_channels,
+            settings.archiver.channels,
             end=datetime.now(UTC),
             days=days,
             period_s=period_s,
-            limits_path=settings.limits_path,
+            limits_path=settings.control.limits_path,
         )
         async with serving(store) as server:
             yield server

@@ -54,7 +54,15 @@ async def archiver(settings: TernSettings) -> AsyncIterator[tuple[TernSettings, 
     server = RunningServer(store)
     await server.start()
     try:
-        yield settings.model_copy(update={"archiver_url": server.url, "python_approval_mode": "disabled"}), end
+        yield (
+            settings.model_copy(
+                update={
+                    "archiver": settings.archiver.model_copy(update={"url": server.url}),
+                    "approval": settings.approval.model_copy(update={"python_mode": "disabled"}),
+                }
+            ),
+            end,
+        )
     finally:
         await server.stop()
         await pool.close()
@@ -63,7 +71,7 @@ async def archiver(settings: TernSettings) -> AsyncIterator[tuple[TernSettings, 
 async def run_plan(client, s: TernSettings, plan: Plan):
     req = AgentRunRequest(user="alice", query="archived history", plan=plan, python_approval_mode="disabled")
     handle = await client.start_workflow(
-        AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=s.task_queue
+        AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=s.temporal.task_queue
     )
     return handle, await handle.result()
 
@@ -115,7 +123,7 @@ async def test_a_day_of_1hz_stays_out_of_history_and_reaches_pandas(temporal_env
 
 
 async def test_no_data_or_too_long_a_span_fails_the_step_with_the_reason(temporal_env, archiver) -> None:
-    s = archiver[0].model_copy(update={"archiver_max_span_h": 48.0})
+    s = archiver[0].model_copy(update={"archiver": archiver[0].archiver.model_copy(update={"max_span_h": 48.0})})
     plan = Plan.model_validate(
         {
             "steps": [

@@ -138,7 +138,7 @@ async def test_server_down_mid_run_retries_then_fails_clearly(store: ArchiveStor
 
 
 async def test_first_start_history_holds_the_demo_trip(pg_dsn: str) -> None:
-    settings = TernSettings(database_url=pg_dsn)
+    settings = TernSettings(database={"url": pg_dsn})
     end = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     channels = ["SR:RF:CAVITY:01:TEMPERATURE:RB", "SR:RF:CAVITY:01:POWER:REV", "SR:RF:CAVITY:01:POWER:FWD",
                 "SR:DIAG:DCCT:01:CURRENT:RB", "NOT:SERVED"]  # fmt: skip
@@ -147,7 +147,9 @@ async def test_first_start_history_holds_the_demo_trip(pg_dsn: str) -> None:
         st = ArchiveStore(pool)
 
         async def run() -> dict[str, int]:
-            return await backfill(st, channels, end=end, days=7, period_s=30.0, limits_path=settings.limits_path)
+            return await backfill(
+                st, channels, end=end, days=7, period_s=30.0, limits_path=settings.control.limits_path
+            )
 
         written = await run()
         assert written["SR:RF:CAVITY:01:POWER:REV"] == 7 * 86400 // 30 and "NOT:SERVED" not in written

@@ -37,7 +37,12 @@ async def test_one_source_down_gives_a_partial_result_within_its_time_limit(
     up = RunningServer(store)
     await up.start()
     down_url = f"http://127.0.0.1:{free_port()}"  # nothing listens: every request is refused
-    s = settings.model_copy(update={"archiver_url": up.url, "python_approval_mode": "disabled"})
+    s = settings.model_copy(
+        update={
+            "archiver": settings.archiver.model_copy(update={"url": up.url}),
+            "approval": settings.approval.model_copy(update={"python_mode": "disabled"}),
+        }
+    )
     window = {"start": (end - timedelta(minutes=10)).isoformat(), "end": end.isoformat(), "binning": "raw"}
     plan = Plan.model_validate(
         {
@@ -61,7 +66,7 @@ async def test_one_source_down_gives_a_partial_result_within_its_time_limit(
         async with running_worker(temporal_env.client, s):
             req = AgentRunRequest(user="alice", query="q", plan=plan, python_approval_mode="disabled")
             handle = await temporal_env.client.start_workflow(
-                AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=s.task_queue
+                AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=s.temporal.task_queue
             )
             result = await handle.result()
             assert result.status == "completed", result.error
@@ -71,13 +76,13 @@ async def test_one_source_down_gives_a_partial_result_within_its_time_limit(
             assert result.steps[1].python.execution.results == {"n": 600, "sources": ["completed"] * 3}
 
         # The same sources with the archiver gone: its source fails within the 8 s limit, the others are kept.
-        s_down = s.model_copy(update={"archiver_url": down_url, "archiver_attempts": 20})
+        s_down = s.model_copy(update={"archiver": s.archiver.model_copy(update={"url": down_url, "attempts": 20})})
         gather_only = Plan.model_validate({"steps": [plan.steps[0].model_dump(), {"id": "answer", "kind": "respond"}]})
         async with running_worker(temporal_env.client, s_down):
             req = AgentRunRequest(user="alice", query="q", plan=gather_only)
             t = time.monotonic()
             handle = await temporal_env.client.start_workflow(
-                AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=s.task_queue
+                AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=s.temporal.task_queue
             )
             result = await handle.result()
             took = time.monotonic() - t

@@ -30,11 +30,12 @@ SAMPLES = [
 SAMPLE_ENTRIES = 15 + 12 + 7 + 6 + 5 + 28
 
 
-def ariel_settings(**kw: object) -> TernSettings:
-    """Settings isolated from the environment's ARIEL choices (postgres, no embeddings, no LLM)."""
-    base: dict[str, object] = {"ariel_backend": "postgres", "embedding_provider": "none", "llm_provider": "none"}
-    base.update(kw)
-    return TernSettings(**base)  # type: ignore[arg-type]
+def ariel_settings(**sections: dict[str, Any]) -> TernSettings:
+    """Settings isolated from the environment's ARIEL choices (postgres, no embeddings, no LLM); ``sections`` as
+    for ``TernSettings`` (``llm={"provider": "openai", ...}``), merged over those choices field by field."""
+    ariel = {"backend": "postgres", "embedding_provider": "none", **sections.pop("ariel", {})}
+    llm = {"provider": "none", **sections.pop("llm", {})}
+    return TernSettings(ariel=ariel, llm=llm, **sections)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -143,10 +144,10 @@ async def ariel_worker(client: Any, pool: asyncpg.Pool, **activity_kwargs: Any) 
     from workflows.logbook_ingestion import ARIEL_WORKFLOWS
     from workflows.logbook_reembed import LogbookReembedWorkflow
 
-    settings = ariel_settings(task_queue="ariel-" + uuid.uuid4().hex[:8])
+    settings = ariel_settings(temporal={"task_queue": "ariel-" + uuid.uuid4().hex[:8]})
     acts = ariel_activities(settings, pool, **{"embedder": HashingTestEmbedder(), "llm": None, **activity_kwargs})
     workflows = [*ARIEL_WORKFLOWS, LogbookReembedWorkflow]
-    async with Worker(client, task_queue=settings.task_queue, workflows=workflows, activities=acts):
+    async with Worker(client, task_queue=settings.temporal.task_queue, workflows=workflows, activities=acts):
         yield settings
 
 

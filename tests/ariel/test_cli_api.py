@@ -48,7 +48,7 @@ async def test_cli_ingests_through_the_workflow_then_searches(worker_env, tempor
     _client, settings, _pool = worker_env
     env = {
         "TERN_DATABASE_URL": pg_dsn,
-        "TERN_TASK_QUEUE": settings.task_queue,
+        "TERN_TASK_QUEUE": settings.temporal.task_queue,
         "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
     }
     code, out, err = await cli("ingest", str(DATA / "jlab_sample_entries.json"), "--adapter", "jlab", "--json", env=env)
@@ -185,7 +185,7 @@ async def test_cli_search_goes_through_the_api_when_one_is_configured(loaded_poo
 
 async def test_health_says_why_the_model_did_not_load(loaded_pool: asyncpg.Pool) -> None:
     """A model that cannot load leaves the API up (searches fall back to keyword), and /health says why."""
-    settings = ariel_settings(embedding_provider="onnx", embedding_model="no-such-model-v9")
+    settings = ariel_settings(ariel={"embedding_provider": "onnx", "embedding_model": "no-such-model-v9"})
     app = create_app(settings, pool=loaded_pool, warm=True)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ariel") as client:

@@ -30,7 +30,7 @@ async def ingest(client: Client, settings: TernSettings, req: IngestionRequest, 
         LogbookIngestionWorkflow.run,
         req,
         id=wf_id or f"ingest-{uuid.uuid4().hex[:10]}",
-        task_queue=settings.task_queue,
+        task_queue=settings.temporal.task_queue,
     )
 
 

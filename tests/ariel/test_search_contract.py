@@ -42,7 +42,11 @@ async def service(request: pytest.FixtureRequest, loaded_pool: asyncpg.Pool) -> 
     from tern.ariel.backends.opensearch_client import close_shared_clients
 
     settings = ariel_settings(
-        ariel_backend="opensearch", opensearch_url=url, opensearch_index=f"tern-ariel-test-{uuid.uuid4().hex[:8]}"
+        ariel={
+            "backend": "opensearch",
+            "opensearch_url": url,
+            "opensearch_index": f"tern-ariel-test-{uuid.uuid4().hex[:8]}",
+        }
     )
     backend = OpenSearchBackend.from_settings(settings)
     try:
@@ -188,7 +192,7 @@ async def test_rag_checks_citations_against_context(service: ArielService) -> No
     assert r.citations == ["E001", "DEMO-001"] and r.invalid_citations == ["NOPE-9"]
     assert "[#NOPE-9]" in r.notice
     assert "[#E001] RF Cavity Trip in Sector 3" in llm.prompts[0]
-    assert len(llm.prompts[0]) < service.settings.rag_context_chars + 200
+    assert len(llm.prompts[0]) < service.settings.ariel.rag_context_chars + 200
 
 
 async def test_rag_without_llm_or_with_a_failing_one(service: ArielService) -> None:

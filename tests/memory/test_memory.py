@@ -103,10 +103,10 @@ async def test_memory_steps_approval_mode_and_composer_context(temporal_env, set
     async def start(s, user: str, plan: Plan, query: str = "why is cavity 1 warm?"):
         req = AgentRunRequest(user=user, query=query, plan=plan, approvers=["alice", "bob"])
         return await client.start_workflow(
-            AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=s.task_queue
+            AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=s.temporal.task_queue
         )
 
-    s_always = settings.model_copy(update={"memory_approval_mode": "always"})
+    s_always = settings.model_copy(update={"memory": settings.memory.model_copy(update={"approval_mode": "always"})})
     async with running_worker(client, s_always):
         handle = await start(s_always, "alice", remember)
         st = None
@@ -173,6 +173,6 @@ def test_a_memory_request_reads_as_a_note_for_the_requester() -> None:
         expires_at=now + timedelta(hours=1),
         reason="cavity 1 runs warm since the manifold repair",
     )
-    text = pending_markdown(req, run_id="run-1", now=now)
+    text = pending_markdown(req, workflow_id="run-1", now=now)
     assert text.startswith("## Waiting for approval: store a note in alice's memory")
     assert "Reason: cavity 1 runs warm since the manifold repair" in text

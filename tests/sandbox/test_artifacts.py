@@ -29,12 +29,12 @@ async def test_figures_become_references_and_load_back_byte_for_byte(pg_dsn: str
             isolation="container",
             figures=[figure(PNG, "a"), figure(other, "b")],
         )
-        stored = await store_figures(pool, result, run_id="run-1", step_id="3-python")
+        stored = await store_figures(pool, result, workflow_id="run-1", step_id="3-python")
         assert [f.png for f in stored.figures] == [None, None]
         refs = [f.artifact_id for f in stored.figures]
         assert all(r and r.startswith("art_") for r in refs) and len(set(refs)) == 2
         assert len(stored.model_dump_json()) < len(result.model_dump_json()) - 2 * len(PNG)
-        again = await store_figures(pool, result, run_id="run-1", step_id="3-python")  # a retried activity
+        again = await store_figures(pool, result, workflow_id="run-1", step_id="3-python")  # a retried activity
         assert [f.artifact_id for f in again.figures] == refs
         assert await pool.fetchval("SELECT count(*) FROM artifacts WHERE run_id = 'run-1'") == 2
         loaded = await load_artifact(pool, refs[0] or "")

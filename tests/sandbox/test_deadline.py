@@ -81,7 +81,9 @@ def owner(pid):
 results = {"outcomes": outcomes, "me": owner(os.getpid()), "pid1": owner(1), "parent": owner(os.getppid())}
 """
     )
-    request = ExecutionRequest(code=code, run_id=TEST_RUN_ID, step_id="trace-pid1", limits=SandboxLimits(timeout_s=10))
+    request = ExecutionRequest(
+        code=code, workflow_id=TEST_RUN_ID, step_id="trace-pid1", limits=SandboxLimits(timeout_s=10)
+    )
     result = await execute(request, backend=docker_backend)
     assert result.status == "ok", result.feedback()
     outcomes = result.results["outcomes"]
@@ -92,9 +94,9 @@ results = {"outcomes": outcomes, "me": owner(os.getpid()), "pid1": owner(1), "pa
     assert result.results["parent"] == {"uid": 0, "name": "timeout"}
 
 
-def _container(backend: DockerBackend, step_id: str, run_id: str = TEST_RUN_ID) -> dict | None:
+def _container(backend: DockerBackend, step_id: str, workflow_id: str = TEST_RUN_ID) -> dict | None:
     found = backend.client.api.containers(
-        all=True, filters={"label": [f"{LABEL}=1", f"tern.run_id={run_id}", f"tern.step_id={step_id}"]}
+        all=True, filters={"label": [f"{LABEL}=1", f"tern.run_id={workflow_id}", f"tern.step_id={step_id}"]}
     )
     return found[0] if found else None
 
@@ -117,13 +119,14 @@ async def test_a_container_whose_starter_was_sigkilled_ends_by_its_deadline(
         stderr=asyncio.subprocess.DEVNULL,
     )
     period = 0.5
-    settings = get_settings().model_copy(update={"sandbox_reap_period_s": period})
+    base = get_settings()
+    settings = base.model_copy(update={"sandbox": base.sandbox.model_copy(update={"reap_period_s": period})})
     stop = asyncio.Event()
     reaper = asyncio.create_task(reap_sandbox_periodically(settings, stop))
     item = None
     try:
         for _ in range(600):
-            item = _container(docker_backend, step, run_id="cli")
+            item = _container(docker_backend, step, workflow_id="cli")
             if (item is not None and item["State"] == "running") or cli.returncode is not None:
                 break
             await asyncio.sleep(0.1)
@@ -134,12 +137,12 @@ async def test_a_container_whose_starter_was_sigkilled_ends_by_its_deadline(
         deadline = float(item["Labels"]["tern.deadline"])
         limit = deadline + START_SLACK_S + period + 3.0  # 3 s for polling and the engine
         while time.time() < limit:
-            now = _container(docker_backend, step, run_id="cli")
+            now = _container(docker_backend, step, workflow_id="cli")
             if now is None or now["State"] != "running":
                 break
             await asyncio.sleep(0.2)
         ended_at = time.time()
-        now = _container(docker_backend, step, run_id="cli")
+        now = _container(docker_backend, step, workflow_id="cli")
         assert now is None or now["State"] != "running", (
             f"the container still runs {ended_at - deadline:.1f} s after its deadline"
         )
@@ -179,7 +182,8 @@ async def test_the_periodic_reaper_removes_running_containers_past_their_deadlin
     overdue = labelled("overdue", now - START_SLACK_S - 2)
     in_time = labelled("in-time", now + 600)
     just_stopped = labelled("just-stopped", now - 5)  # created, never started: not running
-    settings = get_settings().model_copy(update={"sandbox_reap_period_s": 0.3})
+    base = get_settings()
+    settings = base.model_copy(update={"sandbox": base.sandbox.model_copy(update={"reap_period_s": 0.3})})
     stop = asyncio.Event()
     reaper = None
     try:

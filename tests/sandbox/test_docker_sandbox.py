@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leftovers")]
 
 
 async def run(backend: DockerBackend, code: str, limits: SandboxLimits | None = None, **kw: object) -> ExecutionResult:
-    request = ExecutionRequest(code=code, limits=limits, run_id=TEST_RUN_ID, step_id=uuid.uuid4().hex[:8], **kw)
+    request = ExecutionRequest(code=code, limits=limits, workflow_id=TEST_RUN_ID, step_id=uuid.uuid4().hex[:8], **kw)
     return await execute(request, backend=backend)
 
 
@@ -72,7 +72,7 @@ async def test_time_series_analysis_returns_numbers_a_figure_and_a_proposed_writ
         inputs={"series": {"t": t, "temp": temp}, "trip_time": 60.0},
         files={"limits_csv": InputFile(data=b"channel,max\nCAV01:HEATER:SP,5\n", filename="limits.csv")},
         expected_keys=["heating_rate_k_per_s", "samples"],
-        run_id=TEST_RUN_ID,
+        workflow_id=TEST_RUN_ID,
         step_id="happy",
     )
     result = await execute(request, backend=docker_backend, heartbeat=lambda: beats.append(time.monotonic()))
@@ -354,7 +354,7 @@ async def test_infinite_loop_is_killed_at_the_timeout(docker_backend: DockerBack
     request = ExecutionRequest(
         code="while True:\n    pass\n",
         limits=SandboxLimits(timeout_s=2.5),
-        run_id=TEST_RUN_ID,
+        workflow_id=TEST_RUN_ID,
         step_id="loop",
     )
     result = await execute(request, backend=docker_backend, heartbeat=lambda: beats.append(time.monotonic()))
@@ -440,7 +440,7 @@ async def _wait_for_container(backend: DockerBackend, step_id: str) -> str:
 def sleeper(step_id: str) -> ExecutionRequest:
     """Code that would run for a minute."""
     code = "import time\ntime.sleep(60)\nresults = {}"
-    return ExecutionRequest(code=code, run_id=TEST_RUN_ID, step_id=step_id, limits=SandboxLimits(timeout_s=60))
+    return ExecutionRequest(code=code, workflow_id=TEST_RUN_ID, step_id=step_id, limits=SandboxLimits(timeout_s=60))
 
 
 async def test_cancel_event_kills_the_container(docker_backend: DockerBackend) -> None:
@@ -500,7 +500,7 @@ def test_reap_orphans_removes_containers_past_their_deadline_or_too_old(docker_b
 
 def test_a_container_whose_worker_died_kills_its_code_at_its_own_deadline(docker_backend: DockerBackend) -> None:
     """No worker watches this container (as after a worker crash): it must still stop by itself."""
-    request = ExecutionRequest(code="while True:\n    pass\n", run_id=TEST_RUN_ID, step_id="no-worker")
+    request = ExecutionRequest(code="while True:\n    pass\n", workflow_id=TEST_RUN_ID, step_id="no-worker")
     limits = SandboxLimits(timeout_s=1)
     job = write_job(request, limits)
     container = docker_backend.client.containers.create(**docker_backend.container_kwargs(request, limits, str(job)))
@@ -517,7 +517,7 @@ def test_a_container_whose_worker_died_kills_its_code_at_its_own_deadline(docker
 
 def test_the_container_configuration_is_hardened(docker_backend: DockerBackend) -> None:
     """Inspect a created (never started) container: every isolation setting is what the engine got."""
-    request = ExecutionRequest(code="results = {}", run_id=TEST_RUN_ID, step_id="inspect")
+    request = ExecutionRequest(code="results = {}", workflow_id=TEST_RUN_ID, step_id="inspect")
     limits = SandboxLimits(memory_bytes=256 * 2**20, cpus=0.5, pids=40)
     kwargs = docker_backend.container_kwargs(request, limits, "/nonexistent-job-dir")
     container = docker_backend.client.containers.create(**kwargs)

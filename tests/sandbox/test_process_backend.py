@@ -32,11 +32,11 @@ def _running(select: Callable[[psutil.Process], bool], within_s: float = 5.0) ->
 
 @pytest.fixture
 def allowed() -> TernSettings:
-    return TernSettings(sandbox_allow_process_backend=True, sandbox_backend="process")
+    return TernSettings(sandbox={"allow_process_backend": True, "backend": "process"})
 
 
 async def test_process_backend_is_refused_unless_permitted() -> None:
-    settings = TernSettings(sandbox_allow_process_backend=False)
+    settings = TernSettings(sandbox={"allow_process_backend": False})
     with pytest.raises(SandboxUnavailable, match="TERN_SANDBOX_ALLOW_PROCESS_BACKEND"):
         get_backend(settings, "process")
     with pytest.raises(SandboxUnavailable, match="WITHOUT isolation"):

@@ -15,10 +15,10 @@ from tests.agent_helpers import running_worker, start_run
 from tests.test_python_step import approve_next
 
 
-async def approve_every_attempt(client, run_id: str) -> None:
+async def approve_every_attempt(client, workflow_id: str) -> None:
     """Approve each attempt's code as it comes (the default approval mode asks for all code)."""
     while True:
-        await approve_next(client, run_id, within_s=600)
+        await approve_next(client, workflow_id, within_s=600)
 
 
 async def test_a_proposed_value_of_10_to_the_400_is_fed_back_not_retried(

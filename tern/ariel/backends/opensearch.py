@@ -1,7 +1,7 @@
 """The OpenSearch search backend: BM25 text fields, ``knn_vector`` fields, bulk indexing, alias-based reindexing.
 
 PostgreSQL stays the storage of record; OpenSearch holds a searchable copy. Searches go to an alias
-(``settings.opensearch_index``, default ``tern-ariel``) that points at one concrete index
+(``settings.ariel.opensearch_index``, default ``tern-ariel``) that points at one concrete index
 ``<alias>-<version>`` (the first is ``<alias>-1``); ``reindex_from`` builds a new concrete index from PostgreSQL
 and swaps the alias in one ``_aliases`` call, so searches never see a half-built index, while writes go to both.
 Writes report per document what the index acknowledged (``IndexReport``); ``tern.ariel.indexing`` keeps the rest
@@ -150,15 +150,15 @@ class OpenSearchBackend:
         """A backend on the process's shared client for these settings (``opensearch_client.shared_client``,
         taken on first use, so this may be called outside the event loop); ``close`` leaves that client open
         (``close_shared_clients`` closes it). Raises ``ValueError`` without ``opensearch_url``."""
-        if not settings.opensearch_url:
+        if not settings.ariel.opensearch_url:
             raise ValueError("the opensearch backend needs TERN_OPENSEARCH_URL")
         backend = cls(
             None,
-            settings.opensearch_index,
-            bulk_retries=settings.opensearch_bulk_retries,
-            bulk_backoff_s=settings.opensearch_bulk_backoff_s,
-            replicas=settings.opensearch_replicas,
-            ef_search=settings.opensearch_ef_search,
+            settings.ariel.opensearch_index,
+            bulk_retries=settings.ariel.opensearch_bulk_retries,
+            bulk_backoff_s=settings.ariel.opensearch_bulk_backoff_s,
+            replicas=settings.ariel.opensearch_replicas,
+            ef_search=settings.ariel.opensearch_ef_search,
         )
         backend._settings = settings
         return backend

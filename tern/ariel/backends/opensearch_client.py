@@ -52,7 +52,7 @@ def client_options(settings: TernSettings) -> dict[str, Any]:
     basic auth or SigV4. Logs ``INSECURE_WARNING`` at WARNING when verification is off.
 
     Raises ``ValueError`` without ``opensearch_url``, and as ``aws_auth``."""
-    if not settings.opensearch_url:
+    if not settings.ariel.opensearch_url:
         raise ValueError("the opensearch backend needs TERN_OPENSEARCH_URL")
     from opensearchpy import AsyncHttpConnection
 
@@ -60,39 +60,39 @@ def client_options(settings: TernSettings) -> dict[str, Any]:
         # AsyncHttpConnection, not AsyncOpenSearch's default AIOHttpConnection: only it calls a callable
         # http_auth (the SigV4 signer) per request (opensearch-py connection/http_async.py)
         "connection_class": AsyncHttpConnection,
-        "hosts": [settings.opensearch_url],
-        "timeout": settings.opensearch_timeout_s,
-        "verify_certs": settings.opensearch_verify_certs,
+        "hosts": [settings.ariel.opensearch_url],
+        "timeout": settings.ariel.opensearch_timeout_s,
+        "verify_certs": settings.ariel.opensearch_verify_certs,
     }
-    if settings.opensearch_ca_certs:
-        kw["ca_certs"] = str(settings.opensearch_ca_certs)
-    if settings.opensearch_client_cert:
-        kw["client_cert"] = str(settings.opensearch_client_cert)
-        if settings.opensearch_client_key:
-            kw["client_key"] = str(settings.opensearch_client_key)
-    if not settings.opensearch_verify_certs:
+    if settings.ariel.opensearch_ca_certs:
+        kw["ca_certs"] = str(settings.ariel.opensearch_ca_certs)
+    if settings.ariel.opensearch_client_cert:
+        kw["client_cert"] = str(settings.ariel.opensearch_client_cert)
+        if settings.ariel.opensearch_client_key:
+            kw["client_key"] = str(settings.ariel.opensearch_client_key)
+    if not settings.ariel.opensearch_verify_certs:
         kw["ssl_show_warn"] = False  # replaced by the warning below, which says what to do
-        log.warning(INSECURE_WARNING.format(url=settings.opensearch_url))
-    if settings.opensearch_username and settings.opensearch_password:
-        kw["http_auth"] = (settings.opensearch_username, settings.opensearch_password.get_secret_value())
-    elif settings.opensearch_aws_region:
-        kw["http_auth"] = aws_auth(settings.opensearch_aws_region, settings.opensearch_aws_service)
+        log.warning(INSECURE_WARNING.format(url=settings.ariel.opensearch_url))
+    if settings.ariel.opensearch_username and settings.ariel.opensearch_password:
+        kw["http_auth"] = (settings.ariel.opensearch_username, settings.ariel.opensearch_password.get_secret_value())
+    elif settings.ariel.opensearch_aws_region:
+        kw["http_auth"] = aws_auth(settings.ariel.opensearch_aws_region, settings.ariel.opensearch_aws_service)
     return kw
 
 
 def _key(settings: TernSettings) -> tuple[Any, ...]:
-    pw = settings.opensearch_password.get_secret_value() if settings.opensearch_password else None
+    pw = settings.ariel.opensearch_password.get_secret_value() if settings.ariel.opensearch_password else None
     return (
-        settings.opensearch_url,
-        settings.opensearch_timeout_s,
-        settings.opensearch_verify_certs,
-        settings.opensearch_ca_certs,
-        settings.opensearch_client_cert,
-        settings.opensearch_client_key,
-        settings.opensearch_username,
+        settings.ariel.opensearch_url,
+        settings.ariel.opensearch_timeout_s,
+        settings.ariel.opensearch_verify_certs,
+        settings.ariel.opensearch_ca_certs,
+        settings.ariel.opensearch_client_cert,
+        settings.ariel.opensearch_client_key,
+        settings.ariel.opensearch_username,
         pw,
-        settings.opensearch_aws_region,
-        settings.opensearch_aws_service,
+        settings.ariel.opensearch_aws_region,
+        settings.ariel.opensearch_aws_service,
     )
 
 

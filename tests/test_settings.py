@@ -1,0 +1,186 @@
+"""TernSettings in sections: the flat TERN_ names still work, the nested TERN_<SECTION>__<FIELD> ones too, the TOML
+file takes [section] tables and the flat keys, precedence is kwargs > env > file > defaults, and errors name the
+setting and its environment variables. Each test builds TernSettings in a clean environment (no TERN_ variable
+of the caller leaks in) and, for the CLI, runs the real `tern` entry point in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from tern.config import TernSettings, flat_names, setting_error
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No TERN_ variable of the caller, and no ./tern.toml: each test sets what it reads."""
+    for name in list(os.environ):
+        if name.upper().startswith("TERN_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TERN_CONFIG", str(tmp_path / "absent.toml"))
+
+
+def test_flat_environment_names_still_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERN_PG_PORT", "55999")
+    monkeypatch.setenv("TERN_TEMPORAL_ADDRESS", "10.0.0.1:7999")
+    monkeypatch.setenv("TERN_APPROVERS", '["alice", "bob"]')
+    monkeypatch.setenv("TERN_SANDBOX_TIMEOUT_S", "12.5")
+    monkeypatch.setenv("TERN_SIM_SLOW_READBACKS", '{"SR:RF:FREQ:SP": 2}')
+    monkeypatch.setenv("TERN_ARIEL_BACKEND", "postgres")
+    monkeypatch.setenv("TERN_EMBEDDING_MODEL", "e-flat")
+    monkeypatch.setenv("TERN_TASK_QUEUE", "q-flat")
+    monkeypatch.setenv("TERN_PYTHON_APPROVAL_MODE", "control_writes")
+    s = TernSettings()
+    assert s.database.pg_port == 55999
+    assert s.dsn == "postgresql://postgres@127.0.0.1:55999/tern"
+    assert s.temporal.address == "10.0.0.1:7999" and s.ui_url == "http://10.0.0.1:8233"
+    assert s.approval.approvers == ["alice", "bob"]
+    assert s.sandbox.timeout_s == 12.5
+    assert s.sim.slow_readbacks == {"SR:RF:FREQ:SP": 2.0}
+    assert s.ariel.embedding_model == "e-flat"
+    assert s.temporal.task_queue == "q-flat"
+    assert s.approval.python_mode == "control_writes"
+
+
+SPECIAL: dict[str, tuple[str, object]] = {
+    "facility_timezone": ("Europe/Berlin", "Europe/Berlin"),  # must be an IANA zone
+    "opensearch_ef_search": ("7", 7),  # int, unset by default
+    "opensearch_ca_certs": ("/tmp/ca.pem", Path("/tmp/ca.pem")),
+    "opensearch_client_cert": ("/tmp/cert.pem", Path("/tmp/cert.pem")),
+    "opensearch_client_key": ("/tmp/key.pem", Path("/tmp/key.pem")),
+}
+
+
+def _other_value(flat: str, value: object) -> tuple[str, object]:
+    """An environment text for a setting other than its default, and the value it must give."""
+    if flat in SPECIAL:
+        return SPECIAL[flat]
+    if isinstance(value, bool):
+        return str(not value).lower(), not value
+    if isinstance(value, int):
+        return str(value + 1), value + 1
+    if isinstance(value, float):
+        return str(value + 0.5), value + 0.5
+    if isinstance(value, list):
+        return '["x"]', ["x"]
+    if isinstance(value, dict):
+        return '{"x": 1}', {"x": 1.0}
+    if isinstance(value, Path) or flat.endswith("_path"):
+        return f"/tmp/{flat}", Path(f"/tmp/{flat}")
+    if flat == "temporal_address":
+        return "h-x:1", "h-x:1"
+    return f"x-{flat}", f"x-{flat}"
+
+
+LITERALS = {"small_change_verification", "python_approval_mode", "sandbox_backend", "ariel_backend"}
+LITERALS |= {"embedding_provider", "llm_provider", "log_format", "opensearch_aws_service", "memory_approval_mode"}
+LITERALS |= {"opensearch_aws_region"}  # excludes opensearch_username (basic auth), set here
+
+
+def test_every_flat_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """All 115 old names at once (but the choices), each to a value other than its default: each lands in the
+    field the map says."""
+    defaults = TernSettings()
+    expected = {}
+    for flat, (section, field) in flat_names().items():
+        if flat in LITERALS:
+            continue  # their other choices need other settings; test_flat_environment_names_still_work sets one
+        text, value = _other_value(flat, getattr(getattr(defaults, section), field))
+        monkeypatch.setenv(f"TERN_{flat.upper()}", text)
+        expected[(section, field)] = value
+    s = TernSettings()
+    got = {}
+    for section, field in expected:
+        value = getattr(getattr(s, section), field)
+        got[(section, field)] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+    assert got == expected
+    assert len(expected) == len(flat_names()) - len(LITERALS) == 115 - 10
+
+
+def test_nested_environment_names_work_and_win_over_flat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERN_DATABASE__PG_PORT", "55111")
+    monkeypatch.setenv("TERN_SANDBOX__TIMEOUT_S", "7")
+    monkeypatch.setenv("TERN_SANDBOX_TIMEOUT_S", "9")  # flat and nested: the nested wins
+    monkeypatch.setenv("TERN_APPROVAL__APPROVERS", '["carol"]')
+    monkeypatch.setenv("TERN_LLM__PROVIDER", "openai")
+    monkeypatch.setenv("TERN_LLM_URL", "http://127.0.0.1:9/v1")  # a section mixes both forms
+    s = TernSettings()
+    assert s.database.pg_port == 55111
+    assert s.sandbox.timeout_s == 7.0
+    assert s.approval.approvers == ["carol"]
+    assert (s.llm.provider, s.llm.url) == ("openai", "http://127.0.0.1:9/v1")
+
+
+def test_toml_sections_flat_keys_and_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    toml = tmp_path / "tern.toml"
+    toml.write_text(
+        "pg_port = 55222\nsandbox_cpus = 2.0\n\n[sandbox]\ntimeout_s = 33\ncpus = 3.0\n\n"
+        '[temporal]\nnamespace = "ops"\n[control]\nwrites_enabled = true\n'
+    )
+    monkeypatch.setenv("TERN_CONFIG", str(toml))
+    s = TernSettings()
+    assert s.database.pg_port == 55222  # flat key at the top
+    assert s.sandbox.timeout_s == 33.0 and s.sandbox.cpus == 3.0  # the table wins over the flat key
+    assert s.temporal.namespace == "ops" and s.control.writes_enabled is True
+    assert s.sandbox.pids == 64  # untouched fields keep their defaults
+    monkeypatch.setenv("TERN_SANDBOX_TIMEOUT_S", "44")  # env over file
+    monkeypatch.setenv("TERN_TEMPORAL__NAMESPACE", "env-ns")
+    s = TernSettings()
+    assert s.sandbox.timeout_s == 44.0 and s.sandbox.cpus == 3.0 and s.temporal.namespace == "env-ns"
+    s = TernSettings(sandbox={"timeout_s": 55}, database={"url": "postgresql://x@h/db"})  # kwargs over env, merged
+    assert s.sandbox.timeout_s == 55.0 and s.sandbox.cpus == 3.0 and s.temporal.namespace == "env-ns"
+    assert s.dsn == "postgresql://x@h/db" and s.database.pg_port == 55222
+
+
+def test_bad_value_names_the_setting_and_its_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERN_SANDBOX_TIMEOUT_S", "soon")
+    with pytest.raises(ValidationError) as info:
+        TernSettings()
+    assert [e["loc"] for e in info.value.errors()] == [("sandbox", "timeout_s")]
+    assert setting_error(info.value).startswith(
+        "sandbox.timeout_s (TERN_SANDBOX_TIMEOUT_S or TERN_SANDBOX__TIMEOUT_S): Input should be a valid number"
+    )
+    monkeypatch.setenv("TERN_SANDBOX_TIMEOUT_S", "10")
+    monkeypatch.setenv("TERN_APPROVERS", "alice")  # not JSON: passed on as text, which is not a list
+    with pytest.raises(ValidationError) as info:
+        TernSettings()
+    assert setting_error(info.value) == (
+        "approval.approvers (TERN_APPROVERS or TERN_APPROVAL__APPROVERS): Input should be a valid list"
+    )
+
+
+def test_cli_names_the_bad_environment_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TERN_")}
+    env |= {"TERN_CONFIG": str(tmp_path / "absent.toml"), "TERN_DATA_DIR": str(tmp_path), "TERN_PG_PORT": "many"}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "starters.cli", "status"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "bad configuration: database.pg_port (TERN_PG_PORT or TERN_DATABASE__PG_PORT)" in proc.stderr, proc.stderr
+
+
+def test_unknown_names_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as info:
+        TernSettings(pg_port=1)  # type: ignore[call-arg]  # the old flat keyword: a section dict now
+    assert [(e["loc"], e["type"]) for e in info.value.errors()] == [(("pg_port",), "extra_forbidden")]
+    with pytest.raises(ValidationError) as info:
+        TernSettings(sandbox={"timeout": 5})
+    assert [(e["loc"], e["type"]) for e in info.value.errors()] == [(("sandbox", "timeout"), "extra_forbidden")]
+    toml = tmp_path / "tern.toml"
+    toml.write_text("[sandbox]\ntimeout_secs = 5\n")
+    monkeypatch.setenv("TERN_CONFIG", str(toml))
+    with pytest.raises(ValidationError) as info:
+        TernSettings()
+    assert [e["loc"] for e in info.value.errors()] == [("sandbox", "timeout_secs")]
+    toml.write_text("pg_prot = 5\n")
+    with pytest.raises(ValidationError) as info:
+        TernSettings()
+    assert [e["loc"] for e in info.value.errors()] == [("pg_prot",)]
