@@ -102,7 +102,7 @@ def approvals_router(
         if found is None:
             return await refuse(404, f"unknown request id {request_id[:80]!r}", request_id=request_id)
         run_id, req = found
-        common = {"run_id": run_id, "request": req, "approved": parsed.approved, "comment": parsed.comment}
+        common = {"workflow_id": run_id, "request": req, "approved": parsed.approved, "comment": parsed.comment}
         approver = identities.lookup(PLATFORM, key_id)
         if approver is None:
             return await refuse(403, f"key {key_id!r} is not mapped to a Tern approver", **common)
@@ -127,7 +127,9 @@ def approvals_router(
                 accepted=True,
                 **common,  # type: ignore[arg-type]
             )
-        return JSONResponse({"request_id": request_id, "run_id": run_id, "approver": approver, "result": result})
+        return JSONResponse(
+            {"request_id": request_id, "run_id": run_id, "workflow_id": run_id, "approver": approver, "result": result}
+        )
 
     return router
 

@@ -11,6 +11,7 @@ commands that use them, so ``tern --help`` and ``tern status`` start fast (issue
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -45,12 +46,18 @@ app.add_typer(bridge_app, name="bridge")
 out = console()
 
 
+class StackPart(StrEnum):
+    """Optional parts of the embedded stack (``tern up --with``; ``tern.embedded.stack.WITH``)."""
+
+    matrix = "matrix"
+
+
 # --- the embedded stack -----------------------------------------------------------------------------------
 @app.command()
 def up(
     as_json: Annotated[bool, typer.Option("--json", help="Print the stack status as JSON.")] = False,
     with_: Annotated[
-        list[str] | None,
+        list[StackPart] | None,
         typer.Option(
             "--with",
             help="Optional part to start too: 'matrix' (Synapse on TERN_MATRIX_PORT with #control-room:localhost, "
@@ -58,12 +65,14 @@ def up(
         ),
     ] = None,
 ) -> None:
-    """Start the embedded stack (Temporal dev server + Web UI, PostgreSQL, simulated accelerator, worker)."""
-    from tern.embedded.stack import EmbeddedStack, StackError
+    """Start the embedded stack (PostgreSQL, Temporal dev server + Web UI, simulated accelerator, archiver, worker,
+    ARIEL API; with --with matrix also Synapse and the Matrix approval bridge)."""
+    from tern.embedded.stack import WITH, EmbeddedStack, StackError
 
+    assert all(w.value in WITH for w in with_ or ())  # StackPart lists the parts of WITH
     try:
         stack = EmbeddedStack(
-            load_settings(), progress=lambda m: err.print(f"[dim]{m}[/dim]"), extras=tuple(with_ or ())
+            load_settings(), progress=lambda m: err.print(f"[dim]{m}[/dim]"), extras=tuple(w.value for w in with_ or ())
         )
         status = stack.up()
     except StackError as exc:

@@ -90,7 +90,7 @@ async def test_approve_on_a_queue_no_worker_ever_polled_answers_within_the_bound
     )
     took = time.monotonic() - started
     assert proc.returncode == 1, proc.stderr
-    assert f"no worker is polling task queue '{lonely.task_queue}'" in proc.stderr, proc.stderr
+    assert f"no worker is polling task queue '{lonely.temporal.task_queue}'" in proc.stderr, proc.stderr
     assert "did not answer" not in proc.stderr  # refused by the poller check, not by a query timeout
     assert took < WORKER_WAIT_S + 15, took
     await handle.terminate("test over")

@@ -26,7 +26,7 @@ from tern.models.activity_io import (
     WriteCheckInput,
     WriteInput,
 )
-from tern.models.approval import ApprovalResolveInput
+from tern.models.approval import ApprovalResolveInput, NotifyApproversInput
 from tern.models.archiver import ArchiverReadInput
 from tern.models.memory import MemoryAddInput
 from tern.models.planning import PlanInput
@@ -49,6 +49,7 @@ MODEL_OF: dict[str, type[BaseModel]] = {  # activity type, workflow type (input)
     "resolve_approval": ApprovalResolveInput,
     "read_archiver": ArchiverReadInput,
     "remember": MemoryAddInput,
+    "notify_approvers": NotifyApproversInput,
 }
 
 

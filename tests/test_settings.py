@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from tern.config import TernSettings, flat_names, setting_error
 
@@ -55,6 +55,8 @@ SPECIAL: dict[str, tuple[str, object]] = {
     "opensearch_ca_certs": ("/tmp/ca.pem", Path("/tmp/ca.pem")),
     "opensearch_client_cert": ("/tmp/cert.pem", Path("/tmp/cert.pem")),
     "opensearch_client_key": ("/tmp/key.pem", Path("/tmp/key.pem")),
+    "webhook_secrets": ('{"k": "s3cret"}', {"k": SecretStr("s3cret")}),  # key id -> secret
+    "webhook_notify_key_id": ("k", "k"),  # must name a key of webhook_secrets
 }
 
 
@@ -85,7 +87,7 @@ LITERALS |= {"opensearch_aws_region"}  # excludes opensearch_username (basic aut
 
 
 def test_every_flat_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> None:
-    """All 115 old names at once (but the choices), each to a value other than its default: each lands in the
+    """All 129 old names at once (but the choices), each to a value other than its default: each lands in the
     field the map says."""
     defaults = TernSettings()
     expected = {}
@@ -101,7 +103,7 @@ def test_every_flat_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> None
         value = getattr(getattr(s, section), field)
         got[(section, field)] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
     assert got == expected
-    assert len(expected) == len(flat_names()) - len(LITERALS) == 115 - 10
+    assert len(expected) == len(flat_names()) - len(LITERALS) == 129 - 10
 
 
 def test_nested_environment_names_work_and_win_over_flat(monkeypatch: pytest.MonkeyPatch) -> None:

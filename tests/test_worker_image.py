@@ -77,7 +77,7 @@ async def test_image_is_the_worker_of_an_embedded_stack(worker_image: str, tmp_p
                 "TERN_WORKER_HTTP_HOST": "127.0.0.1",
                 "TERN_WORKER_HTTP_PORT": str(settings.worker.http_port),
                 "TERN_CA_PROBE_CHANNEL": "SR:RF:CAVITY:01:VOLTAGE:SP",
-                "TERN_ARCHIVER_URL": settings.archiver_base_url,
+                "TERN_ARCHIVER_URL": settings.archiver.base_url,
             },
         )
         readyz = f"http://127.0.0.1:{settings.worker.http_port}/readyz"

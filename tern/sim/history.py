@@ -77,14 +77,12 @@ def _walk(name: str, n: int, period_s: float, start: float, step: float, low: fl
 def history(
     sim: SimulatedAccelerator, name: str, start: datetime, end: datetime, period_s: float
 ) -> list[tuple[int, int, float, int, int]]:
-    """Samples of channel ``name`` every ``period_s`` seconds in ``[start, end)``, at multiples of ``period_s``
-    since the epoch (so bins of a whole number of periods see the same samples whatever the start), as ``(secs,
-    nanos, value, severity, status)``. Empty for a channel the simulator does not serve."""
+    """Samples of channel ``name`` every ``period_s`` seconds in ``[start, end)``, as ``(secs, nanos, value,
+    severity, status)``. Empty for a channel the simulator does not serve."""
     model = sim.model(name)
     if model is None:
         return []
-    first = np.ceil(start.timestamp() / period_s) * period_s  # on a fixed grid: the same samples whenever generated
-    t = np.arange(first, end.timestamp(), period_s)
+    t = np.arange(start.timestamp(), end.timestamp(), period_s)
     value, step, low, high = model
     sev = np.zeros(len(t), dtype=int)
     st = np.zeros(len(t), dtype=int)
