@@ -299,9 +299,14 @@ class TernClient:
                 await asyncio.sleep(WORKER_POLL_INTERVAL_S)
 
     async def pending(self) -> list[AgentRunStatus]:
-        """Runs waiting for an approval decision, oldest first. Each answers a ``status`` query, so this raises
-        :class:`TernUnavailable` when a run's worker does not answer within ``QUERY_RPC_TIMEOUT``."""
-        query = f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}"'
+        """Runs on the configured task queue (``temporal.task_queue``: this deployment's workers) waiting for an
+        approval decision, oldest first. Each answers a ``status`` query, so this raises :class:`TernUnavailable`
+        when a run's worker does not answer within ``QUERY_RPC_TIMEOUT``; runs of other task queues (other
+        deployments sharing the namespace, whose workers may be down) are not asked."""
+        queue = self.settings.temporal.task_queue.replace("\\", "\\\\").replace('"', '\\"')
+        query = (
+            f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}" AND TaskQueue = "{queue}"'
+        )
         out: list[AgentRunStatus] = []
         async for wf in self.client.list_workflows(query):
             if wf.status != ExecStatus.RUNNING:
