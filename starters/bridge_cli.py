@@ -36,7 +36,7 @@ def credentials_path(settings: TernSettings) -> Path:
 async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owner: str | None = None) -> None:
     """Run the Matrix bridge for ``settings`` until ``stop`` is set. Raises ``MatrixError`` (credentials,
     login), ``TernUnavailable`` (Temporal) or ``DatabaseError`` (PostgreSQL) when it cannot start."""
-    from starters.chat_client import client_decider, pending_requests, plan_starter, run_progress
+    from starters.chat_client import client_decider, pending_requests, plan_starter, question_starter, run_progress
     from starters.client import TernClient
     from starters.matrix_bridge import MatrixPlatform
     from tern.chat.bridge import ApprovalBridge
@@ -63,6 +63,7 @@ async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owne
         owner=owner,
         start_run=plan_starter(client),
         progress=run_progress(client),
+        ask=question_starter(client) if settings.llm.provider != "none" else None,
     )
     platform.bridge = bridge
     try:

@@ -12,7 +12,15 @@ from collections.abc import AsyncIterator
 from starters.client import TernClient, TernUnavailable, TernUserError
 from starters.plan_file import load_plan
 from tern import PACKAGE_DIR
-from tern.chat.bridge import Decider, DecisionRefused, PendingSource, RunProgress, RunRefused, RunStarter
+from tern.chat.bridge import (
+    Decider,
+    DecisionRefused,
+    PendingSource,
+    QuestionStarter,
+    RunProgress,
+    RunRefused,
+    RunStarter,
+)
 from tern.models import AgentRunRequest, ApprovalRequest
 
 log = logging.getLogger(__name__)
@@ -53,6 +61,21 @@ def plan_starter(client: TernClient) -> RunStarter:
             plan = load_plan(path)
             handle = await client.start_run(AgentRunRequest(user=user, query=f"chat: run {name}", plan=plan))
         except (TernUserError, TernUnavailable, ValueError) as exc:
+            raise RunRefused(str(exc)) from exc
+        return str(handle.id)
+
+    return start
+
+
+def question_starter(client: TernClient) -> QuestionStarter:
+    """A :data:`tern.chat.bridge.QuestionStarter`: a question to the bot starts ``TernClient.ask`` for the mapped
+    user (the worker's planner makes the plan; approvers as the worker's policy says). No LLM configured, an
+    empty or over-long question: refused with the reason."""
+
+    async def start(user: str, question: str) -> str:
+        try:
+            handle = await client.ask(question, user=user)
+        except (TernUserError, TernUnavailable) as exc:
             raise RunRefused(str(exc)) from exc
         return str(handle.id)
 

@@ -304,9 +304,7 @@ class TernClient:
         when a run's worker does not answer within ``QUERY_RPC_TIMEOUT``; runs of other task queues (other
         deployments sharing the namespace, whose workers may be down) are not asked."""
         queue = self.settings.temporal.task_queue.replace("\\", "\\\\").replace('"', '\\"')
-        query = (
-            f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}" AND TaskQueue = "{queue}"'
-        )
+        query = f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}" AND TaskQueue = "{queue}"'
         out: list[AgentRunStatus] = []
         async for wf in self.client.list_workflows(query):
             if wf.status != ExecStatus.RUNNING:

@@ -399,6 +399,58 @@ async def test_a_run_started_from_the_room_reports_progress_in_a_thread(
     assert decision["actor"] == "operator" and decision["decision"] == "rejected"
 
 
+async def test_a_question_to_the_bot_is_planned_and_answered_in_a_thread(
+    temporal_env, settings, synapse, chat_files, tmp_path
+) -> None:
+    """`@tern <question>` from the operator starts an agent run planned by the LLM (a scripted OpenAI-compatible
+    server, reached by the real SDK client of the worker) for the operator; the thread says it started, then the
+    answer. A bare `approve` to the bot is refused (decisions reply to a card)."""
+    from tests.llm_script import plan_json, scripted_llm
+
+    creds_path, idmap = chat_files
+    operator = Person(synapse, synapse.operator)
+    await operator.start()
+    bot = synapse.bot.user_id
+
+    async def say(text: str) -> str:
+        resp = await operator.client.room_send(operator.room_id, "m.room.message", {"msgtype": "m.text", "body": text})
+        assert isinstance(resp, RoomSendResponse), resp
+        return str(resp.event_id)
+
+    async with scripted_llm() as llm:
+        llm.default["planner"] = plan_json(
+            {"id": "read", "kind": "channel_read", "channels": ["SR:RF:CAVITY:01:VOLTAGE:RB"]},
+            {"id": "answer", "kind": "respond"},
+        )
+        llm.default["answer"] = "Cavity 1 holds its voltage."
+        llm_update = {"provider": "openai", "url": f"{llm.base}/v1", "model": "scripted"}
+        worker_settings = settings.model_copy(update={"llm": settings.llm.model_copy(update=llm_update)})
+        env = {
+            **_bridge_env(settings, temporal_env, creds_path, idmap),
+            "TERN_LLM_PROVIDER": "openai",
+            "TERN_LLM_URL": f"{llm.base}/v1",
+        }
+        bridge = _spawn_bridge(env, "b1", tmp_path / "bridge.log")
+        _ready(bridge, tmp_path / "bridge.log")
+        try:
+            async with running_worker(temporal_env.client, worker_settings):
+                e = await say("@tern approve")
+                await operator.until(_answer_to(e, bot, "not taken", "reply to its card"), 60)
+                root = await say("@tern What is RF cavity 1 doing right now?")
+                started = await operator.until(_in_thread(bot, root, "planned from the question"), 60)
+                run_id = started.body.split("`")[1]
+                await operator.until(_in_thread(bot, root, "Cavity 1 holds its voltage."), 90)
+        finally:
+            _stop(bridge)
+            await operator.close()
+    assert llm.by_role("planner"), "the worker's planner was asked"
+    assert "What is RF cavity 1 doing right now?" in json.dumps(llm.by_role("planner")[0])
+    from tern.models import AgentRunResult
+
+    result = await temporal_env.client.get_workflow_handle(run_id, result_type=AgentRunResult).result()
+    assert result.status == "completed" and result.user == "operator" and len(result.plan) == 1
+
+
 async def test_code_approved_by_reaction_then_its_write_by_reply(
     temporal_env, settings, synapse, chat_files, tmp_path, docker_backend
 ) -> None:

@@ -49,6 +49,9 @@ class RunRefused(Exception):
 RunStarter = Callable[[str, str], Awaitable[str]]
 """``start(user, plan name)`` -> the run id; raises :class:`RunRefused` with the reason."""
 
+QuestionStarter = Callable[[str, str], Awaitable[str]]
+"""``ask(user, question)`` -> the run id of an agent run planned from the question; raises :class:`RunRefused`."""
+
 RunProgress = Callable[[str], AsyncIterator[str]]
 """``progress(run id)`` yields Markdown lines (step started, waiting for approval, the final answer) until the run
 ends."""
@@ -103,8 +106,10 @@ class ApprovalBridge:
         owner: str | None = None,
         start_run: RunStarter | None = None,
         progress: RunProgress | None = None,
+        ask: QuestionStarter | None = None,
     ) -> None:
         self.start_run = start_run
+        self.ask = ask
         self.progress = progress
         self._followers: set[asyncio.Task[None]] = set()
         self.platform = platform
@@ -216,30 +221,38 @@ class ApprovalBridge:
         await self._decide(card, sender, room_id, event_id, command)
 
     async def on_mention(self, sender: str, room_id: str, event_id: str, text: str) -> None:
-        """A message addressed to the bot (mention stripped): ``run <plan name>`` starts a run of a bundled plan
-        for the mapped user and follows it in a thread under ``event_id``; anything else gets the usage."""
+        """A message addressed to the bot (mention stripped): ``run <plan name>`` starts a run of a bundled plan,
+        any other text is a question that starts an agent run planned by the LLM (when the bridge has ``ask``:
+        the planner is configured), both for the mapped user, followed in a thread under ``event_id``."""
+        command: Command | None = None
         try:
             command = parse_command(text)
-            if command.verb != "run":
-                raise CommandError("to the bot: `run <plan name>`; decide a request by replying to its card")
         except CommandError as exc:
-            await self.platform.reply(room_id, event_id, f"not taken: {exc}")
+            if self.ask is None or not text.strip() or text.split()[0].lower() == "run":
+                await self.platform.reply(room_id, event_id, f"not taken: {exc}")
+                return
+        if command is not None and command.verb != "run":
+            await self.platform.reply(
+                room_id,
+                event_id,
+                "not taken: to decide a request, reply to its card; to the bot: a question or `run <plan name>`",
+            )
             return
         user = self.identities.lookup(self.platform.name, sender)
         if user is None:
             await self.platform.reply(room_id, event_id, f"not taken: {sender} is not mapped to a Tern user")
             return
-        if self.start_run is None or self.progress is None:
+        start = self.start_run if command is not None else self.ask
+        if start is None or self.progress is None:
             await self.platform.reply(room_id, event_id, "not taken: this bridge does not start runs")
             return
         try:
-            workflow_id = await self.start_run(user, command.text)
+            workflow_id = await start(user, command.text if command is not None else text.strip())
         except RunRefused as exc:
             await self.platform.reply(room_id, event_id, f"not started: {exc}")
             return
-        await self.platform.thread(
-            room_id, event_id, f"Started run `{workflow_id}` of plan `{command.text}` for {user}."
-        )
+        what = f"of plan `{command.text}`" if command is not None else "planned from the question"
+        await self.platform.thread(room_id, event_id, f"Started run `{workflow_id}` {what} for {user}.")
         task = asyncio.ensure_future(self._follow(room_id, event_id, workflow_id))
         self._followers.add(task)
         task.add_done_callback(self._followers.discard)
