@@ -148,6 +148,36 @@ async def test_grounded_answer_removes_an_invented_citation() -> None:
     assert "[#DEMO-007] RF cavity 1 trip" in last_user_text(llm.by_role("answer")[0])
 
 
+async def test_grounded_answer_checks_quoted_channel_values_against_the_readings() -> None:
+    """Values the LLM quotes next to a channel name are checked against this run's readings (rounded to the quoted
+    decimals): a wrong one is said in the answer and listed; right ones, other numbers and other channels pass."""
+    from tern.agent.compose import ground_values
+    from tern.models import ChannelReading
+
+    readings = [
+        ChannelReading(channel="SR:RF:CAVITY:01:VOLTAGE:RB", value=1.49996, units="MV"),
+        ChannelReading(channel="SR:RF:CAVITY:01:POWER:REV", value=8.91, units="kW"),
+        ChannelReading(channel="SR:VAC:GAUGE:01:PRESSURE", value=2.1e-10, units="Torr"),
+    ]
+    steps = [StepResult(step_id="read", kind="channel_read", status="completed", readings=readings)]
+    right = (
+        "SR:RF:CAVITY:01:VOLTAGE:RB reads 1.5 MV, SR:RF:CAVITY:01:POWER:REV = 8.91 kW and "
+        "SR:VAC:GAUGE:01:PRESSURE is 2.1e-10 Torr; 3 trips since 2026."
+    )
+    assert ground_values(right, steps) == []
+    wrong = "SR:RF:CAVITY:01:VOLTAGE:RB reads 3.0 MV while SR:RF:CAVITY:01:POWER:REV stays at 8.9 kW."
+    assert [(w.channel, w.quoted, w.read) for w in ground_values(wrong, steps)] == [
+        ("SR:RF:CAVITY:01:VOLTAGE:RB", "3.0", 1.49996)
+    ]
+    inp = ComposeInput(workflow_id="r", user="alice", query="cavity 1 now?", steps=steps)
+    async with scripted_llm() as llm:
+        llm.script["answer"] = [wrong]
+        composed = await compose_with_llm(openai_client(llm.base), inp, REGISTRY.summarise)
+    assert composed.answer.startswith(wrong)
+    assert "SR:RF:CAVITY:01:VOLTAGE:RB was quoted as 3.0, the reading was 1.49996" in composed.answer
+    assert [w.quoted for w in composed.unsupported_values] == ["3.0"]
+
+
 def test_settings_choose_provider_and_model_per_role() -> None:
     s = TernSettings(llm={"provider": "openai", "url": "http://127.0.0.1:9/v1", "model": "m", "planner_model": "big"})
     planner, answer = make_chat_provider(s, "planner"), make_chat_provider(s, "answer")

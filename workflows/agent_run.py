@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         RunState,
         Step,
         StepResult,
+        ValueMismatch,
         WriteRecord,
     )
     from tern.models.activity_io import (
@@ -141,6 +142,7 @@ class AgentRunWorkflow(ApprovalHandlers):
         self._answer = ""
         self._citations: list[str] = []
         self._unsupported: list[str] = []
+        self._unsupported_values: list[ValueMismatch] = []
         self._answer_usage = LLMUsage()
         self._gate = ApprovalGate(req.user, req.approvers, req.approval_timeout_s, self._on_state)
         self._planner: RunPlanner | None = None  # set for runs started without a plan
@@ -259,6 +261,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             answer=self._answer,
             citations=self._citations,
             unsupported_citations=self._unsupported,
+            unsupported_values=self._unsupported_values,
             plan=self._planner.versions if self._planner else [],
             llm_usage=usage,
             error=self._error,
@@ -568,6 +571,7 @@ class AgentRunWorkflow(ApprovalHandlers):
         )
         self._answer, self._citations = composed.answer, composed.citations
         self._unsupported = composed.unsupported_citations
+        self._unsupported_values = composed.unsupported_values
         if composed.usage is not None:
             self._answer_usage = self._answer_usage.add(composed.usage)
         return StepResult(step_id=step.id, kind=step.kind, status="completed", answer=composed.answer)

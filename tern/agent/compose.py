@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from tern.llm.chat import ChatMessage, LLMClient
 from tern.models.activity_io import ComposedAnswer, ComposeInput
 from tern.models.planning import LLMUsage
-from tern.models.run import StepResult
+from tern.models.run import StepResult, ValueMismatch
 
 _CITE = re.compile(r"\[#([^\]\s]+)\]")
 
@@ -133,6 +133,46 @@ def ground_citations(answer: str, retrieved: set[str]) -> tuple[str, list[str], 
     return answer, checked_citations(answer, retrieved), unsupported
 
 
+_NUMBER = re.compile(r"[-+]?\d+(?:\.(\d+))?(?:[eE][-+]?\d+)?")
+_VALUE_WINDOW = 60  # characters after a channel name in which the value quoted for it is looked for
+
+
+def ground_values(answer: str, steps: Iterable[StepResult]) -> list[ValueMismatch]:
+    """Channel values quoted in ``answer`` that disagree with this run's readings.
+
+    A quote is a channel name of a numeric reading (``channel_read`` steps, and those inside ``gather`` steps)
+    followed, within ``_VALUE_WINDOW`` characters and before any other channel name, by a number; it agrees when
+    it equals the reading rounded to the quoted number of decimals (``|quoted - read| <= 0.5 * 10**-decimals``,
+    exponent forms compared relatively to 1e-6). Values the answer gives without the channel's name are not
+    checked. Returns one :class:`ValueMismatch` per disagreeing quote, in the order they appear."""
+    readings: dict[str, float] = {}
+    for s in steps:
+        for r in [*(s.readings or []), *(x for src in s.sources or [] for x in src.readings or [])]:
+            if r.error is None and isinstance(r.value, int | float) and not isinstance(r.value, bool):
+                readings[r.channel] = float(r.value)
+    found: list[tuple[int, ValueMismatch]] = []
+    for channel, read in readings.items():
+        for m in re.finditer(re.escape(channel), answer):
+            window = answer[m.end() : m.end() + _VALUE_WINDOW]
+            other = min((window.find(c) for c in readings if c != channel and c in window), default=-1)
+            if other >= 0:
+                window = window[:other]
+            number = _NUMBER.search(window)
+            if number is None:
+                continue
+            quoted = float(number.group(0))
+            decimals = len(number.group(1) or "")
+            exp = "e" in number.group(0).lower()
+            ok = (
+                abs(quoted - read) <= 1e-6 * max(abs(read), 1e-300)
+                if exp
+                else abs(quoted - read) <= 0.5 * 10**-decimals + 1e-12
+            )
+            if not ok:
+                found.append((m.start(), ValueMismatch(channel=channel, quoted=number.group(0), read=read)))
+    return [v for _, v in sorted(found, key=lambda t: t[0])]
+
+
 def answer_messages(inp: ComposeInput, summarise: Callable[[StepResult], str]) -> list[ChatMessage]:
     """The LLM composer's messages: rules, the question, each step's result (``summarise``d) and the user's
     relevant notes (``inp.memories``), the last two as data."""
@@ -147,15 +187,23 @@ def answer_messages(inp: ComposeInput, summarise: Callable[[StepResult], str]) -
 
 
 async def compose_with_llm(llm: LLMClient, inp: ComposeInput, summarise: Callable[[StepResult], str]) -> ComposedAnswer:
-    """The answer written by ``llm`` from the step results, its citations checked (:func:`ground_citations`).
+    """The answer written by ``llm`` from the step results, its citations checked (:func:`ground_citations`) and
+    its quoted channel values checked against the readings (:func:`ground_values`; a disagreement is appended to
+    the answer and listed in ``unsupported_values``).
 
     ``summarise`` turns one step result into text (the capability registry's). Raises ``tern.llm.LLMError``.
     """
     reply = await llm.reply(answer_messages(inp, summarise), max_tokens=ANSWER_MAX_TOKENS)
     answer, cited, unsupported = ground_citations(reply.text.strip(), retrieved_ids(inp.steps))
+    wrong = ground_values(answer, inp.steps)
+    if wrong:  # said, not silently rewritten: the reader sees both numbers
+        answer += "\n\nChecked against this run's readings: " + "; ".join(
+            f"{w.channel} was quoted as {w.quoted}, the reading was {w.read:g}" for w in wrong
+        )
     return ComposedAnswer(
         answer=answer,
         citations=cited,
         unsupported_citations=unsupported,
+        unsupported_values=wrong,
         usage=LLMUsage(calls=1, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens),
     )

@@ -23,7 +23,7 @@ from tern.models.plan import (
     RespondStep,
     Step,
 )
-from tern.models.run import AgentRunRequest, AgentRunResult, AgentRunStatus, StepResult
+from tern.models.run import AgentRunRequest, AgentRunResult, AgentRunStatus, StepResult, ValueMismatch
 from tern.models.search_attributes import FinalRunState, RunState
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "SearchResponse",
     "Step",
     "StepResult",
+    "ValueMismatch",
     "Verification",
     "VerificationLevel",
     "WriteRecord",

@@ -9,7 +9,7 @@ from tern.models.ids import WorkflowId
 from tern.models.logbook import SearchMode
 from tern.models.memory import Memory
 from tern.models.planning import LLMUsage
-from tern.models.run import StepResult
+from tern.models.run import StepResult, ValueMismatch
 
 
 class LogbookSearchInput(BaseModel):
@@ -78,5 +78,8 @@ class ComposedAnswer(BaseModel):
     citations: list[str] = Field(default_factory=list, description="Logbook entry ids cited as [#id].")
     unsupported_citations: list[str] = Field(
         default_factory=list, description="[#id] citations naming no entry retrieved in this run (removed)."
+    )
+    unsupported_values: list[ValueMismatch] = Field(
+        default_factory=list, description="Channel values the answer quoted that disagree with the readings."
     )
     usage: LLMUsage | None = None

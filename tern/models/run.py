@@ -59,6 +59,14 @@ class AgentRunRequest(BaseModel):
     )
 
 
+class ValueMismatch(BaseModel):
+    """A channel value an LLM answer quoted that disagrees with the run's reading of that channel."""
+
+    channel: str
+    quoted: str = Field(description="The number as the answer wrote it.")
+    read: float = Field(description="The reading, in the channel's engineering units.")
+
+
 class StepResult(BaseModel):
     """What one step produced. Only the field matching the step kind is set."""
 
@@ -104,6 +112,9 @@ class AgentRunResult(BaseModel):
     citations: list[str] = []
     unsupported_citations: list[str] = Field(
         default_factory=list, description="[#id] citations the LLM wrote that no step of this run retrieved (removed)."
+    )
+    unsupported_values: list[ValueMismatch] = Field(
+        default_factory=list, description="Channel values the LLM's answer quoted that disagree with the readings."
     )
     plan: list[PlanVersion] = Field(default_factory=list, description="Every planned version (planned runs only).")
     llm_usage: dict[str, LLMUsage] = Field(default_factory=dict, description="LLM calls and tokens per role.")
