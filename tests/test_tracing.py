@@ -167,3 +167,27 @@ def test_spans_reach_an_otlp_receiver(tmp_path) -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.mark.postgres
+async def test_postgresql_queries_are_spans_under_the_caller(pg_dsn, spans) -> None:
+    """A pool from tern.db.create_pool traces each query as a db.query span, child of the span it ran in, with
+    the statement (never its arguments) and its duration."""
+    from tern.db import create_pool
+    from tern.tracing import span
+
+    pool = await create_pool(pg_dsn)
+    try:
+        with span("caller") as parent:
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT $1::text || pg_sleep(0.05)::text", "secret-operator-text")
+    finally:
+        await pool.close()
+    queries = [
+        s for s in spans.get_finished_spans() if s.name == "db.query" and "pg_sleep" in s.attributes["db.statement"]
+    ]
+    assert len(queries) == 1, [s.name for s in spans.get_finished_spans()]
+    q = queries[0]
+    assert q.parent is not None and q.parent.span_id == parent.get_span_context().span_id
+    assert q.attributes["db.system"] == "postgresql" and "secret-operator-text" not in str(q.attributes)
+    assert q.attributes["db.elapsed_s"] >= 0.05 and (q.end_time - q.start_time) >= 0.05e9

@@ -62,18 +62,26 @@ async def migrate(conn: Conn, directory: Path = MIGRATIONS_DIR) -> list[int]:
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, migrate_schema: bool = True) -> asyncpg.Pool:
-    """Open a pool to ``dsn`` and (by default) bring the schema up to date.
+    """Open a pool to ``dsn`` and (by default) bring the schema up to date. Each query is traced as a ``db.query``
+    span (no-op without a tracer provider; :mod:`tern.tracing`).
 
     Raises ``DatabaseError`` when the server cannot be reached, naming the DSN without its password.
     """
     try:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10)
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10, init=_traced)
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"cannot connect to PostgreSQL at {redact(dsn)}: {exc}") from exc
     if migrate_schema:
         async with pool.acquire() as conn:
             await migrate(conn)
     return pool
+
+
+async def _traced(conn: asyncpg.Connection) -> None:
+    """Every query of the pool's connections becomes a ``db.query`` span (:func:`tern.tracing.query_span`)."""
+    from tern.tracing import query_span
+
+    conn.add_query_logger(query_span)
 
 
 def redact(dsn: str) -> str:
