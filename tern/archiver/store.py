@@ -8,6 +8,7 @@ summary post-processors do (archiver-appliance/epicsarchiverap, ``SummaryStatsPo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +41,12 @@ class ChannelInfo:
     name: str
     prec: int
     units: str
+
+
+def _split(t: float) -> tuple[int, int]:
+    """POSIX seconds as ``(whole seconds, nanoseconds)``, the way samples are stored."""
+    secs = math.floor(t)
+    return secs, min(round((t - secs) * 1e9), 999_999_999)
 
 
 class ArchiveStore:
@@ -95,23 +102,30 @@ class ArchiveStore:
     async def read(self, info: ChannelInfo, from_secs: float, to_secs: float, binning: Binning | None) -> Series:
         """Samples of ``info`` with ``from_secs <= time <= to_secs`` (POSIX seconds), raw or binned, in time
         order, with the Appliance ``meta`` (``name``, ``PREC``, ``EGU``). An empty range gives an empty series."""
-        lo, hi = int(from_secs), int(to_secs)
+        # (secs, nanos) compared as a pair: a sample at 04:00:00.3 is after a range ending at 04:00:00
+        lo, lo_ns = _split(from_secs)
+        hi, hi_ns = _split(to_secs)
+        in_range = "channel_id = $1 AND (secs, nanos) BETWEEN ($2::bigint, $3::bigint) AND ($4::bigint, $5::bigint)"
         if binning is None:
             rows = await self.db.fetch(
                 "SELECT secs, nanos, val, severity, status FROM archiver_samples"
-                " WHERE channel_id = $1 AND secs BETWEEN $2 AND $3 ORDER BY secs, nanos",
+                f" WHERE {in_range} ORDER BY secs, nanos",
                 info.id,
                 lo,
+                lo_ns,
                 hi,
+                hi_ns,
             )
         else:
             rows = await self.db.fetch(
-                f"SELECT (secs / $4) * $4 AS secs, 0 AS nanos, {_AGG[binning.operator]} AS val,"
+                f"SELECT (secs / $6) * $6 AS secs, 0 AS nanos, {_AGG[binning.operator]} AS val,"
                 " max(severity) AS severity, 0 AS status FROM archiver_samples"
-                " WHERE channel_id = $1 AND secs BETWEEN $2 AND $3 GROUP BY 1 ORDER BY 1",
+                f" WHERE {in_range} GROUP BY 1 ORDER BY 1",
                 info.id,
                 lo,
+                lo_ns,
                 hi,
+                hi_ns,
                 binning.bin_s,
             )
         s = Series(

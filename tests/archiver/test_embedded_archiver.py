@@ -78,22 +78,22 @@ async def test_json_shape_is_the_appliance_s(store: ArchiveStore) -> None:
 
 async def test_client_raw_binned_empty_unknown(store: ArchiveStore) -> None:
     async with serving(store) as srv, ArchiverClient(srv.url, attempts=2, backoff_s=0.05) as c:
-        raw = await c.get(CH, at(T0), at(T0 + 3599))
+        raw = await c.get(CH, at(T0), at(T0 + 3599.5))
         assert len(raw) == 3600 and raw.vals[:3] == [0.0, 1.0, 2.0] and raw.binning is None
         s = raw.summary()
         assert (s.count, s.min, s.max, s.max_severity, s.units) == (3600, 0.0, 3599.0, 1, "kW")
-        mean = await c.get(CH, at(T0), at(T0 + 3599), Binning("mean", 600))
+        mean = await c.get(CH, at(T0), at(T0 + 3599.5), Binning("mean", 600))
         assert mean.secs == [T0 + 600 * k for k in range(6)] and mean.binning == "mean_600"
         assert mean.vals == [299.5 + 600 * k for k in range(6)]
-        assert (await c.get(CH, at(T0), at(T0 + 3599), Binning("firstSample", 1200))).vals == [0.0, 1200.0, 2400.0]
-        assert (await c.get(CH, at(T0), at(T0 + 3599), Binning("lastSample", 1800))).vals == [1799.0, 3599.0]
-        assert (await c.get(CH, at(T0), at(T0 + 3599), Binning("count", 3600))).vals == [3600.0]
-        assert (await c.get(CH, at(T0), at(T0 + 3599), Binning("max", 3600))).severity == [1]
+        assert (await c.get(CH, at(T0), at(T0 + 3599.5), Binning("firstSample", 1200))).vals == [0.0, 1200.0, 2400.0]
+        assert (await c.get(CH, at(T0), at(T0 + 3599.5), Binning("lastSample", 1800))).vals == [1799.0, 3599.0]
+        assert (await c.get(CH, at(T0), at(T0 + 3599.5), Binning("count", 3600))).vals == [3600.0]
+        assert (await c.get(CH, at(T0), at(T0 + 3599.5), Binning("max", 3600))).severity == [1]
         with pytest.raises(EmptyRange, match=r"no archived sample between 2027-01-15T09:00:00\.000Z"):
             await c.get(CH, at(T0 + 3600), at(T0 + 7200))
         with pytest.raises(UnknownChannel, match="'NO:SUCH:PV' is not archived"):
             await c.get("NO:SUCH:PV", at(T0), at(T0 + 10))
-        many = await c.get_many([CH, "NO:SUCH:PV"], at(T0), at(T0 + 9))
+        many = await c.get_many([CH, "NO:SUCH:PV"], at(T0), at(T0 + 9.5))
         assert len(many[CH]) == 10 and isinstance(many["NO:SUCH:PV"], UnknownChannel)  # type: ignore[arg-type]
         each = await c.get_each([CH, "NO:SUCH:PV"], at(T0 + 7200), at(T0 + 7300))
         assert isinstance(each[CH], EmptyRange) and isinstance(each["NO:SUCH:PV"], UnknownChannel)
@@ -117,11 +117,11 @@ async def test_server_down_mid_run_retries_then_fails_clearly(store: ArchiveStor
     srv = RunningServer(store)
     await srv.start()
     async with ArchiverClient(srv.url, attempts=3, backoff_s=0.1, timeout_s=2) as c:
-        assert len(await c.get(CH, at(T0), at(T0 + 9))) == 10
+        assert len(await c.get(CH, at(T0), at(T0 + 9.5))) == 10
         await srv.stop()  # the archiver goes away between two requests of the same client
         t = time.monotonic()
         with pytest.raises(ArchiverUnavailable, match=f"archiver at {srv.url} did not answer after 3 attempts"):
-            await c.get(CH, at(T0), at(T0 + 9))
+            await c.get(CH, at(T0), at(T0 + 9.5))
         assert time.monotonic() - t >= 0.3  # waited 0.1 + 0.2 s between the three attempts
 
     async def come_back() -> None:
@@ -131,7 +131,7 @@ async def test_server_down_mid_run_retries_then_fails_clearly(store: ArchiveStor
     back = asyncio.create_task(come_back())
     try:
         async with ArchiverClient(srv.url, attempts=6, backoff_s=0.2, timeout_s=2) as c:
-            assert len(await c.get(CH, at(T0), at(T0 + 9))) == 10  # refused at first, answered on a retry
+            assert len(await c.get(CH, at(T0), at(T0 + 9.5))) == 10  # refused at first, answered on a retry
     finally:
         await back
         await srv.stop()
@@ -210,3 +210,15 @@ async def test_migration_is_applied(pg_dsn: str) -> None:
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations WHERE version = 300") == 1
     finally:
         await conn.close()
+
+
+async def test_a_range_ends_at_its_end_to_the_nanosecond(store: ArchiveStore) -> None:
+    """Samples are stored as (seconds, nanoseconds): one at T0+10.25 s is after a range ending at T0+10 s (the
+    demo's binned night gained a 241st minute when a 10 s sample fell 0.3 s after the range's end)."""
+    info = await store.ensure_channel(CH)
+    raw = await store.read(info, T0, T0 + 10, None)
+    assert raw.secs == [T0 + i for i in range(10)]  # T0+0.25 .. T0+9.25; T0+10.25 is out
+    inner = await store.read(info, T0 + 0.5, T0 + 10.5, None)
+    assert inner.secs == [T0 + i for i in range(1, 11)]
+    binned = await store.read(info, T0, T0 + 120, Binning.parse("mean_60"))
+    assert binned.secs == [T0, T0 + 60]  # no third bin from the sample at T0+120.25
