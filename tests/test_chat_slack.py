@@ -340,7 +340,9 @@ async def test_slack_socket_mode_buttons_and_modal_decide_and_unmapped_presses_a
                 )
 
             try:
-                await until(lambda: sock.connections)
+                await until(
+                    lambda: sock.connections, 60, lambda: f"(no WebSocket; Web API calls {[m for m, _ in calls]})"
+                )
                 opened = [a for m, a in calls if m == "apps.connections.open"]
                 assert [a["_token"] for a in opened] == ["xapp-1-A1-test"]  # the app token, not the bot token
                 channel = "SR:MAG:QF:10:CURRENT:SP"
@@ -353,7 +355,7 @@ async def test_slack_socket_mode_buttons_and_modal_decide_and_unmapped_presses_a
                         user="physicist",
                         approvers=["operator"],
                     )
-                    rid1 = (await wait_for_state(h1, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
+                    rid1 = (await wait_for_state(h1, "awaiting_approval", 60)).pending.request_id  # type: ignore[union-attr]
                     ts1 = await until(lambda: card_ts(rid1), 60)
 
                     # Someone the identity map does not know: acked, answered in the thread, no decision.
@@ -363,9 +365,10 @@ async def test_slack_socket_mode_buttons_and_modal_decide_and_unmapped_presses_a
                         lambda: any(
                             m == "chat.postMessage" and a.get("thread_ts") == ts1 and "not mapped" in a.get("text", "")
                             for m, a in calls
-                        )
+                        ),
+                        60,
                     )
-                    assert (await wait_for_state(h1, "awaiting_approval")).pending.request_id == rid1  # type: ignore[union-attr]
+                    assert (await wait_for_state(h1, "awaiting_approval", 60)).pending.request_id == rid1  # type: ignore[union-attr]
                     # The operator's Approve decides; the write happens and the card shows it.
                     assert set(await press(button("tern_approve", "U_OP", ts1, rid1))) == {"envelope_id"}
                     r1 = await h1.result()
@@ -374,17 +377,18 @@ async def test_slack_socket_mode_buttons_and_modal_decide_and_unmapped_presses_a
                             a
                             for m, a in calls
                             if m == "chat.update" and a["ts"] == ts1 and "Written and verified" in a["text"]
-                        ]
+                        ],
+                        60,
                     )
 
                     # Reject through the modal: an empty reason is answered in the ack's payload; a reason decides.
                     h2 = await start_run(
                         temporal_env.client, s, write_plan(channel, start), user="physicist", approvers=["operator"]
                     )
-                    rid2 = (await wait_for_state(h2, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
+                    rid2 = (await wait_for_state(h2, "awaiting_approval", 60)).pending.request_id  # type: ignore[union-attr]
                     ts2 = await until(lambda: card_ts(rid2), 60)
                     await press(button("tern_reject", "U_OP", ts2, rid2))
-                    opened_views = await until(lambda: [a for m, a in calls if m == "views.open"])
+                    opened_views = await until(lambda: [a for m, a in calls if m == "views.open"], 60)
                     assert opened_views[0]["view"]["private_metadata"] == f"C1|{ts2}"
                     empty = await press(reason_view("U_OP", ts2, " "))
                     assert empty["payload"]["response_action"] == "errors"
