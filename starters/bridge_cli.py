@@ -97,52 +97,70 @@ def matrix(
 
 
 async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner: str | None = None) -> None:
-    """Run the Slack bridge (HTTP mode on ``slack_port``) until ``stop``. Raises ``ValueError`` when the Slack
-    settings are incomplete, ``TernUnavailable``/``DatabaseError`` when Temporal or PostgreSQL cannot be reached."""
-    import uvicorn
+    """Run the Slack bridge until ``stop``: Socket Mode when ``chat.slack_app_token`` is set (a WebSocket to the
+    URL of ``apps.connections.open``), else HTTP mode on ``chat.slack_port``. Raises ``ValueError`` when the Slack
+    settings are incomplete, ``slack_sdk.errors.SlackApiError`` when Slack refuses the app token (Socket Mode,
+    checked before the first card), ``TernUnavailable``/``DatabaseError`` when Temporal or PostgreSQL cannot be
+    reached."""
     from slack_sdk.web.async_client import AsyncWebClient
 
     from starters.chat_client import client_decider, pending_requests
     from starters.client import TernClient
-    from starters.slack_bridge import SlackPlatform, slack_app
+    from starters.slack_bridge import SlackPlatform, slack_app, socket_mode_handler
     from tern.chat.bridge import ApprovalBridge
     from tern.chat.identity import IdentityMap
     from tern.db import create_pool
 
-    if not (settings.chat.slack_bot_token and settings.chat.slack_signing_secret and settings.chat.slack_channel):
+    chat = settings.chat
+    socket_mode = chat.slack_app_token is not None
+    if not (chat.slack_bot_token and chat.slack_channel and (socket_mode or chat.slack_signing_secret)):
         raise ValueError(
-            "the Slack bridge needs TERN_SLACK_BOT_TOKEN, TERN_SLACK_SIGNING_SECRET and TERN_SLACK_CHANNEL"
+            "the Slack bridge needs TERN_SLACK_BOT_TOKEN, TERN_SLACK_CHANNEL and either TERN_SLACK_APP_TOKEN "
+            "(Socket Mode) or TERN_SLACK_SIGNING_SECRET (HTTP mode)"
         )
+    web = AsyncWebClient(
+        token=chat.slack_bot_token.get_secret_value(), base_url=chat.slack_api_url or AsyncWebClient.BASE_URL
+    )
     client = await TernClient.connect(settings)
     pool = await create_pool(settings.dsn, max_size=5)
-    web = AsyncWebClient(
-        token=settings.chat.slack_bot_token.get_secret_value(),
-        base_url=settings.chat.slack_api_url or AsyncWebClient.BASE_URL,
-    )
-
     bridge = ApprovalBridge(
-        SlackPlatform(web, settings.chat.slack_channel),
+        SlackPlatform(web, chat.slack_channel),
         pool,
-        IdentityMap(settings.chat.identity_map_path),
+        IdentityMap(chat.identity_map_path),
         client_decider(client, surface="slack"),
         pending=pending_requests(client),
-        poll_interval_s=settings.chat.poll_interval_s,
+        poll_interval_s=chat.poll_interval_s,
         owner=owner,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            slack_app(settings, bridge, web), host="127.0.0.1", port=settings.chat.slack_port, log_level="warning"
-        )
-    )
+
+    async def socket() -> None:
+        handler = socket_mode_handler(settings, bridge, web)
+        try:
+            # Ask for the first WebSocket URL before taking any request: a refused app token fails the bridge at
+            # start, where the client's own connect() would log and retry for ever.
+            handler.client.wss_uri = await handler.client.issue_new_wss_url()
+            connecting = asyncio.ensure_future(handler.connect_async())  # retries until connected or closed
+            await asyncio.gather(bridge.run(stop), stop.wait())
+        finally:
+            await handler.close_async()
+        if not connecting.done():
+            connecting.cancel()
 
     async def serve() -> None:
+        import uvicorn
+
+        server = uvicorn.Server(
+            uvicorn.Config(
+                slack_app(settings, bridge, web), host="127.0.0.1", port=chat.slack_port, log_level="warning"
+            )
+        )
         task = asyncio.ensure_future(server.serve())
-        await stop.wait()
+        await asyncio.gather(bridge.run(stop), stop.wait())
         server.should_exit = True
         await task
 
     try:
-        await asyncio.gather(bridge.run(stop), serve())
+        await (socket() if socket_mode else serve())
     finally:
         await pool.close()
 
@@ -151,7 +169,8 @@ async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner
 def slack(
     owner: Annotated[str | None, typer.Option("--owner", help="This instance's name in card claims.")] = None,
 ) -> None:
-    """Post approval cards in a Slack channel; Approve/Reject buttons (HTTP mode, POST /slack/events)."""
+    """Post approval cards in a Slack channel with Approve/Reject buttons (runs until stopped). Socket Mode when
+    TERN_SLACK_APP_TOKEN (xapp-...) is set, else HTTP mode (POST /slack/events on TERN_SLACK_PORT)."""
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 

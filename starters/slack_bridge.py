@@ -1,4 +1,5 @@
-"""The Slack side of the chat approval bridge (slack-bolt in HTTP mode, slack_sdk's async Web API client).
+"""The Slack side of the chat approval bridge (slack-bolt in HTTP mode or Socket Mode, slack_sdk's async Web API
+client).
 
 A card is a ``chat.postMessage`` with Block Kit blocks: the request as ``mrkdwn`` sections and an ``actions``
 block with Approve (``tern_approve``) and Reject (``tern_reject``) buttons whose ``value`` is the request id.
@@ -9,6 +10,13 @@ signing secret (``X-Slack-Signature``, ``v0:timestamp:body``, 5-minute window: S
 Slack"); a request that fails is answered 401 and never reaches a handler. ``slack_api_url`` points the Web API
 client at a stand-in (slack_sdk ``base_url``), e.g. in tests. Platform message ids are the card's ``ts``; an
 attempt's id (the audit key) is ``<card ts>/<action ts or view id>``.
+
+Socket Mode (selected by an app-level token ``xapp-...``, setting ``chat.slack_app_token``) runs the same bolt app
+and handlers behind bolt's ``AsyncSocketModeHandler`` (slack_sdk's aiohttp client): the bridge opens a WebSocket to
+the URL that ``apps.connections.open`` returns (called with the app token), Slack sends each interaction as an
+envelope ``{"type": "interactive", "envelope_id": ..., "payload": {...}}`` and the bridge acks it with
+``{"envelope_id": ...}`` (Slack's "Using Socket Mode"). No HTTP endpoint is served and nothing is signed: the
+connection is authenticated by the app token over TLS, so the signing secret is not needed in this mode.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -112,16 +121,23 @@ class SlackPlatform:
         await self.client.chat_postMessage(channel=room_id, thread_ts=root_id.split("/")[0], text=mrkdwn(markdown))
 
 
-def slack_app(settings: TernSettings, bridge: ApprovalBridge, client: AsyncWebClient) -> FastAPI:
-    """The bolt app (handlers for the buttons and the reject modal) behind FastAPI's ``POST /slack/events``.
+def bolt_app(bridge: ApprovalBridge, client: AsyncWebClient, *, signing_secret: str | None) -> AsyncApp:
+    """The bolt app with the bridge's handlers (Approve and Reject buttons, the reject-reason modal).
 
-    Raises ``ValueError`` when ``slack_signing_secret`` or ``slack_bot_token`` is missing."""
-    if settings.chat.slack_signing_secret is None or settings.chat.slack_bot_token is None:
-        raise ValueError("the Slack bridge needs TERN_SLACK_BOT_TOKEN and TERN_SLACK_SIGNING_SECRET")
+    Args:
+        bridge: the bridge that takes the decisions.
+        client: the Web API client (bot token; ``base_url`` for a stand-in).
+        signing_secret: the app's signing secret (HTTP mode: bolt verifies every request with it); ``None`` for
+            Socket Mode, where bolt's request verification is off (envelopes arrive unsigned on the WebSocket).
+
+    Raises ``ValueError`` for an empty signing secret (anyone could sign with it).
+    """
+    if signing_secret == "":
+        raise ValueError("an empty Slack signing secret would accept forged requests")
     bolt = AsyncApp(
-        token=settings.chat.slack_bot_token.get_secret_value(),
-        signing_secret=settings.chat.slack_signing_secret.get_secret_value(),
         client=client,
+        signing_secret=signing_secret or "",
+        request_verification_enabled=signing_secret is not None,
     )
 
     @bolt.action("tern_approve")
@@ -169,6 +185,16 @@ def slack_app(settings: TernSettings, bridge: ApprovalBridge, client: AsyncWebCl
         channel, msg = view["private_metadata"].split("|", 1)
         await bridge.on_command(body["user"]["id"], channel, f"{msg}/{view['id']}", msg, Command("reject", reason))
 
+    return bolt
+
+
+def slack_app(settings: TernSettings, bridge: ApprovalBridge, client: AsyncWebClient) -> FastAPI:
+    """HTTP mode: the bolt app (:func:`bolt_app`) behind FastAPI's ``POST /slack/events``.
+
+    Raises ``ValueError`` when ``chat.slack_signing_secret`` is missing or empty."""
+    if not settings.chat.slack_signing_secret:
+        raise ValueError("the Slack bridge in HTTP mode needs TERN_SLACK_SIGNING_SECRET")
+    bolt = bolt_app(bridge, client, signing_secret=settings.chat.slack_signing_secret.get_secret_value())
     handler = AsyncSlackRequestHandler(bolt)
     api = FastAPI(title="Tern Slack bridge")
 
@@ -177,3 +203,17 @@ def slack_app(settings: TernSettings, bridge: ApprovalBridge, client: AsyncWebCl
         return await handler.handle(req)
 
     return api
+
+
+def socket_mode_handler(
+    settings: TernSettings, bridge: ApprovalBridge, client: AsyncWebClient
+) -> AsyncSocketModeHandler:
+    """Socket Mode: the bolt app (:func:`bolt_app`) behind bolt's ``AsyncSocketModeHandler``.
+
+    The handler's ``connect_async()`` asks ``apps.connections.open`` (with the app token, through ``client``, so
+    ``chat.slack_api_url`` applies) for the WebSocket URL and connects; bolt acks every envelope. Raises
+    ``ValueError`` when ``chat.slack_app_token`` is missing or is not an app-level token (``xapp-``)."""
+    token = settings.chat.slack_app_token.get_secret_value() if settings.chat.slack_app_token else ""
+    if not token.startswith("xapp-"):
+        raise ValueError("Slack Socket Mode needs an app-level token (xapp-...) in TERN_SLACK_APP_TOKEN")
+    return AsyncSocketModeHandler(bolt_app(bridge, client, signing_secret=None), app_token=token, web_client=client)

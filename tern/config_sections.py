@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from tern import DATA_DIR
 from tern.models.approval import ApprovalMode
@@ -482,6 +482,7 @@ class ChatSettings(_Section):
             "matrix_credentials_path",
             "slack_bot_token",
             "slack_signing_secret",
+            "slack_app_token",
             "slack_channel",
             "slack_api_url",
             "slack_port",
@@ -509,13 +510,21 @@ class ChatSettings(_Section):
     )
     slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...) of `tern bridge slack`.")
     slack_signing_secret: SecretStr | None = Field(
-        None, description="Slack app signing secret; bolt verifies every request with it (5-minute window)."
+        None,
+        description="Slack app signing secret; in HTTP mode bolt verifies every request with it (5-minute window).",
+    )
+    slack_app_token: SecretStr | None = Field(
+        None,
+        description="Slack app-level token (xapp-..., scope connections:write); set, `tern bridge slack` runs in "
+        "Socket Mode (a WebSocket to Slack, no public endpoint, no signing secret needed); unset, HTTP mode.",
     )
     slack_channel: str | None = Field(None, description="Slack channel id where approval cards are posted.")
     slack_api_url: str | None = Field(
         None, description="Slack Web API base URL (slack_sdk base_url), e.g. a local stand-in; unset: Slack's."
     )
-    slack_port: int = Field(3000, description="Port of the bridge's HTTP endpoint for Slack (POST /slack/events).")
+    slack_port: int = Field(
+        3000, description="Port of the bridge's HTTP endpoint for Slack (POST /slack/events; HTTP mode only)."
+    )
     webhook_secrets: dict[str, SecretStr] = Field(
         {},
         description="Signed webhooks: key id -> shared secret (JSON object). Decisions posted to /approvals/{id}/"
@@ -534,6 +543,14 @@ class ChatSettings(_Section):
     webhook_notify_key_id: str | None = Field(
         None, description="Key id (of webhook_secrets) that signs outbound notifications; required with URLs."
     )
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_level_token(cls, token: SecretStr | None) -> SecretStr | None:
+        # Socket Mode connects with an app-level token; a bot (xoxb-) or user token here is a mix-up, refused at load.
+        if token is not None and not token.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be a Slack app-level token (xapp-...)")
+        return token
 
     @model_validator(mode="after")
     def _check(self) -> ChatSettings:

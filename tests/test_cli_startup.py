@@ -21,6 +21,8 @@ from tests.conftest import env_without_services
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = {"temporalio", "docker", "asyncpg", "workflows", "activities", "torch", "sentence_transformers"}
+# The Slack bridge's libraries (Socket Mode runs on aiohttp) load in `tern bridge slack` only.
+HEAVY |= {"slack_bolt", "slack_sdk", "aiohttp"}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,7 @@ def test_import_starters_cli_loads_no_heavy_module(no_stack: dict[str, str]) -> 
         ["sandbox", "--help"],
         ["run", "--help"],
         ["channels", "--help"],
+        ["bridge", "slack", "--help"],
     ],
     ids=" ".join,
 )

@@ -57,6 +57,7 @@ SPECIAL: dict[str, tuple[str, object]] = {
     "opensearch_client_key": ("/tmp/key.pem", Path("/tmp/key.pem")),
     "webhook_secrets": ('{"k": "s3cret"}', {"k": SecretStr("s3cret")}),  # key id -> secret
     "webhook_notify_key_id": ("k", "k"),  # must name a key of webhook_secrets
+    "slack_app_token": ("xapp-1-A1-x", "xapp-1-A1-x"),  # must be an app-level token
 }
 
 
@@ -87,7 +88,7 @@ LITERALS |= {"opensearch_aws_region"}  # excludes opensearch_username (basic aut
 
 
 def test_every_flat_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> None:
-    """All 129 old names at once (but the choices), each to a value other than its default: each lands in the
+    """All 130 old names at once (but the choices), each to a value other than its default: each lands in the
     field the map says."""
     defaults = TernSettings()
     expected = {}
@@ -103,7 +104,7 @@ def test_every_flat_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> None
         value = getattr(getattr(s, section), field)
         got[(section, field)] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
     assert got == expected
-    assert len(expected) == len(flat_names()) - len(LITERALS) == 129 - 10
+    assert len(expected) == len(flat_names()) - len(LITERALS) == 130 - 10
 
 
 def test_nested_environment_names_work_and_win_over_flat(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,6 +157,18 @@ def test_bad_value_names_the_setting_and_its_environment_variables(monkeypatch: 
     assert setting_error(info.value) == (
         "approval.approvers (TERN_APPROVERS or TERN_APPROVAL__APPROVERS): Input should be a valid list"
     )
+
+
+def test_slack_app_token_must_be_an_app_level_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERN_SLACK_APP_TOKEN", "xoxb-the-bot-token")  # the usual mix-up
+    with pytest.raises(ValidationError) as info:
+        TernSettings()
+    assert setting_error(info.value) == (
+        "chat.slack_app_token (TERN_SLACK_APP_TOKEN or TERN_CHAT__SLACK_APP_TOKEN): Value error, must be a Slack "
+        "app-level token (xapp-...)"
+    )
+    monkeypatch.setenv("TERN_SLACK_APP_TOKEN", "xapp-1-A1-abc")
+    assert TernSettings().chat.slack_app_token.get_secret_value() == "xapp-1-A1-abc"  # type: ignore[union-attr]
 
 
 def test_cli_names_the_bad_environment_variable(tmp_path: Path) -> None:
