@@ -20,6 +20,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from tern.config import TernSettings
+    from tern.models import AgentRunResult
 
 T = TypeVar("T")
 PIPE_WIDTH = 400  # columns for output that is not a terminal: tables are not cut to 80 columns in a pipe or file
@@ -88,13 +89,13 @@ def run_family_url(settings: TernSettings, run_id: str) -> str:
     return f"{settings.ui_url}/namespaces/{settings.temporal.namespace}/workflows?query={query}"
 
 
-def search_lines(res: Any) -> list[str]:
+def search_lines(res: AgentRunResult) -> list[str]:
     """One line per logbook_search step of an ``AgentRunResult``: the mode that ran and the embedding model."""
     lines = []
-    for s in res.steps:
-        if s.kind == "logbook_search" and s.search_mode_used:
-            model = f" with {s.ariel.embedding_model}" if s.ariel.embedding_model else ""
-            lines.append(f"logbook search ({s.step_id}): {s.search_mode_used}{model}, {s.message}")
+    for step in res.steps:
+        if step.kind == "logbook_search" and step.search_mode_used:
+            model = f" with {step.embedding_model}" if step.embedding_model else ""
+            lines.append(f"logbook search ({step.step_id}): {step.search_mode_used}{model}, {step.message}")
     return lines
 
 

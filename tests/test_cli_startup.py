@@ -108,3 +108,24 @@ def test_adapter_names_in_the_cli_match_the_registry(no_stack: dict[str, str]) -
     )
     assert proc.returncode == 0, proc.stderr
     assert ADAPTERS == tuple(proc.stdout.strip().split(","))
+
+
+def test_search_lines_name_the_mode_and_model_of_each_logbook_search() -> None:
+    """The demo's text summary (``tern demo`` without --json) reads the steps' own fields (a settings rewrite once
+    turned ``step.embedding_model`` into a settings path and the demo crashed after its run completed)."""
+    from starters.common import search_lines
+    from tern.models import AgentRunResult, StepResult
+
+    steps = [
+        StepResult(
+            step_id="search",
+            kind="logbook_search",
+            status="completed",
+            message="5 entries",
+            search_mode_used="hybrid",
+            embedding_model="all-MiniLM-L6-v2-int8",
+        ),
+        StepResult(step_id="read", kind="channel_read", status="completed"),
+    ]
+    res = AgentRunResult(workflow_id="r", status="completed", query="q", user="u", steps=steps)
+    assert search_lines(res) == ["logbook search (search): hybrid with all-MiniLM-L6-v2-int8, 5 entries"]
