@@ -242,18 +242,29 @@ def run(
     async def go() -> None:
         client = await TernClient.connect(s)
         handle = await client.start_run(req)
-        if not wait:
-            if as_json:
-                print_json(
-                    {"workflow_id": handle.id, "run_id": handle.id, "status": "started", "ui_url": s.run_url(handle.id)}
-                )
-            else:
-                out.print(f"started run [bold]{handle.id}[/]  {s.run_url(handle.id)}")
-            return
-        err.print(f"run {handle.id} started; waiting (approve with `tern approve {handle.id}`)")
-        _print_result(await client.result(handle.id), as_json)
+        await _started(client, handle.id, s, wait=wait, as_json=as_json, doing="waiting")
 
     run_async(go())
+
+
+async def _started(client: Any, workflow_id: str, s: Any, *, wait: bool, as_json: bool, doing: str) -> None:
+    """Report a run just started (`tern run`, `tern ask`): its id and Web UI link, or with ``wait`` its result
+    (exit status as `tern result`)."""
+    if not wait:
+        if as_json:
+            print_json(
+                {
+                    "workflow_id": workflow_id,
+                    "run_id": workflow_id,
+                    "status": "started",
+                    "ui_url": s.run_url(workflow_id),
+                }
+            )
+        else:
+            out.print(f"started run [bold]{workflow_id}[/]  {s.run_url(workflow_id)}")
+        return
+    err.print(f"run {workflow_id} started; {doing} (approve with `tern approve {workflow_id}`)")
+    _print_result(await client.result(workflow_id), as_json)
 
 
 @app.command()
@@ -297,16 +308,7 @@ def ask(
             approval_timeout_s=timeout,
             context=context,
         )
-        if not wait:
-            if as_json:
-                print_json(
-                    {"workflow_id": handle.id, "run_id": handle.id, "status": "started", "ui_url": s.run_url(handle.id)}
-                )
-            else:
-                out.print(f"started run [bold]{handle.id}[/]  {s.run_url(handle.id)}")
-            return
-        err.print(f"run {handle.id} started; planning, then waiting (approve with `tern approve {handle.id}`)")
-        _print_result(await client.result(handle.id), as_json)
+        await _started(client, handle.id, s, wait=wait, as_json=as_json, doing="planning, then waiting")
 
     _precheck_question(question, s)
     run_async(go())
