@@ -38,7 +38,7 @@ from tern.control import channels as ca
 from tern.control.ca_client import ChannelAccessClient
 from tern.control.limits import LimitsDatabase, LimitsDatabaseError
 from tern.control.units import units_for
-from tern.control.verification import UnverifiableChange, effective_tolerance
+from tern.control.verification import UnverifiableChange, effective_tolerance, reference
 from tern.db import create_pool
 from tern.llm.chat import LLMClient, LLMError, make_chat_provider
 from tern.models import AuditEvent, AuditKind, ChannelReading, LimitsCheck, SearchResponse, WriteRecord
@@ -193,6 +193,7 @@ class AgentActivities:
             return static
         try:
             current = await self.ca.read_value(inp.channel, self.settings.control.ca_timeout_s)
+            readback = await self._read_readback(inp.channel, limits)
         except ca.ChannelAccessError as exc:
             if _waiting_s() < self.settings.control.ca_unreachable_grace_s:  # an IOC rebooting: the retry policy waits
                 raise ApplicationError(
@@ -205,20 +206,30 @@ class AgentActivities:
                     "message": f"cannot read the current value: {exc}",
                 }
             )
-        check = self._verifiable(limits.check(inp.channel, inp.value, current=current))
+        check = self._verifiable(limits.check(inp.channel, inp.value, current=current, readback=readback))
         if not check.units:
             check.units = units_for(inp.channel)
         return check
 
+    async def _read_readback(self, channel: str, limits: LimitsDatabase) -> float | None:
+        """The value of ``channel``'s readback (:func:`tern.control.channels.readback_name`) when the limits
+        database makes it count (:meth:`LimitsDatabase.reads_readback`: ``max_step`` or readback verification),
+        else None. Raises ``ChannelAccessError`` when it must be read and cannot be: the caller fails closed."""
+        rb = ca.readback_name(channel)
+        if rb == channel or not limits.reads_readback(channel):
+            return None
+        return await self.ca.read_value(rb, self.settings.control.ca_timeout_s)
+
     def _verifiable(self, check: LimitsCheck) -> LimitsCheck:
         """``check``, refused (``unverifiable_change``) when the change is within the verification tolerance
-        and ``small_change_verification`` is ``refuse`` (see :mod:`tern.control.verification`)."""
+        and ``small_change_verification`` is ``refuse`` (see :mod:`tern.control.verification`; the change is
+        measured from the setpoint's or, at level ``readback``, the readback's value, whichever is nearer)."""
         if not check.allowed or check.verification.level == "none":
             return check
         try:
             effective_tolerance(
                 check.value,
-                check.current_value,
+                reference(check.value, check.current_value, check.current_readback, check.verification),
                 check.verification,
                 self.settings.control.default_tolerance_percent,
                 self.settings.control.small_change_verification,
@@ -255,13 +266,14 @@ class AgentActivities:
             return await self._resume(existing, inp, limits)
         try:
             current = await self.ca.read_value(inp.channel, s.control.ca_timeout_s)
+            readback = await self._read_readback(inp.channel, limits)
         except ca.ChannelAccessError as exc:
             async with pool.acquire() as conn:
                 await release_claim(conn, key)
             raise ApplicationError(
                 f"cannot read {inp.channel} before writing: {exc}", type="ChannelUnreachable"
             ) from exc
-        check = self._verifiable(limits.check(inp.channel, inp.value, current=current))
+        check = self._verifiable(limits.check(inp.channel, inp.value, current=current, readback=readback))
         moved = inp.approved_from is not None and abs(current - inp.approved_from) > ca.tolerance(
             inp.approved_from, check.verification, s.control.default_tolerance_percent
         )
@@ -306,6 +318,7 @@ class AgentActivities:
                 inp.value,
                 check.verification,
                 previous_value=current,
+                previous_readback=check.current_readback,
                 connect_timeout_s=s.control.ca_timeout_s,
                 callback_timeout_s=s.control.write_callback_timeout_s,
                 readback_timeout_s=s.control.readback_timeout_s,
@@ -458,13 +471,19 @@ class AgentActivities:
         settle delay, so the first put never landed. The ledger row moves ``claimed`` -> ``reput`` first (one
         re-put per key, ever); the limits are checked again against the value now."""
         s = self.settings
+        try:  # before the row moves to reput: a failed read leaves it claimed for the retry to settle
+            readback = await self._read_readback(inp.channel, limits)
+        except ca.ChannelAccessError as exc:
+            raise ApplicationError(
+                f"interrupted write, and the readback of {inp.channel} cannot be read: {exc}", type="ChannelUnreachable"
+            ) from exc
         pool = await self.pool()
         async with pool.acquire() as conn:
             mine = await mark_reput(conn, inp.idempotency_key)
         if not mine:  # another attempt settled, re-put or released it meanwhile: start over from the ledger
             raise ApplicationError("the write's ledger row changed under this attempt; retrying", type="LedgerRace")
         put_not_after = time.monotonic() + put_window_s(s.control.write_settle_delay_s)
-        check = self._verifiable(limits.check(inp.channel, inp.value, current=now))
+        check = self._verifiable(limits.check(inp.channel, inp.value, current=now, readback=readback))
         if not check.allowed:
             reason = f"write refused at execution time: {check.message}"
             async with pool.acquire() as conn:

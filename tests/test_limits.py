@@ -79,3 +79,28 @@ def test_unreadable_files(tmp_path) -> None:
     bad.write_text(json.dumps({"A:SP": {"writable": "perhaps"}}))
     with pytest.raises(LimitsDatabaseError, match="writable"):
         LimitsDatabase.load(bad)
+
+
+def test_step_must_hold_from_the_setpoint_and_from_the_readback() -> None:
+    db = LimitsDatabase.from_mapping(SMALL)
+    assert db.check("A:SP", 6.0, 5.5).allowed  # the setpoint alone
+    stale = db.check("A:SP", 6.0, 5.5, readback=3.0)  # the readback is 3 from the target
+    assert not stale.allowed and stale.violation == "step_too_large"
+    assert stale.message == "change 3 from the readback 3 exceeds max_step 2"
+    assert not db.check("A:SP", 6.0, 3.0, readback=5.5).allowed  # either one too far refuses
+    assert db.check("A:SP", 6.0, 5.5, readback=4.5).allowed
+    nan = db.check("A:SP", 6.0, 5.5, readback=float("nan"))
+    assert not nan.allowed and nan.violation == "step_check_failed"
+    assert db.reads_readback("A:SP") and not db.reads_readback("B:SP")  # max_step / callback level, no step
+
+
+def test_small_change_reference_is_the_nearer_previous_value_at_readback_level() -> None:
+    from tern.control.verification import reference
+    from tern.models import Verification
+
+    rb_level, cb_level = Verification(level="readback"), Verification(level="callback")
+    assert reference(100.0, 90.0, 99.0, rb_level) == 99.0  # the readback already reads about the target
+    assert reference(100.0, 99.5, 90.0, rb_level) == 99.5
+    assert reference(100.0, 90.0, 99.0, cb_level) == 90.0  # callback verification reads the setpoint only
+    assert reference(100.0, None, 99.0, rb_level) == 99.0
+    assert reference(100.0, None, None, rb_level) is None

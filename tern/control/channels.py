@@ -33,6 +33,7 @@ from tern.control.verification import (
     as_datetime,
     effective_tolerance,
     fmt_stamp,
+    reference,
     stamp,
     tolerance,
 )
@@ -164,6 +165,7 @@ def write_channel(
     verification: Verification,
     *,
     previous_value: float | None,
+    previous_readback: float | None = None,
     connect_timeout_s: float = 2.0,
     callback_timeout_s: float = 5.0,
     readback_timeout_s: float = 5.0,
@@ -179,6 +181,9 @@ def write_channel(
         name: the setpoint channel; ``value`` in its engineering units.
         verification: level and tolerance from the limits database (see :mod:`tern.control.verification`).
         previous_value: the value read just before (for the small-change rule), or None when unknown.
+        previous_readback: its readback's value read just before, or None when not read; at level ``readback``
+            the small-change rule measures from whichever of the two is nearer ``value``
+            (:func:`~tern.control.verification.reference`).
         connect_timeout_s, callback_timeout_s, readback_timeout_s: seconds.
         default_tolerance_percent: tolerance when the limits database gives none, %.
         readback_channel: the readback to poll at level ``readback``; default :func:`readback_name`.
@@ -195,7 +200,13 @@ def write_channel(
     doubt, including a get that fails after the put).
     """
     epics = attach_thread()
-    tol = effective_tolerance(value, previous_value, verification, default_tolerance_percent, small_change)
+    tol = effective_tolerance(
+        value,
+        reference(value, previous_value, previous_readback, verification),
+        verification,
+        default_tolerance_percent,
+        small_change,
+    )
     pv = _pv(epics, name, connect_timeout_s)
     level = verification.level
     written_at = datetime.now(UTC)

@@ -1,7 +1,8 @@
 """The limits database: which channels may be written, within which bounds, verified how.
 
 Format (Osprey's ``channel_limits.json``): an object with optional ``defaults`` and one object per channel with
-``min_value``, ``max_value``, ``max_step`` (largest allowed change from the current value), ``writable`` and
+``min_value``, ``max_value``, ``max_step`` (largest allowed change from the current value: from the setpoint's
+value *and* from its readback's, what the machine actually holds; see :meth:`LimitsDatabase.check`), ``writable`` and
 ``verification: {level: none|callback|readback, tolerance_percent | tolerance_absolute}``. Keys starting with
 ``_`` are comments. Channels inherit ``defaults`` field by field.
 
@@ -102,15 +103,36 @@ class LimitsDatabase:
     def writable_channels(self) -> list[str]:
         return sorted(n for n, c in self.channels.items() if c.writable)
 
-    def check(self, channel: str, value: float, current: float | None) -> LimitsCheck:
+    def reads_readback(self, channel: str) -> bool:
+        """Whether a write to ``channel`` must also read its readback before it is checked: the entry has a
+        ``max_step`` (a step is measured from what the machine holds, not only from a setpoint that may be stale)
+        or is verified at level ``readback`` (the small-change rule of :mod:`tern.control.verification` is measured
+        from the readback the verification will read)."""
+        limits = self.channels.get(channel)
+        return limits is not None and (limits.max_step is not None or limits.verification.level == "readback")
+
+    def check(self, channel: str, value: float, current: float | None, readback: float | None = None) -> LimitsCheck:
         """Decide whether writing ``value`` to ``channel`` is allowed, given the live ``current`` value.
+
+        Args:
+            channel: the setpoint's name; ``value``, ``current`` and ``readback`` in its engineering units.
+            current: the setpoint's value read just before, or None when unknown.
+            readback: its readback's value read with it (``X:SP`` -> ``X:RB``), or None when the channel has no
+                separate readback. A setpoint can be stale (the device did not follow, a ramp is under way, another
+                client drives the device): the step is then measured from both values and must be within
+                ``max_step`` of each.
 
         Order of checks: listed, writable, finite, min, max, step. ``current`` may be None only when the channel
         has no ``max_step``; otherwise the step cannot be checked and the write is refused
-        (``step_check_failed``).
+        (``step_check_failed``); so is a readback that was read but is not a finite number.
         """
         limits = self.channels.get(channel)
-        base: dict[str, Any] = {"channel": channel, "value": value, "current_value": current}
+        base: dict[str, Any] = {
+            "channel": channel,
+            "value": value,
+            "current_value": current,
+            "current_readback": readback,
+        }
         if limits is None:
             if not self.allow_unlisted:
                 return LimitsCheck(
@@ -160,11 +182,21 @@ class LimitsDatabase:
                     violation="step_check_failed",
                     message=f"cannot read the current value of {channel} to check max_step",
                 )
-            if abs(value - current) > limits.max_step:
+            if readback is not None and not math.isfinite(readback):
                 return LimitsCheck(
                     **base,
                     allowed=False,
-                    violation="step_too_large",
-                    message=f"change {abs(value - current):g} from {current:g} exceeds max_step {limits.max_step:g}",
+                    violation="step_check_failed",
+                    message=f"the readback of {channel} is not a finite number ({readback!r}); cannot check max_step",
                 )
+            origins = [("", current)] + ([("the readback ", readback)] if readback is not None else [])
+            for label, origin in origins:
+                if abs(value - origin) > limits.max_step:
+                    return LimitsCheck(
+                        **base,
+                        allowed=False,
+                        violation="step_too_large",
+                        message=f"change {abs(value - origin):g} from {label}{origin:g} exceeds max_step "
+                        f"{limits.max_step:g}",
+                    )
         return LimitsCheck(**base, allowed=True, message="within limits")

@@ -5,7 +5,10 @@ A write is verified only when a reading shows the *new* value, not merely a valu
 - **Value**: the reading is within the tolerance of the target. Tolerance: ``tolerance_absolute`` if given,
   else ``tolerance_percent`` % of |target| (the limits database; default ``default_tolerance_percent``).
 - **Small changes**: when the change is not larger than that tolerance (|target - previous| <= tol), the old
-  value itself would pass, so a reading within tolerance proves nothing. Per
+  value itself would pass, so a reading within tolerance proves nothing. "Previous" is the value the verifying
+  reading had before the write (:func:`reference`): at level ``readback`` the readback's as well as the
+  setpoint's (a setpoint may be stale: a readback that already reads about the target proves nothing either),
+  whichever is nearer the target; at level ``callback`` the setpoint's. Per
   ``TernSettings.small_change_verification``: ``"tighten"`` (default) verifies with the tolerance tightened to
   :data:`SMALL_CHANGE_FRACTION` (40 %) of the change, i.e. below half of it, so that only a reading closer to the
   target than to the previous value passes; ``"refuse"`` refuses such a write before approval and again before
@@ -78,6 +81,25 @@ class Tolerance:
     def holds(self, reading: float | None, target: float) -> bool:
         """Whether ``reading`` is within this tolerance of ``target``."""
         return reading is not None and abs(reading - target) <= self.value
+
+
+def reference(
+    target: float, previous: float | None, previous_readback: float | None, verification: Verification
+) -> float | None:
+    """The previous value a change to ``target`` is measured from for the small-change rule.
+
+    Args:
+        target: the value to write; ``previous`` and ``previous_readback`` in the same units.
+        previous: the setpoint's value read before the write, or None when unknown.
+        previous_readback: its readback's value read before the write, or None when not read.
+        verification: the channel's verification; the readback counts only at level ``readback`` (the level
+            whose proof is a readback reading).
+
+    Returns the one of the two nearer ``target`` (the smaller change, hence the tighter tolerance: the reading
+    the old state would give must not pass), or the one known, or None when neither is.
+    """
+    known = [v for v in (previous, previous_readback if verification.level == "readback" else None) if v is not None]
+    return min(known, key=lambda v: abs(target - v), default=None)
 
 
 def small_change(

@@ -55,6 +55,11 @@ class LimitsCheck(BaseModel):
     violation: Violation | None = None
     message: str = ""
     current_value: float | None = None
+    current_readback: float | None = Field(
+        None,
+        description="The readback's value read with current_value, when the limits entry makes it count (max_step "
+        "or readback verification; see tern.control.limits.LimitsDatabase.check).",
+    )
     units: str = ""
     min_value: float | None = None
     max_value: float | None = None
