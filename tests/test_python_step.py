@@ -78,7 +78,7 @@ async def test_analysis_code_approved_then_its_proposed_write_approved(temporal_
         assert code_req.kind == "python" and code_req.code is not None
         assert "proposed_writes" in code_req.code.code and code_req.code.risk in ("low", "medium")
         write_req = await approve_next(temporal_env.client, handle.id)
-        assert write_req.kind == "control_write" and write_req.step_id == "analyse-write-1"
+        assert write_req.kind == "control_write" and write_req.step_id == "analyse#write-1"
         assert write_req.write.value == pytest.approx(before + 1.5, abs=1e-3)
         result = await handle.result()
     assert result.status == "completed", result.error

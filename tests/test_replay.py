@@ -9,7 +9,9 @@ histories were recorded the same way after the ``notify-approvers-1`` patch (iss
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
@@ -93,3 +95,27 @@ async def test_recorded_runs_with_chat_notification_replay() -> None:
             wid = child["startChildWorkflowExecutionInitiatedEventAttributes"]["workflowId"].rsplit(".", 1)[0]
         replayer = Replayer(workflows=[workflow_cls], data_converter=pydantic_data_converter)
         await replayer.replay_workflow(WorkflowHistory.from_json(wid, text), raise_on_replay_failure=True)
+
+
+def _patch_ids(events: list[dict]) -> list[str]:
+    """The ids of the ``workflow.patched`` markers in a history."""
+    return [
+        json.loads(base64.b64decode(p["data"]))["id"]
+        for e in events
+        if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+        for p in e["markerRecordedEventAttributes"]["details"].get("patch-data", {}).get("payloads", [])
+    ]
+
+
+async def test_run_whose_python_step_proposed_a_write_before_derived_ids_replays() -> None:
+    """Recorded before ``derived-write-id-1`` (on the time-skipping server, with the stand-ins of
+    tests/test_workflows_fast.py): python step ``calc`` proposed a write, which ran as step ``calc-write-1``
+    (approved, written). The new code asks ``workflow.patched`` only when a python step proposes writes, and a
+    history without the marker keeps the old id; this replays it, so the call is placed where it is safe."""
+    text = (HISTORIES / "proposed_write_legacy_id.json").read_text()
+    events = json.loads(text)["events"]
+    assert "derived-write-id-1" not in _patch_ids(events) and "approval-policy-1" in _patch_ids(events)
+    payloads = [base64.b64decode(m) for m in re.findall(r'"data": "([A-Za-z0-9+/=]+)"', text)]
+    assert any(b'"step_id":"calc-write-1"' in p for p in payloads)  # the legacy id is what ran
+    replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(WorkflowHistory.from_json("fast-08f1c55b08", text), raise_on_replay_failure=True)

@@ -337,8 +337,37 @@ async def test_python_step_proposed_write_is_approved_like_any_other(env) -> Non
     rid = await pending(handle)
     await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True))
     result = await handle.result()
-    assert [s.step_id for s in result.steps] == ["calc", "calc-write-1"]
+    assert [s.step_id for s in result.steps] == ["calc", "calc#write-1"]
     assert result.writes[0].value == 1.5 and machine.writes[0].approver == "bob"
+
+
+async def test_a_proposed_write_never_shares_its_id_with_a_plan_step(env) -> None:
+    """A plan step named like the old derived id ('calc-write-1') next to python step 'calc' that proposes a
+    write: two approvals, two writes, two distinct step ids (the old '<step>-write-<n>' gave both the same id,
+    hence the same audit keys and results)."""
+    client, machine, queue = env
+    machine.policy = ApprovalPolicy(python_approval_mode="disabled")
+    machine.executions = [_execution(True, proposed_writes=[{"channel": CHANNEL, "value": 1.5, "reason": "lower"}])]
+    p = plan(
+        {"id": "calc", "kind": "python", "code": "results = {}"},
+        {**WRITE, "id": "calc-write-1"},
+    )
+    handle = await start(client, queue, p)
+    decided: set[str] = set()
+    for _ in range(2):
+        rid = await pending(handle)
+        while rid in decided:  # the first decision is still being taken in
+            await asyncio.sleep(0.02)
+            rid = await pending(handle)
+        await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True))
+        decided.add(rid)
+    result = await handle.result()
+    assert result.status == "completed", result.error
+    assert [s.step_id for s in result.steps] == ["calc", "calc#write-1", "calc-write-1"]
+    assert [w.step_id for w in machine.writes] == ["calc#write-1", "calc-write-1"]
+    assert len({w.idempotency_key for w in machine.writes}) == 2
+    requested = [e.step_id for e in machine.audit if e.event_kind == "approval_requested"]
+    assert requested == ["calc#write-1", "calc-write-1"]
 
 
 async def test_one_of_two_approvals_then_timeout_writes_nothing(env) -> None:

@@ -27,9 +27,7 @@ def _with(settings, tmp_path: Path, max_steps: dict[str, float], **control):
         limits[channel] = {**limits[channel], "max_step": step}
     path = tmp_path / "limits.json"
     path.write_text(json.dumps(limits))
-    return settings.model_copy(
-        update={"control": settings.control.model_copy(update={"limits_path": path, **control})}
-    )
+    return settings.model_copy(update={"control": settings.control.model_copy(update={"limits_path": path, **control})})
 
 
 def _inp(channel: str, value: float, key: str, approved_from: float) -> WriteInput:

@@ -66,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from tern.models.archiver import ArchiverReadInput
     from tern.models.memory import Memory, MemoryAddInput, MemorySearchInput
-    from tern.models.plan import input_name
+    from tern.models.plan import derived_write_id, input_name
     from tern.models.planning import LLMUsage
     from tern.models.python_step import PythonRunInput
 
@@ -115,12 +115,21 @@ MEMORY_TIMEOUT = timedelta(seconds=60)
 MEMORY_CONTEXT_PATCH = "memory-context-1"
 # Planned runs started before the planner got the user's notes replay without that lookup (workflow.patched).
 PLANNER_MEMORY_PATCH = "planner-memory-1"
+# Writes a python step proposes are '<step>#write-<n>' (tern.models.plan.derived_write_id; '#' is refused in plan
+# ids). Runs that derived them before replay with the old '<step>-write-<n>', which a plan step could be named too.
+DERIVED_WRITE_ID_PATCH = "derived-write-id-1"
 SERIES_INPUT_SUFFIX = "_series"  # a python step gets an archiver_read step's samples as input '<name>_series'
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 MAX_READ_CHANNELS = 500  # channels one channel_read step reads, named and found by earlier steps together
 
 
 STEP_OUTCOME_TO_RUN: dict[str, FinalRunState] = {"rejected": "rejected", "timed_out": "timed_out"}
+
+
+def _legacy_write_id(step_id: str, n: int) -> str:
+    """The id runs started before ``DERIVED_WRITE_ID_PATCH`` gave the ``n``-th write python step ``step_id``
+    proposed (kept for replay only)."""
+    return f"{step_id}-write-{n}"
 
 
 @workflow.defn
@@ -465,9 +474,10 @@ class AgentRunWorkflow(ApprovalHandlers):
         if outcome.status != "completed" or outcome.execution is None:
             return result
         proposed = outcome.execution.proposed_writes
+        derived = derived_write_id if proposed and workflow.patched(DERIVED_WRITE_ID_PATCH) else _legacy_write_id
         self._queue[0:0] = [
             ControlWriteStep(
-                id=f"{step.id}-write-{n}",
+                id=derived(step.id, n),
                 channel=w.channel,
                 value=w.value,
                 reason=w.reason or f"proposed by python step {step.id}",

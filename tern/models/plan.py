@@ -15,10 +15,29 @@ from tern.models.timerange import TimeRangeError, resolve
 
 ChannelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_:.\-\[\]{}$]+$")]
 
+MAX_PLAN_STEP_ID = 64  # characters of a step id in a plan; derived ids add a suffix (DERIVED_ID_SEPARATOR)
+# Reserved for the ids of steps Tern derives while a run goes on ('<python step>#write-<n>' for the writes a python
+# step proposes): plan step ids may not contain it, so a derived id never equals a plan's (approvals, audit keys and
+# results are keyed by step id).
+DERIVED_ID_SEPARATOR = "#"
+
+
+def derived_write_id(step_id: str, n: int) -> str:
+    """The id of the ``n``-th (from 1) write that python step ``step_id`` proposes: ``calc#write-1``.
+
+    Cannot equal a plan step's id: :class:`Plan` refuses ids containing :data:`DERIVED_ID_SEPARATOR`. (Runs
+    started before this scheme used ``calc-write-1``, which a plan step could also be named; see
+    ``workflows.agent_run.DERIVED_WRITE_ID_PATCH``.)"""
+    return f"{step_id}{DERIVED_ID_SEPARATOR}write-{n}"
+
 
 class _Step(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str = Field("", max_length=64, description="Unique step id; filled in as '<n>-<kind>' when empty.")
+    id: str = Field(
+        "",
+        max_length=MAX_PLAN_STEP_ID + 16,  # plans are held to MAX_PLAN_STEP_ID (Plan); the rest is for derived ids
+        description="Unique step id; filled in as '<n>-<kind>' when empty.",
+    )
 
 
 class LogbookSearchStep(_Step):
@@ -243,8 +262,21 @@ STEP_KINDS = (
 )
 
 
+def _plan_id(step_id: str) -> None:
+    """Raise ``ValueError`` when ``step_id`` may not name a plan's step (see :class:`Plan`)."""
+    if DERIVED_ID_SEPARATOR in step_id:
+        raise ValueError(
+            f"step id {step_id!r}: {DERIVED_ID_SEPARATOR!r} is reserved for the ids Tern derives (the writes a python "
+            f"step proposes are {derived_write_id('<step>', 1)!r}, ...); rename the step"
+        )
+    if len(step_id) > MAX_PLAN_STEP_ID:
+        raise ValueError(f"step id {step_id[:20]!r}... is {len(step_id)} characters; at most {MAX_PLAN_STEP_ID}")
+
+
 class Plan(BaseModel):
-    """An ordered list of steps. Step ids are unique; empty ids are filled in as ``<n>-<kind>``.
+    """An ordered list of steps. Step ids are unique, at most :data:`MAX_PLAN_STEP_ID` characters and free of
+    :data:`DERIVED_ID_SEPARATOR` (``#``, reserved for the ids Tern derives); empty ids are filled in as
+    ``<n>-<kind>``. Raises ``ValueError`` (pydantic ``ValidationError``) naming the step otherwise.
 
     A revision of a running plan carries ``earlier_ids``: the ids of the steps that already ran, which its steps
     may use as inputs and must not reuse.
@@ -262,11 +294,13 @@ class Plan(BaseModel):
         for n, step in enumerate(self.steps, start=1):
             if not step.id:
                 step.id = f"{n}-{step.kind}"
+            _plan_id(step.id)
             if step.id in seen:
                 raise ValueError(f"duplicate step id {step.id!r}")
             if isinstance(step, GatherStep):
                 for k, src in enumerate(step.sources, start=1):
                     src.id = src.id or f"{step.id}.{k}-{src.kind}"
+                    _plan_id(src.id)
                     if src.id in seen or src.id == step.id:
                         raise ValueError(f"duplicate step id {src.id!r}")
                     seen.add(src.id)

@@ -42,6 +42,12 @@ def test_gather_sources_are_checked_and_get_ids() -> None:
             [{"id": "x", "kind": "gather", "sources": [{"id": "x", "kind": "channel_read", "channels": ["A"]}]}],
             "duplicate step id 'x'",
         ),
+        ([{"id": "calc#write-1", "kind": "respond"}], r"'calc#write-1': '#' is reserved for the ids Tern derives"),
+        (
+            [{"id": "g", "kind": "gather", "sources": [{"id": "a#1", "kind": "channel_read", "channels": ["A"]}]}],
+            "'#' is reserved",
+        ),
+        ([{"id": "x" * 65, "kind": "respond"}], "is 65 characters; at most 64"),
         ([{"kind": "memory"}], "needs 'text'"),
         ([{"kind": "memory", "action": "recall"}], "needs 'query'"),
         ([{"kind": "memory", "text": "x" * 4001}], "at most 4000 characters"),
