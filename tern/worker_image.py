@@ -3,7 +3,8 @@
 On top of the sandbox's base image (``tern-sandbox-base:bookworm``, debootstrap and ``docker import``; built here
 when missing, see :mod:`tern.sandbox.image`): Debian's python3 and a virtual environment into which Tern and its
 dependencies are installed from wheels made on the build host by ``pip wheel`` (the host's package index
-configuration; nothing is fetched inside the build). Non-root user 10001, no compilers. The tag is
+configuration; nothing is fetched inside the build), with the extras :data:`EXTRAS` (the chat bridges' clients:
+``tern bridge slack|matrix`` runs from the image). Non-root user 10001, no compilers. The tag is
 ``tern-worker:<12 hex digits>``, a hash of the Dockerfile, ``pyproject.toml`` and Tern's package files, so an
 unchanged tree is never rebuilt; a new build removes the images of earlier trees.
 """
@@ -27,6 +28,9 @@ from tern.sandbox.image import BASE_IMAGE, ImageBuildError, build_base
 REPOSITORY = "tern-worker"
 PACKAGES = ("tern", "workflows", "activities", "worker", "starters")
 SOURCE_SUFFIXES = (".py", ".json", ".sql", ".txt")
+# Extras of pyproject.toml installed in the image: `bridge` = slack-bolt, aiohttp, matrix-nio (not `matrix`, which
+# adds the Synapse homeserver; the image runs bridges, not a homeserver).
+EXTRAS = ("bridge",)
 
 
 def source_root() -> Path:
@@ -74,9 +78,20 @@ def build_worker_image(settings: TernSettings, *, force: bool = False, progress:
         build_base(client, settings, progress)
     with tempfile.TemporaryDirectory(prefix="tern-worker-ctx-") as ctx:
         wheels = Path(ctx) / "wheels"
-        progress(f"pip wheel {source_root()} -> wheelhouse")
+        extras = ",".join(EXTRAS)
+        progress(f"pip wheel {source_root()}[{extras}] -> wheelhouse")
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(wheels), "."],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--disable-pip-version-check",
+                "-w",
+                str(wheels),
+                f".[{extras}]",
+            ],
             cwd=source_root(),
             capture_output=True,
             text=True,
@@ -89,7 +104,14 @@ def build_worker_image(settings: TernSettings, *, force: bool = False, progress:
         try:
             tail: list[str] = []
             for chunk in client.api.build(
-                path=ctx, tag=ref, rm=True, forcerm=True, pull=False, nocache=force, decode=True
+                path=ctx,
+                tag=ref,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                nocache=force,
+                decode=True,
+                buildargs={"TERN_EXTRAS": extras},
             ):
                 if "error" in chunk:
                     raise ImageBuildError(

@@ -1,7 +1,8 @@
 """The worker image (infra/worker/Dockerfile, `tern image build worker`) runs as the worker of an embedded stack:
 PostgreSQL, the Temporal dev server and the simulated IOC from ``EmbeddedStack.up(only=...)``, the worker in a
 container on the host network; the demo plan without its python step completes with a verified write. The
-container runs as a non-root user, has no compiler, logs JSON lines, and stops cleanly on SIGTERM."""
+container runs as a non-root user, has no compiler, has the chat bridges' clients (slack-bolt, matrix-nio; not
+Synapse), logs JSON lines, and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -122,6 +123,12 @@ async def test_image_is_the_worker_of_an_embedded_stack(worker_image: str, tmp_p
         assert uid == "10001"
         compilers = container.exec_run(["sh", "-c", "command -v gcc cc c++ clang || true"]).output.decode().strip()
         assert compilers == "", compilers
+        # the chat bridges' clients (extra `bridge`), so `tern bridge slack|matrix` runs from the image; no Synapse
+        probe = "import aiohttp, nio, slack_bolt, slack_sdk, importlib.util as u; print(u.find_spec('synapse'))"
+        clients = container.exec_run(["python3", "-c", probe])
+        assert clients.exit_code == 0 and clients.output.decode().strip() == "None", clients.output.decode()
+        help_ = container.exec_run(["tern", "bridge", "matrix", "--help"])
+        assert help_.exit_code == 0, help_.output.decode()[-2000:]
         lines = [json.loads(line) for line in container.logs(stderr=True).decode().splitlines() if line.startswith("{")]
         wrote = [r for r in lines if r["message"].startswith("wrote SR:RF:CAVITY:01:VOLTAGE:SP")]
         assert wrote and wrote[0]["workflow_id"] == handle.id and wrote[0]["step_id"] == "lower-voltage", lines[-5:]
