@@ -639,7 +639,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
 ) -> None:
-    """Serve the ARIEL HTTP API (FastAPI, uvicorn)."""
+    """Serve the ARIEL HTTP API (FastAPI, uvicorn): search, entries, status, health; no approval endpoint.
+
+    ``tern bridge webhook`` serves this same app with the signed-webhook approvals router added; this command stays
+    for a logbook search service exposed where decisions must not be taken (no Temporal client, no secrets)."""
     import uvicorn
 
     from tern.ariel.api import create_app

@@ -152,3 +152,23 @@ async def test_signed_webhook_decides_and_bad_posts_are_refused_with_a_reason(te
     # The notification arrived signed after one refused attempt (the activity retried it).
     assert [n["request"]["request_id"] for n in notified] == [rid]
     assert notified[0]["decision_path"] == f"/approvals/{rid}/decision" and notified[0]["run_id"] == handle.id
+
+
+def test_webhook_app_is_the_ariel_app_plus_approvals() -> None:
+    """`tern bridge webhook` serves ARIEL's routes and the approvals route; `tern ariel serve` serves ARIEL's only
+    (no decision endpoint), and their default ports differ so both run on one host."""
+    import inspect
+
+    from starters import ariel_cli, bridge_cli
+    from starters.approvals_api import create_app as webhook_app
+    from tern.ariel.api import create_app as ariel_app
+    from tern.config import TernSettings
+
+    def routes(app) -> set[tuple[str, str]]:
+        return {(path, method.upper()) for path, ops in app.openapi()["paths"].items() for method in ops}
+
+    s = TernSettings()
+    ariel, webhook = routes(ariel_app(s)), routes(webhook_app(s))
+    assert ariel < webhook and webhook - ariel == {("/approvals/{request_id}/decision", "POST")}
+    ports = [inspect.signature(f).parameters["port"].default for f in (ariel_cli.serve, bridge_cli.webhook)]
+    assert ports == [8765, 8766]
