@@ -190,3 +190,12 @@ def test_pending_url_filters_the_ui_workflow_list() -> None:
     ]
     with pytest.raises(ValueError, match="visibility query"):
         s.pending_url(user='x" OR TernUser != "')
+
+
+def test_write_request_shows_the_readback_the_step_was_measured_from() -> None:
+    """A setpoint that differs from its readback: the approver sees both (the step is checked from each)."""
+    req = write_request()
+    req.write.current_readback = 1.8  # type: ignore[union-attr]
+    md = pending_markdown(req, workflow_id="run-1", now=NOW)
+    assert "**Current value**: 2 MV (readback 1.8 MV)" in md
+    assert "**Current value**: 2 MV\n" in pending_markdown(write_request(), workflow_id="run-1", now=NOW)

@@ -114,7 +114,8 @@ def _write_lines(w: LimitsCheck) -> list[str]:
     }.get(v.level, md_text(v.level))
     return [
         f"- **Channel**: {md_code(w.channel)}",
-        f"- **Current value**: {_num(w.current_value, units)}",
+        f"- **Current value**: {_num(w.current_value, units)}"
+        + ("" if w.current_readback is None else f" (readback {_num(w.current_readback, units)})"),
         f"- **Target**: **{_num(w.value, units)}**{change}",
         f"- **Limits**: {', '.join(x for x in limits if x) or 'none listed'} (checked: "
         f"{'within limits' if w.allowed else md_text(w.message or 'refused')})",
