@@ -39,10 +39,12 @@ from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
 from activities.agent import AgentActivities
+from activities.approval import policy_source
 from starters.ariel_cli import search_json
 from starters.client import TernClient, TernUnavailable, TernUserError, run_request
 from starters.common import started_json, with_run_id
 from starters.plan_file import check_plan_channels
+from tern.approval.policy import ApprovalPolicyError
 from tern.archiver.binning import BinningError
 from tern.archiver.client import ArchiverClient, ArchiverUnavailable
 from tern.archiver.read import choose_binning
@@ -94,13 +96,14 @@ def strict_tool(
 ) -> Tool:
     """An SDK ``Tool`` whose arguments are the model ``args``: its JSON Schema is the ``inputSchema`` (with
     ``additionalProperties: false``) and the SDK validates calls with it, so unknown arguments are refused by name.
-    ``handler`` receives the validated ``args`` instance; whatever it returns is sent as JSON text."""
+    ``handler`` receives the validated ``args`` instance; what it returns (JSON-able) is sent as one JSON text."""
     arg_model = cast(
         type[ArgModelBase], type(f"{args.__name__}Arguments", (args, ArgModelBase), {"__doc__": args.__doc__})
     )
 
     async def call(**kwargs: Any) -> Any:
-        return await handler(cast(A, arg_model.model_validate(kwargs)))
+        result = await handler(cast(A, arg_model.model_validate(kwargs)))
+        return json.dumps(result, indent=2, default=str)  # one text block (the SDK makes one per list item)
 
     return Tool(
         fn=call,
@@ -197,9 +200,10 @@ class TernMcp:
         )
 
     async def propose_write(self, a: ProposeWriteArgs) -> dict[str, Any]:
-        """Check the write as the run will (master switch, limits database, live value, verifiability) and, when
-        allowed, start a run whose only step is the write; returns at once with the ids and the check. A refused
-        write raises ``TernUserError`` naming the violation, and nothing is started."""
+        """Check the write as the run will (master switch, limits database, live value, verifiability; then the
+        approval policy: somebody other than a requester barred by the two-person rule must be able to approve)
+        and, when allowed, start a run whose only step is the write; returns at once with the ids and the check.
+        A refused write raises ``TernUserError`` naming the violation, and nothing is started."""
         step = ControlWriteStep(id=WRITE_STEP_ID, channel=a.channel, value=a.value, reason=a.reason)
         plan = Plan(steps=[step])
         check_plan_channels(plan, self.settings)
@@ -214,6 +218,15 @@ class TernMcp:
             raise TernUserError(
                 f"write of {a.value:g} to {a.channel} refused before any approval ({check.violation}): {check.message}"
             )
+        try:
+            policy, version = policy_source(self.settings).current()
+        except ApprovalPolicyError as exc:
+            raise TernUnavailable(f"the approval policy does not load, so no write can be approved: {exc}") from exc
+        who = policy.resolve(
+            "control_write", requester=self.user, requested=list(a.approvers), channel=a.channel, version=version
+        )
+        if who.refusal:
+            raise TernUserError(f"write to {a.channel} refused before any approval: {who.refusal}")
         query = f"Write {a.value:g} to {a.channel}: {a.reason}"[:4000]
         handle = await (await self.client()).start_run(self._request(query, plan, a.approvers))
         return started_json(self.settings, handle.id) | {"check": check.model_dump(mode="json")}
