@@ -5,6 +5,7 @@ IOC, and a Tern worker in this process. Approvals come from the ``tern`` CLI: no
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -19,10 +20,14 @@ import httpx
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp_types import TextResourceContents
+from mcp.shared.exceptions import MCPError
+from mcp_types import BlobResourceContents, TextResourceContents
 
+from tern.db import create_pool
 from tern.embedded.net import free_port
+from tern.sandbox.artifacts import store_artifact
 from tests.agent_helpers import ingest_demo, running_worker
+from tests.llm_script import plan_json, scripted_llm
 
 ROOT = Path(__file__).resolve().parent.parent
 SETPOINT = "SR:RF:CAVITY:01:VOLTAGE:SP"  # writable, 0..3, verified by readback
@@ -251,6 +256,30 @@ async def test_refused_input_starts_nothing(temporal_env, settings, tmp_path) ->
         no_run = error_text(await client.call_tool("run_status", {"workflow_id": "tern-run-nonexistent"}))
         assert "no run with id 'tern-run-nonexistent'" in no_run, no_run
 
+        # resources: an artifact's list entry and content; a run without audit events is an MCP error
+        pool = await create_pool(settings.dsn)
+        try:
+            ref = await store_artifact(
+                pool,
+                b"\x89PNG fake",
+                workflow_id="tern-run-art.2-python",
+                step_id="plot",
+                name="fig",
+                media_type="image/png",
+            )
+        finally:
+            await pool.close()
+        (listed,) = await resource_json(client, "tern://runs/tern-run-art/artifacts")
+        assert (
+            listed["id"] == ref and listed["media_type"] == "image/png" and listed["size_bytes"] == len(b"\x89PNG fake")
+        )
+        (blob,) = (await client.read_resource(listed["uri"])).contents
+        assert isinstance(blob, BlobResourceContents) and base64.b64decode(blob.blob) == b"\x89PNG fake"
+        with pytest.raises(MCPError, match="has no artifact"):
+            await client.read_resource(f"tern://runs/tern-run-other/artifacts/{ref}")
+        with pytest.raises(MCPError, match="no audit events for run 'tern-run-nonexistent'"):
+            await client.read_resource("tern://runs/tern-run-nonexistent/audit")
+
         # the open policy of this worker: only the run's approvers, or else the requester, who may not approve
         nobody = error_text(await client.call_tool("propose_write", {"channel": SETPOINT, "value": 1.5, "reason": "t"}))
         assert "two-person rule" in nobody and MCP_USER in nobody, nobody
@@ -268,51 +297,69 @@ async def test_refused_input_starts_nothing(temporal_env, settings, tmp_path) ->
         await temporal_env.client.get_workflow_handle(ok["workflow_id"]).cancel()
 
 
-async def test_http_run_plan_and_50_concurrent_calls_on_one_session(temporal_env, settings, tmp_path) -> None:
+async def test_http_ask_run_plan_and_50_concurrent_calls_on_one_session(temporal_env, settings, tmp_path) -> None:
     await ingest_demo(settings.dsn)
     env = mcp_env(temporal_env, settings, tmp_path)
-    plan = {
-        "steps": [
-            {"id": "search", "kind": "logbook_search", "query": "RF cavity trip", "mode": "keyword"},
-            {"id": "read", "kind": "channel_read", "channels": [SETPOINT]},
-            {"id": "answer", "kind": "respond"},
-        ]
-    }
-    async with (
-        running_worker(temporal_env.client, settings),
-        http_server(env, tmp_path / "mcp-http.log") as url,
-        Client(url, read_timeout_seconds=120) as client,
-    ):
-        assert {t.name for t in (await client.list_tools()).tools} == EXPECTED_TOOLS
-        bad_plan = error_text(
-            await client.call_tool("run_plan", {"query": "q", "plan": {"steps": [{"kind": "no_such_step"}]}})
+    steps: list[dict[str, Any]] = [
+        {"id": "search", "kind": "logbook_search", "query": "RF cavity trip", "mode": "keyword"},
+        {"id": "read", "kind": "channel_read", "channels": [SETPOINT]},
+        {"id": "answer", "kind": "respond"},
+    ]
+    plan = {"steps": steps}
+    async with scripted_llm() as llm:
+        llm.script["planner"] = [plan_json(*steps)]
+        llm.default["answer"] = "Cavity 1 is at its setpoint."
+        llm_env = {"TERN_LLM_PROVIDER": "openai", "TERN_LLM_URL": f"{llm.base}/v1", "TERN_LLM_MODEL": "scripted"}
+        worker_settings = settings.model_copy(
+            update={
+                "llm": settings.llm.model_copy(
+                    update={"provider": "openai", "model": "scripted", "url": f"{llm.base}/v1"}
+                )
+            }
         )
-        assert "no_such_step" in bad_plan, bad_plan
-        started = payload(await client.call_tool("run_plan", {"query": "What did RF cavity 1 do?", "plan": plan}))
-        wid = started["workflow_id"]
-        res = await finished(client, wid)
-        assert res["status"] == "completed", res
-        assert [s["step_id"] for s in res["steps"]] == ["search", "read", "answer"]
+        async with (
+            running_worker(temporal_env.client, worker_settings),
+            http_server(env | llm_env, tmp_path / "mcp-http.log") as url,
+            Client(url, read_timeout_seconds=120) as client,
+        ):
+            await over_http(temporal_env, client, plan)
 
-        # 50 concurrent calls on this one session: a run waiting for approval (answered from the worker's cache)
-        # and logbook searches
-        args = {"channel": SETPOINT, "value": 1.5, "reason": "t", "approvers": [APPROVER]}
-        wid = payload(await client.call_tool("propose_write", args))["workflow_id"]
-        deadline = time.monotonic() + 60
-        while (st := payload(await client.call_tool("run_status", {"workflow_id": wid})))[
-            "state"
-        ] != "awaiting_approval":
-            assert time.monotonic() < deadline, st
-            await asyncio.sleep(0.3)
-        calls = [client.call_tool("run_status", {"workflow_id": wid}) for _ in range(25)] + [
-            client.call_tool("search_logbook", {"query": "RF cavity trip", "limit": 3}) for _ in range(25)
-        ]
-        t0 = time.monotonic()
-        results = await asyncio.gather(*calls)
-        took = time.monotonic() - t0
-        statuses = [payload(r) for r in results[:25]]
-        searches = [payload(r) for r in results[25:]]
-        assert all(st["workflow_id"] == wid and st["state"] == "awaiting_approval" for st in statuses)
-        assert all(s["hits"] for s in searches)
-        print(f"50 concurrent MCP tool calls on one HTTP session answered in {took:.2f} s")
-        await temporal_env.client.get_workflow_handle(wid).cancel()
+
+async def over_http(temporal_env: Any, client: Client, plan: dict[str, Any]) -> None:
+    """The HTTP half of the test above: ask, run_plan, then 50 concurrent calls on this one session."""
+    assert {t.name for t in (await client.list_tools()).tools} == EXPECTED_TOOLS
+    asked = payload(await client.call_tool("ask", {"question": "What is RF cavity 1 doing?"}))
+    answered = await finished(client, asked["workflow_id"])
+    assert answered["status"] == "completed" and answered["answer"] == "Cavity 1 is at its setpoint.", answered
+    assert [s["step_id"] for s in answered["steps"]] == ["search", "read", "answer"]
+    assert answered["query"] == "What is RF cavity 1 doing?" and answered["user"] == MCP_USER
+    bad_plan = error_text(
+        await client.call_tool("run_plan", {"query": "q", "plan": {"steps": [{"kind": "no_such_step"}]}})
+    )
+    assert "no_such_step" in bad_plan, bad_plan
+    started = payload(await client.call_tool("run_plan", {"query": "What did RF cavity 1 do?", "plan": plan}))
+    wid = started["workflow_id"]
+    res = await finished(client, wid)
+    assert res["status"] == "completed", res
+    assert [s["step_id"] for s in res["steps"]] == ["search", "read", "answer"]
+
+    # 50 concurrent calls on this one session: a run waiting for approval (answered from the worker's cache)
+    # and logbook searches
+    args = {"channel": SETPOINT, "value": 1.5, "reason": "t", "approvers": [APPROVER]}
+    wid = payload(await client.call_tool("propose_write", args))["workflow_id"]
+    deadline = time.monotonic() + 60
+    while (st := payload(await client.call_tool("run_status", {"workflow_id": wid})))["state"] != "awaiting_approval":
+        assert time.monotonic() < deadline, st
+        await asyncio.sleep(0.3)
+    calls = [client.call_tool("run_status", {"workflow_id": wid}) for _ in range(25)] + [
+        client.call_tool("search_logbook", {"query": "RF cavity trip", "limit": 3}) for _ in range(25)
+    ]
+    t0 = time.monotonic()
+    results = await asyncio.gather(*calls)
+    took = time.monotonic() - t0
+    statuses = [payload(r) for r in results[:25]]
+    searches = [payload(r) for r in results[25:]]
+    assert all(st["workflow_id"] == wid and st["state"] == "awaiting_approval" for st in statuses)
+    assert all(s["hits"] for s in searches)
+    print(f"50 concurrent MCP tool calls on one HTTP session answered in {took:.2f} s")
+    await temporal_env.client.get_workflow_handle(wid).cancel()
