@@ -363,3 +363,26 @@ async def over_http(temporal_env: Any, client: Client, plan: dict[str, Any]) -> 
     assert all(s["hits"] for s in searches)
     print(f"50 concurrent MCP tool calls on one HTTP session answered in {took:.2f} s")
     await temporal_env.client.get_workflow_handle(wid).cancel()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--host", "0.0.0.0"], "--host needs --http PORT"),
+        (["--user", "  "], "--user: "),
+        (["--http", "0"], "greater than or equal to 1"),
+    ],
+)
+def test_bad_options_exit_2_before_serving(args: list[str], expected: str, tmp_path: Path) -> None:
+    from tests.conftest import env_without_services
+
+    res = subprocess.run(
+        [sys.executable, "-m", "starters.cli", "mcp", *args],
+        env=env_without_services(tmp_path),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert res.returncode == 2 and expected in res.stderr and "Traceback" not in res.stderr, res.stderr
