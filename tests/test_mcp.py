@@ -23,15 +23,19 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from mcp_types import BlobResourceContents, TextResourceContents
 
+from tern.archiver.store import ArchiveStore
 from tern.db import create_pool
 from tern.embedded.net import free_port
 from tern.sandbox.artifacts import store_artifact
 from tests.agent_helpers import ingest_demo, running_worker
+from tests.archiver.helpers import serving
 from tests.llm_script import plan_json, scripted_llm
 
 ROOT = Path(__file__).resolve().parent.parent
 SETPOINT = "SR:RF:CAVITY:01:VOLTAGE:SP"  # writable, 0..3, verified by readback
 READ_ONLY = "SR:RF:CAVITY:01:POWER:REV"
+ARCHIVED = "TEST:MCP:POWER"  # served by this test's archiver
+T0 = 1_800_000_000 - 1_800_000_000 % 3600  # 2027-01-15T08:00:00Z
 MCP_USER = "mcp-agent"
 APPROVER = "bob"
 EXPECTED_TOOLS = {
@@ -151,7 +155,20 @@ async def finished(client: Client, workflow_id: str, within_s: float = 90) -> di
 
 async def test_stdio_tools_search_and_a_write_approved_from_the_cli(temporal_env, settings, tmp_path) -> None:
     await ingest_demo(settings.dsn)
-    env = mcp_env(temporal_env, settings, tmp_path)
+    pool = await create_pool(settings.dsn)
+    store = ArchiveStore(pool)
+    info = await store.ensure_channel(ARCHIVED, prec=1, units="kW")
+    await store.append(info.id, [(T0 + 60 * i, 0, 10.0 + i, 0, 0) for i in range(30)])
+    async with serving(store) as archiver:
+        env = mcp_env(temporal_env, settings, tmp_path) | {"TERN_ARCHIVER_URL": archiver.url}
+        try:
+            await over_stdio(env, temporal_env, settings)
+        finally:
+            await pool.close()
+
+
+async def over_stdio(env: dict[str, str], temporal_env: Any, settings: Any) -> None:
+    """The test above, with its archiver serving ``ARCHIVED``."""
     async with running_worker(temporal_env.client, settings), stdio_client(env) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert set(tools) == EXPECTED_TOOLS
@@ -170,6 +187,22 @@ async def test_stdio_tools_search_and_a_write_approved_from_the_cli(temporal_env
         found = payload(await client.call_tool("search_logbook", {"query": "RF cavity trip", "limit": 5}))
         assert found["mode_used"] == "keyword" and found["hits"], found
         assert all(h["entry_id"] and h["title"] for h in found["hits"])
+
+        channels = payload(await client.call_tool("find_channels", {"query": "cavity 1 forward power", "limit": 5}))
+        assert "SR:RF:CAVITY:01:POWER:FWD" in [h["name"] for h in channels["hits"]], channels
+        archived = payload(
+            await client.call_tool(
+                "archiver_read",
+                {
+                    "channels": [ARCHIVED],
+                    "start": "2027-01-15T08:00:00Z",
+                    "end": "2027-01-15T09:00:00Z",
+                    "binning": "raw",
+                },
+            )
+        )
+        (series,) = archived["series"]
+        assert series["channel"] == ARCHIVED and series["count"] == 30 and series["max"] == 39.0, archived
 
         readings = payload(await client.call_tool("read_channels", {"channels": [SETPOINT, READ_ONLY]}))
         assert [r["channel"] for r in readings] == [SETPOINT, READ_ONLY]
