@@ -715,12 +715,17 @@ def mcp(
     read_channels, archiver_read. Resources: tern://runs/{workflow_id}/audit and
     tern://runs/{workflow_id}/artifacts. Claude Code: `claude mcp add tern -- tern mcp`.
     """
-    from starters.client import check_user_name
+    from pydantic import TypeAdapter, ValidationError
+
     from starters.mcp_server import serve
     from tern.config import current_user
+    from tern.models.limits import UserName
 
     s = load_settings()
-    who = _guard(lambda: check_user_name(user if user is not None else current_user(), "--user"))
+    try:  # as starters.client.check_user_name, without importing the Temporal client before serving
+        who: str = TypeAdapter(UserName).validate_python(user if user is not None else current_user())
+    except ValidationError as exc:
+        fail(f"--user: {exc.errors()[0]['msg']}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         if http is None:
             fail("--host needs --http PORT")

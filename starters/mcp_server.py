@@ -18,7 +18,9 @@ master switch and the live value with the check the run itself does (``AgentActi
 the run would refuse is refused before any run starts or waits for an approver.
 
 Connections (Temporal, PostgreSQL, Channel Access) are opened at the first tool call that needs them, so the
-server starts, and lists its tools, while a service is down; that tool call then fails with the reason.
+server starts, and lists its tools, while a service is down; that tool call then fails with the reason. The
+modules behind the tools (the Temporal client, activities, ARIEL, archiver) are imported by the first call that
+uses them, so a client that spawns ``tern mcp`` gets its tool list without waiting for them.
 """
 
 from __future__ import annotations
@@ -27,39 +29,17 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import asyncpg
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel
-from temporalio.exceptions import ApplicationError
 
-from activities.agent import AgentActivities
-from activities.approval import policy_source
-from starters.ariel_cli import search_json
-from starters.client import TernClient, TernUnavailable, TernUserError, run_request
 from starters.common import started_json, with_run_id
-from starters.plan_file import check_plan_channels
-from tern.approval.policy import ApprovalPolicyError
-from tern.archiver.binning import BinningError
-from tern.archiver.client import ArchiverClient, ArchiverUnavailable
-from tern.archiver.read import choose_binning
-from tern.archiver.series import Series
-from tern.ariel.query import QueryError, SearchFilters
-from tern.ariel.service import search as ariel_search
-from tern.audit.store import events_for_run
-from tern.channels.finder import ChannelFinder
-from tern.config import TernSettings
-from tern.control.ca_client import ChannelAccessClient
-from tern.control.limits import LimitsDatabaseError
-from tern.db import DatabaseError, create_pool
 from tern.models import ControlWriteStep, Plan
-from tern.models.activity_io import WriteCheckInput
-from tern.models.archiver import SeriesSummary
 from tern.models.mcp import (
     ArchiverReadArgs,
     AskArgs,
@@ -71,8 +51,14 @@ from tern.models.mcp import (
     RunPlanArgs,
     SearchLogbookArgs,
 )
-from tern.models.timerange import TimeRangeError, resolve, zone
-from tern.sandbox.artifacts import list_artifacts, load_artifact
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from starters.client import TernClient
+    from tern.channels.finder import ChannelFinder
+    from tern.config import TernSettings
+    from tern.control.ca_client import ChannelAccessClient
 
 A = TypeVar("A", bound=BaseModel)
 SERVER_NAME = "tern"
@@ -121,6 +107,11 @@ T = TypeVar("T")
 
 async def _tool_errors(work: Awaitable[T]) -> T:
     """Await ``work``; Tern's own errors become :class:`ToolError` with their message (the client's ``isError``)."""
+    from starters.client import TernUnavailable, TernUserError
+    from tern.ariel.query import QueryError
+    from tern.control.limits import LimitsDatabaseError
+    from tern.db import DatabaseError
+
     try:
         return await work
     except (TernUserError, TernUnavailable, QueryError, LimitsDatabaseError) as exc:
@@ -150,6 +141,8 @@ class TernMcp:
     # --- connections, opened on first use ---------------------------------------------------------------------
     async def client(self) -> TernClient:
         """The Temporal client (``TernClient.connect``; raises ``TernUnavailable`` naming the address)."""
+        from starters.client import TernClient
+
         async with self._lock:
             if self._client is None:
                 self._client = await TernClient.connect(self.settings)
@@ -157,6 +150,8 @@ class TernMcp:
 
     async def pool(self) -> asyncpg.Pool:
         """The PostgreSQL pool (raises ``DatabaseError`` when the database cannot be reached)."""
+        from tern.db import create_pool
+
         async with self._lock:
             if self._pool is None:
                 self._pool = await create_pool(self.settings.dsn)
@@ -164,6 +159,8 @@ class TernMcp:
 
     def ca(self) -> ChannelAccessClient:
         """The Channel Access client of this process (``settings.ca_environment()``)."""
+        from tern.control.ca_client import ChannelAccessClient
+
         if self._ca is None:
             self._ca = ChannelAccessClient(self.settings.control.ca_max_concurrency, self.settings.ca_environment())
         return self._ca
@@ -184,11 +181,15 @@ class TernMcp:
 
     async def run_plan(self, a: RunPlanArgs) -> dict[str, Any]:
         """Start a run of ``a.plan`` (channels checked against the limits database first); returns at once."""
+        from starters.plan_file import check_plan_channels
+
         check_plan_channels(a.plan, self.settings)
         handle = await (await self.client()).start_run(self._request(a.query, a.plan, a.approvers))
         return started_json(self.settings, handle.id)
 
     def _request(self, query: str, plan: Plan, approvers: list[str]) -> Any:
+        from starters.client import run_request
+
         s = self.settings
         return run_request(
             user=self.user,
@@ -204,6 +205,15 @@ class TernMcp:
         approval policy: somebody other than a requester barred by the two-person rule must be able to approve)
         and, when allowed, start a run whose only step is the write; returns at once with the ids and the check.
         A refused write raises ``TernUserError`` naming the violation, and nothing is started."""
+        from temporalio.exceptions import ApplicationError
+
+        from activities.agent import AgentActivities
+        from activities.approval import policy_source
+        from starters.client import TernUnavailable, TernUserError
+        from starters.plan_file import check_plan_channels
+        from tern.approval.policy import ApprovalPolicyError
+        from tern.models.activity_io import WriteCheckInput
+
         step = ControlWriteStep(id=WRITE_STEP_ID, channel=a.channel, value=a.value, reason=a.reason)
         plan = Plan(steps=[step])
         check_plan_channels(plan, self.settings)
@@ -259,6 +269,10 @@ class TernMcp:
     async def search_logbook(self, a: SearchLogbookArgs) -> dict[str, Any]:
         """ARIEL search in this process (the ``logbook_search`` step's call), answered as ``tern ariel search
         --json``."""
+        from starters.ariel_cli import search_json
+        from tern.ariel.query import SearchFilters
+        from tern.ariel.service import search as ariel_search
+
         filters = SearchFilters(author=a.author, tags=a.tags, since=a.since, until=a.until)
         resp = await ariel_search(
             await self.pool(), self.settings, a.query, mode=a.mode, limit=a.limit, filters=filters
@@ -267,6 +281,10 @@ class TernMcp:
 
     async def find_channels(self, a: FindChannelsArgs) -> dict[str, Any]:
         """The channel finder (``tern channels find --json``)."""
+        from starters.client import TernUnavailable, TernUserError
+        from tern.channels.finder import ChannelFinder
+        from tern.control.limits import LimitsDatabaseError
+
         pool = await self.pool()
         if self._finder is None:
             self._finder = ChannelFinder(self.settings, pool)
@@ -287,6 +305,14 @@ class TernMcp:
     async def archiver_read(self, a: ArchiverReadArgs) -> dict[str, Any]:
         """Archived history of ``a.channels``: the resolved range, the binning and one summary per channel (count,
         first/last time, min/max/mean/last value, worst severity), as ``tern archiver get`` prints it."""
+        from starters.client import TernUnavailable, TernUserError
+        from tern.archiver.binning import BinningError
+        from tern.archiver.client import ArchiverClient, ArchiverUnavailable
+        from tern.archiver.read import choose_binning
+        from tern.archiver.series import Series
+        from tern.models.archiver import SeriesSummary
+        from tern.models.timerange import TimeRangeError, resolve, zone
+
         s = self.settings.archiver
         try:
             start, end = resolve(
@@ -322,6 +348,8 @@ class TernMcp:
 
     # --- resources -------------------------------------------------------------------------------------------
     async def _resource_pool(self) -> asyncpg.Pool:
+        from tern.db import DatabaseError
+
         try:
             return await self.pool()
         except DatabaseError as exc:
@@ -329,6 +357,8 @@ class TernMcp:
 
     async def audit(self, workflow_id: str) -> str:
         """The audit trail of a run and its python steps (``tern audit --json``), oldest first, as JSON text."""
+        from tern.audit.store import events_for_run
+
         async with (await self._resource_pool()).acquire() as conn:
             rows = await events_for_run(conn, workflow_id)
         if not rows:
@@ -337,6 +367,8 @@ class TernMcp:
 
     async def artifacts(self, workflow_id: str) -> str:
         """The artifacts of a run (figures, archived series) without content, each with the URI of its content."""
+        from tern.sandbox.artifacts import list_artifacts
+
         rows = await list_artifacts(await self._resource_pool(), workflow_id)
         for r in rows:
             r["uri"] = f"tern://runs/{workflow_id}/artifacts/{r['id']}"
@@ -344,6 +376,8 @@ class TernMcp:
 
     async def artifact(self, workflow_id: str, artifact_id: str) -> bytes:
         """One artifact's content (bytes; its media type is in the run's artifacts list)."""
+        from tern.sandbox.artifacts import load_artifact
+
         found = await load_artifact(await self._resource_pool(), artifact_id)
         if found is None or not (found.workflow_id == workflow_id or found.workflow_id.startswith(workflow_id + ".")):
             raise ResourceError(f"run {workflow_id!r} has no artifact {artifact_id!r}")
