@@ -388,13 +388,23 @@ async def over_http(temporal_env: Any, client: Client, plan: dict[str, Any]) -> 
         client.call_tool("search_logbook", {"query": "RF cavity trip", "limit": 3}) for _ in range(25)
     ]
     t0 = time.monotonic()
-    results = await asyncio.gather(*calls)
+
+    async def timed(call: Any) -> tuple[Any, float]:
+        res = await call
+        return res, time.monotonic() - t0
+
+    done = await asyncio.gather(*(timed(c) for c in calls))
     took = time.monotonic() - t0
+    results = [r for r, _ in done]
+    slowest = max(t for _, t in done[:25]), max(t for _, t in done[25:])
     statuses = [payload(r) for r in results[:25]]
     searches = [payload(r) for r in results[25:]]
     assert all(st["workflow_id"] == wid and st["state"] == "awaiting_approval" for st in statuses)
     assert all(s["hits"] for s in searches)
-    print(f"50 concurrent MCP tool calls on one HTTP session answered in {took:.2f} s")
+    print(
+        f"50 concurrent MCP tool calls on one HTTP session answered in {took:.2f} s "
+        f"(last run_status after {slowest[0]:.2f} s, last search_logbook after {slowest[1]:.2f} s)"
+    )
     await temporal_env.client.get_workflow_handle(wid).cancel()
 
 
