@@ -136,14 +136,15 @@ class TernMcp:
         self._pool: asyncpg.Pool | None = None
         self._ca: ChannelAccessClient | None = None
         self._finder: ChannelFinder | None = None
-        self._lock = asyncio.Lock()
+        self._client_lock = asyncio.Lock()
+        self._pool_lock = asyncio.Lock()
 
     # --- connections, opened on first use ---------------------------------------------------------------------
     async def client(self) -> TernClient:
         """The Temporal client (``TernClient.connect``; raises ``TernUnavailable`` naming the address)."""
         from starters.client import TernClient
 
-        async with self._lock:
+        async with self._client_lock:
             if self._client is None:
                 self._client = await TernClient.connect(self.settings)
             return self._client
@@ -152,7 +153,7 @@ class TernMcp:
         """The PostgreSQL pool (raises ``DatabaseError`` when the database cannot be reached)."""
         from tern.db import create_pool
 
-        async with self._lock:
+        async with self._pool_lock:
             if self._pool is None:
                 self._pool = await create_pool(self.settings.dsn)
             return self._pool
@@ -176,7 +177,9 @@ class TernMcp:
     async def ask(self, a: AskArgs) -> dict[str, Any]:
         """Start a run that plans ``a.question`` with the worker's LLM; returns at once (see ``started_json``)."""
         client = await self.client()
-        handle = await client.ask(a.question, user=self.user, approvers=a.approvers, context=a.context)
+        handle = await client.ask(
+            a.question, user=self.user, approvers=a.approvers, context=a.context, plan_approval=a.plan_approval
+        )
         return started_json(self.settings, handle.id)
 
     async def run_plan(self, a: RunPlanArgs) -> dict[str, Any]:

@@ -56,6 +56,10 @@ class AskArgs(_Args):
     question: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The operator's question.")
     approvers: Approvers
     context: str = Field("", max_length=4000, description="Context for the planner (role, what is known).")
+    plan_approval: bool | None = Field(
+        None,
+        description="Ask a human approver for the plan before any step runs (default: the setting TERN_PLAN_APPROVAL).",
+    )
 
 
 class RunPlanArgs(_Args):
