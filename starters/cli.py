@@ -730,6 +730,9 @@ def mcp(
         if http is None:
             fail("--host needs --http PORT")
         err.print(f"[yellow]serving MCP on {host}: anyone who reaches it can start runs as {who}[/]")
+    if http is not None:
+        shown = f"[{host}]" if ":" in host else host
+        err.print(f"serving MCP at http://{shown}:{http}/mcp (runs requested by {who}); Ctrl-C stops", markup=False)
     try:
         asyncio.run(serve(s, who, http_port=http, host=host))
     except KeyboardInterrupt:

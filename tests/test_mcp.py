@@ -102,6 +102,7 @@ async def http_server(env: dict[str, str], log: Path) -> AsyncIterator[str]:
                 assert proc.poll() is None, _log(log)
                 assert time.monotonic() < deadline, _log(log)
                 await asyncio.sleep(0.3)
+        assert f"serving MCP at {url}" in _log(log)
         yield url
     finally:
         proc.terminate()
