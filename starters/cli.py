@@ -713,7 +713,7 @@ def mcp(
     Tools: ask, run_plan, propose_write (start runs; a write always waits for a human approver, whom no MCP
     client can replace), run_status, run_result, pending_approvals, search_logbook, find_channels,
     read_channels, archiver_read. Resources: tern://runs/{workflow_id}/audit and
-    tern://runs/{workflow_id}/artifacts. Claude Code: `claude mcp add tern -- tern mcp`.
+    tern://runs/{workflow_id}/artifacts. Claude Code: `claude mcp add --transport stdio tern -- tern mcp`.
     """
     from pydantic import TypeAdapter, ValidationError
 
