@@ -21,7 +21,17 @@ from starters.archiver_cli import app as archiver_app
 from starters.ariel_cli import app as ariel_app
 from starters.bridge_cli import app as bridge_app
 from starters.channels_cli import app as channels_app
-from starters.common import console, err, fail, hard_exit, load_settings, print_json, run_async, with_run_id
+from starters.common import (
+    console,
+    err,
+    fail,
+    hard_exit,
+    load_settings,
+    print_json,
+    run_async,
+    started_json,
+    with_run_id,
+)
 from starters.demo import DEMO_OPERATOR
 from starters.memory_cli import app as memory_app
 from starters.sandbox_cli import app as sandbox_app
@@ -252,14 +262,7 @@ async def _started(client: Any, workflow_id: str, s: Any, *, wait: bool, as_json
     (exit status as `tern result`)."""
     if not wait:
         if as_json:
-            print_json(
-                {
-                    "workflow_id": workflow_id,
-                    "run_id": workflow_id,
-                    "status": "started",
-                    "ui_url": s.run_url(workflow_id),
-                }
-            )
+            print_json(started_json(s, workflow_id))
         else:
             out.print(f"started run [bold]{workflow_id}[/]  {s.run_url(workflow_id)}")
         return
@@ -678,6 +681,62 @@ def export_history(run_id: str, out_file: Annotated[Path, typer.Option("--out", 
     text = run_async(go())
     out_file.write_text(text)
     err.print(f"wrote {out_file} ({len(text)} bytes)")
+
+
+# --- MCP ------------------------------------------------------------------------------------------------------
+@app.command()
+def mcp(
+    http: Annotated[
+        int | None,
+        typer.Option(
+            "--http",
+            metavar="PORT",
+            help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio.",
+            min=1,
+            max=65535,
+        ),
+    ] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to bind with --http (default loopback only; the server has no authentication of its own).",
+        ),
+    ] = "127.0.0.1",
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Requesting user of the runs started through MCP (default: you)."),
+    ] = None,
+) -> None:
+    """Serve Tern's tools to agent clients over the Model Context Protocol (stdio by default).
+
+    Tools: ask, run_plan, propose_write (start runs; a write always waits for a human approver, whom no MCP
+    client can replace), run_status, run_result, pending_approvals, search_logbook, find_channels,
+    read_channels, archiver_read. Resources: tern://runs/{workflow_id}/audit and
+    tern://runs/{workflow_id}/artifacts. Claude Code: `claude mcp add --transport stdio tern -- tern mcp`.
+    """
+    from pydantic import TypeAdapter, ValidationError
+
+    from starters.mcp_server import serve
+    from tern.config import current_user
+    from tern.models.limits import UserName
+
+    s = load_settings()
+    try:  # as starters.client.check_user_name, without importing the Temporal client before serving
+        who: str = TypeAdapter(UserName).validate_python(user if user is not None else current_user())
+    except ValidationError as exc:
+        fail(f"--user: {exc.errors()[0]['msg']}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        if http is None:
+            fail("--host needs --http PORT")
+        err.print(f"[yellow]serving MCP on {host}: anyone who reaches it can start runs as {who}[/]")
+    if http is not None:
+        shown = f"[{host}]" if ":" in host else host
+        err.print(f"serving MCP at http://{shown}:{http}/mcp (runs requested by {who}); Ctrl-C stops", markup=False)
+    try:
+        asyncio.run(serve(s, who, http_port=http, host=host))
+    except KeyboardInterrupt:
+        pass
 
 
 # --- the main job ---------------------------------------------------------------------------------------------

@@ -110,6 +110,18 @@ def with_run_id(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def started_json(settings: TernSettings, workflow_id: str) -> dict[str, Any]:
+    """What ``tern run --json``, ``tern ask --json`` and the MCP tools that start a run report: ``workflow_id`` (and
+    ``run_id``, the same id, see :func:`with_run_id`), ``status`` ``"started"`` and ``ui_url``, the run's Web UI
+    link."""
+    return {
+        "workflow_id": workflow_id,
+        "run_id": workflow_id,
+        "status": "started",
+        "ui_url": settings.run_url(workflow_id),
+    }
+
+
 def print_json(obj: Any) -> None:
     """Write ``obj`` as indented JSON on stdout (datetimes and the like as strings)."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")

@@ -89,3 +89,15 @@ async def load_artifact(db: asyncpg.Pool | Conn, ref: str) -> Artifact | None:
         ref,
     )
     return None if row is None else Artifact(**dict(row))
+
+
+async def list_artifacts(db: asyncpg.Pool | Conn, workflow_id: str) -> list[dict[str, object]]:
+    """The artifacts of one run and of its child workflows (``<workflow_id>.<step id>``, as
+    :func:`tern.audit.store.events_for_run`), without their content: ``id``, ``workflow_id``, ``step_id``, ``name``,
+    ``media_type``, ``sha256``, ``size_bytes`` (bytes), ordered by step and name."""
+    rows = await db.fetch(
+        "SELECT id, run_id AS workflow_id, step_id, name, media_type, sha256, size_bytes FROM artifacts"
+        " WHERE run_id = $1 OR starts_with(run_id, $1 || '.') ORDER BY run_id, step_id, name",
+        workflow_id,
+    )
+    return [dict(r) for r in rows]
