@@ -69,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
     from tern.models.plan import input_name
     from tern.models.planning import LLMUsage
     from tern.models.python_step import PythonRunInput
+    from tern.models.trigger import RunTrigger
 
 # Timeouts and retry policies (named, next to the workflow that uses them).
 LOGBOOK_SEARCH_TIMEOUT = timedelta(seconds=60)
@@ -115,6 +116,9 @@ MEMORY_TIMEOUT = timedelta(seconds=60)
 MEMORY_CONTEXT_PATCH = "memory-context-1"
 # Planned runs started before the planner got the user's notes replay without that lookup (workflow.patched).
 PLANNER_MEMORY_PATCH = "planner-memory-1"
+# Runs a trigger started record the trigger and its event in the audit table first (runs without a trigger
+# take no new command; the patch marks the histories that do).
+TRIGGER_AUDIT_PATCH = "trigger-audit-1"
 SERIES_INPUT_SUFFIX = "_series"  # a python step gets an archiver_read step's samples as input '<name>_series'
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 MAX_READ_CHANNELS = 500  # channels one channel_read step reads, named and found by earlier steps together
@@ -171,6 +175,8 @@ class AgentRunWorkflow(ApprovalHandlers):
         workflow.upsert_search_attributes(
             [RUN_STATE.value_set("running"), PENDING_APPROVAL.value_set(NO_APPROVAL), RUN_USER.value_set(req.user)]
         )
+        if req.trigger is not None and workflow.patched(TRIGGER_AUDIT_PATCH):
+            await self._audit_trigger(req.trigger)
         if req.plan is None:
             if not workflow.patched(PLANNER_PATCH):
                 raise ApplicationError(
@@ -203,6 +209,23 @@ class AgentRunWorkflow(ApprovalHandlers):
                 continue
             self._record(step, result)
         return await self._finish(req)
+
+    async def _audit_trigger(self, trigger: RunTrigger) -> None:
+        """Record which trigger started this run, and its event (audit row ``run_triggered``)."""
+        event = trigger.event
+        value = event.get("value")
+        await audit(
+            AuditEvent(
+                event_kind="run_triggered",
+                workflow_id=self._workflow_id,
+                event_key=f"{run_key()}/triggered",
+                actor=f"trigger:{trigger.name}",
+                channel=event.get("channel") if isinstance(event.get("channel"), str) else None,
+                value=float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
+                comment=f"{trigger.kind} trigger {trigger.name}",
+                details={"trigger": trigger.name, "kind": trigger.kind, "event": event},
+            )
+        )
 
     async def _plan(self) -> bool:
         """Plan the question (and have the plan approved when asked); False when the run ends here."""
