@@ -45,9 +45,7 @@ class Detector:
             return fired
         assert w.threshold is not None
         beyond = value > w.threshold if w.condition == "above" else value < w.threshold
-        rearm = (
-            value <= w.threshold - w.hysteresis if w.condition == "above" else value >= w.threshold + w.hysteresis
-        )
+        rearm = value <= w.threshold - w.hysteresis if w.condition == "above" else value >= w.threshold + w.hysteresis
         if self._armed is None:  # the first value: the reference
             self._armed = not beyond
             return False
