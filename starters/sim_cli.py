@@ -9,7 +9,7 @@ that does not answer exits 1.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,6 +18,15 @@ from starters.common import console, fail, load_settings, print_json
 app = typer.Typer(help="Drive the simulated accelerator (scenarios).", no_args_is_help=True)
 out = console()
 PUT_TIMEOUT_S = 5.0
+
+
+def _listed(settings: Any, channel: str) -> bool:
+    from tern.control.limits import LimitsDatabase, LimitsDatabaseError
+
+    try:
+        return channel in LimitsDatabase.load(settings.control.limits_path)
+    except LimitsDatabaseError as exc:
+        fail(str(exc))
 
 
 @app.command("trip")
@@ -36,6 +45,11 @@ def trip(
     except ScenarioError as exc:
         fail(str(exc))
     s = load_settings()
+    if not _listed(s, channel):
+        fail(
+            f"{target}: {channel} is not in the limits database {s.control.limits_path}: the simulator does "
+            "not serve it"
+        )
     try:
         configure_environment(s.ca_environment())
         epics = attach_thread()
