@@ -15,12 +15,16 @@ window. Answers: 200 with the audited decision; errors are JSON ``{"error": "<re
 body), 401 (unsigned, unknown key, outside the window, bad signature), 403 (key not mapped to an approver), 404
 (unknown request id), 409 (already used, or refused by the workflow: stale, not an approver, decided), 413 (body
 too large); never a stack trace. Every attempt is audited as ``chat_decision`` (platform ``webhook``).
+
+The same app serves ``POST /triggers/{name}`` (webhook triggers, :mod:`starters.triggers_api`), signed the
+same way (:func:`signed_body`).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
@@ -43,6 +47,34 @@ class DecisionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     approved: bool
     comment: str = Field("", max_length=MAX_COMMENT_CHARS)
+
+
+class Refused(Exception):
+    """A webhook request refused before its content is acted on: HTTP ``status`` and the ``reason`` sent back."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+async def signed_body(request: Request, settings: TernSettings, secrets: dict[str, str]) -> tuple[bytes, str]:
+    """The body of a signed webhook request and the key id that signed it (:func:`tern.chat.signing.verify`,
+    window ``chat.webhook_window_s``). Raises :class:`Refused`: 413 for a body over
+    ``chat.webhook_max_body_bytes`` (declared or read), 401 when unsigned, unknown key, outside the window or
+    badly signed. Shared by every signed route (approval decisions, ``POST /triggers/{name}``)."""
+    limit = settings.chat.webhook_max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Refused(413, f"body larger than {limit} bytes")
+    body = await request.body()
+    if len(body) > limit:
+        raise Refused(413, f"body larger than {limit} bytes")
+    try:
+        key_id = verify(secrets, request.headers, body, window_s=settings.chat.webhook_window_s)
+    except SignatureError as exc:
+        raise Refused(401, str(exc)) from exc
+    return body, key_id
 
 
 def _error(status: int, reason: str) -> JSONResponse:
@@ -77,20 +109,10 @@ def approvals_router(
                 )
             return _error(status, reason)
 
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.chat.webhook_max_body_bytes:
-            return await refuse(
-                413, f"body larger than {settings.chat.webhook_max_body_bytes} bytes", request_id=request_id
-            )
-        body = await request.body()
-        if len(body) > settings.chat.webhook_max_body_bytes:
-            return await refuse(
-                413, f"body larger than {settings.chat.webhook_max_body_bytes} bytes", request_id=request_id
-            )
         try:
-            key_id = verify(secrets, request.headers, body, window_s=settings.chat.webhook_window_s)
-        except SignatureError as exc:
-            return await refuse(401, str(exc), request_id=request_id)
+            body, key_id = await signed_body(request, settings, secrets)
+        except Refused as exc:
+            return await refuse(exc.status, exc.reason, request_id=request_id)
         try:
             parsed = DecisionBody.model_validate_json(body)
         except ValidationError as exc:
@@ -154,6 +176,15 @@ def create_app(settings: TernSettings) -> FastAPI:
         return lazy
 
     app.include_router(approvals_router(settings, decide, lambda r: r.app.state.pool, identities))
+    from starters.triggers_api import triggers_router
+
+    async def temporal() -> Any:
+        if "client" not in clients:
+            clients["client"] = (await TernClient.connect(settings)).client
+        return clients["client"]
+
+    clients: dict[str, Any] = {}
+    app.include_router(triggers_router(settings, temporal, lambda r: r.app.state.pool))
 
     @app.exception_handler(Exception)
     async def internal(_request: Request, _exc: Exception) -> JSONResponse:

@@ -193,7 +193,8 @@ def webhook(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
 ) -> None:
-    """Serve Tern's HTTP API with signed webhook decisions (POST /approvals/{request_id}/decision) and ARIEL."""
+    """Serve Tern's HTTP API: signed webhook decisions (POST /approvals/{request_id}/decision), webhook triggers
+    (POST /triggers/{name}) and ARIEL."""
     import uvicorn
 
     from starters.approvals_api import create_app

@@ -66,7 +66,12 @@ class TriggerInfo(BaseModel):
 
 
 def trigger_request(
-    settings: TernSettings, name: str, kind: TriggerKind, action: TriggerAction, event: dict[str, Any]
+    settings: TernSettings,
+    name: str,
+    kind: TriggerKind,
+    action: TriggerAction,
+    event: dict[str, Any],
+    source: str = "",
 ) -> AgentRunRequest:
     """The ``AgentRunRequest`` of a run trigger ``name`` starts for ``event``: the question (planned by the
     worker's LLM, plan approval as ``llm.plan_approval``) or the plan, as ``action.user``, with the
@@ -80,7 +85,7 @@ def trigger_request(
         approval_timeout_s=s.approval.timeout_s,
         python_approval_mode=s.approval.python_mode,
         plan_approval=s.llm.plan_approval if action.plan is None else False,
-        trigger=RunTrigger(name=name, kind=kind, event=event),
+        trigger=RunTrigger(name=name, kind=kind, event=event, source=source),
     )
 
 

@@ -59,7 +59,7 @@ async def test_schedule_fires_records_its_trigger_and_the_cli_lists_pauses_and_r
     history = await client.get_workflow_handle(run_id).fetch_history()
     started = history.events[0].workflow_execution_started_event_attributes
     request = json.loads(started.input.payloads[0].data)
-    assert request["trigger"] == {"name": name, "kind": "schedule", "event": {"spec": "every 2s"}}
+    assert request["trigger"] == {"name": name, "kind": "schedule", "event": {"spec": "every 2s"}, "source": ""}
     rows = [r for r in await audit_rows(settings.dsn, run_id) if r["event_kind"] == "run_triggered"]
     assert len(rows) == 1 and rows[0]["actor"] == f"trigger:{name}"
 

@@ -223,7 +223,7 @@ class AgentRunWorkflow(ApprovalHandlers):
                 channel=event.get("channel") if isinstance(event.get("channel"), str) else None,
                 value=float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
                 comment=f"{trigger.kind} trigger {trigger.name}",
-                details={"trigger": trigger.name, "kind": trigger.kind, "event": event},
+                details={"trigger": trigger.name, "kind": trigger.kind, "event": event, "source": trigger.source},
             )
         )
 

@@ -109,6 +109,7 @@ class RunTrigger(BaseModel):
     name: str
     kind: TriggerKind
     event: dict[str, Any] = Field(default_factory=dict)
+    source: str = Field("", max_length=200, description="Who sent the event: a webhook's signing key id.")
 
 
 def schedule_id(name: str) -> str:
