@@ -17,7 +17,7 @@ body), 401 (unsigned, unknown key, outside the window, bad signature), 403 (key 
 too large); never a stack trace. Every attempt is audited as ``chat_decision`` (platform ``webhook``).
 
 The same app serves ``POST /triggers/{name}`` (webhook triggers, :mod:`starters.triggers_api`), signed the
-same way (:func:`signed_body`).
+same way (:func:`starters.signed_requests.signed_body`).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from starters.signed_requests import Refused, signed_body
 from tern.chat import store
 from tern.chat.bridge import Decider, DecisionRefused
 from tern.chat.identity import IdentityMap
-from tern.chat.signing import SignatureError, verify
 from tern.config import TernSettings
 from tern.models.limits import MAX_COMMENT_CHARS
 
@@ -47,34 +47,6 @@ class DecisionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     approved: bool
     comment: str = Field("", max_length=MAX_COMMENT_CHARS)
-
-
-class Refused(Exception):
-    """A webhook request refused before its content is acted on: HTTP ``status`` and the ``reason`` sent back."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-async def signed_body(request: Request, settings: TernSettings, secrets: dict[str, str]) -> tuple[bytes, str]:
-    """The body of a signed webhook request and the key id that signed it (:func:`tern.chat.signing.verify`,
-    window ``chat.webhook_window_s``). Raises :class:`Refused`: 413 for a body over
-    ``chat.webhook_max_body_bytes`` (declared or read), 401 when unsigned, unknown key, outside the window or
-    badly signed. Shared by every signed route (approval decisions, ``POST /triggers/{name}``)."""
-    limit = settings.chat.webhook_max_body_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise Refused(413, f"body larger than {limit} bytes")
-    body = await request.body()
-    if len(body) > limit:
-        raise Refused(413, f"body larger than {limit} bytes")
-    try:
-        key_id = verify(secrets, request.headers, body, window_s=settings.chat.webhook_window_s)
-    except SignatureError as exc:
-        raise Refused(401, str(exc)) from exc
-    return body, key_id
 
 
 def _error(status: int, reason: str) -> JSONResponse:

@@ -1,7 +1,7 @@
 """``POST /triggers/{name}``: webhook triggers on Tern's HTTP API (mounted by :func:`starters.approvals_api.create_app`,
 served by ``tern bridge webhook``).
 
-Signed exactly like the approval webhook (:func:`starters.approvals_api.signed_body`: HMAC-SHA256 headers of
+Signed exactly like the approval webhook (:func:`starters.signed_requests.signed_body`: HMAC-SHA256 headers of
 :mod:`tern.chat.signing`, keys ``TERN_WEBHOOK_SECRETS``, window ``TERN_WEBHOOK_WINDOW_S``, body at most
 ``TERN_WEBHOOK_MAX_BODY_BYTES``); any key of the secrets may fire a trigger. The body must be a JSON object; it
 becomes the run's event (``AgentRunRequest.trigger.event``, with the key id as ``source``).
@@ -25,8 +25,8 @@ import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from starters.approvals_api import Refused, signed_body
 from starters.client import TernUnavailable, TernUserError
+from starters.signed_requests import Refused, signed_body
 from starters.triggers import start_triggered, trigger_request
 from tern.config import TernSettings
 from tern.triggers.detect import webhook_run_id
