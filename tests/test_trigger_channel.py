@@ -104,10 +104,11 @@ async def test_one_threshold_crossing_starts_exactly_one_run_that_records_its_ev
         monitoring(client, s, _trigger(name, channel, condition="above", threshold=40.0, hysteresis=5.0)) as mon,
     ):
         put_at = (await asyncio.to_thread(_put, channel, 45.0, 44.0, 46.0, 38.0, 47.0, period_s=0.2))[0]
-        # 44, 46: still above; 38: not below 40 - 5, so 47 is no new crossing
+        # 44, 46: still above; 38: not below 40 - 5, so 47 is no new crossing. The simulator's drift (once a
+        # second, clamped to 2..20) may re-arm it in between: such an event falls in the same dedup window.
         await _until(lambda: mon.counts.started >= 1, 20, mon.counts)
         await asyncio.sleep(2.0)
-        assert mon.counts.started == 1 and mon.counts.events == 1, mon.counts
+        assert mon.counts.started == 1 and mon.counts.events == 1 + mon.counts.duplicate, mon.counts
         assert await _settled_count(client, f"trigger-{name}-", 1) == 1
         (run_id,) = await runs_with_prefix(client, f"trigger-{name}-")
         result = await client.get_workflow_handle(run_id, result_type=AgentRunResult).result()
