@@ -630,7 +630,11 @@ class TriggersSettings(_Section):
         "start one run: the run's Workflow ID holds the window's number.",
     )
     max_runs_per_minute: int = Field(
-        6, ge=0, le=1000, description="Most runs one channel or webhook trigger starts in any minute (0: none)."
+        6,
+        ge=0,
+        le=1000,
+        description="Most runs one channel or webhook trigger starts in any sliding minute; events beyond it are "
+        "dropped (0 mutes every trigger).",
     )
     catchup_window_s: float = Field(
         300.0,

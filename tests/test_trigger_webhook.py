@@ -4,6 +4,7 @@ badly signed posts answer 401 and start nothing; an unknown trigger answers 404.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -63,6 +64,18 @@ async def test_signed_post_starts_one_run_and_unsigned_posts_start_nothing(tempo
             f"/triggers/{name}", content=other, headers=signed_headers("ops-bot", SECRETS["ops-bot"], other)
         )
         assert wrong.status_code == 400
+        assert (await asyncio.to_thread(tern, env, "trigger", "pause", name)).returncode == 0
+        later = json.dumps({"alert": "again"}).encode()
+        paused = await http.post(
+            f"/triggers/{name}", content=later, headers=signed_headers("ops-bot", SECRETS["ops-bot"], later)
+        )
+        assert paused.status_code == 409 and "paused" in paused.json()["error"]
+        assert (await asyncio.to_thread(tern, env, "trigger", "resume", name)).returncode == 0
+        resumed = await http.post(
+            f"/triggers/{name}", content=later, headers=signed_headers("ops-bot", SECRETS["ops-bot"], later)
+        )
+        assert resumed.status_code == 202, resumed.text
+        await client.get_workflow_handle(resumed.json()["workflow_id"]).terminate("test over")
         missing = await http.post(
             "/triggers/no-such", content=body, headers=signed_headers("ops-bot", SECRETS["ops-bot"], body)
         )

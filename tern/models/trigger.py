@@ -27,8 +27,6 @@ ChannelCondition = Literal["above", "below", "severity_change", "on_change"]
 TRIGGER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 """Trigger names: lower-case letters, digits and dashes, 1 to 48 characters (they go into Workflow and Schedule
 IDs, ``tern-trigger-<name>`` and ``trigger-<name>-...``)."""
-MAX_EVENT_BYTES = 16_384
-"""Largest event (a webhook's JSON body) a run's input carries, bytes."""
 
 
 class ChannelWatch(BaseModel):
