@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from tern.models import AgentRunResult, Plan
 from tern.models.trigger import ChannelWatch, TriggerAction, TriggerDefinition
 from tern.triggers.detect import time_bucket
 from tern.triggers.monitor import TriggerMonitor
-from tern.triggers.store import add_trigger
+from tern.triggers.store import add_trigger, set_paused
 from tests.agent_helpers import audit_rows, running_worker
 from tests.trigger_helpers import READ_PLAN, cli_env, runs_with_prefix, tern, write_plan
 
@@ -67,11 +68,11 @@ def _trigger(name: str, channel: str, **watch: float | str) -> TriggerDefinition
         name=name,
         kind="channel",
         action=TriggerAction(plan=Plan.model_validate(READ_PLAN), plan_file="read.json", user="alice"),
-        watch=ChannelWatch(channel=channel, **watch),  # type: ignore[arg-type]
+        watch=ChannelWatch(channel=channel, **watch),
     )
 
 
-async def _until(pred, within_s: float, what: object) -> None:  # type: ignore[no-untyped-def]
+async def _until(pred: Any, within_s: float, what: object) -> None:
     """Wait until ``pred()`` is true; fail naming ``what`` after ``within_s`` seconds."""
     deadline = time.monotonic() + within_s
     while True:
@@ -200,8 +201,32 @@ async def test_sim_trip_fires_the_demo_trigger_added_from_the_cli_and_unknown_ch
         await _until(lambda: mon.counts.started >= 1, 20, mon.counts)
         await asyncio.sleep(1.0)
     assert mon.counts.started == 1, mon.counts
-    (run_id,) = await runs_with_prefix(client, f"trigger-{name}-") or [None]
-    assert run_id is not None
+    (run_id,) = await runs_with_prefix(client, f"trigger-{name}-")
     await client.get_workflow_handle(run_id).terminate("test over")
     bad = await asyncio.to_thread(tern, env, "sim", "trip", "cavity0")
     assert bad.returncode == 2 and "cavity1 .. cavity9" in bad.stderr
+
+
+async def test_a_paused_channel_trigger_starts_nothing_until_resumed(temporal_env, settings) -> None:
+    """Pausing and resuming reach the running monitor through the table (no restart)."""
+    client = temporal_env.client
+    channel = "SR:RF:CAVITY:01:POWER:REV"
+    name = "pause-" + uuid.uuid4().hex[:6]
+    s = _settings(settings, dedup_window_s=1.0, max_runs_per_minute=10)
+    await asyncio.to_thread(_put, channel, 10.0)
+    trigger = _trigger(name, channel, condition="above", threshold=40.0, hysteresis=5.0)
+    async with monitoring(client, s, trigger) as mon:
+        async with mon.pool.acquire() as conn:
+            assert await set_paused(conn, name, True)
+        await _until(lambda: name not in mon.watching, 10, mon.watching)
+        await asyncio.to_thread(_put, channel, 45.0, 10.0, period_s=0.3)
+        await asyncio.sleep(1.0)
+        assert mon.counts.events == 0 and mon.counts.started == 0, mon.counts
+        before = mon.counts.updates
+        async with mon.pool.acquire() as conn:
+            assert await set_paused(conn, name, False)
+        await _until(lambda: mon.counts.updates > before, 10, mon.counts)  # subscribed again: a new reference
+        await asyncio.to_thread(_put, channel, 45.0)
+        await _until(lambda: mon.counts.started == 1, 20, mon.counts)
+    for run_id in await runs_with_prefix(client, f"trigger-{name}-"):
+        await client.get_workflow_handle(run_id).terminate("test over")

@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
@@ -21,7 +22,7 @@ from tests.agent_helpers import audit_rows, running_worker
 from tests.trigger_helpers import READ_PLAN, WAITING_PLAN, cli_env, tern, write_plan
 
 
-async def _wait(pred, within_s: float, what: str):  # type: ignore[no-untyped-def]
+async def _wait(pred: Any, within_s: float, what: str) -> Any:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         got = await pred()
@@ -47,7 +48,7 @@ async def test_schedule_fires_records_its_trigger_and_the_cli_lists_pauses_and_r
         async def first_done() -> str | None:
             desc = await handle.describe()
             for action in desc.info.recent_actions:
-                wf = client.get_workflow_handle(action.action.workflow_id)  # type: ignore[attr-defined]
+                wf = client.get_workflow_handle(action.action.workflow_id)
                 if (await wf.describe()).status == WorkflowExecutionStatus.COMPLETED:
                     return wf.id
             return None

@@ -80,6 +80,11 @@ class TriggerMonitor:
     _queue: asyncio.Queue[tuple[str, TriggerDefinition, float, int, float]] | None = None
     _loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def watching(self) -> list[str]:
+        """Names of the triggers subscribed now (active channel triggers as of the last reload)."""
+        return sorted(self._watched)
+
     async def reload(self) -> None:
         """Bring the subscriptions in line with the table: subscribe new or changed active channel triggers,
         unsubscribe removed, paused or changed ones."""
