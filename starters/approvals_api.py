@@ -15,22 +15,26 @@ window. Answers: 200 with the audited decision; errors are JSON ``{"error": "<re
 body), 401 (unsigned, unknown key, outside the window, bad signature), 403 (key not mapped to an approver), 404
 (unknown request id), 409 (already used, or refused by the workflow: stale, not an approver, decided), 413 (body
 too large); never a stack trace. Every attempt is audited as ``chat_decision`` (platform ``webhook``).
+
+The same app serves ``POST /triggers/{name}`` (webhook triggers, :mod:`starters.triggers_api`), signed the
+same way (:func:`starters.signed_requests.signed_body`).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from starters.signed_requests import Refused, signed_body
 from tern.chat import store
 from tern.chat.bridge import Decider, DecisionRefused
 from tern.chat.identity import IdentityMap
-from tern.chat.signing import SignatureError, verify
 from tern.config import TernSettings
 from tern.models.limits import MAX_COMMENT_CHARS
 
@@ -77,20 +81,10 @@ def approvals_router(
                 )
             return _error(status, reason)
 
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.chat.webhook_max_body_bytes:
-            return await refuse(
-                413, f"body larger than {settings.chat.webhook_max_body_bytes} bytes", request_id=request_id
-            )
-        body = await request.body()
-        if len(body) > settings.chat.webhook_max_body_bytes:
-            return await refuse(
-                413, f"body larger than {settings.chat.webhook_max_body_bytes} bytes", request_id=request_id
-            )
         try:
-            key_id = verify(secrets, request.headers, body, window_s=settings.chat.webhook_window_s)
-        except SignatureError as exc:
-            return await refuse(401, str(exc), request_id=request_id)
+            body, key_id = await signed_body(request, settings, secrets)
+        except Refused as exc:
+            return await refuse(exc.status, exc.reason, request_id=request_id)
         try:
             parsed = DecisionBody.model_validate_json(body)
         except ValidationError as exc:
@@ -154,6 +148,15 @@ def create_app(settings: TernSettings) -> FastAPI:
         return lazy
 
     app.include_router(approvals_router(settings, decide, lambda r: r.app.state.pool, identities))
+    from starters.triggers_api import triggers_router
+
+    async def temporal() -> Any:
+        if "client" not in clients:
+            clients["client"] = (await TernClient.connect(settings)).client
+        return clients["client"]
+
+    clients: dict[str, Any] = {}
+    app.include_router(triggers_router(settings, temporal, lambda r: r.app.state.pool))
 
     @app.exception_handler(Exception)
     async def internal(_request: Request, _exc: Exception) -> JSONResponse:

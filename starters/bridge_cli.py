@@ -193,10 +193,11 @@ def webhook(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8766,
 ) -> None:
-    """Serve Tern's HTTP API with signed webhook decisions (POST /approvals/{request_id}/decision) and ARIEL.
+    """Serve Tern's HTTP API: signed webhook decisions (POST /approvals/{request_id}/decision), webhook triggers
+    (POST /triggers/{name}) and ARIEL.
 
-    The app is ``tern ariel serve``'s (``tern.ariel.api.create_app``) with the approvals router added
-    (``starters.approvals_api.create_app``), so one process serves both; the default port, 8766 (as in
+    The app is ``tern ariel serve``'s (``tern.ariel.api.create_app``) with the approvals and triggers routers added
+    (``starters.approvals_api.create_app``), so one process serves them all; the default port, 8766 (as in
     infra/compose and infra/k8s), leaves ``tern ariel serve``'s 8765 free on the same host."""
     import uvicorn
 

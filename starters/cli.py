@@ -35,6 +35,8 @@ from starters.common import (
 from starters.demo import DEMO_OPERATOR
 from starters.memory_cli import app as memory_app
 from starters.sandbox_cli import app as sandbox_app
+from starters.sim_cli import app as sim_app
+from starters.trigger_cli import app as trigger_app
 from starters.verify_cli import verify
 from tern.models.limits import MAX_COMMENT_CHARS, MAX_RUN_ID_CHARS
 
@@ -53,6 +55,8 @@ app.command()(verify)
 app.add_typer(archiver_app, name="archiver")
 app.add_typer(memory_app, name="memory")
 app.add_typer(bridge_app, name="bridge")
+app.add_typer(trigger_app, name="trigger")
+app.add_typer(sim_app, name="sim")
 out = console()
 
 

@@ -47,6 +47,7 @@ from tern.config_sections import (
     SimSettings,
     StackSettings,
     TemporalSettings,
+    TriggersSettings,
     WorkerSettings,
     _Section,
 )
@@ -213,6 +214,7 @@ class TernSettings(BaseSettings):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    triggers: TriggersSettings = Field(default_factory=TriggersSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -615,3 +615,33 @@ class LLMSettings(_Section):
         """The model name for ``role`` ('planner', 'code' or 'answer'): its own setting, else ``model``."""
         own = {"planner": self.planner_model, "code": self.code_model, "answer": self.answer_model}
         return own.get(role) or self.model
+
+
+class TriggersSettings(_Section):
+    """Event triggers (`tern trigger`): the trigger monitor, dedup and rate limit, schedules' catch-up."""
+
+    flat_prefix: ClassVar[str] = "trigger_"
+
+    dedup_window_s: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="Events of one channel trigger (or one webhook body) within one window of this many seconds "
+        "start one run: the run's Workflow ID holds the window's number.",
+    )
+    max_runs_per_minute: int = Field(
+        6,
+        ge=0,
+        le=1000,
+        description="Most runs one channel or webhook trigger starts in any sliding minute; events beyond it are "
+        "dropped (0 mutes every trigger).",
+    )
+    catchup_window_s: float = Field(
+        300.0,
+        ge=10,
+        le=30 * 86400,
+        description="Schedule triggers: how late a missed action may still run (Temporal catchup_window), seconds.",
+    )
+    poll_s: float = Field(
+        2.0, gt=0, le=300, description="How often the trigger monitor re-reads the definitions table, seconds."
+    )

@@ -155,8 +155,8 @@ async def test_signed_webhook_decides_and_bad_posts_are_refused_with_a_reason(te
 
 
 def test_webhook_app_is_the_ariel_app_plus_approvals() -> None:
-    """`tern bridge webhook` serves ARIEL's routes and the approvals route; `tern ariel serve` serves ARIEL's only
-    (no decision endpoint), and their default ports differ so both run on one host."""
+    """`tern bridge webhook` serves ARIEL's routes, the approvals route and the webhook triggers route; `tern ariel
+    serve` serves ARIEL's only (no decision or trigger endpoint), and their default ports differ so both run on one host."""
     import inspect
 
     from starters import ariel_cli, bridge_cli
@@ -169,6 +169,9 @@ def test_webhook_app_is_the_ariel_app_plus_approvals() -> None:
 
     s = TernSettings()
     ariel, webhook = routes(ariel_app(s)), routes(webhook_app(s))
-    assert ariel < webhook and webhook - ariel == {("/approvals/{request_id}/decision", "POST")}
+    assert ariel < webhook and webhook - ariel == {
+        ("/approvals/{request_id}/decision", "POST"),
+        ("/triggers/{name}", "POST"),
+    }
     ports = [inspect.signature(f).parameters["port"].default for f in (ariel_cli.serve, bridge_cli.webhook)]
     assert ports == [8765, 8766]

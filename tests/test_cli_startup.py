@@ -88,6 +88,7 @@ def test_status_without_a_stack_loads_no_temporal_module(no_stack: dict[str, str
         "archiver": "stopped",
         "worker": "stopped",
         "ariel": "stopped",
+        "triggers": "stopped",
     }
     assert names & {"temporalio", "workflows", "activities", "torch", "sentence_transformers"} == set()
     # The embedding line says what is configured and installed without loading the runtime or the model.

@@ -119,3 +119,16 @@ async def test_run_whose_python_step_proposed_a_write_before_derived_ids_replays
     assert any(b'"step_id":"calc-write-1"' in p for p in payloads)  # the legacy id is what ran
     replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(WorkflowHistory.from_json("fast-08f1c55b08", text), raise_on_replay_failure=True)
+
+
+async def test_recorded_channel_triggered_run_replays() -> None:
+    """A run a channel trigger started (recorded by tests/test_trigger_channel.py's crossing test after the
+    ``trigger-audit-1`` patch): its input carries the trigger, its first activity is the ``run_triggered`` audit
+    record behind the patch marker."""
+    text = (HISTORIES / "trigger_channel_run.json").read_text()
+    events = json.loads(text)["events"]
+    assert any(e["eventType"] == "EVENT_TYPE_MARKER_RECORDED" for e in events)
+    history = WorkflowHistory.from_json("trigger-recorded", text)
+    replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None

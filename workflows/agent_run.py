@@ -69,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
     from tern.models.plan import derived_write_id, input_name
     from tern.models.planning import LLMUsage
     from tern.models.python_step import PythonRunInput
+    from tern.models.trigger import RunTrigger
 
 # Timeouts and retry policies (named, next to the workflow that uses them).
 LOGBOOK_SEARCH_TIMEOUT = timedelta(seconds=60)
@@ -118,6 +119,9 @@ PLANNER_MEMORY_PATCH = "planner-memory-1"
 # Writes a python step proposes are '<step>#write-<n>' (tern.models.plan.derived_write_id; '#' is refused in plan
 # ids). Runs that derived them before replay with the old '<step>-write-<n>', which a plan step could be named too.
 DERIVED_WRITE_ID_PATCH = "derived-write-id-1"
+# Runs a trigger started record the trigger and its event in the audit table first (runs without a trigger
+# take no new command; the patch marks the histories that do).
+TRIGGER_AUDIT_PATCH = "trigger-audit-1"
 SERIES_INPUT_SUFFIX = "_series"  # a python step gets an archiver_read step's samples as input '<name>_series'
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 MAX_READ_CHANNELS = 500  # channels one channel_read step reads, named and found by earlier steps together
@@ -180,6 +184,8 @@ class AgentRunWorkflow(ApprovalHandlers):
         workflow.upsert_search_attributes(
             [RUN_STATE.value_set("running"), PENDING_APPROVAL.value_set(NO_APPROVAL), RUN_USER.value_set(req.user)]
         )
+        if req.trigger is not None and workflow.patched(TRIGGER_AUDIT_PATCH):
+            await self._audit_trigger(req.trigger)
         if req.plan is None:
             if not workflow.patched(PLANNER_PATCH):
                 raise ApplicationError(
@@ -212,6 +218,23 @@ class AgentRunWorkflow(ApprovalHandlers):
                 continue
             self._record(step, result)
         return await self._finish(req)
+
+    async def _audit_trigger(self, trigger: RunTrigger) -> None:
+        """Record which trigger started this run, and its event (audit row ``run_triggered``)."""
+        event = trigger.event
+        value = event.get("value")
+        await audit(
+            AuditEvent(
+                event_kind="run_triggered",
+                workflow_id=self._workflow_id,
+                event_key=f"{run_key()}/triggered",
+                actor=f"trigger:{trigger.name}",
+                channel=event.get("channel") if isinstance(event.get("channel"), str) else None,
+                value=float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
+                comment=f"{trigger.kind} trigger {trigger.name}",
+                details={"trigger": trigger.name, "kind": trigger.kind, "event": event, "source": trigger.source},
+            )
+        )
 
     async def _plan(self) -> bool:
         """Plan the question (and have the plan approved when asked); False when the run ends here."""

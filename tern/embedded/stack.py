@@ -14,7 +14,8 @@ Components, in start order: ``postgres``, ``temporal`` (dev server with Web UI a
 :mod:`tern.archiver`: Appliance retrieval API on ``archiver_port`` over history in PostgreSQL), ``worker`` (a Tern
 worker bound to the simulated accelerator, with control writes enabled for it, run under
 :mod:`tern.embedded.supervise`, which restarts it with exponential backoff when it dies; ``down`` stops the
-supervisor, which stops the worker gracefully).
+supervisor, which stops the worker gracefully), ``ariel`` (the ARIEL HTTP API), ``triggers`` (the trigger
+monitor, :mod:`starters.trigger_monitor`: channel triggers of ``tern trigger``).
 ``up`` starts what is not running and restarts what died;
 a PID file whose process is gone or is not the expected program is stale and is replaced; a port held by
 another program is reported, naming the setting that moves it.
@@ -44,7 +45,7 @@ from tern.embedded.supervise import SupervisorState
 from tern.embedded.temporal_cli import TemporalCliMissing, serving, temporal_bin, workflow_pollers_since
 from tern.models.search_attributes import NAMES as SEARCH_ATTRIBUTES
 
-COMPONENTS = ("postgres", "temporal", "sim", "archiver", "worker", "ariel")
+COMPONENTS = ("postgres", "temporal", "sim", "archiver", "worker", "ariel", "triggers")
 OPTIONAL = ("matrix", "bridge")
 """Started only when asked (``tern up --with matrix``: Synapse, then the Matrix approval bridge); once running,
 ``status`` and ``down`` include them like the others."""
@@ -124,6 +125,7 @@ class EmbeddedStack:
             "ariel": self._start_ariel,
             "matrix": self._start_matrix,
             "bridge": self._start_bridge,
+            "triggers": self._start_triggers,
         }
 
     # -- bookkeeping ---------------------------------------------------------------------------------
@@ -141,6 +143,7 @@ class EmbeddedStack:
         "ariel": "tern.ariel.api",
         "matrix": "synapse.app.homeserver",
         "bridge": "bridge matrix",
+        "triggers": "starters.trigger_monitor",
     }
 
     def _components(self) -> tuple[str, ...]:
@@ -200,6 +203,8 @@ class EmbeddedStack:
                 detail = "ARIEL HTTP API: tern ariel search goes through it"
             if name == "archiver" and pid:
                 detail = f"retrieval API {self.s.archiver.base_url}/retrieval/data/getData.json"
+            if name == "triggers" and pid:
+                detail = "trigger monitor: channel triggers (tern trigger add --channel)"
             if name == "matrix" and pid:
                 detail = (
                     f"Synapse, room #control-room:localhost; credentials in {self.root / 'matrix' / 'credentials.json'}"
@@ -525,6 +530,27 @@ class EmbeddedStack:
         proc = self._spawn("bridge", [sys.executable, "-m", "starters.cli", "bridge", "matrix"], env)
         settle = time.monotonic() + 3.0  # it logs in and reconciles; a bad credential or database exits at once
         self._wait("bridge", proc, lambda: time.monotonic() > settle, 30)
+
+    def _start_triggers(self) -> None:
+        """The trigger monitor (``python -m starters.trigger_monitor``, spawned by module name so ``tern/``
+        imports nothing above it): channel triggers over Channel Access on the simulated accelerator, runs
+        started on the stack's Temporal."""
+        env = {
+            **self._child_env(),
+            "TERN_DATABASE_URL": self.s.dsn,
+            "TERN_CA_ADDR_LIST": "127.0.0.1",
+            "TERN_CA_AUTO_ADDR_LIST": "false",
+            "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
+            "TERN_TEMPORAL_ADDRESS": self.s.temporal.address,
+            "TEMPORAL_ADDRESS": self.s.temporal.address,
+            "TEMPORAL_NAMESPACE": self.s.temporal.namespace,
+            "TEMPORAL_TLS": "false",
+            "TERN_TASK_QUEUE": self.s.temporal.task_queue,
+            "TERN_LIMITS_PATH": str(self.s.control.limits_path),
+        }
+        proc = self._spawn("triggers", [sys.executable, "-m", "starters.trigger_monitor"], env)
+        settle = time.monotonic() + 2.0  # it connects to Temporal and PostgreSQL; a failure exits at once
+        self._wait("triggers", proc, lambda: time.monotonic() > settle, 30)
 
     # -- down ----------------------------------------------------------------------------------------
     def down(self, timeout: float = 20) -> StackStatus:

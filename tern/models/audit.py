@@ -21,6 +21,7 @@ AuditKind = Literal[
     "write_refused",
     "memory_added",
     "memory_deleted",
+    "run_triggered",  # a trigger started this run: trigger name and event in details (tern trigger)
     "chat_decision",  # a decision attempt from a chat bridge, with the platform identity (tern/chat/bridge.py)
 ]
 

@@ -25,6 +25,7 @@ from tern.models.plan import Plan
 from tern.models.planning import ChannelCandidate, LLMUsage, PlanVersion
 from tern.models.python_step import PythonStepOutcome
 from tern.models.search_attributes import FinalRunState, RunState
+from tern.models.trigger import RunTrigger
 
 StepStatus = Literal["completed", "refused", "rejected", "timed_out", "failed", "skipped"]
 
@@ -56,6 +57,9 @@ class AgentRunRequest(BaseModel):
     context: str = Field("", max_length=4000, description="The user's context, given to the planner.")
     channel_candidates: list[ChannelCandidate] = Field(
         default_factory=list, max_length=100, description="Channels proposed for the question (channel finder)."
+    )
+    trigger: RunTrigger | None = Field(
+        None, description="The trigger and event that started this run (tern trigger); None when a user started it."
     )
 
 

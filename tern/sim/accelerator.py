@@ -9,6 +9,9 @@
 - setpoints start at the middle of their [min, max] band, with control and display limits set from it;
 - diagnostics (temperatures, BPM positions, pressures, dose rates, RF power, beam current) drift slowly as a
   bounded random walk; status channels are integers (READY/ON/VALID/CONNECTED/OPEN = 1, FAULT/ALARM = 0);
+- scenarios: a client writes ``trip cavity<N>`` to the string channel ``SIM:SCENARIO`` (``tern sim trip
+  cavity1``) and cavity N's reflected power ``SR:RF:CAVITY:0N:POWER:REV`` jumps to ``TRIP_PEAK`` (above the
+  40 kW of the issue-12 demo trigger), then decays back to its drift band (:meth:`SimulatedAccelerator.trip`);
 - with ``put_log`` set, every put a setpoint receives is appended to that file as one JSON line
   (``{"channel", "value", "ioc_time", "host_time", "processed"}``), flushed at once: the IOC's own record of
   what it was told to do, which :mod:`tern.audit.invariants` compares with the audit table.
@@ -22,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from caproto import ChannelData, ChannelDouble, ChannelInteger, SkipWrite
+from caproto import ChannelData, ChannelDouble, ChannelInteger, ChannelString, SkipWrite
 
 from tern.control.limits import LimitsDatabase
 from tern.control.units import units_for
@@ -46,6 +50,22 @@ _DRIFT = {  # quantity -> (start, step per tick, lower, upper)
     "NET": (442.0, 0.5, 380.0, 498.0),
     "POWER": (300.0, 0.5, 250.0, 350.0),
 }
+SCENARIO_CHANNEL = "SIM:SCENARIO"
+"""String channel of the simulator's scenarios (not in the limits database: Tern never reads or writes it)."""
+TRIP_PEAK = 45.0  # kW: a trip's reflected power right after the trip
+TRIP_DECAY_S = 3.0  # time constant of the decay back to the drift band, seconds
+
+
+class ScenarioError(ValueError):
+    """A scenario the simulator does not know; the message lists the known ones."""
+
+
+def trip_channel(target: str) -> str:
+    """The channel a ``trip <target>`` scenario moves: ``cavity<N>`` (N 1..9) -> ``SR:RF:CAVITY:0N:POWER:REV``.
+    Raises :class:`ScenarioError` for another target."""
+    if len(target) == 7 and target.startswith("cavity") and target[6] in "123456789":
+        return f"SR:RF:CAVITY:0{target[6]}:POWER:REV"
+    raise ScenarioError(f"unknown trip target {target!r}: cavity1 .. cavity9")
 
 
 @dataclass
@@ -92,6 +112,8 @@ class SimulatedAccelerator:
             self._put_log = open(self.put_log, "a", encoding="utf-8")  # kept open for the server's life
         for name, lim in self.limits.channels.items():
             self.pvdb[name] = self._make(name, lim.min_value, lim.max_value)
+        self.pvdb[SCENARIO_CHANNEL] = _Scenario(self, value="")
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def now(self) -> float:
         """The IOC clock: POSIX seconds, ``clock_offset_s`` from this host's clock."""
@@ -161,6 +183,40 @@ class SimulatedAccelerator:
             lag = self.slow_readbacks.get(name, self.readback_lag_s)
             self._pending.append(_Follow(rb, float(value), time.monotonic() + lag))
 
+    def scenario(self, text: str) -> None:
+        """Start scenario ``text`` (``trip cavity<N>``) on the running event loop. Raises :class:`ScenarioError`
+        for an unknown scenario or a channel this simulator does not serve."""
+        words = text.split()
+        if len(words) != 2 or words[0] != "trip":
+            raise ScenarioError(f"unknown scenario {text!r}: 'trip cavity<N>'")
+        channel = trip_channel(words[1])
+        if channel not in self.pvdb:
+            raise ScenarioError(f"{channel} is not served by this simulator")
+        task = asyncio.get_running_loop().create_task(self.trip(channel))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def trip(self, channel: str, peak: float = TRIP_PEAK, decay_s: float = TRIP_DECAY_S) -> None:
+        """Jump ``channel`` to ``peak`` (stamped by the IOC clock), then decay exponentially (time constant
+        ``decay_s``) to the top of its drift band and let it drift again. Drift is off meanwhile."""
+        drift = self._drifting.pop(channel, None)
+        ch = self.pvdb[channel]
+        base = drift[2] if drift else float(ch.value)
+        log.info("scenario: trip of %s to %g", channel, peak)
+        try:
+            await ch.write(peak, timestamp=self.now())
+            start = time.monotonic()
+            while True:
+                await asyncio.sleep(self.update_period_s)
+                v = base + (peak - base) * math.exp(-(time.monotonic() - start) / decay_s)
+                if v - base < 0.05:
+                    break
+                await ch.write(v, timestamp=self.now())
+            await ch.write(base, timestamp=self.now())
+        finally:
+            if drift is not None:
+                self._drifting[channel] = drift
+
     async def run_dynamics(self) -> None:
         """Advance readbacks and drift forever (cancel the task to stop)."""
         tick = 0
@@ -199,6 +255,22 @@ class _Setpoint(ChannelDouble):
         if ignored:
             raise SkipWrite  # the put completes (success to the client); value and timestamp stay
         self._sim.on_setpoint(self._name, float(value))
+        return data
+
+
+class _Scenario(ChannelString):
+    """``SIM:SCENARIO``: a string written here starts that scenario (:meth:`SimulatedAccelerator.scenario`);
+    an unknown one is refused (the put fails)."""
+
+    def __init__(self, sim: SimulatedAccelerator, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sim = sim
+
+    async def verify_value(self, data: Any) -> Any:
+        data = await super().verify_value(data)
+        text = data[0] if isinstance(data, list | tuple) else data
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        self._sim.scenario(text.strip())  # ScenarioError fails the put
         return data
 
 

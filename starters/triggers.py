@@ -1,0 +1,233 @@
+"""Starting runs from triggers, and the Temporal Schedules of schedule triggers (``tern trigger``).
+
+A triggered run is an ordinary ``AgentRunWorkflow`` whose input carries the trigger and its event
+(``AgentRunRequest.trigger``); the workflow records them in the audit table (``run_triggered``) before its first
+step. Channel and webhook runs get a deterministic Workflow ID (:mod:`tern.triggers.detect`): starting an id that
+already exists raises ``WorkflowAlreadyStartedError`` in Temporal, which is the dedup
+(:func:`start_triggered` returns None then).
+
+Schedule triggers are Temporal Schedules with the ID ``tern-trigger-<name>`` (the schedule is the record, no
+table row): overlap policy SKIP (a run still going when the next is due makes the next one skipped), catch-up
+window ``triggers.catchup_window_s``; their memo ``tern_trigger`` holds what ``tern trigger list`` shows.
+Temporal appends the scheduled time to the action's Workflow ID (``trigger-<name>-<time>``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from starters.client import TernClient, TernUnavailable, TernUserError, run_request
+from tern.config import TernSettings
+from tern.models import AgentRunRequest
+from tern.models.trigger import (
+    RUN_PREFIX,
+    SCHEDULE_PREFIX,
+    RunTrigger,
+    TriggerAction,
+    TriggerDefinition,
+    TriggerKind,
+    schedule_id,
+)
+from workflows.agent_run import AgentRunWorkflow
+from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATE, RUN_USER
+
+MEMO_KEY = "tern_trigger"
+
+
+class TriggerInfo(BaseModel):
+    """One trigger as ``tern trigger list`` shows it (``--json``: a list of these)."""
+
+    name: str
+    kind: TriggerKind
+    paused: bool
+    when: str  # the cron expression or interval, the channel condition, or "POST /triggers/<name>"
+    action: str  # "question: ..." or "plan: <file>"
+    user: str
+    next_run: datetime | None = None
+    runs: int | None = None  # schedules: actions taken so far
+    skipped_overlap: int | None = None  # schedules: actions skipped because a run was still going
+
+
+def trigger_request(
+    settings: TernSettings,
+    name: str,
+    kind: TriggerKind,
+    action: TriggerAction,
+    event: dict[str, Any],
+    source: str = "",
+) -> AgentRunRequest:
+    """The ``AgentRunRequest`` of a run trigger ``name`` starts for ``event``: the question (planned by the
+    worker's LLM, plan approval as ``llm.plan_approval``) or the plan, as ``action.user``, with the
+    trigger and event in ``trigger``. Raises :class:`TernUserError` when a field breaks a limit."""
+    s = settings
+    return run_request(
+        {"query": "--question"},
+        user=action.user,
+        query=action.query(name),
+        plan=action.plan,
+        approval_timeout_s=s.approval.timeout_s,
+        python_approval_mode=s.approval.python_mode,
+        plan_approval=s.llm.plan_approval if action.plan is None else False,
+        trigger=RunTrigger(name=name, kind=kind, event=event, source=source),
+    )
+
+
+async def start_triggered(
+    client: Client, settings: TernSettings, request: AgentRunRequest, workflow_id: str
+) -> str | None:
+    """Start ``request`` as ``workflow_id``; returns the id, or None when a run with that id exists (the dedup:
+    Temporal's default id-reuse policy refuses a second start, ``WorkflowAlreadyStartedError``)."""
+    try:
+        handle = await TernClient(client, settings).start_run(request, workflow_id)
+    except WorkflowAlreadyStartedError:
+        return None
+    return handle.id
+
+
+def _spec(cron: str | None, every: timedelta | None) -> ScheduleSpec:
+    if cron is not None:
+        return ScheduleSpec(cron_expressions=[cron])
+    assert every is not None
+    return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
+
+
+async def create_schedule(
+    client: Client,
+    settings: TernSettings,
+    name: str,
+    action: TriggerAction,
+    *,
+    cron: str | None = None,
+    every: timedelta | None = None,
+    when: str,
+) -> None:
+    """Create the Temporal Schedule of schedule trigger ``name`` (``tern-trigger-<name>``): every ``cron``
+    (a checked five-field cron expression) or ``every`` (an interval), start ``AgentRunWorkflow`` with
+    ``action``; ``when`` is the spec as the user wrote it (memo, run input). Raises :class:`TernUserError` when
+    the schedule exists."""
+    request = trigger_request(settings, name, "schedule", action, {"spec": when})
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            AgentRunWorkflow.run,
+            request,
+            id=f"{RUN_PREFIX}{name}",
+            task_queue=settings.temporal.task_queue,
+            static_summary=f"trigger {name}: {request.query[:160]}",
+            typed_search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(RUN_STATE, "running"),
+                    SearchAttributePair(PENDING_APPROVAL, NO_APPROVAL),
+                    SearchAttributePair(RUN_USER, request.user),
+                ]
+            ),
+        ),
+        spec=_spec(cron, every),
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP,
+            catchup_window=timedelta(seconds=settings.triggers.catchup_window_s),
+        ),
+        state=ScheduleState(note=f"tern trigger {name}"),
+    )
+    memo = {"when": when, "action": _action_text(action), "user": action.user}
+    try:
+        await client.create_schedule(schedule_id(name), schedule, memo={MEMO_KEY: memo})
+    except ScheduleAlreadyRunningError as exc:
+        raise TernUserError(f"a trigger named {name!r} exists (schedule {schedule_id(name)})") from exc
+
+
+def _action_text(action: TriggerAction) -> str:
+    return f"question: {action.question}" if action.question else f"plan: {action.plan_file or '(inline)'}"
+
+
+async def schedule_exists(client: Client, name: str) -> bool:
+    """Whether the schedule of trigger ``name`` exists (DescribeSchedule)."""
+    try:
+        await client.get_schedule_handle(schedule_id(name)).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise TernUnavailable(f"cannot describe schedule {schedule_id(name)}: {exc}") from exc
+    return True
+
+
+async def schedule_info(client: Client, name: str) -> TriggerInfo | None:
+    """The schedule trigger ``name`` as listed, or None when its schedule does not exist."""
+    try:
+        desc = await client.get_schedule_handle(schedule_id(name)).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise TernUnavailable(f"cannot describe schedule {schedule_id(name)}: {exc}") from exc
+    memo = (await desc.memo()).get(MEMO_KEY) or {}
+    return TriggerInfo(
+        name=name,
+        kind="schedule",
+        paused=desc.schedule.state.paused,
+        when=str(memo.get("when", "")),
+        action=str(memo.get("action", "")),
+        user=str(memo.get("user", "")),
+        next_run=desc.info.next_action_times[0] if desc.info.next_action_times else None,
+        runs=desc.info.num_actions,
+        skipped_overlap=desc.info.num_actions_skipped_overlap,
+    )
+
+
+async def schedule_names(client: Client) -> list[str]:
+    """Names of Tern's schedule triggers: the schedules whose ID starts with ``tern-trigger-`` (ListSchedules
+    reads the visibility store, which may lag a creation or deletion by a moment)."""
+    names = []
+    async for entry in await client.list_schedules():
+        if entry.id.startswith(SCHEDULE_PREFIX):
+            names.append(entry.id[len(SCHEDULE_PREFIX) :])
+    return sorted(names)
+
+
+async def set_schedule_paused(client: Client, name: str, paused: bool) -> bool:
+    """Pause or resume the schedule of ``name``; False when it does not exist."""
+    handle = client.get_schedule_handle(schedule_id(name))
+    try:
+        if paused:
+            await handle.pause(note="paused by tern trigger pause")
+        else:
+            await handle.unpause(note="resumed by tern trigger resume")
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise TernUnavailable(f"cannot change schedule {schedule_id(name)}: {exc}") from exc
+    return True
+
+
+async def delete_schedule(client: Client, name: str) -> bool:
+    """Delete the schedule of ``name`` (runs it started go on); False when it does not exist."""
+    try:
+        await client.get_schedule_handle(schedule_id(name)).delete()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise TernUnavailable(f"cannot delete schedule {schedule_id(name)}: {exc}") from exc
+    return True
+
+
+def stored_info(d: TriggerDefinition) -> TriggerInfo:
+    """A stored (channel or webhook) trigger as listed."""
+    when = d.watch.describe() if d.watch is not None else f"POST /triggers/{d.name}"
+    return TriggerInfo(
+        name=d.name, kind=d.kind, paused=d.paused, when=when, action=_action_text(d.action), user=d.action.user
+    )

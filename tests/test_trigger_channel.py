@@ -1,0 +1,232 @@
+"""Channel triggers against the simulated accelerator (real Channel Access, real PostgreSQL, the Temporal dev
+server): the trigger monitor starts exactly one run for a threshold crossing, records the event in the run's
+input and audit; a flapping signal (100 crossings in 10 s) starts as many runs as the rate limit or the dedup
+window allow and no more; `tern sim trip` makes the demo trigger fire; an unknown channel is refused at add."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from starters.trigger_monitor import channel_starter
+from tern.config import TernSettings
+from tern.control.ca_context import attach_thread
+from tern.db import create_pool
+from tern.models import AgentRunResult, Plan
+from tern.models.trigger import ChannelWatch, TriggerAction, TriggerDefinition
+from tern.triggers.detect import time_bucket
+from tern.triggers.monitor import TriggerMonitor
+from tern.triggers.store import add_trigger, set_paused
+from tests.agent_helpers import audit_rows, running_worker
+from tests.trigger_helpers import READ_PLAN, cli_env, runs_with_prefix, tern, write_plan
+
+
+def _put(channel: str, *values: float, period_s: float = 0.0) -> list[float]:
+    """caput each value (with completion), ``period_s`` apart; returns this host's time of each put."""
+    epics = attach_thread()
+    times = []
+    for v in values:
+        times.append(time.time())
+        assert epics.caput(channel, v, wait=True, timeout=5) == 1, channel
+        if period_s:
+            time.sleep(period_s)
+    return times
+
+
+def _settings(settings: TernSettings, **triggers: float) -> TernSettings:
+    return settings.model_copy(update={"triggers": settings.triggers.model_copy(update={"poll_s": 0.5, **triggers})})
+
+
+@asynccontextmanager
+async def monitoring(client, settings: TernSettings, *definitions: TriggerDefinition) -> AsyncIterator[TriggerMonitor]:
+    """The trigger monitor in this process with ``definitions`` stored, subscribed (first value seen) on entry."""
+    pool = await create_pool(settings.dsn, max_size=2)
+    async with pool.acquire() as conn:
+        for d in definitions:
+            assert await add_trigger(conn, d)
+    monitor = TriggerMonitor(settings, pool, channel_starter(client, settings))
+    task = asyncio.create_task(monitor.run())
+    try:
+        # each subscription's first callback is the reference value
+        await _until(lambda: monitor.counts.updates >= len(definitions), 20, "the channels' first values")
+        yield monitor
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.close()
+
+
+def _trigger(name: str, channel: str, **watch: float | str) -> TriggerDefinition:
+    return TriggerDefinition(
+        name=name,
+        kind="channel",
+        action=TriggerAction(plan=Plan.model_validate(READ_PLAN), plan_file="read.json", user="alice"),
+        watch=ChannelWatch(channel=channel, **watch),
+    )
+
+
+async def _until(pred: Any, within_s: float, what: object) -> None:
+    """Wait until ``pred()`` is true; fail naming ``what`` after ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while True:
+        if pred():
+            return
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.1)
+
+
+async def _settled_count(client, prefix: str, expected: int, within_s: float = 20) -> int:
+    """The number of workflows whose id starts with ``prefix``, once visibility shows ``expected`` (or the
+    deadline passes: then whatever it shows)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        found = await runs_with_prefix(client, prefix)
+        if len(found) == expected or time.monotonic() > deadline:
+            await asyncio.sleep(1.0)  # anything more would show by now
+            return len(await runs_with_prefix(client, prefix))
+        await asyncio.sleep(0.3)
+
+
+async def test_one_threshold_crossing_starts_exactly_one_run_that_records_its_event(temporal_env, settings) -> None:
+    client = temporal_env.client
+    channel = "SR:RF:CAVITY:01:POWER:REV"
+    name = "cross-" + uuid.uuid4().hex[:6]
+    s = _settings(settings, dedup_window_s=60.0, max_runs_per_minute=10)
+    await asyncio.to_thread(_put, channel, 10.0)
+    async with (
+        running_worker(client, s),
+        monitoring(client, s, _trigger(name, channel, condition="above", threshold=40.0, hysteresis=5.0)) as mon,
+    ):
+        put_at = (await asyncio.to_thread(_put, channel, 45.0, 44.0, 46.0, 38.0, 47.0, period_s=0.2))[0]
+        # 44, 46: still above; 38: not below 40 - 5, so 47 is no new crossing. The simulator's drift (once a
+        # second, clamped to 2..20) may re-arm it in between: such an event falls in the same dedup window.
+        await _until(lambda: mon.counts.started >= 1, 20, mon.counts)
+        await asyncio.sleep(2.0)
+        assert mon.counts.started == 1 and mon.counts.events == 1 + mon.counts.duplicate, mon.counts
+        assert await _settled_count(client, f"trigger-{name}-", 1) == 1
+        (run_id,) = await runs_with_prefix(client, f"trigger-{name}-")
+        result = await client.get_workflow_handle(run_id, result_type=AgentRunResult).result()
+    assert result.status == "completed", result.error
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    request = json.loads(history.events[0].workflow_execution_started_event_attributes.input.payloads[0].data)
+    trigger = request["trigger"]
+    assert trigger["name"] == name and trigger["kind"] == "channel"
+    event = trigger["event"]
+    assert event["channel"] == channel and event["value"] == 45.0 and event["condition"] == "above"
+    assert abs(event["timestamp"] - put_at) < 600  # the IOC's clock (the test IOC runs 300 s ahead)
+    assert run_id == f"trigger-{name}-{channel.replace(':', '_')}-{time_bucket(event['timestamp'], 60.0)}"
+    rows = [r for r in await audit_rows(s.dsn, run_id) if r["event_kind"] == "run_triggered"]
+    assert len(rows) == 1 and rows[0]["channel"] == channel and rows[0]["value"] == 45.0
+
+
+@pytest.mark.parametrize(
+    ("window_s", "per_minute"),
+    [(1.0, 4), (4.0, 1000)],
+    ids=["rate-limit", "dedup-window"],
+)
+async def test_a_hundred_crossings_in_ten_seconds_start_no_more_runs_than_allowed(
+    temporal_env, settings, window_s: float, per_minute: int
+) -> None:
+    """No worker: the runs stay open; only how many were started counts (by Workflow ID prefix)."""
+    client = temporal_env.client
+    channel = "SR:RF:CAVITY:01:POWER:REV"
+    name = "flap-" + uuid.uuid4().hex[:6]
+    s = _settings(settings, dedup_window_s=window_s, max_runs_per_minute=per_minute)
+    await asyncio.to_thread(_put, channel, 10.0)
+    async with monitoring(client, s, _trigger(name, channel, condition="above", threshold=40.0, hysteresis=5.0)) as mon:
+        values = [45.0, 10.0] * 100
+        times = await asyncio.to_thread(_put, channel, *values, period_s=0.045)
+        span = times[-1] - times[0]
+        await _until(lambda: mon.counts.events >= 100, 20, mon.counts)
+        await asyncio.sleep(1.0)
+    assert span <= 12.0, span
+    assert mon.counts.events == 100, mon.counts
+    if per_minute < 100:  # the rate limit binds: 10 s span more than 4 one-second windows
+        expected = per_minute
+    else:  # the dedup window binds: one run per 4-second bucket the crossings fell in
+        expected = mon.counts.started
+        assert 2 <= expected <= int(span // window_s) + 2, mon.counts
+    assert mon.counts.started == expected, mon.counts
+    ids = await runs_with_prefix(client, f"trigger-{name}-")
+    assert await _settled_count(client, f"trigger-{name}-", expected) == expected
+    ids = await runs_with_prefix(client, f"trigger-{name}-")
+    assert len({i.rsplit("-", 1)[1] for i in ids}) == expected  # one run per time bucket at most
+    for run_id in ids:
+        await client.get_workflow_handle(run_id).terminate("test over")
+
+
+async def test_sim_trip_fires_the_demo_trigger_added_from_the_cli_and_unknown_channels_are_refused(
+    temporal_env, settings, tmp_path
+) -> None:
+    client = temporal_env.client
+    s = _settings(settings, dedup_window_s=60.0, max_runs_per_minute=10)
+    env = cli_env(s, client.service_client.config.target_host)
+    plan = write_plan(tmp_path / "read.json", READ_PLAN)
+    name = "rf-trip-" + uuid.uuid4().hex[:6]
+    unknown = tern(
+        env, "trigger", "add", name, "--channel", "SR:RF:CAVITY:01:NOPE", "--above", "40", "--plan", str(plan)
+    )
+    assert unknown.returncode == 2 and "unknown channel 'SR:RF:CAVITY:01:NOPE'" in unknown.stderr, unknown.stderr
+    listed = tern(env, "trigger", "list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
+    channel = "SR:RF:CAVITY:02:POWER:REV"
+    added = tern(
+        env,
+        "trigger",
+        "add",
+        name,
+        "--channel",
+        channel,
+        "--above",
+        "40",
+        "--hysteresis",
+        "5",
+        "--plan",
+        str(plan),
+        "--json",
+    )
+    assert added.returncode == 0, added.stderr
+    async with monitoring(client, s) as mon:
+        await _until(lambda: mon.counts.updates >= 1, 20, mon.counts)  # the CLI's trigger, picked up by a reload
+        tripped = await asyncio.to_thread(tern, env, "sim", "trip", "cavity2", "--json")
+        assert tripped.returncode == 0, tripped.stderr
+        assert json.loads(tripped.stdout)["channel"] == channel
+        await _until(lambda: mon.counts.started >= 1, 20, mon.counts)
+        await asyncio.sleep(1.0)
+    assert mon.counts.started == 1, mon.counts
+    (run_id,) = await runs_with_prefix(client, f"trigger-{name}-")
+    await client.get_workflow_handle(run_id).terminate("test over")
+    bad = await asyncio.to_thread(tern, env, "sim", "trip", "cavity0")
+    assert bad.returncode == 2 and "cavity1 .. cavity9" in bad.stderr
+
+
+async def test_a_paused_channel_trigger_starts_nothing_until_resumed(temporal_env, settings) -> None:
+    """Pausing and resuming reach the running monitor through the table (no restart)."""
+    client = temporal_env.client
+    channel = "SR:RF:CAVITY:01:POWER:REV"
+    name = "pause-" + uuid.uuid4().hex[:6]
+    s = _settings(settings, dedup_window_s=1.0, max_runs_per_minute=10)
+    await asyncio.to_thread(_put, channel, 10.0)
+    trigger = _trigger(name, channel, condition="above", threshold=40.0, hysteresis=5.0)
+    async with monitoring(client, s, trigger) as mon:
+        async with mon.pool.acquire() as conn:
+            assert await set_paused(conn, name, True)
+        await _until(lambda: name not in mon.watching, 10, mon.watching)
+        await asyncio.to_thread(_put, channel, 45.0, 10.0, period_s=0.3)
+        await asyncio.sleep(1.0)
+        assert mon.counts.events == 0 and mon.counts.started == 0, mon.counts
+        before = mon.counts.updates
+        async with mon.pool.acquire() as conn:
+            assert await set_paused(conn, name, False)
+        await _until(lambda: mon.counts.updates > before, 10, mon.counts)  # subscribed again: a new reference
+        await asyncio.to_thread(_put, channel, 45.0)
+        await _until(lambda: mon.counts.started == 1, 20, mon.counts)
+    for run_id in await runs_with_prefix(client, f"trigger-{name}-"):
+        await client.get_workflow_handle(run_id).terminate("test over")
