@@ -41,7 +41,7 @@ out = console()
 # The names registered by tern.ariel.adapters, in its order. Spelled out because importing the registry (every
 # adapter, the ARIEL models, httpx) took ~0.2 s of every `tern` start-up for the --adapter help text (issue 17);
 # tests/test_cli_startup.py checks that this equals tern.ariel.adapters.adapter_names().
-ADAPTERS = ("als", "als-http", "jlab", "ornl", "generic", "demo")
+ADAPTERS = ("als", "als-http", "jlab", "ornl", "generic", "demo", "elog")
 MODES = ("keyword", "semantic", "hybrid", "rag")
 
 

@@ -140,7 +140,7 @@ async def test_a_registered_format_is_read_by_name(tmp_path, monkeypatch: pytest
     from tern.ariel.adapters.records import iso_ts
 
     monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))  # undone after the test
-    assert adapter_names() == ("als", "als-http", "jlab", "ornl", "generic", "demo")
+    assert adapter_names() == ("als", "als-http", "jlab", "ornl", "generic", "demo", "elog")
 
     def fields(rec: dict, opts: AdapterOptions) -> dict:
         return {"entry_id": opts.id_prefix + rec["n"], "source_system": "tiny", "timestamp": iso_ts(rec["t"])}
