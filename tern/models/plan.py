@@ -215,12 +215,14 @@ class LogbookPublishStep(_Step):
     )
     attach_figures: bool = Field(True, description="Attach the figures of the steps named in 'inputs'.")
 
-    @field_validator("title")
+    @field_validator("title", mode="before")
     @classmethod
-    def _title_not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("a logbook_publish step needs a non-empty 'title'")
-        return v.strip()
+    def _title_not_blank(cls, v: object) -> object:
+        if isinstance(v, str):
+            if not v.strip():
+                raise ValueError("a logbook_publish step needs a non-empty 'title'")
+            return v.strip()
+        return v
 
 
 class RespondStep(_Step):

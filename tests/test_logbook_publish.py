@@ -1,0 +1,333 @@
+"""Logbook write-back (``logbook_publish`` steps): the ELOG submit request and answers (built and parsed without a
+server: no ELOG server runs here), the draft's checks and the once-only publication on real PostgreSQL, the
+planner proposing the step (scripted LLM over real HTTP), and the gate ordering on the time-skipping server
+(draft -> approval -> publish; rejected: nothing published). The end-to-end runs are in
+``tests/test_logbook_publish_runs.py``."""
+
+from __future__ import annotations
+
+import email
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from tern.ariel import store
+from tern.ariel.adapters.base import (
+    OutgoingFile,
+    PublishedRef,
+    PublishNotSupported,
+    PublishOutcomeUnknown,
+    PublishRejected,
+    PublishTarget,
+)
+from tern.ariel.adapters.elog import parse_submit_response, submit_request
+from tern.ariel.publish import DraftInvalid, draft_entry, embedded_entry_id, publish_entry
+from tern.config import TernSettings
+from tern.control.limits import LimitsDatabase
+from tern.db import create_pool
+from tern.llm import OpenAIChat
+from tern.models import AgentRunRequest, Decision, Plan
+from tern.models.activity_io import LogbookDraftInput, LogbookPublishInput
+from tern.models.logbook import LogbookDraft, LogbookPublication
+from tern.models.planning import PlanInput
+from tern.planning import REGISTRY, make_plan
+from tern.sandbox.artifacts import store_artifact
+from tests.llm_script import last_user_text, plan_json, scripted_llm
+from tests.test_workflows_fast import Machine, pending
+from workflows.agent_run import AgentRunWorkflow
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+DRAFT = LogbookDraft(
+    workflow_id="ask-1",
+    step_id="elog",
+    target="elog",
+    author="alice",
+    title="Cavity 1 trip",
+    text="Reflected power rose to 41 kW.\n\nTern run ask-1, step elog.",
+    tags=["RF", "trip"],
+)
+TARGET = PublishTarget(url="https://elog.example/sub/Operations", username="alice", password="$5$$abc")
+
+
+# --- ELOG: the request and the answers -----------------------------------------------------------------------
+def _form(request: httpx.Request) -> dict[str, tuple[str | None, str | None, bytes]]:
+    """The multipart body of ``request`` as name -> (file name, content type, content)."""
+    body = request.read()
+    msg = email.message_from_bytes(b"Content-Type: " + request.headers["content-type"].encode() + b"\r\n\r\n" + body)
+    assert msg.is_multipart()
+    out = {}
+    for part in msg.get_payload():
+        name = part.get_param("name", header="content-disposition")
+        out[name] = (part.get_filename(), part.get("content-type"), part.get_payload(decode=True))
+    return out
+
+
+def test_elog_submit_is_one_multipart_post_with_the_documented_fields() -> None:
+    files = [OutgoingFile("power.png", "image/png", PNG)]
+    request = submit_request(DRAFT, files, TARGET, now=datetime(2026, 11, 23, 3, 20, tzinfo=UTC))
+    assert request.method == "POST" and str(request.url) == "https://elog.example/sub/Operations/"
+    assert request.headers["content-type"].startswith("multipart/form-data; boundary=")
+    form = _form(request)
+    fields = {k: v[2].decode() for k, v in form.items() if k != "attfile1"}
+    assert fields == {
+        "cmd": "Submit",
+        "exp": "Operations",  # the logbook, from the URL's last path part
+        "Author": "alice",
+        "Subject": "Cavity 1 trip",
+        "When": str(int(datetime(2026, 11, 23, 3, 20, tzinfo=UTC).timestamp())),
+        "Encoding": "plain",
+        "unm": "alice",
+        "upwd": "abc",  # ELOG's encoded password without the $5$$ prefix
+        "Text": "Reflected power rose to 41 kW.\n\nTern run ask-1, step elog.\n\nTags: RF, trip",
+    }
+    assert form["Text"][0] is None  # a plain form field, not a file
+    assert form["attfile1"] == ("power.png", "image/png", PNG)
+
+
+def test_elog_submit_without_files_or_credentials_is_still_multipart_and_names_the_logbook_setting() -> None:
+    target = PublishTarget(url="http://elog.example:8080/", logbook="Shift Log")
+    form = _form(submit_request(DRAFT, [], target))
+    assert form["exp"][2] == b"Shift Log" and "unm" not in form and "upwd" not in form
+    with pytest.raises(ValueError, match="names no logbook"):
+        submit_request(DRAFT, [], PublishTarget(url="http://elog.example/"))
+
+
+def _answer(status: int, body: str = "", location: str | None = None) -> httpx.Response:
+    request = httpx.Request("POST", "https://elog.example/sub/Operations/")
+    headers = {"Location": location} if location else {}
+    return httpx.Response(status, headers=headers, content=body.encode(), request=request)
+
+
+def test_elog_answers_are_parsed_into_an_id_or_the_reason_it_refused() -> None:
+    # elogd's answers to a submit, as its client (elog.c) and py_elog read them
+    ok = parse_submit_response(_answer(302, location="https://elog.example/sub/Operations/1234?suppress=1"))
+    assert ok == PublishedRef(entry_id="1234", url="https://elog.example/sub/Operations/1234")
+    assert parse_submit_response(httpx.Response(302, headers={"Location": "/Operations/7"})).entry_id == "7"
+    refusals = {
+        "invalid user name or password": _answer(302, location="https://elog.example/sub/Operations/?fail=1"),
+        "asks for a login": _answer(200, '<form name=form1 method="post"><input type=password name=upwd>'),
+        r"\(HTTP 400\): Error: Attribute Category not supplied\.": _answer(
+            400, '<table><tr><td class="errormsg">Error: Attribute <b>Category</b> not supplied.</td></tr></table>'
+        ),
+        "no redirect to a message id": _answer(200, "<html><title>Logbook Selection</title></html>"),
+        "has moved": _answer(302, location="https://new.example/ has moved"),
+        "holds no message id": _answer(302, location="https://elog.example/sub/Operations/"),
+    }
+    for reason, response in refusals.items():
+        with pytest.raises(PublishRejected, match=reason):
+            parse_submit_response(response)
+
+
+# --- drafting and publishing on PostgreSQL ---------------------------------------------------------------------
+@pytest.fixture
+async def pool(pg_dsn: str) -> AsyncIterator:
+    p = await create_pool(pg_dsn)
+    yield p
+    await p.close()
+
+
+async def _draft(pool, target: str = "embedded", attachments: list[str] | None = None, wf: str = "run-a"):
+    return await draft_entry(
+        pool,
+        target=target,
+        workflow_id=wf,
+        step_id="elog",
+        author="alice",
+        title="Quadrupole QF1 check",
+        text="Checked QF1 after the trip.",
+        tags=["magnets", "magnets"],
+        sections=["step read (channel_read, completed): QF1 = 101.2 A"],
+        attachments=attachments or [],
+    )
+
+
+async def test_draft_checks_the_target_and_the_attachments_before_anyone_is_asked(pool) -> None:
+    mine = await store_artifact(pool, PNG, workflow_id="run-a", step_id="plot", name="qf1.png", media_type="image/png")
+    other = await store_artifact(pool, PNG, workflow_id="run-b", step_id="plot", name="x.png", media_type="image/png")
+    draft = await _draft(pool, attachments=[mine, mine])
+    assert draft.entry_id == embedded_entry_id("run-a", "elog") and draft.tags == ["magnets"]
+    assert draft.text == (
+        "Checked QF1 after the trip.\n\nstep read (channel_read, completed): QF1 = 101.2 A\n\n"
+        "Tern run run-a, step elog."
+    )
+    assert [(a.artifact_id, a.name, a.media_type, a.size_bytes) for a in draft.attachments] == [
+        (mine, "qf1.png", "image/png", len(PNG))
+    ]
+    with pytest.raises(DraftInvalid, match=r"unknown attachment artifact 'art_0+'"):
+        await _draft(pool, attachments=["art_" + "0" * 32])
+    with pytest.raises(DraftInvalid, match=f"{other}' is not an artifact of run run-a"):
+        await _draft(pool, attachments=[other])
+    with pytest.raises(PublishNotSupported, match="publishing not supported by adapter 'als'"):
+        await _draft(pool, target="als")
+    with pytest.raises(ValueError, match="unknown adapter 'nope'"):
+        await _draft(pool, target="nope")
+
+
+async def test_embedded_publish_happens_once_and_is_found_by_keyword(pool) -> None:
+    wf = f"run-{uuid.uuid4().hex[:8]}"
+    art = await store_artifact(pool, PNG, workflow_id=wf, step_id="plot", name="qf1.png", media_type="image/png")
+    draft = await _draft(pool, attachments=[art], wf=wf)
+    first = await publish_entry(pool, draft, approver="bob", request_id="r1")
+    again = await publish_entry(pool, draft, approver="bob", request_id="r1")  # a retried activity
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert first.entry_id == again.entry_id == draft.entry_id and again.attachments == [art]
+    async with pool.acquire() as conn:
+        entry = await store.get_entry(conn, draft.entry_id)
+        rows = await conn.fetchval("SELECT count(*) FROM logbook_publications WHERE workflow_id = $1", wf)
+    assert rows == 1 and entry is not None
+    assert (entry.source_system, entry.author, entry.title) == ("tern", "alice", "Quadrupole QF1 check")
+    assert entry.metadata["workflow_id"] == wf and entry.metadata["approved_by"] == "bob"
+    assert [(a.url, a.filename, a.type) for a in entry.attachments] == [(f"artifact:{art}", "qf1.png", "image/png")]
+    from tern.ariel.service import search
+
+    found = await search(pool, TernSettings(ariel={"embedding_provider": "none"}), "quadrupole QF1", mode="keyword")
+    assert draft.entry_id in [h.entry_id for h in found.hits]
+
+
+async def test_facility_publish_is_refused_for_an_adapter_without_publish_and_never_sent_twice(pool) -> None:
+    wf = f"run-{uuid.uuid4().hex[:8]}"
+    draft = (await _draft(pool, wf=wf)).model_copy(update={"target": "jlab", "entry_id": ""})
+    with pytest.raises(PublishNotSupported, match="publishing not supported by adapter 'jlab'"):
+        await publish_entry(pool, draft, approver="bob", request_id="r1")
+    # an ELOG submit whose answer was lost: claimed, never confirmed -> not sent again
+    elog = draft.model_copy(update={"target": "elog"})
+    await pool.execute(
+        "INSERT INTO logbook_publications (workflow_id, step_id, target, title) VALUES ($1, 'elog', 'elog', 't')", wf
+    )
+    with pytest.raises(PublishOutcomeUnknown, match="not sent again: check the logbook"):
+        await publish_entry(pool, elog, approver="bob", request_id="r1", target=TARGET)
+    # a server that cannot be reached: nothing sent, the claim released so a retry may publish
+    wf2 = f"run-{uuid.uuid4().hex[:8]}"
+    closed = PublishTarget(url="http://127.0.0.1:9/Operations/", timeout_s=2)
+    with pytest.raises(Exception, match="cannot be reached"):
+        await publish_entry(
+            pool, elog.model_copy(update={"workflow_id": wf2}), approver="b", request_id="r", target=closed
+        )
+    assert await pool.fetchval("SELECT count(*) FROM logbook_publications WHERE workflow_id = $1", wf2) == 0
+
+
+# --- the planner proposes the step ---------------------------------------------------------------------------
+async def test_the_planner_can_propose_a_logbook_entry_and_a_blank_title_is_fed_back() -> None:
+    limits = LimitsDatabase.load(TernSettings().control.limits_path)
+    read = {"id": "read", "kind": "channel_read", "channels": ["SR:RF:CAVITY:01:VOLTAGE:RB"]}
+    entry = {"id": "elog", "kind": "logbook_publish", "title": "Cavity 1 voltage", "inputs": ["read"], "tags": ["RF"]}
+    question = PlanInput(workflow_id="r1", user="alice", question="Read cavity 1 voltage and log it in the elog")
+    async with scripted_llm() as llm:
+        llm.script["planner"] = [
+            plan_json(read, {**entry, "title": " "}, {"id": "answer", "kind": "respond"}),
+            plan_json(read, entry, {"id": "answer", "kind": "respond"}),
+        ]
+        draft = await make_plan(OpenAIChat(f"{llm.base}/v1", "scripted", "k"), REGISTRY, question, limits)
+    assert [s.kind for s in draft.plan.steps] == ["channel_read", "logbook_publish", "respond"]
+    first, second = llm.by_role("planner")
+    assert "- logbook_publish: Write an entry to the electronic logbook" in str(first["messages"])
+    assert "Needs a human approval" in str(first["messages"])
+    assert "non-empty 'title'" in last_user_text(second)
+
+
+def test_bad_plans_are_refused_with_the_reason() -> None:
+    def invalid(step: dict) -> str:
+        with pytest.raises(ValueError) as exc:
+            Plan.model_validate({"steps": [step]})
+        return str(exc.value)
+
+    assert "non-empty 'title'" in invalid({"kind": "logbook_publish", "title": ""})
+    assert "inputs ['nope'] are not ids of earlier steps" in invalid(
+        {"kind": "logbook_publish", "title": "t", "inputs": ["nope"]}
+    )
+    assert "String should match pattern" in invalid({"kind": "logbook_publish", "title": "t", "attachments": ["x.png"]})
+
+
+# --- gate ordering on the time-skipping server ---------------------------------------------------------------
+@pytest.fixture
+async def fast(time_skipping_env) -> AsyncIterator[tuple[Client, Machine, list[str], str]]:
+    machine = Machine()
+    calls: list[str] = []
+
+    @activity.defn(name="draft_logbook_entry")
+    async def draft_logbook_entry(inp: LogbookDraftInput) -> LogbookDraft:
+        calls.append(f"draft:{[r.step_id for r in inp.inputs]}")
+        return LogbookDraft(
+            workflow_id=inp.workflow_id,
+            step_id=inp.step_id,
+            target="embedded",
+            author=inp.user,
+            title=inp.title,
+            text=inp.text,
+        )
+
+    @activity.defn(name="publish_logbook_entry")
+    async def publish_logbook_entry(inp: LogbookPublishInput) -> LogbookPublication:
+        calls.append(f"publish:{inp.approver}")
+        return LogbookPublication(
+            target="embedded",
+            entry_id="tern-1",
+            title=inp.draft.title,
+            approved_by=inp.approver,
+            published_at=datetime.now(UTC),
+        )
+
+    queue = f"fast-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=queue,
+        workflows=[AgentRunWorkflow],
+        activities=[*machine.activities(), draft_logbook_entry, publish_logbook_entry],
+    ):
+        yield time_skipping_env.client, machine, calls, queue
+
+
+PUBLISH_PLAN = {
+    "steps": [
+        {"id": "read", "kind": "channel_read", "channels": ["SR:MAG:QF:01:CURRENT:SP"]},
+        {"id": "elog", "kind": "logbook_publish", "title": "QF1", "text": "checked", "inputs": ["read"]},
+        {"id": "answer", "kind": "respond"},
+    ]
+}
+
+
+async def _start(client: Client, queue: str, timeout_s: float = 3600):
+    req = AgentRunRequest(
+        user="alice", query="q", plan=Plan.model_validate(PUBLISH_PLAN), approvers=["bob"], approval_timeout_s=timeout_s
+    )
+    return await client.start_workflow(AgentRunWorkflow.run, req, id=f"lb-{uuid.uuid4().hex[:8]}", task_queue=queue)
+
+
+async def test_draft_then_approval_then_publish(fast) -> None:
+    client, machine, calls, queue = fast
+    handle = await _start(client, queue)
+    rid = await pending(handle)
+    st = await handle.query(AgentRunWorkflow.status)
+    assert st.pending is not None and st.pending.kind == "logbook" and st.pending.entry is not None
+    assert st.pending.entry.title == "QF1" and calls == ["draft:['read']"]  # drafted, not published yet
+    await handle.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True))
+    result = await handle.result()
+    assert result.status == "completed" and calls == ["draft:['read']", "publish:bob"]
+    step = result.steps[1]
+    assert step.logbook is not None and step.message == "published to the embedded logbook as tern-1"
+    assert [e.event_kind for e in machine.audit] == ["approval_requested", "decision"]
+    assert machine.audit[0].details["kind"] == "logbook" and machine.audit[0].details["title"] == "QF1"
+
+
+async def test_rejected_or_expired_publishes_nothing_and_the_run_says_so(fast) -> None:
+    client, _machine, calls, queue = fast
+    handle = await _start(client, queue)
+    rid = await pending(handle)
+    await handle.execute_update(
+        AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=False, comment="wrong shift")
+    )
+    result = await handle.result()
+    assert result.status == "rejected" and calls == ["draft:['read']"]
+    assert result.steps[1].message == "logbook entry not published: rejected by bob: wrong shift"
+    assert result.error == "step elog: logbook entry not published: rejected by bob: wrong shift"
+    assert result.steps[2].kind == "respond"  # the answer is still composed
+    calls.clear()
+    expired = await (await _start(client, queue, timeout_s=600)).result()  # the test server skips the wait
+    assert expired.status == "timed_out" and calls == ["draft:['read']"]
+    assert expired.steps[1].message.startswith("logbook entry not published: timed_out")
