@@ -6,10 +6,12 @@ planner proposing the step (scripted LLM over real HTTP), and the gate ordering 
 
 from __future__ import annotations
 
+import base64
 import email
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from tern.ariel import store
+from tern.ariel.adapters import jlab_api
 from tern.ariel.adapters.base import (
     OutgoingFile,
     PublishedRef,
@@ -124,6 +127,49 @@ def test_elog_answers_are_parsed_into_an_id_or_the_reason_it_refused() -> None:
             parse_submit_response(response)
 
 
+# --- JLab logbook: the request and the answers -----------------------------------------------------------------
+def test_jlab_submit_is_a_put_of_a_logentry_document_with_inline_attachments() -> None:
+    target = PublishTarget(url="https://logbooks.example/incoming/", logbook="ELOG, TLOG")
+    draft = DRAFT.model_copy(update={"target": "jlab", "text": "P < 41 kW ]]> ok"})
+    now = datetime(2026, 11, 23, 3, 20, 5, tzinfo=UTC)
+    request = jlab_api.submit_request(draft, [OutgoingFile("power.png", "image/png", PNG)], target, now=now)
+    assert request.method == "PUT" and request.headers["content-type"] == "application/xml; charset=UTF-8"
+    name = request.url.path.rsplit("/", 1)[-1]
+    assert request.url.path.startswith("/incoming/2026_11_23_032005_") and name.endswith(".xml")
+    assert len(name.split("_")) == 7  # date (4 parts), pid, host, number
+    doc = ElementTree.fromstring(request.read())
+    assert doc.tag == "Logentry" and doc.findtext("created") == "2026-11-23T03:20:05+00:00"
+    assert doc.findtext("Author/username") == "alice" and doc.findtext("title") == "Cavity 1 trip"
+    assert [b.text for b in doc.findall("Logbooks/logbook")] == ["ELOG", "TLOG"]
+    assert doc.findtext("body") == "P < 41 kW ]]> ok"  # CDATA, its end sequence split
+    assert [t.text for t in doc.findall("Tags/tag")] == ["RF", "trip"]
+    [att] = doc.findall("Attachments/Attachment")
+    assert (att.findtext("filename"), att.findtext("type")) == ("power.png", "image/png")
+    assert att.find("data").get("encoding") == "base64" and base64.b64decode(att.findtext("data")) == PNG
+    with pytest.raises(ValueError, match="needs the logbook name"):
+        jlab_api.submit_request(draft, [], PublishTarget(url="https://logbooks.example/incoming/"))
+
+
+def test_jlab_answers_are_parsed_into_a_log_number_or_the_reason() -> None:
+    def answer(status: int, body: str) -> httpx.Response:
+        return httpx.Response(status, content=body.encode())
+
+    ok = '<?xml version="1.0"?><Response stat="ok"><msg>Success</msg><lognumber>4123456</lognumber></Response>'
+    assert jlab_api.parse_submit_response(answer(200, ok)) == PublishedRef(entry_id="4123456")
+    refusals = {
+        "refused the entry: Logbook XYZ does not exist": answer(
+            200, '<Response stat="fail"><msg>Logbook XYZ does not exist</msg></Response>'
+        ),
+        r"HTTP 403\): Forbidden": answer(403, "Forbidden"),
+        "not XML": answer(200, "<html"),
+        "not a <Response": answer(200, "<html><body>login</body></html>"),
+        "holds no log number": answer(200, '<Response stat="ok"><msg>queued</msg></Response>'),
+    }
+    for reason, response in refusals.items():
+        with pytest.raises(PublishRejected, match=reason):
+            jlab_api.parse_submit_response(response)
+
+
 # --- drafting and publishing on PostgreSQL ---------------------------------------------------------------------
 @pytest.fixture
 async def pool(pg_dsn: str) -> AsyncIterator:
@@ -192,8 +238,8 @@ async def test_embedded_publish_happens_once_and_is_found_by_keyword(pool) -> No
 
 async def test_facility_publish_is_refused_for_an_adapter_without_publish_and_never_sent_twice(pool) -> None:
     wf = f"run-{uuid.uuid4().hex[:8]}"
-    draft = (await _draft(pool, wf=wf)).model_copy(update={"target": "jlab", "entry_id": ""})
-    with pytest.raises(PublishNotSupported, match="publishing not supported by adapter 'jlab'"):
+    draft = (await _draft(pool, wf=wf)).model_copy(update={"target": "generic", "entry_id": ""})
+    with pytest.raises(PublishNotSupported, match="publishing not supported by adapter 'generic'"):
         await publish_entry(pool, draft, approver="bob", request_id="r1")
     # an ELOG submit whose answer was lost: claimed, never confirmed -> not sent again
     elog = draft.model_copy(update={"target": "elog"})

@@ -70,7 +70,7 @@ def publisher(target: str) -> Publisher | None:
     if adapter.publish is None:
         raise PublishNotSupported(
             f"publishing not supported by adapter {target!r} (logbook.publish_target); use 'embedded' or an "
-            "adapter that can publish: elog"
+            "adapter that can publish: elog, jlab"
         )
     return adapter.publish
 
@@ -83,6 +83,7 @@ def publish_target(settings: LogbookSettings) -> PublishTarget:
         logbook=settings.publish_logbook,
         username=settings.publish_username,
         password=password,
+        client_cert=settings.publish_client_cert,
         timeout_s=settings.publish_timeout_s,
     )
 

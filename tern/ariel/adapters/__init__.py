@@ -29,8 +29,9 @@ name           module           source
 =============  ===============  =====================================================================
 
 Publishing (logbook write-back, ``tern.ariel.publish``): an adapter whose logbook has a documented write API
-sets ``Adapter.publish`` (a ``base.Publisher``); today ``elog``. The others leave it None and a publish to them
-is refused with "publishing not supported by adapter X" before any approval is asked.
+sets ``Adapter.publish`` (a ``base.Publisher``); today ``elog`` and ``jlab`` (``jlab_api``: the JLab logbook
+server). The others leave it None and a publish to them is refused with "publishing not supported by adapter X"
+before any approval is asked.
 
 Shared pieces: ``base`` (errors, ``AdapterOptions``, ``Page``, the ``Adapter`` description), ``records``
 (field parsers and ``to_item``, which validates one record or reports it as a ``BadRecord``), ``files`` (JSON

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -101,6 +102,7 @@ class PublishTarget:
         logbook: the logbook's name where the protocol needs it (ELOG ``exp``); "" = from ``url``.
         username, password: credentials as the protocol sends them (ELOG: ``unm``, and ``upwd`` in ELOG's
             encoded form), or None.
+        client_cert: a PEM file with a TLS client certificate and its key (the JLab logbook), or None.
         timeout_s: request timeout, seconds.
         transport: an httpx transport (tests only).
     """
@@ -109,6 +111,7 @@ class PublishTarget:
     logbook: str = ""
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    client_cert: Path | None = None
     timeout_s: float = 30.0
     transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False)
 
