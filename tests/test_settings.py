@@ -55,6 +55,7 @@ SPECIAL: dict[str, tuple[str, object]] = {
     "opensearch_ca_certs": ("/tmp/ca.pem", Path("/tmp/ca.pem")),
     "opensearch_client_cert": ("/tmp/cert.pem", Path("/tmp/cert.pem")),
     "opensearch_client_key": ("/tmp/key.pem", Path("/tmp/key.pem")),
+    "logbook_publish_client_cert": ("/tmp/elogcert.pem", Path("/tmp/elogcert.pem")),
     "webhook_secrets": ('{"k": "s3cret"}', {"k": SecretStr("s3cret")}),  # key id -> secret
     "webhook_notify_key_id": ("k", "k"),  # must name a key of webhook_secrets
     "slack_app_token": ("xapp-1-A1-x", "xapp-1-A1-x"),  # must be an app-level token
