@@ -65,9 +65,12 @@ def _form(request: httpx.Request) -> dict[str, tuple[str | None, str | None, byt
     msg = email.message_from_bytes(b"Content-Type: " + request.headers["content-type"].encode() + b"\r\n\r\n" + body)
     assert msg.is_multipart()
     out = {}
-    for part in msg.get_payload():
+    for part in msg.walk():
         name = part.get_param("name", header="content-disposition")
-        out[name] = (part.get_filename(), part.get("content-type"), part.get_payload(decode=True))
+        if isinstance(name, str):
+            content = part.get_payload(decode=True)
+            assert isinstance(content, bytes)
+            out[name] = (part.get_filename(), part.get("content-type"), content)
     return out
 
 
@@ -145,7 +148,8 @@ def test_jlab_submit_is_a_put_of_a_logentry_document_with_inline_attachments() -
     assert [t.text for t in doc.findall("Tags/tag")] == ["RF", "trip"]
     [att] = doc.findall("Attachments/Attachment")
     assert (att.findtext("filename"), att.findtext("type")) == ("power.png", "image/png")
-    assert att.find("data").get("encoding") == "base64" and base64.b64decode(att.findtext("data")) == PNG
+    data = att.find("data")
+    assert data is not None and data.get("encoding") == "base64" and base64.b64decode(data.text or "") == PNG
     with pytest.raises(ValueError, match="needs the logbook name"):
         jlab_api.submit_request(draft, [], PublishTarget(url="https://logbooks.example/incoming/"))
 

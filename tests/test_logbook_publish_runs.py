@@ -108,13 +108,14 @@ async def test_approved_entry_is_published_once_with_its_attachment_and_found_by
         assert step.message == f"published to the embedded logbook as {step.logbook.entry_id}, 1 attachments"
         async with pool.acquire() as conn:
             stored = await store.get_entry(conn, step.logbook.entry_id)
+            assert stored is not None
             rows = await conn.fetchval("SELECT count(*) FROM logbook_publications WHERE workflow_id = $1", wf)
             copies = await conn.fetchval("SELECT count(*) FROM ariel_entries WHERE metadata->>'workflow_id' = $1", wf)
             emb = await configured_embedder(settings)
             table = await store.embedding_table(conn, emb.model) if emb else None
             vectors = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE entry_id = $1", stored.entry_id)
         assert rows == 1 and copies == 1 and vectors == 1
-        assert stored is not None and stored.metadata["workflow_id"] == wf and stored.author == "alice"
+        assert stored.metadata["workflow_id"] == wf and stored.author == "alice"
         assert [(a.url, a.filename) for a in stored.attachments] == [(f"artifact:{art}", "qf1.png")]
         audit = await pool.fetch(
             "SELECT event_kind, details->>'kind' AS kind FROM audit_events WHERE run_id = $1 ORDER BY id", wf
@@ -133,6 +134,9 @@ async def test_approved_entry_is_published_once_with_its_attachment_and_found_by
     assert code == 0, err
     hits = json.loads(out)["hits"]
     assert hits[0]["entry_id"] == step.logbook.entry_id and hits[0]["title"] == "Quadrupole QF1 current logged by Tern"
+    code, out, err = await cli("search", wf, "--mode", "keyword", "--json", env=env)  # by the run's workflow id
+    assert code == 0, err
+    assert [h["entry_id"] for h in json.loads(out)["hits"]] == [step.logbook.entry_id]
 
 
 async def test_rejected_entry_and_bad_attachment_publish_nothing_and_the_run_says_so(
