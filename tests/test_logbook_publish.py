@@ -381,3 +381,38 @@ async def test_rejected_or_expired_publishes_nothing_and_the_run_says_so(fast) -
     expired = await (await _start(client, queue, timeout_s=600)).result()  # the test server skips the wait
     assert expired.status == "timed_out" and calls == ["draft:['read']"]
     assert expired.steps[1].message.startswith("logbook entry not published: timed_out")
+
+
+# --- what the approver reads -----------------------------------------------------------------------------------
+def test_the_approver_reads_the_whole_draft_with_its_attachments_and_long_text_is_shortened() -> None:
+    from tern.approval.render import MAX_CODE_CHARS, pending_markdown, request_title
+    from tern.models import ApprovalRequest
+    from tern.models.logbook import DraftAttachment
+
+    now = datetime(2026, 11, 23, 3, 20, tzinfo=UTC)
+    draft = DRAFT.model_copy(
+        update={
+            "target": "embedded",
+            "attachments": [DraftAttachment(artifact_id="art_" + "a" * 32, name="p.png", media_type="image/png")],
+        }
+    )
+    request = ApprovalRequest(
+        request_id="r1",
+        kind="logbook",
+        step_id="elog",
+        summary="publish to the embedded logbook: Cavity 1 trip, 1 attachments",
+        requested_by="alice",
+        approvers=["bob"],
+        requested_at=now,
+        expires_at=now,
+        entry=draft,
+        reason=draft.text,
+    )
+    md = pending_markdown(request, workflow_id="ask-1", now=now)
+    assert request_title(request) == "publish a logbook entry to the embedded logbook"
+    assert "### Logbook entry" in md and "**Cavity 1 trip** by alice to the embedded logbook" in md
+    assert "> Reflected power rose to 41 kW." in md and "> Tern run ask-1, step elog." in md
+    assert f"- `art_{'a' * 32}` p.png (image/png, 0 bytes)" in md
+    assert "Reason:" not in md  # the text is shown once, as the entry
+    long = request.model_copy(update={"entry": draft.model_copy(update={"text": "x" * (MAX_CODE_CHARS + 10)})})
+    assert f"the first {MAX_CODE_CHARS} of {MAX_CODE_CHARS + 10} characters" in pending_markdown(long, workflow_id="a")
