@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -131,6 +132,27 @@ class PublishedRef:
 
     entry_id: str
     url: str = ""
+
+
+async def send_submit(
+    request: httpx.Request, target: PublishTarget, server: str, *, verify: ssl.SSLContext | bool = True
+) -> httpx.Response:
+    """Send a publish ``request`` once (no redirects followed) and return the answer, whatever its status.
+
+    ``server`` names the logbook in messages. Raises ``SourceUnavailable`` when the connection could not be made
+    (nothing was sent: a retry may publish) and ``PublishOutcomeUnknown`` for any later failure (the request may
+    have been stored: it must not be sent again blindly).
+    """
+    async with httpx.AsyncClient(timeout=target.timeout_s, transport=target.transport, verify=verify) as client:
+        try:
+            return await client.send(request, follow_redirects=False)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise SourceUnavailable(f"{server} at {request.url.host} cannot be reached: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise PublishOutcomeUnknown(
+                f"{server} at {request.url.host} did not answer the submit ({type(exc).__name__}: {exc}); the entry "
+                "may have been stored: check the logbook before publishing again"
+            ) from exc
 
 
 Publisher = Callable[[LogbookDraft, Sequence[OutgoingFile], PublishTarget], Awaitable[PublishedRef]]

@@ -31,10 +31,9 @@ from tern.ariel.adapters.base import (
     ItemStream,
     OutgoingFile,
     PublishedRef,
-    PublishOutcomeUnknown,
     PublishRejected,
     PublishTarget,
-    SourceUnavailable,
+    send_submit,
 )
 from tern.models.logbook import LogbookDraft
 
@@ -131,17 +130,7 @@ async def publish(draft: LogbookDraft, files: Sequence[OutgoingFile], target: Pu
     Raises ``PublishRejected`` (elogd refused: nothing stored), ``SourceUnavailable`` (the server could not be
     reached: nothing sent) or ``PublishOutcomeUnknown`` (sent, but no answer: the entry may exist).
     """
-    request = submit_request(draft, files, target)
-    async with httpx.AsyncClient(timeout=target.timeout_s, transport=target.transport) as client:
-        try:
-            response = await client.send(request, follow_redirects=False)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise SourceUnavailable(f"ELOG server {request.url} cannot be reached: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise PublishOutcomeUnknown(
-                f"ELOG server {request.url} did not answer the submit ({type(exc).__name__}: {exc}); the entry may "
-                "have been stored: check the logbook before publishing again"
-            ) from exc
+    response = await send_submit(submit_request(draft, files, target), target, "the ELOG server")
     return parse_submit_response(response)
 
 

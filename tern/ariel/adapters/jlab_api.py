@@ -30,10 +30,9 @@ from tern.ariel.adapters.base import (
     AdapterError,
     OutgoingFile,
     PublishedRef,
-    PublishOutcomeUnknown,
     PublishRejected,
     PublishTarget,
-    SourceUnavailable,
+    send_submit,
 )
 from tern.models.logbook import LogbookDraft
 
@@ -131,15 +130,5 @@ async def publish(draft: LogbookDraft, files: Sequence[OutgoingFile], target: Pu
     ``PublishOutcomeUnknown`` (sent, no answer).
     """
     request = submit_request(draft, files, target)
-    verify = client_tls(target.client_cert)
-    async with httpx.AsyncClient(timeout=target.timeout_s, transport=target.transport, verify=verify) as client:
-        try:
-            response = await client.send(request)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise SourceUnavailable(f"JLab logbook server {request.url.host} cannot be reached: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise PublishOutcomeUnknown(
-                f"the JLab logbook server did not answer the submit ({type(exc).__name__}: {exc}); the entry may "
-                "have been stored: check the logbook before publishing again"
-            ) from exc
+    response = await send_submit(request, target, "the JLab logbook server", verify=client_tls(target.client_cert))
     return parse_submit_response(response)
