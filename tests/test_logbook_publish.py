@@ -6,15 +6,18 @@ planner proposing the step (scripted LLM over real HTTP), and the gate ordering 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 from xml.etree import ElementTree
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request, Response
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -41,6 +44,7 @@ from tern.models.logbook import LogbookDraft, LogbookPublication
 from tern.models.planning import PlanInput
 from tern.planning import REGISTRY, make_plan
 from tern.sandbox.artifacts import store_artifact
+from tests.ariel.conftest import serve
 from tests.llm_script import last_user_text, plan_json, scripted_llm
 from tests.test_workflows_fast import Machine, pending
 from workflows.agent_run import AgentRunWorkflow
@@ -416,3 +420,54 @@ def test_the_approver_reads_the_whole_draft_with_its_attachments_and_long_text_i
     assert "Reason:" not in md  # the text is shown once, as the entry
     long = request.model_copy(update={"entry": draft.model_copy(update={"text": "x" * (MAX_CODE_CHARS + 10)})})
     assert f"the first {MAX_CODE_CHARS} of {MAX_CODE_CHARS + 10} characters" in pending_markdown(long, workflow_id="a")
+
+
+# --- the facility path through a stand-in elogd (FastAPI on loopback answering as the ELOG client expects) -------
+async def test_elog_publish_sends_once_with_its_attachment_and_a_lost_answer_is_never_resent(pool) -> None:
+    received: list[dict[str, Any]] = []
+    app = FastAPI()
+
+    @app.post("/elog/{book}/")
+    async def submit(book: str, request: Request) -> Response:
+        form = await request.form()
+        att = form.get("attfile1")
+        received.append({k: v for k, v in form.items() if isinstance(v, str)} | {"book": book})
+        if att is not None and not isinstance(att, str):
+            received[-1]["attfile1"] = (att.filename, await att.read())
+        if form.get("Subject") == "slow":
+            await asyncio.sleep(3)  # beyond the client's timeout (2 s): the answer is lost
+        return Response(status_code=302, headers={"Location": f"/elog/{book}/{len(received)}"})
+
+    wf = f"run-{uuid.uuid4().hex[:8]}"
+    art = await store_artifact(pool, PNG, workflow_id=wf, step_id="plot", name="qf1.png", media_type="image/png")
+    draft = await _draft(pool, target="elog", attachments=[art], wf=wf)
+    async with serve(app) as base:
+        target = PublishTarget(url=f"{base}/elog/Operations/", username="alice", password="hash", timeout_s=2)
+        first = await publish_entry(pool, draft, approver="bob", request_id="r1", target=target)
+        again = await publish_entry(pool, draft, approver="bob", request_id="r1", target=target)
+        assert len(received) == 1  # the retry found the publication: nothing sent again
+        assert (first.entry_id, first.url, first.duplicate, again.duplicate) == (
+            "1",
+            f"{base}/elog/Operations/1",
+            False,
+            True,
+        )
+        sent = received[0]
+        assert (sent["cmd"], sent["exp"], sent["book"], sent["Author"], sent["unm"], sent["upwd"]) == (
+            "Submit",
+            "Operations",
+            "Operations",
+            "alice",
+            "alice",
+            "hash",
+        )
+        assert sent["Subject"] == "Quadrupole QF1 check" and sent["attfile1"] == ("qf1.png", PNG)
+        row = await pool.fetchrow("SELECT * FROM logbook_publications WHERE workflow_id = $1", wf)
+        assert (row["entry_id"], row["approved_by"], row["published_at"] is not None) == ("1", "bob", True)
+
+        slow = draft.model_copy(update={"workflow_id": wf + "-slow", "title": "slow"})
+        with pytest.raises(PublishOutcomeUnknown, match="did not answer the submit"):
+            await publish_entry(pool, slow, approver="bob", request_id="r2", target=target)
+        with pytest.raises(PublishOutcomeUnknown, match="not sent again: check the logbook"):
+            await publish_entry(pool, slow, approver="bob", request_id="r2", target=target)
+        assert len(received) == 2  # the slow one reached the server once, and only once
