@@ -12,6 +12,7 @@ import email
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
@@ -156,6 +157,8 @@ def test_jlab_submit_is_a_put_of_a_logentry_document_with_inline_attachments() -
     assert data is not None and data.get("encoding") == "base64" and base64.b64decode(data.text or "") == PNG
     with pytest.raises(ValueError, match="needs the logbook name"):
         jlab_api.submit_request(draft, [], PublishTarget(url="https://logbooks.example/incoming/"))
+    with pytest.raises(ValueError, match=r"client certificate /nonexistent\.pem .* cannot be loaded"):
+        jlab_api.client_tls(Path("/nonexistent.pem"))
 
 
 def test_jlab_answers_are_parsed_into_a_log_number_or_the_reason() -> None:

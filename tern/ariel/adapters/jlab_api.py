@@ -115,11 +115,20 @@ def parse_submit_response(response: httpx.Response) -> PublishedRef:
 
 
 def client_tls(cert: Path | None) -> ssl.SSLContext | bool:
-    """TLS for the submit: the system's CA bundle and, when given, the client certificate (PEM with its key)."""
+    """TLS for the submit: the system's CA bundle and, when given, the client certificate (PEM with its key).
+
+    Raises ``AdapterError`` naming the file when it cannot be read as a certificate with its key (nothing sent).
+    """
     if cert is None:
         return True
     ctx = ssl.create_default_context()
-    ctx.load_cert_chain(str(cert))
+    try:
+        ctx.load_cert_chain(str(cert))
+    except (OSError, ssl.SSLError) as exc:
+        raise AdapterError(
+            f"the JLab client certificate {cert} (publish_client_cert) cannot be loaded: {exc}; it must be a PEM "
+            "file holding the certificate and its key"
+        ) from exc
     return ctx
 
 
@@ -130,5 +139,6 @@ async def publish(draft: LogbookDraft, files: Sequence[OutgoingFile], target: Pu
     ``PublishOutcomeUnknown`` (sent, no answer).
     """
     request = submit_request(draft, files, target)
-    response = await send_submit(request, target, "the JLab logbook server", verify=client_tls(target.client_cert))
+    tls = client_tls(target.client_cert)  # before anything is sent
+    response = await send_submit(request, target, "the JLab logbook server", verify=tls)
     return parse_submit_response(response)
