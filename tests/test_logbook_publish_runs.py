@@ -174,3 +174,31 @@ async def test_an_adapter_that_cannot_publish_fails_the_step_before_anyone_is_as
     step = result.steps[1]
     assert step.status == "failed" and "publishing not supported by adapter 'ornl'" in step.message
     assert result.approvals == [] and rows == 0 and result.status == "failed"
+
+
+async def test_tern_ask_plans_a_logbook_entry_that_waits_for_its_approval(temporal_env, settings: TernSettings) -> None:
+    """A question that asks for a logbook entry: the scripted planner proposes a logbook_publish step, the plan
+    validates, the draft waits for its approval, and the approved entry is published."""
+    from starters.client import TernClient
+    from tests.llm_script import plan_json, scripted_llm
+
+    read = {"id": "read", "kind": "channel_read", "channels": [CHANNEL]}
+    elog = {"id": "elog", "kind": "logbook_publish", "title": "QF1 current for the shift log", "inputs": ["read"]}
+    async with scripted_llm() as llm:
+        llm.script["planner"] = [plan_json(read, elog, {"id": "answer", "kind": "respond"})]
+        llm.default["answer"] = "Logged."
+        s = settings.model_copy(
+            update={
+                "llm": settings.llm.model_copy(update={"provider": "openai", "model": "m", "url": f"{llm.base}/v1"})
+            }
+        )
+        async with running_worker(temporal_env.client, s) as pool:
+            client = TernClient(temporal_env.client, s)
+            handle = await client.ask("Read QF1 and put it in the logbook", user="alice", approvers=["bob"])
+            await decide(handle, approved=True)
+            result = await handle.result()
+            entry_id = embedded_entry_id(handle.id, "elog")
+            found = await pool.fetchval("SELECT title FROM ariel_entries WHERE entry_id = $1", entry_id)
+    assert result.status == "completed", result.error
+    assert [s.kind for s in result.steps] == ["channel_read", "logbook_publish", "respond"]
+    assert [a.kind for a in result.approvals] == ["logbook"] and found == "QF1 current for the shift log"
