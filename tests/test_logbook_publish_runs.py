@@ -14,6 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.logbook import LogbookActivities
+from starters.client import TernClient
 from tern.ariel import store
 from tern.ariel.providers import configured_embedder
 from tern.ariel.publish import embedded_entry_id
@@ -25,6 +26,7 @@ from tern.models.logbook import LogbookPublication
 from tern.sandbox.artifacts import store_artifact
 from tests.agent_helpers import running_worker
 from tests.ariel.test_cli_api import cli
+from tests.llm_script import plan_json, scripted_llm
 from tests.test_workflows_fast import pending
 from workflows.agent_run import AgentRunWorkflow
 
@@ -179,9 +181,6 @@ async def test_an_adapter_that_cannot_publish_fails_the_step_before_anyone_is_as
 async def test_tern_ask_plans_a_logbook_entry_that_waits_for_its_approval(temporal_env, settings: TernSettings) -> None:
     """A question that asks for a logbook entry: the scripted planner proposes a logbook_publish step, the plan
     validates, the draft waits for its approval, and the approved entry is published."""
-    from starters.client import TernClient
-    from tests.llm_script import plan_json, scripted_llm
-
     read = {"id": "read", "kind": "channel_read", "channels": [CHANNEL]}
     elog = {"id": "elog", "kind": "logbook_publish", "title": "QF1 current for the shift log", "inputs": ["read"]}
     async with scripted_llm() as llm:
