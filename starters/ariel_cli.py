@@ -41,7 +41,8 @@ out = console()
 # The names registered by tern.ariel.adapters, in its order. Spelled out because importing the registry (every
 # adapter, the ARIEL models, httpx) took ~0.2 s of every `tern` start-up for the --adapter help text (issue 17);
 # tests/test_cli_startup.py checks that this equals tern.ariel.adapters.adapter_names().
-ADAPTERS = ("als", "als-http", "jlab", "ornl", "generic", "demo")
+ADAPTERS = ("als", "als-http", "jlab", "ornl", "generic", "demo", "elog")
+PUBLISH_ONLY = ("elog",)  # adapters that publish entries (logbook_publish steps) and read none
 MODES = ("keyword", "semantic", "hybrid", "rag")
 
 
@@ -73,6 +74,8 @@ def _parse_every(value: str) -> timedelta:
 def _check_source(adapter: str, source: str) -> str:
     if adapter not in ADAPTERS:
         fail(f"unknown adapter {adapter!r}; choose one of: {', '.join(ADAPTERS)}")
+    if adapter in PUBLISH_ONLY:
+        fail(f"the {adapter} adapter only publishes logbook entries (TERN_LOGBOOK_PUBLISH_TARGET); it cannot ingest")
     if adapter == "als-http":
         if not source.startswith(("http://", "https://")):
             fail(f"the als-http adapter needs an http(s) URL, got {source!r}")

@@ -525,6 +525,15 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) 
         out.print("plan:")
         for n, line in enumerate(plan_lines(p.plan), start=1):
             out.print(f"  {n}. {line}", markup=False, highlight=False)
+    if p.entry is not None:
+        e = p.entry
+        out.print(
+            f"logbook entry to {e.target}: {e.title!r} by {e.author}; tags: {', '.join(e.tags) or '-'}",
+            markup=False,
+            highlight=False,
+        )
+        for a in e.attachments:
+            out.print(f"  attachment {a.artifact_id} {a.name} ({a.media_type}, {a.size_bytes} bytes)", markup=False)
     if p.code is not None:
         out.print(f"policy analysis: {p.code.analysis}", markup=False, highlight=False)
         if p.code.expected_keys:

@@ -42,6 +42,7 @@ from tern.config_sections import (
     ControlSettings,
     DatabaseSettings,
     LLMSettings,
+    LogbookSettings,
     MemorySettings,
     SandboxSettings,
     SimSettings,
@@ -209,6 +210,7 @@ class TernSettings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     ariel: ArielSettings = Field(default_factory=ArielSettings)
+    logbook: LogbookSettings = Field(default_factory=LogbookSettings)
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
     archiver: ArchiverSettings = Field(default_factory=ArchiverSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)

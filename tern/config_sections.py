@@ -383,6 +383,53 @@ class ArielSettings(_Section):
         return self
 
 
+class LogbookSettings(_Section):
+    """Logbook write-back: where an approved ``logbook_publish`` step publishes its entry."""
+
+    flat_prefix: ClassVar[str] = "logbook_"
+
+    publish_target: str = Field(
+        "embedded",
+        min_length=1,
+        description="Where approved logbook_publish entries go: 'embedded' (the ARIEL store: searchable at once "
+        "with `tern ariel search`) or the name of an ARIEL adapter that can publish: 'elog' (a PSI ELOG server at "
+        "publish_url) or 'jlab' (the JLab logbook server's submit URL, logbooks in publish_logbook, client "
+        "certificate publish_client_cert). Other adapters refuse with 'publishing not supported by adapter X' "
+        "before any approval.",
+    )
+    publish_url: str | None = Field(
+        None,
+        description="Facility logbook URL: for 'elog' the logbook's page, e.g. https://elog.example/Operations/ "
+        "(the last path part is the logbook name unless publish_logbook is set); for 'jlab' the submit URL "
+        "(jlog's SUBMIT_URL).",
+    )
+    publish_logbook: str = Field(
+        "",
+        description="Facility logbook name: ELOG's 'exp' (default: from publish_url); for 'jlab' the logbook(s), "
+        "comma-separated, e.g. 'ELOG'.",
+    )
+    publish_username: str | None = Field(None, description="User name on the facility logbook (ELOG 'unm').")
+    publish_password: SecretStr | None = Field(
+        None,
+        description="Password on the facility logbook, in ELOG's encoded form (the SHA-256 crypt string, salt '' "
+        "and 5000 rounds, as stored in ELOG's password file; a leading '$5$$' is dropped): sent as ELOG 'upwd'.",
+    )
+    publish_client_cert: Path | None = Field(
+        None,
+        description="PEM file with a TLS client certificate and its key, for facility logbooks that authenticate "
+        "by certificate (the JLab logbook: jlog's ~/.elogcert).",
+    )
+    publish_timeout_s: float = Field(30.0, gt=0, description="Facility logbook request timeout, seconds.")
+
+    @model_validator(mode="after")
+    def _check(self) -> LogbookSettings:
+        if self.publish_target != "embedded" and not self.publish_url:
+            raise ValueError(
+                f"logbook publish_target {self.publish_target!r} needs publish_url (TERN_LOGBOOK_PUBLISH_URL)"
+            )
+        return self
+
+
 class ChannelsSettings(_Section):
     """The channel finder: which channel database it searches."""
 

@@ -23,6 +23,7 @@ from activities.approval import ApprovalActivities, policy_source
 from activities.archiver import ArchiverActivities
 from activities.ariel import ariel_activities
 from activities.channels import ChannelActivities
+from activities.logbook import LogbookActivities
 from activities.memory import MemoryActivities
 from activities.planning import PlanningActivities
 from activities.sandbox import SandboxActivities
@@ -69,6 +70,7 @@ def build_worker(
         *SandboxActivities(settings, pool).all(),
         *ArchiverActivities(settings, pool).all(),
         *MemoryActivities(settings, pool).all(),
+        *LogbookActivities(settings, pool).all(),
         *ariel_activities(settings, pool),
         *ChannelActivities(settings, pool).all(),
         *PlanningActivities(settings).all(),

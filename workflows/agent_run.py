@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
     from activities.archiver import ArchiverActivities
     from activities.channels import ChannelActivities
+    from activities.logbook import LogbookActivities
     from activities.memory import MemoryActivities
     from tern.approval.render import finished_markdown, step_markdown
     from tern.models import (
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         ControlWriteStep,
         FinalRunState,
         GatherStep,
+        LogbookPublishStep,
         LogbookSearchStep,
         MemoryStep,
         PythonStep,
@@ -60,6 +62,8 @@ with workflow.unsafe.imports_passed_through():
         ChannelFindInput,
         ChannelReadInput,
         ComposeInput,
+        LogbookDraftInput,
+        LogbookPublishInput,
         LogbookSearchInput,
         WriteCheckInput,
         WriteInput,
@@ -122,6 +126,22 @@ DERIVED_WRITE_ID_PATCH = "derived-write-id-1"
 # Runs a trigger started record the trigger and its event in the audit table first (runs without a trigger
 # take no new command; the patch marks the histories that do).
 TRIGGER_AUDIT_PATCH = "trigger-audit-1"
+LOGBOOK_DRAFT_TIMEOUT = timedelta(seconds=30)
+LOGBOOK_PUBLISH_TIMEOUT = timedelta(minutes=2)  # embedding the entry, or a facility logbook's submit
+# Publishing is idempotent per run and step (logbook_publications); what retrying cannot change is not retried.
+LOGBOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=8,
+    non_retryable_error_types=[
+        "PublishNotSupported",
+        "LogbookDraftInvalid",
+        "PublishRejected",
+        "PublishOutcomeUnknown",
+    ],
+)
+# logbook_publish steps (new with this patch: no earlier history holds one) draft, ask and publish.
+LOGBOOK_PUBLISH_PATCH = "logbook-publish-1"
 SERIES_INPUT_SUFFIX = "_series"  # a python step gets an archiver_read step's samples as input '<name>_series'
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 MAX_READ_CHANNELS = 500  # channels one channel_read step reads, named and found by earlier steps together
@@ -169,6 +189,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             "memory": self._memory,
             "python": self._python,
             "control_write": self._control_write,
+            "logbook_publish": self._logbook_publish,
             "respond": self._respond,
         }
 
@@ -608,6 +629,77 @@ class AgentRunWorkflow(ApprovalHandlers):
         if composed.usage is not None:
             self._answer_usage = self._answer_usage.add(composed.usage)
         return StepResult(step_id=step.id, kind=step.kind, status="completed", answer=composed.answer)
+
+    async def _logbook_publish(self, step: LogbookPublishStep) -> StepResult:
+        """Draft the entry (activity: checks the target and the attachments) -> approval (kind ``logbook``, the draft
+        shown) -> publish once (activity). A rejected or expired request publishes nothing and says so."""
+        if not workflow.patched(LOGBOOK_PUBLISH_PATCH):
+            return StepResult(
+                step_id=step.id, kind=step.kind, status="failed", message="this worker cannot publish logbook entries"
+            )
+        req, workflow_id = self._req, self._workflow_id
+        inputs = [s for s in self._steps if s.step_id in step.inputs]
+        figures = [
+            f.artifact_id
+            for s in (inputs if step.attach_figures else [])
+            if s.python and s.python.execution
+            for f in s.python.execution.figures
+            if f.artifact_id
+        ]
+        draft = await workflow.execute_activity_method(
+            LogbookActivities.draft_logbook_entry,
+            LogbookDraftInput(
+                workflow_id=workflow_id,
+                step_id=step.id,
+                user=req.user,
+                title=step.title,
+                text=step.text,
+                tags=step.tags,
+                inputs=inputs,
+                attachments=[*step.attachments, *figures],
+            ),
+            start_to_close_timeout=LOGBOOK_DRAFT_TIMEOUT,
+            retry_policy=LOGBOOK_RETRY,
+            summary=f"draft logbook entry: {step.title[:80]}",
+        )
+        files = f", {len(draft.attachments)} attachments" if draft.attachments else ""
+        decision = await self._gate.request(
+            kind="logbook",
+            step_id=step.id,
+            summary=f"publish to the {draft.target} logbook: {draft.title}{files}",
+            reason=draft.text,
+            entry=draft,
+            audit_details={"target": draft.target, "title": draft.title},
+        )
+        if decision.decision != "approved":
+            status = "timed_out" if decision.decision == "timed_out" else "rejected"
+            comment = f": {decision.comment}" if decision.comment else ""
+            return StepResult(
+                step_id=step.id,
+                kind=step.kind,
+                status=status,
+                message=f"logbook entry not published: {decision.decision} by "
+                f"{decision.approver or decision.via}{comment}",
+            )
+        published = await workflow.execute_activity_method(
+            LogbookActivities.publish_logbook_entry,
+            LogbookPublishInput(
+                draft=draft,
+                approver=", ".join(decision.approved_by) or decision.approver or "",
+                request_id=decision.request_id,
+            ),
+            start_to_close_timeout=LOGBOOK_PUBLISH_TIMEOUT,
+            retry_policy=LOGBOOK_RETRY,
+            summary=f"publish logbook entry to {draft.target}: {step.title[:80]}",
+        )
+        return StepResult(
+            step_id=step.id,
+            kind=step.kind,
+            status="completed",
+            logbook=published,
+            message=f"published to the {published.target} logbook as {published.entry_id}"
+            f"{f' ({published.url})' if published.url else ''}{files}",
+        )
 
     @staticmethod
     def child_id(workflow_id: str, step_id: str) -> str:

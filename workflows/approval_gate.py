@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         NotifyApproversInput,
         ResolvedApproval,
     )
+    from tern.models.logbook import LogbookDraft
     from tern.models.plan import Plan
 
 AUDIT_TIMEOUT = timedelta(seconds=30)
@@ -161,6 +162,7 @@ class ApprovalGate:
         write: LimitsCheck | None = None,
         code: CodeReview | None = None,
         plan: Plan | None = None,
+        entry: LogbookDraft | None = None,
         audit_details: dict[str, object] | None = None,
         resolved: ResolvedApproval | None = None,
     ) -> ApprovalRecord:
@@ -203,6 +205,7 @@ class ApprovalGate:
             write=write,
             code=code,
             plan=plan,
+            entry=entry,
             reason=reason,
             min_approvals=rule.min_approvals,
             allow_self_approval=rule.allow_self_approval,

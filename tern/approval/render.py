@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from tern.models.approval import ApprovalRecord, ApprovalRequest
 from tern.models.control import LimitsCheck
+from tern.models.logbook import LogbookDraft
 from tern.models.plan import Plan
 
 UPDATE_NAME = "decide"
@@ -217,6 +218,9 @@ def request_title(request: ApprovalRequest) -> str:
         "python": "run Python code",
         "plan": "the run's plan",
         "memory": f"store a note in {md_text(request.requested_by)}'s memory",
+        "logbook": f"publish a logbook entry to the {md_text(request.entry.target)} logbook"
+        if request.entry
+        else "publish a logbook entry",
     }.get(request.kind, md_text(request.kind))
 
 
@@ -232,7 +236,7 @@ def request_lines(request: ApprovalRequest, *, workflow_id: str, now: datetime |
         f"{md_code(request.step_id)} ({request.kind}). Request id {md_code(request.request_id)}.",
         "",
     ]
-    if request.reason and not (request.code and request.code.objective == request.reason):
+    if request.reason and not (request.code and request.code.objective == request.reason) and not request.entry:
         lines += [f"Reason: {md_text(request.reason)}", ""]
     if request.write is not None:
         lines += [*_write_lines(request.write), ""]
@@ -243,7 +247,30 @@ def request_lines(request: ApprovalRequest, *, workflow_id: str, now: datetime |
         for n, step in enumerate(request.plan.steps, start=1):
             lines.append(f"{n}. {md_code(step.id)} ({md_text(step.kind)}): {md_code(_step_params(step))}")
         lines.append("")
+    if request.entry is not None:
+        lines += [*_entry_lines(request.entry), ""]
     lines += ["### Who may decide", "", *_who_lines(request, now), ""]
+    return lines
+
+
+def _entry_lines(entry: LogbookDraft) -> list[str]:
+    """A drafted logbook entry as the approver reads it: title, author, tags, text (quoted), attachments."""
+    tags = f" · tags {', '.join(md_code(t) for t in entry.tags)}" if entry.tags else ""
+    lines = [
+        "### Logbook entry",
+        "",
+        f"**{md_text(entry.title)}** by {md_text(entry.author)} to the {md_text(entry.target)} logbook{tags}",
+        "",
+        *[f"> {md_text(line)}" if line.strip() else ">" for line in entry.text[:MAX_CODE_CHARS].splitlines()],
+    ]
+    if len(entry.text) > MAX_CODE_CHARS:
+        lines += ["", f"(the first {MAX_CODE_CHARS} of {len(entry.text)} characters; `tern show` has the whole entry)"]
+    if entry.attachments:
+        lines += ["", "Attachments:"]
+        lines += [
+            f"- {md_code(a.artifact_id)} {md_text(a.name)} ({md_text(a.media_type)}, {a.size_bytes} bytes)"
+            for a in entry.attachments
+        ]
     return lines
 
 

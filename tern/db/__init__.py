@@ -3,7 +3,7 @@
 Migrations are the files ``tern/db/migrations/NNN_name.sql``, applied once each in numeric order inside one
 transaction per file, under a PostgreSQL advisory lock so that concurrent workers do not race. Numbering:
 001-099 core (audit, write ledger), 100-199 ARIEL, 200-299 sandbox and artifacts, 300-399 archived history,
-operator memory, the channel table and trigger definitions.
+operator memory, the channel table, trigger definitions and logbook write-back.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 from tern.models.channels import ChannelFindMode
 from tern.models.ids import WorkflowId
-from tern.models.logbook import SearchMode
+from tern.models.logbook import LogbookDraft, SearchMode
 from tern.models.memory import Memory
 from tern.models.planning import LLMUsage
 from tern.models.run import StepResult, ValueMismatch
@@ -83,3 +83,25 @@ class ComposedAnswer(BaseModel):
         default_factory=list, description="Channel values the answer quoted that disagree with the readings."
     )
     usage: LLMUsage | None = None
+
+
+class LogbookDraftInput(BaseModel):
+    """Input of ``draft_logbook_entry``: the step's fields, the results of the steps it reports (``inputs``), and
+    the artifact ids to attach (the step's own plus, with ``attach_figures``, the figures of those steps)."""
+
+    workflow_id: WorkflowId
+    step_id: str
+    user: str
+    title: str
+    text: str = ""
+    tags: list[str] = Field(default_factory=list)
+    inputs: list[StepResult] = Field(default_factory=list)
+    attachments: list[str] = Field(default_factory=list)
+
+
+class LogbookPublishInput(BaseModel):
+    """Input of ``publish_logbook_entry``: the approved draft, and the approval that allowed it."""
+
+    draft: LogbookDraft
+    approver: str
+    request_id: str

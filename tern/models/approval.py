@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tern.models.control import LimitsCheck
 from tern.models.ids import WorkflowId
 from tern.models.limits import MAX_COMMENT_CHARS, UserName
+from tern.models.logbook import LogbookDraft
 from tern.models.plan import Plan
 
 ApprovalKind = Literal["control_write", "python", "plan", "memory", "logbook"]
@@ -49,6 +50,7 @@ class ApprovalRequest(BaseModel):
     write: LimitsCheck | None = Field(None, description="For control writes: the checked proposal.")
     code: CodeReview | None = Field(None, description="For python steps: the code and its analysis.")
     plan: Plan | None = Field(None, description="For plan approval: the steps the run will take.")
+    entry: LogbookDraft | None = Field(None, description="For logbook approvals: the drafted entry to publish.")
     reason: str = ""
     min_approvals: int = Field(1, description="Different approvers who must approve (policy).")
     approved_by: list[str] = Field([], description="Approvers who approved so far (when more than one is needed).")

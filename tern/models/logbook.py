@@ -1,4 +1,5 @@
-"""Logbook search results as they travel through workflow history (small: ids, titles, snippets)."""
+"""Logbook search results, and drafted and published logbook entries, as they travel through workflow history
+(small: ids, titles, snippets, artifact references)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,50 @@ class SearchResponse(BaseModel):
     citations: list[str] = Field(default_factory=list)
     invalid_citations: list[str] = Field(default_factory=list)
     embedding_model: str = ""
+
+
+MAX_ENTRY_TEXT_CHARS = 50_000  # of a drafted entry: the step's text and the summaries of the steps it names
+EMBEDDED_TARGET = "embedded"
+"""``logbook.publish_target`` of the embedded logbook (the ARIEL store); any other value names an adapter."""
+
+
+class DraftAttachment(BaseModel):
+    """A file attached to a drafted entry, by reference: an artifact of the run (``tern artifact ID``)."""
+
+    artifact_id: str
+    name: str = ""
+    media_type: str = ""
+    size_bytes: int = Field(0, ge=0, description="Size of the content, bytes.")
+
+
+class LogbookDraft(BaseModel):
+    """A logbook entry as drafted by a ``logbook_publish`` step and shown to the approver before it is published.
+
+    ``target`` is where it will go (``"embedded"`` or an adapter name, from ``logbook.publish_target``);
+    ``entry_id`` is the embedded logbook's id of the entry (derived from ``workflow_id`` and ``step_id``: a
+    retried publish upserts the same row), "" for a facility logbook (whose server assigns the id).
+    """
+
+    workflow_id: str
+    step_id: str
+    target: str
+    entry_id: str = ""
+    author: str
+    title: str = Field(min_length=1, max_length=200)
+    text: str = Field(max_length=MAX_ENTRY_TEXT_CHARS)
+    tags: list[str] = []
+    attachments: list[DraftAttachment] = []
+
+
+class LogbookPublication(BaseModel):
+    """A published entry: where, under which id, after whose approval. ``duplicate`` is True when the entry had
+    already been published for this run and step (a retried activity) and nothing was sent again."""
+
+    target: str
+    entry_id: str = Field(description="The embedded entry id, or the facility logbook's message id.")
+    url: str = Field("", description="Where the facility logbook shows the entry, when it says.")
+    title: str
+    attachments: list[str] = Field([], description="Artifact ids attached.")
+    approved_by: str = ""
+    published_at: datetime
+    duplicate: bool = False

@@ -209,6 +209,41 @@ def input_name(step_id: str) -> str:
     return f"s{name}" if not name or name[0].isdigit() else name
 
 
+ARTIFACT_ID = r"^art_[0-9a-f]{32}$"
+
+
+class LogbookPublishStep(_Step):
+    """Draft a logbook entry and publish it after a human approval (approval kind ``logbook``).
+
+    The entry: ``title``, ``text`` followed by the summaries of the earlier steps named in ``inputs`` (as the
+    planner sees them), ``tags``, the run's workflow id, and as attachments the figures of those steps (python
+    steps' figures, unless ``attach_figures`` is false) plus the run's artifacts named in ``attachments``. The draft
+    is shown to the approver; only an approved draft is published, to the target the worker's
+    ``logbook.publish_target`` names (the embedded logbook, i.e. the ARIEL store, or a facility logbook).
+    """
+
+    kind: Literal["logbook_publish"] = "logbook_publish"
+    title: str = Field(min_length=1, max_length=200, description="The entry's title (subject).")
+    text: str = Field("", max_length=20_000, description="The entry's text, before the summaries of 'inputs'.")
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=20)
+    inputs: list[str] = Field(
+        default_factory=list, max_length=50, description="Ids of earlier steps whose results the entry reports."
+    )
+    attachments: list[Annotated[str, Field(pattern=ARTIFACT_ID)]] = Field(
+        default_factory=list, max_length=20, description="Artifact ids (art_...) of this run to attach."
+    )
+    attach_figures: bool = Field(True, description="Attach the figures of the steps named in 'inputs'.")
+
+    @field_validator("title", mode="before")
+    @classmethod
+    def _title_not_blank(cls, v: object) -> object:
+        if isinstance(v, str):
+            if not v.strip():
+                raise ValueError("a logbook_publish step needs a non-empty 'title'")
+            return v.strip()
+        return v
+
+
 class RespondStep(_Step):
     """Compose the final answer from earlier steps, citing logbook entries as [#entry_id]."""
 
@@ -246,6 +281,7 @@ Step = Annotated[
     | MemoryStep
     | ControlWriteStep
     | PythonStep
+    | LogbookPublishStep
     | RespondStep,
     Field(discriminator="kind"),
 ]
@@ -258,6 +294,7 @@ STEP_KINDS = (
     "memory",
     "control_write",
     "python",
+    "logbook_publish",
     "respond",
 )
 
@@ -304,11 +341,11 @@ class Plan(BaseModel):
                     if src.id in seen or src.id == step.id:
                         raise ValueError(f"duplicate step id {src.id!r}")
                     seen.add(src.id)
-            refs = step.inputs if isinstance(step, PythonStep) else []
+            refs = step.inputs if isinstance(step, PythonStep | LogbookPublishStep) else []
             refs = step.channels_from if isinstance(step, ChannelReadStep) else refs
             missing = [i for i in refs if i not in seen]
             if missing:
-                field = "inputs" if isinstance(step, PythonStep) else "channels_from"
+                field = "channels_from" if isinstance(step, ChannelReadStep) else "inputs"
                 raise ValueError(f"step {step.id!r}: {field} {missing} are not ids of earlier steps")
             seen.add(step.id)
         return self

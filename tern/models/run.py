@@ -19,7 +19,7 @@ from tern.models.limits import (
     MIN_APPROVAL_TIMEOUT_S,
     UserName,
 )
-from tern.models.logbook import LogbookHit, SearchMode
+from tern.models.logbook import LogbookHit, LogbookPublication, SearchMode
 from tern.models.memory import Memory
 from tern.models.plan import Plan
 from tern.models.planning import ChannelCandidate, LLMUsage, PlanVersion
@@ -91,6 +91,9 @@ class StepResult(BaseModel):
     archived: ArchiverReadOutput | None = None
     sources: list[StepResult] | None = Field(None, description="A gather step: one result per source, in order.")
     memories: list[Memory] | None = Field(None, description="A memory step: the note stored, or the notes found.")
+    logbook: LogbookPublication | None = Field(
+        None, description="A logbook_publish step: the published entry (target, id, attachments, approver)."
+    )
     answer: str | None = None
     search_mode_used: SearchMode | None = Field(
         None, description="logbook_search: the mode that ran (hybrid falls back to keyword without embeddings)."

@@ -12,6 +12,7 @@ from tern.models.plan import (
     ChannelReadStep,
     ControlWriteStep,
     GatherStep,
+    LogbookPublishStep,
     LogbookSearchStep,
     MemoryStep,
     PythonStep,
@@ -195,6 +196,33 @@ CONTROL_WRITE = Capability(
         "reason": "...",
     },
 )
+
+
+def _published(r: StepResult) -> str:
+    p = r.logbook
+    if p is None:
+        return r.message
+    return f"entry {p.entry_id} in the {p.target} logbook: {p.title} (approved by {p.approved_by})"
+
+
+LOGBOOK_PUBLISH = Capability(
+    kind="logbook_publish",
+    description="Write an entry to the electronic logbook: 'title', 'text', 'tags', 'inputs' (earlier step ids "
+    "whose results the entry reports; their figures are attached) and 'attachments' (artifact ids art_... of this "
+    "run). The drafted entry is shown to a human and published only when approved. Only when the user asks for a "
+    "logbook entry.",
+    step_model=LogbookPublishStep,
+    needs_approval=True,
+    summarise=_published,
+    example={
+        "id": "elog",
+        "kind": "logbook_publish",
+        "title": "RF cavity 1 reflected power check",
+        "text": "Checked the reflected power after the trip.",
+        "tags": ["RF"],
+        "inputs": ["read"],
+    },
+)
 RESPOND = Capability(
     kind="respond",
     description="Compose the answer to the question from the earlier steps' results, citing logbook entries as "
@@ -208,7 +236,18 @@ RESPOND = Capability(
 def default_registry() -> CapabilityRegistry:
     """A registry holding the built-in capabilities (a fresh object: callers may register more)."""
     return CapabilityRegistry(
-        [LOGBOOK_SEARCH, CHANNEL_FIND, CHANNEL_READ, ARCHIVER_READ, GATHER, MEMORY, PYTHON, CONTROL_WRITE, RESPOND]
+        [
+            LOGBOOK_SEARCH,
+            CHANNEL_FIND,
+            CHANNEL_READ,
+            ARCHIVER_READ,
+            GATHER,
+            MEMORY,
+            PYTHON,
+            CONTROL_WRITE,
+            LOGBOOK_PUBLISH,
+            RESPOND,
+        ]
     )
 
 

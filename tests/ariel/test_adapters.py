@@ -68,7 +68,9 @@ async def test_whole_source_errors_name_the_problem(tmp_path) -> None:
     (tmp_path / "x.json").write_text("{")
     with pytest.raises(AdapterError, match="not valid JSON"):
         await collect("ornl", str(tmp_path / "x.json"))
-    with pytest.raises(AdapterError, match=r"unknown adapter .elog.*als-http"):
+    with pytest.raises(AdapterError, match=r"unknown adapter .mantis.*als-http"):
+        await collect("mantis", str(tmp_path / "x.json"))
+    with pytest.raises(AdapterError, match="the elog adapter only publishes entries"):
         await collect("elog", str(tmp_path / "x.json"))
 
 
@@ -140,7 +142,7 @@ async def test_a_registered_format_is_read_by_name(tmp_path, monkeypatch: pytest
     from tern.ariel.adapters.records import iso_ts
 
     monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))  # undone after the test
-    assert adapter_names() == ("als", "als-http", "jlab", "ornl", "generic", "demo")
+    assert adapter_names() == ("als", "als-http", "jlab", "ornl", "generic", "demo", "elog")
 
     def fields(rec: dict, opts: AdapterOptions) -> dict:
         return {"entry_id": opts.id_prefix + rec["n"], "source_system": "tiny", "timestamp": iso_ts(rec["t"])}
@@ -162,5 +164,5 @@ async def test_a_registered_format_is_read_by_name(tmp_path, monkeypatch: pytest
     page = await read_page("tiny", str(src), None, 2)
     assert len(page.items) == 2 and page.next_cursor == "2"
     assert await source_total("tiny", str(src)) == 3
-    with pytest.raises(AdapterError, match=r"unknown adapter 'elog'.*demo, tiny"):
-        check_adapter("elog")
+    with pytest.raises(AdapterError, match=r"unknown adapter 'mantis'.*elog, tiny"):
+        check_adapter("mantis")

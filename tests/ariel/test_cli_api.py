@@ -86,7 +86,8 @@ async def test_cli_direct_ingest_and_bad_input(pg_dsn: str, tmp_path: Path) -> N
     assert code == 0, err
     assert json.loads(out)["counts"]["added"] == 6
     cases = [
-        (("ingest", "x.json", "--adapter", "elog"), "unknown adapter 'elog'"),
+        (("ingest", "x.json", "--adapter", "mantis"), "unknown adapter 'mantis'"),
+        (("ingest", "x.json", "--adapter", "elog"), "the elog adapter only publishes logbook entries"),
         (("ingest", str(tmp_path / "missing.json"), "-a", "jlab"), "not found"),
         (("ingest", "file.jsonl", "-a", "als-http"), "needs an http(s) URL"),
         (("search", "beam", "--mode", "fuzzy"), "unknown mode 'fuzzy'"),

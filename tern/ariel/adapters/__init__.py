@@ -25,7 +25,13 @@ name           module           source
 ``generic``    ``generic``      ``{"entries": [{id, timestamp (ISO 8601), author, text, tags, title?}]}``
 ``demo``       ``demo``         ``{"entries": [{id, when: {days_ago, time}, author, title, text, tags,
                                 categories}]}``
+``elog``       ``elog``         a PSI ELOG server: publishing only (``Adapter.publish``), no ingestion
 =============  ===============  =====================================================================
+
+Publishing (logbook write-back, ``tern.ariel.publish``): an adapter whose logbook has a documented write API
+sets ``Adapter.publish`` (a ``base.Publisher``); today ``elog`` and ``jlab`` (``jlab_api``: the JLab logbook
+server). The others leave it None and a publish to them is refused with "publishing not supported by adapter X"
+before any approval is asked.
 
 Shared pieces: ``base`` (errors, ``AdapterOptions``, ``Page``, the ``Adapter`` description), ``records``
 (field parsers and ``to_item``, which validates one record or reports it as a ``BadRecord``), ``files`` (JSON
@@ -51,7 +57,7 @@ How to add a format:
 
 from __future__ import annotations
 
-from tern.ariel.adapters import als, als_http, demo, generic, jlab, ornl
+from tern.ariel.adapters import als, als_http, demo, elog, generic, jlab, ornl
 from tern.ariel.adapters.base import Adapter, AdapterError, AdapterOptions, BadRecord, Item, Page, SourceUnavailable
 from tern.ariel.adapters.registry import (
     adapter_names,
@@ -64,7 +70,7 @@ from tern.ariel.adapters.registry import (
     source_total,
 )
 
-for _format in (als, als_http, jlab, ornl, generic, demo):
+for _format in (als, als_http, jlab, ornl, generic, demo, elog):
     register(_format.ADAPTER)
 
 __all__ = [

@@ -1,10 +1,13 @@
 """JLab logbook JSON list (``jlab``): lognumber, created.timestamp (ISO 8601 or Unix seconds), author, title,
-body.content (and body.format), books, tags, attachments."""
+body.content (and body.format), books, tags, attachments. Publishing goes to the JLab logbook server
+(``jlab_api``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from tern.ariel.adapters import jlab_api
 from tern.ariel.adapters.base import AdapterOptions
 from tern.ariel.adapters.files import json_list_adapter
 from tern.ariel.adapters.records import attachments, iso_ts, split_list, unix_ts
@@ -34,4 +37,5 @@ def jlab_fields(rec: dict[str, Any], opts: AdapterOptions) -> dict[str, Any]:
     }
 
 
-ADAPTER = json_list_adapter("jlab", jlab_fields)
+ADAPTER = replace(json_list_adapter("jlab", jlab_fields), publish=jlab_api.publish)
+"""Reads JLab JSON exports; publishes to the JLab logbook server (``jlab_api``)."""
