@@ -156,7 +156,8 @@ async def test_signed_webhook_decides_and_bad_posts_are_refused_with_a_reason(te
 
 def test_webhook_app_is_the_ariel_app_plus_approvals() -> None:
     """`tern bridge webhook` serves ARIEL's routes, the approvals route and the webhook triggers route; `tern ariel
-    serve` serves ARIEL's only (no decision or trigger endpoint), and their default ports differ so both run on one host."""
+    serve` serves ARIEL's only (no decision or trigger endpoint), and their default ports differ so both run on one
+    host."""
     import inspect
 
     from starters import ariel_cli, bridge_cli
