@@ -44,6 +44,7 @@ import psutil
 from benchmarks._common import percentile
 from benchmarks.load import CHANNELS, CODE, READS, _drive, _environment
 
+WARMUP_S = 60.0  # the worker's steady-state slope leaves out each lifetime's first minute (see lifetime_slopes)
 MAX_WRITES = 999  # write values are offset by (write number) * 1e-6 below the 1e-3 rounding: distinct while < 1000
 
 
@@ -99,16 +100,23 @@ def slope_mb_per_hour(samples: Sequence[tuple[float, float]]) -> float | None:
     return fit.slope * 3600.0
 
 
-def lifetime_slopes(samples: Sequence[dict[str, Any]], key: str = "worker_rss_mb") -> dict[str, Any]:
+def lifetime_slopes(
+    samples: Sequence[dict[str, Any]], key: str = "worker_rss_mb", warmup_s: float = 0.0
+) -> dict[str, Any]:
     """The slope (MB/hour) of ``key`` within each worker lifetime (samples grouped by ``worker_pid``, in order),
     and their mean weighted by each lifetime's span. ``samples`` are the soak's dicts (``t_s``, ``worker_pid``,
-    ``key``); samples without a worker (``worker_pid`` None, during a redeploy) are skipped."""
+    ``key``); samples without a worker (``worker_pid`` None, during a redeploy) are skipped, and so are those
+    within ``warmup_s`` seconds of a lifetime's first sample (a fresh worker loads its imports, caches and models
+    on its first runs: a one-time rise, not a leak)."""
     lives: dict[int, list[tuple[float, float]]] = {}
     for s in samples:
         if s.get("worker_pid") and s.get(key) is not None:
             lives.setdefault(s["worker_pid"], []).append((s["t_s"], s[key]))
     per_life: list[dict[str, Any]] = []
-    for pid, points in lives.items():
+    for pid, all_points in lives.items():
+        points = [(t, mb) for t, mb in all_points if t - all_points[0][0] >= warmup_s]
+        if not points:
+            continue
         slope = slope_mb_per_hour(points)
         span = points[-1][0] - points[0][0]
         per_life.append(
@@ -303,6 +311,7 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
                 unexpected.append({"run": rid, "kind": spec["kind"], "action": spec["action"], **out})
         e2e = [o["e2e_s"] for o in outcomes.values() if "e2e_s" in o]
         worker = lifetime_slopes(samples)
+        worker_steady = lifetime_slopes(samples, warmup_s=WARMUP_S)
         temporal_points = [(s["t_s"], s["temporal_rss_mb"]) for s in samples if s["temporal_rss_mb"] is not None]
         temporal_slope = slope_mb_per_hour(temporal_points)
         return {
@@ -324,6 +333,7 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
                 "temporal_slope_mb_per_h": None if temporal_slope is None else round(temporal_slope, 2),
                 "temporal_first_last_mb": [temporal_points[0][1], temporal_points[-1][1]] if temporal_points else None,
                 "worker": worker,
+                f"worker_after_{WARMUP_S:g}s_warmup": worker_steady,
             },
             "load_average_at_end": os.getloadavg(),
             "invariants": invariants,

@@ -66,6 +66,11 @@ def test_worker_slopes_are_per_lifetime_so_a_redeploy_is_not_a_leak() -> None:
     # a leak inside each life shows, weighted by the lifetimes' spans (290 s and 280 s)
     leaking = [s | {"worker_rss_mb": s["worker_rss_mb"] + s["t_s"] / 10} for s in samples if s["worker_pid"]]
     assert lifetime_slopes(leaking)["weighted_slope_mb_per_h"] == pytest.approx(360.0)
+    # a fresh worker's one-time rise (imports, caches) is left out with warmup_s; a later trend is not
+    rising = [s | {"worker_rss_mb": 500.0 if s["t_s"] % 310 >= 60 else 100.0} for s in samples if s["worker_pid"]]
+    assert (lifetime_slopes(rising)["weighted_slope_mb_per_h"] or 0) > 1000
+    assert lifetime_slopes(rising, warmup_s=60)["weighted_slope_mb_per_h"] == 0.0
+    assert lifetime_slopes(leaking, warmup_s=60)["weighted_slope_mb_per_h"] == pytest.approx(360.0)
 
 
 @pytest.mark.parametrize(
