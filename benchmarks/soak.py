@@ -17,9 +17,10 @@ Report (JSON): runs started and their end states, runs that ended otherwise than
 long the worker was away), the samples, and the memory slope of each (least squares, MB per hour): the Temporal
 server over the whole run, the worker per lifetime (a redeploy starts a fresh process; the slopes are also
 averaged weighted by the lifetime's length), then the invariant check of ``tern verify`` (IOC put log vs write
-ledger vs audit, no request left open, no orphan container). Exit 0 when every run ended as scripted and no
-invariant is broken, 1 otherwise, 2 for bad arguments. Only loopback is targeted; at most ``--max-in-flight``
-runs are open at once (the start clock waits while more are), so the tool's own load is bounded.
+ledger vs audit, no request left open, no orphan container). Exit 0 when every run ended as scripted, every
+redeploy brought a worker back and no invariant is broken, 1 otherwise, 2 for bad arguments. Only loopback is
+targeted; at most ``--max-in-flight`` runs are open at once (the start clock waits while more are), so the tool's
+own load is bounded.
 """
 
 from __future__ import annotations
@@ -248,7 +249,15 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
                 except psutil.Error:
                     pass
             stopped = time.monotonic()
-            await asyncio.to_thread(stack.up, ["worker"])
+            error = None
+            for _attempt in range(3):  # a worker that cannot start is reported, and tried again
+                try:
+                    await asyncio.to_thread(stack.up, ["worker"])
+                    error = None
+                    break
+                except Exception as exc:  # StackError, OSError: recorded in the report, which then fails
+                    error = str(exc)[:500]
+                    await asyncio.sleep(5.0)
             new = SupervisorState.read(state_file)
             redeploys.append(
                 {
@@ -257,6 +266,7 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
                     "new_worker_pid": new.child_pid if new else None,
                     "drain_s": round(stopped - began, 2),
                     "away_s": round(time.monotonic() - began, 2),
+                    **({"error": error} if error else {}),
                 }
             )
 
@@ -338,7 +348,7 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
             "load_average_at_end": os.getloadavg(),
             "invariants": invariants,
             "samples": samples,
-            "ok": not unexpected and invariants["ok"],
+            "ok": not unexpected and invariants["ok"] and not any("error" in r for r in redeploys),
         }
     finally:
         await asyncio.to_thread(stack.down)
