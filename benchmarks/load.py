@@ -111,6 +111,7 @@ def _environment(root: Path) -> dict[str, str]:
         "TERN_TEMPORAL_UI_PORT": str(free_port()),
         "TERN_CA_SERVER_PORT": str(free_port()),
         "TERN_ARIEL_API_PORT": str(free_port()),
+        "TERN_ARCHIVER_PORT": str(free_port()),
         "TERN_WORKER_HTTP_PORT": str(free_port()),  # not the default 9464: another stack's worker may hold it
         "TERN_TASK_QUEUE": "tern-load",
         "TERN_APPROVERS": json.dumps([APPROVER, "bob"]),
