@@ -169,8 +169,8 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
     os.environ.update(_environment(root))
     settings = TernSettings()
     stack = EmbeddedStack(settings, progress=lambda m: print(m, file=sys.stderr))
-    await asyncio.to_thread(stack.up)
     try:
+        await asyncio.to_thread(stack.up)  # inside the try: a stack that fails half-way up is stopped too
         tern = await TernClient.connect(settings)
         client = tern.client
         queue = f"floor-{uuid.uuid4().hex[:6]}"

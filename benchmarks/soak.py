@@ -193,18 +193,28 @@ def _rss_mb(pid: int | None) -> float | None:
 
 
 async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
-    from starters.client import TernClient
-    from starters.verify_cli import collect
     from tern.config import TernSettings
     from tern.embedded.stack import EmbeddedStack
-    from tern.embedded.supervise import SupervisorState
-    from tern.models import AgentRunResult
 
     os.environ.update(_environment(root))
     settings = TernSettings()
     assert settings.temporal.address.startswith("127.0.0.1:"), "the soak targets loopback only"
     stack = EmbeddedStack(settings, progress=lambda m: print(m, file=sys.stderr))
-    await asyncio.to_thread(stack.up)
+    try:  # a stack that fails half-way up, or a soak that fails, is stopped all the same
+        await asyncio.to_thread(stack.up)
+        return await _soak(a, root, stack, settings)
+    finally:
+        await asyncio.to_thread(stack.down)
+
+
+async def _soak(a: argparse.Namespace, root: Path, stack: Any, settings: Any) -> dict[str, Any]:
+    """The soak proper on a running ``stack`` (``tern.embedded.stack.EmbeddedStack``) with its ``settings``;
+    returns the report (see the module docstring)."""
+    from starters.client import TernClient
+    from starters.verify_cli import collect
+    from tern.embedded.supervise import SupervisorState
+    from tern.models import AgentRunResult
+
     state_file = root / "run" / "worker.state.json"
     rng = random.Random(a.seed)
     samples: list[dict[str, Any]] = []
@@ -309,49 +319,46 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
     finally:
         for task in background:
             task.cancel()
-    try:
-        invariants = await collect(None, root / "logs" / "ioc-puts.jsonl")
-        states: dict[str, int] = {}
-        unexpected = []
-        for rid, spec in specs.items():
-            out = outcomes.get(rid, {"state": "still_open", "error": "no result within 600 s of the last start"})
-            states[out["state"]] = states.get(out["state"], 0) + 1
-            expected = ("completed",) if spec["action"] in ("none", "approve") else ("rejected", "timed_out")
-            if out["state"] not in expected:
-                unexpected.append({"run": rid, "kind": spec["kind"], "action": spec["action"], **out})
-        e2e = [o["e2e_s"] for o in outcomes.values() if "e2e_s" in o]
-        worker = lifetime_slopes(samples)
-        worker_steady = lifetime_slopes(samples, warmup_s=WARMUP_S)
-        temporal_points = [(s["t_s"], s["temporal_rss_mb"]) for s in samples if s["temporal_rss_mb"] is not None]
-        temporal_slope = slope_mb_per_hour(temporal_points)
-        return {
-            "minutes": a.minutes,
-            "rate_per_s": a.rate,
-            "started_for_s": round(started_for_s, 1),
-            "runs_started": len(specs),
-            "runs_completed": states.get("completed", 0),
-            "mix": {k: sum(1 for s in specs.values() if s["kind"] == k) for k in ("read", "write", "python")},
-            "actions": {
-                k: sum(1 for s in specs.values() if s["action"] == k) for k in ("none", "approve", "reject", "timeout")
-            },
-            "states": states,
-            "unexpected": unexpected,
-            "end_to_end_s": {f"p{p}": round(percentile(e2e, p), 2) for p in (50, 95, 99)},
-            "waited_for_room_s": waited_for_room,
-            "redeploys": redeploys,
-            "memory": {
-                "temporal_slope_mb_per_h": None if temporal_slope is None else round(temporal_slope, 2),
-                "temporal_first_last_mb": [temporal_points[0][1], temporal_points[-1][1]] if temporal_points else None,
-                "worker": worker,
-                f"worker_after_{WARMUP_S:g}s_warmup": worker_steady,
-            },
-            "load_average_at_end": os.getloadavg(),
-            "invariants": invariants,
-            "samples": samples,
-            "ok": not unexpected and invariants["ok"] and not any("error" in r for r in redeploys),
-        }
-    finally:
-        await asyncio.to_thread(stack.down)
+    invariants = await collect(None, root / "logs" / "ioc-puts.jsonl")
+    states: dict[str, int] = {}
+    unexpected = []
+    for rid, spec in specs.items():
+        out = outcomes.get(rid, {"state": "still_open", "error": "no result within 600 s of the last start"})
+        states[out["state"]] = states.get(out["state"], 0) + 1
+        expected = ("completed",) if spec["action"] in ("none", "approve") else ("rejected", "timed_out")
+        if out["state"] not in expected:
+            unexpected.append({"run": rid, "kind": spec["kind"], "action": spec["action"], **out})
+    e2e = [o["e2e_s"] for o in outcomes.values() if "e2e_s" in o]
+    worker = lifetime_slopes(samples)
+    worker_steady = lifetime_slopes(samples, warmup_s=WARMUP_S)
+    temporal_points = [(s["t_s"], s["temporal_rss_mb"]) for s in samples if s["temporal_rss_mb"] is not None]
+    temporal_slope = slope_mb_per_hour(temporal_points)
+    return {
+        "minutes": a.minutes,
+        "rate_per_s": a.rate,
+        "started_for_s": round(started_for_s, 1),
+        "runs_started": len(specs),
+        "runs_completed": states.get("completed", 0),
+        "mix": {k: sum(1 for s in specs.values() if s["kind"] == k) for k in ("read", "write", "python")},
+        "actions": {
+            k: sum(1 for s in specs.values() if s["action"] == k) for k in ("none", "approve", "reject", "timeout")
+        },
+        "states": states,
+        "unexpected": unexpected,
+        "end_to_end_s": {f"p{p}": round(percentile(e2e, p), 2) for p in (50, 95, 99)},
+        "waited_for_room_s": waited_for_room,
+        "redeploys": redeploys,
+        "memory": {
+            "temporal_slope_mb_per_h": None if temporal_slope is None else round(temporal_slope, 2),
+            "temporal_first_last_mb": [temporal_points[0][1], temporal_points[-1][1]] if temporal_points else None,
+            "worker": worker,
+            f"worker_after_{WARMUP_S:g}s_warmup": worker_steady,
+        },
+        "load_average_at_end": os.getloadavg(),
+        "invariants": invariants,
+        "samples": samples,
+        "ok": not unexpected and invariants["ok"] and not any("error" in r for r in redeploys),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
