@@ -143,7 +143,7 @@ async def _throughput(a: argparse.Namespace, tern: Any, address: str, read_plan:
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 30)
-    floor, ours = statistics.median(bare), statistics.median(agent)
+    floor, ours = round(statistics.median(bare), 3), round(statistics.median(agent), 3)
     return {
         "runs_at_once": n,
         "k": a.k,
