@@ -15,12 +15,13 @@ dev server (with their child processes).
 
 Report (JSON): runs started and their end states, runs that ended otherwise than scripted, the redeploys (how
 long the worker was away), the samples, and the memory slope of each (least squares, MB per hour): the Temporal
-server over the whole run, the worker per lifetime (a redeploy starts a fresh process; the slopes are also
-averaged weighted by the lifetime's length), then the invariant check of ``tern verify`` (IOC put log vs write
-ledger vs audit, no request left open, no orphan container). Exit 0 when every run ended as scripted, every
-redeploy brought a worker back and no invariant is broken, 1 otherwise, 2 for bad arguments. Only loopback is
-targeted; at most ``--max-in-flight`` runs are open at once (the start clock waits while more are), so the tool's
-own load is bounded.
+server over the whole run and over its second half (caches that fill and then stay flatten there; a leak does
+not), the worker per lifetime (a redeploy starts a fresh process; the slopes are also averaged weighted by the
+lifetime's length, and fitted again without each lifetime's first minute of warm-up), then the invariant check
+of ``tern verify`` (IOC put log vs write ledger vs audit, no request left open, no orphan container). Exit 0 when
+every run ended as scripted, every redeploy brought a worker back and no invariant is broken, 1 otherwise, 2 for
+bad arguments. Only loopback is targeted; at most ``--max-in-flight`` runs are open at once (the start clock
+waits while more are), so the tool's own load is bounded.
 """
 
 from __future__ import annotations
@@ -333,6 +334,8 @@ async def _soak(a: argparse.Namespace, root: Path, stack: Any, settings: Any) ->
     worker_steady = lifetime_slopes(samples, warmup_s=WARMUP_S)
     temporal_points = [(s["t_s"], s["temporal_rss_mb"]) for s in samples if s["temporal_rss_mb"] is not None]
     temporal_slope = slope_mb_per_hour(temporal_points)
+    # a server's caches fill, then stay: the second half's slope tells a plateau from a steady leak
+    temporal_late = slope_mb_per_hour(temporal_points[len(temporal_points) // 2 :])
     return {
         "minutes": a.minutes,
         "rate_per_s": a.rate,
@@ -350,6 +353,7 @@ async def _soak(a: argparse.Namespace, root: Path, stack: Any, settings: Any) ->
         "redeploys": redeploys,
         "memory": {
             "temporal_slope_mb_per_h": None if temporal_slope is None else round(temporal_slope, 2),
+            "temporal_second_half_slope_mb_per_h": None if temporal_late is None else round(temporal_late, 2),
             "temporal_first_last_mb": [temporal_points[0][1], temporal_points[-1][1]] if temporal_points else None,
             "worker": worker,
             f"worker_after_{WARMUP_S:g}s_warmup": worker_steady,
