@@ -17,7 +17,7 @@ Report (JSON): runs started and their end states, runs that ended otherwise than
 long the worker was away), the samples, and the memory slope of each (least squares, MB per hour): the Temporal
 server over the whole run and over its second half (caches that fill and then stay flatten there; a leak does
 not), the worker per lifetime (a redeploy starts a fresh process; the slopes are also averaged weighted by the
-lifetime's length, and fitted again without each lifetime's first minute of warm-up), then the invariant check
+lifetime's length, and fitted again without each lifetime's first 2 minutes of warm-up), then the invariant check
 of ``tern verify`` (IOC put log vs write ledger vs audit, no request left open, no orphan container). Exit 0 when
 every run ended as scripted, every redeploy brought a worker back and no invariant is broken, 1 otherwise, 2 for
 bad arguments. Only loopback is targeted; at most ``--max-in-flight`` runs are open at once (the start clock
@@ -46,7 +46,7 @@ import psutil
 from benchmarks._common import percentile
 from benchmarks.load import CHANNELS, CODE, READS, _drive, _environment
 
-WARMUP_S = 60.0  # the worker's steady-state slope leaves out each lifetime's first minute (see lifetime_slopes)
+WARMUP_S = 120.0  # the worker's steady-state slope leaves out its first 2 minutes: the soak saw spikes to 0.9 GB there
 MAX_WRITES = 999  # write values are offset by (write number) * 1e-6 below the 1e-3 rounding: distinct while < 1000
 
 
@@ -175,8 +175,10 @@ def _spec(i: int, n_write: int, a: argparse.Namespace, rng: random.Random) -> di
     }
 
 
-def _rss_mb(pid: int | None) -> float | None:
-    """Resident set size of ``pid`` and its descendants, MB (psutil); None when it is not running."""
+def _rss_mb(pid: int | None, field: str = "rss") -> float | None:
+    """Resident memory of ``pid`` and its descendants, MB (psutil ``memory_info``): ``field`` ``rss`` for all of
+    it, ``shared`` for its file-backed and shared part (Linux: RssFile + RssShmem, e.g. a memory-mapped database
+    file); None when it is not running."""
     if not pid:
         return None
     try:
@@ -187,7 +189,7 @@ def _rss_mb(pid: int | None) -> float | None:
     total = 0
     for p in procs:
         try:
-            total += p.memory_info().rss
+            total += getattr(p.memory_info(), field)
         except psutil.Error:
             pass
     return round(total / 2**20, 2)
@@ -240,6 +242,7 @@ async def _soak(a: argparse.Namespace, root: Path, stack: Any, settings: Any) ->
                     "worker_pid": wpid,
                     "worker_rss_mb": _rss_mb(wpid),
                     "temporal_rss_mb": _rss_mb(temporal),
+                    "temporal_shared_mb": _rss_mb(temporal, "shared"),
                     "in_flight": len(specs) - len(outcomes),
                 }
             )
