@@ -9,7 +9,13 @@
   ``write_channel`` activity starting (from the history's event time), against the round trip of an Update whose
   handler returns at once on a bare workflow.
 
-Both run on one throwaway embedded stack (PostgreSQL, Temporal dev server, simulated IOC, the supervised Tern
+- **throughput** (``--throughput N``): N bare workflows of ``k`` no-op activities started at once, on a bare worker
+  in its own process with the Tern worker's activity slots (``worker.main.MAX_CONCURRENT_ACTIVITIES``, SDK defaults
+  otherwise), against N read-only agent runs of ``k`` activities started at once on the stack's Tern worker; runs/s
+  from the first start to the last result, alternated ``--throughput-rounds`` times; target: Tern within 2x of
+  the floor (issue 13).
+
+All run on one throwaway embedded stack (PostgreSQL, Temporal dev server, simulated IOC, the supervised Tern
 worker); the bare workflow runs on a worker inside this process on its own task queue. Agent and bare runs are
 interleaved, one at a time, so both see the same machine. Reports the ratios of the medians (target for the agent
 run: <= 1.5x at p50).
@@ -22,6 +28,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -73,6 +80,82 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"p50": round(percentile(values, 50), 4), "p95": round(percentile(values, 95), 4), "n": len(values)}
 
 
+async def _bare_worker(queue: str, slots: int) -> None:
+    """The throughput floor's worker process: ``FloorWorkflow`` and ``noop`` on ``queue`` of the Temporal server at
+    ``TERN_TEMPORAL_ADDRESS`` (loopback), ``slots`` activity slots, SDK defaults otherwise; runs until SIGTERM."""
+    import signal
+
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+
+    client = await Client.connect(os.environ["TERN_TEMPORAL_ADDRESS"])
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with Worker(
+        client, task_queue=queue, workflows=[FloorWorkflow], activities=[noop], max_concurrent_activities=slots
+    ):
+        await stop.wait()
+
+
+async def _all_at_once(starts: list[Any]) -> float:
+    """Start every run (``starts``: coroutines returning a workflow handle) at once, wait for every result;
+    returns runs per second from the first start to the last result."""
+    t0 = time.perf_counter()
+    handles = await asyncio.gather(*starts)
+    await asyncio.gather(*(h.result() for h in handles))
+    return len(handles) / (time.perf_counter() - t0)
+
+
+async def _throughput(a: argparse.Namespace, tern: Any, address: str, read_plan: Any) -> dict[str, Any]:
+    """Runs/s of ``a.throughput`` bare workflows (``k`` no-op activities, a worker process of its own with the Tern
+    worker's activity slots) and of as many read-only agent runs of ``k`` activities, each started at once;
+    alternated ``a.throughput_rounds`` times after one small warm-up round of each. Returns both lists, their
+    medians and the ratio floor / Tern (target <= 2)."""
+    from starters.client import run_request
+    from worker.main import MAX_CONCURRENT_ACTIVITIES
+
+    queue = f"floor-tp-{uuid.uuid4().hex[:6]}"
+    # imported, not run as __main__: the workflow sandbox re-imports the workflow's module by name
+    argv = ["--bare-worker", queue, "--slots", str(MAX_CONCURRENT_ACTIVITIES)]
+    entry = f"from benchmarks.floors import main; main({argv!r})"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", entry, env={**os.environ, "TERN_TEMPORAL_ADDRESS": address}
+    )
+    client = tern.client
+    n = a.throughput
+    bare: list[float] = []
+    agent: list[float] = []
+    try:
+        for r in range(a.throughput_rounds + 1):  # round 0: 5 of each, warms both workers up, not counted
+            size = 5 if r == 0 else n
+            rate = await _all_at_once(
+                [
+                    client.start_workflow(FloorWorkflow.run, args=[a.k, False], id=f"tp-bare-{r}-{j}", task_queue=queue)
+                    for j in range(size)
+                ]
+            )
+            if r:
+                bare.append(round(rate, 3))
+            request = run_request(user="bench", query="throughput", plan=read_plan)
+            rate = await _all_at_once([tern.start_run(request, f"tp-agent-{r}-{j}") for j in range(size)])
+            if r:
+                agent.append(round(rate, 3))
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+    floor, ours = round(statistics.median(bare), 3), round(statistics.median(agent), 3)
+    return {
+        "runs_at_once": n,
+        "k": a.k,
+        "worker_activity_slots": MAX_CONCURRENT_ACTIVITIES,
+        "bare_runs_per_s": bare,
+        "agent_runs_per_s": agent,
+        "bare_median_runs_per_s": floor,
+        "agent_median_runs_per_s": ours,
+        "floor_vs_agent": round(floor / ours, 2),
+    }
+
+
 async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
     from temporalio.worker import Worker
 
@@ -86,8 +169,8 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
     os.environ.update(_environment(root))
     settings = TernSettings()
     stack = EmbeddedStack(settings, progress=lambda m: print(m, file=sys.stderr))
-    await asyncio.to_thread(stack.up)
     try:
+        await asyncio.to_thread(stack.up)  # inside the try: a stack that fails half-way up is stopped too
         tern = await TernClient.connect(settings)
         client = tern.client
         queue = f"floor-{uuid.uuid4().hex[:6]}"
@@ -99,7 +182,7 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
         approval: list[float] = []
         update: list[float] = []
         async with Worker(client, task_queue=queue, workflows=[FloorWorkflow], activities=[noop]):
-            for i in range(a.repeat + 1):  # the first round warms both paths up and is not counted
+            for i in range(a.repeat + 1 if a.repeat else 0):  # the first round warms both paths up, not counted
                 t0 = time.perf_counter()
                 await client.execute_workflow(FloorWorkflow.run, args=[a.k, False], id=f"floor-{i}", task_queue=queue)
                 t_bare = time.perf_counter() - t0
@@ -145,16 +228,19 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
                 update.append(t_update)
                 if started is not None:
                     approval.append(started - sent)
-        return {
-            "k": a.k,
-            "repeat": a.repeat,
-            "agent_run_s": _stats(agent),
-            "bare_workflow_s": _stats(bare),
-            "agent_vs_bare_p50": round(percentile(agent, 50) / percentile(bare, 50), 2),
-            "approval_to_write_started_s": _stats(approval),
-            "bare_update_s": _stats(update),
-            "approval_vs_update_p50": round(percentile(approval, 50) / percentile(update, 50), 2),
-        }
+        report: dict[str, Any] = {"k": a.k, "repeat": a.repeat, "load_average_at_start": os.getloadavg()}
+        if a.repeat:
+            report |= {
+                "agent_run_s": _stats(agent),
+                "bare_workflow_s": _stats(bare),
+                "agent_vs_bare_p50": round(percentile(agent, 50) / percentile(bare, 50), 2),
+                "approval_to_write_started_s": _stats(approval),
+                "bare_update_s": _stats(update),
+                "approval_vs_update_p50": round(percentile(approval, 50) / percentile(update, 50), 2),
+            }
+        if a.throughput:
+            report["throughput"] = await _throughput(a, tern, settings.temporal.address, read_plan)
+        return report
     finally:
         await asyncio.to_thread(stack.down)
 
@@ -162,11 +248,24 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks.floors", description=__doc__.split("\n\n")[0])
     p.add_argument("--k", type=int, default=4, help="activities per run (2-20)")
-    p.add_argument("--repeat", type=int, default=30, help="measured rounds (1-500)")
+    p.add_argument("--repeat", type=int, default=30, help="measured latency rounds (0 = none, 0-500)")
+    p.add_argument("--throughput", type=int, default=0, help="runs at once for the throughput floor (0 = skip, 1-1000)")
+    p.add_argument("--throughput-rounds", type=int, default=2, help="alternated bare/Tern rounds (1-10)")
+    p.add_argument("--bare-worker", metavar="QUEUE", help=argparse.SUPPRESS)  # the throughput floor's worker process
+    p.add_argument("--slots", type=int, default=50, help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
-    if not 2 <= a.k <= 20 or not 1 <= a.repeat <= 500:
-        p.error(f"--k must be 2..20 and --repeat 1..500, got {a.k} and {a.repeat}")
+    if a.bare_worker:
+        asyncio.run(_bare_worker(a.bare_worker, a.slots))
+        return 0
+    if not 2 <= a.k <= 20 or not 0 <= a.repeat <= 500:
+        p.error(f"--k must be 2..20 and --repeat 0..500 (0 = no latency floors), got {a.k} and {a.repeat}")
+    if not 0 <= a.throughput <= 1000 or not 1 <= a.throughput_rounds <= 10:
+        p.error(
+            f"--throughput must be 0..1000 and --throughput-rounds 1..10, got {a.throughput} and {a.throughput_rounds}"
+        )
+    if not a.repeat and not a.throughput:
+        p.error("nothing to measure: give --repeat or --throughput")
     tmp = tempfile.mkdtemp(prefix="tern-floors-")
     try:
         report = asyncio.run(_main(a, Path(tmp)))

@@ -102,7 +102,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _environment(root: Path) -> dict[str, str]:
-    """TERN_* variables of the throwaway stack: free loopback ports, a policy naming the approver."""
+    """TERN_* variables of the throwaway stack: free loopback ports (every listening component, the worker's HTTP
+    endpoint included, so two benchmark stacks can run side by side), a policy naming the approver."""
     return {
         "TERN_DATA_DIR": str(root),
         "TERN_PG_PORT": str(free_port()),
@@ -110,6 +111,8 @@ def _environment(root: Path) -> dict[str, str]:
         "TERN_TEMPORAL_UI_PORT": str(free_port()),
         "TERN_CA_SERVER_PORT": str(free_port()),
         "TERN_ARIEL_API_PORT": str(free_port()),
+        "TERN_ARCHIVER_PORT": str(free_port()),
+        "TERN_WORKER_HTTP_PORT": str(free_port()),  # not the default 9464: another stack's worker may hold it
         "TERN_TASK_QUEUE": "tern-load",
         "TERN_APPROVERS": json.dumps([APPROVER, "bob"]),
         "TERN_WRITE_SETTLE_DELAY_S": "4",

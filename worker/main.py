@@ -48,6 +48,7 @@ log = logging.getLogger("tern.worker")
 
 WORKFLOWS: Sequence[type] = (AgentRunWorkflow, PythonExecutionWorkflow, *ARIEL_WORKFLOWS, LogbookReembedWorkflow)
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+MAX_CONCURRENT_ACTIVITIES = 50  # activity slots of one worker; benchmarks.floors gives its bare worker the same
 
 
 def build_worker(
@@ -86,7 +87,7 @@ def build_worker(
         activities=[*(a for a in activities if a.__name__ not in overrides), *overrides.values()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         interceptors=[LogContextInterceptor()],
-        max_concurrent_activities=50,
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
     )
 
 
