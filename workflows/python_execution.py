@@ -47,7 +47,10 @@ GENERATE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_attempts=3, non_retryable_error_types=["NoCodeGenerator"]
 )
 EXECUTE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_attempts=3, non_retryable_error_types=["SandboxUnavailable"]
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,  # 2+4+8+10 s: rides out a Docker engine restart; each re-run is recorded in the result
+    non_retryable_error_types=["SandboxUnavailable"],
 )
 
 
@@ -163,7 +166,12 @@ class PythonExecutionWorkflow(ApprovalHandlers):
             missing = [k for k in inp.expected_keys if k not in execution.results]
             if execution.ok and not missing:
                 self._attempts.append(PythonAttempt(attempt=attempt, code=code, outcome="ok"))
-                return self._outcome("completed", f"ran in {execution.timings.total_s:.2f} s")
+                again = (
+                    f" (the code ran {execution.reruns} time(s) before in interrupted attempts)"
+                    if execution.reruns
+                    else ""
+                )
+                return self._outcome("completed", f"ran in {execution.timings.total_s:.2f} s{again}")
             feedback = execution.feedback() if not execution.ok else f"results lacks the keys {missing}"
             self._attempts.append(
                 PythonAttempt(
