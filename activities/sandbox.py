@@ -33,6 +33,7 @@ from tern.sandbox.artifacts import load_artifact, store_figures
 from tern.sandbox.codegen import generate
 from tern.sandbox.docker_backend import DockerBackend
 from tern.sandbox.engine import ENGINE_ERRORS, engine_failed
+from tern.sandbox.job import EngineUnreachable
 from tern.sandbox.models import InputFile
 
 CODE_RUNS = "code_runs"
@@ -120,6 +121,14 @@ class SandboxActivities:
         (``attempt``, ``reruns``); heartbeats carry ``{"code_runs": n}`` once the code has started."""
         info = activity.info()
         before = code_runs_before(info.heartbeat_details)
+        try:
+            return await self._execute(inp, info.attempt, before)
+        except EngineUnreachable as exc:  # may be restarting: retried (SandboxUnavailable is not)
+            raise ApplicationError(f"sandbox failure: {exc}", type="EngineUnreachable") from exc
+
+    async def _execute(self, inp: ExecuteInput, attempt: int, before: int) -> ExecutionResult:
+        """``execute_python``'s work for activity attempt ``attempt`` after ``before`` earlier starts of the code.
+        Raises ``EngineUnreachable`` when the Docker engine does not answer."""
         if self._backend is not None or self.settings.sandbox.backend == "docker":
             backend = self.backend()
             if isinstance(backend, DockerBackend):
@@ -145,6 +154,9 @@ class SandboxActivities:
                 )
                 outcome = result.status
                 span.set_attributes({"sandbox.outcome": outcome, "sandbox.duration_s": time.monotonic() - started})
+        except EngineUnreachable:
+            outcome = "sandbox_unavailable"
+            raise
         except SandboxUnavailable as exc:
             outcome = "sandbox_unavailable"
             raise ApplicationError(
@@ -155,13 +167,13 @@ class SandboxActivities:
         finally:  # a cancelled execution counts as sandbox_error: it has no result
             metrics.sandbox_executions.labels(outcome=outcome).inc()
             metrics.sandbox_duration.labels(outcome=outcome).observe(time.monotonic() - started)
-        if info.attempt > 1 or before:
-            result = result.model_copy(update={"attempt": info.attempt, "reruns": before})
+        if attempt > 1 or before:
+            result = result.model_copy(update={"attempt": attempt, "reruns": before})
             activity.logger.warning(
                 "step %s of %s: attempt %d; the code ran %d time(s) before in interrupted attempts",
                 inp.step_id,
                 inp.workflow_id,
-                info.attempt,
+                attempt,
                 before,
             )
         return await store_figures(self.pool, result, workflow_id=inp.workflow_id, step_id=inp.step_id)

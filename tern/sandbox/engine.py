@@ -11,7 +11,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from tern.sandbox.job import SandboxError, SandboxUnavailable
+from tern.sandbox.job import EngineUnreachable, SandboxError, SandboxUnavailable
 
 ENGINE_ERRORS = (requests.exceptions.RequestException, docker.errors.APIError)
 """What an engine API call raises when the engine fails or goes away mid-call (connection refused or reset
@@ -22,13 +22,13 @@ def docker_client(timeout_s: float = 60.0) -> docker.DockerClient:
     """A client for the engine named by ``DOCKER_HOST``, checked with a ping.
 
     ``timeout_s``: timeout of each engine API call, seconds (whole seconds; the SDK takes an int).
-    Raises ``SandboxUnavailable`` when the engine cannot be reached.
+    Raises ``EngineUnreachable`` (a ``SandboxUnavailable``) when the engine cannot be reached.
     """
     try:
         client = docker.from_env(timeout=int(timeout_s))
         client.ping()
     except docker.errors.DockerException as exc:
-        raise SandboxUnavailable(
+        raise EngineUnreachable(
             f"docker engine not reachable: {exc}. Start dockerd (scripts/system-deps.sh) or set DOCKER_HOST."
         ) from exc
     return client

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.sandbox import CODE_RUNS, SandboxActivities
@@ -28,6 +29,7 @@ from tern.models.python_step import ExecuteInput
 from tern.sandbox import ExecutionRequest, SandboxError, SandboxLimits, execute
 from tern.sandbox.docker_backend import LABEL, DockerBackend
 from tests.sandbox.conftest import TEST_RUN_ID
+from workflows.python_execution import EXECUTE_RETRY
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leftovers")]
 
@@ -157,4 +159,40 @@ async def test_a_retried_execution_records_that_the_code_ran_before(docker_backe
         assert again.attempt == 3 and again.reruns == 2
         assert beats and beats[-1] == {CODE_RUNS: 3}
     finally:
+        await pool.close()
+
+
+async def test_an_engine_that_does_not_answer_yet_is_retried_not_fatal(
+    docker_backend: DockerBackend, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker (re)started while the engine restarts: before the fix its first execution raised
+    ``SandboxUnavailable``, non-retryable by ``EXECUTE_RETRY``, and the step failed for good."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        pytest.skip(f"the relay needs a Unix-socket engine, DOCKER_HOST is {host}")
+    path = Path("/tmp") / f"tern-late-{os.getpid()}.sock"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")  # nothing listens there yet: the engine is down
+    monkeypatch.setenv("TERN_SANDBOX_IMAGE", docker_backend.image)
+    from tern.config import TernSettings
+
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    relay: SocketRelay | None = None
+    try:
+        acts = SandboxActivities(TernSettings(), pool)  # its backend is made on first use, as in a worker
+        inp = ExecuteInput(workflow_id=TEST_RUN_ID, step_id="late-engine", attempt=1, code="results = {'x': 2}")
+        with pytest.raises(ApplicationError) as err:
+            await ActivityEnvironment().run(acts.execute_python, inp)
+        assert err.value.type == "EngineUnreachable" and not err.value.non_retryable
+        assert "docker engine not reachable" in str(err.value)
+        assert err.value.type not in EXECUTE_RETRY.non_retryable_error_types
+
+        relay = SocketRelay(path, host.removeprefix("unix://"))  # the engine is back
+        retry = ActivityEnvironment()
+        retry.info = dataclasses.replace(retry.info, attempt=2)
+        result = await retry.run(acts.execute_python, inp)
+        assert result.ok and result.results == {"x": 2} and result.attempt == 2 and result.reruns == 0
+    finally:
+        if relay is not None:
+            relay.cut()
+        path.unlink(missing_ok=True)
         await pool.close()
