@@ -191,38 +191,27 @@ class PrivateDockerd:
 class FaultyLLM:
     """The scripted OpenAI-compatible server of ``tests/llm_script.py`` that plans every question as a read-only
     plan (``channel_read`` of ``reads`` + ``respond``) and, for ``window_s`` seconds after ``open_window()``,
-    fails: the first third of the window answers HTTP 500, the second HTTP 429 (rate limited), the last third
-    hangs each request ``hang_s`` seconds (longer than the worker's ``llm_timeout_s``: a client timeout).
-    ``injected`` counts the failed requests by kind.
+    fails every request, in turn: HTTP 500, HTTP 429 (rate limited), a hang of ``hang_s`` seconds (longer than
+    the worker's ``llm_timeout_s``: the client times out; the reply that follows goes nowhere). ``injected``
+    counts the failed requests by kind.
     """
+
+    KINDS = ("500", "429", "timeout")
 
     def __init__(self, reads: list[str], window_s: float, hang_s: float = 12.0) -> None:
         from tests.llm_script import ScriptedLLM, plan_json
 
         self.window_s, self.hang_s = window_s, hang_s
         self.opened: float | None = None
-        self.injected = {"500": 0, "429": 0, "timeout": 0}
+        self.injected = dict.fromkeys(self.KINDS, 0)
+        self._turn = 0
         plan = plan_json({"id": "read", "kind": "channel_read", "channels": reads}, {"id": "answer", "kind": "respond"})
         self.llm = ScriptedLLM()
-        self.llm.default["planner"] = lambda body: self._fault() or plan
-        self.llm.default["answer"] = lambda body: self._fault() or "load answer"
-        self.llm.default["other"] = lambda body: self._fault() or "load"
+        self.llm.default.update({"planner": plan, "answer": "load answer", "other": "load"})
 
-    def phase(self) -> str | None:
-        """``"500"``, ``"429"``, ``"timeout"`` inside the window, None outside it."""
-        if self.opened is None or self.window_s <= 0:
-            return None
-        elapsed = time.monotonic() - self.opened
-        if not 0 <= elapsed < self.window_s:
-            return None
-        return ("500", "429", "timeout")[min(2, int(3 * elapsed / self.window_s))]
-
-    def _fault(self) -> int | None:
-        phase = self.phase()
-        if phase in ("500", "429"):
-            self.injected[phase] += 1
-            return int(phase)
-        return None
+    def in_window(self) -> bool:
+        """Whether the fault window is open now."""
+        return self.opened is not None and time.monotonic() - self.opened < self.window_s
 
     def open_window(self) -> None:
         """Start the fault window now."""
@@ -232,15 +221,23 @@ class FaultyLLM:
         """An async context manager serving the app on a free loopback port; yields the base URL."""
         import asyncio
 
+        from fastapi.responses import JSONResponse
+
         from tests.ariel.conftest import serve
 
         app = self.llm.app()
 
         @app.middleware("http")
-        async def hang(request: Any, call_next: Any) -> Any:
-            if self.phase() == "timeout":
-                self.injected["timeout"] += 1
-                await asyncio.sleep(self.hang_s)
+        async def faults(request: Any, call_next: Any) -> Any:
+            if self.in_window():
+                kind = self.KINDS[self._turn % 3]
+                self._turn += 1
+                self.injected[kind] += 1
+                if kind == "timeout":
+                    await asyncio.sleep(self.hang_s)
+                else:
+                    body = {"error": {"message": f"load: injected {kind}", "type": "server_error", "code": None}}
+                    return JSONResponse(body, status_code=int(kind))
             return await call_next(request)
 
         return serve(app)

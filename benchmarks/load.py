@@ -46,6 +46,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         "--llm-faults",
         type=float,
         default=0.0,
-        help="for this many seconds the LLM server answers 500, then 429, then hangs (0-300; needs --ask-share)",
+        help="for this many seconds the LLM server answers 500, 429 or hangs, in turn (0-300; needs --ask-share)",
     )
     p.add_argument("--reject-share", type=float, default=0.1, help="share of decisions that reject (0-1)")
     p.add_argument("--timeout-share", type=float, default=0.05, help="share of requests left to time out (0-1)")
@@ -214,6 +215,9 @@ def _plans(a: argparse.Namespace, rng: random.Random) -> list[dict[str, Any]]:
     kinds += ["read"] * (a.runs - len(kinds))
     rng.shuffle(kinds)
     channels = iter(CHANNELS)
+    # Unique per invocation: sandbox containers are found and killed by run and step id (labels), and another load or
+    # soak run may share the machine's Docker engine.
+    tag = os.urandom(3).hex()
     specs = []
     for i, kind in enumerate(kinds):
         steps: list[dict[str, Any]] = [{"kind": "channel_read", "channels": READS}]
@@ -236,7 +240,7 @@ def _plans(a: argparse.Namespace, rng: random.Random) -> list[dict[str, Any]]:
         )
         specs.append(
             {
-                "id": f"load-{i:04d}",
+                "id": f"load-{tag}-{i:04d}",
                 "kind": kind,
                 "plan": None if kind == "ask" else Plan.model_validate({"steps": steps}),  # ask: the LLM plans
                 "action": action,
@@ -360,12 +364,15 @@ async def _faults(
     done: list[dict[str, Any]] = []
     t0 = time.monotonic()
     kills = 0
+    last_fault = 0.0  # wall clock
     for at, kind in zip(moments, plan, strict=True):
         await asyncio.sleep(max(0.0, at - (time.monotonic() - t0)))
         record: dict[str, Any] = {"fault": kind}
         if kind in ("sandbox", "docker"):
             assert engine is not None
-            running = await _container_running(engine, 60.0)
+            # a container started after the last fault: a live worker follows it (a killed worker's container runs on
+            # to its deadline), on a worker that is up again
+            running = await _container_running(engine, 90.0, since=last_fault, worker=watch.pid)
             if not running:
                 done.append({"fault": kind, "at_s": round(time.monotonic() - t0, 1), "skipped": "no container ran"})
                 continue
@@ -376,6 +383,7 @@ async def _faults(
             record |= {"at_s": round(time.monotonic() - t0, 1), "signal": sig.name}
             record["down_s"] = round(await asyncio.to_thread(engine.restart, sig), 1)
             done.append(record)
+            last_fault = time.time()
             continue
         pids = {c.name: c.pid for c in (await asyncio.to_thread(stack.status)).components}
         targets: list[int | None]
@@ -399,6 +407,7 @@ async def _faults(
             done.append({"fault": kind, "at_s": round(at, 1), "skipped": "not running"})
             continue
         done.append(record | {"at_s": round(time.monotonic() - t0, 1), "pids": killed})
+        last_fault = time.time()
         if kind == "ioc":
             await asyncio.sleep(a.stall_ioc)
             os.kill(killed[0], signal.SIGCONT)
@@ -412,9 +421,12 @@ async def _faults(
     return done
 
 
-async def _container_running(engine: PrivateDockerd, within_s: float) -> list[str]:
-    """Poll ``engine`` (every 0.2 s, up to ``within_s`` seconds) until a load run's sandbox container runs;
-    returns the runs whose containers run then (empty: none ran in time)."""
+async def _container_running(
+    engine: PrivateDockerd, within_s: float, *, since: float = 0.0, worker: Callable[[], int | None] | None = None
+) -> list[str]:
+    """Poll ``engine`` (every 0.2 s, up to ``within_s`` seconds) until a load run's sandbox container created after
+    ``since`` (epoch seconds, its ``tern.created_at`` label) runs while ``worker()`` names a live process; returns
+    the runs whose such containers run then (empty: none ran in time)."""
     deadline = time.monotonic() + within_s
     client = engine.client(10)
     while time.monotonic() < deadline:
@@ -422,8 +434,10 @@ async def _container_running(engine: PrivateDockerd, within_s: float) -> list[st
             found = await asyncio.to_thread(sandbox_containers, client)
         except Exception:  # the engine is being restarted
             found = []
-        if found:
-            return sorted({c["Labels"]["tern.run_id"] for c in found})
+        fresh = [c for c in found if float(c["Labels"].get("tern.created_at") or 0) > since]
+        pid = worker() if worker is not None else None
+        if fresh and (worker is None or (pid and psutil.pid_exists(pid))):
+            return sorted({c["Labels"]["tern.run_id"] for c in fresh})
         await asyncio.sleep(0.2)
     return []
 
