@@ -3,14 +3,21 @@ then the invariant check (issue 13). A program, not a test::
 
     .venv/bin/python -m benchmarks.load --runs 200 --json benchmarks/results/load.json
     .venv/bin/python -m benchmarks.load --runs 60 --kill-worker 3 --json benchmarks/results/load_kill.json
+    .venv/bin/python -m benchmarks.load --runs 40 --python-share 0.5 --python-seconds 8 --restart-docker 10 \
+        --stagger 150 --fault-window 170 --docker-root /tmp/tern-load-dockerd
+    .venv/bin/python -m benchmarks.load --runs 20 --ask-share 0.5 --llm-faults 60
 
 What it does: starts PostgreSQL, the Temporal dev server, the simulated IOC (with its put log) and a supervised
 worker in a temporary data directory on free loopback ports (``tern.embedded.stack``), then starts ``--runs``
 agent runs at once, a mix of read-only plans (``channel_read`` + ``respond``), write plans (``control_write`` of a
 distinct value to a distinct corrector setpoint, approval by ``alice``; the requester cannot approve a write) and
-python plans (``--python-share``, sandbox code approved before it runs). A scripted approver decides every pending
-request, half through the ``decide`` Update and half through the ``decide_signal`` Signal; ``--reject-share`` of
-them are rejected and ``--timeout-share`` are left to time out (those runs ask for a 20 s approval timeout).
+python plans (``--python-share``, sandbox code approved before it runs) and asked runs (``--ask-share``: no plan;
+the worker's planner asks a scripted OpenAI-compatible server, ``benchmarks.fault_kit.FaultyLLM``, which plans a
+read-only plan). ``--llm-faults S`` makes that server answer 500, 429 or hang past the client's timeout, in turn,
+for S seconds: asked runs must plan after it or fail naming the LLM, and no run may hang. A scripted approver
+decides every pending request, half through the ``decide`` Update and half through the ``decide_signal`` Signal;
+``--reject-share`` of them are rejected and ``--timeout-share`` are left to time out (those runs ask for a 20 s
+approval timeout).
 Faults, at random moments within ``--fault-window`` seconds while runs are in flight: ``--kill-worker K`` SIGKILLs
 the worker K times (its supervisor restarts it), ``--kill-temporal``/``--kill-postgres`` SIGKILL those servers
 and restart them, ``--stall-ioc S`` freezes the simulated IOC for S seconds (writes in flight then have an
