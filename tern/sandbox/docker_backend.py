@@ -74,6 +74,10 @@ LABEL = "tern.sandbox"
 KILL_GRACE_S = 30.0
 """After a kill, how long to wait for the engine to report the container stopped, seconds; the reaper
 leaves a stopped container this long after its deadline for the worker that may still be reading it."""
+REMOVE_RETRY_S = 300.0
+"""How long a container the engine could not remove (it was restarting) is retried, seconds."""
+REMOVE_RETRY_INTERVAL_S = 2.0
+"""Interval between those retries, seconds."""
 START_SLACK_S = 5.0
 """The deadline label is written at creation, the container's own timer starts at start: the reaper gives a
 still-running container this much longer before it counts its own deadline as failed, seconds."""
@@ -221,19 +225,35 @@ class DockerBackend:
             raise SandboxError(f"docker could not create the sandbox container: {exc}") from exc
 
     def _remove(self, container_id: str, *, engine_may_be_gone: bool = False) -> None:
-        """Remove a container (force). With ``engine_may_be_gone`` an unreachable engine is not an error: the
-        container stays for the next attempt's ``kill`` and for ``reap_orphans`` (an engine restart has
-        stopped it already)."""
+        """Remove a container (force). With ``engine_may_be_gone`` an engine that fails or is away is not an
+        error: the removal is retried in the background (``_remove_later``) until the engine is back."""
         try:
             self.client.api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass
-        except docker.errors.APIError as exc:
-            if "already in progress" not in str(exc) and not engine_may_be_gone:
-                raise
-        except ENGINE_ERRORS:
+        except ENGINE_ERRORS as exc:
+            if isinstance(exc, docker.errors.APIError) and "already in progress" in str(exc):
+                return
             if not engine_may_be_gone:
                 raise
+            self._remove_later(container_id)
+
+    def _remove_later(self, container_id: str) -> None:
+        """Retry removing ``container_id`` every ``REMOVE_RETRY_INTERVAL_S`` for up to ``REMOVE_RETRY_S`` seconds,
+        in a daemon thread (an engine restart: the container stays, stopped, until the engine answers again). If
+        this worker dies meanwhile, the next attempt's ``kill`` or any worker's ``reap_orphans`` removes it."""
+
+        def retry() -> None:
+            deadline = time.monotonic() + REMOVE_RETRY_S
+            while time.monotonic() < deadline:
+                time.sleep(REMOVE_RETRY_INTERVAL_S)
+                try:
+                    self._remove(container_id)
+                    return
+                except ENGINE_ERRORS:
+                    continue
+
+        threading.Thread(target=retry, daemon=True, name=f"sandbox-remove-{container_id[:12]}").start()
 
     async def run(self, request: ExecutionRequest, limits: SandboxLimits, supervisor: Supervisor) -> ExecutionResult:
         """Run one request in a fresh container and return its result.
@@ -247,17 +267,16 @@ class DockerBackend:
         t0 = time.perf_counter()
         job = await asyncio.to_thread(write_job, request, limits)
         container_id: str | None = None
-        engine_gone = False
         try:
             container = await asyncio.to_thread(self._create, request, limits, str(job))
             container_id = str(container.id)
             outcome, t2 = await self._follow(container_id, limits, supervisor, t0)
         except ENGINE_ERRORS as exc:  # the engine failed or went away (a restart) after the container existed
-            engine_gone = True
             raise engine_failed(container_id, exc) from exc
         finally:
             if container_id is not None:
-                await asyncio.shield(asyncio.to_thread(self._remove, container_id, engine_may_be_gone=engine_gone))
+                # the engine may go away after the code ended too: the result stands, the removal is retried
+                await asyncio.shield(asyncio.to_thread(self._remove, container_id, engine_may_be_gone=True))
             await asyncio.to_thread(remove_job, job)
         t3 = time.perf_counter()
         outcome.timings = outcome.timings.model_copy(update={"teardown_s": t3 - t2, "total_s": t3 - t0})

@@ -131,8 +131,40 @@ async def test_an_engine_gone_mid_run_is_a_sandbox_error_that_says_the_code_may_
     message = str(err.value)
     assert "Docker engine failed" in message and container_id[:12] in message
     assert "may have run" in message and "runs it again" in message
-    # The container could not be removed through the dead connection: the next attempt's kill removes it.
-    assert docker_backend.kill(TEST_RUN_ID, "engine-gone") == 1
+    # The container could not be removed through the dead connection; once the engine answers again the backend
+    # removes it by itself (no retry may come: the step's last attempt), without anyone calling kill.
+    assert docker_backend.client.api.containers(all=True, filters={"id": container_id})
+    back = SocketRelay(relayed.path, relayed.target)
+    try:
+        for _ in range(100):
+            if not docker_backend.client.api.containers(all=True, filters={"id": container_id}):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError(f"container {container_id[:12]} still there after the engine came back")
+    finally:
+        back.cut()
+
+
+async def test_an_engine_gone_just_after_the_code_ended_keeps_the_result(
+    docker_backend: DockerBackend, relayed: SocketRelay
+) -> None:
+    """The code ran to its end, then the engine went away before the container was removed: before the fix the
+    removal's connection error replaced the result (and the retry ran the code again)."""
+    through_relay = DockerBackend(get_settings(), image=docker_backend.image)
+    real_remove = through_relay.client.api.remove_container  # through the relay: fails once it is cut
+    cut_first = threading.Event()
+
+    def remove_after_cut(container: str, **kw: object) -> None:
+        relayed.cut()  # the engine goes away between the code's end and the removal
+        cut_first.set()
+        return real_remove(container, **kw)
+
+    through_relay.client.api.remove_container = remove_after_cut
+    request = ExecutionRequest(code="results = {'done': 1}", workflow_id=TEST_RUN_ID, step_id="gone-after")
+    result = await asyncio.wait_for(execute(request, backend=through_relay), 60)
+    assert cut_first.is_set() and result.ok and result.results == {"done": 1}
+    assert docker_backend.kill(TEST_RUN_ID, "gone-after") == 1  # left for the retry thread, the reaper or a kill
 
 
 async def test_a_retried_execution_records_that_the_code_ran_before(docker_backend: DockerBackend, pg_dsn: str) -> None:
@@ -184,7 +216,7 @@ async def test_an_engine_that_does_not_answer_yet_is_retried_not_fatal(
             await ActivityEnvironment().run(acts.execute_python, inp)
         assert err.value.type == "EngineUnreachable" and not err.value.non_retryable
         assert "docker engine not reachable" in str(err.value)
-        assert err.value.type not in EXECUTE_RETRY.non_retryable_error_types
+        assert err.value.type not in (EXECUTE_RETRY.non_retryable_error_types or [])
 
         relay = SocketRelay(path, host.removeprefix("unix://"))  # the engine is back
         retry = ActivityEnvironment()
