@@ -183,6 +183,8 @@ class PrivateDockerd:
     def stop(self) -> None:
         """Stop the engine (SIGTERM: it stops its containers and unmounts) and remove its state."""
         self._stop(signal.SIGTERM)
+        if os.path.ismount(self.data_root):  # dockerd bind-mounts its data root on itself; a killed one leaves it
+            subprocess.run(["umount", str(self.data_root)], check=False)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         if not self.keep_data:
             shutil.rmtree(self.data_root, ignore_errors=True)
