@@ -57,6 +57,13 @@ log = logging.getLogger("tern.activities.agent")
 HEARTBEAT_EVERY_S = 1.0  # the write activity's heartbeat period (its heartbeat timeout: workflows.agent_run)
 
 
+ANSWER_LLM_ATTEMPTS = 3
+"""From this attempt of ``compose_answer`` on (the workflow's retry policy allows 5), an answer LLM that still fails
+retryably (5xx, 429, timeout) gives the template answer, saying so: the run's steps are done, a write may have
+landed, and the run must not fail for want of a summary (issue 13: an LLM outage failed every run at its respond
+step, approved writes included)."""
+
+
 def _waiting_s() -> float:
     """Seconds since this activity's first attempt was scheduled (0 outside an activity: direct calls in tests)."""
     if not activity.in_activity():
@@ -549,7 +556,9 @@ class AgentActivities:
     async def compose_answer(self, inp: ComposeInput) -> ComposedAnswer:
         """Compose the final answer: by the configured LLM (role 'answer'), grounded in the step results and
         with invented citations removed, or by the template composer when no LLM is configured. An endpoint
-        failure is retried by the workflow's retry policy; a refused request (bad key or model) is not."""
+        failure is retried by the workflow's retry policy, and from attempt ``ANSWER_LLM_ATTEMPTS`` on answered by
+        the template composer with a note saying the LLM failed; a refused request (bad key or model) is not
+        retried."""
         if self._answer_llm is None:
             self._answer_llm = make_chat_provider(self.settings, "answer")
         if self._answer_llm is None:
@@ -557,4 +566,9 @@ class AgentActivities:
         try:
             return await compose_with_llm(self._answer_llm, inp, REGISTRY.summarise)
         except LLMError as exc:
+            if exc.retryable and activity.in_activity() and activity.info().attempt >= ANSWER_LLM_ATTEMPTS:
+                activity.logger.warning("run %s: answer LLM failing (%s): template answer", inp.workflow_id, exc)
+                answer = compose(inp)
+                note = f"(The answer LLM failed: {exc}. This answer was composed from the step results without it.)"
+                return answer.model_copy(update={"answer": f"{answer.answer}\n\n{note}"})
             raise ApplicationError(f"answer: {exc}", type="LLMError", non_retryable=not exc.retryable) from exc

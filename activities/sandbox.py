@@ -2,13 +2,19 @@
 
 ``execute_python`` heartbeats while the container runs; when Temporal cancels it, the container is removed.
 Before running, it removes any container left by an earlier attempt of the same step (a worker that died).
+
+Re-runs are recorded, never silent: an attempt that was interrupted after its code started (the worker was
+killed, the Docker engine restarted) is retried by Temporal and runs the same code again. That is acceptable
+for an analysis step (no network, no writes: proposed writes still go through their own approval), so the
+retry runs it, and the result says how often it ran before (``ExecutionResult.reruns``, counted in the
+heartbeat details, which Temporal keeps across attempts of one activity) and which attempt produced it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -26,7 +32,22 @@ from tern.sandbox import execute as sandbox_execute
 from tern.sandbox.artifacts import load_artifact, store_figures
 from tern.sandbox.codegen import generate
 from tern.sandbox.docker_backend import DockerBackend
+from tern.sandbox.engine import ENGINE_ERRORS, engine_failed
+from tern.sandbox.job import EngineUnreachable
 from tern.sandbox.models import InputFile
+
+CODE_RUNS = "code_runs"
+"""Key of ``execute_python``'s heartbeat details: how many attempts of this activity started the code."""
+
+
+def code_runs_before(details: Sequence[Any]) -> int:
+    """How many earlier attempts started the code, from ``activity.info().heartbeat_details`` (the last
+    heartbeat of the previous attempt, ``[{"code_runs": n}]``; empty when none heartbeated)."""
+    if details and isinstance(details[-1], dict):
+        runs = details[-1].get(CODE_RUNS)
+        if isinstance(runs, int) and runs >= 0:
+            return runs
+    return 0
 
 
 class SandboxActivities:
@@ -95,11 +116,26 @@ class SandboxActivities:
     @activity.defn(name="execute_python")
     async def execute_python(self, inp: ExecuteInput) -> ExecutionResult:
         """Run the code in a fresh sandbox; figures go to the artifact table. Failures of the code are in the
-        result; ``SandboxUnavailable`` (no engine or image) is non-retryable."""
+        result; ``SandboxUnavailable`` (no engine or image) is non-retryable, ``SandboxError`` (the engine failed,
+        e.g. restarted mid-run) retryable. The result records the attempt and the earlier runs of the same code
+        (``attempt``, ``reruns``); heartbeats carry ``{"code_runs": n}`` once the code has started."""
+        info = activity.info()
+        before = code_runs_before(info.heartbeat_details)
+        try:
+            return await self._execute(inp, info.attempt, before)
+        except EngineUnreachable as exc:  # may be restarting: retried (SandboxUnavailable is not)
+            raise ApplicationError(f"sandbox failure: {exc}", type="EngineUnreachable") from exc
+
+    async def _execute(self, inp: ExecuteInput, attempt: int, before: int) -> ExecutionResult:
+        """``execute_python``'s work for activity attempt ``attempt`` after ``before`` earlier starts of the code.
+        Raises ``EngineUnreachable`` when the Docker engine does not answer."""
         if self._backend is not None or self.settings.sandbox.backend == "docker":
             backend = self.backend()
             if isinstance(backend, DockerBackend):
-                await asyncio.to_thread(backend.kill, inp.workflow_id, inp.step_id)  # leftovers of a dead worker
+                try:  # leftovers of a dead worker or of an engine restart
+                    await asyncio.to_thread(backend.kill, inp.workflow_id, inp.step_id)
+                except ENGINE_ERRORS as exc:
+                    raise ApplicationError(f"sandbox failure: {engine_failed(None, exc)}", type="SandboxError") from exc
         request = ExecutionRequest(
             code=inp.code,
             inputs=inp.inputs,
@@ -113,9 +149,14 @@ class SandboxActivities:
         span_attrs = {"sandbox.backend": self.settings.sandbox.backend, "sandbox.image": self.settings.sandbox.image}
         try:
             with tracing.span("sandbox.execute", span_attrs) as span:
-                result = await sandbox_execute(request, self.backend(), heartbeat=activity.heartbeat)
+                result = await sandbox_execute(
+                    request, self.backend(), heartbeat=lambda: activity.heartbeat({CODE_RUNS: before + 1})
+                )
                 outcome = result.status
                 span.set_attributes({"sandbox.outcome": outcome, "sandbox.duration_s": time.monotonic() - started})
+        except EngineUnreachable:
+            outcome = "sandbox_unavailable"
+            raise
         except SandboxUnavailable as exc:
             outcome = "sandbox_unavailable"
             raise ApplicationError(
@@ -126,4 +167,13 @@ class SandboxActivities:
         finally:  # a cancelled execution counts as sandbox_error: it has no result
             metrics.sandbox_executions.labels(outcome=outcome).inc()
             metrics.sandbox_duration.labels(outcome=outcome).observe(time.monotonic() - started)
+        if attempt > 1 or before:
+            result = result.model_copy(update={"attempt": attempt, "reruns": before})
+            activity.logger.warning(
+                "step %s of %s: attempt %d; the code ran %d time(s) before in interrupted attempts",
+                inp.step_id,
+                inp.workflow_id,
+                attempt,
+                before,
+            )
         return await store_figures(self.pool, result, workflow_id=inp.workflow_id, step_id=inp.step_id)

@@ -53,6 +53,7 @@ class Machine:
     recalls: list[MemorySearchInput] = field(default_factory=list)
     slow_audit: dict[str, float] = field(default_factory=dict)  # event kind -> seconds its recording takes
     audit_started: asyncio.Event = field(default_factory=asyncio.Event)
+    execution_hangs: bool = False  # execute_python never heartbeats nor returns (its worker died, every attempt)
 
     def activities(self) -> list:
         m = self
@@ -133,6 +134,8 @@ class Machine:
         @activity.defn(name="execute_python")
         async def execute_python(inp: ExecuteInput) -> ExecutionResult:
             m.calls.append(f"execute_python:{inp.attempt}")
+            if m.execution_hangs:
+                await asyncio.sleep(3600)
             return m.executions.pop(0)
 
         return [
@@ -322,6 +325,29 @@ async def test_python_step_retries_generation_with_the_error_fed_back(env) -> No
     assert [a.outcome for a in py.attempts] == ["error", "ok"]
     assert machine.calls[0] == "generate_code:1:" and machine.calls[2].startswith("generate_code:2:")
     assert "ZeroDivisionError" in machine.calls[2]
+
+
+async def test_python_step_says_when_its_code_ran_again(env) -> None:
+    """An execution that was interrupted and retried reports its re-runs; the step's message repeats them."""
+    client, machine, queue = env
+    machine.policy = ApprovalPolicy(python_approval_mode="disabled")
+    machine.executions = [_execution(True, results={"x": 1}, attempt=3, reruns=2)]
+    handle = await start(client, queue, plan({"id": "calc", "kind": "python", "code": "results = {'x': 1}"}))
+    result = await handle.result()
+    assert result.status == "completed", result.error
+    assert "the code ran 2 time(s) before in interrupted attempts" in result.steps[0].message
+
+
+async def test_python_step_whose_worker_keeps_dying_fails_saying_so(env) -> None:
+    """Every attempt's worker stops heartbeating (killed during the execution): the step fails after the retry
+    policy's attempts with a message that says what happened, not Temporal's bare "activity Heartbeat timeout"."""
+    client, machine, queue = env
+    machine.policy = ApprovalPolicy(python_approval_mode="disabled")
+    machine.execution_hangs = True
+    handle = await start(client, queue, plan({"id": "calc", "kind": "python", "code": "results = {}"}))
+    result = await handle.result()
+    assert result.status == "failed"
+    assert "stopped heartbeating on the last of the sandbox execution's 5 attempts" in (result.error or "")
 
 
 async def test_python_step_proposed_write_is_approved_like_any_other(env) -> None:

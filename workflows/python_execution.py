@@ -14,7 +14,7 @@ from typing import Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType, is_cancelled_exception
 
 from workflows.approval_gate import ApprovalGate, ApprovalHandlers, set_run_state
 from workflows.failures import error_message
@@ -47,11 +47,27 @@ GENERATE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_attempts=3, non_retryable_error_types=["NoCodeGenerator"]
 )
 EXECUTE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_attempts=3, non_retryable_error_types=["SandboxUnavailable"]
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,  # 2+4+8+10 s: rides out a Docker engine restart; each re-run is recorded in the result
+    non_retryable_error_types=["SandboxUnavailable"],
 )
 
 
 OutcomeStatus = Literal["completed", "rejected", "timed_out", "failed"]
+
+
+def execution_failure(exc: ActivityError) -> str:
+    """The step's failure message when ``execute_python`` failed for good: its error, and for a heartbeat timeout
+    (the worker running the code was killed or stuck on the last attempt: Temporal's message alone says only
+    "activity Heartbeat timeout") what that means for the code."""
+    message = error_message(exc)
+    if isinstance(exc.cause, TimeoutError) and exc.cause.type == TimeoutType.HEARTBEAT:
+        return (
+            f"{message}: the worker running the code stopped heartbeating on the last of the sandbox execution's "
+            f"{EXECUTE_RETRY.maximum_attempts} attempts (killed or stuck); attempts before it may have run the code"
+        )
+    return message
 
 
 @workflow.defn
@@ -159,11 +175,16 @@ class PythonExecutionWorkflow(ApprovalHandlers):
             except ActivityError as exc:
                 if is_cancelled_exception(exc):
                     raise  # the run was cancelled (the activity removed the container)
-                return self._outcome("failed", error_message(exc))
+                return self._outcome("failed", execution_failure(exc))
             missing = [k for k in inp.expected_keys if k not in execution.results]
             if execution.ok and not missing:
                 self._attempts.append(PythonAttempt(attempt=attempt, code=code, outcome="ok"))
-                return self._outcome("completed", f"ran in {execution.timings.total_s:.2f} s")
+                again = (
+                    f" (the code ran {execution.reruns} time(s) before in interrupted attempts)"
+                    if execution.reruns
+                    else ""
+                )
+                return self._outcome("completed", f"ran in {execution.timings.total_s:.2f} s{again}")
             feedback = execution.feedback() if not execution.ok else f"results lacks the keys {missing}"
             self._attempts.append(
                 PythonAttempt(

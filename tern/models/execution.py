@@ -79,6 +79,14 @@ class ExecutionResult(BaseModel):
         description="'none' for the process backend: the code ran on the host WITHOUT isolation."
     )
     timings: Timings = Field(default_factory=Timings)
+    attempt: int = Field(1, ge=1, description="Attempt of the execution activity that produced this result.")
+    reruns: int = Field(
+        0,
+        ge=0,
+        description="Earlier attempts that started this same code and were interrupted before they reported (the "
+        "worker died, the Docker engine failed): the code ran again this many times. From the activity's heartbeat "
+        "details; 0 for a first run.",
+    )
 
     @model_validator(mode="after")
     def _truncated(self) -> ExecutionResult:

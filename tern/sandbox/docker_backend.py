@@ -36,7 +36,14 @@ from docker.types import LogConfig, Ulimit
 
 from tern.config import TernSettings
 from tern.models.execution import ExecutionResult, Timings
-from tern.sandbox.engine import docker_client, image_exists, image_missing, kill_quietly
+from tern.sandbox.engine import (
+    ENGINE_ERRORS,
+    docker_client,
+    engine_failed,
+    image_exists,
+    image_missing,
+    kill_quietly,
+)
 from tern.sandbox.image import image_ref
 from tern.sandbox.job import EndedBy, Outcome, SandboxError, build_result, reap_jobs, remove_job, write_job
 from tern.sandbox.models import ExecutionRequest, SandboxLimits
@@ -67,6 +74,10 @@ LABEL = "tern.sandbox"
 KILL_GRACE_S = 30.0
 """After a kill, how long to wait for the engine to report the container stopped, seconds; the reaper
 leaves a stopped container this long after its deadline for the worker that may still be reading it."""
+REMOVE_RETRY_S = 300.0
+"""How long a container the engine could not remove (it was restarting) is retried, seconds."""
+REMOVE_RETRY_INTERVAL_S = 2.0
+"""Interval between those retries, seconds."""
 START_SLACK_S = 5.0
 """The deadline label is written at creation, the container's own timer starts at start: the reaper gives a
 still-running container this much longer before it counts its own deadline as failed, seconds."""
@@ -213,14 +224,36 @@ class DockerBackend:
         except docker.errors.APIError as exc:
             raise SandboxError(f"docker could not create the sandbox container: {exc}") from exc
 
-    def _remove(self, container_id: str) -> None:
+    def _remove(self, container_id: str, *, engine_may_be_gone: bool = False) -> None:
+        """Remove a container (force). With ``engine_may_be_gone`` an engine that fails or is away is not an
+        error: the removal is retried in the background (``_remove_later``) until the engine is back."""
         try:
             self.client.api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass
-        except docker.errors.APIError as exc:
-            if "already in progress" not in str(exc):
+        except ENGINE_ERRORS as exc:
+            if isinstance(exc, docker.errors.APIError) and "already in progress" in str(exc):
+                return
+            if not engine_may_be_gone:
                 raise
+            self._remove_later(container_id)
+
+    def _remove_later(self, container_id: str) -> None:
+        """Retry removing ``container_id`` every ``REMOVE_RETRY_INTERVAL_S`` for up to ``REMOVE_RETRY_S`` seconds,
+        in a daemon thread (an engine restart: the container stays, stopped, until the engine answers again). If
+        this worker dies meanwhile, the next attempt's ``kill`` or any worker's ``reap_orphans`` removes it."""
+
+        def retry() -> None:
+            deadline = time.monotonic() + REMOVE_RETRY_S
+            while time.monotonic() < deadline:
+                time.sleep(REMOVE_RETRY_INTERVAL_S)
+                try:
+                    self._remove(container_id)
+                    return
+                except ENGINE_ERRORS:
+                    continue
+
+        threading.Thread(target=retry, daemon=True, name=f"sandbox-remove-{container_id[:12]}").start()
 
     async def run(self, request: ExecutionRequest, limits: SandboxLimits, supervisor: Supervisor) -> ExecutionResult:
         """Run one request in a fresh container and return its result.
@@ -237,47 +270,57 @@ class DockerBackend:
         try:
             container = await asyncio.to_thread(self._create, request, limits, str(job))
             container_id = str(container.id)
-            cid = container_id
-            reader = await asyncio.to_thread(_Reader, self.client, cid, limits.frame_bytes())
-            reader.start()
-            await asyncio.to_thread(self.client.api.start, cid)
-            t1 = time.perf_counter()
-            supervisor.beat()
-            wait_future = _in_thread(lambda: self.client.api.wait(cid, timeout=limits.timeout_s + KILL_GRACE_S + 30))
-            ended_by: EndedBy = await supervisor.watch(wait_future, limits.timeout_s)
-            if ended_by != "exit":
-                await asyncio.to_thread(kill_quietly, self.client, cid)
-            waited = await asyncio.wait_for(asyncio.shield(wait_future), KILL_GRACE_S)
-            t2 = time.perf_counter()
-            await asyncio.to_thread(reader.join, 10.0)
-            try:
-                state = (await asyncio.to_thread(self.client.api.inspect_container, cid))["State"]
-            except docker.errors.NotFound:  # removed by a kill (tern sandbox kill, a cancelled run) meanwhile:
-                state = {"ExitCode": (waited or {}).get("StatusCode")}  # the engine's wait result says how it ended
-            exit_code = state.get("ExitCode")
-            if reader.overflow:
-                ended_by = "output_limit"
-            elif ended_by == "exit" and state.get("OOMKilled"):
-                ended_by = "oom"
-            outcome = Outcome(
-                exit_code=exit_code,
-                stdout=bytes(reader.stdout),
-                stderr=bytes(reader.stderr),
-                ended_by=ended_by,
-                detail=(
-                    f"the output exceeded {limits.frame_bytes()} bytes; the container was killed"
-                    if ended_by == "output_limit"
-                    else ""
-                ),
-                timings=Timings(setup_s=t1 - t0, run_s=t2 - t1),
-            )
+            outcome, t2 = await self._follow(container_id, limits, supervisor, t0)
+        except ENGINE_ERRORS as exc:  # the engine failed or went away (a restart) after the container existed
+            raise engine_failed(container_id, exc) from exc
         finally:
             if container_id is not None:
-                await asyncio.shield(asyncio.to_thread(self._remove, container_id))
+                # the engine may go away after the code ended too: the result stands, the removal is retried
+                await asyncio.shield(asyncio.to_thread(self._remove, container_id, engine_may_be_gone=True))
             await asyncio.to_thread(remove_job, job)
         t3 = time.perf_counter()
         outcome.timings = outcome.timings.model_copy(update={"teardown_s": t3 - t2, "total_s": t3 - t0})
         return build_result(outcome, request, limits, "docker")
+
+    async def _follow(
+        self, cid: str, limits: SandboxLimits, supervisor: Supervisor, t0: float
+    ) -> tuple[Outcome, float]:
+        """Start container ``cid``, follow it to its end and collect its outcome; returns it with the time it
+        ended (``perf_counter``). Raises ``ENGINE_ERRORS`` when the engine fails meanwhile."""
+        reader = await asyncio.to_thread(_Reader, self.client, cid, limits.frame_bytes())
+        reader.start()
+        await asyncio.to_thread(self.client.api.start, cid)
+        t1 = time.perf_counter()
+        supervisor.beat()
+        wait_future = _in_thread(lambda: self.client.api.wait(cid, timeout=limits.timeout_s + KILL_GRACE_S + 30))
+        ended_by: EndedBy = await supervisor.watch(wait_future, limits.timeout_s)
+        if ended_by != "exit":
+            await asyncio.to_thread(kill_quietly, self.client, cid)
+        waited = await asyncio.wait_for(asyncio.shield(wait_future), KILL_GRACE_S)
+        t2 = time.perf_counter()
+        await asyncio.to_thread(reader.join, 10.0)
+        try:
+            state = (await asyncio.to_thread(self.client.api.inspect_container, cid))["State"]
+        except docker.errors.NotFound:  # removed by a kill (tern sandbox kill, a cancelled run) meanwhile:
+            state = {"ExitCode": (waited or {}).get("StatusCode")}  # the engine's wait result says how it ended
+        exit_code = state.get("ExitCode")
+        if reader.overflow:
+            ended_by = "output_limit"
+        elif ended_by == "exit" and state.get("OOMKilled"):
+            ended_by = "oom"
+        outcome = Outcome(
+            exit_code=exit_code,
+            stdout=bytes(reader.stdout),
+            stderr=bytes(reader.stderr),
+            ended_by=ended_by,
+            detail=(
+                f"the output exceeded {limits.frame_bytes()} bytes; the container was killed"
+                if ended_by == "output_limit"
+                else ""
+            ),
+            timings=Timings(setup_s=t1 - t0, run_s=t2 - t1),
+        )
+        return outcome, t2
 
     def kill(self, workflow_id: str, step_id: str | None = None) -> int:
         """Kill and remove the sandbox containers of ``workflow_id`` (label ``tern.run_id``; and ``step_id``); returns

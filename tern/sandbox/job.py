@@ -34,6 +34,11 @@ class SandboxUnavailable(SandboxError):
     """The backend is missing or unreachable: no Docker engine, no image, process backend not permitted."""
 
 
+class EngineUnreachable(SandboxUnavailable):
+    """The Docker engine does not answer (its socket is gone or refuses): it may be restarting, so unlike a missing
+    image this may pass; activities retry it (issue 13: an engine restart failed python steps for good)."""
+
+
 def limits_from_settings(settings: TernSettings) -> SandboxLimits:
     """The configured per-execution limits (``TERN_SANDBOX_*``)."""
     return SandboxLimits(
