@@ -85,7 +85,8 @@ async def collect(since: datetime | None, put_log: Path) -> dict[str, Any]:
         import docker
 
         engine = docker.from_env(timeout=10)
-        for c in engine.containers.list(filters={"label": "tern.sandbox=1"}):
+        # all=True: a stopped or never-started container of a closed run is left behind as much as a running one
+        for c in engine.containers.list(all=True, filters={"label": "tern.sandbox=1"}):
             run_id = c.labels.get("tern.run_id", "")
             if run_id and await closed(run_id):
                 orphans += 1

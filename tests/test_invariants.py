@@ -125,3 +125,30 @@ def test_a_torn_last_line_is_skipped_and_a_bad_line_named(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"puts\.jsonl:1: not a put record"):
         read_put_log(log)
     assert read_put_log(tmp_path / "absent.jsonl") == []
+
+
+async def test_verify_counts_a_stopped_container_of_a_closed_run_as_orphan(
+    pg_dsn, temporal_env, docker_backend, tmp_path, monkeypatch
+) -> None:
+    """`tern verify` (starters.verify_cli.collect) on a real engine and Temporal: a sandbox container that never ran
+    (or stopped) but was not removed, labelled with a run that does not exist (closed), is an orphan. Before, only
+    running containers were listed, and stopped leftovers were never counted."""
+    import uuid
+
+    from starters.verify_cli import collect
+    from tern.sandbox.docker_backend import LABEL
+
+    monkeypatch.setenv("TERN_DATABASE_URL", pg_dsn)
+    monkeypatch.setenv("TERN_TEMPORAL_ADDRESS", temporal_env.client.service_client.config.target_host)
+    monkeypatch.setenv("TERN_DATA_DIR", str(tmp_path))
+    run_id = "verify-orphan-" + uuid.uuid4().hex[:8]
+    container = docker_backend.client.containers.create(
+        docker_backend.image, ["true"], labels={LABEL: "1", "tern.run_id": run_id}, network_mode="none"
+    )
+    try:
+        report = await collect(None, tmp_path / "no-puts.jsonl")
+    finally:
+        container.remove(force=True)
+    mine = [v for v in report["violations"] if v["workflow_id"] == run_id]
+    assert [v["kind"] for v in mine] == ["orphan_container"], report
+    assert "created" in mine[0]["detail"]
