@@ -9,8 +9,10 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
 from tern.ariel import store
+from tern.ariel.backends import postgres
 from tern.ariel.backends.postgres import PostgresBackend, hnsw_settings_sql, semantic_exact_sql, semantic_sql
 from tern.ariel.embeddings import HashingTestEmbedder
 from tern.ariel.ingest import embed_bulk
@@ -87,10 +89,29 @@ async def test_semantic_hits_match_exact_search_and_respect_filters(pool: asyncp
     assert even is not None and len(even) == 20
     assert all(int(h.entry_id[1:]) % 2 == 0 for h in even)
 
-    # 4 of 4,000 entries pass: the HNSW scan finds too few, the exact search returns all four
-    rare = await backend.semantic(vec, EMB.model, SearchFilters(author="rare-author"), limit=10, min_similarity=-1.0)
+    # 4 of 4,000 entries pass: fewer than EXACT_SEARCH_BELOW, so the exact search answers, with all four
+    rare_filter = SearchFilters(author="rare-author")
+    trace: list[tuple[str, list]] = []
+    rare = await PostgresBackend(pool, trace=trace).semantic(vec, EMB.model, rare_filter, limit=10, min_similarity=-1)
     assert rare is not None
     assert sorted(h.entry_id for h in rare) == ["S00007", "S01007", "S02007", "S03007"]
+    assert not any("hnsw" in sql or "OFFSET 0" in sql for sql, _ in trace)
+
+
+async def test_a_starved_hnsw_scan_falls_back_to_exact_search(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The iterative scan gives up after max_scan_tuples vectors (here 100, the 4 matching entries being
+    anywhere among 4,000): the exact search still returns every entry that passes the filters."""
+    await _load(pool)
+    monkeypatch.setattr(postgres, "EXACT_SEARCH_BELOW", 0)  # as if many entries passed: HNSW first
+    [vec] = await EMB.embed(["septum kicker orbit"])
+    trace: list[tuple[str, list]] = []
+    backend = PostgresBackend(pool, trace=trace, max_scan_tuples=100)
+    rare = await backend.semantic(vec, EMB.model, SearchFilters(author="rare-author"), limit=10, min_similarity=-1)
+    assert rare is not None
+    assert sorted(h.entry_id for h in rare) == ["S00007", "S01007", "S02007", "S03007"]
+    assert "OFFSET 0" in trace[1][0] and "+ 0" in trace[2][0]  # count, HNSW, then exact
 
 
 async def test_embed_bulk_builds_the_index_once_and_resumes(pool: asyncpg.Pool) -> None:

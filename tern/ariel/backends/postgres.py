@@ -31,6 +31,7 @@ from tern.models import LogbookHit
 
 TRIGRAM_THRESHOLD = 0.4  # pg_trgm word_similarity threshold of the typo fallback (0..1)
 BM25_K1 = 1.2  # BM25 term-frequency saturation: the usual default (Robertson and Zaragoza 2009: 1.2 to 2.0)
+EXACT_SEARCH_BELOW = 2000  # filtered semantic search: fewer entries pass the filters -> exact search (entries)
 UNSEEN_LEXEME_FREQ = 0.005  # the most an unlisted lexeme's share of entries is assumed to be (see _TERMS_CTE)
 _HEADLINE_TEXT = 'StartSel=**,StopSel=**,MaxFragments=2,MaxWords=25,MinWords=8,FragmentDelimiter=" ... "'
 _HEADLINE_TITLE = "StartSel=**,StopSel=**,HighlightAll=true"
@@ -188,8 +189,10 @@ def semantic_sql(
     HNSW index. The ``OFFSET 0`` keeps PostgreSQL from turning the ``EXISTS`` into that join (a sublink
     with an OFFSET is not pulled up: ``simplify_EXISTS_query`` in src/backend/optimizer/plan/subselect.c),
     so the condition stays a filter of the index scan, which is what pgvector's iterative scan continues
-    past (pgvector README, "Iterative Index Scans")."""
-    fsql, fargs = filter_sql(filters, 3)
+    past (pgvector README, "Iterative Index Scans"). The limit is written into the statement: as a
+    parameter, the generic plan that a prepared statement settles on after five executions assumes a limit
+    of 10% of the rows, for which sorting every distance looks cheaper than the index."""
+    fsql, fargs = filter_sql(filters, 2)
     sql = f"""
 WITH nn AS MATERIALIZED (
     SELECT v.entry_id, v.embedding <=> $1::vector AS distance
@@ -197,12 +200,12 @@ WITH nn AS MATERIALIZED (
     WHERE EXISTS (SELECT FROM ariel_entries e
                   WHERE e.entry_id = v.entry_id AND e.content_hash = v.content_hash{fsql} OFFSET 0)
     ORDER BY v.embedding <=> $1::vector
-    LIMIT $2)
+    LIMIT {int(limit)})
 SELECT e.entry_id, e.title, e.author, e.ts, 1 - nn.distance AS score, e.title AS title_hl,
        left(e.raw_text, 200) AS snippet
 FROM nn JOIN ariel_entries e USING (entry_id)
 ORDER BY nn.distance, e.entry_id"""
-    return sql, [store.vector_literal(vector), limit, *fargs]
+    return sql, [store.vector_literal(vector), *fargs]
 
 
 def semantic_exact_sql(
@@ -211,15 +214,25 @@ def semantic_exact_sql(
     """Exact nearest neighbours among the current vectors of the entries that pass ``filters``: every distance
     computed and sorted, never the HNSW index (``+ 0`` makes the sort key an expression the index cannot
     order by). Same columns and order as ``semantic_sql``; the recall reference of the scale benchmark."""
-    fsql, fargs = filter_sql(filters, 3)
+    fsql, fargs = filter_sql(filters, 2)
     sql = f"""
 SELECT e.entry_id, e.title, e.author, e.ts, 1 - (v.embedding <=> $1::vector) AS score, e.title AS title_hl,
        left(e.raw_text, 200) AS snippet
 FROM {table} v JOIN ariel_entries e USING (entry_id)
 WHERE v.content_hash = e.content_hash{fsql}
 ORDER BY (v.embedding <=> $1::vector) + 0, e.entry_id
-LIMIT $2"""
-    return sql, [store.vector_literal(vector), limit, *fargs]
+LIMIT {int(limit)}"""
+    return sql, [store.vector_literal(vector), *fargs]
+
+
+def filtered_count_sql(filters: SearchFilters | None) -> tuple[str, list[Any]] | None:
+    """How many entries pass ``filters``, counted up to ``EXACT_SEARCH_BELOW`` (the scan stops there); None
+    without filters."""
+    fsql, fargs = filter_sql(filters, 1)
+    if not fsql:
+        return None
+    sql = f"SELECT count(*) FROM (SELECT FROM ariel_entries e WHERE true{fsql} LIMIT {EXACT_SEARCH_BELOW}) AS f"
+    return sql, fargs
 
 
 def hnsw_settings_sql(limit: int, ef_search: int, max_scan_tuples: int) -> str:
@@ -311,21 +324,27 @@ class PostgresBackend:
         """Cosine-similarity search, nearest first, hits below ``min_similarity`` dropped; None when ``model``
         has no embeddings stored.
 
-        The HNSW search (``semantic_sql``) runs with ``hnsw_settings_sql``. When it yields fewer than
-        ``limit`` entries (filters matching few entries, or more than ``max_scan_tuples`` vectors rejected),
-        the exact search (``semantic_exact_sql``) runs instead, so a filtered search returns every entry that
-        passes its filters, up to ``limit``. The model's table name is looked up once per backend (a
-        registered model keeps its table); whether the table holds any vector is asked only when the search
-        finds nothing.
+        The HNSW search (``semantic_sql``) runs with ``hnsw_settings_sql``. With filters that fewer than
+        ``EXACT_SEARCH_BELOW`` entries pass (``filtered_count_sql``, one more round trip), the exact search
+        (``semantic_exact_sql``) runs instead: computing their distances is cheaper than an iterative scan
+        that rejects nearly every vector it visits. When the HNSW search yields fewer than ``limit`` entries
+        (more than ``max_scan_tuples`` vectors rejected), the exact search runs too, so a filtered search
+        returns every entry that passes its filters, up to ``limit``. The model's table name is looked up
+        once per backend (a registered model keeps its table); whether the table holds any vector is asked
+        only when the search finds nothing.
         """
         async with self._conn() as conn:
             table = self._tables.get(model) or await store.embedding_table(conn, model)
             if table is None:
                 return None
             try:
-                async with conn.transaction():
-                    await conn.execute(hnsw_settings_sql(limit, self.ef_search, self.max_scan_tuples))
-                    rows = await self._fetch(conn, semantic_sql(table, vector, filters, limit))
+                count = filtered_count_sql(filters)
+                few = count is not None and (await self._fetch(conn, count))[0][0] < EXACT_SEARCH_BELOW
+                rows = []
+                if not few:
+                    async with conn.transaction():
+                        await conn.execute(hnsw_settings_sql(limit, self.ef_search, self.max_scan_tuples))
+                        rows = await self._fetch(conn, semantic_sql(table, vector, filters, limit))
                 if len(rows) < limit:
                     rows = await self._fetch(conn, semantic_exact_sql(table, vector, filters, limit))
             except asyncpg.UndefinedTableError:  # dropped since it was looked up
