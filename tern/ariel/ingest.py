@@ -199,6 +199,39 @@ async def embed_bulk(
     return BulkEmbedResult(embedded=done, table=table, embed_s=embed_s, index_build_s=build_s)
 
 
+BULK_EMBED_MIN_PENDING = 10_000  # embed_all: from this many pending entries on, the bulk path (entries)
+
+
+async def embed_all(
+    pool: asyncpg.Pool,
+    embedder: EmbeddingProvider,
+    backend: SearchBackend | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Embed every entry lacking a current vector of ``embedder.model``; returns how many were embedded.
+
+    With PostgreSQL as the index (``backend`` None) and at least ``BULK_EMBED_MIN_PENDING`` entries pending,
+    through ``embed_bulk`` (index dropped and built once, ``maintenance_work_mem`` sized to the table: about
+    4 bytes per dimension plus 1 KB of graph per vector, at least 1 GB, at most 8 GB); otherwise
+    ``embed_pending`` until nothing is left (the index is updated as vectors arrive). Raises what those raise.
+    """
+    if backend is None:
+        async with pool.acquire() as conn:
+            table = await store.embedding_table(conn, embedder.model, embedder.dim)
+            assert table is not None
+            pending = await store.count_pending_embeddings(conn, table)
+            total = await store.count_entries(conn)
+        if pending >= BULK_EMBED_MIN_PENDING:
+            memory_mb = min(8192, max(1024, total * (4 * embedder.dim + 1024) // 2**20))
+            return (await embed_bulk(pool, embedder, index_memory_mb=memory_mb, on_batch=on_batch)).embedded
+    done = 0
+    while (r := await embed_pending(pool, embedder, backend=backend)).processed or r.indexed:
+        done += r.processed
+        if on_batch:
+            on_batch(done)
+    return done
+
+
 SUMMARY_PROMPT = (
     "From the accelerator logbook entry below, give 5 to 15 keywords (equipment, systems, symptoms, actions) "
     "and a one-to-two sentence summary. Answer with JSON only: "

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from tern.ariel import store
+from tern.ariel import ingest, store
 from tern.ariel.backends import postgres
 from tern.ariel.backends.postgres import PostgresBackend, hnsw_settings_sql, semantic_exact_sql, semantic_sql
 from tern.ariel.embeddings import HashingTestEmbedder
@@ -123,4 +123,25 @@ async def test_embed_bulk_builds_the_index_once_and_resumes(pool: asyncpg.Pool) 
     assert again.embedded == 1  # only the changed entry
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{table}_hnsw")
+        assert await store.count_pending_embeddings(conn, table) == 0
+
+
+async def test_embed_all_takes_the_bulk_path_for_many_pending_entries(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many pending entries: the index is dropped and built again (a new relation); few: it is kept."""
+    async with pool.acquire() as conn:
+        await store.upsert_entries(conn, corpus()[:300])
+        table = await store.embedding_table(conn, EMB.model, EMB.dim)
+        assert table is not None
+        index_oid = await conn.fetchval("SELECT $1::regclass::oid", f"{table}_hnsw")
+    monkeypatch.setattr(ingest, "BULK_EMBED_MIN_PENDING", 200)
+    assert await ingest.embed_all(pool, EMB) == 300
+    async with pool.acquire() as conn:
+        rebuilt = await conn.fetchval("SELECT $1::regclass::oid", f"{table}_hnsw")
+        assert rebuilt != index_oid
+        await store.upsert_entries(conn, corpus()[300:350])
+    assert await ingest.embed_all(pool, EMB) == 50
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT $1::regclass::oid", f"{table}_hnsw") == rebuilt
         assert await store.count_pending_embeddings(conn, table) == 0
