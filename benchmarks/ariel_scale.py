@@ -221,7 +221,7 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
     service = ArielService(settings, pool, embedder=emb, llm=None)
     hnsw = (settings.ariel.hnsw_ef_search, settings.ariel.hnsw_max_scan_tuples)
     queries = _queries(nq)
-    sides = ("keyword", "keyword_bare", "hybrid", "hybrid_bare")
+    sides = ("keyword", "keyword_bare", "semantic", "semantic_bare", "hybrid", "hybrid_bare")
     res: dict[str, list[float]] = {k: [] for k in sides}
     by_pos: dict[str, list[float]] = {f"{k}_{p}": [] for k in sides for p in ("first", "second")}
     statements_per_search: list[int] = []
@@ -235,6 +235,7 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
         by_pos[f"{side}_{pos}"].append(dt)
 
     async with pool.acquire() as conn:
+        sem_backend = PostgresBackend(conn, ef_search=hnsw[0], max_scan_tuples=hnsw[1])  # the half of a hybrid
         for query in queries:
             trace: list[tuple[str, list[Any]]] = []
             backend = PostgresBackend(conn, trace=trace)
@@ -265,8 +266,17 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
                     await conn.execute(hnsw_settings_sql(n_cand, *hnsw))
                     await conn.fetch(sem[0], *sem[1])
 
+            async def semantic_backend(vec: list[float] = vec) -> None:
+                await sem_backend.semantic(vec, emb.model, None, n_cand, settings.ariel.semantic_min_similarity)
+
+            async def semantic_bare(sem: tuple[str, list[Any]] = sem) -> None:
+                async with conn.transaction():
+                    await conn.execute(hnsw_settings_sql(n_cand, *hnsw))
+                    await conn.fetch(sem[0], *sem[1])
+
             pairs = [
                 (("keyword", keyword_backend), ("keyword_bare", keyword_bare)),
+                (("semantic", semantic_backend), ("semantic_bare", semantic_bare)),
                 (("hybrid", hybrid_backend), ("hybrid_bare", hybrid_bare)),
             ]
             for rep in range(reps):
@@ -284,7 +294,7 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
     for k, v in res.items():
         out[f"{k}_p50_ms"] = percentile(v, 50) * 1000
         out[f"{k}_p95_ms"] = percentile(v, 95) * 1000
-    for k in ("keyword", "hybrid"):
+    for k in ("keyword", "semantic", "hybrid"):
         out[f"{k}_p50_ratio"] = out[f"{k}_p50_ms"] / out[f"{k}_bare_p50_ms"]
         out[f"{k}_p95_ratio"] = out[f"{k}_p95_ms"] / out[f"{k}_bare_p95_ms"]
     for k, v in by_pos.items():
