@@ -320,10 +320,12 @@ async def embedding(pool: Any, index_memory_mb: int, index_workers: int) -> dict
     }
 
 
-async def recall(pool: Any, nq: int) -> dict[str, float]:
-    """Recall@10 and @30 of ``PostgresBackend.semantic`` (HNSW, the settings' ef_search) against
+async def recall(pool: Any, nq: int, ef_search: int | None = None) -> dict[str, float]:
+    """Recall@10 and @30 of ``PostgresBackend.semantic`` (HNSW; ``ef_search``, default the settings') against
     ``semantic_exact_sql`` over the benchmark's queries: strict and tie-aware (see the module docstring)."""
     settings = TernSettings()
+    if ef_search is not None:
+        settings.ariel.hnsw_ef_search = ef_search
     out: dict[str, float] = {}
     exact_s: list[float] = []
     async with pool.acquire() as conn:

@@ -168,13 +168,15 @@ async def embed_bulk(
     index_memory_mb: int = 1024,
     index_workers: int = 1,
     on_batch: Callable[[int], None] | None = None,
+    index_m: int = 16,
+    index_ef_construction: int = 64,
 ) -> BulkEmbedResult:
     """Embed every entry lacking a current vector of ``embedder.model`` the way a bulk import should: the
     model's HNSW index is dropped, the vectors are stored in id order (keyset paging, one COPY per batch),
-    then the index is built once (``store.build_vector_index`` with ``index_memory_mb`` and
-    ``index_workers``) and the table analysed. For a first import or a re-embed of most entries; for a few
-    new entries ``embed_pending`` keeps the index and is bounded per call. PostgreSQL backend only (a
-    separate index is fed by ``embed_pending``).
+    then the index is built once (``store.build_vector_index`` with ``index_memory_mb``,
+    ``index_workers``, ``index_m`` and ``index_ef_construction``) and the table analysed. For a first
+    import or a re-embed of most entries; for a few new entries ``embed_pending`` keeps the index and is
+    bounded per call. PostgreSQL backend only (a separate index is fed by ``embed_pending``).
 
     Meanwhile semantic search still answers, by exact scan (slow at scale). If the process dies before the
     build, the table stays without index until ``embed_bulk`` runs again (it resumes where it stopped, then
@@ -194,7 +196,9 @@ async def embed_bulk(
             if on_batch:
                 on_batch(done)
         embed_s = time.perf_counter() - t
-        build_s = await store.build_vector_index(conn, table, index_memory_mb, index_workers)
+        build_s = await store.build_vector_index(
+            conn, table, index_memory_mb, index_workers, index_m, index_ef_construction
+        )
         await conn.execute(f"ANALYZE {table}")
     return BulkEmbedResult(embedded=done, table=table, embed_s=embed_s, index_build_s=build_s)
 
