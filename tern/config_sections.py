@@ -362,8 +362,8 @@ class ArielSettings(_Section):
         ge=10,
         le=1000,
         description="PostgreSQL semantic search: pgvector hnsw.ef_search, the HNSW candidate list (entries; at "
-        "least twice the result count is used). 200 gives recall@10 >= 0.98 against exact search at 100,000 "
-        "entries (benchmarks/README.md, Scale).",
+        "least twice the result count is used). At 200, tie-aware recall@10 against exact search was 0.91 to "
+        "0.99 at 100,000 entries, depending on the graph build (benchmarks/README.md, Scale).",
     )
     hnsw_max_scan_tuples: int = Field(
         20_000,
