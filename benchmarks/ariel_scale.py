@@ -317,6 +317,8 @@ async def embedding(pool: Any, index_memory_mb: int, index_workers: int) -> dict
         "hnsw_build_s": r.index_build_s,
         "index_memory_mb": index_memory_mb,
         "index_workers": index_workers,
+        "hnsw_m": store.HNSW_M,
+        "hnsw_ef_construction": store.HNSW_EF_CONSTRUCTION,
     }
 
 

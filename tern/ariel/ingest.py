@@ -168,8 +168,8 @@ async def embed_bulk(
     index_memory_mb: int = 1024,
     index_workers: int = 1,
     on_batch: Callable[[int], None] | None = None,
-    index_m: int = 16,
-    index_ef_construction: int = 64,
+    index_m: int = store.HNSW_M,
+    index_ef_construction: int = store.HNSW_EF_CONSTRUCTION,
 ) -> BulkEmbedResult:
     """Embed every entry lacking a current vector of ``embedder.model`` the way a bulk import should: the
     model's HNSW index is dropped, the vectors are stored in id order (keyset paging, one COPY per batch),
