@@ -190,8 +190,8 @@ def semantic_sql(
     with an OFFSET is not pulled up: ``simplify_EXISTS_query`` in src/backend/optimizer/plan/subselect.c),
     so the condition stays a filter of the index scan, which is what pgvector's iterative scan continues
     past (pgvector README, "Iterative Index Scans"). The limit is written into the statement: as a
-    parameter, the generic plan that a prepared statement settles on after five executions assumes a limit
-    of 10% of the rows, for which sorting every distance looks cheaper than the index."""
+    parameter, the generic plan that a prepared statement may settle on after five executions would be
+    costed for PostgreSQL's guess of 10% of the rows, for which sorting every distance looks cheaper."""
     fsql, fargs = filter_sql(filters, 2)
     sql = f"""
 WITH nn AS MATERIALIZED (
