@@ -6,7 +6,14 @@ the bare SQL the backend runs.
    indexes: (a) bare ``COPY`` of the prepared rows; (b) ``store.upsert_entries`` (COPY into a temp table +
    ``INSERT ... ON CONFLICT``) from ``LogbookEntry`` objects; (c) the whole pipeline from an ALS JSONL file
    (parse, validate, upsert) through ``ingest_source``. Throughput (entries/s) and the fraction of (a).
-3. Search latency p50/p95 over Q queries x R repetitions: keyword via ``PostgresBackend.keyword`` against the
+3. Vectors for semantic and hybrid search through the bulk path (``ingest.embed_bulk``: HNSW index dropped,
+   vectors stored, index built once): embedding and index build times.
+4. Recall@10 (and @30, the candidates of a hybrid search) of the backend's HNSW semantic search against the
+   exact search (``semantic_exact_sql``, every distance computed), over the benchmark's queries; strict (the
+   same ids) and tie-aware (a hit counts when its distance is no larger than the k-th exact one: the
+   hashing vectors of similar entries often have equal distances, and which of the tied entries is listed is
+   arbitrary).
+5. Search latency p50/p95 over Q queries x R repetitions: keyword via ``PostgresBackend.keyword`` against the
    same statements executed bare (captured with the backend's trace); hybrid via ``ArielService.search``
    against the keyword statements plus the pgvector statement executed bare on one connection. Backend and
    bare alternate at going first (see ``latency``). The vectors
@@ -14,7 +21,10 @@ the bare SQL the backend runs.
    the SQL does not depend on what the vectors mean, and embedding 100,000 entries with the real model
    would take most of an hour on 2 cores.
 
-Run: ``.venv/bin/python -m benchmarks.ariel_scale [--entries 100000] [--json out.json]``.
+6. Disk: ``pg_total_relation_size`` of the entries and the embeddings tables, and of the HNSW index.
+
+Run: ``.venv/bin/python -m benchmarks.ariel_scale [--entries 100000] [--json out.json]``; the JSON file is
+rewritten after each phase, so a long run that is stopped keeps what it measured.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import json
 import random
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,9 +43,9 @@ from typing import Any
 from benchmarks._common import embedded_postgres, percentile
 from tern.ariel import store
 from tern.ariel.adapters import AdapterOptions
-from tern.ariel.backends.postgres import PostgresBackend, semantic_sql
+from tern.ariel.backends.postgres import PostgresBackend, hnsw_settings_sql, semantic_exact_sql, semantic_sql
 from tern.ariel.embeddings import HashingTestEmbedder
-from tern.ariel.ingest import embed_pending, ingest_source
+from tern.ariel.ingest import embed_bulk, ingest_source
 from tern.ariel.models import LogbookEntry
 from tern.ariel.service import ArielService
 from tern.config import TernSettings
@@ -138,41 +148,52 @@ async def _reset(conn: Any) -> None:
     await conn.execute("VACUUM ANALYZE ariel_entries")
 
 
-async def ingestion(pool: Any, entries: list[LogbookEntry]) -> dict[str, float]:
-    rows = [store.entry_row(e) for e in entries]
-    cols = list(store.ENTRY_COLUMNS)
+INGEST_PATHS = ("copy", "upsert", "pipeline")
+
+
+async def ingestion(pool: Any, entries: list[LogbookEntry], paths: Sequence[str] = INGEST_PATHS) -> dict[str, float]:
+    """Each of ``paths`` (in ``INGEST_PATHS`` order) into an emptied table; the last one's rows stay for the
+    search phases. Throughput and, with ``copy``, the fraction of it."""
     n = len(entries)
-    async with pool.acquire() as conn:
-        await _reset(conn)
-        t = time.perf_counter()
-        for i in range(0, n, BATCH):
-            await conn.copy_records_to_table("ariel_entries", records=rows[i : i + BATCH], columns=cols)
-        bare = time.perf_counter() - t
-        await _reset(conn)
-        t = time.perf_counter()
-        for i in range(0, n, BATCH):
-            await store.upsert_entries(conn, entries[i : i + BATCH])
-        ours = time.perf_counter() - t
-        assert await conn.fetchval("SELECT count(*) FROM ariel_entries") == n
-        await _reset(conn)
-    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
-        f.write("\n".join(als_line(e) for e in entries) + "\n")
-    t = time.perf_counter()
-    counts, bad = await ingest_source(pool, "als", f.name, AdapterOptions(), page_size=BATCH)
-    pipeline = time.perf_counter() - t
-    await asyncio.to_thread(Path(f.name).unlink)
-    assert counts.added == n and not bad
-    return {
-        "entries": n,
-        "bare_copy_s": bare,
-        "upsert_s": ours,
-        "pipeline_s": pipeline,
-        "bare_copy_per_s": n / bare,
-        "upsert_per_s": n / ours,
-        "pipeline_per_s": n / pipeline,
-        "upsert_fraction_of_copy": bare / ours,
-        "pipeline_fraction_of_copy": bare / pipeline,
-    }
+    out: dict[str, float] = {"entries": n}
+    secs: dict[str, float] = {}
+    for path in (p for p in INGEST_PATHS if p in paths):
+        async with pool.acquire() as conn:
+            await _reset(conn)
+        if path == "copy":
+            rows = [store.entry_row(e) for e in entries]
+            async with pool.acquire() as conn:
+                t = time.perf_counter()
+                for i in range(0, n, BATCH):
+                    await conn.copy_records_to_table(
+                        "ariel_entries", records=rows[i : i + BATCH], columns=list(store.ENTRY_COLUMNS)
+                    )
+                secs[path] = time.perf_counter() - t
+            del rows
+        elif path == "upsert":
+            async with pool.acquire() as conn:
+                t = time.perf_counter()
+                for i in range(0, n, BATCH):
+                    await store.upsert_entries(conn, entries[i : i + BATCH])
+                secs[path] = time.perf_counter() - t
+                await store.refresh_statistics(conn)
+        else:
+            with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+                f.write("\n".join(als_line(e) for e in entries) + "\n")
+            t = time.perf_counter()
+            counts, bad = await ingest_source(pool, "als", f.name, AdapterOptions(), page_size=BATCH)
+            secs[path] = time.perf_counter() - t
+            await asyncio.to_thread(Path(f.name).unlink)
+            assert counts.added == n and not bad
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM ariel_entries") == n
+    names = {"copy": "bare_copy", "upsert": "upsert", "pipeline": "pipeline"}
+    for path, sec in secs.items():
+        out[f"{names[path]}_s"] = sec
+        out[f"{names[path]}_per_s"] = n / sec
+        if "copy" in secs and path != "copy":
+            out[f"{names[path]}_fraction_of_copy"] = secs["copy"] / sec
+    return out
 
 
 def _queries(q: int, seed: int = 11) -> list[str]:
@@ -192,19 +213,15 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
     shared_buffers holds) and pays for re-reading what that evicted; always running the backend first, as
     the first version of this benchmark did, charged that cost to the backend alone. The p50 of each side by
     position is reported too (``*_first_p50_ms``, ``*_second_p50_ms``) so that the effect can be seen."""
-    emb = HashingTestEmbedder(dim=384, model="bench-hashing-384")
-    t = time.perf_counter()
-    while (await embed_pending(pool, emb, batch_size=2000, max_batches=10)).processed:
-        pass
-    embed_s = time.perf_counter() - t
+    emb = EMBEDDER
     async with pool.acquire() as conn:
-        await conn.execute("VACUUM ANALYZE")
         table = await store.embedding_table(conn, emb.model)
     assert table is not None
     settings = TernSettings(ariel={"backend": "postgres", "embedding_provider": "none"}, llm={"provider": "none"})
     service = ArielService(settings, pool, embedder=emb, llm=None)
+    hnsw = (settings.ariel.hnsw_ef_search, settings.ariel.hnsw_max_scan_tuples)
     queries = _queries(nq)
-    sides = ("keyword", "keyword_bare", "hybrid", "hybrid_bare")
+    sides = ("keyword", "keyword_bare", "semantic", "semantic_bare", "hybrid", "hybrid_bare")
     res: dict[str, list[float]] = {k: [] for k in sides}
     by_pos: dict[str, list[float]] = {f"{k}_{p}": [] for k in sides for p in ("first", "second")}
     statements_per_search: list[int] = []
@@ -218,6 +235,7 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
         by_pos[f"{side}_{pos}"].append(dt)
 
     async with pool.acquire() as conn:
+        sem_backend = PostgresBackend(conn, ef_search=hnsw[0], max_scan_tuples=hnsw[1])  # the half of a hybrid
         for query in queries:
             trace: list[tuple[str, list[Any]]] = []
             backend = PostgresBackend(conn, trace=trace)
@@ -227,7 +245,7 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
             hyb_trace: list[tuple[str, list[Any]]] = []
             await PostgresBackend(conn, trace=hyb_trace).keyword(query, limit=n_cand)
             [vec] = await emb.embed([query])
-            sem = semantic_sql(table, vec, None, n_cand, settings.ariel.semantic_min_similarity)
+            sem = semantic_sql(table, vec, None, n_cand)
 
             async def keyword_backend(query: str = query, backend: PostgresBackend = backend) -> None:
                 await backend.keyword(query, limit=limit)
@@ -245,14 +263,20 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
                 for sql, args in hyb_trace:
                     await conn.fetch(sql, *args)
                 async with conn.transaction():
-                    await conn.execute(
-                        f"SET LOCAL hnsw.ef_search = {max(40, 2 * n_cand)}; "
-                        "SET LOCAL hnsw.iterative_scan = relaxed_order"
-                    )
+                    await conn.execute(hnsw_settings_sql(n_cand, *hnsw))
+                    await conn.fetch(sem[0], *sem[1])
+
+            async def semantic_backend(vec: list[float] = vec) -> None:
+                await sem_backend.semantic(vec, emb.model, None, n_cand, settings.ariel.semantic_min_similarity)
+
+            async def semantic_bare(sem: tuple[str, list[Any]] = sem) -> None:
+                async with conn.transaction():
+                    await conn.execute(hnsw_settings_sql(n_cand, *hnsw))
                     await conn.fetch(sem[0], *sem[1])
 
             pairs = [
                 (("keyword", keyword_backend), ("keyword_bare", keyword_bare)),
+                (("semantic", semantic_backend), ("semantic_bare", semantic_bare)),
                 (("hybrid", hybrid_backend), ("hybrid_bare", hybrid_bare)),
             ]
             for rep in range(reps):
@@ -263,13 +287,14 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
     out: dict[str, float] = {
         "queries": nq,
         "repetitions": reps,
-        "embed_hashing_s": embed_s,
+        "hnsw_ef_search": hnsw[0],
+        "hnsw_max_scan_tuples": hnsw[1],
         "keyword_statements_per_search_max": max(statements_per_search),
     }
     for k, v in res.items():
         out[f"{k}_p50_ms"] = percentile(v, 50) * 1000
         out[f"{k}_p95_ms"] = percentile(v, 95) * 1000
-    for k in ("keyword", "hybrid"):
+    for k in ("keyword", "semantic", "hybrid"):
         out[f"{k}_p50_ratio"] = out[f"{k}_p50_ms"] / out[f"{k}_bare_p50_ms"]
         out[f"{k}_p95_ratio"] = out[f"{k}_p95_ms"] / out[f"{k}_bare_p95_ms"]
     for k, v in by_pos.items():
@@ -277,17 +302,103 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
     return out
 
 
-async def run(dsn: str, n: int, reps: int, nq: int) -> dict[str, Any]:
+EMBEDDER = HashingTestEmbedder(dim=384, model="bench-hashing-384")
+
+
+async def embedding(pool: Any, index_memory_mb: int, index_workers: int) -> dict[str, float]:
+    """Vectors for every entry through the bulk path (``embed_bulk``), then ``VACUUM ANALYZE``."""
+    r = await embed_bulk(pool, EMBEDDER, batch_size=2000, index_memory_mb=index_memory_mb, index_workers=index_workers)
+    async with pool.acquire() as conn:
+        await conn.execute("VACUUM ANALYZE")
+    return {
+        "embedded": r.embedded,
+        "embed_and_store_s": r.embed_s,
+        "embed_and_store_per_s": r.embedded / r.embed_s if r.embed_s else 0.0,
+        "hnsw_build_s": r.index_build_s,
+        "index_memory_mb": index_memory_mb,
+        "index_workers": index_workers,
+        "hnsw_m": store.HNSW_M,
+        "hnsw_ef_construction": store.HNSW_EF_CONSTRUCTION,
+    }
+
+
+async def recall(pool: Any, nq: int, ef_search: int | None = None) -> dict[str, float]:
+    """Recall@10 and @30 of ``PostgresBackend.semantic`` (HNSW; ``ef_search``, default the settings') against
+    ``semantic_exact_sql`` over the benchmark's queries: strict and tie-aware (see the module docstring)."""
+    settings = TernSettings()
+    if ef_search is not None:
+        settings.ariel.hnsw_ef_search = ef_search
+    out: dict[str, float] = {}
+    exact_s: list[float] = []
+    async with pool.acquire() as conn:
+        table = await store.embedding_table(conn, EMBEDDER.model)
+        assert table is not None
+        backend = PostgresBackend(
+            conn, ef_search=settings.ariel.hnsw_ef_search, max_scan_tuples=settings.ariel.hnsw_max_scan_tuples
+        )
+        for k in (10, 30):
+            strict, tie = [], []
+            for query in _queries(nq):
+                [vec] = await EMBEDDER.embed([query])
+                t = time.perf_counter()
+                sql, sql_args = semantic_exact_sql(table, vec, None, k)
+                exact = await conn.fetch(sql, *sql_args)
+                exact_s.append(time.perf_counter() - t)
+                hits = await backend.semantic(vec, EMBEDDER.model, limit=k, min_similarity=-1.0) or []
+                kth = min(float(r["score"]) for r in exact)
+                strict.append(len({r["entry_id"] for r in exact} & {h.entry_id for h in hits}) / k)
+                tie.append(min(k, sum(1 for h in hits if h.score >= kth - 1e-6)) / k)
+            out[f"recall_at_{k}"] = sum(strict) / len(strict)
+            out[f"recall_at_{k}_tie_aware"] = sum(tie) / len(tie)
+            out[f"recall_at_{k}_tie_aware_min"] = min(tie)
+    out["exact_search_p50_ms"] = percentile(exact_s, 50) * 1000
+    return out
+
+
+async def disk(pool: Any) -> dict[str, int]:
+    """Bytes on disk: entries table (with its indexes and TOAST), embeddings table, its HNSW index, database."""
+    async with pool.acquire() as conn:
+        table = await store.embedding_table(conn, EMBEDDER.model)
+        return {
+            "entries_table_bytes": await conn.fetchval("SELECT pg_total_relation_size('ariel_entries')"),
+            "embeddings_table_bytes": await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table),
+            "hnsw_index_bytes": await conn.fetchval("SELECT pg_relation_size($1::regclass)", f"{table}_hnsw"),
+            "database_bytes": await conn.fetchval("SELECT pg_database_size(current_database())"),
+        }
+
+
+async def run(
+    dsn: str,
+    n: int,
+    reps: int,
+    nq: int,
+    index_memory_mb: int,
+    out: Path | None = None,
+    ingest_paths: Sequence[str] = INGEST_PATHS,
+) -> dict[str, Any]:
+    """All phases; ``out`` is rewritten with the figures so far after each one."""
+    figures: dict[str, Any] = {"entries": n}
+
+    def save(phase: str, value: Any) -> None:
+        figures[phase] = value
+        print(json.dumps({phase: value}), flush=True)
+        if out is not None:
+            out.write_text(json.dumps(figures, indent=2))
+
     pool = await create_pool(dsn, max_size=4)
     try:
         t = time.perf_counter()
         entries = synthetic_entries(n)
-        gen_s = time.perf_counter() - t
-        ing = await ingestion(pool, entries)
-        lat = await latency(pool, reps, nq)
+        save("generate_s", time.perf_counter() - t)
+        save("ingestion", await ingestion(pool, entries, ingest_paths))
+        del entries
+        save("embedding", await embedding(pool, index_memory_mb, index_workers=1))
+        save("disk", await disk(pool))
+        save("recall", await recall(pool, nq))
+        save("latency", await latency(pool, reps, nq))
     finally:
         await pool.close()
-    return {"generate_s": gen_s, "ingestion": ing, "latency": lat}
+    return figures
 
 
 def main() -> None:
@@ -295,13 +406,26 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument(
+        "--index-memory-mb",
+        type=int,
+        default=None,
+        help="maintenance_work_mem of the HNSW build, MB (default: 2.5 KB per entry, at least 1024)",
+    )
+    ap.add_argument(
+        "--ingest",
+        default=",".join(INGEST_PATHS),
+        help="ingestion paths to time, comma-separated, of: copy, upsert, pipeline (the last one's rows are searched)",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    paths = [p.strip() for p in args.ingest.split(",") if p.strip()]
+    if not paths or set(paths) - set(INGEST_PATHS):
+        ap.error(f"--ingest: choose from {', '.join(INGEST_PATHS)}")
+    memory = args.index_memory_mb or max(1024, args.entries * 25 // 10_000)
     with embedded_postgres() as pg:
-        figures = asyncio.run(run(pg.dsn, args.entries, args.reps, args.queries))
+        figures = asyncio.run(run(pg.dsn, args.entries, args.reps, args.queries, memory, args.json, paths))
     print(json.dumps(figures, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -169,7 +169,7 @@ async def _ingest_via_workflow(settings: TernSettings, req: IngestionRequest, sh
 
 async def _ingest_direct(settings: TernSettings, req: IngestionRequest, show: bool) -> IngestionResult:
     from tern.ariel.adapters import AdapterError, SourceUnavailable
-    from tern.ariel.ingest import adapter_options, embed_pending, ingest_source
+    from tern.ariel.ingest import adapter_options, embed_all, ingest_source
     from tern.ariel.service import configured_embedder, make_backend
     from tern.models.ariel import IngestionResult
 
@@ -200,8 +200,7 @@ async def _ingest_direct(settings: TernSettings, req: IngestionRequest, show: bo
                     notices.append("embeddings: no embedding provider is configured")
                 else:
                     bar.update(task, description="embedding")
-                    while (r := await embed_pending(pool, emb, backend=backend)).processed or r.indexed:
-                        embedded += r.processed
+                    embedded = await embed_all(pool, emb, backend=backend)
         return IngestionResult(
             run_key="direct", counts=counts, bad_records=bad[:50], embedded=embedded, notices=notices
         )

@@ -10,6 +10,7 @@ what it changed, read back from PostgreSQL, and what the index has not acknowled
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
@@ -23,7 +24,7 @@ from tern.ariel.indexing import IndexCounts, drain, pending_count, push_entries,
 from tern.ariel.models import LogbookEntry
 from tern.config import TernSettings
 from tern.llm import ChatMessage, ChatProvider, LLMError
-from tern.models.ariel import BadRecordInfo, EnhanceResult, PageResult, UpsertCounts
+from tern.models.ariel import BadRecordInfo, BulkEmbedResult, EnhanceResult, PageResult, UpsertCounts
 
 
 def adapter_options(settings: TernSettings, **overrides: object) -> AdapterOptions:
@@ -158,6 +159,81 @@ async def embed_pending(
     return EnhanceResult(
         kind="embeddings", processed=done, remaining=remaining, indexed=pushed.indexed, index_failed=pushed.failed
     )
+
+
+async def embed_bulk(
+    pool: asyncpg.Pool,
+    embedder: EmbeddingProvider,
+    batch_size: int = 2000,
+    index_memory_mb: int = 1024,
+    index_workers: int = 1,
+    on_batch: Callable[[int], None] | None = None,
+    index_m: int = store.HNSW_M,
+    index_ef_construction: int = store.HNSW_EF_CONSTRUCTION,
+) -> BulkEmbedResult:
+    """Embed every entry lacking a current vector of ``embedder.model`` the way a bulk import should: the
+    model's HNSW index is dropped, the vectors are stored in id order (keyset paging, one COPY per batch),
+    then the index is built once (``store.build_vector_index`` with ``index_memory_mb``,
+    ``index_workers``, ``index_m`` and ``index_ef_construction``) and the table analysed. For a first
+    import or a re-embed of most entries; for a few new entries ``embed_pending`` keeps the index and is
+    bounded per call. PostgreSQL backend only (a separate index is fed by ``embed_pending``).
+
+    Meanwhile semantic search still answers, by exact scan (slow at scale). If the process dies before the
+    build, the table stays without index until ``embed_bulk`` runs again (it resumes where it stopped, then
+    builds the index). Raises ``EmbeddingError`` when the provider fails.
+    """
+    async with pool.acquire() as conn:
+        table = await store.embedding_table(conn, embedder.model, embedder.dim)
+        assert table is not None
+        await store.drop_vector_index(conn, table)
+        done, after = 0, ""
+        t = time.perf_counter()
+        while batch := await store.pending_embeddings(conn, table, batch_size, after):
+            vectors = await embedder.embed([e.embedding_text() for e in batch])
+            await store.store_embeddings(conn, table, batch, vectors)
+            done += len(batch)
+            after = batch[-1].entry_id
+            if on_batch:
+                on_batch(done)
+        embed_s = time.perf_counter() - t
+        build_s = await store.build_vector_index(
+            conn, table, index_memory_mb, index_workers, index_m, index_ef_construction
+        )
+        await conn.execute(f"ANALYZE {table}")
+    return BulkEmbedResult(embedded=done, table=table, embed_s=embed_s, index_build_s=build_s)
+
+
+BULK_EMBED_MIN_PENDING = 10_000  # embed_all: from this many pending entries on, the bulk path (entries)
+
+
+async def embed_all(
+    pool: asyncpg.Pool,
+    embedder: EmbeddingProvider,
+    backend: SearchBackend | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Embed every entry lacking a current vector of ``embedder.model``; returns how many were embedded.
+
+    With PostgreSQL as the index (``backend`` None) and at least ``BULK_EMBED_MIN_PENDING`` entries pending,
+    through ``embed_bulk`` (index dropped and built once, ``maintenance_work_mem`` sized to the table: about
+    4 bytes per dimension plus 1 KB of graph per vector, at least 1 GB, at most 8 GB); otherwise
+    ``embed_pending`` until nothing is left (the index is updated as vectors arrive). Raises what those raise.
+    """
+    if backend is None:
+        async with pool.acquire() as conn:
+            table = await store.embedding_table(conn, embedder.model, embedder.dim)
+            assert table is not None
+            pending = await store.count_pending_embeddings(conn, table)
+            total = await store.count_entries(conn)
+        if pending >= BULK_EMBED_MIN_PENDING:
+            memory_mb = min(8192, max(1024, total * (4 * embedder.dim + 1024) // 2**20))
+            return (await embed_bulk(pool, embedder, index_memory_mb=memory_mb, on_batch=on_batch)).embedded
+    done = 0
+    while (r := await embed_pending(pool, embedder, backend=backend)).processed or r.indexed:
+        done += r.processed
+        if on_batch:
+            on_batch(done)
+    return done
 
 
 SUMMARY_PROMPT = (

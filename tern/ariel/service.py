@@ -46,7 +46,9 @@ def make_backend(settings: TernSettings, db: asyncpg.Pool | store.Conn) -> Searc
         from tern.ariel.backends.opensearch import OpenSearchBackend
 
         return OpenSearchBackend.from_settings(settings)
-    return PostgresBackend(db)
+    return PostgresBackend(
+        db, ef_search=settings.ariel.hnsw_ef_search, max_scan_tuples=settings.ariel.hnsw_max_scan_tuples
+    )
 
 
 class ArielService:

@@ -54,6 +54,16 @@ class PageResult(BaseModel):
     """Entries a separate search index (OpenSearch) refused; they stay pending and are pushed again later."""
 
 
+class BulkEmbedResult(BaseModel):
+    """``tern.ariel.ingest.embed_bulk``: entries embedded, the embeddings table, seconds spent embedding and
+    storing, and building the HNSW index afterwards."""
+
+    embedded: int
+    table: str
+    embed_s: float
+    index_build_s: float
+
+
 class EnhanceResult(BaseModel):
     """One enhancement step: entries processed now, failures, how many are still pending (enhancement, and with
     a separate search index also what it has not acknowledged), and why nothing was done when enhancement is

@@ -10,8 +10,9 @@ the saturated weighted term frequency tf / (tf + k1), k1 = 1.2, no length normal
 frequencies come from the planner statistics that ANALYZE keeps for the ``search`` column, so they cost
 nothing to maintain and no extra round trip (see ``_TERMS_CTE``).
 
-Semantic ranking is cosine similarity ``1 - (a <=> b)`` on the model's HNSW index, with pgvector's iterative
-scan so that filters do not starve the result.
+Semantic ranking is cosine similarity ``1 - (a <=> b)`` on the model's HNSW index (``semantic_sql``), with
+pgvector's iterative scan so that filters do not starve the result; when a search still finds fewer than it
+asked for, the exact search over the filtered entries (``semantic_exact_sql``) answers instead.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tern.models import LogbookHit
 
 TRIGRAM_THRESHOLD = 0.4  # pg_trgm word_similarity threshold of the typo fallback (0..1)
 BM25_K1 = 1.2  # BM25 term-frequency saturation: the usual default (Robertson and Zaragoza 2009: 1.2 to 2.0)
+EXACT_SEARCH_BELOW = 2000  # filtered semantic search: fewer entries pass the filters -> exact search (entries)
 UNSEEN_LEXEME_FREQ = 0.005  # the most an unlisted lexeme's share of entries is assumed to be (see _TERMS_CTE)
 _HEADLINE_TEXT = 'StartSel=**,StopSel=**,MaxFragments=2,MaxWords=25,MinWords=8,FragmentDelimiter=" ... "'
 _HEADLINE_TITLE = "StartSel=**,StopSel=**,HighlightAll=true"
@@ -173,22 +175,74 @@ FROM ariel_entries e WHERE true{fsql} ORDER BY e.ts DESC LIMIT $1"""
 
 
 def semantic_sql(
-    table: str, vector: Sequence[float], filters: SearchFilters | None, limit: int, min_similarity: float
+    table: str, vector: Sequence[float], filters: SearchFilters | None, limit: int
 ) -> tuple[str, list[Any]]:
-    """Nearest neighbours by cosine distance on ``table``'s HNSW index, re-sorted (iterative scans return
-    results in relaxed order) and cut at ``min_similarity``."""
-    fsql, fargs = filter_sql(filters, 4)
+    """Approximate nearest neighbours by cosine distance on ``table``'s HNSW index, nearest first (the
+    iterative scan returns them in relaxed order; the outer ORDER BY re-sorts). ``score`` is the cosine
+    similarity; the caller applies any minimum.
+
+    The scan reads the embeddings table alone, and whether a vector is current (its ``content_hash`` is the
+    entry's) and passes the filters is asked of each vector it yields, by a correlated ``EXISTS``. Written as a
+    join, as before, the planner estimated the two equality conditions (``entry_id`` and ``content_hash``)
+    as independent and expected about one matching row: it then read both tables whole by merge join and
+    sorted every distance, an exact search of ~150 ms at 100,000 entries x 384 dims that never touched the
+    HNSW index. The ``OFFSET 0`` keeps PostgreSQL from turning the ``EXISTS`` into that join (a sublink
+    with an OFFSET is not pulled up: ``simplify_EXISTS_query`` in src/backend/optimizer/plan/subselect.c),
+    so the condition stays a filter of the index scan, which is what pgvector's iterative scan continues
+    past (pgvector README, "Iterative Index Scans"). The limit is written into the statement: as a
+    parameter, the generic plan that a prepared statement may settle on after five executions would be
+    costed for PostgreSQL's guess of 10% of the rows, for which sorting every distance looks cheaper."""
+    fsql, fargs = filter_sql(filters, 2)
     sql = f"""
 WITH nn AS MATERIALIZED (
-    SELECT e.entry_id, e.title, e.author, e.ts, left(e.raw_text, 200) AS snippet,
-           1 - (v.embedding <=> $1::vector) AS score
-    FROM {table} v JOIN ariel_entries e USING (entry_id)
-    WHERE v.content_hash = e.content_hash{fsql}
+    SELECT v.entry_id, v.embedding <=> $1::vector AS distance
+    FROM {table} v
+    WHERE EXISTS (SELECT FROM ariel_entries e
+                  WHERE e.entry_id = v.entry_id AND e.content_hash = v.content_hash{fsql} OFFSET 0)
     ORDER BY v.embedding <=> $1::vector
-    LIMIT $2)
-SELECT entry_id, title, author, ts, score, title AS title_hl, snippet FROM nn
-WHERE score >= $3 ORDER BY score DESC"""
-    return sql, [store.vector_literal(vector), limit, min_similarity, *fargs]
+    LIMIT {int(limit)})
+SELECT e.entry_id, e.title, e.author, e.ts, 1 - nn.distance AS score, e.title AS title_hl,
+       left(e.raw_text, 200) AS snippet
+FROM nn JOIN ariel_entries e USING (entry_id)
+ORDER BY nn.distance, e.entry_id"""
+    return sql, [store.vector_literal(vector), *fargs]
+
+
+def semantic_exact_sql(
+    table: str, vector: Sequence[float], filters: SearchFilters | None, limit: int
+) -> tuple[str, list[Any]]:
+    """Exact nearest neighbours among the current vectors of the entries that pass ``filters``: every distance
+    computed and sorted, never the HNSW index (``+ 0`` makes the sort key an expression the index cannot
+    order by). Same columns and order as ``semantic_sql``; the recall reference of the scale benchmark."""
+    fsql, fargs = filter_sql(filters, 2)
+    sql = f"""
+SELECT e.entry_id, e.title, e.author, e.ts, 1 - (v.embedding <=> $1::vector) AS score, e.title AS title_hl,
+       left(e.raw_text, 200) AS snippet
+FROM {table} v JOIN ariel_entries e USING (entry_id)
+WHERE v.content_hash = e.content_hash{fsql}
+ORDER BY (v.embedding <=> $1::vector) + 0, e.entry_id
+LIMIT {int(limit)}"""
+    return sql, [store.vector_literal(vector), *fargs]
+
+
+def filtered_count_sql(filters: SearchFilters | None) -> tuple[str, list[Any]] | None:
+    """How many entries pass ``filters``, counted up to ``EXACT_SEARCH_BELOW`` (the scan stops there); None
+    without filters."""
+    fsql, fargs = filter_sql(filters, 1)
+    if not fsql:
+        return None
+    sql = f"SELECT count(*) FROM (SELECT FROM ariel_entries e WHERE true{fsql} LIMIT {EXACT_SEARCH_BELOW}) AS f"
+    return sql, fargs
+
+
+def hnsw_settings_sql(limit: int, ef_search: int, max_scan_tuples: int) -> str:
+    """The ``SET LOCAL`` statements of one semantic search: ``hnsw.ef_search`` (at least twice ``limit``,
+    at most pgvector's 1000), relaxed-order iterative scan, ``hnsw.max_scan_tuples``."""
+    ef = max(int(ef_search), min(1000, 2 * int(limit)))
+    return (
+        f"SET LOCAL hnsw.ef_search = {min(1000, ef)}; SET LOCAL hnsw.iterative_scan = relaxed_order; "
+        f"SET LOCAL hnsw.max_scan_tuples = {int(max_scan_tuples)}"
+    )
 
 
 def _hits(rows: Sequence[asyncpg.Record]) -> list[LogbookHit]:
@@ -217,14 +271,24 @@ class PostgresBackend:
     Args:
         db: an asyncpg pool (hybrid search then runs its two queries on two connections) or one connection.
         trace: when a list, every statement run is appended as ``(sql, args)`` (benchmarks replay them bare).
+        ef_search: pgvector ``hnsw.ef_search`` of semantic search (candidates; settings ``ariel.hnsw_ef_search``).
+        max_scan_tuples: pgvector ``hnsw.max_scan_tuples`` (vectors; ``ariel.hnsw_max_scan_tuples``).
     """
 
     name = "postgres"
     separate_index = False  # the storage of record is the index
 
-    def __init__(self, db: asyncpg.Pool | store.Conn, trace: list[tuple[str, list[Any]]] | None = None):
+    def __init__(
+        self,
+        db: asyncpg.Pool | store.Conn,
+        trace: list[tuple[str, list[Any]]] | None = None,
+        ef_search: int = 200,
+        max_scan_tuples: int = 20_000,
+    ):
         self.db = db
         self.trace = trace
+        self.ef_search = ef_search
+        self.max_scan_tuples = max_scan_tuples
         self._tables: dict[str, str] = {}  # model -> embeddings table; a registered model keeps its table
 
     @asynccontextmanager
@@ -257,29 +321,39 @@ class PostgresBackend:
         limit: int = 10,
         min_similarity: float = 0.0,
     ) -> list[LogbookHit] | None:
-        """Cosine-similarity search; None when ``model`` has no embeddings stored.
+        """Cosine-similarity search, nearest first, hits below ``min_similarity`` dropped; None when ``model``
+        has no embeddings stored.
 
-        The model's table name is looked up once per backend (a registered model keeps its table); whether
-        the table holds any vector is asked only when the search finds nothing.
+        The HNSW search (``semantic_sql``) runs with ``hnsw_settings_sql``. With filters that fewer than
+        ``EXACT_SEARCH_BELOW`` entries pass (``filtered_count_sql``, one more round trip), the exact search
+        (``semantic_exact_sql``) runs instead: computing their distances is cheaper than an iterative scan
+        that rejects nearly every vector it visits. When the HNSW search yields fewer than ``limit`` entries
+        (more than ``max_scan_tuples`` vectors rejected), the exact search runs too, so a filtered search
+        returns every entry that passes its filters, up to ``limit``. The model's table name is looked up
+        once per backend (a registered model keeps its table); whether the table holds any vector is asked
+        only when the search finds nothing.
         """
         async with self._conn() as conn:
             table = self._tables.get(model) or await store.embedding_table(conn, model)
             if table is None:
                 return None
             try:
-                async with conn.transaction():
-                    await conn.execute(
-                        f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * limit))}; "
-                        "SET LOCAL hnsw.iterative_scan = relaxed_order"
-                    )
-                    rows = await self._fetch(conn, semantic_sql(table, vector, filters, limit, min_similarity))
+                count = filtered_count_sql(filters)
+                few = count is not None and (await self._fetch(conn, count))[0][0] < EXACT_SEARCH_BELOW
+                rows = []
+                if not few:
+                    async with conn.transaction():
+                        await conn.execute(hnsw_settings_sql(limit, self.ef_search, self.max_scan_tuples))
+                        rows = await self._fetch(conn, semantic_sql(table, vector, filters, limit))
+                if len(rows) < limit:
+                    rows = await self._fetch(conn, semantic_exact_sql(table, vector, filters, limit))
             except asyncpg.UndefinedTableError:  # dropped since it was looked up
                 self._tables.pop(model, None)
                 return None
             self._tables[model] = table
             if not rows and not await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):
                 return None
-            return _hits(rows)
+            return _hits([r for r in rows if r["score"] >= min_similarity])
 
     async def ensure_index(self, vectors: dict[str, int] | None = None) -> str:
         return "ariel_entries"  # made by the migrations; embedding tables on first use by enhancement
