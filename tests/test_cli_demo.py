@@ -80,6 +80,7 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_bac
         "archiver": "running",
         "worker": "running",
         "ariel": "running",
+        "triggers": "running",
     }
     assert status["embedding"]["loaded"] is True and status["embedding"]["stored_as"] == "all-MiniLM-L6-v2-int8"
     # tern ariel search goes through the stack's ARIEL API: hybrid, without loading the runtime in the CLI.

@@ -60,7 +60,7 @@ async def test_tern_up_with_matrix_approves_a_write_and_the_demo_from_the_contro
         assert up.returncode == 0, up.stderr[-3000:]
         states = {c["name"]: c["state"] for c in json.loads(up.stdout)["components"]}
         assert states == dict.fromkeys(
-            ("postgres", "temporal", "sim", "archiver", "worker", "ariel", "matrix", "bridge"), "running"
+            ("postgres", "temporal", "sim", "archiver", "worker", "ariel", "triggers", "matrix", "bridge"), "running"
         )
         creds = json.loads((data / "matrix" / "credentials.json").read_text())
         assert creds["homeserver"] == f"http://127.0.0.1:{env['TERN_MATRIX_PORT']}"
