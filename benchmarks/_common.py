@@ -1,12 +1,14 @@
-"""Benchmark helpers: a throwaway embedded PostgreSQL server and rank metrics."""
+"""Benchmark helpers: a throwaway embedded PostgreSQL server, rank metrics, and the JSON report."""
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tern.embedded.net import free_port
 from tern.embedded.postgres import EmbeddedPostgres
@@ -45,3 +47,13 @@ def percentile(values: Sequence[float], p: float) -> float:
     pos = (len(s) - 1) * p / 100
     lo, hi = math.floor(pos), math.ceil(pos)
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def print_report(report: dict[str, Any], path: Path | None) -> None:
+    """Print ``report`` as indented JSON and, when ``path`` is given, write the same text there (parent folders
+    made). Values JSON cannot encode (datetimes, paths) are written as their ``str``."""
+    text = json.dumps(report, indent=2, default=str)
+    print(text)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -40,7 +39,7 @@ from typing import Any
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():  # the workflow sandbox re-imports this module: no I/O modules inside
-    from benchmarks._common import percentile
+    from benchmarks._common import percentile, print_report
 
 READ = "SR:RF:CAVITY:01:POWER:REV"
 WRITES = [f"SR:MAG:HCM:{n:02d}:CURRENT:SP" for n in range(2, 30)]
@@ -271,10 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         report = asyncio.run(_main(a, Path(tmp)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if a.json:
-        a.json.write_text(text + "\n")
+    print_report(report, a.json)
     return 0
 
 

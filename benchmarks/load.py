@@ -59,7 +59,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks._common import percentile
+from benchmarks._common import percentile, print_report
 from benchmarks.fault_kit import FaultyLLM, PrivateDockerd, SecondWorker, sandbox_containers
 from tern.embedded.net import free_port
 
@@ -639,11 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    text = json.dumps(report, indent=2, default=str)
-    print(text)
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(text + "\n")
+    print_report(report, a.json)
     return 0 if report["ok"] else 1
 
 

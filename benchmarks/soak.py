@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import shutil
@@ -43,7 +42,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks._common import percentile
+from benchmarks._common import percentile, print_report
 from benchmarks.load import CHANNELS, CODE, READS, _drive, _environment
 
 WARMUP_S = 120.0  # the worker's steady-state slope leaves out its first 2 minutes: the soak saw spikes to 0.9 GB there
@@ -376,11 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         report = asyncio.run(_main(a, Path(tmp)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    text = json.dumps(report, indent=2, default=str)
-    print(text)
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(text + "\n")
+    print_report(report, a.json)
     return 0 if report["ok"] else 1
 
 

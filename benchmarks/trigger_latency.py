@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import embedded_postgres, percentile
+from benchmarks._common import embedded_postgres, percentile, print_report
 from tern.embedded.net import free_port
 
 CHANNEL = "SR:RF:CAVITY:01:POWER:REV"
@@ -166,10 +166,7 @@ def main() -> None:
     finally:
         sim.terminate()
         sim.wait(10)
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    print_report(out, args.json)
     os._exit(0)  # sdk-python issue 300: the Temporal client can crash at interpreter exit
 
 

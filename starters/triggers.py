@@ -23,6 +23,7 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleDescription,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -156,25 +157,27 @@ def _action_text(action: TriggerAction) -> str:
     return f"question: {action.question}" if action.question else f"plan: {action.plan_file or '(inline)'}"
 
 
-async def schedule_exists(client: Client, name: str) -> bool:
-    """Whether the schedule of trigger ``name`` exists (DescribeSchedule)."""
+async def _describe_schedule(client: Client, name: str) -> ScheduleDescription | None:
+    """DescribeSchedule of trigger ``name``'s schedule; None when it does not exist. Raises
+    :class:`TernUnavailable` for any other RPC error."""
     try:
-        await client.get_schedule_handle(schedule_id(name)).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise TernUnavailable(f"cannot describe schedule {schedule_id(name)}: {exc}") from exc
-    return True
-
-
-async def schedule_info(client: Client, name: str) -> TriggerInfo | None:
-    """The schedule trigger ``name`` as listed, or None when its schedule does not exist."""
-    try:
-        desc = await client.get_schedule_handle(schedule_id(name)).describe()
+        return await client.get_schedule_handle(schedule_id(name)).describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise TernUnavailable(f"cannot describe schedule {schedule_id(name)}: {exc}") from exc
+
+
+async def schedule_exists(client: Client, name: str) -> bool:
+    """Whether the schedule of trigger ``name`` exists (DescribeSchedule)."""
+    return await _describe_schedule(client, name) is not None
+
+
+async def schedule_info(client: Client, name: str) -> TriggerInfo | None:
+    """The schedule trigger ``name`` as listed, or None when its schedule does not exist."""
+    desc = await _describe_schedule(client, name)
+    if desc is None:
+        return None
     memo = (await desc.memo()).get(MEMO_KEY) or {}
     return TriggerInfo(
         name=name,

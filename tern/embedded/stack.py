@@ -405,23 +405,30 @@ class EmbeddedStack:
         proc = self._spawn("archiver", [sys.executable, "-m", "tern.archiver"], env)
         self._wait("archiver", proc, lambda: port_in_use(self.s.archiver.port), 180)
 
-    def _start_worker(self) -> None:
-        # The embedded worker talks only to the simulated accelerator on loopback, and may write to it.
-        env = {
+    def _run_starter_env(self) -> dict[str, str]:
+        """Environment of the processes that start and carry out runs (worker, trigger monitor): the stack's
+        PostgreSQL, the simulated accelerator on loopback only, the stack's Temporal and task queue, the limits."""
+        return {
             **self._child_env(),
-            "TERN_WRITES_ENABLED": "true",
             "TERN_CA_ADDR_LIST": "127.0.0.1",
             "TERN_CA_AUTO_ADDR_LIST": "false",
             "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
             "TERN_DATABASE_URL": self.s.dsn,
             "TERN_TEMPORAL_ADDRESS": self.s.temporal.address,
             # The standard TEMPORAL_* variables take precedence over TERN_TEMPORAL_* (worker/connection.py): pin
-            # them, so a shell set up for another cluster (address, TLS) does not lead the stack's worker away.
+            # them, so a shell set up for another cluster (address, TLS) does not lead the stack's processes away.
             "TEMPORAL_ADDRESS": self.s.temporal.address,
             "TEMPORAL_NAMESPACE": self.s.temporal.namespace,
             "TEMPORAL_TLS": "false",
             "TERN_TASK_QUEUE": self.s.temporal.task_queue,
             "TERN_LIMITS_PATH": str(self.s.control.limits_path),
+        }
+
+    def _start_worker(self) -> None:
+        # The embedded worker talks only to the simulated accelerator on loopback, and may write to it.
+        env = {
+            **self._run_starter_env(),
+            "TERN_WRITES_ENABLED": "true",
             "TERN_ARCHIVER_URL": self.s.archiver.base_url,
             "TERN_FACILITY_TIMEZONE": self.s.archiver.facility_timezone,
             "TERN_WORKER_HTTP_HOST": self.s.worker.http_host,
@@ -535,20 +542,7 @@ class EmbeddedStack:
         """The trigger monitor (``python -m starters.trigger_monitor``, spawned by module name so ``tern/``
         imports nothing above it): channel triggers over Channel Access on the simulated accelerator, runs
         started on the stack's Temporal."""
-        env = {
-            **self._child_env(),
-            "TERN_DATABASE_URL": self.s.dsn,
-            "TERN_CA_ADDR_LIST": "127.0.0.1",
-            "TERN_CA_AUTO_ADDR_LIST": "false",
-            "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
-            "TERN_TEMPORAL_ADDRESS": self.s.temporal.address,
-            "TEMPORAL_ADDRESS": self.s.temporal.address,
-            "TEMPORAL_NAMESPACE": self.s.temporal.namespace,
-            "TEMPORAL_TLS": "false",
-            "TERN_TASK_QUEUE": self.s.temporal.task_queue,
-            "TERN_LIMITS_PATH": str(self.s.control.limits_path),
-        }
-        proc = self._spawn("triggers", [sys.executable, "-m", "starters.trigger_monitor"], env)
+        proc = self._spawn("triggers", [sys.executable, "-m", "starters.trigger_monitor"], self._run_starter_env())
         settle = time.monotonic() + 2.0  # it connects to Temporal and PostgreSQL; a failure exits at once
         self._wait("triggers", proc, lambda: time.monotonic() > settle, 30)
 
