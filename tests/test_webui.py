@@ -14,6 +14,7 @@ or fail when ``TERN_REQUIRE_ALL=1`` (CI).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
@@ -23,6 +24,11 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+
+try:
+    from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+except ImportError:  # the browser fixture says why the tests skip
+    PlaywrightTimeoutError = TimeoutError  # type: ignore[misc,assignment]
 
 from starters.client import TernClient, TernUserError
 from tern.approval.render import APPROVER_PLACEHOLDER
@@ -51,6 +57,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 UI_WAIT_MS = 30_000
+# How long one load of a run's page may take to show the expected Current Details, and all reloads together.
+DETAILS_LOAD_S = 15
+DETAILS_WAIT_S = 60
 # The "User Metadata" tab renders Summary, Details and Current Details each in a /render iframe, in that order.
 CURRENT_DETAILS = "iframe[src*='/render'] >> nth=-1"
 
@@ -97,16 +106,17 @@ async def browser():
 class WebUI:
     """A person at the Web UI: one page, only loopback traffic, every Update request the page sends recorded."""
 
-    def __init__(self, page: Any, base: str) -> None:
+    def __init__(self, page: Any, base: str, artifacts: Path | None = None) -> None:
         self.page = page
         self.base = base
+        self.artifacts = artifacts
         self.update_posts: list[str] = []
         page.on(
             "request", lambda r: self.update_posts.append(r.url) if r.method == "POST" and "/update/" in r.url else None
         )
 
     @classmethod
-    async def open(cls, browser: Any, base: str) -> WebUI:
+    async def open(cls, browser: Any, base: str, artifacts: Path | None = None) -> WebUI:
         page = await browser.new_page(viewport={"width": 1400, "height": 1600})
         page.set_default_timeout(UI_WAIT_MS)
 
@@ -114,29 +124,36 @@ class WebUI:
             await (route.continue_() if route.request.url.startswith(base) else route.abort())
 
         await page.route("**/*", local_only)
-        return cls(page, base)
+        return cls(page, base, artifacts)
 
     async def goto_run(self, workflow_id: str) -> None:
         await self.page.goto(f"{self.base}/namespaces/default/workflows/{workflow_id}")
         await self.page.get_by_role("button", name="More Actions").wait_for()
 
     async def details(self, workflow_id: str, expect: str) -> str:
-        """Open the run's "User Metadata" tab and return its Current Details text once it contains ``expect``
-        (reloading: the UI reads the details once, by query, when the tab opens)."""
-        deadline = asyncio.get_running_loop().time() + UI_WAIT_MS / 1000
+        """Open the run's "User Metadata" tab and return its Current Details text once it contains ``expect``.
+
+        The UI reads the details once, by query, when the tab opens, and fills the frame some time after the frame
+        appears (seconds on a loaded machine): each page load is given ``DETAILS_LOAD_S`` to show ``expect`` before
+        the page is reloaded (for a state that changed since the load), up to ``DETAILS_WAIT_S`` in all. On failure
+        the page is photographed to ``details-failed.png`` in the test's tmp dir."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DETAILS_WAIT_S
+        body = self.current_details().locator("body")
+        text = ""
         while True:
             await self.goto_run(workflow_id)
             await self.page.get_by_text("User Metadata", exact=True).click()
             try:
-                await self.page.locator(CURRENT_DETAILS).wait_for(timeout=5000)
-                text = await self.current_details().locator("body").inner_text()
-            except Exception:
-                text = ""
-            if expect in text:
-                return text
-            if asyncio.get_running_loop().time() > deadline:
+                await body.filter(has_text=expect).wait_for(timeout=DETAILS_LOAD_S * 1000)
+                return await body.inner_text()
+            except PlaywrightTimeoutError:
+                with contextlib.suppress(PlaywrightTimeoutError):
+                    text = await body.inner_text(timeout=1000)
+            if loop.time() > deadline:
+                if self.artifacts is not None:
+                    await self.screenshot(self.artifacts / "details-failed.png")
                 raise AssertionError(f"details of {workflow_id} never said {expect!r}; last: {text[:2000]}")
-            await asyncio.sleep(0.5)
 
     def current_details(self) -> Any:
         """The frame in which the UI renders the run's Current Details (after the Summary and Details frames)."""
@@ -202,8 +219,8 @@ class WebUI:
 
 
 @pytest.fixture
-async def ui(ui_env, browser) -> AsyncIterator[WebUI]:
-    webui = await WebUI.open(browser, ui_env[1])
+async def ui(ui_env, browser, tmp_path) -> AsyncIterator[WebUI]:
+    webui = await WebUI.open(browser, ui_env[1], artifacts=tmp_path)
     yield webui
     await webui.page.close()
 
