@@ -6,7 +6,8 @@ dependencies are installed from wheels made on the build host by ``pip wheel`` (
 configuration; nothing is fetched inside the build), with the extras :data:`EXTRAS` (the chat bridges' clients:
 ``tern bridge slack|matrix`` runs from the image). Non-root user 10001, no compilers. The tag is
 ``tern-worker:<12 hex digits>``, a hash of the Dockerfile, ``pyproject.toml`` and Tern's package files, so an
-unchanged tree is never rebuilt; a new build removes the images of earlier trees.
+unchanged tree is never rebuilt; a new build removes the images of earlier trees of the same checkout (label
+:data:`SOURCE_LABEL` = the checkout's path), never the images another checkout built on a shared engine.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ SOURCE_SUFFIXES = (".py", ".json", ".sql", ".txt")
 # Extras of pyproject.toml installed in the image: `bridge` = slack-bolt, aiohttp, matrix-nio (not `matrix`, which
 # adds the Synapse homeserver; the image runs bridges, not a homeserver).
 EXTRAS = ("bridge",)
+# Label naming the checkout an image was built from: only images of the same checkout are removed after a build.
+SOURCE_LABEL = "org.tern.worker.source"
 
 
 def source_root() -> Path:
@@ -112,6 +115,7 @@ def build_worker_image(settings: TernSettings, *, force: bool = False, progress:
                 nocache=force,
                 decode=True,
                 buildargs={"TERN_EXTRAS": extras},
+                labels={SOURCE_LABEL: str(source_root())},
             ):
                 if "error" in chunk:
                     raise ImageBuildError(
@@ -127,14 +131,15 @@ def build_worker_image(settings: TernSettings, *, force: bool = False, progress:
     image = client.images.get(ref)
     image.tag(REPOSITORY, "latest")
     progress(f"built {ref} (also {REPOSITORY}:latest)")
-    _remove_older(client, image.id, progress)
+    _remove_older(client, image.id, str(source_root()), progress)
     return ref
 
 
-def _remove_older(client: docker.DockerClient, keep_id: str, progress: Callable[[str], None]) -> None:
-    """Remove the worker images of earlier source trees (each holds a ~600 MB environment layer); an image a
-    container still uses stays."""
-    for old in client.images.list(name=REPOSITORY):
+def _remove_older(client: docker.DockerClient, keep_id: str, source: str, progress: Callable[[str], None]) -> None:
+    """Remove the ``tern-worker`` images built from the checkout ``source`` (label :data:`SOURCE_LABEL`) other than
+    ``keep_id`` (each holds a ~600 MB environment layer). Images of other checkouts, unlabelled images and an image
+    a container still uses stay (the engine refuses; not an error)."""
+    for old in client.images.list(name=REPOSITORY, filters={"label": f"{SOURCE_LABEL}={source}"}):
         if old.id == keep_id:
             continue
         try:

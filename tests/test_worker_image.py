@@ -139,3 +139,52 @@ async def test_image_is_the_worker_of_an_embedded_stack(worker_image: str, tmp_p
         if container is not None:
             container.remove(force=True)
         await asyncio.to_thread(stack.down)
+
+
+def test_a_build_removes_only_its_own_checkouts_older_images() -> None:
+    """After a build, older ``tern-worker`` images of the same checkout go; an image another checkout built on the
+    same engine (another label) and an unlabelled one stay. Tiny images on the sandbox's base stand in for the
+    ~600 MB worker images; the checkout label is a unique value, so the real images of this checkout are not
+    touched."""
+    import io
+
+    import docker.errors
+
+    from tern.sandbox import SandboxError
+    from tern.sandbox.engine import docker_client, image_exists
+    from tern.sandbox.image import BASE_IMAGE, build_base
+    from tern.worker_image import REPOSITORY, SOURCE_LABEL, _remove_older
+
+    try:
+        client = docker_client()
+        if not image_exists(client, BASE_IMAGE):
+            build_base(client, TernSettings(), progress=lambda _line: None)
+    except SandboxError as exc:
+        unavailable(f"no Docker engine or base image here: {exc}")
+        raise
+    ours, theirs = f"/checkouts/ours-{uuid.uuid4().hex[:8]}", f"/checkouts/theirs-{uuid.uuid4().hex[:8]}"
+    built: dict[str, str] = {}
+
+    def image(name: str, labels: dict[str, str]) -> str:
+        tag = f"{REPOSITORY}:test-{name}-{uuid.uuid4().hex[:8]}"
+        dockerfile = f"FROM {BASE_IMAGE}\nLABEL test.name={name}\n".encode()
+        img, _ = client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, labels=labels, rm=True)
+        built[name] = tag
+        return str(img.id)
+
+    try:
+        image("older", {SOURCE_LABEL: ours})
+        keep = image("current", {SOURCE_LABEL: ours})
+        image("other-checkout", {SOURCE_LABEL: theirs})
+        image("unlabelled", {})
+        said: list[str] = []
+        _remove_older(client, keep, ours, said.append)
+        left = {name for name, tag in built.items() if image_exists(client, tag)}
+        assert left == {"current", "other-checkout", "unlabelled"}, left
+        assert said == [f"removed the older worker image {built['older']}"], said
+    finally:
+        for tag in built.values():
+            try:
+                client.images.remove(tag, force=True)
+            except docker.errors.APIError:
+                pass
