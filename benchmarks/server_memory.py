@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -30,16 +31,11 @@ from benchmarks._common import print_report
 
 
 def _slope(points: list[tuple[int, float]]) -> float | None:
-    """Least-squares slope of ``points`` (workflows, MB) in MB per 1,000 workflows; None for fewer than 2 points."""
-    if len(points) < 2:
+    """Least-squares slope (``statistics.linear_regression``) of ``(workflows, MB)`` points in MB per 1,000
+    workflows; None for fewer than 3 points (no trend to fit)."""
+    if len(points) < 3:
         return None
-    n = len(points)
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    var = sum((x - mx) ** 2 for x, _ in points)
-    if var == 0:
-        return None
-    return round(1000 * sum((x - mx) * (y - my) for x, y in points) / var, 2)
+    return round(1000 * statistics.linear_regression([x for x, _ in points], [y for _, y in points]).slope, 2)
 
 
 async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:

@@ -88,3 +88,21 @@ def test_floors_refuse_bad_throughput_arguments(
         floors_main(argv)
     assert exc.value.code == 2
     assert reason in capsys.readouterr().err
+
+
+def test_server_memory_refuses_bad_arguments_and_fits_per_1000_workflows(capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/server_memory.py: exit 2 naming the argument, before starting a server; slope in MB per 1,000."""
+    from benchmarks.server_memory import _slope
+    from benchmarks.server_memory import main as server_memory_main
+
+    for argv, reason in (
+        (["--workflows", "10"], "--workflows 10 is outside 100-100000"),
+        (["--batch", "0"], "--batch 0 is outside 1-1000"),
+        (["--k", "21"], "--k 21 is outside 0-20"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            server_memory_main(argv)
+        assert exc.value.code == 2
+        assert reason in capsys.readouterr().err
+    assert _slope([(0, 100.0), (1000, 150.0), (2000, 200.0)]) == pytest.approx(50.0)
+    assert _slope([(0, 100.0), (1000, 150.0)]) is None
