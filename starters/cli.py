@@ -713,9 +713,16 @@ def mcp(
         str,
         typer.Option(
             "--host",
-            help="Address to bind with --http (default loopback only; the server has no authentication of its own).",
+            help="Address to bind with --http (default loopback only).",
         ),
     ] = "127.0.0.1",
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth",
+            help="With --http on a loopback address: serve without the bearer token (TERN_MCP_TOKEN).",
+        ),
+    ] = False,
     user: Annotated[
         str | None,
         typer.Option("--user", help="Requesting user of the runs started through MCP (default: you)."),
@@ -727,6 +734,7 @@ def mcp(
     client can replace), run_status, run_result, pending_approvals, search_logbook, find_channels,
     read_channels, archiver_read. Resources: tern://runs/{workflow_id}/audit and
     tern://runs/{workflow_id}/artifacts. Claude Code: `claude mcp add --transport stdio tern -- tern mcp`.
+    Over --http, clients send `Authorization: Bearer $TERN_MCP_TOKEN` (setting mcp.token, 16+ characters).
     """
     from pydantic import TypeAdapter, ValidationError
 
@@ -739,15 +747,29 @@ def mcp(
         who: str = TypeAdapter(UserName).validate_python(user if user is not None else current_user())
     except ValidationError as exc:
         fail(f"--user: {exc.errors()[0]['msg']}")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        if http is None:
-            fail("--host needs --http PORT")
-        err.print(f"[yellow]serving MCP on {host}: anyone who reaches it can start runs as {who}[/]")
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    if http is None and (not loopback or no_auth):
+        fail(f"{'--no-auth' if no_auth else '--host'} needs --http PORT")
+    if http is not None and no_auth and not loopback:
+        fail(f"--no-auth is allowed on a loopback address only, not --host {host}: set TERN_MCP_TOKEN instead")
+    if http is not None and not no_auth and s.mcp.token is None:
+        fail(
+            "--http needs a bearer token for its clients: set TERN_MCP_TOKEN (setting mcp.token, at least 16 "
+            "characters, e.g. `openssl rand -hex 24`), or pass --no-auth to serve loopback without one"
+        )
     if http is not None:
+        if not loopback:
+            err.print(
+                f"[yellow]serving MCP on {host} over plain HTTP: put TLS in front of it; "
+                f"token holders start runs as {who}[/]"
+            )
         shown = f"[{host}]" if ":" in host else host
-        err.print(f"serving MCP at http://{shown}:{http}/mcp (runs requested by {who}); Ctrl-C stops", markup=False)
+        how = "no authentication" if no_auth else "bearer token required"
+        err.print(
+            f"serving MCP at http://{shown}:{http}/mcp (runs requested by {who}; {how}); Ctrl-C stops", markup=False
+        )
     try:
-        asyncio.run(serve(s, who, http_port=http, host=host))
+        asyncio.run(serve(s, who, http_port=http, host=host, no_auth=no_auth))
     except KeyboardInterrupt:
         pass
 

@@ -17,6 +17,11 @@ There is no tool that approves or rejects: an MCP client can start a run, never 
 master switch and the live value with the check the run itself does (``AgentActivities.check_write``), so a write
 the run would refuse is refused before any run starts or waits for an approver.
 
+Over HTTP a client must send the bearer token of setting ``mcp.token`` (``Authorization: Bearer <token>``, checked
+by the SDK's bearer middleware with :class:`StaticTokenVerifier`; a missing or wrong token is HTTP 401 before any
+tool runs). ``tern mcp --http`` refuses to start without a token unless ``--no-auth`` is given on a loopback
+address.
+
 Connections (Temporal, PostgreSQL, Channel Access) are opened at the first tool call that needs them, so the
 server starts, and lists its tools, while a service is down; that tool call then fails with the reason. The
 modules behind the tools (the Temporal client, activities, ARIEL, archiver) are imported by the first call that
@@ -26,11 +31,14 @@ uses them, so a client that spawns ``tern mcp`` gets its tool list without waiti
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.tools import Tool
@@ -394,8 +402,28 @@ def _guarded(fn: Callable[[A], Awaitable[Any]]) -> Callable[[A], Awaitable[Any]]
     return call
 
 
-def build_server(settings: TernSettings, user: str) -> tuple[MCPServer[Any], TernMcp]:
-    """The MCP server of ``tern mcp`` and the :class:`TernMcp` behind it (close it when the server stops)."""
+class StaticTokenVerifier:
+    """The SDK's ``TokenVerifier`` for one shared secret (setting ``mcp.token``): a bearer token equal to it
+    (constant-time comparison, :func:`hmac.compare_digest`) is accepted as the server's user; any other is refused
+    (the SDK answers HTTP 401 with ``WWW-Authenticate: Bearer``)."""
+
+    def __init__(self, token: str, user: str) -> None:
+        self._token = token.encode()
+        self._user = user
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        """The access of ``token``: client id = the server's user, no scopes; None when it is not the token."""
+        if hmac.compare_digest(token.encode(), self._token):
+            return AccessToken(token=token, client_id=self._user, scopes=[])
+        return None
+
+
+def build_server(settings: TernSettings, user: str, *, auth_url: str | None = None) -> tuple[MCPServer[Any], TernMcp]:
+    """The MCP server of ``tern mcp`` and the :class:`TernMcp` behind it (close it when the server stops).
+
+    With ``auth_url`` (the server's own ``http://host:port``, used as the issuer in the SDK's auth settings) and
+    setting ``mcp.token`` set, HTTP requests need that bearer token. Raises ``ValueError`` for ``auth_url``
+    without ``mcp.token``."""
     t = TernMcp(settings, user)
     tools = [
         strict_tool(
@@ -481,7 +509,15 @@ def build_server(settings: TernSettings, user: str) -> tuple[MCPServer[Any], Ter
             _READ_ONLY,
         ),
     ]
-    server: MCPServer[Any] = MCPServer(SERVER_NAME, instructions=INSTRUCTIONS, tools=tools, log_level="WARNING")
+    auth: dict[str, Any] = {}
+    if auth_url is not None:
+        if settings.mcp.token is None:
+            raise ValueError("an authenticated MCP server needs setting mcp.token (TERN_MCP_TOKEN)")
+        auth = {
+            "auth": AuthSettings(issuer_url=auth_url, resource_server_url=None),
+            "token_verifier": StaticTokenVerifier(settings.mcp.token.get_secret_value(), user),
+        }
+    server: MCPServer[Any] = MCPServer(SERVER_NAME, instructions=INSTRUCTIONS, tools=tools, log_level="WARNING", **auth)
     server.resource(
         "tern://runs/{workflow_id}/audit",
         name="run-audit",
@@ -503,10 +539,17 @@ def build_server(settings: TernSettings, user: str) -> tuple[MCPServer[Any], Ter
     return server, t
 
 
-async def serve(settings: TernSettings, user: str, *, http_port: int | None = None, host: str = "127.0.0.1") -> None:
+async def serve(
+    settings: TernSettings, user: str, *, http_port: int | None = None, host: str = "127.0.0.1", no_auth: bool = False
+) -> None:
     """Serve over stdio until the client closes it, or with ``http_port`` over streamable HTTP at
-    ``http://<host>:<http_port>/mcp`` until interrupted."""
-    server, t = build_server(settings, user)
+    ``http://<host>:<http_port>/mcp`` until interrupted: with the bearer token of ``mcp.token`` required, or
+    without authentication when ``no_auth`` (the CLI allows that on loopback only). Raises ``ValueError`` for HTTP
+    without a token and without ``no_auth``."""
+    auth_url = None
+    if http_port is not None and not no_auth:
+        auth_url = f"http://{f'[{host}]' if ':' in host else host}:{http_port}"
+    server, t = build_server(settings, user, auth_url=auth_url)
     try:
         if http_port is None:
             await server.run_stdio_async()

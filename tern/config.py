@@ -43,6 +43,7 @@ from tern.config_sections import (
     DatabaseSettings,
     LLMSettings,
     LogbookSettings,
+    MCPSettings,
     MemorySettings,
     SandboxSettings,
     SimSettings,
@@ -217,6 +218,7 @@ class TernSettings(BaseSettings):
     chat: ChatSettings = Field(default_factory=ChatSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     triggers: TriggersSettings = Field(default_factory=TriggersSettings)
+    mcp: MCPSettings = Field(default_factory=MCPSettings)
 
     @classmethod
     def settings_customise_sources(

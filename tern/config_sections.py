@@ -709,3 +709,23 @@ class TriggersSettings(_Section):
     poll_s: float = Field(
         2.0, gt=0, le=300, description="How often the trigger monitor re-reads the definitions table, seconds."
     )
+
+
+class MCPSettings(_Section):
+    """The MCP server (`tern mcp`)."""
+
+    flat_prefix: ClassVar[str] = "mcp_"
+
+    token: SecretStr | None = Field(
+        None,
+        description="Bearer token that clients of `tern mcp --http` must send (`Authorization: Bearer <token>`); "
+        "at least 16 characters. Without it `--http` refuses to start unless given `--no-auth` on a loopback "
+        "address. Not used over stdio.",
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("the MCP token must be at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return v

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import BlobResourceContents, TextResourceContents
 
@@ -37,6 +39,7 @@ READ_ONLY = "SR:RF:CAVITY:01:POWER:REV"
 ARCHIVED = "TEST:MCP:POWER"  # served by this test's archiver
 T0 = 1_800_000_000 - 1_800_000_000 % 3600  # 2027-01-15T08:00:00Z
 MCP_USER = "mcp-agent"
+TOKEN = "tern-mcp-test-token-0123456789"
 APPROVER = "bob"
 EXPECTED_TOOLS = {
     "ask",
@@ -85,10 +88,15 @@ def _log(log: Path) -> str:
 
 
 @asynccontextmanager
-async def http_server(env: dict[str, str], log: Path) -> AsyncIterator[str]:
-    """``tern mcp --http PORT`` as a subprocess; yields its URL once it answers."""
+async def http_server(env: dict[str, str], log: Path, token: str | None = None) -> AsyncIterator[str]:
+    """``tern mcp --http PORT`` as a subprocess, with ``token`` as its bearer token (``TERN_MCP_TOKEN``) or, when
+    None, ``--no-auth``; yields its URL once it answers."""
     port = free_port()
     args = [sys.executable, "-m", "starters.cli", "mcp", "--http", str(port), "--user", MCP_USER]
+    if token is None:
+        args.append("--no-auth")
+    else:
+        env = env | {"TERN_MCP_TOKEN": token}
     proc = await asyncio.to_thread(_spawn, args, env, log)
     url = f"http://127.0.0.1:{port}/mcp"
     try:
@@ -353,10 +361,21 @@ async def test_http_ask_run_plan_and_50_concurrent_calls_on_one_session(temporal
         )
         async with (
             running_worker(temporal_env.client, worker_settings),
-            http_server(env | llm_env, tmp_path / "mcp-http.log") as url,
-            Client(url, read_timeout_seconds=120) as client,
+            http_server(env | llm_env, tmp_path / "mcp-http.log", token=TOKEN) as url,
         ):
-            await over_http(temporal_env, client, plan)
+            # Without the bearer token, or with another, the SDK's middleware answers 401 before any tool runs.
+            hello = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+            headers = {"Accept": "application/json, text/event-stream"}
+            async with httpx.AsyncClient() as http:
+                for auth in ({}, {"Authorization": "Bearer not-the-token-at-all"}, {"Authorization": TOKEN}):
+                    refused = await http.post(url, json=hello, headers=headers | auth, timeout=10)
+                    assert refused.status_code == 401, (auth, refused.status_code, refused.text)
+                    assert refused.headers["www-authenticate"].startswith("Bearer"), refused.headers
+            bearer = httpx2.AsyncClient(
+                headers={"Authorization": f"Bearer {TOKEN}"}, timeout=httpx2.Timeout(30, read=120)
+            )
+            async with bearer, Client(streamable_http_client(url, http_client=bearer)) as client:
+                await over_http(temporal_env, client, plan)
 
 
 async def over_http(temporal_env: Any, client: Client, plan: dict[str, Any]) -> None:
@@ -415,6 +434,9 @@ async def over_http(temporal_env: Any, client: Client, plan: dict[str, Any]) -> 
         (["--host", "0.0.0.0"], "--host needs --http PORT"),
         (["--user", "  "], "--user: "),
         (["--http", "0"], "greater than or equal to 1"),
+        (["--http", "8123"], "--http needs a bearer token for its clients: set TERN_MCP_TOKEN"),
+        (["--no-auth"], "--no-auth needs --http PORT"),
+        (["--http", "8123", "--no-auth", "--host", "0.0.0.0"], "--no-auth is allowed on a loopback address only"),
     ],
 )
 def test_bad_options_exit_2_before_serving(args: list[str], expected: str, tmp_path: Path) -> None:
@@ -430,3 +452,31 @@ def test_bad_options_exit_2_before_serving(args: list[str], expected: str, tmp_p
         stdin=subprocess.DEVNULL,
     )
     assert res.returncode == 2 and expected in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_a_short_token_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    from tests.conftest import env_without_services
+
+    res = subprocess.run(
+        [sys.executable, "-m", "starters.cli", "mcp", "--http", "8123"],
+        env=env_without_services(tmp_path) | {"TERN_MCP_TOKEN": "short"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert res.returncode == 2 and "at least 16 characters" in res.stderr, res.stderr
+    assert "mcp" in res.stderr.lower() and "short" not in res.stderr.replace("TERN_MCP_TOKEN", ""), res.stderr
+
+
+async def test_no_auth_on_loopback_serves_without_a_token(tmp_path: Path) -> None:
+    """``--no-auth`` (loopback only) lists the tools to a client that sends no token; the services may be down."""
+    from tests.conftest import env_without_services
+
+    async with (
+        http_server(env_without_services(tmp_path), tmp_path / "mcp-noauth.log") as url,
+        Client(url) as client,
+    ):
+        assert {t.name for t in (await client.list_tools()).tools} == EXPECTED_TOOLS
+    assert "no authentication" in _log(tmp_path / "mcp-noauth.log")

@@ -59,6 +59,7 @@ SPECIAL: dict[str, tuple[str, object]] = {
     "webhook_secrets": ('{"k": "s3cret"}', {"k": SecretStr("s3cret")}),  # key id -> secret
     "webhook_notify_key_id": ("k", "k"),  # must name a key of webhook_secrets
     "slack_app_token": ("xapp-1-A1-x", "xapp-1-A1-x"),  # must be an app-level token
+    "mcp_token": ("x-mcp-token-of-16+chars", "x-mcp-token-of-16+chars"),  # at least 16 characters
 }
 
 
@@ -105,7 +106,7 @@ def test_every_flat_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> None
         value = getattr(getattr(s, section), field)
         got[(section, field)] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
     assert got == expected
-    assert len(expected) == len(flat_names()) - len(LITERALS) == 143 - 10
+    assert len(expected) == len(flat_names()) - len(LITERALS) == 144 - 10
 
 
 def test_nested_environment_names_work_and_win_over_flat(monkeypatch: pytest.MonkeyPatch) -> None:
