@@ -19,6 +19,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
@@ -225,6 +226,12 @@ class TernClient:
 
     async def _describe(self, workflow_id: str) -> tuple[WorkflowHandle[Any, Any], str]:
         """The run's handle and task queue. Raises :class:`TernUserError` for unknown ids."""
+        handle, desc = await self._description(workflow_id)
+        return handle, desc.task_queue
+
+    async def _description(self, workflow_id: str) -> tuple[WorkflowHandle[Any, Any], WorkflowExecutionDescription]:
+        """The run's handle and its DescribeWorkflowExecution answer. Raises :class:`TernUserError` for unknown
+        ids, :class:`TernUnavailable` when Temporal does not answer."""
         handle: WorkflowHandle[Any, AgentRunResult] = self.client.get_workflow_handle(
             workflow_id, result_type=AgentRunResult
         )
@@ -234,7 +241,7 @@ class TernClient:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise TernUserError(f"no run with id {workflow_id!r}") from exc
             raise TernUnavailable(f"cannot describe run {workflow_id}: {exc}") from exc
-        return handle, desc.task_queue
+        return handle, desc
 
     async def _handle(self, workflow_id: str) -> WorkflowHandle[Any, Any]:
         return (await self._describe(workflow_id))[0]
@@ -273,13 +280,18 @@ class TernClient:
             await asyncio.sleep(WORKER_POLL_INTERVAL_S)
 
     async def status(self, workflow_id: str, *, wait: bool = False, notify: Notify | None = None) -> AgentRunStatus:
-        """The live status of a run (its ``status`` query, which a worker answers).
+        """The status of a run: its ``status`` query, which a worker answers; for an ``AgentRunWorkflow`` that
+        completed, built from its result instead (:meth:`AgentRunStatus.of_result`: the same answer, without a worker
+        replaying the whole history, so closed runs are answered while workers are down and many at once).
 
         Raises :class:`TernUserError` for unknown ids, :class:`TernUnavailable` when no worker polls the run's
         task queue (after ``WORKER_WAIT_S``, or the query's ``QUERY_RPC_TIMEOUT``); with ``wait``, waits for a
         worker instead (see :meth:`wait_for_worker`).
         """
-        handle, task_queue = await self._describe(workflow_id)
+        handle, desc = await self._description(workflow_id)
+        if desc.status == ExecStatus.COMPLETED and desc.workflow_type == AgentRunWorkflow.__name__:
+            return AgentRunStatus.of_result(await handle.result(), desc.start_time)
+        task_queue = desc.task_queue
         while True:
             await self.wait_for_worker(task_queue, wait=wait, notify=notify)
             try:

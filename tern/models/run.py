@@ -151,3 +151,22 @@ class AgentRunStatus(BaseModel):
     )
     ignored_decisions_total: int = Field(0, description="How many decisions were refused in all.")
     started_at: datetime | None = None
+
+    @classmethod
+    def of_result(cls, result: AgentRunResult, started_at: datetime | None) -> AgentRunStatus:
+        """The status a completed run's ``status`` query gives, from its result: a finished run has no current
+        step or pending request, its state is its final status, and every step it planned is done (the
+        workflow counts planned, revised and proposed-write steps into both). ``started_at``: the workflow's
+        start time (UTC), from DescribeWorkflowExecution."""
+        return cls(
+            workflow_id=result.workflow_id,
+            state=result.status,
+            user=result.user,
+            query=result.query,
+            steps_done=len(result.steps),
+            steps_total=len(result.steps),
+            approvals=result.approvals,
+            ignored_decisions=result.ignored_decisions,
+            ignored_decisions_total=result.ignored_decisions_total,
+            started_at=started_at,
+        )
