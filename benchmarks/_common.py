@@ -15,8 +15,18 @@ from tern.embedded.postgres import EmbeddedPostgres
 
 
 @contextmanager
-def embedded_postgres() -> Iterator[EmbeddedPostgres]:
-    """An embedded PostgreSQL server in a temporary directory, stopped and removed afterwards."""
+def embedded_postgres(keep: Path | None = None) -> Iterator[EmbeddedPostgres]:
+    """An embedded PostgreSQL server on a free port, stopped afterwards. Its cluster is in a temporary
+    directory, removed afterwards, or with ``keep`` in ``keep/data``, kept (and reused when it exists: a later
+    run can search what an earlier one built)."""
+    if keep is not None:
+        pg = EmbeddedPostgres(keep / "data", free_port(), database="bench")
+        pg.start()
+        try:
+            yield pg
+        finally:
+            pg.stop()
+        return
     with tempfile.TemporaryDirectory(prefix="ariel-bench-") as tmp:
         pg = EmbeddedPostgres(Path(tmp) / "data", free_port(), database="bench")
         pg.start()

@@ -24,7 +24,8 @@ the bare SQL the backend runs.
 6. Disk: ``pg_total_relation_size`` of the entries and the embeddings tables, and of the HNSW index.
 
 Run: ``.venv/bin/python -m benchmarks.ariel_scale [--entries 100000] [--json out.json]``; the JSON file is
-rewritten after each phase, so a long run that is stopped keeps what it measured.
+rewritten after each phase, so a long run that is stopped keeps what it measured. ``--data-dir DIR`` keeps the
+cluster; ``--data-dir DIR --search-only`` later measures search again on it (new search code, no rebuild).
 """
 
 from __future__ import annotations
@@ -375,9 +376,11 @@ async def run(
     index_memory_mb: int,
     out: Path | None = None,
     ingest_paths: Sequence[str] = INGEST_PATHS,
+    search_only: bool = False,
 ) -> dict[str, Any]:
-    """All phases; ``out`` is rewritten with the figures so far after each one."""
-    figures: dict[str, Any] = {"entries": n}
+    """All phases; ``out`` is rewritten with the figures so far after each one. ``search_only``: the database
+    already holds the entries and vectors (an earlier run's ``--data-dir``): disk, recall and latency only."""
+    figures: dict[str, Any] = {"entries": n, "search_only": search_only}
 
     def save(phase: str, value: Any) -> None:
         figures[phase] = value
@@ -387,12 +390,18 @@ async def run(
 
     pool = await create_pool(dsn, max_size=4)
     try:
-        t = time.perf_counter()
-        entries = synthetic_entries(n)
-        save("generate_s", time.perf_counter() - t)
-        save("ingestion", await ingestion(pool, entries, ingest_paths))
-        del entries
-        save("embedding", await embedding(pool, index_memory_mb, index_workers=1))
+        if search_only:
+            async with pool.acquire() as conn:
+                stored = await conn.fetchval("SELECT count(*) FROM ariel_entries")
+            if stored != n:
+                raise SystemExit(f"--search-only: the database holds {stored} entries, not {n}")
+        else:
+            t = time.perf_counter()
+            entries = synthetic_entries(n)
+            save("generate_s", time.perf_counter() - t)
+            save("ingestion", await ingestion(pool, entries, ingest_paths))
+            del entries
+            save("embedding", await embedding(pool, index_memory_mb, index_workers=1))
         save("disk", await disk(pool))
         save("recall", await recall(pool, nq))
         save("latency", await latency(pool, reps, nq))
@@ -418,13 +427,27 @@ def main() -> None:
         help="ingestion paths to time, comma-separated, of: copy, upsert, pipeline (the last one's rows are searched)",
     )
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the PostgreSQL cluster in DIR/data (default: a temporary directory, removed at the end)",
+    )
+    ap.add_argument(
+        "--search-only",
+        action="store_true",
+        help="with --data-dir of an earlier run of the same --entries: only disk, recall and latency",
+    )
     args = ap.parse_args()
+    if args.search_only and not args.data_dir:
+        ap.error("--search-only needs --data-dir (the cluster an earlier run built)")
     paths = [p.strip() for p in args.ingest.split(",") if p.strip()]
     if not paths or set(paths) - set(INGEST_PATHS):
         ap.error(f"--ingest: choose from {', '.join(INGEST_PATHS)}")
     memory = args.index_memory_mb or max(1024, args.entries * 25 // 10_000)
-    with embedded_postgres() as pg:
-        figures = asyncio.run(run(pg.dsn, args.entries, args.reps, args.queries, memory, args.json, paths))
+    with embedded_postgres(args.data_dir) as pg:
+        figures = asyncio.run(
+            run(pg.dsn, args.entries, args.reps, args.queries, memory, args.json, paths, args.search_only)
+        )
     print(json.dumps(figures, indent=2))
 
 
