@@ -259,8 +259,10 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
             statements = list(trace)
             statements_per_search.append(len(statements))
             hyb_trace: list[tuple[str, list[Any]]] = []
-            fusion_backend = PostgresBackend(conn, trace=hyb_trace, keyword_window=settings.ariel.hybrid_keyword_window)
-            await fusion_backend.keyword(query, limit=n_cand, fusion=True)  # hybrid's keyword half
+            window = settings.ariel.hybrid_keyword_window
+            capture = PostgresBackend(conn, trace=hyb_trace, keyword_window=window)
+            await capture.keyword(query, limit=n_cand, fusion=True)  # hybrid's keyword half: its statement
+            fusion_backend = PostgresBackend(conn, keyword_window=window)
             [vec] = await emb.embed([query])
             sem = semantic_sql(table, vec, None, n_cand)
 
