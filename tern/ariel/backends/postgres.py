@@ -33,6 +33,9 @@ TRIGRAM_THRESHOLD = 0.4  # pg_trgm word_similarity threshold of the typo fallbac
 BM25_K1 = 1.2  # BM25 term-frequency saturation: the usual default (Robertson and Zaragoza 2009: 1.2 to 2.0)
 EXACT_SEARCH_BELOW = 2000  # filtered semantic search: fewer entries pass the filters -> exact search (entries)
 UNSEEN_LEXEME_FREQ = 0.005  # the most an unlisted lexeme's share of entries is assumed to be (see _TERMS_CTE)
+# What visiting one match through the GIN bitmap costs, in entries read in ts order and tested (see _window_ctes):
+# at 100,000 entries ~2.5 us per match (9,104 in 22.5 ms) against ~0.7 us per entry (3,210 in 2.3 ms)
+WINDOW_READ_COST = 3
 _HEADLINE_TEXT = 'StartSel=**,StopSel=**,MaxFragments=2,MaxWords=25,MinWords=8,FragmentDelimiter=" ... "'
 _HEADLINE_TITLE = "StartSel=**,StopSel=**,HighlightAll=true"
 
@@ -183,16 +186,17 @@ def _window_ctes(window: int, n: int, score: str) -> str:
     the entries that is most of the table (at 100,000 entries, 9,104 matches, 7,631 heap pages and 24 ms of
     the 25 ms statement; the GIN lookup itself is 8 ms at most). The number of matches is estimated from
     the statistics ``_TERMS_CTE`` reads, est = N x the product of the terms' shares (as if independent).
-    When est exceeds ``k = ceil(window x N / est)``, i.e. est^2 > window x N, reading the newest k entries
-    in ``ts`` order (the ``ariel_entries_ts`` index, pages mostly in a row) and testing each against the
-    query is cheaper than visiting every match, and finds about ``window`` of them: ``recent`` holds them,
+    When ``WINDOW_READ_COST`` x est exceeds ``k = ceil(window x N / est)``, reading the newest k entries in
+    ``ts`` order (the ``ariel_entries_ts`` index, pages mostly in a row) and testing each against the query
+    is cheaper than visiting every match (a match visited through the GIN bitmap costs about as much as
+    ``WINDOW_READ_COST`` entries read in order), and finds about ``window`` of them: ``recent`` holds them,
     ``tier0w`` ranks them by BM25. Otherwise (rare terms, no statistics, no positive term) k is 0 and
     ``recent`` is empty. When ``tier0w`` has fewer than ``n`` rows (rare terms, or terms that occur together
     less often than independence predicts), ``tier0all`` ranks every match, as without a window; its guard is
     evaluated once, so it costs nothing otherwise. A window trades exactness for time: the top ``n`` are the
     best of the newest ``window`` or so matches, not of all of them (measured in benchmarks/README.md)."""
     return f"""bound AS MATERIALIZED (
-    SELECT CASE WHEN x.est * x.est > {window}::float8 * x.n
+    SELECT CASE WHEN {WINDOW_READ_COST} * x.est * x.est > {window}::float8 * x.n
                 THEN least(x.n, ceil({window} * x.n / x.est))::bigint ELSE 0 END AS k
     FROM (SELECT max(t.n) AS n, max(t.n) * exp(sum(ln(greatest(t.share, 1e-12)))) AS est
           FROM terms t HAVING count(*) > 0 AND count(t.share) = count(*)) AS x),
