@@ -36,6 +36,10 @@ UNSEEN_LEXEME_FREQ = 0.005  # the most an unlisted lexeme's share of entries is 
 # What visiting one match through the GIN bitmap costs, in entries read in ts order and tested (see _window_ctes):
 # at 100,000 entries ~2.5 us per match (9,104 in 22.5 ms) against ~0.7 us per entry (3,210 in 2.3 ms)
 WINDOW_READ_COST = 3
+# The keyword window ranks at least this share of the entries' count in matches: the best-scoring class of a common
+# query grows with the table, and a window of 300 matches at 1,000,000 entries missed it (tie-aware overlap 0.78
+# with the exact top 30; 1.00 at 0.3%, which is 300 at 100,000; benchmarks/README.md, Scale)
+WINDOW_MIN_SHARE = 0.003
 _HEADLINE_TEXT = 'StartSel=**,StopSel=**,MaxFragments=2,MaxWords=25,MinWords=8,FragmentDelimiter=" ... "'
 _HEADLINE_TITLE = "StartSel=**,StopSel=**,HighlightAll=true"
 
@@ -186,19 +190,21 @@ def _window_ctes(window: int, n: int, score: str) -> str:
     the entries that is most of the table (at 100,000 entries, 9,104 matches, 7,631 heap pages and 24 ms of
     the 25 ms statement; the GIN lookup itself is 8 ms at most). The number of matches is estimated from
     the statistics ``_TERMS_CTE`` reads, est = N x the product of the terms' shares (as if independent).
-    When ``WINDOW_READ_COST`` x est exceeds ``k = ceil(window x N / est)``, reading the newest k entries in
+    The window is w = max(``window``, ``WINDOW_MIN_SHARE`` x N) matches. When ``WINDOW_READ_COST`` x est
+    exceeds ``k = ceil(w x N / est)``, reading the newest k entries in
     ``ts`` order (the ``ariel_entries_ts`` index, pages mostly in a row) and testing each against the query
     is cheaper than visiting every match (a match visited through the GIN bitmap costs about as much as
-    ``WINDOW_READ_COST`` entries read in order), and finds about ``window`` of them: ``recent`` holds them,
+    ``WINDOW_READ_COST`` entries read in order), and finds about w of them: ``recent`` holds them,
     ``tier0w`` ranks them by BM25. Otherwise (rare terms, no statistics, no positive term) k is 0 and
     ``recent`` is empty. When ``tier0w`` has fewer than ``n`` rows (rare terms, or terms that occur together
     less often than independence predicts), ``tier0all`` ranks every match, as without a window; its guard is
     evaluated once, so it costs nothing otherwise. A window trades exactness for time: the top ``n`` are the
-    best of the newest ``window`` or so matches, not of all of them (measured in benchmarks/README.md)."""
+    best of the newest w or so matches, not of all of them (measured in benchmarks/README.md)."""
     return f"""bound AS MATERIALIZED (
-    SELECT CASE WHEN {WINDOW_READ_COST} * x.est * x.est > {window}::float8 * x.n
-                THEN least(x.n, ceil({window} * x.n / x.est))::bigint ELSE 0 END AS k
-    FROM (SELECT max(t.n) AS n, max(t.n) * exp(sum(ln(greatest(t.share, 1e-12)))) AS est
+    SELECT CASE WHEN {WINDOW_READ_COST} * x.est * x.est > x.w * x.n
+                THEN least(x.n, ceil(x.w * x.n / x.est))::bigint ELSE 0 END AS k
+    FROM (SELECT max(t.n) AS n, max(t.n) * exp(sum(ln(greatest(t.share, 1e-12)))) AS est,
+                 greatest({window}::float8, {WINDOW_MIN_SHARE} * max(t.n)) AS w
           FROM terms t HAVING count(*) > 0 AND count(t.share) = count(*)) AS x),
 recent AS MATERIALIZED (
     SELECT e.entry_id, e.title, e.author, e.ts, e.raw_text, e.search
