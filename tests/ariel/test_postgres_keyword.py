@@ -148,3 +148,19 @@ async def test_fusion_ranks_a_window_of_the_newest_matches_for_common_terms(pool
         old = SearchFilters(until=T0 + timedelta(hours=10))
         hits = await windowed.keyword("beam", old, limit=3, fusion=True)
         assert [h.entry_id for h in hits] == ["K009", "K008", "K007"]
+
+
+async def test_fusion_window_grows_with_the_table(pool: asyncpg.Pool, monkeypatch) -> None:
+    """The window is at least ``WINDOW_MIN_SHARE`` of the entries: with a share of 10%, 400 entries and a window
+    of 20, "beam" (in every entry) is ranked over the newest 40 entries, not 20."""
+    from benchmarks._common import rows_read
+    from tern.ariel.backends import postgres
+
+    async with pool.acquire() as conn:
+        await store.upsert_entries(conn, common_corpus())
+        await store.refresh_statistics(conn)
+        assert await rows_read(conn, *postgres.keyword_sql("beam", None, 10, 20)) <= 20
+        monkeypatch.setattr(postgres, "WINDOW_MIN_SHARE", 0.1)
+        assert 20 < await rows_read(conn, *postgres.keyword_sql("beam", None, 10, 20)) <= 40
+        hits = await PostgresBackend(conn, keyword_window=20).keyword("beam", limit=10, fusion=True)
+    assert [h.entry_id for h in hits] == [f"K{i:03d}" for i in range(399, 389, -1)]
