@@ -15,8 +15,18 @@ from tern.embedded.postgres import EmbeddedPostgres
 
 
 @contextmanager
-def embedded_postgres() -> Iterator[EmbeddedPostgres]:
-    """An embedded PostgreSQL server in a temporary directory, stopped and removed afterwards."""
+def embedded_postgres(keep: Path | None = None) -> Iterator[EmbeddedPostgres]:
+    """An embedded PostgreSQL server on a free port, stopped afterwards. Its cluster is in a temporary
+    directory, removed afterwards, or with ``keep`` in ``keep/data``, kept (and reused when it exists: a later
+    run can search what an earlier one built)."""
+    if keep is not None:
+        pg = EmbeddedPostgres(keep / "data", free_port(), database="bench")
+        pg.start()
+        try:
+            yield pg
+        finally:
+            pg.stop()
+        return
     with tempfile.TemporaryDirectory(prefix="ariel-bench-") as tmp:
         pg = EmbeddedPostgres(Path(tmp) / "data", free_port(), database="bench")
         pg.start()
@@ -57,3 +67,18 @@ def print_report(report: dict[str, Any], path: Path | None) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n")
+
+
+async def rows_read(conn: Any, sql: str, args: Sequence[Any], relation: str = "ariel_entries") -> int:
+    """Rows that scan nodes on ``relation`` returned when ``sql`` ran, summed over the plan of
+    ``EXPLAIN (ANALYZE, FORMAT JSON)`` (PostgreSQL's "Actual Rows" x "Actual Loops" of each node whose
+    "Relation Name" is ``relation``; nodes never executed count 0). Runs the statement."""
+    [row] = await conn.fetch("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *args)
+    plan = row[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+
+    def walk(node: dict[str, Any]) -> float:
+        own = node.get("Actual Rows", 0) * node.get("Actual Loops", 0) if node.get("Relation Name") == relation else 0
+        return own + sum(walk(child) for child in node.get("Plans", []))
+
+    return round(walk(plan[0]["Plan"]))

@@ -24,7 +24,8 @@ the bare SQL the backend runs.
 6. Disk: ``pg_total_relation_size`` of the entries and the embeddings tables, and of the HNSW index.
 
 Run: ``.venv/bin/python -m benchmarks.ariel_scale [--entries 100000] [--json out.json]``; the JSON file is
-rewritten after each phase, so a long run that is stopped keeps what it measured.
+rewritten after each phase, so a long run that is stopped keeps what it measured. ``--data-dir DIR`` keeps the
+cluster; ``--data-dir DIR --search-only`` later measures search again on it (new search code, no rebuild).
 """
 
 from __future__ import annotations
@@ -40,10 +41,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import embedded_postgres, percentile
+from benchmarks._common import embedded_postgres, percentile, rows_read
 from tern.ariel import store
 from tern.ariel.adapters import AdapterOptions
-from tern.ariel.backends.postgres import PostgresBackend, hnsw_settings_sql, semantic_exact_sql, semantic_sql
+from tern.ariel.backends.postgres import (
+    PostgresBackend,
+    hnsw_settings_sql,
+    keyword_sql,
+    semantic_exact_sql,
+    semantic_sql,
+)
 from tern.ariel.embeddings import HashingTestEmbedder
 from tern.ariel.ingest import embed_bulk, ingest_source
 from tern.ariel.models import LogbookEntry
@@ -221,7 +228,16 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
     service = ArielService(settings, pool, embedder=emb, llm=None)
     hnsw = (settings.ariel.hnsw_ef_search, settings.ariel.hnsw_max_scan_tuples)
     queries = _queries(nq)
-    sides = ("keyword", "keyword_bare", "semantic", "semantic_bare", "hybrid", "hybrid_bare")
+    sides = (
+        "keyword",
+        "keyword_bare",
+        "keyword_fusion",
+        "keyword_fusion_bare",
+        "semantic",
+        "semantic_bare",
+        "hybrid",
+        "hybrid_bare",
+    )
     res: dict[str, list[float]] = {k: [] for k in sides}
     by_pos: dict[str, list[float]] = {f"{k}_{p}": [] for k in sides for p in ("first", "second")}
     statements_per_search: list[int] = []
@@ -243,7 +259,10 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
             statements = list(trace)
             statements_per_search.append(len(statements))
             hyb_trace: list[tuple[str, list[Any]]] = []
-            await PostgresBackend(conn, trace=hyb_trace).keyword(query, limit=n_cand)
+            window = settings.ariel.hybrid_keyword_window
+            capture = PostgresBackend(conn, trace=hyb_trace, keyword_window=window)
+            await capture.keyword(query, limit=n_cand, fusion=True)  # hybrid's keyword half: its statement
+            fusion_backend = PostgresBackend(conn, keyword_window=window)
             [vec] = await emb.embed([query])
             sem = semantic_sql(table, vec, None, n_cand)
 
@@ -252,6 +271,13 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
 
             async def keyword_bare(statements: list[tuple[str, list[Any]]] = statements) -> None:
                 for sql, args in statements:
+                    await conn.fetch(sql, *args)
+
+            async def fusion_backend_call(query: str = query, backend: PostgresBackend = fusion_backend) -> None:
+                await backend.keyword(query, limit=n_cand, fusion=True)
+
+            async def fusion_bare(hyb_trace: list[tuple[str, list[Any]]] = hyb_trace) -> None:
+                for sql, args in hyb_trace:
                     await conn.fetch(sql, *args)
 
             async def hybrid_backend(query: str = query) -> None:
@@ -274,8 +300,9 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
                     await conn.execute(hnsw_settings_sql(n_cand, *hnsw))
                     await conn.fetch(sem[0], *sem[1])
 
-            pairs = [
+            pairs: list[tuple[tuple[str, Callable[[], Awaitable[Any]]], tuple[str, Callable[[], Awaitable[Any]]]]] = [
                 (("keyword", keyword_backend), ("keyword_bare", keyword_bare)),
+                (("keyword_fusion", fusion_backend_call), ("keyword_fusion_bare", fusion_bare)),
                 (("semantic", semantic_backend), ("semantic_bare", semantic_bare)),
                 (("hybrid", hybrid_backend), ("hybrid_bare", hybrid_bare)),
             ]
@@ -294,7 +321,7 @@ async def latency(pool: Any, reps: int, nq: int, limit: int = 10) -> dict[str, f
     for k, v in res.items():
         out[f"{k}_p50_ms"] = percentile(v, 50) * 1000
         out[f"{k}_p95_ms"] = percentile(v, 95) * 1000
-    for k in ("keyword", "semantic", "hybrid"):
+    for k in ("keyword", "keyword_fusion", "semantic", "hybrid"):
         out[f"{k}_p50_ratio"] = out[f"{k}_p50_ms"] / out[f"{k}_bare_p50_ms"]
         out[f"{k}_p95_ratio"] = out[f"{k}_p95_ms"] / out[f"{k}_bare_p95_ms"]
     for k, v in by_pos.items():
@@ -355,6 +382,44 @@ async def recall(pool: Any, nq: int, ef_search: int | None = None) -> dict[str, 
     return out
 
 
+TIE = 1e-4  # relative score difference counted as a tie by ``keyword_window``
+
+
+async def keyword_window(pool: Any, nq: int, n: int = 30) -> dict[str, float]:
+    """What hybrid's bounded keyword half (``fusion=True``, ``ariel.hybrid_keyword_window``) loses against
+    ranking every match, for ``n`` candidates over the benchmark's queries: strict overlap of the ids, and
+    tie-aware overlap (a windowed hit counts when its BM25 score is at least the n-th exact score, less
+    ``TIE``: the synthetic entries repeat their structure, so many share a score, or differ only by a term
+    that every entry holds, whose idf is ~1e-5), with the worst query; the largest relative shortfall of the
+    windowed n-th score against the exact one; the entries each statement read (``rows_read``); and how many
+    queries took the window (read something else than the exact statement)."""
+    window = TernSettings().ariel.hybrid_keyword_window
+    strict, tie, gap, read_exact, read_window = [], [], [], [], []
+    async with pool.acquire() as conn:
+        for query in _queries(nq):
+            exact = await PostgresBackend(conn).keyword(query, limit=n)
+            bounded = await PostgresBackend(conn, keyword_window=window).keyword(query, limit=n, fusion=True)
+            read_exact.append(await rows_read(conn, *keyword_sql(query, None, n)))
+            read_window.append(await rows_read(conn, *keyword_sql(query, None, n, window)))
+            kth = min(h.score for h in exact) if len(exact) == n else float("-inf")
+            strict.append(len({h.entry_id for h in exact} & {h.entry_id for h in bounded}) / max(1, len(exact)))
+            tie.append(min(n, sum(1 for h in bounded if h.score >= kth * (1 - TIE))) / max(1, len(exact)))
+            if exact and bounded and len(bounded) == len(exact):
+                gap.append((exact[-1].score - bounded[-1].score) / exact[-1].score if exact[-1].score else 0.0)
+    return {
+        "window": window,
+        "candidates": n,
+        "queries_windowed": sum(1 for w, e in zip(read_window, read_exact, strict=True) if w != e),
+        "entries_read_exact_max": max(read_exact),
+        "entries_read_window_max": max(read_window),
+        "overlap": sum(strict) / len(strict),
+        "overlap_min": min(strict),
+        "overlap_tie_aware": sum(tie) / len(tie),
+        "overlap_tie_aware_min": min(tie),
+        "nth_score_shortfall_max": max(gap, default=0.0),
+    }
+
+
 async def disk(pool: Any) -> dict[str, int]:
     """Bytes on disk: entries table (with its indexes and TOAST), embeddings table, its HNSW index, database."""
     async with pool.acquire() as conn:
@@ -375,9 +440,11 @@ async def run(
     index_memory_mb: int,
     out: Path | None = None,
     ingest_paths: Sequence[str] = INGEST_PATHS,
+    search_only: bool = False,
 ) -> dict[str, Any]:
-    """All phases; ``out`` is rewritten with the figures so far after each one."""
-    figures: dict[str, Any] = {"entries": n}
+    """All phases; ``out`` is rewritten with the figures so far after each one. ``search_only``: the database
+    already holds the entries and vectors (an earlier run's ``--data-dir``): disk, recall and latency only."""
+    figures: dict[str, Any] = {"entries": n, "search_only": search_only}
 
     def save(phase: str, value: Any) -> None:
         figures[phase] = value
@@ -387,14 +454,21 @@ async def run(
 
     pool = await create_pool(dsn, max_size=4)
     try:
-        t = time.perf_counter()
-        entries = synthetic_entries(n)
-        save("generate_s", time.perf_counter() - t)
-        save("ingestion", await ingestion(pool, entries, ingest_paths))
-        del entries
-        save("embedding", await embedding(pool, index_memory_mb, index_workers=1))
+        if search_only:
+            async with pool.acquire() as conn:
+                stored = await conn.fetchval("SELECT count(*) FROM ariel_entries")
+            if stored != n:
+                raise SystemExit(f"--search-only: the database holds {stored} entries, not {n}")
+        else:
+            t = time.perf_counter()
+            entries = synthetic_entries(n)
+            save("generate_s", time.perf_counter() - t)
+            save("ingestion", await ingestion(pool, entries, ingest_paths))
+            del entries
+            save("embedding", await embedding(pool, index_memory_mb, index_workers=1))
         save("disk", await disk(pool))
         save("recall", await recall(pool, nq))
+        save("keyword_window", await keyword_window(pool, nq))
         save("latency", await latency(pool, reps, nq))
     finally:
         await pool.close()
@@ -418,13 +492,27 @@ def main() -> None:
         help="ingestion paths to time, comma-separated, of: copy, upsert, pipeline (the last one's rows are searched)",
     )
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the PostgreSQL cluster in DIR/data (default: a temporary directory, removed at the end)",
+    )
+    ap.add_argument(
+        "--search-only",
+        action="store_true",
+        help="with --data-dir of an earlier run of the same --entries: only disk, recall and latency",
+    )
     args = ap.parse_args()
+    if args.search_only and not args.data_dir:
+        ap.error("--search-only needs --data-dir (the cluster an earlier run built)")
     paths = [p.strip() for p in args.ingest.split(",") if p.strip()]
     if not paths or set(paths) - set(INGEST_PATHS):
         ap.error(f"--ingest: choose from {', '.join(INGEST_PATHS)}")
     memory = args.index_memory_mb or max(1024, args.entries * 25 // 10_000)
-    with embedded_postgres() as pg:
-        figures = asyncio.run(run(pg.dsn, args.entries, args.reps, args.queries, memory, args.json, paths))
+    with embedded_postgres(args.data_dir) as pg:
+        figures = asyncio.run(
+            run(pg.dsn, args.entries, args.reps, args.queries, memory, args.json, paths, args.search_only)
+        )
     print(json.dumps(figures, indent=2))
 
 

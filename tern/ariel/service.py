@@ -47,7 +47,10 @@ def make_backend(settings: TernSettings, db: asyncpg.Pool | store.Conn) -> Searc
 
         return OpenSearchBackend.from_settings(settings)
     return PostgresBackend(
-        db, ef_search=settings.ariel.hnsw_ef_search, max_scan_tuples=settings.ariel.hnsw_max_scan_tuples
+        db,
+        ef_search=settings.ariel.hnsw_ef_search,
+        max_scan_tuples=settings.ariel.hnsw_max_scan_tuples,
+        keyword_window=settings.ariel.hybrid_keyword_window,
     )
 
 
@@ -135,7 +138,7 @@ class ArielService:
         unavailable."""
         n = max(HYBRID_CANDIDATES_MIN, 3 * limit)
         keyword, (semantic, why, model) = await asyncio.gather(
-            self.backend.keyword(text, filters, n), self._semantic(text, filters, n)
+            self.backend.keyword(text, filters, n, fusion=True), self._semantic(text, filters, n)
         )
         if semantic is None:
             return keyword[:limit], why, ""

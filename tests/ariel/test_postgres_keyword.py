@@ -102,3 +102,65 @@ async def test_quotes_backslashes_and_operators_in_the_text(pool: asyncpg.Pool) 
         await store.upsert_entries(conn, corpus())  # K001 now says "beam"; K031 alone does not
         only_negated = await backend.keyword("-beam", limit=5)  # no positive term: every score is 0
     assert [h.entry_id for h in only_negated] == ["K031"] and only_negated[0].score == 0.0
+
+
+def common_corpus() -> list[LogbookEntry]:
+    """400 beam entries, one an hour: the 50 newest say "beam" three times (the best BM25 for "beam"); the 200
+    oldest also report a fault; the very first one also mentions the septum."""
+    out = []
+    for i in range(400):
+        text = "Beam stable." if i < 350 else "Beam lost, beam back, beam stored."
+        if i < 200:
+            text += " Fault on the kicker." + (" Septum pulser replaced." if i == 0 else "")
+        out.append(entry(i, f"Note {i}", text))
+    return out
+
+
+async def test_fusion_ranks_a_window_of_the_newest_matches_for_common_terms(pool: asyncpg.Pool) -> None:
+    from benchmarks._common import rows_read
+    from tern.ariel.backends.postgres import keyword_sql
+
+    async with pool.acquire() as conn:
+        await store.upsert_entries(conn, common_corpus())
+        await store.refresh_statistics(conn)
+        exact, windowed = PostgresBackend(conn), PostgresBackend(conn, keyword_window=20)
+        # "beam" is in every entry: est 400 matches > k = 20 x 400 / 400 = 20 newest entries read; the best
+        # BM25 entries are among them, so the window changes nothing but the work
+        best = [f"K{i:03d}" for i in range(399, 389, -1)]
+        assert [h.entry_id for h in await windowed.keyword("beam", limit=10, fusion=True)] == best
+        assert [h.entry_id for h in await exact.keyword("beam", limit=10)] == best
+        assert await rows_read(conn, *keyword_sql("beam", None, 10, 20)) <= 20
+        assert await rows_read(conn, *keyword_sql("beam", None, 10)) == 400  # every match scored
+        # without fusion the backend ranks every match, window or not (plain keyword search is exact)
+        trace: list = []
+        await PostgresBackend(conn, trace=trace, keyword_window=20).keyword("beam", limit=10)
+        assert await rows_read(conn, *trace[0]) == 400
+        # "beam fault": est 200 matches, k = 40 newest entries, none with a fault: every match is ranked
+        fault = [h.entry_id for h in await exact.keyword("beam fault", limit=10)]
+        assert fault == [f"K{i:03d}" for i in range(199, 189, -1)]
+        assert [h.entry_id for h in await windowed.keyword("beam fault", limit=10, fusion=True)] == fault
+        # a rare term (one entry): no window, the old entry is found
+        assert [h.entry_id for h in await windowed.keyword("septum", limit=10, fusion=True)] == ["K000"]
+        # ... and the window costs nothing: the statement reads what the exact one reads
+        septum = await rows_read(conn, *keyword_sql("septum", None, 10, 20))
+        assert septum == await rows_read(conn, *keyword_sql("septum", None, 10))
+        # filters: never windowed (the estimate does not know them)
+        old = SearchFilters(until=T0 + timedelta(hours=10))
+        hits = await windowed.keyword("beam", old, limit=3, fusion=True)
+        assert [h.entry_id for h in hits] == ["K009", "K008", "K007"]
+
+
+async def test_fusion_window_grows_with_the_table(pool: asyncpg.Pool, monkeypatch) -> None:
+    """The window is at least ``WINDOW_MIN_SHARE`` of the entries: with a share of 10%, 400 entries and a window
+    of 20, "beam" (in every entry) is ranked over the newest 40 entries, not 20."""
+    from benchmarks._common import rows_read
+    from tern.ariel.backends import postgres
+
+    async with pool.acquire() as conn:
+        await store.upsert_entries(conn, common_corpus())
+        await store.refresh_statistics(conn)
+        assert await rows_read(conn, *postgres.keyword_sql("beam", None, 10, 20)) <= 20
+        monkeypatch.setattr(postgres, "WINDOW_MIN_SHARE", 0.1)
+        assert 20 < await rows_read(conn, *postgres.keyword_sql("beam", None, 10, 20)) <= 40
+        hits = await PostgresBackend(conn, keyword_window=20).keyword("beam", limit=10, fusion=True)
+    assert [h.entry_id for h in hits] == [f"K{i:03d}" for i in range(399, 389, -1)]

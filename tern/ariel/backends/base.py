@@ -47,7 +47,13 @@ class SearchBackend(Protocol):
     name: str
     separate_index: bool
 
-    async def keyword(self, query: str, filters: SearchFilters | None = None, limit: int = 10) -> list[LogbookHit]: ...
+    async def keyword(
+        self, query: str, filters: SearchFilters | None = None, limit: int = 10, *, fusion: bool = False
+    ) -> list[LogbookHit]:
+        """Keyword hits, best first. ``fusion``: the hits are candidates for rank fusion (hybrid search), so
+        the backend may rank a bounded set of the matches rather than all of them (PostgreSQL: its
+        ``keyword_window``; OpenSearch ranks all of them either way)."""
+        ...
 
     async def semantic(
         self,

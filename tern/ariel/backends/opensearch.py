@@ -195,9 +195,12 @@ class OpenSearchBackend:
         resp: dict[str, Any] = await self._read(self.client.search, body=body)
         return resp
 
-    async def keyword(self, query: str, filters: SearchFilters | None = None, limit: int = 10) -> list[LogbookHit]:
+    async def keyword(
+        self, query: str, filters: SearchFilters | None = None, limit: int = 10, *, fusion: bool = False
+    ) -> list[LogbookHit]:
         """Every-term BM25 matches, then any-term matches, else fuzzy matches (as the PostgreSQL backend).
-        Raises ``SearchIndexMissing`` before the first ingestion (no alias yet)."""
+        ``fusion`` changes nothing here (OpenSearch's BM25 top-k is cheap at any frequency). Raises
+        ``SearchIndexMissing`` before the first ingestion (no alias yet)."""
         text = query.strip()
         if not text:
             return parse_hits(await self._search(browse_body(filters, limit)))

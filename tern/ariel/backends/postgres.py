@@ -33,6 +33,13 @@ TRIGRAM_THRESHOLD = 0.4  # pg_trgm word_similarity threshold of the typo fallbac
 BM25_K1 = 1.2  # BM25 term-frequency saturation: the usual default (Robertson and Zaragoza 2009: 1.2 to 2.0)
 EXACT_SEARCH_BELOW = 2000  # filtered semantic search: fewer entries pass the filters -> exact search (entries)
 UNSEEN_LEXEME_FREQ = 0.005  # the most an unlisted lexeme's share of entries is assumed to be (see _TERMS_CTE)
+# What visiting one match through the GIN bitmap costs, in entries read in ts order and tested (see _window_ctes):
+# at 100,000 entries ~2.5 us per match (9,104 in 22.5 ms) against ~0.7 us per entry (3,210 in 2.3 ms)
+WINDOW_READ_COST = 3
+# The keyword window ranks at least this share of the entries' count in matches: the best-scoring class of a common
+# query grows with the table, and a window of 300 matches at 1,000,000 entries missed it (tie-aware overlap 0.78
+# with the exact top 30; 1.00 at 0.3%, which is 300 at 100,000; benchmarks/README.md, Scale)
+WINDOW_MIN_SHARE = 0.003
 _HEADLINE_TEXT = 'StartSel=**,StopSel=**,MaxFragments=2,MaxWords=25,MinWords=8,FragmentDelimiter=" ... "'
 _HEADLINE_TITLE = "StartSel=**,StopSel=**,HighlightAll=true"
 
@@ -80,7 +87,7 @@ _TERMS_CTE = r"""stats AS MATERIALIZED (
     WHERE c.oid = 'ariel_entries'::regclass AND s.attname = 'search' AND NOT s.inherited),
 terms AS MATERIALIZED (
     SELECT ('''' || m.lex || '''')::tsquery AS tq,
-           coalesce(ln(1 + (st.n - st.n * f.f + 0.5) / (st.n * f.f + 0.5)), 1.0) AS idf
+           coalesce(ln(1 + (st.n - st.n * f.f + 0.5) / (st.n * f.f + 0.5)), 1.0) AS idf, f.f AS share, st.n
     FROM (SELECT DISTINCT r[1] AS lex
           FROM q, regexp_matches(querytree(q.query), '''((?:[^'']|'''')+)''', 'g') AS r) m
     LEFT JOIN stats st ON true
@@ -101,13 +108,16 @@ def bm25_sql(alias: str = "e") -> str:
     return f"(SELECT coalesce(sum(t.idf * (1 - {k1} / (ts_rank_cd({alias}.search, t.tq) + {k1}))), 0) FROM terms t)"
 
 
-def keyword_sql(text: str, filters: SearchFilters | None, limit: int) -> tuple[str, list[Any]]:
+def keyword_sql(text: str, filters: SearchFilters | None, limit: int, window: int = 0) -> tuple[str, list[Any]]:
     """The keyword search statement and its arguments (``$1`` the text, filters from ``$2``).
 
     ``limit`` (rows, 1..100) is written into the statement rather than passed, so that the prepared
     statement settles on PostgreSQL's generic plan instead of planning every call. Rows carry ``tier``:
 
-    0. entries matching every term, by BM25 (``bm25_sql``), newest first on ties;
+    0. entries matching every term, by BM25 (``bm25_sql``), newest first on ties. With ``window`` (matches,
+       > 0; 0 = off) and no filters, when the terms are common the BM25 ranking covers only the newest
+       entries, about ``window`` of them matching (see ``_window_ctes``); when that finds fewer than
+       ``limit``, every match is ranked as without ``window``;
     1. only when tier 0 has fewer than ``limit`` rows and the query has more than one term: entries matching
        some term but not every one, by BM25, filling up to ``limit``;
     2. only when tiers 0 and 1 are empty (typos): entries whose title or text has pg_trgm word similarity
@@ -122,6 +132,10 @@ def keyword_sql(text: str, filters: SearchFilters | None, limit: int) -> tuple[s
     n = int(limit)
     fsql, fargs = filter_sql(filters, 2)
     score = bm25_sql()
+    if window > 0 and not fsql:
+        tier0 = _window_ctes(int(window), n, score)
+    else:
+        tier0 = f"tier0 AS MATERIALIZED ({_every_match(n, score, fsql)})"
     sql = f"""
 WITH q AS MATERIALIZED (
     SELECT txt, query,
@@ -129,12 +143,7 @@ WITH q AS MATERIALIZED (
                 ELSE replace(query::text, ' & ', ' | ')::tsquery END AS anyq
     FROM (SELECT $1::text AS txt, websearch_to_tsquery('english', $1) AS query) AS parsed),
 {_TERMS_CTE % {"unseen": UNSEEN_LEXEME_FREQ}},
-tier0 AS MATERIALIZED (
-    SELECT e.entry_id, e.title, e.author, e.ts, e.raw_text, {score} AS score
-    FROM ariel_entries e, q
-    WHERE e.search @@ q.query{fsql}
-    ORDER BY score DESC, e.ts DESC
-    LIMIT {n}),
+{tier0},
 tier1 AS MATERIALIZED (
     SELECT e.entry_id, e.title, e.author, e.ts, e.raw_text, {score} AS score
     FROM ariel_entries e, q
@@ -162,6 +171,56 @@ SELECT h.tier, h.entry_id, h.title, h.author, h.ts, h.score,
 FROM hits h, q
 ORDER BY h.tier, h.score DESC, h.ts DESC"""
     return sql, [text, *fargs]
+
+
+def _every_match(n: int, score: str, fsql: str, guard: str = "true") -> str:
+    """The ``n`` best entries by ``score`` among all that match every term and pass ``fsql``, when ``guard``."""
+    return f"""
+    SELECT e.entry_id, e.title, e.author, e.ts, e.raw_text, {score} AS score
+    FROM ariel_entries e, q
+    WHERE {guard} AND e.search @@ q.query{fsql}
+    ORDER BY score DESC, e.ts DESC
+    LIMIT {n}"""
+
+
+def _window_ctes(window: int, n: int, score: str) -> str:
+    """Tier 0 of ``keyword_sql`` ranking only the newest entries when the query's terms are common.
+
+    BM25 over every entry that matches costs a heap visit and a score per match: for a word in a tenth of
+    the entries that is most of the table (at 100,000 entries, 9,104 matches, 7,631 heap pages and 24 ms of
+    the 25 ms statement; the GIN lookup itself is 8 ms at most). The number of matches is estimated from
+    the statistics ``_TERMS_CTE`` reads, est = N x the product of the terms' shares (as if independent).
+    The window is w = max(``window``, ``WINDOW_MIN_SHARE`` x N) matches. When ``WINDOW_READ_COST`` x est
+    exceeds ``k = ceil(w x N / est)``, reading the newest k entries in
+    ``ts`` order (the ``ariel_entries_ts`` index, pages mostly in a row) and testing each against the query
+    is cheaper than visiting every match (a match visited through the GIN bitmap costs about as much as
+    ``WINDOW_READ_COST`` entries read in order), and finds about w of them: ``recent`` holds them,
+    ``tier0w`` ranks them by BM25. Otherwise (rare terms, no statistics, no positive term) k is 0 and
+    ``recent`` is empty. When ``tier0w`` has fewer than ``n`` rows (rare terms, or terms that occur together
+    less often than independence predicts), ``tier0all`` ranks every match, as without a window; its guard is
+    evaluated once, so it costs nothing otherwise. A window trades exactness for time: the top ``n`` are the
+    best of the newest w or so matches, not of all of them (measured in benchmarks/README.md)."""
+    return f"""bound AS MATERIALIZED (
+    SELECT CASE WHEN {WINDOW_READ_COST} * x.est * x.est > x.w * x.n
+                THEN least(x.n, ceil(x.w * x.n / x.est))::bigint ELSE 0 END AS k
+    FROM (SELECT max(t.n) AS n, max(t.n) * exp(sum(ln(greatest(t.share, 1e-12)))) AS est,
+                 greatest({window}::float8, {WINDOW_MIN_SHARE} * max(t.n)) AS w
+          FROM terms t HAVING count(*) > 0 AND count(t.share) = count(*)) AS x),
+recent AS MATERIALIZED (
+    SELECT e.entry_id, e.title, e.author, e.ts, e.raw_text, e.search
+    FROM ariel_entries e
+    ORDER BY e.ts DESC
+    LIMIT coalesce((SELECT k FROM bound), 0)),
+tier0w AS MATERIALIZED (
+    SELECT e.entry_id, e.title, e.author, e.ts, e.raw_text, {score} AS score
+    FROM recent e, q
+    WHERE e.search @@ q.query
+    ORDER BY score DESC, e.ts DESC
+    LIMIT {n}),
+tier0all AS MATERIALIZED ({_every_match(n, score, "", f"(SELECT count(*) FROM tier0w) < {n}")}),
+tier0 AS MATERIALIZED (
+    SELECT * FROM tier0w WHERE (SELECT count(*) FROM tier0w) >= {n}
+    UNION ALL SELECT * FROM tier0all)"""
 
 
 def browse_sql(filters: SearchFilters | None, limit: int) -> tuple[str, list[Any]]:
@@ -273,6 +332,8 @@ class PostgresBackend:
         trace: when a list, every statement run is appended as ``(sql, args)`` (benchmarks replay them bare).
         ef_search: pgvector ``hnsw.ef_search`` of semantic search (candidates; settings ``ariel.hnsw_ef_search``).
         max_scan_tuples: pgvector ``hnsw.max_scan_tuples`` (vectors; ``ariel.hnsw_max_scan_tuples``).
+        keyword_window: matches BM25 ranks for a ``fusion`` keyword search when the terms are common (the
+            ``window`` of ``keyword_sql``; ``ariel.hybrid_keyword_window``; 0 = every match).
     """
 
     name = "postgres"
@@ -284,11 +345,13 @@ class PostgresBackend:
         trace: list[tuple[str, list[Any]]] | None = None,
         ef_search: int = 200,
         max_scan_tuples: int = 20_000,
+        keyword_window: int = 300,
     ):
         self.db = db
         self.trace = trace
         self.ef_search = ef_search
         self.max_scan_tuples = max_scan_tuples
+        self.keyword_window = keyword_window
         self._tables: dict[str, str] = {}  # model -> embeddings table; a registered model keeps its table
 
     @asynccontextmanager
@@ -304,14 +367,19 @@ class PostgresBackend:
             self.trace.append(stmt)
         return await conn.fetch(stmt[0], *stmt[1])
 
-    async def keyword(self, query: str, filters: SearchFilters | None = None, limit: int = 10) -> list[LogbookHit]:
+    async def keyword(
+        self, query: str, filters: SearchFilters | None = None, limit: int = 10, *, fusion: bool = False
+    ) -> list[LogbookHit]:
         """Every-term matches, then some-term matches, else trigram matches: one statement, one round trip
-        (``keyword_sql``). Without text, the newest entries that pass the filters."""
+        (``keyword_sql``). Without text, the newest entries that pass the filters. With ``fusion`` (hybrid's
+        keyword half), common terms are ranked over a window of about ``keyword_window`` of the newest
+        matches (``keyword_sql``'s ``window``)."""
         text = query.strip()
         async with self._conn() as conn:
             if not text:
                 return _hits(await self._fetch(conn, browse_sql(filters, limit)))
-            return _hits(await self._fetch(conn, keyword_sql(text, filters, limit)))
+            window = self.keyword_window if fusion else 0
+            return _hits(await self._fetch(conn, keyword_sql(text, filters, limit, window)))
 
     async def semantic(
         self,
