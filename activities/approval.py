@@ -8,8 +8,10 @@ named the approvers of any request (each ``approval_requested`` row carries the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -21,8 +23,11 @@ from tern.audit.store import record_event
 from tern.chat.signing import signed_headers
 from tern.chat.store import add_request
 from tern.config import TernSettings
+from tern.identity.uses import claim_use
+from tern.identity.verify import OidcIdentityLike, check_proof, oidc_verifier
 from tern.models import AuditEvent
 from tern.models.approval import ApprovalResolveInput, NotifyApproversInput, ResolvedApproval
+from tern.models.identity import IdentityMode, ProofCheck, ProofCheckInput
 
 POLICY_AUDIT_RUN_ID = "approval-policy"
 
@@ -48,7 +53,7 @@ class ApprovalActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         """The activity callables to register on a worker."""
-        return [self.resolve_approval, self.notify_approvers]
+        return [self.resolve_approval, self.notify_approvers, self.verify_proof]
 
     async def current(self) -> tuple[ApprovalPolicy, str]:
         """The policy in force and its version, audited once per version.
@@ -100,7 +105,43 @@ class ApprovalActivities:
             channel=inp.channel,
             requested_mode=inp.requested_mode,
             version=version,
+            identity=self.settings.approval.identity,
+        ).model_copy(update={"write_by_s": self.settings.approval.write_by_s})
+
+    @activity.defn(name="verify_proof")
+    async def verify_proof(self, inp: ProofCheckInput) -> ProofCheck:
+        """Check the proof of a run start or a decision (:func:`tern.identity.verify.check_proof`) against the
+        policy's principals and the identity mode in force, then claim the statement's single use
+        (:func:`tern.identity.uses.claim_use`). A bad proof is a result (``ok`` False, with the reason), never an
+        error: the workflow audits the refusal. An invalid policy file refuses every proof (fail closed)."""
+        try:
+            policy, _ = await self.current()
+        except ApprovalPolicyError as exc:
+            return ProofCheck(ok=False, mode="proven", reason=f"all proofs refused: {exc}")
+        mode: IdentityMode = "proven" if "proven" in (self.settings.approval.identity, policy.identity) else "declared"
+        oidc = self._oidc_verifier()
+        check = await asyncio.to_thread(
+            check_proof, inp, mode=mode, principals=policy.principals, now=datetime.now(UTC), oidc_verify=oidc
         )
+        if not check.ok or not check.statement_sha256:
+            return check
+        pool = await self._pool()
+        async with pool.acquire() as conn:
+            first = await claim_use(
+                conn,
+                check.statement_sha256,
+                inp.use_key,
+                workflow_id=inp.workflow_id,
+                request_id=inp.request_id,
+                principal=check.principal,
+            )
+        if not first:
+            return ProofCheck(ok=False, mode=mode, reason="this proof was already used (a replayed statement)")
+        return check
+
+    def _oidc_verifier(self) -> Callable[[str], OidcIdentityLike] | None:
+        """The ID-token verifier for the configured issuer, or None when OIDC is not configured."""
+        return oidc_verifier(self.settings)
 
     @activity.defn(name="notify_approvers")
     async def notify_approvers(self, inp: NotifyApproversInput) -> bool:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from tern import DATA_DIR
 from tern.models.approval import ApprovalMode
+from tern.models.identity import IdentityMode
 
 
 class _Section(BaseModel):
@@ -136,6 +137,19 @@ class ApprovalSettings(_Section):
         description="Which analysis code needs a human decision before it runs: none, code the policy finds "
         "attempting control writes (or hiding what it does), or all code (the fail-secure default). The worker's "
         "value is a floor: a run may ask for a stricter mode, never a weaker one.",
+    )
+    identity: IdentityMode = Field(
+        "declared",
+        description="declared: approver and requester names are taken as typed (the one-person embedded stack); "
+        "proven: every run start and decision must carry a proof (SSH signature or OIDC ID token, tern/identity) "
+        "that the worker verifies against the policy's principals, and the two-person rule counts principals.",
+    )
+    write_by_s: float = Field(
+        900.0,
+        gt=0,
+        le=86_400,
+        description="An approved write must start within this many seconds of its last approval, or it is "
+        "refused and must be requested again (a decision does not wait for a worker for days).",
     )
 
 

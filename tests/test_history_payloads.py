@@ -28,6 +28,7 @@ from tern.models.activity_io import (
 )
 from tern.models.approval import ApprovalResolveInput, NotifyApproversInput
 from tern.models.archiver import ArchiverReadInput
+from tern.models.identity import ProofCheckInput
 from tern.models.memory import MemoryAddInput
 from tern.models.planning import PlanInput
 from tern.models.python_step import ExecuteInput, GenerateCodeInput, PythonRunInput
@@ -50,6 +51,7 @@ MODEL_OF: dict[str, type[BaseModel]] = {  # activity type, workflow type (input)
     "read_archiver": ArchiverReadInput,
     "remember": MemoryAddInput,
     "notify_approvers": NotifyApproversInput,
+    "verify_proof": ProofCheckInput,
 }
 
 

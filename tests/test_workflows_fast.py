@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, Work
 from temporalio.worker import Worker
 
 from tern.approval.policy import ApprovalPolicy
+from tern.identity.verify import check_proof
 from tern.models import AgentRunRequest, AuditEvent, ChannelReading, Decision, LimitsCheck, Plan, SearchResponse
 from tern.models.activity_io import (
     ChannelReadInput,
@@ -29,6 +30,7 @@ from tern.models.activity_io import (
 )
 from tern.models.approval import ApprovalResolveInput, ResolvedApproval
 from tern.models.control import WriteRecord
+from tern.models.identity import IdentityMode, ProofCheck, ProofCheckInput
 from tern.models.memory import Memory, MemorySearchInput
 from tern.models.python_step import AnalyzeInput, ExecuteInput, GenerateCodeInput, GeneratedCode
 from tern.sandbox.models import ExecutionResult
@@ -54,6 +56,9 @@ class Machine:
     slow_audit: dict[str, float] = field(default_factory=dict)  # event kind -> seconds its recording takes
     audit_started: asyncio.Event = field(default_factory=asyncio.Event)
     execution_hangs: bool = False  # execute_python never heartbeats nor returns (its worker died, every attempt)
+    identity: IdentityMode = "declared"  # the worker's approval.identity
+    proof_uses: dict[str, str] = field(default_factory=dict)  # statement sha256 -> use key (single use)
+    checks: list[ProofCheck] = field(default_factory=list)
 
     def activities(self) -> list:
         m = self
@@ -76,7 +81,21 @@ class Machine:
                 channel=inp.channel,
                 requested_mode=inp.requested_mode,
                 version="test",
+                identity=m.identity,
             )
+
+        @activity.defn(name="verify_proof")
+        async def verify_proof(inp: ProofCheckInput) -> ProofCheck:
+            # The real check (ssh-keygen included) against the machine's policy; single use kept in memory.
+            mode: IdentityMode = "proven" if "proven" in (m.identity, m.policy.identity) else "declared"
+            check = await asyncio.to_thread(
+                check_proof, inp, mode=mode, principals=m.policy.principals, now=datetime.now(UTC)
+            )
+            if check.ok and check.statement_sha256:
+                if m.proof_uses.setdefault(check.statement_sha256, inp.use_key) != inp.use_key:
+                    check = ProofCheck(ok=False, mode=mode, reason="this proof was already used (a replayed statement)")
+            m.checks.append(check)
+            return check
 
         @activity.defn(name="search_logbook")
         async def search_logbook(inp: LogbookSearchInput) -> SearchResponse:
@@ -141,6 +160,7 @@ class Machine:
         return [
             record_audit,
             resolve_approval,
+            verify_proof,
             search_logbook,
             read_channels,
             check_write,

@@ -22,7 +22,15 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
-from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, run_key, set_run_state
+from workflows.approval_gate import (
+    VERIFY_RETRY,
+    VERIFY_TIMEOUT,
+    ApprovalGate,
+    ApprovalHandlers,
+    audit,
+    run_key,
+    set_run_state,
+)
 from workflows.failures import error_message, failure_chain
 from workflows.planning import PLANNER_PATCH, RunPlanner
 from workflows.python_execution import PythonExecutionWorkflow
@@ -30,11 +38,13 @@ from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATE
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
+    from activities.approval import ApprovalActivities
     from activities.archiver import ArchiverActivities
     from activities.channels import ChannelActivities
     from activities.logbook import LogbookActivities
     from activities.memory import MemoryActivities
     from tern.approval.render import finished_markdown, step_markdown
+    from tern.identity.statement import start_digest
     from tern.models import (
         AgentRunRequest,
         AgentRunResult,
@@ -47,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         ControlWriteStep,
         FinalRunState,
         GatherStep,
+        LimitsCheck,
         LogbookPublishStep,
         LogbookSearchStep,
         MemoryStep,
@@ -69,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
         WriteInput,
     )
     from tern.models.archiver import ArchiverReadInput
+    from tern.models.identity import ProofCheckInput
     from tern.models.memory import Memory, MemoryAddInput, MemorySearchInput
     from tern.models.plan import derived_write_id, input_name
     from tern.models.planning import LLMUsage
@@ -142,6 +154,9 @@ LOGBOOK_RETRY = RetryPolicy(
 )
 # logbook_publish steps (new with this patch: no earlier history holds one) draft, ask and publish.
 LOGBOOK_PUBLISH_PATCH = "logbook-publish-1"
+# Runs check who starts them (verify_proof) and approved writes must start by their write-by deadline; runs started
+# before proven identity replay without either.
+IDENTITY_PATCH = "proven-identity-1"
 SERIES_INPUT_SUFFIX = "_series"  # a python step gets an archiver_read step's samples as input '<name>_series'
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 MAX_READ_CHANNELS = 500  # channels one channel_read step reads, named and found by earlier steps together
@@ -205,6 +220,8 @@ class AgentRunWorkflow(ApprovalHandlers):
         workflow.upsert_search_attributes(
             [RUN_STATE.value_set("running"), PENDING_APPROVAL.value_set(NO_APPROVAL), RUN_USER.value_set(req.user)]
         )
+        if workflow.patched(IDENTITY_PATCH) and not await self._check_start(req):
+            return await self._finish(req)
         if req.trigger is not None and workflow.patched(TRIGGER_AUDIT_PATCH):
             await self._audit_trigger(req.trigger)
         if req.plan is None:
@@ -239,6 +256,50 @@ class AgentRunWorkflow(ApprovalHandlers):
                 continue
             self._record(step, result)
         return await self._finish(req)
+
+    async def _check_start(self, req: AgentRunRequest) -> bool:
+        """Who starts the run (``verify_proof``): in ``proven`` mode the proof must name this workflow and this
+        request and stand for ``req.user``; False (audited ``start_refused``, the run ends failed) otherwise."""
+        check = await workflow.execute_activity_method(
+            ApprovalActivities.verify_proof,
+            ProofCheckInput(
+                proof=req.proof,
+                purpose="start",
+                workflow_id=self._workflow_id,
+                action="start",
+                digest=start_digest(req),
+                declared=req.user,
+                use_key=f"{run_key()}:start",
+            ),
+            start_to_close_timeout=VERIFY_TIMEOUT,
+            retry_policy=VERIFY_RETRY,
+            summary=f"verify who starts: {req.user}",
+        )
+        if check.ok:
+            if check.scheme != "declared":
+                await audit(
+                    AuditEvent(
+                        event_kind="run_started",
+                        workflow_id=self._workflow_id,
+                        event_key=f"{run_key()}/started",
+                        actor=check.principal,
+                        comment=req.query[:500],
+                        details=check.audit_details(),
+                    )
+                )
+            return True
+        await audit(
+            AuditEvent(
+                event_kind="start_refused",
+                workflow_id=self._workflow_id,
+                event_key=f"{run_key()}/start-refused",
+                actor=req.user,
+                comment=check.reason,
+                details={"identity": check.mode, "query": req.query[:500]},
+            )
+        )
+        self._status, self._error = "failed", f"start refused: {check.reason}"
+        return False
 
     async def _audit_trigger(self, trigger: RunTrigger) -> None:
         """Record which trigger started this run, and its event (audit row ``run_triggered``)."""
@@ -761,6 +822,11 @@ class AgentRunWorkflow(ApprovalHandlers):
                 check=check,
                 message=f"{decision.decision} by {decision.approver or decision.via}: {decision.comment}",
             )
+        start_by: timedelta | None = None
+        if decision.write_by is not None and workflow.patched(IDENTITY_PATCH):
+            start_by = decision.write_by - workflow.now()
+            if start_by <= timedelta(0):
+                return await self._stale_approval(step, check, decision.write_by.isoformat())
         record = await workflow.execute_activity_method(
             AgentActivities.write_channel,
             WriteInput(
@@ -774,9 +840,10 @@ class AgentRunWorkflow(ApprovalHandlers):
                 approved_from=check.current_value,
             ),
             start_to_close_timeout=WRITE_TIMEOUT,
+            schedule_to_start_timeout=start_by,
             heartbeat_timeout=WRITE_HEARTBEAT_TIMEOUT,
             retry_policy=WRITE_RETRY,
-            summary=f"write {step.channel} = {step.value:g}",
+            summary=f"write {step.channel} = {step.value!r}",
         )
         self._writes.append(record)
         return StepResult(
@@ -787,6 +854,28 @@ class AgentRunWorkflow(ApprovalHandlers):
             write=record,
             message=record.message if record.verified else f"write not verified: {record.message}",
         )
+
+    async def _stale_approval(self, step: ControlWriteStep, check: LimitsCheck, write_by: str) -> StepResult:
+        """The write could not start by its write-by deadline (no worker for too long): refused, audited; a new
+        request must be approved."""
+        message = (
+            f"refused: the approval expired at {write_by} before the write could start (approval.write_by_s); "
+            "request the write again"
+        )
+        await audit(
+            AuditEvent(
+                event_kind="write_refused",
+                workflow_id=self._workflow_id,
+                event_key=f"write-refused:{run_key()}:{step.id}:stale",
+                step_id=step.id,
+                actor=self._req.user,
+                channel=step.channel,
+                value=step.value,
+                comment=message,
+                details={"violation": "approval_expired", "write_by": write_by},
+            )
+        )
+        return StepResult(step_id=step.id, kind=step.kind, status="refused", check=check, message=message)
 
     # -- decisions and status -------------------------------------------------------------------------------
     @workflow.query

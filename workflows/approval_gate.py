@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
     from activities.approval import ApprovalActivities
     from tern.approval.render import decided_markdown, pending_markdown
+    from tern.identity.statement import request_digest
     from tern.models import (
         ApprovalKind,
         ApprovalRecord,
@@ -48,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         NotifyApproversInput,
         ResolvedApproval,
     )
+    from tern.models.identity import ProofCheck, ProofCheckInput
     from tern.models.logbook import LogbookDraft
     from tern.models.plan import Plan
 
@@ -69,6 +71,15 @@ NOTIFY_TIMEOUT = timedelta(seconds=30)
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
 )
+VERIFY_TIMEOUT = timedelta(seconds=30)
+# Infrastructure failures (PostgreSQL, ssh-keygen) are retried; a bad proof is a result, not an error.
+VERIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=5
+)
+# Refused decisions beyond this many in one run are turned away by the Update validator without entering history
+# (a flood of refused Updates would otherwise grow the history toward Temporal's 50 MB limit); each one before it
+# is audited as usual.
+MAX_HISTORY_REFUSALS = 500
 # Refused decisions kept in the run's status and result (all are audited): bounded, so that a flood of them
 # cannot push the result past Temporal's payload limit (2 MB).
 MAX_KEPT_REFUSALS = 50
@@ -120,6 +131,9 @@ class ApprovalGate:
         self._recorded: set[str] = set()  # "<request id>:<approver>" of audited decisions
         self._decided: set[str] = set()  # request ids with a final decision
         self._surfaces: dict[str, str] = {}  # "<request id>:<approver>" -> the front end the decision came from
+        self._proofs: dict[str, dict[str, object]] = {}  # "<request id>:<approver>" -> the proof's audit details
+        self._write_by_s = 900.0
+        self._signals = 0  # decide_signal calls, for proof use keys
         self.approvals: list[ApprovalRecord] = []
         self.ignored: list[IgnoredDecision] = []  # the last MAX_KEPT_REFUSALS refused decisions
         self.refused_total = 0  # all of them (each is in the audit table)
@@ -211,7 +225,11 @@ class ApprovalGate:
             allow_self_approval=rule.allow_self_approval,
             policy_version=rule.policy_version,
             policy_rule=rule.rule,
+            identity=rule.identity,
+            surfaces=rule.surfaces,
         )
+        self.pending.digest = request_digest(self.pending)
+        self._write_by_s = rule.write_by_s
         self._decision = None
         self._partial = []
         await audit(
@@ -225,6 +243,8 @@ class ApprovalGate:
                 details={
                     "kind": kind,
                     "approvers": rule.approvers,
+                    "digest": self.pending.digest,
+                    "identity": rule.identity,
                     "expires_at": self.pending.expires_at.isoformat(),
                     **policy,
                     **(audit_details or {}),
@@ -236,6 +256,10 @@ class ApprovalGate:
         if workflow.patched(NOTIFY_PATCH):
             self._notify(workflow_id, self.pending)
         decision = await self._wait(kind, base)
+        if decision.decision == "approved":
+            decision.proven = rule.identity == "proven"
+            if kind == "control_write":
+                decision.write_by = decision.decided_at + timedelta(seconds=rule.write_by_s)
         self.pending = None
         workflow.set_current_details(f"{before}\n\n{decided_markdown(decision)}")
         await audit(
@@ -250,6 +274,8 @@ class ApprovalGate:
                     "kind": kind,
                     "via": decision.via,
                     **self._surface(f"{request_id}:{decision.approver}"),
+                    **self._proofs.get(f"{request_id}:{decision.approver}", {}),
+                    **({"write_by": decision.write_by.isoformat()} if decision.write_by else {}),
                     **({"approved_by": decision.approved_by} if len(decision.approved_by) > 1 else {}),
                 },
             )
@@ -305,6 +331,7 @@ class ApprovalGate:
                             "kind": kind,
                             "via": part.via,
                             **self._surface(f"{pending.request_id}:{part.approver}"),
+                            **self._proofs.get(f"{pending.request_id}:{part.approver}", {}),
                             "approval": f"{part.approved_by.index(part.approver or '') + 1} of {pending.min_approvals}",
                         },
                     )
@@ -433,7 +460,9 @@ class ApprovalGate:
         self._decision = record
         return f"{d.request_id}:{d.approver}"
 
-    async def _refuse(self, d: Decision, reason: str, via: Literal["update", "signal"], key: str) -> None:
+    async def _refuse(
+        self, d: Decision, reason: str, via: Literal["update", "signal"], key: str, check: ProofCheck | None = None
+    ) -> None:
         self.refused_total += 1
         self.ignored.append(IgnoredDecision(decision=d, reason=reason, received_at=workflow.now(), via=via))
         del self.ignored[:-MAX_KEPT_REFUSALS]  # a flood of refused decisions must not outgrow the result
@@ -446,22 +475,87 @@ class ApprovalGate:
                 actor=d.approver,
                 decision="approved" if d.approved else "rejected",
                 comment=reason,
-                details={"comment": d.comment, "via": via, "surface": d.surface or UNSPECIFIED_SURFACE},
+                details={
+                    "comment": d.comment,
+                    "via": via,
+                    "surface": d.surface or UNSPECIFIED_SURFACE,
+                    **(check.audit_details() if check is not None and check.ok else {}),
+                    **({"identity": check.mode} if check is not None and not check.ok else {}),
+                },
             )
         )
+
+    async def _verified(self, d: Decision, use: str) -> tuple[Decision, ProofCheck | None, str | None]:
+        """Check ``d`` against the pending request and, when it carries a proof or the request needs one, verify
+        the proof (``verify_proof`` activity, recorded in history). Returns the decision as it counts (its approver
+        the proven principal), the check, and the reason it is refused (None when it may be accepted).
+
+        A declared decision on a ``declared`` request calls no activity (histories of runs before proven identity
+        replay unchanged)."""
+        reason = self.invalid_reason(d)
+        pending = self.pending
+        if reason is not None or pending is None:
+            return d, None, reason
+        if d.proof is None and pending.identity != "proven":
+            return d, None, self._surface_reason(pending, d.surface or UNSPECIFIED_SURFACE, proven=False)
+        check = await workflow.execute_activity_method(
+            ApprovalActivities.verify_proof,
+            ProofCheckInput(
+                proof=d.proof,
+                purpose="decision",
+                workflow_id=workflow.info().workflow_id,
+                request_id=d.request_id,
+                action="approve" if d.approved else "reject",
+                digest=pending.digest,
+                declared=d.approver,
+                surface=d.surface,
+                use_key=f"{run_key()}:{d.request_id}:{use}",
+            ),
+            start_to_close_timeout=VERIFY_TIMEOUT,
+            retry_policy=VERIFY_RETRY,
+            summary=f"verify proof: {d.approver}",
+        )
+        if not check.ok:
+            return d, check, f"identity not proven: {check.reason}"
+        proven = d.model_copy(update={"approver": check.principal, "surface": check.surface or d.surface})
+        if self.pending is not pending:  # decided or replaced while the proof was checked
+            return proven, check, self.invalid_reason(proven) or "the request changed while the proof was checked"
+        reason = self.invalid_reason(proven) or self._surface_reason(pending, check.surface, proven=True)
+        if reason is None:
+            self._proofs[f"{d.request_id}:{check.principal}"] = check.audit_details()
+        return proven, check, reason
+
+    @staticmethod
+    def _surface_reason(pending: ApprovalRequest, surface: str, *, proven: bool) -> str | None:
+        """Why a decision from ``surface`` may not decide ``pending`` (a rule's ``surfaces``), or None."""
+        if not pending.surfaces:
+            return None
+        if not proven:
+            return (
+                f"{pending.kind} requests may be decided only from {', '.join(pending.surfaces)} with a proof of "
+                "identity; a declared decision does not show where it came from"
+            )
+        if surface not in pending.surfaces:
+            return f"{pending.kind} requests may be decided only from {', '.join(pending.surfaces)}, not {surface}"
+        return None
+
+    def validate_update(self, d: Decision) -> None:
+        """The Update validator: turns a decision away without recording it only once this run has already
+        audited ``MAX_HISTORY_REFUSALS`` refused decisions (a flood must not grow the history without bound)."""
+        if self.refused_total >= MAX_HISTORY_REFUSALS and self.invalid_reason(d) is not None:
+            raise ValueError(
+                f"{self.invalid_reason(d)} (this run has refused {self.refused_total} decisions; further invalid "
+                "ones are turned away without being recorded)"
+            )
 
     async def decide_update(self, d: Decision) -> ApprovalRecord:
         """The Update handler: accept and return once the decision is audited; a refused decision is audited
         and fails the Update with the reason (``ApplicationError`` type ``DecisionRefused``)."""
-        reason = self.invalid_reason(d)
+        update = workflow.current_update_info()
+        use = f"update-{update.id if update else self.refused_total + 1}"
+        d, check, reason = await self._verified(d, use)
         if reason is not None:
-            update = workflow.current_update_info()
-            await self._refuse(
-                d,
-                reason,
-                "update",
-                f"decision-refused:{run_key()}:update-{update.id if update else self.refused_total + 1}",
-            )
+            await self._refuse(d, reason, "update", f"decision-refused:{run_key()}:{use}", check)
             raise ApplicationError(reason, type="DecisionRefused", non_retryable=True)
         token = self._accept(d, "update")
         await workflow.wait_condition(lambda: token in self._recorded)
@@ -469,11 +563,15 @@ class ApprovalGate:
 
     async def decide_signal(self, d: Decision) -> None:
         """The Signal handler: accept a valid decision; record and audit a refused one as ignored."""
-        reason = self.invalid_reason(d)
+        self._signals += 1
+        n = self._signals
+        if self.refused_total >= MAX_HISTORY_REFUSALS and self.invalid_reason(d) is not None:
+            return  # a flood: already in history as a Signal; not audited again (see MAX_HISTORY_REFUSALS)
+        d, check, reason = await self._verified(d, f"signal-{n}")
         if reason is None:
             self._accept(d, "signal")
             return
-        await self._refuse(d, reason, "signal", f"decision-refused:{run_key()}:signal-{self.refused_total + 1}")
+        await self._refuse(d, reason, "signal", f"decision-refused:{run_key()}:signal-{self.refused_total + 1}", check)
 
 
 def set_run_state(state: RunState, pending: str) -> None:
@@ -493,6 +591,10 @@ class ApprovalHandlers:
         """Decide the pending approval; returns once the decision is in the audit table. A refused decision is
         audited and fails the Update with the reason."""
         return await self._gate.decide_update(d)
+
+    @decide.validator
+    def _validate_decide(self, d: Decision) -> None:
+        self._gate.validate_update(d)
 
     @workflow.signal
     async def decide_signal(self, d: Decision) -> None:

@@ -21,10 +21,25 @@ Policy file (JSON, TOML or YAML by suffix; ``TERN_APPROVAL_POLICY_PATH``)::
     [[rules]]
     kinds = ["control_write", "python", "plan", "memory", "logbook"]
     approvers = ["group:rf", "bob", "carol"]
+    surfaces = ["cli", "matrix"]    # optional: where these requests may be decided (proven surfaces)
+    identity = "proven"             # optional: stricter than the worker's approval.identity, never weaker
+    [principals.alice]              # who is who (proven identity, tern/identity)
+    ssh_keys = ["ssh-ed25519 AAAA... alice@console"]
+    oidc_subject = "8f2c..."        # the facility sign-on's subject (else its user claim must be "alice")
+    [principals.matrix-bridge]      # a service: may vouch only for these users, from these surfaces
+    kind = "service"
+    ssh_keys = ["ssh-ed25519 AAAA... bridge"]
+    users = ["alice", "bob"]
+    surfaces = ["matrix"]
 
 Self-approval: by default the requester may not approve their own ``control_write`` (two-person rule) and may
 approve other kinds; ``allow_self_approval`` on a rule or in ``self_approval`` per kind changes that. The
 requester may always *reject* their own request (withdrawing it only makes the machine safer).
+
+Identity: ``identity`` is ``declared`` (names as typed; the one-person embedded stack) or ``proven`` (every start
+and decision carries a proof checked against ``principals``; see :mod:`tern.identity.verify`). The worker's
+``approval.identity`` setting is the floor; the file may only make it stricter. A rule's ``surfaces`` restricts
+where its requests may be decided; a proven decision's surface is the one its statement signs.
 
 Without a file, the policy is built from the settings: ``default_approvers`` = ``TERN_APPROVERS``,
 ``python_approval_mode`` = ``TERN_PYTHON_APPROVAL_MODE``. When neither a rule nor ``default_approvers``
@@ -46,6 +61,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tern.identity.ssh import valid_public_key
 from tern.models.approval import (
     APPROVAL_KINDS,
     ApprovalKind,
@@ -53,6 +69,7 @@ from tern.models.approval import (
     ResolvedApproval,
     stricter_mode,
 )
+from tern.models.identity import IdentityMode, Principal
 
 GROUP_PREFIX = "group:"
 MAX_APPROVALS = 5
@@ -83,6 +100,7 @@ class ApprovalRule(BaseModel):
     approvers: list[str] = Field(min_length=1)
     min_approvals: int = Field(1, ge=1, le=MAX_APPROVALS)
     allow_self_approval: bool | None = None
+    surfaces: list[str] = Field(default_factory=list, description="Where these requests may be decided; empty: any.")
 
     _v_approvers = field_validator("approvers")(lambda cls, v: _names(v, "approvers"))
     _v_channels = field_validator("channels")(lambda cls, v: _names(v, "channels"))
@@ -105,8 +123,23 @@ class ApprovalPolicy(BaseModel):
     default_approvers: list[str] = []
     python_approval_mode: ApprovalMode = "all_code"
     self_approval: dict[ApprovalKind, bool] = {}
+    identity: IdentityMode = "declared"
+    principals: dict[str, Principal] = {}
 
     _v_default = field_validator("default_approvers")(lambda cls, v: _names(v, "default_approvers"))
+
+    @field_validator("principals")
+    @classmethod
+    def _principals_valid(cls, v: dict[str, Principal]) -> dict[str, Principal]:
+        for name, p in v.items():
+            for n, key in enumerate(p.ssh_keys, start=1):
+                if not valid_public_key(key):
+                    raise ValueError(f"principals.{name}.ssh_keys[{n}] is not an OpenSSH public key line")
+            if p.kind == "service" and not p.ssh_keys:
+                raise ValueError(f"principals.{name}: a service principal needs ssh_keys")
+            if p.kind == "person" and (p.users or p.surfaces):
+                raise ValueError(f"principals.{name}: users and surfaces are for service principals only")
+        return v
 
     @model_validator(mode="after")
     def _groups_known(self) -> ApprovalPolicy:
@@ -143,6 +176,7 @@ class ApprovalPolicy(BaseModel):
         channel: str | None = None,
         requested_mode: ApprovalMode = "all_code",
         version: str = "",
+        identity: IdentityMode = "declared",
     ) -> ResolvedApproval:
         """Who may decide a ``kind`` request (about ``channel``) of a run started by ``requester`` that asked
         for ``requested`` approvers.
@@ -151,7 +185,8 @@ class ApprovalPolicy(BaseModel):
         (no rules, no defaults), the run's ``requested`` list or the requester; with rules and no defaults a
         request no rule covers has nobody. A non-empty ``requested`` list narrows the set (intersection).
         ``refusal`` is set when nobody but the requester remains and self-approval is not allowed, or nobody
-        at all remains: such a request can never be approved and is refused at once.
+        at all remains: such a request can never be approved and is refused at once. ``identity`` is the worker's
+        identity mode; the result carries the stricter of it and the file's.
         """
         rule_no, rule = next(((n, r) for n, r in enumerate(self.rules, start=1) if r.matches(kind, channel)), (0, None))
         if rule is not None:
@@ -164,6 +199,7 @@ class ApprovalPolicy(BaseModel):
             self_ok = None
         else:  # rules exist but none covers this request: nobody (a run must not name its own approvers)
             allowed, source, need, self_ok = [], "no rule matches and no default_approvers", 1, None
+        surfaces = list(rule.surfaces) if rule is not None else []
         if self_ok is None:
             self_ok = self.self_approval.get(kind, SELF_APPROVAL_DEFAULTS.get(kind, True))
         approvers = [a for a in allowed if a in requested] if requested else allowed
@@ -191,6 +227,8 @@ class ApprovalPolicy(BaseModel):
             policy_version=version,
             rule=source,
             refusal=refusal,
+            identity="proven" if "proven" in (identity, self.identity) else "declared",
+            surfaces=surfaces,
         )
 
 

@@ -8,6 +8,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.control import LimitsCheck
+from tern.models.identity import IdentityMode, Proof
 from tern.models.ids import WorkflowId
 from tern.models.limits import MAX_COMMENT_CHARS, UserName
 from tern.models.logbook import LogbookDraft
@@ -57,6 +58,11 @@ class ApprovalRequest(BaseModel):
     allow_self_approval: bool = Field(True, description="Whether the requester may approve (policy).")
     policy_version: str = Field("", description="Version of the approval policy that named the approvers.")
     policy_rule: str = Field("", description="Which part of the policy matched (e.g. 'rule 2').")
+    identity: IdentityMode = Field("declared", description="declared: names as typed; proven: decisions need a proof.")
+    surfaces: list[str] = Field([], description="Where the request may be decided; empty: any surface.")
+    digest: str = Field(
+        "", description="SHA-256 of what the approver is shown (tern.identity.statement.request_digest)."
+    )
 
 
 class NotifyApproversInput(BaseModel):
@@ -92,6 +98,9 @@ class ResolvedApproval(BaseModel):
     policy_version: str = ""
     rule: str = ""
     refusal: str | None = None
+    identity: IdentityMode = "declared"
+    surfaces: list[str] = Field([], description="Where the request may be decided (a rule's surfaces); empty: any.")
+    write_by_s: float = Field(900.0, description="A write must start within this many seconds of its last approval.")
 
 
 class Decision(BaseModel):
@@ -115,6 +124,9 @@ class Decision(BaseModel):
         "Optional so a Web UI or raw-client body may omit it; the audit then says "
         "'unspecified (Web UI or raw client)'.",
     )
+    proof: Proof | None = Field(
+        None, description="A signed statement proving who decides (tern.identity); required when identity is proven."
+    )
 
 
 UNSPECIFIED_SURFACE = "unspecified (Web UI or raw client)"
@@ -133,6 +145,10 @@ class ApprovalRecord(BaseModel):
     decided_at: datetime
     via: Literal["update", "signal", "timeout", "policy"] = "update"
     approved_by: list[str] = Field([], description="Everyone who approved, when the policy needs more than one.")
+    proven: bool = Field(False, description="Whether every approval counted was proven (identity proven).")
+    write_by: datetime | None = Field(
+        None, description="For an approved write: it must start by then (UTC), or be requested again."
+    )
 
 
 class IgnoredDecision(BaseModel):

@@ -11,6 +11,7 @@ from tern.models.approval import ApprovalMode, ApprovalRecord, ApprovalRequest, 
 from tern.models.archiver import ArchiverReadOutput
 from tern.models.channels import ChannelHit
 from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
+from tern.models.identity import Proof
 from tern.models.ids import CHILD_WORKFLOW_ID_ALIASES, WorkflowId
 from tern.models.limits import (
     MAX_APPROVAL_TIMEOUT_S,
@@ -60,6 +61,12 @@ class AgentRunRequest(BaseModel):
     )
     trigger: RunTrigger | None = Field(
         None, description="The trigger and event that started this run (tern trigger); None when a user started it."
+    )
+    proof: Proof | None = Field(
+        None,
+        description="Who starts the run, proven (tern.identity): a statement naming the workflow id and the digest of "
+        "this request, signed by ``user`` or by a service allowed to act for ``user``. Required when the worker's "
+        "approval.identity is proven.",
     )
 
 
