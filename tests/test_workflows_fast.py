@@ -59,6 +59,7 @@ class Machine:
     identity: IdentityMode = "declared"  # the worker's approval.identity
     proof_uses: dict[str, str] = field(default_factory=dict)  # statement sha256 -> use key (single use)
     checks: list[ProofCheck] = field(default_factory=list)
+    write_by_s: float = 900.0  # approval.write_by_s
 
     def activities(self) -> list:
         m = self
@@ -82,7 +83,7 @@ class Machine:
                 requested_mode=inp.requested_mode,
                 version="test",
                 identity=m.identity,
-            )
+            ).model_copy(update={"write_by_s": m.write_by_s})
 
         @activity.defn(name="verify_proof")
         async def verify_proof(inp: ProofCheckInput) -> ProofCheck:

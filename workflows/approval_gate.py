@@ -479,6 +479,7 @@ class ApprovalGate:
                     "comment": d.comment,
                     "via": via,
                     "surface": d.surface or UNSPECIFIED_SURFACE,
+                    **({"identity": self.pending.identity} if self.pending is not None else {}),
                     **(check.audit_details() if check is not None and check.ok else {}),
                     **({"identity": check.mode} if check is not None and not check.ok else {}),
                 },

@@ -22,6 +22,8 @@ AuditKind = Literal[
     "memory_added",
     "memory_deleted",
     "run_triggered",  # a trigger started this run: trigger name and event in details (tern trigger)
+    "run_started",  # a proven start: who started the run and the proof's details (tern.identity)
+    "start_refused",  # a start whose proof of identity did not verify: the reason in comment
     "chat_decision",  # a decision attempt from a chat bridge, with the platform identity (tern/chat/bridge.py)
 ]
 
