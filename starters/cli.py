@@ -205,6 +205,16 @@ def image_build(
 
 
 # --- runs -------------------------------------------------------------------------------------------------
+SignKey = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        help="Sign with this SSH key (proven identity; default when approval.identity is proven: the ID token of "
+        "`tern login`, else ~/.ssh/id_ed25519).",
+    ),
+]
+
+
 @app.command()
 def run(
     query: Annotated[str, typer.Argument(help="The operator's question.")],
@@ -217,6 +227,7 @@ def run(
         typer.Option("--approver", help="Narrow who may approve (repeatable); the worker's policy decides."),
     ] = None,
     timeout: Annotated[float | None, typer.Option("--approval-timeout", help="Seconds to wait for a decision.")] = None,
+    key: SignKey = None,
 ) -> None:
     """Start an agent run with an explicit plan.
 
@@ -225,7 +236,7 @@ def run(
     """
     from starters.client import TernClient, run_request
     from starters.plan_file import check_plan_channels, load_plan
-    from tern.config import current_user
+    from starters.proofs import cli_signer
 
     s = load_settings()
     if not query.strip():
@@ -240,7 +251,7 @@ def run(
         if timeout is not None
         else "approval timeout (setting TERN_APPROVAL_TIMEOUT_S)",
     }
-    who = user if user is not None else current_user()
+    who, signer = cli_signer(s, key=key, declared=user, option="--user")
     req = _guard(
         lambda: run_request(
             labels,
@@ -255,7 +266,7 @@ def run(
 
     async def go() -> None:
         client = await TernClient.connect(s)
-        handle = await client.start_run(req)
+        handle = await client.start_run(req, signer=signer)
         await _started(client, handle.id, s, wait=wait, as_json=as_json, doing="waiting")
 
     run_async(go())
@@ -293,6 +304,7 @@ def ask(
     user: Annotated[str | None, typer.Option("--user", help="Requesting user (default: you).")] = None,
     context: Annotated[str, typer.Option("--context", help="Your context for the planner (role, what you know).")] = "",
     timeout: Annotated[float | None, typer.Option("--approval-timeout", help="Seconds to wait for a decision.")] = None,
+    key: SignKey = None,
 ) -> None:
     """Ask a question in plain words: the worker's LLM plans the steps, the run carries them out (writes still
     go through the limits check and an approver) and answers citing its sources.
@@ -300,16 +312,18 @@ def ask(
     Exits 2 without starting anything when the question is empty or too long, or no LLM is configured.
     """
     from starters.client import TernClient
-    from tern.config import current_user
+    from starters.proofs import cli_signer
 
     s = load_settings()
-    who = user if user is not None else current_user()
+    _precheck_question(question, s)
+    who, signer = cli_signer(s, key=key, declared=user, option="--user")
 
     async def go() -> None:
         client = await TernClient.connect(s)
         handle = await client.ask(
             question,
             user=who,
+            signer=signer,
             approvers=approver or [],
             plan_approval=plan_approval,
             approval_timeout_s=timeout,
@@ -317,7 +331,6 @@ def ask(
         )
         await _started(client, handle.id, s, wait=wait, as_json=as_json, doing="planning, then waiting")
 
-    _precheck_question(question, s)
     run_async(go())
 
 
@@ -393,13 +406,17 @@ def _decide(
     as_json: bool,
     wait: bool = False,
     request_id: str | None = None,
+    key: Path | None = None,
 ) -> None:
     from starters.client import TernClient, check_user_name
-    from tern.config import current_user
+    from starters.proofs import cli_signer
 
     s = load_settings()
     _check_run_id(run_id)
-    approver = _guard(lambda: check_user_name(who if who is not None else current_user(), "--as"))
+    if who is not None:
+        _guard(lambda: check_user_name(who, "--as"))
+    name, signer = cli_signer(s, key=key, declared=who, option="--as")
+    approver = _guard(lambda: check_user_name(name, "--as"))
     if len(comment) > MAX_COMMENT_CHARS:
         fail(f"--comment has {len(comment)} characters; the limit is {MAX_COMMENT_CHARS}")
 
@@ -412,6 +429,7 @@ def _decide(
             wait=wait,
             notify=lambda m: err.print(m, markup=False),
             expected_request=request_id,
+            signer=signer,
         )
 
     record = run_async(go())
@@ -424,7 +442,7 @@ def _decide(
         )
 
 
-AsUser = Annotated[str | None, typer.Option("--as", help="Approver identity (default: you).")]
+AsUser = Annotated[str | None, typer.Option("--as", help="Approver identity (default: you, or the --key's principal).")]
 Comment = Annotated[str, typer.Option("--comment")]
 AsJson = Annotated[bool, typer.Option("--json")]
 RequestId = Annotated[
@@ -450,9 +468,10 @@ def approve(
     as_json: AsJson = False,
     wait: WaitForWorker = False,
     request: RequestId = None,
+    key: SignKey = None,
 ) -> None:
     """Approve the pending request of a run (with --request, only the request you read)."""
-    _decide(run_id, True, as_user, comment, as_json, wait, request)
+    _decide(run_id, True, as_user, comment, as_json, wait, request, key)
 
 
 @app.command()
@@ -463,9 +482,10 @@ def reject(
     as_json: AsJson = False,
     wait: WaitForWorker = False,
     request: RequestId = None,
+    key: SignKey = None,
 ) -> None:
     """Reject the pending request of a run (nothing is written)."""
-    _decide(run_id, False, as_user, comment, as_json, wait, request)
+    _decide(run_id, False, as_user, comment, as_json, wait, request, key)
 
 
 @app.command()
@@ -544,7 +564,17 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) 
                 title=f"code (attempt {p.code.attempt})",
             )
         )
-    out.print(f"\ndecide with: tern approve {run_id}   or   tern reject {run_id} --comment 'why'")
+    if p.digest:
+        from tern.identity.statement import request_digest, short_digest
+
+        shown = request_digest(p)  # what a signed decision will name, computed from what is printed above
+        mark = "" if shown == p.digest else "  [bold red]does not match the worker's digest: do not sign[/]"
+        out.print(f"digest {short_digest(shown)} (identity: {p.identity}){mark}")
+    sign = " --key PATH" if p.identity == "proven" else ""
+    out.print(
+        f"\ndecide with: tern approve {run_id} --request {p.request_id}{sign}   or   "
+        f"tern reject {run_id} --request {p.request_id}{sign} --comment 'why'"
+    )
 
 
 @app.command()

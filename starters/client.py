@@ -33,6 +33,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from tern.config import TernSettings
+from tern.identity.prove import ProofError, Signer
 from tern.models import (
     AgentRunRequest,
     AgentRunResult,
@@ -160,9 +161,19 @@ class TernClient:
             raise TernUnavailable(str(exc)) from exc
         return cls(client, settings)
 
-    async def start_run(self, request: AgentRunRequest, workflow_id: str | None = None) -> WorkflowHandle[Any, Any]:
-        """Start ``AgentRunWorkflow``; returns its handle (``handle.id`` is the run id)."""
+    async def start_run(
+        self, request: AgentRunRequest, workflow_id: str | None = None, signer: Signer | None = None
+    ) -> WorkflowHandle[Any, Any]:
+        """Start ``AgentRunWorkflow``; returns its handle (``handle.id`` is the run id). With ``signer`` the start
+        carries a proof of who starts it (required when the worker's ``approval.identity`` is ``proven``).
+
+        Raises :class:`TernUserError` when the proof cannot be made (no key, ssh-keygen failed)."""
         workflow_id = workflow_id or f"tern-run-{uuid.uuid4().hex[:12]}"
+        if signer is not None:
+            try:
+                request = request.model_copy(update={"proof": signer.start(workflow_id, request)})
+            except ProofError as exc:
+                raise TernUserError(f"cannot sign the start: {exc}") from exc
         return await self.client.start_workflow(
             AgentRunWorkflow.run,
             request,
@@ -189,6 +200,7 @@ class TernClient:
         context: str = "",
         channel_candidates: list[ChannelCandidate] | None = None,
         workflow_id: str | None = None,
+        signer: Signer | None = None,
     ) -> WorkflowHandle[Any, Any]:
         """Start a run that plans ``question`` with the worker's LLM (``AgentRunWorkflow`` without a plan).
 
@@ -202,6 +214,7 @@ class TernClient:
             context: the user's context for the planner (at most 4,000 characters).
             channel_candidates: channels proposed for the question (the channel finder's), if any.
             workflow_id: the workflow id (default ``tern-run-<12 hex>``).
+            signer: proves who starts the run (see :meth:`start_run`).
 
         Raises :class:`TernUserError` for bad input or when no LLM is configured (``TERN_LLM_PROVIDER``) and
         :class:`TernUnavailable` when Temporal cannot be reached. Returns the run's handle.
@@ -222,7 +235,7 @@ class TernClient:
             context=context,
             channel_candidates=channel_candidates or [],
         )
-        return await self.start_run(req, workflow_id)
+        return await self.start_run(req, workflow_id, signer)
 
     async def _describe(self, workflow_id: str) -> tuple[WorkflowHandle[Any, Any], str]:
         """The run's handle and task queue. Raises :class:`TernUserError` for unknown ids."""
@@ -360,6 +373,7 @@ class TernClient:
         notify: Notify | None = None,
         surface: str = "cli",
         expected_request: str | None = None,
+        signer: Signer | None = None,
     ) -> ApprovalRecord:
         """Approve or reject the pending request of ``run_id`` as ``approver``; returns the audited record.
         ``surface`` names the front end in the audit (``Decision.surface``; the ``tern`` CLI's by default).
@@ -372,6 +386,9 @@ class TernClient:
 
         ``expected_request``: the request id the approver read; the decision is refused (nothing sent) when another
         request is pending, so an approval never lands on a request nobody read.
+
+        ``signer``: signs the decision (a statement naming the run, the request, the decision and the digest of the
+        request as read here); the approver is then the signer's principal.
 
         Raises :class:`TernUserError` when the run is unknown, not waiting, the pending request is not
         ``expected_request``, or the gate refuses.
@@ -388,8 +405,17 @@ class TernClient:
         # AgentRunWorkflow and PythonExecutionWorkflow share the `decide` update (name, argument, result).
         handle, task_queue = await self._describe(workflow_id)
         try:
+            proof = signer.decide(workflow_id, st.pending, approved) if signer is not None else None
+        except ProofError as exc:
+            raise TernUserError(f"cannot sign the decision: {exc}") from exc
+        try:
             decision = Decision(
-                request_id=st.pending.request_id, approver=approver, approved=approved, comment=comment, surface=surface
+                request_id=st.pending.request_id,
+                approver=signer.principal if signer is not None else approver,
+                approved=approved,
+                comment=comment,
+                surface=signer.surface if signer is not None else surface,
+                proof=proof,
             )
         except ValidationError as exc:
             raise TernUserError(validation_message(exc, "decision")) from exc

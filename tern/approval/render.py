@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from tern.identity.statement import short_digest
 from tern.models.approval import ApprovalRecord, ApprovalRequest
 from tern.models.control import LimitsCheck
 from tern.models.logbook import LogbookDraft
@@ -191,6 +192,25 @@ def pending_markdown(request: ApprovalRequest, *, workflow_id: str, now: datetim
     Returns Markdown (no HTML), a few hundred to a few thousand characters; python code beyond
     ``MAX_CODE_LINES`` lines or ``MAX_CODE_CHARS`` characters is shortened with a pointer to ``tern show``.
     """
+    if request.identity == "proven":
+        return "\n".join(
+            [
+                f"## Waiting for approval: {request_title(request)}",
+                "",
+                *request_lines(request, workflow_id=workflow_id, now=now),
+                "### How to decide",
+                "",
+                "This deployment needs **proven identity** (`approval.identity = proven`): a name typed into an "
+                "Update here is only a declaration that anybody could make, so it is refused and audited. Decide "
+                "with a signed decision from a shell (SSH key or `tern login`), after checking that it shows "
+                f"digest {md_code(short_digest(request.digest))}:",
+                "",
+                _block(f"tern approve {workflow_id} --request {request.request_id} --key ~/.ssh/id_ed25519", "bash"),
+                "",
+                f"or {md_code(f'tern reject {workflow_id} --request {request.request_id} --comment WHY')}, or from a "
+                "chat room whose bridge the policy lets vouch for you.",
+            ]
+        )
     lines = [
         f"## Waiting for approval: {request_title(request)}",
         "",
@@ -233,7 +253,8 @@ def request_lines(request: ApprovalRequest, *, workflow_id: str, now: datetime |
         f"**{md_text(request.summary)}**",
         "",
         f"Requested by **{md_text(request.requested_by)}** at {_utc(request.requested_at)} for step "
-        f"{md_code(request.step_id)} ({request.kind}). Request id {md_code(request.request_id)}.",
+        f"{md_code(request.step_id)} ({request.kind}). Request id {md_code(request.request_id)}"
+        + (f", digest {md_code(short_digest(request.digest))}." if request.digest else "."),
         "",
     ]
     if request.reason and not (request.code and request.code.objective == request.reason) and not request.entry:

@@ -7,6 +7,7 @@ naming the run, the request, the action and the digest of what the signer was sh
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from tern.identity import ssh
@@ -86,3 +87,42 @@ def start_statement(
         on_behalf_of=on_behalf_of,
         surface=surface,
     )
+
+
+@dataclass
+class Signer:
+    """Who signs, and with what: ``name`` the principal (a person, or a service with ``on_behalf_of`` the user it
+    acts for), ``key`` an SSH key file, or ``id_token`` an OIDC ID token (``tern login``); ``surface`` the front
+    end named in every statement. Exactly one of ``key`` and ``id_token``."""
+
+    name: str
+    key: Path | None = None
+    id_token: str | None = None
+    surface: str = "cli"
+    on_behalf_of: str = ""
+
+    @property
+    def principal(self) -> str:
+        """The Tern user the proofs stand for."""
+        return self.on_behalf_of or self.name
+
+    def _proof(self, statement: Statement) -> Proof:
+        if self.key is not None:
+            return ssh_proof(statement, self.key)
+        if self.id_token:
+            return oidc_proof(statement, self.id_token)
+        raise ProofError(f"no SSH key and no ID token to sign as {self.name}")
+
+    def start(self, workflow_id: str, run_request: object) -> Proof:
+        """The proof starting ``run_request`` as ``workflow_id``. Raises :class:`ProofError`."""
+        return self._proof(
+            start_statement(workflow_id, run_request, self.name, surface=self.surface, on_behalf_of=self.on_behalf_of)
+        )
+
+    def decide(self, workflow_id: str, request: ApprovalRequest, approved: bool) -> Proof:
+        """The proof deciding ``request`` of ``workflow_id``. Raises :class:`ProofError`."""
+        return self._proof(
+            decision_statement(
+                workflow_id, request, approved, self.name, surface=self.surface, on_behalf_of=self.on_behalf_of
+            )
+        )

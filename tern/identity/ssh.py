@@ -20,8 +20,10 @@ from tern.models.identity import ProofPurpose
 
 SSH_KEYGEN_TIMEOUT_S = 20.0
 _FINGERPRINT = re.compile(r"key (SHA256:[A-Za-z0-9+/=]+)")
-_KEY_LINE = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|sk-ssh-ed25519@openssh\.com|"
-                       r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]+( .*)?$")
+_KEY_LINE = re.compile(
+    r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|sk-ssh-ed25519@openssh\.com|"
+    r"sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]+( .*)?$"
+)
 
 
 class SshSignatureError(ValueError):
@@ -106,8 +108,19 @@ def verify(text: str, signature: str, principal: str, public_keys: list[str], pu
             fh.write(signature)
         try:
             proc = subprocess.run(
-                [ssh_keygen(), "-Y", "verify", "-f", str(allowed), "-I", ident, "-n", namespace(purpose), "-s",
-                 str(sig)],
+                [
+                    ssh_keygen(),
+                    "-Y",
+                    "verify",
+                    "-f",
+                    str(allowed),
+                    "-I",
+                    ident,
+                    "-n",
+                    namespace(purpose),
+                    "-s",
+                    str(sig),
+                ],
                 input=text.encode(),
                 capture_output=True,
                 timeout=SSH_KEYGEN_TIMEOUT_S,
