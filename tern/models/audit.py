@@ -23,6 +23,7 @@ AuditKind = Literal[
     "memory_deleted",
     "run_triggered",  # a trigger started this run: trigger name and event in details (tern trigger)
     "chat_decision",  # a decision attempt from a chat bridge, with the platform identity (tern/chat/bridge.py)
+    "trigger_refused",  # a validly signed POST /triggers/{name} that was refused (starters/triggers_api.py)
 ]
 
 
