@@ -71,7 +71,7 @@ class UnsignedCounter:
             return
         more = f" ({self._suppressed} more not logged)" if self._suppressed else ""
         self._suppressed = 0
-        log.warning("unsigned webhook request refused: %s %d %s%s", route, status, reason, more)
+        log.warning("webhook request without a valid signature refused: %s %d %s%s", route, status, reason, more)
 
 
 def request_target(request: Request) -> str:
