@@ -177,7 +177,7 @@ def create_app(settings: TernSettings, pool: asyncpg.Pool | None = None) -> Fast
         return lazy
 
     def app_pool(request: Request) -> asyncpg.Pool:
-        return request.app.state.pool  # type: ignore[no-any-return]
+        return request.app.state.pool
 
     app.include_router(approvals_router(settings, decide, app_pool, identities, app.state.unsigned))
 
