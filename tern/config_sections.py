@@ -614,7 +614,7 @@ class ChatSettings(_Section):
         300.0, gt=0, le=3600, description="Signed webhooks: accepted age of a signature timestamp, seconds."
     )
     webhook_max_body_bytes: int = Field(
-        16_384, ge=256, le=1_048_576, description="Signed webhooks: largest decision body accepted, bytes."
+        16_384, ge=256, le=1_048_576, description="Signed webhooks: largest decision or trigger body accepted, bytes."
     )
     webhook_notify_urls: list[str] = Field(
         [],

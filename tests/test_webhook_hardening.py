@@ -173,3 +173,46 @@ async def test_a_chunked_body_over_the_limit_answers_413_on_the_server(pg_dsn: s
     async with serving(create_app(_settings(pg_dsn, tmp_path))) as base, httpx.AsyncClient(base_url=base) as http:
         r = await http.post("/triggers/t", content=chunks())
         assert r.status_code == 413 and "larger than 1024" in r.json()["error"]
+
+
+async def test_a_signature_is_spent_once_even_concurrently_and_spent_ones_are_pruned(pg_dsn: str) -> None:
+    """``use_signature``: ten concurrent uses of one signature, exactly one wins (the primary key decides); a
+    signature past its window (plus a minute's grace) is pruned by the next use, so the table holds one window."""
+    import asyncio
+    import time
+
+    from tern.chat import store
+    from tern.db import create_pool
+
+    pool = await create_pool(pg_dsn, max_size=10)
+    try:
+
+        async def use(digest: str, expires_at: float) -> bool:
+            async with pool.acquire() as conn:
+                return await store.use_signature(conn, digest, "ops-bot", "POST /triggers/t", expires_at)
+
+        later = time.time() + 300
+        assert sorted(await asyncio.gather(*(use("d-1", later) for _ in range(10)))) == [False] * 9 + [True]
+        assert await use("d-old", time.time() - 3600)  # already expired when spent (a clock far off)
+        assert await use("d-2", later)  # prunes d-old
+        async with pool.acquire() as conn:
+            left = await conn.fetch("SELECT digest FROM webhook_signatures ORDER BY digest")
+        assert [r["digest"] for r in left] == ["d-1", "d-2"]
+        assert not await use("d-1", later)
+    finally:
+        await pool.close()
+
+
+def test_refusals_without_a_signature_are_all_counted_but_logged_at_a_bounded_rate(caplog) -> None:
+    from starters.signed_requests import UnsignedCounter
+
+    now = {"t": 1000.0}
+    counter = UnsignedCounter(per_minute=30, clock=lambda: now["t"])
+    with caplog.at_level("WARNING", logger="starters.signed_requests"):
+        for _ in range(35):
+            counter.refused("POST /triggers/t", 401, "unsigned request")
+        now["t"] += 61
+        counter.refused("POST /triggers/t", 401, "unsigned request")
+    lines = [r.getMessage() for r in caplog.records]
+    assert counter.counts == {"POST /triggers/t 401": 36}
+    assert len(lines) == 31 and lines[-1].endswith("(5 more not logged)")

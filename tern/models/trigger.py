@@ -5,7 +5,8 @@ A trigger starts an agent run from a question (planned by the worker's LLM) or f
 - ``schedule``: a cron expression or an interval fires (a Temporal Schedule; the schedule is the record);
 - ``channel``: a Channel Access channel crosses a threshold (with hysteresis), changes alarm severity, or
   changes value (the trigger monitor, :mod:`starters.trigger_monitor`; definitions in PostgreSQL);
-- ``webhook``: a signed ``POST /triggers/{name}`` arrives on Tern's HTTP API (definitions in PostgreSQL).
+- ``webhook``: a ``POST /triggers/{name}`` signed by one of the trigger's ``key_ids`` arrives on Tern's webhook
+  API (definitions in PostgreSQL).
 
 Every triggered run carries a :class:`RunTrigger` in its input (``AgentRunRequest.trigger``) and an audit row
 (``run_triggered``).
