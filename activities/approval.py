@@ -20,7 +20,7 @@ from temporalio import activity
 
 from tern.approval.policy import ApprovalPolicy, ApprovalPolicyError, PolicySource
 from tern.audit.store import record_event
-from tern.chat.signing import signed_headers
+from tern.chat.signing import signed_headers, target_of
 from tern.chat.store import add_request
 from tern.config import TernSettings
 from tern.identity.uses import claim_use
@@ -147,8 +147,11 @@ class ApprovalActivities:
     async def notify_approvers(self, inp: NotifyApproversInput) -> bool:
         """Put the waiting request in the chat outbox (``chat_requests``, ``NOTIFY tern_chat_requests``), from
         which every chat bridge posts its card, then POST it to each ``webhook_notify_urls`` signed with
-        ``webhook_notify_key_id`` (:mod:`tern.chat.signing`). Idempotent per request id (receivers may get a
-        request more than once and dedupe by ``request.request_id``); returns False when the outbox had it.
+        ``webhook_notify_secret`` under key id ``webhook_notify_key_id`` (:mod:`tern.chat.signing`, ``v2``: the
+        signature covers the method and each URL's own path, so a receiver verifies with its path, and the
+        notification secret is never accepted by Tern, so a receiver cannot replay a notification to Tern as a
+        decision or trigger). Idempotent per request id (receivers may get a request more than once and dedupe by
+        ``request.request_id``); returns False when the outbox had it.
 
         Raises ``RuntimeError`` naming the URL when a receiver does not answer 2xx: the activity is retried
         with backoff (the gate's ``NOTIFY_RETRY``), the outbox row is not written twice."""
@@ -156,7 +159,7 @@ class ApprovalActivities:
         async with pool.acquire() as conn:
             new = await add_request(conn, inp.workflow_id, inp.request)
         s = self.settings
-        if s.chat.webhook_notify_urls and s.chat.webhook_notify_key_id:
+        if s.chat.webhook_notify_urls and s.chat.webhook_notify_secret is not None:
             body = json.dumps(
                 {
                     "event": "approval_requested",
@@ -165,12 +168,12 @@ class ApprovalActivities:
                     "request": inp.request.model_dump(mode="json"),
                 }
             ).encode()
-            secret = s.chat.webhook_secrets[s.chat.webhook_notify_key_id].get_secret_value()
+            secret = s.chat.webhook_notify_secret.get_secret_value()
             async with httpx.AsyncClient(timeout=10) as http:
                 for url in s.chat.webhook_notify_urls:
                     headers = {
                         "Content-Type": "application/json",
-                        **signed_headers(s.chat.webhook_notify_key_id, secret, body),
+                        **signed_headers(s.chat.webhook_notify_key_id, secret, body, target=target_of(url)),
                     }
                     try:
                         resp = await http.post(url, content=body, headers=headers)

@@ -193,11 +193,11 @@ def webhook(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8766,
 ) -> None:
-    """Serve Tern's HTTP API: signed webhook decisions (POST /approvals/{request_id}/decision), webhook triggers
-    (POST /triggers/{name}) and ARIEL.
+    """Serve Tern's webhook API: signed webhook decisions (POST /approvals/{request_id}/decision), webhook triggers
+    (POST /triggers/{name}) and GET /health, nothing else.
 
-    The app is ``tern ariel serve``'s (``tern.ariel.api.create_app``) with the approvals and triggers routers added
-    (``starters.approvals_api.create_app``), so one process serves them all; the default port, 8766 (as in
+    The app is ``starters.approvals_api.create_app``; it serves no ARIEL route (logbook entries, RAG search and its
+    LLM spend stay on ``tern ariel serve``, which is not meant to face bots). The default port, 8766 (as in
     infra/compose and infra/k8s), leaves ``tern ariel serve``'s 8765 free on the same host."""
     import uvicorn
 

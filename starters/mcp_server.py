@@ -20,7 +20,8 @@ the run would refuse is refused before any run starts or waits for an approver.
 Over HTTP a client must send the bearer token of setting ``mcp.token`` (``Authorization: Bearer <token>``, checked
 by the SDK's bearer middleware with :class:`StaticTokenVerifier`; a missing or wrong token is HTTP 401 before any
 tool runs). ``tern mcp --http`` refuses to start without a token unless ``--no-auth`` is given on a loopback
-address.
+address; there the Host and Origin headers must name a loopback address (421/403 otherwise, the SDK's
+DNS-rebinding protection, :func:`transport_security`), so a web page cannot reach it by re-pointing a name.
 
 Connections (Temporal, PostgreSQL, Channel Access) are opened at the first tool call that needs them, so the
 server starts, and lists its tools, while a service is down; that tool call then fails with the reason. The
@@ -62,6 +63,7 @@ from tern.models.mcp import (
 
 if TYPE_CHECKING:
     import asyncpg
+    from mcp.server.transport_security import TransportSecuritySettings
 
     from starters.client import TernClient
     from tern.channels.finder import ChannelFinder
@@ -539,6 +541,33 @@ def build_server(settings: TernSettings, user: str, *, auth_url: str | None = No
     return server, t
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""Bind addresses ``tern mcp --http --no-auth`` accepts, and the names its Host check allows."""
+
+
+def transport_security(host: str, *, no_auth: bool) -> TransportSecuritySettings | None:
+    """The SDK's DNS-rebinding protection (:class:`mcp.server.transport_security.TransportSecuritySettings`) for a
+    server bound to ``host``: on a loopback address, a request whose ``Host`` is not ``127.0.0.1``, ``localhost``
+    or ``[::1]`` (with a port) answers 421 and one whose ``Origin``, when sent, is not ``http://`` one of those
+    answers 403, before any MCP message is read. A web page on another origin whose name an attacker re-points to
+    127.0.0.1 (DNS rebinding) so cannot reach the unauthenticated ``--no-auth`` server through a browser. The SDK
+    turns this on by itself for these three bind names today; it is set here explicitly so ``--no-auth`` does not
+    depend on that default. Raises ``ValueError`` for ``no_auth`` on a non-loopback ``host``. Other hosts (with
+    the bearer token required) get None: the SDK's default, no Host check (the token is what a page cannot
+    send)."""
+    if host not in LOOPBACK_HOSTS:
+        if no_auth:
+            raise ValueError(f"serving without authentication is allowed on a loopback address only, not {host!r}")
+        return None
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+    )
+
+
 async def serve(
     settings: TernSettings, user: str, *, http_port: int | None = None, host: str = "127.0.0.1", no_auth: bool = False
 ) -> None:
@@ -554,6 +583,8 @@ async def serve(
         if http_port is None:
             await server.run_stdio_async()
         else:
-            await server.run_streamable_http_async(host=host, port=http_port)
+            await server.run_streamable_http_async(
+                host=host, port=http_port, transport_security=transport_security(host, no_auth=no_auth)
+            )
     finally:
         await t.close()

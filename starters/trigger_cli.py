@@ -3,7 +3,8 @@
 - ``add NAME --cron "*/10 * * * *"`` or ``--every 10m``: a Temporal Schedule ``tern-trigger-NAME``;
 - ``add NAME --channel PV --above X [--hysteresis H]`` (or ``--below X``, ``--severity-change``,
   ``--on-change``): watched by the trigger monitor (``tern up`` component ``triggers``);
-- ``add NAME --webhook``: fired by a signed ``POST /triggers/NAME`` on Tern's HTTP API (``tern bridge webhook``);
+- ``add NAME --webhook --key-id KEY``: fired by a ``POST /triggers/NAME`` signed with one of the named keys on
+  Tern's webhook API (``tern bridge webhook``);
 
 each with ``--question "..."`` (planned by the worker's LLM) or ``--plan FILE``. ``list``, ``pause``,
 ``resume`` and ``remove`` act on all three kinds. Bad input (a name in use or malformed, a cron expression that
@@ -121,6 +122,30 @@ def _check_channel_listed(settings: TernSettings, channel: str) -> bool:
         fail(f"cannot check the channel: {exc}")
 
 
+def _key_ids(settings: TernSettings, given: list[str], webhook: bool) -> list[str]:
+    """The checked ``--key-id`` list: required with ``--webhook`` (a trigger any key could fire would let every
+    bot start every trigger's runs), refused without it, each a key of ``TERN_WEBHOOK_SECRETS`` (exit 2)."""
+    if not webhook:
+        if given:
+            fail("--key-id goes with --webhook")
+        return []
+    if not given:
+        fail(
+            "--webhook needs --key-id KEY: the webhook key id(s) of TERN_WEBHOOK_SECRETS that may fire this trigger "
+            "(no trigger may be fired by every key)"
+        )
+    known = settings.chat.webhook_secrets
+    for k in given:
+        if k == settings.chat.webhook_notify_key_id:
+            fail(f"--key-id {k!r} is the outbound notification key id, which Tern never accepts inbound")
+        if k not in known:
+            fail(
+                f"--key-id {k!r} is not a key of TERN_WEBHOOK_SECRETS"
+                + (f" (keys: {', '.join(sorted(known))})" if known else " (none are set)")
+            )
+    return list(dict.fromkeys(given))
+
+
 @app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="Trigger name: lower-case letters, digits and dashes, at most 48.")],
@@ -140,6 +165,13 @@ def add(
     ] = False,
     on_change: Annotated[bool, typer.Option("--on-change", help="Fire whenever the value changes.")] = False,
     webhook: Annotated[bool, typer.Option("--webhook", help="Fire on a signed POST /triggers/NAME.")] = False,
+    key_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--key-id",
+            help="Webhook trigger: a key id of TERN_WEBHOOK_SECRETS that may fire it (repeat for more; required).",
+        ),
+    ] = None,
     user: Annotated[str | None, typer.Option("--user", help="User the runs are started as (default: you).")] = None,
     as_json: AsJson = False,
 ) -> None:
@@ -172,6 +204,7 @@ def add(
         above is not None or below is not None or hysteresis is not None or severity_change or on_change
     ):
         fail("--above, --below, --hysteresis, --severity-change and --on-change go with --channel")
+    key_ids = _key_ids(s, key_id or [], webhook)
     action = _action(s, question, plan, user if user is not None else current_user())
     try:
         cron_text = check_cron(cron) if cron is not None else None
@@ -211,14 +244,16 @@ def add(
                     kind="channel" if watch is not None else "webhook",
                     action=action,
                     watch=watch,
+                    key_ids=key_ids,
                     created_by=action.user,
                 )
                 if not await add_trigger(conn, d):
                     raise TernUserError(
                         f"a trigger named {name!r} exists; remove it first (tern trigger remove {name})"
                     )
-                when = watch.describe() if watch is not None else f"POST /triggers/{name}"
-                return {"name": name, "kind": d.kind, "when": when}
+                if watch is not None:
+                    return {"name": name, "kind": d.kind, "when": watch.describe()}
+                return {"name": name, "kind": d.kind, "when": f"POST /triggers/{name}", "key_ids": key_ids}
         finally:
             await pool.close()
 

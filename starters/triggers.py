@@ -230,7 +230,11 @@ async def delete_schedule(client: Client, name: str) -> bool:
 
 def stored_info(d: TriggerDefinition) -> TriggerInfo:
     """A stored (channel or webhook) trigger as listed."""
-    when = d.watch.describe() if d.watch is not None else f"POST /triggers/{d.name}"
+    when = (
+        d.watch.describe()
+        if d.watch is not None
+        else f"POST /triggers/{d.name} (keys: {', '.join(d.key_ids) or 'none, refused until re-added'})"
+    )
     return TriggerInfo(
         name=d.name, kind=d.kind, paused=d.paused, when=when, action=_action_text(d.action), user=d.action.user
     )

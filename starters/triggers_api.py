@@ -1,16 +1,23 @@
 """``POST /triggers/{name}``: webhook triggers on Tern's HTTP API (mounted by :func:`starters.approvals_api.create_app`,
 served by ``tern bridge webhook``).
 
-Signed exactly like the approval webhook (:func:`starters.signed_requests.signed_body`: HMAC-SHA256 headers of
-:mod:`tern.chat.signing`, keys ``TERN_WEBHOOK_SECRETS``, window ``TERN_WEBHOOK_WINDOW_S``, body at most
-``TERN_WEBHOOK_MAX_BODY_BYTES``); any key of the secrets may fire a trigger. The body must be a JSON object; it
-becomes the run's event (``AgentRunRequest.trigger.event``, with the key id as ``source``).
+Signed exactly like the approval webhook (:func:`starters.signed_requests.signed_body`: ``v2`` HMAC-SHA256
+headers of :mod:`tern.chat.signing` over timestamp, method, path and body, keys ``TERN_WEBHOOK_SECRETS``, window
+``TERN_WEBHOOK_WINDOW_S``, body at most ``TERN_WEBHOOK_MAX_BODY_BYTES``, each signature single use). Only the
+keys the trigger names (``TriggerDefinition.key_ids``, ``tern trigger add --webhook --key-id K``) may fire it; a
+trigger that names none (stored before key lists existed) is refused until re-added. The path is signed, so a
+signature for one trigger cannot fire another; outbound approval notifications are signed with a secret Tern
+never accepts (``webhook_notify_secret``), so a receiver cannot replay one here. The body must be a JSON object;
+it becomes the run's event (``AgentRunRequest.trigger.event``, with the key id as ``source``).
 
 Answers: 202 ``{"status": "started", "workflow_id", "run_id"}``; 200 ``{"status": "duplicate", ...}`` when the
-same body was posted within the dedup window (``trigger-<name>-webhook-<bucket>-<body hash>`` exists already);
-errors are JSON ``{"error": "<reason>"}``: 400 (body not a JSON object), 401 (unsigned, unknown key, outside
-the window, bad signature), 404 (no webhook trigger of that name), 409 (paused), 413 (too large), 429 (rate
-limit ``triggers.max_runs_per_minute``), 503 (Temporal unreachable). Nothing is started unless the answer is 202.
+same body was posted (newly signed) within the dedup window (``trigger-<name>-webhook-<bucket>-<body hash>``
+exists already); errors are JSON ``{"error": "<reason>"}``: 400 (body not a JSON object), 401 (unsigned,
+unknown key, outside the window, ``v1`` or bad signature), 403 (the key may not fire this trigger), 404 (no
+webhook trigger of that name), 409 (signature used before, or paused), 413 (too large), 429 (rate limit
+``triggers.max_runs_per_minute``), 503 (Temporal unreachable). Nothing is started unless the answer is 202. A
+refusal of a validly signed request is audited (``trigger_refused``, run id ``trigger-webhooks``; a replayed
+signature once); unsigned or badly signed requests are counted and logged only (:mod:`starters.signed_requests`).
 """
 
 from __future__ import annotations
@@ -26,14 +33,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from starters.client import TernUnavailable, TernUserError
-from starters.signed_requests import Refused, signed_body
+from starters.signed_requests import Refused, UnsignedCounter, signed_body
 from starters.triggers import start_triggered, trigger_request
+from tern.audit.store import record_event
 from tern.config import TernSettings
+from tern.models import AuditEvent
 from tern.triggers.detect import webhook_run_id
 from tern.triggers.ratelimit import RateLimiter
 from tern.triggers.store import get_trigger
 
 log = logging.getLogger(__name__)
+
+AUDIT_RUN_ID = "trigger-webhooks"
+"""Audit run id of refused (validly signed) webhook trigger requests."""
 
 
 def _error(status: int, reason: str) -> JSONResponse:
@@ -44,39 +56,55 @@ def triggers_router(
     settings: TernSettings,
     temporal: Callable[[], Awaitable[Any]],
     pool: Callable[[Request], asyncpg.Pool],
+    unsigned: UnsignedCounter | None = None,
 ) -> APIRouter:
     """The router. ``temporal()`` gives the Temporal client (connected at first use), ``pool(request)`` the
-    app's asyncpg pool."""
+    app's asyncpg pool; ``unsigned`` counts refused requests without a valid signature (a new counter when None)."""
     router = APIRouter()
     secrets = {k: v.get_secret_value() for k, v in settings.chat.webhook_secrets.items()}
     limiters: dict[str, RateLimiter] = {}
+    counter = unsigned if unsigned is not None else UnsignedCounter()
 
     @router.post("/triggers/{name}")
     async def fire(request: Request, name: str) -> JSONResponse:
+        db = pool(request)
         try:
-            body, key_id = await signed_body(request, settings, secrets)
+            body, verified = await signed_body(request, settings, secrets, db)
         except Refused as exc:
-            log.warning("webhook trigger %s refused: %s", name[:64], exc.reason)
-            return _error(exc.status, exc.reason)
+            if exc.verified is None:
+                counter.refused(f"POST /triggers/{name[:64]}", exc.status, exc.reason)
+                return _error(exc.status, exc.reason)
+            return await _refuse(db, name, exc.verified.key_id, exc.status, exc.reason, f"replay:{exc.verified.digest}")
+        key_id = verified.key_id
+        attempt = verified.digest
+
         try:
             event = json.loads(body)
         except ValueError:
-            return _error(400, "malformed body: not JSON")
+            return await _refuse(db, name, key_id, 400, "malformed body: not JSON", attempt)
         if not isinstance(event, dict):
-            return _error(400, "malformed body: the event must be a JSON object")
-        async with pool(request).acquire() as conn:
+            return await _refuse(db, name, key_id, 400, "malformed body: the event must be a JSON object", attempt)
+        async with db.acquire() as conn:
             d = await get_trigger(conn, name)
         if d is None or d.kind != "webhook":
-            return _error(404, f"no webhook trigger named {name[:64]!r}")
+            return await _refuse(db, name, key_id, 404, f"no webhook trigger named {name[:64]!r}", attempt)
+        if not d.key_ids:
+            reason = (
+                f"trigger {name!r} names no key that may fire it: re-add it with "
+                "`tern trigger add NAME --webhook --key-id KEY`"
+            )
+            return await _refuse(db, name, key_id, 403, reason, attempt)
+        if key_id not in d.key_ids:
+            return await _refuse(db, name, key_id, 403, f"key {key_id!r} may not fire trigger {name!r}", attempt)
         if d.paused:
-            return _error(409, f"trigger {name!r} is paused")
+            return await _refuse(db, name, key_id, 409, f"trigger {name!r} is paused", attempt)
         now = time.time()
         workflow_id = webhook_run_id(name, body, now, settings.triggers.dedup_window_s)
         limiter = limiters.setdefault(name, RateLimiter(settings.triggers.max_runs_per_minute))
         try:
             req = trigger_request(settings, name, "webhook", d.action, event, source=key_id)
         except TernUserError as exc:
-            return _error(400, f"the run cannot start: {exc}")
+            return await _refuse(db, name, key_id, 400, f"the run cannot start: {exc}", attempt)
         try:
             client = await temporal()
         except TernUnavailable as exc:
@@ -84,7 +112,8 @@ def triggers_router(
         if await _exists(client, workflow_id):
             return JSONResponse({"status": "duplicate", "workflow_id": workflow_id, "run_id": workflow_id})
         if not limiter.allow(time.monotonic()):
-            return _error(429, f"trigger {name!r} started {limiter.per_minute} runs in the last minute (rate limit)")
+            reason = f"trigger {name!r} started {limiter.per_minute} runs in the last minute (rate limit)"
+            return await _refuse(db, name, key_id, 429, reason, attempt)
         started = await start_triggered(client, settings, req, workflow_id)
         if started is None:
             return JSONResponse({"status": "duplicate", "workflow_id": workflow_id, "run_id": workflow_id})
@@ -95,6 +124,25 @@ def triggers_router(
         )
 
     return router
+
+
+async def _refuse(db: asyncpg.Pool, name: str, key_id: str, status: int, reason: str, attempt: str) -> JSONResponse:
+    """Audit a refused, validly signed trigger request (``trigger_refused``, keyed by ``attempt``: the signature
+    digest, so a replay is recorded once), log it, and answer ``status`` with ``reason``."""
+    log.warning("webhook trigger %s (key %s) refused: %d %s", name[:64], key_id, status, reason)
+    async with db.acquire() as conn:
+        await record_event(
+            conn,
+            AuditEvent(
+                event_kind="trigger_refused",
+                workflow_id=AUDIT_RUN_ID,
+                event_key=f"trigger:webhook:{attempt}",
+                actor=key_id,
+                comment=reason,
+                details={"trigger": name[:64], "key_id": key_id, "status": status},
+            ),
+        )
+    return _error(status, reason)
 
 
 async def _exists(client: Any, workflow_id: str) -> bool:

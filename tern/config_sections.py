@@ -558,6 +558,10 @@ class MemorySettings(_Section):
     )
 
 
+MIN_WEBHOOK_SECRET_CHARS = 16
+"""Shortest webhook secret (inbound ``webhook_secrets`` values, ``webhook_notify_secret``) accepted at load."""
+
+
 class ChatSettings(_Section):
     """Approval from chat: the bridges (`tern bridge matrix|slack|webhook`), the identity map, signed webhooks."""
 
@@ -578,6 +582,7 @@ class ChatSettings(_Section):
             "webhook_max_body_bytes",
             "webhook_notify_urls",
             "webhook_notify_key_id",
+            "webhook_notify_secret",
         )
     }
 
@@ -614,21 +619,34 @@ class ChatSettings(_Section):
     )
     webhook_secrets: dict[str, SecretStr] = Field(
         {},
-        description="Signed webhooks: key id -> shared secret (JSON object). Decisions posted to /approvals/{id}/"
-        "decision must be signed with one (HMAC-SHA256, tern/chat/signing.py); the identity map's [webhook] table "
-        "names each key's approver.",
+        description="Signed webhooks, inbound: key id -> shared secret (JSON object), each at least 16 characters. "
+        "Decisions posted to /approvals/{id}/decision and webhook triggers (POST /triggers/{name}, only the keys the "
+        "trigger names) must be signed with one (HMAC-SHA256 over timestamp, method, path and body, single use; "
+        "tern/chat/signing.py); the identity map's [webhook] table names each key's approver.",
     )
     webhook_window_s: float = Field(
         300.0, gt=0, le=3600, description="Signed webhooks: accepted age of a signature timestamp, seconds."
     )
     webhook_max_body_bytes: int = Field(
-        16_384, ge=256, le=1_048_576, description="Signed webhooks: largest decision body accepted, bytes."
+        16_384, ge=256, le=1_048_576, description="Signed webhooks: largest decision or trigger body accepted, bytes."
     )
     webhook_notify_urls: list[str] = Field(
-        [], description="URLs the notify_approvers activity POSTs each new approval request to (signed, retried)."
+        [],
+        description="URLs the notify_approvers activity POSTs each new approval request to (signed with "
+        "webhook_notify_secret, retried); needs webhook_notify_secret.",
     )
-    webhook_notify_key_id: str | None = Field(
-        None, description="Key id (of webhook_secrets) that signs outbound notifications; required with URLs."
+    webhook_notify_key_id: str = Field(
+        "tern-notify",
+        min_length=1,
+        max_length=64,
+        description="Key id sent (X-Tern-Key-Id) with outbound notifications; must not be a key of "
+        "webhook_secrets (the notification secret is never accepted inbound).",
+    )
+    webhook_notify_secret: SecretStr | None = Field(
+        None,
+        description="Secret that signs outbound notifications (at least 16 characters, unlike every "
+        "webhook_secrets value): receivers verify with it; Tern never accepts it on a request, so a notification "
+        "cannot be replayed to Tern as a decision or a trigger.",
     )
 
     @field_validator("slack_app_token")
@@ -639,10 +657,44 @@ class ChatSettings(_Section):
             raise ValueError("must be a Slack app-level token (xapp-...)")
         return token
 
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _secrets_long_enough(cls, secrets: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        # An empty or short shared secret is guessable: refused at load, naming the key id (never the secret).
+        for key_id, secret in secrets.items():
+            if not key_id.strip():
+                raise ValueError("a webhook key id is empty")
+            if len(secret.get_secret_value()) < MIN_WEBHOOK_SECRET_CHARS:
+                raise ValueError(
+                    f"the secret of webhook key id {key_id[:64]!r} must be at least {MIN_WEBHOOK_SECRET_CHARS} "
+                    "characters (e.g. `openssl rand -hex 24`)"
+                )
+        return secrets
+
+    @field_validator("webhook_notify_secret")
+    @classmethod
+    def _notify_secret_long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < MIN_WEBHOOK_SECRET_CHARS:
+            raise ValueError(f"webhook_notify_secret must be at least {MIN_WEBHOOK_SECRET_CHARS} characters")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> ChatSettings:
-        if self.webhook_notify_urls and self.webhook_notify_key_id not in self.webhook_secrets:
-            raise ValueError("webhook_notify_urls need webhook_notify_key_id naming a key of webhook_secrets")
+        if self.webhook_notify_urls and self.webhook_notify_secret is None:
+            raise ValueError("webhook_notify_urls need webhook_notify_secret (TERN_WEBHOOK_NOTIFY_SECRET)")
+        if self.webhook_notify_key_id in self.webhook_secrets:
+            raise ValueError(
+                f"webhook_notify_key_id {self.webhook_notify_key_id!r} is a key of webhook_secrets: outbound "
+                "notifications are signed with webhook_notify_secret under a key id Tern never accepts inbound"
+            )
+        if self.webhook_notify_secret is not None:
+            notify = self.webhook_notify_secret.get_secret_value()
+            same = [k for k, v in self.webhook_secrets.items() if v.get_secret_value() == notify]
+            if same:
+                raise ValueError(
+                    f"webhook_notify_secret equals the secret of webhook key id {same[0][:64]!r}: use a separate "
+                    "secret, or a receiver could replay notifications to Tern"
+                )
         return self
 
 

@@ -158,24 +158,42 @@ async def test_outbox_notifies_listeners(pg_dsn: str) -> None:
 
 
 def test_webhook_signatures() -> None:
-    """HMAC-SHA256 over timestamp and body: the right secret passes; a changed body, another key's secret, an
-    old timestamp, a missing header or an unknown key is refused with the reason."""
-    from tern.chat.signing import SignatureError, signed_headers, verify
+    """HMAC-SHA256 (v2) over timestamp, method, path and body: the right secret passes; a changed body, another
+    key's secret, an old timestamp, a missing header, an unknown key, another path or method (a decision for
+    request A posted to B) or a v1 signature (no path) is refused with the reason."""
+    import hashlib
+    import hmac
 
-    secrets = {"ops": "a", "other": "b"}
+    from tern.chat.signing import SignatureError, signature_digest, signed_headers, target_of, verify
+
+    secrets = {"ops": "a" * 16, "other": "b" * 16}
     body = b'{"approved": true}'
     now = 1_800_000_000.0
-    h = signed_headers("ops", "a", body, now=now)
-    assert verify(secrets, h, body, now=now + 299) == "ops"
+    path = "/approvals/r-a/decision"
+    h = signed_headers("ops", "a" * 16, body, target=path, now=now)
+    ok = verify(secrets, h, body, method="POST", target=path, now=now + 299)
+    assert (ok.key_id, ok.timestamp, ok.digest) == ("ops", int(now), signature_digest(h["X-Tern-Signature"]))
+    expected = hmac.new(b"a" * 16, f"v2:{int(now)}:POST:{path}:".encode() + body, hashlib.sha256).hexdigest()
+    assert h["X-Tern-Signature"] == f"v2={expected}"  # the documented message, byte for byte
+    v1 = hmac.new(b"a" * 16, f"v1:{int(now)}:".encode() + body, hashlib.sha256).hexdigest()
     bad = [
-        (h, body + b" ", now, "does not match"),
-        (signed_headers("ops", "b", body, now=now), body, now, "does not match"),
-        (h, body, now + 301, "outside the 300 s window"),
-        (h, body, now - 301, "outside the 300 s window"),
-        ({k: v for k, v in h.items() if k != "X-Tern-Signature"}, body, now, "unsigned"),
-        ({**h, "X-Tern-Key-Id": "eve"}, body, now, "unknown key id"),
-        ({**h, "X-Tern-Timestamp": "soon"}, body, now, "Unix seconds"),
+        (h, body + b" ", path, "POST", now, "does not match"),
+        (signed_headers("ops", "b" * 16, body, target=path, now=now), body, path, "POST", now, "does not match"),
+        (h, body, "/approvals/r-b/decision", "POST", now, "does not match"),  # captured for A, posted to B
+        (h, body, "/triggers/ticket", "POST", now, "does not match"),
+        (h, body, path + "?x=1", "POST", now, "does not match"),
+        (h, body, path, "PUT", now, "does not match"),
+        ({**h, "X-Tern-Signature": f"v1={v1}"}, body, path, "POST", now, "'v1' is not accepted"),
+        (h, body, path, "POST", now + 301, "outside the 300 s window"),
+        (h, body, path, "POST", now - 301, "outside the 300 s window"),
+        ({k: v for k, v in h.items() if k != "X-Tern-Signature"}, body, path, "POST", now, "unsigned"),
+        ({**h, "X-Tern-Key-Id": "eve"}, body, path, "POST", now, "unknown key id"),
+        ({**h, "X-Tern-Timestamp": "soon"}, body, path, "POST", now, "Unix seconds"),
     ]
-    for headers, b, at, reason in bad:
+    for headers, b, target, method, at, reason in bad:
         with pytest.raises(SignatureError, match=reason):
-            verify(secrets, headers, b, now=at)
+            verify(secrets, headers, b, method=method, target=target, now=at)
+    assert target_of("https://bot.example:8443/hooks/tern?room=7") == "/hooks/tern?room=7"
+    assert target_of("http://127.0.0.1:9") == "/"
+    with pytest.raises(ValueError, match="target"):
+        signed_headers("ops", "a" * 16, body, target="/x\r\nInjected: 1")

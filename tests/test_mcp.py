@@ -479,4 +479,31 @@ async def test_no_auth_on_loopback_serves_without_a_token(tmp_path: Path) -> Non
         Client(url) as client,
     ):
         assert {t.name for t in (await client.list_tools()).tools} == EXPECTED_TOOLS
+        # DNS rebinding (issue 22): a page at another origin, its name re-pointed to 127.0.0.1, sends its own Host
+        # (and Origin): refused before any MCP message is read; the loopback names pass the check.
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18",
+                "capabilities": {}, "clientInfo": {"name": "page", "version": "1"}}}  # fmt: skip
+        port = url.split(":")[2].split("/")[0]
+        accept = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        async with httpx.AsyncClient(timeout=30) as http:
+            rebound = await http.post(url, json=init, headers=accept | {"Host": f"attacker.example:{port}"})
+            assert rebound.status_code == 421, rebound.text
+            foreign = await http.post(url, json=init, headers=accept | {"Origin": "http://attacker.example"})
+            assert foreign.status_code == 403, foreign.text
+            for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+                local = await http.post(url, json=init, headers=accept | {"Host": host, "Origin": f"http://{host}"})
+                assert local.status_code == 200, (host, local.status_code, local.text)
     assert "no authentication" in _log(tmp_path / "mcp-noauth.log")
+
+
+def test_no_auth_transport_security_is_loopback_only() -> None:
+    """The Host/Origin allow-list is set explicitly for a loopback bind (not left to the SDK's default), and
+    serving without authentication elsewhere is refused."""
+    from starters.mcp_server import transport_security
+
+    ts = transport_security("127.0.0.1", no_auth=True)
+    assert ts is not None and ts.enable_dns_rebinding_protection
+    assert ts.allowed_hosts == ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    assert transport_security("0.0.0.0", no_auth=False) is None  # bearer token required there
+    with pytest.raises(ValueError, match="loopback address only"):
+        transport_security("0.0.0.0", no_auth=True)

@@ -56,8 +56,9 @@ SPECIAL: dict[str, tuple[str, object]] = {
     "opensearch_client_cert": ("/tmp/cert.pem", Path("/tmp/cert.pem")),
     "opensearch_client_key": ("/tmp/key.pem", Path("/tmp/key.pem")),
     "logbook_publish_client_cert": ("/tmp/elogcert.pem", Path("/tmp/elogcert.pem")),
-    "webhook_secrets": ('{"k": "s3cret"}', {"k": SecretStr("s3cret")}),  # key id -> secret
-    "webhook_notify_key_id": ("k", "k"),  # must name a key of webhook_secrets
+    "webhook_secrets": ('{"k": "s3cret-of-16-chars"}', {"k": SecretStr("s3cret-of-16-chars")}),  # 16+ characters
+    "webhook_notify_key_id": ("out", "out"),  # must not be a key of webhook_secrets
+    "webhook_notify_secret": ("notify-s3cret-16+", "notify-s3cret-16+"),  # 16+ characters, unlike the inbound ones
     "slack_app_token": ("xapp-1-A1-x", "xapp-1-A1-x"),  # must be an app-level token
     "mcp_token": ("x-mcp-token-of-16+chars", "x-mcp-token-of-16+chars"),  # at least 16 characters
 }
@@ -106,7 +107,7 @@ def test_every_flat_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> None
         value = getattr(getattr(s, section), field)
         got[(section, field)] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
     assert got == expected
-    assert len(expected) == len(flat_names()) - len(LITERALS) == 145 - 10
+    assert len(expected) == len(flat_names()) - len(LITERALS) == 146 - 10
 
 
 def test_nested_environment_names_work_and_win_over_flat(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,6 +172,36 @@ def test_slack_app_token_must_be_an_app_level_token(monkeypatch: pytest.MonkeyPa
     )
     monkeypatch.setenv("TERN_SLACK_APP_TOKEN", "xapp-1-A1-abc")
     assert TernSettings().chat.slack_app_token.get_secret_value() == "xapp-1-A1-abc"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"TERN_WEBHOOK_SECRETS": '{"ops-bot": ""}'}, "webhook key id 'ops-bot' must be at least 16 characters"),
+        ({"TERN_WEBHOOK_SECRETS": '{"ops-bot": "short"}'}, "webhook key id 'ops-bot' must be at least 16 characters"),
+        ({"TERN_WEBHOOK_NOTIFY_SECRET": "short"}, "webhook_notify_secret must be at least 16 characters"),
+        ({"TERN_WEBHOOK_NOTIFY_URLS": '["http://127.0.0.1:9/hook"]'}, "need webhook_notify_secret"),
+        (
+            {"TERN_WEBHOOK_SECRETS": '{"out": "0123456789abcdef"}', "TERN_WEBHOOK_NOTIFY_KEY_ID": "out"},
+            "webhook_notify_key_id 'out' is a key of webhook_secrets",
+        ),
+        (
+            {"TERN_WEBHOOK_SECRETS": '{"ops": "0123456789abcdef"}', "TERN_WEBHOOK_NOTIFY_SECRET": "0123456789abcdef"},
+            "webhook_notify_secret equals the secret of webhook key id 'ops'",
+        ),
+    ],
+)
+def test_webhook_secrets_are_long_and_the_notification_secret_is_separate(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    """Issue 22: an empty or short webhook secret is refused at load naming its key id (never the secret);
+    outbound notifications need their own secret, which may not be an inbound one."""
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValidationError) as info:
+        TernSettings()
+    message = setting_error(info.value)
+    assert expected in message and "0123456789abcdef" not in message and "'short'" not in message
 
 
 def test_cli_names_the_bad_environment_variable(tmp_path: Path) -> None:

@@ -39,6 +39,10 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> str:
         (["t1", "--channel", CHANNEL, "--on-change", "--hysteresis", "1"], "--hysteresis goes with --above"),
         (["t1", "--channel", CHANNEL, "--above", "40", "--hysteresis", "-1"], "--hysteresis"),
         (["t1", "--webhook", "--above", "40"], "go with --channel"),
+        (["t1", "--webhook"], "--webhook needs --key-id KEY"),  # issue 22: no trigger any key may fire
+        (["t1", "--webhook", "--key-id", "ops-bot"], "--key-id 'ops-bot' is not a key of TERN_WEBHOOK_SECRETS"),
+        (["t1", "--webhook", "--key-id", "tern-notify"], "the outbound notification key id"),
+        (["t1", "--every", "10m", "--key-id", "ops-bot"], "--key-id goes with --webhook"),
     ],
 )
 def test_bad_trigger_specs_exit_2_with_the_reason(no_stack, plan, args: list[str], reason: str) -> None:

@@ -1,6 +1,7 @@
-"""PostgreSQL side of the chat bridges (migration ``020_chat.sql``): the request outbox the ``notify_approvers``
-activity fills, the per-request card claims that keep two bridge instances from posting the same card, and how
-a request ended, read from the audit table (whoever decided: chat, CLI, Web UI, timeout, cancel).
+"""PostgreSQL side of the chat bridges (migrations ``020_chat.sql``, ``021_webhook_signatures.sql``): the request
+outbox the ``notify_approvers`` activity fills, the per-request card claims that keep two bridge instances from
+posting the same card, how a request ended, read from the audit table (whoever decided: chat, CLI, Web UI,
+timeout, cancel), and the single uses of signed webhooks (per request and key, per signature).
 
 Outbox notification: ``NOTIFY tern_chat_requests, '<request id>'`` (PostgreSQL ``LISTEN``/``NOTIFY``) after
 each new row; a bridge also polls, so a lost notification only delays a card.
@@ -203,6 +204,24 @@ async def use_webhook(conn: Conn, request_id: str, key_id: str) -> bool:
         request_id,
         key_id,
     )
+    return got is not None
+
+
+async def use_signature(conn: Conn, digest: str, key_id: str, route: str, expires_at: float) -> bool:
+    """Spend signature ``digest`` (:attr:`tern.chat.signing.Verified.digest`) of key ``key_id``, accepted on
+    ``route`` (``"POST /triggers/x"``); False when it was spent before (a replay). ``expires_at``: Unix seconds
+    after which the replay window refuses the signature anyway; rows past it (with a minute's grace for clock
+    differences between Tern and PostgreSQL) are pruned here, so the table holds one window of signatures."""
+    async with conn.transaction():
+        await conn.execute("DELETE FROM webhook_signatures WHERE expires_at < now() - interval '60 seconds'")
+        got = await conn.fetchval(
+            "INSERT INTO webhook_signatures (digest, key_id, route, expires_at) VALUES ($1, $2, $3, to_timestamp($4)) "
+            "ON CONFLICT (digest) DO NOTHING RETURNING digest",
+            digest,
+            key_id,
+            route,
+            expires_at,
+        )
     return got is not None
 
 

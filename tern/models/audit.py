@@ -25,6 +25,7 @@ AuditKind = Literal[
     "run_started",  # a proven start: who started the run and the proof's details (tern.identity)
     "start_refused",  # a start whose proof of identity did not verify: the reason in comment
     "chat_decision",  # a decision attempt from a chat bridge, with the platform identity (tern/chat/bridge.py)
+    "trigger_refused",  # a validly signed POST /triggers/{name} that was refused (starters/triggers_api.py)
 ]
 
 

@@ -5,7 +5,8 @@ A trigger starts an agent run from a question (planned by the worker's LLM) or f
 - ``schedule``: a cron expression or an interval fires (a Temporal Schedule; the schedule is the record);
 - ``channel``: a Channel Access channel crosses a threshold (with hysteresis), changes alarm severity, or
   changes value (the trigger monitor, :mod:`starters.trigger_monitor`; definitions in PostgreSQL);
-- ``webhook``: a signed ``POST /triggers/{name}`` arrives on Tern's HTTP API (definitions in PostgreSQL).
+- ``webhook``: a ``POST /triggers/{name}`` signed by one of the trigger's ``key_ids`` arrives on Tern's webhook
+  API (definitions in PostgreSQL).
 
 Every triggered run carries a :class:`RunTrigger` in its input (``AgentRunRequest.trigger``) and an audit row
 (``run_triggered``).
@@ -85,6 +86,12 @@ class TriggerDefinition(BaseModel):
     kind: Literal["channel", "webhook"]
     action: TriggerAction
     watch: ChannelWatch | None = None
+    key_ids: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Webhook triggers: the webhook key ids (of TERN_WEBHOOK_SECRETS) that may fire it; none: "
+        "nobody may (a definition stored before key lists existed is refused until re-added).",
+    )
     paused: bool = False
     created_by: str = ""
     created_at: datetime | None = None
@@ -93,6 +100,10 @@ class TriggerDefinition(BaseModel):
     def _watch(self) -> TriggerDefinition:
         if (self.kind == "channel") != (self.watch is not None):
             raise ValueError("a channel trigger has a watch, and only it")
+        if self.key_ids and self.kind != "webhook":
+            raise ValueError("key ids go with a webhook trigger only")
+        if any(not k.strip() or len(k) > 64 for k in self.key_ids):
+            raise ValueError("a webhook key id must be 1 to 64 characters")
         return self
 
 
