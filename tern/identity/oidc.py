@@ -59,8 +59,12 @@ HTTP_TIMEOUT_S = 10.0
 """Timeout of one request to the provider, seconds."""
 
 JWKS_CACHE_S = 300.0
-"""How long a fetched JWKS is reused before it is fetched again, seconds (an unknown ``kid`` refetches at once,
-at most every 30 s: PyJWKClient's cooldown)."""
+"""How long a fetched JWKS is reused before it is fetched again, seconds."""
+
+JWKS_REFETCH_COOLDOWN_S = 30.0
+"""A token naming a ``kid`` not in the cached JWKS makes it fetched again, but at most once per this many seconds
+after the last fetch (PyJWKClient's ``cooldown_duration``): tokens with made-up key ids cannot make Tern hammer
+the provider. Providers publish a new key in the JWKS before they sign with it, so rotation is not slowed."""
 
 MAX_TOKEN_CHARS = 16384
 """Longest ID token accepted, characters (a real one is 1-4 KB; a bigger one is refused before parsing)."""
@@ -413,7 +417,13 @@ class OidcIdentity(BaseModel):
 @lru_cache(maxsize=32)
 def _jwks_client(jwks_uri: str) -> jwt.PyJWKClient:
     """One PyJWKClient per JWKS URI, so keys are fetched once per ``JWKS_CACHE_S`` and not per token."""
-    return jwt.PyJWKClient(jwks_uri, cache_keys=True, lifespan=JWKS_CACHE_S, timeout=HTTP_TIMEOUT_S)
+    return jwt.PyJWKClient(
+        jwks_uri,
+        cache_keys=True,
+        lifespan=JWKS_CACHE_S,
+        timeout=HTTP_TIMEOUT_S,
+        cooldown_duration=JWKS_REFETCH_COOLDOWN_S,
+    )
 
 
 def _signing_key(jwks_uri: str, kid: object) -> jwt.PyJWK:
