@@ -80,7 +80,7 @@ def login(
     try:
         issuer = check_url(issuer)
     except ValueError as exc:
-        fail(f"--issuer: {exc}")
+        fail(str(exc))
     audience = s.audience or client_id
     tokens = None
     try:

@@ -774,7 +774,7 @@ class OidcSettings(_Section):
         loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
         if not parts.hostname or parts.scheme not in ("https", "http") or (parts.scheme == "http" and not loopback):
             raise ValueError(f"the issuer must be an https URL (http only on a loopback host), got {v!r}")
-        return v.strip().rstrip("/")
+        return v.strip()  # compared exactly with the tokens' `iss`: a trailing slash is kept
 
     @field_validator("scope")
     @classmethod

@@ -60,7 +60,7 @@ SPECIAL: dict[str, tuple[str, object]] = {
     "webhook_notify_key_id": ("k", "k"),  # must name a key of webhook_secrets
     "slack_app_token": ("xapp-1-A1-x", "xapp-1-A1-x"),  # must be an app-level token
     "mcp_token": ("x-mcp-token-of-16+chars", "x-mcp-token-of-16+chars"),  # at least 16 characters
-    "oidc_issuer": ("https://sso.example.org/realms/x/", "https://sso.example.org/realms/x"),  # https, no slash
+    "oidc_issuer": ("https://sso.example.org/realms/x", "https://sso.example.org/realms/x"),  # https only
     "oidc_scope": ("openid x", "openid x"),  # must include openid
 }
 

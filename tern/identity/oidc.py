@@ -100,9 +100,10 @@ def _is_loopback(host: str) -> bool:
 
 
 def check_url(url: str, what: str = "issuer") -> str:
-    """Return ``url`` without a trailing slash if it is an absolute ``https`` URL (``http`` only on a loopback
-    host, for tests and a provider on the same machine) with no query or fragment; raise ``ValueError`` naming
-    ``what`` otherwise. Tokens travel over these URLs, so plain ``http`` to another host is refused."""
+    """Return ``url`` (surrounding whitespace dropped, nothing else changed: an issuer is compared exactly) if it
+    is an absolute ``https`` URL (``http`` only on a loopback host, for tests and a provider on the same machine)
+    with no query or fragment; raise ``ValueError`` naming ``what`` otherwise. Tokens travel over these URLs, so
+    plain ``http`` to another host is refused."""
     if not isinstance(url, str) or not url.strip():
         raise ValueError(f"{what} URL is empty")
     parts = urlsplit(url.strip())
@@ -113,7 +114,7 @@ def check_url(url: str, what: str = "issuer") -> str:
         raise ValueError(f"{what} URL must use https (http only on a loopback host), got {_short(url)}")
     if parts.query or parts.fragment:
         raise ValueError(f"{what} URL must have no query or fragment, got {_short(url)}")
-    return url.strip().rstrip("/")
+    return url.strip()
 
 
 class OidcProvider(BaseModel):
@@ -134,12 +135,14 @@ def discover(issuer: str, *, http: httpx.Client | None = None, timeout_s: float 
     provider's metadata.
 
     ``issuer`` is the issuer URL (https; http only on loopback). ``http`` is an optional httpx client (its own
-    timeout then applies). Raises ``ValueError`` for a malformed issuer URL, :class:`OidcError` when the provider
-    cannot be reached, answers other than 200 with JSON, lacks a required field, names another issuer (section 4.3:
-    it must be identical to the URL asked), serves its endpoints over plain http, or signs ID tokens with none of
+    timeout then applies). A trailing ``/`` of the issuer is dropped before the well-known path is appended
+    (section 4.1), but the document's ``issuer`` must then be identical to ``issuer`` (section 4.3): it is the exact
+    string ID tokens carry as ``iss`` (some providers end it with ``/``). Raises ``ValueError`` for a malformed
+    issuer URL, :class:`OidcError` when the provider cannot be reached, answers other than 200 with JSON, lacks a
+    required field, names another issuer, serves its endpoints over plain http, or signs ID tokens with none of
     RS256 and ES256."""
     base = check_url(issuer)
-    url = f"{base}/.well-known/openid-configuration"
+    url = base.rstrip("/") + "/.well-known/openid-configuration"
     try:
         if http is None:
             with httpx.Client(timeout=timeout_s) as client:
@@ -154,8 +157,11 @@ def discover(issuer: str, *, http: httpx.Client | None = None, timeout_s: float 
         provider = OidcProvider.model_validate(resp.json())
     except ValueError as exc:  # JSONDecodeError and ValidationError are both ValueErrors
         raise OidcError(f"issuer {base} served a discovery document Tern cannot use: {exc}") from exc
-    if provider.issuer.rstrip("/") != base:
-        raise OidcError(f"discovery document of {base} names another issuer: {_short(provider.issuer)}")
+    if provider.issuer != base:
+        raise OidcError(
+            f"discovery document of {base} names another issuer: {_short(provider.issuer)} (set the issuer to "
+            "exactly that, if it is the right provider)"
+        )
     for name in ("jwks_uri", "token_endpoint", "device_authorization_endpoint"):
         value = getattr(provider, name)
         if value is not None:
@@ -419,6 +425,7 @@ def _jwks_client(jwks_uri: str) -> jwt.PyJWKClient:
     """One PyJWKClient per JWKS URI, so keys are fetched once per ``JWKS_CACHE_S`` and not per token."""
     return jwt.PyJWKClient(
         jwks_uri,
+        ssl_context=httpx.create_ssl_context(),  # the CAs httpx trusts: certifi, or SSL_CERT_FILE / SSL_CERT_DIR
         cache_keys=True,
         lifespan=JWKS_CACHE_S,
         timeout=HTTP_TIMEOUT_S,

@@ -50,7 +50,7 @@ def _never(*args: object) -> None:
 
 # --- discovery -------------------------------------------------------------------------------------------------
 def test_discover_reads_the_providers_metadata(oidc_issuer: LocalIssuer) -> None:
-    provider = discover(oidc_issuer.url + "/")
+    provider = discover(oidc_issuer.url)
     assert provider.issuer == oidc_issuer.url
     assert provider.jwks_uri == oidc_issuer.jwks_uri
     assert provider.device_authorization_endpoint == f"{oidc_issuer.url}/device"
@@ -59,8 +59,11 @@ def test_discover_reads_the_providers_metadata(oidc_issuer: LocalIssuer) -> None
 
 
 def test_discover_refuses_a_document_naming_another_issuer(oidc_issuer: LocalIssuer) -> None:
+    """OIDC Discovery 4.3: the document's issuer must be identical to the one asked (it is the tokens' iss)."""
     with pytest.raises(OidcError, match="names another issuer"):
         discover(f"http://localhost:{oidc_issuer.port}")  # same server, but the document says 127.0.0.1
+    with pytest.raises(OidcError, match="names another issuer"):
+        discover(oidc_issuer.url + "/")  # the well-known URL is the same, the issuer is not
 
 
 def test_discover_names_an_unreachable_issuer() -> None:
@@ -381,7 +384,7 @@ def test_oidc_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TERN_OIDC__ISSUER", "https://sso.example.org/realms/ops/")
     monkeypatch.setenv("TERN_OIDC__CLIENT_ID", "tern-cli")
     s = TernSettings()
-    assert s.oidc.issuer == "https://sso.example.org/realms/ops" and s.oidc.expected_audience == "tern-cli"
+    assert s.oidc.issuer == "https://sso.example.org/realms/ops/" and s.oidc.expected_audience == "tern-cli"
     assert (s.oidc.user_claim, s.oidc.groups_claim) == ("preferred_username", "groups")
     monkeypatch.setenv("TERN_OIDC__AUDIENCE", "tern-worker")
     assert TernSettings().oidc.expected_audience == "tern-worker"
