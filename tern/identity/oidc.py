@@ -26,6 +26,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -354,9 +355,9 @@ def _token_expiry(id_token: str, fallback_s: float | None) -> float:
 
 def save_token(issuer: str, client_id: str, tokens: TokenResponse, directory: Path | None = None) -> Path:
     """Write ``tokens.id_token`` to the cache file of ``issuer`` and ``client_id`` (:func:`token_cache_path`) and
-    return its path. The directory is created 0700 and the file 0600, atomically (written to a new file opened
-    with ``O_EXCL`` and mode 0600, then renamed over the old one). Raises :class:`OidcError` when the token is
-    not a JWT with an expiry, ``OSError`` when the file cannot be written."""
+    return its path. The directory is created 0700 and the file 0600, atomically (written to a new file that
+    ``tempfile.mkstemp`` opens with ``O_EXCL`` and mode 0600, then renamed over the old one). Raises
+    :class:`OidcError` when the token is not a JWT with an expiry, ``OSError`` when the file cannot be written."""
     path = token_cache_path(issuer, client_id, directory)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     record = {
@@ -367,8 +368,8 @@ def save_token(issuer: str, client_id: str, tokens: TokenResponse, directory: Pa
         "expires_at": _token_expiry(tokens.id_token, tokens.expires_in),
         "obtained_at": time.time(),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # O_EXCL, mode 0600
+    tmp = Path(name)
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(record, fh)
