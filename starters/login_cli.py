@@ -99,6 +99,7 @@ def login(
             jwks_uri=provider.jwks_uri,
             user_claim=s.user_claim,
             groups_claim=s.groups_claim,
+            authorized_party=client_id,
         )
         # verified before it is cached: a token that would not count is never offered later
         cache = str(save_token(issuer, client_id, tokens) if tokens else token_cache_path(issuer, client_id))

@@ -466,6 +466,7 @@ def verify_id_token(
     leeway_s: float = 30.0,
     user_claim: str = "preferred_username",
     groups_claim: str = "groups",
+    authorized_party: str | None = None,
 ) -> OidcIdentity:
     """Verify an ID token (OpenID Connect Core 1.0 section 3.1.3.7) and return who it names.
 
@@ -475,7 +476,9 @@ def verify_id_token(
     Checked, in order: the header's ``alg`` is RS256 or ES256 (``none`` and HS* are refused before any key is
     used), the ``kid`` names a key of the JWKS for that algorithm, the signature, the presence of ``iss``, ``aud``,
     ``exp``, ``iat`` and ``sub``, then their values. ``user_claim`` must be a non-blank string of at most
-    ``MAX_USER_CHARS`` characters; ``groups_claim``, if present, a list of strings.
+    ``MAX_USER_CHARS`` characters; ``groups_claim``, if present, a list of strings. ``authorized_party`` (Tern's
+    client id): a token that names another ``azp`` (issued to another application that put Tern in its audience)
+    is refused (section 3.1.3.7 items 4-5); None skips that check.
 
     Raises :class:`OidcError` whose reason names the first check that failed."""
     if not isinstance(token, str) or not token:
@@ -506,6 +509,9 @@ def verify_id_token(
         )
     except jwt.InvalidTokenError as exc:
         raise OidcError(_decode_reason(exc, token, issuer=issuer, audience=audience)) from exc
+    azp = claims.get("azp")
+    if authorized_party is not None and azp is not None and azp != authorized_party:
+        raise OidcError(f"the ID token was issued to another client (azp {_short(azp)}, not {authorized_party!r})")
     user = claims.get(user_claim)
     try:
         user = _USER.validate_python(user)

@@ -250,6 +250,15 @@ def test_verify_refuses(oidc_issuer: LocalIssuer, case: str) -> None:
         _verify(oidc_issuer, make(oidc_issuer))
 
 
+def test_verify_refuses_a_token_issued_to_another_client(oidc_issuer: LocalIssuer) -> None:
+    token = oidc_issuer.id_token(aud=["other-app", oidc_issuer.client_id], azp="other-app")
+    assert _verify(oidc_issuer, token).user == "alice"  # the audience alone holds
+    with pytest.raises(OidcError, match="issued to another client \\(azp 'other-app', not 'tern-cli'\\)"):
+        _verify(oidc_issuer, token, authorized_party=oidc_issuer.client_id)
+    own = oidc_issuer.id_token(azp=oidc_issuer.client_id)
+    assert _verify(oidc_issuer, own, authorized_party=oidc_issuer.client_id).user == "alice"
+
+
 def test_verify_refuses_an_es256_token_against_an_rsa_key(oidc_issuer: LocalIssuer) -> None:
     token = oidc_issuer.sign(oidc_issuer.claims(), key=ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
     with pytest.raises(OidcError, match="the token says ES256 but the issuer's key 'test-key-1' is RS256"):
