@@ -45,6 +45,7 @@ from tern.config_sections import (
     LogbookSettings,
     MCPSettings,
     MemorySettings,
+    OidcSettings,
     SandboxSettings,
     SimSettings,
     StackSettings,
@@ -219,6 +220,7 @@ class TernSettings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     triggers: TriggersSettings = Field(default_factory=TriggersSettings)
     mcp: MCPSettings = Field(default_factory=MCPSettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
 
     @classmethod
     def settings_customise_sources(

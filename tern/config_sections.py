@@ -804,3 +804,52 @@ class MCPSettings(_Section):
         if v is not None and len(v.get_secret_value()) < 16:
             raise ValueError("the MCP token must be at least 16 characters (e.g. `openssl rand -hex 24`)")
         return v
+
+
+class OidcSettings(_Section):
+    """OIDC sign-on (`tern login`, issue 22): the facility's identity provider whose ID tokens prove who a person
+    is. Unset `issuer` means no sign-on is configured."""
+
+    flat_prefix: ClassVar[str] = "oidc_"
+
+    issuer: str | None = Field(
+        None,
+        description="Issuer URL of the identity provider (e.g. https://sso.example.org/realms/ops): its discovery "
+        "document is <issuer>/.well-known/openid-configuration, and ID tokens must carry it as `iss`. https only "
+        "(http on a loopback host).",
+    )
+    client_id: str | None = Field(
+        None, description="OAuth client id of Tern at the provider (a public client allowed the device grant)."
+    )
+    audience: str | None = Field(None, description="The `aud` ID tokens must hold; unset means client_id.")
+    scope: str = Field(
+        "openid profile email groups",
+        description="Scopes `tern login` asks for (space-separated; `openid` is required for an ID token).",
+    )
+    user_claim: str = Field("preferred_username", min_length=1, description="ID token claim that names the Tern user.")
+    groups_claim: str = Field("groups", min_length=1, description="ID token claim listing the user's groups.")
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_url(cls, v: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if v is None:
+            return None
+        parts = urlsplit(v.strip())
+        loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if not parts.hostname or parts.scheme not in ("https", "http") or (parts.scheme == "http" and not loopback):
+            raise ValueError(f"the issuer must be an https URL (http only on a loopback host), got {v!r}")
+        return v.strip()  # compared exactly with the tokens' `iss`: a trailing slash is kept
+
+    @field_validator("scope")
+    @classmethod
+    def _openid(cls, v: str) -> str:
+        if "openid" not in v.split():
+            raise ValueError(f"the scope must include 'openid' (no ID token without it), got {v!r}")
+        return v
+
+    @property
+    def expected_audience(self) -> str | None:
+        """The `aud` an ID token must hold: `audience`, else `client_id`."""
+        return self.audience or self.client_id

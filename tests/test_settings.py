@@ -61,6 +61,9 @@ SPECIAL: dict[str, tuple[str, object]] = {
     "webhook_notify_secret": ("notify-s3cret-16+", "notify-s3cret-16+"),  # 16+ characters, unlike the inbound ones
     "slack_app_token": ("xapp-1-A1-x", "xapp-1-A1-x"),  # must be an app-level token
     "mcp_token": ("x-mcp-token-of-16+chars", "x-mcp-token-of-16+chars"),  # at least 16 characters
+    "oidc_issuer": ("https://sso.example.org/realms/x", "https://sso.example.org/realms/x"),  # https only
+    "oidc_scope": ("openid x", "openid x"),  # must include openid
+    "approval_identity": ("proven", "proven"),  # declared or proven
 }
 
 
@@ -107,7 +110,7 @@ def test_every_flat_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> None
         value = getattr(getattr(s, section), field)
         got[(section, field)] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
     assert got == expected
-    assert len(expected) == len(flat_names()) - len(LITERALS) == 146 - 10
+    assert len(expected) == len(flat_names()) - len(LITERALS) == 154 - 10
 
 
 def test_nested_environment_names_work_and_win_over_flat(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -188,3 +188,38 @@ async def test_a_statement_is_used_once(pg_dsn: str) -> None:
         assert not await claim_use(conn, "s" * 64, "use-2", workflow_id=WF, request_id="r", principal="bob")
     finally:
         await conn.close()
+
+
+def test_an_oidc_proof_counts_as_the_token_s_user(keys: dict[str, Path], oidc_issuer) -> None:  # type: ignore[no-untyped-def]
+    from tern.config_sections import OidcSettings
+    from tern.identity.oidc import verifier_for
+    from tern.identity.prove import Signer
+
+    verify = verifier_for(OidcSettings(issuer=oidc_issuer.url, client_id=oidc_issuer.client_id))
+    req = request()
+    people = {**principals(keys), "carol": Principal()}  # carol proves herself by sign-on only
+    proof = Signer(name="carol", id_token=oidc_issuer.id_token("carol")).decide(WF, req, True)
+    got = check_proof(
+        expect(req, proof, declared="carol"),
+        mode="proven",
+        principals=people,
+        now=datetime.now(UTC),
+        oidc_verify=verify,
+    )
+    assert got.ok and got.principal == "carol" and got.scheme == "oidc" and got.key.startswith("oidc:")
+    as_bob = Signer(name="bob", id_token=oidc_issuer.id_token("carol")).decide(WF, req, True)  # carol's token
+    got = check_proof(expect(req, as_bob), mode="proven", principals=people, now=datetime.now(UTC), oidc_verify=verify)
+    assert not got.ok and "names 'carol', not 'bob'" in got.reason
+    forged = Signer(name="carol", id_token=oidc_issuer.id_token("carol", iss="https://evil.example")).decide(
+        WF, req, True
+    )
+    got = check_proof(
+        expect(req, forged, declared="carol"),
+        mode="proven",
+        principals=people,
+        now=datetime.now(UTC),
+        oidc_verify=verify,
+    )
+    assert not got.ok and "does not verify" in got.reason
+    no_oidc = check_proof(expect(req, proof, declared="carol"), mode="proven", principals=people, now=datetime.now(UTC))
+    assert not no_oidc.ok and "no OIDC issuer is configured" in no_oidc.reason
