@@ -61,9 +61,9 @@ async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owne
         pending=pending_requests(client),
         poll_interval_s=settings.chat.poll_interval_s,
         owner=owner,
-        start_run=plan_starter(client),
+        start_run=plan_starter(client, "matrix"),
         progress=run_progress(client),
-        ask=question_starter(client) if settings.llm.provider != "none" else None,
+        ask=question_starter(client, "matrix") if settings.llm.provider != "none" else None,
     )
     platform.bridge = bridge
     try:

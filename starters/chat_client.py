@@ -38,7 +38,13 @@ def client_decider(client: TernClient, *, surface: str) -> Decider:
     async def decide(workflow_id: str, request_id: str, approver: str, approved: bool, comment: str) -> str:
         try:
             rec = await client.decide(
-                workflow_id, approver, approved, comment, surface=surface, expected_request=request_id
+                workflow_id,
+                approver,
+                approved,
+                comment,
+                surface=surface,
+                expected_request=request_id,
+                signer=client.service_signer(approver, surface),
             )
         except (TernUserError, TernUnavailable) as exc:
             raise DecisionRefused(str(exc)) from exc
@@ -48,7 +54,7 @@ def client_decider(client: TernClient, *, surface: str) -> Decider:
     return decide
 
 
-def plan_starter(client: TernClient) -> RunStarter:
+def plan_starter(client: TernClient, surface: str = "chat") -> RunStarter:
     """A :data:`tern.chat.bridge.RunStarter`: ``run NAME`` starts ``tern/plans/NAME.json`` for the mapped user
     (approvers as the worker's policy says). Unknown plans are refused naming the bundled ones."""
 
@@ -59,7 +65,10 @@ def plan_starter(client: TernClient) -> RunStarter:
             raise RunRefused(f"no bundled plan {name[:64]!r} (plans: {known})")
         try:
             plan = load_plan(path)
-            handle = await client.start_run(AgentRunRequest(user=user, query=f"chat: run {name}", plan=plan))
+            handle = await client.start_run(
+                AgentRunRequest(user=user, query=f"chat: run {name}", plan=plan),
+                signer=client.service_signer(user, surface),
+            )
         except (TernUserError, TernUnavailable, ValueError) as exc:
             raise RunRefused(str(exc)) from exc
         return str(handle.id)
@@ -67,14 +76,14 @@ def plan_starter(client: TernClient) -> RunStarter:
     return start
 
 
-def question_starter(client: TernClient) -> QuestionStarter:
+def question_starter(client: TernClient, surface: str = "chat") -> QuestionStarter:
     """A :data:`tern.chat.bridge.QuestionStarter`: a question to the bot starts ``TernClient.ask`` for the mapped
     user (the worker's planner makes the plan; approvers as the worker's policy says). No LLM configured, an
     empty or over-long question: refused with the reason."""
 
     async def start(user: str, question: str) -> str:
         try:
-            handle = await client.ask(question, user=user)
+            handle = await client.ask(question, user=user, signer=client.service_signer(user, surface))
         except (TernUserError, TernUnavailable) as exc:
             raise RunRefused(str(exc)) from exc
         return str(handle.id)

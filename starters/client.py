@@ -161,6 +161,15 @@ class TernClient:
             raise TernUnavailable(str(exc)) from exc
         return cls(client, settings)
 
+    def service_signer(self, user: str, surface: str) -> Signer | None:
+        """The signer of this process's service principal acting for ``user`` from ``surface`` (settings
+        ``approval.service_name`` and ``approval.service_key_path``), or None when no service key is configured
+        (starts and decisions then go unsigned: refused by a worker whose identity is proven)."""
+        a = self.settings.approval
+        if not a.service_name or a.service_key_path is None:
+            return None
+        return Signer(name=a.service_name, key=a.service_key_path, surface=surface, on_behalf_of=user)
+
     async def start_run(
         self, request: AgentRunRequest, workflow_id: str | None = None, signer: Signer | None = None
     ) -> WorkflowHandle[Any, Any]:

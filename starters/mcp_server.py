@@ -188,7 +188,12 @@ class TernMcp:
         """Start a run that plans ``a.question`` with the worker's LLM; returns at once (see ``started_json``)."""
         client = await self.client()
         handle = await client.ask(
-            a.question, user=self.user, approvers=a.approvers, context=a.context, plan_approval=a.plan_approval
+            a.question,
+            user=self.user,
+            approvers=a.approvers,
+            context=a.context,
+            plan_approval=a.plan_approval,
+            signer=client.service_signer(self.user, "mcp"),
         )
         return started_json(self.settings, handle.id)
 
@@ -197,7 +202,10 @@ class TernMcp:
         from starters.plan_file import check_plan_channels
 
         check_plan_channels(a.plan, self.settings)
-        handle = await (await self.client()).start_run(self._request(a.query, a.plan, a.approvers))
+        client = await self.client()
+        handle = await client.start_run(
+            self._request(a.query, a.plan, a.approvers), signer=client.service_signer(self.user, "mcp")
+        )
         return started_json(self.settings, handle.id)
 
     def _request(self, query: str, plan: Plan, approvers: list[str]) -> Any:
@@ -251,7 +259,10 @@ class TernMcp:
         if who.refusal:
             raise TernUserError(f"write to {a.channel} refused before any approval: {who.refusal}")
         query = f"Write {a.value:g} to {a.channel}: {a.reason}"[:4000]
-        handle = await (await self.client()).start_run(self._request(query, plan, a.approvers))
+        client = await self.client()
+        handle = await client.start_run(
+            self._request(query, plan, a.approvers), signer=client.service_signer(self.user, "mcp")
+        )
         return started_json(self.settings, handle.id) | {"check": check.model_dump(mode="json")}
 
     async def run_status(self, a: RunIdArgs) -> dict[str, Any]:

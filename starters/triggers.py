@@ -96,7 +96,8 @@ async def start_triggered(
     """Start ``request`` as ``workflow_id``; returns the id, or None when a run with that id exists (the dedup:
     Temporal's default id-reuse policy refuses a second start, ``WorkflowAlreadyStartedError``)."""
     try:
-        handle = await TernClient(client, settings).start_run(request, workflow_id)
+        tern = TernClient(client, settings)
+        handle = await tern.start_run(request, workflow_id, signer=tern.service_signer(request.user, "trigger"))
     except WorkflowAlreadyStartedError:
         return None
     return handle.id

@@ -144,6 +144,15 @@ class ApprovalSettings(_Section):
         "proven: every run start and decision must carry a proof (SSH signature or OIDC ID token, tern/identity) "
         "that the worker verifies against the policy's principals, and the two-person rule counts principals.",
     )
+    service_name: str | None = Field(
+        None,
+        description="This process's service principal (a chat bridge, the MCP server, the trigger monitor): the name "
+        "of a [principals.NAME] kind = 'service' entry of the approval policy. With service_key_path set, the starts "
+        "and decisions this process makes for a user are signed as this service on that user's behalf.",
+    )
+    service_key_path: Path | None = Field(
+        None, description="The SSH private key of service_name (the policy lists its public key)."
+    )
     write_by_s: float = Field(
         900.0,
         gt=0,

@@ -15,7 +15,8 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from tern.control.channels import read_value
-from tern.models import AgentRunResult, Decision
+from tern.identity.prove import Signer
+from tern.models import AgentRunRequest, AgentRunResult, Decision, Plan
 from tests.agent_helpers import audit_rows, running_worker, wait_for_state
 from tests.identity.keys import public
 from tests.test_cli_approve_no_worker import cli_env, tern_cmd
@@ -91,3 +92,68 @@ async def test_proven_identity_on_real_runs(temporal_env, settings, tmp_path: Pa
     assert decision["proof"]["principal"] == "bob" and decision["proof"]["key"].startswith("SHA256:")
     refused = [r for r in rows if r["event_kind"] == "decision_refused"]
     assert {r["actor"] for r in refused} == {"alice", "bob"}
+
+
+async def test_a_service_vouches_only_for_the_users_the_policy_names(
+    temporal_env, settings, tmp_path: Path, keys: dict[str, Path]
+) -> None:
+    """The Matrix bridge's path (client_decider, plan starts) signing as service principal matrix-bridge, which
+    the policy lets act for bob and carol from Matrix only: bob's decision counts as bob's; alice's is refused
+    (she is outside its users) and so is a start for her; the same key speaking for Slack is refused."""
+    from starters.chat_client import client_decider, plan_starter
+    from starters.client import TernClient
+    from tern.chat.bridge import DecisionRefused
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        'identity = "proven"\n[[rules]]\nkinds = ["control_write"]\napprovers = ["alice", "bob", "carol"]\n'
+        + "".join(f'[principals.{n}]\nssh_keys = ["{public(keys[n])}"]\n' for n in ("alice", "bob", "carol"))
+        + f'[principals.matrix-bridge]\nkind = "service"\nssh_keys = ["{public(keys["matrix-bridge"])}"]\n'
+        'users = ["bob", "carol"]\nsurfaces = ["matrix"]\n'
+    )
+    approval = settings.approval.model_copy(
+        update={
+            "identity": "proven",
+            "policy_path": policy,
+            "service_name": "matrix-bridge",
+            "service_key_path": keys["matrix-bridge"],
+        }
+    )
+    service = settings.model_copy(update={"approval": approval})
+    before = read_value(CHANNEL)
+    async with running_worker(temporal_env.client, service):
+        client = TernClient(temporal_env.client, service)
+        refused_start = await plan_starter(client, "matrix")("alice", "demo")
+        assert "start refused" in ((await client.result(refused_start)).error or "")
+        bob_start = await plan_starter(client, "matrix")("carol", "demo")
+        assert await client.status(bob_start)  # carol's run started (the bundled demo plan)
+        await temporal_env.client.get_workflow_handle(bob_start).terminate("not needed")
+        # a write run started by carol (signed with her own key) waits for a second person
+        req_run = await client.start_run(
+            AgentRunRequest(
+                user="carol",
+                query="q",
+                plan=Plan.model_validate(
+                    {
+                        "steps": [
+                            {"id": "w", "kind": "control_write", "channel": CHANNEL, "value": round(before + 0.25, 4)}
+                        ]
+                    }
+                ),
+            ),
+            signer=Signer(name="carol", key=keys["carol"]),
+        )
+        st = await wait_for_state(req_run, "awaiting_approval")
+        assert st.pending is not None
+        matrix = client_decider(client, surface="matrix")
+        with pytest.raises(DecisionRefused, match="may not act for 'alice'"):
+            await matrix(req_run.id, st.pending.request_id, "alice", True, "")
+        with pytest.raises(DecisionRefused, match="may not speak for surface 'slack'"):
+            await client_decider(client, surface="slack")(req_run.id, st.pending.request_id, "bob", True, "")
+        said = await matrix(req_run.id, st.pending.request_id, "bob", True, "from the room")
+        assert "approved" in said and "bob" in said
+        result = await client.result(req_run.id)
+    assert result.status == "completed" and result.approvals[-1].approver == "bob"
+    rows = await audit_rows(settings.dsn, req_run.id)
+    decision = next(json.loads(r["details"]) for r in rows if r["event_kind"] == "decision")
+    assert decision["proof"]["signer"] == "matrix-bridge" and decision["proof"]["signer_kind"] == "service"
