@@ -21,6 +21,7 @@ from typing import Protocol
 
 import asyncpg
 
+from tern.approval.render import exact_number
 from tern.chat import store
 from tern.chat.cards import card_markdown, outcome_markdown
 from tern.chat.commands import Command, CommandError, parse_command, parse_reaction, reaction_allowed
@@ -346,5 +347,6 @@ def _write_text(end: store.Ending) -> str:
     if not end.write_done:
         return "Writing…"
     if end.verified:
-        return f"**Written and verified**: readback {end.readback:g} (target {end.write_value:g})"
+        readback, target = (("none" if v is None else exact_number(v)) for v in (end.readback, end.write_value))
+        return f"**Written and verified**: readback {readback} (target {target})"
     return f"**Write not verified**: readback {end.readback}; {end.write_comment}"
