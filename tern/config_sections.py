@@ -535,9 +535,11 @@ class MemorySettings(_Section):
     flat_prefix: ClassVar[str] = "memory_"
 
     approval_mode: Literal["none", "always"] = Field(
-        "none",
-        description="Whether a note an agent run stores in a user's memory waits for a human decision through the "
-        "approval gate (kind 'memory' of the approval policy): 'none' or 'always'.",
+        "always",
+        description="Whether a note an agent run stores in a user's memory (a plan's memory step, whoever wrote the "
+        "plan: the LLM planner or a person) waits for a human decision through the approval gate (kind 'memory' of "
+        "the approval policy): 'always' (default: a note steers later plans, and text the planner read, such as a "
+        "logbook entry, could plant one) or 'none'. A person's own `tern memory add` stores directly either way.",
     )
     context_limit: int = Field(
         3, ge=0, le=20, description="Notes of the user most relevant to the question given to the answer composer."
