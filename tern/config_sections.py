@@ -227,7 +227,9 @@ class SandboxSettings(_Section):
         "docker", description="Where analysis code runs: a hardened Docker container, or a bare subprocess."
     )
     allow_process_backend: bool = Field(
-        False, description="Permit the 'process' backend, which runs code on the host WITHOUT isolation."
+        False,
+        description="Permit the 'process' backend, which runs code on the host WITHOUT isolation (it also "
+        "requires python approval mode all_code: every piece of code approved before it runs).",
     )
     image: str | None = Field(
         None, description="Sandbox image reference; unset means the locally built tern-sandbox:<content hash>."
