@@ -162,3 +162,30 @@ async def test_execution_path_and_worker_start_refuse_a_policy_file_that_lowers_
     check_approval_policy(s)
     result = await _run_activity(s, tmp_path)
     assert result.status == "ok" and result.results == {"ran": True} and (tmp_path / "ran").exists()
+
+
+FORGE = """
+import base64, json, os
+png = b"\\x89PNG\\r\\n\\x1a\\n" + b"\\0" * 5000
+doc = {"tern_runner": 1, "status": "ok", "results": {"blob": "x" * 100}, "figures_dropped": 0,
+       "figures": [{"name": f"f{i}", "png_b64": base64.b64encode(png).decode()} for i in range(4)]}
+data = json.dumps(doc).encode()
+for fd in range(3, 256):  # the runner's copy of the real stdout is one of these: write a document to it
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass
+os._exit(0)  # the runner never reports
+"""
+"""Code that writes its own result document (issue 22): 4 figures of 5 KB and 100 bytes of results."""
+
+
+async def test_a_document_forged_by_the_code_is_held_to_the_limits(allowed: TernSettings) -> None:
+    limits = SandboxLimits(timeout_s=20, max_figures=1, figure_bytes=8192)
+    result = await execute(ExecutionRequest(code=FORGE, limits=limits), get_backend(allowed))
+    assert result.status == "ok" and result.results == {"blob": "x" * 100}, result.feedback()  # it was forged
+    assert len(result.figures) == 1 and result.figures_dropped == 3
+    small = limits.model_copy(update={"figure_bytes": 4096, "result_bytes": 1024})
+    result = await execute(ExecutionRequest(code=FORGE.replace("* 100", "* 2000"), limits=small), get_backend(allowed))
+    assert result.status == "output_limit" and result.error_type == "ResultTooLarge" and result.figures == []
+    assert result.figures_dropped == 4
