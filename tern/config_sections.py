@@ -88,7 +88,10 @@ class ControlSettings(_Section):
     writes_enabled: bool = Field(False, description="Master switch: no control write happens unless true.")
     limits_path: Path = Field(DATA_DIR / "channel_limits.json", description="Limits database (JSON).")
     allow_unlisted_channels: bool = Field(
-        False, description="Allow writes to channels absent from the limits database (not recommended)."
+        False,
+        description="Allow writes to channels absent from the limits database (not recommended). A field of a "
+        "listed record is never unlisted: X:SP.VAL is checked as X:SP, other fields (X:SP.DRVH, .DISA, .PROC) are "
+        "refused.",
     )
     write_callback_timeout_s: float = Field(5.0, gt=0, description="Wait for the IOC put callback, seconds.")
     readback_timeout_s: float = Field(
