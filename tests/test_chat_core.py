@@ -15,7 +15,7 @@ import pytest
 from tern.audit.store import record_event
 from tern.chat import store
 from tern.chat.cards import card_markdown, outcome_markdown
-from tern.chat.commands import CommandError, parse_command, parse_reaction, reaction_allowed
+from tern.chat.commands import CommandError, ConditionalApproval, parse_command, parse_reaction, reaction_allowed
 from tern.chat.identity import IdentityMap
 from tern.db import create_pool
 from tern.models import ApprovalRequest, AuditEvent, LimitsCheck
@@ -61,7 +61,7 @@ def test_commands_parse(text: str, verb: str, rest: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "why"),
-    [("reject", "needs a reason"), ("lgtm", "not a command"), ("run ../etc", "bundled plan"), ("", "not a command")],
+    [("reject", "needs a reason"), ("hello", "not a command"), ("run ../etc", "bundled plan"), ("", "not a command")],
 )
 def test_malformed_commands_are_refused_with_what_to_type(text: str, why: str) -> None:
     with pytest.raises(CommandError, match=why):
@@ -179,3 +179,36 @@ def test_webhook_signatures() -> None:
     for headers, b, at, reason in bad:
         with pytest.raises(SignatureError, match=reason):
             verify(secrets, headers, b, now=at)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("yes, but only after the beam dump", "is not an approval"),
+        ("yes", "is not an approval"),
+        ("Approved", "is not an approval"),
+        ("ok go", "is not an approval"),
+        ("lgtm", "is not an approval"),
+        ("approve?", "is not an approval"),
+        ("approve, but only after the beam dump", "'but' sets a condition"),
+        ("approve once the injector is off", "'once' sets a condition"),
+        ("approve if the orbit is stable", "'if' sets a condition"),
+        ("approve when RF is back", "'when' sets a condition"),
+        ("Approve: don\u2019t ramp yet", '"don\'t" sets a condition'),
+        ("approve, is this the right magnet?", "'?' sets a condition"),
+        ("approve not before 14:00", "'not' sets a condition"),
+    ],
+)
+def test_a_conditional_or_loose_reply_is_not_an_approval(text: str, why: str) -> None:
+    """Issue 22: "yes, but only after the beam dump" counted as an approval. Only the exact word `approve`
+    without a condition approves; the refusal says what to type."""
+    with pytest.raises(ConditionalApproval, match=why) as info:
+        parse_command(text)
+    assert "nothing is decided" in str(info.value) and "`approve" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["approve", "approve.", "Approve: looks right", "approve go ahead", "APPROVE as analysed"]
+)
+def test_a_plain_approval_still_approves(text: str) -> None:
+    assert parse_command(text).approved
