@@ -22,7 +22,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from tern import metrics, tracing
-from tern.config import TernSettings
+from tern.approval.policy import ApprovalPolicyError, PolicySource
+from tern.config import TernSettings, process_backend_refusal
 from tern.llm.chat import LLMError, make_chat_provider
 from tern.models.code_policy import PolicyReport
 from tern.models.execution import ExecutionResult
@@ -35,6 +36,7 @@ from tern.sandbox.docker_backend import DockerBackend
 from tern.sandbox.engine import ENGINE_ERRORS, engine_failed
 from tern.sandbox.job import EngineUnreachable
 from tern.sandbox.models import InputFile
+from tern.sandbox.process_backend import ProcessBackend
 
 CODE_RUNS = "code_runs"
 """Key of ``execute_python``'s heartbeat details: how many attempts of this activity started the code."""
@@ -126,9 +128,33 @@ class SandboxActivities:
         except EngineUnreachable as exc:  # may be restarting: retried (SandboxUnavailable is not)
             raise ApplicationError(f"sandbox failure: {exc}", type="EngineUnreachable") from exc
 
+    def _check_isolation(self) -> None:
+        """Refuse to run code on the unisolated process backend unless the python approval floor in force is
+        ``all_code`` (:func:`tern.config.process_backend_refusal`), read from the policy file when one is set,
+        else the settings. Settings validation refuses the same combination, but settings can be built
+        without it (``model_copy``) and a policy file can lower the floor after the worker started: this is
+        the check on the path that runs the code. A policy that does not load refuses too (fail closed).
+        Raises a non-retryable ``ApplicationError`` of type ``SandboxUnavailable``."""
+        process = isinstance(self._backend, ProcessBackend) or (
+            self._backend is None and self.settings.sandbox.backend == "process"
+        )
+        if not process:
+            return
+        a = self.settings.approval
+        try:
+            policy, _ = PolicySource(a.policy_path, list(a.approvers), a.python_mode).current()
+            refusal = process_backend_refusal("process", a.python_mode) or process_backend_refusal(
+                "process", policy.python_approval_mode
+            )
+        except ApprovalPolicyError as exc:
+            refusal = f"the process sandbox backend needs the approval policy's python mode, which does not load: {exc}"
+        if refusal:
+            raise ApplicationError(f"sandbox unavailable: {refusal}", type="SandboxUnavailable", non_retryable=True)
+
     async def _execute(self, inp: ExecuteInput, attempt: int, before: int) -> ExecutionResult:
         """``execute_python``'s work for activity attempt ``attempt`` after ``before`` earlier starts of the code.
         Raises ``EngineUnreachable`` when the Docker engine does not answer."""
+        self._check_isolation()
         if self._backend is not None or self.settings.sandbox.backend == "docker":
             backend = self.backend()
             if isinstance(backend, DockerBackend):

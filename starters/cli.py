@@ -664,6 +664,7 @@ def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False)
     from rich.table import Table
 
     from starters.client import TernUnavailable
+    from tern.approval.render import exact_number
     from tern.audit.store import events_for_run
     from tern.db import DatabaseError, create_pool
 
@@ -699,7 +700,7 @@ def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False)
             r["actor"] or "",
             r["decision"] or "",
             r["channel"] or "",
-            "" if r["value"] is None else f"{r['value']:g}",
+            "" if r["value"] is None else exact_number(r["value"]),
             "" if r["verified"] is None else str(r["verified"]),
             r["comment"][:60],
         )

@@ -48,6 +48,7 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel
 
 from starters.common import started_json, with_run_id
+from tern.approval.render import exact_number
 from tern.models import ControlWriteStep, Plan
 from tern.models.mcp import (
     ArchiverReadArgs,
@@ -247,7 +248,8 @@ class TernMcp:
             raise TernUserError(f"write to {a.channel} refused before any approval: {exc}") from exc
         if not check.allowed:
             raise TernUserError(
-                f"write of {a.value:g} to {a.channel} refused before any approval ({check.violation}): {check.message}"
+                f"write of {exact_number(a.value)} to {a.channel} refused before any approval "
+                f"({check.violation}): {check.message}"
             )
         try:
             policy, version = policy_source(self.settings).current()
@@ -258,7 +260,7 @@ class TernMcp:
         )
         if who.refusal:
             raise TernUserError(f"write to {a.channel} refused before any approval: {who.refusal}")
-        query = f"Write {a.value:g} to {a.channel}: {a.reason}"[:4000]
+        query = f"Write {exact_number(a.value)} to {a.channel}: {a.reason}"[:4000]
         client = await self.client()
         handle = await client.start_run(
             self._request(query, plan, a.approvers), signer=client.service_signer(self.user, "mcp")

@@ -1,10 +1,11 @@
 """`tern memory add|list|search|delete`: a user's notes (operator memory) in PostgreSQL.
 
 Mounted in the main CLI with ``app.add_typer(memory_app, name="memory")``. ``--user`` defaults to your login
-name; every command sees only that user's notes. ``add`` stores at once when ``TERN_MEMORY_APPROVAL_MODE`` is
-``none``; when it is ``always`` it starts an agent run with one ``memory`` step instead, which waits in the
-approval gate (``tern approve RUN_ID``). Deleting removes the note (the audit keeps who, when, and the note's
-hash). Exit status: 0 done; 1 PostgreSQL or Temporal unreachable; 2 bad input or no such note of that user.
+name; every command sees only that user's notes. ``add`` stores at once (source ``cli``), whatever
+``TERN_MEMORY_APPROVAL_MODE`` says: that setting (default ``always``) governs the notes *agent runs* store
+(a plan's ``memory`` step, which the LLM planner may write after reading untrusted text such as logbook
+entries), not the note a person types themselves. Deleting removes the note (the audit keeps who, when, and
+the note's hash). Exit status: 0 done; 1 PostgreSQL unreachable; 2 bad input or no such note of that user.
 """
 
 from __future__ import annotations
@@ -79,15 +80,13 @@ def _show(notes: list[Memory], as_json: bool) -> None:
 
 @app.command("add")
 def add(text: Annotated[str, typer.Argument(help="The note.")], user: User = None, as_json: Json = False) -> None:
-    """Remember TEXT for the user (through an approval when the memory approval mode is 'always')."""
+    """Remember TEXT for the user, at once: a note a person types is theirs (the memory approval mode governs
+    notes that agent runs store)."""
     from tern.models.memory import MAX_MEMORY_CHARS
 
     s, who = load_settings(), _user(user)
     if not text.strip() or len(text) > MAX_MEMORY_CHARS:
         fail(f"the note must be 1 to {MAX_MEMORY_CHARS} characters")
-    if s.memory.approval_mode == "always":
-        _add_through_run(s, who, text, as_json)
-        return
     from tern.memory.store import add_memory
 
     async def go(pool: asyncpg.Pool) -> Memory:
@@ -98,37 +97,6 @@ def add(text: Annotated[str, typer.Argument(help="The note.")], user: User = Non
         print_json(note.model_dump(mode="json"))
     else:
         out.print(f"stored note {note.id} for {who}")
-
-
-def _add_through_run(s: TernSettings, who: str, text: str, as_json: bool) -> None:
-    from starters.client import TernClient, TernUnavailable, TernUserError, run_request
-    from tern.models import Plan
-
-    plan = Plan.model_validate({"steps": [{"id": "remember", "kind": "memory", "action": "remember", "text": text}]})
-    try:
-        req = run_request(
-            None,
-            user=who,
-            query=f"remember: {text[:200]}",
-            plan=plan,
-            approvers=[],
-            approval_timeout_s=s.approval.timeout_s,
-        )
-    except TernUserError as exc:
-        fail(str(exc))
-
-    async def go() -> str:
-        client = await TernClient.connect(s)
-        return (await client.start_run(req)).id
-
-    try:
-        run_id = asyncio.run(go())
-    except TernUnavailable as exc:
-        fail(str(exc), 1)
-    if as_json:
-        print_json({"workflow_id": run_id, "run_id": run_id, "status": "awaiting_approval"})
-    else:
-        out.print(f"the note waits for approval (memory approval mode 'always'): run {run_id}; tern approve {run_id}")
 
 
 @app.command("list")

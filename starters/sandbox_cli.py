@@ -102,6 +102,8 @@ def _write_figures(result: ExecutionResult, directory: Path | None) -> list[str]
 
 
 def _print_human(result: ExecutionResult, report: PolicyReport, paths: list[str]) -> None:
+    from tern.approval.render import exact_number
+
     colour = "green" if result.ok else "red"
     out.print(
         f"[bold {colour}]{result.status}[/]  backend={result.backend} isolation={result.isolation} "
@@ -116,7 +118,7 @@ def _print_human(result: ExecutionResult, report: PolicyReport, paths: list[str]
         out.print("[bold]results[/]:")
         out.print_json(data=result.results)
     for write in result.proposed_writes:
-        out.print(f"[bold]proposed write[/]: {write.channel} = {write.value:g}  {escape(write.reason)}")
+        out.print(f"[bold]proposed write[/]: {write.channel} = {exact_number(write.value)}  {escape(write.reason)}")
     for name, text, cut, total in (
         ("stdout", result.stdout, result.stdout_truncated, result.stdout_bytes),
         ("stderr", result.stderr, result.stderr_truncated, result.stderr_bytes),

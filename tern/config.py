@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote
 
-from pydantic import Field, ValidationError, create_model
+from pydantic import Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -237,6 +237,14 @@ class TernSettings(BaseSettings):
         toml = FlatTomlSettingsSource(settings_cls, _toml_file())
         return (init_settings, env_settings, FlatEnvSettingsSource(settings_cls), toml, file_secret_settings)
 
+    @model_validator(mode="after")
+    def _process_backend_needs_all_code(self) -> TernSettings:
+        """Refuse the process sandbox backend unless every piece of code waits for a human decision."""
+        refusal = process_backend_refusal(self.sandbox.backend, self.approval.python_mode)
+        if refusal:
+            raise ValueError(refusal)
+        return self
+
     # Derived values -------------------------------------------------------------------------------
     @property
     def dsn(self) -> str:
@@ -283,6 +291,25 @@ class TernSettings(BaseSettings):
             "EPICS_CA_AUTO_ADDR_LIST": "YES" if self.control.ca_auto_addr_list else "NO",
             "EPICS_CA_SERVER_PORT": str(self.control.ca_server_port),
         }
+
+
+def process_backend_refusal(backend: str, python_approval_mode: str) -> str | None:
+    """Why sandbox ``backend`` may not run code under ``python_approval_mode`` (the worker's floor:
+    ``TERN_PYTHON_APPROVAL_MODE``, or a policy file's ``python_approval_mode``), or None when it may.
+
+    The ``process`` backend runs code on the host with no isolation, as the worker's user, with the worker's
+    environment within reach (database URL, tokens, secrets files): code no person has read must never run
+    there, so it requires ``all_code`` (every piece of code approved before it runs). ``control_writes`` and
+    ``disabled`` let unreviewed code run and are refused with it. Any backend is fine under ``all_code``, and
+    Docker under any mode."""
+    if backend == "process" and python_approval_mode != "all_code":
+        return (
+            f"the process sandbox backend (TERN_SANDBOX_BACKEND=process) runs code on the host without isolation, "
+            f"with the worker's secrets in reach, so it requires python approval mode all_code "
+            f'(TERN_PYTHON_APPROVAL_MODE=all_code, or python_approval_mode = "all_code" in the approval policy '
+            f"file); the mode in force is {python_approval_mode!r}, which lets code run that nobody approved"
+        )
+    return None
 
 
 def current_user() -> str:

@@ -89,7 +89,10 @@ class ControlSettings(_Section):
     writes_enabled: bool = Field(False, description="Master switch: no control write happens unless true.")
     limits_path: Path = Field(DATA_DIR / "channel_limits.json", description="Limits database (JSON).")
     allow_unlisted_channels: bool = Field(
-        False, description="Allow writes to channels absent from the limits database (not recommended)."
+        False,
+        description="Allow writes to channels absent from the limits database (not recommended). A field of a "
+        "listed record is never unlisted: X:SP.VAL is checked as X:SP, other fields (X:SP.DRVH, .DISA, .PROC) are "
+        "refused.",
     )
     write_callback_timeout_s: float = Field(5.0, gt=0, description="Wait for the IOC put callback, seconds.")
     readback_timeout_s: float = Field(
@@ -250,7 +253,9 @@ class SandboxSettings(_Section):
         "docker", description="Where analysis code runs: a hardened Docker container, or a bare subprocess."
     )
     allow_process_backend: bool = Field(
-        False, description="Permit the 'process' backend, which runs code on the host WITHOUT isolation."
+        False,
+        description="Permit the 'process' backend, which runs code on the host WITHOUT isolation (it also "
+        "requires python approval mode all_code: every piece of code approved before it runs).",
     )
     image: str | None = Field(
         None, description="Sandbox image reference; unset means the locally built tern-sandbox:<content hash>."
@@ -558,9 +563,11 @@ class MemorySettings(_Section):
     flat_prefix: ClassVar[str] = "memory_"
 
     approval_mode: Literal["none", "always"] = Field(
-        "none",
-        description="Whether a note an agent run stores in a user's memory waits for a human decision through the "
-        "approval gate (kind 'memory' of the approval policy): 'none' or 'always'.",
+        "always",
+        description="Whether a note an agent run stores in a user's memory (a plan's memory step, whoever wrote the "
+        "plan: the LLM planner or a person) waits for a human decision through the approval gate (kind 'memory' of "
+        "the approval policy): 'always' (default: a note steers later plans, and text the planner read, such as a "
+        "logbook entry, could plant one) or 'none'. A person's own `tern memory add` stores directly either way.",
     )
     context_limit: int = Field(
         3, ge=0, le=20, description="Notes of the user most relevant to the question given to the answer composer."

@@ -199,3 +199,46 @@ def test_write_request_shows_the_readback_the_step_was_measured_from() -> None:
     md = pending_markdown(req, workflow_id="run-1", now=NOW)
     assert "**Current value**: 2 MV (readback 1.8 MV)" in md
     assert "**Current value**: 2 MV\n" in pending_markdown(write_request(), workflow_id="run-1", now=NOW)
+
+
+def test_write_values_are_shown_exactly_not_rounded_to_six_digits() -> None:
+    """Issue 22: ``:g`` showed 499.6544 as 499.654 while 499.6544 was written. The Web UI and the chat card
+    (same lines) show the value, the current value, the limits and the change exactly."""
+    from tern.chat.bridge import _write_text
+    from tern.chat.cards import card_markdown
+    from tern.chat.store import Ending
+
+    req = write_request(
+        write=LimitsCheck(
+            channel="SR:MAG:Q1:SP",
+            value=499.6544,
+            allowed=True,
+            current_value=499.0,
+            current_readback=498.99987,
+            units="A",
+            min_value=-500.0001,
+            max_value=500.0001,
+            max_step=1.0000001,
+            verification=Verification(level="readback", tolerance_absolute=0.0000123),
+        )
+    )
+    for md in (
+        pending_markdown(req, workflow_id="run-1", now=NOW),
+        card_markdown(req, workflow_id="run-1", now=NOW),
+    ):
+        assert "**Target**: **499.6544 A** (change +0.6544 A)" in md
+        assert "**Current value**: 499 A (readback 498.99987 A)" in md
+        assert "min -500.0001 A, max 500.0001 A, max step 1.0000001 A" in md
+        assert "within 1.23e-05 A" in md
+    end = Ending("approved", "bob", "", write_done=True, readback=499.65439, verified=True, write_value=499.6544)
+    assert _write_text(end) == "**Written and verified**: readback 499.65439 (target 499.6544)"
+
+
+def test_exact_number_round_trips() -> None:
+    from tern.approval.render import exact_change, exact_number
+
+    for value in (499.6544, 0.1 + 0.2, 1e-7, 1e16, -3.0, 123456789.123456, 2.5):
+        assert float(exact_number(value)) == value
+    assert exact_number(500.0) == "500"
+    assert exact_change(2.0, 2.5) == "-0.5"
+    assert exact_change(0.30000000000000004, 0.1) == "+0.20000000000000004"

@@ -15,7 +15,7 @@ import pytest
 from tern.audit.store import record_event
 from tern.chat import store
 from tern.chat.cards import card_markdown, outcome_markdown
-from tern.chat.commands import CommandError, parse_command, parse_reaction, reaction_allowed
+from tern.chat.commands import CommandError, ConditionalApproval, parse_command, parse_reaction, reaction_allowed
 from tern.chat.identity import IdentityMap
 from tern.db import create_pool
 from tern.models import ApprovalRequest, AuditEvent, LimitsCheck
@@ -61,7 +61,7 @@ def test_commands_parse(text: str, verb: str, rest: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "why"),
-    [("reject", "needs a reason"), ("lgtm", "not a command"), ("run ../etc", "bundled plan"), ("", "not a command")],
+    [("reject", "needs a reason"), ("hello", "not a command"), ("run ../etc", "bundled plan"), ("", "not a command")],
 )
 def test_malformed_commands_are_refused_with_what_to_type(text: str, why: str) -> None:
     with pytest.raises(CommandError, match=why):
@@ -126,7 +126,10 @@ async def test_one_claim_per_request_among_concurrent_bridges(pg_dsn: str) -> No
             assert await store.claim(conn, "matrix", "r-claim", "taker", lease_s=0)  # lease over, never posted
             await store.card_posted(conn, "matrix", "r-claim", "!room", "$ev")
             assert not await store.claim(conn, "matrix", "r-claim", "again", lease_s=0)
-            assert (await store.card_by_message(conn, "matrix", "$ev")).workflow_id == "run-1"  # type: ignore[union-attr]
+            card = await store.card_by_message(conn, "matrix", "$ev", room_id="!room")
+            assert card is not None and card.workflow_id == "run-1"
+            # issue 22: the same message id named from another room is not that card
+            assert await store.card_by_message(conn, "matrix", "$ev", room_id="!other") is None
             assert await store.add_request(conn, "run-2", _request("r-ended"))
             await record_event(
                 conn,
@@ -197,3 +200,89 @@ def test_webhook_signatures() -> None:
     assert target_of("http://127.0.0.1:9") == "/"
     with pytest.raises(ValueError, match="target"):
         signed_headers("ops", "a" * 16, body, target="/x\r\nInjected: 1")
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("yes, but only after the beam dump", "is not an approval"),
+        ("yes", "is not an approval"),
+        ("Approved", "is not an approval"),
+        ("ok go", "is not an approval"),
+        ("lgtm", "is not an approval"),
+        ("approve?", "is not an approval"),
+        ("approve, but only after the beam dump", "'but' sets a condition"),
+        ("approve once the injector is off", "'once' sets a condition"),
+        ("approve if the orbit is stable", "'if' sets a condition"),
+        ("approve when RF is back", "'when' sets a condition"),
+        ("Approve: don\u2019t ramp yet", '"don\'t" sets a condition'),
+        ("approve, is this the right magnet?", "'?' sets a condition"),
+        ("approve not before 14:00", "'not' sets a condition"),
+    ],
+)
+def test_a_conditional_or_loose_reply_is_not_an_approval(text: str, why: str) -> None:
+    """Issue 22: "yes, but only after the beam dump" counted as an approval. Only the exact word `approve`
+    without a condition approves; the refusal says what to type."""
+    with pytest.raises(ConditionalApproval, match=why) as info:
+        parse_command(text)
+    assert "nothing is decided" in str(info.value) and "`approve" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["approve", "approve.", "Approve: looks right", "approve go ahead", "APPROVE as analysed"]
+)
+def test_a_plain_approval_still_approves(text: str) -> None:
+    assert parse_command(text).approved
+
+
+class _Room:
+    """The platform side of a bridge in a test: records what the bridge posts (no chat server needed here; the
+    Matrix and Slack tests run the real ones)."""
+
+    name = "matrix"
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[str, str, str]] = []
+
+    async def post_card(self, markdown: str) -> tuple[str, str]:
+        return "!rf", f"$card-{len(self.replies)}"
+
+    async def edit_card(self, room_id: str, message_id: str, markdown: str) -> None:
+        return None
+
+    async def reply(self, room_id: str, message_id: str, markdown: str) -> None:
+        self.replies.append((room_id, message_id, markdown))
+
+    async def thread(self, room_id: str, root_id: str, markdown: str) -> None:
+        return None
+
+
+async def test_a_reply_in_another_room_does_not_decide_the_card(pg_dsn: str) -> None:
+    """Issue 22: a card's message id named from another room (a Matrix reply can name any event id; Slack
+    timestamps are unique per channel only) decided the card. Only the card's own room decides it."""
+    from tern.chat.bridge import ApprovalBridge
+
+    decided: list[tuple[str, str, str, bool, str]] = []
+
+    async def decide(run_id: str, request_id: str, approver: str, approved: bool, comment: str) -> str:
+        decided.append((run_id, request_id, approver, approved, comment))
+        return "approved by operator"
+
+    room = _Room()
+    pool = await create_pool(pg_dsn, max_size=4)
+    try:
+        bridge = ApprovalBridge(
+            room, pool, IdentityMap(None, {"matrix": {"@op:hs": "operator", "@other:hs": "operator"}}), decide
+        )
+        async with pool.acquire() as conn:
+            await store.add_request(conn, "run-1", _request("r-room"))
+            assert await store.claim(conn, "matrix", "r-room", "b1")
+            await store.card_posted(conn, "matrix", "r-room", "!rf", "$card")
+        await bridge.on_reply("@other:hs", "!magnets", "$e1", "$card", "approve")
+        await bridge.on_reaction("@other:hs", "!magnets", "$e2", "$card", "\u2705")
+        await bridge.on_command("@other:hs", "!magnets", "$e3", "$card", parse_command("approve"))
+        assert decided == [] and room.replies == []  # not a card of that room: nothing decided, nothing said
+        await bridge.on_reply("@op:hs", "!rf", "$e4", "$card", "approve")
+        assert decided == [("run-1", "r-room", "operator", True, "")]
+    finally:
+        await pool.close()

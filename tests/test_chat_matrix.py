@@ -21,6 +21,7 @@ from nio import AsyncClient, ReactionEvent, RoomMessageText, RoomSendResponse
 from temporalio.client import WorkflowFailureError
 
 from starters.matrix_bridge import SYNC_FILTER
+from tern.approval.render import exact_number
 from tern.control.channels import read_value
 from tern.embedded import matrix
 from tern.embedded.net import free_port
@@ -232,13 +233,18 @@ async def test_operator_approves_a_write_from_matrix(temporal_env, settings, syn
             await operator.until(_answer_to(e, bot, "needs a reply"))
             e = await operator.reply(card.event_id, "reject")  # no reason: malformed, nothing sent
             await operator.until(_answer_to(e, bot, "needs a reason"))
+            # issue 22: a conditional or merely agreeing reply is not an approval (answered, audited, not sent)
+            e = await operator.reply(card.event_id, "yes, but only after the beam dump")
+            await operator.until(_answer_to(e, bot, "is not an approval"))
+            e = await operator.reply(card.event_id, "approve, but only after the beam dump")
+            await operator.until(_answer_to(e, bot, "not an unconditional approval"))
             assert (await wait_for_state(handle, "awaiting_approval")).pending.request_id == rid  # type: ignore[union-attr]
 
             e = await operator.reply(card.event_id, "approve go ahead")
             await operator.until(_answer_to(e, bot, "approved", "operator"))
             result = await handle.result()
             edit = await operator.until(_edit(bot, card.event_id, "Approved", "Written and verified"), 30)
-            assert f"readback {target:g}" in edit.source["content"]["m.new_content"]["body"]
+            assert f"readback {exact_number(target)}" in edit.source["content"]["m.new_content"]["body"]
     finally:
         _stop(bridge)
         for p in (operator, visitor, stranger):
@@ -254,8 +260,10 @@ async def test_operator_approves_a_write_from_matrix(temporal_env, settings, syn
         "@operator:localhost",
         "@operator:localhost",
         "@operator:localhost",
+        "@operator:localhost",
+        "@operator:localhost",
     ], identities
-    assert [json.loads(r["details"])["accepted"] for r in chat] == [False, False, False, False, True]
+    assert [json.loads(r["details"])["accepted"] for r in chat] == [False, False, False, False, False, False, True]
     refused = [r for r in rows if r["event_kind"] == "decision_refused"]
     assert [r["actor"] for r in refused] == ["visitor"]  # only the mapped person's attempt reached the workflow
     decision = next(r for r in rows if r["event_kind"] == "decision")

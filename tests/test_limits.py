@@ -104,3 +104,38 @@ def test_small_change_reference_is_the_nearer_previous_value_at_readback_level()
     assert reference(100.0, 90.0, 99.0, cb_level) == 90.0  # callback verification reads the setpoint only
     assert reference(100.0, None, 99.0, rb_level) == 99.0
     assert reference(100.0, None, None, rb_level) is None
+
+
+@pytest.mark.parametrize("allow_unlisted", [False, True])
+def test_the_value_field_of_a_listed_record_is_checked_as_the_record(allow_unlisted: bool) -> None:
+    """Issue 22: with allow_unlisted, ``A:SP.VAL`` wrote without limits (it is not a listed name)."""
+    db = LimitsDatabase.from_mapping(SMALL, allow_unlisted=allow_unlisted)
+    for value, current, violation in ((11.0, 9.5, "above_max"), (-0.5, 0.5, "below_min"), (9.0, 5.0, "step_too_large")):
+        check = db.check("A:SP.VAL", value, current)
+        assert not check.allowed and check.violation == violation, check
+    ok = db.check("A:SP.VAL", 6.0, 5.0)
+    assert ok.allowed and ok.max_value == 10.0 and ok.verification.level == "callback"
+    assert db.check("A:RB.VAL", 1.0, 1.0).violation == "read_only_channel"
+    assert db.reads_readback("A:SP.VAL")  # max_step: the readback is read as for A:SP
+
+
+@pytest.mark.parametrize("field", ["DRVH", "DRVL", "HOPR", "DISA", "PROC", "SCAN", "val", "VAL$", ""])
+@pytest.mark.parametrize("allow_unlisted", [False, True])
+def test_other_fields_of_a_listed_record_are_refused(field: str, allow_unlisted: bool) -> None:
+    db = LimitsDatabase.from_mapping(SMALL, allow_unlisted=allow_unlisted)
+    check = db.check(f"A:SP.{field}", 5.0, 5.0)
+    assert not check.allowed and check.violation == "read_only_channel"
+    assert f"field {field!r} of the listed record A:SP" in (check.message or "")
+    assert not db.reads_readback(f"A:SP.{field}")
+
+
+def test_fields_of_unlisted_records_follow_allow_unlisted() -> None:
+    assert LimitsDatabase.from_mapping(SMALL, allow_unlisted=True).check("C:SP.DRVH", 1.0, 0.0).allowed
+    assert LimitsDatabase.from_mapping(SMALL).check("C:SP.DRVH", 1.0, 0.0).violation == "unlisted_channel"
+
+
+def test_the_value_field_has_the_records_readback() -> None:
+    from tern.control.channels import readback_name
+
+    assert readback_name("A:SP.VAL") == readback_name("A:SP") == "A:RB"
+    assert readback_name("A:SP.DRVH") == "A:SP.DRVH"

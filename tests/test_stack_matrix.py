@@ -15,6 +15,7 @@ import psutil
 import pytest
 from nio import AsyncClient
 
+from tern.approval.render import exact_number
 from tern.config import TernSettings
 from tern.control.limits import LimitsDatabase
 from tern.embedded.net import free_port
@@ -101,7 +102,8 @@ async def test_tern_up_with_matrix_approves_a_write_and_the_demo_from_the_contro
         card = await operator.until(lambda e: _card(c.bot.user_id, "")(e) and channel in e.body, 90)
         e = await operator.reply(card.event_id, "approve from the control room")
         await operator.until(_answer_to(e, c.bot.user_id, "approved", "operator"), 60)
-        await operator.until(_edit(c.bot.user_id, card.event_id, "Written and verified", f"readback {target:g}"), 60)
+        written = f"readback {exact_number(target)}"
+        await operator.until(_edit(c.bot.user_id, card.event_id, "Written and verified", written), 60)
 
         # `tern demo --approver operator`: its code and then its write are approved from the room.
         demo = _cli(env, "demo", "--approver", "operator", "--json")

@@ -27,7 +27,8 @@ from activities.logbook import LogbookActivities
 from activities.memory import MemoryActivities
 from activities.planning import PlanningActivities
 from activities.sandbox import SandboxActivities
-from tern.config import TernSettings
+from tern.approval.policy import ApprovalPolicyError
+from tern.config import TernSettings, process_backend_refusal
 from tern.control.ca_client import ChannelAccessClient
 from tern.control.channels import configure_environment
 from tern.db import create_pool
@@ -125,9 +126,16 @@ def reap_sandbox_orphans(settings: TernSettings) -> None:
 
 
 def check_approval_policy(settings: TernSettings) -> None:
-    """Load the approval policy once at start: an invalid file stops the worker with the reason; an open policy
-    (nobody named) is logged as a warning. Raises :class:`tern.approval.ApprovalPolicyError`."""
+    """Load the approval policy once at start: an invalid file stops the worker with the reason, and so does a
+    policy whose python approval floor lets unapproved code run on the unisolated process sandbox backend
+    (:func:`tern.config.process_backend_refusal`); an open policy (nobody named) is logged as a warning.
+    Raises :class:`tern.approval.ApprovalPolicyError`."""
     policy, version = policy_source(settings).current()
+    refusal = process_backend_refusal(settings.sandbox.backend, settings.approval.python_mode) or (
+        process_backend_refusal(settings.sandbox.backend, policy.python_approval_mode)
+    )
+    if refusal:
+        raise ApprovalPolicyError(f"approval policy {version}: {refusal}")
     if policy.is_open:
         log.warning(
             "approval policy %s is open: no approvers are configured (TERN_APPROVERS or "

@@ -14,9 +14,11 @@ sends it as a ``json/plain`` payload that the worker's pydantic data converter d
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -89,13 +91,37 @@ def _duration(delta: timedelta) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
+def exact_number(value: float) -> str:
+    """``value`` exactly as written: the shortest text that reads back as the same float (``repr``), with a
+    trailing ``.0`` dropped (``500.0`` -> ``500``, ``499.6544`` -> ``499.6544``, ``1e-07`` stays ``1e-07``).
+
+    Every surface where an approver sees a value to be written uses this, never ``:g`` (six significant
+    digits: ``499.6544`` would show as ``499.654`` while ``499.6544`` is written)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def exact_change(value: float, current: float) -> str:
+    """The signed difference ``value - current`` of the two numbers as shown by :func:`exact_number`, computed in
+    decimal so it is exact for what the approver reads (``499.6544 - 499`` is ``+0.6544``, not the float
+    subtraction's ``0.6544000000000096``)."""
+    if not (math.isfinite(value) and math.isfinite(current)):
+        return f"{value - current:+}"
+    diff = Decimal(exact_number(value)) - Decimal(exact_number(current))
+    return format(diff, "+f")
+
+
 def _num(value: float | None, units: str) -> str:
-    return "unknown" if value is None else f"{value:g}{' ' + units if units else ''}"
+    return "unknown" if value is None else f"{exact_number(value)}{' ' + units if units else ''}"
 
 
 def _write_lines(w: LimitsCheck) -> list[str]:
     units = w.units
-    change = "" if w.current_value is None else f" (change {w.value - w.current_value:+g}{' ' * bool(units)}{units})"
+    change = (
+        ""
+        if w.current_value is None
+        else f" (change {exact_change(w.value, w.current_value)}{' ' * bool(units)}{units})"
+    )
     limits = [
         f"min {_num(w.min_value, units)}" if w.min_value is not None else "",
         f"max {_num(w.max_value, units)}" if w.max_value is not None else "",
@@ -103,7 +129,7 @@ def _write_lines(w: LimitsCheck) -> list[str]:
     ]
     v = w.verification
     tol = (
-        f" within {v.tolerance_percent:g} %"
+        f" within {exact_number(v.tolerance_percent)} %"
         if v.tolerance_percent is not None
         else f" within {_num(v.tolerance_absolute, units)}"
         if v.tolerance_absolute is not None

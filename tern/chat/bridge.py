@@ -21,6 +21,7 @@ from typing import Protocol
 
 import asyncpg
 
+from tern.approval.render import exact_number
 from tern.chat import store
 from tern.chat.cards import card_markdown, outcome_markdown
 from tern.chat.commands import Command, CommandError, parse_command, parse_reaction, reaction_allowed
@@ -194,9 +195,10 @@ class ApprovalBridge:
         self._wake.set()
 
     async def on_reply(self, sender: str, room_id: str, event_id: str, reply_to: str, text: str) -> None:
-        """A message ``event_id`` from ``sender`` answering message ``reply_to``; ignored unless that is a card."""
+        """A message ``event_id`` from ``sender`` in ``room_id`` answering message ``reply_to``; ignored unless
+        that is a card posted in the same room."""
         async with self.pool.acquire() as conn:
-            card = await store.card_by_message(conn, self.platform.name, reply_to)
+            card = await store.card_by_message(conn, self.platform.name, reply_to, room_id=room_id)
         if card is None:
             return
         try:
@@ -213,9 +215,10 @@ class ApprovalBridge:
         self, sender: str, room_id: str, event_id: str, card_message_id: str, command: Command
     ) -> None:
         """A decision already parsed by the platform (a Slack button or modal) on the card ``card_message_id``;
-        ``event_id`` is unique per attempt (the audit key). Ignored unless that message is a card."""
+        ``event_id`` is unique per attempt (the audit key). Ignored unless that message is a card posted in
+        ``room_id``."""
         async with self.pool.acquire() as conn:
-            card = await store.card_by_message(conn, self.platform.name, card_message_id)
+            card = await store.card_by_message(conn, self.platform.name, card_message_id, room_id=room_id)
         if card is None:
             return
         await self._decide(card, sender, room_id, event_id, command)
@@ -267,12 +270,13 @@ class ApprovalBridge:
             await self.platform.thread(room_id, root_id, f"Stopped following run `{workflow_id}`: {exc}")
 
     async def on_reaction(self, sender: str, room_id: str, event_id: str, reacted_to: str, key: str) -> None:
-        """A reaction ``key`` from ``sender`` on message ``reacted_to``; decides only low-risk requests."""
+        """A reaction ``key`` from ``sender`` in ``room_id`` on message ``reacted_to``; decides only low-risk
+        requests, and only on a card posted in the same room."""
         command = parse_reaction(key)
         if command is None:
             return
         async with self.pool.acquire() as conn:
-            card = await store.card_by_message(conn, self.platform.name, reacted_to)
+            card = await store.card_by_message(conn, self.platform.name, reacted_to, room_id=room_id)
         if card is None:
             return
         if not reaction_allowed(card.request):
@@ -346,5 +350,6 @@ def _write_text(end: store.Ending) -> str:
     if not end.write_done:
         return "Writing…"
     if end.verified:
-        return f"**Written and verified**: readback {end.readback:g} (target {end.write_value:g})"
+        readback, target = (("none" if v is None else exact_number(v)) for v in (end.readback, end.write_value))
+        return f"**Written and verified**: readback {readback} (target {target})"
     return f"**Write not verified**: readback {end.readback}; {end.write_comment}"

@@ -118,14 +118,20 @@ async def open_cards(conn: Conn, platform: str) -> list[Card]:
     return [_card(r) for r in rows]
 
 
-async def card_by_message(conn: Conn, platform: str, message_id: str) -> Card | None:
-    """The card posted as ``message_id`` on ``platform``, whatever its state; None when it is not a card."""
+async def card_by_message(conn: Conn, platform: str, message_id: str, *, room_id: str) -> Card | None:
+    """The card posted as ``message_id`` in ``room_id`` (Matrix room id, Slack channel id) on ``platform``,
+    whatever its state; None when no card was posted there as that message.
+
+    The room is part of the key: a reply, reaction or button in one room can decide only a card posted in that
+    same room (a Matrix reply can name any event id in ``m.in_reply_to``, and Slack message timestamps are
+    unique only within a channel), so the people of one room never decide another room's requests."""
     row = await conn.fetchrow(
         """SELECT q.run_id, q.request::text AS request, c.state, c.room_id, c.message_id, c.outcome
            FROM chat_cards c JOIN chat_requests q ON q.request_id = c.request_id
-           WHERE c.platform = $1 AND c.message_id = $2""",
+           WHERE c.platform = $1 AND c.message_id = $2 AND c.room_id = $3""",
         platform,
         message_id,
+        room_id,
     )
     return None if row is None else _card(row)
 

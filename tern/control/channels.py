@@ -123,8 +123,9 @@ def read_value(name: str, timeout_s: float = 2.0) -> float:
 
 
 def readback_name(setpoint: str) -> str:
-    """``X:SP`` -> ``X:RB``; other names are their own readback."""
-    return setpoint[:-3] + ":RB" if setpoint.endswith(":SP") else setpoint
+    """``X:SP`` (or its value field ``X:SP.VAL``) -> ``X:RB``; other names are their own readback."""
+    record = setpoint[: -len(".VAL")] if setpoint.endswith(".VAL") else setpoint
+    return record[:-3] + ":RB" if record.endswith(":SP") else setpoint
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,13 @@ value *and* from its readback's, what the machine actually holds; see :meth:`Lim
 
 Fail closed: a database that does not load or validate blocks every write (:class:`LimitsDatabaseError`), and
 any doubt in :meth:`LimitsDatabase.check` refuses the write.
+
+Field names: a Channel Access name may end in ``.FIELD`` (EPICS Application Developer's Guide, "Database
+Definition": record names hold no ``.``, so the first ``.`` starts the field; a bare record name means its
+``VAL`` field). A name that is a listed record plus a field is that record's business, whatever
+``allow_unlisted`` says: ``X:SP.VAL`` is checked as ``X:SP`` (same value, same limits); any other field
+(``.DRVH``/``.DRVL`` drive limits, ``.HOPR``, ``.DISA``, ``.PROC``, ``.SCAN``...) changes how the record
+behaves rather than its value and is refused.
 """
 
 from __future__ import annotations
@@ -46,6 +53,17 @@ class ChannelLimits(BaseModel):
         if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
             raise ValueError(f"min_value {self.min_value} > max_value {self.max_value}")
         return self
+
+
+VALUE_FIELD = "VAL"
+"""The field a bare record name reads and writes."""
+
+
+def split_field(channel: str) -> tuple[str, str | None]:
+    """``"X:SP.DRVH"`` -> ``("X:SP", "DRVH")``; ``"X:SP"`` -> ``("X:SP", None)``. The first ``.`` starts the
+    field (EPICS record names hold no ``.``)."""
+    record, dot, field = channel.partition(".")
+    return (record, field) if dot else (channel, None)
 
 
 def _strip_comments(obj: Any) -> Any:
@@ -103,12 +121,32 @@ class LimitsDatabase:
     def writable_channels(self) -> list[str]:
         return sorted(n for n, c in self.channels.items() if c.writable)
 
+    def entry(self, channel: str) -> tuple[ChannelLimits | None, str | None]:
+        """The limits entry that governs ``channel``, and a refusal when the name is a field of a listed record.
+
+        Returns ``(entry, None)`` for a listed channel, and for ``RECORD.VAL`` of a listed ``RECORD`` (the
+        record's entry); ``(None, reason)`` for any other field of a listed record (drive limits, DISA, PROC:
+        refused whatever ``allow_unlisted`` says); ``(None, None)`` for an unlisted name."""
+        limits = self.channels.get(channel)
+        if limits is not None:
+            return limits, None
+        record, field = split_field(channel)
+        if field is None or record not in self.channels:
+            return None, None
+        if field == VALUE_FIELD:
+            return self.channels[record], None
+        return None, (
+            f"{channel} is field {field!r} of the listed record {record}: writes to a record's fields other than "
+            f"{VALUE_FIELD} (drive limits DRVH/DRVL, DISA, PROC, SCAN, ...) change how the record behaves, not its "
+            f"value, and are refused; write {record} for its value"
+        )
+
     def reads_readback(self, channel: str) -> bool:
         """Whether a write to ``channel`` must also read its readback before it is checked: the entry has a
         ``max_step`` (a step is measured from what the machine holds, not only from a setpoint that may be stale)
         or is verified at level ``readback`` (the small-change rule of :mod:`tern.control.verification` is measured
-        from the readback the verification will read)."""
-        limits = self.channels.get(channel)
+        from the readback the verification will read). ``RECORD.VAL`` counts as ``RECORD`` (:meth:`entry`)."""
+        limits, _ = self.entry(channel)
         return limits is not None and (limits.max_step is not None or limits.verification.level == "readback")
 
     def check(self, channel: str, value: float, current: float | None, readback: float | None = None) -> LimitsCheck:
@@ -124,15 +162,19 @@ class LimitsDatabase:
 
         Order of checks: listed, writable, finite, min, max, step. ``current`` may be None only when the channel
         has no ``max_step``; otherwise the step cannot be checked and the write is refused
-        (``step_check_failed``); so is a readback that was read but is not a finite number.
+        (``step_check_failed``); so is a readback that was read but is not a finite number. ``RECORD.VAL`` of a
+        listed record is checked as ``RECORD``; any other field of a listed record is refused
+        (``read_only_channel``) whatever ``allow_unlisted`` says (:meth:`entry`).
         """
-        limits = self.channels.get(channel)
+        limits, field_refusal = self.entry(channel)
         base: dict[str, Any] = {
             "channel": channel,
             "value": value,
             "current_value": current,
             "current_readback": readback,
         }
+        if field_refusal is not None:
+            return LimitsCheck(**base, allowed=False, violation="read_only_channel", message=field_refusal)
         if limits is None:
             if not self.allow_unlisted:
                 return LimitsCheck(

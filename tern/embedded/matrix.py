@@ -3,7 +3,10 @@
 Layout under ``<data dir>/matrix/``: ``homeserver.yaml`` (generated once by Synapse's own
 ``--generate-config``, then Tern's settings laid over it at every start), ``homeserver.db`` (SQLite), the
 signing key, ``homeserver.log``, and ``credentials.json`` (:class:`MatrixCredentials`) written by
-:func:`provision`.
+:func:`provision`. The folder holds secrets (the registration shared secret in ``homeserver.yaml``, which mints
+accounts, admin ones included; the passwords in ``credentials.json``): it is kept mode 0700 and every file Tern or
+Synapse's config generation writes in it is created mode 0600 (``os.open`` with the mode, then an atomic
+rename; Synapse runs under umask 077), never widened first and narrowed after.
 
 Server name ``localhost``, client API only on ``127.0.0.1:<port>``, no federation, registration closed except
 shared-secret registration (Synapse admin API ``POST /_synapse/admin/v1/register``: HMAC-SHA1 over
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import subprocess
 import sys
 import time
@@ -56,23 +60,59 @@ class MatrixError(RuntimeError):
     """The homeserver could not be configured, reached or provisioned; the message says which step."""
 
 
+PRIVATE_UMASK = 0o077
+"""Umask for Synapse's processes: what they create is readable by this user only."""
+
+
 def matrix_dir(data_dir: Path) -> Path:
     """``<data_dir>/matrix``."""
     return Path(data_dir).expanduser().resolve() / "matrix"
 
 
+def private_dir(root: Path) -> None:
+    """Create ``root`` (and missing parents) with the directory itself mode 0700; an existing ``root`` is set to
+    0700 (an older install's 0755 folder). Raises ``OSError``."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(root, 0o700)
+    except FileExistsError:
+        os.chmod(root, 0o700)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that no other user can ever read it: a new file in the same folder is
+    created mode 0600 (``os.open`` with ``O_CREAT | O_EXCL`` and the mode: never world-readable, even for a
+    moment), written, flushed to disk, then renamed over ``path`` (an existing file of a wider mode is replaced,
+    not rewritten in place). Raises ``OSError``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_config(root: Path, port: int) -> Path:
     """Create (once) and update ``root/homeserver.yaml`` for ``127.0.0.1:port``; returns its path.
 
-    Raises :class:`MatrixError` when Synapse cannot generate its configuration."""
+    The folder is made (or set) 0700 and the file written 0600 (:func:`private_dir`, :func:`write_private`).
+    Raises :class:`MatrixError` when Synapse cannot generate its configuration or the folder cannot be made."""
     import importlib.util
 
     if importlib.util.find_spec("synapse") is None:
         raise MatrixError("matrix-synapse is not installed: pip install 'tern[matrix]'")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        private_dir(root)
+    except OSError as exc:
+        raise MatrixError(f"cannot create the Matrix folder {root}: {exc}") from exc
     path = root / "homeserver.yaml"
     if not path.exists():
-        gen = subprocess.run(
+        gen = subprocess.run(  # umask 077: the generated config (shared secret) and signing key are 0600
             [
                 sys.executable,
                 "-m",
@@ -89,6 +129,7 @@ def write_config(root: Path, port: int) -> Path:
             capture_output=True,
             text=True,
             cwd=root,
+            umask=PRIVATE_UMASK,
         )
         if gen.returncode != 0:
             raise MatrixError(f"synapse --generate-config failed: {gen.stderr[-2000:]}")
@@ -122,7 +163,7 @@ def write_config(root: Path, port: int) -> Path:
             "rc_room_creation": _RATE,
         }
     )
-    path.write_text(yaml.safe_dump(conf, sort_keys=False))
+    write_private(path, yaml.safe_dump(conf, sort_keys=False))
     return path
 
 
@@ -187,8 +228,7 @@ def _password(root: Path, user: str) -> str:
     if not path.exists():
         import secrets
 
-        path.write_text(secrets.token_urlsafe(18))
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(18))
     return path.read_text().strip()
 
 
@@ -242,9 +282,7 @@ def provision(root: Path, port: int, extra_users: tuple[str, ...] = ()) -> Matri
         operator=accounts[OPERATOR],
         others={u: a for u, a in accounts.items() if u not in (BOT, OPERATOR)},
     )
-    out = root / "credentials.json"
-    out.write_text(creds.model_dump_json(indent=2))
-    out.chmod(0o600)
+    write_private(root / "credentials.json", creds.model_dump_json(indent=2))
     return creds
 
 
@@ -270,6 +308,7 @@ def start(root: Path, port: int, log: Path, timeout_s: float = 90.0) -> subproce
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             cwd=root,
+            umask=PRIVATE_UMASK,
         )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -107,6 +107,9 @@ def reap_jobs(max_age_s: float) -> int:
     return removed
 
 
+MAX_CLAIMED_DROPPED = 10**6
+"""Largest ``figures_dropped`` a result document may claim (the rest of a forged count is ignored)."""
+
 EndedBy = Literal["exit", "timeout", "oom", "cancel", "output_limit"]
 """How an execution ended as the backend saw it; ``exit`` means by itself."""
 
@@ -123,19 +126,77 @@ class Outcome:
     timings: Timings = field(default_factory=Timings)
 
 
-def _figures(doc: dict[str, Any]) -> list[Figure]:
-    figures = []
-    for item in doc.get("figures") or []:
-        png = base64.b64decode(item["png_b64"])
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+"""The first 8 bytes of every PNG file (PNG specification, section 5.2 "PNG signature")."""
+
+
+def _figures(doc: dict[str, Any], limits: SandboxLimits) -> tuple[list[Figure], int]:
+    """The figures of the runner document within ``limits``, and how many were dropped.
+
+    The runner applies the same limits inside the sandbox, but the code can write its own document (print one
+    and end the interpreter), so the host checks again whatever the document claims: at most
+    ``limits.max_figures`` figures are kept, each a PNG (by its signature) of at most ``limits.figure_bytes``
+    bytes; the rest are dropped and counted. Raises (``KeyError``, ``TypeError``, ``binascii.Error``) for an
+    item that is not a figure at all, which :func:`build_result` turns into an invalid-document result."""
+    raw = doc.get("figures") or []
+    if not isinstance(raw, list):
+        raise TypeError(f"figures must be a list, got {type(raw).__name__}")
+    figures: list[Figure] = []
+    dropped = 0
+    for item in raw:
+        name, encoded = str(item["name"])[:200], item["png_b64"]
+        if not isinstance(encoded, str | bytes):
+            raise TypeError(f"png_b64 must be a string, got {type(encoded).__name__}")
+        # base64 is 4/3 of the bytes: a figure over the limit is dropped without decoding it
+        if len(figures) >= limits.max_figures or len(encoded) > (limits.figure_bytes + 2) // 3 * 4:
+            dropped += 1
+            continue
+        png = base64.b64decode(encoded, validate=True)
+        if len(png) > limits.figure_bytes or not png.startswith(PNG_SIGNATURE):
+            dropped += 1
+            continue
         figures.append(
             Figure(
-                name=str(item["name"])[:200],
+                name=name,
                 png=png,
                 size_bytes=len(png),
                 sha256=hashlib.sha256(png).hexdigest(),
             )
         )
-    return figures
+    return figures, dropped
+
+
+def _clip(text: Any, limit: int) -> tuple[str, bool]:
+    """``text`` (a string, else it raises ``TypeError``) cut to at most ``limit`` UTF-8 bytes, and whether it
+    was cut."""
+    if not isinstance(text, str):
+        raise TypeError(f"captured output must be a string, got {type(text).__name__}")
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text, False
+    return data[:limit].decode("utf-8", "ignore"), True
+
+
+def _captured_within(captured: dict[str, Any], limits: SandboxLimits) -> dict[str, Any]:
+    """The document's stdout/stderr cut to ``limits.stdout_bytes``/``stderr_bytes`` (as the runner does),
+    with their byte counts at least what was kept and the truncated flags set when the host cut them."""
+    out = dict(captured)
+    for name, limit in (("stdout", limits.stdout_bytes), ("stderr", limits.stderr_bytes)):
+        if name not in out:
+            continue
+        text, cut = _clip(out[name], limit)
+        claimed = out.get(f"{name}_bytes")
+        claimed = claimed if isinstance(claimed, int) and not isinstance(claimed, bool) else 0
+        out[name] = text
+        out[f"{name}_bytes"] = max(claimed, len(captured[name].encode("utf-8", "replace")))
+        if cut:
+            out[f"{name}_truncated"] = True
+    return out
+
+
+def _results_size(results: dict[str, Any]) -> int:
+    """Bytes of ``results`` serialised as the runner measures them (JSON, UTF-8)."""
+    return len(json.dumps(results, allow_nan=True, ensure_ascii=False).encode("utf-8"))
 
 
 def _proposals(results: dict[str, Any]) -> tuple[list[ProposedWrite], str | None]:
@@ -176,6 +237,11 @@ def build_result(
 ) -> ExecutionResult:
     """Turn a backend's ``Outcome`` into an ``ExecutionResult``: parse and check the runner document,
     extract and validate proposed writes, check expected keys.
+
+    ``limits`` are applied here to whatever the document claims, not only by the runner inside the sandbox:
+    figures past ``max_figures``, over ``figure_bytes`` or not PNG are dropped and counted; results over
+    ``result_bytes`` give ``status="output_limit"`` (``ResultTooLarge``); stdout, stderr and the error text
+    are cut to ``stdout_bytes``/``stderr_bytes``.
 
     Never raises for anything the code did: the code can write its own document to the runner's stdout, so
     a document that cannot be read (wrong types, bad base64) becomes a ``status="error"`` result with
@@ -225,6 +291,7 @@ def _interpret(outcome: Outcome, request: ExecutionRequest, limits: SandboxLimit
             )
             if doc.get(k) is not None
         }
+        captured = _captured_within(captured, limits)
         base["timings"] = outcome.timings.model_copy(update={"code_s": doc.get("code_s")})
     else:
         tail = outcome.stderr[-limits.stderr_bytes :].decode("utf-8", "replace")
@@ -261,19 +328,30 @@ def _interpret(outcome: Outcome, request: ExecutionRequest, limits: SandboxLimit
             "NoResult",
         )
 
-    figures = _figures(doc)
-    common = {"figures": figures, "figures_dropped": int(doc.get("figures_dropped") or 0)}
+    figures, dropped_here = _figures(doc, limits)
+    claimed = doc.get("figures_dropped") or 0
+    claimed = min(max(int(claimed), 0), MAX_CLAIMED_DROPPED)
+    common = {"figures": figures, "figures_dropped": claimed + dropped_here}
     if doc.get("status") != "ok":
         return fail(
             "output_limit" if doc.get("status") == "output_limit" else "error",
-            str(doc.get("error") or "unknown error"),
-            doc.get("error_type"),
+            _clip(str(doc.get("error") or "unknown error"), limits.stderr_bytes)[0],
+            None if doc.get("error_type") is None else str(doc.get("error_type"))[:200],
             error_line=doc.get("error_line"),
             **common,
         )
     results = doc.get("results")
     if not isinstance(results, dict):
         return fail("error", "the result document has no results dict", "NoResult", **common)
+    size = _results_size(results)
+    if size > limits.result_bytes:
+        return fail(
+            "output_limit",
+            f"`results` is {size} bytes when serialised, over the limit of {limits.result_bytes} bytes; return "
+            "summaries, not raw data",
+            "ResultTooLarge",
+            **common,
+        )
     writes, problem = _proposals(results)
     if problem:
         return fail("error", problem, "InvalidProposedWrite", results=results, **common)

@@ -68,8 +68,11 @@ def tern(tmp_path: Path, dsn: str, *args: str, **env: str) -> subprocess.Complet
 
 
 async def test_cli(pg_dsn: str, tmp_path: Path) -> None:
+    """A person's own ``tern memory add`` stores at once, even with the memory approval mode 'always' (the
+    default, which governs notes agent runs propose)."""
+
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return tern(tmp_path, pg_dsn, *args)
+        return tern(tmp_path, pg_dsn, *args, TERN_MEMORY_APPROVAL_MODE="always")
 
     added = await asyncio.to_thread(run, "add", "beam current drops at 03:00 every night", "--user", "carol", "--json")
     assert added.returncode == 0, added.stderr
@@ -106,7 +109,10 @@ async def test_memory_steps_approval_mode_and_composer_context(temporal_env, set
             AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=s.temporal.task_queue
         )
 
-    s_always = settings.model_copy(update={"memory": settings.memory.model_copy(update={"approval_mode": "always"})})
+    # Issue 22: a note an agent run proposes waits for approval by default (the default was 'none', so an
+    # injected logbook entry could plant a note that steers later plans).
+    s_always = settings
+    assert s_always.memory.approval_mode == "always"
     async with running_worker(client, s_always):
         handle = await start(s_always, "alice", remember)
         st = None
@@ -140,12 +146,13 @@ async def test_memory_steps_approval_mode_and_composer_context(temporal_env, set
         res = await rejected.result()
         assert res.steps[0].status == "rejected" and "note not stored" in res.steps[0].message
 
-    async with running_worker(client, settings):  # memory_approval_mode 'none': stored without a decision
-        bob = await start(settings, "bob", remember.model_copy(update={"steps": remember.steps[1:]}))
+    s_none = settings.model_copy(update={"memory": settings.memory.model_copy(update={"approval_mode": "none"})})
+    async with running_worker(client, s_none):  # memory_approval_mode 'none' (opt-in): stored without a decision
+        bob = await start(s_none, "bob", remember.model_copy(update={"steps": remember.steps[1:]}))
         res = await bob.result()
         assert res.steps[0].memories == [] and "Your notes" not in res.answer  # alice's note stays hers
         quick = await (
-            await start(settings, "bob", Plan.model_validate({"steps": [remember.steps[0].model_dump()]}))
+            await start(s_none, "bob", Plan.model_validate({"steps": [remember.steps[0].model_dump()]}))
         ).result()
         assert quick.status == "completed" and quick.steps[0].memories and quick.steps[0].memories[0].user == "bob"
     pool = await create_pool(settings.dsn)

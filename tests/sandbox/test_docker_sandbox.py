@@ -540,3 +540,17 @@ def test_the_container_configuration_is_hardened(docker_backend: DockerBackend) 
         assert config["Labels"]["tern.run_id"] == TEST_RUN_ID and config["Labels"]["tern.step_id"] == "inspect"
     finally:
         container.remove(force=True)
+
+
+async def test_a_document_forged_in_the_container_is_held_to_the_limits(docker_backend: DockerBackend) -> None:
+    """Issue 22: the code writes its own result document to the runner's stdout and ends the interpreter; the
+    host applies the figure and size limits to what the document claims."""
+    from tests.sandbox.test_process_backend import FORGE
+
+    limits = SandboxLimits(timeout_s=20, max_figures=1, figure_bytes=8192)
+    result = await run(docker_backend, FORGE, limits=limits)
+    assert result.status == "ok" and result.results == {"blob": "x" * 100}, result.feedback()
+    assert len(result.figures) == 1 and result.figures_dropped == 3
+    small = limits.model_copy(update={"figure_bytes": 4096, "result_bytes": 1024})
+    result = await run(docker_backend, FORGE.replace("* 100", "* 2000"), limits=small)
+    assert result.status == "output_limit" and result.error_type == "ResultTooLarge" and result.figures == []

@@ -3,6 +3,7 @@ never an exception (an exception would make the activity run the container again
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -66,3 +67,39 @@ def test_a_forged_or_malformed_document_is_an_error_result(doc: dict[str, Any]) 
     result = _result(doc)
     assert result.status == "error" and result.error_type == "InvalidResultDocument"
     assert result.error is not None and result.error.startswith("the sandbox's result document could not be read")
+
+
+# --- Issue 22: the limits apply to whatever the document claims ---------------------------------------------
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
+
+
+def _forged(doc: dict[str, Any], limits: SandboxLimits) -> Any:
+    stdout = json.dumps({"tern_runner": 1, "status": "ok", "results": {}, **doc}).encode()
+    return build_result(Outcome(exit_code=0, stdout=stdout), ExecutionRequest(code="x"), limits, "docker")
+
+
+def _fig(name: str, data: bytes = PNG) -> dict[str, str]:
+    return {"name": name, "png_b64": base64.b64encode(data).decode()}
+
+
+def test_a_forged_document_cannot_bring_more_or_larger_figures_than_the_limits() -> None:
+    limits = SandboxLimits(max_figures=2, figure_bytes=1024)
+    many = _forged({"figures": [_fig(f"f{i}") for i in range(5)], "figures_dropped": 0}, limits)
+    assert many.status == "ok" and [f.name for f in many.figures] == ["f0", "f1"] and many.figures_dropped == 3
+    big = _forged({"figures": [_fig("big", PNG + b"\0" * 2000), _fig("small")]}, limits)
+    assert [f.name for f in big.figures] == ["small"] and big.figures_dropped == 1
+    not_png = _forged({"figures": [_fig("exe", b"MZ" + b"\0" * 100)], "figures_dropped": -7}, limits)
+    assert not_png.figures == [] and not_png.figures_dropped == 1
+
+
+def test_a_forged_document_cannot_bring_results_or_output_beyond_the_limits() -> None:
+    limits = SandboxLimits(result_bytes=4096, stdout_bytes=1024, stderr_bytes=1024)
+    huge = _forged({"results": {"data": "x" * 10_000}}, limits)
+    assert huge.status == "output_limit" and huge.error_type == "ResultTooLarge" and huge.results == {}
+    assert "over the limit of 4096 bytes" in (huge.error or "")
+    chatty = _forged({"stdout": "y" * 5000, "stdout_bytes": 10, "stdout_truncated": False, "stderr": "é" * 600}, limits)
+    assert chatty.status == "ok" and chatty.stdout == "y" * 1024 and chatty.stdout_truncated
+    assert chatty.stdout_bytes == 5000 and chatty.truncated
+    assert len(chatty.stderr.encode()) <= 1024 and chatty.stderr_truncated
+    failing = _forged({"status": "error", "error": "z" * 5000, "error_type": "E" * 1000}, limits)
+    assert failing.status == "error" and len(failing.error or "") == 1024 and len(failing.error_type or "") == 200
