@@ -410,7 +410,7 @@ def stack_api_url(settings: TernSettings) -> str | None:
         try:
             mine = database_identity(settings.dsn)
         except ValueError as exc:
-            mine = f"a database given as something other than a postgresql:// URL ({exc})"
+            mine = f"this CLI's database (not compared: {exc})"
         err.print(
             f"note: the embedded stack's ARIEL API (127.0.0.1:{record.port}) serves {record.database or '?'}, "
             f"not {mine}; searching here",
