@@ -76,6 +76,7 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
         record = read_record(settings.data_dir)  # which database its ARIEL API serves (`tern ariel search`)
         assert record is not None and (record.pid, record.port) == (ariel.pid, settings.ariel.api_port), record
         assert record.database == database_identity(settings.dsn) and "@localhost:" in record.database
+        assert f"on {record.database}:" in ariel.detail  # tern status says which database its API serves
         archiver = next(c for c in st.components if c.name == "archiver")
         assert archiver.state == "running" and archiver.detail.endswith(
             f":{settings.archiver.port}/retrieval/data/getData.json"

@@ -40,7 +40,7 @@ from pydantic import BaseModel
 
 from tern.ariel.embedding_status import EmbeddingStatus, api_embedding_state, embedding_status
 from tern.config import TernSettings
-from tern.embedded.ariel_api import remove_record, write_record
+from tern.embedded.ariel_api import read_record, remove_record, write_record
 from tern.embedded.net import port_in_use
 from tern.embedded.postgres import EmbeddedPostgres
 from tern.embedded.supervise import SupervisorState
@@ -202,7 +202,9 @@ class EmbeddedStack:
             if name == "temporal" and pid:
                 detail = f"Web UI {self.s.ui_url}"
             if name == "ariel" and pid:
-                detail = "ARIEL HTTP API: tern ariel search goes through it for the same database"
+                record = read_record(self.root)
+                served = record.database if record is not None and record.database else "an unrecorded database"
+                detail = f"ARIEL HTTP API on {served}: tern ariel search goes through it for that database"
             if name == "archiver" and pid:
                 detail = f"retrieval API {self.s.archiver.base_url}/retrieval/data/getData.json"
             if name == "triggers" and pid:
