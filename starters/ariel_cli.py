@@ -353,11 +353,12 @@ def hits_json(resp: SearchResponse) -> list[dict[str, Any]]:
     ]
 
 
-def search_json(resp: SearchResponse) -> dict[str, Any]:
+def search_json(resp: SearchResponse, answered_by: str = "database") -> dict[str, Any]:
     """``tern ariel search --json``: ``query``, ``mode`` (asked), ``mode_used`` (what ran), ``notice`` (why they
     differ, or ""), ``answer``, ``citations`` and ``invalid_citations`` (RAG only; citations are entry ids), and
     ``hits`` (see :func:`hits_json`); ``embedding_model``: the model whose vectors ranked the semantic part ("" when
-    none did)."""
+    none did); ``answered_by``: ``"api <url>"`` when an ARIEL API answered, ``"database"`` when this process
+    searched the database of its settings."""
     return {
         "query": resp.query,
         "mode": resp.mode,
@@ -368,6 +369,7 @@ def search_json(resp: SearchResponse) -> dict[str, Any]:
         "citations": resp.citations,
         "invalid_citations": resp.invalid_citations,
         "hits": hits_json(resp),
+        "answered_by": answered_by,
     }
 
 
@@ -393,31 +395,52 @@ async def _search_api(url: str, query: str, mode: str, limit: int, filters: Any)
 
 
 def stack_api_url(settings: TernSettings) -> str | None:
-    """The embedded stack's ARIEL API (``tern up``'s ``ariel`` component) when its PID file exists and its port
-    answers, else None (a cheap check: a file and one loopback connect)."""
-    from tern.embedded.net import port_in_use
+    """The embedded stack's ARIEL API (``tern up``'s ``ariel`` component) when it runs for the database these
+    settings name, else None. "Runs" means the stack's record (``run/ariel.api.json`` in ``settings.data_dir``,
+    :mod:`tern.embedded.ariel_api`) names a live process whose port answers; "for the database" means the
+    record's database has the identity of ``settings.dsn`` (user, host, port, name). A stack serving another
+    database is not used, with a note on stderr saying so (searching here is then the right answer, not a
+    fallback). Cheap: a file, a signal 0 and one loopback connect."""
+    from tern.embedded.ariel_api import database_identity, running_record, same_database
 
-    pidfile = Path(settings.data_dir).expanduser() / "run" / "ariel.pid"
-    if pidfile.exists() and port_in_use(settings.ariel.api_port):
-        return f"http://127.0.0.1:{settings.ariel.api_port}"
-    return None
+    record = running_record(settings.data_dir)
+    if record is None:
+        return None
+    if not same_database(record.database, settings.dsn):
+        try:
+            mine = database_identity(settings.dsn)
+        except ValueError as exc:
+            mine = f"this CLI's database (not compared: {exc})"
+        err.print(
+            f"note: the embedded stack's ARIEL API (127.0.0.1:{record.port}) serves {record.database or '?'}, "
+            f"not {mine}; searching here",
+            markup=False,
+            highlight=False,
+        )
+        return None
+    return f"http://127.0.0.1:{record.port}"
 
 
-async def _search(settings: TernSettings, query: str, mode: str, limit: int, filters: Any) -> SearchResponse:
-    """Through the ARIEL API (``settings.ariel.api_url``, else the embedded stack's when it runs): no model in
-    this process. Otherwise here: the embedding runtime loads only for modes that need it (keyword: none)."""
+async def _search(
+    settings: TernSettings, query: str, mode: str, limit: int, filters: Any
+) -> tuple[SearchResponse, str]:
+    """Returns the response and who answered (``"api <url>"`` or ``"database"``, see :func:`search_json`).
+
+    Through an ARIEL API when one is configured (``settings.ariel.api_url``) or when the embedded stack's runs
+    for the same database (:func:`stack_api_url`): no model in this process. Otherwise, or when that API does not
+    answer, here, on ``settings.dsn``: the embedding runtime loads only for modes that need it (keyword: none)."""
     url = settings.ariel.api_url or stack_api_url(settings)
     if url:
         resp = await _search_api(url, query, mode, limit, filters)
         if resp is not None:
-            return resp
+            return resp, f"api {url}"
     from tern.ariel.query import QueryError
     from tern.ariel.service import ArielService
 
     pool = await _pool(settings)
     service = ArielService(settings, pool)
     try:
-        return await service.search(query, mode, limit, filters)  # type: ignore[arg-type]
+        return await service.search(query, mode, limit, filters), "database"  # type: ignore[arg-type]
     except QueryError as exc:
         fail(str(exc))
     finally:
@@ -453,9 +476,9 @@ def search_cmd(
     filters = SearchFilters(
         author=author, tags=tag or [], since=_parse_time("--since", since), until=_parse_time("--until", until)
     )
-    resp = asyncio.run(_search(settings, query, mode, limit, filters))
+    resp, answered_by = asyncio.run(_search(settings, query, mode, limit, filters))
     if as_json:  # complete for scripts and chat bots: the answer, its citations and the notice are in it too
-        print(json.dumps(search_json(resp), indent=2))
+        print(json.dumps(search_json(resp, answered_by), indent=2))
         if resp.notice:
             err.print(f"note: {resp.notice}", markup=False, highlight=False)
         return

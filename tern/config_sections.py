@@ -308,13 +308,15 @@ class ArielSettings(_Section):
         None,
         description="Base URL of a running ARIEL API (`tern ariel serve`), e.g. http://host:8765: `tern ariel "
         "search` then goes through it and loads no model (falling back to searching itself, with a note, when it "
-        "does not answer). Unset: the embedded stack's API when `tern up` runs it (ariel.api_port), else the CLI "
-        "searches itself, loading the embedding runtime on first use.",
+        "does not answer). Unset: the embedded stack's API when `tern up` runs it for the same database as the "
+        "CLI's settings (the stack records which in run/ariel.api.json), else the CLI searches its own database, "
+        "loading the embedding runtime on first use. `--json` says which answered (answered_by).",
     )
     api_port: int = Field(
         8765,
         description="TCP port of the ARIEL API that `tern up` starts on 127.0.0.1; `tern ariel search` sends "
-        "searches there while it runs (no model loaded in the CLI).",
+        "searches there while it runs, when the CLI's settings name the database the stack serves (no model "
+        "loaded in the CLI).",
     )
     opensearch_url: str | None = Field(
         None, description="OpenSearch base URL, e.g. http://127.0.0.1:9200 (required for the opensearch backend)."

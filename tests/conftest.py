@@ -1,11 +1,18 @@
 """Shared fixtures: real PostgreSQL (embedded), real Temporal servers, real Channel Access.
 
 When ``TERN_REQUIRE_ALL=1`` (CI), a component that cannot start fails the test instead of skipping it.
+
+The session is isolated from the user's machine (:func:`pytest_configure`, issue 28): a running ``tern up`` stack,
+``~/.tern``, ``./tern.toml``, the shell's ``TERN_*`` and ``TEMPORAL_*`` variables and the Temporal CLI's profile
+file change nothing, and nothing in the suite connects to a default port.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +24,83 @@ from tern.embedded.net import free_port
 from tern.embedded.postgres import EmbeddedPostgres
 
 REQUIRE_ALL = os.environ.get("TERN_REQUIRE_ALL", "") not in ("", "0", "false")
+
+KEPT_TERN_VARIABLES = {
+    "TERN_REQUIRE_ALL",  # skip or fail, above
+    "TERN_OPENSEARCH_URL",  # opts in to the OpenSearch cluster tests (tests/ariel)
+    "TERN_VENV",
+    "TERN_SKIP_CHROMIUM",
+    "TERN_SKIP_SANDBOX_IMAGE",
+}
+"""The caller's ``TERN_*`` variables that reach the tests (with any ``TERN_TEST_*``); every other one is removed."""
+SESSION_PORTS = (
+    "TERN_TEMPORAL_UI_PORT",
+    "TERN_PG_PORT",
+    "TERN_CA_SERVER_PORT",
+    "TERN_ARIEL_API_PORT",
+    "TERN_ARCHIVER_PORT",
+    "TERN_MATRIX_PORT",
+    "TERN_SLACK_PORT",
+)
+"""Port settings pointed at a port of the session's own (nothing listens there) instead of the defaults, which a
+stack left running by ``tern up`` may hold; ``TERN_TEMPORAL_ADDRESS`` gets one too."""
+_session: dict[str, object] = {}
+
+
+def _reserve_port() -> tuple[int, socket.socket]:
+    """A loopback TCP port held for the session by a bound socket that does not listen: a connection to it is
+    refused, and no :func:`free_port` (which binds without SO_REUSEADDR) returns it while the socket is open; a
+    server that binds with SO_REUSEADDR (uvicorn, asyncio, PostgreSQL, Go) may still listen on it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", free_port()))
+    return int(sock.getsockname()[1]), sock
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Isolate the whole test session from the user's machine, before any test module is imported (issue 28):
+
+    - ``TERN_DATA_DIR``: a temporary directory of this session, so no test reads ``~/.tern`` or a running
+      stack's PID files and records there (``tern ariel search`` once sent searches to such a stack's API);
+    - ``TERN_CONFIG``: a file that does not exist there, so ``./tern.toml`` is not read;
+    - every ``TERN_*`` variable of the caller but :data:`KEPT_TERN_VARIABLES` and ``TERN_TEST_*`` is removed, as
+      are the ``TEMPORAL_*`` ones, and ``TEMPORAL_CONFIG_FILE`` names a file that does not exist (no profile);
+    - :data:`SESSION_PORTS`, ``TERN_TEMPORAL_ADDRESS`` and ``EPICS_CA_SERVER_PORT`` name ports held by the
+      session with nothing listening (:func:`_reserve_port`), so a default never reaches a server of the user's;
+      the worker's HTTP endpoint is off (``TERN_WORKER_HTTP_PORT=0``) unless a test gives it a port.
+
+    Subprocesses inherit all of this through ``os.environ``; fixtures and tests still set their own values."""
+    for name in list(os.environ):
+        upper = name.upper()
+        if (upper.startswith("TERN_") and upper not in KEPT_TERN_VARIABLES and not upper.startswith("TERN_TEST_")) or (
+            upper.startswith("TEMPORAL_")
+        ):
+            del os.environ[name]
+    data_dir = Path(tempfile.mkdtemp(prefix="tern-test-session-"))
+    held = {name: _reserve_port() for name in (*SESSION_PORTS, "TERN_TEMPORAL_ADDRESS")}
+    os.environ.update({name: str(port) for name, (port, _sock) in held.items()})
+    os.environ.update(
+        {
+            "TERN_DATA_DIR": str(data_dir),
+            "TERN_CONFIG": str(data_dir / "absent-tern.toml"),
+            "TEMPORAL_CONFIG_FILE": str(data_dir / "absent-temporal.toml"),
+            "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{held['TERN_TEMPORAL_ADDRESS'][0]}",
+            "TERN_WORKER_HTTP_PORT": "0",
+            "EPICS_CA_SERVER_PORT": os.environ["TERN_CA_SERVER_PORT"],
+            "EPICS_CA_ADDR_LIST": "127.0.0.1",
+            "EPICS_CA_AUTO_ADDR_LIST": "NO",
+        }
+    )
+    _session.update(data_dir=data_dir, sockets=[sock for _port, sock in held.values()])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Release the session's ports and remove its data directory."""
+    for sock in _session.pop("sockets", []):  # type: ignore[attr-defined]
+        sock.close()
+    data_dir = _session.pop("data_dir", None)
+    if isinstance(data_dir, Path):
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:

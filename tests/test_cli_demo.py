@@ -83,11 +83,13 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_bac
         "triggers": "running",
     }
     assert status["embedding"]["loaded"] is True and status["embedding"]["stored_as"] == "all-MiniLM-L6-v2-int8"
-    # tern ariel search goes through the stack's ARIEL API: hybrid, without loading the runtime in the CLI.
+    # tern ariel search goes through the stack's ARIEL API (the same database as the CLI's settings): hybrid,
+    # without loading the runtime in the CLI.
     found = tern(
         {**stack_env, "PYTHONPROFILEIMPORTTIME": "1"}, "ariel", "search", "cavity trip", "-m", "hybrid", "--json"
     )
     assert found.returncode == 0, found.stderr[-3000:]
+    assert json.loads(found.stdout)["answered_by"] == f"api http://127.0.0.1:{stack_env['TERN_ARIEL_API_PORT']}"
     assert (json.loads(found.stdout)["mode_used"], json.loads(found.stdout)["embedding_model"]) == (
         "hybrid",
         "all-MiniLM-L6-v2-int8",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from tern.config import TernSettings
+from tern.embedded.ariel_api import database_identity, read_record
 from tern.embedded.net import free_port
 from tern.embedded.stack import COMPONENTS, EmbeddedStack
 
@@ -71,6 +72,11 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
         st = await asyncio.to_thread(stack.up)
         worker = next(c for c in st.components if c.name == "worker")
         assert worker.state == "running" and worker.restarts == 0 and worker.child_pid, worker
+        ariel = next(c for c in st.components if c.name == "ariel")
+        record = read_record(settings.data_dir)  # which database its ARIEL API serves (`tern ariel search`)
+        assert record is not None and (record.pid, record.port) == (ariel.pid, settings.ariel.api_port), record
+        assert record.database == database_identity(settings.dsn) and "@localhost:" in record.database
+        assert f"on {record.database}:" in ariel.detail  # tern status says which database its API serves
         archiver = next(c for c in st.components if c.name == "archiver")
         assert archiver.state == "running" and archiver.detail.endswith(
             f":{settings.archiver.port}/retrieval/data/getData.json"
@@ -115,6 +121,7 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
     finally:
         await asyncio.to_thread(stack.down)
     assert all(c.state == "stopped" for c in stack.status().components)
+    assert read_record(settings.data_dir) is None
     left = [p for p in seen if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not left, left
     marker = str(tmp_path)

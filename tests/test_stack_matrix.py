@@ -19,6 +19,7 @@ from tern.approval.render import exact_number
 from tern.config import TernSettings
 from tern.control.limits import LimitsDatabase
 from tern.embedded.net import free_port
+from tests.conftest import unavailable
 from tests.test_chat_matrix import Person, _answer_to, _card, _edit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,10 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.Co
 async def test_tern_up_with_matrix_approves_a_write_and_the_demo_from_the_control_room(
     tmp_path: Path, docker_backend
 ) -> None:
-    pytest.importorskip("synapse")
+    try:
+        import synapse  # noqa: F401
+    except ImportError:  # a skip only locally: CI (TERN_REQUIRE_ALL=1) fails, as for any component missing
+        unavailable("matrix-synapse is not installed (dev extra)")
     data = tmp_path / "tern"
     env = {
         **os.environ,

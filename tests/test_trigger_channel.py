@@ -6,11 +6,13 @@ window allow and no more; `tern sim trip` makes the demo trigger fire; an unknow
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -44,14 +46,45 @@ def _settings(settings: TernSettings, **triggers: float) -> TernSettings:
     return settings.model_copy(update={"triggers": settings.triggers.model_copy(update={"poll_s": 0.5, **triggers})})
 
 
+@dataclass
+class RecordingMonitor(TriggerMonitor):
+    """The real trigger monitor, keeping every update it has handled as (trigger name, value, IOC timestamp), in
+    order. The monitor handles updates one at a time from one queue, starting a run before it takes the next, so
+    once a value put after the others has been handled, so has everything before it (see :func:`_handled_through`):
+    a test shows that nothing more happened without sleeping."""
+
+    handled: list[tuple[str, float, float]] = field(default_factory=list)
+
+    async def handle(
+        self, name: str, d: TriggerDefinition, value: float, severity: int, timestamp: float
+    ) -> str | None:
+        try:
+            return await super().handle(name, d, value, severity, timestamp)
+        finally:
+            self.handled.append((name, value, timestamp))
+
+
+_SENTINELS = (11.0 + n / 1000 for n in itertools.count(1))  # below every re-arm level; drift never lands on one
+
+
+async def _handled_through(mon: RecordingMonitor, channel: str, name: str) -> None:
+    """Put a value of its own on ``channel`` and wait until trigger ``name`` has handled it: every update before it
+    has been handled by then, and every run those could start has been started."""
+    sentinel = next(_SENTINELS)
+    await asyncio.to_thread(_put, channel, sentinel)
+    await _until(lambda: any(n == name and v == sentinel for n, v, _t in mon.handled), 20, (sentinel, mon.counts))
+
+
 @asynccontextmanager
-async def monitoring(client, settings: TernSettings, *definitions: TriggerDefinition) -> AsyncIterator[TriggerMonitor]:
+async def monitoring(
+    client, settings: TernSettings, *definitions: TriggerDefinition
+) -> AsyncIterator[RecordingMonitor]:
     """The trigger monitor in this process with ``definitions`` stored, subscribed (first value seen) on entry."""
     pool = await create_pool(settings.dsn, max_size=2)
     async with pool.acquire() as conn:
         for d in definitions:
             assert await add_trigger(conn, d)
-    monitor = TriggerMonitor(settings, pool, channel_starter(client, settings))
+    monitor = RecordingMonitor(settings, pool, channel_starter(client, settings))
     task = asyncio.create_task(monitor.run())
     try:
         # each subscription's first callback is the reference value
@@ -83,14 +116,14 @@ async def _until(pred: Any, within_s: float, what: object) -> None:
 
 
 async def _settled_count(client, prefix: str, expected: int, within_s: float = 20) -> int:
-    """The number of workflows whose id starts with ``prefix``, once visibility shows ``expected`` (or the
-    deadline passes: then whatever it shows)."""
+    """The number of workflows whose id starts with ``prefix`` once visibility shows at least ``expected`` (or the
+    deadline passes: then whatever it shows). Called after :func:`_handled_through`: every run the monitor
+    started has been started then, so visibility only catches up with them; more than ``expected`` shows too."""
     deadline = time.monotonic() + within_s
     while True:
         found = await runs_with_prefix(client, prefix)
-        if len(found) == expected or time.monotonic() > deadline:
-            await asyncio.sleep(1.0)  # anything more would show by now
-            return len(await runs_with_prefix(client, prefix))
+        if len(found) >= expected or time.monotonic() > deadline:
+            return len(found)
         await asyncio.sleep(0.3)
 
 
@@ -108,7 +141,7 @@ async def test_one_threshold_crossing_starts_exactly_one_run_that_records_its_ev
         # 44, 46: still above; 38: not below 40 - 5, so 47 is no new crossing. The simulator's drift (once a
         # second, clamped to 2..20) may re-arm it in between: such an event falls in the same dedup window.
         await _until(lambda: mon.counts.started >= 1, 20, mon.counts)
-        await asyncio.sleep(2.0)
+        await _handled_through(mon, channel, name)  # every put above has been handled: nothing more will start
         assert mon.counts.started == 1 and mon.counts.events == 1 + mon.counts.duplicate, mon.counts
         assert await _settled_count(client, f"trigger-{name}-", 1) == 1
         (run_id,) = await runs_with_prefix(client, f"trigger-{name}-")
@@ -145,14 +178,14 @@ async def test_a_hundred_crossings_in_ten_seconds_start_no_more_runs_than_allowe
         times = await asyncio.to_thread(_put, channel, *values, period_s=0.045)
         span = times[-1] - times[0]
         await _until(lambda: mon.counts.events >= 100, 20, mon.counts)
-        await asyncio.sleep(1.0)
+        await _handled_through(mon, channel, name)
     assert span <= 12.0, span
     assert mon.counts.events == 100, mon.counts
     if per_minute < 100:  # the rate limit binds: 10 s span more than 4 one-second windows
         expected = per_minute
-    else:  # the dedup window binds: one run per 4-second bucket the crossings fell in
-        expected = mon.counts.started
-        assert 2 <= expected <= int(span // window_s) + 2, mon.counts
+    else:  # the dedup window binds: one run per 4-second bucket the crossings fell in (IOC timestamps)
+        expected = len({time_bucket(t, window_s) for n, v, t in mon.handled if n == name and v == 45.0})
+        assert 2 <= expected <= int(span // window_s) + 2, (expected, mon.counts)
     assert mon.counts.started == expected, mon.counts
     ids = await runs_with_prefix(client, f"trigger-{name}-")
     assert await _settled_count(client, f"trigger-{name}-", expected) == expected
@@ -199,7 +232,9 @@ async def test_sim_trip_fires_the_demo_trigger_added_from_the_cli_and_unknown_ch
         assert tripped.returncode == 0, tripped.stderr
         assert json.loads(tripped.stdout)["channel"] == channel
         await _until(lambda: mon.counts.started >= 1, 20, mon.counts)
-        await asyncio.sleep(1.0)
+        # the trip decays from 45 kW to the drift band (at most 20) and never rises again: once a value below the
+        # re-arm level (40 - 5) has been handled, so has every update that could have started another run
+        await _until(lambda: _below_after_crossing(mon.handled, name, 40.0, 35.0), 30, mon.handled[-5:])
     assert mon.counts.started == 1, mon.counts
     (run_id,) = await runs_with_prefix(client, f"trigger-{name}-")
     await client.get_workflow_handle(run_id).terminate("test over")
@@ -207,25 +242,37 @@ async def test_sim_trip_fires_the_demo_trigger_added_from_the_cli_and_unknown_ch
     assert bad.returncode == 2 and "cavity1 .. cavity9" in bad.stderr
 
 
+def _below_after_crossing(handled: list[tuple[str, float, float]], name: str, above: float, below: float) -> bool:
+    """Trigger ``name`` has handled a value over ``above`` and, after it, one under ``below``."""
+    values = [v for n, v, _t in handled if n == name]
+    first = next((i for i, v in enumerate(values) if v > above), None)
+    return first is not None and any(v < below for v in values[first:])
+
+
 async def test_a_paused_channel_trigger_starts_nothing_until_resumed(temporal_env, settings) -> None:
-    """Pausing and resuming reach the running monitor through the table (no restart)."""
+    """Pausing and resuming reach the running monitor through the table (no restart). A second trigger on the same
+    channel that never fires (threshold 1000) stays subscribed: once it has handled a value put after the 45, the
+    paused one would have seen the 45 too."""
     client = temporal_env.client
     channel = "SR:RF:CAVITY:01:POWER:REV"
     name = "pause-" + uuid.uuid4().hex[:6]
     s = _settings(settings, dedup_window_s=1.0, max_runs_per_minute=10)
     await asyncio.to_thread(_put, channel, 10.0)
     trigger = _trigger(name, channel, condition="above", threshold=40.0, hysteresis=5.0)
-    async with monitoring(client, s, trigger) as mon:
+    witness = _trigger(name + "-witness", channel, condition="above", threshold=1000.0, hysteresis=5.0)
+    async with monitoring(client, s, trigger, witness) as mon:
         async with mon.pool.acquire() as conn:
             assert await set_paused(conn, name, True)
         await _until(lambda: name not in mon.watching, 10, mon.watching)
         await asyncio.to_thread(_put, channel, 45.0, 10.0, period_s=0.3)
-        await asyncio.sleep(1.0)
+        await _handled_through(mon, channel, witness.name)
+        assert (name, 45.0) not in [(n, v) for n, v, _t in mon.handled], mon.handled
         assert mon.counts.events == 0 and mon.counts.started == 0, mon.counts
-        before = mon.counts.updates
+        before = len(mon.handled)
         async with mon.pool.acquire() as conn:
             assert await set_paused(conn, name, False)
-        await _until(lambda: mon.counts.updates > before, 10, mon.counts)  # subscribed again: a new reference
+        # subscribed again: its first value is the new reference
+        await _until(lambda: any(n == name for n, _v, _t in mon.handled[before:]), 10, mon.watching)
         await asyncio.to_thread(_put, channel, 45.0)
         await _until(lambda: mon.counts.started == 1, 20, mon.counts)
     for run_id in await runs_with_prefix(client, f"trigger-{name}-"):

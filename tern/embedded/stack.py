@@ -4,6 +4,7 @@ Layout under ``TernSettings.data_dir``::
 
     run/<component>.pid     PID files (PostgreSQL keeps its own postmaster.pid; the worker's is its supervisor's)
     run/worker.state.json   the worker supervisor's state: worker PID, restart count, last exit
+    run/ariel.api.json      the ARIEL API's PID, port and the database it serves (:mod:`tern.embedded.ariel_api`)
     logs/<component>.log    stdout and stderr of each component
     logs/ioc-puts.jsonl     every put the simulated IOC received, one JSON line each (``tern verify``)
     temporal/temporal.db    the Temporal dev server's SQLite file (runs survive down/up)
@@ -39,6 +40,7 @@ from pydantic import BaseModel
 
 from tern.ariel.embedding_status import EmbeddingStatus, api_embedding_state, embedding_status
 from tern.config import TernSettings
+from tern.embedded.ariel_api import read_record, remove_record, write_record
 from tern.embedded.net import port_in_use
 from tern.embedded.postgres import EmbeddedPostgres
 from tern.embedded.supervise import SupervisorState
@@ -200,7 +202,9 @@ class EmbeddedStack:
             if name == "temporal" and pid:
                 detail = f"Web UI {self.s.ui_url}"
             if name == "ariel" and pid:
-                detail = "ARIEL HTTP API: tern ariel search goes through it"
+                record = read_record(self.root)
+                served = record.database if record is not None and record.database else "an unrecorded database"
+                detail = f"ARIEL HTTP API on {served}: tern ariel search goes through it for that database"
             if name == "archiver" and pid:
                 detail = f"retrieval API {self.s.archiver.base_url}/retrieval/data/getData.json"
             if name == "triggers" and pid:
@@ -500,15 +504,19 @@ class EmbeddedStack:
 
     def _start_ariel(self) -> None:
         """The ARIEL HTTP API (``python -m tern.ariel.api``) on loopback: ``tern ariel search`` sends searches
-        there, so the CLI loads no embedding model; the API loads it once, at start."""
+        there when its settings name the same database (``run/ariel.api.json`` records which), so the CLI loads
+        no embedding model; the API loads it once, at start."""
         self._check_port("ariel", "TERN_ARIEL_API_PORT")
         env = {
             **self._child_env(),
             "TERN_DATABASE_URL": self.s.dsn,
             "TERN_ARIEL_API_PORT": str(self.s.ariel.api_port),
         }
+        remove_record(self.root)
         proc = self._spawn("ariel", [sys.executable, "-m", "tern.ariel.api"], env)
         self._wait("ariel", proc, lambda: port_in_use(self.s.ariel.api_port), 60)
+        # which database it serves: `tern ariel search` uses this API only for the same database
+        write_record(self.root, pid=proc.pid, port=self.s.ariel.api_port, dsn=self.s.dsn)
 
     def _start_matrix(self) -> None:
         from tern.embedded import matrix
@@ -572,6 +580,8 @@ class EmbeddedStack:
                     pass
                 _kill_group(pid)
             self._pidfile(name).unlink(missing_ok=True)
+            if name == "ariel":
+                remove_record(self.root)
         return self.status()
 
 

@@ -178,10 +178,19 @@ async def test_monitor_archives_channel_access_updates(pg_dsn: str, ca_sim: int)
     pool = await create_pool(pg_dsn)
     st = ArchiveStore(pool)
     mon = ChannelMonitor(st, channels, flush_period_s=0.2)
+
+    async def archived(channel: str) -> int:
+        info = await st.channel(channel)
+        return 0 if info is None else len(await st.read(info, 0, time.time() + 3600, None))
+
     try:
         await mon.start()
         task = asyncio.create_task(mon.run())
-        await asyncio.sleep(3.5)  # the simulator drifts once a second
+        deadline = time.monotonic() + 60
+        # the value on connection, then the simulator's drift once a second; READY does not drift: its first value
+        while await archived(channels[0]) < 3 or not await archived(channels[2]):
+            assert time.monotonic() < deadline, (mon.written, await archived(channels[0]))
+            await asyncio.sleep(0.2)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     finally:

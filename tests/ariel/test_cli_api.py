@@ -6,6 +6,10 @@ import asyncio
 import json
 import os
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import asyncpg
@@ -195,3 +199,79 @@ async def test_health_says_why_the_model_did_not_load(loaded_pool: asyncpg.Pool)
     assert health["status"] == "ok" and health["embedding"]["loaded"] is False
     assert health["embedding"]["provider"] == "onnx" and "TERN_EMBEDDING_MODEL" in health["embedding"]["error"]
     assert found["mode_used"] == "keyword" and found["hits"] and "TERN_EMBEDDING_MODEL" in found["notice"]
+
+
+@contextmanager
+def running_default_stack(data_dir: Path, dsn: str) -> Iterator[tuple[int, list[str]]]:
+    """A stand-in for a stack left running by ``tern up`` (``./dev demo``) in ``data_dir``, serving ``dsn``: the
+    PID file and the ARIEL API record a running stack leaves, and a live HTTP server on the recorded port that
+    answers every search with an entry no test database holds (``STACK-ONLY``). Yields the port and the list of
+    request paths the server received."""
+    from tern.embedded.ariel_api import write_record
+    from tern.models import LogbookHit, SearchResponse
+
+    wrong = SearchResponse(
+        query="klystron fault", mode="keyword", mode_used="keyword", hits=[LogbookHit(entry_id="STACK-ONLY", title="x")]
+    ).model_dump_json()
+    received: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.path)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = wrong.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # bound and listening before the thread starts
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    (data_dir / "run").mkdir(parents=True, exist_ok=True)
+    (data_dir / "run" / "ariel.pid").write_text(str(os.getpid()))  # a live process, as the stack's would be
+    write_record(data_dir, pid=os.getpid(), port=port, dsn=dsn)
+    try:
+        yield port, received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_a_running_stack_for_another_database_changes_nothing(
+    loaded_pool: asyncpg.Pool, pg_dsn: str, tmp_path: Path
+) -> None:
+    """Issue 28: with a stack left running (PID file, API record, its port answering) the CLI searches the
+    database its settings name, and says so in --json, unless the stack serves that same database (the session's
+    own isolation from ~/.tern is tests/test_isolation.py's)."""
+    stack_dsn = pg_dsn.rsplit("/", 1)[0] + "/tern"  # the demo stack's database on the same server
+    with running_default_stack(tmp_path, stack_dsn) as (port, received):
+        # the stack's API port is also the configured one, as with the defaults: the old check (PID file and
+        # port) would have taken it
+        env = {"TERN_DATA_DIR": str(tmp_path), "TERN_DATABASE_URL": pg_dsn, "TERN_ARIEL_API_PORT": str(port)}
+        code, out, err = await cli("search", "klystron fault", "--json", "--limit", "3", env=env)
+        assert code == 0, err
+        found = json.loads(out)
+        assert found["hits"][0]["entry_id"] == "J20002" and received == []  # not the stack's STACK-ONLY
+        assert found["answered_by"] == "database"
+        assert f"127.0.0.1:{port}" in err and "searching here" in err  # the note says why the stack's API was not used
+
+        # the same database as the stack's (spelled with localhost): its API answers, and --json says it did
+        same = {**env, "TERN_DATABASE_URL": stack_dsn.replace("127.0.0.1", "localhost")}
+        code, out, err = await cli("search", "klystron fault", "--json", env=same)
+        assert code == 0, err
+        found = json.loads(out)
+        assert found["answered_by"] == f"api http://127.0.0.1:{port}"
+        assert [h["entry_id"] for h in found["hits"]] == ["STACK-ONLY"] and received == ["/search"]
+
+        # a configured API wins over the stack's, whatever database the stack serves
+        code, out, err = await cli(
+            "search", "klystron fault", "--json", env={**env, "TERN_ARIEL_API_URL": f"http://127.0.0.1:{port}/"}
+        )
+        assert code == 0, err
+        assert json.loads(out)["answered_by"] == f"api http://127.0.0.1:{port}/" and len(received) == 2

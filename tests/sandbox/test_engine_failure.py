@@ -28,6 +28,7 @@ from tern.config import get_settings
 from tern.models.python_step import ExecuteInput
 from tern.sandbox import ExecutionRequest, SandboxError, SandboxLimits, execute
 from tern.sandbox.docker_backend import LABEL, DockerBackend
+from tests.conftest import unavailable
 from tests.sandbox.conftest import TEST_RUN_ID
 from workflows.python_execution import EXECUTE_RETRY
 
@@ -95,7 +96,7 @@ def relayed(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
     """``DOCKER_HOST`` pointed at a relay to the machine's engine (a Unix socket only)."""
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if not host.startswith("unix://"):
-        pytest.skip(f"the relay needs a Unix-socket engine, DOCKER_HOST is {host}")
+        unavailable(f"the relay needs a Unix-socket engine, DOCKER_HOST is {host}")
     path = Path("/tmp") / f"tern-relay-{os.getpid()}-{id(tmp_path_factory)}.sock"  # AF_UNIX paths are short
     relay = SocketRelay(path, host.removeprefix("unix://"))
     monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
@@ -201,7 +202,7 @@ async def test_an_engine_that_does_not_answer_yet_is_retried_not_fatal(
     ``SandboxUnavailable``, non-retryable by ``EXECUTE_RETRY``, and the step failed for good."""
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if not host.startswith("unix://"):
-        pytest.skip(f"the relay needs a Unix-socket engine, DOCKER_HOST is {host}")
+        unavailable(f"the relay needs a Unix-socket engine, DOCKER_HOST is {host}")
     path = Path("/tmp") / f"tern-late-{os.getpid()}.sock"
     monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")  # nothing listens there yet: the engine is down
     monkeypatch.setenv("TERN_SANDBOX_IMAGE", docker_backend.image)
