@@ -5,37 +5,70 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tern.audit.chain import CHAIN_LOCK, chain_head, row_hash
 from tern.db import Conn
 from tern.models import AuditEvent, WriteRecord
 
 _INSERT = """
 INSERT INTO audit_events (event_kind, run_id, step_id, request_id, actor, decision, channel, previous_value,
-                          value, readback, verified, comment, details, event_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14)
+                          value, readback, verified, comment, details, event_key, occurred_at, prev_hash, row_hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17)
 ON CONFLICT (event_key) DO NOTHING
 RETURNING id
 """
 
 
 async def record_event(conn: Conn, event: AuditEvent) -> bool:
-    """Append ``event``; returns False when an event with the same ``event_key`` is already recorded."""
-    row_id = await conn.fetchval(
-        _INSERT,
-        event.event_kind,
-        event.workflow_id,
-        event.step_id,
-        event.request_id,
-        event.actor,
-        event.decision,
-        event.channel,
-        event.previous_value,
-        event.value,
-        event.readback,
-        event.verified,
-        event.comment,
-        json.dumps(event.details, default=str),
-        event.event_key,
-    )
+    """Append ``event`` to the hash chain (:mod:`tern.audit.chain`); returns False when an event with the same
+    ``event_key`` is already recorded (nothing is written then).
+
+    In one transaction (a savepoint when the caller already has one, as :func:`finish_write` does): take the
+    chain's advisory lock (:data:`~tern.audit.chain.CHAIN_LOCK`, held to commit, so concurrent writers queue and
+    ``id`` order is chain order), read the head hash, the database's ``now()`` (the row's ``occurred_at``) and the
+    details as PostgreSQL will store them (``jsonb`` text), hash, insert. Needs only SELECT and INSERT on
+    ``audit_events`` (the writer role)."""
+    details = json.dumps(event.details, default=str)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
+        prev = await chain_head(conn)
+        now, details_text = await conn.fetchrow("SELECT now(), $1::jsonb::text", details)
+        row = {
+            "occurred_at": now,
+            "event_kind": event.event_kind,
+            "run_id": event.workflow_id,
+            "step_id": event.step_id,
+            "request_id": event.request_id,
+            "actor": event.actor,
+            "decision": event.decision,
+            "channel": event.channel,
+            "previous_value": event.previous_value,
+            "value": event.value,
+            "readback": event.readback,
+            "verified": event.verified,
+            "comment": event.comment,
+            "details": details_text,
+            "event_key": event.event_key,
+        }
+        row_id = await conn.fetchval(
+            _INSERT,
+            event.event_kind,
+            event.workflow_id,
+            event.step_id,
+            event.request_id,
+            event.actor,
+            event.decision,
+            event.channel,
+            event.previous_value,
+            event.value,
+            event.readback,
+            event.verified,
+            event.comment,
+            details_text,
+            event.event_key,
+            now,
+            prev,
+            row_hash(row, prev),
+        )
     return row_id is not None
 
 
