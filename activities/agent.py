@@ -91,7 +91,7 @@ class AgentActivities:
 
     Args:
         settings: the worker's settings (writes switch, limits path, CA and timeouts).
-        pool: an open asyncpg pool, or None to open one lazily from ``settings.dsn``.
+        pool: an open asyncpg pool, or None to open one lazily from ``settings.writer_dsn``.
         ca_client: the Channel Access client, or None to create one on first use from ``settings``
             (``ca_max_concurrency``, ``ca_environment()``).
     """
@@ -117,7 +117,7 @@ class AgentActivities:
     async def pool(self) -> asyncpg.Pool:
         async with self._pool_lock:
             if self._pool is None:
-                self._pool = await create_pool(self.settings.dsn)
+                self._pool = await create_pool(self.settings.writer_dsn)
             return self._pool
 
     async def close(self) -> None:

@@ -98,9 +98,7 @@ def row_hash(row: Mapping[str, Any], prev_hash: str) -> str:
 async def chain_head(conn: Conn) -> str:
     """The ``row_hash`` of the newest chained row, or :data:`GENESIS` when none is chained. Call it holding
     :data:`CHAIN_LOCK` (inside the inserting transaction)."""
-    head = await conn.fetchval(
-        "SELECT row_hash FROM audit_events WHERE row_hash IS NOT NULL ORDER BY id DESC LIMIT 1"
-    )
+    head = await conn.fetchval("SELECT row_hash FROM audit_events WHERE row_hash IS NOT NULL ORDER BY id DESC LIMIT 1")
     return str(head) if head else GENESIS
 
 
@@ -173,7 +171,9 @@ async def verify_chain(conn: Conn, *, batch: int = 2000) -> ChainReport:
                     rows=n,
                     head=prev,
                     first_break=ChainBreak(
-                        id=r["id"], event_key=key, problem="unhashed",
+                        id=r["id"],
+                        event_key=key,
+                        problem="unhashed",
                         detail="the row has no hash: it was written around the chain (not by Tern's audit store)",
                     ),
                 )
@@ -182,7 +182,11 @@ async def verify_chain(conn: Conn, *, batch: int = 2000) -> ChainReport:
                     rows=n,
                     head=prev,
                     first_break=ChainBreak(
-                        id=r["id"], event_key=key, problem="link", expected=prev, stored=r["prev_hash"],
+                        id=r["id"],
+                        event_key=key,
+                        problem="link",
+                        expected=prev,
+                        stored=r["prev_hash"],
                         detail=f"prev_hash does not match the row_hash of the row before it (id {last_id or 'none'}): "
                         "a row was deleted, inserted or reordered before this one",
                     ),
@@ -193,7 +197,11 @@ async def verify_chain(conn: Conn, *, batch: int = 2000) -> ChainReport:
                     rows=n,
                     head=prev,
                     first_break=ChainBreak(
-                        id=r["id"], event_key=key, problem="content", expected=h, stored=r["row_hash"],
+                        id=r["id"],
+                        event_key=key,
+                        problem="content",
+                        expected=h,
+                        stored=r["row_hash"],
                         detail="the row's content does not hash to its stored row_hash: the row was edited",
                     ),
                 )
