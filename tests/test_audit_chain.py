@@ -15,9 +15,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from tern.audit.chain import GENESIS, verify_chain
+from tern.audit.chain import verify_chain
 from tern.audit.store import claim_write, finish_write, mark_reput, record_event, release_claim
 from tern.db import MIGRATIONS_DIR, READER_ROLE, WRITER_ROLE, create_pool, migrate, migrate_dsn
+from tern.db.audit_chain import GENESIS
 from tern.models import AuditEvent, WriteRecord
 from tests.conftest import env_without_services
 
@@ -30,15 +31,15 @@ def as_role(dsn: str, role: str) -> str:
 
 def event(n: int | str, **kw: object) -> AuditEvent:
     return AuditEvent(
-        event_kind=kw.pop("event_kind", "decision"),  # type: ignore[arg-type]
+        event_kind=kw.pop("event_kind", "decision"),
         workflow_id="chain-run",
-        event_key=kw.pop("event_key", f"ev-{n}"),  # type: ignore[arg-type]
+        event_key=kw.pop("event_key", f"ev-{n}"),
         request_id="req-1",
         actor="alice",
         decision="approved",
         comment=f"row {n}",
         details={"n": n, "proof": {"kind": "ssh", "sig": "AAAA"}, "x": 0.1},
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tern.audit.chain import CHAIN_LOCK, chain_head, row_hash
 from tern.db import Conn
+from tern.db.audit_chain import CHAIN_LOCK, chain_head, row_hash
 from tern.models import AuditEvent, WriteRecord
 
 _INSERT = """
@@ -19,11 +19,11 @@ RETURNING id
 
 
 async def record_event(conn: Conn, event: AuditEvent) -> bool:
-    """Append ``event`` to the hash chain (:mod:`tern.audit.chain`); returns False when an event with the same
+    """Append ``event`` to the hash chain (:mod:`tern.db.audit_chain`); returns False when an event with the same
     ``event_key`` is already recorded (nothing is written then).
 
     In one transaction (a savepoint when the caller already has one, as :func:`finish_write` does): take the
-    chain's advisory lock (:data:`~tern.audit.chain.CHAIN_LOCK`, held to commit, so concurrent writers queue and
+    chain's advisory lock (:data:`~tern.db.audit_chain.CHAIN_LOCK`, held to commit, so concurrent writers queue and
     ``id`` order is chain order), read the head hash, the database's ``now()`` (the row's ``occurred_at``) and the
     details as PostgreSQL will store them (``jsonb`` text), hash, insert. Needs only SELECT and INSERT on
     ``audit_events`` (the writer role)."""
@@ -31,7 +31,8 @@ async def record_event(conn: Conn, event: AuditEvent) -> bool:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
         prev = await chain_head(conn)
-        now, details_text = await conn.fetchrow("SELECT now(), $1::jsonb::text", details)
+        now = await conn.fetchval("SELECT now()")
+        details_text = await conn.fetchval("SELECT $1::jsonb::text", details)
         row = {
             "occurred_at": now,
             "event_kind": event.event_kind,

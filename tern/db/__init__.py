@@ -7,7 +7,7 @@ operator memory, the channel table, trigger definitions and logbook write-back.
 
 Migrations run once, by ``tern up`` or ``tern migrate`` (:func:`migrate_dsn`), as the database owner; after them
 :func:`migrate` applies ``roles.sql`` (the ``tern_writer`` and ``tern_reader`` roles and their grants) and seals the
-audit rows recorded before the hash chain existed (:func:`tern.audit.chain.seal_unchained`). Every other process
+audit rows recorded before the hash chain existed (:func:`tern.db.audit_chain.seal_unchained`). Every other process
 opens its pool with :func:`create_pool`, which refuses a schema that is missing or older than the code
 (:class:`NotMigrated`: "database not migrated: run tern migrate").
 """
@@ -75,7 +75,7 @@ async def migrate(conn: Conn, directory: Path = MIGRATIONS_DIR, *, roles: bool =
                 await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name)
             applied.append(version)
         if roles and directory == MIGRATIONS_DIR:
-            from tern.audit.chain import seal_unchained
+            from tern.db.audit_chain import seal_unchained
 
             async with conn.transaction():
                 await conn.execute(ROLES_SQL.read_text())
