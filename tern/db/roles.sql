@@ -3,8 +3,8 @@
 --   audit_events: SELECT and INSERT only (no UPDATE, DELETE, TRUNCATE): the trail is append-only for it.
 --   write_ledger: SELECT, INSERT, DELETE (release_claim drops a claim whose put never happened) and UPDATE of
 --   the state columns the ledger protocol moves (state, result, finished_at, claimed_at: tern.audit.store).
---   Every other table: SELECT, INSERT, UPDATE, DELETE; CREATE on the schema for the embedding tables that
---   ARIEL and the channel finder create at run time.
+--   Every other table: SELECT, INSERT, UPDATE, DELETE, REFERENCES; CREATE on the schema for the embedding tables
+--   that ARIEL and the channel finder create at run time (their foreign keys need REFERENCES).
 -- tern_reader: SELECT on every table (tern audit, tern verify, tern show).
 -- Both are NOLOGIN group roles: production grants them to login roles (CREATE ROLE worker LOGIN PASSWORD '...'
 -- IN ROLE tern_writer); the embedded stack (tern up) lets them log in themselves over its loopback-only server.
@@ -20,7 +20,7 @@ END $$;
 GRANT USAGE ON SCHEMA public TO tern_writer, tern_reader;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO tern_reader;
 GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO tern_reader;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO tern_writer;
+GRANT SELECT, INSERT, UPDATE, DELETE, REFERENCES ON ALL TABLES IN SCHEMA public TO tern_writer;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO tern_writer;
 REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_events FROM tern_writer;
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON schema_migrations FROM tern_writer;
@@ -28,7 +28,7 @@ REVOKE UPDATE, TRUNCATE, REFERENCES, TRIGGER ON write_ledger FROM tern_writer;
 GRANT UPDATE (state, result, finished_at, claimed_at) ON write_ledger TO tern_writer;
 -- Tables created later by the owner (a migration, an ingest run as the owner) or by the writer (embedding tables).
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO tern_reader;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO tern_writer;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE, REFERENCES ON TABLES TO tern_writer;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO tern_writer;
 DO $$
 BEGIN
