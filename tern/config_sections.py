@@ -53,7 +53,9 @@ class TemporalSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    """PostgreSQL: the audit trail, ARIEL storage, artifacts."""
+    """PostgreSQL: the audit trail, ARIEL storage, artifacts. Three DSNs: the owner's (``url``: migrations and data
+    loading), the writer's (``writer_url``: the worker and services; INSERT-only on the audit) and the reader's
+    (``reader_url``: read-only tools); see README "Safety model", the audit."""
 
     flat_prefix: ClassVar[str] = "database_"
     flat_exceptions: ClassVar[dict[str, str]] = {"pg_port": "pg_port"}

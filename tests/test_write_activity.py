@@ -31,7 +31,7 @@ def _inp(channel: str, value: float, key: str, approved_from: float | None = Non
 
 async def _interrupted_claim(acts: AgentActivities, dsn: str, key: str, channel: str, value: float, state: str) -> None:
     """A ledger row as an attempt killed between its claim and its record leaves it."""
-    await acts.pool()  # migrations
+    await acts.pool()  # open the pool (pg_dsn is migrated by its fixture)
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(
@@ -160,7 +160,7 @@ async def test_interrupted_attempt_is_never_written_again(settings) -> None:
     before = read_value(channel)
     conn = await asyncpg.connect(settings.dsn)
     try:
-        await acts.pool()  # migrations
+        await acts.pool()  # open the pool (pg_dsn is migrated by its fixture)
         await conn.execute(
             "INSERT INTO write_ledger (idempotency_key, run_id, step_id, channel, value, state)"
             " VALUES ('k-crash', 'r1', 's1', $1, $2, 'claimed')",
@@ -187,7 +187,7 @@ async def test_interrupted_attempt_is_settled_after_the_settle_delay(settings) -
     acts = AgentActivities(settle)
     channel = "SR:MAG:QFA:09:CURRENT:SP"
     target = read_value(channel) + 3.0
-    await acts.pool()  # migrations
+    await acts.pool()  # open the pool (pg_dsn is migrated by its fixture)
     conn = await asyncpg.connect(settings.dsn)
     try:
         await conn.execute(
@@ -255,7 +255,7 @@ async def test_interrupted_write_whose_readback_never_moved_is_not_verified(sett
     )
     before = read_value(STUCK_SETPOINT)
     target = before + 2.0
-    await acts.pool()  # migrations
+    await acts.pool()  # open the pool (pg_dsn is migrated by its fixture)
     conn = await asyncpg.connect(settings.dsn)
     try:
         await conn.execute(

@@ -26,7 +26,10 @@ async def record_event(conn: Conn, event: AuditEvent) -> bool:
     chain's advisory lock (:data:`~tern.db.audit_chain.CHAIN_LOCK`, held to commit, so concurrent writers queue and
     ``id`` order is chain order), read the head hash, the database's ``now()`` (the row's ``occurred_at``) and the
     details as PostgreSQL will store them (``jsonb`` text), hash, insert. Needs only SELECT and INSERT on
-    ``audit_events`` (the writer role)."""
+    ``audit_events`` (the writer role).
+
+    Call it last in a transaction that locks other rows (``finish_write``, the memory and chat stores do): the
+    chain lock is then always the last lock taken, so no two writers can wait on each other."""
     details = json.dumps(event.details, default=str)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
