@@ -1,15 +1,16 @@
 """PostgreSQL access: connection pools and ordered SQL migrations (asyncpg).
 
 Migrations are the files ``tern/db/migrations/NNN_name.sql``, applied once each in numeric order inside one
-transaction per file, under a PostgreSQL advisory lock so that concurrent workers do not race. Numbering:
-001-099 core (audit, write ledger), 100-199 ARIEL, 200-299 sandbox and artifacts, 300-399 archived history,
-operator memory, the channel table, trigger definitions and logbook write-back.
+transaction per file, under a PostgreSQL advisory lock so that concurrent ``tern migrate`` runs (the replicas'
+init containers) do not race. Numbering: 001-099 core (audit, write ledger), 100-199 ARIEL, 200-299 sandbox and
+artifacts, 300-399 archived history, operator memory, the channel table, trigger definitions and logbook
+write-back.
 
-Migrations run once, by ``tern up`` or ``tern migrate`` (:func:`migrate_dsn`), as the database owner; after them
-:func:`migrate` applies ``roles.sql`` (the ``tern_writer`` and ``tern_reader`` roles and their grants) and seals the
-audit rows recorded before the hash chain existed (:func:`tern.db.audit_chain.seal_unchained`). Every other process
-opens its pool with :func:`create_pool`, which refuses a schema that is missing or older than the code
-(:class:`NotMigrated`: "database not migrated: run tern migrate").
+Migrations run once, by ``tern up`` or ``tern migrate`` (:func:`migrate_dsn`), as the database owner; the one
+that adds the audit hash chain seals the rows recorded before it (:func:`tern.db.audit_chain.seal_unchained`), and
+after them :func:`migrate` applies ``roles.sql`` (the ``tern_writer`` and ``tern_reader`` roles and their grants).
+Every other process opens its pool with :func:`create_pool`, which refuses a schema that is missing or older than
+the code (:class:`NotMigrated`: "database not migrated: run tern migrate").
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ WRITER_ROLE = "tern_writer"
 """Group role of the worker and the services that record decisions: INSERT-only on ``audit_events``."""
 READER_ROLE = "tern_reader"
 """Group role of the read-only tools (``tern audit``, ``tern verify``): SELECT only."""
+AUDIT_CHAIN_VERSION = 2
+"""``002_audit_chain.sql``: adds ``prev_hash``/``row_hash`` to ``audit_events``."""
 MIGRATE_HINT = "run tern migrate (or tern up) as the database owner"
 
 
@@ -56,9 +59,11 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
 
 
 async def migrate(conn: Conn, directory: Path = MIGRATIONS_DIR, *, roles: bool = True) -> list[int]:
-    """Apply pending migrations; returns the versions applied now (empty when up to date). Then (``roles``, the
-    default; only for the real migrations directory) apply ``roles.sql`` and seal the audit rows recorded before
-    the hash chain. Needs the owner role (DDL, CREATE ROLE when the roles do not exist yet)."""
+    """Apply pending migrations; returns the versions applied now (empty when up to date). The migration that
+    adds the audit hash chain (:data:`AUDIT_CHAIN_VERSION`) also seals, in its transaction, the rows recorded
+    before it (:func:`tern.db.audit_chain.seal_unchained`). Then (``roles``, the default; only for the real
+    migrations directory) apply ``roles.sql``. Needs the owner role (DDL; CREATE ROLE when the roles do not exist
+    yet)."""
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
         await conn.execute(
@@ -72,14 +77,17 @@ async def migrate(conn: Conn, directory: Path = MIGRATIONS_DIR, *, roles: bool =
                 continue
             async with conn.transaction():
                 await conn.execute(path.read_text())
+                if version == AUDIT_CHAIN_VERSION and directory == MIGRATIONS_DIR:
+                    # In the migration's own transaction: its ALTER TABLE holds audit_events until commit, so no
+                    # writer can chain a row before the old ones are sealed.
+                    from tern.db.audit_chain import seal_unchained
+
+                    await seal_unchained(conn)
                 await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name)
             applied.append(version)
         if roles and directory == MIGRATIONS_DIR:
-            from tern.db.audit_chain import seal_unchained
-
             async with conn.transaction():
                 await conn.execute(ROLES_SQL.read_text())
-            await seal_unchained(conn)
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)

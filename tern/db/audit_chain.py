@@ -109,22 +109,29 @@ async def chain_head(conn: Conn) -> str:
     return str(head) if head else GENESIS
 
 
-async def seal_unchained(conn: Conn) -> int:
+async def seal_unchained(conn: Conn, *, batch: int = 5000) -> int:
     """Chain the rows recorded before the chain existed: when no row has a hash yet, hash every row in ``id``
-    order from :data:`GENESIS`. Returns the number of rows sealed (0 once a chain exists: a row without a hash
-    after that is a row written around the chain, which :func:`tern.audit.chain.verify_chain` names, never
-    sealed). Runs as the
-    table's owner, from the migration (``tern.db.migrate``), in the migration's transaction."""
+    order from :data:`GENESIS` (read with a cursor, written ``batch`` rows at a time). Returns the number of rows
+    sealed (0 once a chain exists: a row without a hash after that is a row written around the chain, which
+    :func:`tern.audit.chain.verify_chain` names, never sealed). Runs as the table's owner, from the migration that
+    adds the chain (``tern.db.migrate``), in that migration's transaction."""
+    update = "UPDATE audit_events SET prev_hash = $2, row_hash = $3 WHERE id = $1"
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
         if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM audit_events WHERE row_hash IS NOT NULL)"):
             return 0
         prev = GENESIS
         n = 0
-        rows = await conn.fetch(f"SELECT id, {', '.join(HASHED_COLUMNS)} FROM audit_events ORDER BY id")
-        for r in rows:
+        pending: list[tuple[int, str, str]] = []
+        query = f"SELECT id, {', '.join(HASHED_COLUMNS)} FROM audit_events ORDER BY id"
+        async for r in conn.cursor(query, prefetch=batch):
             h = row_hash(r, prev)
-            await conn.execute("UPDATE audit_events SET prev_hash = $2, row_hash = $3 WHERE id = $1", r["id"], prev, h)
+            pending.append((r["id"], prev, h))
             prev = h
             n += 1
+            if len(pending) >= batch:
+                await conn.executemany(update, pending)
+                pending.clear()
+        if pending:
+            await conn.executemany(update, pending)
         return n
