@@ -24,7 +24,9 @@ from activities.heartbeat import heartbeating
 from tern import metrics
 from tern.agent.compose import compose, compose_with_llm
 from tern.ariel.service import search as ariel_search
+from tern.audit.invariants import ledger_result_mismatch
 from tern.audit.store import (
+    audited_write,
     claim_age_s,
     claim_write,
     finish_write,
@@ -390,8 +392,22 @@ class AgentActivities:
           tolerance), so the put never landed, and no re-put was made yet: the write is put again under the same
           approval and idempotency key (the row moves to ``reput`` first, so this happens at most once);
         - anything else: fail closed (``WriteOutcomeUnknown``), never a put.
+
+        A ``done`` row's result is returned only when the audit holds its ``write`` event and they agree (channel,
+        value, verified; :func:`tern.audit.invariants.ledger_result_mismatch`): a ledger set to ``done`` by hand
+        fails closed (``WriteOutcomeUnknown``), neither reported as written nor put.
         """
-        if row["state"] == "done":
+        if row["state"] == "done":  # trusted only with its audited write (a ledger set to done by hand is not)
+            async with (await self.pool()).acquire() as conn:
+                event = await audited_write(conn, inp.idempotency_key)
+            problem = "the audit has no write for it" if event is None else ledger_result_mismatch(row["result"], event)
+            if problem:
+                raise ApplicationError(
+                    f"the write ledger says this write is done but {problem}; not trusting it, not writing: check "
+                    "`tern verify --audit` and the machine",
+                    type="WriteOutcomeUnknown",
+                    non_retryable=True,
+                )
             return WriteRecord.model_validate_json(row["result"])
         if row["state"] == "failed":
             raise ApplicationError(

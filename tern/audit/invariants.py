@@ -115,9 +115,10 @@ LEDGER_KINDS = frozenset({"unrecorded_write", "ledger_audit_mismatch", "write_wi
 """The violations :func:`check_ledger` reports: those that need only the ledger and the audit."""
 
 
-def _result_mismatch(result: Any, event: Any) -> str | None:
+def ledger_result_mismatch(result: Any, event: Any) -> str | None:
     """How a ``done`` ledger row's ``result`` (a :class:`~tern.models.WriteRecord` as JSON) disagrees with its
-    audit ``write`` event, or None when channel, value and ``verified`` agree."""
+    audit ``write`` event (a row of ``audit_events``), or None when channel, value and ``verified`` agree. Used by
+    :func:`check_writes` and by the write activity before it trusts a ``done`` row."""
     if isinstance(result, str):
         try:
             result = json.loads(result)
@@ -231,7 +232,7 @@ async def check_writes(conn: Conn, puts: Iterable[IocPut], *, since: datetime | 
                 )
             if event["event_kind"] != "write":
                 continue
-            if r["state"] == "done" and (problem := _result_mismatch(r["result"], event)):
+            if r["state"] == "done" and (problem := ledger_result_mismatch(r["result"], event)):
                 violations.append(
                     Violation(
                         kind="ledger_audit_mismatch",

@@ -142,6 +142,12 @@ async def finish_write(conn: Conn, key: str, record: WriteRecord | None, *, stat
         await record_event(conn, event)
 
 
+async def audited_write(conn: Conn, key: str) -> dict[str, Any] | None:
+    """The audit ``write`` event of ledger key ``key`` (``event_key = 'write:<key>'``) as a dict, or None."""
+    row = await conn.fetchrow("SELECT * FROM audit_events WHERE event_key = $1", f"write:{key}")
+    return dict(row) if row else None
+
+
 async def release_claim(conn: Conn, key: str) -> None:
     """Drop a ``claimed`` ledger row when the put provably did not happen (the channel never connected, or the put
     was not sent before its window closed). A ``reput`` row stays: its key never puts a third time."""
