@@ -399,8 +399,10 @@ class AgentActivities:
         """
         if row["state"] == "done":  # trusted only with its audited write (a ledger set to done by hand is not)
             async with (await self.pool()).acquire() as conn:
-                event = await audited_write(conn, inp.idempotency_key)
-            problem = "the audit has no write for it" if event is None else ledger_result_mismatch(row["result"], event)
+                audited = await audited_write(conn, inp.idempotency_key)
+            problem = (
+                "the audit has no write for it" if audited is None else ledger_result_mismatch(row["result"], audited)
+            )
             if problem:
                 raise ApplicationError(
                     f"the write ledger says this write is done but {problem}; not trusting it, not writing: check "
