@@ -33,9 +33,14 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO te
 DO $$
 BEGIN
     GRANT CREATE ON SCHEMA public TO tern_writer;
-    ALTER DEFAULT PRIVILEGES FOR ROLE tern_writer IN SCHEMA public GRANT SELECT ON TABLES TO tern_reader;
 EXCEPTION WHEN insufficient_privilege THEN
     RAISE WARNING 'tern_writer cannot create embedding tables (the migrating role may not grant CREATE on schema public): create them as the owner';
+END $$;
+DO $$
+BEGIN
+    ALTER DEFAULT PRIVILEGES FOR ROLE tern_writer IN SCHEMA public GRANT SELECT ON TABLES TO tern_reader;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE WARNING 'tables tern_writer creates are not readable by tern_reader until the next tern migrate (the migrating role is not a member of tern_writer)';
 END $$;
 DO $$
 BEGIN
