@@ -40,7 +40,7 @@ DO $$
 BEGIN
     ALTER DEFAULT PRIVILEGES FOR ROLE tern_writer IN SCHEMA public GRANT SELECT ON TABLES TO tern_reader;
 EXCEPTION WHEN insufficient_privilege THEN
-    RAISE WARNING 'tables tern_writer creates are not readable by tern_reader until the next tern migrate (the migrating role is not a member of tern_writer)';
+    RAISE WARNING 'tables tern_writer creates (embedding tables) are not readable by tern_reader: the migrating role is not a member of tern_writer; grant SELECT on them by hand';
 END $$;
 DO $$
 BEGIN
