@@ -24,7 +24,9 @@ from activities.heartbeat import heartbeating
 from tern import metrics
 from tern.agent.compose import compose, compose_with_llm
 from tern.ariel.service import search as ariel_search
+from tern.audit.invariants import ledger_result_mismatch
 from tern.audit.store import (
+    audited_write,
     claim_age_s,
     claim_write,
     finish_write,
@@ -91,7 +93,7 @@ class AgentActivities:
 
     Args:
         settings: the worker's settings (writes switch, limits path, CA and timeouts).
-        pool: an open asyncpg pool, or None to open one lazily from ``settings.dsn``.
+        pool: an open asyncpg pool, or None to open one lazily from ``settings.writer_dsn``.
         ca_client: the Channel Access client, or None to create one on first use from ``settings``
             (``ca_max_concurrency``, ``ca_environment()``).
     """
@@ -117,7 +119,7 @@ class AgentActivities:
     async def pool(self) -> asyncpg.Pool:
         async with self._pool_lock:
             if self._pool is None:
-                self._pool = await create_pool(self.settings.dsn)
+                self._pool = await create_pool(self.settings.writer_dsn)
             return self._pool
 
     async def close(self) -> None:
@@ -390,8 +392,24 @@ class AgentActivities:
           tolerance), so the put never landed, and no re-put was made yet: the write is put again under the same
           approval and idempotency key (the row moves to ``reput`` first, so this happens at most once);
         - anything else: fail closed (``WriteOutcomeUnknown``), never a put.
+
+        A ``done`` row's result is returned only when the audit holds its ``write`` event and they agree (channel,
+        value, verified; :func:`tern.audit.invariants.ledger_result_mismatch`): a ledger set to ``done`` by hand
+        fails closed (``WriteOutcomeUnknown``), neither reported as written nor put.
         """
-        if row["state"] == "done":
+        if row["state"] == "done":  # trusted only with its audited write (a ledger set to done by hand is not)
+            async with (await self.pool()).acquire() as conn:
+                audited = await audited_write(conn, inp.idempotency_key)
+            problem = (
+                "the audit has no write for it" if audited is None else ledger_result_mismatch(row["result"], audited)
+            )
+            if problem:
+                raise ApplicationError(
+                    f"the write ledger says this write is done but {problem}; not trusting it, not writing: check "
+                    "`tern verify --audit` and the machine",
+                    type="WriteOutcomeUnknown",
+                    non_retryable=True,
+                )
             return WriteRecord.model_validate_json(row["result"])
         if row["state"] == "failed":
             raise ApplicationError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import tempfile
@@ -10,19 +11,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tern.db import migrate_dsn
 from tern.embedded.net import free_port
 from tern.embedded.postgres import EmbeddedPostgres
 
 
 @contextmanager
 def embedded_postgres(keep: Path | None = None) -> Iterator[EmbeddedPostgres]:
-    """An embedded PostgreSQL server on a free port, stopped afterwards. Its cluster is in a temporary
-    directory, removed afterwards, or with ``keep`` in ``keep/data``, kept (and reused when it exists: a later
-    run can search what an earlier one built)."""
+    """An embedded PostgreSQL server on a free port, its ``bench`` database migrated (as ``tern migrate`` does:
+    no other process migrates), stopped afterwards. Its cluster is in a temporary directory, removed afterwards,
+    or with ``keep`` in ``keep/data``, kept (and reused when it exists: a later run can search what an earlier one
+    built)."""
     if keep is not None:
         pg = EmbeddedPostgres(keep / "data", free_port(), database="bench")
         pg.start()
         try:
+            asyncio.run(migrate_dsn(pg.dsn))
             yield pg
         finally:
             pg.stop()
@@ -31,6 +35,7 @@ def embedded_postgres(keep: Path | None = None) -> Iterator[EmbeddedPostgres]:
         pg = EmbeddedPostgres(Path(tmp) / "data", free_port(), database="bench")
         pg.start()
         try:
+            asyncio.run(migrate_dsn(pg.dsn))
             yield pg
         finally:
             pg.stop()

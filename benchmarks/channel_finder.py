@@ -35,7 +35,7 @@ from tern.channels import store
 from tern.channels.finder import ChannelFinder
 from tern.config import TernSettings
 from tern.control.limits import LimitsDatabase
-from tern.db import create_pool
+from tern.db import create_pool, migrate_dsn
 
 HERE = Path(__file__).resolve().parent
 TARGET = 100_000
@@ -179,6 +179,7 @@ async def main(port: int, args: argparse.Namespace) -> dict[str, Any]:
         await admin.close()
     for scale in args.scales.split(","):
         print(f"scale {scale}", flush=True)
+        await migrate_dsn(f"postgresql://postgres@127.0.0.1:{port}/ch{scale}")
         results[scale] = await bench(f"postgresql://postgres@127.0.0.1:{port}/ch{scale}", scale, args, queries)
     return results
 

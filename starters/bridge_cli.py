@@ -46,7 +46,7 @@ async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owne
 
     creds = read_credentials(credentials_path(settings))
     client = await TernClient.connect(settings)
-    pool = await create_pool(settings.dsn, max_size=5)
+    pool = await create_pool(settings.writer_dsn, max_size=5)
     identities = IdentityMap(settings.chat.identity_map_path, {"matrix": {creds.operator.user_id: "operator"}})
 
     decide = client_decider(client, surface="matrix")
@@ -122,7 +122,7 @@ async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner
         token=chat.slack_bot_token.get_secret_value(), base_url=chat.slack_api_url or AsyncWebClient.BASE_URL
     )
     client = await TernClient.connect(settings)
-    pool = await create_pool(settings.dsn, max_size=5)
+    pool = await create_pool(settings.writer_dsn, max_size=5)
     bridge = ApprovalBridge(
         SlackPlatform(web, chat.slack_channel),
         pool,

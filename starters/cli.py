@@ -123,6 +123,24 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         _print_stack(st)
 
 
+@app.command()
+def migrate(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Bring the database schema up to date as its owner (database.url, else the embedded server as postgres):
+    migrations, the tern_writer (insert-only audit) and tern_reader (read-only) roles and their grants. `tern up`
+    does this too; no other command migrates. Exit 1 when the database cannot be reached or a migration fails."""
+    from tern.db import DatabaseError, migrate_dsn
+
+    s = load_settings()
+    try:
+        applied = asyncio.run(migrate_dsn(s.dsn, login_roles=s.database.url is None))
+    except DatabaseError as exc:
+        fail(str(exc), 1)
+    if as_json:
+        print_json({"applied": applied})
+    else:
+        out.print(f"migrated: applied {', '.join(f'{v:03d}' for v in applied)}" if applied else "schema up to date")
+
+
 def _print_stack(st: Any) -> None:
     from rich.table import Table
 
@@ -593,7 +611,7 @@ def artifact(
 
     async def go() -> bytes | None:
         try:
-            pool = await create_pool(s.dsn)
+            pool = await create_pool(s.reader_dsn)
         except DatabaseError as exc:
             raise TernUnavailable(str(exc)) from exc
         try:
@@ -673,7 +691,7 @@ def audit(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False)
 
     async def go() -> list[dict[str, Any]]:
         try:
-            pool = await create_pool(s.dsn)
+            pool = await create_pool(s.reader_dsn)
         except DatabaseError as exc:
             raise TernUnavailable(str(exc)) from exc
         try:

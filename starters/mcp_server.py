@@ -166,7 +166,7 @@ class TernMcp:
 
         async with self._pool_lock:
             if self._pool is None:
-                self._pool = await create_pool(self.settings.dsn)
+                self._pool = await create_pool(self.settings.writer_dsn)
             return self._pool
 
     def ca(self) -> ChannelAccessClient:

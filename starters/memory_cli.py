@@ -44,7 +44,7 @@ def _with_pool(s: TernSettings, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T
     from tern.db import DatabaseError, create_pool
 
     async def go() -> T:
-        pool = await create_pool(s.dsn, max_size=2)
+        pool = await create_pool(s.writer_dsn, max_size=2)
         try:
             return await fn(pool)
         finally:

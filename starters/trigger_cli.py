@@ -38,7 +38,7 @@ async def _pool(settings: TernSettings) -> asyncpg.Pool:
     from tern.db import DatabaseError, create_pool
 
     try:
-        return await create_pool(settings.dsn, max_size=2)
+        return await create_pool(settings.writer_dsn, max_size=2)
     except DatabaseError as exc:
         raise TernUnavailable(str(exc)) from exc
 

@@ -39,7 +39,7 @@ async def serve(settings: TernSettings, stop: asyncio.Event | None = None) -> No
 
     configure_environment(settings.ca_environment())
     client = (await TernClient.connect(settings)).client
-    pool = await create_pool(settings.dsn, max_size=2)
+    pool = await create_pool(settings.writer_dsn, max_size=2)
     monitor = TriggerMonitor(settings, pool, channel_starter(client, settings))
     task = asyncio.create_task(monitor.run())
     try:

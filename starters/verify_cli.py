@@ -3,6 +3,10 @@
 The database part is :func:`tern.audit.invariants.check_writes` (IOC put log vs write ledger vs audit); this
 module adds what needs Temporal and Docker: requests still waiting whose workflow is gone
 (``pending_without_workflow``), and sandbox containers whose run is not running (``orphan_container``).
+
+``tern verify --audit`` checks the audit itself, with the read-only role and nothing else: the hash chain
+(:func:`tern.audit.chain.verify_chain`, naming the first row that does not match) and the write ledger against the
+audit (:func:`tern.audit.invariants.check_ledger`: a ledger row set to ``done`` without its audited write).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ async def collect(since: datetime | None, put_log: Path) -> dict[str, Any]:
     s = load_settings()
     puts = read_put_log(put_log, since=since.timestamp() if since else None)
     try:
-        pool = await create_pool(s.dsn)
+        pool = await create_pool(s.reader_dsn)
     except DatabaseError as exc:
         raise TernUnavailable(str(exc)) from exc
     try:
@@ -111,6 +115,55 @@ async def collect(since: datetime | None, put_log: Path) -> dict[str, Any]:
     }
 
 
+async def collect_audit(since: datetime | None) -> dict[str, Any]:
+    """The ``--audit`` report: ``ok``, ``rows`` walked, ``head`` (the last row's hash: record it elsewhere),
+    ``first_break`` (id, event_key, problem ``content``/``link``/``unhashed``, detail, expected and stored hashes;
+    None when intact) and the ledger ``violations``. Raises ``TernUnavailable`` when PostgreSQL cannot be reached or
+    is not migrated."""
+    from starters.client import TernUnavailable
+    from tern.audit.chain import verify_chain
+    from tern.audit.invariants import check_ledger
+    from tern.db import DatabaseError, create_pool
+
+    s = load_settings()
+    try:
+        pool = await create_pool(s.reader_dsn, max_size=2)
+    except DatabaseError as exc:
+        raise TernUnavailable(str(exc)) from exc
+    try:
+        async with pool.acquire() as conn:
+            chain = await verify_chain(conn)
+            ledger = await check_ledger(conn, since=since)
+    finally:
+        await pool.close()
+    return {
+        "ok": chain.ok and not ledger,
+        "rows": chain.rows,
+        "head": chain.head,
+        "first_break": chain.first_break.model_dump() if chain.first_break else None,
+        "violations": [with_run_id(v.model_dump()) for v in ledger],
+    }
+
+
+def _print_audit(result: dict[str, Any]) -> None:
+    out = console()
+    brk = result["first_break"]
+    if brk:
+        out.print(
+            f"[red]audit chain broken[/red] at row id {brk['id']} (event_key {brk['event_key']!r}): "
+            f"{brk['problem']}: {brk['detail']}",
+            highlight=False,
+        )
+        if brk["expected"] or brk["stored"]:
+            out.print(f"  expected {brk['expected']}", highlight=False)
+            out.print(f"  stored   {brk['stored']}", highlight=False)
+    else:
+        out.print(f"audit chain intact: {result['rows']} rows, head {result['head']}", highlight=False)
+    for v in result["violations"]:
+        out.print(f"[red]{v['kind']}[/red] run {v['workflow_id'] or '-'} {v['channel'] or ''}: {v['detail']}")
+    out.print("[green]audit verified[/green]" if result["ok"] else "[red]audit does not verify[/red]")
+
+
 def verify(
     since: Annotated[
         str | None, typer.Option(help="Only writes claimed since: an ISO 8601 time (UTC) or minutes ago.")
@@ -120,12 +173,30 @@ def verify(
         typer.Option(help="The IOC's put log (JSON lines); default <data_dir>/logs/ioc-puts.jsonl of `tern up`."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    audit: Annotated[
+        bool,
+        typer.Option(
+            "--audit",
+            help="Check the audit itself instead: walk the hash chain and name the first row that does not match, "
+            "and check every done write-ledger row against its audited write (read-only role; no Temporal).",
+        ),
+    ] = False,
 ) -> None:
     """Check that nothing was written twice or without an approval: the simulated IOC's own put log against the
     write ledger and the audit table, requests waiting on a closed run, sandbox containers that outlived their
-    run. Exit 0 when every invariant holds, 1 when one is broken (each violation is listed with its run)."""
+    run. Exit 0 when every invariant holds, 1 when one is broken (each violation is listed with its run).
+    With --audit: the audit's hash chain and the ledger against the audit (exit 0 with the row count when intact,
+    1 naming the first row that does not match)."""
     when = _since(since)
     started = time.monotonic()
+    if audit:
+        result = run_async(collect_audit(when))
+        result["seconds"] = round(time.monotonic() - started, 3)
+        if as_json:
+            print_json(result)
+        else:
+            _print_audit(result)
+        raise typer.Exit(0 if result["ok"] else 1)
     s = load_settings()
     result = run_async(collect(when, put_log or s.data_dir / "logs" / "ioc-puts.jsonl"))
     result["seconds"] = round(time.monotonic() - started, 3)

@@ -248,8 +248,25 @@ class TernSettings(BaseSettings):
     # Derived values -------------------------------------------------------------------------------
     @property
     def dsn(self) -> str:
-        """The PostgreSQL DSN to connect to (the embedded server unless ``database.url`` is set)."""
-        return self.database.url or f"postgresql://postgres@127.0.0.1:{self.database.pg_port}/tern"
+        """The owner's PostgreSQL DSN, for migrations (``tern migrate``, ``tern up``) and the tools that load data
+        (the embedded server as ``postgres`` unless ``database.url`` is set)."""
+        return self.database.url or self._embedded_dsn("postgres")
+
+    @property
+    def writer_dsn(self) -> str:
+        """The DSN of the worker and of the services that record decisions: ``database.writer_url``; unset, the
+        embedded server as ``tern_writer`` (INSERT-only on the audit) when ``database.url`` is unset, else
+        ``database.url``."""
+        return self.database.writer_url or (self.database.url or self._embedded_dsn("tern_writer"))
+
+    @property
+    def reader_dsn(self) -> str:
+        """The DSN of the read-only tools: ``database.reader_url``; unset, the embedded server as ``tern_reader``
+        (SELECT only) when ``database.url`` is unset, else ``database.url``."""
+        return self.database.reader_url or (self.database.url or self._embedded_dsn("tern_reader"))
+
+    def _embedded_dsn(self, role: str) -> str:
+        return f"postgresql://{role}@127.0.0.1:{self.database.pg_port}/tern"
 
     @property
     def ui_url(self) -> str:

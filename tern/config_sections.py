@@ -54,12 +54,29 @@ class TemporalSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    """PostgreSQL: the audit trail, ARIEL storage, artifacts."""
+    """PostgreSQL: the audit trail, ARIEL storage, artifacts. Three DSNs: the owner's (``url``: migrations and data
+    loading), the writer's (``writer_url``: the worker and services; INSERT-only on the audit) and the reader's
+    (``reader_url``: read-only tools); see README "Safety model", the audit."""
 
     flat_prefix: ClassVar[str] = "database_"
     flat_exceptions: ClassVar[dict[str, str]] = {"pg_port": "pg_port"}
 
-    url: str | None = Field(None, description="PostgreSQL DSN; unset means the embedded server on 127.0.0.1:pg_port.")
+    url: str | None = Field(
+        None,
+        description="PostgreSQL DSN of the database owner, used only to migrate (tern migrate, tern up); unset means "
+        "the embedded server on 127.0.0.1:pg_port as postgres.",
+    )
+    writer_url: str | None = Field(
+        None,
+        description="DSN of the worker and of the services that record decisions (bridges, trigger monitor, MCP): a "
+        "login role in tern_writer, which may only INSERT into audit_events. Unset: the embedded stack's "
+        "tern_writer role when url is unset, else url (a one-person database).",
+    )
+    reader_url: str | None = Field(
+        None,
+        description="DSN of the read-only tools (tern audit, tern verify, tern artifact): a login role in "
+        "tern_reader (SELECT only). Unset: the embedded stack's tern_reader role when url is unset, else url.",
+    )
     pg_port: int = Field(55432, description="TCP port of the embedded PostgreSQL server (loopback only).")
 
 

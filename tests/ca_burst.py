@@ -25,7 +25,7 @@ async def burst(channels: list[str]) -> dict[str, list[dict[str, Any]]]:
     settings = TernSettings()
     configure_environment(settings.ca_environment())
     acts = AgentActivities(settings)
-    await acts.pool()  # migrations before the burst
+    await acts.pool()  # the pool (the settings fixture's database is migrated)
 
     async def one(coro: Any) -> dict[str, Any]:
         try:

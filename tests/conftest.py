@@ -9,6 +9,7 @@ file change nothing, and nothing in the suite connects to a default port.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -142,9 +143,9 @@ def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPo
     pg.stop()
 
 
-@pytest.fixture
-async def pg_dsn(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
-    """A DSN to a fresh, empty database (dropped after the test)."""
+@contextlib.asynccontextmanager
+async def fresh_database(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
+    """A new empty database on ``embedded_pg`` (its owner DSN), dropped on exit."""
     name = "t_" + uuid.uuid4().hex[:12]
     admin = f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/postgres"
     conn = await asyncpg.connect(admin)
@@ -152,12 +153,32 @@ async def pg_dsn(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    yield f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/{name}"
-    conn = await asyncpg.connect(admin)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/{name}"
     finally:
-        await conn.close()
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def pg_dsn(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
+    """The owner DSN of a fresh database, migrated (as ``tern migrate`` does: schema, roles, grants), dropped
+    after the test. Processes no longer migrate on connect (``tern.db.create_pool`` only checks the schema)."""
+    from tern.db import migrate_dsn
+
+    async with fresh_database(embedded_pg) as dsn:
+        await migrate_dsn(dsn)
+        yield dsn
+
+
+@pytest.fixture
+async def unmigrated_pg_dsn(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
+    """The owner DSN of a fresh, empty database that nothing has migrated (dropped after the test)."""
+    async with fresh_database(embedded_pg) as dsn:
+        yield dsn
 
 
 # --- Channel Access: the simulated accelerator as a real caproto IOC in a subprocess ----------------------

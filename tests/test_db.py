@@ -36,10 +36,10 @@ def test_bad_migration_name_is_refused(tmp_path) -> None:
         migration_files(tmp_path)
 
 
-async def test_failed_migration_leaves_nothing_half_applied(pg_dsn: str, tmp_path) -> None:
+async def test_failed_migration_leaves_nothing_half_applied(unmigrated_pg_dsn: str, tmp_path) -> None:
     (tmp_path / "001_ok.sql").write_text("CREATE TABLE a (x int);")
     (tmp_path / "002_bad.sql").write_text("CREATE TABLE b (x int); SELECT nope FROM nowhere;")
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await asyncpg.connect(unmigrated_pg_dsn)
     try:
         with pytest.raises(asyncpg.PostgresError):
             await migrate(conn, tmp_path)

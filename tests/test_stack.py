@@ -38,10 +38,10 @@ def test_status_lists_the_worker_endpoint_urls(tmp_path) -> None:
 
 
 async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_nothing(tmp_path, monkeypatch) -> None:
-    """``tern up`` on free ports (the shell's TEMPORAL_* variables do not lead the stack's worker away); its
-    /readyz answers at the URL ``tern status`` lists; SIGKILL the worker: its supervisor restarts it (restart
-    count 1, the exit reason recorded), a run completes on the new worker, and ``tern down`` leaves no process
-    behind."""
+    """``tern up`` on free ports (the shell's TEMPORAL_* variables do not lead the stack's worker away); the
+    worker connects to PostgreSQL as ``tern_writer``; its /readyz answers at the URL ``tern status`` lists;
+    SIGKILL the worker: its supervisor restarts it (restart count 1, the exit reason recorded), a run completes on
+    the new worker, and ``tern down`` leaves no process behind."""
     import asyncio
     import signal
     import time
@@ -118,6 +118,18 @@ async def test_worker_is_supervised_restarted_after_sigkill_and_down_leaves_noth
         handle = await start_run(client, settings, plan)
         result = await asyncio.wait_for(handle.result(), timeout=90)
         assert result.status == "completed", (result.error, stack._tail("worker", 40))
+        # `up` migrated and the worker connects as the insert-only role, not as the owner (issue 22)
+        import asyncpg
+
+        owner = await asyncpg.connect(settings.dsn)
+        try:
+            users = {
+                r["usename"] for r in await owner.fetch("SELECT usename FROM pg_stat_activity WHERE datname = 'tern'")
+            }
+        finally:
+            await owner.close()
+        assert "tern_writer" in users, users
+        assert settings.writer_dsn.startswith("postgresql://tern_writer@")
     finally:
         await asyncio.to_thread(stack.down)
     assert all(c.state == "stopped" for c in stack.status().components)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tern.config import TernSettings
+from tern.db import migrate_dsn
 from tern.embedded.net import free_port
 from tern.embedded.postgres import EmbeddedPostgres
 from worker.health import HttpEndpointError
@@ -55,9 +56,11 @@ async def test_readyz_names_each_dependency_and_turns_503_when_postgres_stops(te
     pg = EmbeddedPostgres(tmp_path / "pg", free_port())
     await asyncio.to_thread(pg.start)
     try:
+        dsn = f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
+        await migrate_dsn(dsn)  # as `tern migrate` does: the worker only checks the schema
         settings = TernSettings(
             data_dir=tmp_path,
-            database={"url": f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"},
+            database={"url": dsn},
             temporal={
                 "address": temporal_env.client.service_client.config.target_host,
                 "task_queue": "tq-" + uuid.uuid4().hex[:8],

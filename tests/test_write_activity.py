@@ -31,7 +31,7 @@ def _inp(channel: str, value: float, key: str, approved_from: float | None = Non
 
 async def _interrupted_claim(acts: AgentActivities, dsn: str, key: str, channel: str, value: float, state: str) -> None:
     """A ledger row as an attempt killed between its claim and its record leaves it."""
-    await acts.pool()  # migrations
+    await acts.pool()  # open the pool (pg_dsn is migrated by its fixture)
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(
@@ -154,13 +154,40 @@ async def test_same_key_writes_once(settings) -> None:
         await conn.close()
 
 
+async def test_a_ledger_row_forged_to_done_is_not_reported_as_written(settings) -> None:
+    """A ``done`` ledger row with a verified result and no audited write (set by hand, issue 22): the activity
+    fails closed, reports no write and puts nothing."""
+    from tern.models import WriteRecord
+
+    acts = AgentActivities(settings)
+    channel = "SR:MAG:QFA:06:CURRENT:SP"
+    before = read_value(channel)
+    forged = WriteRecord(channel=channel, previous_value=before, value=before + 1.0, verified=True, verification="none")
+    await _interrupted_claim(acts, settings.dsn, "k-forged", channel, before + 1.0, "claimed")
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        await conn.execute(
+            "UPDATE write_ledger SET state = 'done', result = $1::jsonb WHERE idempotency_key = 'k-forged'",
+            forged.model_dump_json(),
+        )
+    finally:
+        await conn.close()
+    try:
+        with pytest.raises(ApplicationError, match="the audit has no write for it") as caught:
+            await ActivityEnvironment().run(acts.write_channel, _inp(channel, before + 1.0, "k-forged"))
+        assert caught.value.type == "WriteOutcomeUnknown" and caught.value.non_retryable
+        assert read_value(channel) == pytest.approx(before)
+    finally:
+        await acts.close()
+
+
 async def test_interrupted_attempt_is_never_written_again(settings) -> None:
     acts = AgentActivities(settings)
     channel = "SR:MAG:QFA:08:CURRENT:SP"
     before = read_value(channel)
     conn = await asyncpg.connect(settings.dsn)
     try:
-        await acts.pool()  # migrations
+        await acts.pool()  # open the pool (pg_dsn is migrated by its fixture)
         await conn.execute(
             "INSERT INTO write_ledger (idempotency_key, run_id, step_id, channel, value, state)"
             " VALUES ('k-crash', 'r1', 's1', $1, $2, 'claimed')",
@@ -187,7 +214,7 @@ async def test_interrupted_attempt_is_settled_after_the_settle_delay(settings) -
     acts = AgentActivities(settle)
     channel = "SR:MAG:QFA:09:CURRENT:SP"
     target = read_value(channel) + 3.0
-    await acts.pool()  # migrations
+    await acts.pool()  # open the pool (pg_dsn is migrated by its fixture)
     conn = await asyncpg.connect(settings.dsn)
     try:
         await conn.execute(
@@ -255,7 +282,7 @@ async def test_interrupted_write_whose_readback_never_moved_is_not_verified(sett
     )
     before = read_value(STUCK_SETPOINT)
     target = before + 2.0
-    await acts.pool()  # migrations
+    await acts.pool()  # open the pool (pg_dsn is migrated by its fixture)
     conn = await asyncpg.connect(settings.dsn)
     try:
         await conn.execute(

@@ -190,7 +190,8 @@ async def load_channels(settings: TernSettings, pool: asyncpg.Pool) -> None:
 async def run_worker(
     settings: TernSettings, stop: asyncio.Event | None = None, on_ready: Callable[[str | None], None] | None = None
 ) -> None:
-    """Reap sandbox orphans, connect, migrate the database, load the bundled channel database, and poll until
+    """Reap sandbox orphans, connect (as the writer role, ``settings.writer_dsn``; the schema must be migrated:
+    ``tern migrate``), load the bundled channel database, and poll until
     ``stop`` is set (or SIGINT/SIGTERM), reaping sandbox containers past their deadline every
     ``sandbox_reap_period_s`` meanwhile. The HTTP endpoint (:mod:`worker.health`: ``/healthz``, ``/readyz``,
     ``/metrics``) is bound first, so a busy port stops the worker at once naming TERN_WORKER_HTTP_PORT, and serves
@@ -201,7 +202,7 @@ async def run_worker(
         connect_options(settings)  # an unusable TLS file or profile stops the worker before anything starts
         configure_environment(settings.ca_environment())
         await asyncio.to_thread(reap_sandbox_orphans, settings)
-        pool = await create_pool(settings.dsn)
+        pool = await create_pool(settings.writer_dsn)
         await load_channels(settings, pool)
         runtime, sdk_metrics = metrics_runtime()
         client = await connect(settings, runtime=runtime)

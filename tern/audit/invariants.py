@@ -9,10 +9,14 @@ and the audit table (decisions and write outcomes). They must agree:
 - ``put_without_record``: the IOC processed a put that no ledger row accounts for;
 - ``write_without_approval``: a write was attempted for a request that has no ``approved`` decision;
 - ``verified_without_put``: the audit says a write was verified, and the IOC never processed it;
-- ``unrecorded_write``: a ledger row is ``done`` and the audit table has no ``write`` event for it;
+- ``unrecorded_write``: a ledger row is ``done`` and the audit table has no ``write`` event for it (a ledger row
+  set to ``done`` by hand: the worker would report that write as done without putting);
+- ``ledger_audit_mismatch``: a ``done`` ledger row's result (channel, value, verified) differs from its audit
+  ``write`` event (a ledger forged to a verified result);
 - ``approval_counted_twice``: one approver's approval of one request recorded more than once.
 
 (``pending_without_workflow`` and ``orphan_container`` need Temporal and Docker: ``starters.verify_cli``.)
+:func:`check_ledger` runs the ledger-against-audit part alone, without the IOC's log (``tern verify --audit``).
 
 Matching puts to ledger rows is by channel and value (equal to 1e-9 relative): a load test that wants every put
 attributed gives each write its own value (``benchmarks/load.py`` does).
@@ -21,11 +25,12 @@ attributed gives each write its own value (``benchmarks/load.py`` does).
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field
 
@@ -37,6 +42,7 @@ ViolationKind = Literal[
     "write_without_approval",
     "verified_without_put",
     "unrecorded_write",
+    "ledger_audit_mismatch",
     "approval_counted_twice",
     "pending_without_workflow",
     "orphan_container",
@@ -103,6 +109,43 @@ def read_put_log(path: Path, *, since: float | None = None) -> list[IocPut]:
         if since is None or put.host_time >= since:
             puts.append(put)
     return puts
+
+
+LEDGER_KINDS = frozenset({"unrecorded_write", "ledger_audit_mismatch", "write_without_approval"})
+"""The violations :func:`check_ledger` reports: those that need only the ledger and the audit."""
+
+
+def ledger_result_mismatch(result: Any, event: Any) -> str | None:
+    """How a ``done`` ledger row's ``result`` (a :class:`~tern.models.WriteRecord` as JSON) disagrees with its
+    audit ``write`` event (a row of ``audit_events``), or None when channel, value and ``verified`` agree. Used by
+    :func:`check_writes` and by the write activity before it trusts a ``done`` row."""
+    if isinstance(result, str):
+        try:
+            result = json.loads(result)
+        except ValueError:
+            return "its result is not JSON"
+    if not isinstance(result, dict):
+        return "it has no result"
+    if result.get("channel") != event["channel"]:
+        return f"its result names channel {result.get('channel')!r}, the audit {event['channel']!r}"
+    value = result.get("value")
+    if (
+        not isinstance(value, int | float)
+        or event["value"] is None
+        or not math.isclose(value, event["value"], rel_tol=1e-9, abs_tol=1e-12)
+    ):
+        return f"its result's value {value!r} is not the audit's {event['value']!r}"
+    if bool(result.get("verified")) != bool(event["verified"]):
+        return f"its result says verified={bool(result.get('verified'))}, the audit verified={event['verified']}"
+    return None
+
+
+async def check_ledger(conn: Conn, *, since: datetime | None = None) -> list[Violation]:
+    """The ledger-against-audit checks alone (:data:`LEDGER_KINDS`), for ledger rows claimed at or after
+    ``since`` (None for all): every ``done`` row has a matching audit ``write`` event with an approved decision.
+    Needs no IOC put log; raises only on database errors."""
+    report = await check_writes(conn, [], since=since)
+    return [v for v in report.violations if v.kind in LEDGER_KINDS]
 
 
 def _key(channel: str, value: float) -> tuple[str, float]:
@@ -189,6 +232,15 @@ async def check_writes(conn: Conn, puts: Iterable[IocPut], *, since: datetime | 
                 )
             if event["event_kind"] != "write":
                 continue
+            if r["state"] == "done" and (problem := ledger_result_mismatch(r["result"], event)):
+                violations.append(
+                    Violation(
+                        kind="ledger_audit_mismatch",
+                        workflow_id=r["run_id"],
+                        channel=channel,
+                        detail=f"ledger row {r['idempotency_key']} is done and {problem}",
+                    )
+                )
             details = event["details"]
             if isinstance(details, str):
                 details = json.loads(details)

@@ -6,36 +6,73 @@ import json
 from typing import Any
 
 from tern.db import Conn
+from tern.db.audit_chain import CHAIN_LOCK, chain_head, row_hash
 from tern.models import AuditEvent, WriteRecord
 
 _INSERT = """
 INSERT INTO audit_events (event_kind, run_id, step_id, request_id, actor, decision, channel, previous_value,
-                          value, readback, verified, comment, details, event_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14)
+                          value, readback, verified, comment, details, event_key, occurred_at, prev_hash, row_hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17)
 ON CONFLICT (event_key) DO NOTHING
 RETURNING id
 """
 
 
 async def record_event(conn: Conn, event: AuditEvent) -> bool:
-    """Append ``event``; returns False when an event with the same ``event_key`` is already recorded."""
-    row_id = await conn.fetchval(
-        _INSERT,
-        event.event_kind,
-        event.workflow_id,
-        event.step_id,
-        event.request_id,
-        event.actor,
-        event.decision,
-        event.channel,
-        event.previous_value,
-        event.value,
-        event.readback,
-        event.verified,
-        event.comment,
-        json.dumps(event.details, default=str),
-        event.event_key,
-    )
+    """Append ``event`` to the hash chain (:mod:`tern.db.audit_chain`); returns False when an event with the same
+    ``event_key`` is already recorded (nothing is written then).
+
+    In one transaction (a savepoint when the caller already has one, as :func:`finish_write` does): take the
+    chain's advisory lock (:data:`~tern.db.audit_chain.CHAIN_LOCK`, held to commit, so concurrent writers queue and
+    ``id`` order is chain order), read the head hash, the database's ``now()`` (the row's ``occurred_at``) and the
+    details as PostgreSQL will store them (``jsonb`` text), hash, insert. Needs only SELECT and INSERT on
+    ``audit_events`` (the writer role).
+
+    Call it last in a transaction that locks other rows (``finish_write``, the memory and chat stores do): the
+    chain lock is then always the last lock taken, so no two writers can wait on each other."""
+    details = json.dumps(event.details, default=str)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
+        prev = await chain_head(conn)
+        now = await conn.fetchval("SELECT now()")
+        details_text = await conn.fetchval("SELECT $1::jsonb::text", details)
+        row = {
+            "occurred_at": now,
+            "event_kind": event.event_kind,
+            "run_id": event.workflow_id,
+            "step_id": event.step_id,
+            "request_id": event.request_id,
+            "actor": event.actor,
+            "decision": event.decision,
+            "channel": event.channel,
+            "previous_value": event.previous_value,
+            "value": event.value,
+            "readback": event.readback,
+            "verified": event.verified,
+            "comment": event.comment,
+            "details": details_text,
+            "event_key": event.event_key,
+        }
+        row_id = await conn.fetchval(
+            _INSERT,
+            event.event_kind,
+            event.workflow_id,
+            event.step_id,
+            event.request_id,
+            event.actor,
+            event.decision,
+            event.channel,
+            event.previous_value,
+            event.value,
+            event.readback,
+            event.verified,
+            event.comment,
+            details_text,
+            event.event_key,
+            now,
+            prev,
+            row_hash(row, prev),
+        )
     return row_id is not None
 
 
@@ -103,6 +140,12 @@ async def finish_write(conn: Conn, key: str, record: WriteRecord | None, *, stat
             record.model_dump_json() if record else None,
         )
         await record_event(conn, event)
+
+
+async def audited_write(conn: Conn, key: str) -> dict[str, Any] | None:
+    """The audit ``write`` event of ledger key ``key`` (``event_key = 'write:<key>'``) as a dict, or None."""
+    row = await conn.fetchrow("SELECT * FROM audit_events WHERE event_key = $1", f"write:{key}")
+    return dict(row) if row else None
 
 
 async def release_claim(conn: Conn, key: str) -> None:

@@ -17,7 +17,9 @@ worker bound to the simulated accelerator, with control writes enabled for it, r
 :mod:`tern.embedded.supervise`, which restarts it with exponential backoff when it dies; ``down`` stops the
 supervisor, which stops the worker gracefully), ``ariel`` (the ARIEL HTTP API), ``triggers`` (the trigger
 monitor, :mod:`starters.trigger_monitor`: channel triggers of ``tern trigger``).
-``up`` starts what is not running and restarts what died;
+``up`` starts what is not running and restarts what died, and migrates the database once PostgreSQL is up
+(:meth:`EmbeddedStack.migrate`: schema, roles; the worker, bridges and trigger monitor connect as ``tern_writer``, which
+may only append to the audit);
 a PID file whose process is gone or is not the expected program is stale and is replaced; a port held by
 another program is reported, naming the setting that moves it.
 """
@@ -283,11 +285,40 @@ class EmbeddedStack:
             pid, _stale = self._alive_pid(name)
             if pid:
                 self.progress(f"{name}: running (pid {pid})")
-                continue
-            self.progress(f"{name}: starting")
-            self._starters[name]()
-            self.progress(f"{name}: started")
+            else:
+                self.progress(f"{name}: starting")
+                self._starters[name]()
+                self.progress(f"{name}: started")
+            if name == "postgres":
+                self.migrate()
         return self.status()
+
+    def migrate(self) -> list[int]:
+        """Bring the schema up to date as the owner (``settings.dsn``): migrations, the ``tern_writer`` and
+        ``tern_reader`` roles and their grants (:func:`tern.db.migrate_dsn`); on the embedded server
+        (``database.url`` unset) the two roles may then log in, and the worker and bridges connect as
+        ``tern_writer``, the read-only CLIs as ``tern_reader``. Returns the versions applied; raises
+        ``StackError`` naming the cause."""
+        import asyncio
+
+        from tern.db import DatabaseError, migrate_dsn
+
+        try:
+            applied = asyncio.run(migrate_dsn(self.s.dsn, login_roles=self.s.database.url is None))
+        except DatabaseError as exc:
+            raise StackError(str(exc)) from exc
+        if applied:
+            self.progress(f"postgres: migrated ({', '.join(f'{v:03d}' for v in applied)})")
+        return applied
+
+    def _db_env(self) -> dict[str, str]:
+        """The database DSNs a child gets: the owner's (``TERN_DATABASE_URL``, for the tools that load data) and,
+        set explicitly so that the owner URL does not become their default, the writer's and the reader's."""
+        return {
+            "TERN_DATABASE_URL": self.s.dsn,
+            "TERN_DATABASE_WRITER_URL": self.s.writer_dsn,
+            "TERN_DATABASE_READER_URL": self.s.reader_dsn,
+        }
 
     def _check_port(self, name: str, setting: str) -> None:
         addr, port = self._endpoint(name)
@@ -396,7 +427,7 @@ class EmbeddedStack:
         self._check_port("archiver", "TERN_ARCHIVER_PORT")
         env = {
             **self._child_env(),
-            "TERN_DATABASE_URL": self.s.dsn,
+            **self._db_env(),
             "TERN_CA_ADDR_LIST": "127.0.0.1",
             "TERN_CA_AUTO_ADDR_LIST": "false",
             "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
@@ -417,7 +448,7 @@ class EmbeddedStack:
             "TERN_CA_ADDR_LIST": "127.0.0.1",
             "TERN_CA_AUTO_ADDR_LIST": "false",
             "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
-            "TERN_DATABASE_URL": self.s.dsn,
+            **self._db_env(),
             "TERN_TEMPORAL_ADDRESS": self.s.temporal.address,
             # The standard TEMPORAL_* variables take precedence over TERN_TEMPORAL_* (worker/connection.py): pin
             # them, so a shell set up for another cluster (address, TLS) does not lead the stack's processes away.
@@ -509,7 +540,7 @@ class EmbeddedStack:
         self._check_port("ariel", "TERN_ARIEL_API_PORT")
         env = {
             **self._child_env(),
-            "TERN_DATABASE_URL": self.s.dsn,
+            **self._db_env(),
             "TERN_ARIEL_API_PORT": str(self.s.ariel.api_port),
         }
         remove_record(self.root)
@@ -538,7 +569,7 @@ class EmbeddedStack:
         # `tern bridge matrix` (starters/): spawned by module name, so tern/ imports nothing above it.
         env = {
             **self._child_env(),
-            "TERN_DATABASE_URL": self.s.dsn,
+            **self._db_env(),
             "TERN_TEMPORAL_ADDRESS": self.s.temporal.address,
             "TERN_MATRIX_PORT": str(self.s.chat.matrix_port),
         }
