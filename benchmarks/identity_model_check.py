@@ -23,12 +23,15 @@ from typing import Any
 
 from hypothesis import HealthCheck, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from benchmarks._common import print_report
 from tests.identity.keys import make_key
 from tests.identity.protocol_model import ApprovalProtocol, Harness
+from workflows.search_attributes import ALL
 
 
 def _server() -> str:
@@ -43,6 +46,12 @@ async def main(examples: int, steps: int, seed_value: int | None) -> dict[str, A
     keys = {n: make_key(keys_dir, n) for n in ("alice", "bob", "carol", "mallory")}
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_server(), data_converter=pydantic_data_converter
+    )
+    await env.client.operator_service.add_search_attributes(  # as tests/conftest.py's time_skipping_env does
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in ALL},
+        )
     )
     harness = Harness(loop=asyncio.get_running_loop(), env=env, keys=keys)
     harness.start_worker_here()

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # System packages and services the full test suite needs; idempotent, safe to run again.
 #   - Docker engine (Debian's docker.io) and debootstrap, installed when missing;
+#   - OpenSSH's ssh-keygen (Debian's openssh-client), installed when missing: proven identity signs and verifies
+#     with `ssh-keygen -Y` (tern/identity/ssh.py);
 #   - promtool, extracted from Debian's prometheus package into the venv when missing (alert rules test);
 #   - Debian's chromium, installed when missing: the Web UI browser tests (tests/test_webui.py) drive it through
 #     Playwright; never `playwright install` (no browser download);
@@ -25,6 +27,7 @@ install_packages() {
   local missing=()
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+  command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
   [ "${TERN_SKIP_CHROMIUM:-0}" = 1 ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
