@@ -59,7 +59,7 @@ async def main(examples: int, steps: int, seed_value: int | None) -> dict[str, A
     if seed_value is not None:
         machine.TestCase = seed(seed_value)(machine.TestCase)  # type: ignore[attr-defined]
     started = time.monotonic()
-    defect = ""
+    defect = harness_error = ""
     try:
         await asyncio.to_thread(
             run_state_machine_as_test,
@@ -72,8 +72,10 @@ async def main(examples: int, steps: int, seed_value: int | None) -> dict[str, A
                 database=None,
             ),
         )
-    except AssertionError as exc:
+    except AssertionError as exc:  # an invariant broke: a defect of the protocol
         defect = str(exc)[:2000] or repr(exc)
+    except Exception as exc:  # the harness (a server call) failed: not a protocol defect, but the run is void
+        harness_error = f"{type(exc).__name__}: {str(exc)[:500]}"
     finally:
         await harness.stop_worker_here()
         await env.shutdown()
@@ -87,6 +89,7 @@ async def main(examples: int, steps: int, seed_value: int | None) -> dict[str, A
         "rule_counts": dict(sorted(harness.stats.items())),
         "defects_found": 1 if defect else 0,
         "defect": defect,
+        "harness_error": harness_error,
         "wall_s": round(time.monotonic() - started, 1),
         "cpus": os.cpu_count(),
     }
@@ -103,4 +106,4 @@ if __name__ == "__main__":
         parser.error("--examples and --steps must be at least 1")
     report = asyncio.run(main(args.examples, args.steps, args.seed))
     print_report(report, args.out)
-    sys.exit(1 if report["defects_found"] else 0)
+    sys.exit(1 if report["defects_found"] or report["harness_error"] else 0)

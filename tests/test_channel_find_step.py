@@ -43,5 +43,17 @@ async def test_a_blank_channel_query_fails_the_step_without_retrying(worker, set
     result = await handle.result()
     assert result.status == "failed"
     assert result.steps[0].status == "failed" and "blank" in result.steps[0].message
-    starts = [e async for e in handle.fetch_history_events() if e.HasField("activity_task_started_event_attributes")]
-    assert [e.activity_task_started_event_attributes.attempt for e in starts] == [1]  # non-retryable
+    events = [e async for e in handle.fetch_history_events()]
+    finds = {
+        e.event_id
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "find_channels"
+    }
+    starts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in events
+        if e.HasField("activity_task_started_event_attributes")
+        and e.activity_task_started_event_attributes.scheduled_event_id in finds
+    ]
+    assert starts == [1]  # non-retryable

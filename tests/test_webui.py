@@ -31,7 +31,7 @@ except ImportError:  # the browser fixture says why the tests skip
     PlaywrightTimeoutError = TimeoutError  # type: ignore[misc,assignment]
 
 from starters.client import TernClient, TernUserError
-from tern.approval.render import APPROVER_PLACEHOLDER
+from tern.approval.render import APPROVER_PLACEHOLDER, exact_number
 from tern.control.channels import read_value
 from tern.embedded.net import free_port
 from tern.models import Plan
@@ -247,8 +247,8 @@ async def test_write_approved_from_the_web_ui(ui_env, ui: WebUI, settings, tmp_p
         text = await ui.details(handle.id, "Waiting for approval")
         for expected in (
             channel,
-            f"Current value: {before:g} A",
-            f"Target: {before + 1.0:g} A",
+            f"Current value: {exact_number(before)} A",
+            f"Target: {exact_number(before + 1.0)} A",
             "Approvers: alice, bob",
             "Not alice",
             "two-person rule",

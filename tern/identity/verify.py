@@ -137,7 +137,7 @@ def check_proof(
         mode=mode,
         principal=principal,
         signer=st.signer,
-        signer_kind=kind,  # type: ignore[arg-type]
+        signer_kind=kind,
         scheme=proof.scheme,
         key=key,
         statement_sha256=sha256_hex(proof.statement),

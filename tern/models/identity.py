@@ -42,7 +42,7 @@ class Statement(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    v: Literal["tern-proof/1"] = STATEMENT_VERSION
+    v: Literal["tern-proof/1"] = "tern-proof/1"
     purpose: ProofPurpose
     workflow_id: str = Field(min_length=1, max_length=1000)
     request_id: str = Field("", max_length=200)

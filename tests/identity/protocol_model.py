@@ -264,8 +264,11 @@ class ApprovalProtocol(RuleBasedStateMachine):
     @rule(draw=st.integers(0, RARE - 1))
     def time_out(self, draw: int) -> None:
         if draw == 0 and self._pending() is not None:
-            self.h.run(self.h.env.sleep(timedelta(seconds=TIMEOUT_S + 60)))
-            self.h.count("timeouts")
+            try:
+                self.h.run(self.h.env.sleep(timedelta(seconds=TIMEOUT_S + 60)))
+                self.h.count("timeouts")
+            except RPCError:  # the test server did not skip in time (a worker restarting): no timeout this step
+                self.h.count("sleeps unanswered")
 
     @rule(draw=st.integers(0, RARE - 1))
     def cancel(self, draw: int) -> None:
