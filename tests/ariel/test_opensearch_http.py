@@ -490,3 +490,115 @@ async def test_tls_with_the_ca_bundle_and_a_client_certificate(tmp_path) -> None
             finally:
                 await close_shared_clients()
     assert [c.path for c in fake.calls if c.method == "PUT"] == [f"/{ALIAS}-1"]
+
+
+# --- issue 27: edge cases a review against the 2.19 and 3.x documentation found -------------------------------
+
+
+async def _entries(pool: asyncpg.Pool) -> list:
+    await ingest_source(pool, "jlab", str(DATA / "jlab_sample_entries.json"), AdapterOptions(now=NOW))
+    async with pool.acquire() as conn:
+        return await store.iter_entry_batches(conn, 1000)
+
+
+async def test_a_write_racing_a_rebuild_cleanup_does_not_recreate_the_deleted_index(
+    fake: FakeOpenSearch, backend: OpenSearchBackend, pool: asyncpg.Pool
+) -> None:
+    """Issue 27, 1: a rebuild's index is deleted (its cleanup after an error) between a writer's alias lookup
+    and its bulk request. Writes go through the aliases with ``require_alias=true``, so the items for the
+    deleted index fail (the entries stay pending) instead of auto-creating it with dynamic mappings."""
+    entries = await _entries(pool)
+    old, new = f"{ALIAS}-1", f"{ALIAS}-1700000000000"
+    fake.cluster.indices[old] = {"aliases": {ALIAS}, "settings": {}, "mappings": {}, "docs": {}}
+    fake.cluster.indices[new] = {"aliases": {f"{ALIAS}-building"}, "settings": {}, "mappings": {}, "docs": {}}
+
+    def rebuild_cleans_up_first(call: Call):
+        if call.path == "/_bulk" and new in fake.cluster.indices:
+            del fake.cluster.indices[new]  # the failed rebuild's DELETE lands before this bulk
+        return None
+
+    fake.handler = rebuild_cleans_up_first
+    report = await backend.index_entries(entries)
+    assert list(fake.cluster.indices) == [old], "the deleted index came back"
+    assert report.indexed == [] and sorted(report.failed) == sorted(e.entry_id for e in entries)
+    assert all("index_not_found_exception" in why for why in report.failed.values())
+    assert len(fake.cluster.indices[old]["docs"]) == len(entries)  # the live index took them
+    [bulk] = [c for c in fake.calls if c.path == "/_bulk"]
+    assert bulk.params.get("require_alias") == "true"
+    assert {a["update"]["_index"] for a, _ in bulk.bulk_pairs()} == {ALIAS, f"{ALIAS}-building"}
+
+    fake.handler = lambda call: None  # the next push goes to the alias alone and succeeds
+    report = await backend.index_entries(entries)
+    assert not report.failed and list(fake.cluster.indices) == [old]
+
+
+async def test_bulk_requests_stay_under_a_10_mib_content_limit(
+    fake: FakeOpenSearch, backend: OpenSearchBackend
+) -> None:
+    """Issue 27, 2: a cluster that refuses bodies over 10 MiB with 413 (Amazon OpenSearch Service on small
+    instances) and 400 vectors of 1,536 dimensions: the vectors go at float32 precision in requests of at most
+    ``BULK_MAX_BYTES`` (5 MiB), and all are acknowledged."""
+    import random
+
+    import numpy as np
+
+    fake.max_content_length = 10 * 1024 * 1024
+    rng = random.Random(27)
+    ids = [f"E{i:04d}" for i in range(400)]
+    vectors = [[rng.gauss(0.0, 0.03) for _ in range(1536)] for _ in ids]
+    report = await backend.index_embeddings("text-embedding-3-small", ids, vectors)
+    assert not report.failed and sorted(report.indexed) == ids
+    bulks = [c for c in fake.calls if c.path == "/_bulk"]
+    assert len(bulks) > 1 and all(0 < c.size <= 8 * 1024 * 1024 for c in bulks), [c.size for c in bulks]
+    field = vector_field("text-embedding-3-small")
+    [docs] = [meta["docs"] for meta in fake.cluster.indices.values()]
+    assert docs["E0007"][field] == [float(x) for x in np.asarray(vectors[7], dtype=np.float32).astype(str)]
+    assert np.allclose(docs["E0007"][field], vectors[7], rtol=1e-6, atol=1e-9)
+
+
+async def test_a_vector_indexed_before_its_text_is_not_a_blank_hit(
+    fake: FakeOpenSearch, backend: OpenSearchBackend, pool: asyncpg.Pool
+) -> None:
+    """Issue 27, 3: a vector upserted before its entry's text makes a document with only the vector; k-NN
+    search and browse skip it (``HAS_TEXT``) until the text arrives."""
+    entries = await _entries(pool)
+    assert not (await backend.index_entries(entries)).failed
+    ids = [e.entry_id for e in entries] + ["J29999"]  # J29999's text is not indexed yet
+    vectors = await EMB.embed([e.title for e in entries] + ["RF trip"])
+    assert not (await backend.index_embeddings(EMB.model, ids, vectors)).failed
+    hits = await backend.semantic(vectors[0], EMB.model, limit=50, min_similarity=-1.0)
+    assert hits is not None and sorted(h.entry_id for h in hits) == sorted(e.entry_id for e in entries)
+    assert all(h.title and h.author and h.timestamp for h in hits)
+    browsed = await backend.keyword("", limit=50)
+    assert sorted(h.entry_id for h in browsed) == sorted(e.entry_id for e in entries)
+    assert all(h.title and h.timestamp for h in browsed)
+
+
+async def test_a_very_long_entry_does_not_fail_the_search(
+    fake: FakeOpenSearch, backend: OpenSearchBackend, pool: asyncpg.Pool
+) -> None:
+    """Issue 27, 4: an entry whose ``raw_text`` is over ``index.highlight.max_analyzed_offset`` (1,000,000
+    characters) is highlighted in its first million characters (``max_analyzer_offset``) instead of failing
+    the search with 400."""
+    [first, *_] = await _entries(pool)
+    long_entry = first.model_copy(update={"raw_text": "beam loss monitor reading. " * 40_000})
+    assert len(long_entry.raw_text) > 1_000_000
+    assert not (await backend.index_entries([long_entry])).failed
+    hits = await backend.keyword("beam loss")
+    assert [h.entry_id for h in hits] == [first.entry_id]
+    [search_call, *_] = [c for c in fake.calls if c.path.endswith("/_search")]
+    assert search_call.body["highlight"]["max_analyzer_offset"] == 1_000_000
+
+
+async def test_serverless_aoss_is_refused_with_the_reason() -> None:
+    """Issue 27, 5: OpenSearch Serverless vector collections do not take Tern's ``_id``-keyed upserts (nor
+    its index settings), so ``aoss`` is refused when the client is built instead of failing on every write."""
+    settings = ariel_settings(
+        ariel={
+            "opensearch_url": "https://abc.eu-west-1.aoss.amazonaws.com",
+            "opensearch_aws_region": "eu-west-1",
+            "opensearch_aws_service": "aoss",
+        }
+    )
+    with pytest.raises(ValueError, match=r"Serverless.*not supported"):
+        client_options(settings)

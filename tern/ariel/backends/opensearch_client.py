@@ -30,11 +30,22 @@ INSECURE_WARNING = (
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 
 
-def aws_auth(region: str, service: str) -> Any:
-    """An ``AWSV4SignerAsyncAuth`` for ``region`` and ``service`` (``es`` or ``aoss``) with boto3's default
-    credential chain (environment, shared profile, instance or task role).
+AOSS_UNSUPPORTED = (
+    "TERN_OPENSEARCH_AWS_SERVICE=aoss (OpenSearch Serverless) is not supported: Serverless vector collections "
+    "refuse documents written with a given _id, which Tern's upserts need, and restrict the index settings Tern "
+    "sets; use a managed domain (es)"
+)
 
-    Raises ``ValueError`` when boto3 is not installed (``pip install 'tern[aws]'``) or finds no credentials."""
+
+def aws_auth(region: str, service: str) -> Any:
+    """An ``AWSV4SignerAsyncAuth`` for ``region`` and ``service`` (``es``; ``aoss``, Serverless, is refused:
+    ``AOSS_UNSUPPORTED``) with boto3's default credential chain (environment, shared profile, instance or task
+    role).
+
+    Raises ``ValueError`` for ``aoss``, when boto3 is not installed (``pip install 'tern[aws]'``) or finds no
+    credentials."""
+    if service == "aoss":
+        raise ValueError(AOSS_UNSUPPORTED)
     try:
         import boto3
     except ImportError as exc:
@@ -51,9 +62,12 @@ def client_options(settings: TernSettings) -> dict[str, Any]:
     """Keyword arguments of ``AsyncOpenSearch`` for the settings' URL, timeout (s), TLS files, verification,
     basic auth or SigV4. Logs ``INSECURE_WARNING`` at WARNING when verification is off.
 
-    Raises ``ValueError`` without ``opensearch_url``, and as ``aws_auth``."""
+    Raises ``ValueError`` without ``opensearch_url``, and as ``aws_auth`` (also for ``aoss`` under basic
+    auth)."""
     if not settings.ariel.opensearch_url:
         raise ValueError("the opensearch backend needs TERN_OPENSEARCH_URL")
+    if settings.ariel.opensearch_aws_service == "aoss":
+        raise ValueError(AOSS_UNSUPPORTED)
     from opensearchpy import AsyncHttpConnection
 
     kw: dict[str, Any] = {
