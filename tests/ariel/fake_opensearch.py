@@ -233,6 +233,8 @@ class Cluster:
                 "docs": {},
             }
             return 200, {"acknowledged": True, "shards_acknowledged": True, "index": parts[0]}
+        if len(parts) == 1 and m == "HEAD":  # Index exists API: 200 or 404, no body
+            return (200, None) if self.resolve(parts[0]) else (404, None)
         if len(parts) == 1 and m == "DELETE":
             gone = self.resolve(parts[0])
             if not gone and "*" not in parts[0] and call.params.get("ignore_unavailable") != "true":
