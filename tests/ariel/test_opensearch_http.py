@@ -602,3 +602,54 @@ async def test_serverless_aoss_is_refused_with_the_reason() -> None:
     )
     with pytest.raises(ValueError, match=r"Serverless.*not supported"):
         client_options(settings)
+
+
+CREDENTIAL_PROCESS = """
+import json, pathlib, sys, time
+started, gate = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+started.touch()
+deadline = time.monotonic() + 20  # the gate opens only while the test's event loop runs
+while not gate.exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+key = "AKIDLOOPRAN" if gate.exists() else "AKIDLOOPBLOCKED"
+print(json.dumps({"Version": 1, "AccessKeyId": key, "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}))
+"""
+
+
+async def test_aws_credentials_are_resolved_off_the_event_loop(
+    fake: FakeOpenSearch, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """Issue 27, 5: boto3's credential chain can block (instance metadata, a credential process); it runs in a
+    worker thread, so the event loop goes on meanwhile. Here a real ``credential_process`` waits until a
+    coroutine on the test's loop opens a gate: on the loop, it would wait in vain and hand out the other key."""
+    import sys
+
+    if importlib.util.find_spec("boto3") is None:
+        pytest.skip("AWS SigV4 needs boto3 (pip install -e '.[aws]'); not installed here")
+    script, started, gate = tmp_path / "creds.py", tmp_path / "started", tmp_path / "gate"
+    script.write_text(CREDENTIAL_PROCESS)
+    config = tmp_path / "aws-config"
+    config.write_text(f"[default]\ncredential_process = {sys.executable} {script} {started} {gate}\n")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    settings = ariel_settings(
+        ariel={"backend": "opensearch", "opensearch_url": fake.url, "opensearch_aws_region": "eu-west-1"}
+    )
+
+    async def open_the_gate() -> None:
+        while not started.exists():  # noqa: ASYNC110 - another process creates it: no Event to await
+            await asyncio.sleep(0.02)
+        gate.touch()
+
+    opener = asyncio.create_task(open_the_gate())
+    try:
+        await OpenSearchBackend.from_settings(settings).ensure_index()
+        await asyncio.wait_for(opener, 30)
+    finally:
+        opener.cancel()
+        await close_shared_clients()
+    assert fake.calls
+    assert all("Credential=AKIDLOOPRAN/" in c.headers["authorization"] for c in fake.calls)

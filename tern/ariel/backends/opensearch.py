@@ -190,6 +190,15 @@ class OpenSearchBackend:
         assert self._settings is not None
         return shared_client(self._settings)
 
+    async def _connect(self) -> None:
+        """Make the shared client, if this backend uses it and it is not made yet, off the event loop
+        (``prepare_shared_client``: AWS credentials may take seconds). Called first by every request method."""
+        if self._client is None:
+            from tern.ariel.backends.opensearch_client import prepare_shared_client
+
+            assert self._settings is not None
+            await prepare_shared_client(self._settings)
+
     async def close(self) -> None:
         """Close the client when it was given to this backend; a shared client stays open for the others."""
         if self._client is not None:
@@ -200,6 +209,7 @@ class OpenSearchBackend:
         exist before the first ingestion) raises ``SearchIndexMissing``."""
         from opensearchpy import NotFoundError
 
+        await self._connect()
         try:
             return await call(index=self.alias, **kwargs)
         except NotFoundError as exc:
@@ -266,6 +276,7 @@ class OpenSearchBackend:
         One ``GET _alias/<alias>*``, filtered here to the two names: a wildcard never answers 404
         (``RestGetAliasesAction`` reports only missing exact names), so the common case, no rebuild under way,
         costs no error response and no client warning."""
+        await self._connect()
         found: dict[str, Any] = await self.client.indices.get_alias(name=f"{self.alias}*")
         targets: dict[str, list[str]] = {}
         for alias in (self.alias, self.building_alias):
@@ -280,6 +291,7 @@ class OpenSearchBackend:
         """The indices ``alias`` (default: the searched alias) points at, sorted; [] when it does not exist."""
         from opensearchpy import NotFoundError
 
+        await self._connect()
         try:
             found = await self.client.indices.get_alias(name=alias or self.alias)
         except NotFoundError:
@@ -326,6 +338,7 @@ class OpenSearchBackend:
         report = IndexReport()
         if not actions:
             return report
+        await self._connect()
         ok_ids: dict[str, None] = {}
         async for ok, item in async_streaming_bulk(
             self.client,

@@ -113,7 +113,8 @@ def _key(settings: TernSettings) -> tuple[Any, ...]:
 def shared_client(settings: TernSettings) -> Any:
     """The process's ``AsyncOpenSearch`` for these connection settings on the running event loop (made on
     first use). Must be called with a running loop (the aiohttp session belongs to it). Raises as
-    ``client_options``."""
+    ``client_options``. Making it here resolves AWS credentials on the loop; the backend makes it first with
+    ``prepare_shared_client``, which does not."""
     from opensearchpy import AsyncOpenSearch
 
     loop = asyncio.get_running_loop()
@@ -122,6 +123,25 @@ def shared_client(settings: TernSettings) -> Any:
     if key not in per_loop:
         per_loop[key] = AsyncOpenSearch(**client_options(settings))
     return per_loop[key]
+
+
+async def prepare_shared_client(settings: TernSettings) -> Any:
+    """``shared_client``, made (when it is not yet) with ``client_options`` run in a worker thread: boto3's
+    credential chain (``aws_auth``) may block for seconds (instance metadata, a ``credential_process``), and the
+    event loop, which also runs the worker's other activities, goes on meanwhile. Raises as ``client_options``.
+
+    botocore still refreshes expiring temporary credentials while signing a request, on the loop (bounded by
+    its metadata timeouts, about once an hour)."""
+    from opensearchpy import AsyncOpenSearch
+
+    loop = asyncio.get_running_loop()
+    key = _key(settings)
+    if key not in _clients.get(loop, {}):
+        kw = await asyncio.to_thread(client_options, settings)
+        per_loop = _clients.setdefault(loop, {})
+        if key not in per_loop:  # another task may have made it while this one waited
+            per_loop[key] = AsyncOpenSearch(**kw)
+    return _clients[loop][key]
 
 
 def shared_client_count() -> int:
