@@ -129,7 +129,8 @@ async def test_writes_never_create_an_index_and_vector_only_documents_are_not_hi
 ) -> None:
     """Issue 27, 1 and 3 on a real cluster: a bulk write to a missing alias (a rebuild's, deleted) fails per
     item under ``require_alias=true`` and creates no index; a vector pushed before its entry's text is no hit of
-    k-NN search or browse; and a vector survives a later text upsert (3.x derived-source vectors)."""
+    k-NN search or browse; a model with no field in the mapping is None (``ignore_unmapped``); and a vector
+    survives a later text upsert (3.x derived-source vectors)."""
     from tern.ariel.backends.opensearch import bulk_entry_actions
 
     for adapter, path in SAMPLES[:1]:
@@ -150,6 +151,8 @@ async def test_writes_never_create_an_index_and_vector_only_documents_are_not_hi
     hits = await backend.semantic(orphan_vec, EMB.model, limit=100, min_similarity=-1.0)
     assert hits is not None and first.entry_id not in {h.entry_id for h in hits} and all(h.title for h in hits)
     assert first.entry_id not in {h.entry_id for h in await backend.keyword("", limit=100)}
+    # ignore_unmapped: a model without a field in the mapping matches nothing instead of failing the search
+    assert await backend.semantic(orphan_vec, "a-model-never-indexed", limit=5) is None
 
     assert not (await backend.index_entries([first])).failed  # the text arrives after the vector
     await backend.client.indices.refresh(index=backend.alias)

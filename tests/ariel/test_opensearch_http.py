@@ -653,3 +653,24 @@ async def test_aws_credentials_are_resolved_off_the_event_loop(
         await close_shared_clients()
     assert fake.calls
     assert all("Credential=AKIDLOOPRAN/" in c.headers["authorization"] for c in fake.calls)
+
+
+async def test_a_semantic_search_with_hits_is_one_request(
+    fake: FakeOpenSearch, backend: OpenSearchBackend, pool: asyncpg.Pool
+) -> None:
+    """Issue 27, 5: the k-NN query carries ``ignore_unmapped`` (k-NN 2.11 or later: an unmapped vector field
+    matches nothing instead of failing), so a search that finds hits is one request; only an empty answer costs
+    a count, which tells "no document carries this model's vector" (None) from "nothing matched" ([])."""
+    entries = await _entries(pool)
+    await backend.index_entries(entries)
+    vectors = await EMB.embed([e.title for e in entries])
+    await backend.index_embeddings(EMB.model, [e.entry_id for e in entries], vectors)
+    before = len(fake.calls)
+    hits = await backend.semantic(vectors[0], EMB.model, limit=3, min_similarity=-1.0)
+    assert hits and len(hits) == 3
+    assert [c.path for c in fake.calls[before:]] == [f"/{ALIAS}/_search"]
+    [call] = fake.calls[before:]
+    assert call.body["query"]["knn"][vector_field(EMB.model)]["ignore_unmapped"] is True
+    before = len(fake.calls)
+    assert await backend.semantic(vectors[0], "another-model", limit=3) is None  # no vector of that model
+    assert [c.path for c in fake.calls[before:]] == [f"/{ALIAS}/_search", f"/{ALIAS}/_count"]

@@ -249,17 +249,16 @@ class OpenSearchBackend:
         min_similarity: float = 0.0,
     ) -> list[LogbookHit] | None:
         """k-NN search; None when no document carries ``model``'s vector. Raises ``SearchIndexMissing`` before
-        the first ingestion."""
+        the first ingestion. One request when it finds hits: the query has ``ignore_unmapped`` (``knn_body``),
+        and only an empty answer is followed by a count of the documents with the vector (and text)."""
         field = vector_field(model)
-        mapping = await self._read(self.client.indices.get_mapping)
-        if not any(field in m.get("mappings", {}).get("properties", {}) for m in mapping.values()):
-            return None
-        count = await self._read(
-            self.client.count, body={"query": {"bool": {"filter": [{"exists": {"field": field}}, HAS_TEXT]}}}
-        )
-        if not count.get("count"):
-            return None
         hits = parse_hits(await self._search(knn_body(vector, model, filters, limit, self.ef_search)), cosine=True)
+        if not hits:
+            count = await self._read(
+                self.client.count, body={"query": {"bool": {"filter": [{"exists": {"field": field}}, HAS_TEXT]}}}
+            )
+            if not count.get("count"):
+                return None
         return [h for h in hits if h.score >= min_similarity]
 
     @property

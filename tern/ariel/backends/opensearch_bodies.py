@@ -263,12 +263,14 @@ def knn_body(
     """A ``knn`` query on the model's vector field, with the filters applied during the search (Lucene
     engine efficient filtering) and ``method_parameters.ef_search`` (default ``default_ef_search(limit)``):
     without it the HNSW queue is ``k`` candidates. ``method_parameters`` needs OpenSearch 2.16 or later
-    (k-NN query documentation, "method_parameters"). The filter always holds ``HAS_TEXT``, so a vector whose
-    entry's text is not indexed yet is never a (blank) hit."""
+    (k-NN query documentation, "method_parameters"). ``ignore_unmapped`` (k-NN 2.11 or later): a model whose
+    field is not in the mapping yet matches nothing instead of failing the search. The filter always holds
+    ``HAS_TEXT``, so a vector whose entry's text is not indexed yet is never a (blank) hit."""
     knn: dict[str, Any] = {
         "vector": [float(x) for x in vector],
         "k": limit,
         "method_parameters": {"ef_search": max(limit, ef_search or default_ef_search(limit))},
+        "ignore_unmapped": True,
     }
     knn["filter"] = {"bool": {"filter": [*filter_clauses(filters), HAS_TEXT]}}
     return {"size": limit, "query": {"knn": {vector_field(model): knn}}, "_source": SOURCE_FIELDS}
