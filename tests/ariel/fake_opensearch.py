@@ -18,6 +18,9 @@ Write and search behaviour of the default answers (``Cluster``), each as OpenSea
   an action whose ``_index`` is not an alias fails per item with 404 ``index_not_found_exception``
   ("[require_alias] request flag is [true] and [x] is not an alias", ``TransportBulkAction``); an action on an
   alias writes to its one index;
+* an index whose mappings say ``"dynamic": "strict"`` refuses a document with an unmapped field, per bulk
+  item with 400 ``strict_dynamic_mapping_exception`` (Mappings documentation, "dynamic": strict "throws an
+  exception"; ``StrictDynamicMappingException``);
 * a request body over ``max_content_length`` (``http.max_content_length``, default 100mb: Network settings
   documentation) gets 413 for the whole request, with the body Amazon OpenSearch Service sends
   (``{"Message": "Request size exceeded N bytes"}``);
@@ -367,6 +370,12 @@ class Cluster:
         if isinstance(index, dict):
             return index
         docs = self.indices[index]["docs"]
+        mappings = self.indices[index]["mappings"]
+        fields = (src or {}).get("doc", src or {}) if op != "delete" else {}
+        unmapped = [f for f in fields if f not in mappings.get("properties", {})]
+        if mappings.get("dynamic") == "strict" and unmapped:
+            reason = f"mapping set to strict, dynamic introduction of [{unmapped[0]}] within [_doc] is not allowed"
+            return bulk_item(op, index, id_, 400, {"type": "strict_dynamic_mapping_exception", "reason": reason})
         if op == "update":
             assert src is not None
             if id_ not in docs and not src.get("doc_as_upsert"):

@@ -674,3 +674,32 @@ async def test_a_semantic_search_with_hits_is_one_request(
     before = len(fake.calls)
     assert await backend.semantic(vectors[0], "another-model", limit=3) is None  # no vector of that model
     assert [c.path for c in fake.calls[before:]] == [f"/{ALIAS}/_search", f"/{ALIAS}/_count"]
+
+
+async def test_the_vector_mapping_is_put_once_per_process_and_again_when_the_index_lost_it(
+    fake: FakeOpenSearch, pool: asyncpg.Pool
+) -> None:
+    """Issue 27, 5: every activity makes its own backend; the vector field's mapping is put once per process
+    and index, not once per backend. Indices are created with ``dynamic: strict``, so an index that lost the
+    field (deleted and made again by hand) refuses the vector (``strict_dynamic_mapping_exception``) instead of
+    storing it unsearchable, and the next push puts the mapping again."""
+    settings = ariel_settings(ariel={"backend": "opensearch", "opensearch_url": fake.url})
+    ids = ["J20001", "J20002"]
+    vectors = await EMB.embed(["RF trip", "vacuum leak"])
+    field = vector_field(EMB.model)
+    try:
+        for _ in range(3):  # three activities
+            report = await OpenSearchBackend.from_settings(settings).index_embeddings(EMB.model, ids, vectors)
+            assert sorted(report.indexed) == ids
+        assert len([c for c in fake.calls if c.path.endswith("/_mapping") and c.method == "PUT"]) == 1
+        [index] = fake.cluster.indices
+        assert fake.cluster.indices[index]["mappings"]["dynamic"] == "strict"
+
+        del fake.cluster.indices[index]  # deleted by hand; the next ingestion makes it again, without the field
+        report = await OpenSearchBackend.from_settings(settings).index_embeddings(EMB.model, ids, vectors)
+        assert report.indexed == [] and all("strict_dynamic_mapping_exception" in w for w in report.failed.values())
+        report = await OpenSearchBackend.from_settings(settings).index_embeddings(EMB.model, ids, vectors)
+        assert sorted(report.indexed) == ids and field in fake.cluster.indices[index]["mappings"]["properties"]
+        assert all(field in d for d in fake.cluster.indices[index]["docs"].values())
+    finally:
+        await close_shared_clients()

@@ -102,6 +102,11 @@ __all__ = [  # the request bodies and parsers live in opensearch_bodies; callers
 ]
 
 
+_MAPPED: dict[str, set[tuple[str, str]]] = {}
+"""Per cluster URL, the (index, model) pairs whose vector field this process has put in the mapping; shared by
+the backends ``from_settings`` makes (one per activity), so the mapping is put once per process and index."""
+
+
 class ReindexResult(BaseModel):
     """What ``reindex_from`` did (``tern ariel reindex --json``): the new index, the indices it replaced,
     documents and vectors (per model) acknowledged, the first ``FAILURES_KEPT`` refusals (entry id ->
@@ -177,6 +182,7 @@ class OpenSearchBackend:
             ef_search=settings.ariel.opensearch_ef_search,
         )
         backend._settings = settings
+        backend._mapped = _MAPPED.setdefault(settings.ariel.opensearch_url, set())
         return backend
 
     @property
@@ -372,7 +378,10 @@ class OpenSearchBackend:
         self, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
     ) -> IndexReport:
         """Upsert one model's vectors (see ``SearchBackend.index_embeddings``); adds the model's ``knn_vector``
-        field to the index mapping first (once per index and model in this process)."""
+        field to the index mapping first, once per index and model in this process (``_MAPPED``). An index
+        without the field (made again by hand, after the process put it) refuses the vectors
+        (``strict_dynamic_mapping_exception``, the indices are ``dynamic: strict``): they stay pending and the
+        next push puts the mapping again."""
         actions: list[dict[str, Any]] = []
         for alias, indices in (await self._write_indices()).items():
             for index in indices:
@@ -382,7 +391,10 @@ class OpenSearchBackend:
                     )
                     self._mapped.add((index, model))
             actions += bulk_vector_actions(alias, model, entry_ids, vectors)
-        return await self._bulk(actions)
+        report = await self._bulk(actions)
+        if any("strict_dynamic_mapping_exception" in why for why in report.failed.values()):
+            self._mapped.difference_update({pair for pair in self._mapped if pair[1] == model})
+        return report
 
     async def reindex_from(
         self, pool: asyncpg.Pool, progress: Callable[[int, int], None] | None = None

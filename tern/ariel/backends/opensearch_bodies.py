@@ -68,6 +68,8 @@ def index_body(vectors: dict[str, int] | None = None, replicas: int = 0) -> dict
     """Settings and mappings of a concrete index, sent in its create request: k-NN enabled, one shard,
     ``replicas`` replica shards, English-analysed text fields (BM25 is OpenSearch's default similarity), keyword
     fields for filters, and one ``knn_vector`` per embedding model (``vectors``: model -> dimension).
+    ``dynamic: strict``: a document with a field not in the mapping (a vector whose field was never put) is
+    refused per item (``strict_dynamic_mapping_exception``) instead of stored unsearchable.
 
     No index template: Tern creates every index itself, so a template would only add a cluster-wide object
     whose ``<alias>-*`` pattern overlaps another alias's (``tern-ariel-*`` and ``tern-ariel-test-*``), which
@@ -91,7 +93,7 @@ def index_body(vectors: dict[str, int] | None = None, replicas: int = 0) -> dict
         props[vector_field(model)] = vector_mapping(dim)
     return {
         "settings": {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": replicas}},
-        "mappings": {"dynamic": False, "properties": props, "_meta": {"created_by": "tern.ariel"}},
+        "mappings": {"dynamic": "strict", "properties": props, "_meta": {"created_by": "tern.ariel"}},
     }
 
 
