@@ -616,8 +616,9 @@ print(json.dumps({"Version": 1, "AccessKeyId": key, "SecretAccessKey": "wJalrXUt
 """
 
 
+@pytest.mark.parametrize("first_call", ["ensure_index", "keyword"])
 async def test_aws_credentials_are_resolved_off_the_event_loop(
-    fake: FakeOpenSearch, monkeypatch: pytest.MonkeyPatch, tmp_path
+    fake: FakeOpenSearch, monkeypatch: pytest.MonkeyPatch, tmp_path, first_call: str
 ) -> None:
     """Issue 27, 5: boto3's credential chain can block (instance metadata, a credential process); it runs in a
     worker thread, so the event loop goes on meanwhile. Here a real ``credential_process`` waits until a
@@ -646,7 +647,12 @@ async def test_aws_credentials_are_resolved_off_the_event_loop(
 
     opener = asyncio.create_task(open_the_gate())
     try:
-        await OpenSearchBackend.from_settings(settings).ensure_index()
+        backend = OpenSearchBackend.from_settings(settings)
+        if first_call == "keyword":  # a search is the first request of an agent's activity
+            with pytest.raises(SearchIndexMissing):
+                await backend.keyword("rf trip")
+        else:
+            await backend.ensure_index()
         await asyncio.wait_for(opener, 30)
     finally:
         opener.cancel()

@@ -210,21 +210,22 @@ class OpenSearchBackend:
         if self._client is not None:
             await self._client.close()
 
-    async def _read(self, call: Any, **kwargs: Any) -> Any:
-        """``await call(index=self.alias, **kwargs)``; ``index_not_found_exception`` (404: the alias does not
+    async def _read(self, method: str, **kwargs: Any) -> Any:
+        """``await self.client.<method>(index=self.alias, **kwargs)`` (``method``: ``search`` or ``count``), the
+        client made first off the loop (``_connect``); ``index_not_found_exception`` (404: the alias does not
         exist before the first ingestion) raises ``SearchIndexMissing``."""
         from opensearchpy import NotFoundError
 
         await self._connect()
         try:
-            return await call(index=self.alias, **kwargs)
+            return await getattr(self.client, method)(index=self.alias, **kwargs)
         except NotFoundError as exc:
             if error_type(exc) == "index_not_found_exception":
                 raise SearchIndexMissing(f"no index or alias {self.alias!r}") from exc
             raise
 
     async def _search(self, body: dict[str, Any]) -> dict[str, Any]:
-        resp: dict[str, Any] = await self._read(self.client.search, body=body)
+        resp: dict[str, Any] = await self._read("search", body=body)
         return resp
 
     async def keyword(
@@ -261,7 +262,7 @@ class OpenSearchBackend:
         hits = parse_hits(await self._search(knn_body(vector, model, filters, limit, self.ef_search)), cosine=True)
         if not hits:
             count = await self._read(
-                self.client.count, body={"query": {"bool": {"filter": [{"exists": {"field": field}}, HAS_TEXT]}}}
+                "count", body={"query": {"bool": {"filter": [{"exists": {"field": field}}, HAS_TEXT]}}}
             )
             if not count.get("count"):
                 return None
