@@ -1,6 +1,6 @@
 """The OpenSearch backend at the HTTP boundary: the real ``opensearchpy.AsyncOpenSearch`` client against a
 scripted endpoint (``tests.ariel.fake_opensearch``) answering with OpenSearch's documented responses. Each
-test here failed on the backend as first landed (issue 15)."""
+test here failed on the backend as first landed (issue 15) or before the fixes of issue 27."""
 
 from __future__ import annotations
 
