@@ -364,7 +364,9 @@ class ArielSettings(_Section):
         "from boto3's default chain (environment, profile, instance role). Excludes basic auth.",
     )
     opensearch_aws_service: Literal["es", "aoss"] = Field(
-        "es", description="AWS SigV4 service name: 'es' (managed domains) or 'aoss' (Serverless)."
+        "es",
+        description="AWS SigV4 service name: 'es' (managed domains); 'aoss' (Serverless) is refused, its vector "
+        "collections do not take Tern's _id-keyed upserts.",
     )
     opensearch_replicas: int = Field(
         0,

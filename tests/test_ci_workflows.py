@@ -30,3 +30,19 @@ def test_opensearch_workflow_runs_the_contract_suite_on_two_versions() -> None:
         assert test_file in runs and (ROOT / test_file).is_file()
     assert "pip install -e '.[dev,aws]'" in runs
     assert any(step.get("uses", "").startswith("actions/checkout@") for step in job["steps"])
+
+
+def test_opensearch_health_check_quotes_its_url() -> None:
+    """Issue 27, 5: Docker runs ``--health-cmd`` with ``/bin/sh -c``; an unquoted ``&`` in the URL backgrounds
+    curl, so the check always passed. The options are split as Docker's CLI does (shell words), then the
+    command as the shell reads it: no ``&`` operator, the whole URL one word."""
+    import shlex
+
+    doc = yaml.safe_load((ROOT / ".github/workflows/opensearch.yml").read_text())
+    [job] = doc["jobs"].values()
+    words = shlex.split(job["services"]["opensearch"]["options"])
+    cmd = words[words.index("--health-cmd") + 1]
+    lexer = shlex.shlex(cmd, posix=True, punctuation_chars=True)
+    tokens = list(lexer)
+    assert "&" not in tokens and ";" not in tokens, tokens
+    assert "http://localhost:9200/_cluster/health?wait_for_status=green&timeout=5s" in tokens, tokens

@@ -122,3 +122,40 @@ async def test_knn_recall_against_exact_search(backend: OpenSearchBackend, pool:
     recall = found / total
     print(f"k-NN recall@10 against exact cosine, {len(queries)} queries, {len(names)} vectors: {recall:.3f}")
     assert recall >= 0.9
+
+
+async def test_writes_never_create_an_index_and_vector_only_documents_are_not_hits(
+    backend: OpenSearchBackend, pool: asyncpg.Pool
+) -> None:
+    """Issue 27, 1 and 3 on a real cluster: a bulk write to a missing alias (a rebuild's, deleted) fails per
+    item under ``require_alias=true`` and creates no index; a vector pushed before its entry's text is no hit of
+    k-NN search or browse; a model with no field in the mapping is None (``ignore_unmapped``); and a vector
+    survives a later text upsert (3.x derived-source vectors)."""
+    from tern.ariel.backends.opensearch import bulk_entry_actions
+
+    for adapter, path in SAMPLES[:1]:
+        await ingest_source(pool, adapter, str(path), AdapterOptions(now=NOW))
+    async with pool.acquire() as conn:
+        entries = await store.iter_entry_batches(conn, 1000)
+    report = await backend._bulk(bulk_entry_actions(backend.building_alias, entries[:2]))
+    assert report.indexed == [] and len(report.failed) == 2, report
+    assert all("index_not_found_exception" in why for why in report.failed.values()), report.failed
+    assert not await backend.client.indices.exists(index=backend.building_alias)  # not auto-created
+
+    first, rest = entries[0], entries[1:]
+    assert not (await backend.index_entries(rest)).failed
+    [orphan_vec, *vecs] = await EMB.embed([first.title] + [e.title for e in rest])
+    ids = [first.entry_id] + [e.entry_id for e in rest]  # the first entry's text is not indexed yet
+    assert not (await backend.index_embeddings(EMB.model, ids, [orphan_vec, *vecs])).failed
+    await backend.client.indices.refresh(index=backend.alias)
+    hits = await backend.semantic(orphan_vec, EMB.model, limit=100, min_similarity=-1.0)
+    assert hits is not None and first.entry_id not in {h.entry_id for h in hits} and all(h.title for h in hits)
+    assert first.entry_id not in {h.entry_id for h in await backend.keyword("", limit=100)}
+    # ignore_unmapped: a model without a field in the mapping matches nothing instead of failing the search
+    assert await backend.semantic(orphan_vec, "a-model-never-indexed", limit=5) is None
+
+    assert not (await backend.index_entries([first])).failed  # the text arrives after the vector
+    await backend.client.indices.refresh(index=backend.alias)
+    hits = await backend.semantic(orphan_vec, EMB.model, limit=100, min_similarity=-1.0)
+    found = {h.entry_id: h for h in hits or []}  # a k-NN hit needs the vector: the text upsert kept it
+    assert first.entry_id in found and found[first.entry_id].title == first.title

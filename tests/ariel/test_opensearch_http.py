@@ -1,6 +1,6 @@
 """The OpenSearch backend at the HTTP boundary: the real ``opensearchpy.AsyncOpenSearch`` client against a
 scripted endpoint (``tests.ariel.fake_opensearch``) answering with OpenSearch's documented responses. Each
-test here failed on the backend as first landed (issue 15)."""
+test here failed on the backend as first landed (issue 15) or before the fixes of issue 27."""
 
 from __future__ import annotations
 
@@ -490,3 +490,222 @@ async def test_tls_with_the_ca_bundle_and_a_client_certificate(tmp_path) -> None
             finally:
                 await close_shared_clients()
     assert [c.path for c in fake.calls if c.method == "PUT"] == [f"/{ALIAS}-1"]
+
+
+# --- issue 27: edge cases a review against the 2.19 and 3.x documentation found -------------------------------
+
+
+async def _entries(pool: asyncpg.Pool) -> list:
+    await ingest_source(pool, "jlab", str(DATA / "jlab_sample_entries.json"), AdapterOptions(now=NOW))
+    async with pool.acquire() as conn:
+        return await store.iter_entry_batches(conn, 1000)
+
+
+async def test_a_write_racing_a_rebuild_cleanup_does_not_recreate_the_deleted_index(
+    fake: FakeOpenSearch, backend: OpenSearchBackend, pool: asyncpg.Pool
+) -> None:
+    """Issue 27, 1: a rebuild's index is deleted (its cleanup after an error) between a writer's alias lookup
+    and its bulk request. Writes go through the aliases with ``require_alias=true``, so the items for the
+    deleted index fail (the entries stay pending) instead of auto-creating it with dynamic mappings."""
+    entries = await _entries(pool)
+    old, new = f"{ALIAS}-1", f"{ALIAS}-1700000000000"
+    fake.cluster.indices[old] = {"aliases": {ALIAS}, "settings": {}, "mappings": {}, "docs": {}}
+    fake.cluster.indices[new] = {"aliases": {f"{ALIAS}-building"}, "settings": {}, "mappings": {}, "docs": {}}
+
+    def rebuild_cleans_up_first(call: Call):
+        if call.path == "/_bulk" and new in fake.cluster.indices:
+            del fake.cluster.indices[new]  # the failed rebuild's DELETE lands before this bulk
+        return None
+
+    fake.handler = rebuild_cleans_up_first
+    report = await backend.index_entries(entries)
+    assert list(fake.cluster.indices) == [old], "the deleted index came back"
+    assert report.indexed == [] and sorted(report.failed) == sorted(e.entry_id for e in entries)
+    assert all("index_not_found_exception" in why for why in report.failed.values())
+    assert len(fake.cluster.indices[old]["docs"]) == len(entries)  # the live index took them
+    [bulk] = [c for c in fake.calls if c.path == "/_bulk"]
+    assert bulk.params.get("require_alias") == "true"
+    assert {a["update"]["_index"] for a, _ in bulk.bulk_pairs()} == {ALIAS, f"{ALIAS}-building"}
+
+    fake.handler = lambda call: None  # the next push goes to the alias alone and succeeds
+    report = await backend.index_entries(entries)
+    assert not report.failed and list(fake.cluster.indices) == [old]
+
+
+async def test_bulk_requests_stay_under_a_10_mib_content_limit(
+    fake: FakeOpenSearch, backend: OpenSearchBackend
+) -> None:
+    """Issue 27, 2: a cluster that refuses bodies over 10 MiB with 413 (Amazon OpenSearch Service on small
+    instances) and 400 vectors of 1,536 dimensions: the vectors go at float32 precision in requests of at most
+    ``BULK_MAX_BYTES`` (5 MiB), and all are acknowledged."""
+    import random
+
+    import numpy as np
+
+    fake.max_content_length = 10 * 1024 * 1024
+    rng = random.Random(27)
+    ids = [f"E{i:04d}" for i in range(400)]
+    vectors = [[rng.gauss(0.0, 0.03) for _ in range(1536)] for _ in ids]
+    report = await backend.index_embeddings("text-embedding-3-small", ids, vectors)
+    assert not report.failed and sorted(report.indexed) == ids
+    bulks = [c for c in fake.calls if c.path == "/_bulk"]
+    assert len(bulks) > 1 and all(0 < c.size <= 8 * 1024 * 1024 for c in bulks), [c.size for c in bulks]
+    field = vector_field("text-embedding-3-small")
+    [docs] = [meta["docs"] for meta in fake.cluster.indices.values()]
+    assert docs["E0007"][field] == [float(x) for x in np.asarray(vectors[7], dtype=np.float32).astype(str)]
+    assert np.allclose(docs["E0007"][field], vectors[7], rtol=1e-6, atol=1e-9)
+
+
+async def test_a_vector_indexed_before_its_text_is_not_a_blank_hit(
+    fake: FakeOpenSearch, backend: OpenSearchBackend, pool: asyncpg.Pool
+) -> None:
+    """Issue 27, 3: a vector upserted before its entry's text makes a document with only the vector; k-NN
+    search and browse skip it (``HAS_TEXT``) until the text arrives."""
+    entries = await _entries(pool)
+    assert not (await backend.index_entries(entries)).failed
+    ids = [e.entry_id for e in entries] + ["J29999"]  # J29999's text is not indexed yet
+    vectors = await EMB.embed([e.title for e in entries] + ["RF trip"])
+    assert not (await backend.index_embeddings(EMB.model, ids, vectors)).failed
+    hits = await backend.semantic(vectors[0], EMB.model, limit=50, min_similarity=-1.0)
+    assert hits is not None and sorted(h.entry_id for h in hits) == sorted(e.entry_id for e in entries)
+    assert all(h.title and h.author and h.timestamp for h in hits)
+    browsed = await backend.keyword("", limit=50)
+    assert sorted(h.entry_id for h in browsed) == sorted(e.entry_id for e in entries)
+    assert all(h.title and h.timestamp for h in browsed)
+
+
+async def test_a_very_long_entry_does_not_fail_the_search(
+    fake: FakeOpenSearch, backend: OpenSearchBackend, pool: asyncpg.Pool
+) -> None:
+    """Issue 27, 4: an entry whose ``raw_text`` is over ``index.highlight.max_analyzed_offset`` (1,000,000
+    characters) is highlighted in its first million characters (``max_analyzer_offset``) instead of failing
+    the search with 400."""
+    [first, *_] = await _entries(pool)
+    long_entry = first.model_copy(update={"raw_text": "beam loss monitor reading. " * 40_000})
+    assert len(long_entry.raw_text) > 1_000_000
+    assert not (await backend.index_entries([long_entry])).failed
+    hits = await backend.keyword("beam loss")
+    assert [h.entry_id for h in hits] == [first.entry_id]
+    [search_call, *_] = [c for c in fake.calls if c.path.endswith("/_search")]
+    assert search_call.body["highlight"]["max_analyzer_offset"] == 1_000_000
+
+
+async def test_serverless_aoss_is_refused_with_the_reason() -> None:
+    """Issue 27, 5: OpenSearch Serverless vector collections do not take Tern's ``_id``-keyed upserts (nor
+    its index settings), so ``aoss`` is refused when the client is built instead of failing on every write."""
+    settings = ariel_settings(
+        ariel={
+            "opensearch_url": "https://abc.eu-west-1.aoss.amazonaws.com",
+            "opensearch_aws_region": "eu-west-1",
+            "opensearch_aws_service": "aoss",
+        }
+    )
+    with pytest.raises(ValueError, match=r"Serverless.*not supported"):
+        client_options(settings)
+
+
+CREDENTIAL_PROCESS = """
+import json, pathlib, sys, time
+started, gate = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+started.touch()
+deadline = time.monotonic() + 20  # the gate opens only while the test's event loop runs
+while not gate.exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+key = "AKIDLOOPRAN" if gate.exists() else "AKIDLOOPBLOCKED"
+print(json.dumps({"Version": 1, "AccessKeyId": key, "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}))
+"""
+
+
+@pytest.mark.parametrize("first_call", ["ensure_index", "keyword"])
+async def test_aws_credentials_are_resolved_off_the_event_loop(
+    fake: FakeOpenSearch, monkeypatch: pytest.MonkeyPatch, tmp_path, first_call: str
+) -> None:
+    """Issue 27, 5: boto3's credential chain can block (instance metadata, a credential process); it runs in a
+    worker thread, so the event loop goes on meanwhile. Here a real ``credential_process`` waits until a
+    coroutine on the test's loop opens a gate: on the loop, it would wait in vain and hand out the other key."""
+    import sys
+
+    if importlib.util.find_spec("boto3") is None:
+        pytest.skip("AWS SigV4 needs boto3 (pip install -e '.[aws]'); not installed here")
+    script, started, gate = tmp_path / "creds.py", tmp_path / "started", tmp_path / "gate"
+    script.write_text(CREDENTIAL_PROCESS)
+    config = tmp_path / "aws-config"
+    config.write_text(f"[default]\ncredential_process = {sys.executable} {script} {started} {gate}\n")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    settings = ariel_settings(
+        ariel={"backend": "opensearch", "opensearch_url": fake.url, "opensearch_aws_region": "eu-west-1"}
+    )
+
+    async def open_the_gate() -> None:
+        while not started.exists():  # noqa: ASYNC110 - another process creates it: no Event to await
+            await asyncio.sleep(0.02)
+        gate.touch()
+
+    opener = asyncio.create_task(open_the_gate())
+    try:
+        backend = OpenSearchBackend.from_settings(settings)
+        if first_call == "keyword":  # a search is the first request of an agent's activity
+            with pytest.raises(SearchIndexMissing):
+                await backend.keyword("rf trip")
+        else:
+            await backend.ensure_index()
+        await asyncio.wait_for(opener, 30)
+    finally:
+        opener.cancel()
+        await close_shared_clients()
+    assert fake.calls
+    assert all("Credential=AKIDLOOPRAN/" in c.headers["authorization"] for c in fake.calls)
+
+
+async def test_a_semantic_search_with_hits_is_one_request(
+    fake: FakeOpenSearch, backend: OpenSearchBackend, pool: asyncpg.Pool
+) -> None:
+    """Issue 27, 5: the k-NN query carries ``ignore_unmapped`` (k-NN 2.11 or later: an unmapped vector field
+    matches nothing instead of failing), so a search that finds hits is one request; only an empty answer costs
+    a count, which tells "no document carries this model's vector" (None) from "nothing matched" ([])."""
+    entries = await _entries(pool)
+    await backend.index_entries(entries)
+    vectors = await EMB.embed([e.title for e in entries])
+    await backend.index_embeddings(EMB.model, [e.entry_id for e in entries], vectors)
+    before = len(fake.calls)
+    hits = await backend.semantic(vectors[0], EMB.model, limit=3, min_similarity=-1.0)
+    assert hits and len(hits) == 3
+    assert [c.path for c in fake.calls[before:]] == [f"/{ALIAS}/_search"]
+    [call] = fake.calls[before:]
+    assert call.body["query"]["knn"][vector_field(EMB.model)]["ignore_unmapped"] is True
+    before = len(fake.calls)
+    assert await backend.semantic(vectors[0], "another-model", limit=3) is None  # no vector of that model
+    assert [c.path for c in fake.calls[before:]] == [f"/{ALIAS}/_search", f"/{ALIAS}/_count"]
+
+
+async def test_the_vector_mapping_is_put_once_per_process_and_again_when_the_index_lost_it(
+    fake: FakeOpenSearch, pool: asyncpg.Pool
+) -> None:
+    """Issue 27, 5: every activity makes its own backend; the vector field's mapping is put once per process
+    and index, not once per backend. Indices are created with ``dynamic: strict``, so an index that lost the
+    field (deleted and made again by hand) refuses the vector (``strict_dynamic_mapping_exception``) instead of
+    storing it unsearchable, and the next push puts the mapping again."""
+    settings = ariel_settings(ariel={"backend": "opensearch", "opensearch_url": fake.url})
+    ids = ["J20001", "J20002"]
+    vectors = await EMB.embed(["RF trip", "vacuum leak"])
+    field = vector_field(EMB.model)
+    try:
+        for _ in range(3):  # three activities
+            report = await OpenSearchBackend.from_settings(settings).index_embeddings(EMB.model, ids, vectors)
+            assert sorted(report.indexed) == ids
+        assert len([c for c in fake.calls if c.path.endswith("/_mapping") and c.method == "PUT"]) == 1
+        [index] = fake.cluster.indices
+        assert fake.cluster.indices[index]["mappings"]["dynamic"] == "strict"
+
+        del fake.cluster.indices[index]  # deleted by hand; the next ingestion makes it again, without the field
+        report = await OpenSearchBackend.from_settings(settings).index_embeddings(EMB.model, ids, vectors)
+        assert report.indexed == [] and all("strict_dynamic_mapping_exception" in w for w in report.failed.values())
+        report = await OpenSearchBackend.from_settings(settings).index_embeddings(EMB.model, ids, vectors)
+        assert sorted(report.indexed) == ids and field in fake.cluster.indices[index]["mappings"]["properties"]
+        assert all(field in d for d in fake.cluster.indices[index]["docs"].values())
+    finally:
+        await close_shared_clients()

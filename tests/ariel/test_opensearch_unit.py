@@ -103,8 +103,11 @@ def test_knn_body_puts_filters_inside_the_knn_clause() -> None:
     assert osb.knn_body([0.1], "m", None, 5, ef_search=400)["query"]["knn"][osb.vector_field("m")][
         "method_parameters"
     ] == {"ef_search": 400}
-    assert knn["filter"] == {"bool": {"filter": [{"term": {"logbook": "CEBAF Operations"}}]}}
-    assert "filter" not in osb.knn_body([0.1], "m", None, 5)["query"]["knn"][osb.vector_field("m")]
+    assert knn["filter"] == {"bool": {"filter": [{"term": {"logbook": "CEBAF Operations"}}, osb.HAS_TEXT]}}
+    # without filters only HAS_TEXT: a vector whose entry's text is not indexed yet is no (blank) hit
+    assert osb.knn_body([0.1], "m", None, 5)["query"]["knn"][osb.vector_field("m")]["filter"] == {
+        "bool": {"filter": [{"exists": {"field": "entry_id"}}]}
+    }
 
 
 def test_bulk_actions_and_alias_swap() -> None:

@@ -29,7 +29,9 @@ from pydantic import BaseModel
 from tern.ariel import store
 from tern.ariel.backends.base import IndexReport, SearchIndexMissing
 from tern.ariel.backends.opensearch_bodies import (
+    HAS_TEXT,
     HIGHLIGHT,
+    MAX_ANALYZER_OFFSET,
     RETRY_ON_CONFLICT,
     SOURCE_FIELDS,
     SQS_FLAGS,
@@ -42,6 +44,7 @@ from tern.ariel.backends.opensearch_bodies import (
     entry_document,
     error_type,
     filter_clauses,
+    float32_values,
     fuzzy_body,
     index_body,
     keyword_body,
@@ -59,10 +62,18 @@ from tern.models import LogbookHit
 REINDEX_BATCH = 1000
 FAILURES_KEPT = 50  # per-document failures a rebuild reports (all are counted)
 MAX_BACKOFF_S = 60.0
+BULK_MAX_BYTES = 5 * 1024 * 1024
+"""Largest bulk request body sent, bytes (opensearch-py's ``max_chunk_bytes``; its default is 100 MB): Amazon
+OpenSearch Service refuses requests over 10 MiB on small instances with 413 for the whole request
+(``http.max_content_length`` is fixed there), and 1,536-dimension vectors make 500-document requests of
+about 10 MB even at float32 precision."""
 
 __all__ = [  # the request bodies and parsers live in opensearch_bodies; callers and tests take them from here
+    "BULK_MAX_BYTES",
     "FAILURES_KEPT",
+    "HAS_TEXT",
     "HIGHLIGHT",
+    "MAX_ANALYZER_OFFSET",
     "MAX_BACKOFF_S",
     "REINDEX_BATCH",
     "RETRY_ON_CONFLICT",
@@ -79,6 +90,7 @@ __all__ = [  # the request bodies and parsers live in opensearch_bodies; callers
     "entry_document",
     "error_type",
     "filter_clauses",
+    "float32_values",
     "fuzzy_body",
     "index_body",
     "keyword_body",
@@ -88,6 +100,11 @@ __all__ = [  # the request bodies and parsers live in opensearch_bodies; callers
     "vector_field",
     "vector_mapping",
 ]
+
+
+_MAPPED: dict[str, set[tuple[str, str]]] = {}
+"""Per cluster URL, the (index, model) pairs whose vector field this process has put in the mapping; shared by
+the backends ``from_settings`` makes (one per activity), so the mapping is put once per process and index."""
 
 
 class ReindexResult(BaseModel):
@@ -119,6 +136,8 @@ class OpenSearchBackend:
         alias: the alias searched (concrete indices are ``<alias>-<version>``).
         bulk_retries: times a bulk item refused with 429 is retried.
         bulk_backoff_s: first wait before such a retry, seconds (doubling, at most ``MAX_BACKOFF_S``).
+        bulk_max_bytes: largest bulk request body, bytes (``BULK_MAX_BYTES``); keep it under the cluster's
+            ``http.max_content_length``.
         replicas: replica shards of the indices it creates.
         ef_search: HNSW candidate queue of k-NN searches; None for ``max(100, 2 * k)`` (``knn_body``).
     """
@@ -135,6 +154,7 @@ class OpenSearchBackend:
         bulk_backoff_s: float = 2.0,
         replicas: int = 0,
         ef_search: int | None = None,
+        bulk_max_bytes: int = BULK_MAX_BYTES,
     ) -> None:
         self._client = client
         self._settings: TernSettings | None = None
@@ -144,6 +164,7 @@ class OpenSearchBackend:
         self._mapped: set[tuple[str, str]] = set()  # (index, model) whose vector field is in the mapping
         self.bulk_retries = bulk_retries
         self.bulk_backoff_s = bulk_backoff_s
+        self.bulk_max_bytes = bulk_max_bytes
 
     @classmethod
     def from_settings(cls, settings: TernSettings) -> OpenSearchBackend:
@@ -161,6 +182,7 @@ class OpenSearchBackend:
             ef_search=settings.ariel.opensearch_ef_search,
         )
         backend._settings = settings
+        backend._mapped = _MAPPED.setdefault(settings.ariel.opensearch_url, set())
         return backend
 
     @property
@@ -174,25 +196,36 @@ class OpenSearchBackend:
         assert self._settings is not None
         return shared_client(self._settings)
 
+    async def _connect(self) -> None:
+        """Make the shared client, if this backend uses it and it is not made yet, off the event loop
+        (``prepare_shared_client``: AWS credentials may take seconds). Called first by every request method."""
+        if self._client is None:
+            from tern.ariel.backends.opensearch_client import prepare_shared_client
+
+            assert self._settings is not None
+            await prepare_shared_client(self._settings)
+
     async def close(self) -> None:
         """Close the client when it was given to this backend; a shared client stays open for the others."""
         if self._client is not None:
             await self._client.close()
 
-    async def _read(self, call: Any, **kwargs: Any) -> Any:
-        """``await call(index=self.alias, **kwargs)``; ``index_not_found_exception`` (404: the alias does not
+    async def _read(self, method: str, **kwargs: Any) -> Any:
+        """``await self.client.<method>(index=self.alias, **kwargs)`` (``method``: ``search`` or ``count``), the
+        client made first off the loop (``_connect``); ``index_not_found_exception`` (404: the alias does not
         exist before the first ingestion) raises ``SearchIndexMissing``."""
         from opensearchpy import NotFoundError
 
+        await self._connect()
         try:
-            return await call(index=self.alias, **kwargs)
+            return await getattr(self.client, method)(index=self.alias, **kwargs)
         except NotFoundError as exc:
             if error_type(exc) == "index_not_found_exception":
                 raise SearchIndexMissing(f"no index or alias {self.alias!r}") from exc
             raise
 
     async def _search(self, body: dict[str, Any]) -> dict[str, Any]:
-        resp: dict[str, Any] = await self._read(self.client.search, body=body)
+        resp: dict[str, Any] = await self._read("search", body=body)
         return resp
 
     async def keyword(
@@ -223,15 +256,16 @@ class OpenSearchBackend:
         min_similarity: float = 0.0,
     ) -> list[LogbookHit] | None:
         """k-NN search; None when no document carries ``model``'s vector. Raises ``SearchIndexMissing`` before
-        the first ingestion."""
+        the first ingestion. One request when it finds hits: the query has ``ignore_unmapped`` (``knn_body``),
+        and only an empty answer is followed by a count of the documents with the vector (and text)."""
         field = vector_field(model)
-        mapping = await self._read(self.client.indices.get_mapping)
-        if not any(field in m.get("mappings", {}).get("properties", {}) for m in mapping.values()):
-            return None
-        count = await self._read(self.client.count, body={"query": {"exists": {"field": field}}})
-        if not count.get("count"):
-            return None
         hits = parse_hits(await self._search(knn_body(vector, model, filters, limit, self.ef_search)), cosine=True)
+        if not hits:
+            count = await self._read(
+                "count", body={"query": {"bool": {"filter": [{"exists": {"field": field}}, HAS_TEXT]}}}
+            )
+            if not count.get("count"):
+                return None
         return [h for h in hits if h.score >= min_similarity]
 
     @property
@@ -239,20 +273,31 @@ class OpenSearchBackend:
         """The alias a rebuild's new index carries until the swap; writes go to its indices too."""
         return f"{self.alias}-building"
 
-    async def _write_indices(self) -> list[str]:
-        """Where writes go: the alias's index and, during a rebuild, the new index (``building_alias``);
-        creates the first index when there is none. One ``GET _alias/<alias>*``, filtered here to the two
-        names: a wildcard never answers 404 (``RestGetAliasesAction`` reports only missing exact names), so
-        the common case, no rebuild under way, costs no error response and no client warning."""
+    async def _write_indices(self) -> dict[str, list[str]]:
+        """Where writes go: alias -> its concrete indices, for the alias and, during a rebuild, the new index's
+        ``building_alias``; creates the first index when there is none. Bulk actions name the aliases, not the
+        indices, and are sent with ``require_alias=true`` (``_bulk``): an index deleted after this lookup (a
+        rebuild's swap or its cleanup after an error) fails those items with ``index_not_found_exception``
+        (they stay pending) instead of being auto-created with dynamic mappings and no ``knn``.
+        One ``GET _alias/<alias>*``, filtered here to the two names: a wildcard never answers 404
+        (``RestGetAliasesAction`` reports only missing exact names), so the common case, no rebuild under way,
+        costs no error response and no client warning."""
+        await self._connect()
         found: dict[str, Any] = await self.client.indices.get_alias(name=f"{self.alias}*")
-        wanted = {self.alias, self.building_alias}
-        targets = sorted(i for i, v in found.items() if wanted & set((v or {}).get("aliases", {})))
-        return targets or [await self.ensure_index()]
+        targets: dict[str, list[str]] = {}
+        for alias in (self.alias, self.building_alias):
+            indices = sorted(i for i, v in found.items() if alias in (v or {}).get("aliases", {}))
+            if indices:
+                targets[alias] = indices
+        if self.alias not in targets:
+            targets[self.alias] = [await self.ensure_index()]
+        return targets
 
     async def _concrete_indices(self, alias: str | None = None) -> list[str]:
         """The indices ``alias`` (default: the searched alias) points at, sorted; [] when it does not exist."""
         from opensearchpy import NotFoundError
 
+        await self._connect()
         try:
             found = await self.client.indices.get_alias(name=alias or self.alias)
         except NotFoundError:
@@ -286,7 +331,9 @@ class OpenSearchBackend:
         return index
 
     async def _bulk(self, actions: list[dict[str, Any]], *, refresh: bool = False) -> IndexReport:
-        """Send bulk actions with ``async_streaming_bulk``: items refused with 429 are retried
+        """Send bulk actions (each ``_index`` an alias) with ``async_streaming_bulk`` and ``require_alias=true``
+        (Bulk API: every action must target an alias, so none auto-creates an index), in requests of at most
+        ``bulk_max_bytes`` (the helper's ``max_chunk_bytes``). Items refused with 429 are retried
         ``bulk_retries`` times with exponential backoff from ``bulk_backoff_s`` (the helper's documented
         behaviour), every other item failure is reported per document instead of raised, so the caller knows
         which documents the index acknowledged. An id is indexed only when all its actions succeeded.
@@ -297,6 +344,7 @@ class OpenSearchBackend:
         report = IndexReport()
         if not actions:
             return report
+        await self._connect()
         ok_ids: dict[str, None] = {}
         async for ok, item in async_streaming_bulk(
             self.client,
@@ -306,7 +354,9 @@ class OpenSearchBackend:
             max_backoff=MAX_BACKOFF_S,
             raise_on_error=False,
             yield_ok=True,
+            max_chunk_bytes=self.bulk_max_bytes,
             refresh=refresh,
+            require_alias=True,
         ):
             info = next(iter(item.values()))
             entry_id = str(info.get("_id"))
@@ -321,24 +371,31 @@ class OpenSearchBackend:
 
     async def index_entries(self, entries: Sequence[LogbookEntry]) -> IndexReport:
         """Upsert the entries' documents (see ``SearchBackend.index_entries``) in every index writes go to
-        (``_write_indices``); an entry is acknowledged when all of them took it."""
-        actions = [a for index in await self._write_indices() for a in bulk_entry_actions(index, entries)]
+        (``_write_indices``, through their aliases); an entry is acknowledged when all of them took it."""
+        actions = [a for alias in await self._write_indices() for a in bulk_entry_actions(alias, entries)]
         return await self._bulk(actions)
 
     async def index_embeddings(
         self, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
     ) -> IndexReport:
         """Upsert one model's vectors (see ``SearchBackend.index_embeddings``); adds the model's ``knn_vector``
-        field to the index mapping first (once per index and model in this process)."""
+        field to the index mapping first, once per index and model in this process (``_MAPPED``). An index
+        without the field (made again by hand, after the process put it) refuses the vectors
+        (``strict_dynamic_mapping_exception``, the indices are ``dynamic: strict``): they stay pending and the
+        next push puts the mapping again."""
         actions: list[dict[str, Any]] = []
-        for index in await self._write_indices():
-            if vectors and (index, model) not in self._mapped:
-                await self.client.indices.put_mapping(
-                    index=index, body={"properties": {vector_field(model): vector_mapping(len(vectors[0]))}}
-                )
-                self._mapped.add((index, model))
-            actions += bulk_vector_actions(index, model, entry_ids, vectors)
-        return await self._bulk(actions)
+        for alias, indices in (await self._write_indices()).items():
+            for index in indices:
+                if vectors and (index, model) not in self._mapped:
+                    await self.client.indices.put_mapping(
+                        index=index, body={"properties": {vector_field(model): vector_mapping(len(vectors[0]))}}
+                    )
+                    self._mapped.add((index, model))
+            actions += bulk_vector_actions(alias, model, entry_ids, vectors)
+        report = await self._bulk(actions)
+        if any("strict_dynamic_mapping_exception" in why for why in report.failed.values()):
+            self._mapped.difference_update({pair for pair in self._mapped if pair[1] == model})
+        return report
 
     async def reindex_from(
         self, pool: asyncpg.Pool, progress: Callable[[int, int], None] | None = None
@@ -369,11 +426,12 @@ class OpenSearchBackend:
             body["aliases"] = {self.building_alias: {}}
             await self.client.indices.create(index=index, body=body)
             result = ReindexResult(index=index, replaced=old, vectors={m: 0 for m in models})
+            building = self.building_alias  # writes go through the alias (``require_alias``), as ingestion's
             try:
                 after = ""
                 while batch := await store.index_documents_after(conn, after, REINDEX_BATCH):
                     after = batch[-1][0].entry_id
-                    rep = await self._bulk(bulk_entry_actions(index, [e for e, _ in batch]), refresh=False)
+                    rep = await self._bulk(bulk_entry_actions(building, [e for e, _ in batch]), refresh=False)
                     result.add_failures(rep)
                     done = set(rep.indexed)
                     await store.mark_entries_indexed(conn, [(e.entry_id, h) for e, h in batch if e.entry_id in done])
@@ -381,7 +439,7 @@ class OpenSearchBackend:
                     for model, (_dim, table) in models.items():
                         rows = await store.current_vectors(conn, table, [e.entry_id for e, _ in batch])
                         rep = await self._bulk(
-                            bulk_vector_actions(index, model, [i for i, _, _ in rows], [v for _, _, v in rows]),
+                            bulk_vector_actions(building, model, [i for i, _, _ in rows], [v for _, _, v in rows]),
                             refresh=False,
                         )
                         result.add_failures(rep)

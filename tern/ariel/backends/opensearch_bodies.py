@@ -18,7 +18,13 @@ from tern.ariel.query import SearchFilters
 from tern.models import LogbookHit
 
 TEXT_FIELDS = ["title^3", "raw_text", "tags^1.5", "keywords^1.5", "summary"]
+MAX_ANALYZER_OFFSET = 1_000_000
+"""Characters of a field the highlighter analyses (``max_analyzer_offset``, OpenSearch 2.2 or later): a longer
+``raw_text`` is highlighted in its first million characters instead of failing the whole search with
+``illegal_argument_exception`` (the index's ``index.highlight.max_analyzed_offset``, default 1,000,000, still
+applies when it is lower; OpenSearch "Highlight query matches" documentation)."""
 HIGHLIGHT = {
+    "max_analyzer_offset": MAX_ANALYZER_OFFSET,
     "pre_tags": ["**"],
     "post_tags": ["**"],
     "fields": {
@@ -28,6 +34,19 @@ HIGHLIGHT = {
 }
 SOURCE_FIELDS = ["entry_id", "title", "author", "timestamp", "raw_text"]
 RETRY_ON_CONFLICT = 3  # an entry's text and its vectors are partial updates of one document
+HAS_TEXT: dict[str, Any] = {"exists": {"field": "entry_id"}}
+"""Filter clause for documents whose text is indexed: a vector pushed before its entry's text makes a document
+with only the vector field, which browse and k-NN search would otherwise return as a blank hit (no title,
+author or timestamp). ``entry_id`` is set by ``entry_document`` only."""
+
+
+def float32_values(vector: Sequence[float]) -> list[float]:
+    """``vector`` at float32 precision, each value the shortest decimal that reads back as the same float32
+    (numpy's ``str`` of a ``float32``): what a ``knn_vector`` stores anyway (32-bit floats), in about 12
+    characters a value instead of a double's 20, so bulk requests of large vectors stay small."""
+    import numpy as np
+
+    return [float(x) for x in np.asarray(vector, dtype=np.float32).astype(str)]
 
 
 def vector_field(model: str) -> str:
@@ -49,6 +68,8 @@ def index_body(vectors: dict[str, int] | None = None, replicas: int = 0) -> dict
     """Settings and mappings of a concrete index, sent in its create request: k-NN enabled, one shard,
     ``replicas`` replica shards, English-analysed text fields (BM25 is OpenSearch's default similarity), keyword
     fields for filters, and one ``knn_vector`` per embedding model (``vectors``: model -> dimension).
+    ``dynamic: strict``: a document with a field not in the mapping (a vector whose field was never put) is
+    refused per item (``strict_dynamic_mapping_exception``) instead of stored unsearchable.
 
     No index template: Tern creates every index itself, so a template would only add a cluster-wide object
     whose ``<alias>-*`` pattern overlaps another alias's (``tern-ariel-*`` and ``tern-ariel-test-*``), which
@@ -72,7 +93,7 @@ def index_body(vectors: dict[str, int] | None = None, replicas: int = 0) -> dict
         props[vector_field(model)] = vector_mapping(dim)
     return {
         "settings": {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": replicas}},
-        "mappings": {"dynamic": False, "properties": props, "_meta": {"created_by": "tern.ariel"}},
+        "mappings": {"dynamic": "strict", "properties": props, "_meta": {"created_by": "tern.ariel"}},
     }
 
 
@@ -112,14 +133,16 @@ def bulk_vector_actions(
     index: str, model: str, entry_ids: Sequence[str], vectors: Sequence[Sequence[float]]
 ) -> list[dict[str, Any]]:
     """Bulk ``update`` actions setting one model's vector, as upserts: a document whose text is not indexed yet
-    gets the vector now and its text later (a plain update would fail with ``document_missing_exception``)."""
+    gets the vector now and its text later (a plain update would fail with ``document_missing_exception``);
+    such a document has no text fields until then, and searches skip it (``HAS_TEXT``). Values are sent at
+    float32 precision (``float32_values``)."""
     field = vector_field(model)
     return [
         {
             "_op_type": "update",
             "_index": index,
             "_id": i,
-            "doc": {field: [float(x) for x in v]},
+            "doc": {field: float32_values(v)},
             "doc_as_upsert": True,
             "retry_on_conflict": RETRY_ON_CONFLICT,
         }
@@ -220,9 +243,11 @@ def fuzzy_body(text: str, filters: SearchFilters | None, limit: int) -> dict[str
 
 
 def browse_body(filters: SearchFilters | None, limit: int) -> dict[str, Any]:
+    """The newest documents matching the filters (an empty query); documents without text are skipped
+    (``HAS_TEXT``)."""
     return {
         "size": limit,
-        "query": {"bool": {"filter": filter_clauses(filters)}},
+        "query": {"bool": {"filter": [*filter_clauses(filters), HAS_TEXT]}},
         "sort": [{"timestamp": "desc"}],
         "_source": SOURCE_FIELDS,
     }
@@ -240,15 +265,16 @@ def knn_body(
     """A ``knn`` query on the model's vector field, with the filters applied during the search (Lucene
     engine efficient filtering) and ``method_parameters.ef_search`` (default ``default_ef_search(limit)``):
     without it the HNSW queue is ``k`` candidates. ``method_parameters`` needs OpenSearch 2.16 or later
-    (k-NN query documentation, "method_parameters")."""
+    (k-NN query documentation, "method_parameters"). ``ignore_unmapped`` (k-NN 2.11 or later): a model whose
+    field is not in the mapping yet matches nothing instead of failing the search. The filter always holds
+    ``HAS_TEXT``, so a vector whose entry's text is not indexed yet is never a (blank) hit."""
     knn: dict[str, Any] = {
         "vector": [float(x) for x in vector],
         "k": limit,
         "method_parameters": {"ef_search": max(limit, ef_search or default_ef_search(limit))},
+        "ignore_unmapped": True,
     }
-    clauses = filter_clauses(filters)
-    if clauses:
-        knn["filter"] = {"bool": {"filter": clauses}}
+    knn["filter"] = {"bool": {"filter": [*filter_clauses(filters), HAS_TEXT]}}
     return {"size": limit, "query": {"knn": {vector_field(model): knn}}, "_source": SOURCE_FIELDS}
 
 

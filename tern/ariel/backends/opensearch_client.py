@@ -30,11 +30,22 @@ INSECURE_WARNING = (
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 
 
-def aws_auth(region: str, service: str) -> Any:
-    """An ``AWSV4SignerAsyncAuth`` for ``region`` and ``service`` (``es`` or ``aoss``) with boto3's default
-    credential chain (environment, shared profile, instance or task role).
+AOSS_UNSUPPORTED = (
+    "TERN_OPENSEARCH_AWS_SERVICE=aoss (OpenSearch Serverless) is not supported: Serverless vector collections "
+    "refuse documents written with a given _id, which Tern's upserts need, and restrict the index settings Tern "
+    "sets; use a managed domain (es)"
+)
 
-    Raises ``ValueError`` when boto3 is not installed (``pip install 'tern[aws]'``) or finds no credentials."""
+
+def aws_auth(region: str, service: str) -> Any:
+    """An ``AWSV4SignerAsyncAuth`` for ``region`` and ``service`` (``es``; ``aoss``, Serverless, is refused:
+    ``AOSS_UNSUPPORTED``) with boto3's default credential chain (environment, shared profile, instance or task
+    role).
+
+    Raises ``ValueError`` for ``aoss``, when boto3 is not installed (``pip install 'tern[aws]'``) or finds no
+    credentials."""
+    if service == "aoss":
+        raise ValueError(AOSS_UNSUPPORTED)
     try:
         import boto3
     except ImportError as exc:
@@ -51,9 +62,12 @@ def client_options(settings: TernSettings) -> dict[str, Any]:
     """Keyword arguments of ``AsyncOpenSearch`` for the settings' URL, timeout (s), TLS files, verification,
     basic auth or SigV4. Logs ``INSECURE_WARNING`` at WARNING when verification is off.
 
-    Raises ``ValueError`` without ``opensearch_url``, and as ``aws_auth``."""
+    Raises ``ValueError`` without ``opensearch_url``, and as ``aws_auth`` (also for ``aoss`` under basic
+    auth)."""
     if not settings.ariel.opensearch_url:
         raise ValueError("the opensearch backend needs TERN_OPENSEARCH_URL")
+    if settings.ariel.opensearch_aws_service == "aoss":
+        raise ValueError(AOSS_UNSUPPORTED)
     from opensearchpy import AsyncHttpConnection
 
     kw: dict[str, Any] = {
@@ -99,7 +113,8 @@ def _key(settings: TernSettings) -> tuple[Any, ...]:
 def shared_client(settings: TernSettings) -> Any:
     """The process's ``AsyncOpenSearch`` for these connection settings on the running event loop (made on
     first use). Must be called with a running loop (the aiohttp session belongs to it). Raises as
-    ``client_options``."""
+    ``client_options``. Making it here resolves AWS credentials on the loop; the backend makes it first with
+    ``prepare_shared_client``, which does not."""
     from opensearchpy import AsyncOpenSearch
 
     loop = asyncio.get_running_loop()
@@ -108,6 +123,25 @@ def shared_client(settings: TernSettings) -> Any:
     if key not in per_loop:
         per_loop[key] = AsyncOpenSearch(**client_options(settings))
     return per_loop[key]
+
+
+async def prepare_shared_client(settings: TernSettings) -> Any:
+    """``shared_client``, made (when it is not yet) with ``client_options`` run in a worker thread: boto3's
+    credential chain (``aws_auth``) may block for seconds (instance metadata, a ``credential_process``), and the
+    event loop, which also runs the worker's other activities, goes on meanwhile. Raises as ``client_options``.
+
+    botocore still refreshes expiring temporary credentials while signing a request, on the loop (bounded by
+    its metadata timeouts, about once an hour)."""
+    from opensearchpy import AsyncOpenSearch
+
+    loop = asyncio.get_running_loop()
+    key = _key(settings)
+    if key not in _clients.get(loop, {}):
+        kw = await asyncio.to_thread(client_options, settings)
+        per_loop = _clients.setdefault(loop, {})
+        if key not in per_loop:  # another task may have made it while this one waited
+            per_loop[key] = AsyncOpenSearch(**kw)
+    return _clients[loop][key]
 
 
 def shared_client_count() -> int:
