@@ -241,11 +241,10 @@ async def test_ariel_ingest_of_invalid_utf8_exits_2(pg_dsn, tmp_path, no_stack) 
     assert_one_line_refusal(proc, [str(bad), "not UTF-8"])
 
 
-def test_readme_lists_every_limit() -> None:
-    """tern/models/limits.py and the README's "Input limits" table are kept in step."""
+def test_docs_list_every_limit() -> None:
+    """tern/models/limits.py and the "Input limits" table of the docs (docs/reference/limits.md) are kept in step."""
     import tern.models.limits as limits
 
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("### Input limits") : readme.index("### Plans")]
+    table = (ROOT / "docs" / "reference" / "limits.md").read_text()
     names = [n for n in vars(limits) if n.startswith(("MAX_", "MIN_"))]
     assert names and all(f"`{n}`" in table for n in names), [n for n in names if f"`{n}`" not in table]
