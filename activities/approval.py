@@ -27,7 +27,7 @@ from tern.identity.uses import claim_use
 from tern.identity.verify import OidcIdentityLike, check_proof, oidc_verifier
 from tern.models import AuditEvent
 from tern.models.approval import ApprovalResolveInput, NotifyApproversInput, ResolvedApproval
-from tern.models.identity import IdentityMode, ProofCheck, ProofCheckInput
+from tern.models.identity import ProofCheck, ProofCheckInput
 
 POLICY_AUDIT_RUN_ID = "approval-policy"
 
@@ -122,7 +122,7 @@ class ApprovalActivities:
                 # invalid policy (resolve_approval), so nothing can be decided
                 return ProofCheck(ok=True, mode="declared", principal=inp.declared, signer=inp.declared)
             return ProofCheck(ok=False, mode="proven", reason=f"all proofs refused: {exc}")
-        mode: IdentityMode = "proven" if "proven" in (self.settings.approval.identity, policy.identity) else "declared"
+        mode = policy.identity_mode(self.settings.approval.identity)
         oidc = self._oidc_verifier()
         check = await asyncio.to_thread(
             check_proof, inp, mode=mode, principals=policy.principals, now=datetime.now(UTC), oidc_verify=oidc

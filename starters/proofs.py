@@ -14,23 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from starters.common import fail
-from tern.approval.policy import ApprovalPolicyError, load_policy
+from tern.approval.policy import ApprovalPolicy, ApprovalPolicyError, load_policy
 from tern.config import current_user
 from tern.identity.prove import ProofError, Signer, principal_of_key
 from tern.identity.ssh import default_key
-from tern.models.identity import Principal
 
 
-def _policy(settings: Any) -> tuple[dict[str, Principal], bool]:
-    """The policy's principals and whether it asks for proven identity ({} and False without a readable file)."""
+def _policy(settings: Any) -> ApprovalPolicy:
+    """The policy file as the CLI can read it (an empty policy without a readable file)."""
     path = settings.approval.policy_path
     if path is None:
-        return {}, False
+        return ApprovalPolicy()
     try:
-        policy, _ = load_policy(Path(path))
+        return load_policy(Path(path))[0]
     except ApprovalPolicyError:
-        return {}, False  # the worker refuses everything under a bad policy; the CLI signs as asked
-    return policy.principals, policy.identity == "proven"
+        return ApprovalPolicy()  # the worker refuses everything under a bad policy; the CLI signs as asked
 
 
 def _cached_id_token(settings: Any) -> tuple[str, str] | None:
@@ -55,8 +53,9 @@ def cli_signer(settings: Any, *, key: Path | None, declared: str | None, option:
     Exits 2 (nothing sent) when proven identity is required and nothing can sign, or when the declared name is
     not the key's principal.
     """
-    principals, policy_proven = _policy(settings)
-    proven = settings.approval.identity == "proven" or policy_proven
+    policy = _policy(settings)
+    principals = policy.principals
+    proven = policy.identity_mode(settings.approval.identity) == "proven"
     if key is None and not proven:
         return (declared if declared is not None else current_user()), None
     if key is None:

@@ -88,7 +88,7 @@ class Machine:
         @activity.defn(name="verify_proof")
         async def verify_proof(inp: ProofCheckInput) -> ProofCheck:
             # The real check (ssh-keygen included) against the machine's policy; single use kept in memory.
-            mode: IdentityMode = "proven" if "proven" in (m.identity, m.policy.identity) else "declared"
+            mode = m.policy.identity_mode(m.identity)
             check = await asyncio.to_thread(
                 check_proof, inp, mode=mode, principals=m.policy.principals, now=datetime.now(UTC)
             )

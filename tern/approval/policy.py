@@ -162,6 +162,10 @@ class ApprovalPolicy(BaseModel):
             out += [m for m in members if m not in out]
         return out
 
+    def identity_mode(self, worker: IdentityMode) -> IdentityMode:
+        """The identity mode in force: the stricter of the worker's ``approval.identity`` and the file's."""
+        return "proven" if "proven" in (worker, self.identity) else "declared"
+
     @property
     def is_open(self) -> bool:
         """True when nothing names approvers: every run's own list is used."""
@@ -227,7 +231,7 @@ class ApprovalPolicy(BaseModel):
             policy_version=version,
             rule=source,
             refusal=refusal,
-            identity="proven" if "proven" in (identity, self.identity) else "declared",
+            identity=self.identity_mode(identity),
             surfaces=surfaces,
         )
 

@@ -4,7 +4,7 @@ proves and does not, are documented in :mod:`tern.db.audit_chain`."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -40,6 +40,38 @@ class ChainReport(BaseModel):
         return self.first_break is None
 
 
+def _break(r: Any, prev: str, last_id: int) -> ChainBreak | None:
+    """How row ``r`` breaks the chain whose head before it is ``prev`` (row ``last_id``), or None when it holds."""
+    if r["row_hash"] is None or r["prev_hash"] is None:
+        return ChainBreak(
+            id=r["id"],
+            event_key=r["event_key"],
+            problem="unhashed",
+            detail="the row has no hash: it was written around the chain (not by Tern's audit store)",
+        )
+    if r["prev_hash"] != prev:
+        return ChainBreak(
+            id=r["id"],
+            event_key=r["event_key"],
+            problem="link",
+            expected=prev,
+            stored=r["prev_hash"],
+            detail=f"prev_hash does not match the row_hash of the row before it (id {last_id or 'none'}): "
+            "a row was deleted, inserted or reordered before this one",
+        )
+    h = row_hash(r, r["prev_hash"])
+    if h != r["row_hash"]:
+        return ChainBreak(
+            id=r["id"],
+            event_key=r["event_key"],
+            problem="content",
+            expected=h,
+            stored=r["row_hash"],
+            detail="the row's content does not hash to its stored row_hash: the row was edited",
+        )
+    return None
+
+
 async def verify_chain(conn: Conn, *, batch: int = 2000) -> ChainReport:
     """Walk ``audit_events`` in ``id`` order and check each row's ``prev_hash`` link and content hash; stop at the
     first row that does not match. Reads in batches of ``batch`` rows (keyset by ``id``), so a large table is
@@ -54,45 +86,8 @@ async def verify_chain(conn: Conn, *, batch: int = 2000) -> ChainReport:
             return ChainReport(rows=n, head=prev)
         for r in rows:
             n += 1
-            key = r["event_key"]
-            if r["row_hash"] is None or r["prev_hash"] is None:
-                return ChainReport(
-                    rows=n,
-                    head=prev,
-                    first_break=ChainBreak(
-                        id=r["id"],
-                        event_key=key,
-                        problem="unhashed",
-                        detail="the row has no hash: it was written around the chain (not by Tern's audit store)",
-                    ),
-                )
-            if r["prev_hash"] != prev:
-                return ChainReport(
-                    rows=n,
-                    head=prev,
-                    first_break=ChainBreak(
-                        id=r["id"],
-                        event_key=key,
-                        problem="link",
-                        expected=prev,
-                        stored=r["prev_hash"],
-                        detail=f"prev_hash does not match the row_hash of the row before it (id {last_id or 'none'}): "
-                        "a row was deleted, inserted or reordered before this one",
-                    ),
-                )
-            h = row_hash(r, r["prev_hash"])
-            if h != r["row_hash"]:
-                return ChainReport(
-                    rows=n,
-                    head=prev,
-                    first_break=ChainBreak(
-                        id=r["id"],
-                        event_key=key,
-                        problem="content",
-                        expected=h,
-                        stored=r["row_hash"],
-                        detail="the row's content does not hash to its stored row_hash: the row was edited",
-                    ),
-                )
+            found = _break(r, prev, last_id)
+            if found is not None:
+                return ChainReport(rows=n, head=prev, first_break=found)
             prev = r["row_hash"]
             last_id = r["id"]
