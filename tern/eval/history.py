@@ -18,11 +18,16 @@ class NoApprovedPlan(ValueError):
 
 
 def approved_plan(run: AgentRunResult) -> Plan:
-    """The last plan version of ``run`` that an approver approved (approval kind ``plan``, step ``plan-vN``).
+    """The last plan version of ``run`` that an approver approved (approval kind ``plan``, step ``plan-vN``, decided
+    by a person through an Update or Signal).
 
     Raises :class:`NoApprovedPlan` when there is none: a plan that ran without a person's approval is not taken
     as a reference."""
-    approved = {a.step_id for a in run.approvals if a.kind == "plan" and a.decision == "approved"}
+    approved = {
+        a.step_id
+        for a in run.approvals
+        if a.kind == "plan" and a.decision == "approved" and a.via in ("update", "signal")  # a person, not a policy
+    }
     for v in reversed(run.plan):
         if f"plan-v{v.version}" in approved:
             return v.plan
