@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +101,7 @@ class ScriptedLLM:
     dialect: str = "openai"  # openai | vllm | llamacpp | ollama: which server /v1/chat/completions behaves as
     strict_fields: bool = False
     schemas: list[dict[str, Any] | None] = field(default_factory=list)
+    before: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # awaited before a chat reply (counted in flight)
 
     def by_role(self, role: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if role_of(r) == role]
@@ -122,19 +123,22 @@ class ScriptedLLM:
                 {"error": {"message": message, "type": "invalid_request_error", "code": None}}, status_code=status
             )
 
-        async def wait() -> None:
+        async def wait(body: dict[str, Any] | None = None) -> None:
             llm.in_flight += 1
             llm.max_in_flight = max(llm.max_in_flight, llm.in_flight)
             try:
-                await asyncio.sleep(llm.delay_s)
+                if llm.before is not None and body is not None:
+                    await llm.before(body)
+                else:
+                    await asyncio.sleep(llm.delay_s)
             finally:
                 llm.in_flight -= 1
 
         @app.post("/v1/chat/completions")
         async def chat(body: dict[str, Any]) -> Any:
             llm.requests.append(body)
-            if llm.delay_s:
-                await wait()
+            if llm.delay_s or llm.before is not None:
+                await wait(body)
             if llm.refuse_response_format and "response_format" in body:
                 return error(400, "response_format is not supported by this server")
             known = DIALECT_SCHEMA_FIELDS[llm.dialect]

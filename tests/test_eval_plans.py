@@ -245,3 +245,29 @@ async def test_cli_json_and_report_on_the_scripted_llm(tmp_path: Path) -> None:
     text = report.read_text()
     assert "| m1 (schema) | openai | yes | 50% (2/4) |" in text and "injection-mem-01" in text
     assert (tmp_path / "report.svg").read_text().startswith("<svg")
+
+
+async def test_fifty_questions_in_flight_against_one_endpoint() -> None:
+    """``--concurrency 50``: 50 planning calls in flight at once over the client's one connection pool, every
+    question scored, none lost (the scripted server holds each request until 50 are waiting)."""
+    qs = list(QUESTIONS.values())[:60]
+    arrived = asyncio.Event()
+    waiting = 0
+
+    async def hold(body: dict) -> None:
+        nonlocal waiting
+        waiting += 1
+        if waiting >= 50:
+            arrived.set()
+        await asyncio.wait_for(arrived.wait(), 60)
+
+    replies = {q.id: ref(q.id) for q in qs}
+    async with scripted_llm() as llm:
+        llm.default["planner"] = by_question(replies)
+        llm.before = hold
+        client = OpenAIChat(f"{llm.base}/v1", "scripted", "sk-test", max_connections=50)
+        result = await run_questions(
+            client, qs, REGISTRY, LIMITS, label="s", provider="openai", structured=True, concurrency=50
+        )
+    assert llm.max_in_flight == 50
+    assert result.summary()["passed"] == 60
