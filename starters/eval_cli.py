@@ -4,7 +4,9 @@ Each question goes through the planner's own code (``tern.planning.make_plan``: 
 against the capability registry and the channel database, retries) and the plan is scored as it stands
 (``tern.eval.scoring``). Nothing is executed: no step runs, so no write can happen whatever a model proposes.
 ``--from-history RUN`` turns recorded runs (their question and the plan a person approved) into regression
-questions; it is the only option that contacts Temporal.
+questions. ``--execute`` runs each validated plan on the stack as an agent run whose every approval is rejected
+(``starters.eval_execute``: read-only steps run, writes stop at the approval) and scores its answer's grounding.
+Only these two options contact Temporal.
 
 Exit status: 0 when the evaluation ran (and every model reached ``--min-score``), 1 when a model scored below
 ``--min-score`` or Temporal/the history is unavailable, 2 for bad input or configuration.
@@ -59,6 +61,7 @@ async def _evaluate(
     modes: list[bool],
     concurrency: int,
     quiet: bool,
+    execute_timeout_s: float | None = None,
 ) -> list[Any]:
     from tern.control.limits import LimitsDatabase
     from tern.eval import run_questions
@@ -66,6 +69,11 @@ async def _evaluate(
     from tern.planning import REGISTRY
 
     limits = LimitsDatabase.load(settings.control.limits_path, allow_unlisted=settings.control.allow_unlisted_channels)
+    runner = None
+    if execute_timeout_s is not None:
+        from starters.client import TernClient
+
+        runner = await TernClient.connect(settings)
     results = []
     for model in models:
         for structured in modes:
@@ -99,6 +107,21 @@ async def _evaluate(
                 )
             finally:
                 await client.aclose()
+            if runner is not None and execute_timeout_s is not None:
+                from starters.eval_execute import execute_results
+
+                def said(line: str) -> None:
+                    if not quiet:
+                        err.print(line, markup=False, highlight=False)
+
+                await execute_results(
+                    runner,
+                    questions,
+                    results[-1],
+                    concurrency=concurrency,
+                    timeout_s=execute_timeout_s,
+                    progress=said,
+                )
     return results
 
 
@@ -128,9 +151,16 @@ def plans(
     min_score: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Exit 1 when a model scores below this (0-1).")
     ] = None,
+    execute: Annotated[
+        bool,
+        typer.Option(
+            help="Also run each plan on the stack, rejecting every approval, and score the answer's grounding."
+        ),
+    ] = False,
+    run_timeout: Annotated[float, typer.Option(min=5, max=3600, help="--execute: seconds a run may take.")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full results as JSON.")] = False,
 ) -> None:
-    """Plan every question with each model and score the plans; nothing is executed (docs: how-to/evaluate-models)."""
+    """Plan every question with each model and score the plans (docs: how-to/evaluate-models)."""
     from tern.eval import QuestionFileError, load_questions
     from tern.eval.report import failures_table, plot_svg, report_json, report_markdown, summary_table
 
@@ -156,7 +186,24 @@ def plans(
         save_questions.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     models = list(model or [settings.llm.model_for("planner")])
     modes = {"on": [True], "off": [False], "both": [True, False]}[schema.value]
-    results = asyncio.run(_evaluate(settings, qs, models, modes, concurrency, quiet=as_json))
+    from starters.client import TernUnavailable, TernUserError
+
+    try:
+        results = asyncio.run(
+            _evaluate(
+                settings,
+                qs,
+                models,
+                modes,
+                concurrency,
+                quiet=as_json,
+                execute_timeout_s=run_timeout if execute else None,
+            )
+        )
+    except TernUserError as exc:
+        fail(str(exc))
+    except TernUnavailable as exc:
+        fail(str(exc), code=1)
     files = [str(p) for p in (questions or [])] or ([] if from_history else ["bundled:sim.yaml"])
     if report is not None:
         svg = report.with_suffix(".svg")

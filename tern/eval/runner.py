@@ -110,6 +110,7 @@ async def run_question(
         passed=all(c.ok for c in checks),
         checks=checks,
         kinds=[s.kind for s in draft.plan.steps],
+        plan=draft.plan.model_dump(mode="json", exclude={"earlier_ids"}, exclude_none=True),
         attempts=draft.attempts,
         prompt_tokens=draft.usage.prompt_tokens,
         completion_tokens=draft.usage.completion_tokens,
