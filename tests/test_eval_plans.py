@@ -271,3 +271,32 @@ async def test_fifty_questions_in_flight_against_one_endpoint() -> None:
         )
     assert llm.max_in_flight == 50
     assert result.summary()["passed"] == 60
+
+
+@pytest.mark.parametrize(
+    ("content", "env", "said"),
+    [
+        ("questions: []", {}, "questions: List should have at least 1 item"),
+        (
+            "version: 1\nquestions:\n  - {id: a, category: status, question: q, expect: {wirte: {}}}\n",
+            {},
+            "question 1 (a) expect.wirte: Extra inputs are not permitted",
+        ),
+        ("version: 1\nquestions: [{id: a, category: status, question: q, expect: {}}]", {"TERN_LLM_PROVIDER": "none"},
+         "no LLM is configured"),
+    ],
+)  # fmt: skip
+def test_cli_bad_input_exits_2_naming_what_is_wrong(tmp_path: Path, content: str, env: dict, said: str) -> None:
+    import subprocess
+
+    from tests.conftest import env_without_services
+
+    f = tmp_path / "q.yaml"
+    f.write_text(content)
+    full = env_without_services(tmp_path, TERN_LLM_PROVIDER="openai", TERN_LLM_URL="http://127.0.0.1:9/v1") | env
+    proc = subprocess.run(
+        [sys.executable, "-m", "starters.cli", "eval", "plans", "--questions", str(f)],
+        env=full, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert said in proc.stderr and "Traceback" not in proc.stderr
