@@ -12,8 +12,9 @@ from starters.eval_execute import execute_results
 from tern.control.channels import read_value
 from tern.eval import run_questions
 from tern.llm import OpenAIChat
+from tern.models import Plan
 from tern.planning import REGISTRY
-from tests.agent_helpers import running_worker
+from tests.agent_helpers import running_worker, wait_for_state
 from tests.llm_script import last_user_text, scripted_llm
 from tests.test_eval_plans import LIMITS, QUESTIONS, by_question, ref
 
@@ -49,3 +50,40 @@ async def test_execute_reads_rejects_the_write_and_scores_grounding(temporal_env
     assert {c.name for c in w.checks} >= {"no_write_executed", "grounded", "write"}
     assert read_value(HCM) == pytest.approx(before)  # nothing written
     assert all(r.run_id.startswith("tern-run-") for r in result.results)
+
+
+async def test_from_history_takes_the_plan_a_person_approved(temporal_env, settings) -> None:
+    """``--from-history``: a run asked with plan approval, its plan approved by bob, becomes a regression question
+    whose expectations are that plan; a run whose plan nobody approved is refused (exit 2)."""
+    import typer
+
+    from starters.eval_cli import _history_questions
+
+    address = temporal_env.client.service_client.config.target_host
+    async with scripted_llm() as llm:
+        llm.default["planner"] = ref("status-01")
+        llm.default["answer"] = "As read by this run."
+        s = settings.model_copy(
+            update={
+                "llm": settings.llm.model_copy(update={"provider": "openai", "url": f"{llm.base}/v1"}),
+                "temporal": settings.temporal.model_copy(update={"address": address}),
+            }
+        )
+        client = TernClient(temporal_env.client, s)
+        async with running_worker(temporal_env.client, s):
+            handle = await client.ask(
+                "What is the stored beam current?", user="alice", approvers=["bob"], plan_approval=True
+            )
+            await wait_for_state(handle, "awaiting_approval", within_s=60)
+            await client.decide(handle.id, "bob", True, "fine")
+            assert (await client.result(handle.id)).status == "completed"
+            qs = await _history_questions(s, [handle.id])
+            unapproved = await client.ask("What is the stored beam current?", user="alice", plan_approval=False)
+            assert (await client.result(unapproved.id)).status == "completed"
+            with pytest.raises(typer.Exit) as exc:
+                await _history_questions(s, [unapproved.id])
+    assert exc.value.exit_code == 2
+    (q,) = qs
+    assert q.category == "regression" and q.question == "What is the stored beam current?"
+    assert q.expect.channels == ["SR:DIAG:DCCT:01:CURRENT:RB"] and q.expect.write is None
+    assert Plan.model_validate(q.reference) == Plan.model_validate(QUESTIONS["status-01"].reference)
