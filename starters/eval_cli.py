@@ -145,7 +145,10 @@ def plans(
         Path | None, typer.Option(help="Write the questions evaluated (e.g. from --from-history) to this YAML file.")
     ] = None,
     report: Annotated[
-        Path | None, typer.Option(help="Write a Markdown report here, and its score/latency plot beside it (.svg).")
+        Path | None,
+        typer.Option(
+            help="Write a Markdown report here, and its plots beside it (score vs latency .svg, vs tokens -tokens.svg)."
+        ),
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=50, help="Questions planned at once per model.")] = 4,
     min_score: Annotated[
@@ -207,8 +210,10 @@ def plans(
     files = [str(p) for p in (questions or [])] or ([] if from_history else ["bundled:sim.yaml"])
     if report is not None:
         svg = report.with_suffix(".svg")
+        svg_tokens = report.with_name(report.stem + "-tokens.svg")
         svg.write_text(plot_svg(results), encoding="utf-8")
-        report.write_text(report_markdown(results, plot_file=svg.name), encoding="utf-8")
+        svg_tokens.write_text(plot_svg(results, x="tokens"), encoding="utf-8")
+        report.write_text(report_markdown(results, plot_files=[svg.name, svg_tokens.name]), encoding="utf-8")
     if as_json:
         print_json(report_json(results, questions=len(qs), files=files))
     else:

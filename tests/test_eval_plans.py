@@ -244,7 +244,8 @@ async def test_cli_json_and_report_on_the_scripted_llm(tmp_path: Path) -> None:
     assert sums[0]["failed"] == ["status-02", "injection-mem-01"]
     text = report.read_text()
     assert "| m1 (schema) | openai | yes | 50% (2/4) |" in text and "injection-mem-01" in text
-    assert (tmp_path / "report.svg").read_text().startswith("<svg")
+    assert (tmp_path / "report.svg").read_text().startswith("<svg") and "report-tokens.svg" in text
+    assert "tokens per question" in (tmp_path / "report-tokens.svg").read_text()
 
 
 async def test_fifty_questions_in_flight_against_one_endpoint() -> None:

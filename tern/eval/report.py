@@ -52,12 +52,20 @@ def failures_table(m: ModelResult) -> Table:
     return t
 
 
-def plot_svg(results: list[ModelResult], width: int = 560, height: int = 360) -> str:
-    """An SVG scatter plot: score (y, 0-100 %) against p50 planning latency (x, seconds), one labelled point per
-    model. Plain SVG text: no plotting library is needed to read the report."""
+PLOT_AXES = {
+    "latency": ("p50_latency_s", "p50 planning latency (s)"),
+    "tokens": ("tokens_per_question", "tokens per question (the cost)"),
+}
+
+
+def plot_svg(results: list[ModelResult], width: int = 560, height: int = 360, *, x: str = "latency") -> str:
+    """An SVG scatter plot: score (y, 0-100 %) against ``x`` (``"latency"``: p50 planning latency in seconds;
+    ``"tokens"``: mean tokens per question, the cost), one labelled point per model. Plain SVG text: no plotting
+    library is needed to read the report. Raises ``KeyError`` for another ``x``."""
+    key, title = PLOT_AXES[x]
     pad = 50
     pts = [(m.label, m.summary()) for m in results]
-    xmax = max([s["p50_latency_s"] for _, s in pts] + [1e-3]) * 1.15
+    xmax = max([s[key] for _, s in pts] + [1e-3]) * 1.15
     w, h = width - 2 * pad, height - 2 * pad
 
     def xy(lat: float, score: float) -> tuple[float, float]:
@@ -69,26 +77,26 @@ def plot_svg(results: list[ModelResult], width: int = 560, height: int = 360) ->
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<line x1="{pad}" y1="{pad + h}" x2="{pad + w}" y2="{pad + h}" stroke="black"/>',
         f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{pad + h}" stroke="black"/>',
-        f'<text x="{pad + w / 2}" y="{height - 12}" text-anchor="middle">p50 planning latency (s)</text>',
+        f'<text x="{pad + w / 2}" y="{height - 12}" text-anchor="middle">{title}</text>',
         f'<text x="14" y="{pad + h / 2}" transform="rotate(-90 14 {pad + h / 2})" text-anchor="middle">score</text>',
     ]
     for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
         _, y = xy(0, frac)
         out.append(f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end">{frac:.0%}</text>')
-        x, _ = xy(xmax * frac, 0)
-        out.append(f'<text x="{x:.1f}" y="{pad + h + 16}" text-anchor="middle">{xmax * frac:.3g}</text>')
+        px, _ = xy(xmax * frac, 0)
+        out.append(f'<text x="{px:.1f}" y="{pad + h + 16}" text-anchor="middle">{xmax * frac:.3g}</text>')
     for label, s in pts:
-        x, y = xy(s["p50_latency_s"], s["score"])
-        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="#1f77b4"/>')
-        out.append(f'<text x="{x + 8:.1f}" y="{y - 6:.1f}">{escape(label)}</text>')
+        px, py = xy(s[key], s["score"])
+        out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="5" fill="#1f77b4"/>')
+        out.append(f'<text x="{px + 8:.1f}" y="{py - 6:.1f}">{escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
 
-def report_markdown(results: list[ModelResult], *, plot_file: str | None = None) -> str:
+def report_markdown(results: list[ModelResult], *, plot_files: list[str] | None = None) -> str:
     """The Markdown report: the summary table (model, provider, structured output, score, score by category, p50
-    latency, tokens per question), the plot (linked as ``plot_file`` when given), and each model's failed
-    questions with their reasons."""
+    latency, tokens per question), the plots (linked as ``plot_files``: score against latency, then against
+    tokens), and each model's failed questions with their reasons."""
     cats = sorted({c for m in results for c in m.summary()["by_category"]})
     head = ["model", "provider", "structured", "score", *cats, "attempts", "p50 latency (s)", "tokens/question"]
     lines = ["# Planner evaluation", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -105,8 +113,8 @@ def report_markdown(results: list[ModelResult], *, plot_file: str | None = None)
             f"{s['tokens_per_question']:.0f}",
         ]
         lines.append("| " + " | ".join(row) + " |")
-    if plot_file:
-        lines += ["", f"![score against p50 planning latency]({plot_file})"]
+    for f, what in zip(plot_files or [], ("p50 planning latency", "tokens per question"), strict=False):
+        lines += ["", f"![score against {what}]({f})"]
     for m in results:
         failed = [r for r in m.results if not r.passed]
         lines += ["", f"## {m.label}: {len(failed)} failed"]
