@@ -58,7 +58,7 @@ PLOT_AXES = {
 }
 
 
-def plot_svg(results: list[ModelResult], width: int = 560, height: int = 360, *, x: str = "latency") -> str:
+def plot_svg(results: list[ModelResult], width: int = 640, height: int = 360, *, x: str = "latency") -> str:
     """An SVG scatter plot: score (y, 0-100 %) against ``x`` (``"latency"``: p50 planning latency in seconds;
     ``"tokens"``: mean tokens per question, the cost), one labelled point per model. Plain SVG text: no plotting
     library is needed to read the report. Raises ``KeyError`` for another ``x``."""
@@ -66,7 +66,7 @@ def plot_svg(results: list[ModelResult], width: int = 560, height: int = 360, *,
     pad = 50
     pts = [(m.label, m.summary()) for m in results]
     xmax = max([s[key] for _, s in pts] + [1e-3]) * 1.15
-    w, h = width - 2 * pad, height - 2 * pad
+    w, h = width - pad - 180, height - 2 * pad  # room on the right for the last point's label
 
     def xy(lat: float, score: float) -> tuple[float, float]:
         return pad + w * lat / xmax, pad + h * (1 - score)
