@@ -190,6 +190,7 @@ def plans(
     models = list(model or [settings.llm.model_for("planner")])
     modes = {"on": [True], "off": [False], "both": [True, False]}[schema.value]
     from starters.client import TernUnavailable, TernUserError
+    from tern.control.limits import LimitsDatabaseError
 
     try:
         results = asyncio.run(
@@ -207,6 +208,11 @@ def plans(
         fail(str(exc))
     except TernUnavailable as exc:
         fail(str(exc), code=1)
+    except LimitsDatabaseError as exc:
+        fail(f"cannot score plans without the channel database: {exc}")
+    for m in results:
+        if all(r.error and r.checks and r.checks[0].reason.startswith("LLM error") for r in m.results):
+            fail(f"{m.label}: the LLM endpoint failed on every question: {m.results[0].error}", code=1)
     files = [str(p) for p in (questions or [])] or ([] if from_history else ["bundled:sim.yaml"])
     if report is not None:
         svg = report.with_suffix(".svg")

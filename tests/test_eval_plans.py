@@ -301,3 +301,37 @@ def test_cli_bad_input_exits_2_naming_what_is_wrong(tmp_path: Path, content: str
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert said in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_exits_1_naming_the_endpoint_when_it_fails_every_question(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import env_without_services
+
+    f = tmp_path / "q.yaml"
+    f.write_text("version: 1\nquestions: [{id: a, category: status, question: q, expect: {}}]")
+    env = env_without_services(tmp_path, TERN_LLM_PROVIDER="openai", TERN_LLM_URL="http://127.0.0.1:9/v1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "starters.cli", "eval", "plans", "--questions", str(f), "--schema", "on"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "failed on every question" in proc.stderr and "127.0.0.1:9" in proc.stderr
+
+
+async def test_a_rate_limited_endpoint_is_asked_again_not_scored_on_it() -> None:
+    """HTTP 429 then 503, then the plan: the question passes, one planning attempt counted; a 401 (bad key) is not
+    asked again and fails the question naming the status."""
+    qs = [QUESTIONS["status-01"]]
+    async with scripted_llm() as llm:
+        llm.script["planner"] = [429, 503, ref("status-01"), 401]
+        client = OpenAIChat(f"{llm.base}/v1", "scripted", "sk-test")
+        ok = await run_questions(
+            client, qs, REGISTRY, LIMITS, label="s", provider="openai", structured=True, retry_pauses_s=(0.01, 0.01)
+        )
+        refused = await run_questions(
+            client, qs, REGISTRY, LIMITS, label="s", provider="openai", structured=True, retry_pauses_s=(0.01, 0.01)
+        )
+    assert ok.results[0].passed and ok.results[0].attempts == 1
+    assert not refused.results[0].passed and "HTTP 401" in refused.results[0].explain()
+    assert len(llm.by_role("planner")) == 4

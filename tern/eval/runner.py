@@ -28,6 +28,9 @@ from tern.planning.registry import CapabilityRegistry
 EVAL_NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 """The fixed 'now' at which the plans' time ranges are resolved, so a score never depends on the clock."""
 EVAL_USER = "eval"
+LLM_RETRY_PAUSES_S = (2.0, 10.0)
+"""Pauses before asking again after a retryable endpoint failure (HTTP 429/5xx, timeout), as the ``plan``
+activity's retry policy would: a rate-limited model is not scored on its rate limit."""
 SEARCH_STEP = "search"  # the id of the earlier logbook_search step of a question that carries logbook entries
 
 
@@ -75,12 +78,22 @@ async def run_question(
     *,
     max_attempts: int = 3,
     now: datetime = EVAL_NOW,
+    retry_pauses_s: tuple[float, ...] = LLM_RETRY_PAUSES_S,
 ) -> QuestionResult:
-    """Plan ``q`` with ``llm`` and score it. An endpoint failure (``LLMError``) or a plan that never validated
+    """Plan ``q`` with ``llm`` and score it. A retryable endpoint failure is asked again after each pause of
+    :data:`LLM_RETRY_PAUSES_S`; an endpoint failure that remains (``LLMError``) or a plan that never validated
     fails the question with the reason; neither stops the evaluation."""
     t0 = time.perf_counter()
     try:
-        draft = await make_plan(llm, registry, plan_input(q, registry), limits, max_attempts=max_attempts)
+        for pause in (*retry_pauses_s, None):
+            t0 = time.perf_counter()  # the latency of the call that answered, not of the waits before it
+            try:
+                draft = await make_plan(llm, registry, plan_input(q, registry), limits, max_attempts=max_attempts)
+                break
+            except LLMError as exc:
+                if pause is None or not exc.retryable:
+                    raise
+                await asyncio.sleep(pause)
     except PlanningFailed as exc:
         return QuestionResult(
             id=q.id,
@@ -130,6 +143,7 @@ async def run_questions(
     max_attempts: int = 3,
     concurrency: int = 4,
     progress: Callable[[QuestionResult], Any] | None = None,
+    retry_pauses_s: tuple[float, ...] = LLM_RETRY_PAUSES_S,
 ) -> ModelResult:
     """Every question of ``questions`` through ``llm``, at most ``concurrency`` at once; results in question order.
     ``progress`` is called after each question. Raises ``ValueError`` for ``concurrency`` < 1."""
@@ -139,7 +153,7 @@ async def run_questions(
 
     async def one(q: Question) -> QuestionResult:
         async with sem:
-            r = await run_question(llm, q, registry, limits, max_attempts=max_attempts)
+            r = await run_question(llm, q, registry, limits, max_attempts=max_attempts, retry_pauses_s=retry_pauses_s)
         if progress is not None:
             progress(r)
         return r
