@@ -109,7 +109,10 @@ async def run(dsn: str, modes: list[str]) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     """A markdown table: set F1 (precision/recall), R-precision and exact sets per class and mode."""
-    lines = ["| mode | class | n | set P | set R | set F1 | R-precision | exact sets |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| mode | class | n | set P | set R | set F1 | R-precision | exact sets |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for mode, res in results.items():
         for cls, s in res["classes"].items():
             lines.append(

@@ -269,9 +269,7 @@ class ChannelFinder:
         if not names:
             return
         ranked = {h.name: h for h in resp.hits}
-        lead = [
-            (ranked.get(n) or _hits([rows[n]])[0]).model_copy(update={"in_set": True}) for n in names
-        ]
+        lead = [(ranked.get(n) or _hits([rows[n]])[0]).model_copy(update={"in_set": True}) for n in names]
         rest = [h for h in resp.hits if h.name not in set(names)]
         resp.hits = (lead + rest)[: min(MAX_LIMIT, max(limit, len(lead)))]
         resp.channel_set = ChannelSet(

@@ -225,8 +225,6 @@ def resolve(query: str, catalog: Catalog) -> Resolution | None:
     for phrase, area in sorted(AREA_WORDS.items(), key=lambda kv: -len(kv[0])):
         while _take(toks, phrase):
             areas.add(area)
-    if "ring" in toks and "storage" not in toks and not areas:
-        pass
     # families: longest phrases first; specific names win over generic ones
     matched: list[set[str]] = []
     for phrase in sorted(catalog.synonyms, key=len, reverse=True):
@@ -284,11 +282,13 @@ def resolve(query: str, catalog: Catalog) -> Resolution | None:
     insts = [
         inst
         for (area, fam), inst in sorted(catalog.families.items())
-        if (not families or fam in families) and (not areas or area in areas) and (not systems or inst.system in systems)
+        if (not families or fam in families)
+        and (not areas or area in areas)
+        and (not systems or inst.system in systems)
     ]
     if not families:
-        if not (fields or signals) or all_signals:
-            return None  # neither a family nor a quantity: the ranked search answers
+        if not (fields or signals) or all_signals or sector is None:
+            return None  # no family: only "sector N <quantity>" says which devices; else the ranking answers
         insts = [i for i in insts if any(_leaves(i, d, fields, signals, False) for d in i.devices[:1])]
     if not insts:
         return None
@@ -316,7 +316,7 @@ def resolve(query: str, catalog: Catalog) -> Resolution | None:
             if leaves is None:
                 return None
             if not (fields or signals or all_signals):
-                notes.append("main measurement (no quantity named)") if not notes or notes[-1][0] != "m" else None
+                notes.append("main measurement (no quantity named)")
             names += [f"{inst.area}:{inst.system}:{inst.family}:{d}:{leaf}" for leaf in leaves]
     if not names:
         return None
@@ -324,7 +324,9 @@ def resolve(query: str, catalog: Catalog) -> Resolution | None:
         confidence -= 0.1
     names = list(dict.fromkeys(names))
     kind = "one" if len(names) == 1 else ("family" if whole_family and len(insts) >= 1 and want_all else "several")
-    explanation = f"{len(names)} channel{'s' * (len(names) != 1)}" + (f"; {'; '.join(dict.fromkeys(notes))}" if notes else "")
+    explanation = f"{len(names)} channel{'s' * (len(names) != 1)}"
+    if notes:
+        explanation += "; " + "; ".join(dict.fromkeys(notes))
     return Resolution(names=names, kind=kind, confidence=round(max(confidence, 0.1), 2), explanation=explanation)
 
 
