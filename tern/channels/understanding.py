@@ -324,9 +324,7 @@ def resolve(query: str, catalog: Catalog) -> Resolution | None:
         confidence -= 0.1
     names = list(dict.fromkeys(names))
     kind = "one" if len(names) == 1 else ("family" if whole_family and len(insts) >= 1 and want_all else "several")
-    explanation = f"{len(names)} channel{'s' * (len(names) != 1)}"
-    if notes:
-        explanation += "; " + "; ".join(dict.fromkeys(notes))
+    explanation = "; ".join(dict.fromkeys(notes)) or "every level named"
     return Resolution(names=names, kind=kind, confidence=round(max(confidence, 0.1), 2), explanation=explanation)
 
 
