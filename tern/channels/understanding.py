@@ -110,7 +110,7 @@ def tokens(text: str) -> list[str]:
         for x in ABBREVIATIONS.get(w, w).split():
             if x.endswith("ies") and len(x) > 4:
                 x = x[:-3] + "y"
-            elif len(x) > 3 and x.endswith("s") and not x.endswith("ss"):
+            elif len(x) > 3 and x.endswith("s") and not x.endswith(("ss", "us")):
                 x = x[:-1]
             out.append(x)
     return out
@@ -274,8 +274,14 @@ def resolve(query: str, catalog: Catalog) -> Resolution | None:
     signals = {SIGNAL_WORDS[t] for t in toks if t in SIGNAL_WORDS}
     if yes_no_on:
         signals.add("ON")
-    if fields & {"GOLDEN", "OFFSET"}:
+    golden = "GOLDEN" in fields  # a reference: BPM GOLDEN:X, magnet CURRENT:GOLDEN, cavity VOLTAGE:GOLDEN
+    fields.discard("GOLDEN")
+    if golden or "OFFSET" in fields:
         fields.discard("POSITION")
+    if toks[0] in ("open", "close") and "CONTROL" not in fields:  # imperative: "open gate valve 7"
+        fields.add("CONTROL")
+        signals.discard("CLOSED")
+        signals.add(str(SIGNAL_WORDS[str(toks[0])]))
     if signals & {"OPEN", "CLOSED", "CLOSE"} and "CONTROL" not in fields:
         fields.add("POSITION")
     # candidate family instances
@@ -287,9 +293,9 @@ def resolve(query: str, catalog: Catalog) -> Resolution | None:
         and (not systems or inst.system in systems)
     ]
     if not families:
-        if not (fields or signals) or all_signals or sector is None:
+        if not (fields or signals or golden) or all_signals or sector is None:
             return None  # no family: only "sector N <quantity>" says which devices; else the ranking answers
-        insts = [i for i in insts if any(_leaves(i, d, fields, signals, False) for d in i.devices[:1])]
+        insts = [i for i in insts if any(_leaves(i, d, fields, signals, False, golden) for d in i.devices[:1])]
     if not insts:
         return None
     if not areas:
@@ -312,15 +318,15 @@ def resolve(query: str, catalog: Catalog) -> Resolution | None:
             notes.append(f"{inst.family} has no sector numbering: sector {sector} read as device {sector}")
         whole_family &= len(devices) == len(inst.devices)
         for d in devices:
-            leaves = sorted(inst.leaves[d]) if all_signals else _leaves(inst, d, fields, signals, True)
+            leaves = sorted(inst.leaves[d]) if all_signals else _leaves(inst, d, fields, signals, True, golden)
             if leaves is None:
                 return None
-            if not (fields or signals or all_signals):
+            if not (fields or signals or all_signals or golden):
                 notes.append("main measurement (no quantity named)")
             names += [f"{inst.area}:{inst.system}:{inst.family}:{d}:{leaf}" for leaf in leaves]
     if not names:
         return None
-    if not (fields or signals or all_signals):
+    if not (fields or signals or all_signals or golden):
         confidence -= 0.1
     names = list(dict.fromkeys(names))
     kind = "one" if len(names) == 1 else ("family" if whole_family and len(insts) >= 1 and want_all else "several")
@@ -344,6 +350,8 @@ def _devices(
             number = number if number is not None else sector
         else:
             pool = in_sector
+            if number is not None and ordinal is None:  # "corrector number 2 in sector 3": 2nd of the sector
+                ordinal, number = number, None
     if first_n:
         return pool[:first_n] if first_n <= len(pool) else None
     if last_n:
@@ -358,9 +366,13 @@ def _devices(
     return None
 
 
-def _leaves(inst: FamilyInstances, device: str, fields: set[str], signals: set[str], narrow: bool) -> list[str] | None:
+def _leaves(
+    inst: FamilyInstances, device: str, fields: set[str], signals: set[str], narrow: bool, golden: bool = False
+) -> list[str] | None:
     have = sorted(inst.leaves.get(device, ()))
-    if not fields and not signals:
+    if golden:
+        have = [leaf for leaf in have if "GOLDEN" in leaf.split(":")]
+    if not fields and not signals and not golden:
         for group in PRIMARY:
             if all(g in have for g in group):
                 return list(group)
@@ -368,7 +380,7 @@ def _leaves(inst: FamilyInstances, device: str, fields: set[str], signals: set[s
     fit = [
         leaf
         for leaf in have
-        if (not fields or leaf.split(":")[0] in fields or leaf.split(":")[1] in fields)
+        if (not fields or leaf.split(":")[0] in fields or (golden and leaf.split(":")[0] == "GOLDEN"))
         and (not signals or leaf.split(":")[1] in signals)
     ]
     if not fit:
