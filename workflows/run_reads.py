@@ -88,8 +88,8 @@ class ReadSteps(RunSteps):
         what = f"{len(found.hits)} channels"
         if cs is not None:
             what = (
-                f"the request means {cs.count} channel{'s' * (cs.count != 1)} ({cs.kind}, confidence "
-                f"{cs.confidence:.2f}), {len(found.hits) - cs.count} alternatives"
+                f"{cs.count} channel{'s' * (cs.count != 1)} meant ({cs.kind}, confidence {cs.confidence:.2f}) "
+                f"and {len(found.hits) - cs.count} alternatives"
             )
         return StepResult(
             step_id=step.id,

@@ -172,6 +172,7 @@ class ChannelFinder:
         self._load_lock = asyncio.Lock()
         self._embedded: set[str] = set()  # models whose pending embeddings were computed by this finder
         self._catalog: tuple[str, Catalog] | None = None  # (what it was built from, the catalog)
+        self._catalog_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:
@@ -249,10 +250,13 @@ class ChannelFinder:
         from the ``channels`` table and rebuilt when a source was (re)loaded or the channel count changed."""
         async with self._conn() as conn:
             key = await conn.fetchval(_CATALOG_KEY_SQL)
-            if self._catalog is None or self._catalog[0] != key:
-                rows = await conn.fetch(_CATALOG_SQL)
-                self._catalog = (key, Catalog.from_rows(tuple(r) for r in rows))
-        return self._catalog[1]
+            if self._catalog is not None and self._catalog[0] == key:
+                return self._catalog[1]
+            async with self._catalog_lock:  # 50 concurrent first finds build it once
+                if self._catalog is None or self._catalog[0] != key:
+                    rows = await conn.fetch(_CATALOG_SQL)
+                    self._catalog = (key, Catalog.from_rows(tuple(r) for r in rows))
+                return self._catalog[1]
 
     async def understand(self, query: str) -> Resolution | None:
         """The set of channels ``query`` means (``tern.channels.understanding.resolve``), or None when unsure."""

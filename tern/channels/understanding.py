@@ -130,6 +130,7 @@ class FamilyInstances:
     family: str
     devices: list[str] = field(default_factory=list)
     leaves: dict[str, set[str]] = field(default_factory=dict)
+    by_number: dict[int, list[str]] = field(default_factory=dict)  # device number -> devices (SR05 is 5)
 
     def sector_devices(self, sector: int) -> list[str] | None:
         """The devices of ``sector`` by the naming convention, or None when this family has no sector numbering
@@ -160,18 +161,24 @@ class Catalog:
         """A catalog from channel rows ``(area, system, family, device, field, signal, family_aliases)``; rows
         without all six levels are skipped. ``family_aliases`` is a comma-separated list of phrases or None."""
         cat = cls()
+        named: set[tuple[str, str]] = set()  # (family, aliases) already read: 100,000 rows share a few dozen
         for row in rows:
             area, system, fam, device, fld, signal, aliases = (x or "" for x in row)
             if not all((area, system, fam, device, fld, signal)):
                 continue
             inst = cat.families.setdefault((area, fam), FamilyInstances(area, system, fam))
             inst.leaves.setdefault(device, set()).add(f"{fld}:{signal}")
+            if (fam, aliases) in named:
+                continue
+            named.add((fam, aliases))
             for phrase in [fam, *aliases.split(",")]:
                 toks = tuple(tokens(phrase))
                 if toks:
                     cat.synonyms.setdefault(toks, set()).add(fam)
         for inst in cat.families.values():
             inst.devices = sorted(inst.leaves, key=lambda d: (_device_number(d) or 0, d))
+            for d in inst.devices:
+                inst.by_number.setdefault(_device_number(d) or 0, []).append(d)
         return cat
 
 
@@ -359,7 +366,9 @@ def _devices(
     if ordinal is not None:
         return [pool[ordinal - 1]] if 1 <= ordinal <= len(pool) else None
     if number is not None:
-        found = [d for d in pool if _device_number(d) == number]
+        found = inst.by_number.get(number, [])
+        if pool is not inst.devices:
+            found = [d for d in found if d in pool]
         return found or None
     if want_all or sector is not None or len(pool) == 1:
         return list(pool)
