@@ -41,7 +41,7 @@ LEVELS = (1, 10, 50)
 
 
 def start_sim(port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TERN_CA_SERVER_PORT": str(port)}
+    env = {**os.environ, "TERN_CONTROL__CA_SERVER_PORT": str(port)}
     with open(log, "wb") as fh:
         return subprocess.Popen([sys.executable, "-m", "tern.sim"], env=env, stdout=fh, stderr=subprocess.STDOUT)
 
@@ -185,7 +185,9 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=1000, help="read operations per measurement")
     parser.add_argument("--writes", type=int, default=200, help="write operations per measurement")
     parser.add_argument("--repeat", type=int, default=5, help="measurements per figure (median reported)")
-    parser.add_argument("--max-concurrency", type=int, default=8, help="the client's pool (TERN_CA_MAX_CONCURRENCY)")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=8, help="the client's pool (TERN_CONTROL__CA_MAX_CONCURRENCY)"
+    )
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     args = parser.parse_args()
     port = free_port()

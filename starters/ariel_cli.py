@@ -75,7 +75,7 @@ def _check_source(adapter: str, source: str) -> str:
     if adapter not in ADAPTERS:
         fail(f"unknown adapter {adapter!r}; choose one of: {', '.join(ADAPTERS)}")
     if adapter in PUBLISH_ONLY:
-        fail(f"the {adapter} adapter only publishes logbook entries (TERN_LOGBOOK_PUBLISH_TARGET); it cannot ingest")
+        fail(f"the {adapter} adapter only publishes logbook entries (TERN_LOGBOOK__PUBLISH_TARGET); it cannot ingest")
     if adapter == "als-http":
         if not source.startswith(("http://", "https://")):
             fail(f"the als-http adapter needs an http(s) URL, got {source!r}")
@@ -300,16 +300,16 @@ async def _reembed(settings: TernSettings, provider: str, model: str, batch_size
 
 @app.command()
 def reembed(
-    model: Annotated[str, typer.Option("--model", help="Model name, as TERN_EMBEDDING_MODEL.")],
+    model: Annotated[str, typer.Option("--model", help="Model name, as TERN_ARIEL__EMBEDDING_MODEL.")],
     provider: Annotated[
-        str, typer.Option("--provider", help=f"One of: {', '.join(PROVIDERS)} (as TERN_EMBEDDING_PROVIDER).")
+        str, typer.Option("--provider", help=f"One of: {', '.join(PROVIDERS)} (as TERN_ARIEL__EMBEDDING_PROVIDER).")
     ] = "onnx",
     batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Entries per embedding call.")] = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Embed every stored entry with another model (LogbookReembedWorkflow on the worker; resumable: entries
     that already have a vector of the model are skipped). Search uses the configured model's vectors only:
-    set TERN_EMBEDDING_PROVIDER and TERN_EMBEDDING_MODEL to the new ones when it is done."""
+    set TERN_ARIEL__EMBEDDING_PROVIDER and TERN_ARIEL__EMBEDDING_MODEL to the new ones when it is done."""
     if provider not in PROVIDERS:
         fail(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
     if not model.strip():
@@ -331,7 +331,7 @@ def reembed(
         if (settings.ariel.embedding_provider, settings.ariel.embedding_model) != (result.provider, result.model):
             out.print(
                 f"search uses {settings.ariel.embedding_provider}/{settings.ariel.embedding_model} until you set "
-                f"TERN_EMBEDDING_PROVIDER={result.provider} TERN_EMBEDDING_MODEL={result.model}",
+                f"TERN_ARIEL__EMBEDDING_PROVIDER={result.provider} TERN_ARIEL__EMBEDDING_MODEL={result.model}",
                 markup=False,
                 highlight=False,
             )

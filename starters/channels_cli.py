@@ -2,7 +2,7 @@
 
 Mounted by the main CLI with ``app.add_typer(channels_app, name="channels")``. The database is
 ``TernSettings().dsn``; the bundled channel database is loaded at first use (setting ``channels.load_bundled``,
-``TERN_CHANNELS_LOAD_BUNDLED``).
+``TERN_CHANNELS__LOAD_BUNDLED``).
 Bad input exits with status 2 before anything is contacted; an unreachable database exits 1. asyncpg and the
 finder are imported inside the commands (issue 17: ``tern --help`` stays fast).
 """

@@ -76,7 +76,8 @@ def up(
         list[StackPart] | None,
         typer.Option(
             "--with",
-            help="Optional part to start too: 'matrix' (Synapse on TERN_MATRIX_PORT with #control-room:localhost, "
+            help="Optional part to start too: 'matrix' (Synapse on TERN_CHAT__MATRIX_PORT with "
+            "#control-room:localhost, "
             "and the Matrix approval bridge).",
         ),
     ] = None,
@@ -269,7 +270,7 @@ def run(
         "approvers": "--approver",
         "approval_timeout_s": "--approval-timeout"
         if timeout is not None
-        else "approval timeout (setting TERN_APPROVAL_TIMEOUT_S)",
+        else "approval timeout (setting TERN_APPROVAL__TIMEOUT_S)",
     }
     who, signer = cli_signer(s, key=key, declared=user, option="--user")
     req = _guard(
@@ -316,7 +317,7 @@ def ask(
         bool | None,
         typer.Option(
             "--plan-approval/--no-plan-approval",
-            help="Ask an approver for the plan before any step runs (default: setting TERN_PLAN_APPROVAL).",
+            help="Ask an approver for the plan before any step runs (default: setting TERN_LLM__PLAN_APPROVAL).",
         ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result (approve from another shell).")] = False,
@@ -771,7 +772,7 @@ def mcp(
         bool,
         typer.Option(
             "--no-auth",
-            help="With --http on a loopback address: serve without the bearer token (TERN_MCP_TOKEN).",
+            help="With --http on a loopback address: serve without the bearer token (TERN_MCP__TOKEN).",
         ),
     ] = False,
     user: Annotated[
@@ -785,7 +786,7 @@ def mcp(
     client can replace), run_status, run_result, pending_approvals, search_logbook, find_channels,
     read_channels, archiver_read. Resources: tern://runs/{workflow_id}/audit and
     tern://runs/{workflow_id}/artifacts. Claude Code: `claude mcp add --transport stdio tern -- tern mcp`.
-    Over --http, clients send `Authorization: Bearer $TERN_MCP_TOKEN` (setting mcp.token, 16+ characters).
+    Over --http, clients send `Authorization: Bearer $TERN_MCP__TOKEN` (setting mcp.token, 16+ characters).
     """
     from pydantic import TypeAdapter, ValidationError
 
@@ -802,10 +803,10 @@ def mcp(
     if http is None and (not loopback or no_auth):
         fail(f"{'--no-auth' if no_auth else '--host'} needs --http PORT")
     if http is not None and no_auth and not loopback:
-        fail(f"--no-auth is allowed on a loopback address only, not --host {host}: set TERN_MCP_TOKEN instead")
+        fail(f"--no-auth is allowed on a loopback address only, not --host {host}: set TERN_MCP__TOKEN instead")
     if http is not None and not no_auth and s.mcp.token is None:
         fail(
-            "--http needs a bearer token for its clients: set TERN_MCP_TOKEN (setting mcp.token, at least 16 "
+            "--http needs a bearer token for its clients: set TERN_MCP__TOKEN (setting mcp.token, at least 16 "
             "characters, e.g. `openssl rand -hex 24`), or pass --no-auth to serve loopback without one"
         )
     if http is not None:

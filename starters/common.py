@@ -45,8 +45,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def load_settings() -> TernSettings:
-    """``TernSettings()``, or exit 2 naming the bad setting by its path and environment names
-    (``bad configuration: sandbox.timeout_s (TERN_SANDBOX_TIMEOUT_S or TERN_SANDBOX__TIMEOUT_S): ...``)."""
+    """``TernSettings()``, or exit 2 naming the bad setting by its path and environment name
+    (``bad configuration: sandbox.timeout_s (TERN_SANDBOX__TIMEOUT_S): ...``)."""
     from pydantic import ValidationError
 
     from tern.config import TernSettings, setting_error

@@ -70,7 +70,9 @@ async def embed_demo_logbook(pool: Any, settings: TernSettings) -> str:
     try:
         emb = await configured_embedder(settings)
         if emb is None:
-            return "notice: no embedding provider (TERN_EMBEDDING_PROVIDER=none): the search will be keyword only"
+            return (
+                "notice: no embedding provider (TERN_ARIEL__EMBEDDING_PROVIDER=none): the search will be keyword only"
+            )
         # One call: the demo logbook's entries at most (a stack holding a large logbook embeds it by ingestion).
         r = await embed_pending(
             pool,

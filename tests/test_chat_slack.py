@@ -433,7 +433,7 @@ def test_http_mode_refuses_an_empty_signing_secret(settings) -> None:
     dump = settings.model_dump()
     chat = {**dump["chat"], "slack_bot_token": "xoxb-test", "slack_signing_secret": ""}
     s = type(settings).model_validate({**dump, "chat": chat})
-    with pytest.raises(ValueError, match="TERN_SLACK_SIGNING_SECRET"):
+    with pytest.raises(ValueError, match="TERN_CHAT__SLACK_SIGNING_SECRET"):
         slack_app(s, None, AsyncWebClient(token="xoxb-test"))  # type: ignore[arg-type]  # fails before the bridge
     with pytest.raises(ValueError, match="empty Slack signing secret"):
         bolt_app(None, AsyncWebClient(token="xoxb-test"), signing_secret="")  # type: ignore[arg-type]

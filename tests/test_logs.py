@@ -1,4 +1,4 @@
-"""Worker log lines (worker/logs.py): TERN_LOG_FORMAT=json gives one JSON object a line carrying the workflow
+"""Worker log lines (worker/logs.py): TERN_WORKER__LOG_FORMAT=json gives one JSON object a line carrying the workflow
 id, Tern's run, step and request ids and the trace id of the record's span; the human format stays the
 default. A real run (dev server, PostgreSQL, simulated IOC) with the worker's interceptors."""
 

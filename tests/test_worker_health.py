@@ -123,7 +123,7 @@ async def test_busy_port_stops_the_worker_naming_the_setting(tmp_path) -> None:
         holder.listen()
         port = holder.getsockname()[1]
         settings = TernSettings(data_dir=tmp_path, worker={"http_port": port}, sandbox={"backend": "process"})
-        with pytest.raises(HttpEndpointError, match="TERN_WORKER_HTTP_PORT"):
+        with pytest.raises(HttpEndpointError, match="TERN_WORKER__HTTP_PORT"):
             await run_worker(settings, asyncio.Event())
 
 

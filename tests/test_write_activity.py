@@ -208,7 +208,7 @@ async def test_interrupted_attempt_is_never_written_again(settings) -> None:
 
 
 async def test_interrupted_attempt_is_settled_after_the_settle_delay(settings) -> None:
-    """The put of the interrupted attempt did land: the retry waits TERN_WRITE_SETTLE_DELAY_S from the claim,
+    """The put of the interrupted attempt did land: the retry waits TERN_CONTROL__WRITE_SETTLE_DELAY_S from the claim,
     reads the channel, and records the write as done, saying how it was settled."""
     settle = settings.model_copy(update={"control": settings.control.model_copy(update={"write_settle_delay_s": 2.0})})
     acts = AgentActivities(settle)

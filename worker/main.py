@@ -138,8 +138,8 @@ def check_approval_policy(settings: TernSettings) -> None:
         raise ApprovalPolicyError(f"approval policy {version}: {refusal}")
     if policy.is_open:
         log.warning(
-            "approval policy %s is open: no approvers are configured (TERN_APPROVERS or "
-            "TERN_APPROVAL_POLICY_PATH), so each run names its own approvers; fit for a single-user stack "
+            "approval policy %s is open: no approvers are configured (TERN_APPROVAL__APPROVERS or "
+            "TERN_APPROVAL__POLICY_PATH), so each run names its own approvers; fit for a single-user stack "
             "only",
             version,
         )
@@ -194,7 +194,7 @@ async def run_worker(
     ``tern migrate``), load the bundled channel database, and poll until
     ``stop`` is set (or SIGINT/SIGTERM), reaping sandbox containers past their deadline every
     ``sandbox_reap_period_s`` meanwhile. The HTTP endpoint (:mod:`worker.health`: ``/healthz``, ``/readyz``,
-    ``/metrics``) is bound first, so a busy port stops the worker at once naming TERN_WORKER_HTTP_PORT, and serves
+    ``/metrics``) is bound first, so a busy port stops the worker at once naming TERN_WORKER__HTTP_PORT, and serves
     while the worker polls; ``on_ready`` is called with its base URL (None when ``worker_http_port`` is 0) once the
     worker polls."""
     sock = bind(settings.worker.http_host, settings.worker.http_port) if settings.worker.http_port else None

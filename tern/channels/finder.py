@@ -273,7 +273,7 @@ class ChannelFinder:
         except EmbeddingError as exc:
             return None, f"embedding provider unavailable ({exc})"
         if emb is None:
-            return None, "no embedding provider is configured (TERN_EMBEDDING_PROVIDER=none)"
+            return None, "no embedding provider is configured (TERN_ARIEL__EMBEDDING_PROVIDER=none)"
         if emb.model not in self._embedded:
             try:
                 await self.embed_pending(emb)

@@ -58,7 +58,8 @@ class AskArgs(_Args):
     context: str = Field("", max_length=4000, description="Context for the planner (role, what is known).")
     plan_approval: bool | None = Field(
         None,
-        description="Ask a human approver for the plan before any step runs (default: the setting TERN_PLAN_APPROVAL).",
+        description="Ask a human approver for the plan before any step runs "
+        "(default: the setting TERN_LLM__PLAN_APPROVAL).",
     )
 
 
