@@ -10,7 +10,6 @@ Mounted in the main CLI with ``app.add_typer(bridge_app, name="bridge")``; heavy
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 from pathlib import Path
@@ -21,6 +20,8 @@ import typer
 from starters.common import fail, hard_exit, load_settings
 
 if TYPE_CHECKING:
+    import asyncio
+
     from tern.config import TernSettings
 
 app = typer.Typer(help="Chat approval bridges: post approval cards and take decisions from chat.", no_args_is_help=True)
@@ -36,6 +37,8 @@ def credentials_path(settings: TernSettings) -> Path:
 async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owner: str | None = None) -> None:
     """Run the Matrix bridge for ``settings`` until ``stop`` is set. Raises ``MatrixError`` (credentials,
     login), ``TernUnavailable`` (Temporal) or ``DatabaseError`` (PostgreSQL) when it cannot start."""
+    import asyncio
+
     from starters.chat_client import client_decider, pending_requests, plan_starter, question_starter, run_progress
     from starters.client import TernClient
     from starters.matrix_bridge import MatrixPlatform
@@ -78,6 +81,8 @@ def matrix(
     owner: Annotated[str | None, typer.Option("--owner", help="This instance's name in card claims.")] = None,
 ) -> None:
     """Post approval cards in the Matrix control room and take decisions from replies (runs until stopped)."""
+    import asyncio
+
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("nio").setLevel(logging.WARNING)  # nio logs every room event at INFO
@@ -102,6 +107,8 @@ async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner
     settings are incomplete, ``slack_sdk.errors.SlackApiError`` when Slack refuses the app token (Socket Mode,
     checked before the first card), ``TernUnavailable``/``DatabaseError`` when Temporal or PostgreSQL cannot be
     reached."""
+    import asyncio
+
     from slack_sdk.web.async_client import AsyncWebClient
 
     from starters.chat_client import client_decider, pending_requests
@@ -172,6 +179,8 @@ def slack(
 ) -> None:
     """Post approval cards in a Slack channel with Approve/Reject buttons (runs until stopped). Socket Mode when
     TERN_CHAT__SLACK_APP_TOKEN (xapp-...) is set, else HTTP mode (POST /slack/events on TERN_CHAT__SLACK_PORT)."""
+    import asyncio
+
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 

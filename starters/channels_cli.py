@@ -9,7 +9,6 @@ finder are imported inside the commands (issue 17: ``tern --help`` stays fast).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from starters.common import console, fail, load_settings, print_json
-from tern.models.limits import MAX_CHANNEL_FILE_BYTES, MAX_CHANNEL_QUERY_CHARS
 
 if TYPE_CHECKING:
     import asyncpg
@@ -65,12 +63,16 @@ def find_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: mode used, notice, hits.")] = False,
 ) -> None:
     """Find channels matching a description, best first, with scores."""
+    import asyncio
+
     if mode not in MODES:
         fail(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
     if not 1 <= limit <= MAX_LIMIT:
         fail(f"--limit must be between 1 and {MAX_LIMIT}, got {limit}")
     if not query.strip():
         fail("the query is empty")
+    from tern.models.limits import MAX_CHANNEL_QUERY_CHARS
+
     if len(query) > MAX_CHANNEL_QUERY_CHARS:
         fail(f"the query has {len(query)} characters; the limit is {MAX_CHANNEL_QUERY_CHARS}")
     settings = load_settings()
@@ -94,6 +96,10 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the children as JSON.")] = False,
 ) -> None:
     """List the children of a hierarchy level (area -> system -> family -> device -> field -> signal)."""
+    import asyncio
+
+    from tern.models.limits import MAX_CHANNEL_QUERY_CHARS
+
     if len(under) > MAX_CHANNEL_QUERY_CHARS:
         fail(f"--under has {len(under)} characters; the limit is {MAX_CHANNEL_QUERY_CHARS}")
     settings = load_settings()
@@ -128,8 +134,11 @@ def import_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Import (insert or update by name) a channel list; importing the same file again changes nothing."""
+    import asyncio
+
     from tern.channels.importing import ChannelImportError, read_channel_file
     from tern.control.limits import LimitsDatabase, LimitsDatabaseError
+    from tern.models.limits import MAX_CHANNEL_FILE_BYTES
 
     if not file.is_file():
         fail(f"channel file not found: {file}")

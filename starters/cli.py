@@ -10,7 +10,6 @@ commands that use them, so ``tern --help`` and ``tern status`` start fast (issue
 
 from __future__ import annotations
 
-import asyncio
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -22,6 +21,7 @@ from starters.ariel_cli import app as ariel_app
 from starters.bridge_cli import app as bridge_app
 from starters.channels_cli import app as channels_app
 from starters.common import (
+    DEMO_OPERATOR,
     console,
     err,
     fail,
@@ -32,14 +32,12 @@ from starters.common import (
     started_json,
     with_run_id,
 )
-from starters.demo import DEMO_OPERATOR
 from starters.login_cli import login
 from starters.memory_cli import app as memory_app
 from starters.sandbox_cli import app as sandbox_app
 from starters.sim_cli import app as sim_app
 from starters.trigger_cli import app as trigger_app
 from starters.verify_cli import verify
-from tern.models.limits import MAX_COMMENT_CHARS, MAX_RUN_ID_CHARS
 
 if TYPE_CHECKING:
     from tern.models import AgentRunResult, AgentRunStatus, ApprovalRecord
@@ -129,6 +127,8 @@ def migrate(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Bring the database schema up to date as its owner (database.url, else the embedded server as postgres):
     migrations, the tern_writer (insert-only audit) and tern_reader (read-only) roles and their grants. `tern up`
     does this too; no other command migrates. Exit 1 when the database cannot be reached or a migration fails."""
+    import asyncio
+
     from tern.db import DatabaseError, migrate_dsn
 
     s = load_settings()
@@ -179,6 +179,8 @@ def _print_stack(st: Any) -> None:
 @app.command()
 def worker() -> None:
     """Run a Tern worker in the foreground (uses writes_enabled and Channel Access settings as configured)."""
+    import asyncio
+
     from worker.logs import configure_logging
     from worker.main import run_worker, startup_errors
 
@@ -370,6 +372,8 @@ def _precheck_question(question: str, s: Any) -> None:
 
 def _check_run_id(run_id: str) -> str:
     """``run_id``, or exit 2 when it is empty or longer than ``MAX_RUN_ID_CHARS`` (before anything is contacted)."""
+    from tern.models.limits import MAX_RUN_ID_CHARS
+
     if not run_id.strip():
         fail("RUN_ID is empty")
     if len(run_id) > MAX_RUN_ID_CHARS:
@@ -431,6 +435,7 @@ def _decide(
 ) -> None:
     from starters.client import TernClient, check_user_name
     from starters.proofs import cli_signer
+    from tern.models.limits import MAX_COMMENT_CHARS
 
     s = load_settings()
     _check_run_id(run_id)
@@ -788,6 +793,8 @@ def mcp(
     tern://runs/{workflow_id}/artifacts. Claude Code: `claude mcp add --transport stdio tern -- tern mcp`.
     Over --http, clients send `Authorization: Bearer $TERN_MCP__TOKEN` (setting mcp.token, 16+ characters).
     """
+    import asyncio
+
     from pydantic import TypeAdapter, ValidationError
 
     from starters.mcp_server import serve
@@ -845,6 +852,8 @@ def demo(
 ) -> None:
     """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan (with --ask: the plan the
     configured LLM makes for the demo question; exits 2 when no LLM is configured)."""
+    import asyncio
+
     from starters.client import TernUnavailable, TernUserError
     from starters.common import run_family_url
     from starters.demo import DemoError, run_demo

@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from starters.common import DEMO_OPERATOR
 from tern import DATA_DIR, PACKAGE_DIR
 from tern.config import TernSettings, current_user
 from tern.models import AgentRunRequest, AgentRunResult, ControlWriteStep, Plan
@@ -32,7 +33,6 @@ from tern.models import AgentRunRequest, AgentRunResult, ControlWriteStep, Plan
 if TYPE_CHECKING:
     from starters.client import TernClient
 
-DEMO_OPERATOR = "demo-operator"
 DEMO_QUERY = (
     "RF cavity 1 tripped on reflected power again overnight. Has this happened before, what is the "
     "cavity doing now, and should we lower its voltage a little?"

@@ -10,7 +10,6 @@ the note's hash). Exit status: 0 done; 1 PostgreSQL unreachable; 2 bad input or 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -41,6 +40,8 @@ def _user(user: str | None) -> str:
 
 
 def _with_pool(s: TernSettings, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    import asyncio
+
     from tern.db import DatabaseError, create_pool
 
     async def go() -> T:
