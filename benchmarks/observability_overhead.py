@@ -95,7 +95,7 @@ async def child(variant: str, runs: int) -> tuple[list[float], float]:
     from temporalio.contrib.pydantic import pydantic_data_converter
 
     from tern.config import TernSettings
-    from tern.control.channels import configure_environment
+    from tern.control.channel_access import configure_environment
     from tern.db import create_pool
     from worker.connection import connect
     from worker.main import build_worker, run_worker

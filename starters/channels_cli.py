@@ -27,8 +27,8 @@ app = typer.Typer(
 )
 err = console(stderr=True)
 out = console()
-MODES = ("keyword", "semantic", "hybrid")  # tern.models.channels.CHANNEL_FIND_MODES (spelled out: start-up time)
-MAX_LIMIT = 100  # tern.channels.finder.MAX_LIMIT
+MODES = ("keyword", "semantic", "hybrid")  # tern.models.channel_finder.CHANNEL_FIND_MODES (spelled out: start-up time)
+MAX_LIMIT = 100  # tern.channel_finder.finder.MAX_LIMIT
 
 
 async def _pool(settings: TernSettings) -> asyncpg.Pool:
@@ -41,7 +41,7 @@ async def _pool(settings: TernSettings) -> asyncpg.Pool:
 
 
 async def _with_finder(settings: TernSettings, work: Any) -> Any:
-    from tern.channels.finder import ChannelFinder
+    from tern.channel_finder.finder import ChannelFinder
     from tern.control.limits import LimitsDatabaseError
 
     pool = await _pool(settings)
@@ -113,8 +113,8 @@ def list_cmd(
 
 
 async def _import(settings: TernSettings, path: Path, records: list[Any], digest: str) -> Any:
-    from tern.channels import store
-    from tern.channels.importing import source_name
+    from tern.channel_finder import store
+    from tern.channel_finder.importing import source_name
 
     pool = await _pool(settings)
     try:
@@ -136,7 +136,7 @@ def import_cmd(
     """Import (insert or update by name) a channel list; importing the same file again changes nothing."""
     import asyncio
 
-    from tern.channels.importing import ChannelImportError, read_channel_file
+    from tern.channel_finder.importing import ChannelImportError, read_channel_file
     from tern.control.limits import LimitsDatabase, LimitsDatabaseError
     from tern.models.limits import MAX_CHANNEL_FILE_BYTES
 

@@ -103,7 +103,7 @@ async def run_demo(
     no LLM is configured."""
     from starters.client import TernClient
     from tern.ariel.ingest import adapter_options, ingest_source
-    from tern.control import channels as ca
+    from tern.control import channel_access as ca
     from tern.control.ca_client import ChannelAccessClient
     from tern.control.limits import LimitsDatabase
     from tern.db import create_pool

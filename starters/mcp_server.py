@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from mcp.server.transport_security import TransportSecuritySettings
 
     from starters.client import TernClient
-    from tern.channels.finder import ChannelFinder
+    from tern.channel_finder.finder import ChannelFinder
     from tern.config import TernSettings
     from tern.control.ca_client import ChannelAccessClient
 
@@ -307,7 +307,7 @@ class TernMcp:
     async def find_channels(self, a: FindChannelsArgs) -> dict[str, Any]:
         """The channel finder (``tern channels find --json``)."""
         from starters.client import TernUnavailable, TernUserError
-        from tern.channels.finder import ChannelFinder
+        from tern.channel_finder.finder import ChannelFinder
         from tern.control.limits import LimitsDatabaseError
 
         pool = await self.pool()

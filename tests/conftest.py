@@ -218,7 +218,7 @@ def ca_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     os.environ.update(
         {"EPICS_CA_SERVER_PORT": str(port), "EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
     )
-    from tern.control.channels import ChannelAccessError, read_value
+    from tern.control.channel_access import ChannelAccessError, read_value
 
     deadline = time.monotonic() + 60
     while True:

@@ -14,7 +14,7 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Decision, Plan
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
 from workflows.agent_run import AgentRunWorkflow

@@ -36,7 +36,7 @@ def test_fifty_concurrent_checks_and_writes_in_a_fresh_process(settings) -> None
     ]
     assert not bad_writes, bad_writes[:3]
     assert "context" not in proc.stderr.lower(), proc.stderr[-2000:]
-    from tern.control.channels import read_value
+    from tern.control.channel_access import read_value
 
     for ch, w in zip(BURST_CHANNELS, out["writes"], strict=True):
         assert read_value(ch) == pytest.approx(w["value"])

@@ -22,7 +22,7 @@ from temporalio.client import WorkflowFailureError
 
 from starters.matrix_bridge import SYNC_FILTER
 from tern.approval.render import exact_number
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.embedded import matrix
 from tern.embedded.net import free_port
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan

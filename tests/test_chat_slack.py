@@ -29,7 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from starters.bridge_cli import run_slack_bridge
 from starters.slack_bridge import bolt_app, slack_app
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.embedded.net import free_port
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
 from tests.test_chat_webhook import serving

@@ -9,7 +9,7 @@ import signal
 import asyncpg
 import pytest
 
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Decision
 from tests.agent_helpers import audit_rows, spawn_worker, start_run, wait_for_state, write_plan
 from workflows.agent_run import AgentRunWorkflow

@@ -13,7 +13,7 @@ import pytest
 
 from tern.audit.invariants import IocPut, check_writes, read_put_log
 from tern.audit.store import claim_write, finish_write, record_event
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.db import create_pool
 from tern.models import AuditEvent, WriteRecord
 from tests.conftest import IOC_PUT_LOG

@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from tern.config import TernSettings
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Decision
 from tests.agent_helpers import running_worker, start_run, wait_for_state, write_plan
 from worker.logs import make_handler

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Plan
 from tests.agent_helpers import running_worker, start_run
 from tests.test_python_step import approve_next

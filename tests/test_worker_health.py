@@ -149,7 +149,7 @@ async def test_metrics_count_an_approved_write_run_where_it_happens(temporal_env
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
-    from tern.control.channels import read_value
+    from tern.control.channel_access import read_value
     from tern.models import Decision
     from tests.agent_helpers import ingest_demo, start_run, wait_for_state, write_plan
     from worker.sdk_metrics import ALERTED_SDK_METRICS

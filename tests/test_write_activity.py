@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.agent import AgentActivities
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models.activity_io import WriteCheckInput, WriteInput
 
 
@@ -115,7 +115,7 @@ async def test_interrupted_write_on_a_channel_that_moved_is_not_put_again(settin
 
 async def test_a_put_whose_window_closed_is_not_sent(settings) -> None:
     """A put that waited past its window (Channel Access queue, slow connect) is dropped before libca sends it."""
-    from tern.control.channels import ChannelAccessError
+    from tern.control.channel_access import ChannelAccessError
     from tern.models import Verification
 
     acts = AgentActivities(settings)

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from tern.audit.invariants import check_writes, read_put_log
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Decision
 from tests.agent_helpers import audit_rows, spawn_worker, start_run, wait_for_state, write_plan
 from tests.conftest import IOC_PUT_LOG, SLOW_SETPOINT

@@ -22,7 +22,7 @@ from activities.agent import AgentActivities
 from activities.approval import ApprovalActivities, policy_source
 from activities.archiver import ArchiverActivities
 from activities.ariel import ariel_activities
-from activities.channels import ChannelActivities
+from activities.channel_finder import ChannelActivities
 from activities.logbook import LogbookActivities
 from activities.memory import MemoryActivities
 from activities.planning import PlanningActivities
@@ -30,7 +30,7 @@ from activities.sandbox import SandboxActivities
 from tern.approval.policy import ApprovalPolicyError
 from tern.config import TernSettings, process_backend_refusal
 from tern.control.ca_client import ChannelAccessClient
-from tern.control.channels import configure_environment
+from tern.control.channel_access import configure_environment
 from tern.db import create_pool
 from worker.connection import TemporalUnreachable, connect, connect_options
 from worker.health import HealthChecks, HttpEndpoint, HttpEndpointError, bind, build_app
@@ -175,7 +175,7 @@ async def reap_sandbox_periodically(settings: TernSettings, stop: asyncio.Event)
 async def load_channels(settings: TernSettings, pool: asyncpg.Pool) -> None:
     """Load the bundled channel database now (``channels_load_bundled``), so that ``tern up`` leaves it ready; a
     failure is logged and left to the first ``channel_find`` step to report."""
-    from tern.channels.finder import ChannelFinder
+    from tern.channel_finder.finder import ChannelFinder
     from tern.control.limits import LimitsDatabaseError
 
     try:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tern.models.approval import ApprovalKind, ApprovalRecord, ApprovalRequest, Decision, IgnoredDecision
     from tern.models.audit import AuditEvent, AuditKind
-    from tern.models.channels import ChannelFindResponse, ChannelHit, HierarchyNode
+    from tern.models.channel_finder import ChannelFindResponse, ChannelHit, HierarchyNode
     from tern.models.control import ChannelReading, LimitsCheck, Verification, VerificationLevel, WriteRecord
     from tern.models.logbook import LogbookHit, SearchMode, SearchResponse
     from tern.models.plan import (
@@ -48,16 +48,16 @@ _SUBMODULE: dict[str, str] = {
     "ArchiverReadStep": "plan",
     "AuditEvent": "audit",
     "AuditKind": "audit",
-    "ChannelFindResponse": "channels",
+    "ChannelFindResponse": "channel_finder",
     "ChannelFindStep": "plan",
-    "ChannelHit": "channels",
+    "ChannelHit": "channel_finder",
     "ChannelReadStep": "plan",
     "ChannelReading": "control",
     "ControlWriteStep": "plan",
     "Decision": "approval",
     "FinalRunState": "search_attributes",
     "GatherStep": "plan",
-    "HierarchyNode": "channels",
+    "HierarchyNode": "channel_finder",
     "IgnoredDecision": "approval",
     "LimitsCheck": "control",
     "LogbookHit": "logbook",

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tern.models.channels import ChannelFindMode
+from tern.models.channel_finder import ChannelFindMode
 from tern.models.limits import (
     MAX_APPROVERS,
     MAX_CHANNEL_QUERY_CHARS,
