@@ -31,6 +31,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import Response
@@ -147,7 +148,9 @@ def create_app(store: ArchiveStore, connected: Callable[[str], bool | None] | No
         return Response(encode(found), media_type="application/json")
 
     @app.get("/retrieval/data/getData.raw")
-    async def get_data_raw(pv: str = Query(...), frm: str | None = Query(None, alias="from"), to: str | None = None):
+    async def get_data_raw(pv: str | None = None, frm: str | None = Query(None, alias="from"), to: str | None = None):
+        if not pv:  # the Appliance: "PV name is null." (HTTP 400)
+            raise HTTPException(400, "missing pv=NAME (the PV to retrieve, or operator_N(NAME))")
         start, end = _range(frm, to)
         found = await fetch_info(pv, start, end)
         if found is None:
@@ -168,8 +171,7 @@ def create_app(store: ArchiveStore, connected: Callable[[str], bool | None] | No
     async def all_pvs(pv: str | None = None, regex: str | None = None, limit: int = 500) -> list[str]:
         return await matching_names(pv, regex, limit)
 
-    @app.get("/mgmt/bpl/getPVStatus")
-    async def pv_status(pv: str = Query(..., description="names or globs, comma separated")) -> list[dict[str, Any]]:
+    async def statuses(pv: str) -> list[dict[str, Any]]:
         archived = await store.channels()
         out: list[dict[str, Any]] = []
         for requested in [p.strip() for p in pv.split(",") if p.strip()]:
@@ -192,6 +194,21 @@ def create_app(store: ArchiveStore, connected: Callable[[str], bool | None] | No
                     }
                 )
         return out
+
+    @app.get("/mgmt/bpl/getPVStatus")
+    async def pv_status(pv: str | None = None) -> list[dict[str, Any]]:
+        if not pv:
+            raise HTTPException(400, "missing pv=NAME[,NAME...] (names or globs, comma separated)")
+        return await statuses(pv)
+
+    @app.post("/mgmt/bpl/getPVStatus")
+    async def pv_status_post(request: Request) -> list[dict[str, Any]]:
+        """Many names: ``pv=A,B,C`` as an ``application/x-www-form-urlencoded`` body, as the Appliance accepts."""
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        names = ",".join(form.get("pv", []))
+        if not names:
+            raise HTTPException(400, "missing pv=NAME[,NAME...] in the form body")
+        return await statuses(names)
 
     @app.get("/mgmt/bpl/getApplianceInfo")
     async def appliance_info(request: Request) -> dict[str, str]:
