@@ -119,7 +119,8 @@ def encode(
     byte = payload_type == "SCALAR_BYTE"
     out: list[bytes] = []
     lo = hi = -1  # current chunk's [year start, next year start)
-    msg = cls()
+    msg = cls()  # reused: every field is set each sample, or cleared when it must be absent (Clear() costs 2x)
+    has_sev = has_st = False
     for secs, nano, val, sev, st in zip(
         series.secs, series.nanos, series.vals, series.severity, series.status, strict=True
     ):
@@ -130,7 +131,6 @@ def encode(
                 out.append(NL)  # the empty line that ends a chunk
             out.append(_header(pv, payload_type, y, hdr))
             out.append(NL)
-        msg.Clear()
         msg.secondsintoyear = secs - lo
         msg.nano = nano
         if integral or byte:
@@ -139,10 +139,16 @@ def encode(
             msg.val = bytes([int(val) & 0xFF]) if byte else int(val)
         else:
             msg.val = val
-        if sev:
-            msg.severity = sev
+        if sev:  # severity and status 0 are the proto's defaults: left out, as the Appliance leaves them
+            msg.severity, has_sev = sev, True
+        elif has_sev:
+            msg.ClearField("severity")
+            has_sev = False
         if st:
-            msg.status = st
+            msg.status, has_st = st, True
+        elif has_st:
+            msg.ClearField("status")
+            has_st = False
         out.append(escape_line(msg.SerializeToString()))
         out.append(NL)
     return b"".join(out)

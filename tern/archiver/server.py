@@ -13,7 +13,7 @@ Same paths, parameters and JSON shape as the Appliance (archiver-appliance/epics
   ``application/x-protobuf``); binned requests are ``ScalarDouble``; HTTP 404 for a PV that is not archived.
 - ``GET /retrieval/bpl/getMatchingPVs?pv=GLOB&limit=N`` (or ``regex=RE``): archived PV names matching a glob
   (``*``, ``?``) or a regular expression matching the whole name, sorted; ``limit`` (default 500) <= 0 means
-  all. ``/mgmt/bpl/getAllPVs`` answers the same.
+  all. ``/mgmt/bpl/getAllPVs`` and ``/mgmt/bpl/getMatchingPVs`` answer the same.
 - ``GET /mgmt/bpl/getPVStatus?pv=A,B*``: one status object per name or glob match (``pvName``, ``status``
   ``Being archived`` or ``Not being archived``, ``appliance``, ``connectionState``, ``lastEvent``...).
 - ``GET /mgmt/bpl/getApplianceInfo``: the identity and component URLs clients start from (``mgmtURL``,
@@ -167,6 +167,7 @@ def create_app(store: ArchiveStore, connected: Callable[[str], bool | None] | No
     async def matching(pv: str | None = None, regex: str | None = None, limit: int = 500) -> list[str]:
         return await matching_names(pv, regex, limit)
 
+    @app.get("/mgmt/bpl/getMatchingPVs")
     @app.get("/mgmt/bpl/getAllPVs")
     async def all_pvs(pv: str | None = None, regex: str | None = None, limit: int = 500) -> list[str]:
         return await matching_names(pv, regex, limit)
