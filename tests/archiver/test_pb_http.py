@@ -338,3 +338,41 @@ async def test_fifty_pb_requests_in_flight(archive: tuple[RunningServer, asyncpg
         vals = [list(v) if isinstance(v, bytes) else v for _, _, v, _, _ in samples]
         assert [(s, n, sev, st) for s, n, _, sev, st in samples] == [(r[0], r[1], r[3], r[4]) for r in want]
         assert vals == [[int(r[2])] if CHANNELS[pv][0] == "SCALAR_BYTE" else r[2] for r in want]
+
+
+@pytest.mark.ca
+async def test_aapy_reads_what_the_monitor_archived(pg_dsn: str, ca_sim: int) -> None:
+    """End to end: the monitor archives the simulated accelerator over Channel Access (a DBR_DOUBLE and a DBR_LONG
+    channel), the server sends PB of the types it recorded, aapy reads exactly the rows in PostgreSQL."""
+    import time
+
+    from tern.archiver.monitor import ChannelMonitor
+
+    channels = ["SR:RF:CAVITY:02:POWER:FWD", "SR:RF:CAVITY:01:STATUS:READY"]
+    pool = await create_pool(pg_dsn)
+    try:
+        store = ArchiveStore(pool)
+        mon = ChannelMonitor(store, channels, flush_period_s=0.2)
+        try:
+            await mon.start()
+            task = asyncio.create_task(mon.run())
+            deadline = time.monotonic() + 60
+            while len(await db_rows(pool, channels[0])) < 2 or not await db_rows(pool, channels[1]):
+                assert time.monotonic() < deadline, mon.written
+                await asyncio.sleep(0.2)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        finally:
+            mon.stop()
+        async with serving(store) as srv:
+            for pv, type_number in zip(
+                channels, [TYPE_NUMBERS["SCALAR_DOUBLE"], TYPE_NUMBERS["SCALAR_INT"]], strict=True
+            ):
+                rows = await db_rows(pool, pv)
+                got = await aapy(srv, pv, rows[0][0] - 1, rows[-1][0] + 2)
+                assert [c["type"] for c in got["chunks"]] == [type_number]
+                assert [v[0] for v in got["values"]] == [r[2] for r in rows]
+                events = [(e[1], e[3], e[4]) for c in got["chunks"] for e in c["events"]]
+                assert events == [(r[1], r[3], r[4]) for r in rows]  # nanoseconds of the IOC's timestamps
+    finally:
+        await pool.close()
