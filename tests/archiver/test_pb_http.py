@@ -373,3 +373,19 @@ async def test_aapy_reads_what_the_monitor_archived(pg_dsn: str, ca_sim: int) ->
                 assert events == [(r[1], r[3], r[4]) for r in rows]  # nanoseconds of the IOC's timestamps
     finally:
         await pool.close()
+
+
+def test_generated_module_matches_the_proto() -> None:
+    """The committed EPICSEvent_pb2 was generated from the committed .proto: same messages, fields and enum."""
+    import re
+
+    from tern.archiver.proto import EPICSEvent_pb2 as ee
+
+    text = (Path(pb.__file__).parent / "proto" / "EPICSEvent.proto").read_text()
+    blocks = dict(re.findall(r"^(?:message|enum) (\w+) \{(.*?)^\}", text, flags=re.S | re.M))
+    assert set(ee.DESCRIPTOR.message_types_by_name) | set(ee.DESCRIPTOR.enum_types_by_name) == set(blocks)
+    for name, msg in ee.DESCRIPTOR.message_types_by_name.items():
+        fields = {f: int(n) for f, n in re.findall(r"(\w+) = (\d+)", blocks[name]) if f != "default"}
+        assert {f.name: f.number for f in msg.fields} == fields, name
+    enum = {k: int(v) for k, v in re.findall(r"(\w+) = (\d+)", blocks["PayloadType"])}
+    assert {v.name: v.number for v in ee.DESCRIPTOR.enum_types_by_name["PayloadType"].values} == enum
