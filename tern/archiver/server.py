@@ -19,8 +19,9 @@ Same paths, parameters and JSON shape as the Appliance (archiver-appliance/epics
 - ``GET /mgmt/bpl/getApplianceInfo``: the identity and component URLs clients start from (``mgmtURL``,
   ``retrievalURL``, ``dataRetrievalURL``).
 
-``from``/``to`` are ISO 8601 (``2026-11-19T03:20:00.000Z``); ``to`` defaults to now and ``from`` to an hour
-before ``to``, as on the Appliance. A bad time, reversed range or unknown operator is HTTP 400.
+``from``/``to`` are ISO 8601 (``2026-11-19T03:20:00.000Z``); ``to`` defaults to an hour after now and ``from``
+to a day before ``to``, as on the Appliance (``DataRetrievalServlet.getRequestTimes``). A bad time, reversed
+range or unknown operator is HTTP 400.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def _time(text: str | None, default: datetime, what: str) -> datetime:
 
 
 def _range(frm: str | None, to: str | None) -> tuple[datetime, datetime]:
-    end = _time(to, datetime.now(UTC), "to")
-    start = _time(frm, end - timedelta(hours=1), "from")
+    end = _time(to, datetime.now(UTC) + timedelta(hours=1), "to")
+    start = _time(frm, end - timedelta(days=1), "from")
     if start > end:
         raise HTTPException(400, f"from ({start.isoformat()}) is after to ({end.isoformat()})")
     return start, end

@@ -389,3 +389,22 @@ def test_generated_module_matches_the_proto() -> None:
         assert {f.name: f.number for f in msg.fields} == fields, name
     enum = {k: int(v) for k, v in re.findall(r"(\w+) = (\d+)", blocks["PayloadType"])}
     assert {v.name: v.number for v in ee.DESCRIPTOR.enum_types_by_name["PayloadType"].values} == enum
+
+
+async def test_default_range_is_the_appliance_s(pg_dsn: str) -> None:
+    """No from/to: to = now + 1 h, from = to - 1 day (DataRetrievalServlet.getRequestTimes)."""
+    import time
+
+    pool = await create_pool(pg_dsn)
+    try:
+        store = ArchiveStore(pool)
+        info = await store.ensure_channel("PB:RECENT")
+        now = int(time.time())
+        times = [now - 26 * 3600, now - 23 * 3600 + 600, now + 1800, now + 2 * 3600]  # in range: the middle two
+        await store.append(info.id, [(t, 0, float(i), 0, 0) for i, t in enumerate(times)])
+        async with serving(store) as srv, httpx.AsyncClient(base_url=srv.url) as http:
+            r = await http.get("/retrieval/data/getData.raw", params={"pv": "PB:RECENT"})
+        assert r.status_code == 200
+        assert [s[0] for c in pb.decode(r.content) for s in c.samples] == times[1:3]
+    finally:
+        await pool.close()
