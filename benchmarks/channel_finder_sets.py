@@ -30,8 +30,8 @@ import yaml
 from benchmarks._common import embedded_postgres
 from tern import DATA_DIR
 from tern.ariel.embeddings import HashingTestEmbedder
-from tern.channels import store
-from tern.channels.finder import ChannelFinder
+from tern.channel_finder import store
+from tern.channel_finder.finder import ChannelFinder
 from tern.config import TernSettings
 from tern.db import create_pool
 

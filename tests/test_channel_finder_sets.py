@@ -34,8 +34,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from tern.ariel.embeddings import HashingTestEmbedder  # noqa: E402
-from tern.channels.finder import ChannelFinder  # noqa: E402
-from tern.channels.understanding import Catalog, resolve  # noqa: E402
+from tern.channel_finder.finder import ChannelFinder  # noqa: E402
+from tern.channel_finder.understanding import Catalog, resolve  # noqa: E402
 from tern.config import TernSettings  # noqa: E402
 from tern.db import create_pool  # noqa: E402
 

@@ -6,7 +6,7 @@ A new capability is one module with a :class:`~tern.planning.registry.Capability
 
 from __future__ import annotations
 
-from tern.models.channels import ChannelHit
+from tern.models.channel_finder import ChannelHit
 from tern.models.plan import (
     ArchiverReadStep,
     ChannelFindStep,

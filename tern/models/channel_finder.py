@@ -29,7 +29,7 @@ class ChannelHit(BaseModel):
 
 
 class ChannelSet(BaseModel):
-    """The set of channels a request means (``tern.channels.understanding``): ``names`` in hierarchy order,
+    """The set of channels a request means (``tern.channel_finder.understanding``): ``names`` in hierarchy order,
     ``count``, ``kind`` ("one", "several", or "family": every device of a family), ``confidence`` (0..1; 1 when
     the request named every level) and ``explanation`` (how the request was read)."""
 

@@ -10,7 +10,7 @@ Steps, each consuming the words it used: areas ("storage ring", "booster", "tran
 "the storage and booster ring"); families by the *family names the database carries* (each channel's property
 ``family_aliases``, comma-separated; the bundled ones from ``tern/data/channel_families.json``; longest phrase
 first, and when a generic and a specific name both match, the specific one: "SF sextupole" is SF); "sector N"
-(digits or words) mapped to the area's sector numbering (``tern.channels.naming``: a family of 12k devices has k
+(digits or words) mapped to the area's sector numbering (``tern.channel_finder.naming``: a family of 12k devices has k
 per sector, gauges carry their sector, ``SR05``); positions: ordinals ("third", "5th"), "first/last N", "last",
 "all", "both", or a device number, resolved against the family's *ordered instances* (the last three of 72
 correctors are 70-72); quantities: field words (current, position, pressure, voltage...) and signal words
@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tern.channels.naming import ABBREVIATIONS, SECTORS
+from tern.channel_finder.naming import ABBREVIATIONS, SECTORS
 
 ORDINALS = {
     w: i
@@ -83,7 +83,7 @@ _TOKEN = re.compile(r"[a-z0-9#]+")
 
 def tokens(text: str) -> list[str]:
     """Normalised words of ``text``: lower case, ``cav1`` split, abbreviations expanded
-    (``tern.channels.naming.ABBREVIATIONS``), plurals singular, numbers in words made digits, ordinals
+    (``tern.channel_finder.naming.ABBREVIATIONS``), plurals singular, numbers in words made digits, ordinals
     ("third", "5th") made ``#3``/``#5``."""
     raw = text.lower().replace("'s", "").replace("?", " ")
     for pat, rep in _QUERY_PHRASES.items():
@@ -134,7 +134,7 @@ class FamilyInstances:
 
     def sector_devices(self, sector: int) -> list[str] | None:
         """The devices of ``sector`` by the naming convention, or None when this family has no sector numbering
-        (``tern.channels.naming``: gauges carry it, ``SR05``; a storage-ring family of 12k devices has k each)."""
+        (``tern.channel_finder.naming``: gauges carry it, ``SR05``; a storage-ring family of 12k devices has k each)."""
         if self.area != "SR":
             return None
         named = [d for d in self.devices if re.fullmatch(r"SR\d+", d)]
