@@ -136,3 +136,25 @@ def test_family_names_are_data_of_the_database_not_code() -> None:
     res = resolve("wiggler trim quad 3 setpoint", cat)
     assert res is not None and res.names == ["SR:MAG:QX7:03:CURRENT:SP"] and res.confidence == 1.0
     assert resolve("wiggler trim quad 3 setpoint", _catalog({"QX7": 4})) is None  # without the data: unknown
+
+
+def test_the_planner_and_a_later_read_see_the_set_apart_from_the_alternatives() -> None:
+    from tern.models.channel_finder import ChannelHit
+    from tern.models.run import StepResult
+    from tern.planning import REGISTRY
+    from workflows.run_reads import _meant
+
+    hits = [
+        ChannelHit(name="SR:MAG:HCM:70:CURRENT:SP", description="HCM 70 setpoint", units="A", in_set=True),
+        ChannelHit(name="SR:MAG:HCM:71:CURRENT:SP", description="HCM 71 setpoint", units="A", in_set=True),
+        ChannelHit(name="SR:MAG:HCM:69:CURRENT:SP", description="HCM 69 setpoint", units="A"),
+    ]
+    found = StepResult(step_id="find", kind="channel_find", status="completed", channels=hits)
+    text = REGISTRY.summarise(found)
+    assert text.startswith("find (channel_find, completed): the request means these 2: SR:MAG:HCM:70:CURRENT:SP") or (
+        "the request means these 2: SR:MAG:HCM:70:CURRENT:SP (HCM 70 setpoint, A); SR:MAG:HCM:71" in text
+    )
+    assert text.endswith("| alternatives: SR:MAG:HCM:69:CURRENT:SP (HCM 69 setpoint, A)")
+    assert [h.name for h in _meant(hits)] == ["SR:MAG:HCM:70:CURRENT:SP", "SR:MAG:HCM:71:CURRENT:SP"]
+    old = [h.model_copy(update={"in_set": False}) for h in hits]  # a history from before sets: every hit
+    assert _meant(old) == old
