@@ -120,7 +120,7 @@ SELECT coalesce((SELECT string_agg(source || '=' || content_hash, ',' ORDER BY s
     || '/' || coalesce((SELECT ndoc FROM channel_term_stats WHERE word = ''), 0)::text
 """
 _CATALOG_SQL = """
-SELECT area, system, family, device, field, signal, properties ->> 'family_aliases'
+SELECT area, system, family, device, field, signal, properties ->> 'family_aliases', description
 FROM channels WHERE family <> '' AND device <> ''
 """
 _SET_SQL = """

@@ -79,6 +79,7 @@ _QUERY_PHRASES = {  # before numbers are read: "one-minute average" is no device
 }
 _ORD_SUFFIX = re.compile(r"\b(\d+)(st|nd|rd|th)\b")
 _TOKEN = re.compile(r"[a-z0-9#]+")
+_SECTOR_NOTE = re.compile(r"\(sector (\d+)(?:, number \d+ in the sector)?\)")
 
 
 def tokens(text: str) -> list[str]:
@@ -131,10 +132,21 @@ class FamilyInstances:
     devices: list[str] = field(default_factory=list)
     leaves: dict[str, set[str]] = field(default_factory=dict)
     by_number: dict[int, list[str]] = field(default_factory=dict)  # device number -> devices (SR05 is 5)
+    sectors: dict[int, list[str]] = field(default_factory=dict)  # sector -> devices, as the descriptions say
+
+    def note_sector(self, device: str, description: str) -> None:
+        """Record the sector a channel's description gives its device ("(sector 3, number 2 in the sector)")."""
+        m = _SECTOR_NOTE.search(description)
+        if m:
+            devices = self.sectors.setdefault(int(m.group(1)), [])
+            if device not in devices:
+                devices.append(device)
 
     def sector_devices(self, sector: int) -> list[str] | None:
         """The devices of ``sector`` by the naming convention, or None when this family has no sector numbering
         (``tern.channel_finder.naming``: gauges carry it, ``SR05``; a storage-ring family of 12k devices has k each)."""
+        if self.sectors:  # the database says (descriptions): authoritative
+            return sorted(self.sectors.get(sector, []), key=self.devices.index)
         if self.area != "SR":
             return None
         named = [d for d in self.devices if re.fullmatch(r"SR\d+", d)]
@@ -151,7 +163,8 @@ class FamilyInstances:
 class Catalog:
     """The hierarchy's ordered instances and the family names, as :func:`resolve` needs them.
 
-    Build with :meth:`from_rows` from ``(area, system, family, device, field, signal, family_aliases)`` rows."""
+    Build with :meth:`from_rows` from ``(area, system, family, device, field, signal, family_aliases[,
+    description])`` rows; a description's "(sector S[, number K in the sector])" places its device in sector S."""
 
     families: dict[tuple[str, str], FamilyInstances] = field(default_factory=dict)
     synonyms: dict[tuple[str, ...], set[str]] = field(default_factory=dict)  # phrase (tokens) -> families
@@ -163,10 +176,12 @@ class Catalog:
         cat = cls()
         named: set[tuple[str, str]] = set()  # (family, aliases) already read: 100,000 rows share a few dozen
         for row in rows:
-            area, system, fam, device, fld, signal, aliases = (x or "" for x in row)
+            area, system, fam, device, fld, signal, aliases, *rest = (x or "" for x in row)
             if not all((area, system, fam, device, fld, signal)):
                 continue
             inst = cat.families.setdefault((area, fam), FamilyInstances(area, system, fam))
+            if device not in inst.leaves and rest:
+                inst.note_sector(device, rest[0])
             inst.leaves.setdefault(device, set()).add(f"{fld}:{signal}")
             if (fam, aliases) in named:
                 continue
