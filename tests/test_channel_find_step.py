@@ -18,7 +18,6 @@ import pytest
 from tern.models import Plan
 from tests.agent_helpers import running_worker, start_run
 
-
 MAX_FAMILY = 30
 
 
