@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 from nio import AsyncClient, ReactionEvent, RoomMessageText, RoomSendResponse
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
 from starters.matrix_bridge import SYNC_FILTER
 from tern.approval.render import exact_number
@@ -324,8 +325,10 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
                 result = await handle.result()
                 await operator.until(_edit(bot, card.event_id, "Written and verified"), 30)
                 await h2.cancel()
-                with pytest.raises(WorkflowFailureError):  # closed before its worker goes: no run left waiting
+                # closed before its worker goes: no run left waiting
+                with pytest.raises(WorkflowFailureError) as cancelled:
                     await h2.result()
+                assert isinstance(cancelled.value.cause, CancelledError), cancelled.value.cause  # cancelled, not failed
                 await operator.until(_edit(bot, card2.event_id, "Cancelled"), 30)  # whoever ended it, the card says
             finally:
                 _stop(b3)
