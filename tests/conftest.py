@@ -10,7 +10,9 @@ file change nothing, and nothing in the suite connects to a default port.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -121,10 +123,29 @@ SLOW_MODULES = frozenset(
 """Test files left out of ``./dev test --fast`` whole: each test starts an embedded stack or a long build."""
 
 
+SPAWNS = re.compile(
+    r"\b(?:tern|_tern|tern_cli|tern_cmd|_cli|stdio_client|http_server|_spawn_bridge|spawn_worker)\(|"
+    r"\bsubprocess\.(?:run|Popen|check_output|check_call)\b|\benv_without_services\b|\bsys\.executable\b"
+)
+"""What, in a test function's own source, starts a Python process (the ``tern`` CLI, a bridge, a worker): each
+costs 1-4 s of interpreter start-up and imports on the 2-core machine, so such tests are ``slow`` too."""
+
+
+def _spawns(function: object, cache: dict[object, bool]) -> bool:
+    if function not in cache:
+        try:
+            cache[function] = bool(SPAWNS.search(inspect.getsource(function)))  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            cache[function] = False
+    return cache[function]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark ``slow`` (left out by ``./dev test --fast``, i.e. ``-m "not slow"``; docs/development/tests.md) every
-    test that uses a fixture of :data:`SLOW_FIXTURES`, is marked ``docker`` or ``browser``, or lives in a file of
-    :data:`SLOW_MODULES`; a test can also be marked ``@pytest.mark.slow`` by hand. CI runs everything."""
+    test that uses a fixture of :data:`SLOW_FIXTURES`, is marked ``docker`` or ``browser``, lives in a file of
+    :data:`SLOW_MODULES`, or starts a Python process itself (:data:`SPAWNS`); a test can also be marked
+    ``@pytest.mark.slow`` by hand. CI runs everything."""
+    cache: dict[object, bool] = {}
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if (
@@ -132,6 +153,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             or item.get_closest_marker("docker")
             or item.get_closest_marker("browser")
             or item.path.name in SLOW_MODULES
+            or _spawns(getattr(item, "function", None), cache)
         ):
             item.add_marker(pytest.mark.slow)
 

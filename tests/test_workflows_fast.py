@@ -361,6 +361,7 @@ async def test_python_step_says_when_its_code_ran_again(env) -> None:
     assert "the code ran 2 time(s) before in interrupted attempts" in result.steps[0].message
 
 
+@pytest.mark.slow  # five real 20 s heartbeat timeouts: the time-skipping server keeps time while an activity runs
 async def test_python_step_whose_worker_keeps_dying_fails_saying_so(env) -> None:
     """Every attempt's worker stops heartbeating (killed during the execution): the step fails after the retry
     policy's attempts with a message that says what happened, not Temporal's bare "activity Heartbeat timeout"."""
