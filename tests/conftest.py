@@ -118,9 +118,11 @@ SLOW_MODULES = frozenset(
         "test_proven_stack.py",
         "test_worker_image.py",
         "test_docs_site.py",  # mkdocs build --strict
+        "test_onnx_embedder.py",  # the real embedding models (ONNX, torch) on labelled sets
+        "test_real_model.py",
     }
 )
-"""Test files left out of ``./dev test --fast`` whole: each test starts an embedded stack or a long build."""
+"""Test files left out of ``./dev test --fast`` whole: an embedded stack, a long build or a real embedding model."""
 
 
 SPAWNS = re.compile(
