@@ -126,7 +126,7 @@ SLOW_MODULES = frozenset(
 
 
 SPAWNS = re.compile(
-    r"\b(?:tern|_tern|tern_cli|tern_cmd|_cli|stdio_client|http_server|_spawn_bridge|spawn_worker)\(|"
+    r"\b(?:tern|_tern|cli|tern_cli|tern_cmd|_cli|stdio_client|http_server|_spawn_bridge|spawn_worker)\(|"
     r"\bsubprocess\.(?:run|Popen|check_output|check_call)\b|\benv_without_services\b|\bsys\.executable\b"
 )
 """What, in a test function's own source, starts a Python process (the ``tern`` CLI, a bridge, a worker): each
