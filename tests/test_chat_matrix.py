@@ -296,7 +296,19 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
             )
             rid = (await wait_for_state(handle, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
             card = await operator.until(_card(bot, rid), 60)
-            await asyncio.sleep(3)  # both bridges have made several passes
+            # A later request's card shows that the bridges have passed over the outbox again since the first card
+            # (its NOTIFY wakes both); a duplicate of the first would have been posted by then (no fixed sleep).
+            sentinel = "SR:MAG:QF:08:CURRENT:SP"
+            h0 = await start_run(
+                temporal_env.client,
+                settings,
+                write_plan(sentinel, read_value(sentinel)),
+                user="physicist",
+                approvers=["operator"],
+            )
+            rid0 = (await wait_for_state(h0, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
+            await operator.until(_card(bot, rid0), 60)
+            await h0.terminate("sentinel seen")
             for b in (b1, b2):
                 _stop(b, signal.SIGKILL)
             # A second run waits with no bridge up, and its outbox row is gone: only reconciliation finds it.
