@@ -120,6 +120,7 @@ SLOW_MODULES = frozenset(
         "test_docs_site.py",  # mkdocs build --strict
         "test_onnx_embedder.py",  # the real embedding models (ONNX, torch) on labelled sets
         "test_real_model.py",
+        "test_protocol_model.py",  # the approval protocol's model check (Hypothesis; 30-165 s)
     }
 )
 """Test files left out of ``./dev test --fast`` whole: an embedded stack, a long build or a real embedding model."""
@@ -127,10 +128,12 @@ SLOW_MODULES = frozenset(
 
 SPAWNS = re.compile(
     r"\b(?:tern|_tern|cli|tern_cli|tern_cmd|_cli|stdio_client|http_server|_spawn_bridge|spawn_worker)\(|"
+    r"\bto_thread\(\s*(?:tern|_tern|cli|tern_cli)\b|import synapse\b|"
     r"\bsubprocess\.(?:run|Popen|check_output|check_call)\b|\benv_without_services\b|\bsys\.executable\b"
 )
-"""What, in a test function's own source, starts a Python process (the ``tern`` CLI, a bridge, a worker): each
-costs 1-4 s of interpreter start-up and imports on the 2-core machine, so such tests are ``slow`` too."""
+"""What, in a test function's own source, starts a Python process (the ``tern`` CLI, a bridge, a worker) or
+Synapse's modules: each costs 1-4 s of interpreter start-up and imports on the 2-core machine, so such tests are
+``slow`` too."""
 
 
 def _spawns(function: object, cache: dict[object, bool]) -> bool:
