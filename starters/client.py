@@ -330,12 +330,35 @@ class TernClient:
         Raises :class:`TernUserError` for bad input or when no LLM is configured (``TERN_LLM_PROVIDER``) and
         :class:`TernUnavailable` when Temporal cannot be reached. Returns the run's handle.
         """
+        req = self.question_request(
+            question,
+            user=user,
+            approvers=approvers,
+            plan_approval=plan_approval,
+            approval_timeout_s=approval_timeout_s,
+            context=context,
+            channel_candidates=channel_candidates,
+        )
+        return await self.start_run(req, workflow_id, signer)
+
+    def question_request(
+        self,
+        question: str,
+        *,
+        user: str,
+        approvers: list[str] | None = None,
+        plan_approval: bool | None = None,
+        approval_timeout_s: float | None = None,
+        context: str = "",
+        channel_candidates: list[ChannelCandidate] | None = None,
+    ) -> AgentRunRequest:
+        """The ``AgentRunRequest`` of :meth:`ask` (arguments and errors as there), without starting it."""
         if not question.strip():
             raise TernUserError("the question is empty")
         if self.settings.llm.provider == "none":
             raise TernUserError(NO_LLM)
         s = self.settings
-        req = run_request(
+        return run_request(
             {"query": "the question", "user": "user", "approvers": "approvers", "context": "context"},
             user=user,
             query=question,
@@ -346,7 +369,6 @@ class TernClient:
             context=context,
             channel_candidates=channel_candidates or [],
         )
-        return await self.start_run(req, workflow_id, signer)
 
     async def _describe(self, workflow_id: str) -> tuple[WorkflowHandle[Any, Any], str]:
         """The run's handle and task queue. Raises :class:`TernUserError` for unknown ids."""
@@ -436,7 +458,8 @@ class TernClient:
 
     async def pending(self, workflow_id: str | None = None) -> list[RunProgress]:
         """Runs on the configured task queue (``temporal.task_queue``: this deployment's workers) waiting for an
-        approval decision, oldest request first (only ``workflow_id``, when given): ONE visibility list call, each
+        approval decision, oldest request first (only the run ``workflow_id`` and its python steps, by
+        ``RootWorkflowId``, when given): ONE visibility list call, each
         run's request read from its progress memo (:mod:`tern.models.progress`), so no worker is asked and a run
         whose worker is down is listed all the same.
 
@@ -446,7 +469,7 @@ class TernClient:
         queue = _quote(self.settings.temporal.task_queue)
         query = f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}" AND TaskQueue = "{queue}"'
         if workflow_id is not None:
-            query += f' AND WorkflowId = "{_quote(workflow_id)}"'
+            query += f' AND RootWorkflowId = "{_quote(workflow_id)}"'
         out: list[RunProgress] = []
         try:
             async for wf in self.client.list_workflows(query):

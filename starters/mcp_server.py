@@ -282,13 +282,9 @@ class TernMcp:
         return {"finished": True} | with_run_id(res.model_dump(mode="json"))
 
     async def pending_approvals(self, a: PendingArgs) -> list[dict[str, Any]]:
-        """Runs waiting for a human decision (``tern pending --json``), or only ``a.workflow_id`` if it waits."""
-        client = await self.client()
-        if a.workflow_id is None:
-            runs = await client.pending()
-        else:
-            st = await client.waiting(a.workflow_id)
-            runs = [st] if st.pending is not None else []
+        """Runs waiting for a human decision (``tern pending --json``: one visibility query), or only the run
+        ``a.workflow_id`` and its python steps."""
+        runs = await (await self.client()).pending(a.workflow_id)
         return [with_run_id(r.model_dump(mode="json")) for r in runs]
 
     # --- data ------------------------------------------------------------------------------------------------
