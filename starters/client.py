@@ -266,8 +266,8 @@ class TernClient:
         twice (a chat platform's retry, a webhook sent again) starts one run: the second call finds the run
         (``USE_EXISTING`` while it runs; ``REJECT_DUPLICATE`` once it closed) and gets the same Update's answer
         (Temporal deduplicates Updates by id). ``progress`` is None when no worker accepted the Update within
-        ``UPDATE_RPC_TIMEOUT`` (the run is started all the same) or when the run had closed (read it with
-        :meth:`progress`).
+        ``UPDATE_RPC_TIMEOUT`` (the run is started all the same) or when the run had closed and the server no
+        longer answers with the first Update's outcome (read it with :meth:`progress`).
 
         Raises :class:`TernUserError` when the proof cannot be made, :class:`TernUnavailable` when Temporal does
         not answer."""
