@@ -14,6 +14,7 @@ from tern import PACKAGE_DIR
 from tern.chat.bridge import (
     Decider,
     DecisionRefused,
+    Known,
     PendingSource,
     QuestionStarter,
     RunRefused,
@@ -122,28 +123,25 @@ def run_progress(client: TernClient) -> RunProgress_:
 
 
 def pending_requests(client: TernClient) -> PendingSource:
-    """A :data:`tern.chat.bridge.PendingSource` from visibility: every running workflow whose
-    ``TernPendingApproval`` is set, asked for its pending request by its ``status`` query. A run whose worker does
-    not answer (``QUERY_RPC_TIMEOUT``) is skipped with a warning: the bridge starts all the same, and the run's
-    outbox row (if any) still gives it a card."""
-    from temporalio.client import WorkflowExecutionStatus
-
+    """A :data:`tern.chat.bridge.PendingSource` from visibility: ONE list call (:meth:`TernClient.pending`, each
+    run's request id read from its progress memo); only the requests the outbox lacks (``known``) are fetched
+    whole by the run's ``status`` query (a card needs the write, the code or the plan). A run whose worker does not
+    answer (``QUERY_RPC_TIMEOUT``) is skipped with a warning: the bridge starts all the same, and the run's outbox
+    row (if any) still gives it a card."""
     from starters.client import QUERY_RPC_TIMEOUT
     from workflows.agent_run import AgentRunWorkflow
-    from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL
 
-    async def pending() -> list[tuple[str, ApprovalRequest]]:
+    async def pending(known: Known) -> list[tuple[str, ApprovalRequest]]:
         out: list[tuple[str, ApprovalRequest]] = []
-        query = f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}"'
-        async for wf in client.client.list_workflows(query):
-            if wf.status != WorkflowExecutionStatus.RUNNING:
+        for p in await client.pending():
+            if p.pending is None or await known(p.pending.request_id):
                 continue
             try:
-                st = await client.client.get_workflow_handle(wf.id).query(
+                st = await client.client.get_workflow_handle(p.workflow_id).query(
                     AgentRunWorkflow.status, rpc_timeout=QUERY_RPC_TIMEOUT
                 )
             except Exception as exc:  # RPCError, query failure: this run only
-                log.warning("reconciliation skips run %s: %s", wf.id, exc)
+                log.warning("reconciliation skips run %s: %s", p.workflow_id, exc)
                 continue
             if st.pending is not None:
                 out.append((st.workflow_id, st.pending))

@@ -39,8 +39,13 @@ Decider = Callable[[str, str, str, bool, str], Awaitable[str]]
 """``decide(run_id, request_id, approver, approved, comment)`` -> a line describing the audited decision.
 Raises :class:`DecisionRefused` with the reason when nothing was decided."""
 
-PendingSource = Callable[[], Awaitable[list[tuple[str, ApprovalRequest]]]]
-"""Returns ``(workflow id, pending request)`` of every run waiting now (reconciliation at start)."""
+Known = Callable[[str], Awaitable[bool]]
+"""``known(request id)``: whether the outbox already holds that request."""
+
+PendingSource = Callable[[Known], Awaitable[list[tuple[str, ApprovalRequest]]]]
+"""``pending(known)`` returns ``(workflow id, pending request)`` of every run waiting now whose request ``known``
+says the outbox lacks (reconciliation at start: the request ids come from one list call, only the missing ones
+are fetched whole)."""
 
 
 class RunRefused(Exception):
@@ -135,7 +140,11 @@ class ApprovalBridge:
             return 0
         new = 0
         async with self.pool.acquire() as conn:
-            for workflow_id, request in await self.pending():
+
+            async def known(request_id: str) -> bool:
+                return await store.request_by_id(conn, request_id) is not None
+
+            for workflow_id, request in await self.pending(known):
                 new += await store.add_request(conn, workflow_id, request)
         return new
 
