@@ -41,6 +41,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from starters.priorities import run_priority
 from tern.config import TernSettings
 from tern.identity.prove import ProofError, Signer
 from tern.models import (
@@ -242,9 +243,11 @@ class TernClient:
         )
 
     def _start_options(self, request: AgentRunRequest) -> dict[str, Any]:
-        """Task queue, summary and initial search attributes of an agent run's start."""
+        """Task queue, priority (``starters.priorities.run_priority``), summary and initial search attributes of an
+        agent run's start."""
         return {
             "task_queue": self.settings.temporal.task_queue,
+            "priority": run_priority(request),
             "static_summary": f"{request.user}: {request.query[:180]}",
             "search_attributes": TypedSearchAttributes(
                 [
