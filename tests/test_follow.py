@@ -169,9 +169,9 @@ async def test_tern_follow_prints_json_lines_live(temporal_env, settings, tmp_pa
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "TERN_DATA_DIR": str(tmp_path),
-        "TERN_DATABASE_URL": settings.dsn,
-        "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "TERN_TASK_QUEUE": settings.temporal.task_queue,
+        "TERN_DATABASE__URL": settings.dsn,
+        "TERN_TEMPORAL__ADDRESS": temporal_env.client.service_client.config.target_host,
+        "TERN_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
     }
     async with running_worker(temporal_env.client, settings):
         handle = await start_run(temporal_env.client, settings, write_plan(CHANNEL, 1.45))
