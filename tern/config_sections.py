@@ -102,6 +102,14 @@ class ControlSettings(_Section):
         le=256,
         description="Most Channel Access operations a worker runs at once (threads of its CA client); more wait.",
     )
+    pva_server_port: int = Field(
+        5075, ge=1, le=65535, description="TCP port of PVAccess servers given without one, and of the simulator's."
+    )
+    pva_addr_list: str = Field(
+        "127.0.0.1",
+        description="PVAccess servers the client searches (EPICS_PVA_NAME_SERVERS, TCP), space-separated host[:port]; "
+        "channels are addressed pva://NAME.",
+    )
     # Writes and safety
     writes_enabled: bool = Field(False, description="Master switch: no control write happens unless true.")
     limits_path: Path = Field(DATA_DIR / "channel_limits.json", description="Limits database (JSON).")
@@ -202,6 +210,7 @@ class SimSettings(_Section):
         0.0, description="Offset of the simulated IOC's clock from this host's, seconds (an IOC on another host)."
     )
     update_period_s: float = Field(0.1, gt=0, description="Simulation tick, seconds.")
+    pva: bool = Field(True, description="Serve the simulator's channels over PVAccess too (p4p), on pva_server_port.")
     put_log_path: Path | None = Field(
         None,
         description="File where the simulated IOC appends one JSON line per put it receives (its own record, for "

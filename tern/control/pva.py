@@ -110,12 +110,28 @@ def _finite(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _unwrap(v: Any) -> Any:
+    """p4p's unwrapped form of a value (``ntfloat``/``ntndarray``...); p4p's client does not always unwrap (seen
+    for several channels fetched in one ``get``), so a raw ``NTScalar``/``NTNDArray`` is unwrapped here."""
+    from p4p import Value
+    from p4p.nt import NTNDArray, NTScalar
+
+    if not isinstance(v, Value):
+        return v
+    sid = _structure_id(v)
+    if sid.startswith("epics:nt/NTScalar"):
+        return NTScalar.unwrap(v)
+    if sid.startswith("epics:nt/NTNDArray"):
+        return NTNDArray.unwrap(v)
+    return v
+
+
 def _get(ctx: Any, name: str, timeout: float) -> Any:
     """One PVAccess get of ``name`` (unwrapped NT value); raises :class:`PVAccessError` naming the channel."""
     from p4p.client.thread import Disconnected, RemoteError
 
     try:
-        return ctx.get(name, timeout=timeout)
+        return _unwrap(ctx.get(name, timeout=timeout))
     except TimeoutError as exc:
         raise PVAccessError(f"PVAccess channel {name} did not answer within {timeout:g} s") from exc
     except (RemoteError, Disconnected) as exc:
@@ -208,8 +224,12 @@ def _reading(name: str, v: Any) -> ChannelReading:
         timestamp=datetime.fromtimestamp(ts, UTC) if ts else None,
         severity=getattr(v, "severity", None),
         status=getattr(v, "status", None),
-        lower_ctrl_limit=_finite(field("control.limitLow")) if field("control.limitLow") != field("control.limitHigh") else None,
-        upper_ctrl_limit=_finite(field("control.limitHigh")) if field("control.limitLow") != field("control.limitHigh") else None,
+        lower_ctrl_limit=_finite(field("control.limitLow"))
+        if field("control.limitLow") != field("control.limitHigh")
+        else None,
+        upper_ctrl_limit=_finite(field("control.limitHigh"))
+        if field("control.limitLow") != field("control.limitHigh")
+        else None,
         precision=int(precision) if precision is not None else None,
     )
 
@@ -228,7 +248,7 @@ def read_channels(ctx: Any, names: list[str], timeout_s: float = 2.0) -> list[Ch
             why = f"not connected within {timeout_s:g} s" if isinstance(v, TimeoutError) else str(v)
             out.append(ChannelReading(channel=f"pva://{name}", value=None, connected=False, error=why))
         else:
-            out.append(_reading(name, v))
+            out.append(_reading(name, _unwrap(v)))
     return out
 
 
@@ -286,7 +306,11 @@ def write_channel(
     written_at = datetime.now(UTC)
 
     def record(
-        verified: bool, message: str, readback: float | None = None, sp_ts: float | None = None, rb_ts: float | None = None
+        verified: bool,
+        message: str,
+        readback: float | None = None,
+        sp_ts: float | None = None,
+        rb_ts: float | None = None,
     ) -> WriteRecord:
         return WriteRecord(
             channel=f"pva://{name}",
@@ -319,8 +343,19 @@ def write_channel(
     if why is not None:
         return record(False, why)
     try:
-        return _verify(ctx, name, value, level, tol, before, record, connect_timeout_s, readback_timeout_s,
-                       readback_channel, readback_clock_skew_s)
+        return _verify(
+            ctx,
+            name,
+            value,
+            level,
+            tol,
+            before,
+            record,
+            connect_timeout_s,
+            readback_timeout_s,
+            readback_channel,
+            readback_clock_skew_s,
+        )
     except PVAccessError as exc:  # after the put: recorded, not verified
         return record(False, f"put completed, but verification could not read the server: {exc}")
 
@@ -439,7 +474,11 @@ class PVAccessClient:
 
     async def write_channel(self, name: str, value: float, verification: Verification, **kwargs: Any) -> WriteRecord:
         """See :func:`write_channel` (same keyword arguments and errors). Span ``pva.write``."""
-        attrs: dict[str, str | float] = {"pva.channel": name, "pva.value": value, "pva.verification": verification.level}
+        attrs: dict[str, str | float] = {
+            "pva.channel": name,
+            "pva.value": value,
+            "pva.verification": verification.level,
+        }
         with tracing.span("pva.write", attrs) as span:
             record: WriteRecord = await self._call(write_channel, name, value, verification, **kwargs)
             span.set_attribute("pva.verified", bool(record.verified))

@@ -412,9 +412,16 @@ class EmbeddedStack:
 
     def _start_sim(self) -> None:
         self._check_port("sim", "TERN_CA_SERVER_PORT")
+        if self.s.sim.pva and port_in_use(self.s.control.pva_server_port):
+            raise StackError(
+                f"cannot start sim over PVAccess: 127.0.0.1:{self.s.control.pva_server_port} is busy; choose another "
+                "port with TERN_PVA_SERVER_PORT, or serve Channel Access only with TERN_SIM_PVA=false"
+            )
         env = {
             **self._child_env(),
             "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
+            "TERN_PVA_SERVER_PORT": str(self.s.control.pva_server_port),
+            "TERN_SIM_PVA": "true" if self.s.sim.pva else "false",
             "TERN_LIMITS_PATH": str(self.s.control.limits_path),
             "TERN_SIM_PUT_LOG_PATH": str(self.s.sim.put_log_path or self.put_log),
         }
@@ -448,6 +455,8 @@ class EmbeddedStack:
             "TERN_CA_ADDR_LIST": "127.0.0.1",
             "TERN_CA_AUTO_ADDR_LIST": "false",
             "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
+            "TERN_PVA_ADDR_LIST": "127.0.0.1",
+            "TERN_PVA_SERVER_PORT": str(self.s.control.pva_server_port),
             **self._db_env(),
             "TERN_TEMPORAL_ADDRESS": self.s.temporal.address,
             # The standard TEMPORAL_* variables take precedence over TERN_TEMPORAL_* (worker/connection.py): pin
