@@ -18,6 +18,7 @@ from tern.control import channels as ca
 from tern.control import pva
 from tern.control.addressing import ChannelAddressError, bare_name, parse_address
 from tern.control.ca_context import attach_thread
+from tern.control.limits import LimitsDatabase, LimitsDatabaseError
 from tern.models import Verification
 from tests.conftest import (
     CA_SIM_PVA_PORT,
@@ -210,3 +211,55 @@ async def test_fifty_concurrent_reads_and_writes(ca_sim: int) -> None:
     assert not bad, [r.message for r in bad[:3]]
     assert [r[0].value for r in readings] == pytest.approx(targets)
     assert [ca.read_value(n) for n in BURST] == pytest.approx(targets)
+
+
+# --- one interface, two protocols ------------------------------------------------------------------------------
+def test_limits_protocol_field_and_addresses() -> None:
+    db = LimitsDatabase.from_mapping(
+        {"A:SP": {"writable": True, "max_value": 5.0}, "B:SP": {"writable": True, "protocol": "pva"}}
+    )
+    assert db.protocol("A:SP") == "ca" and db.protocol("B:SP") == "pva" and db.protocol("B:SP.VAL") == "pva"
+    assert db.protocol("pva://A:SP") == "pva" and db.protocol("ca://B:SP") == "ca" and db.protocol("C:SP") == "ca"
+    assert "pva://A:SP" in db and db.get("pva://A:SP") is db.channels["A:SP"]
+    refused = db.check("pva://A:SP", 6.0, current=1.0)
+    assert not refused.allowed and refused.violation == "above_max" and refused.channel == "pva://A:SP"
+    assert db.check("pva://A:SP.DRVH", 1.0, current=1.0).violation == "read_only_channel"
+    assert db.check("xyz://A:SP", 1.0, current=1.0).violation == "unlisted_channel"
+    with pytest.raises(LimitsDatabaseError, match="protocol"):
+        LimitsDatabase.from_mapping({"A:SP": {"protocol": "tcp"}})
+
+
+async def test_router_reads_and_writes_both_protocols(ca_sim: int) -> None:
+    """Mixed reads keep order and names; a pva:// write goes over PVAccess, a bare name whose entry says pva too."""
+    from tern.control.ca_client import ChannelAccessClient
+    from tern.control.routing import ChannelRouter
+
+    pva_name, by_limits = "SR:MAG:QF:07:CURRENT:SP", "SR:MAG:QF:08:CURRENT:SP"
+    db = LimitsDatabase.from_mapping({by_limits: {"writable": True, "protocol": "pva"}})
+    ca_client = ChannelAccessClient(2)
+    pva_client = pva.PVAccessClient(pva.client_config("127.0.0.1", CA_SIM_PVA_PORT["port"]), 2)
+    used: list[str] = []
+
+    def use(kind: str, client: object) -> object:
+        used.append(kind)
+        return client
+
+    router = ChannelRouter(lambda: use("ca", ca_client), lambda: use("pva", pva_client), lambda: db)
+    try:
+        names = [f"pva://{pva_name}", "SR:MAG:QF:09:CURRENT:SP", by_limits, "ca://SR:MAG:QF:09:CURRENT:SP"]
+        readings = await router.read_channels(names)
+        assert [r.channel for r in readings] == names and all(r.connected for r in readings)
+        assert readings[1].value == pytest.approx(readings[3].value)
+        assert sorted(set(used)) == ["ca", "pva"]
+        for address in (f"pva://{pva_name}", by_limits):
+            bare = bare_name(address)
+            before = await router.read_value(address)
+            used.clear()
+            record = await router.write_channel(
+                address, before + 2.0, Verification(level="callback"), previous_value=before
+            )
+            assert used == ["pva"] and record.verified and record.channel == address, record.message
+            assert ca.read_value(bare) == pytest.approx(before + 2.0)
+    finally:
+        ca_client.close()
+        pva_client.close()
