@@ -36,7 +36,7 @@ class BlueskyError(RuntimeError):
     """The queue server refused a request or did not answer; the message names the request."""
 
 
-class PlanRequest(BaseModel):
+class PlanRequest(BaseModel):  # type: ignore[no-redef]  # pydantic mypy plugin: field "kwargs" vs __init__(**kwargs)
     """A plan call: ``name(*args, **kwargs)``; device arguments by name (``"det1"``)."""
 
     name: str = Field(min_length=1)
