@@ -39,6 +39,8 @@ from tern.config import TernSettings
 from tern.control import channels as ca
 from tern.control.ca_client import ChannelAccessClient
 from tern.control.limits import LimitsDatabase, LimitsDatabaseError
+from tern.control.pva import PVAccessClient
+from tern.control.routing import ChannelRouter
 from tern.control.units import units_for
 from tern.control.verification import UnverifiableChange, effective_tolerance, reference
 from tern.db import create_pool
@@ -106,6 +108,7 @@ class AgentActivities:
         self._pool_lock = asyncio.Lock()
         self._ca = ca_client
         self._owns_ca = ca_client is None
+        self._pva: PVAccessClient | None = None
         self._answer_llm: LLMClient | None = None
 
     @property
@@ -115,6 +118,18 @@ class AgentActivities:
         if self._ca is None:
             self._ca = ChannelAccessClient(self.settings.control.ca_max_concurrency, self.settings.ca_environment())
         return self._ca
+
+    @property
+    def pva(self) -> PVAccessClient:
+        """The PVAccess client (created on first use from ``settings.pva_config()``)."""
+        if self._pva is None:
+            self._pva = PVAccessClient(self.settings.pva_config(), self.settings.control.ca_max_concurrency)
+        return self._pva
+
+    @property
+    def channels(self) -> ChannelRouter:
+        """Channel reads and writes of either protocol (``pva://NAME``; :mod:`tern.control.routing`)."""
+        return ChannelRouter(lambda: self.ca, lambda: self.pva, self.limits)
 
     async def pool(self) -> asyncpg.Pool:
         async with self._pool_lock:
@@ -130,6 +145,9 @@ class AgentActivities:
         if self._owns_ca and self._ca is not None:
             await asyncio.to_thread(self._ca.close)
             self._ca = None
+        if self._pva is not None:
+            await asyncio.to_thread(self._pva.close)
+            self._pva = None
 
     def limits(self) -> LimitsDatabase:
         """Load the limits database afresh (so an edit takes effect without a restart)."""
@@ -162,7 +180,7 @@ class AgentActivities:
         attempt was scheduled less than ``ca_unreachable_grace_s`` ago, a read where any channel did not answer
         raises a retryable ``ChannelsUnreachable`` (the workflow's ``CA_RETRY`` tries again); after that, it returns
         the readings with their errors (the caller decides)."""
-        readings = await self.ca.read_channels(inp.channels, self.settings.control.ca_timeout_s)
+        readings = await self.channels.read_channels(inp.channels, self.settings.control.ca_timeout_s)
         failed = [r for r in readings if r.error]
         if failed and _waiting_s() < self.settings.control.ca_unreachable_grace_s:
             raise ApplicationError(
@@ -201,7 +219,7 @@ class AgentActivities:
         if not static.allowed and static.violation != "step_check_failed":
             return static
         try:
-            current = await self.ca.read_value(inp.channel, self.settings.control.ca_timeout_s)
+            current = await self.channels.read_value(inp.channel, self.settings.control.ca_timeout_s)
             readback = await self._read_readback(inp.channel, limits)
         except ca.ChannelAccessError as exc:
             if _waiting_s() < self.settings.control.ca_unreachable_grace_s:  # an IOC rebooting: the retry policy waits
@@ -227,7 +245,7 @@ class AgentActivities:
         rb = ca.readback_name(channel)
         if rb == channel or not limits.reads_readback(channel):
             return None
-        return await self.ca.read_value(rb, self.settings.control.ca_timeout_s)
+        return await self.channels.read_value(rb, self.settings.control.ca_timeout_s)
 
     def _verifiable(self, check: LimitsCheck) -> LimitsCheck:
         """``check``, refused (``unverifiable_change``) when the change is within the verification tolerance
@@ -274,7 +292,7 @@ class AgentActivities:
         if existing is not None:
             return await self._resume(existing, inp, limits)
         try:
-            current = await self.ca.read_value(inp.channel, s.control.ca_timeout_s)
+            current = await self.channels.read_value(inp.channel, s.control.ca_timeout_s)
             readback = await self._read_readback(inp.channel, limits)
         except ca.ChannelAccessError as exc:
             async with pool.acquire() as conn:
@@ -322,7 +340,7 @@ class AgentActivities:
         key = inp.idempotency_key
         pool = await self.pool()
         put = asyncio.ensure_future(
-            self.ca.write_channel(
+            self.channels.write_channel(
                 inp.channel,
                 inp.value,
                 check.verification,
@@ -423,12 +441,12 @@ class AgentActivities:
         if wait_s > 0:
             await _heartbeating(asyncio.sleep(wait_s))
         try:
-            now = await self.ca.read_value(inp.channel, s.control.ca_timeout_s)
+            now = await self.channels.read_value(inp.channel, s.control.ca_timeout_s)
         except ca.ChannelAccessError as exc:
             raise ApplicationError(
                 f"interrupted write, and {inp.channel} cannot be read: {exc}", type="WriteOutcomeUnknown"
             ) from exc
-        verification = limits.channels[inp.channel].verification if inp.channel in limits else None
+        verification = entry.verification if (entry := limits.get(inp.channel)) else None
         tol = (
             effective_tolerance(inp.value, inp.approved_from, verification, s.control.default_tolerance_percent).value
             if verification
@@ -457,7 +475,7 @@ class AgentActivities:
         if held and verification is not None and verification.level == "readback":  # the readback must agree too
             rb_name = ca.readback_name(inp.channel)
             try:
-                readback = await self.ca.read_value(rb_name, s.control.ca_timeout_s)
+                readback = await self.channels.read_value(rb_name, s.control.ca_timeout_s)
             except ca.ChannelAccessError:
                 readback = None
             held = readback is not None and math.isfinite(readback) and abs(readback - inp.value) <= tol

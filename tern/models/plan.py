@@ -13,7 +13,9 @@ from tern.models.channels import ChannelFindMode
 from tern.models.limits import MAX_CHANNEL_QUERY_CHARS, MAX_SEARCH_QUERY_CHARS
 from tern.models.timerange import TimeRangeError, resolve
 
-ChannelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_:.\-\[\]{}$]+$")]
+ChannelName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^((pva|ca)://)?[A-Za-z0-9_:.\-\[\]{}$]+$")
+]  # an EPICS name, or an address: pva://NAME (PVAccess), ca://NAME (tern.control.addressing)
 
 MAX_PLAN_STEP_ID = 64  # characters of a step id in a plan; derived ids add a suffix (DERIVED_ID_SEPARATOR)
 # Reserved for the ids of steps Tern derives while a run goes on ('<python step>#write-<n>' for the writes a python

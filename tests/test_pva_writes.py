@@ -1,0 +1,88 @@
+"""A PVAccess write through the write activity (issue 24): limits check, the exactly-once ledger, verification
+and the audit work as for Channel Access, on the session's simulator (which serves the same channels over both
+protocols). The IOC's put log is the independent record: one put per approved write, under the bare name."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import asyncpg
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.agent import AgentActivities
+from tern.audit.invariants import check_writes, read_put_log
+from tern.control import channels as ca
+from tern.models import AuditEvent
+from tern.models.activity_io import WriteCheckInput, WriteInput
+from tests.conftest import IOC_PUT_LOG
+
+CHANNEL = "SR:MAG:QF:11:CURRENT:SP"  # no other test writes it
+
+
+def _puts(name: str, value: float) -> int:
+    lines = [json.loads(x) for x in IOC_PUT_LOG["path"].read_text().splitlines() if x.strip()]
+    return sum(1 for p in lines if p["channel"] == name and p["value"] == pytest.approx(value))
+
+
+async def test_pva_write_is_checked_written_once_verified_and_audited(settings) -> None:
+    address = f"pva://{CHANNEL}"
+    acts = AgentActivities(settings)
+    env = ActivityEnvironment()
+    since = time.time() - 1
+    try:
+        before = ca.read_value(CHANNEL)
+        limits = acts.limits().channels[CHANNEL]
+        assert limits.max_value is not None
+        refused = await env.run(
+            acts.check_write,
+            WriteCheckInput(workflow_id="pva-run", step_id="w0", channel=address, value=limits.max_value + 1.0),
+        )
+        assert not refused.allowed and refused.violation == "above_max"  # pva:// has the bare name's limits
+        target = round(before + 3.0, 3)
+        check = await env.run(
+            acts.check_write, WriteCheckInput(workflow_id="pva-run", step_id="w1", channel=address, value=target)
+        )
+        assert check.allowed, check.message
+        assert check.current_value == pytest.approx(before)
+        inp = WriteInput(
+            workflow_id="pva-run",
+            step_id="w1",
+            idempotency_key="k-pva-1",
+            channel=address,
+            value=target,
+            request_id="q1",
+            approver="alice",
+            approved_from=before,
+        )
+        decision = AuditEvent(  # the approval the workflow records before a write
+            event_kind="decision",
+            workflow_id="pva-run",
+            event_key="d:k-pva-1",
+            request_id="q1",
+            actor="alice",
+            decision="approved",
+        )
+        assert await env.run(acts.record_audit, decision)
+        record = await env.run(acts.write_channel, inp)
+        again = await env.run(acts.write_channel, inp)  # a retry of the same write: answered from the ledger
+    finally:
+        await acts.close()
+    assert record.verified and record.channel == address, record.message
+    assert record.verification == "readback" and "RB" in record.message
+    assert again.model_dump() == record.model_dump()
+    assert ca.read_value(CHANNEL) == pytest.approx(target)  # the independent view: Channel Access
+    assert _puts(CHANNEL, target) == 1  # the IOC received exactly one put
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        row = await conn.fetchrow("SELECT state, channel FROM write_ledger WHERE idempotency_key = 'k-pva-1'")
+        assert dict(row) == {"state": "done", "channel": address}
+        audit = await conn.fetchrow(
+            "SELECT channel, value, verified, actor FROM audit_events WHERE event_key = 'write:k-pva-1'"
+        )
+        assert dict(audit) == {"channel": address, "value": target, "verified": True, "actor": "alice"}
+        report = await check_writes(conn, read_put_log(IOC_PUT_LOG["path"], since=since))
+        assert not [v for v in report.violations if v.channel == CHANNEL], report.violations
+    finally:
+        await conn.close()
