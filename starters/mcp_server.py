@@ -14,7 +14,7 @@ or streamable HTTP (``/mcp``). What the SDK would leave loose is made strict her
 
 There is no tool that approves or rejects: an MCP client can start a run, never decide one. A write is proposed
 (``propose_write``) as a run whose only step is the write, checked up front against the limits database, the
-master switch and the live value with the check the run itself does (``AgentActivities.check_write``), so a write
+master switch and the live value with the check the run itself does (:func:`tern.control.write.check_write`), so a write
 the run would refuse is refused before any run starts or waits for an approver.
 
 Over HTTP a client must send the bearer token of setting ``mcp.token`` (``Authorization: Bearer <token>``, checked
@@ -146,6 +146,7 @@ class TernMcp:
         self._client: TernClient | None = None
         self._pool: asyncpg.Pool | None = None
         self._ca: ChannelAccessClient | None = None
+        self._pva: Any = None
         self._finder: ChannelFinder | None = None
         self._client_lock = asyncio.Lock()
         self._pool_lock = asyncio.Lock()
@@ -177,12 +178,32 @@ class TernMcp:
             self._ca = ChannelAccessClient(self.settings.control.ca_max_concurrency, self.settings.ca_environment())
         return self._ca
 
+    def channels(self) -> Any:
+        """Reads and pre-checks of either protocol (``pva://NAME``; :class:`tern.control.routing.ChannelRouter`)."""
+        from tern.control.limits import LimitsDatabase
+        from tern.control.pva import PVAccessClient
+        from tern.control.routing import ChannelRouter
+
+        def pva() -> PVAccessClient:
+            if self._pva is None:
+                self._pva = PVAccessClient(self.settings.pva_config(), self.settings.control.ca_max_concurrency)
+            return self._pva
+
+        def limits() -> LimitsDatabase:
+            return LimitsDatabase.load(
+                self.settings.control.limits_path, allow_unlisted=self.settings.control.allow_unlisted_channels
+            )
+
+        return ChannelRouter(self.ca, pva, limits)
+
     async def close(self) -> None:
         """Close the pool and the Channel Access client (the Temporal client needs no closing)."""
         if self._pool is not None:
             await self._pool.close()
         if self._ca is not None:
             await asyncio.to_thread(self._ca.close)
+        if self._pva is not None:
+            await asyncio.to_thread(self._pva.close)
 
     # --- runs ----------------------------------------------------------------------------------------------
     async def ask(self, a: AskArgs) -> dict[str, Any]:
@@ -227,24 +248,23 @@ class TernMcp:
         approval policy: somebody other than a requester barred by the two-person rule must be able to approve)
         and, when allowed, start a run whose only step is the write; returns at once with the ids and the check.
         A refused write raises ``TernUserError`` naming the violation, and nothing is started."""
-        from temporalio.exceptions import ApplicationError
-
-        from activities.agent import AgentActivities
         from activities.approval import policy_source
         from starters.client import TernUnavailable, TernUserError
         from starters.plan_file import check_plan_channels
         from tern.approval.policy import ApprovalPolicyError
+        from tern.control.write import WriteError, check_write
         from tern.models.activity_io import WriteCheckInput
 
         step = ControlWriteStep(id=WRITE_STEP_ID, channel=a.channel, value=a.value, reason=a.reason)
         plan = Plan(steps=[step])
         check_plan_channels(plan, self.settings)
-        checker = AgentActivities(self.settings, ca_client=self.ca())
         try:
-            check = await checker.check_write(
-                WriteCheckInput(workflow_id="(proposed)", step_id=WRITE_STEP_ID, channel=a.channel, value=a.value)
+            check = await check_write(
+                self.channels(),
+                self.settings.control,
+                WriteCheckInput(workflow_id="(proposed)", step_id=WRITE_STEP_ID, channel=a.channel, value=a.value),
             )
-        except ApplicationError as exc:  # the channel does not answer
+        except WriteError as exc:  # the channel does not answer
             raise TernUserError(f"write to {a.channel} refused before any approval: {exc}") from exc
         if not check.allowed:
             raise TernUserError(
@@ -325,7 +345,7 @@ class TernMcp:
     async def read_channels(self, a: ReadChannelsArgs) -> list[dict[str, Any]]:
         """Live Channel Access reads through the client the ``channel_read`` step uses; a channel that does not
         answer comes back with ``error`` set."""
-        readings = await self.ca().read_channels(list(a.channels), self.settings.control.ca_timeout_s)
+        readings = await self.channels().read_channels(list(a.channels), self.settings.control.ca_timeout_s)
         return [r.model_dump(mode="json") for r in readings]
 
     async def archiver_read(self, a: ArchiverReadArgs) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from tern.control import channels as ca
 from tern.control import pva
 from tern.control.addressing import ChannelAddressError, bare_name, parse_address
 from tern.control.ca_context import attach_thread
+from tern.control.channel_io import readback_name
 from tern.control.limits import LimitsDatabase, LimitsDatabaseError
 from tern.models import Verification
 from tests.conftest import (
@@ -134,7 +135,7 @@ def test_verified_write_lands_on_the_model(ctx, level: str) -> None:
     assert ca.read_value(name) == pytest.approx(target)  # the independent view: the same channel over CA
     if level == "readback":
         assert record.readback == pytest.approx(target, rel=0.01)
-        assert _wait_ca(ca.readback_name(name), target, 0.01 * target) == pytest.approx(target, rel=0.01)
+        assert _wait_ca(readback_name(name), target, 0.01 * target) == pytest.approx(target, rel=0.01)
 
 
 def test_ignored_put_is_not_verified(ctx) -> None:

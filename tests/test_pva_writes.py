@@ -14,6 +14,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.agent import AgentActivities
 from tern.audit.invariants import check_writes, read_put_log
 from tern.control import channels as ca
+from tern.control.write import load_limits
 from tern.models import AuditEvent
 from tern.models.activity_io import WriteCheckInput, WriteInput
 from tests.conftest import IOC_PUT_LOG
@@ -33,7 +34,7 @@ async def test_pva_write_is_checked_written_once_verified_and_audited(settings) 
     since = time.time() - 1
     try:
         before = ca.read_value(CHANNEL)
-        limits = acts.limits().channels[CHANNEL]
+        limits = load_limits(settings.control).channels[CHANNEL]
         assert limits.max_value is not None
         refused = await env.run(
             acts.check_write,

@@ -38,8 +38,7 @@ from typing import Any
 import numpy as np
 
 from tern import tracing
-from tern.control.ca_context import ChannelAccessError
-from tern.control.channels import readback_name
+from tern.control.channel_io import ChannelIOError, readback_name
 from tern.control.verification import (
     SmallChangeMode,
     Tolerance,
@@ -56,10 +55,10 @@ INLINE_ARRAY_MAX = 64
 the caller)."""
 
 
-class PVAccessError(ChannelAccessError):
-    """A PVAccess channel could not be connected, read or written; the message names the channel. A subclass of
-    :class:`~tern.control.ca_context.ChannelAccessError`, so every caller that handles a channel failure (nothing
-    written; channel unreachable) handles this one the same way."""
+class PVAccessError(ChannelIOError):
+    """A PVAccess channel could not be connected, read or written; the message names the channel. A
+    :class:`~tern.control.channel_io.ChannelIOError`, as Channel Access' errors are, so the write protocol handles
+    both alike (raised by :func:`write_channel` only when nothing was written)."""
 
 
 def client_config(addr_list: str, server_port: int) -> dict[str, str]:
