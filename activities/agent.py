@@ -29,7 +29,7 @@ from tern.config import TernSettings
 from tern.control import write as control_write
 from tern.control.ca_client import ChannelAccessClient
 from tern.control.limits import LimitsDatabase, LimitsDatabaseError
-from tern.control.pva import PVAccessClient
+from tern.control.pva import PVAccessClient, to_npz
 from tern.control.routing import ChannelRouter
 from tern.db import create_pool
 from tern.llm.chat import LLMClient, LLMError, make_chat_provider
@@ -43,6 +43,7 @@ from tern.models.activity_io import (
     WriteInput,
 )
 from tern.planning import REGISTRY
+from tern.sandbox.artifacts import store_artifact
 
 log = logging.getLogger("tern.activities.agent")
 
@@ -165,7 +166,11 @@ class AgentActivities:
 
     @activity.defn(name="read_channels")
     async def read_channels(self, inp: ChannelReadInput) -> list[ChannelReading]:
-        """Read channels over Channel Access; unreachable channels come back with ``error`` set.
+        """Read channels over Channel Access or PVAccess; unreachable channels come back with ``error`` set.
+
+        A structured PVAccess value (NTNDArray image, NTTable, long waveform) stays out of history: its reading
+        carries a summary, and its data is stored as an ``.npz`` artifact of this run and step (``artifact_id``),
+        which a python step loads with ``load_image()``/``load_structured()``.
 
         An IOC or gateway that stops answering for a while (a reboot) should not fail the run: while the first
         attempt was scheduled less than ``ca_unreachable_grace_s`` ago, a read where any channel did not answer
@@ -179,7 +184,23 @@ class AgentActivities:
                 + "; ".join(f"{r.channel}: {r.error}" for r in failed[:10]),
                 type="ChannelsUnreachable",
             )
-        return readings
+        return [await self._store_structured(inp, r) if r.structured else r for r in readings]
+
+    async def _store_structured(self, inp: ChannelReadInput, reading: ChannelReading) -> ChannelReading:
+        """Fetch a structured PVAccess value whole and store it as an ``.npz`` artifact; the reading with its id."""
+        _, name = self.channels.route(reading.channel)
+        data = await self.pva.read_structured(name, self.settings.control.ca_timeout_s)
+        if data is None:  # changed shape since the read: keep the summary
+            return reading
+        ref = await store_artifact(
+            await self.pool(),
+            to_npz(data),
+            workflow_id=inp.workflow_id,
+            step_id=inp.step_id,
+            name=reading.channel,
+            media_type="application/x-npz",
+        )
+        return reading.model_copy(update={"artifact_id": ref})
 
     @activity.defn(name="check_write")
     async def check_write(self, inp: WriteCheckInput) -> LimitsCheck:

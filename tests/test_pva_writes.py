@@ -87,3 +87,39 @@ async def test_pva_write_is_checked_written_once_verified_and_audited(settings) 
         assert not [v for v in report.violations if v.channel == CHANNEL], report.violations
     finally:
         await conn.close()
+
+
+async def test_image_reading_goes_to_an_artifact_the_sandbox_loads(settings, tmp_path) -> None:
+    """An NTNDArray read by the read activity: a summary in the reading, the pixels in an artifact of the run, and
+    the sandbox's load_image() gives them back as a numpy array (checked against the simulator's spot, computed
+    here from its definition: Gaussian at row 20, column 30, sigma 6, peak 4000 over 100, uint16, 48x64)."""
+    import numpy as np
+
+    from tern.models.activity_io import ChannelReadInput
+    from tern.sandbox.artifacts import load_artifact
+    from tern.sandbox.runner import make_load_structured
+
+    acts = AgentActivities(settings)
+    try:
+        channels = ["pva://SIM:CAMERA:IMAGE", "SR:MAG:QF:03:CURRENT:SP", "pva://SIM:BPM:TABLE"]
+        readings = await ActivityEnvironment().run(
+            acts.read_channels, ChannelReadInput(workflow_id="img-run", step_id="s1", channels=channels)
+        )
+        art = await load_artifact(await acts.pool(), readings[0].artifact_id or "")
+    finally:
+        await acts.close()
+    assert [r.channel for r in readings] == channels
+    assert readings[0].structured == "image" and readings[0].value == "NTNDArray image 48x64 uint16, min 100, max 4100"
+    assert readings[1].structured is None and readings[1].artifact_id is None and isinstance(readings[1].value, float)
+    assert readings[2].structured == "table" and readings[2].artifact_id
+    assert art is not None and art.workflow_id == "img-run" and art.media_type == "application/x-npz"
+    rows, cols = np.mgrid[0:48, 0:64]
+    expected = (100 + 4000 * np.exp(-((rows - 20) ** 2 + (cols - 30) ** 2) / 72.0)).astype(np.uint16)
+    (tmp_path / "s1__0.npz").write_bytes(art.content)
+    step = {"readings": [r.model_dump(mode="json") for r in readings]}
+    load_structured, load_image = make_load_structured({"s1": step, "s1__0": str(tmp_path / "s1__0.npz")})
+    image = load_image("s1")
+    assert image.dtype == np.uint16 and np.array_equal(image, expected)
+    assert np.array_equal(load_structured("s1", "pva://SIM:CAMERA:IMAGE")["value"], expected)
+    with pytest.raises(FileNotFoundError, match="no stored channel 'pva://SIM:BPM:TABLE'"):
+        load_image("s1", "pva://SIM:BPM:TABLE")  # stored, but not given to this step as a file

@@ -192,6 +192,17 @@ def summarise(data: dict[str, Any]) -> str:
     return f"{what} {'x'.join(str(d) for d in a.shape)} {a.dtype}{rng}"
 
 
+def to_npz(data: dict[str, Any]) -> bytes:
+    """:func:`structured_value`'s result as an ``.npz`` file (numpy's zip of arrays, read back with
+    ``numpy.load``): an image or waveform as the array ``value``; a table as one array per column. Plus ``kind``."""
+    import io
+
+    arrays = data["columns"] if data["kind"] == "table" else {"value": data["array"]}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, kind=np.array(data["kind"]), **arrays)
+    return buf.getvalue()
+
+
 def _reading(name: str, v: Any) -> ChannelReading:
     raw = getattr(v, "raw", None)
 
@@ -202,8 +213,10 @@ def _reading(name: str, v: Any) -> ChannelReading:
             return None
 
     structured = structured_value(v)
+    kind = None
     if structured is not None:
         value: Any = summarise(structured)
+        kind = structured["kind"]
     elif isinstance(v, np.ndarray):
         value = [float(x) for x in v.tolist()]
     elif isinstance(v, str):
@@ -230,6 +243,7 @@ def _reading(name: str, v: Any) -> ChannelReading:
         if field("control.limitLow") != field("control.limitHigh")
         else None,
         precision=int(precision) if precision is not None else None,
+        structured=kind,
     )
 
 
