@@ -37,6 +37,7 @@ from tern.config_sections import (
     ApprovalSettings,
     ArchiverSettings,
     ArielSettings,
+    BlueskySettings,
     ChannelsSettings,
     ChatSettings,
     ControlSettings,
@@ -221,6 +222,7 @@ class TernSettings(BaseSettings):
     triggers: TriggersSettings = Field(default_factory=TriggersSettings)
     mcp: MCPSettings = Field(default_factory=MCPSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
+    bluesky: BlueskySettings = Field(default_factory=BlueskySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -899,3 +899,20 @@ class OidcSettings(_Section):
     def expected_audience(self) -> str | None:
         """The `aud` an ID token must hold: `audience`, else `client_id`."""
         return self.audience or self.client_id
+
+
+class BlueskySettings(_Section):
+    """The Bluesky queue server that `bluesky_plan` steps submit to (issue 24); `tern up --with bluesky` starts one
+    on loopback with ophyd's simulated devices (tern.bluesky.server)."""
+
+    flat_prefix: ClassVar[str] = "bluesky_"
+
+    control_port: int = Field(
+        60615, ge=1, le=65535, description="The queue server's 0MQ control port (start-re-manager --zmq-control-addr)."
+    )
+    info_port: int = Field(60625, ge=1, le=65535, description="The queue server's 0MQ info port (--zmq-info-addr).")
+    host: str = Field("127.0.0.1", description="Host of the queue server's 0MQ ports.")
+    redis_port: int = Field(
+        60590, ge=1, le=65535, description="Port of the Redis that `tern up --with bluesky` starts."
+    )
+    user_group: str = Field("primary", description="The queue server's user group plans are checked and submitted as.")

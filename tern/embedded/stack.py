@@ -50,10 +50,10 @@ from tern.embedded.temporal_cli import TemporalCliMissing, serving, temporal_bin
 from tern.models.search_attributes import NAMES as SEARCH_ATTRIBUTES
 
 COMPONENTS = ("postgres", "temporal", "sim", "archiver", "worker", "ariel", "triggers")
-OPTIONAL = ("matrix", "bridge")
+OPTIONAL = ("matrix", "bridge", "bluesky")
 """Started only when asked (``tern up --with matrix``: Synapse, then the Matrix approval bridge); once running,
 ``status`` and ``down`` include them like the others."""
-WITH = {"matrix": ("matrix", "bridge")}
+WITH = {"matrix": ("matrix", "bridge"), "bluesky": ("bluesky",)}
 ComponentState = Literal["running", "stopped", "dead", "starting"]
 WORKER_GRACE_S = 15.0  # the supervisor waits this long for a stopping worker to drain (worker.main: 10 s)
 
@@ -128,6 +128,7 @@ class EmbeddedStack:
             "worker": self._start_worker,
             "ariel": self._start_ariel,
             "matrix": self._start_matrix,
+            "bluesky": self._start_bluesky,
             "bridge": self._start_bridge,
             "triggers": self._start_triggers,
         }
@@ -146,6 +147,7 @@ class EmbeddedStack:
         "worker": "tern.embedded.supervise",
         "ariel": "tern.ariel.api",
         "matrix": "synapse.app.homeserver",
+        "bluesky": "tern.bluesky",
         "bridge": "bridge matrix",
         "triggers": "starters.trigger_monitor",
     }
@@ -191,6 +193,8 @@ class EmbeddedStack:
             return "127.0.0.1", s.archiver.port
         if name == "matrix":
             return "127.0.0.1", s.chat.matrix_port
+        if name == "bluesky":
+            return s.bluesky.host, s.bluesky.control_port
         return None, None
 
     def status(self) -> StackStatus:
@@ -211,6 +215,8 @@ class EmbeddedStack:
                 detail = f"retrieval API {self.s.archiver.base_url}/retrieval/data/getData.json"
             if name == "triggers" and pid:
                 detail = "trigger monitor: channel triggers (tern trigger add --channel)"
+            if name == "bluesky" and pid:
+                detail = f"Bluesky queue server, 0MQ control tcp://{self.s.bluesky.host}:{self.s.bluesky.control_port}"
             if name == "matrix" and pid:
                 detail = (
                     f"Synapse, room #control-room:localhost; credentials in {self.root / 'matrix' / 'credentials.json'}"
@@ -573,6 +579,24 @@ class EmbeddedStack:
             matrix.provision(root, self.s.chat.matrix_port)
         except (matrix.MatrixError, OSError) as exc:
             raise StackError(f"matrix: provisioning the accounts and room failed: {exc}") from exc
+
+    def _start_bluesky(self) -> None:
+        """The Bluesky queue server (``python -m tern.bluesky``: Redis and the RE Manager with ophyd's simulated
+        devices, in its own process group, so ``down`` stops all three)."""
+        self._check_port("bluesky", "TERN_BLUESKY_CONTROL_PORT")
+        if port_in_use(self.s.bluesky.redis_port):
+            raise StackError(
+                f"cannot start bluesky: Redis port 127.0.0.1:{self.s.bluesky.redis_port} is busy; choose another with "
+                "TERN_BLUESKY_REDIS_PORT"
+            )
+        env = {
+            **self._child_env(),
+            "TERN_BLUESKY_CONTROL_PORT": str(self.s.bluesky.control_port),
+            "TERN_BLUESKY_INFO_PORT": str(self.s.bluesky.info_port),
+            "TERN_BLUESKY_REDIS_PORT": str(self.s.bluesky.redis_port),
+        }
+        proc = self._spawn("bluesky", [sys.executable, "-m", "tern.bluesky"], env)
+        self._wait("bluesky", proc, lambda: port_in_use(self.s.bluesky.control_port), 180)
 
     def _start_bridge(self) -> None:
         # `tern bridge matrix` (starters/): spawned by module name, so tern/ imports nothing above it.

@@ -12,9 +12,8 @@ from tests.conftest import unavailable
 
 
 @pytest.fixture(scope="session")
-def queue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A started :class:`tern.bluesky.server.QueueServer` (skipped, or failed under TERN_REQUIRE_ALL=1, when the
-    bluesky extra or redis-server is missing)."""
+def bluesky_installed() -> None:
+    """Skip (or fail under TERN_REQUIRE_ALL=1) when the bluesky extra or Debian's redis-server is missing."""
     try:
         import bluesky_queueserver  # noqa: F401
         import bluesky_queueserver_api  # noqa: F401
@@ -22,6 +21,11 @@ def queue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         unavailable("the bluesky extra (bluesky-queueserver, bluesky-queueserver-api) is not installed")
     if shutil.which("redis-server") is None:
         unavailable("Debian's redis-server is not installed (scripts/system-deps.sh)")
+
+
+@pytest.fixture(scope="session")
+def queue_server(tmp_path_factory: pytest.TempPathFactory, bluesky_installed: None) -> Iterator[object]:
+    """A started :class:`tern.bluesky.server.QueueServer` on free loopback ports."""
     from tern.bluesky.server import QueueServer
 
     server = QueueServer(tmp_path_factory.mktemp("qserver"), free_port(), free_port(), free_port())
