@@ -32,6 +32,7 @@ from workflows.approval_gate import (
 from workflows.failures import error_message
 from workflows.planning import PLANNER_PATCH, RunPlanner
 from workflows.run_base import IDENTITY_PATCH
+from workflows.run_bluesky import BlueskySteps
 from workflows.run_publish import PublishSteps
 from workflows.run_python import DERIVED_WRITE_ID_PATCH as DERIVED_WRITE_ID_PATCH
 from workflows.run_python import PythonSteps
@@ -74,7 +75,7 @@ STEP_OUTCOME_TO_RUN: dict[str, FinalRunState] = {"rejected": "rejected", "timed_
 
 
 @workflow.defn
-class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, ApprovalHandlers):
+class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, BlueskySteps, ApprovalHandlers):
     """Runs ``AgentRunRequest.plan``; returns ``AgentRunResult``. Update/Signal ``decide``, query ``status``."""
 
     @workflow.init
@@ -107,6 +108,7 @@ class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, Approva
             "python": self._python,
             "control_write": self._control_write,
             "logbook_publish": self._logbook_publish,
+            "bluesky_plan": self._bluesky_plan,
             "respond": self._respond,
         }
 

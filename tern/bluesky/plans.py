@@ -22,7 +22,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, Field
+from tern.models.bluesky import PlanCheck, PlanOutcome, PlanRequest
+
+__all__ = ["PlanCheck", "PlanOutcome", "PlanRefused", "PlanRequest", "check_plan", "find_item", "follow", "submit_once"]
 
 KEY_FIELD = "tern_key"
 """The ``meta`` field of a queue item that holds Tern's idempotency key."""
@@ -34,38 +36,6 @@ class PlanRefused(ValueError):
 
 class BlueskyError(RuntimeError):
     """The queue server refused a request or did not answer; the message names the request."""
-
-
-class PlanRequest(BaseModel):  # type: ignore[no-redef]  # pydantic mypy plugin: field "kwargs" vs __init__(**kwargs)
-    """A plan call: ``name(*args, **kwargs)``; device arguments by name (``"det1"``)."""
-
-    name: str = Field(min_length=1)
-    args: list[Any] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-
-    def call(self) -> str:
-        """``count(['det1'], num=3)``: the call as shown to the approver."""
-        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
-        return f"{self.name}({', '.join(parts)})"
-
-
-class PlanCheck(BaseModel):
-    """A checked plan: the call, the plan's description and parameter names (from the queue server)."""
-
-    plan: PlanRequest
-    call: str
-    description: str = ""
-    parameters: list[str] = Field(default_factory=list)
-
-
-class PlanOutcome(BaseModel):
-    """How a submitted plan ended (the queue server's history item)."""
-
-    item_uid: str
-    exit_status: str = Field(description="completed, failed, stopped, aborted, halted, ...")
-    run_uids: list[str] = Field(default_factory=list)
-    message: str = ""
-    submitted_here: bool = Field(False, description="this call added the item (False: found by its key)")
 
 
 async def check_plan(api: Any, plan: PlanRequest, user_group: str = "primary") -> PlanCheck:

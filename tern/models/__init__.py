@@ -12,6 +12,7 @@ from tern.models.logbook import LogbookHit, SearchMode, SearchResponse
 from tern.models.plan import (
     STEP_KINDS,
     ArchiverReadStep,
+    BlueskyPlanStep,
     ChannelFindStep,
     ChannelReadStep,
     ControlWriteStep,
@@ -38,6 +39,7 @@ __all__ = [
     "ArchiverReadStep",
     "AuditEvent",
     "AuditKind",
+    "BlueskyPlanStep",
     "ChannelFindResponse",
     "ChannelFindStep",
     "ChannelHit",

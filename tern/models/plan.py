@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -181,6 +181,17 @@ def _short(v: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
+class BlueskyPlanStep(_Step):
+    """Run a Bluesky plan on the Bluesky queue server, after a check against its allowed plans and devices and a
+    human approval (kind ``bluesky``); the step follows the plan to its end and reports exit status and run uids."""
+
+    kind: Literal["bluesky_plan"] = "bluesky_plan"
+    plan: str = Field(min_length=1, max_length=200, description="The plan's name on the queue server (e.g. count).")
+    args: list[Any] = Field(default_factory=list, max_length=50, description="Positional arguments; devices by name.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments; devices by name.")
+    reason: str = Field("", max_length=2000, description="Why the plan is proposed, shown to the approver.")
+
+
 class PythonStep(_Step):
     """Run analysis code in the sandbox (no network, no control-system access).
 
@@ -284,6 +295,7 @@ Step = Annotated[
     | ControlWriteStep
     | PythonStep
     | LogbookPublishStep
+    | BlueskyPlanStep
     | RespondStep,
     Field(discriminator="kind"),
 ]
@@ -297,6 +309,7 @@ STEP_KINDS = (
     "control_write",
     "python",
     "logbook_publish",
+    "bluesky_plan",
     "respond",
 )
 
