@@ -34,7 +34,6 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field
 
-from tern.control.addressing import SCHEMES
 from tern.db import Conn
 
 ViolationKind = Literal[
@@ -156,7 +155,7 @@ def _key(channel: str, value: float) -> tuple[str, float]:
 
 
 def _bare(channel: str) -> str:
-    for scheme in SCHEMES:
+    for scheme in ("pva://", "ca://"):  # tern.control.addressing.SCHEMES (not imported: control imports audit)
         if channel.lower().startswith(scheme):
             return channel[len(scheme) :]
     return channel
