@@ -150,17 +150,23 @@ def test_ignored_put_is_not_verified(ctx) -> None:
 
 
 def test_stuck_readback_is_not_verified(ctx) -> None:
+    """The readback never follows. The setpoint is put back afterwards: other tests of the session expect the
+    stuck setpoint to equal its readback."""
     before = pva.read_value(ctx, STUCK_WIDE_SETPOINT)
-    record = pva.write_channel(
-        ctx,
-        STUCK_WIDE_SETPOINT,
-        before + 10.0,
-        Verification(level="readback"),
-        previous_value=before,
-        readback_timeout_s=0.6,
-    )
+    try:
+        record = pva.write_channel(
+            ctx,
+            STUCK_WIDE_SETPOINT,
+            before + 10.0,
+            Verification(level="readback"),
+            previous_value=before,
+            readback_timeout_s=0.6,
+        )
+    finally:
+        ctx.put(STUCK_WIDE_SETPOINT, before, wait=True)
     assert not record.verified
     assert "was not updated after the put" in record.message
+    assert ca.read_value(STUCK_WIDE_SETPOINT) == pytest.approx(before)
 
 
 def test_unreachable_write_writes_nothing(ctx) -> None:
