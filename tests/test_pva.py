@@ -116,7 +116,7 @@ def test_image_and_table(ctx) -> None:
 # --- writes ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("level", ["callback", "readback"])
 def test_verified_write_lands_on_the_model(ctx, level: str) -> None:
-    name = "SR:MAG:QF:04:CURRENT:SP" if level == "callback" else "SR:MAG:QF:05:CURRENT:SP"
+    name = "SR:MAG:QD:11:CURRENT:SP" if level == "callback" else "SR:MAG:QD:12:CURRENT:SP"
     before = pva.read_value(ctx, name)
     target = round(before + 5.0, 3)
     record = pva.write_channel(
@@ -177,7 +177,7 @@ def test_unreachable_write_writes_nothing(ctx) -> None:
 
 
 def test_closed_put_window_writes_nothing(ctx) -> None:
-    name = "SR:MAG:QF:06:CURRENT:SP"
+    name = "SR:MAG:QD:13:CURRENT:SP"
     before = pva.read_value(ctx, name)
     with pytest.raises(pva.PVAccessError, match="window closed"):
         pva.write_channel(
@@ -241,7 +241,7 @@ async def test_router_reads_and_writes_both_protocols(ca_sim: int) -> None:
     from tern.control.ca_client import ChannelAccessClient
     from tern.control.routing import ChannelRouter
 
-    pva_name, by_limits = "SR:MAG:QF:07:CURRENT:SP", "SR:MAG:QF:08:CURRENT:SP"
+    pva_name, by_limits = "SR:MAG:QD:14:CURRENT:SP", "SR:MAG:QD:15:CURRENT:SP"
     db = LimitsDatabase.from_mapping({by_limits: {"writable": True, "protocol": "pva"}})
     ca_client = ChannelAccessClient(2)
     pva_client = pva.PVAccessClient(pva.client_config("127.0.0.1", CA_SIM_PVA_PORT["port"]), 2)

@@ -19,7 +19,7 @@ from tern.models import AuditEvent
 from tern.models.activity_io import WriteCheckInput, WriteInput
 from tests.conftest import IOC_PUT_LOG
 
-CHANNEL = "SR:MAG:QF:11:CURRENT:SP"  # no other test writes it
+CHANNEL = "SR:MAG:QD:16:CURRENT:SP"  # no other test writes it
 
 
 def _puts(name: str, value: float) -> int:
