@@ -123,3 +123,61 @@ async def test_image_reading_goes_to_an_artifact_the_sandbox_loads(settings, tmp
     assert np.array_equal(load_structured("s1", "pva://SIM:CAMERA:IMAGE")["value"], expected)
     with pytest.raises(FileNotFoundError, match="no stored channel 'pva://SIM:BPM:TABLE'"):
         load_image("s1", "pva://SIM:BPM:TABLE")  # stored, but not given to this step as a file
+
+
+async def test_fifty_concurrent_pva_write_activities(settings) -> None:
+    """50 limits checks and then 50 approved writes at once, each its own pva:// setpoint, through the write
+    activity (ledger, verification, audit) of one worker's AgentActivities: all allowed, all verified, one put
+    each in the IOC's log, every value then read over Channel Access."""
+    import asyncio
+
+    from tests.test_pva import BURST
+
+    acts = AgentActivities(settings)
+    env = ActivityEnvironment()
+    try:
+        befores = [ca.read_value(n) for n in BURST]
+        targets = [round(b + (1.0 if b < 0 else -1.0) + i / 1000, 3) for i, b in enumerate(befores)]
+        checks = await asyncio.gather(
+            *(
+                env.run(
+                    acts.check_write,
+                    WriteCheckInput(workflow_id="burst", step_id=f"c{i}", channel=f"pva://{n}", value=t),
+                )
+                for i, (n, t) in enumerate(zip(BURST, targets, strict=True))
+            )
+        )
+        assert all(c.allowed for c in checks), [c.message for c in checks if not c.allowed][:3]
+        records = await asyncio.gather(
+            *(
+                env.run(
+                    acts.write_channel,
+                    WriteInput(
+                        workflow_id="burst",
+                        step_id=f"w{i}",
+                        idempotency_key=f"k-burst-{i}",
+                        channel=f"pva://{n}",
+                        value=t,
+                        request_id=f"q{i}",
+                        approver="alice",
+                        approved_from=c.current_value,
+                    ),
+                )
+                for i, (n, t, c) in enumerate(zip(BURST, targets, checks, strict=True))
+            )
+        )
+    finally:
+        await acts.close()
+    bad = [r for r in records if not r.verified]
+    assert not bad, [r.message for r in bad[:3]]
+    assert [ca.read_value(n) for n in BURST] == pytest.approx(targets)
+    assert [_puts(n, t) for n, t in zip(BURST, targets, strict=True)] == [1] * len(BURST)
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        done = await conn.fetchval("SELECT count(*) FROM write_ledger WHERE run_id = 'burst' AND state = 'done'")
+        audited = await conn.fetchval(
+            "SELECT count(*) FROM audit_events WHERE run_id = 'burst' AND event_kind = 'write' AND verified"
+        )
+    finally:
+        await conn.close()
+    assert (done, audited) == (50, 50)
