@@ -105,7 +105,7 @@ class AgentActivities:
     @property
     def pva(self) -> PVAccessClient:
         """The PVAccess client (created on first use from ``settings.pva_config()``; raises ``ValueError`` for a
-        bad ``TERN_PVA_ADDR_LIST``)."""
+        bad ``TERN_CONTROL__PVA_ADDR_LIST``)."""
         if self._pva is None:
             self._pva = PVAccessClient(self.settings.pva_config(), self.settings.control.ca_max_concurrency)
         return self._pva

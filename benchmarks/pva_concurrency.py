@@ -111,7 +111,7 @@ def main() -> None:
 
     ca_port, pva_port = free_port(), free_port()
     conf = client_config("127.0.0.1", pva_port)
-    env = {**os.environ, "TERN_CA_SERVER_PORT": str(ca_port), "TERN_PVA_SERVER_PORT": str(pva_port)}
+    env = {**os.environ, "TERN_CONTROL__CA_SERVER_PORT": str(ca_port), "TERN_CONTROL__PVA_SERVER_PORT": str(pva_port)}
     with tempfile.TemporaryDirectory(prefix="pva-bench-") as tmp:
         log = Path(tmp) / "sim.log"
         with open(log, "wb") as fh:

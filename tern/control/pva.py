@@ -78,7 +78,7 @@ def client_config(addr_list: str, server_port: int) -> dict[str, str]:
             raise ValueError(f"PVAccess server {entry!r}: port must be a number in 1..65535")
         servers.append(f"{host}:{p}")
     if not servers:
-        raise ValueError("no PVAccess server address given (TERN_PVA_ADDR_LIST is empty)")
+        raise ValueError("no PVAccess server address given (TERN_CONTROL__PVA_ADDR_LIST is empty)")
     return {
         "EPICS_PVA_NAME_SERVERS": " ".join(servers),
         "EPICS_PVA_ADDR_LIST": "",

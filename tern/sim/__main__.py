@@ -1,5 +1,5 @@
 """``python -m tern.sim``: run the simulated accelerator's Channel Access server in the foreground, and (unless
-``TERN_SIM_PVA=false``) the same channels over PVAccess on ``TERN_PVA_SERVER_PORT`` (:mod:`tern.sim.pva`).
+``TERN_SIM__PVA=false``) the same channels over PVAccess on ``TERN_CONTROL__PVA_SERVER_PORT`` (:mod:`tern.sim.pva`).
 
 Reads ``TernSettings`` (limits database, CA and PVA ports, readback lag, stuck and slow readbacks, ignored
 setpoints, IOC clock offset, put log); listens on 127.0.0.1 only. Exits with an error when the PVAccess port is

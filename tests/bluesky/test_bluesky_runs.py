@@ -121,8 +121,8 @@ async def test_worker_killed_mid_plan_resumes_following_and_never_submits_twice(
     from tests.agent_helpers import spawn_worker
 
     env = {
-        "TERN_BLUESKY_CONTROL_PORT": str(queue_server.control_port),
-        "TERN_BLUESKY_INFO_PORT": str(queue_server.info_port),
+        "TERN_BLUESKY__CONTROL_PORT": str(queue_server.control_port),
+        "TERN_BLUESKY__INFO_PORT": str(queue_server.info_port),
     }
     address = temporal_env.client.service_client.config.target_host
     first = spawn_worker(bs_settings, address, tmp_path / "worker1.log", **env)

@@ -25,9 +25,9 @@ def test_service_answers_and_stops_with_its_children(tmp_path: Path, bluesky_ins
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "TERN_DATA_DIR": str(tmp_path),
-        "TERN_BLUESKY_CONTROL_PORT": str(control),
-        "TERN_BLUESKY_INFO_PORT": str(info),
-        "TERN_BLUESKY_REDIS_PORT": str(redis),
+        "TERN_BLUESKY__CONTROL_PORT": str(control),
+        "TERN_BLUESKY__INFO_PORT": str(info),
+        "TERN_BLUESKY__REDIS_PORT": str(redis),
     }
     log = open(tmp_path / "service.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "tern.bluesky"], env=env, stdout=log, stderr=subprocess.STDOUT)
