@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tern.control import channels as ca
+from tern.control import channel_access as ca
 from tern.control import pva
 from tern.control.addressing import ChannelAddressError, bare_name, parse_address
 from tern.control.ca_context import attach_thread

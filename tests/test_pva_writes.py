@@ -13,7 +13,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.agent import AgentActivities
 from tern.audit.invariants import check_writes, read_put_log
-from tern.control import channels as ca
+from tern.control import channel_access as ca
 from tern.control.write import load_limits
 from tern.models import AuditEvent
 from tern.models.activity_io import WriteCheckInput, WriteInput

@@ -1,6 +1,6 @@
 """PVAccess (EPICS 7) operations through p4p: read channels with metadata, write setpoints with verification.
 
-The same protocol as Channel Access (:mod:`tern.control.channels`), with PVAccess primitives:
+The same protocol as Channel Access (:mod:`tern.control.channel_access`), with PVAccess primitives:
 
 - a *stamped read* is a PVAccess get of the ``NTScalar``: ``value`` and ``timeStamp`` (set by the server, the
   IOC's clock; POSIX epoch, so an unset stamp, 0 s, counts as none), never a monitor cache;
@@ -300,7 +300,7 @@ def write_channel(
 ) -> WriteRecord:
     """Put ``value`` to PVAccess channel ``name`` (bare) and verify it; never retries the put.
 
-    Arguments, levels and outcomes as :func:`tern.control.channels.write_channel` (same keyword arguments, units
+    Arguments, levels and outcomes as :func:`tern.control.channel_access.write_channel` (same keyword arguments, units
     and rules; see the module docstring for the PVAccess primitives). The record's ``channel`` is
     ``pva://NAME``.
 
@@ -386,7 +386,7 @@ def _verify(
     readback_channel: str | None,
     readback_clock_skew_s: float,
 ) -> WriteRecord:
-    """The checks after a completed put, as :func:`tern.control.channels._verify`."""
+    """The checks after a completed put, as :func:`tern.control.channel_access._verify`."""
     after = read_stamped(ctx, name, connect_timeout_s)
     if after.ts is None:
         return record(False, f"{name} = {after.value} after the put carries no timestamp", after.value)

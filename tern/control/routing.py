@@ -73,7 +73,7 @@ class ChannelRouter:
 
     async def write_channel(self, name: str, value: float, verification: Verification, **kwargs: Any) -> WriteRecord:
         """Put and verify through the channel's protocol (same arguments, errors and record as
-        :func:`tern.control.channels.write_channel`); the record is named as given."""
+        :func:`tern.control.channel_access.write_channel`); the record is named as given."""
         protocol, bare = self.route(name)
         record: WriteRecord = await self._client(protocol).write_channel(bare, value, verification, **kwargs)
         record.channel = name
