@@ -3,7 +3,9 @@
 Each activity takes one pydantic model, calls ``tern.*``, and turns failures into ``ApplicationError``
 (non-retryable where retrying cannot help: bad configuration, refused writes, unknown write outcome).
 Channel Access goes through one :class:`~tern.control.ca_client.ChannelAccessClient` per ``AgentActivities``
-(a bounded pool of threads attached to the CA context; never ``asyncio.to_thread``).
+(a bounded pool of threads attached to the CA context; never ``asyncio.to_thread``), PVAccess through one
+:class:`~tern.control.pva.PVAccessClient`; :attr:`AgentActivities.channels` routes each channel to its protocol
+(``pva://NAME``; :mod:`tern.control.routing`) and is the ``ChannelIO`` the write protocol gets.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from tern.audit.store import record_event, seconds_since_request
 from tern.config import TernSettings
 from tern.control import write as control_write
 from tern.control.ca_client import ChannelAccessClient
+from tern.control.limits import LimitsDatabase, LimitsDatabaseError
+from tern.control.pva import PVAccessClient, to_npz
+from tern.control.routing import ChannelRouter
 from tern.db import create_pool
 from tern.llm.chat import LLMClient, LLMError, make_chat_provider
 from tern.models import AuditEvent, ChannelReading, LimitsCheck, SearchResponse, WriteRecord
@@ -38,6 +43,7 @@ from tern.models.activity_io import (
     WriteInput,
 )
 from tern.planning import REGISTRY
+from tern.sandbox.artifacts import store_artifact
 
 log = logging.getLogger("tern.activities.agent")
 
@@ -84,6 +90,8 @@ class AgentActivities:
         self._pool_lock = asyncio.Lock()
         self._ca = ca_client
         self._owns_ca = ca_client is None
+        self._pva: PVAccessClient | None = None
+        self._limits: tuple[tuple[float, int], LimitsDatabase] | None = None
         self._answer_llm: LLMClient | None = None
 
     @property
@@ -94,6 +102,33 @@ class AgentActivities:
             self._ca = ChannelAccessClient(self.settings.control.ca_max_concurrency, self.settings.ca_environment())
         return self._ca
 
+    @property
+    def pva(self) -> PVAccessClient:
+        """The PVAccess client (created on first use from ``settings.pva_config()``; raises ``ValueError`` for a
+        bad ``TERN_CONTROL__PVA_ADDR_LIST``)."""
+        if self._pva is None:
+            self._pva = PVAccessClient(self.settings.pva_config(), self.settings.control.ca_max_concurrency)
+        return self._pva
+
+    @property
+    def channels(self) -> ChannelRouter:
+        """Channel reads and writes of either protocol: ``pva://NAME``, or a bare name whose limits entry says
+        ``"protocol": "pva"``, over PVAccess; the rest over Channel Access (:mod:`tern.control.routing`)."""
+        return ChannelRouter(lambda: self.ca, lambda: self.pva, self._routing_limits)
+
+    def _routing_limits(self) -> LimitsDatabase:
+        """The limits database for routing bare names, read again only when its file changed (size, mtime);
+        raises ``LimitsDatabaseError`` (the router then takes Channel Access; the write path refuses anyway)."""
+        path = self.settings.control.limits_path
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise LimitsDatabaseError(f"limits database not found: {path}") from exc
+        stamp = (st.st_mtime, st.st_size)
+        if self._limits is None or self._limits[0] != stamp:
+            self._limits = (stamp, control_write.load_limits(self.settings.control))
+        return self._limits[1]
+
     async def pool(self) -> asyncpg.Pool:
         async with self._pool_lock:
             if self._pool is None:
@@ -101,13 +136,16 @@ class AgentActivities:
             return self._pool
 
     async def close(self) -> None:
-        """Close the pool, and the Channel Access client if this object created it."""
+        """Close the pool, the Channel Access client if this object created it, and the PVAccess client."""
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
         if self._owns_ca and self._ca is not None:
             await asyncio.to_thread(self._ca.close)
             self._ca = None
+        if self._pva is not None:
+            await asyncio.to_thread(self._pva.close)
+            self._pva = None
 
     def all(self) -> list[Callable[..., Any]]:
         """The activity callables to register on a worker."""
@@ -128,13 +166,17 @@ class AgentActivities:
 
     @activity.defn(name="read_channels")
     async def read_channels(self, inp: ChannelReadInput) -> list[ChannelReading]:
-        """Read channels over Channel Access; unreachable channels come back with ``error`` set.
+        """Read channels over Channel Access or PVAccess; unreachable channels come back with ``error`` set.
+
+        A structured PVAccess value (NTNDArray image, NTTable, long waveform) stays out of history: its reading
+        carries a summary, and its data is stored as an ``.npz`` artifact of this run and step (``artifact_id``),
+        which a python step loads with ``load_image()``/``load_structured()``.
 
         An IOC or gateway that stops answering for a while (a reboot) should not fail the run: while the first
         attempt was scheduled less than ``ca_unreachable_grace_s`` ago, a read where any channel did not answer
         raises a retryable ``ChannelsUnreachable`` (the workflow's ``CA_RETRY`` tries again); after that, it returns
         the readings with their errors (the caller decides)."""
-        readings = await self.ca.read_channels(inp.channels, self.settings.control.ca_timeout_s)
+        readings = await self.channels.read_channels(inp.channels, self.settings.control.ca_timeout_s)
         failed = [r for r in readings if r.error]
         if failed and _waiting_s() < self.settings.control.ca_unreachable_grace_s:
             raise ApplicationError(
@@ -142,7 +184,23 @@ class AgentActivities:
                 + "; ".join(f"{r.channel}: {r.error}" for r in failed[:10]),
                 type="ChannelsUnreachable",
             )
-        return readings
+        return [await self._store_structured(inp, r) if r.structured else r for r in readings]
+
+    async def _store_structured(self, inp: ChannelReadInput, reading: ChannelReading) -> ChannelReading:
+        """Fetch a structured PVAccess value whole and store it as an ``.npz`` artifact; the reading with its id."""
+        _, name = self.channels.route(reading.channel)
+        data = await self.pva.read_structured(name, self.settings.control.ca_timeout_s)
+        if data is None:  # changed shape since the read: keep the summary
+            return reading
+        ref = await store_artifact(
+            await self.pool(),
+            to_npz(data),
+            workflow_id=inp.workflow_id,
+            step_id=inp.step_id,
+            name=reading.channel,
+            media_type="application/x-npz",
+        )
+        return reading.model_copy(update={"artifact_id": ref})
 
     @activity.defn(name="check_write")
     async def check_write(self, inp: WriteCheckInput) -> LimitsCheck:
@@ -151,7 +209,7 @@ class AgentActivities:
         ``ca_unreachable_grace_s`` after the first attempt (an IOC rebooting), then is refused
         (``channel_unreachable``)."""
         with _as_application_error():
-            return await control_write.check_write(self.ca, self.settings.control, inp, _waiting_s)
+            return await control_write.check_write(self.channels, self.settings.control, inp, _waiting_s)
 
     @activity.defn(name="write_channel")
     async def write_channel(self, inp: WriteInput) -> WriteRecord:
@@ -165,7 +223,7 @@ class AgentActivities:
         """
         heartbeat = activity.heartbeat if activity.in_activity() else None
         with _as_application_error():
-            return await control_write.write(self.ca, await self.pool(), self.settings.control, inp, heartbeat)
+            return await control_write.write(self.channels, await self.pool(), self.settings.control, inp, heartbeat)
 
     @activity.defn(name="record_audit")
     async def record_audit(self, event: AuditEvent) -> bool:

@@ -101,7 +101,8 @@ class SandboxActivities:
             raise ApplicationError(f"code generation failed: {exc}", type="LLMError") from exc
 
     async def _files(self, inp: ExecuteInput) -> dict[str, InputFile]:
-        """The artifacts named in ``inp.files`` (archived series of this run) as read-only file inputs. An artifact
+        """The artifacts named in ``inp.files`` (archived series, structured PVAccess values of this run) as read-only
+        file inputs. An artifact
         that is missing or belongs to another run is refused (non-retryable)."""
         files: dict[str, InputFile] = {}
         for name, ref in inp.files.items():
@@ -112,7 +113,8 @@ class SandboxActivities:
                     type="BadInputArtifact",
                     non_retryable=True,
                 )
-            files[name] = InputFile(data=art.content, filename=f"{name}.json.gz")
+            suffix = ".npz" if art.media_type == "application/x-npz" else ".json.gz"  # PVA structured value
+            files[name] = InputFile(data=art.content, filename=f"{name}{suffix}")
         return files
 
     @activity.defn(name="execute_python")

@@ -4,6 +4,8 @@
 #   - OpenSSH's ssh-keygen (Debian's openssh-client), installed when missing: proven identity signs and verifies
 #     with `ssh-keygen -Y` (tern/identity/ssh.py);
 #   - promtool, extracted from Debian's prometheus package into the venv when missing (alert rules test);
+#   - Debian's redis-server, installed when missing: the Bluesky queue server keeps its queue in Redis
+#     (tests/bluesky, `tern up --with bluesky`);
 #   - Debian's chromium, installed when missing: the Web UI browser tests (tests/test_webui.py) drive it through
 #     Playwright; never `playwright install` (no browser download);
 #   - dockerd started when it does not answer (systemd when it runs the machine, else in the background);
@@ -28,6 +30,7 @@ install_packages() {
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
   command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   [ "${TERN_SKIP_CHROMIUM:-0}" = 1 ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"

@@ -67,6 +67,7 @@ class StackPart(StrEnum):
     """Optional parts of the embedded stack (``tern up --with``; ``tern.embedded.stack.WITH``)."""
 
     matrix = "matrix"
+    bluesky = "bluesky"
 
 
 # --- the embedded stack -----------------------------------------------------------------------------------
@@ -79,12 +80,14 @@ def up(
             "--with",
             help="Optional part to start too: 'matrix' (Synapse on TERN_CHAT__MATRIX_PORT with "
             "#control-room:localhost, "
-            "and the Matrix approval bridge).",
+            "and the Matrix approval bridge); 'bluesky' (a Bluesky queue server with Redis and ophyd's simulated "
+            "devices on TERN_BLUESKY__CONTROL_PORT).",
         ),
     ] = None,
 ) -> None:
     """Start the embedded stack (PostgreSQL, Temporal dev server + Web UI, simulated accelerator, archiver, worker,
-    ARIEL API; with --with matrix also Synapse and the Matrix approval bridge)."""
+    ARIEL API; with --with matrix also Synapse and the Matrix approval bridge; with --with bluesky a Bluesky queue
+    server)."""
     from tern.embedded.stack import WITH, EmbeddedStack, StackError
 
     assert all(w.value in WITH for w in with_ or ())  # StackPart lists the parts of WITH

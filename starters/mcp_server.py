@@ -146,6 +146,7 @@ class TernMcp:
         self._client: TernClient | None = None
         self._pool: asyncpg.Pool | None = None
         self._ca: ChannelAccessClient | None = None
+        self._pva: Any = None
         self._finder: ChannelFinder | None = None
         self._client_lock = asyncio.Lock()
         self._pool_lock = asyncio.Lock()
@@ -177,12 +178,32 @@ class TernMcp:
             self._ca = ChannelAccessClient(self.settings.control.ca_max_concurrency, self.settings.ca_environment())
         return self._ca
 
+    def channels(self) -> Any:
+        """Reads and pre-checks of either protocol (``pva://NAME``; :class:`tern.control.routing.ChannelRouter`)."""
+        from tern.control.limits import LimitsDatabase
+        from tern.control.pva import PVAccessClient
+        from tern.control.routing import ChannelRouter
+
+        def pva() -> PVAccessClient:
+            if self._pva is None:
+                self._pva = PVAccessClient(self.settings.pva_config(), self.settings.control.ca_max_concurrency)
+            return self._pva
+
+        def limits() -> LimitsDatabase:
+            return LimitsDatabase.load(
+                self.settings.control.limits_path, allow_unlisted=self.settings.control.allow_unlisted_channels
+            )
+
+        return ChannelRouter(self.ca, pva, limits)
+
     async def close(self) -> None:
         """Close the pool and the Channel Access client (the Temporal client needs no closing)."""
         if self._pool is not None:
             await self._pool.close()
         if self._ca is not None:
             await asyncio.to_thread(self._ca.close)
+        if self._pva is not None:
+            await asyncio.to_thread(self._pva.close)
 
     # --- runs ----------------------------------------------------------------------------------------------
     async def ask(self, a: AskArgs) -> dict[str, Any]:
@@ -241,7 +262,7 @@ class TernMcp:
         check_plan_channels(plan, self.settings)
         try:
             check = await check_write(
-                self.ca(),
+                self.channels(),
                 self.settings.control,
                 WriteCheckInput(workflow_id="(proposed)", step_id=WRITE_STEP_ID, channel=a.channel, value=a.value),
             )
@@ -319,7 +340,7 @@ class TernMcp:
     async def read_channels(self, a: ReadChannelsArgs) -> list[dict[str, Any]]:
         """Live Channel Access reads through the client the ``channel_read`` step uses; a channel that does not
         answer comes back with ``error`` set."""
-        readings = await self.ca().read_channels(list(a.channels), self.settings.control.ca_timeout_s)
+        readings = await self.channels().read_channels(list(a.channels), self.settings.control.ca_timeout_s)
         return [r.model_dump(mode="json") for r in readings]
 
     async def archiver_read(self, a: ArchiverReadArgs) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from tern.config_sections import (
     ApprovalSettings,
     ArchiverSettings,
     ArielSettings,
+    BlueskySettings,
     ChannelsSettings,
     ChatSettings,
     ControlSettings,
@@ -251,6 +252,7 @@ class TernSettings(BaseSettings):
     triggers: TriggersSettings = Field(default_factory=TriggersSettings)
     mcp: MCPSettings = Field(default_factory=MCPSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
+    bluesky: BlueskySettings = Field(default_factory=BlueskySettings)
 
     @classmethod
     def settings_customise_sources(
@@ -330,6 +332,13 @@ class TernSettings(BaseSettings):
         ``?query=`` URL parameter, which the UI reads as its filter: temporalio/ui ``searchParams.get('query')``)."""
         query = quote(self.pending_query(kind=kind, user=user), safe="")
         return f"{self.ui_url}/namespaces/{self.temporal.namespace}/workflows?query={query}"
+
+    def pva_config(self) -> dict[str, str]:
+        """The p4p client configuration for the configured PVAccess servers (:func:`tern.control.pva.client_config`;
+        raises ``ValueError`` for a bad address list)."""
+        from tern.control.pva import client_config
+
+        return client_config(self.control.pva_addr_list, self.control.pva_server_port)
 
     def ca_environment(self) -> dict[str, str]:
         """Environment variables that point a Channel Access client (pyepics/libca) at the configured IOCs."""

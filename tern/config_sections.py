@@ -103,6 +103,14 @@ class ControlSettings(_Section):
         le=256,
         description="Most Channel Access operations a worker runs at once (threads of its CA client); more wait.",
     )
+    pva_server_port: int = Field(
+        5075, ge=1, le=65535, description="TCP port of PVAccess servers given without one, and of the simulator's."
+    )
+    pva_addr_list: str = Field(
+        "127.0.0.1",
+        description="PVAccess servers the client searches (EPICS_PVA_NAME_SERVERS, TCP), space-separated host[:port]; "
+        "channels are addressed pva://NAME.",
+    )
     # Writes and safety
     writes_enabled: bool = Field(False, description="Master switch: no control write happens unless true.")
     limits_path: Path = Field(DATA_DIR / "channel_limits.json", description="Limits database (JSON).")
@@ -203,6 +211,7 @@ class SimSettings(_Section):
         0.0, description="Offset of the simulated IOC's clock from this host's, seconds (an IOC on another host)."
     )
     update_period_s: float = Field(0.1, gt=0, description="Simulation tick, seconds.")
+    pva: bool = Field(True, description="Serve the simulator's channels over PVAccess too (p4p), on pva_server_port.")
     put_log_path: Path | None = Field(
         None,
         description="File where the simulated IOC appends one JSON line per put it receives (its own record, for "
@@ -896,3 +905,20 @@ class OidcSettings(_Section):
     def expected_audience(self) -> str | None:
         """The `aud` an ID token must hold: `audience`, else `client_id`."""
         return self.audience or self.client_id
+
+
+class BlueskySettings(_Section):
+    """The Bluesky queue server that `bluesky_plan` steps submit to (issue 24); `tern up --with bluesky` starts one
+    on loopback with ophyd's simulated devices (tern.bluesky.server)."""
+
+    flat_prefix: ClassVar[str] = "bluesky_"
+
+    control_port: int = Field(
+        60615, ge=1, le=65535, description="The queue server's 0MQ control port (start-re-manager --zmq-control-addr)."
+    )
+    info_port: int = Field(60625, ge=1, le=65535, description="The queue server's 0MQ info port (--zmq-info-addr).")
+    host: str = Field("127.0.0.1", description="Host of the queue server's 0MQ ports.")
+    redis_port: int = Field(
+        60590, ge=1, le=65535, description="Port of the Redis that `tern up --with bluesky` starts."
+    )
+    user_group: str = Field("primary", description="The queue server's user group plans are checked and submitted as.")

@@ -40,6 +40,7 @@ SESSION_PORTS = (
     "TERN_TEMPORAL__UI_PORT",
     "TERN_DATABASE__PG_PORT",
     "TERN_CONTROL__CA_SERVER_PORT",
+    "TERN_CONTROL__PVA_SERVER_PORT",
     "TERN_ARIEL__API_PORT",
     "TERN_ARCHIVER__PORT",
     "TERN_CHAT__MATRIX_PORT",
@@ -176,6 +177,7 @@ def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:
         "TERN_TEMPORAL__UI_PORT": str(free_port()),
         "TERN_DATABASE__PG_PORT": str(free_port()),
         "TERN_CONTROL__CA_SERVER_PORT": str(free_port()),
+        "TERN_CONTROL__PVA_SERVER_PORT": str(free_port()),
         "TERN_ARIEL__API_PORT": str(free_port()),
         "TERN_ARCHIVER__PORT": str(free_port()),
         "TERN_WORKER__HTTP_PORT": str(free_port()),
@@ -271,6 +273,10 @@ SIM_CLOCK_OFFSET_S = 300.0  # the simulated IOC's clock runs this far ahead of t
 IOC_PUT_LOG: dict[str, Path] = {}  # "path": the session simulator's put log (tern.sim put_log), once started
 
 
+CA_SIM_PVA_PORT: dict[str, int] = {}
+"""The PVAccess port of the session's simulator (:func:`ca_sim`), which serves the same channels over PVAccess."""
+
+
 @pytest.fixture(scope="session")
 def ca_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """Start ``python -m tern.sim`` on a free port; point this process's CA client at it. Yields the port."""
@@ -280,9 +286,11 @@ def ca_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     import time
 
     port = free_port()
+    pva_port = free_port()
     env = {
         **os.environ,
         "TERN_CONTROL__CA_SERVER_PORT": str(port),
+        "TERN_CONTROL__PVA_SERVER_PORT": str(pva_port),
         "TERN_SIM__STUCK_READBACKS": json.dumps([STUCK_SETPOINT, STUCK_WIDE_SETPOINT]),
         "TERN_SIM__SLOW_READBACKS": json.dumps({SLOW_SETPOINT: SLOW_READBACK_LAG_S}),
         "TERN_SIM__IGNORED_SETPOINTS": json.dumps([IGNORED_SETPOINT]),
@@ -297,6 +305,7 @@ def ca_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     os.environ.update(
         {"EPICS_CA_SERVER_PORT": str(port), "EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
     )
+    CA_SIM_PVA_PORT["port"] = pva_port
     from tern.control.channel_access import ChannelAccessError, read_value
 
     deadline = time.monotonic() + 60
@@ -385,7 +394,12 @@ def settings(pg_dsn: str, ca_sim: int, tmp_path):
     return TernSettings(
         data_dir=tmp_path,
         database={"url": pg_dsn},
-        control={"ca_server_port": ca_sim, "writes_enabled": True, "readback_timeout_s": 1.5},
+        control={
+            "ca_server_port": ca_sim,
+            "pva_server_port": CA_SIM_PVA_PORT["port"],
+            "writes_enabled": True,
+            "readback_timeout_s": 1.5,
+        },
         temporal={"task_queue": "tq-" + uuid.uuid4().hex[:8]},
         approval={"timeout_s": 600},
     )

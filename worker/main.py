@@ -22,6 +22,7 @@ from activities.agent import AgentActivities
 from activities.approval import ApprovalActivities, policy_source
 from activities.archiver import ArchiverActivities
 from activities.ariel import ariel_activities
+from activities.bluesky import BlueskyActivities
 from activities.channel_finder import ChannelActivities
 from activities.logbook import LogbookActivities
 from activities.memory import MemoryActivities
@@ -76,6 +77,7 @@ def build_worker(
         *ariel_activities(settings, pool),
         *ChannelActivities(settings, pool).all(),
         *PlanningActivities(settings).all(),
+        *BlueskyActivities(settings).all(),
     ]
     overrides = dict(overrides or {})
     unknown = set(overrides) - {a.__name__ for a in activities}

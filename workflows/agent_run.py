@@ -33,6 +33,7 @@ from workflows.failures import error_message
 from workflows.planning import PLANNER_PATCH, RunPlanner
 from workflows.progress import Progress, ProgressHandlers
 from workflows.run_base import IDENTITY_PATCH
+from workflows.run_bluesky import BlueskySteps
 from workflows.run_publish import PublishSteps
 from workflows.run_python import DERIVED_WRITE_ID_PATCH as DERIVED_WRITE_ID_PATCH
 from workflows.run_python import PythonSteps
@@ -76,7 +77,9 @@ STEP_OUTCOME_TO_RUN: dict[str, FinalRunState] = {"rejected": "rejected", "timed_
 
 
 @workflow.defn
-class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, ApprovalHandlers, ProgressHandlers):
+class AgentRunWorkflow(
+    ReadSteps, PythonSteps, WriteSteps, PublishSteps, BlueskySteps, ApprovalHandlers, ProgressHandlers
+):
     """Runs ``AgentRunRequest.plan``; returns ``AgentRunResult``. Update/Signal ``decide``, query ``status``."""
 
     @workflow.init
@@ -110,6 +113,7 @@ class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, Approva
             "python": self._python,
             "control_write": self._control_write,
             "logbook_publish": self._logbook_publish,
+            "bluesky_plan": self._bluesky_plan,
             "respond": self._respond,
         }
 

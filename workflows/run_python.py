@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
 # ids). Runs that derived them before replay with the old '<step>-write-<n>', which a plan step could be named too.
 DERIVED_WRITE_ID_PATCH = "derived-write-id-1"
 SERIES_INPUT_SUFFIX = "_series"  # a python step gets an archiver_read step's samples as input '<name>_series'
+STRUCTURED_INPUT_SEPARATOR = "__"  # ... and reading k's stored PVAccess value as '<name>__<k>' (sandbox load_image)
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
 
 
@@ -33,7 +34,8 @@ class PythonSteps(RunSteps):
 
     def _series_files(self, step_ids: list[str]) -> dict[str, str]:
         """Input name ``<id>_series`` -> artifact id for the archived series of the steps ``step_ids`` (and of
-        the sources of gather steps among them)."""
+        the sources of gather steps among them), and ``<id>__<k>`` -> the artifact of their reading ``k`` when it
+        is a structured PVAccess value (no such readings in runs before PVAccess: replays add no input)."""
         files: dict[str, str] = {}
         for s in self._steps:
             if s.step_id not in step_ids:
@@ -41,6 +43,9 @@ class PythonSteps(RunSteps):
             for r in [s, *(s.sources or [])]:
                 if r.archived and r.archived.artifact_id:
                     files[input_name(r.step_id) + SERIES_INPUT_SUFFIX] = r.archived.artifact_id
+                for k, reading in enumerate(r.readings or []):  # structured PVAccess values (load_image)
+                    if reading.artifact_id:
+                        files[f"{input_name(r.step_id)}{STRUCTURED_INPUT_SEPARATOR}{k}"] = reading.artifact_id
         return files
 
     async def _python(self, step: PythonStep) -> StepResult:

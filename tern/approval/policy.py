@@ -19,7 +19,7 @@ Policy file (JSON, TOML or YAML by suffix; ``TERN_APPROVAL__POLICY_PATH``)::
     approvers = ["group:rf"]
     min_approvals = 2               # two different people
     [[rules]]
-    kinds = ["control_write", "python", "plan", "memory", "logbook"]
+    kinds = ["control_write", "python", "plan", "memory", "logbook", "bluesky"]
     approvers = ["group:rf", "bob", "carol"]
     surfaces = ["cli", "matrix"]    # optional: where these requests may be decided (proven surfaces)
     identity = "proven"             # optional: stricter than the worker's approval.identity, never weaker

@@ -263,6 +263,7 @@ def request_title(request: ApprovalRequest) -> str:
         "control_write": f"write {md_code(request.write.channel)}" if request.write else "a control write",
         "python": "run Python code",
         "plan": "the run's plan",
+        "bluesky": "run a Bluesky plan",
         "memory": f"store a note in {md_text(request.requested_by)}'s memory",
         "logbook": f"publish a logbook entry to the {md_text(request.entry.target)} logbook"
         if request.entry

@@ -149,7 +149,16 @@ async def check_ledger(conn: Conn, *, since: datetime | None = None) -> list[Vio
 
 
 def _key(channel: str, value: float) -> tuple[str, float]:
-    return channel, float(f"{value:.9g}")
+    """Match key of a put or ledger row: the bare channel name (a ``pva://X`` write is a put to ``X`` in the IOC's
+    log, whichever protocol carried it) and the value to 9 significant digits."""
+    return _bare(channel), float(f"{value:.9g}")
+
+
+def _bare(channel: str) -> str:
+    for scheme in ("pva://", "ca://"):  # tern.control.addressing.SCHEMES (not imported: control imports audit)
+        if channel.lower().startswith(scheme):
+            return channel[len(scheme) :]
+    return channel
 
 
 async def check_writes(conn: Conn, puts: Iterable[IocPut], *, since: datetime | None = None) -> InvariantReport:

@@ -15,6 +15,10 @@ Definition": record names hold no ``.``, so the first ``.`` starts the field; a 
 ``allow_unlisted`` says: ``X:SP.VAL`` is checked as ``X:SP`` (same value, same limits); any other field
 (``.DRVH``/``.DRVL`` drive limits, ``.HOPR``, ``.DISA``, ``.PROC``, ``.SCAN``...) changes how the record
 behaves rather than its value and is refused.
+
+Protocols: an entry may say ``"protocol": "pva"`` (default ``"ca"``): a bare name of that channel is then reached over
+PVAccess. Lookups take addresses as well as names: ``pva://X:SP`` and ``ca://X:SP`` are checked as ``X:SP`` (one set
+of rules per device, whichever protocol reaches it; :mod:`tern.control.addressing`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tern.control.addressing import ChannelAddressError, Protocol, parse_address
 from tern.models import LimitsCheck, Verification
 
 
@@ -43,6 +48,7 @@ class ChannelLimits(BaseModel):
     max_step: float | None = Field(None, gt=0)
     verification: Verification = Field(default_factory=Verification)
     units: str = ""
+    protocol: Protocol = "ca"
 
     @model_validator(mode="after")
     def _bounds(self) -> ChannelLimits:
@@ -64,6 +70,17 @@ def split_field(channel: str) -> tuple[str, str | None]:
     field (EPICS record names hold no ``.``)."""
     record, dot, field = channel.partition(".")
     return (record, field) if dot else (channel, None)
+
+
+def _bare(channel: str) -> str:
+    """The limits key of a name or address (``pva://X:SP`` -> ``X:SP``); an unparseable address stays as it is
+    (it matches no entry, so it is unlisted and refused)."""
+    if "://" not in channel:
+        return channel
+    try:
+        return parse_address(channel).name
+    except ChannelAddressError:
+        return channel
 
 
 def _strip_comments(obj: Any) -> Any:
@@ -116,7 +133,20 @@ class LimitsDatabase:
         return cls.from_mapping(raw, allow_unlisted=allow_unlisted, source=str(path))
 
     def __contains__(self, channel: str) -> bool:
-        return channel in self.channels
+        return _bare(channel) in self.channels
+
+    def get(self, channel: str) -> ChannelLimits | None:
+        """The entry listed for ``channel`` (a name or address; no field rule), or None."""
+        return self.channels.get(_bare(channel))
+
+    def protocol(self, channel: str) -> Protocol:
+        """The protocol that reaches ``channel``: its scheme when it has one, else its entry's ``protocol`` (of its
+        record for ``RECORD.FIELD``), else ``ca``. Raises :class:`~tern.control.addressing.ChannelAddressError`
+        for an address with an unknown scheme."""
+        if "://" in channel:
+            return parse_address(channel).protocol
+        limits = self.channels.get(channel) or self.channels.get(split_field(channel)[0])
+        return limits.protocol if limits is not None else "ca"
 
     def writable_channels(self) -> list[str]:
         return sorted(n for n, c in self.channels.items() if c.writable)
@@ -127,6 +157,7 @@ class LimitsDatabase:
         Returns ``(entry, None)`` for a listed channel, and for ``RECORD.VAL`` of a listed ``RECORD`` (the
         record's entry); ``(None, reason)`` for any other field of a listed record (drive limits, DISA, PROC:
         refused whatever ``allow_unlisted`` says); ``(None, None)`` for an unlisted name."""
+        channel = _bare(channel)
         limits = self.channels.get(channel)
         if limits is not None:
             return limits, None

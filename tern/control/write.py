@@ -410,7 +410,7 @@ class _Write:
             raise WriteOutcomeUnknown(
                 f"interrupted write, and {inp.channel} cannot be read: {exc}", non_retryable=False
             ) from exc
-        verification = limits.channels[inp.channel].verification if inp.channel in limits else None
+        verification = entry.verification if (entry := limits.get(inp.channel)) else None
         tol = (
             effective_tolerance(inp.value, inp.approved_from, verification, s.default_tolerance_percent).value
             if verification

@@ -50,10 +50,10 @@ from tern.embedded.temporal_cli import TemporalCliMissing, serving, temporal_bin
 from tern.models.search_attributes import NAMES as SEARCH_ATTRIBUTES
 
 COMPONENTS = ("postgres", "temporal", "sim", "archiver", "worker", "ariel", "triggers")
-OPTIONAL = ("matrix", "bridge")
+OPTIONAL = ("matrix", "bridge", "bluesky")
 """Started only when asked (``tern up --with matrix``: Synapse, then the Matrix approval bridge); once running,
 ``status`` and ``down`` include them like the others."""
-WITH = {"matrix": ("matrix", "bridge")}
+WITH = {"matrix": ("matrix", "bridge"), "bluesky": ("bluesky",)}
 ComponentState = Literal["running", "stopped", "dead", "starting"]
 WORKER_GRACE_S = 15.0  # the supervisor waits this long for a stopping worker to drain (worker.main: 10 s)
 
@@ -138,6 +138,7 @@ class EmbeddedStack:
             "worker": self._start_worker,
             "ariel": self._start_ariel,
             "matrix": self._start_matrix,
+            "bluesky": self._start_bluesky,
             "bridge": self._start_bridge,
             "triggers": self._start_triggers,
         }
@@ -156,6 +157,7 @@ class EmbeddedStack:
         "worker": "tern.embedded.supervise",
         "ariel": "tern.ariel.api",
         "matrix": "synapse.app.homeserver",
+        "bluesky": "tern.bluesky",
         "bridge": "bridge matrix",
         "triggers": "starters.trigger_monitor",
     }
@@ -201,6 +203,8 @@ class EmbeddedStack:
             return "127.0.0.1", s.archiver.port
         if name == "matrix":
             return "127.0.0.1", s.chat.matrix_port
+        if name == "bluesky":
+            return s.bluesky.host, s.bluesky.control_port
         return None, None
 
     def status(self) -> StackStatus:
@@ -221,6 +225,8 @@ class EmbeddedStack:
                 detail = f"retrieval API {self.s.archiver.base_url}/retrieval/data/getData.json"
             if name == "triggers" and pid:
                 detail = "trigger monitor: channel triggers (tern trigger add --channel)"
+            if name == "bluesky" and pid:
+                detail = f"Bluesky queue server, 0MQ control tcp://{self.s.bluesky.host}:{self.s.bluesky.control_port}"
             if name == "matrix" and pid:
                 detail = (
                     f"Synapse, room #control-room:localhost; credentials in {self.root / 'matrix' / 'credentials.json'}"
@@ -423,9 +429,16 @@ class EmbeddedStack:
 
     def _start_sim(self) -> None:
         self._check_port("sim", "TERN_CONTROL__CA_SERVER_PORT")
+        if self.s.sim.pva and port_in_use(self.s.control.pva_server_port):
+            raise StackError(
+                f"cannot start sim over PVAccess: 127.0.0.1:{self.s.control.pva_server_port} is busy; choose another "
+                "port with TERN_CONTROL__PVA_SERVER_PORT, or serve Channel Access only with TERN_SIM__PVA=false"
+            )
         env = {
             **self._child_env(),
             "TERN_CONTROL__CA_SERVER_PORT": str(self.s.control.ca_server_port),
+            "TERN_CONTROL__PVA_SERVER_PORT": str(self.s.control.pva_server_port),
+            "TERN_SIM__PVA": "true" if self.s.sim.pva else "false",
             "TERN_CONTROL__LIMITS_PATH": str(self.s.control.limits_path),
             "TERN_SIM__PUT_LOG_PATH": str(self.s.sim.put_log_path or self.put_log),
         }
@@ -459,6 +472,8 @@ class EmbeddedStack:
             "TERN_CONTROL__CA_ADDR_LIST": "127.0.0.1",
             "TERN_CONTROL__CA_AUTO_ADDR_LIST": "false",
             "TERN_CONTROL__CA_SERVER_PORT": str(self.s.control.ca_server_port),
+            "TERN_CONTROL__PVA_ADDR_LIST": "127.0.0.1",
+            "TERN_CONTROL__PVA_SERVER_PORT": str(self.s.control.pva_server_port),
             **self._db_env(),
             "TERN_TEMPORAL__ADDRESS": self.s.temporal.address,
             # The standard TEMPORAL_* variables take precedence over TERN_TEMPORAL_* (worker/connection.py): pin
@@ -579,6 +594,24 @@ class EmbeddedStack:
             matrix.provision(root, self.s.chat.matrix_port)
         except (matrix.MatrixError, OSError) as exc:
             raise StackError(f"matrix: provisioning the accounts and room failed: {exc}") from exc
+
+    def _start_bluesky(self) -> None:
+        """The Bluesky queue server (``python -m tern.bluesky``: Redis and the RE Manager with ophyd's simulated
+        devices, in its own process group, so ``down`` stops all three)."""
+        self._check_port("bluesky", "TERN_BLUESKY__CONTROL_PORT")
+        if port_in_use(self.s.bluesky.redis_port):
+            raise StackError(
+                f"cannot start bluesky: Redis port 127.0.0.1:{self.s.bluesky.redis_port} is busy; choose another with "
+                "TERN_BLUESKY__REDIS_PORT"
+            )
+        env = {
+            **self._child_env(),
+            "TERN_BLUESKY__CONTROL_PORT": str(self.s.bluesky.control_port),
+            "TERN_BLUESKY__INFO_PORT": str(self.s.bluesky.info_port),
+            "TERN_BLUESKY__REDIS_PORT": str(self.s.bluesky.redis_port),
+        }
+        proc = self._spawn("bluesky", [sys.executable, "-m", "tern.bluesky"], env)
+        self._wait("bluesky", proc, lambda: port_in_use(self.s.bluesky.control_port), 180)
 
     def _start_bridge(self) -> None:
         # `tern bridge matrix` (starters/): spawned by module name, so tern/ imports nothing above it.

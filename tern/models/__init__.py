@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tern.models.plan import (
         STEP_KINDS,
         ArchiverReadStep,
+        BlueskyPlanStep,
         ChannelFindStep,
         ChannelReadStep,
         ControlWriteStep,
@@ -53,6 +54,7 @@ _SUBMODULE: dict[str, str] = {
     "ChannelHit": "channel_finder",
     "ChannelReadStep": "plan",
     "ChannelReading": "control",
+    "BlueskyPlanStep": "plan",
     "ControlWriteStep": "plan",
     "Decision": "approval",
     "FinalRunState": "search_attributes",
@@ -90,6 +92,7 @@ __all__ = [
     "ArchiverReadStep",
     "AuditEvent",
     "AuditKind",
+    "BlueskyPlanStep",
     "ChannelFindResponse",
     "ChannelFindStep",
     "ChannelHit",

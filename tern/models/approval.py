@@ -15,7 +15,7 @@ from tern.models.logbook import LogbookDraft
 from tern.models.modes import ApprovalMode
 from tern.models.plan import Plan
 
-ApprovalKind = Literal["control_write", "python", "plan", "memory", "logbook"]
+ApprovalKind = Literal["control_write", "python", "plan", "memory", "logbook", "bluesky"]
 APPROVAL_KINDS: tuple[str, ...] = get_args(ApprovalKind)
 _MODE_ORDER: tuple[str, ...] = get_args(ApprovalMode)
 

@@ -26,6 +26,8 @@ AuditKind = Literal[
     "start_refused",  # a start whose proof of identity did not verify: the reason in comment
     "chat_decision",  # a decision attempt from a chat bridge, with the platform identity (tern/chat/bridge.py)
     "trigger_refused",  # a validly signed POST /triggers/{name} that was refused (starters/triggers_api.py)
+    "bluesky_refused",  # a bluesky_plan step the queue server does not allow, refused before approval
+    "bluesky_plan",  # a bluesky_plan step ran: queue item, exit status and run uids in details
 ]
 
 

@@ -36,6 +36,10 @@ class ChannelReading(BaseModel):
     precision: int | None = None
     connected: bool = True
     error: str | None = None
+    structured: Literal["image", "table", "waveform"] | None = Field(
+        None, description="A PVAccess NTNDArray, NTTable or long waveform: value is a summary, data in the artifact"
+    )
+    artifact_id: str | None = Field(None, description="The artifact holding a structured value's data (.npz)")
 
 
 class Verification(BaseModel):

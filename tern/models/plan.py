@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,7 +13,9 @@ from tern.models.channel_finder import ChannelFindMode
 from tern.models.limits import MAX_CHANNEL_QUERY_CHARS, MAX_SEARCH_QUERY_CHARS
 from tern.models.timerange import TimeRangeError, resolve
 
-ChannelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_:.\-\[\]{}$]+$")]
+ChannelName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^((pva|ca)://)?[A-Za-z0-9_:.\-\[\]{}$]+$")
+]  # an EPICS name, or an address: pva://NAME (PVAccess), ca://NAME (tern.control.addressing)
 
 MAX_PLAN_STEP_ID = 64  # characters of a step id in a plan; derived ids add a suffix (DERIVED_ID_SEPARATOR)
 # Reserved for the ids of steps Tern derives while a run goes on ('<python step>#write-<n>' for the writes a python
@@ -179,6 +181,17 @@ def _short(v: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
+class BlueskyPlanStep(_Step):
+    """Run a Bluesky plan on the Bluesky queue server, after a check against its allowed plans and devices and a
+    human approval (kind ``bluesky``); the step follows the plan to its end and reports exit status and run uids."""
+
+    kind: Literal["bluesky_plan"] = "bluesky_plan"
+    plan: str = Field(min_length=1, max_length=200, description="The plan's name on the queue server (e.g. count).")
+    args: list[Any] = Field(default_factory=list, max_length=50, description="Positional arguments; devices by name.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments; devices by name.")
+    reason: str = Field("", max_length=2000, description="Why the plan is proposed, shown to the approver.")
+
+
 class PythonStep(_Step):
     """Run analysis code in the sandbox (no network, no control-system access).
 
@@ -282,6 +295,7 @@ Step = Annotated[
     | ControlWriteStep
     | PythonStep
     | LogbookPublishStep
+    | BlueskyPlanStep
     | RespondStep,
     Field(discriminator="kind"),
 ]
@@ -295,6 +309,7 @@ STEP_KINDS = (
     "control_write",
     "python",
     "logbook_publish",
+    "bluesky_plan",
     "respond",
 )
 

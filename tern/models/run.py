@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.approval import ApprovalMode, ApprovalRecord, ApprovalRequest, IgnoredDecision
 from tern.models.archiver import ArchiverReadOutput
+from tern.models.bluesky import PlanOutcome
 from tern.models.channel_finder import ChannelHit
 from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
 from tern.models.identity import Proof
@@ -100,6 +101,9 @@ class StepResult(BaseModel):
     memories: list[Memory] | None = Field(None, description="A memory step: the note stored, or the notes found.")
     logbook: LogbookPublication | None = Field(
         None, description="A logbook_publish step: the published entry (target, id, attachments, approver)."
+    )
+    bluesky: PlanOutcome | None = Field(
+        None, description="A bluesky_plan step: the queue item, its exit status, run uids and message."
     )
     answer: str | None = None
     search_mode_used: SearchMode | None = Field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from tern.models.channel_finder import ChannelHit
 from tern.models.plan import (
     ArchiverReadStep,
+    BlueskyPlanStep,
     ChannelFindStep,
     ChannelReadStep,
     ControlWriteStep,
@@ -233,6 +234,32 @@ LOGBOOK_PUBLISH = Capability(
         "inputs": ["read"],
     },
 )
+
+
+def _bluesky(r: StepResult) -> str:
+    b = r.bluesky
+    if b is None:
+        return r.message
+    return f"Bluesky plan {b.exit_status}, runs {', '.join(b.run_uids) or 'none'} (queue item {b.item_uid})"
+
+
+BLUESKY_PLAN = Capability(
+    kind="bluesky_plan",
+    description="Run a Bluesky plan (a scan or measurement) on the Bluesky queue server: 'plan' (its name, e.g. "
+    "count, scan, rel_scan, list_scan), 'args' and 'kwargs' (devices by name, e.g. ['det1'], 'motor1'), 'reason'. "
+    "Checked against the queue server's allowed plans and devices, then a human approves it; the step waits for the "
+    "plan to end and reports its exit status and run uids. Only when the user asks for a scan or measurement.",
+    step_model=BlueskyPlanStep,
+    needs_approval=True,
+    summarise=_bluesky,
+    example={
+        "id": "scan",
+        "kind": "bluesky_plan",
+        "plan": "scan",
+        "args": [["det1"], "motor1", -1.0, 1.0, 5],
+        "reason": "...",
+    },
+)
 RESPOND = Capability(
     kind="respond",
     description="Compose the answer to the question from the earlier steps' results, citing logbook entries as "
@@ -256,6 +283,7 @@ def default_registry() -> CapabilityRegistry:
             PYTHON,
             CONTROL_WRITE,
             LOGBOOK_PUBLISH,
+            BLUESKY_PLAN,
             RESPOND,
         ]
     )

@@ -174,7 +174,7 @@ class CapabilityRegistry:
                 if name not in limits and not limits.allow_unlisted:
                     errors.append(f"step {step.id}: unknown channel {name!r} (not in the channel database)")
             for name in written:
-                known = limits.channels.get(name)
+                known = limits.get(name)
                 if known is not None and not known.writable:
                     errors.append(f"step {step.id}: channel {name!r} is read-only; it cannot be written")
         return errors

@@ -20,7 +20,9 @@ SYSTEM = (
     "setpoint changes, set results['proposed_writes'] = [{'channel': NAME, 'value': NUMBER}]; never write to "
     "the control system yourself. Save figures with matplotlib. Archived history (inputs whose name ends in "
     "'_series') loads with load_series(NAME) as {channel: pandas DataFrame indexed by UTC time, columns value, "
-    "severity, status}. Reply with one ```python code block only."
+    "severity, status}. A channel read whose reading has an 'artifact_id' (a PVAccess camera image, table or long "
+    "waveform) loads with load_image(STEP_INPUT, CHANNEL) as a numpy array, or load_structured(STEP_INPUT, CHANNEL) "
+    "as {name: numpy array}. Reply with one ```python code block only."
 )
 _BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 

@@ -158,6 +158,42 @@ def make_load_series(inputs: dict[str, Any]) -> Any:
     return load_series
 
 
+STRUCTURED_SEPARATOR = "__"
+"""File input ``<step input>__<k>``: the ``.npz`` of reading ``k`` of that channel_read step (a structured PVAccess
+value: NTNDArray image, NTTable, long waveform)."""
+
+
+def make_load_structured(inputs: dict[str, Any]) -> tuple[Any, Any]:
+    """The ``load_structured`` and ``load_image`` helpers: structured PVAccess values a channel_read step stored
+    as artifacts (its readings with ``artifact_id``). Arguments: the step's input name (``s1_read``) and the
+    channel (``pva://SIM:CAMERA:IMAGE``; default: the step's first structured reading). ``load_structured`` gives
+    ``{name: numpy array}`` (``value`` for an image or waveform, one array per column for a table);
+    ``load_image`` the image as a numpy array (rows, columns[, colour]). Raise ``FileNotFoundError`` naming what
+    is missing."""
+
+    def _path(source: str, channel: str | None) -> str:
+        step = inputs.get(source)
+        readings = step.get("readings") or [] if isinstance(step, dict) else []
+        for k, r in enumerate(readings):
+            if r.get("artifact_id") and (channel is None or r.get("channel") == channel):
+                path = inputs.get(f"{source}{STRUCTURED_SEPARATOR}{k}")
+                if isinstance(path, str) and os.path.isfile(path):
+                    return path
+        what = f"channel {channel!r}" if channel else "a structured reading"
+        raise FileNotFoundError(f"input {source!r} has no stored {what} (give a channel_read step's input name)")
+
+    def load_structured(source: str, channel: str | None = None) -> dict[str, Any]:
+        import numpy as np
+
+        with np.load(_path(source, channel), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files if k != "kind"}
+
+    def load_image(source: str, channel: str | None = None) -> Any:
+        return load_structured(source, channel)["value"]
+
+    return load_structured, load_image
+
+
 def collect_figures(work: str, limits: dict[str, int]) -> tuple[list[dict[str, Any]], int]:
     """Open matplotlib figures (as PNG) and PNG files in the work directory, within the count/size limits."""
     pngs: list[tuple[str, bytes]] = []
@@ -222,6 +258,8 @@ def run(job: str, work: str) -> dict[str, Any]:
         "__builtins__": builtins,
         "inputs": inputs,
         "load_series": make_load_series(inputs),
+        "load_structured": make_load_structured(inputs)[0],
+        "load_image": make_load_structured(inputs)[1],
         "INPUT_DIR": job,
         "WORK_DIR": work,
     }

@@ -1,7 +1,9 @@
-"""``python -m tern.sim``: run the simulated accelerator's Channel Access server in the foreground.
+"""``python -m tern.sim``: run the simulated accelerator's Channel Access server in the foreground, and (unless
+``TERN_SIM__PVA=false``) the same channels over PVAccess on ``TERN_CONTROL__PVA_SERVER_PORT`` (:mod:`tern.sim.pva`).
 
-Reads ``TernSettings`` (limits database, CA port, readback lag, stuck and slow readbacks, ignored setpoints,
-IOC clock offset, put log); listens on 127.0.0.1 only.
+Reads ``TernSettings`` (limits database, CA and PVA ports, readback lag, stuck and slow readbacks, ignored
+setpoints, IOC clock offset, put log); listens on 127.0.0.1 only. Exits with an error when the PVAccess port is
+taken.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ def main() -> None:
     os.environ["EPICS_CA_SERVER_PORT"] = str(settings.control.ca_server_port)
     os.environ.setdefault("EPICS_CAS_INTF_ADDR_LIST", "127.0.0.1")
     from tern.control.limits import LimitsDatabase
-    from tern.sim.accelerator import SimulatedAccelerator, serve
+    from tern.sim.accelerator import SimulatedAccelerator
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sim = SimulatedAccelerator(
@@ -34,7 +36,21 @@ def main() -> None:
     logging.getLogger("tern.sim").info(
         "serving %d channels on 127.0.0.1:%d", len(sim.pvdb), settings.control.ca_server_port
     )
-    asyncio.run(serve(sim, ["127.0.0.1"]))
+    asyncio.run(_serve_both(sim, settings.control.pva_server_port if settings.sim.pva else None))
+
+
+async def _serve_both(sim: object, pva_port: int | None) -> None:
+    from tern.sim.accelerator import SimulatedAccelerator, serve
+
+    assert isinstance(sim, SimulatedAccelerator)
+    if pva_port is None:
+        await serve(sim, ["127.0.0.1"])
+        return
+    from tern.sim.pva import PVAMirror, PVAServer, server_config
+
+    with PVAServer(PVAMirror(sim), server_config(pva_port)):
+        logging.getLogger("tern.sim").info("serving %d channels over PVAccess on 127.0.0.1:%d", len(sim.pvdb), pva_port)
+        await serve(sim, ["127.0.0.1"])
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@
   what it was told to do, which :mod:`tern.audit.invariants` compares with the audit table.
 
 Protocol: caproto's asyncio server (https://caproto.github.io/caproto/), on the interfaces and port given (set
-``EPICS_CA_SERVER_PORT`` for the port, as caproto reads it from the environment).
+``EPICS_CA_SERVER_PORT`` for the port, as caproto reads it from the environment). The same channels are served
+over PVAccess by :mod:`tern.sim.pva`: the caproto channels are the model's one state, and every change of a
+channel (a put from either protocol, a readback following, drift) is told to :attr:`SimulatedAccelerator.listeners`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -68,6 +71,27 @@ def trip_channel(target: str) -> str:
     raise ScenarioError(f"unknown trip target {target!r}: cavity1 .. cavity9")
 
 
+class _Notifying(ChannelData):
+    """A channel that tells its simulator's listeners after each change it publishes (value and timestamp
+    updated): the hook the PVAccess server mirrors the model through."""
+
+    sim: SimulatedAccelerator | None = None
+    pv_name = ""
+
+    async def publish(self, flags: Any) -> None:
+        await super().publish(flags)
+        if self.sim is not None:
+            self.sim.changed(self.pv_name, self)
+
+
+class _Double(_Notifying, ChannelDouble):
+    """A double channel that notifies (:class:`_Notifying`)."""
+
+
+class _Integer(_Notifying, ChannelInteger):
+    """An integer channel that notifies (:class:`_Notifying`)."""
+
+
 @dataclass
 class _Follow:
     readback: str
@@ -101,6 +125,7 @@ class SimulatedAccelerator:
     seed: int = 1
     put_log: Path | None = None
     pvdb: dict[str, ChannelData] = field(init=False, default_factory=dict)
+    listeners: list[Callable[[str, ChannelData], None]] = field(init=False, default_factory=list)
     _pending: list[_Follow] = field(init=False, default_factory=list)
     _drifting: dict[str, tuple[float, float, float]] = field(init=False, default_factory=dict)
 
@@ -113,7 +138,19 @@ class SimulatedAccelerator:
         for name, lim in self.limits.channels.items():
             self.pvdb[name] = self._make(name, lim.min_value, lim.max_value)
         self.pvdb[SCENARIO_CHANNEL] = _Scenario(self, value="")
+        for name, ch in self.pvdb.items():
+            if isinstance(ch, _Notifying):
+                ch.sim, ch.pv_name = self, name
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def changed(self, name: str, channel: ChannelData) -> None:
+        """Tell every listener that ``channel`` (named ``name``) has a new value or timestamp. A listener that
+        raises is logged and kept (the model goes on)."""
+        for listener in self.listeners:
+            try:
+                listener(name, channel)
+            except Exception:
+                log.exception("listener of %s failed", name)
 
     def now(self) -> float:
         """The IOC clock: POSIX seconds, ``clock_offset_s`` from this host's clock."""
@@ -125,7 +162,7 @@ class SimulatedAccelerator:
         units = units_for(name)
         ts = self.now()  # stamped by the IOC clock (caproto would use this host's time.time())
         if last in _ONE or last in _ZERO:
-            return ChannelInteger(timestamp=ts, value=1 if last in _ONE else 0)
+            return _Integer(timestamp=ts, value=1 if last in _ONE else 0)
         if last == "SP":
             mid = 0.0 if lo is None or hi is None else round((lo + hi) / 2, 4)
             kw: dict[str, Any] = {}
@@ -136,19 +173,19 @@ class SimulatedAccelerator:
             sp = self.limits.channels.get(":".join(parts[:-1]) + ":SP")
             if sp is not None and sp.min_value is not None and sp.max_value is not None:
                 mid = round((sp.min_value + sp.max_value) / 2, 4)
-                return ChannelDouble(timestamp=ts, value=mid, units=units, precision=4)
+                return _Double(timestamp=ts, value=mid, units=units, precision=4)
         quantity = next((q for q in _DRIFT if q in parts), None)
         if last in ("X", "Y") and "POSITION" in parts:
             self._drifting[name] = (0.002, -0.05, 0.05)
-            return ChannelDouble(timestamp=ts, value=0.0, units=units, precision=4)
+            return _Double(timestamp=ts, value=0.0, units=units, precision=4)
         if "DCCT" in parts:
             self._drifting[name] = (0.05, 495.0, 505.0)
-            return ChannelDouble(timestamp=ts, value=500.0, units=units, precision=3)
+            return _Double(timestamp=ts, value=500.0, units=units, precision=3)
         if quantity is not None:
             start, step, low, high = _DRIFT[quantity]
             self._drifting[name] = (step, low, high)
-            return ChannelDouble(timestamp=ts, value=start, units=units, precision=4)
-        return ChannelDouble(timestamp=ts, value=0.0, units=units, precision=4)
+            return _Double(timestamp=ts, value=start, units=units, precision=4)
+        return _Double(timestamp=ts, value=0.0, units=units, precision=4)
 
     def log_put(self, name: str, value: float, processed: bool) -> None:
         """Append one put to the put log (when configured), flushed so a killed IOC loses none."""
@@ -235,7 +272,7 @@ class SimulatedAccelerator:
                     await ch.write(min(high, max(low, v)), timestamp=self.now())
 
 
-class _Setpoint(ChannelDouble):
+class _Setpoint(_Double):
     """A setpoint channel that tells the simulation when a client writes it, stamped by the IOC clock."""
 
     def __init__(self, sim: SimulatedAccelerator, name: str, **kwargs: Any) -> None:
