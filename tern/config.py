@@ -46,6 +46,7 @@ from tern.config_sections import (
     MCPSettings,
     MemorySettings,
     OidcSettings,
+    RingSettings,
     SandboxSettings,
     SimSettings,
     StackSettings,
@@ -221,6 +222,7 @@ class TernSettings(BaseSettings):
     triggers: TriggersSettings = Field(default_factory=TriggersSettings)
     mcp: MCPSettings = Field(default_factory=MCPSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
+    ring: RingSettings = Field(default_factory=RingSettings)
 
     @classmethod
     def settings_customise_sources(

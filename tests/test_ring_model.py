@@ -33,13 +33,13 @@ def _independent_ring():
 
 
 def test_quadrupole_tune_shift_matches_independent_pyat(model: RingModel) -> None:
-    # QF 03 drives the third QFB quadrupole; calibration "scale": K = K_design * I / 369.3764 A
+    # QF 03 drives the third QFB quadrupole; calibration "scale": K = K_design * I / 373.4871 A (its band's middle)
     target = 375.0
     effect = predict_effect(model, {"SR:MAG:QF:03:CURRENT:SP": target})
     ring = _independent_ring()
     q0 = ring.get_tune()
     qfb = [e for e in ring if e.FamName == "QFB"][2]
-    qfb.PolynomB[1] = qfb.PolynomB[1] * target / 369.3764
+    qfb.PolynomB[1] = qfb.PolynomB[1] * target / 373.4871
     q1 = ring.get_tune()
     assert effect.predicted and effect.closed_orbit_exists
     assert abs(effect.dq_x - (q1[0] - q0[0])) < 1e-4
@@ -99,7 +99,7 @@ def test_no_closed_orbit_refuses(model: RingModel) -> None:
     effect = predict_effect(model, {"SR:MAG:QD:03:CURRENT:SP": 489.0})  # within its limits, twice the design K
     ring = _independent_ring()
     qda = [e for e in ring if e.FamName == "QDA"][2]
-    qda.PolynomB[1] *= 489.0 / 244.8404
+    qda.PolynomB[1] *= 489.0 / 247.5648
     m = at.find_m44(ring)[0]
     assert max(abs(np.trace(m[:2, :2])), abs(np.trace(m[2:, 2:]))) > 2  # unstable by independent check
     assert effect.predicted and not effect.closed_orbit_exists

@@ -50,22 +50,35 @@ class Calibration(_Strict):
 
     kind: Literal["linear", "scale"]
     gain: float | None = None
-    current0: float = 0.0
+    current0: float | list[float] = Field(0.0, description="A; a list gives one per number of the entry.")
 
     @model_validator(mode="after")
     def _complete(self) -> Calibration:
         if self.kind == "linear" and self.gain is None:
             raise ValueError("a linear calibration needs 'gain' (attribute units per A)")
-        if self.kind == "scale" and self.current0 == 0:
+        c0 = self.current0 if isinstance(self.current0, list) else [self.current0]
+        if self.kind == "scale" and any(c == 0 for c in c0):
             raise ValueError("a scale calibration needs a non-zero 'current0' (A)")
         return self
+
+    def for_number(self, k: int) -> Calibration:
+        """The calibration of the entry's k-th channel (0-based): ``current0`` taken from the list if it is one."""
+        if not isinstance(self.current0, list):
+            return self
+        return self.model_copy(update={"current0": self.current0[k]})
+
+    @property
+    def _c0(self) -> float:
+        if isinstance(self.current0, list):
+            raise MappingError("a per-number calibration must be taken with for_number() first")
+        return self.current0
 
     def value(self, design: float, current: float) -> float:
         """The attribute value at setpoint ``current`` (A) for an element whose lattice value is ``design``."""
         if self.kind == "linear":
             assert self.gain is not None
-            return design + self.gain * (current - self.current0)
-        return design * current / self.current0
+            return design + self.gain * (current - self._c0)
+        return design * current / self._c0
 
     def current(self, design: float, value: float) -> float:
         """The inverse of :meth:`value`: the setpoint (A) that gives attribute ``value``. Raises
@@ -74,10 +87,10 @@ class Calibration(_Strict):
             assert self.gain is not None
             if self.gain == 0:
                 raise MappingError("a calibration with gain 0 cannot be inverted")
-            return self.current0 + (value - design) / self.gain
+            return self._c0 + (value - design) / self.gain
         if design == 0:
             raise MappingError("a scale calibration of an element with design value 0 cannot be inverted")
-        return value * self.current0 / design
+        return value * self._c0 / design
 
 
 class _Numbered(_Strict):
@@ -98,6 +111,14 @@ class MagnetEntry(_Numbered):
 
     attribute: Literal["K", "KickAngle.x", "KickAngle.y"]
     calibration: Calibration
+
+    @model_validator(mode="after")
+    def _per_number(self) -> MagnetEntry:
+        c0 = self.calibration.current0
+        count = self.numbers[1] - self.numbers[0] + 1
+        if isinstance(c0, list) and len(c0) != count:
+            raise ValueError(f"{self.channel}: current0 has {len(c0)} values for {count} numbers")
+        return self
 
 
 class BpmEntry(_Numbered):
@@ -159,7 +180,8 @@ class RingMapping(_Strict):
                     raise MappingError(f"magnet[{i}] {name}: element {el} ({elem.FamName}) has no {m.attribute}") from e
                 if name in magnets:
                     raise MappingError(f"magnet[{i}]: channel {name} is mapped twice")
-                magnets[name] = MagnetBinding(name, el, str(elem.FamName), m.attribute, design, m.calibration)
+                cal = m.calibration.for_number(n - m.numbers[0])
+                magnets[name] = MagnetBinding(name, el, str(elem.FamName), m.attribute, design, cal)
         for i, b in enumerate(self.bpm):
             idx = _indices(lattice, b, f"bpm[{i}] {b.channel}")
             for n, el in idx.items():
