@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
+from activities.ring import with_predicted_effect
 from tern import metrics
 from tern.agent.compose import compose, compose_with_llm
 from tern.ariel.service import search as ariel_search
@@ -218,6 +219,8 @@ class AgentActivities:
         check = self._verifiable(limits.check(inp.channel, inp.value, current=current, readback=readback))
         if not check.units:
             check.units = units_for(inp.channel)
+        if check.allowed and self.settings.ring.predict:  # the approver sees what the write will do (issue 23)
+            check = await with_predicted_effect(self.settings, self.ca, check, limits)
         return check
 
     async def _read_readback(self, channel: str, limits: LimitsDatabase) -> float | None:

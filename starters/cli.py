@@ -559,6 +559,8 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) 
             markup=False,
             highlight=False,
         )
+        if w.predicted_effect is not None:
+            out.print(w.predicted_effect.summary(), markup=False, highlight=False)
     if p.plan is not None:
         from tern.approval.render import plan_lines
 

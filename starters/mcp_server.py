@@ -282,14 +282,22 @@ class TernMcp:
         return {"finished": True} | with_run_id(res.model_dump(mode="json"))
 
     async def pending_approvals(self, a: PendingArgs) -> list[dict[str, Any]]:
-        """Runs waiting for a human decision (``tern pending --json``), or only ``a.workflow_id`` if it waits."""
+        """Runs waiting for a human decision (``tern pending --json``), or only ``a.workflow_id`` if it waits; a
+        magnet write's predicted effect on the ring also as one text block (``predicted_effect_text``)."""
         client = await self.client()
         if a.workflow_id is None:
             runs = await client.pending()
         else:
             st = await client.waiting(a.workflow_id)
             runs = [st] if st.pending is not None else []
-        return [with_run_id(r.model_dump(mode="json")) for r in runs]
+        out = []
+        for r in runs:
+            d = with_run_id(r.model_dump(mode="json"))
+            effect = r.pending.write.predicted_effect if r.pending and r.pending.write else None
+            if effect is not None:  # the predicted effect on the ring in one short block (issue 23)
+                d["predicted_effect_text"] = effect.summary()
+            out.append(d)
+        return out
 
     # --- data ------------------------------------------------------------------------------------------------
     async def search_logbook(self, a: SearchLogbookArgs) -> dict[str, Any]:
