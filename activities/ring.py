@@ -16,7 +16,8 @@ from tern.approval.policy import ApprovalPolicyError
 from tern.config import TernSettings
 from tern.control.ca_client import ChannelAccessClient
 from tern.control.channels import readback_name
-from tern.control.limits import LimitsDatabase, split_field
+from tern.control.limits import LimitsDatabaseError, split_field
+from tern.control.write import load_limits
 from tern.models.control import LimitsCheck
 from tern.models.ring import EffectLimits
 from tern.ring.effect import predict_effect
@@ -29,9 +30,7 @@ def _refuse(check: LimitsCheck, message: str) -> LimitsCheck:
     return check.model_copy(update={"allowed": False, "violation": "effect_unpredictable", "message": message})
 
 
-async def with_predicted_effect(
-    settings: TernSettings, ca: ChannelAccessClient, check: LimitsCheck, limits: LimitsDatabase
-) -> LimitsCheck:
+async def with_predicted_effect(settings: TernSettings, ca: ChannelAccessClient, check: LimitsCheck) -> LimitsCheck:
     """``check`` (allowed by the limits) with its predicted effect attached, refused when the effect breaks the
     limits database's or the approval policy's effect limits, leaves no closed orbit, or cannot be predicted."""
     try:
@@ -47,6 +46,10 @@ async def with_predicted_effect(
         return _refuse(check, f"cannot read the present magnet currents for the model: {', '.join(bad[:5])}")
     by_rb = {readback_name(sp): sp for sp in model.resolved.magnets}
     baseline = {by_rb[r.channel]: float(r.value) for r in readings}  # type: ignore[arg-type]
+    try:
+        limits = load_limits(settings.control)
+    except LimitsDatabaseError as exc:
+        return _refuse(check, f"the limits database does not load, so its effect limits are unknown: {exc}")
     entry = limits.channels.get(split_field(check.channel)[0])
     eff = entry.effect_limits() if entry is not None else EffectLimits()
     try:
