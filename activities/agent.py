@@ -19,6 +19,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import ring
 from activities.ring import with_predicted_effect
 from tern import metrics
 from tern.agent.compose import compose, compose_with_llm
@@ -38,6 +39,7 @@ from tern.models.activity_io import (
     WriteCheckInput,
     WriteInput,
 )
+from tern.models.ring import MeasuredEffect, MeasureEffectInput, RingSnapshot, RingSnapshotInput
 from tern.planning import REGISTRY
 
 log = logging.getLogger("tern.activities.agent")
@@ -117,6 +119,8 @@ class AgentActivities:
             self.read_channels,
             self.check_write,
             self.write_channel,
+            self.ring_snapshot,
+            self.measure_effect,
             self.record_audit,
             self.compose_answer,
         ]
@@ -159,6 +163,18 @@ class AgentActivities:
             if not check.allowed:
                 metrics.write_refusals.labels(reason=check.violation or "refused").inc()
         return check
+
+    @activity.defn(name="ring_snapshot")
+    async def ring_snapshot(self, inp: RingSnapshotInput) -> RingSnapshot:
+        """BPM positions and tunes right before a magnet write (:func:`activities.ring.ring_snapshot`)."""
+        return await ring.ring_snapshot(self.settings, self.ca, inp.bpms)
+
+    @activity.defn(name="measure_effect")
+    async def measure_effect(self, inp: MeasureEffectInput) -> MeasuredEffect:
+        """After a verified magnet write: settle, read, measured against predicted
+        (:func:`activities.ring.measure_effect`)."""
+        heartbeat = activity.heartbeat if activity.in_activity() else None
+        return await ring.measure_effect(self.settings, self.ca, inp, heartbeat)
 
     @activity.defn(name="write_channel")
     async def write_channel(self, inp: WriteInput) -> WriteRecord:

@@ -10,6 +10,9 @@ prediction; ``ring.predict = false`` switches prediction off.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
+from collections.abc import Callable
 
 from activities.approval import policy_source
 from tern.approval.policy import ApprovalPolicyError
@@ -19,8 +22,8 @@ from tern.control.channels import readback_name
 from tern.control.limits import LimitsDatabaseError, split_field
 from tern.control.write import load_limits
 from tern.models.control import LimitsCheck
-from tern.models.ring import EffectLimits
-from tern.ring.effect import predict_effect
+from tern.models.ring import EffectLimits, MeasuredEffect, MeasureEffectInput, RingSnapshot
+from tern.ring.effect import compare_measured, predict_effect
 from tern.ring.mapping import MappingError
 from tern.ring.model import RingModelError
 from tern.ring.service import attach_prediction, model_for
@@ -58,3 +61,49 @@ async def with_predicted_effect(settings: TernSettings, ca: ChannelAccessClient,
         return _refuse(check, f"the approval policy does not load, so its effect limits are unknown: {exc}")
     eff = eff.merged(policy.effect_limits_for(check.channel))
     return await asyncio.to_thread(attach_prediction, check, model, baseline, eff, settings.ring.resonance_order)
+
+
+async def ring_snapshot(settings: TernSettings, ca: ChannelAccessClient, bpms: list[str]) -> RingSnapshot:
+    """Read ``bpms`` and the mapping's tune channels through the worker's CA client. A channel that does not answer
+    leaves it out and says so in ``error`` (the comparison then covers what was read)."""
+    model = await asyncio.to_thread(model_for, settings.ring.mapping_path)
+    d = model.mapping.diagnostics
+    readings = await ca.read_channels([*bpms, d.tune_x, d.tune_y], settings.control.ca_timeout_s)
+    values = {r.channel: float(r.value) for r in readings if not r.error and isinstance(r.value, int | float)}
+    missing = [r.channel for r in readings if r.channel not in values]
+    tunes = (values[d.tune_x], values[d.tune_y]) if d.tune_x in values and d.tune_y in values else None
+    if tunes is not None and not all(math.isfinite(t) for t in tunes):
+        tunes = None  # no beam to measure a tune on
+    return RingSnapshot(
+        bpms={ch: v for ch, v in values.items() if ch in bpms},
+        tunes=tunes,
+        error=f"not read: {', '.join(missing)}" if missing else "",
+    )
+
+
+async def measure_effect(
+    settings: TernSettings, ca: ChannelAccessClient, inp: MeasureEffectInput, heartbeat: Callable[[], None] | None
+) -> MeasuredEffect:
+    """Wait ``ring.settle_s`` (heartbeating), read the BPMs and tunes again and compare the change with the
+    prediction (:func:`tern.ring.effect.compare_measured`, ratio ``ring.unexpected_ratio``). When the effect is
+    unexpected the inverse write (back to ``previous_value``) is proposed, never performed."""
+    deadline = time.monotonic() + settings.ring.settle_s
+    while (left := deadline - time.monotonic()) > 0:
+        if heartbeat is not None:
+            heartbeat()
+        await asyncio.sleep(min(1.0, left))
+    after = await ring_snapshot(settings, ca, list(inp.before.bpms))
+    change = {ch: after.bpms[ch] - v for ch, v in inp.before.bpms.items() if ch in after.bpms}
+    dq = None
+    if inp.before.tunes is not None and after.tunes is not None:
+        dq = (
+            ((after.tunes[0] - inp.before.tunes[0] + 0.5) % 1.0) - 0.5,
+            ((after.tunes[1] - inp.before.tunes[1] + 0.5) % 1.0) - 0.5,
+        )
+    result = compare_measured(inp.effect, change, dq, max_ratio=settings.ring.unexpected_ratio)
+    if result.unexpected and inp.previous_value is not None:
+        result.proposed_inverse = (inp.channel, inp.previous_value)
+        result.message += f"; proposed (not performed): write {inp.channel} back to {inp.previous_value:g}"
+    if after.error:
+        result.message += f" ({after.error})"
+    return result

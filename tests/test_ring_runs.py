@@ -59,6 +59,34 @@ async def test_corrector_write_waits_for_approval_with_its_predicted_effect(temp
         result = await handle.result()
     assert result.status == "completed", result.error
     assert read_value(channel) == pytest.approx(target)
+    step = next(r for r in result.steps if r.step_id == "write")
+    measured = step.measured_effect
+    assert measured is not None and not measured.unexpected, measured
+    bpm = max((k for k in measured.quantities if k.endswith(":X")), key=lambda k: abs(measured.quantities[k][0]))
+    predicted, got = measured.quantities[bpm]
+    assert predicted == effect.at_bpms[bpm] and abs(predicted) > 0.1
+    assert 0.7 < got / predicted < 1.3  # the erroneous machine moved about as the model said, not exactly
+    assert got != predicted and "measured vs predicted" in step.message and bpm in step.message
+
+
+async def test_an_unexpected_effect_is_audited_and_its_inverse_proposed_not_performed(temporal_env, settings) -> None:
+    channel = "SR:MAG:VCM:13:CURRENT:SP"  # no other test writes it
+    strict = settings.model_copy(update={"ring": settings.ring.model_copy(update={"unexpected_ratio": 1e-4})})
+    async with running_worker(temporal_env.client, strict):
+        handle = await start_run(temporal_env.client, settings, write_plan(channel, 6.0))
+        st = await wait_for_state(handle, "awaiting_approval", within_s=60)
+        await handle.execute_update(
+            AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
+        )
+        result = await handle.result()
+    step = next(r for r in result.steps if r.step_id == "write")
+    assert step.measured_effect is not None and step.measured_effect.unexpected
+    assert step.measured_effect.proposed_inverse == (channel, 0.0)
+    assert read_value(channel) == pytest.approx(6.0)  # proposed, never performed
+    rows = await audit_rows(settings.dsn, result.workflow_id)
+    unexpected = [r for r in rows if r["event_kind"] == "effect_unexpected"]
+    assert len(unexpected) == 1 and json.loads(unexpected[0]["details"])["proposed_inverse"] == [channel, 0.0]
+    assert [r["event_kind"] for r in rows].count("write") == 1
 
 
 async def _check(settings, channel: str, value: float):

@@ -1,5 +1,7 @@
 """The control-write step of ``AgentRunWorkflow``: limits check (activity) -> approval (``ApprovalGate``) ->
-write (activity, once per approved request, verified; the protocol: ``tern.control.write``)."""
+write (activity, once per approved request, verified; the protocol: ``tern.control.write``) -> for a ring magnet
+whose effect was predicted: measured against predicted (BPMs and tunes read before the write and after the settle
+time; issue 23)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,20 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
     from tern.models import AuditEvent, ControlWriteStep, LimitsCheck, StepResult
     from tern.models.activity_io import WriteCheckInput, WriteInput
+    from tern.models.ring import (
+        MeasuredEffect,
+        MeasureEffectInput,
+        PredictedEffect,
+        RingSnapshot,
+        RingSnapshotInput,
+    )
 
 WRITE_CHECK_TIMEOUT = timedelta(seconds=30)
+RING_PATCH = "ring-measured-effect-1"  # runs from before issue 23 replay without the snapshot and measurement
+RING_READ_TIMEOUT = timedelta(seconds=30)
+RING_MEASURE_TIMEOUT = timedelta(minutes=5)  # includes ring.settle_s; heartbeats every second meanwhile
+RING_MEASURE_HEARTBEAT = timedelta(seconds=10)
+RING_RETRY = RetryPolicy(maximum_attempts=3)
 WRITE_TIMEOUT = timedelta(seconds=60)
 # A write attempt whose worker died is retried once its heartbeat lapses; the retry settles it by reading (or puts
 # once more when the channel still holds the value shown to the approver),
@@ -93,6 +107,16 @@ class WriteSteps(RunSteps):
             start_by = decision.write_by - workflow.now()
             if start_by <= timedelta(0):
                 return await self._stale_approval(step, check, decision.write_by.isoformat())
+        effect = check.predicted_effect
+        before: RingSnapshot | None = None
+        if effect is not None and effect.predicted and effect.at_bpms and workflow.patched(RING_PATCH):
+            before = await workflow.execute_activity_method(
+                AgentActivities.ring_snapshot,
+                RingSnapshotInput(bpms=list(effect.at_bpms)),
+                start_to_close_timeout=RING_READ_TIMEOUT,
+                retry_policy=RING_RETRY,
+                summary="orbit and tunes before the write",
+            )
         record = await workflow.execute_activity_method(
             AgentActivities.write_channel,
             WriteInput(
@@ -112,14 +136,56 @@ class WriteSteps(RunSteps):
             summary=f"write {step.channel} = {step.value!r}",
         )
         self._writes.append(record)
+        measured: MeasuredEffect | None = None
+        if before is not None and effect is not None and record.verified:
+            measured = await self._measure(step, check, effect, before)
+        message = record.message if record.verified else f"write not verified: {record.message}"
+        if measured is not None:
+            message += f"; measured vs predicted: {measured.message}"
         return StepResult(
             step_id=step.id,
             kind=step.kind,
             status="completed" if record.verified else "failed",
             check=check,
             write=record,
-            message=record.message if record.verified else f"write not verified: {record.message}",
+            measured_effect=measured,
+            message=message,
         )
+
+    async def _measure(
+        self, step: ControlWriteStep, check: LimitsCheck, effect: PredictedEffect, before: RingSnapshot
+    ) -> MeasuredEffect:
+        """Measured against predicted after the settle time; an unexpected effect is audited
+        (``effect_unexpected``) with the inverse write proposed in its details, never performed."""
+        measured = await workflow.execute_activity_method(
+            AgentActivities.measure_effect,
+            MeasureEffectInput(
+                channel=step.channel, previous_value=check.current_value, value=step.value, effect=effect, before=before
+            ),
+            start_to_close_timeout=RING_MEASURE_TIMEOUT,
+            heartbeat_timeout=RING_MEASURE_HEARTBEAT,
+            retry_policy=RING_RETRY,
+            summary=f"measured vs predicted after {step.channel}",
+        )
+        if measured.unexpected:
+            await audit(
+                AuditEvent(
+                    event_kind="effect_unexpected",
+                    workflow_id=self._workflow_id,
+                    event_key=f"effect-unexpected:{run_key()}:{step.id}",
+                    step_id=step.id,
+                    actor="tern",
+                    channel=step.channel,
+                    previous_value=check.current_value,
+                    value=step.value,
+                    comment=measured.message,
+                    details={
+                        "worst_ratio": measured.worst_ratio,
+                        "proposed_inverse": list(measured.proposed_inverse) if measured.proposed_inverse else None,
+                    },
+                )
+            )
+        return measured
 
     async def _stale_approval(self, step: ControlWriteStep, check: LimitsCheck, write_by: str) -> StepResult:
         """The write could not start by its write-by deadline (no worker for too long): refused, audited; a new

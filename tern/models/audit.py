@@ -26,6 +26,7 @@ AuditKind = Literal[
     "start_refused",  # a start whose proof of identity did not verify: the reason in comment
     "chat_decision",  # a decision attempt from a chat bridge, with the platform identity (tern/chat/bridge.py)
     "trigger_refused",  # a validly signed POST /triggers/{name} that was refused (starters/triggers_api.py)
+    "effect_unexpected",  # a magnet write's measured effect far from the predicted one (tern.ring); inverse proposed
 ]
 
 

@@ -129,3 +129,30 @@ class MeasuredEffect(BaseModel):
     worst_ratio: float | None = Field(None, description="Largest |measured - predicted| / |predicted| considered.")
     unexpected: bool = False
     message: str = ""
+    proposed_inverse: tuple[str, float] | None = Field(
+        None, description="When unexpected: the write that undoes it (channel, value), proposed, never performed."
+    )
+
+
+class RingSnapshot(BaseModel):
+    """BPM positions (channel -> mm) and measured fractional tunes, read together (before or after a write)."""
+
+    bpms: dict[str, float] = Field(default_factory=dict)
+    tunes: tuple[float, float] | None = None
+    error: str = Field("", description="Why the snapshot is incomplete (a channel did not answer), if so.")
+
+
+class RingSnapshotInput(BaseModel):
+    """Read these BPM channels and the mapping's tune channels."""
+
+    bpms: list[str]
+
+
+class MeasureEffectInput(BaseModel):
+    """After a verified write: wait the settle time, read, compare with the prediction."""
+
+    channel: str
+    previous_value: float | None
+    value: float
+    effect: PredictedEffect
+    before: RingSnapshot

@@ -76,6 +76,7 @@ def predict_effect(
     baseline: Mapping[str, float] | None = None,
     named_bpms: Iterable[str] = (),
     resonance_order: int = 3,
+    top_bpms: int = 0,
 ) -> PredictedEffect:
     """Predict the effect of writing ``targets`` (channel -> A) together, from ``baseline`` (channel -> A; mapped
     magnets not in it stay at their design value).
@@ -86,6 +87,8 @@ def predict_effect(
         baseline: present setpoints of mapped magnets (unmapped names are ignored).
         named_bpms: BPM channels (``...:POSITION:X``) whose orbit change is reported one by one.
         resonance_order: highest order of resonance line checked for crossing (>= 1).
+        top_bpms: also report the ``top_bpms`` mapped BPM channels of each plane whose change is largest (the
+            ones measured against the prediction after the write).
 
     Returns a :class:`PredictedEffect`; ``predicted=False`` when no written channel is mapped. Raises
     ``ValueError`` for a non-finite target or an order below 1.
@@ -167,6 +170,12 @@ def predict_effect(
         if ch in model.resolved.bpms:
             el, p = model.resolved.bpms[ch]
             named[ch] = float(d_orbit[model.monitor_pos[el], p])
+    if top_bpms > 0:
+        for plane, suffix in ((0, ":X"), (1, ":Y")):
+            chans = [(ch, el) for ch, (el, p) in model.resolved.bpms.items() if p == plane and ch.endswith(suffix)]
+            chans.sort(key=lambda c: -abs(d_orbit[model.monitor_pos[c[1]], plane]))
+            for ch, el in chans[:top_bpms]:
+                named[ch] = float(d_orbit[model.monitor_pos[el], plane])
     dq = [((a - b + 0.5) % 1.0) - 0.5 for a, b in zip(after.tune, before.tune, strict=True)]
     return PredictedEffect(
         predicted=True,

@@ -55,6 +55,7 @@ def attach_prediction(
         baseline=baseline,
         named_bpms=named_bpms or (),
         resonance_order=resonance_order,
+        top_bpms=1,  # the BPM of largest change in each plane: what is measured after the write
     )
     return verdict(check, effect, limits)
 
