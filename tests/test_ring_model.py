@@ -149,3 +149,26 @@ def test_mapping_errors_name_the_entry(tmp_path: Path) -> None:
     bad.write_text('[lattice]\nfile = "pyat:australian_synchrotron.m"\nbogus = 1\n')
     with pytest.raises(MappingError, match="bogus"):
         load_mapping(bad)
+
+
+def test_orbit_correction_moves_the_named_bpm_by_the_requested_amount(model: RingModel) -> None:
+    from tern.ring.correct import correct_orbit
+
+    bpm = "SR:DIAG:BPM:07:POSITION:X"
+    c = correct_orbit(model, {bpm: 0.5}, limits={ch: (-12.0, 12.0) for ch in model.resolved.magnets})
+    assert c.plane == "x" and c.writes and all(ch.startswith("SR:MAG:HCM:") for ch in c.writes)
+    # independent check: the writes applied to the lattice by hand (20 urad per A), orbit from pyAT directly
+    ring = _independent_ring()
+    mons = ring.get_uint32_index(at.Monitor)
+    _, o0 = ring.find_orbit4(refpts=mons)
+    cors = [e for e in ring if isinstance(e, at.Corrector)]
+    for ch, amps in c.writes.items():
+        cors[int(ch.split(":")[3]) - 1].KickAngle[0] = amps * 2.0e-5
+    _, o1 = ring.find_orbit4(refpts=mons)
+    moved = (o1[8, 0] - o0[8, 0]) * 1e3  # BPM 07 = monitor 8 (spread)
+    assert moved == pytest.approx(0.5, abs=0.05)
+    assert moved == pytest.approx(c.expected[bpm], abs=2e-3)  # rounding the currents to 1 mA
+    with pytest.raises(ValueError, match="outside its limits"):
+        correct_orbit(model, {bpm: 50.0}, limits={ch: (-12.0, 12.0) for ch in model.resolved.magnets})
+    with pytest.raises(ValueError, match="not a BPM"):
+        correct_orbit(model, {"SR:MAG:HCM:01:CURRENT:SP": 1.0})

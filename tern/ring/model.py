@@ -143,6 +143,21 @@ class RingModel:
         chrom = tuple(float(c) for c in rd.chromaticity[:2]) if chromaticity else None
         return Optics(stable=True, tune=(tune[0], tune[1]), orbit_mm=orbit, beta=beta, chromaticity=chrom)  # type: ignore[arg-type]
 
+    def orbit_mm(self) -> np.ndarray | None:
+        """Closed orbit (mm) at every monitor, shape (n_monitors, 2) x/y, from ``find_orbit4`` alone (no optics:
+        ~5x faster, for response matrices); None when no closed orbit is found."""
+        from at import AtError, AtWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AtWarning)
+            try:
+                _, orbit = self.ring.find_orbit4(refpts=self.monitors)
+            except (AtError, AtWarning, np.linalg.LinAlgError, ValueError, FloatingPointError):
+                return None
+        if not np.all(np.isfinite(orbit)) or np.max(np.abs(orbit[:, :4])) > 0.05:
+            return None
+        return np.asarray(orbit, dtype=float)[:, [0, 2]] * 1e3
+
     def bpm_readings(self, optics: Optics) -> dict[str, float]:
         """Mapped BPM channel -> closed orbit (mm) from ``optics`` (empty when unstable)."""
         if not optics.stable:
