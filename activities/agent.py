@@ -39,7 +39,14 @@ from tern.models.activity_io import (
     WriteCheckInput,
     WriteInput,
 )
-from tern.models.ring import MeasuredEffect, MeasureEffectInput, RingSnapshot, RingSnapshotInput
+from tern.models.ring import (
+    MeasuredEffect,
+    MeasureEffectInput,
+    OrbitCorrectInput,
+    OrbitCorrectOutput,
+    RingSnapshot,
+    RingSnapshotInput,
+)
 from tern.planning import REGISTRY
 
 log = logging.getLogger("tern.activities.agent")
@@ -121,6 +128,7 @@ class AgentActivities:
             self.write_channel,
             self.ring_snapshot,
             self.measure_effect,
+            self.plan_orbit_correction,
             self.record_audit,
             self.compose_answer,
         ]
@@ -175,6 +183,11 @@ class AgentActivities:
         (:func:`activities.ring.measure_effect`)."""
         heartbeat = activity.heartbeat if activity.in_activity() else None
         return await ring.measure_effect(self.settings, self.ca, inp, heartbeat)
+
+    @activity.defn(name="plan_orbit_correction")
+    async def plan_orbit_correction(self, inp: OrbitCorrectInput) -> OrbitCorrectOutput:
+        """Corrector writes for an ``orbit_correct`` step (:func:`activities.ring.plan_orbit_correction`)."""
+        return await ring.plan_orbit_correction(self.settings, self.ca, inp)
 
     @activity.defn(name="write_channel")
     async def write_channel(self, inp: WriteInput) -> WriteRecord:

@@ -22,7 +22,15 @@ from tern.control.channels import readback_name
 from tern.control.limits import LimitsDatabaseError, split_field
 from tern.control.write import load_limits
 from tern.models.control import LimitsCheck
-from tern.models.ring import EffectLimits, MeasuredEffect, MeasureEffectInput, RingSnapshot
+from tern.models.ring import (
+    EffectLimits,
+    MeasuredEffect,
+    MeasureEffectInput,
+    OrbitCorrectInput,
+    OrbitCorrectOutput,
+    RingSnapshot,
+)
+from tern.ring.correct import correct_orbit
 from tern.ring.effect import compare_measured, predict_effect
 from tern.ring.mapping import MappingError
 from tern.ring.model import RingModelError
@@ -107,3 +115,34 @@ async def measure_effect(
     if after.error:
         result.message += f" ({after.error})"
     return result
+
+
+async def plan_orbit_correction(
+    settings: TernSettings, ca: ChannelAccessClient, inp: OrbitCorrectInput
+) -> OrbitCorrectOutput:
+    """Corrector currents for ``inp.bpms`` from the model around the present magnet currents (read over CA),
+    within the limits database's bounds (:func:`tern.ring.correct.correct_orbit`). A request the model cannot
+    serve (unknown BPM, mixed planes, currents beyond limits, unreadable magnets) comes back with ``error``."""
+    try:
+        model = await asyncio.to_thread(model_for, settings.ring.mapping_path)
+        limits = load_limits(settings.control)
+    except (MappingError, RingModelError, LimitsDatabaseError, OSError) as exc:
+        return OrbitCorrectOutput(error=f"the ring model or limits do not load: {exc}")
+    names = [readback_name(sp) for sp in model.resolved.magnets]
+    readings = await ca.read_channels(names, settings.control.ca_timeout_s)
+    bad = [r.channel for r in readings if r.error or not isinstance(r.value, int | float)]
+    if bad:
+        return OrbitCorrectOutput(error=f"cannot read the present magnet currents: {', '.join(bad[:5])}")
+    by_rb = {readback_name(sp): sp for sp in model.resolved.magnets}
+    baseline = {by_rb[r.channel]: float(r.value) for r in readings}  # type: ignore[arg-type]
+    bounds = {ch: (lim.min_value, lim.max_value) for ch in model.resolved.magnets if (lim := limits.channels.get(ch))}
+    try:
+        c = await asyncio.to_thread(correct_orbit, model, inp.bpms, baseline, 1e-2, 0.1, bounds)
+    except (ValueError, RingModelError) as exc:
+        return OrbitCorrectOutput(error=str(exc))
+    return OrbitCorrectOutput(
+        writes=c.writes,
+        expected=c.expected,
+        residual_rms_mm=c.residual_rms_mm,
+        singular_values_kept=c.singular_values_kept,
+    )

@@ -149,3 +149,45 @@ async def test_refusal_is_audited_like_a_limit_violation(temporal_env, settings)
     rows = await audit_rows(settings.dsn, result.workflow_id)
     refused = [r for r in rows if r["event_kind"] == "write_refused"]
     assert len(refused) == 1 and json.loads(refused[0]["details"])["violation"] == "no_closed_orbit"
+
+
+async def test_orbit_correct_step_moves_the_orbit_through_approved_predicted_writes(temporal_env, settings) -> None:
+    import asyncio
+
+    from tern.models import Plan
+
+    bpm = "SR:DIAG:BPM:40:POSITION:X"  # mid-ring: the bump's correctors are far from HCM 01 (stuck in tests)
+    before = sum(read_value(bpm) for _ in range(3)) / 3
+    plan = Plan.model_validate(
+        {
+            "steps": [
+                {"id": "bump", "kind": "orbit_correct", "bpms": {bpm: 0.3}, "reason": "test bump"},
+                {"id": "answer", "kind": "respond"},
+            ]
+        }
+    )
+    approved = 0
+    async with running_worker(temporal_env.client, settings):
+        handle = await start_run(temporal_env.client, settings, plan)
+        result_task = asyncio.ensure_future(handle.result())
+        while not result_task.done():
+            st = await handle.query(AgentRunWorkflow.status)
+            if st.state == "awaiting_approval" and st.pending is not None:
+                assert st.pending.write is not None and st.pending.write.predicted_effect is not None
+                assert st.pending.write.predicted_effect.predicted
+                await handle.execute_update(
+                    AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
+                )
+                approved += 1
+            await asyncio.wait([result_task], timeout=0.2)
+        result = result_task.result()
+    step = next(r for r in result.steps if r.step_id == "bump")
+    assert step.status == "completed", step.message
+    assert step.sources and len(step.sources) == approved >= 2
+    assert all(r.write is not None and r.write.verified for r in step.sources)
+    moved = sum(read_value(bpm) for _ in range(3)) / 3 - before
+    assert 0.2 < moved < 0.4, moved  # requested +0.3 mm; the machine's errors and BPM noise allow some miss
+    for r in step.sources:  # leave the correctors as found
+        import epics
+
+        epics.caput(r.write.channel, r.write.previous_value, wait=True)

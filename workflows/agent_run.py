@@ -106,6 +106,7 @@ class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, Approva
             "memory": self._memory,
             "python": self._python,
             "control_write": self._control_write,
+            "orbit_correct": self._orbit_correct,
             "logbook_publish": self._logbook_publish,
             "respond": self._respond,
         }

@@ -18,9 +18,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
     from tern.models import AuditEvent, ControlWriteStep, LimitsCheck, StepResult
     from tern.models.activity_io import WriteCheckInput, WriteInput
+    from tern.models.plan import OrbitCorrectStep
     from tern.models.ring import (
         MeasuredEffect,
         MeasureEffectInput,
+        OrbitCorrectInput,
         PredictedEffect,
         RingSnapshot,
         RingSnapshotInput,
@@ -32,6 +34,7 @@ RING_READ_TIMEOUT = timedelta(seconds=30)
 RING_MEASURE_TIMEOUT = timedelta(minutes=5)  # includes ring.settle_s; heartbeats every second meanwhile
 RING_MEASURE_HEARTBEAT = timedelta(seconds=10)
 RING_RETRY = RetryPolicy(maximum_attempts=3)
+RING_CORRECT_TIMEOUT = timedelta(minutes=2)  # a response matrix: ~33 closed-orbit searches
 WRITE_TIMEOUT = timedelta(seconds=60)
 # A write attempt whose worker died is retried once its heartbeat lapses; the retry settles it by reading (or puts
 # once more when the channel still holds the value shown to the approver),
@@ -52,7 +55,49 @@ WRITE_RETRY = RetryPolicy(
 
 
 class WriteSteps(RunSteps):
-    """Handler of the ``control_write`` step kind."""
+    """Handlers of the ``control_write`` and ``orbit_correct`` step kinds."""
+
+    async def _orbit_correct(self, step: OrbitCorrectStep) -> StepResult:
+        """Corrector writes from the ring model (activity), then each as a ``control_write`` (check with its
+        predicted effect -> approval -> write -> measured against predicted), in order; stops at the first that
+        does not complete."""
+        if self._writes_blocked:
+            return StepResult(
+                step_id=step.id, kind=step.kind, status="skipped", message="skipped: an earlier step did not complete"
+            )
+        plan = await workflow.execute_activity_method(
+            AgentActivities.plan_orbit_correction,
+            OrbitCorrectInput(bpms=dict(step.bpms)),
+            start_to_close_timeout=RING_CORRECT_TIMEOUT,
+            retry_policy=RING_RETRY,
+            summary=f"orbit correction for {', '.join(step.bpms)}",
+        )
+        if plan.error or not plan.writes:
+            why = plan.error or "the model asks for no corrector change"
+            return StepResult(step_id=step.id, kind=step.kind, status="failed", message=f"no correction: {why}")
+        expected = ", ".join(f"{ch} {mm:+.3f} mm" for ch, mm in plan.expected.items())
+        subs: list[StepResult] = []
+        for n, (channel, amps) in enumerate(plan.writes.items(), start=1):
+            sub = ControlWriteStep(
+                id=f"{step.id}-{n}",
+                channel=channel,
+                value=amps,
+                reason=f"orbit correction {n}/{len(plan.writes)} (model expects {expected}): {step.reason}",
+            )
+            result = await self._control_write(sub)
+            subs.append(result)
+            if result.status != "completed":
+                break
+        done = sum(1 for r in subs if r.status == "completed")
+        status = "completed" if done == len(plan.writes) else subs[-1].status
+        return StepResult(
+            step_id=step.id,
+            kind=step.kind,
+            status=status,
+            sources=subs,
+            message=f"{done} of {len(plan.writes)} corrector writes done; the model expected {expected} "
+            f"(rms at the other BPMs {plan.residual_rms_mm:.3f} mm)",
+        )
 
     async def _control_write(self, step: ControlWriteStep) -> StepResult:
         """Limits check -> approval -> write (once) with verification. Skipped after a step that did not

@@ -156,3 +156,19 @@ class MeasureEffectInput(BaseModel):
     value: float
     effect: PredictedEffect
     before: RingSnapshot
+
+
+class OrbitCorrectInput(BaseModel):
+    """Compute corrector writes for a requested orbit change (BPM channel -> mm, one plane)."""
+
+    bpms: dict[str, float]
+
+
+class OrbitCorrectOutput(BaseModel):
+    """The corrector writes (channel -> A, absolute) and what the model expects of them; ``error`` when none."""
+
+    writes: dict[str, float] = Field(default_factory=dict)
+    expected: dict[str, float] = Field(default_factory=dict)
+    residual_rms_mm: float = 0.0
+    singular_values_kept: int = 0
+    error: str = ""
