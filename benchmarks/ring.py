@@ -136,9 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_with_errors(model, MachineErrors())
     corr = []
     lims = {ch: (limits.channels[ch].min_value, limits.channels[ch].max_value) for ch in cors}
-    for n, bump in ((7, 0.5), (20, -0.3), (41, 1.0)):
+    for n, bump in ((7, 0.5), (20, -0.3), (41, 0.5), (41, 1.0)):
         bpm = f"SR:DIAG:BPM:{n:02d}:POSITION:X"
-        c = correct_orbit(model, {bpm: bump}, limits=lims)
+        try:
+            c = correct_orbit(model, {bpm: bump}, limits=lims)
+        except ValueError as exc:  # beyond the correctors' limits: refused, as the activity would
+            corr.append({"bpm": bpm, "requested_mm": bump, "refused": str(exc)})
+            continue
         el = model.resolved.bpms[bpm][0]
         m = machine.copy()
         o0 = m.optics()

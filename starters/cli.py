@@ -834,6 +834,10 @@ def demo(
     ask: Annotated[
         bool, typer.Option("--ask", help="Plan the demo question with the configured LLM instead of the bundled plan.")
     ] = False,
+    orbit: Annotated[
+        bool,
+        typer.Option("--orbit", help="The orbit demo: a corrector write approved with its predicted effect."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     approver: Annotated[
         list[str] | None,
@@ -865,6 +869,7 @@ def demo(
                 ask=ask,
                 progress=lambda m: err.print(f"[dim]{m}[/dim]"),
                 extra_approvers=approver or (),
+                orbit=orbit,
             )
         )
     except DemoError as exc:
