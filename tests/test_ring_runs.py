@@ -191,3 +191,29 @@ async def test_orbit_correct_step_moves_the_orbit_through_approved_predicted_wri
         import epics
 
         epics.caput(r.write.channel, r.write.previous_value, wait=True)
+
+
+async def test_orbit_demo_plan_steers_from_the_live_current(settings) -> None:
+    from starters.demo import ORBIT_STEP_A, _orbit_plan
+    from tern.models import ControlWriteStep
+
+    plan = await _orbit_plan(settings)
+    write = next(s for s in plan.steps if isinstance(s, ControlWriteStep))
+    current = read_value(write.channel)
+    assert write.channel == "SR:MAG:HCM:05:CURRENT:SP"
+    assert abs(write.value - current) == pytest.approx(ORBIT_STEP_A, abs=1e-3)
+    assert -12.0 <= write.value <= 12.0
+    check = await _check(settings, write.channel, write.value)  # what its approval will show
+    assert check.allowed and check.predicted_effect is not None and check.predicted_effect.predicted
+
+
+def test_the_approval_text_carries_the_predicted_effect_block() -> None:
+    from tern.approval.render import _write_lines
+    from tern.models import LimitsCheck
+    from tern.ring.effect import predict_effect
+    from tern.ring.model import RingModel
+
+    effect = predict_effect(RingModel(), {"SR:MAG:HCM:05:CURRENT:SP": 2.0}, top_bpms=1)
+    check = LimitsCheck(channel="SR:MAG:HCM:05:CURRENT:SP", value=2.0, allowed=True, predicted_effect=effect)
+    text = "\n".join(_write_lines(check))
+    assert "Predicted effect" in text and f"dQx {effect.dq_x:+.5f}" in text and "orbit change rms" in text
