@@ -123,16 +123,15 @@ class RingModel:
 
     def optics(self, chromaticity: bool = False) -> Optics:
         """Tunes, closed orbit (mm) and beta at the monitors; ``stable=False`` with a reason when the one-turn map
-        is unstable or the closed-orbit search fails (pyAT ``find_orbit4`` then ``get_optics``)."""
+        is unstable or the closed-orbit search fails (pyAT ``get_optics``, which finds the orbit itself)."""
         from at import AtError, AtWarning
 
         with warnings.catch_warnings():
             warnings.simplefilter("error", AtWarning)  # "orbit not converged" is a failure here, not a warning
             try:
-                orbit0, _ = self.ring.find_orbit4()
-                if not np.all(np.isfinite(orbit0)) or np.max(np.abs(orbit0[:4])) > 0.05:
-                    return Optics(stable=False, reason="no closed orbit (search diverged)")
-                _, rd, el = self.ring.get_optics(refpts=self.monitors, orbit=orbit0, get_chrom=chromaticity)
+                # get_optics searches the closed orbit itself (find_orbit4); a search that does not converge warns
+                # (an error here) and an unstable one-turn map raises
+                _, rd, el = self.ring.get_optics(refpts=self.monitors, get_chrom=chromaticity)
             except (AtError, AtWarning, np.linalg.LinAlgError, ValueError, FloatingPointError) as e:
                 return Optics(stable=False, reason=f"no stable closed orbit: {e}")
         tune = tuple(float(t) for t in rd.tune[:2])
@@ -140,6 +139,8 @@ class RingModel:
         if not all(math.isfinite(t) for t in tune) or not np.all(np.isfinite(beta)):
             return Optics(stable=False, reason="unstable one-turn map (tunes or beta not real)")
         orbit = np.asarray(el["closed_orbit"], dtype=float)[:, [0, 2]] * 1e3
+        if not np.all(np.isfinite(orbit)) or np.max(np.abs(orbit)) > 50.0:
+            return Optics(stable=False, reason="no closed orbit (search diverged)")
         chrom = tuple(float(c) for c in rd.chromaticity[:2]) if chromaticity else None
         return Optics(stable=True, tune=(tune[0], tune[1]), orbit_mm=orbit, beta=beta, chromaticity=chrom)  # type: ignore[arg-type]
 
