@@ -10,7 +10,9 @@ file change nothing, and nothing in the suite connects to a default port.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -28,23 +30,23 @@ REQUIRE_ALL = os.environ.get("TERN_REQUIRE_ALL", "") not in ("", "0", "false")
 
 KEPT_TERN_VARIABLES = {
     "TERN_REQUIRE_ALL",  # skip or fail, above
-    "TERN_OPENSEARCH_URL",  # opts in to the OpenSearch cluster tests (tests/ariel)
+    "TERN_ARIEL__OPENSEARCH_URL",  # opts in to the OpenSearch cluster tests (tests/ariel)
     "TERN_VENV",
     "TERN_SKIP_CHROMIUM",
     "TERN_SKIP_SANDBOX_IMAGE",
 }
 """The caller's ``TERN_*`` variables that reach the tests (with any ``TERN_TEST_*``); every other one is removed."""
 SESSION_PORTS = (
-    "TERN_TEMPORAL_UI_PORT",
-    "TERN_PG_PORT",
-    "TERN_CA_SERVER_PORT",
-    "TERN_ARIEL_API_PORT",
-    "TERN_ARCHIVER_PORT",
-    "TERN_MATRIX_PORT",
-    "TERN_SLACK_PORT",
+    "TERN_TEMPORAL__UI_PORT",
+    "TERN_DATABASE__PG_PORT",
+    "TERN_CONTROL__CA_SERVER_PORT",
+    "TERN_ARIEL__API_PORT",
+    "TERN_ARCHIVER__PORT",
+    "TERN_CHAT__MATRIX_PORT",
+    "TERN_CHAT__SLACK_PORT",
 )
 """Port settings pointed at a port of the session's own (nothing listens there) instead of the defaults, which a
-stack left running by ``tern up`` may hold; ``TERN_TEMPORAL_ADDRESS`` gets one too."""
+stack left running by ``tern up`` may hold; ``TERN_TEMPORAL__ADDRESS`` gets one too."""
 _session: dict[str, object] = {}
 
 
@@ -66,9 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
     - ``TERN_CONFIG``: a file that does not exist there, so ``./tern.toml`` is not read;
     - every ``TERN_*`` variable of the caller but :data:`KEPT_TERN_VARIABLES` and ``TERN_TEST_*`` is removed, as
       are the ``TEMPORAL_*`` ones, and ``TEMPORAL_CONFIG_FILE`` names a file that does not exist (no profile);
-    - :data:`SESSION_PORTS`, ``TERN_TEMPORAL_ADDRESS`` and ``EPICS_CA_SERVER_PORT`` name ports held by the
+    - :data:`SESSION_PORTS`, ``TERN_TEMPORAL__ADDRESS`` and ``EPICS_CA_SERVER_PORT`` name ports held by the
       session with nothing listening (:func:`_reserve_port`), so a default never reaches a server of the user's;
-      the worker's HTTP endpoint is off (``TERN_WORKER_HTTP_PORT=0``) unless a test gives it a port.
+      the worker's HTTP endpoint is off (``TERN_WORKER__HTTP_PORT=0``) unless a test gives it a port.
 
     Subprocesses inherit all of this through ``os.environ``; fixtures and tests still set their own values."""
     for name in list(os.environ):
@@ -78,16 +80,16 @@ def pytest_configure(config: pytest.Config) -> None:
         ):
             del os.environ[name]
     data_dir = Path(tempfile.mkdtemp(prefix="tern-test-session-"))
-    held = {name: _reserve_port() for name in (*SESSION_PORTS, "TERN_TEMPORAL_ADDRESS")}
+    held = {name: _reserve_port() for name in (*SESSION_PORTS, "TERN_TEMPORAL__ADDRESS")}
     os.environ.update({name: str(port) for name, (port, _sock) in held.items()})
     os.environ.update(
         {
             "TERN_DATA_DIR": str(data_dir),
             "TERN_CONFIG": str(data_dir / "absent-tern.toml"),
             "TEMPORAL_CONFIG_FILE": str(data_dir / "absent-temporal.toml"),
-            "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{held['TERN_TEMPORAL_ADDRESS'][0]}",
-            "TERN_WORKER_HTTP_PORT": "0",
-            "EPICS_CA_SERVER_PORT": os.environ["TERN_CA_SERVER_PORT"],
+            "TERN_TEMPORAL__ADDRESS": f"127.0.0.1:{held['TERN_TEMPORAL__ADDRESS'][0]}",
+            "TERN_WORKER__HTTP_PORT": "0",
+            "EPICS_CA_SERVER_PORT": os.environ["TERN_CONTROL__CA_SERVER_PORT"],
             "EPICS_CA_ADDR_LIST": "127.0.0.1",
             "EPICS_CA_AUTO_ADDR_LIST": "NO",
         }
@@ -104,6 +106,63 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+SLOW_FIXTURES = frozenset({"temporal_env", "docker_backend", "synapse", "browser", "ui_env"})
+"""Fixtures whose tests are left out of ``./dev test --fast``: the Temporal dev server, Docker, Synapse, the
+browser (the time-skipping server, PostgreSQL and the simulated IOC stay in: they start in seconds)."""
+SLOW_MODULES = frozenset(
+    {
+        "test_stack.py",  # `tern up` stacks in subprocesses
+        "test_stack_matrix.py",
+        "test_cli_demo.py",
+        "test_trigger_demo.py",
+        "test_proven_stack.py",
+        "test_worker_image.py",
+        "test_docs_site.py",  # mkdocs build --strict
+        "test_onnx_embedder.py",  # the real embedding models (ONNX, torch) on labelled sets
+        "test_real_model.py",
+        "test_protocol_model.py",  # the approval protocol's model check (Hypothesis; 30-165 s)
+    }
+)
+"""Test files left out of ``./dev test --fast`` whole: an embedded stack, a long build or a real embedding model."""
+
+
+SPAWNS = re.compile(
+    r"\b(?:tern|_tern|cli|tern_cli|tern_cmd|_cli|stdio_client|http_server|_spawn_bridge|spawn_worker)\(|"
+    r"\bto_thread\(\s*(?:tern|_tern|cli|tern_cli)\b|import synapse\b|"
+    r"\bsubprocess\.(?:run|Popen|check_output|check_call)\b|\benv_without_services\b|\bsys\.executable\b"
+)
+"""What, in a test function's own source, starts a Python process (the ``tern`` CLI, a bridge, a worker) or
+Synapse's modules: each costs 1-4 s of interpreter start-up and imports on the 2-core machine, so such tests are
+``slow`` too."""
+
+
+def _spawns(function: object, cache: dict[object, bool]) -> bool:
+    if function not in cache:
+        try:
+            cache[function] = bool(SPAWNS.search(inspect.getsource(function)))  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            cache[function] = False
+    return cache[function]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` (left out by ``./dev test --fast``, i.e. ``-m "not slow"``; docs/development/tests.md) every
+    test that uses a fixture of :data:`SLOW_FIXTURES`, is marked ``docker`` or ``browser``, lives in a file of
+    :data:`SLOW_MODULES`, or starts a Python process itself (:data:`SPAWNS`); a test can also be marked
+    ``@pytest.mark.slow`` by hand. CI runs everything."""
+    cache: dict[object, bool] = {}
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if (
+            names & SLOW_FIXTURES
+            or item.get_closest_marker("docker")
+            or item.get_closest_marker("browser")
+            or item.path.name in SLOW_MODULES
+            or _spawns(getattr(item, "function", None), cache)
+        ):
+            item.add_marker(pytest.mark.slow)
+
+
 def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for running the CLI as a subprocess with an empty data directory and nothing listening on the
     configured Temporal, Web UI, PostgreSQL, Channel Access and worker HTTP ports (free loopback ports); ``extra`` adds
@@ -113,13 +172,13 @@ def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
         "TERN_DATA_DIR": str(data_dir),
-        "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "TERN_TEMPORAL_UI_PORT": str(free_port()),
-        "TERN_PG_PORT": str(free_port()),
-        "TERN_CA_SERVER_PORT": str(free_port()),
-        "TERN_ARIEL_API_PORT": str(free_port()),
-        "TERN_ARCHIVER_PORT": str(free_port()),
-        "TERN_WORKER_HTTP_PORT": str(free_port()),
+        "TERN_TEMPORAL__ADDRESS": f"127.0.0.1:{free_port()}",
+        "TERN_TEMPORAL__UI_PORT": str(free_port()),
+        "TERN_DATABASE__PG_PORT": str(free_port()),
+        "TERN_CONTROL__CA_SERVER_PORT": str(free_port()),
+        "TERN_ARIEL__API_PORT": str(free_port()),
+        "TERN_ARCHIVER__PORT": str(free_port()),
+        "TERN_WORKER__HTTP_PORT": str(free_port()),
         **extra,
     }
 
@@ -144,13 +203,14 @@ def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPo
 
 
 @contextlib.asynccontextmanager
-async def fresh_database(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
-    """A new empty database on ``embedded_pg`` (its owner DSN), dropped on exit."""
+async def fresh_database(embedded_pg: EmbeddedPostgres, template: str | None = None) -> AsyncIterator[str]:
+    """A new database on ``embedded_pg`` (its owner DSN), dropped on exit: empty, or a copy of ``template``
+    (``CREATE DATABASE ... TEMPLATE``: schema, rows, grants and default privileges; roles are cluster-wide)."""
     name = "t_" + uuid.uuid4().hex[:12]
     admin = f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/postgres"
     conn = await asyncpg.connect(admin)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     finally:
         await conn.close()
     try:
@@ -163,14 +223,33 @@ async def fresh_database(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
             await conn.close()
 
 
-@pytest.fixture
-async def pg_dsn(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
-    """The owner DSN of a fresh database, migrated (as ``tern migrate`` does: schema, roles, grants), dropped
-    after the test. Processes no longer migrate on connect (``tern.db.create_pool`` only checks the schema)."""
+@pytest.fixture(scope="session")
+async def pg_template(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
+    """The name of a database on ``embedded_pg`` migrated once for the session (``tern migrate``: schema, roles,
+    grants), which :func:`pg_dsn` copies for each test instead of running the migrations again (0.08 s instead of
+    0.18 s on an idle machine, several times that under load, for ~220 tests). Nothing connects to it after the
+    migration: PostgreSQL copies a template only while it has no sessions."""
     from tern.db import migrate_dsn
 
-    async with fresh_database(embedded_pg) as dsn:
-        await migrate_dsn(dsn)
+    name = "tern_template_" + uuid.uuid4().hex[:8]
+    admin = f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/postgres"
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await migrate_dsn(f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/{name}")
+        # A template nobody may connect to: a test that did would make every later copy fail.
+        await conn.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+        yield name
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pg_dsn(embedded_pg: EmbeddedPostgres, pg_template: str) -> AsyncIterator[str]:
+    """The owner DSN of a fresh, migrated database (as ``tern migrate`` leaves it: schema, roles, grants; a copy
+    of :func:`pg_template`), dropped after the test. Processes no longer migrate on connect (``tern.db.create_pool``
+    only checks the schema)."""
+    async with fresh_database(embedded_pg, template=pg_template) as dsn:
         yield dsn
 
 
@@ -203,22 +282,22 @@ def ca_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_port()
     env = {
         **os.environ,
-        "TERN_CA_SERVER_PORT": str(port),
-        "TERN_SIM_STUCK_READBACKS": json.dumps([STUCK_SETPOINT, STUCK_WIDE_SETPOINT]),
-        "TERN_SIM_SLOW_READBACKS": json.dumps({SLOW_SETPOINT: SLOW_READBACK_LAG_S}),
-        "TERN_SIM_IGNORED_SETPOINTS": json.dumps([IGNORED_SETPOINT]),
-        "TERN_SIM_CLOCK_OFFSET_S": str(SIM_CLOCK_OFFSET_S),
-        "TERN_SIM_READBACK_LAG_S": "0.2",
+        "TERN_CONTROL__CA_SERVER_PORT": str(port),
+        "TERN_SIM__STUCK_READBACKS": json.dumps([STUCK_SETPOINT, STUCK_WIDE_SETPOINT]),
+        "TERN_SIM__SLOW_READBACKS": json.dumps({SLOW_SETPOINT: SLOW_READBACK_LAG_S}),
+        "TERN_SIM__IGNORED_SETPOINTS": json.dumps([IGNORED_SETPOINT]),
+        "TERN_SIM__CLOCK_OFFSET_S": str(SIM_CLOCK_OFFSET_S),
+        "TERN_SIM__READBACK_LAG_S": "0.2",
     }
     sim_dir = tmp_path_factory.mktemp("sim")
     log = sim_dir / "sim.log"
-    env["TERN_SIM_PUT_LOG_PATH"] = str(IOC_PUT_LOG.setdefault("path", sim_dir / "ioc-puts.jsonl"))
+    env["TERN_SIM__PUT_LOG_PATH"] = str(IOC_PUT_LOG.setdefault("path", sim_dir / "ioc-puts.jsonl"))
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "tern.sim"], env=env, stdout=fh, stderr=subprocess.STDOUT)
     os.environ.update(
         {"EPICS_CA_SERVER_PORT": str(port), "EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
     )
-    from tern.control.channels import ChannelAccessError, read_value
+    from tern.control.channel_access import ChannelAccessError, read_value
 
     deadline = time.monotonic() + 60
     while True:

@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import CancelledError
 from temporalio.service import RPCError
 
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Decision
 from tests.agent_helpers import audit_rows, ingest_demo, running_worker, start_run, wait_for_state, write_plan
 from tests.conftest import STUCK_SETPOINT
@@ -197,8 +198,9 @@ async def test_cancelling_a_waiting_run_writes_nothing_and_closes_the_request(wo
     handle = await start_run(worker, settings, write_plan(channel, before + 1.0))
     await wait_for_state(handle, "awaiting_approval")
     await handle.cancel()
-    with pytest.raises(WorkflowFailureError):
+    with pytest.raises(WorkflowFailureError) as cancelled:
         await handle.result()
+    assert isinstance(cancelled.value.cause, CancelledError), cancelled.value.cause  # cancelled, not failed
     assert read_value(channel) == pytest.approx(before)
     rows = await audit_rows(settings.dsn, handle.id)
     assert [r["event_kind"] for r in rows] == ["approval_requested", "approval_cancelled"]

