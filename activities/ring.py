@@ -14,12 +14,11 @@ import math
 import time
 from collections.abc import Callable
 
-from tern.control.channels import readback_name
-
 from activities.approval import policy_source
 from tern.approval.policy import ApprovalPolicyError
 from tern.config import TernSettings
 from tern.control.ca_client import ChannelAccessClient
+from tern.control.channel_io import readback_name
 from tern.control.limits import LimitsDatabaseError, split_field
 from tern.control.write import load_limits
 from tern.models.control import LimitsCheck

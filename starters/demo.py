@@ -186,7 +186,7 @@ async def run_demo(
 async def _orbit_plan(settings: TernSettings) -> Plan:
     """The orbit demo plan with the corrector write set ``ORBIT_STEP_A`` from its live current, inside its limits.
     Raises :class:`DemoError` when the simulator does not answer."""
-    from tern.control import channels as ca
+    from tern.control import channel_access as ca
     from tern.control.ca_client import ChannelAccessClient
     from tern.control.limits import LimitsDatabase
 

@@ -13,9 +13,9 @@ import pytest
 
 at = pytest.importorskip("at")
 import machine_data  # noqa: E402
-from tern.control.channels import read_value  # noqa: E402
 
 from activities.agent import AgentActivities  # noqa: E402
+from tern.control.channel_access import read_value  # noqa: E402
 from tern.models import Decision  # noqa: E402
 from tern.models.activity_io import WriteCheckInput  # noqa: E402
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan  # noqa: E402

@@ -11,8 +11,7 @@ import pytest
 
 pytest.importorskip("at")
 
-from tern.control.channels import read_value
-
+from tern.control.channel_access import read_value
 from tern.ring.effect import predict_effect
 from tern.ring.live import read_baseline
 from tern.ring.model import MachineErrors, RingModel, machine_with_errors

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from tern.control.channels import read_channels, readback_name
+from tern.control.channel_access import read_channels, readback_name
 from tern.ring.model import RingModel
 
 
