@@ -60,9 +60,9 @@ def find_cmd(
     query: Annotated[str, typer.Argument(help='A description ("cavity 1 forward power"), a name or an alias.')],
     mode: Annotated[str, typer.Option("--mode", "-m", help="keyword, semantic or hybrid.")] = "keyword",
     limit: Annotated[int, typer.Option("--limit", "-n", help=f"Most channels shown (1-{MAX_LIMIT}).")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: mode used, notice, hits.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: mode used, notice, channel_set, hits.")] = False,
 ) -> None:
-    """Find channels matching a description, best first, with scores."""
+    """Find channels matching a description: the set the request means first (marked *), then alternatives."""
     import asyncio
 
     if mode not in MODES:
@@ -84,9 +84,19 @@ def find_cmd(
         return
     if not resp.hits:
         out.print("no matching channels")
+    cs = resp.channel_set
+    if cs is not None:
+        what = {"one": "1 channel", "several": f"{cs.count} channels", "family": f"all {cs.count} of the family"}
+        out.print(
+            f"The request means {what[cs.kind]} (confidence {cs.confidence:.2f}; {cs.explanation}); "
+            f"alternatives after them.",
+            markup=False,
+            highlight=False,
+        )
     for n, h in enumerate(resp.hits, start=1):
         rw = "writable" if h.writable else "read-only"
-        out.print(f"{n:>2}. {h.name}  score {h.score:.4g}  ({rw})", markup=False, highlight=False)
+        mark = "*" if h.in_set else " "
+        out.print(f"{n:>2}.{mark}{h.name}  score {h.score:.4g}  ({rw})", markup=False, highlight=False)
         out.print(f"      {h.description}", markup=False, highlight=False)
 
 

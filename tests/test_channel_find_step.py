@@ -53,13 +53,15 @@ async def test_channel_find_step_returns_ranked_channels_the_answer_lists(worker
     result = await (await start_run(worker, settings, plan)).result()
     assert result.status == "completed", result.error
     find, hybrid, _ = result.steps
-    assert find.status == "completed" and find.message == "3 channels"
+    assert find.status == "completed" and find.message == "1 channel meant (one, confidence 1.00) and 2 alternatives"
     assert find.channels is not None and len(find.channels) == 3
     first = find.channels[0]
     assert first.name == "SR:RF:CAVITY:01:POWER:FWD" and first.units == "kW" and not first.writable
     assert "forward power" in first.description and first.score > find.channels[1].score
     assert hybrid.channels is not None and hybrid.channels[0].name == "SR:DIAG:DCCT:01:CURRENT:RB"
-    assert hybrid.message == "5 channels"  # the default (onnx) embeddings are there: hybrid ran, no fallback notice
+    # the default (onnx) embeddings are there: hybrid ran, no fallback notice; no area named: the storage ring's
+    assert hybrid.message == "1 channel meant (one, confidence 0.80) and 4 alternatives"
+    assert [c.in_set for c in hybrid.channels] == [True, False, False, False, False]
     assert "- SR:RF:CAVITY:01:POWER:FWD: Storage ring RF cavity 1: forward power" in result.answer
 
 

@@ -354,6 +354,24 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
     assert len([e for e in operator.events if _card(bot, rid2)(e)]) == 1
 
 
+def _edit_of(bot: str, message_id: str, *words: str) -> Callable[[Any], bool]:
+    """An edit (``m.replace``) by the bot of message ``message_id`` whose new text holds ``words``."""
+
+    def pred(e: Any) -> bool:
+        content = e.source.get("content", {})
+        rel = content.get("m.relates_to") or {}
+        new = (content.get("m.new_content") or {}).get("body", "")
+        return (
+            isinstance(e, RoomMessageText)
+            and e.sender == bot
+            and rel.get("rel_type") == "m.replace"
+            and rel.get("event_id") == message_id
+            and all(w in new for w in words)
+        )
+
+    return pred
+
+
 def _in_thread(bot: str, root: str, *words: str) -> Callable[[Any], bool]:
     def pred(e: Any) -> bool:
         rel = e.source.get("content", {}).get("m.relates_to") or {}
@@ -372,9 +390,9 @@ async def test_a_run_started_from_the_room_reports_progress_in_a_thread(
     temporal_env, settings, synapse, chat_files, tmp_path
 ) -> None:
     """`@tern run demo_no_sandbox` from the operator starts the bundled plan for approver `operator`; the steps
-    and the final outcome appear in a thread under the message; its write's card arrives; the operator (the
-    requester: two-person rule, so alice could approve; the requester may reject) rejects it from the room. Unknown
-    plans and unmapped people are answered."""
+    are edited into one message in a thread under the message and the final outcome is posted there; its write's
+    card arrives; the operator (the requester: two-person rule, so alice could approve; the requester may reject)
+    rejects it from the room. Unknown plans and unmapped people are answered."""
     creds_path, idmap = chat_files
     worker_settings = settings.model_copy(
         update={"approval": settings.approval.model_copy(update={"approvers": ["operator", "alice"]})}
@@ -408,7 +426,8 @@ async def test_a_run_started_from_the_room_reports_progress_in_a_thread(
             root = await say(operator, "@tern run demo_no_sandbox")
             started = await operator.until(_in_thread(bot, root, "Started run"), 60)
             run_id = started.body.split("`")[1]
-            await operator.until(_in_thread(bot, root, "waits for approval"), 60)
+            # the progress is edited into the one "Started run" message, not posted line by line
+            await operator.until(_edit_of(bot, started.event_id, "Started run", "waits for approval"), 60)
             card = await operator.until(lambda ev: _card(bot, "")(ev) and run_id in ev.body, 60)
             e = await operator.reply(card.event_id, "reject not during this shift")
             await operator.until(_answer_to(e, bot, "rejected", "operator"), 60)

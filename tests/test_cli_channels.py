@@ -39,8 +39,14 @@ def test_find_list_and_import(env: dict[str, str], tmp_path: Path) -> None:
 
     text = tern(env, "find", "stored beam current", "--mode", "hybrid")
     assert text.returncode == 0, text.stderr
-    assert text.stdout.splitlines()[0].startswith(" 1. SR:DIAG:DCCT:01:CURRENT:RB")
+    assert text.stdout.splitlines()[0].startswith("The request means 1 channel (confidence 0.80; storage ring (no area")
+    assert text.stdout.splitlines()[1].startswith(" 1.*SR:DIAG:DCCT:01:CURRENT:RB")
     assert "Hybrid search used keyword search only" in text.stderr
+
+    last3 = json.loads(tern(env, "find", "the last three horizontal corrector setpoints", "--json", "-n", "2").stdout)
+    want = [f"SR:MAG:HCM:{n}:CURRENT:SP" for n in (70, 71, 72)]  # 72 correctors: the last three
+    assert last3["channel_set"]["names"] == want and last3["channel_set"]["kind"] == "several"
+    assert [h["name"] for h in last3["hits"]] == want  # the whole set, even past --limit
 
     listed = tern(env, "list", "--under", "SR:RF", "--json")
     assert listed.returncode == 0, listed.stderr

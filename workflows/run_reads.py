@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from tern.models import (
         ArchiverReadStep,
         ChannelFindStep,
+        ChannelHit,
         ChannelReadStep,
         GatherStep,
         LogbookSearchStep,
@@ -83,16 +84,23 @@ class ReadSteps(RunSteps):
             summary=f"find channels ({step.mode}): {step.query[:80]}",
         )
         note = f" ({found.notice})" if found.notice else ""
+        cs = found.channel_set  # None in histories from before channel sets: the same message as then
+        what = f"{len(found.hits)} channels"
+        if cs is not None:
+            what = (
+                f"{cs.count} channel{'s' * (cs.count != 1)} meant ({cs.kind}, confidence {cs.confidence:.2f}) "
+                f"and {len(found.hits) - cs.count} alternatives"
+            )
         return StepResult(
             step_id=step.id,
             kind=step.kind,
             status="completed",
             channels=found.hits,
-            message=f"{len(found.hits)} channels{note}",
+            message=what + note,
         )
 
     async def _read(self, step: ChannelReadStep, limit: timedelta | None = None) -> StepResult:
-        found = [c.name for s in self._steps if s.step_id in step.channels_from for c in s.channels or []]
+        found = [c.name for s in self._steps if s.step_id in step.channels_from for c in _meant(s.channels or [])]
         channels = list(dict.fromkeys([*step.channels, *found]))[:MAX_READ_CHANNELS]
         if not channels:
             return StepResult(
@@ -227,3 +235,10 @@ class ReadSteps(RunSteps):
         return StepResult(
             step_id=step.id, kind=step.kind, status="completed", memories=[note], message=f"note {note.id} stored"
         )
+
+
+def _meant(hits: list[ChannelHit]) -> list[ChannelHit]:
+    """The channels a finder step's request means: its set when it found one (issue 29), else every hit
+    (histories from before channel sets have no ``in_set`` hits: the same channels as then)."""
+    chosen = [h for h in hits if h.in_set]
+    return chosen or hits

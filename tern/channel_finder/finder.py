@@ -37,6 +37,7 @@ from tern.ariel.fusion import rrf_scores
 from tern.ariel.providers import CONFIGURED, configured_embedder
 from tern.channel_finder import store
 from tern.channel_finder.naming import MAX_PRIOR, query_terms, segment_description
+from tern.channel_finder.understanding import Catalog, Resolution, resolve
 from tern.config import TernSettings
 from tern.db import Conn
 from tern.models.channel_finder import (
@@ -45,6 +46,7 @@ from tern.models.channel_finder import (
     ChannelFindMode,
     ChannelFindResponse,
     ChannelHit,
+    ChannelSet,
     HierarchyNode,
 )
 
@@ -113,6 +115,18 @@ WITH nn AS MATERIALIZED (
 SELECT * FROM nn ORDER BY score DESC, name
 """
 
+_CATALOG_KEY_SQL = """
+SELECT coalesce((SELECT string_agg(source || '=' || content_hash, ',' ORDER BY source) FROM channel_sources), '')
+    || '/' || coalesce((SELECT ndoc FROM channel_term_stats WHERE word = ''), 0)::text
+"""
+_CATALOG_SQL = """
+SELECT area, system, family, device, field, signal, properties ->> 'family_aliases', description
+FROM channels WHERE family <> '' AND device <> ''
+"""
+_SET_SQL = """
+SELECT c.name, c.description, c.units, c.writable, 0.0 AS score FROM channels c WHERE c.name = ANY($1::text[])
+"""
+
 _CHILDREN_SQL = """
 SELECT split_part(substr(path, $2), ':', 1) AS seg, count(*) AS n,
        bool_or(split_part(substr(path, $2), ':', 2) = '' AND strpos(substr(path, $2), ':') = 0) AS leaf,
@@ -157,6 +171,8 @@ class ChannelFinder:
         self._loaded = False
         self._load_lock = asyncio.Lock()
         self._embedded: set[str] = set()  # models whose pending embeddings were computed by this finder
+        self._catalog: tuple[str, Catalog] | None = None  # (what it was built from, the catalog)
+        self._catalog_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:
@@ -224,7 +240,45 @@ class ChannelFinder:
                 by_name = {h.name: h for h in [*semantic, *keyword]}
                 fused = rrf_scores([[h.name for h in keyword], [h.name for h in semantic]], k=self.settings.ariel.rrf_k)
                 resp.hits = [by_name[n].model_copy(update={"score": round(s, 6)}) for n, s in fused[:limit]]
+        understood = await self.understand(query)
+        if understood is not None:
+            await self._lead_with_set(resp, understood, limit)
         return resp
+
+    async def catalog(self) -> Catalog:
+        """The hierarchy's ordered instances and family names (``tern.channel_finder.understanding.Catalog``), built
+        from the ``channels`` table and rebuilt when a source was (re)loaded or the channel count changed."""
+        async with self._conn() as conn:
+            key = await conn.fetchval(_CATALOG_KEY_SQL)
+            if self._catalog is not None and self._catalog[0] == key:
+                return self._catalog[1]
+            async with self._catalog_lock:  # 50 concurrent first finds build it once
+                if self._catalog is None or self._catalog[0] != key:
+                    rows = await conn.fetch(_CATALOG_SQL)
+                    self._catalog = (key, Catalog.from_rows(tuple(r) for r in rows))
+                return self._catalog[1]
+
+    async def understand(self, query: str) -> Resolution | None:
+        """The set of channels ``query`` means (``tern.channel_finder.understanding.resolve``), or None when unsure."""
+        return resolve(query, await self.catalog())
+
+    async def _lead_with_set(self, resp: ChannelFindResponse, res: Resolution, limit: int) -> None:
+        """Put the understood set first in ``resp.hits`` (the ranking's hits after it, as alternatives, up to
+        ``max(limit, set size)`` hits, at most ``MAX_LIMIT``) and describe it in ``resp.channel_set``.
+
+        This is also the hybrid guarantee: a channel whose every level the request names is never fused away."""
+        async with self._conn() as conn:
+            rows = {r["name"]: r for r in await conn.fetch(_SET_SQL, res.names)}
+        names = [n for n in res.names if n in rows]
+        if not names:
+            return
+        ranked = {h.name: h for h in resp.hits}
+        lead = [(ranked.get(n) or _hits([rows[n]])[0]).model_copy(update={"in_set": True}) for n in names]
+        rest = [h for h in resp.hits if h.name not in set(names)]
+        resp.hits = (lead + rest)[: min(MAX_LIMIT, max(limit, len(lead)))]
+        resp.channel_set = ChannelSet(
+            names=names, count=len(names), kind=res.kind, confidence=res.confidence, explanation=res.explanation
+        )
 
     async def keyword(self, query: str, limit: int) -> list[ChannelHit]:
         """An exact name or alias first, then the term-match ranking (module docstring); the trigram fallback

@@ -19,13 +19,14 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, Field
 
+from tern import DATA_DIR
 from tern.channel_finder.naming import describe, query_terms, words
 from tern.control.limits import LimitsDatabase
 from tern.db import Conn
 from tern.models.channel_finder import HIERARCHY_LEVELS
 
 BUNDLED_SOURCE = "bundled"
-NAMING_VERSION = "1"  # bump when tern.channel_finder.naming changes what it writes: the bundled rows are rebuilt
+NAMING_VERSION = "2"  # bump when tern.channel_finder.naming changes what it writes: the bundled rows are rebuilt
 _LOAD_LOCK = 0x7E2A_0300  # advisory lock id: one loader at a time
 
 
@@ -96,7 +97,27 @@ def bundled_records(limits_path: Path) -> list[ChannelRecord]:
     convention; writable as the database says. Raises ``LimitsDatabaseError`` when it does not load."""
     db = LimitsDatabase.load(limits_path)
     sizes = family_sizes(list(db.channels))
-    return [record_for(name, lim.writable, sizes) for name, lim in db.channels.items()]
+    aliases = bundled_family_aliases()
+    return [
+        record_for(name, lim.writable, sizes, properties=_family_property(name, aliases))
+        for name, lim in db.channels.items()
+    ]
+
+
+FAMILY_ALIASES_PROPERTY = "family_aliases"  # a channel property: its family's names, comma-separated
+
+
+def bundled_family_aliases(path: Path = DATA_DIR / "channel_families.json") -> dict[str, list[str]]:
+    """The family names operators use for the bundled families (``tern/data/channel_families.json``: family ->
+    phrases), stored with each bundled channel as its ``family_aliases`` property."""
+    data = json.loads(path.read_text())
+    return {k: list(v) for k, v in data.items() if not k.startswith("_")}
+
+
+def _family_property(name: str, aliases: dict[str, list[str]]) -> dict[str, str]:
+    parts = name.split(":")
+    found = aliases.get(parts[2]) if len(parts) == 6 else None
+    return {FAMILY_ALIASES_PROPERTY: ",".join(found)} if found else {}
 
 
 _COLUMNS = (

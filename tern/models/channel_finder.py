@@ -25,16 +25,32 @@ class ChannelHit(BaseModel):
     description: str = ""
     units: str = ""
     writable: bool = False
+    in_set: bool = False  # one of the response's ``channel_set`` (listed first)
+
+
+class ChannelSet(BaseModel):
+    """The set of channels a request means (``tern.channel_finder.understanding``): ``names`` in hierarchy order,
+    ``count``, ``kind`` ("one", "several", or "family": every device of a family), ``confidence`` (0..1; 1 when
+    the request named every level) and ``explanation`` (how the request was read)."""
+
+    names: list[str] = Field(default_factory=list)
+    count: int = 0
+    kind: Literal["one", "several", "family"] = "one"
+    confidence: float = 0.0
+    explanation: str = ""
 
 
 class ChannelFindResponse(BaseModel):
-    """The answer of one channel search: ``mode`` asked, ``mode_used`` what ran, ``notice`` why they differ."""
+    """The answer of one channel search: ``mode`` asked, ``mode_used`` what ran, ``notice`` why they differ.
+    ``channel_set``: the set the request means, when the finder is sure enough (its channels lead ``hits``,
+    the rest are alternatives); None when only the ranking answers."""
 
     query: str
     mode: ChannelFindMode
     mode_used: ChannelFindMode
     hits: list[ChannelHit] = Field(default_factory=list)
     notice: str = ""
+    channel_set: ChannelSet | None = None
 
 
 class HierarchyNode(BaseModel):

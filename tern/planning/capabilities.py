@@ -6,6 +6,7 @@ A new capability is one module with a :class:`~tern.planning.registry.Capability
 
 from __future__ import annotations
 
+from tern.models.channel_finder import ChannelHit
 from tern.models.plan import (
     ArchiverReadStep,
     ChannelFindStep,
@@ -48,10 +49,16 @@ def _readings(r: StepResult) -> str:
 def _found(r: StepResult) -> str:
     if not r.channels:
         return r.message or "no channels found"
-    return "; ".join(
-        f"{c.name} ({c.description}{', ' + c.units if c.units else ''}{', writable' if c.writable else ''})"
-        for c in r.channels
-    )
+
+    def one(c: ChannelHit) -> str:
+        return f"{c.name} ({c.description}{', ' + c.units if c.units else ''}{', writable' if c.writable else ''})"
+
+    meant = [c for c in r.channels if c.in_set]
+    if not meant:
+        return "; ".join(one(c) for c in r.channels)
+    rest = [c for c in r.channels if not c.in_set]
+    text = f"the request means these {len(meant)}: " + "; ".join(one(c) for c in meant)
+    return text + (" | alternatives: " + "; ".join(one(c) for c in rest) if rest else "")
 
 
 def _archived(r: StepResult) -> str:
@@ -113,8 +120,11 @@ LOGBOOK_SEARCH = Capability(
 CHANNEL_FIND = Capability(
     kind="channel_find",
     description="Find control-system channels by a description in plain words ('cavity 1 forward power', 'beam "
-    "current'); returns channel names ranked with their descriptions and units. A later channel_read takes them "
-    "with 'channels_from': [this step's id]. Parameters: query, limit (1-100), mode (keyword|semantic|hybrid).",
+    "current', 'the last three horizontal corrector setpoints', 'both planes of BPM 12'); returns the set of "
+    "channels the request means (ordinals, first/last N, all, both planes, setpoint and readback, sectors) first, "
+    "then ranked alternatives, with descriptions and units. A later channel_read takes the set (or, without one, "
+    "every hit) with 'channels_from': [this step's id]. Parameters: query, limit (1-100), mode "
+    "(keyword|semantic|hybrid).",
     step_model=ChannelFindStep,
     summarise=_found,
     example={"id": "find", "kind": "channel_find", "query": "cavity 1 reflected power", "limit": 5},
