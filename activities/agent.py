@@ -21,6 +21,8 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import ring
+from activities.ring import with_predicted_effect
 from tern import metrics
 from tern.agent.compose import compose, compose_with_llm
 from tern.ariel.service import search as ariel_search
@@ -41,6 +43,14 @@ from tern.models.activity_io import (
     LogbookSearchInput,
     WriteCheckInput,
     WriteInput,
+)
+from tern.models.ring import (
+    MeasuredEffect,
+    MeasureEffectInput,
+    OrbitCorrectInput,
+    OrbitCorrectOutput,
+    RingSnapshot,
+    RingSnapshotInput,
 )
 from tern.planning import REGISTRY
 from tern.sandbox.artifacts import store_artifact
@@ -154,6 +164,9 @@ class AgentActivities:
             self.read_channels,
             self.check_write,
             self.write_channel,
+            self.ring_snapshot,
+            self.measure_effect,
+            self.plan_orbit_correction,
             self.record_audit,
             self.compose_answer,
         ]
@@ -205,11 +218,34 @@ class AgentActivities:
     @activity.defn(name="check_write")
     async def check_write(self, inp: WriteCheckInput) -> LimitsCheck:
         """Check a proposed write (:func:`tern.control.write.check_write`: master switch, limits database, live
-        value). A channel that does not answer raises a retryable ``ChannelUnreachable`` for
-        ``ca_unreachable_grace_s`` after the first attempt (an IOC rebooting), then is refused
-        (``channel_unreachable``)."""
+        value), then, for a magnet of the ring model, predict its effect (:mod:`activities.ring`): refused before
+        approval when it leaves no closed orbit or breaks an effect limit. A channel that does not answer raises a
+        retryable ``ChannelUnreachable`` for ``ca_unreachable_grace_s`` after the first attempt (an IOC rebooting),
+        then is refused (``channel_unreachable``)."""
         with _as_application_error():
-            return await control_write.check_write(self.channels, self.settings.control, inp, _waiting_s)
+            check = await control_write.check_write(self.channels, self.settings.control, inp, _waiting_s)
+        if check.allowed and self.settings.ring.predict:  # the approver sees what the write will do (issue 23)
+            check = await with_predicted_effect(self.settings, self.ca, check)
+            if not check.allowed:
+                metrics.write_refusals.labels(reason=check.violation or "refused").inc()
+        return check
+
+    @activity.defn(name="ring_snapshot")
+    async def ring_snapshot(self, inp: RingSnapshotInput) -> RingSnapshot:
+        """BPM positions and tunes right before a magnet write (:func:`activities.ring.ring_snapshot`)."""
+        return await ring.ring_snapshot(self.settings, self.ca, inp.bpms)
+
+    @activity.defn(name="measure_effect")
+    async def measure_effect(self, inp: MeasureEffectInput) -> MeasuredEffect:
+        """After a verified magnet write: settle, read, measured against predicted
+        (:func:`activities.ring.measure_effect`)."""
+        heartbeat = activity.heartbeat if activity.in_activity() else None
+        return await ring.measure_effect(self.settings, self.ca, inp, heartbeat)
+
+    @activity.defn(name="plan_orbit_correction")
+    async def plan_orbit_correction(self, inp: OrbitCorrectInput) -> OrbitCorrectOutput:
+        """Corrector writes for an ``orbit_correct`` step (:func:`activities.ring.plan_orbit_correction`)."""
+        return await ring.plan_orbit_correction(self.settings, self.ca, inp)
 
     @activity.defn(name="write_channel")
     async def write_channel(self, inp: WriteInput) -> WriteRecord:

@@ -609,6 +609,8 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) 
             markup=False,
             highlight=False,
         )
+        if w.predicted_effect is not None:
+            out.print(w.predicted_effect.summary(), markup=False, highlight=False)
     if p.plan is not None:
         from tern.approval.render import plan_lines
 
@@ -884,6 +886,10 @@ def demo(
     ask: Annotated[
         bool, typer.Option("--ask", help="Plan the demo question with the configured LLM instead of the bundled plan.")
     ] = False,
+    orbit: Annotated[
+        bool,
+        typer.Option("--orbit", help="The orbit demo: a corrector write approved with its predicted effect."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     approver: Annotated[
         list[str] | None,
@@ -917,6 +923,7 @@ def demo(
                 ask=ask,
                 progress=lambda m: err.print(f"[dim]{m}[/dim]"),
                 extra_approvers=approver or (),
+                orbit=orbit,
             )
         )
     except DemoError as exc:

@@ -13,6 +13,9 @@
    instead (``demo_no_sandbox.json``, its write value set from the live setpoint), with a notice;
    With ``ask`` (``tern demo --ask``) the configured LLM plans the demo question instead (``TernClient.ask``);
    its writes are limits-checked and approval-gated the same way;
+   With ``orbit`` (``tern demo --orbit``) the orbit demo runs instead (``tern/plans/orbit_demo.json``): read the
+   orbit at BPM 07 and the tunes -> a corrector write (HCM 05, 2 A from its present current) whose approval shows
+   the ring model's predicted effect -> write, verify, measured against predicted -> read again -> answer;
 4. with ``auto_approve``, approve each request as ``demo-operator`` and return the result; otherwise return
    the run id once the run waits for its first approval.
 """
@@ -39,6 +42,11 @@ DEMO_QUERY = (
 )
 DEMO_PLAN = PACKAGE_DIR / "plans" / "demo.json"
 DEMO_PLAN_NO_SANDBOX = PACKAGE_DIR / "plans" / "demo_no_sandbox.json"
+ORBIT_DEMO_PLAN = PACKAGE_DIR / "plans" / "orbit_demo.json"
+ORBIT_DEMO_QUERY = (
+    "Steer the horizontal orbit at BPM 07 a little with corrector HCM 05: what will it do, and what did it do?"
+)
+ORBIT_STEP_A = 2.0
 STEP_MV = 0.05
 DEMO_EMBED_MAX = 100  # entries the demo embeds itself (its logbook has 28)
 
@@ -93,6 +101,7 @@ async def run_demo(
     ask: bool = False,
     progress: Callable[[str], None] = lambda _m: None,
     extra_approvers: Sequence[str] = (),
+    orbit: bool = False,
 ) -> AgentRunResult | tuple[str, str, int]:
     """Run the demo; see the module docstring. Returns the result (``auto_approve``) or
     ``(run id, user, number of approvals the run will ask for)`` (for ``ask``: 1, the first one; the plan decides
@@ -137,7 +146,11 @@ async def run_demo(
         model = settings.llm.model_for("planner")
         progress(f"run {handle.id} started, planned by model {model} ({settings.run_url(handle.id)})")
         return await _approvals(client, handle.id, user, 1, auto_approve, progress)
-    if problem is None:
+    query = DEMO_QUERY
+    if orbit:
+        query, plan = ORBIT_DEMO_QUERY, await _orbit_plan(settings)
+        problem = None  # the orbit demo has no python step: one approval, the write's
+    elif problem is None:
         plan = Plan.model_validate(json.loads(DEMO_PLAN.read_text()))
     else:
         progress(
@@ -158,7 +171,7 @@ async def run_demo(
     handle = await client.start_run(
         AgentRunRequest(
             user=user,
-            query=DEMO_QUERY,
+            query=query,
             plan=plan,
             approvers=approvers,
             approval_timeout_s=settings.approval.timeout_s,
@@ -166,7 +179,32 @@ async def run_demo(
         )
     )
     progress(f"run {handle.id} started ({settings.run_url(handle.id)})")
-    return await _approvals(client, handle.id, user, 2 if problem is None else 1, auto_approve, progress)
+    asks = 1 if orbit or problem is not None else 2
+    return await _approvals(client, handle.id, user, asks, auto_approve, progress)
+
+
+async def _orbit_plan(settings: TernSettings) -> Plan:
+    """The orbit demo plan with the corrector write set ``ORBIT_STEP_A`` from its live current, inside its limits.
+    Raises :class:`DemoError` when the simulator does not answer."""
+    from tern.control import channel_access as ca
+    from tern.control.ca_client import ChannelAccessClient
+    from tern.control.limits import LimitsDatabase
+
+    plan = Plan.model_validate(json.loads(ORBIT_DEMO_PLAN.read_text()))
+    write = next(s for s in plan.steps if isinstance(s, ControlWriteStep))
+    lim = LimitsDatabase.load(settings.control.limits_path).channels[write.channel]
+    channel_access = ChannelAccessClient(1, settings.ca_environment())
+    try:
+        current = await channel_access.read_value(write.channel, settings.control.ca_timeout_s)
+    except ca.ChannelAccessError as exc:
+        raise DemoError(f"cannot read the simulated accelerator: {exc}") from exc
+    finally:
+        channel_access.close()
+    target = current + ORBIT_STEP_A
+    if lim.max_value is not None and target > lim.max_value:
+        target = current - ORBIT_STEP_A
+    write.value = round(target, 3)
+    return plan
 
 
 async def _approvals(

@@ -302,9 +302,17 @@ class TernMcp:
 
     async def pending_approvals(self, a: PendingArgs) -> list[dict[str, Any]]:
         """Runs waiting for a human decision (``tern pending --json``: one visibility query), or only the run
-        ``a.workflow_id`` and its python steps."""
+        ``a.workflow_id`` and its python steps; a magnet write's predicted effect on the ring also as one text
+        block (``predicted_effect_text``)."""
         runs = await (await self.client()).pending(a.workflow_id)
-        return [with_run_id(r.model_dump(mode="json")) for r in runs]
+        out = []
+        for r in runs:
+            d = with_run_id(r.model_dump(mode="json"))
+            effect = r.pending.write.predicted_effect if r.pending and r.pending.write else None
+            if effect is not None:  # the predicted effect on the ring in one short block (issue 23)
+                d["predicted_effect_text"] = effect.summary()
+            out.append(d)
+        return out
 
     # --- data ------------------------------------------------------------------------------------------------
     async def search_logbook(self, a: SearchLogbookArgs) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from tern.config_sections import (
     MCPSettings,
     MemorySettings,
     OidcSettings,
+    RingSettings,
     SandboxSettings,
     SimSettings,
     StackSettings,
@@ -253,6 +254,7 @@ class TernSettings(BaseSettings):
     mcp: MCPSettings = Field(default_factory=MCPSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
     bluesky: BlueskySettings = Field(default_factory=BlueskySettings)
+    ring: RingSettings = Field(default_factory=RingSettings)
 
     @classmethod
     def settings_customise_sources(

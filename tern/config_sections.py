@@ -922,3 +922,26 @@ class BlueskySettings(_Section):
         60590, ge=1, le=65535, description="Port of the Redis that `tern up --with bluesky` starts."
     )
     user_group: str = Field("primary", description="The queue server's user group plans are checked and submitted as.")
+
+
+class RingSettings(_Section):
+    """The storage-ring model (tern/ring): predicted effect of magnet writes, measured against predicted, and the
+    simulator's erroneous machine. See docs/concepts/ring.md."""
+
+    flat_prefix: ClassVar[str] = "ring_"
+
+    mapping_path: Path | None = Field(
+        None, description="Channel -> lattice element mapping file (TOML); unset: tern/data/ring_mapping.toml."
+    )
+    predict: bool = Field(True, description="Predict the effect of mapped magnet writes before approval.")
+    resonance_order: int = Field(3, ge=1, le=6, description="Highest order of resonance line checked for crossing.")
+    settle_s: float = Field(2.0, ge=0, description="Wait after a verified magnet write before measuring, s.")
+    unexpected_ratio: float = Field(
+        0.5, gt=0, description="|measured - predicted| / |predicted| above which the effect is unexpected."
+    )
+    sim_enabled: bool = Field(True, description="The simulator serves the mapped ring channels from the lattice.")
+    sim_error_seed: int = Field(23, description="Seed of the simulated machine's quadrupole and BPM errors.")
+    sim_error_scale: float = Field(
+        1.0, ge=0, description="Factor on the documented machine errors (1e-3 gradient, 10 um alignment, 1 um BPM)."
+    )
+    sim_recompute_min_s: float = Field(0.2, gt=0, description="Shortest interval between two optics recomputations, s.")

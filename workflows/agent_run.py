@@ -112,6 +112,7 @@ class AgentRunWorkflow(
             "memory": self._memory,
             "python": self._python,
             "control_write": self._control_write,
+            "orbit_correct": self._orbit_correct,
             "logbook_publish": self._logbook_publish,
             "bluesky_plan": self._bluesky_plan,
             "respond": self._respond,

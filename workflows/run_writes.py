@@ -1,5 +1,7 @@
 """The control-write step of ``AgentRunWorkflow``: limits check (activity) -> approval (``ApprovalGate``) ->
-write (activity, once per approved request, verified; the protocol: ``tern.control.write``)."""
+write (activity, once per approved request, verified; the protocol: ``tern.control.write``) -> for a ring magnet
+whose effect was predicted: measured against predicted (BPMs and tunes read before the write and after the settle
+time; issue 23)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,23 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
     from tern.models import AuditEvent, ControlWriteStep, LimitsCheck, StepResult
     from tern.models.activity_io import WriteCheckInput, WriteInput
+    from tern.models.plan import OrbitCorrectStep
+    from tern.models.ring import (
+        MeasuredEffect,
+        MeasureEffectInput,
+        OrbitCorrectInput,
+        PredictedEffect,
+        RingSnapshot,
+        RingSnapshotInput,
+    )
 
 WRITE_CHECK_TIMEOUT = timedelta(seconds=30)
+RING_PATCH = "ring-measured-effect-1"  # runs from before issue 23 replay without the snapshot and measurement
+RING_READ_TIMEOUT = timedelta(seconds=30)
+RING_MEASURE_TIMEOUT = timedelta(minutes=5)  # includes ring.settle_s; heartbeats every second meanwhile
+RING_MEASURE_HEARTBEAT = timedelta(seconds=10)
+RING_RETRY = RetryPolicy(maximum_attempts=3)
+RING_CORRECT_TIMEOUT = timedelta(minutes=2)  # a response matrix: ~33 closed-orbit searches
 WRITE_TIMEOUT = timedelta(seconds=60)
 # A write attempt whose worker died is retried once its heartbeat lapses; the retry settles it by reading (or puts
 # once more when the channel still holds the value shown to the approver),
@@ -39,7 +56,49 @@ WRITE_RETRY = RetryPolicy(
 
 
 class WriteSteps(RunSteps):
-    """Handler of the ``control_write`` step kind."""
+    """Handlers of the ``control_write`` and ``orbit_correct`` step kinds."""
+
+    async def _orbit_correct(self, step: OrbitCorrectStep) -> StepResult:
+        """Corrector writes from the ring model (activity), then each as a ``control_write`` (check with its
+        predicted effect -> approval -> write -> measured against predicted), in order; stops at the first that
+        does not complete."""
+        if self._writes_blocked:
+            return StepResult(
+                step_id=step.id, kind=step.kind, status="skipped", message="skipped: an earlier step did not complete"
+            )
+        plan = await workflow.execute_activity_method(
+            AgentActivities.plan_orbit_correction,
+            OrbitCorrectInput(bpms=dict(step.bpms)),
+            start_to_close_timeout=RING_CORRECT_TIMEOUT,
+            retry_policy=RING_RETRY,
+            summary=f"orbit correction for {', '.join(step.bpms)}",
+        )
+        if plan.error or not plan.writes:
+            why = plan.error or "the model asks for no corrector change"
+            return StepResult(step_id=step.id, kind=step.kind, status="failed", message=f"no correction: {why}")
+        expected = ", ".join(f"{ch} {mm:+.3f} mm" for ch, mm in plan.expected.items())
+        subs: list[StepResult] = []
+        for n, (channel, amps) in enumerate(plan.writes.items(), start=1):
+            sub = ControlWriteStep(
+                id=f"{step.id}-{n}",
+                channel=channel,
+                value=amps,
+                reason=f"orbit correction {n}/{len(plan.writes)} (model expects {expected}): {step.reason}",
+            )
+            result = await self._control_write(sub)
+            subs.append(result)
+            if result.status != "completed":
+                break
+        done = sum(1 for r in subs if r.status == "completed")
+        status = "completed" if done == len(plan.writes) else subs[-1].status
+        return StepResult(
+            step_id=step.id,
+            kind=step.kind,
+            status=status,
+            sources=subs,
+            message=f"{done} of {len(plan.writes)} corrector writes done; the model expected {expected} "
+            f"(rms at the other BPMs {plan.residual_rms_mm:.3f} mm)",
+        )
 
     async def _control_write(self, step: ControlWriteStep) -> StepResult:
         """Limits check -> approval -> write (once) with verification. Skipped after a step that did not
@@ -94,6 +153,16 @@ class WriteSteps(RunSteps):
             start_by = decision.write_by - workflow.now()
             if start_by <= timedelta(0):
                 return await self._stale_approval(step, check, decision.write_by.isoformat())
+        effect = check.predicted_effect
+        before: RingSnapshot | None = None
+        if effect is not None and effect.predicted and effect.at_bpms and workflow.patched(RING_PATCH):
+            before = await workflow.execute_activity_method(
+                AgentActivities.ring_snapshot,
+                RingSnapshotInput(bpms=list(effect.at_bpms)),
+                start_to_close_timeout=RING_READ_TIMEOUT,
+                retry_policy=RING_RETRY,
+                summary="orbit and tunes before the write",
+            )
         record = await workflow.execute_activity_method(
             AgentActivities.write_channel,
             WriteInput(
@@ -113,14 +182,56 @@ class WriteSteps(RunSteps):
             summary=f"write {step.channel} = {step.value!r}",
         )
         self._writes.append(record)
+        measured: MeasuredEffect | None = None
+        if before is not None and effect is not None and record.verified:
+            measured = await self._measure(step, check, effect, before)
+        message = record.message if record.verified else f"write not verified: {record.message}"
+        if measured is not None:
+            message += f"; measured vs predicted: {measured.message}"
         return StepResult(
             step_id=step.id,
             kind=step.kind,
             status="completed" if record.verified else "failed",
             check=check,
             write=record,
-            message=record.message if record.verified else f"write not verified: {record.message}",
+            measured_effect=measured,
+            message=message,
         )
+
+    async def _measure(
+        self, step: ControlWriteStep, check: LimitsCheck, effect: PredictedEffect, before: RingSnapshot
+    ) -> MeasuredEffect:
+        """Measured against predicted after the settle time; an unexpected effect is audited
+        (``effect_unexpected``) with the inverse write proposed in its details, never performed."""
+        measured = await workflow.execute_activity_method(
+            AgentActivities.measure_effect,
+            MeasureEffectInput(
+                channel=step.channel, previous_value=check.current_value, value=step.value, effect=effect, before=before
+            ),
+            start_to_close_timeout=RING_MEASURE_TIMEOUT,
+            heartbeat_timeout=RING_MEASURE_HEARTBEAT,
+            retry_policy=RING_RETRY,
+            summary=f"measured vs predicted after {step.channel}",
+        )
+        if measured.unexpected:
+            await audit(
+                AuditEvent(
+                    event_kind="effect_unexpected",
+                    workflow_id=self._workflow_id,
+                    event_key=f"effect-unexpected:{run_key()}:{step.id}",
+                    step_id=step.id,
+                    actor="tern",
+                    channel=step.channel,
+                    previous_value=check.current_value,
+                    value=step.value,
+                    comment=measured.message,
+                    details={
+                        "worst_ratio": measured.worst_ratio,
+                        "proposed_inverse": list(measured.proposed_inverse) if measured.proposed_inverse else None,
+                    },
+                )
+            )
+        return measured
 
     async def _stale_approval(self, step: ControlWriteStep, check: LimitsCheck, write_by: str) -> StepResult:
         """The write could not start by its write-by deadline (no worker for too long): refused, audited; a new

@@ -18,6 +18,7 @@ Policy file (JSON, TOML or YAML by suffix; ``TERN_APPROVAL__POLICY_PATH``)::
     channels = ["SR:RF:*"]          # fnmatch patterns (case-sensitive) on the channel name
     approvers = ["group:rf"]
     min_approvals = 2               # two different people
+    effect_limits = { max_orbit_change_mm = 1.0, max_tune_shift = 0.01, forbid_resonance_order = 3 }  # optional
     [[rules]]
     kinds = ["control_write", "python", "plan", "memory", "logbook", "bluesky"]
     approvers = ["group:rf", "bob", "carol"]
@@ -31,6 +32,10 @@ Policy file (JSON, TOML or YAML by suffix; ``TERN_APPROVAL__POLICY_PATH``)::
     ssh_keys = ["ssh-ed25519 AAAA... bridge"]
     users = ["alice", "bob"]
     surfaces = ["matrix"]
+
+Effect limits: a ``control_write`` rule's ``effect_limits`` bound the predicted effect on the ring of a magnet write
+the rule covers (:class:`tern.models.ring.EffectLimits`; :meth:`ApprovalPolicy.effect_limits_for`); with the limits
+database's per-channel ones the stricter holds, and a write that breaks one is refused before approval.
 
 Self-approval: by default the requester may not approve their own ``control_write`` (two-person rule) and may
 approve other kinds; ``allow_self_approval`` on a rule or in ``self_approval`` per kind changes that. The
@@ -70,6 +75,7 @@ from tern.models.approval import (
     stricter_mode,
 )
 from tern.models.identity import IdentityMode, Principal
+from tern.models.ring import EffectLimits
 
 GROUP_PREFIX = "group:"
 MAX_APPROVALS = 5
@@ -101,6 +107,7 @@ class ApprovalRule(BaseModel):
     min_approvals: int = Field(1, ge=1, le=MAX_APPROVALS)
     allow_self_approval: bool | None = None
     surfaces: list[str] = Field(default_factory=list, description="Where these requests may be decided; empty: any.")
+    effect_limits: EffectLimits | None = Field(None, description="Limits on a magnet write's predicted effect.")
 
     _v_approvers = field_validator("approvers")(lambda cls, v: _names(v, "approvers"))
     _v_channels = field_validator("channels")(lambda cls, v: _names(v, "channels"))
@@ -165,6 +172,13 @@ class ApprovalPolicy(BaseModel):
     def identity_mode(self, worker: IdentityMode) -> IdentityMode:
         """The identity mode in force: the stricter of the worker's ``approval.identity`` and the file's."""
         return "proven" if "proven" in (worker, self.identity) else "declared"
+
+    def effect_limits_for(self, channel: str) -> EffectLimits | None:
+        """The effect limits of the first ``control_write`` rule that covers ``channel`` (None: no rule sets any)."""
+        for rule in self.rules:
+            if rule.matches("control_write", channel):
+                return rule.effect_limits
+        return None
 
     @property
     def is_open(self) -> bool:

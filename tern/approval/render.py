@@ -148,7 +148,18 @@ def _write_lines(w: LimitsCheck) -> list[str]:
         f"- **Limits**: {', '.join(x for x in limits if x) or 'none listed'} (checked: "
         f"{'within limits' if w.allowed else md_text(w.message or 'refused')})",
         f"- **Verification**: {verification}",
+        *_effect_lines(w),
     ]
+
+
+def _effect_lines(w: LimitsCheck) -> list[str]:
+    """The predicted effect on the ring (tern.ring), one short block; nothing for a write without one."""
+    e = w.predicted_effect
+    if e is None:
+        return []
+    if not e.predicted:
+        return [f"- **Predicted effect**: none ({md_text(e.message)})"]
+    return ["- **Predicted effect** (model, not measurement):", "", _block(e.summary())]
 
 
 def _code_lines(request: ApprovalRequest, workflow_id: str) -> list[str]:

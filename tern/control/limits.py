@@ -3,7 +3,9 @@
 Format (Osprey's ``channel_limits.json``): an object with optional ``defaults`` and one object per channel with
 ``min_value``, ``max_value``, ``max_step`` (largest allowed change from the current value: from the setpoint's
 value *and* from its readback's, what the machine actually holds; see :meth:`LimitsDatabase.check`), ``writable`` and
-``verification: {level: none|callback|readback, tolerance_percent | tolerance_absolute}``. Keys starting with
+``verification: {level: none|callback|readback, tolerance_percent | tolerance_absolute}``, and for a magnet of the
+ring model the effect limits ``max_orbit_change_mm``, ``max_tune_shift``, ``forbid_resonance_order`` (checked on the
+predicted effect, :mod:`tern.ring.effect`). Keys starting with
 ``_`` are comments. Channels inherit ``defaults`` field by field.
 
 Fail closed: a database that does not load or validate blocks every write (:class:`LimitsDatabaseError`), and
@@ -32,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tern.control.addressing import ChannelAddressError, Protocol, parse_address
 from tern.models import LimitsCheck, Verification
+from tern.models.ring import EffectLimits
 
 
 class LimitsDatabaseError(ValueError):
@@ -49,6 +52,17 @@ class ChannelLimits(BaseModel):
     verification: Verification = Field(default_factory=Verification)
     units: str = ""
     protocol: Protocol = "ca"
+    max_orbit_change_mm: float | None = Field(None, gt=0)
+    max_tune_shift: float | None = Field(None, gt=0)
+    forbid_resonance_order: int | None = Field(None, ge=1)
+
+    def effect_limits(self) -> EffectLimits:
+        """This channel's limits on a write's predicted effect on the ring (all None: none set)."""
+        return EffectLimits(
+            max_orbit_change_mm=self.max_orbit_change_mm,
+            max_tune_shift=self.max_tune_shift,
+            forbid_resonance_order=self.forbid_resonance_order,
+        )
 
     @model_validator(mode="after")
     def _bounds(self) -> ChannelLimits:

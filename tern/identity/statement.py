@@ -83,7 +83,8 @@ def make_statement(
 
 def request_content(request: ApprovalRequest) -> dict[str, Any]:
     """What an approver is shown of ``request``, as the digest covers it: kind, step, summary and reason; for a
-    write the channel, the exact value, the units and the current value; for code the SHA-256 of the code; for a
+    write the channel, the exact value, the units and the current value (and the SHA-256 of its predicted effect
+    on the ring, when it has one); for code the SHA-256 of the code; for a
     plan or a logbook entry their JSON."""
     content: dict[str, Any] = {
         "kind": request.kind,
@@ -100,6 +101,10 @@ def request_content(request: ApprovalRequest) -> dict[str, Any]:
             "units": w.units,
             "current_value": None if w.current_value is None else repr(float(w.current_value)),
         }
+        if w.predicted_effect is not None:  # the consequences shown are bound too (absent: the digest is as before)
+            content["write"]["predicted_effect_sha256"] = sha256_hex(
+                canonical_json(w.predicted_effect.model_dump(mode="json"))
+            )
     if request.code is not None:
         content["code_sha256"] = sha256_hex(request.code.code)
     if request.plan is not None:

@@ -28,6 +28,7 @@ AuditKind = Literal[
     "trigger_refused",  # a validly signed POST /triggers/{name} that was refused (starters/triggers_api.py)
     "bluesky_refused",  # a bluesky_plan step the queue server does not allow, refused before approval
     "bluesky_plan",  # a bluesky_plan step ran: queue item, exit status and run uids in details
+    "effect_unexpected",  # a magnet write's measured effect far from the predicted one (tern.ring); inverse proposed
 ]
 
 

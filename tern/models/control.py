@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tern.models.ring import PredictedEffect
+
 VerificationLevel = Literal["none", "callback", "readback"]
 Violation = Literal[
     "writes_disabled",
@@ -19,6 +21,9 @@ Violation = Literal[
     "step_check_failed",
     "channel_unreachable",
     "unverifiable_change",
+    "no_closed_orbit",
+    "effect_limit",
+    "effect_unpredictable",
 ]
 
 
@@ -69,6 +74,9 @@ class LimitsCheck(BaseModel):
     max_value: float | None = None
     max_step: float | None = None
     verification: Verification = Field(default_factory=Verification)
+    predicted_effect: PredictedEffect | None = Field(
+        None, description="For a magnet of the ring model: the write's predicted effect (tern.ring), with its model."
+    )
 
 
 class WriteRecord(BaseModel):

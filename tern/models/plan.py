@@ -176,6 +176,26 @@ class ControlWriteStep(_Step):
         return value
 
 
+class OrbitCorrectStep(_Step):
+    """Move the closed orbit at named BPMs by given amounts (mm, one plane): corrector currents computed from the
+    ring model's orbit response matrix (tern.ring.correct), then each written as an approval-gated control write
+    with its predicted effect."""
+
+    kind: Literal["orbit_correct"] = "orbit_correct"
+    bpms: dict[ChannelName, float] = Field(
+        min_length=1, max_length=10, description="BPM position channel -> requested orbit change, mm (one plane)."
+    )
+    reason: str = Field("", max_length=2000, description="Why the orbit change is proposed, shown to the approver.")
+
+    @field_validator("bpms")
+    @classmethod
+    def _finite_changes(cls, v: dict[str, float]) -> dict[str, float]:
+        for ch, mm in v.items():
+            if not math.isfinite(mm) or abs(mm) > 10:
+                raise ValueError(f"orbit change at {ch} must be a finite number of mm within +-10, got {mm!r}")
+        return v
+
+
 def _short(v: object, limit: int = 60) -> str:
     text = repr(v)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
@@ -293,6 +313,7 @@ Step = Annotated[
     | GatherStep
     | MemoryStep
     | ControlWriteStep
+    | OrbitCorrectStep
     | PythonStep
     | LogbookPublishStep
     | BlueskyPlanStep
@@ -307,6 +328,7 @@ STEP_KINDS = (
     "gather",
     "memory",
     "control_write",
+    "orbit_correct",
     "python",
     "logbook_publish",
     "bluesky_plan",

@@ -26,6 +26,7 @@ from tern.models.memory import Memory
 from tern.models.plan import Plan
 from tern.models.planning import ChannelCandidate, LLMUsage, PlanVersion
 from tern.models.python_step import PythonStepOutcome
+from tern.models.ring import MeasuredEffect
 from tern.models.search_attributes import FinalRunState, RunState
 from tern.models.trigger import RunTrigger
 
@@ -95,6 +96,9 @@ class StepResult(BaseModel):
     readings: list[ChannelReading] | None = None
     check: LimitsCheck | None = None
     write: WriteRecord | None = None
+    measured_effect: MeasuredEffect | None = Field(
+        None, description="control_write of a ring magnet: measured against predicted after the write (tern.ring)."
+    )
     python: PythonStepOutcome | None = None
     archived: ArchiverReadOutput | None = None
     sources: list[StepResult] | None = Field(None, description="A gather step: one result per source, in order.")

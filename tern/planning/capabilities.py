@@ -17,6 +17,7 @@ from tern.models.plan import (
     LogbookPublishStep,
     LogbookSearchStep,
     MemoryStep,
+    OrbitCorrectStep,
     PythonStep,
     RespondStep,
 )
@@ -209,6 +210,25 @@ CONTROL_WRITE = Capability(
 )
 
 
+ORBIT_CORRECT = Capability(
+    kind="orbit_correct",
+    description="Move the storage ring's closed orbit at named BPMs by given amounts in mm, one plane: 'bpms' maps "
+    "BPM position channels (SR:DIAG:BPM:NN:POSITION:X or :Y) to the change wanted. Corrector currents come from "
+    "the ring model's orbit response matrix; each becomes a control write with its predicted effect, approved by "
+    "a human. Only when the operator asks to move or correct the orbit.",
+    step_model=OrbitCorrectStep,
+    needs_approval=True,
+    summarise=lambda r: r.message,
+    channels=lambda s: (list(s.bpms), []),
+    example={
+        "id": "bump",
+        "kind": "orbit_correct",
+        "bpms": {"SR:DIAG:BPM:07:POSITION:X": 0.5},
+        "reason": "move the horizontal orbit at BPM 07 by +0.5 mm",
+    },
+)
+
+
 def _published(r: StepResult) -> str:
     p = r.logbook
     if p is None:
@@ -282,6 +302,7 @@ def default_registry() -> CapabilityRegistry:
             MEMORY,
             PYTHON,
             CONTROL_WRITE,
+            ORBIT_CORRECT,
             LOGBOOK_PUBLISH,
             BLUESKY_PLAN,
             RESPOND,

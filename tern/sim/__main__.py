@@ -2,8 +2,9 @@
 ``TERN_SIM__PVA=false``) the same channels over PVAccess on ``TERN_CONTROL__PVA_SERVER_PORT`` (:mod:`tern.sim.pva`).
 
 Reads ``TernSettings`` (limits database, CA and PVA ports, readback lag, stuck and slow readbacks, ignored
-setpoints, IOC clock offset, put log); listens on 127.0.0.1 only. Exits with an error when the PVAccess port is
-taken.
+setpoints, IOC clock offset, put log) and the ring settings (the storage ring served from the mapping's pyAT
+lattice with seeded errors, ``ring.sim_enabled``); listens on 127.0.0.1 only. Exits with an error when the
+PVAccess port is taken.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ def main() -> None:
     from tern.sim.accelerator import SimulatedAccelerator
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ring = None
+    if settings.ring.sim_enabled:
+        from tern.ring.model import MachineErrors
+        from tern.sim.ring import RingSimulation
+
+        errors = MachineErrors(seed=settings.ring.sim_error_seed).scaled(settings.ring.sim_error_scale)
+        ring = RingSimulation(settings.ring.mapping_path, errors, settings.ring.sim_recompute_min_s)
     sim = SimulatedAccelerator(
         LimitsDatabase.load(settings.control.limits_path, allow_unlisted=True),
         readback_lag_s=settings.sim.readback_lag_s,
@@ -32,6 +40,7 @@ def main() -> None:
         clock_offset_s=settings.sim.clock_offset_s,
         update_period_s=settings.sim.update_period_s,
         put_log=settings.sim.put_log_path,
+        ring=ring,
     )
     logging.getLogger("tern.sim").info(
         "serving %d channels on 127.0.0.1:%d", len(sim.pvdb), settings.control.ca_server_port

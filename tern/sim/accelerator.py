@@ -12,6 +12,9 @@
 - scenarios: a client writes ``trip cavity<N>`` to the string channel ``SIM:SCENARIO`` (``tern sim trip
   cavity1``) and cavity N's reflected power ``SR:RF:CAVITY:0N:POWER:REV`` jumps to ``TRIP_PEAK`` (above the
   40 kW of the issue-12 demo trigger), then decays back to its drift band (:meth:`SimulatedAccelerator.trip`);
+- with ``ring`` set (:class:`tern.sim.ring.RingSimulation`), the storage ring's mapped magnets act on one pyAT
+  lattice with seeded errors when their readbacks follow, and the mapped BPM positions, ``SR:DIAG:TUNE:X/Y`` and
+  ``SR:DIAG:CHROM:X/Y`` are that machine's closed orbit (plus noise), tunes and chromaticity instead of drifts;
 - with ``put_log`` set, every put a setpoint receives is appended to that file as one JSON line
   (``{"channel", "value", "ioc_time", "host_time", "processed"}``), flushed at once: the IOC's own record of
   what it was told to do, which :mod:`tern.audit.invariants` compares with the audit table.
@@ -39,6 +42,7 @@ from caproto import ChannelData, ChannelDouble, ChannelInteger, ChannelString, S
 
 from tern.control.limits import LimitsDatabase
 from tern.control.units import units_for
+from tern.sim.ring import RingSimulation
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,7 @@ class SimulatedAccelerator:
         update_period_s: simulation tick in seconds.
         seed: random seed for the drift (deterministic runs in tests).
         put_log: file receiving one JSON line per put to a setpoint, or None.
+        ring: the storage ring's lattice simulation, or None (every BPM drifts, no tune channels).
     """
 
     limits: LimitsDatabase
@@ -124,6 +129,7 @@ class SimulatedAccelerator:
     update_period_s: float = 0.1
     seed: int = 1
     put_log: Path | None = None
+    ring: RingSimulation | None = None
     pvdb: dict[str, ChannelData] = field(init=False, default_factory=dict)
     listeners: list[Callable[[str, ChannelData], None]] = field(init=False, default_factory=list)
     _pending: list[_Follow] = field(init=False, default_factory=list)
@@ -138,6 +144,11 @@ class SimulatedAccelerator:
         for name, lim in self.limits.channels.items():
             self.pvdb[name] = self._make(name, lim.min_value, lim.max_value)
         self.pvdb[SCENARIO_CHANNEL] = _Scenario(self, value="")
+        if self.ring is not None:
+            for name, value in self.ring.readings().items():
+                self._drifting.pop(name, None)
+                units = "mm" if self.ring.is_bpm(name) else ""
+                self.pvdb[name] = _Double(timestamp=self.now(), value=value, units=units, precision=5)
         for name, ch in self.pvdb.items():
             if isinstance(ch, _Notifying):
                 ch.sim, ch.pv_name = self, name
@@ -264,8 +275,15 @@ class SimulatedAccelerator:
             self._pending = [f for f in self._pending if f.due > now]
             for f in due:
                 await self.pvdb[f.readback].write(f.value, timestamp=self.now())
+                setpoint = f.readback[: -len(":RB")] + ":SP"
+                if self.ring is not None and self.ring.is_magnet(setpoint):
+                    self.ring.set_current(setpoint, f.value)  # the field follows the current
             tick += 1
-            if tick % max(1, round(1.0 / self.update_period_s)) == 0:  # drift once a second
+            second = tick % max(1, round(1.0 / self.update_period_s)) == 0
+            if self.ring is not None and (await self.ring.step() or second):
+                for name, value in self.ring.readings().items():
+                    await self.pvdb[name].write(value, timestamp=self.now())
+            if second:  # drift once a second
                 for name, (step, low, high) in self._drifting.items():
                     ch = self.pvdb[name]
                     v = float(ch.value) + self._rng.uniform(-step, step)
