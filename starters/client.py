@@ -29,7 +29,7 @@ from temporalio.client import (
 from temporalio.client import (
     WorkflowExecutionStatus as ExecStatus,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from tern.config import TernSettings
@@ -171,10 +171,17 @@ class TernClient:
         return Signer(name=a.service_name, key=a.service_key_path, surface=surface, on_behalf_of=user)
 
     async def start_run(
-        self, request: AgentRunRequest, workflow_id: str | None = None, signer: Signer | None = None
+        self,
+        request: AgentRunRequest,
+        workflow_id: str | None = None,
+        signer: Signer | None = None,
+        *,
+        id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     ) -> WorkflowHandle[Any, Any]:
         """Start ``AgentRunWorkflow``; returns its handle (``handle.id`` is the run id). With ``signer`` the start
         carries a proof of who starts it (required when the worker's ``approval.identity`` is ``proven``).
+        ``id_reuse_policy``: Temporal's default (ALLOW_DUPLICATE: an id is refused only while its run is open);
+        triggered starts pass REJECT_DUPLICATE so a deterministic id dedups after the first run closed too.
 
         Raises :class:`TernUserError` when the proof cannot be made (no key, ssh-keygen failed)."""
         workflow_id = workflow_id or f"tern-run-{uuid.uuid4().hex[:12]}"
@@ -188,6 +195,7 @@ class TernClient:
             request,
             id=workflow_id,
             task_queue=self.settings.temporal.task_queue,
+            id_reuse_policy=id_reuse_policy,
             static_summary=f"{request.user}: {request.query[:180]}",
             search_attributes=TypedSearchAttributes(
                 [
