@@ -12,7 +12,8 @@ it becomes the run's event (``AgentRunRequest.trigger.event``, with the key id a
 
 Answers: 202 ``{"status": "started", "workflow_id", "run_id"}``; 200 ``{"status": "duplicate", ...}`` when the
 same body was posted (newly signed) within the dedup window (``trigger-<name>-webhook-<bucket>-<body hash>``
-exists or existed: started with REJECT_DUPLICATE, no racing pre-check); errors are JSON ``{"error": "<reason>"}``: 400 (body not a JSON object), 401 (unsigned,
+exists or existed: started with REJECT_DUPLICATE, no racing pre-check); errors are JSON
+``{"error": "<reason>"}``: 400 (body not a JSON object), 401 (unsigned,
 unknown key, outside the window, ``v1`` or bad signature), 403 (the key may not fire this trigger), 404 (no
 webhook trigger of that name), 409 (signature used before, or paused), 413 (too large), 429 (rate limit
 ``triggers.max_runs_per_minute``), 503 (Temporal unreachable). Nothing is started unless the answer is 202. A
