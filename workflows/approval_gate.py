@@ -65,6 +65,9 @@ RESOLVE_RETRY = RetryPolicy(
 POLICY_PATCH = "approval-policy-1"
 # Runs started before chat bridges existed replay without the notify_approvers activity.
 NOTIFY_PATCH = "notify-approvers-1"
+# A run cancelled while a request waits leaves TernRunState "cancelled" (it stayed "awaiting_approval" before): one
+# more upsert command in the cancel path, which earlier cancelled histories do not hold.
+CANCEL_STATE_PATCH = "cancel-state-1"
 NOTIFY_TIMEOUT = timedelta(seconds=30)
 # Bounded: a chat outbox that cannot be reached must not hold the request; the CLI and Web UI still decide it,
 # and a bridge's reconciliation from visibility at its start catches up.
@@ -294,10 +297,14 @@ class ApprovalGate:
         while True:
             try:
                 await workflow.wait_condition(
-                    lambda: self._decision is not None or bool(self._partial), timeout=timeout
+                    lambda: self._decision is not None or bool(self._partial),
+                    timeout=timeout,
+                    timeout_summary=f"approval timeout: {kind} request {pending.request_id} rejects at expiry",
                 )
             except asyncio.CancelledError:  # the run was cancelled while waiting: close the request in the audit
                 self.pending = None
+                if workflow.patched(CANCEL_STATE_PATCH):
+                    self.on_state("cancelled", NO_APPROVAL)
                 workflow.set_current_details(f"**Cancelled** while approval request `{pending.request_id}` waited")
                 await audit(
                     AuditEvent(

@@ -26,6 +26,7 @@ AuditKind = Literal[
     "start_refused",  # a start whose proof of identity did not verify: the reason in comment
     "chat_decision",  # a decision attempt from a chat bridge, with the platform identity (tern/chat/bridge.py)
     "trigger_refused",  # a validly signed POST /triggers/{name} that was refused (starters/triggers_api.py)
+    "python_cancelled",  # a python step's child workflow cancelled by its run, or by its run closing
 ]
 
 
