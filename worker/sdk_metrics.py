@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
-from prometheus_client.utils import floatToGoString
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 from temporalio.runtime import (
     BUFFERED_METRIC_KIND_COUNTER,
     BUFFERED_METRIC_KIND_GAUGE,
