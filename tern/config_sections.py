@@ -259,6 +259,15 @@ class WorkerSettings(_Section):
         description="Worker log lines: 'human' (time, logger, level, message) or 'json' (one JSON object a line "
         "with workflow id, Tern run id, step id, request id and trace id; the worker image's default).",
     )
+    graceful_shutdown_s: float = Field(
+        75.0,
+        gt=0,
+        le=3600,
+        description="Seconds a stopping worker (SIGTERM, a rollout) lets running activities finish before they are "
+        "cancelled and retried elsewhere; must exceed the control write's 60 s timeout (the worker refuses to "
+        "start otherwise) so no write is cut off. Keep the pod's grace period (k8s "
+        "terminationGracePeriodSeconds, compose stop_grace_period) longer still.",
+    )
 
 
 class SandboxSettings(_Section):

@@ -37,7 +37,7 @@ from worker.health import HealthChecks, HttpEndpoint, HttpEndpointError, bind, b
 from worker.logs import LogContextInterceptor, configure_logging
 from worker.sdk_metrics import metrics_runtime
 from worker.telemetry import TelemetryConfigError, configure_tracing
-from workflows.agent_run import AgentRunWorkflow
+from workflows.agent_run import WRITE_TIMEOUT, AgentRunWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 from workflows.logbook_reembed import LogbookReembedWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
@@ -48,7 +48,7 @@ SEARCH_ATTRIBUTE_NAMES = tuple(k.name for k in SEARCH_ATTRIBUTES)
 log = logging.getLogger("tern.worker")
 
 WORKFLOWS: Sequence[type] = (AgentRunWorkflow, PythonExecutionWorkflow, *ARIEL_WORKFLOWS, LogbookReembedWorkflow)
-GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+GRACEFUL_SHUTDOWN = timedelta(seconds=75)  # the default of worker.graceful_shutdown_s; longer than WRITE_TIMEOUT
 MAX_CONCURRENT_ACTIVITIES = 50  # activity slots of one worker; benchmarks.floors gives its bare worker the same
 
 
@@ -63,8 +63,15 @@ def build_worker(
     ``overrides`` maps activity names to callables (``@activity.defn(name=...)``) that replace Tern's activity
     of that name: an LLM provider such as ``generate_code`` or ``compose_answer``; tests register scripted ones
     this way. Tern's activity callables are named as their activities. Raises ``ValueError`` for a name that
-    is not one of Tern's activities.
+    is not one of Tern's activities, and when ``worker.graceful_shutdown_s`` does not exceed the control write's
+    timeout (a rollout would cancel writes in flight).
     """
+    graceful = timedelta(seconds=settings.worker.graceful_shutdown_s)
+    if graceful <= WRITE_TIMEOUT:
+        raise ValueError(
+            f"worker.graceful_shutdown_s (TERN_WORKER_GRACEFUL_SHUTDOWN_S) is {graceful.total_seconds():g} s: it must "
+            f"exceed the control write's timeout ({WRITE_TIMEOUT.total_seconds():g} s), or a rollout cuts writes off"
+        )
     agent = AgentActivities(settings, pool)
     activities = [
         *agent.all(),
@@ -86,7 +93,7 @@ def build_worker(
         task_queue=settings.temporal.task_queue,
         workflows=list(WORKFLOWS),
         activities=[*(a for a in activities if a.__name__ not in overrides), *overrides.values()],
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        graceful_shutdown_timeout=graceful,
         interceptors=[LogContextInterceptor()],
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
     )
