@@ -7,6 +7,7 @@ components (test_agent_run.py, test_approval_runs.py, test_python_step.py) stay 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -401,6 +402,12 @@ async def test_python_step_retries_generation_with_the_error_fed_back(env) -> No
     assert result.status == "completed", result.error
     py = result.steps[0].python
     assert [a.outcome for a in py.attempts] == ["error", "ok"]
+    # issue 26: each attempt's code travels as its digest; the last code once (the stand-in's generated code)
+    codes = ["results = {'attempt': 1}", "results = {'attempt': 2}"]
+    assert [(a.code, a.code_sha256) for a in py.attempts] == [
+        ("", hashlib.sha256(c.encode()).hexdigest()) for c in codes
+    ]
+    assert py.code == codes[1]
     assert machine.calls[0] == "generate_code:1:" and machine.calls[2].startswith("generate_code:2:")
     assert "ZeroDivisionError" in machine.calls[2]
 

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.channels import ChannelActivities
     from activities.logbook import LogbookActivities
     from activities.memory import MemoryActivities
+    from tern.agent.payload import for_composer, for_result
     from tern.approval.render import finished_markdown, step_markdown
     from tern.identity.statement import start_digest
     from tern.models import (
@@ -367,7 +368,7 @@ class AgentRunWorkflow(ApprovalHandlers):
             status=self._status,
             query=req.query,
             user=req.user,
-            steps=self._steps,
+            steps=[for_result(s) for s in self._steps],  # attempts' code as digests, readings capped
             writes=self._writes,
             approvals=self._all_approvals(),
             ignored_decisions=self._gate.ignored,
@@ -680,7 +681,7 @@ class AgentRunWorkflow(ApprovalHandlers):
                 user=req.user,
                 query=req.query,
                 instructions=step.instructions,
-                steps=self._steps,
+                steps=[for_composer(s) for s in self._steps],  # python attempts' code as digests
                 memories=notes,
             ),
             start_to_close_timeout=COMPOSE_TIMEOUT,

@@ -23,6 +23,7 @@ from workflows.search_attributes import NO_APPROVAL
 
 with workflow.unsafe.imports_passed_through():
     from activities.sandbox import SandboxActivities
+    from tern.agent.payload import compact_attempt
     from tern.approval.render import finished_markdown, step_markdown
     from tern.models import AgentRunStatus, AuditEvent, RunState
     from tern.models.approval import CodeReview
@@ -256,7 +257,7 @@ class PythonExecutionWorkflow(ApprovalHandlers):
             code=self._code,
             analysis=self._report,
             execution=self._execution,
-            attempts=self._attempts,
+            attempts=[compact_attempt(a) for a in self._attempts],  # code once (above), not once per attempt
             approvals=self._gate.approvals,
             ignored_decisions=self._gate.ignored,
             llm_usage=self._usage,
