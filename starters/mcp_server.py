@@ -14,7 +14,7 @@ or streamable HTTP (``/mcp``). What the SDK would leave loose is made strict her
 
 There is no tool that approves or rejects: an MCP client can start a run, never decide one. A write is proposed
 (``propose_write``) as a run whose only step is the write, checked up front against the limits database, the
-master switch and the live value with the check the run itself does (``AgentActivities.check_write``), so a write
+master switch and the live value with the check the run itself does (:func:`tern.control.write.check_write`), so a write
 the run would refuse is refused before any run starts or waits for an approver.
 
 Over HTTP a client must send the bearer token of setting ``mcp.token`` (``Authorization: Bearer <token>``, checked
@@ -227,24 +227,23 @@ class TernMcp:
         approval policy: somebody other than a requester barred by the two-person rule must be able to approve)
         and, when allowed, start a run whose only step is the write; returns at once with the ids and the check.
         A refused write raises ``TernUserError`` naming the violation, and nothing is started."""
-        from temporalio.exceptions import ApplicationError
-
-        from activities.agent import AgentActivities
         from activities.approval import policy_source
         from starters.client import TernUnavailable, TernUserError
         from starters.plan_file import check_plan_channels
         from tern.approval.policy import ApprovalPolicyError
+        from tern.control.write import WriteError, check_write
         from tern.models.activity_io import WriteCheckInput
 
         step = ControlWriteStep(id=WRITE_STEP_ID, channel=a.channel, value=a.value, reason=a.reason)
         plan = Plan(steps=[step])
         check_plan_channels(plan, self.settings)
-        checker = AgentActivities(self.settings, ca_client=self.ca())
         try:
-            check = await checker.check_write(
-                WriteCheckInput(workflow_id="(proposed)", step_id=WRITE_STEP_ID, channel=a.channel, value=a.value)
+            check = await check_write(
+                self.ca(),
+                self.settings.control,
+                WriteCheckInput(workflow_id="(proposed)", step_id=WRITE_STEP_ID, channel=a.channel, value=a.value),
             )
-        except ApplicationError as exc:  # the channel does not answer
+        except WriteError as exc:  # the channel does not answer
             raise TernUserError(f"write to {a.channel} refused before any approval: {exc}") from exc
         if not check.allowed:
             raise TernUserError(

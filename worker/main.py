@@ -37,10 +37,11 @@ from worker.health import HealthChecks, HttpEndpoint, HttpEndpointError, bind, b
 from worker.logs import LogContextInterceptor, configure_logging
 from worker.sdk_metrics import metrics_runtime
 from worker.telemetry import TelemetryConfigError, configure_tracing
-from workflows.agent_run import WRITE_TIMEOUT, AgentRunWorkflow
+from workflows.agent_run import AgentRunWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 from workflows.logbook_reembed import LogbookReembedWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
+from workflows.run_writes import WRITE_TIMEOUT
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 SEARCH_ATTRIBUTE_NAMES = tuple(k.name for k in SEARCH_ATTRIBUTES)

@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType, is_cancelled_exception
 
 from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, run_key, set_run_state
+from workflows.declined import decided_by, declined_status
 from workflows.failures import error_message
 from workflows.search_attributes import NO_APPROVAL
 
@@ -178,10 +179,7 @@ class PythonExecutionWorkflow(ApprovalHandlers):
                     resolved=rule,
                 )
                 if decision.decision != "approved":
-                    return self._outcome(
-                        decision.decision,
-                        f"code {decision.decision} by {decision.approver or decision.via}: {decision.comment}",
-                    )
+                    return self._outcome(declined_status(decision), f"code {decided_by(decision)}: {decision.comment}")
             try:
                 execution = self._execution = await workflow.execute_activity_method(
                     SandboxActivities.execute_python,

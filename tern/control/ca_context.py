@@ -25,13 +25,15 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from tern.control.channel_io import ChannelIOError
+
 _init_lock = threading.Lock()
 _local = threading.local()
 
 
-class ChannelAccessError(RuntimeError):
-    """A channel could not be connected, read or written; the message names the channel. Nothing was written
-    when :func:`tern.control.channels.write_channel` raises it."""
+class ChannelAccessError(ChannelIOError):
+    """A channel could not be connected, read or written over Channel Access; the message names the channel.
+    Nothing was written when :func:`tern.control.channels.write_channel` raises it."""
 
 
 class CAContextError(ChannelAccessError):

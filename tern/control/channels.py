@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tern.control.ca_context import ChannelAccessError, attach_thread, configure_environment
+from tern.control.channel_io import readback_name
 from tern.control.units import units_for
 from tern.control.verification import (
     SmallChangeMode,
@@ -122,12 +123,6 @@ def read_value(name: str, timeout_s: float = 2.0) -> float:
     return v
 
 
-def readback_name(setpoint: str) -> str:
-    """``X:SP`` (or its value field ``X:SP.VAL``) -> ``X:RB``; other names are their own readback."""
-    record = setpoint[: -len(".VAL")] if setpoint.endswith(".VAL") else setpoint
-    return record[:-3] + ":RB" if record.endswith(":SP") else setpoint
-
-
 @dataclass(frozen=True)
 class _Stamped:
     value: float | None
@@ -192,7 +187,7 @@ def write_channel(
         readback_clock_skew_s: how far the readback's IOC clock may lag the setpoint's, seconds.
         put_not_after: a ``time.monotonic()`` instant after which the put is not sent (a caller whose interrupted
             attempts are settled by reading after a delay bounds when a put may land; see
-            ``activities.agent.put_window_s``), or None for no bound.
+            :func:`tern.control.write.put_window_s`), or None for no bound.
 
     Raises :class:`ChannelAccessError` when the channel does not connect, cannot be read with a timestamp
     before the put, the put's window (``put_not_after``) has closed, or libca does not send the put, and

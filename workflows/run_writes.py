@@ -1,0 +1,144 @@
+"""The control-write step of ``AgentRunWorkflow``: limits check (activity) -> approval (``ApprovalGate``) ->
+write (activity, once per approved request, verified; the protocol: ``tern.control.write``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from workflows.approval_gate import audit, run_key
+from workflows.declined import decided_by, declined_result
+from workflows.run_base import CA_RETRY, IDENTITY_PATCH, RunSteps
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agent import AgentActivities
+    from tern.models import AuditEvent, ControlWriteStep, LimitsCheck, StepResult
+    from tern.models.activity_io import WriteCheckInput, WriteInput
+
+WRITE_CHECK_TIMEOUT = timedelta(seconds=30)
+WRITE_TIMEOUT = timedelta(seconds=60)
+# A write attempt whose worker died is retried once its heartbeat lapses; the retry settles it by reading (or puts
+# once more when the channel still holds the value shown to the approver),
+# no earlier than TERN_WRITE_SETTLE_DELAY_S after the claim (tern.control.write, settling an interrupted write).
+WRITE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+WRITE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=12,  # as CA_RETRY: each attempt re-reads and re-checks before any put
+    non_retryable_error_types=[
+        "WritesDisabled",
+        "InvalidLimits",
+        "WriteRefused",
+        "WriteOutcomeUnknown",
+        "ValueChangedSinceApproval",
+    ],
+)
+
+
+class WriteSteps(RunSteps):
+    """Handler of the ``control_write`` step kind."""
+
+    async def _control_write(self, step: ControlWriteStep) -> StepResult:
+        """Limits check -> approval -> write (once) with verification. Skipped after a step that did not
+        complete."""
+        if self._writes_blocked:
+            return StepResult(
+                step_id=step.id, kind=step.kind, status="skipped", message="skipped: an earlier step did not complete"
+            )
+        req, workflow_id = self._req, self._workflow_id
+        check = await workflow.execute_activity_method(
+            AgentActivities.check_write,
+            WriteCheckInput(workflow_id=workflow_id, step_id=step.id, channel=step.channel, value=step.value),
+            start_to_close_timeout=WRITE_CHECK_TIMEOUT,
+            retry_policy=CA_RETRY,
+            summary=f"limits check {step.channel} -> {step.value:g}",
+        )
+        if not check.allowed:
+            await audit(
+                AuditEvent(
+                    event_kind="write_refused",
+                    workflow_id=workflow_id,
+                    event_key=f"write-refused:{run_key()}:{step.id}",
+                    step_id=step.id,
+                    actor=req.user,
+                    channel=step.channel,
+                    previous_value=check.current_value,
+                    value=step.value,
+                    comment=check.message,
+                    details={"violation": check.violation},
+                )
+            )
+            return StepResult(
+                step_id=step.id,
+                kind=step.kind,
+                status="refused",
+                check=check,
+                message=f"refused ({check.violation}): {check.message}",
+            )
+        units = f" {check.units}" if check.units else ""
+        summary = (
+            f"write {step.channel}: {check.current_value:g} -> {step.value:g}{units}"
+            if check.current_value is not None
+            else f"write {step.channel} = {step.value:g}{units}"
+        )
+        decision = await self._gate.request(
+            kind="control_write", step_id=step.id, summary=summary, reason=step.reason, write=check
+        )
+        if decision.decision != "approved":
+            return declined_result(step, decision, f"{decided_by(decision)}: {decision.comment}", check=check)
+        start_by: timedelta | None = None
+        if decision.write_by is not None and workflow.patched(IDENTITY_PATCH):
+            start_by = decision.write_by - workflow.now()
+            if start_by <= timedelta(0):
+                return await self._stale_approval(step, check, decision.write_by.isoformat())
+        record = await workflow.execute_activity_method(
+            AgentActivities.write_channel,
+            WriteInput(
+                workflow_id=workflow_id,
+                step_id=step.id,
+                idempotency_key=f"{workflow_id}/{step.id}/{decision.request_id}",
+                channel=step.channel,
+                value=step.value,
+                request_id=decision.request_id,
+                approver=", ".join(decision.approved_by) or decision.approver or "",
+                approved_from=check.current_value,
+            ),
+            start_to_close_timeout=WRITE_TIMEOUT,
+            schedule_to_start_timeout=start_by,
+            heartbeat_timeout=WRITE_HEARTBEAT_TIMEOUT,
+            retry_policy=WRITE_RETRY,
+            summary=f"write {step.channel} = {step.value!r}",
+        )
+        self._writes.append(record)
+        return StepResult(
+            step_id=step.id,
+            kind=step.kind,
+            status="completed" if record.verified else "failed",
+            check=check,
+            write=record,
+            message=record.message if record.verified else f"write not verified: {record.message}",
+        )
+
+    async def _stale_approval(self, step: ControlWriteStep, check: LimitsCheck, write_by: str) -> StepResult:
+        """The write could not start by its write-by deadline (no worker for too long): refused, audited; a new
+        request must be approved."""
+        message = (
+            f"refused: the approval expired at {write_by} before the write could start (approval.write_by_s); "
+            "request the write again"
+        )
+        await audit(
+            AuditEvent(
+                event_kind="write_refused",
+                workflow_id=self._workflow_id,
+                event_key=f"write-refused:{run_key()}:{step.id}:stale",
+                step_id=step.id,
+                actor=self._req.user,
+                channel=step.channel,
+                value=step.value,
+                comment=message,
+                details={"violation": "approval_expired", "write_by": write_by},
+            )
+        )
+        return StepResult(step_id=step.id, kind=step.kind, status="refused", check=check, message=message)
