@@ -33,6 +33,7 @@ from starters.common import (
     with_run_id,
 )
 from starters.demo import DEMO_OPERATOR
+from starters.freeze_cli import freeze, thaw
 from starters.login_cli import login
 from starters.memory_cli import app as memory_app
 from starters.sandbox_cli import app as sandbox_app
@@ -54,6 +55,8 @@ app.add_typer(channels_app, name="channels")
 app.add_typer(sandbox_app, name="sandbox")
 app.command()(verify)
 app.command()(login)
+app.command()(freeze)
+app.command()(thaw)
 app.add_typer(archiver_app, name="archiver")
 app.add_typer(memory_app, name="memory")
 app.add_typer(bridge_app, name="bridge")

@@ -23,6 +23,7 @@ from activities.approval import ApprovalActivities, policy_source
 from activities.archiver import ArchiverActivities
 from activities.ariel import ariel_activities
 from activities.channels import ChannelActivities
+from activities.freeze import FreezeActivities
 from activities.logbook import LogbookActivities
 from activities.memory import MemoryActivities
 from activities.planning import PlanningActivities
@@ -38,6 +39,7 @@ from worker.logs import LogContextInterceptor, configure_logging
 from worker.sdk_metrics import metrics_runtime
 from worker.telemetry import TelemetryConfigError, configure_tracing
 from workflows.agent_run import AgentRunWorkflow
+from workflows.facility_freeze import FacilityFreezeWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 from workflows.logbook_reembed import LogbookReembedWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
@@ -48,7 +50,13 @@ SEARCH_ATTRIBUTE_NAMES = tuple(k.name for k in SEARCH_ATTRIBUTES)
 
 log = logging.getLogger("tern.worker")
 
-WORKFLOWS: Sequence[type] = (AgentRunWorkflow, PythonExecutionWorkflow, *ARIEL_WORKFLOWS, LogbookReembedWorkflow)
+WORKFLOWS: Sequence[type] = (
+    AgentRunWorkflow,
+    PythonExecutionWorkflow,
+    *ARIEL_WORKFLOWS,
+    LogbookReembedWorkflow,
+    FacilityFreezeWorkflow,
+)
 GRACEFUL_SHUTDOWN = timedelta(seconds=75)  # the default of worker.graceful_shutdown_s; longer than WRITE_TIMEOUT
 MAX_CONCURRENT_ACTIVITIES = 50  # activity slots of one worker; benchmarks.floors gives its bare worker the same
 
@@ -74,9 +82,11 @@ def build_worker(
             f"exceed the control write's timeout ({WRITE_TIMEOUT.total_seconds():g} s), or a rollout cuts writes off"
         )
     agent = AgentActivities(settings, pool)
+    approvals = ApprovalActivities(settings, agent.pool)
     activities = [
         *agent.all(),
-        *ApprovalActivities(settings, agent.pool).all(),
+        *approvals.all(),
+        *FreezeActivities(approvals).all(),
         *SandboxActivities(settings, pool).all(),
         *ArchiverActivities(settings, pool).all(),
         *MemoryActivities(settings, pool).all(),

@@ -27,6 +27,11 @@ AuditKind = Literal[
     "chat_decision",  # a decision attempt from a chat bridge, with the platform identity (tern/chat/bridge.py)
     "trigger_refused",  # a validly signed POST /triggers/{name} that was refused (starters/triggers_api.py)
     "python_cancelled",  # a python step's child workflow cancelled by its run, or by its run closing
+    "facility_frozen",  # tern freeze: every control write held (run id tern-facility-freeze)
+    "facility_thawed",  # tern thaw: held writes released
+    "freeze_refused",  # a freeze or thaw whose proof or permission failed
+    "write_held",  # a write reached while frozen waits (under its run's id)
+    "write_released",  # a held write goes on after the thaw (under its run's id)
 ]
 
 
