@@ -2,8 +2,8 @@
 
 ``authorize_freeze`` checks who asks (the proof, as a decision's: :meth:`ApprovalActivities.verify_proof`) and,
 for a thaw, whether the approval policy lets that principal thaw (:meth:`ApprovalPolicy.may_thaw`).
-``hold_write`` is how a write step consults the freeze: the Update ``hold`` on the freeze workflow (fixed id
-:data:`~tern.models.freeze.FREEZE_WORKFLOW_ID`), through the worker's own Temporal client
+``hold_write`` is how a write step consults the freeze: the Update ``hold`` on the freeze workflow (id
+``control.freeze_workflow_id``), through the worker's own Temporal client
 (``temporalio.activity.client()``); it registers the write as held when frozen, so the thaw signals it back.
 """
 
@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.approval import ApprovalActivities
 from tern.approval.policy import ApprovalPolicyError
-from tern.models.freeze import FREEZE_WORKFLOW_ID, FreezeAuthInput, FreezeState, HoldRequest, change_digest
+from tern.models.freeze import FreezeAuthInput, FreezeState, HoldRequest, change_digest
 from tern.models.identity import ProofCheck, ProofCheckInput
 
 HOLD_UPDATE = "hold"
@@ -36,7 +36,7 @@ class FreezeActivities:
     @activity.defn(name="authorize_freeze")
     async def authorize_freeze(self, inp: FreezeAuthInput) -> ProofCheck:
         """Who freezes or thaws: the proof (declared mode: the name as typed) stating this change (statement
-        purpose ``decision``, workflow :data:`FREEZE_WORKFLOW_ID`, request id ``change_id``, action ``freeze`` or
+        purpose ``decision``, the freeze workflow's id, request id ``change_id``, action ``freeze`` or
         ``thaw``, digest :func:`~tern.models.freeze.change_digest`); a thaw also needs
         :meth:`ApprovalPolicy.may_thaw`. A refusal is a result (``ok`` False, ``reason``), never an error; an
         invalid policy file refuses every thaw (fail closed) but never a freeze."""
@@ -45,7 +45,7 @@ class FreezeActivities:
             ProofCheckInput(
                 proof=c.proof,
                 purpose="decision",
-                workflow_id=FREEZE_WORKFLOW_ID,
+                workflow_id=inp.workflow_id,
                 request_id=c.change_id,
                 action=c.action,
                 digest=change_digest(c),
@@ -68,9 +68,10 @@ class FreezeActivities:
     @activity.defn(name="hold_write")
     async def hold_write(self, inp: HoldRequest) -> FreezeState:
         """The freeze state for a write about to execute; when frozen the freeze workflow has recorded (and
-        audited) the write as held and will signal its run at the thaw. No freeze workflow yet: not frozen.
+        audited) the write as held and will signal its run at the thaw. No freeze workflow (never frozen, or
+        closed): not frozen.
         Any other failure raises (the activity is retried: no write executes on doubt)."""
-        handle = activity.client().get_workflow_handle(FREEZE_WORKFLOW_ID)
+        handle = activity.client().get_workflow_handle(self.approvals.settings.control.freeze_workflow_id)
         try:
             return await handle.execute_update(HOLD_UPDATE, inp, result_type=FreezeState)
         except RPCError as exc:

@@ -47,7 +47,7 @@ from tern.models import (
     ApprovalRecord,
     Decision,
 )
-from tern.models.freeze import FREEZE_WORKFLOW_ID, FreezeAction, FreezeChange, FreezeState, change_digest
+from tern.models.freeze import FreezeAction, FreezeChange, FreezeState, change_digest
 from tern.models.limits import UserName
 from tern.models.plan import STEP_KINDS
 from tern.models.planning import ChannelCandidate
@@ -469,7 +469,7 @@ class TernClient:
     async def freeze_state(self) -> FreezeState:
         """The facility write freeze now (query ``state`` of the freeze workflow; not frozen when it was never
         started). Raises :class:`TernUnavailable` when Temporal or a worker does not answer."""
-        handle = self.client.get_workflow_handle(FREEZE_WORKFLOW_ID)
+        handle = self.client.get_workflow_handle(self.settings.control.freeze_workflow_id)
         try:
             return await handle.query(FacilityFreezeWorkflow.state, rpc_timeout=QUERY_RPC_TIMEOUT)
         except RPCError as exc:
@@ -482,12 +482,13 @@ class TernClient:
     ) -> FreezeState:
         """Freeze (``action`` ``freeze``) or thaw every control write in the namespace, as ``by`` for ``reason``;
         returns the new state. A freeze starts the freeze workflow when it does not exist (Update-with-Start, id
-        ``tern-facility-freeze``, conflict policy USE_EXISTING: one workflow however many clients race). With
+        ``control.freeze_workflow_id``, conflict policy USE_EXISTING: one workflow however many clients race). With
         ``signer`` the change carries a proof (required in proven identity); the recorded name is the signer's.
 
         Raises :class:`TernUserError` for a blank reason, a freeze while frozen, a thaw while not frozen, or a
         refused proof or permission (the reason says which); :class:`TernUnavailable` when no worker answers."""
         change_id = f"{action}-{uuid.uuid4().hex[:16]}"
+        freeze_id = self.settings.control.freeze_workflow_id
         try:
             change = FreezeChange(
                 action=action,
@@ -497,7 +498,7 @@ class TernClient:
                 surface=signer.surface if signer is not None else surface,
             )
             if signer is not None:
-                change.proof = signer.freeze_change(FREEZE_WORKFLOW_ID, change_id, action, change_digest(change))
+                change.proof = signer.freeze_change(freeze_id, change_id, action, change_digest(change))
         except ValidationError as exc:
             raise TernUserError(validation_message(exc, action)) from exc
         except ProofError as exc:
@@ -508,7 +509,7 @@ class TernClient:
                 start = WithStartWorkflowOperation(
                     FacilityFreezeWorkflow.run,
                     None,
-                    id=FREEZE_WORKFLOW_ID,
+                    id=freeze_id,
                     task_queue=self.settings.temporal.task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                     static_summary="facility write freeze (tern freeze / tern thaw)",
@@ -516,7 +517,7 @@ class TernClient:
                 return await self.client.execute_update_with_start_workflow(
                     method, change, start_workflow_operation=start, id=change_id, rpc_timeout=UPDATE_RPC_TIMEOUT
                 )
-            handle = self.client.get_workflow_handle(FREEZE_WORKFLOW_ID)
+            handle = self.client.get_workflow_handle(freeze_id)
             return await handle.execute_update(method, change, id=change_id, rpc_timeout=UPDATE_RPC_TIMEOUT)
         except WorkflowUpdateFailedError as exc:
             raise TernUserError(f"{action} refused: {exc.cause or exc}") from exc

@@ -104,6 +104,14 @@ class ControlSettings(_Section):
     )
     # Writes and safety
     writes_enabled: bool = Field(False, description="Master switch: no control write happens unless true.")
+    freeze_workflow_id: str = Field(
+        "tern-facility-freeze",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Workflow ID of the facility write freeze (tern freeze / tern thaw) in the namespace: every "
+        "worker and client of one facility must share it; writes consult it before they execute.",
+    )
     limits_path: Path = Field(DATA_DIR / "channel_limits.json", description="Limits database (JSON).")
     allow_unlisted_channels: bool = Field(
         False,

@@ -110,7 +110,7 @@ def test_every_flat_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> None
         value = getattr(getattr(s, section), field)
         got[(section, field)] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
     assert got == expected
-    assert len(expected) == len(flat_names()) - len(LITERALS) == 159 - 10
+    assert len(expected) == len(flat_names()) - len(LITERALS) == 160 - 10
 
 
 def test_nested_environment_names_work_and_win_over_flat(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,6 +39,7 @@ from tern.models.activity_io import (
 )
 from tern.models.approval import ApprovalResolveInput, ResolvedApproval
 from tern.models.control import WriteRecord
+from tern.models.freeze import FreezeState, HoldRequest
 from tern.models.identity import IdentityMode, ProofCheck, ProofCheckInput
 from tern.models.memory import Memory, MemorySearchInput
 from tern.models.python_step import AnalyzeInput, ExecuteInput, GenerateCodeInput, GeneratedCode
@@ -142,6 +143,10 @@ class Machine:
                 written_at=datetime.now(UTC),
             )
 
+        @activity.defn(name="hold_write")
+        async def hold_write(inp: HoldRequest) -> FreezeState:
+            return FreezeState()  # the facility is not frozen (tests/test_freeze.py runs the real one)
+
         @activity.defn(name="recall")
         async def recall(inp: MemorySearchInput) -> list[Memory]:
             m.recalls.append(inp)
@@ -181,6 +186,7 @@ class Machine:
             generate_code,
             execute_python,
             recall,
+            hold_write,
         ]
 
 

@@ -1,10 +1,11 @@
 """``FacilityFreezeWorkflow``: the facility write freeze, held in Temporal (``tern freeze`` / ``tern thaw``).
 
-One execution per namespace with the fixed id ``tern-facility-freeze``, started by the first ``tern freeze``
-(Update-with-Start) and never ending: it continues as new when Temporal suggests it, carrying its state. Why a
-workflow: every worker sees the same state at once (it is Temporal's, not a worker setting such as
-``writes_enabled``, which needs a restart and refuses instead of holding), it survives worker and server restarts
-like any run, and the thaw *pushes* to the held runs (a Signal to each) instead of each run polling.
+One execution per facility with a fixed id (``control.freeze_workflow_id``, default ``tern-facility-freeze``),
+started by the first ``tern freeze`` (Update-with-Start) and never ending: it continues as new when Temporal
+suggests it, carrying its state. Why a workflow: every worker sees the same state at once (it is Temporal's, not a
+worker setting such as ``writes_enabled``, which needs a restart and refuses instead of holding), it survives worker
+and server restarts like any run, and the thaw *pushes* to the held runs (a Signal to each) instead of each run
+polling. Its task queue is that of the client that started it: every worker of the facility polls it.
 
 - Update ``freeze`` / ``thaw`` (:class:`~tern.models.freeze.FreezeChange`): the validator refuses a freeze while
   frozen and a thaw while not frozen; the handler checks who asks (``authorize_freeze``: the proof in proven
@@ -30,7 +31,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.freeze import FreezeActivities
     from tern.models import AuditEvent
     from tern.models.freeze import (
-        FREEZE_AUDIT_RUN_ID,
         FreezeAuthInput,
         FreezeChange,
         FreezeState,
@@ -148,7 +148,9 @@ class FacilityFreezeWorkflow:
     async def _authorize(self, change: FreezeChange) -> None:
         check = await workflow.execute_activity_method(
             FreezeActivities.authorize_freeze,
-            FreezeAuthInput(change=change, use_key=f"{run_key()}:{change.change_id}"),
+            FreezeAuthInput(
+                change=change, workflow_id=workflow.info().workflow_id, use_key=f"{run_key()}:{change.change_id}"
+            ),
             start_to_close_timeout=AUTHORIZE_TIMEOUT,
             retry_policy=AUDIT_RETRY,
             summary=f"who may {change.action}: {change.by}",
@@ -160,7 +162,7 @@ class FacilityFreezeWorkflow:
         await audit(
             AuditEvent(
                 event_kind="freeze_refused",
-                workflow_id=FREEZE_AUDIT_RUN_ID,
+                workflow_id=workflow.info().workflow_id,
                 event_key=f"freeze-refused:{run_key()}:{change.change_id}",
                 actor=change.by,
                 comment=f"{change.action} refused: {check.reason}",
@@ -175,7 +177,7 @@ class FacilityFreezeWorkflow:
         await audit(
             AuditEvent(
                 event_kind=kind,
-                workflow_id=FREEZE_AUDIT_RUN_ID,
+                workflow_id=workflow.info().workflow_id,
                 event_key=f"{kind}:{run_key()}:{change.change_id}",
                 actor=change.by,
                 comment=change.reason,

@@ -1,6 +1,6 @@
 """The facility write freeze: while frozen no control write executes anywhere; writes reached in runs wait (their
 approvals kept, their write-by deadlines paused) until a thaw. Held by the ``FacilityFreezeWorkflow``
-(``workflows/facility_freeze.py``, one execution with the fixed id :data:`FREEZE_WORKFLOW_ID`)."""
+(``workflows/facility_freeze.py``, one execution with the fixed id ``control.freeze_workflow_id``)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tern.models.identity import Proof
 
 FREEZE_WORKFLOW_ID = "tern-facility-freeze"
-"""Workflow id of the one freeze workflow of a namespace: every worker and client finds it by this id."""
-FREEZE_AUDIT_RUN_ID = FREEZE_WORKFLOW_ID
-"""Audit run id of freezes, thaws and refused attempts (a held write is audited under its own run's id)."""
+"""Default workflow id of the one freeze workflow of a facility (setting ``control.freeze_workflow_id``): every
+worker and client finds it by this id. Freezes, thaws and refused attempts are audited under it as the run id (a
+held write under its own run's id)."""
 MAX_REASON_CHARS = 500
 FreezeAction = Literal["freeze", "thaw"]
 
@@ -86,7 +86,9 @@ class FreezeState(BaseModel):
 
 
 class FreezeAuthInput(BaseModel):
-    """Input of the ``authorize_freeze`` activity: the change and the freeze workflow's run key (proof use key)."""
+    """Input of the ``authorize_freeze`` activity: the change, the freeze workflow's id (the statement must name
+    it) and the proof's use key."""
 
     change: FreezeChange
+    workflow_id: str
     use_key: str
