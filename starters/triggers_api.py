@@ -151,4 +151,3 @@ async def _refuse(db: asyncpg.Pool, name: str, key_id: str, status: int, reason:
             ),
         )
     return _error(status, reason)
-
