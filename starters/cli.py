@@ -119,11 +119,16 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show each component's state, PID, address and port."""
     from tern.embedded.stack import EmbeddedStack
 
-    st = EmbeddedStack(load_settings()).status()
+    s = load_settings()
+    st = EmbeddedStack(s).status()
+    freeze = _freeze_line(s) if any(c.name == "temporal" and c.state == "running" for c in st.components) else None
     if as_json:
-        print_json(st.model_dump())
+        print_json({**st.model_dump(), "write_freeze": freeze.model_dump(mode="json") if freeze else None})
     else:
         _print_stack(st)
+        if freeze is not None:
+            colour = "red" if freeze.frozen else "green"
+            out.print(f"write freeze: [{colour}]{freeze.describe()}[/{colour}]", highlight=False)
 
 
 @app.command()
@@ -142,6 +147,22 @@ def migrate(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         print_json({"applied": applied})
     else:
         out.print(f"migrated: applied {', '.join(f'{v:03d}' for v in applied)}" if applied else "schema up to date")
+
+
+def _freeze_line(s: Any) -> Any:
+    """The facility write freeze (``FreezeState``) for ``tern status``, or None when it cannot be read within a few
+    seconds (status must not hang on Temporal)."""
+    import asyncio
+
+    from starters.client import TernClient
+
+    async def go() -> Any:
+        return await (await TernClient.connect(s)).freeze_state()
+
+    try:
+        return asyncio.run(asyncio.wait_for(go(), 10))
+    except Exception:
+        return None
 
 
 def _print_stack(st: Any) -> None:
