@@ -36,6 +36,7 @@ from starters.demo import DEMO_OPERATOR
 from starters.freeze_cli import freeze, thaw
 from starters.login_cli import login
 from starters.memory_cli import app as memory_app
+from starters.replay_cli import replay_check
 from starters.sandbox_cli import app as sandbox_app
 from starters.sim_cli import app as sim_app
 from starters.trigger_cli import app as trigger_app
@@ -57,6 +58,7 @@ app.command()(verify)
 app.command()(login)
 app.command()(freeze)
 app.command()(thaw)
+app.command("replay-check")(replay_check)
 app.add_typer(archiver_app, name="archiver")
 app.add_typer(memory_app, name="memory")
 app.add_typer(bridge_app, name="bridge")
