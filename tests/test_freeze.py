@@ -11,18 +11,25 @@ import asyncio
 import json
 import signal
 import uuid
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
+from temporalio import activity
+from temporalio.worker import Worker
 
+from activities.freeze import FreezeActivities
 from starters.client import TernClient, TernUserError
 from tern.control.channels import read_value
 from tern.models import Decision
-from tern.models.freeze import FreezeState
+from tern.models.freeze import FreezeAuthInput, FreezeState
+from tern.models.identity import ProofCheck
 from tests.agent_helpers import audit_rows, spawn_worker, start_run, wait_for_state, write_plan
+from tests.test_workflows_fast import WRITE, Machine, pending, plan, start
 from tests.trigger_helpers import cli_env, tern
 from workflows.agent_run import AgentRunWorkflow
 from workflows.facility_freeze import FacilityFreezeWorkflow
+from workflows.python_execution import PythonExecutionWorkflow
 
 
 @pytest.fixture
@@ -126,3 +133,55 @@ async def test_freeze_status_thaw_refusals_and_json(temporal_env, frozen_setting
         worker.terminate()
         worker.wait(15)
         await client.get_workflow_handle(s.control.freeze_workflow_id).terminate("test over")
+
+
+async def test_fifty_runs_held_by_one_freeze_are_each_released_once(temporal_env, frozen_settings) -> None:
+    """50 runs in flight: each approved write is held (the freeze workflow serializes 50 concurrent ``hold``
+    Updates), nothing is written while frozen, and the thaw's 50 Signals release each write exactly once. The real
+    freeze workflow and ``hold_write`` activity; the machine, the audit and the proof check stood in by name
+    (``tests.test_workflows_fast.Machine``)."""
+
+    client = temporal_env.client
+    queue = "freeze50-" + uuid.uuid4().hex[:8]
+    s = frozen_settings.model_copy(
+        update={"temporal": frozen_settings.temporal.model_copy(update={"task_queue": queue})}
+    )
+    freeze_id = s.control.freeze_workflow_id
+    machine = Machine()
+
+    @activity.defn(name="authorize_freeze")
+    async def authorize_freeze(inp: FreezeAuthInput) -> ProofCheck:
+        return ProofCheck(ok=True, mode="declared", principal=inp.change.by, signer=inp.change.by)
+
+    real = FreezeActivities(SimpleNamespace(settings=s))  # type: ignore[arg-type] - hold_write reads settings only
+    acts = [a for a in machine.activities() if a.__name__ != "hold_write"] + [real.hold_write, authorize_freeze]
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[AgentRunWorkflow, PythonExecutionWorkflow, FacilityFreezeWorkflow],
+        activities=acts,
+        max_concurrent_activities=100,
+    ):
+        tc = TernClient(client, s)
+        try:
+            await tc.change_freeze("freeze", "carol", "fifty writes wait")
+            handles = await asyncio.gather(*(start(client, queue, plan(WRITE)) for _ in range(50)))
+            rids = await asyncio.gather(*(pending(h, within_s=120) for h in handles))
+            await asyncio.gather(
+                *(
+                    h.execute_update(AgentRunWorkflow.decide, Decision(request_id=r, approver="bob", approved=True))
+                    for h, r in zip(handles, rids, strict=True)
+                )
+            )
+            held = await _state_until(client, freeze_id, lambda x: len(x.held) == 50, within_s=120)
+            assert {h.workflow_id for h in held.held} == {h.id for h in handles}
+            assert machine.writes == []
+            await tc.change_freeze("thaw", "bob", "go")
+            results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 180)
+        finally:
+            await client.get_workflow_handle(freeze_id).terminate("test over")
+    assert [r.status for r in results] == ["completed"] * 50
+    assert sorted(w.workflow_id for w in machine.writes) == sorted(h.id for h in handles)  # each once
+    kinds = [e.event_kind for e in machine.audit]
+    assert kinds.count("write_held") == 50 and kinds.count("write_released") == 50
+    assert kinds.count("facility_frozen") == 1 and kinds.count("facility_thawed") == 1
