@@ -33,6 +33,7 @@ from starters.common import (
     with_run_id,
 )
 from starters.demo import DEMO_OPERATOR
+from starters.eval_cli import app as eval_app
 from starters.freeze_cli import freeze, thaw
 from starters.login_cli import login
 from starters.memory_cli import app as memory_app
@@ -64,6 +65,7 @@ app.add_typer(memory_app, name="memory")
 app.add_typer(bridge_app, name="bridge")
 app.add_typer(trigger_app, name="trigger")
 app.add_typer(sim_app, name="sim")
+app.add_typer(eval_app, name="eval")
 out = console()
 
 

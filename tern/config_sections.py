@@ -783,8 +783,13 @@ class LLMSettings(_Section):
     )
     json_schema: bool = Field(
         True,
-        description="Ask an OpenAI-compatible server for the plan with response_format json_schema (falls back to "
-        "instructions alone when the server refuses it).",
+        description="Ask for the plan schema-constrained: OpenAI-compatible servers in the field schema_field names, "
+        "Anthropic by a forced tool (falls back to instructions alone when the server refuses it).",
+    )
+    schema_field: Literal["response_format", "guided_json", "json_schema"] = Field(
+        "response_format",
+        description="How an OpenAI-compatible server is sent the plan schema: 'response_format' (OpenAI, Ollama, "
+        "recent vLLM and llama.cpp), 'guided_json' (vLLM's extra parameter) or 'json_schema' (llama.cpp server).",
     )
     max_concurrency: int = Field(
         50, ge=1, le=1000, description="Most LLM requests one worker sends at once (shared connection pool)."

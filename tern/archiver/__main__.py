@@ -30,7 +30,13 @@ async def serve() -> None:
     store = ArchiveStore(pool)
     monitor = ChannelMonitor(store, s.archiver.channels)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(store), host="127.0.0.1", port=s.archiver.port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            create_app(store, monitor.connected),
+            host="127.0.0.1",
+            port=s.archiver.port,
+            log_level="warning",
+            lifespan="off",
+        )
     )
     log = logging.getLogger("tern.archiver")
     try:

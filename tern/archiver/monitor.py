@@ -22,6 +22,16 @@ from tern.control.ca_context import attach_thread
 
 log = logging.getLogger(__name__)
 
+_NATIVE_TO_PAYLOAD = {1: "SCALAR_SHORT", 2: "SCALAR_FLOAT", 3: "SCALAR_ENUM", 4: "SCALAR_BYTE", 5: "SCALAR_INT"}
+"""Channel Access native type (``ftype % 7``: 0 STRING, 1 SHORT, 2 FLOAT, 3 ENUM, 4 CHAR, 5 LONG, 6 DOUBLE; the
+DBR_, STS_, TIME_, GR_ and CTRL_ families are blocks of 7) to the Appliance's PayloadType; anything else (DOUBLE,
+or not yet connected) is archived as SCALAR_DOUBLE."""
+
+
+def payload_type(ftype: int | None) -> str:
+    """The Appliance PayloadType name for a CA field type (pyepics ``PV.ftype``), see :data:`_NATIVE_TO_PAYLOAD`."""
+    return "SCALAR_DOUBLE" if ftype is None or ftype < 0 else _NATIVE_TO_PAYLOAD.get(ftype % 7, "SCALAR_DOUBLE")
+
 
 class ChannelMonitor:
     """Monitors ``channels`` and archives every update into ``store``.
@@ -58,24 +68,35 @@ class ChannelMonitor:
     async def start(self) -> None:
         """Register the channels (precision and units read once over CA) and subscribe to their updates."""
 
-        def subscribe() -> list[tuple[str, int, str]]:
+        def subscribe() -> list[tuple[str, int, str, str, tuple[str, ...]]]:
             epics = attach_thread()
-            found = []
+            found: list[tuple[str, int, str, str, tuple[str, ...]]] = []
             for name in self.names:
                 pv = epics.PV(name, form="time", auto_monitor=True, callback=self._callback, connection_timeout=5.0)
                 self._pvs.append(pv)
             for pv in self._pvs:
-                prec, units = 0, ""
+                labels: tuple[str, ...] = ()
+                prec, units, kind = 0, "", "SCALAR_DOUBLE"
                 if pv.wait_for_connection(timeout=5.0):
                     ctrl = pv.get_ctrlvars() or {}
                     prec, units = int(ctrl.get("precision") or 0), str(ctrl.get("units") or "")
+                    kind = payload_type(pv.ftype)
+                    if kind == "SCALAR_ENUM":
+                        labels = tuple(str(x) for x in ctrl.get("enum_strs") or ())
                 else:
                     log.warning("channel %s did not connect; archived when it does", pv.pvname)
-                found.append((pv.pvname, prec, units))
+                found.append((pv.pvname, prec, units, kind, labels))
             return found
 
-        for name, prec, units in await asyncio.to_thread(subscribe):
-            self._info[name] = await self.store.ensure_channel(name, prec, units)
+        for name, prec, units, kind, labels in await asyncio.to_thread(subscribe):
+            self._info[name] = await self.store.ensure_channel(name, prec, units, kind, labels)
+
+    def connected(self, name: str) -> bool | None:
+        """Whether the monitored channel ``name`` is connected now; None when it is not monitored here."""
+        for pv in self._pvs:
+            if pv.pvname == name:
+                return bool(pv.connected)
+        return None
 
     async def flush(self) -> int:
         """Write what the callbacks buffered; returns the number of samples written."""

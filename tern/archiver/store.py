@@ -33,14 +33,30 @@ _AGG = {
 }
 
 
+DBR_TYPES = ("SCALAR_BYTE", "SCALAR_SHORT", "SCALAR_INT", "SCALAR_ENUM", "SCALAR_FLOAT", "SCALAR_DOUBLE")
+"""The channel types the embedded archiver stores, named as the Appliance's ``EPICSEvent.proto`` PayloadType."""
+
+
 @dataclass(frozen=True)
 class ChannelInfo:
-    """An archived channel: its id, name, display precision and units."""
+    """An archived channel: its id, name, display precision and units, its type (one of :data:`DBR_TYPES`) and,
+    for an enum, its labels in order."""
 
     id: int
     name: str
     prec: int
     units: str
+    dbr_type: str = "SCALAR_DOUBLE"
+    enum_strs: tuple[str, ...] = ()
+
+
+_INFO_COLS = "id, name, prec, units, dbr_type, enum_strs"
+
+
+def _info(row: asyncpg.Record) -> ChannelInfo:
+    return ChannelInfo(
+        row["id"], row["name"], row["prec"], row["units"], row["dbr_type"], tuple(row["enum_strs"] or ())
+    )
 
 
 def _split(t: float) -> tuple[int, int]:
@@ -57,26 +73,51 @@ class ArchiveStore:
 
     async def channel(self, name: str) -> ChannelInfo | None:
         """The archived channel ``name``, or None when it is not archived."""
-        row = await self.db.fetchrow("SELECT id, name, prec, units FROM archiver_channels WHERE name = $1", name)
-        return None if row is None else ChannelInfo(row["id"], row["name"], row["prec"], row["units"])
+        row = await self.db.fetchrow(f"SELECT {_INFO_COLS} FROM archiver_channels WHERE name = $1", name)
+        return None if row is None else _info(row)
 
     async def channels(self, pattern: str = "%") -> list[str]:
         """Names of archived channels matching the SQL LIKE ``pattern``, sorted."""
         rows = await self.db.fetch("SELECT name FROM archiver_channels WHERE name LIKE $1 ORDER BY name", pattern)
         return [r["name"] for r in rows]
 
-    async def ensure_channel(self, name: str, prec: int = 0, units: str = "") -> ChannelInfo:
-        """Register ``name`` for archiving (idempotent; precision and units are updated) and return it."""
+    async def ensure_channel(
+        self,
+        name: str,
+        prec: int = 0,
+        units: str = "",
+        dbr_type: str = "SCALAR_DOUBLE",
+        enum_strs: Sequence[str] = (),
+    ) -> ChannelInfo:
+        """Register ``name`` for archiving (idempotent; precision, units, type and enum labels are updated) and
+        return it. ``dbr_type`` is one of :data:`DBR_TYPES` (``ValueError`` otherwise)."""
+        if dbr_type not in DBR_TYPES:
+            raise ValueError(f"archiver channel {name}: type {dbr_type!r} is not one of {', '.join(DBR_TYPES)}")
         row = await self.db.fetchrow(
-            "INSERT INTO archiver_channels (name, prec, units) VALUES ($1, $2, $3)"
-            " ON CONFLICT (name) DO UPDATE SET prec = excluded.prec, units = excluded.units"
-            " RETURNING id, name, prec, units",
+            "INSERT INTO archiver_channels (name, prec, units, dbr_type, enum_strs) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (name) DO UPDATE SET prec = excluded.prec, units = excluded.units,"
+            " dbr_type = excluded.dbr_type, enum_strs = excluded.enum_strs"
+            f" RETURNING {_INFO_COLS}",
             name,
             prec,
             units,
+            dbr_type,
+            list(enum_strs),
         )
         assert row is not None
-        return ChannelInfo(row["id"], row["name"], row["prec"], row["units"])
+        return _info(row)
+
+    async def channel_infos(self, names: Sequence[str]) -> list[ChannelInfo]:
+        """The archived channels among ``names`` (unknown names left out), sorted by name."""
+        rows = await self.db.fetch(
+            f"SELECT {_INFO_COLS} FROM archiver_channels WHERE name = ANY($1::text[]) ORDER BY name", list(names)
+        )
+        return [_info(r) for r in rows]
+
+    async def last_sample_secs(self, channel_id: int) -> int | None:
+        """POSIX seconds of ``channel_id``'s newest sample, or None when it has none."""
+        value = await self.db.fetchval("SELECT max(secs) FROM archiver_samples WHERE channel_id = $1", channel_id)
+        return None if value is None else int(value)
 
     async def append(self, channel_id: int, rows: Iterable[Row]) -> int:
         """Append samples of one channel with COPY; samples already stored (same time) are skipped. Returns the

@@ -9,6 +9,7 @@ logged here; errors carry the endpoint, the HTTP status and the server's message
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -34,6 +35,33 @@ def _quiet_sdk_loggers() -> None:
 
 
 LLMRole = Literal["planner", "code", "answer"]
+SchemaField = Literal["response_format", "guided_json", "json_schema"]
+SCHEMA_FIELDS: tuple[SchemaField, ...] = ("response_format", "guided_json", "json_schema")
+PLAN_TOOL = "submit_plan"
+"""The tool an Anthropic model is made to call (``tool_choice``) when a schema is asked for: its input is the plan."""
+
+
+def schema_request(field: SchemaField, schema: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``chat.completions.create`` that ask an OpenAI-compatible server for output
+    matching ``schema`` (a JSON Schema object), by dialect:
+
+    - ``response_format``: ``response_format={"type": "json_schema", "json_schema": {"name", "schema", "strict"}}``
+      (OpenAI structured outputs; Ollama >= 0.5 maps it to its ``format``; vLLM and llama.cpp's server accept it);
+    - ``guided_json``: ``extra_body={"guided_json": schema}`` (vLLM's guided decoding parameter);
+    - ``json_schema``: ``extra_body={"json_schema": schema}`` (llama.cpp server: converted to a GBNF grammar).
+    """
+    if field == "response_format":
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "plan", "schema": schema, "strict": False},
+            }
+        }
+    if field == "guided_json":
+        return {"extra_body": {"guided_json": schema}}
+    if field == "json_schema":
+        return {"extra_body": {"json_schema": schema}}
+    raise ValueError(f"unknown schema field {field!r}")
 
 
 class LLMError(RuntimeError):
@@ -139,8 +167,11 @@ class OpenAIChat(_SDKChat):
         max_retries: SDK retries (0: retries are the activity's).
         max_connections: connection pool size.
         transport: an ``httpx2`` transport (tests).
-        json_schema: send ``response_format={"type": "json_schema", ...}`` when a schema is asked for; a server
-            that answers 400 to it is asked again without it, and not asked with it again by this client.
+        json_schema: send the schema when one is asked for (in the field ``schema_field`` names); a server that
+            answers 400 to it is asked again without it, and not asked with it again by this client.
+        schema_field: how the schema travels (:data:`SCHEMA_FIELDS`): ``"response_format"`` (OpenAI structured
+            outputs, also Ollama >= 0.5, vLLM and llama.cpp's server), ``"guided_json"`` (vLLM's extra parameter)
+            or ``"json_schema"`` (llama.cpp server's own field, turned into a grammar).
     """
 
     def __init__(
@@ -154,13 +185,17 @@ class OpenAIChat(_SDKChat):
         max_connections: int = 50,
         transport: Any = None,
         json_schema: bool = True,
+        schema_field: SchemaField = "response_format",
     ) -> None:
         import openai
 
+        if schema_field not in SCHEMA_FIELDS:
+            raise ValueError(f"schema_field {schema_field!r} is not one of {', '.join(SCHEMA_FIELDS)}")
         _quiet_sdk_loggers()
         self.model = model
         self.endpoint = base_url.rstrip("/")
         self._schema_ok = json_schema
+        self.schema_field = schema_field
         self._client = openai.AsyncOpenAI(
             base_url=self.endpoint,
             api_key=api_key or "none",
@@ -178,15 +213,12 @@ class OpenAIChat(_SDKChat):
         json_schema: dict[str, Any] | None = None,
     ) -> ChatReply:
         """One chat completion. ``json_schema`` (a JSON Schema object) asks for structured output where the server
-        supports it (OpenAI structured outputs, vLLM/Ollama guided decoding). Raises ``LLMError``."""
+        supports it, in the field ``schema_field`` names (:func:`schema_request`). Raises ``LLMError``."""
         import openai
 
         extra: dict[str, Any] = {}
         if json_schema is not None and self._schema_ok:
-            extra["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "plan", "schema": json_schema, "strict": False},
-            }
+            extra = schema_request(self.schema_field, json_schema)
         body: Any = [m.model_dump() for m in messages]
         try:
             try:
@@ -239,9 +271,12 @@ OpenAICompatibleChat = OpenAIChat
 class AnthropicChat(_SDKChat):
     """``POST {base_url}/v1/messages`` through the ``anthropic`` SDK (Anthropic's Messages API).
 
-    System messages become the request's ``system`` text; structured output is asked for by instructions in the
-    prompt (the schema is part of the planner's system message). Args as :class:`OpenAIChat`; ``base_url`` is
-    the API root without ``/v1`` (None: the SDK's default).
+    System messages become the request's ``system`` text. Structured output is Anthropic tool use: when a schema
+    is asked for (and ``json_schema`` is True) the request offers one tool, :data:`PLAN_TOOL`, whose
+    ``input_schema`` is the schema, and forces it with ``tool_choice``; the reply's ``tool_use`` input is returned
+    as JSON text. A server that answers 400 to the tool is asked again without it (the schema is also in the
+    planner's system message) and not asked with it again by this client. Args as :class:`OpenAIChat`;
+    ``base_url`` is the API root without ``/v1`` (None: the SDK's default).
     """
 
     def __init__(
@@ -254,11 +289,13 @@ class AnthropicChat(_SDKChat):
         max_retries: int = 0,
         max_connections: int = 50,
         transport: Any = None,
+        json_schema: bool = True,
     ) -> None:
         import anthropic
 
         _quiet_sdk_loggers()
         self.model = model
+        self._schema_ok = json_schema
         self.endpoint = (base_url or "anthropic").rstrip("/")
         self._client = anthropic.AsyncAnthropic(
             base_url=base_url.rstrip("/") if base_url else None,
@@ -276,22 +313,47 @@ class AnthropicChat(_SDKChat):
         temperature: float = 0.0,
         json_schema: dict[str, Any] | None = None,
     ) -> ChatReply:
-        """One Messages API call. ``json_schema`` is ignored (the prompt carries it) and so is ``temperature`` (the
-        current Messages API has no such parameter). Raises ``LLMError``."""
+        """One Messages API call; ``json_schema`` forces the :data:`PLAN_TOOL` tool (class docstring). ``temperature``
+        is ignored (the current Messages API has no such parameter). Raises ``LLMError``."""
         import anthropic
 
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         turns: Any = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
-        try:
-            resp = await self._client.messages.create(
-                model=self.model,
-                max_tokens=max_tokens,
-                messages=turns,
-                system=system or anthropic.omit,
+        tools: dict[str, Any] = {}
+        if json_schema is not None and self._schema_ok:
+            tools = {
+                "tools": [
+                    {
+                        "name": PLAN_TOOL,
+                        "description": "Submit the plan (the JSON object).",
+                        "input_schema": json_schema,
+                    }
+                ],
+                "tool_choice": {"type": "tool", "name": PLAN_TOOL},
+            }
+
+        async def create(extra: dict[str, Any]) -> Any:
+            return await self._client.messages.create(
+                model=self.model, max_tokens=max_tokens, messages=turns, system=system or anthropic.omit, **extra
             )
+
+        try:
+            try:
+                resp = await create(tools)
+            except anthropic.BadRequestError:
+                if not tools:
+                    raise
+                log.info("chat endpoint %s refused tool use for the plan schema; using instructions", self.endpoint)
+                self._schema_ok = False
+                resp = await create({})
         except anthropic.APIError as exc:
             raise self._error(exc) from exc
-        text = "".join(getattr(block, "text", "") for block in resp.content or [])
+        blocks = list(resp.content or [])
+        used = [b for b in blocks if getattr(b, "type", "") == "tool_use" and getattr(b, "name", "") == PLAN_TOOL]
+        if used:
+            text = json.dumps(used[0].input)
+        else:
+            text = "".join(getattr(block, "text", "") for block in blocks)
         if not text:
             raise LLMError(f"chat endpoint {self.endpoint}: reply has no text content")
         return ChatReply(
@@ -321,9 +383,16 @@ def make_chat_provider(settings: TernSettings, role: LLMRole = "answer") -> LLMC
     client: LLMClient
     if settings.llm.provider == "openai":
         assert settings.llm.url
-        client = OpenAIChat(settings.llm.url, model, key, json_schema=settings.llm.json_schema, **common)
+        client = OpenAIChat(
+            settings.llm.url,
+            model,
+            key,
+            json_schema=settings.llm.json_schema,
+            schema_field=settings.llm.schema_field,
+            **common,
+        )
     elif settings.llm.provider == "anthropic":
-        client = AnthropicChat(settings.llm.url, model, key, **common)
+        client = AnthropicChat(settings.llm.url, model, key, json_schema=settings.llm.json_schema, **common)
     else:
         return None
     client.role = role

@@ -197,7 +197,7 @@ async def test_monitor_archives_channel_access_updates(pg_dsn: str, ca_sim: int)
         mon.stop()
     try:
         info = await st.channel("SR:RF:CAVITY:02:POWER:FWD")
-        assert info is not None and info.prec == 4 and info.units
+        assert info is not None and info.prec == 4 and info.units and info.dbr_type == "SCALAR_DOUBLE"
         now = time.time()
         s = await st.read(info, now - 3600, now + 3600, None)
         assert len(s) >= 3  # the value on connection, then one update a second
@@ -206,6 +206,7 @@ async def test_monitor_archives_channel_access_updates(pg_dsn: str, ca_sim: int)
         assert set(s.severity) == {0} and set(s.status) == {0}
         ready = await st.channel("SR:RF:CAVITY:01:STATUS:READY")
         assert ready is not None and (await st.read(ready, 0, now + 3600, None)).vals[:1] == [1.0]
+        assert ready.dbr_type == "SCALAR_INT"  # caproto's ChannelInteger is DBR_LONG: the Appliance's ScalarInt
         assert mon.written >= len(s)
     finally:
         await pool.close()
