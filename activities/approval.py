@@ -1,6 +1,6 @@
 """The ``resolve_approval`` activity: the worker's approval policy applied to one request.
 
-The policy lives on the worker side (``TERN_APPROVAL_POLICY_PATH`` or ``TERN_APPROVERS``), is re-read when
+The policy lives on the worker side (``TERN_APPROVAL__POLICY_PATH`` or ``TERN_APPROVAL__APPROVERS``), is re-read when
 its file changes, and every version in force is written to the audit table once (run id
 ``approval-policy``, event ``approval_policy``, keyed by version), so an auditor can tell which policy
 named the approvers of any request (each ``approval_requested`` row carries the version).

@@ -63,7 +63,7 @@ class PlanningActivities:
             self._llm = make_chat_provider(self.settings, "planner")
         if self._llm is None:
             raise ApplicationError(
-                "no LLM is configured to plan (set TERN_LLM_PROVIDER, TERN_LLM_URL, TERN_LLM_MODEL); "
+                "no LLM is configured to plan (set TERN_LLM__PROVIDER, TERN_LLM__URL, TERN_LLM__MODEL); "
                 "pass an explicit plan instead",
                 type="NoPlanner",
                 non_retryable=True,

@@ -5,7 +5,7 @@ throwaway embedded PostgreSQL. Timed, each ``--runs`` times, interleaved:
 
 - ``tern ariel search Q --mode hybrid --json`` as a fresh process (``python -m starters.cli``): process start,
   imports, settings, the pool, the lazily loaded embedding runtime, the search;
-- the same command with ``TERN_ARIEL_API_URL`` pointing at the API below: the CLI sends the search there;
+- the same command with ``TERN_ARIEL__API_URL`` pointing at the API below: the CLI sends the search there;
 - the same search through ``tern ariel serve`` (uvicorn, warm: its embedder is loaded by a first request), as
   ``GET /search`` with httpx on one connection;
 - process start alone: ``python -m starters.cli --help``.
@@ -68,10 +68,10 @@ def main() -> None:
         asyncio.run(load(pg.dsn))
         env = {
             **os.environ,
-            "TERN_DATABASE_URL": pg.dsn,
-            "TERN_ARIEL_BACKEND": "postgres",
-            "TERN_EMBEDDING_PROVIDER": "onnx",
-            "TERN_LLM_PROVIDER": "none",
+            "TERN_DATABASE__URL": pg.dsn,
+            "TERN_ARIEL__BACKEND": "postgres",
+            "TERN_ARIEL__EMBEDDING_PROVIDER": "onnx",
+            "TERN_LLM__PROVIDER": "none",
         }
         port = free_port()
         cli = [sys.executable, "-m", "starters.cli"]
@@ -96,7 +96,7 @@ def main() -> None:
                     "process_start": [],
                 }
                 search = [*cli, "ariel", "search", QUERY, "--mode", "hybrid", "--json"]
-                via_api = {**env, "TERN_ARIEL_API_URL": f"http://127.0.0.1:{port}"}
+                via_api = {**env, "TERN_ARIEL__API_URL": f"http://127.0.0.1:{port}"}
                 for _ in range(args.runs):
                     for name, e in (("cli_search", env), ("cli_search_via_api", via_api)):
                         ms, stdout = timed(search, e)

@@ -8,7 +8,7 @@ Reads: ``read_value`` (a ``get`` from the IOC, not a monitor cache). Writes: ``w
 before and after), so the figure is Channel Access work, not the simulator's readback lag. Readback writes:
 ``write_channel`` with ``readback`` verification, waiting for the simulator's readback lag (0.3 s): latency-
 bound, as writes to a real machine are (no bare baseline; compared with sequential calls only). Each caller loops
-over its own channels. A second baseline runs the same ``tern.control.channels`` calls sequentially in one
+over its own channels. A second baseline runs the same ``tern.control.channel_access`` calls sequentially in one
 thread (no client), so the ratio to it isolates what the client adds. Bare, sequential and client runs are
 interleaved; each figure is the median of ``--repeat`` runs. The CPU use of the simulated IOC and of this
 process (user + system seconds per wall second, from psutil) is recorded too: they share the machine's cores.
@@ -41,7 +41,7 @@ LEVELS = (1, 10, 50)
 
 
 def start_sim(port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TERN_CA_SERVER_PORT": str(port)}
+    env = {**os.environ, "TERN_CONTROL__CA_SERVER_PORT": str(port)}
     with open(log, "wb") as fh:
         return subprocess.Popen([sys.executable, "-m", "tern.sim"], env=env, stdout=fh, stderr=subprocess.STDOUT)
 
@@ -85,16 +85,16 @@ def _level(kind: str) -> Any:
 
 
 def sequential_ops(n: int, kind: str) -> float:
-    """ops/s of the same ``tern.control.channels`` calls the client makes, one after another in this thread."""
-    from tern.control import channels
+    """ops/s of the same ``tern.control.channel_access`` calls the client makes, one after another in this thread."""
+    from tern.control import channel_access
 
     level = _level(kind)
     started = time.perf_counter()
     for i in range(n):
         name = CHANNELS[i % len(CHANNELS)]
         if kind == "read":
-            channels.read_value(name)
-        elif not channels.write_channel(name, 2.0 + (i % 7), level, previous_value=None).verified:
+            channel_access.read_value(name)
+        elif not channel_access.write_channel(name, 2.0 + (i % 7), level, previous_value=None).verified:
             raise RuntimeError(f"write to {name} not verified")
     return n / (time.perf_counter() - started)
 
@@ -125,7 +125,7 @@ async def measure(reads: int, writes: int, repeat: int, max_concurrency: int, si
     import psutil
 
     from tern.control.ca_client import ChannelAccessClient
-    from tern.control.channels import read_value
+    from tern.control.channel_access import read_value
 
     sim, me = psutil.Process(sim_pid), psutil.Process()
     client = ChannelAccessClient(max_concurrency)
@@ -185,7 +185,9 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=1000, help="read operations per measurement")
     parser.add_argument("--writes", type=int, default=200, help="write operations per measurement")
     parser.add_argument("--repeat", type=int, default=5, help="measurements per figure (median reported)")
-    parser.add_argument("--max-concurrency", type=int, default=8, help="the client's pool (TERN_CA_MAX_CONCURRENCY)")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=8, help="the client's pool (TERN_CONTROL__CA_MAX_CONCURRENCY)"
+    )
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     args = parser.parse_args()
     port = free_port()
@@ -195,7 +197,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ca-bench-") as tmp:
         sim = start_sim(port, Path(tmp) / "sim.log")
         try:
-            from tern.control.channels import ChannelAccessError, read_value
+            from tern.control.channel_access import ChannelAccessError, read_value
 
             deadline = time.monotonic() + 60
             while True:

@@ -31,8 +31,8 @@ import asyncpg
 from benchmarks._common import embedded_postgres, percentile
 from tern import DATA_DIR
 from tern.ariel.embeddings import EmbeddingProvider, HashingTestEmbedder
-from tern.channels import store
-from tern.channels.finder import ChannelFinder
+from tern.channel_finder import store
+from tern.channel_finder.finder import ChannelFinder
 from tern.config import TernSettings
 from tern.control.limits import LimitsDatabase
 from tern.db import create_pool, migrate_dsn

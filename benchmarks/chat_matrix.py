@@ -198,7 +198,7 @@ def main() -> None:
     from tern.embedded.stack import EmbeddedStack
 
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
-        os.environ.update({"TERN_APPROVERS": '["operator"]', "TERN_CHAT_POLL_INTERVAL_S": "0.2"})
+        os.environ.update({"TERN_APPROVAL__APPROVERS": '["operator"]', "TERN_CHAT__POLL_INTERVAL_S": "0.2"})
         settings = TernSettings(
             data_dir=Path(tmp),
             database={"pg_port": free_port()},

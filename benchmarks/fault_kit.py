@@ -51,7 +51,7 @@ class SecondWorker:
 
     def __init__(self, template_pid: int, log: Path) -> None:
         self.env = dict(psutil.Process(template_pid).environ())
-        self.env["TERN_WORKER_HTTP_PORT"] = str(free_port())
+        self.env["TERN_WORKER__HTTP_PORT"] = str(free_port())
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -269,10 +269,10 @@ class FaultyLLM:
     def worker_env(self, base: str, timeout_s: float = 5.0, sdk_retries: int = 2) -> dict[str, str]:
         """TERN_LLM_* variables pointing the stack's worker at this server (``base``: ``http://127.0.0.1:PORT``)."""
         return {
-            "TERN_LLM_PROVIDER": "openai",
-            "TERN_LLM_URL": f"{base}/v1",
-            "TERN_LLM_MODEL": "scripted",
-            "TERN_LLM_API_KEY": "load",
-            "TERN_LLM_TIMEOUT_S": f"{timeout_s:g}",
-            "TERN_LLM_MAX_RETRIES": str(sdk_retries),
+            "TERN_LLM__PROVIDER": "openai",
+            "TERN_LLM__URL": f"{base}/v1",
+            "TERN_LLM__MODEL": "scripted",
+            "TERN_LLM__API_KEY": "load",
+            "TERN_LLM__TIMEOUT_S": f"{timeout_s:g}",
+            "TERN_LLM__MAX_RETRIES": str(sdk_retries),
         }

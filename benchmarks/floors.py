@@ -81,13 +81,13 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 async def _bare_worker(queue: str, slots: int) -> None:
     """The throughput floor's worker process: ``FloorWorkflow`` and ``noop`` on ``queue`` of the Temporal server at
-    ``TERN_TEMPORAL_ADDRESS`` (loopback), ``slots`` activity slots, SDK defaults otherwise; runs until SIGTERM."""
+    ``TERN_TEMPORAL__ADDRESS`` (loopback), ``slots`` activity slots, SDK defaults otherwise; runs until SIGTERM."""
     import signal
 
     from temporalio.client import Client
     from temporalio.worker import Worker
 
-    client = await Client.connect(os.environ["TERN_TEMPORAL_ADDRESS"])
+    client = await Client.connect(os.environ["TERN_TEMPORAL__ADDRESS"])
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with Worker(
@@ -118,7 +118,7 @@ async def _throughput(a: argparse.Namespace, tern: Any, address: str, read_plan:
     argv = ["--bare-worker", queue, "--slots", str(MAX_CONCURRENT_ACTIVITIES)]
     entry = f"from benchmarks.floors import main; main({argv!r})"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", entry, env={**os.environ, "TERN_TEMPORAL_ADDRESS": address}
+        sys.executable, "-c", entry, env={**os.environ, "TERN_TEMPORAL__ADDRESS": address}
     )
     client = tern.client
     n = a.throughput

@@ -169,16 +169,16 @@ def _environment(root: Path) -> dict[str, str]:
     endpoint included, so two benchmark stacks can run side by side), a policy naming the approver."""
     return {
         "TERN_DATA_DIR": str(root),
-        "TERN_PG_PORT": str(free_port()),
-        "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "TERN_TEMPORAL_UI_PORT": str(free_port()),
-        "TERN_CA_SERVER_PORT": str(free_port()),
-        "TERN_ARIEL_API_PORT": str(free_port()),
-        "TERN_ARCHIVER_PORT": str(free_port()),
-        "TERN_WORKER_HTTP_PORT": str(free_port()),  # not the default 9464: another stack's worker may hold it
-        "TERN_TASK_QUEUE": "tern-load",
-        "TERN_APPROVERS": json.dumps([APPROVER, "bob"]),
-        "TERN_WRITE_SETTLE_DELAY_S": "4",
+        "TERN_DATABASE__PG_PORT": str(free_port()),
+        "TERN_TEMPORAL__ADDRESS": f"127.0.0.1:{free_port()}",
+        "TERN_TEMPORAL__UI_PORT": str(free_port()),
+        "TERN_CONTROL__CA_SERVER_PORT": str(free_port()),
+        "TERN_ARIEL__API_PORT": str(free_port()),
+        "TERN_ARCHIVER__PORT": str(free_port()),
+        "TERN_WORKER__HTTP_PORT": str(free_port()),  # not the default 9464: another stack's worker may hold it
+        "TERN_TEMPORAL__TASK_QUEUE": "tern-load",
+        "TERN_APPROVAL__APPROVERS": json.dumps([APPROVER, "bob"]),
+        "TERN_CONTROL__WRITE_SETTLE_DELAY_S": "4",
     }
 
 

@@ -95,7 +95,7 @@ async def child(variant: str, runs: int) -> tuple[list[float], float]:
     from temporalio.contrib.pydantic import pydantic_data_converter
 
     from tern.config import TernSettings
-    from tern.control.channels import configure_environment
+    from tern.control.channel_access import configure_environment
     from tern.db import create_pool
     from worker.connection import connect
     from worker.main import build_worker, run_worker
@@ -186,18 +186,18 @@ def drive(args: argparse.Namespace) -> None:
         with open(Path(tmp) / "sim.log", "wb") as sim_log:
             sim = subprocess.Popen(
                 [sys.executable, "-m", "tern.sim"],
-                env={**os.environ, "TERN_CA_SERVER_PORT": str(ca_port)},
+                env={**os.environ, "TERN_CONTROL__CA_SERVER_PORT": str(ca_port)},
                 stdout=sim_log,
                 stderr=subprocess.STDOUT,
             )
         base = {
             **os.environ,
             "TERN_DATA_DIR": tmp,
-            "TERN_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{pg.port}/bench",
-            "TERN_CA_SERVER_PORT": str(ca_port),
-            "TERN_WRITES_ENABLED": "true",
-            "TERN_SANDBOX_BACKEND": "process",
-            "TERN_APPROVERS": '["bob"]',
+            "TERN_DATABASE__URL": f"postgresql://postgres@127.0.0.1:{pg.port}/bench",
+            "TERN_CONTROL__CA_SERVER_PORT": str(ca_port),
+            "TERN_CONTROL__WRITES_ENABLED": "true",
+            "TERN_SANDBOX__BACKEND": "process",
+            "TERN_APPROVAL__APPROVERS": '["bob"]',
         }
         try:
             latencies, cpu = asyncio.run(rounds(args, base, otlp_port))
@@ -240,10 +240,10 @@ async def rounds(
             for variant in ("off", "on"):
                 venv = {
                     **base,
-                    "TERN_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-                    "TERN_TASK_QUEUE": f"bench-{variant}-{rnd}",
-                    "TERN_WORKER_HTTP_PORT": str(free_port()),
-                    **({"TERN_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}"} if variant == "on" else {}),
+                    "TERN_TEMPORAL__ADDRESS": env.client.service_client.config.target_host,
+                    "TERN_TEMPORAL__TASK_QUEUE": f"bench-{variant}-{rnd}",
+                    "TERN_WORKER__HTTP_PORT": str(free_port()),
+                    **({"TERN_WORKER__OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}"} if variant == "on" else {}),
                 }
                 cmd = [sys.executable, "-m", "benchmarks.observability_overhead", "--child", variant]
                 proc = await asyncio.create_subprocess_exec(

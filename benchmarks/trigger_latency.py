@@ -157,7 +157,7 @@ def main() -> None:
     args = ap.parse_args()
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="trigger-bench-"))
-    sim_env = {**os.environ, "TERN_CA_SERVER_PORT": str(port), "TERN_SIM_CLOCK_OFFSET_S": "0"}
+    sim_env = {**os.environ, "TERN_CONTROL__CA_SERVER_PORT": str(port), "TERN_SIM__CLOCK_OFFSET_S": "0"}
     with open(tmp / "sim.log", "wb") as fh:
         sim = subprocess.Popen([sys.executable, "-m", "tern.sim"], env=sim_env, stdout=fh, stderr=subprocess.STDOUT)
     try:

@@ -8,9 +8,9 @@ on this unauthenticated, possibly public endpoint; ``tern ariel serve`` serves t
 serves it.
 
 Request: headers of :mod:`tern.chat.signing` (``v2``: HMAC-SHA256 over timestamp, method, path and body, so a
-signature made for request A cannot decide request B; per-key secrets ``TERN_WEBHOOK_SECRETS``,
-``TERN_WEBHOOK_WINDOW_S`` replay window), body ``{"approved": true|false, "comment": "why"}`` (JSON, at most
-``TERN_WEBHOOK_MAX_BODY_BYTES``). The key id is mapped to an approver by the identity map's ``[webhook]`` table;
+signature made for request A cannot decide request B; per-key secrets ``TERN_CHAT__WEBHOOK_SECRETS``,
+``TERN_CHAT__WEBHOOK_WINDOW_S`` replay window), body ``{"approved": true|false, "comment": "why"}`` (JSON, at most
+``TERN_CHAT__WEBHOOK_MAX_BODY_BYTES``). The key id is mapped to an approver by the identity map's ``[webhook]`` table;
 the decision goes to the run with the request id of the URL (refused when another request is pending), and the
 workflow's validator decides as for any front end (audit surface ``webhook``). Each signature is used once
 (``webhook_signatures``) and each key may post one decision per request (``webhook_uses``), so a replayed

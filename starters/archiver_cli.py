@@ -10,7 +10,6 @@ summaries (default), ``--json`` (the Appliance JSON array), or ``--csv`` (one ro
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from datetime import UTC, datetime, timedelta
@@ -48,6 +47,8 @@ def get(
     ] = False,
 ) -> None:
     """Print CHANNELS' archived samples between --from and --to (or over --range)."""
+    import asyncio
+
     from tern.archiver.binning import BinningError
     from tern.archiver.client import ArchiverClient, ArchiverError, ArchiverUnavailable
     from tern.archiver.read import choose_binning

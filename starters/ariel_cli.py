@@ -10,7 +10,6 @@ that use them, so ``tern --help`` does not load them (issue 17).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
@@ -22,7 +21,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from starters.common import console, fail, hard_exit, load_settings
-from tern.models.limits import MAX_SEARCH_QUERY_CHARS, MAX_WATCH_INTERVAL_S, MIN_WATCH_INTERVAL_S
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -57,6 +55,8 @@ def _parse_time(name: str, value: str | None) -> datetime | None:
 
 
 def _parse_every(value: str) -> timedelta:
+    from tern.models.limits import MAX_WATCH_INTERVAL_S, MIN_WATCH_INTERVAL_S
+
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
         n, unit = float(value[:-1]), value[-1]
@@ -75,7 +75,7 @@ def _check_source(adapter: str, source: str) -> str:
     if adapter not in ADAPTERS:
         fail(f"unknown adapter {adapter!r}; choose one of: {', '.join(ADAPTERS)}")
     if adapter in PUBLISH_ONLY:
-        fail(f"the {adapter} adapter only publishes logbook entries (TERN_LOGBOOK_PUBLISH_TARGET); it cannot ingest")
+        fail(f"the {adapter} adapter only publishes logbook entries (TERN_LOGBOOK__PUBLISH_TARGET); it cannot ingest")
     if adapter == "als-http":
         if not source.startswith(("http://", "https://")):
             fail(f"the als-http adapter needs an http(s) URL, got {source!r}")
@@ -134,6 +134,8 @@ def _print_ingest(result: IngestionResult, as_json: bool) -> None:
 
 
 async def _ingest_via_workflow(settings: TernSettings, req: IngestionRequest, show: bool) -> IngestionResult:
+    import asyncio
+
     from workflows.logbook_ingestion import LogbookIngestionWorkflow
 
     client = await _connect(settings)
@@ -225,6 +227,8 @@ def ingest(
     id_prefix: Annotated[str, typer.Option(help="Prefix for every entry id.")] = "",
 ) -> None:
     """Ingest a logbook source (through LogbookIngestionWorkflow unless --direct)."""
+    import asyncio
+
     from tern.models.ariel import IngestionRequest
 
     settings = load_settings()
@@ -261,6 +265,8 @@ def reembed_workflow_id(provider: str, model: str) -> str:
 
 
 async def _reembed(settings: TernSettings, provider: str, model: str, batch_size: int, show: bool) -> ReembedResult:
+    import asyncio
+
     from temporalio.client import WorkflowFailureError
     from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
@@ -300,16 +306,18 @@ async def _reembed(settings: TernSettings, provider: str, model: str, batch_size
 
 @app.command()
 def reembed(
-    model: Annotated[str, typer.Option("--model", help="Model name, as TERN_EMBEDDING_MODEL.")],
+    model: Annotated[str, typer.Option("--model", help="Model name, as TERN_ARIEL__EMBEDDING_MODEL.")],
     provider: Annotated[
-        str, typer.Option("--provider", help=f"One of: {', '.join(PROVIDERS)} (as TERN_EMBEDDING_PROVIDER).")
+        str, typer.Option("--provider", help=f"One of: {', '.join(PROVIDERS)} (as TERN_ARIEL__EMBEDDING_PROVIDER).")
     ] = "onnx",
     batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Entries per embedding call.")] = 64,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Embed every stored entry with another model (LogbookReembedWorkflow on the worker; resumable: entries
     that already have a vector of the model are skipped). Search uses the configured model's vectors only:
-    set TERN_EMBEDDING_PROVIDER and TERN_EMBEDDING_MODEL to the new ones when it is done."""
+    set TERN_ARIEL__EMBEDDING_PROVIDER and TERN_ARIEL__EMBEDDING_MODEL to the new ones when it is done."""
+    import asyncio
+
     if provider not in PROVIDERS:
         fail(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
     if not model.strip():
@@ -331,7 +339,7 @@ def reembed(
         if (settings.ariel.embedding_provider, settings.ariel.embedding_model) != (result.provider, result.model):
             out.print(
                 f"search uses {settings.ariel.embedding_provider}/{settings.ariel.embedding_model} until you set "
-                f"TERN_EMBEDDING_PROVIDER={result.provider} TERN_EMBEDDING_MODEL={result.model}",
+                f"TERN_ARIEL__EMBEDDING_PROVIDER={result.provider} TERN_ARIEL__EMBEDDING_MODEL={result.model}",
                 markup=False,
                 highlight=False,
             )
@@ -462,6 +470,8 @@ def search_cmd(
     until: Annotated[str | None, typer.Option(help="Only entries before this time (ISO 8601).")] = None,
 ) -> None:
     """Search the logbook."""
+    import asyncio
+
     from tern.ariel.query import SearchFilters
 
     if mode not in MODES:
@@ -470,6 +480,8 @@ def search_cmd(
         fail(f"--limit must be between 1 and 100, got {limit}")
     if not query.strip():
         fail("the query is empty")
+    from tern.models.limits import MAX_SEARCH_QUERY_CHARS
+
     if len(query) > MAX_SEARCH_QUERY_CHARS:
         fail(f"the query has {len(query)} characters; the limit is {MAX_SEARCH_QUERY_CHARS}")
     settings = load_settings()
@@ -514,6 +526,8 @@ async def _status(settings: TernSettings) -> Any:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """Entries by source, embeddings, summaries and the latest ingestion runs."""
+    import asyncio
+
     from rich.table import Table
 
     settings = load_settings()
@@ -575,6 +589,8 @@ async def _reindex(settings: TernSettings, show: bool) -> Any:
 def reindex(as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False) -> None:
     """Rebuild the OpenSearch index from PostgreSQL (documents with summaries and keywords, every model's
     vectors) and swap the alias to it; ingestion may go on meanwhile (it writes to both indices)."""
+    import asyncio
+
     settings = load_settings()
     if settings.ariel.backend != "opensearch":
         fail("tern ariel reindex rebuilds the OpenSearch index; the backend is PostgreSQL, which needs none")
@@ -631,6 +647,8 @@ def watch(
     as_json: Annotated[bool, typer.Option("--json", help="Print the schedule id as JSON.")] = False,
 ) -> None:
     """Create a Temporal Schedule that ingests SOURCE periodically (new and changed entries)."""
+    import asyncio
+
     from tern.models.ariel import IngestionRequest
 
     settings = load_settings()

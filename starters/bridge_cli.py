@@ -1,8 +1,8 @@
 """`tern bridge matrix`: the chat approval bridge process (one per platform; several instances may run).
 
-It logs in as the bot of the Matrix credentials file (``TERN_MATRIX_CREDENTIALS_PATH``, default
+It logs in as the bot of the Matrix credentials file (``TERN_CHAT__MATRIX_CREDENTIALS_PATH``, default
 ``TERN_DATA_DIR/matrix/credentials.json`` written by ``tern up --with matrix``), maps people through the
-identity map (``TERN_CHAT_IDENTITY_MAP_PATH``; the embedded operator account ``@operator:localhost`` is mapped
+identity map (``TERN_CHAT__IDENTITY_MAP_PATH``; the embedded operator account ``@operator:localhost`` is mapped
 to approver ``operator``), and sends decisions through :meth:`starters.client.TernClient.decide` with the
 card's request id, so a stale card is refused and the workflow's validator decides as for the CLI.
 Mounted in the main CLI with ``app.add_typer(bridge_app, name="bridge")``; heavy imports inside the command.
@@ -10,7 +10,6 @@ Mounted in the main CLI with ``app.add_typer(bridge_app, name="bridge")``; heavy
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 from pathlib import Path
@@ -21,6 +20,8 @@ import typer
 from starters.common import fail, hard_exit, load_settings
 
 if TYPE_CHECKING:
+    import asyncio
+
     from tern.config import TernSettings
 
 app = typer.Typer(help="Chat approval bridges: post approval cards and take decisions from chat.", no_args_is_help=True)
@@ -36,6 +37,8 @@ def credentials_path(settings: TernSettings) -> Path:
 async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owner: str | None = None) -> None:
     """Run the Matrix bridge for ``settings`` until ``stop`` is set. Raises ``MatrixError`` (credentials,
     login), ``TernUnavailable`` (Temporal) or ``DatabaseError`` (PostgreSQL) when it cannot start."""
+    import asyncio
+
     from starters.chat_client import client_decider, pending_requests, plan_starter, question_starter, run_progress
     from starters.client import TernClient
     from starters.matrix_bridge import MatrixPlatform
@@ -78,6 +81,8 @@ def matrix(
     owner: Annotated[str | None, typer.Option("--owner", help="This instance's name in card claims.")] = None,
 ) -> None:
     """Post approval cards in the Matrix control room and take decisions from replies (runs until stopped)."""
+    import asyncio
+
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("nio").setLevel(logging.WARNING)  # nio logs every room event at INFO
@@ -102,6 +107,8 @@ async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner
     settings are incomplete, ``slack_sdk.errors.SlackApiError`` when Slack refuses the app token (Socket Mode,
     checked before the first card), ``TernUnavailable``/``DatabaseError`` when Temporal or PostgreSQL cannot be
     reached."""
+    import asyncio
+
     from slack_sdk.web.async_client import AsyncWebClient
 
     from starters.chat_client import client_decider, pending_requests
@@ -115,8 +122,9 @@ async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner
     socket_mode = chat.slack_app_token is not None
     if not (chat.slack_bot_token and chat.slack_channel and (socket_mode or chat.slack_signing_secret)):
         raise ValueError(
-            "the Slack bridge needs TERN_SLACK_BOT_TOKEN, TERN_SLACK_CHANNEL and either TERN_SLACK_APP_TOKEN "
-            "(Socket Mode) or TERN_SLACK_SIGNING_SECRET (HTTP mode)"
+            "the Slack bridge needs TERN_CHAT__SLACK_BOT_TOKEN, TERN_CHAT__SLACK_CHANNEL and either "
+            "TERN_CHAT__SLACK_APP_TOKEN "
+            "(Socket Mode) or TERN_CHAT__SLACK_SIGNING_SECRET (HTTP mode)"
         )
     web = AsyncWebClient(
         token=chat.slack_bot_token.get_secret_value(), base_url=chat.slack_api_url or AsyncWebClient.BASE_URL
@@ -170,7 +178,9 @@ def slack(
     owner: Annotated[str | None, typer.Option("--owner", help="This instance's name in card claims.")] = None,
 ) -> None:
     """Post approval cards in a Slack channel with Approve/Reject buttons (runs until stopped). Socket Mode when
-    TERN_SLACK_APP_TOKEN (xapp-...) is set, else HTTP mode (POST /slack/events on TERN_SLACK_PORT)."""
+    TERN_CHAT__SLACK_APP_TOKEN (xapp-...) is set, else HTTP mode (POST /slack/events on TERN_CHAT__SLACK_PORT)."""
+    import asyncio
+
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 

@@ -2,14 +2,13 @@
 
 Mounted by the main CLI with ``app.add_typer(channels_app, name="channels")``. The database is
 ``TernSettings().dsn``; the bundled channel database is loaded at first use (setting ``channels.load_bundled``,
-``TERN_CHANNELS_LOAD_BUNDLED``).
+``TERN_CHANNELS__LOAD_BUNDLED``).
 Bad input exits with status 2 before anything is contacted; an unreachable database exits 1. asyncpg and the
 finder are imported inside the commands (issue 17: ``tern --help`` stays fast).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from starters.common import console, fail, load_settings, print_json
-from tern.models.limits import MAX_CHANNEL_FILE_BYTES, MAX_CHANNEL_QUERY_CHARS
 
 if TYPE_CHECKING:
     import asyncpg
@@ -29,8 +27,8 @@ app = typer.Typer(
 )
 err = console(stderr=True)
 out = console()
-MODES = ("keyword", "semantic", "hybrid")  # tern.models.channels.CHANNEL_FIND_MODES (spelled out: start-up time)
-MAX_LIMIT = 100  # tern.channels.finder.MAX_LIMIT
+MODES = ("keyword", "semantic", "hybrid")  # tern.models.channel_finder.CHANNEL_FIND_MODES (spelled out: start-up time)
+MAX_LIMIT = 100  # tern.channel_finder.finder.MAX_LIMIT
 
 
 async def _pool(settings: TernSettings) -> asyncpg.Pool:
@@ -43,7 +41,7 @@ async def _pool(settings: TernSettings) -> asyncpg.Pool:
 
 
 async def _with_finder(settings: TernSettings, work: Any) -> Any:
-    from tern.channels.finder import ChannelFinder
+    from tern.channel_finder.finder import ChannelFinder
     from tern.control.limits import LimitsDatabaseError
 
     pool = await _pool(settings)
@@ -65,12 +63,16 @@ def find_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: mode used, notice, hits.")] = False,
 ) -> None:
     """Find channels matching a description, best first, with scores."""
+    import asyncio
+
     if mode not in MODES:
         fail(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
     if not 1 <= limit <= MAX_LIMIT:
         fail(f"--limit must be between 1 and {MAX_LIMIT}, got {limit}")
     if not query.strip():
         fail("the query is empty")
+    from tern.models.limits import MAX_CHANNEL_QUERY_CHARS
+
     if len(query) > MAX_CHANNEL_QUERY_CHARS:
         fail(f"the query has {len(query)} characters; the limit is {MAX_CHANNEL_QUERY_CHARS}")
     settings = load_settings()
@@ -94,6 +96,10 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the children as JSON.")] = False,
 ) -> None:
     """List the children of a hierarchy level (area -> system -> family -> device -> field -> signal)."""
+    import asyncio
+
+    from tern.models.limits import MAX_CHANNEL_QUERY_CHARS
+
     if len(under) > MAX_CHANNEL_QUERY_CHARS:
         fail(f"--under has {len(under)} characters; the limit is {MAX_CHANNEL_QUERY_CHARS}")
     settings = load_settings()
@@ -107,8 +113,8 @@ def list_cmd(
 
 
 async def _import(settings: TernSettings, path: Path, records: list[Any], digest: str) -> Any:
-    from tern.channels import store
-    from tern.channels.importing import source_name
+    from tern.channel_finder import store
+    from tern.channel_finder.importing import source_name
 
     pool = await _pool(settings)
     try:
@@ -128,8 +134,11 @@ def import_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Import (insert or update by name) a channel list; importing the same file again changes nothing."""
-    from tern.channels.importing import ChannelImportError, read_channel_file
+    import asyncio
+
+    from tern.channel_finder.importing import ChannelImportError, read_channel_file
     from tern.control.limits import LimitsDatabase, LimitsDatabaseError
+    from tern.models.limits import MAX_CHANNEL_FILE_BYTES
 
     if not file.is_file():
         fail(f"channel file not found: {file}")

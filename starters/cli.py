@@ -10,7 +10,6 @@ commands that use them, so ``tern --help`` and ``tern status`` start fast (issue
 
 from __future__ import annotations
 
-import asyncio
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -22,6 +21,7 @@ from starters.ariel_cli import app as ariel_app
 from starters.bridge_cli import app as bridge_app
 from starters.channels_cli import app as channels_app
 from starters.common import (
+    DEMO_OPERATOR,
     console,
     err,
     fail,
@@ -32,7 +32,6 @@ from starters.common import (
     started_json,
     with_run_id,
 )
-from starters.demo import DEMO_OPERATOR
 from starters.eval_cli import app as eval_app
 from starters.freeze_cli import freeze, thaw
 from starters.login_cli import login
@@ -42,7 +41,6 @@ from starters.sandbox_cli import app as sandbox_app
 from starters.sim_cli import app as sim_app
 from starters.trigger_cli import app as trigger_app
 from starters.verify_cli import verify
-from tern.models.limits import MAX_COMMENT_CHARS, MAX_RUN_ID_CHARS
 
 if TYPE_CHECKING:
     from tern.models import AgentRunResult, AgentRunStatus, ApprovalRecord
@@ -83,7 +81,8 @@ def up(
         list[StackPart] | None,
         typer.Option(
             "--with",
-            help="Optional part to start too: 'matrix' (Synapse on TERN_MATRIX_PORT with #control-room:localhost, "
+            help="Optional part to start too: 'matrix' (Synapse on TERN_CHAT__MATRIX_PORT with "
+            "#control-room:localhost, "
             "and the Matrix approval bridge).",
         ),
     ] = None,
@@ -140,6 +139,8 @@ def migrate(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Bring the database schema up to date as its owner (database.url, else the embedded server as postgres):
     migrations, the tern_writer (insert-only audit) and tern_reader (read-only) roles and their grants. `tern up`
     does this too; no other command migrates. Exit 1 when the database cannot be reached or a migration fails."""
+    import asyncio
+
     from tern.db import DatabaseError, migrate_dsn
 
     s = load_settings()
@@ -206,6 +207,8 @@ def _print_stack(st: Any) -> None:
 @app.command()
 def worker() -> None:
     """Run a Tern worker in the foreground (uses writes_enabled and Channel Access settings as configured)."""
+    import asyncio
+
     from worker.logs import configure_logging
     from worker.main import run_worker, startup_errors
 
@@ -297,7 +300,7 @@ def run(
         "approvers": "--approver",
         "approval_timeout_s": "--approval-timeout"
         if timeout is not None
-        else "approval timeout (setting TERN_APPROVAL_TIMEOUT_S)",
+        else "approval timeout (setting TERN_APPROVAL__TIMEOUT_S)",
     }
     who, signer = cli_signer(s, key=key, declared=user, option="--user")
     req = _guard(
@@ -344,7 +347,7 @@ def ask(
         bool | None,
         typer.Option(
             "--plan-approval/--no-plan-approval",
-            help="Ask an approver for the plan before any step runs (default: setting TERN_PLAN_APPROVAL).",
+            help="Ask an approver for the plan before any step runs (default: setting TERN_LLM__PLAN_APPROVAL).",
         ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result (approve from another shell).")] = False,
@@ -397,6 +400,8 @@ def _precheck_question(question: str, s: Any) -> None:
 
 def _check_run_id(run_id: str) -> str:
     """``run_id``, or exit 2 when it is empty or longer than ``MAX_RUN_ID_CHARS`` (before anything is contacted)."""
+    from tern.models.limits import MAX_RUN_ID_CHARS
+
     if not run_id.strip():
         fail("RUN_ID is empty")
     if len(run_id) > MAX_RUN_ID_CHARS:
@@ -458,6 +463,7 @@ def _decide(
 ) -> None:
     from starters.client import TernClient, check_user_name
     from starters.proofs import cli_signer
+    from tern.models.limits import MAX_COMMENT_CHARS
 
     s = load_settings()
     _check_run_id(run_id)
@@ -799,7 +805,7 @@ def mcp(
         bool,
         typer.Option(
             "--no-auth",
-            help="With --http on a loopback address: serve without the bearer token (TERN_MCP_TOKEN).",
+            help="With --http on a loopback address: serve without the bearer token (TERN_MCP__TOKEN).",
         ),
     ] = False,
     user: Annotated[
@@ -813,8 +819,10 @@ def mcp(
     client can replace), run_status, run_result, pending_approvals, search_logbook, find_channels,
     read_channels, archiver_read. Resources: tern://runs/{workflow_id}/audit and
     tern://runs/{workflow_id}/artifacts. Claude Code: `claude mcp add --transport stdio tern -- tern mcp`.
-    Over --http, clients send `Authorization: Bearer $TERN_MCP_TOKEN` (setting mcp.token, 16+ characters).
+    Over --http, clients send `Authorization: Bearer $TERN_MCP__TOKEN` (setting mcp.token, 16+ characters).
     """
+    import asyncio
+
     from pydantic import TypeAdapter, ValidationError
 
     from starters.mcp_server import serve
@@ -830,10 +838,10 @@ def mcp(
     if http is None and (not loopback or no_auth):
         fail(f"{'--no-auth' if no_auth else '--host'} needs --http PORT")
     if http is not None and no_auth and not loopback:
-        fail(f"--no-auth is allowed on a loopback address only, not --host {host}: set TERN_MCP_TOKEN instead")
+        fail(f"--no-auth is allowed on a loopback address only, not --host {host}: set TERN_MCP__TOKEN instead")
     if http is not None and not no_auth and s.mcp.token is None:
         fail(
-            "--http needs a bearer token for its clients: set TERN_MCP_TOKEN (setting mcp.token, at least 16 "
+            "--http needs a bearer token for its clients: set TERN_MCP__TOKEN (setting mcp.token, at least 16 "
             "characters, e.g. `openssl rand -hex 24`), or pass --no-auth to serve loopback without one"
         )
     if http is not None:
@@ -872,6 +880,8 @@ def demo(
 ) -> None:
     """Start the stack if needed, ingest the demo logbook, and run the bundled demo plan (with --ask: the plan the
     configured LLM makes for the demo question; exits 2 when no LLM is configured)."""
+    import asyncio
+
     from starters.client import TernUnavailable, TernUserError
     from starters.common import run_family_url
     from starters.demo import DemoError, run_demo

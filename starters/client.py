@@ -60,8 +60,8 @@ _USER_NAME: TypeAdapter[str] = TypeAdapter(UserName)
 
 
 NO_LLM = (
-    "no LLM is configured to plan the question: set TERN_LLM_PROVIDER (openai or anthropic), TERN_LLM_URL, "
-    "TERN_LLM_MODEL and, if the endpoint needs one, TERN_LLM_API_KEY (README 'Asking questions'); or run an "
+    "no LLM is configured to plan the question: set TERN_LLM__PROVIDER (openai or anthropic), TERN_LLM__URL, "
+    "TERN_LLM__MODEL and, if the endpoint needs one, TERN_LLM__API_KEY (README 'Asking questions'); or run an "
     "explicit plan with `tern run --plan`"
 )
 
@@ -241,7 +241,7 @@ class TernClient:
             workflow_id: the workflow id (default ``tern-run-<12 hex>``).
             signer: proves who starts the run (see :meth:`start_run`).
 
-        Raises :class:`TernUserError` for bad input or when no LLM is configured (``TERN_LLM_PROVIDER``) and
+        Raises :class:`TernUserError` for bad input or when no LLM is configured (``TERN_LLM__PROVIDER``) and
         :class:`TernUnavailable` when Temporal cannot be reached. Returns the run's handle.
         """
         if not question.strip():

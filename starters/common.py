@@ -8,7 +8,6 @@ imported inside the command that needs it, so ``tern --help`` and ``tern status`
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -38,6 +37,10 @@ def console(*, stderr: bool = False) -> Console:
 err = console(stderr=True)
 
 
+DEMO_OPERATOR = "demo-operator"
+"""The approver the demo acts as (``tern demo --auto-approve``; defined here so the CLI help needs no demo import)."""
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code`` (2: bad input, 1: runtime failure)."""
     err.print(f"error: {message}", markup=False, highlight=False)
@@ -45,8 +48,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def load_settings() -> TernSettings:
-    """``TernSettings()``, or exit 2 naming the bad setting by its path and environment names
-    (``bad configuration: sandbox.timeout_s (TERN_SANDBOX_TIMEOUT_S or TERN_SANDBOX__TIMEOUT_S): ...``)."""
+    """``TernSettings()``, or exit 2 naming the bad setting by its path and environment name
+    (``bad configuration: sandbox.timeout_s (TERN_SANDBOX__TIMEOUT_S): ...``)."""
     from pydantic import ValidationError
 
     from tern.config import TernSettings, setting_error
@@ -61,6 +64,8 @@ def load_settings() -> TernSettings:
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro``; turn Tern errors into CLI messages and exit statuses (user error 2, unavailable 1)."""
+    import asyncio
+
     from starters.client import TernUnavailable, TernUserError
 
     try:

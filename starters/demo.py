@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from starters.common import DEMO_OPERATOR
 from tern import DATA_DIR, PACKAGE_DIR
 from tern.config import TernSettings, current_user
 from tern.models import AgentRunRequest, AgentRunResult, ControlWriteStep, Plan
@@ -32,7 +33,6 @@ from tern.models import AgentRunRequest, AgentRunResult, ControlWriteStep, Plan
 if TYPE_CHECKING:
     from starters.client import TernClient
 
-DEMO_OPERATOR = "demo-operator"
 DEMO_QUERY = (
     "RF cavity 1 tripped on reflected power again overnight. Has this happened before, what is the "
     "cavity doing now, and should we lower its voltage a little?"
@@ -70,7 +70,9 @@ async def embed_demo_logbook(pool: Any, settings: TernSettings) -> str:
     try:
         emb = await configured_embedder(settings)
         if emb is None:
-            return "notice: no embedding provider (TERN_EMBEDDING_PROVIDER=none): the search will be keyword only"
+            return (
+                "notice: no embedding provider (TERN_ARIEL__EMBEDDING_PROVIDER=none): the search will be keyword only"
+            )
         # One call: the demo logbook's entries at most (a stack holding a large logbook embeds it by ingestion).
         r = await embed_pending(
             pool,
@@ -101,7 +103,7 @@ async def run_demo(
     no LLM is configured."""
     from starters.client import TernClient
     from tern.ariel.ingest import adapter_options, ingest_source
-    from tern.control import channels as ca
+    from tern.control import channel_access as ca
     from tern.control.ca_client import ChannelAccessClient
     from tern.control.limits import LimitsDatabase
     from tern.db import create_pool

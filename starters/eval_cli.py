@@ -169,7 +169,7 @@ def plans(
 
     settings = load_settings()
     if settings.llm.provider == "none":
-        fail("no LLM is configured (set TERN_LLM_PROVIDER, TERN_LLM_URL, TERN_LLM_MODEL)")
+        fail("no LLM is configured (set TERN_LLM__PROVIDER, TERN_LLM__URL, TERN_LLM__MODEL)")
     try:
         qs = [] if (from_history and not questions) else load_questions(list(questions or []))
     except QuestionFileError as exc:

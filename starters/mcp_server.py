@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from mcp.server.transport_security import TransportSecuritySettings
 
     from starters.client import TernClient
-    from tern.channels.finder import ChannelFinder
+    from tern.channel_finder.finder import ChannelFinder
     from tern.config import TernSettings
     from tern.control.ca_client import ChannelAccessClient
 
@@ -307,7 +307,7 @@ class TernMcp:
     async def find_channels(self, a: FindChannelsArgs) -> dict[str, Any]:
         """The channel finder (``tern channels find --json``)."""
         from starters.client import TernUnavailable, TernUserError
-        from tern.channels.finder import ChannelFinder
+        from tern.channel_finder.finder import ChannelFinder
         from tern.control.limits import LimitsDatabaseError
 
         pool = await self.pool()
@@ -356,7 +356,7 @@ class TernMcp:
         down = [r for r in found.values() if isinstance(r, ArchiverUnavailable)]
         if down:
             raise TernUnavailable(
-                f"no archiver answers at {s.base_url} (set TERN_ARCHIVER_URL to an Archiver Appliance, or start the "
+                f"no archiver answers at {s.base_url} (set TERN_ARCHIVER__URL to an Archiver Appliance, or start the "
                 f"embedded one with `tern up`): {down[0]}"
             )
         return {
@@ -526,7 +526,7 @@ def build_server(settings: TernSettings, user: str, *, auth_url: str | None = No
     auth: dict[str, Any] = {}
     if auth_url is not None:
         if settings.mcp.token is None:
-            raise ValueError("an authenticated MCP server needs setting mcp.token (TERN_MCP_TOKEN)")
+            raise ValueError("an authenticated MCP server needs setting mcp.token (TERN_MCP__TOKEN)")
         auth = {
             "auth": AuthSettings(issuer_url=auth_url, resource_server_url=None),
             "token_verifier": StaticTokenVerifier(settings.mcp.token.get_secret_value(), user),

@@ -2,7 +2,7 @@
 
 Mounted in the main CLI with ``app.add_typer(memory_app, name="memory")``. ``--user`` defaults to your login
 name; every command sees only that user's notes. ``add`` stores at once (source ``cli``), whatever
-``TERN_MEMORY_APPROVAL_MODE`` says: that setting (default ``always``) governs the notes *agent runs* store
+``TERN_MEMORY__APPROVAL_MODE`` says: that setting (default ``always``) governs the notes *agent runs* store
 (a plan's ``memory`` step, which the LLM planner may write after reading untrusted text such as logbook
 entries), not the note a person types themselves. Deleting removes the note (the audit keeps who, when, and
 the note's hash). Exit status: 0 done; 1 PostgreSQL unreachable; 2 bad input or no such note of that user.
@@ -10,7 +10,6 @@ the note's hash). Exit status: 0 done; 1 PostgreSQL unreachable; 2 bad input or 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -41,6 +40,8 @@ def _user(user: str | None) -> str:
 
 
 def _with_pool(s: TernSettings, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    import asyncio
+
     from tern.db import DatabaseError, create_pool
 
     async def go() -> T:

@@ -13,7 +13,6 @@ periodic reaper removes it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -22,7 +21,7 @@ import typer
 from rich.markup import escape
 
 from starters.common import console
-from tern.models.approval import ApprovalMode
+from tern.models.modes import ApprovalMode
 
 if TYPE_CHECKING:
     from tern.models.code_policy import PolicyReport
@@ -168,6 +167,8 @@ def run(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Directory to write figures (PNG) into.")] = None,
 ) -> None:
     """Run FILE.py in the sandbox and print its results, stdout, stderr and figures."""
+    import asyncio
+
     from tern.config import get_settings
     from tern.sandbox import SandboxError, analyze, execute, get_backend
 

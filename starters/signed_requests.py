@@ -2,8 +2,8 @@
 ``POST /approvals/{request_id}/decision``; webhook triggers, ``POST /triggers/{name}``).
 
 HMAC-SHA256 headers of :mod:`tern.chat.signing` (version ``v2``: timestamp, method, request target and body are
-signed), per-key secrets ``TERN_WEBHOOK_SECRETS``, replay window ``TERN_WEBHOOK_WINDOW_S``, body at most
-``TERN_WEBHOOK_MAX_BODY_BYTES`` (read as a stream and refused as soon as it passes the limit, so a chunked body
+signed), per-key secrets ``TERN_CHAT__WEBHOOK_SECRETS``, replay window ``TERN_CHAT__WEBHOOK_WINDOW_S``, body at most
+``TERN_CHAT__WEBHOOK_MAX_BODY_BYTES`` (read as a stream and refused as soon as it passes the limit, so a chunked body
 without ``Content-Length`` is never read whole), and each signature single use (table ``webhook_signatures``,
 :func:`tern.chat.store.use_signature`).
 

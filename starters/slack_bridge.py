@@ -193,7 +193,7 @@ def slack_app(settings: TernSettings, bridge: ApprovalBridge, client: AsyncWebCl
 
     Raises ``ValueError`` when ``chat.slack_signing_secret`` is missing or empty."""
     if not settings.chat.slack_signing_secret:
-        raise ValueError("the Slack bridge in HTTP mode needs TERN_SLACK_SIGNING_SECRET")
+        raise ValueError("the Slack bridge in HTTP mode needs TERN_CHAT__SLACK_SIGNING_SECRET")
     bolt = bolt_app(bridge, client, signing_secret=settings.chat.slack_signing_secret.get_secret_value())
     handler = AsyncSlackRequestHandler(bolt)
     api = FastAPI(title="Tern Slack bridge")
@@ -215,5 +215,5 @@ def socket_mode_handler(
     ``ValueError`` when ``chat.slack_app_token`` is missing or is not an app-level token (``xapp-``)."""
     token = settings.chat.slack_app_token.get_secret_value() if settings.chat.slack_app_token else ""
     if not token.startswith("xapp-"):
-        raise ValueError("Slack Socket Mode needs an app-level token (xapp-...) in TERN_SLACK_APP_TOKEN")
+        raise ValueError("Slack Socket Mode needs an app-level token (xapp-...) in TERN_CHAT__SLACK_APP_TOKEN")
     return AsyncSocketModeHandler(bolt_app(bridge, client, signing_secret=None), app_token=token, web_client=client)

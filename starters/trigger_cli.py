@@ -124,14 +124,15 @@ def _check_channel_listed(settings: TernSettings, channel: str) -> bool:
 
 def _key_ids(settings: TernSettings, given: list[str], webhook: bool) -> list[str]:
     """The checked ``--key-id`` list: required with ``--webhook`` (a trigger any key could fire would let every
-    bot start every trigger's runs), refused without it, each a key of ``TERN_WEBHOOK_SECRETS`` (exit 2)."""
+    bot start every trigger's runs), refused without it, each a key of ``TERN_CHAT__WEBHOOK_SECRETS`` (exit 2)."""
     if not webhook:
         if given:
             fail("--key-id goes with --webhook")
         return []
     if not given:
         fail(
-            "--webhook needs --key-id KEY: the webhook key id(s) of TERN_WEBHOOK_SECRETS that may fire this trigger "
+            "--webhook needs --key-id KEY: the webhook key id(s) of TERN_CHAT__WEBHOOK_SECRETS that may fire this "
+            "trigger "
             "(no trigger may be fired by every key)"
         )
     known = settings.chat.webhook_secrets
@@ -140,7 +141,7 @@ def _key_ids(settings: TernSettings, given: list[str], webhook: bool) -> list[st
             fail(f"--key-id {k!r} is the outbound notification key id, which Tern never accepts inbound")
         if k not in known:
             fail(
-                f"--key-id {k!r} is not a key of TERN_WEBHOOK_SECRETS"
+                f"--key-id {k!r} is not a key of TERN_CHAT__WEBHOOK_SECRETS"
                 + (f" (keys: {', '.join(sorted(known))})" if known else " (none are set)")
             )
     return list(dict.fromkeys(given))
@@ -169,7 +170,8 @@ def add(
         list[str] | None,
         typer.Option(
             "--key-id",
-            help="Webhook trigger: a key id of TERN_WEBHOOK_SECRETS that may fire it (repeat for more; required).",
+            help="Webhook trigger: a key id of TERN_CHAT__WEBHOOK_SECRETS that may fire it (repeat for more; "
+            "required).",
         ),
     ] = None,
     user: Annotated[str | None, typer.Option("--user", help="User the runs are started as (default: you).")] = None,

@@ -2,8 +2,9 @@
 served by ``tern bridge webhook``).
 
 Signed exactly like the approval webhook (:func:`starters.signed_requests.signed_body`: ``v2`` HMAC-SHA256
-headers of :mod:`tern.chat.signing` over timestamp, method, path and body, keys ``TERN_WEBHOOK_SECRETS``, window
-``TERN_WEBHOOK_WINDOW_S``, body at most ``TERN_WEBHOOK_MAX_BODY_BYTES``, each signature single use). Only the
+headers of :mod:`tern.chat.signing` over timestamp, method, path and body, keys
+``TERN_CHAT__WEBHOOK_SECRETS``, window ``TERN_CHAT__WEBHOOK_WINDOW_S``, body at most
+``TERN_CHAT__WEBHOOK_MAX_BODY_BYTES``, each signature single use). Only the
 keys the trigger names (``TriggerDefinition.key_ids``, ``tern trigger add --webhook --key-id K``) may fire it; a
 trigger that names none (stored before key lists existed) is refused until re-added. The path is signed, so a
 signature for one trigger cannot fire another; outbound approval notifications are signed with a secret Tern

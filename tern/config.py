@@ -3,31 +3,35 @@
 The settings are grouped in sections (:mod:`tern.config_sections`): ``settings.temporal.address``,
 ``settings.database.pg_port``, ``settings.sandbox.timeout_s``. Each field is set by
 
-- its flat environment name, the one it had before the sections: ``TERN_PG_PORT``, ``TERN_SANDBOX_TIMEOUT_S``
-  (:func:`flat_names` maps each to its section and field);
-- or its nested one, ``TERN_<SECTION>__<FIELD>``: ``TERN_DATABASE__PG_PORT`` (pydantic-settings'
-  ``env_nested_delimiter``); it wins over the flat one when both are set;
+- its environment name ``TERN_<SECTION>__<FIELD>``: ``TERN_DATABASE__PG_PORT`` (pydantic-settings'
+  ``env_nested_delimiter``); a root field by ``TERN_<FIELD>`` (``TERN_DATA_DIR``);
 - or a key in a ``[section]`` table of the TOML file named by ``TERN_CONFIG`` (default ``./tern.toml`` when it
-  exists); the flat names are also accepted as top-level keys of the file (``pg_port = 55433``).
+  exists).
 
 Precedence (highest first): keyword arguments, environment, TOML file, the defaults. Lists and dicts are given
-in the environment as JSON (``TERN_APPROVERS='["alice", "bob"]'``). Unknown keys are refused.
+in the environment as JSON (``TERN_APPROVAL__APPROVERS='["alice", "bob"]'``). Unknown keys are refused.
+
+The flat names of Tern 0.1 (``TERN_PG_PORT``, ``TERN_SANDBOX_TIMEOUT_S``; top-level ``pg_port = 1`` in the file)
+are no longer read: one that is set fails with :class:`RetiredSettingName` naming its new name
+(:func:`retired_names` maps each to its section and field).
 """
 
 from __future__ import annotations
 
 import getpass
+import json
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 from urllib.parse import quote
 
-from pydantic import Field, ValidationError, create_model, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -70,8 +74,8 @@ def sections() -> dict[str, type[_Section]]:
 
 
 @lru_cache(maxsize=1)
-def flat_names() -> dict[str, tuple[str, str]]:
-    """Every flat (pre-section) setting name, lower case without the prefix, -> ``(section, field)``:
+def retired_names() -> dict[str, tuple[str, str]]:
+    """Every retired flat (Tern 0.1) setting name, lower case without the prefix, -> ``(section, field)``:
     ``{"pg_port": ("database", "pg_port"), "sandbox_timeout_s": ("sandbox", "timeout_s"), ...}``. Fields of the
     root (``data_dir``) are not listed: their name did not change."""
     out: dict[str, tuple[str, str]] = {}
@@ -85,9 +89,9 @@ def flat_names() -> dict[str, tuple[str, str]]:
 
 
 def env_names(loc: tuple[int | str, ...] | list[int | str]) -> list[str]:
-    """The environment names of the setting at ``loc`` (a pydantic error location such as
-    ``("sandbox", "timeout_s")``): ``["TERN_SANDBOX_TIMEOUT_S", "TERN_SANDBOX__TIMEOUT_S"]``; a root field gives
-    one name, a whole section its nested prefix (``["TERN_SANDBOX__*"]``), an unknown location none."""
+    """The environment name of the setting at ``loc`` (a pydantic error location such as
+    ``("sandbox", "timeout_s")``): ``["TERN_SANDBOX__TIMEOUT_S"]``; a root field gives its one name, a whole section
+    its nested prefix (``["TERN_SANDBOX__*"]``), an unknown location none."""
     parts = [str(p) for p in loc]
     if not parts:
         return []
@@ -96,14 +100,13 @@ def env_names(loc: tuple[int | str, ...] | list[int | str]) -> list[str]:
         return [ENV_PREFIX + parts[0].upper()] if parts[0] in TernSettings.model_fields else []
     if len(parts) == 1 or parts[1] not in model.model_fields:
         return [f"{ENV_PREFIX}{parts[0].upper()}{NESTED_DELIMITER}*"]
-    nested = f"{ENV_PREFIX}{parts[0].upper()}{NESTED_DELIMITER}{parts[1].upper()}"
-    return [ENV_PREFIX + model.flat_name(parts[1]).upper(), nested]
+    return [f"{ENV_PREFIX}{parts[0].upper()}{NESTED_DELIMITER}{parts[1].upper()}"]
 
 
 def setting_error(exc: ValidationError) -> str:
     """The first error of a settings ``ValidationError`` as one line naming the setting's path and environment
-    names: ``sandbox.timeout_s (TERN_SANDBOX_TIMEOUT_S or TERN_SANDBOX__TIMEOUT_S): Input should be a valid
-    number, unable to parse string as a number``."""
+    name: ``sandbox.timeout_s (TERN_SANDBOX__TIMEOUT_S): Input should be a valid number, unable to parse string
+    as a number``."""
     first = exc.errors()[0]
     path = ".".join(str(p) for p in first["loc"]) or "(settings)"
     names = env_names(first["loc"])
@@ -111,59 +114,82 @@ def setting_error(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{"pg_port": 1}`` -> ``{"database": {"pg_port": 1}}``; keys that are not flat names pass through."""
-    out: dict[str, Any] = {}
-    names = flat_names()
-    for key, value in flat.items():
-        if key in names:
-            section, field = names[key]
-            out.setdefault(section, {})[field] = value
-        else:
-            out[key] = value
-    return out
+class RetiredSettingName(ValueError):
+    """A setting was given by its Tern 0.1 flat name (environment ``TERN_PG_PORT``, or top-level key ``pg_port`` in
+    the TOML file), which is no longer read; the message names the name to use instead."""
 
 
-class _FlatEnv(BaseSettings):
-    """Base of the model that reads the flat environment names (built by :func:`_flat_env_model`)."""
-
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
-
-
-@lru_cache(maxsize=1)
-def _flat_env_model() -> type[BaseSettings]:
-    """A settings model with one optional field per flat name, typed as its section field (so that pydantic-settings
-    decodes lists and dicts from JSON as it does for any field)."""
-    fields: dict[str, Any] = {}
-    for flat, (section, field) in flat_names().items():
-        info: FieldInfo = sections()[section].model_fields[field]
-        fields[flat] = (Optional[info.annotation], None)  # noqa: UP045 (a runtime type expression)
-    return create_model("FlatTernEnv", __base__=_FlatEnv, **fields)
+def _retired_env(environ: Mapping[str, str]) -> list[str]:
+    """One sentence per flat environment name set in ``environ`` (case-insensitive, as the environment source
+    reads names), naming its nested replacement."""
+    names = retired_names()
+    out = []
+    for key in environ:
+        upper = key.upper()
+        flat = upper[len(ENV_PREFIX) :].lower() if upper.startswith(ENV_PREFIX) else None
+        if flat in names:
+            section, field = names[flat]
+            out.append(f"{key} is no longer read: set {ENV_PREFIX}{section.upper()}{NESTED_DELIMITER}{field.upper()}")
+    return sorted(out)
 
 
-class FlatEnvSettingsSource(PydanticBaseSettingsSource):
-    """The flat environment names (``TERN_PG_PORT``), read by pydantic-settings' own ``EnvSettingsSource`` over a
-    model of the flat names, then moved to their sections (``{"database": {"pg_port": "1"}}``); validation
-    happens in the sections, as for any source."""
+def _takes_json(annotation: Any) -> bool:
+    """Whether the environment gives a field of this type as JSON that must parse (a list or dict, not also a
+    plain string): pydantic-settings' rule for nested environment values."""
+    args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    if str in args:
+        return False
+    return any(a in (list, dict) or get_origin(a) in (list, dict) for a in args)
 
-    def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls)
-        self._env = EnvSettingsSource(_flat_env_model(), env_prefix=ENV_PREFIX, case_sensitive=False)
+
+def _bad_json_env(environ: Mapping[str, str]) -> list[str]:
+    """One sentence per ``TERN_<SECTION>__<FIELD>`` in ``environ`` whose field takes JSON and whose value does not
+    parse, naming the setting (pydantic-settings would only name the section)."""
+    out = []
+    for key, value in environ.items():
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        section, sep, field = upper[len(ENV_PREFIX) :].lower().partition(NESTED_DELIMITER)
+        model = sections().get(section) if sep else None
+        if model is None or field not in model.model_fields or not _takes_json(model.model_fields[field].annotation):
+            continue
+        try:
+            json.loads(value)
+        except ValueError as exc:
+            out.append(
+                f"{section}.{field} ({key}): not valid JSON ({exc}); give a list or table as JSON, e.g. '[\"a\"]'"
+            )
+    return sorted(out)
+
+
+class EnvCheckSource(PydanticBaseSettingsSource):
+    """Gives no values; checks the environment before it is read: refuses the flat names of Tern 0.1
+    (:class:`RetiredSettingName`), so a deployment that still sets ``TERN_PG_PORT`` fails naming
+    ``TERN_DATABASE__PG_PORT`` instead of running on the default, and a list or table setting whose value is not
+    JSON (``ValueError`` naming the setting)."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         """Unused: :meth:`__call__` returns the whole state at once."""
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return _nest(self._env())
+        retired = _retired_env(os.environ)
+        if retired:
+            raise RetiredSettingName("; ".join(retired))
+        bad = _bad_json_env(os.environ)
+        if bad:
+            raise ValueError("; ".join(bad))
+        return {}
 
 
-class FlatTomlSettingsSource(PydanticBaseSettingsSource):
-    """The TOML file (pydantic-settings' ``TomlConfigSettingsSource``), with top-level flat keys (``pg_port = 1``)
-    moved to their sections; ``[section]`` tables pass unchanged. A key in both forms: the table's wins."""
+class SectionsTomlSettingsSource(PydanticBaseSettingsSource):
+    """The TOML file (pydantic-settings' ``TomlConfigSettingsSource``); a top-level key that is a Tern 0.1 flat name
+    (``pg_port = 1``) raises :class:`RetiredSettingName` naming its ``[section]`` and key."""
 
     def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
         super().__init__(settings_cls)
+        self._path = path
         self._toml = TomlConfigSettingsSource(settings_cls, toml_file=path)
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
@@ -172,11 +198,14 @@ class FlatTomlSettingsSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data = dict(self._toml())
-        names = flat_names()
-        flat = {key: data.pop(key) for key in list(data) if key in names}
-        for section, values in _nest(flat).items():
-            table = data.get(section)
-            data[section] = {**values, **table} if isinstance(table, dict) else values
+        names = retired_names()
+        retired = [
+            f"{key} (top level of {self._path}) is no longer read: put it in [{names[key][0]}] as {names[key][1]}"
+            for key in sorted(data)
+            if key in names and key not in self.settings_cls.model_fields
+        ]
+        if retired:
+            raise RetiredSettingName("; ".join(retired))
         return data
 
 
@@ -190,8 +219,9 @@ class TernSettings(BaseSettings):
 
     Keyword arguments take a section as a dict: ``TernSettings(database={"pg_port": 1})`` (merged with the
     other sources field by field). Raises ``pydantic.ValidationError`` naming the bad field by its path
-    (``sandbox.timeout_s``; :func:`env_names` turns it into the environment names), or
-    ``pydantic_settings.SettingsError`` naming the field whose environment value is not valid JSON.
+    (``sandbox.timeout_s``; :func:`env_names` turns it into the environment name),
+    ``pydantic_settings.SettingsError`` naming the field whose environment value is not valid JSON, or
+    :class:`RetiredSettingName` for a Tern 0.1 flat name.
     """
 
     model_config = SettingsConfigDict(
@@ -231,11 +261,11 @@ class TernSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Keyword arguments, then the nested environment names (``TERN_SANDBOX__TIMEOUT_S``), then the flat ones
-        (``TERN_SANDBOX_TIMEOUT_S``), then the TOML file, then the defaults (pydantic-settings "Customise
-        settings sources"; earlier sources win, field by field)."""
-        toml = FlatTomlSettingsSource(settings_cls, _toml_file())
-        return (init_settings, env_settings, FlatEnvSettingsSource(settings_cls), toml, file_secret_settings)
+        """Keyword arguments, then the environment (``TERN_SANDBOX__TIMEOUT_S``), then the TOML file, then the
+        defaults (pydantic-settings "Customise settings sources"; earlier sources win, field by field). A retired
+        flat name in the environment or the file raises :class:`RetiredSettingName`."""
+        toml = SectionsTomlSettingsSource(settings_cls, _toml_file())
+        return (init_settings, EnvCheckSource(settings_cls), env_settings, toml, file_secret_settings)
 
     @model_validator(mode="after")
     def _process_backend_needs_all_code(self) -> TernSettings:
@@ -312,7 +342,7 @@ class TernSettings(BaseSettings):
 
 def process_backend_refusal(backend: str, python_approval_mode: str) -> str | None:
     """Why sandbox ``backend`` may not run code under ``python_approval_mode`` (the worker's floor:
-    ``TERN_PYTHON_APPROVAL_MODE``, or a policy file's ``python_approval_mode``), or None when it may.
+    ``TERN_APPROVAL__PYTHON_MODE``, or a policy file's ``python_approval_mode``), or None when it may.
 
     The ``process`` backend runs code on the host with no isolation, as the worker's user, with the worker's
     environment within reach (database URL, tokens, secrets files): code no person has read must never run
@@ -321,9 +351,9 @@ def process_backend_refusal(backend: str, python_approval_mode: str) -> str | No
     Docker under any mode."""
     if backend == "process" and python_approval_mode != "all_code":
         return (
-            f"the process sandbox backend (TERN_SANDBOX_BACKEND=process) runs code on the host without isolation, "
+            f"the process sandbox backend (TERN_SANDBOX__BACKEND=process) runs code on the host without isolation, "
             f"with the worker's secrets in reach, so it requires python approval mode all_code "
-            f'(TERN_PYTHON_APPROVAL_MODE=all_code, or python_approval_mode = "all_code" in the approval policy '
+            f'(TERN_APPROVAL__PYTHON_MODE=all_code, or python_approval_mode = "all_code" in the approval policy '
             f"file); the mode in force is {python_approval_mode!r}, which lets code run that nobody approved"
         )
     return None

@@ -18,12 +18,12 @@ from tern.config import TernSettings, env_names, sections
 HEADER = """# Tern settings
 
 The settings are grouped in sections (`settings.temporal.address`, `settings.sandbox.timeout_s`). Every setting is
-an environment variable, under either of two names: the flat one it has always had (`TERN_PG_PORT`,
-`TERN_SANDBOX_TIMEOUT_S`), or the nested one `TERN_<SECTION>__<FIELD>` (`TERN_DATABASE__PG_PORT`), which wins
-when both are set. Lists and objects are given as JSON (`TERN_APPROVERS='["alice", "bob"]'`). In the TOML file
-named by `TERN_CONFIG` (default `./tern.toml`) a setting is a key of its section's table (`[database]` then
-`pg_port = 55433`); the flat names are also accepted as top-level keys (`pg_port = 55433`). Unknown names are
-refused. Precedence: command-line values, then the environment, then the file, then the defaults below.
+an environment variable named `TERN_<SECTION>__<FIELD>` (`TERN_DATABASE__PG_PORT`, `TERN_SANDBOX__TIMEOUT_S`; a
+root setting `TERN_<FIELD>`, as `TERN_DATA_DIR`). Lists and objects are given as JSON
+(`TERN_APPROVAL__APPROVERS='["alice", "bob"]'`). In the TOML file named by `TERN_CONFIG` (default `./tern.toml`) a
+setting is a key of its section's table (`[database]` then `pg_port = 55433`). Unknown names are refused, and the
+flat names of Tern 0.1 (`TERN_PG_PORT`, a top-level `pg_port = 55433`) fail naming the new one. Precedence:
+command-line values, then the environment, then the file, then the defaults below.
 Generated from `tern/config.py` and `tern/config_sections.py` by `python -m tern.config_doc > docs/settings.md`;
 do not edit by hand.
 """

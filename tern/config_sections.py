@@ -1,9 +1,10 @@
 """The sections of :class:`tern.config.TernSettings`, one pydantic model per concern (``settings.temporal.address``,
 ``settings.sandbox.timeout_s``). Units are given in each field's description.
 
-Every field also keeps the flat environment name it had before the settings were grouped
-(``TERN_<flat name>``, e.g. ``TERN_PG_PORT`` for ``database.pg_port``): :meth:`_Section.flat_name` gives it, from
-the section's ``flat_prefix`` and its ``flat_exceptions``.
+Each field is set from the environment as ``TERN_<SECTION>__<FIELD>`` (``TERN_DATABASE__PG_PORT``). The flat name
+it had in Tern 0.1 (``TERN_PG_PORT``) is no longer read; :meth:`_Section.flat_name` gives it (from the section's
+``flat_prefix`` and its ``flat_exceptions``) so that a configuration still using it fails naming the new one
+(:class:`tern.config.RetiredSettingName`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class _Section(BaseModel):
 
     @classmethod
     def flat_name(cls, field: str) -> str:
-        """The field's name in the flat (pre-section) form, lower case without ``TERN_``: ``pg_port`` for
+        """The field's retired Tern 0.1 flat name, lower case without ``TERN_``: ``pg_port`` for
         ``DatabaseSettings`` field ``pg_port``, ``sandbox_timeout_s`` for ``SandboxSettings`` field ``timeout_s``."""
         return cls.flat_exceptions.get(field, cls.flat_prefix + field)
 
@@ -461,7 +462,7 @@ class ArielSettings(_Section):
     @model_validator(mode="after")
     def _check(self) -> ArielSettings:
         if self.backend == "opensearch" and not self.opensearch_url:
-            raise ValueError("backend 'opensearch' needs opensearch_url (TERN_OPENSEARCH_URL)")
+            raise ValueError("backend 'opensearch' needs opensearch_url (TERN_ARIEL__OPENSEARCH_URL)")
         if self.opensearch_aws_region and self.opensearch_username:
             raise ValueError("opensearch_aws_region (SigV4) and opensearch_username (basic auth) exclude each other")
         if bool(self.opensearch_username) != bool(self.opensearch_password):
@@ -469,7 +470,7 @@ class ArielSettings(_Section):
         if self.opensearch_client_key and not self.opensearch_client_cert:
             raise ValueError("opensearch_client_key needs opensearch_client_cert")
         if self.embedding_provider == "openai" and not self.embedding_url:
-            raise ValueError("embedding_provider 'openai' needs embedding_url (TERN_EMBEDDING_URL)")
+            raise ValueError("embedding_provider 'openai' needs embedding_url (TERN_ARIEL__EMBEDDING_URL)")
         if self.rag_entry_chars > self.rag_context_chars:
             raise ValueError("rag_entry_chars must not exceed rag_context_chars")
         return self
@@ -517,7 +518,7 @@ class LogbookSettings(_Section):
     def _check(self) -> LogbookSettings:
         if self.publish_target != "embedded" and not self.publish_url:
             raise ValueError(
-                f"logbook publish_target {self.publish_target!r} needs publish_url (TERN_LOGBOOK_PUBLISH_URL)"
+                f"logbook publish_target {self.publish_target!r} needs publish_url (TERN_LOGBOOK__PUBLISH_URL)"
             )
         return self
 
@@ -735,7 +736,7 @@ class ChatSettings(_Section):
     @model_validator(mode="after")
     def _check(self) -> ChatSettings:
         if self.webhook_notify_urls and self.webhook_notify_secret is None:
-            raise ValueError("webhook_notify_urls need webhook_notify_secret (TERN_WEBHOOK_NOTIFY_SECRET)")
+            raise ValueError("webhook_notify_urls need webhook_notify_secret (TERN_CHAT__WEBHOOK_NOTIFY_SECRET)")
         if self.webhook_notify_key_id in self.webhook_secrets:
             raise ValueError(
                 f"webhook_notify_key_id {self.webhook_notify_key_id!r} is a key of webhook_secrets: outbound "
@@ -804,9 +805,9 @@ class LLMSettings(_Section):
     @model_validator(mode="after")
     def _check(self) -> LLMSettings:
         if self.provider == "openai" and not self.url:
-            raise ValueError("provider 'openai' needs url (TERN_LLM_URL)")
+            raise ValueError("provider 'openai' needs url (TERN_LLM__URL)")
         if self.provider == "anthropic" and self.api_key is None:
-            raise ValueError("provider 'anthropic' needs api_key (TERN_LLM_API_KEY)")
+            raise ValueError("provider 'anthropic' needs api_key (TERN_LLM__API_KEY)")
         return self
 
     def model_for(self, role: str) -> str:

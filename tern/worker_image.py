@@ -24,7 +24,7 @@ import docker.errors
 
 from tern.config import TernSettings
 from tern.sandbox.engine import docker_client, image_exists
-from tern.sandbox.image import BASE_IMAGE, ImageBuildError, build_base
+from tern.sandbox.image import BASE_IMAGE, ImageBuildError, build_base, docker_build
 
 REPOSITORY = "tern-worker"
 PACKAGES = ("tern", "workflows", "activities", "worker", "starters")
@@ -104,30 +104,15 @@ def build_worker_image(settings: TernSettings, *, force: bool = False, progress:
             raise ImageBuildError(f"pip wheel failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
         shutil.copy(source_root() / "infra" / "worker" / "Dockerfile", Path(ctx) / "Dockerfile")
         progress(f"docker build -> {ref}")
-        try:
-            tail: list[str] = []
-            for chunk in client.api.build(
-                path=ctx,
-                tag=ref,
-                rm=True,
-                forcerm=True,
-                pull=False,
-                nocache=force,
-                decode=True,
-                buildargs={"TERN_EXTRAS": extras},
-                labels={SOURCE_LABEL: str(source_root())},
-            ):
-                if "error" in chunk:
-                    raise ImageBuildError(
-                        "docker build failed: " + str(chunk["error"]).strip() + "\n" + "\n".join(tail)
-                    )
-                line = str(chunk.get("stream", "")).rstrip()
-                if line:
-                    tail = [*tail[-30:], line]
-                    if line.startswith("Step "):
-                        progress("  " + line)
-        except docker.errors.APIError as exc:
-            raise ImageBuildError(f"docker build failed: {exc}") from exc
+        docker_build(
+            client,
+            ctx,
+            ref,
+            progress,
+            nocache=force,
+            buildargs={"TERN_EXTRAS": extras},
+            labels={SOURCE_LABEL: str(source_root())},
+        )
     image = client.images.get(ref)
     image.tag(REPOSITORY, "latest")
     progress(f"built {ref} (also {REPOSITORY}:latest)")

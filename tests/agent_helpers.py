@@ -44,13 +44,13 @@ def spawn_worker(settings: TernSettings, address: str, log_path: Path, **env: st
     Output goes to ``log_path``."""
     full = {
         **os.environ,
-        "TERN_TEMPORAL_ADDRESS": address,
-        "TERN_TASK_QUEUE": settings.temporal.task_queue,
-        "TERN_DATABASE_URL": settings.dsn,
-        "TERN_CA_SERVER_PORT": str(settings.control.ca_server_port),
-        "TERN_WRITES_ENABLED": "true",
-        "TERN_PYTHON_APPROVAL_MODE": settings.approval.python_mode,
-        "TERN_WORKER_HTTP_PORT": "0",  # workers of parallel tests must not share the default port
+        "TERN_TEMPORAL__ADDRESS": address,
+        "TERN_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
+        "TERN_DATABASE__URL": settings.dsn,
+        "TERN_CONTROL__CA_SERVER_PORT": str(settings.control.ca_server_port),
+        "TERN_CONTROL__WRITES_ENABLED": "true",
+        "TERN_APPROVAL__PYTHON_MODE": settings.approval.python_mode,
+        "TERN_WORKER__HTTP_PORT": "0",  # workers of parallel tests must not share the default port
         **env,
     }
     with open(log_path, "a") as fh:

@@ -19,7 +19,7 @@ from typing import Any
 async def burst(channels: list[str]) -> dict[str, list[dict[str, Any]]]:
     from activities.agent import AgentActivities
     from tern.config import TernSettings
-    from tern.control.channels import configure_environment
+    from tern.control.channel_access import configure_environment
     from tern.models.activity_io import WriteCheckInput, WriteInput
 
     settings = TernSettings()

@@ -28,23 +28,23 @@ REQUIRE_ALL = os.environ.get("TERN_REQUIRE_ALL", "") not in ("", "0", "false")
 
 KEPT_TERN_VARIABLES = {
     "TERN_REQUIRE_ALL",  # skip or fail, above
-    "TERN_OPENSEARCH_URL",  # opts in to the OpenSearch cluster tests (tests/ariel)
+    "TERN_ARIEL__OPENSEARCH_URL",  # opts in to the OpenSearch cluster tests (tests/ariel)
     "TERN_VENV",
     "TERN_SKIP_CHROMIUM",
     "TERN_SKIP_SANDBOX_IMAGE",
 }
 """The caller's ``TERN_*`` variables that reach the tests (with any ``TERN_TEST_*``); every other one is removed."""
 SESSION_PORTS = (
-    "TERN_TEMPORAL_UI_PORT",
-    "TERN_PG_PORT",
-    "TERN_CA_SERVER_PORT",
-    "TERN_ARIEL_API_PORT",
-    "TERN_ARCHIVER_PORT",
-    "TERN_MATRIX_PORT",
-    "TERN_SLACK_PORT",
+    "TERN_TEMPORAL__UI_PORT",
+    "TERN_DATABASE__PG_PORT",
+    "TERN_CONTROL__CA_SERVER_PORT",
+    "TERN_ARIEL__API_PORT",
+    "TERN_ARCHIVER__PORT",
+    "TERN_CHAT__MATRIX_PORT",
+    "TERN_CHAT__SLACK_PORT",
 )
 """Port settings pointed at a port of the session's own (nothing listens there) instead of the defaults, which a
-stack left running by ``tern up`` may hold; ``TERN_TEMPORAL_ADDRESS`` gets one too."""
+stack left running by ``tern up`` may hold; ``TERN_TEMPORAL__ADDRESS`` gets one too."""
 _session: dict[str, object] = {}
 
 
@@ -66,9 +66,9 @@ def pytest_configure(config: pytest.Config) -> None:
     - ``TERN_CONFIG``: a file that does not exist there, so ``./tern.toml`` is not read;
     - every ``TERN_*`` variable of the caller but :data:`KEPT_TERN_VARIABLES` and ``TERN_TEST_*`` is removed, as
       are the ``TEMPORAL_*`` ones, and ``TEMPORAL_CONFIG_FILE`` names a file that does not exist (no profile);
-    - :data:`SESSION_PORTS`, ``TERN_TEMPORAL_ADDRESS`` and ``EPICS_CA_SERVER_PORT`` name ports held by the
+    - :data:`SESSION_PORTS`, ``TERN_TEMPORAL__ADDRESS`` and ``EPICS_CA_SERVER_PORT`` name ports held by the
       session with nothing listening (:func:`_reserve_port`), so a default never reaches a server of the user's;
-      the worker's HTTP endpoint is off (``TERN_WORKER_HTTP_PORT=0``) unless a test gives it a port.
+      the worker's HTTP endpoint is off (``TERN_WORKER__HTTP_PORT=0``) unless a test gives it a port.
 
     Subprocesses inherit all of this through ``os.environ``; fixtures and tests still set their own values."""
     for name in list(os.environ):
@@ -78,16 +78,16 @@ def pytest_configure(config: pytest.Config) -> None:
         ):
             del os.environ[name]
     data_dir = Path(tempfile.mkdtemp(prefix="tern-test-session-"))
-    held = {name: _reserve_port() for name in (*SESSION_PORTS, "TERN_TEMPORAL_ADDRESS")}
+    held = {name: _reserve_port() for name in (*SESSION_PORTS, "TERN_TEMPORAL__ADDRESS")}
     os.environ.update({name: str(port) for name, (port, _sock) in held.items()})
     os.environ.update(
         {
             "TERN_DATA_DIR": str(data_dir),
             "TERN_CONFIG": str(data_dir / "absent-tern.toml"),
             "TEMPORAL_CONFIG_FILE": str(data_dir / "absent-temporal.toml"),
-            "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{held['TERN_TEMPORAL_ADDRESS'][0]}",
-            "TERN_WORKER_HTTP_PORT": "0",
-            "EPICS_CA_SERVER_PORT": os.environ["TERN_CA_SERVER_PORT"],
+            "TERN_TEMPORAL__ADDRESS": f"127.0.0.1:{held['TERN_TEMPORAL__ADDRESS'][0]}",
+            "TERN_WORKER__HTTP_PORT": "0",
+            "EPICS_CA_SERVER_PORT": os.environ["TERN_CONTROL__CA_SERVER_PORT"],
             "EPICS_CA_ADDR_LIST": "127.0.0.1",
             "EPICS_CA_AUTO_ADDR_LIST": "NO",
         }
@@ -113,13 +113,13 @@ def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
         "TERN_DATA_DIR": str(data_dir),
-        "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "TERN_TEMPORAL_UI_PORT": str(free_port()),
-        "TERN_PG_PORT": str(free_port()),
-        "TERN_CA_SERVER_PORT": str(free_port()),
-        "TERN_ARIEL_API_PORT": str(free_port()),
-        "TERN_ARCHIVER_PORT": str(free_port()),
-        "TERN_WORKER_HTTP_PORT": str(free_port()),
+        "TERN_TEMPORAL__ADDRESS": f"127.0.0.1:{free_port()}",
+        "TERN_TEMPORAL__UI_PORT": str(free_port()),
+        "TERN_DATABASE__PG_PORT": str(free_port()),
+        "TERN_CONTROL__CA_SERVER_PORT": str(free_port()),
+        "TERN_ARIEL__API_PORT": str(free_port()),
+        "TERN_ARCHIVER__PORT": str(free_port()),
+        "TERN_WORKER__HTTP_PORT": str(free_port()),
         **extra,
     }
 
@@ -203,22 +203,22 @@ def ca_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_port()
     env = {
         **os.environ,
-        "TERN_CA_SERVER_PORT": str(port),
-        "TERN_SIM_STUCK_READBACKS": json.dumps([STUCK_SETPOINT, STUCK_WIDE_SETPOINT]),
-        "TERN_SIM_SLOW_READBACKS": json.dumps({SLOW_SETPOINT: SLOW_READBACK_LAG_S}),
-        "TERN_SIM_IGNORED_SETPOINTS": json.dumps([IGNORED_SETPOINT]),
-        "TERN_SIM_CLOCK_OFFSET_S": str(SIM_CLOCK_OFFSET_S),
-        "TERN_SIM_READBACK_LAG_S": "0.2",
+        "TERN_CONTROL__CA_SERVER_PORT": str(port),
+        "TERN_SIM__STUCK_READBACKS": json.dumps([STUCK_SETPOINT, STUCK_WIDE_SETPOINT]),
+        "TERN_SIM__SLOW_READBACKS": json.dumps({SLOW_SETPOINT: SLOW_READBACK_LAG_S}),
+        "TERN_SIM__IGNORED_SETPOINTS": json.dumps([IGNORED_SETPOINT]),
+        "TERN_SIM__CLOCK_OFFSET_S": str(SIM_CLOCK_OFFSET_S),
+        "TERN_SIM__READBACK_LAG_S": "0.2",
     }
     sim_dir = tmp_path_factory.mktemp("sim")
     log = sim_dir / "sim.log"
-    env["TERN_SIM_PUT_LOG_PATH"] = str(IOC_PUT_LOG.setdefault("path", sim_dir / "ioc-puts.jsonl"))
+    env["TERN_SIM__PUT_LOG_PATH"] = str(IOC_PUT_LOG.setdefault("path", sim_dir / "ioc-puts.jsonl"))
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "tern.sim"], env=env, stdout=fh, stderr=subprocess.STDOUT)
     os.environ.update(
         {"EPICS_CA_SERVER_PORT": str(port), "EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
     )
-    from tern.control.channels import ChannelAccessError, read_value
+    from tern.control.channel_access import ChannelAccessError, read_value
 
     deadline = time.monotonic() + 60
     while True:

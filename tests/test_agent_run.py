@@ -8,7 +8,7 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Decision
 from tests.agent_helpers import audit_rows, ingest_demo, running_worker, start_run, wait_for_state, write_plan
 from tests.conftest import STUCK_SETPOINT

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tests.agent_helpers import audit_rows, running_worker, start_run, write_plan
 
 

@@ -14,7 +14,7 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Decision, Plan
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
 from workflows.agent_run import AgentRunWorkflow
@@ -31,8 +31,8 @@ async def decide(handle, approver: str, approved: bool = True):
 async def test_requester_cannot_name_themselves_approver_when_the_worker_names_approvers(
     temporal_env, settings
 ) -> None:
-    """TERN_APPROVERS=["alice"] on the worker; mallory starts a run naming only herself: nobody may approve it,
-    the write request is refused at once and audited, nothing is written."""
+    """TERN_APPROVAL__APPROVERS=["alice"] on the worker; mallory starts a run naming only herself: nobody may approve
+    it, the write request is refused at once and audited, nothing is written."""
     worker_settings = settings.model_copy(
         update={"approval": settings.approval.model_copy(update={"approvers": ["alice"]})}
     )

@@ -14,7 +14,7 @@ import pytest
 from starters.client import TernClient
 from tern.ariel.models import LogbookEntry
 from tern.ariel.store import upsert_entries
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.db import create_pool
 from tern.models import Decision
 from tests.agent_helpers import audit_rows, ingest_demo, running_worker, wait_for_state

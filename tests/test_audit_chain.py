@@ -45,7 +45,7 @@ def event(n: int | str, **kw: object) -> AuditEvent:
 
 def tern(dsn: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess, its database at ``dsn`` (as owner: writer and reader default to it)."""
-    env = env_without_services(tmp_path / "data", TERN_DATABASE_URL=dsn)
+    env = env_without_services(tmp_path / "data", TERN_DATABASE__URL=dsn)
     return subprocess.run(
         [sys.executable, "-m", "starters.cli", *args], env=env, capture_output=True, text=True, timeout=120
     )

@@ -75,8 +75,8 @@ async def test_cli_audit_shows_child_rows_with_their_id(pg_dsn: str, tmp_path) -
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "TERN_DATA_DIR": str(tmp_path),
-        "TERN_DATABASE_URL": pg_dsn,
-        "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TERN_DATABASE__URL": pg_dsn,
+        "TERN_TEMPORAL__ADDRESS": f"127.0.0.1:{free_port()}",
         "COLUMNS": "200",
     }
 

@@ -16,17 +16,17 @@ from benchmarks.load import _environment
 from tern.config import TernSettings
 
 PORT_VARIABLES = (
-    "TERN_PG_PORT",
-    "TERN_TEMPORAL_UI_PORT",
-    "TERN_CA_SERVER_PORT",
-    "TERN_ARIEL_API_PORT",
-    "TERN_ARCHIVER_PORT",
-    "TERN_WORKER_HTTP_PORT",
+    "TERN_DATABASE__PG_PORT",
+    "TERN_TEMPORAL__UI_PORT",
+    "TERN_CONTROL__CA_SERVER_PORT",
+    "TERN_ARIEL__API_PORT",
+    "TERN_ARCHIVER__PORT",
+    "TERN_WORKER__HTTP_PORT",
 )
 
 
 def _ports(env: dict[str, str]) -> set[int]:
-    return {int(env[k]) for k in PORT_VARIABLES} | {int(env["TERN_TEMPORAL_ADDRESS"].rsplit(":", 1)[1])}
+    return {int(env[k]) for k in PORT_VARIABLES} | {int(env["TERN_TEMPORAL__ADDRESS"].rsplit(":", 1)[1])}
 
 
 def test_every_listening_port_is_the_stacks_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,8 +35,8 @@ def test_every_listening_port_is_the_stacks_own(tmp_path: Path, monkeypatch: pyt
         monkeypatch.setenv(k, v)
     s = TernSettings()
     defaults = {9464, 7233, 8233, 55432, 5064, 17668, 8765}
-    assert s.worker.http_port == int(env["TERN_WORKER_HTTP_PORT"]) and s.worker.http_port not in defaults
-    assert s.archiver.port == int(env["TERN_ARCHIVER_PORT"]) and s.archiver.port not in defaults
+    assert s.worker.http_port == int(env["TERN_WORKER__HTTP_PORT"]) and s.worker.http_port not in defaults
+    assert s.archiver.port == int(env["TERN_ARCHIVER__PORT"]) and s.archiver.port not in defaults
     assert s.worker.http_host == "127.0.0.1"
     assert not _ports(env) & defaults
-    assert env["TERN_TEMPORAL_ADDRESS"].startswith("127.0.0.1:")
+    assert env["TERN_TEMPORAL__ADDRESS"].startswith("127.0.0.1:")

@@ -16,10 +16,10 @@ BURST_CHANNELS = [f"SR:MAG:VCM:{n:02d}:CURRENT:SP" for n in range(1, 51)]  # no 
 def test_fifty_concurrent_checks_and_writes_in_a_fresh_process(settings) -> None:
     env = {
         **os.environ,
-        "TERN_DATABASE_URL": settings.dsn,
-        "TERN_CA_SERVER_PORT": str(settings.control.ca_server_port),
-        "TERN_WRITES_ENABLED": "true",
-        "TERN_READBACK_TIMEOUT_S": "5",
+        "TERN_DATABASE__URL": settings.dsn,
+        "TERN_CONTROL__CA_SERVER_PORT": str(settings.control.ca_server_port),
+        "TERN_CONTROL__WRITES_ENABLED": "true",
+        "TERN_CONTROL__READBACK_TIMEOUT_S": "5",
         "TERN_DATA_DIR": str(settings.data_dir),
     }
     proc = subprocess.run(
@@ -36,7 +36,7 @@ def test_fifty_concurrent_checks_and_writes_in_a_fresh_process(settings) -> None
     ]
     assert not bad_writes, bad_writes[:3]
     assert "context" not in proc.stderr.lower(), proc.stderr[-2000:]
-    from tern.control.channels import read_value
+    from tern.control.channel_access import read_value
 
     for ch, w in zip(BURST_CHANNELS, out["writes"], strict=True):
         assert read_value(ch) == pytest.approx(w["value"])

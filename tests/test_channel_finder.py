@@ -12,10 +12,10 @@ import pytest
 
 from tern import DATA_DIR
 from tern.ariel.embeddings import HashingTestEmbedder
-from tern.channels import store
-from tern.channels.finder import ChannelFinder
-from tern.channels.importing import ChannelImportError, read_channel_file
-from tern.channels.naming import query_terms
+from tern.channel_finder import store
+from tern.channel_finder.finder import ChannelFinder
+from tern.channel_finder.importing import ChannelImportError, read_channel_file
+from tern.channel_finder.naming import query_terms
 from tern.config import TernSettings
 from tern.control.limits import LimitsDatabase
 from tern.db import create_pool
@@ -254,7 +254,7 @@ async def test_worker_start_loads_the_bundled_database_and_a_changed_limits_file
 
 async def test_maxscore_cut_ranks_exactly_as_the_full_ranking(finder: ChannelFinder, pool) -> None:
     """The two-or-more-words pass must give the same top k as scoring every channel that matches any word."""
-    from tern.channels.finder import _IDF_SQL, _RANK_SQL, idf, score_sql
+    from tern.channel_finder.finder import _IDF_SQL, _RANK_SQL, idf, score_sql
 
     queries = ["beam current", "hcm 5 readback", "defocusing quadrupole 9 power supply fault", "cav 1 fwd pwr", "bpm"]
     for query in queries:

@@ -22,7 +22,7 @@ from temporalio.client import WorkflowFailureError
 
 from starters.matrix_bridge import SYNC_FILTER
 from tern.approval.render import exact_number
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.embedded import matrix
 from tern.embedded.net import free_port
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
@@ -148,12 +148,12 @@ def _bridge_env(settings: Any, temporal_env: Any, creds_path: Path, idmap: Path)
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "TERN_DATA_DIR": str(settings.data_dir),
-        "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "TERN_DATABASE_URL": settings.dsn,
-        "TERN_MATRIX_CREDENTIALS_PATH": str(creds_path),
-        "TERN_CHAT_IDENTITY_MAP_PATH": str(idmap),
-        "TERN_CHAT_POLL_INTERVAL_S": "0.3",
-        "TERN_TASK_QUEUE": settings.temporal.task_queue,
+        "TERN_TEMPORAL__ADDRESS": temporal_env.client.service_client.config.target_host,
+        "TERN_DATABASE__URL": settings.dsn,
+        "TERN_CHAT__MATRIX_CREDENTIALS_PATH": str(creds_path),
+        "TERN_CHAT__IDENTITY_MAP_PATH": str(idmap),
+        "TERN_CHAT__POLL_INTERVAL_S": "0.3",
+        "TERN_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
     }
 
 
@@ -435,8 +435,8 @@ async def test_a_question_to_the_bot_is_planned_and_answered_in_a_thread(
         worker_settings = settings.model_copy(update={"llm": settings.llm.model_copy(update=llm_update)})
         env = {
             **_bridge_env(settings, temporal_env, creds_path, idmap),
-            "TERN_LLM_PROVIDER": "openai",
-            "TERN_LLM_URL": f"{llm.base}/v1",
+            "TERN_LLM__PROVIDER": "openai",
+            "TERN_LLM__URL": f"{llm.base}/v1",
         }
         bridge = _spawn_bridge(env, "b1", tmp_path / "bridge.log")
         _ready(bridge, tmp_path / "bridge.log")

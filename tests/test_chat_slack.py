@@ -29,7 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from starters.bridge_cli import run_slack_bridge
 from starters.slack_bridge import bolt_app, slack_app
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.embedded.net import free_port
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
 from tests.test_chat_webhook import serving
@@ -433,7 +433,7 @@ def test_http_mode_refuses_an_empty_signing_secret(settings) -> None:
     dump = settings.model_dump()
     chat = {**dump["chat"], "slack_bot_token": "xoxb-test", "slack_signing_secret": ""}
     s = type(settings).model_validate({**dump, "chat": chat})
-    with pytest.raises(ValueError, match="TERN_SLACK_SIGNING_SECRET"):
+    with pytest.raises(ValueError, match="TERN_CHAT__SLACK_SIGNING_SECRET"):
         slack_app(s, None, AsyncWebClient(token="xoxb-test"))  # type: ignore[arg-type]  # fails before the bridge
     with pytest.raises(ValueError, match="empty Slack signing secret"):
         bolt_app(None, AsyncWebClient(token="xoxb-test"), signing_secret="")  # type: ignore[arg-type]

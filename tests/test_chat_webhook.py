@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from tern.chat.signing import signed_headers, target_of, verify
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.embedded.net import free_port
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
 

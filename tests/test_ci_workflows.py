@@ -20,7 +20,7 @@ def test_opensearch_workflow_runs_the_contract_suite_on_two_versions() -> None:
     env = service["env"]
     assert env["discovery.type"] == "single-node" and env["DISABLE_SECURITY_PLUGIN"] == "true"
     assert "9200:9200" in service["ports"] and "--health-cmd" in service["options"]
-    assert job["env"]["TERN_OPENSEARCH_URL"] == "http://127.0.0.1:9200"
+    assert job["env"]["TERN_ARIEL__OPENSEARCH_URL"] == "http://127.0.0.1:9200"
     runs = "\n".join(step.get("run", "") for step in job["steps"])
     for test_file in (
         "tests/ariel/test_search_contract.py",

@@ -27,9 +27,9 @@ def cli_env(temporal_env, settings, tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "TERN_DATA_DIR": str(tmp_path),
-        "TERN_DATABASE_URL": settings.dsn,
-        "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "TERN_TASK_QUEUE": settings.temporal.task_queue,
+        "TERN_DATABASE__URL": settings.dsn,
+        "TERN_TEMPORAL__ADDRESS": temporal_env.client.service_client.config.target_host,
+        "TERN_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
     }
 
 

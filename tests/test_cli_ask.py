@@ -30,7 +30,7 @@ def no_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def test_without_a_provider_exits_2_naming_the_settings(no_stack) -> None:
     res = tern(no_stack, "ask", "What is RF cavity 1 doing?")
     assert res.returncode == 2, res.stderr
-    assert "TERN_LLM_PROVIDER" in res.stderr and "TERN_LLM_URL" in res.stderr and "Traceback" not in res.stderr
+    assert "TERN_LLM__PROVIDER" in res.stderr and "TERN_LLM__URL" in res.stderr and "Traceback" not in res.stderr
 
 
 @pytest.mark.parametrize(
@@ -38,13 +38,13 @@ def test_without_a_provider_exits_2_naming_the_settings(no_stack) -> None:
     [("   ", "the question is empty"), ("x" * (MAX_QUERY_CHARS + 1), f"the limit is {MAX_QUERY_CHARS}")],
 )
 def test_empty_or_over_long_question_exits_2(no_stack, question, expected) -> None:
-    env = {**no_stack, "TERN_LLM_PROVIDER": "openai", "TERN_LLM_URL": "http://127.0.0.1:9/v1"}
+    env = {**no_stack, "TERN_LLM__PROVIDER": "openai", "TERN_LLM__URL": "http://127.0.0.1:9/v1"}
     res = tern(env, "ask", question)
     assert res.returncode == 2 and expected in res.stderr, res.stderr
 
 
 def test_good_input_goes_on_to_temporal(no_stack) -> None:
-    env = {**no_stack, "TERN_LLM_PROVIDER": "anthropic", "TERN_LLM_API_KEY": "sk-ant-never-printed"}
+    env = {**no_stack, "TERN_LLM__PROVIDER": "anthropic", "TERN_LLM__API_KEY": "sk-ant-never-printed"}
     res = tern(env, "ask", "What is RF cavity 1 doing?", "--plan-approval", "--approver", "bob")
     assert res.returncode == 1 and "cannot reach" in res.stderr.lower(), res.stderr
     assert "sk-ant-never-printed" not in res.stdout + res.stderr
@@ -52,5 +52,5 @@ def test_good_input_goes_on_to_temporal(no_stack) -> None:
 
 def test_demo_ask_without_a_provider_exits_2_before_starting_the_stack(no_stack) -> None:
     res = tern(no_stack, "demo", "--ask")
-    assert res.returncode == 2 and "TERN_LLM_PROVIDER" in res.stderr, res.stderr
+    assert res.returncode == 2 and "TERN_LLM__PROVIDER" in res.stderr, res.stderr
     assert not list(Path(no_stack["TERN_DATA_DIR"]).iterdir())  # no stack was started in the data directory

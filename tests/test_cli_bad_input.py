@@ -37,7 +37,7 @@ OK_PLAN = '{"steps":[{"kind":"respond"}]}'
 @pytest.fixture(scope="module")
 def no_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for the CLI with no Temporal, PostgreSQL or IOC listening on the configured ports."""
-    return env_without_services(tmp_path_factory.mktemp("nostack"), TERN_APPROVERS="[]", COLUMNS="100")
+    return env_without_services(tmp_path_factory.mktemp("nostack"), TERN_APPROVAL__APPROVERS="[]", COLUMNS="100")
 
 
 def tern(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -234,7 +234,7 @@ async def test_ariel_ingest_of_invalid_utf8_exits_2(pg_dsn, tmp_path, no_stack) 
 
     bad = tmp_path / "latin1.json"
     bad.write_bytes(b'[{"id": "1", "title": "caf\xe9", "text": "x", "timestamp": "2024-01-01T00:00:00Z"}]')
-    env = {**no_stack, "TERN_DATABASE_URL": pg_dsn}
+    env = {**no_stack, "TERN_DATABASE__URL": pg_dsn}
     proc = await asyncio.to_thread(
         tern, env, "ariel", "ingest", str(bad), "--adapter", "generic", "--direct", "--no-enhance"
     )

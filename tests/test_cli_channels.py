@@ -27,7 +27,7 @@ def tern(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def env(pg_dsn: str, tmp_path: Path) -> dict[str, str]:
-    return env_without_services(tmp_path, TERN_DATABASE_URL=pg_dsn, TERN_EMBEDDING_PROVIDER="none")
+    return env_without_services(tmp_path, TERN_DATABASE__URL=pg_dsn, TERN_ARIEL__EMBEDDING_PROVIDER="none")
 
 
 def test_find_list_and_import(env: dict[str, str], tmp_path: Path) -> None:

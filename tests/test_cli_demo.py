@@ -26,14 +26,14 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory):
     env = {
         **os.environ,
         "TERN_DATA_DIR": str(data),
-        "TERN_PG_PORT": str(free_port()),
-        "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "TERN_TEMPORAL_UI_PORT": str(free_port()),
-        "TERN_CA_SERVER_PORT": str(free_port()),
-        "TERN_ARIEL_API_PORT": str(free_port()),
-        "TERN_ARCHIVER_PORT": str(free_port()),
-        "TERN_WORKER_HTTP_PORT": str(free_port()),
-        "TERN_TASK_QUEUE": "cli-demo",
+        "TERN_DATABASE__PG_PORT": str(free_port()),
+        "TERN_TEMPORAL__ADDRESS": f"127.0.0.1:{free_port()}",
+        "TERN_TEMPORAL__UI_PORT": str(free_port()),
+        "TERN_CONTROL__CA_SERVER_PORT": str(free_port()),
+        "TERN_ARIEL__API_PORT": str(free_port()),
+        "TERN_ARCHIVER__PORT": str(free_port()),
+        "TERN_WORKER__HTTP_PORT": str(free_port()),
+        "TERN_TEMPORAL__TASK_QUEUE": "cli-demo",
     }
     yield env
     subprocess.run([TERN, "down"], env=env, capture_output=True, timeout=120)
@@ -89,7 +89,7 @@ def test_demo_auto_approve_completes_with_a_verified_write(stack_env, docker_bac
         {**stack_env, "PYTHONPROFILEIMPORTTIME": "1"}, "ariel", "search", "cavity trip", "-m", "hybrid", "--json"
     )
     assert found.returncode == 0, found.stderr[-3000:]
-    assert json.loads(found.stdout)["answered_by"] == f"api http://127.0.0.1:{stack_env['TERN_ARIEL_API_PORT']}"
+    assert json.loads(found.stdout)["answered_by"] == f"api http://127.0.0.1:{stack_env['TERN_ARIEL__API_PORT']}"
     assert (json.loads(found.stdout)["mode_used"], json.loads(found.stdout)["embedding_model"]) == (
         "hybrid",
         "all-MiniLM-L6-v2-int8",
@@ -108,7 +108,7 @@ def assert_family_url_lists_the_run(env: dict[str, str], url: str, run_id: str) 
     query = parse_qs(urlparse(url).query)["query"][0]
 
     async def ids() -> set[str]:
-        client = await Client.connect(env["TERN_TEMPORAL_ADDRESS"])
+        client = await Client.connect(env["TERN_TEMPORAL__ADDRESS"])
         return {wf.id async for wf in client.list_workflows(query)}
 
     assert asyncio.run(ids()) == {run_id, f"{run_id}.analyse"}
@@ -207,11 +207,11 @@ def test_busy_port_is_reported(stack_env, tmp_path) -> None:
     env = {**stack_env, "TERN_DATA_DIR": str(tmp_path / "other")}  # same ports, another stack
     proc = tern(env, "up")
     assert proc.returncode == 1
-    assert "is busy" in proc.stderr and "TERN_PG_PORT" in proc.stderr
+    assert "is busy" in proc.stderr and "TERN_DATABASE__PG_PORT" in proc.stderr
 
 
 def test_demo_without_a_sandbox_runs_the_explicit_write_plan_with_a_notice(stack_env) -> None:
-    env = {**stack_env, "TERN_SANDBOX_IMAGE": "tern-sandbox:does-not-exist"}
+    env = {**stack_env, "TERN_SANDBOX__IMAGE": "tern-sandbox:does-not-exist"}
     proc = tern(env, "demo", "--auto-approve", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sandbox is unavailable" in proc.stderr

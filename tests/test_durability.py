@@ -9,7 +9,7 @@ import signal
 import asyncpg
 import pytest
 
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Decision
 from tests.agent_helpers import audit_rows, spawn_worker, start_run, wait_for_state, write_plan
 from workflows.agent_run import AgentRunWorkflow
@@ -21,14 +21,14 @@ async def test_worker_sigkill_while_waiting_for_approval(temporal_env, settings,
     channel = "SR:MAG:QD:05:CURRENT:SP"
     before = read_value(channel)
     log = tmp_path / "worker.log"
-    first = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="2")
+    first = spawn_worker(settings, address, log, TERN_CONTROL__READBACK_TIMEOUT_S="2")
     second = None
     try:
         handle = await start_run(client, settings, write_plan(channel, before + 2.0))
         st = await wait_for_state(handle, "awaiting_approval", within_s=60)
         first.send_signal(signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL
-        second = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="2")
+        second = spawn_worker(settings, address, log, TERN_CONTROL__READBACK_TIMEOUT_S="2")
         record = await asyncio.wait_for(
             handle.execute_update(
                 AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
@@ -75,7 +75,7 @@ async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, d
     workflow_id = f"run-{uuid.uuid4().hex[:10]}"
     log = tmp_path / "worker.log"
     labels = {"label": [f"{LABEL}=1", f"tern.run_id={workflow_id}"]}
-    first = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="2")
+    first = spawn_worker(settings, address, log, TERN_CONTROL__READBACK_TIMEOUT_S="2")
     second = None
     try:
         handle = await client.start_workflow(
@@ -89,7 +89,7 @@ async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, d
             pytest.fail("the sandbox container never started: " + log.read_text()[-2000:])
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        second = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="2")
+        second = spawn_worker(settings, address, log, TERN_CONTROL__READBACK_TIMEOUT_S="2")
         result = await asyncio.wait_for(handle.result(), timeout=120)
     finally:
         for proc in (first, second):

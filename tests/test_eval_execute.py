@@ -9,7 +9,7 @@ import pytest
 
 from starters.client import TernClient
 from starters.eval_execute import execute_results
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.eval import run_questions
 from tern.llm import OpenAIChat
 from tern.models import Plan

@@ -226,7 +226,7 @@ async def test_cli_json_and_report_on_the_scripted_llm(tmp_path: Path) -> None:
     replies = {i: ref(i) for i in chosen} | {"status-02": "no JSON here", "injection-mem-01": bad}
     async with scripted_llm() as llm:
         llm.default["planner"] = by_question(replies)
-        env = {**os.environ, "TERN_LLM_PROVIDER": "openai", "TERN_LLM_URL": f"{llm.base}/v1", "TERN_LLM_MODEL": "m1"}
+        env = {**os.environ, "TERN_LLM__PROVIDER": "openai", "TERN_LLM__URL": f"{llm.base}/v1", "TERN_LLM__MODEL": "m1"}
         report = tmp_path / "report.md"
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "starters.cli", "eval", "plans", "--questions", str(qfile), "--schema", "both",
@@ -283,7 +283,7 @@ async def test_fifty_questions_in_flight_against_one_endpoint() -> None:
             {},
             "question 1 (a) expect.wirte: Extra inputs are not permitted",
         ),
-        ("version: 1\nquestions: [{id: a, category: status, question: q, expect: {}}]", {"TERN_LLM_PROVIDER": "none"},
+        ("version: 1\nquestions: [{id: a, category: status, question: q, expect: {}}]", {"TERN_LLM__PROVIDER": "none"},
          "no LLM is configured"),
     ],
 )  # fmt: skip
@@ -294,7 +294,7 @@ def test_cli_bad_input_exits_2_naming_what_is_wrong(tmp_path: Path, content: str
 
     f = tmp_path / "q.yaml"
     f.write_text(content)
-    full = env_without_services(tmp_path, TERN_LLM_PROVIDER="openai", TERN_LLM_URL="http://127.0.0.1:9/v1") | env
+    full = env_without_services(tmp_path, TERN_LLM__PROVIDER="openai", TERN_LLM__URL="http://127.0.0.1:9/v1") | env
     proc = subprocess.run(
         [sys.executable, "-m", "starters.cli", "eval", "plans", "--questions", str(f)],
         env=full, capture_output=True, text=True, timeout=60,
@@ -310,7 +310,7 @@ def test_cli_exits_1_naming_the_endpoint_when_it_fails_every_question(tmp_path: 
 
     f = tmp_path / "q.yaml"
     f.write_text("version: 1\nquestions: [{id: a, category: status, question: q, expect: {}}]")
-    env = env_without_services(tmp_path, TERN_LLM_PROVIDER="openai", TERN_LLM_URL="http://127.0.0.1:9/v1")
+    env = env_without_services(tmp_path, TERN_LLM__PROVIDER="openai", TERN_LLM__URL="http://127.0.0.1:9/v1")
     proc = subprocess.run(
         [sys.executable, "-m", "starters.cli", "eval", "plans", "--questions", str(f), "--schema", "on"],
         env=env, capture_output=True, text=True, timeout=120,

@@ -78,7 +78,7 @@ async def test_a_freeze_holds_a_write_across_a_worker_kill_and_the_thaw_releases
     client = temporal_env.client
     freeze_id = s.control.freeze_workflow_id
     address = client.service_client.config.target_host
-    env = {"TERN_FREEZE_WORKFLOW_ID": freeze_id, "TERN_READBACK_TIMEOUT_S": "2"}
+    env = {"TERN_CONTROL__FREEZE_WORKFLOW_ID": freeze_id, "TERN_CONTROL__READBACK_TIMEOUT_S": "2"}
     channel = "SR:MAG:QD:06:CURRENT:SP"
     before = read_value(channel)
     log = tmp_path / "worker.log"
@@ -130,8 +130,10 @@ async def test_freeze_status_thaw_refusals_and_json(temporal_env, frozen_setting
     s = frozen_settings
     client = temporal_env.client
     address = client.service_client.config.target_host
-    env = cli_env(s, address, TERN_FREEZE_WORKFLOW_ID=s.control.freeze_workflow_id)
-    worker = spawn_worker(s, address, tmp_path / "worker.log", TERN_FREEZE_WORKFLOW_ID=s.control.freeze_workflow_id)
+    env = cli_env(s, address, TERN_CONTROL__FREEZE_WORKFLOW_ID=s.control.freeze_workflow_id)
+    worker = spawn_worker(
+        s, address, tmp_path / "worker.log", TERN_CONTROL__FREEZE_WORKFLOW_ID=s.control.freeze_workflow_id
+    )
     try:
         status = await asyncio.to_thread(tern, env, "freeze", "--status", "--json")
         assert status.returncode == 0, status.stderr

@@ -13,7 +13,7 @@ import pytest
 
 from tern.audit.invariants import IocPut, check_writes, read_put_log
 from tern.audit.store import claim_write, finish_write, record_event
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.db import create_pool
 from tern.models import AuditEvent, WriteRecord
 from tests.conftest import IOC_PUT_LOG
@@ -138,8 +138,8 @@ async def test_verify_counts_a_stopped_container_of_a_closed_run_as_orphan(
     from starters.verify_cli import collect
     from tern.sandbox.docker_backend import LABEL
 
-    monkeypatch.setenv("TERN_DATABASE_URL", pg_dsn)
-    monkeypatch.setenv("TERN_TEMPORAL_ADDRESS", temporal_env.client.service_client.config.target_host)
+    monkeypatch.setenv("TERN_DATABASE__URL", pg_dsn)
+    monkeypatch.setenv("TERN_TEMPORAL__ADDRESS", temporal_env.client.service_client.config.target_host)
     monkeypatch.setenv("TERN_DATA_DIR", str(tmp_path))
     run_id = "verify-orphan-" + uuid.uuid4().hex[:8]
     container = docker_backend.client.containers.create(

@@ -135,7 +135,7 @@ def test_fields_of_unlisted_records_follow_allow_unlisted() -> None:
 
 
 def test_the_value_field_has_the_records_readback() -> None:
-    from tern.control.channels import readback_name
+    from tern.control.channel_access import readback_name
 
     assert readback_name("A:SP.VAL") == readback_name("A:SP") == "A:RB"
     assert readback_name("A:SP.DRVH") == "A:SP.DRVH"

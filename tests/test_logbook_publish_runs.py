@@ -128,9 +128,9 @@ async def test_approved_entry_is_published_once_with_its_attachment_and_found_by
         ]
 
     env = {
-        "TERN_DATABASE_URL": settings.dsn,
+        "TERN_DATABASE__URL": settings.dsn,
         "TERN_DATA_DIR": str(tmp_path),
-        "TERN_ARIEL_API_PORT": str(free_port()),
+        "TERN_ARIEL__API_PORT": str(free_port()),
     }
     code, out, err = await cli("search", "quadrupole QF1 current", "--mode", "keyword", "--json", env=env)
     assert code == 0, err

@@ -1,4 +1,4 @@
-"""Worker log lines (worker/logs.py): TERN_LOG_FORMAT=json gives one JSON object a line carrying the workflow
+"""Worker log lines (worker/logs.py): TERN_WORKER__LOG_FORMAT=json gives one JSON object a line carrying the workflow
 id, Tern's run, step and request ids and the trace id of the record's span; the human format stays the
 default. A real run (dev server, PostgreSQL, simulated IOC) with the worker's interceptors."""
 
@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from tern.config import TernSettings
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Decision
 from tests.agent_helpers import running_worker, start_run, wait_for_state, write_plan
 from worker.logs import make_handler

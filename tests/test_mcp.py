@@ -62,12 +62,12 @@ def mcp_env(temporal_env: Any, settings: Any, tmp_path: Path) -> dict[str, str]:
     return env | {
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "TERN_DATA_DIR": str(tmp_path),
-        "TERN_DATABASE_URL": settings.dsn,
-        "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "TERN_TASK_QUEUE": settings.temporal.task_queue,
-        "TERN_CA_SERVER_PORT": str(settings.control.ca_server_port),
-        "TERN_WRITES_ENABLED": "true",
-        "TERN_ARCHIVER_PORT": str(free_port()),  # nothing listens: archiver_read must say so
+        "TERN_DATABASE__URL": settings.dsn,
+        "TERN_TEMPORAL__ADDRESS": temporal_env.client.service_client.config.target_host,
+        "TERN_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
+        "TERN_CONTROL__CA_SERVER_PORT": str(settings.control.ca_server_port),
+        "TERN_CONTROL__WRITES_ENABLED": "true",
+        "TERN_ARCHIVER__PORT": str(free_port()),  # nothing listens: archiver_read must say so
     }
 
 
@@ -89,14 +89,14 @@ def _log(log: Path) -> str:
 
 @asynccontextmanager
 async def http_server(env: dict[str, str], log: Path, token: str | None = None) -> AsyncIterator[str]:
-    """``tern mcp --http PORT`` as a subprocess, with ``token`` as its bearer token (``TERN_MCP_TOKEN``) or, when
+    """``tern mcp --http PORT`` as a subprocess, with ``token`` as its bearer token (``TERN_MCP__TOKEN``) or, when
     None, ``--no-auth``; yields its URL once it answers."""
     port = free_port()
     args = [sys.executable, "-m", "starters.cli", "mcp", "--http", str(port), "--user", MCP_USER]
     if token is None:
         args.append("--no-auth")
     else:
-        env = env | {"TERN_MCP_TOKEN": token}
+        env = env | {"TERN_MCP__TOKEN": token}
     proc = await asyncio.to_thread(_spawn, args, env, log)
     url = f"http://127.0.0.1:{port}/mcp"
     try:
@@ -169,7 +169,7 @@ async def test_stdio_tools_search_and_a_write_approved_from_the_cli(temporal_env
     info = await store.ensure_channel(ARCHIVED, prec=1, units="kW")
     await store.append(info.id, [(T0 + 60 * i, 0, 10.0 + i, 0, 0) for i in range(30)])
     async with serving(store) as archiver:
-        env = mcp_env(temporal_env, settings, tmp_path) | {"TERN_ARCHIVER_URL": archiver.url}
+        env = mcp_env(temporal_env, settings, tmp_path) | {"TERN_ARCHIVER__URL": archiver.url}
         try:
             await over_stdio(env, temporal_env, settings)
         finally:
@@ -290,11 +290,11 @@ async def test_refused_input_starts_nothing(temporal_env, settings, tmp_path) ->
         )
         assert "value" in not_a_number, not_a_number
         no_llm = error_text(await client.call_tool("ask", {"question": "What is RF cavity 1 doing?"}))
-        assert "TERN_LLM_PROVIDER" in no_llm, no_llm
+        assert "TERN_LLM__PROVIDER" in no_llm, no_llm
         no_archiver = error_text(
             await client.call_tool("archiver_read", {"channels": [READ_ONLY], "range": "last 1 h"})
         )
-        assert "no archiver answers" in no_archiver and "TERN_ARCHIVER_URL" in no_archiver, no_archiver
+        assert "no archiver answers" in no_archiver and "TERN_ARCHIVER__URL" in no_archiver, no_archiver
         no_run = error_text(await client.call_tool("run_status", {"workflow_id": "tern-run-nonexistent"}))
         assert "no run with id 'tern-run-nonexistent'" in no_run, no_run
 
@@ -351,7 +351,7 @@ async def test_http_ask_run_plan_and_50_concurrent_calls_on_one_session(temporal
     async with scripted_llm() as llm:
         llm.script["planner"] = [plan_json(*steps)]
         llm.default["answer"] = "Cavity 1 is at its setpoint."
-        llm_env = {"TERN_LLM_PROVIDER": "openai", "TERN_LLM_URL": f"{llm.base}/v1", "TERN_LLM_MODEL": "scripted"}
+        llm_env = {"TERN_LLM__PROVIDER": "openai", "TERN_LLM__URL": f"{llm.base}/v1", "TERN_LLM__MODEL": "scripted"}
         worker_settings = settings.model_copy(
             update={
                 "llm": settings.llm.model_copy(
@@ -434,7 +434,7 @@ async def over_http(temporal_env: Any, client: Client, plan: dict[str, Any]) -> 
         (["--host", "0.0.0.0"], "--host needs --http PORT"),
         (["--user", "  "], "--user: "),
         (["--http", "0"], "greater than or equal to 1"),
-        (["--http", "8123"], "--http needs a bearer token for its clients: set TERN_MCP_TOKEN"),
+        (["--http", "8123"], "--http needs a bearer token for its clients: set TERN_MCP__TOKEN"),
         (["--no-auth"], "--no-auth needs --http PORT"),
         (["--http", "8123", "--no-auth", "--host", "0.0.0.0"], "--no-auth is allowed on a loopback address only"),
     ],
@@ -459,7 +459,7 @@ def test_a_short_token_is_refused_naming_the_setting(tmp_path: Path) -> None:
 
     res = subprocess.run(
         [sys.executable, "-m", "starters.cli", "mcp", "--http", "8123"],
-        env=env_without_services(tmp_path) | {"TERN_MCP_TOKEN": "short"},
+        env=env_without_services(tmp_path) | {"TERN_MCP__TOKEN": "short"},
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -467,7 +467,7 @@ def test_a_short_token_is_refused_naming_the_setting(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
     )
     assert res.returncode == 2 and "at least 16 characters" in res.stderr, res.stderr
-    assert "mcp" in res.stderr.lower() and "short" not in res.stderr.replace("TERN_MCP_TOKEN", ""), res.stderr
+    assert "mcp" in res.stderr.lower() and "short" not in res.stderr.replace("TERN_MCP__TOKEN", ""), res.stderr
 
 
 async def test_no_auth_on_loopback_serves_without_a_token(tmp_path: Path) -> None:

@@ -186,7 +186,7 @@ def test_settings_choose_provider_and_model_per_role() -> None:
     a = make_chat_provider(TernSettings(llm={"provider": "anthropic", "api_key": "k", "model": "c"}), "code")
     assert isinstance(a, AnthropicChat) and a.model == "c"
     assert make_chat_provider(TernSettings()) is None
-    with pytest.raises(ValueError, match="TERN_LLM_API_KEY"):
+    with pytest.raises(ValueError, match="TERN_LLM__API_KEY"):
         TernSettings(llm={"provider": "anthropic"})
     assert "sk-" not in repr(TernSettings(llm={"provider": "anthropic", "api_key": "sk-secret"}))
 

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from temporalio import activity
 
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Decision, Plan
 from tern.models.python_step import GenerateCodeInput, GeneratedCode
 from tests.agent_helpers import audit_rows, running_worker, start_run

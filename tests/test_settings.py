@@ -1,6 +1,7 @@
-"""TernSettings in sections: the flat TERN_ names still work, the nested TERN_<SECTION>__<FIELD> ones too, the TOML
-file takes [section] tables and the flat keys, precedence is kwargs > env > file > defaults, and errors name the
-setting and its environment variables. Each test builds TernSettings in a clean environment (no TERN_ variable
+"""TernSettings in sections: the nested TERN_<SECTION>__<FIELD> names set every field, the TOML file takes [section]
+tables, precedence is kwargs > env > file > defaults, errors name the setting and its environment variable, and a
+retired flat name of Tern 0.1 (environment or file) fails naming its new name. Each test builds TernSettings in a
+clean environment (no TERN_ variable
 of the caller leaks in) and, for the CLI, runs the real `tern` entry point in a subprocess."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from tern.config import TernSettings, flat_names, setting_error
+from tern.config import RetiredSettingName, TernSettings, retired_names, setting_error
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,16 +28,16 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TERN_CONFIG", str(tmp_path / "absent.toml"))
 
 
-def test_flat_environment_names_still_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TERN_PG_PORT", "55999")
-    monkeypatch.setenv("TERN_TEMPORAL_ADDRESS", "10.0.0.1:7999")
-    monkeypatch.setenv("TERN_APPROVERS", '["alice", "bob"]')
-    monkeypatch.setenv("TERN_SANDBOX_TIMEOUT_S", "12.5")
-    monkeypatch.setenv("TERN_SIM_SLOW_READBACKS", '{"SR:RF:FREQ:SP": 2}')
-    monkeypatch.setenv("TERN_ARIEL_BACKEND", "postgres")
-    monkeypatch.setenv("TERN_EMBEDDING_MODEL", "e-flat")
-    monkeypatch.setenv("TERN_TASK_QUEUE", "q-flat")
-    monkeypatch.setenv("TERN_PYTHON_APPROVAL_MODE", "control_writes")
+def test_nested_environment_names_set_their_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERN_DATABASE__PG_PORT", "55999")
+    monkeypatch.setenv("TERN_TEMPORAL__ADDRESS", "10.0.0.1:7999")
+    monkeypatch.setenv("TERN_APPROVAL__APPROVERS", '["alice", "bob"]')
+    monkeypatch.setenv("TERN_SANDBOX__TIMEOUT_S", "12.5")
+    monkeypatch.setenv("TERN_SIM__SLOW_READBACKS", '{"SR:RF:FREQ:SP": 2}')
+    monkeypatch.setenv("TERN_ARIEL__BACKEND", "postgres")
+    monkeypatch.setenv("TERN_ARIEL__EMBEDDING_MODEL", "e-nested")
+    monkeypatch.setenv("TERN_TEMPORAL__TASK_QUEUE", "q-nested")
+    monkeypatch.setenv("TERN_APPROVAL__PYTHON_MODE", "control_writes")
     s = TernSettings()
     assert s.database.pg_port == 55999
     assert s.dsn == "postgresql://postgres@127.0.0.1:55999/tern"
@@ -44,8 +45,8 @@ def test_flat_environment_names_still_work(monkeypatch: pytest.MonkeyPatch) -> N
     assert s.approval.approvers == ["alice", "bob"]
     assert s.sandbox.timeout_s == 12.5
     assert s.sim.slow_readbacks == {"SR:RF:FREQ:SP": 2.0}
-    assert s.ariel.embedding_model == "e-flat"
-    assert s.temporal.task_queue == "q-flat"
+    assert s.ariel.embedding_model == "e-nested"
+    assert s.temporal.task_queue == "q-nested"
     assert s.approval.python_mode == "control_writes"
 
 
@@ -94,16 +95,16 @@ LITERALS |= {"embedding_provider", "llm_provider", "log_format", "opensearch_aws
 LITERALS |= {"opensearch_aws_region"}  # excludes opensearch_username (basic auth), set here
 
 
-def test_every_flat_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> None:
-    """All the flat names at once (but the choices), each to a value other than its default: each lands in the
-    field the map says."""
+def test_every_nested_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """All the settings at once by their TERN_<SECTION>__<FIELD> names (but the choices), each to a value other
+    than its default: each lands in its field. (Keyed by the retired flat name, unique across sections.)"""
     defaults = TernSettings()
     expected = {}
-    for flat, (section, field) in flat_names().items():
+    for flat, (section, field) in retired_names().items():
         if flat in LITERALS:
-            continue  # their other choices need other settings; test_flat_environment_names_still_work sets one
+            continue  # their other choices need other settings; test_nested_environment_names_set_their_fields sets one
         text, value = _other_value(flat, getattr(getattr(defaults, section), field))
-        monkeypatch.setenv(f"TERN_{flat.upper()}", text)
+        monkeypatch.setenv(f"TERN_{section.upper()}__{field.upper()}", text)
         expected[(section, field)] = value
     s = TernSettings()
     got = {}
@@ -111,36 +112,44 @@ def test_every_flat_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> None
         value = getattr(getattr(s, section), field)
         got[(section, field)] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
     assert got == expected
-    assert len(expected) == len(flat_names()) - len(LITERALS) == 161 - 10
+    assert len(expected) == len(retired_names()) - len(LITERALS) == 159 - 10
 
 
-def test_nested_environment_names_work_and_win_over_flat(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TERN_DATABASE__PG_PORT", "55111")
+def test_a_retired_flat_name_fails_naming_its_new_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tern 0.1's flat names are not read: one that is set (any case) fails, naming each new name, rather than
+    being ignored (a deployment would silently run on the defaults)."""
     monkeypatch.setenv("TERN_SANDBOX__TIMEOUT_S", "7")
-    monkeypatch.setenv("TERN_SANDBOX_TIMEOUT_S", "9")  # flat and nested: the nested wins
-    monkeypatch.setenv("TERN_APPROVAL__APPROVERS", '["carol"]')
-    monkeypatch.setenv("TERN_LLM__PROVIDER", "openai")
-    monkeypatch.setenv("TERN_LLM_URL", "http://127.0.0.1:9/v1")  # a section mixes both forms
-    s = TernSettings()
-    assert s.database.pg_port == 55111
-    assert s.sandbox.timeout_s == 7.0
-    assert s.approval.approvers == ["carol"]
-    assert (s.llm.provider, s.llm.url) == ("openai", "http://127.0.0.1:9/v1")
+    assert TernSettings().sandbox.timeout_s == 7.0
+    monkeypatch.setenv("TERN_SANDBOX_TIMEOUT_S", "9")
+    monkeypatch.setenv("tern_pg_port", "55111")
+    with pytest.raises(RetiredSettingName) as info:
+        TernSettings()
+    assert str(info.value) == (
+        "TERN_SANDBOX_TIMEOUT_S is no longer read: set TERN_SANDBOX__TIMEOUT_S; "
+        "tern_pg_port is no longer read: set TERN_DATABASE__PG_PORT"
+    )
+    for flat, (section, field) in retired_names().items():  # every one of them, each alone
+        monkeypatch.delenv("TERN_SANDBOX_TIMEOUT_S", raising=False)
+        monkeypatch.delenv("tern_pg_port", raising=False)
+        with monkeypatch.context() as m:
+            m.setenv(f"TERN_{flat.upper()}", "1")
+            with pytest.raises(RetiredSettingName, match=f"set TERN_{section.upper()}__{field.upper()}$"):
+                TernSettings()
 
 
-def test_toml_sections_flat_keys_and_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_toml_sections_and_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     toml = tmp_path / "tern.toml"
     toml.write_text(
-        "pg_port = 55222\nsandbox_cpus = 2.0\n\n[sandbox]\ntimeout_s = 33\ncpus = 3.0\n\n"
+        "[database]\npg_port = 55222\n\n[sandbox]\ntimeout_s = 33\ncpus = 3.0\n\n"
         '[temporal]\nnamespace = "ops"\n[control]\nwrites_enabled = true\n'
     )
     monkeypatch.setenv("TERN_CONFIG", str(toml))
     s = TernSettings()
-    assert s.database.pg_port == 55222  # flat key at the top
-    assert s.sandbox.timeout_s == 33.0 and s.sandbox.cpus == 3.0  # the table wins over the flat key
+    assert s.database.pg_port == 55222
+    assert s.sandbox.timeout_s == 33.0 and s.sandbox.cpus == 3.0
     assert s.temporal.namespace == "ops" and s.control.writes_enabled is True
     assert s.sandbox.pids == 64  # untouched fields keep their defaults
-    monkeypatch.setenv("TERN_SANDBOX_TIMEOUT_S", "44")  # env over file
+    monkeypatch.setenv("TERN_SANDBOX__TIMEOUT_S", "44")  # env over file
     monkeypatch.setenv("TERN_TEMPORAL__NAMESPACE", "env-ns")
     s = TernSettings()
     assert s.sandbox.timeout_s == 44.0 and s.sandbox.cpus == 3.0 and s.temporal.namespace == "env-ns"
@@ -149,48 +158,71 @@ def test_toml_sections_flat_keys_and_precedence(monkeypatch: pytest.MonkeyPatch,
     assert s.dsn == "postgresql://x@h/db" and s.database.pg_port == 55222
 
 
+def test_a_retired_flat_key_at_the_top_of_the_file_fails_naming_its_table(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    toml = tmp_path / "tern.toml"
+    toml.write_text('pg_port = 55222\nsandbox_cpus = 2.0\ndata_dir = "/tmp/x"\n\n[sandbox]\ntimeout_s = 33\n')
+    monkeypatch.setenv("TERN_CONFIG", str(toml))
+    with pytest.raises(RetiredSettingName) as info:
+        TernSettings()
+    assert str(info.value) == (
+        f"pg_port (top level of {toml}) is no longer read: put it in [database] as pg_port; "
+        f"sandbox_cpus (top level of {toml}) is no longer read: put it in [sandbox] as cpus"
+    )
+
+
 def test_bad_value_names_the_setting_and_its_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TERN_SANDBOX_TIMEOUT_S", "soon")
+    monkeypatch.setenv("TERN_SANDBOX__TIMEOUT_S", "soon")
     with pytest.raises(ValidationError) as info:
         TernSettings()
     assert [e["loc"] for e in info.value.errors()] == [("sandbox", "timeout_s")]
     assert setting_error(info.value).startswith(
-        "sandbox.timeout_s (TERN_SANDBOX_TIMEOUT_S or TERN_SANDBOX__TIMEOUT_S): Input should be a valid number"
+        "sandbox.timeout_s (TERN_SANDBOX__TIMEOUT_S): Input should be a valid number"
     )
-    monkeypatch.setenv("TERN_SANDBOX_TIMEOUT_S", "10")
-    monkeypatch.setenv("TERN_APPROVERS", "alice")  # not JSON: passed on as text, which is not a list
+    monkeypatch.setenv("TERN_SANDBOX__TIMEOUT_S", "10")
+    monkeypatch.setenv("TERN_APPROVAL__APPROVERS", "alice")  # not JSON
+    with pytest.raises(ValueError) as bad_json:
+        TernSettings()
+    assert str(bad_json.value).startswith(
+        "approval.approvers (TERN_APPROVAL__APPROVERS): not valid JSON (Expecting value: line 1 column 1 (char 0))"
+    )
+    monkeypatch.setenv("TERN_APPROVAL__APPROVERS", '"alice"')  # JSON, but not a list
     with pytest.raises(ValidationError) as info:
         TernSettings()
-    assert setting_error(info.value) == (
-        "approval.approvers (TERN_APPROVERS or TERN_APPROVAL__APPROVERS): Input should be a valid list"
-    )
+    assert setting_error(info.value) == "approval.approvers (TERN_APPROVAL__APPROVERS): Input should be a valid list"
 
 
 def test_slack_app_token_must_be_an_app_level_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TERN_SLACK_APP_TOKEN", "xoxb-the-bot-token")  # the usual mix-up
+    monkeypatch.setenv("TERN_CHAT__SLACK_APP_TOKEN", "xoxb-the-bot-token")  # the usual mix-up
     with pytest.raises(ValidationError) as info:
         TernSettings()
     assert setting_error(info.value) == (
-        "chat.slack_app_token (TERN_SLACK_APP_TOKEN or TERN_CHAT__SLACK_APP_TOKEN): Value error, must be a Slack "
-        "app-level token (xapp-...)"
+        "chat.slack_app_token (TERN_CHAT__SLACK_APP_TOKEN): Value error, must be a Slack app-level token (xapp-...)"
     )
-    monkeypatch.setenv("TERN_SLACK_APP_TOKEN", "xapp-1-A1-abc")
+    monkeypatch.setenv("TERN_CHAT__SLACK_APP_TOKEN", "xapp-1-A1-abc")
     assert TernSettings().chat.slack_app_token.get_secret_value() == "xapp-1-A1-abc"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"TERN_WEBHOOK_SECRETS": '{"ops-bot": ""}'}, "webhook key id 'ops-bot' must be at least 16 characters"),
-        ({"TERN_WEBHOOK_SECRETS": '{"ops-bot": "short"}'}, "webhook key id 'ops-bot' must be at least 16 characters"),
-        ({"TERN_WEBHOOK_NOTIFY_SECRET": "short"}, "webhook_notify_secret must be at least 16 characters"),
-        ({"TERN_WEBHOOK_NOTIFY_URLS": '["http://127.0.0.1:9/hook"]'}, "need webhook_notify_secret"),
+        ({"TERN_CHAT__WEBHOOK_SECRETS": '{"ops-bot": ""}'}, "webhook key id 'ops-bot' must be at least 16 characters"),
         (
-            {"TERN_WEBHOOK_SECRETS": '{"out": "0123456789abcdef"}', "TERN_WEBHOOK_NOTIFY_KEY_ID": "out"},
+            {"TERN_CHAT__WEBHOOK_SECRETS": '{"ops-bot": "short"}'},
+            "webhook key id 'ops-bot' must be at least 16 characters",
+        ),
+        ({"TERN_CHAT__WEBHOOK_NOTIFY_SECRET": "short"}, "webhook_notify_secret must be at least 16 characters"),
+        ({"TERN_CHAT__WEBHOOK_NOTIFY_URLS": '["http://127.0.0.1:9/hook"]'}, "need webhook_notify_secret"),
+        (
+            {"TERN_CHAT__WEBHOOK_SECRETS": '{"out": "0123456789abcdef"}', "TERN_CHAT__WEBHOOK_NOTIFY_KEY_ID": "out"},
             "webhook_notify_key_id 'out' is a key of webhook_secrets",
         ),
         (
-            {"TERN_WEBHOOK_SECRETS": '{"ops": "0123456789abcdef"}', "TERN_WEBHOOK_NOTIFY_SECRET": "0123456789abcdef"},
+            {
+                "TERN_CHAT__WEBHOOK_SECRETS": '{"ops": "0123456789abcdef"}',
+                "TERN_CHAT__WEBHOOK_NOTIFY_SECRET": "0123456789abcdef",
+            },
             "webhook_notify_secret equals the secret of webhook key id 'ops'",
         ),
     ],
@@ -208,15 +240,27 @@ def test_webhook_secrets_are_long_and_the_notification_secret_is_separate(
     assert expected in message and "0123456789abcdef" not in message and "'short'" not in message
 
 
-def test_cli_names_the_bad_environment_variable(tmp_path: Path) -> None:
+def test_cli_names_the_new_name_of_a_retired_one(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TERN_")}
-    env |= {"TERN_CONFIG": str(tmp_path / "absent.toml"), "TERN_DATA_DIR": str(tmp_path), "TERN_PG_PORT": "many"}
+    env |= {"TERN_CONFIG": str(tmp_path / "absent.toml"), "TERN_DATA_DIR": str(tmp_path), "TERN_PG_PORT": "5432"}
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.run(
         [sys.executable, "-m", "starters.cli", "status"], env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2, proc.stderr
-    assert "bad configuration: database.pg_port (TERN_PG_PORT or TERN_DATABASE__PG_PORT)" in proc.stderr, proc.stderr
+    assert "bad configuration: TERN_PG_PORT is no longer read: set TERN_DATABASE__PG_PORT" in proc.stderr, proc.stderr
+
+
+def test_cli_names_the_bad_environment_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TERN_")}
+    env |= {"TERN_CONFIG": str(tmp_path / "absent.toml"), "TERN_DATA_DIR": str(tmp_path)}
+    env["TERN_DATABASE__PG_PORT"] = "many"
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "starters.cli", "status"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "bad configuration: database.pg_port (TERN_DATABASE__PG_PORT)" in proc.stderr, proc.stderr
 
 
 def test_unknown_names_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

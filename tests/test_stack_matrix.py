@@ -49,16 +49,16 @@ async def test_tern_up_with_matrix_approves_a_write_and_the_demo_from_the_contro
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "TERN_DATA_DIR": str(data),
-        "TERN_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "TERN_TEMPORAL_UI_PORT": str(free_port()),
-        "TERN_PG_PORT": str(free_port()),
-        "TERN_CA_SERVER_PORT": str(free_port()),
-        "TERN_MATRIX_PORT": str(free_port()),
-        "TERN_ARIEL_API_PORT": str(free_port()),
-        "TERN_ARCHIVER_PORT": str(free_port()),
-        "TERN_WORKER_HTTP_PORT": str(free_port()),
-        "TERN_APPROVERS": '["operator"]',
-        "TERN_CHAT_POLL_INTERVAL_S": "0.3",
+        "TERN_TEMPORAL__ADDRESS": f"127.0.0.1:{free_port()}",
+        "TERN_TEMPORAL__UI_PORT": str(free_port()),
+        "TERN_DATABASE__PG_PORT": str(free_port()),
+        "TERN_CONTROL__CA_SERVER_PORT": str(free_port()),
+        "TERN_CHAT__MATRIX_PORT": str(free_port()),
+        "TERN_ARIEL__API_PORT": str(free_port()),
+        "TERN_ARCHIVER__PORT": str(free_port()),
+        "TERN_WORKER__HTTP_PORT": str(free_port()),
+        "TERN_APPROVAL__APPROVERS": '["operator"]',
+        "TERN_CHAT__POLL_INTERVAL_S": "0.3",
     }
     try:
         up = _cli(env, "up", "--with", "matrix", "--json")
@@ -68,7 +68,7 @@ async def test_tern_up_with_matrix_approves_a_write_and_the_demo_from_the_contro
             ("postgres", "temporal", "sim", "archiver", "worker", "ariel", "triggers", "matrix", "bridge"), "running"
         )
         creds = json.loads((data / "matrix" / "credentials.json").read_text())
-        assert creds["homeserver"] == f"http://127.0.0.1:{env['TERN_MATRIX_PORT']}"
+        assert creds["homeserver"] == f"http://127.0.0.1:{env['TERN_CHAT__MATRIX_PORT']}"
         assert creds["bot"]["user_id"] == "@tern:localhost" and creds["operator"]["user_id"] == "@operator:localhost"
         assert creds["room_id"].startswith("!") and creds["registration_shared_secret"]
         assert (data / "matrix" / "credentials.json").stat().st_mode & 0o077 == 0

@@ -8,7 +8,7 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from starters.client import TernClient, TernUnavailable
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import AgentRunStatus, Decision, Plan
 from tests.agent_helpers import running_worker, start_run, wait_for_state, write_plan
 from workflows.agent_run import AgentRunWorkflow

@@ -145,7 +145,7 @@ def tls_env(address: str, pki: Pki, ca: Path | None = None) -> dict[str, str]:
 
 
 async def tern(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full = env_without_services(tmp_path, **env)  # TERN_TEMPORAL_ADDRESS points at nothing: TEMPORAL_* must win
+    full = env_without_services(tmp_path, **env)  # TERN_TEMPORAL__ADDRESS points at nothing: TEMPORAL_* must win
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "starters.cli", *args],

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Plan
 from tests.agent_helpers import running_worker, start_run
 from tests.test_python_step import approve_next
@@ -114,9 +114,14 @@ async def test_one_run_is_one_trace_from_the_client_to_the_write(temporal_env, s
 def test_bad_otlp_url_stops_the_worker_naming_the_setting(tmp_path) -> None:
     from tests.conftest import env_without_services
 
-    for var, value in (("TERN_OTLP_ENDPOINT", "collector:4318"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:99999")):
+    for var, value in (
+        ("TERN_WORKER__OTLP_ENDPOINT", "collector:4318"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:99999"),
+    ):
         env = env_without_services(tmp_path, **{var: value})
-        env.pop("TERN_OTLP_ENDPOINT" if var != "TERN_OTLP_ENDPOINT" else "OTEL_EXPORTER_OTLP_ENDPOINT", None)
+        env.pop(
+            "TERN_WORKER__OTLP_ENDPOINT" if var != "TERN_WORKER__OTLP_ENDPOINT" else "OTEL_EXPORTER_OTLP_ENDPOINT", None
+        )
         proc = subprocess.run(
             [sys.executable, "-m", "worker.main"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
         )
@@ -125,7 +130,7 @@ def test_bad_otlp_url_stops_the_worker_naming_the_setting(tmp_path) -> None:
 
 
 def test_spans_reach_an_otlp_receiver(tmp_path) -> None:
-    """A process with TERN_OTLP_ENDPOINT exports its spans (OTLP/HTTP protobuf) to a receiver on loopback: a
+    """A process with TERN_WORKER__OTLP_ENDPOINT exports its spans (OTLP/HTTP protobuf) to a receiver on loopback: a
     FastAPI app that decodes the body with opentelemetry-proto's ExportTraceServiceRequest."""
     import threading
 
@@ -158,7 +163,7 @@ def test_spans_reach_an_otlp_receiver(tmp_path) -> None:
             "    pass\n"
             "flush_tracing()\n"
         )
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TERN_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TERN_WORKER__OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
         while not server.started:
             thread.join(0.05)
         proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)

@@ -40,7 +40,7 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> str:
         (["t1", "--channel", CHANNEL, "--above", "40", "--hysteresis", "-1"], "--hysteresis"),
         (["t1", "--webhook", "--above", "40"], "go with --channel"),
         (["t1", "--webhook"], "--webhook needs --key-id KEY"),  # issue 22: no trigger any key may fire
-        (["t1", "--webhook", "--key-id", "ops-bot"], "--key-id 'ops-bot' is not a key of TERN_WEBHOOK_SECRETS"),
+        (["t1", "--webhook", "--key-id", "ops-bot"], "--key-id 'ops-bot' is not a key of TERN_CHAT__WEBHOOK_SECRETS"),
         (["t1", "--webhook", "--key-id", "tern-notify"], "the outbound notification key id"),
         (["t1", "--every", "10m", "--key-id", "ops-bot"], "--key-id goes with --webhook"),
     ],
@@ -64,7 +64,7 @@ def test_a_plan_naming_an_unknown_channel_exits_2(no_stack, tmp_path) -> None:
 
 def test_a_question_without_an_llm_exits_2_naming_the_settings(no_stack) -> None:
     res = tern(no_stack, "trigger", "add", "t1", "--every", "10m", "--question", "What happened?")
-    assert res.returncode == 2 and "TERN_LLM_PROVIDER" in res.stderr, res.stderr
+    assert res.returncode == 2 and "TERN_LLM__PROVIDER" in res.stderr, res.stderr
 
 
 def test_question_and_plan_together_exit_2(no_stack, plan) -> None:

@@ -32,7 +32,7 @@ async def test_sim_trip_fires_the_demo_question_trigger_on_the_embedded_stack(tm
             {"id": "read", "kind": "channel_read", "channels": [CHANNEL]}, {"id": "answer", "kind": "respond"}
         )
         llm.default["answer"] = "Cavity 1 tripped: reflected power read as reported. Check the tuner."
-        llm_env = {"TERN_LLM_PROVIDER": "openai", "TERN_LLM_URL": f"{llm.base}/v1", "TERN_LLM_MODEL": "scripted"}
+        llm_env = {"TERN_LLM__PROVIDER": "openai", "TERN_LLM__URL": f"{llm.base}/v1", "TERN_LLM__MODEL": "scripted"}
         for k, v in llm_env.items():
             monkeypatch.setenv(k, v)  # the stack's worker inherits them
         settings = TernSettings(
@@ -49,10 +49,10 @@ async def test_sim_trip_fires_the_demo_question_trigger_on_the_embedded_stack(tm
             **llm_env,
             "PYTHONPATH": str(ROOT),
             "TERN_DATA_DIR": str(settings.data_dir),
-            "TERN_PG_PORT": str(settings.database.pg_port),
-            "TERN_CA_SERVER_PORT": str(settings.control.ca_server_port),
-            "TERN_TEMPORAL_ADDRESS": settings.temporal.address,
-            "TERN_TASK_QUEUE": "tq-demo",
+            "TERN_DATABASE__PG_PORT": str(settings.database.pg_port),
+            "TERN_CONTROL__CA_SERVER_PORT": str(settings.control.ca_server_port),
+            "TERN_TEMPORAL__ADDRESS": settings.temporal.address,
+            "TERN_TEMPORAL__TASK_QUEUE": "tq-demo",
         }
         stack = EmbeddedStack(settings)
         try:

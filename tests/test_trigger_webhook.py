@@ -35,13 +35,13 @@ async def test_signed_post_starts_one_run_and_unsigned_posts_start_nothing(tempo
             "temporal": settings.temporal.model_copy(update={"address": address}),
         }
     )
-    env = cli_env(s, address, TERN_WEBHOOK_SECRETS=json.dumps(SECRETS))
+    env = cli_env(s, address, TERN_CHAT__WEBHOOK_SECRETS=json.dumps(SECRETS))
     name = "hook-" + uuid.uuid4().hex[:6]
     plan = write_plan(tmp_path / "read.json", READ_PLAN)
     keyless = tern(env, "trigger", "add", name, "--webhook", "--plan", str(plan))
     assert keyless.returncode == 2 and "--webhook needs --key-id KEY" in keyless.stderr, keyless.stderr
     unknown = tern(env, "trigger", "add", name, "--webhook", "--key-id", "eve", "--plan", str(plan))
-    assert unknown.returncode == 2 and "--key-id 'eve' is not a key of TERN_WEBHOOK_SECRETS" in unknown.stderr
+    assert unknown.returncode == 2 and "--key-id 'eve' is not a key of TERN_CHAT__WEBHOOK_SECRETS" in unknown.stderr
     added = tern(env, "trigger", "add", name, "--webhook", "--key-id", "ops-bot", "--plan", str(plan), "--json")
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["when"] == f"POST /triggers/{name}"

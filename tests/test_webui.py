@@ -32,7 +32,7 @@ except ImportError:  # the browser fixture says why the tests skip
 
 from starters.client import TernClient, TernUserError
 from tern.approval.render import APPROVER_PLACEHOLDER, exact_number
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.embedded.net import free_port
 from tern.models import Plan
 from tern.models.approval import UNSPECIFIED_SURFACE

@@ -123,7 +123,7 @@ async def test_busy_port_stops_the_worker_naming_the_setting(tmp_path) -> None:
         holder.listen()
         port = holder.getsockname()[1]
         settings = TernSettings(data_dir=tmp_path, worker={"http_port": port}, sandbox={"backend": "process"})
-        with pytest.raises(HttpEndpointError, match="TERN_WORKER_HTTP_PORT"):
+        with pytest.raises(HttpEndpointError, match="TERN_WORKER__HTTP_PORT"):
             await run_worker(settings, asyncio.Event())
 
 
@@ -149,7 +149,7 @@ async def test_metrics_count_an_approved_write_run_where_it_happens(temporal_env
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
-    from tern.control.channels import read_value
+    from tern.control.channel_access import read_value
     from tern.models import Decision
     from tests.agent_helpers import ingest_demo, start_run, wait_for_state, write_plan
     from worker.sdk_metrics import ALERTED_SDK_METRICS

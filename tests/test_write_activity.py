@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.agent import AgentActivities
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models.activity_io import WriteCheckInput, WriteInput
 
 
@@ -115,7 +115,7 @@ async def test_interrupted_write_on_a_channel_that_moved_is_not_put_again(settin
 
 async def test_a_put_whose_window_closed_is_not_sent(settings) -> None:
     """A put that waited past its window (Channel Access queue, slow connect) is dropped before libca sends it."""
-    from tern.control.channels import ChannelAccessError
+    from tern.control.channel_access import ChannelAccessError
     from tern.models import Verification
 
     acts = AgentActivities(settings)
@@ -208,7 +208,7 @@ async def test_interrupted_attempt_is_never_written_again(settings) -> None:
 
 
 async def test_interrupted_attempt_is_settled_after_the_settle_delay(settings) -> None:
-    """The put of the interrupted attempt did land: the retry waits TERN_WRITE_SETTLE_DELAY_S from the claim,
+    """The put of the interrupted attempt did land: the retry waits TERN_CONTROL__WRITE_SETTLE_DELAY_S from the claim,
     reads the channel, and records the write as done, saying how it was settled."""
     settle = settings.model_copy(update={"control": settings.control.model_copy(update={"write_settle_delay_s": 2.0})})
     acts = AgentActivities(settle)

@@ -12,7 +12,7 @@ import pytest
 
 from tern.control import write as core
 from tern.control.ca_client import ChannelAccessClient
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.db import create_pool
 from tern.models.activity_io import WriteCheckInput, WriteInput
 

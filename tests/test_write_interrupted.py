@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from tern.audit.invariants import check_writes, read_put_log
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.models import Decision
 from tests.agent_helpers import audit_rows, spawn_worker, start_run, wait_for_state, write_plan
 from tests.conftest import IOC_PUT_LOG, SLOW_SETPOINT
@@ -25,7 +25,9 @@ async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, setti
     target = read_value(channel) + 10.0
     log = tmp_path / "worker.log"
     since = time.time()
-    first = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="10", TERN_WRITE_SETTLE_DELAY_S="1")
+    first = spawn_worker(
+        settings, address, log, TERN_CONTROL__READBACK_TIMEOUT_S="10", TERN_CONTROL__WRITE_SETTLE_DELAY_S="1"
+    )
     second = None
     try:
         handle = await start_run(client, settings, write_plan(channel, target))
@@ -40,7 +42,9 @@ async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, setti
         first.send_signal(signal.SIGKILL)  # ... and the attempt is still waiting for the readback
         assert first.wait(10) == -signal.SIGKILL
         killed_at = time.monotonic()
-        second = spawn_worker(settings, address, log, TERN_READBACK_TIMEOUT_S="10", TERN_WRITE_SETTLE_DELAY_S="1")
+        second = spawn_worker(
+            settings, address, log, TERN_CONTROL__READBACK_TIMEOUT_S="10", TERN_CONTROL__WRITE_SETTLE_DELAY_S="1"
+        )
         result = await asyncio.wait_for(handle.result(), timeout=120)
         settled_after = time.monotonic() - killed_at
     finally:

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.agent import AgentActivities
-from tern.control import channels as ca
+from tern.control import channel_access as ca
 from tern.control.verification import SMALL_CHANGE_FRACTION, UnverifiableChange, effective_tolerance
 from tern.models import Verification
 from tern.models.activity_io import WriteCheckInput, WriteInput

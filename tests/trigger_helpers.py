@@ -29,12 +29,12 @@ def cli_env(settings: TernSettings, address: str, **extra: str) -> dict[str, str
         **env,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "TERN_DATA_DIR": str(settings.data_dir),
-        "TERN_TEMPORAL_ADDRESS": address,
+        "TERN_TEMPORAL__ADDRESS": address,
         "TEMPORAL_ADDRESS": address,
-        "TERN_TASK_QUEUE": settings.temporal.task_queue,
-        "TERN_DATABASE_URL": settings.dsn,
-        "TERN_CA_SERVER_PORT": str(settings.control.ca_server_port),
-        "TERN_LIMITS_PATH": str(settings.control.limits_path),
+        "TERN_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
+        "TERN_DATABASE__URL": settings.dsn,
+        "TERN_CONTROL__CA_SERVER_PORT": str(settings.control.ca_server_port),
+        "TERN_CONTROL__LIMITS_PATH": str(settings.control.limits_path),
         **extra,
     }
 

@@ -7,7 +7,7 @@ the standard environment variables ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
 ``TEMPORAL_TLS`` and ``TEMPORAL_TLS_*`` (``SERVER_CA_CERT_PATH``, ``CLIENT_CERT_PATH``, ``CLIENT_KEY_PATH``,
 ``SERVER_NAME``, and ``*_DATA`` variants), then the profile ``TEMPORAL_PROFILE`` (default ``default``) of the
 TOML file ``TEMPORAL_CONFIG_FILE`` (default ``~/.config/temporalio/temporal.toml``), then Tern's own settings
-``TERN_TEMPORAL_ADDRESS`` / ``TERN_TEMPORAL_NAMESPACE`` as defaults. An API key turns TLS on (Temporal Cloud).
+``TERN_TEMPORAL__ADDRESS`` / ``TERN_TEMPORAL__NAMESPACE`` as defaults. An API key turns TLS on (Temporal Cloud).
 """
 
 from __future__ import annotations
@@ -103,6 +103,6 @@ async def connect(
             "tls.server_ca_cert_path), and the client certificate and key (TEMPORAL_TLS_CLIENT_CERT_PATH, "
             "TEMPORAL_TLS_CLIENT_KEY_PATH)."
             if options.get("tls")
-            else "Start the embedded stack with `tern up`, or set TERN_TEMPORAL_ADDRESS (or TEMPORAL_ADDRESS)."
+            else "Start the embedded stack with `tern up`, or set TERN_TEMPORAL__ADDRESS (or TEMPORAL_ADDRESS)."
         )
         raise TemporalUnreachable(f"cannot reach Temporal at {address}: {exc}. {hint}") from exc

@@ -118,7 +118,7 @@ class HealthChecks:
         """Read ``ca_probe_channel`` (a passing, unchecked state when none is configured)."""
         channel = self.settings.worker.ca_probe_channel
         if not channel or self.ca is None:
-            return DependencyState(ok=True, checked=False, detail="no probe channel (TERN_CA_PROBE_CHANNEL)")
+            return DependencyState(ok=True, checked=False, detail="no probe channel (TERN_WORKER__CA_PROBE_CHANNEL)")
         value = await self.ca.read_value(channel, self.settings.control.ca_timeout_s)
         return DependencyState(ok=True, detail=f"{channel} = {value:g}")
 
@@ -173,8 +173,8 @@ class HttpEndpointError(RuntimeError):
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port``. Raises :class:`HttpEndpointError` naming TERN_WORKER_HTTP_PORT
-    and TERN_WORKER_HTTP_HOST when the address is busy or not local."""
+    """A listening TCP socket on ``host:port``. Raises :class:`HttpEndpointError` naming TERN_WORKER__HTTP_PORT
+    and TERN_WORKER__HTTP_HOST when the address is busy or not local."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -184,7 +184,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise HttpEndpointError(
             f"the worker's HTTP endpoint cannot bind {host}:{port}: {exc.strerror}; choose another port with "
-            "TERN_WORKER_HTTP_PORT (0 turns the endpoint off) or another interface with TERN_WORKER_HTTP_HOST"
+            "TERN_WORKER__HTTP_PORT (0 turns the endpoint off) or another interface with TERN_WORKER__HTTP_HOST"
         ) from exc
     sock.listen(64)
     sock.setblocking(False)

@@ -1,4 +1,4 @@
-"""The worker's log lines: human (default) or JSON lines (``TERN_LOG_FORMAT=json``, the worker image's default)
+"""The worker's log lines: human (default) or JSON lines (``TERN_WORKER__LOG_FORMAT=json``, the worker image's default)
 carrying, where they apply, the Temporal workflow id and run id, the activity type, Tern's run id, step id and
 approval request id, and the OpenTelemetry trace and span ids.
 

@@ -22,7 +22,7 @@ from activities.agent import AgentActivities
 from activities.approval import ApprovalActivities, policy_source
 from activities.archiver import ArchiverActivities
 from activities.ariel import ariel_activities
-from activities.channels import ChannelActivities
+from activities.channel_finder import ChannelActivities
 from activities.freeze import FreezeActivities
 from activities.logbook import LogbookActivities
 from activities.memory import MemoryActivities
@@ -31,7 +31,7 @@ from activities.sandbox import SandboxActivities
 from tern.approval.policy import ApprovalPolicyError
 from tern.config import TernSettings, process_backend_refusal
 from tern.control.ca_client import ChannelAccessClient
-from tern.control.channels import configure_environment
+from tern.control.channel_access import configure_environment
 from tern.db import create_pool
 from worker.connection import TemporalUnreachable, connect, connect_options
 from worker.health import HealthChecks, HttpEndpoint, HttpEndpointError, bind, build_app
@@ -78,7 +78,7 @@ def build_worker(
     graceful = timedelta(seconds=settings.worker.graceful_shutdown_s)
     if graceful <= WRITE_TIMEOUT:
         raise ValueError(
-            f"worker.graceful_shutdown_s (TERN_WORKER_GRACEFUL_SHUTDOWN_S) is {graceful.total_seconds():g} s: it must "
+            f"worker.graceful_shutdown_s (TERN_WORKER__GRACEFUL_SHUTDOWN_S) is {graceful.total_seconds():g} s: it must "
             f"exceed the control write's timeout ({WRITE_TIMEOUT.total_seconds():g} s), or a rollout cuts writes off"
         )
     agent = AgentActivities(settings, pool)
@@ -156,8 +156,8 @@ def check_approval_policy(settings: TernSettings) -> None:
         raise ApprovalPolicyError(f"approval policy {version}: {refusal}")
     if policy.is_open:
         log.warning(
-            "approval policy %s is open: no approvers are configured (TERN_APPROVERS or "
-            "TERN_APPROVAL_POLICY_PATH), so each run names its own approvers; fit for a single-user stack "
+            "approval policy %s is open: no approvers are configured (TERN_APPROVAL__APPROVERS or "
+            "TERN_APPROVAL__POLICY_PATH), so each run names its own approvers; fit for a single-user stack "
             "only",
             version,
         )
@@ -193,7 +193,7 @@ async def reap_sandbox_periodically(settings: TernSettings, stop: asyncio.Event)
 async def load_channels(settings: TernSettings, pool: asyncpg.Pool) -> None:
     """Load the bundled channel database now (``channels_load_bundled``), so that ``tern up`` leaves it ready; a
     failure is logged and left to the first ``channel_find`` step to report."""
-    from tern.channels.finder import ChannelFinder
+    from tern.channel_finder.finder import ChannelFinder
     from tern.control.limits import LimitsDatabaseError
 
     try:
@@ -212,7 +212,7 @@ async def run_worker(
     ``tern migrate``), load the bundled channel database, and poll until
     ``stop`` is set (or SIGINT/SIGTERM), reaping sandbox containers past their deadline every
     ``sandbox_reap_period_s`` meanwhile. The HTTP endpoint (:mod:`worker.health`: ``/healthz``, ``/readyz``,
-    ``/metrics``) is bound first, so a busy port stops the worker at once naming TERN_WORKER_HTTP_PORT, and serves
+    ``/metrics``) is bound first, so a busy port stops the worker at once naming TERN_WORKER__HTTP_PORT, and serves
     while the worker polls; ``on_ready`` is called with its base URL (None when ``worker_http_port`` is 0) once the
     worker polls."""
     sock = bind(settings.worker.http_host, settings.worker.http_port) if settings.worker.http_port else None

@@ -6,7 +6,7 @@ trace context through Temporal headers: one trace runs from ``tern demo`` starti
 workflow, its child workflows and activities, to the Channel Access write and its readback
 (:mod:`tern.tracing` adds the spans of Tern's own operations).
 
-Export: OTLP over HTTP/protobuf to ``TERN_OTLP_ENDPOINT``, else the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``
+Export: OTLP over HTTP/protobuf to ``TERN_WORKER__OTLP_ENDPOINT``, else the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``
 (the base URL; ``/v1/traces`` is appended, as the OpenTelemetry specification's "OTLP exporter" section does
 for the signal-less variable). With neither set no SDK is installed and spans cost the API's no-op.
 """
@@ -34,7 +34,7 @@ def otlp_endpoint(settings: TernSettings) -> tuple[str, str] | None:
     """``(base URL, setting name)`` of the configured OTLP endpoint, or None. Raises :class:`TelemetryConfigError`
     naming the setting for a URL that is not ``http(s)://host[:port][/path]``."""
     for name, value in (
-        ("TERN_OTLP_ENDPOINT", settings.worker.otlp_endpoint),
+        ("TERN_WORKER__OTLP_ENDPOINT", settings.worker.otlp_endpoint),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")),
     ):
         if value:

@@ -17,7 +17,7 @@ from workflows.run_base import CA_RETRY, MEMORY_TIMEOUT, READ_RETRY, RunSteps
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
     from activities.archiver import ArchiverActivities
-    from activities.channels import ChannelActivities
+    from activities.channel_finder import ChannelActivities
     from activities.memory import MemoryActivities
     from tern.models import (
         ArchiverReadStep,

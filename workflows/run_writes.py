@@ -32,7 +32,8 @@ WRITE_CHECK_TIMEOUT = timedelta(seconds=30)
 WRITE_TIMEOUT = timedelta(seconds=60)
 # A write attempt whose worker died is retried once its heartbeat lapses; the retry settles it by reading (or puts
 # once more when the channel still holds the value shown to the approver),
-# no earlier than TERN_WRITE_SETTLE_DELAY_S after the claim (tern.control.write, settling an interrupted write).
+# no earlier than TERN_CONTROL__WRITE_SETTLE_DELAY_S after the claim (tern.control.write settles an interrupted
+# write).
 WRITE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 WRITE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

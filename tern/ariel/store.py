@@ -226,13 +226,14 @@ async def recent_runs(conn: Conn, limit: int = 10) -> list[IngestionRun]:
 
 class DimensionMismatch(ValueError):
     """Vectors of ``dim`` dimensions for a model whose stored vectors have ``stored_dim``: another model under
-    the same name (``TERN_EMBEDDING_MODEL``), never mixed. The message names the fix."""
+    the same name (``TERN_ARIEL__EMBEDDING_MODEL``), never mixed. The message names the fix."""
 
     def __init__(self, model: str, stored_dim: int, dim: int) -> None:
         self.model, self.stored_dim, self.dim = model, stored_dim, dim
         super().__init__(
             f"embedding model {model!r} is stored with {stored_dim}-dimensional vectors, but the configured "
-            f"provider gives {dim}: TERN_EMBEDDING_MODEL names another model than the stored one. Fix: configure "
+            f"provider gives {dim}: TERN_ARIEL__EMBEDDING_MODEL names another model than the stored one. Fix: "
+            f"configure "
             f"the model the vectors were made with, or re-embed under a new name "
             f"(tern ariel reembed --model NAME --provider P)"
         )

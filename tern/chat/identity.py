@@ -4,7 +4,7 @@ The chat platform authenticates the person (Matrix user id, Slack user id, webho
 that identity into the approver name the bridge puts in the ``decide`` Update. The workflow's validator and the
 worker's approval policy still decide whether that name may approve: the map authenticates, it never authorises.
 
-File (``TERN_CHAT_IDENTITY_MAP_PATH``), TOML or JSON by suffix, one table per platform::
+File (``TERN_CHAT__IDENTITY_MAP_PATH``), TOML or JSON by suffix, one table per platform::
 
     [matrix]
     "@operator:localhost" = "operator"

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 from tern import tracing
-from tern.control import channels
+from tern.control import channel_access
 from tern.control.ca_context import CAContextError, attach_thread, configure_environment
 from tern.models import ChannelReading, Verification, WriteRecord
 
@@ -69,27 +69,27 @@ class ChannelAccessClient:
         return await loop.run_in_executor(self._pool, functools.partial(_attached, fn, *args, **kwargs))
 
     async def read_value(self, name: str, timeout_s: float = 2.0) -> float:
-        """See :func:`tern.control.channels.read_value` (seconds; raises ``ChannelAccessError``). Span
+        """See :func:`tern.control.channel_access.read_value` (seconds; raises ``ChannelAccessError``). Span
         ``ca.read``."""
         with tracing.span("ca.read", {"ca.channel": name}) as span:
-            value = await self.call(channels.read_value, name, timeout_s)
+            value = await self.call(channel_access.read_value, name, timeout_s)
             span.set_attribute("ca.value", value)
             return value
 
     async def read_channels(self, names: list[str], timeout_s: float = 2.0) -> list[ChannelReading]:
-        """See :func:`tern.control.channels.read_channels` (seconds; unreachable channels carry ``error``).
+        """See :func:`tern.control.channel_access.read_channels` (seconds; unreachable channels carry ``error``).
         Span ``ca.read`` with the channel names and how many did not answer."""
         with tracing.span("ca.read", {"ca.channels": ",".join(names)}) as span:
-            readings = await self.call(channels.read_channels, names, timeout_s)
+            readings = await self.call(channel_access.read_channels, names, timeout_s)
             span.set_attribute("ca.errors", sum(1 for r in readings if r.error))
             return readings
 
     async def write_channel(self, name: str, value: float, verification: Verification, **kwargs: Any) -> WriteRecord:
-        """See :func:`tern.control.channels.write_channel` (same keyword arguments and errors). Span ``ca.write``
+        """See :func:`tern.control.channel_access.write_channel` (same keyword arguments and errors). Span ``ca.write``
         with the channel, value, verification level, and the outcome (verified, readback)."""
         attrs: dict[str, str | float] = {"ca.channel": name, "ca.value": value, "ca.verification": verification.level}
         with tracing.span("ca.write", attrs) as span:
-            record = await self.call(channels.write_channel, name, value, verification, **kwargs)
+            record = await self.call(channel_access.write_channel, name, value, verification, **kwargs)
             span.set_attribute("ca.verified", bool(record.verified))
             if record.readback is not None:
                 span.set_attribute("ca.readback", record.readback)

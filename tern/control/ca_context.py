@@ -33,7 +33,7 @@ _local = threading.local()
 
 class ChannelAccessError(ChannelIOError):
     """A channel could not be connected, read or written over Channel Access; the message names the channel.
-    Nothing was written when :func:`tern.control.channels.write_channel` raises it."""
+    Nothing was written when :func:`tern.control.channel_access.write_channel` raises it."""
 
 
 class CAContextError(ChannelAccessError):

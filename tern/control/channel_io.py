@@ -56,5 +56,5 @@ class ChannelIO(Protocol):
         ``time.monotonic()`` instant ``put_not_after``. Raises :class:`ChannelIOError` or
         :class:`~tern.control.verification.UnverifiableChange` only when nothing was written; every other outcome
         is a :class:`WriteRecord` (``verified`` False when in doubt). The Channel Access semantics:
-        :func:`tern.control.channels.write_channel`."""
+        :func:`tern.control.channel_access.write_channel`."""
         ...

@@ -128,7 +128,7 @@ def effective_tolerance(
         raise UnverifiableChange(
             f"the change {change:g} (from {previous:g} to {target:g}) is within the verification tolerance "
             f"±{base:g}, so no reading could show that the write arrived; refused "
-            "(TERN_SMALL_CHANGE_VERIFICATION=refuse)"
+            "(TERN_CONTROL__SMALL_CHANGE_VERIFICATION=refuse)"
         )
     return Tolerance(change * SMALL_CHANGE_FRACTION, base, change, True)
 

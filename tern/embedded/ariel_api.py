@@ -2,7 +2,7 @@
 
 ``tern up`` writes ``run/ariel.api.json`` in the data directory when its ``ariel`` component is ready, and
 ``tern down`` removes it. ``tern ariel search`` sends a search to that API only when the record's database is the
-one the CLI's own settings name (:func:`same_database`): a CLI pointed at another database (``TERN_DATABASE_URL``)
+one the CLI's own settings name (:func:`same_database`): a CLI pointed at another database (``TERN_DATABASE__URL``)
 searches that database, never the stack's. The record keeps the database as :func:`database_identity` (user,
 host, port, database name; never a password).
 

@@ -119,7 +119,7 @@ class EmbeddedPostgres:
             if port_in_use(self.port):
                 raise EmbeddedPostgresError(
                     f"port 127.0.0.1:{self.port} is busy (another PostgreSQL or program); "
-                    "stop it or choose another port with TERN_PG_PORT"
+                    "stop it or choose another port with TERN_DATABASE__PG_PORT"
                 )
             opts = f"-p {self.port} -h 127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
             self._tool(

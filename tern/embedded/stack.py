@@ -312,12 +312,12 @@ class EmbeddedStack:
         return applied
 
     def _db_env(self) -> dict[str, str]:
-        """The database DSNs a child gets: the owner's (``TERN_DATABASE_URL``, for the tools that load data) and,
+        """The database DSNs a child gets: the owner's (``TERN_DATABASE__URL``, for the tools that load data) and,
         set explicitly so that the owner URL does not become their default, the writer's and the reader's."""
         return {
-            "TERN_DATABASE_URL": self.s.dsn,
-            "TERN_DATABASE_WRITER_URL": self.s.writer_dsn,
-            "TERN_DATABASE_READER_URL": self.s.reader_dsn,
+            "TERN_DATABASE__URL": self.s.dsn,
+            "TERN_DATABASE__WRITER_URL": self.s.writer_dsn,
+            "TERN_DATABASE__READER_URL": self.s.reader_dsn,
         }
 
     def _check_port(self, name: str, setting: str) -> None:
@@ -366,18 +366,18 @@ class EmbeddedStack:
             return ""
 
     def _start_postgres(self) -> None:
-        self._check_port("postgres", "TERN_PG_PORT")
+        self._check_port("postgres", "TERN_DATABASE__PG_PORT")
         try:
             self.pg.start()
         except Exception as exc:
             raise StackError(f"PostgreSQL did not start: {exc}") from exc
 
     def _start_temporal(self) -> None:
-        self._check_port("temporal", "TERN_TEMPORAL_ADDRESS")
+        self._check_port("temporal", "TERN_TEMPORAL__ADDRESS")
         if port_in_use(self.s.temporal.ui_port):
             raise StackError(
                 f"cannot start the Temporal Web UI: 127.0.0.1:{self.s.temporal.ui_port} is busy; "
-                "choose another port with TERN_TEMPORAL_UI_PORT"
+                "choose another port with TERN_TEMPORAL__UI_PORT"
             )
         host, port = self._endpoint("temporal")
         cmd = [
@@ -411,12 +411,12 @@ class EmbeddedStack:
         return {"TERN_DATA_DIR": str(self.root), "XDG_RUNTIME_DIR": os.environ.get("XDG_RUNTIME_DIR", "/tmp")}
 
     def _start_sim(self) -> None:
-        self._check_port("sim", "TERN_CA_SERVER_PORT")
+        self._check_port("sim", "TERN_CONTROL__CA_SERVER_PORT")
         env = {
             **self._child_env(),
-            "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
-            "TERN_LIMITS_PATH": str(self.s.control.limits_path),
-            "TERN_SIM_PUT_LOG_PATH": str(self.s.sim.put_log_path or self.put_log),
+            "TERN_CONTROL__CA_SERVER_PORT": str(self.s.control.ca_server_port),
+            "TERN_CONTROL__LIMITS_PATH": str(self.s.control.limits_path),
+            "TERN_SIM__PUT_LOG_PATH": str(self.s.sim.put_log_path or self.put_log),
         }
         proc = self._spawn("sim", [sys.executable, "-m", "tern.sim"], env)
         self._wait("sim", proc, lambda: port_in_use(self.s.control.ca_server_port), 60)
@@ -424,18 +424,18 @@ class EmbeddedStack:
     def _start_archiver(self) -> None:
         """The embedded archiver (``python -m tern.archiver``): generates its first-start history, monitors the
         archived channels of the simulated accelerator and serves the Appliance retrieval API."""
-        self._check_port("archiver", "TERN_ARCHIVER_PORT")
+        self._check_port("archiver", "TERN_ARCHIVER__PORT")
         env = {
             **self._child_env(),
             **self._db_env(),
-            "TERN_CA_ADDR_LIST": "127.0.0.1",
-            "TERN_CA_AUTO_ADDR_LIST": "false",
-            "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
-            "TERN_ARCHIVER_PORT": str(self.s.archiver.port),
-            "TERN_ARCHIVER_CHANNELS": json.dumps(self.s.archiver.channels),
-            "TERN_ARCHIVER_BACKFILL_DAYS": str(self.s.archiver.backfill_days),
-            "TERN_ARCHIVER_BACKFILL_PERIOD_S": str(self.s.archiver.backfill_period_s),
-            "TERN_LIMITS_PATH": str(self.s.control.limits_path),
+            "TERN_CONTROL__CA_ADDR_LIST": "127.0.0.1",
+            "TERN_CONTROL__CA_AUTO_ADDR_LIST": "false",
+            "TERN_CONTROL__CA_SERVER_PORT": str(self.s.control.ca_server_port),
+            "TERN_ARCHIVER__PORT": str(self.s.archiver.port),
+            "TERN_ARCHIVER__CHANNELS": json.dumps(self.s.archiver.channels),
+            "TERN_ARCHIVER__BACKFILL_DAYS": str(self.s.archiver.backfill_days),
+            "TERN_ARCHIVER__BACKFILL_PERIOD_S": str(self.s.archiver.backfill_period_s),
+            "TERN_CONTROL__LIMITS_PATH": str(self.s.control.limits_path),
         }
         proc = self._spawn("archiver", [sys.executable, "-m", "tern.archiver"], env)
         self._wait("archiver", proc, lambda: port_in_use(self.s.archiver.port), 180)
@@ -445,35 +445,39 @@ class EmbeddedStack:
         PostgreSQL, the simulated accelerator on loopback only, the stack's Temporal and task queue, the limits."""
         return {
             **self._child_env(),
-            "TERN_CA_ADDR_LIST": "127.0.0.1",
-            "TERN_CA_AUTO_ADDR_LIST": "false",
-            "TERN_CA_SERVER_PORT": str(self.s.control.ca_server_port),
+            "TERN_CONTROL__CA_ADDR_LIST": "127.0.0.1",
+            "TERN_CONTROL__CA_AUTO_ADDR_LIST": "false",
+            "TERN_CONTROL__CA_SERVER_PORT": str(self.s.control.ca_server_port),
             **self._db_env(),
-            "TERN_TEMPORAL_ADDRESS": self.s.temporal.address,
+            "TERN_TEMPORAL__ADDRESS": self.s.temporal.address,
             # The standard TEMPORAL_* variables take precedence over TERN_TEMPORAL_* (worker/connection.py): pin
             # them, so a shell set up for another cluster (address, TLS) does not lead the stack's processes away.
             "TEMPORAL_ADDRESS": self.s.temporal.address,
             "TEMPORAL_NAMESPACE": self.s.temporal.namespace,
             "TEMPORAL_TLS": "false",
-            "TERN_TASK_QUEUE": self.s.temporal.task_queue,
-            "TERN_LIMITS_PATH": str(self.s.control.limits_path),
+            "TERN_TEMPORAL__TASK_QUEUE": self.s.temporal.task_queue,
+            "TERN_CONTROL__LIMITS_PATH": str(self.s.control.limits_path),
         }
 
     def _start_worker(self) -> None:
         # The embedded worker talks only to the simulated accelerator on loopback, and may write to it.
         env = {
             **self._run_starter_env(),
-            "TERN_WRITES_ENABLED": "true",
-            "TERN_ARCHIVER_URL": self.s.archiver.base_url,
-            "TERN_FACILITY_TIMEZONE": self.s.archiver.facility_timezone,
-            "TERN_WORKER_HTTP_HOST": self.s.worker.http_host,
-            "TERN_WORKER_HTTP_PORT": str(self.s.worker.http_port),
-            **({"TERN_CA_PROBE_CHANNEL": self.s.worker.ca_probe_channel} if self.s.worker.ca_probe_channel else {}),
+            "TERN_CONTROL__WRITES_ENABLED": "true",
+            "TERN_ARCHIVER__URL": self.s.archiver.base_url,
+            "TERN_ARCHIVER__FACILITY_TIMEZONE": self.s.archiver.facility_timezone,
+            "TERN_WORKER__HTTP_HOST": self.s.worker.http_host,
+            "TERN_WORKER__HTTP_PORT": str(self.s.worker.http_port),
+            **(
+                {"TERN_WORKER__CA_PROBE_CHANNEL": self.s.worker.ca_probe_channel}
+                if self.s.worker.ca_probe_channel
+                else {}
+            ),
         }
         if self.s.worker.http_port and port_in_use(self.s.worker.http_port, self.s.worker.http_host):
             raise StackError(
                 f"cannot start the worker: {self.s.worker.http_host}:{self.s.worker.http_port} (its HTTP endpoint) "
-                "is busy; choose another port with TERN_WORKER_HTTP_PORT"
+                "is busy; choose another port with TERN_WORKER__HTTP_PORT"
             )
         started = datetime.now(UTC)
         state = self._state_file("worker")
@@ -537,11 +541,11 @@ class EmbeddedStack:
         """The ARIEL HTTP API (``python -m tern.ariel.api``) on loopback: ``tern ariel search`` sends searches
         there when its settings name the same database (``run/ariel.api.json`` records which), so the CLI loads
         no embedding model; the API loads it once, at start."""
-        self._check_port("ariel", "TERN_ARIEL_API_PORT")
+        self._check_port("ariel", "TERN_ARIEL__API_PORT")
         env = {
             **self._child_env(),
             **self._db_env(),
-            "TERN_ARIEL_API_PORT": str(self.s.ariel.api_port),
+            "TERN_ARIEL__API_PORT": str(self.s.ariel.api_port),
         }
         remove_record(self.root)
         proc = self._spawn("ariel", [sys.executable, "-m", "tern.ariel.api"], env)
@@ -552,7 +556,7 @@ class EmbeddedStack:
     def _start_matrix(self) -> None:
         from tern.embedded import matrix
 
-        self._check_port("matrix", "TERN_MATRIX_PORT")
+        self._check_port("matrix", "TERN_CHAT__MATRIX_PORT")
         root = matrix.matrix_dir(self.root)
         try:
             config = matrix.write_config(root, self.s.chat.matrix_port)
@@ -570,8 +574,8 @@ class EmbeddedStack:
         env = {
             **self._child_env(),
             **self._db_env(),
-            "TERN_TEMPORAL_ADDRESS": self.s.temporal.address,
-            "TERN_MATRIX_PORT": str(self.s.chat.matrix_port),
+            "TERN_TEMPORAL__ADDRESS": self.s.temporal.address,
+            "TERN_CHAT__MATRIX_PORT": str(self.s.chat.matrix_port),
         }
         proc = self._spawn("bridge", [sys.executable, "-m", "starters.cli", "bridge", "matrix"], env)
         settle = time.monotonic() + 3.0  # it logs in and reconciles; a bad credential or database exits at once

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from tern.models.channels import ChannelFindMode
+from tern.models.channel_finder import ChannelFindMode
 from tern.models.ids import WorkflowId
 from tern.models.logbook import LogbookDraft, SearchMode
 from tern.models.memory import Memory

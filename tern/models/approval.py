@@ -12,12 +12,11 @@ from tern.models.identity import IdentityMode, Proof
 from tern.models.ids import WorkflowId
 from tern.models.limits import MAX_COMMENT_CHARS, UserName
 from tern.models.logbook import LogbookDraft
+from tern.models.modes import ApprovalMode
 from tern.models.plan import Plan
 
 ApprovalKind = Literal["control_write", "python", "plan", "memory", "logbook"]
 APPROVAL_KINDS: tuple[str, ...] = get_args(ApprovalKind)
-ApprovalMode = Literal["disabled", "control_writes", "all_code"]
-"""When python code needs approval (Osprey's modes), from weakest to strictest."""
 _MODE_ORDER: tuple[str, ...] = get_args(ApprovalMode)
 
 

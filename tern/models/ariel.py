@@ -181,8 +181,8 @@ EmbeddingProviderName = Literal["onnx", "sentence-transformers", "openai"]
 
 class ReembedRequest(BaseModel):
     """Start ``LogbookReembedWorkflow``: embed every stored entry with ``provider``/``model`` (the names of
-    ``TERN_EMBEDDING_PROVIDER``/``TERN_EMBEDDING_MODEL``; the endpoint URL and key of ``openai`` come from the
-    worker's settings). Entries that already have a current vector of that model are skipped, so a run resumes
+    ``TERN_ARIEL__EMBEDDING_PROVIDER``/``TERN_ARIEL__EMBEDDING_MODEL``; the endpoint URL and key of ``openai`` come
+    from the worker's settings). Entries that already have a current vector of that model are skipped, so a run resumes
     where an interrupted one stopped. ``steps_per_run`` activity calls per workflow run before it continues as
     new; ``done`` and ``steps`` carry the totals across continue-as-new."""
 

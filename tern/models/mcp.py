@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tern.models.channels import ChannelFindMode
+from tern.models.channel_finder import ChannelFindMode
 from tern.models.limits import (
     MAX_APPROVERS,
     MAX_CHANNEL_QUERY_CHARS,
@@ -58,7 +58,8 @@ class AskArgs(_Args):
     context: str = Field("", max_length=4000, description="Context for the planner (role, what is known).")
     plan_approval: bool | None = Field(
         None,
-        description="Ask a human approver for the plan before any step runs (default: the setting TERN_PLAN_APPROVAL).",
+        description="Ask a human approver for the plan before any step runs "
+        "(default: the setting TERN_LLM__PLAN_APPROVAL).",
     )
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tern.models.channels import ChannelFindMode
+from tern.models.channel_finder import ChannelFindMode
 from tern.models.limits import MAX_CHANNEL_QUERY_CHARS, MAX_SEARCH_QUERY_CHARS
 from tern.models.timerange import TimeRangeError, resolve
 

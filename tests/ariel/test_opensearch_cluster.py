@@ -1,5 +1,5 @@
 """Ingestion plus search on a real OpenSearch cluster (CI: ``.github/workflows/opensearch.yml`` runs it on
-OpenSearch 2.19 and 3.x). Skipped, saying why, unless ``TERN_OPENSEARCH_URL`` names a cluster; the README's
+OpenSearch 2.19 and 3.x). Skipped, saying why, unless ``TERN_ARIEL__OPENSEARCH_URL`` names a cluster; the README's
 ARIEL section shows how to start one with Docker.
 """
 
@@ -22,8 +22,8 @@ from tern.ariel.service import ArielService
 from tests.ariel.conftest import NOW, SAMPLE_ENTRIES, SAMPLES, ariel_settings
 from tests.ariel.test_search_contract import EMB, FakeLLM
 
-URL = os.environ.get("TERN_OPENSEARCH_URL")
-pytestmark = pytest.mark.skipif(not URL, reason="needs an OpenSearch cluster at TERN_OPENSEARCH_URL")
+URL = os.environ.get("TERN_ARIEL__OPENSEARCH_URL")
+pytestmark = pytest.mark.skipif(not URL, reason="needs an OpenSearch cluster at TERN_ARIEL__OPENSEARCH_URL")
 
 
 @pytest.fixture

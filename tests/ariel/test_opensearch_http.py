@@ -329,10 +329,10 @@ async def test_reindex_command_rebuilds_from_the_store_of_record(
     killed = {"aliases": {f"{ALIAS}-building"}, "settings": {}, "mappings": {}, "docs": {}}
     fake.cluster.indices[f"{ALIAS}-1700000000000"] = killed  # left by a rebuild that was killed
     env = {
-        "TERN_DATABASE_URL": pg_dsn,
-        "TERN_ARIEL_BACKEND": "opensearch",
-        "TERN_OPENSEARCH_URL": fake.url,
-        "TERN_OPENSEARCH_INDEX": ALIAS,
+        "TERN_DATABASE__URL": pg_dsn,
+        "TERN_ARIEL__BACKEND": "opensearch",
+        "TERN_ARIEL__OPENSEARCH_URL": fake.url,
+        "TERN_ARIEL__OPENSEARCH_INDEX": ALIAS,
     }
     code, out, err = await cli("reindex", "--json", env=env)
     assert code == 0, err
@@ -349,7 +349,7 @@ async def test_reindex_command_rebuilds_from_the_store_of_record(
         assert await store.count_pending_index_entries(conn) == 0
     code, out, err = await cli("status", env=env)
     assert code == 0 and "OpenSearch: 0 documents or vectors not yet acknowledged" in out, out + err
-    code, out, err = await cli("reindex", env={**env, "TERN_ARIEL_BACKEND": "postgres"})
+    code, out, err = await cli("reindex", env={**env, "TERN_ARIEL__BACKEND": "postgres"})
     assert code == 2 and "needs none" in err
 
 

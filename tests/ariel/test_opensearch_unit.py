@@ -1,7 +1,7 @@
 """OpenSearch request bodies and response parsing, checked against the shapes the OpenSearch documentation
 gives (Search API with highlight, k-NN query with filter, Bulk helpers' action format, Aliases API,
 Create index API). No server is needed; the contract suite runs them against one when
-TERN_OPENSEARCH_URL is set."""
+TERN_ARIEL__OPENSEARCH_URL is set."""
 
 from __future__ import annotations
 

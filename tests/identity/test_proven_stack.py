@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
-from tern.control.channels import read_value
+from tern.control.channel_access import read_value
 from tern.identity.prove import Signer
 from tern.models import AgentRunRequest, AgentRunResult, Decision, Plan
 from tests.agent_helpers import audit_rows, running_worker, wait_for_state

@@ -62,7 +62,7 @@ async def test_crud_search_isolation_and_real_deletion(pg_dsn: str) -> None:
 
 
 def tern(tmp_path: Path, dsn: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full = env_without_services(tmp_path, TERN_DATABASE_URL=dsn, **env)
+    full = env_without_services(tmp_path, TERN_DATABASE__URL=dsn, **env)
     cmd = [sys.executable, "-m", "starters.cli", "memory", *args]
     return subprocess.run(cmd, env=full, capture_output=True, text=True, timeout=120)
 
@@ -72,7 +72,7 @@ async def test_cli(pg_dsn: str, tmp_path: Path) -> None:
     default, which governs notes agent runs propose)."""
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return tern(tmp_path, pg_dsn, *args, TERN_MEMORY_APPROVAL_MODE="always")
+        return tern(tmp_path, pg_dsn, *args, TERN_MEMORY__APPROVAL_MODE="always")
 
     added = await asyncio.to_thread(run, "add", "beam current drops at 03:00 every night", "--user", "carol", "--json")
     assert added.returncode == 0, added.stderr

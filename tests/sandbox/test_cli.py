@@ -114,7 +114,7 @@ def test_bad_input_exits_2_naming_the_problem(files: dict[str, Path], args: list
 
 
 def test_process_backend_not_permitted_exits_3(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TERN_SANDBOX_ALLOW_PROCESS_BACKEND", "false")
+    monkeypatch.setenv("TERN_SANDBOX__ALLOW_PROCESS_BACKEND", "false")
     from tern.config import get_settings
 
     get_settings.cache_clear()
@@ -123,7 +123,7 @@ def test_process_backend_not_permitted_exits_3(files: dict[str, Path], monkeypat
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 3
-    assert "TERN_SANDBOX_ALLOW_PROCESS_BACKEND" in " ".join(result.output.split())
+    assert "TERN_SANDBOX__ALLOW_PROCESS_BACKEND" in " ".join(result.output.split())
 
 
 def test_analyze_shows_findings_and_the_approval_decision(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ async def test_a_container_whose_starter_was_sigkilled_ends_by_its_deadline(
 
     step = f"deadline-{uuid.uuid4().hex[:8]}.py"
     (tmp_path / step).write_text(ATTACK + HOLD)
-    env = {**os.environ, "TERN_SANDBOX_BACKEND": "docker", "TERN_SANDBOX_TIMEOUT_S": "2"}
+    env = {**os.environ, "TERN_SANDBOX__BACKEND": "docker", "TERN_SANDBOX__TIMEOUT_S": "2"}
     cli = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "starters.cli", "sandbox", "run", str(tmp_path / step)],
         env=env,

@@ -205,7 +205,7 @@ async def test_an_engine_that_does_not_answer_yet_is_retried_not_fatal(
         unavailable(f"the relay needs a Unix-socket engine, DOCKER_HOST is {host}")
     path = Path("/tmp") / f"tern-late-{os.getpid()}.sock"
     monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")  # nothing listens there yet: the engine is down
-    monkeypatch.setenv("TERN_SANDBOX_IMAGE", docker_backend.image)
+    monkeypatch.setenv("TERN_SANDBOX__IMAGE", docker_backend.image)
     from tern.config import TernSettings
 
     pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)

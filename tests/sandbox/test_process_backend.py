@@ -37,7 +37,7 @@ def allowed() -> TernSettings:
 
 async def test_process_backend_is_refused_unless_permitted() -> None:
     settings = TernSettings(sandbox={"allow_process_backend": False})
-    with pytest.raises(SandboxUnavailable, match="TERN_SANDBOX_ALLOW_PROCESS_BACKEND"):
+    with pytest.raises(SandboxUnavailable, match="TERN_SANDBOX__ALLOW_PROCESS_BACKEND"):
         get_backend(settings, "process")
     with pytest.raises(SandboxUnavailable, match="WITHOUT isolation"):
         ProcessBackend(settings)

@@ -172,7 +172,7 @@ class OpenSearchBackend:
         taken on first use, so this may be called outside the event loop); ``close`` leaves that client open
         (``close_shared_clients`` closes it). Raises ``ValueError`` without ``opensearch_url``."""
         if not settings.ariel.opensearch_url:
-            raise ValueError("the opensearch backend needs TERN_OPENSEARCH_URL")
+            raise ValueError("the opensearch backend needs TERN_ARIEL__OPENSEARCH_URL")
         backend = cls(
             None,
             settings.ariel.opensearch_index,

@@ -22,16 +22,16 @@ from tern.config import TernSettings
 log = logging.getLogger(__name__)
 
 INSECURE_WARNING = (
-    "OpenSearch TLS certificate verification is OFF (TERN_OPENSEARCH_VERIFY_CERTS=false): anyone on the path "
+    "OpenSearch TLS certificate verification is OFF (TERN_ARIEL__OPENSEARCH_VERIFY_CERTS=false): anyone on the path "
     "to {url} can read and change logbook searches and what is indexed. Use it for tests only; give the "
-    "cluster's CA with TERN_OPENSEARCH_CA_CERTS instead."
+    "cluster's CA with TERN_ARIEL__OPENSEARCH_CA_CERTS instead."
 )
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 
 
 AOSS_UNSUPPORTED = (
-    "TERN_OPENSEARCH_AWS_SERVICE=aoss (OpenSearch Serverless) is not supported: Serverless vector collections "
+    "TERN_ARIEL__OPENSEARCH_AWS_SERVICE=aoss (OpenSearch Serverless) is not supported: Serverless vector collections "
     "refuse documents written with a given _id, which Tern's upserts need, and restrict the index settings Tern "
     "sets; use a managed domain (es)"
 )
@@ -49,7 +49,9 @@ def aws_auth(region: str, service: str) -> Any:
     try:
         import boto3
     except ImportError as exc:
-        raise ValueError("AWS SigV4 signing (TERN_OPENSEARCH_AWS_REGION) needs boto3: pip install 'tern[aws]'") from exc
+        raise ValueError(
+            "AWS SigV4 signing (TERN_ARIEL__OPENSEARCH_AWS_REGION) needs boto3: pip install 'tern[aws]'"
+        ) from exc
     from opensearchpy import AWSV4SignerAsyncAuth
 
     credentials = boto3.Session().get_credentials()
@@ -65,7 +67,7 @@ def client_options(settings: TernSettings) -> dict[str, Any]:
     Raises ``ValueError`` without ``opensearch_url``, and as ``aws_auth`` (also for ``aoss`` under basic
     auth)."""
     if not settings.ariel.opensearch_url:
-        raise ValueError("the opensearch backend needs TERN_OPENSEARCH_URL")
+        raise ValueError("the opensearch backend needs TERN_ARIEL__OPENSEARCH_URL")
     if settings.ariel.opensearch_aws_service == "aoss":
         raise ValueError(AOSS_UNSUPPORTED)
     from opensearchpy import AsyncHttpConnection

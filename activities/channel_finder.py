@@ -1,6 +1,6 @@
-"""The channel-finder activity: a thin adapter from Temporal to ``tern.channels.finder``.
+"""The channel-finder activity: a thin adapter from Temporal to ``tern.channel_finder.finder``.
 
-One :class:`~tern.channels.finder.ChannelFinder` per worker (the bundled channel database is loaded once, at
+One :class:`~tern.channel_finder.finder.ChannelFinder` per worker (the bundled channel database is loaded once, at
 the worker's start or first use). Bad queries and an unloadable limits database are non-retryable failures.
 """
 
@@ -13,7 +13,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from tern.channels.finder import ChannelFinder
+from tern.channel_finder.finder import ChannelFinder
 from tern.config import TernSettings
 from tern.control.limits import LimitsDatabaseError
 from tern.models import ChannelFindResponse

@@ -19,13 +19,13 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, Field
 
-from tern.channels.naming import describe, query_terms, words
+from tern.channel_finder.naming import describe, query_terms, words
 from tern.control.limits import LimitsDatabase
 from tern.db import Conn
-from tern.models.channels import HIERARCHY_LEVELS
+from tern.models.channel_finder import HIERARCHY_LEVELS
 
 BUNDLED_SOURCE = "bundled"
-NAMING_VERSION = "1"  # bump when tern.channels.naming changes what it writes: the bundled rows are rebuilt
+NAMING_VERSION = "1"  # bump when tern.channel_finder.naming changes what it writes: the bundled rows are rebuilt
 _LOAD_LOCK = 0x7E2A_0300  # advisory lock id: one loader at a time
 
 
@@ -59,13 +59,13 @@ class UpsertCounts(BaseModel):
 
 
 def family_sizes(names: Sequence[str]) -> Counter[str]:
-    """How many devices each ``AREA:SYSTEM:FAMILY`` has (for the sector numbering of ``tern.channels.naming``)."""
+    """How many devices each ``AREA:SYSTEM:FAMILY`` has (for the sector numbering of ``tern.channel_finder.naming``)."""
     devices = {tuple(n.split(":")[:4]) for n in names if n.count(":") == 5}
     return Counter(":".join(d[:3]) for d in devices)
 
 
 def record_for(name: str, writable: bool, sizes: Counter[str], **given: Any) -> ChannelRecord:
-    """A record for ``name``: what the naming convention says (``tern.channels.naming.describe``), overridden by
+    """A record for ``name``: what the naming convention says (``tern.channel_finder.naming.describe``), overridden by
     what was ``given`` (an import's description, aliases, hierarchy ``parts``, units, tags, properties).
 
     A name outside the convention gets its ``:``-separated segments as hierarchy path, its name as description

@@ -22,9 +22,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tern.channels.store import ChannelRecord, family_sizes, record_for
+from tern.channel_finder.store import ChannelRecord, family_sizes, record_for
 from tern.control.limits import LimitsDatabase
-from tern.models.channels import HIERARCHY_LEVELS
+from tern.models.channel_finder import HIERARCHY_LEVELS
 
 _NAME = re.compile(r"^[A-Za-z0-9_:.\-\[\]{}$]{1,200}$")
 MAX_DESCRIPTION_CHARS = 2000

@@ -2,11 +2,11 @@
 
 Modes (``ChannelFinder.find``):
 
-- ``keyword``: the query becomes search terms (``tern.channels.naming.query_terms``: abbreviations expanded,
+- ``keyword``: the query becomes search terms (``tern.channel_finder.naming.query_terms``: abbreviations expanded,
   "sector N" joined, stop words dropped). A channel scores, for every term it contains, the term's inverse
   document frequency (BM25's, ln(1 + (N - df + 0.5) / (df + 0.5)), Robertson and Zaragoza 2009) times 1.0 when
   the term is among its name words and aliases (tsvector weight A) or 0.4 when only in its description (B),
-  plus a small prior that breaks ties (``tern.channels.naming``). Channels matching any term are ranked; an
+  plus a small prior that breaks ties (``tern.channel_finder.naming``). Channels matching any term are ranked; an
   exact name or alias comes first. When no term matches (typos), pg_trgm similarity of the query to names
   and descriptions ranks instead.
 - ``semantic``: cosine similarity of the expanded query's embedding to each channel's (description, aliases,
@@ -19,7 +19,7 @@ Hierarchical navigation (``ChannelFinder.children``) lists the children of a pat
 field -> signal, Osprey's hierarchical mode), with how many channels lie under each.
 
 The bundled channel database (the limits database's channels) is loaded at first use when
-``settings.channels.load_bundled`` is true (``tern.channels.store.ensure_bundled``).
+``settings.channels.load_bundled`` is true (``tern.channel_finder.store.ensure_bundled``).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ import asyncpg
 from tern.ariel.embeddings import EmbeddingError, EmbeddingProvider
 from tern.ariel.fusion import rrf_scores
 from tern.ariel.providers import CONFIGURED, configured_embedder
-from tern.channels import store
-from tern.channels.naming import MAX_PRIOR, query_terms, segment_description
+from tern.channel_finder import store
+from tern.channel_finder.naming import MAX_PRIOR, query_terms, segment_description
 from tern.config import TernSettings
 from tern.db import Conn
-from tern.models.channels import (
+from tern.models.channel_finder import (
     CHANNEL_FIND_MODES,
     HIERARCHY_LEVELS,
     ChannelFindMode,
@@ -81,7 +81,7 @@ def idf(n: float, df: float) -> float:
 def score_sql(weights: Sequence[tuple[str, float]]) -> str:
     """The keyword score of a channel ``c`` as one SQL expression: for each ``(word, idf)``, idf when the word
     is among its name words (weight A), ``DESCRIPTION_WEIGHT`` * idf when only elsewhere, else 0. Words are
-    ``[a-z0-9]+`` (``tern.channels.naming.words``) and idfs floats, so writing them into the SQL is safe."""
+    ``[a-z0-9]+`` (``tern.channel_finder.naming.words``) and idfs floats, so writing them into the SQL is safe."""
     parts = []
     for word, w in weights:
         if not word.isalnum() or not word.isascii():
@@ -273,7 +273,7 @@ class ChannelFinder:
         except EmbeddingError as exc:
             return None, f"embedding provider unavailable ({exc})"
         if emb is None:
-            return None, "no embedding provider is configured (TERN_EMBEDDING_PROVIDER=none)"
+            return None, "no embedding provider is configured (TERN_ARIEL__EMBEDDING_PROVIDER=none)"
         if emb.model not in self._embedded:
             try:
                 await self.embed_pending(emb)
