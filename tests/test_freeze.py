@@ -18,10 +18,10 @@ import pytest
 from temporalio import activity
 from temporalio.service import RPCError
 from temporalio.worker import Worker
-from tern.control.channels import read_value
 
 from activities.freeze import FreezeActivities
 from starters.client import TernClient, TernUserError
+from tern.control.channel_access import read_value
 from tern.models import Decision
 from tern.models.freeze import FreezeAuthInput, FreezeState
 from tern.models.identity import ProofCheck
