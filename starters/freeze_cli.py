@@ -11,16 +11,18 @@ refused change (already frozen, not frozen, proof or permission), 1 when Tempora
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from starters.common import console, fail, load_settings, print_json, run_async
-from tern.models.freeze import MAX_REASON_CHARS, FreezeAction, FreezeState
+
+if TYPE_CHECKING:
+    from tern.models.freeze import FreezeAction, FreezeState
 
 out = console()
 
-Reason = Annotated[str | None, typer.Option("--reason", help=f"Why (1 to {MAX_REASON_CHARS} characters; audited).")]
+Reason = Annotated[str | None, typer.Option("--reason", help="Why (1 to 500 characters; audited).")]
 AsUser = Annotated[str | None, typer.Option("--as", help="Who (default: you, or the --key's principal).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the freeze state as JSON.")]
 Key = Annotated[Path | None, typer.Option("--key", help="Sign with this SSH key (proven identity).")]
@@ -40,6 +42,7 @@ def _print(st: FreezeState, as_json: bool) -> None:
 def _change(action: FreezeAction, reason: str | None, who: str | None, key: Path | None, as_json: bool) -> None:
     from starters.client import TernClient, TernUserError, check_user_name
     from starters.proofs import cli_signer
+    from tern.models.freeze import MAX_REASON_CHARS
 
     if reason is None or not reason.strip():
         fail(f"tern {action} needs --reason TEXT (why; it is audited)")

@@ -15,7 +15,7 @@ from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from starters.replay_cli import replay_histories
+from starters.replay import replay_histories
 from tern.models import AgentRunRequest
 from tests.test_workflows_fast import WRITE, Machine, pending, plan, start
 from tests.trigger_helpers import cli_env, tern
