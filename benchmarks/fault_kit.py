@@ -12,6 +12,7 @@ interface when the bridge is disabled), which breaks the machine engine's builds
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -212,12 +213,17 @@ class PrivateDockerd:
             shutil.rmtree(self.data_root, ignore_errors=True)
 
 
+RUN_ID = re.compile(r"load-[0-9a-f]{6}-\d{4}")
+"""A load run's workflow id (``benchmarks.load``: ``load-<tag>-<nnnn>``), as it appears in its question."""
+
+
 class FaultyLLM:
     """The scripted OpenAI-compatible server of ``tests/llm_script.py`` that plans every question as a read-only
     plan (``channel_read`` of ``reads`` + ``respond``) and, for ``window_s`` seconds after ``open_window()``,
     fails every request, in turn: HTTP 500, HTTP 429 (rate limited), a hang of ``hang_s`` seconds (longer than
     the worker's ``llm_timeout_s``: the client times out; the reply that follows goes nowhere). ``injected``
-    counts the failed requests by kind.
+    counts the failed requests by kind; ``hits`` maps each load run id named in a failed request's body (the
+    question ``load run <id>``, :data:`RUN_ID`) to the kinds served to it, so an excused failure names its fault.
     """
 
     KINDS = ("500", "429", "timeout")
@@ -228,6 +234,7 @@ class FaultyLLM:
         self.window_s, self.hang_s = window_s, hang_s
         self.opened: float | None = None
         self.injected = dict.fromkeys(self.KINDS, 0)
+        self.hits: dict[str, list[str]] = {}
         self._turn = 0
         plan = plan_json({"id": "read", "kind": "channel_read", "channels": reads}, {"id": "answer", "kind": "respond"})
         self.llm = ScriptedLLM()
@@ -257,6 +264,8 @@ class FaultyLLM:
                 kind = self.KINDS[self._turn % 3]
                 self._turn += 1
                 self.injected[kind] += 1
+                for run in dict.fromkeys(RUN_ID.findall((await request.body()).decode(errors="replace"))):
+                    self.hits.setdefault(run, []).append(kind)
                 if kind == "timeout":
                     await asyncio.sleep(self.hang_s)
                 else:

@@ -29,10 +29,13 @@ until a python step's container runs (Docker polled for the ``tern.run_id`` labe
 Both use a PRIVATE ``dockerd`` (``benchmarks.fault_kit.PrivateDockerd``: own data root, exec root, PID file and
 socket; the sandbox image copied in), never the machine's; ``--python-seconds`` makes python steps run that long
 and ``--stagger`` spreads the runs' starts so containers are in flight through the fault window. Afterwards every
-run must have ended (``completed`` for approved ones, ``rejected`` otherwise), and ``tern verify``'s checks must
-pass (IOC put log vs write ledger vs audit, no request left open, no orphan container); with a private engine no
-sandbox container of any kind may be left on it, and the python steps that ran their code again say so
-(``ExecutionResult.reruns``).
+run must have ended as scripted (``completed`` for approved and read runs, ``rejected`` for rejected ones,
+``timed_out`` for those left to time out), and a failure is excused only by the injected fault that caused it
+(:func:`classify`: an unverified write whose write activity overlapped an IOC freeze, an asked run whose planner
+error carries the signs of an LLM fault served to that very run; each excuse is listed with ``excused_by``);
+``tern verify``'s checks must pass (IOC put log vs write ledger vs audit, no request left open, no orphan
+container); with a private engine no sandbox container of any kind may be left on it, and the python steps that
+ran their code again say so (``ExecutionResult.reruns``).
 
 Output (JSON): runs/s, p50/p95/p99 of start-to-first-activity, decision-to-write-completed and end-to-end (from the
 workflow histories' event times, seconds), final states, worker CPU seconds and peak RSS (all worker processes,
@@ -405,6 +408,7 @@ async def _faults(
         else:
             targets = [pids.get("sim" if kind == "ioc" else kind)]
         killed = []
+        stop_t = time.time()
         for pid in filter(None, targets):
             try:
                 os.kill(pid, signal.SIGSTOP if kind == "ioc" else signal.SIGKILL)
@@ -417,8 +421,10 @@ async def _faults(
         done.append(record | {"at_s": round(time.monotonic() - t0, 1), "pids": killed})
         last_fault = time.time()
         if kind == "ioc":
+            done[-1]["stopped_at"] = stop_t
             await asyncio.sleep(a.stall_ioc)
             os.kill(killed[0], signal.SIGCONT)
+            done[-1]["resumed_at"] = time.time()
         elif kind in ("temporal", "postgres"):
             await asyncio.sleep(1.0)
             await asyncio.to_thread(stack.up)  # restarts what died
@@ -503,26 +509,23 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
         timings: dict[str, list[float]] = {"start_to_first_activity": [], "decision_to_write": [], "end_to_end": []}
         history_bytes = []
         history_len = []
+        stalls = [(f["stopped_at"], f["resumed_at"]) for f in injected if f["fault"] == "ioc" and "stopped_at" in f]
+        hits = llm.hits if llm is not None else {}
         for spec, res in zip(specs, results, strict=True):
             state = "error" if isinstance(res, BaseException) else res.status
             states[state] = states.get(state, 0) + 1
-            expected = ("completed",) if spec["action"] in ("none", "approve") else ("rejected", "timed_out")
-            if state not in expected:
-                why = repr(res) if isinstance(res, BaseException) else res.error
-                entry = {
-                    "run": spec["id"],
-                    "kind": spec["kind"],
-                    "action": spec["action"],
-                    "state": state,
-                    "error": why,
-                }
-                # a put that landed while the IOC froze cannot be verified: the run must fail (safety model)
-                stalled = any(f["fault"] == "ioc" for f in injected) and "write not verified" in (why or "")
-                # an asked run may fail while the LLM endpoint fails, if it says so
-                llm_down = spec["kind"] == "ask" and state == "failed" and _names_the_llm(why or "")
-                (unverified_in_stall if stalled else ask_failed if llm_down else unexpected).append(entry)
             handle = client.client.get_workflow_handle(spec["id"])
             history = await handle.fetch_history()
+            why = repr(res) if isinstance(res, BaseException) else res.error
+            verdict, excuse = classify(
+                spec, state, why, write_span=_write_span(history), ioc_stalls=stalls, llm_hits=hits
+            )
+            if verdict != "expected":
+                entry = {"run": spec["id"], "kind": spec["kind"], "action": spec["action"], "state": state}
+                entry |= {"error": why, "excused_by": excuse}
+                {"ioc_stall": unverified_in_stall, "llm_fault": ask_failed, "unexpected": unexpected}[verdict].append(
+                    entry
+                )
             for k, v in _timings(history, decided.get(spec["id"])).items():
                 if v is not None:
                     timings[k].append(v)
@@ -574,9 +577,73 @@ async def _main(a: argparse.Namespace, root: Path) -> dict[str, Any]:
                 await asyncio.to_thread(engine.stop)
 
 
-def _names_the_llm(error: str) -> bool:
-    """Whether a failed asked run's error says the LLM endpoint failed (a clear reason)."""
-    return any(w in error.lower() for w in ("llm", "planner", "plan failed", "openai", "rate", "timed out"))
+LLM_FAULT_SIGNS = {
+    "500": ("HTTP 500", "load: injected 500"),
+    "429": ("HTTP 429", "load: injected 429"),
+    "timeout": ("APITimeoutError",),
+}
+"""What a failed asked run's error must contain to be excused by each ``FaultyLLM`` fault kind: the status and the
+injected body's own text, or the client's timeout (a word like "rate" or "timed out" alone matched "generate" and any
+timeout, issue 28)."""
+
+
+def classify(
+    spec: dict[str, Any],
+    state: str,
+    error: str | None,
+    *,
+    write_span: tuple[float, float] | None = None,
+    ioc_stalls: list[tuple[float, float]] | None = None,
+    llm_hits: dict[str, list[str]] | None = None,
+) -> tuple[str, str | None]:
+    """Judge one run's final state: ``("expected", None)``, ``("ioc_stall", why)`` or ``("llm_fault", why)`` for a
+    failure an injected fault explains (``why`` names the fault and the run it hit), ``("unexpected", None)``.
+
+    - ``spec``: the run's spec (``id``, ``kind``: read/write/python/ask, ``action``: none/approve/reject/timeout);
+      a run approved or without a request must complete, a rejected one end ``rejected``, one left to time out
+      end ``timed_out`` (neither accepts the other's outcome).
+    - ``write_span``: epoch seconds from the start of the run's ``write_channel`` activity to its close (history);
+      ``ioc_stalls``: the IOC's SIGSTOP..SIGCONT intervals (epoch seconds). An approved write run that failed with
+      "write not verified" is excused only when its write overlapped a stall (a put then has no verifiable outcome:
+      the safety model requires the failure).
+    - ``llm_hits``: run id -> the ``FaultyLLM`` fault kinds served to that run's requests. A failed asked run is
+      excused only when its error names the planner and carries the signs (:data:`LLM_FAULT_SIGNS`) of a fault
+      that run was served.
+    """
+    wanted = {"none": "completed", "approve": "completed", "reject": "rejected", "timeout": "timed_out"}[spec["action"]]
+    if state == wanted:
+        return "expected", None
+    why = error or ""
+    if state == "failed" and spec["kind"] == "write" and "write not verified" in why and write_span is not None:
+        start, end = write_span
+        for stop, cont in ioc_stalls or []:
+            if start <= cont and stop <= end:
+                return "ioc_stall", f"IOC frozen {stop:.1f}..{cont:.1f} during the write {start:.1f}..{end:.1f}"
+    if state == "failed" and spec["kind"] == "ask" and "planner:" in why:
+        for kind in dict.fromkeys((llm_hits or {}).get(spec["id"], [])):
+            if all(sign in why for sign in LLM_FAULT_SIGNS[kind]):
+                return "llm_fault", f"injected LLM {kind} served to {spec['id']}"
+    return "unexpected", None
+
+
+def _write_span(history: Any) -> tuple[float, float] | None:
+    """Epoch seconds from the first start of the run's ``write_channel`` activity to its last close, from the
+    history (None: no write started)."""
+    scheduled: set[int] = set()
+    start = end = None
+    for e in history.events:
+        t = e.event_time.ToDatetime().timestamp()
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            if e.activity_task_scheduled_event_attributes.activity_type.name == "write_channel":
+                scheduled.add(e.event_id)
+        for field in ("started", "completed", "failed", "timed_out"):
+            name = f"activity_task_{field}_event_attributes"
+            if e.HasField(name) and getattr(e, name).scheduled_event_id in scheduled:
+                start = t if start is None and field == "started" else start
+                end = t if field != "started" else end
+    if start is None:
+        return None
+    return start, end if end is not None else time.time()
 
 
 def _private_engine(a: argparse.Namespace, settings: Any, root: Path) -> PrivateDockerd | None:

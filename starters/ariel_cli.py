@@ -136,12 +136,17 @@ def _print_ingest(result: IngestionResult, as_json: bool) -> None:
 async def _ingest_via_workflow(settings: TernSettings, req: IngestionRequest, show: bool) -> IngestionResult:
     import asyncio
 
+    from starters.priorities import background_priority
     from workflows.logbook_ingestion import LogbookIngestionWorkflow
 
     client = await _connect(settings)
     wf_id = f"ariel-ingest-{req.adapter}-{uuid.uuid4().hex[:8]}"
     handle = await client.start_workflow(
-        LogbookIngestionWorkflow.run, req, id=wf_id, task_queue=settings.temporal.task_queue
+        LogbookIngestionWorkflow.run,
+        req,
+        id=wf_id,
+        task_queue=settings.temporal.task_queue,
+        priority=background_priority(f"ingest:{req.adapter}:{req.source}"),
     )
     if show:
         err.print(f"workflow {wf_id}: {settings.run_url(wf_id)}")
@@ -270,6 +275,7 @@ async def _reembed(settings: TernSettings, provider: str, model: str, batch_size
     from temporalio.client import WorkflowFailureError
     from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
+    from starters.priorities import background_priority
     from tern.models.ariel import ReembedRequest
     from workflows.logbook_reembed import LogbookReembedWorkflow
 
@@ -281,6 +287,7 @@ async def _reembed(settings: TernSettings, provider: str, model: str, batch_size
         req,
         id=wf_id,
         task_queue=settings.temporal.task_queue,
+        priority=background_priority(f"reembed:{provider}:{model}"),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     )
@@ -619,6 +626,7 @@ async def create_watch_schedule(
         ScheduleSpec,
     )
 
+    from starters.priorities import background_priority
     from workflows.logbook_ingestion import LogbookIngestionWorkflow
 
     sid = schedule_id or f"ariel-watch-{req.adapter}-{hashlib.sha1(req.source.encode()).hexdigest()[:8]}"
@@ -631,6 +639,7 @@ async def create_watch_schedule(
                 req,
                 id=f"{sid}-run",
                 task_queue=settings.temporal.task_queue,
+                priority=background_priority(f"ingest:{req.adapter}:{req.source}"),
             ),
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
             policy=SchedulePolicy(),  # default overlap policy: skip a run while the previous one is running

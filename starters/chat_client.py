@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -15,18 +14,19 @@ from tern import PACKAGE_DIR
 from tern.chat.bridge import (
     Decider,
     DecisionRefused,
+    Known,
     PendingSource,
     QuestionStarter,
-    RunProgress,
     RunRefused,
     RunStarter,
 )
+from tern.chat.bridge import RunProgress as RunProgress_
 from tern.models import AgentRunRequest, ApprovalRequest
+from tern.models.progress import RunProgress
 
 log = logging.getLogger(__name__)
 
 PLANS_DIR = PACKAGE_DIR / "plans"
-PROGRESS_POLL_S = 0.5
 _PLAN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -56,19 +56,22 @@ def client_decider(client: TernClient, *, surface: str) -> Decider:
 
 def plan_starter(client: TernClient, surface: str = "chat") -> RunStarter:
     """A :data:`tern.chat.bridge.RunStarter`: ``run NAME`` starts ``tern/plans/NAME.json`` for the mapped user
-    (approvers as the worker's policy says). Unknown plans are refused naming the bundled ones."""
+    (approvers as the worker's policy says). Unknown plans are refused naming the bundled ones. With a message
+    ``key`` the start is :meth:`TernClient.start_once` (Update-with-Start: a retried message starts no second
+    run)."""
 
-    async def start(user: str, name: str) -> str:
+    async def start(user: str, name: str, key: str | None = None) -> str:
         path = PLANS_DIR / f"{name}.json"
         if not _PLAN.match(name) or not path.is_file():
             known = ", ".join(sorted(p.stem for p in PLANS_DIR.glob("*.json")))
             raise RunRefused(f"no bundled plan {name[:64]!r} (plans: {known})")
         try:
             plan = load_plan(path)
-            handle = await client.start_run(
-                AgentRunRequest(user=user, query=f"chat: run {name}", plan=plan),
-                signer=client.service_signer(user, surface),
-            )
+            req = AgentRunRequest(user=user, query=f"chat: run {name}", plan=plan)
+            signer = client.service_signer(user, surface)
+            if key is not None:
+                return (await client.start_once(req, key, signer))[0]
+            handle = await client.start_run(req, signer=signer)
         except (TernUserError, TernUnavailable, ValueError) as exc:
             raise RunRefused(str(exc)) from exc
         return str(handle.id)
@@ -78,12 +81,16 @@ def plan_starter(client: TernClient, surface: str = "chat") -> RunStarter:
 
 def question_starter(client: TernClient, surface: str = "chat") -> QuestionStarter:
     """A :data:`tern.chat.bridge.QuestionStarter`: a question to the bot starts ``TernClient.ask`` for the mapped
-    user (the worker's planner makes the plan; approvers as the worker's policy says). No LLM configured, an
-    empty or over-long question: refused with the reason."""
+    user (the worker's planner makes the plan; approvers as the worker's policy says); with a message ``key``
+    once per message (:meth:`TernClient.start_once`). No LLM configured, an empty or over-long question: refused
+    with the reason."""
 
-    async def start(user: str, question: str) -> str:
+    async def start(user: str, question: str, key: str | None = None) -> str:
         try:
-            handle = await client.ask(question, user=user, signer=client.service_signer(user, surface))
+            signer = client.service_signer(user, surface)
+            if key is not None:
+                return (await client.start_once(client.question_request(question, user=user), key, signer))[0]
+            handle = await client.ask(question, user=user, signer=signer)
         except (TernUserError, TernUnavailable) as exc:
             raise RunRefused(str(exc)) from exc
         return str(handle.id)
@@ -91,58 +98,50 @@ def question_starter(client: TernClient, surface: str = "chat") -> QuestionStart
     return start
 
 
-def run_progress(client: TernClient) -> RunProgress:
-    """A :data:`tern.chat.bridge.RunProgress`: polls the run's ``status`` query every ``PROGRESS_POLL_S`` seconds
-    and yields a line when a step starts or an approval waits, then the outcome with the answer and citations.
-    Steps shorter than the poll interval may pass unreported; the waits for approval and the end never do."""
+def progress_markdown(p: RunProgress) -> str:
+    """The chat text of a run's progress ``p``: the step it is at and what happened last."""
+    if p.event == "waiting" and p.pending is not None:
+        return f"Step `{p.step_id or p.pending.step_id}` waits for approval: {p.pending.summary} (see its card)"
+    where = f"Step {min(p.steps_done + 1, p.steps_total)} of {p.steps_total}: " if p.steps_total else ""
+    return f"{where}{p.line}"
 
-    async def progress(workflow_id: str) -> AsyncIterator[str]:
-        seen: tuple[object, ...] = ()
-        while not await client.is_closed(workflow_id):
-            try:
-                st = await client.status(workflow_id)
-            except (TernUserError, TernUnavailable):
-                await asyncio.sleep(PROGRESS_POLL_S)
-                continue
-            key = (st.current_step, st.state, st.pending.request_id if st.pending else None)
-            if key != seen and st.current_step:
-                seen = key
-                if st.pending is not None:
-                    yield f"Step `{st.current_step}` waits for approval: {st.pending.summary} (see its card)"
-                else:
-                    n = f"{st.steps_done + 1} of {st.steps_total}"
-                    yield f"Step {n}: `{st.current_step}` ({st.current_kind}) started"
-            await asyncio.sleep(PROGRESS_POLL_S)
+
+def run_progress(client: TernClient) -> RunProgress_:
+    """A :data:`tern.chat.bridge.RunProgress` reading what the run publishes (:meth:`TernClient.follow`: a long
+    poll on its history, no polling interval, no status query): ``(progress text, False)`` for each publication
+    but the last, then ``(outcome with the answer and citations, True)``. No step or wait passes unreported."""
+
+    async def progress(workflow_id: str) -> AsyncIterator[tuple[str, bool]]:
+        async for p in client.follow(workflow_id):
+            if not p.finished:
+                yield progress_markdown(p), False
         result = await client.result(workflow_id)
         cites = f"\n\nCitations: {', '.join(result.citations)}" if result.citations else ""
-        yield f"**Finished: {result.status}**\n\n{result.answer or result.error or ''}{cites}".rstrip()
+        yield f"**Finished: {result.status}**\n\n{result.answer or result.error or ''}{cites}".rstrip(), True
 
     return progress
 
 
 def pending_requests(client: TernClient) -> PendingSource:
-    """A :data:`tern.chat.bridge.PendingSource` from visibility: every running workflow whose
-    ``TernPendingApproval`` is set, asked for its pending request by its ``status`` query. A run whose worker does
-    not answer (``QUERY_RPC_TIMEOUT``) is skipped with a warning: the bridge starts all the same, and the run's
-    outbox row (if any) still gives it a card."""
-    from temporalio.client import WorkflowExecutionStatus
-
+    """A :data:`tern.chat.bridge.PendingSource` from visibility: ONE list call (:meth:`TernClient.pending`, each
+    run's request id read from its progress memo); only the requests the outbox lacks (``known``) are fetched
+    whole by the run's ``status`` query (a card needs the write, the code or the plan). A run whose worker does not
+    answer (``QUERY_RPC_TIMEOUT``) is skipped with a warning: the bridge starts all the same, and the run's outbox
+    row (if any) still gives it a card."""
     from starters.client import QUERY_RPC_TIMEOUT
     from workflows.agent_run import AgentRunWorkflow
-    from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL
 
-    async def pending() -> list[tuple[str, ApprovalRequest]]:
+    async def pending(known: Known) -> list[tuple[str, ApprovalRequest]]:
         out: list[tuple[str, ApprovalRequest]] = []
-        query = f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}"'
-        async for wf in client.client.list_workflows(query):
-            if wf.status != WorkflowExecutionStatus.RUNNING:
+        for p in await client.pending():
+            if p.pending is None or await known(p.pending.request_id):
                 continue
             try:
-                st = await client.client.get_workflow_handle(wf.id).query(
+                st = await client.client.get_workflow_handle(p.workflow_id).query(
                     AgentRunWorkflow.status, rpc_timeout=QUERY_RPC_TIMEOUT
                 )
             except Exception as exc:  # RPCError, query failure: this run only
-                log.warning("reconciliation skips run %s: %s", wf.id, exc)
+                log.warning("reconciliation skips run %s: %s", p.workflow_id, exc)
                 continue
             if st.pending is not None:
                 out.append((st.workflow_id, st.pending))

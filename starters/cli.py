@@ -44,6 +44,7 @@ from starters.verify_cli import verify
 
 if TYPE_CHECKING:
     from tern.models import AgentRunResult, AgentRunStatus, ApprovalRecord
+    from tern.models.progress import RunProgress
 
 app = typer.Typer(
     help="Tern: operator-assistant agents for particle accelerators, on Temporal.",
@@ -351,6 +352,9 @@ def ask(
         ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the result (approve from another shell).")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Print the run's progress live, then its result (as `tern follow`).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     user: Annotated[str | None, typer.Option("--user", help="Requesting user (default: you).")] = None,
     context: Annotated[str, typer.Option("--context", help="Your context for the planner (role, what you know).")] = "",
@@ -380,9 +384,41 @@ def ask(
             approval_timeout_s=timeout,
             context=context,
         )
+        if follow:
+            await _follow(client, handle.id, as_json)
         await _started(client, handle.id, s, wait=wait, as_json=as_json, doing="planning, then waiting")
 
     run_async(go())
+
+
+@app.command("follow")
+def follow_cmd(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print a run's progress live (steps started and done, who it waits for, plan revisions), then its result.
+    Reads what the run publishes (a long poll on its history), so it asks no worker and costs nothing while the run
+    waits. ``--json``: one JSON object per line, ``{"progress": ...}`` then ``{"result": ...}``. Exit status as
+    `tern result`."""
+    from starters.client import TernClient
+
+    _check_run_id(run_id)
+    s = load_settings()
+
+    async def go() -> None:
+        await _follow(await TernClient.connect(s), run_id, as_json)
+
+    run_async(go())
+
+
+async def _follow(client: Any, run_id: str, as_json: bool) -> NoReturn:
+    """Follow ``run_id`` to its end (``starters.follow_cli``) and exit as `tern result` (1 when it failed)."""
+    from starters.follow_cli import follow_run, json_line
+
+    res = await follow_run(client, run_id, as_json=as_json, out=out)
+    if res is None:
+        raise typer.Exit(1)
+    if as_json:
+        json_line({"result": with_run_id(res.model_dump(mode="json"))})
+        raise typer.Exit(0 if res.status == "completed" else 1)
+    _print_result(res, as_json=False)
 
 
 def _precheck_question(question: str, s: Any) -> None:
@@ -420,14 +456,17 @@ def _guard(fn: Any) -> Any:
 
 @app.command()
 def pending(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List runs waiting for an approval decision."""
+    """List runs waiting for an approval decision: one visibility query reading what each run publishes (its
+    progress memo), so runs whose worker is down are listed too. ``--json``: each run's progress
+    (``tern.models.progress.RunProgress``: ``pending`` holds the request's id, kind, summary, approvers, expiry and,
+    for a write, the checked proposal)."""
     from rich.table import Table
 
     from starters.client import TernClient
 
     s = load_settings()
 
-    async def go() -> list[AgentRunStatus]:
+    async def go() -> list[RunProgress]:
         return await (await TernClient.connect(s)).pending()
 
     runs = run_async(go())

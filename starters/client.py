@@ -7,19 +7,21 @@ Errors a user can fix are :class:`TernUserError` (exit status 2 in the CLI); an 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.enums.v1 import EventType, TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecution,
     WorkflowExecutionDescription,
     WorkflowFailureError,
     WorkflowHandle,
@@ -36,8 +38,10 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from starters.priorities import run_priority
 from tern.config import TernSettings
 from tern.identity.prove import ProofError, Signer
 from tern.models import (
@@ -51,6 +55,7 @@ from tern.models.freeze import FreezeAction, FreezeChange, FreezeState, change_d
 from tern.models.limits import UserName
 from tern.models.plan import STEP_KINDS
 from tern.models.planning import ChannelCandidate
+from tern.models.progress import PROGRESS_MEMO, PendingSummary, RunProgress, clip_line
 from worker.connection import TemporalUnreachable, connect
 from workflows.agent_run import AgentRunWorkflow
 from workflows.facility_freeze import FacilityFreezeWorkflow
@@ -150,6 +155,50 @@ def _no_worker(task_queue: str) -> str:
     )
 
 
+FOLLOW_RPC_TIMEOUT = timedelta(seconds=90)
+"""Deadline of one history long poll while following a run: longer than the server's long-poll interval (20 s by
+default), after which it answers with no events and the follower polls again."""
+
+
+def run_id_for(key: str) -> str:
+    """The run id of the run a message starts: ``tern-run-m<24 hex of SHA-256(key)>`` (a deterministic id, so a
+    retried message finds its run; the ``m`` marks message-started runs apart from ``tern-run-<12 hex>``)."""
+    if not key:
+        raise TernUserError("a message key is needed to start a run once per message")
+    return f"tern-run-m{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+
+
+def progress_of_status(st: AgentRunStatus) -> RunProgress:
+    """The :class:`RunProgress` equivalent of a ``status`` query answer (runs that publish no progress memo)."""
+    event = "waiting" if st.pending is not None else ("step_started" if st.current_step else "started")
+    return RunProgress(
+        workflow_id=st.workflow_id,
+        seq=1,
+        event=event,
+        state=st.state,
+        user=st.user,
+        query=clip_line(st.query),
+        step_id=st.current_step,
+        step_kind=st.current_kind,
+        steps_done=st.steps_done,
+        steps_total=st.steps_total,
+        line=f"step {st.current_step} ({st.current_kind})" if st.current_step else "",
+        pending=PendingSummary.of(st.pending) if st.pending is not None else None,
+        updated_at=st.pending.requested_at if st.pending is not None else st.started_at,
+    )
+
+
+async def _memo_progress(wf: WorkflowExecution) -> RunProgress | None:
+    """The progress memo of a listed or described run, or None when it has none."""
+    value: RunProgress | None = await wf.memo_value(PROGRESS_MEMO, None, type_hint=RunProgress)
+    return value
+
+
+def _quote(value: str) -> str:
+    """``value`` escaped for a double-quoted string of a visibility query."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 class TernClient:
     """Start and steer agent runs. Build with :meth:`connect`."""
 
@@ -202,17 +251,70 @@ class TernClient:
             AgentRunWorkflow.run,
             request,
             id=workflow_id,
-            task_queue=self.settings.temporal.task_queue,
             id_reuse_policy=id_reuse_policy,
-            static_summary=f"{request.user}: {request.query[:180]}",
-            search_attributes=TypedSearchAttributes(
+            **self._start_options(request),
+        )
+
+    def _start_options(self, request: AgentRunRequest) -> dict[str, Any]:
+        """Task queue, priority (``starters.priorities.run_priority``), summary and initial search attributes of an
+        agent run's start."""
+        return {
+            "task_queue": self.settings.temporal.task_queue,
+            "priority": run_priority(request),
+            "static_summary": f"{request.user}: {request.query[:180]}",
+            "search_attributes": TypedSearchAttributes(
                 [
                     SearchAttributePair(RUN_STATE, "running"),
                     SearchAttributePair(PENDING_APPROVAL, NO_APPROVAL),
                     SearchAttributePair(RUN_USER, request.user),
                 ]
             ),
+        }
+
+    async def start_once(
+        self, request: AgentRunRequest, key: str, signer: Signer | None = None
+    ) -> tuple[str, RunProgress | None]:
+        """Start ``AgentRunWorkflow`` for the message ``key`` (e.g. ``matrix:<room>:<event id>``) and get its first
+        progress in the same round trip (Update-with-Start: the start and the ``current_progress`` Update travel in
+        one ``ExecuteMultiOperation`` call). Returns ``(run id, progress)``.
+
+        The run id and the Update id are derived from ``key`` (:func:`run_id_for`), so the same message delivered
+        twice (a chat platform's retry, a webhook sent again) starts one run: the second call finds the run
+        (``USE_EXISTING`` while it runs; ``REJECT_DUPLICATE`` once it closed) and gets the same Update's answer
+        (Temporal deduplicates Updates by id). ``progress`` is None when no worker accepted the Update within
+        ``UPDATE_RPC_TIMEOUT`` (the run is started all the same) or when the run had closed and the server no
+        longer answers with the first Update's outcome (read it with :meth:`progress`).
+
+        Raises :class:`TernUserError` when the proof cannot be made, :class:`TernUnavailable` when Temporal does
+        not answer."""
+        workflow_id = run_id_for(key)
+        if signer is not None:
+            try:
+                request = request.model_copy(update={"proof": signer.start(workflow_id, request)})
+            except ProofError as exc:
+                raise TernUserError(f"cannot sign the start: {exc}") from exc
+        op = WithStartWorkflowOperation(
+            AgentRunWorkflow.run,
+            request,
+            id=workflow_id,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            **self._start_options(request),
         )
+        try:
+            first = await self.client.execute_update_with_start_workflow(
+                AgentRunWorkflow.current_progress,
+                start_workflow_operation=op,
+                id=f"start-{workflow_id}",
+                rpc_timeout=UPDATE_RPC_TIMEOUT,
+            )
+        except WorkflowAlreadyStartedError:
+            return workflow_id, None  # the message's run ran and closed already: nothing new starts
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            return workflow_id, None  # started; no worker accepted the Update yet
+        except RPCError as exc:
+            raise TernUnavailable(f"cannot start a run for {key!r}: {exc}") from exc
+        return workflow_id, first
 
     async def ask(
         self,
@@ -244,12 +346,35 @@ class TernClient:
         Raises :class:`TernUserError` for bad input or when no LLM is configured (``TERN_LLM__PROVIDER``) and
         :class:`TernUnavailable` when Temporal cannot be reached. Returns the run's handle.
         """
+        req = self.question_request(
+            question,
+            user=user,
+            approvers=approvers,
+            plan_approval=plan_approval,
+            approval_timeout_s=approval_timeout_s,
+            context=context,
+            channel_candidates=channel_candidates,
+        )
+        return await self.start_run(req, workflow_id, signer)
+
+    def question_request(
+        self,
+        question: str,
+        *,
+        user: str,
+        approvers: list[str] | None = None,
+        plan_approval: bool | None = None,
+        approval_timeout_s: float | None = None,
+        context: str = "",
+        channel_candidates: list[ChannelCandidate] | None = None,
+    ) -> AgentRunRequest:
+        """The ``AgentRunRequest`` of :meth:`ask` (arguments and errors as there), without starting it."""
         if not question.strip():
             raise TernUserError("the question is empty")
         if self.settings.llm.provider == "none":
             raise TernUserError(NO_LLM)
         s = self.settings
-        req = run_request(
+        return run_request(
             {"query": "the question", "user": "user", "approvers": "approvers", "context": "context"},
             user=user,
             query=question,
@@ -260,7 +385,6 @@ class TernClient:
             context=context,
             channel_candidates=channel_candidates or [],
         )
-        return await self.start_run(req, workflow_id, signer)
 
     async def _describe(self, workflow_id: str) -> tuple[WorkflowHandle[Any, Any], str]:
         """The run's handle and task queue. Raises :class:`TernUserError` for unknown ids."""
@@ -348,31 +472,90 @@ class TernClient:
                     notify(f"run {workflow_id} did not answer; waiting for a worker on task queue {task_queue!r}")
                 await asyncio.sleep(WORKER_POLL_INTERVAL_S)
 
-    async def pending(self) -> list[AgentRunStatus]:
+    async def pending(self, workflow_id: str | None = None) -> list[RunProgress]:
         """Runs on the configured task queue (``temporal.task_queue``: this deployment's workers) waiting for an
-        approval decision, oldest first. Each answers a ``status`` query, so this raises :class:`TernUnavailable`
-        when a run's worker does not answer within ``QUERY_RPC_TIMEOUT``; runs of other task queues (other
-        deployments sharing the namespace, whose workers may be down) are not asked."""
-        queue = self.settings.temporal.task_queue.replace("\\", "\\\\").replace('"', '\\"')
+        approval decision, oldest request first (only the run ``workflow_id`` and its python steps, by
+        ``RootWorkflowId``, when given): ONE visibility list call, each
+        run's request read from its progress memo (:mod:`tern.models.progress`), so no worker is asked and a run
+        whose worker is down is listed all the same.
+
+        A run started before progress publishing (no memo) is asked by its ``status`` query instead; this raises
+        :class:`TernUnavailable` when such a run's worker does not answer within ``QUERY_RPC_TIMEOUT``. Runs of other
+        task queues (other deployments sharing the namespace) are not listed."""
+        queue = _quote(self.settings.temporal.task_queue)
         query = f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}" AND TaskQueue = "{queue}"'
-        out: list[AgentRunStatus] = []
-        async for wf in self.client.list_workflows(query):
-            if wf.status != ExecStatus.RUNNING:
-                continue
-            try:
-                st = await self.client.get_workflow_handle(wf.id).query(
-                    AgentRunWorkflow.status, rpc_timeout=QUERY_RPC_TIMEOUT
-                )
-            except RPCError as exc:
-                if exc.status in _NO_ANSWER:
-                    raise TernUnavailable(
-                        f"{_no_worker(wf.task_queue)} (run {wf.id} did not answer within "
-                        f"{QUERY_RPC_TIMEOUT.total_seconds():g} s: {exc})"
-                    ) from exc
-                raise TernUnavailable(f"run {wf.id} did not answer its status query: {exc}") from exc
-            if st.pending is not None:
-                out.append(st)
-        return sorted(out, key=lambda s: s.pending.requested_at if s.pending else s.started_at)  # type: ignore[arg-type,return-value]
+        if workflow_id is not None:
+            query += f' AND RootWorkflowId = "{_quote(workflow_id)}"'
+        out: list[RunProgress] = []
+        try:
+            async for wf in self.client.list_workflows(query):
+                if wf.status != ExecStatus.RUNNING:
+                    continue
+                p = await _memo_progress(wf)
+                if p is None:
+                    p = await self._legacy_pending(wf)
+                if p is not None and p.pending is not None:
+                    out.append(p)
+        except RPCError as exc:
+            raise TernUnavailable(f"cannot list the runs waiting for approval: {exc}") from exc
+        return sorted(out, key=lambda p: p.pending.requested_at if p.pending else p.updated_at)
+
+    async def _legacy_pending(self, wf: WorkflowExecution) -> RunProgress | None:
+        """The pending request of a run started before progress publishing, by its ``status`` query."""
+        try:
+            st: AgentRunStatus = await self.client.get_workflow_handle(wf.id).query(
+                AgentRunWorkflow.status, rpc_timeout=QUERY_RPC_TIMEOUT
+            )
+        except RPCError as exc:
+            if exc.status in _NO_ANSWER:
+                raise TernUnavailable(
+                    f"{_no_worker(wf.task_queue)} (run {wf.id} did not answer within "
+                    f"{QUERY_RPC_TIMEOUT.total_seconds():g} s: {exc})"
+                ) from exc
+            raise TernUnavailable(f"run {wf.id} did not answer its status query: {exc}") from exc
+        return progress_of_status(st)
+
+    async def progress(self, workflow_id: str) -> RunProgress | None:
+        """The run's latest published progress (its memo, read by one DescribeWorkflowExecution; no worker asked),
+        or None for a run that publishes none (started before ``progress-memo-1``). Raises
+        :class:`TernUserError` for unknown ids, :class:`TernUnavailable` when Temporal does not answer."""
+        _, desc = await self._description(workflow_id)
+        return await _memo_progress(desc)
+
+    async def follow(self, workflow_id: str) -> AsyncIterator[RunProgress]:
+        """Yield the run's progress as it publishes it, each publication once, until the run closes.
+
+        One DescribeWorkflowExecution for the progress so far, then a long poll on the run's history
+        (``GetWorkflowExecutionHistory`` with ``wait_new_event``: the server answers when new events exist, or
+        empty after its long-poll interval, ``frontend.longPollExpirationInterval``, 20 s by default); a
+        publication is a ``WorkflowPropertiesModified`` event carrying the new memo, decoded here. So the calls
+        grow with the run's events and idle long polls, never with a polling interval, and no worker replays the
+        history. A run that publishes nothing (started before ``progress-memo-1``) yields nothing and the
+        iterator ends when it closes.
+
+        Raises :class:`TernUserError` for unknown ids, :class:`TernUnavailable` when Temporal does not answer.
+        """
+        _, desc = await self._description(workflow_id)
+        last = await _memo_progress(desc)
+        if last is not None:
+            yield last
+        events = self.client.get_workflow_handle(workflow_id, run_id=desc.run_id).fetch_history_events(
+            wait_new_event=True, skip_archival=True, rpc_timeout=FOLLOW_RPC_TIMEOUT
+        )
+        converter = self.client.data_converter
+        try:
+            async for event in events:
+                if event.event_type != EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED:
+                    continue
+                fields = event.workflow_properties_modified_event_attributes.upserted_memo.fields
+                if PROGRESS_MEMO not in fields:
+                    continue
+                [p] = await converter.decode([fields[PROGRESS_MEMO]], [RunProgress])
+                if last is None or p.seq > last.seq:
+                    last = p
+                    yield p
+        except RPCError as exc:
+            raise TernUnavailable(f"cannot follow run {workflow_id}: {exc}") from exc
 
     async def waiting(self, workflow_id: str, *, wait: bool = False, notify: Notify | None = None) -> AgentRunStatus:
         """The status of whichever workflow of ``run_id`` waits for a decision: the run itself, or its running

@@ -98,9 +98,10 @@ class MatrixPlatform:
             room_id, {**self._content(markdown), "m.relates_to": {"m.in_reply_to": {"event_id": message_id}}}
         )
 
-    async def thread(self, room_id: str, root_id: str, markdown: str) -> None:
-        """Post in the thread rooted at ``root_id`` (``m.thread``, with the reply fallback for older clients)."""
-        await self._send(
+    async def thread(self, room_id: str, root_id: str, markdown: str) -> str:
+        """Post in the thread rooted at ``root_id`` (``m.thread``, with the reply fallback for older clients);
+        returns the event id."""
+        return await self._send(
             room_id,
             {
                 **self._content(markdown),

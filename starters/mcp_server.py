@@ -188,26 +188,28 @@ class TernMcp:
     async def ask(self, a: AskArgs) -> dict[str, Any]:
         """Start a run that plans ``a.question`` with the worker's LLM; returns at once (see ``started_json``)."""
         client = await self.client()
-        handle = await client.ask(
-            a.question,
-            user=self.user,
-            approvers=a.approvers,
-            context=a.context,
-            plan_approval=a.plan_approval,
-            signer=client.service_signer(self.user, "mcp"),
+        req = client.question_request(
+            a.question, user=self.user, approvers=a.approvers, context=a.context, plan_approval=a.plan_approval
         )
-        return started_json(self.settings, handle.id)
+        return await self._start(req, a.request_key)
+
+    async def _start(self, req: Any, key: str | None) -> dict[str, Any]:
+        """Start ``req`` (signed as this server's service for its user): with a request ``key`` once per key
+        (``TernClient.start_once``: Update-with-Start, the answer carries the run's first ``progress``)."""
+        client = await self.client()
+        signer = client.service_signer(self.user, "mcp")
+        if key is None:
+            return started_json(self.settings, (await client.start_run(req, signer=signer)).id)
+        run_id, first = await client.start_once(req, f"mcp:{self.user}:{key}", signer)
+        progress = first.model_dump(mode="json") if first is not None else None
+        return started_json(self.settings, run_id) | {"progress": progress}
 
     async def run_plan(self, a: RunPlanArgs) -> dict[str, Any]:
         """Start a run of ``a.plan`` (channels checked against the limits database first); returns at once."""
         from starters.plan_file import check_plan_channels
 
         check_plan_channels(a.plan, self.settings)
-        client = await self.client()
-        handle = await client.start_run(
-            self._request(a.query, a.plan, a.approvers), signer=client.service_signer(self.user, "mcp")
-        )
-        return started_json(self.settings, handle.id)
+        return await self._start(self._request(a.query, a.plan, a.approvers), a.request_key)
 
     def _request(self, query: str, plan: Plan, approvers: list[str]) -> Any:
         from starters.client import run_request
@@ -260,11 +262,8 @@ class TernMcp:
         if who.refusal:
             raise TernUserError(f"write to {a.channel} refused before any approval: {who.refusal}")
         query = f"Write {exact_number(a.value)} to {a.channel}: {a.reason}"[:4000]
-        client = await self.client()
-        handle = await client.start_run(
-            self._request(query, plan, a.approvers), signer=client.service_signer(self.user, "mcp")
-        )
-        return started_json(self.settings, handle.id) | {"check": check.model_dump(mode="json")}
+        started = await self._start(self._request(query, plan, a.approvers), a.request_key)
+        return started | {"check": check.model_dump(mode="json")}
 
     async def run_status(self, a: RunIdArgs) -> dict[str, Any]:
         """The run's live status (``tern show --json``: state, steps, the request waiting for a decision)."""
@@ -281,13 +280,9 @@ class TernMcp:
         return {"finished": True} | with_run_id(res.model_dump(mode="json"))
 
     async def pending_approvals(self, a: PendingArgs) -> list[dict[str, Any]]:
-        """Runs waiting for a human decision (``tern pending --json``), or only ``a.workflow_id`` if it waits."""
-        client = await self.client()
-        if a.workflow_id is None:
-            runs = await client.pending()
-        else:
-            st = await client.waiting(a.workflow_id)
-            runs = [st] if st.pending is not None else []
+        """Runs waiting for a human decision (``tern pending --json``: one visibility query), or only the run
+        ``a.workflow_id`` and its python steps."""
+        runs = await (await self.client()).pending(a.workflow_id)
         return [with_run_id(r.model_dump(mode="json")) for r in runs]
 
     # --- data ------------------------------------------------------------------------------------------------

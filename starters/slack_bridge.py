@@ -116,9 +116,12 @@ class SlackPlatform:
         """Answer in the card's thread (``message_id`` is ``<card ts>/<attempt>``)."""
         await self.client.chat_postMessage(channel=room_id, thread_ts=message_id.split("/")[0], text=markdown)
 
-    async def thread(self, room_id: str, root_id: str, markdown: str) -> None:
-        """Post in the thread of ``root_id``."""
-        await self.client.chat_postMessage(channel=room_id, thread_ts=root_id.split("/")[0], text=mrkdwn(markdown))
+    async def thread(self, room_id: str, root_id: str, markdown: str) -> str:
+        """Post in the thread of ``root_id``; returns the message's ``ts``."""
+        resp = await self.client.chat_postMessage(
+            channel=room_id, thread_ts=root_id.split("/")[0], text=mrkdwn(markdown)
+        )
+        return str(resp["ts"])
 
 
 def bolt_app(bridge: ApprovalBridge, client: AsyncWebClient, *, signing_secret: str | None) -> AsyncApp:

@@ -37,6 +37,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from starters.client import TernClient, TernUnavailable, TernUserError, run_request
+from starters.priorities import run_priority
 from tern.config import TernSettings
 from tern.models import AgentRunRequest
 from tern.models.trigger import (
@@ -139,6 +140,7 @@ async def create_schedule(
             request,
             id=f"{RUN_PREFIX}{name}",
             task_queue=settings.temporal.task_queue,
+            priority=run_priority(request),
             static_summary=f"trigger {name}: {request.query[:160]}",
             typed_search_attributes=TypedSearchAttributes(
                 [

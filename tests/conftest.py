@@ -10,7 +10,9 @@ file change nothing, and nothing in the suite connects to a default port.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -104,6 +106,63 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+SLOW_FIXTURES = frozenset({"temporal_env", "docker_backend", "synapse", "browser", "ui_env"})
+"""Fixtures whose tests are left out of ``./dev test --fast``: the Temporal dev server, Docker, Synapse, the
+browser (the time-skipping server, PostgreSQL and the simulated IOC stay in: they start in seconds)."""
+SLOW_MODULES = frozenset(
+    {
+        "test_stack.py",  # `tern up` stacks in subprocesses
+        "test_stack_matrix.py",
+        "test_cli_demo.py",
+        "test_trigger_demo.py",
+        "test_proven_stack.py",
+        "test_worker_image.py",
+        "test_docs_site.py",  # mkdocs build --strict
+        "test_onnx_embedder.py",  # the real embedding models (ONNX, torch) on labelled sets
+        "test_real_model.py",
+        "test_protocol_model.py",  # the approval protocol's model check (Hypothesis; 30-165 s)
+    }
+)
+"""Test files left out of ``./dev test --fast`` whole: an embedded stack, a long build or a real embedding model."""
+
+
+SPAWNS = re.compile(
+    r"\b(?:tern|_tern|cli|tern_cli|tern_cmd|_cli|stdio_client|http_server|_spawn_bridge|spawn_worker)\(|"
+    r"\bto_thread\(\s*(?:tern|_tern|cli|tern_cli)\b|import synapse\b|"
+    r"\bsubprocess\.(?:run|Popen|check_output|check_call)\b|\benv_without_services\b|\bsys\.executable\b"
+)
+"""What, in a test function's own source, starts a Python process (the ``tern`` CLI, a bridge, a worker) or
+Synapse's modules: each costs 1-4 s of interpreter start-up and imports on the 2-core machine, so such tests are
+``slow`` too."""
+
+
+def _spawns(function: object, cache: dict[object, bool]) -> bool:
+    if function not in cache:
+        try:
+            cache[function] = bool(SPAWNS.search(inspect.getsource(function)))  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            cache[function] = False
+    return cache[function]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` (left out by ``./dev test --fast``, i.e. ``-m "not slow"``; docs/development/tests.md) every
+    test that uses a fixture of :data:`SLOW_FIXTURES`, is marked ``docker`` or ``browser``, lives in a file of
+    :data:`SLOW_MODULES`, or starts a Python process itself (:data:`SPAWNS`); a test can also be marked
+    ``@pytest.mark.slow`` by hand. CI runs everything."""
+    cache: dict[object, bool] = {}
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if (
+            names & SLOW_FIXTURES
+            or item.get_closest_marker("docker")
+            or item.get_closest_marker("browser")
+            or item.path.name in SLOW_MODULES
+            or _spawns(getattr(item, "function", None), cache)
+        ):
+            item.add_marker(pytest.mark.slow)
+
+
 def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for running the CLI as a subprocess with an empty data directory and nothing listening on the
     configured Temporal, Web UI, PostgreSQL, Channel Access and worker HTTP ports (free loopback ports); ``extra`` adds
@@ -144,13 +203,14 @@ def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPo
 
 
 @contextlib.asynccontextmanager
-async def fresh_database(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
-    """A new empty database on ``embedded_pg`` (its owner DSN), dropped on exit."""
+async def fresh_database(embedded_pg: EmbeddedPostgres, template: str | None = None) -> AsyncIterator[str]:
+    """A new database on ``embedded_pg`` (its owner DSN), dropped on exit: empty, or a copy of ``template``
+    (``CREATE DATABASE ... TEMPLATE``: schema, rows, grants and default privileges; roles are cluster-wide)."""
     name = "t_" + uuid.uuid4().hex[:12]
     admin = f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/postgres"
     conn = await asyncpg.connect(admin)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     finally:
         await conn.close()
     try:
@@ -163,14 +223,33 @@ async def fresh_database(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
             await conn.close()
 
 
-@pytest.fixture
-async def pg_dsn(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
-    """The owner DSN of a fresh database, migrated (as ``tern migrate`` does: schema, roles, grants), dropped
-    after the test. Processes no longer migrate on connect (``tern.db.create_pool`` only checks the schema)."""
+@pytest.fixture(scope="session")
+async def pg_template(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
+    """The name of a database on ``embedded_pg`` migrated once for the session (``tern migrate``: schema, roles,
+    grants), which :func:`pg_dsn` copies for each test instead of running the migrations again (0.08 s instead of
+    0.18 s on an idle machine, several times that under load, for ~220 tests). Nothing connects to it after the
+    migration: PostgreSQL copies a template only while it has no sessions."""
     from tern.db import migrate_dsn
 
-    async with fresh_database(embedded_pg) as dsn:
-        await migrate_dsn(dsn)
+    name = "tern_template_" + uuid.uuid4().hex[:8]
+    admin = f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/postgres"
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await migrate_dsn(f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/{name}")
+        # A template nobody may connect to: a test that did would make every later copy fail.
+        await conn.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+        yield name
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pg_dsn(embedded_pg: EmbeddedPostgres, pg_template: str) -> AsyncIterator[str]:
+    """The owner DSN of a fresh, migrated database (as ``tern migrate`` leaves it: schema, roles, grants; a copy
+    of :func:`pg_template`), dropped after the test. Processes no longer migrate on connect (``tern.db.create_pool``
+    only checks the schema)."""
+    async with fresh_database(embedded_pg, template=pg_template) as dsn:
         yield dsn
 
 

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import CancelledError
 from temporalio.service import RPCError
 
 from tern.control.channel_access import read_value
@@ -197,8 +198,9 @@ async def test_cancelling_a_waiting_run_writes_nothing_and_closes_the_request(wo
     handle = await start_run(worker, settings, write_plan(channel, before + 1.0))
     await wait_for_state(handle, "awaiting_approval")
     await handle.cancel()
-    with pytest.raises(WorkflowFailureError):
+    with pytest.raises(WorkflowFailureError) as cancelled:
         await handle.result()
+    assert isinstance(cancelled.value.cause, CancelledError), cancelled.value.cause  # cancelled, not failed
     assert read_value(channel) == pytest.approx(before)
     rows = await audit_rows(settings.dsn, handle.id)
     assert [r["event_kind"] for r in rows] == ["approval_requested", "approval_cancelled"]

@@ -253,8 +253,8 @@ class _Room:
     async def reply(self, room_id: str, message_id: str, markdown: str) -> None:
         self.replies.append((room_id, message_id, markdown))
 
-    async def thread(self, room_id: str, root_id: str, markdown: str) -> None:
-        return None
+    async def thread(self, room_id: str, root_id: str, markdown: str) -> str:
+        return "thread-message"
 
 
 async def test_a_reply_in_another_room_does_not_decide_the_card(pg_dsn: str) -> None:

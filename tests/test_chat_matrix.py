@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 from nio import AsyncClient, ReactionEvent, RoomMessageText, RoomSendResponse
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
 from starters.matrix_bridge import SYNC_FILTER
 from tern.approval.render import exact_number
@@ -295,7 +296,19 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
             )
             rid = (await wait_for_state(handle, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
             card = await operator.until(_card(bot, rid), 60)
-            await asyncio.sleep(3)  # both bridges have made several passes
+            # A later request's card shows that the bridges have passed over the outbox again since the first card
+            # (its NOTIFY wakes both); a duplicate of the first would have been posted by then (no fixed sleep).
+            sentinel = "SR:MAG:QF:08:CURRENT:SP"
+            h0 = await start_run(
+                temporal_env.client,
+                settings,
+                write_plan(sentinel, read_value(sentinel)),
+                user="physicist",
+                approvers=["operator"],
+            )
+            rid0 = (await wait_for_state(h0, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
+            await operator.until(_card(bot, rid0), 60)
+            await h0.terminate("sentinel seen")
             for b in (b1, b2):
                 _stop(b, signal.SIGKILL)
             # A second run waits with no bridge up, and its outbox row is gone: only reconciliation finds it.
@@ -324,8 +337,10 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
                 result = await handle.result()
                 await operator.until(_edit(bot, card.event_id, "Written and verified"), 30)
                 await h2.cancel()
-                with pytest.raises(WorkflowFailureError):  # closed before its worker goes: no run left waiting
+                # closed before its worker goes: no run left waiting
+                with pytest.raises(WorkflowFailureError) as cancelled:
                     await h2.result()
+                assert isinstance(cancelled.value.cause, CancelledError), cancelled.value.cause  # cancelled, not failed
                 await operator.until(_edit(bot, card2.event_id, "Cancelled"), 30)  # whoever ended it, the card says
             finally:
                 _stop(b3)
@@ -337,6 +352,24 @@ async def test_two_bridges_post_one_card_and_a_restarted_bridge_takes_the_decisi
     cards = [e for e in operator.events if _card(bot, rid)(e)]
     assert len(cards) == 1, [c.event_id for c in cards]
     assert len([e for e in operator.events if _card(bot, rid2)(e)]) == 1
+
+
+def _edit_of(bot: str, message_id: str, *words: str) -> Callable[[Any], bool]:
+    """An edit (``m.replace``) by the bot of message ``message_id`` whose new text holds ``words``."""
+
+    def pred(e: Any) -> bool:
+        content = e.source.get("content", {})
+        rel = content.get("m.relates_to") or {}
+        new = (content.get("m.new_content") or {}).get("body", "")
+        return (
+            isinstance(e, RoomMessageText)
+            and e.sender == bot
+            and rel.get("rel_type") == "m.replace"
+            and rel.get("event_id") == message_id
+            and all(w in new for w in words)
+        )
+
+    return pred
 
 
 def _in_thread(bot: str, root: str, *words: str) -> Callable[[Any], bool]:
@@ -357,9 +390,9 @@ async def test_a_run_started_from_the_room_reports_progress_in_a_thread(
     temporal_env, settings, synapse, chat_files, tmp_path
 ) -> None:
     """`@tern run demo_no_sandbox` from the operator starts the bundled plan for approver `operator`; the steps
-    and the final outcome appear in a thread under the message; its write's card arrives; the operator (the
-    requester: two-person rule, so alice could approve; the requester may reject) rejects it from the room. Unknown
-    plans and unmapped people are answered."""
+    are edited into one message in a thread under the message and the final outcome is posted there; its write's
+    card arrives; the operator (the requester: two-person rule, so alice could approve; the requester may reject)
+    rejects it from the room. Unknown plans and unmapped people are answered."""
     creds_path, idmap = chat_files
     worker_settings = settings.model_copy(
         update={"approval": settings.approval.model_copy(update={"approvers": ["operator", "alice"]})}
@@ -393,7 +426,8 @@ async def test_a_run_started_from_the_room_reports_progress_in_a_thread(
             root = await say(operator, "@tern run demo_no_sandbox")
             started = await operator.until(_in_thread(bot, root, "Started run"), 60)
             run_id = started.body.split("`")[1]
-            await operator.until(_in_thread(bot, root, "waits for approval"), 60)
+            # the progress is edited into the one "Started run" message, not posted line by line
+            await operator.until(_edit_of(bot, started.event_id, "Started run", "waits for approval"), 60)
             card = await operator.until(lambda ev: _card(bot, "")(ev) and run_id in ev.body, 60)
             e = await operator.reply(card.event_id, "reject not during this shift")
             await operator.until(_answer_to(e, bot, "rejected", "operator"), 60)

@@ -219,14 +219,14 @@ async def over_stdio(env: dict[str, str], temporal_env: Any, settings: Any) -> N
         before = readings[0]["value"]
         target = 1.45 if abs(before - 1.45) > 0.1 else 1.65
 
-        started = payload(
-            await client.call_tool(
-                "propose_write",
-                {"channel": SETPOINT, "value": target, "reason": "MCP test", "approvers": [APPROVER]},
-            )
-        )
+        args = {"channel": SETPOINT, "value": target, "reason": "MCP test", "approvers": [APPROVER]}
+        started = payload(await client.call_tool("propose_write", args | {"request_key": "call-1"}))
         wid = started["workflow_id"]
         assert started["run_id"] == wid and started["status"] == "started" and wid in started["ui_url"]
+        assert started["progress"]["workflow_id"] == wid and started["progress"]["seq"] == 1
+        # the same call sent again (same request key): no second run, the first answer
+        again = payload(await client.call_tool("propose_write", args | {"request_key": "call-1"}))
+        assert again["workflow_id"] == wid and again["progress"] == started["progress"]
         assert started["check"]["allowed"] and started["check"]["current_value"] == pytest.approx(before, abs=0.05)
 
         deadline = time.monotonic() + 60

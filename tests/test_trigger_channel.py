@@ -175,19 +175,22 @@ async def test_a_hundred_crossings_in_ten_seconds_start_no_more_runs_than_allowe
     await asyncio.to_thread(_put, channel, 10.0)
     async with monitoring(client, s, _trigger(name, channel, condition="above", threshold=40.0, hysteresis=5.0)) as mon:
         values = [45.0, 10.0] * 100
-        times = await asyncio.to_thread(_put, channel, *values, period_s=0.045)
-        span = times[-1] - times[0]
+        await asyncio.to_thread(_put, channel, *values, period_s=0.045)
         await _until(lambda: mon.counts.events >= 100, 20, mon.counts)
         await _handled_through(mon, channel, name)
-    assert span <= 12.0, span
     assert mon.counts.events == 100, mon.counts
-    if per_minute < 100:  # the rate limit binds: 10 s span more than 4 one-second windows
+    # What to expect follows from the crossings' IOC timestamps, not from the counter compared below nor from a
+    # wall-clock bound on how long the puts took (issue 28): one run per dedup bucket the crossings fell in ...
+    crossings = [t for n, v, t in mon.handled if n == name and v == 45.0]
+    buckets = len({time_bucket(t, window_s) for t in crossings})
+    assert buckets >= 2, buckets  # the crossings span several windows: the dedup window is exercised
+    assert per_minute > 100 or buckets > per_minute, buckets  # the rate-limit case: the limit is exercised
+    if per_minute < buckets:  # ... unless the rate limit binds first: at most per_minute in any minute
+        assert max(crossings) - min(crossings) < 50, "the crossings must fall within one minute of each other"
         expected = per_minute
-    else:  # the dedup window binds: one run per 4-second bucket the crossings fell in (IOC timestamps)
-        expected = len({time_bucket(t, window_s) for n, v, t in mon.handled if n == name and v == 45.0})
-        assert 2 <= expected <= int(span // window_s) + 2, (expected, mon.counts)
+    else:
+        expected = buckets
     assert mon.counts.started == expected, mon.counts
-    ids = await runs_with_prefix(client, f"trigger-{name}-")
     assert await _settled_count(client, f"trigger-{name}-", expected) == expected
     ids = await runs_with_prefix(client, f"trigger-{name}-")
     assert len({i.rsplit("-", 1)[1] for i in ids}) == expected  # one run per time bucket at most

@@ -23,6 +23,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import CancelledError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -291,8 +292,9 @@ async def test_gate_cancel_while_waiting_closes_the_request(env) -> None:
     handle = await start(client, queue, plan(WRITE))
     await pending(handle)
     await handle.cancel()
-    with pytest.raises(WorkflowFailureError):
+    with pytest.raises(WorkflowFailureError) as cancelled:
         await handle.result()
+    assert isinstance(cancelled.value.cause, CancelledError), cancelled.value.cause  # cancelled, not failed
     assert machine.writes == []
     assert [e.event_kind for e in machine.audit] == ["approval_requested", "approval_cancelled"]
     # issue 26: the run's state says cancelled (it stayed awaiting_approval), and the approval timer has a summary
@@ -429,6 +431,7 @@ async def test_python_step_says_when_its_code_ran_again(env) -> None:
     assert "the code ran 2 time(s) before in interrupted attempts" in result.steps[0].message
 
 
+@pytest.mark.slow  # five real 20 s heartbeat timeouts: the time-skipping server keeps time while an activity runs
 async def test_python_step_whose_worker_keeps_dying_fails_saying_so(env) -> None:
     """Every attempt's worker stops heartbeating (killed during the execution): the step fails after the retry
     policy's attempts with a message that says what happened, not Temporal's bare "activity Heartbeat timeout"."""
@@ -524,8 +527,9 @@ async def test_a_cancel_during_the_decision_audit_still_records_it(env) -> None:
     await handle.signal(AgentRunWorkflow.decide_signal, Decision(request_id=rid, approver="bob", approved=True))
     await asyncio.wait_for(machine.audit_started.wait(), 10)
     await handle.cancel()
-    with pytest.raises(WorkflowFailureError):
+    with pytest.raises(WorkflowFailureError) as cancelled:
         await handle.result()
+    assert isinstance(cancelled.value.cause, CancelledError), cancelled.value.cause  # cancelled, not failed
     assert [e.event_kind for e in machine.audit] == ["approval_requested", "decision"] and machine.writes == []
 
 

@@ -9,13 +9,14 @@ import time
 
 import asyncpg
 import pytest
+from temporalio.api.enums.v1 import TimeoutType
 
 from tern.audit.invariants import check_writes, read_put_log
 from tern.control.channel_access import read_value
 from tern.models import Decision
 from tests.agent_helpers import audit_rows, spawn_worker, start_run, wait_for_state, write_plan
 from tests.conftest import IOC_PUT_LOG, SLOW_SETPOINT
-from workflows.agent_run import WRITE_HEARTBEAT_TIMEOUT, AgentRunWorkflow
+from workflows.agent_run import AgentRunWorkflow
 
 
 async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, settings, tmp_path) -> None:
@@ -41,12 +42,10 @@ async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, setti
             await asyncio.sleep(0.02)
         first.send_signal(signal.SIGKILL)  # ... and the attempt is still waiting for the readback
         assert first.wait(10) == -signal.SIGKILL
-        killed_at = time.monotonic()
         second = spawn_worker(
             settings, address, log, TERN_CONTROL__READBACK_TIMEOUT_S="10", TERN_CONTROL__WRITE_SETTLE_DELAY_S="1"
         )
         result = await asyncio.wait_for(handle.result(), timeout=120)
-        settled_after = time.monotonic() - killed_at
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
@@ -55,7 +54,24 @@ async def test_worker_killed_mid_write_is_settled_by_reading(temporal_env, setti
     assert result.status == "completed", (result.error, log.read_text()[-3000:])
     assert len(result.writes) == 1 and result.writes[0].verified
     assert "settled by reading" in result.writes[0].message
-    assert settled_after < WRITE_HEARTBEAT_TIMEOUT.total_seconds() + 30, settled_after
+    # the dead worker was found by its missing heartbeats (WRITE_HEARTBEAT_TIMEOUT), not by the write's much longer
+    # start-to-close timeout: the retry's started event carries the first attempt's failure (the history, not a
+    # wall-clock bound that a loaded machine breaks: issue 28)
+    events = [e async for e in handle.fetch_history_events()]
+    writes_scheduled = {
+        e.event_id
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "write_channel"
+    }
+    [started] = [
+        e.activity_task_started_event_attributes
+        for e in events
+        if e.HasField("activity_task_started_event_attributes")
+        and e.activity_task_started_event_attributes.scheduled_event_id in writes_scheduled
+    ]
+    assert started.attempt == 2
+    assert started.last_failure.timeout_failure_info.timeout_type == TimeoutType.TIMEOUT_TYPE_HEARTBEAT
     assert read_value(channel) == pytest.approx(target)
     writes = [r for r in await audit_rows(settings.dsn, result.workflow_id) if r["event_kind"] == "write"]
     assert len(writes) == 1

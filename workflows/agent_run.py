@@ -31,6 +31,7 @@ from workflows.approval_gate import (
 )
 from workflows.failures import error_message
 from workflows.planning import PLANNER_PATCH, RunPlanner
+from workflows.progress import Progress, ProgressHandlers
 from workflows.run_base import IDENTITY_PATCH
 from workflows.run_publish import PublishSteps
 from workflows.run_python import DERIVED_WRITE_ID_PATCH as DERIVED_WRITE_ID_PATCH
@@ -62,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
     from tern.models.identity import ProofCheckInput
     from tern.models.memory import Memory
     from tern.models.planning import LLMUsage
+    from tern.models.progress import ProgressEvent
     from tern.models.trigger import RunTrigger
 
 # Planned runs started before the planner got the user's notes replay without that lookup (workflow.patched).
@@ -75,7 +77,7 @@ STEP_OUTCOME_TO_RUN: dict[str, FinalRunState] = {"rejected": "rejected", "timed_
 
 
 @workflow.defn
-class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, ApprovalHandlers):
+class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, ApprovalHandlers, ProgressHandlers):
     """Runs ``AgentRunRequest.plan``; returns ``AgentRunResult``. Update/Signal ``decide``, query ``status``."""
 
     @workflow.init
@@ -96,6 +98,7 @@ class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, Approva
         self._unsupported_values: list[ValueMismatch] = []
         self._answer_usage = LLMUsage()
         self._gate = ApprovalGate(req.user, req.approvers, req.approval_timeout_s, self._on_state)
+        self._progress = Progress(req.user, req.query)  # published in the memo (workflows.progress)
         self._planner: RunPlanner | None = None  # set for runs started without a plan
         self._notes: list[Memory] | None = None  # the user's notes for the question, once looked up
         self._handlers: dict[str, Callable[[Any], Awaitable[StepResult]]] = {
@@ -112,8 +115,26 @@ class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, Approva
         }
 
     def _on_state(self, state: RunState, pending: str) -> None:
-        self._state = state
+        before, self._state = self._state, state
         set_run_state(state, pending)
+        if state == "awaiting_approval":
+            self._progress_event("waiting", "waiting for approval", pending=self._gate.pending)
+        elif state == "running" and before == "awaiting_approval" and self._gate.approvals:
+            a = self._gate.approvals[-1]
+            self._progress_event("decided", f"request {a.request_id} {a.decision} by {a.approver or a.via}")
+
+    def _progress_event(self, event: ProgressEvent, line: str, pending: Any = None) -> None:
+        """Publish the run's progress (``workflows.progress``): ``event`` with its line, the current step."""
+        cur = self._current
+        self._progress.publish(
+            event,
+            self._state,
+            line=line,
+            step=(cur.id, cur.kind) if cur else None,
+            done=len(self._steps),
+            total=self._total,
+            pending=pending,
+        )
 
     # -- run -------------------------------------------------------------------------------------------
     @workflow.run
@@ -123,6 +144,8 @@ class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, Approva
         workflow.upsert_search_attributes(
             [RUN_STATE.value_set("running"), PENDING_APPROVAL.value_set(NO_APPROVAL), RUN_USER.value_set(req.user)]
         )
+        if self._progress.enable():
+            self._progress_event("started", f"started for {req.user}")
         if workflow.patched(IDENTITY_PATCH) and not await self._check_start(req):
             return await self._finish(req)
         if req.trigger is not None and workflow.patched(TRIGGER_AUDIT_PATCH):
@@ -148,6 +171,7 @@ class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, Approva
                     child=(workflow.info().namespace, child) if child else None,
                 )
             )
+            self._progress_event("step_started", f"step {step.id} ({step.kind}) started")
             try:
                 result = await self._handlers[step.kind](step)
             except (ActivityError, ChildWorkflowError) as exc:
@@ -156,8 +180,10 @@ class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, Approva
                 result = StepResult(step_id=step.id, kind=step.kind, status="failed", message=error_message(exc))
             if result.status == "failed" and await self._revise(result):
                 self._steps.append(result)  # answered by a revised plan: the run goes on with its steps
+                self._progress_event("plan_revised", f"step {step.id} failed ({result.message}); plan revised")
                 continue
             self._record(step, result)
+            self._progress_event("step_done", f"step {step.id} ({step.kind}) {result.status}: {result.message}")
         return await self._finish(req)
 
     async def _check_start(self, req: AgentRunRequest) -> bool:
@@ -241,6 +267,7 @@ class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, Approva
             self._error = f"plan {decision.decision} by {decision.approver or decision.via}: {decision.comment}"
             return False
         self._queue, self._total = list(plan.steps), len(plan.steps)
+        self._progress_event("planned", f"planned {len(plan.steps)} steps: {', '.join(s.id for s in plan.steps)}")
         return True
 
     async def _revise(self, failed: StepResult) -> bool:
@@ -257,6 +284,7 @@ class AgentRunWorkflow(ReadSteps, PythonSteps, WriteSteps, PublishSteps, Approva
     async def _finish(self, req: AgentRunRequest) -> AgentRunResult:
         self._current = None
         self._on_state(self._status, NO_APPROVAL)
+        self._progress_event("finished", f"finished: {self._status}" + (f": {self._error}" if self._error else ""))
         workflow.set_current_details(finished_markdown(self._status, self._error or "", self._all_approvals()))
         await workflow.wait_condition(workflow.all_handlers_finished)
         usage = {"planner": self._planner.usage} if self._planner else {}

@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType, is_c
 from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, run_key, set_run_state
 from workflows.declined import decided_by, declined_status
 from workflows.failures import error_message
+from workflows.progress import Progress
 from workflows.search_attributes import NO_APPROVAL
 
 with workflow.unsafe.imports_passed_through():
@@ -86,6 +87,7 @@ class PythonExecutionWorkflow(ApprovalHandlers):
         self._inp = inp
         self._state: RunState = "running"
         self._gate = ApprovalGate(inp.user, inp.approvers, inp.approval_timeout_s, self._on_state)
+        self._progress = Progress(inp.user, inp.objective or f"python step {inp.step_id}")
         self._code = inp.code
         self._report: PolicyReport | None = None
         self._execution: ExecutionResult | None = None
@@ -93,13 +95,25 @@ class PythonExecutionWorkflow(ApprovalHandlers):
         self._usage: LLMUsage | None = None  # code generation (role 'code')
 
     def _on_state(self, state: RunState, pending: str) -> None:
-        self._state = state
+        before, self._state = self._state, state
         set_run_state(state, pending)
+        step = (self._inp.step_id, "python")
+        if state == "awaiting_approval":
+            self._progress.publish(
+                "waiting", state, line="waiting for code approval", step=step, total=1, pending=self._gate.pending
+            )
+        elif state == "running" and before == "awaiting_approval" and self._gate.approvals:
+            a = self._gate.approvals[-1]
+            line = f"request {a.request_id} {a.decision} by {a.approver or a.via}"
+            self._progress.publish("decided", state, line=line, step=step, total=1)
+        elif state != "running":
+            self._progress.publish("finished", state, line=f"finished: {state}", step=step, done=1, total=1)
 
     @workflow.run
     async def run(self, inp: PythonRunInput) -> PythonStepOutcome:
         """Run the step, then let every decide handler finish (a refused decision is being audited) before
         the outcome is returned."""
+        self._progress.enable()
         try:
             outcome = await self._step(inp)
         except (asyncio.CancelledError, ActivityError) as exc:

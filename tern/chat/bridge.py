@@ -39,23 +39,33 @@ Decider = Callable[[str, str, str, bool, str], Awaitable[str]]
 """``decide(run_id, request_id, approver, approved, comment)`` -> a line describing the audited decision.
 Raises :class:`DecisionRefused` with the reason when nothing was decided."""
 
-PendingSource = Callable[[], Awaitable[list[tuple[str, ApprovalRequest]]]]
-"""Returns ``(workflow id, pending request)`` of every run waiting now (reconciliation at start)."""
+Known = Callable[[str], Awaitable[bool]]
+"""``known(request id)``: whether the outbox already holds that request."""
+
+PendingSource = Callable[[Known], Awaitable[list[tuple[str, ApprovalRequest]]]]
+"""``pending(known)`` returns ``(workflow id, pending request)`` of every run waiting now whose request ``known``
+says the outbox lacks (reconciliation at start: the request ids come from one list call, only the missing ones
+are fetched whole)."""
 
 
 class RunRefused(Exception):
     """A run asked for from chat was not started (unknown plan, bad input, Temporal unreachable)."""
 
 
-RunStarter = Callable[[str, str], Awaitable[str]]
-"""``start(user, plan name)`` -> the run id; raises :class:`RunRefused` with the reason."""
+class RunStarter(Protocol):
+    """``start(user, plan name, key)`` -> the run id; raises :class:`RunRefused` with the reason. ``key`` names the
+    chat message that asked (``<platform>:<room>:<message id>``): the same message delivered again starts no second
+    run (``TernClient.start_once``); None starts a new run each call."""
 
-QuestionStarter = Callable[[str, str], Awaitable[str]]
-"""``ask(user, question)`` -> the run id of an agent run planned from the question; raises :class:`RunRefused`."""
+    def __call__(self, user: str, name: str, key: str | None = None, /) -> Awaitable[str]: ...
 
-RunProgress = Callable[[str], AsyncIterator[str]]
-"""``progress(run id)`` yields Markdown lines (step started, waiting for approval, the final answer) until the run
-ends."""
+
+QuestionStarter = RunStarter
+"""``ask(user, question, key)`` -> the run id of an agent run planned from the question; as :class:`RunStarter`."""
+
+RunProgress = Callable[[str], AsyncIterator[tuple[str, bool]]]
+"""``progress(run id)`` yields ``(markdown, final)`` until the run ends: the run's progress now (step started or
+done, waiting for approval), each replacing the one before, then ``final`` True with the outcome and answer."""
 
 
 class ChatPlatform(Protocol):
@@ -75,8 +85,9 @@ class ChatPlatform(Protocol):
         """Answer the message ``message_id`` (a person's reply or reaction) in ``room_id``."""
         ...
 
-    async def thread(self, room_id: str, root_id: str, markdown: str) -> None:
-        """Post in the thread under message ``root_id`` (a run's progress)."""
+    async def thread(self, room_id: str, root_id: str, markdown: str) -> str:
+        """Post in the thread under message ``root_id`` (a run's progress); returns the new message's id (its
+        progress is then edited in with :meth:`edit_card`)."""
         ...
 
 
@@ -129,7 +140,11 @@ class ApprovalBridge:
             return 0
         new = 0
         async with self.pool.acquire() as conn:
-            for workflow_id, request in await self.pending():
+
+            async def known(request_id: str) -> bool:
+                return await store.request_by_id(conn, request_id) is not None
+
+            for workflow_id, request in await self.pending(known):
                 new += await store.add_request(conn, workflow_id, request)
         return new
 
@@ -249,22 +264,29 @@ class ApprovalBridge:
         if start is None or self.progress is None:
             await self.platform.reply(room_id, event_id, "not taken: this bridge does not start runs")
             return
+        key = f"{self.platform.name}:{room_id}:{event_id}"
         try:
-            workflow_id = await start(user, command.text if command is not None else text.strip())
+            workflow_id = await start(user, command.text if command is not None else text.strip(), key)
         except RunRefused as exc:
             await self.platform.reply(room_id, event_id, f"not started: {exc}")
             return
         what = f"of plan `{command.text}`" if command is not None else "planned from the question"
-        await self.platform.thread(room_id, event_id, f"Started run `{workflow_id}` {what} for {user}.")
-        task = asyncio.ensure_future(self._follow(room_id, event_id, workflow_id))
+        started = f"Started run `{workflow_id}` {what} for {user}."
+        message_id = await self.platform.thread(room_id, event_id, started)
+        task = asyncio.ensure_future(self._follow(room_id, event_id, workflow_id, message_id, started))
         self._followers.add(task)
         task.add_done_callback(self._followers.discard)
 
-    async def _follow(self, room_id: str, root_id: str, workflow_id: str) -> None:
+    async def _follow(self, room_id: str, root_id: str, workflow_id: str, message_id: str, started: str) -> None:
+        """Edit the run's progress into its ``Started run`` message ``message_id``; post the outcome as a new
+        message in the thread (an edit notifies nobody, the answer should)."""
         assert self.progress is not None
         try:
-            async for line in self.progress(workflow_id):
-                await self.platform.thread(room_id, root_id, line)
+            async for text, final in self.progress(workflow_id):
+                if final:
+                    await self.platform.thread(room_id, root_id, text)
+                else:
+                    await self.platform.edit_card(room_id, message_id, f"{started}\n\n{text}")
         except Exception as exc:  # the run goes on; only its chat progress stops
             log.warning("following run %s failed: %s", workflow_id, exc)
             await self.platform.thread(room_id, root_id, f"Stopped following run `{workflow_id}`: {exc}")

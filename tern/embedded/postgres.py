@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 with warnings.catch_warnings():  # the wheel resolves a runtime dir at import; XDG_RUNTIME_DIR is often unset
     warnings.simplefilter("ignore")
@@ -96,19 +97,24 @@ class EmbeddedPostgres:
             )
 
     def pid(self) -> int | None:
-        """PID of the running postmaster, or None when it is not running (stale pid files are ignored)."""
+        """PID of the running postmaster, or None when it is not running. A stale ``postmaster.pid`` is ignored:
+        its PID gone, a zombie (a postmaster killed and not yet reaped by its parent still answers ``kill(pid, 0)``
+        while nothing listens on the port), or reused by a process that is not ``postgres``."""
         pidfile = self.pgdata / "postmaster.pid"
         try:
             pid = int(pidfile.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            name = proc.name()
+        except psutil.NoSuchProcess:
             return None
-        except PermissionError:
+        except psutil.AccessDenied:
             return pid
-        return pid
+        return pid if "postgres" in name else None
 
     def start(self) -> int:
         """Start the server (``pg_ctl -w start``) and create the database; returns the postmaster PID."""

@@ -57,6 +57,16 @@ WITH = {"matrix": ("matrix", "bridge")}
 ComponentState = Literal["running", "stopped", "dead", "starting"]
 WORKER_GRACE_S = 15.0  # the supervisor waits this long for a stopping worker to drain (worker.main: 10 s)
 
+ONE_PARTITION = (
+    "--dynamic-config-value",
+    "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value",
+    "matching.numTaskqueueWritePartitions=1",
+)
+"""Dev server flags: one partition per task queue. Task priorities (``starters.priorities``) order tasks within a
+partition; with the default four a poller draws from one partition at random and an operator's run can wait
+behind background work queued in another. One machine needs no partitions for throughput."""
+
 
 class StackError(RuntimeError):
     """A component could not be started or stopped; the message says which, why and where its log is."""
@@ -397,6 +407,7 @@ class EmbeddedStack:
             "--log-level",
             "warn",
             "--ui-disable-news-fetch",
+            *ONE_PARTITION,
         ]
         for sa in SEARCH_ATTRIBUTES:
             cmd += ["--search-attribute", f"{sa}=Keyword"]

@@ -40,6 +40,16 @@ Approvers = Annotated[
         description="Narrow who may approve (the worker's approval policy decides; this can never widen it).",
     ),
 ]
+RequestKey = Annotated[
+    str | None,
+    Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="A key of this request, e.g. your tool call's id: sent again with the same key, no second run "
+        "starts (the first one's id comes back); the answer then carries the run's first progress.",
+    ),
+]
 MAX_READ_CHANNELS = 100
 """Most channels one ``read_channels`` call reads."""
 MAX_ARCHIVER_CHANNELS = 50
@@ -61,6 +71,7 @@ class AskArgs(_Args):
         description="Ask a human approver for the plan before any step runs "
         "(default: the setting TERN_LLM__PLAN_APPROVAL).",
     )
+    request_key: RequestKey
 
 
 class RunPlanArgs(_Args):
@@ -69,6 +80,7 @@ class RunPlanArgs(_Args):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The question the plan answers.")
     plan: Plan
     approvers: Approvers
+    request_key: RequestKey
 
 
 class RunIdArgs(_Args):
@@ -149,3 +161,4 @@ class ProposeWriteArgs(_Args):
     )
     reason: str = Field(min_length=1, max_length=2000, description="Why the write is proposed, shown to the approver.")
     approvers: Approvers
+    request_key: RequestKey

@@ -99,9 +99,20 @@ async def test_client_raw_binned_empty_unknown(store: ArchiveStore) -> None:
         assert isinstance(each[CH], EmptyRange) and isinstance(each["NO:SUCH:PV"], UnknownChannel)
 
 
+def count_requests(c: ArchiverClient) -> list[str]:
+    """The requests ``c`` sends from now on (their URLs), recorded by an httpx request hook."""
+    sent: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        sent.append(str(request.url))
+
+    c._http.event_hooks["request"].append(hook)
+    return sent
+
+
 async def test_bad_requests_are_refused_not_retried(store: ArchiveStore) -> None:
     async with serving(store) as srv, ArchiverClient(srv.url, attempts=5, backoff_s=2) as c:
-        t = time.monotonic()
+        sent = count_requests(c)
         with pytest.raises(ArchiverError, match=r"HTTP 400.*unknown binning operator 'avg'"):
             await c._get_json("/retrieval/data/getData.json", [("pv", f"avg_60({CH})")], CH)
         with pytest.raises(ArchiverError, match=r"HTTP 400.*after to"):
@@ -110,7 +121,7 @@ async def test_bad_requests_are_refused_not_retried(store: ArchiveStore) -> None
                 [("pv", CH), ("from", "2027-01-02T00:00Z"), ("to", "2027-01-01T00:00Z")],
                 CH,
             )
-        assert time.monotonic() - t < 2  # a 4xx is final: no backoff waited
+        assert len(sent) == 2, sent  # a 4xx is final: one request each, none repeated
 
 
 async def test_server_down_mid_run_retries_then_fails_clearly(store: ArchiveStore) -> None:
@@ -119,22 +130,34 @@ async def test_server_down_mid_run_retries_then_fails_clearly(store: ArchiveStor
     async with ArchiverClient(srv.url, attempts=3, backoff_s=0.1, timeout_s=2) as c:
         assert len(await c.get(CH, at(T0), at(T0 + 9.5))) == 10
         await srv.stop()  # the archiver goes away between two requests of the same client
+        sent = count_requests(c)
         t = time.monotonic()
         with pytest.raises(ArchiverUnavailable, match=f"archiver at {srv.url} did not answer after 3 attempts"):
             await c.get(CH, at(T0), at(T0 + 9.5))
-        assert time.monotonic() - t >= 0.3  # waited 0.1 + 0.2 s between the three attempts
+        assert len(sent) == 3, sent
+        assert time.monotonic() - t >= 0.3  # a lower bound only: waited 0.1 + 0.2 s between the three attempts
 
-    async def come_back() -> None:
-        await asyncio.sleep(0.5)
-        await srv.start()
+    async with ArchiverClient(srv.url, attempts=6, backoff_s=0.2, timeout_s=2) as c:
+        sent = count_requests(c)
+        second = asyncio.Event()
 
-    back = asyncio.create_task(come_back())
-    try:
-        async with ArchiverClient(srv.url, attempts=6, backoff_s=0.2, timeout_s=2) as c:
+        async def retrying(_request: httpx.Request) -> None:
+            if len(sent) >= 2:
+                second.set()
+
+        c._http.event_hooks["request"].append(retrying)
+
+        async def come_back() -> None:  # once the first attempt was refused and the client retries (no fixed sleep)
+            await second.wait()
+            await srv.start()
+
+        back = asyncio.create_task(come_back())
+        try:
             assert len(await c.get(CH, at(T0), at(T0 + 9.5))) == 10  # refused at first, answered on a retry
-    finally:
-        await back
-        await srv.stop()
+            assert len(sent) >= 2, sent
+        finally:
+            await back
+            await srv.stop()
 
 
 async def test_first_start_history_holds_the_demo_trip(pg_dsn: str) -> None:

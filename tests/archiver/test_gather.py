@@ -4,7 +4,6 @@ server, PostgreSQL, Channel Access simulator, embedded archiver over HTTP, Docke
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -80,12 +79,10 @@ async def test_one_source_down_gives_a_partial_result_within_its_time_limit(
         gather_only = Plan.model_validate({"steps": [plan.steps[0].model_dump(), {"id": "answer", "kind": "respond"}]})
         async with running_worker(temporal_env.client, s_down):
             req = AgentRunRequest(user="alice", query="q", plan=gather_only)
-            t = time.monotonic()
             handle = await temporal_env.client.start_workflow(
                 AgentRunWorkflow.run, req, id=f"run-{uuid.uuid4().hex[:10]}", task_queue=s.temporal.task_queue
             )
             result = await handle.result()
-            took = time.monotonic() - t
         gather = result.steps[0]
         assert result.status == "completed" and gather.status == "completed", gather.message
         trips, live, hist = gather.sources or []
@@ -93,7 +90,23 @@ async def test_one_source_down_gives_a_partial_result_within_its_time_limit(
         assert live.readings and live.readings[0].value is not None
         assert "2 of 3 sources; failed: hist-up (archiver_read)" in gather.message
         assert "ScheduleToClose timeout" in hist.message and "(time limit 8 s)" in hist.message, hist.message
-        assert took < 8 + 10, f"the gather step took {took:.1f} s"
+        # ended by its time limit, not by the 20 attempts: Temporal timed the read out at its schedule-to-close
+        # deadline (the history, not a wall-clock bound that a loaded machine breaks: issue 28)
+        events = [e async for e in handle.fetch_history_events()]
+        reads = {
+            e.event_id: e.activity_task_scheduled_event_attributes
+            for e in events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        }
+        timed_out = [
+            reads[e.activity_task_timed_out_event_attributes.scheduled_event_id]
+            for e in events
+            if e.HasField("activity_task_timed_out_event_attributes")
+            and e.activity_task_timed_out_event_attributes.scheduled_event_id in reads
+        ]
+        assert [(a.activity_type.name, a.schedule_to_close_timeout.ToSeconds()) for a in timed_out] == [
+            ("read_archiver", 8)
+        ]
         assert "Data sources (step data): 2 of 3 sources" in result.answer
     finally:
         await up.stop()

@@ -12,6 +12,7 @@ import uuid
 import asyncpg
 import pytest
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
 from tern.ariel import providers, store
 from tern.ariel.embeddings import BUNDLED_MINILM_INT8, HashingTestEmbedder
@@ -47,8 +48,9 @@ async def test_reembed_cancelled_midway_then_resumed_by_the_cli(
         while (await handle.query(LogbookReembedWorkflow.progress)).done < 10:  # noqa: ASYNC110 (polls a query)
             await asyncio.sleep(0.05)
         await handle.cancel()
-        with pytest.raises(WorkflowFailureError):
+        with pytest.raises(WorkflowFailureError) as cancelled:
             await handle.result()
+        assert isinstance(cancelled.value.cause, CancelledError), cancelled.value.cause  # cancelled, not failed
         # an activity in flight at the cancellation may still store its batch: wait until the count holds still
         first, stable_since = await vectors_of(loaded_pool, BUNDLED_MINILM_INT8), asyncio.get_running_loop().time()
         while asyncio.get_running_loop().time() - stable_since < 2.0:

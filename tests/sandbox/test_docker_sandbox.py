@@ -331,10 +331,9 @@ async def test_fork_bomb_hits_the_pid_limit(docker_backend: DockerBackend, limit
     host_before = len(os.listdir("/proc"))
     code = "import os\nwhile True:\n    os.fork()\n"
     result = await run(docker_backend, code, limits)
-    assert result.status in ("error", "killed", "timeout")
-    assert result.status != "ok"
-    if result.status == "error":
-        assert result.error_type == "BlockingIOError", result.feedback()
+    # the PID limit refuses a fork ("Resource temporarily unavailable"): the code fails with that error, rather
+    # than running into the wall-clock timeout or being killed for something else (issue 28)
+    assert (result.status, result.error_type) == ("error", "BlockingIOError"), result.feedback()
     assert len(os.listdir("/proc")) < host_before + limits.pids  # no runaway processes left on the host
     assert "process" in analyze(code).categories()
 
