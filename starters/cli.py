@@ -33,8 +33,10 @@ from starters.common import (
     with_run_id,
 )
 from starters.eval_cli import app as eval_app
+from starters.freeze_cli import freeze, thaw
 from starters.login_cli import login
 from starters.memory_cli import app as memory_app
+from starters.replay_cli import replay_check
 from starters.sandbox_cli import app as sandbox_app
 from starters.sim_cli import app as sim_app
 from starters.trigger_cli import app as trigger_app
@@ -54,6 +56,9 @@ app.add_typer(channels_app, name="channels")
 app.add_typer(sandbox_app, name="sandbox")
 app.command()(verify)
 app.command()(login)
+app.command()(freeze)
+app.command()(thaw)
+app.command("replay-check")(replay_check)
 app.add_typer(archiver_app, name="archiver")
 app.add_typer(memory_app, name="memory")
 app.add_typer(bridge_app, name="bridge")
@@ -121,11 +126,16 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show each component's state, PID, address and port."""
     from tern.embedded.stack import EmbeddedStack
 
-    st = EmbeddedStack(load_settings()).status()
+    s = load_settings()
+    st = EmbeddedStack(s).status()
+    freeze = _freeze_line(s) if any(c.name == "temporal" and c.state == "running" for c in st.components) else None
     if as_json:
-        print_json(st.model_dump())
+        print_json({**st.model_dump(), "write_freeze": freeze.model_dump(mode="json") if freeze else None})
     else:
         _print_stack(st)
+        if freeze is not None:
+            colour = "red" if freeze.frozen else "green"
+            out.print(f"write freeze: [{colour}]{freeze.describe()}[/{colour}]", highlight=False)
 
 
 @app.command()
@@ -146,6 +156,22 @@ def migrate(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         print_json({"applied": applied})
     else:
         out.print(f"migrated: applied {', '.join(f'{v:03d}' for v in applied)}" if applied else "schema up to date")
+
+
+def _freeze_line(s: Any) -> Any:
+    """The facility write freeze (``FreezeState``) for ``tern status``, or None when it cannot be read within a few
+    seconds (status must not hang on Temporal)."""
+    import asyncio
+
+    from starters.client import TernClient
+
+    async def go() -> Any:
+        return await (await TernClient.connect(s)).freeze_state()
+
+    try:
+        return asyncio.run(asyncio.wait_for(go(), 10))
+    except Exception:
+        return None
 
 
 def _print_stack(st: Any) -> None:

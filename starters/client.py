@@ -51,12 +51,14 @@ from tern.models import (
     ApprovalRecord,
     Decision,
 )
+from tern.models.freeze import FreezeAction, FreezeChange, FreezeState, change_digest
 from tern.models.limits import UserName
 from tern.models.plan import STEP_KINDS
 from tern.models.planning import ChannelCandidate
 from tern.models.progress import PROGRESS_MEMO, PendingSummary, RunProgress, clip_line
 from worker.connection import TemporalUnreachable, connect
 from workflows.agent_run import AgentRunWorkflow
+from workflows.facility_freeze import FacilityFreezeWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATE, RUN_USER
 
 _USER_NAME: TypeAdapter[str] = TypeAdapter(UserName)
@@ -226,10 +228,17 @@ class TernClient:
         return Signer(name=a.service_name, key=a.service_key_path, surface=surface, on_behalf_of=user)
 
     async def start_run(
-        self, request: AgentRunRequest, workflow_id: str | None = None, signer: Signer | None = None
+        self,
+        request: AgentRunRequest,
+        workflow_id: str | None = None,
+        signer: Signer | None = None,
+        *,
+        id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     ) -> WorkflowHandle[Any, Any]:
         """Start ``AgentRunWorkflow``; returns its handle (``handle.id`` is the run id). With ``signer`` the start
         carries a proof of who starts it (required when the worker's ``approval.identity`` is ``proven``).
+        ``id_reuse_policy``: Temporal's default (ALLOW_DUPLICATE: an id is refused only while its run is open);
+        triggered starts pass REJECT_DUPLICATE so a deterministic id dedups after the first run closed too.
 
         Raises :class:`TernUserError` when the proof cannot be made (no key, ssh-keygen failed)."""
         workflow_id = workflow_id or f"tern-run-{uuid.uuid4().hex[:12]}"
@@ -239,7 +248,11 @@ class TernClient:
             except ProofError as exc:
                 raise TernUserError(f"cannot sign the start: {exc}") from exc
         return await self.client.start_workflow(
-            AgentRunWorkflow.run, request, id=workflow_id, **self._start_options(request)
+            AgentRunWorkflow.run,
+            request,
+            id=workflow_id,
+            id_reuse_policy=id_reuse_policy,
+            **self._start_options(request),
         )
 
     def _start_options(self, request: AgentRunRequest) -> dict[str, Any]:
@@ -635,6 +648,71 @@ class TernClient:
                         f"{task_queue!r}"
                     )
                 await self.wait_for_worker(task_queue, wait=True, notify=notify)
+
+    async def freeze_state(self) -> FreezeState:
+        """The facility write freeze now (query ``state`` of the freeze workflow; not frozen when it was never
+        started). Raises :class:`TernUnavailable` when Temporal or a worker does not answer."""
+        handle = self.client.get_workflow_handle(self.settings.control.freeze_workflow_id)
+        try:
+            return await handle.query(FacilityFreezeWorkflow.state, rpc_timeout=QUERY_RPC_TIMEOUT)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return FreezeState()
+            raise TernUnavailable(f"cannot read the write freeze: {exc}") from exc
+
+    async def change_freeze(
+        self, action: FreezeAction, by: str, reason: str, *, surface: str = "cli", signer: Signer | None = None
+    ) -> FreezeState:
+        """Freeze (``action`` ``freeze``) or thaw every control write in the namespace, as ``by`` for ``reason``;
+        returns the new state. A freeze starts the freeze workflow when it does not exist (Update-with-Start, id
+        ``control.freeze_workflow_id``, conflict policy USE_EXISTING: one workflow however many clients race). With
+        ``signer`` the change carries a proof (required in proven identity); the recorded name is the signer's.
+
+        Raises :class:`TernUserError` for a blank reason, a freeze while frozen, a thaw while not frozen, or a
+        refused proof or permission (the reason says which); :class:`TernUnavailable` when no worker answers."""
+        change_id = f"{action}-{uuid.uuid4().hex[:16]}"
+        freeze_id = self.settings.control.freeze_workflow_id
+        try:
+            change = FreezeChange(
+                action=action,
+                by=signer.principal if signer is not None else by,
+                reason=reason,
+                change_id=change_id,
+                surface=signer.surface if signer is not None else surface,
+            )
+            if signer is not None:
+                change.proof = signer.freeze_change(freeze_id, change_id, action, change_digest(change))
+        except ValidationError as exc:
+            raise TernUserError(validation_message(exc, action)) from exc
+        except ProofError as exc:
+            raise TernUserError(f"cannot sign the {action}: {exc}") from exc
+        method = FacilityFreezeWorkflow.freeze if action == "freeze" else FacilityFreezeWorkflow.thaw
+        try:
+            if action == "freeze":
+                start = WithStartWorkflowOperation(
+                    FacilityFreezeWorkflow.run,
+                    None,
+                    id=freeze_id,
+                    task_queue=self.settings.temporal.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    static_summary="facility write freeze (tern freeze / tern thaw)",
+                )
+                return await self.client.execute_update_with_start_workflow(
+                    method, change, start_workflow_operation=start, id=change_id, rpc_timeout=UPDATE_RPC_TIMEOUT
+                )
+            handle = self.client.get_workflow_handle(freeze_id)
+            return await handle.execute_update(method, change, id=change_id, rpc_timeout=UPDATE_RPC_TIMEOUT)
+        except WorkflowUpdateFailedError as exc:
+            raise TernUserError(f"{action} refused: {exc.cause or exc}") from exc
+        except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+            raise TernUnavailable(
+                f"no worker confirmed the {action} within {UPDATE_RPC_TIMEOUT.total_seconds():g} s; it may still "
+                "take effect: check with `tern freeze --status`"
+            ) from exc
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise TernUserError("not frozen: nothing to thaw") from exc
+            raise TernUnavailable(f"cannot {action}: {exc}") from exc
 
     async def result(self, workflow_id: str) -> AgentRunResult:
         """Wait for and return the run's result. Raises :class:`TernUserError` for unknown ids."""

@@ -2,9 +2,11 @@
 
 A triggered run is an ordinary ``AgentRunWorkflow`` whose input carries the trigger and its event
 (``AgentRunRequest.trigger``); the workflow records them in the audit table (``run_triggered``) before its first
-step. Channel and webhook runs get a deterministic Workflow ID (:mod:`tern.triggers.detect`): starting an id that
-already exists raises ``WorkflowAlreadyStartedError`` in Temporal, which is the dedup
-(:func:`start_triggered` returns None then).
+step. Channel and webhook runs get a deterministic Workflow ID (:mod:`tern.triggers.detect`) and are started with
+the id-reuse policy REJECT_DUPLICATE: starting an id that was ever used in the namespace's retention, open *or
+closed*, raises ``WorkflowAlreadyStartedError``, which is the dedup (:func:`start_triggered` returns None then).
+Temporal's default, ALLOW_DUPLICATE, refuses only while the first run is open, so an event crossing again after a
+fast run closed would start a second run in the same window.
 
 Schedule triggers are Temporal Schedules with the ID ``tern-trigger-<name>`` (the schedule is the record, no
 table row): overlap policy SKIP (a run still going when the next is due makes the next one skipped), catch-up
@@ -30,7 +32,7 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleState,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -94,11 +96,17 @@ def trigger_request(
 async def start_triggered(
     client: Client, settings: TernSettings, request: AgentRunRequest, workflow_id: str
 ) -> str | None:
-    """Start ``request`` as ``workflow_id``; returns the id, or None when a run with that id exists (the dedup:
-    Temporal's default id-reuse policy refuses a second start, ``WorkflowAlreadyStartedError``)."""
+    """Start ``request`` as ``workflow_id``; returns the id, or None when a run with that id exists or existed (the
+    dedup: REJECT_DUPLICATE refuses a second start while the first is open and after it closed,
+    ``WorkflowAlreadyStartedError``). The start itself is the check, so two racing events start one run."""
     try:
         tern = TernClient(client, settings)
-        handle = await tern.start_run(request, workflow_id, signer=tern.service_signer(request.user, "trigger"))
+        handle = await tern.start_run(
+            request,
+            workflow_id,
+            signer=tern.service_signer(request.user, "trigger"),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
     except WorkflowAlreadyStartedError:
         return None
     return handle.id

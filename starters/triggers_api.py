@@ -13,7 +13,8 @@ it becomes the run's event (``AgentRunRequest.trigger.event``, with the key id a
 
 Answers: 202 ``{"status": "started", "workflow_id", "run_id"}``; 200 ``{"status": "duplicate", ...}`` when the
 same body was posted (newly signed) within the dedup window (``trigger-<name>-webhook-<bucket>-<body hash>``
-exists already); errors are JSON ``{"error": "<reason>"}``: 400 (body not a JSON object), 401 (unsigned,
+exists or existed: started with REJECT_DUPLICATE, no racing pre-check); errors are JSON
+``{"error": "<reason>"}``: 400 (body not a JSON object), 401 (unsigned,
 unknown key, outside the window, ``v1`` or bad signature), 403 (the key may not fire this trigger), 404 (no
 webhook trigger of that name), 409 (signature used before, or paused), 413 (too large), 429 (rate limit
 ``triggers.max_runs_per_minute``), 503 (Temporal unreachable). Nothing is started unless the answer is 202. A
@@ -23,6 +24,7 @@ signature once); unsigned or badly signed requests are counted and logged only (
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -64,6 +66,7 @@ def triggers_router(
     router = APIRouter()
     secrets = {k: v.get_secret_value() for k, v in settings.chat.webhook_secrets.items()}
     limiters: dict[str, RateLimiter] = {}
+    locks: dict[str, asyncio.Lock] = {}  # per trigger: count, start, give back a duplicate's slot, as one step
     counter = unsigned if unsigned is not None else UnsignedCounter()
 
     @router.post("/triggers/{name}")
@@ -110,12 +113,17 @@ def triggers_router(
             client = await temporal()
         except TernUnavailable as exc:
             return _error(503, f"Temporal cannot be reached: {exc}")
-        if await _exists(client, workflow_id):
-            return JSONResponse({"status": "duplicate", "workflow_id": workflow_id, "run_id": workflow_id})
-        if not limiter.allow(time.monotonic()):
-            reason = f"trigger {name!r} started {limiter.per_minute} runs in the last minute (rate limit)"
-            return await _refuse(db, name, key_id, 429, reason, attempt)
-        started = await start_triggered(client, settings, req, workflow_id)
+        # No existence pre-check: it raced a concurrent post. The start with REJECT_DUPLICATE is the one check, open
+        # or closed; a duplicate gives its rate-limit slot back (under the trigger's lock, so concurrent duplicates
+        # do not crowd out a distinct event).
+        async with locks.setdefault(name, asyncio.Lock()):
+            counted_at = time.monotonic()
+            if not limiter.allow(counted_at):
+                reason = f"trigger {name!r} started {limiter.per_minute} runs in the last minute (rate limit)"
+                return await _refuse(db, name, key_id, 429, reason, attempt)
+            started = await start_triggered(client, settings, req, workflow_id)
+            if started is None:
+                limiter.refund(counted_at)
         if started is None:
             return JSONResponse({"status": "duplicate", "workflow_id": workflow_id, "run_id": workflow_id})
         log.info("webhook trigger %s (key %s): started run %s", name, key_id, started)
@@ -144,16 +152,3 @@ async def _refuse(db: asyncpg.Pool, name: str, key_id: str, status: int, reason:
             ),
         )
     return _error(status, reason)
-
-
-async def _exists(client: Any, workflow_id: str) -> bool:
-    """Whether a workflow ``workflow_id`` exists (so a duplicate does not use up the rate limit)."""
-    from temporalio.service import RPCError, RPCStatusCode
-
-    try:
-        await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True

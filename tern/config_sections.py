@@ -113,6 +113,14 @@ class ControlSettings(_Section):
     )
     # Writes and safety
     writes_enabled: bool = Field(False, description="Master switch: no control write happens unless true.")
+    freeze_workflow_id: str = Field(
+        "tern-facility-freeze",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Workflow ID of the facility write freeze (tern freeze / tern thaw) in the namespace: every "
+        "worker and client of one facility must share it; writes consult it before they execute.",
+    )
     limits_path: Path = Field(DATA_DIR / "channel_limits.json", description="Limits database (JSON).")
     allow_unlisted_channels: bool = Field(
         False,
@@ -268,6 +276,15 @@ class WorkerSettings(_Section):
         "human",
         description="Worker log lines: 'human' (time, logger, level, message) or 'json' (one JSON object a line "
         "with workflow id, Tern run id, step id, request id and trace id; the worker image's default).",
+    )
+    graceful_shutdown_s: float = Field(
+        75.0,
+        gt=0,
+        le=3600,
+        description="Seconds a stopping worker (SIGTERM, a rollout) lets running activities finish before they are "
+        "cancelled and retried elsewhere; must exceed the control write's 60 s timeout (the worker refuses to "
+        "start otherwise) so no write is cut off. Keep the pod's grace period (k8s "
+        "terminationGracePeriodSeconds, compose stop_grace_period) longer still.",
     )
 
 

@@ -108,9 +108,23 @@ def test_worker_deployment_probes_drains_and_keeps_one_up() -> None:
     worker = pod["containers"][0]
     assert worker["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert worker["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    from worker.main import GRACEFUL_SHUTDOWN
+    from tern.config_sections import WorkerSettings
+    from worker.main import GRACEFUL_SHUTDOWN, WRITE_TIMEOUT
 
-    assert pod["terminationGracePeriodSeconds"] > GRACEFUL_SHUTDOWN.total_seconds()
+    default = WorkerSettings().graceful_shutdown_s
+    assert default == GRACEFUL_SHUTDOWN.total_seconds() > WRITE_TIMEOUT.total_seconds()
+    assert pod["terminationGracePeriodSeconds"] > default
+    grace = compose_doc()["services"]["tern-worker"]["stop_grace_period"]
+    assert grace.endswith("s") and float(grace[:-1]) > default
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert resources[("PodDisruptionBudget", "tern-worker")]["spec"]["minAvailable"] >= 1
     assert ("Secret", "tern-credentials") in resources
+
+
+def test_a_worker_whose_graceful_shutdown_would_cut_a_write_off_is_refused() -> None:
+    from tern.config import TernSettings
+    from worker.main import build_worker
+
+    s = TernSettings(worker={"graceful_shutdown_s": 10})
+    with pytest.raises(ValueError, match=r"worker.graceful_shutdown_s .* is 10 s: it must exceed .* \(60 s\)"):
+        build_worker(None, s, None)  # type: ignore[arg-type] - refused before either is used

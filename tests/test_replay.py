@@ -14,6 +14,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -132,3 +133,69 @@ async def test_recorded_channel_triggered_run_replays() -> None:
     replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+def _kinds(events: list[dict]) -> list[str]:
+    return [e["eventType"].removeprefix("EVENT_TYPE_") for e in events]
+
+
+def _scheduled(events: list[dict]) -> list[str]:
+    return [
+        e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+        for e in events
+        if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+    ]
+
+
+_CLOSED = {"WORKFLOW_EXECUTION_COMPLETED", "WORKFLOW_EXECUTION_FAILED", "WORKFLOW_EXECUTION_CANCELED"}
+
+# Recorded by `python -m tests.record_histories` (issue 26 finding 4): what each history must show, so a
+# re-recording that lost the case fails here rather than silently replaying something easier.
+ISSUE_26_CASES = {
+    "wait_mid_approval.json": lambda ev: (
+        "TIMER_STARTED" in _kinds(ev) and "TIMER_FIRED" not in _kinds(ev) and not _CLOSED & set(_kinds(ev))
+    ),
+    "refused_update_then_signal.json": lambda ev: (
+        any(
+            e["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED"
+            and "failure" in e["workflowExecutionUpdateCompletedEventAttributes"]["outcome"]
+            for e in ev
+        )
+        and "WORKFLOW_EXECUTION_SIGNALED" in _kinds(ev)
+        and _kinds(ev)[-1] == "WORKFLOW_EXECUTION_COMPLETED"
+        and "write_channel" in _scheduled(ev)
+    ),
+    "partial_multi_approval.json": lambda ev: (
+        _kinds(ev).count("WORKFLOW_EXECUTION_UPDATE_ACCEPTED") == 1
+        and "write_channel" not in _scheduled(ev)
+        and not _CLOSED & set(_kinds(ev))
+    ),
+    "cancelled_wait.json": lambda ev: (
+        "WORKFLOW_EXECUTION_CANCEL_REQUESTED" in _kinds(ev)
+        and _kinds(ev)[-1] == "WORKFLOW_EXECUTION_CANCELED"
+        and "cancel-state-1" in _patch_ids(ev)
+    ),
+    "frozen_write.json": lambda ev: (
+        "facility-freeze-1" in _patch_ids(ev)
+        and _scheduled(ev).count("hold_write") == 2  # frozen, then (after the signal) not frozen
+        and "WORKFLOW_EXECUTION_SIGNALED" in _kinds(ev)
+        and _kinds(ev)[-1] == "WORKFLOW_EXECUTION_COMPLETED"
+    ),
+    "approval_timer_fired.json": lambda ev: (
+        "TIMER_FIRED" in _kinds(ev)
+        and "write_channel" not in _scheduled(ev)
+        and "WORKFLOW_EXECUTION_COMPLETED" in _kinds(ev)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ISSUE_26_CASES))
+async def test_issue_26_histories_show_their_case_and_replay(name: str) -> None:
+    """Histories of the cases every deploy meets (issue 26 finding 4): runs stopped mid-wait (a plain wait, a
+    partial multi-approval), a refused Update then a Signal decision, a cancellation during the wait, a write held
+    by the facility freeze and released by its Signal, and a fired approval timer."""
+    text = (HISTORIES / name).read_text()
+    events = json.loads(text)["events"]
+    assert ISSUE_26_CASES[name](events), name
+    replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(WorkflowHistory.from_json(name, text), raise_on_replay_failure=True)

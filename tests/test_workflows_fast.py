@@ -7,6 +7,7 @@ components (test_agent_run.py, test_approval_runs.py, test_python_step.py) stay 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,8 +15,16 @@ from datetime import UTC, datetime
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import CancelledError
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from tern.approval.policy import ApprovalPolicy
@@ -31,6 +40,7 @@ from tern.models.activity_io import (
 )
 from tern.models.approval import ApprovalResolveInput, ResolvedApproval
 from tern.models.control import WriteRecord
+from tern.models.freeze import FreezeState, HoldRequest
 from tern.models.identity import IdentityMode, ProofCheck, ProofCheckInput
 from tern.models.memory import Memory, MemorySearchInput
 from tern.models.python_step import AnalyzeInput, ExecuteInput, GenerateCodeInput, GeneratedCode
@@ -38,6 +48,7 @@ from tern.sandbox.models import ExecutionResult
 from tern.sandbox.policy import PolicyReport, analyze
 from workflows.agent_run import AgentRunWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
+from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATE
 
 CHANNEL = "SR:MAG:QF:01:CURRENT:SP"
 
@@ -133,6 +144,10 @@ class Machine:
                 written_at=datetime.now(UTC),
             )
 
+        @activity.defn(name="hold_write")
+        async def hold_write(inp: HoldRequest) -> FreezeState:
+            return FreezeState()  # the facility is not frozen (tests/test_freeze.py runs the real one)
+
         @activity.defn(name="recall")
         async def recall(inp: MemorySearchInput) -> list[Memory]:
             m.recalls.append(inp)
@@ -172,6 +187,7 @@ class Machine:
             generate_code,
             execute_python,
             recall,
+            hold_write,
         ]
 
 
@@ -281,6 +297,54 @@ async def test_gate_cancel_while_waiting_closes_the_request(env) -> None:
     assert isinstance(cancelled.value.cause, CancelledError), cancelled.value.cause  # cancelled, not failed
     assert machine.writes == []
     assert [e.event_kind for e in machine.audit] == ["approval_requested", "approval_cancelled"]
+    # issue 26: the run's state says cancelled (it stayed awaiting_approval), and the approval timer has a summary
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(RUN_STATE) == "cancelled" and attrs.get(PENDING_APPROVAL) == NO_APPROVAL
+    history = await handle.fetch_history()
+    timers = [e for e in history.events if e.HasField("timer_started_event_attributes")]
+    assert len(timers) == 1
+    summary = pydantic_data_converter.payload_converter.from_payload(timers[0].user_metadata.summary, str)
+    assert summary.startswith("approval timeout: control_write request ") and "rejects at expiry" in summary
+
+
+@pytest.fixture
+async def dev_env(temporal_env) -> AsyncIterator[tuple[Client, Machine, str]]:
+    """``env`` on the dev server: the time-skipping test server does not apply parent-close policies."""
+    machine = Machine()
+    queue = f"fast-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        temporal_env.client,
+        task_queue=queue,
+        workflows=[AgentRunWorkflow, PythonExecutionWorkflow],
+        activities=machine.activities(),
+    ):
+        yield temporal_env.client, machine, queue
+
+
+async def test_terminating_a_run_cancels_its_python_step_and_audits_it(dev_env) -> None:
+    """Parent-close policy REQUEST_CANCEL: the child waiting for code approval is asked to stop (not killed
+    unrecorded by the default TERMINATE), closes its request and audits ``python_cancelled``."""
+    client, machine, queue = dev_env
+    machine.policy = ApprovalPolicy(python_approval_mode="all_code")
+    handle = await start(client, queue, plan({"id": "calc", "kind": "python", "code": "results = {}"}))
+    child = client.get_workflow_handle(AgentRunWorkflow.child_id(handle.id, "calc"))
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:  # wait on the condition: the child's code approval is pending
+        try:
+            if (await child.query(PythonExecutionWorkflow.status)).pending is not None:
+                break
+        except RPCError:
+            pass  # not started yet
+        assert asyncio.get_running_loop().time() < deadline, "the python step never asked for approval"
+        await asyncio.sleep(0.02)
+    await handle.terminate("operator stopped the run")
+    while (status := (await child.describe()).status) == WorkflowExecutionStatus.RUNNING:
+        assert asyncio.get_running_loop().time() < deadline + 30, "the python step is still running"
+        await asyncio.sleep(0.05)
+    assert status == WorkflowExecutionStatus.CANCELED
+    cancelled = [e for e in machine.audit if e.event_kind == "python_cancelled"]
+    assert [e.event_kind for e in machine.audit] == ["approval_requested", "approval_cancelled", "python_cancelled"]
+    assert cancelled[0].workflow_id == handle.id and cancelled[0].step_id == "calc"
 
 
 async def test_policy_two_approvals_then_write(env) -> None:
@@ -346,6 +410,12 @@ async def test_python_step_retries_generation_with_the_error_fed_back(env) -> No
     assert result.status == "completed", result.error
     py = result.steps[0].python
     assert [a.outcome for a in py.attempts] == ["error", "ok"]
+    # issue 26: each attempt's code travels as its digest; the last code once (the stand-in's generated code)
+    codes = ["results = {'attempt': 1}", "results = {'attempt': 2}"]
+    assert [(a.code, a.code_sha256) for a in py.attempts] == [
+        ("", hashlib.sha256(c.encode()).hexdigest()) for c in codes
+    ]
+    assert py.code == codes[1]
     assert machine.calls[0] == "generate_code:1:" and machine.calls[2].startswith("generate_code:2:")
     assert "ZeroDivisionError" in machine.calls[2]
 

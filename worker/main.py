@@ -24,6 +24,7 @@ from activities.archiver import ArchiverActivities
 from activities.ariel import ariel_activities
 from activities.bluesky import BlueskyActivities
 from activities.channel_finder import ChannelActivities
+from activities.freeze import FreezeActivities
 from activities.logbook import LogbookActivities
 from activities.memory import MemoryActivities
 from activities.planning import PlanningActivities
@@ -39,17 +40,25 @@ from worker.logs import LogContextInterceptor, configure_logging
 from worker.sdk_metrics import metrics_runtime
 from worker.telemetry import TelemetryConfigError, configure_tracing
 from workflows.agent_run import AgentRunWorkflow
+from workflows.facility_freeze import FacilityFreezeWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 from workflows.logbook_reembed import LogbookReembedWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
+from workflows.run_writes import WRITE_TIMEOUT
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 SEARCH_ATTRIBUTE_NAMES = tuple(k.name for k in SEARCH_ATTRIBUTES)
 
 log = logging.getLogger("tern.worker")
 
-WORKFLOWS: Sequence[type] = (AgentRunWorkflow, PythonExecutionWorkflow, *ARIEL_WORKFLOWS, LogbookReembedWorkflow)
-GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+WORKFLOWS: Sequence[type] = (
+    AgentRunWorkflow,
+    PythonExecutionWorkflow,
+    *ARIEL_WORKFLOWS,
+    LogbookReembedWorkflow,
+    FacilityFreezeWorkflow,
+)
+GRACEFUL_SHUTDOWN = timedelta(seconds=75)  # the default of worker.graceful_shutdown_s; longer than WRITE_TIMEOUT
 MAX_CONCURRENT_ACTIVITIES = 50  # activity slots of one worker; benchmarks.floors gives its bare worker the same
 
 
@@ -64,12 +73,21 @@ def build_worker(
     ``overrides`` maps activity names to callables (``@activity.defn(name=...)``) that replace Tern's activity
     of that name: an LLM provider such as ``generate_code`` or ``compose_answer``; tests register scripted ones
     this way. Tern's activity callables are named as their activities. Raises ``ValueError`` for a name that
-    is not one of Tern's activities.
+    is not one of Tern's activities, and when ``worker.graceful_shutdown_s`` does not exceed the control write's
+    timeout (a rollout would cancel writes in flight).
     """
+    graceful = timedelta(seconds=settings.worker.graceful_shutdown_s)
+    if graceful <= WRITE_TIMEOUT:
+        raise ValueError(
+            f"worker.graceful_shutdown_s (TERN_WORKER__GRACEFUL_SHUTDOWN_S) is {graceful.total_seconds():g} s: it must "
+            f"exceed the control write's timeout ({WRITE_TIMEOUT.total_seconds():g} s), or a rollout cuts writes off"
+        )
     agent = AgentActivities(settings, pool)
+    approvals = ApprovalActivities(settings, agent.pool)
     activities = [
         *agent.all(),
-        *ApprovalActivities(settings, agent.pool).all(),
+        *approvals.all(),
+        *FreezeActivities(approvals).all(),
         *SandboxActivities(settings, pool).all(),
         *ArchiverActivities(settings, pool).all(),
         *MemoryActivities(settings, pool).all(),
@@ -88,7 +106,7 @@ def build_worker(
         task_queue=settings.temporal.task_queue,
         workflows=list(WORKFLOWS),
         activities=[*(a for a in activities if a.__name__ not in overrides), *overrides.values()],
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        graceful_shutdown_timeout=graceful,
         interceptors=[LogContextInterceptor()],
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
     )

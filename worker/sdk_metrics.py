@@ -5,20 +5,25 @@ The SDK core records them into a :class:`temporalio.runtime.MetricBuffer` (``Tel
 on the worker's :class:`~temporalio.runtime.Runtime`; the SDK's documented way to hand its metrics to another
 system). :class:`SdkMetricsCollector` is a prometheus_client collector that drains the buffer on each scrape
 (and every :data:`DRAIN_EVERY_S` between scrapes, so the buffer never fills) and exposes what it accumulated:
-counters as Prometheus counters (deltas summed), gauges as gauges (last value), histograms as summaries (count
-and sum; the buffer hands over single observations, so no bucket layout is invented). Durations in seconds.
+counters as Prometheus counters (deltas summed), gauges as gauges (last value), histograms as Prometheus
+histograms: the buffer hands over single observations, which are sorted into :data:`HISTOGRAM_BUCKETS_S` (so
+``histogram_quantile`` gives schedule-to-start and poll-latency percentiles), with ``_sum`` and ``_count``.
+Durations in seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 from temporalio.runtime import (
     BUFFERED_METRIC_KIND_COUNTER,
     BUFFERED_METRIC_KIND_GAUGE,
@@ -28,6 +33,13 @@ from temporalio.runtime import (
     TelemetryConfig,
 )
 
+# Upper bounds (seconds; ``+Inf`` added) of the SDK histograms' buckets. The SDK core's own Prometheus exporter
+# uses 1 ms .. 60 s on a 1-2-5 scale for latencies; the tail to 1 h keeps a task-queue backlog's schedule-to-start
+# (minutes behind hour-long sandbox or ingestion work) out of the +Inf bucket. Non-duration histograms (e.g.
+# ``temporal_sticky_cache_size``-like sizes) fall in the same bounds as plain numbers.
+HISTOGRAM_BUCKETS_S = (
+    0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
 BUFFER_SIZE = 100_000  # updates held between drains (the SDK asks for tens of thousands or more)
 DRAIN_EVERY_S = 5.0
 # SDK metrics that infra/prometheus/alerts.yml uses (tests/test_worker_health.py checks a worker exposes them).
@@ -42,6 +54,7 @@ class _Family:
     doc: str
     values: dict[Labels, float] = field(default_factory=dict)  # counter: sum of deltas; gauge: last value
     counts: dict[Labels, int] = field(default_factory=dict)  # histogram: observations
+    buckets: dict[Labels, list[int]] = field(default_factory=dict)  # histogram: observations per bucket, not cumulative
 
 
 class SdkMetricsCollector(Collector):
@@ -70,6 +83,8 @@ class SdkMetricsCollector(Collector):
                 else:
                     fam.values[labels] = fam.values.get(labels, 0.0) + u.value
                     fam.counts[labels] = fam.counts.get(labels, 0) + 1
+                    per = fam.buckets.setdefault(labels, [0] * (len(HISTOGRAM_BUCKETS_S) + 1))
+                    per[bisect.bisect_left(HISTOGRAM_BUCKETS_S, u.value)] += 1  # first bound >= value (le)
             return len(updates)
 
     def collect(self) -> Iterator[Metric]:
@@ -86,10 +101,15 @@ class SdkMetricsCollector(Collector):
                     for labels, value in fam.values.items():
                         metric.add_sample(name, dict(labels), value)
                 else:
-                    metric = Metric(name, fam.doc, "summary")
+                    metric = Metric(name, fam.doc, "histogram")
                     for labels, value in fam.values.items():
-                        metric.add_sample(name + "_sum", dict(labels), value)
+                        cumulative = 0
+                        for bound, n in zip((*HISTOGRAM_BUCKETS_S, math.inf), fam.buckets[labels], strict=True):
+                            cumulative += n
+                            le = "+Inf" if bound == math.inf else floatToGoString(bound)
+                            metric.add_sample(name + "_bucket", {**dict(labels), "le": le}, cumulative)
                         metric.add_sample(name + "_count", dict(labels), fam.counts[labels])
+                        metric.add_sample(name + "_sum", dict(labels), value)
                 yield metric
 
     async def drain_periodically(self, stop: asyncio.Event) -> None:

@@ -44,6 +44,7 @@ from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATE
 
 with workflow.unsafe.imports_passed_through():
     from activities.approval import ApprovalActivities
+    from tern.agent.payload import for_result
     from tern.approval.render import finished_markdown, step_markdown
     from tern.identity.statement import start_digest
     from tern.models import (
@@ -302,7 +303,7 @@ class AgentRunWorkflow(
             status=self._status,
             query=req.query,
             user=req.user,
-            steps=self._steps,
+            steps=[for_result(s) for s in self._steps],  # attempts' code as digests, readings capped
             writes=self._writes,
             approvals=self._all_approvals(),
             ignored_decisions=self._gate.ignored,

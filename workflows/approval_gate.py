@@ -63,8 +63,12 @@ RESOLVE_RETRY = RetryPolicy(
 # Runs started before the worker-side policy existed keep their recorded behaviour on replay (the run's own
 # approver list); every new request is resolved against the policy.
 POLICY_PATCH = "approval-policy-1"
-# Runs started before chat bridges existed replay without the notify_approvers activity.
+# Runs started before chat bridges existed replay without the notify_approvers activity; a request made after the
+# upgrade in such a run is notified under the per-request id "notify-approvers-1:<step id>".
 NOTIFY_PATCH = "notify-approvers-1"
+# A run cancelled while a request waits leaves TernRunState "cancelled" (it stayed "awaiting_approval" before): one
+# more upsert command in the cancel path, which earlier cancelled histories do not hold.
+CANCEL_STATE_PATCH = "cancel-state-1"
 NOTIFY_TIMEOUT = timedelta(seconds=30)
 # Bounded: a chat outbox that cannot be reached must not hold the request; the CLI and Web UI still decide it,
 # and a bridge's reconciliation from visibility at its start catches up.
@@ -253,7 +257,9 @@ class ApprovalGate:
         )
         self.on_state("awaiting_approval", kind)
         workflow.set_current_details(pending_markdown(self.pending, workflow_id=workflow_id, now=now))
-        if workflow.patched(NOTIFY_PATCH):
+        # Per request as well, as the policy patch: patched() is memoized for the execution, so a run that replayed
+        # an unnotified request would otherwise notify nobody of every request made after the upgrade.
+        if workflow.patched(NOTIFY_PATCH) or workflow.patched(f"{NOTIFY_PATCH}:{step_id}"):
             self._notify(workflow_id, self.pending)
         decision = await self._wait(kind, base)
         if decision.decision == "approved":
@@ -294,10 +300,14 @@ class ApprovalGate:
         while True:
             try:
                 await workflow.wait_condition(
-                    lambda: self._decision is not None or bool(self._partial), timeout=timeout
+                    lambda: self._decision is not None or bool(self._partial),
+                    timeout=timeout,
+                    timeout_summary=f"approval timeout: {kind} request {pending.request_id} rejects at expiry",
                 )
             except asyncio.CancelledError:  # the run was cancelled while waiting: close the request in the audit
                 self.pending = None
+                if workflow.patched(CANCEL_STATE_PATCH):
+                    self.on_state("cancelled", NO_APPROVAL)
                 workflow.set_current_details(f"**Cancelled** while approval request `{pending.request_id}` waited")
                 await audit(
                     AuditEvent(

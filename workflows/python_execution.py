@@ -9,6 +9,7 @@ ran and produced the expected keys. Code that fails without a generator to fix i
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Literal
 
@@ -16,7 +17,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType, is_cancelled_exception
 
-from workflows.approval_gate import ApprovalGate, ApprovalHandlers, set_run_state
+from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, run_key, set_run_state
 from workflows.declined import decided_by, declined_status
 from workflows.failures import error_message
 from workflows.progress import Progress
@@ -24,8 +25,9 @@ from workflows.search_attributes import NO_APPROVAL
 
 with workflow.unsafe.imports_passed_through():
     from activities.sandbox import SandboxActivities
+    from tern.agent.payload import compact_attempt
     from tern.approval.render import finished_markdown, step_markdown
-    from tern.models import AgentRunStatus, RunState
+    from tern.models import AgentRunStatus, AuditEvent, RunState
     from tern.models.approval import CodeReview
     from tern.models.code_policy import PolicyReport
     from tern.models.execution import ExecutionResult
@@ -55,6 +57,10 @@ EXECUTE_RETRY = RetryPolicy(
     non_retryable_error_types=["SandboxUnavailable"],
 )
 
+
+# A python step cancelled by its run (or by its run's closing: parent-close policy REQUEST_CANCEL) audits
+# ``python_cancelled``; earlier cancelled children replay without that activity.
+CANCEL_AUDIT_PATCH = "python-cancel-audit-1"
 
 OutcomeStatus = Literal["completed", "rejected", "timed_out", "failed"]
 
@@ -108,9 +114,30 @@ class PythonExecutionWorkflow(ApprovalHandlers):
         """Run the step, then let every decide handler finish (a refused decision is being audited) before
         the outcome is returned."""
         self._progress.enable()
-        outcome = await self._step(inp)
+        try:
+            outcome = await self._step(inp)
+        except (asyncio.CancelledError, ActivityError) as exc:
+            if is_cancelled_exception(exc) and workflow.patched(CANCEL_AUDIT_PATCH):
+                await self._audit_cancel(inp)
+            raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return outcome
+
+    async def _audit_cancel(self, inp: PythonRunInput) -> None:
+        """Record that the step was cancelled (audit ``python_cancelled`` under the parent run's id): its parent
+        run was cancelled, or closed (terminated, timed out) and the parent-close policy REQUEST_CANCEL asked this
+        child to stop. The sandbox activity in flight is cancelled with it (its container is killed)."""
+        await audit(
+            AuditEvent(
+                event_kind="python_cancelled",
+                workflow_id=inp.workflow_id,
+                event_key=f"{run_key()}/python-cancelled",
+                step_id=inp.step_id,
+                actor=inp.user,
+                comment="python step cancelled: its run was cancelled or closed (parent-close policy REQUEST_CANCEL)",
+                details={"child_workflow_id": workflow.info().workflow_id, "attempts": len(self._attempts)},
+            )
+        )
 
     async def _step(self, inp: PythonRunInput) -> PythonStepOutcome:
         """The procedure: generate -> analyze -> approve -> execute, retried with the error fed back."""
@@ -242,7 +269,7 @@ class PythonExecutionWorkflow(ApprovalHandlers):
             code=self._code,
             analysis=self._report,
             execution=self._execution,
-            attempts=self._attempts,
+            attempts=[compact_attempt(a) for a in self._attempts],  # code once (above), not once per attempt
             approvals=self._gate.approvals,
             ignored_decisions=self._gate.ignored,
             llm_usage=self._usage,

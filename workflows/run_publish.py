@@ -14,6 +14,7 @@ from workflows.run_base import READ_RETRY, RunSteps
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
     from activities.logbook import LogbookActivities
+    from tern.agent.payload import for_composer
     from tern.models import LogbookPublishStep, RespondStep, StepResult, ValueMismatch
     from tern.models.activity_io import ComposeInput, LogbookDraftInput, LogbookPublishInput
     from tern.models.memory import Memory
@@ -36,7 +37,7 @@ LOGBOOK_RETRY = RetryPolicy(
         "PublishOutcomeUnknown",
     ],
 )
-# logbook_publish steps (new with this patch: no earlier history holds one) draft, ask and publish.
+# logbook_publish steps (new with this patch: no earlier history holds one) draft, ask and publish; deprecated.
 LOGBOOK_PUBLISH_PATCH = "logbook-publish-1"
 
 
@@ -68,7 +69,7 @@ class PublishSteps(RunSteps):
                 user=req.user,
                 query=req.query,
                 instructions=step.instructions,
-                steps=self._steps,
+                steps=[for_composer(s) for s in self._steps],  # python attempts' code as digests
                 memories=notes,
             ),
             start_to_close_timeout=COMPOSE_TIMEOUT,
@@ -85,10 +86,9 @@ class PublishSteps(RunSteps):
     async def _logbook_publish(self, step: LogbookPublishStep) -> StepResult:
         """Draft the entry (activity: checks the target and the attachments) -> approval (kind ``logbook``, the draft
         shown) -> publish once (activity). A rejected or expired request publishes nothing and says so."""
-        if not workflow.patched(LOGBOOK_PUBLISH_PATCH):
-            return StepResult(
-                step_id=step.id, kind=step.kind, status="failed", message="this worker cannot publish logbook entries"
-            )
+        # Deprecated (issue 26): the step kind came with the patch, so no history without the marker reaches here;
+        # histories with it still replay. Remove once no open run carries it (docs/how-to/upgrade-workers.md).
+        workflow.deprecate_patch(LOGBOOK_PUBLISH_PATCH)
         req, workflow_id = self._req, self._workflow_id
         inputs = [s for s in self._steps if s.step_id in step.inputs]
         figures = [

@@ -74,6 +74,9 @@ class PythonSteps(RunSteps):
                 max_attempts=step.max_attempts,
             ),
             id=self.child_id(workflow_id, step.id),
+            # A run that is terminated or times out asks its python step to stop (its sandbox container is
+            # killed) and the step audits the cancel; the default, TERMINATE, killed it with no record.
+            parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
             static_summary=f"python step {step.id} of {workflow_id}",
         )
         result = StepResult(

@@ -13,11 +13,14 @@ from temporalio.common import RetryPolicy
 from workflows.approval_gate import audit, run_key
 from workflows.declined import decided_by, declined_result
 from workflows.run_base import CA_RETRY, IDENTITY_PATCH, RunSteps
+from workflows.search_attributes import NO_APPROVAL
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
-    from tern.models import AuditEvent, ControlWriteStep, LimitsCheck, StepResult
+    from activities.freeze import FreezeActivities
+    from tern.models import AuditEvent, ControlWriteStep, LimitsCheck, RunState, StepResult
     from tern.models.activity_io import WriteCheckInput, WriteInput
+    from tern.models.freeze import HoldRequest
     from tern.models.plan import OrbitCorrectStep
     from tern.models.ring import (
         MeasuredEffect,
@@ -28,6 +31,14 @@ with workflow.unsafe.imports_passed_through():
         RingSnapshotInput,
     )
 
+# Writes consult the facility write freeze (tern freeze) before they execute; runs started before it replay
+# without the hold_write activity.
+FREEZE_PATCH = "facility-freeze-1"
+HOLD_TIMEOUT = timedelta(seconds=30)
+HOLD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)  # no write on doubt
+FREEZE_RECHECK = timedelta(minutes=10)
 WRITE_CHECK_TIMEOUT = timedelta(seconds=30)
 RING_PATCH = "ring-measured-effect-1"  # runs from before issue 23 replay without the snapshot and measurement
 RING_READ_TIMEOUT = timedelta(seconds=30)
@@ -100,6 +111,16 @@ class WriteSteps(RunSteps):
             f"(rms at the other BPMs {plan.residual_rms_mm:.3f} mm)",
         )
 
+    _thawed_epoch: int = 0  # the latest thaw's epoch (signal facility_thawed from the freeze workflow)
+
+    def _on_state(self, state: RunState, pending: str) -> None:
+        raise NotImplementedError  # AgentRunWorkflow's
+
+    @workflow.signal(name="facility_thawed")
+    def facility_thawed(self, epoch: int) -> None:
+        """The facility write freeze was thawed (epoch ``epoch``): a held write asks again and goes on."""
+        self._thawed_epoch = max(self._thawed_epoch, epoch)
+
     async def _control_write(self, step: ControlWriteStep) -> StepResult:
         """Limits check -> approval -> write (once) with verification. Skipped after a step that did not
         complete."""
@@ -148,9 +169,10 @@ class WriteSteps(RunSteps):
         )
         if decision.decision != "approved":
             return declined_result(step, decision, f"{decided_by(decision)}: {decision.comment}", check=check)
+        paused = await self._wait_while_frozen(step, decision.request_id)
         start_by: timedelta | None = None
         if decision.write_by is not None and workflow.patched(IDENTITY_PATCH):
-            start_by = decision.write_by - workflow.now()
+            start_by = decision.write_by + paused - workflow.now()  # the freeze paused the write-by deadline
             if start_by <= timedelta(0):
                 return await self._stale_approval(step, check, decision.write_by.isoformat())
         effect = check.predicted_effect
@@ -232,6 +254,62 @@ class WriteSteps(RunSteps):
                 )
             )
         return measured
+
+    async def _wait_while_frozen(self, step: ControlWriteStep, request_id: str) -> timedelta:
+        """Before the write: while the facility is frozen (``tern freeze``), wait for the thaw; returns how long the
+        write was held (its write-by deadline moves by as much). The ``hold_write`` activity asks the freeze
+        workflow, which records and audits the write as held and signals ``facility_thawed`` at the thaw; the run
+        then asks again (a re-freeze holds it again) and audits ``write_released``. A thaw signal lost to a
+        restart is caught by re-asking every ``FREEZE_RECHECK``. The approval is kept throughout."""
+        if not workflow.patched(FREEZE_PATCH):
+            return timedelta(0)
+        hold = HoldRequest(
+            workflow_id=self._workflow_id,
+            step_id=step.id,
+            channel=step.channel,
+            value=step.value,
+            request_id=request_id,
+        )
+        paused = timedelta(0)
+        while True:
+            st = await workflow.execute_activity_method(
+                FreezeActivities.hold_write,
+                hold,
+                start_to_close_timeout=HOLD_TIMEOUT,
+                retry_policy=HOLD_RETRY,
+                summary=f"write freeze? before writing {step.channel}",
+            )
+            if not st.frozen:
+                break
+            held_at, epoch = workflow.now(), st.epoch
+            self._on_state("frozen", NO_APPROVAL)
+            workflow.set_current_details(f"**Write held** (step `{step.id}`, {step.channel}): {st.describe()}")
+            try:
+                await workflow.wait_condition(
+                    lambda e=epoch: self._thawed_epoch > e,  # type: ignore[misc]
+                    timeout=FREEZE_RECHECK,
+                    timeout_summary=f"re-check the write freeze (held since epoch {epoch})",
+                )
+            except TimeoutError:
+                pass
+            paused += workflow.now() - held_at
+        if paused:
+            self._on_state("running", NO_APPROVAL)
+            await audit(
+                AuditEvent(
+                    event_kind="write_released",
+                    workflow_id=self._workflow_id,
+                    event_key=f"released:{run_key()}:{step.id}",
+                    step_id=step.id,
+                    request_id=request_id or None,
+                    actor=self._req.user,
+                    channel=step.channel,
+                    value=step.value,
+                    comment=f"write released by the thaw after {paused.total_seconds():.0f} s held",
+                    details={"held_s": paused.total_seconds()},
+                )
+            )
+        return paused
 
     async def _stale_approval(self, step: ControlWriteStep, check: LimitsCheck, write_by: str) -> StepResult:
         """The write could not start by its write-by deadline (no worker for too long): refused, audited; a new

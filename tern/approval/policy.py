@@ -132,6 +132,7 @@ class ApprovalPolicy(BaseModel):
     self_approval: dict[ApprovalKind, bool] = {}
     identity: IdentityMode = "declared"
     principals: dict[str, Principal] = {}
+    freeze_thaw: list[str] = []  # who may thaw a facility write freeze (names, group:NAME); see may_thaw
 
     _v_default = field_validator("default_approvers")(lambda cls, v: _names(v, "default_approvers"))
 
@@ -151,7 +152,7 @@ class ApprovalPolicy(BaseModel):
     @model_validator(mode="after")
     def _groups_known(self) -> ApprovalPolicy:
         for n, rule in enumerate(self.rules, start=1):
-            for name in rule.approvers + self.default_approvers:
+            for name in rule.approvers + self.default_approvers + self.freeze_thaw:
                 if name.startswith(GROUP_PREFIX) and name[len(GROUP_PREFIX) :] not in self.groups:
                     raise ValueError(f"rules[{n}]: unknown group {name!r} (groups: {', '.join(self.groups) or 'none'})")
             if rule.min_approvals > len(self.expand(rule.approvers)):
@@ -160,6 +161,16 @@ class ApprovalPolicy(BaseModel):
                     f"{len(self.expand(rule.approvers))} approver(s) it names"
                 )
         return self
+
+    def may_thaw(self, principal: str) -> bool:
+        """Whether ``principal`` may thaw a facility write freeze: one of ``freeze_thaw`` (names or ``group:NAME``)
+        when it names anyone; else anyone who may approve something (``default_approvers`` or a rule's approvers);
+        else, in an open policy, anyone. Anyone may freeze: stopping writes is always safe."""
+        if self.freeze_thaw:
+            return principal in self.expand(self.freeze_thaw)
+        if self.is_open:
+            return True
+        return principal in self.expand([*self.default_approvers, *(a for r in self.rules for a in r.approvers)])
 
     def expand(self, names: list[str]) -> list[str]:
         """Names with ``group:X`` replaced by the group's members; order kept, duplicates dropped."""

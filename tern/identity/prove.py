@@ -13,7 +13,7 @@ from pathlib import Path
 from tern.identity import ssh
 from tern.identity.statement import DEFAULT_PROOF_LIFETIME_S, canonical, make_statement, request_digest, start_digest
 from tern.models.approval import ApprovalRequest
-from tern.models.identity import Principal, Proof, ProofPurpose, Statement
+from tern.models.identity import Principal, Proof, ProofPurpose, Statement, StatementAction
 
 
 class ProofError(ValueError):
@@ -117,6 +117,22 @@ class Signer:
         """The proof starting ``run_request`` as ``workflow_id``. Raises :class:`ProofError`."""
         return self._proof(
             start_statement(workflow_id, run_request, self.name, surface=self.surface, on_behalf_of=self.on_behalf_of)
+        )
+
+    def freeze_change(self, workflow_id: str, change_id: str, action: StatementAction, digest: str) -> Proof:
+        """The proof of a facility freeze or thaw (``action``) as change ``change_id`` of the freeze workflow
+        ``workflow_id``, naming ``digest`` (:func:`tern.models.freeze.change_digest`). Raises :class:`ProofError`."""
+        return self._proof(
+            make_statement(
+                purpose="decision",
+                workflow_id=workflow_id,
+                request_id=change_id,
+                action=action,
+                digest=digest,
+                signer=self.name,
+                on_behalf_of=self.on_behalf_of,
+                surface=self.surface,
+            )
         )
 
     def decide(self, workflow_id: str, request: ApprovalRequest, approved: bool) -> Proof:

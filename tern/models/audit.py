@@ -29,6 +29,12 @@ AuditKind = Literal[
     "bluesky_refused",  # a bluesky_plan step the queue server does not allow, refused before approval
     "bluesky_plan",  # a bluesky_plan step ran: queue item, exit status and run uids in details
     "effect_unexpected",  # a magnet write's measured effect far from the predicted one (tern.ring); inverse proposed
+    "python_cancelled",  # a python step's child workflow cancelled by its run, or by its run closing
+    "facility_frozen",  # tern freeze: every control write held (run id tern-facility-freeze)
+    "facility_thawed",  # tern thaw: held writes released
+    "freeze_refused",  # a freeze or thaw whose proof or permission failed
+    "write_held",  # a write reached while frozen waits (under its run's id)
+    "write_released",  # a held write goes on after the thaw (under its run's id)
 ]
 
 

@@ -19,7 +19,8 @@ IdentityMode = Literal["declared", "proven"]
 needs a valid proof, and names come from the proof."""
 
 ProofPurpose = Literal["start", "decision"]
-StatementAction = Literal["start", "approve", "reject"]
+StatementAction = Literal["start", "approve", "reject", "freeze", "thaw"]
+"""``freeze``/``thaw``: a facility write freeze (:mod:`tern.models.freeze`), purpose ``decision``."""
 
 STATEMENT_VERSION = "tern-proof/1"
 MAX_STATEMENT_CHARS = 4_000

@@ -36,9 +36,14 @@ class PythonAttempt(BaseModel):
     """One generate-analyze-run attempt."""
 
     attempt: int
-    code: str
+    code: str = Field(
+        description="The attempt's code; empty in a step's outcome (see code_sha256), which keeps "
+        "only the last code once, in PythonStepOutcome.code."
+    )
     outcome: Literal["ok", "syntax_error", "error", "timeout", "killed", "output_limit", "missing_keys"]
     feedback: str = ""
+    code_sha256: str | None = Field(None, description="SHA-256 (hex) of the attempt's code (tern.agent.payload).")
+    code_chars: int | None = Field(None, ge=0, description="Length of the attempt's code, characters.")
 
 
 class PythonStepOutcome(BaseModel):

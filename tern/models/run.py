@@ -94,6 +94,12 @@ class StepResult(BaseModel):
         "a later channel_read step reads them through its channels_from.",
     )
     readings: list[ChannelReading] | None = None
+    readings_total: int | None = Field(
+        None,
+        ge=0,
+        description="How many readings the step took when a run's result keeps only the first of them "
+        "(tern.agent.payload.RESULT_READINGS); None: readings holds them all.",
+    )
     check: LimitsCheck | None = None
     write: WriteRecord | None = None
     measured_effect: MeasuredEffect | None = Field(

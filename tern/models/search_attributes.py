@@ -20,7 +20,11 @@ RUN_USER = "TernUser"
 NAMES = (RUN_STATE, PENDING_APPROVAL, RUN_USER)
 NO_APPROVAL = "none"
 
-RunState = Literal["running", "awaiting_approval", "completed", "rejected", "failed", "timed_out"]
-"""Values of ``TernRunStatus`` and of the status query's ``state``: where a run (or its python step) is."""
+RunState = Literal[
+    "running", "awaiting_approval", "completed", "rejected", "failed", "timed_out", "cancelled", "frozen"
+]
+"""Values of ``TernRunStatus`` and of the status query's ``state``: where a run (or its python step) is
+(``cancelled``: the run was cancelled while a request waited; ``frozen``: an approved write waits for a thaw of the
+facility write freeze)."""
 FinalRunState = Literal["completed", "rejected", "failed", "timed_out"]
 """The states a run ends in: its result's ``status`` and the last value of ``TernRunStatus``."""

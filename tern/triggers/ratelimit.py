@@ -27,3 +27,10 @@ class RateLimiter:
             return False
         self._times.append(now)
         return True
+
+    def refund(self, now: float) -> None:
+        """Give back the event counted at ``now`` by :meth:`allow` (it started nothing: a duplicate)."""
+        try:
+            self._times.remove(now)
+        except ValueError:
+            pass
