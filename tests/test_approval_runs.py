@@ -190,7 +190,9 @@ async def test_policy_file_two_approvals_per_channel_pattern_and_hot_reload(temp
 async def test_invalid_policy_file_blocks_every_approval(temporal_env, settings, tmp_path: Path) -> None:
     path = tmp_path / "policy.json"
     path.write_text('{"rules": [{"kinds": ["control_write"], "approvers": ["group:missing"]}]}')
-    channel = "SR:MAG:QF:06:CURRENT:SP"
+    # a corrector outside the ring model: a mapped magnet is refused earlier, by the effect check, which needs
+    # the policy's effect limits (tests/test_ring_runs.py)
+    channel = "SR:MAG:VCM:50:CURRENT:SP"
     before = read_value(channel)
     async with running_worker(
         temporal_env.client,

@@ -60,7 +60,7 @@ async def test_json_lines_carry_workflow_step_request_and_trace_ids(temporal_env
     wrote = [r for r in lines if r["message"].startswith(f"wrote {channel}")]
     assert len(wrote) == 1, lines
     rec = wrote[0]
-    assert rec["level"] == "INFO" and rec["logger"] == "tern.activities.agent"
+    assert rec["level"] == "INFO" and rec["logger"] == "tern.control.write"
     assert rec["workflow_id"] == handle.id and rec["run_id"] == handle.id
     assert rec["step_id"] == "write" and rec["request_id"] == st.pending.request_id
     assert rec["activity"] == "write_channel"

@@ -84,7 +84,6 @@ def test_reads_match_channel_access(ctx) -> None:
     md = epics.get_pv(name, form="time").get_with_metadata(form="time", use_monitor=False, timeout=2.0)
     assert r.timestamp is not None
     assert r.timestamp.timestamp() == pytest.approx(md["timestamp"], abs=1e-6)  # one model, one IOC clock
-    assert r.timestamp.timestamp() > time.time() + SIM_CLOCK_OFFSET_S - 120
 
 
 def test_unreachable_channel_is_reported_not_raised(ctx) -> None:

@@ -18,6 +18,8 @@ from activities.agent import AgentActivities  # noqa: E402
 from tern.control.channel_access import read_value  # noqa: E402
 from tern.models import Decision  # noqa: E402
 from tern.models.activity_io import WriteCheckInput  # noqa: E402
+from tern.ring.live import read_baseline  # noqa: E402
+from tern.ring.model import RingModel  # noqa: E402
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan  # noqa: E402
 from workflows.agent_run import AgentRunWorkflow  # noqa: E402
 
@@ -25,8 +27,12 @@ LATTICE = os.path.join(os.path.dirname(machine_data.__file__), "australian_synch
 
 
 def _independent_tune_shift(corrector_number: int, plane: int, kick_rad: float) -> tuple[float, float]:
-    """dQ of one corrector kick (pyAT directly: no Tern code), from the design lattice."""
-    ring = at.load_lattice(LATTICE)
+    """dQ of one corrector kick computed by pyAT directly, from the lattice as the session's IOC holds it now
+    (other tests leave quadrupoles and correctors changed: the present magnet currents applied through the
+    mapping, as the prediction does; the kick and the tunes are pyAT's alone)."""
+    model = RingModel()
+    model.apply(read_baseline(model))
+    ring = model.ring.deepcopy()
     ring.disable_6d()
     q0 = ring.get_tune()
     cor = [e for e in ring if isinstance(e, at.Corrector)][corrector_number - 1]
@@ -72,6 +78,7 @@ async def test_corrector_write_waits_for_approval_with_its_predicted_effect(temp
 async def test_an_unexpected_effect_is_audited_and_its_inverse_proposed_not_performed(temporal_env, settings) -> None:
     channel = "SR:MAG:VCM:13:CURRENT:SP"  # no other test writes it
     strict = settings.model_copy(update={"ring": settings.ring.model_copy(update={"unexpected_ratio": 1e-4})})
+    before = read_value(channel)
     async with running_worker(temporal_env.client, strict):
         handle = await start_run(temporal_env.client, settings, write_plan(channel, 6.0))
         st = await wait_for_state(handle, "awaiting_approval", within_s=60)
@@ -81,11 +88,11 @@ async def test_an_unexpected_effect_is_audited_and_its_inverse_proposed_not_perf
         result = await handle.result()
     step = next(r for r in result.steps if r.step_id == "write")
     assert step.measured_effect is not None and step.measured_effect.unexpected
-    assert step.measured_effect.proposed_inverse == (channel, 0.0)
+    assert step.measured_effect.proposed_inverse == (channel, before)
     assert read_value(channel) == pytest.approx(6.0)  # proposed, never performed
     rows = await audit_rows(settings.dsn, result.workflow_id)
     unexpected = [r for r in rows if r["event_kind"] == "effect_unexpected"]
-    assert len(unexpected) == 1 and json.loads(unexpected[0]["details"])["proposed_inverse"] == [channel, 0.0]
+    assert len(unexpected) == 1 and json.loads(unexpected[0]["details"])["proposed_inverse"] == [channel, before]
     assert [r["event_kind"] for r in rows].count("write") == 1
 
 
