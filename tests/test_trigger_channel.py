@@ -93,7 +93,10 @@ async def monitoring(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await pool.close()
+        try:  # close() waits for every connection to be released: one held by a cancelled callback would hang
+            await asyncio.wait_for(pool.close(), 10)
+        except TimeoutError:
+            pool.terminate()
 
 
 def _trigger(name: str, channel: str, **watch: float | str) -> TriggerDefinition:
