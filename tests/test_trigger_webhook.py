@@ -33,6 +33,10 @@ async def test_signed_post_starts_one_run_and_unsigned_posts_start_nothing(tempo
         update={
             "chat": settings.chat.model_copy(update={"webhook_secrets": secrets}),
             "temporal": settings.temporal.model_copy(update={"address": address}),
+            # one window of a day: the dedup bucket is aligned to the epoch, so with the default 60 s window the
+            # two posts below straddled a bucket boundary about once in 60 runs (and CI met it); a day-long
+            # window puts them in one bucket unless the test runs across midnight UTC
+            "triggers": settings.triggers.model_copy(update={"dedup_window_s": 86400}),
         }
     )
     env = cli_env(s, address, TERN_CHAT__WEBHOOK_SECRETS=json.dumps(SECRETS))
