@@ -46,8 +46,9 @@ from tern.models.memory import Memory, MemorySearchInput
 from tern.models.python_step import AnalyzeInput, ExecuteInput, GenerateCodeInput, GeneratedCode
 from tern.sandbox.models import ExecutionResult
 from tern.sandbox.policy import PolicyReport, analyze
+from tests.workflow_variants import QuickHeartbeatPythonExecution
 from workflows.agent_run import AgentRunWorkflow
-from workflows.python_execution import PythonExecutionWorkflow
+from workflows.python_execution import EXECUTE_HEARTBEAT, PythonExecutionWorkflow
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATE
 
 CHANNEL = "SR:MAG:QF:01:CURRENT:SP"
@@ -431,17 +432,32 @@ async def test_python_step_says_when_its_code_ran_again(env) -> None:
     assert "the code ran 2 time(s) before in interrupted attempts" in result.steps[0].message
 
 
-@pytest.mark.slow  # five real 20 s heartbeat timeouts: the time-skipping server keeps time while an activity runs
-async def test_python_step_whose_worker_keeps_dying_fails_saying_so(env) -> None:
+async def test_python_step_whose_worker_keeps_dying_fails_saying_so(time_skipping_env) -> None:
     """Every attempt's worker stops heartbeating (killed during the execution): the step fails after the retry
-    policy's attempts with a message that says what happened, not Temporal's bare "activity Heartbeat timeout"."""
-    client, machine, queue = env
+    policy's attempts with a message that says what happened, not Temporal's bare "activity Heartbeat timeout".
+
+    The time-skipping server keeps real time while an activity runs, so the python step runs with the test's own
+    heartbeat timeout and retry policy (tests/workflow_variants.py: 1 s, 3 attempts; production's 20 s x 5 took
+    100 s here); the message must name the policy's attempt count, and every attempt must have started."""
+    machine = Machine()
     machine.policy = ApprovalPolicy(python_approval_mode="disabled")
     machine.execution_hangs = True
-    handle = await start(client, queue, plan({"id": "calc", "kind": "python", "code": "results = {}"}))
-    result = await handle.result()
+    queue = f"fast-{uuid.uuid4().hex[:8]}"
+    client = time_skipping_env.client
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[AgentRunWorkflow, QuickHeartbeatPythonExecution],
+        activities=machine.activities(),
+    ):
+        handle = await start(client, queue, plan({"id": "calc", "kind": "python", "code": "results = {}"}))
+        result = await handle.result()
+    attempts = QuickHeartbeatPythonExecution.execute_retry.maximum_attempts
+    assert attempts == 3 and QuickHeartbeatPythonExecution.execute_heartbeat < EXECUTE_HEARTBEAT
     assert result.status == "failed"
-    assert "stopped heartbeating on the last of the sandbox execution's 5 attempts" in (result.error or "")
+    assert f"stopped heartbeating on the last of the sandbox execution's {attempts} attempts" in (result.error or "")
+    # one python attempt of the step, its sandbox activity started once per retry attempt
+    assert machine.calls.count("execute_python:1") == attempts
 
 
 async def test_python_step_proposed_write_is_approved_like_any_other(env) -> None:

@@ -65,22 +65,31 @@ CANCEL_AUDIT_PATCH = "python-cancel-audit-1"
 OutcomeStatus = Literal["completed", "rejected", "timed_out", "failed"]
 
 
-def execution_failure(exc: ActivityError) -> str:
+def execution_failure(exc: ActivityError, retry: RetryPolicy = EXECUTE_RETRY) -> str:
     """The step's failure message when ``execute_python`` failed for good: its error, and for a heartbeat timeout
     (the worker running the code was killed or stuck on the last attempt: Temporal's message alone says only
-    "activity Heartbeat timeout") what that means for the code."""
+    "activity Heartbeat timeout") what that means for the code. ``retry`` is the policy the activity ran under
+    (its ``maximum_attempts`` is named in the message)."""
     message = error_message(exc)
     if isinstance(exc.cause, TimeoutError) and exc.cause.type == TimeoutType.HEARTBEAT:
         return (
             f"{message}: the worker running the code stopped heartbeating on the last of the sandbox execution's "
-            f"{EXECUTE_RETRY.maximum_attempts} attempts (killed or stuck); attempts before it may have run the code"
+            f"{retry.maximum_attempts} attempts (killed or stuck); attempts before it may have run the code"
         )
     return message
 
 
 @workflow.defn
 class PythonExecutionWorkflow(ApprovalHandlers):
-    """Runs one python step; returns ``PythonStepOutcome``. Update/Signal ``decide``, query ``status``."""
+    """Runs one python step; returns ``PythonStepOutcome``. Update/Signal ``decide``, query ``status``.
+
+    ``execute_heartbeat`` and ``execute_retry`` are the sandbox execution's heartbeat timeout and retry policy,
+    class attributes so a test can register a subclass under this workflow's name with its own (shorter) ones
+    (tests/workflow_variants.py) instead of waiting out the production values in real time.
+    """
+
+    execute_heartbeat: timedelta = EXECUTE_HEARTBEAT
+    execute_retry: RetryPolicy = EXECUTE_RETRY
 
     @workflow.init
     def __init__(self, inp: PythonRunInput) -> None:
@@ -207,14 +216,14 @@ class PythonExecutionWorkflow(ApprovalHandlers):
                         expected_keys=inp.expected_keys,
                     ),
                     start_to_close_timeout=EXECUTE_TIMEOUT,
-                    heartbeat_timeout=EXECUTE_HEARTBEAT,
-                    retry_policy=EXECUTE_RETRY,
+                    heartbeat_timeout=self.execute_heartbeat,
+                    retry_policy=self.execute_retry,
                     summary=f"run in sandbox (attempt {attempt})",
                 )
             except ActivityError as exc:
                 if is_cancelled_exception(exc):
                     raise  # the run was cancelled (the activity removed the container)
-                return self._outcome("failed", execution_failure(exc))
+                return self._outcome("failed", execution_failure(exc, self.execute_retry))
             missing = [k for k in inp.expected_keys if k not in execution.results]
             if execution.ok and not missing:
                 self._attempts.append(PythonAttempt(attempt=attempt, code=code, outcome="ok"))
