@@ -38,10 +38,13 @@ async def running_worker(
         await pool.close()
 
 
-def spawn_worker(settings: TernSettings, address: str, log_path: Path, **env: str) -> subprocess.Popen[bytes]:
+def spawn_worker(
+    settings: TernSettings, address: str, log_path: Path, *, module: str = "worker.main", **env: str
+) -> subprocess.Popen[bytes]:
     """``python -m worker.main`` as a separate process (so a test can SIGKILL it) for ``settings``' task queue,
     database and simulated IOC at Temporal ``address``, writes enabled; ``env`` adds ``TERN_*`` variables.
-    Output goes to ``log_path``."""
+    ``module="tests.quick_worker"`` runs it with the workflows' test-sized heartbeat timeouts (a killed worker's
+    activity is retried sooner). Output goes to ``log_path``."""
     full = {
         **os.environ,
         "TERN_TEMPORAL__ADDRESS": address,
@@ -54,7 +57,7 @@ def spawn_worker(settings: TernSettings, address: str, log_path: Path, **env: st
         **env,
     }
     with open(log_path, "a") as fh:
-        return subprocess.Popen([sys.executable, "-m", "worker.main"], env=full, stdout=fh, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", module], env=full, stdout=fh, stderr=subprocess.STDOUT)
 
 
 async def ingest_demo(dsn: str) -> None:

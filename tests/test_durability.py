@@ -12,7 +12,10 @@ import pytest
 from tern.control.channel_access import read_value
 from tern.models import Decision
 from tests.agent_helpers import audit_rows, spawn_worker, start_run, wait_for_state, write_plan
+from tests.workflow_variants import ShortHeartbeatPythonExecution
 from workflows.agent_run import AgentRunWorkflow
+
+QUICK = "tests.quick_worker"  # workers whose workflows have test-sized heartbeat timeouts (tests/workflow_variants.py)
 
 
 async def test_worker_sigkill_while_waiting_for_approval(temporal_env, settings, tmp_path) -> None:
@@ -55,7 +58,9 @@ async def test_worker_sigkill_while_waiting_for_approval(temporal_env, settings,
 
 async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, docker_backend, tmp_path) -> None:
     """The execution activity's heartbeat lapses, a new worker retries it (removing the dead attempt's
-    container first), the run completes, and no container of the run is left."""
+    container first), the run completes, and no container of the run is left. The workers are
+    ``tests.quick_worker`` (a 5 s sandbox heartbeat timeout, production 20 s: the lapse is waited out in real
+    time); the child's history shows that timeout and the second attempt."""
     import uuid
 
     from tern.models import AgentRunRequest, Plan
@@ -75,7 +80,7 @@ async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, d
     workflow_id = f"run-{uuid.uuid4().hex[:10]}"
     log = tmp_path / "worker.log"
     labels = {"label": [f"{LABEL}=1", f"tern.run_id={workflow_id}"]}
-    first = spawn_worker(settings, address, log, TERN_CONTROL__READBACK_TIMEOUT_S="2")
+    first = spawn_worker(settings, address, log, module=QUICK, TERN_CONTROL__READBACK_TIMEOUT_S="2")
     second = None
     try:
         handle = await client.start_workflow(
@@ -89,8 +94,10 @@ async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, d
             pytest.fail("the sandbox container never started: " + log.read_text()[-2000:])
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        second = spawn_worker(settings, address, log, TERN_CONTROL__READBACK_TIMEOUT_S="2")
+        second = spawn_worker(settings, address, log, module=QUICK, TERN_CONTROL__READBACK_TIMEOUT_S="2")
         result = await asyncio.wait_for(handle.result(), timeout=120)
+        child = client.get_workflow_handle(AgentRunWorkflow.child_id(workflow_id, "slow"))
+        events = (await child.fetch_history()).events
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
@@ -98,4 +105,15 @@ async def test_worker_sigkill_during_sandbox_execution(temporal_env, settings, d
                 proc.wait(15)
     assert result.status == "completed", (result.error, log.read_text()[-3000:])
     assert result.steps[0].python.execution.results == {"done": True}
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    execute = [a for a in scheduled if a.activity_type.name == "execute_python"]
+    assert [a.heartbeat_timeout.ToTimedelta() for a in execute] == [ShortHeartbeatPythonExecution.execute_heartbeat]
+    started = [
+        e.activity_task_started_event_attributes for e in events if e.HasField("activity_task_started_event_attributes")
+    ]
+    assert any(a.attempt >= 2 for a in started)  # the execution was retried on the second worker
     assert docker_backend.client.api.containers(all=True, filters=labels) == []

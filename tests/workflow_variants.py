@@ -13,7 +13,9 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from tern.models.ariel import ReembedRequest, ReembedResult
 from tern.models.python_step import PythonRunInput, PythonStepOutcome
+from workflows.logbook_reembed import LogbookReembedWorkflow
 from workflows.python_execution import EXECUTE_RETRY, PythonExecutionWorkflow
 
 
@@ -39,3 +41,38 @@ class QuickHeartbeatPythonExecution(PythonExecutionWorkflow):
     async def run(self, inp: PythonRunInput) -> PythonStepOutcome:
         """The production procedure, unchanged."""
         return await super().run(inp)
+
+
+@workflow.defn(name="PythonExecutionWorkflow")
+class ShortHeartbeatPythonExecution(PythonExecutionWorkflow):
+    """``PythonExecutionWorkflow`` with a 5 s sandbox heartbeat timeout (production: 20 s) and production's retry
+    policy: a killed worker's attempt is retried after 5 s. The sandbox activity beats about once a second
+    (``tern.sandbox.supervision``), so a live attempt keeps a 5x margin."""
+
+    execute_heartbeat = timedelta(seconds=5)
+
+    @workflow.init
+    def __init__(self, inp: PythonRunInput) -> None:
+        super().__init__(inp)
+
+    @workflow.run
+    async def run(self, inp: PythonRunInput) -> PythonStepOutcome:
+        """The production procedure, unchanged."""
+        return await super().run(inp)
+
+
+@workflow.defn(name="LogbookReembedWorkflow")
+class ShortHeartbeatReembed(LogbookReembedWorkflow):
+    """``LogbookReembedWorkflow`` with a 10 s heartbeat timeout on ``ariel_reembed`` (production: 20 s; the
+    activity beats every 5 s, ``activities.ariel.HEARTBEAT_EVERY_S``)."""
+
+    step_heartbeat = timedelta(seconds=10)
+
+    @workflow.run
+    async def run(self, req: ReembedRequest) -> ReembedResult:
+        """The production procedure, unchanged."""
+        return await super().run(req)
+
+
+# What `python -m tests.quick_worker` registers in place of the production workflow of the same name.
+QUICK_WORKER_WORKFLOWS: tuple[type, ...] = (ShortHeartbeatPythonExecution, ShortHeartbeatReembed)

@@ -35,6 +35,13 @@ REEMBED_RETRY = RetryPolicy(
 
 @workflow.defn
 class LogbookReembedWorkflow:
+    """Re-embeds every stored entry (see the module docstring); query ``progress``.
+
+    ``step_heartbeat`` is the ``ariel_reembed`` activity's heartbeat timeout, a class attribute so a test can
+    register a subclass under this workflow's name with a shorter one (tests/workflow_variants.py)."""
+
+    step_heartbeat: timedelta = REEMBED_HEARTBEAT
+
     def __init__(self) -> None:
         self._progress = ReembedProgress()
 
@@ -53,7 +60,7 @@ class LogbookReembedWorkflow:
                     provider=req.provider, model=req.model, batch_size=req.batch_size, max_batches=req.max_batches
                 ),
                 start_to_close_timeout=REEMBED_STEP_TIMEOUT,
-                heartbeat_timeout=REEMBED_HEARTBEAT,
+                heartbeat_timeout=self.step_heartbeat,
                 retry_policy=REEMBED_RETRY,
                 summary=f"re-embed with {req.provider}/{req.model[:60]}: step {req.steps + 1}",
             )

@@ -156,15 +156,17 @@ async def test_missing_model_package_degrades_search_with_a_notice(
 async def test_reembed_survives_a_worker_sigkill(temporal_env, settings, loaded_pool: asyncpg.Pool, tmp_path) -> None:
     """The worker (a real ``python -m worker.main``, default onnx provider) is killed midway; the same workflow
     goes on when another worker starts (an activity in flight is retried after its heartbeat timeout) and ends
-    with every entry under the new model."""
+    with every entry under the new model. The workers are ``tests.quick_worker`` (a 10 s heartbeat timeout on
+    the step, production 20 s: the lapse is waited out in real time); the history shows that timeout."""
     import signal
 
     from tests.agent_helpers import spawn_worker
+    from tests.workflow_variants import ShortHeartbeatReembed
 
     client = temporal_env.client
     address = client.service_client.config.target_host
     log = tmp_path / "worker.log"
-    first, second = spawn_worker(settings, address, log), None
+    first, second = spawn_worker(settings, address, log, module="tests.quick_worker"), None
     try:
         req = ReembedRequest(provider="onnx", model="all-MiniLM-L6-v2", batch_size=2, max_batches=1)
         handle = await client.start_workflow(
@@ -178,8 +180,9 @@ async def test_reembed_survives_a_worker_sigkill(temporal_env, settings, loaded_
         first.send_signal(signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL
         assert 10 <= await vectors_of(loaded_pool, BUNDLED_MINILM_INT8) < SAMPLE_ENTRIES
-        second = spawn_worker(settings, address, log)
+        second = spawn_worker(settings, address, log, module="tests.quick_worker")
         result = await asyncio.wait_for(handle.result(), timeout=120)
+        events = (await handle.fetch_history()).events
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
@@ -187,3 +190,9 @@ async def test_reembed_survives_a_worker_sigkill(temporal_env, settings, loaded_
                 proc.wait(15)
     assert (result.stored_as, result.remaining, result.total) == (BUNDLED_MINILM_INT8, 0, SAMPLE_ENTRIES)
     assert await vectors_of(loaded_pool, BUNDLED_MINILM_INT8) == SAMPLE_ENTRIES
+    beats = {
+        e.activity_task_scheduled_event_attributes.heartbeat_timeout.ToTimedelta()
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    assert beats == {ShortHeartbeatReembed.step_heartbeat}
