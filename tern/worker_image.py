@@ -1,13 +1,17 @@
 """Building the worker image (``infra/worker/Dockerfile``) without any image registry or package index.
 
-On top of the sandbox's base image (``tern-sandbox-base:bookworm``, debootstrap and ``docker import``; built here
-when missing, see :mod:`tern.sandbox.image`): Debian's python3 and a virtual environment into which Tern and its
-dependencies are installed from wheels made on the build host by ``pip wheel`` (the host's package index
-configuration; nothing is fetched inside the build), with the extras :data:`EXTRAS` (the chat bridges' clients:
-``tern bridge slack|matrix`` runs from the image). Non-root user 10001, no compilers. The tag is
-``tern-worker:<12 hex digits>``, a hash of the Dockerfile, ``pyproject.toml`` and Tern's package files, so an
-unchanged tree is never rebuilt; a new build removes the images of earlier trees of the same checkout (label
-:data:`SOURCE_LABEL` = the checkout's path), never the images another checkout built on a shared engine.
+Two images. The lower one, ``tern-worker-deps:<hash>`` (``infra/worker/Dockerfile.deps``), holds Debian's python3
+and a virtual environment with Tern's dependencies and the extras :data:`EXTRAS` (the chat bridges' clients:
+``tern bridge slack|matrix`` runs from the image), installed from wheels made on the build host by ``pip wheel``
+(the host's package index configuration; nothing is fetched inside the build), on top of the sandbox's base image
+(``tern-sandbox-base:bookworm``, debootstrap and ``docker import``; built here when missing, see
+:mod:`tern.sandbox.image`). Its hash covers ``Dockerfile.deps``, ``pyproject.toml`` and the extras, so it is built
+only when they change. The worker image on top installs Tern's own wheel (``pip wheel --no-deps``) and checks the
+environment (``pip check``): a code change costs a wheel and a thin layer, not the ~600 MB environment. Non-root
+user 10001, no compilers. The tag is ``tern-worker:<12 hex digits>``, a hash of both Dockerfiles,
+``pyproject.toml`` and Tern's package files, so an unchanged tree is never rebuilt; a new build removes the images
+of earlier trees of the same checkout (label :data:`SOURCE_LABEL` = the checkout's path), never the images another
+checkout built on a shared engine.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from tern.sandbox.engine import docker_client, image_exists
 from tern.sandbox.image import BASE_IMAGE, ImageBuildError, build_base, docker_build
 
 REPOSITORY = "tern-worker"
+DEPS_REPOSITORY = "tern-worker-deps"
 PACKAGES = ("tern", "workflows", "activities", "worker", "starters")
 SOURCE_SUFFIXES = (".py", ".json", ".sql", ".txt")
 # Extras of pyproject.toml installed in the image: `bridge` = slack-bolt, aiohttp, matrix-nio (not `matrix`, which
@@ -52,7 +57,7 @@ def content_hash() -> str:
             f"{dockerfile} or pyproject.toml not found: build the worker image from a source checkout"
         )
     digest = hashlib.sha256()
-    files = [dockerfile, root / "pyproject.toml"]
+    files = [dockerfile, dockerfile.with_name("Dockerfile.deps"), root / "pyproject.toml"]
     for pkg in PACKAGES:
         files += sorted(
             p for p in (root / pkg).rglob("*") if p.suffix in SOURCE_SUFFIXES and "__pycache__" not in p.parts
@@ -68,8 +73,65 @@ def image_ref() -> str:
     return f"{REPOSITORY}:{content_hash()}"
 
 
+def deps_ref() -> str:
+    """``tern-worker-deps:<12 hex digits>``: SHA-256 over ``infra/worker/Dockerfile.deps``, ``pyproject.toml`` and
+    :data:`EXTRAS`, what decides the dependency environment. Raises ``ImageBuildError`` outside a source checkout."""
+    root = source_root()
+    files = [root / "infra" / "worker" / "Dockerfile.deps", root / "pyproject.toml"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ImageBuildError(f"{', '.join(missing)} not found: build the worker image from a source checkout")
+    digest = hashlib.sha256(",".join(EXTRAS).encode() + b"\0")
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return f"{DEPS_REPOSITORY}:{digest.hexdigest()[:12]}"
+
+
+def _pip_wheel(wheels: Path, target: str, *, no_deps: bool) -> None:
+    """``pip wheel`` of ``target`` (in the source checkout) into ``wheels``; ``no_deps``: Tern's wheel alone.
+    Raises ``ImageBuildError`` with pip's output when it fails."""
+    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(wheels)]
+    proc = subprocess.run(
+        [*cmd, *(["--no-deps"] if no_deps else []), target],
+        cwd=source_root(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise ImageBuildError(f"pip wheel failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def build_deps_image(
+    client: docker.DockerClient, settings: TernSettings, *, force: bool = False, progress: Callable[[str], None] = print
+) -> str:
+    """Build ``deps_ref()`` (Tern's dependencies with :data:`EXTRAS`, not Tern) unless it exists (or ``force``);
+    returns the reference. Raises ``ImageBuildError`` naming the stage that failed."""
+    ref = deps_ref()
+    if not force and image_exists(client, ref):
+        progress(f"dependency image {ref} is up to date")
+        return ref
+    if not image_exists(client, BASE_IMAGE):
+        build_base(client, settings, progress)
+    with tempfile.TemporaryDirectory(prefix="tern-worker-deps-ctx-") as ctx:
+        wheels = Path(ctx) / "wheels"
+        extras = ",".join(EXTRAS)
+        progress(f"pip wheel {source_root()}[{extras}] -> wheelhouse (dependencies)")
+        _pip_wheel(wheels, f".[{extras}]", no_deps=False)
+        for own in wheels.glob("tern-*.whl"):  # Tern itself goes into the image above
+            own.unlink()
+        shutil.copy(source_root() / "infra" / "worker" / "Dockerfile.deps", Path(ctx) / "Dockerfile")
+        progress(f"docker build -> {ref}")
+        docker_build(client, ctx, ref, progress, nocache=force, labels={SOURCE_LABEL: str(source_root())})
+    image = client.images.get(ref)
+    _remove_older(client, image.id, str(source_root()), progress, repository=DEPS_REPOSITORY)
+    return ref
+
+
 def build_worker_image(settings: TernSettings, *, force: bool = False, progress: Callable[[str], None] = print) -> str:
-    """Build the worker image unless ``image_ref()`` exists (or ``force``); returns the reference, also tagged
+    """Build the worker image unless ``image_ref()`` exists (or ``force``), on the dependency image
+    (:func:`build_deps_image`, built first when missing); returns the reference, also tagged
     ``tern-worker:latest``. Raises ``SandboxUnavailable`` when the Docker engine is unreachable and
     ``ImageBuildError`` naming the stage that failed (base image, ``pip wheel``, ``docker build``)."""
     client = docker_client(timeout_s=900)
@@ -77,31 +139,11 @@ def build_worker_image(settings: TernSettings, *, force: bool = False, progress:
     if not force and image_exists(client, ref):
         progress(f"worker image {ref} is up to date")
         return ref
-    if not image_exists(client, BASE_IMAGE):
-        build_base(client, settings, progress)
+    deps = build_deps_image(client, settings, force=force, progress=progress)
     with tempfile.TemporaryDirectory(prefix="tern-worker-ctx-") as ctx:
         wheels = Path(ctx) / "wheels"
-        extras = ",".join(EXTRAS)
-        progress(f"pip wheel {source_root()}[{extras}] -> wheelhouse")
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "-q",
-                "--disable-pip-version-check",
-                "-w",
-                str(wheels),
-                f".[{extras}]",
-            ],
-            cwd=source_root(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise ImageBuildError(f"pip wheel failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        progress(f"pip wheel --no-deps {source_root()} -> wheelhouse (Tern)")
+        _pip_wheel(wheels, ".", no_deps=True)
         shutil.copy(source_root() / "infra" / "worker" / "Dockerfile", Path(ctx) / "Dockerfile")
         progress(f"docker build -> {ref}")
         docker_build(
@@ -110,7 +152,7 @@ def build_worker_image(settings: TernSettings, *, force: bool = False, progress:
             ref,
             progress,
             nocache=force,
-            buildargs={"TERN_EXTRAS": extras},
+            buildargs={"DEPS_IMAGE": deps},
             labels={SOURCE_LABEL: str(source_root())},
         )
     image = client.images.get(ref)
@@ -120,15 +162,23 @@ def build_worker_image(settings: TernSettings, *, force: bool = False, progress:
     return ref
 
 
-def _remove_older(client: docker.DockerClient, keep_id: str, source: str, progress: Callable[[str], None]) -> None:
-    """Remove the ``tern-worker`` images built from the checkout ``source`` (label :data:`SOURCE_LABEL`) other than
-    ``keep_id`` (each holds a ~600 MB environment layer). Images of other checkouts, unlabelled images and an image
-    a container still uses stay (the engine refuses; not an error)."""
-    for old in client.images.list(name=REPOSITORY, filters={"label": f"{SOURCE_LABEL}={source}"}):
+def _remove_older(
+    client: docker.DockerClient,
+    keep_id: str,
+    source: str,
+    progress: Callable[[str], None],
+    repository: str = REPOSITORY,
+) -> None:
+    """Remove the ``repository`` images (``tern-worker``, or ``tern-worker-deps``, each holding a ~600 MB
+    environment layer) built from the checkout ``source`` (label :data:`SOURCE_LABEL`) other than ``keep_id``.
+    Images of other checkouts, unlabelled images and an image a container or another image still uses stay (the
+    engine refuses; not an error)."""
+    what = "worker image" if repository == REPOSITORY else f"{repository} image"
+    for old in client.images.list(name=repository, filters={"label": f"{SOURCE_LABEL}={source}"}):
         if old.id == keep_id:
             continue
         try:
             client.images.remove(old.id)
-            progress(f"removed the older worker image {', '.join(old.tags) or old.short_id}")
+            progress(f"removed the older {what} {', '.join(old.tags) or old.short_id}")
         except docker.errors.APIError:
             pass
