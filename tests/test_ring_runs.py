@@ -159,9 +159,16 @@ async def test_refusal_is_audited_like_a_limit_violation(temporal_env, settings)
 
 
 async def test_orbit_correct_step_moves_the_orbit_through_approved_predicted_writes(temporal_env, settings) -> None:
+    """The step's corrector writes (about 25 for this bump) each wait for approval with a prediction, are written
+    and verified, and the orbit at the BPM moves by about the requested amount. Each write's measured effect is
+    read ``ring.settle_s`` after it: the test's own 0.5 s (production 2 s, which made 50 of this test's 77 s),
+    still over twice the simulator's optics recomputation interval (``ring.sim_recompute_min_s``, 0.2 s)."""
     import asyncio
 
     from tern.models import Plan
+
+    settings = settings.model_copy(update={"ring": settings.ring.model_copy(update={"settle_s": 0.5})})
+    assert settings.ring.settle_s >= 2 * settings.ring.sim_recompute_min_s
 
     bpm = "SR:DIAG:BPM:40:POSITION:X"  # mid-ring: the bump's correctors are far from HCM 01 (stuck in tests)
     before = sum(read_value(bpm) for _ in range(3)) / 3
