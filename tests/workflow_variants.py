@@ -13,10 +13,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from tern.models.ariel import ReembedRequest, ReembedResult
-from tern.models.python_step import PythonRunInput, PythonStepOutcome
 from workflows.logbook_reembed import LogbookReembedWorkflow
 from workflows.python_execution import EXECUTE_RETRY, PythonExecutionWorkflow
+
+with workflow.unsafe.imports_passed_through():  # as the workflows import them
+    from tern.models.ariel import ReembedRequest, ReembedResult
+    from tern.models.python_step import PythonRunInput, PythonStepOutcome
 
 
 @workflow.defn(name="PythonExecutionWorkflow")
