@@ -13,12 +13,14 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from workflows.agent_run import AgentRunWorkflow
 from workflows.logbook_reembed import LogbookReembedWorkflow
 from workflows.python_execution import EXECUTE_RETRY, PythonExecutionWorkflow
 
 with workflow.unsafe.imports_passed_through():  # as the workflows import them
     from tern.models.ariel import ReembedRequest, ReembedResult
     from tern.models.python_step import PythonRunInput, PythonStepOutcome
+    from tern.models.run import AgentRunRequest, AgentRunResult
 
 
 @workflow.defn(name="PythonExecutionWorkflow")
@@ -76,5 +78,27 @@ class ShortHeartbeatReembed(LogbookReembedWorkflow):
         return await super().run(req)
 
 
+@workflow.defn(name="AgentRunWorkflow")
+class ShortHeartbeatAgentRun(AgentRunWorkflow):
+    """``AgentRunWorkflow`` with a 6 s heartbeat timeout on the Bluesky run activity (production: 20 s; the
+    activity beats every 2 s, ``activities.bluesky.HEARTBEAT_EVERY_S``, a 3x margin). Handlers and procedure are
+    the production ones."""
+
+    bluesky_heartbeat = timedelta(seconds=6)
+
+    @workflow.init
+    def __init__(self, req: AgentRunRequest) -> None:
+        super().__init__(req)
+
+    @workflow.run
+    async def run(self, req: AgentRunRequest) -> AgentRunResult:
+        """The production procedure, unchanged."""
+        return await super().run(req)
+
+
 # What `python -m tests.quick_worker` registers in place of the production workflow of the same name.
-QUICK_WORKER_WORKFLOWS: tuple[type, ...] = (ShortHeartbeatPythonExecution, ShortHeartbeatReembed)
+QUICK_WORKER_WORKFLOWS: tuple[type, ...] = (
+    ShortHeartbeatPythonExecution,
+    ShortHeartbeatReembed,
+    ShortHeartbeatAgentRun,
+)

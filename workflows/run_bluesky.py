@@ -30,7 +30,12 @@ BLUESKY_RETRY = RetryPolicy(
 
 
 class BlueskySteps(RunSteps):
-    """Handler of the ``bluesky_plan`` step kind."""
+    """Handler of the ``bluesky_plan`` step kind.
+
+    ``bluesky_heartbeat`` is the run activity's heartbeat timeout, a class attribute so a test can register a
+    subclass of the run workflow under its name with a shorter one (tests/workflow_variants.py)."""
+
+    bluesky_heartbeat: timedelta = BLUESKY_HEARTBEAT_TIMEOUT
 
     async def _bluesky_plan(self, step: BlueskyPlanStep) -> StepResult:
         """Check -> approval -> run once, followed to its end. A plan the queue server does not allow is refused
@@ -89,7 +94,7 @@ class BlueskySteps(RunSteps):
                 approver=", ".join(decision.approved_by) or decision.approver or "",
             ),
             start_to_close_timeout=BLUESKY_RUN_TIMEOUT,
-            heartbeat_timeout=BLUESKY_HEARTBEAT_TIMEOUT,
+            heartbeat_timeout=self.bluesky_heartbeat,
             retry_policy=BLUESKY_RETRY,
             summary=f"run Bluesky plan {check.call}",
         )

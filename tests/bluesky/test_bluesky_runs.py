@@ -113,19 +113,24 @@ async def test_worker_killed_mid_plan_resumes_following_and_never_submits_twice(
     temporal_env, bs_settings, api, queue_server, tmp_path
 ) -> None:
     """SIGKILL the worker while the approved plan runs: the activity's retry (after its heartbeat lapses, on a new
-    worker) finds the queue item by its idempotency key and follows it; one submission, and the plan completes."""
+    worker) finds the queue item by its idempotency key and follows it; one submission, and the plan completes.
+    The workers are ``tests.quick_worker`` (a 6 s heartbeat timeout on the run activity, production 20 s: the
+    lapse is waited out in real time, and the retry now starts while the 10 s plan still runs); the history
+    shows that timeout and the retry."""
     import asyncio
     import os
     import signal
 
     from tests.agent_helpers import spawn_worker
+    from tests.workflow_variants import ShortHeartbeatAgentRun
 
     env = {
         "TERN_BLUESKY__CONTROL_PORT": str(queue_server.control_port),
         "TERN_BLUESKY__INFO_PORT": str(queue_server.info_port),
     }
     address = temporal_env.client.service_client.config.target_host
-    first = spawn_worker(bs_settings, address, tmp_path / "worker1.log", **env)
+    quick = "tests.quick_worker"
+    first = spawn_worker(bs_settings, address, tmp_path / "worker1.log", module=quick, **env)
     second = None
     try:
         plan = _plan("count", [["det1"]], {"num": 40, "delay": 0.25})  # about 10 s
@@ -142,8 +147,9 @@ async def test_worker_killed_mid_plan_resumes_following_and_never_submits_twice(
             await asyncio.sleep(0.1)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
-        second = spawn_worker(bs_settings, address, tmp_path / "worker2.log", **env)
+        second = spawn_worker(bs_settings, address, tmp_path / "worker2.log", module=quick, **env)
         result = await asyncio.wait_for(handle.result(), 180)
+        events = (await handle.fetch_history()).events
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
@@ -155,3 +161,14 @@ async def test_worker_killed_mid_plan_resumes_following_and_never_submits_twice(
     items = await _items_for(api, handle.id)
     assert len(items) == 1 and items[0]["item_uid"] == step.bluesky.item_uid
     assert len(items[0]["result"]["run_uids"]) == 1
+    runs = [
+        e.activity_task_scheduled_event_attributes
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "run_bluesky_plan"
+    ]
+    assert [a.heartbeat_timeout.ToTimedelta() for a in runs] == [ShortHeartbeatAgentRun.bluesky_heartbeat]
+    started = [
+        e.activity_task_started_event_attributes for e in events if e.HasField("activity_task_started_event_attributes")
+    ]
+    assert any(a.attempt >= 2 for a in started)  # the run activity was retried on the second worker
