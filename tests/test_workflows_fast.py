@@ -23,7 +23,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -39,6 +39,7 @@ from tern.models.activity_io import (
     WriteInput,
 )
 from tern.models.approval import ApprovalResolveInput, ResolvedApproval
+from tern.models.bluesky import BlueskyCheckInput, PlanCheck
 from tern.models.control import WriteRecord
 from tern.models.freeze import FreezeState, HoldRequest
 from tern.models.identity import IdentityMode, ProofCheck, ProofCheckInput
@@ -72,6 +73,8 @@ class Machine:
     proof_uses: dict[str, str] = field(default_factory=dict)  # statement sha256 -> use key (single use)
     checks: list[ProofCheck] = field(default_factory=list)
     write_by_s: float = 900.0  # approval.write_by_s
+    refusal: LimitsCheck | None = None  # what check_write answers instead of allowing the write
+    plan_refusal: str | None = None  # check_bluesky_plan refuses every plan with this message (else allows it)
 
     def activities(self) -> list:
         m = self
@@ -128,7 +131,16 @@ class Machine:
         @activity.defn(name="check_write")
         async def check_write(inp: WriteCheckInput) -> LimitsCheck:
             m.calls.append("check_write")
+            if m.refusal is not None:
+                return m.refusal
             return LimitsCheck(channel=inp.channel, value=inp.value, allowed=True, current_value=1.0, units="A")
+
+        @activity.defn(name="check_bluesky_plan")
+        async def check_bluesky_plan(inp: BlueskyCheckInput) -> PlanCheck:
+            m.calls.append("check_bluesky_plan")
+            if m.plan_refusal is not None:
+                raise ApplicationError(m.plan_refusal, type="PlanRefused", non_retryable=True)
+            return PlanCheck(plan=inp.plan, call=inp.plan.name)
 
         @activity.defn(name="write_channel")
         async def write_channel(inp: WriteInput) -> WriteRecord:
@@ -181,6 +193,7 @@ class Machine:
             search_logbook,
             read_channels,
             check_write,
+            check_bluesky_plan,
             write_channel,
             compose_answer,
             analyze_code,
@@ -305,6 +318,58 @@ async def test_gate_cancel_while_waiting_closes_the_request(env) -> None:
     assert len(timers) == 1
     summary = pydantic_data_converter.payload_converter.from_payload(timers[0].user_metadata.summary, str)
     assert summary.startswith("approval timeout: control_write request ") and "rejects at expiry" in summary
+
+
+async def _run_key(handle: WorkflowHandle) -> str:
+    return f"{handle.id}/{(await handle.describe()).run_id}"
+
+
+async def test_a_write_the_limits_refuse_is_audited_before_any_approval(env) -> None:
+    """The refusal audit event, field by field (``RunSteps._audit_refusal``): its key, who, what, why."""
+    client, machine, queue = env
+    machine.refusal = LimitsCheck(
+        channel=CHANNEL, value=2.0, allowed=False, violation="above_max", message="2 > max 1.5", current_value=1.0
+    )
+    handle = await start(client, queue, plan(WRITE))
+    result = await handle.result()
+    assert result.status == "failed" and machine.writes == [] and result.approvals == []
+    assert result.steps[0].status == "refused" and result.steps[0].message == "refused (above_max): 2 > max 1.5"
+    assert machine.audit == [
+        AuditEvent(
+            event_kind="write_refused",
+            workflow_id=handle.id,
+            event_key=f"write-refused:{await _run_key(handle)}:write",
+            step_id="write",
+            actor="alice",
+            channel=CHANNEL,
+            previous_value=1.0,
+            value=2.0,
+            comment="2 > max 1.5",
+            details={"violation": "above_max"},
+        )
+    ]
+
+
+async def test_a_bluesky_plan_the_queue_server_refuses_is_audited_before_any_approval(env) -> None:
+    client, machine, queue = env
+    machine.plan_refusal = "plan 'mv' is not allowed"
+    handle = await start(
+        client, queue, plan({"id": "scan", "kind": "bluesky_plan", "plan": "mv", "args": ["motor1", 1.0]})
+    )
+    result = await handle.result()
+    assert result.steps[0].status == "refused" and result.approvals == []
+    assert result.steps[0].message == "refused: plan 'mv' is not allowed"
+    assert machine.audit == [
+        AuditEvent(
+            event_kind="bluesky_refused",
+            workflow_id=handle.id,
+            event_key=f"bluesky-refused:{await _run_key(handle)}:scan",
+            step_id="scan",
+            actor="alice",
+            comment="plan 'mv' is not allowed",
+            details={"violation": "plan_not_allowed", "plan": {"name": "mv", "args": ["motor1", 1.0], "kwargs": {}}},
+        )
+    ]
 
 
 @pytest.fixture
