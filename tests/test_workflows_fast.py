@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -204,17 +205,25 @@ class Machine:
         ]
 
 
-@pytest.fixture
-async def env(time_skipping_env) -> AsyncIterator[tuple[Client, Machine, str]]:
+@asynccontextmanager
+async def machine_worker(client: Client) -> AsyncIterator[tuple[Client, Machine, str]]:
+    """A worker for the agent-run and python-execution workflows with a fresh :class:`Machine`'s stand-ins, on a
+    task queue of its own: yields ``(client, machine, queue)``."""
     machine = Machine()
     queue = f"fast-{uuid.uuid4().hex[:8]}"
     async with Worker(
-        time_skipping_env.client,
+        client,
         task_queue=queue,
         workflows=[AgentRunWorkflow, PythonExecutionWorkflow],
         activities=machine.activities(),
     ):
-        yield time_skipping_env.client, machine, queue
+        yield client, machine, queue
+
+
+@pytest.fixture
+async def env(time_skipping_env) -> AsyncIterator[tuple[Client, Machine, str]]:
+    async with machine_worker(time_skipping_env.client) as env:
+        yield env
 
 
 def plan(*steps: dict) -> Plan:
@@ -375,15 +384,8 @@ async def test_a_bluesky_plan_the_queue_server_refuses_is_audited_before_any_app
 @pytest.fixture
 async def dev_env(temporal_env) -> AsyncIterator[tuple[Client, Machine, str]]:
     """``env`` on the dev server: the time-skipping test server does not apply parent-close policies."""
-    machine = Machine()
-    queue = f"fast-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        temporal_env.client,
-        task_queue=queue,
-        workflows=[AgentRunWorkflow, PythonExecutionWorkflow],
-        activities=machine.activities(),
-    ):
-        yield temporal_env.client, machine, queue
+    async with machine_worker(temporal_env.client) as env:
+        yield env
 
 
 async def test_terminating_a_run_cancels_its_python_step_and_audits_it(dev_env) -> None:
