@@ -30,12 +30,12 @@ import functools
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from tern import tracing
-from tern.control.channel_io import ChannelIOError, readback_name
+from tern.control.channel_io import ChannelIOError, WriteOptions, readback_name
 from tern.control.verification import (
     SmallChangeMode,
     Stamped,
@@ -373,7 +373,9 @@ class PVAccessClient:
         v = await self._call(_get, name, timeout_s)
         return structured_value(v)
 
-    async def write_channel(self, name: str, value: float, verification: Verification, **kwargs: Any) -> WriteRecord:
+    async def write_channel(
+        self, name: str, value: float, verification: Verification, **kwargs: Unpack[WriteOptions]
+    ) -> WriteRecord:
         """See :func:`write_channel` (same keyword arguments and errors). Span ``pva.write``."""
         attrs: dict[str, str | float] = {
             "pva.channel": name,
