@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 from workflows.approval_gate import (
@@ -77,7 +78,8 @@ TRIGGER_AUDIT_PATCH = "trigger-audit-1"
 STEP_OUTCOME_TO_RUN: dict[str, FinalRunState] = {"rejected": "rejected", "timed_out": "timed_out"}
 
 
-@workflow.defn
+# AutoUpgrade (a run may wait 30 days for approval; patches keep its history replayable): docs/concepts/deployments.md
+@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class AgentRunWorkflow(
     ReadSteps, PythonSteps, WriteSteps, PublishSteps, BlueskySteps, ApprovalHandlers, ProgressHandlers
 ):
