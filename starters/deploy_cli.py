@@ -168,7 +168,7 @@ def deploy_ramp(
         version, pct = _version(s, build), percentage
 
     async def go() -> dict[str, Any]:
-        await set_ramping(await _client(s), version, pct)
+        await set_ramping(await _client(s), s.worker.deployment_name, version.build_id if version else None, pct)
         return {
             "deployment": s.worker.deployment_name,
             "ramping_build_id": version.build_id if version else None,

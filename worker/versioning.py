@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from temporalio.api.enums.v1 import VersionDrainageStatus, WorkerDeploymentVersionStatus
+from temporalio.api.enums.v1 import RoutingConfigUpdateState, VersionDrainageStatus, WorkerDeploymentVersionStatus
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
     SetWorkerDeploymentCurrentVersionRequest,
@@ -38,7 +38,9 @@ log = logging.getLogger("tern.worker.versioning")
 
 IDENTITY = "tern"
 PROMOTE_TIMEOUT_S = 30.0
-"""How long :func:`promote` waits for the server to know a version that has just started polling."""
+"""How long :func:`promote_on_start` waits for the server to know a version that has just started polling."""
+PROPAGATION_TIMEOUT_S = 30.0
+"""How long a routing change (current, ramping) may take to reach every task queue of the deployment."""
 
 
 class DeploymentError(RuntimeError):
@@ -85,6 +87,7 @@ async def set_current(
                     identity=identity,
                 )
             )
+            await wait_routed(client, version.deployment_name)
             prev = resp.previous_deployment_version.build_id
             return prev or None
         except RPCError as exc:
@@ -99,29 +102,51 @@ async def set_current(
 
 
 async def set_ramping(
-    client: Client, version: WorkerDeploymentVersion | None, percentage: float, *, identity: str = IDENTITY
+    client: Client, deployment_name: str, build_id: str | None, percentage: float, *, identity: str = IDENTITY
 ) -> None:
-    """Send ``percentage`` (0-100) of new runs to ``version`` while the rest go to the current version
-    (``SetWorkerDeploymentRampingVersion``); ``version`` None with 0 removes the ramp. Raises ``ValueError`` for a
-    percentage outside 0-100 and :class:`DeploymentError` with the server's reason."""
+    """Send ``percentage`` (0-100) of new runs of the deployment to version ``build_id`` while the rest go to the
+    current version (``SetWorkerDeploymentRampingVersion``), and wait for the change to reach every task queue
+    (:func:`wait_routed`); ``build_id`` None with 0 removes the ramp. Raises ``ValueError`` for a percentage outside
+    0-100 or a ramp above 0 without a build id, and :class:`DeploymentError` with the server's reason."""
     if not 0 <= percentage <= 100:
         raise ValueError(f"ramp percentage must be 0-100, got {percentage:g}")
-    name = version.deployment_name if version else None
-    if version is None and percentage != 0:
+    if build_id is None and percentage != 0:
         raise ValueError("a ramp above 0 % needs a build id")
     try:
         await client.workflow_service.set_worker_deployment_ramping_version(
             SetWorkerDeploymentRampingVersionRequest(
                 namespace=client.namespace,
-                deployment_name=name or "",
-                build_id=version.build_id if version else "",
+                deployment_name=deployment_name,
+                build_id=build_id or "",
                 percentage=percentage,
                 identity=identity,
             )
         )
     except RPCError as exc:
-        what = f"{version.to_canonical_string()} at {percentage:g} %" if version else "no version"
+        what = f"{deployment_name}.{build_id} at {percentage:g} %" if build_id else f"{deployment_name}: no version"
         raise DeploymentError(f"cannot ramp {what} in namespace {client.namespace!r}: {exc.message}") from exc
+    await wait_routed(client, deployment_name)
+
+
+async def wait_routed(client: Client, deployment_name: str, timeout_s: float = PROPAGATION_TIMEOUT_S) -> None:
+    """Wait until the deployment's last routing change has reached all its task queues
+    (``routing_config_update_state`` COMPLETED in ``DescribeWorkerDeployment``): until then a task may still go to
+    the version that was current before. Raises :class:`DeploymentError` after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        resp = await client.workflow_service.describe_worker_deployment(
+            DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment_name)
+        )
+        state = resp.worker_deployment_info.routing_config_update_state
+        if state != RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_IN_PROGRESS:
+            return
+        if loop.time() > deadline:
+            raise DeploymentError(
+                f"deployment {deployment_name!r}: the routing change has not reached every task queue after "
+                f"{timeout_s:g} s; `tern deploy status` shows when it has"
+            )
+        await asyncio.sleep(0.2)
 
 
 VersionRole = Literal["current", "ramping", "draining", "drained", "inactive"]
