@@ -37,7 +37,7 @@ def _calls_in_sources() -> dict[str, str]:
             ):
                 for t in node.targets:
                     if isinstance(t, ast.Name) and t.id.endswith("_PATCH"):
-                        consts[t.id] = value.value
+                        consts[t.id] = node.value.value
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
