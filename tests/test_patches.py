@@ -15,7 +15,7 @@ from pathlib import Path
 
 from temporalio.worker import Replayer, Worker
 
-from starters.deploy_cli import patch_report
+from starters.patches import patch_report
 from tests.versioned_workflows import MarkerDeprecated, MarkerPatched, MarkerRemoved, PatchedWaiting
 from workflows.patches import PATCHES, PER_STEP_FAMILIES, family
 
