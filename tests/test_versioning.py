@@ -140,9 +140,14 @@ async def test_pinned_run_stays_on_its_build_auto_upgrade_moves_and_status_count
 
 @asynccontextmanager
 async def _tern_worker(client: Client, settings: TernSettings, version: WorkerDeploymentVersion) -> AsyncIterator[None]:
+    """A Tern worker as ``worker.main.run_worker`` builds it: its deployment config from the settings."""
+    from worker.versioning import deployment_config
+
     pool = await create_pool(settings.dsn)
+    names = {"deployment_name": version.deployment_name, "build_id": version.build_id}
+    worker = settings.worker.model_copy(update=names)
     try:
-        deployment = WorkerDeploymentConfig(version=version, use_worker_versioning=True)
+        deployment = deployment_config(settings.model_copy(update={"worker": worker}))
         async with build_worker(client, settings, pool, deployment=deployment):
             yield
     finally:
@@ -192,13 +197,22 @@ async def test_agent_run_waiting_for_approval_moves_to_the_new_build(temporal_en
     assert info.deployment_version.build_id == "B"
 
 
-def test_every_tern_workflow_type_names_its_versioning_behaviour() -> None:
-    """A versioned worker refuses a type without one; Tern chose AutoUpgrade for each (docs/concepts/deployments.md)."""
+def test_tern_workflow_types_are_auto_upgrade_through_the_worker_default(tmp_path: Path) -> None:
+    """No Tern type names a behaviour on its ``@workflow.defn`` (an unversioned worker's completion naming one is
+    refused by the server); the versioned worker's default makes each AutoUpgrade (docs/concepts/deployments.md)."""
     from temporalio.workflow import _Definition
 
-    assert {t.__name__: _Definition.must_from_class(t).versioning_behavior for t in WORKFLOWS} == dict.fromkeys(
-        (t.__name__ for t in WORKFLOWS), VersioningBehavior.AUTO_UPGRADE
-    )
+    from worker.versioning import deployment_config
+
+    for t in WORKFLOWS:
+        assert _Definition.must_from_class(t).versioning_behavior == VersioningBehavior.UNSPECIFIED, t.__name__
+    s = TernSettings(data_dir=tmp_path, worker={"build_id": "b-1", "deployment_name": "d"})
+    config = deployment_config(s)
+    assert config is not None and config.use_worker_versioning
+    assert config.default_versioning_behavior == VersioningBehavior.AUTO_UPGRADE
+    assert config.version == WorkerDeploymentVersion("d", "b-1")
+    off = s.model_copy(update={"worker": s.worker.model_copy(update={"versioning": False})})
+    assert deployment_config(off) is None
 
 
 async def test_promote_refuses_a_version_without_workers(temporal_env) -> None:

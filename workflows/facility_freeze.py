@@ -23,7 +23,6 @@ from datetime import timedelta
 from typing import Literal
 
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ApplicationError
 
 from workflows.approval_gate import AUDIT_RETRY, audit, run_key
@@ -44,8 +43,7 @@ THAWED_SIGNAL = "facility_thawed"
 """Signal a thaw sends to each run holding a write (``AgentRunWorkflow.facility_thawed``), with the new epoch."""
 
 
-# AutoUpgrade (lives until thawed, for any length of time): docs/concepts/deployments.md
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class FacilityFreezeWorkflow:
     """Holds the facility's write freeze (see the module docstring)."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -53,8 +53,7 @@ RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interv
 ENHANCE_MAX_STEPS = 1000  # activity calls per enhancement kind in one run (each does up to max_batches)
 
 
-# AutoUpgrade (a stranded Pinned batch would wait for a build that a rollout removed): docs/concepts/deployments.md
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class LogbookIngestionWorkflow:
     def __init__(self) -> None:
         self._progress = IngestionProgress()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.ariel import ArielActivities
@@ -33,8 +33,7 @@ REEMBED_RETRY = RetryPolicy(
 )
 
 
-# AutoUpgrade (a stranded Pinned batch would wait for a build that a rollout removed): docs/concepts/deployments.md
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class LogbookReembedWorkflow:
     def __init__(self) -> None:
         self._progress = ReembedProgress()

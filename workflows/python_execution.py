@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Literal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType, is_cancelled_exception
 
 from workflows.approval_gate import ApprovalGate, ApprovalHandlers, audit, run_key, set_run_state
@@ -78,8 +78,7 @@ def execution_failure(exc: ActivityError) -> str:
     return message
 
 
-# AutoUpgrade (waits for code approval as long as its parent; moves with it): docs/concepts/deployments.md
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class PythonExecutionWorkflow(ApprovalHandlers):
     """Runs one python step; returns ``PythonStepOutcome``. Update/Signal ``decide``, query ``status``."""
 
