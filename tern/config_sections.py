@@ -303,11 +303,12 @@ class WorkerSettings(_Section):
         description="Build id of this worker's version; unset: TERN_IMAGE_TAG when set (the image's tag), else "
         "the git commit of the checkout, else the package version and a digest of the workflow sources.",
     )
-    promote_on_start: Literal["never", "first", "always"] = Field(
+    promote_on_start: Literal["never", "first", "newest", "always"] = Field(
         "first",
         description="Make the worker's version current once it polls: 'never' (promote with `tern deploy "
-        "current`), 'first' (only when the deployment has no current version yet: a first install), 'always' "
-        "(`tern up` sets it, so the embedded stack's new build serves at once).",
+        "current`), 'first' (only when the deployment has no current version yet: a first install), 'newest' "
+        "(unless the current version first polled after this one: the Kubernetes manifest's rolling update), "
+        "'always' (`tern up` sets it, so the embedded stack's new build serves at once).",
     )
 
 

@@ -244,3 +244,38 @@ def test_build_id_order(tmp_path: Path) -> None:
     for bad in ("", "has space", "a/b"):
         with pytest.raises(BuildIdError, match="TERN_IMAGE_TAG" if bad else "worker.build_id"):
             resolve_build_id(None if bad else "", {"TERN_IMAGE_TAG": bad} if bad else {})
+
+
+async def test_promote_on_start_newest_keeps_a_newer_current_version(temporal_env, tmp_path: Path) -> None:
+    """``newest`` (the Kubernetes manifest's mode): a new build takes the routing once it polls; an old build's pod
+    restarting afterwards leaves it; ``always`` takes it back (a rollback), ``never`` does nothing."""
+    from worker.versioning import promote_on_start
+
+    client = temporal_env.client
+    deployment, tq = f"dep-{uuid.uuid4().hex[:8]}", f"tq-{uuid.uuid4().hex[:8]}"
+
+    def settings(build: str, mode: str) -> TernSettings:
+        return TernSettings(
+            data_dir=tmp_path, worker={"deployment_name": deployment, "build_id": build, "promote_on_start": mode}
+        )
+
+    async def current() -> str | None:
+        info = await describe(client, deployment)
+        return info.current_build_id if info else None
+
+    async with _worker(client, tq, _version(deployment, "A"), [AutoA]):
+        assert (
+            await promote_on_start(client, settings("A", "newest")) == f"made {deployment}.A current (was unversioned)"
+        )
+        assert await current() == "A"
+        async with _worker(client, tq, _version(deployment, "B"), [AutoB]):
+            assert await promote_on_start(client, settings("B", "never")) is None
+            assert await current() == "A"
+            assert await promote_on_start(client, settings("B", "newest")) == f"made {deployment}.B current (was A)"
+            assert await current() == "B"
+            left = await promote_on_start(client, settings("A", "newest"))  # an old pod restarting
+            assert left is not None and left.startswith("left B current")
+            assert await current() == "B"
+            assert await promote_on_start(client, settings("B", "always")) is None  # already current: no change
+            assert await promote_on_start(client, settings("A", "always")) == f"made {deployment}.A current (was B)"
+            assert await current() == "A"

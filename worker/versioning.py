@@ -269,9 +269,12 @@ async def describe(client: Client, deployment_name: str) -> DeploymentInfo | Non
 
 
 async def promote_on_start(client: Client, settings: TernSettings) -> str | None:
-    """After the worker polls: make its version current as ``worker.promote_on_start`` says ('never', 'first':
-    only when the deployment has no current version, 'always'). Returns what was done, for the log, or None.
-    Raises :class:`DeploymentError` when the server refuses."""
+    """After the worker polls: make its version current as ``worker.promote_on_start`` says ('never'; 'first':
+    only when the deployment has no current version; 'newest': unless the current version was created (first
+    polled) after this one, so an old pod restarting during a rollout does not take the routing back, and a
+    rollback is an explicit ``tern deploy current``; 'always'). Returns what was done, for the log, or None.
+    Raises :class:`DeploymentError` when the server refuses, or ('newest') does not list this version within
+    :data:`PROMOTE_TIMEOUT_S`."""
     mode = settings.worker.promote_on_start
     if not settings.worker.versioning or mode == "never":
         return None
@@ -280,10 +283,47 @@ async def promote_on_start(client: Client, settings: TernSettings) -> str | None
         info = await _describe_routing(client, version.deployment_name)
         if info is not None:
             return None
+    if mode == "newest":
+        newer = await _newer_current(client, version)
+        if newer is not None:
+            return f"left {newer} current: it is newer than {version.build_id} (worker.promote_on_start=newest)"
     prev = await set_current(client, version, timeout_s=PROMOTE_TIMEOUT_S)
     if prev == version.build_id:
         return None
     return f"made {version.to_canonical_string()} current (was {prev or 'unversioned'})"
+
+
+async def _newer_current(client: Client, version: WorkerDeploymentVersion) -> str | None:
+    """The deployment's current build id when that version was created after ``version``; None when there is no
+    current version, it is ``version``, or it is older. Waits (backoff 0.2-2 s, :data:`PROMOTE_TIMEOUT_S`) for the
+    server to list ``version``, which it does once the worker has polled."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PROMOTE_TIMEOUT_S
+    delay = 0.2
+    while True:
+        try:
+            resp = await client.workflow_service.describe_worker_deployment(
+                DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=version.deployment_name)
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise DeploymentError(f"cannot describe deployment {version.deployment_name!r}: {exc.message}") from exc
+            resp = None
+        if resp is not None:
+            info = resp.worker_deployment_info
+            current = info.routing_config.current_deployment_version.build_id
+            if not current or current == version.build_id:
+                return None
+            created = {s.deployment_version.build_id: s.create_time.ToDatetime() for s in info.version_summaries}
+            if version.build_id in created and current in created:
+                return current if created[current] > created[version.build_id] else None
+        if loop.time() + delay >= deadline:
+            raise DeploymentError(
+                f"deployment {version.deployment_name!r} does not list version {version.build_id} after "
+                f"{PROMOTE_TIMEOUT_S:g} s (a version is listed once its worker polls)"
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 async def _describe_routing(client: Client, deployment_name: str) -> str | None:
