@@ -279,3 +279,61 @@ async def test_promote_on_start_newest_keeps_a_newer_current_version(temporal_en
             assert await promote_on_start(client, settings("B", "always")) is None  # already current: no change
             assert await promote_on_start(client, settings("A", "always")) == f"made {deployment}.A current (was B)"
             assert await current() == "A"
+
+
+def _cli(address: str, deployment: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    from tests.conftest import env_without_services
+
+    env = env_without_services(
+        tmp_path / "data", TERN_TEMPORAL__ADDRESS=address, TERN_WORKER__DEPLOYMENT_NAME=deployment
+    )
+    cmd = [sys.executable, "-m", "starters.cli", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+async def test_deploy_current_and_ramp_commands(temporal_env, tmp_path: Path) -> None:
+    """``tern deploy current/ramp --json`` change the routing the server reports (read back with the describe RPC
+    here); bad input exits 2 before any call, a version without workers exits 1 naming it."""
+    client = temporal_env.client
+    address = client.service_client.config.target_host
+    deployment, tq = f"dep-{uuid.uuid4().hex[:8]}", f"tq-{uuid.uuid4().hex[:8]}"
+
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(_cli, address, deployment, tmp_path, "deploy", *args)
+
+    async def routing() -> tuple[str | None, str | None, float | None]:
+        info = await describe(client, deployment)
+        assert info is not None
+        return info.current_build_id, info.ramping_build_id, info.ramp_percentage
+
+    async with (
+        _worker(client, tq, _version(deployment, "A"), [AutoA]),
+        _worker(client, tq, _version(deployment, "B"), [AutoB]),
+    ):
+        await set_current(client, _version(deployment, "A"), timeout_s=30)
+        proc = await cli("current", "B", "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == {"deployment": deployment, "current_build_id": "B", "previous": "A"}
+        assert await routing() == ("B", None, None)
+
+        proc = await cli("ramp", "A", "25", "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == {"deployment": deployment, "ramping_build_id": "A", "percentage": 25}
+        assert await routing() == ("B", "A", 25)
+
+        proc = await cli("ramp", "--off", "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["ramping_build_id"] is None
+        assert await routing() == ("B", None, None)
+
+        for args, message in (
+            (("ramp", "A", "101"), "PERCENTAGE must be 0-100, got 101"),
+            (("ramp", "A"), "needs BUILD and PERCENTAGE"),
+            (("ramp", "--off", "A"), "--off takes no BUILD"),
+            (("current", "a/b"), "build id 'a/b'"),
+        ):
+            proc = await cli(*args)
+            assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        proc = await cli("current", "nobody")
+        assert proc.returncode == 1 and f"{deployment}.nobody" in proc.stderr, proc.stderr
+        assert await routing() == ("B", None, None)
