@@ -152,7 +152,7 @@ def build_worker_image(settings: TernSettings, *, force: bool = False, progress:
             ref,
             progress,
             nocache=force,
-            buildargs={"DEPS_IMAGE": deps},
+            buildargs={"DEPS_IMAGE": deps, "TERN_IMAGE_TAG": ref.rpartition(":")[2]},  # TAG: the workers' build id
             labels={SOURCE_LABEL: str(source_root())},
         )
     image = client.images.get(ref)
