@@ -174,6 +174,7 @@ async def test_orbit_correct_step_moves_the_orbit_through_approved_predicted_wri
         }
     )
     approved = 0
+    shown = []  # each request's plan as the whole (issue 23): the corrector set still to come
     async with running_worker(temporal_env.client, settings):
         handle = await start_run(temporal_env.client, settings, plan)
         result_task = asyncio.ensure_future(handle.result())
@@ -182,6 +183,7 @@ async def test_orbit_correct_step_moves_the_orbit_through_approved_predicted_wri
             if st.state == "awaiting_approval" and st.pending is not None:
                 assert st.pending.write is not None and st.pending.write.predicted_effect is not None
                 assert st.pending.write.predicted_effect.predicted
+                shown.append(st.pending.write.plan_effect)
                 await handle.execute_update(
                     AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
                 )
@@ -192,6 +194,12 @@ async def test_orbit_correct_step_moves_the_orbit_through_approved_predicted_wri
     assert step.status == "completed", step.message
     assert step.sources and len(step.sources) == approved >= 2
     assert all(r.write is not None and r.write.verified for r in step.sources)
+    channels = [r.write.channel for r in step.sources]
+    assert shown[0] is not None and list(shown[0].writes) == channels  # the first request carries the whole set
+    assert shown[0].combined.predicted and set(shown[0].per_write) == set(channels)
+    assert [list(p.writes) if p else [] for p in shown[1:-1]] == [channels[n:] for n in range(1, len(channels) - 1)]
+    assert all(not p.per_write for p in shown[1:-1])  # each write alone: once, at the first request
+    assert shown[-1] is None  # the last write alone
     moved = sum(read_value(bpm) for _ in range(3)) / 3 - before
     assert 0.2 < moved < 0.4, moved  # requested +0.3 mm; the machine's errors and BPM noise allow some miss
     for r in step.sources:  # leave the correctors as found

@@ -40,7 +40,10 @@ HOLD_RETRY = RetryPolicy(
 )  # no write on doubt
 FREEZE_RECHECK = timedelta(minutes=10)
 WRITE_CHECK_TIMEOUT = timedelta(seconds=30)
+WRITE_CHECK_PLAN_TIMEOUT = timedelta(minutes=3)  # with a plan's later writes: one pyAT prediction per write
 RING_PATCH = "ring-measured-effect-1"  # runs from before issue 23 replay without the snapshot and measurement
+# A write's check carries the plan's later writes (predicted as the whole); runs from before check each alone.
+PLAN_EFFECT_PATCH = "ring-plan-effect-1"
 RING_READ_TIMEOUT = timedelta(seconds=30)
 RING_MEASURE_TIMEOUT = timedelta(minutes=5)  # includes ring.settle_s; heartbeats every second meanwhile
 RING_MEASURE_HEARTBEAT = timedelta(seconds=10)
@@ -89,14 +92,16 @@ class WriteSteps(RunSteps):
             return StepResult(step_id=step.id, kind=step.kind, status="failed", message=f"no correction: {why}")
         expected = ", ".join(f"{ch} {mm:+.3f} mm" for ch, mm in plan.expected.items())
         subs: list[StepResult] = []
-        for n, (channel, amps) in enumerate(plan.writes.items(), start=1):
+        writes = list(plan.writes.items())
+        for n, (channel, amps) in enumerate(writes, start=1):
             sub = ControlWriteStep(
                 id=f"{step.id}-{n}",
                 channel=channel,
                 value=amps,
                 reason=f"orbit correction {n}/{len(plan.writes)} (model expects {expected}): {step.reason}",
             )
-            result = await self._control_write(sub)
+            # the corrector set as the whole at each request; each write alone once, at the first
+            result = await self._control_write(sub, later=dict(writes[n:]), each=n == 1)
             subs.append(result)
             if result.status != "completed":
                 break
@@ -121,18 +126,32 @@ class WriteSteps(RunSteps):
         """The facility write freeze was thawed (epoch ``epoch``): a held write asks again and goes on."""
         self._thawed_epoch = max(self._thawed_epoch, epoch)
 
-    async def _control_write(self, step: ControlWriteStep) -> StepResult:
+    async def _control_write(
+        self, step: ControlWriteStep, later: dict[str, float] | None = None, each: bool = True
+    ) -> StepResult:
         """Limits check -> approval -> write (once) with verification. Skipped after a step that did not
-        complete."""
+        complete. The check gets the plan's later writes (``later``, else the ``control_write`` steps still
+        queued), so the ring model predicts the plan as the whole and its effect limits hold for the whole; with
+        ``each`` also every later write alone."""
         if self._writes_blocked:
             return StepResult(
                 step_id=step.id, kind=step.kind, status="skipped", message="skipped: an earlier step did not complete"
             )
         req, workflow_id = self._req, self._workflow_id
+        if later is None:
+            later = {s.channel: s.value for s in self._queue if isinstance(s, ControlWriteStep)}
+        plan_writes = later if later and workflow.patched(PLAN_EFFECT_PATCH) else {}
         check = await workflow.execute_activity_method(
             AgentActivities.check_write,
-            WriteCheckInput(workflow_id=workflow_id, step_id=step.id, channel=step.channel, value=step.value),
-            start_to_close_timeout=WRITE_CHECK_TIMEOUT,
+            WriteCheckInput(
+                workflow_id=workflow_id,
+                step_id=step.id,
+                channel=step.channel,
+                value=step.value,
+                plan_writes=plan_writes,
+                plan_each=each,
+            ),
+            start_to_close_timeout=WRITE_CHECK_PLAN_TIMEOUT if plan_writes else WRITE_CHECK_TIMEOUT,
             retry_policy=CA_RETRY,
             summary=f"limits check {step.channel} -> {step.value:g}",
         )

@@ -105,10 +105,14 @@ def request_content(request: ApprovalRequest) -> dict[str, Any]:
             content["write"]["predicted_effect_sha256"] = sha256_hex(
                 canonical_json(w.predicted_effect.model_dump(mode="json"))
             )
+        if w.plan_effect is not None:  # the plan as the whole, as shown (absent: the digest is as before)
+            content["write"]["plan_effect_sha256"] = sha256_hex(canonical_json(w.plan_effect.model_dump(mode="json")))
     if request.code is not None:
         content["code_sha256"] = sha256_hex(request.code.code)
     if request.plan is not None:
         content["plan"] = request.plan.model_dump(mode="json")
+    if request.plan_effect is not None:  # the plan's predicted effect as shown (absent: the digest is as before)
+        content["plan_effect_sha256"] = sha256_hex(canonical_json(request.plan_effect.model_dump(mode="json")))
     if request.entry is not None:
         content["entry"] = request.entry.model_dump(mode="json")
     return content
