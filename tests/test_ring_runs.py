@@ -76,6 +76,11 @@ async def test_corrector_write_waits_for_approval_with_its_predicted_effect(temp
 
 
 async def test_an_unexpected_effect_is_audited_and_its_inverse_proposed_not_performed(temporal_env, settings) -> None:
+    """A discrepancy beyond the ratio (a ratio of 1e-4: BPM noise and the seeded errors exceed it) is audited, the
+    approvers are notified (the proposed run's request lands in the chat outbox, what every bridge posts) and the
+    inverse write is proposed as a new run that waits for approval; nothing writes it until it is approved."""
+    import asyncpg
+
     channel = "SR:MAG:VCM:13:CURRENT:SP"  # no other test writes it
     strict = settings.model_copy(update={"ring": settings.ring.model_copy(update={"unexpected_ratio": 1e-4})})
     before = read_value(channel)
@@ -86,14 +91,42 @@ async def test_an_unexpected_effect_is_audited_and_its_inverse_proposed_not_perf
             AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
         )
         result = await handle.result()
-    step = next(r for r in result.steps if r.step_id == "write")
-    assert step.measured_effect is not None and step.measured_effect.unexpected
-    assert step.measured_effect.proposed_inverse == (channel, before)
-    assert read_value(channel) == pytest.approx(6.0)  # proposed, never performed
+        step = next(r for r in result.steps if r.step_id == "write")
+        measured = step.measured_effect
+        assert measured is not None and measured.unexpected
+        assert measured.proposed_inverse == (channel, before)
+        assert measured.proposed_run == f"{result.workflow_id}.inverse-write" and measured.proposed_run in step.message
+        proposed = temporal_env.client.get_workflow_handle_for(AgentRunWorkflow.run, measured.proposed_run)
+        pst = await wait_for_state(proposed, "awaiting_approval", within_s=60)
+        assert pst.pending.kind == "control_write" and pst.pending.write.channel == channel
+        assert pst.pending.write.value == before and pst.pending.write.predicted_effect is not None
+        assert result.workflow_id in pst.query and "unexpected" in pst.pending.reason.lower()
+        assert read_value(channel) == pytest.approx(6.0)  # proposed, not performed: the run ended without writing it
+        conn = await asyncpg.connect(settings.dsn)
+        try:  # the approvers were notified: the request is in the outbox the chat bridges and webhooks post from
+            row = await conn.fetchrow(
+                "SELECT run_id, kind FROM chat_requests WHERE request_id = $1", pst.pending.request_id
+            )
+        finally:
+            await conn.close()
+        assert row is not None and (row["run_id"], row["kind"]) == (measured.proposed_run, "control_write")
+        await proposed.execute_update(  # the operator approves the proposal: only now is it written
+            AgentRunWorkflow.decide, Decision(request_id=pst.pending.request_id, approver="bob", approved=True)
+        )
+        inverse = await proposed.result()
+    assert inverse.status == "completed", inverse.error
+    assert read_value(channel) == pytest.approx(before)
+    inv_step = next(r for r in inverse.steps if r.step_id == "inverse")
+    assert inv_step.measured_effect is None or inv_step.measured_effect.proposed_run is None  # no inverse of it
     rows = await audit_rows(settings.dsn, result.workflow_id)
     unexpected = [r for r in rows if r["event_kind"] == "effect_unexpected"]
-    assert len(unexpected) == 1 and json.loads(unexpected[0]["details"])["proposed_inverse"] == [channel, before]
-    assert [r["event_kind"] for r in rows].count("write") == 1
+    details = json.loads(unexpected[0]["details"])
+    assert len(unexpected) == 1 and details["proposed_inverse"] == [channel, before]
+    assert details["proposed_run"] == measured.proposed_run
+    assert [r["event_kind"] for r in rows].count("write") == 1  # the proposing run wrote once: its own step
+    inv_rows = await audit_rows(settings.dsn, measured.proposed_run)
+    kinds = [r["event_kind"] for r in inv_rows]
+    assert kinds.count("write") == 1 and kinds.index("decision") < kinds.index("write"), kinds
 
 
 async def _check(settings, channel: str, value: float):

@@ -127,6 +127,8 @@ def start_digest(run_request: Any) -> str:
     """SHA-256 hex of a run request (``AgentRunRequest``) without its proof, in canonical JSON: what a start's
     statement must name (the question, the plan, the approvers, the mode: everything the run will do)."""
     data = run_request.model_dump(mode="json", exclude={"proof"})
+    if data.get("proposed_by") is None:  # absent: the digest is as before the field existed
+        data.pop("proposed_by", None)
     return sha256_hex(canonical_json(data))
 
 

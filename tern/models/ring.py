@@ -174,6 +174,9 @@ class MeasuredEffect(BaseModel):
     proposed_inverse: tuple[str, float] | None = Field(
         None, description="When unexpected: the write that undoes it (channel, value), proposed, never performed."
     )
+    proposed_run: str | None = Field(
+        None, description="The run started to propose the inverse write for approval (its workflow id)."
+    )
 
 
 class RingSnapshot(BaseModel):
