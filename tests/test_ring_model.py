@@ -220,3 +220,28 @@ def test_response_matrix_is_cached_and_recomputed_when_lattice_mapping_or_curren
     r5, _, _ = correct.response_matrix(machine, "x")
     r6, _, _ = correct.response_matrix(machine, "x")
     assert computed == ["x"] * 5 and not np.allclose(r5, r2, atol=1e-6) and np.allclose(r5, r6)
+
+
+def test_orbit_profile_is_every_monitor_and_absent_from_the_dump_when_not_asked(model: RingModel) -> None:
+    """``orbit_change_mm`` (the chat card's plot) holds (x, y) at all 98 monitors, as pyAT computes it here
+    independently; an effect predicted without it serializes exactly as before the field existed (the request
+    digest binds that dump)."""
+    from tern.identity.statement import sha256_hex
+
+    channel = "SR:MAG:VCM:09:CURRENT:SP"  # ninth corrector, vertical plane, 20 urad per A
+    with_profile = predict_effect(model, {channel: -6.0}, orbit_profile=True)
+    without = predict_effect(model, {channel: -6.0})
+    assert "orbit_change_mm" not in without.model_dump() and "orbit_change_mm" not in without.model_dump_json()
+    assert sha256_hex(without.model_dump_json()) == sha256_hex(
+        with_profile.model_copy(update={"orbit_change_mm": None, "compute_ms": without.compute_ms}).model_dump_json()
+    )
+    ring = _independent_ring()
+    mons = ring.get_uint32_index(at.Monitor)
+    _, o0 = ring.find_orbit4(refpts=mons)
+    [e for e in ring if isinstance(e, at.Corrector)][8].KickAngle[1] = -6.0 * 2.0e-5
+    _, o1 = ring.find_orbit4(refpts=mons)
+    profile = with_profile.orbit_change_mm
+    assert profile is not None and len(profile) == len(mons) == 98
+    np.testing.assert_allclose([p[1] for p in profile], (o1[:, 2] - o0[:, 2]) * 1e3, atol=1e-4)
+    np.testing.assert_allclose([p[0] for p in profile], (o1[:, 0] - o0[:, 0]) * 1e3, atol=1e-4)
+    assert max(abs(p[1]) for p in profile) > 0.3

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class ModelChange(BaseModel):
@@ -64,6 +66,20 @@ class PredictedEffect(BaseModel):
     resonances_crossed: list[Resonance] = Field(default_factory=list)
     model: ModelReference | None = None
     compute_ms: float = 0.0
+    orbit_change_mm: list[tuple[float, float]] | None = Field(
+        None,
+        description="Orbit change (x, y) in mm at every monitor of the lattice, in lattice order (BPM index = "
+        "position + 1): what the chat card's plot shows. Set for a write's own effect and a plan's combined one.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_absent_profile(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Leave ``orbit_change_mm`` out when it is None: an effect without it serializes (and digests: the
+        request digest binds this dump) exactly as before the field existed."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("orbit_change_mm", 0) is None:
+            del data["orbit_change_mm"]
+        return data
 
     def summary(self) -> str:
         """One short block for the CLI, Web UI, chat cards and MCP tools."""

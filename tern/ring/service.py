@@ -57,6 +57,7 @@ def attach_prediction(
         named_bpms=named_bpms or (),
         resonance_order=resonance_order,
         top_bpms=1,  # the BPM of largest change in each plane: what is measured after the write
+        orbit_profile=True,  # the chat card's orbit-change plot
     )
     return verdict(check, effect, limits)
 
@@ -96,7 +97,9 @@ def predict_plan(
     whole = EffectLimits()
     for ch in writes:
         whole = whole.merged(limits_for.get(ch))
-    combined = predict_effect(model, dict(writes), baseline=baseline, resonance_order=resonance_order, top_bpms=1)
+    combined = predict_effect(
+        model, dict(writes), baseline=baseline, resonance_order=resonance_order, top_bpms=1, orbit_profile=True
+    )
     per: dict[str, PredictedEffect] = {}
     violations = [f"the plan as a whole ({len(writes)} writes): {v}" for v in check_effect(combined, whole).violations]
     for ch, amps in writes.items() if each else ():
