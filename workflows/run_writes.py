@@ -140,7 +140,7 @@ class WriteSteps(RunSteps):
             return StepResult(
                 step_id=step.id, kind=step.kind, status="skipped", message="skipped: an earlier step did not complete"
             )
-        req, workflow_id = self._req, self._workflow_id
+        workflow_id = self._workflow_id
         if later is None:
             later = {s.channel: s.value for s in self._queue if isinstance(s, ControlWriteStep)}
         plan_writes = later if later and workflow.patched(PLAN_EFFECT_PATCH) else {}
@@ -159,19 +159,14 @@ class WriteSteps(RunSteps):
             summary=f"limits check {step.channel} -> {step.value:g}",
         )
         if not check.allowed:
-            await audit(
-                AuditEvent(
-                    event_kind="write_refused",
-                    workflow_id=workflow_id,
-                    event_key=f"write-refused:{run_key()}:{step.id}",
-                    step_id=step.id,
-                    actor=req.user,
-                    channel=step.channel,
-                    previous_value=check.current_value,
-                    value=step.value,
-                    comment=check.message,
-                    details={"violation": check.violation},
-                )
+            await self._audit_refusal(
+                "write_refused",
+                step.id,
+                check.message,
+                {"violation": check.violation},
+                channel=step.channel,
+                previous_value=check.current_value,
+                value=step.value,
             )
             return StepResult(
                 step_id=step.id,
@@ -384,17 +379,13 @@ class WriteSteps(RunSteps):
             f"refused: the approval expired at {write_by} before the write could start (approval.write_by_s); "
             "request the write again"
         )
-        await audit(
-            AuditEvent(
-                event_kind="write_refused",
-                workflow_id=self._workflow_id,
-                event_key=f"write-refused:{run_key()}:{step.id}:stale",
-                step_id=step.id,
-                actor=self._req.user,
-                channel=step.channel,
-                value=step.value,
-                comment=message,
-                details={"violation": "approval_expired", "write_by": write_by},
-            )
+        await self._audit_refusal(
+            "write_refused",
+            step.id,
+            message,
+            {"violation": "approval_expired", "write_by": write_by},
+            key_suffix=":stale",
+            channel=step.channel,
+            value=step.value,
         )
         return StepResult(step_id=step.id, kind=step.kind, status="refused", check=check, message=message)
