@@ -360,3 +360,65 @@ async def test_a_magnet_write_card_gets_the_png_of_its_predicted_orbit_change(pg
         assert art is not None and art.content == png and art.workflow_id == "run-plot" and art.step_id == "write"
     finally:
         await pool.close()
+
+
+class _OrderedImageRoom(_ImageRoom):
+    """Records the order of cards and pictures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[str] = []
+
+    async def post_card(self, markdown: str) -> tuple[str, str]:
+        self.order.append("card")
+        return "!rf", f"$card-{len(self.order)}"
+
+    async def attach_image(self, room_id: str, message_id: str, name: str, png: bytes, caption: str) -> None:
+        self.order.append("image")
+        await super().attach_image(room_id, message_id, name, png, caption)
+
+
+async def test_fifty_waiting_magnet_writes_get_every_card_first_then_fifty_distinct_plots(pg_dsn: str) -> None:
+    """50 runs in flight: fifty magnet-write requests from fifty runs waiting at once are all posted before the
+    first picture, then each card gets its own picture of its own prediction, stored once per run."""
+    pytest.importorskip("at")
+    from tern.chat.bridge import ApprovalBridge
+    from tern.ring.effect import predict_effect
+    from tern.ring.model import RingModel
+    from tern.ring.plot import plotted_data
+
+    model = RingModel()
+    effects = [
+        predict_effect(model, {"SR:MAG:HCM:07:CURRENT:SP": 0.2 * (k + 1)}, orbit_profile=True) for k in range(50)
+    ]
+    room = _OrderedImageRoom()
+
+    async def decide(*_: object) -> str:
+        return "not used"
+
+    pool = await create_pool(pg_dsn, max_size=4)
+    try:
+        bridge = ApprovalBridge(room, pool, IdentityMap(None, {"matrix": {}}), decide)
+        async with pool.acquire() as conn:
+            for k, effect in enumerate(effects):
+                req = _request(f"r-fifty-{k}")
+                assert req.write is not None
+                req.write = req.write.model_copy(
+                    update={"channel": "SR:MAG:HCM:07:CURRENT:SP", "value": 0.2 * (k + 1), "predicted_effect": effect}
+                )
+                await store.add_request(conn, f"run-fifty-{k}", req)
+        await bridge.step()
+        assert room.order == ["card"] * 50 + ["image"] * 50
+        by_card = {message_id: png for _, message_id, _, png, _ in room.images}
+        assert len(by_card) == 50 and len(set(by_card.values())) == 50
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT run_id, content FROM artifacts WHERE run_id LIKE 'run-fifty-%' AND name = 'orbit-change.png'"
+            )
+        assert len(rows) == 50
+        for row in rows:
+            k = int(row["run_id"].rsplit("-", 1)[1])
+            data = plotted_data(bytes(row["content"]))
+            assert list(zip(data["x_mm"], data["y_mm"], strict=True)) == effects[k].orbit_change_mm
+    finally:
+        await pool.close()

@@ -175,8 +175,11 @@ class ApprovalBridge:
         return new
 
     async def step(self) -> None:
-        """One pass: post cards for waiting requests this instance wins the claim of, update ended cards."""
+        """One pass: post cards for waiting requests this instance wins the claim of, then their orbit-change
+        plots (every card first: fifty waiting requests are all on screen before the first picture is drawn),
+        update ended cards."""
         name = self.platform.name
+        posted: list[tuple[str, ApprovalRequest, str, str]] = []
         async with self.pool.acquire() as conn:
             for card in await store.cards_to_post(conn, name):
                 rid = card.request.request_id
@@ -187,7 +190,9 @@ class ApprovalBridge:
                 )
                 await store.card_posted(conn, name, rid, room_id, message_id)
                 log.info("card for request %s of %s posted as %s", rid, card.workflow_id, message_id)
-                await self._attach_plot(conn, card.workflow_id, card.request, room_id, message_id)
+                posted.append((card.workflow_id, card.request, room_id, message_id))
+            for workflow_id, request, room_id, message_id in posted:
+                await self._attach_plot(conn, workflow_id, request, room_id, message_id)
             for card in await store.open_cards(conn, name):
                 end = await store.ending(conn, card)
                 if end is None:
