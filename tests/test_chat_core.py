@@ -358,6 +358,11 @@ async def test_a_magnet_write_card_gets_the_png_of_its_predicted_orbit_change(pg
         ref = caption.rsplit("artifact ", 1)[1].rstrip(")")
         art = await load_artifact(pool, ref)
         assert art is not None and art.content == png and art.workflow_id == "run-plot" and art.step_id == "write"
+        # the run-list memo (PendingSummary) leaves the 98-point profile in the request
+        from tern.models.progress import PendingSummary
+
+        memo = PendingSummary.of(with_effect).model_dump_json()
+        assert "orbit_change_mm" not in memo and '"dq_x"' in memo
     finally:
         await pool.close()
 
