@@ -490,6 +490,8 @@ class EmbeddedStack:
             "TERN_ARCHIVER__FACILITY_TIMEZONE": self.s.archiver.facility_timezone,
             "TERN_WORKER__HTTP_HOST": self.s.worker.http_host,
             "TERN_WORKER__HTTP_PORT": str(self.s.worker.http_port),
+            # the stack's one worker is the deployment's current version at once (docs/concepts/deployments.md)
+            "TERN_WORKER__PROMOTE_ON_START": "always",
             **(
                 {"TERN_WORKER__CA_PROBE_CHANNEL": self.s.worker.ca_probe_channel}
                 if self.s.worker.ca_probe_channel
