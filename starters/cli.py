@@ -648,12 +648,16 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) 
         )
         if w.predicted_effect is not None:
             out.print(w.predicted_effect.summary(), markup=False, highlight=False)
+        if w.plan_effect is not None:
+            out.print(w.plan_effect.summary(), markup=False, highlight=False)
     if p.plan is not None:
         from tern.approval.render import plan_lines
 
         out.print("plan:")
         for n, line in enumerate(plan_lines(p.plan), start=1):
             out.print(f"  {n}. {line}", markup=False, highlight=False)
+    if p.plan_effect is not None:
+        out.print(p.plan_effect.summary(), markup=False, highlight=False)
     if p.entry is not None:
         e = p.entry
         out.print(

@@ -10,13 +10,13 @@ from typing import Literal
 
 from workflows.agent_run import PLANNER_MEMORY_PATCH, TRIGGER_AUDIT_PATCH
 from workflows.approval_gate import CANCEL_STATE_PATCH, NOTIFY_PATCH, POLICY_PATCH
-from workflows.planning import PLANNER_PATCH
+from workflows.planning import PLAN_APPROVAL_EFFECT_PATCH, PLANNER_PATCH
 from workflows.progress import PROGRESS_PATCH
 from workflows.python_execution import CANCEL_AUDIT_PATCH
 from workflows.run_base import IDENTITY_PATCH
 from workflows.run_publish import LOGBOOK_PUBLISH_PATCH, MEMORY_CONTEXT_PATCH
 from workflows.run_python import DERIVED_WRITE_ID_PATCH
-from workflows.run_writes import FREEZE_PATCH, RING_PATCH
+from workflows.run_writes import FREEZE_PATCH, INVERSE_PATCH, PLAN_EFFECT_PATCH, RING_PATCH
 
 PatchState = Literal["patched", "deprecated"]
 
@@ -35,6 +35,9 @@ PATCHES: dict[str, PatchState] = {
     FREEZE_PATCH: "patched",
     RING_PATCH: "patched",
     PROGRESS_PATCH: "patched",
+    PLAN_EFFECT_PATCH: "patched",
+    PLAN_APPROVAL_EFFECT_PATCH: "patched",
+    INVERSE_PATCH: "patched",
 }
 """Patch id -> how the code asks for it: ``patched`` (an old branch remains) or ``deprecated``
 (``workflow.deprecate_patch``: remove once no open run carries the marker)."""
