@@ -254,7 +254,8 @@ async def test_worker_start_loads_the_bundled_database_and_a_changed_limits_file
 
 async def test_maxscore_cut_ranks_exactly_as_the_full_ranking(finder: ChannelFinder, pool) -> None:
     """The two-or-more-words pass must give the same top k as scoring every channel that matches any word."""
-    from tern.channel_finder.finder import _IDF_SQL, _RANK_SQL, idf, score_sql
+    from tern.channel_finder.finder import _IDF_SQL, _RANK_SQL, score_sql
+    from tern.channel_finder.index import idf
 
     queries = ["beam current", "hcm 5 readback", "defocusing quadrupole 9 power supply fault", "cav 1 fwd pwr", "bpm"]
     for query in queries:
