@@ -80,7 +80,7 @@ async def score(finder: ChannelFinder, requests: list[dict[str, Any]], mode: str
         p, r, f1 = set_scores(got, expected)
         rows.append(
             {"id": req["id"], "class": req["class"], "p": p, "r": r, "f1": f1, "rprec": r_precision(ranked, expected),
-             "exact": got == expected, "returned": sorted(got)}
+             "exact": got == expected, "returned": sorted(got), "from_set": resp.channel_set is not None}
         )  # fmt: skip
     by_class: dict[str, dict[str, float]] = {}
     extra = sorted({x["class"] for x in rows} - set(CLASSES))
@@ -90,6 +90,7 @@ async def score(finder: ChannelFinder, requests: list[dict[str, Any]], mode: str
             "n": len(sel),
             **{k: round(sum(x[k] for x in sel) / len(sel), 3) for k in ("p", "r", "f1", "rprec")},
             "exact": sum(x["exact"] for x in sel),
+            "from_set": sum(x["from_set"] for x in sel),  # answered by the understood set, not the first hit
         }
     return {"classes": by_class, "requests": rows}
 
@@ -114,14 +115,14 @@ async def run(dsn: str, modes: list[str], requests: Path = HERE / "channel_finde
 def table(results: dict[str, Any]) -> str:
     """A markdown table: set F1 (precision/recall), R-precision and exact sets per class and mode."""
     lines = [
-        "| mode | class | n | set P | set R | set F1 | R-precision | exact sets |",
-        "|---|---|---|---|---|---|---|---|",
+        "| mode | class | n | set P | set R | set F1 | R-precision | exact sets | answered by a set |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, res in results.items():
         for cls, s in res["classes"].items():
             lines.append(
                 f"| {mode} | {cls} | {s['n']} | {s['p']:.2f} | {s['r']:.2f} | {s['f1']:.2f} | {s['rprec']:.2f} | "
-                f"{s['exact']}/{s['n']} |"
+                f"{s['exact']}/{s['n']} | {s['from_set']}/{s['n']} |"
             )
     return "\n".join(lines)
 
