@@ -31,6 +31,9 @@ def test_every_heldout_channel_exists_and_no_heldout_request_repeats_a_tuning_on
     assert [(r["id"], n) for r in reqs for n in r["expected"] if n not in limits] == []
     assert set(CLASSES) <= {r["class"] for r in reqs}
     assert len({r["id"] for r in reqs}) == len(reqs) and len({r["query"] for r in reqs}) == len(reqs)
+    raw = (Path(__file__).resolve().parents[1] / "benchmarks" / "channel_finder_heldout.yaml").read_text()
+    lines = [ln.split("query:", 1)[1].strip().strip('"') for ln in raw.splitlines() if ln.startswith("  query:")]
+    assert lines == [r["query"] for r in reqs]  # nothing cut by YAML (an unquoted " #" starts a comment)
     tuning = {r["query"].lower() for r in load_requests()}
     assert [r["query"] for r in reqs if r["query"].lower() in tuning] == []
 
