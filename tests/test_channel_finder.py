@@ -228,6 +228,22 @@ async def test_fifty_concurrent_finds_on_one_pool(settings, pool) -> None:
         assert json.loads(json.dumps(await conn.fetchval("SELECT channels FROM channel_sources"))) == 2908
 
 
+async def test_fifty_concurrent_hybrid_finds_on_one_pool_answer_as_one_at_a_time(settings, pool) -> None:
+    """Hybrid runs its vector search beside the snapshot check (two connections a find): 50 at once over a
+    10-connection pool, first use included (snapshot built and channels embedded once), give the answers the
+    same finder gives them one by one afterwards, and each leads with the set the request names."""
+    f = ChannelFinder(settings, pool, embedder=HashingTestEmbedder(dim=64, model="hashing-64-fifty"))
+    queries = [f"setpoint and readback of vcm {n}" for n in range(1, 51)]
+    together = await asyncio.wait_for(asyncio.gather(*(f.find(q, "hybrid", 3) for q in queries)), 180)
+    for n, (q, r) in enumerate(zip(queries, together, strict=True), start=1):
+        assert r.mode_used == "hybrid", r.notice
+        want = [f"SR:MAG:VCM:{n:02d}:CURRENT:RB", f"SR:MAG:VCM:{n:02d}:CURRENT:SP"]
+        assert r.channel_set is not None and sorted(r.channel_set.names) == want, q
+        assert sorted(h.name for h in r.hits[:2]) == want
+        alone = await f.find(q, "hybrid", 3)
+        assert [h.name for h in alone.hits] == [h.name for h in r.hits], q
+
+
 async def test_worker_start_loads_the_bundled_database_and_a_changed_limits_file_reloads(
     pool, pg_dsn, tmp_path
 ) -> None:

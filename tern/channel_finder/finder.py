@@ -246,12 +246,13 @@ class ChannelFinder:
         if not query.strip():
             raise ValueError("the channel query is blank")
         await self.ensure_loaded()
-        snap = await self.snapshot()  # checked once a find: one small statement
         resp = ChannelFindResponse(query=query, mode=mode, mode_used=mode)
         if mode == "keyword":
+            snap = await self.snapshot()  # checked once a find: one small statement
             resp.hits = await self.keyword(query, limit, snap)
         elif mode == "semantic":
-            hits, why = await self.semantic(query, limit)
+            # the snapshot check (for the set) is in flight while the vector search runs
+            snap, (hits, why) = await asyncio.gather(self.snapshot(), self.semantic(query, limit))
             if hits is None:
                 resp.hits, resp.mode_used = await self.keyword(query, limit, snap), "keyword"
                 resp.notice = f"Semantic search unavailable: {why}; showing keyword results."
@@ -259,8 +260,14 @@ class ChannelFinder:
                 resp.hits = hits
         else:
             n = max(HYBRID_CANDIDATES_MIN, 3 * limit)
-            # semantic first: its statement is in flight while the keyword ranking computes
-            (semantic, why), keyword = await asyncio.gather(self.semantic(query, n), self.keyword(query, n, snap))
+
+            async def keyword_half() -> tuple[tuple[Catalog, KeywordIndex], list[ChannelHit]]:
+                checked = await self.snapshot()
+                return checked, await self.keyword(query, n, checked)
+
+            # the vector search's statements are in flight while the snapshot is checked and the keyword ranking
+            # computes: the find waits for the longer of the two halves, not their sum
+            (semantic, why), (snap, keyword) = await asyncio.gather(self.semantic(query, n), keyword_half())
             if semantic is None:
                 resp.hits, resp.mode_used = keyword[:limit], "keyword"
                 resp.notice = f"Hybrid search used keyword search only: {why}."
