@@ -49,6 +49,8 @@ from tern.models.ring import (
     MeasureEffectInput,
     OrbitCorrectInput,
     OrbitCorrectOutput,
+    PlanEffect,
+    PlanPredictInput,
     RingSnapshot,
     RingSnapshotInput,
 )
@@ -167,6 +169,7 @@ class AgentActivities:
             self.ring_snapshot,
             self.measure_effect,
             self.plan_orbit_correction,
+            self.predict_plan,
             self.record_audit,
             self.compose_answer,
         ]
@@ -218,14 +221,15 @@ class AgentActivities:
     @activity.defn(name="check_write")
     async def check_write(self, inp: WriteCheckInput) -> LimitsCheck:
         """Check a proposed write (:func:`tern.control.write.check_write`: master switch, limits database, live
-        value), then, for a magnet of the ring model, predict its effect (:mod:`activities.ring`): refused before
-        approval when it leaves no closed orbit or breaks an effect limit. A channel that does not answer raises a
+        value), then, for a magnet of the ring model, predict its effect (:mod:`activities.ring`), and with
+        ``inp.plan_writes`` the plan's as the whole: refused before approval when it leaves no closed orbit or
+        breaks an effect limit. A channel that does not answer raises a
         retryable ``ChannelUnreachable`` for ``ca_unreachable_grace_s`` after the first attempt (an IOC rebooting),
         then is refused (``channel_unreachable``)."""
         with _as_application_error():
             check = await control_write.check_write(self.channels, self.settings.control, inp, _waiting_s)
         if check.allowed and self.settings.ring.predict:  # the approver sees what the write will do (issue 23)
-            check = await with_predicted_effect(self.settings, self.ca, check)
+            check = await with_predicted_effect(self.settings, self.ca, check, inp.plan_writes, inp.plan_each)
             if not check.allowed:
                 metrics.write_refusals.labels(reason=check.violation or "refused").inc()
         return check
@@ -241,6 +245,14 @@ class AgentActivities:
         (:func:`activities.ring.measure_effect`)."""
         heartbeat = activity.heartbeat if activity.in_activity() else None
         return await ring.measure_effect(self.settings, self.ca, inp, heartbeat)
+
+    @activity.defn(name="predict_plan")
+    async def predict_plan(self, inp: PlanPredictInput) -> PlanEffect | None:
+        """A plan's magnet writes predicted as the whole, for its approval
+        (:func:`activities.ring.predict_plan_effect`); None when fewer than two are mapped or prediction is off."""
+        if not self.settings.ring.predict:
+            return None
+        return await ring.predict_plan_effect(self.settings, self.ca, inp.writes)
 
     @activity.defn(name="plan_orbit_correction")
     async def plan_orbit_correction(self, inp: OrbitCorrectInput) -> OrbitCorrectOutput:

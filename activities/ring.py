@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from activities.approval import policy_source
 from tern.approval.policy import ApprovalPolicyError
@@ -28,47 +28,117 @@ from tern.models.ring import (
     MeasureEffectInput,
     OrbitCorrectInput,
     OrbitCorrectOutput,
+    PlanEffect,
+    PredictedEffect,
     RingSnapshot,
 )
 from tern.ring.correct import correct_orbit
 from tern.ring.effect import compare_measured, predict_effect
 from tern.ring.mapping import MappingError
-from tern.ring.model import RingModelError
-from tern.ring.service import attach_prediction, model_for
+from tern.ring.model import RingModel, RingModelError
+from tern.ring.service import attach_prediction, model_for, plan_verdict, predict_plan
 
 
 def _refuse(check: LimitsCheck, message: str) -> LimitsCheck:
     return check.model_copy(update={"allowed": False, "violation": "effect_unpredictable", "message": message})
 
 
-async def with_predicted_effect(settings: TernSettings, ca: ChannelAccessClient, check: LimitsCheck) -> LimitsCheck:
-    """``check`` (allowed by the limits) with its predicted effect attached, refused when the effect breaks the
-    limits database's or the approval policy's effect limits, leaves no closed orbit, or cannot be predicted."""
+class _Unpredictable(Exception):
+    """Why the effect cannot be predicted (the write is refused ``effect_unpredictable``)."""
+
+
+async def _present_state(
+    settings: TernSettings, ca: ChannelAccessClient
+) -> tuple[RingModel, dict[str, float], Callable[[str], EffectLimits]]:
+    """The model, the present currents of its mapped magnets (readbacks, A) and a channel -> effect limits function
+    (limits database merged with the approval policy, the stricter holds). Raises :class:`_Unpredictable` naming
+    what did not load or read."""
     try:
         model = await asyncio.to_thread(model_for, settings.ring.mapping_path)
     except (MappingError, RingModelError, OSError) as exc:
-        return _refuse(check, f"the ring model does not load, so the effect cannot be predicted: {exc}")
-    if not model.is_mapped(check.channel):
-        return check.model_copy(update={"predicted_effect": predict_effect(model, {check.channel: check.value})})
+        raise _Unpredictable(f"the ring model does not load, so the effect cannot be predicted: {exc}") from exc
     names = [readback_name(sp) for sp in model.resolved.magnets]
     readings = await ca.read_channels(names, settings.control.ca_timeout_s)
     bad = [r.channel for r in readings if r.error or not isinstance(r.value, int | float)]
     if bad:
-        return _refuse(check, f"cannot read the present magnet currents for the model: {', '.join(bad[:5])}")
+        raise _Unpredictable(f"cannot read the present magnet currents for the model: {', '.join(bad[:5])}")
     by_rb = {readback_name(sp): sp for sp in model.resolved.magnets}
     baseline = {by_rb[r.channel]: float(r.value) for r in readings}  # type: ignore[arg-type]
     try:
         limits = load_limits(settings.control)
     except LimitsDatabaseError as exc:
-        return _refuse(check, f"the limits database does not load, so its effect limits are unknown: {exc}")
-    entry = limits.channels.get(split_field(check.channel)[0])
-    eff = entry.effect_limits() if entry is not None else EffectLimits()
+        raise _Unpredictable(f"the limits database does not load, so its effect limits are unknown: {exc}") from exc
     try:
         policy, _ = policy_source(settings).current()
     except ApprovalPolicyError as exc:
-        return _refuse(check, f"the approval policy does not load, so its effect limits are unknown: {exc}")
-    eff = eff.merged(policy.effect_limits_for(check.channel))
-    return await asyncio.to_thread(attach_prediction, check, model, baseline, eff, settings.ring.resonance_order)
+        raise _Unpredictable(f"the approval policy does not load, so its effect limits are unknown: {exc}") from exc
+
+    def limits_of(channel: str) -> EffectLimits:
+        entry = limits.channels.get(split_field(channel)[0])
+        eff = entry.effect_limits() if entry is not None else EffectLimits()
+        return eff.merged(policy.effect_limits_for(channel))
+
+    return model, baseline, limits_of
+
+
+async def with_predicted_effect(
+    settings: TernSettings,
+    ca: ChannelAccessClient,
+    check: LimitsCheck,
+    plan_writes: Mapping[str, float] | None = None,
+    plan_each: bool = True,
+) -> LimitsCheck:
+    """``check`` (allowed by the limits) with its predicted effect attached, refused when the effect breaks the
+    limits database's or the approval policy's effect limits, leaves no closed orbit, or cannot be predicted.
+
+    ``plan_writes``: the plan's later writes (channel -> value, in order). When they and this write hold two or
+    more mapped magnets, the plan is predicted as the whole too (``check.plan_effect``,
+    :func:`tern.ring.service.plan_verdict`): the whole is held to the stricter of all its channels' effect limits
+    and each write to its own (``plan_each``; else only this one), so a plan that would break one is refused at its
+    first request."""
+    try:
+        model = await asyncio.to_thread(model_for, settings.ring.mapping_path)
+    except (MappingError, RingModelError, OSError) as exc:
+        return _refuse(check, f"the ring model does not load, so the effect cannot be predicted: {exc}")
+    later = {ch: v for ch, v in (plan_writes or {}).items() if model.is_mapped(ch)}
+    if not model.is_mapped(check.channel) and not later:
+        return check.model_copy(update={"predicted_effect": predict_effect(model, {check.channel: check.value})})
+    try:
+        model, baseline, limits_of = await _present_state(settings, ca)
+    except _Unpredictable as exc:
+        return _refuse(check, str(exc))
+    order = settings.ring.resonance_order
+    if model.is_mapped(check.channel):
+        check = await asyncio.to_thread(attach_prediction, check, model, baseline, limits_of(check.channel), order)
+    else:
+        check = check.model_copy(update={"predicted_effect": predict_effect(model, {check.channel: check.value})})
+    if not check.allowed or not later:
+        return check
+    every = {check.channel: limits_of(check.channel)} | {ch: limits_of(ch) for ch in later}
+    return await asyncio.to_thread(plan_verdict, check, model, baseline, later, every, order, plan_each)
+
+
+async def predict_plan_effect(
+    settings: TernSettings, ca: ChannelAccessClient, writes: Mapping[str, float]
+) -> PlanEffect | None:
+    """A plan's writes (channel -> value, in plan order) predicted as the whole and one by one, for the plan's
+    approval (:func:`tern.ring.service.predict_plan`); the effect limits broken are listed in ``violations`` (the
+    write checks refuse them again before any write). None when fewer than two writes are mapped magnets. A model,
+    magnet readback, limits database or policy that does not load gives an effect that says so (``predicted`` False),
+    never a guess."""
+    try:
+        model = await asyncio.to_thread(model_for, settings.ring.mapping_path)
+    except (MappingError, RingModelError, OSError) as exc:
+        return PlanEffect(writes=dict(writes), combined=PredictedEffect(predicted=False, message=f"no model: {exc}"))
+    if sum(1 for ch in writes if model.is_mapped(ch)) < 2:
+        return None
+    try:
+        model, baseline, limits_of = await _present_state(settings, ca)
+    except _Unpredictable as exc:
+        return PlanEffect(writes=dict(writes), combined=PredictedEffect(predicted=False, message=str(exc)))
+    every = {ch: limits_of(ch) for ch in writes}
+    plan, _ = await asyncio.to_thread(predict_plan, model, writes, baseline, every, settings.ring.resonance_order)
+    return plan
 
 
 async def ring_snapshot(settings: TernSettings, ca: ChannelAccessClient, bpms: list[str]) -> RingSnapshot:

@@ -17,10 +17,19 @@ whose reply got no answer replies again; the pending request itself is never los
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from typing import Any
 
-from nio import AsyncClient, LoginResponse, ReactionEvent, RoomMessageText, RoomSendResponse, SyncResponse
+from nio import (
+    AsyncClient,
+    LoginResponse,
+    ReactionEvent,
+    RoomMessageText,
+    RoomSendResponse,
+    SyncResponse,
+    UploadResponse,
+)
 
 from tern.chat.bridge import ApprovalBridge
 from tern.chat.cards import card_html
@@ -113,6 +122,30 @@ class MatrixPlatform:
                 },
             },
         )
+
+    async def attach_image(self, room_id: str, message_id: str, name: str, png: bytes, caption: str) -> None:
+        """Upload ``png`` to the homeserver's media repository and post it as an ``m.image`` in the card's thread
+        (Matrix spec "m.image", "Content repository: upload"). Raises :class:`MatrixError`."""
+        resp, _ = await self.client.upload(io.BytesIO(png), content_type="image/png", filename=name, filesize=len(png))
+        if not isinstance(resp, UploadResponse):
+            raise MatrixError(f"uploading {name} failed: {resp}")
+        await self._send(
+            room_id,
+            {
+                "msgtype": "m.image",
+                "body": name,
+                "filename": name,
+                "url": resp.content_uri,
+                "info": {"mimetype": "image/png", "size": len(png)},
+                "m.relates_to": {
+                    "rel_type": "m.thread",
+                    "event_id": message_id,
+                    "is_falling_back": True,
+                    "m.in_reply_to": {"event_id": message_id},
+                },
+            },
+        )
+        await self.thread(room_id, message_id, caption)
 
     def _mention(self, event: RoomMessageText) -> str | None:
         """The text after the bot's mention, or None when the message is not addressed to the bot: it starts

@@ -303,7 +303,7 @@ class TernMcp:
     async def pending_approvals(self, a: PendingArgs) -> list[dict[str, Any]]:
         """Runs waiting for a human decision (``tern pending --json``: one visibility query), or only the run
         ``a.workflow_id`` and its python steps; a magnet write's predicted effect on the ring also as one text
-        block (``predicted_effect_text``)."""
+        block (``predicted_effect_text``), and a plan's several magnet writes as the whole (``plan_effect_text``)."""
         runs = await (await self.client()).pending(a.workflow_id)
         out = []
         for r in runs:
@@ -311,6 +311,10 @@ class TernMcp:
             effect = r.pending.write.predicted_effect if r.pending and r.pending.write else None
             if effect is not None:  # the predicted effect on the ring in one short block (issue 23)
                 d["predicted_effect_text"] = effect.summary()
+            plan = r.pending.write.plan_effect if r.pending and r.pending.write else None
+            plan = plan or (r.pending.plan_effect if r.pending else None)
+            if plan is not None:  # several magnet writes: the plan as the whole
+                d["plan_effect_text"] = plan.summary()
             out.append(d)
         return out
 

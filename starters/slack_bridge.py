@@ -123,6 +123,18 @@ class SlackPlatform:
         )
         return str(resp["ts"])
 
+    async def attach_image(self, room_id: str, message_id: str, name: str, png: bytes, caption: str) -> None:
+        """``files_upload_v2`` (files.getUploadURLExternal, the upload, files.completeUploadExternal) into the
+        card's thread, ``caption`` as its first comment."""
+        await self.client.files_upload_v2(
+            channel=room_id,
+            thread_ts=message_id.split("/")[0],
+            file=png,
+            filename=name,
+            title=name,
+            initial_comment=caption,
+        )
+
 
 def bolt_app(bridge: ApprovalBridge, client: AsyncWebClient, *, signing_secret: str | None) -> AsyncApp:
     """The bolt app with the bridge's handlers (Approve and Reject buttons, the reject-reason modal).

@@ -286,3 +286,144 @@ async def test_a_reply_in_another_room_does_not_decide_the_card(pg_dsn: str) -> 
         assert decided == [("run-1", "r-room", "operator", True, "")]
     finally:
         await pool.close()
+
+
+class _ImageRoom(_Room):
+    """A platform that also takes images (as Matrix and Slack do): records what the bridge attaches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[tuple[str, str, str, bytes, str]] = []
+
+    async def attach_image(self, room_id: str, message_id: str, name: str, png: bytes, caption: str) -> None:
+        self.images.append((room_id, message_id, name, png, caption))
+
+
+async def test_a_magnet_write_card_gets_the_png_of_its_predicted_orbit_change(pg_dsn: str) -> None:
+    """Issue 23: the card of a corrector write carries a PNG of the predicted orbit change at every BPM, stored as
+    an artifact of the run; the plotted numbers are the prediction's and match pyAT computed here independently (a
+    fresh lattice, the corrector kicked by hand at the mapping's 20 urad per A). A write without a prediction gets
+    no picture."""
+    at = pytest.importorskip("at")
+    import io
+
+    import machine_data
+    from PIL import Image
+
+    from tern.chat.bridge import ApprovalBridge
+    from tern.ring.effect import predict_effect
+    from tern.ring.model import RingModel
+    from tern.ring.plot import plotted_data
+    from tern.sandbox.artifacts import load_artifact
+
+    channel, amps = "SR:MAG:HCM:05:CURRENT:SP", 8.0
+    effect = predict_effect(RingModel(), {channel: amps}, orbit_profile=True)
+    with_effect = _request("r-plot")
+    assert with_effect.write is not None
+    with_effect.write = with_effect.write.model_copy(
+        update={"channel": channel, "value": amps, "predicted_effect": effect}
+    )
+    room = _ImageRoom()
+
+    async def decide(*_: object) -> str:
+        return "not used"
+
+    pool = await create_pool(pg_dsn, max_size=4)
+    try:
+        bridge = ApprovalBridge(room, pool, IdentityMap(None, {"matrix": {}}), decide)
+        async with pool.acquire() as conn:
+            await store.add_request(conn, "run-plot", with_effect)
+            await store.add_request(conn, "run-plot", _request("r-plain"))  # no predicted effect: no picture
+        await bridge.step()
+        assert len(room.images) == 1, room.images
+        room_id, message_id, name, png, caption = room.images[0]
+        assert (room_id, message_id, name) == ("!rf", "$card-0", "orbit-change.png") and channel in caption
+        with Image.open(io.BytesIO(png)) as img:
+            assert img.format == "PNG" and img.size[0] >= 600 and img.size[1] >= 300
+            img.verify()
+        data = plotted_data(png)
+        assert effect.orbit_change_mm is not None
+        assert list(zip(data["x_mm"], data["y_mm"], strict=True)) == effect.orbit_change_mm  # the prediction's
+        ring = at.load_lattice(os.path.join(os.path.dirname(machine_data.__file__), "australian_synchrotron.m"))
+        ring.disable_6d()
+        mons = ring.get_uint32_index(at.Monitor)
+        _, o0 = ring.find_orbit4(refpts=mons)
+        [c for c in ring if isinstance(c, at.Corrector)][4].KickAngle[0] = amps * 2.0e-5
+        _, o1 = ring.find_orbit4(refpts=mons)
+        assert len(data["x_mm"]) == len(mons) == 98
+        assert max(abs(v) for v in data["x_mm"]) > 0.3  # large enough for the comparison to mean something
+        for k in range(len(mons)):
+            assert data["x_mm"][k] == pytest.approx((o1[k, 0] - o0[k, 0]) * 1e3, abs=1e-4)
+            assert data["y_mm"][k] == pytest.approx((o1[k, 2] - o0[k, 2]) * 1e3, abs=1e-4)
+        ref = caption.rsplit("artifact ", 1)[1].rstrip(")")
+        art = await load_artifact(pool, ref)
+        assert art is not None and art.content == png and art.workflow_id == "run-plot" and art.step_id == "write"
+        # the run-list memo (PendingSummary) leaves the 98-point profile in the request
+        from tern.models.progress import PendingSummary
+
+        memo = PendingSummary.of(with_effect).model_dump_json()
+        assert "orbit_change_mm" not in memo and '"dq_x"' in memo
+    finally:
+        await pool.close()
+
+
+class _OrderedImageRoom(_ImageRoom):
+    """Records the order of cards and pictures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[str] = []
+
+    async def post_card(self, markdown: str) -> tuple[str, str]:
+        self.order.append("card")
+        return "!rf", f"$card-{len(self.order)}"
+
+    async def attach_image(self, room_id: str, message_id: str, name: str, png: bytes, caption: str) -> None:
+        self.order.append("image")
+        await super().attach_image(room_id, message_id, name, png, caption)
+
+
+async def test_fifty_waiting_magnet_writes_get_every_card_first_then_fifty_distinct_plots(pg_dsn: str) -> None:
+    """50 runs in flight: fifty magnet-write requests from fifty runs waiting at once are all posted before the
+    first picture, then each card gets its own picture of its own prediction, stored once per run."""
+    pytest.importorskip("at")
+    from tern.chat.bridge import ApprovalBridge
+    from tern.ring.effect import predict_effect
+    from tern.ring.model import RingModel
+    from tern.ring.plot import plotted_data
+
+    model = RingModel()
+    effects = [
+        predict_effect(model, {"SR:MAG:HCM:07:CURRENT:SP": 0.2 * (k + 1)}, orbit_profile=True) for k in range(50)
+    ]
+    room = _OrderedImageRoom()
+
+    async def decide(*_: object) -> str:
+        return "not used"
+
+    pool = await create_pool(pg_dsn, max_size=4)
+    try:
+        bridge = ApprovalBridge(room, pool, IdentityMap(None, {"matrix": {}}), decide)
+        async with pool.acquire() as conn:
+            for k, effect in enumerate(effects):
+                req = _request(f"r-fifty-{k}")
+                assert req.write is not None
+                req.write = req.write.model_copy(
+                    update={"channel": "SR:MAG:HCM:07:CURRENT:SP", "value": 0.2 * (k + 1), "predicted_effect": effect}
+                )
+                await store.add_request(conn, f"run-fifty-{k}", req)
+        await bridge.step()
+        assert room.order == ["card"] * 50 + ["image"] * 50
+        by_card = {message_id: png for _, message_id, _, png, _ in room.images}
+        assert len(by_card) == 50 and len(set(by_card.values())) == 50
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT run_id, content FROM artifacts WHERE run_id LIKE 'run-fifty-%' AND name = 'orbit-change.png'"
+            )
+        assert len(rows) == 50
+        for row in rows:
+            k = int(row["run_id"].rsplit("-", 1)[1])
+            data = plotted_data(bytes(row["content"]))
+            assert list(zip(data["x_mm"], data["y_mm"], strict=True)) == effects[k].orbit_change_mm
+    finally:
+        await pool.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from nio import AsyncClient, ReactionEvent, RoomMessageText, RoomSendResponse
+from nio import AsyncClient, MemoryDownloadResponse, ReactionEvent, RoomMessageImage, RoomMessageText, RoomSendResponse
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
@@ -26,6 +26,7 @@ from tern.approval.render import exact_number
 from tern.control.channel_access import read_value
 from tern.embedded import matrix
 from tern.embedded.net import free_port
+from tern.ring.plot import plotted_data
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
 from tests.archiver.helpers import demo_archive
 from tests.conftest import unavailable
@@ -66,7 +67,7 @@ class Person:
     async def start(self) -> None:
         await self.client.login(self.password)
         await self.client.sync(timeout=0, full_state=True)
-        self.client.add_event_callback(self._seen, (RoomMessageText, ReactionEvent))
+        self.client.add_event_callback(self._seen, (RoomMessageText, ReactionEvent, RoomMessageImage))
 
     async def _seen(self, room: Any, event: Any) -> None:
         if room.room_id == self.room_id:
@@ -124,6 +125,19 @@ def _card(bot: str, request_id: str) -> Callable[[Any], bool]:
             and "m.in_reply_to" not in (content.get("m.relates_to") or {})
             and "Approval needed" in e.body
             and request_id in e.body
+        )
+
+    return pred
+
+
+def _image_in_thread(bot: str, card_id: str) -> Callable[[Any], bool]:
+    def pred(e: Any) -> bool:
+        rel = e.source.get("content", {}).get("m.relates_to") or {}
+        return (
+            isinstance(e, RoomMessageImage)
+            and e.sender == bot
+            and (rel.get("rel_type"), rel.get("event_id")) == ("m.thread", card_id)
+            and e.source["content"].get("info", {}).get("mimetype") == "image/png"
         )
 
     return pred
@@ -225,6 +239,15 @@ async def test_operator_approves_a_write_from_matrix(temporal_env, settings, syn
             rid = st.pending.request_id
             card = await operator.until(_card(bot, rid), 60)
             assert channel in card.body and "Reply to this message" in card.body and "physicist" in card.body
+            # issue 23: a quadrupole write's card has the PNG of its predicted orbit change in its thread, the
+            # plotted numbers being the request's prediction
+            image = await operator.until(_image_in_thread(bot, card.event_id), 60)
+            effect = st.pending.write.predicted_effect  # type: ignore[union-attr]
+            assert effect is not None and effect.orbit_change_mm is not None
+            got = await operator.client.download(mxc=image.url)
+            assert isinstance(got, MemoryDownloadResponse), got
+            data = plotted_data(got.body)  # raises unless a valid PNG with the plotted values
+            assert list(zip(data["x_mm"], data["y_mm"], strict=True)) == effect.orbit_change_mm
 
             e = await stranger.reply(card.event_id, "approve")
             await stranger.until(_answer_to(e, bot, "not mapped"))

@@ -31,6 +31,7 @@ from starters.bridge_cli import run_slack_bridge
 from starters.slack_bridge import bolt_app, slack_app
 from tern.control.channel_access import read_value
 from tern.embedded.net import free_port
+from tern.ring.plot import plotted_data
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
 from tests.test_chat_webhook import serving
 
@@ -52,6 +53,7 @@ def fake_slack(ws_url: str = "") -> tuple[FastAPI, list[tuple[str, dict[str, Any
             args = json.loads(raw) if raw else {}
         except ValueError:
             args = dict(httpx.QueryParams(raw.decode()))
+        args = {**dict(request.query_params), **args}  # some methods send their arguments in the query string
         args["_token"] = request.headers.get("authorization", "").removeprefix("Bearer ")
         calls.append((method, args))
         if method == "apps.connections.open":  # Slack answers a refused app token with HTTP 200 and ok false
@@ -63,6 +65,16 @@ def fake_slack(ws_url: str = "") -> tuple[FastAPI, list[tuple[str, dict[str, Any
             return JSONResponse({"ok": True, "channel": args["channel"], "ts": args["_ts"]})
         if method == "views.open":
             return JSONResponse({"ok": True, "view": {"id": "V1"}})
+        if method == "files.getUploadURLExternal":  # files_upload_v2: the URL the bytes go to, then complete
+            fid = f"F{next(seq)}"
+            return JSONResponse({"ok": True, "file_id": fid, "upload_url": f"{request.base_url}upload/{fid}"})
+        if method == "files.completeUploadExternal":
+            return JSONResponse({"ok": True, "files": [{"id": "F"}]})
+        return JSONResponse({"ok": True})
+
+    @app.post("/upload/{file_id}")
+    async def upload(file_id: str, request: Request) -> JSONResponse:
+        calls.append(("upload", {"_id": file_id, "_body": await request.body()}))
         return JSONResponse({"ok": True})
 
     return app, calls
@@ -177,6 +189,15 @@ async def test_slack_buttons_and_modal_decide_and_unsigned_or_replayed_payloads_
                 )
                 rid1 = (await wait_for_state(h1, "awaiting_approval")).pending.request_id  # type: ignore[union-attr]
                 ts1 = await until(lambda: posted_ts(rid1), 60)
+                # issue 23: the quadrupole write's predicted orbit-change PNG goes into the card's thread
+                done = await until(lambda: next((a for m, a in calls if m == "files.completeUploadExternal"), None), 60)
+                assert (done.get("channel_id"), done.get("thread_ts")) == ("C1", ts1), done
+                png = next(a["_body"] for m, a in calls if m == "upload")
+                effect = (await wait_for_state(h1, "awaiting_approval")).pending.write.predicted_effect  # type: ignore[union-attr]
+                data = plotted_data(png)  # raises unless a valid PNG with the plotted values
+                assert (
+                    effect is not None and list(zip(data["x_mm"], data["y_mm"], strict=True)) == effect.orbit_change_mm
+                )
                 card = next(a for m, a in calls if m == "chat.postMessage" and rid1 in a.get("text", ""))
                 actions = next(b for b in card["blocks"] if b["type"] == "actions")["elements"]
                 assert [(e["action_id"], e["value"]) for e in actions] == [

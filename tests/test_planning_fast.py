@@ -22,6 +22,7 @@ from tern.models import AgentRunRequest, Decision
 from tern.models.activity_io import ComposedAnswer, ComposeInput
 from tern.models.execution import ExecutionResult
 from tern.models.python_step import GenerateCodeInput, GeneratedCode
+from tern.models.ring import PlanEffect, PlanPredictInput
 from tern.planning import REGISTRY
 from tern.sandbox.codegen import generate
 from tests.llm_script import ScriptedLLM, last_user_text, plan_json, scripted_llm
@@ -58,12 +59,20 @@ async def env(request, time_skipping_env) -> AsyncIterator[tuple[Client, Machine
         async def generate_code(inp: GenerateCodeInput) -> GeneratedCode:
             return await generate(client, inp)  # the real code generator over HTTP (role 'code')
 
+        @activity.defn(name="predict_plan")
+        async def predict_plan(inp: PlanPredictInput) -> PlanEffect | None:
+            """The real ring model from its design currents (the IOC's readbacks stood in for by the design)."""
+            from tern.ring.model import RingModel
+            from tern.ring.service import predict_plan as predict
+
+            return predict(RingModel(), inp.writes, {}, {})[0]
+
         acts = [a for a in machine.activities() if a.__name__ not in ("compose_answer", "generate_code")]
         async with Worker(
             time_skipping_env.client,
             task_queue=queue,
             workflows=[AgentRunWorkflow, PythonExecutionWorkflow],
-            activities=[*acts, compose_answer, generate_code, *planning.all()],
+            activities=[*acts, compose_answer, generate_code, predict_plan, *planning.all()],
         ):
             yield time_skipping_env.client, machine, llm, queue
 
@@ -144,6 +153,37 @@ async def test_plan_approval_rejected_then_revised_plan_approved(env) -> None:
         ("plan_rejected", "bob", "no writes today"),
     ]
     assert [a.kind for a in result.approvals] == ["plan", "plan"] and "write_channel" not in machine.calls
+
+
+async def test_plan_approval_carries_the_plans_writes_predicted_as_the_whole(env) -> None:
+    """Issue 23: a plan with two magnet writes is predicted as the whole at its approval; the tune shift of both
+    applied together matches pyAT computed here with the changes made by hand."""
+    at = pytest.importorskip("at")
+    from tests.test_ring_plan import HCM14, QF11, _fresh_ring, _set_by_hand
+
+    client, machine, llm, queue = env
+    writes = {QF11: 372.0, HCM14: 4.0}
+    steps = [
+        {"id": f"w{n}", "kind": "control_write", "channel": ch, "value": v} for n, (ch, v) in enumerate(writes.items())
+    ]
+    llm.script["planner"] = [plan_json(*steps, ANSWER)]
+    handle = await ask(client, queue, plan_approval=True)
+    rid = await pending(handle, within_s=120)
+    st = await handle.query(AgentRunWorkflow.status)
+    assert st.pending is not None and st.pending.kind == "plan" and st.pending.plan_effect is not None
+    pe = st.pending.plan_effect
+    ring = _fresh_ring()
+    q0 = ring.get_tune()
+    _set_by_hand(ring, _fresh_ring(), writes)
+    q1 = ring.get_tune()
+    assert isinstance(ring, at.Lattice) and abs(q1[0] - q0[0]) > 1e-3
+    assert abs(pe.combined.dq_x - (q1[0] - q0[0])) < 1e-4 and abs(pe.combined.dq_y - (q1[1] - q0[1])) < 1e-4
+    assert list(pe.writes) == [QF11, HCM14] and set(pe.per_write) == {QF11, HCM14}
+    await handle.execute_update(
+        AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=False, comment="no")
+    )
+    await handle.cancel()
+    assert "write_channel" not in machine.calls and "check_write" not in machine.calls
 
 
 async def test_plan_rejected_twice_ends_the_run_rejected(env) -> None:

@@ -172,3 +172,76 @@ def test_orbit_correction_moves_the_named_bpm_by_the_requested_amount(model: Rin
         correct_orbit(model, {bpm: 50.0}, limits={ch: (-12.0, 12.0) for ch in model.resolved.magnets})
     with pytest.raises(ValueError, match="not a BPM"):
         correct_orbit(model, {"SR:MAG:HCM:01:CURRENT:SP": 1.0})
+
+
+def test_response_matrix_is_cached_and_recomputed_when_lattice_mapping_or_currents_change(
+    model: RingModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The orbit response matrix is computed once per (lattice digest, mapping digest, magnet currents): a second
+    call is served from the cache (no new computation), a change of any magnet current, of the mapping or of the
+    lattice (an erroneous machine) computes it anew; values checked against pyAT directly."""
+    from tern.ring import correct
+
+    computed: list[str] = []
+    real = correct._response_matrix
+
+    def counting(m, plane, baseline, delta_a):
+        computed.append(plane)
+        return real(m, plane, baseline, delta_a)
+
+    monkeypatch.setattr(correct, "_response_matrix", counting)
+    correct.clear_response_cache()
+    r1, bpms, cors = correct.response_matrix(model, "x")
+    # independent: HCM 01 (first corrector, 20 urad per A) kicked by 1 A in a freshly loaded lattice
+    ring = _independent_ring()
+    mons = ring.get_uint32_index(at.Monitor)
+    _, o0 = ring.find_orbit4(refpts=mons)
+    next(e for e in ring if isinstance(e, at.Corrector)).KickAngle[0] = 2.0e-5
+    _, o1 = ring.find_orbit4(refpts=mons)
+    rows = [model.monitor_pos[model.resolved.bpms[ch][0]] for ch in bpms]
+    assert cors[0] == "SR:MAG:HCM:01:CURRENT:SP"
+    np.testing.assert_allclose(r1[:, 0], (o1[rows, 0] - o0[rows, 0]) * 1e3, atol=1e-6)
+    r1[:, 0] = 0.0  # the caller's copy: the cache keeps its own
+    r2, _, _ = correct.response_matrix(model, "x")
+    assert computed == ["x"] and np.abs(r2[:, 0]).max() > 0.1  # served from the cache, unchanged
+    quad = "SR:MAG:QF:03:CURRENT:SP"
+    r3, _, _ = correct.response_matrix(model, "x", {quad: 375.0})  # a magnet current changed: computed anew
+    assert computed == ["x", "x"] and not np.allclose(r3, r2, atol=1e-6)
+    correct.response_matrix(model, "x", {quad: 375.0})
+    assert computed == ["x", "x"]
+    text = Path(model.mapping.source).read_text().replace("gain = 2.0e-5", "gain = 4.0e-5")
+    (tmp_path / "mapping.toml").write_text(text)
+    other = RingModel(load_mapping(tmp_path / "mapping.toml"))
+    assert other.digest == model.digest  # same lattice file, another mapping: computed anew, twice the gain
+    r4, _, _ = correct.response_matrix(other, "x")
+    assert computed == ["x", "x", "x"]
+    np.testing.assert_allclose(r4, 2 * r2, rtol=1e-2, atol=2e-3)  # finite differences: not exactly linear
+    machine = machine_with_errors(model, MachineErrors(seed=5))  # another lattice: never served from the cache
+    r5, _, _ = correct.response_matrix(machine, "x")
+    r6, _, _ = correct.response_matrix(machine, "x")
+    assert computed == ["x"] * 5 and not np.allclose(r5, r2, atol=1e-6) and np.allclose(r5, r6)
+
+
+def test_orbit_profile_is_every_monitor_and_absent_from_the_dump_when_not_asked(model: RingModel) -> None:
+    """``orbit_change_mm`` (the chat card's plot) holds (x, y) at all 98 monitors, as pyAT computes it here
+    independently; an effect predicted without it serializes exactly as before the field existed (the request
+    digest binds that dump)."""
+    from tern.identity.statement import sha256_hex
+
+    channel = "SR:MAG:VCM:09:CURRENT:SP"  # ninth corrector, vertical plane, 20 urad per A
+    with_profile = predict_effect(model, {channel: -6.0}, orbit_profile=True)
+    without = predict_effect(model, {channel: -6.0})
+    assert "orbit_change_mm" not in without.model_dump() and "orbit_change_mm" not in without.model_dump_json()
+    assert sha256_hex(without.model_dump_json()) == sha256_hex(
+        with_profile.model_copy(update={"orbit_change_mm": None, "compute_ms": without.compute_ms}).model_dump_json()
+    )
+    ring = _independent_ring()
+    mons = ring.get_uint32_index(at.Monitor)
+    _, o0 = ring.find_orbit4(refpts=mons)
+    [e for e in ring if isinstance(e, at.Corrector)][8].KickAngle[1] = -6.0 * 2.0e-5
+    _, o1 = ring.find_orbit4(refpts=mons)
+    profile = with_profile.orbit_change_mm
+    assert profile is not None and len(profile) == len(mons) == 98
+    np.testing.assert_allclose([p[1] for p in profile], (o1[:, 2] - o0[:, 2]) * 1e3, atol=1e-4)
+    np.testing.assert_allclose([p[0] for p in profile], (o1[:, 0] - o0[:, 0]) * 1e3, atol=1e-4)
+    assert max(abs(p[1]) for p in profile) > 0.3

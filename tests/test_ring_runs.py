@@ -76,6 +76,11 @@ async def test_corrector_write_waits_for_approval_with_its_predicted_effect(temp
 
 
 async def test_an_unexpected_effect_is_audited_and_its_inverse_proposed_not_performed(temporal_env, settings) -> None:
+    """A discrepancy beyond the ratio (a ratio of 1e-4: BPM noise and the seeded errors exceed it) is audited, the
+    approvers are notified (the proposed run's request lands in the chat outbox, what every bridge posts) and the
+    inverse write is proposed as a new run that waits for approval; nothing writes it until it is approved."""
+    import asyncpg
+
     channel = "SR:MAG:VCM:13:CURRENT:SP"  # no other test writes it
     strict = settings.model_copy(update={"ring": settings.ring.model_copy(update={"unexpected_ratio": 1e-4})})
     before = read_value(channel)
@@ -86,14 +91,42 @@ async def test_an_unexpected_effect_is_audited_and_its_inverse_proposed_not_perf
             AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
         )
         result = await handle.result()
-    step = next(r for r in result.steps if r.step_id == "write")
-    assert step.measured_effect is not None and step.measured_effect.unexpected
-    assert step.measured_effect.proposed_inverse == (channel, before)
-    assert read_value(channel) == pytest.approx(6.0)  # proposed, never performed
+        step = next(r for r in result.steps if r.step_id == "write")
+        measured = step.measured_effect
+        assert measured is not None and measured.unexpected
+        assert measured.proposed_inverse == (channel, before)
+        assert measured.proposed_run == f"{result.workflow_id}.inverse-write" and measured.proposed_run in step.message
+        proposed = temporal_env.client.get_workflow_handle_for(AgentRunWorkflow.run, measured.proposed_run)
+        pst = await wait_for_state(proposed, "awaiting_approval", within_s=60)
+        assert pst.pending.kind == "control_write" and pst.pending.write.channel == channel
+        assert pst.pending.write.value == before and pst.pending.write.predicted_effect is not None
+        assert result.workflow_id in pst.query and "unexpected" in pst.pending.reason.lower()
+        assert read_value(channel) == pytest.approx(6.0)  # proposed, not performed: the run ended without writing it
+        conn = await asyncpg.connect(settings.dsn)
+        try:  # the approvers were notified: the request is in the outbox the chat bridges and webhooks post from
+            row = await conn.fetchrow(
+                "SELECT run_id, kind FROM chat_requests WHERE request_id = $1", pst.pending.request_id
+            )
+        finally:
+            await conn.close()
+        assert row is not None and (row["run_id"], row["kind"]) == (measured.proposed_run, "control_write")
+        await proposed.execute_update(  # the operator approves the proposal: only now is it written
+            AgentRunWorkflow.decide, Decision(request_id=pst.pending.request_id, approver="bob", approved=True)
+        )
+        inverse = await proposed.result()
+    assert inverse.status == "completed", inverse.error
+    assert read_value(channel) == pytest.approx(before)
+    inv_step = next(r for r in inverse.steps if r.step_id == "inverse")
+    assert inv_step.measured_effect is None or inv_step.measured_effect.proposed_run is None  # no inverse of it
     rows = await audit_rows(settings.dsn, result.workflow_id)
     unexpected = [r for r in rows if r["event_kind"] == "effect_unexpected"]
-    assert len(unexpected) == 1 and json.loads(unexpected[0]["details"])["proposed_inverse"] == [channel, before]
-    assert [r["event_kind"] for r in rows].count("write") == 1
+    details = json.loads(unexpected[0]["details"])
+    assert len(unexpected) == 1 and details["proposed_inverse"] == [channel, before]
+    assert details["proposed_run"] == measured.proposed_run
+    assert [r["event_kind"] for r in rows].count("write") == 1  # the proposing run wrote once: its own step
+    inv_rows = await audit_rows(settings.dsn, measured.proposed_run)
+    kinds = [r["event_kind"] for r in inv_rows]
+    assert kinds.count("write") == 1 and kinds.index("decision") < kinds.index("write"), kinds
 
 
 async def _check(settings, channel: str, value: float):
@@ -174,6 +207,7 @@ async def test_orbit_correct_step_moves_the_orbit_through_approved_predicted_wri
         }
     )
     approved = 0
+    shown = []  # each request's plan as the whole (issue 23): the corrector set still to come
     async with running_worker(temporal_env.client, settings):
         handle = await start_run(temporal_env.client, settings, plan)
         result_task = asyncio.ensure_future(handle.result())
@@ -182,6 +216,7 @@ async def test_orbit_correct_step_moves_the_orbit_through_approved_predicted_wri
             if st.state == "awaiting_approval" and st.pending is not None:
                 assert st.pending.write is not None and st.pending.write.predicted_effect is not None
                 assert st.pending.write.predicted_effect.predicted
+                shown.append(st.pending.write.plan_effect)
                 await handle.execute_update(
                     AgentRunWorkflow.decide, Decision(request_id=st.pending.request_id, approver="bob", approved=True)
                 )
@@ -192,6 +227,12 @@ async def test_orbit_correct_step_moves_the_orbit_through_approved_predicted_wri
     assert step.status == "completed", step.message
     assert step.sources and len(step.sources) == approved >= 2
     assert all(r.write is not None and r.write.verified for r in step.sources)
+    channels = [r.write.channel for r in step.sources]
+    assert shown[0] is not None and list(shown[0].writes) == channels  # the first request carries the whole set
+    assert shown[0].combined.predicted and set(shown[0].per_write) == set(channels)
+    assert [list(p.writes) if p else [] for p in shown[1:-1]] == [channels[n:] for n in range(1, len(channels) - 1)]
+    assert all(not p.per_write for p in shown[1:-1])  # each write alone: once, at the first request
+    assert shown[-1] is None  # the last write alone
     moved = sum(read_value(bpm) for _ in range(3)) / 3 - before
     assert 0.2 < moved < 0.4, moved  # requested +0.3 mm; the machine's errors and BPM noise allow some miss
     for r in step.sources:  # leave the correctors as found

@@ -193,7 +193,22 @@ class AgentRunWorkflow(
 
     async def _check_start(self, req: AgentRunRequest) -> bool:
         """Who starts the run (``verify_proof``): in ``proven`` mode the proof must name this workflow and this
-        request and stand for ``req.user``; False (audited ``start_refused``, the run ends failed) otherwise."""
+        request and stand for ``req.user``; False (audited ``start_refused``, the run ends failed) otherwise. A run
+        started by its parent run to propose an inverse write (``req.proposed_by`` = the parent, as the server records
+        it: no client can set a parent) needs no proof: it only asks, and its write waits for a proven approval."""
+        parent = workflow.info().parent
+        if req.proposed_by is not None and parent is not None and parent.workflow_id == req.proposed_by:
+            await audit(
+                AuditEvent(
+                    event_kind="run_started",
+                    workflow_id=self._workflow_id,
+                    event_key=f"{run_key()}/started",
+                    actor="tern",
+                    comment=req.query[:500],
+                    details={"proposed_by": req.proposed_by, "for": req.user},
+                )
+            )
+            return True
         check = await workflow.execute_activity_method(
             ApprovalActivities.verify_proof,
             ProofCheckInput(

@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from tern.models.identity import ProofCheck, ProofCheckInput
     from tern.models.logbook import LogbookDraft
     from tern.models.plan import Plan
+    from tern.models.ring import PlanEffect
 
 AUDIT_TIMEOUT = timedelta(seconds=30)
 # The audit must eventually be written: nothing happens after a request or decision before it is recorded.
@@ -180,6 +181,7 @@ class ApprovalGate:
         write: LimitsCheck | None = None,
         code: CodeReview | None = None,
         plan: Plan | None = None,
+        plan_effect: PlanEffect | None = None,
         entry: LogbookDraft | None = None,
         audit_details: dict[str, object] | None = None,
         resolved: ResolvedApproval | None = None,
@@ -223,6 +225,7 @@ class ApprovalGate:
             write=write,
             code=code,
             plan=plan,
+            plan_effect=plan_effect,
             entry=entry,
             reason=reason,
             min_approvals=rule.min_approvals,

@@ -18,9 +18,11 @@ from workflows.approval_gate import ApprovalGate
 from workflows.failures import error_message
 
 with workflow.unsafe.imports_passed_through():
+    from activities.agent import AgentActivities
     from activities.planning import PlanningActivities
-    from tern.models import AgentRunRequest, ApprovalRecord, Plan, Step, StepResult
+    from tern.models import AgentRunRequest, ApprovalRecord, ControlWriteStep, Plan, Step, StepResult
     from tern.models.planning import LLMUsage, PlanCause, PlanFeedback, PlanInput, PlanVersion
+    from tern.models.ring import PlanEffect, PlanPredictInput
     from tern.planning import REGISTRY
 
 PLANNER_PATCH = "llm-planner"  # runs started without a plan before the planner failed with NoPlan
@@ -33,6 +35,11 @@ PLAN_RETRY = RetryPolicy(
     non_retryable_error_types=["NoPlanner", "PlanInvalid", "InvalidLimits"],
 )
 MAX_REPLANS = 3  # plan revisions after failed steps, per run
+# A plan with several writes is predicted as the whole for its approval (issue 23); plans asked before replay
+# without the predict_plan activity.
+PLAN_APPROVAL_EFFECT_PATCH = "ring-plan-approval-effect-1"
+PREDICT_PLAN_TIMEOUT = timedelta(seconds=60)
+PREDICT_PLAN_RETRY = RetryPolicy(maximum_attempts=3)
 
 
 class RunPlanner:
@@ -95,6 +102,24 @@ class RunPlanner:
             summary=f"plan v{n}: {len(plan.steps)} steps ({', '.join(s.kind for s in plan.steps)[:200]})",
             reason=f"question: {self.req.query}"[:2000],
             plan=plan,
+            plan_effect=await self._predict(plan),
+        )
+
+    async def _predict(self, plan: Plan) -> PlanEffect | None:
+        """The plan's ``control_write`` steps predicted as the whole by the ring model (``predict_plan``), for the
+        approver; None for fewer than two writes (or a run from before the patch)."""
+        writes: dict[str, float] = {}
+        for s in plan.steps:
+            if isinstance(s, ControlWriteStep):
+                writes[s.channel] = s.value  # written twice: its last value
+        if len(writes) < 2 or not workflow.patched(PLAN_APPROVAL_EFFECT_PATCH):
+            return None
+        return await workflow.execute_activity_method(
+            AgentActivities.predict_plan,
+            PlanPredictInput(writes=writes),
+            start_to_close_timeout=PREDICT_PLAN_TIMEOUT,
+            retry_policy=PREDICT_PLAN_RETRY,
+            summary=f"predicted effect of the plan's {len(writes)} writes",
         )
 
     async def first(self) -> tuple[Plan | None, ApprovalRecord | None]:

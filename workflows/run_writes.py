@@ -18,10 +18,10 @@ from workflows.search_attributes import NO_APPROVAL
 with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
     from activities.freeze import FreezeActivities
-    from tern.models import AuditEvent, ControlWriteStep, LimitsCheck, RunState, StepResult
+    from tern.models import AgentRunRequest, AuditEvent, ControlWriteStep, LimitsCheck, Plan, RunState, StepResult
     from tern.models.activity_io import WriteCheckInput, WriteInput
     from tern.models.freeze import HoldRequest
-    from tern.models.plan import OrbitCorrectStep
+    from tern.models.plan import OrbitCorrectStep, RespondStep
     from tern.models.ring import (
         MeasuredEffect,
         MeasureEffectInput,
@@ -40,7 +40,13 @@ HOLD_RETRY = RetryPolicy(
 )  # no write on doubt
 FREEZE_RECHECK = timedelta(minutes=10)
 WRITE_CHECK_TIMEOUT = timedelta(seconds=30)
+WRITE_CHECK_PLAN_TIMEOUT = timedelta(minutes=3)  # with a plan's later writes: one pyAT prediction per write
 RING_PATCH = "ring-measured-effect-1"  # runs from before issue 23 replay without the snapshot and measurement
+# A write's check carries the plan's later writes (predicted as the whole); runs from before check each alone.
+PLAN_EFFECT_PATCH = "ring-plan-effect-1"
+# An unexpected effect starts a run that proposes the inverse write for approval (the approvers are notified by its
+# request); runs from before only audit it.
+INVERSE_PATCH = "ring-inverse-proposal-1"
 RING_READ_TIMEOUT = timedelta(seconds=30)
 RING_MEASURE_TIMEOUT = timedelta(minutes=5)  # includes ring.settle_s; heartbeats every second meanwhile
 RING_MEASURE_HEARTBEAT = timedelta(seconds=10)
@@ -89,14 +95,16 @@ class WriteSteps(RunSteps):
             return StepResult(step_id=step.id, kind=step.kind, status="failed", message=f"no correction: {why}")
         expected = ", ".join(f"{ch} {mm:+.3f} mm" for ch, mm in plan.expected.items())
         subs: list[StepResult] = []
-        for n, (channel, amps) in enumerate(plan.writes.items(), start=1):
+        writes = list(plan.writes.items())
+        for n, (channel, amps) in enumerate(writes, start=1):
             sub = ControlWriteStep(
                 id=f"{step.id}-{n}",
                 channel=channel,
                 value=amps,
                 reason=f"orbit correction {n}/{len(plan.writes)} (model expects {expected}): {step.reason}",
             )
-            result = await self._control_write(sub)
+            # the corrector set as the whole at each request; each write alone once, at the first
+            result = await self._control_write(sub, later=dict(writes[n:]), each=n == 1)
             subs.append(result)
             if result.status != "completed":
                 break
@@ -121,35 +129,44 @@ class WriteSteps(RunSteps):
         """The facility write freeze was thawed (epoch ``epoch``): a held write asks again and goes on."""
         self._thawed_epoch = max(self._thawed_epoch, epoch)
 
-    async def _control_write(self, step: ControlWriteStep) -> StepResult:
+    async def _control_write(
+        self, step: ControlWriteStep, later: dict[str, float] | None = None, each: bool = True
+    ) -> StepResult:
         """Limits check -> approval -> write (once) with verification. Skipped after a step that did not
-        complete."""
+        complete. The check gets the plan's later writes (``later``, else the ``control_write`` steps still
+        queued), so the ring model predicts the plan as the whole and its effect limits hold for the whole; with
+        ``each`` also every later write alone."""
         if self._writes_blocked:
             return StepResult(
                 step_id=step.id, kind=step.kind, status="skipped", message="skipped: an earlier step did not complete"
             )
-        req, workflow_id = self._req, self._workflow_id
+        workflow_id = self._workflow_id
+        if later is None:
+            later = {s.channel: s.value for s in self._queue if isinstance(s, ControlWriteStep)}
+        plan_writes = later if later and workflow.patched(PLAN_EFFECT_PATCH) else {}
         check = await workflow.execute_activity_method(
             AgentActivities.check_write,
-            WriteCheckInput(workflow_id=workflow_id, step_id=step.id, channel=step.channel, value=step.value),
-            start_to_close_timeout=WRITE_CHECK_TIMEOUT,
+            WriteCheckInput(
+                workflow_id=workflow_id,
+                step_id=step.id,
+                channel=step.channel,
+                value=step.value,
+                plan_writes=plan_writes,
+                plan_each=each,
+            ),
+            start_to_close_timeout=WRITE_CHECK_PLAN_TIMEOUT if plan_writes else WRITE_CHECK_TIMEOUT,
             retry_policy=CA_RETRY,
             summary=f"limits check {step.channel} -> {step.value:g}",
         )
         if not check.allowed:
-            await audit(
-                AuditEvent(
-                    event_kind="write_refused",
-                    workflow_id=workflow_id,
-                    event_key=f"write-refused:{run_key()}:{step.id}",
-                    step_id=step.id,
-                    actor=req.user,
-                    channel=step.channel,
-                    previous_value=check.current_value,
-                    value=step.value,
-                    comment=check.message,
-                    details={"violation": check.violation},
-                )
+            await self._audit_refusal(
+                "write_refused",
+                step.id,
+                check.message,
+                {"violation": check.violation},
+                channel=step.channel,
+                previous_value=check.current_value,
+                value=step.value,
             )
             return StepResult(
                 step_id=step.id,
@@ -224,7 +241,8 @@ class WriteSteps(RunSteps):
         self, step: ControlWriteStep, check: LimitsCheck, effect: PredictedEffect, before: RingSnapshot
     ) -> MeasuredEffect:
         """Measured against predicted after the settle time; an unexpected effect is audited
-        (``effect_unexpected``) with the inverse write proposed in its details, never performed."""
+        (``effect_unexpected``) and its inverse write proposed as a new run (:meth:`_propose_inverse`), never
+        performed by this run."""
         measured = await workflow.execute_activity_method(
             AgentActivities.measure_effect,
             MeasureEffectInput(
@@ -236,6 +254,10 @@ class WriteSteps(RunSteps):
             summary=f"measured vs predicted after {step.channel}",
         )
         if measured.unexpected:
+            if measured.proposed_inverse is not None and self._req.proposed_by is None:  # no inverse of an inverse
+                if workflow.patched(INVERSE_PATCH):
+                    measured.proposed_run = await self._propose_inverse(step, measured)
+                    measured.message += f"; the inverse waits for approval as run {measured.proposed_run}"
             await audit(
                 AuditEvent(
                     event_kind="effect_unexpected",
@@ -250,10 +272,49 @@ class WriteSteps(RunSteps):
                     details={
                         "worst_ratio": measured.worst_ratio,
                         "proposed_inverse": list(measured.proposed_inverse) if measured.proposed_inverse else None,
+                        **({"proposed_run": measured.proposed_run} if measured.proposed_run else {}),
                     },
                 )
             )
         return measured
+
+    async def _propose_inverse(self, step: ControlWriteStep, measured: MeasuredEffect) -> str:
+        """Start the run ``<run id>.inverse-<step id>`` (a child that outlives this run: ``ABANDON``) whose plan is
+        the inverse write, back to the value before, for the same user and approvers. It checks the write, predicts
+        it, and asks for approval like any run, so the approvers are notified (``notify_approvers``: the chat
+        cards, the webhooks); it writes only if approved, and an ignored request times out and rejects. This run
+        never writes it. Returns the new run's workflow id."""
+        assert measured.proposed_inverse is not None
+        channel, value = measured.proposed_inverse
+        wid, req = self._workflow_id, self._req
+        why = f"the effect of step {step.id} of run {wid} ({channel} -> {step.value:g}) was unexpected"
+        proposal = AgentRunRequest(
+            user=req.user,
+            query=f"Undo {channel}: write it back to {value:g}? ({why})",
+            plan=Plan(
+                steps=[
+                    ControlWriteStep(
+                        id="inverse",
+                        channel=channel,
+                        value=value,
+                        reason=f"proposed inverse: {measured.message}"[:2000],
+                    ),
+                    RespondStep(id="answer"),
+                ]
+            ),
+            approvers=req.approvers,
+            approval_timeout_s=req.approval_timeout_s,
+            proposed_by=wid,
+        )
+        child_id = f"{wid}.inverse-{step.id}"
+        await workflow.start_child_workflow(
+            "AgentRunWorkflow",  # by name: this mixin is part of that class (workflows.agent_run)
+            proposal,
+            id=child_id,
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,  # the proposal outlives this run
+            static_summary=f"proposed inverse of {channel} (run {wid}, step {step.id})",
+        )
+        return child_id
 
     async def _wait_while_frozen(self, step: ControlWriteStep, request_id: str) -> timedelta:
         """Before the write: while the facility is frozen (``tern freeze``), wait for the thaw; returns how long the
@@ -318,17 +379,13 @@ class WriteSteps(RunSteps):
             f"refused: the approval expired at {write_by} before the write could start (approval.write_by_s); "
             "request the write again"
         )
-        await audit(
-            AuditEvent(
-                event_kind="write_refused",
-                workflow_id=self._workflow_id,
-                event_key=f"write-refused:{run_key()}:{step.id}:stale",
-                step_id=step.id,
-                actor=self._req.user,
-                channel=step.channel,
-                value=step.value,
-                comment=message,
-                details={"violation": "approval_expired", "write_by": write_by},
-            )
+        await self._audit_refusal(
+            "write_refused",
+            step.id,
+            message,
+            {"violation": "approval_expired", "write_by": write_by},
+            key_suffix=":stale",
+            channel=step.channel,
+            value=step.value,
         )
         return StepResult(step_id=step.id, kind=step.kind, status="refused", check=check, message=message)

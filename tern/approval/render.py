@@ -153,13 +153,17 @@ def _write_lines(w: LimitsCheck) -> list[str]:
 
 
 def _effect_lines(w: LimitsCheck) -> list[str]:
-    """The predicted effect on the ring (tern.ring), one short block; nothing for a write without one."""
+    """The predicted effect on the ring (tern.ring), one short block, and the plan's as the whole when it has several
+    magnet writes; nothing for a write without one."""
     e = w.predicted_effect
-    if e is None:
-        return []
-    if not e.predicted:
-        return [f"- **Predicted effect**: none ({md_text(e.message)})"]
-    return ["- **Predicted effect** (model, not measurement):", "", _block(e.summary())]
+    lines: list[str] = []
+    if e is not None and not e.predicted:
+        lines = [f"- **Predicted effect**: none ({md_text(e.message)})"]
+    elif e is not None:
+        lines = ["- **Predicted effect** (model, not measurement):", "", _block(e.summary())]
+    if w.plan_effect is not None:  # the plan's writes together, and each alone
+        lines += ["- **Predicted effect of the plan as the whole** (model):", "", _block(w.plan_effect.summary())]
+    return lines
 
 
 def _code_lines(request: ApprovalRequest, workflow_id: str) -> list[str]:
@@ -306,6 +310,8 @@ def request_lines(request: ApprovalRequest, *, workflow_id: str, now: datetime |
         for n, step in enumerate(request.plan.steps, start=1):
             lines.append(f"{n}. {md_code(step.id)} ({md_text(step.kind)}): {md_code(_step_params(step))}")
         lines.append("")
+    if request.plan_effect is not None:
+        lines += ["- **Predicted effect of the plan's writes** (model):", "", _block(request.plan_effect.summary()), ""]
     if request.entry is not None:
         lines += [*_entry_lines(request.entry), ""]
     lines += ["### Who may decide", "", *_who_lines(request, now), ""]

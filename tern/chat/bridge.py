@@ -7,6 +7,10 @@ approval policy accept or refuse it as for any other front end. Every attempt fr
 ``chat_decision`` with the platform identity (keyed by the platform's message id, so a redelivered message is
 recorded once); a refusal is also audited by the workflow as ``decision_refused`` when it reached it.
 
+A magnet write's card (or a plan's, predicted as the whole) gets the PNG of its predicted orbit change at every BPM
+(:mod:`tern.ring.plot`) in its thread, on platforms that can attach images (:class:`ImagePlatform`); the picture is
+stored as an artifact of the run first (``tern artifact ID``), as the sandbox's figures are.
+
 Temporal stays outside ``tern/``: the caller passes a :data:`Decider` (``starters/bridge.py`` wraps
 ``TernClient.decide``) and optionally a reconciliation source of pending requests (Temporal visibility).
 """
@@ -26,7 +30,9 @@ from tern.chat import store
 from tern.chat.cards import card_markdown, outcome_markdown
 from tern.chat.commands import Command, CommandError, parse_command, parse_reaction, reaction_allowed
 from tern.chat.identity import IdentityMap
+from tern.db import Conn
 from tern.models import ApprovalRequest
+from tern.models.ring import PredictedEffect
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +97,26 @@ class ChatPlatform(Protocol):
         ...
 
 
+class ImagePlatform(Protocol):
+    """A chat platform that can also attach an image to a posted card (Matrix, Slack)."""
+
+    async def attach_image(self, room_id: str, message_id: str, name: str, png: bytes, caption: str) -> None:
+        """Post ``png`` (file name ``name``, ``caption`` as its text) in the thread of card ``message_id``."""
+        ...
+
+
+def plotted_effect(request: ApprovalRequest) -> tuple[PredictedEffect, str] | None:
+    """The effect a card plots and its caption: a write's own predicted effect, else a plan approval's effect of
+    the whole; None when the request has no per-BPM orbit change to show."""
+    w = request.write
+    if w is not None and w.predicted_effect is not None:
+        return w.predicted_effect, f"predicted orbit change: {w.channel} -> {exact_number(w.value)}"
+    if request.plan_effect is not None:
+        n = len(request.plan_effect.writes)
+        return request.plan_effect.combined, f"predicted orbit change: the plan as a whole ({n} writes)"
+    return None
+
+
 class ApprovalBridge:
     """One bridge instance on one platform.
 
@@ -149,8 +175,11 @@ class ApprovalBridge:
         return new
 
     async def step(self) -> None:
-        """One pass: post cards for waiting requests this instance wins the claim of, update ended cards."""
+        """One pass: post cards for waiting requests this instance wins the claim of, then their orbit-change
+        plots (every card first: fifty waiting requests are all on screen before the first picture is drawn),
+        update ended cards."""
         name = self.platform.name
+        posted: list[tuple[str, ApprovalRequest, str, str]] = []
         async with self.pool.acquire() as conn:
             for card in await store.cards_to_post(conn, name):
                 rid = card.request.request_id
@@ -161,6 +190,9 @@ class ApprovalBridge:
                 )
                 await store.card_posted(conn, name, rid, room_id, message_id)
                 log.info("card for request %s of %s posted as %s", rid, card.workflow_id, message_id)
+                posted.append((card.workflow_id, card.request, room_id, message_id))
+            for workflow_id, request, room_id, message_id in posted:
+                await self._attach_plot(conn, workflow_id, request, room_id, message_id)
             for card in await store.open_cards(conn, name):
                 end = await store.ending(conn, card)
                 if end is None:
@@ -173,6 +205,36 @@ class ApprovalBridge:
                     assert card.room_id is not None and card.message_id is not None
                     text = card_markdown(card.request, workflow_id=card.workflow_id, outcome=outcome)
                     await self.platform.edit_card(card.room_id, card.message_id, text)
+
+    async def _attach_plot(
+        self, conn: Conn, workflow_id: str, request: ApprovalRequest, room_id: str, message_id: str
+    ) -> str | None:
+        """Store the request's orbit-change PNG as an artifact of the run and attach it under the card; returns the
+        artifact id (None when there is nothing to plot or the platform takes no images). A plot that cannot be
+        drawn, stored or posted is logged and the card stands without it (its text carries the same numbers)."""
+        attach = getattr(self.platform, "attach_image", None)
+        plotted = plotted_effect(request)
+        if attach is None or plotted is None:
+            return None
+        from tern.ring.plot import FILE_NAME, orbit_change_png  # matplotlib: imported only when a card needs it
+        from tern.sandbox.artifacts import store_artifact
+
+        effect, caption = plotted
+        try:
+            png = await asyncio.to_thread(orbit_change_png, effect, caption)
+            if png is None:
+                return None
+            ref = await store_artifact(
+                conn, png, workflow_id=workflow_id, step_id=request.step_id, name=FILE_NAME, media_type="image/png"
+            )
+            await attach(room_id, message_id, FILE_NAME, png, f"{caption} (artifact {ref})")
+        except Exception:  # the card is posted; its picture is an addition, never a reason to stop
+            log.warning(
+                "orbit-change plot for request %s of %s not attached", request.request_id, workflow_id, exc_info=True
+            )
+            return None
+        log.info("orbit-change plot %s attached to request %s of %s", ref, request.request_id, workflow_id)
+        return ref
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile (in the background: runs whose worker does not answer may take a while), and :meth:`step`

@@ -105,10 +105,14 @@ def request_content(request: ApprovalRequest) -> dict[str, Any]:
             content["write"]["predicted_effect_sha256"] = sha256_hex(
                 canonical_json(w.predicted_effect.model_dump(mode="json"))
             )
+        if w.plan_effect is not None:  # the plan as the whole, as shown (absent: the digest is as before)
+            content["write"]["plan_effect_sha256"] = sha256_hex(canonical_json(w.plan_effect.model_dump(mode="json")))
     if request.code is not None:
         content["code_sha256"] = sha256_hex(request.code.code)
     if request.plan is not None:
         content["plan"] = request.plan.model_dump(mode="json")
+    if request.plan_effect is not None:  # the plan's predicted effect as shown (absent: the digest is as before)
+        content["plan_effect_sha256"] = sha256_hex(canonical_json(request.plan_effect.model_dump(mode="json")))
     if request.entry is not None:
         content["entry"] = request.entry.model_dump(mode="json")
     return content
@@ -123,6 +127,8 @@ def start_digest(run_request: Any) -> str:
     """SHA-256 hex of a run request (``AgentRunRequest``) without its proof, in canonical JSON: what a start's
     statement must name (the question, the plan, the approvers, the mode: everything the run will do)."""
     data = run_request.model_dump(mode="json", exclude={"proof"})
+    if data.get("proposed_by") is None:  # absent: the digest is as before the field existed
+        data.pop("proposed_by", None)
     return sha256_hex(canonical_json(data))
 
 

@@ -43,6 +43,14 @@ class WriteCheckInput(BaseModel):
     step_id: str
     channel: str
     value: float
+    plan_writes: dict[str, float] = Field(
+        default_factory=dict,
+        description="The plan's later writes (channel -> value, in order): with them the ring model predicts the "
+        "plan as the whole and applies the effect limits to it (issue 23).",
+    )
+    plan_each: bool = Field(
+        True, description="Also predict (and limit) each of plan_writes alone: once per plan is enough."
+    )
 
 
 class WriteInput(BaseModel):

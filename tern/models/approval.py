@@ -14,6 +14,7 @@ from tern.models.limits import MAX_COMMENT_CHARS, UserName
 from tern.models.logbook import LogbookDraft
 from tern.models.modes import ApprovalMode
 from tern.models.plan import Plan
+from tern.models.ring import PlanEffect
 
 ApprovalKind = Literal["control_write", "python", "plan", "memory", "logbook", "bluesky"]
 APPROVAL_KINDS: tuple[str, ...] = get_args(ApprovalKind)
@@ -50,6 +51,9 @@ class ApprovalRequest(BaseModel):
     write: LimitsCheck | None = Field(None, description="For control writes: the checked proposal.")
     code: CodeReview | None = Field(None, description="For python steps: the code and its analysis.")
     plan: Plan | None = Field(None, description="For plan approval: the steps the run will take.")
+    plan_effect: PlanEffect | None = Field(
+        None, description="For plan approval with several magnet writes: their predicted effect as the whole."
+    )
     entry: LogbookDraft | None = Field(None, description="For logbook approvals: the drafted entry to publish.")
     reason: str = ""
     min_approvals: int = Field(1, description="Different approvers who must approve (policy).")

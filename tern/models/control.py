@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tern.models.ring import PredictedEffect
+from tern.models.ring import PlanEffect, PredictedEffect
 
 VerificationLevel = Literal["none", "callback", "readback"]
 Violation = Literal[
@@ -76,6 +76,9 @@ class LimitsCheck(BaseModel):
     verification: Verification = Field(default_factory=Verification)
     predicted_effect: PredictedEffect | None = Field(
         None, description="For a magnet of the ring model: the write's predicted effect (tern.ring), with its model."
+    )
+    plan_effect: PlanEffect | None = Field(
+        None, description="When the plan has several magnet writes: their effect as the whole, and each alone."
     )
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from tern.models.approval import ApprovalKind, ApprovalRequest
 from tern.models.control import LimitsCheck
+from tern.models.ring import PlanEffect, PredictedEffect
 from tern.models.search_attributes import RunState
 
 PROGRESS_MEMO = "tern.progress"
@@ -56,6 +57,7 @@ class PendingSummary(BaseModel):
     min_approvals: int = 1
     approved_by: list[str] = []
     write: LimitsCheck | None = None
+    plan_effect: PlanEffect | None = Field(None, description="A plan's writes as the whole (without each alone).")
 
     @classmethod
     def of(cls, req: ApprovalRequest) -> PendingSummary:
@@ -71,8 +73,29 @@ class PendingSummary(BaseModel):
             expires_at=req.expires_at,
             min_approvals=req.min_approvals,
             approved_by=list(req.approved_by),
-            write=req.write,
+            write=req.write.model_copy(
+                update={
+                    "plan_effect": _lean(req.write.plan_effect),
+                    "predicted_effect": _flat(req.write.predicted_effect),
+                }
+            )
+            if req.write
+            else None,
+            plan_effect=_lean(req.plan_effect),
         )
+
+
+def _lean(p: PlanEffect | None) -> PlanEffect | None:
+    """A plan's effect as the whole only: each write alone (up to a kilobyte a write) and the orbit change at every
+    BPM stay in the request."""
+    if p is None:
+        return None
+    return p.model_copy(update={"per_write": {}, "per_write_omitted": bool(p.per_write), "combined": _flat(p.combined)})
+
+
+def _flat(e: PredictedEffect | None) -> PredictedEffect | None:
+    """An effect without its orbit change at every BPM (2-3 kB, the chat card's plot): that stays in the request."""
+    return e.model_copy(update={"orbit_change_mm": None}) if e is not None and e.orbit_change_mm else e
 
 
 class RunProgress(BaseModel):

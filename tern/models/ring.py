@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class ModelChange(BaseModel):
@@ -64,6 +66,20 @@ class PredictedEffect(BaseModel):
     resonances_crossed: list[Resonance] = Field(default_factory=list)
     model: ModelReference | None = None
     compute_ms: float = 0.0
+    orbit_change_mm: list[tuple[float, float]] | None = Field(
+        None,
+        description="Orbit change (x, y) in mm at every monitor of the lattice, in lattice order (BPM index = "
+        "position + 1): what the chat card's plot shows. Set for a write's own effect and a plan's combined one.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_absent_profile(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Leave ``orbit_change_mm`` out when it is None: an effect without it serializes (and digests: the
+        request digest binds this dump) exactly as before the field existed."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("orbit_change_mm", 0) is None:
+            del data["orbit_change_mm"]
+        return data
 
     def summary(self) -> str:
         """One short block for the CLI, Web UI, chat cards and MCP tools."""
@@ -120,6 +136,48 @@ class EffectCheck(BaseModel):
     violations: list[str] = Field(default_factory=list, description="One sentence per limit broken.")
 
 
+class PlanEffect(BaseModel):
+    """A plan with several magnet writes predicted as the whole (issue 23): the writes applied together from the
+    present magnet currents (``combined``), each one alone from the same state (``per_write``), and the effect
+    limits the whole was checked against (the stricter of every written channel's limits)."""
+
+    writes: dict[str, float] = Field(
+        description="The plan's writes still to come, channel -> A, in plan order; the request's own write first."
+    )
+    combined: PredictedEffect
+    per_write: dict[str, PredictedEffect] = Field(
+        default_factory=dict, description="Each mapped write alone, from the same present currents."
+    )
+    limits: EffectLimits | None = None
+    violations: list[str] = Field(
+        default_factory=list, description="Effect limits the whole or one write breaks (such a write is refused)."
+    )
+    per_write_omitted: bool = Field(False, description="per_write left out here (a run list); the request has it.")
+
+    def summary(self) -> str:
+        """One short block: the whole, then one line per write (tune shift and largest orbit change), then the
+        effect limits broken, if any."""
+        head = f"plan as a whole ({len(self.writes)} writes applied together):"
+        body = self.combined.summary().replace("predicted effect", "  combined", 1)
+        each = "  each write alone:"
+        if not self.per_write:
+            each = "  each write alone: " + ("see `tern show RUN`" if self.per_write_omitted else "at the plan's first")
+        lines = [head, body, each]
+        for ch, amps in self.writes.items() if self.per_write else ():
+            e = self.per_write.get(ch)
+            if e is None or not e.predicted:
+                lines.append(f"    {ch} -> {amps:g} A: no prediction (not in the ring mapping)")
+            elif not e.closed_orbit_exists or e.orbit_max_mm is None:
+                lines.append(f"    {ch} -> {amps:g} A: NO CLOSED ORBIT")
+            else:
+                lines.append(
+                    f"    {ch} -> {amps:g} A: dQx {e.dq_x:+.5f} dQy {e.dq_y:+.5f};"
+                    f" max orbit x {e.orbit_max_mm[0]:.3f} mm y {e.orbit_max_mm[1]:.3f} mm"
+                )
+        lines += [f"  REFUSED BY EFFECT LIMITS: {v}" for v in self.violations]
+        return "\n".join(lines)
+
+
 class MeasuredEffect(BaseModel):
     """Measured against predicted after a write, per quantity (orbit in mm at named BPMs, tune shifts)."""
 
@@ -131,6 +189,9 @@ class MeasuredEffect(BaseModel):
     message: str = ""
     proposed_inverse: tuple[str, float] | None = Field(
         None, description="When unexpected: the write that undoes it (channel, value), proposed, never performed."
+    )
+    proposed_run: str | None = Field(
+        None, description="The run started to propose the inverse write for approval (its workflow id)."
     )
 
 
@@ -156,6 +217,12 @@ class MeasureEffectInput(BaseModel):
     value: float
     effect: PredictedEffect
     before: RingSnapshot
+
+
+class PlanPredictInput(BaseModel):
+    """Predict a plan's writes (channel -> value, in plan order) as the whole, for its approval."""
+
+    writes: dict[str, float]
 
 
 class OrbitCorrectInput(BaseModel):

@@ -64,6 +64,12 @@ class AgentRunRequest(BaseModel):
     trigger: RunTrigger | None = Field(
         None, description="The trigger and event that started this run (tern trigger); None when a user started it."
     )
+    proposed_by: str | None = Field(
+        None,
+        description="The run that proposed this one (the inverse of a write whose effect was unexpected, issue 23); "
+        "honoured only when that run is this run's parent workflow: such a run starts without a proof of its own "
+        "and its write waits for an approval like any other.",
+    )
     proof: Proof | None = Field(
         None,
         description="Who starts the run, proven (tern.identity): a statement naming the workflow id and the digest of "

@@ -11,10 +11,18 @@ modes do not ask for large currents; Numerical Recipes 2.6, "SVD of a square mat
 
 The result lists the corrector writes (A, absolute, rounded to 1 mA) and the residual the model expects: each of
 those writes is then checked, predicted and approved like any other.
+
+``R`` costs one closed-orbit search per corrector (32 on the shipped mapping); it is cached per process, keyed by
+the lattice file's digest, the mapping's digest, the plane, ``delta_a`` and every magnet current applied (so a
+change of any of them computes it anew). Only a model whose lattice is its file's (``RingModel.exact_file``) is
+cached: an erroneous machine copy never is.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
@@ -36,14 +44,51 @@ class OrbitCorrection(BaseModel):
     cut: float
 
 
+RESPONSE_CACHE_SIZE = 32  # matrices kept (LRU); one is 72 x 32 floats: 18 kB
+_response_cache: OrderedDict[tuple[object, ...], tuple[np.ndarray, list[str], list[str]]] = OrderedDict()
+_response_lock = threading.Lock()  # the activity calls from worker threads (asyncio.to_thread)
+
+
+def mapping_digest(model: RingModel) -> str:
+    """``sha256:<hex>`` of the model's mapping (every entry, calibration and the file it came from)."""
+    return "sha256:" + hashlib.sha256(model.mapping.model_dump_json().encode()).hexdigest()
+
+
+def clear_response_cache() -> None:
+    """Forget every cached response matrix (benchmarks; a process that reloads its lattice files in place)."""
+    with _response_lock:
+        _response_cache.clear()
+
+
 def response_matrix(
     model: RingModel, plane: str, baseline: Mapping[str, float] | None = None, delta_a: float = 1.0
 ) -> tuple[np.ndarray, list[str], list[str]]:
     """``(R, bpm_channels, corrector_channels)``: R in mm per A, shape (n_bpm, n_corrector), for plane ``"x"`` or
-    ``"y"``, from the model around ``baseline`` (channel -> A). Raises :class:`RingModelError` when the model
-    has no stable closed orbit there."""
+    ``"y"``, from the model around ``baseline`` (channel -> A). Cached (see the module docstring); each call gets
+    its own copy. Raises :class:`RingModelError` when the model has no stable closed orbit there."""
     if plane not in ("x", "y"):
         raise ValueError(f"plane must be 'x' or 'y', got {plane!r}")
+    if not model.exact_file:
+        return _response_matrix(model, plane, baseline, delta_a)
+    currents = {**model.setpoints, **{ch: float(v) for ch, v in (baseline or {}).items() if model.is_mapped(ch)}}
+    key = (model.digest, mapping_digest(model), plane, float(delta_a), tuple(sorted(currents.items())))
+    with _response_lock:
+        hit = _response_cache.get(key)
+        if hit is not None:
+            _response_cache.move_to_end(key)
+    if hit is None:
+        hit = _response_matrix(model, plane, baseline, delta_a)
+        with _response_lock:
+            _response_cache[key] = hit
+            while len(_response_cache) > RESPONSE_CACHE_SIZE:
+                _response_cache.popitem(last=False)
+    r, bpms, cors = hit
+    return r.copy(), list(bpms), list(cors)
+
+
+def _response_matrix(
+    model: RingModel, plane: str, baseline: Mapping[str, float] | None, delta_a: float
+) -> tuple[np.ndarray, list[str], list[str]]:
     p = 0 if plane == "x" else 1
     attr = f"KickAngle.{plane}"
     cors = [ch for ch, b in model.resolved.magnets.items() if b.attribute == attr]

@@ -77,6 +77,7 @@ def predict_effect(
     named_bpms: Iterable[str] = (),
     resonance_order: int = 3,
     top_bpms: int = 0,
+    orbit_profile: bool = False,
 ) -> PredictedEffect:
     """Predict the effect of writing ``targets`` (channel -> A) together, from ``baseline`` (channel -> A; mapped
     magnets not in it stay at their design value).
@@ -89,6 +90,8 @@ def predict_effect(
         resonance_order: highest order of resonance line checked for crossing (>= 1).
         top_bpms: also report the ``top_bpms`` mapped BPM channels of each plane whose change is largest (the
             ones measured against the prediction after the write).
+        orbit_profile: also report the change at every monitor (``orbit_change_mm``, (x, y) mm, lattice order,
+            rounded to 10 nm): the chat card's plot.
 
     Returns a :class:`PredictedEffect`; ``predicted=False`` when no written channel is mapped. Raises
     ``ValueError`` for a non-finite target or an order below 1.
@@ -193,6 +196,7 @@ def predict_effect(
         resonances_crossed=_resonances(before.tune, after.tune, resonance_order),
         model=ref,
         compute_ms=ms,
+        orbit_change_mm=[(round(float(x), 5), round(float(y), 5)) for x, y in d_orbit] if orbit_profile else None,
     )
 
 

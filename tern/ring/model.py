@@ -86,6 +86,10 @@ class RingModel:
         self.monitors = self.ring.get_uint32_index(at.Monitor)
         self.monitor_pos = {int(el): k for k, el in enumerate(self.monitors)}
         self.setpoints: dict[str, float] = {}
+        # True while the lattice is the mapping's file changed only through :meth:`apply` (so the lattice digest,
+        # the mapping and the setpoints say all there is to say about it: what caches may key on); False for a
+        # lattice given by the caller or changed otherwise (``machine_with_errors``).
+        self.exact_file = lattice is None
 
     def copy(self) -> RingModel:
         """An independent copy (lattice and setpoints)."""
@@ -202,4 +206,5 @@ def machine_with_errors(model: RingModel, errors: MachineErrors) -> RingModel:
         dx, dy = errors.misalign_rms_m * rng.standard_normal(2)
         at.shift_elem(elem, float(dx), float(dy))
     machine.resolved = machine.mapping.resolve(machine.ring)  # design values now the erroneous ones
+    machine.exact_file = False  # no longer the file's lattice: never served from a cache keyed on its digest
     return machine
