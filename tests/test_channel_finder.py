@@ -228,6 +228,22 @@ async def test_fifty_concurrent_finds_on_one_pool(settings, pool) -> None:
         assert json.loads(json.dumps(await conn.fetchval("SELECT channels FROM channel_sources"))) == 2908
 
 
+async def test_fifty_concurrent_hybrid_finds_on_one_pool_answer_as_one_at_a_time(settings, pool) -> None:
+    """Hybrid runs its vector search beside the snapshot check (two connections a find): 50 at once over a
+    10-connection pool, first use included (snapshot built and channels embedded once), give the answers the
+    same finder gives them one by one afterwards, and each leads with the set the request names."""
+    f = ChannelFinder(settings, pool, embedder=HashingTestEmbedder(dim=64, model="hashing-64-fifty"))
+    queries = [f"setpoint and readback of vcm {n}" for n in range(1, 51)]
+    together = await asyncio.wait_for(asyncio.gather(*(f.find(q, "hybrid", 3) for q in queries)), 180)
+    for n, (q, r) in enumerate(zip(queries, together, strict=True), start=1):
+        assert r.mode_used == "hybrid", r.notice
+        want = [f"SR:MAG:VCM:{n:02d}:CURRENT:RB", f"SR:MAG:VCM:{n:02d}:CURRENT:SP"]
+        assert r.channel_set is not None and sorted(r.channel_set.names) == want, q
+        assert sorted(h.name for h in r.hits[:2]) == want
+        alone = await f.find(q, "hybrid", 3)
+        assert [h.name for h in alone.hits] == [h.name for h in r.hits], q
+
+
 async def test_worker_start_loads_the_bundled_database_and_a_changed_limits_file_reloads(
     pool, pg_dsn, tmp_path
 ) -> None:
@@ -254,7 +270,8 @@ async def test_worker_start_loads_the_bundled_database_and_a_changed_limits_file
 
 async def test_maxscore_cut_ranks_exactly_as_the_full_ranking(finder: ChannelFinder, pool) -> None:
     """The two-or-more-words pass must give the same top k as scoring every channel that matches any word."""
-    from tern.channel_finder.finder import _IDF_SQL, _RANK_SQL, idf, score_sql
+    from tern.channel_finder.finder import _IDF_SQL, _RANK_SQL, score_sql
+    from tern.channel_finder.index import idf
 
     queries = ["beam current", "hcm 5 readback", "defocusing quadrupole 9 power supply fault", "cav 1 fwd pwr", "bpm"]
     for query in queries:
@@ -264,3 +281,38 @@ async def test_maxscore_cut_ranks_exactly_as_the_full_ranking(finder: ChannelFin
             weights = [(r["word"], idf(float(r["n"]), float(r["ndoc"]))) for r in stats if r["ndoc"]]
             full = await conn.fetch(_RANK_SQL.format(score=score_sql(weights)), " | ".join(w for w, _ in weights), 5)
         assert [h.name for h in await finder.keyword(query, 5)] == [r["name"] for r in full], query
+
+
+async def test_the_index_reads_every_word_as_postgresql_does(finder: ChannelFinder, pool) -> None:
+    """The in-memory postings (tern.channel_finder.index) hold, for every bundled channel, exactly the lexemes of
+    its stored tsvector, with weight A (name words) as PostgreSQL marks them; and the document frequencies equal
+    ``ts_stat``'s (the idf the SQL ranking used)."""
+    _, index = await finder.snapshot()
+    mine: dict[str, dict[str, bool]] = {}
+    for word, (ids, factor) in index.postings.items():
+        for i, f in zip(ids.tolist(), factor.tolist(), strict=True):
+            mine.setdefault(index.channels[i].name, {})[word] = f == 1.0
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT name, array_agg(lexeme) AS words, array_agg(lexeme) FILTER (WHERE 'A' = ANY(weights)) AS a "
+            "FROM channels, unnest(search) GROUP BY name"
+        )
+        stats = {r["word"]: r["ndoc"] for r in await conn.fetch("SELECT word, ndoc FROM channel_term_stats")}
+    assert len(rows) == len(index) == 2908
+    for r in rows:
+        assert mine[r["name"]] == {w: w in set(r["a"] or ()) for w in r["words"]}, r["name"]
+    assert {w: index.df(w) for w in index.postings} == {w: n for w, n in stats.items() if w}
+
+
+async def test_a_changed_channel_is_found_by_the_same_finder_without_a_count_change(finder, pool) -> None:
+    """The snapshot is rebuilt when a channel changes even though the channel count and sources stay the same
+    (the key includes the transaction that rewrote the word statistics)."""
+    assert (await top(finder, "zanzibar")) == []  # nothing known: the trigram fallback finds nothing either
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT name, description FROM channels WHERE name = 'SR:RF:CAVITY:02:TUNER:RB'")
+        rec = store.ChannelRecord(
+            name=row["name"], description=row["description"] + " zanzibar", parts={"area": "SR"}, path="SR"
+        )
+        await store.upsert_channels(conn, [rec], "bundled")
+        assert await store.count_channels(conn) == 2908
+    assert (await top(finder, "zanzibar"))[0] == "SR:RF:CAVITY:02:TUNER:RB"

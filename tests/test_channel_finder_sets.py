@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 from benchmarks.channel_finder_sets import CLASSES, load_requests, r_precision, set_scores
 from tern import DATA_DIR
@@ -21,6 +22,22 @@ def test_every_expected_channel_exists_and_every_class_is_covered() -> None:
     assert len({r["id"] for r in reqs}) == len(reqs) and len({r["query"] for r in reqs}) == len(reqs)
 
 
+def test_every_heldout_channel_exists_and_no_heldout_request_repeats_a_tuning_one() -> None:
+    """The held-out file (benchmarks/channel_finder_heldout.yaml) names real channels, covers every class, and
+    shares no phrasing with the tuning set (else its F1 would not be held out)."""
+    limits = json.loads((DATA_DIR / "channel_limits.json").read_text())
+    reqs = load_requests(Path(__file__).resolve().parents[1] / "benchmarks" / "channel_finder_heldout.yaml")
+    assert len(reqs) >= 30
+    assert [(r["id"], n) for r in reqs for n in r["expected"] if n not in limits] == []
+    assert set(CLASSES) <= {r["class"] for r in reqs}
+    assert len({r["id"] for r in reqs}) == len(reqs) and len({r["query"] for r in reqs}) == len(reqs)
+    raw = (Path(__file__).resolve().parents[1] / "benchmarks" / "channel_finder_heldout.yaml").read_text()
+    lines = [ln.split("query:", 1)[1].strip().strip('"') for ln in raw.splitlines() if ln.startswith("  query:")]
+    assert lines == [r["query"] for r in reqs]  # nothing cut by YAML (an unquoted " #" starts a comment)
+    tuning = {r["query"].lower() for r in load_requests()}
+    assert [r["query"] for r in reqs if r["query"].lower() in tuning] == []
+
+
 def test_scorer_arithmetic() -> None:
     assert set_scores({"a", "b"}, {"b", "c", "d"}) == (0.5, 1 / 3, 2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
     assert set_scores(set(), {"a"}) == (0.0, 0.0, 0.0)
@@ -29,7 +46,6 @@ def test_scorer_arithmetic() -> None:
 
 # --- the finder on real PostgreSQL ------------------------------------------------------------------------
 import asyncio  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 

@@ -7,8 +7,10 @@ Modes (``ChannelFinder.find``):
   document frequency (BM25's, ln(1 + (N - df + 0.5) / (df + 0.5)), Robertson and Zaragoza 2009) times 1.0 when
   the term is among its name words and aliases (tsvector weight A) or 0.4 when only in its description (B),
   plus a small prior that breaks ties (``tern.channel_finder.naming``). Channels matching any term are ranked; an
-  exact name or alias comes first. When no term matches (typos), pg_trgm similarity of the query to names
-  and descriptions ranks instead.
+  exact name or alias comes first. The ranking runs in memory on a snapshot of the ``channels`` table
+  (``tern.channel_finder.index``, built once per database load; a find checks the snapshot is current with one
+  small statement). When no term matches (typos), pg_trgm similarity of the query to names and descriptions
+  ranks instead, in PostgreSQL.
 - ``semantic``: cosine similarity of the expanded query's embedding to each channel's (description, aliases,
   name) on pgvector's HNSW index, with the ARIEL embedding provider (``tern.ariel.providers``). Without a
   provider, or without stored embeddings, it answers with keyword search and says why in ``notice``.
@@ -25,7 +27,6 @@ The bundled channel database (the limits database's channels) is loaded at first
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,7 +37,8 @@ from tern.ariel.embeddings import EmbeddingError, EmbeddingProvider
 from tern.ariel.fusion import rrf_scores
 from tern.ariel.providers import CONFIGURED, configured_embedder
 from tern.channel_finder import store
-from tern.channel_finder.naming import MAX_PRIOR, query_terms, segment_description
+from tern.channel_finder.index import DESCRIPTION_WEIGHT, KeywordIndex
+from tern.channel_finder.naming import query_terms, segment_description
 from tern.channel_finder.understanding import Catalog, Resolution, resolve
 from tern.config import TernSettings
 from tern.db import Conn
@@ -52,9 +54,9 @@ from tern.models.channel_finder import (
 
 MAX_LIMIT = 100
 HYBRID_CANDIDATES_MIN = 30  # each ranking fused by RRF contributes at least this many candidates
-DESCRIPTION_WEIGHT = 0.4  # a term found only in the description counts this much of one in the name words
 TRIGRAM_THRESHOLD = 0.3  # pg_trgm similarity a typo-fallback hit must reach (0..1)
 
+# The ranking as SQL: the reference the in-memory index (tern.channel_finder.index) is tested against.
 _IDF_SQL = """
 SELECT w.word, coalesce(s.ndoc, 0) AS ndoc, (SELECT ndoc FROM channel_term_stats WHERE word = '') AS n
 FROM unnest($1::text[]) AS w(word) LEFT JOIN channel_term_stats s USING (word)
@@ -73,11 +75,6 @@ WHERE c.search @@ $1::tsquery
 ORDER BY score DESC, c.name
 LIMIT $2
 """
-
-
-def idf(n: float, df: float) -> float:
-    """BM25's inverse document frequency, ln(1 + (n - df + 0.5) / (df + 0.5)) (Robertson and Zaragoza 2009)."""
-    return math.log(1 + max(n - df + 0.5, 0.5) / (df + 0.5))
 
 
 def score_sql(weights: Sequence[tuple[str, float]]) -> str:
@@ -115,16 +112,16 @@ WITH nn AS MATERIALIZED (
 SELECT * FROM nn ORDER BY score DESC, name
 """
 
-_CATALOG_KEY_SQL = """
+# What the snapshot was built from: the sources loaded, the channel count, and the transaction that last wrote
+# the word statistics (every change to ``channels`` ends with store.refresh_term_stats, which rewrites them).
+_SNAPSHOT_KEY_SQL = """
 SELECT coalesce((SELECT string_agg(source || '=' || content_hash, ',' ORDER BY source) FROM channel_sources), '')
-    || '/' || coalesce((SELECT ndoc FROM channel_term_stats WHERE word = ''), 0)::text
+    || '/' || coalesce((SELECT ndoc::text || '@' || xmin::text FROM channel_term_stats WHERE word = ''), '0')
 """
-_CATALOG_SQL = """
-SELECT area, system, family, device, field, signal, properties ->> 'family_aliases', description
-FROM channels WHERE family <> '' AND device <> ''
-"""
-_SET_SQL = """
-SELECT c.name, c.description, c.units, c.writable, 0.0 AS score FROM channels c WHERE c.name = ANY($1::text[])
+_SNAPSHOT_SQL = """
+SELECT name, aliases, description, units, writable, prior, name_words, text_words,
+       area, system, family, device, field, signal, properties ->> 'family_aliases' AS family_aliases
+FROM channels ORDER BY name
 """
 
 _CHILDREN_SQL = """
@@ -136,6 +133,34 @@ WHERE $1 = '' OR left(path, length($1) + 1) = $1 || ':'
 GROUP BY seg
 ORDER BY seg
 """
+
+
+def _build_snapshot(rows: Sequence[asyncpg.Record]) -> tuple[Catalog, KeywordIndex]:
+    catalog = Catalog.from_rows(
+        (
+            r["area"],
+            r["system"],
+            r["family"],
+            r["device"],
+            r["field"],
+            r["signal"],
+            r["family_aliases"],
+            r["description"],
+        )
+        for r in rows
+        if r["family"] and r["device"]
+    )
+    index = KeywordIndex.build(
+        (r["name"], r["aliases"], r["description"], r["units"], r["writable"], r["prior"], r["name_words"],
+         r["text_words"])
+        for r in rows
+    )  # fmt: skip
+    return catalog, index
+
+
+def _indexed_hit(index: KeywordIndex, i: int, score: float) -> ChannelHit:
+    c = index.channels[i]
+    return ChannelHit(name=c.name, score=round(score, 6), description=c.description, units=c.units, writable=c.writable)
 
 
 def _hits(rows: Sequence[asyncpg.Record]) -> list[ChannelHit]:
@@ -171,8 +196,9 @@ class ChannelFinder:
         self._loaded = False
         self._load_lock = asyncio.Lock()
         self._embedded: set[str] = set()  # models whose pending embeddings were computed by this finder
-        self._catalog: tuple[str, Catalog] | None = None  # (what it was built from, the catalog)
-        self._catalog_lock = asyncio.Lock()
+        self._snapshot: tuple[str, Catalog, KeywordIndex] | None = None  # (what it was built from, ...)
+        self._snapshot_lock = asyncio.Lock()
+        self._tables: dict[str, str] = {}  # embedding model -> its table (a registration never changes)
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:
@@ -222,17 +248,26 @@ class ChannelFinder:
         await self.ensure_loaded()
         resp = ChannelFindResponse(query=query, mode=mode, mode_used=mode)
         if mode == "keyword":
-            resp.hits = await self.keyword(query, limit)
+            snap = await self.snapshot()  # checked once a find: one small statement
+            resp.hits = await self.keyword(query, limit, snap)
         elif mode == "semantic":
-            hits, why = await self.semantic(query, limit)
+            # the snapshot check (for the set) is in flight while the vector search runs
+            snap, (hits, why) = await asyncio.gather(self.snapshot(), self.semantic(query, limit))
             if hits is None:
-                resp.hits, resp.mode_used = await self.keyword(query, limit), "keyword"
+                resp.hits, resp.mode_used = await self.keyword(query, limit, snap), "keyword"
                 resp.notice = f"Semantic search unavailable: {why}; showing keyword results."
             else:
                 resp.hits = hits
         else:
             n = max(HYBRID_CANDIDATES_MIN, 3 * limit)
-            keyword, (semantic, why) = await asyncio.gather(self.keyword(query, n), self.semantic(query, n))
+
+            async def keyword_half() -> tuple[tuple[Catalog, KeywordIndex], list[ChannelHit]]:
+                checked = await self.snapshot()
+                return checked, await self.keyword(query, n, checked)
+
+            # the vector search's statements are in flight while the snapshot is checked and the keyword ranking
+            # computes: the find waits for the longer of the two halves, not their sum
+            (semantic, why), (snap, keyword) = await asyncio.gather(self.semantic(query, n), keyword_half())
             if semantic is None:
                 resp.hits, resp.mode_used = keyword[:limit], "keyword"
                 resp.notice = f"Hybrid search used keyword search only: {why}."
@@ -240,85 +275,80 @@ class ChannelFinder:
                 by_name = {h.name: h for h in [*semantic, *keyword]}
                 fused = rrf_scores([[h.name for h in keyword], [h.name for h in semantic]], k=self.settings.ariel.rrf_k)
                 resp.hits = [by_name[n].model_copy(update={"score": round(s, 6)}) for n, s in fused[:limit]]
-        understood = await self.understand(query)
+        understood = resolve(query, snap[0])
         if understood is not None:
-            await self._lead_with_set(resp, understood, limit)
+            self._lead_with_set(resp, understood, limit, snap[1])
         return resp
 
-    async def catalog(self) -> Catalog:
-        """The hierarchy's ordered instances and family names (``tern.channel_finder.understanding.Catalog``), built
-        from the ``channels`` table and rebuilt when a source was (re)loaded or the channel count changed."""
+    async def snapshot(self) -> tuple[Catalog, KeywordIndex]:
+        """The hierarchy's ordered instances and family names (``tern.channel_finder.understanding.Catalog``) and
+        the keyword index (``tern.channel_finder.index.KeywordIndex``), built together from one read of the
+        ``channels`` table (in a thread: ~2 s at 100,000 channels) and rebuilt when anything in it changed (a
+        source (re)loaded or imported, channels added, changed or removed: ``_SNAPSHOT_KEY_SQL``)."""
         async with self._conn() as conn:
-            key = await conn.fetchval(_CATALOG_KEY_SQL)
-            if self._catalog is not None and self._catalog[0] == key:
-                return self._catalog[1]
-            async with self._catalog_lock:  # 50 concurrent first finds build it once
-                if self._catalog is None or self._catalog[0] != key:
-                    rows = await conn.fetch(_CATALOG_SQL)
-                    self._catalog = (key, Catalog.from_rows(tuple(r) for r in rows))
-                return self._catalog[1]
+            key = await conn.fetchval(_SNAPSHOT_KEY_SQL)
+            snap = self._snapshot
+            if snap is not None and snap[0] == key:
+                return snap[1], snap[2]
+            async with self._snapshot_lock:  # 50 concurrent first finds build it once
+                snap = self._snapshot
+                if snap is None or snap[0] != key:
+                    rows = await conn.fetch(_SNAPSHOT_SQL)
+                    catalog, index = await asyncio.to_thread(_build_snapshot, rows)
+                    snap = self._snapshot = (key, catalog, index)
+                return snap[1], snap[2]
+
+    async def catalog(self) -> Catalog:
+        """The hierarchy's ordered instances and family names (see :meth:`snapshot`)."""
+        return (await self.snapshot())[0]
 
     async def understand(self, query: str) -> Resolution | None:
         """The set of channels ``query`` means (``tern.channel_finder.understanding.resolve``), or None when unsure."""
         return resolve(query, await self.catalog())
 
-    async def _lead_with_set(self, resp: ChannelFindResponse, res: Resolution, limit: int) -> None:
+    def _lead_with_set(self, resp: ChannelFindResponse, res: Resolution, limit: int, index: KeywordIndex) -> None:
         """Put the understood set first in ``resp.hits`` (the ranking's hits after it, as alternatives, up to
         ``max(limit, set size)`` hits, at most ``MAX_LIMIT``) and describe it in ``resp.channel_set``.
 
         This is also the hybrid guarantee: a channel whose every level the request names is never fused away."""
-        async with self._conn() as conn:
-            rows = {r["name"]: r for r in await conn.fetch(_SET_SQL, res.names)}
-        names = [n for n in res.names if n in rows]
+        names = [n for n in res.names if n in index.by_name]
         if not names:
             return
         ranked = {h.name: h for h in resp.hits}
-        lead = [(ranked.get(n) or _hits([rows[n]])[0]).model_copy(update={"in_set": True}) for n in names]
+        lead = [
+            (ranked.get(n) or _indexed_hit(index, index.by_name[n], 0.0)).model_copy(update={"in_set": True})
+            for n in names
+        ]
         rest = [h for h in resp.hits if h.name not in set(names)]
         resp.hits = (lead + rest)[: min(MAX_LIMIT, max(limit, len(lead)))]
         resp.channel_set = ChannelSet(
             names=names, count=len(names), kind=res.kind, confidence=res.confidence, explanation=res.explanation
         )
 
-    async def keyword(self, query: str, limit: int) -> list[ChannelHit]:
+    async def keyword(
+        self, query: str, limit: int, snap: tuple[Catalog, KeywordIndex] | None = None
+    ) -> list[ChannelHit]:
         """An exact name or alias first, then the term-match ranking (module docstring); the trigram fallback
         when neither finds anything.
 
-        Statements: exact name or alias (indexed), word frequencies (``channel_term_stats``), then the ranking.
-        With two or more known words the ranking first scores only the channels matching at least two of them
-        (a tsquery of word pairs on the GIN index); when the k-th of those already beats anything a channel
-        matching one word could score (the largest idf plus ``MAX_PRIOR``), that is the answer, exactly as the
-        full ranking would give it (the MaxScore argument of Turtle and Flood, "Query evaluation: strategies
-        and optimizations", 1995). Otherwise every channel matching any word is scored.
+        The exact match and the ranking run on the in-memory snapshot (:meth:`snapshot`,
+        ``tern.channel_finder.index.KeywordIndex.rank``): every channel containing a query word is scored, exactly
+        as ``_RANK_SQL`` would score it, with one pass over those words' postings; only the trigram fallback
+        (no word known) is a statement of its own. ``snap``: a snapshot already checked by this find.
         """
         terms = query_terms(query)
         text = query.strip()
-        async with self._conn() as conn:
-            rows = list(await conn.fetch(_EXACT_SQL, text, limit))
-            if terms:
-                stats = await conn.fetch(_IDF_SQL, terms)
-                n = float(stats[0]["n"] or 1) if stats else 1.0
-                weights = [(r["word"], idf(n, float(r["ndoc"]))) for r in stats if r["ndoc"]]
-                exact = {r["name"] for r in rows}
-                want = limit + len(exact)
-                ranked: Sequence[asyncpg.Record] = []
-                if weights:
-                    rank_sql = _RANK_SQL.format(score=score_sql(weights))
-                    known = [w for w, _ in weights]
-                    if len(known) >= 2:
-                        pairs = " | ".join(f"({a} & {b})" for i, a in enumerate(known) for b in known[i + 1 :])
-                        ranked = await conn.fetch(rank_sql, pairs, want)
-                        single_best = max(w for _, w in weights) + MAX_PRIOR
-                        if len(ranked) < want or float(ranked[-1]["score"]) <= single_best:
-                            ranked = []
-                    if not ranked:
-                        ranked = await conn.fetch(rank_sql, " | ".join(known), want)
-                rows += [r for r in ranked if r["name"] not in exact]
-            if not rows:
-                sql = _TRIGRAM_SQL % {"th": f"'{TRIGRAM_THRESHOLD}'"}
-                async with conn.transaction():
-                    rows = list(await conn.fetch(sql, text, limit))
-        return _hits(rows[:limit])
+        _, index = snap or await self.snapshot()
+        exact = index.exact_ids(text, limit)
+        hits = [_indexed_hit(index, i, 1000 + index.channels[i].prior) for i in exact]
+        if terms:
+            ranked = index.rank(terms, limit, exclude=exact)
+            hits += [_indexed_hit(index, i, score) for i, score in ranked]
+        if not hits:
+            sql = _TRIGRAM_SQL % {"th": f"'{TRIGRAM_THRESHOLD}'"}
+            async with self._conn() as conn, conn.transaction():
+                hits = _hits(await conn.fetch(sql, text, limit))
+        return hits[:limit]
 
     async def semantic(self, query: str, limit: int) -> tuple[list[ChannelHit] | None, str]:
         """Nearest channels by embedding, or ``(None, why not)`` when semantic search is unavailable."""
@@ -338,9 +368,10 @@ class ChannelFinder:
         except EmbeddingError as exc:
             return None, f"the query could not be embedded ({exc})"
         async with self._conn() as conn:
-            table = await store.embedding_table(conn, emb.model)
+            table = self._tables.get(emb.model) or await store.embedding_table(conn, emb.model)
             if table is None:
                 return None, f"no channel embeddings of model {emb.model!r} are stored"
+            self._tables[emb.model] = table
             async with conn.transaction():
                 await conn.execute(
                     f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * limit))}; "
