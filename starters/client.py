@@ -59,6 +59,7 @@ from tern.models.progress import PROGRESS_MEMO, PendingSummary, RunProgress, cli
 from worker.connection import TemporalUnreachable, connect
 from workflows.agent_run import AgentRunWorkflow
 from workflows.facility_freeze import FacilityFreezeWorkflow
+from workflows.queues import long_queue
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATE, RUN_USER
 
 _USER_NAME: TypeAdapter[str] = TypeAdapter(UserName)
@@ -538,7 +539,8 @@ class TernClient:
                 await asyncio.sleep(WORKER_POLL_INTERVAL_S)
 
     async def pending(self, workflow_id: str | None = None) -> list[RunProgress]:
-        """Runs on the configured task queue (``temporal.task_queue``: this deployment's workers) waiting for an
+        """Runs on the configured task queue (``temporal.task_queue``: this deployment's workers) or its long-work
+        queue (python steps' children: :mod:`workflows.queues`) waiting for an
         approval decision, oldest request first (only the run ``workflow_id`` and its python steps, by
         ``RootWorkflowId``, when given): ONE visibility list call, each
         run's request read from its progress memo (:mod:`tern.models.progress`), so no worker is asked and a run
@@ -547,8 +549,11 @@ class TernClient:
         A run started before progress publishing (no memo) is asked by its ``status`` query instead; this raises
         :class:`TernUnavailable` when such a run's worker does not answer within ``QUERY_RPC_TIMEOUT``. Runs of other
         task queues (other deployments sharing the namespace) are not listed."""
-        queue = _quote(self.settings.temporal.task_queue)
-        query = f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}" AND TaskQueue = "{queue}"'
+        main = self.settings.temporal.task_queue
+        queues = ", ".join(f'"{_quote(q)}"' for q in (main, long_queue(main)))  # python steps run on the long queue
+        query = (
+            f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}" AND TaskQueue IN ({queues})'
+        )
         if workflow_id is not None:
             query += f' AND RootWorkflowId = "{_quote(workflow_id)}"'
         out: list[RunProgress] = []
