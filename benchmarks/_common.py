@@ -1,13 +1,18 @@
-"""Benchmark helpers: a throwaway embedded PostgreSQL server, rank metrics, and the JSON report."""
+"""Benchmark helpers: a throwaway embedded PostgreSQL server, an ASGI app served on loopback, timing, rank metrics,
+and the JSON report."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import math
+import os
+import platform
+import statistics
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +92,42 @@ async def rows_read(conn: Any, sql: str, args: Sequence[Any], relation: str = "a
         return own + sum(walk(child) for child in node.get("Plans", []))
 
     return round(walk(plan[0]["Plan"]))
+
+
+def machine_info() -> dict[str, Any]:
+    """What a report says of the machine it ran on: CPU count and Python version."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version()}
+
+
+async def timed(fn: Callable[[], Awaitable[Any]], repeats: int, warmup: int = 0) -> tuple[float, Any]:
+    """Median seconds of ``repeats`` awaited calls of ``fn`` (after ``warmup`` untimed ones) and the last result."""
+    out = None
+    for _ in range(warmup):
+        out = await fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = await fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+@asynccontextmanager
+async def serve_app(app: Any) -> AsyncIterator[str]:
+    """Serve the ASGI ``app`` with uvicorn on a free loopback port (lifespan off) in this event loop; yields its
+    base URL (``http://127.0.0.1:PORT``) once it listens, and stops it afterwards. Raises the server's own error
+    when it cannot start."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # the server failed to start: raise its error
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import platform
-import statistics
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import uvicorn
 
-from benchmarks._common import embedded_postgres
+from benchmarks._common import embedded_postgres, machine_info, print_report, serve_app, timed
 from tern.archiver.binning import Binning
 from tern.archiver.client import ArchiverClient
 from tern.archiver.read import read_archived
@@ -38,20 +34,9 @@ from tern.archiver.server import create_app
 from tern.archiver.store import ArchiveStore
 from tern.config import TernSettings
 from tern.db import create_pool
-from tern.embedded.net import free_port
 from tern.models.archiver import ArchiverReadInput
 
 DAY = 86400
-
-
-async def timed(fn: Callable[[], Awaitable[Any]], repeats: int) -> tuple[float, Any]:
-    """Median seconds of ``repeats`` calls and the last result."""
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = await fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 async def bench(dsn: str, days: int, n_channels: int, repeats: int) -> dict[str, Any]:
@@ -73,16 +58,6 @@ async def bench(dsn: str, days: int, n_channels: int, repeats: int) -> dict[str,
         ingest_s += time.perf_counter() - t
     await pool.execute("ANALYZE archiver_samples")
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # the server failed to start: raise its error
-        await asyncio.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
     out: dict[str, Any] = {
         "channels": n_channels,
         "days": days,
@@ -91,68 +66,69 @@ async def bench(dsn: str, days: int, n_channels: int, repeats: int) -> dict[str,
         "retrieval": [],
     }
     try:
-        async with ArchiverClient(url, timeout_s=600) as client:
-            info = infos[0]
-            for label, span, binning in [
-                ("1 day raw", DAY, None),
-                ("1 day mean_60", DAY, Binning("mean", 60)),
-                ("1 week raw", 7 * DAY, None),
-                ("1 week mean_600", 7 * DAY, Binning("mean", 600)),
-            ]:
-                if span > days * DAY:
-                    continue
-                lo, hi = end - span, end - 1
+        async with serve_app(create_app(store)) as url:
+            async with ArchiverClient(url, timeout_s=600) as client:
+                info = infos[0]
+                for label, span, binning in [
+                    ("1 day raw", DAY, None),
+                    ("1 day mean_60", DAY, Binning("mean", 60)),
+                    ("1 week raw", 7 * DAY, None),
+                    ("1 week mean_600", 7 * DAY, Binning("mean", 600)),
+                ]:
+                    if span > days * DAY:
+                        continue
+                    lo, hi = end - span, end - 1
 
-                async def http(lo: int = lo, hi: int = hi, b: Binning | None = binning) -> Any:
-                    return await client.get(
-                        info.name, datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC), b
+                    async def http(lo: int = lo, hi: int = hi, b: Binning | None = binning) -> Any:
+                        return await client.get(
+                            info.name, datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC), b
+                        )
+
+                    async def sql(lo: int = lo, hi: int = hi, b: Binning | None = binning) -> Any:
+                        return await store.read(info, lo, hi, b)
+
+                    http_s, series = await timed(http, repeats)
+                    sql_s, _ = await timed(sql, repeats)
+                    out["retrieval"].append(
+                        {
+                            "query": label,
+                            "points": len(series),
+                            "http_s": round(http_s, 4),
+                            "bare_sql_s": round(sql_s, 4),
+                            "ratio": round(http_s / sql_s, 2),
+                        }
                     )
-
-                async def sql(lo: int = lo, hi: int = hi, b: Binning | None = binning) -> Any:
-                    return await store.read(info, lo, hi, b)
-
-                http_s, series = await timed(http, repeats)
-                sql_s, _ = await timed(sql, repeats)
-                out["retrieval"].append(
+                    print(out["retrieval"][-1], flush=True)
+            settings = TernSettings(
+                archiver={"url": url, "timeout_s": 900, "max_span_h": 24 * 31}, database={"url": dsn}
+            )
+            week = []
+            for mode in ("auto", "raw"):
+                inp = ArchiverReadInput(
+                    workflow_id=f"bench-{mode}",
+                    step_id="history",
+                    channels=names,
+                    start=datetime.fromtimestamp(end - min(days, 7) * DAY, UTC).isoformat(),
+                    end=datetime.fromtimestamp(end - 1, UTC).isoformat(),
+                    binning=mode,
+                    now=datetime.fromtimestamp(end, UTC),
+                )
+                t = time.perf_counter()
+                res = await read_archived(settings, pool, inp)
+                took = time.perf_counter() - t
+                week.append(
                     {
-                        "query": label,
-                        "points": len(series),
-                        "http_s": round(http_s, 4),
-                        "bare_sql_s": round(sql_s, 4),
-                        "ratio": round(http_s / sql_s, 2),
+                        "binning": res.binning or "raw",
+                        "seconds": round(took, 2),
+                        "samples": res.samples,
+                        "artifact_bytes": res.artifact_bytes,
+                        "bytes_per_sample": round(res.artifact_bytes / res.samples, 2),
+                        "history_bytes": len(res.model_dump_json()),
                     }
                 )
-                print(out["retrieval"][-1], flush=True)
-        settings = TernSettings(archiver={"url": url, "timeout_s": 900, "max_span_h": 24 * 31}, database={"url": dsn})
-        week = []
-        for mode in ("auto", "raw"):
-            inp = ArchiverReadInput(
-                workflow_id=f"bench-{mode}",
-                step_id="history",
-                channels=names,
-                start=datetime.fromtimestamp(end - min(days, 7) * DAY, UTC).isoformat(),
-                end=datetime.fromtimestamp(end - 1, UTC).isoformat(),
-                binning=mode,
-                now=datetime.fromtimestamp(end, UTC),
-            )
-            t = time.perf_counter()
-            res = await read_archived(settings, pool, inp)
-            took = time.perf_counter() - t
-            week.append(
-                {
-                    "binning": res.binning or "raw",
-                    "seconds": round(took, 2),
-                    "samples": res.samples,
-                    "artifact_bytes": res.artifact_bytes,
-                    "bytes_per_sample": round(res.artifact_bytes / res.samples, 2),
-                    "history_bytes": len(res.model_dump_json()),
-                }
-            )
-            print(week[-1], flush=True)
-        out["week_of_channels"] = week
+                print(week[-1], flush=True)
+            out["week_of_channels"] = week
     finally:
-        server.should_exit = True
-        await task
         await pool.close()
     return out
 
@@ -166,12 +142,8 @@ def main() -> None:
     args = ap.parse_args()
     with embedded_postgres() as pg:
         result = asyncio.run(bench(pg.dsn, args.days, args.channels, args.repeats))
-    result["machine"] = {"python": platform.python_version(), "cpus": __import__("os").cpu_count()}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
+    result["machine"] = machine_info()
+    print_report(result, Path(args.json) if args.json else None)
 
 
 if __name__ == "__main__":

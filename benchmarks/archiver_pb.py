@@ -19,35 +19,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import statistics
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-import uvicorn
 
-from benchmarks._common import embedded_postgres
+from benchmarks._common import embedded_postgres, machine_info, print_report, serve_app, timed
 from tern.archiver import pb
 from tern.archiver.server import create_app
 from tern.archiver.store import ArchiveStore
 from tern.db import create_pool
-from tern.embedded.net import free_port
-
-
-async def timed(fn: Callable[[], Awaitable[Any]], repeats: int) -> tuple[float, Any]:
-    """Median seconds of ``repeats`` calls (after one warm-up call) and the last result."""
-    out = await fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = await fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 async def bench(dsn: str, n: int, repeats: int) -> dict[str, Any]:
@@ -62,15 +45,6 @@ async def bench(dsn: str, n: int, repeats: int) -> dict[str, Any]:
     await store.append(info.id, [(start + i, nanos[i], vals[i], sev[i], 3 if sev[i] else 0) for i in range(n)])
     await pool.execute("ANALYZE archiver_samples")
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
     params = {
         "pv": info.name,
         "from": datetime.fromtimestamp(start, UTC).isoformat(),
@@ -78,7 +52,7 @@ async def bench(dsn: str, n: int, repeats: int) -> dict[str, Any]:
     }
     out: dict[str, Any] = {"samples": n, "repeats": repeats, "formats": {}}
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=600) as http:
+        async with serve_app(create_app(store)) as url, httpx.AsyncClient(base_url=url, timeout=600) as http:
 
             async def get(path: str) -> bytes:
                 r = await http.get(path, params=params)
@@ -104,8 +78,8 @@ async def bench(dsn: str, n: int, repeats: int) -> dict[str, Any]:
                 async def fetch_parse(path: str = path, parse: Any = parse) -> Any:
                     return parse(await get(path))
 
-                fetch_s, body = await timed(fetch, repeats)
-                both_s, (got_vals, got_nanos) = await timed(fetch_parse, repeats)
+                fetch_s, body = await timed(fetch, repeats, warmup=1)
+                both_s, (got_vals, got_nanos) = await timed(fetch_parse, repeats, warmup=1)
                 if got_vals != vals or got_nanos != nanos:  # both formats must carry exactly the archived rows
                     raise SystemExit(f"{name}: the parsed samples differ from what was archived")
                 out["formats"][name] = {
@@ -123,8 +97,6 @@ async def bench(dsn: str, n: int, repeats: int) -> dict[str, Any]:
             "bytes": round(p["bytes_per_sample"] / j["bytes_per_sample"], 3),
         }
     finally:
-        server.should_exit = True
-        await task
         await pool.close()
     return out
 
@@ -137,12 +109,8 @@ def main() -> None:
     args = ap.parse_args()
     with embedded_postgres() as pg:
         result = asyncio.run(bench(pg.dsn, args.samples, args.repeats))
-    result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
+    result["machine"] = machine_info()
+    print_report(result, Path(args.json) if args.json else None)
 
 
 if __name__ == "__main__":

@@ -23,27 +23,13 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
+from benchmarks._common import machine_info
+from benchmarks._control import CHANNELS, LEVELS, add_arguments, client_ops, sim_env, simulator
 from tern.embedded.net import free_port
-
-CHANNELS = [f"SR:MAG:VCM:{n:02d}:CURRENT:SP" for n in range(1, 73)] + [
-    f"SR:MAG:HCM:{n:02d}:CURRENT:SP" for n in range(2, 30)
-]  # 100 writable setpoints, -12..12 A
-LEVELS = (1, 10, 50)
-
-
-def start_sim(port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TERN_CONTROL__CA_SERVER_PORT": str(port)}
-    with open(log, "wb") as fh:
-        return subprocess.Popen([sys.executable, "-m", "tern.sim"], env=env, stdout=fh, stderr=subprocess.STDOUT)
 
 
 def bare_pvs() -> list[Any]:
@@ -99,28 +85,6 @@ def sequential_ops(n: int, kind: str) -> float:
     return n / (time.perf_counter() - started)
 
 
-async def client_ops(client: Any, concurrency: int, n: int, kind: str) -> float:
-    """ops/s of ``n`` client operations spread over ``concurrency`` callers, each on its own channels."""
-
-    level = _level(kind)
-    per_caller = max(1, n // concurrency)
-
-    async def caller(k: int) -> None:
-        for i in range(per_caller):
-            name = CHANNELS[(k + i * concurrency) % len(CHANNELS)]
-            if kind == "read":
-                await client.read_value(name)
-            else:
-                value = 2.0 + ((k + i) % 7)
-                record = await client.write_channel(name, value, level, previous_value=None)
-                if not record.verified:
-                    raise RuntimeError(record.message)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(caller(k) for k in range(concurrency)))
-    return per_caller * concurrency / (time.perf_counter() - started)
-
-
 async def measure(reads: int, writes: int, repeat: int, max_concurrency: int, sim_pid: int) -> dict[str, Any]:
     import psutil
 
@@ -152,7 +116,7 @@ async def measure(reads: int, writes: int, repeat: int, max_concurrency: int, si
                 elif key == "sequential":
                     runs[key].append(sequential_ops(n, kind))
                 else:
-                    runs[key].append(await client_ops(client, int(key), n, kind))
+                    runs[key].append(await client_ops(client, int(key), n, kind, _level(kind)))
                 wall = time.perf_counter() - t0
                 sim_cpu[key].append((sum(sim.cpu_times()[:2]) - cpu0) / wall)
                 own_cpu[key].append((sum(me.cpu_times()[:2]) - own0) / wall)
@@ -182,39 +146,21 @@ async def measure(reads: int, writes: int, repeat: int, max_concurrency: int, si
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reads", type=int, default=1000, help="read operations per measurement")
-    parser.add_argument("--writes", type=int, default=200, help="write operations per measurement")
-    parser.add_argument("--repeat", type=int, default=5, help="measurements per figure (median reported)")
-    parser.add_argument(
-        "--max-concurrency", type=int, default=8, help="the client's pool (TERN_CONTROL__CA_MAX_CONCURRENCY)"
-    )
-    parser.add_argument("--json", type=Path, help="write the raw figures here")
+    add_arguments(parser, "the client's pool (TERN_CONTROL__CA_MAX_CONCURRENCY)")
     args = parser.parse_args()
     port = free_port()
     os.environ.update(
         {"EPICS_CA_SERVER_PORT": str(port), "EPICS_CA_ADDR_LIST": "127.0.0.1", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
     )
-    with tempfile.TemporaryDirectory(prefix="ca-bench-") as tmp:
-        sim = start_sim(port, Path(tmp) / "sim.log")
-        try:
-            from tern.control.channel_access import ChannelAccessError, read_value
+    from tern.control.channel_access import ChannelAccessError, read_value
 
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    read_value(CHANNELS[0], timeout_s=1.0)
-                    break
-                except ChannelAccessError:
-                    if sim.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit(
-                            "the simulated IOC did not start: " + (Path(tmp) / "sim.log").read_text()[-2000:]
-                        ) from None
-            rows = asyncio.run(measure(args.reads, args.writes, args.repeat, args.max_concurrency, sim.pid))
-        finally:
-            sim.terminate()
-            sim.wait(10)
+    def probe() -> None:
+        read_value(CHANNELS[0], timeout_s=1.0)
+
+    with simulator(sim_env(ca=port), probe, (ChannelAccessError,), "the simulated IOC") as sim:
+        rows = asyncio.run(measure(args.reads, args.writes, args.repeat, args.max_concurrency, sim.pid))
     report = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine_info(),
         "max_concurrency": args.max_concurrency,
         "reads": args.reads,
         "writes": args.writes,

@@ -32,6 +32,8 @@ from starters.common import (
     started_json,
     with_run_id,
 )
+from starters.deploy_cli import app as deploy_app
+from starters.deploy_cli import patches
 from starters.eval_cli import app as eval_app
 from starters.freeze_cli import freeze, thaw
 from starters.login_cli import login
@@ -65,6 +67,8 @@ app.add_typer(bridge_app, name="bridge")
 app.add_typer(trigger_app, name="trigger")
 app.add_typer(sim_app, name="sim")
 app.add_typer(eval_app, name="eval")
+app.add_typer(deploy_app, name="deploy")
+app.command()(patches)
 out = console()
 
 
@@ -123,16 +127,23 @@ def down(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show each component's state, PID, address and port."""
+    """Show each component's state, PID, address and port, the write freeze, and the worker deployment (versions,
+    their roles and open runs: `tern deploy status`)."""
+    from starters.deploy_cli import print_deployment, status_section
     from tern.embedded.stack import EmbeddedStack
 
     s = load_settings()
     st = EmbeddedStack(s).status()
-    freeze = _freeze_line(s) if any(c.name == "temporal" and c.state == "running" for c in st.components) else None
+    temporal_up = any(c.name == "temporal" and c.state == "running" for c in st.components)
+    freeze = _freeze_line(s) if temporal_up else None
+    deployment = status_section(s, stack_temporal=temporal_up)
     if as_json:
-        print_json({**st.model_dump(), "write_freeze": freeze.model_dump(mode="json") if freeze else None})
+        write_freeze = freeze.model_dump(mode="json") if freeze else None
+        print_json({**st.model_dump(), "write_freeze": write_freeze, "deployment": deployment})
     else:
         _print_stack(st)
+        if deployment is not None:
+            print_deployment(deployment)
         if freeze is not None:
             colour = "red" if freeze.frozen else "green"
             out.print(f"write freeze: [{colour}]{freeze.describe()}[/{colour}]", highlight=False)

@@ -286,6 +286,30 @@ class WorkerSettings(_Section):
         "start otherwise) so no write is cut off. Keep the pod's grace period (k8s "
         "terminationGracePeriodSeconds, compose stop_grace_period) longer still.",
     )
+    versioning: bool = Field(
+        True,
+        description="Run the worker as a version of a Temporal Worker Deployment (deployment_name, build_id): "
+        "runs go only to the deployment's current (or ramping) version, so an old pod never takes a new run's "
+        "history during a rollout. Off only for a Temporal server without worker deployments (before 1.28).",
+    )
+    deployment_name: str = Field(
+        "tern",
+        pattern=r"^[A-Za-z0-9_-]{1,200}$",
+        description="Temporal Worker Deployment the worker belongs to (letters, digits, '-' and '_'; no '.').",
+    )
+    build_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.+-]{1,200}$",
+        description="Build id of this worker's version; unset: TERN_IMAGE_TAG when set (the image's tag), else "
+        "the git commit of the checkout, else the package version and a digest of the workflow sources.",
+    )
+    promote_on_start: Literal["never", "first", "newest", "always"] = Field(
+        "first",
+        description="Make the worker's version current once it polls: 'never' (promote with `tern deploy "
+        "current`), 'first' (only when the deployment has no current version yet: a first install), 'newest' "
+        "(unless the current version first polled after this one: the Kubernetes manifest's rolling update), "
+        "'always' (`tern up` sets it, so the embedded stack's new build serves at once).",
+    )
 
 
 class SandboxSettings(_Section):

@@ -110,7 +110,7 @@ def build_worker_image(settings: TernSettings, *, force: bool = False, progress:
             ref,
             progress,
             nocache=force,
-            buildargs={"TERN_EXTRAS": extras},
+            buildargs={"TERN_EXTRAS": extras, "TERN_IMAGE_TAG": ref.rpartition(":")[2]},  # the workers' build id
             labels={SOURCE_LABEL: str(source_root())},
         )
     image = client.images.get(ref)

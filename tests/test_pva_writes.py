@@ -133,6 +133,12 @@ async def test_fifty_concurrent_pva_write_activities(settings) -> None:
 
     from tests.test_pva import BURST
 
+    # 50 claims then reads on a shared, loaded machine can take longer than the default put window (half of
+    # the 10 s settle delay); a put past it is refused by design, which is not what this test is about.
+    # Likewise the readbacks: the simulator recomputes the ring's closed orbit after each corrector put, one at a
+    # time, so under load the 50th readback can come later than the session's 1.5 s.
+    settings.control.write_settle_delay_s = 60.0
+    settings.control.readback_timeout_s = 15.0
     acts = AgentActivities(settings)
     env = ActivityEnvironment()
     try:

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,7 +24,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -39,6 +40,7 @@ from tern.models.activity_io import (
     WriteInput,
 )
 from tern.models.approval import ApprovalResolveInput, ResolvedApproval
+from tern.models.bluesky import BlueskyCheckInput, PlanCheck
 from tern.models.control import WriteRecord
 from tern.models.freeze import FreezeState, HoldRequest
 from tern.models.identity import IdentityMode, ProofCheck, ProofCheckInput
@@ -72,6 +74,8 @@ class Machine:
     proof_uses: dict[str, str] = field(default_factory=dict)  # statement sha256 -> use key (single use)
     checks: list[ProofCheck] = field(default_factory=list)
     write_by_s: float = 900.0  # approval.write_by_s
+    refusal: LimitsCheck | None = None  # what check_write answers instead of allowing the write
+    plan_refusal: str | None = None  # check_bluesky_plan refuses every plan with this message (else allows it)
 
     def activities(self) -> list:
         m = self
@@ -128,7 +132,16 @@ class Machine:
         @activity.defn(name="check_write")
         async def check_write(inp: WriteCheckInput) -> LimitsCheck:
             m.calls.append("check_write")
+            if m.refusal is not None:
+                return m.refusal
             return LimitsCheck(channel=inp.channel, value=inp.value, allowed=True, current_value=1.0, units="A")
+
+        @activity.defn(name="check_bluesky_plan")
+        async def check_bluesky_plan(inp: BlueskyCheckInput) -> PlanCheck:
+            m.calls.append("check_bluesky_plan")
+            if m.plan_refusal is not None:
+                raise ApplicationError(m.plan_refusal, type="PlanRefused", non_retryable=True)
+            return PlanCheck(plan=inp.plan, call=inp.plan.name)
 
         @activity.defn(name="write_channel")
         async def write_channel(inp: WriteInput) -> WriteRecord:
@@ -181,6 +194,7 @@ class Machine:
             search_logbook,
             read_channels,
             check_write,
+            check_bluesky_plan,
             write_channel,
             compose_answer,
             analyze_code,
@@ -191,17 +205,25 @@ class Machine:
         ]
 
 
-@pytest.fixture
-async def env(time_skipping_env) -> AsyncIterator[tuple[Client, Machine, str]]:
+@asynccontextmanager
+async def machine_worker(client: Client) -> AsyncIterator[tuple[Client, Machine, str]]:
+    """A worker for the agent-run and python-execution workflows with a fresh :class:`Machine`'s stand-ins, on a
+    task queue of its own: yields ``(client, machine, queue)``."""
     machine = Machine()
     queue = f"fast-{uuid.uuid4().hex[:8]}"
     async with Worker(
-        time_skipping_env.client,
+        client,
         task_queue=queue,
         workflows=[AgentRunWorkflow, PythonExecutionWorkflow],
         activities=machine.activities(),
     ):
-        yield time_skipping_env.client, machine, queue
+        yield client, machine, queue
+
+
+@pytest.fixture
+async def env(time_skipping_env) -> AsyncIterator[tuple[Client, Machine, str]]:
+    async with machine_worker(time_skipping_env.client) as env:
+        yield env
 
 
 def plan(*steps: dict) -> Plan:
@@ -307,18 +329,63 @@ async def test_gate_cancel_while_waiting_closes_the_request(env) -> None:
     assert summary.startswith("approval timeout: control_write request ") and "rejects at expiry" in summary
 
 
+async def _run_key(handle: WorkflowHandle) -> str:
+    return f"{handle.id}/{(await handle.describe()).run_id}"
+
+
+async def test_a_write_the_limits_refuse_is_audited_before_any_approval(env) -> None:
+    """The refusal audit event, field by field (``RunSteps._audit_refusal``): its key, who, what, why."""
+    client, machine, queue = env
+    machine.refusal = LimitsCheck(
+        channel=CHANNEL, value=2.0, allowed=False, violation="above_max", message="2 > max 1.5", current_value=1.0
+    )
+    handle = await start(client, queue, plan(WRITE))
+    result = await handle.result()
+    assert result.status == "failed" and machine.writes == [] and result.approvals == []
+    assert result.steps[0].status == "refused" and result.steps[0].message == "refused (above_max): 2 > max 1.5"
+    assert machine.audit == [
+        AuditEvent(
+            event_kind="write_refused",
+            workflow_id=handle.id,
+            event_key=f"write-refused:{await _run_key(handle)}:write",
+            step_id="write",
+            actor="alice",
+            channel=CHANNEL,
+            previous_value=1.0,
+            value=2.0,
+            comment="2 > max 1.5",
+            details={"violation": "above_max"},
+        )
+    ]
+
+
+async def test_a_bluesky_plan_the_queue_server_refuses_is_audited_before_any_approval(env) -> None:
+    client, machine, queue = env
+    machine.plan_refusal = "plan 'mv' is not allowed"
+    handle = await start(
+        client, queue, plan({"id": "scan", "kind": "bluesky_plan", "plan": "mv", "args": ["motor1", 1.0]})
+    )
+    result = await handle.result()
+    assert result.steps[0].status == "refused" and result.approvals == []
+    assert result.steps[0].message == "refused: plan 'mv' is not allowed"
+    assert machine.audit == [
+        AuditEvent(
+            event_kind="bluesky_refused",
+            workflow_id=handle.id,
+            event_key=f"bluesky-refused:{await _run_key(handle)}:scan",
+            step_id="scan",
+            actor="alice",
+            comment="plan 'mv' is not allowed",
+            details={"violation": "plan_not_allowed", "plan": {"name": "mv", "args": ["motor1", 1.0], "kwargs": {}}},
+        )
+    ]
+
+
 @pytest.fixture
 async def dev_env(temporal_env) -> AsyncIterator[tuple[Client, Machine, str]]:
     """``env`` on the dev server: the time-skipping test server does not apply parent-close policies."""
-    machine = Machine()
-    queue = f"fast-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        temporal_env.client,
-        task_queue=queue,
-        workflows=[AgentRunWorkflow, PythonExecutionWorkflow],
-        activities=machine.activities(),
-    ):
-        yield temporal_env.client, machine, queue
+    async with machine_worker(temporal_env.client) as env:
+        yield env
 
 
 async def test_terminating_a_run_cancels_its_python_step_and_audits_it(dev_env) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.agent import AgentActivities
 from activities.approval import ApprovalActivities, policy_source
@@ -40,6 +40,7 @@ from worker.health import HealthChecks, HttpEndpoint, HttpEndpointError, bind, b
 from worker.logs import LogContextInterceptor, configure_logging
 from worker.sdk_metrics import metrics_runtime
 from worker.telemetry import TelemetryConfigError, configure_tracing
+from worker.versioning import DeploymentError, deployment_config, promote_on_start
 from workflows.agent_run import AgentRunWorkflow
 from workflows.facility_freeze import FacilityFreezeWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
@@ -103,6 +104,7 @@ def build_worker(
     settings: TernSettings,
     pool: asyncpg.Pool,
     overrides: Mapping[str, Callable[..., Any]] | None = None,
+    deployment: WorkerDeploymentConfig | None = None,
     *,
     activity_slots: int = MAX_CONCURRENT_ACTIVITIES,
     long_activity_slots: int = LONG_CONCURRENT_ACTIVITIES,
@@ -113,7 +115,9 @@ def build_worker(
 
     ``overrides`` maps activity names to callables (``@activity.defn(name=...)``) that replace Tern's activity
     of that name: an LLM provider such as ``generate_code`` or ``compose_answer``; tests register scripted ones
-    this way. Tern's activity callables are named as their activities. Raises ``ValueError`` for a name that
+    this way. Tern's activity callables are named as their activities. ``deployment``: the worker's version of
+    a Worker Deployment (:func:`worker.versioning.deployment_config`); None polls unversioned (tests on their own
+    task queues). Raises ``ValueError`` for a name that
     is not one of Tern's activities, and when ``worker.graceful_shutdown_s`` does not exceed the control write's
     timeout (a rollout would cancel writes in flight).
     """
@@ -153,6 +157,7 @@ def build_worker(
             graceful_shutdown_timeout=graceful,
             interceptors=[LogContextInterceptor()],
             max_concurrent_activities=slots,
+            deployment_config=deployment,  # one version of the deployment spans both task queues
         )
 
     return TernWorker(
@@ -265,7 +270,9 @@ async def run_worker(
     ``sandbox_reap_period_s`` meanwhile. The HTTP endpoint (:mod:`worker.health`: ``/healthz``, ``/readyz``,
     ``/metrics``) is bound first, so a busy port stops the worker at once naming TERN_WORKER__HTTP_PORT, and serves
     while the worker polls; ``on_ready`` is called with its base URL (None when ``worker_http_port`` is 0) once the
-    worker polls."""
+    worker polls. With ``worker.versioning`` (default) the worker polls as its version of the Worker Deployment
+    ``worker.deployment_name`` (:mod:`worker.versioning`) and, before ``on_ready``, makes that version current as
+    ``worker.promote_on_start`` says."""
     sock = bind(settings.worker.http_host, settings.worker.http_port) if settings.worker.http_port else None
     try:
         connect_options(settings)  # an unusable TLS file or profile stops the worker before anything starts
@@ -292,10 +299,15 @@ async def run_worker(
     try:
         async with contextlib.AsyncExitStack() as stack:
             endpoint = await stack.enter_async_context(HttpEndpoint(build_app(checks), sock)) if sock else None
-            worker = build_worker(client, settings, pool)
+            deployment = deployment_config(settings)
+            worker = build_worker(client, settings, pool, deployment=deployment)
             async with worker:
-                checks.worker = worker
-                log.info("worker polling %s on %s", settings.temporal.task_queue, settings.temporal.address)
+                version = f" as {deployment.version.to_canonical_string()}" if deployment else " unversioned"
+                log.info("worker polling %s on %s%s", settings.temporal.task_queue, settings.temporal.address, version)
+                promoted = await promote_on_start(client, settings)
+                if promoted:
+                    log.info("%s (worker.promote_on_start=%s)", promoted, settings.worker.promote_on_start)
+                checks.worker = worker  # ready (/readyz) once its version serves
                 if on_ready is not None:
                     on_ready(endpoint.url if endpoint else None)
                 await stop.wait()
@@ -316,6 +328,7 @@ def startup_errors() -> tuple[type[Exception], ...]:
     from asyncpg import PostgresError
 
     from tern.approval import ApprovalPolicyError
+    from tern.build_id import BuildIdError
     from tern.db import DatabaseError
 
     return (
@@ -325,6 +338,8 @@ def startup_errors() -> tuple[type[Exception], ...]:
         TelemetryConfigError,
         TemporalUnreachable,
         ApprovalPolicyError,
+        BuildIdError,
+        DeploymentError,
         PostgresError,
         OSError,
     )

@@ -8,16 +8,17 @@ Deterministic workflow code only (no I/O, no clocks): the handlers call activiti
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
-from workflows.approval_gate import ApprovalGate
+from workflows.approval_gate import ApprovalGate, audit, run_key
 
 with workflow.unsafe.imports_passed_through():
     from activities.memory import MemoryActivities
-    from tern.models import AgentRunRequest, Step, StepResult, WriteRecord
+    from tern.models import AgentRunRequest, AuditEvent, AuditKind, Step, StepResult, WriteRecord
     from tern.models.memory import Memory, MemorySearchInput
 
 READ_RETRY = RetryPolicy(
@@ -54,6 +55,43 @@ class RunSteps:
     def child_id(workflow_id: str, step_id: str) -> str:
         """Workflow id of the child that runs python step ``step_id``."""
         return f"{workflow_id}.{step_id}"
+
+    async def _audit_refusal(
+        self,
+        event_kind: AuditKind,
+        step_id: str,
+        comment: str,
+        details: dict[str, Any],
+        *,
+        key_suffix: str = "",
+        channel: str | None = None,
+        previous_value: float | None = None,
+        value: float | None = None,
+    ) -> None:
+        """Audit a step refused without asking for approval (``write_refused``, ``bluesky_refused``), by the run's
+        user, through the ``record_audit`` activity (:func:`workflows.approval_gate.audit`).
+
+        Args:
+            event_kind: the audit kind; the event key is that kind with ``-`` for ``_``, then the run key
+                (:func:`~workflows.approval_gate.run_key`), the step id and ``key_suffix`` (e.g. ``":stale"`` for a
+                second refusal kind of the same step), ``:``-separated.
+            step_id: the refused step; ``comment`` why (the check's message); ``details`` its violation and data.
+            channel, previous_value, value: the write refused, when it is one (engineering units).
+        """
+        await audit(
+            AuditEvent(
+                event_kind=event_kind,
+                workflow_id=self._workflow_id,
+                event_key=f"{event_kind.replace('_', '-')}:{run_key()}:{step_id}{key_suffix}",
+                step_id=step_id,
+                actor=self._req.user,
+                channel=channel,
+                previous_value=previous_value,
+                value=value,
+                comment=comment,
+                details=details,
+            )
+        )
 
     async def _user_notes(self) -> list[Memory]:
         """The user's notes most relevant to the question (``recall`` activity); none when the lookup fails."""

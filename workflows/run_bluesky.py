@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approval_gate import audit, run_key
+from workflows.approval_gate import audit
 from workflows.declined import decided_by, declined_result
 from workflows.run_base import RunSteps
 
@@ -39,7 +39,7 @@ class BlueskySteps(RunSteps):
             return StepResult(
                 step_id=step.id, kind=step.kind, status="skipped", message="skipped: an earlier step did not complete"
             )
-        req, workflow_id = self._req, self._workflow_id
+        workflow_id = self._workflow_id
         plan = PlanRequest(name=step.plan, args=step.args, kwargs=step.kwargs)
         try:
             check = await workflow.execute_activity_method(
@@ -53,16 +53,11 @@ class BlueskySteps(RunSteps):
             cause = exc.cause
             if not (isinstance(cause, ApplicationError) and cause.type == "PlanRefused"):
                 raise
-            await audit(
-                AuditEvent(
-                    event_kind="bluesky_refused",
-                    workflow_id=workflow_id,
-                    event_key=f"bluesky-refused:{run_key()}:{step.id}",
-                    step_id=step.id,
-                    actor=req.user,
-                    comment=cause.message,
-                    details={"violation": "plan_not_allowed", "plan": plan.model_dump(mode="json")},
-                )
+            await self._audit_refusal(
+                "bluesky_refused",
+                step.id,
+                cause.message,
+                {"violation": "plan_not_allowed", "plan": plan.model_dump(mode="json")},
             )
             return StepResult(step_id=step.id, kind=step.kind, status="refused", message=f"refused: {cause.message}")
         reason = "\n".join(

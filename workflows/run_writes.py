@@ -128,7 +128,7 @@ class WriteSteps(RunSteps):
             return StepResult(
                 step_id=step.id, kind=step.kind, status="skipped", message="skipped: an earlier step did not complete"
             )
-        req, workflow_id = self._req, self._workflow_id
+        workflow_id = self._workflow_id
         check = await workflow.execute_activity_method(
             AgentActivities.check_write,
             WriteCheckInput(workflow_id=workflow_id, step_id=step.id, channel=step.channel, value=step.value),
@@ -137,19 +137,14 @@ class WriteSteps(RunSteps):
             summary=f"limits check {step.channel} -> {step.value:g}",
         )
         if not check.allowed:
-            await audit(
-                AuditEvent(
-                    event_kind="write_refused",
-                    workflow_id=workflow_id,
-                    event_key=f"write-refused:{run_key()}:{step.id}",
-                    step_id=step.id,
-                    actor=req.user,
-                    channel=step.channel,
-                    previous_value=check.current_value,
-                    value=step.value,
-                    comment=check.message,
-                    details={"violation": check.violation},
-                )
+            await self._audit_refusal(
+                "write_refused",
+                step.id,
+                check.message,
+                {"violation": check.violation},
+                channel=step.channel,
+                previous_value=check.current_value,
+                value=step.value,
             )
             return StepResult(
                 step_id=step.id,
@@ -318,17 +313,13 @@ class WriteSteps(RunSteps):
             f"refused: the approval expired at {write_by} before the write could start (approval.write_by_s); "
             "request the write again"
         )
-        await audit(
-            AuditEvent(
-                event_kind="write_refused",
-                workflow_id=self._workflow_id,
-                event_key=f"write-refused:{run_key()}:{step.id}:stale",
-                step_id=step.id,
-                actor=self._req.user,
-                channel=step.channel,
-                value=step.value,
-                comment=message,
-                details={"violation": "approval_expired", "write_by": write_by},
-            )
+        await self._audit_refusal(
+            "write_refused",
+            step.id,
+            message,
+            {"violation": "approval_expired", "write_by": write_by},
+            key_suffix=":stale",
+            channel=step.channel,
+            value=step.value,
         )
         return StepResult(step_id=step.id, kind=step.kind, status="refused", check=check, message=message)

@@ -17,11 +17,12 @@ import functools
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, Unpack
 
 from tern import tracing
 from tern.control import channel_access
 from tern.control.ca_context import CAContextError, attach_thread, configure_environment
+from tern.control.channel_io import WriteOptions
 from tern.models import ChannelReading, Verification, WriteRecord
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,9 @@ class ChannelAccessClient:
             span.set_attribute("ca.errors", sum(1 for r in readings if r.error))
             return readings
 
-    async def write_channel(self, name: str, value: float, verification: Verification, **kwargs: Any) -> WriteRecord:
+    async def write_channel(
+        self, name: str, value: float, verification: Verification, **kwargs: Unpack[WriteOptions]
+    ) -> WriteRecord:
         """See :func:`tern.control.channel_access.write_channel` (same keyword arguments and errors). Span ``ca.write``
         with the channel, value, verification level, and the outcome (verified, readback)."""
         attrs: dict[str, str | float] = {"ca.channel": name, "ca.value": value, "ca.verification": verification.level}

@@ -18,10 +18,7 @@ Verification levels (Osprey's connector semantics; what counts as proof: :mod:`t
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,13 +27,15 @@ from tern.control.channel_io import readback_name
 from tern.control.units import units_for
 from tern.control.verification import (
     SmallChangeMode,
-    Tolerance,
-    as_datetime,
+    Stamped,
     effective_tolerance,
-    fmt_stamp,
+    finite,
+    put_window_closed,
+    recorder,
     reference,
     stamp,
     tolerance,
+    verify_put,
 )
 from tern.models import ChannelReading, Verification, WriteRecord
 
@@ -56,14 +55,6 @@ def _pv(epics: Any, name: str, timeout: float) -> Any:
     if not pv.connected and not pv.wait_for_connection(timeout=timeout):
         raise ChannelAccessError(f"channel {name} did not connect within {timeout:g} s")
     return pv
-
-
-def _finite(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def read_channels(names: list[str], timeout_s: float = 2.0) -> list[ChannelReading]:
@@ -99,8 +90,8 @@ def read_channels(names: list[str], timeout_s: float = 2.0) -> list[ChannelReadi
                 timestamp=datetime.fromtimestamp(ts, UTC) if ts else None,
                 severity=md.get("severity"),
                 status=md.get("status"),
-                lower_ctrl_limit=_finite(md.get("lower_ctrl_limit")),
-                upper_ctrl_limit=_finite(md.get("upper_ctrl_limit")),
+                lower_ctrl_limit=finite(md.get("lower_ctrl_limit")),
+                upper_ctrl_limit=finite(md.get("upper_ctrl_limit")),
                 precision=md.get("precision"),
             )
         )
@@ -123,22 +114,16 @@ def read_value(name: str, timeout_s: float = 2.0) -> float:
     return v
 
 
-@dataclass(frozen=True)
-class _Stamped:
-    value: float | None
-    ts: float | None  # POSIX seconds, IOC clock; None when absent or undefined
-
-
 GET_ATTEMPTS = 2  # a get that fails is tried once more before ChannelAccessError
 
 
-def _read_stamped(pv: Any, timeout: float) -> _Stamped:
+def _read_stamped(pv: Any, timeout: float) -> Stamped:
     """Value and Channel Access timestamp (``DBR_TIME_*``) read from the IOC, never from a monitor cache.
 
     ``form="time"`` makes pyepics derive the request type from the channel's field type at this call, not from
     the type the ``PV`` object cached when it connected. A get that fails (pyepics raises, e.g.
     ``ChannelAccessGetFailure``) is tried again, up to ``GET_ATTEMPTS``; then :class:`ChannelAccessError`.
-    A get that times out gives ``_Stamped(None, None)``.
+    A get that times out gives ``Stamped(None, None)``.
     """
     from epics.ca import CASeverityException, ChannelAccessException, ChannelAccessGetFailure
 
@@ -151,8 +136,8 @@ def _read_stamped(pv: Any, timeout: float) -> _Stamped:
                 raise ChannelAccessError(f"get of {pv.pvname} failed {attempt} times: {exc}") from exc
             time.sleep(0.05)
     if not md:
-        return _Stamped(None, None)
-    return _Stamped(_finite(md.get("value")), stamp(md.get("timestamp")))
+        return Stamped(None, None)
+    return Stamped(finite(md.get("value")), stamp(md.get("timestamp")))
 
 
 def write_channel(
@@ -205,41 +190,16 @@ def write_channel(
     )
     pv = _pv(epics, name, connect_timeout_s)
     level = verification.level
-    written_at = datetime.now(UTC)
-
-    def record(
-        verified: bool,
-        message: str,
-        readback: float | None = None,
-        sp_ts: float | None = None,
-        rb_ts: float | None = None,
-    ) -> WriteRecord:
-        return WriteRecord(
-            channel=name,
-            previous_value=previous_value,
-            value=value,
-            readback=readback,
-            verified=verified,
-            verification=level,
-            message=message,
-            written_at=written_at,
-            tolerance=tol.value,
-            setpoint_timestamp=as_datetime(sp_ts),
-            readback_timestamp=as_datetime(rb_ts),
-        )
-
-    before = _Stamped(None, None)
+    record = recorder(name, value, previous_value, level, tol, datetime.now(UTC))
+    before = Stamped(None, None)
     if level != "none":
         before = _read_stamped(pv, connect_timeout_s)  # ChannelAccessError here: nothing was written
         if before.ts is None:
             raise ChannelAccessError(
                 f"{name} gave no timestamped reading before the put, so the put could not be verified; not writing"
             )
-    if put_not_after is not None and time.monotonic() > put_not_after:
-        raise ChannelAccessError(
-            f"put to {name} not sent: its window closed {time.monotonic() - put_not_after:.1f} s ago "
-            "(waited too long for Channel Access); nothing written"
-        )
+    if (closed := put_window_closed(name, put_not_after, "Channel Access")) is not None:
+        raise ChannelAccessError(closed)
     try:
         if level == "none":
             pv.put(value, wait=False)
@@ -250,96 +210,22 @@ def write_channel(
         raise ChannelAccessError(f"put to {name} was not sent: {exc}") from exc
     if status != 1:
         return record(False, f"no put completion callback within {callback_timeout_s:g} s")
+
+    def read(channel: str) -> Stamped:
+        return _read_stamped(_pv(epics, channel, connect_timeout_s), connect_timeout_s)
+
     try:
-        return _verify(
-            epics,
+        return verify_put(
+            read,
             name,
             value,
             level,
             tol,
             before,
             record,
-            connect_timeout_s,
-            readback_timeout_s,
-            readback_channel,
-            readback_clock_skew_s,
+            readback_channel=readback_channel or readback_name(name),
+            readback_timeout_s=readback_timeout_s,
+            readback_clock_skew_s=readback_clock_skew_s,
         )
     except ChannelAccessError as exc:  # after the put: recorded, not verified
         return record(False, f"put completed, but verification could not read the IOC: {exc}")
-
-
-def _verify(
-    epics: Any,
-    name: str,
-    value: float,
-    level: str,
-    tol: Tolerance,
-    before: _Stamped,
-    record: Callable[..., WriteRecord],
-    connect_timeout_s: float,
-    readback_timeout_s: float,
-    readback_channel: str | None,
-    readback_clock_skew_s: float,
-) -> WriteRecord:
-    """The checks after a completed put (module docstring); raises :class:`ChannelAccessError` on a failed get."""
-    pv = _pv(epics, name, connect_timeout_s)
-    after = _read_stamped(pv, connect_timeout_s)
-    if after.ts is None:
-        return record(
-            False,
-            f"{name} = {after.value} after the put carries no timestamp: cannot show that the put was processed",
-            after.value,
-        )
-    if after.ts <= (before.ts or 0.0):
-        return record(
-            False,
-            f"{name} timestamp {fmt_stamp(after.ts)} did not advance past {fmt_stamp(before.ts)}"
-            " (before the put): the IOC did not process the put",
-            after.value,
-            after.ts,
-        )
-    if not tol.holds(after.value, value):
-        return record(
-            False,
-            f"IOC holds {after.value} after the put at {fmt_stamp(after.ts)}, not {value:g} "
-            f"{tol.describe()} (refused or clamped)",
-            after.value,
-            after.ts,
-        )
-    if level == "callback":
-        return record(
-            True,
-            f"{name} = {after.value:g} at {fmt_stamp(after.ts)}, processed by the put (last "
-            f"processed before at {fmt_stamp(before.ts)}), within {tol.describe()} of {value:g}",
-            after.value,
-            after.ts,
-            after.ts,
-        )
-    rb_name = readback_channel or readback_name(name)
-    rb_pv = _pv(epics, rb_name, connect_timeout_s)
-    put_at = after.ts
-    deadline = time.monotonic() + readback_timeout_s
-    while True:
-        rb = _read_stamped(rb_pv, connect_timeout_s)
-        fresh = rb.ts is not None and rb.ts >= put_at - readback_clock_skew_s
-        if fresh and tol.holds(rb.value, value):
-            return record(
-                True,
-                f"RB {rb_name} = {rb.value:g} at {fmt_stamp(rb.ts)}, after the put at "
-                f"{fmt_stamp(put_at)}, within {tol.describe()} of {value:g}",
-                rb.value,
-                put_at,
-                rb.ts,
-            )
-        if time.monotonic() >= deadline:
-            why = "it was not updated after the put" if not fresh else f"it is outside {tol.describe()}"
-            return record(
-                False,
-                f"{rb_name} did not reach {value:g} {tol.describe()} after the put at "
-                f"{fmt_stamp(put_at)} within {readback_timeout_s:g} s: last {rb.value} at "
-                f"{fmt_stamp(rb.ts)}, {why}",
-                rb.value,
-                put_at,
-                rb.ts,
-            )
-        time.sleep(0.05)

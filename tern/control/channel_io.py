@@ -10,7 +10,7 @@ one CA context); a second protocol (PVAccess) implements the same two calls and 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, Required, TypedDict, Unpack
 
 from tern.control.verification import SmallChangeMode
 from tern.models import Verification, WriteRecord
@@ -28,6 +28,22 @@ def readback_name(setpoint: str) -> str:
     return record[:-3] + ":RB" if record.endswith(":SP") else setpoint
 
 
+class WriteOptions(TypedDict, total=False):
+    """The keyword options of :meth:`ChannelIO.write_channel`, one declaration for every implementation's facade
+    (the Channel Access and PVAccess clients, the router). Meanings, units and defaults:
+    :func:`tern.control.channel_access.write_channel` (``pva.write_channel`` takes the same)."""
+
+    previous_value: Required[float | None]  # the value read just before the write, or None when unknown
+    previous_readback: float | None
+    connect_timeout_s: float  # seconds, as are the two below
+    callback_timeout_s: float
+    readback_timeout_s: float
+    default_tolerance_percent: float  # %
+    small_change: SmallChangeMode
+    readback_clock_skew_s: float  # seconds
+    put_not_after: float | None  # a time.monotonic() instant
+
+
 class ChannelIO(Protocol):
     """What the write protocol needs of a control system (all values in the channel's engineering units)."""
 
@@ -37,23 +53,10 @@ class ChannelIO(Protocol):
         ...
 
     async def write_channel(
-        self,
-        name: str,
-        value: float,
-        verification: Verification,
-        *,
-        previous_value: float | None,
-        previous_readback: float | None = None,
-        connect_timeout_s: float = 2.0,
-        callback_timeout_s: float = 5.0,
-        readback_timeout_s: float = 5.0,
-        default_tolerance_percent: float = 0.1,
-        small_change: SmallChangeMode = "tighten",
-        readback_clock_skew_s: float = 0.0,
-        put_not_after: float | None = None,
+        self, name: str, value: float, verification: Verification, **options: Unpack[WriteOptions]
     ) -> WriteRecord:
-        """Put ``value`` once (never retried) and verify it at ``verification.level``; not sent after the
-        ``time.monotonic()`` instant ``put_not_after``. Raises :class:`ChannelIOError` or
+        """Put ``value`` once (never retried) and verify it at ``verification.level`` (:class:`WriteOptions`); not
+        sent after the ``time.monotonic()`` instant ``put_not_after``. Raises :class:`ChannelIOError` or
         :class:`~tern.control.verification.UnverifiableChange` only when nothing was written; every other outcome
         is a :class:`WriteRecord` (``verified`` False when in doubt). The Channel Access semantics:
         :func:`tern.control.channel_access.write_channel`."""

@@ -27,26 +27,25 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from tern import tracing
-from tern.control.channel_io import ChannelIOError, readback_name
+from tern.control.channel_io import ChannelIOError, WriteOptions, readback_name
 from tern.control.verification import (
     SmallChangeMode,
-    Tolerance,
-    as_datetime,
+    Stamped,
     effective_tolerance,
-    fmt_stamp,
+    finite,
+    put_window_closed,
+    recorder,
     reference,
     stamp,
+    verify_put,
 )
 from tern.models import ChannelReading, Verification, WriteRecord
 
@@ -93,22 +92,6 @@ def make_context(conf: Mapping[str, str]) -> Any:
     return Context("pva", conf=dict(conf), useenv=False)
 
 
-@dataclass(frozen=True)
-class Stamped:
-    """A numeric value and its server timestamp (POSIX seconds), None when absent, undefined or not numeric."""
-
-    value: float | None
-    ts: float | None
-
-
-def _finite(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def _unwrap(v: Any) -> Any:
     """p4p's unwrapped form of a value (``ntfloat``/``ntndarray``...); p4p's client does not always unwrap (seen
     for several channels fetched in one ``get``), so a raw ``NTScalar``/``NTNDArray`` is unwrapped here."""
@@ -141,7 +124,7 @@ def read_stamped(ctx: Any, name: str, timeout: float) -> Stamped:
     """Value and timestamp of ``name`` read from the server. Raises :class:`PVAccessError` when it does not
     answer."""
     v = _get(ctx, name, timeout)
-    return Stamped(_finite(v), stamp(getattr(v, "timestamp", None)))
+    return Stamped(finite(v), stamp(getattr(v, "timestamp", None)))
 
 
 def read_value(ctx: Any, name: str, timeout_s: float = 2.0) -> float:
@@ -236,10 +219,10 @@ def _reading(name: str, v: Any) -> ChannelReading:
         timestamp=datetime.fromtimestamp(ts, UTC) if ts else None,
         severity=getattr(v, "severity", None),
         status=getattr(v, "status", None),
-        lower_ctrl_limit=_finite(field("control.limitLow"))
+        lower_ctrl_limit=finite(field("control.limitLow"))
         if field("control.limitLow") != field("control.limitHigh")
         else None,
-        upper_ctrl_limit=_finite(field("control.limitHigh"))
+        upper_ctrl_limit=finite(field("control.limitHigh"))
         if field("control.limitLow") != field("control.limitHigh")
         else None,
         precision=int(precision) if precision is not None else None,
@@ -316,39 +299,14 @@ def write_channel(
         small_change,
     )
     level = verification.level
-    written_at = datetime.now(UTC)
-
-    def record(
-        verified: bool,
-        message: str,
-        readback: float | None = None,
-        sp_ts: float | None = None,
-        rb_ts: float | None = None,
-    ) -> WriteRecord:
-        return WriteRecord(
-            channel=f"pva://{name}",
-            previous_value=previous_value,
-            value=value,
-            readback=readback,
-            verified=verified,
-            verification=level,
-            message=message,
-            written_at=written_at,
-            tolerance=tol.value,
-            setpoint_timestamp=as_datetime(sp_ts),
-            readback_timestamp=as_datetime(rb_ts),
-        )
-
+    record = recorder(f"pva://{name}", value, previous_value, level, tol, datetime.now(UTC))
     before = read_stamped(ctx, name, connect_timeout_s)  # PVAccessError here: nothing was written
     if level != "none" and before.ts is None:
         raise PVAccessError(
             f"{name} gave no timestamped reading before the put, so the put could not be verified; not writing"
         )
-    if put_not_after is not None and time.monotonic() > put_not_after:
-        raise PVAccessError(
-            f"put to {name} not sent: its window closed {time.monotonic() - put_not_after:.1f} s ago "
-            "(waited too long for PVAccess); nothing written"
-        )
+    if (closed := put_window_closed(name, put_not_after, "PVAccess")) is not None:
+        raise PVAccessError(closed)
     if level == "none":
         why = _put(ctx, name, value, False, callback_timeout_s)
         return record(False, f"put sent; verification level 'none'{f' ({why})' if why else ''}")
@@ -356,91 +314,21 @@ def write_channel(
     if why is not None:
         return record(False, why)
     try:
-        return _verify(
-            ctx,
+        return verify_put(
+            functools.partial(read_stamped, ctx, timeout=connect_timeout_s),
             name,
             value,
             level,
             tol,
             before,
             record,
-            connect_timeout_s,
-            readback_timeout_s,
-            readback_channel,
-            readback_clock_skew_s,
+            readback_channel=readback_channel or readback_name(name),
+            readback_timeout_s=readback_timeout_s,
+            readback_clock_skew_s=readback_clock_skew_s,
+            server="server",
         )
     except PVAccessError as exc:  # after the put: recorded, not verified
         return record(False, f"put completed, but verification could not read the server: {exc}")
-
-
-def _verify(
-    ctx: Any,
-    name: str,
-    value: float,
-    level: str,
-    tol: Tolerance,
-    before: Stamped,
-    record: Callable[..., WriteRecord],
-    connect_timeout_s: float,
-    readback_timeout_s: float,
-    readback_channel: str | None,
-    readback_clock_skew_s: float,
-) -> WriteRecord:
-    """The checks after a completed put, as :func:`tern.control.channel_access._verify`."""
-    after = read_stamped(ctx, name, connect_timeout_s)
-    if after.ts is None:
-        return record(False, f"{name} = {after.value} after the put carries no timestamp", after.value)
-    if after.ts <= (before.ts or 0.0):
-        return record(
-            False,
-            f"{name} timestamp {fmt_stamp(after.ts)} did not advance past {fmt_stamp(before.ts)} (before the put): "
-            "the server did not process the put",
-            after.value,
-            after.ts,
-        )
-    if not tol.holds(after.value, value):
-        return record(
-            False,
-            f"server holds {after.value} after the put at {fmt_stamp(after.ts)}, not {value:g} {tol.describe()} "
-            "(refused or clamped)",
-            after.value,
-            after.ts,
-        )
-    if level == "callback":
-        return record(
-            True,
-            f"{name} = {after.value:g} at {fmt_stamp(after.ts)}, processed by the put (last processed before at "
-            f"{fmt_stamp(before.ts)}), within {tol.describe()} of {value:g}",
-            after.value,
-            after.ts,
-            after.ts,
-        )
-    rb_name = readback_channel or readback_name(name)
-    put_at = after.ts
-    deadline = time.monotonic() + readback_timeout_s
-    while True:
-        rb = read_stamped(ctx, rb_name, connect_timeout_s)
-        fresh = rb.ts is not None and rb.ts >= put_at - readback_clock_skew_s
-        if fresh and tol.holds(rb.value, value):
-            return record(
-                True,
-                f"RB {rb_name} = {rb.value:g} at {fmt_stamp(rb.ts)}, after the put at {fmt_stamp(put_at)}, within "
-                f"{tol.describe()} of {value:g}",
-                rb.value,
-                put_at,
-                rb.ts,
-            )
-        if time.monotonic() >= deadline:
-            why = "it was not updated after the put" if not fresh else f"it is outside {tol.describe()}"
-            return record(
-                False,
-                f"{rb_name} did not reach {value:g} {tol.describe()} after the put at {fmt_stamp(put_at)} within "
-                f"{readback_timeout_s:g} s: last {rb.value} at {fmt_stamp(rb.ts)}, {why}",
-                rb.value,
-                put_at,
-                rb.ts,
-            )
-        time.sleep(0.05)
 
 
 class PVAccessClient:
@@ -485,7 +373,9 @@ class PVAccessClient:
         v = await self._call(_get, name, timeout_s)
         return structured_value(v)
 
-    async def write_channel(self, name: str, value: float, verification: Verification, **kwargs: Any) -> WriteRecord:
+    async def write_channel(
+        self, name: str, value: float, verification: Verification, **kwargs: Unpack[WriteOptions]
+    ) -> WriteRecord:
         """See :func:`write_channel` (same keyword arguments and errors). Span ``pva.write``."""
         attrs: dict[str, str | float] = {
             "pva.channel": name,

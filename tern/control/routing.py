@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
 from tern.control.addressing import Protocol, parse_address
+from tern.control.channel_io import WriteOptions
 from tern.control.limits import LimitsDatabase, LimitsDatabaseError
 from tern.models import ChannelReading, Verification, WriteRecord
 
@@ -71,7 +72,9 @@ class ChannelRouter:
                 found[(protocol, bare)] = reading
         return [found[route].model_copy(update={"channel": name}) for name, route in zip(names, routes, strict=True)]
 
-    async def write_channel(self, name: str, value: float, verification: Verification, **kwargs: Any) -> WriteRecord:
+    async def write_channel(
+        self, name: str, value: float, verification: Verification, **kwargs: Unpack[WriteOptions]
+    ) -> WriteRecord:
         """Put and verify through the channel's protocol (same arguments, errors and record as
         :func:`tern.control.channel_access.write_channel`); the record is named as given."""
         protocol, bare = self.route(name)

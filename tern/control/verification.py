@@ -30,11 +30,14 @@ undefined stamp (0 s, 0 ns) reads as :data:`EPICS_EPOCH_POSIX` and is treated as
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, Protocol
 
-from tern.models import Verification
+from tern.models import Verification, VerificationLevel, WriteRecord
 
 SmallChangeMode = Literal["tighten", "refuse"]
 SMALL_CHANGE_FRACTION = 0.4  # tightened tolerance as a fraction of |target - previous| (must stay below 0.5)
@@ -150,3 +153,189 @@ def fmt_stamp(ts: float | None) -> str:
 def as_datetime(ts: float | None) -> datetime | None:
     """A POSIX timestamp as an aware UTC datetime (None stays None)."""
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def finite(v: Any) -> float | None:
+    """``v`` as a finite float, or None when it is not a number (or is NaN/inf)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+@dataclass(frozen=True)
+class Stamped:
+    """A numeric value and its server timestamp (POSIX seconds, the IOC's clock), each None when absent,
+    undefined or not numeric: one *stamped read* of a channel, by whichever protocol."""
+
+    value: float | None
+    ts: float | None
+
+
+StampedReader = Callable[[str], Stamped]
+"""Reads a channel (by name) from the server, never from a monitor cache; raises the protocol's error (a
+:class:`~tern.control.channel_io.ChannelIOError`) when the channel cannot be read."""
+
+READBACK_POLL_S = 0.05
+"""Seconds between two reads of the readback while waiting for it at level ``readback``."""
+
+
+class Recorder(Protocol):
+    """Builds the :class:`WriteRecord` of one write (see :func:`recorder`)."""
+
+    def __call__(
+        self,
+        verified: bool,
+        message: str,
+        readback: float | None = None,
+        sp_ts: float | None = None,
+        rb_ts: float | None = None,
+    ) -> WriteRecord: ...
+
+
+def recorder(
+    channel: str,
+    value: float,
+    previous_value: float | None,
+    level: VerificationLevel,
+    tol: Tolerance,
+    written_at: datetime,
+) -> Recorder:
+    """The record builder of one write: everything fixed before the put is bound here; each outcome adds whether
+    it was verified, why, the reading (engineering units) and the setpoint's and readback's timestamps (POSIX
+    seconds, IOC clock, None when unknown).
+
+    Args:
+        channel: the channel as recorded (``X:SP`` for Channel Access, ``pva://X:SP`` for PVAccess).
+        value: the value put; ``previous_value`` the value read just before (None when unknown).
+        level: the verification level; ``tol`` the tolerance verified with; ``written_at`` when the write began.
+    """
+
+    def record(
+        verified: bool,
+        message: str,
+        readback: float | None = None,
+        sp_ts: float | None = None,
+        rb_ts: float | None = None,
+    ) -> WriteRecord:
+        return WriteRecord(
+            channel=channel,
+            previous_value=previous_value,
+            value=value,
+            readback=readback,
+            verified=verified,
+            verification=level,
+            message=message,
+            written_at=written_at,
+            tolerance=tol.value,
+            setpoint_timestamp=as_datetime(sp_ts),
+            readback_timestamp=as_datetime(rb_ts),
+        )
+
+    return record
+
+
+def put_window_closed(name: str, put_not_after: float | None, protocol: str) -> str | None:
+    """Why a put to ``name`` must not be sent now, or None when it may: ``put_not_after`` is a ``time.monotonic()``
+    instant (None: no bound; see :func:`tern.control.write.put_window_s`); ``protocol`` names the waited-for
+    protocol in the message (``Channel Access``, ``PVAccess``)."""
+    if put_not_after is None:
+        return None
+    late = time.monotonic() - put_not_after
+    if late <= 0:
+        return None
+    waited = f"waited too long for {protocol}"
+    return f"put to {name} not sent: its window closed {late:.1f} s ago ({waited}); nothing written"
+
+
+def verify_put(
+    read: StampedReader,
+    name: str,
+    value: float,
+    level: VerificationLevel,
+    tol: Tolerance,
+    before: Stamped,
+    record: Recorder,
+    *,
+    readback_channel: str,
+    readback_timeout_s: float,
+    readback_clock_skew_s: float,
+    server: str = "IOC",
+) -> WriteRecord:
+    """The checks after a completed put at level ``callback`` or ``readback`` (module docstring), for any protocol.
+
+    Args:
+        read: the protocol's stamped read (:data:`StampedReader`); its errors propagate (the caller records the
+            write as not verified: the put was sent).
+        name: the setpoint channel; ``value`` the value put (engineering units).
+        level: ``callback`` or ``readback``; ``tol`` the tolerance (:func:`effective_tolerance`).
+        before: the setpoint's stamped read just before the put (its timestamp not None).
+        record: the write's :func:`recorder`.
+        readback_channel: the channel polled at level ``readback`` (read only at that level).
+        readback_timeout_s: how long the readback is polled, seconds (every :data:`READBACK_POLL_S`).
+        readback_clock_skew_s: how far the readback's clock may lag the setpoint's, seconds.
+        server: what serves the channel, in messages (``IOC``, ``server``).
+
+    Returns a :class:`WriteRecord`, ``verified`` only when the setpoint's timestamp advanced past ``before`` and
+    its value holds within ``tol``, and, at level ``readback``, a readback stamped no earlier than that (less the
+    skew) holds within ``tol`` before the deadline.
+    """
+    after = read(name)
+    if after.ts is None:
+        return record(
+            False,
+            f"{name} = {after.value} after the put carries no timestamp: cannot show that the put was processed",
+            after.value,
+        )
+    if after.ts <= (before.ts or 0.0):
+        return record(
+            False,
+            f"{name} timestamp {fmt_stamp(after.ts)} did not advance past {fmt_stamp(before.ts)}"
+            f" (before the put): the {server} did not process the put",
+            after.value,
+            after.ts,
+        )
+    if not tol.holds(after.value, value):
+        return record(
+            False,
+            f"{server} holds {after.value} after the put at {fmt_stamp(after.ts)}, not {value:g} "
+            f"{tol.describe()} (refused or clamped)",
+            after.value,
+            after.ts,
+        )
+    if level == "callback":
+        return record(
+            True,
+            f"{name} = {after.value:g} at {fmt_stamp(after.ts)}, processed by the put (last "
+            f"processed before at {fmt_stamp(before.ts)}), within {tol.describe()} of {value:g}",
+            after.value,
+            after.ts,
+            after.ts,
+        )
+    put_at = after.ts
+    deadline = time.monotonic() + readback_timeout_s
+    while True:
+        rb = read(readback_channel)
+        fresh = rb.ts is not None and rb.ts >= put_at - readback_clock_skew_s
+        if fresh and tol.holds(rb.value, value):
+            return record(
+                True,
+                f"RB {readback_channel} = {rb.value:g} at {fmt_stamp(rb.ts)}, after the put at "
+                f"{fmt_stamp(put_at)}, within {tol.describe()} of {value:g}",
+                rb.value,
+                put_at,
+                rb.ts,
+            )
+        if time.monotonic() >= deadline:
+            why = "it was not updated after the put" if not fresh else f"it is outside {tol.describe()}"
+            return record(
+                False,
+                f"{readback_channel} did not reach {value:g} {tol.describe()} after the put at "
+                f"{fmt_stamp(put_at)} within {readback_timeout_s:g} s: last {rb.value} at "
+                f"{fmt_stamp(rb.ts)}, {why}",
+                rb.value,
+                put_at,
+                rb.ts,
+            )
+        time.sleep(READBACK_POLL_S)

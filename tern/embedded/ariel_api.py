@@ -105,23 +105,19 @@ def remove_record(data_dir: Path | str) -> None:
     record_path(data_dir).unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return pid > 0
+PROCESS_MARKER = "tern.ariel.api"
+"""What the API process's command line shows (``python -m tern.ariel.api``, as ``tern up`` starts it)."""
 
 
 def running_record(data_dir: Path | str) -> ArielApiRecord | None:
-    """The record when its process is alive and its port accepts connections, else None."""
+    """The record when its process is alive and its port accepts connections, else None.
+
+    Alive: :func:`tern.embedded.pids.live_process` with :data:`PROCESS_MARKER`: a zombie, a PID since reused by
+    another program, or a process this user may not inspect does not count (the CLI then searches itself)."""
     from tern.embedded.net import port_in_use
+    from tern.embedded.pids import live_process
 
     record = read_record(data_dir)
-    if record is None or not _alive(record.pid) or not port_in_use(record.port):
+    if record is None or not live_process(record.pid, PROCESS_MARKER) or not port_in_use(record.port):
         return None
     return record

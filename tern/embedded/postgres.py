@@ -14,7 +14,8 @@ import warnings
 from pathlib import Path
 
 import asyncpg
-import psutil
+
+from tern.embedded.pids import live_process
 
 with warnings.catch_warnings():  # the wheel resolves a runtime dir at import; XDG_RUNTIME_DIR is often unset
     warnings.simplefilter("ignore")
@@ -99,22 +100,14 @@ class EmbeddedPostgres:
     def pid(self) -> int | None:
         """PID of the running postmaster, or None when it is not running. A stale ``postmaster.pid`` is ignored:
         its PID gone, a zombie (a postmaster killed and not yet reaped by its parent still answers ``kill(pid, 0)``
-        while nothing listens on the port), or reused by a process that is not ``postgres``."""
+        while nothing listens on the port), or reused by a process that is not ``postgres``
+        (:func:`tern.embedded.pids.live_process`; one this user may not inspect counts as running)."""
         pidfile = self.pgdata / "postmaster.pid"
         try:
             pid = int(pidfile.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
-        try:
-            proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            name = proc.name()
-        except psutil.NoSuchProcess:
-            return None
-        except psutil.AccessDenied:
-            return pid
-        return pid if "postgres" in name else None
+        return pid if live_process(pid, "postgres", where="name", if_denied=True) else None
 
     def start(self) -> int:
         """Start the server (``pg_ctl -w start``) and create the database; returns the postmaster PID."""

@@ -42,8 +42,10 @@ from pydantic import BaseModel
 
 from tern.ariel.embedding_status import EmbeddingStatus, api_embedding_state, embedding_status
 from tern.config import TernSettings
+from tern.embedded.ariel_api import PROCESS_MARKER as ARIEL_MARKER
 from tern.embedded.ariel_api import read_record, remove_record, write_record
 from tern.embedded.net import port_in_use
+from tern.embedded.pids import live_process
 from tern.embedded.postgres import EmbeddedPostgres
 from tern.embedded.supervise import SupervisorState
 from tern.embedded.temporal_cli import TemporalCliMissing, serving, temporal_bin, workflow_pollers_since
@@ -155,7 +157,7 @@ class EmbeddedStack:
         "sim": "tern.sim",
         "archiver": "tern.archiver",
         "worker": "tern.embedded.supervise",
-        "ariel": "tern.ariel.api",
+        "ariel": ARIEL_MARKER,
         "matrix": "synapse.app.homeserver",
         "bluesky": "tern.bluesky",
         "bridge": "bridge matrix",
@@ -178,14 +180,8 @@ class EmbeddedStack:
             pid = int(path.read_text().strip())
         except (OSError, ValueError):
             return None, path.exists()
-        try:
-            proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None, True
-            if self._MARKERS[name] in " ".join(proc.cmdline()):
-                return pid, False
-        except psutil.Error:
-            pass
+        if live_process(pid, self._MARKERS[name]):  # not gone, not a zombie, not another program on a reused PID
+            return pid, False
         return None, True
 
     def _endpoint(self, name: str) -> tuple[str | None, int | None]:
@@ -494,6 +490,8 @@ class EmbeddedStack:
             "TERN_ARCHIVER__FACILITY_TIMEZONE": self.s.archiver.facility_timezone,
             "TERN_WORKER__HTTP_HOST": self.s.worker.http_host,
             "TERN_WORKER__HTTP_PORT": str(self.s.worker.http_port),
+            # the stack's one worker is the deployment's current version at once (docs/concepts/deployments.md)
+            "TERN_WORKER__PROMOTE_ON_START": "always",
             **(
                 {"TERN_WORKER__CA_PROBE_CHANNEL": self.s.worker.ca_probe_channel}
                 if self.s.worker.ca_probe_channel

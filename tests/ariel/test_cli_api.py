@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -207,7 +208,7 @@ def running_default_stack(data_dir: Path, dsn: str) -> Iterator[tuple[int, list[
     PID file and the ARIEL API record a running stack leaves, and a live HTTP server on the recorded port that
     answers every search with an entry no test database holds (``STACK-ONLY``). Yields the port and the list of
     request paths the server received."""
-    from tern.embedded.ariel_api import write_record
+    from tern.embedded.ariel_api import PROCESS_MARKER, running_record, write_record
     from tern.models import LogbookHit, SearchResponse
 
     wrong = SearchResponse(
@@ -233,12 +234,18 @@ def running_default_stack(data_dir: Path, dsn: str) -> Iterator[tuple[int, list[
     port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    # a live process that shows what the stack's API process shows (its PID is checked: not a zombie, not a
+    # reused PID; tern.embedded.pids)
+    api = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", PROCESS_MARKER])
     (data_dir / "run").mkdir(parents=True, exist_ok=True)
-    (data_dir / "run" / "ariel.pid").write_text(str(os.getpid()))  # a live process, as the stack's would be
-    write_record(data_dir, pid=os.getpid(), port=port, dsn=dsn)
+    (data_dir / "run" / "ariel.pid").write_text(str(api.pid))
+    write_record(data_dir, pid=api.pid, port=port, dsn=dsn)
     try:
+        assert running_record(data_dir) is not None  # the stand-in counts as a running stack
         yield port, received
     finally:
+        api.kill()
+        api.wait()
         server.shutdown()
         server.server_close()
 
