@@ -15,6 +15,10 @@ of open runs are fetched while the run waits (the state every deploy replays), t
 - ``frozen_write.json``: an approved write held by the facility write freeze, released by the ``facility_thawed``
   Signal, then written (``facility-freeze-1``; dev server).
 - ``approval_timer_fired.json``: the approval timer fires and the run ends ``timed_out`` (time-skipping server).
+- ``planned_run.json``: a run without a plan: the ``plan`` activity (stood in) drafts a write, the plan is
+  approved (kind ``plan``), then the write, completed (``llm-planner``, ``planner-memory-1``; dev server).
+
+``--only planned_run.json`` records just the named histories (the others stay as recorded).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from tern.approval.policy import ApprovalPolicy
 from tern.models import Decision
 from tern.models.approval import NotifyApproversInput
 from tern.models.freeze import FreezeState, HoldRequest
+from tern.models.planning import PlanDraft, PlanInput
+from tern.models.run import AgentRunRequest
 from tests.test_workflows_fast import WRITE, Machine, pending, plan, start
 from workflows.agent_run import AgentRunWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
@@ -65,7 +71,13 @@ async def _save(handle: WorkflowHandle, out: Path, name: str, *, close: bool = F
         await handle.terminate("recorded")
 
 
-async def _on_dev_server(out: Path) -> None:
+@activity.defn(name="plan")
+async def plan_activity(inp: PlanInput) -> PlanDraft:
+    """The planner, stood in: one write, approval of the plan asked for."""
+    return PlanDraft(plan=plan(WRITE), attempts=1, approval_required=True, model="stand-in")
+
+
+async def _on_dev_server(out: Path, only: set[str] | None = None) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=_tool("temporal"), search_attributes=ALL, data_converter=pydantic_data_converter
     )
@@ -79,11 +91,15 @@ async def _on_dev_server(out: Path) -> None:
             return frozen["state"]
 
         queue = f"record-{uuid.uuid4().hex[:8]}"
-        acts = [a for a in machine.activities() if a.__name__ != "hold_write"] + [hold_write, notify_approvers]
+        acts = [a for a in machine.activities() if a.__name__ != "hold_write"]
+        acts += [hold_write, notify_approvers, plan_activity]
         async with Worker(
             client, task_queue=queue, workflows=[AgentRunWorkflow, PythonExecutionWorkflow], activities=acts
         ):
-            await _record_dev(client, queue, machine, frozen, out)
+            if only is None:
+                await _record_dev(client, queue, machine, frozen, out)
+            if only is None or "planned_run.json" in only:
+                await _record_planned(client, queue, out)
     finally:
         await env.shutdown()
 
@@ -135,6 +151,19 @@ async def _record_dev(client: Client, queue: str, machine: Machine, frozen: dict
     await _save(h, out, "frozen_write.json")
 
 
+async def _record_planned(client: Client, queue: str, out: Path) -> None:
+    req = AgentRunRequest(user="alice", query="raise the corrector a little", approvers=["alice", "bob"])
+    h = await client.start_workflow(AgentRunWorkflow.run, req, id=f"fast-{uuid.uuid4().hex[:10]}", task_queue=queue)
+    for kind in ("plan", "control_write"):
+        rid = await pending(h)
+        st = await h.query(AgentRunWorkflow.status)
+        assert st.pending is not None and st.pending.kind == kind, st.pending
+        await h.execute_update(AgentRunWorkflow.decide, Decision(request_id=rid, approver="bob", approved=True))
+    result = await h.result()
+    assert result.status == "completed" and len(result.plan) == 1, result
+    await _save(h, out, "planned_run.json")
+
+
 async def _on_time_skipping_server(out: Path) -> None:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_tool("temporal-test-server"), data_converter=pydantic_data_converter
@@ -166,10 +195,13 @@ async def _on_time_skipping_server(out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Record the issue-26 replay histories.")
     parser.add_argument("--out", type=Path, default=HISTORIES)
+    parser.add_argument("--only", action="append", help="record only this history (repeatable): planned_run.json")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_on_dev_server(args.out))
-    asyncio.run(_on_time_skipping_server(args.out))
+    only = set(args.only) if args.only else None
+    asyncio.run(_on_dev_server(args.out, only))
+    if only is None:
+        asyncio.run(_on_time_skipping_server(args.out))
     return 0
 
 

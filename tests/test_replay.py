@@ -181,6 +181,12 @@ ISSUE_26_CASES = {
         and "WORKFLOW_EXECUTION_SIGNALED" in _kinds(ev)
         and _kinds(ev)[-1] == "WORKFLOW_EXECUTION_COMPLETED"
     ),
+    "planned_run.json": lambda ev: (  # no plan in the request: drafted, approved (kind plan), then the write
+        {"llm-planner", "planner-memory-1"} <= set(_patch_ids(ev))
+        and _scheduled(ev).index("plan") < _scheduled(ev).index("write_channel")
+        and _kinds(ev).count("WORKFLOW_EXECUTION_UPDATE_ACCEPTED") == 2
+        and _kinds(ev)[-1] == "WORKFLOW_EXECUTION_COMPLETED"
+    ),
     "approval_timer_fired.json": lambda ev: (
         "TIMER_FIRED" in _kinds(ev)
         and "write_channel" not in _scheduled(ev)
@@ -193,7 +199,8 @@ ISSUE_26_CASES = {
 async def test_issue_26_histories_show_their_case_and_replay(name: str) -> None:
     """Histories of the cases every deploy meets (issue 26 finding 4): runs stopped mid-wait (a plain wait, a
     partial multi-approval), a refused Update then a Signal decision, a cancellation during the wait, a write held
-    by the facility freeze and released by its Signal, and a fired approval timer."""
+    by the facility freeze and released by its Signal, a fired approval timer, and a planned run (the plan
+    approved, then its write)."""
     text = (HISTORIES / name).read_text()
     events = json.loads(text)["events"]
     assert ISSUE_26_CASES[name](events), name
