@@ -20,6 +20,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.agent_run import AgentRunWorkflow
+from workflows.logbook_ingestion import LogbookIngestionWorkflow
+from workflows.logbook_reembed import LogbookReembedWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -205,4 +207,25 @@ async def test_issue_26_histories_show_their_case_and_replay(name: str) -> None:
     events = json.loads(text)["events"]
     assert ISSUE_26_CASES[name](events), name
     replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(WorkflowHistory.from_json(name, text), raise_on_replay_failure=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "workflow", "activity", "calls"),
+    [
+        ("ingestion_continued.json", LogbookIngestionWorkflow, "ariel_ingest_page", 2),
+        ("reembed_continued.json", LogbookReembedWorkflow, "ariel_reembed", 2),
+    ],
+)
+async def test_a_continued_as_new_ingestion_or_reembed_run_replays(
+    name: str, workflow: type, activity: str, calls: int
+) -> None:
+    """The first run of an ingestion and of a re-embedding (recorded by ``tests.record_histories``): it did its
+    ``pages_per_run``/``steps_per_run`` calls and continued as new, the history a deploy replays when it lands
+    mid-source; the carried state is in the continue-as-new event, so a change to what is carried shows here."""
+    text = (HISTORIES / name).read_text()
+    events = json.loads(text)["events"]
+    assert _kinds(events)[-1] == "WORKFLOW_EXECUTION_CONTINUED_AS_NEW", name
+    assert _scheduled(events).count(activity) == calls, _scheduled(events)
+    replayer = Replayer(workflows=[workflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(WorkflowHistory.from_json(name, text), raise_on_replay_failure=True)
