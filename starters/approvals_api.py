@@ -25,6 +25,7 @@ replayed signature once); unsigned or badly signed ones are counted and logged, 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -141,14 +142,17 @@ def approvals_router(
     return router
 
 
-def create_app(settings: TernSettings, pool: asyncpg.Pool | None = None) -> FastAPI:
+def create_app(
+    settings: TernSettings, pool: asyncpg.Pool | None = None, clock: Callable[[], float] = time.time
+) -> FastAPI:
     """Tern's webhook API: the approvals router, the webhook triggers router and ``GET /health`` (database
     reachable: 200 ``{"status": "ok"}``, else 503), and nothing else (no ARIEL route: ``tern ariel serve``).
 
     ``pool``: use this asyncpg pool instead of opening one (at start-up, migrations applied). The Temporal client
     is connected at the first decision or trigger (so the API starts without Temporal); unexpected errors answer
     500 ``{"error": "internal error"}``. Refused requests without a valid signature are counted in
-    ``app.state.unsigned`` (:class:`~starters.signed_requests.UnsignedCounter`)."""
+    ``app.state.unsigned`` (:class:`~starters.signed_requests.UnsignedCounter`). ``clock``: the time that places a
+    trigger post in its dedup window (POSIX seconds; tests inject one)."""
     from starters.chat_client import client_decider
     from starters.client import TernClient
     from starters.triggers_api import triggers_router
@@ -187,7 +191,7 @@ def create_app(settings: TernSettings, pool: asyncpg.Pool | None = None) -> Fast
         return clients["client"]
 
     clients: dict[str, Any] = {}
-    app.include_router(triggers_router(settings, temporal, app_pool, app.state.unsigned))
+    app.include_router(triggers_router(settings, temporal, app_pool, app.state.unsigned, clock))
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from starters.common import console, fail, hard_exit, load_settings
+from workflows.queues import long_queue
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -145,7 +146,7 @@ async def _ingest_via_workflow(settings: TernSettings, req: IngestionRequest, sh
         LogbookIngestionWorkflow.run,
         req,
         id=wf_id,
-        task_queue=settings.temporal.task_queue,
+        task_queue=long_queue(settings.temporal.task_queue),  # its own slots (workflows.queues)
         priority=background_priority(f"ingest:{req.adapter}:{req.source}"),
     )
     if show:
@@ -286,7 +287,7 @@ async def _reembed(settings: TernSettings, provider: str, model: str, batch_size
         LogbookReembedWorkflow.run,
         req,
         id=wf_id,
-        task_queue=settings.temporal.task_queue,
+        task_queue=long_queue(settings.temporal.task_queue),  # its own slots (workflows.queues)
         priority=background_priority(f"reembed:{provider}:{model}"),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -638,7 +639,7 @@ async def create_watch_schedule(
                 LogbookIngestionWorkflow.run,
                 req,
                 id=f"{sid}-run",
-                task_queue=settings.temporal.task_queue,
+                task_queue=long_queue(settings.temporal.task_queue),  # its own slots (workflows.queues)
                 priority=background_priority(f"ingest:{req.adapter}:{req.source}"),
             ),
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),

@@ -39,7 +39,14 @@ async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owne
     login), ``TernUnavailable`` (Temporal) or ``DatabaseError`` (PostgreSQL) when it cannot start."""
     import asyncio
 
-    from starters.chat_client import client_decider, pending_requests, plan_starter, question_starter, run_progress
+    from starters.chat_client import (
+        client_decider,
+        freeze_changer,
+        pending_requests,
+        plan_starter,
+        question_starter,
+        run_progress,
+    )
     from starters.client import TernClient
     from starters.matrix_bridge import MatrixPlatform
     from tern.chat.bridge import ApprovalBridge
@@ -67,6 +74,7 @@ async def run_matrix_bridge(settings: TernSettings, stop: asyncio.Event, *, owne
         start_run=plan_starter(client, "matrix"),
         progress=run_progress(client),
         ask=question_starter(client, "matrix") if settings.llm.provider != "none" else None,
+        freeze=freeze_changer(client, surface="matrix"),
     )
     platform.bridge = bridge
     try:
@@ -111,7 +119,7 @@ async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner
 
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from starters.chat_client import client_decider, pending_requests
+    from starters.chat_client import client_decider, freeze_changer, pending_requests
     from starters.client import TernClient
     from starters.slack_bridge import SlackPlatform, slack_app, socket_mode_handler
     from tern.chat.bridge import ApprovalBridge
@@ -139,6 +147,7 @@ async def run_slack_bridge(settings: TernSettings, stop: asyncio.Event, *, owner
         pending=pending_requests(client),
         poll_interval_s=chat.poll_interval_s,
         owner=owner,
+        freeze=freeze_changer(client, surface="slack"),
     )
 
     async def socket() -> None:

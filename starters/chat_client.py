@@ -14,6 +14,7 @@ from tern import PACKAGE_DIR
 from tern.chat.bridge import (
     Decider,
     DecisionRefused,
+    FreezeChanger,
     Known,
     PendingSource,
     QuestionStarter,
@@ -52,6 +53,32 @@ def client_decider(client: TernClient, *, surface: str) -> Decider:
         return f"**{rec.decision}** by {who} (request `{rec.request_id}`); recorded in the audit"
 
     return decide
+
+
+def freeze_changer(client: TernClient, *, surface: str) -> FreezeChanger:
+    """A :data:`tern.chat.bridge.FreezeChanger` sending through :meth:`TernClient.change_freeze` as the mapped user,
+    signed by this bridge's service key for that user (``client.service_signer``: required where the worker's
+    identity is proven; the worker checks the proof, and for a thaw the policy's ``freeze_thaw``), ``surface`` in
+    the audit. Refusals and an unreachable worker become :class:`tern.chat.bridge.DecisionRefused`."""
+
+    async def change(action: str, user: str, reason: str) -> str:
+        if action not in ("freeze", "thaw"):
+            raise DecisionRefused(f"unknown freeze action {action!r}")
+        try:
+            st = await client.change_freeze(
+                "freeze" if action == "freeze" else "thaw",
+                user,
+                reason,
+                surface=surface,
+                signer=client.service_signer(user, surface),
+            )
+        except (TernUserError, TernUnavailable) as exc:
+            raise DecisionRefused(str(exc)) from exc
+        if st.frozen:
+            return f"**Facility frozen**: {st.describe()}. No control write executes until `thaw <reason>`."
+        return f"**Facility thawed** by {user}: held writes go on, each once; recorded in the audit"
+
+    return change
 
 
 def plan_starter(client: TernClient, surface: str = "chat") -> RunStarter:

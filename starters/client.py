@@ -59,6 +59,7 @@ from tern.models.progress import PROGRESS_MEMO, PendingSummary, RunProgress, cli
 from worker.connection import TemporalUnreachable, connect
 from workflows.agent_run import AgentRunWorkflow
 from workflows.facility_freeze import FacilityFreezeWorkflow
+from workflows.queues import long_queue
 from workflows.search_attributes import NO_APPROVAL, PENDING_APPROVAL, RUN_STATE, RUN_USER
 
 _USER_NAME: TypeAdapter[str] = TypeAdapter(UserName)
@@ -136,6 +137,9 @@ QUERY_RPC_TIMEOUT = timedelta(seconds=10)
 """Deadline of a ``status`` query: a worker that died less than ``POLLER_SEEN_S`` ago still looks alive, and
 the server holds a query for a queue without a live poller until the deadline ("no poller seen for task
 queue recently")."""
+
+START_TOKEN_MEMO = "tern_start_token"
+"""Memo key of a run started by :meth:`TernClient.start_new_with_progress`: the starting call's random token."""
 
 UPDATE_RPC_TIMEOUT = timedelta(seconds=30)
 """Deadline of a ``decide`` update (validator, handler and the audit write of a live worker)."""
@@ -234,11 +238,13 @@ class TernClient:
         signer: Signer | None = None,
         *,
         id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        memo: Mapping[str, Any] | None = None,
     ) -> WorkflowHandle[Any, Any]:
         """Start ``AgentRunWorkflow``; returns its handle (``handle.id`` is the run id). With ``signer`` the start
         carries a proof of who starts it (required when the worker's ``approval.identity`` is ``proven``).
         ``id_reuse_policy``: Temporal's default (ALLOW_DUPLICATE: an id is refused only while its run is open);
         triggered starts pass REJECT_DUPLICATE so a deterministic id dedups after the first run closed too.
+        ``memo``: the run's initial memo (None: none).
 
         Raises :class:`TernUserError` when the proof cannot be made (no key, ssh-keygen failed)."""
         workflow_id = workflow_id or f"tern-run-{uuid.uuid4().hex[:12]}"
@@ -252,8 +258,68 @@ class TernClient:
             request,
             id=workflow_id,
             id_reuse_policy=id_reuse_policy,
+            memo=dict(memo) if memo else None,
             **self._start_options(request),
         )
+
+    async def start_new_with_progress(
+        self,
+        request: AgentRunRequest,
+        workflow_id: str,
+        signer: Signer | None = None,
+        *,
+        memo: Mapping[str, Any] | None = None,
+        wait: timedelta = UPDATE_RPC_TIMEOUT,
+    ) -> RunProgress | None:
+        """Start ``request`` as ``workflow_id`` unless that id exists or existed, and get the run's first progress in
+        the same round trip (Update-with-Start with the ``current_progress`` Update).
+
+        Unlike :meth:`start_once` the conflict policy is FAIL (with id-reuse REJECT_DUPLICATE), so a caller that
+        must tell a new run from a duplicate (the webhook's 202 or 200, its rate limit) learns it: an id that is
+        open or closed raises ``WorkflowAlreadyStartedError`` and nothing starts (the SDK does not expose the start
+        response's ``started`` flag for Update-with-Start, so USE_EXISTING could not tell). Each call has an Update
+        id and a start token (memo ``tern_start_token``) of its own: when no worker answers within ``wait`` the run
+        is described, and it is this call's only if it carries this call's token (an Update id shared with an
+        earlier call would let the server attach to that call's pending Update instead of refusing the start).
+        ``memo``: more of the run's initial memo. ``wait``: the RPC deadline for a worker's answer.
+
+        Returns the first progress, or None when no worker answered within ``wait`` but this call started the run.
+        Raises ``WorkflowAlreadyStartedError`` (a duplicate), :class:`TernUserError` when the proof cannot be made,
+        :class:`TernUnavailable` when Temporal does not answer or the run cannot be confirmed started."""
+        if signer is not None:
+            try:
+                request = request.model_copy(update={"proof": signer.start(workflow_id, request)})
+            except ProofError as exc:
+                raise TernUserError(f"cannot sign the start: {exc}") from exc
+        token = uuid.uuid4().hex
+        op = WithStartWorkflowOperation(
+            AgentRunWorkflow.run,
+            request,
+            id=workflow_id,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo={**(memo or {}), START_TOKEN_MEMO: token},
+            **self._start_options(request),
+        )
+        try:
+            return await self.client.execute_update_with_start_workflow(
+                AgentRunWorkflow.current_progress,
+                start_workflow_operation=op,
+                id=f"start-{token}",
+                rpc_timeout=wait,
+            )
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            pass  # no worker answered in time: this call's start, someone else's, or none yet? the memo says
+        except RPCError as exc:
+            raise TernUnavailable(f"cannot start run {workflow_id}: {exc}") from exc
+        try:
+            desc = await self.client.get_workflow_handle(workflow_id).describe()
+            theirs = await desc.memo_value(START_TOKEN_MEMO, None)
+        except RPCError as exc:
+            raise TernUnavailable(f"run {workflow_id} cannot be confirmed started: {exc}") from exc
+        if theirs != token:
+            raise WorkflowAlreadyStartedError(workflow_id, "AgentRunWorkflow", run_id=desc.run_id)
+        return None
 
     def _start_options(self, request: AgentRunRequest) -> dict[str, Any]:
         """Task queue, priority (``starters.priorities.run_priority``), summary and initial search attributes of an
@@ -473,7 +539,8 @@ class TernClient:
                 await asyncio.sleep(WORKER_POLL_INTERVAL_S)
 
     async def pending(self, workflow_id: str | None = None) -> list[RunProgress]:
-        """Runs on the configured task queue (``temporal.task_queue``: this deployment's workers) waiting for an
+        """Runs on the configured task queue (``temporal.task_queue``: this deployment's workers) or its long-work
+        queue (python steps' children: :mod:`workflows.queues`) waiting for an
         approval decision, oldest request first (only the run ``workflow_id`` and its python steps, by
         ``RootWorkflowId``, when given): ONE visibility list call, each
         run's request read from its progress memo (:mod:`tern.models.progress`), so no worker is asked and a run
@@ -482,8 +549,11 @@ class TernClient:
         A run started before progress publishing (no memo) is asked by its ``status`` query instead; this raises
         :class:`TernUnavailable` when such a run's worker does not answer within ``QUERY_RPC_TIMEOUT``. Runs of other
         task queues (other deployments sharing the namespace) are not listed."""
-        queue = _quote(self.settings.temporal.task_queue)
-        query = f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}" AND TaskQueue = "{queue}"'
+        main = self.settings.temporal.task_queue
+        queues = ", ".join(f'"{_quote(q)}"' for q in (main, long_queue(main)))  # python steps run on the long queue
+        query = (
+            f'ExecutionStatus = "Running" AND {PENDING_APPROVAL.name} != "{NO_APPROVAL}" AND TaskQueue IN ({queues})'
+        )
         if workflow_id is not None:
             query += f' AND RootWorkflowId = "{_quote(workflow_id)}"'
         out: list[RunProgress] = []

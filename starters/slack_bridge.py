@@ -1,15 +1,16 @@
 """The Slack side of the chat approval bridge (slack-bolt in HTTP mode or Socket Mode, slack_sdk's async Web API
 client).
 
-A card is a ``chat.postMessage`` with Block Kit blocks: the request as ``mrkdwn`` sections and an ``actions``
-block with Approve (``tern_approve``) and Reject (``tern_reject``) buttons whose ``value`` is the request id.
-Approve decides at once; Reject opens a modal (``views.open``, callback ``tern_reject_reason``) asking for the
-reason, whose submission decides. The card is edited with ``chat.update`` (the buttons removed) when the request
-ends; answers to a person go in the card's thread. Every request from Slack is verified by bolt with the
-signing secret (``X-Slack-Signature``, ``v0:timestamp:body``, 5-minute window: Slack's "Verifying requests from
-Slack"); a request that fails is answered 401 and never reaches a handler. ``slack_api_url`` points the Web API
-client at a stand-in (slack_sdk ``base_url``), e.g. in tests. Platform message ids are the card's ``ts``; an
-attempt's id (the audit key) is ``<card ts>/<action ts or view id>``.
+A card is a ``chat.postMessage`` with Block Kit blocks: the request as ``mrkdwn`` sections and an ``actions`` block
+with Approve (``tern_approve``) and Reject (``tern_reject``) buttons whose ``value`` is the request id. Approve
+decides at once; Reject opens a modal (``views.open``, callback ``tern_reject_reason``) asking for the reason, whose
+submission decides. The slash command ``/tern freeze <reason>`` / ``/tern thaw <reason>`` changes the facility write
+freeze as the presser's mapped user (answered in the channel). The card is edited with ``chat.update`` (the buttons
+removed) when the request ends; answers to a person go in the card's thread. Every request from Slack is verified by
+bolt with the signing secret (``X-Slack-Signature``, ``v0:timestamp:body``, 5-minute window: Slack's "Verifying
+requests from Slack"); a request that fails is answered 401 and never reaches a handler. ``slack_api_url`` points
+the Web API client at a stand-in (slack_sdk ``base_url``), e.g. in tests. Platform message ids are the card's
+``ts``; an attempt's id (the audit key) is ``<card ts>/<action ts or view id>``.
 
 Socket Mode (selected by an app-level token ``xapp-...``, setting ``chat.slack_app_token``) runs the same bolt app
 and handlers behind bolt's ``AsyncSocketModeHandler`` (slack_sdk's aiohttp client): the bridge opens a WebSocket to
@@ -31,7 +32,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from tern.chat.bridge import ApprovalBridge
-from tern.chat.commands import Command
+from tern.chat.commands import Command, CommandError, parse_command
 from tern.config import TernSettings
 
 MAX_SECTION_CHARS = 2900  # Block Kit: a section's text is at most 3000 characters
@@ -137,7 +138,8 @@ class SlackPlatform:
 
 
 def bolt_app(bridge: ApprovalBridge, client: AsyncWebClient, *, signing_secret: str | None) -> AsyncApp:
-    """The bolt app with the bridge's handlers (Approve and Reject buttons, the reject-reason modal).
+    """The bolt app with the bridge's handlers (Approve and Reject buttons, the reject-reason modal, the ``/tern``
+    slash command for ``freeze`` and ``thaw``).
 
     Args:
         bridge: the bridge that takes the decisions.
@@ -199,6 +201,22 @@ def bolt_app(bridge: ApprovalBridge, client: AsyncWebClient, *, signing_secret: 
         await ack()
         channel, msg = view["private_metadata"].split("|", 1)
         await bridge.on_command(body["user"]["id"], channel, f"{msg}/{view['id']}", msg, Command("reject", reason))
+
+    @bolt.command("/tern")
+    async def tern_command(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """``/tern freeze <reason>`` / ``/tern thaw <reason>``: the facility write freeze, answered in the channel
+        (everyone there should see that writes are frozen or thawed)."""
+        await ack()
+        try:
+            command = parse_command(body.get("text") or "")
+        except CommandError as exc:
+            command, answer = None, f"not taken: {exc}"
+        if command is not None:
+            if command.verb in ("freeze", "thaw"):
+                answer = await bridge.freeze_command(body["user_id"], command)
+            else:
+                answer = "not taken: `/tern` takes `freeze <reason>` or `thaw <reason>`; decide a request on its card"
+        await client.chat_postMessage(channel=body["channel_id"], text=mrkdwn(f"<@{body['user_id']}>: {answer}"))
 
     return bolt
 

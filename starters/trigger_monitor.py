@@ -20,12 +20,19 @@ log = logging.getLogger("tern.triggers")
 
 
 def channel_starter(client: Any, settings: TernSettings) -> Any:
-    """The :data:`tern.triggers.monitor.Starter` that starts a channel trigger's run on ``client``."""
+    """The :data:`tern.triggers.monitor.Starter` that starts a channel trigger's run on ``client``: nothing when the
+    id exists or existed, or when the previous dedup bucket's run came less than ``triggers.dedup_window_s`` before
+    the event (its ``timestamp``, the IOC's)."""
     from starters.triggers import start_triggered, trigger_request
+    from tern.triggers.detect import channel_run_id
+
+    window = settings.triggers.dedup_window_s
 
     async def start(d: TriggerDefinition, event: dict[str, Any], workflow_id: str) -> str | None:
         request = trigger_request(settings, d.name, "channel", d.action, event)
-        return await start_triggered(client, settings, request, workflow_id)
+        at = float(event["timestamp"])
+        previous = channel_run_id(d.name, str(event["channel"]), at - window, window)
+        return await start_triggered(client, settings, request, workflow_id, at=at, previous_id=previous)
 
     return start
 

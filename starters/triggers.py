@@ -16,6 +16,7 @@ Temporal appends the scheduled time to the action's Workflow ID (``trigger-<name
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +41,7 @@ from starters.client import TernClient, TernUnavailable, TernUserError, run_requ
 from starters.priorities import run_priority
 from tern.config import TernSettings
 from tern.models import AgentRunRequest
+from tern.models.progress import RunProgress
 from tern.models.trigger import (
     RUN_PREFIX,
     SCHEDULE_PREFIX,
@@ -93,12 +95,52 @@ def trigger_request(
     )
 
 
+TRIGGERED_AT_MEMO = "tern_triggered_at"
+"""Memo key of a channel or webhook run: the event's time (POSIX seconds, the starter's clock) that the dedup window
+is measured from."""
+
+
+async def recent_duplicate(client: Client, previous_id: str | None, at: float, window_s: float) -> bool:
+    """Whether ``previous_id`` (the run id of the previous dedup bucket) exists and its event came less than
+    ``window_s`` seconds before ``at``: the dedup is "within ``window_s`` of the first", not only "in the same
+    epoch-aligned bucket" (two posts 1 s apart across a bucket boundary would otherwise start two runs).
+
+    The first event's time is the run's ``tern_triggered_at`` memo, or its start time for runs started before the
+    memo. One DescribeWorkflowExecution; False when the id was never used. Raises :class:`TernUnavailable` when
+    Temporal does not answer."""
+    if previous_id is None:
+        return False
+    try:
+        desc = await client.get_workflow_handle(previous_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise TernUnavailable(f"cannot check the previous window's run {previous_id}: {exc}") from exc
+    first: Any = await desc.memo_value(TRIGGERED_AT_MEMO, None)
+    if not isinstance(first, int | float):
+        first = desc.start_time.timestamp()
+    return at - float(first) < window_s
+
+
 async def start_triggered(
-    client: Client, settings: TernSettings, request: AgentRunRequest, workflow_id: str
+    client: Client,
+    settings: TernSettings,
+    request: AgentRunRequest,
+    workflow_id: str,
+    *,
+    at: float | None = None,
+    previous_id: str | None = None,
 ) -> str | None:
     """Start ``request`` as ``workflow_id``; returns the id, or None when a run with that id exists or existed (the
     dedup: REJECT_DUPLICATE refuses a second start while the first is open and after it closed,
-    ``WorkflowAlreadyStartedError``). The start itself is the check, so two racing events start one run."""
+    ``WorkflowAlreadyStartedError``). The start itself is the check, so two racing events start one run.
+
+    ``at`` (POSIX seconds) and ``previous_id`` (the id the same event had in the previous dedup bucket): also None
+    when that run's event came less than ``triggers.dedup_window_s`` before ``at`` (:func:`recent_duplicate`);
+    ``at`` is stored in the run's memo ``tern_triggered_at``. Raises :class:`TernUnavailable` when Temporal does
+    not answer the check."""
+    if at is not None and await recent_duplicate(client, previous_id, at, settings.triggers.dedup_window_s):
+        return None
     try:
         tern = TernClient(client, settings)
         handle = await tern.start_run(
@@ -106,10 +148,62 @@ async def start_triggered(
             workflow_id,
             signer=tern.service_signer(request.user, "trigger"),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo={TRIGGERED_AT_MEMO: at} if at is not None else None,
         )
     except WorkflowAlreadyStartedError:
         return None
     return handle.id
+
+
+@dataclass
+class WebhookStart:
+    """What :func:`start_webhook_run` did: ``started`` a run ``workflow_id`` or found it a duplicate of that run;
+    ``progress``: the run's first (or, for a duplicate, latest published) progress, None when there is none yet."""
+
+    workflow_id: str
+    started: bool
+    progress: RunProgress | None = None
+
+
+async def start_webhook_run(
+    client: Client,
+    settings: TernSettings,
+    request: AgentRunRequest,
+    workflow_id: str,
+    *,
+    at: float,
+    previous_id: str | None,
+    wait: timedelta,
+) -> WebhookStart:
+    """Start a webhook trigger's run with its first status in one round trip (Update-with-Start,
+    :meth:`TernClient.start_new_with_progress`), deduplicated like :func:`start_triggered`: nothing starts when
+    ``workflow_id`` is open or closed, or when ``previous_id``'s run came less than ``triggers.dedup_window_s``
+    before ``at`` (POSIX seconds; stored in the run's memo ``tern_triggered_at``).
+
+    A duplicate answers with the existing run's id and its published progress (one describe). ``progress`` of a new
+    run is None when no worker answered within ``wait``. Raises :class:`TernUnavailable` when Temporal does not
+    answer, :class:`TernUserError` when the start cannot be signed."""
+    tern = TernClient(client, settings)
+    if await recent_duplicate(client, previous_id, at, settings.triggers.dedup_window_s):
+        assert previous_id is not None
+        duplicate_of = previous_id
+    else:
+        try:
+            first = await tern.start_new_with_progress(
+                request,
+                workflow_id,
+                signer=tern.service_signer(request.user, "trigger"),
+                memo={TRIGGERED_AT_MEMO: at},
+                wait=wait,
+            )
+            return WebhookStart(workflow_id, True, first)
+        except WorkflowAlreadyStartedError:
+            duplicate_of = workflow_id
+    try:
+        progress = await tern.progress(duplicate_of)
+    except TernUserError:
+        progress = None
+    return WebhookStart(duplicate_of, False, progress)
 
 
 def _spec(cron: str | None, every: timedelta | None) -> ScheduleSpec:

@@ -11,9 +11,13 @@ signature for one trigger cannot fire another; outbound approval notifications a
 never accepts (``webhook_notify_secret``), so a receiver cannot replay one here. The body must be a JSON object;
 it becomes the run's event (``AgentRunRequest.trigger.event``, with the key id as ``source``).
 
-Answers: 202 ``{"status": "started", "workflow_id", "run_id"}``; 200 ``{"status": "duplicate", ...}`` when the
-same body was posted (newly signed) within the dedup window (``trigger-<name>-webhook-<bucket>-<body hash>``
-exists or existed: started with REJECT_DUPLICATE, no racing pre-check); errors are JSON
+Answers: 202 ``{"status": "started", "workflow_id", "run_id", "ui_url", "progress"}``, the run started with
+Update-with-Start so ``progress`` is its first status (:class:`tern.models.progress.RunProgress` as JSON, or null
+when no worker answered within ``triggers.webhook_status_wait_s``); 200 ``{"status": "duplicate", "workflow_id",
+"run_id", "progress"}`` when the same body was posted (newly signed) within ``triggers.dedup_window_s`` of the post
+that started a run: ``trigger-<name>-webhook-<bucket>-<body hash>`` exists or existed (conflict FAIL and
+REJECT_DUPLICATE, no racing pre-check), or the previous bucket's run of that body came less than a window before
+(checked under the trigger's lock: exact within one API process); errors are JSON
 ``{"error": "<reason>"}``: 400 (body not a JSON object), 401 (unsigned,
 unknown key, outside the window, ``v1`` or bad signature), 403 (the key may not fire this trigger), 404 (no
 webhook trigger of that name), 409 (signature used before, or paused), 413 (too large), 429 (rate limit
@@ -29,6 +33,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -37,7 +42,7 @@ from fastapi.responses import JSONResponse
 
 from starters.client import TernUnavailable, TernUserError
 from starters.signed_requests import Refused, UnsignedCounter, signed_body
-from starters.triggers import start_triggered, trigger_request
+from starters.triggers import start_webhook_run, trigger_request
 from tern.audit.store import record_event
 from tern.config import TernSettings
 from tern.models import AuditEvent
@@ -60,9 +65,11 @@ def triggers_router(
     temporal: Callable[[], Awaitable[Any]],
     pool: Callable[[Request], asyncpg.Pool],
     unsigned: UnsignedCounter | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> APIRouter:
     """The router. ``temporal()`` gives the Temporal client (connected at first use), ``pool(request)`` the
-    app's asyncpg pool; ``unsigned`` counts refused requests without a valid signature (a new counter when None)."""
+    app's asyncpg pool; ``unsigned`` counts refused requests without a valid signature (a new counter when None);
+    ``clock()`` the time (POSIX seconds) that places a post in its dedup window (tests inject one)."""
     router = APIRouter()
     secrets = {k: v.get_secret_value() for k, v in settings.chat.webhook_secrets.items()}
     limiters: dict[str, RateLimiter] = {}
@@ -102,8 +109,7 @@ def triggers_router(
             return await _refuse(db, name, key_id, 403, f"key {key_id!r} may not fire trigger {name!r}", attempt)
         if d.paused:
             return await _refuse(db, name, key_id, 409, f"trigger {name!r} is paused", attempt)
-        now = time.time()
-        workflow_id = webhook_run_id(name, body, now, settings.triggers.dedup_window_s)
+        window = settings.triggers.dedup_window_s
         limiter = limiters.setdefault(name, RateLimiter(settings.triggers.max_runs_per_minute))
         try:
             req = trigger_request(settings, name, "webhook", d.action, event, source=key_id)
@@ -115,20 +121,46 @@ def triggers_router(
             return _error(503, f"Temporal cannot be reached: {exc}")
         # No existence pre-check: it raced a concurrent post. The start with REJECT_DUPLICATE is the one check, open
         # or closed; a duplicate gives its rate-limit slot back (under the trigger's lock, so concurrent duplicates
-        # do not crowd out a distinct event).
+        # do not crowd out a distinct event). The clock is read under the lock, so this process's posts are in
+        # order: the previous bucket's run (same body) of less than a window ago is the duplicate across a boundary.
         async with locks.setdefault(name, asyncio.Lock()):
+            now = clock()
+            workflow_id = webhook_run_id(name, body, now, window)
             counted_at = time.monotonic()
             if not limiter.allow(counted_at):
                 reason = f"trigger {name!r} started {limiter.per_minute} runs in the last minute (rate limit)"
                 return await _refuse(db, name, key_id, 429, reason, attempt)
-            started = await start_triggered(client, settings, req, workflow_id)
-            if started is None:
+            try:
+                outcome = await start_webhook_run(
+                    client,
+                    settings,
+                    req,
+                    workflow_id,
+                    at=now,
+                    previous_id=webhook_run_id(name, body, now - window, window),
+                    wait=timedelta(seconds=settings.triggers.webhook_status_wait_s),
+                )
+            except TernUnavailable as exc:
                 limiter.refund(counted_at)
-        if started is None:
-            return JSONResponse({"status": "duplicate", "workflow_id": workflow_id, "run_id": workflow_id})
-        log.info("webhook trigger %s (key %s): started run %s", name, key_id, started)
+                return _error(503, f"Temporal cannot start the run: {exc}")
+            except TernUserError as exc:
+                limiter.refund(counted_at)
+                return await _refuse(db, name, key_id, 400, f"the run cannot start: {exc}", attempt)
+            if not outcome.started:
+                limiter.refund(counted_at)
+        progress = outcome.progress.model_dump(mode="json") if outcome.progress is not None else None
+        wid = outcome.workflow_id
+        if not outcome.started:
+            return JSONResponse({"status": "duplicate", "workflow_id": wid, "run_id": wid, "progress": progress})
+        log.info("webhook trigger %s (key %s): started run %s", name, key_id, wid)
         return JSONResponse(
-            {"status": "started", "workflow_id": started, "run_id": started, "ui_url": settings.run_url(started)},
+            {
+                "status": "started",
+                "workflow_id": wid,
+                "run_id": wid,
+                "ui_url": settings.run_url(wid),
+                "progress": progress,
+            },
             status_code=202,
         )
 

@@ -858,8 +858,9 @@ class TriggersSettings(_Section):
         60.0,
         gt=0,
         le=86400,
-        description="Events of one channel trigger (or one webhook body) within one window of this many seconds "
-        "start one run: the run's Workflow ID holds the window's number.",
+        description="Events of one channel trigger (or one webhook body) within this many seconds of the event "
+        "that started a run start no other run (the run's Workflow ID holds the epoch-aligned window's number; "
+        "the previous window's run is checked as well).",
     )
     max_runs_per_minute: int = Field(
         6,
@@ -876,6 +877,13 @@ class TriggersSettings(_Section):
     )
     poll_s: float = Field(
         2.0, gt=0, le=300, description="How often the trigger monitor re-reads the definitions table, seconds."
+    )
+    webhook_status_wait_s: float = Field(
+        5.0,
+        ge=1,
+        le=60,
+        description="How long a webhook trigger's start waits for a worker to answer the run's first status "
+        "(Update-with-Start), seconds; past it the answer is 202 without `progress` (the run is started).",
     )
 
 

@@ -20,6 +20,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.agent_run import AgentRunWorkflow
+from workflows.logbook_ingestion import LogbookIngestionWorkflow
+from workflows.logbook_reembed import LogbookReembedWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -181,6 +183,12 @@ ISSUE_26_CASES = {
         and "WORKFLOW_EXECUTION_SIGNALED" in _kinds(ev)
         and _kinds(ev)[-1] == "WORKFLOW_EXECUTION_COMPLETED"
     ),
+    "planned_run.json": lambda ev: (  # no plan in the request: drafted, approved (kind plan), then the write
+        {"llm-planner", "planner-memory-1"} <= set(_patch_ids(ev))
+        and _scheduled(ev).index("plan") < _scheduled(ev).index("write_channel")
+        and _kinds(ev).count("WORKFLOW_EXECUTION_UPDATE_ACCEPTED") == 2
+        and _kinds(ev)[-1] == "WORKFLOW_EXECUTION_COMPLETED"
+    ),
     "approval_timer_fired.json": lambda ev: (
         "TIMER_FIRED" in _kinds(ev)
         and "write_channel" not in _scheduled(ev)
@@ -193,9 +201,31 @@ ISSUE_26_CASES = {
 async def test_issue_26_histories_show_their_case_and_replay(name: str) -> None:
     """Histories of the cases every deploy meets (issue 26 finding 4): runs stopped mid-wait (a plain wait, a
     partial multi-approval), a refused Update then a Signal decision, a cancellation during the wait, a write held
-    by the facility freeze and released by its Signal, and a fired approval timer."""
+    by the facility freeze and released by its Signal, a fired approval timer, and a planned run (the plan
+    approved, then its write)."""
     text = (HISTORIES / name).read_text()
     events = json.loads(text)["events"]
     assert ISSUE_26_CASES[name](events), name
     replayer = Replayer(workflows=[AgentRunWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(WorkflowHistory.from_json(name, text), raise_on_replay_failure=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "workflow", "activity", "calls"),
+    [
+        ("ingestion_continued.json", LogbookIngestionWorkflow, "ariel_ingest_page", 2),
+        ("reembed_continued.json", LogbookReembedWorkflow, "ariel_reembed", 2),
+    ],
+)
+async def test_a_continued_as_new_ingestion_or_reembed_run_replays(
+    name: str, workflow: type, activity: str, calls: int
+) -> None:
+    """The first run of an ingestion and of a re-embedding (recorded by ``tests.record_histories``): it did its
+    ``pages_per_run``/``steps_per_run`` calls and continued as new, the history a deploy replays when it lands
+    mid-source; the carried state is in the continue-as-new event, so a change to what is carried shows here."""
+    text = (HISTORIES / name).read_text()
+    events = json.loads(text)["events"]
+    assert _kinds(events)[-1] == "WORKFLOW_EXECUTION_CONTINUED_AS_NEW", name
+    assert _scheduled(events).count(activity) == calls, _scheduled(events)
+    replayer = Replayer(workflows=[workflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(WorkflowHistory.from_json(name, text), raise_on_replay_failure=True)

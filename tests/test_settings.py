@@ -112,7 +112,7 @@ def test_every_nested_name_sets_its_field(monkeypatch: pytest.MonkeyPatch) -> No
         value = getattr(getattr(s, section), field)
         got[(section, field)] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
     assert got == expected
-    assert len(expected) == len(retired_names()) - len(LITERALS) == 182 - 11
+    assert len(expected) == len(retired_names()) - len(LITERALS) == 183 - 11
 
 
 def test_a_retired_flat_name_fails_naming_its_new_name(monkeypatch: pytest.MonkeyPatch) -> None:

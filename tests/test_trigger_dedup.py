@@ -64,7 +64,9 @@ async def test_webhook_dedups_concurrent_and_after_close_and_duplicates_keep_the
             "chat": settings.chat.model_copy(update={"webhook_secrets": secrets}),
             "temporal": settings.temporal.model_copy(update={"address": client.service_client.config.target_host}),
             # one window of a day: the test's posts all fall in one bucket unless it runs across midnight UTC
-            "triggers": settings.triggers.model_copy(update={"max_runs_per_minute": 2, "dedup_window_s": 86400}),
+            "triggers": settings.triggers.model_copy(
+                update={"max_runs_per_minute": 2, "dedup_window_s": 86400, "webhook_status_wait_s": 1}
+            ),
         }
     )
     name = "hookd-" + uuid.uuid4().hex[:6]

@@ -35,7 +35,6 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from tern.config import TernSettings
 from tern.control.ca_client import ChannelAccessClient
@@ -79,7 +78,7 @@ class HealthChecks:
         self.client = client
         self.pool = pool
         self.ca = ca
-        self.worker: Worker | None = None  # set once the worker runs
+        self.worker: Any = None  # set once the worker runs: worker.main.TernWorker (is_running, is_shutdown)
         self.checks: dict[str, Check] = {
             "temporal": self.temporal,
             "postgres": self.postgres,

@@ -1,4 +1,5 @@
-"""The Tern worker: one process polling the Tern task queue with every workflow and activity registered.
+"""The Tern worker: one process polling the Tern task queue and its long-work queue (``<queue>-long``:
+:mod:`workflows.queues`), each with every workflow and activity registered and activity slots of its own.
 
 ``tern worker`` (or ``python -m worker.main``) runs it until SIGINT/SIGTERM, then drains gracefully.
 """
@@ -45,6 +46,7 @@ from workflows.facility_freeze import FacilityFreezeWorkflow
 from workflows.logbook_ingestion import ARIEL_WORKFLOWS
 from workflows.logbook_reembed import LogbookReembedWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
+from workflows.queues import long_queue
 from workflows.run_writes import WRITE_TIMEOUT
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
@@ -61,6 +63,40 @@ WORKFLOWS: Sequence[type] = (
 )
 GRACEFUL_SHUTDOWN = timedelta(seconds=75)  # the default of worker.graceful_shutdown_s; longer than WRITE_TIMEOUT
 MAX_CONCURRENT_ACTIVITIES = 50  # activity slots of one worker; benchmarks.floors gives its bare worker the same
+LONG_CONCURRENT_ACTIVITIES = 20  # activity slots for the long-work queue (sandbox runs, ingestion, re-embedding)
+
+
+class TernWorker:
+    """The worker process's two Temporal workers: ``main`` on ``temporal.task_queue`` (agent runs, approvals,
+    writes, every short activity) and ``long`` on its long-work queue (:func:`workflows.queues.long_queue`: python
+    steps' children with their sandbox runs, ingestion, re-embedding). Each has its own activity slots (the SDK's
+    fixed-size slot supplier, ``max_concurrent_activities``), so long work holding all of its slots leaves the
+    main queue's free for the write path. Both register every workflow and activity (a history started on either
+    queue before or after ``long-work-queue-1`` finds its code). ``async with`` runs both; the attributes below
+    are what the health checks read."""
+
+    def __init__(self, main: Worker, long: Worker) -> None:
+        self.main = main
+        self.long = long
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def is_running(self) -> bool:
+        """Both workers poll."""
+        return self.main.is_running and self.long.is_running
+
+    @property
+    def is_shutdown(self) -> bool:
+        """Either worker has shut down."""
+        return self.main.is_shutdown or self.long.is_shutdown
+
+    async def __aenter__(self) -> TernWorker:
+        await self._stack.enter_async_context(self.main)
+        await self._stack.enter_async_context(self.long)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()  # the long worker drains first, then the main one (each graceful)
 
 
 def build_worker(
@@ -69,8 +105,13 @@ def build_worker(
     pool: asyncpg.Pool,
     overrides: Mapping[str, Callable[..., Any]] | None = None,
     deployment: WorkerDeploymentConfig | None = None,
-) -> Worker:
-    """A worker on ``settings.temporal.task_queue`` with all Tern workflows and activities, sharing ``pool``.
+    *,
+    activity_slots: int = MAX_CONCURRENT_ACTIVITIES,
+    long_activity_slots: int = LONG_CONCURRENT_ACTIVITIES,
+) -> TernWorker:
+    """The workers on ``settings.temporal.task_queue`` and its long-work queue (:class:`TernWorker`) with all
+    Tern workflows and activities, sharing ``pool``; ``activity_slots`` and ``long_activity_slots`` activities at
+    once on each.
 
     ``overrides`` maps activity names to callables (``@activity.defn(name=...)``) that replace Tern's activity
     of that name: an LLM provider such as ``generate_code`` or ``compose_answer``; tests register scripted ones
@@ -105,15 +146,23 @@ def build_worker(
     unknown = set(overrides) - {a.__name__ for a in activities}
     if unknown:
         raise ValueError(f"no Tern activity named {', '.join(sorted(unknown))} to override")
-    return Worker(
-        client,
-        task_queue=settings.temporal.task_queue,
-        workflows=list(WORKFLOWS),
-        activities=[*(a for a in activities if a.__name__ not in overrides), *overrides.values()],
-        graceful_shutdown_timeout=graceful,
-        interceptors=[LogContextInterceptor()],
-        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
-        deployment_config=deployment,
+    registered = [*(a for a in activities if a.__name__ not in overrides), *overrides.values()]
+
+    def on(task_queue: str, slots: int) -> Worker:
+        return Worker(
+            client,
+            task_queue=task_queue,
+            workflows=list(WORKFLOWS),
+            activities=registered,
+            graceful_shutdown_timeout=graceful,
+            interceptors=[LogContextInterceptor()],
+            max_concurrent_activities=slots,
+            deployment_config=deployment,  # one version of the deployment spans both task queues
+        )
+
+    return TernWorker(
+        on(settings.temporal.task_queue, activity_slots),
+        on(long_queue(settings.temporal.task_queue), long_activity_slots),
     )
 
 

@@ -15,7 +15,7 @@ from workflows.progress import PROGRESS_PATCH
 from workflows.python_execution import CANCEL_AUDIT_PATCH
 from workflows.run_base import IDENTITY_PATCH
 from workflows.run_publish import LOGBOOK_PUBLISH_PATCH, MEMORY_CONTEXT_PATCH
-from workflows.run_python import DERIVED_WRITE_ID_PATCH
+from workflows.run_python import DERIVED_WRITE_ID_PATCH, LONG_QUEUE_PATCH
 from workflows.run_writes import FREEZE_PATCH, INVERSE_PATCH, PLAN_EFFECT_PATCH, RING_PATCH
 
 PatchState = Literal["patched", "deprecated"]
@@ -31,6 +31,7 @@ PATCHES: dict[str, PatchState] = {
     MEMORY_CONTEXT_PATCH: "patched",
     LOGBOOK_PUBLISH_PATCH: "deprecated",
     DERIVED_WRITE_ID_PATCH: "patched",
+    LONG_QUEUE_PATCH: "patched",
     CANCEL_AUDIT_PATCH: "patched",
     FREEZE_PATCH: "patched",
     RING_PATCH: "patched",

@@ -8,6 +8,7 @@ from typing import Any
 from temporalio import workflow
 
 from workflows.python_execution import PythonExecutionWorkflow
+from workflows.queues import long_queue
 from workflows.run_base import RunSteps
 
 with workflow.unsafe.imports_passed_through():
@@ -21,6 +22,9 @@ DERIVED_WRITE_ID_PATCH = "derived-write-id-1"
 SERIES_INPUT_SUFFIX = "_series"  # a python step gets an archiver_read step's samples as input '<name>_series'
 STRUCTURED_INPUT_SEPARATOR = "__"  # ... and reading k's stored PVAccess value as '<name>__<k>' (sandbox load_image)
 MAX_PROPOSED_WRITES = 10  # writes one python step may propose
+# The python child runs on the long-work queue (workflows.queues: its own activity slots, so sandbox runs cannot
+# starve the write path); runs that started their children before replay them on the parent's queue.
+LONG_QUEUE_PATCH = "long-work-queue-1"
 
 
 def _legacy_write_id(step_id: str, n: int) -> str:
@@ -78,6 +82,7 @@ class PythonSteps(RunSteps):
             # killed) and the step audits the cancel; the default, TERMINATE, killed it with no record.
             parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
             static_summary=f"python step {step.id} of {workflow_id}",
+            task_queue=long_queue(workflow.info().task_queue) if workflow.patched(LONG_QUEUE_PATCH) else None,
         )
         result = StepResult(
             step_id=step.id, kind=step.kind, status=outcome.status, python=outcome, message=outcome.message

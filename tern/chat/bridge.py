@@ -69,6 +69,12 @@ class RunStarter(Protocol):
 QuestionStarter = RunStarter
 """``ask(user, question, key)`` -> the run id of an agent run planned from the question; as :class:`RunStarter`."""
 
+FreezeChanger = Callable[[str, str, str], Awaitable[str]]
+"""``change(action, user, reason)`` with ``action`` ``freeze`` or ``thaw``: freeze or thaw every control write of
+the facility as the mapped ``user`` (proven by the bridge's service key where identity is proven; the worker's
+approval policy decides who may thaw, and the freeze workflow audits the change with the proven principal);
+returns a line describing the new state. Raises :class:`DecisionRefused` with the reason when nothing changed."""
+
 RunProgress = Callable[[str], AsyncIterator[tuple[str, bool]]]
 """``progress(run id)`` yields ``(markdown, final)`` until the run ends: the run's progress now (step started or
 done, waiting for approval), each replacing the one before, then ``final`` True with the outcome and answer."""
@@ -130,6 +136,8 @@ class ApprovalBridge:
         owner: this instance's name in card claims (random by default).
         start_run, progress: how ``run <plan name>`` addressed to the bot starts a run and follows it (both
             needed for that command; without them it is answered as not available).
+        freeze: how ``freeze <reason>`` / ``thaw <reason>`` addressed to the bot change the facility write freeze
+            (:data:`FreezeChanger`; without it those commands are answered as not available).
     """
 
     def __init__(
@@ -145,8 +153,10 @@ class ApprovalBridge:
         start_run: RunStarter | None = None,
         progress: RunProgress | None = None,
         ask: QuestionStarter | None = None,
+        freeze: FreezeChanger | None = None,
     ) -> None:
         self.start_run = start_run
+        self.freeze = freeze
         self.ask = ask
         self.progress = progress
         self._followers: set[asyncio.Task[None]] = set()
@@ -301,7 +311,8 @@ class ApprovalBridge:
         await self._decide(card, sender, room_id, event_id, command)
 
     async def on_mention(self, sender: str, room_id: str, event_id: str, text: str) -> None:
-        """A message addressed to the bot (mention stripped): ``run <plan name>`` starts a run of a bundled plan,
+        """A message addressed to the bot (mention stripped): ``freeze <reason>`` / ``thaw <reason>`` change the
+        facility write freeze (:meth:`freeze_command`), ``run <plan name>`` starts a run of a bundled plan,
         any other text is a question that starts an agent run planned by the LLM (when the bridge has ``ask``:
         the planner is configured), both for the mapped user, followed in a thread under ``event_id``."""
         command: Command | None = None
@@ -311,6 +322,9 @@ class ApprovalBridge:
             if self.ask is None or not text.strip() or text.split()[0].lower() == "run":
                 await self.platform.reply(room_id, event_id, f"not taken: {exc}")
                 return
+        if command is not None and command.verb in ("freeze", "thaw"):
+            await self.platform.reply(room_id, event_id, await self.freeze_command(sender, command))
+            return
         if command is not None and command.verb != "run":
             await self.platform.reply(
                 room_id,
@@ -338,6 +352,25 @@ class ApprovalBridge:
         task = asyncio.ensure_future(self._follow(room_id, event_id, workflow_id, message_id, started))
         self._followers.add(task)
         task.add_done_callback(self._followers.discard)
+
+    async def freeze_command(self, sender: str, command: Command) -> str:
+        """``freeze <reason>`` / ``thaw <reason>`` from the platform identity ``sender`` (a message to the bot, or a
+        Slack ``/tern`` command): sent as the sender's mapped user. Returns the answer for the person: the new state,
+        or why nothing changed (unmapped sender, refused by the worker's policy or proof check, already frozen, not
+        frozen). The change itself is audited by the freeze workflow with the proven principal and the surface."""
+        user = self.identities.lookup(self.platform.name, sender)
+        if user is None:
+            why = f" ({self.identities.error})" if self.identities.error else ""
+            return f"not taken: {sender} is not mapped to a Tern user{why}"
+        if self.freeze is None or command.verb not in ("freeze", "thaw"):
+            return f"not taken: this bridge does not {command.verb}"
+        try:
+            text = await self.freeze(command.verb, user, command.text)
+        except DecisionRefused as exc:
+            log.warning("%s from %s (%s) refused: %s", command.verb, sender, user, exc)
+            return f"not taken: {exc}"
+        log.info("%s from %s (%s): %s", command.verb, sender, user, text)
+        return text
 
     async def _follow(self, room_id: str, root_id: str, workflow_id: str, message_id: str, started: str) -> None:
         """Edit the run's progress into its ``Started run`` message ``message_id``; post the outcome as a new
@@ -431,6 +464,8 @@ class ApprovalBridge:
 
 
 def _write_text(end: store.Ending) -> str:
+    if not end.write_done and end.held:
+        return f"**Write held**: facility {end.held}; the approval stands, the write runs at the thaw"
     if not end.write_done:
         return "Writing…"
     if end.verified:

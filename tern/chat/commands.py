@@ -5,6 +5,8 @@ Grammar (case-insensitive verb, the rest is free text)::
     approve [comment]        approve the request on the card
     reject <reason>          reject it; the reason is required (the audit says why); also ``rejected``, ``no``
     run <plan name>          start a run of a bundled plan (``tern/plans/<name>.json``), addressed to the bot
+    freeze <reason>          freeze every control write of the facility (``tern freeze``), addressed to the bot
+    thaw <reason>            thaw it (``tern thaw``; the approval policy's ``freeze_thaw`` says who may)
 
 Only the exact word ``approve`` approves (``yes``, ``ok``, ``approved``, ``lgtm`` do not), and only without a
 condition: a comment holding a conditional or qualifying word (``but``, ``only``, ``after``, ``if``, ``unless``,
@@ -55,7 +57,7 @@ class ConditionalApproval(CommandError):
 class Command:
     """A parsed command: ``verb`` and its free text (comment, reason or plan name)."""
 
-    verb: Literal["approve", "reject", "run"]
+    verb: Literal["approve", "reject", "run", "freeze", "thaw"]
     text: str = ""
 
     @property
@@ -70,8 +72,8 @@ USAGE = "reply to the card with `approve [comment]` or `reject <reason>`"
 def parse_command(text: str) -> Command:
     """Parse one message body (the quoted fallback of a rich reply, lines starting with ``>``, is dropped).
 
-    Raises :class:`CommandError` for anything else, for ``reject`` without a reason, for a comment longer than
-    ``MAX_COMMENT_CHARS`` and for a plan name that is not ``[a-z0-9_-]``.
+    Raises :class:`CommandError` for anything else, for ``reject``, ``freeze`` or ``thaw`` without a reason, for a
+    comment longer than ``MAX_COMMENT_CHARS`` and for a plan name that is not ``[a-z0-9_-]``.
     """
     lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith(">")]
     body = " ".join(" ".join(lines).split())
@@ -91,6 +93,10 @@ def parse_command(text: str) -> Command:
         if not _PLAN_NAME.match(rest):
             raise CommandError("`run <plan name>` needs the name of a bundled plan, e.g. `run demo`")
         return Command("run", rest)
+    if verb in ("freeze", "thaw"):
+        if not rest:
+            raise CommandError(f"`{verb}` needs a reason (it is audited): `{verb} <reason>`")
+        return Command(verb, rest)
     if verb.rstrip("?") in NOT_APPROVE_WORDS:
         raise ConditionalApproval(
             f"{body[:80]!r} is not an approval: only the exact word `approve` approves; nothing is decided. "

@@ -9,6 +9,7 @@ each new row; a bridge also polls, so a lost notification only delays a card.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from tern.db import Conn
@@ -154,7 +155,8 @@ async def set_outcome(conn: Conn, platform: str, request_id: str, outcome: str, 
 @dataclass
 class Ending:
     """How a request ended, from the audit table: ``decision`` approved/rejected/timed_out/cancelled, ``by``,
-    ``comment``; for an approved write, the write's row (``write_done``: the write or its refusal is recorded)."""
+    ``comment``; for an approved write, the write's row (``write_done``: the write or its refusal is recorded) and,
+    until then, ``held`` while the facility write freeze holds it (its last ``write_held`` not yet released)."""
 
     decision: str
     by: str | None
@@ -164,6 +166,7 @@ class Ending:
     verified: bool | None = None
     write_value: float | None = None
     write_comment: str = ""
+    held: str = ""  # while an approved write is held by the facility freeze: "frozen by X since ...: reason"
 
 
 async def ending(conn: Conn, card: Card) -> Ending | None:
@@ -192,6 +195,17 @@ async def ending(conn: Conn, card: Card) -> Ending | None:
             end.write_done = True
             end.readback, end.verified, end.write_value = w["readback"], w["verified"], w["value"]
             end.write_comment = w["comment"] if w["event_kind"] == "write_refused" or not w["verified"] else ""
+        else:
+            h = await conn.fetchrow(
+                """SELECT event_kind, actor, comment, details FROM audit_events
+                   WHERE request_id = $1 AND event_kind IN ('write_held', 'write_released') ORDER BY id DESC LIMIT 1""",
+                rid,
+            )
+            if h is not None and h["event_kind"] == "write_held":
+                details = json.loads(h["details"]) if isinstance(h["details"], str) else (h["details"] or {})
+                since = str(details.get("since") or "?").replace("T", " ")[:19]
+                reason = h["comment"].split(": ", 2)[-1] if h["comment"] else ""
+                end.held = f"frozen by {h['actor']} since {since} UTC: {reason}"
     return end
 
 

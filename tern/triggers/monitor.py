@@ -11,9 +11,12 @@ Definitions are re-read from PostgreSQL every ``triggers.poll_s``: a trigger add
 removed is picked up without a restart (a resumed or changed trigger starts with a fresh reference value).
 
 Dedup: an event's run has the Workflow ID ``trigger-<name>-<channel>-<bucket>``
-(:func:`~tern.triggers.detect.channel_run_id`); the monitor skips an event whose id it started last (so
-duplicates do not use up the rate limit), and the starter's Temporal start refuses an id that exists (across
-monitor restarts and several monitors).
+(:func:`~tern.triggers.detect.channel_run_id`, buckets of ``triggers.dedup_window_s`` aligned to the epoch); the
+monitor skips an event whose id it started last, or that came less than a window after the event of the last run
+it started (so two events 1 s apart across a bucket boundary start one run; duplicates do not use up the rate
+limit), and the starter refuses an id that exists or a previous bucket's run of less than a window before (across
+monitor restarts and several monitors: :func:`starters.triggers.start_triggered`). The window is measured on the
+IOC's timestamps.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class _Watched:
     limiter: RateLimiter
     pv: Any = None
     last_id: str | None = None
+    last_at: float | None = None  # the event time of the last run started (or being started)
 
 
 @dataclass
@@ -136,9 +140,10 @@ class TriggerMonitor:
             return None
         self.counts.events += 1
         assert d.watch is not None
-        wid = channel_run_id(name, d.watch.channel, timestamp, self.settings.triggers.dedup_window_s)
-        if wid == w.last_id:
-            self.counts.duplicate += 1
+        window = self.settings.triggers.dedup_window_s
+        wid = channel_run_id(name, d.watch.channel, timestamp, window)
+        if wid == w.last_id or (w.last_at is not None and 0 <= timestamp - w.last_at < window):
+            self.counts.duplicate += 1  # same bucket, or within a window of the last started event across a boundary
             return None
         if not w.limiter.allow(time.monotonic()):
             self.counts.rate_limited += 1
@@ -152,15 +157,17 @@ class TriggerMonitor:
             "timestamp": timestamp,
             "threshold": d.watch.threshold,
         }
-        w.last_id = wid
+        w.last_id, previous_at = wid, w.last_at
+        w.last_at = timestamp
         try:
             started = await self.start(d, event, wid)
         except Exception:
             self.counts.failed += 1
-            w.last_id = None
+            w.last_id, w.last_at = None, previous_at
             log.exception("trigger %s: could not start run %s", name, wid)
             return None
-        if started is None:
+        if started is None:  # a duplicate of a run this monitor did not start: its event time is not known here
+            w.last_at = previous_at
             self.counts.duplicate += 1
             return None
         self.counts.started += 1
