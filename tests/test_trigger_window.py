@@ -71,7 +71,9 @@ async def test_webhook_gets_first_status_in_the_start_and_dedups_within_a_window
 
     async def post(http: httpx.AsyncClient, at: float) -> httpx.Response:
         clock[0] = at
-        signed.append(time.time() - len(signed))  # a signature of its own each (one second apart is enough)
+        # a signature of its own each: whole seconds apart from one start (time.time() - n could land on the
+        # first post's second when that post took a second, and the API refuses the reused signature as a replay)
+        signed.append((signed[0] if signed else time.time()) - 2 * len(signed))
         headers = signed_headers("ops-bot", SECRETS["ops-bot"], body, target=f"/triggers/{name}", now=signed[-1])
         return await http.post(f"/triggers/{name}", content=body, headers=headers)
 
