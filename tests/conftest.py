@@ -146,13 +146,31 @@ def _spawns(function: object, cache: dict[object, bool]) -> bool:
     return cache[function]
 
 
+def _shares_module_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a fixture of ``module`` (or ``package``/``class``) scope: a Synapse, a browser, a
+    built image or a loaded model that the module's tests share."""
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in getattr(info, "name2fixturedefs", {}).values():
+        if any(getattr(d, "scope", "function") in ("module", "package", "class") for d in defs):
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers (--dist loadgroup)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark ``slow`` (left out by ``./dev test --fast``, i.e. ``-m "not slow"``; docs/development/tests.md) every
     test that uses a fixture of :data:`SLOW_FIXTURES`, is marked ``docker`` or ``browser``, lives in a file of
     :data:`SLOW_MODULES`, or starts a Python process itself (:data:`SPAWNS`); a test can also be marked
-    ``@pytest.mark.slow`` by hand. CI runs everything."""
+    ``@pytest.mark.slow`` by hand. CI runs everything.
+
+    For pytest-xdist (``./dev test`` runs ``-n N --dist loadgroup``): a test that uses a module-scoped fixture gets
+    ``xdist_group("<file>")``, so the whole file runs on one worker and the fixture (Synapse, the browser, the worker
+    image build, a loaded model) is set up once, not once per worker. A test marked ``xdist_group`` by hand
+    keeps its group."""
     cache: dict[object, bool] = {}
     for item in items:
+        if not item.get_closest_marker("xdist_group") and _shares_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
         names = set(getattr(item, "fixturenames", ()))
         if (
             names & SLOW_FIXTURES
@@ -406,12 +424,15 @@ def settings(pg_dsn: str, ca_sim: int, tmp_path):
 
 
 # --- Docker: the real engine and the sandbox image ---------------------------------------------------------
-TEST_RUN_ID = "pytest-sandbox"
+TEST_RUN_ID = "pytest-sandbox-" + os.environ.get("PYTEST_XDIST_WORKER", "main")
+"""The ``tern.run_id`` label of the sandbox tests' containers: one per pytest-xdist worker, so a worker's check for
+containers left behind never sees another worker's running ones."""
 
 
 @pytest.fixture(scope="session")
 def docker_backend():
-    """A DockerBackend on the real engine with the sandbox image present (built if missing)."""
+    """A DockerBackend on the real engine with the sandbox image present (built if missing, under a machine-wide file
+    lock so that parallel workers build it once)."""
     from tern.config import get_settings
     from tern.sandbox import SandboxError
     from tern.sandbox.docker_backend import LABEL, DockerBackend
@@ -424,10 +445,15 @@ def docker_backend():
     try:
         backend.check()
     except SandboxError:
+        from filelock import FileLock
+
         from tern.sandbox.image import build_image
 
+        # One build on the machine: the other pytest-xdist workers (and other sessions) wait here, then find
+        # the image present (build_image returns at once when it exists).
         try:
-            build_image(get_settings())
+            with FileLock(Path(tempfile.gettempdir()) / "tern-sandbox-image-build.lock"):
+                build_image(get_settings())
         except SandboxError as exc:
             unavailable(f"sandbox image {backend.image} missing and could not be built: {exc}")
     yield backend
