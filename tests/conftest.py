@@ -127,6 +127,27 @@ SLOW_MODULES = frozenset(
 """Test files left out of ``./dev test --fast`` whole: an embedded stack, a long build or a real embedding model."""
 
 
+ALONE_TESTS = frozenset(
+    {
+        # Fifty activities each with a 2 s window to reach the IOC, on one event loop: three parallel workers on two
+        # cores starve it (failed in both parallel runs of the whole suite, never in a serial one).
+        "test_ca_concurrency.py::test_fifty_concurrent_checks_and_writes_in_a_fresh_process",
+        "test_pva_writes.py::test_fifty_concurrent_pva_write_activities",
+        # A container that must fill its result before its CPU-time limit: under parallel load it hits the limit.
+        "test_docker_sandbox.py::test_oversized_result_is_refused",
+    }
+)
+"""Tests (``file::name``) that ``./dev test`` runs before the parallel workers start, in a serial pytest of their
+own (``TERN_TEST_ALONE``; docs/development/tests.md): their time windows hold on a quiet machine, not beside three
+busy workers. Mark another test ``@pytest.mark.alone`` by hand."""
+ALONE_PHASES = ("only", "skip")
+"""The values of ``TERN_TEST_ALONE``: ``only`` runs just the alone tests, ``skip`` deselects them; unset runs all."""
+
+
+def _alone(item: pytest.Item) -> bool:
+    return bool(item.get_closest_marker("alone")) or f"{item.path.name}::{item.name}" in ALONE_TESTS
+
+
 SPAWNS = re.compile(
     r"\b(?:tern|_tern|cli|tern_cli|tern_cmd|_cli|stdio_client|http_server|_spawn_bridge|spawn_worker)\(|"
     r"\bto_thread\(\s*(?:tern|_tern|cli|tern_cli)\b|import synapse\b|"
@@ -166,7 +187,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     For pytest-xdist (``./dev test`` runs ``-n N --dist loadgroup``): a test that uses a module-scoped fixture gets
     ``xdist_group("<file>")``, so the whole file runs on one worker and the fixture (Synapse, the browser, the worker
     image build, a loaded model) is set up once, not once per worker. A test marked ``xdist_group`` by hand
-    keeps its group."""
+    keeps its group. On an xdist worker the files with slow tests are then moved first (:func:`_slow_files_first`).
+
+    ``TERN_TEST_ALONE=only`` keeps only the tests of :data:`ALONE_TESTS` (and those marked ``alone``),
+    ``TERN_TEST_ALONE=skip`` deselects them (``./dev test`` runs the two phases); any other value is a usage error."""
     cache: dict[object, bool] = {}
     for item in items:
         if not item.get_closest_marker("xdist_group") and _shares_module_fixture(item):
@@ -180,6 +204,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             or _spawns(getattr(item, "function", None), cache)
         ):
             item.add_marker(pytest.mark.slow)
+    phase = os.environ.get("TERN_TEST_ALONE", "")
+    if phase:
+        if phase not in ALONE_PHASES:
+            raise pytest.UsageError(f"TERN_TEST_ALONE: one of {', '.join(ALONE_PHASES)} (or unset), not {phase!r}")
+        dropped = [item for item in items if _alone(item) != (phase == "only")]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if _alone(item) == (phase == "only")]
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _slow_files_first(items)
+
+
+def _slow_files_first(items: list[pytest.Item]) -> None:
+    """Reorder ``items`` in place (stable): the files with a ``slow`` test first, each file's tests together and
+    in their order. pytest-xdist hands out ungrouped tests in collection order (groups before them, largest
+    first), so a long test collected last (``test_workflows_fast.py``, ``test_worker_image.py``) no longer runs
+    alone on one worker after the others have finished. Every worker collects the same order (xdist requires it);
+    a serial run keeps the plain order."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:
