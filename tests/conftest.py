@@ -127,6 +127,27 @@ SLOW_MODULES = frozenset(
 """Test files left out of ``./dev test --fast`` whole: an embedded stack, a long build or a real embedding model."""
 
 
+ALONE_TESTS = frozenset(
+    {
+        # Fifty activities each with a 2 s window to reach the IOC, on one event loop: three parallel workers on two
+        # cores starve it (failed in both parallel runs of the whole suite, never in a serial one).
+        "test_ca_concurrency.py::test_fifty_concurrent_checks_and_writes_in_a_fresh_process",
+        "test_pva_writes.py::test_fifty_concurrent_pva_write_activities",
+        # A container that must fill its result before its CPU-time limit: under parallel load it hits the limit.
+        "test_docker_sandbox.py::test_oversized_result_is_refused",
+    }
+)
+"""Tests (``file::name``) that ``./dev test`` runs before the parallel workers start, in a serial pytest of their
+own (``TERN_TEST_ALONE``; docs/development/tests.md): their time windows hold on a quiet machine, not beside three
+busy workers. Mark another test ``@pytest.mark.alone`` by hand."""
+ALONE_PHASES = ("only", "skip")
+"""The values of ``TERN_TEST_ALONE``: ``only`` runs just the alone tests, ``skip`` deselects them; unset runs all."""
+
+
+def _alone(item: pytest.Item) -> bool:
+    return bool(item.get_closest_marker("alone")) or f"{item.path.name}::{item.name}" in ALONE_TESTS
+
+
 SPAWNS = re.compile(
     r"\b(?:tern|_tern|cli|tern_cli|tern_cmd|_cli|stdio_client|http_server|_spawn_bridge|spawn_worker)\(|"
     r"\bto_thread\(\s*(?:tern|_tern|cli|tern_cli)\b|import synapse\b|"
@@ -146,13 +167,34 @@ def _spawns(function: object, cache: dict[object, bool]) -> bool:
     return cache[function]
 
 
+def _shares_module_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a fixture of ``module`` (or ``package``/``class``) scope: a Synapse, a browser, a
+    built image or a loaded model that the module's tests share."""
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in getattr(info, "name2fixturedefs", {}).values():
+        if any(getattr(d, "scope", "function") in ("module", "package", "class") for d in defs):
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers (--dist loadgroup)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark ``slow`` (left out by ``./dev test --fast``, i.e. ``-m "not slow"``; docs/development/tests.md) every
     test that uses a fixture of :data:`SLOW_FIXTURES`, is marked ``docker`` or ``browser``, lives in a file of
     :data:`SLOW_MODULES`, or starts a Python process itself (:data:`SPAWNS`); a test can also be marked
-    ``@pytest.mark.slow`` by hand. CI runs everything."""
+    ``@pytest.mark.slow`` by hand. CI runs everything.
+
+    For pytest-xdist (``./dev test`` runs ``-n N --dist loadgroup``): a test that uses a module-scoped fixture gets
+    ``xdist_group("<file>")``, so the whole file runs on one worker and the fixture (Synapse, the browser, the worker
+    image build, a loaded model) is set up once, not once per worker. A test marked ``xdist_group`` by hand
+    keeps its group. On an xdist worker the files with slow tests are then moved first (:func:`_slow_files_first`).
+
+    ``TERN_TEST_ALONE=only`` keeps only the tests of :data:`ALONE_TESTS` (and those marked ``alone``),
+    ``TERN_TEST_ALONE=skip`` deselects them (``./dev test`` runs the two phases); any other value is a usage error."""
     cache: dict[object, bool] = {}
     for item in items:
+        if not item.get_closest_marker("xdist_group") and _shares_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
         names = set(getattr(item, "fixturenames", ()))
         if (
             names & SLOW_FIXTURES
@@ -162,6 +204,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             or _spawns(getattr(item, "function", None), cache)
         ):
             item.add_marker(pytest.mark.slow)
+    phase = os.environ.get("TERN_TEST_ALONE", "")
+    if phase:
+        if phase not in ALONE_PHASES:
+            raise pytest.UsageError(f"TERN_TEST_ALONE: one of {', '.join(ALONE_PHASES)} (or unset), not {phase!r}")
+        dropped = [item for item in items if _alone(item) != (phase == "only")]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if _alone(item) == (phase == "only")]
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _slow_files_first(items)
+
+
+def _slow_files_first(items: list[pytest.Item]) -> None:
+    """Reorder ``items`` in place (stable): the files with a ``slow`` test first, each file's tests together and
+    in their order. pytest-xdist hands out ungrouped tests in collection order (groups before them, largest
+    first), so a long test collected last (``test_workflows_fast.py``, ``test_worker_image.py``) no longer runs
+    alone on one worker after the others have finished. Every worker collects the same order (xdist requires it);
+    a serial run keeps the plain order."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 def env_without_services(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -406,12 +468,15 @@ def settings(pg_dsn: str, ca_sim: int, tmp_path):
 
 
 # --- Docker: the real engine and the sandbox image ---------------------------------------------------------
-TEST_RUN_ID = "pytest-sandbox"
+TEST_RUN_ID = "pytest-sandbox-" + os.environ.get("PYTEST_XDIST_WORKER", "main")
+"""The ``tern.run_id`` label of the sandbox tests' containers: one per pytest-xdist worker, so a worker's check for
+containers left behind never sees another worker's running ones."""
 
 
 @pytest.fixture(scope="session")
 def docker_backend():
-    """A DockerBackend on the real engine with the sandbox image present (built if missing)."""
+    """A DockerBackend on the real engine with the sandbox image present (built if missing, under a machine-wide file
+    lock so that parallel workers build it once)."""
     from tern.config import get_settings
     from tern.sandbox import SandboxError
     from tern.sandbox.docker_backend import LABEL, DockerBackend
@@ -424,10 +489,15 @@ def docker_backend():
     try:
         backend.check()
     except SandboxError:
+        from filelock import FileLock
+
         from tern.sandbox.image import build_image
 
+        # One build on the machine: the other pytest-xdist workers (and other sessions) wait here, then find
+        # the image present (build_image returns at once when it exists).
         try:
-            build_image(get_settings())
+            with FileLock(Path(tempfile.gettempdir()) / "tern-sandbox-image-build.lock"):
+                build_image(get_settings())
         except SandboxError as exc:
             unavailable(f"sandbox image {backend.image} missing and could not be built: {exc}")
     yield backend

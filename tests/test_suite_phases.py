@@ -1,0 +1,139 @@
+"""The structure of a parallel ``./dev test`` run (docs/development/tests.md, "Parallel workers"): the ``alone``
+phase selects exactly the tests named in ``ALONE_TESTS`` (a renamed test must not drop out of it silently), the
+parallel phase the rest, and the ``dev`` script's exit status combines the two phases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ALONE_TESTS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _collect(alone: str | None, files: list[str]) -> set[str]:
+    """Node ids that ``pytest --collect-only`` selects from ``files`` with ``TERN_TEST_ALONE=alone``."""
+    env = {k: v for k, v in os.environ.items() if k != "TERN_TEST_ALONE" and not k.startswith("PYTEST_XDIST")}
+    if alone is not None:
+        env["TERN_TEST_ALONE"] = alone
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", *files],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {line for line in proc.stdout.splitlines() if "::" in line}
+
+
+def test_alone_phase_selects_exactly_the_named_tests_and_the_other_phase_the_rest() -> None:
+    files = sorted(
+        {str(p.relative_to(ROOT)) for name in ALONE_TESTS for p in ROOT.glob(f"tests/**/{name.split('::')[0]}")}
+    )
+    assert len(files) == len({name.split("::")[0] for name in ALONE_TESTS}), files  # each named file exists once
+    everything = _collect(None, files)
+    only = _collect("only", files)
+    skip = _collect("skip", files)
+    # Independent of the conftest's matching: the file name and test name of each selected node id.
+    assert {f"{Path(n.split('::')[0]).name}::{n.split('::')[1]}" for n in only} == set(ALONE_TESTS)
+    assert only | skip == everything and not only & skip and len(everything) > len(ALONE_TESTS)
+
+
+def test_an_unknown_phase_is_a_usage_error_naming_the_variable() -> None:
+    env = {**os.environ, "TERN_TEST_ALONE": "first"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_suite_phases.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 4, proc.stdout[-2000:]  # pytest's usage error
+    assert "TERN_TEST_ALONE" in proc.stderr and "'first'" in proc.stderr
+
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+echo "${TERN_TEST_ALONE:-unset} $*" >> "$CALLS"
+if [ "${TERN_TEST_ALONE:-}" = only ]; then exit "$ALONE_RC"; else exit "$REST_RC"; fi
+"""
+
+
+def _dev_functions(venv: Path) -> str:
+    """The ``parallel_args`` and ``run_pytest`` functions of the ``dev`` script, with a stand-in interpreter at
+    ``venv/bin/python`` that appends its phase and arguments to ``$CALLS`` and exits with ``$ALONE_RC`` (alone phase)
+    or ``$REST_RC``."""
+    (venv / "bin").mkdir()
+    fake = venv / "bin" / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    source = (ROOT / "dev").read_text()
+    parts = []
+    for name in ("parallel_args", "run_pytest"):
+        start = source.index(f"\n{name}() {{")
+        parts.append(source[start : source.index("\n}\n", start) + 3])
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("alone_rc", "rest_rc", "expected"),
+    [(0, 0, 0), (5, 0, 0), (0, 5, 0), (5, 5, 5), (1, 0, 1), (0, 1, 1), (1, 2, 1), (5, 1, 1)],
+)
+def test_dev_runs_the_alone_phase_then_the_workers_and_combines_their_status(
+    tmp_path: Path, alone_rc: int, rest_rc: int, expected: int
+) -> None:
+    """``run_pytest`` from the ``dev`` script itself (its functions, not the whole script, which would set up the
+    environment), with a stand-in interpreter that records its calls and exits with the given status."""
+    functions = _dev_functions(tmp_path)
+    calls = tmp_path / "calls"
+    script = f'{functions}\nVENV={tmp_path}\nparallel_args 3 -q\nrun_pytest -m "not slow" -q\n'
+    env = {**os.environ, "CALLS": str(calls), "ALONE_RC": str(alone_rc), "REST_RC": str(rest_rc)}
+    proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == expected, proc.stderr
+    assert calls.read_text().splitlines() == [
+        "only -m pytest -m not slow -q",
+        "skip -m pytest -n 3 --dist loadgroup -m not slow -q",
+    ]
+
+
+def test_dev_passes_a_run_that_chooses_its_own_workers_on_in_one_phase(tmp_path: Path) -> None:
+    functions = _dev_functions(tmp_path)
+    calls = tmp_path / "calls"
+    for args in ("-n 2 tests/x.py", "-p no:xdist tests/x.py"):
+        calls.unlink(missing_ok=True)
+        script = f"{functions}\nVENV={tmp_path}\nparallel_args 3 {args}\nrun_pytest {args}\n"
+        env = {**os.environ, "CALLS": str(calls), "ALONE_RC": "9", "REST_RC": "0"}
+        proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert calls.read_text().splitlines() == [f"unset -m pytest {args}"]
+
+
+def test_dev_runs_serially_in_one_phase_by_default(tmp_path: Path) -> None:
+    """CI's ``./dev test`` (no ``TERN_TEST_WORKERS``) is one serial pytest run, the alone tests included."""
+    functions = _dev_functions(tmp_path)
+    calls = tmp_path / "calls"
+    default = next(
+        line.split("=", 1)[1] for line in (ROOT / "dev").read_text().splitlines() if line.startswith("DEFAULT_WORKERS=")
+    )
+    assert default == "0"
+    script = f"{functions}\nVENV={tmp_path}\nparallel_args {default} -q\nrun_pytest -q\n"
+    env = {**os.environ, "CALLS": str(calls), "ALONE_RC": "9", "REST_RC": "0"}
+    proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert calls.read_text().splitlines() == ["unset -m pytest -q"]
