@@ -70,6 +70,9 @@ def _payloads_with_run_id() -> Iterator[tuple[str, str, dict[str, Any]]]:
                     kind = f"result:{workflow_type}"
                 for container in ("input", "result"):
                     for payload in (attrs.get(container) or {}).get("payloads", []):
+                        encoding = base64.b64decode(payload.get("metadata", {}).get("encoding", "")).decode()
+                        if encoding != "json/plain":  # binary/null (a None argument or result) has no data
+                            continue
                         data = json.loads(base64.b64decode(payload["data"]))
                         if isinstance(data, dict) and "run_id" in data:
                             yield path.name, str(kind), data
