@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
 
 from tern import DATA_DIR
 from tern.ariel.adapters import collect
@@ -23,6 +24,21 @@ from tern.db import create_pool
 from tern.models import AgentRunRequest, AgentRunStatus, Plan
 from worker.main import build_worker
 from workflows.agent_run import AgentRunWorkflow
+from workflows.queues import long_queue
+
+
+@asynccontextmanager
+async def queue_workers(client: Client, *, task_queue: str, **options: Any) -> AsyncIterator[Worker]:
+    """Two in-process workers with the same workflows, activities and ``options`` (``temporalio.worker.Worker``'s
+    keyword arguments): one on ``task_queue`` and one on its long-work queue (``workflows.queues.long_queue``),
+    as Tern's worker polls both (``worker.main.TernWorker``). A run's python step is a child workflow on the
+    long-work queue (patch ``long-work-queue-1``): a test worker on the main queue alone would leave it waiting
+    forever. Yields the main queue's worker."""
+    async with (
+        Worker(client, task_queue=task_queue, **options) as main,
+        Worker(client, task_queue=long_queue(task_queue), **options),
+    ):
+        yield main
 
 
 @asynccontextmanager

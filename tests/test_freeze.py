@@ -17,7 +17,6 @@ import asyncpg
 import pytest
 from temporalio import activity
 from temporalio.service import RPCError
-from temporalio.worker import Worker
 
 from activities.freeze import FreezeActivities
 from starters.client import TernClient, TernUserError
@@ -25,7 +24,7 @@ from tern.control.channel_access import read_value
 from tern.models import Decision
 from tern.models.freeze import FreezeAuthInput, FreezeState
 from tern.models.identity import ProofCheck
-from tests.agent_helpers import audit_rows, spawn_worker, start_run, wait_for_state, write_plan
+from tests.agent_helpers import audit_rows, queue_workers, spawn_worker, start_run, wait_for_state, write_plan
 from tests.test_workflows_fast import WRITE, Machine, plan, start
 from tests.trigger_helpers import cli_env, tern
 from workflows.agent_run import AgentRunWorkflow
@@ -175,7 +174,7 @@ async def test_fifty_runs_held_by_one_freeze_are_each_released_once(temporal_env
 
     real = FreezeActivities(SimpleNamespace(settings=s))  # type: ignore[arg-type] - hold_write reads settings only
     acts = [a for a in machine.activities() if a.__name__ != "hold_write"] + [real.hold_write, authorize_freeze]
-    async with Worker(
+    async with queue_workers(
         client,
         task_queue=queue,
         workflows=[AgentRunWorkflow, PythonExecutionWorkflow, FacilityFreezeWorkflow],

@@ -25,6 +25,7 @@ from tern.models.python_step import GenerateCodeInput, GeneratedCode
 from tern.models.ring import PlanEffect, PlanPredictInput
 from tern.planning import REGISTRY
 from tern.sandbox.codegen import generate
+from tests.agent_helpers import queue_workers
 from tests.llm_script import ScriptedLLM, last_user_text, plan_json, scripted_llm
 from tests.test_workflows_fast import Machine, pending
 from workflows.agent_run import AgentRunWorkflow
@@ -68,7 +69,7 @@ async def env(request, time_skipping_env) -> AsyncIterator[tuple[Client, Machine
             return predict(RingModel(), inp.writes, {}, {})[0]
 
         acts = [a for a in machine.activities() if a.__name__ not in ("compose_answer", "generate_code")]
-        async with Worker(
+        async with queue_workers(
             time_skipping_env.client,
             task_queue=queue,
             workflows=[AgentRunWorkflow, PythonExecutionWorkflow],

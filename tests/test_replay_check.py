@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio import workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from starters.replay import replay_histories
 from tern.models import AgentRunRequest
+from tests.agent_helpers import queue_workers
 from tests.test_workflows_fast import WRITE, Machine, pending, plan, start
 from tests.trigger_helpers import cli_env, tern
 from workflows.agent_run import AgentRunWorkflow
@@ -47,7 +47,7 @@ async def _listed(client, query: str, n: int) -> None:
 async def replay_env(temporal_env) -> AsyncIterator[tuple[Client, str]]:
     """A worker with the fast tests' stand-in activities on the dev server (visibility queries need it)."""
     queue = f"replay-{uuid.uuid4().hex[:8]}"
-    async with Worker(
+    async with queue_workers(
         temporal_env.client,
         task_queue=queue,
         workflows=[AgentRunWorkflow, PythonExecutionWorkflow],

@@ -26,7 +26,6 @@ from temporalio.client import (
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError
-from temporalio.worker import Worker
 
 from tern.approval.policy import ApprovalPolicy
 from tern.identity.verify import check_proof
@@ -48,6 +47,7 @@ from tern.models.memory import Memory, MemorySearchInput
 from tern.models.python_step import AnalyzeInput, ExecuteInput, GenerateCodeInput, GeneratedCode
 from tern.sandbox.models import ExecutionResult
 from tern.sandbox.policy import PolicyReport, analyze
+from tests.agent_helpers import queue_workers
 from tests.workflow_variants import QuickHeartbeatPythonExecution
 from workflows.agent_run import AgentRunWorkflow
 from workflows.python_execution import EXECUTE_HEARTBEAT, PythonExecutionWorkflow
@@ -212,7 +212,7 @@ async def machine_worker(client: Client) -> AsyncIterator[tuple[Client, Machine,
     task queue of its own: yields ``(client, machine, queue)``."""
     machine = Machine()
     queue = f"fast-{uuid.uuid4().hex[:8]}"
-    async with Worker(
+    async with queue_workers(
         client,
         task_queue=queue,
         workflows=[AgentRunWorkflow, PythonExecutionWorkflow],
@@ -511,7 +511,7 @@ async def test_python_step_whose_worker_keeps_dying_fails_saying_so(time_skippin
     machine.execution_hangs = True
     queue = f"fast-{uuid.uuid4().hex[:8]}"
     client = time_skipping_env.client
-    async with Worker(
+    async with queue_workers(
         client,
         task_queue=queue,
         workflows=[AgentRunWorkflow, QuickHeartbeatPythonExecution],

@@ -10,10 +10,11 @@ import uuid
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import UnsandboxedWorkflowRunner
 
 import workflows.approval_gate as gate
 from tern.models import AgentRunRequest, Decision
+from tests.agent_helpers import queue_workers
 from tests.test_workflows_fast import WRITE, Machine, pending, plan
 from workflows.agent_run import AgentRunWorkflow
 from workflows.python_execution import PythonExecutionWorkflow
@@ -27,7 +28,7 @@ async def test_refused_updates_past_the_bound_leave_no_history(temporal_env, mon
     monkeypatch.setattr(gate, "MAX_HISTORY_REFUSALS", 3)
     machine, queue = Machine(), f"flood-{uuid.uuid4().hex[:8]}"
     client = temporal_env.client
-    async with Worker(
+    async with queue_workers(
         client,
         task_queue=queue,
         workflows=[AgentRunWorkflow, PythonExecutionWorkflow],
