@@ -137,17 +137,17 @@ async def ariel_worker(client: Any, pool: asyncpg.Pool, **activity_kwargs: Any) 
     ``activity_kwargs`` say otherwise) on a task queue of its own; yields settings naming that queue."""
     import uuid
 
-    from temporalio.worker import Worker
-
     from activities.ariel import ariel_activities
     from tern.ariel.embeddings import HashingTestEmbedder
+    from tests.agent_helpers import queue_workers
     from workflows.logbook_ingestion import ARIEL_WORKFLOWS
     from workflows.logbook_reembed import LogbookReembedWorkflow
 
     settings = ariel_settings(temporal={"task_queue": "ariel-" + uuid.uuid4().hex[:8]})
     acts = ariel_activities(settings, pool, **{"embedder": HashingTestEmbedder(), "llm": None, **activity_kwargs})
     workflows = [*ARIEL_WORKFLOWS, LogbookReembedWorkflow]
-    async with Worker(client, task_queue=settings.temporal.task_queue, workflows=workflows, activities=acts):
+    # both queues: the CLI starts ingestion and re-embedding on the long-work queue (workflows.queues)
+    async with queue_workers(client, task_queue=settings.temporal.task_queue, workflows=workflows, activities=acts):
         yield settings
 
 
