@@ -52,6 +52,19 @@ async def get(url: str) -> httpx.Response:
         return await http.get(url)
 
 
+async def ready_within(url: str, seconds: float) -> httpx.Response:
+    """``/readyz`` until it answers 200 or ``seconds`` pass (the last answer either way). A worker is ready once
+    the server has seen its first poll, a moment after it starts polling: until then the temporal check is
+    rightly not ok."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        resp = await get(f"{url}/readyz")
+        if resp.status_code == 200 or loop.time() > deadline:
+            return resp
+        await asyncio.sleep(0.2)
+
+
 async def test_readyz_names_each_dependency_and_turns_503_when_postgres_stops(temporal_env, ca_sim, tmp_path) -> None:
     pg = EmbeddedPostgres(tmp_path / "pg", free_port())
     await asyncio.to_thread(pg.start)
@@ -72,7 +85,7 @@ async def test_readyz_names_each_dependency_and_turns_503_when_postgres_stops(te
         async with running_worker(settings) as url:
             assert url == f"http://127.0.0.1:{settings.worker.http_port}"
             assert (await get(f"{url}/healthz")).json() == {"alive": True}
-            resp = await get(f"{url}/readyz")
+            resp = await ready_within(url, 30)
             body = resp.json()
             assert resp.status_code == 200, body
             deps = body["dependencies"]
