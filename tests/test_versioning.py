@@ -23,6 +23,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from tern.build_id import BuildIdError, resolve_build_id, source_digest
@@ -31,7 +32,7 @@ from tern.db import create_pool
 from tern.models import Decision
 from tests.versioned_workflows import AutoA, AutoB, PinnedA, PinnedB
 from worker.main import WORKFLOWS, build_worker
-from worker.versioning import DeploymentError, describe, set_current, set_ramping
+from worker.versioning import DeploymentError, _not_ready, describe, set_current, set_ramping
 from workflows.agent_run import AgentRunWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -337,3 +338,22 @@ async def test_deploy_current_and_ramp_commands(temporal_env, tmp_path: Path) ->
         proc = await cli("current", "nobody")
         assert proc.returncode == 1 and f"{deployment}.nobody" in proc.stderr, proc.stderr
         assert await routing() == ("B", None, None)
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "retried"),
+    [
+        (RPCStatusCode.NOT_FOUND, "deployment not found", True),
+        (RPCStatusCode.FAILED_PRECONDITION, "version has no pollers", True),
+        (RPCStatusCode.CANCELLED, "operation was canceled", True),  # the server's wait for user data gave up
+        (RPCStatusCode.DEADLINE_EXCEEDED, "deadline exceeded", True),
+        (RPCStatusCode.INVALID_ARGUMENT, "build id is invalid", False),
+        (RPCStatusCode.PERMISSION_DENIED, "not allowed", False),
+    ],
+)
+def test_set_current_retries_only_what_a_version_still_registering_answers(
+    status: RPCStatusCode, message: str, retried: bool
+) -> None:
+    """CI met CANCELLED "operation was canceled" from SetWorkerDeploymentCurrentVersion while the server logged
+    "timed out waiting for worker deployment version to appear in user data": retried within ``timeout_s``."""
+    assert _not_ready(RPCError(message, status, b"")) is retried

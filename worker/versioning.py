@@ -77,8 +77,20 @@ def deployment_config(settings: TernSettings) -> WorkerDeploymentConfig | None:
 
 
 def _not_ready(exc: RPCError) -> bool:
-    """The server does not know the deployment or build id yet (its pollers register within seconds)."""
-    return exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION) or "not found" in exc.message
+    """The server does not know the deployment or build id yet (its pollers register within seconds), or it gave
+    up waiting for the version to reach the task queues' user data: ``CANCELLED`` "operation was canceled" or
+    ``DEADLINE_EXCEEDED``, logged by the server as "timed out waiting for worker deployment version to appear in
+    user data" (seen on a loaded 2-core machine; the same request succeeds when retried, and it is idempotent)."""
+    return (
+        exc.status
+        in (
+            RPCStatusCode.NOT_FOUND,
+            RPCStatusCode.FAILED_PRECONDITION,
+            RPCStatusCode.CANCELLED,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+        )
+        or "not found" in exc.message
+    )
 
 
 async def set_current(
