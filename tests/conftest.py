@@ -74,6 +74,9 @@ def pytest_configure(config: pytest.Config) -> None:
       the worker's HTTP endpoint is off (``TERN_WORKER__HTTP_PORT=0``) unless a test gives it a port.
 
     Subprocesses inherit all of this through ``os.environ``; fixtures and tests still set their own values."""
+    if os.environ.get("TERN_OPENSEARCH_URL") and not os.environ.get("TERN_ARIEL__OPENSEARCH_URL"):
+        # the name the project's CI and developers' guide use for a live cluster; the setting's name is nested
+        os.environ["TERN_ARIEL__OPENSEARCH_URL"] = os.environ["TERN_OPENSEARCH_URL"]
     for name in list(os.environ):
         upper = name.upper()
         if (upper.startswith("TERN_") and upper not in KEPT_TERN_VARIABLES and not upper.startswith("TERN_TEST_")) or (
