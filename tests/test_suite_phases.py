@@ -47,7 +47,7 @@ def test_alone_phase_selects_exactly_the_named_tests_and_the_other_phase_the_res
 
 
 def test_an_unknown_phase_is_a_usage_error_naming_the_variable() -> None:
-    env = {**os.environ, "TERN_TEST_ALONE": "first"}
+    env = {**_environ(), "TERN_TEST_ALONE": "first"}
     proc = subprocess.run(
         [
             sys.executable,
@@ -91,6 +91,12 @@ def _dev_functions(venv: Path) -> str:
     return "\n".join(parts)
 
 
+def _environ() -> dict[str, str]:
+    """This process's environment without ``TERN_TEST_ALONE``: inside a parallel ``./dev test`` it is set to this
+    test's own phase, which the stand-in interpreter would record instead of the phase under test."""
+    return {k: v for k, v in os.environ.items() if k != "TERN_TEST_ALONE"}
+
+
 @pytest.mark.parametrize(
     ("alone_rc", "rest_rc", "expected"),
     [(0, 0, 0), (5, 0, 0), (0, 5, 0), (5, 5, 5), (1, 0, 1), (0, 1, 1), (1, 2, 1), (5, 1, 1)],
@@ -103,7 +109,7 @@ def test_dev_runs_the_alone_phase_then_the_workers_and_combines_their_status(
     functions = _dev_functions(tmp_path)
     calls = tmp_path / "calls"
     script = f'{functions}\nVENV={tmp_path}\nparallel_args 3 -q\nrun_pytest -m "not slow" -q\n'
-    env = {**os.environ, "CALLS": str(calls), "ALONE_RC": str(alone_rc), "REST_RC": str(rest_rc)}
+    env = {**_environ(), "CALLS": str(calls), "ALONE_RC": str(alone_rc), "REST_RC": str(rest_rc)}
     proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == expected, proc.stderr
     assert calls.read_text().splitlines() == [
@@ -118,7 +124,7 @@ def test_dev_passes_a_run_that_chooses_its_own_workers_on_in_one_phase(tmp_path:
     for args in ("-n 2 tests/x.py", "-p no:xdist tests/x.py"):
         calls.unlink(missing_ok=True)
         script = f"{functions}\nVENV={tmp_path}\nparallel_args 3 {args}\nrun_pytest {args}\n"
-        env = {**os.environ, "CALLS": str(calls), "ALONE_RC": "9", "REST_RC": "0"}
+        env = {**_environ(), "CALLS": str(calls), "ALONE_RC": "9", "REST_RC": "0"}
         proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert calls.read_text().splitlines() == [f"unset -m pytest {args}"]
@@ -133,7 +139,7 @@ def test_dev_runs_serially_in_one_phase_by_default(tmp_path: Path) -> None:
     )
     assert default == "0"
     script = f"{functions}\nVENV={tmp_path}\nparallel_args {default} -q\nrun_pytest -q\n"
-    env = {**os.environ, "CALLS": str(calls), "ALONE_RC": "9", "REST_RC": "0"}
+    env = {**_environ(), "CALLS": str(calls), "ALONE_RC": "9", "REST_RC": "0"}
     proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert calls.read_text().splitlines() == ["unset -m pytest -q"]
