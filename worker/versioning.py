@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from temporalio.api.deployment.v1 import WorkerDeploymentInfo
 from temporalio.api.enums.v1 import RoutingConfigUpdateState, VersionDrainageStatus, WorkerDeploymentVersionStatus
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
@@ -230,15 +231,9 @@ async def describe(client: Client, deployment_name: str) -> DeploymentInfo | Non
     """The deployment ``deployment_name`` (``DescribeWorkerDeployment``) with each version's role and open runs;
     None when the namespace has no such deployment (no versioned worker has polled). Raises
     :class:`DeploymentError` for any other server error."""
-    try:
-        resp = await client.workflow_service.describe_worker_deployment(
-            DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment_name)
-        )
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise DeploymentError(f"cannot describe deployment {deployment_name!r}: {exc.message}") from exc
-    info = resp.worker_deployment_info
+    info = await _deployment_info(client, deployment_name)
+    if info is None:
+        return None
     routing = info.routing_config
     current = routing.current_deployment_version.build_id or None
     ramping = routing.ramping_deployment_version.build_id or None
@@ -338,8 +333,9 @@ async def _newer_current(client: Client, version: WorkerDeploymentVersion) -> st
         delay = min(delay * 2, 2.0)
 
 
-async def _describe_routing(client: Client, deployment_name: str) -> str | None:
-    """The deployment's current build id, or None when it has none or does not exist yet."""
+async def _deployment_info(client: Client, deployment_name: str) -> WorkerDeploymentInfo | None:
+    """``DescribeWorkerDeployment``'s info, or None when the namespace has no such deployment. Raises
+    :class:`DeploymentError` for any other server error."""
     try:
         resp = await client.workflow_service.describe_worker_deployment(
             DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment_name)
@@ -348,4 +344,10 @@ async def _describe_routing(client: Client, deployment_name: str) -> str | None:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise DeploymentError(f"cannot describe deployment {deployment_name!r}: {exc.message}") from exc
-    return resp.worker_deployment_info.routing_config.current_deployment_version.build_id or None
+    return resp.worker_deployment_info
+
+
+async def _describe_routing(client: Client, deployment_name: str) -> str | None:
+    """The deployment's current build id, or None when it has none or does not exist yet."""
+    info = await _deployment_info(client, deployment_name)
+    return (info.routing_config.current_deployment_version.build_id or None) if info is not None else None
