@@ -289,3 +289,44 @@ async def test_a_paused_channel_trigger_starts_nothing_until_resumed(temporal_en
         await _until(lambda: mon.counts.started == 1, 20, mon.counts)
     for run_id in await runs_with_prefix(client, f"trigger-{name}-"):
         await client.get_workflow_handle(run_id).terminate("test over")
+
+
+@pytest.mark.parametrize("spins", [0, 1, 2, 3])
+async def test_a_cancelled_monitor_stops_even_when_the_cancel_lands_as_an_update_is_handed_over(
+    settings, spins: int
+) -> None:
+    """The monitor stops on cancel whatever the update queue is doing. On Python 3.11 ``asyncio.wait_for``
+    returned the item and swallowed a cancel that arrived while the queue handed it over (CPython gh-86296): the
+    monitor ran on and ``tern triggers``' shutdown (and a CI run) hung. ``spins`` loop turns between the update
+    and the cancel cover each point of the hand-over."""
+    pool = await create_pool(settings.dsn, max_size=1)
+    try:
+        monitor = TriggerMonitor(_settings(settings), pool, _never_start)
+        task = asyncio.create_task(monitor.run())
+        await _until(lambda: monitor._queue is not None and not task.done(), 10, "the monitor's queue")
+        await asyncio.sleep(0.05)  # the first reload done: the monitor waits on its queue
+        assert monitor._queue is not None
+        monitor._queue.put_nowait(
+            (
+                "gone",
+                _trigger("gone", "SR:RF:CAVITY:01:POWER:REV", condition="above", threshold=40.0),
+                1.0,
+                0,
+                time.time(),
+            )
+        )
+        for _ in range(spins):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _pending = await asyncio.wait({task}, timeout=5)
+        if not done:  # stop it for the next test (a second cancel is not swallowed), then fail
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)
+        assert done, "the monitor ignored its cancel"
+        assert task.cancelled()
+    finally:
+        await pool.close()
+
+
+async def _never_start(*_args: Any) -> str | None:
+    raise AssertionError("no run is started here")

@@ -188,8 +188,12 @@ class TriggerMonitor:
                     except (OSError, asyncpg.PostgresError):
                         log.exception("trigger definitions could not be read; retrying in %g s", poll)
                     next_reload = time.monotonic() + poll
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the item and swallows a cancel
+                # that lands as the queue hands it over (CPython gh-86296), so the cancelled monitor kept running
+                # and whoever awaited it hung (a 600 s CI timeout in test_trigger_channel)
                 try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout=max(0.05, next_reload - time.monotonic()))
+                    async with asyncio.timeout(max(0.05, next_reload - time.monotonic())):
+                        item = await self._queue.get()
                 except TimeoutError:
                     continue
                 await self.handle(*item)
