@@ -616,6 +616,25 @@ async def test_a_cancel_during_the_decision_audit_still_records_it(env) -> None:
     assert [e.event_kind for e in machine.audit] == ["approval_requested", "decision"] and machine.writes == []
 
 
+async def test_a_cancel_while_the_request_is_being_recorded_closes_it_in_the_audit(env) -> None:
+    """The request is visible (queries, approvers' lists) while its ``approval_requested`` row is being recorded: a
+    cancel landing then records the row and closes it (``approval_cancelled``), as a cancel during the wait does.
+    Before patch ``request-cancel-audit-1`` the request stayed open in the audit (seen under load in a parallel
+    run of the python-step cancel test)."""
+    client, machine, queue = env
+    machine.slow_audit = {"approval_requested": 1.0}
+    handle = await start(client, queue, plan(WRITE))
+    await asyncio.wait_for(machine.audit_started.wait(), 10)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as cancelled:
+        await handle.result()
+    assert isinstance(cancelled.value.cause, CancelledError), cancelled.value.cause
+    assert [e.event_kind for e in machine.audit] == ["approval_requested", "approval_cancelled"]
+    assert machine.writes == []
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(RUN_STATE) == "cancelled" and attrs.get(PENDING_APPROVAL) == NO_APPROVAL
+
+
 async def test_a_flood_of_refused_decisions_is_audited_but_kept_bounded(env) -> None:
     from workflows.approval_gate import MAX_KEPT_REFUSALS
 

@@ -70,6 +70,9 @@ NOTIFY_PATCH = "notify-approvers-1"
 # A run cancelled while a request waits leaves TernRunState "cancelled" (it stayed "awaiting_approval" before): one
 # more upsert command in the cancel path, which earlier cancelled histories do not hold.
 CANCEL_STATE_PATCH = "cancel-state-1"
+# A run cancelled while its request's ``approval_requested`` row is being recorded (the request is already visible
+# to queries) closes the request with ``approval_cancelled`` too; before, the request stayed open in the audit.
+REQUEST_CANCEL_PATCH = "request-cancel-audit-1"
 NOTIFY_TIMEOUT = timedelta(seconds=30)
 # Bounded: a chat outbox that cannot be reached must not hold the request; the CLI and Web UI still decide it,
 # and a bridge's reconciliation from visibility at its start catches up.
@@ -239,25 +242,12 @@ class ApprovalGate:
         self._write_by_s = rule.write_by_s
         self._decision = None
         self._partial = []
-        await audit(
-            AuditEvent(
-                event_kind="approval_requested",
-                event_key=f"requested:{request_id}",
-                actor=self.requester,
-                comment=reason or summary,
-                previous_value=write.current_value if write else None,
-                **base,
-                details={
-                    "kind": kind,
-                    "approvers": rule.approvers,
-                    "digest": self.pending.digest,
-                    "identity": rule.identity,
-                    "expires_at": self.pending.expires_at.isoformat(),
-                    **policy,
-                    **(audit_details or {}),
-                },
-            )
-        )
+        try:
+            await self._audit_requested(kind, rule, reason or summary, base, policy, audit_details or {})
+        except asyncio.CancelledError:  # recorded all the same (audit() waits for it): now close it
+            if workflow.patched(REQUEST_CANCEL_PATCH):
+                await self._cancelled(kind, base, self.pending)
+            raise
         self.on_state("awaiting_approval", kind)
         workflow.set_current_details(pending_markdown(self.pending, workflow_id=workflow_id, now=now))
         # Per request as well, as the policy patch: patched() is memoized for the execution, so a run that replayed
@@ -295,6 +285,58 @@ class ApprovalGate:
         self.on_state("running", NO_APPROVAL)
         return decision
 
+    async def _audit_requested(
+        self,
+        kind: ApprovalKind,
+        rule: ResolvedApproval,
+        comment: str,
+        base: dict[str, Any],
+        policy: dict[str, object],
+        audit_details: dict[str, object],
+    ) -> None:
+        """Record ``approval_requested`` for the pending request (``rule``: the resolved policy rule)."""
+        assert self.pending is not None
+        write = self.pending.write
+        await audit(
+            AuditEvent(
+                event_kind="approval_requested",
+                event_key=f"requested:{self.pending.request_id}",
+                actor=self.requester,
+                comment=comment,
+                previous_value=write.current_value if write else None,
+                **base,
+                details={
+                    "kind": kind,
+                    "approvers": rule.approvers,
+                    "digest": self.pending.digest,
+                    "identity": rule.identity,
+                    "expires_at": self.pending.expires_at.isoformat(),
+                    **policy,
+                    **audit_details,
+                },
+            )
+        )
+
+    async def _cancelled(self, kind: ApprovalKind, base: dict[str, Any], pending: ApprovalRequest | None) -> None:
+        """The run was cancelled with ``pending`` open: close it (state ``cancelled``, audit ``approval_cancelled``)."""
+        assert pending is not None
+        self.pending = None
+        if workflow.patched(CANCEL_STATE_PATCH):
+            self.on_state("cancelled", NO_APPROVAL)
+        workflow.set_current_details(f"**Cancelled** while approval request `{pending.request_id}` waited")
+        await audit(
+            AuditEvent(
+                event_kind="approval_cancelled",
+                event_key=f"cancelled:{pending.request_id}",
+                actor=self.requester,
+                comment="run cancelled",
+                workflow_id=str(base["workflow_id"]),
+                step_id=pending.step_id,
+                request_id=pending.request_id,
+                details={"kind": kind},
+            )
+        )
+
     async def _wait(self, kind: ApprovalKind, base: dict[str, Any]) -> ApprovalRecord:
         """Wait for the final decision, auditing each partial approval; the timeout rejects."""
         assert self.pending is not None
@@ -308,22 +350,7 @@ class ApprovalGate:
                     timeout_summary=f"approval timeout: {kind} request {pending.request_id} rejects at expiry",
                 )
             except asyncio.CancelledError:  # the run was cancelled while waiting: close the request in the audit
-                self.pending = None
-                if workflow.patched(CANCEL_STATE_PATCH):
-                    self.on_state("cancelled", NO_APPROVAL)
-                workflow.set_current_details(f"**Cancelled** while approval request `{pending.request_id}` waited")
-                await audit(
-                    AuditEvent(
-                        event_kind="approval_cancelled",
-                        event_key=f"cancelled:{pending.request_id}",
-                        actor=self.requester,
-                        comment="run cancelled",
-                        workflow_id=str(base["workflow_id"]),
-                        step_id=pending.step_id,
-                        request_id=pending.request_id,
-                        details={"kind": kind},
-                    )
-                )
+                await self._cancelled(kind, base, pending)
                 raise
             except TimeoutError:
                 # A decision accepted in the same activation as the timer fired was valid when it came: it is

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from workflows.agent_run import PLANNER_MEMORY_PATCH, TRIGGER_AUDIT_PATCH
-from workflows.approval_gate import CANCEL_STATE_PATCH, NOTIFY_PATCH, POLICY_PATCH
+from workflows.approval_gate import CANCEL_STATE_PATCH, NOTIFY_PATCH, POLICY_PATCH, REQUEST_CANCEL_PATCH
 from workflows.planning import PLAN_APPROVAL_EFFECT_PATCH, PLANNER_PATCH
 from workflows.progress import PROGRESS_PATCH
 from workflows.python_execution import CANCEL_AUDIT_PATCH
@@ -24,6 +24,7 @@ PATCHES: dict[str, PatchState] = {
     POLICY_PATCH: "patched",
     NOTIFY_PATCH: "patched",
     CANCEL_STATE_PATCH: "patched",
+    REQUEST_CANCEL_PATCH: "patched",
     PLANNER_PATCH: "patched",
     PLANNER_MEMORY_PATCH: "patched",
     TRIGGER_AUDIT_PATCH: "patched",
