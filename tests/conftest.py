@@ -61,8 +61,15 @@ def _reserve_port() -> tuple[int, socket.socket]:
     return int(sock.getsockname()[1]), sock
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's own tmpdir plugin reads --basetemp
 def pytest_configure(config: pytest.Config) -> None:
     """Isolate the whole test session from the user's machine, before any test module is imported (issue 28):
+
+    - ``--basetemp`` (unless given): a directory of this session's own, not ``/tmp/pytest-of-<user>/pytest-<N>``.
+      Every pytest run that uses ``tmp_path`` resets ``/tmp/pytest-of-<user>`` to mode 0700; the embedded
+      PostgreSQL runs as another user when the suite runs as root, so a focused ``pytest`` started while
+      ``./dev test`` ran cut the suite's server off its data directory (PANIC on ``pg_control``, every later test
+      refused). Removed after a passing session, kept after a failing one (its path is printed);
 
     - ``TERN_DATA_DIR``: a temporary directory of this session, so no test reads ``~/.tern`` or a running
       stack's PID files and records there (``tern ariel search`` once sent searches to such a stack's API);
@@ -83,6 +90,9 @@ def pytest_configure(config: pytest.Config) -> None:
             upper.startswith("TEMPORAL_")
         ):
             del os.environ[name]
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):  # xdist workers get the controller's
+        config.option.basetemp = tempfile.mkdtemp(prefix="tern-pytest-")
+        _session["basetemp"] = Path(config.option.basetemp)
     data_dir = Path(tempfile.mkdtemp(prefix="tern-test-session-"))
     held = {name: _reserve_port() for name in (*SESSION_PORTS, "TERN_TEMPORAL__ADDRESS")}
     os.environ.update({name: str(port) for name, (port, _sock) in held.items()})
@@ -99,6 +109,28 @@ def pytest_configure(config: pytest.Config) -> None:
         }
     )
     _session.update(data_dir=data_dir, sockets=[sock for _port, sock in held.values()])
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the session's ``--basetemp`` (made by :func:`pytest_configure`) if the session passed, else keep it
+    and say where it is: its ``postgres.log`` and test directories are what a failure is read from."""
+    basetemp = _session.pop("basetemp", None)
+    if not isinstance(basetemp, Path):
+        return
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        shutil.rmtree(basetemp, ignore_errors=True)
+    else:
+        session.config.stash[_KEPT_BASETEMP] = basetemp
+
+
+_KEPT_BASETEMP = pytest.StashKey[Path]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    """Name the kept ``--basetemp`` of a failed session."""
+    kept = config.stash.get(_KEPT_BASETEMP, None)
+    if kept is not None:
+        terminalreporter.write_line(f"tern: this session's temporary files are kept in {kept}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -4,9 +4,13 @@ embedded stack's ARIEL API serves the CLI's database (:mod:`tern.embedded.ariel_
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from tern.config import TernSettings
@@ -92,3 +96,30 @@ def test_the_record_round_trips_and_keeps_no_password(tmp_path: Path) -> None:
     assert record.database == "postgresql://postgres@localhost:55432/tern"
     (tmp_path / "run" / "ariel.api.json").write_text("{not json")
     assert read_record(tmp_path) is None  # unreadable: no stack API is used
+
+
+async def test_another_pytest_run_leaves_the_sessions_postgresql_its_data(embedded_pg, tmp_path: Path) -> None:
+    """Every pytest run that uses ``tmp_path`` resets ``/tmp/pytest-of-<user>`` to mode 0700. When the suite runs
+    as root its embedded PostgreSQL runs as another user: with the session's files under that directory, a focused
+    run started beside ``./dev test`` cut the server off its data directory (PANIC opening ``pg_control`` at the
+    next checkpoint; every later test refused). The session's ``--basetemp`` lies elsewhere; a checkpoint after
+    such a run still succeeds."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "test_nothing.py").write_text("def test_nothing(tmp_path):\n    assert tmp_path.is_dir()\n")
+    run = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(elsewhere)],
+        cwd=elsewhere,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/postgres")
+    try:
+        await conn.execute("CHECKPOINT")  # opens global/pg_control
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await conn.close()
