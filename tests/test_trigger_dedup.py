@@ -13,22 +13,17 @@ import json
 import time
 import uuid
 
-import asyncpg
 import httpx
-from pydantic import SecretStr
 from temporalio.client import WorkflowExecutionStatus
 
 from starters.approvals_api import create_app
 from starters.triggers import start_triggered, trigger_request
 from tern.chat.signing import signed_headers
 from tern.models import Plan
-from tern.models.trigger import TriggerAction, TriggerDefinition
+from tern.models.trigger import TriggerAction
 from tern.triggers.detect import channel_run_id
-from tern.triggers.store import add_trigger
 from tests.test_chat_webhook import serving
-from tests.trigger_helpers import READ_PLAN, runs_with_prefix
-
-SECRETS = {"ops-bot": "s3cret-ops-0123456789"}
+from tests.trigger_helpers import READ_PLAN, WEBHOOK_SECRETS, runs_with_prefix, webhook_trigger
 
 
 async def _closed(client, workflow_id: str) -> None:
@@ -58,34 +53,20 @@ async def test_webhook_dedups_concurrent_and_after_close_and_duplicates_keep_the
     temporal_env, settings
 ) -> None:
     client = temporal_env.client
-    secrets = {k: SecretStr(v) for k, v in SECRETS.items()}
-    s = settings.model_copy(
-        update={
-            "chat": settings.chat.model_copy(update={"webhook_secrets": secrets}),
-            "temporal": settings.temporal.model_copy(update={"address": client.service_client.config.target_host}),
-            # one window of a day: the test's posts all fall in one bucket unless it runs across midnight UTC
-            "triggers": settings.triggers.model_copy(
-                update={"max_runs_per_minute": 2, "dedup_window_s": 86400, "webhook_status_wait_s": 1}
-            ),
-        }
+    # one window of a day: the test's posts all fall in one bucket unless it runs across midnight UTC
+    s, name = await webhook_trigger(
+        settings,
+        client.service_client.config.target_host,
+        "hookd",
+        max_runs_per_minute=2,
+        dedup_window_s=86400,
+        webhook_status_wait_s=1,
     )
-    name = "hookd-" + uuid.uuid4().hex[:6]
-    conn = await asyncpg.connect(s.dsn)
-    try:
-        d = TriggerDefinition(
-            name=name,
-            kind="webhook",
-            action=TriggerAction(plan=Plan.model_validate(READ_PLAN), user="ops"),
-            key_ids=["ops-bot"],
-        )
-        assert await add_trigger(conn, d)
-    finally:
-        await conn.close()
     body = json.dumps({"alert": "RF trip", "n": 1}).encode()
     t0 = time.time()
 
     def sign(b: bytes, at: float) -> dict[str, str]:
-        return signed_headers("ops-bot", SECRETS["ops-bot"], b, target=f"/triggers/{name}", now=at)
+        return signed_headers("ops-bot", WEBHOOK_SECRETS["ops-bot"], b, target=f"/triggers/{name}", now=at)
 
     async with serving(create_app(s)) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
         racing = await asyncio.gather(

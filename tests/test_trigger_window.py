@@ -15,24 +15,18 @@ import math
 import time
 import uuid
 
-import asyncpg
 import httpx
-from pydantic import SecretStr
 from temporalio.client import WorkflowExecutionStatus
 
 from starters.approvals_api import create_app
 from starters.trigger_monitor import channel_starter
 from tern.chat.signing import signed_headers
-from tern.models import Plan
-from tern.models.trigger import TriggerAction, TriggerDefinition
 from tern.triggers.detect import channel_run_id, time_bucket, webhook_run_id
-from tern.triggers.store import add_trigger
 from tests.agent_helpers import running_worker
 from tests.test_chat_webhook import serving
 from tests.test_trigger_channel import _settled_count, _trigger, monitoring
-from tests.trigger_helpers import READ_PLAN, runs_with_prefix
+from tests.trigger_helpers import WEBHOOK_SECRETS, runs_with_prefix, webhook_trigger
 
-SECRETS = {"ops-bot": "s3cret-ops-0123456789"}
 WINDOW = 60.0
 
 
@@ -45,25 +39,13 @@ async def test_webhook_gets_first_status_in_the_start_and_dedups_within_a_window
     temporal_env, settings
 ) -> None:
     client = temporal_env.client
-    s = settings.model_copy(
-        update={
-            "chat": settings.chat.model_copy(update={"webhook_secrets": {k: SecretStr(v) for k, v in SECRETS.items()}}),
-            "temporal": settings.temporal.model_copy(update={"address": client.service_client.config.target_host}),
-            "triggers": settings.triggers.model_copy(update={"dedup_window_s": WINDOW, "max_runs_per_minute": 10}),
-        }
+    s, name = await webhook_trigger(
+        settings,
+        client.service_client.config.target_host,
+        "hookw",
+        dedup_window_s=WINDOW,
+        max_runs_per_minute=10,
     )
-    name = "hookw-" + uuid.uuid4().hex[:6]
-    conn = await asyncpg.connect(s.dsn)
-    try:
-        d = TriggerDefinition(
-            name=name,
-            kind="webhook",
-            action=TriggerAction(plan=Plan.model_validate(READ_PLAN), user="ops"),
-            key_ids=["ops-bot"],
-        )
-        assert await add_trigger(conn, d)
-    finally:
-        await conn.close()
     boundary = _boundary()
     clock = [boundary - 0.5]
     body = json.dumps({"alert": "vacuum sector 3 high", "value": 2.1e-8}).encode()
@@ -74,7 +56,9 @@ async def test_webhook_gets_first_status_in_the_start_and_dedups_within_a_window
         # a signature of its own each: whole seconds apart from one start (time.time() - n could land on the
         # first post's second when that post took a second, and the API refuses the reused signature as a replay)
         signed.append((signed[0] if signed else time.time()) - 2 * len(signed))
-        headers = signed_headers("ops-bot", SECRETS["ops-bot"], body, target=f"/triggers/{name}", now=signed[-1])
+        headers = signed_headers(
+            "ops-bot", WEBHOOK_SECRETS["ops-bot"], body, target=f"/triggers/{name}", now=signed[-1]
+        )
         return await http.post(f"/triggers/{name}", content=body, headers=headers)
 
     async with (

@@ -96,7 +96,7 @@ def parse_command(text: str) -> Command:
     if verb in ("freeze", "thaw"):
         if not rest:
             raise CommandError(f"`{verb}` needs a reason (it is audited): `{verb} <reason>`")
-        return Command(verb, rest)
+        return Command("freeze" if verb == "freeze" else "thaw", rest)
     if verb.rstrip("?") in NOT_APPROVE_WORDS:
         raise ConditionalApproval(
             f"{body[:80]!r} is not an approval: only the exact word `approve` approves; nothing is decided. "
