@@ -14,18 +14,16 @@ import json
 import re
 import time
 import uuid
-from urllib.parse import urlencode
 
 import httpx
 import pytest
-from slack_sdk.signature import SignatureVerifier
 
 from starters.bridge_cli import run_slack_bridge
 from starters.client import TernClient
 from tern.control.channel_access import read_value
 from tern.embedded.net import free_port
 from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
-from tests.test_chat_slack import SIGNING_SECRET, button, fake_slack, signed, until
+from tests.test_chat_slack import SIGNING_SECRET, button, fake_slack, signed, signed_form, until
 from tests.test_chat_webhook import serving
 
 pytestmark = [pytest.mark.temporal, pytest.mark.postgres, pytest.mark.ca]
@@ -33,7 +31,7 @@ pytestmark = [pytest.mark.temporal, pytest.mark.postgres, pytest.mark.ca]
 
 def slash(user: str, text: str) -> tuple[str, dict[str, str]]:
     """A signed ``/tern`` slash-command request as Slack sends it (form fields, Slack's "Slash commands")."""
-    body = urlencode(
+    return signed_form(
         {
             "token": "unused",
             "team_id": "T1",
@@ -46,13 +44,6 @@ def slash(user: str, text: str) -> tuple[str, dict[str, str]]:
             "trigger_id": f"trigger-{time.monotonic_ns()}",
         }
     )
-    ts = str(int(time.time()))
-    sig = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=ts, body=body)
-    return body, {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": sig or "",
-    }
 
 
 async def test_slack_freeze_and_thaw_hold_an_approved_write_and_the_card_says_so(

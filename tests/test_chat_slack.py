@@ -81,7 +81,16 @@ def fake_slack(ws_url: str = "") -> tuple[FastAPI, list[tuple[str, dict[str, Any
 
 
 def signed(payload: dict[str, Any], *, at: float | None = None, secret: str = SIGNING_SECRET) -> tuple[str, dict]:
-    body = urlencode({"payload": json.dumps(payload)})
+    """An interactivity request (button, modal) as Slack sends it: ``payload`` as JSON in a signed form body."""
+    return signed_form({"payload": json.dumps(payload)}, at=at, secret=secret)
+
+
+def signed_form(
+    fields: dict[str, str], *, at: float | None = None, secret: str = SIGNING_SECRET
+) -> tuple[str, dict[str, str]]:
+    """A form body and the headers Slack signs it with (v0 signature over ``v0:<ts>:<body>``, Slack's "Verifying
+    requests from Slack"), at ``at`` (UTC seconds; now if None)."""
+    body = urlencode(fields)
     ts = str(int(time.time() if at is None else at))
     sig = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
     return body, {
