@@ -206,7 +206,9 @@ def test_bad_input_exits_2_and_starts_nothing(stack_env, tmp_path) -> None:
 def test_busy_port_is_reported(stack_env, tmp_path) -> None:
     env = {**stack_env, "TERN_DATA_DIR": str(tmp_path / "other")}  # same ports, another stack
     proc = tern(env, "up")
-    assert proc.returncode == 1
+    if proc.returncode == 0:  # the module's stack was not up: stop this one, or it holds the ports of later tests
+        tern(env, "down")
+    assert proc.returncode == 1, "the other stack started: was the module's stack up? " + proc.stdout[-2000:]
     assert "is busy" in proc.stderr and "TERN_DATABASE__PG_PORT" in proc.stderr
 
 

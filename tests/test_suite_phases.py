@@ -143,3 +143,37 @@ def test_dev_runs_serially_in_one_phase_by_default(tmp_path: Path) -> None:
     proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert calls.read_text().splitlines() == ["unset -m pytest -q"]
+
+
+def test_a_files_tests_sharing_a_module_fixture_run_on_one_worker(tmp_path: Path) -> None:
+    """The conftest marks every test that uses a module-scoped fixture ``xdist_group("<file>")`` and ``./dev test``
+    runs ``--dist loadgroup``: the file's tests must land on one worker (a stack started once per file, as in
+    ``test_cli_demo.py``, is only up on that worker). pytest 9.2 silently broke this with pytest-xdist 3.8
+    (pytest-xdist issue 1386: the tests were spread over the workers and the stack tests failed); the pin in
+    pyproject.toml keeps it, and this test fails on the combination that breaks it."""
+    (tmp_path / "conftest.py").write_text("from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n")
+    (tmp_path / "test_shared.py").write_text(
+        "import pytest\n\n\n@pytest.fixture(scope='module')\ndef shared():\n    return 1\n\n\n"
+        "@pytest.mark.parametrize('n', range(12))\ndef test_uses_it(shared, n):\n    assert shared == 1\n"
+    )
+    (tmp_path / "test_free.py").write_text(
+        "import pytest\n\n\n@pytest.mark.parametrize('n', range(12))\ndef test_free(n):\n    assert n >= 0\n"
+    )
+    env = {k: v for k, v in _environ().items() if not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-n", "3", "--dist", "loadgroup", "."],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    workers = {
+        line.split("]", 1)[0].lstrip("[")
+        for line in proc.stdout.splitlines()
+        if line.startswith("[gw") and "test_shared.py::" in line and "PASSED" in line
+    }
+    ran = sum(1 for line in proc.stdout.splitlines() if "test_shared.py::" in line and "PASSED" in line)
+    assert ran == 12 and len(workers) == 1, (workers, proc.stdout[-3000:])
