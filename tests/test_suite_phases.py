@@ -130,19 +130,25 @@ def test_dev_passes_a_run_that_chooses_its_own_workers_on_in_one_phase(tmp_path:
         assert calls.read_text().splitlines() == [f"unset -m pytest {args}"]
 
 
-def test_dev_runs_serially_in_one_phase_by_default(tmp_path: Path) -> None:
-    """CI's ``./dev test`` (no ``TERN_TEST_WORKERS``) is one serial pytest run, the alone tests included."""
+def test_dev_runs_the_alone_phase_then_three_workers_by_default_and_serially_when_asked(tmp_path: Path) -> None:
+    """CI's ``./dev test`` (no ``TERN_TEST_WORKERS``) runs the alone phase, then 3 workers; ``TERN_TEST_WORKERS=0``
+    is one serial pytest run, the alone tests included."""
     functions = _dev_functions(tmp_path)
     calls = tmp_path / "calls"
     default = next(
         line.split("=", 1)[1] for line in (ROOT / "dev").read_text().splitlines() if line.startswith("DEFAULT_WORKERS=")
     )
-    assert default == "0"
-    script = f"{functions}\nVENV={tmp_path}\nparallel_args {default} -q\nrun_pytest -q\n"
-    env = {**_environ(), "CALLS": str(calls), "ALONE_RC": "9", "REST_RC": "0"}
-    proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert calls.read_text().splitlines() == ["unset -m pytest -q"]
+    assert default == "3"
+    env = {**_environ(), "CALLS": str(calls), "ALONE_RC": "0", "REST_RC": "0"}
+    for workers, expected in (
+        (default, ["only -m pytest -q", "skip -m pytest -n 3 --dist loadgroup -q"]),
+        ("0", ["unset -m pytest -q"]),
+    ):
+        calls.unlink(missing_ok=True)
+        script = f"{functions}\nVENV={tmp_path}\nparallel_args {workers} -q\nrun_pytest -q\n"
+        proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert calls.read_text().splitlines() == expected, workers
 
 
 def test_a_files_tests_sharing_a_module_fixture_run_on_one_worker(tmp_path: Path) -> None:

@@ -314,6 +314,12 @@ async def test_gate_cancel_while_waiting_closes_the_request(env) -> None:
     client, machine, queue = env
     handle = await start(client, queue, plan(WRITE))
     await pending(handle)
+    # The request is pending (queryable) while its approval_requested row is still being recorded; the wait, and
+    # its timer, start after that (a cancel before it: test_a_cancel_while_the_request_is_being_recorded_...).
+    deadline = asyncio.get_running_loop().time() + 30
+    while not any(e.HasField("timer_started_event_attributes") for e in (await handle.fetch_history()).events):
+        assert asyncio.get_running_loop().time() < deadline, "the approval wait never started its timer"
+        await asyncio.sleep(0.05)
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as cancelled:
         await handle.result()
