@@ -215,7 +215,8 @@ def _shares_module_fixture(item: pytest.Item) -> bool:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers (--dist loadgroup)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark ``slow`` (left out by ``./dev test --fast``, i.e. ``-m "not slow"``; docs/development/tests.md) every
-    test that uses a fixture of :data:`SLOW_FIXTURES`, is marked ``docker`` or ``browser``, lives in a file of
+    test that uses a fixture of :data:`SLOW_FIXTURES`, must run alone (:data:`ALONE_TESTS`), is marked ``docker``
+    or ``browser``, lives in a file of
     :data:`SLOW_MODULES`, or starts a Python process itself (:data:`SPAWNS`); a test can also be marked
     ``@pytest.mark.slow`` by hand. CI runs everything.
 
@@ -233,6 +234,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         names = set(getattr(item, "fixturenames", ()))
         if (
             names & SLOW_FIXTURES
+            or _alone(item)  # `./dev test --fast` then needs no alone phase: one pytest run on its workers
             or item.get_closest_marker("docker")
             or item.get_closest_marker("browser")
             or item.path.name in SLOW_MODULES

@@ -16,13 +16,25 @@ from tests.conftest import ALONE_TESTS
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _collect(alone: str | None, files: list[str]) -> set[str]:
-    """Node ids that ``pytest --collect-only`` selects from ``files`` with ``TERN_TEST_ALONE=alone``."""
+def _collect(alone: str | None, files: list[str], *args: str) -> set[str]:
+    """Node ids that ``pytest --collect-only ARGS`` selects from ``files`` with ``TERN_TEST_ALONE=alone``."""
     env = {k: v for k, v in os.environ.items() if k != "TERN_TEST_ALONE" and not k.startswith("PYTEST_XDIST")}
     if alone is not None:
         env["TERN_TEST_ALONE"] = alone
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", *files],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            *args,
+            *files,
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -44,6 +56,24 @@ def test_alone_phase_selects_exactly_the_named_tests_and_the_other_phase_the_res
     # Independent of the conftest's matching: the file name and test name of each selected node id.
     assert {f"{Path(n.split('::')[0]).name}::{n.split('::')[1]}" for n in only} == set(ALONE_TESTS)
     assert only | skip == everything and not only & skip and len(everything) > len(ALONE_TESTS)
+    # every alone test is slow: `./dev test --fast` runs one phase on its workers, with none of them
+    assert not _collect(None, files, "-m", "not slow") & only
+
+
+def test_dev_fast_runs_one_phase_on_its_workers(tmp_path: Path) -> None:
+    """``./dev test --fast`` (``ONE_PHASE=1``) runs no alone phase: one pytest run, on the workers when asked."""
+    functions = _dev_functions(tmp_path)
+    calls = tmp_path / "calls"
+    env = {**_environ(), "CALLS": str(calls), "ALONE_RC": "9", "REST_RC": "0"}
+    for workers, expected in (
+        ("3", "unset -m pytest -n 3 --dist loadgroup -m not slow -q"),
+        ("0", "unset -m pytest -m not slow -q"),
+    ):
+        calls.unlink(missing_ok=True)
+        script = f'{functions}\nVENV={tmp_path}\nparallel_args {workers} -q\nONE_PHASE=1 run_pytest -m "not slow" -q\n'
+        proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert calls.read_text().splitlines() == [expected], workers
 
 
 def test_an_unknown_phase_is_a_usage_error_naming_the_variable() -> None:
