@@ -383,6 +383,7 @@ class _OrderedImageRoom(_ImageRoom):
         await super().attach_image(room_id, message_id, name, png, caption)
 
 
+@pytest.mark.slow  # fifty orbit plots rendered (matplotlib, ~13 s of CPU): a load test, in the full run
 async def test_fifty_waiting_magnet_writes_get_every_card_first_then_fifty_distinct_plots(pg_dsn: str) -> None:
     """50 runs in flight: fifty magnet-write requests from fifty runs waiting at once are all posted before the
     first picture, then each card gets its own picture of its own prediction, stored once per run."""

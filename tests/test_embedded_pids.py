@@ -24,9 +24,15 @@ DSN = "postgresql://postgres@127.0.0.1:55432/tern"
 
 @contextmanager
 def child(*argv: str, code: str = "import time; time.sleep(600)") -> Iterator[subprocess.Popen[bytes]]:
-    """A Python child running ``code``; ``argv`` is appended to its command line (where a marker shows)."""
+    """A Python child running ``code``; ``argv`` is appended to its command line (where a marker shows). Yielded
+    once the child has exec'd: until then its command line is the forking parent's, and a marker check fails (seen
+    under a parallel run's load)."""
     proc = subprocess.Popen([sys.executable, "-c", code, *argv])
     try:
+        deadline = time.monotonic() + 60
+        while argv and psutil.Process(proc.pid).cmdline()[-len(argv) :] != list(argv):
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.01)
         yield proc
     finally:
         proc.kill()

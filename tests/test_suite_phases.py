@@ -45,6 +45,7 @@ def _collect(alone: str | None, files: list[str], *args: str) -> set[str]:
     return {line for line in proc.stdout.splitlines() if "::" in line}
 
 
+@pytest.mark.slow  # four collections of the whole files in subprocesses (~11 s)
 def test_alone_phase_selects_exactly_the_named_tests_and_the_other_phase_the_rest() -> None:
     files = sorted(
         {str(p.relative_to(ROOT)) for name in ALONE_TESTS for p in ROOT.glob(f"tests/**/{name.split('::')[0]}")}
@@ -181,6 +182,7 @@ def test_dev_runs_the_alone_phase_then_three_workers_by_default_and_serially_whe
         assert calls.read_text().splitlines() == expected, workers
 
 
+@pytest.mark.slow  # a pytest run on three workers in a subprocess
 def test_a_files_tests_sharing_a_module_fixture_run_on_one_worker(tmp_path: Path) -> None:
     """The conftest marks every test that uses a module-scoped fixture ``xdist_group("<file>")`` and ``./dev test``
     runs ``--dist loadgroup``: the file's tests must land on one worker (a stack started once per file, as in
