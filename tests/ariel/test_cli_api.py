@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -210,6 +209,7 @@ def running_default_stack(data_dir: Path, dsn: str) -> Iterator[tuple[int, list[
     request paths the server received."""
     from tern.embedded.ariel_api import PROCESS_MARKER, running_record, write_record
     from tern.models import LogbookHit, SearchResponse
+    from tests.test_embedded_pids import child
 
     wrong = SearchResponse(
         query="klystron fault", mode="keyword", mode_used="keyword", hits=[LogbookHit(entry_id="STACK-ONLY", title="x")]
@@ -236,16 +236,14 @@ def running_default_stack(data_dir: Path, dsn: str) -> Iterator[tuple[int, list[
     thread.start()
     # a live process that shows what the stack's API process shows (its PID is checked: not a zombie, not a
     # reused PID; tern.embedded.pids)
-    api = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", PROCESS_MARKER])
-    (data_dir / "run").mkdir(parents=True, exist_ok=True)
-    (data_dir / "run" / "ariel.pid").write_text(str(api.pid))
-    write_record(data_dir, pid=api.pid, port=port, dsn=dsn)
     try:
-        assert running_record(data_dir) is not None  # the stand-in counts as a running stack
-        yield port, received
+        with child(PROCESS_MARKER) as api:  # yielded once exec'd: the marker shows
+            (data_dir / "run").mkdir(parents=True, exist_ok=True)
+            (data_dir / "run" / "ariel.pid").write_text(str(api.pid))
+            write_record(data_dir, pid=api.pid, port=port, dsn=dsn)
+            assert running_record(data_dir) is not None  # the stand-in counts as a running stack
+            yield port, received
     finally:
-        api.kill()
-        api.wait()
         server.shutdown()
         server.server_close()
 
