@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -19,6 +21,21 @@ from tern.channel_finder.naming import query_terms
 from tern.config import TernSettings
 from tern.control.limits import LimitsDatabase
 from tern.db import create_pool
+from tests.conftest import fresh_database
+
+
+@pytest.fixture
+def pg_dsn(channels_dsn: str) -> str:
+    """This module's databases hold the bundled channels already; the tests of the first load use
+    :func:`bare_dsn`."""
+    return channels_dsn
+
+
+@pytest.fixture
+async def bare_dsn(embedded_pg, pg_template: str) -> AsyncIterator[str]:
+    """A migrated database with no channels loaded."""
+    async with fresh_database(embedded_pg, template=pg_template) as dsn:
+        yield dsn
 
 
 @pytest.fixture
@@ -44,16 +61,21 @@ async def top(finder: ChannelFinder, query: str, mode: str = "keyword", n: int =
     return [h.name for h in (await finder.find(query, mode, n)).hits]  # type: ignore[arg-type]
 
 
-async def test_bundled_database_loads_once_with_writability_from_the_limits(settings, pool) -> None:
-    first = ChannelFinder(settings, pool, embedder=None)
-    counts = await first.ensure_loaded()
-    assert counts is not None and counts.added == 2908
-    assert await ChannelFinder(settings, pool, embedder=None).ensure_loaded() is None  # same content: no reload
-    async with pool.acquire() as conn:
-        assert await store.count_channels(conn) == 2908
-        assert await conn.fetchval("SELECT count(*) FROM channels WHERE writable") == 396
-        row = await conn.fetchrow("SELECT * FROM channels WHERE name = 'SR:RF:CAVITY:01:POWER:REV'")
-    assert row["units"] == "kW" and not row["writable"]
+async def test_bundled_database_loads_once_with_writability_from_the_limits(bare_dsn: str, tmp_path: Path) -> None:
+    settings = TernSettings(data_dir=tmp_path, database={"url": bare_dsn})
+    pool = await create_pool(bare_dsn)
+    try:
+        first = ChannelFinder(settings, pool, embedder=None)
+        counts = await first.ensure_loaded()
+        assert counts is not None and counts.added == 2908
+        assert await ChannelFinder(settings, pool, embedder=None).ensure_loaded() is None  # same content: no reload
+        async with pool.acquire() as conn:
+            assert await store.count_channels(conn) == 2908
+            assert await conn.fetchval("SELECT count(*) FROM channels WHERE writable") == 396
+            row = await conn.fetchrow("SELECT * FROM channels WHERE name = 'SR:RF:CAVITY:01:POWER:REV'")
+    finally:
+        await pool.close()
+    assert row is not None and row["units"] == "kW" and not row["writable"]
     assert "RF cavity 1" in row["description"] and "reflected" in row["description"]
     assert (row["system"], row["family"], row["device"], row["field"], row["signal"]) == (
         "RF",
@@ -245,10 +267,19 @@ async def test_fifty_concurrent_hybrid_finds_on_one_pool_answer_as_one_at_a_time
 
 
 async def test_worker_start_loads_the_bundled_database_and_a_changed_limits_file_reloads(
-    pool, pg_dsn, tmp_path
+    bare_dsn: str, tmp_path: Path
 ) -> None:
     from worker.main import load_channels
 
+    pg_dsn = bare_dsn
+    pool = await create_pool(bare_dsn)
+    try:
+        await _worker_start_loads(pool, pg_dsn, tmp_path, load_channels)
+    finally:
+        await pool.close()
+
+
+async def _worker_start_loads(pool: asyncpg.Pool, pg_dsn: str, tmp_path: Path, load_channels: Any) -> None:
     off = TernSettings(data_dir=tmp_path, database={"url": pg_dsn}, channels={"load_bundled": False})
     await load_channels(off, pool)
     async with pool.acquire() as conn:

@@ -87,6 +87,12 @@ ISSUE_EXAMPLES = {
 
 
 @pytest.fixture
+def pg_dsn(channels_dsn: str) -> str:
+    """The bundled channels already loaded (a copy of the session's ``channels_template``)."""
+    return channels_dsn
+
+
+@pytest.fixture
 async def pool(pg_dsn: str):
     p = await create_pool(pg_dsn, max_size=10)
     yield p
@@ -103,7 +109,7 @@ async def test_the_issue_examples_return_their_exact_sets_first(settings, pool, 
     emb = HashingTestEmbedder(dim=64, model="test-hashing-sets") if mode == "hybrid" else None
     finder = ChannelFinder(settings, pool, embedder=emb)
     for query, want in ISSUE_EXAMPLES.items():
-        resp = await finder.find(query, mode, 5)  # type: ignore[arg-type]
+        resp = await finder.find(query, mode, 5)
         assert resp.mode_used == mode
         if want is None:
             assert resp.channel_set is None, query

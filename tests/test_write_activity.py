@@ -182,7 +182,9 @@ async def test_a_ledger_row_forged_to_done_is_not_reported_as_written(settings) 
 
 
 async def test_interrupted_attempt_is_never_written_again(settings) -> None:
-    acts = AgentActivities(settings)
+    # a 1 s settle delay (from the claim) instead of the default: the retry still reads before it decides
+    settle = settings.model_copy(update={"control": settings.control.model_copy(update={"write_settle_delay_s": 1.0})})
+    acts = AgentActivities(settle)
     channel = "SR:MAG:QFA:08:CURRENT:SP"
     before = read_value(channel)
     conn = await asyncpg.connect(settings.dsn)
