@@ -57,7 +57,7 @@ async def main(examples: int, steps: int, seed_value: int | None) -> dict[str, A
     harness.start_worker_here()
     machine = ApprovalProtocol.bind(harness)
     if seed_value is not None:
-        machine.TestCase = seed(seed_value)(machine.TestCase)  # type: ignore[attr-defined]
+        machine.TestCase = seed(seed_value)(machine.TestCase)  # type: ignore[assignment]
     started = time.monotonic()
     defect = harness_error = ""
     try:

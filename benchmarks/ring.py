@@ -114,14 +114,14 @@ def main(argv: list[str] | None = None) -> int:
             dq_meas = [((x - y + 0.5) % 1) - 0.5 for x, y in zip(m1.tune, m0.tune, strict=True)]
             assert e.dq_x is not None and e.dq_y is not None
             dq_err += [abs(e.dq_x - dq_meas[0]), abs(e.dq_y - dq_meas[1])]
-        p, q = np.asarray(pred_all), np.asarray(meas_all)
-        big = np.abs(p) > 0.05
+        pred, meas = np.asarray(pred_all), np.asarray(meas_all)
+        big = np.abs(pred) > 0.05
         return {
             "error_scale": scale,
             "changes": len(dq_err) // 2,
-            "orbit_correlation": float(np.corrcoef(p, q)[0, 1]),
-            "orbit_ratio_measured_to_predicted": float(np.dot(q, p) / np.dot(p, p)),
-            "orbit_abs_error_p95_mm_where_predicted_above_0.05": _pct(list(np.abs(q - p)[big]), 95)
+            "orbit_correlation": float(np.corrcoef(pred, meas)[0, 1]),
+            "orbit_ratio_measured_to_predicted": float(np.dot(meas, pred) / np.dot(pred, pred)),
+            "orbit_abs_error_p95_mm_where_predicted_above_0.05": _pct(list(np.abs(meas - pred)[big]), 95)
             if big.any()
             else 0.0,
             "tune_shift_error_p50": _pct(dq_err, 50),

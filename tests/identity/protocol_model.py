@@ -321,7 +321,7 @@ class ApprovalProtocol(RuleBasedStateMachine):
         audit = self.m.audit
         for w in self.m.writes[self.writes_start :]:
             asked = next(e for e in audit if e.event_kind == "approval_requested" and e.request_id == w.request_id)
-            need = int(asked.details["min_approvals"])  # type: ignore[arg-type]
+            need = int(asked.details["min_approvals"])
             approvals = [
                 e
                 for e in audit
