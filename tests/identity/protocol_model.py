@@ -138,6 +138,10 @@ class ApprovalProtocol(RuleBasedStateMachine):
         self.refused_updates = 0
         self.audit_start = len(self.m.audit)
         self.writes_start = len(self.m.writes)
+        # The runs this example started: a run of an earlier example, terminated at its teardown, may still have a
+        # record_audit activity in flight (a Signal's decision), whose row then lands in this example's window of
+        # the shared audit list (seen once under a parallel run's load: a proof this example never signed).
+        self.run_ids: set[str] = set()
         # Something was sent that the worker handles after the call returns (a Signal, a cancel, a skipped hour,
         # an unanswered Update, a start): the invariants wait for a query first. An answered Update needs none: it
         # returns after its handler (and the audit of a refusal) ran. Each query replays the whole history (no
@@ -145,6 +149,10 @@ class ApprovalProtocol(RuleBasedStateMachine):
         self.unsettled = False
 
     # --- helpers ---------------------------------------------------------------------------------------------
+    def _audit(self) -> list[Any]:
+        """This example's audit rows: since it started, and of the runs it started (:attr:`run_ids`)."""
+        return [e for e in self.m.audit[self.audit_start :] if e.workflow_id in self.run_ids]
+
     def _pending(self) -> Any:
         if self.handle is None:
             return None
@@ -210,6 +218,7 @@ class ApprovalProtocol(RuleBasedStateMachine):
             approval_timeout_s=TIMEOUT_S,
         )
         req.proof = ssh_proof(start_statement(workflow_id, req, self.requester), self.h.keys[self.requester])
+        self.run_ids.add(workflow_id)
         self.handle = self.h.run(
             self.h.env.client.start_workflow(AgentRunWorkflow.run, req, id=workflow_id, task_queue=self.h.queue)
         )
@@ -337,7 +346,7 @@ class ApprovalProtocol(RuleBasedStateMachine):
     @invariant()
     def proofs_count_once_and_only_for_their_request(self) -> None:
         seen: set[str] = set()
-        for e in self.m.audit[self.audit_start :]:
+        for e in self._audit():
             proof = e.details.get("proof") if e.event_kind == "decision" else None
             if not isinstance(proof, dict):
                 continue
@@ -349,11 +358,7 @@ class ApprovalProtocol(RuleBasedStateMachine):
 
     @invariant()
     def every_refused_update_is_audited(self) -> None:
-        refused = [
-            e
-            for e in self.m.audit[self.audit_start :]
-            if e.event_kind == "decision_refused" and e.details.get("via") == "update"
-        ]
+        refused = [e for e in self._audit() if e.event_kind == "decision_refused" and e.details.get("via") == "update"]
         assert len(refused) == self.refused_updates, (len(refused), self.refused_updates)
 
     @invariant()
