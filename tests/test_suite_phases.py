@@ -16,31 +16,24 @@ from tests.conftest import ALONE_TESTS
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _collect(alone: str | None, files: list[str], *args: str) -> set[str]:
-    """Node ids that ``pytest --collect-only ARGS`` selects from ``files`` with ``TERN_TEST_ALONE=alone``."""
-    env = {k: v for k, v in os.environ.items() if k != "TERN_TEST_ALONE" and not k.startswith("PYTEST_XDIST")}
-    if alone is not None:
-        env["TERN_TEST_ALONE"] = alone
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--collect-only",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:xdist",
-            *args,
-            *files,
-        ],
+def _collect_only(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``pytest --collect-only -q ARGS`` (no cache, no xdist) at the repository root, in ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def _collect(alone: str | None, files: list[str], *args: str) -> set[str]:
+    """Node ids that ``pytest --collect-only ARGS`` selects from ``files`` with ``TERN_TEST_ALONE=alone``."""
+    env = {k: v for k, v in os.environ.items() if k != "TERN_TEST_ALONE" and not k.startswith("PYTEST_XDIST")}
+    if alone is not None:
+        env["TERN_TEST_ALONE"] = alone
+    proc = _collect_only(env, *args, *files)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {line for line in proc.stdout.splitlines() if "::" in line}
 
@@ -79,23 +72,7 @@ def test_dev_fast_runs_one_phase_on_its_workers(tmp_path: Path) -> None:
 
 def test_an_unknown_phase_is_a_usage_error_naming_the_variable() -> None:
     env = {**_environ(), "TERN_TEST_ALONE": "first"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--collect-only",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/test_suite_phases.py",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _collect_only(env, "tests/test_suite_phases.py")
     assert proc.returncode == 4, proc.stdout[-2000:]  # pytest's usage error
     assert "TERN_TEST_ALONE" in proc.stderr and "'first'" in proc.stderr
 
