@@ -9,7 +9,6 @@ file change nothing, and nothing in the suite connects to a default port.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
 import re
@@ -25,6 +24,7 @@ import pytest
 
 from tern.embedded.net import free_port
 from tern.embedded.postgres import EmbeddedPostgres
+from tests.databases import fresh_database, template_database
 
 REQUIRE_ALL = os.environ.get("TERN_REQUIRE_ALL", "") not in ("", "0", "false")
 
@@ -215,8 +215,8 @@ def _shares_module_fixture(item: pytest.Item) -> bool:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers (--dist loadgroup)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark ``slow`` (left out by ``./dev test --fast``, i.e. ``-m "not slow"``; docs/development/tests.md) every
-    test that uses a fixture of :data:`SLOW_FIXTURES`, must run alone (:data:`ALONE_TESTS`), is marked ``docker``
-    or ``browser``, lives in a file of
+    test that uses a fixture of :data:`SLOW_FIXTURES`, must run alone (:data:`ALONE_TESTS`), is marked ``docker``,
+    ``browser`` or ``load`` (50 in flight: the full run's concern, not the inner loop's), lives in a file of
     :data:`SLOW_MODULES`, or starts a Python process itself (:data:`SPAWNS`); a test can also be marked
     ``@pytest.mark.slow`` by hand. CI runs everything.
 
@@ -237,6 +237,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             or _alone(item)  # `./dev test --fast` then needs no alone phase: one pytest run on its workers
             or item.get_closest_marker("docker")
             or item.get_closest_marker("browser")
+            or item.get_closest_marker("load")
             or item.path.name in SLOW_MODULES
             or _spawns(getattr(item, "function", None), cache)
         ):
@@ -291,82 +292,76 @@ def unavailable(what: str) -> None:
     pytest.skip(f"{what} (set TERN_REQUIRE_ALL=1 to make this a failure)")
 
 
+MEMORY_FS = Path("/dev/shm")
+MEMORY_FS_MIN_FREE = 2 << 30
+"""The session's PostgreSQL keeps its data in :data:`MEMORY_FS` when that is a tmpfs with this much free (bytes)."""
+TEST_PG_SETTINGS = {"max_wal_size": "128MB", "min_wal_size": "32MB"}
+"""Checkpoints every 128 MB of WAL (the default is 1 GB), so WAL in memory stays small: each database copy writes its
+~8.7 MB through the WAL."""
+
+
+def _memory_fs() -> Path | None:
+    """:data:`MEMORY_FS` if it is a writable tmpfs with :data:`MEMORY_FS_MIN_FREE` free, else ``None``."""
+    try:
+        mounts = Path("/proc/mounts").read_text().split("\n")
+        is_tmpfs = any(f" {MEMORY_FS} tmpfs " in f" {line} " for line in mounts)
+        return MEMORY_FS if is_tmpfs and shutil.disk_usage(MEMORY_FS).free >= MEMORY_FS_MIN_FREE else None
+    except OSError:
+        return None
+
+
 @pytest.fixture(scope="session")
 def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    """One embedded PostgreSQL server for the whole session, on a free loopback port."""
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port())
-    try:
-        pg.start()
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        unavailable(f"embedded PostgreSQL did not start: {exc}")
-    yield pg
-    pg.stop()
+    """One embedded PostgreSQL server for the whole session, on a free loopback port.
 
-
-@contextlib.asynccontextmanager
-async def fresh_database(embedded_pg: EmbeddedPostgres, template: str | None = None) -> AsyncIterator[str]:
-    """A new database on ``embedded_pg`` (its owner DSN), dropped on exit: empty, or a copy of ``template``
-    (``CREATE DATABASE ... TEMPLATE``: schema, rows, grants and default privileges; roles are cluster-wide)."""
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/postgres"
-    conn = await asyncpg.connect(admin)
+    Its data lies in memory when the machine has a tmpfs to spare (:func:`_memory_fs`): the suite copies a template
+    database for each of ~300 tests, and on this project's virtual disks each copy cost 0.12-0.4 s, mostly in the
+    kernel, against 0.02-0.03 s in memory. The data directory is removed at the end of the session; the server log
+    is copied to the session's ``--basetemp`` first (kept when the session fails)."""
+    keep = tmp_path_factory.mktemp("pg")
+    memory = _memory_fs()
+    root = Path(tempfile.mkdtemp(prefix="tern-pytest-pg-", dir=memory)) if memory else keep
+    pg = EmbeddedPostgres(root / "data", free_port(), server_settings=TEST_PG_SETTINGS)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-    finally:
-        await conn.close()
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/{name}"
-    finally:
-        conn = await asyncpg.connect(admin)
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+            pg.start()
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            unavailable(f"embedded PostgreSQL did not start: {exc}")
+        yield pg
+    finally:
+        pg.stop()
+        if root != keep:
+            if pg.log_path.exists():
+                shutil.copy(pg.log_path, keep / pg.log_path.name)
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-async def pg_template(embedded_pg: EmbeddedPostgres) -> AsyncIterator[str]:
-    """The name of a database on ``embedded_pg`` migrated once for the session (``tern migrate``: schema, roles,
-    grants), which :func:`pg_dsn` copies for each test instead of running the migrations again (0.08 s instead of
-    0.18 s on an idle machine, several times that under load, for ~220 tests). Nothing connects to it after the
-    migration: PostgreSQL copies a template only while it has no sessions."""
+async def pg_template(embedded_pg: EmbeddedPostgres) -> str:
+    """The name of a database migrated once for the session (``tern migrate``: schema, roles, grants), which
+    :func:`pg_dsn` copies for each test instead of running the migrations again (0.08 s instead of 0.18 s on an idle
+    machine, several times that under load, for ~220 tests)."""
     from tern.db import migrate_dsn
 
-    name = "tern_template_" + uuid.uuid4().hex[:8]
-    admin = f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/postgres"
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await migrate_dsn(f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/{name}")
-        # A template nobody may connect to: a test that did would make every later copy fail.
-        await conn.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
-        yield name
-    finally:
-        await conn.close()
+    return await template_database(embedded_pg, "tern_template_", migrate_dsn)
 
 
 @pytest.fixture(scope="session")
-async def channels_template(embedded_pg: EmbeddedPostgres, pg_template: str) -> AsyncIterator[str]:
+async def channels_template(embedded_pg: EmbeddedPostgres, pg_template: str) -> str:
     """A copy of :func:`pg_template` with the bundled channel database loaded (``store.ensure_bundled`` with the
     default limits file), itself a template: the channel finder's tests copy it instead of loading 2,908 channels
     into each test's database (~1 s a test)."""
     from tern.channel_finder.store import ensure_bundled
     from tern.config import TernSettings
 
-    name = "tern_channels_template_" + uuid.uuid4().hex[:8]
-    admin = f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/postgres"
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-        loader = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/{name}")
+    async def load(dsn: str) -> None:
+        loader = await asyncpg.connect(dsn)
         try:
             assert await ensure_bundled(loader, TernSettings().control.limits_path) is not None
         finally:
             await loader.close()
-        await conn.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
-        yield name
-    finally:
-        await conn.close()
+
+    return await template_database(embedded_pg, "tern_channels_template_", load, template=pg_template)
 
 
 @pytest.fixture

@@ -118,6 +118,7 @@ async def test_reader_cannot_write(login_roles: str) -> None:
         await pool.close()
 
 
+@pytest.mark.load
 async def test_fifty_concurrent_writers_build_one_valid_chain(pg_dsn: str) -> None:
     """50 writers on 50 connections at once (and each event sent twice): one chain, each event once."""
     pool = await create_pool(pg_dsn, min_size=50, max_size=50)

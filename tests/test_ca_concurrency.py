@@ -13,6 +13,7 @@ import pytest
 BURST_CHANNELS = [f"SR:MAG:VCM:{n:02d}:CURRENT:SP" for n in range(1, 51)]  # no other test writes these
 
 
+@pytest.mark.load
 def test_fifty_concurrent_checks_and_writes_in_a_fresh_process(settings) -> None:
     env = {
         **os.environ,

@@ -21,7 +21,8 @@ from tern.channel_finder.naming import query_terms
 from tern.config import TernSettings
 from tern.control.limits import LimitsDatabase
 from tern.db import create_pool
-from tests.conftest import fresh_database
+from tern.embedded.postgres import EmbeddedPostgres
+from tests.databases import fresh_database
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def pg_dsn(channels_dsn: str) -> str:
 
 
 @pytest.fixture
-async def bare_dsn(embedded_pg, pg_template: str) -> AsyncIterator[str]:
+async def bare_dsn(embedded_pg: EmbeddedPostgres, pg_template: str) -> AsyncIterator[str]:
     """A migrated database with no channels loaded."""
     async with fresh_database(embedded_pg, template=pg_template) as dsn:
         yield dsn
@@ -238,6 +239,7 @@ def test_import_bad_input_names_the_line(tmp_path: Path, name: str, content: str
     assert str(path) in str(exc.value)
 
 
+@pytest.mark.load
 async def test_fifty_concurrent_finds_on_one_pool(settings, pool) -> None:
     """One finder (as one worker holds), 50 finds at once over a 10-connection pool, first use included: the
     bundled database is loaded once and every find answers correctly."""
@@ -250,6 +252,7 @@ async def test_fifty_concurrent_finds_on_one_pool(settings, pool) -> None:
         assert json.loads(json.dumps(await conn.fetchval("SELECT channels FROM channel_sources"))) == 2908
 
 
+@pytest.mark.load
 async def test_fifty_concurrent_hybrid_finds_on_one_pool_answer_as_one_at_a_time(settings, pool) -> None:
     """Hybrid runs its vector search beside the snapshot check (two connections a find): 50 at once over a
     10-connection pool, first use included (snapshot built and channels embedded once), give the answers the

@@ -123,6 +123,7 @@ async def test_the_issue_examples_return_their_exact_sets_first(settings, pool, 
         assert len(resp.hits) == max(5, len(want))  # alternatives fill up to the limit
 
 
+@pytest.mark.load
 async def test_fifty_concurrent_finds_build_one_catalog_and_agree(settings, pool) -> None:
     finder = ChannelFinder(settings, pool, embedder=None)
     queries = list(k for k, v in ISSUE_EXAMPLES.items() if v)

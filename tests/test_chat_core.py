@@ -304,9 +304,9 @@ async def test_a_magnet_write_card_gets_the_png_of_its_predicted_orbit_change(pg
     an artifact of the run; the plotted numbers are the prediction's and match pyAT computed here independently (a
     fresh lattice, the corrector kicked by hand at the mapping's 20 urad per A). A write without a prediction gets
     no picture."""
-    at = pytest.importorskip("at")
     import io
 
+    import at  # pyAT: a dependency of Tern, never skipped
     import machine_data
     from PIL import Image
 
@@ -383,11 +383,10 @@ class _OrderedImageRoom(_ImageRoom):
         await super().attach_image(room_id, message_id, name, png, caption)
 
 
-@pytest.mark.slow  # fifty orbit plots rendered (matplotlib, ~13 s of CPU): a load test, in the full run
+@pytest.mark.load  # fifty orbit plots rendered (matplotlib, ~13 s of CPU)
 async def test_fifty_waiting_magnet_writes_get_every_card_first_then_fifty_distinct_plots(pg_dsn: str) -> None:
     """50 runs in flight: fifty magnet-write requests from fifty runs waiting at once are all posted before the
     first picture, then each card gets its own picture of its own prediction, stored once per run."""
-    pytest.importorskip("at")
     from tern.chat.bridge import ApprovalBridge
     from tern.ring.effect import predict_effect
     from tern.ring.model import RingModel

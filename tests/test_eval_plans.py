@@ -248,6 +248,7 @@ async def test_cli_json_and_report_on_the_scripted_llm(tmp_path: Path) -> None:
     assert "tokens per question" in (tmp_path / "report-tokens.svg").read_text()
 
 
+@pytest.mark.load
 async def test_fifty_questions_in_flight_against_one_endpoint() -> None:
     """``--concurrency 50``: 50 planning calls in flight at once over the client's one connection pool, every
     question scored, none lost (the scripted server holds each request until 50 are waiting)."""

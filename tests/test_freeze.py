@@ -154,6 +154,7 @@ async def test_freeze_status_thaw_refusals_and_json(temporal_env, frozen_setting
         await client.get_workflow_handle(s.control.freeze_workflow_id).terminate("test over")
 
 
+@pytest.mark.load
 async def test_fifty_runs_held_by_one_freeze_are_each_released_once(temporal_env, frozen_settings) -> None:
     """50 runs in flight: each approved write is held (the freeze workflow serializes 50 concurrent ``hold``
     Updates), nothing is written while frozen, and the thaw's 50 Signals release each write exactly once. The real

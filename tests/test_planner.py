@@ -196,6 +196,7 @@ def test_schema_is_json_serialisable_and_lists_every_kind() -> None:
     assert json.loads(json.dumps(schema))["required"] == ["steps"]
 
 
+@pytest.mark.load
 async def test_one_client_holds_fifty_plans_in_flight() -> None:
     """50 runs planning at once share one client (one per worker): none waits for another's reply."""
     async with scripted_llm() as llm:

@@ -191,6 +191,7 @@ def test_closed_put_window_writes_nothing(ctx) -> None:
 
 
 # --- concurrency -----------------------------------------------------------------------------------------------
+@pytest.mark.load
 async def test_fifty_concurrent_reads_and_writes(ca_sim: int) -> None:
     """50 callers at once through one client: each reads its channel and writes a distinct value, verified at
     level readback; every value is then read over Channel Access."""

@@ -125,6 +125,7 @@ async def test_image_reading_goes_to_an_artifact_the_sandbox_loads(settings, tmp
         load_image("s1", "pva://SIM:BPM:TABLE")  # stored, but not given to this step as a file
 
 
+@pytest.mark.load
 async def test_fifty_concurrent_pva_write_activities(settings) -> None:
     """50 limits checks and then 50 approved writes at once, each its own pva:// setpoint, through the write
     activity (ledger, verification, audit) of one worker's AgentActivities: all allowed, all verified, one put

@@ -7,16 +7,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import at  # pyAT: a dependency of Tern, never skipped
+import machine_data
 import numpy as np
 import pytest
 
-at = pytest.importorskip("at")
-import machine_data  # noqa: E402  (pyAT's lattices)
-
-from tern.models.ring import EffectLimits  # noqa: E402
-from tern.ring.effect import check_effect, compare_measured, predict_effect  # noqa: E402
-from tern.ring.mapping import MappingError, load_mapping  # noqa: E402
-from tern.ring.model import MachineErrors, RingModel, machine_with_errors  # noqa: E402
+from tern.models.ring import EffectLimits
+from tern.ring.effect import check_effect, compare_measured, predict_effect
+from tern.ring.mapping import MappingError, load_mapping
+from tern.ring.model import MachineErrors, RingModel, machine_with_errors
 
 LATTICE = os.path.join(os.path.dirname(machine_data.__file__), "australian_synchrotron.m")
 

@@ -10,22 +10,21 @@ import json
 import os
 from pathlib import Path
 
+import at  # pyAT: a dependency of Tern, never skipped
+import machine_data
 import pytest
 
-at = pytest.importorskip("at")
-import machine_data  # noqa: E402  (pyAT's lattices)
-
-from activities.agent import AgentActivities  # noqa: E402
-from tern.approval.render import _effect_lines  # noqa: E402
-from tern.control.channel_access import read_value  # noqa: E402
-from tern.models import Decision, LimitsCheck, Plan  # noqa: E402
-from tern.models.activity_io import WriteCheckInput  # noqa: E402
-from tern.models.ring import EffectLimits, PlanPredictInput  # noqa: E402
-from tern.ring.live import read_baseline  # noqa: E402
-from tern.ring.model import RingModel  # noqa: E402
-from tern.ring.service import predict_plan  # noqa: E402
-from tests.agent_helpers import running_worker, start_run, wait_for_state  # noqa: E402
-from workflows.agent_run import AgentRunWorkflow  # noqa: E402
+from activities.agent import AgentActivities
+from tern.approval.render import _effect_lines
+from tern.control.channel_access import read_value
+from tern.models import Decision, LimitsCheck, Plan
+from tern.models.activity_io import WriteCheckInput
+from tern.models.ring import EffectLimits, PlanPredictInput
+from tern.ring.live import read_baseline
+from tern.ring.model import RingModel
+from tern.ring.service import predict_plan
+from tests.agent_helpers import running_worker, start_run, wait_for_state
+from workflows.agent_run import AgentRunWorkflow
 
 LATTICE = os.path.join(os.path.dirname(machine_data.__file__), "australian_synchrotron.m")
 QF11 = "SR:MAG:QF:11:CURRENT:SP"  # the 11th QFB quadrupole; K = K_design * I / 368.6181 A (mapping, current0[10])

@@ -9,19 +9,18 @@ import json
 import os
 from pathlib import Path
 
+import at  # pyAT: a dependency of Tern, never skipped
+import machine_data
 import pytest
 
-at = pytest.importorskip("at")
-import machine_data  # noqa: E402
-
-from activities.agent import AgentActivities  # noqa: E402
-from tern.control.channel_access import read_value  # noqa: E402
-from tern.models import Decision  # noqa: E402
-from tern.models.activity_io import WriteCheckInput  # noqa: E402
-from tern.ring.live import read_baseline  # noqa: E402
-from tern.ring.model import RingModel  # noqa: E402
-from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan  # noqa: E402
-from workflows.agent_run import AgentRunWorkflow  # noqa: E402
+from activities.agent import AgentActivities
+from tern.control.channel_access import read_value
+from tern.models import Decision
+from tern.models.activity_io import WriteCheckInput
+from tern.ring.live import read_baseline
+from tern.ring.model import RingModel
+from tests.agent_helpers import audit_rows, running_worker, start_run, wait_for_state, write_plan
+from workflows.agent_run import AgentRunWorkflow
 
 LATTICE = os.path.join(os.path.dirname(machine_data.__file__), "australian_synchrotron.m")
 

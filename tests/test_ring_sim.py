@@ -9,8 +9,6 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("at")
-
 from tern.control.channel_access import read_value
 from tern.ring.effect import predict_effect
 from tern.ring.live import read_baseline

@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import asyncpg
@@ -43,12 +44,17 @@ class EmbeddedPostgres:
         pgdata: cluster directory (created by :meth:`init`).
         port: TCP port on the loopback interface.
         database: database created on first start (default ``tern``).
+        server_settings: more server settings, given as ``-c name=value`` at each start (for example
+            ``{"max_wal_size": "128MB"}``); names and values are PostgreSQL's.
     """
 
-    def __init__(self, pgdata: Path, port: int, database: str = "tern") -> None:
+    def __init__(
+        self, pgdata: Path, port: int, database: str = "tern", server_settings: Mapping[str, str] | None = None
+    ) -> None:
         self.pgdata = Path(pgdata).resolve()
         self.port = port
         self.database = database
+        self.server_settings = dict(server_settings or {})
         self.log_path = self.pgdata.parent / "postgres.log"
 
     @property
@@ -121,6 +127,7 @@ class EmbeddedPostgres:
                     "stop it or choose another port with TERN_DATABASE__PG_PORT"
                 )
             opts = f"-p {self.port} -h 127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
+            opts += "".join(f" -c {name}={value}" for name, value in self.server_settings.items())
             self._tool(
                 "pg_ctl", ["-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.log_path), "-o", opts, "start"]
             )

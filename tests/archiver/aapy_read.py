@@ -4,10 +4,10 @@ Run as a subprocess by tests/archiver/test_pb_http.py, with ``PROTOCOL_BUFFERS_P
 aapy 0.12 ships old-style generated protobuf code that today's upb runtime refuses, and it registers its own
 ``EPICSEvent.proto`` in the default descriptor pool (so it cannot share a process with Tern's).
 
-Usage: ``python aapy_read.py '{"host": ..., "port": ..., "pv": ..., "from": ISO, "to": ISO, "status": [names],
-"high_level": true}'``.
-Output: ``{"values", "timestamps", "severities", "enum_options", "chunks": [{"year", "pvname", "type", "headers",
-"events": [[secondsintoyear, nano, val, severity, status], ...]}], "status", "statuses"}``.
+Usage: ``python aapy_read.py '[{"host": ..., "port": ..., "pv": ..., "from": ISO, "to": ISO, "status": [names],
+"high_level": true}, ...]'`` (a list of reads: one interpreter start-up, ~0.5-1 s, serves them all).
+Output: a list, one per read: ``{"values", "timestamps", "severities", "enum_options", "chunks": [{"year", "pvname",
+"type", "headers", "events": [[secondsintoyear, nano, val, severity, status], ...]}], "status", "statuses"}``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
+from typing import Any
 
 import requests
 from aa import pb
@@ -22,7 +23,11 @@ from aa.rest import AaRestClient
 
 
 def main() -> None:
-    args = json.loads(sys.argv[1])
+    print(json.dumps([read(args) for args in json.loads(sys.argv[1])]))
+
+
+def read(args: dict[str, Any]) -> dict[str, object]:
+    """One read, as the module docstring describes."""
     start, end = datetime.fromisoformat(args["from"]), datetime.fromisoformat(args["to"])
     out: dict[str, object] = {}
     # aapy's high-level API: PbFetcher asks /retrieval/data/getData.raw and parses it (aapy 0.12 cannot put a
@@ -55,7 +60,7 @@ def main() -> None:
         rest = AaRestClient(args["host"], args["port"])
         out["status"] = rest.get_pv_status(args["status"][0])
         out["statuses"] = rest.get_pv_statuses(args["status"])
-    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":

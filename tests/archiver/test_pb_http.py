@@ -23,7 +23,9 @@ from tern.archiver import pb
 from tern.archiver.series import Series
 from tern.archiver.store import ArchiveStore
 from tern.db import create_pool
+from tern.embedded.postgres import EmbeddedPostgres
 from tests.archiver.helpers import RunningServer, serving
+from tests.databases import fresh_database
 
 pytestmark = pytest.mark.postgres
 
@@ -67,39 +69,55 @@ TYPE_NUMBERS = {
 }
 
 
-@pytest.fixture
-async def archive(pg_dsn: str) -> AsyncIterator[tuple[RunningServer, asyncpg.Pool]]:
-    pool = await create_pool(pg_dsn)
-    try:
-        store = ArchiveStore(pool)
-        for name, (kind, labels, rows) in CHANNELS.items():
-            units = "MW" if kind == "SCALAR_DOUBLE" else ""
-            info = await store.ensure_channel(name, prec=3, units=units, dbr_type=kind, enum_strs=labels)
-            await store.append(info.id, [(s, n, float(v), sev, st) for s, n, v, sev, st in rows])
-        async with serving(store) as srv:
-            yield srv, pool
-    finally:
-        await pool.close()
+@pytest.fixture(scope="module")
+async def archive(embedded_pg: EmbeddedPostgres, pg_template: str) -> AsyncIterator[tuple[RunningServer, asyncpg.Pool]]:
+    """The server over one database holding :data:`CHANNELS`, shared by the module's tests: they only read."""
+    async with fresh_database(embedded_pg, template=pg_template) as dsn:
+        pool = await create_pool(dsn)
+        try:
+            store = ArchiveStore(pool)
+            for name, (kind, labels, rows) in CHANNELS.items():
+                units = "MW" if kind == "SCALAR_DOUBLE" else ""
+                info = await store.ensure_channel(name, prec=3, units=units, dbr_type=kind, enum_strs=labels)
+                await store.append(info.id, [(s, n, float(v), sev, st) for s, n, v, sev, st in rows])
+            async with serving(store) as srv:
+                yield srv, pool
+        finally:
+            await pool.close()
 
 
 def iso(secs: int) -> str:
     return datetime.fromtimestamp(secs, UTC).isoformat()
 
 
-async def aapy(
+def aapy_request(
     srv: RunningServer, pv: str, start: int, end: int, status: list[str] | None = None, high_level: bool = True
 ) -> dict[str, Any]:
-    """aapy's view of the server (a subprocess: see aapy_read.py for why)."""
-    args = {"host": "127.0.0.1", "port": srv.port, "pv": pv, "from": iso(start), "to": iso(end), "status": status,
+    """One read for :func:`aapy_many` (aapy_read.py's arguments)."""
+    return {"host": "127.0.0.1", "port": srv.port, "pv": pv, "from": iso(start), "to": iso(end), "status": status,
             "high_level": high_level}  # fmt: skip
+
+
+async def aapy_many(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """aapy's view of the server, one answer per request, from one subprocess (see aapy_read.py for why a
+    subprocess; one for all: each start-up costs ~0.5-1 s)."""
     env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(AAPY), json.dumps(args), env=env, stdout=asyncio.subprocess.PIPE,
+        sys.executable, str(AAPY), json.dumps(requests), env=env, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode == 0, err.decode()[-3000:]
-    result: dict[str, Any] = json.loads(out)
+    result: list[dict[str, Any]] = json.loads(out)
+    assert len(result) == len(requests)
+    return result
+
+
+async def aapy(
+    srv: RunningServer, pv: str, start: int, end: int, status: list[str] | None = None, high_level: bool = True
+) -> dict[str, Any]:
+    """aapy's view of the server for one read."""
+    [result] = await aapy_many([aapy_request(srv, pv, start, end, status, high_level)])
     return result
 
 
@@ -113,13 +131,25 @@ async def db_rows(pool: asyncpg.Pool, pv: str) -> list[tuple[int, int, float, in
     return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
-@pytest.mark.parametrize("pv", list(CHANNELS))
-async def test_aapy_reads_each_type(archive: tuple[RunningServer, asyncpg.Pool], pv: str) -> None:
+@pytest.fixture(scope="module")
+async def aapy_reads(archive: tuple[RunningServer, asyncpg.Pool]) -> dict[str, dict[str, Any]]:
+    """aapy's read of each channel of :data:`CHANNELS` over its whole range (one subprocess for all)."""
     srv, pool = archive
+    requests = []
+    for pv, (kind, _, _) in CHANNELS.items():
+        rows = await db_rows(pool, pv)
+        requests.append(aapy_request(srv, pv, rows[0][0] - 10, rows[-1][0] + 10, high_level=kind != "SCALAR_BYTE"))
+    return dict(zip(CHANNELS, await aapy_many(requests), strict=True))
+
+
+@pytest.mark.parametrize("pv", list(CHANNELS))
+async def test_aapy_reads_each_type(
+    archive: tuple[RunningServer, asyncpg.Pool], aapy_reads: dict[str, dict[str, Any]], pv: str
+) -> None:
+    _, pool = archive
     kind, labels, _ = CHANNELS[pv]
     rows = await db_rows(pool, pv)
-    start, end = rows[0][0] - 10, rows[-1][0] + 10
-    got = await aapy(srv, pv, start, end, high_level=kind != "SCALAR_BYTE")
+    got = aapy_reads[pv]
     assert got["http_status"] == 200
 
     # chunks as aapy splits them: one per UTC year, header naming the PV, its type and the Appliance's headers
@@ -184,9 +214,10 @@ async def test_binned_pb_is_scalar_double_means(archive: tuple[RunningServer, as
 
 async def test_empty_range_and_unknown_pv_as_the_appliance(archive: tuple[RunningServer, asyncpg.Pool]) -> None:
     srv, _ = archive
-    empty = await aapy(srv, "PB:INT", T1 - 100, T1 - 50)
+    empty, unknown = await aapy_many(
+        [aapy_request(srv, "PB:INT", T1 - 100, T1 - 50), aapy_request(srv, "NOT:ARCHIVED", T1 - 100, T1 + 100)]
+    )
     assert empty["http_status"] == 200 and empty["values"] == [] and len(empty["chunks"]) == 1  # a header, no samples
-    unknown = await aapy(srv, "NOT:ARCHIVED", T1 - 100, T1 + 100)
     assert unknown["http_status"] == 404 and unknown["values"] == [] and unknown["chunks"] == []
 
 
@@ -310,6 +341,7 @@ async def test_aaclient_reads_its_types(archive: tuple[RunningServer, asyncpg.Po
     assert got["values"] == [r[2] for r in rows]
 
 
+@pytest.mark.load
 async def test_fifty_pb_requests_in_flight(archive: tuple[RunningServer, asyncpg.Pool]) -> None:
     """50 getData.raw and getPVStatus requests at once (PostgreSQL behind each): all answered, each body exact."""
     srv, pool = archive
@@ -362,11 +394,14 @@ async def test_aapy_reads_what_the_monitor_archived(pg_dsn: str, ca_sim: int) ->
         finally:
             mon.stop()
         async with serving(store) as srv:
-            for pv, type_number in zip(
-                channels, [TYPE_NUMBERS["SCALAR_DOUBLE"], TYPE_NUMBERS["SCALAR_INT"]], strict=True
+            rows_of = {pv: await db_rows(pool, pv) for pv in channels}
+            reads = await aapy_many(
+                [aapy_request(srv, pv, rows[0][0] - 1, rows[-1][0] + 2) for pv, rows in rows_of.items()]
+            )
+            for pv, type_number, got in zip(
+                channels, [TYPE_NUMBERS["SCALAR_DOUBLE"], TYPE_NUMBERS["SCALAR_INT"]], reads, strict=True
             ):
-                rows = await db_rows(pool, pv)
-                got = await aapy(srv, pv, rows[0][0] - 1, rows[-1][0] + 2)
+                rows = rows_of[pv]
                 assert [c["type"] for c in got["chunks"]] == [type_number]
                 assert [v[0] for v in got["values"]] == [r[2] for r in rows]
                 events = [(e[1], e[3], e[4]) for c in got["chunks"] for e in c["events"]]

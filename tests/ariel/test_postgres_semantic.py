@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -18,6 +19,9 @@ from tern.ariel.embeddings import HashingTestEmbedder
 from tern.ariel.ingest import embed_bulk
 from tern.ariel.models import LogbookEntry
 from tern.ariel.query import SearchFilters
+from tern.db import create_pool
+from tern.embedded.postgres import EmbeddedPostgres
+from tests.databases import fresh_database, template_database
 
 EMB = HashingTestEmbedder(dim=64, model="test-hashing-64")
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -52,6 +56,35 @@ async def _load(pool: asyncpg.Pool) -> str:
     return result.table
 
 
+@pytest.fixture(scope="module")
+async def loaded_template(embedded_pg: EmbeddedPostgres, pg_template: str) -> str:
+    """A migrated database holding the corpus, embedded by :func:`embed_bulk` (its HNSW index built) and analysed,
+    as a template: loading it takes ~5 s, a copy a fraction of that (the index and the statistics are copied)."""
+
+    async def load(dsn: str) -> None:
+        pool = await create_pool(dsn)
+        try:
+            await _load(pool)
+        finally:
+            await pool.close()
+
+    return await template_database(embedded_pg, "tern_semantic_template_", load, template=pg_template)
+
+
+@pytest.fixture
+async def loaded(embedded_pg: EmbeddedPostgres, loaded_template: str) -> AsyncIterator[tuple[asyncpg.Pool, str]]:
+    """A pool on a copy of :func:`loaded_template`, and the name of its embedding table."""
+    async with fresh_database(embedded_pg, template=loaded_template) as dsn:
+        pool = await create_pool(dsn)
+        try:
+            async with pool.acquire() as conn:
+                table = await store.embedding_table(conn, EMB.model)
+            assert table is not None
+            yield pool, table
+        finally:
+            await pool.close()
+
+
 async def _plan(conn: store.Conn, stmt: tuple[str, list]) -> str:
     async with conn.transaction():
         await conn.execute(hnsw_settings_sql(30, 200, 20_000))
@@ -59,8 +92,10 @@ async def _plan(conn: store.Conn, stmt: tuple[str, list]) -> str:
     return json.dumps(json.loads(rows[0][0]))
 
 
-async def test_semantic_statement_scans_the_hnsw_index_with_and_without_filters(pool: asyncpg.Pool) -> None:
-    table = await _load(pool)
+async def test_semantic_statement_scans_the_hnsw_index_with_and_without_filters(
+    loaded: tuple[asyncpg.Pool, str],
+) -> None:
+    pool, table = loaded
     [vec] = await EMB.embed(["klystron trip reset"])
     async with pool.acquire() as conn:
         for filters in (None, SearchFilters(tags=["even"]), SearchFilters(author="rare", since=T0)):
@@ -70,8 +105,8 @@ async def test_semantic_statement_scans_the_hnsw_index_with_and_without_filters(
     assert f"{table}_hnsw" not in exact  # the recall reference computes every distance
 
 
-async def test_semantic_hits_match_exact_search_and_respect_filters(pool: asyncpg.Pool) -> None:
-    await _load(pool)
+async def test_semantic_hits_match_exact_search_and_respect_filters(loaded: tuple[asyncpg.Pool, str]) -> None:
+    pool, _ = loaded
     backend = PostgresBackend(pool)
     [vec] = await EMB.embed(["septum kicker orbit"])
     async with pool.acquire() as conn:
@@ -99,11 +134,11 @@ async def test_semantic_hits_match_exact_search_and_respect_filters(pool: asyncp
 
 
 async def test_a_starved_hnsw_scan_falls_back_to_exact_search(
-    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+    loaded: tuple[asyncpg.Pool, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The iterative scan gives up after max_scan_tuples vectors (here 100, the 4 matching entries being
     anywhere among 4,000): the exact search still returns every entry that passes the filters."""
-    await _load(pool)
+    pool, _ = loaded
     monkeypatch.setattr(postgres, "EXACT_SEARCH_BELOW", 0)  # as if many entries passed: HNSW first
     [vec] = await EMB.embed(["septum kicker orbit"])
     trace: list[tuple[str, list]] = []
@@ -114,8 +149,8 @@ async def test_a_starved_hnsw_scan_falls_back_to_exact_search(
     assert "OFFSET 0" in trace[1][0] and "+ 0" in trace[2][0]  # count, HNSW, then exact
 
 
-async def test_embed_bulk_builds_the_index_once_and_resumes(pool: asyncpg.Pool) -> None:
-    table = await _load(pool)
+async def test_embed_bulk_builds_the_index_once_and_resumes(loaded: tuple[asyncpg.Pool, str]) -> None:
+    pool, table = loaded  # embed_bulk embedded all 4,000 entries (asserted in _load) and built the index
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{table}_hnsw")
         await conn.execute("UPDATE ariel_entries SET raw_text = raw_text || ' edited' WHERE entry_id = 'S00001'")
