@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 from tern.embedded.ariel_api import PROCESS_MARKER, running_record, write_record
-from tern.embedded.pids import live_process
+from tern.embedded.pids import live_process, running, wait_gone
 
 DSN = "postgresql://postgres@127.0.0.1:55432/tern"
 
@@ -107,3 +107,16 @@ def test_the_ariel_api_record_of_a_live_api_counts(tmp_path: Path) -> None:
     with listening() as port, child(PROCESS_MARKER) as proc:
         written = write_record(tmp_path, pid=proc.pid, port=port, dsn=DSN)
         assert running_record(tmp_path) == written
+
+
+def test_an_exited_process_is_gone_before_it_is_reaped_and_a_running_one_is_waited_for() -> None:
+    """``tern down`` waits for each component with ``wait_gone``: an exited process whose parent has not reaped
+    it (as init had not, for up to ~2 s a process) is gone; one still running is returned after the timeout."""
+    with child(PROCESS_MARKER, code="pass") as exited, child(PROCESS_MARKER) as sleeping:
+        dead = zombie(exited)
+        assert not running(dead) and running(sleeping.pid)
+        assert wait_gone([dead], timeout_s=60) == []  # at once: psutil's wait would wait for the reaping
+        assert psutil.Process(dead).status() == psutil.STATUS_ZOMBIE  # still not reaped: nothing waited for it
+        assert wait_gone([dead, sleeping.pid], timeout_s=0.2) == [sleeping.pid]
+        sleeping.kill()
+        assert wait_gone([sleeping.pid], timeout_s=60) == []

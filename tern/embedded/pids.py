@@ -9,6 +9,8 @@ a zombie, and showing the expected program in its name or command line (found by
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from typing import Literal
 
 import psutil
@@ -40,3 +42,29 @@ def live_process(
     except psutil.AccessDenied:
         return if_denied
     return marker in shown
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` is a process that has not exited: gone and zombie processes are not running; one this user
+    may not inspect is (psutil ``AccessDenied``)."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def wait_gone(pids: Iterable[int], timeout_s: float, poll_s: float = 0.05) -> list[int]:
+    """Wait up to ``timeout_s`` seconds until none of ``pids`` is :func:`running`; returns those still running.
+
+    An exited process counts as gone even before its parent reaps it. ``psutil.Process.wait`` on a process that is
+    not this one's child waits for the reaping too, and the stack's processes are init's once ``tern up`` has exited:
+    on this project's virtual machines init reaped every ~2 s, so ``tern down`` took 13 s for six components."""
+    deadline = time.monotonic() + timeout_s
+    left = list(pids)
+    while True:
+        left = [pid for pid in left if running(pid)]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(poll_s)

@@ -45,7 +45,7 @@ from tern.config import TernSettings
 from tern.embedded.ariel_api import PROCESS_MARKER as ARIEL_MARKER
 from tern.embedded.ariel_api import read_record, remove_record, write_record
 from tern.embedded.net import port_in_use
-from tern.embedded.pids import live_process
+from tern.embedded.pids import live_process, wait_gone
 from tern.embedded.postgres import EmbeddedPostgres
 from tern.embedded.supervise import SupervisorState
 from tern.embedded.temporal_cli import TemporalCliMissing, serving, temporal_bin, workflow_pollers_since
@@ -649,12 +649,7 @@ class EmbeddedStack:
                     os.killpg(pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-                try:
-                    psutil.Process(pid).wait(timeout)
-                except psutil.TimeoutExpired:
-                    pass
-                except psutil.Error:
-                    pass
+                wait_gone([pid], timeout)
                 _kill_group(pid)
             self._pidfile(name).unlink(missing_ok=True)
             if name == "ariel":
@@ -671,7 +666,7 @@ def _kill_group(pgid: int, wait_s: float = 5.0) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    psutil.wait_procs(left, timeout=wait_s)
+    wait_gone([p.pid for p in left], wait_s)
 
 
 def _pgid(proc: psutil.Process) -> int | None:
