@@ -35,8 +35,13 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory):
         "TERN_WORKER__HTTP_PORT": str(free_port()),
         "TERN_TEMPORAL__TASK_QUEUE": "cli-demo",
     }
-    yield env
-    subprocess.run([TERN, "down"], env=env, capture_output=True, timeout=120)
+    # The module's stack, up before any test: each test may then run alone (`-k`) or in any order.
+    up = subprocess.run([TERN, "up"], env=env, capture_output=True, text=True, timeout=300)
+    try:
+        assert up.returncode == 0, up.stderr[-3000:]
+        yield env
+    finally:
+        subprocess.run([TERN, "down"], env=env, capture_output=True, timeout=120)
 
 
 def tern(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -206,9 +211,9 @@ def test_bad_input_exits_2_and_starts_nothing(stack_env, tmp_path) -> None:
 def test_busy_port_is_reported(stack_env, tmp_path) -> None:
     env = {**stack_env, "TERN_DATA_DIR": str(tmp_path / "other")}  # same ports, another stack
     proc = tern(env, "up")
-    if proc.returncode == 0:  # the module's stack was not up: stop this one, or it holds the ports of later tests
+    if proc.returncode == 0:  # it must not start; if it did, stop it, or it holds the ports of later tests
         tern(env, "down")
-    assert proc.returncode == 1, "the other stack started: was the module's stack up? " + proc.stdout[-2000:]
+    assert proc.returncode == 1, "another stack started on the module's stack's ports: " + proc.stdout[-2000:]
     assert "is busy" in proc.stderr and "TERN_DATABASE__PG_PORT" in proc.stderr
 
 
