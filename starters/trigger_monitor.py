@@ -42,11 +42,12 @@ async def serve(settings: TernSettings, stop: asyncio.Event | None = None) -> No
     from starters.client import TernClient
     from tern.control.ca_context import configure_environment
     from tern.db import create_pool
-    from tern.triggers.monitor import TriggerMonitor
+    from tern.triggers.monitor import READY_MESSAGE, TriggerMonitor
 
     configure_environment(settings.ca_environment())
     client = (await TernClient.connect(settings)).client
     pool = await create_pool(settings.writer_dsn, max_size=2)
+    log.info(READY_MESSAGE)
     monitor = TriggerMonitor(settings, pool, channel_starter(client, settings))
     task = asyncio.create_task(monitor.run())
     try:

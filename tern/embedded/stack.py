@@ -356,6 +356,13 @@ class EmbeddedStack:
         self._pidfile(name).write_text(str(proc.pid))
         return proc
 
+    @staticmethod
+    def _logged(log: Path, since: int, message: str) -> bool:
+        """Whether ``message`` appears in ``log`` after byte offset ``since``."""
+        with open(log, "rb") as fh:
+            fh.seek(since)
+            return message.encode() in fh.read()
+
     def _wait(self, name: str, proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -627,9 +634,11 @@ class EmbeddedStack:
         """The trigger monitor (``python -m starters.trigger_monitor``, spawned by module name so ``tern/``
         imports nothing above it): channel triggers over Channel Access on the simulated accelerator, runs
         started on the stack's Temporal."""
+        from tern.triggers.monitor import READY_MESSAGE
+
         proc = self._spawn("triggers", [sys.executable, "-m", "starters.trigger_monitor"], self._run_starter_env())
-        settle = time.monotonic() + 2.0  # it connects to Temporal and PostgreSQL; a failure exits at once
-        self._wait("triggers", proc, lambda: time.monotonic() > settle, 30)
+        since = self._log("triggers").stat().st_size  # this start's lines only: the log is appended to
+        self._wait("triggers", proc, lambda: self._logged(self._log("triggers"), since, READY_MESSAGE), 60)
 
     # -- down ----------------------------------------------------------------------------------------
     def down(self, timeout: float = 20) -> StackStatus:

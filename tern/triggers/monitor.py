@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 Starter = Callable[[TriggerDefinition, dict[str, Any], str], Awaitable[str | None]]
 """Starts the run of ``(trigger, event, workflow id)``; returns the id, or None when that id exists already."""
 
+READY_MESSAGE = "trigger monitor: connected to Temporal and PostgreSQL"
+"""What the monitor process (``starters.trigger_monitor``) logs once connected; ``tern up`` waits for it in the
+component's log instead of a fixed settle time."""
+
 
 @dataclass
 class MonitorCounts:
