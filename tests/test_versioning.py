@@ -282,6 +282,52 @@ async def test_promote_on_start_newest_keeps_a_newer_current_version(temporal_en
             assert await current() == "A"
 
 
+async def test_a_routing_change_never_reported_complete_fails_commands_but_not_the_worker_start(
+    temporal_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """temporalio/temporal#11842: the server can accept a routing change and leave ``routing_config_update_state``
+    IN_PROGRESS for good (seen once in a full run here: the worker refused to start after 60 s, and ``tern up`` with
+    it). Replayed at the response boundary, the real server doing the rest: ``set_current`` (``tern deploy current``)
+    raises :class:`RoutingNotPropagated` naming the deployment; ``promote_on_start`` logs it and the worker starts,
+    the version being current."""
+    import logging
+
+    from temporalio.api.enums.v1 import RoutingConfigUpdateState
+
+    from worker import versioning
+
+    client = temporal_env.client
+    deployment, tq = f"dep-{uuid.uuid4().hex[:8]}", f"tq-{uuid.uuid4().hex[:8]}"
+    real = client.workflow_service.describe_worker_deployment
+
+    async def never_complete(req: Any, **kwargs: Any) -> Any:
+        resp = await real(req, **kwargs)
+        resp.worker_deployment_info.routing_config_update_state = (
+            RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_IN_PROGRESS
+        )
+        return resp
+
+    settings = TernSettings(
+        data_dir=tmp_path, worker={"deployment_name": deployment, "build_id": "B", "promote_on_start": "always"}
+    )
+    async with (
+        _worker(client, tq, _version(deployment, "A"), [AutoA]),
+        _worker(client, tq, _version(deployment, "B"), [AutoB]),
+    ):
+        await set_current(client, _version(deployment, "A"), timeout_s=30)
+        monkeypatch.setattr(client.workflow_service, "describe_worker_deployment", never_complete)
+        with pytest.raises(versioning.RoutingNotPropagated, match=f"deployment '{deployment}'.*after 0.3 s"):
+            await set_current(client, _version(deployment, "A"), routed_timeout_s=0.3)
+        monkeypatch.setattr(versioning, "START_PROPAGATION_WAIT_S", 0.3)
+        with caplog.at_level(logging.WARNING, logger="tern.worker.versioning"):
+            done = await versioning.promote_on_start(client, settings)
+        assert done == f"made {deployment}.B current; the routing change was still propagating"
+        assert "after 0.3 s" in caplog.text and "the worker starts anyway" in caplog.text
+        monkeypatch.setattr(client.workflow_service, "describe_worker_deployment", real)
+        info = await describe(client, deployment)
+        assert info is not None and info.current_build_id == "B"  # the server took the change
+
+
 def _cli(address: str, deployment: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     from tests.conftest import env_without_services
 

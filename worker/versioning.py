@@ -43,10 +43,18 @@ PROMOTE_TIMEOUT_S = 30.0
 """How long :func:`promote_on_start` waits for the server to know a version that has just started polling."""
 PROPAGATION_TIMEOUT_S = 60.0
 """How long a routing change (current, ramping) may take to reach every task queue of the deployment."""
+START_PROPAGATION_WAIT_S = 15.0
+"""How long :func:`promote_on_start` waits for its routing change to be reported complete before the worker starts
+anyway (within ``tern up``'s 60 s wait for the worker)."""
 
 
 class DeploymentError(RuntimeError):
     """A deployment operation failed; the message names the deployment, the version and the reason."""
+
+
+class RoutingNotPropagated(DeploymentError):
+    """The server accepted a routing change but did not report it complete on every task queue in time
+    (``routing_config_update_state`` still IN_PROGRESS)."""
 
 
 def deployment_version(settings: TernSettings) -> WorkerDeploymentVersion:
@@ -95,12 +103,19 @@ def _not_ready(exc: RPCError) -> bool:
 
 
 async def set_current(
-    client: Client, version: WorkerDeploymentVersion, *, timeout_s: float = 0.0, identity: str = IDENTITY
+    client: Client,
+    version: WorkerDeploymentVersion,
+    *,
+    timeout_s: float = 0.0,
+    identity: str = IDENTITY,
+    routed_timeout_s: float = PROPAGATION_TIMEOUT_S,
 ) -> str | None:
-    """Make ``version`` the current version of its deployment (``SetWorkerDeploymentCurrentVersion``); returns the
-    previous current build id (None when there was none: runs were unversioned). A version must have polled
-    before it can be made current: with ``timeout_s`` > 0 a not-yet-known version is retried (backoff 0.2-2 s)
-    for that long. Raises :class:`DeploymentError` naming the version and the server's reason."""
+    """Make ``version`` the current version of its deployment (``SetWorkerDeploymentCurrentVersion``) and wait up to
+    ``routed_timeout_s`` for the change to reach every task queue (:func:`wait_routed`); returns the previous
+    current build id (None when there was none: runs were unversioned). A version must have polled before it can
+    be made current: with ``timeout_s`` > 0 a not-yet-known version is retried (backoff 0.2-2 s) for that long.
+    Raises :class:`DeploymentError` naming the version and the server's reason, :class:`RoutingNotPropagated` when
+    the change was accepted but not reported complete in time."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     delay = 0.2
@@ -114,7 +129,7 @@ async def set_current(
                     identity=identity,
                 )
             )
-            await wait_routed(client, version.deployment_name)
+            await wait_routed(client, version.deployment_name, routed_timeout_s)
             prev = resp.previous_deployment_version.build_id
             return prev or None
         except RPCError as exc:
@@ -158,7 +173,7 @@ async def set_ramping(
 async def wait_routed(client: Client, deployment_name: str, timeout_s: float = PROPAGATION_TIMEOUT_S) -> None:
     """Wait until the deployment's last routing change has reached all its task queues
     (``routing_config_update_state`` COMPLETED in ``DescribeWorkerDeployment``): until then a task may still go to
-    the version that was current before. Raises :class:`DeploymentError` after ``timeout_s``."""
+    the version that was current before. Raises :class:`RoutingNotPropagated` after ``timeout_s``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
@@ -169,7 +184,7 @@ async def wait_routed(client: Client, deployment_name: str, timeout_s: float = P
         if state != RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_IN_PROGRESS:
             return
         if loop.time() > deadline:
-            raise DeploymentError(
+            raise RoutingNotPropagated(
                 f"deployment {deployment_name!r}: the routing change has not reached every task queue after "
                 f"{timeout_s:g} s; `tern deploy status` shows when it has"
             )
@@ -281,7 +296,8 @@ async def promote_on_start(client: Client, settings: TernSettings) -> str | None
     polled) after this one, so an old pod restarting during a rollout does not take the routing back, and a
     rollback is an explicit ``tern deploy current``; 'always'). Returns what was done, for the log, or None.
     Raises :class:`DeploymentError` when the server refuses, or ('newest') does not list this version within
-    :data:`PROMOTE_TIMEOUT_S`."""
+    :data:`PROMOTE_TIMEOUT_S`. A change the server took but has not reported propagated within
+    :data:`START_PROPAGATION_WAIT_S` is logged as a warning, and the worker starts."""
     mode = settings.worker.promote_on_start
     if not settings.worker.versioning or mode == "never":
         return None
@@ -294,7 +310,16 @@ async def promote_on_start(client: Client, settings: TernSettings) -> str | None
         newer = await _newer_current(client, version)
         if newer is not None:
             return f"left {newer} current: it is newer than {version.build_id} (worker.promote_on_start=newest)"
-    prev = await set_current(client, version, timeout_s=PROMOTE_TIMEOUT_S)
+    try:
+        prev = await set_current(
+            client, version, timeout_s=PROMOTE_TIMEOUT_S, routed_timeout_s=START_PROPAGATION_WAIT_S
+        )
+    except RoutingNotPropagated as exc:
+        # The server took the change; only its report lags, and a dev server has been seen to leave it IN_PROGRESS
+        # for good (temporalio/temporal#11842). Until it completes a new task may still go to the version that was
+        # current before, which serves it correctly. Refusing to start would leave no worker at all.
+        log.warning("%s; the worker starts anyway", exc)
+        return f"made {version.to_canonical_string()} current; the routing change was still propagating"
     if prev == version.build_id:
         return None
     return f"made {version.to_canonical_string()} current (was {prev or 'unversioned'})"
