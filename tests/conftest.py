@@ -302,9 +302,11 @@ TEST_PG_SETTINGS = {"max_wal_size": "128MB", "min_wal_size": "32MB"}
 
 def _memory_fs() -> Path | None:
     """:data:`MEMORY_FS` if it is a writable tmpfs with :data:`MEMORY_FS_MIN_FREE` free, else ``None``."""
+    import psutil
+
     try:
-        mounts = Path("/proc/mounts").read_text().split("\n")
-        is_tmpfs = any(f" {MEMORY_FS} tmpfs " in f" {line} " for line in mounts)
+        mounts = psutil.disk_partitions(all=True)
+        is_tmpfs = any(m.mountpoint == str(MEMORY_FS) and m.fstype == "tmpfs" for m in mounts)
         return MEMORY_FS if is_tmpfs and shutil.disk_usage(MEMORY_FS).free >= MEMORY_FS_MIN_FREE else None
     except OSError:
         return None

@@ -29,11 +29,7 @@ async def test_the_server_gets_its_settings_and_its_data_lies_in_memory_when_it_
 
 async def test_each_copy_holds_the_templates_rows_and_is_dropped_after(embedded_pg: EmbeddedPostgres) -> None:
     async def fill(url: str) -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute("CREATE TABLE marks (n int); INSERT INTO marks VALUES (1)")
-        finally:
-            await conn.close()
+        await _fetchval(url, "CREATE TABLE marks AS SELECT 1 AS n")
 
     template = await template_database(embedded_pg, "tern_test_marks_", fill)
     names = []
@@ -41,11 +37,7 @@ async def test_each_copy_holds_the_templates_rows_and_is_dropped_after(embedded_
         async with fresh_database(embedded_pg, template) as url:
             names.append(url.rsplit("/", 1)[1])
             assert await _fetchval(url, "SELECT n FROM marks") == 1  # the template's row, not the last copy's
-            conn = await asyncpg.connect(url)
-            try:
-                await conn.execute("UPDATE marks SET n = 2")
-            finally:
-                await conn.close()
+            await _fetchval(url, "UPDATE marks SET n = 2")
     assert len(set(names)) == 2
     left = await _fetchval(
         dsn(embedded_pg, "postgres"), f"SELECT count(*) FROM pg_database WHERE datname IN ('{names[0]}', '{names[1]}')"

@@ -30,13 +30,22 @@ def child(*argv: str, code: str = "import time; time.sleep(600)") -> Iterator[su
     proc = subprocess.Popen([sys.executable, "-c", code, *argv])
     try:
         deadline = time.monotonic() + 60
-        while argv and psutil.Process(proc.pid).cmdline()[-len(argv) :] != list(argv):
+        while argv and not _exec_done(proc.pid, list(argv)):
             assert time.monotonic() < deadline, "the child never started"
             time.sleep(0.01)
         yield proc
     finally:
         proc.kill()
         proc.wait()
+
+
+def _exec_done(pid: int, argv: list[str]) -> bool:
+    """Whether ``pid``'s command line ends with ``argv``, or it has already exited (a zombie has no command line
+    left: a ``code="pass"`` child can exit before the first look)."""
+    try:
+        return psutil.Process(pid).cmdline()[-len(argv) :] == argv
+    except psutil.ZombieProcess:
+        return True
 
 
 def zombie(proc: subprocess.Popen[bytes]) -> int:

@@ -16,6 +16,7 @@ import pytest
 from tern.config import TernSettings
 from tern.embedded.ariel_api import database_identity, read_record, same_database, write_record
 from tern.embedded.net import free_port, port_in_use
+from tests.databases import dsn as owner_dsn
 
 DEFAULT_PORTS = {7233, 8233, 55432, 5064, 8765, 17668, 8008, 9464, 3000}
 
@@ -117,7 +118,7 @@ async def test_another_pytest_run_leaves_the_sessions_postgresql_its_data(embedd
         timeout=120,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{embedded_pg.port}/postgres")
+    conn = await asyncpg.connect(owner_dsn(embedded_pg, "postgres"))
     try:
         await conn.execute("CHECKPOINT")  # opens global/pg_control
         assert await conn.fetchval("SELECT 1") == 1
